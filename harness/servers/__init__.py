@@ -1,0 +1,98 @@
+"""Server modes: the registry and the ``live_server`` context manager.
+
+Every module of this package that does not start with an underscore defines one server mode and
+registers it with :func:`register`; importing the package imports them all. Adding a server
+(uWSGI, waitress, ...) is one new module here::
+
+    @register
+    class Waitress(ServerMode):
+        name = "waitress"
+        summary = "..."
+        def available(self) -> Availability: ...
+        def command(self, cfg: ServerConfig) -> list[str]: ...
+
+Use a server::
+
+    with live_server("gunicorn-gevent", app="harness.apps.core_app:app") as srv:
+        srv.url, srv.effective  # effective: what really ran (worker class, pids, versions)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pkgutil
+import typing as t
+from collections.abc import Iterator
+
+from harness.servers.base import (
+    HOST,
+    MODES,
+    Availability,
+    LiveServer,
+    ServerConfig,
+    ServerMode,
+    check_port_free,
+    free_port,
+    get_mode,
+    group_members,
+    register,
+    start_server,
+)
+
+__all__ = [
+    "HOST",
+    "MODES",
+    "Availability",
+    "LiveServer",
+    "ServerConfig",
+    "ServerMode",
+    "check_port_free",
+    "free_port",
+    "get_mode",
+    "group_members",
+    "live_server",
+    "register",
+    "start_server",
+]
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_") and _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+for _name in sorted(MODES, key=lambda name: (MODES[name].order, name)):
+    MODES[_name] = MODES.pop(_name)
+
+
+@contextlib.contextmanager
+def live_server(
+    mode: str,
+    app: str = "harness.apps.core_app:app",
+    backend: str = "contextvar",
+    port: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    worker_connections: int | None = None,
+    extra_args: t.Sequence[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
+    ready_timeout: float = 30.0,
+) -> Iterator[LiveServer]:
+    """Run ``mode`` serving ``app`` for the duration of the ``with`` block.
+
+    The server is ready (it answered a probe request) when the block starts and gone, with every
+    process of its group, when it ends, however it ends. See :func:`start_server` for errors.
+    """
+    server = start_server(
+        mode,
+        app=app,
+        backend=backend,
+        port=port,
+        workers=workers,
+        threads=threads,
+        worker_connections=worker_connections,
+        extra_args=extra_args,
+        log_dir=log_dir,
+        ready_timeout=ready_timeout,
+    )
+    with server:
+        yield server

@@ -1,0 +1,87 @@
+"""What the gunicorn modes share: the command line and reading back the effective config.
+
+Design note: gunicorn runs a master process that only supervises, and ``-w`` worker processes
+forked from it that accept on the shared listening socket and run the app; the worker class
+decides what runs inside a worker (see each mode module). Requests in different workers never
+share memory, so any cross-talk seen under gunicorn happens between requests of one worker.
+Every knob is passed explicitly (``-w``, ``--threads``, ``--worker-connections``), the control
+socket is off (a fixed per-user path that parallel servers would trample), there is no access
+log, and ``-c python:harness.servers._gunicorn_conf`` installs the hooks that report what ran.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import typing as t
+
+from harness.servers.base import Availability, ServerConfig, ServerMode, package_version
+
+#: Workers per server unless told otherwise: one per core on the 2-core machines we run on.
+DEFAULT_WORKERS = 2
+DEFAULT_WORKER_CONNECTIONS = 1000
+#: Bounded so that a stop never waits gunicorn's default 30 s for idle keep-alive connections.
+GRACEFUL_TIMEOUT = 3
+
+
+class GunicornMode(ServerMode):
+    """Base for the gunicorn modes: a worker class (``-k``) and its default threads."""
+
+    worker_class: t.ClassVar[str]
+    default_threads: t.ClassVar[int] = 1
+    #: Extra libraries the worker class needs (import names).
+    requires: t.ClassVar[tuple[str, ...]] = ()
+
+    def available(self) -> Availability:
+        for module in ("gunicorn", *self.requires):
+            if importlib.util.find_spec(module) is None:
+                return Availability(
+                    False, f"{module} is not installed (pip install 'ctxbench[servers]')"
+                )
+        return Availability(True)
+
+    def expected_workers(self, cfg: ServerConfig) -> int:
+        return cfg.workers or DEFAULT_WORKERS
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        return [
+            sys.executable, "-m", "gunicorn",
+            "-c", "python:harness.servers._gunicorn_conf",
+            "-b", f"{cfg.host}:{cfg.port}",
+            "-k", self.worker_class,
+            "-w", str(cfg.workers or DEFAULT_WORKERS),
+            "--threads", str(cfg.threads or self.default_threads),
+            "--worker-connections", str(cfg.worker_connections or DEFAULT_WORKER_CONNECTIONS),
+            "--graceful-timeout", str(GRACEFUL_TIMEOUT),
+            "--no-control-socket",
+            *cfg.extra_args,
+            "harness.wsgi:app",
+        ]  # fmt: skip
+
+    def effective(
+        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
+    ) -> dict[str, t.Any]:
+        rv = super().effective(cfg, workers, master)
+        classes = sorted({str(w.get("worker_class")) for w in workers})
+        worker_class = classes[0] if len(classes) == 1 else classes
+        threads = master.get("threads", cfg.threads or self.default_threads)
+        rv.update(
+            server="gunicorn",
+            server_version=package_version("gunicorn"),
+            worker_class=worker_class,
+            requested_worker_class=self.worker_class,
+            workers=len(workers),
+            requested_workers=master.get("workers", cfg.workers or DEFAULT_WORKERS),
+            # Only gthread runs a thread pool; sync and gevent serve on one OS thread.
+            threads=threads if worker_class == "gthread" else 1,
+            worker_connections=master.get("worker_connections"),
+            keepalive_s=master.get("keepalive"),
+            access_log=master.get("accesslog"),
+            preload_app=master.get("preload_app"),
+            gevent_patched=any(w.get("gevent_patched") for w in workers),
+            packages={
+                name: package_version(name)
+                for name in ("gunicorn", *self.requires, "werkzeug")
+            },
+        )
+        return rv

@@ -1,0 +1,24 @@
+"""``gunicorn-gevent``: gunicorn's gevent worker.
+
+Design note: each worker process calls ``gevent.monkey.patch_all()`` after the fork and before it
+imports the app, then serves every connection in its own greenlet (up to
+``--worker-connections``), all on one OS thread; the greenlet serves every keep-alive request
+on its connection. Requests overlap whenever one yields (I/O, ``time.sleep``), so process-wide
+and OS-thread-keyed state both show cross-talk here. A ContextVar is isolated: every greenlet
+has its own ``contextvars.Context`` (greenlet >= 1.0), and a new connection's greenlet starts
+empty, so residue shows only on keep-alive connections.
+"""
+
+from __future__ import annotations
+
+from harness.servers._gunicorn import GunicornMode
+from harness.servers.base import register
+
+
+@register
+class GunicornGevent(GunicornMode):
+    name = "gunicorn-gevent"
+    summary = "gunicorn gevent worker: a greenlet per connection, monkey-patched"
+    order = 40
+    worker_class = "gevent"
+    requires = ("gevent", "greenlet")

@@ -1,0 +1,21 @@
+"""``gunicorn-sync``: gunicorn's sync worker.
+
+Design note: each worker process serves one request at a time on its main thread and closes the
+connection after every response (no keep-alive). Two requests never overlap inside a process, so
+shared state does not show cross-talk here; but the same thread serves request after request, so
+state a request forgets to reset is seen by the next one (residue). Asking for ``--threads > 1``
+makes gunicorn silently switch to the gthread worker: the effective class is recorded.
+"""
+
+from __future__ import annotations
+
+from harness.servers._gunicorn import GunicornMode
+from harness.servers.base import register
+
+
+@register
+class GunicornSync(GunicornMode):
+    name = "gunicorn-sync"
+    summary = "gunicorn sync worker: one request at a time per process, no keep-alive"
+    order = 20
+    worker_class = "sync"

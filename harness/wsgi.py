@@ -1,0 +1,126 @@
+"""The one import string every server mode loads: ``harness.wsgi:app``.
+
+Importing this module, inside the server process, does three things in order:
+
+1. installs the context-storage backend named by ``CTXBENCH_BACKEND`` (default ``contextvar``)
+   with :func:`harness.backends.install`, before the app exists, so the app never runs on the
+   default storage by accident;
+2. imports the app named by ``CTXBENCH_APP`` (an import string ``module:attr``, default the
+   bundled core probe app) and exposes it as ``app``;
+3. records what really loaded in :data:`LOADED` (pid, app class, active storage), which the
+   server's start-up hooks write to ``CTXBENCH_STATE_DIR`` for the harness to read back.
+
+Servers import it in the process that serves requests: after ``fork`` and, for gunicorn's gevent
+worker, after ``monkey.patch_all()``, so the backend sees the patched world.
+
+A failure (bad import string, missing module, a backend mutant with a non-core app) writes one
+line to ``CTXBENCH_STATE_DIR/app-error.txt`` before raising, so the harness can show the user
+that line instead of the server's traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import typing as t
+from pathlib import Path
+
+from harness.errors import AppLoadError
+
+__all__ = ["DEFAULT_APP", "LOADED", "app", "load_app", "parse_import_string"]
+
+#: The app every command uses unless told otherwise.
+DEFAULT_APP = "harness.apps.core_app:app"
+
+#: What really loaded in this process; filled in when this module is imported.
+LOADED: dict[str, t.Any] = {}
+
+
+def parse_import_string(import_string: str) -> tuple[str, str]:
+    """Split ``"module:attr"`` into its parts; raise :class:`AppLoadError` if it is malformed."""
+    module, sep, attr = import_string.partition(":")
+    if not sep or not module or not attr or not all(
+        part.isidentifier() for part in (*module.split("."), *attr.split("."))
+    ):
+        raise AppLoadError(
+            f"bad app import string {import_string!r}: use 'module:attr',"
+            " e.g. 'harness.apps.core_app:app'"
+        )
+    return module, attr
+
+
+def load_app(import_string: str) -> t.Any:
+    """Import ``module:attr`` and return the attribute; raise :class:`AppLoadError` on failure."""
+    module_name, attr = parse_import_string(import_string)
+    try:
+        rv: t.Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AppLoadError(
+            f"cannot import app {import_string!r}: {type(e).__name__}: {e}"
+        ) from e
+    except Exception as e:
+        raise AppLoadError(
+            f"importing app {import_string!r} failed: {type(e).__name__}: {e}"
+        ) from e
+    for part in attr.split("."):
+        try:
+            rv = getattr(rv, part)
+        except AttributeError:
+            raise AppLoadError(
+                f"cannot load app {import_string!r}: module {module_name!r} has no"
+                f" attribute {attr!r}"
+            ) from None
+    if not callable(rv):
+        raise AppLoadError(f"app {import_string!r} is not a WSGI callable: got {rv!r}")
+    return rv
+
+
+def _is_core_app(obj: t.Any) -> bool:
+    core_app_class = getattr(sys.modules.get("core"), "App", None)
+    return isinstance(core_app_class, type) and isinstance(obj, core_app_class)
+
+
+def _bootstrap() -> t.Any:
+    import_string = os.environ.get("CTXBENCH_APP") or DEFAULT_APP
+    backend = os.environ.get("CTXBENCH_BACKEND") or "contextvar"
+
+    from harness.backends import install
+
+    try:
+        install(backend)
+    except (KeyError, ValueError) as e:
+        raise AppLoadError(f"cannot install backend {backend!r}: {e}") from e
+    rv = load_app(import_string)
+    if backend != "contextvar" and not _is_core_app(rv):
+        raise AppLoadError(
+            f"backend {backend!r} swaps the storage of ctxbench's core framework, but app"
+            f" {import_string!r} is a {type(rv).__module__}.{type(rv).__qualname__}, not a"
+            " core.App: use --backend contextvar with this app"
+        )
+    from core import storage
+
+    LOADED.update(
+        pid=os.getpid(),
+        app=import_string,
+        app_class=f"{type(rv).__module__}.{type(rv).__qualname__}",
+        backend=backend,
+        storage=storage.current_storage().name,
+    )
+    return rv
+
+
+def _report_failure(message: str) -> None:
+    state_dir = os.environ.get("CTXBENCH_STATE_DIR")
+    if state_dir:
+        Path(state_dir, "app-error.txt").write_text(message + "\n", encoding="utf-8")
+
+
+try:
+    app = _bootstrap()
+except AppLoadError as e:
+    _report_failure(e.message)
+    raise
+except Exception as e:
+    _report_failure(f"loading the app failed: {type(e).__name__}: {e}")
+    raise
