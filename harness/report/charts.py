@@ -1,0 +1,219 @@
+"""Inline SVG charts for the HTML report: small, dependency-free and deterministic.
+
+Both charts are horizontal bar charts (mode names are long; horizontal bars keep them readable)
+on a linear axis that starts at zero, so bar lengths compare honestly. Whiskers show the range
+over the repeats. Coordinates are formatted with one decimal so the same data gives the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from html import escape
+
+from harness.report.model import Entry
+from harness.report.summary import SPREAD_WARN, fmt_ms, fmt_pct, fmt_rps
+
+__all__ = ["latency_chart", "throughput_chart"]
+
+WIDTH = 1000
+LABEL_W = 200
+VALUE_W = 170
+PLOT_W = WIDTH - LABEL_W - VALUE_W
+AXIS_H = 24
+FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:12px"
+
+COLOR_OK = "#3569b5"
+COLOR_LEAK = "#c0392b"
+COLOR_ERROR = "#d68910"
+COLOR_MUTANT = "#8a94a3"
+PERCENTILE_COLORS = {"p50": "#8fb3e3", "p90": "#4f83cc", "p99": "#1f4e96"}
+
+
+def throughput_chart(entries: Sequence[Entry], title: str) -> str:
+    """Bars of median requests/s per entry with min-max whiskers over the repeats."""
+    row_h = 34
+    top = 30
+    height = top + row_h * len(entries) + AXIS_H + 6
+    limit = _nice_limit(max((e.rps_max for e in entries), default=1.0))
+    out = _open(height, title)
+    out += _axis(top, top + row_h * len(entries), limit, _tick_format(limit))
+    for i, e in enumerate(entries):
+        y = top + i * row_h
+        mid = y + row_h / 2
+        out.append(_label(mid, e))
+        width = _x(e.rps, limit) - LABEL_W
+        out.append(
+            f'<rect x="{LABEL_W}" y="{y + 6:.1f}" width="{width:.1f}" height="{row_h - 12}"'
+            f' fill="{_entry_color(e)}" rx="2"><title>{escape(e.label)}: median'
+            f" {fmt_rps(e.rps)} rps over {len(e.rps_runs) or 1} runs</title></rect>"
+        )
+        out.append(_whisker(_x(e.rps_min, limit), _x(e.rps_max, limit), mid, 8))
+        note = f"{fmt_rps(e.rps)} · spread {fmt_pct(e.rps_spread)}"
+        if e.rps_spread > SPREAD_WARN:
+            note += " ⚠"
+        out.append(_value(max(_x(e.rps_max, limit), _x(e.rps, limit)) + 6, mid, note, e))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def latency_chart(entries: Sequence[Entry], title: str) -> str:
+    """Grouped bars of p50, p90 and p99 latency per entry, whiskers over the repeats."""
+    names = ("p50", "p90", "p99")
+    bar_h = 8
+    row_h = bar_h * len(names) + 14
+    top = 44
+    height = top + row_h * len(entries) + AXIS_H + 6
+    peak = max(
+        (
+            max(
+                [e.latency.get(n) for n in names]
+                + [r.get(n) for r in e.latency_runs for n in names]
+            )
+            for e in entries
+        ),
+        default=1.0,
+    )
+    limit = _nice_limit(peak)
+    out = _open(height, title)
+    for j, name in enumerate(names):
+        lx = LABEL_W + j * 70
+        out.append(
+            f'<rect x="{lx}" y="24" width="12" height="10" fill="{PERCENTILE_COLORS[name]}"/>'
+            f'<text x="{lx + 16}" y="33">{name}</text>'
+        )
+    out.append(
+        f'<text x="{LABEL_W + 3 * 70}" y="33" fill="#666">ms; whiskers: range over repeats;'
+        " max in the table</text>"
+    )
+    out += _axis(top, top + row_h * len(entries), limit, _tick_format(limit))
+    for i, e in enumerate(entries):
+        y = top + i * row_h + 7
+        out.append(_label(top + i * row_h + row_h / 2, e))
+        for j, name in enumerate(names):
+            by = y + j * bar_h
+            value = e.latency.get(name)
+            out.append(
+                f'<rect x="{LABEL_W}" y="{by:.1f}" width="{_x(value, limit) - LABEL_W:.1f}"'
+                f' height="{bar_h - 1}" fill="{PERCENTILE_COLORS[name]}"><title>{escape(e.label)}'
+                f" {name}: {fmt_ms(value)} ms</title></rect>"
+            )
+            runs = [r.get(name) for r in e.latency_runs]
+            if len(runs) > 1:
+                out.append(
+                    _whisker(_x(min(runs), limit), _x(max(runs), limit), by + bar_h / 2 - 0.5, 5)
+                )
+        p99_end = max([_x(e.latency.p99, limit)] + [_x(r.p99, limit) for r in e.latency_runs])
+        out.append(_value(p99_end + 6, y + 1.5 * bar_h, f"p99 {fmt_ms(e.latency.p99)}", e))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _open(height: int, title: str) -> list[str]:
+    return [
+        f'<svg viewBox="0 0 {WIDTH} {height}"'
+        f' width="{WIDTH}" height="{height}" role="img" aria-label="{escape(title)}"'
+        f' style="{FONT};max-width:100%;height:auto">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
+    ]
+
+
+def _axis(top: float, bottom: float, limit: float, fmt: Callable[[float], str]) -> list[str]:
+    out = []
+    steps = 5
+    for k in range(steps + 1):
+        value = limit * k / steps
+        x = _x(value, limit)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom:.1f}"'
+            f' stroke="{"#999" if k == 0 else "#e3e3e3"}" stroke-width="1"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{bottom + 15:.1f}" text-anchor="middle" fill="#666">'
+            f"{fmt(value)}</text>"
+        )
+    return out
+
+
+def _label(mid: float, e: Entry) -> str:
+    # The mode on the first line; app, backend and status (when not the default) below it,
+    # so long names never run off the left edge.
+    extra = [
+        p
+        for p in (
+            e.app_label if e.app_label != "core" else "",
+            e.backend if e.backend != "contextvar" else "",
+        )
+        if p
+    ]
+    if e.leaks:
+        extra.append("LEAK")
+    elif e.errors:
+        extra.append("errors")
+    x = LABEL_W - 8
+    if not extra:
+        return (
+            f'<text x="{x}" y="{mid + 4:.1f}" text-anchor="end"{_text_fill(e)}>'
+            f"{escape(e.mode)}</text>"
+        )
+    return (
+        f'<text x="{x}" y="{mid - 2:.1f}" text-anchor="end"{_text_fill(e)}>{escape(e.mode)}'
+        f'<tspan x="{x}" y="{mid + 10:.1f}" font-size="10.5">{escape(" · ".join(extra))}'
+        "</tspan></text>"
+    )
+
+
+def _value(x: float, mid: float, text: str, e: Entry) -> str:
+    return f'<text x="{x:.1f}" y="{mid + 4:.1f}"{_text_fill(e)}>{escape(text)}</text>'
+
+
+def _whisker(x1: float, x2: float, y: float, cap: float) -> str:
+    if x2 - x1 < 0.5:
+        return ""
+    return (
+        f'<path d="M{x1:.1f} {y:.1f}H{x2:.1f}M{x1:.1f} {y - cap / 2:.1f}v{cap:.1f}'
+        f'M{x2:.1f} {y - cap / 2:.1f}v{cap:.1f}" stroke="#222" stroke-width="1.2" fill="none"/>'
+    )
+
+
+def _text_fill(e: Entry) -> str:
+    if e.leaks:
+        return f' fill="{COLOR_LEAK}" font-weight="600"'
+    if e.errors:
+        return f' fill="{COLOR_ERROR}"'
+    return ""
+
+
+def _entry_color(e: Entry) -> str:
+    if e.leaks:
+        return COLOR_LEAK
+    if e.errors:
+        return COLOR_ERROR
+    if e.backend != "contextvar":
+        return COLOR_MUTANT
+    return COLOR_OK
+
+
+def _tick_format(limit: float) -> Callable[[float], str]:
+    # One format for every tick of an axis: as many decimals as a fifth of the limit needs.
+    step = limit / 5
+    decimals = 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3
+    return lambda value: f"{value:,.{decimals}f}"
+
+
+def _x(value: float, limit: float) -> float:
+    return LABEL_W + PLOT_W * max(0.0, value) / limit
+
+
+def _nice_limit(peak: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that holds ``peak`` with a little room."""
+    if peak <= 0 or not math.isfinite(peak):
+        return 1.0
+    target = peak * 1.02
+    magnitude = 10.0 ** math.floor(math.log10(target))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if step * magnitude >= target:
+            return step * magnitude
+    return 10.0 * magnitude

@@ -1,0 +1,138 @@
+"""report.md: the whole report as GitHub-flavoured Markdown, readable in a terminal or a PR."""
+
+from __future__ import annotations
+
+from harness.report.model import Run
+from harness.report.summary import JITTER_ADVICE, SPREAD_WARN, Summary, fmt_pct
+from harness.report.tables import (
+    EVIDENCE_SHOWN,
+    Table,
+    error_table,
+    evidence_table,
+    flask_table,
+    mapping_table,
+    measurement_table,
+    server_tables,
+)
+
+__all__ = ["render_markdown"]
+
+PATTERN_TITLES = {
+    "keepalive": "Keep-alive connections",
+    "fresh": "A fresh connection per request",
+}
+
+
+def render_markdown(run: Run, summary: Summary) -> str:
+    """Render the report; the same run gives the same text."""
+    out: list[str] = [
+        f"# ctxbench report: {run.run_id or 'unnamed run'}",
+        "",
+        f"Generated from `results.json` (run created {run.created or 'at an unknown time'})."
+        " Do not edit: regenerate with `ctxbench report RUN_DIR`.",
+        "",
+        f"**Verdict: {summary.verdict}.** {summary.headline}",
+        "",
+        f"**Recommendation:** {summary.recommendation}",
+        "",
+    ]
+    if summary.noisy:
+        names = ", ".join(
+            f"{e.label} {e.connections} ({fmt_pct(e.rps_spread)})" for e in summary.noisy
+        )
+        out += [
+            f"> **⚠ Spread above {fmt_pct(SPREAD_WARN)}, too large to trust small differences:**"
+            f" {names}.",
+            f"> {JITTER_ADVICE}",
+            "",
+        ]
+    out += [
+        "Each figure is the median of the repeated measurements; *spread* is (max - min) / median"
+        " over the repeats, and *runs* lists every repeat's requests/s.",
+        "",
+    ]
+    for pattern in run.patterns:
+        out += [f"## {PATTERN_TITLES.get(pattern, pattern)} (`{pattern}`)", ""]
+        out += _table(measurement_table(run.entries_for(pattern)))
+        out.append("")
+    if summary.flask_pairs:
+        out += [
+            "## Core against Flask",
+            "",
+            "Same server mode, backend and connection pattern. Above 1.0x in *core / flask rps*"
+            " the core serves more requests per second; below 1.0x in *core / flask p99* it"
+            " answers faster.",
+            "",
+        ]
+        out += _table(flask_table(summary.flask_pairs))
+        out.append("")
+    if summary.silent_mutants:
+        out += ["## Broken backends that showed no leak", ""]
+        out += [
+            f"- {e.mode} with `{e.backend}`, {e.connections}: {e.requests:,} requests, no leak."
+            " Either this server and connection pattern cannot expose that bug, or the harness"
+            " missed it."
+            for e in summary.silent_mutants
+        ]
+        out.append("")
+    out += ["## Leaks", ""]
+    if not summary.leaked:
+        out += ["None: every probe observation matched its request's own token.", ""]
+    for e in summary.leaked:
+        out += [
+            f"### {e.mode} · {e.app_label} · {e.backend} · {e.connections}:"
+            f" {e.leaks:,} leaks in {e.requests:,} requests",
+            "",
+        ]
+        if e.evidence:
+            out += _table(evidence_table(e))
+            if len(e.evidence) > EVIDENCE_SHOWN:
+                out.append(
+                    f"\n{len(e.evidence) - EVIDENCE_SHOWN} more pieces of evidence in results.json."
+                )
+        else:
+            out.append("No evidence was recorded for this entry.")
+        out.append("")
+    if summary.errored:
+        out += ["## Errors", ""]
+        out += _table(error_table(summary.errored))
+        out.append("")
+    out += ["## Environment", ""]
+    if run.command:
+        out += ["Command: `" + " ".join(run.command) + "`", ""]
+    out += [f"Python: {run.python or 'unknown'}", ""]
+    for title, mapping, key in (
+        ("Machine", run.machine, "property"),
+        ("Packages", run.packages, "package"),
+        ("Settings", run.settings, "setting"),
+    ):
+        if mapping:
+            out += [f"### {title}", ""]
+            out += _table(mapping_table(mapping, key))
+            out.append("")
+    configs = server_tables(run)
+    if configs:
+        out += ["## Effective server configuration", ""]
+        for title, table in configs:
+            out += [f"### {title}", ""]
+            out += _table(table)
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _table(table: Table) -> list[str]:
+    sep = ["---:" if a == "r" else "---" for a in table.align]
+    lines = [_row(table.headers), _row(tuple(sep))]
+    for i, row in enumerate(table.rows):
+        if i in table.bad_rows:
+            row = tuple(f"**{c}**" if c else c for c in row)
+        lines.append(_row(row))
+    return lines
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
