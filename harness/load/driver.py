@@ -1,0 +1,450 @@
+"""The load driver: many virtual users on one thread, non-blocking sockets, one epoll loop.
+
+Design note: the driver runs in one OS thread of the calling process. Each virtual user is a
+:class:`_User` object with at most one request in flight, driven by readiness events from one
+``epoll`` (``poll`` where epoll is missing); there are no threads, greenlets or locks, so the
+per-user state (its socket, its current token, its buffer) is touched only by this loop, one
+event at a time, and nothing is shared between users except the counters of the run. A single
+loop measured faster than a thread per user (the GIL hand-offs of 16+ threads cost more than the
+requests themselves), and the driver must not be the bottleneck: it aims at 90% of wrk's
+throughput on one core (see ``benchmarks/driver_vs_wrk.py``).
+
+Every response is validated inside the loop with :func:`harness.verdict.examine_probe_response`
+against the token that user sent; a fast server that answers with another request's data has
+failed, not won.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import time
+import typing as t
+import uuid
+from collections import deque
+from collections.abc import Callable
+
+from harness.verdict import Evidence, ProbeProtocolError, examine_probe_response
+
+from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
+from .spec import LoadResult, LoadSpec, loopback_host
+
+__all__ = ["Progress", "run_load"]
+
+#: ``progress(requests_done, errors, leaks)``, called about twice a second and once at the end.
+Progress = Callable[[int, int, int], None]
+
+PROBE_PATH = "/_ctxbench/probe"
+_MAX_HEAD = 64 * 1024
+_RECV_SIZE = 256 * 1024
+_TICK_NS = 20_000_000  # how often timeouts are checked
+_PROGRESS_NS = 500_000_000
+
+# User states.
+_IDLE = 0
+_CONNECTING = 1
+_SENDING = 2
+_READING = 3
+
+_EPOLLIN = getattr(select, "EPOLLIN", select.POLLIN)
+_EPOLLOUT = getattr(select, "EPOLLOUT", select.POLLOUT)
+
+_REFUSED = frozenset({errno.ECONNREFUSED})
+_RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN})
+_perf_ns = time.perf_counter_ns
+
+
+class _Poller:
+    """``epoll`` where available, else ``poll``; timeouts in seconds."""
+
+    def __init__(self) -> None:
+        epoll = getattr(select, "epoll", None)
+        if epoll is not None:
+            self._ep = epoll()
+            self.poll: Callable[[float], list[tuple[int, int]]] = self._ep.poll
+        else:  # pragma: no cover - non-Linux
+            self._ep = select.poll()
+            self.poll = lambda timeout: self._ep.poll(timeout * 1000.0)
+        self.register = self._ep.register
+        self.modify = self._ep.modify
+
+    def close(self) -> None:
+        close = getattr(self._ep, "close", None)
+        if close is not None:
+            close()
+
+
+class _User:
+    __slots__ = (
+        "body_start",
+        "buf",
+        "deadline",
+        "fd",
+        "head",
+        "index",
+        "mask",
+        "opened",
+        "request",
+        "retried",
+        "reused",
+        "sent",
+        "seq",
+        "sock",
+        "state",
+        "t0",
+        "token",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.mask = 0
+        self.state = _IDLE
+        self.seq = 0
+        self.token = ""
+        self.request = b""
+        self.sent = 0
+        self.buf = b""
+        self.head: ResponseHead | None = None
+        self.body_start = 0
+        self.t0 = 0
+        self.deadline = 0
+        self.reused = False  # the connection already carried a response
+        self.retried = False
+        self.opened = 0  # connections this user opened
+
+
+class _Run:
+    def __init__(self, spec: LoadSpec, progress: Progress | None) -> None:
+        host = loopback_host(spec.host)
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.addr = (host, spec.port)
+        self.mode = spec.mode
+        self.fresh = spec.connections == "fresh"
+        self.timeout_ns = int(spec.timeout * 1e9)
+        self.left = spec.requests if spec.requests is not None else -1
+        self.end_ns = 0
+        self.duration_ns = None if spec.duration is None else int(spec.duration * 1e9)
+        self.max_evidence = spec.max_evidence
+        self.progress = progress
+        self.run_id = uuid.uuid4().hex[:8]
+
+        netloc = f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
+        close = "Connection: close\r\n" if self.fresh else ""
+        self.prefix = f"GET {PROBE_PATH}?token=".encode()
+        self.suffix = (
+            f"&sleep_ms={spec.sleep_ms:g} HTTP/1.1\r\nHost: {netloc}\r\n{close}\r\n".encode()
+        )
+
+        self.users = [_User(i) for i in range(spec.concurrency)]
+        self.by_fd: dict[int, _User] = {}
+        self.pending: deque[_User] = deque()
+        self.active = 0
+        self.poller = _Poller()
+
+        self.done = 0
+        self.errors = 0
+        self.error_kinds: dict[str, int] = {}
+        self.statuses: dict[int, int] = {}
+        self.leaks = 0
+        self.leaky = 0
+        self.evidence: list[Evidence] = []
+        self.latencies: list[int] = []
+        self.workers: set[tuple[int, int, int | None]] = set()
+        self.reconnects = 0
+        self.last_done_ns = 0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> LoadResult:
+        start = _perf_ns()
+        self.last_done_ns = start
+        if self.duration_ns is not None:
+            self.end_ns = start + self.duration_ns
+        pending = self.pending
+        pending.extend(self.users)
+        self.active = len(self.users)
+        poll = self.poller.poll
+        by_fd = self.by_fd
+        next_tick = start + _TICK_NS
+        next_progress = start + _PROGRESS_NS
+        try:
+            while True:
+                while pending:
+                    self._begin(pending.popleft())
+                if self.active == 0:
+                    break
+                for fd, _ in poll(0.02):
+                    user = by_fd.get(fd)
+                    if user is None:
+                        continue
+                    if user.state == _READING:
+                        self._on_readable(user)
+                    else:
+                        self._on_writable(user)
+                now = _perf_ns()
+                if now >= next_tick:
+                    next_tick = now + _TICK_NS
+                    self._expire(now)
+                    if self.progress is not None and now >= next_progress:
+                        next_progress = now + _PROGRESS_NS
+                        self.progress(self.done, self.errors, self.leaks)
+        finally:
+            for user in self.users:
+                self._close(user)
+            self.poller.close()
+        if self.progress is not None:
+            self.progress(self.done, self.errors, self.leaks)
+        elapsed = max(self.last_done_ns - start, 1) / 1e9
+        answered = self.done - self.errors
+        return LoadResult(
+            requests=self.done,
+            errors=self.errors,
+            error_kinds=dict(self.error_kinds),
+            leaks=self.leaks,
+            evidence=self.evidence,
+            leaky_requests=self.leaky,
+            latencies_ms=[ns / 1e6 for ns in self.latencies],
+            elapsed_s=elapsed,
+            rps=answered / elapsed,
+            workers=sorted(self.workers, key=lambda w: (w[0], w[1], w[2] or -1)),
+            reconnects=self.reconnects,
+            statuses=dict(self.statuses),
+        )
+
+    def _begin(self, user: _User) -> None:
+        """Start the user's next request, or retire the user when the run is over."""
+        now = _perf_ns()
+        if self.left == 0 or (self.end_ns and now >= self.end_ns):
+            self._close(user)
+            user.state = _IDLE
+            self.active -= 1
+            return
+        if self.left > 0:
+            self.left -= 1
+        user.seq += 1
+        token = f"{self.run_id}-{user.index}-{user.seq}"
+        user.token = token
+        user.request = self.prefix + token.encode() + self.suffix
+        user.t0 = now
+        user.deadline = now + self.timeout_ns
+        user.retried = False
+        self._start(user)
+
+    def _start(self, user: _User) -> None:
+        user.buf = b""
+        user.head = None
+        user.sent = 0
+        if user.sock is None:
+            self._connect(user)
+        else:
+            self._send(user)
+
+    def _connect(self, user: _User) -> None:
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        user.sock = sock
+        user.fd = sock.fileno()
+        user.mask = 0
+        user.reused = False
+        self.by_fd[user.fd] = user
+        if user.opened and not self.fresh:
+            self.reconnects += 1
+        user.opened += 1
+        err = sock.connect_ex(self.addr)
+        if err == 0:
+            self._send(user)
+        elif err in (errno.EINPROGRESS, errno.EAGAIN):
+            user.state = _CONNECTING
+            self._want(user, _EPOLLOUT)
+        else:
+            self._fail(user, _kind(err))
+
+    def _want(self, user: _User, mask: int) -> None:
+        if user.mask == mask:
+            return
+        if user.mask == 0:
+            self.poller.register(user.fd, mask)
+        else:
+            self.poller.modify(user.fd, mask)
+        user.mask = mask
+
+    def _send(self, user: _User) -> None:
+        sock = t.cast(socket.socket, user.sock)
+        request = user.request
+        try:
+            user.sent += sock.send(request[user.sent :] if user.sent else request)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self._lost(user, exc.errno)
+            return
+        if user.sent < len(request):
+            user.state = _SENDING
+            self._want(user, _EPOLLOUT)
+        else:
+            user.state = _READING
+            self._want(user, _EPOLLIN)
+
+    def _on_writable(self, user: _User) -> None:
+        if user.state == _CONNECTING:
+            sock = t.cast(socket.socket, user.sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._fail(user, _kind(err))
+                return
+        self._send(user)
+
+    def _on_readable(self, user: _User) -> None:
+        sock = t.cast(socket.socket, user.sock)
+        try:
+            data = sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(user, exc.errno)
+            return
+        if not data:
+            head = user.head
+            if head is not None and head.framing not in (LENGTH, CHUNKED):
+                self._complete(user, head.status, user.buf[user.body_start :], True)
+            else:
+                self._lost(user, errno.ECONNRESET)
+            return
+        buf = user.buf + data if user.buf else data
+        user.buf = buf
+        head = user.head
+        if head is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    self._fail(user, "protocol")
+                return
+            try:
+                head = parse_head(buf[:end])
+            except HttpProtocolError:
+                self._fail(user, "protocol")
+                return
+            user.head = head
+            user.body_start = end + 4
+        start = user.body_start
+        if head.framing == LENGTH:
+            stop = start + head.length
+            if len(buf) < stop:
+                return
+            if len(buf) > stop:  # bytes the driver never asked for
+                self._fail(user, "protocol")
+                return
+            self._complete(user, head.status, buf[start:] if start else buf, head.close)
+        elif head.framing == CHUNKED:
+            try:
+                decoded = dechunk(buf, start)
+            except HttpProtocolError:
+                self._fail(user, "protocol")
+                return
+            if decoded is not None:
+                self._complete(user, head.status, decoded[0], head.close)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _complete(self, user: _User, status: int, body: bytes, close: bool) -> None:
+        now = _perf_ns()
+        self.done += 1
+        self.last_done_ns = now
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        if 200 <= status < 300:
+            try:
+                verdict = examine_probe_response(user.token, status, body, mode=self.mode)
+            except ProbeProtocolError:
+                self._count_error("protocol")
+            else:
+                self.latencies.append(now - user.t0)
+                self.workers.add(verdict.worker)
+                evidence = verdict.evidence
+                if evidence:
+                    self.leaks += len(evidence)
+                    self.leaky += 1
+                    room = self.max_evidence - len(self.evidence)
+                    if room > 0:
+                        self.evidence.extend(evidence[:room])
+        else:
+            self._count_error("non-2xx")
+        user.state = _IDLE
+        if close or self.fresh:
+            self._close(user)
+        else:
+            user.reused = True
+        self.pending.append(user)
+
+    def _lost(self, user: _User, err: int | None) -> None:
+        """The connection failed before a whole response arrived."""
+        if user.reused and not user.retried and not user.buf and user.state != _CONNECTING:
+            # The server closed an idle keep-alive connection just as we reused it: open a new
+            # one and send the same request again, as any HTTP client does for a GET.
+            user.retried = True
+            self._close(user)
+            self._start(user)
+            return
+        self._fail(user, _kind(err))
+
+    def _fail(self, user: _User, kind: str) -> None:
+        self.done += 1
+        self.last_done_ns = _perf_ns()
+        self._count_error(kind)
+        self._close(user)
+        user.state = _IDLE
+        self.pending.append(user)
+
+    def _count_error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+    def _close(self, user: _User) -> None:
+        sock = user.sock
+        if sock is None:
+            return
+        # Closing the socket also removes it from epoll; no unregister call needed.
+        self.by_fd.pop(user.fd, None)
+        sock.close()
+        user.sock = None
+        user.fd = -1
+        user.mask = 0
+
+    def _expire(self, now: int) -> None:
+        for user in self.users:
+            if user.state != _IDLE and now > user.deadline:
+                user.retried = True  # no transparent retry after a timeout
+                self._fail(user, "timeout")
+
+
+def _kind(err: int | None) -> str:
+    if err in _REFUSED:
+        return "refused"
+    if err in _RESET:
+        return "reset"
+    if err in (errno.ETIMEDOUT,):
+        return "timeout"
+    return "os-error"
+
+
+def run_load(spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
+    """Drive probe requests at ``spec`` and check every response.
+
+    Each of ``spec.concurrency`` virtual users sends one request at a time with a token unique to
+    the run (``"<run>-<user>-<seq>"``) until ``spec.duration`` has passed or ``spec.requests``
+    have been sent; requests in flight at the end are finished (each bounded by
+    ``spec.timeout``). ``keepalive`` reuses one connection per user and reconnects transparently
+    when the server closes it (counted in ``reconnects``); ``fresh`` opens a new connection per
+    request and sends ``Connection: close``.
+
+    Refused, reset and timed-out connections, non-2xx statuses and bodies that are not probe
+    responses are errors (``error_kinds``); observations that differ from the user's token are
+    leaks (``leaks``, with the first ``spec.max_evidence`` kept as evidence). Only loopback hosts
+    are accepted (``ValueError`` otherwise).
+    """
+    spec.validate()
+    return _Run(spec, progress).run()

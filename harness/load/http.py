@@ -1,0 +1,109 @@
+"""The smallest HTTP/1.1 response parsing the driver needs.
+
+The driver sends one GET at a time per connection and reads exactly one response back, so it
+needs the status code, where the body ends (``Content-Length``, chunked, or read until close) and
+whether the server will close the connection. Everything else is ignored.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HttpProtocolError", "ResponseHead", "dechunk", "parse_head"]
+
+
+class HttpProtocolError(ValueError):
+    """The bytes received are not an HTTP/1.x response the driver can read."""
+
+
+# Body framing of a response head.
+LENGTH = 0
+CHUNKED = 1
+UNTIL_CLOSE = 2
+
+
+class ResponseHead:
+    __slots__ = ("close", "framing", "length", "status")
+
+    def __init__(self, status: int, framing: int, length: int, close: bool) -> None:
+        self.status = status
+        self.framing = framing
+        self.length = length
+        self.close = close
+
+
+def _header(lower: bytes, name: bytes) -> bytes | None:
+    i = lower.find(name)
+    if i < 0:
+        return None
+    i += len(name)
+    j = lower.find(b"\r\n", i)
+    return lower[i : j if j >= 0 else len(lower)].strip()
+
+
+def parse_head(head: bytes) -> ResponseHead:
+    """Parse a response head, status line to the last header, without the blank line."""
+    if not head.startswith(b"HTTP/1."):
+        raise HttpProtocolError(f"not an HTTP/1.x status line: {head[:80]!r}")
+    try:
+        status = int(head[9:12])
+    except ValueError:
+        raise HttpProtocolError(f"bad status line: {head[:80]!r}") from None
+    if status < 200:
+        raise HttpProtocolError(f"unexpected informational response {status}")
+    lower = head.lower()
+    connection = _header(lower, b"\r\nconnection:")
+    if head[7:8] == b"0":  # HTTP/1.0: closes unless told otherwise
+        close = connection is None or b"keep-alive" not in connection
+    else:
+        close = connection is not None and b"close" in connection
+    encoding = _header(lower, b"\r\ntransfer-encoding:")
+    if encoding is not None:
+        if encoding != b"chunked":
+            raise HttpProtocolError(f"unsupported Transfer-Encoding {encoding!r}")
+        return ResponseHead(status, CHUNKED, -1, close)
+    length = _header(lower, b"\r\ncontent-length:")
+    if length is not None:
+        try:
+            n = int(length)
+        except ValueError:
+            raise HttpProtocolError(f"bad Content-Length {length!r}") from None
+        if n < 0:
+            raise HttpProtocolError(f"bad Content-Length {length!r}")
+        return ResponseHead(status, LENGTH, n, close)
+    if status in (204, 304):
+        return ResponseHead(status, LENGTH, 0, close)
+    return ResponseHead(status, UNTIL_CLOSE, -1, True)
+
+
+def dechunk(data: bytes, start: int) -> tuple[bytes, int] | None:
+    """Decode a chunked body starting at ``data[start]``.
+
+    Return ``(body, end)`` once the last chunk and the trailer are in ``data``, ``None`` while
+    more bytes are needed; raise :class:`HttpProtocolError` on malformed framing.
+    """
+    parts: list[bytes] = []
+    pos = start
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size_field = data[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_field, 16)
+        except ValueError:
+            raise HttpProtocolError(f"bad chunk size {size_field!r}") from None
+        pos = eol + 2
+        if size == 0:
+            # Skip trailer fields up to the blank line.
+            while True:
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    return None
+                if eol == pos:
+                    return b"".join(parts), eol + 2
+                pos = eol + 2
+        if len(data) < pos + size + 2:
+            return None
+        parts.append(data[pos : pos + size])
+        if data[pos + size : pos + size + 2] != b"\r\n":
+            raise HttpProtocolError("chunk not followed by CRLF")
+        pos += size + 2

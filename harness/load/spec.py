@@ -1,0 +1,128 @@
+"""What a load run is asked to do (:class:`LoadSpec`) and what it found (:class:`LoadResult`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass, field
+
+from harness.verdict import Evidence
+
+__all__ = ["CONNECTION_PATTERNS", "ERROR_KINDS", "LoadResult", "LoadSpec"]
+
+#: ``keepalive``: each virtual user reuses one HTTP/1.1 connection, reconnecting when the server
+#: closes it. ``fresh``: a new connection per request, sent with ``Connection: close``.
+CONNECTION_PATTERNS = ("keepalive", "fresh")
+
+#: The keys of :attr:`LoadResult.error_kinds`.
+ERROR_KINDS = ("refused", "reset", "timeout", "non-2xx", "protocol", "os-error")
+
+MAX_DURATION_S = 24 * 3600.0
+MAX_CONCURRENCY = 4096
+MAX_SLEEP_MS = 60_000.0
+
+
+@dataclass
+class LoadSpec:
+    """One load run against a probe server on the loopback interface.
+
+    Give ``duration`` (seconds), ``requests`` (a total count), or both (whichever ends first).
+    ``mode`` is only a label copied into the evidence (the server mode under test).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    concurrency: int = 16
+    duration: float | None = None
+    requests: int | None = None
+    connections: str = "keepalive"
+    sleep_ms: float = 0.0
+    timeout: float = 10.0
+    mode: str = "unknown"
+    #: How many :class:`Evidence` items to keep; all leaks are counted regardless.
+    max_evidence: int = 50
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that is out of range."""
+        loopback_host(self.host)
+        if not (isinstance(self.port, int) and 0 < self.port < 65536):
+            raise ValueError(f"port must be an integer in 1..65535, got {self.port!r}.")
+        if not (isinstance(self.concurrency, int) and 0 < self.concurrency <= MAX_CONCURRENCY):
+            raise ValueError(
+                f"concurrency must be an integer in 1..{MAX_CONCURRENCY}, got {self.concurrency!r}."
+            )
+        if self.duration is None and self.requests is None:
+            raise ValueError(
+                "A load run needs a bound: give duration (seconds), requests (a count), or both."
+            )
+        if self.duration is not None and not (
+            _finite(self.duration) and 0 < self.duration <= MAX_DURATION_S
+        ):
+            raise ValueError(
+                f"duration must be a number of seconds in (0, {MAX_DURATION_S:g}],"
+                f" got {self.duration!r}."
+            )
+        if self.requests is not None and not (isinstance(self.requests, int) and self.requests > 0):
+            raise ValueError(f"requests must be a positive integer, got {self.requests!r}.")
+        if self.connections not in CONNECTION_PATTERNS:
+            raise ValueError(
+                f"connections must be one of {', '.join(CONNECTION_PATTERNS)},"
+                f" got {self.connections!r}."
+            )
+        if not (_finite(self.sleep_ms) and 0 <= self.sleep_ms <= MAX_SLEEP_MS):
+            raise ValueError(f"sleep_ms must be in [0, {MAX_SLEEP_MS:g}], got {self.sleep_ms!r}.")
+        if not (_finite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}.")
+        if not (isinstance(self.max_evidence, int) and self.max_evidence >= 0):
+            raise ValueError(f"max_evidence must be >= 0, got {self.max_evidence!r}.")
+
+
+@dataclass
+class LoadResult:
+    """What a load run saw. Every response was checked; see :func:`harness.load.run_load`."""
+
+    #: Requests that finished, answered or failed (with ``requests=N``, exactly N).
+    requests: int = 0
+    #: Requests that got no valid probe response: sum of ``error_kinds``.
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    #: Leaking observations (one per :class:`Evidence`), all counted.
+    leaks: int = 0
+    #: The first ``max_evidence`` of them.
+    evidence: list[Evidence] = field(default_factory=list)
+    #: Responses that carried at least one leak.
+    leaky_requests: int = 0
+    #: Per answered request, from the start of the request (connect included when one was made).
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    #: Answered requests (leaky included, errors excluded) per second of ``elapsed_s``.
+    rps: float = 0.0
+    #: Distinct ``(pid, thread, greenlet)`` that answered.
+    workers: list[tuple[int, int, int | None]] = field(default_factory=list)
+    #: Connections re-opened in the keepalive pattern because the server closed one.
+    reconnects: int = 0
+    #: Count of every HTTP status received.
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def loopback_host(host: str) -> str:
+    """Return the loopback address for ``host``; raise ``ValueError`` for anything else.
+
+    The driver generates load, so it only ever talks to this machine.
+    """
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not address.is_loopback:
+        raise ValueError(
+            f"The load driver only targets the loopback interface, got host {host!r}.\n\n"
+            "Use 127.0.0.1 (or ::1, or localhost) and run the server on this machine."
+        )
+    return str(address)

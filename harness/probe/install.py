@@ -1,0 +1,179 @@
+"""``install_probe``: the probe's hooks, its view, and the middleware around ``wsgi_app``.
+
+Design note: every hook and the view run inside the framework's request handling, in the thread
+or greenlet serving the request, and find that request's :class:`~harness.probe.state.ProbeState`
+in the probe's own ``ContextVar``. What they *observe* is read through the framework's proxies
+(``request``, ``g``, ``session``, ``current_app``), which resolve through the framework's context
+storage: that is the thing under test. A correct storage shows this request's token at every
+phase; a broken one shows another request's token, a stale one, or nothing, and each of those
+becomes an observation that differs from the trusted token. The view sleeps with ``time.sleep``
+looked up at call time, so it yields to other greenlets after gevent's monkey-patching, even
+when the app was imported before the patch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import typing as t
+from collections.abc import Callable
+
+from .frameworks import Framework, framework_for
+from .middleware import PROBE_PATH, ProbeMiddleware, _json_encode
+from .state import _cv_probe
+
+__all__ = ["install_probe"]
+
+try:
+    from greenlet import getcurrent as _getcurrent
+except ImportError:  # greenlet is optional; worker.greenlet is null without it
+    _getcurrent = None
+
+_INSTALLED_ATTR = "_ctxbench_probe_installed"
+
+App = t.TypeVar("App")
+
+
+def _greenlet_id() -> int | None:
+    return None if _getcurrent is None else id(_getcurrent())
+
+
+def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]:
+    """Build the probe's hooks and view, bound to one framework and app."""
+    response_class: t.Any = getattr(fw.app, "response_class", None)
+    if response_class is None:
+        from werkzeug.wrappers import Response as response_class
+
+    def before_request() -> None:
+        state = _cv_probe.get()
+        if state is None:
+            return None
+        state.phase = "before_request"
+        obs = state.obs
+        # Anything the probe finds in g or the session before it stored this request's token was
+        # left there by an earlier request.
+        obs.append(["before_request", "residue.g", fw.read_g()])
+        state.use_session = fw.has_secret_key()
+        if state.use_session:
+            obs.append(["before_request", "residue.session", fw.read_session()])
+        obs.append(["before_request", "request", fw.read_request_token()])
+        obs.append(["before_request", "current_app", fw.read_app_name()])
+        failed = fw.store_g(state.token)
+        if failed is not None:
+            obs.append(["before_request", "g", failed])
+        if state.use_session:
+            failed = fw.store_session(state.token)
+            if failed is not None:
+                obs.append(["before_request", "session", failed])
+        return None
+
+    def ctxbench_probe() -> t.Any:
+        state = _cv_probe.get()
+        if state is None:
+            # The middleware answers malformed probe requests itself; this is only reached when
+            # the middleware was taken off wsgi_app after install_probe().
+            return response_class(
+                "The probe middleware is not wrapping this app's wsgi_app.\n",
+                status=500,
+                mimetype="text/plain",
+            )
+        state.phase = "view"
+        if state.sleep_s > 0.0:
+            time.sleep(state.sleep_s)
+        view_token = fw.read_request_token()
+        obs = state.obs
+        obs.append(["view", "request", view_token])
+        obs.append(["view", "g", fw.read_g()])
+        if state.use_session:
+            obs.append(["view", "session", fw.read_session()])
+        obs.append(["view", "current_app", fw.read_app_name()])
+        body = _json_encode(
+            {
+                "token": view_token,
+                "app": app_name,
+                "worker": {
+                    "pid": os.getpid(),
+                    "thread": threading.get_ident(),
+                    "greenlet": _greenlet_id(),
+                },
+                "obs": obs,
+            }
+        )
+        state.spliced_at = len(obs)
+        state.view_done = True
+        return response_class(body, mimetype="application/json")
+
+    def after_request(response: t.Any) -> t.Any:
+        # Registered at both ends of the list: the first call observes, the last call removes
+        # the probe's key from the session once every app hook has run.
+        state = _cv_probe.get()
+        if state is None:
+            return response
+        if state.phase != "after_request":
+            state.phase = "after_request"
+            obs = state.obs
+            obs.append(["after_request", "request", fw.read_request_token()])
+            obs.append(["after_request", "g", fw.read_g()])
+            if state.use_session:
+                obs.append(["after_request", "session", fw.read_session()])
+            obs.append(["after_request", "current_app", fw.read_app_name()])
+        elif state.use_session:
+            fw.drop_session_key()
+        return response
+
+    def teardown_request(exc: BaseException | None = None) -> None:
+        state = _cv_probe.get()
+        if state is None or state.phase == "teardown_request":
+            return
+        state.phase = "teardown_request"
+        obs = state.obs
+        obs.append(["teardown_request", "request", fw.read_request_token()])
+        obs.append(["teardown_request", "g", fw.read_g()])
+        obs.append(["teardown_request", "current_app", fw.read_app_name()])
+
+    def teardown_appcontext(exc: BaseException | None = None) -> None:
+        state = _cv_probe.get()
+        if state is None or state.phase == "teardown_appcontext":
+            return
+        state.phase = "teardown_appcontext"
+        obs = state.obs
+        obs.append(["teardown_appcontext", "g", fw.read_g()])
+        obs.append(["teardown_appcontext", "current_app", fw.read_app_name()])
+
+    return {
+        "before_request": before_request,
+        "view": ctxbench_probe,
+        "after_request": after_request,
+        "teardown_request": teardown_request,
+        "teardown_appcontext": teardown_appcontext,
+    }
+
+
+def install_probe(app: App) -> App:
+    """Mount the isolation probe into a ``core.App`` or ``flask.Flask`` and return the app.
+
+    Adds the route ``GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>``, a ``before_request`` hook
+    that runs before the app's own, after-request and teardown hooks, and a middleware around
+    ``app.wsgi_app``. Call it once, at start-up, after any other middleware that replaces
+    ``wsgi_app`` (the probe must be the outermost to see the request before the framework).
+    Nothing is mounted unless you call it. The response format is described in
+    ``docs/architecture.md`` ("The probe protocol").
+    """
+    if getattr(app, _INSTALLED_ATTR, False):
+        raise RuntimeError(
+            f"install_probe() was already called on {app!r}.\n\n"
+            "A second probe would record every observation twice. Call it once, at start-up."
+        )
+    fw = framework_for(app)
+    app_name = str(t.cast(t.Any, app).name)
+    hooks = _make_hooks(fw, app_name)
+    fw.add_hook_first("before_request_funcs", hooks["before_request"])
+    fw.add_hook_both_ends("after_request_funcs", hooks["after_request"])
+    fw.add_hook_both_ends("teardown_request_funcs", hooks["teardown_request"])
+    fw.add_hook_both_ends("teardown_appcontext_funcs", hooks["teardown_appcontext"])
+    t.cast(t.Any, app).route(PROBE_PATH)(hooks["view"])
+    target = t.cast(t.Any, app)
+    target.wsgi_app = ProbeMiddleware(target.wsgi_app, fw)
+    setattr(app, _INSTALLED_ATTR, True)
+    return app

@@ -1,0 +1,156 @@
+"""The probe's WSGI middleware: trusted token in, teardown observations spliced out.
+
+Design note: the middleware wraps ``app.wsgi_app`` and runs in whatever thread or greenlet the
+server calls the app from (a gunicorn sync worker's main thread, a gthread pool thread, a gevent
+greenlet per connection, a werkzeug dev-server thread per connection). For a probe request it
+reads the token from the WSGI environ, *before* the framework pushes any context, and keeps it in
+the probe's own ``ContextVar`` (see :mod:`harness.probe.state`), which it resets by token when the
+call returns; nothing of one request survives into the next one served by the same thread or
+greenlet. It then records the ``entry`` residue: any request or app context the framework shows
+at this point was left by another request.
+
+Teardown hooks run after the view has built the body. To carry their observations in the same
+response, the middleware holds back ``start_response``, drains the app's iterable (closing it,
+which is when a lazy framework would tear down), splices the late observations into the JSON
+``obs`` array and sends the final ``Content-Length``. Requests to any other path pass straight
+through, untouched and unbuffered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import typing as t
+from collections.abc import Iterable
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+from .frameworks import Framework
+
+if t.TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+from .state import ProbeState, _cv_probe
+
+__all__ = ["PROBE_PATH", "ProbeMiddleware", "parse_probe_query"]
+
+PROBE_PATH = "/_ctxbench/probe"
+MAX_SLEEP_MS = 60_000.0
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_json_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def parse_probe_query(query: str) -> tuple[str, float]:
+    """Return ``(token, sleep_seconds)`` from a probe query string.
+
+    Raises ``ValueError`` with a message for the client when the token is missing or malformed
+    or ``sleep_ms`` is not a number in ``[0, 60000]``.
+    """
+    token: str | None = None
+    sleep_ms = 0.0
+    for part in query.split("&"):
+        if part.startswith("token="):
+            token = part[6:]
+        elif part.startswith("sleep_ms="):
+            raw = part[9:]
+            try:
+                sleep_ms = float(raw)
+            except ValueError:
+                raise ValueError(
+                    f"sleep_ms must be a number of milliseconds, got {raw!r}."
+                ) from None
+            if not (math.isfinite(sleep_ms) and 0.0 <= sleep_ms <= MAX_SLEEP_MS):
+                raise ValueError(f"sleep_ms must be between 0 and {MAX_SLEEP_MS:g}, got {raw!r}.")
+    if token is None:
+        raise ValueError("The probe needs a token: GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>.")
+    if _TOKEN_RE.match(token) is None:
+        raise ValueError(f"The token must match [A-Za-z0-9_-]{{1,64}}, got {token!r}.")
+    return token, sleep_ms / 1000.0
+
+
+class _HeldResponse:
+    """Collects what the app passes to ``start_response`` instead of sending it."""
+
+    __slots__ = ("chunks", "exc_info", "headers", "status")
+
+    def __init__(self) -> None:
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.exc_info: OptExcInfo | None = None
+        self.chunks: list[bytes] = []
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: OptExcInfo | None = None,
+        /,
+    ) -> t.Callable[[bytes], object]:
+        self.status = status
+        self.headers = headers
+        self.exc_info = exc_info
+        return self.chunks.append
+
+
+def _bad_request(message: str, start_response: StartResponse) -> Iterable[bytes]:
+    body = message.encode("utf-8", "replace") + b"\n"
+    start_response(
+        "400 Bad Request",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+class ProbeMiddleware:
+    """Wraps an app's ``wsgi_app``; see the module docstring."""
+
+    __slots__ = ("framework", "wsgi_app")
+
+    def __init__(self, wsgi_app: WSGIApplication, framework: Framework) -> None:
+        self.wsgi_app = wsgi_app
+        self.framework = framework
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PROBE_PATH:
+            return self.wsgi_app(environ, start_response)
+        try:
+            token, sleep_s = parse_probe_query(environ.get("QUERY_STRING", ""))
+        except ValueError as exc:
+            return _bad_request(str(exc), start_response)
+
+        state = ProbeState(token, sleep_s)
+        reset_token = _cv_probe.set(state)
+        try:
+            stale_request, stale_app = self.framework.entry_residue()
+            state.obs += (
+                ["entry", "residue.request_context", stale_request],
+                ["entry", "residue.app_context", stale_app],
+            )
+            held = _HeldResponse()
+            app_iter = self.wsgi_app(environ, held.start_response)
+            try:
+                held.chunks.extend(app_iter)
+            finally:
+                close = getattr(app_iter, "close", None)
+                if close is not None:
+                    close()
+            body = b"".join(held.chunks)
+            headers = held.headers
+            if state.view_done and held.status[:3] == "200":
+                body = self._splice(state, body)
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(body))))
+            start_response(held.status, headers, held.exc_info)
+            return [body]
+        finally:
+            _cv_probe.reset(reset_token)
+
+    @staticmethod
+    def _splice(state: ProbeState, body: bytes) -> bytes:
+        # The view encodes {"token":..,"app":..,"worker":..,"obs":[...]} with "obs" last and at
+        # least one observation, so the body ends with "]}" and the late ones follow a comma.
+        late = state.obs[state.spliced_at :]
+        if not late or not body.endswith(b"]}"):
+            return body
+        encoded = _json_encode(late).encode()
+        return b"".join((body[:-2], b",", encoded[1:-1], b"]}"))

@@ -1,0 +1,85 @@
+"""The probe's own per-request state: the trusted token and the observations made so far.
+
+Design note: the state of one probe request lives in ``_cv_probe``, a module-level
+``ContextVar`` that belongs to the probe alone. No context-storage backend touches it, so it stays
+correct even while the framework's own storage is deliberately broken. A ``ContextVar`` is
+isolated per OS thread and per greenlet (greenlet >= 1.0 gives each greenlet its own
+``contextvars.Context``), and the probe middleware sets it on entry and resets it by token on the
+way out, in the same thread or greenlet that serves the request (a WSGI call runs start to finish
+on one of them under every server mode we drive). Hooks, the probe view and :func:`observe` read it
+from that same thread or greenlet and therefore always find their own request's state.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+__all__ = ["PHASES", "ProbeState", "current_token", "observe"]
+
+#: The phases of one request, in the order they happen.
+PHASES: tuple[str, ...] = (
+    "entry",
+    "before_request",
+    "view",
+    "after_request",
+    "teardown_request",
+    "teardown_appcontext",
+)
+
+Observation = list[str | None]
+
+
+class ProbeState:
+    """What the probe knows about the request it is serving."""
+
+    __slots__ = ("obs", "phase", "sleep_s", "spliced_at", "token", "use_session", "view_done")
+
+    def __init__(self, token: str, sleep_s: float) -> None:
+        #: The token from the WSGI environ's query string: what the client sent.
+        self.token = token
+        self.sleep_s = sleep_s
+        self.phase = "entry"
+        #: ``[phase, name, seen]`` triples, in the order they were made.
+        self.obs: list[Observation] = []
+        #: How many observations the view encoded into the body (the rest are spliced in).
+        self.spliced_at = 0
+        self.view_done = False
+        self.use_session = False
+
+
+_cv_probe: ContextVar[ProbeState | None] = ContextVar("ctxbench.probe", default=None)
+
+
+def current_token() -> str | None:
+    """Return the trusted token of the probe request being served, or ``None`` outside one.
+
+    The token comes from the WSGI environ, read by the probe middleware before the framework
+    runs, and is kept in the probe's own ``ContextVar``; a broken context storage cannot change
+    it. Compare what your app sees through the framework against it.
+    """
+    state = _cv_probe.get()
+    return None if state is None else state.token
+
+
+def observe(name: str, value: object) -> None:
+    """Record that the app saw ``value`` under ``name`` in the current phase of this request.
+
+    Call it from any hook or view of an app with the probe installed, with the per-request value
+    your app holds (``observe("user", g.user_token)``). The verdict expects it to equal the
+    client's token; a name starting with ``residue.`` is expected to be ``None`` instead.
+    ``value`` is recorded as ``str(value)`` (``None`` stays ``None``).
+
+    Raises ``RuntimeError`` outside a probe request, because an observation that belongs to no
+    request would be silently lost.
+    """
+    state = _cv_probe.get()
+    if state is None:
+        raise RuntimeError(
+            f"observe({name!r}, ...) was called outside a probe request.\n\n"
+            "Observations belong to the request being served by the probe route"
+            " (GET /_ctxbench/probe?token=...), and there is none in this thread or greenlet.\n\n"
+            "Call install_probe(app) at start-up and call observe() only from hooks and views"
+            " running for a probe request; check current_token() is not None first if the same"
+            " code also serves other requests."
+        )
+    state.obs.append([state.phase, name, None if value is None else str(value)])

@@ -1,0 +1,168 @@
+"""Turn one probe response into evidence of isolation failures.
+
+Pure and I/O-free: no sockets, no files, no framework imports, so it runs anywhere a response is
+received (the load driver's measured loop, a locust user, a test). The rules come from the probe
+protocol in ``docs/architecture.md``:
+
+* an observation whose name starts with ``residue.`` must be ``None``: nothing an earlier request
+  left behind may be visible;
+* ``current_app`` must equal the response's ``app``;
+* everything else (``request``, ``g``, ``session``, names given to ``observe()``) must equal the
+  client's token, and so must the echoed ``token``.
+
+A body that is not a probe response, or one that lacks any of the phases the probe records, raises
+:class:`ProbeProtocolError`: a probe that silently records nothing must not pass.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from dataclasses import asdict, dataclass
+
+__all__ = [
+    "REQUIRED_PHASES",
+    "Evidence",
+    "ProbeProtocolError",
+    "ProbeVerdict",
+    "check_probe_response",
+    "examine_probe_response",
+]
+
+#: Every probe response carries at least one observation from each of these phases.
+REQUIRED_PHASES = frozenset(
+    {
+        "entry",
+        "before_request",
+        "view",
+        "after_request",
+        "teardown_request",
+        "teardown_appcontext",
+    }
+)
+
+WorkerKey = tuple[int, int, int | None]
+
+
+class ProbeProtocolError(ValueError):
+    """The response is not a well-formed probe response, so it says nothing about isolation."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One observation that differs from what it must be."""
+
+    mode: str
+    phase: str
+    name: str
+    expected: str | None
+    seen: str | None
+    #: ``{"pid": int, "thread": int, "greenlet": int | None}`` of the worker that answered.
+    worker: dict[str, int | None]
+
+    def to_dict(self) -> dict[str, t.Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        w = self.worker
+        return (
+            f"[{self.mode}] {self.phase}/{self.name}: expected {self.expected!r}, saw"
+            f" {self.seen!r} (pid {w.get('pid')}, thread {w.get('thread')},"
+            f" greenlet {w.get('greenlet')})"
+        )
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    """What one probe response says: who answered it, and what leaked."""
+
+    worker: WorkerKey
+    evidence: list[Evidence]
+
+
+def _fail(token: str, why: str, body: bytes) -> ProbeProtocolError:
+    excerpt = body[:200]
+    return ProbeProtocolError(
+        f"Not a probe response for token {token!r}: {why}. Body starts {excerpt!r}.\n\n"
+        "Check that the server runs an app with install_probe(app) and that the request went to"
+        " /_ctxbench/probe."
+    )
+
+
+def _worker(token: str, raw: object, body: bytes) -> tuple[WorkerKey, dict[str, int | None]]:
+    if not isinstance(raw, dict):
+        raise _fail(token, "'worker' is not an object", body)
+    pid, thread, glet = raw.get("pid"), raw.get("thread"), raw.get("greenlet")
+    if type(pid) is not int or type(thread) is not int or not (glet is None or type(glet) is int):
+        raise _fail(
+            token, "'worker' needs integer pid and thread and an integer or null greenlet", body
+        )
+    return (pid, thread, glet), {"pid": pid, "thread": thread, "greenlet": glet}
+
+
+def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -> ProbeVerdict:
+    """Like :func:`check_probe_response`, also returning the worker that answered."""
+    if status != 200:
+        raise ProbeProtocolError(
+            f"A probe response has status 200, got {status} for token {token!r}.\n\n"
+            "A non-2xx status is an error, not evidence: count it as one before calling this."
+        )
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _fail(token, f"the body is not JSON ({exc})", body) from None
+    if not isinstance(doc, dict):
+        raise _fail(token, "the body is not a JSON object", body)
+    app = doc.get("app")
+    obs = doc.get("obs")
+    if not isinstance(app, str):
+        raise _fail(token, "'app' is missing or not a string", body)
+    if not isinstance(obs, list) or not obs:
+        raise _fail(token, "'obs' is missing or empty", body)
+    if "token" not in doc:
+        raise _fail(token, "'token' is missing", body)
+    key, worker = _worker(token, doc.get("worker"), body)
+
+    evidence: list[Evidence] = []
+    echoed = doc["token"]
+    if echoed != token:
+        evidence.append(Evidence(mode, "view", "token", token, _as_seen(echoed), worker))
+
+    phases: set[str] = set()
+    for item in obs:
+        if not isinstance(item, list) or len(item) != 3:
+            raise _fail(token, f"observation {item!r} is not [phase, name, seen]", body)
+        phase, name, seen = item
+        if not isinstance(phase, str) or not isinstance(name, str):
+            raise _fail(token, f"observation {item!r} has a non-string phase or name", body)
+        if not (seen is None or isinstance(seen, str)):
+            raise _fail(token, f"observation {item!r} has a seen value that is not a string", body)
+        if phase not in REQUIRED_PHASES:
+            raise _fail(token, f"observation {item!r} has an unknown phase", body)
+        phases.add(phase)
+        if name.startswith("residue."):
+            expected: str | None = None
+        elif name == "current_app":
+            expected = app
+        else:
+            expected = token
+        if seen != expected:
+            evidence.append(Evidence(mode, phase, name, expected, seen, worker))
+    if len(phases) != len(REQUIRED_PHASES):
+        missing = ", ".join(sorted(REQUIRED_PHASES - phases))
+        raise _fail(token, f"no observations from phase(s) {missing}", body)
+    return ProbeVerdict(key, evidence)
+
+
+def _as_seen(value: object) -> str | None:
+    return value if value is None or isinstance(value, str) else repr(value)
+
+
+def check_probe_response(token: str, status: int, body: bytes, *, mode: str) -> list[Evidence]:
+    """Return the isolation failures shown by one probe response (empty when it is clean).
+
+    ``token`` is what the client sent, ``status`` and ``body`` what it got back, ``mode`` a label
+    (the server mode) copied into each :class:`Evidence`. Raises :class:`ProbeProtocolError`
+    when the status is not 200 or the body is not a complete probe response.
+    """
+    return examine_probe_response(token, status, body, mode=mode).evidence
