@@ -57,6 +57,7 @@ __all__ = [
     "free_port",
     "get_mode",
     "group_members",
+    "log_tail",
     "package_version",
     "register",
     "start_server",
@@ -318,7 +319,8 @@ class LiveServer:
         self.stop()
 
 
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a server log (empty if it cannot be read)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -492,7 +494,7 @@ def _wait_ready(
             raise AppLoadError(f"{server_mode.name}: {message}")
         returncode = server.process.poll()
         if returncode is not None:
-            tail = _log_tail(server.log_path)
+            tail = log_tail(server.log_path)
             if "Address already in use" in tail:
                 raise _StartFailed
             raise ServerStartError(
@@ -513,7 +515,7 @@ def _wait_ready(
             raise ServerStartError(
                 f"{server_mode.name} did not answer a probe request within {ready_timeout:g} s"
                 f" (log: {server.log_path})",
-                detail=_log_tail(server.log_path),
+                detail=log_tail(server.log_path),
             )
         time.sleep(0.05)  # poll interval, not a synchronisation
 
