@@ -257,3 +257,29 @@ def test_rejects_other_schemas_and_bad_entries() -> None:
 )
 def test_chart_axis_limit_is_a_round_number(peak: float, limit: float) -> None:
     assert _nice_limit(peak) == limit
+
+
+def test_sample_documents_follow_the_results_schema() -> None:
+    from harness.results import validate
+
+    validate(make_doc())
+    validate(make_doc([make_entry("gunicorn-gthread", backend="shared-global", leaks=3)]))
+
+
+def test_entry_without_successful_requests_renders_dashes() -> None:
+    entry = make_entry("gunicorn-sync", errors=50)
+    entry["latency_ms"] = {"p50": None, "p90": None, "p99": None, "max": None}
+    entry["latency_runs"] = [entry["latency_ms"]] * 3
+    md, html = render(make_doc([entry, make_entry("gunicorn-gthread")]))
+    assert "| **-** | **-** | **-** | **-** |" in md  # bold: the entry had errors
+    assert (
+        "## Errors" in md and "| gunicorn-sync | core | contextvar | keepalive | reset | 50 |" in md
+    )
+    assert not re.search(r"\bnan\b", html, re.IGNORECASE)
+
+
+def test_incomplete_run_is_flagged() -> None:
+    md, html = render({**make_doc(), "status": "interrupted"})
+    assert "This run is interrupted, not complete" in md
+    assert "This run is interrupted, not complete" in html
+    assert "not complete" not in render({**make_doc(), "status": "complete"})[0]

@@ -65,16 +65,9 @@ def latency_chart(entries: Sequence[Entry], title: str) -> str:
     row_h = bar_h * len(names) + 14
     top = 44
     height = top + row_h * len(entries) + AXIS_H + 6
-    peak = max(
-        (
-            max(
-                [e.latency.get(n) for n in names]
-                + [r.get(n) for r in e.latency_runs for n in names]
-            )
-            for e in entries
-        ),
-        default=1.0,
-    )
+    values = [e.latency.get(n) for e in entries for n in names]
+    values += [r.get(n) for e in entries for r in e.latency_runs for n in names]
+    peak = max((v for v in values if math.isfinite(v)), default=1.0)
     limit = _nice_limit(peak)
     out = _open(height, title)
     for j, name in enumerate(names):
@@ -99,12 +92,13 @@ def latency_chart(entries: Sequence[Entry], title: str) -> str:
                 f' height="{bar_h - 1}" fill="{PERCENTILE_COLORS[name]}"><title>{escape(e.label)}'
                 f" {name}: {fmt_ms(value)} ms</title></rect>"
             )
-            runs = [r.get(name) for r in e.latency_runs]
+            runs = [r.get(name) for r in e.latency_runs if math.isfinite(r.get(name))]
             if len(runs) > 1:
                 out.append(
                     _whisker(_x(min(runs), limit), _x(max(runs), limit), by + bar_h / 2 - 0.5, 5)
                 )
         p99_end = max([_x(e.latency.p99, limit)] + [_x(r.p99, limit) for r in e.latency_runs])
+        # NaN-safe: _x maps a missing value to the axis origin.
         out.append(_value(p99_end + 6, y + 1.5 * bar_h, f"p99 {fmt_ms(e.latency.p99)}", e))
     out.append("</svg>")
     return "".join(out)
@@ -204,7 +198,9 @@ def _tick_format(limit: float) -> Callable[[float], str]:
 
 
 def _x(value: float, limit: float) -> float:
-    return LABEL_W + PLOT_W * max(0.0, value) / limit
+    if not math.isfinite(value) or value <= 0:
+        return float(LABEL_W)
+    return LABEL_W + PLOT_W * value / limit
 
 
 def _nice_limit(peak: float) -> float:

@@ -8,6 +8,7 @@ it is still flagged (the threshold is the contract), but the reader knows to rer
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,7 @@ class Change:
     @property
     def relative(self) -> float:
         """(b - a) / a; 0.0 when a is 0."""
-        return (self.b - self.a) / self.a if self.a else 0.0
+        return _relative(self.a, self.b)
 
     def describe(self) -> str:
         app, backend, mode, connections = self.key
@@ -67,7 +68,9 @@ def parse_threshold(text: str) -> float:
             " as '0.1'."
         ) from None
     if not 0 < value < 10:
-        raise ValueError(f"Threshold {text!r} is out of range: use a value above 0%.")
+        raise ValueError(
+            f"Invalid threshold {text!r}: it must be above 0%; give a percentage such as '10%'."
+        )
     return value
 
 
@@ -90,7 +93,7 @@ def compare_runs(
         a, b = a_by[key], b_by[key]
         changes = _changes(a, b, threshold)
         regressions += [c for c in changes if c.regression]
-        rps, p99 = changes[0], changes[1]
+        rps, p99 = changes[0], changes[1]  # leaks and errors show in their own columns
         flags = [c.metric for c in changes if c.regression]
         rows.append(
             (
@@ -145,25 +148,28 @@ def compare_runs(
 
 
 def _changes(a: Entry, b: Entry, threshold: float) -> list[Change]:
-    noise = max(a.rps_spread, b.rps_spread)
-    rps = Change(a.key, "rps", a.rps, b.rps, False)
-    rps_bad = a.rps > 0 and rps.relative < -threshold
-    p99 = Change(a.key, "p99", a.latency.p99, b.latency.p99, False)
+    rps_change = _relative(a.rps, b.rps)
+    rps_bad = rps_change < -threshold
+    rps_noise = max(a.rps_spread, b.rps_spread)
+    p99_change = _relative(a.latency.p99, b.latency.p99)
+    p99_bad = p99_change > threshold
     p99_noise = max(a.latency_spread("p99"), b.latency_spread("p99"))
-    p99_bad = a.latency.p99 > 0 and p99.relative > threshold
     return [
-        Change(a.key, "rps", a.rps, b.rps, rps_bad, rps_bad and -rps.relative <= noise),
+        Change(a.key, "rps", a.rps, b.rps, rps_bad, rps_bad and -rps_change <= rps_noise),
         Change(
-            a.key,
-            "p99",
-            a.latency.p99,
-            b.latency.p99,
-            p99_bad,
-            p99_bad and p99.relative <= p99_noise,
+            a.key, "p99", a.latency.p99, b.latency.p99, p99_bad, p99_bad and p99_change <= p99_noise
         ),
         Change(a.key, "leaks", a.leaks, b.leaks, b.leaks > 0 and a.leaks == 0),
         Change(a.key, "errors", a.errors, b.errors, b.errors > 0 and a.errors == 0),
     ]
+
+
+def _relative(a: float, b: float) -> float:
+    # NaN (a missing percentile) and a zero baseline compare as "no change"; errors and leaks
+    # are what flags a run that stopped answering.
+    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
+        return 0.0
+    return (b - a) / a
 
 
 def _differences(a: Run, b: Run) -> list[str]:

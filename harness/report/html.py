@@ -13,9 +13,9 @@ from harness.report.md import PATTERN_TITLES
 from harness.report.model import Run
 from harness.report.summary import JITTER_ADVICE, SPREAD_WARN, Summary, fmt_pct
 from harness.report.tables import (
-    EVIDENCE_SHOWN,
     Table,
     error_table,
+    evidence_note,
     evidence_table,
     flask_table,
     mapping_table,
@@ -80,6 +80,12 @@ def render_html(run: Run, summary: Summary) -> str:
         f" {escape(summary.headline)}</p>"
         f"<p><strong>Recommendation:</strong> {escape(summary.recommendation)}</p></section>",
     ]
+    if run.status != "complete":
+        out.append(
+            f'<section class="warning"><p><strong>⚠ This run is {escape(run.status)}, not'
+            " complete:</strong> entries may be missing; do not compare it with a complete"
+            " run.</p></section>"
+        )
     if summary.noisy:
         items = "".join(
             f"<li>{escape(e.label)}, {escape(e.connections)}: spread"
@@ -133,11 +139,7 @@ def render_html(run: Run, summary: Summary) -> str:
         )
         if e.evidence:
             out.append(_table(evidence_table(e), mono=True))
-            if len(e.evidence) > EVIDENCE_SHOWN:
-                out.append(
-                    f'<p class="note">{len(e.evidence) - EVIDENCE_SHOWN} more pieces of'
-                    " evidence in results.json.</p>"
-                )
+            out.append(f'<p class="note">{escape(evidence_note(e))}</p>')
         else:
             out.append("<p>No evidence was recorded for this entry.</p>")
     if summary.errored:

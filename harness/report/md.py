@@ -5,9 +5,9 @@ from __future__ import annotations
 from harness.report.model import Run
 from harness.report.summary import JITTER_ADVICE, SPREAD_WARN, Summary, fmt_pct
 from harness.report.tables import (
-    EVIDENCE_SHOWN,
     Table,
     error_table,
+    evidence_note,
     evidence_table,
     flask_table,
     mapping_table,
@@ -36,6 +36,12 @@ def render_markdown(run: Run, summary: Summary) -> str:
         f"**Recommendation:** {summary.recommendation}",
         "",
     ]
+    if run.status != "complete":
+        out += [
+            f"> **⚠ This run is {run.status}, not complete:** entries may be missing;"
+            " do not compare it with a complete run.",
+            "",
+        ]
     if summary.noisy:
         names = ", ".join(
             f"{e.label} {e.connections} ({fmt_pct(e.rps_spread)})" for e in summary.noisy
@@ -86,10 +92,7 @@ def render_markdown(run: Run, summary: Summary) -> str:
         ]
         if e.evidence:
             out += _table(evidence_table(e))
-            if len(e.evidence) > EVIDENCE_SHOWN:
-                out.append(
-                    f"\n{len(e.evidence) - EVIDENCE_SHOWN} more pieces of evidence in results.json."
-                )
+            out += ["", evidence_note(e)]
         else:
             out.append("No evidence was recorded for this entry.")
         out.append("")

@@ -10,6 +10,7 @@ entry and the field.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class Run:
     python: str
     packages: Mapping[str, str]
     settings: Mapping[str, Any]
+    status: str = "complete"  # the runner writes "running", "interrupted" or "failed" otherwise
     entries: tuple[Entry, ...] = field(default_factory=tuple)
 
     @property
@@ -195,7 +197,11 @@ def load_run(doc: Mapping[str, Any]) -> Run:
         command=tuple(str(c) for c in doc.get("command") or ()),
         machine=_mapping(doc.get("machine")),
         python=str(doc.get("python", "")),
-        packages={str(k): str(v) for k, v in _mapping(doc.get("packages")).items()},
+        packages={
+            str(k): "not installed" if v is None else str(v)
+            for k, v in _mapping(doc.get("packages")).items()
+        },
+        status=str(doc.get("status", "complete")),
         settings=_mapping(doc.get("settings")),
         entries=tuple(entries),
     )
@@ -242,7 +248,12 @@ def _load_entry(index: int, raw: Any) -> Entry:
 def _latency(raw: Any, where: str) -> Latency:
     if not isinstance(raw, Mapping):
         raise ReportError(f"{where} is missing or not an object (got {raw!r}).")
-    values = {name: _number(raw, name, where) for name in PERCENTILES}
+    # The runner writes null percentiles when no request succeeded: keep them as NaN, which the
+    # tables show as "-" and the charts leave out.
+    values = {
+        name: math.nan if raw.get(name) is None else _number(raw, name, where)
+        for name in PERCENTILES
+    }
     return Latency(**values)
 
 

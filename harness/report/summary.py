@@ -8,6 +8,7 @@ spread are reported as tied rather than ranked; an entry whose throughput spread
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from harness.report.model import Entry, Run
@@ -216,6 +217,8 @@ def fmt_rps(value: float) -> str:
 
 
 def fmt_ms(value: float) -> str:
+    if math.isnan(value):
+        return "-"
     if value >= 100:
         return f"{value:,.0f}"
     if value >= 10:

@@ -17,6 +17,7 @@ __all__ = [
     "EVIDENCE_SHOWN",
     "Table",
     "error_table",
+    "evidence_note",
     "evidence_table",
     "flask_table",
     "mapping_table",
@@ -140,6 +141,15 @@ def evidence_table(entry: Entry, limit: int = EVIDENCE_SHOWN) -> Table:
             )
         )
     return Table(headers, tuple(rows), ("l",) * 5 + ("r",) * 3)
+
+
+def evidence_note(entry: Entry, limit: int = EVIDENCE_SHOWN) -> str:
+    """Say how much of the evidence the table shows; the counts above it are always exact."""
+    shown = min(len(entry.evidence), limit)
+    return (
+        f"Showing {shown} of the {len(entry.evidence)} pieces of evidence recorded in"
+        f" results.json (the run keeps a capped sample; the leak count is exact)."
+    )
 
 
 def error_table(entries: Iterable[Entry]) -> Table:

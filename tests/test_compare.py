@@ -1,0 +1,144 @@
+"""harness.report.compare: two runs side by side, regressions beyond a threshold flagged."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from harness.report import compare_runs, parse_threshold
+
+
+def entry(
+    mode: str = "gunicorn-gthread",
+    *,
+    rps: float = 5000.0,
+    p99: float = 4.0,
+    leaks: int = 0,
+    errors: int = 0,
+    connections: str = "keepalive",
+    app_label: str = "core",
+    spread: float = 0.02,
+) -> dict[str, Any]:
+    latency = {"p50": p99 / 3, "p90": p99 / 2, "p99": p99, "max": p99 * 3}
+    return {
+        "mode": mode,
+        "app": f"harness.apps.{app_label}_app:app",
+        "app_label": app_label,
+        "backend": "contextvar",
+        "connections": connections,
+        "requests": 10_000,
+        "leaks": leaks,
+        "errors": errors,
+        "error_kinds": {},
+        "rps": rps,
+        "rps_runs": [rps * (1 - spread / 2), rps, rps * (1 + spread / 2)],
+        "rps_spread": spread,
+        "latency_ms": latency,
+        "latency_runs": [latency, latency, latency],
+        "evidence": [],
+        "server": {"effective": {}},
+    }
+
+
+def doc(run_id: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": "ctxbench.results/1",
+        "run_id": run_id,
+        "created": "2026-01-01T00:00:00+00:00",
+        "command": ["ctxbench", "run"],
+        "machine": {"cpu_count": 2},
+        "python": "3.11.9",
+        "packages": {"werkzeug": "3.1.9"},
+        "settings": {"duration": 2.0, "concurrency": 16, "repeats": 3, "sleep_ms": 1.0},
+        "entries": list(entries),
+    }
+
+
+def test_identical_runs_have_no_regression() -> None:
+    a = doc("A", entry(), entry("gunicorn-gevent", rps=7000.0))
+    text, regressions = compare_runs(a, copy.deepcopy(a), 0.10)
+    assert regressions == []
+    assert "No regressions beyond 10%." in text
+    assert "+0.0%" in text
+
+
+def test_small_change_is_listed_but_not_flagged() -> None:
+    a = doc("A", entry(rps=5000.0, p99=4.0))
+    b = doc("B", entry(rps=4800.0, p99=4.2))  # -4% rps, +5% p99
+    text, regressions = compare_runs(a, b, 0.10)
+    assert regressions == []
+    assert "-4.0%" in text and "+5.0%" in text
+    assert "REGRESSION" not in text
+
+
+def test_throughput_drop_beyond_threshold_is_a_regression() -> None:
+    a = doc("A", entry(rps=5000.0), entry("gunicorn-gevent", rps=7000.0))
+    b = doc("B", entry(rps=4000.0), entry("gunicorn-gevent", rps=7100.0))  # -20%, +1.4%
+    text, regressions = compare_runs(a, b, 0.10)
+    assert [(r.key[2], r.metric) for r in regressions] == [("gunicorn-gthread", "rps")]
+    assert regressions[0].relative == pytest.approx(-0.20)
+    assert "REGRESSION: rps" in text
+    assert "gunicorn-gthread (core, contextvar, keepalive): rps 5,000 rps -> 4,000 rps" in text
+
+
+def test_latency_rise_and_a_faster_run_are_told_apart() -> None:
+    a = doc("A", entry(rps=5000.0, p99=4.0))
+    slower = doc("B", entry(rps=5000.0, p99=6.0))
+    _, regressions = compare_runs(a, slower, 0.10)
+    assert [r.metric for r in regressions] == ["p99"]
+    faster = doc("B", entry(rps=9000.0, p99=2.0))
+    assert compare_runs(a, faster, 0.10)[1] == []
+
+
+def test_new_leaks_and_new_errors_are_regressions() -> None:
+    a = doc("A", entry())
+    b = doc("B", entry(leaks=3, errors=1))
+    text, regressions = compare_runs(a, b, 0.10)
+    assert sorted(r.metric for r in regressions) == ["errors", "leaks"]
+    assert "leaks 0 -> 3" in text
+
+
+def test_threshold_decides() -> None:
+    a, b = doc("A", entry(rps=5000.0)), doc("B", entry(rps=4600.0))  # -8%
+    assert compare_runs(a, b, 0.10)[1] == []
+    assert len(compare_runs(a, b, 0.05)[1]) == 1
+
+
+def test_regression_inside_the_runs_own_noise_is_marked() -> None:
+    a = doc("A", entry(rps=5000.0, spread=0.30))
+    b = doc("B", entry(rps=4000.0, spread=0.30))
+    text, regressions = compare_runs(a, b, 0.10)
+    assert regressions and regressions[0].within_noise
+    assert "(within noise)" in text
+
+
+def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
+    a = doc("A", entry(), entry("gunicorn-sync"))
+    b = doc("B", entry(), entry("gunicorn-gevent"))
+    b["settings"]["concurrency"] = 32
+    text, regressions = compare_runs(a, b, 0.10)
+    assert regressions == []
+    assert "only in A: gunicorn-sync (core, contextvar, keepalive)" in text
+    assert "only in B: gunicorn-gevent (core, contextvar, keepalive)" in text
+    assert "setting 'concurrency' differs (A 16, B 32)" in text
+
+
+def test_output_is_deterministic() -> None:
+    a = doc("A", entry(), entry("gunicorn-gevent", connections="fresh"))
+    b = doc("B", entry(rps=3000.0), entry("gunicorn-gevent", connections="fresh"))
+    assert compare_runs(a, b, 0.1) == compare_runs(copy.deepcopy(a), copy.deepcopy(b), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("10%", 0.10), ("5", 0.05), ("0.1", 0.10), (" 2.5% ", 0.025)]
+)
+def test_parse_threshold(text: str, value: float) -> None:
+    assert parse_threshold(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["", "ten", "0%", "-5%"])
+def test_parse_threshold_rejects_nonsense(text: str) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        parse_threshold(text)
