@@ -378,7 +378,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         eff = srv.effective
         print(f"{srv.mode} serving {app} ({args.backend}) at {srv.url}/", flush=True)
         print(
-            f"  effective: {eff.get('worker_class')} workers={eff.get('workers')}"
+            f"  pid={srv.pid} effective: {eff.get('worker_class')} workers={eff.get('workers')}"
             f" threads={eff.get('threads')} pids={eff.get('worker_pids')}",
             flush=True,
         )

@@ -1,6 +1,7 @@
 """The one import string every server mode loads: ``harness.wsgi:app``.
 
-Importing this module, inside the server process, does three things in order:
+The first access to ``harness.wsgi.app``, inside the server process, does three things in order
+(importing the module does nothing else, so the harness uses its helpers freely):
 
 1. installs the context-storage backend named by ``CTXBENCH_BACKEND`` (default ``contextvar``)
    with :func:`harness.backends.install`, before the app exists, so the app never runs on the
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from harness.errors import AppLoadError
 
-__all__ = ["DEFAULT_APP", "LOADED", "app", "load_app", "parse_import_string"]
+__all__ = ["DEFAULT_APP", "LOADED", "load_app", "parse_import_string"]  # and `app`, lazily
 
 #: The app every command uses unless told otherwise.
 DEFAULT_APP = "harness.apps.core_app:app"
@@ -116,11 +117,22 @@ def _report_failure(message: str) -> None:
         Path(state_dir, "app-error.txt").write_text(message + "\n", encoding="utf-8")
 
 
-try:
-    app = _bootstrap()
-except AppLoadError as e:
-    _report_failure(e.message)
-    raise
-except Exception as e:
-    _report_failure(f"loading the app failed: {type(e).__name__}: {e}")
-    raise
+_app: t.Any = None
+
+
+def __getattr__(name: str) -> t.Any:
+    # ``app`` is loaded on first access (PEP 562), so that the harness can import this module
+    # for its helpers without installing a backend or importing the app in its own process.
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        try:
+            _app = _bootstrap()
+        except AppLoadError as e:
+            _report_failure(e.message)
+            raise
+        except Exception as e:
+            _report_failure(f"loading the app failed: {type(e).__name__}: {e}")
+            raise
+    return _app

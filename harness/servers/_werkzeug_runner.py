@@ -31,6 +31,7 @@ def main(argv: t.Sequence[str] | None = None) -> None:
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass
 
+    app = wsgi.app  # load first (a failure ends the process before it listens), then report
     info = loaded_app_info()
     info.update(
         worker_class="thread-per-connection",
@@ -40,7 +41,7 @@ def main(argv: t.Sequence[str] | None = None) -> None:
     run_simple(
         args.host,
         args.port,
-        wsgi.app,
+        app,
         threaded=True,
         use_reloader=False,
         use_debugger=False,
