@@ -14,7 +14,7 @@ import os
 import sys
 import typing as t
 
-from harness.servers._state import loaded_app_info, write_state
+from harness.servers._state import die_with_parent, loaded_app_info, write_state
 
 #: gunicorn worker classes by their short ``-k`` name.
 WORKER_CLASS_NAMES = {
@@ -46,6 +46,12 @@ def when_ready(server: t.Any) -> None:
             "accesslog": cfg.accesslog,
         },
     )
+
+
+def post_fork(server: t.Any, worker: t.Any) -> None:
+    # Without this, a worker whose master was SIGKILLed lives on until its next heartbeat
+    # check (up to half the worker timeout) with nobody to stop it.
+    die_with_parent()
 
 
 def post_worker_init(worker: t.Any) -> None:

@@ -10,14 +10,34 @@ recorded as missing, it never takes a server down.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import platform
+import signal
 import sys
 import typing as t
 from pathlib import Path
 
-__all__ = ["loaded_app_info", "write_state"]
+__all__ = ["die_with_parent", "loaded_app_info", "write_state"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere a no-op).
+
+    Safe between ``fork`` and ``exec`` (it only calls ``prctl``). If the parent is already gone
+    (re-parented before ``prctl`` took effect), exit at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def loaded_app_info() -> dict[str, t.Any]:

@@ -18,15 +18,16 @@ Lifecycle of a :class:`LiveServer`:
   deadline; an early exit or an app import failure ends the wait at once;
 - log: stdout and stderr go to one file, whose tail is shown when start-up fails;
 - stop: SIGTERM to the group, SIGKILL after a grace period, then wait until no process of the
-  group is left. On Linux the server also gets ``PR_SET_PDEATHSIG`` (SIGKILL), so it dies with
-  the harness even when the harness is killed outright.
+  group is left. On Linux the server also gets ``PR_SET_PDEATHSIG`` (SIGKILL), and so do
+  gunicorn's workers (their parent is the master), so it dies with the harness even when the
+  harness is killed outright. (The signal follows the *thread* that started the server: start
+  servers from a thread that outlives them, normally the main thread.)
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-import ctypes
 import errno
 import http.client
 import json
@@ -35,7 +36,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import typing as t
@@ -45,6 +45,7 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
+from harness.servers._state import die_with_parent
 
 __all__ = [
     "HOST",
@@ -197,19 +198,6 @@ def check_port_free(port: int, host: str = HOST) -> None:
 
 
 # -- processes -------------------------------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """``preexec_fn``: have the kernel SIGKILL this child when the harness dies."""
-    parent = os.getppid()
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
 
 def group_members(pgid: int) -> list[int]:
     """Pids of the live (non-zombie) processes in process group ``pgid``."""
@@ -445,7 +433,6 @@ def _start(
             "CTXBENCH_STATE_DIR": str(state_dir),
         }
     )
-    preexec = _die_with_parent if sys.platform.startswith("linux") else None
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             argv,
@@ -454,7 +441,7 @@ def _start(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=preexec,  # only prctl: safe between fork and exec
+            preexec_fn=die_with_parent,  # only prctl: safe between fork and exec
         )
     server = LiveServer(
         mode=server_mode.name,

@@ -1,0 +1,298 @@
+"""Server modes: start, answer the probe, report what ran, stop, leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
+from harness.servers import (
+    MODES,
+    Availability,
+    ServerConfig,
+    ServerMode,
+    get_mode,
+    group_members,
+    live_server,
+    start_server,
+)
+
+# A probe-speaking WSGI callable with no framework: these tests are about the servers, not the
+# app, so they do not depend on core or flask.
+STAND_IN = textwrap.dedent(
+    """
+    import json, os, threading
+    from urllib.parse import parse_qs
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] != "/_ctxbench/probe":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        token = parse_qs(environ.get("QUERY_STRING", "")).get("token", [""])[0]
+        body = json.dumps({
+            "token": token, "app": "stand-in",
+            "worker": {"pid": os.getpid(), "thread": threading.get_ident(), "greenlet": 0},
+            "obs": [["view", "request", token]],
+        }).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    def no_probe(environ, start_response):
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"no probe here"]
+
+    not_callable = 42
+    """
+)
+APP = "ctxbench_stand_in:app"
+ALL_MODES = [pytest.param(name, id=name) for name in MODES]
+
+
+@pytest.fixture(scope="module")
+def stand_in_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("stand_in")
+    (path / "ctxbench_stand_in.py").write_text(STAND_IN)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def server_env(monkeypatch: pytest.MonkeyPatch, stand_in_dir: Path) -> None:
+    """Scrub gunicorn's variables and make the stand-in app importable by the servers."""
+    for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(stand_in_dir), os.getcwd()]))
+
+
+def skip_unavailable(name: str) -> None:
+    availability = get_mode(name).available()
+    if not availability.ok:
+        pytest.skip(f"{name} cannot run here: {availability.reason}")
+
+
+def probe(url: str, token: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{url}/_ctxbench/probe?token={token}", timeout=5) as response:
+        rv: dict[str, object] = json.loads(response.read())
+        return rv
+
+
+def assert_gone(pgid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert group_members(pgid) == [], f"processes of group {pgid} survived"
+
+
+def test_registry_names_and_order() -> None:
+    assert list(MODES) == [
+        "werkzeug-threaded",
+        "gunicorn-sync",
+        "gunicorn-gthread",
+        "gunicorn-gevent",
+    ]
+    for mode in MODES.values():
+        assert isinstance(mode.available(), Availability)
+        assert mode.summary
+
+
+def test_unknown_mode_lists_valid_ones() -> None:
+    with pytest.raises(UsageError, match="unknown server mode 'uwsgi'") as info:
+        get_mode("uwsgi")
+    for name in MODES:
+        assert name in str(info.value)
+
+
+def test_commands_are_explicit() -> None:
+    cfg = ServerConfig(app=APP, backend="contextvar", host="127.0.0.1", port=1234)
+    argv = get_mode("gunicorn-gthread").command(cfg)
+    for flag in ("-w", "--threads", "--worker-connections", "--no-control-socket", "-b"):
+        assert flag in argv
+    assert "127.0.0.1:1234" in argv
+    assert argv[-1] == "harness.wsgi:app"
+    assert not any("access" in arg for arg in argv)
+
+
+def test_unavailable_mode_is_a_usage_error() -> None:
+    class Missing(ServerMode):
+        name = "missing"
+        summary = "never available"
+
+        def available(self) -> Availability:
+            return Availability(False, "frobnicator is not installed")
+
+        def command(self, cfg: ServerConfig) -> list[str]:
+            raise AssertionError("must not be called")
+
+    with pytest.raises(UsageError, match="cannot run here: frobnicator is not installed"):
+        start_server(Missing(), app=APP)
+
+
+def test_busy_port_is_refused_before_start() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(PortInUseError) as info:
+            start_server("gunicorn-sync", app=APP, port=port)
+    assert str(info.value) == (
+        f"port {port} on 127.0.0.1 is in use: stop the other program or pick another port"
+    )
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_start_probe_stop_leaves_nothing(mode: str, tmp_path: Path) -> None:
+    skip_unavailable(mode)
+    with live_server(mode, app=APP, log_dir=tmp_path) as srv:
+        pgid = srv.pid
+        assert srv.url == f"http://127.0.0.1:{srv.port}"
+        assert probe(srv.url, "hello")["token"] == "hello"
+        eff = srv.effective
+        assert eff["mode"] == mode
+        assert eff["app"] == APP
+        assert eff["backend"] == "contextvar"
+        assert eff["storage"] == "contextvar"
+        assert eff["worker_pids"] and all(isinstance(p, int) for p in eff["worker_pids"])
+        assert eff["server_version"]
+        assert set(group_members(pgid)) >= {pgid, *eff["worker_pids"]}
+        assert srv.log_path.parent == tmp_path
+    assert srv.process.returncode is not None
+    assert_gone(pgid)
+
+
+@pytest.mark.live
+def test_effective_config_gunicorn_defaults() -> None:
+    skip_unavailable("gunicorn-gevent")
+    with live_server("gunicorn-gevent", app=APP, worker_connections=50) as srv:
+        eff = srv.effective
+    assert eff["worker_class"] == "gevent"
+    assert eff["workers"] == 2 and len(eff["worker_pids"]) == 2
+    assert eff["worker_connections"] == 50
+    assert eff["gevent_patched"] is True
+    assert eff["access_log"] is None
+    assert eff["packages"]["gevent"]
+
+
+@pytest.mark.live
+def test_sync_with_threads_really_runs_gthread() -> None:
+    skip_unavailable("gunicorn-sync")
+    with live_server("gunicorn-sync", app=APP, workers=1, threads=4) as srv:
+        eff = srv.effective
+    assert eff["requested_worker_class"] == "sync"
+    assert eff["worker_class"] == "gthread"
+    assert eff["threads"] == 4
+    assert eff["workers"] == 1
+
+
+@pytest.mark.live
+def test_gunicorn_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_unavailable("gunicorn-sync")
+    monkeypatch.setenv("WEB_CONCURRENCY", "5")
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--workers 5 --threads 3")
+    monkeypatch.setenv("PORT", "1")
+    with live_server("gunicorn-sync", app=APP, workers=1) as srv:
+        eff = srv.effective
+    assert eff["workers"] == 1
+    assert eff["worker_class"] == "sync"
+
+
+@pytest.mark.live
+def test_werkzeug_records_ignored_options() -> None:
+    with live_server("werkzeug-threaded", app=APP, workers=3) as srv:
+        eff = srv.effective
+    assert eff["workers"] == 1
+    assert eff["ignored_options"] == ["--workers"]
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        pytest.param("no_such_module_xyz:app", "cannot import app 'no_such_mod", id="module"),
+        pytest.param("ctxbench_stand_in:nope", "has no attribute 'nope'", id="attribute"),
+        pytest.param("ctxbench_stand_in:not_callable", "is not a WSGI callable", id="not-callable"),
+        pytest.param("ctxbench_stand_in:no_probe", "answered 404", id="no-probe"),
+    ],
+)
+@pytest.mark.parametrize("mode", [pytest.param("werkzeug-threaded"), pytest.param("gunicorn-sync")])
+def test_bad_app_is_one_line(mode: str, app: str, message: str, tmp_path: Path) -> None:
+    skip_unavailable(mode)
+    with pytest.raises(AppLoadError) as info:
+        start_server(mode, app=app, log_dir=tmp_path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    # The failed server's pid is not known here: no process may still carry its environment.
+    survivors = _processes_mentioning(f"CTXBENCH_APP={app}")
+    assert not survivors, [Path(f"/proc/{pid}/stat").read_text() for pid in survivors]
+
+
+@pytest.mark.live
+def test_early_exit_shows_log_tail(tmp_path: Path) -> None:
+    skip_unavailable("gunicorn-sync")
+    with pytest.raises(ServerStartError) as info:
+        start_server("gunicorn-sync", app=APP, extra_args=["--no-such-flag"], log_dir=tmp_path)
+    assert "exited with status" in str(info.value)
+    assert "--no-such-flag" in info.value.detail
+
+
+@pytest.mark.live
+def test_server_dies_with_the_harness(tmp_path: Path) -> None:
+    """SIGKILL the process that started a server: the kernel kills the server too."""
+    skip_unavailable("gunicorn-sync")
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from harness.servers import start_server
+        srv = start_server("gunicorn-sync", app={APP!r}, workers=1)
+        print(srv.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None
+        pgid = int(parent.stdout.readline())
+        assert group_members(pgid)
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    assert_gone(pgid, timeout=10)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    rv = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+                environ = (entry / "environ").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if (text in cmdline or text in environ) and "pytest" not in cmdline:
+                rv.append(int(entry.name))
+    return rv
+
+
+def test_stop_is_idempotent_after_exit() -> None:
+    # A LiveServer around an already-finished process stops without error, twice.
+    from harness.servers.base import LiveServer
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    process.wait()
+    srv = LiveServer("x", "127.0.0.1", 1, process, Path(os.devnull))
+    srv.stop()
+    srv.stop()
+    assert process.returncode == 0
