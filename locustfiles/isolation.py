@@ -1,0 +1,215 @@
+"""Locust load test that fails on a request-context leak.
+
+    locust -f locustfiles/isolation.py --headless -u 50 -r 50 -t 30s -H http://127.0.0.1:PORT
+
+against a server started with ``ctxbench serve --mode MODE``. Each user sends probe requests
+(``GET /_ctxbench/probe?token=T&sleep_ms=S``) with a fresh token and checks every response with
+:func:`harness.verdict.check_probe_response`, the same verdict the harness's own load driver uses.
+
+What runs where: locust runs every user as a greenlet in this process (``import locust``
+monkey-patches it with gevent, so never import this file into a process that hosts a server).
+With ``--processes N`` or ``--master``/``--worker``, users run in worker processes and the
+master runs none; each worker sends its counts to the master with every stats report
+(``report_to_master``), and the master adds them up (``worker_report``) and decides the exit
+code. Counts travel as deltas, so a worker's last report (sent when the master tells it to quit,
+just before the master shuts down) is folded in like any other.
+
+Outcomes, each its own constant failure message so locust groups them:
+
+- ``context leak``: the response carried another request's state (details are logged, the first
+  few in full; each piece of evidence names mode, phase, name, expected, seen and the worker);
+- ``http error``: a status other than 200; ``connection error``: no response at all;
+- ``probe protocol error``: a 200 whose body is not a probe response (wrong app, wrong path).
+
+Exit code: 3 when any leak was seen, whatever ``--exit-code-on-error`` says (a leak is never an
+acceptable failure rate); otherwise locust's own rules (``--exit-code-on-error``, default 1 on any
+failure; 2 on an unhandled exception). On a distributed run this is the master's exit code; the
+workers exit by locust's rules.
+
+Options added to locust's: ``--sleep-ms`` (how long each probe request yields in the view,
+default 1) and ``--ctx-mode`` (the label written into the evidence, e.g. the server mode).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from locust import FastHttpUser, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from harness.verdict import ProbeProtocolError, check_probe_response
+
+logger = logging.getLogger("ctxbench.locust")
+
+PROBE_PATH = "/_ctxbench/probe"
+LEAK_EXIT_CODE = 3
+#: Pieces of evidence kept (and sent to the master) per process; the counts stay exact.
+EVIDENCE_KEPT = 20
+#: Leaks logged in full per process; after that only the count grows.
+LEAKS_LOGGED = 5
+
+LEAK = "context leak"
+HTTP_ERROR = "http error"
+CONNECTION_ERROR = "connection error"
+PROTOCOL_ERROR = "probe protocol error"
+
+
+@dataclass
+class Tally:
+    """Counts of one process; a worker drains it into each report, the master merges them."""
+
+    checked: int = 0  # probe responses checked (200s that reached the verdict)
+    leaky_requests: int = 0  # responses with at least one leaking observation
+    leaks: int = 0  # leaking observations, the harness's unit (one per piece of evidence)
+    errors: Counter[str] = field(default_factory=Counter)  # kind -> count
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+    def drain(self) -> dict[str, Any]:
+        """The counts so far as a plain dict for the master, and reset them to zero."""
+        data = {
+            "checked": self.checked,
+            "leaky_requests": self.leaky_requests,
+            "leaks": self.leaks,
+            "errors": dict(self.errors),
+            "evidence": self.evidence,
+        }
+        self.checked = self.leaky_requests = self.leaks = 0
+        self.errors = Counter()
+        self.evidence = []
+        return data
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add a worker's drained counts."""
+        self.checked += int(data.get("checked", 0))
+        self.leaky_requests += int(data.get("leaky_requests", 0))
+        self.leaks += int(data.get("leaks", 0))
+        self.errors.update({str(k): int(v) for k, v in data.get("errors", {}).items()})
+        room = EVIDENCE_KEPT - len(self.evidence)
+        self.evidence.extend(list(data.get("evidence", []))[: max(room, 0)])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "leaky_requests": self.leaky_requests,
+            "leaks": self.leaks,
+            "errors": sum(self.errors.values()),
+            "error_kinds": dict(sorted(self.errors.items())),
+        }
+
+
+TALLY = Tally()
+_logged = 0
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--sleep-ms",
+        type=float,
+        default=1.0,
+        help="ctxbench: milliseconds each probe request yields inside the view (default 1)",
+    )
+    parser.add_argument(
+        "--ctx-mode",
+        default="locust",
+        help="ctxbench: label written into leak evidence, e.g. the server mode (default locust)",
+    )
+
+
+class ProbeUser(FastHttpUser):
+    """Sends probe requests back to back, each with its own token, and checks every answer."""
+
+    wait_time = constant(0)
+
+    @task
+    def probe(self) -> None:
+        options = self.environment.parsed_options
+        sleep_ms = getattr(options, "sleep_ms", 1.0)
+        mode = getattr(options, "ctx_mode", "locust")
+        token = uuid.uuid4().hex  # fork-safe: unique across --processes workers too
+        url = f"{PROBE_PATH}?token={token}&sleep_ms={sleep_ms:g}"
+        with self.client.get(url, name=PROBE_PATH, catch_response=True) as response:
+            status = response.status_code
+            if not status or response.content is None:
+                TALLY.errors[CONNECTION_ERROR] += 1
+                response.failure(CONNECTION_ERROR)
+                return
+            if status != 200:
+                TALLY.errors[f"{HTTP_ERROR} {status}"] += 1
+                response.failure(HTTP_ERROR)
+                return
+            try:
+                evidence = check_probe_response(token, status, response.content, mode=mode)
+            except ProbeProtocolError as exc:
+                TALLY.errors[PROTOCOL_ERROR] += 1
+                _log_protocol_error(exc)
+                response.failure(PROTOCOL_ERROR)
+                return
+            TALLY.checked += 1
+            if not evidence:
+                response.success()
+                return
+            TALLY.leaky_requests += 1
+            TALLY.leaks += len(evidence)
+            room = EVIDENCE_KEPT - len(TALLY.evidence)
+            TALLY.evidence.extend(ev.to_dict() for ev in evidence[: max(room, 0)])
+            _log_leak(token, evidence)
+            response.failure(LEAK)
+
+
+def _log_leak(token: str, evidence: list[Any]) -> None:
+    global _logged
+    _logged += 1
+    if _logged <= LEAKS_LOGGED:
+        lines = "\n".join(f"  {ev}" for ev in evidence)
+        logger.error("context leak in the response to token %s:\n%s", token, lines)
+    elif _logged == LEAKS_LOGGED + 1:
+        logger.error("more context leaks: counting them, not logging each one")
+
+
+def _log_protocol_error(exc: ProbeProtocolError) -> None:
+    if TALLY.errors[PROTOCOL_ERROR] <= LEAKS_LOGGED:
+        logger.error("probe protocol error: %s", exc)
+
+
+@events.report_to_master.add_listener
+def _send_counts(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
+    data["ctxbench"] = TALLY.drain()
+
+
+@events.worker_report.add_listener
+def _receive_counts(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
+    counts = data.get("ctxbench")
+    if counts:
+        TALLY.merge(counts)
+
+
+@events.quitting.add_listener
+def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master decides; a worker's counts have gone to it
+    summary = TALLY.summary()
+    # locust's own failure stats arrive in the same messages as our counts; use them as a
+    # cross-check so a leak can never be lost between the two.
+    failures = sum(
+        err.occurrences for err in environment.stats.errors.values() if LEAK in str(err.error)
+    )
+    summary["leak_failures"] = failures
+    summary["role"] = "master" if isinstance(environment.runner, MasterRunner) else "local"
+    logger.info("ctxbench summary %s", json.dumps(summary, sort_keys=True))
+    if TALLY.leaks or failures:
+        for item in TALLY.evidence[:LEAKS_LOGGED]:
+            logger.error("leak evidence: %s", json.dumps(item, sort_keys=True))
+        logger.error(
+            "ctxbench: %d context leaks in %d responses: request state crossed between"
+            " requests; exiting with %d",
+            TALLY.leaks,
+            max(TALLY.leaky_requests, failures),
+            LEAK_EXIT_CODE,
+        )
+        environment.process_exit_code = LEAK_EXIT_CODE
