@@ -1,0 +1,226 @@
+"""``ctxbench``: exit statuses, one-line errors, and clean shutdown on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from harness.cli import main
+from harness.servers import MODES, get_mode, group_members
+
+FLASK_APP = "harness.apps.flask_app:app"
+CORE_APP = "harness.apps.core_app:app"
+needs_core_app = pytest.mark.skipif(
+    importlib.util.find_spec("harness.apps.core_app") is None,
+    reason="harness.apps.core_app (the bundled core probe app) is not in this tree yet",
+)
+
+
+@pytest.fixture(autouse=True)
+def scrub_server_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def one_line_error(err: str, expected: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ctxbench")
+    assert expected in lines[0]
+    assert "Traceback" not in err
+
+
+def test_list_shows_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in MODES:
+        assert name in out
+    assert out.count("\n") == len(MODES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["run", "--modes", "uwsgi"], "unknown server mode 'uwsgi'", id="mode"),
+        pytest.param(["serve", "--mode", "uwsgi"], "unknown server mode 'uwsgi'", id="serve-mode"),
+        pytest.param(["run", "--backend", "nope"], "unknown backend 'nope'", id="backend"),
+        pytest.param(
+            ["run", "--app", FLASK_APP, "--backend", "no-reset"],
+            "use --backend contextvar",
+            id="mutant-with-flask",
+        ),
+        pytest.param(["run", "--app", "not a path"], "bad app import string", id="app-string"),
+        pytest.param(["run", "--repeats", "0"], "bad repeats 0", id="repeats"),
+        pytest.param(["run", "--connections", "pipelined"], "invalid choice", id="choice"),
+        pytest.param(["run", "--no-such-option"], "unrecognized arguments", id="option"),
+        pytest.param(["frobnicate"], "invalid choice", id="command"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        status = int(e.code or 0)
+    assert status == 2
+    one_line_error(capsys.readouterr().err, expected)
+
+
+def test_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert main(["serve", "--mode", "gunicorn-sync", "--port", str(port)]) == 2
+    one_line_error(
+        capsys.readouterr().err,
+        f"port {port} on 127.0.0.1 is in use: stop the other program or pick another port",
+    )
+
+
+@pytest.mark.live
+def test_bad_app_path(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["run", "--modes", "werkzeug-threaded", "--app", "no_such_mod_q:app",
+                   "--out", os.devnull + "-unused"])  # fmt: skip
+    assert status == 2
+    one_line_error(capsys.readouterr().err, "cannot import app 'no_such_mod_q:app'")
+
+
+# -- subprocesses --------------------------------------------------------------------------
+
+
+def ctxbench(*args: str, **kw: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group: our signal reaches only it
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+def children(pid: int) -> list[int]:
+    rv = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                rv.append(int(entry.name))
+    return rv
+
+
+def wait_for(predicate: object, timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rv = predicate()  # type: ignore[operator]
+        if rv:
+            return rv
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def assert_gone(pgid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert group_members(pgid) == [], f"processes of group {pgid} survived"
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("mode", ["gunicorn-gthread", "werkzeug-threaded"])
+def test_serve_stops_cleanly(mode: str, sig: signal.Signals) -> None:
+    if not get_mode(mode).available().ok:
+        pytest.skip(f"{mode} cannot run here")
+    proc = ctxbench("serve", "--mode", mode, "--app", FLASK_APP)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"{mode} serving {FLASK_APP} (contextvar) at http://127.0.0.1:" in first
+        server_pid = int(proc.stdout.readline().split("pid=")[1].split()[0])
+        assert group_members(server_pid)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert "interrupted; every server was stopped" in err
+    assert "Traceback" not in err
+    assert_gone(server_pid)
+    assert_gone(proc.pid)
+
+
+@pytest.mark.live
+def test_run_interrupted_leaves_nothing(tmp_path: Path) -> None:
+    proc = ctxbench("run", "--modes", "gunicorn-gevent,gunicorn-sync", "--app", FLASK_APP,
+                    "--duration", "30", "--out", str(tmp_path))  # fmt: skip
+    try:
+        server_pid = t_int(wait_for(lambda: children(proc.pid), timeout=20))
+        # Wait until the server answers (its log says so), then interrupt mid-measurement.
+        wait_for(lambda: list(tmp_path.glob("*/logs/*/gunicorn-gevent.log")), timeout=20)
+        time.sleep(0.5)  # let the measurement get under way; this is not a synchronisation
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert_gone(server_pid)
+    assert_gone(proc.pid)
+
+
+def t_int(pids: object) -> int:
+    assert isinstance(pids, list) and len(pids) == 1, pids
+    return int(pids[0])
+
+
+@pytest.mark.live
+def test_small_run_writes_results(tmp_path: Path) -> None:
+    proc = ctxbench("run", "--modes", "gunicorn-sync,werkzeug-threaded", "--app", FLASK_APP,
+                    "--duration", "0.2", "--repeats", "1", "--warmup", "0", "--concurrency", "4",
+                    "--out", str(tmp_path))  # fmt: skip
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    [run_dir] = tmp_path.iterdir()
+    doc = results.load_results(run_dir)
+    assert doc["status"] == "complete"
+    assert [(e["mode"], e["connections"]) for e in doc["entries"]] == [
+        ("gunicorn-sync", "keepalive"), ("gunicorn-sync", "fresh"),
+        ("werkzeug-threaded", "keepalive"), ("werkzeug-threaded", "fresh"),
+    ]  # fmt: skip
+    assert all(e["leaks"] == 0 and e["requests"] > 0 for e in doc["entries"])
+    assert doc["entries"][0]["app_label"] == "flask"
+    assert doc["entries"][0]["server"]["effective"]["worker_class"] == "sync"
+    assert "gunicorn-sync" in out and "verdict" in out and "0 leaks" in out
+    assert err == ""  # not a terminal: no progress lines
+    assert json.loads((run_dir / "results.json").read_text())["run_id"] == run_dir.name
+
+
+@pytest.mark.live
+@needs_core_app
+def test_a_leak_exits_1(tmp_path: Path) -> None:
+    proc = ctxbench("run", "--modes", "gunicorn-gthread", "--backend", "shared-global",
+                    "--duration", "0.3", "--repeats", "1", "--warmup", "0",
+                    "--connections", "keepalive", "--out", str(tmp_path))  # fmt: skip
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "LEAK" in out
