@@ -17,12 +17,12 @@ app.config["SECRET_KEY"] = "ctxbench-not-a-secret"
 
 @app.before_request
 def remember_visit() -> None:
-    g.visits = session.get("visits", 0) + 1
+    g.setdefault("visits", session.get("visits", 0) + 1)
 
 
 @app.route("/")
 def index() -> dict[str, object]:
-    return {"app": app.name, "visits": g.visits}
+    return {"app": app.name, "visits": g.get("visits")}
 
 
 @app.route("/hello/<name>")
