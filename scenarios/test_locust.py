@@ -1,0 +1,215 @@
+"""locustfiles/isolation.py against live servers: exit 0 on the correct core, non-zero on a mutant.
+
+Locust always runs as its own process (``import locust`` would monkey-patch this test process
+with gevent), against a server started with :func:`harness.servers.live_server` on 127.0.0.1.
+The counts come from the locustfile's ``ctxbench summary {...}`` log line, which the master (or
+the single process) writes after aggregation. Each run is bounded (a few seconds, a handful of
+users) and each subprocess has a hard timeout; servers and locust processes are stopped however
+a test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [
+    pytest.mark.locust,
+    pytest.mark.live,
+    pytest.mark.skipif(find_spec("locust") is None, reason="locust is not installed"),
+    pytest.mark.skipif(
+        find_spec("harness.apps.core_app") is None, reason="harness.apps.core_app is missing"
+    ),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = ROOT / "locustfiles" / "isolation.py"
+LEAK_EXIT_CODE = 3
+RUN_SECONDS = 4
+USERS = 12
+SUMMARY = re.compile(r"ctxbench summary (\{.*\})")
+
+
+@dataclass
+class LocustRun:
+    returncode: int
+    output: str
+    summary: dict[str, Any]
+
+    def explain(self) -> str:
+        tail = "\n".join(self.output.splitlines()[-40:])
+        return f"locust exited {self.returncode}; summary {self.summary}; output tail:\n{tail}"
+
+
+def _locust_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args]
+
+
+def _env() -> dict[str, str]:
+    # Nothing from the caller's environment may reconfigure locust (LOCUST_* options).
+    return {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+
+
+def _headless(url: str, *extra: str) -> list[str]:
+    return _locust_cmd(
+        "--headless",
+        "-u",
+        str(USERS),
+        "-r",
+        str(USERS),
+        "-t",
+        f"{RUN_SECONDS}s",
+        "-H",
+        url,
+        "--only-summary",
+        "--sleep-ms",
+        "2",
+        *extra,
+    )
+
+
+def _parse(returncode: int, output: str) -> LocustRun:
+    found = SUMMARY.findall(output)
+    summary = json.loads(found[-1]) if found else {}
+    return LocustRun(returncode, output, summary)
+
+
+def run_locust(url: str, *extra: str) -> LocustRun:
+    """Run one headless locust (possibly with --processes) to completion."""
+    proc = subprocess.run(
+        _headless(url, *extra),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=RUN_SECONDS + 45,
+    )
+    return _parse(proc.returncode, proc.stdout)
+
+
+def run_locust_distributed(url: str, workers: int, *extra: str) -> LocustRun:
+    """A --master with --expect-workers and separate --worker processes, all torn down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        master = subprocess.Popen(
+            _headless(
+                url,
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--expect-workers",
+                str(workers),
+                *extra,
+            ),
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        procs.append(master)
+        for _ in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    _locust_cmd(
+                        "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)
+                    ),
+                    cwd=ROOT,
+                    env=_env(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
+        output, _ = master.communicate(timeout=RUN_SECONDS + 45)
+        for worker in procs[1:]:
+            worker.wait(timeout=30)
+        return _parse(master.returncode, output)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def correct_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from harness.servers import live_server
+
+    with live_server(
+        "gunicorn-gthread", workers=2, threads=4, log_dir=tmp_path_factory.mktemp("correct")
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def mutant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # One process-wide slot, eight threads, and a 2 ms yield per request: requests overlap in
+    # one process, so a request sees another's context.
+    from harness.servers import live_server
+
+    with live_server(
+        "gunicorn-gthread",
+        backend="shared-global",
+        workers=1,
+        threads=8,
+        log_dir=tmp_path_factory.mktemp("mutant"),
+    ) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize(
+    "extra", [pytest.param((), id="single"), pytest.param(("--processes", "2"), id="processes-2")]
+)
+def test_correct_core_exits_0_without_leaks(correct_server: Any, extra: tuple[str, ...]) -> None:
+    run = run_locust(correct_server.url, "--ctx-mode", "gunicorn-gthread", *extra)
+    assert run.returncode == 0, run.explain()
+    assert run.summary["leaks"] == 0, run.explain()
+    assert run.summary["leak_failures"] == 0, run.explain()
+    assert run.summary["errors"] == 0, run.explain()
+    assert run.summary["checked"] > 100, run.explain()
+    assert run.summary["role"] == ("master" if extra else "local")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # --exit-code-on-error 0 must not hide a leak.
+        pytest.param(("--exit-code-on-error", "0"), id="single"),
+        pytest.param(("--processes", "2"), id="processes-2"),
+    ],
+)
+def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ...]) -> None:
+    run = run_locust(mutant_server.url, "--ctx-mode", "gunicorn-gthread", *extra)
+    assert run.returncode == LEAK_EXIT_CODE, run.explain()
+    assert run.summary["leaks"] > 0, run.explain()
+    # Our counter and locust's own failure count agree once aggregated on the master.
+    assert run.summary["leaky_requests"] == run.summary["leak_failures"], run.explain()
+    assert run.summary["role"] == ("master" if "--processes" in extra else "local")
+    assert "context leak in the response to token" in run.output
+    assert '"mode": "gunicorn-gthread"' in run.output  # evidence names the mode
+
+
+def test_mutant_leaks_are_counted_on_a_separate_master(mutant_server: Any) -> None:
+    run = run_locust_distributed(mutant_server.url, 2)
+    assert run.returncode == LEAK_EXIT_CODE, run.explain()
+    assert run.summary["role"] == "master"
+    assert run.summary["leaks"] > 0, run.explain()
+    assert run.summary["leaky_requests"] == run.summary["leak_failures"], run.explain()
