@@ -68,6 +68,7 @@ HOST = "127.0.0.1"
 #: Environment variables that would configure a server behind the harness's back.
 SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS")
 PROBE_PATH = "/_ctxbench/probe"
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 LOG_TAIL_LINES = 25
 
 
@@ -281,6 +282,9 @@ class LiveServer:
             return
         self._stopped = True
         pgid = self.process.pid
+        # A second Ctrl-C must not cut the clean-up short: hold SIGINT/SIGTERM/SIGHUP until the
+        # group is gone; they are delivered (and raise) as soon as this returns.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
         try:
             _signal_group(pgid, signal.SIGTERM)
             try:
@@ -294,6 +298,7 @@ class LiveServer:
         finally:
             if self._cleanup_dir is not None:
                 shutil.rmtree(self._cleanup_dir, ignore_errors=True)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def __enter__(self) -> LiveServer:
         return self
