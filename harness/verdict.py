@@ -92,10 +92,12 @@ def _fail(token: str, why: str, body: bytes) -> ProbeProtocolError:
 def _worker(token: str, raw: object, body: bytes) -> tuple[WorkerKey, dict[str, int | None]]:
     if not isinstance(raw, dict):
         raise _fail(token, "'worker' is not an object", body)
-    pid, thread, glet = raw.get("pid"), raw.get("thread"), raw.get("greenlet")
+    pid, thread, glet = raw.get("pid"), raw.get("thread"), raw.get("greenlet", False)
     if type(pid) is not int or type(thread) is not int or not (glet is None or type(glet) is int):
         raise _fail(
-            token, "'worker' needs integer pid and thread and an integer or null greenlet", body
+            token,
+            "'worker' needs an integer pid and thread, and a greenlet that is an integer or null",
+            body,
         )
     return (pid, thread, glet), {"pid": pid, "thread": thread, "greenlet": glet}
 

@@ -7,7 +7,6 @@ session), two ordinary routes and the probe.
 from __future__ import annotations
 
 from core import App, g, session
-
 from harness.probe import install_probe
 
 app = App("ctxbench_core_app")

@@ -64,15 +64,24 @@ class Framework:
         self._hook_list(attr).insert(0, func)
 
     def add_hook_both_ends(self, attr: str, func: Hook) -> None:
-        """Register ``func`` at both ends of ``attr``: it runs first and last in either order.
-
-        Frameworks run after-request and teardown hooks in reverse registration order (Flask
-        does); registering at both ends makes the probe run before and after the app's own
-        hooks without depending on that order.
-        """
+        """Register ``func`` at both ends of ``attr``: it runs first and last in either order."""
         funcs = self._hook_list(attr)
         funcs.insert(0, func)
         funcs.append(func)
+
+    def run_before(self, method: str, func: Callable[[], None]) -> None:
+        """Make the app call ``func()`` at the start of its method ``method``.
+
+        The wrapper is set on the instance, so it only affects this app.
+        """
+        original: Callable[..., t.Any] = getattr(self.app, method)
+
+        def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            func()
+            return original(*args, **kwargs)
+
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(self.app, method, wrapper)
 
     def has_secret_key(self) -> bool:
         if getattr(self.app, "secret_key", None):

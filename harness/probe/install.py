@@ -50,6 +50,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         if state is None:
             return None
         state.phase = "before_request"
+        state.phases.append("before_request")
         obs = state.obs
         # Anything the probe finds in g or the session before it stored this request's token was
         # left there by an earlier request.
@@ -79,6 +80,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
                 mimetype="text/plain",
             )
         state.phase = "view"
+        state.phases.append("view")
         if state.sleep_s > 0.0:
             time.sleep(state.sleep_s)
         view_token = fw.read_request_token()
@@ -104,39 +106,48 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         state.view_done = True
         return response_class(body, mimetype="application/json")
 
-    def after_request(response: t.Any) -> t.Any:
-        # Registered at both ends of the list: the first call observes, the last call removes
-        # the probe's key from the session once every app hook has run.
+    def drop_session_key(response: t.Any) -> t.Any:
+        # Registered at index 0 of after_request_funcs, which frameworks run in reverse: it
+        # runs after every after_request hook of the app and before the session is saved.
         state = _cv_probe.get()
-        if state is None:
-            return response
-        if state.phase != "after_request":
-            state.phase = "after_request"
-            obs = state.obs
-            obs.append(["after_request", "request", fw.read_request_token()])
-            obs.append(["after_request", "g", fw.read_g()])
-            if state.use_session:
-                obs.append(["after_request", "session", fw.read_session()])
-            obs.append(["after_request", "current_app", fw.read_app_name()])
-        elif state.use_session:
+        if state is not None and state.use_session:
             fw.drop_session_key()
         return response
 
-    def teardown_request(exc: BaseException | None = None) -> None:
+    # Phase boundaries are marked by wrapping the framework methods that run each phase's hooks,
+    # so the app's own hooks observe in the right phase whether they were registered before or
+    # after install_probe(). The probe observes first, then the app's hooks run.
+
+    def enter_after_request() -> None:
+        state = _cv_probe.get()
+        if state is None or state.phase == "after_request":
+            return
+        state.phase = "after_request"
+        state.phases.append("after_request")
+        obs = state.obs
+        obs.append(["after_request", "request", fw.read_request_token()])
+        obs.append(["after_request", "g", fw.read_g()])
+        if state.use_session:
+            obs.append(["after_request", "session", fw.read_session()])
+        obs.append(["after_request", "current_app", fw.read_app_name()])
+
+    def enter_teardown_request() -> None:
         state = _cv_probe.get()
         if state is None or state.phase == "teardown_request":
             return
         state.phase = "teardown_request"
+        state.phases.append("teardown_request")
         obs = state.obs
         obs.append(["teardown_request", "request", fw.read_request_token()])
         obs.append(["teardown_request", "g", fw.read_g()])
         obs.append(["teardown_request", "current_app", fw.read_app_name()])
 
-    def teardown_appcontext(exc: BaseException | None = None) -> None:
+    def enter_teardown_appcontext() -> None:
         state = _cv_probe.get()
         if state is None or state.phase == "teardown_appcontext":
             return
         state.phase = "teardown_appcontext"
+        state.phases.append("teardown_appcontext")
         obs = state.obs
         obs.append(["teardown_appcontext", "g", fw.read_g()])
         obs.append(["teardown_appcontext", "current_app", fw.read_app_name()])
@@ -144,17 +155,27 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
     return {
         "before_request": before_request,
         "view": ctxbench_probe,
-        "after_request": after_request,
-        "teardown_request": teardown_request,
-        "teardown_appcontext": teardown_appcontext,
+        "drop_session_key": drop_session_key,
+        "process_response": enter_after_request,
+        "do_teardown_request": enter_teardown_request,
+        "do_teardown_appcontext": enter_teardown_appcontext,
     }
+
+
+def _as_hook(enter: Callable[[], None]) -> Callable[[BaseException | None], None]:
+    def hook(exc: BaseException | None = None) -> None:
+        enter()
+
+    return hook
 
 
 def install_probe(app: App) -> App:
     """Mount the isolation probe into a ``core.App`` or ``flask.Flask`` and return the app.
 
     Adds the route ``GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>``, a ``before_request`` hook
-    that runs before the app's own, after-request and teardown hooks, and a middleware around
+    that runs before the app's own, an ``after_request`` hook that runs after the app's own,
+    wrappers around the app's ``process_response``, ``do_teardown_request`` and
+    ``do_teardown_appcontext`` (they mark where each phase starts), and a middleware around
     ``app.wsgi_app``. Call it once, at start-up, after any other middleware that replaces
     ``wsgi_app`` (the probe must be the outermost to see the request before the framework).
     Nothing is mounted unless you call it. The response format is described in
@@ -169,9 +190,14 @@ def install_probe(app: App) -> App:
     app_name = str(t.cast(t.Any, app).name)
     hooks = _make_hooks(fw, app_name)
     fw.add_hook_first("before_request_funcs", hooks["before_request"])
-    fw.add_hook_both_ends("after_request_funcs", hooks["after_request"])
-    fw.add_hook_both_ends("teardown_request_funcs", hooks["teardown_request"])
-    fw.add_hook_both_ends("teardown_appcontext_funcs", hooks["teardown_appcontext"])
+    fw.add_hook_first("after_request_funcs", hooks["drop_session_key"])
+    for method in ("process_response", "do_teardown_request", "do_teardown_appcontext"):
+        fw.run_before(method, hooks[method])
+    # The core skips do_teardown_* when no hook is registered, and a framework might run hooks
+    # without those methods: the same idempotent phase markers also go at both ends of the
+    # teardown hook lists.
+    fw.add_hook_both_ends("teardown_request_funcs", _as_hook(hooks["do_teardown_request"]))
+    fw.add_hook_both_ends("teardown_appcontext_funcs", _as_hook(hooks["do_teardown_appcontext"]))
     t.cast(t.Any, app).route(PROBE_PATH)(hooks["view"])
     target = t.cast(t.Any, app)
     target.wsgi_app = ProbeMiddleware(target.wsgi_app, fw)

@@ -12,7 +12,9 @@ at this point was left by another request.
 Teardown hooks run after the view has built the body. To carry their observations in the same
 response, the middleware holds back ``start_response``, drains the app's iterable (closing it,
 which is when a lazy framework would tear down), splices the late observations into the JSON
-``obs`` array and sends the final ``Content-Length``. Requests to any other path pass straight
+``obs`` array and sends the final ``Content-Length``. A phase that never ran for a request the
+view answered is recorded as ``[phase, "skipped", "<did not run>"]``, which the verdict reports
+as a leak. Requests to any other path pass straight
 through, untouched and unbuffered.
 """
 
@@ -29,7 +31,7 @@ from .frameworks import Framework
 
 if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
-from .state import ProbeState, _cv_probe
+from .state import PHASES, ProbeState, _cv_probe
 
 __all__ = ["PROBE_PATH", "ProbeMiddleware", "parse_probe_query"]
 
@@ -101,6 +103,15 @@ def _bad_request(message: str, start_response: StartResponse) -> Iterable[bytes]
     return [body]
 
 
+def _mark_skipped(state: ProbeState) -> None:
+    # A phase whose hooks never ran (a framework that reuses a stale app context does not tear it
+    # down) is a failure of isolation, not a malformed response: record it as an observation
+    # that cannot equal the token, so the verdict reports it as a leak.
+    for phase in PHASES:
+        if phase not in state.phases:
+            state.obs.append([phase, "skipped", "<did not run>"])
+
+
 class ProbeMiddleware:
     """Wraps an app's ``wsgi_app``; see the module docstring."""
 
@@ -137,6 +148,8 @@ class ProbeMiddleware:
             body = b"".join(held.chunks)
             headers = held.headers
             if state.view_done and held.status[:3] == "200":
+                if len(state.phases) != len(PHASES):
+                    _mark_skipped(state)
                 body = self._splice(state, body)
                 headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
                 headers.append(("Content-Length", str(len(body))))

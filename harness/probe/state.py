@@ -32,13 +32,24 @@ Observation = list[str | None]
 class ProbeState:
     """What the probe knows about the request it is serving."""
 
-    __slots__ = ("obs", "phase", "sleep_s", "spliced_at", "token", "use_session", "view_done")
+    __slots__ = (
+        "obs",
+        "phase",
+        "phases",
+        "sleep_s",
+        "spliced_at",
+        "token",
+        "use_session",
+        "view_done",
+    )
 
     def __init__(self, token: str, sleep_s: float) -> None:
         #: The token from the WSGI environ's query string: what the client sent.
         self.token = token
         self.sleep_s = sleep_s
         self.phase = "entry"
+        #: The phases entered so far, in order.
+        self.phases: list[str] = ["entry"]
         #: ``[phase, name, seen]`` triples, in the order they were made.
         self.obs: list[Observation] = []
         #: How many observations the view encoded into the body (the rest are spliced in).

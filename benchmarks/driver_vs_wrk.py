@@ -1,0 +1,332 @@
+"""Calibrate the load driver against wrk: is the driver measuring the server, or itself?
+
+For each gunicorn worker class with ONE worker, the server is pinned to core 0 (``taskset -c 0``)
+and the load generator to core 1: wrk (``taskset -c 1 wrk -t1 -c16``) and the driver (this
+process, pinned with ``os.sched_setaffinity``, keepalive pattern, same concurrency) take turns
+against the same server, alternating which goes first, for several rounds. The report is the
+median throughput of each, their ratio driver/wrk per mode (the driver should reach 0.9), and
+the spread of the runs. wrk sends a fixed token (the probe echoes it back); the driver sends a
+unique token per request and checks every response, so its numbers include that work.
+
+Run: ``python -m benchmarks.driver_vs_wrk --out results/bench/driver_vs_wrk.json``.
+Needs wrk and taskset on PATH and at least two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.load import LoadSpec, run_load
+
+SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
+HOST = "127.0.0.1"
+SERVER_CORE = 0
+CLIENT_CORE = 1
+TARGET_RATIO = 0.9
+SPREAD_WARNING = 0.10
+
+#: mode name -> gunicorn worker arguments (always with one worker).
+MODES: dict[str, list[str]] = {
+    "gunicorn-sync": ["-k", "sync"],
+    "gunicorn-gthread": ["-k", "gthread", "--threads", "8"],
+    "gunicorn-gevent": ["-k", "gevent", "--worker-connections", "1000"],
+}
+SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _probe_once(port: int) -> bool:
+    request = (
+        f"GET /_ctxbench/probe?token=ready HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(request)
+            return sock.recv(16).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def gunicorn(mode: str, app: str, log_dir: Path) -> Iterator[tuple[int, list[str]]]:
+    """Start one gunicorn worker pinned to the server core; yield ``(port, command)``."""
+    port = _free_port()
+    command = [
+        "taskset", "-c", str(SERVER_CORE),
+        sys.executable, "-m", "gunicorn",
+        "-b", f"{HOST}:{port}", "-w", "1", *MODES[mode],
+        "--no-control-socket", app,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    log_path = log_dir / f"{mode}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 30.0
+        while not _probe_once(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                why = "exited" if proc.poll() is not None else "did not answer within 30 s"
+                raise RuntimeError(f"gunicorn for {mode} {why}. Log tail:\n{tail}")
+            time.sleep(0.05)
+        yield port, command
+    finally:
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+_RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET_ERRORS = re.compile(r"Socket errors: (.*)")
+
+
+def run_wrk(port: int, duration: float, concurrency: int) -> dict[str, t.Any]:
+    url = f"http://{HOST}:{port}/_ctxbench/probe?token=wrk&sleep_ms=0"
+    command = [
+        "taskset", "-c", str(CLIENT_CORE), "wrk", "-t1", f"-c{concurrency}",
+        f"-d{duration:g}s", url,
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 60)
+    match = _RPS.search(out.stdout)
+    if match is None:
+        raise RuntimeError(f"Could not read Requests/sec from wrk's output:\n{out.stdout}")
+    non_2xx = _NON_2XX.search(out.stdout)
+    socket_errors = _SOCKET_ERRORS.search(out.stdout)
+    return {
+        "rps": float(match.group(1)),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": socket_errors.group(1).strip() if socket_errors else None,
+    }
+
+
+def run_driver(port: int, duration: float, concurrency: int, mode: str) -> dict[str, t.Any]:
+    result = run_load(
+        LoadSpec(
+            host=HOST,
+            port=port,
+            concurrency=concurrency,
+            duration=duration,
+            connections="keepalive",
+            sleep_ms=0.0,
+            mode=mode,
+        )
+    )
+    return {
+        "rps": result.rps,
+        "requests": result.requests,
+        "errors": result.errors,
+        "error_kinds": result.error_kinds,
+        "leaks": result.leaks,
+        "reconnects": result.reconnects,
+    }
+
+
+def _spread(values: list[float]) -> float:
+    """Relative spread: (max - min) / median."""
+    median = statistics.median(values)
+    return (max(values) - min(values)) / median if median else 0.0
+
+
+def _versions() -> dict[str, str | None]:
+    rv: dict[str, str | None] = {}
+    for name in ("werkzeug", "gunicorn", "gevent", "greenlet", "flask"):
+        try:
+            rv[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            rv[name] = None
+    try:
+        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
+        rv["wrk"] = (out.stdout + out.stderr).split("\n", 1)[0].strip() or None
+    except OSError:
+        rv["wrk"] = None
+    return rv
+
+
+def _machine() -> dict[str, t.Any]:
+    model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _check_prerequisites() -> None:
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(
+            f"driver_vs_wrk needs {', '.join(missing)} on PATH.\n\n"
+            "Install them (Debian/Ubuntu: apt-get install -y wrk util-linux) and run again."
+        )
+    cores = os.sched_getaffinity(0)
+    if not {SERVER_CORE, CLIENT_CORE} <= cores:
+        raise SystemExit(
+            f"driver_vs_wrk pins the server to core {SERVER_CORE} and the client to core"
+            f" {CLIENT_CORE}, but this process may only use cores {sorted(cores)}."
+        )
+
+
+def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str, t.Any]:
+    wrk_runs: list[dict[str, t.Any]] = []
+    driver_runs: list[dict[str, t.Any]] = []
+    with gunicorn(mode, args.app, log_dir) as (port, command):
+        # Warm up both clients (imports, caches, the server's first requests).
+        run_wrk(port, 1.0, args.concurrency)
+        run_driver(port, 1.0, args.concurrency, mode)
+        for round_no in range(args.rounds):
+            order = ("wrk", "driver") if round_no % 2 == 0 else ("driver", "wrk")
+            for client in order:
+                if client == "wrk":
+                    wrk_runs.append(run_wrk(port, args.duration, args.concurrency))
+                else:
+                    driver_runs.append(run_driver(port, args.duration, args.concurrency, mode))
+                print(
+                    f"  {mode} round {round_no + 1} {client}:"
+                    f" {(wrk_runs if client == 'wrk' else driver_runs)[-1]['rps']:.0f} rps",
+                    file=sys.stderr,
+                )
+    wrk_rps = [r["rps"] for r in wrk_runs]
+    driver_rps = [r["rps"] for r in driver_runs]
+    wrk_median = statistics.median(wrk_rps)
+    driver_median = statistics.median(driver_rps)
+    ratio = driver_median / wrk_median if wrk_median else 0.0
+    spread = max(_spread(wrk_rps), _spread(driver_rps))
+    return {
+        "mode": mode,
+        "server_command": command,
+        "wrk_rps": wrk_median,
+        "driver_rps": driver_median,
+        "ratio": ratio,
+        "meets_target": ratio >= TARGET_RATIO,
+        "wrk_runs": wrk_runs,
+        "driver_runs": driver_runs,
+        "wrk_spread": _spread(wrk_rps),
+        "driver_spread": _spread(driver_rps),
+        "spread_warning": spread > SPREAD_WARNING,
+        "driver_errors": sum(r["errors"] for r in driver_runs),
+        "driver_leaks": sum(r["leaks"] for r in driver_runs),
+    }
+
+
+def _table(entries: list[dict[str, t.Any]]) -> str:
+    lines = [
+        f"{'mode':<18} {'wrk rps':>9} {'driver rps':>11} {'ratio':>6} {'spread':>7}  note",
+        "-" * 70,
+    ]
+    for e in entries:
+        notes = []
+        if not e["meets_target"]:
+            notes.append(f"below {TARGET_RATIO:g}")
+        if e["spread_warning"]:
+            notes.append("spread > 10%: noisy machine")
+        if e["driver_errors"] or e["driver_leaks"]:
+            notes.append(f"driver saw {e['driver_errors']} errors, {e['driver_leaks']} leaks")
+        spread = max(e["wrk_spread"], e["driver_spread"])
+        lines.append(
+            f"{e['mode']:<18} {e['wrk_rps']:>9.0f} {e['driver_rps']:>11.0f} {e['ratio']:>6.2f}"
+            f" {spread:>6.0%}  {'; '.join(notes)}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.driver_vs_wrk", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--app", default="harness.apps.core_app:app")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.duration <= 0 or args.concurrency < 1:
+        parser.error("--rounds, --duration and --concurrency must be positive")
+    _check_prerequisites()
+    os.sched_setaffinity(0, {CLIENT_CORE})
+
+    machine = _machine()
+    entries = []
+    with tempfile.TemporaryDirectory(prefix="ctxbench-bench-") as tmp:
+        for mode in args.modes:
+            print(f"{mode}: {args.rounds} rounds of {args.duration:g} s each", file=sys.stderr)
+            entries.append(measure_mode(mode, args, Path(tmp)))
+    doc = {
+        "schema": SCHEMA,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": [sys.executable, "-m", "benchmarks.driver_vs_wrk", *sys.argv[1:]],
+        "machine": machine,
+        "python": platform.python_version(),
+        "packages": _versions(),
+        "settings": {
+            "app": args.app,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "workers": 1,
+            "server_core": SERVER_CORE,
+            "client_core": CLIENT_CORE,
+            "driver_connections": "keepalive",
+            "target_ratio": TARGET_RATIO,
+        },
+        "entries": entries,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(args.out.suffix + ".tmp")
+    tmp_out.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp_out, args.out)
+    print(_table(entries))
+    print(f"\nwritten to {args.out}")
+    if any(e["spread_warning"] for e in entries):
+        print(
+            "\nwarning: runs spread by more than 10%; the machine is busy. Stop other load,"
+            " use more --rounds or a longer --duration.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,345 @@
+"""harness.probe on core.App and flask.Flask, through each framework's test client."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import core
+from harness import backends
+from harness.probe import PHASES, PROBE_PATH, current_token, install_probe, observe
+from harness.probe.frameworks import Framework
+from harness.verdict import check_probe_response
+
+flask = pytest.importorskip("flask", reason="flask is the reference framework (dev extra)")
+
+FRAMEWORKS = [pytest.param("core", id="core"), pytest.param("flask", id="flask")]
+
+
+def make_app(framework: str, *, secret: bool = True) -> t.Any:
+    if framework == "core":
+        app: t.Any = core.App("probe_test_core")
+    else:
+        app = flask.Flask("probe_test_flask")
+    if secret:
+        app.config["SECRET_KEY"] = "probe test key"
+    return app
+
+
+def fw_module(framework: str) -> t.Any:
+    return core if framework == "core" else flask
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    return t.cast(str, request.param)
+
+
+@pytest.fixture
+def probe_app(framework: str) -> t.Any:
+    return install_probe(make_app(framework))
+
+
+def get_probe(app: t.Any, token: str, sleep_ms: float = 0) -> tuple[int, dict[str, t.Any], t.Any]:
+    client = app.test_client()
+    resp = client.get(f"{PROBE_PATH}?token={token}&sleep_ms={sleep_ms:g}")
+    return resp.status_code, json.loads(resp.data), resp
+
+
+def test_every_phase_is_observed_and_clean(probe_app: t.Any) -> None:
+    status, doc, resp = get_probe(probe_app, "tok-1", sleep_ms=1)
+    assert status == 200
+    assert resp.headers["Content-Type"] == "application/json"
+    assert doc["token"] == "tok-1"
+    assert doc["app"] == probe_app.name
+    assert {o[0] for o in doc["obs"]} == set(PHASES)
+    assert check_probe_response("tok-1", 200, resp.data, mode="test-client") == []
+    names = {(o[0], o[1]) for o in doc["obs"]}
+    for phase in ("before_request", "view", "after_request", "teardown_request"):
+        assert (phase, "request") in names
+    for phase in ("view", "after_request", "teardown_request", "teardown_appcontext"):
+        assert (phase, "g") in names
+        assert (phase, "current_app") in names
+    assert ("view", "session") in names
+    assert ("before_request", "residue.session") in names
+
+
+def test_phases_come_in_order_and_content_length_is_exact(probe_app: t.Any) -> None:
+    _, doc, resp = get_probe(probe_app, "tok-2")
+    order = [PHASES.index(o[0]) for o in doc["obs"]]
+    assert order == sorted(order)
+    assert int(resp.headers["Content-Length"]) == len(resp.data)
+
+
+def test_worker_identity(probe_app: t.Any) -> None:
+    import os
+    import threading
+
+    _, doc, _ = get_probe(probe_app, "tok-3")
+    assert doc["worker"]["pid"] == os.getpid()
+    assert doc["worker"]["thread"] == threading.get_ident()
+    assert isinstance(doc["worker"]["greenlet"], int)
+
+
+def test_teardown_observations_are_spliced_in(framework: str) -> None:
+    app = make_app(framework)
+    install_probe(app)
+    seen: dict[str, t.Any] = {}
+
+    @app.teardown_request
+    def app_teardown(exc: BaseException | None) -> None:
+        observe("app_teardown", current_token())
+
+    @app.teardown_appcontext
+    def app_ctx_teardown(exc: BaseException | None) -> None:
+        observe("app_ctx_teardown", current_token())
+        seen["token"] = current_token()
+
+    _, doc, resp = get_probe(app, "late-1")
+    assert ["teardown_request", "app_teardown", "late-1"] in doc["obs"]
+    assert ["teardown_appcontext", "app_ctx_teardown", "late-1"] in doc["obs"]
+    assert seen["token"] == "late-1"
+    assert check_probe_response("late-1", 200, resp.data, mode="m") == []
+
+
+def test_app_hooks_observe_in_their_phase(framework: str) -> None:
+    app = make_app(framework)
+    mod = fw_module(framework)
+
+    @app.before_request
+    def before() -> None:
+        observe("user", mod.request.args["token"])
+
+    @app.after_request
+    def after(response: t.Any) -> t.Any:
+        observe("user", mod.request.args["token"])
+        return response
+
+    install_probe(app)
+    _, doc, resp = get_probe(app, "hooked")
+    assert ["before_request", "user", "hooked"] in doc["obs"]
+    assert ["after_request", "user", "hooked"] in doc["obs"]
+    # The probe's before_request runs before the app's: its residue check comes first.
+    names = [o[1] for o in doc["obs"] if o[0] == "before_request"]
+    assert names.index("residue.g") < names.index("user")
+    assert check_probe_response("hooked", 200, resp.data, mode="m") == []
+
+
+def test_observe_records_a_wrong_value_as_a_leak(framework: str) -> None:
+    app = make_app(framework)
+
+    @app.before_request
+    def before() -> None:
+        observe("cache", "someone-else")
+
+    install_probe(app)
+    _, _, resp = get_probe(app, "mine")
+    [ev] = check_probe_response("mine", 200, resp.data, mode="m")
+    assert (ev.phase, ev.name, ev.expected, ev.seen) == (
+        "before_request",
+        "cache",
+        "mine",
+        "someone-else",
+    )
+
+
+def test_observe_outside_a_probe_request_raises() -> None:
+    assert current_token() is None
+    with pytest.raises(RuntimeError, match="outside a probe request"):
+        observe("x", 1)
+
+
+def test_observe_on_an_ordinary_route_raises_and_current_token_is_none(framework: str) -> None:
+    app = make_app(framework)
+    install_probe(app)
+    rv: dict[str, t.Any] = {}
+
+    @app.route("/plain")
+    def plain() -> str:
+        rv["token"] = current_token()
+        try:
+            observe("x", 1)
+        except RuntimeError as exc:
+            rv["error"] = str(exc)
+        return "ok"
+
+    resp = app.test_client().get("/plain?token=abc")
+    assert resp.status_code == 200
+    assert resp.data == b"ok"
+    assert rv["token"] is None
+    assert "outside a probe request" in rv["error"]
+
+
+def test_stale_request_context_shows_as_residue(framework: str) -> None:
+    app = install_probe(make_app(framework))
+    # A request context left pushed in this thread is what a broken storage leaves behind.
+    with app.test_request_context(f"{PROBE_PATH}?token=stale-7"):
+        _, doc, resp = get_probe(app, "fresh-1")
+    assert ["entry", "residue.request_context", "stale-7"] in doc["obs"]
+    evidence = check_probe_response("fresh-1", 200, resp.data, mode="m")
+    found = {(e.phase, e.name): e.seen for e in evidence}
+    assert found[("entry", "residue.request_context")] == "stale-7"
+    if framework == "flask":
+        # Flask reuses the stale app context instead of pushing its own, so it never tears one
+        # down for this request: a skipped phase, reported as a leak, not a protocol error.
+        assert found[("teardown_appcontext", "skipped")] == "<did not run>"
+
+
+def test_stale_request_without_token_shows_as_active(framework: str) -> None:
+    app = install_probe(make_app(framework))
+    with app.test_request_context("/elsewhere"):
+        _, doc, _ = get_probe(app, "fresh-2")
+    assert ["entry", "residue.request_context", "<active>"] in doc["obs"]
+
+
+def test_stale_app_context_shows_as_residue(framework: str) -> None:
+    app = install_probe(make_app(framework))
+    mod = fw_module(framework)
+    with app.app_context():
+        setattr(mod.g, "_ctxbench_token", "old-token")  # noqa: B010 - the probe's private key
+        _, doc, _ = get_probe(app, "fresh-3")
+    assert ["entry", "residue.app_context", "old-token"] in doc["obs"]
+
+
+@pytest.fixture
+def no_reset_storage() -> Iterator[None]:
+    backends.install("no-reset")
+    try:
+        yield
+    finally:
+        backends.restore_default()
+
+
+def test_no_reset_backend_leaves_residue_on_the_next_request(no_reset_storage: None) -> None:
+    app = install_probe(make_app("core"))
+    client = app.test_client()
+    first = client.get(f"{PROBE_PATH}?token=first")
+    assert check_probe_response("first", 200, first.data, mode="m") == []
+    second = client.get(f"{PROBE_PATH}?token=second")
+    evidence = check_probe_response("second", 200, second.data, mode="no-reset")
+    residue = {(e.phase, e.name): e.seen for e in evidence}
+    assert residue[("entry", "residue.request_context")] == "first"
+    assert residue[("entry", "residue.app_context")] == "first"
+
+
+def test_session_key_does_not_travel_to_the_client(probe_app: t.Any) -> None:
+    client = probe_app.test_client()
+    for token in ("s-1", "s-2", "s-3"):
+        resp = client.get(f"{PROBE_PATH}?token={token}")
+        # The cookie-carrying client would bring the previous token back if it did.
+        assert check_probe_response(token, 200, resp.data, mode="m") == []
+        assert "s-" not in resp.headers.get("Set-Cookie", "")
+
+
+def test_app_without_secret_key_skips_the_session(framework: str) -> None:
+    app = install_probe(make_app(framework, secret=False))
+    status, doc, resp = get_probe(app, "nosecret")
+    assert status == 200
+    assert not [o for o in doc["obs"] if "session" in o[1]]
+    assert "Set-Cookie" not in resp.headers
+    assert check_probe_response("nosecret", 200, resp.data, mode="m") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        pytest.param("", b"needs a token", id="missing"),
+        pytest.param("token=", b"must match", id="empty"),
+        pytest.param("token=a%20b", b"must match", id="escaped"),
+        pytest.param("token=" + "x" * 65, b"must match", id="too-long"),
+        pytest.param("token=ok&sleep_ms=abc", b"sleep_ms must be a number", id="sleep-nan"),
+        pytest.param("token=ok&sleep_ms=-1", b"sleep_ms must be between", id="sleep-negative"),
+        pytest.param("token=ok&sleep_ms=inf", b"sleep_ms must be between", id="sleep-inf"),
+    ],
+)
+def test_malformed_probe_requests_get_400(probe_app: t.Any, query: str, match: bytes) -> None:
+    resp = probe_app.test_client().get(f"{PROBE_PATH}?{query}")
+    assert resp.status_code == 400
+    assert match in resp.data
+
+
+def test_ordinary_routes_are_untouched(framework: str) -> None:
+    app = make_app(framework)
+
+    @app.route("/hello")
+    def hello() -> str:
+        return "hi"
+
+    install_probe(app)
+    resp = app.test_client().get("/hello")
+    assert (resp.status_code, resp.data) == (200, b"hi")
+
+
+def test_view_error_passes_through(framework: str) -> None:
+    app = make_app(framework)
+
+    @app.before_request
+    def refuse() -> t.Any:
+        return "refused", 403
+
+    install_probe(app)
+    resp = app.test_client().get(f"{PROBE_PATH}?token=t")
+    assert resp.status_code == 403
+    assert resp.data == b"refused"
+
+
+def test_install_twice_raises(probe_app: t.Any) -> None:
+    with pytest.raises(RuntimeError, match="already called"):
+        install_probe(probe_app)
+
+
+def test_install_on_a_wsgi_callable_raises() -> None:
+    def wsgi(environ: t.Any, start_response: t.Any) -> list[bytes]:
+        return []
+
+    with pytest.raises(TypeError, match=r"core\.App or a flask\.Flask"):
+        install_probe(wsgi)
+
+
+class _Exploding:
+    def __getattr__(self, name: str) -> t.Any:
+        raise RuntimeError("unbound")
+
+    def __setattr__(self, name: str, value: t.Any) -> None:
+        raise RuntimeError("unbound")
+
+    def get(self, key: str) -> t.Any:
+        raise LookupError("broken")
+
+
+def test_broken_proxies_are_recorded_not_raised() -> None:
+    fw = Framework("core", core.App("x"), core, hooks_by_blueprint=False)
+    fw.g = _Exploding()
+    fw.request = _Exploding()
+    fw.current_app = _Exploding()
+    fw.session = _Exploding()
+    assert fw.read_g() == "<error: RuntimeError>"
+    assert fw.read_request_token() == "<error: RuntimeError>"
+    assert fw.read_app_name() == "<error: RuntimeError>"
+    assert fw.read_session() == "<error: LookupError>"
+    assert fw.store_g("t") == "<error: RuntimeError>"
+
+    def boom() -> bool:
+        raise RuntimeError("no storage")
+
+    fw.has_request_context = boom
+    fw.has_app_context = boom
+    assert fw.entry_residue() == ("<error: RuntimeError>", "<error: RuntimeError>")
+
+
+def test_probe_adds_no_work_to_other_paths(framework: str) -> None:
+    app = make_app(framework)
+    install_probe(app)
+    calls: list[str] = []
+    inner: Callable[..., t.Any] = app.wsgi_app.wsgi_app
+
+    def spy(environ: t.Any, start_response: t.Any) -> t.Any:
+        calls.append(environ["PATH_INFO"])
+        return inner(environ, start_response)
+
+    app.wsgi_app.wsgi_app = spy
+    app.test_client().get("/nothing-here")
+    assert calls == ["/nothing-here"]
