@@ -27,7 +27,6 @@ from urllib.parse import quote
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import (
-    BadHost,
     HTTPException,
     InternalServerError,
     default_exceptions,
@@ -47,6 +46,16 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["App", "Config"]
+
+
+class URLMap(Map):
+    """A werkzeug ``Map`` that counts its changes, so the app can cache a static-route table."""
+
+    version = 0
+
+    def add(self, rulefactory: t.Any) -> None:
+        super().add(rulefactory)
+        self.version += 1
 
 
 class Config(dict[str, t.Any]):
@@ -113,7 +122,7 @@ class App:
             raise TypeError(f"App() takes the import name, usually __name__, got {import_name!r}.")
         self.import_name = import_name
         self.config = Config(DEFAULT_CONFIG)
-        self.url_map = Map()
+        self.url_map: Map = URLMap()
         self.view_functions: dict[str, ft.RouteCallable] = {}
         self.before_first_request_funcs: list[ft.BeforeFirstRequestCallable] = []
         self.before_request_funcs: list[ft.BeforeRequestCallable] = []
@@ -128,6 +137,7 @@ class App:
         self._before_first_done = False
         self._before_first_lock = threading.Lock()
         self._adapters: dict[tuple[t.Any, ...], MapAdapter] = {}
+        self._static_routes: tuple[Map, int, dict[tuple[str, str], Rule]] | None = None
 
     @property
     def name(self) -> str:
@@ -393,13 +403,59 @@ class App:
             self._adapters[key] = rv
         return rv
 
+    def _static_route_table(self) -> dict[tuple[str, str], Rule] | None:
+        """(path, method) -> rule for the rules a plain dict lookup matches exactly as werkzeug.
+
+        Only rules without converters, defaults, redirects, host or subdomain parts qualify;
+        a path with any other rule, or with two rules for one method, is left to werkzeug.
+        werkzeug tries static rules before dynamic ones, so an exact static hit is its answer
+        too. ``None`` when the map is not a :class:`URLMap` (no change counter to trust).
+        """
+        url_map = self.url_map
+        version = getattr(url_map, "version", None)
+        if version is None or url_map.host_matching:
+            return None
+        cached = self._static_routes
+        if cached is not None and cached[0] is url_map and cached[1] == version:
+            return cached[2]
+        table: dict[tuple[str, str], Rule] = {}
+        excluded: set[str] = set()
+        for rule in url_map.iter_rules():
+            if rule.arguments:
+                continue
+            if (
+                rule.defaults
+                or rule.redirect_to is not None
+                or rule.subdomain
+                or rule.host
+                or rule.websocket
+                or rule.build_only
+                or rule.alias
+                or rule.methods is None
+            ):
+                excluded.add(rule.rule)
+                continue
+            for method in rule.methods:
+                key = (rule.rule, method)
+                if key in table:
+                    excluded.add(rule.rule)
+                table[key] = rule
+        table = {k: v for k, v in table.items() if k[0] not in excluded}
+        self._static_routes = (url_map, version, table)
+        return table
+
     def match_request(self, ctx: RequestContext) -> None:
         """Match ``ctx.request`` against the URL map; an HTTP error is kept for dispatch."""
         request = ctx.request
+        static = self._static_route_table()
+        if static is not None:
+            rule = static.get((request.path, request.method))
+            if rule is not None:
+                request.url_rule = rule
+                request.view_args = {}
+                return
         try:
-            adapter = ctx.url_adapter = self.create_url_adapter(request)
-            if adapter is None:  # pragma: no cover - only without a request
-                raise BadHost()
+            adapter = ctx.url_adapter
             try:
                 rule, args = adapter.match(
                     request.path, request.method, return_rule=True, query_args="", websocket=False
@@ -432,7 +488,7 @@ class App:
         from . import storage as _storage
 
         ctx = _storage.request_slot.get(None)
-        if ctx is not None and ctx.app is self and ctx.url_adapter is not None:
+        if ctx is not None and ctx.app is self:
             adapter: MapAdapter = ctx.url_adapter
             external = bool(_external) or _scheme is not None
         else:
@@ -558,7 +614,7 @@ class App:
 
     def make_default_options_response(self, ctx: RequestContext) -> BaseResponse:
         """Answer ``OPTIONS`` with an ``Allow`` header listing the rule's methods."""
-        adapter = t.cast(MapAdapter, ctx.url_adapter)
+        adapter = ctx.url_adapter
         methods = adapter.allowed_methods(ctx.request.path)
         rv = self.response_class()
         rv.allow.update(methods)

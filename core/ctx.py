@@ -134,7 +134,9 @@ class AppContext:
         slot.reset(token)
 
     def __enter__(self) -> AppContext:
-        self.push()
+        # push(), inlined: ``with app.app_context()`` is on hot paths.
+        slot = _storage.app_slot
+        self._pushed.append((slot, slot.set(self)))
         return self
 
     def __exit__(
@@ -143,7 +145,12 @@ class AppContext:
         exc_value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.pop(exc_value)
+        pushed = self._pushed
+        if len(pushed) == 1 and not self.app.teardown_appcontext_funcs:
+            slot, token = pushed.pop()
+            slot.reset(token)
+        else:
+            self.pop(exc_value)
 
     def __repr__(self) -> str:
         return f"<AppContext of {self.app.name!r}>"
@@ -164,9 +171,9 @@ class RequestContext:
         "_pushed",
         "_session",
         "_torn_down",
+        "_url_adapter",
         "app",
         "request",
-        "url_adapter",
     )
 
     def __init__(
@@ -179,9 +186,10 @@ class RequestContext:
         self.app = app
         self._owns_request = request is None
         if request is None:
-            request = app.request_class(environ, config=app.config)
+            request = app.request_class(environ)
+            request._config = app.config
         self.request = request
-        self.url_adapter: MapAdapter | None = None
+        self._url_adapter: MapAdapter | None = None
         self._session = session
         self._app_ctx: AppContext | None = None
         self._pushed: list[tuple[_storage.ContextSlot, t.Any]] = []
@@ -212,6 +220,18 @@ class RequestContext:
         self._session = value
 
     @property
+    def url_adapter(self) -> MapAdapter:
+        """The URL adapter bound to this request's host, created on first use."""
+        rv = self._url_adapter
+        if rv is None:
+            rv = self._url_adapter = t.cast("MapAdapter", self.app.create_url_adapter(self.request))
+        return rv
+
+    @url_adapter.setter
+    def url_adapter(self, value: MapAdapter | None) -> None:
+        self._url_adapter = value
+
+    @property
     def app_ctx(self) -> AppContext | None:
         """The app context pushed with this request context (``None`` before the first push)."""
         return self._app_ctx
@@ -230,7 +250,7 @@ class RequestContext:
         app context (so its own, empty ``g``) when pushed, and it never closes the request.
         """
         rv = RequestContext(self.app, self.request.environ, self.request, self._session)
-        rv.url_adapter = self.url_adapter
+        rv._url_adapter = self._url_adapter
         return rv
 
     def push(self) -> None:
@@ -239,14 +259,16 @@ class RequestContext:
         if app_ctx is None:
             # Always a fresh app context: never reuse one that happens to be active here.
             app_ctx = self._app_ctx = AppContext(self.app)
-        app_ctx.push()
+        slot = _storage.app_slot
+        app_ctx._pushed.append((slot, slot.set(app_ctx)))
         try:
             slot = _storage.request_slot
             self._pushed.append((slot, slot.set(self)))
         except BaseException:
             app_ctx._reset()
             raise
-        if self.url_adapter is None:
+        req = self.request
+        if req.view_args is None and req.routing_exception is None:
             self.app.match_request(self)
 
     def pop(self, exc: BaseException | None = _sentinel) -> None:
@@ -274,7 +296,8 @@ class RequestContext:
                     if self.app.teardown_request_funcs:
                         self.app.do_teardown_request(exc)
                 finally:
-                    if self._owns_request:
+                    # Only a request that parsed a multipart body has files to close.
+                    if self._owns_request and "files" in self.request.__dict__:
                         self.request.close()
         finally:
             try:
@@ -285,7 +308,8 @@ class RequestContext:
                     if teardown and self.app.teardown_appcontext_funcs:
                         self.app.do_teardown_appcontext(exc)
                 finally:
-                    app_ctx._reset()
+                    slot, token = app_ctx._pushed.pop()
+                    slot.reset(token)
 
     def __enter__(self) -> RequestContext:
         self.push()

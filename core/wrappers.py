@@ -13,7 +13,6 @@ from werkzeug.wrappers import Request as _WerkzeugRequest
 from werkzeug.wrappers import Response as _WerkzeugResponse
 
 if t.TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.exceptions import HTTPException
     from werkzeug.routing import Rule
 
@@ -36,18 +35,9 @@ class Request(_WerkzeugRequest):
     #: The ``NotFound``/``MethodNotAllowed``/redirect routing raised, raised again on dispatch.
     routing_exception: HTTPException | None = None
 
+    #: The app's config, set by the request context that creates the request.
     _config: t.Mapping[str, t.Any] | None = None
     _limits: dict[str, int | None] | None = None
-
-    def __init__(
-        self,
-        environ: WSGIEnvironment,
-        populate_request: bool = True,
-        shallow: bool = False,
-        config: t.Mapping[str, t.Any] | None = None,
-    ) -> None:
-        super().__init__(environ, populate_request, shallow)
-        self._config = config
 
     def _limit(self, key: str, default: int | None) -> int | None:
         if self._limits is not None and key in self._limits:
