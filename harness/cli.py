@@ -270,8 +270,8 @@ def format_summary(doc: dict[str, t.Any]) -> str:
                 f"{e['rps_spread'] * 100:.0f}%{flag}",
                 "-" if lat["p50"] is None else f"{lat['p50']:.1f}",
                 "-" if lat["p99"] is None else f"{lat['p99']:.1f}",
-                str(e["errors"]),
-                str(e["leaks"]),
+                f"{e['errors']:,}",
+                f"{e['leaks']:,}",
                 "LEAK" if e["leaks"] else ("errors" if e["errors"] else "ok"),
             ]
         )
@@ -342,7 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     leaks = sum(e["leaks"] for e in doc["entries"])
     print(
         f"\n{len(doc['entries'])} cells, {sum(e['requests'] for e in doc['entries']):,} requests"
-        f" checked, {leaks} leaks, {time.monotonic() - started:.0f} s;"
+        f" checked, {leaks:,} leaks, {time.monotonic() - started:.0f} s;"
         f" results: {run_dir / results.RESULTS_FILE}"
     )
     status = 1 if leaks else 0

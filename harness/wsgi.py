@@ -7,7 +7,9 @@ The first access to ``harness.wsgi.app``, inside the server process, does three 
    with :func:`harness.backends.install`, before the app exists, so the app never runs on the
    default storage by accident;
 2. imports the app named by ``CTXBENCH_APP`` (an import string ``module:attr``, default the
-   bundled core probe app) and exposes it as ``app``;
+   bundled core probe app) and exposes it as ``app``; a ``core.App`` or ``flask.Flask`` without
+   the probe gets it mounted here (:func:`harness.probe.install_probe`), so any such app can be
+   tested as it is;
 3. records what really loaded in :data:`LOADED` (pid, app class, active storage), which the
    server's start-up hooks write to ``CTXBENCH_STATE_DIR`` for the harness to read back.
 
@@ -82,6 +84,22 @@ def _is_core_app(obj: t.Any) -> bool:
     return isinstance(core_app_class, type) and isinstance(obj, core_app_class)
 
 
+def _ensure_probe(app: t.Any) -> str:
+    """Mount the probe into a core or Flask app that lacks it; say who installed it."""
+    from harness.probe import install_probe
+    from harness.probe.frameworks import framework_for
+
+    # The attribute install_probe() sets on the app (harness.probe.install._INSTALLED_ATTR).
+    if getattr(app, "_ctxbench_probe_installed", False):
+        return "app"
+    try:
+        framework_for(app)
+    except TypeError:
+        return "none"  # a plain WSGI callable: it has to answer the probe itself
+    install_probe(app)
+    return "harness.wsgi"
+
+
 def _bootstrap() -> t.Any:
     import_string = os.environ.get("CTXBENCH_APP") or DEFAULT_APP
     backend = os.environ.get("CTXBENCH_BACKEND") or "contextvar"
@@ -99,9 +117,11 @@ def _bootstrap() -> t.Any:
             f" {import_string!r} is a {type(rv).__module__}.{type(rv).__qualname__}, not a"
             " core.App: use --backend contextvar with this app"
         )
+    probe = _ensure_probe(rv)
     from core import storage
 
     LOADED.update(
+        probe=probe,
         pid=os.getpid(),
         app=import_string,
         app_class=f"{type(rv).__module__}.{type(rv).__qualname__}",

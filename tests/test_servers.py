@@ -51,6 +51,10 @@ STAND_IN = textwrap.dedent(
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no probe here"]
 
+    def plain(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
     not_callable = 42
     """
 )
@@ -161,6 +165,7 @@ def test_start_probe_stop_leaves_nothing(mode: str, tmp_path: Path) -> None:
         assert eff["app"] == APP
         assert eff["backend"] == "contextvar"
         assert eff["storage"] == "contextvar"
+        assert eff["probe"] == "none"  # a plain WSGI callable speaking the probe itself
         assert eff["worker_pids"] and all(isinstance(p, int) for p in eff["worker_pids"])
         assert eff["server_version"]
         assert set(group_members(pgid)) >= {pgid, *eff["worker_pids"]}
@@ -221,6 +226,7 @@ def test_werkzeug_records_ignored_options() -> None:
         pytest.param("ctxbench_stand_in:nope", "has no attribute 'nope'", id="attribute"),
         pytest.param("ctxbench_stand_in:not_callable", "is not a WSGI callable", id="not-callable"),
         pytest.param("ctxbench_stand_in:no_probe", "answered 404", id="no-probe"),
+        pytest.param("ctxbench_stand_in:plain", "not a probe response", id="not-probe"),
     ],
 )
 @pytest.mark.parametrize("mode", [pytest.param("werkzeug-threaded"), pytest.param("gunicorn-sync")])

@@ -135,6 +135,7 @@ class ServerMode(abc.ABC):
             "app_class": first.get("app_class"),
             "backend": first.get("backend", cfg.backend),
             "storage": first.get("storage"),
+            "probe": first.get("probe"),  # who mounted it: "app", "harness.wsgi" or "none"
             "worker_pids": sorted(s["pid"] for s in workers if "pid" in s),
             "python": first.get("python"),
         }
@@ -321,8 +322,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _probe_once(host: str, port: int, token: str, timeout: float) -> int | None:
-    """One readiness probe: the HTTP status (200 only with our own token back), or None."""
+def _probe_once(host: str, port: int, token: str, timeout: float) -> str | None:
+    """One readiness probe: ``"ready"``, ``None`` (not up yet) or why the app is not a probe app."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", f"{PROBE_PATH}?token={token}&sleep_ms=0")
@@ -332,13 +333,17 @@ def _probe_once(host: str, port: int, token: str, timeout: float) -> int | None:
         return None
     finally:
         conn.close()
+    if response.status == 503:  # some servers answer 503 while their workers boot
+        return None
     if response.status != 200:
-        return response.status
+        return f"answered {response.status}"
     try:
         echoed = json.loads(body).get("token")
     except (ValueError, AttributeError):
-        return None
-    return 200 if echoed == token else None
+        return "answered 200 with something that is not a probe response"
+    if echoed != token:
+        return f"answered token {echoed!r} to a request for token {token!r}"
+    return "ready"
 
 
 def _read_states(state_dir: Path) -> list[dict[str, t.Any]]:
@@ -464,6 +469,10 @@ def _start(
         effective["master_pid"] = process.pid
         effective["port"] = cfg.port
         server.effective = effective
+    except ServerStartError:
+        server._cleanup_dir = None  # keep the log the error message points to
+        server.stop()
+        raise
     except BaseException:
         server.stop()
         raise
@@ -495,13 +504,13 @@ def _wait_ready(
                 detail=tail,
             )
         attempt += 1
-        status = _probe_once(cfg.host, cfg.port, f"ctxbench-ready-{attempt}", timeout=2.0)
-        if status == 200:
+        outcome = _probe_once(cfg.host, cfg.port, f"ctxbench-ready-{attempt}", timeout=2.0)
+        if outcome == "ready":
             return
-        if status is not None and status != 503:
+        if outcome is not None:
             raise AppLoadError(
-                f"{server_mode.name}: app {cfg.app!r} is up but GET {PROBE_PATH} answered"
-                f" {status}: install the probe with harness.probe.install_probe(app)"
+                f"{server_mode.name}: app {cfg.app!r} is up but GET {PROBE_PATH} {outcome}:"
+                " install the probe with harness.probe.install_probe(app)"
             )
         if time.monotonic() >= deadline:
             raise ServerStartError(
