@@ -1,0 +1,478 @@
+"""harness.load against real servers on 127.0.0.1, in this process, in background threads.
+
+Every server runs in a daemon thread and is shut down by its fixture's finalizer. Results are
+asserted in the main thread, after run_load() returned.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import typing as t
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from harness import backends
+from harness.load import ERROR_KINDS, LoadResult, LoadSpec, run_load
+from harness.load.http import HttpProtocolError, dechunk, parse_head
+from harness.probe import PHASES, install_probe
+
+WSGIApp = Callable[..., t.Any]
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: t.Any) -> None:
+        pass
+
+
+ServeFactory = Callable[[WSGIApp], BaseWSGIServer]
+
+
+@pytest.fixture
+def serve() -> Iterator[ServeFactory]:
+    """Start a threaded werkzeug server for a WSGI app on 127.0.0.1; return the server."""
+    started: list[tuple[BaseWSGIServer, threading.Thread]] = []
+
+    def start(app: WSGIApp) -> BaseWSGIServer:
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.daemon = True
+        thread.start()
+        started.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def core_probe_app() -> t.Any:
+    import core
+
+    app = core.App("load_test_core")
+    app.config["SECRET_KEY"] = "load test key"
+    return install_probe(app)
+
+
+def probe_body(token: str, seen: str | None = None, app: str = "fake") -> bytes:
+    """A complete probe response body in which every observation saw ``seen``."""
+    seen = token if seen is None else seen
+    obs: list[list[t.Any]] = [["entry", "residue.request_context", None]]
+    obs += [[phase, "request", seen] for phase in PHASES]
+    doc = {
+        "token": seen,
+        "app": app,
+        "worker": {"pid": 1, "thread": threading.get_ident(), "greenlet": None},
+        "obs": obs,
+    }
+    return json.dumps(doc).encode()
+
+
+def token_of(environ: dict[str, t.Any]) -> str:
+    for part in environ.get("QUERY_STRING", "").split("&"):
+        if part.startswith("token="):
+            return part[6:]
+    return ""
+
+
+def json_app(make_body: Callable[[str], bytes]) -> WSGIApp:
+    def app(environ: dict[str, t.Any], start_response: t.Any) -> list[bytes]:
+        data = make_body(token_of(environ))
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        return [data]
+
+    return app
+
+
+def spec(port: int, **kw: t.Any) -> LoadSpec:
+    kw.setdefault("concurrency", 8)
+    kw.setdefault("timeout", 10.0)
+    kw.setdefault("mode", "werkzeug-threaded")
+    return LoadSpec(host="127.0.0.1", port=port, **kw)
+
+
+def assert_clean(result: LoadResult, n: int) -> None:
+    assert result.requests == n
+    assert result.errors == 0, result.error_kinds
+    assert result.error_kinds == {}
+    assert result.leaks == 0, [str(e) for e in result.evidence[:3]]
+    assert result.evidence == []
+    assert len(result.latencies_ms) == n
+    assert result.statuses == {200: n}
+    assert result.rps > 0
+    assert all(lat > 0 for lat in result.latencies_ms)
+
+
+# -- clean runs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("connections", ["keepalive", "fresh"])
+def test_exact_count_against_the_core_probe(serve: ServeFactory, connections: str) -> None:
+    server = serve(core_probe_app())
+    result = run_load(spec(server.port, requests=300, connections=connections, sleep_ms=0.5))
+    assert_clean(result, 300)
+    # werkzeug's dev server gives each connection its own thread.
+    assert len(result.workers) > 1
+    if connections == "fresh":
+        assert result.reconnects == 0
+
+
+def test_keepalive_reuses_connections_and_reconnects_when_closed(serve: ServeFactory) -> None:
+    server = serve(core_probe_app())
+    result = run_load(spec(server.port, requests=100, concurrency=4, connections="keepalive"))
+    assert_clean(result, 100)
+    # The dev server closes after every response: each user reconnects for every request but
+    # its first, and none of that is an error.
+    assert result.reconnects == 100 - 4
+
+
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    """An HTTP/1.1 keep-alive server answering probe bodies; drops the connection silently
+    (no ``Connection: close``) after ``drop_after`` responses on it, when set."""
+
+    protocol_version = "HTTP/1.1"
+    drop_after = 0
+    connections: list[tuple[str, int]]
+
+    def setup(self) -> None:
+        super().setup()
+        self.connections.append(self.client_address)  # list.append is atomic
+
+    def do_GET(self) -> None:
+        self.served = getattr(self, "served", 0) + 1
+        data = probe_body(token_of({"QUERY_STRING": self.path.partition("?")[2]}))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        if self.drop_after and self.served >= self.drop_after:
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: t.Any) -> None:
+        pass
+
+
+KeepAliveFactory = Callable[[int], tuple[int, list[tuple[str, int]]]]
+
+
+@pytest.fixture
+def keepalive_server() -> Iterator[KeepAliveFactory]:
+    """Start a keep-alive server; return its port and the list of connections it accepted."""
+    started: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+
+    def start(drop_after: int = 0) -> tuple[int, list[tuple[str, int]]]:
+        connections: list[tuple[str, int]] = []
+        handler = type(
+            "Handler", (KeepAliveHandler,), {"drop_after": drop_after, "connections": connections}
+        )
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.daemon = True
+        thread.start()
+        started.append((server, thread))
+        return server.server_address[1], connections
+
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_keepalive_keeps_one_connection_per_user(keepalive_server: KeepAliveFactory) -> None:
+    port, connections = keepalive_server(0)
+    result = run_load(spec(port, requests=200, concurrency=4, connections="keepalive"))
+    assert_clean(result, 200)
+    assert result.reconnects == 0
+    assert len(connections) == 4
+    assert len(result.workers) == 4  # one handler thread per connection, so per user
+
+
+def test_fresh_opens_a_connection_per_request(keepalive_server: KeepAliveFactory) -> None:
+    port, connections = keepalive_server(0)
+    result = run_load(spec(port, requests=60, concurrency=3, connections="fresh"))
+    assert_clean(result, 60)
+    assert result.reconnects == 0
+    assert len(connections) == 60
+
+
+def test_silently_dropped_keepalive_connection_is_retried(
+    keepalive_server: KeepAliveFactory,
+) -> None:
+    port, connections = keepalive_server(5)
+    result = run_load(spec(port, requests=100, concurrency=2, connections="keepalive"))
+    # Each connection serves 5 requests and is dropped without notice; the driver notices on
+    # the next request, reconnects and resends it: no error, every request counted once.
+    assert_clean(result, 100)
+    assert result.reconnects == len(connections) - 2
+    assert len(connections) >= 100 // 5
+
+
+def test_duration_bound(serve: ServeFactory) -> None:
+    server = serve(core_probe_app())
+    seen: list[tuple[int, int, int]] = []
+    started = time.monotonic()
+    result = run_load(
+        spec(server.port, duration=0.6, concurrency=4, sleep_ms=1),
+        progress=lambda done, errors, leaks: seen.append((done, errors, leaks)),
+    )
+    took = time.monotonic() - started
+    assert 0.5 < took < 5.0
+    assert result.requests > 0
+    assert_clean(result, result.requests)
+    assert seen[-1] == (result.requests, 0, 0)
+
+
+def test_count_and_duration_whichever_first(serve: ServeFactory) -> None:
+    server = serve(core_probe_app())
+    result = run_load(spec(server.port, requests=20, duration=30.0, concurrency=4))
+    assert_clean(result, 20)
+
+
+def test_tokens_are_unique_per_request(serve: ServeFactory) -> None:
+    tokens: list[str] = []
+    lock = threading.Lock()
+
+    def make(token: str) -> bytes:
+        with lock:
+            tokens.append(token)
+        return probe_body(token)
+
+    server = serve(json_app(make))
+    result = run_load(spec(server.port, requests=150, concurrency=6, connections="fresh"))
+    assert_clean(result, 150)
+    assert len(tokens) == 150
+    assert len(set(tokens)) == 150
+
+
+def test_chunked_responses_are_read(serve: ServeFactory) -> None:
+    def app(environ: dict[str, t.Any], start_response: t.Any) -> Iterator[bytes]:
+        data = probe_body(token_of(environ))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        # No Content-Length on HTTP/1.1: the dev server sends it chunked.
+        yield data[:10]
+        yield data[10:]
+
+    server = serve(app)
+    result = run_load(spec(server.port, requests=50, concurrency=2))
+    assert_clean(result, 50)
+
+
+# -- errors are not leaks --------------------------------------------------------------------
+
+
+def test_server_errors_are_errors_not_leaks(serve: ServeFactory) -> None:
+    import core
+
+    app = core.App("broken")
+
+    @app.route("/_ctxbench/probe")
+    def fail() -> t.Any:
+        raise RuntimeError("boom")
+
+    server = serve(app)
+    result = run_load(spec(server.port, requests=40, concurrency=4))
+    assert result.requests == 40
+    assert result.errors == 40
+    assert result.error_kinds == {"non-2xx": 40}
+    assert result.statuses == {500: 40}
+    assert result.leaks == 0
+    assert result.latencies_ms == []
+
+
+def test_closed_port_is_refused(serve: ServeFactory) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on port now.
+    result = run_load(spec(port, requests=25, concurrency=3))
+    assert result.requests == 25
+    assert result.error_kinds == {"refused": 25}
+    assert result.errors == 25
+    assert result.leaks == 0
+    assert result.rps == 0
+
+
+def test_not_a_probe_is_a_protocol_error(serve: ServeFactory) -> None:
+    server = serve(json_app(lambda token: b'{"hello": "world"}'))
+    result = run_load(spec(server.port, requests=30, concurrency=3))
+    assert result.error_kinds == {"protocol": 30}
+    assert result.leaks == 0
+
+
+def test_slow_server_times_out(serve: ServeFactory) -> None:
+    def slow(token: str) -> bytes:
+        time.sleep(0.6)
+        return probe_body(token)
+
+    server = serve(json_app(slow))
+    result = run_load(spec(server.port, requests=3, concurrency=3, timeout=0.2))
+    assert result.requests == 3
+    assert result.error_kinds == {"timeout": 3}
+
+
+@pytest.fixture
+def rude_server() -> Iterator[int]:
+    """A TCP server that accepts each connection and closes it without answering."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.recv(4096)
+            conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+@pytest.mark.parametrize("connections", ["keepalive", "fresh"])
+def test_connection_closed_without_answer_is_reset(rude_server: int, connections: str) -> None:
+    result = run_load(spec(rude_server, requests=12, concurrency=2, connections=connections))
+    assert result.requests == 12
+    assert result.error_kinds == {"reset": 12}
+    assert result.leaks == 0
+
+
+def test_error_kinds_are_documented(serve: ServeFactory) -> None:
+    assert set(ERROR_KINDS) >= {"refused", "reset", "timeout", "non-2xx", "protocol"}
+
+
+# -- leaks: the negative controls ------------------------------------------------------------
+
+
+def test_leaking_app_is_reported(serve: ServeFactory) -> None:
+    """A probe-like app that answers with the previous request's token: every answer but the
+    first one it gives leaks, whatever the interleaving."""
+    last: list[str | None] = [None]
+    lock = threading.Lock()
+
+    def make(token: str) -> bytes:
+        with lock:
+            previous, last[0] = last[0], token
+        return probe_body(token, seen=previous or token)
+
+    server = serve(json_app(make))
+    n = 120
+    result = run_load(spec(server.port, requests=n, concurrency=6, max_evidence=10))
+    assert result.requests == n
+    assert result.errors == 0
+    assert result.leaky_requests == n - 1
+    # Per leaky response: the echoed token plus one observation per phase.
+    assert result.leaks == (n - 1) * (1 + len(PHASES))
+    assert len(result.evidence) == 10
+    ev = result.evidence[0]
+    assert ev.mode == "werkzeug-threaded"
+    assert ev.seen != ev.expected
+    assert set(ev.worker) == {"pid", "thread", "greenlet"}
+    # Leaky answers are still answers: they are timed and counted in rps.
+    assert len(result.latencies_ms) == n
+
+
+@pytest.fixture
+def shared_global_storage() -> Iterator[None]:
+    backends.install("shared-global")
+    try:
+        yield
+    finally:
+        backends.restore_default()
+
+
+def test_shared_global_storage_leaks_under_overlap(
+    serve: ServeFactory, shared_global_storage: None
+) -> None:
+    server = serve(core_probe_app())
+    result = run_load(spec(server.port, requests=200, concurrency=8, sleep_ms=3))
+    assert result.requests == 200
+    assert result.leaks > 0
+    assert result.leaky_requests > 0
+    names = {e.name for e in result.evidence}
+    assert names & {"request", "g", "token", "residue.request_context", "residue.app_context"}
+
+
+# -- the spec is validated -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        pytest.param({"host": "10.0.0.1"}, "loopback", id="private-ip"),
+        pytest.param({"host": "example.com"}, "loopback", id="hostname"),
+        pytest.param({"host": "0.0.0.0"}, "loopback", id="any"),
+        pytest.param({"duration": None, "requests": None}, "needs a bound", id="unbounded"),
+        pytest.param({"duration": 0}, "duration", id="zero-duration"),
+        pytest.param({"duration": float("inf")}, "duration", id="inf-duration"),
+        pytest.param({"requests": 0}, "requests", id="zero-requests"),
+        pytest.param({"concurrency": 0}, "concurrency", id="zero-concurrency"),
+        pytest.param({"connections": "pipelined"}, "connections", id="pattern"),
+        pytest.param({"sleep_ms": -1}, "sleep_ms", id="sleep"),
+        pytest.param({"timeout": 0}, "timeout", id="timeout"),
+        pytest.param({"port": 70000}, "port", id="port"),
+    ],
+)
+def test_invalid_spec_is_refused(kw: dict[str, t.Any], match: str) -> None:
+    kw.setdefault("requests", 1)
+    with pytest.raises(ValueError, match=match):
+        run_load(LoadSpec(**kw))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.2"])
+def test_loopback_hosts_are_accepted(host: str) -> None:
+    LoadSpec(host=host, requests=1).validate()
+
+
+# -- HTTP parsing ----------------------------------------------------------------------------
+
+
+def test_parse_head() -> None:
+    head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\ncontent-length: 12")
+    assert (head.status, head.length, head.close) == (200, 12, False)
+    head = parse_head(b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0")
+    assert (head.status, head.length, head.close) == (503, 0, True)
+    head = parse_head(b"HTTP/1.0 200 OK\r\nContent-Length: 3")
+    assert head.close
+    head = parse_head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3")
+    assert not head.close
+    with pytest.raises(HttpProtocolError):
+        parse_head(b"SSH-2.0-OpenSSH")
+    with pytest.raises(HttpProtocolError):
+        parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip")
+    with pytest.raises(HttpProtocolError):
+        parse_head(b"HTTP/1.1 100 Continue")
+
+
+def test_dechunk() -> None:
+    data = b"HEAD\r\n\r\n4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\nTrailer: 1\r\n\r\n"
+    start = data.index(b"\r\n\r\n") + 4
+    assert dechunk(data, start) == (b"wikipedia", len(data))
+    assert dechunk(data[:-2], start) is None
+    assert dechunk(data[: start + 5], start) is None
+    with pytest.raises(HttpProtocolError):
+        dechunk(b"zz\r\n", 0)
