@@ -51,7 +51,9 @@ __all__ = [
     "HOST",
     "MODES",
     "Availability",
+    "ExecutionUnit",
     "LiveServer",
+    "ModeTraits",
     "ServerConfig",
     "ServerMode",
     "check_port_free",
@@ -93,6 +95,27 @@ class ServerConfig:
     extra_args: tuple[str, ...] = ()
 
 
+#: What serves one request inside a server process: a new thread per connection, the process's
+#: main thread, a thread of a reused pool, or a greenlet per connection.
+ExecutionUnit = t.Literal[
+    "thread-per-connection", "main-thread", "pool-thread", "greenlet-per-connection"
+]
+
+
+@dataclass(frozen=True)
+class ModeTraits:
+    """How a mode runs requests, declared next to its command line.
+
+    :mod:`harness.expectations` derives from these where each context-storage mutant can and
+    cannot leak, so a change here changes the expected results of the live matrix.
+    """
+
+    #: What serves a request (see :data:`ExecutionUnit`).
+    unit: ExecutionUnit
+    #: Whether the server answers more than one request on a connection (HTTP keep-alive).
+    keepalive: bool
+
+
 class ServerMode(abc.ABC):
     """One way of serving a WSGI app: a command line plus how to read back what ran.
 
@@ -106,6 +129,8 @@ class ServerMode(abc.ABC):
     summary: t.ClassVar[str]
     #: Position in listings and in the default matrix (lower first, then by name).
     order: t.ClassVar[int] = 100
+    #: How it runs requests; the expected leaks of each mutant are derived from it.
+    traits: t.ClassVar[ModeTraits]
 
     @abc.abstractmethod
     def available(self) -> Availability:

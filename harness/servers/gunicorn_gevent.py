@@ -12,7 +12,7 @@ empty, so residue shows only on keep-alive connections.
 from __future__ import annotations
 
 from harness.servers._gunicorn import GunicornMode
-from harness.servers.base import register
+from harness.servers.base import ModeTraits, register
 
 
 @register
@@ -20,5 +20,6 @@ class GunicornGevent(GunicornMode):
     name = "gunicorn-gevent"
     summary = "gunicorn gevent worker: a greenlet per connection, monkey-patched"
     order = 40
+    traits = ModeTraits(unit="greenlet-per-connection", keepalive=True)
     worker_class = "gevent"
     requires = ("gevent", "greenlet")

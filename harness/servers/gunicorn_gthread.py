@@ -11,7 +11,7 @@ requests here but shows residue on reuse.
 from __future__ import annotations
 
 from harness.servers._gunicorn import GunicornMode
-from harness.servers.base import register
+from harness.servers.base import ModeTraits, register
 
 
 @register
@@ -19,5 +19,6 @@ class GunicornGthread(GunicornMode):
     name = "gunicorn-gthread"
     summary = "gunicorn gthread worker: a thread pool per process, keep-alive"
     order = 30
+    traits = ModeTraits(unit="pool-thread", keepalive=True)
     worker_class = "gthread"
     default_threads = 4

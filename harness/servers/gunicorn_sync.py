@@ -10,7 +10,7 @@ makes gunicorn silently switch to the gthread worker: the effective class is rec
 from __future__ import annotations
 
 from harness.servers._gunicorn import GunicornMode
-from harness.servers.base import register
+from harness.servers.base import ModeTraits, register
 
 
 @register
@@ -18,4 +18,5 @@ class GunicornSync(GunicornMode):
     name = "gunicorn-sync"
     summary = "gunicorn sync worker: one request at a time per process, no keep-alive"
     order = 20
+    traits = ModeTraits(unit="main-thread", keepalive=False)
     worker_class = "sync"

@@ -15,6 +15,7 @@ import typing as t
 
 from harness.servers.base import (
     Availability,
+    ModeTraits,
     ServerConfig,
     ServerMode,
     package_version,
@@ -27,6 +28,7 @@ class WerkzeugThreaded(ServerMode):
     name = "werkzeug-threaded"
     summary = "werkzeug dev server, threaded: a new thread per connection, no keep-alive"
     order = 10
+    traits = ModeTraits(unit="thread-per-connection", keepalive=False)
 
     def available(self) -> Availability:
         if package_version("werkzeug") is None:
