@@ -490,7 +490,7 @@ class App:
         ctx = _storage.request_slot.get(None)
         if ctx is not None and ctx.app is self:
             adapter: MapAdapter = ctx.url_adapter
-            external = bool(_external) or _scheme is not None
+            external = _scheme is not None if _external is None else _external
         else:
             app_adapter = self.create_url_adapter(None)
             if app_adapter is None:
