@@ -323,7 +323,7 @@ def test_run_passes_options_to_run_simple(app: App, monkeypatch: pytest.MonkeyPa
     calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
     monkeypatch.setattr(werkzeug.serving, "run_simple", lambda *a, **kw: calls.append((a, kw)))
     app.run(port=5123, passthrough_errors=True)
-    (args, kwargs), = calls
+    ((args, kwargs),) = calls
     assert args == ("127.0.0.1", 5123, app)
     assert kwargs["threaded"] is True
     assert kwargs["passthrough_errors"] is True

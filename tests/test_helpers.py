@@ -7,7 +7,7 @@ import threading
 import typing as t
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from werkzeug.routing import BuildError
@@ -95,7 +95,7 @@ def test_jsonify_outside_a_context() -> None:
 
 def test_jsonify_types() -> None:
     u = uuid.UUID(int=1)
-    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     rv = jsonify(u=u, when=when, p=Point(1, 2)).get_json()
     assert rv == {"u": str(u), "when": "Tue, 02 Jan 2024 03:04:05 GMT", "p": {"x": 1, "y": 2}}
     with pytest.raises(TypeError, match="not JSON serializable: <object"):
@@ -181,9 +181,7 @@ def test_stream_closed_without_iterating(streaming: App, events: list[object]) -
     assert len(events) == 2
 
 
-def test_stream_closed_early_by_a_departing_client(
-    streaming: App, events: list[object]
-) -> None:
+def test_stream_closed_early_by_a_departing_client(streaming: App, events: list[object]) -> None:
     environ = EnvironBuilder("/stream", query_string="t=tok").get_environ()
     app_iter = streaming(environ, _start_response)
     assert next(iter(app_iter)) == b"tok"
