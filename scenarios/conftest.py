@@ -1,0 +1,322 @@
+"""Fixtures for the live scenarios: real servers on 127.0.0.1, driven by the load driver.
+
+- ``live_server``: a factory; each call starts a server (``harness.servers.live_server``) for the
+  current test and stops it when the test ends, however it ends.
+- ``shared_server``: the same factory, but a server started with the same arguments is reused by
+  the following tests of the module (both connection patterns run against one server). Starting a
+  server with other arguments stops the previous ones, so at most one shared server runs at a
+  time; whatever is left is stopped when the module ends.
+- ``drive``: one bounded load run against a server (``harness.load.run_load``), with the settings
+  every scenario shares: enough concurrency and a sleep in the view so that requests overlap.
+- ``assert_exercised``: checks that a run really did what the mode's traits claim (requests
+  overlapped in a process, a thread or greenlet served several requests, or one request at a time
+  per process), so that a zero-leak result proves something.
+
+A mode whose server or worker library is missing is skipped with the reason. When a test fails,
+the tail of the log of every server it used is attached to its report. At the end of the session
+no server process started by these tests may still be alive: every process group they started is
+checked, and so is every process that inherited this session's marker variable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import typing as t
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.expectations import ConnectionPattern, situation
+from harness.load import LoadResult, LoadSpec, run_load
+from harness.servers import MODES, LiveServer, group_members
+from harness.servers import live_server as serve
+from harness.servers.base import log_tail
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE_APP = "harness.apps.core_app:app"
+
+#: Shared load settings: 16 clients against 2 workers, and a 10 ms sleep in the view that yields
+#: (cooperatively under gevent), so requests overlap wherever a mode lets them.
+CONCURRENCY = 16
+SLEEP_MS = 10.0
+REQUESTS = 300
+#: Bounds of one run: it normally ends after REQUESTS, in one to two seconds.
+MAX_RUN_S = 20.0
+REQUEST_TIMEOUT_S = 10.0
+LOG_TAIL_LINES = 40
+
+#: The environment variable that marks every process started during this session.
+SESSION_MARKER = "CTXBENCH_SCENARIO_SESSION"
+
+_LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()
+#: (mode, pgid) of every server these fixtures started.
+_STARTED: list[tuple[str, int]] = []
+
+
+# -- hooks -----------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> t.Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for label, path in item.stash.get(_LOGS_KEY, []):
+            tail = log_tail(path, LOG_TAIL_LINES) or "(empty or missing)"
+            report.sections.append((f"server log tail: {label} ({path})", tail))
+    return report
+
+
+# -- session ---------------------------------------------------------------------------------
+
+
+def _marked_processes(marker: str) -> list[tuple[int, str]]:
+    """Live processes (zombies excluded) whose environment holds ``marker``."""
+    needle = f"{SESSION_MARKER}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and stat[stat.rindex(")") + 2] != "Z":
+            found.append((int(entry.name), cmdline.strip()))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scenario_session() -> Iterator[None]:
+    """Make the scenario apps importable by servers; at the end, check that no server survives."""
+    marker = uuid.uuid4().hex
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
+            mp.delenv(name, raising=False)
+        path = os.environ.get("PYTHONPATH")
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), path) if p))
+        mp.setenv(SESSION_MARKER, marker)
+        yield
+    survivors = {
+        f"{mode} (pgid {pgid})": members
+        for mode, pgid in _STARTED
+        if (members := group_members(pgid))
+    }
+    marked = _marked_processes(marker) if Path("/proc").is_dir() else []
+    assert not survivors and not marked, (
+        f"server processes outlived the tests: groups {survivors}, processes {marked}"
+    )
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+def skip_unavailable(mode: str) -> None:
+    """Skip the test, with the reason, when ``mode`` cannot run here."""
+    availability = MODES[mode].available()
+    if not availability.ok:
+        pytest.skip(f"{mode} is not available: {availability.reason}")
+
+
+class ServerFactory:
+    """Starts servers; stops all of them on :meth:`close` (an ``ExitStack``)."""
+
+    def __init__(self, log_root: Path) -> None:
+        self._log_root = log_root
+        self._stack = contextlib.ExitStack()
+        self._count = 0
+
+    def start(self, node: pytest.Item, mode: str, **options: t.Any) -> LiveServer:
+        skip_unavailable(mode)
+        self._count += 1
+        log_dir = self._log_root / f"{self._count:03d}-{mode}"
+        label = f"{mode} {options.get('app', CORE_APP)} {options.get('backend', 'contextvar')}"
+        # Registered before the start, so that a server that fails to start shows its log too.
+        attach_log(node, label, log_dir / f"{mode}.log")
+        server = self._stack.enter_context(serve(mode, log_dir=log_dir, **options))
+        _STARTED.append((mode, server.pid))
+        return server
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def attach_log(node: pytest.Item, label: str, path: Path) -> None:
+    logs = node.stash.setdefault(_LOGS_KEY, [])
+    if (label, path) not in logs:
+        logs.append((label, path))
+
+
+class SharedServers(ServerFactory):
+    """A :class:`ServerFactory` that reuses a running server started with the same arguments."""
+
+    def __init__(self, log_root: Path) -> None:
+        super().__init__(log_root)
+        self._running: dict[tuple[t.Any, ...], tuple[LiveServer, str, Path]] = {}
+
+    def get(self, node: pytest.Item, mode: str, **options: t.Any) -> LiveServer:
+        key = (mode, *sorted(options.items()))
+        found = self._running.get(key)
+        if found is not None and found[0].process.poll() is None:
+            server, label, path = found
+            attach_log(node, label, path)
+            return server
+        for other in self._running.values():
+            other[0].stop()  # idempotent; the ExitStack stops it again at the end, a no-op
+        self._running.clear()
+        server = self.start(node, mode, **options)
+        label, path = node.stash[_LOGS_KEY][-1]
+        self._running[key] = (server, label, path)
+        return server
+
+
+StartServer = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StartServer]:
+    """``live_server(mode, app=..., backend=..., workers=..., ...)``: a server for this test.
+
+    Takes the keyword arguments of :func:`harness.servers.live_server`; skips the test when the
+    mode is unavailable; every server it started is stopped when the test ends.
+    """
+    factory = ServerFactory(tmp_path_factory.mktemp("servers"))
+
+    def start(mode: str, **options: t.Any) -> LiveServer:
+        return factory.start(request.node, mode, **options)
+
+    try:
+        yield start
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def _shared_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServers]:
+    servers = SharedServers(tmp_path_factory.mktemp("shared-servers"))
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture
+def shared_server(request: pytest.FixtureRequest, _shared_servers: SharedServers) -> StartServer:
+    """Like ``live_server``, but reuses this module's server started with the same arguments."""
+
+    def get(mode: str, **options: t.Any) -> LiveServer:
+        return _shared_servers.get(request.node, mode, **options)
+
+    return get
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+Drive = Callable[..., LoadResult]
+
+
+@pytest.fixture
+def drive() -> Drive:
+    """``drive(server, connections, **spec_overrides)``: one bounded, fully checked load run."""
+
+    def run(server: LiveServer, connections: ConnectionPattern, **overrides: t.Any) -> LoadResult:
+        settings: dict[str, t.Any] = {
+            "concurrency": CONCURRENCY,
+            "requests": REQUESTS,
+            "duration": MAX_RUN_S,
+            "sleep_ms": SLEEP_MS,
+            "timeout": REQUEST_TIMEOUT_S,
+        }
+        settings.update(overrides)
+        spec = LoadSpec(
+            host=server.host, port=server.port, connections=connections, mode=server.mode,
+            **settings,
+        )  # fmt: skip
+        return run_load(spec)
+
+    return run
+
+
+def describe(result: LoadResult, server: LiveServer | None = None) -> str:
+    """A summary of a run for assertion messages: counts, errors, the first pieces of evidence."""
+    lines = [
+        f"requests={result.requests} errors={result.errors} {result.error_kinds}"
+        f" leaks={result.leaks} leaky_requests={result.leaky_requests} rps={result.rps:.0f}"
+        f" elapsed={result.elapsed_s:.2f}s units={len(result.workers)}"
+        f" reconnects={result.reconnects}"
+    ]
+    if server is not None:
+        lines.append(f"server: {server.effective}")
+    lines += [f"  {e}" for e in result.evidence[:5]]
+    return "\n".join(lines)
+
+
+def units_by_process(result: LoadResult) -> dict[int, set[tuple[int, int | None]]]:
+    """The distinct (thread, greenlet) that answered, per worker pid."""
+    rv: dict[int, set[tuple[int, int | None]]] = defaultdict(set)
+    for pid, thread, glet in result.workers:
+        rv[pid].add((thread, glet))
+    return dict(rv)
+
+
+def _assert_exercised(
+    result: LoadResult, mode: str, connections: ConnectionPattern, sleep_ms: float = SLEEP_MS
+) -> None:
+    """Fail unless the run did what ``mode``'s traits claim for ``connections``.
+
+    Every request sleeps at least ``sleep_ms`` in the server, so by Little's law ``rps * sleep``
+    over the worker processes is a lower bound of the requests in flight per process on average:
+    above 1 proves that requests overlapped in a process, and a process serving one request at a
+    time cannot exceed 1. With fewer distinct (pid, thread, greenlet) than answered requests, some
+    thread or greenlet served more than one.
+    """
+    expected = situation(MODES[mode].traits, connections)
+    answered = result.requests - result.errors
+    units = units_by_process(result)
+    in_flight = result.rps * (sleep_ms / 1000.0) / max(len(units), 1)
+    summary = describe(result)
+    assert answered > 0, f"no request was answered: {summary}"
+    if expected.overlap_in_process:
+        assert in_flight > 1.5, (
+            f"{mode}/{connections}: requests did not overlap inside a worker ({in_flight:.2f} in"
+            f" flight per process on average), so a clean run proves nothing: {summary}"
+        )
+        assert any(len(u) > 1 for u in units.values()), (
+            f"{mode}/{connections}: one thread or greenlet per process answered everything:"
+            f" {summary}"
+        )
+    else:
+        assert in_flight <= 1.05, (
+            f"{mode}/{connections}: {in_flight:.2f} requests in flight per process on average,"
+            f" but its traits say one at a time: {summary}"
+        )
+        assert all(len(u) == 1 for u in units.values()), (
+            f"{mode}/{connections}: more than one thread per process answered: {summary}"
+        )
+    if expected.unit_reused:
+        assert len(result.workers) < answered, (
+            f"{mode}/{connections}: no thread or greenlet answered twice ({len(result.workers)}"
+            f" distinct for {answered} answered requests): {summary}"
+        )
+
+
+@pytest.fixture
+def assert_exercised() -> Callable[..., None]:
+    """``assert_exercised(result, mode, connections)``; see :func:`_assert_exercised`."""
+    return _assert_exercised
+
+
+@pytest.fixture
+def describe_run() -> Callable[..., str]:
+    """``describe_run(result, server=None)``: a run summary for assertion messages."""
+    return describe

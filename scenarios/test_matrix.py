@@ -1,0 +1,47 @@
+"""The live matrix on the correct core: no leak and no error in any server mode.
+
+The bundled core probe app (``harness.apps.core_app``) with the ``contextvar`` backend runs under
+every server mode, once per connection pattern (one server per mode serves both). Each run sends
+300 requests from 16 concurrent clients, each request sleeping 10 ms in the view, and checks every
+response. A clean run counts only if the run exercised what the mode is said to do: requests
+overlapping inside a worker where the mode runs them concurrently, a thread or greenlet serving
+several requests where the mode reuses them, one request at a time where it does not overlap
+(see ``assert_exercised`` in ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from harness.expectations import CONNECTION_PATTERNS
+from harness.servers import MODES
+
+CASES = [
+    pytest.param(mode, connections, id=f"{mode}-{connections}")
+    for mode in MODES
+    for connections in CONNECTION_PATTERNS  # innermost: both patterns share one server
+]
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(("mode", "connections"), CASES)
+def test_correct_core_is_isolated(
+    mode: str,
+    connections: t.Any,
+    shared_server: t.Any,
+    drive: t.Any,
+    assert_exercised: t.Any,
+    describe_run: t.Any,
+) -> None:
+    server = shared_server(mode, app="harness.apps.core_app:app", backend="contextvar")
+    assert server.effective["storage"] == "contextvar", server.effective
+
+    result = drive(server, connections)
+
+    summary = describe_run(result, server)
+    assert result.requests == 300, summary
+    assert result.errors == 0, summary
+    assert result.leaks == 0, summary
+    assert_exercised(result, mode, connections)
