@@ -1,0 +1,138 @@
+"""The negative controls: every context-storage mutant under every mode and connection pattern.
+
+Where :mod:`harness.expectations` says a mutant can leak, the harness must report leaks, with
+evidence naming the mode, the phase, the expected and the seen value and the worker; where it
+says the mutant cannot leak, the harness must report none (a leak that cannot happen is a bug in
+the harness, not in the app). Errors are allowed for mutants (a broken storage may break a
+request) and recorded as test properties. A zero-leak cell counts only if the run exercised what
+the mode is said to do (``assert_exercised`` in ``conftest.py``). One server per (backend, mode)
+serves both connection patterns.
+
+The first test pins the derived table to a literal one: changing a mode's or a backend's traits
+changes what the harness expects, and that must be a conscious decision.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from harness.backends import BACKENDS
+from harness.expectations import (
+    BACKEND_TRAITS,
+    CONNECTION_PATTERNS,
+    derive_table,
+    render_markdown,
+)
+from harness.probe import PHASES
+from harness.servers import MODES
+
+MUTANTS = ("shared-global", "thread-ident", "no-reset")
+
+#: Where each backend can leak: (mode, connection pattern) cells. Every other cell cannot leak.
+EXPECTED_LEAKS: dict[str, set[tuple[str, str]]] = {
+    "contextvar": set(),
+    "shared-global": {
+        ("werkzeug-threaded", "keepalive"),
+        ("werkzeug-threaded", "fresh"),
+        ("gunicorn-gthread", "keepalive"),
+        ("gunicorn-gthread", "fresh"),
+        ("gunicorn-gevent", "keepalive"),
+        ("gunicorn-gevent", "fresh"),
+    },
+    "thread-ident": {
+        ("gunicorn-gevent", "keepalive"),
+        ("gunicorn-gevent", "fresh"),
+    },
+    "no-reset": {
+        ("gunicorn-sync", "keepalive"),
+        ("gunicorn-sync", "fresh"),
+        ("gunicorn-gthread", "keepalive"),
+        ("gunicorn-gthread", "fresh"),
+        ("gunicorn-gevent", "keepalive"),
+    },
+}
+
+TABLE = derive_table()
+
+
+def test_derived_table_is_the_expected_one() -> None:
+    assert set(BACKEND_TRAITS) == set(BACKENDS), "every backend needs traits, and only those"
+    assert set(MODES) >= {"werkzeug-threaded", "gunicorn-sync", "gunicorn-gthread",
+                          "gunicorn-gevent"}  # fmt: skip
+    cells = {(b, m, c) for b in BACKENDS for m in MODES for c in CONNECTION_PATTERNS}
+    assert set(TABLE) == cells
+    derived = {
+        backend: {(m, c) for (b, m, c), cell in TABLE.items() if b == backend and cell.can_leak}
+        for backend in BACKENDS
+    }
+    assert derived == EXPECTED_LEAKS, render_markdown(TABLE)
+    for cell in TABLE.values():
+        assert cell.reason, cell
+
+
+CASES = [
+    pytest.param(backend, mode, connections, id=f"{backend}-{mode}-{connections}")
+    for backend in MUTANTS
+    for mode in MODES
+    for connections in CONNECTION_PATTERNS  # innermost: both patterns share one server
+]
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(("backend", "mode", "connections"), CASES)
+def test_mutant_leaks_exactly_where_it_can(
+    backend: str,
+    mode: str,
+    connections: t.Any,
+    shared_server: t.Any,
+    drive: t.Any,
+    assert_exercised: t.Any,
+    describe_run: t.Any,
+    record_property: t.Callable[[str, object], None],
+) -> None:
+    expectation = TABLE[backend, mode, connections]
+    server = shared_server(mode, app="harness.apps.core_app:app", backend=backend)
+    assert server.effective["storage"] == backend, server.effective
+
+    result = drive(server, connections)
+
+    record_property("errors", result.errors)
+    record_property("error_kinds", result.error_kinds)
+    record_property("leaks", result.leaks)
+    summary = describe_run(result, server)
+    assert result.requests == 300, summary
+    if not expectation.can_leak:
+        assert result.leaks == 0, (
+            f"the harness reported leaks of {backend} under {mode}/{connections}, where none can"
+            f" happen: {expectation.reason}.\n{summary}"
+        )
+        assert_exercised(result, mode, connections)
+        return
+
+    assert result.leaks > 0 and result.evidence, (
+        f"the harness missed the leaks of {backend} under {mode}/{connections}:"
+        f" {expectation.reason}.\n{summary}"
+    )
+    worker_pids = set(server.effective["worker_pids"])
+    for evidence in result.evidence:
+        assert evidence.mode == mode, evidence
+        assert evidence.phase in PHASES, evidence
+        assert evidence.seen != evidence.expected, evidence
+        assert evidence.worker["pid"] in worker_pids, (evidence, worker_pids)
+        assert isinstance(evidence.worker["thread"], int), evidence
+    traits = BACKEND_TRAITS[backend]
+    if not traits.resets:
+        # Residue: what an earlier request left set, seen before this one set anything.
+        assert any(e.name.startswith("residue.") for e in result.evidence), summary
+    if traits.scope != "context":
+        # Cross-talk: another client's token of this same run, seen by this request.
+        assert any(_is_other_token(e.seen, e.expected) for e in result.evidence), summary
+
+
+def _is_other_token(seen: str | None, expected: str | None) -> bool:
+    # The driver's tokens are "<run>-<user>-<seq>".
+    if seen is None or expected is None or seen == expected:
+        return False
+    return seen.split("-")[0] == expected.split("-")[0] and seen.count("-") == 2
