@@ -447,7 +447,14 @@ class App:
     def match_request(self, ctx: RequestContext) -> None:
         """Match ``ctx.request`` against the URL map; an HTTP error is kept for dispatch."""
         request = ctx.request
-        static = self._static_route_table()
+        cached = self._static_routes
+        url_map = self.url_map
+        if (
+            cached is not None and cached[0] is url_map and cached[1] == url_map.version  # type: ignore[attr-defined]
+        ):
+            static: dict[tuple[str, str], Rule] | None = cached[2]
+        else:
+            static = self._static_route_table()
         if static is not None:
             rule = static.get((request.path, request.method))
             if rule is not None:
@@ -570,7 +577,7 @@ class App:
         if not self._before_first_done:
             self._try_trigger_before_first_request()
         try:
-            rv = self.preprocess_request()
+            rv = self.preprocess_request() if self.before_request_funcs else None
             if rv is None:
                 rv = self.dispatch_request(ctx)
         except Exception as e:
@@ -736,6 +743,8 @@ class App:
         or generator (streamed); a WSGI callable; or a tuple ``(body, status)``,
         ``(body, headers)`` or ``(body, status, headers)``. Anything else raises ``TypeError``.
         """
+        if type(rv) is str:  # the common case first
+            return self.response_class(rv)
         status: t.Any = None
         headers: t.Any = None
         body: t.Any = rv

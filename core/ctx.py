@@ -284,7 +284,7 @@ class RequestContext:
                 f"Cannot pop {self!r}: it is not pushed.\n\nEvery pop() must match an earlier"
                 " push(). Use the context as a 'with' block to keep them paired."
             )
-        app_ctx = t.cast(AppContext, self._app_ctx)
+        app_ctx: AppContext = self._app_ctx  # type: ignore[assignment]  # set by push()
         teardown = len(pushed) == 1 and not self._holds and not self._torn_down
         if teardown:
             self._torn_down = True

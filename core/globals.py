@@ -1,9 +1,9 @@
 """The context-bound proxies: ``current_app``, ``g``, ``request``, ``session``.
 
-Each proxy is a werkzeug ``LocalProxy`` over a small getter that reads the *active* storage slot
-(``core.storage.app_slot`` / ``request_slot``) at call time, so swapping the storage at start-up
-also redirects the proxies. Outside a context the getters raise ``RuntimeError`` saying what
-happened, why, and how to fix it.
+Each proxy is a werkzeug ``LocalProxy`` (with a faster attribute path) over a small getter that
+reads the *active* storage slot (``core.storage.app_slot`` / ``request_slot``) at call time, so
+swapping the storage at start-up also redirects the proxies. Outside a context the getters raise
+``RuntimeError`` saying what happened, why, and how to fix it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,30 @@ To solve this, wrap the function with copy_current_request_context() before hand
 another thread, wrap a streamed body with stream_with_context(), or, in tests, use
 'with app.test_request_context(): ...'.\
 """
+
+
+class _ContextProxy(LocalProxy[t.Any]):
+    """A ``LocalProxy`` that looks public attributes up on the proxied object directly.
+
+    ``LocalProxy`` reaches the object through ``__getattr__``, which Python calls only after a
+    failed lookup on the proxy itself (an ``AttributeError`` raised and caught on every
+    ``request.args``). Skipping that for public names makes an attribute read about three times
+    cheaper; names starting with ``_`` (``_get_current_object``, ``__class__``, ``__doc__``...)
+    keep ``LocalProxy``'s own handling, including its fallbacks when no context is active.
+    """
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> t.Any:
+        if name[0] == "_":
+            return object.__getattribute__(self, name)
+        return getattr(object.__getattribute__(self, "_get_current_object")(), name)
+
+    def __setattr__(self, name: str, value: t.Any) -> None:
+        setattr(object.__getattribute__(self, "_get_current_object")(), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(object.__getattribute__(self, "_get_current_object")(), name)
 
 
 def _get_app_ctx() -> AppContext:
@@ -93,7 +117,7 @@ def _get_session() -> SecureCookieSession:
     return t.cast("SecureCookieSession", rv)
 
 
-current_app: App = LocalProxy(_get_current_app)  # type: ignore[assignment]
-g: _AppCtxGlobals = LocalProxy(_get_g)  # type: ignore[assignment]
-request: Request = LocalProxy(_get_request)  # type: ignore[assignment]
-session: SecureCookieSession = LocalProxy(_get_session)  # type: ignore[assignment]
+current_app: App = _ContextProxy(_get_current_app)  # type: ignore[assignment]
+g: _AppCtxGlobals = _ContextProxy(_get_g)  # type: ignore[assignment]
+request: Request = _ContextProxy(_get_request)  # type: ignore[assignment]
+session: SecureCookieSession = _ContextProxy(_get_session)  # type: ignore[assignment]
