@@ -360,3 +360,61 @@ def test_overlapping_requests_in_two_threads_are_isolated(app: App) -> None:
         th.join(10)
     assert out == {"a": b"a", "b": b"b"}
     assert seen == {"a": ["a", "a"], "b": ["b", "b"]}
+
+
+# -- proxy behaviour ---------------------------------------------------------------------------
+
+
+def test_proxies_behave_like_their_objects(app: App) -> None:
+    from core import Request
+
+    with app.test_request_context("/?a=1"):
+        assert isinstance(request, Request)
+        assert request.args["a"] == "1"
+        g.x = 1
+        assert g.x == 1
+        del g.x
+        assert "x" not in g
+        with pytest.raises(AttributeError):
+            request.no_such_attribute  # noqa: B018
+        session["k"] = "v"
+        assert session["k"] == "v"
+        assert len(session) == 1
+        assert dict(session) == {"k": "v"}
+        assert current_app.config is app.config
+
+
+def test_unbound_proxies_are_inspectable() -> None:
+    from core import Request
+
+    assert repr(request) == "<_ContextProxy unbound>"
+    assert not request
+    assert not isinstance(request, Request)
+
+
+def test_core_imports_nothing_heavy_and_not_the_harness() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, core\n"
+        "bad = {'harness', 'flask', 'gevent', 'greenlet', 'gunicorn', 'locust'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_g_is_created_lazily(app: App, client: Client) -> None:
+    ctx = app.app_context()
+    with ctx:
+        assert ctx._g is None
+        g.x = 1
+        assert ctx._g is not None
+    seen: list[object] = []
+    app.add_url_rule("/", "index", lambda: "ok")
+    app.teardown_request(lambda exc: seen.append(t.cast(t.Any, request)._get_current_object()))
+    client.get("/")
+    assert len(seen) == 1
