@@ -1,0 +1,75 @@
+"""``observe()`` catches an app's own per-request state that is shared across greenlets.
+
+The apps in :mod:`scenarios.apps.local_state` run on the correct core (``contextvar``), so the
+framework's proxies are isolated everywhere; what can leak is the app's own state, which it
+reports with ``observe("app_local", ...)`` after the probe view yielded. An OS-thread-local
+(the original ``threading.local`` under gevent's patching) is shared by every greenlet of a
+gevent worker, so it must be caught there, and only there: under real threads (gthread, the
+werkzeug dev server) it is isolated. That is the ``thread-ident`` cell of the derived table. The
+same app keeping its state in a ``ContextVar`` is the negative control: it passes under gevent.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from harness.expectations import CONNECTION_PATTERNS, derive_table
+
+THREAD_LOCAL_APP = "scenarios.apps.local_state:thread_local_app"
+CONTEXTVAR_APP = "scenarios.apps.local_state:contextvar_app"
+NAME = "app_local"
+
+RUNS = [
+    ("thread-local", THREAD_LOCAL_APP, "gunicorn-gevent", True),
+    ("thread-local", THREAD_LOCAL_APP, "gunicorn-gthread", False),
+    ("thread-local", THREAD_LOCAL_APP, "werkzeug-threaded", False),
+    ("contextvar", CONTEXTVAR_APP, "gunicorn-gevent", False),
+]
+CASES = [
+    pytest.param(app, mode, connections, leaks, id=f"{label}-{mode}-{connections}")
+    for label, app, mode, leaks in RUNS
+    for connections in CONNECTION_PATTERNS  # innermost: both patterns share one server
+]
+TABLE = derive_table()
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(("app", "mode", "connections", "leaks"), CASES)
+def test_observe_catches_state_shared_across_greenlets(
+    app: str,
+    mode: str,
+    connections: t.Any,
+    leaks: bool,
+    shared_server: t.Any,
+    drive: t.Any,
+    assert_exercised: t.Any,
+    describe_run: t.Any,
+) -> None:
+    if app == THREAD_LOCAL_APP:
+        # An OS-thread-local is what the thread-ident backend models.
+        assert leaks == TABLE["thread-ident", mode, connections].can_leak
+    server = shared_server(mode, app=app, backend="contextvar")
+    assert server.effective["app"] == app, server.effective
+    if mode == "gunicorn-gevent":
+        assert server.effective["gevent_patched"] is True, server.effective
+
+    result = drive(server, connections)
+
+    summary = describe_run(result, server)
+    assert result.requests == 300, summary
+    assert result.errors == 0, summary
+    assert_exercised(result, mode, connections)
+    if not leaks:
+        assert result.leaks == 0, summary
+        return
+    assert result.leaks > 0 and result.evidence, f"observe() missed the shared state: {summary}"
+    for evidence in result.evidence:
+        # Only the app's own state leaks; the framework's contexts stay isolated.
+        assert (evidence.phase, evidence.name) == ("after_request", NAME), summary
+        assert evidence.mode == mode, evidence
+        assert evidence.seen is not None and evidence.seen != evidence.expected, evidence
+        assert evidence.seen.split("-")[0] == t.cast(str, evidence.expected).split("-")[0], (
+            f"expected another client's token of this run: {evidence}"
+        )
