@@ -253,7 +253,8 @@ def test_rejects_other_schemas_and_bad_entries() -> None:
 
 
 @pytest.mark.parametrize(
-    ("peak", "limit"), [(0.0, 1.0), (7.3, 10.0), (1900.0, 2000.0), (2400.0, 2500.0), (7800, 10000)]
+    ("peak", "limit"),
+    [(0.0, 1.0), (7.3, 8.0), (1900.0, 2000.0), (2400.0, 2500.0), (7800, 8000), (49.2, 60.0)],
 )
 def test_chart_axis_limit_is_a_round_number(peak: float, limit: float) -> None:
     assert _nice_limit(peak) == limit

@@ -204,12 +204,13 @@ def _x(value: float, limit: float) -> float:
 
 
 def _nice_limit(peak: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 times a power of ten that holds ``peak`` with a little room."""
+    """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) that
+    holds ``peak`` with a little room, so bars fill most of the plot."""
     if peak <= 0 or not math.isfinite(peak):
         return 1.0
     target = peak * 1.02
     magnitude = 10.0 ** math.floor(math.log10(target))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+    for step in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
         if step * magnitude >= target:
             return step * magnitude
     return 10.0 * magnitude

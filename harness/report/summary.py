@@ -1,8 +1,8 @@
 """What a run means, decided once and shared by the Markdown and HTML reports.
 
 Ranking rules: an entry that leaked or had errors is never "fastest" (a fast server that returns
-another request's data has failed, not won); two entries whose medians differ by less than their
-spread are reported as tied rather than ranked; an entry whose throughput spread is above
+another request's data has failed, not won); two entries whose ranges over the repeats overlap
+are reported as tied rather than ranked; an entry whose throughput spread is above
 :data:`SPREAD_WARN` gets a visible warning with advice on reducing jitter.
 """
 
@@ -115,11 +115,8 @@ def _fastest(run: Run, pattern: str) -> tuple[str, Entry, tuple[Entry, ...]] | N
         return None
     candidates.sort(key=lambda e: (-e.rps, e.mode))
     best = candidates[0]
-    tied = tuple(
-        e
-        for e in candidates[1:]
-        if best.rps - e.rps <= max(best.rps_spread, e.rps_spread) * best.rps
-    )
+    # Tied: the runner-up's best repeat reached the leader's worst one (the ranges overlap).
+    tied = tuple(e for e in candidates[1:] if e.rps_max >= best.rps_min)
     return (pattern, best, tied)
 
 

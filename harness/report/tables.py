@@ -148,7 +148,8 @@ def evidence_note(entry: Entry, limit: int = EVIDENCE_SHOWN) -> str:
     shown = min(len(entry.evidence), limit)
     return (
         f"Showing {shown} of the {len(entry.evidence)} pieces of evidence recorded in"
-        f" results.json (the run keeps a capped sample; the leak count is exact)."
+        " results.json. A leak is one observation that differed from what it must be; the run"
+        " keeps a capped sample of them, and the leak count is exact."
     )
 
 
