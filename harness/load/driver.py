@@ -245,6 +245,7 @@ class _Run:
         if user.sock is None:
             self._connect(user)
         else:
+            user.state = _SENDING
             self._send(user)
 
     def _connect(self, user: _User) -> None:
@@ -260,11 +261,11 @@ class _Run:
             self.reconnects += 1
         user.opened += 1
         err = sock.connect_ex(self.addr)
-        if err == 0:
-            self._send(user)
-        elif err in (errno.EINPROGRESS, errno.EAGAIN):
+        if err in (0, errno.EINPROGRESS, errno.EAGAIN):
+            # On loopback the handshake is usually complete by the time connect returns: send
+            # at once, and only wait for writability when the kernel says it is not ready yet.
             user.state = _CONNECTING
-            self._want(user, _EPOLLOUT)
+            self._send(user)
         else:
             self._fail(user, _kind(err))
 
@@ -288,7 +289,8 @@ class _Run:
             self._lost(user, exc.errno)
             return
         if user.sent < len(request):
-            user.state = _SENDING
+            if user.sent:
+                user.state = _SENDING
             self._want(user, _EPOLLOUT)
         else:
             user.state = _READING
