@@ -159,10 +159,10 @@ class SharedServers(ServerFactory):
 
     def __init__(self, log_root: Path) -> None:
         super().__init__(log_root)
-        self._running: dict[tuple[t.Any, ...], tuple[LiveServer, str, Path]] = {}
+        self._running: dict[tuple[str, str], tuple[LiveServer, str, Path]] = {}
 
     def get(self, node: pytest.Item, mode: str, **options: t.Any) -> LiveServer:
-        key = (mode, *sorted(options.items()))
+        key = (mode, repr(sorted(options.items())))
         found = self._running.get(key)
         if found is not None and found[0].process.poll() is None:
             server, label, path = found
