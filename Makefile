@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench reference lint clean
+.PHONY: run test bench reference need-wrk lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,37 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# All benchmarks: the micro suite (core vs Flask vs werkzeug) and the driver-vs-wrk calibration.
-bench: $(STAMP)
-	$(BIN)/pytest benchmarks/ -p no:cacheprovider --benchmark-only --benchmark-json results/bench/micro.json
-	$(BIN)/python -m benchmarks.driver_vs_wrk --out results/bench/driver_vs_wrk.json
+# Benchmark settings shared by `bench` and `reference`. The micro suite's JSON goes through
+# harness.report.micro_json, which drops pytest-benchmark's raw per-round timings (tens of MB).
+MICRO := $(BIN)/pytest benchmarks/ -p no:cacheprovider -p harness.report.micro_json --benchmark-only
+CALIBRATE := $(BIN)/python -m benchmarks.driver_vs_wrk
+REFERENCE := results/reference
+
+# All benchmarks: the micro suite (core vs Flask vs werkzeug) and the driver-vs-wrk calibration,
+# into results/bench/ (ignored by git).
+bench: $(STAMP) need-wrk
+	mkdir -p results/bench
+	$(MICRO) --benchmark-json results/bench/micro.json
+	$(CALIBRATE) --out results/bench/driver_vs_wrk.json
+
+# The committed reference report (about 6 minutes on 2 cores; run it on a quiet machine):
+# the micro suite, the calibration, and the matrix with Flask alongside, longer and with more
+# repeats than `make run`, all into results/reference/, whose report and charts are generated
+# from those JSON files. Regenerate it only this way; commit the whole folder.
+reference: $(STAMP) need-wrk
+	rm -rf $(REFERENCE)
+	mkdir -p $(REFERENCE)
+	$(MICRO) --benchmark-warmup=on --benchmark-max-time=2 --benchmark-json $(REFERENCE)/micro.json
+	$(CALIBRATE) --rounds 3 --duration 4 --out $(REFERENCE)/driver_vs_wrk.json
+	$(BIN)/ctxbench run --compare-flask --run-dir $(REFERENCE) --duration 2.5 --repeats 5 --warmup 0.5
+
+# The calibration measures the load driver against wrk: without wrk there is nothing to compare.
+need-wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "The driver-vs-wrk calibration needs wrk, which is not on PATH." >&2; \
+		echo "Install it (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk)" >&2; \
+		echo "and run make again." >&2; \
+		exit 1; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -164,8 +164,13 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup", type=float, default=0.3, help="warm-up seconds per cell (default 0.3)"
     )
+    parser.add_argument("--out", type=Path, help="directory for run folders (default results)")
     parser.add_argument(
-        "--out", default="results", type=Path, help="directory for run folders (default results)"
+        "--run-dir",
+        type=Path,
+        metavar="DIR",
+        help="write the run into DIR itself (e.g. results/reference) instead of a new folder"
+        " under --out; the run id is DIR's name; files already there are replaced",
     )
     for extension in RUN_EXTENSIONS:
         if extension.add_arguments is not None:
@@ -334,8 +339,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if extension.adjust_settings is not None:
             settings = extension.adjust_settings(args, settings)
     settings.resolved_modes()  # unknown or unavailable modes fail before anything starts
-    run_id = results.new_run_id()
-    run_dir = Path(args.out) / run_id
+    if args.run_dir is not None:
+        if args.out is not None:
+            raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
+        run_dir = Path(args.run_dir)
+        run_id = run_dir.resolve().name
+    else:
+        run_id = results.new_run_id()
+        run_dir = Path(args.out or "results") / run_id
     started = time.monotonic()
     doc = run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
     print(format_summary(doc))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness.report import ReportError, render_reports, write_reports
-from harness.report.charts import _nice_limit
+from harness.report.charts import SVG_NS, _nice_limit
 from harness.report.model import load_run, relative_spread
 from harness.report.summary import summarize
 
@@ -85,6 +85,13 @@ def make_doc(entries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         "settings": {"duration": 2.0, "concurrency": 16, "repeats": 3, "sleep_ms": 1.0},
         "entries": entries,
     }
+
+
+def section(md: str, heading: str) -> str:
+    """The text of one ``## `` section of a Markdown report, heading included."""
+    start = md.index(heading + "\n")
+    end = md.find("\n## ", start + len(heading))
+    return md[start:] if end < 0 else md[start:end]
 
 
 def render(doc: dict[str, Any]) -> tuple[str, str]:
@@ -164,7 +171,7 @@ def test_spread_warning_appears_only_above_threshold() -> None:
     assert "Spread above 10%" in md and "Spread above 10%" in html
     assert "gunicorn-gevent keepalive (25%)" in md
     assert "taskset" in md and "taskset" in html
-    assert md.count("⚠") == 2  # the warning and the one table cell
+    assert md.count("⚠") == 3  # the warning, and the cell in the summary and the mode's table
     assert 'class="warn"' in html
 
 
@@ -176,7 +183,9 @@ def test_flask_ratio_table_only_when_both_apps_ran() -> None:
     both = make_doc([make_entry(m, app_label=a) for m in MODES for a in ("core", "flask")])
     md, html = render(both)
     assert "## Core against Flask" in md and "<h2>Core against Flask</h2>" in html
-    assert md.count("| 2.00x |") == len(MODES)  # flask entries run at half the core's rps
+    # flask entries run at half the core's rps
+    assert section(md, "## Core against Flask").count("| 2.00x |") == len(MODES)
+    assert section(md, "## Summary").count("| 2.00x |") == len(MODES)
     # Flask alone (no core twin) gives no ratio either.
     flask_only = make_doc([make_entry(m, app_label="flask") for m in MODES])
     assert "Core against Flask" not in render(flask_only)[0]
@@ -191,6 +200,8 @@ def test_html_is_self_contained() -> None:
     ]
     entries.append(make_entry("gunicorn-gevent", backend="thread-ident", leaks=3, spread=0.3))
     _, html = render(make_doc(entries))
+    # The SVG namespace is an identifier, never fetched; nothing else may name a URL.
+    html = html.replace(f'xmlns="{SVG_NS}"', "")
     assert "http://" not in html and "https://" not in html
     assert not re.search(r"""(src|href)\s*=""", html, re.IGNORECASE)
     assert "<script" not in html.lower()
@@ -220,15 +231,19 @@ def test_write_reports_next_to_results_json(tmp_path: Path) -> None:
     doc = make_doc()
     (tmp_path / "results.json").write_text(json.dumps(doc), encoding="utf-8")
     paths = write_reports(tmp_path)
-    assert [p.name for p in paths] == ["report.md", "report.html"]
+    charts = [
+        "throughput-keepalive.svg",
+        "latency-keepalive.svg",
+        "throughput-fresh.svg",
+        "latency-fresh.svg",
+    ]
+    assert [p.name for p in paths] == ["report.md", "report.html", *charts]
     first = [p.read_bytes() for p in paths]
     write_reports(tmp_path, doc)
     assert [p.read_bytes() for p in paths] == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "report.html",
-        "report.md",
-        "results.json",
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["report.html", "report.md", "results.json", *charts]
+    )
 
 
 def test_single_repeat_has_no_spread() -> None:
@@ -284,3 +299,219 @@ def test_incomplete_run_is_flagged() -> None:
     assert "This run is interrupted, not complete" in md
     assert "This run is interrupted, not complete" in html
     assert "not complete" not in render({**make_doc(), "status": "complete"})[0]
+
+
+# -- the summary table, the chart files and the benchmarks' sections --------------------------
+
+
+def test_summary_table_counts_every_app_on_the_correct_storage() -> None:
+    entries = [make_entry(m, app_label=a) for m in MODES for a in ("core", "flask")]
+    entries.append(make_entry("gunicorn-sync", backend="no-reset", leaks=9))
+    entries[1]["errors"] = 4  # flask on werkzeug-threaded
+    entries[1]["error_kinds"] = {"reset": 4}
+    md, html = render(make_doc(entries))
+    summary = section(md, "## Summary")
+    assert (
+        "| mode | connections | core rps | spread | core p99 ms | flask rps | core / flask"
+        " | errors | leaks |" in summary
+    )
+    row = "| gunicorn-gevent | keepalive | 7,800 | 4.0% | 6.15 | 3,900 | 2.00x | 0 | 0 |"
+    assert row in summary
+    # the flask entry's errors show on the core's row, in bold; the mutant's leaks do not
+    assert "| **werkzeug-threaded** | **keepalive** |" in summary and "| **4** | **0** |" in summary
+    assert "LEAK" not in summary
+    assert summary.count("\n| ") == 2 + len(MODES)
+    assert "<h2>Summary</h2>" in html
+
+
+def test_chart_files_are_the_inlined_svg_and_valid_xml(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    doc = make_doc()
+    files = render_reports(doc)
+    svgs = {name: text for name, text in files.items() if name.endswith(".svg")}
+    assert sorted(svgs) == [
+        "latency-fresh.svg",
+        "latency-keepalive.svg",
+        "throughput-fresh.svg",
+        "throughput-keepalive.svg",
+    ]
+    for text in svgs.values():
+        assert text in files["report.html"]
+        root = ET.fromstring(text)
+        assert root.tag == f"{{{SVG_NS}}}svg"
+    # a chart of a connection pattern that no longer ran is not left behind
+    (tmp_path / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+    write_reports(tmp_path)
+    keepalive_only = make_doc([make_entry(m) for m in MODES])
+    write_reports(tmp_path, keepalive_only)
+    assert sorted(p.name for p in tmp_path.glob("*.svg")) == [
+        "latency-keepalive.svg",
+        "throughput-keepalive.svg",
+    ]
+
+
+def micro_doc(medians_us: dict[tuple[str, str], float], iqr: float = 0.02) -> dict[str, Any]:
+    """pytest-benchmark JSON as --benchmark-json writes it (minus the raw timings)."""
+    return {
+        "machine_info": {"node": "vm", "python_version": "3.11.7"},
+        "commit_info": {"id": "96458e4728fa75e0a57e66d119e5c14d9533ec47", "dirty": False},
+        "benchmarks": [
+            {
+                "group": group,
+                "name": f"test_{group}[{fw}]",
+                "params": {"framework": fw},
+                "param": fw,
+                "stats": {"median": us * 1e-6, "iqr": us * 1e-6 * iqr, "rounds": 1000},
+            }
+            for (group, fw), us in medians_us.items()
+        ],
+        "datetime": "2026-01-01T12:00:00.000000+00:00",
+        "version": "5.3.1",
+    }
+
+
+MICRO_MEDIANS = {
+    ("full-wsgi-call", "core"): 19.87,
+    ("full-wsgi-call", "flask"): 46.95,
+    ("full-wsgi-call", "werkzeug"): 15.16,
+    ("request-context", "core"): 3.85,
+    ("request-context", "flask"): 17.11,
+    ("request-context", "werkzeug"): 1.97,
+    ("app-context", "core"): 0.71,
+    ("app-context", "flask"): 2.36,
+    ("app-context", "werkzeug"): 0.21,
+}
+
+
+def calibration_doc(ratios: dict[str, float], spread: float = 0.04) -> dict[str, Any]:
+    entries = []
+    for mode, ratio in ratios.items():
+        wrk = [3000.0 * (1 - spread / 2), 3000.0, 3000.0 * (1 + spread / 2)]
+        driver = [v * ratio for v in wrk]
+        entries.append(
+            {
+                "mode": mode,
+                "wrk_rps": 3000.0,
+                "driver_rps": 3000.0 * ratio,
+                "ratio": ratio,
+                "wrk_runs": [{"rps": v, "non_2xx": 0, "socket_errors": None} for v in wrk],
+                "driver_runs": [{"rps": v, "errors": 0, "leaks": 0} for v in driver],
+                "wrk_spread": relative_spread(wrk),
+                "driver_spread": relative_spread(driver),
+                "driver_errors": 0,
+                "driver_leaks": 0,
+            }
+        )
+    return {
+        "schema": "ctxbench.bench.driver_vs_wrk/1",
+        "created": "2026-01-01T12:05:00+00:00",
+        "machine": {"load_average_at_start": [0.4, 0.3, 0.2]},
+        "settings": {
+            "rounds": 3,
+            "duration_s": 5.0,
+            "concurrency": 16,
+            "server_core": 0,
+            "client_core": 1,
+            "driver_connections": "keepalive",
+            "target_ratio": 0.9,
+        },
+        "entries": entries,
+    }
+
+
+def write_run(tmp_path: Path, micro: Any = None, calibration: Any = None) -> tuple[str, str]:
+    (tmp_path / "results.json").write_text(json.dumps(make_doc()), encoding="utf-8")
+    if micro is not None:
+        (tmp_path / "micro.json").write_text(json.dumps(micro), encoding="utf-8")
+    if calibration is not None:
+        (tmp_path / "driver_vs_wrk.json").write_text(json.dumps(calibration), encoding="utf-8")
+    write_reports(tmp_path)
+    return (
+        (tmp_path / "report.md").read_text(encoding="utf-8"),
+        (tmp_path / "report.html").read_text(encoding="utf-8"),
+    )
+
+
+def test_benchmark_sections_are_omitted_without_their_files(tmp_path: Path) -> None:
+    md, html = write_run(tmp_path)
+    assert "Micro benchmarks" not in md and "Micro benchmarks" not in html
+    assert "Load driver against wrk" not in md and "Load driver against wrk" not in html
+    assert (md, html) == render(make_doc())
+
+
+def test_micro_section_side_by_side_with_ratios_and_targets(tmp_path: Path) -> None:
+    md, html = write_run(tmp_path, micro=micro_doc(MICRO_MEDIANS))
+    micro = section(md, "## Micro benchmarks: core vs Flask vs werkzeug")
+    assert "pytest-benchmark 5.3.1" in micro and "commit 96458e4728fa" in micro
+    assert "| full-wsgi-call | core | 19.9 | 2.0% | 1,000 | 50,327 | 2.36x |" in micro
+    assert "| full-wsgi-call | flask | 47.0 | 2.0% | 1,000 | 21,299 | 1.00x |" in micro
+    assert "| app-context | werkzeug | 0.21 |" in micro
+    # groups in the suite's order, frameworks core, flask, werkzeug
+    rows = [line.split(" | ")[:2] for line in micro.splitlines() if line.startswith("| ")][2:11]
+    assert rows[0] == ["| full-wsgi-call", "core"] and rows[8] == ["| app-context", "werkzeug"]
+    assert "| core full WSGI call >= 2x Flask throughput | 2.36x (19.9 µs vs 47.0 µs) | met |" in md
+    assert "| core app-context push+pop < 1 µs (median) | 0.71 µs | met |" in md
+    assert "⚠" not in micro
+    assert "<h2>Micro benchmarks: core vs Flask vs werkzeug</h2>" in html
+    assert "<code>micro.json</code>" in html and "<em>vs Flask</em>" in html
+
+
+def test_micro_targets_missed_and_noisy_rows_are_flagged(tmp_path: Path) -> None:
+    slow = {**MICRO_MEDIANS, ("full-wsgi-call", "core"): 30.0, ("app-context", "core"): 1.2}
+    md, html = write_run(tmp_path, micro=micro_doc(slow, iqr=0.25))
+    micro = section(md, "## Micro benchmarks: core vs Flask vs werkzeug")
+    assert (
+        "| **core full WSGI call >= 2x Flask throughput** | **1.57x (30.0 µs vs 47.0 µs)**"
+        " | **MISSED** |" in micro
+    )
+    assert "| **core app-context push+pop < 1 µs (median)** | **1.20 µs** | **MISSED** |" in micro
+    assert "Spread above 10%, too large to trust the median" in micro
+    assert "median:** full-wsgi-call core (25%), full-wsgi-call flask (25%)," in micro
+    assert "taskset" in micro
+    assert micro.count("25% ⚠") == len(MICRO_MEDIANS)
+    assert 'class="warn"' in html and 'class="bad"' in html
+
+
+def test_calibration_section_with_the_target(tmp_path: Path) -> None:
+    cal = calibration_doc({"gunicorn-sync": 0.75, "gunicorn-gthread": 0.96})
+    md, html = write_run(tmp_path, calibration=cal)
+    part = section(md, "## Load driver against wrk")
+    assert "pinned to core 0" in part and "3 rounds of 5.0 s each" in part
+    assert "0.40 / 0.30 / 0.20" in part
+    assert "| gunicorn-sync | 3,000 | 2,250 | 0.75 | MISSED | 4.0% / 4.0% |" in part
+    assert "| gunicorn-gthread | 3,000 | 2,880 | 0.96 | met |" in part
+    assert "2,940 / 3,000 / 3,060" in part  # every wrk run
+    assert "⚠" not in part
+    assert "<h2>Load driver against wrk</h2>" in html
+
+    noisy = calibration_doc({"gunicorn-gevent": 0.91}, spread=0.3)
+    md, _ = write_run(tmp_path, calibration=noisy)
+    assert "Spread above 10% between rounds:** gunicorn-gevent (30%)" in md
+
+
+def test_bad_benchmark_files_name_the_file_and_field(tmp_path: Path) -> None:
+    broken = micro_doc(MICRO_MEDIANS)
+    broken["benchmarks"][0]["stats"]["median"] = None
+    with pytest.raises(ReportError, match=r"micro\.json: benchmarks\[0\]\.stats\.median"):
+        write_run(tmp_path, micro=broken)
+    (tmp_path / "micro.json").unlink()
+    with pytest.raises(ReportError, match=r"driver_vs_wrk\.json has schema 'other/1'"):
+        write_run(tmp_path, calibration={"schema": "other/1"})
+    (tmp_path / "driver_vs_wrk.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ReportError, match="is not valid JSON"):
+        write_reports(tmp_path)
+
+
+def test_micro_json_plugin_drops_raw_timings_only() -> None:
+    from harness.report.micro_json import pytest_benchmark_update_json
+
+    doc = micro_doc(MICRO_MEDIANS)
+    for bench in doc["benchmarks"]:
+        bench["stats"]["data"] = [1e-6] * 5
+    expected = copy.deepcopy(doc)
+    for bench in expected["benchmarks"]:
+        del bench["stats"]["data"]
+    pytest_benchmark_update_json(config=None, benchmarks=[], output_json=doc)  # type: ignore[arg-type]
+    assert doc.pop("ctxbench")["benchmarks_trimmed"] == len(MICRO_MEDIANS)
+    assert doc == expected

@@ -2,6 +2,10 @@
 
 Reports are generated from the JSON only and never edited by hand; the same document always
 renders to the same bytes, so a committed reference report changes only when its data does.
+A run folder may also hold the benchmarks' own JSON, ``micro.json`` (pytest-benchmark) and
+``driver_vs_wrk.json``: the report then has a section for each (see :mod:`harness.report.bench`).
+Next to the reports go the charts the HTML page inlines, as standalone SVG files
+(``throughput-<pattern>.svg``, ``latency-<pattern>.svg``), so a README can embed one.
 
 Used by the CLI::
 
@@ -19,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.report.bench import Benchmarks, read_benchmarks
+from harness.report.charts import chart_files
 from harness.report.compare import Change, compare_runs, parse_threshold
 from harness.report.html import render_html
 from harness.report.md import render_markdown
@@ -27,6 +33,7 @@ from harness.report.summary import SPREAD_WARN, Summary, summarize
 
 __all__ = [
     "SPREAD_WARN",
+    "Benchmarks",
     "Change",
     "ReportError",
     "Run",
@@ -34,35 +41,59 @@ __all__ = [
     "compare_runs",
     "load_run",
     "parse_threshold",
+    "read_benchmarks",
     "read_results",
     "render_reports",
+    "render_run_dir",
     "summarize",
     "write_reports",
 ]
 
 
-def render_reports(doc: Mapping[str, Any]) -> dict[str, str]:
-    """Render a results document to ``{"report.md": text, "report.html": text}``."""
+def render_reports(doc: Mapping[str, Any], bench: Benchmarks | None = None) -> dict[str, str]:
+    """Render a results document (and the benchmarks' JSON, when given) to its files.
+
+    Returns ``{"report.md": text, "report.html": text, "throughput-keepalive.svg": svg, ...}``:
+    the two reports, then one throughput and one latency chart per connection pattern.
+    """
     run = load_run(doc)
     summary = summarize(run)
+    charts = chart_files(run)
     return {
-        "report.md": render_markdown(run, summary),
-        "report.html": render_html(run, summary),
+        "report.md": render_markdown(run, summary, bench),
+        "report.html": render_html(run, summary, bench, charts),
+        **charts,
     }
 
 
-def write_reports(run_dir: Path, doc: Mapping[str, Any] | None = None) -> list[Path]:
-    """Write report.md and report.html into ``run_dir`` and return their paths.
+def render_run_dir(run_dir: Path, doc: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Render what :func:`write_reports` writes for ``run_dir``, without writing it.
 
-    ``doc`` is the results document; when omitted it is read from ``run_dir/results.json``.
-    Each file is written atomically (temp file + ``os.replace``), so a reader never sees half a
-    report.
+    ``doc`` defaults to ``run_dir/results.json``; ``micro.json`` and ``driver_vs_wrk.json`` are
+    read from ``run_dir`` when they exist.
     """
     run_dir = Path(run_dir)
     if doc is None:
         doc = read_results(run_dir)
+    return render_reports(doc, read_benchmarks(run_dir))
+
+
+def write_reports(run_dir: Path, doc: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write report.md, report.html and the chart SVGs into ``run_dir``; return their paths.
+
+    ``doc`` is the results document; when omitted it is read from ``run_dir/results.json``.
+    ``micro.json`` and ``driver_vs_wrk.json`` in ``run_dir`` are picked up when present. Each
+    file is written atomically (temp file + ``os.replace``), so a reader never sees half a
+    report; chart files left from an earlier rendering that this one does not produce (a
+    connection pattern that no longer ran) are removed.
+    """
+    run_dir = Path(run_dir)
+    rendered = render_run_dir(run_dir, doc)
+    for stale in sorted(run_dir.glob("*.svg")):
+        if stale.name.startswith(("throughput-", "latency-")) and stale.name not in rendered:
+            stale.unlink()
     written = []
-    for name, text in render_reports(doc).items():
+    for name, text in rendered.items():
         path = run_dir / name
         _write_atomic(path, text)
         written.append(path)

@@ -1,5 +1,10 @@
 """Inline SVG charts for the HTML report: small, dependency-free and deterministic.
 
+Each chart is also written as a standalone file next to the report (``throughput-<pattern>.svg``,
+``latency-<pattern>.svg``, see :func:`chart_files`), byte for byte the SVG the page inlines: it
+declares the SVG namespace (a standalone file needs it) and paints its own white background, so
+it reads the same embedded in a README on a dark theme.
+
 Both charts are horizontal bar charts (mode names are long; horizontal bars keep them readable)
 on a linear axis that starts at zero, so bar lengths compare honestly. Whiskers show the range
 over the repeats. Coordinates are formatted with one decimal so the same data gives the same
@@ -9,13 +14,14 @@ bytes.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from html import escape
 
-from harness.report.model import Entry
+from harness.report.model import Entry, Run
 from harness.report.summary import SPREAD_WARN, fmt_ms, fmt_pct, fmt_rps
 
-__all__ = ["latency_chart", "throughput_chart"]
+__all__ = ["SVG_NS", "chart_files", "chart_name", "latency_chart", "throughput_chart"]
 
 WIDTH = 1000
 LABEL_W = 200
@@ -29,6 +35,28 @@ COLOR_LEAK = "#c0392b"
 COLOR_ERROR = "#d68910"
 COLOR_MUTANT = "#8a94a3"
 PERCENTILE_COLORS = {"p50": "#8fb3e3", "p90": "#4f83cc", "p99": "#1f4e96"}
+#: The SVG namespace: an identifier, never fetched.
+SVG_NS = "http://www.w3.org/2000/svg"
+
+
+def chart_files(run: Run) -> dict[str, str]:
+    """Every chart of a run by file name, in page order: per connection pattern, throughput
+    then latency (``throughput-keepalive.svg``, ``latency-keepalive.svg``, ...)."""
+    rv = {}
+    for pattern in run.patterns:
+        entries = run.entries_for(pattern)
+        rv[chart_name("throughput", pattern)] = throughput_chart(
+            entries, f"Throughput, requests/s ({pattern})"
+        )
+        rv[chart_name("latency", pattern)] = latency_chart(
+            entries, f"Latency percentiles, ms ({pattern})"
+        )
+    return rv
+
+
+def chart_name(kind: str, pattern: str) -> str:
+    """The file name of one chart: ``<kind>-<pattern>.svg`` (kind: throughput or latency)."""
+    return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]', '_', pattern)}.svg"
 
 
 def throughput_chart(entries: Sequence[Entry], title: str) -> str:
@@ -106,10 +134,11 @@ def latency_chart(entries: Sequence[Entry], title: str) -> str:
 
 def _open(height: int, title: str) -> list[str]:
     return [
-        f'<svg viewBox="0 0 {WIDTH} {height}"'
+        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {WIDTH} {height}"'
         f' width="{WIDTH}" height="{height}" role="img" aria-label="{escape(title)}"'
         f' style="{FONT};max-width:100%;height:auto">',
         f"<title>{escape(title)}</title>",
+        f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>',
         f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
     ]
 

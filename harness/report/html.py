@@ -6,10 +6,28 @@ whatever a misbehaving server sent back, and the page must show it, not run it.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from html import escape
 
-from harness.report.charts import latency_chart, throughput_chart
-from harness.report.md import PATTERN_TITLES
+from harness.report.bench import (
+    Benchmarks,
+    calibration_meta,
+    calibration_table,
+    micro_meta,
+    micro_table,
+    micro_targets,
+    targets_table,
+)
+from harness.report.charts import chart_files, chart_name
+from harness.report.md import (
+    CALIBRATION_NOTE,
+    CALIBRATION_TITLE,
+    MICRO_ADVICE,
+    MICRO_TITLE,
+    PATTERN_TITLES,
+    SUMMARY_NOTE,
+)
 from harness.report.model import Run
 from harness.report.summary import JITTER_ADVICE, SPREAD_WARN, Summary, fmt_pct
 from harness.report.tables import (
@@ -21,6 +39,7 @@ from harness.report.tables import (
     mapping_table,
     measurement_table,
     server_tables,
+    summary_table,
 )
 
 __all__ = ["render_html"]
@@ -58,12 +77,22 @@ td code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
 .cards { display: flex; flex-wrap: wrap; gap: 4px 36px; align-items: flex-start; }
 .cards h3 { margin-top: 12px; }
 .cards > div { max-width: 540px; }
+.cards td:last-child { white-space: normal; overflow-wrap: anywhere; min-width: 12em; }
 footer { margin-top: 36px; color: #7a8491; font-size: 12px; }
 """
 
 
-def render_html(run: Run, summary: Summary) -> str:
-    """Render the report page; the same run gives the same bytes."""
+def render_html(
+    run: Run,
+    summary: Summary,
+    bench: Benchmarks | None = None,
+    charts: Mapping[str, str] | None = None,
+) -> str:
+    """Render the report page; the same run (and benchmark files) gives the same bytes.
+
+    ``charts`` are the run's charts as :func:`~harness.report.charts.chart_files` returns them
+    (computed here when omitted): the page inlines exactly the SVG written next to it.
+    """
     title = f"ctxbench report: {run.run_id or 'unnamed run'}"
     kind = "ok" if summary.verdict == "OK" else "leak" if not summary.ok else "mutant"
     out: list[str] = [
@@ -103,13 +132,19 @@ def render_html(run: Run, summary: Summary) -> str:
         " <em>runs</em> lists every repeat. Red marks an entry that leaked, amber one with"
         " errors, grey a deliberately broken backend.</p>"
     )
+    overview = summary_table(run)
+    if overview.rows:
+        out.append("<h2>Summary</h2>")
+        out.append(f'<p class="note">{_md_inline(SUMMARY_NOTE)}</p>')
+        out.append(_table(overview))
+    charts = charts if charts is not None else chart_files(run)
     for pattern in run.patterns:
         entries = run.entries_for(pattern)
         name = PATTERN_TITLES.get(pattern, pattern)
         out.append(f"<h2>{escape(name)} (<code>{escape(pattern)}</code>)</h2>")
         out.append('<div class="charts">')
-        out.append(throughput_chart(entries, f"Throughput, requests/s ({pattern})"))
-        out.append(latency_chart(entries, f"Latency percentiles, ms ({pattern})"))
+        out.append(charts[chart_name("throughput", pattern)])
+        out.append(charts[chart_name("latency", pattern)])
         out.append("</div>")
         out.append(_table(measurement_table(entries)))
     if summary.flask_pairs:
@@ -120,6 +155,7 @@ def render_html(run: Run, summary: Summary) -> str:
             " <em>core / flask p99</em> it answers faster.</p>"
         )
         out.append(_table(flask_table(summary.flask_pairs)))
+    out += _benchmarks(bench or Benchmarks())
     if summary.silent_mutants:
         out.append("<h2>Broken backends that showed no leak</h2><ul>")
         out += [
@@ -169,6 +205,50 @@ def render_html(run: Run, summary: Summary) -> str:
         "</footer></main></body></html>"
     )
     return "\n".join(out) + "\n"
+
+
+def _benchmarks(bench: Benchmarks) -> list[str]:
+    out: list[str] = []
+    if bench.micro is not None:
+        micro = bench.micro
+        out.append(f"<h2>{escape(MICRO_TITLE)}</h2>")
+        out.append(f'<p class="note">{_md_inline(micro_meta(micro))}</p>')
+        if micro.noisy:
+            items = "".join(
+                f"<li>{escape(r.group)} {escape(r.framework)}: spread {fmt_pct(r.spread)}</li>"
+                for r in micro.noisy
+            )
+            out.append(
+                f'<section class="warning"><p><strong>⚠ Spread above {fmt_pct(SPREAD_WARN)}:'
+                " too large to trust the median.</strong></p>"
+                f"<ul>{items}</ul><p>{escape(MICRO_ADVICE)}</p></section>"
+            )
+        out.append(_table(micro_table(micro)))
+        targets = micro_targets(micro)
+        if targets:
+            out.append(_table(targets_table(targets)))
+    if bench.calibration is not None:
+        cal = bench.calibration
+        out.append(f"<h2>{escape(CALIBRATION_TITLE)}</h2>")
+        out.append(f'<p class="note">{_md_inline(calibration_meta(cal))}</p>')
+        if cal.noisy:
+            items = "".join(
+                f"<li>{escape(r.mode)}: spread {fmt_pct(r.spread)}</li>" for r in cal.noisy
+            )
+            out.append(
+                f'<section class="warning"><p><strong>⚠ Spread above {fmt_pct(SPREAD_WARN)}'
+                f" between rounds.</strong></p><ul>{items}</ul>"
+                f"<p>{escape(JITTER_ADVICE)}</p></section>"
+            )
+        out.append(_table(calibration_table(cal)))
+        out.append(f'<p class="note">{_md_inline(CALIBRATION_NOTE)}</p>')
+    return out
+
+
+def _md_inline(text: str) -> str:
+    """Escape ``text`` and turn its Markdown `code` and *emphasis* into HTML."""
+    rv = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", rv)
 
 
 def _table(table: Table, *, mono: bool = False) -> str:

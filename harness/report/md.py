@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from harness.report.bench import (
+    Benchmarks,
+    calibration_meta,
+    calibration_table,
+    micro_meta,
+    micro_table,
+    micro_targets,
+    targets_table,
+)
 from harness.report.model import Run
 from harness.report.summary import JITTER_ADVICE, SPREAD_WARN, Summary, fmt_pct
 from harness.report.tables import (
@@ -13,6 +22,7 @@ from harness.report.tables import (
     mapping_table,
     measurement_table,
     server_tables,
+    summary_table,
 )
 
 __all__ = ["render_markdown"]
@@ -23,8 +33,25 @@ PATTERN_TITLES = {
 }
 
 
-def render_markdown(run: Run, summary: Summary) -> str:
-    """Render the report; the same run gives the same text."""
+SUMMARY_NOTE = (
+    "The main app on the correct contextvar storage, one row per server mode and connection"
+    " pattern; *errors* and *leaks* count every app that ran there on that storage."
+)
+MICRO_TITLE = "Micro benchmarks: core vs Flask vs werkzeug"
+MICRO_ADVICE = (
+    "Close other programs, pin the process to one core (taskset -c 1 ...) or raise"
+    " --benchmark-min-time, and rerun."
+)
+CALIBRATION_TITLE = "Load driver against wrk"
+CALIBRATION_NOTE = (
+    "*spread* is wrk's / the driver's (max - min) / median over the rounds. Below the target the"
+    " driver, not the server, may limit that mode's figures in this report: compare such modes"
+    " with care."
+)
+
+
+def render_markdown(run: Run, summary: Summary, bench: Benchmarks | None = None) -> str:
+    """Render the report; the same run (and benchmark files) gives the same text."""
     out: list[str] = [
         f"# ctxbench report: {run.run_id or 'unnamed run'}",
         "",
@@ -57,6 +84,11 @@ def render_markdown(run: Run, summary: Summary) -> str:
         " over the repeats, and *runs* lists every repeat's requests/s.",
         "",
     ]
+    overview = summary_table(run)
+    if overview.rows:
+        out += ["## Summary", "", SUMMARY_NOTE, ""]
+        out += _table(overview)
+        out.append("")
     for pattern in run.patterns:
         out += [f"## {PATTERN_TITLES.get(pattern, pattern)} (`{pattern}`)", ""]
         out += _table(measurement_table(run.entries_for(pattern)))
@@ -72,6 +104,7 @@ def render_markdown(run: Run, summary: Summary) -> str:
         ]
         out += _table(flask_table(summary.flask_pairs))
         out.append("")
+    out += _benchmarks(bench or Benchmarks())
     if summary.silent_mutants:
         out += ["## Broken backends that showed no leak", ""]
         out += [
@@ -121,6 +154,40 @@ def render_markdown(run: Run, summary: Summary) -> str:
             out += _table(table)
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _benchmarks(bench: Benchmarks) -> list[str]:
+    out: list[str] = []
+    if bench.micro is not None:
+        micro = bench.micro
+        out += [f"## {MICRO_TITLE}", "", micro_meta(micro), ""]
+        if micro.noisy:
+            names = ", ".join(f"{r.group} {r.framework} ({fmt_pct(r.spread)})" for r in micro.noisy)
+            out += [
+                f"> **⚠ Spread above {fmt_pct(SPREAD_WARN)}, too large to trust the median:**"
+                f" {names}.",
+                f"> {MICRO_ADVICE}",
+                "",
+            ]
+        out += _table(micro_table(micro))
+        out.append("")
+        targets = micro_targets(micro)
+        if targets:
+            out += _table(targets_table(targets))
+            out.append("")
+    if bench.calibration is not None:
+        cal = bench.calibration
+        out += [f"## {CALIBRATION_TITLE}", "", calibration_meta(cal), ""]
+        if cal.noisy:
+            names = ", ".join(f"{r.mode} ({fmt_pct(r.spread)})" for r in cal.noisy)
+            out += [
+                f"> **⚠ Spread above {fmt_pct(SPREAD_WARN)} between rounds:** {names}.",
+                f"> {JITTER_ADVICE}",
+                "",
+            ]
+        out += _table(calibration_table(cal))
+        out += ["", CALIBRATION_NOTE, ""]
+    return out
 
 
 def _table(table: Table) -> list[str]:

@@ -24,6 +24,7 @@ __all__ = [
     "measurement_table",
     "server_tables",
     "show_json",
+    "summary_table",
 ]
 
 EVIDENCE_SHOWN = 25  # per entry; results.json keeps everything the driver captured
@@ -39,6 +40,68 @@ class Table:
     # Row indexes to highlight: leaks, errors, spread warnings.
     bad_rows: frozenset[int] = frozenset()
     warn_rows: frozenset[int] = frozenset()
+
+
+def summary_table(run: Run) -> Table:
+    """The run at a glance: the main app on the correct contextvar storage, per mode and pattern.
+
+    One row per (connection pattern, mode): the main app's median rps with its spread and p99,
+    Flask's median rps and the ratio when Flask ran too, and the errors and leaks of every app
+    on that mode and pattern with the contextvar storage (the broken backends are left out:
+    they have their own sections).
+    """
+    labels = run.app_labels
+    main = labels[0] if labels else "core"
+    correct = [e for e in run.entries if e.backend == "contextvar"]
+    by_key = {e.key: e for e in correct}
+    with_flask = main != "flask" and any(e.app_label == "flask" for e in correct)
+    headers = (
+        "mode",
+        "connections",
+        f"{main} rps",
+        "spread",
+        f"{main} p99 ms",
+        *(("flask rps", f"{main} / flask") if with_flask else ()),
+        "errors",
+        "leaks",
+    )
+    rows: list[tuple[str, ...]] = []
+    bad, warn = set(), set()
+    for pattern in run.patterns:
+        for e in run.entries_for(pattern):
+            if e.app_label != main or e.backend != "contextvar":
+                continue
+            same = [x for x in correct if x.mode == e.mode and x.connections == pattern]
+            leaks = sum(x.leaks for x in same)
+            errors = sum(x.errors for x in same)
+            spread = fmt_pct(e.rps_spread)
+            if e.rps_spread > SPREAD_WARN:
+                spread += " ⚠"
+                warn.add(len(rows))
+            if leaks or errors:
+                bad.add(len(rows))
+            flask_cells: tuple[str, ...] = ()
+            if with_flask:
+                flask = by_key.get(("flask", "contextvar", e.mode, pattern))
+                flask_cells = (
+                    (fmt_rps(flask.rps), f"{e.rps / flask.rps:.2f}x")
+                    if flask is not None and flask.rps > 0
+                    else ("-", "-")
+                )
+            rows.append(
+                (
+                    e.mode,
+                    pattern,
+                    fmt_rps(e.rps),
+                    spread,
+                    fmt_ms(e.latency.p99),
+                    *flask_cells,
+                    f"{errors:,}",
+                    f"{leaks:,}" + (" LEAK" if leaks else ""),
+                )
+            )
+    align = ("l", "l") + ("r",) * (len(headers) - 2)
+    return Table(headers, tuple(rows), align, frozenset(bad), frozenset(warn - bad))
 
 
 def measurement_table(entries: Sequence[Entry]) -> Table:

@@ -1,0 +1,448 @@
+"""The benchmark results a run folder may hold next to results.json, and their report tables.
+
+Two optional files, each written by its own benchmark and read here only when present:
+
+- ``micro.json``: pytest-benchmark's ``--benchmark-json`` output of ``benchmarks/test_micro.py``
+  (the core against Flask and a bare werkzeug app, in one process). Per group, each row's median
+  time per call, its spread (interquartile range / median, the robust spread of a micro
+  benchmark), calls per second and its speed relative to Flask; then the targets: the core's
+  full WSGI call at least 2x Flask's throughput, the core's app-context push+pop under 1 µs.
+- ``driver_vs_wrk.json``: ``benchmarks/driver_vs_wrk.py`` (schema
+  ``ctxbench.bench.driver_vs_wrk/1``): per gunicorn mode, wrk's and the load driver's median
+  throughput against the same one-worker server, their ratio (target 0.9) and the spread.
+
+Like the results document, these files are the only source: the tables are built from them,
+deterministically, and a file that is not what the report expects raises
+:class:`~harness.report.model.ReportError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.report.model import ReportError
+from harness.report.summary import SPREAD_WARN, fmt_pct, fmt_rps
+from harness.report.tables import Table
+
+__all__ = [
+    "APP_CONTEXT_TARGET_S",
+    "CALIBRATION_FILE",
+    "CALIBRATION_SCHEMA",
+    "FULL_CALL_TARGET",
+    "MICRO_FILE",
+    "Benchmarks",
+    "Calibration",
+    "CalibrationRow",
+    "Micro",
+    "MicroRow",
+    "Target",
+    "calibration_meta",
+    "calibration_table",
+    "load_calibration",
+    "load_micro",
+    "micro_meta",
+    "micro_table",
+    "micro_targets",
+    "read_benchmarks",
+    "targets_table",
+]
+
+MICRO_FILE = "micro.json"
+CALIBRATION_FILE = "driver_vs_wrk.json"
+CALIBRATION_SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
+#: The core's full WSGI call must reach this multiple of Flask's throughput.
+FULL_CALL_TARGET = 2.0
+#: The core's app-context push+pop must take less than this (median, seconds).
+APP_CONTEXT_TARGET_S = 1e-6
+#: driver rps / wrk rps the load driver should reach (used when the file does not say).
+DEFAULT_TARGET_RATIO = 0.9
+
+_GROUP_ORDER = ("full-wsgi-call", "request-context", "app-context")
+_FRAMEWORK_ORDER = ("core", "flask", "werkzeug")
+
+
+# -- micro.json --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MicroRow:
+    """One benchmark of the micro suite: a framework in a group."""
+
+    group: str
+    framework: str
+    median_s: float
+    iqr_s: float
+    rounds: int
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range / median."""
+        return self.iqr_s / self.median_s if self.median_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Micro:
+    """A micro-suite run: what ran where, and its rows in (group, framework) order."""
+
+    created: str
+    version: str
+    python: str
+    commit: str
+    dirty: bool
+    rows: tuple[MicroRow, ...]
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(r.group for r in self.rows))
+
+    def row(self, group: str, framework: str) -> MicroRow | None:
+        for r in self.rows:
+            if r.group == group and r.framework == framework:
+                return r
+        return None
+
+    @property
+    def noisy(self) -> tuple[MicroRow, ...]:
+        return tuple(r for r in self.rows if r.spread > SPREAD_WARN)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target of the micro suite, what was measured, and whether it was met."""
+
+    name: str
+    measured: str
+    met: bool
+
+
+def load_micro(doc: Any, source: str = MICRO_FILE) -> Micro:
+    """Validate pytest-benchmark's JSON and return its typed view."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("benchmarks"), list):
+        raise ReportError(
+            f"{source} is not pytest-benchmark JSON (no 'benchmarks' list). Write it with"
+            " `pytest benchmarks/ --benchmark-only --benchmark-json PATH`."
+        )
+    rows = []
+    for i, bench in enumerate(doc["benchmarks"]):
+        where = f"{source}: benchmarks[{i}]"
+        if not isinstance(bench, Mapping):
+            raise ReportError(f"{where} is a {type(bench).__name__}, not an object.")
+        stats = bench.get("stats")
+        if not isinstance(stats, Mapping):
+            raise ReportError(f"{where} has no 'stats' object.")
+        params = bench.get("params")
+        framework = params.get("framework") if isinstance(params, Mapping) else None
+        rows.append(
+            MicroRow(
+                group=str(bench.get("group") or ""),
+                framework=str(framework or bench.get("param") or bench.get("name", "?")),
+                median_s=_number(stats, "median", where + ".stats"),
+                iqr_s=_number(stats, "iqr", where + ".stats"),
+                rounds=int(_number(stats, "rounds", where + ".stats")),
+            )
+        )
+    # The suite's order: groups as in test_micro.py, then core, flask, werkzeug in each.
+    group_rank = {name: i for i, name in enumerate(_GROUP_ORDER)}
+    rank = {name: i for i, name in enumerate(_FRAMEWORK_ORDER)}
+    rows.sort(
+        key=lambda r: (
+            group_rank.get(r.group, len(group_rank)),
+            r.group,
+            rank.get(r.framework, len(rank)),
+            r.framework,
+        )
+    )
+    machine = _mapping(doc.get("machine_info"))
+    commit = _mapping(doc.get("commit_info"))
+    return Micro(
+        created=str(doc.get("datetime", "")),
+        version=str(doc.get("version", "")),
+        python=str(machine.get("python_version", "")),
+        commit=str(commit.get("id") or "")[:12],
+        dirty=bool(commit.get("dirty")),
+        rows=tuple(rows),
+    )
+
+
+def micro_targets(micro: Micro) -> list[Target]:
+    """The core's targets that this run can judge (a group that did not run is left out)."""
+    rv = []
+    core, flask = micro.row("full-wsgi-call", "core"), micro.row("full-wsgi-call", "flask")
+    if core and flask and core.median_s > 0:
+        ratio = flask.median_s / core.median_s
+        rv.append(
+            Target(
+                f"core full WSGI call >= {FULL_CALL_TARGET:g}x Flask throughput",
+                f"{ratio:.2f}x ({_us(core.median_s)} µs vs {_us(flask.median_s)} µs)",
+                ratio >= FULL_CALL_TARGET,
+            )
+        )
+    app = micro.row("app-context", "core")
+    if app:
+        rv.append(
+            Target(
+                f"core app-context push+pop < {APP_CONTEXT_TARGET_S * 1e6:g} µs (median)",
+                f"{_us(app.median_s)} µs",
+                app.median_s < APP_CONTEXT_TARGET_S,
+            )
+        )
+    return rv
+
+
+def micro_meta(micro: Micro) -> str:
+    """Where the micro numbers come from, in one sentence."""
+    commit = micro.commit + (" (uncommitted changes)" if micro.dirty else "")
+    return (
+        f"From `{MICRO_FILE}`: pytest-benchmark {micro.version or '?'},"
+        f" run {micro.created or 'at an unknown time'}, Python {micro.python or '?'},"
+        f" commit {commit or 'unknown'}. Every benchmark runs in one process; *median µs* is the"
+        " median time per call over the rounds, *spread* the interquartile range / median,"
+        " *vs Flask* Flask's median / this row's median (above 1.00x: faster than Flask)."
+        " werkzeug has no contexts: its row is the floor (a bare Request/Response app, or a"
+        " ContextVar set and reset)."
+    )
+
+
+def micro_table(micro: Micro) -> Table:
+    """One row per (group, framework): median, spread, rounds, calls/s, relative to Flask."""
+    headers = ("group", "framework", "median µs", "spread", "rounds", "calls/s", "vs Flask")
+    rows: list[tuple[str, ...]] = []
+    warn = set()
+    for group in micro.groups:
+        flask = micro.row(group, "flask")
+        for r in (r for r in micro.rows if r.group == group):
+            spread = fmt_pct(r.spread)
+            if r.spread > SPREAD_WARN:
+                spread += " ⚠"
+                warn.add(len(rows))
+            versus = f"{flask.median_s / r.median_s:.2f}x" if flask and r.median_s > 0 else "-"
+            calls = fmt_rps(1 / r.median_s) if r.median_s > 0 else "-"
+            rows.append(
+                (group, r.framework, _us(r.median_s), spread, f"{r.rounds:,}", calls, versus)
+            )
+    return Table(headers, tuple(rows), ("l", "l") + ("r",) * 5, warn_rows=frozenset(warn))
+
+
+def targets_table(targets: Sequence[Target]) -> Table:
+    rows = tuple((t.name, t.measured, "met" if t.met else "MISSED") for t in targets)
+    bad = frozenset(i for i, t in enumerate(targets) if not t.met)
+    return Table(("target", "measured", "result"), rows, ("l", "r", "l"), bad_rows=bad)
+
+
+# -- driver_vs_wrk.json ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """One gunicorn mode: wrk and the driver against the same one-worker server."""
+
+    mode: str
+    wrk_rps: float
+    driver_rps: float
+    wrk_runs: tuple[float, ...]
+    driver_runs: tuple[float, ...]
+    wrk_spread: float
+    driver_spread: float
+    driver_errors: int
+    driver_leaks: int
+
+    @property
+    def ratio(self) -> float:
+        """driver rps / wrk rps (medians)."""
+        return self.driver_rps / self.wrk_rps if self.wrk_rps > 0 else 0.0
+
+    @property
+    def spread(self) -> float:
+        return max(self.wrk_spread, self.driver_spread)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A driver-vs-wrk calibration run."""
+
+    created: str
+    settings: Mapping[str, Any]
+    load_average: tuple[float, ...]
+    target_ratio: float
+    rows: tuple[CalibrationRow, ...]
+
+    @property
+    def noisy(self) -> tuple[CalibrationRow, ...]:
+        return tuple(r for r in self.rows if r.spread > SPREAD_WARN)
+
+
+def load_calibration(doc: Any, source: str = CALIBRATION_FILE) -> Calibration:
+    """Validate a ``ctxbench.bench.driver_vs_wrk/1`` document and return its typed view."""
+    if not isinstance(doc, Mapping) or doc.get("schema") != CALIBRATION_SCHEMA:
+        schema = doc.get("schema") if isinstance(doc, Mapping) else None
+        raise ReportError(
+            f"{source} has schema {schema!r}; this report reads {CALIBRATION_SCHEMA!r}. Write"
+            " it with `python -m benchmarks.driver_vs_wrk --out PATH`."
+        )
+    entries = doc.get("entries")
+    if not isinstance(entries, list):
+        raise ReportError(f"{source} has no 'entries' list.")
+    settings = _mapping(doc.get("settings"))
+    target = settings.get("target_ratio", DEFAULT_TARGET_RATIO)
+    rows = []
+    for i, raw in enumerate(entries):
+        where = f"{source}: entries[{i}]"
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("mode"), str):
+            raise ReportError(f"{where} is not an object with a 'mode' string.")
+        wrk_runs = _runs(raw, "wrk_runs", where)
+        driver_runs = _runs(raw, "driver_runs", where)
+        rows.append(
+            CalibrationRow(
+                mode=raw["mode"],
+                wrk_rps=_number(raw, "wrk_rps", where),
+                driver_rps=_number(raw, "driver_rps", where),
+                wrk_runs=wrk_runs,
+                driver_runs=driver_runs,
+                wrk_spread=_number(raw, "wrk_spread", where),
+                driver_spread=_number(raw, "driver_spread", where),
+                driver_errors=int(_number(raw, "driver_errors", where)),
+                driver_leaks=int(_number(raw, "driver_leaks", where)),
+            )
+        )
+    machine = _mapping(doc.get("machine"))
+    load = machine.get("load_average_at_start")
+    return Calibration(
+        created=str(doc.get("created", "")),
+        settings=settings,
+        load_average=tuple(float(v) for v in load) if isinstance(load, list) else (),
+        target_ratio=float(target) if isinstance(target, int | float) else DEFAULT_TARGET_RATIO,
+        rows=tuple(rows),
+    )
+
+
+def calibration_meta(cal: Calibration) -> str:
+    """How the calibration ran, in one sentence."""
+    s = cal.settings
+    load = " / ".join(f"{v:.2f}" for v in cal.load_average) or "unknown"
+    return (
+        f"From `{CALIBRATION_FILE}`, run {cal.created or 'at an unknown time'}: one gunicorn"
+        f" worker pinned to core {s.get('server_core', '?')}; wrk (one thread) and the load"
+        f" driver ({s.get('driver_connections', 'keepalive')}) pinned to core"
+        f" {s.get('client_core', '?')} take turns against it, {s.get('concurrency', '?')}"
+        f" connections, {_rounds(s.get('rounds'))} of {s.get('duration_s', '?')} s each."
+        f" Load average (1 / 5 / 15 min) at the start: {load}. *driver / wrk* is the ratio of"
+        f" the medians; the driver checks every response, wrk does not. Target:"
+        f" {cal.target_ratio:g}."
+    )
+
+
+def calibration_table(cal: Calibration) -> Table:
+    """One row per mode: both medians, their ratio against the target, the runs and spread."""
+    headers = (
+        "mode",
+        "wrk rps",
+        "driver rps",
+        "driver / wrk",
+        f"target {cal.target_ratio:g}",
+        "spread",
+        "wrk runs",
+        "driver runs",
+        "driver errors",
+        "driver leaks",
+    )
+    rows = []
+    bad, warn = set(), set()
+    for i, r in enumerate(cal.rows):
+        spread = f"{fmt_pct(r.wrk_spread)} / {fmt_pct(r.driver_spread)}"
+        if r.spread > SPREAD_WARN:
+            spread += " ⚠"
+            warn.add(i)
+        met = r.ratio >= cal.target_ratio
+        if not met:
+            warn.add(i)
+        if r.driver_errors or r.driver_leaks:
+            bad.add(i)
+        rows.append(
+            (
+                r.mode,
+                fmt_rps(r.wrk_rps),
+                fmt_rps(r.driver_rps),
+                f"{r.ratio:.2f}",
+                "met" if met else "MISSED",
+                spread,
+                " / ".join(fmt_rps(v) for v in r.wrk_runs) or "-",
+                " / ".join(fmt_rps(v) for v in r.driver_runs) or "-",
+                f"{r.driver_errors:,}",
+                f"{r.driver_leaks:,}",
+            )
+        )
+    return Table(
+        headers,
+        tuple(rows),
+        ("l", "r", "r", "r", "l", "r", "r", "r", "r", "r"),
+        frozenset(bad),
+        frozenset(warn - bad),
+    )
+
+
+# -- reading a run folder ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Benchmarks:
+    """What a run folder holds besides results.json; either part may be missing."""
+
+    micro: Micro | None = None
+    calibration: Calibration | None = None
+
+
+def read_benchmarks(run_dir: Path) -> Benchmarks:
+    """Read ``micro.json`` and ``driver_vs_wrk.json`` from ``run_dir`` when they exist."""
+    micro_doc = _read_json(Path(run_dir) / MICRO_FILE)
+    cal_doc = _read_json(Path(run_dir) / CALIBRATION_FILE)
+    return Benchmarks(
+        micro=None if micro_doc is None else load_micro(micro_doc),
+        calibration=None if cal_doc is None else load_calibration(cal_doc),
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{str(path)!r} is not valid JSON: {exc}") from None
+
+
+def _runs(raw: Mapping[str, Any], name: str, where: str) -> tuple[float, ...]:
+    runs = raw.get(name)
+    if not isinstance(runs, list):
+        raise ReportError(f"{where}.{name} should be a list, got {runs!r}.")
+    return tuple(_number(run, "rps", f"{where}.{name}[{i}]") for i, run in enumerate(runs))
+
+
+def _number(raw: Any, name: str, where: str) -> float:
+    value = raw.get(name) if isinstance(raw, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ReportError(f"{where}.{name} should be a number, got {value!r}.")
+    return float(value)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _rounds(value: Any) -> str:
+    return f"{value} round" + ("" if value == 1 else "s")
+
+
+def _us(seconds: float) -> str:
+    us = seconds * 1e6
+    if us >= 100:
+        return f"{us:,.0f}"
+    if us >= 10:
+        return f"{us:.1f}"
+    return f"{us:.2f}"
