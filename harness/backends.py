@@ -41,14 +41,13 @@ state so that a test can switch back with :func:`restore_default`.
 
 from __future__ import annotations
 
-import _thread
-import sys
 import typing as t
 from collections.abc import Callable
 from contextvars import ContextVar
 
 from core import storage as core_storage
 from core.storage import ContextStorage
+from harness.osthread import original_get_ident
 
 __all__ = [
     "BACKENDS",
@@ -78,20 +77,8 @@ class _Missing:
 _MISSING: t.Final = _Missing()
 
 
-def _original_get_ident() -> Callable[[], int]:
-    # gevent's monkey-patching replaces _thread.get_ident with the greenlet id. A thread-local
-    # created before the patch keeps keying by the OS thread, and that is what this mutant
-    # models, so take the original back when the patch has already happened. Without
-    # gevent.monkey imported nothing can have been patched, and gevent is not imported here.
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None:
-        get_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
-        return get_ident
-    return _thread.get_ident
-
-
 #: The OS thread id, even when gevent had patched ``_thread`` before this module was imported.
-_get_ident: Callable[[], int] = _original_get_ident()
+_get_ident: Callable[[], int] = original_get_ident()
 
 
 class SlotToken:

@@ -14,10 +14,11 @@ when the app was imported before the patch.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import typing as t
 from collections.abc import Callable
+
+from harness.osthread import original_get_ident
 
 from .frameworks import Framework, framework_for
 from .middleware import PROBE_PATH, ProbeMiddleware, _json_encode
@@ -29,6 +30,10 @@ try:
     from greenlet import getcurrent as _getcurrent
 except ImportError:  # greenlet is optional; worker.greenlet is null without it
     _getcurrent = None
+
+# The OS thread, not the greenlet: gevent patches threading.get_ident to return the greenlet id,
+# and the evidence of a leak between greenlets must show that they shared one OS thread.
+_os_thread_ident = original_get_ident()
 
 _INSTALLED_ATTR = "_ctxbench_probe_installed"
 
@@ -96,7 +101,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
                 "app": app_name,
                 "worker": {
                     "pid": os.getpid(),
-                    "thread": threading.get_ident(),
+                    "thread": _os_thread_ident(),
                     "greenlet": _greenlet_id(),
                 },
                 "obs": obs,
