@@ -1,14 +1,14 @@
-"""The App: registration of routes and hooks, and the request pipeline.
+"""The App: the request pipeline, error handling and responses.
 
 Design note: an ``App`` holds no per-request state. Everything that belongs to one request lives
 in the :class:`~core.ctx.RequestContext` that ``wsgi_app`` creates, pushes into the active
 storage slot, and pops in a ``finally`` block, so any number of threads, greenlets or tasks can
 run requests through one app at once. The only shared mutable state is set up before the first
-request (routes, hooks, config), the once-only ``before_first_request`` flag (guarded by a
-lock), and a small cache of URL adapters keyed by host (a plain dict; werkzeug's
-``MapAdapter.match`` does not mutate the adapter).
+request (routes, hooks, config: see :mod:`core.scaffold`), the once-only
+``before_first_request`` flag (guarded by a lock), and the routing caches of
+:mod:`core.routing`.
 
-The pipeline reads as verbs: ``wsgi_app`` pushes the context and calls
+The pipeline reads as verbs: ``wsgi_app`` pushes the context (which matches the URL) and calls
 ``full_dispatch_request`` (``preprocess_request``, ``dispatch_request``), ``finalize_request``
 (``make_response``, ``process_response``), and pops the context, which runs
 ``do_teardown_request`` and ``do_teardown_appcontext``.
@@ -21,82 +21,32 @@ import os
 import sys
 import threading
 import typing as t
-from collections.abc import Callable, Iterator
-from datetime import timedelta
-from urllib.parse import quote
+from collections.abc import Iterator
 
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import (
-    HTTPException,
-    InternalServerError,
-    default_exceptions,
-)
-from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import Rule
 from werkzeug.routing.exceptions import RoutingException
 from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import typing as ft
+from .config import DEFAULT_CONFIG, Config
 from .ctx import AppContext, RequestContext, _AppCtxGlobals, _sentinel
 from .helpers import ContextStream, dumps
+from .routing import RoutingMixin, URLMap
+from .scaffold import Scaffold
 from .sessions import SecureCookieSessionInterface
 from .wrappers import Request, Response
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["App", "Config"]
+# URLMap and DEFAULT_CONFIG moved to core.routing and core.config; still importable from here.
+__all__ = ["DEFAULT_CONFIG", "App", "Config", "URLMap"]
 
 
-class URLMap(Map):
-    """A werkzeug ``Map`` that counts its changes, so the app can cache a static-route table."""
-
-    version = 0
-
-    def add(self, rulefactory: t.Any) -> None:
-        super().add(rulefactory)
-        self.version += 1
-
-
-class Config(dict[str, t.Any]):
-    """The app's settings: a plain dict with defaults (see :data:`DEFAULT_CONFIG`)."""
-
-    def from_mapping(self, mapping: t.Mapping[str, t.Any] | None = None, **kwargs: t.Any) -> None:
-        """Update from ``mapping`` and ``kwargs``, keeping only upper-case keys."""
-        items = dict(mapping or {}, **kwargs)
-        for key, value in items.items():
-            if key.isupper():
-                self[key] = value
-
-
-DEFAULT_CONFIG: dict[str, t.Any] = {
-    "DEBUG": False,
-    "TESTING": False,
-    # Re-raise unhandled exceptions out of wsgi_app instead of answering 500 (for debuggers).
-    "PASSTHROUGH_ERRORS": False,
-    "SECRET_KEY": None,
-    "SERVER_NAME": None,
-    "APPLICATION_ROOT": "/",
-    "PREFERRED_URL_SCHEME": "http",
-    # Body limits (413 above them). None means unlimited, which lets a client fill memory.
-    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
-    "MAX_FORM_MEMORY_SIZE": 500_000,
-    "MAX_FORM_PARTS": 1000,
-    "SESSION_COOKIE_NAME": "session",
-    "SESSION_COOKIE_DOMAIN": None,
-    "SESSION_COOKIE_PATH": None,
-    "SESSION_COOKIE_HTTPONLY": True,
-    "SESSION_COOKIE_SECURE": False,
-    "SESSION_COOKIE_SAMESITE": "Lax",
-    "SESSION_REFRESH_EACH_REQUEST": True,
-    "PERMANENT_SESSION_LIFETIME": timedelta(days=31),
-}
-
-_MAX_CACHED_ADAPTERS = 64
-_ANCHOR_SAFE = "%!#$&'()*+,/:;=?@"
-
-
-class App:
+class App(Scaffold, RoutingMixin):
     """A WSGI application: routes, hooks, error handlers and config.
 
     Create one per module and register views with :meth:`route`::
@@ -122,22 +72,11 @@ class App:
             raise TypeError(f"App() takes the import name, usually __name__, got {import_name!r}.")
         self.import_name = import_name
         self.config = Config(DEFAULT_CONFIG)
-        self.url_map: Map = URLMap()
-        self.view_functions: dict[str, ft.RouteCallable] = {}
-        self.before_first_request_funcs: list[ft.BeforeFirstRequestCallable] = []
-        self.before_request_funcs: list[ft.BeforeRequestCallable] = []
-        self.after_request_funcs: list[ft.AfterRequestCallable] = []
-        self.teardown_request_funcs: list[ft.TeardownCallable] = []
-        self.teardown_appcontext_funcs: list[ft.TeardownCallable] = []
-        #: Exception class -> handler (``errorhandler(404)`` registers ``NotFound``).
-        self.error_handlers: dict[type[BaseException], ft.ErrorHandlerCallable] = {}
+        super().__init__()  # Scaffold: the registries; RoutingMixin: url_map and its caches
         self.session_interface = SecureCookieSessionInterface()
         self.logger = logging.getLogger(import_name)
-        self._got_first_request = False
         self._before_first_done = False
         self._before_first_lock = threading.Lock()
-        self._adapters: dict[tuple[t.Any, ...], MapAdapter] = {}
-        self._static_routes: tuple[Map, int, dict[tuple[str, str], Rule]] | None = None
 
     @property
     def name(self) -> str:
@@ -176,169 +115,6 @@ class App:
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"
 
-    # -- registration ---------------------------------------------------------------------
-
-    def _check_setup_finished(self, what: str) -> None:
-        if self._got_first_request:
-            raise RuntimeError(
-                f"Cannot call {what}() on {self!r}: it has already handled its first request.\n\n"
-                "Requests may be running concurrently, and routes and hooks registered now would"
-                " apply to some of them and not others.\n\n"
-                "Register every route and hook at import time, before the app serves requests."
-            )
-
-    def add_url_rule(
-        self,
-        rule: str,
-        endpoint: str | None = None,
-        view_func: ft.RouteCallable | None = None,
-        methods: t.Iterable[str] | None = None,
-        **options: t.Any,
-    ) -> None:
-        """Map the URL ``rule`` to ``view_func`` under ``endpoint`` (default: its ``__name__``).
-
-        ``methods`` lists the HTTP methods (default ``["GET"]``; ``HEAD`` follows ``GET``, and
-        ``OPTIONS`` is answered automatically). Other ``options`` go to werkzeug's ``Rule``
-        (``defaults``, ``strict_slashes``, ``redirect_to``...). Binding an endpoint that already
-        has a different function raises ``ValueError``.
-        """
-        self._check_setup_finished("add_url_rule")
-        if endpoint is None:
-            if view_func is None:
-                raise TypeError(
-                    f"add_url_rule({rule!r}) needs an endpoint or a view_func to name it after."
-                )
-            endpoint = view_func.__name__
-        if methods is None:
-            methods = getattr(view_func, "methods", None) or ("GET",)
-        if isinstance(methods, str):
-            raise TypeError(
-                f"Allowed methods must be a list of strings, for example"
-                f" methods=['POST'], got {methods!r}."
-            )
-        method_set = {m.upper() for m in methods}
-        provide_automatic_options = "OPTIONS" not in method_set
-        if provide_automatic_options:
-            method_set.add("OPTIONS")
-
-        if view_func is not None:
-            old = self.view_functions.get(endpoint)
-            if old is not None and old is not view_func:
-                raise ValueError(
-                    f"Endpoint {endpoint!r} is already bound to {old!r}; cannot bind it to"
-                    f" {view_func!r} for rule {rule!r}.\n\nTwo views with the same function name"
-                    " get the same endpoint. Pass a distinct endpoint= or rename one function."
-                )
-
-        rule_obj = Rule(rule, endpoint=endpoint, methods=method_set, **options)
-        rule_obj.provide_automatic_options = provide_automatic_options  # type: ignore[attr-defined]
-        self.url_map.add(rule_obj)
-        if view_func is not None:
-            self.view_functions[endpoint] = view_func
-
-    def route(self, rule: str, **options: t.Any) -> Callable[[ft.T_route], ft.T_route]:
-        """Decorate a view function to serve ``rule``; same options as :meth:`add_url_rule`."""
-
-        def decorator(f: ft.T_route) -> ft.T_route:
-            endpoint = options.pop("endpoint", None)
-            self.add_url_rule(rule, endpoint, f, **options)
-            return f
-
-        return decorator
-
-    def endpoint(self, endpoint: str) -> Callable[[ft.T_route], ft.T_route]:
-        """Decorate the view function for an endpoint added without one."""
-
-        def decorator(f: ft.T_route) -> ft.T_route:
-            self._check_setup_finished("endpoint")
-            self.view_functions[endpoint] = f
-            return f
-
-        return decorator
-
-    def before_first_request(self, f: ft.T_before_first_request) -> ft.T_before_first_request:
-        """Register ``f()`` to run once, before the first request this process handles.
-
-        It runs exactly once even when many first requests arrive at once; the others wait for
-        it. If it raises, the request fails with a 500 and the next request tries again.
-        """
-        self._check_setup_finished("before_first_request")
-        self.before_first_request_funcs.append(f)
-        return f
-
-    def before_request(self, f: ft.T_before_request) -> ft.T_before_request:
-        """Register ``f()`` to run before every view, in registration order.
-
-        If it returns anything but ``None``, that value is the response and the view is skipped.
-        """
-        self._check_setup_finished("before_request")
-        self.before_request_funcs.append(f)
-        return f
-
-    def after_request(self, f: ft.T_after_request) -> ft.T_after_request:
-        """Register ``f(response)`` to run after every view; it must return a response.
-
-        They run in reverse registration order, and not when the view raised an unhandled
-        exception.
-        """
-        self._check_setup_finished("after_request")
-        self.after_request_funcs.append(f)
-        return f
-
-    def teardown_request(self, f: ft.T_teardown) -> ft.T_teardown:
-        """Register ``f(exc)`` to run when the request context is popped, always.
-
-        ``exc`` is the unhandled exception, or ``None``. They run in reverse registration order
-        and all of them run even if one raises.
-        """
-        self._check_setup_finished("teardown_request")
-        self.teardown_request_funcs.append(f)
-        return f
-
-    def teardown_appcontext(self, f: ft.T_teardown) -> ft.T_teardown:
-        """Register ``f(exc)`` to run when an app context is popped (after ``teardown_request``).
-
-        Same rules as :meth:`teardown_request`; ``g`` is still available.
-        """
-        self._check_setup_finished("teardown_appcontext")
-        self.teardown_appcontext_funcs.append(f)
-        return f
-
-    def errorhandler(
-        self, code_or_exception: int | type[BaseException]
-    ) -> Callable[[ft.T_error_handler], ft.T_error_handler]:
-        """Register a handler for an HTTP status code or an exception class.
-
-        The handler takes the exception and returns a response value. The most specific
-        registered class (by MRO) wins; ``errorhandler(500)`` also handles unhandled exceptions,
-        which it receives as ``InternalServerError`` with ``original_exception`` set.
-        """
-        exc_class = self._exception_class(code_or_exception)
-
-        def decorator(f: ft.T_error_handler) -> ft.T_error_handler:
-            self._check_setup_finished("errorhandler")
-            self.error_handlers[exc_class] = f
-            return f
-
-        return decorator
-
-    @staticmethod
-    def _exception_class(code_or_exception: int | type[BaseException]) -> type[BaseException]:
-        if isinstance(code_or_exception, int) and not isinstance(code_or_exception, bool):
-            try:
-                return default_exceptions[code_or_exception]
-            except KeyError:
-                raise ValueError(
-                    f"{code_or_exception!r} is not an HTTP error code werkzeug knows. Register a"
-                    " subclass of werkzeug.exceptions.HTTPException with that code instead."
-                ) from None
-        if isinstance(code_or_exception, type) and issubclass(code_or_exception, Exception):
-            return code_or_exception
-        raise TypeError(
-            f"errorhandler() takes an HTTP status code or an Exception subclass, got"
-            f" {code_or_exception!r}."
-        )
-
     # -- contexts -------------------------------------------------------------------------
 
     def app_context(self) -> AppContext:
@@ -363,165 +139,6 @@ class App:
     def test_client(self, use_cookies: bool = True) -> Client:
         """Return a werkzeug test ``Client`` that calls this app directly."""
         return Client(self, use_cookies=use_cookies)
-
-    # -- routing --------------------------------------------------------------------------
-
-    def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
-        """Return a ``MapAdapter`` for ``request``'s host, script root and scheme.
-
-        Without a request, bind to ``SERVER_NAME`` (``None`` if it is not set). Adapters are
-        cached per (host, script root, scheme); the cache is bounded, since clients choose the
-        Host header.
-        """
-        config = self.config
-        if request is None:
-            server_name = config["SERVER_NAME"]
-            if server_name is None:
-                return None
-            return self.url_map.bind(
-                server_name,
-                script_name=config["APPLICATION_ROOT"],
-                url_scheme=config["PREFERRED_URL_SCHEME"],
-            )
-        environ = request.environ
-        key = (
-            environ.get("HTTP_HOST"),
-            environ.get("SERVER_NAME"),
-            environ.get("SERVER_PORT"),
-            request.root_path,
-            request.scheme,
-        )
-        rv = self._adapters.get(key)
-        if rv is None:
-            rv = self.url_map.bind(
-                config["SERVER_NAME"] or request.host,
-                script_name=request.root_path or "/",
-                url_scheme=request.scheme,
-            )
-            if len(self._adapters) >= _MAX_CACHED_ADAPTERS:
-                self._adapters.clear()
-            self._adapters[key] = rv
-        return rv
-
-    def _static_route_table(self) -> dict[tuple[str, str], Rule] | None:
-        """(path, method) -> rule for the rules a plain dict lookup matches exactly as werkzeug.
-
-        Only rules without converters, defaults, redirects, host or subdomain parts qualify;
-        a path with any other rule, or with two rules for one method, is left to werkzeug.
-        werkzeug tries static rules before dynamic ones, so an exact static hit is its answer
-        too. ``None`` when the map is not a :class:`URLMap` (no change counter to trust).
-        """
-        url_map = self.url_map
-        version = getattr(url_map, "version", None)
-        if version is None or url_map.host_matching:
-            return None
-        cached = self._static_routes
-        if cached is not None and cached[0] is url_map and cached[1] == version:
-            return cached[2]
-        table: dict[tuple[str, str], Rule] = {}
-        excluded: set[str] = set()
-        for rule in url_map.iter_rules():
-            if rule.arguments:
-                continue
-            if (
-                rule.defaults
-                or rule.redirect_to is not None
-                or rule.subdomain
-                or rule.host
-                or rule.websocket
-                or rule.build_only
-                or rule.alias
-                or rule.methods is None
-            ):
-                excluded.add(rule.rule)
-                continue
-            for method in rule.methods:
-                key = (rule.rule, method)
-                if key in table:
-                    excluded.add(rule.rule)
-                table[key] = rule
-        table = {k: v for k, v in table.items() if k[0] not in excluded}
-        self._static_routes = (url_map, version, table)
-        return table
-
-    def match_request(self, ctx: RequestContext) -> None:
-        """Match ``ctx.request`` against the URL map; an HTTP error is kept for dispatch."""
-        request = ctx.request
-        cached = self._static_routes
-        url_map = self.url_map
-        if (
-            cached is not None and cached[0] is url_map and cached[1] == url_map.version  # type: ignore[attr-defined]
-        ):
-            static: dict[tuple[str, str], Rule] | None = cached[2]
-        else:
-            static = self._static_route_table()
-        if static is not None:
-            rule = static.get((request.path, request.method))
-            if rule is not None:
-                request.url_rule = rule
-                request.view_args = {}
-                return
-        try:
-            adapter = ctx.url_adapter
-            try:
-                rule, args = adapter.match(
-                    request.path, request.method, return_rule=True, query_args="", websocket=False
-                )
-            except RequestRedirect:
-                # Build the redirect again, now with the query string.
-                rule, args = adapter.match(
-                    request.path,
-                    request.method,
-                    return_rule=True,
-                    query_args=request.query_string.decode("latin-1"),
-                    websocket=False,
-                )
-            request.url_rule = rule
-            request.view_args = t.cast("dict[str, t.Any]", args)
-        except HTTPException as e:
-            request.routing_exception = e
-
-    def url_for(
-        self,
-        endpoint: str,
-        *,
-        _external: bool | None = None,
-        _method: str | None = None,
-        _scheme: str | None = None,
-        _anchor: str | None = None,
-        **values: t.Any,
-    ) -> str:
-        """Build a URL for ``endpoint``; see :func:`core.url_for`."""
-        from . import storage as _storage
-
-        ctx = _storage.request_slot.get(None)
-        if ctx is not None and ctx.app is self:
-            adapter: MapAdapter = ctx.url_adapter
-            external = _scheme is not None if _external is None else _external
-        else:
-            app_adapter = self.create_url_adapter(None)
-            if app_adapter is None:
-                raise RuntimeError(
-                    f"Cannot build a URL for {endpoint!r} outside a request: SERVER_NAME is not"
-                    " set.\n\nOutside a request there is no Host to build the URL from.\n\n"
-                    "Set app.config['SERVER_NAME'] (and APPLICATION_ROOT, PREFERRED_URL_SCHEME),"
-                    " or call url_for() inside a request or test_request_context()."
-                )
-            adapter = app_adapter
-            external = True if _external is None else _external
-        if _scheme is not None:
-            if not external:
-                raise ValueError(
-                    f"url_for({endpoint!r}, _scheme={_scheme!r}) needs _external=True: a scheme"
-                    " only appears in an absolute URL."
-                )
-            adapter = self.url_map.bind(
-                adapter.server_name, adapter.script_name, url_scheme=_scheme
-            )
-        rv = adapter.build(endpoint, values, method=_method, force_external=external)
-        if _anchor is not None:
-            rv = f"{rv}#{quote(_anchor, safe=_ANCHOR_SAFE)}"
-        return rv
 
     # -- the request pipeline -------------------------------------------------------------
 
