@@ -3,7 +3,8 @@
 Runs inside the server processes: each serving process writes one small JSON file into
 ``CTXBENCH_STATE_DIR`` once it is ready to serve, saying what really runs there (pid, worker
 class, threads, the app and storage that :mod:`harness.wsgi` loaded). The harness reads the files
-back in :func:`harness.servers.base.start_server`. Writing never raises: a missing report is
+back while :func:`harness.servers.base.start_server` waits for the server to come up
+(:func:`harness.servers._process.wait_states`). Writing never raises: a missing report is
 recorded as missing, it never takes a server down.
 """
 

@@ -1,0 +1,304 @@
+"""The life of a server process: a port, a spawn, readiness, a stop.
+
+Design note: every server under test runs in its own subprocess, started with
+``start_new_session=True`` so that it leads its own process group (gunicorn's master and its
+forked workers all share it). The harness never runs a server in its own process: a gevent
+worker monkey-patches the whole process, and a server that crashes or hangs must not take the
+load driver with it. Per-request isolation is therefore a property of the server process alone;
+the harness observes it only through HTTP, with the probe.
+
+- bind: 127.0.0.1 on a free port (or the user's, checked first: a busy one is a
+  :class:`~harness.errors.PortInUseError`);
+- environment: ``WEB_CONCURRENCY``, ``PORT`` and ``GUNICORN_CMD_ARGS`` are scrubbed, so only
+  the explicit command line configures the server;
+- readiness: a real probe request is polled until it answers with its own token, against a
+  deadline; an early exit or an app import failure (``app-error.txt`` in the state directory)
+  ends the wait at once;
+- log: stdout and stderr go to one file, whose tail is shown when start-up fails;
+- stop: SIGTERM to the group, SIGKILL after a grace period, then wait until no process of the
+  group is left. On Linux the server also gets ``PR_SET_PDEATHSIG`` (SIGKILL), and so do
+  gunicorn's workers (their parent is the master), so it dies with the harness even when the
+  harness is killed outright. (The signal follows the *thread* that started the server: start
+  servers from a thread that outlives them, normally the main thread.)
+
+Nothing here knows about server modes: :mod:`harness.servers.base` puts these steps together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import typing as t
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
+from harness.servers._state import die_with_parent
+
+__all__ = [
+    "HOST",
+    "LOG_TAIL_LINES",
+    "PROBE_PATH",
+    "SCRUBBED_ENV",
+    "PortRaceLost",
+    "check_port_free",
+    "free_port",
+    "group_members",
+    "held_signals",
+    "log_tail",
+    "read_json",
+    "spawn",
+    "stop_group",
+    "wait_ready",
+    "wait_states",
+]
+
+HOST = "127.0.0.1"
+#: Environment variables that would configure a server behind the harness's back.
+SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS")
+PROBE_PATH = "/_ctxbench/probe"
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+LOG_TAIL_LINES = 25
+
+
+class PortRaceLost(Exception):
+    """Start-up failed because another program took the port between the check and the bind."""
+
+
+# -- ports -----------------------------------------------------------------------------------
+
+
+def free_port(host: str = HOST) -> int:
+    """Return a port that is free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def check_port_free(port: int, host: str = HOST) -> None:
+    """Raise :class:`PortInUseError` if a server could not bind ``host:port``.
+
+    Binds the way the servers do (``SO_REUSEADDR``), so a port in TIME_WAIT counts as free.
+    """
+    if not 0 < port < 65536:
+        raise UsageError(f"bad port {port!r}: use a number from 1 to 65535")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise PortInUseError(port, host) from None
+            raise UsageError(f"cannot bind {host}:{port}: {e.strerror}") from None
+
+
+# -- spawn and stop --------------------------------------------------------------------------
+
+
+def spawn(argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new process group, killed when its parent dies.
+
+    The environment is this process's without :data:`SCRUBBED_ENV`, plus ``env``; stdout and
+    stderr both go to ``log_path``.
+    """
+    full_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    full_env["PYTHONUNBUFFERED"] = "1"
+    full_env.update(env)
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # only prctl: safe between fork and exec
+        )
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in process group ``pgid``."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    rv = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            rv.append(int(entry.name))
+    return rv
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if not group_members(pgid):
+            return True
+        time.sleep(0.02)
+    return not group_members(pgid)
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP in this thread for the block; deliver them after it.
+
+    A second Ctrl-C must not cut a clean-up short: a held signal is delivered (and raises) as
+    soon as the block ends.
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the group that ``process`` leads, SIGKILL it after ``grace`` s, wait until no
+    process of the group is left."""
+    pgid = process.pid
+    _signal_group(pgid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(pgid, signal.SIGKILL)
+        process.wait()
+    if not _wait_group_gone(pgid, time.monotonic() + grace):
+        _signal_group(pgid, signal.SIGKILL)
+        _wait_group_gone(pgid, time.monotonic() + grace)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a server log (empty if it cannot be read)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# -- readiness -------------------------------------------------------------------------------
+
+
+def _probe_once(host: str, port: int, token: str, timeout: float) -> str | None:
+    """One readiness probe: ``"ready"``, ``None`` (not up yet) or why the app is not a probe app."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", f"{PROBE_PATH}?token={token}&sleep_ms=0")
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if response.status == 503:  # some servers answer 503 while their workers boot
+        return None
+    if response.status != 200:
+        return f"answered {response.status}"
+    try:
+        echoed = json.loads(body).get("token")
+    except (ValueError, AttributeError):
+        return "answered 200 with something that is not a probe response"
+    if echoed != token:
+        return f"answered token {echoed!r} to a request for token {token!r}"
+    return "ready"
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    *,
+    name: str,
+    app: str,
+    host: str,
+    port: int,
+    log_path: Path,
+    state_dir: Path,
+    ready_timeout: float,
+) -> None:
+    """Poll a probe request until the server ``name`` answers it, within ``ready_timeout`` s.
+
+    Raises :class:`AppLoadError` (the app failed to import, or answers but is not a probe app),
+    :class:`PortRaceLost` (the server exited because the port was taken) or
+    :class:`ServerStartError` (it exited, or missed the deadline; ``detail`` is the log tail).
+    """
+    deadline = time.monotonic() + ready_timeout
+    attempt = 0
+    while True:
+        app_error = state_dir / "app-error.txt"
+        if app_error.exists():
+            message = app_error.read_text(encoding="utf-8").strip()
+            raise AppLoadError(f"{name}: {message}")
+        returncode = process.poll()
+        if returncode is not None:
+            tail = log_tail(log_path)
+            if "Address already in use" in tail:
+                raise PortRaceLost
+            raise ServerStartError(
+                f"{name} exited with status {returncode} during start-up (log: {log_path})",
+                detail=tail,
+            )
+        attempt += 1
+        outcome = _probe_once(host, port, f"ctxbench-ready-{attempt}", timeout=2.0)
+        if outcome == "ready":
+            return
+        if outcome is not None:
+            raise AppLoadError(
+                f"{name}: app {app!r} is up but GET {PROBE_PATH} {outcome}:"
+                " install the probe with harness.probe.install_probe(app)"
+            )
+        if time.monotonic() >= deadline:
+            raise ServerStartError(
+                f"{name} did not answer a probe request within {ready_timeout:g} s"
+                f" (log: {log_path})",
+                detail=log_tail(log_path),
+            )
+        time.sleep(0.05)  # poll interval, not a synchronisation
+
+
+# -- state files -----------------------------------------------------------------------------
+
+
+def read_json(path: Path) -> dict[str, t.Any]:
+    """The JSON object in ``path``, or ``{}`` if it is missing or unreadable."""
+    try:
+        rv: dict[str, t.Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return rv
+
+
+def wait_states(state_dir: Path, expected: int, deadline: float) -> list[dict[str, t.Any]]:
+    """Collect the per-process state files (see :mod:`harness.servers._state`); wait, until
+    ``deadline`` at most, for ``expected`` of them."""
+    while True:
+        states = []
+        for path in sorted(state_dir.glob("worker-*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                states.append(json.loads(path.read_text(encoding="utf-8")))
+        if len(states) >= expected or time.monotonic() >= deadline:
+            return states
+        time.sleep(0.02)
