@@ -515,3 +515,13 @@ def test_micro_json_plugin_drops_raw_timings_only() -> None:
     pytest_benchmark_update_json(config=None, benchmarks=[], output_json=doc)  # type: ignore[arg-type]
     assert doc.pop("ctxbench")["benchmarks_trimmed"] == len(MICRO_MEDIANS)
     assert doc == expected
+
+
+def test_flask_bars_are_told_apart_and_long_run_lists_wrap() -> None:
+    from harness.report.charts import COLOR_OK, COLOR_OTHER_APP
+
+    entries = [make_entry("gunicorn-gevent", app_label=a) for a in ("core", "flask")]
+    files = render_reports(make_doc(entries))
+    chart = files["throughput-keepalive.svg"]
+    assert chart.count(f'fill="{COLOR_OK}"') == 1 and chart.count(f'fill="{COLOR_OTHER_APP}"') == 1
+    assert files["report.html"].count('<td class="r wrap">') == 2  # the runs cell of each entry

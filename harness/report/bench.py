@@ -382,6 +382,7 @@ def calibration_table(cal: Calibration) -> Table:
         ("l", "r", "r", "r", "l", "r", "r", "r", "r", "r"),
         frozenset(bad),
         frozenset(warn - bad),
+        wrap=frozenset({headers.index("wrk runs"), headers.index("driver runs")}),
     )
 
 

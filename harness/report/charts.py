@@ -34,6 +34,7 @@ COLOR_OK = "#3569b5"
 COLOR_LEAK = "#c0392b"
 COLOR_ERROR = "#d68910"
 COLOR_MUTANT = "#8a94a3"
+COLOR_OTHER_APP = "#7fb0d8"  # Flask (any app but the core) on the correct storage
 PERCENTILE_COLORS = {"p50": "#8fb3e3", "p90": "#4f83cc", "p99": "#1f4e96"}
 #: The SVG namespace: an identifier, never fetched.
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -216,6 +217,8 @@ def _entry_color(e: Entry) -> str:
         return COLOR_ERROR
     if e.backend != "contextvar":
         return COLOR_MUTANT
+    if e.app_label != "core":
+        return COLOR_OTHER_APP
     return COLOR_OK
 
 

@@ -65,7 +65,7 @@ h3 { font-size: 15px; margin: 20px 0 8px; }
 table { border-collapse: collapse; margin: 6px 0 14px; font-size: 12.5px; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #e6e8eb; vertical-align: top;
          white-space: nowrap; }
-td.wrap { white-space: normal; }
+td.wrap { white-space: normal; min-width: 9em; }
 th { background: #f1f3f5; text-align: left; font-weight: 600; white-space: nowrap; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 tr.bad td { background: #fdecea; color: #8e1f14; font-weight: 600; }
@@ -130,7 +130,7 @@ def render_html(
         '<p class="note">Each figure is the median of the repeated measurements; whiskers and'
         " <em>spread</em> show the range over the repeats ((max - min) / median), and"
         " <em>runs</em> lists every repeat. Red marks an entry that leaked, amber one with"
-        " errors, grey a deliberately broken backend.</p>"
+        " errors, grey a deliberately broken backend, light blue Flask next to the core.</p>"
     )
     overview = summary_table(run)
     if overview.rows:
@@ -266,7 +266,8 @@ def _table(table: Table, *, mono: bool = False) -> str:
             else ""
         )
         cells = "".join(
-            f'<td class="{a}">{escape(c)}</td>' for c, a in zip(row, table.align, strict=True)
+            f'<td class="{a}{" wrap" if j in table.wrap else ""}">{escape(c)}</td>'
+            for j, (c, a) in enumerate(zip(row, table.align, strict=True))
         )
         rows.append(f"<tr{tr}>{cells}</tr>")
     return (

@@ -40,6 +40,8 @@ class Table:
     # Row indexes to highlight: leaks, errors, spread warnings.
     bad_rows: frozenset[int] = frozenset()
     warn_rows: frozenset[int] = frozenset()
+    # Column indexes whose cells may wrap in HTML (long lists such as every repeat's rps).
+    wrap: frozenset[int] = frozenset()
 
 
 def summary_table(run: Run) -> Table:
@@ -149,7 +151,12 @@ def measurement_table(entries: Sequence[Entry]) -> Table:
             )
         )
     return Table(
-        headers, tuple(rows), ("l", "l", "l") + ("r",) * 10, frozenset(bad), frozenset(warn)
+        headers,
+        tuple(rows),
+        ("l", "l", "l") + ("r",) * 10,
+        frozenset(bad),
+        frozenset(warn),
+        wrap=frozenset({headers.index("runs")}),
     )
 
 
