@@ -123,47 +123,39 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
     # so the app's own hooks observe in the right phase whether they were registered before or
     # after install_probe(). The probe observes first, then the app's hooks run.
 
-    def enter_after_request() -> None:
-        state = _cv_probe.get()
-        if state is None or state.phase == "after_request":
-            return
-        state.phase = "after_request"
-        state.phases.append("after_request")
-        obs = state.obs
-        obs.append(["after_request", "request", fw.read_request_token()])
-        obs.append(["after_request", "g", fw.read_g()])
-        if state.use_session:
-            obs.append(["after_request", "session", fw.read_session()])
-        obs.append(["after_request", "current_app", fw.read_app_name()])
+    readers: dict[str, Callable[[], str | None]] = {
+        "request": fw.read_request_token,
+        "g": fw.read_g,
+        "session": fw.read_session,
+        "current_app": fw.read_app_name,
+    }
 
-    def enter_teardown_request() -> None:
-        state = _cv_probe.get()
-        if state is None or state.phase == "teardown_request":
-            return
-        state.phase = "teardown_request"
-        state.phases.append("teardown_request")
-        obs = state.obs
-        obs.append(["teardown_request", "request", fw.read_request_token()])
-        obs.append(["teardown_request", "g", fw.read_g()])
-        obs.append(["teardown_request", "current_app", fw.read_app_name()])
+    def enter_phase(phase: str, names: tuple[str, ...]) -> Callable[[], None]:
+        # Observe ``names`` once, when the phase starts; the session only if the app has one.
+        reads = [(name, readers[name]) for name in names]
 
-    def enter_teardown_appcontext() -> None:
-        state = _cv_probe.get()
-        if state is None or state.phase == "teardown_appcontext":
-            return
-        state.phase = "teardown_appcontext"
-        state.phases.append("teardown_appcontext")
-        obs = state.obs
-        obs.append(["teardown_appcontext", "g", fw.read_g()])
-        obs.append(["teardown_appcontext", "current_app", fw.read_app_name()])
+        def enter() -> None:
+            state = _cv_probe.get()
+            if state is None or state.phase == phase:
+                return
+            state.phase = phase
+            state.phases.append(phase)
+            obs = state.obs
+            for name, read in reads:
+                if name != "session" or state.use_session:
+                    obs.append([phase, name, read()])
+
+        return enter
 
     return {
         "before_request": before_request,
         "view": ctxbench_probe,
         "drop_session_key": drop_session_key,
-        "process_response": enter_after_request,
-        "do_teardown_request": enter_teardown_request,
-        "do_teardown_appcontext": enter_teardown_appcontext,
+        "process_response": enter_phase(
+            "after_request", ("request", "g", "session", "current_app")
+        ),
+        "do_teardown_request": enter_phase("teardown_request", ("request", "g", "current_app")),
+        "do_teardown_appcontext": enter_phase("teardown_appcontext", ("g", "current_app")),
     }
 
 
