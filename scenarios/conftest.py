@@ -11,6 +11,7 @@
 - ``assert_exercised``: checks that a run really did what the mode's traits claim (requests
   overlapped in a process, a thread or greenlet served several requests, or one request at a time
   per process), so that a zero-leak result proves something.
+- ``assert_clean``: every request answered, no leak, no error, and ``assert_exercised``.
 
 A mode whose server or worker library is missing is skipped with the reason. When a test fails,
 the tail of the log of every server it used is attached to its report. At the end of the session
@@ -315,6 +316,24 @@ def _assert_exercised(
 def assert_exercised() -> Callable[..., None]:
     """``assert_exercised(result, mode, connections)``; see :func:`_assert_exercised`."""
     return _assert_exercised
+
+
+def _assert_clean(
+    result: LoadResult, server: LiveServer, mode: str, connections: ConnectionPattern
+) -> None:
+    """Fail unless the run answered every request, without a leak or an error, and exercised
+    what ``mode``'s traits claim for ``connections``."""
+    summary = describe(result, server)
+    assert result.requests == REQUESTS, summary
+    assert result.errors == 0, summary
+    assert result.leaks == 0, summary
+    _assert_exercised(result, mode, connections)
+
+
+@pytest.fixture
+def assert_clean() -> Callable[..., None]:
+    """``assert_clean(result, server, mode, connections)``; see :func:`_assert_clean`."""
+    return _assert_clean
 
 
 @pytest.fixture

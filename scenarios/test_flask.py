@@ -33,8 +33,7 @@ def test_flask_app_is_isolated(
     connections: t.Any,
     shared_server: t.Any,
     drive: t.Any,
-    assert_exercised: t.Any,
-    describe_run: t.Any,
+    assert_clean: t.Any,
 ) -> None:
     server = shared_server(mode, app=FLASK_APP, backend="contextvar")
     assert server.effective["app_class"] == "flask.app.Flask", server.effective
@@ -42,8 +41,4 @@ def test_flask_app_is_isolated(
 
     result = drive(server, connections)
 
-    summary = describe_run(result, server)
-    assert result.requests == 300, summary
-    assert result.errors == 0, summary
-    assert result.leaks == 0, summary
-    assert_exercised(result, mode, connections)
+    assert_clean(result, server, mode, connections)

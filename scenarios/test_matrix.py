@@ -32,16 +32,11 @@ def test_correct_core_is_isolated(
     connections: t.Any,
     shared_server: t.Any,
     drive: t.Any,
-    assert_exercised: t.Any,
-    describe_run: t.Any,
+    assert_clean: t.Any,
 ) -> None:
     server = shared_server(mode, app="harness.apps.core_app:app", backend="contextvar")
     assert server.effective["storage"] == "contextvar", server.effective
 
     result = drive(server, connections)
 
-    summary = describe_run(result, server)
-    assert result.requests == 300, summary
-    assert result.errors == 0, summary
-    assert result.leaks == 0, summary
-    assert_exercised(result, mode, connections)
+    assert_clean(result, server, mode, connections)
