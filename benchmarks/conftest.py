@@ -11,10 +11,11 @@ robust IQR is the spread that says whether the median can be trusted.)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from harness.report.bench import MicroRow
 
 SPREAD_WARNING = 0.10
 
@@ -25,20 +26,7 @@ TARGETS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Row:
-    group: str
-    framework: str
-    median_s: float
-    iqr_s: float
-    rounds: int
-
-    @property
-    def spread(self) -> float:
-        return self.iqr_s / self.median_s if self.median_s else 0.0
-
-
-_rows_key = pytest.StashKey[list[Row]]()
+_rows_key = pytest.StashKey[list[MicroRow]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,7 +44,7 @@ def _collect_benchmark_stats(request: pytest.FixtureRequest) -> Iterator[None]:
     callspec = getattr(request.node, "callspec", None)
     framework = callspec.params.get("framework", request.node.name) if callspec else "?"
     request.config.stash[_rows_key].append(
-        Row(metadata.group or "", framework, stats.median, stats.iqr, stats.rounds)
+        MicroRow(metadata.group or "", framework, stats.median, stats.iqr, stats.rounds)
     )
 
 
@@ -64,7 +52,7 @@ def _us(seconds: float) -> str:
     return f"{seconds * 1e6:8.2f} µs"
 
 
-def _target_verdict(group: str, rows: dict[str, Row]) -> str | None:
+def _target_verdict(group: str, rows: dict[str, MicroRow]) -> str | None:
     core, flask = rows.get("core"), rows.get("flask")
     if group == "full-wsgi-call" and core and flask:
         met = flask.median_s / core.median_s >= 2.0
@@ -80,7 +68,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     all_rows = config.stash.get(_rows_key, [])
     if not all_rows:
         return
-    groups: dict[str, dict[str, Row]] = {}
+    groups: dict[str, dict[str, MicroRow]] = {}
     for row in all_rows:
         groups.setdefault(row.group, {})[row.framework] = row
 
