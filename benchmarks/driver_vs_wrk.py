@@ -1,12 +1,13 @@
 """Calibrate the load driver against wrk: is the driver measuring the server, or itself?
 
-For each gunicorn worker class with ONE worker, the server is pinned to core 0 (``taskset -c 0``)
-and the load generator to core 1: wrk (``taskset -c 1 wrk -t1 -c16``) and the driver (this
-process, pinned with ``os.sched_setaffinity``, keepalive pattern, same concurrency) take turns
-against the same server, alternating which goes first, for several rounds. The report is the
-median throughput of each, their ratio driver/wrk per mode (the driver should reach 0.9), and
-the spread of the runs. wrk sends a fixed token (the probe echoes it back); the driver sends a
-unique token per request and checks every response, so its numbers include that work.
+For each gunicorn worker class with ONE worker, the server (started by ``harness.servers``, as
+the runner starts it) is pinned to core 0 (``taskset -c 0``) and the load generator to core 1:
+wrk (``taskset -c 1 wrk -t1 -c16``) and the driver (this process, pinned with
+``os.sched_setaffinity``, keepalive pattern, same concurrency) take turns against the same
+server, alternating which goes first, for several rounds. The report is the median throughput
+of each, their ratio driver/wrk per mode (the driver should reach 0.9), and the spread of the
+runs. wrk sends a fixed token (the probe echoes it back); the driver sends a unique token per
+request and checks every response, so its numbers include that work.
 
 Run: ``python -m benchmarks.driver_vs_wrk --out results/bench/driver_vs_wrk.json``.
 Needs wrk and taskset on PATH and at least two CPU cores.
@@ -23,18 +24,16 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness.load import LoadSpec, run_load
+from harness.servers import ServerOptions, live_server
 
 SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
 HOST = "127.0.0.1"
@@ -43,73 +42,26 @@ CLIENT_CORE = 1
 TARGET_RATIO = 0.9
 SPREAD_WARNING = 0.10
 
-#: mode name -> gunicorn worker arguments (always with one worker).
-MODES: dict[str, list[str]] = {
-    "gunicorn-sync": ["-k", "sync"],
-    "gunicorn-gthread": ["-k", "gthread", "--threads", "8"],
-    "gunicorn-gevent": ["-k", "gevent", "--worker-connections", "1000"],
+#: mode name -> its harness.servers options (always with one worker).
+MODES: dict[str, ServerOptions] = {
+    "gunicorn-sync": {},
+    "gunicorn-gthread": {"threads": 8},
+    "gunicorn-gevent": {"worker_connections": 1000},
 }
-SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _probe_once(port: int) -> bool:
-    request = (
-        f"GET /_ctxbench/probe?token=ready HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    try:
-        with socket.create_connection((HOST, port), timeout=1.0) as sock:
-            sock.sendall(request)
-            return sock.recv(16).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
 def gunicorn(mode: str, app: str, log_dir: Path) -> Iterator[tuple[int, list[str]]]:
     """Start one gunicorn worker pinned to the server core; yield ``(port, command)``."""
-    port = _free_port()
-    command = [
-        "taskset", "-c", str(SERVER_CORE),
-        sys.executable, "-m", "gunicorn",
-        "-b", f"{HOST}:{port}", "-w", "1", *MODES[mode],
-        "--no-control-socket", app,
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    log_path = log_dir / f"{mode}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 30.0
-        while not _probe_once(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                why = "exited" if proc.poll() is not None else "did not answer within 30 s"
-                raise RuntimeError(f"gunicorn for {mode} {why}. Log tail:\n{tail}")
-            time.sleep(0.05)
-        yield port, command
-    finally:
-        _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with live_server(
+        mode,
+        app=app,
+        workers=1,
+        prefix=("taskset", "-c", str(SERVER_CORE)),
+        log_dir=log_dir,
+        **MODES[mode],
+    ) as server:
+        yield server.port, list(server.effective["argv"])
 
 
 _RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import pkgutil
 import typing as t
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from harness.servers.base import (
     LiveServer,
     ServerConfig,
     ServerMode,
+    ServerOptions,
     check_port_free,
     free_port,
     get_mode,
@@ -48,6 +48,7 @@ __all__ = [
     "LiveServer",
     "ServerConfig",
     "ServerMode",
+    "ServerOptions",
     "check_port_free",
     "free_port",
     "get_mode",
@@ -66,33 +67,15 @@ for _name in sorted(MODES, key=lambda name: (MODES[name].order, name)):
 
 @contextlib.contextmanager
 def live_server(
-    mode: str,
-    app: str = "harness.apps.core_app:app",
-    backend: str = "contextvar",
-    port: int | None = None,
-    workers: int | None = None,
-    threads: int | None = None,
-    worker_connections: int | None = None,
-    extra_args: t.Sequence[str] = (),
-    log_dir: str | os.PathLike[str] | None = None,
-    ready_timeout: float = 30.0,
+    mode: str, app: str = "harness.apps.core_app:app", **options: t.Unpack[ServerOptions]
 ) -> Iterator[LiveServer]:
     """Run ``mode`` serving ``app`` for the duration of the ``with`` block.
 
-    The server is ready (it answered a probe request) when the block starts and gone, with every
-    process of its group, when it ends, however it ends. See :func:`start_server` for errors.
+    Takes the keyword arguments of :func:`start_server` (``backend``, ``port``, ``workers``,
+    ``threads``, ``worker_connections``, ``extra_args``, ``prefix``, ``log_dir``,
+    ``ready_timeout``). The server is ready (it answered a probe request) when the block starts
+    and gone, with every process of its group, when it ends, however it ends. See
+    :func:`start_server` for errors.
     """
-    server = start_server(
-        mode,
-        app=app,
-        backend=backend,
-        port=port,
-        workers=workers,
-        threads=threads,
-        worker_connections=worker_connections,
-        extra_args=extra_args,
-        log_dir=log_dir,
-        ready_timeout=ready_timeout,
-    )
-    with server:
+    with start_server(mode, app=app, **options) as server:
         yield server

@@ -89,6 +89,23 @@ class ServerConfig:
     threads: int | None = None
     worker_connections: int | None = None
     extra_args: tuple[str, ...] = ()
+    #: A command the server runs under, such as ``("taskset", "-c", "0")``; it must exec the
+    #: server in its place (the server is stopped through its process group either way).
+    prefix: tuple[str, ...] = ()
+
+
+class ServerOptions(t.TypedDict, total=False):
+    """The keyword arguments of :func:`start_server` other than ``app``."""
+
+    backend: str
+    port: int | None
+    workers: int | None
+    threads: int | None
+    worker_connections: int | None
+    extra_args: t.Sequence[str]
+    prefix: t.Sequence[str]
+    log_dir: str | os.PathLike[str] | None
+    ready_timeout: float
 
 
 #: What serves one request inside a server process: a new thread per connection, the process's
@@ -260,6 +277,7 @@ def start_server(
     threads: int | None = None,
     worker_connections: int | None = None,
     extra_args: t.Sequence[str] = (),
+    prefix: t.Sequence[str] = (),
     log_dir: str | os.PathLike[str] | None = None,
     ready_timeout: float = 30.0,
 ) -> LiveServer:
@@ -293,6 +311,7 @@ def start_server(
             threads=threads,
             worker_connections=worker_connections,
             extra_args=tuple(extra_args),
+            prefix=tuple(prefix),
         )
         try:
             return _start(server_mode, cfg, log_dir, ready_timeout)
@@ -319,7 +338,7 @@ def _start(
     else:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         log_path = Path(log_dir) / f"{server_mode.name}.log"
-    argv = server_mode.command(cfg)
+    argv = [*cfg.prefix, *server_mode.command(cfg)]
     env = {
         "CTXBENCH_APP": cfg.app,
         "CTXBENCH_BACKEND": cfg.backend,
