@@ -364,19 +364,20 @@ class _Run:
     # -- outcomes ------------------------------------------------------------------------------
 
     def _complete(self, user: _User, status: int, body: bytes, close: bool) -> None:
-        # Connection handling comes first, the check later (see _check): gunicorn's sync worker
-        # lingers after its response until the client closes, so a slow close costs the server
-        # throughput, and the next request should be on its way as early as possible.
+        # The connection first, then the user's next request, and the check of this response
+        # last, at the end of the loop turn (see _check): gunicorn's sync worker lingers after its
+        # response until the client closes, so the close is on the server's critical path, and
+        # so is the next request when the connection is kept alive.
+        if close or self.fresh:
+            self._close(user)
+        else:
+            user.reused = True
         now = _perf_ns()
         self.done += 1
         self.last_done_ns = now
         self.answered.append((user.token, status, body, now - user.t0))
         user.state = _IDLE
-        if close or self.fresh:
-            self._close(user)
-        else:
-            user.reused = True
-        self.pending.append(user)
+        self._begin(user)
 
     def _check(self, answered: list[tuple[str, int, bytes, int]]) -> None:
         """Check the responses received in this turn of the loop, every one of them."""
