@@ -314,6 +314,34 @@ def test_copy_current_request_context_in_a_thread(app: App, client: Client) -> N
     assert results == [("abc", "v", "test_app", False, True), (False, False)]
 
 
+def test_copy_current_request_context_in_a_greenlet(app: App, client: Client) -> None:
+    gevent = pytest.importorskip("gevent", reason="gevent is not installed")
+    results: list[object] = []
+
+    @app.route("/")
+    def index() -> str:
+        g.in_view = True
+
+        @copy_current_request_context
+        def work() -> None:
+            gevent.sleep(0)  # yield while holding the copied context
+            results.append((request.args["token"], current_app.name, "in_view" in g))
+
+        def run() -> None:
+            # A new greenlet starts with an empty contextvars.Context: nothing is visible
+            # before the copy is pushed, and nothing is left after it pops.
+            results.append(has_request_context())
+            work()
+            results.append((has_request_context(), has_app_context()))
+
+        gevent.spawn(run).join(10)
+        results.append(request.args["token"])  # the view's own context is intact
+        return "ok"
+
+    assert client.get("/?token=abc").data == b"ok"
+    assert results == [False, ("abc", "test_app", False), (False, False), "abc"]
+
+
 def test_copy_current_request_context_after_the_request_ended(app: App, client: Client) -> None:
     results: list[object] = []
     handed_over: list[t.Callable[[], None]] = []
