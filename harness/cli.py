@@ -351,8 +351,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     doc = run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
     print(format_summary(doc))
     leaks = sum(e["leaks"] for e in doc["entries"])
+    cells = len(doc["entries"])
     print(
-        f"\n{len(doc['entries'])} cells, {sum(e['requests'] for e in doc['entries']):,} requests"
+        f"\n{cells} cell{'' if cells == 1 else 's'},"
+        f" {sum(e['requests'] for e in doc['entries']):,} requests"
         f" checked, {leaks:,} leaks, {time.monotonic() - started:.0f} s;"
         f" results: {run_dir / results.RESULTS_FILE}"
     )
