@@ -27,7 +27,7 @@ from typing import Any
 
 from harness.report.model import ReportError
 from harness.report.summary import SPREAD_WARN, fmt_pct, fmt_rps
-from harness.report.tables import Table
+from harness.report.tables import Table, spread_cell
 
 __all__ = [
     "APP_CONTEXT_TARGET_S",
@@ -216,14 +216,20 @@ def micro_table(micro: Micro) -> Table:
     for group in micro.groups:
         flask = micro.row(group, "flask")
         for r in (r for r in micro.rows if r.group == group):
-            spread = fmt_pct(r.spread)
             if r.spread > SPREAD_WARN:
-                spread += " ⚠"
                 warn.add(len(rows))
             versus = f"{flask.median_s / r.median_s:.2f}x" if flask and r.median_s > 0 else "-"
             calls = fmt_rps(1 / r.median_s) if r.median_s > 0 else "-"
             rows.append(
-                (group, r.framework, _us(r.median_s), spread, f"{r.rounds:,}", calls, versus)
+                (
+                    group,
+                    r.framework,
+                    _us(r.median_s),
+                    spread_cell(r.spread),
+                    f"{r.rounds:,}",
+                    calls,
+                    versus,
+                )
             )
     return Table(headers, tuple(rows), ("l", "l") + ("r",) * 5, warn_rows=frozenset(warn))
 

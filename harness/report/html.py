@@ -116,15 +116,12 @@ def render_html(
             " run.</p></section>"
         )
     if summary.noisy:
-        items = "".join(
-            f"<li>{escape(e.label)}, {escape(e.connections)}: spread"
-            f" {escape(fmt_pct(e.rps_spread))}</li>"
-            for e in summary.noisy
-        )
         out.append(
-            f'<section class="warning"><p><strong>⚠ Spread above {fmt_pct(SPREAD_WARN)}:'
-            " these figures are too noisy to trust small differences.</strong></p>"
-            f"<ul>{items}</ul><p>{escape(JITTER_ADVICE)}</p></section>"
+            _spread_warning(
+                ": these figures are too noisy to trust small differences.",
+                [(f"{e.label}, {e.connections}", e.rps_spread) for e in summary.noisy],
+                JITTER_ADVICE,
+            )
         )
     out.append(
         '<p class="note">Each figure is the median of the repeated measurements; whiskers and'
@@ -214,14 +211,12 @@ def _benchmarks(bench: Benchmarks) -> list[str]:
         out.append(f"<h2>{escape(MICRO_TITLE)}</h2>")
         out.append(f'<p class="note">{_md_inline(micro_meta(micro))}</p>')
         if micro.noisy:
-            items = "".join(
-                f"<li>{escape(r.group)} {escape(r.framework)}: spread {fmt_pct(r.spread)}</li>"
-                for r in micro.noisy
-            )
             out.append(
-                f'<section class="warning"><p><strong>⚠ Spread above {fmt_pct(SPREAD_WARN)}:'
-                " too large to trust the median.</strong></p>"
-                f"<ul>{items}</ul><p>{escape(MICRO_ADVICE)}</p></section>"
+                _spread_warning(
+                    ": too large to trust the median.",
+                    [(f"{r.group} {r.framework}", r.spread) for r in micro.noisy],
+                    MICRO_ADVICE,
+                )
             )
         out.append(_table(micro_table(micro)))
         targets = micro_targets(micro)
@@ -232,17 +227,25 @@ def _benchmarks(bench: Benchmarks) -> list[str]:
         out.append(f"<h2>{escape(CALIBRATION_TITLE)}</h2>")
         out.append(f'<p class="note">{_md_inline(calibration_meta(cal))}</p>')
         if cal.noisy:
-            items = "".join(
-                f"<li>{escape(r.mode)}: spread {fmt_pct(r.spread)}</li>" for r in cal.noisy
-            )
             out.append(
-                f'<section class="warning"><p><strong>⚠ Spread above {fmt_pct(SPREAD_WARN)}'
-                f" between rounds.</strong></p><ul>{items}</ul>"
-                f"<p>{escape(JITTER_ADVICE)}</p></section>"
+                _spread_warning(
+                    " between rounds.", [(r.mode, r.spread) for r in cal.noisy], JITTER_ADVICE
+                )
             )
         out.append(_table(calibration_table(cal)))
         out.append(f'<p class="note">{_md_inline(CALIBRATION_NOTE)}</p>')
     return out
+
+
+def _spread_warning(claim: str, noisy: list[tuple[str, float]], advice: str) -> str:
+    """A warning box listing each too-noisy figure with its spread, then the advice."""
+    items = "".join(
+        f"<li>{escape(label)}: spread {escape(fmt_pct(spread))}</li>" for label, spread in noisy
+    )
+    return (
+        f'<section class="warning"><p><strong>⚠ Spread above {fmt_pct(SPREAD_WARN)}{claim}'
+        f"</strong></p><ul>{items}</ul><p>{escape(advice)}</p></section>"
+    )
 
 
 def _md_inline(text: str) -> str:

@@ -70,15 +70,11 @@ def render_markdown(run: Run, summary: Summary, bench: Benchmarks | None = None)
             "",
         ]
     if summary.noisy:
-        names = ", ".join(
-            f"{e.label} {e.connections} ({fmt_pct(e.rps_spread)})" for e in summary.noisy
+        out += _spread_warning(
+            ", too large to trust small differences",
+            [(f"{e.label} {e.connections}", e.rps_spread) for e in summary.noisy],
+            JITTER_ADVICE,
         )
-        out += [
-            f"> **⚠ Spread above {fmt_pct(SPREAD_WARN)}, too large to trust small differences:**"
-            f" {names}.",
-            f"> {JITTER_ADVICE}",
-            "",
-        ]
     out += [
         "Each figure is the median of the repeated measurements; *spread* is (max - min) / median"
         " over the repeats, and *runs* lists every repeat's requests/s.",
@@ -162,13 +158,11 @@ def _benchmarks(bench: Benchmarks) -> list[str]:
         micro = bench.micro
         out += [f"## {MICRO_TITLE}", "", micro_meta(micro), ""]
         if micro.noisy:
-            names = ", ".join(f"{r.group} {r.framework} ({fmt_pct(r.spread)})" for r in micro.noisy)
-            out += [
-                f"> **⚠ Spread above {fmt_pct(SPREAD_WARN)}, too large to trust the median:**"
-                f" {names}.",
-                f"> {MICRO_ADVICE}",
-                "",
-            ]
+            out += _spread_warning(
+                ", too large to trust the median",
+                [(f"{r.group} {r.framework}", r.spread) for r in micro.noisy],
+                MICRO_ADVICE,
+            )
         out += _table(micro_table(micro))
         out.append("")
         targets = micro_targets(micro)
@@ -179,15 +173,18 @@ def _benchmarks(bench: Benchmarks) -> list[str]:
         cal = bench.calibration
         out += [f"## {CALIBRATION_TITLE}", "", calibration_meta(cal), ""]
         if cal.noisy:
-            names = ", ".join(f"{r.mode} ({fmt_pct(r.spread)})" for r in cal.noisy)
-            out += [
-                f"> **⚠ Spread above {fmt_pct(SPREAD_WARN)} between rounds:** {names}.",
-                f"> {JITTER_ADVICE}",
-                "",
-            ]
+            out += _spread_warning(
+                " between rounds", [(r.mode, r.spread) for r in cal.noisy], JITTER_ADVICE
+            )
         out += _table(calibration_table(cal))
         out += ["", CALIBRATION_NOTE, ""]
     return out
+
+
+def _spread_warning(claim: str, noisy: list[tuple[str, float]], advice: str) -> list[str]:
+    """A quoted warning naming each too-noisy figure with its spread, then the advice."""
+    names = ", ".join(f"{label} ({fmt_pct(spread)})" for label, spread in noisy)
+    return [f"> **⚠ Spread above {fmt_pct(SPREAD_WARN)}{claim}:** {names}.", f"> {advice}", ""]
 
 
 def _table(table: Table) -> list[str]:

@@ -24,6 +24,7 @@ __all__ = [
     "measurement_table",
     "server_tables",
     "show_json",
+    "spread_cell",
     "summary_table",
 ]
 
@@ -76,9 +77,7 @@ def summary_table(run: Run) -> Table:
             same = [x for x in correct if x.mode == e.mode and x.connections == pattern]
             leaks = sum(x.leaks for x in same)
             errors = sum(x.errors for x in same)
-            spread = fmt_pct(e.rps_spread)
             if e.rps_spread > SPREAD_WARN:
-                spread += " ⚠"
                 warn.add(len(rows))
             if leaks or errors:
                 bad.add(len(rows))
@@ -95,11 +94,11 @@ def summary_table(run: Run) -> Table:
                     e.mode,
                     pattern,
                     fmt_rps(e.rps),
-                    spread,
+                    spread_cell(e.rps_spread),
                     fmt_ms(e.latency.p99),
                     *flask_cells,
                     f"{errors:,}",
-                    f"{leaks:,}" + (" LEAK" if leaks else ""),
+                    _leaks_cell(leaks),
                 )
             )
     align = ("l", "l") + ("r",) * (len(headers) - 2)
@@ -126,9 +125,7 @@ def measurement_table(entries: Sequence[Entry]) -> Table:
     rows = []
     bad, warn = set(), set()
     for i, e in enumerate(entries):
-        spread = fmt_pct(e.rps_spread)
         if e.rps_spread > SPREAD_WARN:
-            spread += " ⚠"
             warn.add(i)
         if e.leaks or e.errors:
             bad.add(i)
@@ -138,11 +135,11 @@ def measurement_table(entries: Sequence[Entry]) -> Table:
                 e.mode,
                 e.app_label,
                 e.backend,
-                f"{e.leaks:,}" + (" LEAK" if e.leaks else ""),
+                _leaks_cell(e.leaks),
                 f"{e.errors:,}",
                 f"{e.requests:,}",
                 fmt_rps(e.rps),
-                spread,
+                spread_cell(e.rps_spread),
                 runs,
                 fmt_ms(e.latency.p50),
                 fmt_ms(e.latency.p90),
@@ -262,9 +259,18 @@ def server_tables(run: Run) -> list[tuple[str, Table]]:
     ]
 
 
+def spread_cell(spread: float) -> str:
+    """A spread as a percentage, marked with ⚠ above :data:`~harness.report.summary.SPREAD_WARN`."""
+    return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARN else "")
+
+
 def show_json(value: Any) -> str:
     """A value as JSON, so that ``null`` and the string ``"None"`` look different."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _leaks_cell(leaks: int) -> str:
+    return f"{leaks:,}" + (" LEAK" if leaks else "")
 
 
 def _plain(value: Any) -> str:
