@@ -7,10 +7,12 @@ reports with ``observe("app_local", ...)`` after the probe view yielded. An OS-t
 gevent worker, so it must be caught there, and only there: under real threads (gthread, the
 werkzeug dev server) it is isolated. That is the ``thread-ident`` cell of the derived table. The
 same app keeping its state in a ``ContextVar`` is the negative control: it passes under gevent.
+A plain Flask app with the same thread-local is caught the same way: users bring Flask apps.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import typing as t
 
 import pytest
@@ -19,6 +21,11 @@ from harness.expectations import CONNECTION_PATTERNS, derive_table
 
 THREAD_LOCAL_APP = "scenarios.apps.local_state:thread_local_app"
 CONTEXTVAR_APP = "scenarios.apps.local_state:contextvar_app"
+FLASK_THREAD_LOCAL_APP = "scenarios.apps.flask_local_state:app"
+THREAD_LOCAL_APPS = (THREAD_LOCAL_APP, FLASK_THREAD_LOCAL_APP)
+NO_FLASK = pytest.mark.skipif(
+    importlib.util.find_spec("flask") is None, reason="flask is not installed"
+)
 NAME = "app_local"
 
 RUNS = [
@@ -26,9 +33,19 @@ RUNS = [
     ("thread-local", THREAD_LOCAL_APP, "gunicorn-gthread", False),
     ("thread-local", THREAD_LOCAL_APP, "werkzeug-threaded", False),
     ("contextvar", CONTEXTVAR_APP, "gunicorn-gevent", False),
+    # A user's Flask app with the same thread-local: caught under gevent, clean on real threads.
+    ("flask-thread-local", FLASK_THREAD_LOCAL_APP, "gunicorn-gevent", True),
+    ("flask-thread-local", FLASK_THREAD_LOCAL_APP, "gunicorn-gthread", False),
 ]
 CASES = [
-    pytest.param(app, mode, connections, leaks, id=f"{label}-{mode}-{connections}")
+    pytest.param(
+        app,
+        mode,
+        connections,
+        leaks,
+        id=f"{label}-{mode}-{connections}",
+        marks=[NO_FLASK] if app == FLASK_THREAD_LOCAL_APP else [],
+    )
     for label, app, mode, leaks in RUNS
     for connections in CONNECTION_PATTERNS  # innermost: both patterns share one server
 ]
@@ -47,7 +64,7 @@ def test_observe_catches_state_shared_across_greenlets(
     assert_exercised: t.Any,
     describe_run: t.Any,
 ) -> None:
-    if app == THREAD_LOCAL_APP:
+    if app in THREAD_LOCAL_APPS:
         # An OS-thread-local is what the thread-ident backend models.
         assert leaks == TABLE["thread-ident", mode, connections].can_leak
     server = shared_server(mode, app=app, backend="contextvar")

@@ -1,4 +1,4 @@
-"""Two core apps that keep their own per-request state, reported with ``observe("app_local")``.
+"""Apps that keep their own per-request state, reported with ``observe("app_local")``.
 
 Both store the request's token in ``before_request`` and report what they hold in
 ``after_request``, after the probe view has slept (yielded to other greenlets under gevent):
@@ -9,6 +9,9 @@ Both store the request's token in ``before_request`` and report what they hold i
   that captured the original class, does: every greenlet of the worker shares it. Under gevent a
   concurrent request overwrites it during the sleep, and ``observe`` must catch that; under real
   threads (gthread, the werkzeug dev server) it is isolated.
+- ``keep_in_thread_local(app)`` adds that pair of hooks to any core or Flask app
+  (:mod:`scenarios.apps.flask_local_state` is the Flask twin, so a user's Flask app is caught
+  the same way).
 - ``contextvar_app`` keeps it in a ``ContextVar`` set in ``before_request`` and reset by token in
   ``teardown_request``: the negative control, isolated everywhere.
 """
@@ -36,18 +39,23 @@ def _os_thread_local_class() -> type[threading.local]:
 
 _thread_state = _os_thread_local_class()()
 
+
+
+def keep_in_thread_local(app: t.Any) -> None:
+    """Register hooks that keep the request's token in the OS-thread-local and report it."""
+
+    @app.before_request
+    def remember_in_thread_local() -> None:
+        _thread_state.token = current_token()
+
+    @app.after_request
+    def report_thread_local(response: t.Any) -> t.Any:
+        observe(NAME, getattr(_thread_state, "token", None))
+        return response
+
+
 thread_local_app = App("ctxbench_thread_local_app")
-
-
-@thread_local_app.before_request
-def remember_in_thread_local() -> None:
-    _thread_state.token = current_token()
-
-
-@thread_local_app.after_request
-def report_thread_local(response: t.Any) -> t.Any:
-    observe(NAME, getattr(_thread_state, "token", None))
-    return response
+keep_in_thread_local(thread_local_app)
 
 
 _cv_token: ContextVar[str | None] = ContextVar("scenarios.app_local", default=None)
