@@ -96,7 +96,7 @@ def _ensure_probe(app: t.Any) -> str:
         framework_for(app)
     except TypeError:
         return "none"  # a plain WSGI callable: it has to answer the probe itself
-    install_probe(app)
+    install_probe(app, enabled=True)
     return "harness.wsgi"
 
 

@@ -10,7 +10,14 @@ import pytest
 
 import core
 from harness import backends
-from harness.probe import PHASES, PROBE_PATH, current_token, install_probe, observe
+from harness.probe import (
+    PHASES,
+    PROBE_PATH,
+    SECRET_HEADER,
+    current_token,
+    install_probe,
+    observe,
+)
 from harness.probe.frameworks import Framework
 from harness.verdict import check_probe_response
 
@@ -138,12 +145,64 @@ def test_observe_records_a_wrong_value_as_a_leak(framework: str) -> None:
     install_probe(app)
     _, _, resp = get_probe(app, "mine")
     [ev] = check_probe_response("mine", 200, resp.data, mode="m")
+    # "someone-else" is no probe token: the probe reports its length, never the app's data.
     assert (ev.phase, ev.name, ev.expected, ev.seen) == (
         "before_request",
         "cache",
         "mine",
-        "someone-else",
+        "<not a probe token: 12 characters>",
     )
+
+
+def test_observe_shows_another_requests_token(framework: str) -> None:
+    app = make_app(framework)
+    last: list[str | None] = [None]
+
+    @app.before_request
+    def before() -> None:
+        if last[0] is not None:
+            observe("cache", last[0])  # a "cache" holding the previous request's token
+        last[0] = current_token()
+
+    install_probe(app)
+    get_probe(app, "first-request")
+    _, _, resp = get_probe(app, "second-request")
+    [ev] = check_probe_response("second-request", 200, resp.data, mode="m")
+    assert (ev.name, ev.expected, ev.seen) == ("cache", "second-request", "first-request")
+
+
+def test_the_probe_is_off_unless_switched_on(
+    framework: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CTXBENCH_PROBE", raising=False)
+    app = install_probe(make_app(framework))
+    assert app.test_client().get(f"{PROBE_PATH}?token=t").status_code == 404
+    monkeypatch.setenv("CTXBENCH_PROBE", "0")
+    app = install_probe(make_app(framework))
+    assert app.test_client().get(f"{PROBE_PATH}?token=t").status_code == 404
+    monkeypatch.setenv("CTXBENCH_PROBE", "1")
+    assert get_probe(install_probe(make_app(framework)), "on")[0] == 200
+    monkeypatch.delenv("CTXBENCH_PROBE")
+    assert get_probe(install_probe(make_app(framework), enabled=True), "forced")[0] == 200
+
+
+def test_a_probe_with_a_secret_answers_only_with_it(
+    framework: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CTXBENCH_PROBE_SECRET", "s3cret")
+    app = install_probe(make_app(framework))
+    client = app.test_client()
+    url = f"{PROBE_PATH}?token=tok"
+    for headers in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: ""}):
+        resp = client.get(url, headers=headers)
+        assert resp.status_code == 404, headers
+        assert b"probe" not in resp.data.lower()
+    resp = client.get(url, headers={SECRET_HEADER: "s3cret"})
+    assert resp.status_code == 200
+    assert check_probe_response("tok", 200, resp.data, mode="m") == []
+    other = install_probe(make_app(framework), secret="given")
+    assert other.test_client().get(url, headers={SECRET_HEADER: "given"}).status_code == 200
+    assert other.test_client().get(url, headers={SECRET_HEADER: "s3cret"}).status_code == 404
 
 
 def test_observe_outside_a_probe_request_raises() -> None:

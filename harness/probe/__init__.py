@@ -8,8 +8,18 @@ specified in ``docs/architecture.md`` ("The probe protocol").
 
 from __future__ import annotations
 
-from .install import install_probe
-from .middleware import PROBE_PATH
+from .install import ENABLE_ENV, SECRET_ENV, install_probe, probe_enabled
+from .middleware import PROBE_PATH, SECRET_HEADER
 from .state import PHASES, current_token, observe
 
-__all__ = ["PHASES", "PROBE_PATH", "current_token", "install_probe", "observe"]
+__all__ = [
+    "ENABLE_ENV",
+    "PHASES",
+    "PROBE_PATH",
+    "SECRET_ENV",
+    "SECRET_HEADER",
+    "current_token",
+    "install_probe",
+    "observe",
+    "probe_enabled",
+]

@@ -24,7 +24,14 @@ from .frameworks import Framework, framework_for
 from .middleware import PROBE_PATH, ProbeMiddleware, _json_encode
 from .state import _cv_probe
 
-__all__ = ["install_probe"]
+__all__ = ["ENABLE_ENV", "SECRET_ENV", "install_probe", "probe_enabled"]
+
+#: The environment variable that switches the probe on: ``install_probe(app)`` mounts nothing
+#: unless it is ``1`` (or ``true``, ``yes``, ``on``). Servers started by ctxbench set it.
+ENABLE_ENV = "CTXBENCH_PROBE"
+#: The environment variable holding the probe's shared secret (optional): when set, a probe
+#: request must carry it in the ``X-Ctxbench-Probe-Secret`` header or it gets a 404.
+SECRET_ENV = "CTXBENCH_PROBE_SECRET"
 
 try:
     from greenlet import getcurrent as _getcurrent
@@ -166,8 +173,22 @@ def _as_hook(enter: Callable[[], None]) -> Callable[[BaseException | None], None
     return hook
 
 
-def install_probe(app: App) -> App:
+def probe_enabled() -> bool:
+    """Whether :data:`ENABLE_ENV` switches the probe on in this process."""
+    return os.environ.get(ENABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def install_probe(app: App, *, enabled: bool | None = None, secret: str | None = None) -> App:
     """Mount the isolation probe into a ``core.App`` or ``flask.Flask`` and return the app.
+
+    The probe is off unless switched on: with ``enabled=None`` (the default) it is mounted only
+    when the environment variable ``CTXBENCH_PROBE=1`` is set (every server ctxbench starts sets
+    it), so a call left in production code mounts nothing. ``secret`` (default: the
+    ``CTXBENCH_PROBE_SECRET`` environment variable) makes the probe answer 404 to any request
+    without that value in the ``X-Ctxbench-Probe-Secret`` header; ``ctxbench run --target`` sends
+    it from the same variable. The probe answers only with its own tokens, the app's name and the
+    serving unit's identity (pid, thread, greenlet); a value given to :func:`observe` that is not
+    a recent probe token is reported by its length only.
 
     Adds the route ``GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>``, a ``before_request`` hook
     that runs before the app's own, an ``after_request`` hook that runs after the app's own,
@@ -175,9 +196,13 @@ def install_probe(app: App) -> App:
     ``do_teardown_appcontext`` (they mark where each phase starts), and a middleware around
     ``app.wsgi_app``. Call it once, at start-up, after any other middleware that replaces
     ``wsgi_app`` (the probe must be the outermost to see the request before the framework).
-    Nothing is mounted unless you call it. The response format is described in
-    ``docs/architecture.md`` ("The probe protocol").
+    Nothing is mounted unless you call it with the probe switched on. The response format is
+    described in ``docs/architecture.md`` ("The probe protocol").
     """
+    if not (probe_enabled() if enabled is None else enabled):
+        return app
+    if secret is None:
+        secret = os.environ.get(SECRET_ENV) or None
     if getattr(app, _INSTALLED_ATTR, False):
         raise RuntimeError(
             f"install_probe() was already called on {app!r}.\n\n"
@@ -197,6 +222,6 @@ def install_probe(app: App) -> App:
     fw.add_hook_both_ends("teardown_appcontext_funcs", _as_hook(hooks["do_teardown_appcontext"]))
     t.cast(t.Any, app).route(PROBE_PATH)(hooks["view"])
     target = t.cast(t.Any, app)
-    target.wsgi_app = ProbeMiddleware(target.wsgi_app, fw)
+    target.wsgi_app = ProbeMiddleware(target.wsgi_app, fw, secret)
     setattr(app, _INSTALLED_ATTR, True)
     return app

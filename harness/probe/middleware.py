@@ -20,6 +20,7 @@ through, untouched and unbuffered.
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import re
@@ -31,11 +32,14 @@ from .frameworks import Framework
 
 if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
-from .state import PHASES, ProbeState, _cv_probe
+from .state import PHASES, ProbeState, _cv_probe, recent_tokens
 
-__all__ = ["PROBE_PATH", "ProbeMiddleware", "parse_probe_query"]
+__all__ = ["PROBE_PATH", "SECRET_HEADER", "ProbeMiddleware", "parse_probe_query"]
 
 PROBE_PATH = "/_ctxbench/probe"
+#: The request header that must carry the shared secret when the probe has one.
+SECRET_HEADER = "X-Ctxbench-Probe-Secret"
+_SECRET_ENVIRON_KEY = "HTTP_" + SECRET_HEADER.upper().replace("-", "_")
 MAX_SLEEP_MS = 60_000.0
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -103,6 +107,17 @@ def _bad_request(message: str, start_response: StartResponse) -> Iterable[bytes]
     return [body]
 
 
+def _not_found(start_response: StartResponse) -> Iterable[bytes]:
+    # What any app answers for a path it does not serve: nothing tells a client without the
+    # secret that a probe is mounted here.
+    body = b"Not Found\n"
+    start_response(
+        "404 Not Found",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
 def _mark_skipped(state: ProbeState) -> None:
     # A phase whose hooks never ran (a framework that reuses a stale app context does not tear it
     # down) is a failure of isolation, not a malformed response: record it as an observation
@@ -115,20 +130,29 @@ def _mark_skipped(state: ProbeState) -> None:
 class ProbeMiddleware:
     """Wraps an app's ``wsgi_app``; see the module docstring."""
 
-    __slots__ = ("framework", "wsgi_app")
+    __slots__ = ("framework", "secret", "wsgi_app")
 
-    def __init__(self, wsgi_app: WSGIApplication, framework: Framework) -> None:
+    def __init__(
+        self, wsgi_app: WSGIApplication, framework: Framework, secret: str | None = None
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.framework = framework
+        #: When set, a probe request without this value in :data:`SECRET_HEADER` gets a 404.
+        self.secret = None if secret is None else secret.encode("utf-8")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PROBE_PATH:
             return self.wsgi_app(environ, start_response)
+        if self.secret is not None and not hmac.compare_digest(
+            environ.get(_SECRET_ENVIRON_KEY, "").encode("latin-1"), self.secret
+        ):
+            return _not_found(start_response)
         try:
             token, sleep_s = parse_probe_query(environ.get("QUERY_STRING", ""))
         except ValueError as exc:
             return _bad_request(str(exc), start_response)
 
+        recent_tokens.add(token)
         state = ProbeState(token, sleep_s)
         reset_token = _cv_probe.set(state)
         try:

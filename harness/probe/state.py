@@ -12,6 +12,8 @@ from that same thread or greenlet and therefore always find their own request's 
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from contextvars import ContextVar
 
 __all__ = ["PHASES", "ProbeState", "current_token", "observe"]
@@ -61,6 +63,46 @@ class ProbeState:
 _cv_probe: ContextVar[ProbeState | None] = ContextVar("ctxbench.probe", default=None)
 
 
+class RecentTokens:
+    """The last ``size`` probe tokens this process served: what :func:`observe` may reveal.
+
+    A value an app observes is echoed in the probe response only when it is one of these tokens
+    (another request's token is exactly what a leak shows); anything else is reported by type and
+    length, so a probe left installed never sends an app's own data to a client. The lock is held
+    for a few dictionary operations and never across a yield, so it is safe under threads and
+    greenlets alike.
+    """
+
+    __slots__ = ("_lock", "_order", "_seen", "size")
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self._seen: set[str] = set()
+        self._order: deque[str] = deque()
+        self._lock = threading.Lock()
+
+    def add(self, token: str) -> None:
+        with self._lock:
+            if token in self._seen:
+                return
+            self._seen.add(token)
+            self._order.append(token)
+            if len(self._order) > self.size:
+                self._seen.discard(self._order.popleft())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._seen
+
+
+#: Filled by the probe middleware with every probe request's token on entry.
+recent_tokens = RecentTokens()
+
+
+def redact(value: str) -> str:
+    """What :func:`observe` records for a value that is not a recent probe token."""
+    return value if value in recent_tokens else f"<not a probe token: {len(value)} characters>"
+
+
 def current_token() -> str | None:
     """Return the trusted token of the probe request being served, or ``None`` outside one.
 
@@ -78,7 +120,9 @@ def observe(name: str, value: object) -> None:
     Call it from any hook or view of an app with the probe installed, with the per-request value
     your app holds (``observe("user", g.user_token)``). The verdict expects it to equal the
     client's token; a name starting with ``residue.`` is expected to be ``None`` instead.
-    ``value`` is recorded as ``str(value)`` (``None`` stays ``None``).
+    ``value`` is recorded as ``str(value)`` (``None`` stays ``None``) when that is the token of a
+    recent probe request served by this process, and otherwise only by its length (the probe
+    never reveals an app's own data; the verdict still reports it, since it is not the token).
 
     Raises ``RuntimeError`` outside a probe request, because an observation that belongs to no
     request would be silently lost.
@@ -93,4 +137,4 @@ def observe(name: str, value: object) -> None:
             " running for a probe request; check current_token() is not None first if the same"
             " code also serves other requests."
         )
-    state.obs.append([state.phase, name, None if value is None else str(value)])
+    state.obs.append([state.phase, name, None if value is None else redact(str(value))])

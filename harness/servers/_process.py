@@ -62,7 +62,9 @@ __all__ = [
 
 HOST = "127.0.0.1"
 #: Environment variables that would configure a server behind the harness's back.
-SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS")
+#: Variables a server ctxbench starts never inherits: gunicorn reads the first three, and a probe
+#: secret meant for a deployment would lock the harness out of its own servers.
+SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "CTXBENCH_PROBE_SECRET")
 PROBE_PATH = "/_ctxbench/probe"
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 LOG_TAIL_LINES = 25
@@ -111,6 +113,7 @@ def spawn(argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess
     """
     full_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     full_env["PYTHONUNBUFFERED"] = "1"
+    full_env["CTXBENCH_PROBE"] = "1"  # install_probe() in the app under test mounts the probe
     full_env.update(env)
     with open(log_path, "wb") as log:
         return subprocess.Popen(
