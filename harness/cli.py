@@ -164,6 +164,7 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup", type=float, default=0.3, help="warm-up seconds per cell (default 0.3)"
     )
+    _add_fail_options(parser)
     parser.add_argument("--out", type=Path, help="directory for run folders (default results)")
     parser.add_argument(
         "--run-dir",
@@ -175,6 +176,23 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     for extension in RUN_EXTENSIONS:
         if extension.add_arguments is not None:
             extension.add_arguments(parser)
+
+
+def _add_fail_options(parser: argparse.ArgumentParser) -> None:
+    from harness.probe.state import FAIL_PHASES
+
+    parser.add_argument(
+        "--fail-phase",
+        choices=FAIL_PHASES,
+        help="make --fail-fraction of the requests raise at this phase (expected errors; the"
+        " requests after them are judged)",
+    )
+    parser.add_argument(
+        "--fail-fraction",
+        type=float,
+        default=None,
+        help="fraction of requests that fail at --fail-phase (default 0.1 with --fail-phase)",
+    )
 
 
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
@@ -327,7 +345,19 @@ def _settings_from_args(args: argparse.Namespace) -> t.Any:
         threads=args.threads,
         worker_connections=args.worker_connections,
         extra_args=_server_args(args.server_arg),
+        fail_phase=args.fail_phase,
+        fail_fraction=_fail_fraction(args),
     )
+
+
+def _fail_fraction(args: argparse.Namespace) -> float:
+    if args.fail_fraction is None:
+        return 0.1 if args.fail_phase else 0.0
+    if args.fail_phase is None:
+        raise UsageError("--fail-fraction needs --fail-phase (the phase those requests fail at)")
+    if not 0.0 <= args.fail_fraction <= 1.0:
+        raise UsageError(f"bad --fail-fraction {args.fail_fraction!r}: use a number in [0, 1]")
+    return float(args.fail_fraction)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

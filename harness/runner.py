@@ -34,6 +34,7 @@ from pathlib import Path
 
 from harness import results
 from harness.errors import UsageError
+from harness.probe.state import FAIL_PHASES
 from harness.servers import MODES, LiveServer, get_mode, live_server
 from harness.wsgi import DEFAULT_APP
 
@@ -100,6 +101,9 @@ class RunSettings:
     threads: int | None = None
     worker_connections: int | None = None
     extra_args: tuple[str, ...] = ()
+    #: Make ``fail_fraction`` of the requests raise at this probe phase (see LoadSpec).
+    fail_phase: str | None = None
+    fail_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.duration is None and self.requests is None:
@@ -112,6 +116,15 @@ class RunSettings:
                 raise UsageError(f"bad {name} {value!r}: use a number >= 1")
         if self.sleep_ms < 0 or self.warmup < 0 or not self.timeout > 0:
             raise UsageError("sleep-ms and warm-up must be >= 0 and the timeout > 0")
+        if self.fail_phase is not None and self.fail_phase not in FAIL_PHASES:
+            raise UsageError(
+                f"unknown fail phase {self.fail_phase!r}: choose from {', '.join(FAIL_PHASES)}"
+            )
+        if not 0.0 <= self.fail_fraction <= 1.0 or (self.fail_fraction and not self.fail_phase):
+            raise UsageError(
+                f"bad fail fraction {self.fail_fraction!r}: use a number in [0, 1] with a fail"
+                " phase"
+            )
         for pattern in self.connections:
             if pattern not in CONNECTION_PATTERNS:
                 raise UsageError(
@@ -197,9 +210,11 @@ def aggregate(
         raise ValueError("aggregate() needs at least one measured run")
     checked = [*runs, *([warmup] if warmup is not None else [])]
     error_kinds: Counter[str] = Counter()
+    injected_outcomes: Counter[str] = Counter()
     evidence: list[dict[str, t.Any]] = []
     for run in checked:
         error_kinds.update(run.error_kinds)
+        injected_outcomes.update(getattr(run, "injected_outcomes", {}))
         evidence.extend(_evidence_dict(e) for e in run.evidence[: EVIDENCE_CAP - len(evidence)])
     rps_runs = [round(float(run.rps), 1) for run in runs]
     rps = statistics.median(rps_runs)
@@ -218,6 +233,9 @@ def aggregate(
         "leaks": sum(run.leaks for run in checked),
         "errors": sum(run.errors for run in checked),
         "error_kinds": dict(sorted(error_kinds.items())),
+        # Requests made to fail on purpose (--fail-phase): expected errors, never judged.
+        "injected": sum(getattr(run, "injected", 0) for run in checked),
+        "injected_outcomes": dict(sorted(injected_outcomes.items())),
         "rps": round(rps, 1),
         "rps_runs": rps_runs,
         "rps_spread": round(spread, 4),
@@ -297,6 +315,8 @@ def _load_spec(
         timeout=settings.timeout,
         mode=server.mode,
         max_evidence=EVIDENCE_CAP,
+        fail_phase=settings.fail_phase,
+        fail_fraction=settings.fail_fraction,
     )
 
 

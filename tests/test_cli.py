@@ -64,6 +64,15 @@ def test_list_shows_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.param(["run", "--connections", "pipelined"], "invalid choice", id="choice"),
         pytest.param(["run", "--no-such-option"], "unrecognized arguments", id="option"),
         pytest.param(["frobnicate"], "invalid choice", id="command"),
+        pytest.param(["run", "--fail-phase", "lunch"], "invalid choice", id="fail-phase"),
+        pytest.param(
+            ["run", "--fail-fraction", "0.2"], "--fail-fraction needs --fail-phase", id="fraction"
+        ),
+        pytest.param(
+            ["run", "--fail-phase", "view", "--fail-fraction", "2"],
+            "bad --fail-fraction 2.0",
+            id="fraction-range",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(

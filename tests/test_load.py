@@ -435,6 +435,11 @@ def test_shared_global_storage_leaks_under_overlap(
         pytest.param({"sleep_ms": -1}, "sleep_ms", id="sleep"),
         pytest.param({"timeout": 0}, "timeout", id="timeout"),
         pytest.param({"port": 70000}, "port", id="port"),
+        pytest.param({"fail_phase": "lunch"}, "fail_phase", id="fail-phase"),
+        pytest.param({"fail_fraction": 0.5}, "needs a fail_phase", id="fraction-alone"),
+        pytest.param(
+            {"fail_phase": "view", "fail_fraction": 1.5}, "fail_fraction", id="fraction-range"
+        ),
     ],
 )
 def test_invalid_spec_is_refused(kw: dict[str, t.Any], match: str) -> None:
@@ -446,6 +451,64 @@ def test_invalid_spec_is_refused(kw: dict[str, t.Any], match: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.2"])
 def test_loopback_hosts_are_accepted(host: str) -> None:
     LoadSpec(host=host, requests=1).validate()
+
+
+# -- injected failures ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phase", "outcome"),
+    [("view", "500"), ("session", "500"), ("teardown_request", "200")],
+)
+@pytest.mark.parametrize("connections", ["keepalive", "fresh"])
+def test_injected_failures_are_expected_errors_not_judged(
+    serve: ServeFactory, phase: str, outcome: str, connections: str
+) -> None:
+    server = serve(core_probe_app())
+    result = run_load(
+        spec(
+            server.port, requests=100, concurrency=4, connections=connections,
+            fail_phase=phase, fail_fraction=0.2,
+        )
+    )  # fmt: skip
+    assert result.requests == 100
+    # Exactly a fifth of the requests, spread evenly; the correct core cleans up after each.
+    assert result.injected == 20
+    assert result.injected_outcomes == {outcome: 20}
+    assert result.errors == 0, result.error_kinds
+    assert result.leaks == 0, [str(e) for e in result.evidence[:3]]
+    assert len(result.latencies_ms) == 80
+
+
+def test_injected_failure_residue_is_caught_in_the_next_request() -> None:
+    # An app that leaves a context pushed when a request fails: what a lifecycle mutant does.
+    # A one-thread server, so the next request runs where the context was left.
+    import core
+
+    app = core.App("load_test_no_pop")
+    install_probe(app)
+    wsgi_app = app.wsgi_app
+
+    def leave_pushed(environ: t.Any, start_response: t.Any) -> t.Any:
+        if "fail=view" in environ.get("QUERY_STRING", ""):
+            app.test_request_context("/left-behind").push()
+        return wsgi_app(environ, start_response)
+
+    app.wsgi_app = leave_pushed
+    server = make_server("127.0.0.1", 0, app, threaded=False, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        result = run_load(
+            spec(server.port, requests=40, concurrency=1, fail_phase="view", fail_fraction=0.25)
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert result.injected == 10
+    assert result.leaky_requests >= 1
+    assert {e.name for e in result.evidence} >= {"residue.request_context"}
 
 
 # -- HTTP parsing ----------------------------------------------------------------------------

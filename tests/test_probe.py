@@ -18,7 +18,9 @@ from harness.probe import (
     install_probe,
     observe,
 )
-from harness.probe.frameworks import Framework
+from harness.probe.frameworks import FailingSessionInterface, Framework
+from harness.probe.middleware import ProbeQuery, parse_probe_query
+from harness.probe.state import FAIL_PHASES, InjectedFailure
 from harness.verdict import check_probe_response
 
 flask = pytest.importorskip("flask", reason="flask is the reference framework (dev extra)")
@@ -312,6 +314,8 @@ def test_app_without_secret_key_skips_the_session(framework: str) -> None:
         pytest.param("token=ok&sleep_ms=abc", b"sleep_ms must be a number", id="sleep-nan"),
         pytest.param("token=ok&sleep_ms=-1", b"sleep_ms must be between", id="sleep-negative"),
         pytest.param("token=ok&sleep_ms=inf", b"sleep_ms must be between", id="sleep-inf"),
+        pytest.param("token=ok&fail=nowhere", b"fail must name the phase", id="fail-unknown"),
+        pytest.param("token=ok&fail=", b"fail must name the phase", id="fail-empty"),
     ],
 )
 def test_malformed_probe_requests_get_400(probe_app: t.Any, query: str, match: bytes) -> None:
@@ -402,3 +406,89 @@ def test_probe_adds_no_work_to_other_paths(framework: str) -> None:
     app.wsgi_app.wsgi_app = spy
     app.test_client().get("/nothing-here")
     assert calls == ["/nothing-here"]
+
+
+# -- injected failures (fail=<phase>) ----------------------------------------------------------
+
+
+def test_fail_is_parsed_with_the_rest_of_the_query() -> None:
+    assert parse_probe_query("token=t&sleep_ms=2&fail=view") == ProbeQuery("t", 0.002, "view")
+    assert parse_probe_query("token=t") == ProbeQuery("t", 0.0, None)
+    assert set(FAIL_PHASES) == {"session", *PHASES} - {"entry"}
+
+
+def _fail_once(app: t.Any, phase: str) -> int | str:
+    """Send one probe request that fails at ``phase``; return its status or the exception."""
+    try:
+        return int(app.test_client().get(f"{PROBE_PATH}?token=doomed&fail={phase}").status_code)
+    except InjectedFailure as exc:  # a framework that lets a teardown error reach the server
+        return f"raised at {exc.phase}"
+
+
+# Where each framework ends up when a phase raises: core answers a teardown error with the
+# response it already built (and logs the error); Flask lets it reach the server.
+FAIL_OUTCOMES = {
+    "core": {"teardown_request": 200, "teardown_appcontext": 200},
+    "flask": {
+        "teardown_request": "raised at teardown_request",
+        "teardown_appcontext": "raised at teardown_appcontext",
+    },
+}
+
+
+@pytest.mark.parametrize("phase", FAIL_PHASES)
+def test_fail_raises_at_the_phase_and_the_next_request_is_clean(
+    framework: str, phase: str
+) -> None:
+    app = install_probe(make_app(framework))
+    raised_at: list[str] = []
+
+    @app.errorhandler(500)
+    def record(e: t.Any) -> t.Any:
+        original = getattr(e, "original_exception", None)
+        raised_at.append(original.phase if isinstance(original, InjectedFailure) else repr(e))
+        return "injected", 500
+
+    outcome = _fail_once(app, phase)
+
+    assert outcome == FAIL_OUTCOMES[framework].get(phase, 500)
+    if outcome == 500:
+        assert raised_at == [phase]
+    # A correct framework cleans up after the failure: nothing shows in the next request.
+    resp = app.test_client().get(f"{PROBE_PATH}?token=after")
+    assert check_probe_response("after", resp.status_code, resp.data, mode="m") == []
+    assert not fw_module(framework).has_request_context()
+
+
+@pytest.mark.parametrize("phase", ["before_request", "view", "after_request"])
+def test_fail_raises_after_the_phase_observed(phase: str) -> None:
+    app = install_probe(make_app("core"))
+    seen: list[list[t.Any]] = []
+
+    @app.errorhandler(500)
+    def record(e: t.Any) -> t.Any:
+        from harness.probe.state import _cv_probe
+
+        state = _cv_probe.get()
+        assert state is not None
+        seen.extend(state.obs)
+        return "injected", 500
+
+    assert _fail_once(app, phase) == 500
+    assert phase in {o[0] for o in seen}
+
+
+def test_fail_session_raises_from_the_session_interface(framework: str) -> None:
+    app = install_probe(make_app(framework))
+    assert isinstance(app.session_interface, FailingSessionInterface)
+    # Every other use of the session interface goes to the wrapped one.
+    inner = app.session_interface.inner
+    assert app.session_interface.get_signing_serializer(app) is not None
+    assert type(inner).__name__ == "SecureCookieSessionInterface"
+    assert _fail_once(app, "session") == 500
+
+
+def test_requests_without_fail_never_raise(probe_app: t.Any) -> None:
+    for phase in ("view", "session"):
+        resp = probe_app.test_client().get(f"{PROBE_PATH}?token=fine&sleep_ms=0")
+        assert resp.status_code == 200, phase

@@ -83,6 +83,7 @@ class _User:
         "body_start",
         "buf",
         "deadline",
+        "failing",
         "fd",
         "head",
         "index",
@@ -117,6 +118,7 @@ class _User:
         self.reused = False  # the connection already carried a response
         self.retried = False
         self.opened = 0  # connections this user opened
+        self.failing = False  # the request in flight asks the probe to fail (fail=<phase>)
 
 
 class _Run:
@@ -140,12 +142,15 @@ class _Run:
         self.suffix = (
             f"&sleep_ms={spec.sleep_ms:g} HTTP/1.1\r\nHost: {netloc}\r\n{close}\r\n".encode()
         )
+        self.fail_part = f"&fail={spec.fail_phase}".encode() if spec.fail_phase else b""
+        self.fail_fraction = spec.fail_fraction if spec.fail_phase else 0.0
+        self.begun = 0  # requests started, the index of the next one
 
         self.users = [_User(i) for i in range(spec.concurrency)]
         self.by_fd: dict[int, _User] = {}
         self.pending: deque[_User] = deque()
-        # Responses received but not yet checked: (token, status, body, latency_ns).
-        self.answered: list[tuple[str, int, bytes, int]] = []
+        # Responses received but not yet checked: (token, status, body, latency_ns, failing).
+        self.answered: list[tuple[str, int, bytes, int, bool]] = []
         self.active = 0
         self.poller = _Poller()
         self.recv_buf = bytearray(_RECV_SIZE)
@@ -162,6 +167,8 @@ class _Run:
         self.workers: set[tuple[int, int, int | None]] = set()
         self.reconnects = 0
         self.last_done_ns = 0
+        self.injected = 0
+        self.injected_outcomes: dict[str, int] = {}
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -218,10 +225,12 @@ class _Run:
             leaky_requests=self.leaky,
             latencies_ms=[ns / 1e6 for ns in self.latencies],
             elapsed_s=elapsed,
-            rps=(self.done - self.errors) / elapsed,
+            rps=(self.done - self.errors - self.injected) / elapsed,
             workers=sorted(self.workers, key=lambda w: (w[0], w[1], w[2] or -1)),
             reconnects=self.reconnects,
             statuses=dict(self.statuses),
+            injected=self.injected,
+            injected_outcomes=dict(self.injected_outcomes),
         )
 
     def _begin(self, user: _User) -> None:
@@ -237,7 +246,14 @@ class _Run:
         user.seq += 1
         token = f"{self.run_id}-{user.index}-{user.seq}"
         user.token = token
-        user.request = self.prefix + token.encode() + self.suffix
+        k = self.begun
+        self.begun = k + 1
+        # Bresenham: request k fails when the running count of failures due steps up, which
+        # spreads exactly fail_fraction of the requests evenly over the run.
+        fraction = self.fail_fraction
+        user.failing = fraction > 0.0 and int((k + 1) * fraction) > int(k * fraction)
+        middle = token.encode() + self.fail_part if user.failing else token.encode()
+        user.request = self.prefix + middle + self.suffix
         user.t0 = now
         user.deadline = now + self.timeout_ns
         user.retried = False
@@ -375,18 +391,22 @@ class _Run:
         now = _perf_ns()
         self.done += 1
         self.last_done_ns = now
-        self.answered.append((user.token, status, body, now - user.t0))
+        self.answered.append((user.token, status, body, now - user.t0, user.failing))
         user.state = _IDLE
         self._begin(user)
 
-    def _check(self, answered: list[tuple[str, int, bytes, int]]) -> None:
+    def _check(self, answered: list[tuple[str, int, bytes, int, bool]]) -> None:
         """Check the responses received in this turn of the loop, every one of them."""
         mode = self.mode
         statuses = self.statuses
         latencies = self.latencies
         workers = self.workers
-        for token, status, body, latency in answered:
+        for token, status, body, latency, failing in answered:
             statuses[status] = statuses.get(status, 0) + 1
+            if failing:
+                # An expected error: not judged; the requests after it are.
+                self._count_injected(str(status))
+                continue
             if not 200 <= status < 300:
                 self._count_error("non-2xx")
                 continue
@@ -419,10 +439,17 @@ class _Run:
     def _fail(self, user: _User, kind: str) -> None:
         self.done += 1
         self.last_done_ns = _perf_ns()
-        self._count_error(kind)
+        if user.failing:
+            self._count_injected(kind)
+        else:
+            self._count_error(kind)
         self._close(user)
         user.state = _IDLE
         self.pending.append(user)
+
+    def _count_injected(self, outcome: str) -> None:
+        self.injected += 1
+        self.injected_outcomes[outcome] = self.injected_outcomes.get(outcome, 0) + 1
 
     def _count_error(self, kind: str) -> None:
         self.errors += 1
@@ -465,6 +492,10 @@ def run_load(spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
     ``spec.timeout``). ``keepalive`` reuses one connection per user and reconnects transparently
     when the server closes it (counted in ``reconnects``); ``fresh`` opens a new connection per
     request and sends ``Connection: close``.
+
+    With ``spec.fail_phase``, ``spec.fail_fraction`` of the requests (spread evenly) ask the probe
+    to raise at that phase; they are expected errors, counted in ``injected`` by outcome and never
+    judged, while every request after them is.
 
     Refused, reset and timed-out connections, non-2xx statuses and bodies that are not probe
     responses are errors (``error_kinds``); observations that differ from the user's token are

@@ -6,6 +6,7 @@ import ipaddress
 import math
 from dataclasses import dataclass, field
 
+from harness.probe.state import FAIL_PHASES
 from harness.verdict import Evidence
 
 __all__ = ["CONNECTION_PATTERNS", "ERROR_KINDS", "LoadResult", "LoadSpec"]
@@ -41,6 +42,13 @@ class LoadSpec:
     mode: str = "unknown"
     #: How many :class:`Evidence` items to keep; all leaks are counted regardless.
     max_evidence: int = 50
+    #: Make ``fail_fraction`` of the requests raise at this phase (``fail=<phase>`` in the probe
+    #: query; one of :data:`harness.probe.state.FAIL_PHASES`). Those requests are expected
+    #: errors, counted in ``injected``; what they leave behind shows in later requests.
+    fail_phase: str | None = None
+    #: The fraction of requests that fail, spread evenly over the run (0.1: the 10th, 20th, ...
+    #: request sent). Needs ``fail_phase``.
+    fail_fraction: float = 0.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field that is out of range."""
@@ -75,6 +83,17 @@ class LoadSpec:
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}.")
         if not (isinstance(self.max_evidence, int) and self.max_evidence >= 0):
             raise ValueError(f"max_evidence must be >= 0, got {self.max_evidence!r}.")
+        if self.fail_phase is not None and self.fail_phase not in FAIL_PHASES:
+            raise ValueError(
+                f"fail_phase must be one of {', '.join(FAIL_PHASES)}, got {self.fail_phase!r}."
+            )
+        if not (_finite(self.fail_fraction) and 0.0 <= self.fail_fraction <= 1.0):
+            raise ValueError(f"fail_fraction must be in [0, 1], got {self.fail_fraction!r}.")
+        if self.fail_fraction > 0 and self.fail_phase is None:
+            raise ValueError(
+                f"fail_fraction {self.fail_fraction!r} needs a fail_phase: the phase at which"
+                f" those requests raise ({', '.join(FAIL_PHASES)})."
+            )
 
 
 @dataclass
@@ -101,8 +120,13 @@ class LoadResult:
     workers: list[tuple[int, int, int | None]] = field(default_factory=list)
     #: Connections re-opened in the keepalive pattern because the server closed one.
     reconnects: int = 0
-    #: Count of every HTTP status received.
+    #: Count of every HTTP status received (injected failures included).
     statuses: dict[int, int] = field(default_factory=dict)
+    #: Requests sent with ``fail=<phase>`` (expected errors, not judged, not in ``errors``).
+    injected: int = 0
+    #: How each injected failure ended: an HTTP status (``"500"``, ``"200"`` when the framework
+    #: logs a teardown error and answers anyway) or an error kind (``"reset"``, ``"timeout"``).
+    injected_outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def _finite(value: object) -> bool:

@@ -18,7 +18,9 @@ import sys
 import typing as t
 from collections.abc import Callable
 
-__all__ = ["PROBE_KEY", "Framework", "framework_for"]
+from .state import _cv_probe
+
+__all__ = ["PROBE_KEY", "FailingSessionInterface", "Framework", "framework_for"]
 
 #: The name under which the probe stores the token in ``g`` and in the session.
 PROBE_KEY = "_ctxbench_token"
@@ -28,6 +30,28 @@ Hook = Callable[..., t.Any]
 
 def _error(exc: BaseException) -> str:
     return f"<error: {type(exc).__name__}>"
+
+
+class FailingSessionInterface:
+    """Wraps an app's session interface so that a probe request with ``fail=session`` raises
+    :class:`~harness.probe.state.InjectedFailure` from ``open_session``, wherever the framework
+    loads the session (Flask in ``RequestContext.push``, core on first access). Every other
+    attribute and call goes to the wrapped interface unchanged."""
+
+    def __init__(self, inner: t.Any) -> None:
+        self.inner = inner
+
+    def open_session(self, app: t.Any, request: t.Any) -> t.Any:
+        state = _cv_probe.get()
+        if state is not None:
+            state.fail_at("session")
+        return self.inner.open_session(app, request)
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:
+        return f"<FailingSessionInterface around {self.inner!r}>"
 
 
 class Framework:
@@ -82,6 +106,17 @@ class Framework:
 
         wrapper.__wrapped__ = original  # type: ignore[attr-defined]
         setattr(self.app, method, wrapper)
+
+    def wrap_session_interface(self) -> None:
+        """Put :class:`FailingSessionInterface` around the app's session interface (once)."""
+        current = getattr(self.app, "session_interface", None)
+        if current is not None and not isinstance(current, FailingSessionInterface):
+            self.app.session_interface = FailingSessionInterface(current)
+
+    def load_session(self) -> None:
+        """Load the session now, letting any error propagate (``fail=session`` on a lazy
+        framework: the failure must come out of the framework's own session loading)."""
+        len(self.session)
 
     def has_secret_key(self) -> bool:
         if getattr(self.app, "secret_key", None):

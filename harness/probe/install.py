@@ -63,6 +63,8 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
             return None
         state.phase = "before_request"
         state.phases.append("before_request")
+        if state.fail == "session":
+            fw.load_session()  # raises InjectedFailure from open_session, unless already loaded
         obs = state.obs
         # Anything the probe finds in g or the session before it stored this request's token was
         # left there by an earlier request.
@@ -79,6 +81,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
             failed = fw.store_session(state.token)
             if failed is not None:
                 obs.append(["before_request", "session", failed])
+        state.fail_at("before_request")
         return None
 
     def ctxbench_probe() -> t.Any:
@@ -102,6 +105,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         if state.use_session:
             obs.append(["view", "session", fw.read_session()])
         obs.append(["view", "current_app", fw.read_app_name()])
+        state.fail_at("view")
         body = _json_encode(
             {
                 "token": view_token,
@@ -137,8 +141,9 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         "current_app": fw.read_app_name,
     }
 
-    def enter_phase(phase: str, names: tuple[str, ...]) -> Callable[[], None]:
+    def enter_phase(phase: str, names: tuple[str, ...], *, fails: bool) -> Callable[[], None]:
         # Observe ``names`` once, when the phase starts; the session only if the app has one.
+        # With ``fails``, a request that asked to fail at this phase raises here, after observing.
         reads = [(name, readers[name]) for name in names]
 
         def enter() -> None:
@@ -151,6 +156,8 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
             for name, read in reads:
                 if name != "session" or state.use_session:
                     obs.append([phase, name, read()])
+            if fails:
+                state.fail_at(phase)
 
         return enter
 
@@ -159,16 +166,27 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         "view": ctxbench_probe,
         "drop_session_key": drop_session_key,
         "process_response": enter_phase(
-            "after_request", ("request", "g", "session", "current_app")
+            "after_request", ("request", "g", "session", "current_app"), fails=True
         ),
-        "do_teardown_request": enter_phase("teardown_request", ("request", "g", "current_app")),
-        "do_teardown_appcontext": enter_phase("teardown_appcontext", ("g", "current_app")),
+        # A teardown phase fails from a teardown function (see _teardown_hook), not from the
+        # method that runs them, so the framework's handling of a raising teardown is what runs.
+        "do_teardown_request": enter_phase(
+            "teardown_request", ("request", "g", "current_app"), fails=False
+        ),
+        "do_teardown_appcontext": enter_phase(
+            "teardown_appcontext", ("g", "current_app"), fails=False
+        ),
     }
 
 
-def _as_hook(enter: Callable[[], None]) -> Callable[[BaseException | None], None]:
+def _teardown_hook(
+    enter: Callable[[], None], phase: str
+) -> Callable[[BaseException | None], None]:
     def hook(exc: BaseException | None = None) -> None:
         enter()
+        state = _cv_probe.get()
+        if state is not None:
+            state.fail_at(phase)
 
     return hook
 
@@ -190,14 +208,16 @@ def install_probe(app: App, *, enabled: bool | None = None, secret: str | None =
     serving unit's identity (pid, thread, greenlet); a value given to :func:`observe` that is not
     a recent probe token is reported by its length only.
 
-    Adds the route ``GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>``, a ``before_request`` hook
-    that runs before the app's own, an ``after_request`` hook that runs after the app's own,
-    wrappers around the app's ``process_response``, ``do_teardown_request`` and
-    ``do_teardown_appcontext`` (they mark where each phase starts), and a middleware around
-    ``app.wsgi_app``. Call it once, at start-up, after any other middleware that replaces
-    ``wsgi_app`` (the probe must be the outermost to see the request before the framework).
-    Nothing is mounted unless you call it with the probe switched on. The response format is
-    described in ``docs/architecture.md`` ("The probe protocol").
+    Adds the route ``GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>[&fail=<phase>]``, a
+    ``before_request`` hook that runs before the app's own, an ``after_request`` hook that runs
+    after the app's own, wrappers around the app's ``process_response``,
+    ``do_teardown_request`` and ``do_teardown_appcontext`` (they mark where each phase starts),
+    teardown functions, a wrapper around the app's ``session_interface`` (for ``fail=session``)
+    and a middleware around ``app.wsgi_app``. Call it once, at start-up, after any other
+    middleware that replaces ``wsgi_app`` (the probe must be the outermost to see the request
+    before the framework) and after setting the app's ``session_interface``. Nothing is mounted
+    unless you call it with the probe switched on. The response format is described in
+    ``docs/architecture.md`` ("The probe protocol").
     """
     if not (probe_enabled() if enabled is None else enabled):
         return app
@@ -218,8 +238,14 @@ def install_probe(app: App, *, enabled: bool | None = None, secret: str | None =
     # The core skips do_teardown_* when no hook is registered, and a framework might run hooks
     # without those methods: the same idempotent phase markers also go at both ends of the
     # teardown hook lists.
-    fw.add_hook_both_ends("teardown_request_funcs", _as_hook(hooks["do_teardown_request"]))
-    fw.add_hook_both_ends("teardown_appcontext_funcs", _as_hook(hooks["do_teardown_appcontext"]))
+    fw.add_hook_both_ends(
+        "teardown_request_funcs", _teardown_hook(hooks["do_teardown_request"], "teardown_request")
+    )
+    fw.add_hook_both_ends(
+        "teardown_appcontext_funcs",
+        _teardown_hook(hooks["do_teardown_appcontext"], "teardown_appcontext"),
+    )
+    fw.wrap_session_interface()
     t.cast(t.Any, app).route(PROBE_PATH)(hooks["view"])
     target = t.cast(t.Any, app)
     target.wsgi_app = ProbeMiddleware(target.wsgi_app, fw, secret)

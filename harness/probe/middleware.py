@@ -32,9 +32,9 @@ from .frameworks import Framework
 
 if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
-from .state import PHASES, ProbeState, _cv_probe, recent_tokens
+from .state import FAIL_PHASES, PHASES, ProbeState, _cv_probe, recent_tokens
 
-__all__ = ["PROBE_PATH", "SECRET_HEADER", "ProbeMiddleware", "parse_probe_query"]
+__all__ = ["PROBE_PATH", "SECRET_HEADER", "ProbeMiddleware", "ProbeQuery", "parse_probe_query"]
 
 PROBE_PATH = "/_ctxbench/probe"
 #: The request header that must carry the shared secret when the probe has one.
@@ -46,14 +46,25 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 _json_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def parse_probe_query(query: str) -> tuple[str, float]:
-    """Return ``(token, sleep_seconds)`` from a probe query string.
+class ProbeQuery(t.NamedTuple):
+    """A parsed probe query: the token, how long the view sleeps, where the request fails."""
 
-    Raises ``ValueError`` with a message for the client when the token is missing or malformed
-    or ``sleep_ms`` is not a number in ``[0, 60000]``.
+    token: str
+    sleep_s: float
+    #: One of :data:`~harness.probe.state.FAIL_PHASES`, or ``None`` for a request that succeeds.
+    fail: str | None = None
+
+
+def parse_probe_query(query: str) -> ProbeQuery:
+    """Return the :class:`ProbeQuery` of a probe query string.
+
+    ``token=<T>`` is required; ``sleep_ms=<ms>`` and ``fail=<phase>`` are optional. Raises
+    ``ValueError`` with a message for the client when the token is missing or malformed,
+    ``sleep_ms`` is not a number in ``[0, 60000]`` or ``fail`` names no phase it can fail at.
     """
     token: str | None = None
     sleep_ms = 0.0
+    fail: str | None = None
     for part in query.split("&"):
         if part.startswith("token="):
             token = part[6:]
@@ -67,11 +78,20 @@ def parse_probe_query(query: str) -> tuple[str, float]:
                 ) from None
             if not (math.isfinite(sleep_ms) and 0.0 <= sleep_ms <= MAX_SLEEP_MS):
                 raise ValueError(f"sleep_ms must be between 0 and {MAX_SLEEP_MS:g}, got {raw!r}.")
+        elif part.startswith("fail="):
+            fail = part[5:]
+            if fail not in FAIL_PHASES:
+                raise ValueError(
+                    f"fail must name the phase to raise at, one of {', '.join(FAIL_PHASES)};"
+                    f" got {fail!r}."
+                )
     if token is None:
-        raise ValueError("The probe needs a token: GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>.")
+        raise ValueError(
+            "The probe needs a token: GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>[&fail=<phase>]."
+        )
     if _TOKEN_RE.match(token) is None:
         raise ValueError(f"The token must match [A-Za-z0-9_-]{{1,64}}, got {token!r}.")
-    return token, sleep_ms / 1000.0
+    return ProbeQuery(token, sleep_ms / 1000.0, fail)
 
 
 class _HeldResponse:
@@ -148,12 +168,12 @@ class ProbeMiddleware:
         ):
             return _not_found(start_response)
         try:
-            token, sleep_s = parse_probe_query(environ.get("QUERY_STRING", ""))
+            query = parse_probe_query(environ.get("QUERY_STRING", ""))
         except ValueError as exc:
             return _bad_request(str(exc), start_response)
 
-        recent_tokens.add(token)
-        state = ProbeState(token, sleep_s)
+        recent_tokens.add(query.token)
+        state = ProbeState(*query)
         reset_token = _cv_probe.set(state)
         try:
             stale_request, stale_app = self.framework.entry_residue()

@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from contextvars import ContextVar
 
-__all__ = ["PHASES", "ProbeState", "current_token", "observe"]
+__all__ = ["FAIL_PHASES", "PHASES", "InjectedFailure", "ProbeState", "current_token", "observe"]
 
 #: The phases of one request, in the order they happen.
 PHASES: tuple[str, ...] = (
@@ -28,13 +28,43 @@ PHASES: tuple[str, ...] = (
     "teardown_appcontext",
 )
 
+#: Where a probe request can be made to raise (``fail=<phase>`` in the query): loading the
+#: session, or one of the request's phases. ``session`` raises from the app's session interface
+#: (``open_session``), wherever the framework loads it; the others raise from the probe's own hook
+#: of that phase, after it observed (the teardown ones from a teardown function).
+FAIL_PHASES: tuple[str, ...] = (
+    "session",
+    "before_request",
+    "view",
+    "after_request",
+    "teardown_request",
+    "teardown_appcontext",
+)
+
 Observation = list[str | None]
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by the probe at the phase a request asked for with ``fail=<phase>``.
+
+    The failure is deliberate: the request is an expected error, and what the harness judges is
+    whether the framework cleaned up after it, i.e. what the *next* request served by the same
+    thread or greenlet finds.
+    """
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(
+            f"ctxbench: injected failure at {phase!r} (the probe request asked for fail={phase})"
+        )
+        self.phase = phase
 
 
 class ProbeState:
     """What the probe knows about the request it is serving."""
 
     __slots__ = (
+        "fail",
+        "failed",
         "obs",
         "phase",
         "phases",
@@ -45,10 +75,14 @@ class ProbeState:
         "view_done",
     )
 
-    def __init__(self, token: str, sleep_s: float) -> None:
+    def __init__(self, token: str, sleep_s: float, fail: str | None = None) -> None:
         #: The token from the WSGI environ's query string: what the client sent.
         self.token = token
         self.sleep_s = sleep_s
+        #: The phase at which this request must raise (one of :data:`FAIL_PHASES`), or ``None``.
+        self.fail = fail
+        #: Whether the injected failure was raised (it is raised once per request).
+        self.failed = False
         self.phase = "entry"
         #: The phases entered so far, in order.
         self.phases: list[str] = ["entry"]
@@ -58,6 +92,12 @@ class ProbeState:
         self.spliced_at = 0
         self.view_done = False
         self.use_session = False
+
+    def fail_at(self, phase: str) -> None:
+        """Raise :class:`InjectedFailure` if this request asked to fail at ``phase`` (once)."""
+        if self.fail == phase and not self.failed:
+            self.failed = True
+            raise InjectedFailure(phase)
 
 
 _cv_probe: ContextVar[ProbeState | None] = ContextVar("ctxbench.probe", default=None)
