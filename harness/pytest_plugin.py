@@ -1,0 +1,314 @@
+"""ctxbench as a pytest plugin: prove in your own test suite that your app does not leak.
+
+Installed with ctxbench (the ``pytest11`` entry point ``ctxbench``), or loaded with
+``-p harness.pytest_plugin``. A session that does not use it is unchanged: importing this module
+imports nothing but pytest, it adds options and ini keys under the ``ctxbench`` prefix only, and
+its fixtures are named ``ctxbench`` and ``ctxbench_server``. Everything else (the runner, the
+servers, gevent) is imported when a test first asks for a fixture.
+
+A test is a few lines::
+
+    def test_isolated(ctxbench):
+        ctxbench.assert_isolated("myproject.wsgi:app")
+
+``ctxbench.check(app, modes=..., connections=..., requests=...)`` runs the same matrix as
+``ctxbench run`` (real servers on 127.0.0.1, every response checked) and returns a
+:class:`CheckResult`; ``assert_isolated`` fails the test with the evidence (mode, connections,
+phase, name, expected, seen, unit) and the path of the report. ``ctxbench_server(mode, app)``
+starts one server for a live test of your own and stops it at teardown.
+
+Settings, most specific first: the arguments of ``check``; ``--ctxbench-modes``,
+``--ctxbench-requests`` and ``--ctxbench-results`` on the command line; the test's
+``@pytest.mark.ctxbench(modes=..., connections=..., requests=...)`` marker; the ini keys
+``ctxbench_modes``, ``ctxbench_connections``, ``ctxbench_requests``, ``ctxbench_concurrency``
+and ``ctxbench_results``. Results go to ``<tmp_path>/ctxbench`` unless a results folder is set,
+in which case each test gets ``<folder>/<test name>``.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+if t.TYPE_CHECKING:
+    from harness.servers.base import LiveServer
+
+__all__ = ["CheckResult", "Ctxbench", "CtxbenchLeak"]
+
+#: The modes a check runs unless told otherwise: one of each way of serving a request that the
+#: base install has (a thread per connection, one request at a time, a thread pool, greenlets).
+DEFAULT_MODES = ("werkzeug-threaded", "gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent")
+DEFAULT_REQUESTS = 400
+DEFAULT_CONCURRENCY = 16
+#: Evidence rows shown in an assertion message; the report has the rest.
+SHOWN_EVIDENCE = 5
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ctxbench", "request-context isolation (ctxbench)")
+    group.addoption(
+        "--ctxbench-modes",
+        metavar="MODES",
+        help="comma-separated server modes for ctxbench checks (see 'ctxbench list')",
+    )
+    group.addoption(
+        "--ctxbench-requests", type=int, metavar="N", help="requests per ctxbench cell"
+    )
+    group.addoption(
+        "--ctxbench-results",
+        metavar="DIR",
+        help="keep each test's ctxbench run folder under DIR (default: the test's tmp_path)",
+    )
+    parser.addini("ctxbench_modes", "default server modes for ctxbench checks (comma-separated)")
+    parser.addini("ctxbench_connections", "keepalive, fresh or both (default both)")
+    parser.addini("ctxbench_requests", f"requests per cell (default {DEFAULT_REQUESTS})")
+    parser.addini("ctxbench_concurrency", f"virtual users (default {DEFAULT_CONCURRENCY})")
+    parser.addini("ctxbench_results", "folder for the run folders (default: tmp_path)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ctxbench(modes=None, connections=None, requests=None): defaults for the ctxbench"
+        " fixture in this test; every test using the fixture carries the marker, so"
+        " -m 'not ctxbench' deselects them",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "ctxbench" in getattr(item, "fixturenames", ()):
+            item.add_marker("ctxbench")
+
+
+class CtxbenchLeak(AssertionError):
+    """Raised by :meth:`Ctxbench.assert_isolated`: the app leaked, or requests failed."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one check found, cell by cell."""
+
+    app: str
+    run_dir: Path
+    #: The results document (``results.json``) of the run.
+    results: t.Any
+    cells: tuple[t.Any, ...] = field(repr=False)
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.cells)
+
+    @property
+    def leaks(self) -> int:
+        return sum(c.leaks for c in self.cells)
+
+    @property
+    def errors(self) -> int:
+        return sum(c.errors for c in self.cells)
+
+    @property
+    def ok(self) -> bool:
+        """No leak and no failed request in any cell."""
+        return self.leaks == 0 and self.errors == 0
+
+    @property
+    def report(self) -> Path:
+        return self.run_dir / "report.md"
+
+    def explain(self) -> str:
+        """A few lines for an assertion message: what leaked where, and where the report is."""
+        leaky = [c for c in self.cells if c.leaks]
+        lines = [
+            f"ctxbench: {self.app} "
+            + (
+                f"leaked per-request state in {len(leaky)} of {len(self.cells)} cells"
+                if leaky
+                else f"had {self.errors:,} failed requests"
+            )
+            + f" ({self.leaks:,} leaking observations, {self.errors:,} errors,"
+            f" {self.requests:,} requests checked)"
+        ]
+        for cell in self.cells:
+            if not (cell.leaks or cell.errors):
+                continue
+            lines.append(
+                f"  {cell.mode} {cell.connections}: {cell.leaks:,} leaks, {cell.errors:,} errors"
+                + (f" {dict(cell.error_kinds)}" if cell.errors else "")
+            )
+            for ev in cell.evidence[:SHOWN_EVIDENCE]:
+                unit = ev.worker
+                lines.append(
+                    f"    phase={ev.phase} name={ev.name} expected={ev.expected!r}"
+                    f" seen={ev.seen!r} unit=pid {unit.get('pid')} thread {unit.get('thread')}"
+                    f" greenlet {unit.get('greenlet')}"
+                )
+        lines.append(f"  report: {self.report}")
+        return "\n".join(lines)
+
+
+def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(p.strip() for p in parts if p.strip())
+
+
+class Ctxbench:
+    """The ``ctxbench`` fixture: run isolation checks against an app from a test."""
+
+    def __init__(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        self._request = request
+        self._tmp_path = tmp_path
+        self._runs = 0
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def _setting(self, name: str, given: t.Any) -> t.Any:
+        if given is not None:
+            return given
+        config = self._request.config
+        option = config.getoption(f"ctxbench_{name}", None)
+        if option is not None:
+            return option
+        marker = self._request.node.get_closest_marker("ctxbench")
+        if marker is not None and marker.kwargs.get(name) is not None:
+            return marker.kwargs[name]
+        ini = config.getini(f"ctxbench_{name}")
+        return ini or None
+
+    def _run_dir(self) -> Path:
+        self._runs += 1
+        folder = self._setting("results", None)
+        suffix = "" if self._runs == 1 else f"-{self._runs}"
+        if folder is None:
+            return self._tmp_path / f"ctxbench{suffix}"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._request.node.name).strip("_")
+        return Path(folder) / f"{name}{suffix}"
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def check(
+        self,
+        app: str,
+        *,
+        modes: str | Sequence[str] | None = None,
+        connections: str | None = None,
+        requests: int | None = None,
+        concurrency: int | None = None,
+        sleep_ms: float = 1.0,
+        backend: str = "contextvar",
+        server_args: Sequence[str] = (),
+    ) -> CheckResult:
+        """Serve ``app`` (an import string, ``module:attr``) under each mode and check it.
+
+        Every mode runs each connection pattern (``keepalive``, ``fresh`` or ``both``) with
+        ``requests`` requests from ``concurrency`` virtual users; every response is checked.
+        A mode that cannot run here fails the test with the install step, like ``ctxbench run``.
+        """
+        from harness.errors import CtxbenchError
+        from harness.runner import CONNECTION_PATTERNS, RunSettings, run_matrix
+        from harness.servers import MODES
+
+        chosen = _csv(self._setting("modes", modes) or "")
+        if not chosen:
+            chosen = tuple(m for m in DEFAULT_MODES if m in MODES and MODES[m].available().ok)
+        pattern = self._setting("connections", connections) or "both"
+        n = int(self._setting("requests", requests) or DEFAULT_REQUESTS)
+        users = int(self._setting("concurrency", concurrency) or DEFAULT_CONCURRENCY)
+        run_dir = self._run_dir()
+        try:
+            settings = RunSettings(
+                apps=(app,),
+                backends=(backend,),
+                modes=chosen,
+                connections=CONNECTION_PATTERNS if pattern == "both" else (pattern,),
+                duration=None,
+                requests=n,
+                concurrency=users,
+                repeats=1,
+                sleep_ms=sleep_ms,
+                warmup=0.0,
+                extra_args=tuple(server_args),
+            )
+            doc = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
+        except CtxbenchError as e:
+            pytest.fail(f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else ""), False)
+        from harness.report import write_reports
+
+        write_reports(run_dir, doc)
+        return CheckResult(app=app, run_dir=run_dir, results=doc, cells=_cells(doc))
+
+    def assert_isolated(self, app: str, **kwargs: t.Any) -> CheckResult:
+        """Like :meth:`check`, and fail the test when any request leaked or failed."""
+        __tracebackhide__ = True
+        rv = self.check(app, **kwargs)
+        if not rv.ok:
+            raise CtxbenchLeak(rv.explain())
+        return rv
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    phase: str
+    name: str
+    expected: str | None
+    seen: str | None
+    worker: dict[str, t.Any]
+
+
+@dataclass(frozen=True)
+class _Cell:
+    mode: str
+    connections: str
+    requests: int
+    leaks: int
+    errors: int
+    error_kinds: dict[str, int]
+    evidence: tuple[_Evidence, ...]
+
+
+def _cells(doc: t.Any) -> tuple[_Cell, ...]:
+    return tuple(
+        _Cell(
+            mode=e["mode"],
+            connections=e["connections"],
+            requests=e["requests"],
+            leaks=e["leaks"],
+            errors=e["errors"],
+            error_kinds=e["error_kinds"],
+            evidence=tuple(
+                _Evidence(v["phase"], v["name"], v["expected"], v["seen"], v["worker"])
+                for v in e["evidence"]
+            ),
+        )
+        for e in doc["entries"]
+    )
+
+
+@pytest.fixture
+def ctxbench(request: pytest.FixtureRequest, tmp_path: Path) -> Ctxbench:
+    """Run ctxbench isolation checks from a test: ``ctxbench.assert_isolated("pkg.wsgi:app")``."""
+    return Ctxbench(request, tmp_path)
+
+
+@pytest.fixture
+def ctxbench_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """A factory: ``srv = ctxbench_server("gunicorn-gevent", app="pkg.wsgi:app")`` starts a server
+    on 127.0.0.1 (``srv.url``, ``srv.port``, ``srv.effective``); every one is stopped at teardown.
+    Keyword arguments are those of :func:`harness.servers.live_server`.
+    """
+    from contextlib import ExitStack
+
+    from harness.servers import live_server
+
+    with ExitStack() as stack:
+
+        def start(mode: str, **options: t.Any) -> LiveServer:
+            options.setdefault("log_dir", tmp_path / "ctxbench-logs")
+            return stack.enter_context(live_server(mode, **options))
+
+        yield start

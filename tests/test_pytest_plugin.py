@@ -1,0 +1,188 @@
+"""The pytest plugin, tested as pytest plugins are: with pytester, in separate pytest processes.
+
+Each test writes a small user project (an app module and a test file) into pytester's folder and
+runs pytest on it in a subprocess, as a user's CI would, with the plugin loaded through its
+``pytest11`` entry point. The live ones start real servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+#: A Flask-style app whose module-level dict is per-request state shared by every thread: the
+#: bug the user's test must catch under a threaded server.
+LEAKY_APP = """
+    import time
+
+    from core import App
+    from harness.probe import current_token, install_probe, observe
+
+    app = App("leaky_user_app")
+    _current = {}  # one dict for the whole process: a leak under any threaded server
+
+    @app.before_request
+    def remember():
+        _current["user"] = current_token()
+
+    @app.after_request
+    def check(response):
+        observe("current_user", _current.get("user"))
+        return response
+
+    install_probe(app)
+"""
+
+CLEAN_APP = """
+    from contextvars import ContextVar
+
+    from core import App
+    from harness.probe import current_token, install_probe, observe
+
+    app = App("clean_user_app")
+    _user = ContextVar("user", default=None)
+
+    @app.before_request
+    def remember():
+        _user.set(current_token())
+
+    @app.after_request
+    def check(response):
+        observe("current_user", _user.get())
+        return response
+
+    install_probe(app)
+"""
+
+USER_TEST = """
+    def test_my_app_is_isolated(ctxbench):
+        ctxbench.assert_isolated("{module}:app", modes=["gunicorn-gthread"], requests=200)
+"""
+
+
+def _project(pytester: pytest.Pytester, module: str, app: str) -> None:
+    pytester.makepyfile(**{module: textwrap.dedent(app)})
+    pytester.makepyfile(test_user=textwrap.dedent(USER_TEST.format(module=module)))
+
+
+@pytest.mark.live
+def test_a_leaking_app_fails_with_the_evidence(pytester: pytest.Pytester) -> None:
+    _project(pytester, "leaky_app", LEAKY_APP)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "CtxbenchLeak" in out
+    assert "ctxbench: leaky_app:app leaked per-request state in" in out
+    assert "gunicorn-gthread keepalive:" in out
+    assert "phase=after_request name=current_user expected=" in out
+    assert "unit=pid " in out
+    assert "report: " in out and "report.md" in out
+
+
+@pytest.mark.live
+def test_a_clean_app_passes_and_writes_its_results_where_asked(
+    pytester: pytest.Pytester,
+) -> None:
+    _project(pytester, "clean_app", CLEAN_APP)
+    results = pytester.path / "ctxbench-results"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", f"--ctxbench-results={results}"
+    )
+    result.assert_outcomes(passed=1)
+    assert (results / "test_my_app_is_isolated" / "results.json").is_file()
+    assert (results / "test_my_app_is_isolated" / "report.md").is_file()
+
+
+def test_a_suite_that_does_not_use_the_plugin_is_unchanged(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_nothing_heavy_was_imported():
+            for name in ("gevent", "locust", "harness.runner", "harness.servers", "core"):
+                assert name not in sys.modules, name
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(passed=1)
+    # The plugin's fixtures are the two prefixed ones, nothing with a common name.
+    listing = pytester.runpytest_subprocess("--fixtures", "-p", "no:locust").stdout.str()
+    section = listing.split("fixtures defined from harness.pytest_plugin", 1)[1]
+    section = section.split("\n", 1)[1].split("\n---", 1)[0]
+    names = {line.split()[0] for line in section.splitlines() if line and not line[0].isspace()}
+    assert names == {"ctxbench", "ctxbench_server"}, section
+
+
+def test_the_options_and_the_marker_are_documented(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    out = result.stdout.str()
+    for text in ("--ctxbench-modes", "--ctxbench-requests", "--ctxbench-results",
+                 "ctxbench_modes", "ctxbench_connections"):  # fmt: skip
+        assert text in out
+    markers = pytester.runpytest_subprocess("--markers").stdout.str()
+    assert "@pytest.mark.ctxbench(" in markers
+
+
+def test_an_unknown_mode_fails_the_test_in_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+        def test_bad_mode(ctxbench):
+            ctxbench.check("harness.apps.core_app:app", modes=["no-such-mode"])
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ctxbench: unknown server mode 'no-such-mode'*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.live
+def test_the_marker_and_the_command_line_choose_the_modes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_marked="""
+        import pytest
+
+        @pytest.mark.ctxbench(modes=["no-such-mode"], connections="fresh", requests=50)
+        def test_marked(ctxbench):
+            rv = ctxbench.check("harness.apps.core_app:app")
+            assert [(c.mode, c.connections, c.requests) for c in rv.cells] == [
+                ("gunicorn-sync", "fresh", 50)
+            ]
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", "--ctxbench-modes=gunicorn-sync"
+    )
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.live
+def test_ctxbench_server_starts_and_stops_a_server(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_server="""
+        import json
+        import os
+        import urllib.request
+
+        PIDS = []
+
+        def test_live(ctxbench_server):
+            srv = ctxbench_server("gunicorn-sync")
+            with urllib.request.urlopen(srv.url + "/_ctxbench/probe?token=abc") as resp:
+                assert json.load(resp)["token"] == "abc"
+            PIDS.append(srv.pid)
+
+        def test_stopped():
+            [pid] = PIDS
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            raise AssertionError(f"server {pid} still running")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(passed=2)
