@@ -34,6 +34,15 @@ What runs where, and why each one leaks or not:
     visible to the next request served by the same thread, greenlet or task: residue on sequential
     reuse. A server that starts a new thread or greenlet per connection never shows it.
 
+``never-release``
+    One stack of values per execution unit, in a dict keyed by the unit object itself (the
+    current greenlet, which is the thread's main greenlet outside gevent). Pop resets correctly,
+    so requests never see each other's contexts; but the unit's entry is never dropped, and it
+    holds the unit alive: every new thread or greenlet adds an entry for good. This is the
+    werkzeug #2205 class (a ``Local`` that kept a storage entry per greenlet): a memory leak,
+    not cross-talk. Only a soak (``ctxbench soak``) catches it, where units come and go (a
+    greenlet or a thread per connection).
+
 The mutants keep state outside any request (a global, a dict, a stale ContextVar value), which
 :func:`core.storage.use_storage` rightly takes for an active context. :func:`clear` forgets that
 state so that a test can switch back with :func:`restore_default`.
@@ -41,6 +50,7 @@ state so that a test can switch back with :func:`restore_default`.
 
 from __future__ import annotations
 
+import threading
 import typing as t
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -49,10 +59,16 @@ from core import storage as core_storage
 from core.storage import ContextStorage
 from harness.osthread import original_get_ident
 
+try:
+    from greenlet import getcurrent as _getcurrent
+except ImportError:  # greenlet is optional: a thread is then the only unit
+    _getcurrent = None
+
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
     "MutantSlot",
+    "NeverReleaseSlot",
     "NoResetSlot",
     "SharedGlobalSlot",
     "SlotToken",
@@ -214,6 +230,48 @@ class NoResetSlot(MutantSlot):
         self._var = ContextVar(f"ctxbench.no-reset.{self.name}")
 
 
+def _current_unit() -> object:
+    """The object that stands for the running execution unit: its greenlet, else its thread."""
+    if _getcurrent is not None:
+        return _getcurrent()
+    return threading.current_thread()
+
+
+class NeverReleaseSlot(MutantSlot):
+    """A stack of values per execution unit whose entry outlives the unit (never released)."""
+
+    __slots__ = ("_stacks",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        # Keyed by the greenlet or thread object itself: the key keeps the unit alive, so an
+        # id is never reused and the dict only grows.
+        self._stacks: dict[object, list[object]] = {}
+
+    def get(self, default: t.Any = None, /) -> t.Any:
+        stack = self._stacks.get(_current_unit())
+        return stack[-1] if stack else default
+
+    def set(self, value: t.Any, /) -> SlotToken:
+        stack = self._stacks.setdefault(_current_unit(), [])
+        stack.append(value)
+        return SlotToken(self, len(stack) - 1)
+
+    def reset(self, token: t.Any, /) -> None:
+        depth = self._check_token(token).previous
+        stack = self._stacks.get(_current_unit())
+        if stack is not None and isinstance(depth, int):
+            # The bug under test: the value goes, the (now empty) entry of the unit stays.
+            del stack[depth:]
+
+    def clear(self) -> None:
+        self._stacks.clear()
+
+    def __len__(self) -> int:
+        """How many units have an entry (what a soak sees growing)."""
+        return len(self._stacks)
+
+
 def _mutant(name: str, slot_type: Callable[[str], MutantSlot]) -> Callable[[], ContextStorage]:
     def factory() -> ContextStorage:
         return ContextStorage(name, slot_type("app"), slot_type("request"))
@@ -235,6 +293,7 @@ BACKENDS: dict[str, Callable[[], ContextStorage]] = {
     "shared-global": _mutant("shared-global", SharedGlobalSlot),
     "thread-ident": _mutant("thread-ident", ThreadIdentSlot),
     "no-reset": _mutant("no-reset", NoResetSlot),
+    "never-release": _mutant("never-release", NeverReleaseSlot),
 }
 
 

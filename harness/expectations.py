@@ -70,9 +70,10 @@ __all__ = [
 ConnectionPattern = t.Literal["keepalive", "fresh"]
 CONNECTION_PATTERNS: tuple[ConnectionPattern, ...] = ("keepalive", "fresh")
 
-#: Who shares one stored value: the whole process, one OS thread (with all its greenlets), or
-#: one ``contextvars.Context`` (each OS thread, greenlet and asyncio task has its own).
-StorageScope = t.Literal["process", "os-thread", "context"]
+#: Who shares one stored value: the whole process, one OS thread (with all its greenlets), one
+#: ``contextvars.Context`` (each OS thread, greenlet and asyncio task has its own), or one
+#: execution unit (each OS thread and greenlet has its own entry; asyncio tasks share it).
+StorageScope = t.Literal["process", "os-thread", "context", "unit"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class BackendTraits:
     scope: StorageScope
     #: Whether popping a context puts back what the slot held before (reset by token).
     resets: bool
+    #: Whether a unit's entry goes away with the unit. ``False`` is a memory leak, not
+    #: cross-talk: it does not change where a backend can leak context, only what a soak sees.
+    releases: bool = True
 
 
 #: The traits of the backends in :data:`harness.backends.BACKENDS`.
@@ -91,6 +95,7 @@ BACKEND_TRAITS: dict[str, BackendTraits] = {
     "shared-global": BackendTraits(scope="process", resets=True),
     "thread-ident": BackendTraits(scope="os-thread", resets=True),
     "no-reset": BackendTraits(scope="context", resets=False),
+    "never-release": BackendTraits(scope="unit", resets=True, releases=False),
 }
 
 #: How each unit makes requests overlap in a worker process (``None``: they never do).
@@ -186,6 +191,8 @@ def derive_expectation(
             leaks.append(f"{s.overlap_on_one_thread_why}, sharing one thread-keyed entry")
         else:
             safe.append(s.overlap_on_one_thread_why)
+    elif scope == "unit":
+        safe.append("every OS thread and greenlet has its own entry")
     else:
         safe.append("every OS thread and greenlet has its own contextvars.Context")
 

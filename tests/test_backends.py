@@ -17,6 +17,7 @@ from harness import backends
 from harness.backends import (
     BACKENDS,
     MutantSlot,
+    NeverReleaseSlot,
     NoResetSlot,
     SharedGlobalSlot,
     ThreadIdentSlot,
@@ -45,7 +46,9 @@ def in_thread(fn: Callable[[], object]) -> object:
 
 
 def test_registry_names() -> None:
-    assert list(BACKENDS) == ["contextvar", "shared-global", "thread-ident", "no-reset"]
+    assert list(BACKENDS) == [
+        "contextvar", "shared-global", "thread-ident", "no-reset", "never-release"
+    ]
     assert backends.DEFAULT_BACKEND == "contextvar"
 
 
@@ -53,7 +56,7 @@ def test_contextvar_is_the_core_default() -> None:
     assert BACKENDS["contextvar"]() is core_storage.default_storage
 
 
-@pytest.mark.parametrize("name", ["shared-global", "thread-ident", "no-reset"])
+@pytest.mark.parametrize("name", ["shared-global", "thread-ident", "no-reset", "never-release"])
 def test_mutant_factories_are_named_fresh_and_empty(name: str) -> None:
     first, second = BACKENDS[name](), BACKENDS[name]()
     assert first.name == second.name == name
@@ -95,7 +98,7 @@ def test_install_refuses_while_mutant_residue_looks_active_until_cleared() -> No
     assert backends.install("contextvar") is core_storage.default_storage
 
 
-@pytest.mark.parametrize("name", ["shared-global", "thread-ident", "no-reset"])
+@pytest.mark.parametrize("name", ["shared-global", "thread-ident", "no-reset", "never-release"])
 def test_restore_default_clears_leftovers(name: str) -> None:
     storage = backends.install(name)
     storage.app.set("stale app context")
@@ -119,6 +122,7 @@ SLOT_TYPES = [
     pytest.param(SharedGlobalSlot, id="shared-global"),
     pytest.param(ThreadIdentSlot, id="thread-ident"),
     pytest.param(NoResetSlot, id="no-reset"),
+    pytest.param(NeverReleaseSlot, id="never-release"),
 ]
 
 
@@ -320,3 +324,41 @@ def test_no_reset_clear_reaches_other_threads_contexts() -> None:
     thread.join(5)
     assert done.is_set()
     assert seen == [None]
+
+
+# -- never-release ---------------------------------------------------------------------------------
+
+
+def test_never_release_isolates_units_but_keeps_an_entry_for_each() -> None:
+    slot = NeverReleaseSlot("request")
+    seen: dict[int, object] = {}
+
+    def serve(i: int) -> None:
+        token = slot.set(f"ctx-{i}")
+        seen[i] = slot.get(None)
+        slot.reset(token)
+        seen[-i - 1] = slot.get(None)
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {i: seen[i] for i in range(20)} == {i: f"ctx-{i}" for i in range(20)}
+    assert all(seen[-i - 1] is None for i in range(20)), "a pop left its value visible"
+    # The leak: one entry per thread that ever pushed, none dropped when its thread ended.
+    assert len(slot) == 20
+    slot.clear()
+    assert len(slot) == 0
+
+
+def test_never_release_nests_and_resets_by_depth() -> None:
+    slot = NeverReleaseSlot("app")
+    outer = slot.set("outer")
+    inner = slot.set("inner")
+    assert slot.get(None) == "inner"
+    slot.reset(inner)
+    assert slot.get(None) == "outer"
+    slot.reset(outer)
+    assert slot.get("default") == "default"
+    assert len(slot) == 1  # the entry of this thread stays

@@ -38,6 +38,9 @@ no-reset       residue on every      residue on every      residue on every requ
                no cross-talk (each   no cross-talk         context, so no cross-talk
                thread has its own    (per-greenlet
                context)              context)
+never-release  clean: an entry per   clean: an entry per   cross-talk: the entry belongs to the
+               thread, reset on pop  greenlet              thread's greenlet, shared by tasks
+               (it leaks memory, not context: see ctxbench soak)
 =============  ====================  ====================  ====================================
 
 "cross-talk": some request saw another worker's token during its own phases. "residue": at
@@ -416,6 +419,18 @@ CASES = [
     pytest.param(
         Case("asyncio", "no-reset", RESIDUE),
         id="asyncio-no-reset-residue-within-one-task-no-crosstalk-context-per-task",
+    ),
+    pytest.param(
+        Case("threads", "never-release", CLEAN),
+        id="threads-never-release-clean-an-entry-per-thread-reset-on-pop",
+    ),
+    pytest.param(
+        Case("greenlets", "never-release", CLEAN),
+        id="greenlets-never-release-clean-an-entry-per-greenlet-reset-on-pop",
+    ),
+    pytest.param(
+        Case("asyncio", "never-release", CROSSTALK),
+        id="asyncio-never-release-crosstalk-tasks-share-their-threads-entry",
     ),
 ]
 

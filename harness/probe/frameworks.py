@@ -64,6 +64,7 @@ class Framework:
         self.g = module.g
         self.session = module.session
         self.current_app = module.current_app
+        self.stream_with_context: Callable[[t.Any], t.Any] = module.stream_with_context
         self.has_request_context: Callable[[], bool] = module.has_request_context
         self.has_app_context: Callable[[], bool] = module.has_app_context
         self._by_blueprint = hooks_by_blueprint

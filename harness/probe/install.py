@@ -23,6 +23,7 @@ from harness.osthread import original_get_ident
 from .frameworks import Framework, framework_for
 from .middleware import PROBE_PATH, ProbeMiddleware, _json_encode
 from .state import _cv_probe
+from .stream import STREAM_PATH, make_stream_view
 
 __all__ = ["ENABLE_ENV", "SECRET_ENV", "install_probe", "probe_enabled"]
 
@@ -164,6 +165,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
     return {
         "before_request": before_request,
         "view": ctxbench_probe,
+        "stream": make_stream_view(fw, response_class),
         "drop_session_key": drop_session_key,
         "process_response": enter_phase(
             "after_request", ("request", "g", "session", "current_app"), fails=True
@@ -208,8 +210,9 @@ def install_probe(app: App, *, enabled: bool | None = None, secret: str | None =
     serving unit's identity (pid, thread, greenlet); a value given to :func:`observe` that is not
     a recent probe token is reported by its length only.
 
-    Adds the route ``GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>[&fail=<phase>]``, a
-    ``before_request`` hook that runs before the app's own, an ``after_request`` hook that runs
+    Adds the route ``GET /_ctxbench/probe?token=<T>&sleep_ms=<ms>[&fail=<phase>]`` (and the
+    streamed route ``GET /_ctxbench/probe/stream?token=<T>``, see :mod:`harness.probe.stream`),
+    a ``before_request`` hook that runs before the app's own, an ``after_request`` hook that runs
     after the app's own, wrappers around the app's ``process_response``,
     ``do_teardown_request`` and ``do_teardown_appcontext`` (they mark where each phase starts),
     teardown functions, a wrapper around the app's ``session_interface`` (for ``fail=session``)
@@ -247,6 +250,7 @@ def install_probe(app: App, *, enabled: bool | None = None, secret: str | None =
     )
     fw.wrap_session_interface()
     t.cast(t.Any, app).route(PROBE_PATH)(hooks["view"])
+    t.cast(t.Any, app).route(STREAM_PATH)(hooks["stream"])
     target = t.cast(t.Any, app)
     target.wsgi_app = ProbeMiddleware(target.wsgi_app, fw, secret)
     setattr(app, _INSTALLED_ATTR, True)

@@ -34,9 +34,19 @@ if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
 from .state import FAIL_PHASES, PHASES, ProbeState, _cv_probe, recent_tokens
 
-__all__ = ["PROBE_PATH", "SECRET_HEADER", "ProbeMiddleware", "ProbeQuery", "parse_probe_query"]
+__all__ = [
+    "PROBE_PATH",
+    "SECRET_HEADER",
+    "STREAM_PATH",
+    "ProbeMiddleware",
+    "ProbeQuery",
+    "parse_probe_query",
+]
 
 PROBE_PATH = "/_ctxbench/probe"
+#: The probe's streamed route (see :mod:`harness.probe.stream`): passed through unbuffered, but
+#: behind the same secret.
+STREAM_PATH = "/_ctxbench/probe/stream"
 #: The request header that must carry the shared secret when the probe has one.
 SECRET_HEADER = "X-Ctxbench-Probe-Secret"
 _SECRET_ENVIRON_KEY = "HTTP_" + SECRET_HEADER.upper().replace("-", "_")
@@ -161,11 +171,12 @@ class ProbeMiddleware:
         self.secret = None if secret is None else secret.encode("utf-8")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PROBE_PATH:
+        path = environ.get("PATH_INFO")
+        if path != PROBE_PATH:
+            if path == STREAM_PATH and not self._authorized(environ):
+                return _not_found(start_response)
             return self.wsgi_app(environ, start_response)
-        if self.secret is not None and not hmac.compare_digest(
-            environ.get(_SECRET_ENVIRON_KEY, "").encode("latin-1"), self.secret
-        ):
+        if not self._authorized(environ):
             return _not_found(start_response)
         try:
             query = parse_probe_query(environ.get("QUERY_STRING", ""))
@@ -201,6 +212,11 @@ class ProbeMiddleware:
             return [body]
         finally:
             _cv_probe.reset(reset_token)
+
+    def _authorized(self, environ: WSGIEnvironment) -> bool:
+        return self.secret is None or hmac.compare_digest(
+            environ.get(_SECRET_ENVIRON_KEY, "").encode("latin-1"), self.secret
+        )
 
     @staticmethod
     def _splice(state: ProbeState, body: bytes) -> bytes:
