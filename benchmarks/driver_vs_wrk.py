@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.load import LoadSpec, run_load
+from harness.report.bench import calibration_table, load_calibration
+from harness.report.tree import text_table
 from harness.servers import ServerOptions, live_server
 
 SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
@@ -204,27 +206,6 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
     }
 
 
-def _table(entries: list[dict[str, t.Any]]) -> str:
-    lines = [
-        f"{'mode':<18} {'wrk rps':>9} {'driver rps':>11} {'ratio':>6} {'spread':>7}  note",
-        "-" * 70,
-    ]
-    for e in entries:
-        notes = []
-        if not e["meets_target"]:
-            notes.append(f"below {TARGET_RATIO:g}")
-        if e["spread_warning"]:
-            notes.append("spread > 10%: noisy machine")
-        if e["driver_errors"] or e["driver_leaks"]:
-            notes.append(f"driver saw {e['driver_errors']} errors, {e['driver_leaks']} leaks")
-        spread = max(e["wrk_spread"], e["driver_spread"])
-        lines.append(
-            f"{e['mode']:<18} {e['wrk_rps']:>9.0f} {e['driver_rps']:>11.0f} {e['ratio']:>6.2f}"
-            f" {spread:>6.0%}  {'; '.join(notes)}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.driver_vs_wrk", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
@@ -269,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp_out = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp_out.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp_out, args.out)
-    print(_table(entries))
+    print("\n".join(text_table(calibration_table(load_calibration(doc)))))
     print(f"\nwritten to {args.out}")
     if any(e["spread_warning"] for e in entries):
         print(

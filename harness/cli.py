@@ -40,7 +40,6 @@ __all__ = [
     "RunExtension",
     "add_run_extension",
     "command",
-    "format_summary",
     "main",
 ]
 
@@ -152,8 +151,9 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         help="connection pattern (default: both)",
     )
     parser.add_argument(
-        "--duration", type=float, help="seconds per measurement (default 2; 'unbounded' with "
-        "--requests)"
+        "--duration",
+        type=float,
+        help="seconds per measurement (default 2; 'unbounded' with --requests)",
     )
     parser.add_argument("--requests", type=int, help="requests per measurement")
     parser.add_argument("--concurrency", type=int, default=16, help="virtual users (default 16)")
@@ -262,61 +262,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 # -- run -------------------------------------------------------------------------------------
 
 
-def format_summary(doc: dict[str, t.Any]) -> str:
-    """The summary table of a results document, one row per entry."""
-    from harness.runner import SPREAD_WARNING
-
-    entries = doc["entries"]
-    several_apps = len({(e["app"], e["backend"]) for e in entries}) > 1
-    headers = [
-        *(["app", "backend"] if several_apps else []),
-        "mode", "connections", "server", "requests", "rps", "spread", "p50 ms", "p99 ms",
-        "errors", "leaks", "verdict",
-    ]  # fmt: skip
-    rows = []
-    noisy = False
-    for e in entries:
-        eff = e["server"].get("effective", {})
-        threads = f" t{eff['threads']}" if (eff.get("threads") or 1) > 1 else ""
-        server = f"{eff.get('worker_class', '?')} w{eff.get('workers', '?')}{threads}"
-        flag = "!" if e["rps_spread"] > SPREAD_WARNING else ""
-        noisy = noisy or bool(flag)
-        lat = e["latency_ms"]
-        rows.append(
-            [
-                *([e["app_label"], e["backend"]] if several_apps else []),
-                e["mode"],
-                e["connections"],
-                server,
-                f"{e['requests']:,}",
-                f"{e['rps']:,.0f}",
-                f"{e['rps_spread'] * 100:.0f}%{flag}",
-                "-" if lat["p50"] is None else f"{lat['p50']:.1f}",
-                "-" if lat["p99"] is None else f"{lat['p99']:.1f}",
-                f"{e['errors']:,}",
-                f"{e['leaks']:,}",
-                "LEAK" if e["leaks"] else ("errors" if e["errors"] else "ok"),
-            ]
-        )
-    numeric = {"requests", "rps", "spread", "p50 ms", "p99 ms", "errors", "leaks"}
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]  # fmt: skip
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if h in numeric else c.ljust(w)
-            for c, w, h in zip(cells, widths, headers, strict=True)
-        ).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-    if noisy:
-        out.append(
-            f"! rps spread above {SPREAD_WARNING:.0%}: the runs disagree, so compare these rates"
-            " with care; use a longer --duration, more --repeats or a quieter machine"
-        )
-    return "\n".join(out)
-
-
 def _settings_from_args(args: argparse.Namespace) -> t.Any:
     from harness.runner import CONNECTION_PATTERNS, RunSettings
     from harness.wsgi import DEFAULT_APP, parse_import_string
@@ -362,6 +307,7 @@ def _fail_fraction(args: argparse.Namespace) -> float:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import results
+    from harness.report import format_summary, load_run
     from harness.runner import run_matrix
 
     settings = _settings_from_args(args)
@@ -379,7 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or "results") / run_id
     started = time.monotonic()
     doc = run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
-    print(format_summary(doc))
+    print(format_summary(load_run(doc)))
     leaks = sum(e["leaks"] for e in doc["entries"])
     cells = len(doc["entries"])
     print(

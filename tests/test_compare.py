@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from harness.errors import UsageError
 from harness.report import compare_runs, parse_threshold
 
 
@@ -60,7 +61,7 @@ def test_identical_runs_have_no_regression() -> None:
     a = doc("A", entry(), entry("gunicorn-gevent", rps=7000.0))
     text, regressions = compare_runs(a, copy.deepcopy(a), 0.10)
     assert regressions == []
-    assert "No regressions beyond 10%." in text
+    assert "No regression in 2 cells compared." in text
     assert "+0.0%" in text
 
 
@@ -106,12 +107,57 @@ def test_threshold_decides() -> None:
     assert len(compare_runs(a, b, 0.05)[1]) == 1
 
 
-def test_regression_inside_the_runs_own_noise_is_marked() -> None:
+def test_a_change_inside_the_runs_own_noise_is_not_a_regression() -> None:
+    a = doc("A", entry(rps=5000.0, spread=0.30))
+    b = doc("B", entry(rps=4000.0, spread=0.05))  # -20%: beyond 10%, inside A's 30% spread
+    text, regressions = compare_runs(a, b, 0.10)
+    assert regressions == []
+    assert "within noise: rps" in text and "REGRESSION" not in text
+    assert "but within the runs' noise, so not counted" in text
+    assert "No regression in 1 cell compared." in text
+    # beyond the noise of both runs: a regression
+    quiet = doc("A", entry(rps=5000.0, spread=0.15))
+    assert [r.metric for r in compare_runs(quiet, b, 0.10)[1]] == ["rps"]
+
+
+def test_strict_compares_the_medians_only() -> None:
     a = doc("A", entry(rps=5000.0, spread=0.30))
     b = doc("B", entry(rps=4000.0, spread=0.30))
-    text, regressions = compare_runs(a, b, 0.10)
-    assert regressions and regressions[0].within_noise
-    assert "(within noise)" in text
+    text, regressions = compare_runs(a, b, 0.10, strict=True)
+    assert [(r.metric, r.within_noise) for r in regressions] == [("rps", False)]
+    assert "REGRESSION: rps" in text and "within noise" not in text
+    assert "1 regression:" in text and "the medians alone (--strict)" in text
+
+
+def test_runs_with_no_cell_in_common_are_a_usage_error() -> None:
+    a = doc("A", entry("gunicorn-sync"))
+    b = doc("B", entry("gunicorn-gevent"))
+    with pytest.raises(UsageError, match="runs 'A' and 'B' have no cell in common"):
+        compare_runs(a, b, 0.10)
+
+
+def test_cli_compare_exit_status_follows_the_words(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from harness.cli import main
+
+    def write(name: str, d: dict[str, Any]) -> str:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(d), encoding="utf-8")
+        return str(tmp_path / name)
+
+    a = write("a", doc("A", entry(rps=5000.0, spread=0.30)))
+    b = write("b", doc("B", entry(rps=4000.0, spread=0.30)))
+    other = write("c", doc("C", entry("gunicorn-gevent")))
+    assert main(["compare", a, b]) == 0
+    assert "within noise" in capsys.readouterr().out
+    assert main(["compare", a, b, "--strict"]) == 1
+    assert "REGRESSION: rps" in capsys.readouterr().out
+    assert main(["compare", a, other]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no cell in common" in err and "Traceback" not in err
 
 
 def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
@@ -120,8 +166,9 @@ def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
     b["settings"]["concurrency"] = 32
     text, regressions = compare_runs(a, b, 0.10)
     assert regressions == []
-    assert "only in A: gunicorn-sync (core, contextvar, keepalive)" in text
-    assert "only in B: gunicorn-gevent (core, contextvar, keepalive)" in text
+    assert "2 cells not compared (in one run only):" in text
+    assert "  in A only: gunicorn-sync (core, contextvar, keepalive)" in text
+    assert "  in B only: gunicorn-gevent (core, contextvar, keepalive)" in text
     assert "setting 'concurrency' differs (A 16, B 32)" in text
 
 
@@ -140,5 +187,5 @@ def test_parse_threshold(text: str, value: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "ten", "0%", "-5%"])
 def test_parse_threshold_rejects_nonsense(text: str) -> None:
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(UsageError, match="threshold"):
         parse_threshold(text)

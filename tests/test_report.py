@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness.report import ReportError, render_reports, write_reports
+from harness.report import ReportError, render_reports, sections, write_reports
 from harness.report.charts import SVG_NS, _nice_limit
 from harness.report.model import load_run, relative_spread
 from harness.report.summary import summarize
@@ -101,7 +101,9 @@ def render(doc: dict[str, Any]) -> tuple[str, str]:
 
 def test_clean_run_verdict_and_fastest() -> None:
     md, html = render(make_doc())
-    assert "**Verdict: OK.** No leaks with the correct contextvar storage in 8 entries" in md
+    assert "**Verdict: OK.** 8 cells ran: app core; modes " in md
+    assert "backend contextvar; keepalive and fresh connections; 235,200 requests checked" in md
+    assert "No leak with the correct contextvar storage" in md
     assert "For keepalive connections use gunicorn-gevent" in md
     assert "Verdict: OK." in html
     assert "## Leaks" in md and "None: every probe observation" in md
@@ -112,19 +114,26 @@ def test_leaks_are_shown_with_their_evidence() -> None:
     entries = [make_entry(m) for m in MODES]
     entries.append(make_entry("gunicorn-gthread", backend="shared-global", leaks=37))
     md, html = render(make_doc(entries))
-    assert "**Verdict: OK (only the broken backends leaked).** No leaks with the correct" in md
-    assert "Deliberately broken backends leaked: gunicorn-gthread (core, shared-global," in md
+    assert "**Verdict: OK (only the deliberately broken backends leaked).** 5 cells ran" in md
+    assert "No leak with the correct contextvar storage" in md
+    assert (
+        "Deliberately broken backends leaked: gunicorn-gthread (core, shared-global, keepalive):"
+        " 37 (request)." in md
+    )
     assert "### gunicorn-gthread · core · shared-global · keepalive: 37 leaks" in md
     # Every field of the evidence: mode, phase, name, expected, seen, worker.
     assert '| gunicorn-gthread | view | request | "tok0" | "tok1" | 4242 | 1400 | null |' in md
     assert "&quot;tok0&quot;" in html and "4242" in html
-    assert "Only the deliberately broken backends leaked (shared-global)" in md
 
 
 def test_a_leak_of_the_correct_backend_is_a_leak_verdict() -> None:
     md, html = render(make_doc([make_entry("gunicorn-gevent", leaks=2)]))
-    assert "**Verdict: LEAK.** LEAKS with the correct contextvar storage in 1 of 1 entries" in md
-    assert "this is an isolation bug" in md
+    assert "**Verdict: LEAK.** 1 cell ran: app core; mode gunicorn-gevent;" in md
+    assert (
+        "The framework's context leaked with the correct contextvar storage in 1 of 1 cell:"
+        " gunicorn-gevent (core, contextvar, keepalive): 2 (request)." in md
+    )
+    assert "isolation bug of the stack under gunicorn-gevent" in md
     assert 'class="verdict leak"' in html
 
 
@@ -135,8 +144,9 @@ def test_leaking_entries_are_never_fastest() -> None:
         make_entry("gunicorn-sync"),
     ]
     summary = summarize(load_run(make_doc(entries)))
-    [(pattern, best, _tied)] = summary.fastest
-    assert (pattern, best.mode, best.backend) == ("keepalive", "gunicorn-gthread", "contextvar")
+    [ranking] = summary.rankings
+    assert (ranking.pattern, ranking.best.mode) == ("keepalive", "gunicorn-gthread")
+    assert [e.mode for e in ranking.others] == ["gunicorn-sync"]
 
 
 def test_close_medians_are_reported_as_tied() -> None:
@@ -145,7 +155,8 @@ def test_close_medians_are_reported_as_tied() -> None:
         make_entry("gunicorn-gthread", rps=6900.0),
     ]
     md, _ = render(make_doc(entries))
-    assert "gunicorn-gevent, gunicorn-gthread are within measurement noise" in md
+    assert "gunicorn-gevent, gunicorn-gthread are within the spread of their repeats" in md
+    assert "use gunicorn" not in md
 
 
 def test_evidence_is_escaped_in_html() -> None:
@@ -169,7 +180,8 @@ def test_spread_warning_appears_only_above_threshold() -> None:
     )
     md, html = render(noisy)
     assert "Spread above 10%" in md and "Spread above 10%" in html
-    assert "gunicorn-gevent keepalive (25%)" in md
+    assert "> - gunicorn-gevent, keepalive: spread 25%" in md
+    assert "<li>gunicorn-gevent, keepalive: spread 25%</li>" in html
     assert "taskset" in md and "taskset" in html
     assert md.count("⚠") == 3  # the warning, and the cell in the summary and the mode's table
     assert 'class="warn"' in html
@@ -467,7 +479,7 @@ def test_micro_targets_missed_and_noisy_rows_are_flagged(tmp_path: Path) -> None
     )
     assert "| **core app-context push+pop < 1 µs (median)** | **1.20 µs** | **MISSED** |" in micro
     assert "Spread above 10%, too large to trust the median" in micro
-    assert "median:** full-wsgi-call core (25%), full-wsgi-call flask (25%)," in micro
+    assert "> - full-wsgi-call core: spread 25%\n> - full-wsgi-call flask: spread 25%" in micro
     assert "taskset" in micro
     assert micro.count("25% ⚠") == len(MICRO_MEDIANS)
     assert 'class="warn"' in html and 'class="bad"' in html
@@ -487,7 +499,7 @@ def test_calibration_section_with_the_target(tmp_path: Path) -> None:
 
     noisy = calibration_doc({"gunicorn-gevent": 0.91}, spread=0.3)
     md, _ = write_run(tmp_path, calibration=noisy)
-    assert "Spread above 10% between rounds:** gunicorn-gevent (30%)" in md
+    assert "Spread above 10% between rounds:**\n>\n> - gunicorn-gevent: spread 30%" in md
 
 
 def test_bad_benchmark_files_name_the_file_and_field(tmp_path: Path) -> None:
@@ -525,3 +537,97 @@ def test_flask_bars_are_told_apart_and_long_run_lists_wrap() -> None:
     chart = files["throughput-keepalive.svg"]
     assert chart.count(f'fill="{COLOR_OK}"') == 1 and chart.count(f'fill="{COLOR_OTHER_APP}"') == 1
     assert files["report.html"].count('<td class="r wrap">') == 2  # the runs cell of each entry
+
+
+# -- who leaked, what ran, and when not to recommend -----------------------------------------
+
+
+def test_a_broken_backend_alone_does_not_vouch_for_the_correct_storage() -> None:
+    entries = [
+        make_entry(m, backend="no-reset", leaks=5) for m in ("gunicorn-sync", "gunicorn-gevent")
+    ]
+    md, html = render(make_doc(entries))
+    assert "**Verdict: no verdict on the correct storage (only broken backends ran).**" in md
+    assert "backend no-reset" in md and "The correct contextvar storage did not run." in md
+    assert "held" not in md and "No leak" not in md
+    assert "run with the default --backend contextvar" in md
+    assert 'class="verdict mutant"' in html
+
+
+def test_an_apps_own_state_is_blamed_on_the_app_not_the_storage() -> None:
+    entry = make_entry("gunicorn-gevent", app_label="myproject.wsgi:app", leaks=4)
+    for ev in entry["evidence"]:
+        ev["name"] = "cart"
+    md, html = render(
+        make_doc([entry, make_entry("gunicorn-sync", app_label="myproject.wsgi:app")])
+    )
+    assert "**Verdict: LEAK in the app's own state.**" in md
+    assert "The app's own state, reported through `observe()`, leaked in 1 cell:" in md
+    assert "gunicorn-gevent (myproject.wsgi:app, contextvar, keepalive): 4 (cart)" in md
+    assert "framework's context leaked" not in md and "isolation bug" not in md
+    assert "Fix the app" in md
+    assert "<code>observe()</code>" in html and 'class="verdict leak"' in html
+
+
+def test_no_recommendation_with_one_mode_or_swamping_spreads() -> None:
+    md, _ = render(make_doc([make_entry("gunicorn-gevent")]))
+    assert "Only one mode ran: there is no choice between modes to make." in md
+    assert " use gunicorn" not in md
+    noisy = [make_entry("gunicorn-gevent", spread=0.3), make_entry("gunicorn-gthread", spread=0.3)]
+    md, _ = render(make_doc(noisy))  # 7,800 vs 6,900 rps: 13% apart, each spread 30%
+    assert "are within the spread of their repeats" in md and " use gunicorn" not in md
+    assert "2 cells vary by more than 10%" in md
+
+
+def test_plurals_say_one_cell() -> None:
+    md, _ = render(make_doc([make_entry("gunicorn-gevent", spread=0.3)]))
+    assert "1 cell ran" in md and "1 cell varies by more than 10%" in md
+    assert "1 cells" not in md and "1 entries" not in md
+
+
+def test_html_legend_and_long_app_names_wrap() -> None:
+    long_app = "myproject.deeply.nested.package.with.a.long.name.wsgi:application"
+    _, html = render(make_doc([make_entry("gunicorn-gevent", app_label=long_app)]))
+    assert "amber a spread above 10%" in html and "with errors" not in html
+    assert f'<td class="l wrap">{long_app}</td>' in html
+    assert "td.wrap { white-space: normal; overflow-wrap: anywhere;" in html
+
+
+def test_a_section_is_one_function_in_one_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.report.tree import Figure, Heading, Paragraph
+
+    def soak(ctx: sections.Context) -> list[sections.Node]:
+        svg = f'<svg xmlns="{SVG_NS}"><title>rss</title></svg>'
+        return [
+            Heading("Soak"),
+            Paragraph(f"{len(ctx.run.entries)} cells, *rss* over time"),
+            Figure("soak-rss.svg", "RSS over time", svg),
+        ]
+
+    monkeypatch.setattr(sections, "SECTIONS", [*sections.SECTIONS, soak])
+    files = render_reports(make_doc())
+    assert (
+        "## Soak\n\n8 cells, *rss* over time\n\n![RSS over time](soak-rss.svg)"
+        in files["report.md"]
+    )
+    assert "<h2>Soak</h2>\n<p>8 cells, <em>rss</em> over time</p>" in files["report.html"]
+    assert files["soak-rss.svg"] in files["report.html"]
+
+
+def test_terminal_summary_shows_evidence_and_what_leaks_count() -> None:
+    from harness.report import format_summary
+
+    entries = [
+        make_entry("gunicorn-gevent", backend="no-reset", leaks=5),
+        make_entry("gunicorn-sync"),
+    ]
+    text = format_summary(load_run(make_doc(entries)))
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "app", "backend", "mode", "connections", "server", "requests", "rps", "spread",
+        "p50", "ms", "p99", "ms", "errors", "leaks", "verdict",
+    ]  # fmt: skip
+    assert set(lines[1]) == {"-", " "}
+    assert "one request can hold several" in text
+    assert text.count('"tok') == 6  # three pieces of evidence: expected and seen
+    assert '{"greenlet": null, "pid": 4242, "thread": 1400}' in text

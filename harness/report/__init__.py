@@ -19,26 +19,30 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.report.bench import Benchmarks, read_benchmarks
-from harness.report.charts import chart_files
 from harness.report.compare import Change, compare_runs, parse_threshold
-from harness.report.html import render_html
-from harness.report.md import render_markdown
 from harness.report.model import ReportError, Run, load_run, read_results
-from harness.report.summary import SPREAD_WARN, Summary, summarize
+from harness.report.render import to_html, to_markdown
+from harness.report.sections import SECTIONS, Context, Section, build
+from harness.report.summary import SPREAD_WARN, Summary, format_summary, summarize
+from harness.report.tree import Callout, Figure, Group, Node
 
 __all__ = [
+    "SECTIONS",
     "SPREAD_WARN",
     "Benchmarks",
     "Change",
+    "Context",
     "ReportError",
     "Run",
+    "Section",
     "Summary",
     "compare_runs",
+    "format_summary",
     "load_run",
     "parse_threshold",
     "read_benchmarks",
@@ -54,16 +58,25 @@ def render_reports(doc: Mapping[str, Any], bench: Benchmarks | None = None) -> d
     """Render a results document (and the benchmarks' JSON, when given) to its files.
 
     Returns ``{"report.md": text, "report.html": text, "throughput-keepalive.svg": svg, ...}``:
-    the two reports, then one throughput and one latency chart per connection pattern.
+    the two reports, then every chart of the report in page order.
     """
     run = load_run(doc)
-    summary = summarize(run)
-    charts = chart_files(run)
+    nodes = build(Context(run, summarize(run), bench or Benchmarks()))
     return {
-        "report.md": render_markdown(run, summary, bench),
-        "report.html": render_html(run, summary, bench, charts),
-        **charts,
+        "report.md": to_markdown(nodes),
+        "report.html": to_html(nodes),
+        **{f.name: f.svg for f in _figures(nodes)},
     }
+
+
+def _figures(nodes: Sequence[Node]) -> list[Figure]:
+    rv = []
+    for node in nodes:
+        if isinstance(node, Figure):
+            rv.append(node)
+        elif isinstance(node, Group | Callout):
+            rv += _figures(node.body)
+    return rv
 
 
 def render_run_dir(run_dir: Path, doc: Mapping[str, Any] | None = None) -> dict[str, str]:
@@ -84,13 +97,13 @@ def write_reports(run_dir: Path, doc: Mapping[str, Any] | None = None) -> list[P
     ``doc`` is the results document; when omitted it is read from ``run_dir/results.json``.
     ``micro.json`` and ``driver_vs_wrk.json`` in ``run_dir`` are picked up when present. Each
     file is written atomically (temp file + ``os.replace``), so a reader never sees half a
-    report; chart files left from an earlier rendering that this one does not produce (a
+    report; SVG files left from an earlier rendering that this one does not produce (a
     connection pattern that no longer ran) are removed.
     """
     run_dir = Path(run_dir)
     rendered = render_run_dir(run_dir, doc)
     for stale in sorted(run_dir.glob("*.svg")):
-        if stale.name.startswith(("throughput-", "latency-")) and stale.name not in rendered:
+        if stale.name not in rendered:
             stale.unlink()
     written = []
     for name, text in rendered.items():

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.report.model import ReportError
-from harness.report.summary import SPREAD_WARN, fmt_pct, fmt_rps
-from harness.report.tables import Table, spread_cell
+from harness.report.summary import JITTER_ADVICE, SPREAD_WARN, spread_cell, spread_warning
+from harness.report.tree import Heading, Node, Paragraph, Table, fmt_pct, fmt_rps, fmt_runs, fmt_us
+
+if TYPE_CHECKING:
+    from harness.report.sections import Context
 
 __all__ = [
     "APP_CONTEXT_TARGET_S",
@@ -40,16 +43,13 @@ __all__ = [
     "CalibrationRow",
     "Micro",
     "MicroRow",
-    "Target",
-    "calibration_meta",
+    "calibration_section",
     "calibration_table",
     "load_calibration",
     "load_micro",
-    "micro_meta",
+    "micro_section",
     "micro_table",
-    "micro_targets",
     "read_benchmarks",
-    "targets_table",
 ]
 
 MICRO_FILE = "micro.json"
@@ -101,23 +101,7 @@ class Micro:
         return list(dict.fromkeys(r.group for r in self.rows))
 
     def row(self, group: str, framework: str) -> MicroRow | None:
-        for r in self.rows:
-            if r.group == group and r.framework == framework:
-                return r
-        return None
-
-    @property
-    def noisy(self) -> tuple[MicroRow, ...]:
-        return tuple(r for r in self.rows if r.spread > SPREAD_WARN)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A target of the micro suite, what was measured, and whether it was met."""
-
-    name: str
-    measured: str
-    met: bool
+        return next((r for r in self.rows if (r.group, r.framework) == (group, framework)), None)
 
 
 def load_micro(doc: Any, source: str = MICRO_FILE) -> Micro:
@@ -169,75 +153,74 @@ def load_micro(doc: Any, source: str = MICRO_FILE) -> Micro:
     )
 
 
-def micro_targets(micro: Micro) -> list[Target]:
-    """The core's targets that this run can judge (a group that did not run is left out)."""
-    rv = []
-    core, flask = micro.row("full-wsgi-call", "core"), micro.row("full-wsgi-call", "flask")
-    if core and flask and core.median_s > 0:
-        ratio = flask.median_s / core.median_s
-        rv.append(
-            Target(
-                f"core full WSGI call >= {FULL_CALL_TARGET:g}x Flask throughput",
-                f"{ratio:.2f}x ({_us(core.median_s)} µs vs {_us(flask.median_s)} µs)",
-                ratio >= FULL_CALL_TARGET,
-            )
-        )
-    app = micro.row("app-context", "core")
-    if app:
-        rv.append(
-            Target(
-                f"core app-context push+pop < {APP_CONTEXT_TARGET_S * 1e6:g} µs (median)",
-                f"{_us(app.median_s)} µs",
-                app.median_s < APP_CONTEXT_TARGET_S,
-            )
-        )
-    return rv
-
-
-def micro_meta(micro: Micro) -> str:
-    """Where the micro numbers come from, in one sentence."""
+def micro_section(ctx: Context) -> list[Node]:
+    """The micro suite side by side, then the core's targets this run can judge."""
+    micro = ctx.bench.micro
+    if micro is None:
+        return []
     commit = micro.commit + (" (uncommitted changes)" if micro.dirty else "")
-    return (
-        f"From `{MICRO_FILE}`: pytest-benchmark {micro.version or '?'},"
-        f" run {micro.created or 'at an unknown time'}, Python {micro.python or '?'},"
-        f" commit {commit or 'unknown'}. Every benchmark runs in one process; *median µs* is the"
-        " median time per call over the rounds, *spread* the interquartile range / median,"
-        " *vs Flask* Flask's median / this row's median (above 1.00x: faster than Flask)."
-        " werkzeug has no contexts: its row is the floor (a bare Request/Response app, or a"
-        " ContextVar set and reset)."
-    )
+    return [
+        Heading("Micro benchmarks: core vs Flask vs werkzeug"),
+        Paragraph(
+            f"From `{MICRO_FILE}`: pytest-benchmark {micro.version or '?'},"
+            f" run {micro.created or 'at an unknown time'}, Python {micro.python or '?'},"
+            f" commit {commit or 'unknown'}. Every benchmark runs in one process; *median µs* is"
+            " the median time per call over the rounds, *spread* the interquartile range /"
+            " median, *vs Flask* Flask's median / this row's median (above 1.00x: faster than"
+            " Flask). werkzeug has no contexts: its row is the floor (a bare Request/Response"
+            " app, or a ContextVar set and reset).",
+            note=True,
+        ),
+        *spread_warning(
+            ", too large to trust the median",
+            [(f"{r.group} {r.framework}", r.spread) for r in micro.rows],
+            "Close other programs, pin the process to one core (taskset -c 1 ...) or raise"
+            " --benchmark-min-time, and rerun.",
+        ),
+        micro_table(micro),
+        *_targets_table(micro),
+    ]
 
 
 def micro_table(micro: Micro) -> Table:
     """One row per (group, framework): median, spread, rounds, calls/s, relative to Flask."""
     headers = ("group", "framework", "median µs", "spread", "rounds", "calls/s", "vs Flask")
     rows: list[tuple[str, ...]] = []
-    warn = set()
-    for group in micro.groups:
-        flask = micro.row(group, "flask")
-        for r in (r for r in micro.rows if r.group == group):
-            if r.spread > SPREAD_WARN:
-                warn.add(len(rows))
-            versus = f"{flask.median_s / r.median_s:.2f}x" if flask and r.median_s > 0 else "-"
-            calls = fmt_rps(1 / r.median_s) if r.median_s > 0 else "-"
-            rows.append(
-                (
-                    group,
-                    r.framework,
-                    _us(r.median_s),
-                    spread_cell(r.spread),
-                    f"{r.rounds:,}",
-                    calls,
-                    versus,
-                )
+    for r in micro.rows:
+        flask = micro.row(r.group, "flask")
+        versus = f"{flask.median_s / r.median_s:.2f}x" if flask and r.median_s > 0 else "-"
+        calls = fmt_rps(1 / r.median_s) if r.median_s > 0 else "-"
+        rows.append((r.group, r.framework, fmt_us(r.median_s), spread_cell(r.spread)))
+        rows[-1] += (f"{r.rounds:,}", calls, versus)
+    warn = frozenset(i for i, r in enumerate(micro.rows) if r.spread > SPREAD_WARN)
+    return Table(headers, tuple(rows), ("l", "l") + ("r",) * 5, warn_rows=warn)
+
+
+def _targets_table(micro: Micro) -> list[Table]:
+    # The core's targets that this run can judge (a group that did not run is left out).
+    rows: list[tuple[str, str, bool]] = []
+    core, flask = micro.row("full-wsgi-call", "core"), micro.row("full-wsgi-call", "flask")
+    if core and flask and core.median_s > 0:
+        ratio = flask.median_s / core.median_s
+        rows.append(
+            (
+                f"core full WSGI call >= {FULL_CALL_TARGET:g}x Flask throughput",
+                f"{ratio:.2f}x ({fmt_us(core.median_s)} µs vs {fmt_us(flask.median_s)} µs)",
+                ratio >= FULL_CALL_TARGET,
             )
-    return Table(headers, tuple(rows), ("l", "l") + ("r",) * 5, warn_rows=frozenset(warn))
-
-
-def targets_table(targets: Sequence[Target]) -> Table:
-    rows = tuple((t.name, t.measured, "met" if t.met else "MISSED") for t in targets)
-    bad = frozenset(i for i, t in enumerate(targets) if not t.met)
-    return Table(("target", "measured", "result"), rows, ("l", "r", "l"), bad_rows=bad)
+        )
+    app = micro.row("app-context", "core")
+    if app:
+        rows.append(
+            (
+                f"core app-context push+pop < {APP_CONTEXT_TARGET_S * 1e6:g} µs (median)",
+                f"{fmt_us(app.median_s)} µs",
+                app.median_s < APP_CONTEXT_TARGET_S,
+            )
+        )
+    cells = tuple((name, measured, "met" if met else "MISSED") for name, measured, met in rows)
+    bad = frozenset(i for i, row in enumerate(rows) if not row[2])
+    return [Table(("target", "measured", "result"), cells, ("l", "r", "l"), bad)] if rows else []
 
 
 # -- driver_vs_wrk.json ------------------------------------------------------------------------
@@ -276,10 +259,6 @@ class Calibration:
     load_average: tuple[float, ...]
     target_ratio: float
     rows: tuple[CalibrationRow, ...]
-
-    @property
-    def noisy(self) -> tuple[CalibrationRow, ...]:
-        return tuple(r for r in self.rows if r.spread > SPREAD_WARN)
 
 
 def load_calibration(doc: Any, source: str = CALIBRATION_FILE) -> Calibration:
@@ -326,69 +305,66 @@ def load_calibration(doc: Any, source: str = CALIBRATION_FILE) -> Calibration:
     )
 
 
-def calibration_meta(cal: Calibration) -> str:
-    """How the calibration ran, in one sentence."""
+def calibration_section(ctx: Context) -> list[Node]:
+    """wrk and the load driver against the same pinned one-worker server, per gunicorn mode."""
+    cal = ctx.bench.calibration
+    if cal is None:
+        return []
     s = cal.settings
     load = " / ".join(f"{v:.2f}" for v in cal.load_average) or "unknown"
-    return (
-        f"From `{CALIBRATION_FILE}`, run {cal.created or 'at an unknown time'}: one gunicorn"
-        f" worker pinned to core {s.get('server_core', '?')}; wrk (one thread) and the load"
-        f" driver ({s.get('driver_connections', 'keepalive')}) pinned to core"
-        f" {s.get('client_core', '?')} take turns against it, {s.get('concurrency', '?')}"
-        f" connections, {_rounds(s.get('rounds'))} of {s.get('duration_s', '?')} s each."
-        f" Load average (1 / 5 / 15 min) at the start: {load}. *driver / wrk* is the ratio of"
-        f" the medians; the driver checks every response, wrk does not. Target:"
-        f" {cal.target_ratio:g}."
-    )
+    rounds = s.get("rounds")
+    return [
+        Heading("Load driver against wrk"),
+        Paragraph(
+            f"From `{CALIBRATION_FILE}`, run {cal.created or 'at an unknown time'}: one gunicorn"
+            f" worker pinned to core {s.get('server_core', '?')}; wrk (one thread) and the load"
+            f" driver ({s.get('driver_connections', 'keepalive')}) pinned to core"
+            f" {s.get('client_core', '?')} take turns against it, {s.get('concurrency', '?')}"
+            f" connections, {rounds} round{'' if rounds == 1 else 's'} of"
+            f" {s.get('duration_s', '?')} s each. Load average (1 / 5 / 15 min) at the start:"
+            f" {load}. *driver / wrk* is the ratio of the medians; the driver checks every"
+            f" response, wrk does not. Target: {cal.target_ratio:g}.",
+            note=True,
+        ),
+        *spread_warning(" between rounds", [(r.mode, r.spread) for r in cal.rows], JITTER_ADVICE),
+        calibration_table(cal),
+        Paragraph(
+            "*spread* is wrk's / the driver's (max - min) / median over the rounds. Below the"
+            " target the driver, not the server, may limit that mode's figures in this report:"
+            " compare such modes with care.",
+            note=True,
+        ),
+    ]
 
 
 def calibration_table(cal: Calibration) -> Table:
     """One row per mode: both medians, their ratio against the target, the runs and spread."""
     headers = (
-        "mode",
-        "wrk rps",
-        "driver rps",
-        "driver / wrk",
-        f"target {cal.target_ratio:g}",
-        "spread",
-        "wrk runs",
-        "driver runs",
-        "driver errors",
-        "driver leaks",
+        *("mode", "wrk rps", "driver rps", "driver / wrk", f"target {cal.target_ratio:g}"),
+        *("spread", "wrk runs", "driver runs", "driver errors", "driver leaks"),
     )
-    rows = []
-    bad, warn = set(), set()
-    for i, r in enumerate(cal.rows):
-        spread = f"{fmt_pct(r.wrk_spread)} / {fmt_pct(r.driver_spread)}"
-        if r.spread > SPREAD_WARN:
-            spread += " ⚠"
-            warn.add(i)
-        met = r.ratio >= cal.target_ratio
-        if not met:
-            warn.add(i)
-        if r.driver_errors or r.driver_leaks:
-            bad.add(i)
-        rows.append(
-            (
-                r.mode,
-                fmt_rps(r.wrk_rps),
-                fmt_rps(r.driver_rps),
-                f"{r.ratio:.2f}",
-                "met" if met else "MISSED",
-                spread,
-                " / ".join(fmt_rps(v) for v in r.wrk_runs) or "-",
-                " / ".join(fmt_rps(v) for v in r.driver_runs) or "-",
-                f"{r.driver_errors:,}",
-                f"{r.driver_leaks:,}",
-            )
+    rows = tuple(
+        (
+            *(r.mode, fmt_rps(r.wrk_rps), fmt_rps(r.driver_rps), f"{r.ratio:.2f}"),
+            "met" if r.ratio >= cal.target_ratio else "MISSED",
+            f"{fmt_pct(r.wrk_spread)} / {fmt_pct(r.driver_spread)}"
+            + (" ⚠" if r.spread > SPREAD_WARN else ""),
+            *(fmt_runs(r.wrk_runs), fmt_runs(r.driver_runs)),
+            *(f"{r.driver_errors:,}", f"{r.driver_leaks:,}"),
         )
+        for r in cal.rows
+    )
     return Table(
         headers,
-        tuple(rows),
+        rows,
         ("l", "r", "r", "r", "l", "r", "r", "r", "r", "r"),
-        frozenset(bad),
-        frozenset(warn - bad),
-        wrap=frozenset({headers.index("wrk runs"), headers.index("driver runs")}),
+        bad_rows=frozenset(i for i, r in enumerate(cal.rows) if r.driver_errors or r.driver_leaks),
+        warn_rows=frozenset(
+            i
+            for i, r in enumerate(cal.rows)
+            if r.spread > SPREAD_WARN or r.ratio < cal.target_ratio
+        ),
+        wrap=frozenset({6, 7}),
     )
 
 
@@ -440,16 +416,3 @@ def _number(raw: Any, name: str, where: str) -> float:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _rounds(value: Any) -> str:
-    return f"{value} round" + ("" if value == 1 else "s")
-
-
-def _us(seconds: float) -> str:
-    us = seconds * 1e6
-    if us >= 100:
-        return f"{us:,.0f}"
-    if us >= 10:
-        return f"{us:.1f}"
-    return f"{us:.2f}"

@@ -1,7 +1,8 @@
 """Inline SVG charts for the HTML report: small, dependency-free and deterministic.
 
-Each chart is also written as a standalone file next to the report (``throughput-<pattern>.svg``,
-``latency-<pattern>.svg``, see :func:`chart_files`), byte for byte the SVG the page inlines: it
+Each chart is a :class:`~harness.report.tree.Figure`, also written as a standalone file next to
+the report (``throughput-<pattern>.svg``, ``latency-<pattern>.svg``), byte for byte the SVG the
+page inlines: it
 declares the SVG namespace (a standalone file needs it) and paints its own white background, so
 it reads the same embedded in a README on a dark theme.
 
@@ -18,10 +19,11 @@ import re
 from collections.abc import Callable, Sequence
 from html import escape
 
-from harness.report.model import Entry, Run
-from harness.report.summary import SPREAD_WARN, fmt_ms, fmt_pct, fmt_rps
+from harness.report.model import Entry
+from harness.report.summary import SPREAD_WARN
+from harness.report.tree import Figure, fmt_ms, fmt_pct, fmt_rps
 
-__all__ = ["SVG_NS", "chart_files", "chart_name", "latency_chart", "throughput_chart"]
+__all__ = ["SVG_NS", "latency", "latency_chart", "throughput", "throughput_chart"]
 
 WIDTH = 1000
 LABEL_W = 200
@@ -31,8 +33,7 @@ AXIS_H = 24
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:12px"
 
 COLOR_OK = "#3569b5"
-COLOR_LEAK = "#c0392b"
-COLOR_ERROR = "#d68910"
+COLOR_LEAK = "#c0392b"  # a cell that leaked or had errors (amber is kept for a large spread)
 COLOR_MUTANT = "#8a94a3"
 COLOR_OTHER_APP = "#7fb0d8"  # Flask (any app but the core) on the correct storage
 PERCENTILE_COLORS = {"p50": "#8fb3e3", "p90": "#4f83cc", "p99": "#1f4e96"}
@@ -40,23 +41,19 @@ PERCENTILE_COLORS = {"p50": "#8fb3e3", "p90": "#4f83cc", "p99": "#1f4e96"}
 SVG_NS = "http://www.w3.org/2000/svg"
 
 
-def chart_files(run: Run) -> dict[str, str]:
-    """Every chart of a run by file name, in page order: per connection pattern, throughput
-    then latency (``throughput-keepalive.svg``, ``latency-keepalive.svg``, ...)."""
-    rv = {}
-    for pattern in run.patterns:
-        entries = run.entries_for(pattern)
-        rv[chart_name("throughput", pattern)] = throughput_chart(
-            entries, f"Throughput, requests/s ({pattern})"
-        )
-        rv[chart_name("latency", pattern)] = latency_chart(
-            entries, f"Latency percentiles, ms ({pattern})"
-        )
-    return rv
+def throughput(entries: Sequence[Entry], pattern: str) -> Figure:
+    """Bars of median requests/s per cell with min-max whiskers: ``throughput-<pattern>.svg``."""
+    title = f"Throughput, requests/s ({pattern})"
+    return Figure(_file_name("throughput", pattern), title, throughput_chart(entries, title))
 
 
-def chart_name(kind: str, pattern: str) -> str:
-    """The file name of one chart: ``<kind>-<pattern>.svg`` (kind: throughput or latency)."""
+def latency(entries: Sequence[Entry], pattern: str) -> Figure:
+    """Grouped bars of p50, p90 and p99 per cell: ``latency-<pattern>.svg``."""
+    title = f"Latency percentiles, ms ({pattern})"
+    return Figure(_file_name("latency", pattern), title, latency_chart(entries, title))
+
+
+def _file_name(kind: str, pattern: str) -> str:
     return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]', '_', pattern)}.svg"
 
 
@@ -203,18 +200,12 @@ def _whisker(x1: float, x2: float, y: float, cap: float) -> str:
 
 
 def _text_fill(e: Entry) -> str:
-    if e.leaks:
-        return f' fill="{COLOR_LEAK}" font-weight="600"'
-    if e.errors:
-        return f' fill="{COLOR_ERROR}"'
-    return ""
+    return f' fill="{COLOR_LEAK}" font-weight="600"' if e.leaks or e.errors else ""
 
 
 def _entry_color(e: Entry) -> str:
-    if e.leaks:
+    if e.leaks or e.errors:
         return COLOR_LEAK
-    if e.errors:
-        return COLOR_ERROR
     if e.backend != "contextvar":
         return COLOR_MUTANT
     if e.app_label != "core":

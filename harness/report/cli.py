@@ -4,8 +4,8 @@
 ``EXTENSION_MODULES``); importing it registers:
 
 - ``ctxbench report RUN_DIR``: (re)write report.md and report.html next to results.json;
-- ``ctxbench compare RUN_A RUN_B [--threshold 10%]``: B against baseline A, exit 1 on a
-  regression;
+- ``ctxbench compare RUN_A RUN_B [--threshold 10%] [--strict]``: B against baseline A, exit 1
+  on a regression, 2 when the runs have no cell in common;
 - ``ctxbench run --compare-flask``: also run the bundled Flask probe app on every mode, so the
   report can set the core against Flask; and every ``ctxbench run`` writes its report.
 """
@@ -52,18 +52,21 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
         default="10%",
         help="relative change in rps or p99 that counts as a regression (default 10%%)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="compare the medians only; by default a change must also be beyond the noise"
+        " (the spread over the repeats) of both runs",
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.results import load_results
 
-    try:
-        threshold = parse_threshold(args.threshold)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    threshold = parse_threshold(args.threshold)
     a_doc, b_doc = load_results(args.run_a), load_results(args.run_b)
     try:
-        text, regressions = compare_runs(a_doc, b_doc, threshold)
+        text, regressions = compare_runs(a_doc, b_doc, threshold, strict=args.strict)
     except ReportError as exc:
         raise ResultsError(str(exc)) from None
     print(text, end="")
