@@ -25,12 +25,12 @@ import contextlib
 import os
 import typing as t
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.exercised import exercised
 from harness.expectations import ConnectionPattern, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.servers import MODES, LiveServer, group_members
@@ -262,53 +262,43 @@ def describe(result: LoadResult, server: LiveServer | None = None) -> str:
     return "\n".join(lines)
 
 
-def units_by_process(result: LoadResult) -> dict[int, set[tuple[int, int | None]]]:
-    """The distinct (thread, greenlet) that answered, per worker pid."""
-    rv: dict[int, set[tuple[int, int | None]]] = defaultdict(set)
-    for pid, thread, glet in result.workers:
-        rv[pid].add((thread, glet))
-    return dict(rv)
-
-
 def _assert_exercised(
     result: LoadResult, mode: str, connections: ConnectionPattern, sleep_ms: float = SLEEP_MS
 ) -> None:
     """Fail unless the run did what ``mode``'s traits claim for ``connections``.
 
-    Every request sleeps at least ``sleep_ms`` in the server, so by Little's law ``rps * sleep``
-    over the worker processes is a lower bound of the requests in flight per process on average:
-    above 1 means that more requests than processes were in flight at some moment, so two of them
-    overlapped in one process; a process serving one request at a time cannot exceed 1. With
-    fewer distinct (pid, thread, greenlet) than answered requests, some thread or greenlet
-    served more than one.
+    :func:`harness.exercised.exercised` reads what the run did from the units the probe reported
+    (requests in flight per process by Little's law, units serving more than one request); a
+    process serving one request at a time cannot exceed one request in flight.
     """
     expected = situation(MODES[mode].traits, connections)
-    answered = result.requests - result.errors
-    units = units_by_process(result)
-    in_flight = result.rps * (sleep_ms / 1000.0) / max(len(units), 1)
+    seen = exercised(
+        result.workers,
+        answered=result.requests - result.errors,
+        rps=result.rps,
+        sleep_ms=sleep_ms,
+        connections=connections,
+    )
     summary = describe(result)
-    assert answered > 0, f"no request was answered: {summary}"
+    assert seen.answered > 0, f"no request was answered: {summary}"
     if expected.overlap_in_process:
-        assert in_flight > 1.0, (
-            f"{mode}/{connections}: requests did not overlap inside a worker ({in_flight:.2f} in"
-            f" flight per process on average), so a clean run proves nothing: {summary}"
-        )
-        assert any(len(u) > 1 for u in units.values()), (
-            f"{mode}/{connections}: one thread or greenlet per process answered everything:"
-            f" {summary}"
+        assert seen.overlap, (
+            f"{mode}/{connections}: requests did not overlap inside a worker ({seen.in_flight:.2f}"
+            f" in flight per process on average, {seen.units} units), so a clean run proves"
+            f" nothing: {summary}"
         )
     else:
-        assert in_flight <= 1.05, (
-            f"{mode}/{connections}: {in_flight:.2f} requests in flight per process on average,"
-            f" but its traits say one at a time: {summary}"
+        assert seen.in_flight <= 1.05, (
+            f"{mode}/{connections}: {seen.in_flight:.2f} requests in flight per process on"
+            f" average, but its traits say one at a time: {summary}"
         )
-        assert all(len(u) == 1 for u in units.values()), (
+        assert seen.units == seen.processes, (
             f"{mode}/{connections}: more than one thread per process answered: {summary}"
         )
     if expected.unit_reused:
-        assert len(result.workers) < answered, (
-            f"{mode}/{connections}: no thread or greenlet answered twice ({len(result.workers)}"
-            f" distinct for {answered} answered requests): {summary}"
+        assert seen.unit_reused, (
+            f"{mode}/{connections}: no thread or greenlet answered twice ({seen.units}"
+            f" distinct for {seen.answered} answered requests): {summary}"
         )
 
 

@@ -539,3 +539,24 @@ def test_dechunk() -> None:
     assert dechunk(data[: start + 5], start) is None
     with pytest.raises(HttpProtocolError):
         dechunk(b"zz\r\n", 0)
+
+
+def test_extra_headers_reach_a_probe_behind_a_secret(serve: ServeFactory) -> None:
+    import core
+
+    app = core.App("load_test_secret")
+    install_probe(app, secret="shared-secret")
+    server = serve(app)
+    locked = run_load(spec(server.port, requests=20))
+    assert locked.errors == 20 and locked.error_kinds == {"non-2xx": 20}
+    assert locked.statuses == {404: 20}
+    opened = run_load(
+        spec(server.port, requests=20, headers=(("X-Ctxbench-Probe-Secret", "shared-secret"),))
+    )
+    assert_clean(opened, 20)
+
+
+def test_bad_extra_headers_are_refused() -> None:
+    for headers in ((("Bad Name", "v"),), (("X-Ok", "a\r\nInjected: 1"),)):
+        with pytest.raises(ValueError, match="bad request header"):
+            spec(8000, requests=1, headers=headers).validate()

@@ -139,9 +139,10 @@ class _Run:
         netloc = f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
         close = "Connection: close\r\n" if self.fresh else ""
         self.prefix = f"GET {PROBE_PATH}?token=".encode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in spec.headers)
         self.suffix = (
-            f"&sleep_ms={spec.sleep_ms:g} HTTP/1.1\r\nHost: {netloc}\r\n{close}\r\n".encode()
-        )
+            f"&sleep_ms={spec.sleep_ms:g} HTTP/1.1\r\nHost: {netloc}\r\n{extra}{close}\r\n"
+        ).encode()
         self.fail_part = f"&fail={spec.fail_phase}".encode() if spec.fail_phase else b""
         self.fail_fraction = spec.fail_fraction if spec.fail_phase else 0.0
         self.begun = 0  # requests started, the index of the next one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass, field
 
 from harness.probe.state import FAIL_PHASES
@@ -18,6 +19,7 @@ CONNECTION_PATTERNS = ("keepalive", "fresh")
 #: The keys of :attr:`LoadResult.error_kinds`.
 ERROR_KINDS = ("refused", "reset", "timeout", "non-2xx", "protocol", "os-error")
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 MAX_DURATION_S = 24 * 3600.0
 MAX_CONCURRENCY = 4096
 MAX_SLEEP_MS = 60_000.0
@@ -49,6 +51,9 @@ class LoadSpec:
     #: The fraction of requests that fail, spread evenly over the run (0.1: the 10th, 20th, ...
     #: request sent). Needs ``fail_phase``.
     fail_fraction: float = 0.0
+    #: Extra request headers sent with every request, e.g. the probe's shared secret
+    #: (``X-Ctxbench-Probe-Secret``) for a server started elsewhere (``run --target``).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field that is out of range."""
@@ -94,6 +99,9 @@ class LoadSpec:
                 f"fail_fraction {self.fail_fraction!r} needs a fail_phase: the phase at which"
                 f" those requests raise ({', '.join(FAIL_PHASES)})."
             )
+        for name, value in self.headers:
+            if not _HEADER_NAME.match(name) or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"bad request header {name!r}: {value!r}.")
 
 
 @dataclass

@@ -1,0 +1,102 @@
+"""What a load run really exercised, read from the identities the probe reported.
+
+A clean run proves isolation only where it exercised the situations in which state can leak:
+two requests in flight in one server process at once (cross-talk needs overlap), and one
+execution unit serving more than one request (residue needs reuse), across connections too
+(residue on a fresh connection needs a unit that outlives its connection). For a server ctxbench
+started, the mode's traits say which situations to expect (:mod:`harness.expectations`); for a
+server it did not start (``run --target``), this module is all there is to say what a zero means.
+
+Every request sleeps ``sleep_ms`` in the view, so by Little's law ``rps * sleep`` divided by the
+server processes seen is a lower bound of the requests in flight per process on average: above 1,
+more requests than processes were in flight at some moment, so two overlapped in one process.
+Fewer distinct units (pid, OS thread, greenlet) than answered requests means a unit served more
+than one; with a new connection per request, that reuse spanned connections. Greenlet ids are
+addresses and a later greenlet can take a dead one's, so reuse among greenlet units may be
+address reuse: the notes say so.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Exercised", "exercised", "in_flight_per_process", "units_by_process"]
+
+Unit = tuple[int, int, int | None]
+
+
+def units_by_process(units: Iterable[Unit]) -> dict[int, set[tuple[int, int | None]]]:
+    """The distinct (thread, greenlet) that answered, per server process (pid)."""
+    rv: dict[int, set[tuple[int, int | None]]] = defaultdict(set)
+    for pid, thread, glet in units:
+        rv[pid].add((thread, glet))
+    return dict(rv)
+
+
+def in_flight_per_process(rps: float, sleep_ms: float, processes: int) -> float:
+    """A lower bound of the requests in flight per server process on average (Little's law)."""
+    return rps * (sleep_ms / 1000.0) / max(processes, 1)
+
+
+@dataclass(frozen=True)
+class Exercised:
+    """The situations a run exercised, each with the figure it rests on."""
+
+    processes: int
+    units: int
+    answered: int
+    in_flight: float
+    #: Two requests were in flight in one server process at once.
+    overlap: bool
+    #: A unit served more than one request.
+    unit_reused: bool
+    #: ... on different connections (only known for the ``fresh`` pattern).
+    reused_across_connections: bool
+    #: Several greenlets served requests on one OS thread.
+    greenlets: bool
+
+    def notes(self) -> list[str]:
+        """Why a zero from this run proves little, one sentence each (empty: it proves a lot)."""
+        rv = []
+        if self.answered == 0:
+            return ["no request was answered, so nothing was checked"]
+        if not self.overlap:
+            rv.append(
+                f"requests did not overlap in a server process ({self.in_flight:.2f} in flight"
+                " per process on average), so state shared between concurrent requests could not"
+                " show"
+            )
+        if not self.unit_reused:
+            rv.append(
+                f"no execution unit served two requests ({self.units} units for {self.answered}"
+                " answered requests), so state left over by an earlier request could not show"
+            )
+        elif self.greenlets:
+            rv.append(
+                "the units are greenlets, whose ids a later greenlet can reuse: their reuse may be"
+                " address reuse, not one greenlet serving several requests"
+            )
+        return rv
+
+
+def exercised(
+    units: Iterable[Unit], *, answered: int, rps: float, sleep_ms: float, connections: str
+) -> Exercised:
+    """Read what a run exercised from its units, answered requests, throughput and sleep."""
+    units = list(units)
+    by_process = units_by_process(units)
+    in_flight = in_flight_per_process(rps, sleep_ms, len(by_process))
+    reused = 0 < len(units) < answered
+    return Exercised(
+        processes=len(by_process),
+        units=len(units),
+        answered=answered,
+        in_flight=round(in_flight, 3),
+        overlap=in_flight > 1.0 and any(len(u) > 1 for u in by_process.values()),
+        unit_reused=reused,
+        reused_across_connections=reused and connections == "fresh",
+        greenlets=len({(pid, thread) for pid, thread, _ in units}) < len(units),
+    )
+
