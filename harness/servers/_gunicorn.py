@@ -12,10 +12,17 @@ log, and ``-c python:harness.servers._gunicorn_conf`` installs the hooks that re
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 import typing as t
 
-from harness.servers.base import Availability, ServerConfig, ServerMode, package_version
+from harness.servers.base import (
+    Availability,
+    Lifecycle,
+    ServerConfig,
+    ServerMode,
+    package_version,
+)
 
 #: Workers per server unless told otherwise: one per core on the 2-core machines we run on.
 DEFAULT_WORKERS = 2
@@ -23,12 +30,26 @@ DEFAULT_WORKER_CONNECTIONS = 1000
 #: Bounded so that a stop never waits gunicorn's default 30 s for idle keep-alive connections.
 GRACEFUL_TIMEOUT = 3
 
+#: The master respawns workers, replaces them all on SIGHUP and recycles each one after
+#: ``--max-requests`` (plus a random jitter). Its ``--timeout`` kills a worker that stopped
+#: heartbeating: only the sync worker stops while a request runs (see GunicornSync).
+LIFECYCLE = Lifecycle(
+    respawns=True,
+    reload_signal=signal.SIGHUP,
+    recycle_args=("--max-requests", "{requests}", "--max-requests-jitter", "{jitter}"),
+    notes={
+        "timeout": "the worker's main loop keeps heartbeating while a request runs on a pool"
+        " thread or a greenlet, so gunicorn's --timeout never kills it mid-request",
+    },
+)
+
 
 class GunicornMode(ServerMode):
     """Base for the gunicorn modes: a worker class (``-k``) and its default threads."""
 
     worker_class: t.ClassVar[str]
     default_threads: t.ClassVar[int] = 1
+    lifecycle = LIFECYCLE
     #: Extra libraries the worker class needs (import names).
     requires: t.ClassVar[tuple[str, ...]] = ()
 

@@ -55,6 +55,7 @@ __all__ = [
     "SCRUBBED_ENV",
     "Availability",
     "ExecutionUnit",
+    "Lifecycle",
     "LiveServer",
     "ModeTraits",
     "ServerConfig",
@@ -129,6 +130,29 @@ class ModeTraits:
     keepalive: bool
 
 
+@dataclass(frozen=True)
+class Lifecycle:
+    """What a mode's server does with its worker processes, for the faults (:mod:`harness.faults`).
+
+    Each field says how to make one thing happen, or is empty where the server has no such thing;
+    the fault that needs it is then recorded as not applicable to the mode, with the reason in
+    ``notes`` when there is more to say than "the server does not do this". The argument
+    templates are formatted with ``str.format`` (``{requests}``, ``{jitter}``, ``{seconds}``).
+    """
+
+    #: A supervising process (a master) respawns a worker process that dies.
+    respawns: bool = False
+    #: The signal that makes the master replace its workers gracefully (gunicorn: SIGHUP).
+    reload_signal: int | None = None
+    #: Arguments that recycle each worker after about ``{requests}`` requests (plus up to
+    #: ``{jitter}`` more, where the server can spread them).
+    recycle_args: tuple[str, ...] = ()
+    #: Arguments that make the master kill a worker whose request has run ``{seconds}`` s.
+    timeout_args: tuple[str, ...] = ()
+    #: Why a fault does not apply here, by fault name, where the empty field does not say it all.
+    notes: t.Mapping[str, str] = field(default_factory=dict)
+
+
 class ServerMode(abc.ABC):
     """One way of serving a WSGI app: a command line plus how to read back what ran.
 
@@ -144,6 +168,16 @@ class ServerMode(abc.ABC):
     order: t.ClassVar[int] = 100
     #: How it runs requests; the expected leaks of each mutant are derived from it.
     traits: t.ClassVar[ModeTraits]
+    #: What its supervisor does with worker processes (nothing, for a single-process server):
+    #: which faults apply to it (see :class:`Lifecycle`).
+    lifecycle: t.ClassVar[Lifecycle] = Lifecycle(
+        notes={
+            "kill-worker": "a single server process: nothing respawns a killed one",
+            "recycle": "a single server process: no worker to recycle",
+            "reload": "a single server process: no master to reload its workers",
+            "timeout": "a single server process: no master kills a stuck request",
+        }
+    )
 
     @abc.abstractmethod
     def available(self) -> Availability:

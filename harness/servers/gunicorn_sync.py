@@ -9,7 +9,9 @@ makes gunicorn silently switch to the gthread worker: the effective class is rec
 
 from __future__ import annotations
 
-from harness.servers._gunicorn import GunicornMode
+import dataclasses
+
+from harness.servers._gunicorn import LIFECYCLE, GunicornMode
 from harness.servers.base import ModeTraits, register
 
 
@@ -20,3 +22,5 @@ class GunicornSync(GunicornMode):
     order = 20
     traits = ModeTraits(unit="main-thread", keepalive=False)
     worker_class = "sync"
+    # The worker heartbeats between requests only, so --timeout kills one stuck in a request.
+    lifecycle = dataclasses.replace(LIFECYCLE, timeout_args=("--timeout", "{seconds}"), notes={})
