@@ -326,6 +326,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     doc = run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
     print(format_summary(load_run(doc)))
+    for cell in doc.get("not_applicable", []):
+        print(f"not measured: {cell['mode']} {cell['connections']}: {cell['reason']}")
     leaks = sum(e["leaks"] for e in doc["entries"])
     cells = len(doc["entries"])
     print(

@@ -8,29 +8,45 @@ small sets of declared facts.
 Each server mode declares :class:`~harness.servers.base.ModeTraits` next to its command line:
 
 - ``unit``, what serves a request: ``thread-per-connection`` (werkzeug's dev server),
-  ``main-thread`` (gunicorn sync: the worker process's main thread, one request at a time),
-  ``pool-thread`` (gunicorn gthread: a pool of OS threads reused across connections) or
-  ``greenlet-per-connection`` (gunicorn gevent: one greenlet per connection, all greenlets of a
-  worker on one OS thread);
-- ``keepalive``, whether the server answers more than one request on a connection.
+  ``main-thread`` (gunicorn sync, gunicorn tornado, uWSGI processes: the worker process's main
+  thread, one request at a time), ``pool-thread`` (gunicorn gthread, uWSGI threads, waitress,
+  granian: a pool of OS threads reused across connections), ``greenlet-per-connection``
+  (gunicorn gevent, eventlet: one greenlet per connection, all greenlets of a worker on one OS
+  thread) or ``greenlet-per-request`` (uWSGI gevent: a new greenlet for every request);
+- ``keepalive``, whether the server answers more than one request on a connection, and
+  ``keepalive_applicable``, whether a keep-alive client can run against it at all (not when the
+  server closes after each response without saying so: that cell is *not applicable*);
+- ``context``, where a request's ``contextvars.Context`` comes from: its thread or greenlet, or a
+  fresh copy per request (tornado runs each request in an asyncio task of its own);
+- ``monkey_patch``, whether ``threading`` is monkey-patched before the app is imported (a
+  module-level ``threading.local`` is then greenlet-local) or after it (one native local that
+  every greenlet of a thread shares).
 
 From those, per connection pattern (``keepalive``: one connection per client, reused; ``fresh``:
-a new connection per request), three situations follow:
+a new connection per request), these situations follow:
 
 - *requests overlap in one process* unless the unit is the process's main thread;
 - *overlapping requests share one OS thread* only when the units are greenlets;
 - *a unit serves a later request* when it outlives its connection (main thread, pool thread), or
   when it lives as long as its connection and that connection carries several requests (the
-  server keeps it alive and the client reuses it).
+  server keeps it alive and the client reuses it); a greenlet per request never does;
+- *a later request runs in a context an earlier one set* when its unit is reused and the
+  context comes from the unit;
+- *an OS thread serves a later request* everywhere but under a thread per connection;
+- *a module-level threading.local* belongs to the OS thread, or to the greenlet when the server
+  patched ``threading`` before it imported the app.
 
 Each backend declares :class:`BackendTraits`: the ``scope`` that shares one stored value (the
-whole process, one OS thread, or one ``contextvars.Context``, which every thread and greenlet has
-its own of) and whether popping a context ``resets`` the slot by token. A backend can leak
+whole process, one OS thread, a ``threading.local`` created when the app is imported, or one
+``contextvars.Context``, which every thread, greenlet and asyncio task has its own of) and
+whether popping a context ``resets`` the slot by token. A backend can leak
 
 - across concurrent requests when its scope spans units that run requests at the same time:
   ``process`` where requests overlap in one process, ``os-thread`` where they overlap on one OS
-  thread, ``context`` never;
-- from one request into the next when it does not reset, wherever a unit serves a later request.
+  thread, ``thread-local`` where they overlap on one OS thread and the local is not
+  greenlet-local, ``context`` never;
+- from one request into the next when it does not reset, wherever its scope serves a later
+  request.
 
 Usage::
 
@@ -40,7 +56,10 @@ Usage::
 
 The traits describe each mode as the harness runs it by default (gthread with a pool of several
 threads, gevent with many connections per worker); a mode run with one thread or one connection
-per worker cannot show what the table says it can.
+per worker cannot show what the table says it can. Server arguments that change a mode's traits
+(gunicorn ``--preload``) are taken into account by
+:meth:`~harness.servers.base.ServerMode.traits_for`; a :class:`~harness.servers.LiveServer`
+carries the traits it really runs with.
 """
 
 from __future__ import annotations
@@ -54,12 +73,14 @@ from harness.servers.base import ExecutionUnit, ModeTraits
 __all__ = [
     "BACKEND_TRAITS",
     "CONNECTION_PATTERNS",
+    "MODULE_THREAD_LOCAL",
     "BackendTraits",
     "ConnectionPattern",
     "Expectation",
     "ExpectationTable",
     "Situation",
     "StorageScope",
+    "applicable_patterns",
     "derive_expectation",
     "derive_table",
     "registered_mode_traits",
@@ -70,10 +91,12 @@ __all__ = [
 ConnectionPattern = t.Literal["keepalive", "fresh"]
 CONNECTION_PATTERNS: tuple[ConnectionPattern, ...] = ("keepalive", "fresh")
 
-#: Who shares one stored value: the whole process, one OS thread (with all its greenlets), one
-#: ``contextvars.Context`` (each OS thread, greenlet and asyncio task has its own), or one
-#: execution unit (each OS thread and greenlet has its own entry; asyncio tasks share it).
-StorageScope = t.Literal["process", "os-thread", "context", "unit"]
+#: Who shares one stored value: the whole process, one OS thread (with all its greenlets), a
+#: ``threading.local`` created when the app is imported (one OS thread's, or one greenlet's when
+#: ``threading`` was patched first), one ``contextvars.Context`` (each OS thread, greenlet and
+#: asyncio task has its own), or one execution unit (each OS thread and greenlet has its own
+#: entry; asyncio tasks share it).
+StorageScope = t.Literal["process", "os-thread", "thread-local", "context", "unit"]
 
 
 @dataclass(frozen=True)
@@ -97,20 +120,28 @@ BACKEND_TRAITS: dict[str, BackendTraits] = {
     "no-reset": BackendTraits(scope="context", resets=False),
     "never-release": BackendTraits(scope="unit", resets=True, releases=False),
 }
+#: An app's own module-level ``threading.local()``, set at the start of every request (the
+#: ``observe()`` scenarios): not a backend, but derived the same way.
+MODULE_THREAD_LOCAL = BackendTraits(scope="thread-local", resets=True)
 
+_GREENLETS: frozenset[ExecutionUnit] = frozenset(
+    {"greenlet-per-connection", "greenlet-per-request"}
+)
 #: How each unit makes requests overlap in a worker process (``None``: they never do).
 _OVERLAP: dict[ExecutionUnit, str | None] = {
     "thread-per-connection": "requests overlap in the process, on a new OS thread per connection",
     "main-thread": None,
     "pool-thread": "requests overlap in each worker, on the OS threads of its pool",
     "greenlet-per-connection": "requests overlap in each worker, on a greenlet per connection",
+    "greenlet-per-request": "requests overlap in each worker, on a greenlet per request",
 }
-#: How each unit serves request after request (``None``: it serves one connection only).
+#: How each unit serves request after request (``None``: it serves one connection at most).
 _OUTLIVES_CONNECTION: dict[ExecutionUnit, str | None] = {
     "thread-per-connection": None,
     "main-thread": "each worker's main thread serves request after request",
     "pool-thread": "each pool thread serves request after request, across connections",
     "greenlet-per-connection": None,
+    "greenlet-per-request": None,
 }
 
 
@@ -122,28 +153,45 @@ class Situation:
     overlap_in_process_why: str
     overlap_on_one_thread: bool
     overlap_on_one_thread_why: str
+    #: A thread or greenlet serves a later request.
     unit_reused: bool
     unit_reused_why: str
+    #: A later request runs in a ``contextvars.Context`` that an earlier request wrote to.
+    context_reused: bool
+    context_reused_why: str
+    #: An OS thread serves a later request.
+    os_thread_reused: bool
+    os_thread_reused_why: str
+    #: A module-level ``threading.local`` is per greenlet (else per OS thread).
+    thread_local_per_greenlet: bool
+    thread_local_why: str
+    #: Whether the connection pattern can run against the mode at all.
+    applicable: bool = True
+    applicable_why: str = ""
 
 
 def situation(traits: ModeTraits, connections: ConnectionPattern) -> Situation:
     """Derive what happens to requests under ``traits`` and ``connections``."""
     unit = traits.unit
+    greenlets = unit in _GREENLETS
     overlap_why = _OVERLAP[unit]
     if overlap_why is None:
         overlap = False
         overlap_why = "each worker process serves one request at a time, on its main thread"
         one_thread, one_thread_why = False, overlap_why
-    elif unit == "greenlet-per-connection":
+    elif greenlets:
         overlap = True
         one_thread, one_thread_why = True, "concurrent requests are greenlets of one OS thread"
     else:
         overlap = True
         one_thread, one_thread_why = False, "concurrent requests run on distinct OS threads"
 
+    kept_alive = traits.keepalive and connections == "keepalive"
     reused_why = _OUTLIVES_CONNECTION[unit]
-    reused = reused_why is not None or (traits.keepalive and connections == "keepalive")
-    if reused_why is None:  # the unit lives as long as its connection
+    reused = reused_why is not None or (kept_alive and unit != "greenlet-per-request")
+    if unit == "greenlet-per-request":
+        reused_why = "each request gets a new greenlet"
+    elif reused_why is None:  # the unit lives as long as its connection
         noun = "thread" if unit == "thread-per-connection" else "greenlet"
         if not traits.keepalive:
             reused_why = (
@@ -154,18 +202,69 @@ def situation(traits: ModeTraits, connections: ConnectionPattern) -> Situation:
             reused_why = f"each request comes on a new connection, with a new {noun}"
         else:
             reused_why = f"one {noun} serves every request of its keep-alive connection in turn"
-    return Situation(overlap, overlap_why, one_thread, one_thread_why, reused, reused_why)
+
+    if traits.context == "request":
+        context_reused = False
+        context_why = "each request runs in a fresh copy of the context (its own asyncio task)"
+    else:
+        context_reused, context_why = reused, reused_why
+
+    if unit == "thread-per-connection":
+        thread_reused, thread_why = reused, reused_why
+    elif greenlets:
+        thread_reused = True
+        thread_why = "every greenlet of a worker runs on its one OS thread, request after request"
+    else:
+        thread_reused, thread_why = True, t.cast(str, _OUTLIVES_CONNECTION[unit])
+
+    per_greenlet = greenlets and traits.monkey_patch == "before-app"
+    if per_greenlet:
+        local_why = "threading is patched before the app is imported, so a local is per greenlet"
+    elif greenlets and traits.monkey_patch == "after-app":
+        local_why = (
+            "threading is patched only after the app is imported, so a module-level local is one"
+            " native local shared by every greenlet of a thread"
+        )
+    elif greenlets:
+        local_why = "threading is never patched, so a threading.local is shared by the greenlets"
+    else:
+        local_why = "a threading.local belongs to the OS thread that serves the request"
+
+    applicable = connections != "keepalive" or traits.keepalive_applicable
+    applicable_why = (
+        ""
+        if applicable
+        else "Not applicable: the server closes every connection after one response without"
+        " saying so, so a keep-alive client cannot run against it"
+    )
+    return Situation(
+        overlap, overlap_why, one_thread, one_thread_why, reused, reused_why,
+        context_reused, context_why, thread_reused, thread_why, per_greenlet, local_why,
+        applicable, applicable_why,
+    )  # fmt: skip
+
+
+def applicable_patterns(
+    traits: ModeTraits, patterns: Iterable[ConnectionPattern] = CONNECTION_PATTERNS
+) -> tuple[ConnectionPattern, ...]:
+    """The connection patterns of ``patterns`` that can run against a mode with ``traits``."""
+    return tuple(p for p in patterns if situation(traits, p).applicable)
 
 
 @dataclass(frozen=True)
 class Expectation:
-    """Whether one backend can leak under one mode and connection pattern, and why."""
+    """Whether one backend can leak under one mode and connection pattern, and why.
+
+    A cell that is not ``applicable`` (a keep-alive client against a server that cannot keep
+    connections alive) is never run and cannot leak.
+    """
 
     backend: str
     mode: str
     connections: ConnectionPattern
     can_leak: bool
     reason: str
+    applicable: bool = True
 
 
 def derive_expectation(
@@ -177,31 +276,46 @@ def derive_expectation(
 ) -> Expectation:
     """Derive one cell of the table from the backend's and the mode's traits."""
     s = situation(mode_traits, connections)
+    if not s.applicable:
+        return Expectation(backend, mode, connections, False, s.applicable_why, applicable=False)
     leaks: list[str] = []
     safe: list[str] = []
 
     scope = backend_traits.scope
-    if scope == "process":
+    if scope == "thread-local" and s.thread_local_per_greenlet:
+        safe.append(s.thread_local_why)
+    elif scope == "process":
         if s.overlap_in_process:
             leaks.append(f"{s.overlap_in_process_why}, sharing one process-wide slot")
         else:
             safe.append(s.overlap_in_process_why)
-    elif scope == "os-thread":
+    elif scope in ("os-thread", "thread-local"):
+        what = "thread-keyed entry" if scope == "os-thread" else "thread-local"
         if s.overlap_on_one_thread:
-            leaks.append(f"{s.overlap_on_one_thread_why}, sharing one thread-keyed entry")
+            because = f" ({s.thread_local_why})" if scope == "thread-local" else ""
+            leaks.append(f"{s.overlap_on_one_thread_why}, sharing one {what}{because}")
         else:
             safe.append(s.overlap_on_one_thread_why)
     elif scope == "unit":
         safe.append("every OS thread and greenlet has its own entry")
     else:
-        safe.append("every OS thread and greenlet has its own contextvars.Context")
+        safe.append("every OS thread, greenlet and asyncio task has its own contextvars.Context")
 
     if backend_traits.resets:
         safe.append("the slot is reset by token when a request ends")
-    elif s.unit_reused:
-        leaks.append(f"{s.unit_reused_why}, and sees what the previous request left set")
     else:
-        safe.append(f"{s.unit_reused_why}; a new thread or greenlet starts with an empty context")
+        if scope == "process":
+            reused, why = True, "every request of a worker process uses the same slot"
+        elif scope == "os-thread" or (scope == "thread-local" and not s.thread_local_per_greenlet):
+            reused, why = s.os_thread_reused, s.os_thread_reused_why
+        elif scope in ("thread-local", "unit"):
+            reused, why = s.unit_reused, s.unit_reused_why
+        else:
+            reused, why = s.context_reused, s.context_reused_why
+        if reused:
+            leaks.append(f"{why}, and sees what the previous request left set")
+        else:
+            safe.append(f"{why}; a new thread, greenlet or context starts empty")
 
     reason = "; ".join(leaks or safe)
     return Expectation(backend, mode, connections, bool(leaks), reason[:1].upper() + reason[1:])
@@ -252,7 +366,8 @@ def derive_table(
 def render_markdown(table: ExpectationTable, *, reasons: bool = True) -> str:
     """Render ``table`` as markdown: a grid (backend x mode/pattern), then each cell's reason.
 
-    A grid cell says ``leaks`` or ``-`` (cannot leak). With ``reasons=False`` only the grid.
+    A grid cell says ``leaks``, ``-`` (cannot leak) or ``n/a`` (the connection pattern cannot run
+    against the mode). With ``reasons=False`` only the grid.
     """
     backends = list(dict.fromkeys(key[0] for key in table))
     columns = list(dict.fromkeys((key[1], key[2]) for key in table))
@@ -264,7 +379,7 @@ def render_markdown(table: ExpectationTable, *, reasons: bool = True) -> str:
         cells = []
         for mode, pattern in columns:
             cell = table.get((backend, mode, pattern))
-            cells.append("?" if cell is None else ("leaks" if cell.can_leak else "-"))
+            cells.append("?" if cell is None else _grid_word(cell))
         lines.append(f"| {backend} | " + " | ".join(cells) + " |")
     if reasons:
         lines += [
@@ -275,6 +390,18 @@ def render_markdown(table: ExpectationTable, *, reasons: bool = True) -> str:
         for cell in table.values():
             lines.append(
                 f"| {cell.backend} | {cell.mode} | {cell.connections} |"
-                f" {'yes' if cell.can_leak else 'no'} | {cell.reason} |"
+                f" {_leak_word(cell)} | {cell.reason} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _grid_word(cell: Expectation) -> str:
+    if not cell.applicable:
+        return "n/a"
+    return "leaks" if cell.can_leak else "-"
+
+
+def _leak_word(cell: Expectation) -> str:
+    if not cell.applicable:
+        return "n/a"
+    return "yes" if cell.can_leak else "no"

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from harness import results
 from harness.errors import UsageError
+from harness.expectations import ConnectionPattern, applicable_patterns
 from harness.probe.state import FAIL_PHASES
 from harness.servers import MODES, LiveServer, get_mode, live_server
 from harness.wsgi import DEFAULT_APP
@@ -369,7 +370,11 @@ def run_matrix(
                 extra_args=settings.extra_args,
                 log_dir=log_dir,
             ) as srv:
+                applicable = _applicable(srv, mode, settings.connections)
                 for connections in settings.connections:
+                    if connections not in applicable:
+                        _record_not_applicable(doc, mode, connections)
+                        continue
                     entry = _measure_cell(
                         settings, srv, app, backend, connections, load_fn, make_spec, progress,
                         totals=_totals(doc),
@@ -390,6 +395,28 @@ def run_matrix(
     doc["elapsed_s"] = round(time.monotonic() - started, 2)
     results.write_results(run_dir, doc)
     return doc
+
+
+def _applicable(srv: t.Any, mode: str, patterns: t.Sequence[str]) -> tuple[str, ...]:
+    """The connection patterns of ``patterns`` that can run against ``srv``."""
+    traits = getattr(srv, "traits", None) or getattr(MODES.get(mode), "traits", None)
+    if traits is None:
+        return tuple(patterns)
+    return applicable_patterns(traits, t.cast("t.Sequence[ConnectionPattern]", patterns))
+
+
+def _record_not_applicable(doc: dict[str, t.Any], mode: str, connections: str) -> None:
+    """Record a connection pattern that cannot run against ``mode`` (it is not measured)."""
+    skipped = doc.setdefault("not_applicable", [])
+    if not any(c["mode"] == mode and c["connections"] == connections for c in skipped):
+        skipped.append(
+            {
+                "mode": mode,
+                "connections": connections,
+                "reason": f"{connections} connections cannot run against {mode}: the server closes"
+                " every connection after one response without saying so",
+            }
+        )
 
 
 def _totals(doc: dict[str, t.Any]) -> tuple[int, int]:

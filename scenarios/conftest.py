@@ -35,7 +35,7 @@ from harness.expectations import ConnectionPattern, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.servers import MODES, LiveServer, group_members
 from harness.servers import live_server as serve
-from harness.servers.base import log_tail
+from harness.servers.base import ModeTraits, log_tail
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_APP = "harness.apps.core_app:app"
@@ -263,15 +263,21 @@ def describe(result: LoadResult, server: LiveServer | None = None) -> str:
 
 
 def _assert_exercised(
-    result: LoadResult, mode: str, connections: ConnectionPattern, sleep_ms: float = SLEEP_MS
+    result: LoadResult,
+    mode: str,
+    connections: ConnectionPattern,
+    sleep_ms: float = SLEEP_MS,
+    traits: ModeTraits | None = None,
 ) -> None:
     """Fail unless the run did what ``mode``'s traits claim for ``connections``.
 
     :func:`harness.exercised.exercised` reads what the run did from the units the probe reported
     (requests in flight per process by Little's law, units serving more than one request); a
-    process serving one request at a time cannot exceed one request in flight.
+    process serving one request at a time cannot exceed one request in flight. ``traits`` are
+    the server's own (:attr:`LiveServer.traits`) when server arguments changed them; by default
+    the mode's.
     """
-    expected = situation(MODES[mode].traits, connections)
+    expected = situation(traits or MODES[mode].traits, connections)
     seen = exercised(
         result.workers,
         answered=result.requests - result.errors,
@@ -317,7 +323,7 @@ def _assert_clean(
     assert result.requests == REQUESTS, summary
     assert result.errors == 0, summary
     assert result.leaks == 0, summary
-    _assert_exercised(result, mode, connections)
+    _assert_exercised(result, mode, connections, traits=server.traits)
 
 
 @pytest.fixture

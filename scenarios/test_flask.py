@@ -12,7 +12,7 @@ import typing as t
 
 import pytest
 
-from harness.expectations import CONNECTION_PATTERNS
+from harness.expectations import applicable_patterns
 from harness.servers import MODES
 
 pytest.importorskip("flask", reason="flask is not installed (pip install 'ctxbench[dev]')")
@@ -22,7 +22,8 @@ FLASK_APP = "harness.apps.flask_app:app"
 CASES = [
     pytest.param(mode, connections, id=f"{mode}-{connections}")
     for mode in MODES
-    for connections in CONNECTION_PATTERNS  # innermost: both patterns share one server
+    # innermost: both patterns share one server; keep-alive only where it can run
+    for connections in applicable_patterns(MODES[mode].traits)
 ]
 
 

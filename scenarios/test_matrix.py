@@ -15,13 +15,14 @@ import typing as t
 
 import pytest
 
-from harness.expectations import CONNECTION_PATTERNS
+from harness.expectations import applicable_patterns
 from harness.servers import MODES
 
 CASES = [
     pytest.param(mode, connections, id=f"{mode}-{connections}")
     for mode in MODES
-    for connections in CONNECTION_PATTERNS  # innermost: both patterns share one server
+    # innermost: both patterns share one server; keep-alive only where it can run
+    for connections in applicable_patterns(MODES[mode].traits)
 ]
 
 

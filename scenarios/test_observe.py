@@ -17,7 +17,8 @@ import typing as t
 
 import pytest
 
-from harness.expectations import CONNECTION_PATTERNS, derive_table
+from harness.expectations import applicable_patterns, derive_table
+from harness.servers import MODES
 
 THREAD_LOCAL_APP = "scenarios.apps.local_state:thread_local_app"
 CONTEXTVAR_APP = "scenarios.apps.local_state:contextvar_app"
@@ -47,7 +48,8 @@ CASES = [
         marks=[NO_FLASK] if app == FLASK_THREAD_LOCAL_APP else [],
     )
     for label, app, mode, leaks in RUNS
-    for connections in CONNECTION_PATTERNS  # innermost: both patterns share one server
+    # innermost: both patterns share one server; keep-alive only where it can run
+    for connections in applicable_patterns(MODES[mode].traits)
 ]
 TABLE = derive_table()
 

@@ -15,10 +15,12 @@ import importlib.util
 import signal
 import sys
 import typing as t
+from dataclasses import replace
 
 from harness.servers.base import (
     Availability,
     Lifecycle,
+    ModeTraits,
     ServerConfig,
     ServerMode,
     package_version,
@@ -60,6 +62,12 @@ class GunicornMode(ServerMode):
                     False, f"{module} is not installed (pip install 'ctxbench[servers]')"
                 )
         return Availability(True)
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        # --preload imports the app in the master, before a worker patches anything.
+        if "--preload" in cfg.extra_args and self.traits.monkey_patch == "before-app":
+            return replace(self.traits, monkey_patch="after-app")
+        return self.traits
 
     def expected_workers(self, cfg: ServerConfig) -> int:
         return cfg.workers or DEFAULT_WORKERS

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
@@ -54,10 +54,12 @@ __all__ = [
     "PROBE_PATH",
     "SCRUBBED_ENV",
     "Availability",
+    "ContextSource",
     "ExecutionUnit",
     "Lifecycle",
     "LiveServer",
     "ModeTraits",
+    "MonkeyPatch",
     "ServerConfig",
     "ServerMode",
     "check_port_free",
@@ -110,10 +112,23 @@ class ServerOptions(t.TypedDict, total=False):
 
 
 #: What serves one request inside a server process: a new thread per connection, the process's
-#: main thread, a thread of a reused pool, or a greenlet per connection.
+#: main thread, a thread of a reused pool, a greenlet per connection, or a greenlet per request.
 ExecutionUnit = t.Literal[
-    "thread-per-connection", "main-thread", "pool-thread", "greenlet-per-connection"
+    "thread-per-connection",
+    "main-thread",
+    "pool-thread",
+    "greenlet-per-connection",
+    "greenlet-per-request",
 ]
+#: Where a request's ``contextvars.Context`` comes from: the thread or greenlet that serves it
+#: (``"unit"``: what one request sets, the next request on that unit sees) or a fresh copy per
+#: request (``"request"``: tornado runs every request in an asyncio task of its own).
+ContextSource = t.Literal["unit", "request"]
+#: Whether the server monkey-patches ``threading`` (gevent, eventlet) and when, relative to
+#: importing the app: ``"before-app"`` makes a module-level ``threading.local`` greenlet-local;
+#: ``"after-app"`` (gunicorn ``--preload``, uWSGI ``--gevent-monkey-patch``) leaves it one native
+#: local that every greenlet of a thread shares; ``"none"`` never patches.
+MonkeyPatch = t.Literal["none", "before-app", "after-app"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,18 @@ class ModeTraits:
     unit: ExecutionUnit
     #: Whether the server answers more than one request on a connection (HTTP keep-alive).
     keepalive: bool
+    #: Whether a keep-alive client can run against the server at all. ``False`` when the server
+    #: closes every connection after one response without saying so (uWSGI's ``--http-socket``):
+    #: the ``keepalive`` pattern is then not applicable, recorded as such and never run.
+    keepalive_applicable: bool = True
+    #: Where a request's ``contextvars.Context`` comes from (see :data:`ContextSource`).
+    context: ContextSource = "unit"
+    #: Whether and when the server monkey-patches ``threading`` (see :data:`MonkeyPatch`).
+    monkey_patch: MonkeyPatch = "none"
+
+    def __post_init__(self) -> None:
+        if self.keepalive and not self.keepalive_applicable:
+            raise ValueError("a server that keeps connections alive serves keep-alive clients")
 
 
 @dataclass(frozen=True)
@@ -178,6 +205,11 @@ class ServerMode(abc.ABC):
             "timeout": "a single server process: no master kills a stuck request",
         }
     )
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        """The traits of this mode run with ``cfg``; override where server arguments change them
+        (gunicorn ``--preload``, uWSGI ``--gevent-monkey-patch``)."""
+        return self.traits
 
     @abc.abstractmethod
     def available(self) -> Availability:
@@ -260,6 +292,8 @@ class LiveServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     effective: dict[str, t.Any] = field(default_factory=dict)
+    #: How this server runs requests, as configured (:meth:`ServerMode.traits_for`).
+    traits: ModeTraits | None = None
     stop_grace: float = 5.0
     _cleanup_dir: Path | None = None
     _stopped: bool = False
@@ -385,6 +419,7 @@ def _start(
         port=cfg.port,
         process=process,
         log_path=log_path,
+        traits=server_mode.traits_for(cfg),
         _cleanup_dir=state_dir,
     )
     try:
@@ -403,6 +438,7 @@ def _start(
         effective["argv"] = argv
         effective["master_pid"] = process.pid
         effective["port"] = cfg.port
+        effective["traits"] = asdict(server.traits) if server.traits else None
         server.effective = effective
     except ServerStartError:
         server._cleanup_dir = None  # keep the log the error message points to

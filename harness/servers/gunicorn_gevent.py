@@ -20,6 +20,8 @@ class GunicornGevent(GunicornMode):
     name = "gunicorn-gevent"
     summary = "gunicorn gevent worker: a greenlet per connection, monkey-patched"
     order = 40
-    traits = ModeTraits(unit="greenlet-per-connection", keepalive=True)
+    traits = ModeTraits(
+        unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app"
+    )
     worker_class = "gevent"
     requires = ("gevent", "greenlet")

@@ -1,0 +1,108 @@
+"""harness.expectations: each trait changes exactly the cells it should (no live servers).
+
+The live table of the registered modes is pinned in ``scenarios/test_mutants.py``; these tests
+derive cells for declared traits directly, so a new mode's cells follow from facts checked here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from harness.expectations import (
+    BACKEND_TRAITS,
+    MODULE_THREAD_LOCAL,
+    BackendTraits,
+    ConnectionPattern,
+    applicable_patterns,
+    derive_expectation,
+    derive_table,
+    render_markdown,
+    situation,
+)
+from harness.servers import MODES, ServerConfig
+from harness.servers.base import ModeTraits
+
+
+def leaks(traits: ModeTraits, backend: BackendTraits, connections: ConnectionPattern) -> bool:
+    return derive_expectation("b", backend, "m", traits, connections).can_leak
+
+
+def leaky_backends(traits: ModeTraits, connections: ConnectionPattern) -> set[str]:
+    return {name for name, b in BACKEND_TRAITS.items() if leaks(traits, b, connections)}
+
+
+MAIN_KEEPALIVE = ModeTraits(unit="main-thread", keepalive=True)
+TORNADO = ModeTraits(unit="main-thread", keepalive=True, context="request")
+POOL = ModeTraits(unit="pool-thread", keepalive=True)
+GEVENT = ModeTraits(unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app")
+PER_REQUEST = ModeTraits(
+    unit="greenlet-per-request", keepalive=False, keepalive_applicable=False,
+    monkey_patch="before-app",
+)  # fmt: skip
+
+
+def test_a_main_thread_that_keeps_connections_alive_leaks_residue_on_both_patterns() -> None:
+    for connections in ("keepalive", "fresh"):
+        assert leaky_backends(MAIN_KEEPALIVE, connections) == {"no-reset"}
+
+
+def test_a_context_per_request_has_no_contextvar_residue_but_thread_local_residue() -> None:
+    # tornado: the main thread serves every request, each in a fresh copy of the context.
+    for connections in ("keepalive", "fresh"):
+        assert leaky_backends(TORNADO, connections) == set()
+        s = situation(TORNADO, connections)
+        assert s.unit_reused and s.os_thread_reused and not s.context_reused
+    never_reset_local = BackendTraits(scope="thread-local", resets=False)
+    assert leaks(TORNADO, never_reset_local, "fresh")
+    assert not leaks(TORNADO, MODULE_THREAD_LOCAL, "fresh")  # set in every request: no overlap
+
+
+def test_pool_threads_shared_across_connections() -> None:
+    for connections in ("keepalive", "fresh"):
+        assert leaky_backends(POOL, connections) == {"shared-global", "no-reset"}
+        assert not leaks(POOL, MODULE_THREAD_LOCAL, connections)
+
+
+def test_a_greenlet_per_request_never_leaves_residue() -> None:
+    assert leaky_backends(PER_REQUEST, "fresh") == {"shared-global", "thread-ident"}
+    assert not situation(PER_REQUEST, "fresh").unit_reused
+
+
+def test_keepalive_is_not_applicable_where_the_server_closes_without_saying_so() -> None:
+    assert applicable_patterns(PER_REQUEST) == ("fresh",)
+    assert applicable_patterns(GEVENT) == ("keepalive", "fresh")
+    cell = derive_expectation("no-reset", BACKEND_TRAITS["no-reset"], "m", PER_REQUEST, "keepalive")
+    assert not cell.applicable and not cell.can_leak
+    assert "Not applicable" in cell.reason
+    table = derive_table({"m": PER_REQUEST}, {"contextvar": BACKEND_TRAITS["contextvar"]})
+    assert "| contextvar | n/a | - |" in render_markdown(table)
+    with pytest.raises(ValueError, match="keep-alive"):
+        ModeTraits(unit="main-thread", keepalive=True, keepalive_applicable=False)
+
+
+@pytest.mark.parametrize("traits", [GEVENT, PER_REQUEST], ids=["per-connection", "per-request"])
+def test_a_module_thread_local_leaks_across_greenlets_only_when_patched_after_the_app(
+    traits: ModeTraits,
+) -> None:
+    late = dataclasses.replace(traits, monkey_patch="after-app")
+    for connections in applicable_patterns(traits):
+        assert not leaks(traits, MODULE_THREAD_LOCAL, connections)
+        assert leaks(late, MODULE_THREAD_LOCAL, connections)
+        # The backends do not depend on the patch order: thread-ident keys by the OS thread.
+        assert leaky_backends(traits, connections) == leaky_backends(late, connections)
+
+
+def test_gunicorn_preload_imports_the_app_before_the_patch() -> None:
+    mode = MODES["gunicorn-gevent"]
+    cfg = ServerConfig(app="a:b", backend="contextvar", host="127.0.0.1", port=1)
+    assert mode.traits_for(cfg).monkey_patch == "before-app"
+    preload = dataclasses.replace(cfg, extra_args=("--preload",))
+    assert mode.traits_for(preload).monkey_patch == "after-app"
+    assert MODES["gunicorn-sync"].traits_for(preload).monkey_patch == "none"
+
+
+def test_every_cell_has_a_reason() -> None:
+    for cell in derive_table().values():
+        assert cell.reason and cell.reason[0].isupper(), cell
