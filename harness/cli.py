@@ -120,7 +120,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="contextvar",
-        help="context storage: contextvar (correct), shared-global, thread-ident, no-reset;"
+        help="context storage: contextvar (correct), shared-global, thread-ident, no-reset; or a"
+        " negative control of harness.controls (shared-app-slot, teardown-skips-pop, ...);"
         " anything but contextvar needs a core app",
     )
     parser.add_argument("--workers", type=int, help="server processes (gunicorn -w; default 2)")
@@ -229,10 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_backend(backend: str, app: str) -> None:
     from harness.backends import BACKENDS
+    from harness.controls import CONTROLS
     from harness.runner import app_label
 
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if backend not in BACKENDS and backend not in CONTROLS:
+        raise UsageError(
+            f"unknown backend {backend!r}: choose from {', '.join([*BACKENDS, *CONTROLS])}"
+        )
     if backend != "contextvar" and app_label(app) == "flask":
         raise UsageError(
             f"backend {backend!r} swaps the core framework's storage and cannot apply to the"

@@ -83,6 +83,7 @@ __all__ = [
     "applicable_patterns",
     "derive_expectation",
     "derive_table",
+    "escaped_error_expectation",
     "registered_mode_traits",
     "render_markdown",
     "situation",
@@ -319,6 +320,28 @@ def derive_expectation(
 
     reason = "; ".join(leaks or safe)
     return Expectation(backend, mode, connections, bool(leaks), reason[:1].upper() + reason[1:])
+
+
+def escaped_error_expectation(cell: Expectation, mode_traits: ModeTraits) -> Expectation:
+    """Narrow ``cell`` to a leak left behind by a request whose error escapes the app.
+
+    A server answers an error that escapes the WSGI app with a 500 and closes that connection,
+    so the thread or greenlet that served it serves no later request unless it outlives its
+    connection (a main thread, a pool thread). Elsewhere the stale state dies with it.
+    """
+    if not cell.can_leak:
+        return cell
+    outlives = _OUTLIVES_CONNECTION[mode_traits.unit]
+    if outlives is not None:
+        return cell
+    return Expectation(
+        cell.backend,
+        cell.mode,
+        cell.connections,
+        False,
+        "The failing request's error escapes the app, so the server closes its connection, and"
+        " the thread or greenlet that served it serves nothing after it",
+    )
 
 
 #: ``(backend, mode, connections) -> Expectation``, ordered by backend, mode, pattern.

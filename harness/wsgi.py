@@ -4,7 +4,8 @@ The first access to ``harness.wsgi.app``, inside the server process, does three 
 (importing the module does nothing else, so the harness uses its helpers freely):
 
 1. installs the context-storage backend named by ``CTXBENCH_BACKEND`` (default ``contextvar``)
-   with :func:`harness.backends.install`, before the app exists, so the app never runs on the
+   with :func:`harness.backends.install`, or the negative control of that name
+   (:func:`harness.controls.install`), before the app exists, so the app never runs on the
    default storage by accident;
 2. imports the app named by ``CTXBENCH_APP`` (an import string ``module:attr``, default the
    bundled core probe app) and exposes it as ``app``; a ``core.App`` or ``flask.Flask`` without
@@ -104,12 +105,19 @@ def _bootstrap() -> t.Any:
     import_string = os.environ.get("CTXBENCH_APP") or DEFAULT_APP
     backend = os.environ.get("CTXBENCH_BACKEND") or "contextvar"
 
-    from harness.backends import install
+    from harness import controls
+    from harness.backends import BACKENDS, install
 
     try:
-        install(backend)
+        if backend in controls.CONTROLS:
+            # A negative control on the correct storage (harness.controls): one proxy at a time,
+            # or a broken request lifecycle.
+            controls.install(backend)
+        else:
+            install(backend)
     except (KeyError, ValueError) as e:
-        raise AppLoadError(f"cannot install backend {backend!r}: {e}") from e
+        valid = ", ".join([*BACKENDS, *controls.CONTROLS])
+        raise AppLoadError(f"cannot install backend {backend!r}: {e} (valid: {valid})") from e
     rv = load_app(import_string)
     if backend != "contextvar" and not _is_core_app(rv):
         raise AppLoadError(

@@ -492,3 +492,12 @@ def test_requests_without_fail_never_raise(probe_app: t.Any) -> None:
     for phase in ("view", "session"):
         resp = probe_app.test_client().get(f"{PROBE_PATH}?token=fine&sleep_ms=0")
         assert resp.status_code == 200, phase
+
+
+def test_a_token_sent_twice_is_evidence(probe_app: t.Any) -> None:
+    # A client that reuses a token makes every check of that request meaningless.
+    assert get_probe(probe_app, "once")[0] == 200
+    _, doc, resp = get_probe(probe_app, "once")
+    assert ["entry", "residue.token", "once"] in doc["obs"]
+    evidence = check_probe_response("once", 200, resp.data, mode="m")
+    assert [(e.phase, e.name) for e in evidence] == [("entry", "residue.token")]

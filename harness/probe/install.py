@@ -58,6 +58,12 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
     if response_class is None:
         from werkzeug.wrappers import Response as response_class
 
+    # Every run of the app's before_first_request functions in this process (core only: Flask
+    # removed them in 2.3). More than one run means the once-only guard failed.
+    first_runs: list[None] = []
+    if isinstance(getattr(fw.app, "before_first_request_funcs", None), list):
+        fw.app.before_first_request_funcs.append(lambda: first_runs.append(None))
+
     def before_request() -> None:
         state = _cv_probe.get()
         if state is None:
@@ -67,6 +73,14 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         if state.fail == "session":
             fw.load_session()  # raises InjectedFailure from open_session, unless already loaded
         obs = state.obs
+        if len(first_runs) > 1:
+            obs.append(
+                [
+                    "before_request",
+                    "residue.before_first_request",
+                    f"<ran {len(first_runs)} times in this process>",
+                ]
+            )
         # Anything the probe finds in g or the session before it stored this request's token was
         # left there by an earlier request.
         obs.append(["before_request", "residue.g", fw.read_g()])

@@ -32,7 +32,7 @@ from .frameworks import Framework
 
 if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
-from .state import FAIL_PHASES, PHASES, ProbeState, _cv_probe, recent_tokens
+from .state import FAIL_PHASES, PHASES, ProbeState, RecentTokens, _cv_probe, recent_tokens
 
 __all__ = [
     "PROBE_PATH",
@@ -160,7 +160,7 @@ def _mark_skipped(state: ProbeState) -> None:
 class ProbeMiddleware:
     """Wraps an app's ``wsgi_app``; see the module docstring."""
 
-    __slots__ = ("framework", "secret", "wsgi_app")
+    __slots__ = ("framework", "secret", "served", "wsgi_app")
 
     def __init__(
         self, wsgi_app: WSGIApplication, framework: Framework, secret: str | None = None
@@ -169,6 +169,9 @@ class ProbeMiddleware:
         self.framework = framework
         #: When set, a probe request without this value in :data:`SECRET_HEADER` gets a 404.
         self.secret = None if secret is None else secret.encode("utf-8")
+        #: The tokens this app served lately: a token sent twice makes every check of that
+        #: request meaningless (a leak from its namesake would look right), so it is evidence.
+        self.served = RecentTokens()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
@@ -185,6 +188,8 @@ class ProbeMiddleware:
 
         recent_tokens.add(query.token)
         state = ProbeState(*query)
+        if not self.served.add(query.token):
+            state.obs.append(["entry", "residue.token", query.token])
         reset_token = _cv_probe.set(state)
         try:
             stale_request, stale_app = self.framework.entry_residue()

@@ -121,14 +121,16 @@ class RecentTokens:
         self._order: deque[str] = deque()
         self._lock = threading.Lock()
 
-    def add(self, token: str) -> None:
+    def add(self, token: str) -> bool:
+        """Remember ``token``; return whether it is new (not among the last ``size``)."""
         with self._lock:
             if token in self._seen:
-                return
+                return False
             self._seen.add(token)
             self._order.append(token)
             if len(self._order) > self.size:
                 self._seen.discard(self._order.popleft())
+            return True
 
     def __contains__(self, value: object) -> bool:
         return value in self._seen

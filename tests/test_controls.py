@@ -1,0 +1,208 @@
+"""harness.controls in process: each control breaks what it says, and only that."""
+
+from __future__ import annotations
+
+import threading
+import time
+import typing as t
+from collections.abc import Iterator
+
+import pytest
+
+import core
+from harness import backends, controls
+from harness.controls import CONTROLS
+from harness.expectations import derive_table
+from harness.probe import PROBE_PATH, install_probe
+from harness.probe.state import InjectedFailure
+from harness.verdict import Evidence, check_probe_response
+
+
+@pytest.fixture(autouse=True)
+def _restore() -> Iterator[None]:
+    yield
+    controls.restore()
+    backends.restore_default()
+
+
+def probe_app(name: str = "controls_test") -> t.Any:
+    app = core.App(name)
+    app.config["SECRET_KEY"] = "controls test key"
+    return install_probe(app, enabled=True)
+
+
+def get(app: t.Any, token: str, fail: str | None = None) -> list[Evidence]:
+    query = f"token={token}" + (f"&fail={fail}" if fail else "")
+    resp = app.test_client().get(f"{PROBE_PATH}?{query}")
+    return check_probe_response(token, resp.status_code, resp.data, mode="in-process")
+
+
+def while_other_request_is_inside(app: t.Any, other: str) -> list[Evidence]:
+    """Run probe request ``other`` in a thread while request "mine" is mid-view here."""
+    inside, done = threading.Event(), threading.Event()
+    box: list[list[Evidence]] = []
+
+    @app.route("/hold")
+    def hold() -> str:
+        inside.set()
+        done.wait(5)
+        return "held"
+
+    thread = threading.Thread(target=lambda: app.test_client().get("/hold"))
+    thread.start()
+    assert inside.wait(5)
+    try:
+        box.append(get(app, other))
+    finally:
+        done.set()
+        thread.join(5)
+    return box[0]
+
+
+def test_registry_and_unknown_name() -> None:
+    assert list(CONTROLS) == [
+        "shared-app-slot",
+        "shared-request-slot",
+        "shared-session",
+        "pop-skipped-on-session-error",
+        "teardown-skips-pop",
+        "before-first-request-race",
+    ]
+    assert not set(CONTROLS) & set(backends.BACKENDS)
+    with pytest.raises(ValueError, match="Unknown negative control 'nope'"):
+        controls.install("nope")
+
+
+def test_correct_core_is_clean_under_the_same_overlap() -> None:
+    app = probe_app()
+    assert while_other_request_is_inside(app, "other") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "seen_names"),
+    [
+        ("shared-app-slot", {"residue.app_context"}),
+        ("shared-request-slot", {"residue.request_context"}),
+    ],
+)
+def test_one_shared_slot_breaks_only_its_proxies(name: str, seen_names: set[str]) -> None:
+    control = controls.install(name)
+    app = probe_app()
+    evidence = while_other_request_is_inside(app, "other")
+    names = {e.name for e in evidence}
+    assert names >= seen_names, evidence
+    assert names <= control.breaks, evidence
+
+
+def test_shared_session_breaks_only_the_session() -> None:
+    control = controls.install("shared-session")
+    app = probe_app()
+
+    @app.route("/remember")
+    def remember() -> str:
+        core.session["_ctxbench_token"] = "someone-else"
+        return "ok"
+
+    app.test_client().get("/remember")
+    evidence = get(app, "mine")
+    assert {e.name for e in evidence} == {"residue.session"}
+    assert {e.name for e in evidence} <= control.breaks
+
+
+def in_one_thread(fn: t.Callable[[], t.Any]) -> t.Any:
+    """Run ``fn`` in a new thread (one unit, whose stale contexts die with it); return its
+    result or raise its exception here."""
+    box: list[t.Any] = []
+
+    def run() -> None:
+        try:
+            box.append(("ok", fn()))
+        except BaseException as exc:
+            box.append(("raised", exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    kind, value = box[0]
+    if kind == "raised":
+        raise value
+    return value
+
+
+@pytest.mark.parametrize(
+    ("name", "phase"),
+    [("pop-skipped-on-session-error", "session"), ("teardown-skips-pop", "teardown_request")],
+)
+def test_lifecycle_mutant_leaves_the_failed_request_behind(name: str, phase: str) -> None:
+    control = controls.install(name)
+    assert control.fail_phase == phase
+    app = probe_app()
+
+    def three_requests() -> tuple[list[Evidence], bool, list[Evidence]]:
+        before = get(app, "before")
+        try:
+            app.test_client().get(f"{PROBE_PATH}?token=failed&fail={phase}")
+            escaped = False
+        except InjectedFailure:
+            escaped = True  # the error reached the server
+        return before, escaped, get(app, "after")
+
+    before, escaped, evidence = in_one_thread(three_requests)
+    assert before == []
+    assert escaped == control.error_escapes
+    found = {(e.phase, e.name): e.seen for e in evidence}
+    assert found[("entry", "residue.request_context")] == "failed"
+    assert {e.name for e in evidence} <= control.breaks
+
+
+@pytest.mark.parametrize("phase", ["session", "teardown_request", "view"])
+def test_correct_core_cleans_up_after_the_same_failures(phase: str) -> None:
+    app = probe_app()
+    app.test_client().get(f"{PROBE_PATH}?token=failed&fail={phase}")
+    assert get(app, "after") == []
+
+
+def _race_first_requests(app: t.Any) -> list[Evidence]:
+    @app.before_first_request
+    def slow_init() -> None:
+        time.sleep(0.05)  # I/O while initializing: the window the race needs
+
+    threads = [threading.Thread(target=get, args=(app, f"first-{i}")) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    return get(app, "later")
+
+
+def test_before_first_request_race_is_counted() -> None:
+    control = controls.install("before-first-request-race")
+    evidence = _race_first_requests(probe_app())
+    assert [e.name for e in evidence] == ["residue.before_first_request"]
+    assert evidence[0].seen == "<ran 4 times in this process>"
+    assert {e.name for e in evidence} <= control.breaks
+
+
+def test_before_first_request_runs_once_on_the_correct_core() -> None:
+    assert _race_first_requests(probe_app()) == []
+
+
+def test_expectations_follow_the_traits() -> None:
+    from harness.expectations import registered_mode_traits
+
+    modes = registered_mode_traits()
+    table = derive_table()
+    for mode, traits in modes.items():
+        for connections in ("keepalive", "fresh"):
+            cell = controls.expectation("shared-app-slot", mode, traits, connections)
+            assert cell.can_leak == table["shared-global", mode, connections].can_leak
+            cell = controls.expectation("teardown-skips-pop", mode, traits, connections)
+            assert cell.can_leak == table["no-reset", mode, connections].can_leak
+    # An escaping error closes the connection: a greenlet per connection serves nothing after.
+    gevent = modes["gunicorn-gevent"]
+    assert not controls.expectation(
+        "pop-skipped-on-session-error", "gunicorn-gevent", gevent, "keepalive"
+    ).can_leak
+    assert controls.expectation(
+        "pop-skipped-on-session-error", "gunicorn-gthread", modes["gunicorn-gthread"], "fresh"
+    ).can_leak
