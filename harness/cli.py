@@ -1,99 +1,38 @@
-"""``ctxbench``: run the isolation matrix, serve one mode, list the modes.
+"""``ctxbench``: run the isolation matrix, serve one mode, list the modes, report and compare runs.
 
 ``ctxbench run`` with no arguments is the main job: the core probe app on the contextvar storage,
 every server mode that can run here, both connection patterns, a few seconds each; it writes
-``results/<run-id>/results.json`` and prints a summary table. Exit status: 0 no leak, 1 a leak
-was found, 2 a usage or start-up error (one line on stderr, never a traceback), 130 interrupted.
+``results/<run-id>/results.json`` with report.md and report.html next to it, and prints a
+summary table. Exit status: 0 no leak (or no regression, for ``compare``), 1 a leak was found
+(a regression), 2 a usage or start-up error (one line on stderr, never a traceback), 130
+interrupted.
 
-Extension points (for ``report``, ``compare`` and ``run --compare-flask``):
-
-- :data:`COMMANDS` and :func:`command` register a subcommand: a function that adds its
-  arguments and a handler returning the exit status;
-- :func:`add_run_extension` adds options to ``ctxbench run``, may rewrite its
-  :class:`~harness.runner.RunSettings`, and runs after ``results.json`` is written;
-- modules named in :data:`EXTENSION_MODULES` are imported, if they exist, before the parser is
-  built, so ``harness/report/cli.py`` can register itself without touching this file.
+Every value is checked when the settings are built (:class:`~harness.settings.RunSettings`),
+before a server starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
+import os
 import shlex
 import signal
 import sys
 import time
 import typing as t
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import CtxbenchError, UsageError
 
-__all__ = [
-    "COMMANDS",
-    "EXTENSION_MODULES",
-    "RUN_EXTENSIONS",
-    "Command",
-    "RunExtension",
-    "add_run_extension",
-    "command",
-    "main",
-]
+if t.TYPE_CHECKING:
+    from harness.results import Run
+    from harness.settings import RunSettings
+
+__all__ = ["build_parser", "format_totals", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
-Configure = Callable[[argparse.ArgumentParser], None]
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its help line, how it adds its arguments, and its handler."""
-
-    name: str
-    help: str
-    configure: Configure
-    handler: Handler
-
-
-@dataclass(frozen=True)
-class RunExtension:
-    """A plug-in for ``ctxbench run`` (e.g. ``--compare-flask``).
-
-    ``add_arguments`` adds options to the run parser; ``adjust_settings`` may return changed
-    settings (e.g. more apps); ``after_results`` runs once ``results.json`` is written (e.g. to
-    write a report) and may return an exit status to use instead of the leak verdict.
-    """
-
-    name: str
-    add_arguments: Configure | None = None
-    adjust_settings: Callable[[argparse.Namespace, t.Any], t.Any] | None = None
-    after_results: Callable[[argparse.Namespace, Path, dict[str, t.Any]], int | None] | None = None
-
-
-#: Subcommands by name, in the order ``--help`` lists them.
-COMMANDS: dict[str, Command] = {}
-#: Plug-ins of ``ctxbench run``.
-RUN_EXTENSIONS: list[RunExtension] = []
-#: Modules imported (when installed) before the parser is built; they register themselves.
-EXTENSION_MODULES = ("harness.report.cli",)
-
-
-def command(name: str, help: str, configure: Configure) -> Callable[[Handler], Handler]:
-    """Decorator: register ``handler`` as the subcommand ``name``."""
-
-    def decorator(handler: Handler) -> Handler:
-        COMMANDS[name] = Command(name, help, configure, handler)
-        return handler
-
-    return decorator
-
-
-def add_run_extension(extension: RunExtension) -> None:
-    """Register a plug-in for ``ctxbench run`` (replacing one with the same name)."""
-    RUN_EXTENSIONS[:] = [e for e in RUN_EXTENSIONS if e.name != extension.name]
-    RUN_EXTENSIONS.append(extension)
 
 
 # -- argument parsing ------------------------------------------------------------------------
@@ -107,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _csv(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
+    return [part.strip() for part in value.split(",")]
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +54,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         "--app",
         default=None,
         metavar="MODULE:ATTR",
-        help="the WSGI app under test (default: the bundled core probe app)",
+        help="the WSGI app under test, imported from the current directory"
+        " (default: the bundled core probe app)",
     )
     parser.add_argument(
         "--backend",
@@ -126,7 +66,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, help="server processes (gunicorn -w; default 2)")
     parser.add_argument(
-        "--threads", type=int, help="threads per worker (gunicorn --threads; default per mode)"
+        "--threads", type=int, help="threads per server process (gunicorn --threads)"
     )
     parser.add_argument(
         "--worker-connections", type=int, help="gunicorn --worker-connections (default 1000)"
@@ -154,7 +94,8 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration",
         type=float,
-        help="seconds per measurement (default 2; 'unbounded' with --requests)",
+        help="seconds per measurement (default 2; when only --requests is given, each"
+        " measurement runs until that many requests are done)",
     )
     parser.add_argument("--requests", type=int, help="requests per measurement")
     parser.add_argument("--concurrency", type=int, default=16, help="virtual users (default 16)")
@@ -174,9 +115,11 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         help="write the run into DIR itself (e.g. results/reference) instead of a new folder"
         " under --out; the run id is DIR's name; files already there are replaced",
     )
-    for extension in RUN_EXTENSIONS:
-        if extension.add_arguments is not None:
-            extension.add_arguments(parser)
+    parser.add_argument(
+        "--compare-flask",
+        action="store_true",
+        help="also run the Flask probe app on every mode; the report compares the two",
+    )
 
 
 def _add_fail_options(parser: argparse.ArgumentParser) -> None:
@@ -202,26 +145,51 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
 
 
-def _configure_list(parser: argparse.ArgumentParser) -> None:
-    pass
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="a run folder (results/<run-id>)"
+    )
+
+
+def _configure_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run folder")
+    parser.add_argument("run_b", type=Path, metavar="RUN_B", help="the run to check against it")
+    parser.add_argument(
+        "--threshold",
+        default="10%",
+        help="relative change in rps or p99 that counts as a regression (default 10%%)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="compare the medians only; by default a change must also be beyond the noise"
+        " (the spread over the repeats) of both runs",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``ctxbench`` parser, with every registered subcommand and run extension."""
-    for module in EXTENSION_MODULES:
-        with contextlib.suppress(ModuleNotFoundError):
-            if importlib.util.find_spec(module) is not None:
-                importlib.import_module(module)
+    """The ``ctxbench`` parser."""
     parser = _Parser(
         prog="ctxbench",
         description="Request-context isolation harness for Python WSGI stacks.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for cmd in COMMANDS.values():
-        sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        cmd.configure(sub)
-        sub.set_defaults(handler=cmd.handler)
+    commands: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
+        ("run", "run the isolation matrix and write results/<run-id>/results.json",
+         _configure_run, cmd_run),
+        ("serve", "run one server mode in the foreground until interrupted",
+         _configure_serve, cmd_serve),
+        ("list", "show every server mode and whether it can run here", lambda p: None, cmd_list),
+        ("report", "write report.md and report.html for a run folder",
+         _configure_report, cmd_report),
+        ("compare", "compare two runs; exit 1 on a regression beyond --threshold",
+         _configure_compare, cmd_compare),
+    ]  # fmt: skip
+    for name, help, configure, handler in commands:
+        sub = subparsers.add_parser(name, help=help, description=help)
+        configure(sub)
+        sub.set_defaults(handler=handler)
     return parser
 
 
@@ -229,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_backend(backend: str, app: str) -> None:
+    from harness.apps import app_label
     from harness.backends import BACKENDS
     from harness.controls import CONTROLS
-    from harness.runner import app_label
 
     if backend not in BACKENDS and backend not in CONTROLS:
         raise UsageError(
@@ -245,7 +213,32 @@ def _check_backend(backend: str, app: str) -> None:
 
 
 def _server_args(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(arg for value in values for arg in shlex.split(value))
+    try:
+        return tuple(arg for value in values for arg in shlex.split(value))
+    except ValueError as e:
+        raise UsageError(f"bad --server-arg {values!r}: {e}") from None
+
+
+def _check_folder(option: str, path: Path) -> None:
+    """A folder ctxbench will create files in: not a file, under a writable existing parent."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"bad {option} {str(path)!r}: it is a file, not a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is not writable")
+
+
+def _check_run_folder(option: str, path: Path) -> Path:
+    """A run folder to read: it exists and holds results.json."""
+    if path.is_file():
+        path = path.parent
+    if not path.is_dir():
+        raise UsageError(f"bad {option} {str(path)!r}: no such folder")
+    return path
 
 
 @contextlib.contextmanager
@@ -266,21 +259,66 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 # -- run -------------------------------------------------------------------------------------
 
 
-def _settings_from_args(args: argparse.Namespace) -> t.Any:
-    from harness.runner import CONNECTION_PATTERNS, RunSettings
-    from harness.wsgi import DEFAULT_APP, parse_import_string
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
-    app = args.app or DEFAULT_APP
+
+def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
+    """The totals under the summary table, and the app's own ``observe()`` names checked."""
+    cells = run.cells
+    out = [
+        f"{_plural(len(cells), 'cell')}, {_plural(run.requests, 'request')} checked,"
+        f" {_plural(run.leaks, 'leak')}, {elapsed_s:.0f} s; results: {results_path}"
+    ]
+    leaky = [c.leaky_requests for c in cells if c.leaks]
+    if leaky and all(n is not None for n in leaky):
+        out.append(
+            f"{_plural(sum(t.cast(int, n) for n in leaky), 'request')} held the"
+            f" {_plural(run.leaks, 'leak')}."
+        )
+    from harness.protocol import app_observation_names
+
+    names = sorted({n for c in cells for n in app_observation_names(c.observed)})
+    if names:
+        out.append("The app's own observe() names checked: " + ", ".join(names))
+    return out
+
+
+def _settings_from_args(args: argparse.Namespace) -> RunSettings:
+    from harness.apps import CORE_APP, FLASK_APP, app_label
+    from harness.load.spec import CONNECTION_PATTERNS
+    from harness.settings import RunSettings
+    from harness.wsgi import parse_import_string
+
+    app = args.app or CORE_APP
     parse_import_string(app)
-    backends = tuple(_csv(args.backend)) or ("contextvar",)
+    backends = tuple(_csv(args.backend))
     for backend in backends:
         _check_backend(backend, app)
-    modes = () if args.modes.strip() in ("", "all") else tuple(_csv(args.modes))
+    if args.modes.strip() == "all":
+        modes: tuple[str, ...] = ()
+    elif not args.modes.strip():
+        raise UsageError("--modes is empty: name at least one mode, or leave it out for all")
+    else:
+        modes = tuple(_csv(args.modes))
+    apps: tuple[str, ...] = (app,)
+    if args.compare_flask:
+        if set(backends) != {"contextvar"}:
+            raise UsageError(
+                "--compare-flask compares the core and Flask on the correct contextvar storage;"
+                f" drop --backend {','.join(backends)} or run the mutants separately"
+            )
+        if app_label(app) != "core":
+            raise UsageError(
+                "--compare-flask sets the core probe app against Flask; it cannot be combined"
+                f" with --app {app}"
+            )
+        apps = (app, FLASK_APP)
     duration = args.duration
     if duration is None and args.requests is None:
         duration = 2.0
     return RunSettings(
-        apps=(app,),
+        apps=apps,
         backends=backends,
         modes=modes,
         connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
@@ -295,69 +333,51 @@ def _settings_from_args(args: argparse.Namespace) -> t.Any:
         worker_connections=args.worker_connections,
         extra_args=_server_args(args.server_arg),
         fail_phase=args.fail_phase,
-        fail_fraction=_fail_fraction(args),
+        fail_fraction=(0.1 if args.fail_phase else 0.0)
+        if args.fail_fraction is None
+        else args.fail_fraction,
     )
 
 
-def _fail_fraction(args: argparse.Namespace) -> float:
-    if args.fail_fraction is None:
-        return 0.1 if args.fail_phase else 0.0
-    if args.fail_phase is None:
-        raise UsageError("--fail-fraction needs --fail-phase (the phase those requests fail at)")
-    if not 0.0 <= args.fail_fraction <= 1.0:
-        raise UsageError(f"bad --fail-fraction {args.fail_fraction!r}: use a number in [0, 1]")
-    return float(args.fail_fraction)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import results
-    from harness.report import format_summary, load_run
-    from harness.runner import run_matrix
+    from harness import results, runner
+    from harness.report import format_summary, load_run, write_reports
 
     settings = _settings_from_args(args)
-    for extension in RUN_EXTENSIONS:
-        if extension.adjust_settings is not None:
-            settings = extension.adjust_settings(args, settings)
     settings.resolved_modes()  # unknown or unavailable modes fail before anything starts
     if args.run_dir is not None:
         if args.out is not None:
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
+        _check_folder("--run-dir", run_dir)
         run_id = run_dir.resolve().name
     else:
+        out = Path(args.out or "results")
+        _check_folder("--out", out)
         run_id = results.new_run_id()
-        run_dir = Path(args.out or "results") / run_id
+        run_dir = out / run_id
     started = time.monotonic()
-    doc = run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
-    print(format_summary(load_run(doc)))
-    for cell in doc.get("not_applicable", []):
-        print(f"not measured: {cell['mode']} {cell['connections']}: {cell['reason']}")
-    leaks = sum(e["leaks"] for e in doc["entries"])
-    cells = len(doc["entries"])
-    print(
-        f"\n{cells} cell{'' if cells == 1 else 's'},"
-        f" {sum(e['requests'] for e in doc['entries']):,} requests"
-        f" checked, {leaks:,} leaks, {time.monotonic() - started:.0f} s;"
-        f" results: {run_dir / results.RESULTS_FILE}"
-    )
-    status = 1 if leaks else 0
-    for extension in RUN_EXTENSIONS:
-        if extension.after_results is not None:
-            override = extension.after_results(args, run_dir, doc)
-            if override is not None:
-                status = override
-    return status
+    run = runner.run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
+    print(format_summary(load_run(run)))
+    for skipped in run.not_measured:
+        print(f"not measured: {skipped.mode} {skipped.connections}: {skipped.reason}")
+    print()
+    print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
+    paths = write_reports(run_dir, run)
+    print("report: " + ", ".join(str(p) for p in paths))
+    return 1 if run.leaks else 0
 
 
 # -- serve -----------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from harness.apps import CORE_APP
     from harness.servers import live_server
-    from harness.servers.base import log_tail
-    from harness.wsgi import DEFAULT_APP, parse_import_string
+    from harness.servers._process import log_tail
+    from harness.wsgi import parse_import_string
 
-    app = args.app or DEFAULT_APP
+    app = args.app or CORE_APP
     parse_import_string(app)
     _check_backend(args.backend, app)
     with live_server(
@@ -400,13 +420,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-command("run", "run the isolation matrix and write results/<run-id>/results.json", _configure_run)(
-    cmd_run
-)
-command("serve", "run one server mode in the foreground until interrupted", _configure_serve)(
-    cmd_serve
-)
-command("list", "show every server mode and whether it can run here", _configure_list)(cmd_list)
+# -- report and compare ----------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import results
+    from harness.report import ReportError, write_reports
+
+    run_dir = _check_run_folder("RUN_DIR", args.run_dir)
+    run = results.load(run_dir)
+    try:
+        paths = write_reports(run_dir, run)
+    except ReportError as e:
+        raise CtxbenchError(f"cannot build a report from {str(run_dir)!r}: {e}") from None
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import results
+    from harness.report import compare_runs, parse_threshold
+
+    threshold = parse_threshold(args.threshold)
+    run_a = results.load(_check_run_folder("RUN_A", args.run_a))
+    run_b = results.load(_check_run_folder("RUN_B", args.run_b))
+    text, regressions = compare_runs(run_a, run_b, threshold, strict=args.strict)
+    print(text, end="")
+    return 1 if regressions else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

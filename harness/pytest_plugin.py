@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 if t.TYPE_CHECKING:
+    from harness.results import Cell, Run
     from harness.servers.base import LiveServer
 
 __all__ = ["CheckResult", "Ctxbench", "CtxbenchLeak"]
@@ -96,9 +97,12 @@ class CheckResult:
 
     app: str
     run_dir: Path
-    #: The results document (``results.json``) of the run.
-    results: t.Any
-    cells: tuple[t.Any, ...] = field(repr=False)
+    #: The run, as written to ``results.json``.
+    results: Run = field(repr=False)
+
+    @property
+    def cells(self) -> tuple[Cell, ...]:
+        return self.results.cells
 
     @property
     def requests(self) -> int:
@@ -142,11 +146,11 @@ class CheckResult:
                 + (f" {dict(cell.error_kinds)}" if cell.errors else "")
             )
             for ev in cell.evidence[:SHOWN_EVIDENCE]:
-                unit = ev.worker
+                unit = ev.unit
                 lines.append(
                     f"    phase={ev.phase} name={ev.name} expected={ev.expected!r}"
-                    f" seen={ev.seen!r} unit=pid {unit.get('pid')} thread {unit.get('thread')}"
-                    f" greenlet {unit.get('greenlet')}"
+                    f" seen={ev.seen!r} unit=pid {unit.pid} thread {unit.thread}"
+                    f" greenlet {unit.greenlet}"
                 )
         lines.append(f"  report: {self.report}")
         return "\n".join(lines)
@@ -210,8 +214,10 @@ class Ctxbench:
         A mode that cannot run here fails the test with the install step, like ``ctxbench run``.
         """
         from harness.errors import CtxbenchError
-        from harness.runner import CONNECTION_PATTERNS, RunSettings, run_matrix
+        from harness.load.spec import CONNECTION_PATTERNS
+        from harness.runner import run_matrix
         from harness.servers import MODES
+        from harness.settings import RunSettings
 
         chosen = _csv(self._setting("modes", modes) or "")
         if not chosen:
@@ -234,13 +240,13 @@ class Ctxbench:
                 warmup=0.0,
                 extra_args=tuple(server_args),
             )
-            doc = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
+            run = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
         except CtxbenchError as e:
             pytest.fail(f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else ""), False)
         from harness.report import write_reports
 
-        write_reports(run_dir, doc)
-        return CheckResult(app=app, run_dir=run_dir, results=doc, cells=_cells(doc))
+        write_reports(run_dir, run)
+        return CheckResult(app=app, run_dir=run_dir, results=run)
 
     def assert_isolated(self, app: str, **kwargs: t.Any) -> CheckResult:
         """Like :meth:`check`, and fail the test when any request leaked or failed."""
@@ -249,44 +255,6 @@ class Ctxbench:
         if not rv.ok:
             raise CtxbenchLeak(rv.explain())
         return rv
-
-
-@dataclass(frozen=True)
-class _Evidence:
-    phase: str
-    name: str
-    expected: str | None
-    seen: str | None
-    worker: dict[str, t.Any]
-
-
-@dataclass(frozen=True)
-class _Cell:
-    mode: str
-    connections: str
-    requests: int
-    leaks: int
-    errors: int
-    error_kinds: dict[str, int]
-    evidence: tuple[_Evidence, ...]
-
-
-def _cells(doc: t.Any) -> tuple[_Cell, ...]:
-    return tuple(
-        _Cell(
-            mode=e["mode"],
-            connections=e["connections"],
-            requests=e["requests"],
-            leaks=e["leaks"],
-            errors=e["errors"],
-            error_kinds=e["error_kinds"],
-            evidence=tuple(
-                _Evidence(v["phase"], v["name"], v["expected"], v["seen"], v["worker"])
-                for v in e["evidence"]
-            ),
-        )
-        for e in doc["entries"]
-    )
 
 
 @pytest.fixture

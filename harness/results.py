@@ -1,81 +1,385 @@
-"""The results document: versioned, self-describing, written atomically.
+"""The results model: one typed record of a run, its JSON form, its statistics, its writer.
 
-A run writes ``results/<run-id>/results.json`` in the ``ctxbench.results/1`` schema (see
-docs/architecture.md): the machine, the package versions, the settings, and one entry per
-(app, backend, mode, connection pattern) with the measured numbers, the leak evidence and the
-server's effective configuration. Reports are generated from this data, never edited by hand.
+A run writes ``results/<run-id>/results.json``. Every part of ctxbench that reads or writes it
+goes through the frozen dataclasses here, in the manner of pyperf's ``Benchmark`` and
+``BenchmarkSuite``:
 
-Writes go to a temporary file in the same directory, are flushed to disk and then renamed over
-the target with ``os.replace``, so a reader (or an interrupted run) only ever sees a complete
-previous file or a complete new one.
+- :class:`Run`: the run id, the command, the :class:`Machine`, the package versions, the
+  :class:`~harness.settings.RunSettings` and one :class:`Cell` per (app, backend, mode,
+  connections) measured;
+- :class:`Cell`: its counts (every checked response, warm-up included), its measured
+  :class:`Measurement` repeats, the pooled :class:`Latency`, the :class:`~harness.verdict.Evidence`
+  kept, the execution units seen, and the :class:`ServerInfo` (the effective configuration that
+  really ran, and the server log);
+- the statistics, computed here and nowhere else: :func:`median`, :func:`spread`
+  (``(max - min) / median``) against :data:`SPREAD_WARNING`, and :meth:`Latency.of` (percentiles).
+
+``Run.to_json()`` and ``Run.from_json()`` convert to and from the JSON document;
+``from_json(to_json(x)) == x``. The JSON form of every record is its fields, by name, in order,
+nested records as objects and tuples as lists, so adding an optional field to a record is the
+whole change to the schema (give it a default, so older documents still read). Documents of an
+older schema are read through :data:`READERS`, which upgrades them first.
+
+:func:`write_atomic` is the one writer of every file ctxbench produces: a complete old file or
+a complete new one, never half of either, with the permissions of the user's umask.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
+import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import platform
 import secrets
-import tempfile
+import statistics
+import types
 import typing as t
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from harness.errors import ResultsError
+from harness.apps import app_label
+from harness.errors import CtxbenchError, ResultsError
+from harness.settings import RunSettings
+from harness.verdict import Evidence, Unit
 
 __all__ = [
+    "PACKAGES",
+    "PERCENTILES",
+    "READERS",
     "RESULTS_FILE",
     "SCHEMA",
-    "load_results",
-    "machine_info",
-    "new_document",
+    "SPREAD_FORMULA",
+    "SPREAD_WARNING",
+    "Cell",
+    "Evidence",
+    "Latency",
+    "Machine",
+    "Measurement",
+    "NotMeasured",
+    "Run",
+    "ServerInfo",
+    "Unit",
+    "Warmup",
+    "load",
+    "median",
     "new_run_id",
+    "package_version",
     "package_versions",
-    "validate",
+    "spread",
+    "write",
     "write_atomic",
-    "write_results",
 ]
 
-SCHEMA = "ctxbench.results/1"
+SCHEMA = "ctxbench.results/2"
 RESULTS_FILE = "results.json"
-#: Distributions whose versions every results document records (``None`` if not installed).
+#: Distributions whose versions every run records (``None`` if not installed).
 PACKAGES = ("ctxbench", "werkzeug", "flask", "gunicorn", "gevent", "greenlet", "locust")
+#: The latency percentiles every :class:`Latency` holds.
+PERCENTILES = ("p50", "p90", "p99", "max")
+#: Relative spread of repeated measurements above which a median is too noisy to compare.
+SPREAD_WARNING = 0.10
+SPREAD_FORMULA = "(max - min) / median"
 
-_Number = (int, float)
-#: Required top-level keys and their types.
-_TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
-    "schema": str,
-    "run_id": str,
-    "created": str,
-    "command": list,
-    "machine": dict,
-    "python": str,
-    "packages": dict,
-    "settings": dict,
-    "entries": list,
-}
-#: Required keys of every entry and their types.
-_ENTRY: dict[str, type | tuple[type, ...]] = {
-    "mode": str,
-    "app": str,
-    "app_label": str,
-    "backend": str,
-    "connections": str,
-    "requests": int,
-    "leaks": int,
-    "errors": int,
-    "error_kinds": dict,
-    "rps": _Number,
-    "rps_runs": list,
-    "rps_spread": _Number,
-    "latency_ms": dict,
-    "latency_runs": list,
-    "evidence": list,
-    "server": dict,
-}
-_LATENCY_KEYS = ("p50", "p90", "p99", "max")
+
+# -- statistics (the one place they are computed) ------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values``; 0.0 for none."""
+    return float(statistics.median(values)) if values else 0.0
+
+
+def spread(values: Sequence[float]) -> float:
+    """``(max - min) / median`` of repeated measurements; 0.0 with fewer than two or median 0.
+
+    The full range, not the standard deviation: with three to five repeats the range is what a
+    reader can check against the listed values. Above :data:`SPREAD_WARNING` the median is too
+    noisy to compare.
+    """
+    if len(values) < 2:
+        return 0.0
+    mid = median(values)
+    return (max(values) - min(values)) / mid if mid > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency percentiles in milliseconds; ``None`` when no request was answered."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Latency:
+        """The percentiles of ``values`` (linear interpolation between closest ranks)."""
+        if not values:
+            return cls()
+        ordered = sorted(values)
+
+        def at(q: float) -> float:
+            pos = (len(ordered) - 1) * q
+            lo, hi = math.floor(pos), math.ceil(pos)
+            return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 3)
+
+        return cls(p50=at(0.50), p90=at(0.90), p99=at(0.99), max=round(ordered[-1], 3))
+
+    def get(self, name: str) -> float | None:
+        """The percentile called ``name`` (one of :data:`PERCENTILES`)."""
+        if name not in PERCENTILES:
+            raise KeyError(name)
+        rv: float | None = getattr(self, name)
+        return rv
+
+
+# -- the records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured load run of a cell (one repeat)."""
+
+    #: Answered requests per second.
+    rps: float
+    elapsed_s: float | None = None
+    #: Latency of this run alone; ``None`` when the document did not record it.
+    latency_ms: Latency | None = None
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """What the warm-up before a cell's repeats checked (included in the cell's counts)."""
+
+    requests: int = 0
+    leaks: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The server of a cell: the effective configuration that really ran, and its log.
+
+    ``effective`` is what the mode read back from its server processes (worker class, pids,
+    threads, versions; see :meth:`harness.servers.base.ServerMode.effective`); its keys vary by
+    mode. ``log`` is the server log's path relative to the run folder.
+    """
+
+    effective: Mapping[str, t.Any] = field(default_factory=dict)
+    log: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """``gthread w2 t8``: worker class, server processes and threads, for a table cell."""
+        eff = self.effective
+        threads = eff.get("threads") or 1
+        rv = f"{eff.get('worker_class', '?')} w{eff.get('workers', '?')}"
+        return rv + (f" t{threads}" if isinstance(threads, int) and threads > 1 else "")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (app, backend, mode, connections) measurement of a run.
+
+    ``requests``, ``leaks``, ``errors`` and ``error_kinds`` count every checked response, the
+    warm-up's included (a leak seen while warming up is still a leak; :attr:`warmup` says how
+    much came from it). ``leaks`` counts leaking observations: one response can hold several,
+    so ``leaky_requests`` (the responses with at least one) is the number to set against
+    ``requests``. Throughput and latency come from the measured ``runs`` only.
+    """
+
+    app: str
+    backend: str
+    mode: str
+    connections: str
+    requests: int
+    leaks: int
+    errors: int
+    runs: tuple[Measurement, ...]
+    #: Latency over every measured run's requests pooled.
+    latency_ms: Latency = field(default_factory=Latency)
+    error_kinds: Mapping[str, int] = field(default_factory=dict)
+    #: Requests made to fail on purpose (``--fail-phase``): expected errors, never judged and
+    #: not in ``errors``; how each ended (an HTTP status or an error kind).
+    injected: int = 0
+    injected_outcomes: Mapping[str, int] = field(default_factory=dict)
+    #: ``None`` when the document did not record it.
+    leaky_requests: int | None = None
+    warmup: Warmup = field(default_factory=Warmup)
+    #: Distinct execution units (pid, thread, greenlet) that answered.
+    units_seen: int = 0
+    #: The first few pieces of evidence (the counts above are exact).
+    evidence: tuple[Evidence, ...] = ()
+    #: Every observation name the probe checked in this cell (``request``, ``g``, the app's
+    #: own ``observe()`` names, ...), sorted.
+    observed: tuple[str, ...] = ()
+    server: ServerInfo = field(default_factory=ServerInfo)
+
+    @property
+    def app_label(self) -> str:
+        """``core``/``flask`` for the bundled apps, else the app's import string."""
+        return app_label(self.app)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What identifies the cell across runs: (app label, backend, mode, connections)."""
+        return (self.app_label, self.backend, self.mode, self.connections)
+
+    @property
+    def rps_runs(self) -> tuple[float, ...]:
+        return tuple(run.rps for run in self.runs)
+
+    @property
+    def rps(self) -> float:
+        """The median throughput of the repeats."""
+        return median(self.rps_runs)
+
+    @property
+    def rps_spread(self) -> float:
+        """See :func:`spread`."""
+        return spread(self.rps_runs)
+
+    @property
+    def noisy(self) -> bool:
+        """The repeats disagree by more than :data:`SPREAD_WARNING`."""
+        return self.rps_spread > SPREAD_WARNING
+
+    @property
+    def clean(self) -> bool:
+        """Neither leaks nor errors: only a clean cell may be ranked."""
+        return self.leaks == 0 and self.errors == 0
+
+    @property
+    def latency_runs(self) -> tuple[Latency, ...]:
+        return tuple(run.latency_ms for run in self.runs if run.latency_ms is not None)
+
+    def latency_spread(self, name: str) -> float:
+        """:func:`spread` of one percentile over the repeats."""
+        values = [lat.get(name) for lat in self.latency_runs]
+        return spread([v for v in values if v is not None])
+
+
+@dataclass(frozen=True)
+class NotMeasured:
+    """A (mode, connections) pair of the matrix that cannot run, and why (not a cell)."""
+
+    mode: str
+    connections: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the run happened (fields are ``None`` when a document did not record them)."""
+
+    platform: str | None = None
+    system: str | None = None
+    release: str | None = None
+    machine: str | None = None
+    processor: str | None = None
+    cpu_count: int | None = None
+    #: CPUs this process may use (its affinity mask).
+    cpu_usable: int | None = None
+    python_implementation: str | None = None
+
+    @classmethod
+    def here(cls) -> Machine:
+        """This machine."""
+        try:
+            usable: int | None = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            usable = os.cpu_count()
+        return cls(
+            platform=platform.platform(),
+            system=platform.system(),
+            release=platform.release(),
+            machine=platform.machine(),
+            processor=platform.processor(),
+            cpu_count=os.cpu_count(),
+            cpu_usable=usable,
+            python_implementation=platform.python_implementation(),
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """A whole run: what ran where, with which settings, and its cells in the order measured.
+
+    ``status`` is ``running`` while cells are added, then ``complete``, ``interrupted`` or
+    ``failed``; a document that is not ``complete`` may lack cells.
+    """
+
+    run_id: str
+    created: str
+    command: tuple[str, ...]
+    machine: Machine
+    python: str
+    packages: Mapping[str, str | None]
+    settings: RunSettings
+    cells: tuple[Cell, ...] = ()
+    #: Connection patterns a mode cannot serve, skipped on purpose.
+    not_measured: tuple[NotMeasured, ...] = ()
+    status: str = "running"
+    elapsed_s: float | None = None
+
+    @classmethod
+    def start(cls, run_id: str, command: Sequence[str], settings: RunSettings) -> Run:
+        """A new run on this machine, now, with no cells yet."""
+        return cls(
+            run_id=run_id,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            command=tuple(command),
+            machine=Machine.here(),
+            python=platform.python_version(),
+            packages=package_versions(),
+            settings=settings,
+        )
+
+    def replace(self, **changes: t.Any) -> Run:
+        """A copy with ``changes`` applied (``cells=run.cells + (cell,)`` adds one)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def requests(self) -> int:
+        return sum(cell.requests for cell in self.cells)
+
+    @property
+    def leaks(self) -> int:
+        return sum(cell.leaks for cell in self.cells)
+
+    def to_json(self) -> dict[str, t.Any]:
+        """The JSON document (``schema`` first)."""
+        rv = _encode(self)
+        return {"schema": SCHEMA, **rv}
+
+    @classmethod
+    def from_json(cls, doc: t.Any, *, source: str = "results document") -> Run:
+        """Read a document of any schema in :data:`READERS`; raise :class:`ResultsError`."""
+        if not isinstance(doc, dict):
+            raise ResultsError(f"{source}: expected a JSON object, got {type(doc).__name__}")
+        schema = doc.get("schema")
+        reader = READERS.get(schema) if isinstance(schema, str) else None
+        if reader is None:
+            hint = (
+                "it was written by another version of ctxbench"
+                if isinstance(schema, str) and schema.startswith("ctxbench.results/")
+                else "it is not a ctxbench results document"
+            )
+            raise ResultsError(
+                f"{source}: schema is {schema!r}, this ctxbench reads"
+                f" {', '.join(map(repr, READERS))}: {hint}"
+            )
+        body = {k: v for k, v in reader(doc, source).items() if k != "schema"}
+        return t.cast(Run, _decode(Run, body, f"{source}:"))
+
+
+# -- reading and writing -----------------------------------------------------------------------
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -84,86 +388,21 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def machine_info() -> dict[str, t.Any]:
-    """Where the run happened: OS, CPU count (and how many this process may use), Python."""
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name``, or ``None`` if it is not installed."""
     try:
-        usable: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
-    return {
-        "platform": platform.platform(),
-        "system": platform.system(),
-        "release": platform.release(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "cpu_usable": usable,
-        "python_implementation": platform.python_implementation(),
-    }
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def package_versions(names: t.Iterable[str] = PACKAGES) -> dict[str, str | None]:
     """Installed versions of ``names`` (``None`` for a package that is not installed)."""
-    rv: dict[str, str | None] = {}
-    for name in names:
-        try:
-            rv[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            rv[name] = None
-    return rv
+    return {name: package_version(name) for name in names}
 
 
-def new_document(
-    run_id: str, command: t.Sequence[str], settings: dict[str, t.Any]
-) -> dict[str, t.Any]:
-    """An empty results document for a run; the runner appends to ``entries``."""
-    return {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": list(command),
-        "status": "running",
-        "machine": machine_info(),
-        "python": platform.python_version(),
-        "packages": package_versions(),
-        "settings": dict(settings),
-        "entries": [],
-    }
-
-
-def write_atomic(path: str | os.PathLike[str], data: dict[str, t.Any]) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically: complete old file or complete new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return target
-
-
-def write_results(run_dir: str | os.PathLike[str], doc: dict[str, t.Any]) -> Path:
-    """Validate ``doc`` and write it to ``run_dir/results.json`` atomically; return the path."""
-    validate(doc)
-    return write_atomic(Path(run_dir) / RESULTS_FILE, doc)
-
-
-def load_results(path: str | os.PathLike[str]) -> dict[str, t.Any]:
-    """Read and validate a results document; ``path`` is the file or its run directory.
+def load(path: str | os.PathLike[str]) -> Run:
+    """Read a run from ``path``, a results.json or the run folder holding one.
 
     Raises :class:`ResultsError` with the path and what is wrong.
     """
@@ -180,50 +419,212 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, t.Any]:
         doc = json.loads(text)
     except ValueError as e:
         raise ResultsError(f"{str(file)!r} is not valid JSON: {e}") from None
-    validate(doc, source=str(file))
-    rv: dict[str, t.Any] = doc
+    return Run.from_json(doc, source=str(file))
+
+
+def write(run_dir: str | os.PathLike[str], run: Run) -> Path:
+    """Write ``run`` to ``run_dir/results.json`` atomically; return the path."""
+    return write_atomic(Path(run_dir) / RESULTS_FILE, run.to_json())
+
+
+def write_atomic(
+    path: str | os.PathLike[str], data: str | Mapping[str, t.Any] | list[t.Any]
+) -> Path:
+    """Write ``data`` to ``path`` atomically: a complete old file or a complete new one.
+
+    ``data`` is text, or JSON data (written indented, NaN refused). The file gets the mode a
+    plain ``open()`` would give it (0666 less the umask). The parent folder is created.
+    """
+    target = Path(path)
+    text = data if isinstance(data, str) else json.dumps(data, indent=2, allow_nan=False) + "\n"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        # O_EXCL on a random name instead of mkstemp, whose files are 0600 whatever the umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return target
+
+
+# -- schema versions ---------------------------------------------------------------------------
+
+
+def _read_v2(doc: dict[str, t.Any], source: str) -> dict[str, t.Any]:
+    return doc
+
+
+def _read_v1(doc: dict[str, t.Any], source: str) -> dict[str, t.Any]:
+    """Upgrade a ``ctxbench.results/1`` document to the current shape.
+
+    /1 called cells "entries", kept the repeats as parallel lists (``rps_runs``,
+    ``latency_runs``, ``elapsed_runs_s``), stored statistics the model now derives (``rps``,
+    ``rps_spread``, ``rps_spread_warning``, ``app_label``, ``settings.spread_formula``), named
+    the execution unit of a piece of evidence ``worker`` and counted units as ``workers_seen``.
+    """
+    rv = {k: v for k, v in doc.items() if k not in ("entries", "not_applicable")}
+    if "not_applicable" in doc:
+        rv["not_measured"] = doc["not_applicable"]
+    rv.setdefault("status", "complete")  # /1 documents without a status read as complete
+    if "entries" not in doc:
+        raise ResultsError(f"{source}: missing key 'entries'")
+    if isinstance(rv.get("settings"), dict):
+        rv["settings"] = {k: v for k, v in rv["settings"].items() if k != "spread_formula"}
+    entries = doc["entries"]
+    if not isinstance(entries, list):
+        raise ResultsError(f"{source}: entries: expected a list, got {entries!r}")
+    rv["cells"] = [_entry_v1(entry, f"{source}: entries[{i}]") for i, entry in enumerate(entries)]
     return rv
 
 
-def _type_name(expected: type | tuple[type, ...]) -> str:
-    if expected == _Number:
-        return "a number"
-    name = getattr(expected, "__name__", str(expected))
-    return {"str": "a string", "int": "an integer", "list": "a list", "dict": "an object"}.get(
-        name, name
-    )
+def _entry_v1(entry: t.Any, where: str) -> dict[str, t.Any]:
+    if not isinstance(entry, dict):
+        raise ResultsError(f"{where}: expected an object, got {entry!r}")
+    derived = {"rps", "rps_runs", "rps_spread", "rps_spread_warning", "app_label",
+               "latency_runs", "elapsed_runs_s", "workers_seen"}  # fmt: skip
+    rv = {k: v for k, v in entry.items() if k not in derived}
+    rps_runs = entry.get("rps_runs") or ([entry["rps"]] if "rps" in entry else [])
+    latency_runs = entry.get("latency_runs") or []
+    elapsed = entry.get("elapsed_runs_s") or []
+    for name, values in (("rps_runs", rps_runs), ("latency_runs", latency_runs),
+                         ("elapsed_runs_s", elapsed)):  # fmt: skip
+        if not isinstance(values, list):
+            raise ResultsError(f"{where}.{name}: expected a list, got {values!r}")
+    for name, values in (("latency_runs", latency_runs), ("elapsed_runs_s", elapsed)):
+        if values and len(values) != len(rps_runs):
+            raise ResultsError(f"{where}.{name}: {len(values)} values for {len(rps_runs)} runs")
+    rv["runs"] = [
+        {
+            "rps": rps,
+            "elapsed_s": elapsed[i] if elapsed else None,
+            "latency_ms": latency_runs[i] if latency_runs else None,
+        }
+        for i, rps in enumerate(rps_runs)
+    ]
+    if "workers_seen" in entry:
+        rv["units_seen"] = entry["workers_seen"]
+    evidence = entry.get("evidence")
+    if isinstance(evidence, list):
+        rv["evidence"] = [
+            {("unit" if k == "worker" else k): v for k, v in ev.items()}
+            if isinstance(ev, dict)
+            else ev
+            for ev in evidence
+        ]
+    return rv
 
 
-def _check(where: str, value: t.Any, expected: type | tuple[type, ...]) -> None:
-    # bool is an int subclass; a count or a rate is never true/false.
-    if isinstance(value, bool) or not isinstance(value, expected):
-        raise ResultsError(f"{where}: expected {_type_name(expected)}, got {value!r}")
+#: Reader of each schema this version reads: an upgrade to the current shape.
+READERS: dict[str, Callable[[dict[str, t.Any], str], dict[str, t.Any]]] = {
+    SCHEMA: _read_v2,
+    "ctxbench.results/1": _read_v1,
+}
 
 
-def validate(doc: t.Any, *, source: str = "results document") -> None:
-    """Check that ``doc`` is a ``ctxbench.results/1`` document; raise :class:`ResultsError`."""
-    if not isinstance(doc, dict):
-        raise ResultsError(f"{source}: expected a JSON object, got {type(doc).__name__}")
-    schema = doc.get("schema")
-    if schema != SCHEMA:
-        hint = (
-            "it was written by another version of ctxbench"
-            if isinstance(schema, str) and schema.startswith("ctxbench.results/")
-            else "it is not a ctxbench results document"
-        )
-        raise ResultsError(f"{source}: schema is {schema!r}, expected {SCHEMA!r}: {hint}")
-    for key, expected in _TOP_LEVEL.items():
-        if key not in doc:
-            raise ResultsError(f"{source}: missing key {key!r}")
-        _check(f"{source}: {key}", doc[key], expected)
-    for i, entry in enumerate(doc["entries"]):
-        where = f"{source}: entries[{i}]"
-        if not isinstance(entry, dict):
-            raise ResultsError(f"{where}: expected an object, got {entry!r}")
-        for key, expected in _ENTRY.items():
-            if key not in entry:
-                raise ResultsError(f"{where}: missing key {key!r}")
-            _check(f"{where}.{key}", entry[key], expected)
-        for key in _LATENCY_KEYS:
-            if key not in entry["latency_ms"]:
-                raise ResultsError(f"{where}.latency_ms: missing key {key!r}")
+# -- the JSON codec: records <-> JSON by their fields and annotations -------------------------
+
+
+def _encode(value: t.Any) -> t.Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a NamedTuple
+        return {k: _encode(v) for k, v in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+_hints_cache: dict[type, dict[str, t.Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, t.Any]:
+    if cls not in _hints_cache:
+        _hints_cache[cls] = t.get_type_hints(cls)
+    return _hints_cache[cls]
+
+
+def _error(where: str, message: str) -> ResultsError:
+    # ``where`` is "<source>:" at the top level, then "<source>: cells[0].rps" and so on.
+    return ResultsError(f"{where} {message}" if where.endswith(":") else f"{where}: {message}")
+
+
+def _fail(where: str, expected: str, raw: t.Any) -> t.NoReturn:
+    raise _error(where, f"expected {expected}, got {raw!r}")
+
+
+def _decode(tp: t.Any, raw: t.Any, where: str) -> t.Any:
+    origin, args = t.get_origin(tp), t.get_args(tp)
+    if tp is t.Any:
+        return raw
+    if origin is t.Union or origin is types.UnionType:
+        if raw is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _decode(inner, raw, where)
+    if tp is bool:
+        return raw if isinstance(raw, bool) else _fail(where, "true or false", raw)
+    if tp is int:
+        ok = isinstance(raw, int) and not isinstance(raw, bool)
+        return raw if ok else _fail(where, "an integer", raw)
+    if tp is float:
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw)
+        return float(raw) if ok else _fail(where, "a number", raw)
+    if tp is str:
+        return raw if isinstance(raw, str) else _fail(where, "a string", raw)
+    if origin is tuple:
+        if not isinstance(raw, list):
+            _fail(where, "a list", raw)
+        return tuple(_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(raw))
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(raw, dict):
+            _fail(where, "an object", raw)
+        return {k: _decode(args[1], v, _child(where, k)) for k, v in raw.items()}
+    if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or hasattr(tp, "_fields")):
+        return _decode_record(tp, raw, where)
+    raise TypeError(f"{where}: the results codec cannot read a {tp!r}")  # a bug in the model
+
+
+def _decode_record(cls: type, raw: t.Any, where: str) -> t.Any:
+    if not isinstance(raw, dict):
+        _fail(where, "an object", raw)
+    hints = _hints(cls)
+    if dataclasses.is_dataclass(cls):
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+    else:  # a NamedTuple
+        defaults = getattr(cls, "_field_defaults", {})
+        required = {name for name in hints if name not in defaults}
+    for name in required:
+        if name not in raw:
+            raise _error(where, f"missing key {name!r}")
+    for name in raw:
+        if name not in hints:
+            raise _error(where, f"unknown key {name!r}")
+    kwargs = {name: _decode(hints[name], value, _child(where, name)) for name, value in raw.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError, CtxbenchError) as e:  # a record's own check (RunSettings')
+        raise _error(where, str(e)) from None
+
+
+def _child(where: str, name: str) -> str:
+    # "results.json:" + "cells" -> "results.json: cells"; "...: cells[0]" + "rps" -> "...rps"
+    return f"{where} {name}" if where.endswith(":") else f"{where}.{name}"

@@ -25,6 +25,7 @@ __all__ = [
     "Evidence",
     "ProbeProtocolError",
     "ProbeVerdict",
+    "Unit",
     "check_probe_response",
     "examine_probe_response",
 ]
@@ -41,11 +42,21 @@ REQUIRED_PHASES = frozenset(
     }
 )
 
-WorkerKey = tuple[int, int, int | None]
+#: An execution unit as the load driver collects it: ``(pid, thread, greenlet)``.
+UnitKey = tuple[int, int, int | None]
 
 
 class ProbeProtocolError(ValueError):
     """The response is not a well-formed probe response, so it says nothing about isolation."""
+
+
+class Unit(t.NamedTuple):
+    """The execution unit that served a request: its server process, OS thread and greenlet."""
+
+    pid: int
+    thread: int
+    #: ``None`` when greenlet is not installed in the server.
+    greenlet: int | None
 
 
 @dataclass(frozen=True)
@@ -57,26 +68,31 @@ class Evidence:
     name: str
     expected: str | None
     seen: str | None
-    #: ``{"pid": int, "thread": int, "greenlet": int | None}`` of the worker that answered.
-    worker: dict[str, int | None]
+    #: The execution unit that answered.
+    unit: Unit
 
     def to_dict(self) -> dict[str, t.Any]:
-        return asdict(self)
+        """The JSON form: the fields, with ``unit`` as ``{"pid", "thread", "greenlet"}``."""
+        return {**asdict(self), "unit": self.unit._asdict()}
+
+    @classmethod
+    def from_dict(cls, data: t.Mapping[str, t.Any]) -> Evidence:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**{**data, "unit": Unit(**data["unit"])})
 
     def __str__(self) -> str:
-        w = self.worker
+        u = self.unit
         return (
             f"[{self.mode}] {self.phase}/{self.name}: expected {self.expected!r}, saw"
-            f" {self.seen!r} (pid {w.get('pid')}, thread {w.get('thread')},"
-            f" greenlet {w.get('greenlet')})"
+            f" {self.seen!r} (pid {u.pid}, thread {u.thread}, greenlet {u.greenlet})"
         )
 
 
 @dataclass(frozen=True)
 class ProbeVerdict:
-    """What one probe response says: who answered it, and what leaked."""
+    """What one probe response says: the unit that answered it, and what leaked."""
 
-    worker: WorkerKey
+    unit: UnitKey
     evidence: list[Evidence]
 
 
@@ -89,7 +105,7 @@ def _fail(token: str, why: str, body: bytes) -> ProbeProtocolError:
     )
 
 
-def _worker(token: str, raw: object, body: bytes) -> tuple[WorkerKey, dict[str, int | None]]:
+def _unit(token: str, raw: object, body: bytes) -> UnitKey:
     if not isinstance(raw, dict):
         raise _fail(token, "'worker' is not an object", body)
     pid, thread, glet = raw.get("pid"), raw.get("thread"), raw.get("greenlet", False)
@@ -99,11 +115,11 @@ def _worker(token: str, raw: object, body: bytes) -> tuple[WorkerKey, dict[str, 
             "'worker' needs an integer pid and thread, and a greenlet that is an integer or null",
             body,
         )
-    return (pid, thread, glet), {"pid": pid, "thread": thread, "greenlet": glet}
+    return (pid, thread, glet)
 
 
 def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -> ProbeVerdict:
-    """Like :func:`check_probe_response`, also returning the worker that answered."""
+    """Like :func:`check_probe_response`, also returning the unit that answered."""
     if status != 200:
         raise ProbeProtocolError(
             f"A probe response has status 200, got {status} for token {token!r}.\n\n"
@@ -123,12 +139,12 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
         raise _fail(token, "'obs' is missing or empty", body)
     if "token" not in doc:
         raise _fail(token, "'token' is missing", body)
-    key, worker = _worker(token, doc.get("worker"), body)
+    key = _unit(token, doc.get("worker"), body)
 
     evidence: list[Evidence] = []
     echoed = doc["token"]
     if echoed != token:
-        evidence.append(Evidence(mode, "view", "token", token, _as_seen(echoed), worker))
+        evidence.append(Evidence(mode, "view", "token", token, _as_seen(echoed), Unit(*key)))
 
     # This loop runs for every response inside the load driver's measured loop: type checks
     # use ``type(x) is`` and the seen value is only type-checked when it differs.
@@ -156,7 +172,7 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
                 raise _fail(
                     token, f"observation {item!r} has a seen value that is not a string", body
                 )
-            evidence.append(Evidence(mode, phase, name, expected, seen, worker))
+            evidence.append(Evidence(mode, phase, name, expected, seen, Unit(*key)))
     if len(phases) != len(REQUIRED_PHASES):
         missing = ", ".join(sorted(REQUIRED_PHASES - phases))
         raise _fail(token, f"no observations from phase(s) {missing}", body)

@@ -17,7 +17,7 @@ just before the master shuts down) is folded in like any other.
 Outcomes, each its own constant failure message so locust groups them:
 
 - ``context leak``: the response carried another request's state (details are logged, the first
-  few in full; each piece of evidence names mode, phase, name, expected, seen and the worker);
+  few in full; each piece of evidence names mode, phase, name, expected, seen and the unit);
 - ``http error``: a status other than 200; ``connection error``: no response at all;
 - ``probe protocol error``: a 200 whose body is not a probe response (wrong app, wrong path).
 

@@ -253,7 +253,7 @@ def describe(result: LoadResult, server: LiveServer | None = None) -> str:
     lines = [
         f"requests={result.requests} errors={result.errors} {result.error_kinds}"
         f" leaks={result.leaks} leaky_requests={result.leaky_requests} rps={result.rps:.0f}"
-        f" elapsed={result.elapsed_s:.2f}s units={len(result.workers)}"
+        f" elapsed={result.elapsed_s:.2f}s units={len(result.units)}"
         f" reconnects={result.reconnects}"
     ]
     if server is not None:
@@ -279,7 +279,7 @@ def _assert_exercised(
     """
     expected = situation(traits or MODES[mode].traits, connections)
     seen = exercised(
-        result.workers,
+        result.units,
         answered=result.requests - result.errors,
         rps=result.rps,
         sleep_ms=sleep_ms,

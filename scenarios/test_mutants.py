@@ -130,8 +130,8 @@ def test_mutant_leaks_exactly_where_it_can(
         assert evidence.mode == mode, evidence
         assert evidence.phase in PHASES, evidence
         assert evidence.seen != evidence.expected, evidence
-        assert evidence.worker["pid"] in worker_pids, (evidence, worker_pids)
-        assert isinstance(evidence.worker["thread"], int), evidence
+        assert evidence.unit.pid in worker_pids, (evidence, worker_pids)
+        assert isinstance(evidence.unit.thread, int), evidence
     traits = BACKEND_TRAITS[backend]
     if not traits.resets:
         # Residue: what an earlier request left set, seen before this one set anything.

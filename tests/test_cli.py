@@ -60,7 +60,7 @@ def test_list_shows_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
             id="mutant-with-flask",
         ),
         pytest.param(["run", "--app", "not a path"], "bad app import string", id="app-string"),
-        pytest.param(["run", "--repeats", "0"], "bad repeats 0", id="repeats"),
+        pytest.param(["run", "--repeats", "0"], "bad --repeats 0", id="repeats"),
         pytest.param(["run", "--connections", "pipelined"], "invalid choice", id="choice"),
         pytest.param(["run", "--no-such-option"], "unrecognized arguments", id="option"),
         pytest.param(["frobnicate"], "invalid choice", id="command"),
@@ -210,17 +210,19 @@ def test_small_run_writes_results(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     [run_dir] = tmp_path.iterdir()
-    doc = results.load_results(run_dir)
-    assert doc["status"] == "complete"
-    assert [(e["mode"], e["connections"]) for e in doc["entries"]] == [
+    run = results.load(run_dir)
+    assert run.status == "complete"
+    assert [(c.mode, c.connections) for c in run.cells] == [
         ("gunicorn-sync", "keepalive"), ("gunicorn-sync", "fresh"),
         ("werkzeug-threaded", "keepalive"), ("werkzeug-threaded", "fresh"),
     ]  # fmt: skip
-    assert all(e["leaks"] == 0 and e["requests"] > 0 for e in doc["entries"])
-    assert doc["entries"][0]["app_label"] == "flask"
-    assert doc["entries"][0]["server"]["effective"]["worker_class"] == "sync"
+    assert all(c.leaks == 0 and c.requests > 0 for c in run.cells)
+    assert run.cells[0].app_label == "flask"
+    assert run.cells[0].server.effective["worker_class"] == "sync"
     assert "gunicorn-sync" in out and "verdict" in out and "0 leaks" in out
-    assert err == ""  # not a terminal: no progress lines
+    # Not a terminal: one progress line per finished cell, nothing else.
+    lines = err.splitlines()
+    assert len(lines) == 4 and all(" done  requests " in line for line in lines), err
     assert json.loads((run_dir / "results.json").read_text())["run_id"] == run_dir.name
 
 

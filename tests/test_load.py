@@ -124,7 +124,7 @@ def test_exact_count_against_the_core_probe(serve: ServeFactory, connections: st
     result = run_load(spec(server.port, requests=300, connections=connections, sleep_ms=0.5))
     assert_clean(result, 300)
     # werkzeug's dev server gives each connection its own thread.
-    assert len(result.workers) > 1
+    assert len(result.units) > 1
     if connections == "fresh":
         assert result.reconnects == 0
 
@@ -199,7 +199,7 @@ def test_keepalive_keeps_one_connection_per_user(keepalive_server: KeepAliveFact
     assert_clean(result, 200)
     assert result.reconnects == 0
     assert len(connections) == 4
-    assert len(result.workers) == 4  # one handler thread per connection, so per user
+    assert len(result.units) == 4  # one handler thread per connection, so per user
 
 
 def test_fresh_opens_a_connection_per_request(keepalive_server: KeepAliveFactory) -> None:
@@ -391,7 +391,7 @@ def test_leaking_app_is_reported(serve: ServeFactory) -> None:
     ev = result.evidence[0]
     assert ev.mode == "werkzeug-threaded"
     assert ev.seen != ev.expected
-    assert set(ev.worker) == {"pid", "thread", "greenlet"}
+    assert set(ev.unit._fields) == {"pid", "thread", "greenlet"}
     # Leaky answers are still answers: they are timed and counted in rps.
     assert len(result.latencies_ms) == n
 

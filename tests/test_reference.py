@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from harness import results
 from harness.cli import main
 from harness.report import render_run_dir
 from harness.report.bench import read_benchmarks
-from harness.results import load_results
+from harness.results import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "results" / "reference"
@@ -28,35 +29,39 @@ SUMMARY_END = "<!-- reference-summary:end -->"
 
 
 @pytest.fixture(scope="module")
-def doc() -> dict[str, Any]:
-    return load_results(REFERENCE)  # validates against the ctxbench.results/1 schema
+def doc() -> Run:
+    return results.load(REFERENCE)  # checks it against its schema
 
 
-def test_reference_is_a_complete_run_of_core_and_flask(doc: dict[str, Any]) -> None:
-    assert doc["status"] == "complete"
-    assert doc["run_id"] == "reference"
-    assert {e["app_label"] for e in doc["entries"]} == {"core", "flask"}
-    assert {e["connections"] for e in doc["entries"]} == {"keepalive", "fresh"}
-    modes = set(doc["settings"]["modes"])
+def test_reference_round_trips_through_the_model(doc: Run) -> None:
+    assert Run.from_json(doc.to_json()) == doc
+
+
+def test_reference_is_a_complete_run_of_core_and_flask(doc: Run) -> None:
+    assert doc.status == "complete"
+    assert doc.run_id == "reference"
+    assert {c.app_label for c in doc.cells} == {"core", "flask"}
+    assert {c.connections for c in doc.cells} == {"keepalive", "fresh"}
+    modes = set(doc.settings.modes)
     assert {"gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent"} <= modes
-    assert len(doc["entries"]) == 2 * 2 * len(modes)
-    # each mode's four entries (core and Flask, both patterns) were measured back to back
-    order = [e["mode"] for e in doc["entries"]]
+    assert len(doc.cells) == 2 * 2 * len(modes)
+    # each mode's four cells (core and Flask, both patterns) were measured back to back
+    order = [c.mode for c in doc.cells]
     assert all(order[i : i + 4] == [order[i]] * 4 for i in range(0, len(order), 4))
-    assert doc["settings"]["repeats"] >= 5, "the reference repeats more than the default run"
-    assert int(doc["machine"]["cpu_count"]) == 2
+    assert doc.settings.repeats >= 5, "the reference repeats more than the default run"
+    assert doc.machine.cpu_count == 2
 
 
-def test_reference_shows_no_leak_for_the_correct_backend(doc: dict[str, Any]) -> None:
-    correct = [e for e in doc["entries"] if e["backend"] == "contextvar"]
+def test_reference_shows_no_leak_for_the_correct_backend(doc: Run) -> None:
+    correct = [c for c in doc.cells if c.backend == "contextvar"]
     assert correct
-    leaking = [(e["mode"], e["app_label"], e["connections"], e["leaks"]) for e in correct]
+    leaking = [(c.mode, c.app_label, c.connections, c.leaks) for c in correct]
     assert [x for x in leaking if x[3]] == []
-    assert all(e["errors"] == 0 for e in correct)
-    assert all(e["requests"] > 0 for e in correct)
+    assert all(c.errors == 0 for c in correct)
+    assert all(c.requests > 0 for c in correct)
 
 
-def test_reports_are_exactly_what_the_renderer_makes(doc: dict[str, Any]) -> None:
+def test_reports_are_exactly_what_the_renderer_makes(doc: Run) -> None:
     rendered = render_run_dir(REFERENCE, doc)
     stale = []
     for name, text in rendered.items():
@@ -135,17 +140,15 @@ def test_run_dir_writes_into_that_folder_with_its_name_as_run_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import harness.runner
-    from harness.results import new_document, write_results
 
     calls: list[tuple[Path, str | None]] = []
 
     def fake_run_matrix(
         settings: Any, run_dir: Path, *, command: Any = (), run_id: str | None = None, **_: Any
-    ) -> dict[str, Any]:
+    ) -> Run:
         calls.append((Path(run_dir), run_id))
-        rv = new_document(run_id or "", command, {"repeats": settings.repeats})
-        rv["status"] = "complete"
-        write_results(run_dir, rv)
+        rv = Run.start(run_id or "", command, settings).replace(status="complete")
+        results.write(run_dir, rv)
         return rv
 
     monkeypatch.setattr(harness.runner, "run_matrix", fake_run_matrix)
@@ -164,7 +167,7 @@ def test_run_without_run_dir_makes_a_new_folder_under_out(
 
     seen: list[Path] = []
 
-    def fake_run_matrix(settings: Any, run_dir: Path, **kwargs: Any) -> dict[str, Any]:
+    def fake_run_matrix(settings: Any, run_dir: Path, **kwargs: Any) -> Run:
         seen.append(Path(run_dir))
         raise KeyboardInterrupt
 

@@ -1,10 +1,13 @@
-"""The results document: schema, atomic writes, validation errors that say what is wrong."""
+"""The results model: its JSON form, schema versions, statistics, and the atomic writer."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,46 +15,48 @@ import pytest
 
 from harness import results
 from harness.errors import ResultsError
+from harness.results import Cell, Evidence, Latency, Measurement, Run, ServerInfo, Unit, Warmup
+from harness.settings import RunSettings
+
+REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
 
 
-def entry(**overrides: Any) -> dict[str, Any]:
-    rv: dict[str, Any] = {
-        "mode": "gunicorn-gevent",
-        "app": "harness.apps.core_app:app",
-        "app_label": "core",
-        "backend": "contextvar",
-        "connections": "keepalive",
-        "requests": 100,
-        "leaks": 0,
-        "errors": 0,
-        "error_kinds": {},
-        "rps": 1000.0,
-        "rps_runs": [990.0, 1000.0, 1010.0],
-        "rps_spread": 0.02,
-        "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 4.0},
-        "latency_runs": [],
-        "evidence": [],
-        "server": {"effective": {"worker_class": "gevent"}},
-    }
-    rv.update(overrides)
-    return rv
+def cell(**overrides: Any) -> Cell:
+    return dataclasses.replace(Cell(
+        app="harness.apps.core_app:app",
+        backend="contextvar",
+        mode="gunicorn-gevent",
+        connections="keepalive",
+        requests=100,
+        leaks=1,
+        leaky_requests=1,
+        errors=0,
+        runs=tuple(Measurement(rps, 1.0, Latency(1.0, 2.0, 3.0, 4.0)) for rps in (990, 1000, 1010)),
+        latency_ms=Latency(1.0, 2.0, 3.0, 4.0),
+        warmup=Warmup(10, 0, 0),
+        units_seen=4,
+        evidence=(Evidence("gunicorn-gevent", "view", "g", "a", "b", Unit(1, 2, 3)),),
+        observed=("g", "request", "user"),
+        server=ServerInfo({"worker_class": "gevent", "workers": 2}, "logs/x.log"),
+    ), **overrides)
 
 
 @pytest.fixture
-def doc() -> dict[str, Any]:
-    rv = results.new_document("run-1", ["ctxbench", "run"], {"duration": 2.0})
-    rv["entries"].append(entry())
-    return rv
+def run() -> Run:
+    return Run.start("run-1", ["ctxbench", "run"], RunSettings(duration=2.0)).replace(
+        cells=(cell(),)
+    )
 
 
-def test_new_document_is_self_describing(doc: dict[str, Any]) -> None:
-    assert doc["schema"] == "ctxbench.results/1"
-    assert doc["machine"]["cpu_count"] >= 1
-    assert doc["python"].count(".") == 2
-    assert doc["packages"]["werkzeug"]
-    assert "gunicorn" in doc["packages"]
-    assert doc["created"].endswith("+00:00")
-    results.validate(doc)
+def test_a_new_run_is_self_describing(run: Run) -> None:
+    assert run.machine.cpu_count and run.machine.cpu_count >= 1
+    assert run.python.count(".") == 2
+    assert run.packages["werkzeug"]
+    assert "gunicorn" in run.packages
+    assert run.created.endswith("+00:00")
+    doc = run.to_json()
+    assert next(iter(doc)) == "schema" and doc["schema"] == "ctxbench.results/2"
+    assert doc["cells"][0]["evidence"][0]["unit"] == {"pid": 1, "thread": 2, "greenlet": 3}
 
 
 def test_run_ids_sort_by_time_and_differ() -> None:
@@ -60,27 +65,53 @@ def test_run_ids_sort_by_time_and_differ() -> None:
     assert len(a.split("-")) == 3
 
 
-def test_write_and_load_round_trip(tmp_path: Path, doc: dict[str, Any]) -> None:
-    path = results.write_results(tmp_path / "run-1", doc)
+def test_statistics_are_derived_once() -> None:
+    c = cell()
+    assert c.rps == 1000.0
+    assert c.rps_spread == pytest.approx(0.02)  # (max - min) / median
+    assert not c.noisy
+    assert cell(runs=(Measurement(900.0), Measurement(1100.0))).noisy
+    assert results.spread([5.0]) == 0.0 and results.spread([]) == 0.0
+    assert c.app_label == "core"
+    assert c.key == ("core", "contextvar", "gunicorn-gevent", "keepalive")
+
+
+def test_percentiles_interpolate() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert Latency.of(values) == Latency(50.5, 90.1, 99.01, 100.0)
+    assert Latency.of([7.0]) == Latency(7.0, 7.0, 7.0, 7.0)
+    assert Latency.of([]) == Latency(None, None, None, None)
+
+
+def test_write_and_load_round_trip(tmp_path: Path, run: Run) -> None:
+    path = results.write(tmp_path / "run-1", run)
     assert path == tmp_path / "run-1" / "results.json"
-    assert results.load_results(tmp_path / "run-1") == doc
-    assert results.load_results(path) == doc
+    assert results.load(tmp_path / "run-1") == run
+    assert results.load(path) == run
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]
 
 
+def test_results_follow_the_umask(tmp_path: Path, run: Run) -> None:
+    old = os.umask(0o022)
+    try:
+        path = results.write(tmp_path, run)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
 def test_failed_write_keeps_the_old_file(
-    tmp_path: Path, doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = results.write_results(tmp_path, doc)
+    path = results.write(tmp_path, run)
     before = path.read_bytes()
 
     def broken_replace(src: str, dst: str) -> None:
         raise KeyboardInterrupt  # e.g. Ctrl-C between write and rename
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    doc["entries"].append(entry(mode="gunicorn-sync"))
     with pytest.raises(KeyboardInterrupt):
-        results.write_results(tmp_path, doc)
+        results.write(tmp_path, run.replace(cells=(*run.cells, cell(mode="gunicorn-sync"))))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
@@ -91,41 +122,65 @@ def test_unserialisable_data_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_reference_v1_document_reads_and_round_trips() -> None:
+    doc = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))
+    assert doc["schema"] == "ctxbench.results/1"
+    run = Run.from_json(doc)
+    assert Run.from_json(run.to_json()) == run
+    for entry, c in zip(doc["entries"], run.cells, strict=True):
+        assert round(c.rps, 1) == entry["rps"]
+        assert round(c.rps_spread, 4) == entry["rps_spread"]
+        assert c.units_seen == entry["workers_seen"]
+        assert c.leaky_requests is None  # /1 did not record it
+
+
+def test_v1_evidence_worker_becomes_unit() -> None:
+    doc = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))
+    doc["entries"][0]["evidence"] = [
+        {"mode": "m", "phase": "view", "name": "g", "expected": "a", "seen": None,
+         "worker": {"pid": 1, "thread": 2, "greenlet": None}}
+    ]  # fmt: skip
+    [ev] = Run.from_json(doc).cells[0].evidence
+    assert ev.unit == Unit(1, 2, None)
+
+
+def _v2(run: Run) -> dict[str, Any]:
+    return copy.deepcopy(run.to_json())
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        pytest.param(lambda d: d.update(schema="ctxbench.results/2"), "another vers", id="newer"),
+        pytest.param(lambda d: d.update(schema="ctxbench.results/9"), "another vers", id="newer"),
         pytest.param(lambda d: d.update(schema="other"), "not a ctxbench results", id="foreign"),
         pytest.param(lambda d: d.pop("machine"), "missing key 'machine'", id="missing-top"),
-        pytest.param(lambda d: d.update(entries={}), "entries: expected a list", id="entries-type"),
+        pytest.param(lambda d: d.update(cells={}), "cells: expected a list", id="cells-type"),
+        pytest.param(lambda d: d["cells"][0].pop("leaks"), "cells[0]: missing key 'leak", id="key"),
         pytest.param(
-            lambda d: d["entries"][0].pop("leaks"), "entries[0]: missing key 'leak", id="entry-key"
+            lambda d: d["cells"][0]["runs"][0].update(rps="fast"),
+            "cells[0].runs[0].rps: expected a number, got 'fast'",
+            id="cell-type",
         ),
+        pytest.param(lambda d: d["cells"][0].update(leaks=True), "expected an integer", id="bool"),
+        pytest.param(lambda d: d["cells"][0].update(lekas=1), "unknown key 'lekas'", id="typo"),
         pytest.param(
-            lambda d: d["entries"][0].update(rps="fast"),
-            "entries[0].rps: expected a number, got 'fast'",
-            id="entry-type",
-        ),
-        pytest.param(
-            lambda d: d["entries"][0].update(leaks=True), "expected an integer", id="bool-count"
-        ),
-        pytest.param(
-            lambda d: d["entries"][0]["latency_ms"].pop("p99"), "missing key 'p99'", id="latency"
+            lambda d: d["settings"].update(concurrency=0), "bad --concurrency 0", id="settings"
         ),
     ],
 )
-def test_validate_says_what_is_wrong(doc: dict[str, Any], mutate: Any, message: str) -> None:
+def test_reading_says_what_is_wrong(run: Run, mutate: Any, message: str) -> None:
+    doc = _v2(run)
     mutate(doc)
     with pytest.raises(ResultsError, match=re.escape(message)):
-        results.validate(doc)
+        Run.from_json(doc)
 
 
 def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match=r"no results at .*run 'ctxbench run' first"):
-        results.load_results(tmp_path)
+        results.load(tmp_path)
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(ResultsError, match="is not valid JSON"):
-        results.load_results(tmp_path)
+        results.load(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ResultsError, match="expected a JSON object"):
-        results.load_results(tmp_path)
+        results.load(tmp_path)

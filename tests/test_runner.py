@@ -12,18 +12,13 @@ from typing import Any
 import pytest
 
 from harness import results
+from harness.apps import app_label
 from harness.errors import UsageError
 from harness.load import LoadResult
-from harness.runner import (
-    EVIDENCE_CAP,
-    Progress,
-    RunSettings,
-    aggregate,
-    app_label,
-    percentiles,
-    run_matrix,
-)
-from harness.verdict import Evidence
+from harness.results import Latency
+from harness.runner import EVIDENCE_CAP, StatusLine, aggregate, run_matrix
+from harness.settings import RunSettings
+from harness.verdict import Evidence, Unit
 
 
 def evidence(token: str) -> Evidence:
@@ -33,41 +28,35 @@ def evidence(token: str) -> Evidence:
         name="request",
         expected=token,
         seen="other",
-        worker={"pid": 1, "thread": 2, "greenlet": None},
+        unit=Unit(1, 2, None),
     )
 
 
 def result(rps: float, *, leaks: int = 0, errors: int = 0, latencies: list[float] | None = None,
-           workers: list[tuple[int, int, int | None]] | None = None) -> LoadResult:  # fmt: skip
+           units: list[tuple[int, int, int | None]] | None = None) -> LoadResult:  # fmt: skip
     latencies = latencies if latencies is not None else [1.0, 2.0, 3.0]
     return LoadResult(
         requests=len(latencies) + errors,
         errors=errors,
         error_kinds={"reset": errors} if errors else {},
         leaks=leaks,
+        leaky_requests=min(leaks, 1),
         evidence=[evidence(f"t{i}") for i in range(leaks)],
         latencies_ms=latencies,
         elapsed_s=1.0,
         rps=rps,
-        workers=workers or [(1, 2, None)],
+        units=units or [(1, 2, None)],
     )
-
-
-def test_percentiles_interpolate() -> None:
-    values = [float(v) for v in range(1, 101)]  # 1..100
-    assert percentiles(values) == {"p50": 50.5, "p90": 90.1, "p99": 99.01, "max": 100.0}
-    assert percentiles([7.0]) == {"p50": 7.0, "p90": 7.0, "p99": 7.0, "max": 7.0}
-    assert percentiles([]) == {"p50": None, "p90": None, "p99": None, "max": None}
 
 
 def test_aggregate_sums_medians_and_spreads() -> None:
     runs = [
-        result(900.0, latencies=[1.0, 2.0], workers=[(1, 2, None)]),
-        result(1000.0, leaks=2, latencies=[3.0], workers=[(1, 3, None)]),
-        result(1100.0, errors=1, latencies=[4.0, 10.0], workers=[(1, 2, None)]),
+        result(900.0, latencies=[1.0, 2.0], units=[(1, 2, None)]),
+        result(1000.0, leaks=2, latencies=[3.0], units=[(1, 3, None)]),
+        result(1100.0, errors=1, latencies=[4.0, 10.0], units=[(1, 2, None)]),
     ]
     warmup = result(500.0, leaks=1, latencies=[50.0])
-    entry = aggregate(
+    cell = aggregate(
         mode="gunicorn-gthread",
         app="harness.apps.core_app:app",
         backend="shared-global",
@@ -76,31 +65,33 @@ def test_aggregate_sums_medians_and_spreads() -> None:
         warmup=warmup,
         effective={"worker_class": "gthread"},
     )
-    assert entry["requests"] == 2 + 1 + 3 + 1  # warm-up responses are checked too
-    assert entry["leaks"] == 3
-    assert entry["errors"] == 1
-    assert entry["error_kinds"] == {"reset": 1}
-    assert entry["warmup"] == {"requests": 1, "leaks": 1, "errors": 0}
-    assert entry["rps"] == 1000.0
-    assert entry["rps_runs"] == [900.0, 1000.0, 1100.0]
-    assert entry["rps_spread"] == pytest.approx(0.2)  # (max - min) / median
-    assert entry["rps_spread_warning"] is True
+    assert cell.requests == 2 + 1 + 3 + 1  # warm-up responses are checked too
+    assert cell.leaks == 3
+    assert cell.leaky_requests == 2
+    assert cell.errors == 1
+    assert cell.error_kinds == {"reset": 1}
+    assert (cell.warmup.requests, cell.warmup.leaks, cell.warmup.errors) == (1, 1, 0)
+    assert cell.rps == 1000.0
+    assert cell.rps_runs == (900.0, 1000.0, 1100.0)
+    assert cell.rps_spread == pytest.approx(0.2)  # (max - min) / median
+    assert cell.noisy
     # Latency: measured runs pooled, the warm-up's 50 ms left out.
-    assert entry["latency_ms"]["max"] == 10.0
-    assert entry["latency_ms"]["p50"] == 3.0
-    assert [r["max"] for r in entry["latency_runs"]] == [2.0, 3.0, 10.0]
-    assert entry["workers_seen"] == 2
-    assert entry["app_label"] == "core"
-    assert entry["evidence"][0] == evidence("t0").to_dict()
-    assert entry["server"] == {"effective": {"worker_class": "gthread"}}
+    assert cell.latency_ms.max == 10.0
+    assert cell.latency_ms.p50 == 3.0
+    assert [r.max for r in cell.latency_runs] == [2.0, 3.0, 10.0]
+    assert cell.units_seen == 2
+    assert cell.app_label == "core"
+    assert cell.evidence[0] == evidence("t0")
+    assert cell.server.effective == {"worker_class": "gthread"}
+    assert cell.latency_ms == Latency.of([1.0, 2.0, 3.0, 4.0, 10.0])
 
 
 def test_aggregate_caps_evidence_but_not_counts() -> None:
     runs = [result(10.0, leaks=EVIDENCE_CAP), result(10.0, leaks=EVIDENCE_CAP)]
-    entry = aggregate(mode="m", app="a:b", backend="no-reset", connections="fresh", runs=runs)
-    assert entry["leaks"] == 2 * EVIDENCE_CAP
-    assert len(entry["evidence"]) == EVIDENCE_CAP
-    assert entry["app_label"] == "a:b"
+    cell = aggregate(mode="m", app="a:b", backend="no-reset", connections="fresh", runs=runs)
+    assert cell.leaks == 2 * EVIDENCE_CAP
+    assert len(cell.evidence) == EVIDENCE_CAP
+    assert cell.app_label == "a:b"
 
 
 def test_aggregate_needs_a_run() -> None:
@@ -116,10 +107,10 @@ def test_app_labels() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        pytest.param({"duration": None}, "give a duration or a number", id="unbounded"),
-        pytest.param({"duration": 0.0}, "bad duration 0.0", id="duration"),
-        pytest.param({"repeats": 0}, "bad repeats 0", id="repeats"),
-        pytest.param({"concurrency": 0}, "bad concurrency 0", id="concurrency"),
+        pytest.param({"duration": None}, "give --duration", id="unbounded"),
+        pytest.param({"duration": 0.0}, "bad --duration 0.0", id="duration"),
+        pytest.param({"repeats": 0}, "bad --repeats 0", id="repeats"),
+        pytest.param({"concurrency": 0}, "bad --concurrency 0", id="concurrency"),
         pytest.param({"connections": ("pipelined",)}, "unknown connection pattern", id="pattern"),
     ],
 )
@@ -167,10 +158,10 @@ class FakeWorld:
 def test_run_matrix_order_and_document(tmp_path: Path) -> None:
     world = FakeWorld()
     settings = RunSettings(modes=("gunicorn-sync", "werkzeug-threaded"), repeats=2, duration=0.1)
-    progress = Progress(stream=io.StringIO(), enabled=True)
-    doc = run_matrix(
+    progress = StatusLine(stream=io.StringIO(), live=True)
+    run = run_matrix(
         settings, tmp_path / "run", command=["ctxbench", "run"], load=world.load,
-        spec=world.spec, server=world.server, progress=progress,
+        spec=world.spec, server=world.server, status=progress,
     )  # fmt: skip
     assert [mode for _, _, mode in world.started] == ["gunicorn-sync", "werkzeug-threaded"]
     # Per server: keepalive then fresh, each a warm-up then two measurements.
@@ -178,15 +169,15 @@ def test_run_matrix_order_and_document(tmp_path: Path) -> None:
         ("keepalive", True), ("keepalive", False), ("keepalive", False),
         ("fresh", True), ("fresh", False), ("fresh", False),
     ]  # fmt: skip
-    assert doc["status"] == "complete"
-    assert doc["run_id"] == "run"
-    assert doc["settings"]["modes"] == ["gunicorn-sync", "werkzeug-threaded"]
-    assert [(e["mode"], e["connections"]) for e in doc["entries"]] == [
+    assert run.status == "complete"
+    assert run.run_id == "run"
+    assert run.settings.modes == ("gunicorn-sync", "werkzeug-threaded")
+    assert [(c.mode, c.connections) for c in run.cells] == [
         ("gunicorn-sync", "keepalive"), ("gunicorn-sync", "fresh"),
         ("werkzeug-threaded", "keepalive"), ("werkzeug-threaded", "fresh"),
     ]  # fmt: skip
-    assert doc["entries"][0]["server"]["log"] == "logs/core-contextvar/gunicorn-sync.log"
-    assert results.load_results(tmp_path / "run") == doc
+    assert run.cells[0].server.log == "logs/core-contextvar/gunicorn-sync.log"
+    assert results.load(tmp_path / "run") == run
     out = progress.stream.getvalue()  # type: ignore[attr-defined]
     assert "gunicorn-sync keepalive warm-up" in out  # later lines are throttled
     assert "werkzeug-threaded fresh done  requests 36  leaks 0\n" in out
@@ -197,10 +188,10 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
     settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
     with pytest.raises(KeyboardInterrupt):
         run_matrix(settings, tmp_path, load=world.load, spec=world.spec, server=world.server,
-                   progress=Progress(enabled=False))  # fmt: skip
-    doc = results.load_results(tmp_path)
-    assert doc["status"] == "interrupted"
-    assert len(doc["entries"]) == 1
+                   status=StatusLine(enabled=False))  # fmt: skip
+    run = results.load(tmp_path)
+    assert run.status == "interrupted"
+    assert len(run.cells) == 1
 
 
 def test_run_that_measured_nothing_writes_nothing(tmp_path: Path) -> None:
@@ -208,13 +199,17 @@ def test_run_that_measured_nothing_writes_nothing(tmp_path: Path) -> None:
     settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
     with pytest.raises(KeyboardInterrupt):
         run_matrix(settings, tmp_path, load=world.load, spec=world.spec, server=world.server,
-                   progress=Progress(enabled=False))  # fmt: skip
+                   status=StatusLine(enabled=False))  # fmt: skip
     assert not (tmp_path / "results.json").exists()
+    assert not (tmp_path / "logs").exists()  # no empty logs folder left behind
 
 
-def test_progress_is_quiet_off_a_terminal() -> None:
+def test_status_off_a_terminal_is_a_line_per_cell() -> None:
     stream = io.StringIO()
-    progress = Progress(stream=stream)
-    progress.show("hello", force=True)
-    progress.done()
+    status = StatusLine(stream=stream)
+    status.show("hello", force=True)
+    status.done()
     assert stream.getvalue() == ""
+    status.finished("gunicorn-sync keepalive done")
+    assert stream.getvalue().endswith("s  gunicorn-sync keepalive done\n")
+    assert "\r" not in stream.getvalue()

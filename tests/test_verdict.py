@@ -12,6 +12,7 @@ from harness.verdict import (
     REQUIRED_PHASES,
     Evidence,
     ProbeProtocolError,
+    Unit,
     check_probe_response,
     examine_probe_response,
 )
@@ -74,21 +75,21 @@ def test_clean_response_has_no_evidence() -> None:
     assert check_probe_response(TOKEN, 200, body(), mode="gunicorn-sync") == []
 
 
-def test_examine_returns_the_worker() -> None:
+def test_examine_returns_the_unit() -> None:
     verdict = examine_probe_response(TOKEN, 200, body(), mode="m")
-    assert verdict.worker == (4242, 140001, 140002)
+    assert verdict.unit == (4242, 140001, 140002)
     assert verdict.evidence == []
 
 
 def test_null_greenlet_is_accepted() -> None:
     worker = {"pid": 1, "thread": 2, "greenlet": None}
-    assert examine_probe_response(TOKEN, 200, body(worker=worker), mode="m").worker == (1, 2, None)
+    assert examine_probe_response(TOKEN, 200, body(worker=worker), mode="m").unit == (1, 2, None)
 
 
 def test_another_requests_token_is_a_leak() -> None:
     obs = replace(clean_obs(), "view", "request", "run1-5-2")
     [ev] = check_probe_response(TOKEN, 200, body(obs=obs), mode="gunicorn-gevent")
-    assert ev == Evidence("gunicorn-gevent", "view", "request", TOKEN, "run1-5-2", WORKER)
+    assert ev == Evidence("gunicorn-gevent", "view", "request", TOKEN, "run1-5-2", Unit(**WORKER))
 
 
 def test_residue_must_be_null() -> None:
@@ -160,9 +161,9 @@ def test_evidence_is_frozen_and_serialisable() -> None:
         "name": "request",
         "expected": TOKEN,
         "seen": "x",
-        "worker": WORKER,
+        "unit": WORKER,
     }
-    json.dumps(d)
+    assert Evidence.from_dict(json.loads(json.dumps(d))) == ev
     text = str(ev)
     for part in ("werkzeug-threaded", "view", "request", TOKEN, "'x'", "4242", "140001", "140002"):
         assert part in text

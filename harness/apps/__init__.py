@@ -1,17 +1,24 @@
 """The bundled probe apps, loaded by servers through an import string.
 
-``harness.apps.core_app:app`` is a ``core.App``; ``harness.apps.flask_app:app`` is the same app on
-``flask.Flask`` (the reference framework). Each has a secret key, so the probe also checks the
-session, a couple of ordinary routes, and the probe installed. Importing this package imports
-neither: flask is loaded only by ``flask_app``.
+:data:`CORE_APP` is a ``core.App``; :data:`FLASK_APP` is the same app on ``flask.Flask`` (the
+reference framework). Each has a secret key, so the probe also checks the session, a couple of
+ordinary routes, and the probe installed. Importing this package imports neither: flask is loaded
+only by ``flask_app``. This module owns their import strings and the short labels the results,
+the CLI and the report use for them.
 """
 
 from __future__ import annotations
 
-#: Import strings of the bundled apps, by the label used in results ("app_label").
-APPS: dict[str, str] = {
-    "core": "harness.apps.core_app:app",
-    "flask": "harness.apps.flask_app:app",
-}
+__all__ = ["APPS", "CORE_APP", "FLASK_APP", "app_label"]
 
-__all__ = ["APPS"]
+CORE_APP = "harness.apps.core_app:app"
+FLASK_APP = "harness.apps.flask_app:app"
+
+#: Import strings of the bundled apps, by label.
+APPS: dict[str, str] = {"core": CORE_APP, "flask": FLASK_APP}
+_LABELS = {import_string: label for label, import_string in APPS.items()}
+
+
+def app_label(import_string: str) -> str:
+    """A short name for an app: ``core``/``flask`` for the bundled ones, else the import string."""
+    return _LABELS.get(import_string, import_string)

@@ -165,7 +165,7 @@ class _Run:
         self.leaky = 0
         self.evidence: list[Evidence] = []
         self.latencies: list[int] = []
-        self.workers: set[tuple[int, int, int | None]] = set()
+        self.units: set[tuple[int, int, int | None]] = set()
         self.reconnects = 0
         self.last_done_ns = 0
         self.injected = 0
@@ -227,7 +227,7 @@ class _Run:
             latencies_ms=[ns / 1e6 for ns in self.latencies],
             elapsed_s=elapsed,
             rps=(self.done - self.errors - self.injected) / elapsed,
-            workers=sorted(self.workers, key=lambda w: (w[0], w[1], w[2] or -1)),
+            units=sorted(self.units, key=lambda u: (u[0], u[1], u[2] or -1)),
             reconnects=self.reconnects,
             statuses=dict(self.statuses),
             injected=self.injected,
@@ -401,7 +401,7 @@ class _Run:
         mode = self.mode
         statuses = self.statuses
         latencies = self.latencies
-        workers = self.workers
+        units = self.units
         for token, status, body, latency, failing in answered:
             statuses[status] = statuses.get(status, 0) + 1
             if failing:
@@ -417,7 +417,7 @@ class _Run:
                 self._count_error("protocol")
                 continue
             latencies.append(latency)
-            workers.add(verdict.worker)
+            units.add(verdict.unit)
             evidence = verdict.evidence
             if evidence:
                 self.leaks += len(evidence)

@@ -124,8 +124,8 @@ class LoadResult:
     elapsed_s: float = 0.0
     #: Answered requests (leaky included, errors excluded) per second of ``elapsed_s``.
     rps: float = 0.0
-    #: Distinct ``(pid, thread, greenlet)`` that answered.
-    workers: list[tuple[int, int, int | None]] = field(default_factory=list)
+    #: Distinct execution units ``(pid, thread, greenlet)`` that answered.
+    units: list[tuple[int, int, int | None]] = field(default_factory=list)
     #: Connections re-opened in the keepalive pattern because the server closed one.
     reconnects: int = 0
     #: Count of every HTTP status received (injected failures included).

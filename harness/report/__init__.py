@@ -9,23 +9,23 @@ Next to the reports go the charts the HTML page inlines, as standalone SVG files
 
 Used by the CLI::
 
-    ctxbench report RUN_DIR              -> write_reports(run_dir, read_results(run_dir))
+    ctxbench report RUN_DIR              -> write_reports(run_dir, harness.results.load(run_dir))
     ctxbench compare RUN_A RUN_B [--threshold 10%]
-                                         -> compare_runs(a_doc, b_doc, parse_threshold(t))
+                                         -> compare_runs(run_a, run_b, parse_threshold(t))
                                             exit 1 when the regressions list is not empty
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import results
+from harness.errors import ResultsError
 from harness.report.bench import Benchmarks, read_benchmarks
 from harness.report.compare import Change, compare_runs, parse_threshold
-from harness.report.model import ReportError, Run, load_run, read_results
+from harness.report.model import ReportError, Run, load_run
 from harness.report.render import to_html, to_markdown
 from harness.report.sections import SECTIONS, Context, Section, build
 from harness.report.summary import SPREAD_WARN, Summary, format_summary, summarize
@@ -46,7 +46,6 @@ __all__ = [
     "load_run",
     "parse_threshold",
     "read_benchmarks",
-    "read_results",
     "render_reports",
     "render_run_dir",
     "summarize",
@@ -54,7 +53,9 @@ __all__ = [
 ]
 
 
-def render_reports(doc: Mapping[str, Any], bench: Benchmarks | None = None) -> dict[str, str]:
+def render_reports(
+    doc: results.Run | Mapping[str, Any], bench: Benchmarks | None = None
+) -> dict[str, str]:
     """Render a results document (and the benchmarks' JSON, when given) to its files.
 
     Returns ``{"report.md": text, "report.html": text, "throughput-keepalive.svg": svg, ...}``:
@@ -79,7 +80,9 @@ def _figures(nodes: Sequence[Node]) -> list[Figure]:
     return rv
 
 
-def render_run_dir(run_dir: Path, doc: Mapping[str, Any] | None = None) -> dict[str, str]:
+def render_run_dir(
+    run_dir: Path, doc: results.Run | Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """Render what :func:`write_reports` writes for ``run_dir``, without writing it.
 
     ``doc`` defaults to ``run_dir/results.json``; ``micro.json`` and ``driver_vs_wrk.json`` are
@@ -87,11 +90,16 @@ def render_run_dir(run_dir: Path, doc: Mapping[str, Any] | None = None) -> dict[
     """
     run_dir = Path(run_dir)
     if doc is None:
-        doc = read_results(run_dir)
+        try:
+            doc = results.load(run_dir)
+        except ResultsError as exc:
+            raise ReportError(str(exc)) from None
     return render_reports(doc, read_benchmarks(run_dir))
 
 
-def write_reports(run_dir: Path, doc: Mapping[str, Any] | None = None) -> list[Path]:
+def write_reports(
+    run_dir: Path, doc: results.Run | Mapping[str, Any] | None = None
+) -> list[Path]:
     """Write report.md, report.html and the chart SVGs into ``run_dir``; return their paths.
 
     ``doc`` is the results document; when omitted it is read from ``run_dir/results.json``.
@@ -108,19 +116,7 @@ def write_reports(run_dir: Path, doc: Mapping[str, Any] | None = None) -> list[P
     written = []
     for name, text in rendered.items():
         path = run_dir / name
-        _write_atomic(path, text)
+        results.write_atomic(path, text)
         written.append(path)
     return written
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        # mkstemp creates the file 0600; a report is for reading, like results.json.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

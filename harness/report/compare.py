@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness import results
 from harness.errors import UsageError
 from harness.report.model import Entry, Run, load_run
 from harness.report.summary import beyond_noise
@@ -74,8 +75,8 @@ def parse_threshold(text: str) -> float:
 
 
 def compare_runs(
-    a_doc: Mapping[str, Any],
-    b_doc: Mapping[str, Any],
+    a_doc: results.Run | Mapping[str, Any],
+    b_doc: results.Run | Mapping[str, Any],
     threshold: float = 0.10,
     *,
     strict: bool = False,

@@ -1,21 +1,23 @@
-"""Typed view of a results document (``ctxbench.results/1``), read once, used by every renderer.
+"""A temporary adapter: the results model (:mod:`harness.results`) seen as the report's view.
 
-The renderers never index into the raw JSON: they read a :class:`Run` made by :func:`load_run`,
-which validates what a report needs and fills what older or partial documents leave out (a run
-with one repeat has no spread, an interrupted run may have no ``server`` block). Anything the
-document gets wrong in a way the report cannot paper over raises :class:`ReportError` naming the
-entry and the field.
+The report reads a run through :func:`load_run`, which takes a :class:`harness.results.Run` (or
+a JSON document, read by ``Run.from_json``) and returns the view the renderers were written
+against. Reading, checking and the statistics are the results model's; this module only
+reshapes. It goes away once the renderers read the model directly.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-import statistics
+import typing as t
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from harness import results
+from harness.errors import ResultsError
+from harness.results import PERCENTILES
 
 __all__ = [
     "PERCENTILES",
@@ -25,12 +27,10 @@ __all__ = [
     "ReportError",
     "Run",
     "load_run",
-    "read_results",
     "relative_spread",
 ]
 
-SCHEMA = "ctxbench.results/1"
-PERCENTILES = ("p50", "p90", "p99", "max")
+SCHEMA = results.SCHEMA
 
 
 class ReportError(ValueError):
@@ -136,142 +136,68 @@ class Run:
 
 
 def relative_spread(values: Sequence[float]) -> float:
-    """``(max - min) / median`` of repeated measurements; 0.0 when fewer than two or median 0.
-
-    The full range, not the standard deviation: with three to five repeats the range is what a
-    reader can check against the listed runs.
-    """
-    if len(values) < 2:
-        return 0.0
-    mid = statistics.median(values)
-    if mid <= 0:
-        return 0.0
-    return (max(values) - min(values)) / mid
+    """See :func:`harness.results.spread`."""
+    return results.spread(values)
 
 
-def read_results(path: Path) -> dict[str, Any]:
-    """Read a results.json (or a run directory holding one) into a dict."""
-    if path.is_dir():
-        path = path / "results.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportError(
-            f"No results document at {str(path)!r}.\n"
-            "Pass a run directory written by `ctxbench run` (results/<run-id>/) or its"
-            " results.json."
-        ) from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ReportError(f"{str(path)!r} holds a JSON {type(doc).__name__}, not an object.")
-    return doc
-
-
-def load_run(doc: Mapping[str, Any]) -> Run:
-    """Validate a results document and return its typed view.
+def load_run(doc: results.Run | Mapping[str, Any]) -> Run:
+    """The report's view of a run (a :class:`harness.results.Run` or its JSON document).
 
     Entries are sorted by (connections, app label, backend, mode) so that every renderer sees
     them in the same order whatever order the runner wrote them in.
     """
-    schema = doc.get("schema")
-    if schema != SCHEMA:
-        raise ReportError(
-            f"Unsupported results schema {schema!r}; this report reads {SCHEMA!r}.\n"
-            "Re-run the benchmark with this version of ctxbench, or render it with the version"
-            " that wrote it."
-        )
-    raw_entries = doc.get("entries")
-    if not isinstance(raw_entries, list):
-        raise ReportError("The results document has no 'entries' list.")
-    entries = [_load_entry(i, raw) for i, raw in enumerate(raw_entries)]
+    if not isinstance(doc, results.Run):
+        try:
+            doc = results.Run.from_json(dict(doc))
+        except ResultsError as exc:
+            raise ReportError(str(exc)) from None
+    entries = [_entry(cell) for cell in doc.cells]
     order = {"keepalive": 0, "fresh": 1}
     entries.sort(
         key=lambda e: (order.get(e.connections, 2), e.connections, e.app_label, e.backend, e.mode)
     )
+    settings = {**results._encode(doc.settings), "spread_formula": results.SPREAD_FORMULA}
     return Run(
-        run_id=str(doc.get("run_id", "")),
-        created=str(doc.get("created", "")),
-        command=tuple(str(c) for c in doc.get("command") or ()),
-        machine=_mapping(doc.get("machine")),
-        python=str(doc.get("python", "")),
-        packages={
-            str(k): "not installed" if v is None else str(v)
-            for k, v in _mapping(doc.get("packages")).items()
-        },
-        status=str(doc.get("status", "complete")),
-        settings=_mapping(doc.get("settings")),
+        run_id=doc.run_id,
+        created=doc.created,
+        command=doc.command,
+        machine={k: v for k, v in dataclasses.asdict(doc.machine).items() if v is not None},
+        python=doc.python,
+        packages={k: "not installed" if v is None else v for k, v in doc.packages.items()},
+        status=doc.status,
+        settings=settings,
         entries=tuple(entries),
     )
 
 
-def _load_entry(index: int, raw: Any) -> Entry:
-    if not isinstance(raw, Mapping):
-        raise ReportError(f"entries[{index}] is a {type(raw).__name__}, not an object.")
-    where = f"entries[{index}]"
-    for name in ("mode", "connections"):
-        if not isinstance(raw.get(name), str):
-            raise ReportError(f"{where} has no {name!r} string (got {raw.get(name)!r}).")
-    rps = _number(raw, "rps", where)
-    rps_runs = tuple(float(v) for v in raw.get("rps_runs") or ())
-    spread = raw.get("rps_spread")
-    rps_spread = float(spread) if isinstance(spread, int | float) else relative_spread(rps_runs)
-    latency = _latency(raw.get("latency_ms"), f"{where}.latency_ms")
-    latency_runs = tuple(
-        _latency(run, f"{where}.latency_runs[{i}]")
-        for i, run in enumerate(raw.get("latency_runs") or ())
-    )
-    server = _mapping(raw.get("server"))
-    app = str(raw.get("app", ""))
+def _entry(cell: results.Cell) -> Entry:
     return Entry(
-        mode=raw["mode"],
-        app=app,
-        app_label=str(raw.get("app_label") or _label_from_app(app)),
-        backend=str(raw.get("backend") or "contextvar"),
-        connections=raw["connections"],
-        requests=int(_number(raw, "requests", where)),
-        leaks=int(_number(raw, "leaks", where)),
-        errors=int(_number(raw, "errors", where)),
-        error_kinds={str(k): int(v) for k, v in _mapping(raw.get("error_kinds")).items()},
-        rps=rps,
-        rps_runs=rps_runs,
-        rps_spread=rps_spread,
-        latency=latency,
-        latency_runs=latency_runs,
-        evidence=tuple(_mapping(ev) for ev in raw.get("evidence") or ()),
-        effective=_mapping(server.get("effective")),
+        mode=cell.mode,
+        app=cell.app,
+        app_label=cell.app_label,
+        backend=cell.backend,
+        connections=cell.connections,
+        requests=cell.requests,
+        leaks=cell.leaks,
+        errors=cell.errors,
+        error_kinds=cell.error_kinds,
+        rps=cell.rps,
+        rps_runs=cell.rps_runs,
+        rps_spread=cell.rps_spread,
+        latency=_latency(cell.latency_ms),
+        latency_runs=tuple(_latency(lat) for lat in cell.latency_runs),
+        evidence=tuple(
+            {**ev.to_dict(), "worker": ev.unit._asdict()} for ev in cell.evidence
+        ),
+        effective=cell.server.effective,
     )
 
 
-def _latency(raw: Any, where: str) -> Latency:
-    if not isinstance(raw, Mapping):
-        raise ReportError(f"{where} is missing or not an object (got {raw!r}).")
-    # The runner writes null percentiles when no request succeeded: keep them as NaN, which the
-    # tables show as "-" and the charts leave out.
-    values = {
-        name: math.nan if raw.get(name) is None else _number(raw, name, where)
-        for name in PERCENTILES
-    }
-    return Latency(**values)
-
-
-def _number(raw: Mapping[str, Any], name: str, where: str) -> float:
-    value = raw.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ReportError(f"{where}.{name} should be a number, got {value!r}.")
-    return float(value)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _label_from_app(app: str) -> str:
-    # "harness.apps.flask_app:app" -> "flask"; anything unknown keeps its import string.
-    module = app.partition(":")[0].rpartition(".")[2]
-    return module.removesuffix("_app") or app or "core"
+def _latency(lat: results.Latency) -> Latency:
+    # No answered request: NaN, which the tables show as "-" and the charts leave out.
+    return Latency(
+        **{n: math.nan if lat.get(n) is None else t.cast(float, lat.get(n)) for n in PERCENTILES}
+    )
 
 
 def _ordered(values: set[str], *, first: tuple[str, ...]) -> list[str]:

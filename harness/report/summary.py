@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.backends import DEFAULT_BACKEND
+from harness.protocol import FRAMEWORK_NAMES
 from harness.report.model import Entry, Run
 from harness.report.tree import (
     Callout,
@@ -31,6 +32,7 @@ from harness.report.tree import (
     show_json,
     text_table,
 )
+from harness.results import SPREAD_WARNING
 
 __all__ = [
     "FRAMEWORK_NAMES",
@@ -42,9 +44,7 @@ __all__ = [
     "summarize",
 ]
 
-SPREAD_WARN = 0.10
-#: Observation names the framework owns (besides ``residue.*``); any other name is the app's.
-FRAMEWORK_NAMES = frozenset({"request", "g", "session", "current_app", "token", "skipped"})
+SPREAD_WARN = SPREAD_WARNING
 JITTER_ADVICE = (
     "To reduce jitter: pin the server and the load driver to separate cores (taskset), close"
     " other busy programs, disable CPU frequency scaling or turbo if you can, and raise"

@@ -1,0 +1,41 @@
+"""The probe protocol's shared facts, for both sides of it.
+
+The probe (:mod:`harness.probe`, inside the app under test) and everything that checks its
+responses (:mod:`harness.verdict`, the load driver, the locustfile, the servers' readiness check)
+import these from here. Stdlib only and free of imports, so a client never loads the probe. The
+protocol itself is specified in ``docs/architecture.md`` ("The probe protocol").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["FRAMEWORK_NAMES", "PHASES", "PROBE_PATH", "RESIDUE_PREFIX", "app_observation_names"]
+
+#: The probe route.
+PROBE_PATH = "/_ctxbench/probe"
+
+#: The phases of one request, in the order they happen; every response observes each of them.
+PHASES: tuple[str, ...] = (
+    "entry",
+    "before_request",
+    "view",
+    "after_request",
+    "teardown_request",
+    "teardown_appcontext",
+)
+
+#: Observation names starting with this must be ``None``: left over from an earlier request.
+RESIDUE_PREFIX = "residue."
+
+#: What the probe itself observes: the framework's per-request state (``request``, ``g``,
+#: ``session``, ``current_app``), the echoed ``token`` and a ``skipped`` phase. Any other name
+#: that is not a residue came from the app's own ``observe()``.
+FRAMEWORK_NAMES = frozenset({"request", "g", "session", "current_app", "token", "skipped"})
+
+
+def app_observation_names(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that the app gave to ``observe()`` itself, sorted."""
+    return sorted(
+        {n for n in names if n not in FRAMEWORK_NAMES and not n.startswith(RESIDUE_PREFIX)}
+    )

@@ -1,0 +1,156 @@
+"""What a run is asked to do: :class:`RunSettings`, checked once, before anything starts.
+
+Every value the user can give ``ctxbench run`` lands in one :class:`RunSettings`; building it
+checks each value against the same limits the load driver and the servers enforce (they import
+them from the modules that own them: :mod:`harness.load.spec` for the load,
+:mod:`harness.servers.base` for the server options), so a user mistake is one
+:class:`~harness.errors.UsageError` before a server starts, never a traceback halfway through a
+run. The results document records the settings as they ran (see :mod:`harness.results`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing as t
+from dataclasses import dataclass
+
+from harness.apps import CORE_APP
+from harness.errors import UsageError
+from harness.load.spec import CONNECTION_PATTERNS, MAX_CONCURRENCY, MAX_DURATION_S, MAX_SLEEP_MS
+from harness.probe.state import FAIL_PHASES
+
+__all__ = ["MAX_REPEATS", "RunSettings"]
+
+#: Measurements per cell; more than this is a typo, not a benchmark.
+MAX_REPEATS = 1000
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run varies; recorded as the results' ``settings``.
+
+    ``modes`` empty means every mode that can run here (:meth:`resolved_modes`); the runner
+    records the resolved list. ``None`` for ``workers``, ``threads`` and ``worker_connections``
+    means each mode's own default. Raises :class:`UsageError` naming the first bad value.
+    """
+
+    apps: tuple[str, ...] = (CORE_APP,)
+    backends: tuple[str, ...] = ("contextvar",)
+    modes: tuple[str, ...] = ()
+    connections: tuple[str, ...] = CONNECTION_PATTERNS
+    duration: float | None = 2.0
+    requests: int | None = None
+    concurrency: int = 16
+    repeats: int = 3
+    sleep_ms: float = 1.0
+    warmup: float = 0.3
+    timeout: float = 5.0
+    workers: int | None = None
+    threads: int | None = None
+    worker_connections: int | None = None
+    extra_args: tuple[str, ...] = ()
+    #: Make ``fail_fraction`` of the requests raise at this probe phase (see ``LoadSpec``).
+    fail_phase: str | None = None
+    fail_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        _unique("--app", self.apps, allow_empty=False)
+        _unique("--backend", self.backends, allow_empty=False)
+        _unique("--modes", self.modes, allow_empty=True)
+        _unique("--connections", self.connections, allow_empty=False)
+        for pattern in self.connections:
+            if pattern not in CONNECTION_PATTERNS:
+                raise UsageError(
+                    f"unknown connection pattern {pattern!r}: choose from keepalive, fresh, both"
+                )
+        if self.duration is None and self.requests is None:
+            raise UsageError("give --duration (seconds) or --requests (a count) per measurement")
+        _number("--duration", self.duration, low=0, high=MAX_DURATION_S, optional=True)
+        _count("--requests", self.requests, high=None, optional=True)
+        _count("--concurrency", self.concurrency, high=MAX_CONCURRENCY)
+        _count("--repeats", self.repeats, high=MAX_REPEATS)
+        _number("--sleep-ms", self.sleep_ms, low=0, high=MAX_SLEEP_MS, zero_ok=True)
+        _number("--warmup", self.warmup, low=0, high=MAX_DURATION_S, zero_ok=True)
+        _number("request timeout", self.timeout, low=0, high=MAX_DURATION_S)
+        if self.sleep_ms / 1000 >= self.timeout:
+            raise UsageError(
+                f"bad --sleep-ms {self.sleep_ms:g}: each probe request would sleep past the"
+                f" driver's {self.timeout:g} s request timeout; use less than"
+                f" {self.timeout * 1000:g}"
+            )
+        if self.fail_phase is not None and self.fail_phase not in FAIL_PHASES:
+            raise UsageError(
+                f"unknown --fail-phase {self.fail_phase!r}: choose from {', '.join(FAIL_PHASES)}"
+            )
+        _number("--fail-fraction", self.fail_fraction, low=0, high=1, zero_ok=True)
+        if self.fail_fraction and self.fail_phase is None:
+            raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
+        for name in ("workers", "threads", "worker_connections"):
+            _count("--" + name.replace("_", "-"), getattr(self, name), high=None, optional=True)
+
+    def resolved_modes(self) -> tuple[str, ...]:
+        """The modes to run: the ones asked for (checked), or every available one."""
+        # The registry imports every server mode module: loaded only when a run needs it, so
+        # that the results model, which records these settings, stays light to import.
+        from harness.servers import MODES, get_mode
+
+        if self.modes:
+            for name in self.modes:
+                availability = get_mode(name).available()
+                if not availability.ok:
+                    raise UsageError(f"server mode {name!r} cannot run here: {availability.reason}")
+            return self.modes
+        return tuple(name for name, mode in MODES.items() if mode.available().ok)
+
+    def replace(self, **changes: t.Any) -> RunSettings:
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> None:
+    if not values and not allow_empty:
+        raise UsageError(f"{option} needs at least one value")
+    seen: set[str] = set()
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"{option} has an empty value: give a comma-separated list")
+        if value in seen:
+            raise UsageError(f"{option} lists {value!r} twice: give each value once")
+        seen.add(value)
+
+
+def _count(option: str, value: object, *, high: int | None, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < 1
+        or (high is not None and value > high)
+    ):
+        limit = f"in 1..{high}" if high is not None else ">= 1"
+        raise UsageError(f"bad {option} {value!r}: use a whole number {limit}")
+
+
+def _number(
+    option: str,
+    value: object,
+    *,
+    low: float,
+    high: float,
+    optional: bool = False,
+    zero_ok: bool = False,
+) -> None:
+    if value is None and optional:
+        return
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (low <= value if zero_ok else low < value)
+        and value <= high
+    )
+    if not ok:
+        lower = f"[{low:g}" if zero_ok else f"({low:g}"
+        raise UsageError(f"bad {option} {value!r}: use a number in {lower}, {high:g}]")
