@@ -341,7 +341,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import results, runner
-    from harness.report import format_summary, load_run, write_reports
+    from harness.report import format_summary, write_reports
 
     settings = _settings_from_args(args)
     settings.resolved_modes()  # unknown or unavailable modes fail before anything starts
@@ -358,7 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = out / run_id
     started = time.monotonic()
     run = runner.run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
-    print(format_summary(load_run(run)))
+    print(format_summary(run))
     for skipped in run.not_measured:
         print(f"not measured: {skipped.mode} {skipped.connections}: {skipped.reason}")
     print()
@@ -425,15 +425,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import results
-    from harness.report import ReportError, write_reports
+    from harness.report import write_reports
 
     run_dir = _check_run_folder("RUN_DIR", args.run_dir)
-    run = results.load(run_dir)
-    try:
-        paths = write_reports(run_dir, run)
-    except ReportError as e:
-        raise CtxbenchError(f"cannot build a report from {str(run_dir)!r}: {e}") from None
-    for path in paths:
+    for path in write_reports(run_dir, results.load(run_dir)):
         print(path)
     return 0
 

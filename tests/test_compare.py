@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 from harness.errors import UsageError
-from harness.report import compare_runs, parse_threshold
+from harness.report import Change, parse_threshold
+from harness.report import compare_runs as compare_runs_of
+from harness.results import Run
+
+
+def compare_runs(
+    a: dict[str, Any], b: dict[str, Any], threshold: float, *, strict: bool = False
+) -> tuple[str, list[Change]]:
+    """compare_runs on two hand-made results documents."""
+    return compare_runs_of(Run.from_json(a), Run.from_json(b), threshold, strict=strict)
 
 
 def entry(

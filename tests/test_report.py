@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from harness.report import ReportError, render_reports, sections, write_reports
+from harness.errors import ResultsError
+from harness.report import render_reports, sections, write_reports
 from harness.report.charts import SVG_NS, _nice_limit
-from harness.report.model import load_run, relative_spread
 from harness.report.summary import summarize
+from harness.results import Run
+from harness.results import spread as relative_spread
 
 MODES = ("werkzeug-threaded", "gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent")
 BASE_RPS = {
@@ -94,8 +96,12 @@ def section(md: str, heading: str) -> str:
     return md[start:] if end < 0 else md[start:end]
 
 
+def load_run(doc: dict[str, Any]) -> Run:
+    return Run.from_json(copy.deepcopy(doc))
+
+
 def render(doc: dict[str, Any]) -> tuple[str, str]:
-    out = render_reports(doc)
+    out = render_reports(load_run(doc))
     return out["report.md"], out["report.html"]
 
 
@@ -251,7 +257,7 @@ def test_write_reports_next_to_results_json(tmp_path: Path) -> None:
     ]
     assert [p.name for p in paths] == ["report.md", "report.html", *charts]
     first = [p.read_bytes() for p in paths]
-    write_reports(tmp_path, doc)
+    write_reports(tmp_path, load_run(doc))
     assert [p.read_bytes() for p in paths] == first
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["report.html", "report.md", "results.json", *charts]
@@ -261,21 +267,21 @@ def test_write_reports_next_to_results_json(tmp_path: Path) -> None:
 def test_single_repeat_has_no_spread() -> None:
     entry = make_entry("gunicorn-sync")
     entry["rps_runs"] = [entry["rps"]]
-    del entry["rps_spread"]
-    entry["latency_runs"] = []
+    entry["rps_spread"] = 0.0
+    entry["latency_runs"] = [entry["latency_ms"]]
     run = load_run(make_doc([entry]))
-    assert run.entries[0].rps_spread == 0.0
-    render(make_doc([entry]))
+    assert run.cells[0].rps_spread == 0.0
+    assert "| 0.0% | 7,800 |" not in render(make_doc([entry]))[0]
 
 
 def test_rejects_other_schemas_and_bad_entries() -> None:
-    with pytest.raises(ReportError, match=r"schema is 'ctxbench\.results/9'.*another version"):
+    with pytest.raises(ResultsError, match=r"schema is 'ctxbench\.results/9'.*another version"):
         load_run({**make_doc(), "schema": "ctxbench.results/9"})
     bad = make_entry("gunicorn-sync")
     bad["rps_runs"] = ["fast", 1.0, 2.0]
-    with pytest.raises(ReportError, match=r"cells\[0\]\.runs\[0\]\.rps: expected a number"):
+    with pytest.raises(ResultsError, match=r"cells\[0\]\.runs\[0\]\.rps: expected a number"):
         load_run(make_doc([bad]))
-    with pytest.raises(ReportError, match="no results at"):
+    with pytest.raises(ResultsError, match="no results at"):
         write_reports(Path("/nonexistent/run"))
 
 
@@ -288,10 +294,8 @@ def test_chart_axis_limit_is_a_round_number(peak: float, limit: float) -> None:
 
 
 def test_sample_documents_follow_the_results_schema() -> None:
-    from harness.results import Run
-
-    Run.from_json(make_doc())
-    Run.from_json(make_doc([make_entry("gunicorn-gthread", backend="shared-global", leaks=3)]))
+    assert len(load_run(make_doc()).cells) == 8
+    load_run(make_doc([make_entry("gunicorn-gthread", backend="shared-global", leaks=3)]))
 
 
 def test_entry_without_successful_requests_renders_dashes() -> None:
@@ -340,7 +344,7 @@ def test_chart_files_are_the_inlined_svg_and_valid_xml(tmp_path: Path) -> None:
     import xml.etree.ElementTree as ET
 
     doc = make_doc()
-    files = render_reports(doc)
+    files = render_reports(load_run(doc))
     svgs = {name: text for name, text in files.items() if name.endswith(".svg")}
     assert sorted(svgs) == [
         "latency-fresh.svg",
@@ -356,7 +360,7 @@ def test_chart_files_are_the_inlined_svg_and_valid_xml(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text(json.dumps(doc), encoding="utf-8")
     write_reports(tmp_path)
     keepalive_only = make_doc([make_entry(m) for m in MODES])
-    write_reports(tmp_path, keepalive_only)
+    write_reports(tmp_path, load_run(keepalive_only))
     assert sorted(p.name for p in tmp_path.glob("*.svg")) == [
         "latency-keepalive.svg",
         "throughput-keepalive.svg",
@@ -505,13 +509,13 @@ def test_calibration_section_with_the_target(tmp_path: Path) -> None:
 def test_bad_benchmark_files_name_the_file_and_field(tmp_path: Path) -> None:
     broken = micro_doc(MICRO_MEDIANS)
     broken["benchmarks"][0]["stats"]["median"] = None
-    with pytest.raises(ReportError, match=r"micro\.json: benchmarks\[0\]\.stats\.median"):
+    with pytest.raises(ResultsError, match=r"micro\.json: benchmarks\[0\]\.stats\.median"):
         write_run(tmp_path, micro=broken)
     (tmp_path / "micro.json").unlink()
-    with pytest.raises(ReportError, match=r"driver_vs_wrk\.json has schema 'other/1'"):
+    with pytest.raises(ResultsError, match=r"driver_vs_wrk\.json has schema 'other/1'"):
         write_run(tmp_path, calibration={"schema": "other/1"})
     (tmp_path / "driver_vs_wrk.json").write_text("{", encoding="utf-8")
-    with pytest.raises(ReportError, match="is not valid JSON"):
+    with pytest.raises(ResultsError, match="is not valid JSON"):
         write_reports(tmp_path)
 
 
@@ -533,7 +537,7 @@ def test_flask_bars_are_told_apart_and_long_run_lists_wrap() -> None:
     from harness.report.charts import COLOR_OK, COLOR_OTHER_APP
 
     entries = [make_entry("gunicorn-gevent", app_label=a) for a in ("core", "flask")]
-    files = render_reports(make_doc(entries))
+    files = render_reports(load_run(make_doc(entries)))
     chart = files["throughput-keepalive.svg"]
     assert chart.count(f'fill="{COLOR_OK}"') == 1 and chart.count(f'fill="{COLOR_OTHER_APP}"') == 1
     assert files["report.html"].count('<td class="r wrap">') == 2  # the runs cell of each entry
@@ -600,12 +604,12 @@ def test_a_section_is_one_function_in_one_list(monkeypatch: pytest.MonkeyPatch) 
         svg = f'<svg xmlns="{SVG_NS}"><title>rss</title></svg>'
         return [
             Heading("Soak"),
-            Paragraph(f"{len(ctx.run.entries)} cells, *rss* over time"),
+            Paragraph(f"{len(ctx.run.cells)} cells, *rss* over time"),
             Figure("soak-rss.svg", "RSS over time", svg),
         ]
 
     monkeypatch.setattr(sections, "SECTIONS", [*sections.SECTIONS, soak])
-    files = render_reports(make_doc())
+    files = render_reports(load_run(make_doc()))
     assert (
         "## Soak\n\n8 cells, *rss* over time\n\n![RSS over time](soak-rss.svg)"
         in files["report.md"]
@@ -630,4 +634,28 @@ def test_terminal_summary_shows_evidence_and_what_leaks_count() -> None:
     assert set(lines[1]) == {"-", " "}
     assert "one request can hold several" in text
     assert text.count('"tok') == 6  # three pieces of evidence: expected and seen
-    assert '{"greenlet": null, "pid": 4242, "thread": 1400}' in text
+    assert lines[-5].split() == [
+        "mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet",
+    ]  # fmt: skip
+    assert lines[-3].split() == [
+        "gunicorn-gevent", "view", "request", '"tok0"', '"tok1"', "4242", "1400", "null",
+    ]  # fmt: skip
+
+
+def test_the_apps_own_observe_names_checked_are_listed() -> None:
+    import dataclasses
+
+    from harness.results import NotMeasured
+
+    run = load_run(make_doc([make_entry("gunicorn-gevent"), make_entry("gunicorn-sync")]))
+    observed = ("cart", "current_app", "g", "request", "user")
+    run = run.replace(
+        cells=tuple(dataclasses.replace(c, observed=observed) for c in run.cells),
+        not_measured=(NotMeasured("gunicorn-sync", "fresh", "sync has no keep-alive"),),
+    )
+    md = render_reports(run)["report.md"]
+    assert (
+        "every request saw only its own request, g and current_app, and the app's own"
+        " `observe()` state cart and user." in md
+    )
+    assert "**Not measured** (these cannot run as asked): gunicorn-sync (fresh): sync has" in md

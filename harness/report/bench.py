@@ -13,7 +13,7 @@ Two optional files, each written by its own benchmark and read here only when pr
 
 Like the results document, these files are the only source: the tables are built from them,
 deterministically, and a file that is not what the report expects raises
-:class:`~harness.report.model.ReportError` naming the file and the field.
+:class:`~harness.errors.ResultsError` (exit 2) naming the file and the field.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.report.model import ReportError
-from harness.report.summary import JITTER_ADVICE, SPREAD_WARN, spread_cell, spread_warning
+from harness.errors import ResultsError
+from harness.report.summary import JITTER_ADVICE, spread_cell, spread_warning
 from harness.report.tree import Heading, Node, Paragraph, Table, fmt_pct, fmt_rps, fmt_runs, fmt_us
+from harness.results import SPREAD_FORMULA, SPREAD_WARNING
 
 if TYPE_CHECKING:
     from harness.report.sections import Context
@@ -62,6 +63,9 @@ APP_CONTEXT_TARGET_S = 1e-6
 #: driver rps / wrk rps the load driver should reach (used when the file does not say).
 DEFAULT_TARGET_RATIO = 0.9
 
+_CALIBRATION_NUMBERS = (
+    *("wrk_rps", "driver_rps", "wrk_spread", "driver_spread", "driver_errors", "driver_leaks"),
+)
 _GROUP_ORDER = ("full-wsgi-call", "request-context", "app-context")
 _FRAMEWORK_ORDER = ("core", "flask", "werkzeug")
 
@@ -107,7 +111,7 @@ class Micro:
 def load_micro(doc: Any, source: str = MICRO_FILE) -> Micro:
     """Validate pytest-benchmark's JSON and return its typed view."""
     if not isinstance(doc, Mapping) or not isinstance(doc.get("benchmarks"), list):
-        raise ReportError(
+        raise ResultsError(
             f"{source} is not pytest-benchmark JSON (no 'benchmarks' list). Write it with"
             " `pytest benchmarks/ --benchmark-only --benchmark-json PATH`."
         )
@@ -115,10 +119,10 @@ def load_micro(doc: Any, source: str = MICRO_FILE) -> Micro:
     for i, bench in enumerate(doc["benchmarks"]):
         where = f"{source}: benchmarks[{i}]"
         if not isinstance(bench, Mapping):
-            raise ReportError(f"{where} is a {type(bench).__name__}, not an object.")
+            raise ResultsError(f"{where} is a {type(bench).__name__}, not an object.")
         stats = bench.get("stats")
         if not isinstance(stats, Mapping):
-            raise ReportError(f"{where} has no 'stats' object.")
+            raise ResultsError(f"{where} has no 'stats' object.")
         params = bench.get("params")
         framework = params.get("framework") if isinstance(params, Mapping) else None
         rows.append(
@@ -192,7 +196,7 @@ def micro_table(micro: Micro) -> Table:
         calls = fmt_rps(1 / r.median_s) if r.median_s > 0 else "-"
         rows.append((r.group, r.framework, fmt_us(r.median_s), spread_cell(r.spread)))
         rows[-1] += (f"{r.rounds:,}", calls, versus)
-    warn = frozenset(i for i, r in enumerate(micro.rows) if r.spread > SPREAD_WARN)
+    warn = frozenset(i for i, r in enumerate(micro.rows) if r.spread > SPREAD_WARNING)
     return Table(headers, tuple(rows), ("l", "l") + ("r",) * 5, warn_rows=warn)
 
 
@@ -233,12 +237,12 @@ class CalibrationRow:
     mode: str
     wrk_rps: float
     driver_rps: float
-    wrk_runs: tuple[float, ...]
-    driver_runs: tuple[float, ...]
     wrk_spread: float
     driver_spread: float
-    driver_errors: int
-    driver_leaks: int
+    driver_errors: float
+    driver_leaks: float
+    wrk_runs: tuple[float, ...]
+    driver_runs: tuple[float, ...]
 
     @property
     def ratio(self) -> float:
@@ -263,35 +267,25 @@ class Calibration:
 
 def load_calibration(doc: Any, source: str = CALIBRATION_FILE) -> Calibration:
     """Validate a ``ctxbench.bench.driver_vs_wrk/1`` document and return its typed view."""
-    if not isinstance(doc, Mapping) or doc.get("schema") != CALIBRATION_SCHEMA:
-        schema = doc.get("schema") if isinstance(doc, Mapping) else None
-        raise ReportError(
+    schema = doc.get("schema") if isinstance(doc, Mapping) else None
+    if schema != CALIBRATION_SCHEMA or not isinstance(doc.get("entries"), list):
+        raise ResultsError(
             f"{source} has schema {schema!r}; this report reads {CALIBRATION_SCHEMA!r}. Write"
             " it with `python -m benchmarks.driver_vs_wrk --out PATH`."
         )
-    entries = doc.get("entries")
-    if not isinstance(entries, list):
-        raise ReportError(f"{source} has no 'entries' list.")
     settings = _mapping(doc.get("settings"))
     target = settings.get("target_ratio", DEFAULT_TARGET_RATIO)
     rows = []
-    for i, raw in enumerate(entries):
+    for i, raw in enumerate(doc["entries"]):
         where = f"{source}: entries[{i}]"
         if not isinstance(raw, Mapping) or not isinstance(raw.get("mode"), str):
-            raise ReportError(f"{where} is not an object with a 'mode' string.")
-        wrk_runs = _runs(raw, "wrk_runs", where)
-        driver_runs = _runs(raw, "driver_runs", where)
+            raise ResultsError(f"{where} is not an object with a 'mode' string.")
+        n = {name: _number(raw, name, where) for name in _CALIBRATION_NUMBERS}
         rows.append(
             CalibrationRow(
-                mode=raw["mode"],
-                wrk_rps=_number(raw, "wrk_rps", where),
-                driver_rps=_number(raw, "driver_rps", where),
-                wrk_runs=wrk_runs,
-                driver_runs=driver_runs,
-                wrk_spread=_number(raw, "wrk_spread", where),
-                driver_spread=_number(raw, "driver_spread", where),
-                driver_errors=int(_number(raw, "driver_errors", where)),
-                driver_leaks=int(_number(raw, "driver_leaks", where)),
+                *(raw["mode"], n["wrk_rps"], n["driver_rps"], n["wrk_spread"]),
+                *(n["driver_spread"], n["driver_errors"], n["driver_leaks"]),
+                *(_runs(raw, "wrk_runs", where), _runs(raw, "driver_runs", where)),
             )
         )
     machine = _mapping(doc.get("machine"))
@@ -329,7 +323,7 @@ def calibration_section(ctx: Context) -> list[Node]:
         *spread_warning(" between rounds", [(r.mode, r.spread) for r in cal.rows], JITTER_ADVICE),
         calibration_table(cal),
         Paragraph(
-            "*spread* is wrk's / the driver's (max - min) / median over the rounds. Below the"
+            f"*spread* is wrk's / the driver's {SPREAD_FORMULA} over the rounds. Below the"
             " target the driver, not the server, may limit that mode's figures in this report:"
             " compare such modes with care.",
             note=True,
@@ -348,9 +342,9 @@ def calibration_table(cal: Calibration) -> Table:
             *(r.mode, fmt_rps(r.wrk_rps), fmt_rps(r.driver_rps), f"{r.ratio:.2f}"),
             "met" if r.ratio >= cal.target_ratio else "MISSED",
             f"{fmt_pct(r.wrk_spread)} / {fmt_pct(r.driver_spread)}"
-            + (" ⚠" if r.spread > SPREAD_WARN else ""),
+            + (" ⚠" if r.spread > SPREAD_WARNING else ""),
             *(fmt_runs(r.wrk_runs), fmt_runs(r.driver_runs)),
-            *(f"{r.driver_errors:,}", f"{r.driver_leaks:,}"),
+            *(f"{r.driver_errors:,.0f}", f"{r.driver_leaks:,.0f}"),
         )
         for r in cal.rows
     )
@@ -362,7 +356,7 @@ def calibration_table(cal: Calibration) -> Table:
         warn_rows=frozenset(
             i
             for i, r in enumerate(cal.rows)
-            if r.spread > SPREAD_WARN or r.ratio < cal.target_ratio
+            if r.spread > SPREAD_WARNING or r.ratio < cal.target_ratio
         ),
         wrap=frozenset({6, 7}),
     )
@@ -397,20 +391,20 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ReportError(f"{str(path)!r} is not valid JSON: {exc}") from None
+        raise ResultsError(f"{str(path)!r} is not valid JSON: {exc}") from None
 
 
 def _runs(raw: Mapping[str, Any], name: str, where: str) -> tuple[float, ...]:
     runs = raw.get(name)
     if not isinstance(runs, list):
-        raise ReportError(f"{where}.{name} should be a list, got {runs!r}.")
+        raise ResultsError(f"{where}.{name} should be a list, got {runs!r}.")
     return tuple(_number(run, "rps", f"{where}.{name}[{i}]") for i, run in enumerate(runs))
 
 
 def _number(raw: Any, name: str, where: str) -> float:
     value = raw.get(name) if isinstance(raw, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ReportError(f"{where}.{name} should be a number, got {value!r}.")
+        raise ResultsError(f"{where}.{name} should be a number, got {value!r}.")
     return float(value)
 
 

@@ -19,9 +19,10 @@ import re
 from collections.abc import Callable, Sequence
 from html import escape
 
-from harness.report.model import Entry
-from harness.report.summary import SPREAD_WARN
+from harness.backends import DEFAULT_BACKEND
+from harness.report.summary import label
 from harness.report.tree import Figure, fmt_ms, fmt_pct, fmt_rps
+from harness.results import Cell
 
 __all__ = ["SVG_NS", "latency", "latency_chart", "throughput", "throughput_chart"]
 
@@ -41,13 +42,13 @@ PERCENTILE_COLORS = {"p50": "#8fb3e3", "p90": "#4f83cc", "p99": "#1f4e96"}
 SVG_NS = "http://www.w3.org/2000/svg"
 
 
-def throughput(entries: Sequence[Entry], pattern: str) -> Figure:
+def throughput(entries: Sequence[Cell], pattern: str) -> Figure:
     """Bars of median requests/s per cell with min-max whiskers: ``throughput-<pattern>.svg``."""
     title = f"Throughput, requests/s ({pattern})"
     return Figure(_file_name("throughput", pattern), title, throughput_chart(entries, title))
 
 
-def latency(entries: Sequence[Entry], pattern: str) -> Figure:
+def latency(entries: Sequence[Cell], pattern: str) -> Figure:
     """Grouped bars of p50, p90 and p99 per cell: ``latency-<pattern>.svg``."""
     title = f"Latency percentiles, ms ({pattern})"
     return Figure(_file_name("latency", pattern), title, latency_chart(entries, title))
@@ -57,12 +58,12 @@ def _file_name(kind: str, pattern: str) -> str:
     return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]', '_', pattern)}.svg"
 
 
-def throughput_chart(entries: Sequence[Entry], title: str) -> str:
+def throughput_chart(entries: Sequence[Cell], title: str) -> str:
     """Bars of median requests/s per entry with min-max whiskers over the repeats."""
     row_h = 34
     top = 30
     height = top + row_h * len(entries) + AXIS_H + 6
-    limit = _nice_limit(max((e.rps_max for e in entries), default=1.0))
+    limit = _nice_limit(max((max(e.rps_runs, default=e.rps) for e in entries), default=1.0))
     out = _open(height, title)
     out += _axis(top, top + row_h * len(entries), limit, _tick_format(limit))
     for i, e in enumerate(entries):
@@ -72,28 +73,29 @@ def throughput_chart(entries: Sequence[Entry], title: str) -> str:
         width = _x(e.rps, limit) - LABEL_W
         out.append(
             f'<rect x="{LABEL_W}" y="{y + 6:.1f}" width="{width:.1f}" height="{row_h - 12}"'
-            f' fill="{_entry_color(e)}" rx="2"><title>{escape(e.label)}: median'
+            f' fill="{_entry_color(e)}" rx="2"><title>{escape(label(e))}: median'
             f" {fmt_rps(e.rps)} rps over {len(e.rps_runs) or 1} runs</title></rect>"
         )
-        out.append(_whisker(_x(e.rps_min, limit), _x(e.rps_max, limit), mid, 8))
+        low, high = min(e.rps_runs, default=e.rps), max(e.rps_runs, default=e.rps)
+        out.append(_whisker(_x(low, limit), _x(high, limit), mid, 8))
         note = f"{fmt_rps(e.rps)} · spread {fmt_pct(e.rps_spread)}"
-        if e.rps_spread > SPREAD_WARN:
+        if e.noisy:
             note += " ⚠"
-        out.append(_value(max(_x(e.rps_max, limit), _x(e.rps, limit)) + 6, mid, note, e))
+        out.append(_value(max(_x(high, limit), _x(e.rps, limit)) + 6, mid, note, e))
     out.append("</svg>")
     return "".join(out)
 
 
-def latency_chart(entries: Sequence[Entry], title: str) -> str:
+def latency_chart(entries: Sequence[Cell], title: str) -> str:
     """Grouped bars of p50, p90 and p99 latency per entry, whiskers over the repeats."""
     names = ("p50", "p90", "p99")
     bar_h = 8
     row_h = bar_h * len(names) + 14
     top = 44
     height = top + row_h * len(entries) + AXIS_H + 6
-    values = [e.latency.get(n) for e in entries for n in names]
+    values = [e.latency_ms.get(n) for e in entries for n in names]
     values += [r.get(n) for e in entries for r in e.latency_runs for n in names]
-    peak = max((v for v in values if math.isfinite(v)), default=1.0)
+    peak = max((v for v in values if v is not None), default=1.0)
     limit = _nice_limit(peak)
     out = _open(height, title)
     for j, name in enumerate(names):
@@ -112,20 +114,20 @@ def latency_chart(entries: Sequence[Entry], title: str) -> str:
         out.append(_label(top + i * row_h + row_h / 2, e))
         for j, name in enumerate(names):
             by = y + j * bar_h
-            value = e.latency.get(name)
+            value = e.latency_ms.get(name)
             out.append(
                 f'<rect x="{LABEL_W}" y="{by:.1f}" width="{_x(value, limit) - LABEL_W:.1f}"'
-                f' height="{bar_h - 1}" fill="{PERCENTILE_COLORS[name]}"><title>{escape(e.label)}'
+                f' height="{bar_h - 1}" fill="{PERCENTILE_COLORS[name]}"><title>{escape(label(e))}'
                 f" {name}: {fmt_ms(value)} ms</title></rect>"
             )
-            runs = [r.get(name) for r in e.latency_runs if math.isfinite(r.get(name))]
+            runs = [v for v in (r.get(name) for r in e.latency_runs) if v is not None]
             if len(runs) > 1:
                 out.append(
                     _whisker(_x(min(runs), limit), _x(max(runs), limit), by + bar_h / 2 - 0.5, 5)
                 )
-        p99_end = max([_x(e.latency.p99, limit)] + [_x(r.p99, limit) for r in e.latency_runs])
-        # NaN-safe: _x maps a missing value to the axis origin.
-        out.append(_value(p99_end + 6, y + 1.5 * bar_h, f"p99 {fmt_ms(e.latency.p99)}", e))
+        p99_end = max([_x(e.latency_ms.p99, limit)] + [_x(r.p99, limit) for r in e.latency_runs])
+        # _x maps a missing value to the axis origin.
+        out.append(_value(p99_end + 6, y + 1.5 * bar_h, f"p99 {fmt_ms(e.latency_ms.p99)}", e))
     out.append("</svg>")
     return "".join(out)
 
@@ -158,14 +160,14 @@ def _axis(top: float, bottom: float, limit: float, fmt: Callable[[float], str]) 
     return out
 
 
-def _label(mid: float, e: Entry) -> str:
+def _label(mid: float, e: Cell) -> str:
     # The mode on the first line; app, backend and status (when not the default) below it,
     # so long names never run off the left edge.
     extra = [
         p
         for p in (
             e.app_label if e.app_label != "core" else "",
-            e.backend if e.backend != "contextvar" else "",
+            e.backend if e.backend != DEFAULT_BACKEND else "",
         )
         if p
     ]
@@ -186,7 +188,7 @@ def _label(mid: float, e: Entry) -> str:
     )
 
 
-def _value(x: float, mid: float, text: str, e: Entry) -> str:
+def _value(x: float, mid: float, text: str, e: Cell) -> str:
     return f'<text x="{x:.1f}" y="{mid + 4:.1f}"{_text_fill(e)}>{escape(text)}</text>'
 
 
@@ -199,14 +201,14 @@ def _whisker(x1: float, x2: float, y: float, cap: float) -> str:
     )
 
 
-def _text_fill(e: Entry) -> str:
+def _text_fill(e: Cell) -> str:
     return f' fill="{COLOR_LEAK}" font-weight="600"' if e.leaks or e.errors else ""
 
 
-def _entry_color(e: Entry) -> str:
+def _entry_color(e: Cell) -> str:
     if e.leaks or e.errors:
         return COLOR_LEAK
-    if e.backend != "contextvar":
+    if e.backend != DEFAULT_BACKEND:
         return COLOR_MUTANT
     if e.app_label != "core":
         return COLOR_OTHER_APP
@@ -220,8 +222,8 @@ def _tick_format(limit: float) -> Callable[[float], str]:
     return lambda value: f"{value:,.{decimals}f}"
 
 
-def _x(value: float, limit: float) -> float:
-    if not math.isfinite(value) or value <= 0:
+def _x(value: float | None, limit: float) -> float:
+    if value is None or not math.isfinite(value) or value <= 0:
         return float(LABEL_W)
     return LABEL_W + PLOT_W * value / limit
 

@@ -14,15 +14,12 @@ Two runs with no cell in common cannot be compared: a :class:`~harness.errors.Us
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from harness import results
 from harness.errors import UsageError
-from harness.report.model import Entry, Run, load_run
 from harness.report.summary import beyond_noise
 from harness.report.tree import Table, fmt_ms, fmt_pct, fmt_rps, plural, text_table
+from harness.results import Cell, Run
 
 __all__ = ["LIKE_FOR_LIKE", "Change", "compare_runs", "parse_threshold"]
 
@@ -75,8 +72,8 @@ def parse_threshold(text: str) -> float:
 
 
 def compare_runs(
-    a_doc: results.Run | Mapping[str, Any],
-    b_doc: results.Run | Mapping[str, Any],
+    a_run: Run,
+    b_run: Run,
     threshold: float = 0.10,
     *,
     strict: bool = False,
@@ -86,8 +83,7 @@ def compare_runs(
     The CLI prints the text and exits 1 when the list is not empty. Raises
     :class:`~harness.errors.UsageError` when the runs have no cell in common.
     """
-    a_run, b_run = load_run(a_doc), load_run(b_doc)
-    a_by, b_by = {e.key: e for e in a_run.entries}, {e.key: e for e in b_run.entries}
+    a_by, b_by = {c.key: c for c in a_run.cells}, {c.key: c for c in b_run.cells}
     common = [key for key in a_by if key in b_by]
     if not common:
         raise UsageError(
@@ -118,7 +114,7 @@ def compare_runs(
         rows.append(
             (
                 *(key[2], key[0], key[1], key[3], fmt_rps(a.rps), fmt_rps(b.rps)),
-                *(_signed(cell[0].relative), fmt_ms(a.latency.p99), fmt_ms(b.latency.p99)),
+                *(_signed(cell[0].relative), fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
                 *(_signed(cell[1].relative), f"{a.leaks}/{b.leaks}", status),
             )
         )
@@ -146,18 +142,15 @@ def compare_runs(
     return "\n".join(out) + "\n", regressions
 
 
-def _changes(a: Entry, b: Entry, threshold: float, strict: bool) -> list[Change]:
+def _changes(a: Cell, b: Cell, threshold: float, strict: bool) -> list[Change]:
     rv = []
-    for metric, va, vb, noise, worse in (
-        ("rps", a.rps, b.rps, (a.rps_spread, b.rps_spread), -1),
-        (
-            "p99",
-            a.latency.p99,
-            b.latency.p99,
-            (a.latency_spread("p99"), b.latency_spread("p99")),
-            1,
-        ),
+    p99 = (a.latency_ms.p99, b.latency_ms.p99)
+    for metric, (va, vb), noise, worse in (
+        ("rps", (a.rps, b.rps), (a.rps_spread, b.rps_spread), -1),
+        ("p99", p99, (a.latency_spread("p99"), b.latency_spread("p99")), 1),
     ):
+        if va is None or vb is None:
+            continue
         beyond = _relative(va, vb) * worse > threshold
         real = beyond and (strict or beyond_noise(va, vb, noise))
         rv.append(Change(a.key, metric, va, vb, real, beyond and not real))
@@ -166,22 +159,22 @@ def _changes(a: Entry, b: Entry, threshold: float, strict: bool) -> list[Change]
     return rv
 
 
-def _relative(a: float, b: float) -> float:
-    # NaN (a missing percentile) and a zero baseline compare as "no change"; errors and leaks
-    # are what flags a run that stopped answering.
-    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
+def _relative(a: float | None, b: float | None) -> float:
+    # A missing percentile and a zero baseline compare as "no change"; errors and leaks are
+    # what flags a run that stopped answering.
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
         return 0.0
     return (b - a) / a
 
 
 def _differences(a: Run, b: Run) -> list[str]:
     notes = [
-        f"note: setting {name!r} differs (A {a.settings.get(name)!r}, B"
-        f" {b.settings.get(name)!r}); the runs are not like for like."
+        f"note: setting {name!r} differs (A {getattr(a.settings, name)!r}, B"
+        f" {getattr(b.settings, name)!r}); the runs are not like for like."
         for name in LIKE_FOR_LIKE
-        if a.settings.get(name) != b.settings.get(name)
+        if getattr(a.settings, name) != getattr(b.settings, name)
     ]
-    if a.machine and b.machine and a.machine != b.machine:
+    if a.machine != b.machine:
         notes.append("note: the runs come from different machines or machine descriptions.")
     if a.python != b.python:
         notes.append(f"note: Python differs (A {a.python!r}, B {b.python!r}).")

@@ -16,12 +16,12 @@ from typing import Any
 
 from harness.backends import DEFAULT_BACKEND
 from harness.report import bench, charts
-from harness.report.model import Entry, Run
 from harness.report.summary import (
     JITTER_ADVICE,
-    SPREAD_WARN,
     Summary,
+    evidence_row,
     headline,
+    label,
     recommendation,
     spread_cell,
     spread_warning,
@@ -41,6 +41,7 @@ from harness.report.tree import (
     plural,
     show_json,
 )
+from harness.results import PERCENTILES, SPREAD_FORMULA, SPREAD_WARNING, Cell, Run
 
 __all__ = ["EVIDENCE_SHOWN", "SECTIONS", "Context", "Section", "build"]
 
@@ -80,11 +81,14 @@ def verdict(ctx: Context) -> list[Node]:
         Callout(
             f"verdict {s.kind}",
             (
-                Paragraph(f"**Verdict: {s.verdict}.** {headline(run, s)}"),
-                Paragraph(f"**Recommendation:** {recommendation(run, s)}"),
+                Paragraph(f"**Verdict: {s.verdict}.** {headline(s)}"),
+                Paragraph(f"**Recommendation:** {recommendation(s)}"),
             ),
         ),
     ]
+    if run.not_measured:
+        skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
+        out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))
     if run.status != "complete":
         out.append(
             Callout(
@@ -99,15 +103,15 @@ def verdict(ctx: Context) -> list[Node]:
         )
     out += spread_warning(
         ", too large to trust small differences",
-        [(f"{e.label}, {e.connections}", e.rps_spread) for e in s.noisy],
+        [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy],
         JITTER_ADVICE,
     )
     out.append(
         Paragraph(
             "Each figure is the median of the repeated measurements; whiskers and *spread* show"
-            " the range over the repeats ((max - min) / median), and *runs* lists every repeat's"
+            f" the range over the repeats ({SPREAD_FORMULA}), and *runs* lists every repeat's"
             " requests/s. Red (bold in Markdown) marks a cell that leaked or had errors, amber a"
-            f" spread above {fmt_pct(SPREAD_WARN)}; in the charts grey is a deliberately broken"
+            f" spread above {fmt_pct(SPREAD_WARNING)}; in the charts grey is a deliberately broken"
             " backend and light blue Flask next to the core.",
             note=True,
         )
@@ -117,25 +121,22 @@ def verdict(ctx: Context) -> list[Node]:
 
 def overview(ctx: Context) -> list[Node]:
     """The main app on the correct storage, one row per (connection pattern, mode)."""
-    run = ctx.run
-    main = run.app_labels[0] if run.app_labels else ""
-    correct = [e for e in run.entries if e.backend == DEFAULT_BACKEND]
-    cells = [e for e in correct if e.app_label == main]
-    flask = {e.key: e for e in correct if e.app_label == "flask"} if main != "flask" else {}
+    main = ctx.summary.apps[0] if ctx.summary.apps else ""
+    correct = ctx.summary.correct
+    cells = [c for c in correct if c.app_label == main]
+    flask = {c.key: c for c in correct if c.app_label == "flask"} if main != "flask" else {}
     rows, bad = [], set()
-    for i, e in enumerate(cells):
-        same = [x for x in correct if (x.mode, x.connections) == (e.mode, e.connections)]
+    for i, c in enumerate(cells):
+        same = [x for x in correct if (x.mode, x.connections) == (c.mode, c.connections)]
         leaks, errors = sum(x.leaks for x in same), sum(x.errors for x in same)
         if leaks or errors:
             bad.add(i)
-        twin = flask.get(("flask", *e.key[1:]))
+        twin = flask.get(("flask", *c.key[1:]))
+        ratio = (fmt_rps(twin.rps), _ratio(c.rps, twin.rps)) if twin else ("-", "-")
         rows.append(
             (
-                *(e.mode, e.connections, fmt_rps(e.rps), spread_cell(e.rps_spread)),
-                fmt_ms(e.latency.p99),
-                *((fmt_rps(twin.rps), _ratio(e.rps, twin.rps)) if twin else ("-", "-"))[
-                    : 2 * bool(flask)
-                ],
+                *(c.mode, c.connections, fmt_rps(c.rps), spread_cell(c.rps_spread)),
+                *(fmt_ms(c.latency_ms.p99), *ratio[: 2 * bool(flask)]),
                 *(f"{errors:,}", _leaks_cell(leaks)),
             )
         )
@@ -146,7 +147,7 @@ def overview(ctx: Context) -> list[Node]:
         *("flask rps", f"{main} / flask")[: 2 * bool(flask)],
         *("errors", "leaks"),
     )
-    warn = frozenset(i for i, e in enumerate(cells) if e.rps_spread > SPREAD_WARN)
+    warn = frozenset(i for i, c in enumerate(cells) if c.noisy)
     return [
         Heading("Summary"),
         Paragraph(
@@ -162,19 +163,15 @@ def overview(ctx: Context) -> list[Node]:
 def patterns(ctx: Context) -> list[Node]:
     """Per connection pattern: the throughput and latency charts, then every cell's figures."""
     out: list[Node] = []
-    for pattern in ctx.run.patterns:
-        entries = ctx.run.entries_for(pattern)
-        out += [
-            Heading(f"{PATTERN_TITLES.get(pattern, pattern)} (`{pattern}`)"),
-            Group(
-                (charts.throughput(entries, pattern), charts.latency(entries, pattern)), "charts"
-            ),
-            measurement_table(entries),
-        ]
+    for pattern in ctx.summary.patterns:
+        cells = ctx.summary.for_pattern(pattern)
+        figures = (charts.throughput(cells, pattern), charts.latency(cells, pattern))
+        title = PATTERN_TITLES.get(pattern, pattern)
+        out += [Heading(f"{title} (`{pattern}`)"), Group(figures, "charts"), cell_table(cells)]
     return out
 
 
-def measurement_table(entries: Sequence[Entry]) -> Table:
+def cell_table(cells: Sequence[Cell]) -> Table:
     """One row per cell: throughput with its spread, latency percentiles, errors and leaks."""
     headers = (
         *("mode", "app", "backend", "leaks", "errors", "requests", "rps (median)", "spread"),
@@ -182,37 +179,37 @@ def measurement_table(entries: Sequence[Entry]) -> Table:
     )
     rows = tuple(
         (
-            *(e.mode, e.app_label, e.backend, _leaks_cell(e.leaks), f"{e.errors:,}"),
-            *(f"{e.requests:,}", fmt_rps(e.rps), spread_cell(e.rps_spread), fmt_runs(e.rps_runs)),
-            *(fmt_ms(e.latency.get(p)) for p in ("p50", "p90", "p99", "max")),
+            *(c.mode, c.app_label, c.backend, _leaks_cell(c.leaks), f"{c.errors:,}"),
+            *(f"{c.requests:,}", fmt_rps(c.rps), spread_cell(c.rps_spread), fmt_runs(c.rps_runs)),
+            *(fmt_ms(c.latency_ms.get(p)) for p in PERCENTILES),
         )
-        for e in entries
+        for c in cells
     )
     return Table(
         headers,
         rows,
         ("l",) * 3 + ("r",) * 10,
-        bad_rows=frozenset(i for i, e in enumerate(entries) if e.leaks or e.errors),
-        warn_rows=frozenset(i for i, e in enumerate(entries) if e.rps_spread > SPREAD_WARN),
+        bad_rows=frozenset(i for i, c in enumerate(cells) if not c.clean),
+        warn_rows=frozenset(i for i, c in enumerate(cells) if c.noisy),
         wrap=frozenset({1, 8}),  # a long app name, every repeat
     )
 
 
 def flask_pairs(ctx: Context) -> list[Node]:
     """The core against Flask on the same mode, backend and connection pattern."""
-    by_key = {e.key: e for e in ctx.run.entries}
+    by_key = {c.key: c for c in ctx.summary.cells}
     pairs = [
-        (e, by_key[("flask", *e.key[1:])])
-        for e in ctx.run.entries
-        if e.app_label == "core" and ("flask", *e.key[1:]) in by_key
+        (c, by_key[("flask", *c.key[1:])])
+        for c in ctx.summary.cells
+        if c.app_label == "core" and ("flask", *c.key[1:]) in by_key
     ]
     if not pairs:
         return []
     rows = tuple(
         (
             *(c.mode, c.backend, c.connections, fmt_rps(c.rps), fmt_rps(f.rps)),
-            *(_ratio(c.rps, f.rps), fmt_ms(c.latency.p99), fmt_ms(f.latency.p99)),
-            _ratio(c.latency.p99, f.latency.p99),
+            *(_ratio(c.rps, f.rps), fmt_ms(c.latency_ms.p99), fmt_ms(f.latency_ms.p99)),
+            _ratio(c.latency_ms.p99, f.latency_ms.p99),
         )
         for c, f in pairs
     )
@@ -241,10 +238,10 @@ def silent_mutants(ctx: Context) -> list[Node]:
         Heading("Broken backends that showed no leak"),
         Items(
             tuple(
-                f"{e.mode} with `{e.backend}`, {e.connections}: {plural(e.requests, 'request')},"
+                f"{c.mode} with `{c.backend}`, {c.connections}: {plural(c.requests, 'request')},"
                 " no leak. Either this server and connection pattern cannot expose that bug, or"
                 " the harness missed it."
-                for e in silent
+                for c in silent
             )
         ),
     ]
@@ -254,36 +251,27 @@ def leaks(ctx: Context) -> list[Node]:
     out: list[Node] = [Heading("Leaks")]
     if not ctx.summary.leaked:
         out.append(Paragraph("None: every probe observation matched its request's own token."))
-    for e in ctx.summary.leaked:
+    for c in ctx.summary.leaked:
+        requests = plural(c.requests, "request")
+        if c.leaky_requests is not None:
+            requests = f"{plural(c.leaky_requests, 'request')} of {c.requests:,}"
         out.append(
             Heading(
-                f"{e.mode} · {e.app_label} · {e.backend} · {e.connections}:"
-                f" {plural(e.leaks, 'leak')} in {plural(e.requests, 'request')}",
+                f"{c.mode} · {c.app_label} · {c.backend} · {c.connections}:"
+                f" {plural(c.leaks, 'leak')} in {requests}",
                 3,
             )
         )
-        if not e.evidence:
+        if not c.evidence:
             out.append(Paragraph("No evidence was recorded for this cell."))
             continue
-        rows = []
-        for ev in e.evidence[:EVIDENCE_SHOWN]:
-            w = ev.get("worker")
-            w = w if isinstance(w, Mapping) else {}
-            rows.append(
-                (
-                    *(str(ev.get(k, "")) for k in ("mode", "phase", "name")),
-                    *(show_json(v) for v in (ev.get("expected"), ev.get("seen"))),
-                    *(show_json(w.get(k)) for k in ("pid", "thread", "greenlet")),
-                )
-            )
         headers = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
-        out.append(
-            Table(headers, tuple(rows), ("l",) * 5 + ("r",) * 3, wrap=frozenset({3, 4}), mono=True)
-        )
+        rows = tuple(map(evidence_row, c.evidence[:EVIDENCE_SHOWN]))
+        out.append(Table(headers, rows, ("l",) * 5 + ("r",) * 3, wrap=frozenset({3, 4}), mono=True))
         out.append(
             Paragraph(
-                f"Showing {min(len(e.evidence), EVIDENCE_SHOWN)} of the"
-                f" {plural(len(e.evidence), 'piece')} of evidence recorded in results.json. A leak"
+                f"Showing {min(len(c.evidence), EVIDENCE_SHOWN)} of the"
+                f" {plural(len(c.evidence), 'piece')} of evidence recorded in results.json. A leak"
                 " is one observation that differed from what it must be (one request can hold"
                 " several); the run keeps a capped sample of them, and the leak count is exact.",
                 note=True,
@@ -294,9 +282,9 @@ def leaks(ctx: Context) -> list[Node]:
 
 def errors(ctx: Context) -> list[Node]:
     rows = tuple(
-        (e.mode, e.app_label, e.backend, e.connections, kind, f"{count:,}")
-        for e in ctx.summary.errored
-        for kind, count in (sorted(e.error_kinds.items()) or [("unclassified", e.errors)])
+        (c.mode, c.app_label, c.backend, c.connections, kind, f"{count:,}")
+        for c in ctx.summary.errored
+        for kind, count in (sorted(c.error_kinds.items()) or [("unclassified", c.errors)])
     )
     if not rows:
         return []
@@ -305,19 +293,20 @@ def errors(ctx: Context) -> list[Node]:
 
 
 def environment(ctx: Context) -> list[Node]:
-    run = ctx.run
+    """The command, Python, machine, packages and settings, as the results document has them."""
+    doc = ctx.run.to_json()
     out: list[Node] = [Heading("Environment")]
-    if run.command:
-        out.append(Paragraph("Command: `" + " ".join(run.command) + "`"))
-    out.append(Paragraph(f"Python: {run.python or 'unknown'}"))
+    if ctx.run.command:
+        out.append(Paragraph("Command: `" + " ".join(ctx.run.command) + "`"))
+    out.append(Paragraph(f"Python: {ctx.run.python or 'unknown'}"))
     cards = tuple(
-        Group((Heading(title, 3), mapping_table(mapping, key)))
-        for title, mapping, key in (
-            ("Machine", run.machine, "property"),
-            ("Packages", run.packages, "package"),
-            ("Settings", run.settings, "setting"),
+        Group((Heading(title, 3), mapping_table(doc[name], key)))
+        for title, name, key in (
+            ("Machine", "machine", "property"),
+            ("Packages", "packages", "package"),
+            ("Settings", "settings", "setting"),
         )
-        if mapping
+        if doc.get(name)
     )
     return [*out, Group(cards, "cards")]
 
@@ -325,10 +314,10 @@ def environment(ctx: Context) -> list[Node]:
 def server_config(ctx: Context) -> list[Node]:
     """The effective server configuration, one table per distinct configuration."""
     groups: dict[str, tuple[list[str], Mapping[str, Any]]] = {}
-    for e in ctx.run.entries:
-        if e.effective:
-            users, _ = groups.setdefault(show_json(e.effective), ([], e.effective))
-            name = f"{e.mode} ({e.app_label}, {e.backend})"
+    for c in ctx.summary.cells:
+        if c.server.effective:
+            users, _ = groups.setdefault(show_json(c.server.effective), ([], c.server.effective))
+            name = f"{c.mode} ({c.app_label}, {c.backend})"
             users += [name] * (name not in users)
     if not groups:
         return []
@@ -351,8 +340,8 @@ def _leaks_cell(count: int) -> str:
     return f"{count:,}" + (" LEAK" if count else "")
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "-"
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
 #: The report, top to bottom. Add a section here (see the module docstring).

@@ -1,14 +1,14 @@
 """What a run means, decided once: the verdict, who leaked, the ranking, the terminal table.
 
-Who leaked is read from the evidence: a leaked name the framework owns (``request``, ``g``,
-``session``, ``current_app``, a ``residue.`` check, the echoed token, a phase that never ran)
-blames the stack, a name the app gave to ``observe()`` blames the app's own state, and a cell
-on a deliberately broken backend blames that backend, which is expected to leak.
+Who leaked is read from the evidence: a name the framework owns
+(:data:`harness.protocol.FRAMEWORK_NAMES`, a ``residue.`` check) blames the stack; a name the
+app gave to ``observe()`` blames the app's own state; a cell on a deliberately broken backend
+blames that backend, which is expected to leak.
 
 Ranking rules: a cell that leaked or had errors is never "fastest" (a fast server that returns
 another request's data has failed, not won); one median beats another only when the difference
 is beyond the noise of both (:func:`beyond_noise`, the rule ``compare`` uses too), otherwise the
-modes are reported as tied; no recommendation is made between modes when only one ran.
+modes are tied; there is no recommendation between modes when only one ran.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.backends import DEFAULT_BACKEND
-from harness.protocol import FRAMEWORK_NAMES
-from harness.report.model import Entry, Run
+from harness.load.spec import CONNECTION_PATTERNS
+from harness.protocol import app_observation_names
 from harness.report.tree import (
     Callout,
     Items,
@@ -32,19 +32,22 @@ from harness.report.tree import (
     show_json,
     text_table,
 )
-from harness.results import SPREAD_WARNING
+from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
 __all__ = [
-    "FRAMEWORK_NAMES",
     "JITTER_ADVICE",
-    "SPREAD_WARN",
+    "Ranking",
     "Summary",
     "beyond_noise",
+    "evidence_row",
     "format_summary",
+    "label",
+    "leaked_names",
+    "spread_cell",
+    "spread_warning",
     "summarize",
 ]
 
-SPREAD_WARN = SPREAD_WARNING
 JITTER_ADVICE = (
     "To reduce jitter: pin the server and the load driver to separate cores (taskset), close"
     " other busy programs, disable CPU frequency scaling or turbo if you can, and raise"
@@ -59,21 +62,27 @@ def beyond_noise(a: float, b: float, spreads: Iterable[float]) -> bool:
 
 def spread_cell(spread: float) -> str:
     """A spread as a percentage, marked with ⚠ above the threshold."""
-    return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARN else "")
+    return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARNING else "")
 
 
 def spread_warning(claim: str, figures: Sequence[tuple[str, float]], advice: str) -> list[Node]:
     """A warning box naming each figure whose spread is above the threshold, then the advice."""
-    items = tuple(f"{label}: spread {fmt_pct(v)}" for label, v in figures if v > SPREAD_WARN)
-    head = Paragraph(f"**⚠ Spread above {fmt_pct(SPREAD_WARN)}{claim}:**")
+    items = tuple(f"{label}: spread {fmt_pct(v)}" for label, v in figures if v > SPREAD_WARNING)
+    head = Paragraph(f"**⚠ Spread above {fmt_pct(SPREAD_WARNING)}{claim}:**")
     return [Callout("warning", (head, Items(items), Paragraph(advice)))] if items else []
 
 
-def leaked_names(e: Entry) -> tuple[list[str], list[str]]:
+def label(c: Cell) -> str:
+    """A short name for a cell: its mode, plus app and backend when they are not the default."""
+    extra = [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
+    return " · ".join([c.mode, *extra])
+
+
+def leaked_names(c: Cell) -> tuple[list[str], list[str]]:
     """The framework's and the app's own names in a cell's evidence, each sorted."""
-    names = {str(ev.get("name", "")) for ev in e.evidence}
-    framework = {n for n in names if n in FRAMEWORK_NAMES or n.startswith("residue.")}
-    return sorted(framework), sorted(names - framework)
+    names = {ev.name for ev in c.evidence}
+    app = app_observation_names(names)
+    return sorted(names - set(app)), app
 
 
 @dataclass(frozen=True)
@@ -81,98 +90,111 @@ class Ranking:
     """The main app's clean cells on the correct storage for one connection pattern."""
 
     pattern: str
-    best: Entry
-    tied: tuple[Entry, ...]  # within the noise of the best
-    others: tuple[Entry, ...]  # beaten beyond noise
+    best: Cell
+    tied: tuple[Cell, ...]  # within the noise of the best
+    others: tuple[Cell, ...]  # beaten beyond noise
 
 
 @dataclass(frozen=True)
 class Summary:
-    """The verdict of a run."""
+    """The verdict of a run, and its cells in report order (pattern, app, backend, mode)."""
 
-    leaked: tuple[Entry, ...]
-    errored: tuple[Entry, ...]
-    noisy: tuple[Entry, ...]
-    stack_leaks: tuple[Entry, ...]  # correct storage, the framework's names leaked
-    app_leaks: tuple[Entry, ...]  # correct storage, only the app's own names leaked
-    mutant_leaks: tuple[Entry, ...]
-    silent_mutants: tuple[Entry, ...]  # broken backends that showed no leak
+    cells: tuple[Cell, ...]
+    patterns: tuple[str, ...]
+    apps: tuple[str, ...]  # app labels, the main app (ranked, summarised) first
+    leaked: tuple[Cell, ...]
+    errored: tuple[Cell, ...]
+    noisy: tuple[Cell, ...]
+    stack_leaks: tuple[Cell, ...]  # correct storage, the framework's names leaked
+    app_leaks: tuple[Cell, ...]  # correct storage, only the app's own names leaked
+    mutant_leaks: tuple[Cell, ...]
+    silent_mutants: tuple[Cell, ...]  # broken backends that showed no leak
     rankings: tuple[Ranking, ...]
-    correct_ran: bool
+
+    @property
+    def correct(self) -> tuple[Cell, ...]:
+        return tuple(c for c in self.cells if c.backend == DEFAULT_BACKEND)
 
     @property
     def kind(self) -> str:
         """ "leak", "ok", or "mutant" (only broken backends leaked, or only they ran)."""
         if self.stack_leaks or self.app_leaks:
             return "leak"
-        return "ok" if self.correct_ran and not self.mutant_leaks else "mutant"
+        return "ok" if self.correct and not self.mutant_leaks else "mutant"
 
     @property
     def verdict(self) -> str:
-        if self.stack_leaks:
-            return "LEAK"
-        if self.app_leaks:
-            return "LEAK in the app's own state"
-        if not self.correct_ran:
+        if self.stack_leaks or self.app_leaks:
+            return "LEAK" if self.stack_leaks else "LEAK in the app's own state"
+        if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)"
         return "OK (only the deliberately broken backends leaked)" if self.mutant_leaks else "OK"
 
+    def for_pattern(self, pattern: str) -> list[Cell]:
+        return [c for c in self.cells if c.connections == pattern]
+
 
 def summarize(run: Run) -> Summary:
-    """Decide the verdict, the blame and the ranking of a run."""
-    correct = [e for e in run.entries if e.backend == DEFAULT_BACKEND]
-    leaked = tuple(e for e in run.entries if e.leaks)
-    stack = tuple(e for e in leaked if e.backend == DEFAULT_BACKEND and _blames_stack(e))
-    app = tuple(e for e in leaked if e.backend == DEFAULT_BACKEND and not _blames_stack(e))
-    rankings = (_ranking(run, p) for p in run.patterns)
+    """Order the cells and decide the verdict, the blame and the ranking of a run."""
+    patterns = _ordered({c.connections for c in run.cells}, CONNECTION_PATTERNS)
+    apps = _ordered({c.app_label for c in run.cells}, ("core", "flask"))
+    cells = sorted(
+        run.cells,
+        key=lambda c: (patterns.index(c.connections), apps.index(c.app_label), c.backend, c.mode),
+    )
+    leaked = [c for c in cells if c.leaks]
+    correct_leaks = [c for c in leaked if c.backend == DEFAULT_BACKEND]
+    app_only = [c for c in correct_leaks if leaked_names(c)[1] and not leaked_names(c)[0]]
+    rankings = (_ranking(cells, apps[0] if apps else "", p) for p in patterns)
     return Summary(
-        leaked=leaked,
-        errored=tuple(e for e in run.entries if e.errors),
-        noisy=tuple(e for e in run.entries if e.rps_spread > SPREAD_WARN),
-        stack_leaks=stack,
-        app_leaks=app,
-        mutant_leaks=tuple(e for e in leaked if e.backend != DEFAULT_BACKEND),
-        silent_mutants=tuple(
-            e for e in run.entries if e.backend != DEFAULT_BACKEND and not e.leaks
-        ),
+        cells=tuple(cells),
+        patterns=tuple(patterns),
+        apps=tuple(apps),
+        leaked=tuple(leaked),
+        errored=tuple(c for c in cells if c.errors),
+        noisy=tuple(c for c in cells if c.noisy),
+        stack_leaks=tuple(c for c in correct_leaks if c not in app_only),
+        app_leaks=tuple(app_only),
+        mutant_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND),
+        silent_mutants=tuple(c for c in cells if c.backend != DEFAULT_BACKEND and not c.leaks),
         rankings=tuple(r for r in rankings if r is not None),
-        correct_ran=bool(correct),
     )
 
 
-def _blames_stack(e: Entry) -> bool:
-    framework, app = leaked_names(e)
-    return bool(framework) or not app  # no evidence kept: blame the stack, never the app
+def _ordered(values: set[str], first: Sequence[str]) -> list[str]:
+    return [v for v in first if v in values] + sorted(values - set(first))
 
 
-def _ranking(run: Run, pattern: str) -> Ranking | None:
-    main = run.app_labels[0] if run.app_labels else ""
+def _ranking(cells: Sequence[Cell], main: str, pattern: str) -> Ranking | None:
     candidates = sorted(
         (
-            e
-            for e in run.entries_for(pattern)
-            if e.clean and e.app_label == main and e.backend == DEFAULT_BACKEND
+            c
+            for c in cells
+            if c.connections == pattern
+            and c.clean
+            and c.app_label == main
+            and c.backend == DEFAULT_BACKEND
         ),
-        key=lambda e: (-e.rps, e.mode),
+        key=lambda c: (-c.rps, c.mode),
     )
     if len(candidates) < 2:
         return None
     best, rest = candidates[0], candidates[1:]
     tied = tuple(
-        e for e in rest if not beyond_noise(e.rps, best.rps, (e.rps_spread, best.rps_spread))
+        c for c in rest if not beyond_noise(c.rps, best.rps, (c.rps_spread, best.rps_spread))
     )
-    return Ranking(pattern, best, tied, tuple(e for e in rest if e not in tied))
+    return Ranking(pattern, best, tied, tuple(c for c in rest if c not in tied))
 
 
-def headline(run: Run, s: Summary) -> str:
+def headline(s: Summary) -> str:
     """What ran and who leaked, in a few sentences."""
-    if not run.entries:
+    if not s.cells:
         return "No cell was measured in this run."
-    out = [_what_ran(run)]
+    out = [_what_ran(s)]
     if s.stack_leaks:
         out.append(
             f"The framework's context leaked with the correct {DEFAULT_BACKEND} storage in"
-            f" {len(s.stack_leaks)} of {plural(_count_correct(run), 'cell')}:"
+            f" {len(s.stack_leaks)} of {plural(len(s.correct), 'cell')}:"
             f" {_list_leaks(s.stack_leaks)}."
         )
     if s.app_leaks:
@@ -182,12 +204,12 @@ def headline(run: Run, s: Summary) -> str:
             " request, g, session and current_app held there, so the leak is the app's, not the"
             " context storage's."
         )
-    if s.correct_ran and not (s.stack_leaks or s.app_leaks):
+    if s.correct and not (s.stack_leaks or s.app_leaks):
         out.append(
             f"No leak with the correct {DEFAULT_BACKEND} storage: every request saw only its own"
-            " request, g, session and current_app."
+            f" {_checked(s.correct)}."
         )
-    if not s.correct_ran:
+    if not s.correct:
         out.append(f"The correct {DEFAULT_BACKEND} storage did not run.")
     if s.mutant_leaks:
         out.append(f"Deliberately broken backends leaked: {_list_leaks(s.mutant_leaks)}.")
@@ -196,11 +218,11 @@ def headline(run: Run, s: Summary) -> str:
     return " ".join(out)
 
 
-def recommendation(run: Run, s: Summary) -> str:
+def recommendation(s: Summary) -> str:
     """What to do about it; a choice between modes only when one is beyond noise."""
     out = []
     if s.stack_leaks:
-        modes = ", ".join(sorted({e.mode for e in s.stack_leaks}))
+        modes = ", ".join(sorted({c.mode for c in s.stack_leaks}))
         out.append(
             f"This is an isolation bug of the stack under {modes}: do not deploy it until the"
             " evidence below is explained and fixed."
@@ -211,62 +233,72 @@ def recommendation(run: Run, s: Summary) -> str:
             " ContextVar set and reset per request, not in a module-level dict or a"
             " threading.local."
         )
-    if s.mutant_leaks and not s.correct_ran:
+    if s.mutant_leaks and not s.correct:
         out.append(
             "The harness catches those bugs; run with the default --backend"
             f" {DEFAULT_BACKEND} for a verdict on the correct storage."
         )
     for r in s.rankings:
         if r.tied:
-            names = ", ".join(e.mode for e in (r.best, *r.tied))
             out.append(
-                f"For {r.pattern} connections {names} are within the spread of their repeats"
-                f" (best median {fmt_rps(r.best.rps)} rps): no mode to recommend on speed."
+                f"For {r.pattern} connections {', '.join(c.mode for c in (r.best, *r.tied))} are"
+                f" within the spread of their repeats (best median {fmt_rps(r.best.rps)} rps):"
+                " no mode to recommend on speed."
             )
         else:
             out.append(
                 f"For {r.pattern} connections use {r.best.mode}: {fmt_rps(r.best.rps)} rps,"
-                f" p99 {fmt_ms(r.best.latency.p99)} ms, beyond the noise of the next"
+                f" p99 {fmt_ms(r.best.latency_ms.p99)} ms, beyond the noise of the next"
                 f" ({r.others[0].mode}, {fmt_rps(r.others[0].rps)} rps)."
             )
-    if not s.rankings and len({e.mode for e in run.entries}) == 1:
+    if not s.rankings and len({c.mode for c in s.cells}) == 1:
         out.append("Only one mode ran: there is no choice between modes to make.")
     if s.errored:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
     if s.noisy:
+        n = len(s.noisy)
         out.append(
-            f"{plural(len(s.noisy), 'cell')} {'varies' if len(s.noisy) == 1 else 'vary'} by more"
-            f" than {fmt_pct(SPREAD_WARN)} between"
-            " repeats; rerun on a quieter machine before trusting small differences."
+            f"{plural(n, 'cell')} {'varies' if n == 1 else 'vary'} by more than"
+            f" {fmt_pct(SPREAD_WARNING)} between repeats; rerun on a quieter machine before"
+            " trusting small differences."
         )
     return " ".join(out) or "Nothing to recommend."
 
 
-def _what_ran(run: Run) -> str:
+def _what_ran(s: Summary) -> str:
     def some(noun: str, values: Sequence[str]) -> str:
         return f"{noun if len(values) == 1 else noun + 's'} {', '.join(values)}"
 
-    modes = list(dict.fromkeys(e.mode for e in run.entries))
-    backends = sorted({e.backend for e in run.entries})
+    modes = list(dict.fromkeys(c.mode for c in s.cells))
     return (
-        f"{plural(len(run.entries), 'cell')} ran: {some('app', run.app_labels)};"
-        f" {some('mode', modes)}; {some('backend', backends)};"
-        f" {' and '.join(run.patterns)} connections;"
-        f" {plural(sum(e.requests for e in run.entries), 'request')} checked."
+        f"{plural(len(s.cells), 'cell')} ran: {some('app', s.apps)}; {some('mode', modes)};"
+        f" {some('backend', sorted({c.backend for c in s.cells}))};"
+        f" {' and '.join(s.patterns)} connections;"
+        f" {plural(sum(c.requests for c in s.cells), 'request')} checked."
     )
 
 
-def _count_correct(run: Run) -> int:
-    return sum(e.backend == DEFAULT_BACKEND for e in run.entries)
+def _checked(cells: Sequence[Cell]) -> str:
+    # The names the probe checked: the framework's, then the app's own observe() names.
+    names = {n for c in cells for n in c.observed}
+    framework = [n for n in ("request", "g", "session", "current_app") if n in names]
+    framework = framework or ["request", "g", "session", "current_app"]  # not recorded
+    app = app_observation_names(names)
+    own = f", and the app's own `observe()` state {_and(app)}" if app else ""
+    return _and(framework) + own
 
 
-def _list_leaks(entries: Sequence[Entry]) -> str:
-    def one(e: Entry) -> str:
-        framework, app = leaked_names(e)
+def _and(names: Sequence[str]) -> str:
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+
+def _list_leaks(cells: Sequence[Cell]) -> str:
+    def one(c: Cell) -> str:
+        framework, app = leaked_names(c)
         names = f" ({', '.join(framework + app)})" if framework or app else ""
-        return f"{e.mode} ({e.app_label}, {e.backend}, {e.connections}): {e.leaks:,}{names}"
+        return f"{c.mode} ({c.app_label}, {c.backend}, {c.connections}): {c.leaks:,}{names}"
 
-    return "; ".join(one(e) for e in entries)
+    return "; ".join(one(c) for c in cells)
 
 
 # -- the terminal ------------------------------------------------------------------------------
@@ -276,52 +308,42 @@ EVIDENCE_ON_TERMINAL = 3
 
 def format_summary(run: Run) -> str:
     """The run on a terminal: one row per cell, then up to three pieces of leak evidence."""
-    several = len({(e.app_label, e.backend) for e in run.entries}) > 1
+    several = len({(c.app_label, c.backend) for c in run.cells}) > 1
     headers = ("app", "backend") * several + (
         "mode", "connections", "server", "requests", "rps", "spread", "p50 ms", "p99 ms",
         "errors", "leaks", "verdict",
     )  # fmt: skip
-    rows: list[tuple[str, ...]] = []
-    for e in run.entries:
-        eff = e.effective
-        threads = f" t{eff['threads']}" if (eff.get("threads") or 1) > 1 else ""
-        rows.append(
-            (e.app_label, e.backend) * several
-            + (
-                e.mode,
-                e.connections,
-                f"{eff.get('worker_class', '?')} w{eff.get('workers', '?')}{threads}",
-                f"{e.requests:,}",
-                fmt_rps(e.rps),
-                fmt_pct(e.rps_spread) + ("!" if e.rps_spread > SPREAD_WARN else ""),
-                fmt_ms(e.latency.p50),
-                fmt_ms(e.latency.p99),
-                f"{e.errors:,}",
-                f"{e.leaks:,}",
-                "LEAK" if e.leaks else "errors" if e.errors else "ok",
-            )
+    rows = tuple(
+        (
+            *(c.app_label, c.backend) * several,
+            *(c.mode, c.connections, c.server.summary, f"{c.requests:,}", fmt_rps(c.rps)),
+            fmt_pct(c.rps_spread) + ("!" if c.noisy else ""),
+            *(fmt_ms(c.latency_ms.p50), fmt_ms(c.latency_ms.p99), f"{c.errors:,}"),
+            *(f"{c.leaks:,}", "LEAK" if c.leaks else "errors" if c.errors else "ok"),
         )
-    align = ("l",) * (3 + 2 * several) + ("r",) * 7 + ("l",)
-    out = text_table(Table(headers, tuple(rows), align))
-    if any(e.rps_spread > SPREAD_WARN for e in run.entries):
+        for c in run.cells
+    )
+    out = text_table(Table(headers, rows, ("l",) * (3 + 2 * several) + ("r",) * 7 + ("l",)))
+    if any(c.noisy for c in run.cells):
         out.append(
-            f"! rps spread above {fmt_pct(SPREAD_WARN)}: the runs disagree, so compare these rates"
-            " with care; use a longer --duration, more --repeats or a quieter machine"
+            f"! rps spread above {fmt_pct(SPREAD_WARNING)}: the runs disagree, so compare these"
+            " rates with care; use a longer --duration, more --repeats or a quieter machine"
         )
-    evidence = [(e, ev) for e in run.entries for ev in e.evidence][:EVIDENCE_ON_TERMINAL]
+    evidence = [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]
     if evidence:
         out += [
             "",
             "first evidence (a leak is one observation that differed from its request's own"
             " value; one request can hold several):",
         ]
-        evidence_rows = tuple(
-            (
-                *(e.mode, e.connections, str(ev.get("phase")), str(ev.get("name"))),
-                *(show_json(ev.get(k)) for k in ("expected", "seen", "worker")),
-            )
-            for e, ev in evidence
-        )
-        headers = ("mode", "connections", "phase", "name", "expected", "seen", "worker")
-        out += text_table(Table(headers, evidence_rows, ("l",) * 7))
+        headers = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
+        out += text_table(Table(headers, tuple(map(evidence_row, evidence)), ("l",) * 8))
     return "\n".join(out)
+
+
+def evidence_row(ev: Evidence) -> tuple[str, ...]:
+    """One piece of evidence as table cells; values as JSON, so null differs from "None"."""
+    return (
+        *(ev.mode, ev.phase, ev.name, show_json(ev.expected), show_json(ev.seen)),
+        *(show_json(v) for v in (ev.unit.pid, ev.unit.thread, ev.unit.greenlet)),
+    )
