@@ -80,9 +80,18 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_proxy_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--proxy", default="", metavar="PROXY[,PROXY...]", help=help)
+
+
 def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--modes", default="all", help="comma-separated server modes (default: all that can run)"
+    )
+    _add_proxy_option(
+        parser,
+        "run every mode behind each of these proxies (nginx, nginx-keepalive; 'none': without"
+        " one), e.g. --proxy none,nginx-keepalive; same as modes named nginx-keepalive+MODE",
     )
     _add_server_options(parser)
     parser.add_argument(
@@ -141,6 +150,7 @@ def _add_fail_options(parser: argparse.ArgumentParser) -> None:
 
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", required=True, help="the server mode (see 'ctxbench list')")
+    _add_proxy_option(parser, "serve it behind this proxy (nginx, nginx-keepalive)")
     _add_server_options(parser)
     parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
 
@@ -210,6 +220,25 @@ def _check_backend(backend: str, app: str) -> None:
             f"backend {backend!r} swaps the core framework's storage and cannot apply to the"
             f" Flask app {app!r}: use --backend contextvar with it"
         )
+
+
+def _behind_proxies(modes: Sequence[str], proxy_option: str) -> tuple[str, ...]:
+    """``modes`` (all that can run, if empty) behind each proxy named in ``--proxy``."""
+    from harness.servers import MODES, PROXIES, PROXY_SEPARATOR
+
+    if not proxy_option.strip():
+        return tuple(modes)
+    proxies = _csv(proxy_option)
+    for proxy in proxies:
+        if proxy != "none" and proxy not in PROXIES:
+            raise UsageError(f"unknown proxy {proxy!r}: choose from none, {', '.join(PROXIES)}")
+    if not modes:
+        modes = [name for name, mode in MODES.items() if mode.available().ok]
+    return tuple(
+        mode if proxy == "none" else f"{proxy}{PROXY_SEPARATOR}{mode}"
+        for mode in modes
+        for proxy in dict.fromkeys(proxies)
+    )
 
 
 def _server_args(values: Sequence[str]) -> tuple[str, ...]:
@@ -301,6 +330,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         raise UsageError("--modes is empty: name at least one mode, or leave it out for all")
     else:
         modes = tuple(_csv(args.modes))
+    modes = _behind_proxies(modes, args.proxy)
     apps: tuple[str, ...] = (app,)
     if args.compare_flask:
         if set(backends) != {"contextvar"}:
@@ -380,8 +410,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = args.app or CORE_APP
     parse_import_string(app)
     _check_backend(args.backend, app)
+    [mode] = _behind_proxies([args.mode], args.proxy or "none")
     with live_server(
-        args.mode,
+        mode,
         app=app,
         backend=args.backend,
         port=args.port,
@@ -410,13 +441,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.servers import MODES
+    from harness.servers import MODES, PROXIES, PROXY_SEPARATOR
 
-    width = max(len(name) for name in MODES)
-    for name, mode in MODES.items():
-        availability = mode.available()
+    width = max(len(name) for name in [*MODES, *PROXIES])
+
+    def show(name: str, availability: t.Any, summary: str) -> None:
         state = "ok" if availability.ok else f"unavailable: {availability.reason}"
-        print(f"{name.ljust(width)}  {state.ljust(4)}  {mode.summary}")
+        print(f"{name.ljust(width)}  {state.ljust(4)}  {summary}")
+
+    for name, mode in MODES.items():
+        show(name, mode.available(), mode.summary)
+    if PROXIES:
+        print(
+            f"\nproxies, in front of any mode (--proxy NAME, or a mode named"
+            f" NAME{PROXY_SEPARATOR}MODE):"
+        )
+        for name, proxy in PROXIES.items():
+            show(name, proxy.available(), proxy.summary)
     return 0
 
 

@@ -20,10 +20,16 @@ Each server mode declares :class:`~harness.servers.base.ModeTraits` next to its 
   fresh copy per request (tornado runs each request in an asyncio task of its own);
 - ``monkey_patch``, whether ``threading`` is monkey-patched before the app is imported (a
   module-level ``threading.local`` is then greenlet-local) or after it (one native local that
-  every greenlet of a thread shares).
+  every greenlet of a thread shares);
+- ``proxy``, the reverse proxy in front, if any (``nginx+gunicorn-gevent``): it, not the client,
+  decides which connection carries a request to the server.
 
 From those, per connection pattern (``keepalive``: one connection per client, reused; ``fresh``:
-a new connection per request), these situations follow:
+a new connection per request), first the pattern the *server* sees: the client's, or behind a
+proxy the proxy's own (a proxy that keeps its upstream connections alive hands each to the next
+request of any client, so the server sees long-lived connections even when every client comes on
+a fresh one; a proxy that does not opens a new upstream connection per request, even for a
+keep-alive client). Then these situations follow:
 
 - *requests overlap in one process* unless the unit is the process's main thread;
 - *overlapping requests share one OS thread* only when the units are greenlets;
@@ -51,6 +57,7 @@ whether popping a context ``resets`` the slot by token. A backend can leak
 Usage::
 
     table = derive_table()                      # every registered mode x every backend
+    nginx = derive_table(proxied_mode_traits())  # nginx in front of the representative modes
     table["no-reset", "gunicorn-gevent", "fresh"].can_leak   # False
     print(render_markdown(table))
 
@@ -84,8 +91,10 @@ __all__ = [
     "derive_expectation",
     "derive_table",
     "escaped_error_expectation",
+    "proxied_mode_traits",
     "registered_mode_traits",
     "render_markdown",
+    "server_connections",
     "situation",
 ]
 
@@ -171,8 +180,34 @@ class Situation:
     applicable_why: str = ""
 
 
+def server_connections(
+    traits: ModeTraits, connections: ConnectionPattern
+) -> tuple[ConnectionPattern, str]:
+    """The connection pattern the server sees when clients use ``connections``, and why.
+
+    Without a proxy it is the client's (the reason is then empty). Behind a proxy it is the
+    proxy's: ``keepalive`` when the proxy reuses its upstream connections for any client and the
+    server keeps them alive, ``fresh`` otherwise.
+    """
+    proxy = traits.proxy
+    if proxy is None:
+        return connections, ""
+    if not proxy.reuses_upstream_connections:
+        return "fresh", f"behind {proxy.name}, every request reaches the server on a new connection"
+    if not traits.keepalive:
+        return "fresh", (
+            f"behind {proxy.name}, the server still closes every upstream connection after its"
+            " response, so every request comes on a new connection"
+        )
+    return "keepalive", (
+        f"behind {proxy.name}, upstream connections stay open and go to the next request of any"
+        " client"
+    )
+
+
 def situation(traits: ModeTraits, connections: ConnectionPattern) -> Situation:
-    """Derive what happens to requests under ``traits`` and ``connections``."""
+    """Derive what happens to requests under ``traits`` and ``connections`` (the client's)."""
+    connections, via_proxy = server_connections(traits, connections)
     unit = traits.unit
     greenlets = unit in _GREENLETS
     overlap_why = _OVERLAP[unit]
@@ -194,7 +229,11 @@ def situation(traits: ModeTraits, connections: ConnectionPattern) -> Situation:
         reused_why = "each request gets a new greenlet"
     elif reused_why is None:  # the unit lives as long as its connection
         noun = "thread" if unit == "thread-per-connection" else "greenlet"
-        if not traits.keepalive:
+        if via_proxy and connections == "keepalive":
+            reused_why = f"{via_proxy}, so one {noun} serves requests of many clients in turn"
+        elif via_proxy:
+            reused_why = f"{via_proxy}, each with a new {noun}"
+        elif not traits.keepalive:
             reused_why = (
                 f"each connection gets a new {noun} and carries one request (the server closes"
                 " it after the response)"
@@ -367,6 +406,14 @@ def registered_mode_traits() -> dict[str, ModeTraits]:
             )
         rv[name] = traits
     return rv
+
+
+def proxied_mode_traits() -> dict[str, ModeTraits]:
+    """The traits of every registered proxy in front of each representative upstream mode
+    (:func:`harness.servers.proxied_modes`): the proxied columns of the README's tables."""
+    from harness.servers import get_mode, proxied_modes
+
+    return {name: get_mode(name).traits for name in proxied_modes()}
 
 
 def derive_table(

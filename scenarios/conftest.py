@@ -12,11 +12,16 @@
   overlapped in a process, a thread or greenlet served several requests, or one request at a time
   per process), so that a zero-leak result proves something.
 - ``assert_clean``: every request answered, no leak, no error, and ``assert_exercised``.
+- ``require_mode``: the skip rule below, for a test that starts a server some other way.
 
-A mode whose server or worker library is missing is skipped with the reason. When a test fails,
-the tail of the log of every server it used is attached to its report. At the end of the session
-no server process started by these tests may still be alive: every process group they started is
-checked, and so is every process that inherited this session's marker variable.
+A mode whose server or worker library is missing is skipped with the reason; a proxy in front
+(``nginx+gunicorn-gevent``) that is missing in CI (``CI=true``, set by ``.ci/run``, which installs
+it) fails the test instead, so the nginx scenarios cannot silently stop running there. When a test
+fails, the tail of the log of every server it used is attached to its report. At the end of the
+session no server process started by these tests may still be alive: every process group they
+started is checked (a proxied mode has two: the proxy's and the server's), and so is every
+process that inherited this session's marker variable (nginx rewrites its own environment, so its
+processes are found by their group).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import pytest
 from harness.exercised import exercised
 from harness.expectations import ConnectionPattern, situation
 from harness.load import LoadResult, LoadSpec, run_load
-from harness.servers import MODES, LiveServer, group_members
+from harness.servers import PROXY_SEPARATOR, LiveServer, get_mode, group_members
 from harness.servers import live_server as serve
 from harness.servers.base import ModeTraits, log_tail
 
@@ -120,10 +125,21 @@ def _scenario_session() -> Iterator[None]:
 
 
 def skip_unavailable(mode: str) -> None:
-    """Skip the test, with the reason, when ``mode`` cannot run here."""
-    availability = MODES[mode].available()
-    if not availability.ok:
-        pytest.skip(f"{mode} is not available: {availability.reason}")
+    """Skip the test, with the reason, when ``mode`` cannot run here.
+
+    In CI a missing proxy is a failure: ``.ci/run`` installs it, so its absence means the nginx
+    scenarios would silently stop running.
+    """
+    availability = get_mode(mode).available()
+    if availability.ok:
+        return
+    if os.environ.get("CI") == "true" and PROXY_SEPARATOR in mode:
+        pytest.fail(
+            f"{mode} cannot run in CI: {availability.reason}; .ci/run installs it before"
+            " 'make test'",
+            pytrace=False,
+        )
+    pytest.skip(f"{mode} is not available: {availability.reason}")
 
 
 class ServerFactory:
@@ -140,9 +156,10 @@ class ServerFactory:
         log_dir = self._log_root / f"{self._count:03d}-{mode}"
         label = f"{mode} {options.get('app', CORE_APP)} {options.get('backend', 'contextvar')}"
         # Registered before the start, so that a server that fails to start shows its log too.
-        attach_log(node, label, log_dir / f"{mode}.log")
+        for path in get_mode(mode).log_paths(log_dir):
+            attach_log(node, f"{label}: {path.name}", path)
         server = self._stack.enter_context(serve(mode, log_dir=log_dir, **options))
-        _STARTED.append((mode, server.pid))
+        _STARTED.extend((mode, pgid) for pgid in server.process_groups())
         return server
 
     def close(self) -> None:
@@ -160,25 +177,32 @@ class SharedServers(ServerFactory):
 
     def __init__(self, log_root: Path) -> None:
         super().__init__(log_root)
-        self._running: dict[tuple[str, str], tuple[LiveServer, str, Path]] = {}
+        self._running: dict[tuple[str, str], tuple[LiveServer, list[tuple[str, Path]]]] = {}
 
     def get(self, node: pytest.Item, mode: str, **options: t.Any) -> LiveServer:
         key = (mode, repr(sorted(options.items())))
         found = self._running.get(key)
         if found is not None and found[0].process.poll() is None:
-            server, label, path = found
-            attach_log(node, label, path)
+            server, logs = found
+            for label, path in logs:
+                attach_log(node, label, path)
             return server
         for other in self._running.values():
             other[0].stop()  # idempotent; the ExitStack stops it again at the end, a no-op
         self._running.clear()
+        before = len(node.stash.get(_LOGS_KEY, []))
         server = self.start(node, mode, **options)
-        label, path = node.stash[_LOGS_KEY][-1]
-        self._running[key] = (server, label, path)
+        self._running[key] = (server, node.stash[_LOGS_KEY][before:])
         return server
 
 
 StartServer = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def require_mode() -> Callable[[str], None]:
+    """``require_mode(mode)``: skip (or in CI, fail) a test that starts ``mode`` itself."""
+    return skip_unavailable
 
 
 @pytest.fixture
@@ -277,7 +301,7 @@ def _assert_exercised(
     the server's own (:attr:`LiveServer.traits`) when server arguments changed them; by default
     the mode's.
     """
-    expected = situation(traits or MODES[mode].traits, connections)
+    expected = situation(traits or get_mode(mode).traits, connections)
     seen = exercised(
         result.units,
         answered=result.requests - result.errors,

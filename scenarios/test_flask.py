@@ -1,4 +1,5 @@
-"""A plain Flask app with the probe installed passes in every mode and connection pattern.
+"""A plain Flask app with the probe installed passes in every mode and connection pattern,
+and behind nginx (both settings) in front of gunicorn-gevent.
 
 ``harness.apps.flask_app:app`` is an ordinary ``flask.Flask`` (its own ContextVars, its own
 ``g`` and session) with :func:`harness.probe.install_probe`; the harness's context-storage
@@ -13,7 +14,7 @@ import typing as t
 import pytest
 
 from harness.expectations import applicable_patterns
-from harness.servers import MODES
+from harness.servers import MODES, get_mode, proxied_modes
 
 pytest.importorskip("flask", reason="flask is not installed (pip install 'ctxbench[dev]')")
 
@@ -21,9 +22,9 @@ FLASK_APP = "harness.apps.flask_app:app"
 
 CASES = [
     pytest.param(mode, connections, id=f"{mode}-{connections}")
-    for mode in MODES
+    for mode in [*MODES, *proxied_modes()]
     # innermost: both patterns share one server; keep-alive only where it can run
-    for connections in applicable_patterns(MODES[mode].traits)
+    for connections in applicable_patterns(get_mode(mode).traits)
 ]
 
 

@@ -1,7 +1,8 @@
 """The live matrix on the correct core: no leak and no error in any server mode.
 
 The bundled core probe app (``harness.apps.core_app``) with the ``contextvar`` backend runs under
-every server mode, once per connection pattern (one server per mode serves both). Each run sends
+every server mode, and behind nginx (with and without upstream keep-alive) in front of
+gunicorn-gevent, once per connection pattern (one server per mode serves both). Each run sends
 300 requests from 16 concurrent clients, each request sleeping 10 ms in the view, and checks every
 response. A clean run counts only if the run exercised what the mode is said to do: requests
 overlapping inside a worker where the mode runs them concurrently, a thread or greenlet serving
@@ -16,13 +17,13 @@ import typing as t
 import pytest
 
 from harness.expectations import applicable_patterns
-from harness.servers import MODES
+from harness.servers import MODES, get_mode, proxied_modes
 
 CASES = [
     pytest.param(mode, connections, id=f"{mode}-{connections}")
-    for mode in MODES
+    for mode in [*MODES, *proxied_modes()]
     # innermost: both patterns share one server; keep-alive only where it can run
-    for connections in applicable_patterns(MODES[mode].traits)
+    for connections in applicable_patterns(get_mode(mode).traits)
 ]
 
 

@@ -24,10 +24,11 @@ from harness.expectations import (
     CONNECTION_PATTERNS,
     applicable_patterns,
     derive_table,
+    proxied_mode_traits,
     render_markdown,
 )
 from harness.probe import PHASES
-from harness.servers import MODES
+from harness.servers import MODES, get_mode, proxied_modes
 
 MUTANTS = ("shared-global", "thread-ident", "no-reset")
 
@@ -61,7 +62,33 @@ EXPECTED_LEAKS: dict[str, set[tuple[str, str]]] = {
 #: and does not say so. They are never run and cannot leak.
 NOT_APPLICABLE: set[tuple[str, str]] = set()
 
+#: The same for nginx in front of gunicorn-gevent (``proxied_modes()``). Behind ``nginx`` every
+#: request is a new upstream connection (no residue under gevent, whatever the client does); behind
+#: ``nginx-keepalive`` upstream connections go from client to client (residue under gevent even
+#: for clients on fresh connections).
+EXPECTED_PROXIED_LEAKS: dict[str, set[tuple[str, str]]] = {
+    "contextvar": set(),
+    "shared-global": {
+        ("nginx+gunicorn-gevent", "keepalive"),
+        ("nginx+gunicorn-gevent", "fresh"),
+        ("nginx-keepalive+gunicorn-gevent", "keepalive"),
+        ("nginx-keepalive+gunicorn-gevent", "fresh"),
+    },
+    "thread-ident": {
+        ("nginx+gunicorn-gevent", "keepalive"),
+        ("nginx+gunicorn-gevent", "fresh"),
+        ("nginx-keepalive+gunicorn-gevent", "keepalive"),
+        ("nginx-keepalive+gunicorn-gevent", "fresh"),
+    },
+    "no-reset": {
+        ("nginx-keepalive+gunicorn-gevent", "keepalive"),
+        ("nginx-keepalive+gunicorn-gevent", "fresh"),
+    },
+    "never-release": set(),
+}
+
 TABLE = derive_table()
+PROXIED_TABLE = derive_table(proxied_mode_traits())
 
 
 def test_derived_table_is_the_expected_one() -> None:
@@ -81,12 +108,26 @@ def test_derived_table_is_the_expected_one() -> None:
         assert cell.reason, cell
 
 
+def test_derived_proxied_table_is_the_expected_one() -> None:
+    modes = proxied_modes()
+    assert modes == ["nginx+gunicorn-gevent", "nginx-keepalive+gunicorn-gevent"]
+    cells = {(b, m, c) for b in BACKENDS for m in modes for c in CONNECTION_PATTERNS}
+    assert set(PROXIED_TABLE) == cells
+    derived = {
+        backend: {
+            (m, c) for (b, m, c), cell in PROXIED_TABLE.items() if b == backend and cell.can_leak
+        }
+        for backend in BACKENDS
+    }
+    assert derived == EXPECTED_PROXIED_LEAKS, render_markdown(PROXIED_TABLE)
+
+
 CASES = [
     pytest.param(backend, mode, connections, id=f"{backend}-{mode}-{connections}")
     for backend in MUTANTS
-    for mode in MODES
+    for mode in [*MODES, *proxied_modes()]
     # innermost: both patterns share one server; keep-alive only where it can run
-    for connections in applicable_patterns(MODES[mode].traits)
+    for connections in applicable_patterns(get_mode(mode).traits)
 ]
 
 
@@ -102,7 +143,7 @@ def test_mutant_leaks_exactly_where_it_can(
     describe_run: t.Any,
     record_property: t.Callable[[str, object], None],
 ) -> None:
-    expectation = TABLE[backend, mode, connections]
+    expectation = {**TABLE, **PROXIED_TABLE}[backend, mode, connections]
     server = shared_server(mode, app="harness.apps.core_app:app", backend=backend)
     assert server.effective["storage"] == backend, server.effective
 

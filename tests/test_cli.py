@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import results
-from harness.cli import main
-from harness.servers import MODES, get_mode, group_members
+from harness.cli import _settings_from_args, build_parser, main
+from harness.servers import MODES, PROXIES, get_mode, group_members, nginx
 
 FLASK_APP = "harness.apps.flask_app:app"
 CORE_APP = "harness.apps.core_app:app"
@@ -43,9 +43,33 @@ def one_line_error(err: str, expected: str) -> None:
 def test_list_shows_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in MODES:
+    for name in [*MODES, *PROXIES]:
         assert name in out
-    assert out.count("\n") == len(MODES)
+    assert "--proxy NAME" in out
+    assert out.count("\n") == len(MODES) + 2 + len(PROXIES)
+
+
+def test_list_says_how_to_install_a_missing_nginx(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(nginx, "find_nginx", lambda: None)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("nginx", "nginx-keepalive"):
+        [line] = [line for line in out.splitlines() if line.startswith(f"{name} ")]
+        assert "unavailable: nginx is not installed (apt-get install nginx)" in line
+
+
+def test_proxy_option_puts_each_mode_behind_each_proxy() -> None:
+    settings = _settings_from_args(
+        build_parser().parse_args(
+            ["run", "--modes", "gunicorn-sync,gunicorn-gevent", "--proxy", "none,nginx-keepalive"]
+        )
+    )
+    assert settings.modes == (
+        "gunicorn-sync", "nginx-keepalive+gunicorn-sync",
+        "gunicorn-gevent", "nginx-keepalive+gunicorn-gevent",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -72,6 +96,15 @@ def test_list_shows_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
             ["run", "--fail-phase", "view", "--fail-fraction", "2"],
             "bad --fail-fraction 2.0",
             id="fraction-range",
+        ),
+        pytest.param(["run", "--proxy", "apache"], "unknown proxy 'apache'", id="proxy"),
+        pytest.param(
+            ["run", "--modes", "apache+gunicorn-sync"], "unknown proxy 'apache'", id="proxy-mode"
+        ),
+        pytest.param(
+            ["serve", "--mode", "uwsgi", "--proxy", "nginx"],
+            "unknown server mode 'uwsgi' behind proxy 'nginx'",
+            id="serve-proxy-mode",
         ),
     ],
 )

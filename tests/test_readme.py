@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.expectations import derive_table, render_markdown
+from harness.expectations import derive_table, proxied_mode_traits, render_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -20,6 +20,14 @@ def test_readme_leak_table_is_the_derived_one() -> None:
     assert _block("expectations") == render_markdown(derive_table(), reasons=False).strip(), (
         "README.md's leak table differs from harness.expectations: paste"
         " render_markdown(derive_table(), reasons=False) between the markers"
+    )
+
+
+def test_readme_nginx_table_is_the_derived_one() -> None:
+    derived = render_markdown(derive_table(proxied_mode_traits()), reasons=False).strip()
+    assert _block("expectations-nginx") == derived, (
+        "README.md's nginx table differs from harness.expectations: paste"
+        " render_markdown(derive_table(proxied_mode_traits()), reasons=False) between the markers"
     )
 
 

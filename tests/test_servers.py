@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -17,14 +20,17 @@ import pytest
 from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
 from harness.servers import (
     MODES,
+    PROXIES,
     Availability,
     ServerConfig,
     ServerMode,
     get_mode,
     group_members,
     live_server,
+    nginx,
     start_server,
 )
+from harness.servers._proxy import ProxiedMode
 
 # A probe-speaking WSGI callable with no framework: these tests are about the servers, not the
 # app, so they do not depend on core or flask.
@@ -106,6 +112,71 @@ def test_registry_names_and_order() -> None:
     for mode in MODES.values():
         assert isinstance(mode.available(), Availability)
         assert mode.summary
+
+
+def test_a_proxy_in_front_of_any_mode_is_a_mode() -> None:
+    for upstream in MODES:
+        plain = get_mode(f"nginx+{upstream}")
+        kept = get_mode(f"nginx-keepalive+{upstream}")
+        assert isinstance(plain, ProxiedMode) and isinstance(kept, ProxiedMode)
+        assert (plain.name, kept.name) == (f"nginx+{upstream}", f"nginx-keepalive+{upstream}")
+        assert plain.traits.proxy is not None and kept.traits.proxy is not None
+        assert plain.traits.proxy.reuses_upstream_connections is False
+        assert kept.traits.proxy.reuses_upstream_connections is True
+        upstream_traits = MODES[upstream].traits
+        assert dataclasses.replace(kept.traits, proxy=None) == upstream_traits
+    assert list(PROXIES) == ["nginx", "nginx-keepalive"]
+    assert "nginx+gunicorn-gevent" not in MODES  # composed on demand, never registered
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param("apache+gunicorn-sync", "unknown proxy 'apache'", id="proxy"),
+        pytest.param("nginx+uwsgi", "unknown server mode 'uwsgi' behind proxy 'nginx'", id="mode"),
+        pytest.param("nginx+nginx+gunicorn-sync", "unknown server mode 'nginx+gunicorn-s", id="2"),
+    ],
+)
+def test_unknown_proxy_or_mode_behind_it(name: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        get_mode(name)
+
+
+def test_nginx_config_keeps_every_path_in_its_folder(tmp_path: Path) -> None:
+    upstream = types.SimpleNamespace(mode="gunicorn-gevent", host="127.0.0.1", port=4321)
+    cfg = ServerConfig(app=APP, backend="contextvar", host="127.0.0.1", port=1234)
+    prefix = tmp_path / "with space" / "nginx"
+    for name, keepalive in (("nginx", False), ("nginx-keepalive", True)):
+        proxy = nginx.Nginx(name, keepalive=16 if keepalive else 0)
+        front = nginx.NginxFront(
+            proxy, "/usr/sbin/nginx", prefix, upstream, MODES["gunicorn-gevent"].traits
+        )  # type: ignore[arg-type]
+        text = front.render_config(cfg)
+        assert "daemon off;" in text and "listen 127.0.0.1:1234;" in text
+        assert "server 127.0.0.1:4321;" in text
+        paths = re.findall(r'^\s*(\w+)\s+"([^"]+)";', text, re.MULTILINE)
+        assert {directive for directive, _ in paths} == {
+            "pid", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
+            "uwsgi_temp_path", "scgi_temp_path",
+        }  # fmt: skip
+        assert all(Path(path).parent == prefix for _, path in paths), paths
+        assert ("keepalive 16;" in text) is keepalive
+        assert ('proxy_set_header Connection "";' in text) is keepalive
+        assert f"proxy_http_version {'1.1' if keepalive else '1.0'};" in text
+    prefix.mkdir(parents=True)
+    argv = front.command(cfg)  # writes the configuration it runs
+    assert argv[-7:] == ["/usr/sbin/nginx", "-e", "stderr", "-p", f"{prefix}/",
+                         "-c", str(prefix / "nginx.conf")]  # fmt: skip
+    assert "_guard.py" in argv[2]
+    assert (prefix / "nginx.conf").read_text() == text
+
+
+def test_missing_nginx_is_one_line_with_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nginx, "find_nginx", lambda: None)
+    mode = get_mode("nginx-keepalive+gunicorn-sync")
+    assert mode.available() == Availability(False, "nginx is not installed (apt-get install nginx)")
+    with pytest.raises(UsageError, match=r"cannot run here: nginx is not installed \(apt-get"):
+        start_server(mode, app=APP)
 
 
 def test_unknown_mode_lists_valid_ones() -> None:

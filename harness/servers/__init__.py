@@ -1,8 +1,9 @@
 """Server modes: the registry and the ``live_server`` context manager.
 
 Every module of this package that does not start with an underscore defines one server mode and
-registers it with :func:`register`; importing the package imports them all. Adding a server
-(uWSGI, waitress, ...) is one new module here::
+registers it with :func:`register` (or a reverse proxy, registered with
+:func:`~harness.servers._proxy.register_proxy`); importing the package imports them all. Adding a
+server (uWSGI, waitress, ...) is one new module here::
 
     @register
     class Waitress(ServerMode):
@@ -15,6 +16,9 @@ Use a server::
 
     with live_server("gunicorn-gevent", app="harness.apps.core_app:app") as srv:
         srv.url, srv.effective  # effective: what really ran (worker class, pids, versions)
+
+Any mode runs behind a registered proxy by its composed name, ``nginx-keepalive+gunicorn-gevent``
+(see :mod:`harness.servers._proxy`).
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import pkgutil
 import typing as t
 from collections.abc import Iterator
 
+from harness.servers._proxy import PROXIES, proxied_modes
 from harness.servers.base import (
     HOST,
     MODES,
+    PROXY_SEPARATOR,
     Availability,
     LiveServer,
     ServerConfig,
@@ -44,6 +50,8 @@ from harness.servers.base import (
 __all__ = [
     "HOST",
     "MODES",
+    "PROXIES",
+    "PROXY_SEPARATOR",
     "Availability",
     "LiveServer",
     "ServerConfig",
@@ -54,6 +62,7 @@ __all__ = [
     "get_mode",
     "group_members",
     "live_server",
+    "proxied_modes",
     "register",
     "start_server",
 ]

@@ -15,11 +15,13 @@ the harness observes it only through HTTP, with the probe.
   deadline; an early exit or an app import failure (``app-error.txt`` in the state directory)
   ends the wait at once;
 - log: stdout and stderr go to one file, whose tail is shown when start-up fails;
-- stop: SIGTERM to the group, SIGKILL after a grace period, then wait until no process of the
-  group is left. On Linux the server also gets ``PR_SET_PDEATHSIG`` (SIGKILL), and so do
-  gunicorn's workers (their parent is the master), so it dies with the harness even when the
-  harness is killed outright. (The signal follows the *thread* that started the server: start
-  servers from a thread that outlives them, normally the main thread.)
+- stop: the mode's stop signal (SIGTERM unless it says otherwise) to the group, SIGKILL after a
+  grace period, then wait until no process of the group is left. On Linux the server also gets
+  ``PR_SET_PDEATHSIG`` (SIGKILL), and so do gunicorn's workers (their parent is the master), so
+  it dies with the harness even when the harness is killed outright; a server whose workers
+  cannot be hooked runs under :mod:`harness.servers._guard`, which kills its whole group.
+  (The signal follows the *thread* that started the server: start servers from a thread that
+  outlives them, normally the main thread.)
 
 Nothing here knows about server modes: :mod:`harness.servers.base` puts these steps together.
 """
@@ -180,11 +182,13 @@ def held_signals() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
-def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the group that ``process`` leads, SIGKILL it after ``grace`` s, wait until no
-    process of the group is left."""
+def stop_group(
+    process: subprocess.Popen[bytes], grace: float, sig: signal.Signals = signal.SIGTERM
+) -> None:
+    """Send ``sig`` to the group that ``process`` leads, SIGKILL it after ``grace`` s, wait
+    until no process of the group is left."""
     pgid = process.pid
-    _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, sig)
     try:
         process.wait(grace)
     except subprocess.TimeoutExpired:
@@ -218,7 +222,9 @@ def _probe_once(host: str, port: int, token: str, timeout: float) -> str | None:
         return None
     finally:
         conn.close()
-    if response.status == 503:  # some servers answer 503 while their workers boot
+    # Some servers answer 503 while their workers boot; a proxy answers 502 or 504 while its
+    # upstream does not answer yet.
+    if response.status in (502, 503, 504):
         return None
     if response.status != 200:
         return f"answered {response.status}"

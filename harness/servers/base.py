@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -52,6 +53,7 @@ __all__ = [
     "LOG_TAIL_LINES",
     "MODES",
     "PROBE_PATH",
+    "PROXY_SEPARATOR",
     "SCRUBBED_ENV",
     "Availability",
     "ContextSource",
@@ -60,6 +62,7 @@ __all__ = [
     "LiveServer",
     "ModeTraits",
     "MonkeyPatch",
+    "ProxyTraits",
     "ServerConfig",
     "ServerMode",
     "check_port_free",
@@ -132,6 +135,18 @@ MonkeyPatch = t.Literal["none", "before-app", "after-app"]
 
 
 @dataclass(frozen=True)
+class ProxyTraits:
+    """How a reverse proxy in front of a mode connects to it (see :mod:`harness.servers._proxy`)."""
+
+    #: The proxy's name in the registry, e.g. ``"nginx-keepalive"``.
+    name: str
+    #: Whether the proxy keeps its connections to the upstream alive and hands an idle one to the
+    #: next request of *any* client (nginx's ``keepalive`` in an ``upstream`` block). Without
+    #: it, every request reaches the upstream on a new connection, whatever the client does.
+    reuses_upstream_connections: bool
+
+
+@dataclass(frozen=True)
 class ModeTraits:
     """How a mode runs requests, declared next to its command line.
 
@@ -151,6 +166,9 @@ class ModeTraits:
     context: ContextSource = "unit"
     #: Whether and when the server monkey-patches ``threading`` (see :data:`MonkeyPatch`).
     monkey_patch: MonkeyPatch = "none"
+    #: The reverse proxy in front, if any: then the proxy, not the client, decides which
+    #: connection carries a request to the server (a mode named ``<proxy>+<mode>``).
+    proxy: ProxyTraits | None = None
 
     def __post_init__(self) -> None:
         if self.keepalive and not self.keepalive_applicable:
@@ -210,6 +228,8 @@ class ServerMode(abc.ABC):
         """The traits of this mode run with ``cfg``; override where server arguments change them
         (gunicorn ``--preload``, uWSGI ``--gevent-monkey-patch``)."""
         return self.traits
+    #: What asks the server to stop; sent to its whole process group (SIGKILL after a grace).
+    stop_signal: t.ClassVar[signal.Signals] = signal.SIGTERM
 
     @abc.abstractmethod
     def available(self) -> Availability:
@@ -222,6 +242,24 @@ class ServerMode(abc.ABC):
     def expected_workers(self, cfg: ServerConfig) -> int:
         """How many serving processes report their state once the server is up."""
         return 1
+
+    def log_paths(self, log_dir: Path) -> list[Path]:
+        """The log files that a start with ``log_dir`` writes, the server's own first."""
+        return [log_dir / f"{self.name}.log"]
+
+    def start(
+        self,
+        cfg: ServerConfig,
+        log_dir: str | os.PathLike[str] | None,
+        ready_timeout: float,
+    ) -> LiveServer:
+        """Spawn the server for ``cfg`` and return it once a probe request succeeds.
+
+        The default runs :meth:`command` in a process group of its own; a mode made of several
+        process groups (a proxy in front of another mode) overrides it. Raises
+        :class:`~harness.servers._process.PortRaceLost` when ``cfg.port`` was taken meanwhile.
+        """
+        return _start(self, cfg, log_dir, ready_timeout)
 
     def effective(
         self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
@@ -246,6 +284,8 @@ class ServerMode(abc.ABC):
 
 
 MODES: dict[str, ServerMode] = {}
+#: Joins a proxy and the mode behind it into one mode name: ``nginx-keepalive+gunicorn-gevent``.
+PROXY_SEPARATOR = "+"
 
 _M = t.TypeVar("_M", bound=type[ServerMode])
 
@@ -259,12 +299,22 @@ def register(cls: _M) -> _M:
 
 
 def get_mode(name: str) -> ServerMode:
-    """Return the registered mode ``name``; raise :class:`UsageError` naming the valid ones."""
-    try:
+    """Return the registered mode ``name``, or ``<proxy>+<mode>``: that mode behind a proxy.
+
+    Raises :class:`UsageError` naming the valid modes (and proxies).
+    """
+    if name in MODES:
         return MODES[name]
-    except KeyError:
-        valid = ", ".join(sorted(MODES))
-        raise UsageError(f"unknown server mode {name!r}: choose from {valid}") from None
+    if PROXY_SEPARATOR in name:
+        # harness.servers._proxy builds on this module: a real import cycle, resolved here.
+        from harness.servers._proxy import proxied_mode
+
+        return proxied_mode(name)
+    valid = ", ".join(sorted(MODES))
+    raise UsageError(
+        f"unknown server mode {name!r}: choose from {valid}"
+        f" (or put a proxy in front: <proxy>{PROXY_SEPARATOR}<mode>, see 'ctxbench list')"
+    )
 
 
 def package_version(name: str) -> str | None:
@@ -294,6 +344,7 @@ class LiveServer:
     effective: dict[str, t.Any] = field(default_factory=dict)
     #: How this server runs requests, as configured (:meth:`ServerMode.traits_for`).
     traits: ModeTraits | None = None
+    stop_signal: signal.Signals = signal.SIGTERM
     stop_grace: float = 5.0
     _cleanup_dir: Path | None = None
     _stopped: bool = False
@@ -307,8 +358,13 @@ class LiveServer:
         """The pid of the server's main process (the gunicorn master); also its group id."""
         return self.process.pid
 
+    def process_groups(self) -> list[int]:
+        """Every process group this server runs in (one, or more behind a proxy)."""
+        return [self.pid]
+
     def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL it after ``stop_grace`` s, wait until it is gone.
+        """Send ``stop_signal`` (SIGTERM unless the mode says otherwise) to the process group,
+        SIGKILL it after ``stop_grace`` s, wait until it is gone.
 
         SIGINT, SIGTERM and SIGHUP are held until the group is gone and the state directory
         removed, so a second Ctrl-C cannot leave either behind.
@@ -318,7 +374,7 @@ class LiveServer:
         self._stopped = True
         with held_signals():
             try:
-                stop_group(self.process, self.stop_grace)
+                stop_group(self.process, self.stop_grace, self.stop_signal)
             finally:
                 if self._cleanup_dir is not None:
                     shutil.rmtree(self._cleanup_dir, ignore_errors=True)
@@ -382,7 +438,7 @@ def start_server(
             prefix=tuple(prefix),
         )
         try:
-            return _start(server_mode, cfg, log_dir, ready_timeout)
+            return server_mode.start(cfg, log_dir, ready_timeout)
         except PortRaceLost:
             if port is not None:
                 raise PortInUseError(port) from None
@@ -405,8 +461,9 @@ def _start(
         log_path = state_dir / "server.log"
     else:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
-        log_path = Path(log_dir) / f"{server_mode.name}.log"
+        log_path = server_mode.log_paths(Path(log_dir))[0]
     argv = [*cfg.prefix, *server_mode.command(cfg)]
+    traits = server_mode.traits_for(cfg)  # before the spawn: nothing may fail before the try
     env = {
         "CTXBENCH_APP": cfg.app,
         "CTXBENCH_BACKEND": cfg.backend,
@@ -419,7 +476,8 @@ def _start(
         port=cfg.port,
         process=process,
         log_path=log_path,
-        traits=server_mode.traits_for(cfg),
+        traits=traits,
+        stop_signal=server_mode.stop_signal,
         _cleanup_dir=state_dir,
     )
     try:
