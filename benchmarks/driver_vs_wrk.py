@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.load import LoadSpec, run_load
-from harness.report.bench import calibration_table, load_calibration
+from harness.report.bench import calibration_rows, calibration_table
 from harness.report.tree import text_table
 from harness.servers import ServerOptions, live_server
 
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp_out = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp_out.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp_out, args.out)
-    print("\n".join(text_table(calibration_table(load_calibration(doc)))))
+    print("\n".join(text_table(calibration_table(doc, calibration_rows(doc)))))
     print(f"\nwritten to {args.out}")
     if any(e["spread_warning"] for e in entries):
         print(

@@ -520,7 +520,7 @@ def test_bad_benchmark_files_name_the_file_and_field(tmp_path: Path) -> None:
 
 
 def test_micro_json_plugin_drops_raw_timings_only() -> None:
-    from harness.report.micro_json import pytest_benchmark_update_json
+    from benchmarks.conftest import pytest_benchmark_update_json
 
     doc = micro_doc(MICRO_MEDIANS)
     for bench in doc["benchmarks"]:
