@@ -594,6 +594,7 @@ def test_html_legend_and_long_app_names_wrap() -> None:
     _, html = render(make_doc([make_entry("gunicorn-gevent", app_label=long_app)]))
     assert "amber a spread above 10%" in html and "with errors" not in html
     assert f'<td class="l wrap">{long_app}</td>' in html
+    assert '<th class="r">app rps</th>' in html and f"main app (<code>{long_app}</code>)" in html
     assert "td.wrap { white-space: normal; overflow-wrap: anywhere;" in html
 
 
@@ -659,3 +660,29 @@ def test_the_apps_own_observe_names_checked_are_listed() -> None:
         " `observe()` state cart and user." in md
     )
     assert "**Not measured** (these cannot run as asked): gunicorn-sync (fresh): sync has" in md
+
+
+def test_bar_chart_draws_any_rows_for_a_new_section() -> None:
+    import xml.etree.ElementTree as ET
+
+    from harness.report.charts import Bar, Row, bar_chart
+
+    rows = [
+        Row(
+            f"c={n}",
+            "",
+            (
+                Bar(rps, "#3569b5", "rps", f"{rps} rps", (rps * 0.9, rps)),
+                Bar(p99, "#1f4e96", "p99", ""),
+            ),
+            f"{rps:,.0f} rps",
+            alarm=n == 64,
+        )
+        for n, rps, p99 in ((1, 900.0, 2.0), (16, 4200.0, 6.5), (64, 4300.0, 30.0))
+    ]
+    svg = bar_chart("Throughput and p99 against concurrency", rows, legend="rps; p99 ms")
+    root = ET.fromstring(svg)
+    assert root.tag == f"{{{SVG_NS}}}svg"
+    assert svg.count("<rect ") == 1 + 2 + 2 * 3  # background, the key, the bars
+    assert ">c=64<" in svg and 'fill="#c0392b" font-weight="600">c=64' in svg
+    assert bar_chart("Throughput and p99 against concurrency", rows, legend="rps; p99 ms") == svg

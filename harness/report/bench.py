@@ -22,8 +22,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ResultsError
-from harness.report.summary import JITTER_ADVICE, spread_cell, spread_warning
-from harness.report.tree import Heading, Node, Paragraph, Table, fmt_pct, fmt_rps, fmt_runs, fmt_us
+from harness.report.summary import JITTER_ADVICE
+from harness.report.tree import (
+    Heading,
+    Node,
+    Paragraph,
+    Table,
+    fmt_pct,
+    fmt_rps,
+    fmt_runs,
+    fmt_us,
+    spread_cell,
+    spread_warning,
+)
 from harness.results import SPREAD_FORMULA, SPREAD_WARNING
 
 if TYPE_CHECKING:

@@ -34,6 +34,7 @@ section p { margin: 4px 0; }
 .verdict.mutant { background: #eef3fb; border-color: #3569b5; }
 .warning { background: #fff6e0; border-color: #d68910; }
 .note { color: #5a6472; }
+p, li { overflow-wrap: anywhere; }
 table { border-collapse: collapse; margin: 6px 0 14px; font-size: 12.5px; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #e6e8eb; vertical-align: top;
          white-space: nowrap; }

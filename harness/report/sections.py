@@ -23,8 +23,6 @@ from harness.report.summary import (
     headline,
     label,
     recommendation,
-    spread_cell,
-    spread_warning,
 )
 from harness.report.tree import (
     Callout,
@@ -40,6 +38,8 @@ from harness.report.tree import (
     fmt_runs,
     plural,
     show_json,
+    spread_cell,
+    spread_warning,
 )
 from harness.results import PERCENTILES, SPREAD_FORMULA, SPREAD_WARNING, Cell, Run
 
@@ -90,17 +90,8 @@ def verdict(ctx: Context) -> list[Node]:
         skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
         out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))
     if run.status != "complete":
-        out.append(
-            Callout(
-                "warning",
-                (
-                    Paragraph(
-                        f"**⚠ This run is {run.status}, not complete:** cells may be missing;"
-                        " do not compare it with a complete run."
-                    ),
-                ),
-            )
-        )
+        text = f"**⚠ This run is {run.status}, not complete:** cells may be missing; do not"
+        out.append(Callout("warning", (Paragraph(text + " compare it with a complete run."),)))
     out += spread_warning(
         ", too large to trust small differences",
         [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy],
@@ -142,18 +133,19 @@ def overview(ctx: Context) -> list[Node]:
         )
     if not rows:
         return []
+    short = main if main in ("core", "flask") else "app"  # a long import string would not fit
     headers = (
-        *("mode", "connections", f"{main} rps", "spread", f"{main} p99 ms"),
-        *("flask rps", f"{main} / flask")[: 2 * bool(flask)],
+        *("mode", "connections", f"{short} rps", "spread", f"{short} p99 ms"),
+        *("flask rps", f"{short} / flask")[: 2 * bool(flask)],
         *("errors", "leaks"),
     )
     warn = frozenset(i for i, c in enumerate(cells) if c.noisy)
     return [
         Heading("Summary"),
         Paragraph(
-            f"The main app on the correct {DEFAULT_BACKEND} storage, one row per server mode and"
-            " connection pattern; *errors* and *leaks* count every app that ran there on that"
-            " storage.",
+            f"The main app (`{main}`) on the correct {DEFAULT_BACKEND} storage, one row per server"
+            " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
+            " that storage.",
             note=True,
         ),
         Table(headers, tuple(rows), ("l", "l") + ("r",) * (len(headers) - 2), frozenset(bad), warn),

@@ -20,10 +20,6 @@ from harness.backends import DEFAULT_BACKEND
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import app_observation_names
 from harness.report.tree import (
-    Callout,
-    Items,
-    Node,
-    Paragraph,
     Table,
     fmt_ms,
     fmt_pct,
@@ -43,8 +39,6 @@ __all__ = [
     "format_summary",
     "label",
     "leaked_names",
-    "spread_cell",
-    "spread_warning",
     "summarize",
 ]
 
@@ -58,18 +52,6 @@ JITTER_ADVICE = (
 def beyond_noise(a: float, b: float, spreads: Iterable[float]) -> bool:
     """True when ``b`` differs from ``a`` by more than the largest of the runs' ``spreads``."""
     return a > 0 and abs(b - a) / a > max(spreads, default=0.0)
-
-
-def spread_cell(spread: float) -> str:
-    """A spread as a percentage, marked with ⚠ above the threshold."""
-    return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARNING else "")
-
-
-def spread_warning(claim: str, figures: Sequence[tuple[str, float]], advice: str) -> list[Node]:
-    """A warning box naming each figure whose spread is above the threshold, then the advice."""
-    items = tuple(f"{label}: spread {fmt_pct(v)}" for label, v in figures if v > SPREAD_WARNING)
-    head = Paragraph(f"**⚠ Spread above {fmt_pct(SPREAD_WARNING)}{claim}:**")
-    return [Callout("warning", (head, Items(items), Paragraph(advice)))] if items else []
 
 
 def label(c: Cell) -> str:
@@ -126,6 +108,8 @@ class Summary:
     def verdict(self) -> str:
         if self.stack_leaks or self.app_leaks:
             return "LEAK" if self.stack_leaks else "LEAK in the app's own state"
+        if not self.cells:
+            return "nothing measured"
         if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)"
         return "OK (only the deliberately broken backends leaked)" if self.mutant_leaks else "OK"

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.results import SPREAD_WARNING
+
 __all__ = [
     "Callout",
     "Figure",
@@ -34,6 +36,8 @@ __all__ = [
     "fmt_us",
     "plural",
     "show_json",
+    "spread_cell",
+    "spread_warning",
     "text_table",
 ]
 
@@ -109,6 +113,18 @@ def text_table(table: Table) -> list[str]:
     return [line(table.headers), line(tuple("-" * w for w in widths))] + [
         line(r) for r in table.rows
     ]
+
+
+def spread_cell(spread: float) -> str:
+    """A spread as a percentage, marked with ⚠ above the threshold."""
+    return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARNING else "")
+
+
+def spread_warning(claim: str, figures: Sequence[tuple[str, float]], advice: str) -> list[Node]:
+    """A warning box naming each figure whose spread is above the threshold, then the advice."""
+    items = tuple(f"{label}: spread {fmt_pct(v)}" for label, v in figures if v > SPREAD_WARNING)
+    head = Paragraph(f"**⚠ Spread above {fmt_pct(SPREAD_WARNING)}{claim}:**")
+    return [Callout("warning", (head, Items(items), Paragraph(advice)))] if items else []
 
 
 def plural(count: int, noun: str, nouns: str = "") -> str:
