@@ -129,6 +129,15 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the Flask probe app on every mode; the report compares the two",
     )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="check a server ctxbench did not start, e.g. http://127.0.0.1:8080 (repeatable);"
+        " its app needs install_probe and CTXBENCH_PROBE=1; CTXBENCH_PROBE_SECRET is sent"
+        " when set",
+    )
 
 
 def _add_fail_options(parser: argparse.ArgumentParser) -> None:
@@ -319,6 +328,8 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     from harness.settings import RunSettings
     from harness.wsgi import parse_import_string
 
+    if args.target:
+        _check_target_options(args)
     app = args.app or CORE_APP
     parse_import_string(app)
     backends = tuple(_csv(args.backend))
@@ -366,7 +377,29 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         fail_fraction=(0.1 if args.fail_phase else 0.0)
         if args.fail_fraction is None
         else args.fail_fraction,
+        targets=tuple(args.target),
     )
+
+
+def _check_target_options(args: argparse.Namespace) -> None:
+    """``--target`` runs no server: every option that shapes one is a mistake with it."""
+    given = {
+        "--modes": args.modes.strip() != "all",
+        "--proxy": bool(args.proxy),
+        "--app": args.app is not None,
+        "--backend": args.backend != "contextvar",
+        "--workers": args.workers is not None,
+        "--threads": args.threads is not None,
+        "--worker-connections": args.worker_connections is not None,
+        "--server-arg": bool(args.server_arg),
+        "--compare-flask": args.compare_flask,
+    }
+    wrong = [option for option, set_ in given.items() if set_]
+    if wrong:
+        raise UsageError(
+            f"--target checks a server ctxbench did not start, so {', '.join(wrong)} cannot"
+            " apply: drop it, or drop --target to let ctxbench start the server"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -44,7 +44,10 @@ def in_flight_per_process(rps: float, sleep_ms: float, processes: int) -> float:
 class Exercised:
     """The situations a run exercised, each with the figure it rests on."""
 
-    processes: int
+    #: The server processes (pids) that answered, sorted.
+    pids: tuple[int, ...]
+    #: Distinct OS threads (pid, thread) that answered.
+    threads: int
     units: int
     answered: int
     in_flight: float
@@ -56,6 +59,10 @@ class Exercised:
     reused_across_connections: bool
     #: Several greenlets served requests on one OS thread.
     greenlets: bool
+
+    @property
+    def processes(self) -> int:
+        return len(self.pids)
 
     def notes(self) -> list[str]:
         """Why a zero from this run proves little, one sentence each (empty: it proves a lot)."""
@@ -90,7 +97,8 @@ def exercised(
     in_flight = in_flight_per_process(rps, sleep_ms, len(by_process))
     reused = 0 < len(units) < answered
     return Exercised(
-        processes=len(by_process),
+        pids=tuple(sorted(by_process)),
+        threads=len({(pid, thread) for pid, thread, _ in units}),
         units=len(units),
         answered=answered,
         in_flight=round(in_flight, 3),
@@ -99,4 +107,3 @@ def exercised(
         reused_across_connections=reused and connections == "fresh",
         greenlets=len({(pid, thread) for pid, thread, _ in units}) < len(units),
     )
-

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from harness.apps import app_label
 from harness.errors import CtxbenchError, ResultsError
+from harness.exercised import Exercised
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit
 
@@ -178,6 +179,8 @@ class ServerInfo:
     def summary(self) -> str:
         """``gthread w2 t8``: worker class, server processes and threads, for a table cell."""
         eff = self.effective
+        if "target" in eff:  # a server ctxbench did not start: only its Server header is known
+            return str(eff.get("server") or "target")
         threads = eff.get("threads") or 1
         rv = f"{eff.get('worker_class', '?')} w{eff.get('workers', '?')}"
         return rv + (f" t{threads}" if isinstance(threads, int) and threads > 1 else "")
@@ -220,6 +223,15 @@ class Cell:
     #: own ``observe()`` names, ...), sorted.
     observed: tuple[str, ...] = ()
     server: ServerInfo = field(default_factory=ServerInfo)
+    #: What the run exercised (overlap, unit reuse), read from the units the probe reported;
+    #: ``None`` when the document did not record it.
+    exercised: Exercised | None = None
+
+    @property
+    def target(self) -> str | None:
+        """The URL of a server ctxbench did not start (``run --target``), else ``None``."""
+        rv = self.server.effective.get("target")
+        return rv if isinstance(rv, str) else None
 
     @property
     def app_label(self) -> str:

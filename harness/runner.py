@@ -19,13 +19,15 @@ import time
 import typing as t
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import results
 from harness.apps import app_label
+from harness.backends import DEFAULT_BACKEND
 from harness.errors import UsageError
+from harness.exercised import exercised
 from harness.expectations import ConnectionPattern, applicable_patterns
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
@@ -72,8 +74,13 @@ def aggregate(
     warmup: LoadResultLike | None = None,
     effective: dict[str, t.Any] | None = None,
     log_path: str | None = None,
+    sleep_ms: float | None = None,
 ) -> Cell:
-    """Fold the measured ``runs`` (and the warm-up) of one matrix cell into a :class:`Cell`."""
+    """Fold the measured ``runs`` (and the warm-up) of one matrix cell into a :class:`Cell`.
+
+    With ``sleep_ms`` (what each request slept in the view) the cell also records what the runs
+    exercised (:mod:`harness.exercised`).
+    """
     if not runs:
         raise ValueError("aggregate() needs at least one measured run")
     checked = [*runs, *([warmup] if warmup is not None else [])]
@@ -111,6 +118,15 @@ def aggregate(
         units_seen=len(units),
         evidence=tuple(evidence),
         server=ServerInfo(effective=dict(effective or {}), log=log_path),
+        exercised=None
+        if sleep_ms is None
+        else exercised(
+            units,
+            answered=sum(run.requests - run.errors for run in checked),
+            rps=results.median([run.rps for run in runs]),
+            sleep_ms=sleep_ms,
+            connections=connections,
+        ),
     )
 
 
@@ -192,6 +208,7 @@ def _load_spec(
         max_evidence=EVIDENCE_CAP,
         fail_phase=settings.fail_phase,
         fail_fraction=settings.fail_fraction,
+        headers=getattr(server, "headers", ()),
     )
 
 
@@ -222,26 +239,18 @@ def run_matrix(
     """
     run_dir = Path(run_dir)
     modes = settings.resolved_modes()
-    if not modes:
+    if not modes and not settings.targets:
         raise UsageError("no server mode can run here: see 'ctxbench list'")
+    targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop here
     load_fn = load or _default_load()
     make_spec = spec or _load_spec
     status = status or StatusLine()
     run = Run.start(run_id or run_dir.name, command, settings.replace(modes=modes))
     started = time.monotonic()
     try:
-        for app, backend, mode in _cells(settings, modes):
-            log_dir = run_dir / "logs" / f"{app_label(app).replace(':', '_')}-{backend}"
-            with server(
-                mode,
-                app=app,
-                backend=backend,
-                workers=settings.workers,
-                threads=settings.threads,
-                worker_connections=settings.worker_connections,
-                extra_args=settings.extra_args,
-                log_dir=log_dir,
-            ) as srv:
+        for app, backend, mode, serving in _servers(settings, modes, targets, run_dir, server):
+            with serving as srv:
+                log = None if srv.log_path is None else str(srv.log_path.relative_to(run_dir))
                 applicable = _applicable(srv, mode, settings.connections)
                 for connections in settings.connections:
                     if connections not in applicable:
@@ -250,7 +259,7 @@ def run_matrix(
                     cell = _measure_cell(
                         settings, srv, app, backend, connections, load_fn, make_spec, status,
                         totals=(run.requests, run.leaks),
-                        log=str(srv.log_path.relative_to(run_dir)),
+                        log=log,
                     )  # fmt: skip
                     run = run.replace(cells=(*run.cells, cell))
                     results.write(run_dir, run)
@@ -270,6 +279,64 @@ def run_matrix(
     run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
     results.write(run_dir, run)
     return run
+
+
+@dataclass(frozen=True)
+class TargetServer:
+    """A server ctxbench did not start (``run --target``), as the runner uses its own servers.
+
+    Its ``effective`` configuration is what can be seen from outside (the URL, the ``Server``
+    header, the app's name); each cell adds the units the probe reported.
+    """
+
+    mode: str
+    host: str
+    port: int
+    effective: dict[str, t.Any]
+    headers: tuple[tuple[str, str], ...] = ()
+    log_path: Path | None = None
+
+
+def _target_server(url: str) -> TargetServer:
+    from harness.target import identify, parse_target, secret_headers
+
+    target = identify(parse_target(url))
+    return TargetServer(
+        mode=f"target:{target.host}:{target.port}",
+        host=target.host,
+        port=target.port,
+        effective={"target": target.url, "server": target.server, "app": target.app},
+        headers=secret_headers(),
+    )
+
+
+def _servers(
+    settings: RunSettings,
+    modes: t.Sequence[str],
+    targets: t.Sequence[TargetServer],
+    run_dir: Path,
+    server: ServerFn,
+) -> Iterator[tuple[str, str, str, AbstractContextManager[t.Any]]]:
+    """(app, backend, mode, a context manager serving it) for every server of the run."""
+    for target in targets:
+        yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, nullcontext(target)
+    for app, backend, mode in _cells(settings, modes):
+        log_dir = run_dir / "logs" / f"{app_label(app).replace(':', '_')}-{backend}"
+        yield (
+            app,
+            backend,
+            mode,
+            server(
+                mode,
+                app=app,
+                backend=backend,
+                workers=settings.workers,
+                threads=settings.threads,
+                worker_connections=settings.worker_connections,
+                extra_args=settings.extra_args,
+                log_dir=log_dir,
+            ),
+        )
 
 
 def _applicable(srv: t.Any, mode: str, patterns: t.Sequence[str]) -> tuple[str, ...]:
@@ -310,11 +377,13 @@ def _measure_cell(
     status: StatusLine,
     *,
     totals: tuple[int, int],
-    log: str,
+    log: str | None,
 ) -> Cell:
     done_requests, done_leaks = totals
-    name = srv.mode if app_label(app) == "core" and backend == "contextvar" else (
-        f"{srv.mode} ({app_label(app)}, {backend})"
+    name = (
+        srv.mode
+        if app_label(app) == "core" and backend == "contextvar"
+        else (f"{srv.mode} ({app_label(app)}, {backend})")
     )
 
     def report(label: str) -> ProgressFn:
@@ -339,9 +408,7 @@ def _measure_cell(
         runs.append(run)
         done_requests += run.requests
         done_leaks += run.leaks
-    status.finished(
-        f"{name} {connections} done  requests {done_requests}  leaks {done_leaks}"
-    )
+    status.finished(f"{name} {connections} done  requests {done_requests}  leaks {done_leaks}")
     return aggregate(
         mode=srv.mode,
         app=app,
@@ -351,4 +418,5 @@ def _measure_cell(
         warmup=warmup,
         effective=srv.effective,
         log_path=log,
+        sleep_ms=settings.sleep_ms,
     )

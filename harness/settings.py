@@ -53,6 +53,9 @@ class RunSettings:
     #: Make ``fail_fraction`` of the requests raise at this probe phase (see ``LoadSpec``).
     fail_phase: str | None = None
     fail_fraction: float = 0.0
+    #: Root URLs of servers ctxbench did not start (``--target``); no server is started, and
+    #: ``apps``, ``backends`` and ``modes`` do not apply.
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _unique("--app", self.apps, allow_empty=False)
@@ -88,6 +91,16 @@ class RunSettings:
             raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
         for name in ("workers", "threads", "worker_connections"):
             _count("--" + name.replace("_", "-"), getattr(self, name), high=None, optional=True)
+        if self.targets:
+            from harness.target import parse_target
+
+            _unique("--target", self.targets, allow_empty=False)
+            for url in self.targets:
+                parse_target(url)
+            if self.modes:
+                raise UsageError(
+                    "--target checks servers ctxbench did not start: drop --modes (and --proxy)"
+                )
 
     def resolved_modes(self) -> tuple[str, ...]:
         """The modes to run: the ones asked for (checked), or every available one."""
@@ -95,6 +108,8 @@ class RunSettings:
         # that the results model, which records these settings, stays light to import.
         from harness.servers import MODES, get_mode
 
+        if self.targets:
+            return ()
         if self.modes:
             for name in self.modes:
                 availability = get_mode(name).available()

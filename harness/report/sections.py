@@ -272,6 +272,76 @@ def leaks(ctx: Context) -> list[Node]:
     return out
 
 
+def exercised(ctx: Context) -> list[Node]:
+    """What each cell exercised (overlap, unit reuse), and where a zero proves little.
+
+    For a server ctxbench did not start (``--target``) this is all there is to say what ran: the
+    expectations model cannot know the stack, so the units the probe reported stand in for it.
+    """
+    cells = [c for c in ctx.summary.cells if c.exercised is not None]
+    if not cells:
+        return []
+    rows = []
+    weak: list[str] = []
+    for c in cells:
+        seen = c.exercised
+        assert seen is not None
+        rows.append(
+            (
+                label(c),
+                c.connections,
+                f"{seen.processes:,}",
+                f"{seen.threads:,}",
+                f"{seen.units:,}",
+                f"{seen.in_flight:.2f}",
+                "yes" if seen.overlap else "no",
+                ("yes, across connections" if seen.reused_across_connections else "yes")
+                if seen.unit_reused
+                else "no",
+            )
+        )
+        if c.clean:
+            weak += [f"{label(c)} {c.connections}: {note}." for note in seen.notes()]
+    headers = ("cell", "connections", "processes", "threads", "units", "in flight",
+               "overlap", "unit reused")  # fmt: skip
+    out: list[Node] = [
+        Heading("What the runs exercised"),
+        Paragraph(
+            "Read back from the units (pid, OS thread, greenlet) the probe reported: requests in"
+            " flight per server process by Little's law (throughput x the view's sleep, over the"
+            " processes seen), and whether a unit served more than one request.",
+            note=True,
+        ),
+        Table(headers, tuple(rows), ("l", "l", "r", "r", "r", "r", "l", "l")),
+    ]
+    targets = [c for c in cells if c.target is not None]
+    if targets:
+        out.append(
+            Paragraph(
+                "Servers ctxbench did not start were checked as they run; what they are comes"
+                " from outside: "
+                + "; ".join(
+                    f"{c.target} (Server: {c.server.effective.get('server') or 'not sent'},"
+                    f" app {c.app}, pids {', '.join(map(str, c.exercised.pids))})"
+                    for c in targets
+                    if c.exercised is not None and c.connections == targets[0].connections
+                )
+                + "."
+            )
+        )
+    if weak:
+        out.append(
+            Callout(
+                "warning",
+                (
+                    Paragraph("A zero below proves little where the run did not exercise it:"),
+                    Items(tuple(weak)),
+                ),
+            )
+        )
+    return out
+
+
 def errors(ctx: Context) -> list[Node]:
     rows = tuple(
         (c.mode, c.app_label, c.backend, c.connections, kind, f"{count:,}")
@@ -346,6 +416,7 @@ SECTIONS: list[Section] = [
     bench.calibration_section,
     silent_mutants,
     leaks,
+    exercised,
     errors,
     environment,
     server_config,

@@ -1,0 +1,104 @@
+"""A server ctxbench did not start: ``ctxbench run --target http://127.0.0.1:8080``.
+
+The user's own stack (their nginx, their uWSGI ini, their gunicorn config file) serves an app
+with :func:`harness.probe.install_probe` and ``CTXBENCH_PROBE=1``; ctxbench sends the same load
+and reaches the same verdict as against its own servers, but it cannot know how the stack serves
+a request, so the results record what it can see instead of an effective configuration: the URL,
+the ``Server`` header, and the units the probe reported (see :mod:`harness.exercised`).
+
+The load driver only talks to the loopback interface; so does a target. A probe protected by a
+shared secret (``CTXBENCH_PROBE_SECRET`` in the server's environment) is reached by setting the
+same variable where ``ctxbench`` runs: the harness sends it in ``X-Ctxbench-Probe-Secret``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import urllib.parse
+from dataclasses import dataclass
+
+from harness.errors import UsageError
+from harness.load.spec import loopback_host
+from harness.probe import PROBE_PATH, SECRET_ENV, SECRET_HEADER
+
+__all__ = ["Target", "identify", "parse_target", "secret_headers"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A running server to check, as the user named it and as it answered."""
+
+    url: str
+    host: str
+    port: int
+    #: The ``Server`` response header of a probe request (``None`` when it sent none).
+    server: str | None = None
+    #: The name of the app the probe is installed on.
+    app: str | None = None
+
+
+def parse_target(url: str) -> Target:
+    """Check ``url`` (``http://127.0.0.1:PORT``) and return it as a :class:`Target`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise UsageError(
+            f"bad --target {url!r}: give the server's root URL, e.g. http://127.0.0.1:8080"
+        )
+    if parts.query or parts.fragment or parts.username:
+        raise UsageError(f"bad --target {url!r}: no path, query, fragment or user name")
+    try:
+        host = loopback_host(parts.hostname)
+        port = parts.port or 80
+    except ValueError:
+        raise UsageError(
+            f"--target {url!r} is not on this machine: ctxbench only sends load to the loopback"
+            " interface (127.0.0.1, ::1 or localhost)"
+        ) from None
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return Target(url=f"http://{netloc}", host=host, port=port)
+
+
+def secret_headers() -> tuple[tuple[str, str], ...]:
+    """The probe secret header to send, from ``CTXBENCH_PROBE_SECRET`` (none when unset)."""
+    secret = os.environ.get(SECRET_ENV)
+    return ((SECRET_HEADER, secret),) if secret else ()
+
+
+def identify(target: Target, timeout: float = 5.0) -> Target:
+    """Send one probe request; return ``target`` with its ``Server`` header and app name.
+
+    Raises :class:`UsageError` when nothing listens there or it does not answer as a probe.
+    """
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    try:
+        conn.request(
+            "GET", f"{PROBE_PATH}?token=ctxbench-target-check", headers=dict(secret_headers())
+        )
+        resp = conn.getresponse()
+        body = resp.read()
+    except OSError as e:
+        raise UsageError(f"cannot reach --target {target.url}: {e.strerror or e}") from None
+    finally:
+        conn.close()
+    hint = (
+        f"mount it with harness.probe.install_probe(app) and start the server with"
+        f" CTXBENCH_PROBE=1 (and the same {SECRET_ENV} as here, if it has one)"
+    )
+    if resp.status != 200:
+        raise UsageError(
+            f"--target {target.url} answered {resp.status} to {PROBE_PATH}: no ctxbench probe"
+            f" there; {hint}"
+        )
+    try:
+        doc = json.loads(body)
+        app = str(doc["app"]) if doc.get("token") == "ctxbench-target-check" else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        app = None
+    if app is None:
+        raise UsageError(
+            f"--target {target.url} answered {PROBE_PATH} with something that is not a probe"
+            f" response; {hint}"
+        )
+    return Target(target.url, target.host, target.port, resp.getheader("Server"), app)

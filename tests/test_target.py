@@ -1,0 +1,196 @@
+"""``ctxbench run --target``: checking a server ctxbench did not start.
+
+The live tests start gunicorn by hand from ``examples/gunicorn-conf/gunicorn.conf.py`` (the file
+README.md shows), as a user would, in a process group of their own, and point the CLI at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from harness.cli import main
+from harness.errors import UsageError
+from harness.probe import SECRET_HEADER
+from harness.servers._process import free_port
+from harness.target import parse_target
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gunicorn-conf"
+SECRET = "test-secret"
+# A 10 ms sleep in the view keeps several requests in flight per worker even on a busy machine.
+QUICK = ["--requests", "300", "--repeats", "1", "--warmup", "0", "--sleep-ms", "10"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://127.0.0.1:8080", "give the server's root URL"),
+        ("127.0.0.1:8080", "give the server's root URL"),
+        ("http://127.0.0.1:8080/app", "give the server's root URL"),
+        ("http://127.0.0.1:8080/?x=1", "no path, query"),
+        ("http://10.1.2.3:8080", "not on this machine"),
+        ("http://example.com", "not on this machine"),
+    ],
+)
+def test_bad_targets_are_refused(url: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_target(url)
+
+
+def test_target_urls_are_normalised() -> None:
+    assert parse_target("http://localhost:8080/").url == "http://127.0.0.1:8080"
+    assert parse_target("http://[::1]:9000").url == "http://[::1]:9000"
+    assert parse_target("http://127.0.0.1").port == 80
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--modes", "gunicorn-sync"],
+        ["--app", "harness.apps.core_app:app"],
+        ["--backend", "no-reset"],
+        ["--workers", "2"],
+        ["--compare-flask"],
+        ["--target", "http://127.0.0.1:1"],  # the same URL twice
+    ],
+)
+def test_options_that_shape_a_server_do_not_go_with_target(
+    extra: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["run", "--target", "http://127.0.0.1:1", *extra, "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_nothing_listening_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    port = free_port()
+    assert main(["run", "--target", f"http://127.0.0.1:{port}", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ctxbench: error: cannot reach --target http://127.0.0.1:{port}")
+    assert len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+@contextlib.contextmanager
+def hand_started_gunicorn(app: str, cwd: Path, *extra: str) -> Iterator[str]:
+    """gunicorn from the example config, as a user starts it; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "CTXBENCH_PROBE_SECRET": SECRET}
+    for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLE / "gunicorn.conf.py"),
+         "-b", f"127.0.0.1:{port}", "--no-control-socket", *extra, app],
+        cwd=cwd, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(
+                f"{url}/_ctxbench/probe?token=ready", headers={SECRET_HEADER: SECRET}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2) as resp:
+                    if json.load(resp)["token"] == "ready":
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gunicorn did not start: {proc.stderr.read()!r}")  # type: ignore[union-attr]
+            time.sleep(0.1)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.live
+def test_a_hand_started_gunicorn_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with hand_started_gunicorn("myapp:app", EXAMPLE) as url:
+        # Without the secret the probe is a 404: one line, exit 2, nothing written.
+        monkeypatch.delenv("CTXBENCH_PROBE_SECRET", raising=False)
+        assert main(["run", "--target", url, *QUICK, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "answered 404" in err and len(err.strip().splitlines()) == 1
+        assert not any(tmp_path.iterdir())
+
+        monkeypatch.setenv("CTXBENCH_PROBE_SECRET", SECRET)
+        run_dir = tmp_path / "run"
+        assert main(["run", "--target", url, *QUICK, "--run-dir", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert url in out or "target:127.0.0.1" in out
+    run = results.load(run_dir)
+    assert [c.connections for c in run.cells] == ["keepalive", "fresh"]
+    for cell in run.cells:
+        assert cell.target == url
+        assert cell.app == "myapp"
+        assert str(cell.server.effective["server"]).startswith("gunicorn")
+        assert (cell.requests, cell.leaks, cell.errors) == (300, 0, 0)
+        seen = cell.exercised
+        assert seen is not None
+        # Read back from the probe: gthread workers (the config says 2; keep-alive connections
+        # may all land on one), pool threads serving several requests at once.
+        assert 1 <= seen.processes <= 2 and seen.threads > seen.processes, seen
+        assert seen.overlap and seen.unit_reused, seen
+    assert run.settings.targets == (url,)
+    assert (run_dir / "report.md").is_file()
+
+
+LEAKY = """
+    from flask import Flask
+    from harness.probe import current_token, install_probe, observe
+
+    app = Flask(__name__)
+    _current = {}  # one dict for the process: shared by the gthread pool
+
+    @app.before_request
+    def remember():
+        _current["user"] = current_token()
+
+    @app.after_request
+    def check(response):
+        observe("current_user", _current.get("user"))
+        return response
+
+    install_probe(app)
+"""
+
+
+@pytest.mark.live
+def test_a_leaking_deployment_exits_1_with_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "leaky.py").write_text(textwrap.dedent(LEAKY), encoding="utf-8")
+    monkeypatch.setenv("CTXBENCH_PROBE_SECRET", SECRET)
+    with hand_started_gunicorn("leaky:app", tmp_path) as url:
+        run_dir = tmp_path / "run"
+        argv = ["run", "--target", url, *QUICK, "--connections", "keepalive"]
+        assert main([*argv, "--run-dir", str(run_dir)]) == 1
+    [cell] = results.load(run_dir).cells
+    assert cell.leaks > 0
+    assert {(e.phase, e.name) for e in cell.evidence} == {("after_request", "current_user")}
