@@ -13,6 +13,7 @@ Two runs with no cell in common cannot be compared: a :class:`~harness.errors.Us
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -21,10 +22,10 @@ from harness.report.summary import beyond_noise
 from harness.report.tree import Table, fmt_ms, fmt_pct, fmt_rps, plural, text_table
 from harness.results import Cell, Run
 
-__all__ = ["LIKE_FOR_LIKE", "Change", "compare_runs", "parse_threshold"]
+__all__ = ["Change", "compare_runs", "parse_threshold"]
 
-#: Settings that make two runs incomparable when they differ.
-LIKE_FOR_LIKE = ("duration", "concurrency", "sleep_ms", "repeats", "requests", "timeout")
+#: The settings that choose the cells; any other setting that differs is noted as not like for like.
+CELL_SETTINGS = ("apps", "backends", "modes", "connections")
 
 
 @dataclass(frozen=True)
@@ -169,10 +170,11 @@ def _relative(a: float | None, b: float | None) -> float:
 
 def _differences(a: Run, b: Run) -> list[str]:
     notes = [
-        f"note: setting {name!r} differs (A {getattr(a.settings, name)!r}, B"
-        f" {getattr(b.settings, name)!r}); the runs are not like for like."
-        for name in LIKE_FOR_LIKE
-        if getattr(a.settings, name) != getattr(b.settings, name)
+        f"note: setting {f.name!r} differs (A {getattr(a.settings, f.name)!r}, B"
+        f" {getattr(b.settings, f.name)!r}); the runs are not like for like."
+        for f in dataclasses.fields(a.settings)
+        if f.name not in CELL_SETTINGS
+        and getattr(a.settings, f.name) != getattr(b.settings, f.name)
     ]
     if a.machine != b.machine:
         notes.append("note: the runs come from different machines or machine descriptions.")

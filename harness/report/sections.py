@@ -111,43 +111,55 @@ def verdict(ctx: Context) -> list[Node]:
 
 
 def overview(ctx: Context) -> list[Node]:
-    """The main app on the correct storage, one row per (connection pattern, mode)."""
+    """The main app on the correct storage, one row per (connection pattern, mode), with Flask
+    on the same mode side by side when it ran too (``--compare-flask``)."""
     main = ctx.summary.apps[0] if ctx.summary.apps else ""
     correct = ctx.summary.correct
     cells = [c for c in correct if c.app_label == main]
     flask = {c.key: c for c in correct if c.app_label == "flask"} if main != "flask" else {}
+    short = main if main in ("core", "flask") else "app"  # a long import string would not fit
     rows, bad = [], set()
     for i, c in enumerate(cells):
         same = [x for x in correct if (x.mode, x.connections) == (c.mode, c.connections)]
         leaks, errors = sum(x.leaks for x in same), sum(x.errors for x in same)
         if leaks or errors:
             bad.add(i)
-        twin = flask.get(("flask", *c.key[1:]))
-        ratio = (fmt_rps(twin.rps), _ratio(c.rps, twin.rps)) if twin else ("-", "-")
+        f = flask.get(("flask", *c.key[1:]))
+        twin: tuple[str, ...] = ("-",) * 4
+        if f:
+            twin = (fmt_rps(f.rps), _ratio(c.rps, f.rps), fmt_ms(f.latency_ms.p99))
+            twin += (_ratio(c.latency_ms.p99, f.latency_ms.p99),)
         rows.append(
             (
                 *(c.mode, c.connections, fmt_rps(c.rps), spread_cell(c.rps_spread)),
-                *(fmt_ms(c.latency_ms.p99), *ratio[: 2 * bool(flask)]),
+                *(fmt_ms(c.latency_ms.p99), *twin[: 4 * bool(flask)]),
                 *(f"{errors:,}", _leaks_cell(leaks)),
             )
         )
     if not rows:
         return []
-    short = main if main in ("core", "flask") else "app"  # a long import string would not fit
     headers = (
         *("mode", "connections", f"{short} rps", "spread", f"{short} p99 ms"),
-        *("flask rps", f"{short} / flask")[: 2 * bool(flask)],
+        *("flask rps", f"{short} / flask rps", "flask p99 ms", f"{short} / flask p99")[
+            : 4 * bool(flask)
+        ],
         *("errors", "leaks"),
     )
+    note = (
+        f"The main app (`{main}`) on the correct {DEFAULT_BACKEND} storage, one row per server"
+        " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
+        " that storage."
+    )
+    if flask:
+        note += (
+            f" Flask ran the same probe app on the same mode: above 1.00x in *{short} / flask rps*"
+            f" the {short} serves more requests per second; below 1.00x in *{short} / flask p99*"
+            " it answers faster."
+        )
     warn = frozenset(i for i, c in enumerate(cells) if c.noisy)
     return [
         Heading("Summary"),
-        Paragraph(
-            f"The main app (`{main}`) on the correct {DEFAULT_BACKEND} storage, one row per server"
-            " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
-            " that storage.",
-            note=True,
-        ),
+        Paragraph(note, note=True),
         Table(headers, tuple(rows), ("l", "l") + ("r",) * (len(headers) - 2), frozenset(bad), warn),
     ]
 
@@ -185,41 +197,6 @@ def cell_table(cells: Sequence[Cell]) -> Table:
         warn_rows=frozenset(i for i, c in enumerate(cells) if c.noisy),
         wrap=frozenset({1, 8}),  # a long app name, every repeat
     )
-
-
-def flask_pairs(ctx: Context) -> list[Node]:
-    """The core against Flask on the same mode, backend and connection pattern."""
-    by_key = {c.key: c for c in ctx.summary.cells}
-    pairs = [
-        (c, by_key[("flask", *c.key[1:])])
-        for c in ctx.summary.cells
-        if c.app_label == "core" and ("flask", *c.key[1:]) in by_key
-    ]
-    if not pairs:
-        return []
-    rows = tuple(
-        (
-            *(c.mode, c.backend, c.connections, fmt_rps(c.rps), fmt_rps(f.rps)),
-            *(_ratio(c.rps, f.rps), fmt_ms(c.latency_ms.p99), fmt_ms(f.latency_ms.p99)),
-            _ratio(c.latency_ms.p99, f.latency_ms.p99),
-        )
-        for c, f in pairs
-    )
-    headers = (
-        *("mode", "backend", "connections", "core rps", "flask rps", "core / flask rps"),
-        *("core p99 ms", "flask p99 ms", "core / flask p99"),
-    )
-    bad = frozenset(i for i, (c, f) in enumerate(pairs) if not (c.clean and f.clean))
-    return [
-        Heading("Core against Flask"),
-        Paragraph(
-            "Same server mode, backend and connection pattern. Above 1.0x in *core / flask rps*"
-            " the core serves more requests per second; below 1.0x in *core / flask p99* it"
-            " answers faster.",
-            note=True,
-        ),
-        Table(headers, rows, ("l",) * 3 + ("r",) * 6, bad),
-    ]
 
 
 def silent_mutants(ctx: Context) -> list[Node]:
@@ -411,7 +388,6 @@ SECTIONS: list[Section] = [
     verdict,
     overview,
     patterns,
-    flask_pairs,
     bench.micro_section,
     bench.calibration_section,
     silent_mutants,
