@@ -103,10 +103,11 @@ class RunSettings:
                 )
 
     def resolved_modes(self) -> tuple[str, ...]:
-        """The modes to run: the ones asked for (checked), or every available one."""
+        """The modes to run: the ones asked for (checked), or every available one, then every
+        available proxy in front of the representative modes (``harness.servers.proxied_modes``)."""
         # The registry imports every server mode module: loaded only when a run needs it, so
         # that the results model, which records these settings, stays light to import.
-        from harness.servers import MODES, get_mode
+        from harness.servers import MODES, get_mode, proxied_modes
 
         if self.targets:
             return ()
@@ -116,7 +117,7 @@ class RunSettings:
                 if not availability.ok:
                     raise UsageError(f"server mode {name!r} cannot run here: {availability.reason}")
             return self.modes
-        return tuple(name for name, mode in MODES.items() if mode.available().ok)
+        return tuple(name for name in [*MODES, *proxied_modes()] if get_mode(name).available().ok)
 
     def replace(self, **changes: t.Any) -> RunSettings:
         """A copy with ``changes`` applied (and checked)."""
