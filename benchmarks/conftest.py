@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from harness.report.bench import MicroRow, micro_tables
+from harness.report.bench import micro_tables
 from harness.report.tree import text_table
-from harness.results import SPREAD_WARNING
+from harness.results import SPREAD_WARNING, MicroRow
 
 _rows_key = pytest.StashKey[list[MicroRow]]()
 

@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.metadata
-import json
 import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,37 +29,33 @@ import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.apps import CORE_APP
 from harness.load import LoadSpec, run_load
+from harness.protocol import PROBE_PATH
 from harness.report.bench import calibration_rows, calibration_table
 from harness.report.tree import text_table
-from harness.servers import ServerOptions, live_server
+from harness.results import SPREAD_WARNING, median, package_versions, spread, write_atomic
+from harness.servers import ServerConfig, live_server
 
 SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
 HOST = "127.0.0.1"
 SERVER_CORE = 0
 CLIENT_CORE = 1
 TARGET_RATIO = 0.9
-SPREAD_WARNING = 0.10
 
-#: mode name -> its harness.servers options (always with one worker).
-MODES: dict[str, ServerOptions] = {
-    "gunicorn-sync": {},
-    "gunicorn-gthread": {"threads": 8},
-    "gunicorn-gevent": {"worker_connections": 1000},
+#: mode name -> its server options (always one worker, pinned to the server core).
+_ONE_WORKER = ServerConfig(workers=1, prefix=("taskset", "-c", str(SERVER_CORE)))
+MODES: dict[str, ServerConfig] = {
+    "gunicorn-sync": _ONE_WORKER,
+    "gunicorn-gthread": _ONE_WORKER.replace(threads=8),
+    "gunicorn-gevent": _ONE_WORKER.replace(worker_connections=1000),
 }
 
 
 @contextlib.contextmanager
 def gunicorn(mode: str, app: str, log_dir: Path) -> Iterator[tuple[int, list[str]]]:
     """Start one gunicorn worker pinned to the server core; yield ``(port, command)``."""
-    with live_server(
-        mode,
-        app=app,
-        workers=1,
-        prefix=("taskset", "-c", str(SERVER_CORE)),
-        log_dir=log_dir,
-        **MODES[mode],
-    ) as server:
+    with live_server(mode, MODES[mode].replace(app=app), log_dir=log_dir) as server:
         yield server.port, list(server.effective["argv"])
 
 
@@ -72,7 +65,7 @@ _SOCKET_ERRORS = re.compile(r"Socket errors: (.*)")
 
 
 def run_wrk(port: int, duration: float, concurrency: int) -> dict[str, t.Any]:
-    url = f"http://{HOST}:{port}/_ctxbench/probe?token=wrk&sleep_ms=0"
+    url = f"http://{HOST}:{port}{PROBE_PATH}?token=wrk&sleep_ms=0"
     command = [
         "taskset", "-c", str(CLIENT_CORE), "wrk", "-t1", f"-c{concurrency}",
         f"-d{duration:g}s", url,
@@ -112,19 +105,8 @@ def run_driver(port: int, duration: float, concurrency: int, mode: str) -> dict[
     }
 
 
-def _spread(values: list[float]) -> float:
-    """Relative spread: (max - min) / median."""
-    median = statistics.median(values)
-    return (max(values) - min(values)) / median if median else 0.0
-
-
 def _versions() -> dict[str, str | None]:
-    rv: dict[str, str | None] = {}
-    for name in ("werkzeug", "gunicorn", "gevent", "greenlet", "flask"):
-        try:
-            rv[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            rv[name] = None
+    rv = package_versions(("werkzeug", "gunicorn", "gevent", "greenlet", "flask"))
     try:
         out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
         rv["wrk"] = (out.stdout + out.stderr).split("\n", 1)[0].strip() or None
@@ -185,10 +167,9 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                 )
     wrk_rps = [r["rps"] for r in wrk_runs]
     driver_rps = [r["rps"] for r in driver_runs]
-    wrk_median = statistics.median(wrk_rps)
-    driver_median = statistics.median(driver_rps)
+    wrk_median = median(wrk_rps)
+    driver_median = median(driver_rps)
     ratio = driver_median / wrk_median if wrk_median else 0.0
-    spread = max(_spread(wrk_rps), _spread(driver_rps))
     return {
         "mode": mode,
         "server_command": command,
@@ -198,9 +179,9 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
         "meets_target": ratio >= TARGET_RATIO,
         "wrk_runs": wrk_runs,
         "driver_runs": driver_runs,
-        "wrk_spread": _spread(wrk_rps),
-        "driver_spread": _spread(driver_rps),
-        "spread_warning": spread > SPREAD_WARNING,
+        "wrk_spread": spread(wrk_rps),
+        "driver_spread": spread(driver_rps),
+        "spread_warning": max(spread(wrk_rps), spread(driver_rps)) > SPREAD_WARNING,
         "driver_errors": sum(r["errors"] for r in driver_runs),
         "driver_leaks": sum(r["leaks"] for r in driver_runs),
     }
@@ -212,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--app", default="harness.apps.core_app:app")
+    parser.add_argument("--app", default=CORE_APP)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0 or args.concurrency < 1:
@@ -246,16 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "entries": entries,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(args.out.suffix + ".tmp")
-    tmp_out.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
+    write_atomic(args.out, doc)
     print("\n".join(text_table(calibration_table(doc, calibration_rows(doc)))))
     print(f"\nwritten to {args.out}")
     if any(e["spread_warning"] for e in entries):
         print(
-            "\nwarning: runs spread by more than 10%; the machine is busy. Stop other load,"
-            " use more --rounds or a longer --duration.",
+            f"\nwarning: runs spread by more than {SPREAD_WARNING:.0%}; the machine is busy."
+            " Stop other load, use more --rounds or a longer --duration.",
             file=sys.stderr,
         )
     return 0

@@ -12,7 +12,8 @@ active slots at call time.
 
 from __future__ import annotations
 
-from .app import App, Config
+from .app import App
+from .config import Config
 from .ctx import AppContext, RequestContext, has_app_context, has_request_context
 from .globals import current_app, g, request, session
 from .helpers import (

@@ -34,7 +34,7 @@ from . import typing as ft
 from .config import DEFAULT_CONFIG, Config
 from .ctx import AppContext, RequestContext, _AppCtxGlobals, _sentinel
 from .helpers import ContextStream, dumps
-from .routing import RoutingMixin, URLMap
+from .routing import RoutingMixin
 from .scaffold import Scaffold
 from .sessions import SecureCookieSessionInterface
 from .wrappers import Request, Response
@@ -42,8 +42,7 @@ from .wrappers import Request, Response
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-# URLMap and DEFAULT_CONFIG moved to core.routing and core.config; still importable from here.
-__all__ = ["DEFAULT_CONFIG", "App", "Config", "URLMap"]
+__all__ = ["App"]
 
 
 class App(Scaffold, RoutingMixin):

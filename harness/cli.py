@@ -64,12 +64,18 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         " negative control of harness.controls (shared-app-slot, teardown-skips-pop, ...);"
         " anything but contextvar needs a core app",
     )
-    parser.add_argument("--workers", type=int, help="server processes (gunicorn -w; default 2)")
+    from harness.servers._gunicorn import DEFAULT_WORKER_CONNECTIONS, DEFAULT_WORKERS
+
+    parser.add_argument(
+        "--workers", type=int, help=f"server processes (gunicorn -w; default {DEFAULT_WORKERS})"
+    )
     parser.add_argument(
         "--threads", type=int, help="threads per server process (gunicorn --threads)"
     )
     parser.add_argument(
-        "--worker-connections", type=int, help="gunicorn --worker-connections (default 1000)"
+        "--worker-connections",
+        type=int,
+        help=f"gunicorn --worker-connections (default {DEFAULT_WORKER_CONNECTIONS})",
     )
     parser.add_argument(
         "--server-arg",
@@ -141,7 +147,7 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_fail_options(parser: argparse.ArgumentParser) -> None:
-    from harness.probe.state import FAIL_PHASES
+    from harness.protocol import FAIL_PHASES
 
     parser.add_argument(
         "--fail-phase",
@@ -213,22 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- shared checks ---------------------------------------------------------------------------
-
-
-def _check_backend(backend: str, app: str) -> None:
-    from harness.apps import app_label
-    from harness.backends import BACKENDS
-    from harness.controls import CONTROLS
-
-    if backend not in BACKENDS and backend not in CONTROLS:
-        raise UsageError(
-            f"unknown backend {backend!r}: choose from {', '.join([*BACKENDS, *CONTROLS])}"
-        )
-    if backend != "contextvar" and app_label(app) == "flask":
-        raise UsageError(
-            f"backend {backend!r} swaps the core framework's storage and cannot apply to the"
-            f" Flask app {app!r}: use --backend contextvar with it"
-        )
 
 
 def _behind_proxies(modes: Sequence[str], proxy_option: str) -> tuple[str, ...]:
@@ -326,15 +316,11 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     from harness.apps import CORE_APP, FLASK_APP, app_label
     from harness.load.spec import CONNECTION_PATTERNS
     from harness.settings import RunSettings
-    from harness.wsgi import parse_import_string
 
     if args.target:
         _check_target_options(args)
     app = args.app or CORE_APP
-    parse_import_string(app)
     backends = tuple(_csv(args.backend))
-    for backend in backends:
-        _check_backend(backend, app)
     if args.modes.strip() == "all":
         modes: tuple[str, ...] = ()
     elif not args.modes.strip():
@@ -355,15 +341,15 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
                 f" with --app {app}"
             )
         apps = (app, FLASK_APP)
-    duration = args.duration
-    if duration is None and args.requests is None:
-        duration = 2.0
+    if args.fail_fraction is not None and args.fail_phase is None:
+        raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
     return RunSettings(
         apps=apps,
         backends=backends,
         modes=modes,
         connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
-        duration=duration,
+        # Without --duration, --requests alone bounds a measurement; with neither, 2 s.
+        duration=2.0 if args.duration is None and args.requests is None else args.duration,
         requests=args.requests,
         concurrency=args.concurrency,
         repeats=args.repeats,
@@ -378,7 +364,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         if args.fail_fraction is None
         else args.fail_fraction,
         targets=tuple(args.target),
-    )
+    ).checked()
 
 
 def _check_target_options(args: argparse.Namespace) -> None:
@@ -406,8 +392,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness import results, runner
     from harness.report import format_summary, write_reports
 
-    settings = _settings_from_args(args)
-    settings.resolved_modes()  # unknown or unavailable modes fail before anything starts
+    settings = _settings_from_args(args)  # every value checked before anything starts
     if args.run_dir is not None:
         if args.out is not None:
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
@@ -436,32 +421,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from harness.apps import CORE_APP
-    from harness.servers import live_server
+    from harness.protocol import PROBE_PATH
+    from harness.servers import ServerConfig, get_mode, live_server
     from harness.servers._process import log_tail
-    from harness.wsgi import parse_import_string
+    from harness.settings import check_backend
 
-    app = args.app or CORE_APP
-    parse_import_string(app)
-    _check_backend(args.backend, app)
     [mode] = _behind_proxies([args.mode], args.proxy or "none")
-    with live_server(
-        mode,
-        app=app,
+    get_mode(mode)
+    cfg = ServerConfig(
+        app=args.app or CORE_APP,
         backend=args.backend,
         port=args.port,
         workers=args.workers,
         threads=args.threads,
         worker_connections=args.worker_connections,
         extra_args=_server_args(args.server_arg),
-    ) as srv:
+    )
+    check_backend(cfg.backend, cfg.app)
+    with live_server(mode, cfg) as srv:
         eff = srv.effective
-        print(f"{srv.mode} serving {app} ({args.backend}) at {srv.url}/", flush=True)
+        print(f"{srv.mode} serving {cfg.app} ({cfg.backend}) at {srv.url}/", flush=True)
         print(
             f"  pid={srv.pid} effective: {eff.get('worker_class')} workers={eff.get('workers')}"
             f" threads={eff.get('threads')} pids={eff.get('worker_pids')}",
             flush=True,
         )
-        print(f"  probe: {srv.url}/_ctxbench/probe?token=T&sleep_ms=1", flush=True)
+        print(f"  probe: {srv.url}{PROBE_PATH}?token=T&sleep_ms=1", flush=True)
         print("  press Ctrl-C to stop", flush=True)
         returncode = srv.process.wait()
         raise CtxbenchError(

@@ -54,11 +54,11 @@ from core.storage import ContextStorage
 from harness.backends import SharedGlobalSlot, clear
 from harness.expectations import (
     BackendTraits,
-    ConnectionPattern,
     Expectation,
     derive_expectation,
     escaped_error_expectation,
 )
+from harness.load.spec import ConnectionPattern
 from harness.servers.base import ModeTraits
 
 __all__ = ["CONTROLS", "Control", "expectation", "install", "installed", "restore"]

@@ -22,12 +22,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from harness.verdict import UnitKey
+
 __all__ = ["Exercised", "exercised", "in_flight_per_process", "units_by_process"]
 
-Unit = tuple[int, int, int | None]
 
 
-def units_by_process(units: Iterable[Unit]) -> dict[int, set[tuple[int, int | None]]]:
+def units_by_process(units: Iterable[UnitKey]) -> dict[int, set[tuple[int, int | None]]]:
     """The distinct (thread, greenlet) that answered, per server process (pid)."""
     rv: dict[int, set[tuple[int, int | None]]] = defaultdict(set)
     for pid, thread, glet in units:
@@ -89,7 +90,7 @@ class Exercised:
 
 
 def exercised(
-    units: Iterable[Unit], *, answered: int, rps: float, sleep_ms: float, connections: str
+    units: Iterable[UnitKey], *, answered: int, rps: float, sleep_ms: float, connections: str
 ) -> Exercised:
     """Read what a run exercised from its units, answered requests, throughput and sleep."""
     units = list(units)

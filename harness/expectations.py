@@ -75,14 +75,13 @@ import typing as t
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from harness.load.spec import CONNECTION_PATTERNS, ConnectionPattern
 from harness.servers.base import ExecutionUnit, ModeTraits
 
 __all__ = [
     "BACKEND_TRAITS",
-    "CONNECTION_PATTERNS",
     "MODULE_THREAD_LOCAL",
     "BackendTraits",
-    "ConnectionPattern",
     "Expectation",
     "ExpectationTable",
     "Situation",
@@ -98,8 +97,6 @@ __all__ = [
     "situation",
 ]
 
-ConnectionPattern = t.Literal["keepalive", "fresh"]
-CONNECTION_PATTERNS: tuple[ConnectionPattern, ...] = ("keepalive", "fresh")
 
 #: Who shares one stored value: the whole process, one OS thread (with all its greenlets), a
 #: ``threading.local`` created when the app is imported (one OS thread's, or one greenlet's when

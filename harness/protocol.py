@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["FRAMEWORK_NAMES", "PHASES", "PROBE_PATH", "RESIDUE_PREFIX", "app_observation_names"]
+__all__ = [
+    "FAIL_PHASES",
+    "FRAMEWORK_NAMES",
+    "PHASES",
+    "PROBE_PATH",
+    "RESIDUE_PREFIX",
+    "app_observation_names",
+]
 
 #: The probe route.
 PROBE_PATH = "/_ctxbench/probe"
@@ -18,6 +25,19 @@ PROBE_PATH = "/_ctxbench/probe"
 #: The phases of one request, in the order they happen; every response observes each of them.
 PHASES: tuple[str, ...] = (
     "entry",
+    "before_request",
+    "view",
+    "after_request",
+    "teardown_request",
+    "teardown_appcontext",
+)
+
+#: Where a probe request can be made to raise (``fail=<phase>`` in the query): loading the
+#: session, or one of the request's phases. ``session`` raises from the app's session interface
+#: (``open_session``), wherever the framework loads it; the others raise from the probe's own hook
+#: of that phase, after it observed (the teardown ones from a teardown function).
+FAIL_PHASES: tuple[str, ...] = (
+    "session",
     "before_request",
     "view",
     "after_request",

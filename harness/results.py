@@ -40,12 +40,12 @@ import types
 import typing as t
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from harness.apps import app_label
 from harness.errors import CtxbenchError, ResultsError
 from harness.exercised import Exercised
+from harness.servers.base import package_version
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit
 
@@ -62,6 +62,7 @@ __all__ = [
     "Latency",
     "Machine",
     "Measurement",
+    "MicroRow",
     "NotMeasured",
     "Run",
     "ServerInfo",
@@ -70,7 +71,6 @@ __all__ = [
     "load",
     "median",
     "new_run_id",
-    "package_version",
     "package_versions",
     "spread",
     "write",
@@ -391,6 +391,28 @@ class Run:
         return t.cast(Run, _decode(Run, body, f"{source}:"))
 
 
+# -- the micro suite (benchmarks/test_micro.py) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MicroRow:
+    """One benchmark of the micro suite: a framework in a group (pytest-benchmark's stats).
+
+    ``benchmarks/conftest.py`` collects them; the report reads them from ``micro.json``.
+    """
+
+    group: str
+    framework: str
+    median_s: float
+    iqr_s: float
+    rounds: int
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range / median: the robust spread of a micro benchmark."""
+        return self.iqr_s / self.median_s if self.median_s > 0 else 0.0
+
+
 # -- reading and writing -----------------------------------------------------------------------
 
 
@@ -398,14 +420,6 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     """A sortable, unique run id: ``YYYYmmdd-HHMMSS-xxxx`` (local time, 4 random hex digits)."""
     now = now or dt.datetime.now()
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-def package_version(name: str) -> str | None:
-    """The installed version of distribution ``name``, or ``None`` if it is not installed."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def package_versions(names: t.Iterable[str] = PACKAGES) -> dict[str, str | None]:

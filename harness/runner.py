@@ -26,9 +26,9 @@ from pathlib import Path
 from harness import results
 from harness.apps import app_label
 from harness.backends import DEFAULT_BACKEND
-from harness.errors import UsageError
 from harness.exercised import exercised
-from harness.expectations import ConnectionPattern, applicable_patterns
+from harness.expectations import applicable_patterns
+from harness.load.spec import ConnectionPattern
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
 from harness.settings import RunSettings
@@ -212,10 +212,10 @@ def _load_spec(
     )
 
 
-def _cells(settings: RunSettings, modes: t.Sequence[str]) -> Iterator[tuple[str, str, str]]:
+def _cells(settings: RunSettings) -> Iterator[tuple[str, str, str]]:
     # Mode by mode, every app and backend back to back: a machine that slows down halfway
     # through a run then skews whole modes, not the core against Flask on the same mode.
-    for mode in modes:
+    for mode in settings.modes:
         for app in settings.apps:
             for backend in settings.backends:
                 yield app, backend, mode
@@ -238,17 +238,15 @@ def run_matrix(
     :func:`harness.servers.live_server`; tests pass fakes.
     """
     run_dir = Path(run_dir)
-    modes = settings.resolved_modes()
-    if not modes and not settings.targets:
-        raise UsageError("no server mode can run here: see 'ctxbench list'")
+    settings = settings.checked()
     targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop here
     load_fn = load or _default_load()
     make_spec = spec or _load_spec
     status = status or StatusLine()
-    run = Run.start(run_id or run_dir.name, command, settings.replace(modes=modes))
+    run = Run.start(run_id or run_dir.name, command, settings)
     started = time.monotonic()
     try:
-        for app, backend, mode, serving in _servers(settings, modes, targets, run_dir, server):
+        for app, backend, mode, serving in _servers(settings, targets, run_dir, server):
             with serving as srv:
                 log = None if srv.log_path is None else str(srv.log_path.relative_to(run_dir))
                 applicable = _applicable(srv, mode, settings.connections)
@@ -312,7 +310,6 @@ def _target_server(url: str) -> TargetServer:
 
 def _servers(
     settings: RunSettings,
-    modes: t.Sequence[str],
     targets: t.Sequence[TargetServer],
     run_dir: Path,
     server: ServerFn,
@@ -320,23 +317,10 @@ def _servers(
     """(app, backend, mode, a context manager serving it) for every server of the run."""
     for target in targets:
         yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, nullcontext(target)
-    for app, backend, mode in _cells(settings, modes):
+    for app, backend, mode in _cells(settings):
         log_dir = run_dir / "logs" / f"{app_label(app).replace(':', '_')}-{backend}"
-        yield (
-            app,
-            backend,
-            mode,
-            server(
-                mode,
-                app=app,
-                backend=backend,
-                workers=settings.workers,
-                threads=settings.threads,
-                worker_connections=settings.worker_connections,
-                extra_args=settings.extra_args,
-                log_dir=log_dir,
-            ),
-        )
+        cfg = settings.server_config(app, backend)
+        yield app, backend, mode, server(mode, cfg, log_dir=log_dir)
 
 
 def _applicable(srv: t.Any, mode: str, patterns: t.Sequence[str]) -> tuple[str, ...]:

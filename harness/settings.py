@@ -15,12 +15,15 @@ import math
 import typing as t
 from dataclasses import dataclass
 
-from harness.apps import CORE_APP
+from harness.apps import CORE_APP, app_label
 from harness.errors import UsageError
 from harness.load.spec import CONNECTION_PATTERNS, MAX_CONCURRENCY, MAX_DURATION_S, MAX_SLEEP_MS
-from harness.probe.state import FAIL_PHASES
+from harness.protocol import FAIL_PHASES
+from harness.servers import MODES, get_mode, proxied_modes
+from harness.servers.base import ServerConfig
+from harness.target import parse_target
 
-__all__ = ["MAX_REPEATS", "RunSettings"]
+__all__ = ["MAX_REPEATS", "RunSettings", "check_backend"]
 
 #: Measurements per cell; more than this is a typo, not a benchmark.
 MAX_REPEATS = 1000
@@ -30,9 +33,10 @@ MAX_REPEATS = 1000
 class RunSettings:
     """Everything a run varies; recorded as the results' ``settings``.
 
-    ``modes`` empty means every mode that can run here (:meth:`resolved_modes`); the runner
-    records the resolved list. ``None`` for ``workers``, ``threads`` and ``worker_connections``
-    means each mode's own default. Raises :class:`UsageError` naming the first bad value.
+    ``modes`` empty means every mode that can run here; ``None`` for ``workers``, ``threads``
+    and ``worker_connections`` means each mode's own default. A record of what ran: building one
+    checks nothing, :meth:`checked` checks everything (the CLI and the runner call it before a
+    server starts).
     """
 
     apps: tuple[str, ...] = (CORE_APP,)
@@ -57,7 +61,13 @@ class RunSettings:
     #: ``apps``, ``backends`` and ``modes`` do not apply.
     targets: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
+    def checked(self) -> RunSettings:
+        """Check every value; return these settings with ``modes`` resolved.
+
+        Raises :class:`UsageError` naming the option and the bad value, with the limits the
+        load driver and the servers enforce. The modes are the ones asked for (each must be
+        known and able to run here) or every mode that can run here.
+        """
         _unique("--app", self.apps, allow_empty=False)
         _unique("--backend", self.backends, allow_empty=False)
         _unique("--modes", self.modes, allow_empty=True)
@@ -89,11 +99,7 @@ class RunSettings:
         _number("--fail-fraction", self.fail_fraction, low=0, high=1, zero_ok=True)
         if self.fail_fraction and self.fail_phase is None:
             raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
-        for name in ("workers", "threads", "worker_connections"):
-            _count("--" + name.replace("_", "-"), getattr(self, name), high=None, optional=True)
         if self.targets:
-            from harness.target import parse_target
-
             _unique("--target", self.targets, allow_empty=False)
             for url in self.targets:
                 parse_target(url)
@@ -101,27 +107,58 @@ class RunSettings:
                 raise UsageError(
                     "--target checks servers ctxbench did not start: drop --modes (and --proxy)"
                 )
+            return self
+        for app in self.apps:
+            for backend in self.backends:
+                self.server_config(app, backend)  # checks the app and the server options
+                check_backend(backend, app)
+        return self.replace(modes=self._resolved_modes())
 
-    def resolved_modes(self) -> tuple[str, ...]:
-        """The modes to run: the ones asked for (checked), or every available one, then every
-        available proxy in front of the representative modes (``harness.servers.proxied_modes``)."""
-        # The registry imports every server mode module: loaded only when a run needs it, so
-        # that the results model, which records these settings, stays light to import.
-        from harness.servers import MODES, get_mode, proxied_modes
+    def server_config(self, app: str, backend: str) -> ServerConfig:
+        """The server options of the cell that runs ``app`` on ``backend``."""
+        return ServerConfig(
+            app=app,
+            backend=backend,
+            workers=self.workers,
+            threads=self.threads,
+            worker_connections=self.worker_connections,
+            extra_args=self.extra_args,
+        )
 
-        if self.targets:
-            return ()
+    def _resolved_modes(self) -> tuple[str, ...]:
         if self.modes:
             for name in self.modes:
                 availability = get_mode(name).available()
                 if not availability.ok:
                     raise UsageError(f"server mode {name!r} cannot run here: {availability.reason}")
             return self.modes
-        return tuple(name for name in [*MODES, *proxied_modes()] if get_mode(name).available().ok)
+        # Every available mode, then every available proxy in front of the representative modes.
+        rv = tuple(name for name in [*MODES, *proxied_modes()] if get_mode(name).available().ok)
+        if not rv:
+            raise UsageError("no server mode can run here: see 'ctxbench list'")
+        return rv
 
     def replace(self, **changes: t.Any) -> RunSettings:
-        """A copy with ``changes`` applied (and checked)."""
+        """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def check_backend(backend: str, app: str) -> None:
+    """Check that ``backend`` names a context storage or a negative control that fits ``app``."""
+    # The backends and controls load the core framework: imported on use, so that the results
+    # model, which records these settings, stays light to import.
+    from harness.backends import BACKENDS, DEFAULT_BACKEND
+    from harness.controls import CONTROLS
+
+    if backend not in BACKENDS and backend not in CONTROLS:
+        raise UsageError(
+            f"unknown backend {backend!r}: choose from {', '.join([*BACKENDS, *CONTROLS])}"
+        )
+    if backend != DEFAULT_BACKEND and app_label(app) == "flask":
+        raise UsageError(
+            f"backend {backend!r} swaps the core framework's storage and cannot apply to the"
+            f" Flask app {app!r}: use --backend {DEFAULT_BACKEND} with it"
+        )
 
 
 def _unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.load.spec import loopback_host
-from harness.probe import PROBE_PATH, SECRET_ENV, SECRET_HEADER
+from harness.probe import SECRET_ENV, SECRET_HEADER
+from harness.protocol import PROBE_PATH
 
 __all__ = ["Target", "identify", "parse_target", "secret_headers"]
 

@@ -20,27 +20,21 @@ import json
 import typing as t
 from dataclasses import asdict, dataclass
 
+from harness.protocol import PHASES, RESIDUE_PREFIX
+
 __all__ = [
-    "REQUIRED_PHASES",
     "Evidence",
     "ProbeProtocolError",
     "ProbeVerdict",
     "Unit",
+    "UnitKey",
     "check_probe_response",
     "examine_probe_response",
 ]
 
-#: Every probe response carries at least one observation from each of these phases.
-REQUIRED_PHASES = frozenset(
-    {
-        "entry",
-        "before_request",
-        "view",
-        "after_request",
-        "teardown_request",
-        "teardown_appcontext",
-    }
-)
+#: Every probe response carries at least one observation from each phase.
+_PHASES = frozenset(PHASES)
+_RESIDUE_LEN = len(RESIDUE_PREFIX)
 
 #: An execution unit as the load driver collects it: ``(pid, thread, greenlet)``.
 UnitKey = tuple[int, int, int | None]
@@ -157,13 +151,13 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
         if type(phase) is not str or type(name) is not str:
             raise _fail(token, f"observation {item!r} has a non-string phase or name", body)
         if phase != last_phase:  # observations come grouped by phase
-            if phase not in REQUIRED_PHASES:
+            if phase not in _PHASES:
                 raise _fail(token, f"observation {item!r} has an unknown phase", body)
             phases.add(phase)
             last_phase = phase
         if name == "current_app":
             expected: str | None = app
-        elif name[:8] == "residue.":
+        elif name[:_RESIDUE_LEN] == RESIDUE_PREFIX:
             expected = None
         else:
             expected = token
@@ -173,8 +167,8 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
                     token, f"observation {item!r} has a seen value that is not a string", body
                 )
             evidence.append(Evidence(mode, phase, name, expected, seen, Unit(*key)))
-    if len(phases) != len(REQUIRED_PHASES):
-        missing = ", ".join(sorted(REQUIRED_PHASES - phases))
+    if len(phases) != len(_PHASES):
+        missing = ", ".join(sorted(_PHASES - phases))
         raise _fail(token, f"no observations from phase(s) {missing}", body)
     return ProbeVerdict(key, evidence)
 

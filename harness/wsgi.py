@@ -30,12 +30,11 @@ import sys
 import typing as t
 from pathlib import Path
 
+from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 
-__all__ = ["DEFAULT_APP", "LOADED", "load_app", "parse_import_string"]  # and `app`, lazily
+__all__ = ["LOADED", "load_app", "parse_import_string"]  # and `app`, lazily
 
-#: The app every command uses unless told otherwise.
-DEFAULT_APP = "harness.apps.core_app:app"
 
 #: What really loaded in this process; filled in when this module is imported.
 LOADED: dict[str, t.Any] = {}
@@ -49,7 +48,7 @@ def parse_import_string(import_string: str) -> tuple[str, str]:
     ):
         raise AppLoadError(
             f"bad app import string {import_string!r}: use 'module:attr',"
-            " e.g. 'harness.apps.core_app:app'"
+            f" e.g. {CORE_APP!r}"
         )
     return module, attr
 
@@ -102,7 +101,7 @@ def _ensure_probe(app: t.Any) -> str:
 
 
 def _bootstrap() -> t.Any:
-    import_string = os.environ.get("CTXBENCH_APP") or DEFAULT_APP
+    import_string = os.environ.get("CTXBENCH_APP") or CORE_APP
     backend = os.environ.get("CTXBENCH_BACKEND") or "contextvar"
 
     from harness import controls

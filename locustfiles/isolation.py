@@ -42,11 +42,11 @@ from typing import Any
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.protocol import PROBE_PATH
 from harness.verdict import ProbeProtocolError, check_probe_response
 
 logger = logging.getLogger("ctxbench.locust")
 
-PROBE_PATH = "/_ctxbench/probe"
 LEAK_EXIT_CODE = 3
 #: Pieces of evidence kept (and sent to the master) per process; the counts stay exact.
 EVIDENCE_KEPT = 20

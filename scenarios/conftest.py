@@ -35,15 +35,17 @@ from pathlib import Path
 
 import pytest
 
+from harness.apps import CORE_APP
 from harness.exercised import exercised
-from harness.expectations import ConnectionPattern, situation
+from harness.expectations import situation
 from harness.load import LoadResult, LoadSpec, run_load
+from harness.load.spec import ConnectionPattern
 from harness.servers import PROXY_SEPARATOR, LiveServer, get_mode, group_members
 from harness.servers import live_server as serve
-from harness.servers.base import ModeTraits, log_tail
+from harness.servers._process import log_tail
+from harness.servers.base import ModeTraits
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE_APP = "harness.apps.core_app:app"
 
 #: Shared load settings: 16 clients against 2 workers, and a 10 ms sleep in the view that yields
 #: (cooperatively under gevent), so requests overlap wherever a mode lets them.

@@ -18,8 +18,9 @@ import typing as t
 
 import pytest
 
+from harness.apps import CORE_APP
 from harness.controls import CONTROLS, expectation
-from harness.expectations import CONNECTION_PATTERNS
+from harness.load.spec import CONNECTION_PATTERNS
 from harness.servers import MODES
 
 FULL = os.environ.get("CTXBENCH_FULL_MATRIX") == "1"
@@ -75,7 +76,7 @@ def test_control_leaks_where_it_can_through_what_it_breaks(
 ) -> None:
     control = CONTROLS[name][0]
     cell = expectation(name, mode, MODES[mode].traits, connections)
-    server = shared_server(mode, app="harness.apps.core_app:app", backend=name)
+    server = shared_server(mode, app=CORE_APP, backend=name)
     fail = {"fail_phase": control.fail_phase, "fail_fraction": FAIL_FRACTION}
 
     result = drive(server, connections, **(fail if control.fail_phase else {}))
@@ -117,7 +118,7 @@ def test_a_driver_that_reuses_tokens_fails_a_live_scenario(
 
     monkeypatch.setattr(driver._Run, "_begin", begin_with_reused_token)
     mode = "gunicorn-gthread"
-    server = shared_server(mode, app="harness.apps.core_app:app", backend="contextvar")
+    server = shared_server(mode, app=CORE_APP, backend="contextvar")
 
     result = drive(server, "keepalive")
 

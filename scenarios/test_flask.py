@@ -13,12 +13,12 @@ import typing as t
 
 import pytest
 
+from harness.apps import FLASK_APP
 from harness.expectations import applicable_patterns
 from harness.servers import MODES, get_mode, proxied_modes
 
 pytest.importorskip("flask", reason="flask is not installed (pip install 'ctxbench[dev]')")
 
-FLASK_APP = "harness.apps.flask_app:app"
 
 CASES = [
     pytest.param(mode, connections, id=f"{mode}-{connections}")

@@ -16,6 +16,7 @@ import typing as t
 
 import pytest
 
+from harness.apps import CORE_APP
 from harness.expectations import applicable_patterns
 from harness.servers import MODES, get_mode, proxied_modes
 
@@ -36,7 +37,7 @@ def test_correct_core_is_isolated(
     drive: t.Any,
     assert_clean: t.Any,
 ) -> None:
-    server = shared_server(mode, app="harness.apps.core_app:app", backend="contextvar")
+    server = shared_server(mode, app=CORE_APP, backend="contextvar")
     assert server.effective["storage"] == "contextvar", server.effective
 
     result = drive(server, connections)

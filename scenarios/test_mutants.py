@@ -18,16 +18,17 @@ import typing as t
 
 import pytest
 
+from harness.apps import CORE_APP
 from harness.backends import BACKENDS
 from harness.expectations import (
     BACKEND_TRAITS,
-    CONNECTION_PATTERNS,
     applicable_patterns,
     derive_table,
     proxied_mode_traits,
     render_markdown,
 )
-from harness.probe import PHASES
+from harness.load.spec import CONNECTION_PATTERNS
+from harness.protocol import PHASES
 from harness.servers import MODES, get_mode, proxied_modes
 
 MUTANTS = ("shared-global", "thread-ident", "no-reset")
@@ -144,7 +145,7 @@ def test_mutant_leaks_exactly_where_it_can(
     record_property: t.Callable[[str, object], None],
 ) -> None:
     expectation = {**TABLE, **PROXIED_TABLE}[backend, mode, connections]
-    server = shared_server(mode, app="harness.apps.core_app:app", backend=backend)
+    server = shared_server(mode, app=CORE_APP, backend=backend)
     assert server.effective["storage"] == backend, server.effective
 
     result = drive(server, connections)

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from harness import results
+from harness.apps import FLASK_APP
 from harness.cli import _settings_from_args, build_parser, main
 from harness.servers import MODES, PROXIES, get_mode, group_members, nginx
 
-FLASK_APP = "harness.apps.flask_app:app"
-CORE_APP = "harness.apps.core_app:app"
 needs_core_app = pytest.mark.skipif(
     importlib.util.find_spec("harness.apps.core_app") is None,
     reason="harness.apps.core_app (the bundled core probe app) is not in this tree yet",

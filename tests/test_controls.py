@@ -13,8 +13,9 @@ import core
 from harness import backends, controls
 from harness.controls import CONTROLS
 from harness.expectations import derive_table
-from harness.probe import PROBE_PATH, install_probe
+from harness.probe import install_probe
 from harness.probe.state import InjectedFailure
+from harness.protocol import PROBE_PATH
 from harness.verdict import Evidence, check_probe_response
 
 

@@ -14,13 +14,13 @@ from harness.expectations import (
     BACKEND_TRAITS,
     MODULE_THREAD_LOCAL,
     BackendTraits,
-    ConnectionPattern,
     applicable_patterns,
     derive_expectation,
     derive_table,
     render_markdown,
     situation,
 )
+from harness.load.spec import ConnectionPattern
 from harness.servers import MODES, ServerConfig
 from harness.servers.base import ModeTraits
 

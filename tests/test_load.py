@@ -20,7 +20,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from harness import backends
 from harness.load import ERROR_KINDS, LoadResult, LoadSpec, run_load
 from harness.load.http import HttpProtocolError, dechunk, parse_head
-from harness.probe import PHASES, install_probe
+from harness.probe import install_probe
+from harness.protocol import PHASES
 
 WSGIApp = Callable[..., t.Any]
 

@@ -11,8 +11,6 @@ import pytest
 import core
 from harness import backends
 from harness.probe import (
-    PHASES,
-    PROBE_PATH,
     SECRET_HEADER,
     current_token,
     install_probe,
@@ -20,7 +18,8 @@ from harness.probe import (
 )
 from harness.probe.frameworks import FailingSessionInterface, Framework
 from harness.probe.middleware import ProbeQuery, parse_probe_query
-from harness.probe.state import FAIL_PHASES, InjectedFailure
+from harness.probe.state import InjectedFailure
+from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH
 from harness.verdict import check_probe_response
 
 flask = pytest.importorskip("flask", reason="flask is the reference framework (dev extra)")

@@ -164,7 +164,7 @@ def _v2(run: Run) -> dict[str, Any]:
         pytest.param(lambda d: d["cells"][0].update(leaks=True), "expected an integer", id="bool"),
         pytest.param(lambda d: d["cells"][0].update(lekas=1), "unknown key 'lekas'", id="typo"),
         pytest.param(
-            lambda d: d["settings"].update(concurrency=0), "bad --concurrency 0", id="settings"
+            lambda d: d["settings"].update(concurrency="16"), "settings.concurrency", id="settings"
         ),
     ],
 )

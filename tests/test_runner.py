@@ -17,6 +17,7 @@ from harness.errors import UsageError
 from harness.load import LoadResult
 from harness.results import Latency
 from harness.runner import EVIDENCE_CAP, StatusLine, aggregate, run_matrix
+from harness.servers import ServerConfig
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit
 
@@ -116,12 +117,12 @@ def test_app_labels() -> None:
 )
 def test_settings_are_checked(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        RunSettings(**kwargs)
+        RunSettings(**kwargs).checked()
 
 
 def test_unknown_mode_in_settings() -> None:
     with pytest.raises(UsageError, match="unknown server mode 'nope'"):
-        RunSettings(modes=("nope",)).resolved_modes()
+        RunSettings(modes=("nope",)).checked()
 
 
 class FakeWorld:
@@ -133,10 +134,8 @@ class FakeWorld:
         self.interrupt_at = interrupt_at
 
     @contextlib.contextmanager
-    def server(
-        self, mode: str, *, app: str, backend: str, log_dir: Path, **kw: Any
-    ) -> Iterator[Any]:
-        self.started.append((app, backend, mode))
+    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
+        self.started.append((cfg.app, cfg.backend, mode))
         log_dir.mkdir(parents=True, exist_ok=True)
         yield SimpleNamespace(
             mode=mode, host="127.0.0.1", port=1, log_path=log_dir / f"{mode}.log",

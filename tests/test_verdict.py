@@ -8,8 +8,8 @@ import typing as t
 
 import pytest
 
+from harness.protocol import PHASES
 from harness.verdict import (
-    REQUIRED_PHASES,
     Evidence,
     ProbeProtocolError,
     Unit,
@@ -195,7 +195,7 @@ def test_not_a_probe_response(raw: bytes, match: str) -> None:
         check_probe_response(TOKEN, 200, raw, mode="m")
 
 
-@pytest.mark.parametrize("phase", sorted(REQUIRED_PHASES))
+@pytest.mark.parametrize("phase", sorted(PHASES))
 def test_a_missing_phase_is_a_protocol_error(phase: str) -> None:
     obs = [o for o in clean_obs() if o[0] != phase]
     with pytest.raises(ProbeProtocolError, match=f"no observations from phase\\(s\\) {phase}"):

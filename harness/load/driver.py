@@ -25,6 +25,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
+from harness.protocol import PROBE_PATH
 from harness.verdict import Evidence, ProbeProtocolError, examine_probe_response
 
 from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
@@ -35,7 +36,6 @@ __all__ = ["Progress", "run_load"]
 #: ``progress(requests_done, errors, leaks)``, called about twice a second and once at the end.
 Progress = Callable[[int, int, int], None]
 
-PROBE_PATH = "/_ctxbench/probe"
 _MAX_HEAD = 64 * 1024
 # recv() into one reused buffer: sock.recv(n) allocates n bytes per call, and above malloc's mmap
 # threshold (128 KiB) that is an mmap + munmap per response, which cost the driver ~20% of wrk's

@@ -5,16 +5,19 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import typing as t
 from dataclasses import dataclass, field
 
-from harness.probe.state import FAIL_PHASES
+from harness.protocol import FAIL_PHASES
 from harness.verdict import Evidence
 
-__all__ = ["CONNECTION_PATTERNS", "ERROR_KINDS", "LoadResult", "LoadSpec"]
+__all__ = ["CONNECTION_PATTERNS", "ERROR_KINDS", "ConnectionPattern", "LoadResult", "LoadSpec"]
 
-#: ``keepalive``: each virtual user reuses one HTTP/1.1 connection, reconnecting when the server
-#: closes it. ``fresh``: a new connection per request, sent with ``Connection: close``.
-CONNECTION_PATTERNS = ("keepalive", "fresh")
+#: How the client connects: ``keepalive``, each virtual user reuses one HTTP/1.1 connection,
+#: reconnecting when the server closes it; ``fresh``, a new connection per request, sent with
+#: ``Connection: close``.
+ConnectionPattern = t.Literal["keepalive", "fresh"]
+CONNECTION_PATTERNS: tuple[ConnectionPattern, ...] = ("keepalive", "fresh")
 
 #: The keys of :attr:`LoadResult.error_kinds`.
 ERROR_KINDS = ("refused", "reset", "timeout", "non-2xx", "protocol", "os-error")
@@ -45,7 +48,7 @@ class LoadSpec:
     #: How many :class:`Evidence` items to keep; all leaks are counted regardless.
     max_evidence: int = 50
     #: Make ``fail_fraction`` of the requests raise at this phase (``fail=<phase>`` in the probe
-    #: query; one of :data:`harness.probe.state.FAIL_PHASES`). Those requests are expected
+    #: query; one of :data:`harness.protocol.FAIL_PHASES`). Those requests are expected
     #: errors, counted in ``injected``; what they leave behind shows in later requests.
     fail_phase: str | None = None
     #: The fraction of requests that fail, spread evenly over the run (0.1: the 10th, 20th, ...

@@ -9,13 +9,11 @@ specified in ``docs/architecture.md`` ("The probe protocol").
 from __future__ import annotations
 
 from .install import ENABLE_ENV, SECRET_ENV, install_probe, probe_enabled
-from .middleware import PROBE_PATH, SECRET_HEADER
-from .state import PHASES, current_token, observe
+from .middleware import SECRET_HEADER
+from .state import current_token, observe
 
 __all__ = [
     "ENABLE_ENV",
-    "PHASES",
-    "PROBE_PATH",
     "SECRET_ENV",
     "SECRET_HEADER",
     "current_token",

@@ -19,9 +19,10 @@ import typing as t
 from collections.abc import Callable
 
 from harness.osthread import original_get_ident
+from harness.protocol import PROBE_PATH
 
 from .frameworks import Framework, framework_for
-from .middleware import PROBE_PATH, ProbeMiddleware, _json_encode
+from .middleware import ProbeMiddleware, _json_encode
 from .state import _cv_probe
 from .stream import STREAM_PATH, make_stream_view
 

@@ -32,10 +32,11 @@ from .frameworks import Framework
 
 if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
-from .state import FAIL_PHASES, PHASES, ProbeState, RecentTokens, _cv_probe, recent_tokens
+from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH
+
+from .state import ProbeState, RecentTokens, _cv_probe, recent_tokens
 
 __all__ = [
-    "PROBE_PATH",
     "SECRET_HEADER",
     "STREAM_PATH",
     "ProbeMiddleware",
@@ -43,7 +44,6 @@ __all__ = [
     "parse_probe_query",
 ]
 
-PROBE_PATH = "/_ctxbench/probe"
 #: The probe's streamed route (see :mod:`harness.probe.stream`): passed through unbuffered, but
 #: behind the same secret.
 STREAM_PATH = "/_ctxbench/probe/stream"
@@ -61,7 +61,7 @@ class ProbeQuery(t.NamedTuple):
 
     token: str
     sleep_s: float
-    #: One of :data:`~harness.probe.state.FAIL_PHASES`, or ``None`` for a request that succeeds.
+    #: One of :data:`~harness.protocol.FAIL_PHASES`, or ``None`` for a request that succeeds.
     fail: str | None = None
 
 

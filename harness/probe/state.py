@@ -16,30 +16,7 @@ import threading
 from collections import deque
 from contextvars import ContextVar
 
-__all__ = ["FAIL_PHASES", "PHASES", "InjectedFailure", "ProbeState", "current_token", "observe"]
-
-#: The phases of one request, in the order they happen.
-PHASES: tuple[str, ...] = (
-    "entry",
-    "before_request",
-    "view",
-    "after_request",
-    "teardown_request",
-    "teardown_appcontext",
-)
-
-#: Where a probe request can be made to raise (``fail=<phase>`` in the query): loading the
-#: session, or one of the request's phases. ``session`` raises from the app's session interface
-#: (``open_session``), wherever the framework loads it; the others raise from the probe's own hook
-#: of that phase, after it observed (the teardown ones from a teardown function).
-FAIL_PHASES: tuple[str, ...] = (
-    "session",
-    "before_request",
-    "view",
-    "after_request",
-    "teardown_request",
-    "teardown_appcontext",
-)
+__all__ = ["InjectedFailure", "ProbeState", "current_token", "observe"]
 
 Observation = list[str | None]
 
@@ -79,7 +56,8 @@ class ProbeState:
         #: The token from the WSGI environ's query string: what the client sent.
         self.token = token
         self.sleep_s = sleep_s
-        #: The phase at which this request must raise (one of :data:`FAIL_PHASES`), or ``None``.
+        #: The phase at which this request must raise (one of
+        #: :data:`harness.protocol.FAIL_PHASES`), or ``None``.
         self.fail = fail
         #: Whether the injected failure was raised (it is raised once per request).
         self.failed = False

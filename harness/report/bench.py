@@ -35,7 +35,7 @@ from harness.report.tree import (
     spread_cell,
     spread_warning,
 )
-from harness.results import SPREAD_FORMULA, SPREAD_WARNING
+from harness.results import SPREAD_FORMULA, SPREAD_WARNING, MicroRow
 
 if TYPE_CHECKING:
     from harness.report.sections import Context
@@ -51,22 +51,6 @@ APP_CONTEXT_TARGET_S = 1e-6
 DEFAULT_TARGET_RATIO = 0.9
 # The suite's order: groups as in test_micro.py, then core, flask, werkzeug in each.
 _ORDER = ("full-wsgi-call", "request-context", "app-context", "core", "flask", "werkzeug")
-
-
-@dataclass(frozen=True)
-class MicroRow:
-    """One benchmark of the micro suite: a framework in a group."""
-
-    group: str
-    framework: str
-    median_s: float
-    iqr_s: float
-    rounds: int
-
-    @property
-    def spread(self) -> float:
-        """Interquartile range / median."""
-        return self.iqr_s / self.median_s if self.median_s > 0 else 0.0
 
 
 @dataclass(frozen=True)

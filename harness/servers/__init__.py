@@ -14,7 +14,7 @@ server (uWSGI, waitress, ...) is one new module here::
 
 Use a server::
 
-    with live_server("gunicorn-gevent", app="harness.apps.core_app:app") as srv:
+    with live_server("gunicorn-gevent", app="harness.apps.core_app:app", workers=2) as srv:
         srv.url, srv.effective  # effective: what really ran (worker class, pids, versions)
 
 Any mode runs behind a registered proxy by its composed name, ``nginx-keepalive+gunicorn-gevent``
@@ -25,24 +25,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import pkgutil
 import typing as t
 from collections.abc import Iterator
 
+from harness.servers._process import HOST, check_port_free, free_port, group_members
 from harness.servers._proxy import PROXIES, proxied_modes
 from harness.servers.base import (
-    HOST,
     MODES,
     PROXY_SEPARATOR,
     Availability,
     LiveServer,
     ServerConfig,
     ServerMode,
-    ServerOptions,
-    check_port_free,
-    free_port,
     get_mode,
-    group_members,
     register,
     start_server,
 )
@@ -56,7 +53,6 @@ __all__ = [
     "LiveServer",
     "ServerConfig",
     "ServerMode",
-    "ServerOptions",
     "check_port_free",
     "free_port",
     "get_mode",
@@ -76,15 +72,22 @@ for _name in sorted(MODES, key=lambda name: (MODES[name].order, name)):
 
 @contextlib.contextmanager
 def live_server(
-    mode: str, app: str = "harness.apps.core_app:app", **options: t.Unpack[ServerOptions]
+    mode: str,
+    cfg: ServerConfig | None = None,
+    *,
+    log_dir: str | os.PathLike[str] | None = None,
+    ready_timeout: float = 30.0,
+    **changes: t.Any,
 ) -> Iterator[LiveServer]:
-    """Run ``mode`` serving ``app`` for the duration of the ``with`` block.
+    """Run ``mode`` with ``cfg`` (changed by ``changes``) for the duration of the ``with`` block.
 
-    Takes the keyword arguments of :func:`start_server` (``backend``, ``port``, ``workers``,
-    ``threads``, ``worker_connections``, ``extra_args``, ``prefix``, ``log_dir``,
-    ``ready_timeout``). The server is ready (it answered a probe request) when the block starts
-    and gone, with every process of its group, when it ends, however it ends. See
+    Takes the arguments of :func:`start_server`: a :class:`ServerConfig`, or its fields as
+    keywords (``app``, ``backend``, ``port``, ``workers``, ``threads``, ``worker_connections``,
+    ``extra_args``, ``prefix``). The server is ready (it answered a probe request) when the block
+    starts and gone, with every process of its group, when it ends, however it ends. See
     :func:`start_server` for errors.
     """
-    with start_server(mode, app=app, **options) as server:
+    with start_server(
+        mode, cfg, log_dir=log_dir, ready_timeout=ready_timeout, **changes
+    ) as server:
         yield server

@@ -42,12 +42,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
+from harness.protocol import PROBE_PATH
 from harness.servers._state import die_with_parent
 
 __all__ = [
     "HOST",
     "LOG_TAIL_LINES",
-    "PROBE_PATH",
     "SCRUBBED_ENV",
     "PortRaceLost",
     "check_port_free",
@@ -67,7 +67,6 @@ HOST = "127.0.0.1"
 #: Variables a server ctxbench starts never inherits: gunicorn reads the first three, and a probe
 #: secret meant for a deployment would lock the harness out of its own servers.
 SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "CTXBENCH_PROBE_SECRET")
-PROBE_PATH = "/_ctxbench/probe"
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 LOG_TAIL_LINES = 25
 

@@ -181,22 +181,13 @@ class ProxiedMode(ServerMode):
             workdir.mkdir(parents=True, exist_ok=True)
         upstream: LiveServer | None = None
         try:
+            # The proxy listens on cfg.port; the upstream on a free port of its own.
             upstream = start_server(
-                self.upstream,
-                app=cfg.app,
-                backend=cfg.backend,
-                workers=cfg.workers,
-                threads=cfg.threads,
-                worker_connections=cfg.worker_connections,
-                extra_args=cfg.extra_args,
-                prefix=cfg.prefix,
-                log_dir=workdir,
-                ready_timeout=ready_timeout,
+                self.upstream, cfg.replace(port=None), log_dir=workdir, ready_timeout=ready_timeout
             )
             traits = self._in_front(upstream.traits or self.upstream.traits_for(cfg))
             front = self.proxy.front(upstream, workdir, traits)
-            proxy = front.start(dataclasses.replace(cfg, extra_args=(), prefix=()), workdir,
-                                ready_timeout)  # fmt: skip
+            proxy = front.start(cfg.replace(extra_args=(), prefix=()), workdir, ready_timeout)
         except BaseException:
             if upstream is not None:
                 upstream.stop()

@@ -1,4 +1,4 @@
-"""Server-side half of the effective-configuration report (stdlib only).
+"""Server-side half of the effective-configuration report (stdlib only at import time).
 
 Runs inside the server processes: each serving process writes one small JSON file into
 ``CTXBENCH_STATE_DIR`` once it is ready to serve, saying what really runs there (pid, worker
@@ -55,8 +55,9 @@ def write_state(name: str, data: dict[str, t.Any]) -> None:
     state_dir = os.environ.get("CTXBENCH_STATE_DIR")
     if not state_dir:
         return
-    path = Path(state_dir, f"{name}.json")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # The results model imports the server registry, which imports this module: imported on
+    # use to keep that cycle out of import time.
+    from harness.results import write_atomic
+
     with contextlib.suppress(OSError, TypeError, ValueError):
-        tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(Path(state_dir, f"{name}.json"), json.dumps(data, default=str))

@@ -14,6 +14,7 @@ waits until a probe request succeeds, and records the effective configuration.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import os
 import shutil
 import signal
@@ -26,35 +27,28 @@ from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
+from harness.apps import CORE_APP
 from harness.errors import PortInUseError, ServerStartError, UsageError
 from harness.servers._process import (
     HOST,
-    LOG_TAIL_LINES,
-    PROBE_PATH,
-    SCRUBBED_ENV,
     PortRaceLost,
     check_port_free,
     free_port,
-    group_members,
     held_signals,
-    log_tail,
     read_json,
     spawn,
     stop_group,
     wait_ready,
     wait_states,
 )
+from harness.wsgi import parse_import_string
 
-# The port, process and log helpers live in harness.servers._process; the names below that come
-# from there (HOST, LOG_TAIL_LINES, PROBE_PATH, SCRUBBED_ENV, check_port_free, free_port,
-# group_members, log_tail) stay importable from here.
 __all__ = [
-    "HOST",
-    "LOG_TAIL_LINES",
+    "MAX_THREADS",
+    "MAX_WORKERS",
+    "MAX_WORKER_CONNECTIONS",
     "MODES",
-    "PROBE_PATH",
     "PROXY_SEPARATOR",
-    "SCRUBBED_ENV",
     "Availability",
     "ContextSource",
     "ExecutionUnit",
@@ -65,11 +59,7 @@ __all__ = [
     "ProxyTraits",
     "ServerConfig",
     "ServerMode",
-    "check_port_free",
-    "free_port",
     "get_mode",
-    "group_members",
-    "log_tail",
     "package_version",
     "register",
     "start_server",
@@ -83,15 +73,30 @@ class Availability(t.NamedTuple):
     reason: str = ""
 
 
+#: Upper limits of the server options: beyond them a value is a typo, not a configuration.
+MAX_WORKERS = 256
+MAX_THREADS = 1024
+MAX_WORKER_CONNECTIONS = 100_000
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    """What the harness asks a mode to run. ``None`` means the mode's own default."""
+    """What the harness asks a mode to run: the one record of server options.
 
-    app: str
-    backend: str
-    host: str
-    port: int
+    The CLI and the runner build it (``ctxbench serve`` from its options, a run from its
+    :class:`~harness.settings.RunSettings`), :func:`start_server` fills in a free ``port``, and
+    the mode turns it into its command line (:meth:`ServerMode.command`). ``None`` means the
+    mode's own default. Building one checks every value (:class:`UsageError` naming the option).
+    """
+
+    app: str = CORE_APP
+    backend: str = "contextvar"
+    host: str = HOST
+    #: ``None``: a free port, chosen when the server starts.
+    port: int | None = None
+    #: Server processes that serve requests (gunicorn ``-w``).
     workers: int | None = None
+    #: Threads per server process (gunicorn ``--threads``).
     threads: int | None = None
     worker_connections: int | None = None
     extra_args: tuple[str, ...] = ()
@@ -99,19 +104,27 @@ class ServerConfig:
     #: server in its place (the server is stopped through its process group either way).
     prefix: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        parse_import_string(self.app)
+        for option, value, high in (
+            ("--port", self.port, 65535),
+            ("--workers", self.workers, MAX_WORKERS),
+            ("--threads", self.threads, MAX_THREADS),
+            ("--worker-connections", self.worker_connections, MAX_WORKER_CONNECTIONS),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high
+            ):
+                raise UsageError(f"bad {option} {value!r}: use a whole number in 1..{high}")
+        for name in ("extra_args", "prefix"):
+            args = getattr(self, name)
+            if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+                raise UsageError(f"bad server {name.replace('_', ' ')} {args!r}: give strings")
+            object.__setattr__(self, name, tuple(args))  # a list given is kept as a tuple
 
-class ServerOptions(t.TypedDict, total=False):
-    """The keyword arguments of :func:`start_server` other than ``app``."""
-
-    backend: str
-    port: int | None
-    workers: int | None
-    threads: int | None
-    worker_connections: int | None
-    extra_args: t.Sequence[str]
-    prefix: t.Sequence[str]
-    log_dir: str | os.PathLike[str] | None
-    ready_timeout: float
+    def replace(self, **changes: t.Any) -> ServerConfig:
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
 
 
 #: What serves one request inside a server process: a new thread per connection, the process's
@@ -393,55 +406,38 @@ class LiveServer:
 
 def start_server(
     mode: str | ServerMode,
+    cfg: ServerConfig | None = None,
     *,
-    app: str,
-    backend: str = "contextvar",
-    port: int | None = None,
-    workers: int | None = None,
-    threads: int | None = None,
-    worker_connections: int | None = None,
-    extra_args: t.Sequence[str] = (),
-    prefix: t.Sequence[str] = (),
     log_dir: str | os.PathLike[str] | None = None,
     ready_timeout: float = 30.0,
+    **changes: t.Any,
 ) -> LiveServer:
-    """Start ``mode`` serving ``app`` and return it once a probe request succeeds.
+    """Start ``mode`` with ``cfg`` (changed by ``changes``) once a probe request succeeds.
 
-    Raises :class:`UsageError` (unknown or unavailable mode, busy port), :class:`AppLoadError`
-    (the app cannot be imported or does not answer the probe) or :class:`ServerStartError`
-    (anything else; its ``detail`` holds the log tail). Nothing is left running on failure.
+    ``start_server("gunicorn-sync", app="pkg.wsgi:app", workers=1)`` is
+    ``start_server("gunicorn-sync", ServerConfig(app="pkg.wsgi:app", workers=1))``. The server
+    log goes to ``log_dir/<mode>.log`` (a temporary folder without it). Raises
+    :class:`UsageError` (unknown or unavailable mode, bad option, busy port),
+    :class:`AppLoadError` (the app cannot be imported or does not answer the probe) or
+    :class:`ServerStartError` (anything else; its ``detail`` holds the log tail). Nothing is
+    left running on failure.
     """
+    cfg = (cfg or ServerConfig()).replace(**changes)
     server_mode = get_mode(mode) if isinstance(mode, str) else mode
     availability = server_mode.available()
     if not availability.ok:
         raise UsageError(f"server mode {server_mode.name!r} cannot run here: {availability.reason}")
-    for name, value in (
-        ("workers", workers),
-        ("threads", threads),
-        ("worker_connections", worker_connections),
-    ):
-        if value is not None and value < 1:
-            raise UsageError(f"bad {name.replace('_', '-')} {value!r}: use a number >= 1")
-    if port is not None:
-        check_port_free(port)
-    attempts = 1 if port is not None else 3
+    if cfg.port is not None:
+        check_port_free(cfg.port)
+    attempts = 1 if cfg.port is not None else 3
     for attempt in range(attempts):
-        cfg = ServerConfig(
-            app=app,
-            backend=backend,
-            host=HOST,
-            port=port if port is not None else free_port(),
-            workers=workers,
-            threads=threads,
-            worker_connections=worker_connections,
-            extra_args=tuple(extra_args),
-            prefix=tuple(prefix),
-        )
         try:
-            return server_mode.start(cfg, log_dir, ready_timeout)
+            return server_mode.start(
+                cfg if cfg.port else cfg.replace(port=free_port()), log_dir, ready_timeout
+            )
         except PortRaceLost:
-            if port is not None:
-                raise PortInUseError(port) from None
+            if cfg.port is not None:
+                raise PortInUseError(cfg.port) from None
             if attempt == attempts - 1:
                 raise ServerStartError(
                     f"{server_mode.name}: could not bind a free port on {HOST} after"
@@ -470,6 +466,8 @@ def _start(
         "CTXBENCH_STATE_DIR": str(state_dir),
     }
     process = spawn(argv, env=env, log_path=log_path)
+    if cfg.port is None:
+        raise TypeError("_start() needs a port: start_server() picks a free one")
     server = LiveServer(
         mode=server_mode.name,
         host=cfg.host,
