@@ -662,8 +662,8 @@ def test_the_apps_own_observe_names_checked_are_listed() -> None:
     )
     md = render_reports(run)["report.md"]
     assert (
-        "every request saw only its own request, g and current_app, and the app's own"
-        " `observe()` state cart and user." in md
+        "67,200 requests checked for request, g and current_app, and the app's own"
+        " `observe()` state cart and user. No leak" in md
     )
     assert "**Not measured** (these cannot run as asked): gunicorn-sync (fresh): sync has" in md
 

@@ -191,7 +191,7 @@ def headline(s: Summary) -> str:
     if s.correct and not (s.stack_leaks or s.app_leaks):
         out.append(
             f"No leak with the correct {DEFAULT_BACKEND} storage: every request saw only its own"
-            f" {_checked(s.correct)}."
+            " values."
         )
     if not s.correct:
         out.append(f"The correct {DEFAULT_BACKEND} storage did not run.")
@@ -258,7 +258,8 @@ def _what_ran(s: Summary) -> str:
         f"{plural(len(s.cells), 'cell')} ran: {some('app', s.apps)}; {some('mode', modes)};"
         f" {some('backend', sorted({c.backend for c in s.cells}))};"
         f" {' and '.join(s.patterns)} connections;"
-        f" {plural(sum(c.requests for c in s.cells), 'request')} checked."
+        f" {plural(sum(c.requests for c in s.cells), 'request')} checked for"
+        f" {_checked(s.cells)}."
     )
 
 
