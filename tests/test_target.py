@@ -158,7 +158,9 @@ def test_a_hand_started_gunicorn_is_checked(
         assert 1 <= seen.processes <= 2 and seen.threads > seen.processes, seen
         assert seen.overlap and seen.unit_reused, seen
     assert run.settings.targets == (url,)
-    assert (run_dir / "report.md").is_file()
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## What the runs exercised" in report
+    assert f"{url} (Server: gunicorn" in report
 
 
 LEAKY = """

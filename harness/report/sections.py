@@ -255,14 +255,12 @@ def exercised(ctx: Context) -> list[Node]:
     For a server ctxbench did not start (``--target``) this is all there is to say what ran: the
     expectations model cannot know the stack, so the units the probe reported stand in for it.
     """
-    cells = [c for c in ctx.summary.cells if c.exercised is not None]
-    if not cells:
+    pairs = [(c, c.exercised) for c in ctx.summary.cells if c.exercised is not None]
+    if not pairs:
         return []
     rows = []
     weak: list[str] = []
-    for c in cells:
-        seen = c.exercised
-        assert seen is not None
+    for c, seen in pairs:
         rows.append(
             (
                 label(c),
@@ -291,17 +289,16 @@ def exercised(ctx: Context) -> list[Node]:
         ),
         Table(headers, tuple(rows), ("l", "l", "r", "r", "r", "r", "l", "l")),
     ]
-    targets = [c for c in cells if c.target is not None]
+    targets = {c.target: (c, seen) for c, seen in pairs if c.target is not None}
     if targets:
         out.append(
             Paragraph(
                 "Servers ctxbench did not start were checked as they run; what they are comes"
                 " from outside: "
                 + "; ".join(
-                    f"{c.target} (Server: {c.server.effective.get('server') or 'not sent'},"
-                    f" app {c.app}, pids {', '.join(map(str, c.exercised.pids))})"
-                    for c in targets
-                    if c.exercised is not None and c.connections == targets[0].connections
+                    f"{url} (Server: {c.server.effective.get('server') or 'not sent'},"
+                    f" app {c.app}, pids {', '.join(map(str, seen.pids))})"
+                    for url, (c, seen) in targets.items()
                 )
                 + "."
             )
