@@ -12,11 +12,17 @@ protocol in ``docs/architecture.md``:
 
 A body that is not a probe response, or one that lacks any of the phases the probe records, raises
 :class:`ProbeProtocolError`: a probe that silently records nothing must not pass.
+
+:class:`ProbeChecker` gives the same verdicts faster when most responses are clean and alike, as
+under load: it remembers the *shape* of each clean response (the body with the token's string
+values blanked out) and answers a response of a known shape without parsing it again. See its
+docstring for why that is exactly the verdict of :func:`examine_probe_response`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import typing as t
 from dataclasses import asdict, dataclass
 
@@ -24,6 +30,7 @@ from harness.protocol import PHASES, RESIDUE_PREFIX
 
 __all__ = [
     "Evidence",
+    "ProbeChecker",
     "ProbeProtocolError",
     "ProbeVerdict",
     "Unit",
@@ -185,3 +192,65 @@ def check_probe_response(token: str, status: int, body: bytes, *, mode: str) -> 
     when the status is not 200 or the body is not a complete probe response.
     """
     return examine_probe_response(token, status, body, mode=mode).evidence
+
+
+# A token the shape cache accepts: only characters that need no escaping in JSON, and a "-",
+# which no name the verdict compares with (phases, "current_app", "residue.*", the keys) holds.
+_SHAPE_TOKEN = re.compile(r"[A-Za-z0-9_]*-[A-Za-z0-9_-]*\Z")
+# Stands for the token in a shape; a body that holds it (or a backslash) is never cached.
+_BLANK = b"\x00"
+
+
+class ProbeChecker:
+    """:func:`examine_probe_response` for one load run, with a cache of clean response shapes.
+
+    ``checker = ProbeChecker(mode)``, then ``checker.examine(token, status, body)`` for every
+    response: it returns the same :class:`ProbeVerdict` and raises the same
+    :class:`ProbeProtocolError` as ``examine_probe_response(token, status, body, mode=mode)``.
+
+    How: a clean response's *shape* is its body with every ``"<token>"`` (the token's JSON
+    string values, quotes included) replaced by a NUL byte. When a response's shape is one that
+    was already checked clean, the response is clean too, with the same unit, and is not
+    parsed again; any other response goes through :func:`examine_probe_response` and, if clean,
+    adds its shape (up to ``max_shapes`` of them). Under load a server answers in a handful of
+    shapes (one per execution unit), so nearly every response takes the short way.
+
+    Why that is exact: the short way is taken only when the token matches
+    ``[A-Za-z0-9_]*-[A-Za-z0-9_-]*`` (as the load driver's tokens do) and the body holds no
+    backslash and no NUL byte. Without a backslash every ``"`` in a body delimits a JSON string,
+    and a token needs no escaping, so the blanked places are exactly the strings equal to the
+    token, and two bodies of one shape parse to the same document except that those strings
+    hold each one's own token; whether either is JSON at all is decided by the same bytes. The
+    verdict compares strings only for equality, with the token, with the response's own
+    ``app`` (blanked alike if it equals the token) and with names that hold no ``-`` (phases,
+    ``current_app``, ``residue.*``, the keys), which therefore never equal a token. Every check
+    then comes out the same for both bodies. A body that holds its token somewhere else (a
+    string that is the token of *another* request, say) has another shape, because only its own
+    token is blanked. Leaky responses are never cached: they always take the full check, which
+    builds their evidence.
+    """
+
+    __slots__ = ("hits", "max_shapes", "mode", "shapes")
+
+    def __init__(self, mode: str, *, max_shapes: int = 4096) -> None:
+        self.mode = mode
+        self.max_shapes = max_shapes
+        #: shape -> the unit that answered it
+        self.shapes: dict[bytes, UnitKey] = {}
+        #: responses answered from the cache
+        self.hits = 0
+
+    def examine(self, token: str, status: int, body: bytes) -> ProbeVerdict:
+        """The verdict on one response; see the class docstring."""
+        if status != 200 or b"\\" in body or _BLANK in body or not _SHAPE_TOKEN.match(token):
+            return examine_probe_response(token, status, body, mode=self.mode)
+        # split + join searches the body once; replace would count the matches first.
+        shape = _BLANK.join(body.split(b'"' + token.encode() + b'"'))
+        unit = self.shapes.get(shape)
+        if unit is not None:
+            self.hits += 1
+            return ProbeVerdict(unit, [])
+        verdict = examine_probe_response(token, status, body, mode=self.mode)
+        if not verdict.evidence and len(self.shapes) < self.max_shapes:
+            self.shapes[shape] = verdict.unit
+        return verdict

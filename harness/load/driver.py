@@ -26,8 +26,9 @@ from collections import deque
 from collections.abc import Callable
 
 from harness.protocol import PROBE_PATH
-from harness.verdict import Evidence, ProbeProtocolError, examine_probe_response
+from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError
 
+from .cpu import thread_cpu
 from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
 from .spec import LoadResult, LoadSpec, loopback_host
 
@@ -41,6 +42,7 @@ _MAX_HEAD = 64 * 1024
 # threshold (128 KiB) that is an mmap + munmap per response, which cost the driver ~20% of wrk's
 # throughput against gunicorn's sync worker.
 _RECV_SIZE = 64 * 1024
+_MAX_HEADS = 256
 _TICK_NS = 20_000_000  # how often timeouts are checked
 _PROGRESS_NS = 500_000_000
 
@@ -122,7 +124,9 @@ class _User:
 
 
 class _Run:
-    def __init__(self, spec: LoadSpec, progress: Progress | None) -> None:
+    def __init__(
+        self, spec: LoadSpec, progress: Progress | None, *, run_id: str | None = None
+    ) -> None:
         host = loopback_host(spec.host)
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.addr = (host, spec.port)
@@ -133,8 +137,9 @@ class _Run:
         self.end_ns = 0
         self.duration_ns = None if spec.duration is None else int(spec.duration * 1e9)
         self.max_evidence = spec.max_evidence
+        self.checker = ProbeChecker(spec.mode)
         self.progress = progress
-        self.run_id = uuid.uuid4().hex[:8]
+        self.run_id = run_id or uuid.uuid4().hex[:8]
 
         netloc = f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
         close = "Connection: close\r\n" if self.fresh else ""
@@ -154,6 +159,9 @@ class _Run:
         self.answered: list[tuple[str, int, bytes, int, bool]] = []
         self.active = 0
         self.poller = _Poller()
+        # Response heads already parsed: a server sends the same few heads over and over (they
+        # differ in the Date header, once a second), and parse_head is a pure function.
+        self.heads: dict[bytes, ResponseHead] = {}
         self.recv_buf = bytearray(_RECV_SIZE)
         self.recv_view = memoryview(self.recv_buf)
 
@@ -186,6 +194,7 @@ class _Run:
         by_fd = self.by_fd
         next_tick = start + _TICK_NS
         next_progress = start + _PROGRESS_NS
+        cpu_start = thread_cpu()
         try:
             while True:
                 while pending:
@@ -214,6 +223,8 @@ class _Run:
             for user in self.users:
                 self._close(user)
             self.poller.close()
+        cpu_used = thread_cpu() - cpu_start
+        wall = max(_perf_ns() - start, 1) / 1e9
         if self.progress is not None:
             self.progress(self.done, self.errors, self.leaks)
         elapsed = max(self.last_done_ns - start, 1) / 1e9
@@ -232,6 +243,8 @@ class _Run:
             statuses=dict(self.statuses),
             injected=self.injected,
             injected_outcomes=dict(self.injected_outcomes),
+            driver_cpu=[round(cpu_used.on_cpu / wall, 4)],
+            driver_cpu_wait=[round(cpu_used.waiting / wall, 4)] if cpu_used.known_wait else [],
         )
 
     def _begin(self, user: _User) -> None:
@@ -353,11 +366,17 @@ class _Run:
                 if len(buf) > _MAX_HEAD:
                     self._fail(user, "protocol")
                 return
-            try:
-                head = parse_head(buf[:end])
-            except HttpProtocolError:
-                self._fail(user, "protocol")
-                return
+            raw_head = buf[:end]
+            head = self.heads.get(raw_head)
+            if head is None:
+                try:
+                    head = parse_head(raw_head)
+                except HttpProtocolError:
+                    self._fail(user, "protocol")
+                    return
+                if len(self.heads) >= _MAX_HEADS:
+                    self.heads.clear()
+                self.heads[raw_head] = head
             user.head = head
             user.body_start = end + 4
         start = user.body_start
@@ -398,7 +417,7 @@ class _Run:
 
     def _check(self, answered: list[tuple[str, int, bytes, int, bool]]) -> None:
         """Check the responses received in this turn of the loop, every one of them."""
-        mode = self.mode
+        examine = self.checker.examine
         statuses = self.statuses
         latencies = self.latencies
         units = self.units
@@ -412,7 +431,7 @@ class _Run:
                 self._count_error("non-2xx")
                 continue
             try:
-                verdict = examine_probe_response(token, status, body, mode=mode)
+                verdict = examine(token, status, body)
             except ProbeProtocolError:
                 self._count_error("protocol")
                 continue
@@ -502,6 +521,15 @@ def run_load(spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
     responses are errors (``error_kinds``); observations that differ from the user's token are
     leaks (``leaks``, with the first ``spec.max_evidence`` kept as evidence). Only loopback hosts
     are accepted (``ValueError`` otherwise).
+
+    ``driver_cpu`` and ``driver_cpu_wait`` say how busy the driver was (see
+    :mod:`harness.load.cpu`); ``driver_bound`` is true when it was saturated. With
+    ``spec.processes > 1`` the virtual users are shared out to that many driver processes and
+    their results merged (:mod:`harness.load.shards`).
     """
     spec.validate()
+    if spec.processes > 1:
+        from .shards import run_sharded  # a cycle: shards runs this module's loop in children
+
+        return run_sharded(spec, progress)
     return _Run(spec, progress).run()

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from harness.protocol import FAIL_PHASES
 from harness.verdict import Evidence
 
+from .cpu import saturated
+
 __all__ = ["CONNECTION_PATTERNS", "ERROR_KINDS", "ConnectionPattern", "LoadResult", "LoadSpec"]
 
 #: How the client connects: ``keepalive``, each virtual user reuses one HTTP/1.1 connection,
@@ -26,6 +28,7 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 MAX_DURATION_S = 24 * 3600.0
 MAX_CONCURRENCY = 4096
 MAX_SLEEP_MS = 60_000.0
+MAX_PROCESSES = 256
 
 
 @dataclass
@@ -57,6 +60,9 @@ class LoadSpec:
     #: Extra request headers sent with every request, e.g. the probe's shared secret
     #: (``X-Ctxbench-Probe-Secret``) for a server started elsewhere (``run --target``).
     headers: tuple[tuple[str, str], ...] = ()
+    #: Driver processes the virtual users are shared out to (see :mod:`harness.load.shards`).
+    #: 1 runs the driver in the calling process.
+    processes: int = 1
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field that is out of range."""
@@ -105,6 +111,20 @@ class LoadSpec:
         for name, value in self.headers:
             if not _HEADER_NAME.match(name) or any(c in value for c in "\r\n\0"):
                 raise ValueError(f"bad request header {name!r}: {value!r}.")
+        if not (isinstance(self.processes, int) and 1 <= self.processes <= MAX_PROCESSES):
+            raise ValueError(
+                f"processes must be an integer in 1..{MAX_PROCESSES}, got {self.processes!r}."
+            )
+        if self.processes > self.concurrency:
+            raise ValueError(
+                f"processes ({self.processes}) must not exceed concurrency"
+                f" ({self.concurrency}): each driver process runs at least one virtual user."
+            )
+        if self.requests is not None and self.processes > self.requests:
+            raise ValueError(
+                f"processes ({self.processes}) must not exceed requests ({self.requests}):"
+                " each driver process sends at least one request."
+            )
 
 
 @dataclass
@@ -138,6 +158,19 @@ class LoadResult:
     #: How each injected failure ended: an HTTP status (``"500"``, ``"200"`` when the framework
     #: logs a teardown error and answers anyway) or an error kind (``"reset"``, ``"timeout"``).
     injected_outcomes: dict[str, int] = field(default_factory=dict)
+    #: Per driver process: its CPU time (user + system) over the wall time of its run, in cores.
+    driver_cpu: list[float] = field(default_factory=list)
+    #: Per driver process: the time its loop was ready to run but waited for a CPU that other
+    #: programs held, over the wall time of its run (empty where the OS does not say).
+    driver_cpu_wait: list[float] = field(default_factory=list)
+
+    @property
+    def driver_bound(self) -> bool:
+        """Whether a driver process was saturated, so the figures may measure the driver.
+
+        See :func:`harness.load.cpu.saturated` for the rule.
+        """
+        return saturated(self.driver_cpu, self.driver_cpu_wait)
 
 
 def _finite(value: object) -> bool:

@@ -1,0 +1,185 @@
+"""harness.load.shards: the virtual users shared out to driver processes, the results merged.
+
+The servers here are fake probes in a background thread of this process (the driver processes
+are separate interpreters, so they reach it over loopback like any server). Everything is
+asserted in the main thread after run_load() returned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import typing as t
+from collections.abc import Callable, Iterator
+
+import pytest
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from harness.load import LoadResult, LoadSpec, run_load
+from harness.load.cpu import saturated
+from harness.load.shards import auto_processes, merge_results, split
+from harness.protocol import PHASES
+from harness.verdict import Evidence, Unit
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class FakeProbe:
+    """A WSGI app answering probe bodies; every ``leak_every``-th answer shows another token."""
+
+    def __init__(self, leak_every: int = 0) -> None:
+        self.leak_every = leak_every
+        self.count = itertools.count(1)
+        self.tokens: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, t.Any], start_response: t.Any) -> list[bytes]:
+        token = environ["QUERY_STRING"].split("&")[0].removeprefix("token=")
+        with self.lock:
+            n = next(self.count)
+            self.tokens.append(token)
+        seen = "someone-else-1" if self.leak_every and n % self.leak_every == 0 else token
+        obs = [["entry", "residue.request_context", None]]
+        obs += [[phase, "request", seen] for phase in PHASES]
+        doc = {"token": token, "app": "fake", "worker": {"pid": 1, "thread": 2, "greenlet": None}}
+        data = json.dumps({**doc, "obs": obs}).encode()
+        start_response("200 OK", [("Content-Length", str(len(data)))])
+        return [data]
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[FakeProbe], int]]:
+    started: list[tuple[BaseWSGIServer, threading.Thread]] = []
+
+    def start(app: FakeProbe) -> int:
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.daemon = True
+        thread.start()
+        started.append((server, thread))
+        return server.port
+
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_split_shares_out_evenly() -> None:
+    assert split(16, 2) == [8, 8]
+    assert split(7, 3) == [3, 2, 2]
+    assert split(1, 1) == [1]
+    assert sum(split(1001, 7)) == 1001
+
+
+def test_auto_is_half_the_cpus_and_at_most_one_per_user() -> None:
+    assert auto_processes(1) == 1
+    assert 1 <= auto_processes(1000) <= 128
+
+
+def _result(i: int) -> LoadResult:
+    unit = Unit(i, 1, None)
+    return LoadResult(
+        requests=100 * i,
+        errors=i,
+        error_kinds={"reset": i},
+        leaks=2 * i,
+        evidence=[Evidence("m", "view", "g", f"t{i}", f"u{i}", unit) for _ in range(2 * i)],
+        leaky_requests=i,
+        latencies_ms=[float(i)] * (100 * i - i),
+        elapsed_s=1.0 + i / 10,
+        rps=(100 * i - i) / (1.0 + i / 10),
+        units=[(i, 1, None), (0, 0, None)],
+        reconnects=i,
+        statuses={200: 100 * i - i, 500: i},
+        driver_cpu=[0.25 * i],
+        driver_cpu_wait=[0.1],
+    )
+
+
+def test_merged_figures_add_up() -> None:
+    parts = [_result(1), _result(2), _result(3)]
+    merged = merge_results(parts, max_evidence=5)
+    assert merged.requests == 600
+    assert merged.errors == 6 and merged.error_kinds == {"reset": 6}
+    assert merged.leaks == 12 and merged.leaky_requests == 6
+    assert len(merged.evidence) == 5  # capped, in process order
+    assert [e.expected for e in merged.evidence] == ["t1", "t1", "t2", "t2", "t2"]
+    # Latency samples are pooled, so every percentile comes from all of them.
+    assert sorted(merged.latencies_ms) == sorted(x for p in parts for x in p.latencies_ms)
+    assert merged.statuses == {200: 594, 500: 6}
+    assert merged.rps == pytest.approx(sum(p.rps for p in parts))
+    assert merged.elapsed_s == 1.3
+    assert merged.units == [(0, 0, None), (1, 1, None), (2, 1, None), (3, 1, None)]
+    assert merged.reconnects == 6
+    assert merged.driver_cpu == [0.25, 0.5, 0.75] and merged.driver_cpu_wait == [0.1] * 3
+    assert not merged.driver_bound  # 0.75 + 0.1 is not above 0.9
+    merged = merge_results([*parts, _result(4)], max_evidence=5)
+    assert merged.driver_bound  # 1.0 + 0.1: one saturated process is enough
+
+
+def test_one_saturated_process_makes_the_cell_driver_bound() -> None:
+    assert not saturated([0.5, 0.85], [0.0, 0.05])
+    assert saturated([0.5, 0.85], [0.0, 0.06])
+    assert saturated([0.95], [])  # no wait known: the CPU share decides
+    assert not saturated([], [])
+
+
+def test_two_processes_share_an_exact_count(serve: Callable[[FakeProbe], int]) -> None:
+    app = FakeProbe()
+    port = serve(app)
+    seen: list[tuple[int, int, int]] = []
+    result = run_load(
+        LoadSpec(port=port, requests=301, concurrency=7, processes=2, mode="fake"),
+        lambda *counts: seen.append(counts),
+    )
+    assert result.requests == 301
+    assert result.errors == 0, result.error_kinds
+    assert result.statuses == {200: 301}
+    assert len(result.latencies_ms) == 301
+    assert len(set(app.tokens)) == 301  # every token unique across the processes
+    assert len({tok.split("-")[0] for tok in app.tokens}) == 2  # one run id per process
+    assert len(result.driver_cpu) == 2 and len(result.driver_cpu_wait) in (0, 2)
+    assert seen and seen[-1] == (301, 0, 0)  # progress relayed, the last one final
+
+
+def test_leaks_from_every_process_are_counted(serve: Callable[[FakeProbe], int]) -> None:
+    app = FakeProbe(leak_every=10)
+    port = serve(app)
+    result = run_load(LoadSpec(port=port, requests=200, concurrency=4, processes=2, mode="fake"))
+    assert result.requests == 200 and result.errors == 0
+    assert result.leaky_requests == 20
+    assert result.leaks == 20 * len(PHASES)  # every "request" observation of those responses
+    assert len(result.evidence) == 50  # the default max_evidence, out of 120
+    assert {e.seen for e in result.evidence} == {"someone-else-1"}
+
+
+def test_errors_in_the_processes_are_counted(serve: Callable[[FakeProbe], int]) -> None:
+    port = serve(FakeProbe())
+    # A closed port: every request of both processes is refused, and counted.
+    from harness.servers._process import free_port
+
+    closed = free_port()
+    assert closed != port
+    result = run_load(LoadSpec(port=closed, requests=40, concurrency=4, processes=2))
+    assert result.requests == 40
+    assert result.error_kinds == {"refused": 40}
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"processes": 0}, "processes must be an integer"),
+        ({"processes": 9, "concurrency": 8}, "must not exceed concurrency"),
+        ({"processes": 3, "requests": 2, "concurrency": 8}, "must not exceed requests"),
+    ],
+)
+def test_bad_process_counts_are_refused(kw: dict[str, t.Any], match: str) -> None:
+    kw.setdefault("requests", 10)
+    with pytest.raises(ValueError, match=match):
+        run_load(LoadSpec(port=1, **kw))
