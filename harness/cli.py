@@ -194,6 +194,8 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ctxbench`` parser."""
+    from harness.faults import cli as faults_cli  # imports this module back: a real cycle
+
     parser = _Parser(
         prog="ctxbench",
         description="Request-context isolation harness for Python WSGI stacks.",
@@ -210,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
          _configure_report, cmd_report),
         ("compare", "compare two runs; exit 1 on a regression beyond --threshold",
          _configure_compare, cmd_compare),
+        ("chaos", "run faults during load (kill-worker, recycle, reload, timeout, abort,"
+         " slow-client, hook-error) and judge each", faults_cli.configure_chaos,
+         faults_cli.cmd_chaos),
+        ("soak", "a steady load for minutes; RSS, file descriptors and threads of every server"
+         " process each second", faults_cli.configure_soak, faults_cli.cmd_soak),
     ]  # fmt: skip
     for name, help, configure, handler in commands:
         sub = subparsers.add_parser(name, help=help, description=help)

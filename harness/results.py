@@ -46,7 +46,7 @@ from harness.apps import app_label
 from harness.errors import CtxbenchError, ResultsError
 from harness.exercised import Exercised
 from harness.servers.base import package_version
-from harness.settings import RunSettings
+from harness.settings import ChaosSettings, RunSettings
 from harness.verdict import Evidence, Unit
 
 __all__ = [
@@ -57,15 +57,22 @@ __all__ = [
     "SCHEMA",
     "SPREAD_FORMULA",
     "SPREAD_WARNING",
+    "AfterFault",
     "Cell",
     "Evidence",
+    "FaultCell",
+    "FaultEvent",
     "Latency",
+    "LoadSample",
     "Machine",
     "Measurement",
     "MicroRow",
     "NotMeasured",
+    "ProcessSample",
+    "ProcessTrend",
     "Run",
     "ServerInfo",
+    "Soak",
     "Unit",
     "Warmup",
     "load",
@@ -80,7 +87,9 @@ __all__ = [
 SCHEMA = "ctxbench.results/2"
 RESULTS_FILE = "results.json"
 #: Distributions whose versions every run records (``None`` if not installed).
-PACKAGES = ("ctxbench", "werkzeug", "flask", "gunicorn", "gevent", "greenlet", "locust")
+PACKAGES = (
+    "ctxbench", "werkzeug", "flask", "gunicorn", "gevent", "greenlet", "locust", "psutil",
+)  # fmt: skip
 #: The latency percentiles every :class:`Latency` holds.
 PERCENTILES = ("p50", "p90", "p99", "max")
 #: Relative spread of repeated measurements above which a median is too noisy to compare.
@@ -286,6 +295,158 @@ class NotMeasured:
     reason: str
 
 
+# -- faults and soaks (ctxbench chaos, ctxbench soak) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    """One thing a fault did, ``t`` seconds after the faulted load started."""
+
+    t: float
+    action: str
+    pid: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class AfterFault:
+    """The clean load run once the fault stopped and the server had its workers back."""
+
+    requests: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)
+    leaks: int = 0
+    #: Distinct worker processes that answered and were there before the fault.
+    survivors_reached: int = 0
+    #: Distinct worker processes that answered and were started during or after it.
+    respawned_reached: int = 0
+
+
+@dataclass(frozen=True)
+class FaultCell:
+    """One fault under one (app, backend, mode, connections), and its verdict.
+
+    Every request sent is accounted for: ``requests == answered + sum(errors.values()) +
+    aborted + injected``. ``answered`` counts whole responses that were judged (the leaky ones
+    included); ``errors`` the failures by kind (``reset``, ``refused``, ``timeout``, ``5xx``,
+    ``other-status``, ``protocol``, ...); ``aborted`` the requests the fault's clients left on
+    purpose; ``injected`` the requests made to raise at a phase, with how each ended. The
+    verdicts are listed in :data:`harness.faults.VERDICTS`.
+    """
+
+    fault: str
+    mode: str
+    app: str
+    backend: str
+    connections: str
+    verdict: str
+    reason: str = ""
+    requests: int = 0
+    answered: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)
+    aborted: int = 0
+    injected: int = 0
+    injected_outcomes: Mapping[str, int] = field(default_factory=dict)
+    leaks: int = 0
+    leaky_requests: int = 0
+    evidence: tuple[Evidence, ...] = ()
+    events: tuple[FaultEvent, ...] = ()
+    workers_before: tuple[int, ...] = ()
+    workers_after: tuple[int, ...] = ()
+    after: AfterFault | None = None
+    #: Load rounds of ``settings.chaos.round_requests`` each.
+    rounds: int = 0
+    elapsed_s: float = 0.0
+    server: ServerInfo = field(default_factory=ServerInfo)
+
+    @property
+    def app_label(self) -> str:
+        return app_label(self.app)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def passed(self) -> bool:
+        """A passing verdict: ``ok``, ``caught`` (a negative control was caught) or ``n/a``."""
+        return self.verdict in ("ok", "caught", "n/a")
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    """One server process at one second of a soak."""
+
+    t: float
+    pid: int
+    #: ``master``, or ``worker`` (a single-process server's one process serves requests).
+    role: str
+    rss: int
+    fds: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class LoadSample:
+    """The load during the second before ``t``."""
+
+    t: float
+    rps: float
+    requests: int
+    errors: int
+    leaks: int
+
+
+@dataclass(frozen=True)
+class ProcessTrend:
+    """One server process over a soak's measured window (after the warm-up)."""
+
+    pid: int
+    role: str
+    #: Whether it lived through the whole window (only those are judged).
+    whole_window: bool
+    rss_start: int
+    rss_end: int
+    rss_growth: float
+    fds_start: int
+    fds_end: int
+    fds_growing: bool
+    threads_end: int
+
+
+@dataclass(frozen=True)
+class Soak:
+    """A soak: its settings, its time series, its verdict (see :mod:`harness.soak.verdict`)."""
+
+    mode: str
+    app: str
+    backend: str
+    connections: str
+    seconds: float
+    warmup_s: float
+    verdict: str
+    reason: str = ""
+    requests: int = 0
+    errors: int = 0
+    leaks: int = 0
+    #: Median of the per-second throughput after the warm-up.
+    rps: float = 0.0
+    #: The RSS growth allowed after the warm-up (a fraction).
+    rss_limit: float = 0.05
+    processes: tuple[ProcessSample, ...] = ()
+    load: tuple[LoadSample, ...] = ()
+    trends: tuple[ProcessTrend, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    server: ServerInfo = field(default_factory=ServerInfo)
+
+    @property
+    def app_label(self) -> str:
+        return app_label(self.app)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "ok"
+
+
 @dataclass(frozen=True)
 class Machine:
     """Where the run happened (fields are ``None`` when a document did not record them)."""
@@ -339,6 +500,11 @@ class Run:
     not_measured: tuple[NotMeasured, ...] = ()
     status: str = "running"
     elapsed_s: float | None = None
+    #: ``ctxbench chaos``: the faults' knobs and one judged cell per fault, mode and pattern.
+    chaos: ChaosSettings | None = None
+    faults: tuple[FaultCell, ...] = ()
+    #: ``ctxbench soak``: one soak per mode.
+    soaks: tuple[Soak, ...] = ()
 
     @classmethod
     def start(cls, run_id: str, command: Sequence[str], settings: RunSettings) -> Run:

@@ -23,7 +23,7 @@ from harness.servers import MODES, get_mode, proxied_modes
 from harness.servers.base import ServerConfig
 from harness.target import parse_target
 
-__all__ = ["MAX_REPEATS", "RunSettings", "check_backend"]
+__all__ = ["MAX_REPEATS", "ChaosSettings", "RunSettings", "check_backend"]
 
 #: Measurements per cell; more than this is a typo, not a benchmark.
 MAX_REPEATS = 1000
@@ -159,6 +159,54 @@ def check_backend(backend: str, app: str) -> None:
             f"backend {backend!r} swaps the core framework's storage and cannot apply to the"
             f" Flask app {app!r}: use --backend {DEFAULT_BACKEND} with it"
         )
+
+
+@dataclass(frozen=True)
+class ChaosSettings:
+    """The knobs of the faults (``ctxbench chaos``), recorded with their results.
+
+    Every one is bounded; the defaults keep one fault cell to a few seconds on 2 cores. See
+    :mod:`harness.faults` for what each fault does with them.
+    """
+
+    #: kill-worker, reload: seconds between two injections, and how many.
+    interval_s: float = 0.5
+    injections: int = 3
+    #: recycle: each worker is recycled after ``recycle_requests`` (+ up to ``recycle_jitter``).
+    recycle_requests: int = 60
+    recycle_jitter: int = 30
+    #: timeout: the server's worker timeout (s); that many requests sleep past it.
+    worker_timeout_s: int = 2
+    timeout_requests: int = 2
+    #: abort and slow-client: hostile clients in flight at once, and how many requests in all.
+    hostile_users: int = 2
+    abort_requests: int = 120
+    slow_requests: int = 6
+    #: slow-client: how long each slow client takes to send its request or read its response.
+    slow_seconds: float = 0.6
+    #: hook-error: the fraction of each round's requests that raise (one round per phase).
+    fail_fraction: float = 0.1
+    #: Requests per load round, and the bounds of the whole faulted load.
+    round_requests: int = 400
+    min_rounds: int = 2
+    max_seconds: float = 30.0
+    #: Requests of the clean load after the fault, judged on their own.
+    after_requests: int = 300
+
+    def __post_init__(self) -> None:
+        for name in (
+            "injections", "recycle_requests", "timeout_requests", "hostile_users",
+            "abort_requests", "slow_requests", "round_requests", "min_rounds", "after_requests",
+            "worker_timeout_s",
+        ):  # fmt: skip
+            _count(f"--{name.replace('_', '-')}", getattr(self, name), high=1_000_000)
+        if isinstance(self.recycle_jitter, bool) or not (
+            isinstance(self.recycle_jitter, int) and self.recycle_jitter >= 0
+        ):
+            raise UsageError(f"bad --recycle-jitter {self.recycle_jitter!r}: use a count >= 0")
+        for name in ("interval_s", "slow_seconds", "max_seconds"):
+            _number(f"--{name.replace('_', '-')}", getattr(self, name), low=0, high=3600)
+        _number("--fail-fraction", self.fail_fraction, low=0, high=1)
 
 
 def _unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> None:

@@ -48,12 +48,12 @@ def port() -> Iterator[int]:
 
 
 def test_stream_route_streams_the_requests_token_in_every_chunk(port: int) -> None:
-    outcome = hostile.get("127.0.0.1", port, f"{STREAM_PATH}?token=abc&chunks=5&size=100")
+    outcome = hostile.get("127.0.0.1", port, f"{STREAM_PATH}?token=abc&chunks=5&size=200")
     assert outcome.kind == "answered" and outcome.status == 200, outcome
     chunks = read_chunks(outcome.body)
     assert [c["i"] for c in chunks] == [0, 1, 2, 3, 4]
     assert all(c["request"] == "abc" and c["g"] == "abc" for c in chunks), chunks
-    assert all(len(line) == 100 for line in outcome.body.splitlines(keepends=True))
+    assert all(len(line) == 200 for line in outcome.body.splitlines(keepends=True))
 
 
 def test_stream_route_rejects_bad_parameters(port: int) -> None:

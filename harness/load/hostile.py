@@ -47,6 +47,7 @@ __all__ = [
     "Outcome",
     "abort_mid_body",
     "abort_mid_request",
+    "by_status",
     "get",
     "slow_read",
     "slow_send",
@@ -54,7 +55,11 @@ __all__ = [
 
 #: What an :class:`Outcome` can be: a whole response (``answered``, whatever its status), a
 #: request the client abandoned on purpose (``aborted``), or how it failed (the driver's words).
-OUTCOME_KINDS = ("answered", "aborted", "reset", "refused", "timeout", "protocol", "os-error")
+#: :func:`by_status` adds ``5xx`` and ``other-status`` for a whole response that is not a 2xx.
+OUTCOME_KINDS = (
+    "answered", "aborted", "reset", "refused", "timeout", "protocol", "os-error", "5xx",
+    "other-status",
+)  # fmt: skip
 
 _RECV = 64 * 1024
 _MAX_HEAD = 64 * 1024
@@ -76,6 +81,15 @@ class Outcome:
     @property
     def answered(self) -> bool:
         return self.kind == "answered"
+
+
+def by_status(outcome: Outcome) -> Outcome:
+    """``outcome`` with a whole response that is not a 2xx turned into an error kind: ``5xx``
+    or ``other-status`` (the status is kept)."""
+    status = outcome.status or 0
+    if outcome.kind != "answered" or 200 <= status < 300:
+        return outcome
+    return Outcome("5xx" if status >= 500 else "other-status", status, outcome.body)
 
 
 class _Failed(Exception):

@@ -53,6 +53,10 @@ def _greenlet_id() -> int | None:
     return None if _getcurrent is None else id(_getcurrent())
 
 
+def _worker() -> dict[str, int | None]:
+    return {"pid": os.getpid(), "thread": _os_thread_ident(), "greenlet": _greenlet_id()}
+
+
 def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]:
     """Build the probe's hooks and view, bound to one framework and app."""
     response_class: t.Any = getattr(fw.app, "response_class", None)
@@ -180,7 +184,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
     return {
         "before_request": before_request,
         "view": ctxbench_probe,
-        "stream": make_stream_view(fw, response_class),
+        "stream": make_stream_view(fw, response_class, _worker),
         "drop_session_key": drop_session_key,
         "process_response": enter_phase(
             "after_request", ("request", "g", "session", "current_app"), fails=True

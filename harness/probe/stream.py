@@ -5,7 +5,8 @@ Design note: the view runs like any other in the thread or greenlet serving the 
 stores the token in ``g`` and returns a generator wrapped in the framework's
 ``stream_with_context``, which keeps the request context pushed while the server iterates the
 body, chunk after chunk, after the view has returned. Every chunk is one JSON line with what
-``request`` and ``g`` hold at that moment, padded to a fixed size, so a client that reads the
+``request`` and ``g`` hold at that moment and the unit producing it (``worker``, as in a probe
+response), padded to a fixed size, so a client that reads the
 whole body can check each chunk against its token, and a client that leaves after the first
 bytes (:func:`harness.load.hostile.abort_mid_body`) leaves the server with a half-sent body to
 abandon: the server finds out on its next write and closes the iterator, which must pop the
@@ -14,8 +15,8 @@ ordinary probe. The middleware passes this path through untouched (it streams; n
 buffered), behind the probe's secret when it has one.
 
 Query: ``token`` (required, as for the probe), ``chunks`` (1..100000, default 64),
-``chunk_ms`` (a sleep between chunks, 0..1000, default 1), ``size`` (bytes per chunk, 64..65536,
-default 1024).
+``chunk_ms`` (a sleep between chunks, 0..1000, default 1), ``size`` (the bytes each chunk is
+padded to, 64..65536, default 1024; a chunk whose JSON is longer is not cut).
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ def parse_stream_query(args: Mapping[str, str]) -> StreamQuery:
     )
 
 
-def make_stream_view(fw: Framework, response_class: t.Any) -> t.Callable[[], t.Any]:
-    """Build the view of :data:`STREAM_PATH` for one framework."""
+def make_stream_view(
+    fw: Framework, response_class: t.Any, worker: t.Callable[[], dict[str, int | None]]
+) -> t.Callable[[], t.Any]:
+    """Build the view of :data:`STREAM_PATH` for one framework; ``worker()`` says which unit
+    (pid, thread, greenlet) is producing a chunk."""
 
     def ctxbench_probe_stream() -> t.Any:
         try:
@@ -76,7 +80,12 @@ def make_stream_view(fw: Framework, response_class: t.Any) -> t.Callable[[], t.A
         def generate() -> Iterator[bytes]:
             for i in range(query.chunks):
                 line = json.dumps(
-                    {"i": i, "request": fw.read_request_token(), "g": fw.read_g()},
+                    {
+                        "i": i,
+                        "request": fw.read_request_token(),
+                        "g": fw.read_g(),
+                        "worker": worker(),
+                    },
                     separators=(",", ":"),
                 )
                 yield (line.ljust(query.size - 1) + "\n").encode()

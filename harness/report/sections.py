@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends import DEFAULT_BACKEND
-from harness.report import bench, charts
+from harness.report import bench, charts, faults
 from harness.report.summary import (
     JITTER_ADVICE,
     Summary,
@@ -78,6 +78,10 @@ def verdict(ctx: Context) -> list[Node]:
             " Do not edit: regenerate with `ctxbench report RUN_DIR`.",
             note=True,
         ),
+    ]
+    if not run.cells and (run.faults or run.soaks):  # ctxbench chaos or soak: no matrix
+        return out + faults.run_verdict(run)
+    out += [
         Callout(
             f"verdict {s.kind}",
             (
@@ -217,6 +221,8 @@ def silent_mutants(ctx: Context) -> list[Node]:
 
 
 def leaks(ctx: Context) -> list[Node]:
+    if not ctx.run.cells:  # ctxbench chaos and soak report their leaks in their sections
+        return []
     out: list[Node] = [Heading("Leaks")]
     if not ctx.summary.leaked:
         out.append(Paragraph("None: every probe observation matched its request's own token."))
@@ -383,6 +389,8 @@ def _ratio(a: float | None, b: float | None) -> str:
 #: The report, top to bottom. Add a section here (see the module docstring).
 SECTIONS: list[Section] = [
     verdict,
+    faults.faults_section,
+    faults.soak_section,
     overview,
     patterns,
     bench.micro_section,

@@ -1,0 +1,250 @@
+"""``ctxbench chaos`` (faults during load) and ``ctxbench soak``: their options and handlers.
+
+:func:`harness.cli.build_parser` registers both; heavy imports (the servers, the load driver,
+psutil) happen in the handlers, when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness.cli import _check_folder, _csv, _server_args
+from harness.errors import UsageError
+from harness.settings import check_backend
+
+__all__ = ["cmd_chaos", "cmd_soak", "configure_chaos", "configure_soak"]
+
+
+def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
+    parser.add_argument("--app", metavar="MODULE:ATTR", help="the app under test (default core)")
+    parser.add_argument("--workers", type=int, help="server processes (default 2)")
+    parser.add_argument("--threads", type=int, help="threads per server process")
+    parser.add_argument(
+        "--connections",
+        default=connections,
+        choices=("keepalive", "fresh", "both"),
+        help=f"connection pattern (default {connections})",
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="virtual users (default 16)")
+    parser.add_argument(
+        "--sleep-ms", type=float, default=1.0, help="time each probe request yields (default 1)"
+    )
+    parser.add_argument("--out", type=Path, help="folder for run folders (default results)")
+    parser.add_argument("--run-dir", type=Path, metavar="DIR", help="write the run into DIR")
+
+
+def configure_chaos(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--faults", default="all", help="comma-separated faults (default all; see --list)"
+    )
+    parser.add_argument(
+        "--modes", default="all", help="comma-separated server modes (default all that can run)"
+    )
+    parser.add_argument(
+        "--backend",
+        default="contextvar",
+        help="comma-separated context storages; a negative control (no-reset, shared-global,"
+        " ...) must still be caught under each fault",
+    )
+    parser.add_argument(
+        "--compare-flask", action="store_true", help="also run the Flask probe app"
+    )
+    _add_common(parser, connections="keepalive")
+    parser.add_argument("--interval", type=float, help="kill-worker, reload: seconds apart (0.5)")
+    parser.add_argument("--injections", type=int, help="kill-worker, reload: how many (3)")
+    parser.add_argument("--worker-timeout", type=int, help="timeout: the worker timeout, s (2)")
+    parser.add_argument("--round-requests", type=int, help="requests per load round (400)")
+    parser.add_argument("--after-requests", type=int, help="clean requests after a fault (300)")
+    parser.add_argument(
+        "--max-seconds", type=float, help="bound of one faulted load, s (30)"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the faults and where each applies, and exit"
+    )
+
+
+def _run_folder(args: argparse.Namespace) -> tuple[Path, str]:
+    from harness import results
+
+    if args.run_dir is not None:
+        if args.out is not None:
+            raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
+        _check_folder("--run-dir", args.run_dir)
+        return Path(args.run_dir), Path(args.run_dir).resolve().name
+    out = Path(args.out or "results")
+    _check_folder("--out", out)
+    run_id = results.new_run_id()
+    return out / run_id, run_id
+
+
+def _progress(text: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + text[:120].ljust(120))
+        sys.stderr.flush()
+
+
+def _done_progress() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 120 + "\r")
+
+
+def _list_faults() -> int:
+    from harness.faults import FAULTS
+    from harness.servers import MODES
+
+    for fault in FAULTS.values():
+        print(f"{fault.name}: {fault.summary}")
+        for name, mode in MODES.items():
+            why = fault.not_applicable(mode)
+            print(f"    {name}: {'applies' if why is None else 'n/a: ' + why}")
+    return 0
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from harness.apps import CORE_APP, FLASK_APP
+    from harness.faults import FAULTS, get_fault
+    from harness.faults.runner import run_chaos
+    from harness.load.spec import CONNECTION_PATTERNS
+    from harness.report import write_reports
+    from harness.report.faults import faults_table
+    from harness.report.tree import text_table
+    from harness.servers import MODES
+    from harness.settings import ChaosSettings, RunSettings
+    from harness.wsgi import parse_import_string
+
+    if args.list:
+        return _list_faults()
+    names = list(FAULTS) if args.faults.strip() == "all" else _csv(args.faults)
+    faults = [get_fault(name) for name in names]
+    app = args.app or CORE_APP
+    parse_import_string(app)
+    backends = tuple(_csv(args.backend))
+    for backend in backends:
+        check_backend(backend, app)
+    apps = (app, FLASK_APP) if args.compare_flask else (app,)
+    knobs = {
+        "interval_s": args.interval, "injections": args.injections,
+        "worker_timeout_s": args.worker_timeout, "round_requests": args.round_requests,
+        "after_requests": args.after_requests, "max_seconds": args.max_seconds,
+    }  # fmt: skip
+    chaos = replace(ChaosSettings(), **{k: v for k, v in knobs.items() if v is not None})
+    # Every direct mode by default; a proxied one (nginx+MODE) only when named: nginx retries a
+    # request whose upstream died, and the probe reports the duplicate token.
+    all_modes = tuple(name for name, mode in MODES.items() if mode.available().ok)
+    settings = RunSettings(
+        apps=apps,
+        backends=backends,
+        modes=all_modes if args.modes.strip() == "all" else tuple(_csv(args.modes)),
+        connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
+        duration=None,
+        requests=chaos.round_requests,
+        concurrency=args.concurrency,
+        sleep_ms=args.sleep_ms,
+        timeout=15.0,
+        workers=args.workers,
+        threads=args.threads,
+        repeats=1,
+        warmup=0.0,
+    )
+    settings = settings.checked()  # unknown or unavailable modes fail before anything starts
+    run_dir, run_id = _run_folder(args)
+    started = time.monotonic()
+    try:
+        run = run_chaos(faults, settings, chaos, run_dir, command=["ctxbench", *args.argv],
+                        run_id=run_id, progress=_progress)  # fmt: skip
+    finally:
+        _done_progress()
+    print("\n".join(text_table(faults_table(run.faults))))
+    failed = [c for c in run.faults if not c.passed]
+    for cell in failed:
+        print(f"{cell.fault} {cell.mode} {cell.backend} {cell.connections}: {cell.verdict}:"
+              f" {cell.reason}")  # fmt: skip
+    print(
+        f"\n{len(run.faults)} fault cells, {len(failed)} failing,"
+        f" {sum(c.requests for c in run.faults):,} requests accounted for,"
+        f" {time.monotonic() - started:.0f} s; results: {run_dir / 'results.json'}"
+    )
+    paths = write_reports(run_dir, run)
+    print("report: " + ", ".join(str(p) for p in paths))
+    return 1 if failed else 0
+
+
+def configure_soak(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", required=True, help="the server mode (see 'ctxbench list')")
+    parser.add_argument(
+        "--minutes", type=float, required=True, help="how long the steady load runs"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds sampled but not judged (default a fifth of the soak, 10 to 60 s)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="contextvar",
+        help="context storage (never-release: the memory-leak negative control)",
+    )
+    parser.add_argument(
+        "--server-arg", action="append", default=[], metavar="ARG", help="extra server argument"
+    )
+    _add_common(parser, connections="fresh")
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from harness import results
+    from harness.apps import CORE_APP
+    from harness.report import write_reports
+    from harness.report.faults import soak_table
+    from harness.report.tree import text_table
+    from harness.settings import RunSettings
+    from harness.soak import run_soak
+    from harness.soak.sampler import import_psutil
+    from harness.wsgi import parse_import_string
+
+    import_psutil()  # a missing psutil is a usage error before anything starts
+    app = args.app or CORE_APP
+    parse_import_string(app)
+    check_backend(args.backend, app)
+    if args.connections == "both":
+        raise UsageError("a soak runs one connection pattern: --connections keepalive or fresh")
+    seconds = args.minutes * 60.0
+    if not 0 < seconds <= 24 * 3600:
+        raise UsageError(f"bad --minutes {args.minutes!r}: use a number in (0, 1440]")
+    if args.warmup is not None and not 0 <= args.warmup < seconds:
+        raise UsageError(f"bad --warmup {args.warmup!r}: use seconds in [0, the soak's length)")
+    if _server_args(args.server_arg):
+        raise UsageError("--server-arg is not supported by soak yet")
+    settings = RunSettings(
+        apps=(app,), backends=(args.backend,), modes=(args.mode,),
+        connections=(args.connections,), duration=seconds, concurrency=args.concurrency,
+        sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads, repeats=1,
+        warmup=0.0,
+    )  # fmt: skip
+    settings = settings.checked()
+    run_dir, run_id = _run_folder(args)
+    run = results.Run.start(run_id, ["ctxbench", *args.argv], settings)
+    try:
+        soak = run_soak(
+            args.mode, seconds=seconds, app=app, backend=args.backend,
+            connections=args.connections, warmup_s=args.warmup, concurrency=args.concurrency,
+            sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads,
+            log_dir=run_dir / "logs", progress=_progress,
+        )  # fmt: skip
+    finally:
+        _done_progress()
+    run = run.replace(soaks=(soak,), status="complete", elapsed_s=seconds)
+    results.write(run_dir, run)
+    print("\n".join(text_table(soak_table(soak))))
+    print(
+        f"\nsoak {soak.mode} {soak.backend} {soak.connections}: {soak.verdict}: {soak.reason}"
+        f"\n{soak.requests:,} requests, {soak.errors:,} errors, {soak.leaks:,} leaks,"
+        f" median {soak.rps:,.0f} rps after the warm-up; results: {run_dir / 'results.json'}"
+    )
+    paths = write_reports(run_dir, run)
+    print("report: " + ", ".join(str(p) for p in paths))
+    return 0 if soak.passed else 1

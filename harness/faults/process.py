@@ -1,0 +1,238 @@
+"""The faults that act on the server's processes: kill-worker, recycle, reload, timeout.
+
+Design note: the server runs in its own process group (see :mod:`harness.servers`); a worker
+process is any member of the group but the master. The injectors signal those processes from a
+background thread of the harness while the load runs in the main thread, and record each signal
+as a :class:`~harness.results.FaultEvent`. Each fault applies only where the mode's
+:class:`~harness.servers.base.Lifecycle` says its server does the thing: a master that respawns
+(kill-worker), a reload signal (reload), recycling arguments (recycle), a worker timeout that
+kills a worker stuck in a request (timeout). Requests in flight on a worker that dies get no
+response (``reset``), or the 500 gunicorn's sync worker sends as SIGABRT unwinds a timed-out
+request (``5xx``): those are the expected errors, never leaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+
+from harness.load.hostile import HostileLoad, Outcome, by_status, get
+from harness.protocol import PROBE_PATH
+from harness.servers import LiveServer, ServerMode, get_mode
+from harness.settings import ChaosSettings
+
+from .base import Fault, Injector, register, worker_pids
+from .verdict import Tally
+
+__all__ = ["KillWorker", "Recycle", "Reload", "Timeout"]
+
+
+def _replaced(action: str, injector: Injector, before: set[int], after: set[int]) -> str | None:
+    if not any(e.action == action for e in injector.events):
+        return f"no {action} was sent before the load ended"
+    if not after - before:
+        return "no worker process was replaced"
+    return None
+
+
+class _PeriodicInjector(Injector):
+    """Does :meth:`inject` ``settings.injections`` times, ``settings.interval_s`` apart."""
+
+    def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
+        super().__init__(server, settings)
+        self._finished = False
+
+    def run(self) -> None:
+        for _ in range(self.settings.injections):
+            if self.stopping(self.settings.interval_s):
+                return
+            self.inject()
+        self._finished = True
+
+    def inject(self) -> None:
+        raise NotImplementedError
+
+    def done(self) -> bool:
+        return self._finished
+
+
+class _KillInjector(_PeriodicInjector):
+    def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
+        super().__init__(server, settings)
+        self._random = random.Random(server.pid)
+
+    def inject(self) -> None:
+        workers = sorted(worker_pids(self.server) - {self.server.pid})
+        if not workers:
+            self.record("no-worker")
+            return
+        pid = self._random.choice(workers)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            self.record("SIGKILL", pid)
+
+
+@register
+class KillWorker(Fault):
+    name = "kill-worker"
+    order = 10
+    summary = "SIGKILL a random worker process every interval; the master respawns it"
+    expected_errors = frozenset({"reset"})
+    replaces_workers = True
+
+    def not_applicable(self, mode: ServerMode) -> str | None:
+        if mode.lifecycle.respawns:
+            return None
+        return mode.lifecycle.notes.get(self.name, "nothing respawns a killed worker")
+
+    def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
+        return _KillInjector(server, settings)
+
+    def not_exercised(
+        self, tally: Tally, injector: Injector, before: set[int], after: set[int]
+    ) -> str | None:
+        return _replaced("SIGKILL", injector, before, after)
+
+
+class _ReloadInjector(_PeriodicInjector):
+    def __init__(self, server: LiveServer, settings: ChaosSettings, sig: int) -> None:
+        super().__init__(server, settings)
+        self.signal = sig
+
+    def inject(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.server.pid, self.signal)
+            self.record(signal.Signals(self.signal).name, self.server.pid)
+
+
+@register
+class Reload(Fault):
+    name = "reload"
+    order = 30
+    summary = "a graceful reload of every worker (SIGHUP to gunicorn's master) every interval"
+    expected_errors = frozenset({"reset"})
+    replaces_workers = True
+
+    def not_applicable(self, mode: ServerMode) -> str | None:
+        if mode.lifecycle.reload_signal is not None:
+            return None
+        return mode.lifecycle.notes.get(self.name, "the server has no graceful reload")
+
+    def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
+        sig = get_mode(server.mode).lifecycle.reload_signal
+        if sig is None:  # not_applicable() said so first
+            raise ValueError(f"{server.mode} has no reload signal")
+        return _ReloadInjector(server, settings, sig)
+
+    def not_exercised(
+        self, tally: Tally, injector: Injector, before: set[int], after: set[int]
+    ) -> str | None:
+        sig = getattr(injector, "signal", None)
+        return _replaced(signal.Signals(sig).name if sig else "reload", injector, before, after)
+
+
+class _RecycleWatcher(Injector):
+    """Watches the worker pids until workers were replaced ``injections`` times."""
+
+    def run(self) -> None:
+        known = worker_pids(self.server)
+        while not self.stopping(0.05):
+            current = worker_pids(self.server)
+            for pid in sorted(current - known):
+                self.record("new-worker", pid)
+            for pid in sorted(known - current):
+                self.record("worker-gone", pid)
+            known |= current
+
+    def done(self) -> bool:
+        return sum(e.action == "new-worker" for e in self.events) >= self.settings.injections
+
+
+@register
+class Recycle(Fault):
+    name = "recycle"
+    order = 20
+    summary = "each worker exits after about N requests (--max-requests with jitter)"
+    expected_errors = frozenset({"reset"})
+    replaces_workers = True
+
+    def not_applicable(self, mode: ServerMode) -> str | None:
+        if mode.lifecycle.recycle_args:
+            return None
+        return mode.lifecycle.notes.get(self.name, "the server does not recycle workers")
+
+    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
+        return tuple(
+            arg.format(requests=settings.recycle_requests, jitter=settings.recycle_jitter)
+            for arg in mode.lifecycle.recycle_args
+        )
+
+    def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
+        return _RecycleWatcher(server, settings)
+
+    def not_exercised(
+        self, tally: Tally, injector: Injector, before: set[int], after: set[int]
+    ) -> str | None:
+        return None if after - before else "no worker was recycled"
+
+
+class _TimeoutInjector(_RecycleWatcher):
+    """Sends requests that sleep past the worker timeout; watches their workers being replaced."""
+
+    def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
+        super().__init__(server, settings)
+        sleep_ms = (settings.worker_timeout_s + 2.0) * 1000.0
+
+        def action(seq: int) -> Outcome:
+            # gunicorn's worker answers 500 as SIGABRT unwinds the request, or the connection
+            # just drops: either is the expected error, a 200 means nothing killed the worker.
+            return by_status(get(
+                server.host,
+                server.port,
+                f"{PROBE_PATH}?token=ctxbench-timeout-{seq}&sleep_ms={sleep_ms:g}",
+                timeout=settings.worker_timeout_s + 15.0,
+            ))  # fmt: skip
+
+        self.hostile = HostileLoad(
+            action, users=settings.timeout_requests, requests=settings.timeout_requests
+        )
+
+    def done(self) -> bool:
+        return self._hostile_finished()
+
+
+@register
+class Timeout(Fault):
+    name = "timeout"
+    order = 40
+    summary = "requests sleep past the worker timeout, so the master kills the worker mid-request"
+    expected_errors = frozenset({"reset", "5xx"})
+    replaces_workers = True
+
+    def not_applicable(self, mode: ServerMode) -> str | None:
+        if mode.lifecycle.timeout_args:
+            return None
+        return mode.lifecycle.notes.get(self.name, "the server has no worker timeout")
+
+    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
+        return tuple(
+            arg.format(seconds=settings.worker_timeout_s) for arg in mode.lifecycle.timeout_args
+        )
+
+    def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
+        return _TimeoutInjector(server, settings)
+
+    def not_exercised(
+        self, tally: Tally, injector: Injector, before: set[int], after: set[int]
+    ) -> str | None:
+        counts = injector.hostile_counts
+        if counts.get("answered"):
+            return (
+                f"{counts['answered']} requests that slept past the worker timeout were answered:"
+                " the master did not kill their worker"
+            )
+        if not after - before:
+            return "no worker process was replaced"
+        return None

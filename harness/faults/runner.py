@@ -1,0 +1,310 @@
+"""Run one fault cell: a server, the faulted load beside the fault, recovery, a clean load.
+
+Design note: everything here runs in the harness's main thread except the fault's injector (a
+background thread, see :mod:`harness.faults.base`). The server is started with the fault's
+extra arguments; the load then runs in rounds of ``round_requests`` requests (each round exactly
+accounted for by the driver) until the injector says the fault did all it planned, within
+``max_seconds``. The harness then waits until the server has its workers back, runs a clean load
+of ``after_requests`` and judges the cell (:mod:`harness.faults.verdict`). A fault that does not
+apply to a mode starts nothing and is recorded as ``n/a`` with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import results
+from harness.apps import app_label
+from harness.expectations import BACKEND_TRAITS, derive_expectation
+from harness.load import LoadResult, LoadSpec, run_load
+from harness.results import AfterFault, FaultCell, Run, ServerInfo
+from harness.servers import LiveServer, get_mode, live_server
+from harness.settings import ChaosSettings, RunSettings
+
+from .base import Fault, worker_pids
+from .verdict import Tally, judge, split_statuses
+
+__all__ = ["LoadSettings", "run_chaos", "run_fault_cell"]
+
+#: Evidence items kept per fault cell; the counts stay exact.
+EVIDENCE_CAP = 20
+#: How long the server may take to have its workers back after the fault.
+RECOVERY_S = 20.0
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """The ordinary load a fault runs beside (the ``ctxbench run`` defaults, a longer timeout,
+    so that a request stuck behind a dying worker is an answer or a reset, not a timeout)."""
+
+    concurrency: int = 16
+    sleep_ms: float = 1.0
+    timeout: float = 15.0
+    workers: int | None = None
+    threads: int | None = None
+
+
+def _spec(server: LiveServer, connections: str, load: LoadSettings, requests: int,
+          **overrides: t.Any) -> LoadSpec:  # fmt: skip
+    return LoadSpec(
+        host=server.host,
+        port=server.port,
+        concurrency=load.concurrency,
+        requests=requests,
+        connections=connections,
+        sleep_ms=load.sleep_ms,
+        timeout=load.timeout,
+        mode=server.mode,
+        max_evidence=EVIDENCE_CAP,
+        **overrides,
+    )
+
+
+def _add_round(tally: Tally, spec: LoadSpec, result: LoadResult, evidence: list[t.Any]) -> None:
+    tally.sent += spec.requests or 0
+    tally.accounted += result.requests
+    tally.injected += result.injected
+    tally.injected_outcomes.update(result.injected_outcomes)
+    tally.errors.update(split_statuses(result.error_kinds, result.statuses,
+                                       result.injected_outcomes))  # fmt: skip
+    tally.answered += result.requests - result.errors - result.injected
+    tally.leaks += result.leaks
+    tally.leaky_requests += result.leaky_requests
+    evidence.extend(result.evidence[: EVIDENCE_CAP - len(evidence)])
+
+
+def _can_leak(fault: Fault, backend: str, mode: str, connections: str) -> bool:
+    """Whether ``backend`` can leak under ``mode``, from the traits (:mod:`harness.expectations`).
+
+    A negative control of :mod:`harness.controls` breaks only when a request fails at a phase,
+    so it can leak only under a fault that makes requests fail (``hook-error``).
+    """
+    traits = get_mode(mode).traits
+    pattern = t.cast(t.Any, connections)
+    if backend in BACKEND_TRAITS:
+        return derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, pattern).can_leak
+    from harness.controls import expectation
+
+    return fault.name == "hook-error" and expectation(backend, mode, traits, pattern).can_leak
+
+
+def _wait_recovered(server: LiveServer, expected: int) -> tuple[set[int], str | None]:
+    """Wait until ``expected`` workers run and the count holds for a moment."""
+    deadline = time.monotonic() + RECOVERY_S
+    stable_since: float | None = None
+    pids: set[int] = set()
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return set(), f"the server exited with status {server.process.returncode}"
+        pids = worker_pids(server)
+        if len(pids) == expected:
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= 0.3:
+                return pids, None
+        else:
+            stable_since = None
+        time.sleep(0.05)  # poll interval, not a synchronisation
+    return pids, (
+        f"{len(pids)} workers running {RECOVERY_S:g} s after the fault, expected {expected}"
+    )
+
+
+def _after_load(
+    server: LiveServer,
+    connections: str,
+    load: LoadSettings,
+    settings: ChaosSettings,
+    before: set[int],
+    evidence: list[t.Any],
+) -> AfterFault:
+    """The clean load after the fault, in the cell's connection pattern; when it reached no
+    worker started during the fault (a keep-alive client sticks to the workers that accepted
+    it first), up to two more runs on fresh connections, so the respawned workers are judged
+    too."""
+    requests = leaks = 0
+    errors: Counter[str] = Counter()
+    reached: set[int] = set()
+    for attempt in range(3):
+        pattern = connections if attempt == 0 else "fresh"
+        result = run_load(_spec(server, pattern, load, settings.after_requests))
+        requests += result.requests
+        leaks += result.leaks
+        errors.update(split_statuses(result.error_kinds, result.statuses, {}))
+        reached |= {unit[0] for unit in result.units}
+        evidence.extend(result.evidence[: EVIDENCE_CAP - len(evidence)])
+        if reached - before or worker_pids(server) <= before:
+            break
+    return AfterFault(
+        requests=requests,
+        errors=dict(sorted(errors.items())),
+        leaks=leaks,
+        survivors_reached=len(reached & before),
+        respawned_reached=len(reached - before),
+    )
+
+
+def run_fault_cell(
+    fault: Fault,
+    mode: str,
+    *,
+    app: str,
+    backend: str,
+    connections: str,
+    settings: ChaosSettings | None = None,
+    load: LoadSettings | None = None,
+    log_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FaultCell:
+    """Run ``fault`` against ``mode`` serving ``app`` on ``backend``; return the judged cell."""
+    settings = settings or ChaosSettings()
+    load = load or LoadSettings()
+    server_mode = get_mode(mode)
+
+    def cell(**fields: t.Any) -> FaultCell:
+        return FaultCell(fault=fault.name, mode=mode, app=app, backend=backend,
+                         connections=connections, **fields)  # fmt: skip
+
+    why_not = fault.not_applicable(server_mode)
+    if why_not is not None:
+        return cell(verdict="n/a", reason=why_not)
+    say = progress or (lambda text: None)
+    can_leak = _can_leak(fault, backend, mode, connections)
+    started = time.monotonic()
+    with live_server(
+        mode,
+        app=app,
+        backend=backend,
+        workers=load.workers,
+        threads=load.threads,
+        extra_args=fault.server_args(server_mode, settings),
+        log_dir=log_dir,
+    ) as server:
+        expected_workers = len(worker_pids(server))
+        before = worker_pids(server)
+        tally = Tally()
+        evidence: list[t.Any] = []
+        injector = fault.injector(server, settings)
+        rounds = 0
+        injector.start()
+        try:
+            deadline = time.monotonic() + settings.max_seconds
+            while rounds < settings.min_rounds or not (
+                injector.done() and fault.enough_rounds(rounds)
+            ):
+                if time.monotonic() >= deadline:
+                    break
+                spec = _spec(server, connections, load, settings.round_requests,
+                             **fault.round_overrides(rounds, settings))  # fmt: skip
+                result = run_load(spec)
+                rounds += 1
+                _add_round(tally, spec, result, evidence)
+                say(f"{fault.name} {mode} {connections} round {rounds}: {tally.accounted} requests,"
+                    f" {sum(tally.errors.values())} errors, {tally.leaks} leaks")  # fmt: skip
+        finally:
+            injector.stop()
+        tally.add_hostile(injector.hostile_sent, injector.hostile_counts,
+                          getattr(injector, "leaks", 0))  # fmt: skip
+        evidence.extend(getattr(injector, "evidence", [])[: EVIDENCE_CAP - len(evidence)])
+        after_pids, recovery_error = _wait_recovered(server, expected_workers)
+        after: AfterFault | None = None
+        if recovery_error is None:
+            after = _after_load(server, connections, load, settings, before, evidence)
+        not_exercised = recovery_error or fault.not_exercised(tally, injector, before, after_pids)
+        if not injector.done() or not fault.enough_rounds(rounds):
+            not_exercised = not_exercised or (
+                f"the fault had not done all it planned after {settings.max_seconds:g} s"
+            )
+        verdict, reason = judge(
+            tally,
+            can_leak=can_leak,
+            expected_errors=fault.expected_errors,
+            not_exercised=not_exercised,
+            after=after,
+            replaces_workers=fault.replaces_workers,
+        )
+        info = ServerInfo(effective=dict(server.effective), log=_log(server, log_dir))
+    return cell(
+        verdict=verdict,
+        reason=reason,
+        requests=tally.sent,
+        answered=tally.answered,
+        errors=dict(sorted(tally.errors.items())),
+        aborted=tally.aborted,
+        injected=tally.injected,
+        injected_outcomes=dict(sorted(tally.injected_outcomes.items())),
+        leaks=tally.leaks,
+        leaky_requests=tally.leaky_requests,
+        evidence=tuple(evidence),
+        events=tuple(injector.events),
+        workers_before=tuple(sorted(before)),
+        workers_after=tuple(sorted(after_pids)),
+        after=after,
+        rounds=rounds,
+        elapsed_s=round(time.monotonic() - started, 2),
+        server=info,
+    )
+
+
+def _log(server: LiveServer, log_dir: str | Path | None) -> str:
+    """The server log's path, relative to the run folder when the log lives in it."""
+    if log_dir is None:
+        return str(server.log_path)
+    try:
+        return str(server.log_path.relative_to(Path(log_dir).parent.parent))
+    except ValueError:
+        return str(server.log_path)
+
+
+def run_chaos(
+    faults: t.Sequence[Fault],
+    settings: RunSettings,
+    chaos: ChaosSettings,
+    run_dir: str | Path,
+    *,
+    command: t.Sequence[str] = (),
+    run_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Run:
+    """Every fault x mode x app x backend x connection pattern of ``settings``, one cell at a
+    time, each judged; ``run_dir/results.json`` is rewritten after every cell."""
+    run_dir = Path(run_dir)
+    settings = settings.checked()
+    modes = settings.modes
+    run = Run.start(run_id or run_dir.name, command, settings)
+    run = run.replace(chaos=chaos)
+    load = LoadSettings(
+        concurrency=settings.concurrency,
+        sleep_ms=settings.sleep_ms,
+        timeout=settings.timeout,
+        workers=settings.workers,
+        threads=settings.threads,
+    )
+    started = time.monotonic()
+    try:
+        for fault in faults:
+            for mode in modes:
+                for app in settings.apps:
+                    for backend in settings.backends:
+                        for connections in settings.connections:
+                            name = f"{fault.name}-{app_label(app)}-{backend}-{connections}"
+                            log_dir = run_dir / "logs" / name.replace(":", "_")
+                            cell = run_fault_cell(
+                                fault, mode, app=app, backend=backend, connections=connections,
+                                settings=chaos, load=load, log_dir=log_dir, progress=progress,
+                            )  # fmt: skip
+                            run = run.replace(faults=(*run.faults, cell))
+                            results.write(run_dir, run)
+    except BaseException as exc:
+        if run.faults:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            run = run.replace(status=status, elapsed_s=round(time.monotonic() - started, 2))
+            results.write(run_dir, run)
+        raise
+    run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
+    results.write(run_dir, run)
+    return run

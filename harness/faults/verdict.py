@@ -1,0 +1,145 @@
+"""The verdict of a fault cell, from its counts (pure: no I/O).
+
+The rules (issue 9), in the order they are checked:
+
+1. every request sent is accounted for, as answered, an error of some kind, aborted on purpose or
+   injected: otherwise ``lost``;
+2. where the backend can leak (a negative control, per :mod:`harness.expectations`), leaks must
+   be reported while the fault runs (``caught``) or the harness is blind (``missed``); where it
+   cannot, any leak is ``LEAK``: a fault never turns into a reported leak on a correct stack;
+3. the only errors are the kinds the fault explains (``reset`` when a worker dies mid-request,
+   for example): otherwise ``errors``;
+4. the fault really happened (a worker was killed and respawned, a client aborted, a hook
+   raised): otherwise ``not exercised``;
+5. once the fault stopped and the workers are back, the next requests, served by the surviving
+   and the respawned workers, are clean, and reach a respawned worker where the fault replaces
+   workers: otherwise ``residue`` (or ``not exercised``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from harness.results import AfterFault
+
+__all__ = ["ERROR_COLUMNS", "VERDICTS", "Tally", "judge", "split_statuses"]
+
+#: Every verdict a fault cell can get, and what it means (the report's legend).
+VERDICTS: dict[str, str] = {
+    "ok": "every request accounted for, no leak, only expected errors, clean afterwards",
+    "caught": "a negative control's leaks were reported while the fault ran",
+    "n/a": "the fault does not apply to this mode",
+    "LEAK": "a leak was reported where none can happen",
+    "missed": "a negative control that can leak here was not caught",
+    "lost": "requests vanished from the counts",
+    "errors": "errors of a kind this fault does not explain",
+    "not exercised": "the fault did not happen, so the cell proves nothing",
+    "residue": "the requests after the fault were not clean",
+}
+
+#: Error kinds with a name of their own in the faults table, in its column order.
+ERROR_COLUMNS = ("reset", "refused", "timeout", "5xx")
+
+
+def split_statuses(
+    error_kinds: Mapping[str, int],
+    statuses: Mapping[int, int],
+    injected_outcomes: Mapping[str, int],
+) -> Counter[str]:
+    """The driver's error kinds with ``non-2xx`` split into ``5xx`` and ``other-status``.
+
+    ``statuses`` counts every status received, the injected requests' too; those are taken out
+    first (their outcomes are keyed by the status as a string).
+    """
+    rv: Counter[str] = Counter({k: v for k, v in error_kinds.items() if k != "non-2xx" and v})
+    non_2xx = error_kinds.get("non-2xx", 0)
+    if non_2xx:
+        fives = sum(
+            count - injected_outcomes.get(str(status), 0)
+            for status, count in statuses.items()
+            if status >= 500
+        )
+        fives = max(0, min(fives, non_2xx))
+        if fives:
+            rv["5xx"] += fives
+        if non_2xx - fives:
+            rv["other-status"] += non_2xx - fives
+    return rv
+
+
+@dataclass
+class Tally:
+    """The counts of a fault cell as its load rounds and hostile clients report them."""
+
+    sent: int = 0
+    accounted: int = 0
+    answered: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    aborted: int = 0
+    injected: int = 0
+    injected_outcomes: Counter[str] = field(default_factory=Counter)
+    leaks: int = 0
+    leaky_requests: int = 0
+
+    def add_hostile(self, sent: int, counts: Mapping[str, int], leaks: int = 0) -> None:
+        self.sent += sent
+        for kind, count in counts.items():
+            self.accounted += count
+            if kind == "answered":
+                self.answered += count
+            elif kind == "aborted":
+                self.aborted += count
+            else:
+                self.errors[kind] += count
+        self.leaks += leaks
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.accounted
+
+
+def judge(
+    tally: Tally,
+    *,
+    can_leak: bool,
+    expected_errors: frozenset[str],
+    not_exercised: str | None,
+    after: AfterFault | None,
+    replaces_workers: bool,
+) -> tuple[str, str]:
+    """``(verdict, reason)`` for a fault cell; see the module docstring for the rules."""
+    if tally.lost:
+        return "lost", (
+            f"{tally.lost} of {tally.sent} requests sent are neither answered, errors, aborted"
+            " nor injected"
+        )
+    if can_leak:
+        if tally.leaks == 0:
+            return "missed", "the backend can leak here, and no leak was reported under the fault"
+        return "caught", f"{tally.leaks} leaking observations under the fault"
+    if tally.leaks:
+        return "LEAK", f"{tally.leaks} leaking observations where none can happen"
+    unexpected = {k: v for k, v in tally.errors.items() if v and k not in expected_errors}
+    if unexpected:
+        allowed = ", ".join(sorted(expected_errors)) or "none"
+        return "errors", (
+            f"unexpected errors {dict(sorted(unexpected.items()))} (expected: {allowed})"
+        )
+    if not_exercised is not None:
+        return "not exercised", not_exercised
+    if after is None:
+        return "not exercised", "no clean load ran after the fault"
+    if after.leaks or sum(after.errors.values()):
+        return "residue", (
+            f"after the fault: {after.leaks} leaks, errors {dict(after.errors)} in"
+            f" {after.requests} requests"
+        )
+    if replaces_workers and after.respawned_reached == 0:
+        return "not exercised", "the requests after the fault reached no respawned worker"
+    return "ok", (
+        f"{tally.answered} answered, errors {dict(sorted(tally.errors.items())) or 'none'};"
+        f" afterwards {after.requests} clean requests on {after.survivors_reached} surviving and"
+        f" {after.respawned_reached} respawned workers"
+    )

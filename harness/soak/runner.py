@@ -1,0 +1,100 @@
+"""Run a soak: one server, a steady load for minutes, every server process sampled each second.
+
+Design note: the load runs in the harness's main thread (one long :func:`harness.load.run_load`,
+so keep-alive connections stay open the whole time, as they would in production); the sampler
+(:mod:`harness.soak.sampler`) runs in a background thread and reads the server's processes with
+psutil. The first ``warmup_s`` seconds are sampled and plotted but not judged: imports, caches,
+allocator arenas and connection pools settle there. See :mod:`harness.soak.verdict` for the rules.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.load import LoadSpec, run_load
+from harness.results import ServerInfo, Soak
+from harness.servers import group_members, live_server
+
+from .sampler import Sampler
+from .verdict import RSS_GROWTH_LIMIT, judge_soak, trends
+
+__all__ = ["default_warmup", "run_soak"]
+
+EVIDENCE_CAP = 20
+
+
+def default_warmup(seconds: float) -> float:
+    """A fifth of the soak, at least 10 s (the probe's own table of recent tokens fills in the
+    first 8192 requests of each worker) and at most 60 s; never more than half of the soak."""
+    return round(min(60.0, max(10.0, seconds / 5.0), seconds / 2.0), 1)
+
+
+def run_soak(
+    mode: str,
+    *,
+    seconds: float,
+    app: str,
+    backend: str = "contextvar",
+    connections: str = "fresh",
+    warmup_s: float | None = None,
+    concurrency: int = 16,
+    sleep_ms: float = 1.0,
+    workers: int | None = None,
+    threads: int | None = None,
+    log_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Soak:
+    """Soak ``mode`` serving ``app`` on ``backend`` for ``seconds``; return the judged series."""
+    warmup = default_warmup(seconds) if warmup_s is None else warmup_s
+    say = progress or (lambda text: None)
+    with live_server(
+        mode, app=app, backend=backend, workers=workers, threads=threads, log_dir=log_dir
+    ) as server:
+        # A server whose group is one process serves requests in it: that process is a worker.
+        single = len(group_members(server.pid)) == 1
+        sampler = Sampler(server.pid, single_process=single)
+
+        def on_progress(requests: int, errors: int, leaks: int) -> None:
+            sampler.progress(requests, errors, leaks)
+            elapsed = time.monotonic() - sampler.started
+            say(f"soak {mode} {elapsed:5.0f}/{seconds:g} s  requests {requests:,}"
+                f"  errors {errors}  leaks {leaks}")  # fmt: skip
+
+        spec = LoadSpec(
+            host=server.host, port=server.port, concurrency=concurrency, duration=seconds,
+            connections=connections, sleep_ms=sleep_ms, timeout=10.0, mode=mode,
+            max_evidence=EVIDENCE_CAP,
+        )  # fmt: skip
+        sampler.start()
+        try:
+            result = run_load(spec, on_progress)
+        finally:
+            sampler.stop()
+        info = ServerInfo(effective=dict(server.effective), log=str(server.log_path))
+    end = max((s.t for s in sampler.load), default=seconds)
+    process_trends = trends(sampler.processes, warmup, end)
+    verdict, reason = judge_soak(process_trends, sampler.load)
+    measured = [s.rps for s in sampler.load if warmup <= s.t and s.requests]
+    return Soak(
+        mode=mode,
+        app=app,
+        backend=backend,
+        connections=connections,
+        seconds=seconds,
+        warmup_s=warmup,
+        verdict=verdict,
+        reason=reason,
+        requests=result.requests,
+        errors=result.errors,
+        leaks=result.leaks,
+        rps=round(statistics.median(measured), 1) if measured else 0.0,
+        processes=tuple(sampler.processes),
+        load=tuple(sampler.load),
+        rss_limit=RSS_GROWTH_LIMIT,
+        trends=tuple(process_trends),
+        evidence=tuple(result.evidence),
+        server=info,
+    )

@@ -1,0 +1,323 @@
+"""harness.faults and harness.soak without servers: the verdict rules, the accounting, where each
+fault applies, the records in the results, and the report's faults and soak sections."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from harness.cli import main
+from harness.errors import UsageError
+from harness.faults import FAULTS, VERDICTS, ChaosSettings, get_fault
+from harness.faults.verdict import Tally, judge, split_statuses
+from harness.report import render_reports
+from harness.report.faults import faults_table, line_chart
+from harness.report.tree import text_table
+from harness.results import (
+    AfterFault,
+    FaultCell,
+    FaultEvent,
+    LoadSample,
+    ProcessSample,
+    Run,
+    Soak,
+    Unit,
+)
+from harness.servers import MODES
+from harness.settings import RunSettings
+from harness.soak import judge_soak, trends
+from harness.soak.runner import default_warmup
+from harness.verdict import Evidence
+
+CLEAN_AFTER = AfterFault(requests=300, survivors_reached=1, respawned_reached=1)
+
+
+def tally(**fields: object) -> Tally:
+    rv = Tally(sent=1000, accounted=1000, answered=998)
+    for name, value in fields.items():
+        setattr(rv, name, value)
+    return rv
+
+
+def verdict(t: Tally, **kw: object) -> str:
+    args: dict[str, object] = {
+        "can_leak": False,
+        "expected_errors": frozenset({"reset"}),
+        "not_exercised": None,
+        "after": CLEAN_AFTER,
+        "replaces_workers": True,
+    }
+    args.update(kw)
+    return judge(t, **args)[0]  # type: ignore[arg-type]
+
+
+# -- the verdict rules ---------------------------------------------------------------------------
+
+
+def test_a_clean_fault_cell_is_ok() -> None:
+    assert verdict(tally(errors=Counter(reset=2))) == "ok"
+
+
+def test_requests_that_vanish_are_lost_before_anything_else() -> None:
+    assert verdict(tally(accounted=999, leaks=5)) == "lost"
+
+
+def test_a_leak_on_a_correct_stack_is_a_leak_whatever_the_fault() -> None:
+    assert verdict(tally(leaks=1)) == "LEAK"
+
+
+def test_a_negative_control_must_be_caught_under_the_fault() -> None:
+    assert verdict(tally(leaks=3), can_leak=True) == "caught"
+    assert verdict(tally(), can_leak=True) == "missed"
+
+
+def test_only_the_errors_a_fault_explains_are_allowed() -> None:
+    assert verdict(tally(errors=Counter(timeout=1))) == "errors"
+    assert verdict(tally(errors=Counter({"5xx": 1})), expected_errors=frozenset()) == "errors"
+
+
+def test_a_fault_that_did_not_happen_proves_nothing() -> None:
+    assert verdict(tally(), not_exercised="no SIGKILL was sent") == "not exercised"
+    assert verdict(tally(), after=None) == "not exercised"
+    unreached = AfterFault(requests=300, survivors_reached=2, respawned_reached=0)
+    assert verdict(tally(), after=unreached) == "not exercised"
+    assert verdict(tally(), after=unreached, replaces_workers=False) == "ok"
+
+
+def test_the_requests_after_the_fault_must_be_clean() -> None:
+    dirty = AfterFault(requests=300, leaks=1, respawned_reached=1)
+    assert verdict(tally(), after=dirty) == "residue"
+    failed = AfterFault(requests=300, errors={"reset": 1}, respawned_reached=1)
+    assert verdict(tally(), after=failed) == "residue"
+
+
+def test_every_verdict_is_explained() -> None:
+    assert set(VERDICTS) == {"ok", "caught", "n/a", "LEAK", "missed", "lost", "errors",
+                             "not exercised", "residue"}  # fmt: skip
+
+
+# -- accounting ----------------------------------------------------------------------------------
+
+
+def test_non_2xx_splits_into_5xx_and_other_statuses_without_the_injected_ones() -> None:
+    kinds = {"reset": 1, "non-2xx": 4}
+    statuses = {200: 90, 500: 5, 404: 1}
+    # Two of the 500s answered requests made to fail on purpose: not errors.
+    assert split_statuses(kinds, statuses, {"500": 2}) == Counter(
+        {"reset": 1, "5xx": 3, "other-status": 1}
+    )
+
+
+def test_hostile_outcomes_are_sorted_into_answered_aborted_and_errors() -> None:
+    t = Tally()
+    t.add_hostile(10, {"answered": 4, "aborted": 5, "reset": 1}, leaks=2)
+    assert (t.sent, t.accounted, t.answered, t.aborted, t.leaks) == (10, 10, 4, 5, 2)
+    assert t.errors == Counter(reset=1) and t.lost == 0
+
+
+# -- where each fault applies --------------------------------------------------------------------
+
+
+def test_faults_are_registered_in_order() -> None:
+    assert list(FAULTS) == ["kill-worker", "recycle", "reload", "timeout", "abort",
+                            "slow-client", "hook-error"]  # fmt: skip
+    with pytest.raises(UsageError, match="unknown fault 'nope'"):
+        get_fault("nope")
+
+
+def test_applicability_comes_from_the_modes_lifecycle() -> None:
+    single = MODES["werkzeug-threaded"]
+    for name in ("kill-worker", "recycle", "reload", "timeout"):
+        assert FAULTS[name].not_applicable(single), name
+    for name in ("abort", "slow-client", "hook-error"):
+        assert FAULTS[name].not_applicable(single) is None, name
+    for mode in ("gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent"):
+        for name in ("kill-worker", "recycle", "reload"):
+            assert FAULTS[name].not_applicable(MODES[mode]) is None, (name, mode)
+    assert FAULTS["timeout"].not_applicable(MODES["gunicorn-sync"]) is None
+    why = FAULTS["timeout"].not_applicable(MODES["gunicorn-gthread"])
+    assert why and "heartbeat" in why
+
+
+def test_server_args_fill_the_lifecycle_templates() -> None:
+    settings = ChaosSettings(recycle_requests=7, recycle_jitter=3, worker_timeout_s=4)
+    sync = MODES["gunicorn-sync"]
+    assert FAULTS["recycle"].server_args(sync, settings) == (
+        "--max-requests", "7", "--max-requests-jitter", "3"
+    )  # fmt: skip
+    assert FAULTS["timeout"].server_args(sync, settings) == ("--timeout", "4")
+
+
+def test_hook_error_walks_every_phase_round_by_round() -> None:
+    fault = FAULTS["hook-error"]
+    phases = [fault.round_overrides(i, ChaosSettings())["fail_phase"] for i in range(6)]
+    assert len(set(phases)) == 6 and "session" in phases and "teardown_request" in phases
+    assert not fault.enough_rounds(5) and fault.enough_rounds(6)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"injections": 0}, {"interval_s": 0}, {"fail_fraction": 1.5}, {"recycle_jitter": -1},
+     {"round_requests": True}],
+)
+def test_chaos_settings_are_checked(changes: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        dataclasses.replace(ChaosSettings(), **changes)
+
+
+# -- records, report, CLI ------------------------------------------------------------------------
+
+
+def fault_cell(**changes: object) -> FaultCell:
+    cell = FaultCell(
+        fault="kill-worker", mode="gunicorn-sync", app="harness.apps.core_app:app",
+        backend="contextvar", connections="fresh", verdict="ok", reason="fine",
+        requests=1000, answered=998, errors={"reset": 2}, leaks=0,
+        events=(FaultEvent(0.5, "SIGKILL", 123),), workers_before=(1, 2), workers_after=(2, 3),
+        after=CLEAN_AFTER,
+    )  # fmt: skip
+    return dataclasses.replace(cell, **changes)
+
+
+def soak_record(grow: float = 0.0) -> Soak:
+    processes = tuple(
+        ProcessSample(float(s), pid, role, int(30e6 * (1 + grow * (role == "worker") * s / 20)),
+                      10, 1)
+        for s in range(1, 21)
+        for pid, role in ((10, "master"), (11, "worker"))
+    )
+    load = tuple(LoadSample(float(s), 1000.0, 1000, 0, 0) for s in range(1, 21))
+    found = trends(processes, 5.0, 20.0)
+    verdict_, reason = judge_soak(found, load)
+    return Soak(
+        mode="gunicorn-gevent", app="harness.apps.core_app:app", backend="contextvar",
+        connections="fresh", seconds=20.0, warmup_s=5.0, verdict=verdict_, reason=reason,
+        requests=20000, rps=1000.0, processes=processes, load=load, trends=tuple(found),
+    )  # fmt: skip
+
+
+def chaos_run() -> Run:
+    leak = Evidence("gunicorn-gthread", "view", "g", "a", "b", Unit(1, 2, None))
+    cells = (
+        fault_cell(),
+        fault_cell(fault="recycle", mode="werkzeug-threaded", verdict="n/a", reason="single",
+                   requests=0, answered=0, errors={}, after=None),
+        fault_cell(fault="abort", backend="no-reset", verdict="caught", leaks=9,
+                   evidence=(leak,), aborted=120),
+    )
+    run = Run.start("chaos-test", ["ctxbench", "chaos"], RunSettings(requests=400, duration=None))
+    return run.replace(chaos=ChaosSettings(), faults=cells, soaks=(soak_record(),),
+                       status="complete")  # fmt: skip
+
+
+def test_fault_and_soak_records_round_trip_through_json() -> None:
+    run = chaos_run()
+    assert Run.from_json(run.to_json()) == run
+    assert run.to_json()["faults"][0]["after"]["respawned_reached"] == 1
+
+
+def test_the_faults_table_has_errors_by_kind_leaks_and_verdict() -> None:
+    lines = text_table(faults_table(chaos_run().faults))
+    header = lines[0].split()
+    for column in ("fault", "mode", "requests", "reset", "refused", "timeout", "5xx", "leaks",
+                   "verdict"):  # fmt: skip
+        assert column in header
+    assert "caught" in lines[-1] and "n/a" in lines[3]
+
+
+def test_the_report_shows_faults_and_plots_the_soak() -> None:
+    files = render_reports(chaos_run())
+    md = files["report.md"]
+    assert "## Faults during load" in md and "Verdict: pass" in md
+    assert "## Soak: gunicorn-gevent" in md
+    charts = [name for name in files if name.startswith("soak-")]
+    assert sorted(charts) == [
+        "soak-rps-gunicorn-gevent-contextvar-fresh.svg",
+        "soak-rss-gunicorn-gevent-contextvar-fresh.svg",
+    ]
+    assert "<polyline" in files[charts[0]] and "<svg" in files["report.html"]
+    assert render_reports(chaos_run()) == files  # deterministic
+    failing = chaos_run().replace(faults=(fault_cell(verdict="LEAK", leaks=1),))
+    assert "Verdict: 1 failure" in render_reports(failing)["report.md"]
+
+
+def test_line_chart_is_deterministic_and_handles_empty_series() -> None:
+    chart = line_chart("t", [("a", [(1.0, 2.0), (2.0, 3.0)])], 1.0, "MiB")
+    assert chart == line_chart("t", [("a", [(1.0, 2.0), (2.0, 3.0)])], 1.0, "MiB")
+    assert "<svg" in line_chart("empty", [], 0.0, "rps")
+
+
+# -- soak verdict --------------------------------------------------------------------------------
+
+
+def test_a_flat_soak_passes_and_growing_memory_fails() -> None:
+    assert soak_record(0.0).verdict == "ok"
+    grown = soak_record(0.2)
+    assert grown.verdict == "memory" and "worker 11" in grown.reason
+
+
+def test_descriptors_that_keep_growing_fail_the_soak() -> None:
+    processes = [ProcessSample(float(s), 11, "worker", 30_000_000, 10 + s, 1) for s in range(30)]
+    found = trends(processes, 0.0, 29.0)
+    assert found[0].fds_growing
+    assert judge_soak(found, [])[0] == "fds"
+    steady = [ProcessSample(float(s), 11, "worker", 30_000_000, 10 + s % 3, 1) for s in range(30)]
+    assert judge_soak(trends(steady, 0.0, 29.0), [])[0] == "ok"
+
+
+def test_leaks_and_errors_fail_a_soak_and_no_sample_is_no_data() -> None:
+    flat = trends([ProcessSample(float(s), 1, "worker", 1000, 5, 1) for s in range(10)], 0, 9)
+    assert judge_soak(flat, [LoadSample(1.0, 1.0, 1, 0, 1)])[0] == "LEAK"
+    assert judge_soak(flat, [LoadSample(1.0, 1.0, 1, 1, 0)])[0] == "errors"
+    assert judge_soak([], [])[0] == "no data"
+
+
+def test_a_process_born_after_the_warm_up_is_shown_not_judged() -> None:
+    processes = [ProcessSample(float(s), 11, "worker", 1000 * (1 + s), 5, 1) for s in range(15, 30)]
+    found = trends(processes, 5.0, 29.0)
+    assert not found[0].whole_window
+    assert judge_soak(found, [])[0] == "no data"
+
+
+def test_default_warmup_is_bounded() -> None:
+    assert default_warmup(600) == 60.0
+    assert default_warmup(30) == 10.0
+    assert default_warmup(8) == 4.0
+
+
+# -- the CLI's usage errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["chaos", "--faults", "nope"], "unknown fault 'nope'"),
+        (["chaos", "--modes", "nope"], "unknown server mode 'nope'"),
+        (["chaos", "--interval", "0"], "--interval-s"),
+        (["soak", "--mode", "gunicorn-gevent", "--minutes", "0"], "--minutes"),
+        (["soak", "--mode", "gunicorn-gevent", "--minutes", "1", "--connections", "both"],
+         "one connection pattern"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_chaos_list_names_every_fault_and_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chaos", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in FAULTS:
+        assert f"{name}:" in out
+    assert "werkzeug-threaded: n/a: a single server process" in out
+
+
+def test_results_document_lists_psutil() -> None:
+    assert "psutil" in results.PACKAGES
