@@ -471,7 +471,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(len(name) for name in [*MODES, *PROXIES])
 
     def show(name: str, availability: t.Any, summary: str) -> None:
-        state = "ok" if availability.ok else f"unavailable: {availability.reason}"
+        state = "ok"
+        if not availability.ok:
+            install = getattr(availability, "install", "")
+            state = f"unavailable: {availability.reason}" + (f" ({install})" if install else "")
         print(f"{name.ljust(width)}  {state.ljust(4)}  {summary}")
 
     for name, mode in MODES.items():

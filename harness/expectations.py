@@ -431,23 +431,28 @@ def derive_table(
 
 
 def render_markdown(table: ExpectationTable, *, reasons: bool = True) -> str:
-    """Render ``table`` as markdown: a grid (backend x mode/pattern), then each cell's reason.
+    """Render ``table`` as markdown: a grid (mode x backend), then each cell's reason.
 
-    A grid cell says ``leaks``, ``-`` (cannot leak) or ``n/a`` (the connection pattern cannot run
-    against the mode). With ``reasons=False`` only the grid.
+    A grid cell holds one word per connection pattern, ``keepalive / fresh``: ``leaks``, ``-``
+    (cannot leak) or ``n/a`` (the pattern cannot run against the mode). With ``reasons=False``
+    only the grid.
     """
     backends = list(dict.fromkeys(key[0] for key in table))
-    columns = list(dict.fromkeys((key[1], key[2]) for key in table))
+    modes = list(dict.fromkeys(key[1] for key in table))
+    patterns = list(dict.fromkeys(key[2] for key in table))
     lines = [
-        "| backend | " + " | ".join(f"{mode} {pattern}" for mode, pattern in columns) + " |",
-        "|---|" + "---|" * len(columns),
+        f"| mode ({' / '.join(patterns)}) | " + " | ".join(backends) + " |",
+        "|---|" + "---|" * len(backends),
     ]
-    for backend in backends:
+    for mode in modes:
         cells = []
-        for mode, pattern in columns:
-            cell = table.get((backend, mode, pattern))
-            cells.append("?" if cell is None else _grid_word(cell))
-        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+        for backend in backends:
+            words = []
+            for pattern in patterns:
+                cell = table.get((backend, mode, pattern))
+                words.append("?" if cell is None else _grid_word(cell))
+            cells.append(" / ".join(words))
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     if reasons:
         lines += [
             "",

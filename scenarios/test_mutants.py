@@ -33,35 +33,36 @@ from harness.servers import MODES, get_mode, proxied_modes
 
 MUTANTS = ("shared-global", "thread-ident", "no-reset")
 
+
+def _both(*modes: str) -> set[tuple[str, str]]:
+    return {(mode, pattern) for mode in modes for pattern in ("keepalive", "fresh")}
+
+
 #: Where each backend can leak: (mode, connection pattern) cells. Every other cell cannot leak.
 EXPECTED_LEAKS: dict[str, set[tuple[str, str]]] = {
     "contextvar": set(),
-    "shared-global": {
-        ("werkzeug-threaded", "keepalive"),
-        ("werkzeug-threaded", "fresh"),
-        ("gunicorn-gthread", "keepalive"),
-        ("gunicorn-gthread", "fresh"),
-        ("gunicorn-gevent", "keepalive"),
-        ("gunicorn-gevent", "fresh"),
-    },
-    "thread-ident": {
-        ("gunicorn-gevent", "keepalive"),
-        ("gunicorn-gevent", "fresh"),
-    },
-    "no-reset": {
-        ("gunicorn-sync", "keepalive"),
-        ("gunicorn-sync", "fresh"),
-        ("gunicorn-gthread", "keepalive"),
-        ("gunicorn-gthread", "fresh"),
-        ("gunicorn-gevent", "keepalive"),
-    },
+    # Wherever requests overlap in one process: not where a process serves one at a time
+    # (gunicorn sync and tornado, uWSGI processes).
+    "shared-global": _both(
+        "werkzeug-threaded", "gunicorn-gthread", "gunicorn-gevent", "waitress", "eventlet",
+        "uwsgi-threads", "granian",
+    ) | {("uwsgi-gevent", "fresh")},
+    # Across greenlets of one OS thread.
+    "thread-ident": _both("gunicorn-gevent", "eventlet") | {("uwsgi-gevent", "fresh")},
+    # Wherever a thread or greenlet serves a later request in the context an earlier one set:
+    # not with a new thread or greenlet per connection (or per request), nor under tornado,
+    # which runs every request in a fresh copy of the context.
+    "no-reset": _both(
+        "gunicorn-sync", "gunicorn-gthread", "waitress", "uwsgi-processes", "uwsgi-threads",
+        "granian",
+    ) | {("gunicorn-gevent", "keepalive"), ("eventlet", "keepalive")},
     # A memory leak, not cross-talk: only a soak catches it (scenarios/test_soak.py).
     "never-release": set(),
 }
 
 #: (mode, connection pattern) cells that cannot run: the server cannot keep connections alive
 #: and does not say so. They are never run and cannot leak.
-NOT_APPLICABLE: set[tuple[str, str]] = set()
+NOT_APPLICABLE: set[tuple[str, str]] = {("uwsgi-gevent", "keepalive")}
 
 #: The same for nginx in front of gunicorn-gevent (``proxied_modes()``). Behind ``nginx`` every
 #: request is a new upstream connection (no residue under gevent, whatever the client does); behind

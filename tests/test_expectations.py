@@ -77,7 +77,7 @@ def test_keepalive_is_not_applicable_where_the_server_closes_without_saying_so()
     assert not cell.applicable and not cell.can_leak
     assert "Not applicable" in cell.reason
     table = derive_table({"m": PER_REQUEST}, {"contextvar": BACKEND_TRAITS["contextvar"]})
-    assert "| contextvar | n/a | - |" in render_markdown(table)
+    assert "| m | n/a / - |" in render_markdown(table)
     with pytest.raises(ValueError, match="keep-alive"):
         ModeTraits(unit="main-thread", keepalive=True, keepalive_applicable=False)
 

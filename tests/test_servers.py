@@ -13,6 +13,7 @@ import textwrap
 import time
 import types
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -75,11 +76,18 @@ def stand_in_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+#: A variable set to a value unique to each test: every server process the test starts inherits
+#: it, so a survivor is found by it (other test runs on the machine use the same app names).
+TEST_MARK = "CTXBENCH_TEST_MARK"
+
+
 @pytest.fixture(autouse=True)
 def server_env(monkeypatch: pytest.MonkeyPatch, stand_in_dir: Path) -> None:
-    """Scrub gunicorn's variables and make the stand-in app importable by the servers."""
+    """Scrub gunicorn's variables, mark this test's processes and make the stand-in app
+    importable by the servers."""
     for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(TEST_MARK, uuid.uuid4().hex)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(stand_in_dir), os.getcwd()]))
 
 
@@ -103,11 +111,18 @@ def assert_gone(pgid: int, timeout: float = 5.0) -> None:
 
 
 def test_registry_names_and_order() -> None:
-    assert list(MODES) == [
+    assert list(MODES)[:11] == [
         "werkzeug-threaded",
         "gunicorn-sync",
         "gunicorn-gthread",
         "gunicorn-gevent",
+        "gunicorn-tornado",
+        "waitress",
+        "eventlet",
+        "uwsgi-processes",
+        "uwsgi-threads",
+        "uwsgi-gevent",
+        "granian",
     ]
     for mode in MODES.values():
         assert isinstance(mode.available(), Availability)
@@ -124,7 +139,11 @@ def test_a_proxy_in_front_of_any_mode_is_a_mode() -> None:
         assert plain.traits.proxy.reuses_upstream_connections is False
         assert kept.traits.proxy.reuses_upstream_connections is True
         upstream_traits = MODES[upstream].traits
-        assert dataclasses.replace(kept.traits, proxy=None) == upstream_traits
+        # The client talks to the proxy, which keeps client connections alive for any upstream.
+        assert kept.traits.keepalive_applicable and plain.traits.keepalive_applicable
+        assert dataclasses.replace(
+            kept.traits, proxy=None, keepalive_applicable=upstream_traits.keepalive_applicable
+        ) == upstream_traits
     assert list(PROXIES) == ["nginx", "nginx-keepalive"]
     assert "nginx+gunicorn-gevent" not in MODES  # composed on demand, never registered
 
@@ -308,29 +327,60 @@ def test_bad_app_is_one_line(mode: str, app: str, message: str, tmp_path: Path) 
     assert message in str(info.value)
     assert "\n" not in str(info.value)
     # The failed server's pid is not known here: no process may still carry its environment.
-    survivors = _processes_mentioning(f"CTXBENCH_APP={app}")
+    survivors = _processes_mentioning(f"{TEST_MARK}={os.environ[TEST_MARK]}")
     assert not survivors, [Path(f"/proc/{pid}/stat").read_text() for pid in survivors]
 
 
 @pytest.mark.live
-def test_early_exit_shows_log_tail(tmp_path: Path) -> None:
-    skip_unavailable("gunicorn-sync")
-    with pytest.raises(ServerStartError) as info:
-        start_server("gunicorn-sync", app=APP, extra_args=["--no-such-flag"], log_dir=tmp_path)
-    assert "exited with status" in str(info.value)
-    assert "--no-such-flag" in info.value.detail
+@pytest.mark.parametrize(
+    "mode", ["eventlet", "waitress", "gunicorn-tornado", "uwsgi-threads", "granian"]
+)
+def test_bad_app_is_one_line_in_the_other_modes(mode: str, tmp_path: Path) -> None:
+    skip_unavailable(mode)
+    app = "no_such_module_xyz:app"
+    with pytest.raises(AppLoadError) as info:
+        start_server(mode, app=app, log_dir=tmp_path)
+    assert f"cannot import app {app!r}" in str(info.value)
+    assert "\n" not in str(info.value)
+    survivors = _processes_mentioning(f"{TEST_MARK}={os.environ[TEST_MARK]}")
+    assert not survivors, [Path(f"/proc/{pid}/stat").read_text() for pid in survivors]
 
 
 @pytest.mark.live
-def test_server_dies_with_the_harness(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "flag"),
+    [
+        pytest.param("gunicorn-sync", "--no-such-flag", id="gunicorn-sync"),
+        pytest.param("uwsgi-processes", "--no-such-flag", id="uwsgi-processes"),
+        pytest.param("granian", "--no-such-flag", id="granian"),
+    ],
+)
+def test_early_exit_shows_log_tail(mode: str, flag: str, tmp_path: Path) -> None:
+    skip_unavailable(mode)
+    with pytest.raises(ServerStartError) as info:
+        start_server(mode, app=APP, extra_args=[flag], log_dir=tmp_path)
+    assert "exited with status" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert flag.lstrip("-") in info.value.detail
+
+
+#: Every kind of process tree: gunicorn's master and forked workers, uWSGI's (whose workers
+#: watch their master themselves), granian's Python main process and its forked workers running
+#: Rust servers, and eventlet's single process.
+DIES_WITH_HARNESS = ["gunicorn-sync", "uwsgi-threads", "uwsgi-gevent", "granian", "eventlet"]
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("mode", DIES_WITH_HARNESS)
+def test_server_dies_with_the_harness(mode: str, tmp_path: Path) -> None:
     """SIGKILL the process that started a server: the kernel kills the server too."""
-    skip_unavailable("gunicorn-sync")
+    skip_unavailable(mode)
     script = textwrap.dedent(
         f"""
         import sys, time
         from harness.servers import start_server
-        srv = start_server("gunicorn-sync", app={APP!r}, workers=1)
-        print(srv.pid, flush=True)
+        srv = start_server({mode!r}, app={APP!r}, workers=2)
+        print(srv.pid, " ".join(map(str, srv.effective["worker_pids"])), flush=True)
         time.sleep(60)
         """
     )
@@ -339,14 +389,24 @@ def test_server_dies_with_the_harness(tmp_path: Path) -> None:
     )
     try:
         assert parent.stdout is not None
-        pgid = int(parent.stdout.readline())
-        assert group_members(pgid)
+        pgid, *worker_pids = map(int, parent.stdout.readline().split())
+        assert set(group_members(pgid)) >= {pgid, *worker_pids}
     finally:
         parent.kill()
         parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
     assert_gone(pgid, timeout=10)
+    for pid in worker_pids:  # a worker that left the group would not show above
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state_of(pid), pid
+
+
+def _state_of(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "Z"
+    return stat[stat.rindex(")") + 2]
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -11,7 +11,6 @@ log, and ``-c python:harness.servers._gunicorn_conf`` installs the hooks that re
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import sys
 import typing as t
@@ -24,6 +23,7 @@ from harness.servers.base import (
     ServerConfig,
     ServerMode,
     package_version,
+    require_modules,
 )
 
 #: Workers per server unless told otherwise: one per core on the 2-core machines we run on.
@@ -54,14 +54,11 @@ class GunicornMode(ServerMode):
     lifecycle = LIFECYCLE
     #: Extra libraries the worker class needs (import names).
     requires: t.ClassVar[tuple[str, ...]] = ()
+    #: The pip extra of ctxbench that installs them.
+    extra: t.ClassVar[str] = "servers"
 
     def available(self) -> Availability:
-        for module in ("gunicorn", *self.requires):
-            if importlib.util.find_spec(module) is None:
-                return Availability(
-                    False, f"{module} is not installed (pip install 'ctxbench[servers]')"
-                )
-        return Availability(True)
+        return require_modules("gunicorn", *self.requires, extra=self.extra)
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         # --preload imports the app in the master, before a worker patches anything.

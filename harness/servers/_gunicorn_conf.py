@@ -22,6 +22,7 @@ WORKER_CLASS_NAMES = {
     "gunicorn.workers.gthread.ThreadWorker": "gthread",
     "gunicorn.workers.ggevent.GeventWorker": "gevent",
     "gunicorn.workers.ggevent.GeventPyWSGIWorker": "gevent_pywsgi",
+    "gunicorn.workers.gtornado.TornadoWorker": "tornado",
 }
 
 

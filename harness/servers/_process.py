@@ -9,19 +9,20 @@ the harness observes it only through HTTP, with the probe.
 
 - bind: 127.0.0.1 on a free port (or the user's, checked first: a busy one is a
   :class:`~harness.errors.PortInUseError`);
-- environment: ``WEB_CONCURRENCY``, ``PORT`` and ``GUNICORN_CMD_ARGS`` are scrubbed, so only
-  the explicit command line configures the server;
+- environment: ``WEB_CONCURRENCY``, ``PORT``, ``GUNICORN_CMD_ARGS`` and every ``UWSGI_*`` and
+  ``GRANIAN_*`` variable are scrubbed, so only the explicit command line configures the server;
 - readiness: a real probe request is polled until it answers with its own token, against a
   deadline; an early exit or an app import failure (``app-error.txt`` in the state directory)
   ends the wait at once;
 - log: stdout and stderr go to one file, whose tail is shown when start-up fails;
 - stop: the mode's stop signal (SIGTERM unless it says otherwise) to the group, SIGKILL after a
   grace period, then wait until no process of the group is left. On Linux the server also gets
-  ``PR_SET_PDEATHSIG`` (SIGKILL), and so do gunicorn's workers (their parent is the master), so
-  it dies with the harness even when the harness is killed outright; a server whose workers
-  cannot be hooked runs under :mod:`harness.servers._guard`, which kills its whole group.
-  (The signal follows the *thread* that started the server: start servers from a thread that
-  outlives them, normally the main thread.)
+  ``PR_SET_PDEATHSIG`` (SIGKILL), and so do the worker processes of gunicorn and granian (their
+  parent is the master; uWSGI's workers watch their master themselves), so it dies with the
+  harness even when the harness is killed outright; a server whose workers cannot be hooked runs
+  under :mod:`harness.servers._guard`, which kills its whole group. (The signal follows the
+  *thread* that started the server: start servers from a thread that outlives them, normally
+  the main thread.)
 
 Nothing here knows about server modes: :mod:`harness.servers.base` puts these steps together.
 """
@@ -49,6 +50,7 @@ __all__ = [
     "HOST",
     "LOG_TAIL_LINES",
     "SCRUBBED_ENV",
+    "SCRUBBED_ENV_PREFIXES",
     "PortRaceLost",
     "check_port_free",
     "free_port",
@@ -67,6 +69,9 @@ HOST = "127.0.0.1"
 #: Variables a server ctxbench starts never inherits: gunicorn reads the first three, and a probe
 #: secret meant for a deployment would lock the harness out of its own servers.
 SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "CTXBENCH_PROBE_SECRET")
+#: Prefixes of more such variables: uWSGI reads every option from ``UWSGI_<OPTION>``, granian
+#: from ``GRANIAN_<OPTION>``.
+SCRUBBED_ENV_PREFIXES = ("UWSGI_", "GRANIAN_")
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 LOG_TAIL_LINES = 25
 
@@ -112,7 +117,11 @@ def spawn(argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess
     The environment is this process's without :data:`SCRUBBED_ENV`, plus ``env``; stdout and
     stderr both go to ``log_path``.
     """
-    full_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SCRUBBED_ENV and not k.startswith(SCRUBBED_ENV_PREFIXES)
+    }
     full_env["PYTHONUNBUFFERED"] = "1"
     full_env["CTXBENCH_PROBE"] = "1"  # install_probe() in the app under test mounts the probe
     full_env.update(env)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import typing as t
@@ -62,7 +64,9 @@ __all__ = [
     "get_mode",
     "package_version",
     "register",
+    "require_modules",
     "start_server",
+    "venv_script",
 ]
 
 
@@ -71,6 +75,8 @@ class Availability(t.NamedTuple):
 
     ok: bool
     reason: str = ""
+    #: The exact step that makes it available, e.g. ``pip install 'ctxbench[uwsgi]'``.
+    install: str = ""
 
 
 #: Upper limits of the server options: beyond them a value is a typo, not a configuration.
@@ -237,12 +243,14 @@ class ServerMode(abc.ABC):
         }
     )
 
+    #: What asks the server to stop; sent to its whole process group (SIGKILL after a grace).
+    #: uWSGI needs SIGINT: SIGTERM makes it re-execute itself.
+    stop_signal: t.ClassVar[signal.Signals] = signal.SIGTERM
+
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         """The traits of this mode run with ``cfg``; override where server arguments change them
         (gunicorn ``--preload``, uWSGI ``--gevent-monkey-patch``)."""
         return self.traits
-    #: What asks the server to stop; sent to its whole process group (SIGKILL after a grace).
-    stop_signal: t.ClassVar[signal.Signals] = signal.SIGTERM
 
     @abc.abstractmethod
     def available(self) -> Availability:
@@ -273,6 +281,17 @@ class ServerMode(abc.ABC):
         :class:`~harness.servers._process.PortRaceLost` when ``cfg.port`` was taken meanwhile.
         """
         return _start(self, cfg, log_dir, ready_timeout)
+
+    def collect_states(
+        self, cfg: ServerConfig, state_dir: Path, deadline: float
+    ) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
+        """Once the server answers, wait (until ``deadline``) for what its processes report.
+
+        Returns the per-process state files (see :mod:`harness.servers._state`) and what a
+        supervising process wrote; override to read another source (uWSGI's stats socket).
+        """
+        states = wait_states(state_dir, self.expected_workers(cfg), deadline)
+        return states, read_json(state_dir / "master.json")
 
     def effective(
         self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
@@ -328,6 +347,23 @@ def get_mode(name: str) -> ServerMode:
         f"unknown server mode {name!r}: choose from {valid}"
         f" (or put a proxy in front: <proxy>{PROXY_SEPARATOR}<mode>, see 'ctxbench list')"
     )
+
+
+def require_modules(*modules: str, extra: str) -> Availability:
+    """Available when every top-level module in ``modules`` is installed; otherwise say which is
+    missing and the pip extra that installs it. Finds the modules without importing them."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            return Availability(
+                False, f"{module} is not installed", install=f"pip install 'ctxbench[{extra}]'"
+            )
+    return Availability(True)
+
+
+def venv_script(name: str) -> Path | None:
+    """The console script ``name`` next to this interpreter (the venv's ``bin``), if installed."""
+    path = Path(sys.executable).parent / name
+    return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
 def package_version(name: str) -> str | None:
@@ -489,8 +525,8 @@ def _start(
             state_dir=state_dir,
             ready_timeout=ready_timeout,
         )
-        states = wait_states(state_dir, server_mode.expected_workers(cfg), time.monotonic() + 10)
-        effective = server_mode.effective(cfg, states, read_json(state_dir / "master.json"))
+        states, master = server_mode.collect_states(cfg, state_dir, time.monotonic() + 10)
+        effective = server_mode.effective(cfg, states, master)
         effective["argv"] = argv
         effective["master_pid"] = process.pid
         effective["port"] = cfg.port

@@ -4,14 +4,18 @@ Both store the request's token in ``before_request`` and report what they hold i
 ``after_request``, after the probe view has slept (yielded to other greenlets under gevent):
 
 - ``thread_local_app`` keeps it in an OS-thread-local: the original ``threading.local`` when gevent
-  has monkey-patched the process (gunicorn's gevent worker patches before it imports the app), the
-  ordinary one otherwise. That is what a thread-local created before the patch, or by a library
-  that captured the original class, does: every greenlet of the worker shares it. Under gevent a
-  concurrent request overwrites it during the sleep, and ``observe`` must catch that; under real
-  threads (gthread, the werkzeug dev server) it is isolated.
+  or eventlet has monkey-patched the process (gunicorn's gevent worker patches before it imports
+  the app), the ordinary one otherwise. That is what a thread-local created before the patch, or
+  by a library that captured the original class, does: every greenlet of the worker shares it.
+  Under gevent a concurrent request overwrites it during the sleep, and ``observe`` must catch
+  that; under real threads (gthread, the werkzeug dev server) it is isolated.
 - ``keep_in_thread_local(app)`` adds that pair of hooks to any core or Flask app
   (:mod:`scenarios.apps.flask_local_state` is the Flask twin, so a user's Flask app is caught
   the same way).
+- ``module_local_app`` keeps it in a plain module-level ``threading.local()``, created when the
+  app is imported: greenlet-local if the server monkey-patched ``threading`` before that (uWSGI
+  ``--gevent-early-monkey-patch``, eventlet), one native local shared by every greenlet of a
+  worker if it patched after (uWSGI ``--gevent-monkey-patch``, gunicorn ``--preload``).
 - ``contextvar_app`` keeps it in a ``ContextVar`` set in ``before_request`` and reset by token in
   ``teardown_request``: the negative control, isolated everywhere.
 """
@@ -34,28 +38,38 @@ def _os_thread_local_class() -> type[threading.local]:
     if monkey is not None and monkey.is_module_patched("threading"):
         original: type[threading.local] = monkey.get_original("threading", "local")
         return original
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("thread"):
+        native: type[threading.local] = patcher.original("_thread")._local
+        return native
     return threading.local
 
 
 _thread_state = _os_thread_local_class()()
+#: Whatever ``threading.local`` is when this module is imported, patched or not.
+_module_state = threading.local()
 
 
 
-def keep_in_thread_local(app: t.Any) -> None:
-    """Register hooks that keep the request's token in the OS-thread-local and report it."""
+def keep_in_thread_local(app: t.Any, state: threading.local = _thread_state) -> None:
+    """Register hooks that keep the request's token in ``state`` (by default the OS-thread-local)
+    and report it."""
 
     @app.before_request
     def remember_in_thread_local() -> None:
-        _thread_state.token = current_token()
+        state.token = current_token()
 
     @app.after_request
     def report_thread_local(response: t.Any) -> t.Any:
-        observe(NAME, getattr(_thread_state, "token", None))
+        observe(NAME, getattr(state, "token", None))
         return response
 
 
 thread_local_app = App("ctxbench_thread_local_app")
 keep_in_thread_local(thread_local_app)
+
+module_local_app = App("ctxbench_module_local_app")
+keep_in_thread_local(module_local_app, _module_state)
 
 
 _cv_token: ContextVar[str | None] = ContextVar("scenarios.app_local", default=None)
@@ -82,4 +96,5 @@ def forget_contextvar(exc: BaseException | None) -> None:
 
 
 install_probe(thread_local_app)
+install_probe(module_local_app)
 install_probe(contextvar_app)

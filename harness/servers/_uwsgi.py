@@ -1,0 +1,173 @@
+"""What the uWSGI modes share: the command line, stopping, and reading back what ran.
+
+Design note: uWSGI (the ``pyuwsgi`` wheel: no compiler needed) runs a master process that
+imports the app (``harness.servers._uwsgi_app``) and then forks ``--processes`` workers, which
+accept on the shared socket and run the app; what runs inside a worker is the mode's choice (see
+each mode module). Requests in different workers never share memory. The command is explicit:
+``--master``, ``--need-app`` (an app that fails to import ends uWSGI with status 22 instead of
+serving 500s), ``--strict`` (an unknown option is an error), no request log, and a stats socket
+in the server's state directory, from which the harness reads readiness and the identity of
+every worker (pid, status, one ``cores`` entry per thread or async core).
+
+uWSGI's signals differ from gunicorn's: SIGINT or SIGQUIT stop it, but SIGTERM makes it
+re-execute itself (in a venv it then starts the base interpreter and fails), so the harness stops
+it with SIGINT. Its workers ask the kernel to kill them when the master dies, so a master killed
+with the harness takes them along.
+
+Keep-alive: ``--http-socket`` answers one request per connection and then closes it *without*
+``Connection: close``, so a keep-alive client fails on every second request; ``--http11-socket``
+really keeps connections alive, and the thread or process that serves one stays with it until it
+is idle for ``--socket-timeout``. The thread-based modes use ``--http11-socket``; under
+``--gevent`` a second request on a kept-alive connection hangs, so uwsgi-gevent uses
+``--http-socket`` and its keep-alive pattern is not applicable (see ``ModeTraits``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import time
+import typing as t
+from pathlib import Path
+
+from harness.servers._process import wait_states
+from harness.servers.base import (
+    Availability,
+    Lifecycle,
+    ServerConfig,
+    ServerMode,
+    package_version,
+    require_modules,
+    venv_script,
+)
+
+#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
+DEFAULT_WORKERS = 2
+#: The stats socket, in the server's state directory (uWSGI expands ``$(VAR)`` itself).
+STATS_SOCKET = "stats.sock"
+#: Seconds a stopping uWSGI waits for its workers before it kills them.
+RELOAD_MERCY = 3
+
+#: The master respawns workers, reloads them all on SIGHUP, recycles each after
+#: ``--max-requests`` and kills a worker whose request runs past ``--harakiri`` seconds.
+LIFECYCLE = Lifecycle(
+    respawns=True,
+    reload_signal=signal.SIGHUP,
+    recycle_args=("--max-requests", "{requests}", "--max-requests-delta", "{jitter}"),
+    timeout_args=("--harakiri", "{seconds}"),
+)
+
+
+class UwsgiMode(ServerMode):
+    """Base for the uWSGI modes: the socket option and what runs in each worker."""
+
+    stop_signal = signal.SIGINT
+    lifecycle = LIFECYCLE
+    #: ``--http11-socket`` (keep-alive) or ``--http-socket`` (one request per connection).
+    socket_option: t.ClassVar[str] = "--http11-socket"
+
+    def available(self) -> Availability:
+        found = require_modules("pyuwsgi", extra="uwsgi")
+        if found.ok and venv_script("uwsgi") is None:
+            return Availability(
+                False, "the uwsgi command is not installed next to this Python",
+                install="pip install 'ctxbench[uwsgi]'",
+            )  # fmt: skip
+        return found
+
+    def expected_workers(self, cfg: ServerConfig) -> int:
+        return cfg.workers or DEFAULT_WORKERS
+
+    def worker_args(self, cfg: ServerConfig) -> list[str]:
+        """What runs inside each worker process (threads, gevent); nothing by default."""
+        return []
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        return [
+            str(venv_script("uwsgi") or "uwsgi"),
+            "--master", "--need-app", "--strict", "--single-interpreter",
+            self.socket_option, f"{cfg.host}:{cfg.port}",
+            "--processes", str(cfg.workers or DEFAULT_WORKERS),
+            *self.worker_args(cfg),
+            "--module", "harness.servers._uwsgi_app:application",
+            "--stats", f"$(CTXBENCH_STATE_DIR)/{STATS_SOCKET}",
+            "--listen", "1024",
+            "--disable-logging",
+            "--reload-mercy", str(RELOAD_MERCY), "--worker-reload-mercy", str(RELOAD_MERCY),
+            *cfg.extra_args,
+        ]  # fmt: skip
+
+    def collect_states(
+        self, cfg: ServerConfig, state_dir: Path, deadline: float
+    ) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
+        """Wait until the stats socket lists every worker as ready, then read the state files."""
+        expected = self.expected_workers(cfg)
+        while True:
+            stats = read_stats(state_dir / STATS_SOCKET)
+            ready = [
+                w for w in stats.get("workers", [])
+                if w.get("pid") and w.get("status") in ("idle", "busy")
+            ]  # fmt: skip
+            if len(ready) >= expected or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        return wait_states(state_dir, expected, deadline), {"stats": stats}
+
+    def effective(
+        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
+    ) -> dict[str, t.Any]:
+        rv = super().effective(cfg, workers, master)
+        stats = master.get("stats", {})
+        stats_workers = [w for w in stats.get("workers", []) if w.get("pid")]
+        first = workers[0] if workers else {}
+        if stats_workers:  # the identities uWSGI itself reports
+            rv["worker_pids"] = sorted(w["pid"] for w in stats_workers)
+        cores = sorted({len(w.get("cores", [])) for w in stats_workers})
+        before = {w.get("patched_before_app") for w in workers}
+        after = {w.get("patches_later") for w in workers}
+        rv.update(
+            server="uwsgi",
+            server_version=stats.get("version") or first.get("server_version"),
+            socket=self.socket_option.lstrip("-"),
+            workers=len(stats_workers) or len(workers),
+            reported_worker_pids=sorted(w["pid"] for w in workers if "pid" in w),
+            cores_per_worker=cores[0] if len(cores) == 1 else cores,
+            threads=first.get("threads", 1),
+            gevent_async=first.get("gevent", 0),
+            lazy_apps=any(w.get("lazy_apps") for w in workers),
+            monkey_patch=_patch_order(before, after),
+            listen_queue=stats.get("listen_queue"),
+            access_log=None,
+            packages={name: package_version(name) for name in ("pyuwsgi", "werkzeug")},
+        )
+        return rv
+
+
+def _patch_order(before: set[t.Any], after: set[t.Any]) -> str | None:
+    """When gevent patched threading in the workers: before the app (seen when the app was
+    imported), after it (``--gevent-monkey-patch``, which patches when the gevent loop starts),
+    or never."""
+    if before == {True}:
+        return "before-app"
+    if before == {False}:
+        return "after-app" if after == {True} else "none"
+    return None  # no report, or workers that disagree
+
+
+def read_stats(path: Path, timeout: float = 1.0) -> dict[str, t.Any]:
+    """The JSON that uWSGI's stats server sends on connect to ``path``; ``{}`` if none yet."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        chunks = []
+        try:
+            sock.connect(str(path))
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except OSError:
+            return {}
+    with contextlib.suppress(ValueError):
+        rv: dict[str, t.Any] = json.loads(b"".join(chunks))
+        return rv
+    return {}

@@ -1,0 +1,75 @@
+"""``eventlet``: ``eventlet.monkey_patch()``, then ``eventlet.wsgi.server``.
+
+Design note: one process, monkey-patched before anything else is imported (the app included), so
+every ``threading.local`` the app creates is greenthread-local. ``eventlet.wsgi.server`` accepts
+on the main greenlet and serves each connection in a greenthread of its own (a pool of up to
+``--worker-connections``, default 1024), which serves every keep-alive request on that connection
+in turn; all greenthreads run on the one OS thread. Requests overlap whenever one yields (I/O,
+the patched ``time.sleep``), so process-wide and OS-thread-keyed state show cross-talk here. A
+ContextVar is isolated: every greenlet has its own ``contextvars.Context``, and a new
+connection's greenthread starts empty, so residue shows only on keep-alive connections. gunicorn
+27 has no eventlet worker, so eventlet serves the app itself; ``--workers`` and ``--threads`` do
+not apply and are recorded as ignored. eventlet is in maintenance mode and warns so on import
+(in the server log).
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from harness.servers._eventlet_runner import BOOTSTRAP
+from harness.servers.base import (
+    Availability,
+    ModeTraits,
+    ServerConfig,
+    ServerMode,
+    package_version,
+    register,
+    require_modules,
+)
+
+#: Greenthreads (connections served at once) unless told otherwise: eventlet's own default.
+DEFAULT_MAX_SIZE = 1024
+
+
+@register
+class Eventlet(ServerMode):
+    name = "eventlet"
+    summary = "eventlet.wsgi: a greenthread per connection, monkey-patched first, keep-alive"
+    order = 70
+    traits = ModeTraits(
+        unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app"
+    )
+
+    def available(self) -> Availability:
+        return require_modules("eventlet", extra="eventlet")
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        return [
+            sys.executable, "-c", BOOTSTRAP,
+            "--host", cfg.host, "--port", str(cfg.port),
+            "--max-size", str(cfg.worker_connections or DEFAULT_MAX_SIZE),
+            *cfg.extra_args,
+        ]  # fmt: skip
+
+    def effective(
+        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
+    ) -> dict[str, t.Any]:
+        rv = super().effective(cfg, workers, master)
+        first = workers[0] if workers else {}
+        rv.update(
+            server="eventlet",
+            server_version=first.get("server_version") or package_version("eventlet"),
+            worker_class="greenthread-per-connection",
+            workers=len(workers),
+            threads=1,
+            worker_connections=first.get("max_size"),
+            eventlet_patched=first.get("eventlet_patched"),
+            access_log=None,
+            ignored_options=[
+                f"--{name}" for name in ("workers", "threads") if getattr(cfg, name) is not None
+            ],
+            packages={name: package_version(name) for name in ("eventlet", "werkzeug")},
+        )
+        return rv

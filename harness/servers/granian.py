@@ -1,0 +1,86 @@
+"""``granian``: granian's WSGI interface, ``--workers N --blocking-threads T``.
+
+Design note: granian's main process (Python) only supervises; it forks ``--workers`` worker
+processes, each running a Rust HTTP server (tokio) that parses requests and keeps connections
+alive, and hands every WSGI call to a pool of up to ``--blocking-threads`` Python threads that
+Rust created (Python names them ``Dummy-N``); the worker's main thread only waits. Requests
+overlap across those threads (process-wide state shows cross-talk; thread-keyed state is
+isolated between concurrent requests), and a connection is not pinned to a thread: every
+pool thread serves request after request, across connections, so state a request forgets to
+reset is seen by a later request on a keep-alive connection or a fresh one alike. Each pool
+thread keeps its Python thread state, and with it its ``contextvars.Context``, between calls
+(a ContextVar left set is still there in the next request on that thread, measured here); a
+thread idle for ``--blocking-threads-idle-timeout`` may be retired and replaced by a new, empty
+one. granian's workers do not die with a main process killed outright, so the app module the
+workers load (``harness.servers._granian_app``) asks the kernel for that.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from harness.servers.base import (
+    Availability,
+    ModeTraits,
+    ServerConfig,
+    ServerMode,
+    package_version,
+    register,
+    require_modules,
+    venv_script,
+)
+
+#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
+DEFAULT_WORKERS = 2
+#: Python threads per worker for WSGI calls unless told otherwise.
+DEFAULT_THREADS = 4
+
+
+@register
+class Granian(ServerMode):
+    name = "granian"
+    summary = "granian WSGI: Rust I/O, a pool of Python threads per worker, keep-alive"
+    order = 90
+    traits = ModeTraits(unit="pool-thread", keepalive=True)
+
+    def available(self) -> Availability:
+        found = require_modules("granian", extra="granian")
+        if found.ok and venv_script("granian") is None:
+            return Availability(
+                False, "the granian command is not installed next to this Python",
+                install="pip install 'ctxbench[granian]'",
+            )  # fmt: skip
+        return found
+
+    def expected_workers(self, cfg: ServerConfig) -> int:
+        return cfg.workers or DEFAULT_WORKERS
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        return [
+            str(venv_script("granian") or "granian"),
+            "--interface", "wsgi",
+            "--host", cfg.host, "--port", str(cfg.port),
+            "--workers", str(cfg.workers or DEFAULT_WORKERS),
+            "--blocking-threads", str(cfg.threads or DEFAULT_THREADS),
+            "--http", "1", "--no-ws", "--no-access-log",
+            "--backlog", "1024",
+            *cfg.extra_args,
+            "harness.servers._granian_app:app",
+        ]  # fmt: skip
+
+    def effective(
+        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
+    ) -> dict[str, t.Any]:
+        rv = super().effective(cfg, workers, master)
+        rv.update(
+            server="granian",
+            server_version=package_version("granian"),
+            worker_class="wsgi-blocking-threads",
+            workers=len(workers),
+            requested_workers=cfg.workers or DEFAULT_WORKERS,
+            threads=cfg.threads or DEFAULT_THREADS,  # the pool's bound; granian starts them lazily
+            worker_connections=None,
+            access_log=None,
+            packages={name: package_version(name) for name in ("granian", "werkzeug")},
+        )
+        return rv

@@ -1,0 +1,33 @@
+"""``gunicorn-tornado``: gunicorn's tornado worker.
+
+Design note: each worker process runs a tornado ``IOLoop`` on its main thread and wraps the WSGI
+app in ``tornado.wsgi.WSGIContainer`` without an executor, so the app runs on that main thread,
+one request at a time: requests never overlap inside a process, and shared state shows no
+cross-talk. Connections are kept alive (gunicorn's ``--keep-alive`` reaches tornado only after
+tornado copied it, so it cannot be turned off). The same OS thread serves every request, so a
+``threading.local`` set by one request is still there in the next (residue); but tornado runs each
+request in an asyncio task of its own, started from a copy of the connection's context, so a
+``ContextVar`` set by one request is gone in the next: the ``no-reset`` mutant cannot leak here,
+unlike under the sync worker, which also serves on its main thread. The harness stops it with
+SIGINT, gunicorn's quick shutdown: after SIGTERM the tornado worker lingers about two seconds
+(its watchdog ticks once a second), and no request is in flight when the harness stops a server.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from harness.servers._gunicorn import GunicornMode
+from harness.servers.base import ModeTraits, register
+
+
+@register
+class GunicornTornado(GunicornMode):
+    name = "gunicorn-tornado"
+    summary = "gunicorn tornado worker: one request at a time on the IOLoop thread, keep-alive"
+    order = 50
+    traits = ModeTraits(unit="main-thread", keepalive=True, context="request")
+    worker_class = "tornado"
+    requires = ("tornado",)
+    extra = "tornado"
+    stop_signal = signal.SIGINT

@@ -1,0 +1,54 @@
+"""``uwsgi-gevent``: uWSGI, ``--processes N --gevent C``, monkey-patched before the app.
+
+Design note: each worker process runs gevent's hub on its main thread and serves every request
+in a new greenlet (up to ``C`` async cores at once): a greenlet per *request*, not per
+connection, all on one OS thread. Requests overlap whenever one yields, so process-wide and
+OS-thread-keyed state show cross-talk; a ContextVar is isolated, and since no greenlet ever
+serves a second request, residue never shows. uWSGI's gevent loop cannot keep connections alive
+(``--http11-socket`` hangs on the second request), so this mode uses ``--http-socket``, which
+closes after every response without ``Connection: close``: the keep-alive pattern is not
+applicable here.
+
+When the patch happens matters for the app's own module-level ``threading.local``: by default
+this mode passes ``--gevent-early-monkey-patch``, which patches in the master before the app is
+imported, so the local is greenlet-local; with ``--server-arg=--gevent-monkey-patch`` uWSGI
+patches only after the app is loaded (with or without ``--lazy-apps``), and every greenlet of a
+worker shares one native local (:meth:`traits_for` says so, and the effective configuration
+records the order the workers saw).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from harness.servers._uwsgi import UwsgiMode
+from harness.servers.base import ModeTraits, ServerConfig, register
+
+#: Async cores (greenlets serving requests at once) per worker unless told otherwise.
+DEFAULT_ASYNC = 100
+LATE_PATCH = "--gevent-monkey-patch"
+EARLY_PATCH = "--gevent-early-monkey-patch"
+
+
+@register
+class UwsgiGevent(UwsgiMode):
+    name = "uwsgi-gevent"
+    summary = "uWSGI --gevent: a greenlet per request, monkey-patched first, no keep-alive"
+    order = 82
+    socket_option = "--http-socket"
+    traits = ModeTraits(
+        unit="greenlet-per-request",
+        keepalive=False,
+        keepalive_applicable=False,
+        monkey_patch="before-app",
+    )
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        if LATE_PATCH in cfg.extra_args and EARLY_PATCH not in cfg.extra_args:
+            return dataclasses.replace(self.traits, monkey_patch="after-app")
+        return self.traits
+
+    def worker_args(self, cfg: ServerConfig) -> list[str]:
+        chosen = LATE_PATCH in cfg.extra_args or EARLY_PATCH in cfg.extra_args
+        patch = [] if chosen else [EARLY_PATCH]
+        return ["--gevent", str(cfg.worker_connections or DEFAULT_ASYNC), *patch]

@@ -1,0 +1,22 @@
+"""``uwsgi-processes``: uWSGI, ``--processes N``, one request at a time per process.
+
+Design note: each worker process serves one request at a time on its main thread (no
+``--threads``), so requests never overlap inside a process and shared state shows no
+cross-talk; but the same thread serves request after request, so state a request forgets to
+reset is seen by the next one (residue), on fresh and keep-alive connections alike. With
+``--http11-socket`` a kept-alive connection holds its worker until the client closes it or it is
+idle for ``--socket-timeout``: with more keep-alive clients than workers, the others wait.
+"""
+
+from __future__ import annotations
+
+from harness.servers._uwsgi import UwsgiMode
+from harness.servers.base import ModeTraits, register
+
+
+@register
+class UwsgiProcesses(UwsgiMode):
+    name = "uwsgi-processes"
+    summary = "uWSGI --processes: one request at a time per process, keep-alive (http11)"
+    order = 80
+    traits = ModeTraits(unit="main-thread", keepalive=True)

@@ -1,0 +1,29 @@
+"""``uwsgi-threads``: uWSGI, ``--processes N --threads T``.
+
+Design note: each worker process runs ``T`` threads (core 0 is the worker's main thread, the
+others are started by uWSGI; ``--threads`` always enables Python threads), each accepting and
+serving on its own, so requests overlap across the threads of a process and process-wide state
+shows cross-talk, while thread-keyed state is isolated between concurrent requests. A thread
+serves request after request across connections (residue on reuse); with ``--http11-socket``
+a kept-alive connection stays with the thread that accepted it until the client closes it or it
+is idle for ``--socket-timeout``.
+"""
+
+from __future__ import annotations
+
+from harness.servers._uwsgi import UwsgiMode
+from harness.servers.base import ModeTraits, ServerConfig, register
+
+#: Threads per worker unless told otherwise.
+DEFAULT_THREADS = 8
+
+
+@register
+class UwsgiThreads(UwsgiMode):
+    name = "uwsgi-threads"
+    summary = "uWSGI --processes --threads: a thread pool per process, keep-alive (http11)"
+    order = 81
+    traits = ModeTraits(unit="pool-thread", keepalive=True)
+
+    def worker_args(self, cfg: ServerConfig) -> list[str]:
+        return ["--threads", str(cfg.threads or DEFAULT_THREADS)]

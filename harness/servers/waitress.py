@@ -1,0 +1,72 @@
+"""``waitress``: waitress, one process with a fixed thread pool.
+
+Design note: one process; its main thread runs the I/O loop (accepting, reading and parsing
+requests, writing responses) and hands every complete request to a queue that a fixed pool of
+``--threads`` threads drains. Requests overlap across the pool threads, so process-wide state
+shows cross-talk; thread-keyed state is isolated between concurrent requests. Connections are
+kept alive, but a connection is not pinned to a thread: consecutive requests on one connection go
+to whichever pool thread is free, and every pool thread serves request after request across
+connections, so state a request forgets to reset is seen by a later request, on a keep-alive
+connection or a fresh one alike. ``--workers`` does not apply (waitress has no worker processes)
+and is recorded as ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from harness.servers.base import (
+    Availability,
+    ModeTraits,
+    ServerConfig,
+    ServerMode,
+    package_version,
+    register,
+    require_modules,
+)
+
+#: Pool threads unless told otherwise (waitress's own default, and gthread's here).
+DEFAULT_THREADS = 4
+#: Connections waitress accepts at once unless told otherwise (its default is 100).
+DEFAULT_CONNECTION_LIMIT = 1000
+
+
+@register
+class Waitress(ServerMode):
+    name = "waitress"
+    summary = "waitress: one process, a fixed thread pool fed from a queue, keep-alive"
+    order = 60
+    traits = ModeTraits(unit="pool-thread", keepalive=True)
+
+    def available(self) -> Availability:
+        return require_modules("waitress", extra="waitress")
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        return [
+            sys.executable, "-m", "harness.servers._waitress_runner",
+            "--host", cfg.host, "--port", str(cfg.port),
+            "--threads", str(cfg.threads or DEFAULT_THREADS),
+            "--connection-limit", str(cfg.worker_connections or DEFAULT_CONNECTION_LIMIT),
+            *cfg.extra_args,
+        ]  # fmt: skip
+
+    def effective(
+        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
+    ) -> dict[str, t.Any]:
+        rv = super().effective(cfg, workers, master)
+        first = workers[0] if workers else {}
+        rv.update(
+            server="waitress",
+            server_version=first.get("server_version") or package_version("waitress"),
+            worker_class="thread-pool",
+            workers=len(workers),
+            threads=first.get("threads"),
+            worker_connections=first.get("connection_limit"),
+            channel_timeout_s=first.get("channel_timeout"),
+            tcp_nodelay=first.get("tcp_nodelay"),
+            access_log=None,
+            ignored_options=["--workers"] if cfg.workers is not None else [],
+            packages={name: package_version(name) for name in ("waitress", "werkzeug")},
+        )
+        return rv
