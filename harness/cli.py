@@ -307,15 +307,16 @@ def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
     ]
     leaky = [c.leaky_requests for c in cells if c.leaks]
     if leaky and all(n is not None for n in leaky):
+        held = sum(t.cast(int, n) for n in leaky)
         out.append(
-            f"{_plural(sum(t.cast(int, n) for n in leaky), 'request')} held the"
-            f" {_plural(run.leaks, 'leak')}."
+            f"The {_plural(run.leaks, 'leak')} were in {held:,} of the"
+            f" {_plural(run.requests, 'request')} checked."
         )
     from harness.protocol import app_observation_names
 
     names = sorted({n for c in cells for n in app_observation_names(c.observed)})
     if names:
-        out.append("The app's own observe() names checked: " + ", ".join(names))
+        out.append("Checked the app's own observe() state too: " + ", ".join(names))
     return out
 
 

@@ -14,6 +14,7 @@ self-overwriting line on a terminal, one line per finished cell otherwise (CI an
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import typing as t
@@ -26,6 +27,7 @@ from pathlib import Path
 from harness import results
 from harness.apps import app_label
 from harness.backends import DEFAULT_BACKEND
+from harness.errors import ServerStartError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load.spec import ConnectionPattern
@@ -52,6 +54,7 @@ class LoadResultLike(t.Protocol):
     elapsed_s: float
     rps: float
     units: list[tuple[int, int, int | None]]
+    observed: tuple[str, ...]
     injected: int
     injected_outcomes: dict[str, int]
 
@@ -117,6 +120,7 @@ def aggregate(
         warmup=Warmup(warmup.requests, warmup.leaks, warmup.errors) if warmup else Warmup(),
         units_seen=len(units),
         evidence=tuple(evidence),
+        observed=tuple(sorted({name for run in checked for name in run.observed})),
         server=ServerInfo(effective=dict(effective or {}), log=log_path),
         exercised=None
         if sleep_ms is None
@@ -239,6 +243,8 @@ def run_matrix(
     """
     run_dir = Path(run_dir)
     settings = settings.checked()
+    # The outermost folder this run creates (results/ itself on a first run), if any.
+    created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
     targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop here
     load_fn = load or _default_load()
     make_spec = spec or _load_spec
@@ -264,7 +270,7 @@ def run_matrix(
     except BaseException as e:
         status.done()
         # Keep what was measured (a complete, valid file). A run that measured nothing leaves
-        # no results file, and no empty logs folder from a server that failed to start.
+        # no results file and no empty folders: only the log a start-up error points to.
         if run.cells:
             run = run.replace(
                 status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
@@ -272,7 +278,7 @@ def run_matrix(
             )
             results.write(run_dir, run)
         else:
-            _remove_empty_dirs(run_dir)
+            _clean_up_after_failed_start(run_dir, e, created=created)
         raise
     run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
     results.write(run_dir, run)
@@ -342,7 +348,13 @@ def _record_not_applicable(run: Run, mode: str, connections: str) -> Run:
     return run.replace(not_measured=(*run.not_measured, NotMeasured(mode, connections, reason)))
 
 
-def _remove_empty_dirs(run_dir: Path) -> None:
+def _clean_up_after_failed_start(
+    run_dir: Path, error: BaseException, *, created: Path | None
+) -> None:
+    """Leave nothing of a run that measured nothing but the log a start-up error points to."""
+    if created is not None and not isinstance(error, ServerStartError):
+        shutil.rmtree(created, ignore_errors=True)
+        return
     for path in sorted(run_dir.glob("**/"), key=lambda p: len(p.parts), reverse=True):
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()

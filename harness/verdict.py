@@ -37,6 +37,7 @@ __all__ = [
     "UnitKey",
     "check_probe_response",
     "examine_probe_response",
+    "observation_names",
 ]
 
 #: Every probe response carries at least one observation from each phase.
@@ -182,6 +183,22 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
 
 def _as_seen(value: object) -> str | None:
     return value if value is None or isinstance(value, str) else repr(value)
+
+
+def observation_names(body: bytes) -> tuple[str, ...]:
+    """The observation names in a probe response body, sorted; empty for anything else.
+
+    Not part of the per-response check: the load driver reads them once per run, to record
+    which names (the app's own ``observe()`` ones among them) were checked.
+    """
+    try:
+        obs = json.loads(body).get("obs")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return ()
+    if not isinstance(obs, list):
+        return ()
+    names = {o[1] for o in obs if isinstance(o, list) and len(o) == 3 and isinstance(o[1], str)}
+    return tuple(sorted(names))
 
 
 def check_probe_response(token: str, status: int, body: bytes, *, mode: str) -> list[Evidence]:

@@ -272,3 +272,184 @@ def test_test_client_bad_inputs(app: App, client: Client) -> None:
     assert client.get("/%zz").status_code == 404
     assert client.get("/?%zz=%%").status_code == 200
     assert client.get("/", headers={"Cookie": "session=%%%"}).status_code == 200
+
+
+# -- bad command lines ---------------------------------------------------------------------------
+#
+# Every user mistake on the command line is one line on stderr and exit status 2, before any
+# server starts and before any results or logs folder is made: the values are checked when the
+# settings are built (harness.settings.RunSettings.checked, harness.servers.ServerConfig), with the
+# limits the load driver and the servers enforce.
+
+from pathlib import Path  # noqa: E402
+
+from harness import results  # noqa: E402
+from harness.cli import build_parser, main  # noqa: E402
+from harness.results import Cell, Measurement, Run  # noqa: E402
+from harness.settings import RunSettings  # noqa: E402
+
+FLASK = "harness.apps.flask_app:app"
+
+BAD_INVOCATIONS = [
+    # -- run: numbers out of the driver's and the servers' limits, and nonsense
+    pytest.param(["run", "--modes", "gunicorn-sync", "--concurrency", "5000"],
+                 "bad --concurrency 5000", id="concurrency-over-driver-limit"),
+    pytest.param(["run", "--concurrency", "0"], "bad --concurrency 0", id="concurrency-0"),
+    pytest.param(["run", "--concurrency", "-3"], "bad --concurrency -3", id="concurrency-neg"),
+    pytest.param(["run", "--concurrency", "1.5"], "invalid int value", id="concurrency-float"),
+    pytest.param(["run", "--sleep-ms", "70000"], "bad --sleep-ms 70000", id="sleep-over-limit"),
+    pytest.param(["run", "--sleep-ms", "nan"], "bad --sleep-ms nan", id="sleep-nan"),
+    pytest.param(["run", "--sleep-ms", "-1"], "bad --sleep-ms -1", id="sleep-negative"),
+    pytest.param(["run", "--sleep-ms", "6000"], "request timeout", id="sleep-past-timeout"),
+    pytest.param(["run", "--duration", "inf"], "bad --duration inf", id="duration-inf"),
+    pytest.param(["run", "--duration", "nan"], "bad --duration nan", id="duration-nan"),
+    pytest.param(["run", "--duration", "0"], "bad --duration 0", id="duration-0"),
+    pytest.param(["run", "--duration", "-2"], "bad --duration -2", id="duration-negative"),
+    pytest.param(["run", "--duration", "1e9"], "bad --duration", id="duration-over-limit"),
+    pytest.param(["run", "--duration", "unbounded"], "invalid float value: 'unbounded'",
+                 id="duration-unbounded"),
+    pytest.param(["run", "--requests", "0"], "bad --requests 0", id="requests-0"),
+    pytest.param(["run", "--requests", "lots"], "invalid int value", id="requests-word"),
+    pytest.param(["run", "--repeats", "0"], "bad --repeats 0", id="repeats-0"),
+    pytest.param(["run", "--repeats", "5000"], "bad --repeats 5000", id="repeats-over-limit"),
+    pytest.param(["run", "--warmup", "-1"], "bad --warmup -1", id="warmup-negative"),
+    pytest.param(["run", "--warmup", "inf"], "bad --warmup inf", id="warmup-inf"),
+    pytest.param(["run", "--workers", "0"], "bad --workers 0", id="workers-0"),
+    pytest.param(["run", "--workers", "100000"], "bad --workers 100000", id="workers-huge"),
+    pytest.param(["run", "--threads", "0"], "bad --threads 0", id="threads-0"),
+    pytest.param(["run", "--threads", "5000"], "bad --threads 5000", id="threads-huge"),
+    pytest.param(["run", "--worker-connections", "0"], "bad --worker-connections 0",
+                 id="worker-connections-0"),
+    # -- run: names
+    pytest.param(["run", "--modes", ""], "--modes is empty", id="modes-empty"),
+    pytest.param(["run", "--modes", "gunicorn-sync,gunicorn-sync"], "twice", id="modes-twice"),
+    pytest.param(["run", "--modes", "gunicorn-sync,,werkzeug-threaded"], "empty value",
+                 id="modes-empty-item"),
+    pytest.param(["run", "--modes", "uwsgi-nope"], "unknown server mode 'uwsgi-nope'",
+                 id="modes-unknown"),
+    pytest.param(["run", "--proxy", "haproxy"], "unknown proxy 'haproxy'", id="proxy-unknown"),
+    pytest.param(["run", "--backend", "nope"], "unknown backend 'nope'", id="backend-unknown"),
+    pytest.param(["run", "--backend", ""], "empty value", id="backend-empty"),
+    pytest.param(["run", "--backend", "no-reset,no-reset"], "twice", id="backend-twice"),
+    pytest.param(["run", "--app", "not a path"], "bad app import string", id="app-spaces"),
+    pytest.param(["run", "--app", "module_without_attr"], "bad app import string",
+                 id="app-no-colon"),
+    pytest.param(["run", "--app", FLASK, "--backend", "no-reset"], "use --backend contextvar",
+                 id="mutant-with-flask"),
+    pytest.param(["run", "--connections", "pipelined"], "invalid choice", id="connections"),
+    pytest.param(["run", "--fail-phase", "lunch"], "invalid choice", id="fail-phase"),
+    pytest.param(["run", "--fail-phase", "view", "--fail-fraction", "2"],
+                 "bad --fail-fraction 2", id="fail-fraction-over-1"),
+    pytest.param(["run", "--fail-fraction", "0.5"], "--fail-fraction needs --fail-phase",
+                 id="fail-fraction-alone"),
+    pytest.param(["run", "--server-arg", "'unterminated"], "bad --server-arg", id="server-arg"),
+    pytest.param(["run", "--compare-flask", "--backend", "no-reset"], "--compare-flask",
+                 id="compare-flask-mutant"),
+    pytest.param(["run", "--compare-flask", "--app", "pkg.wsgi:app"], "--compare-flask",
+                 id="compare-flask-app"),
+    pytest.param(["run", "--target", "http://192.0.2.1:80"], "loopback", id="target-remote"),
+    pytest.param(["run", "--target", "http://127.0.0.1:8080", "--modes", "gunicorn-sync"],
+                 "--target", id="target-with-modes"),
+    pytest.param(["run", "--no-such-option"], "unrecognized arguments", id="unknown-option"),
+    pytest.param(["frobnicate"], "invalid choice", id="unknown-command"),
+    # -- run: paths
+    pytest.param(["run", "--out", "{file}"], "is a file, not a folder", id="out-is-a-file"),
+    pytest.param(["run", "--run-dir", "{file}"], "is a file, not a folder", id="run-dir-file"),
+    pytest.param(["run", "--out", "{file}/sub"], "is a file, not a folder", id="out-under-file"),
+    pytest.param(["run", "--run-dir", "{tmp}/ref", "--out", "{tmp}/out"], "not both",
+                 id="run-dir-and-out"),
+    # -- serve
+    pytest.param(["serve", "--mode", "nope"], "unknown server mode 'nope'", id="serve-mode"),
+    pytest.param(["serve"], "required: --mode", id="serve-no-mode"),
+    pytest.param(["serve", "--mode", "gunicorn-sync", "--port", "70000"], "bad --port 70000",
+                 id="serve-port-huge"),
+    pytest.param(["serve", "--mode", "gunicorn-sync", "--port", "0"], "bad --port 0",
+                 id="serve-port-0"),
+    pytest.param(["serve", "--mode", "gunicorn-sync", "--workers", "0"], "bad --workers 0",
+                 id="serve-workers-0"),
+    pytest.param(["serve", "--mode", "gunicorn-sync", "--backend", "nope"], "unknown backend",
+                 id="serve-backend"),
+    # -- report and compare
+    pytest.param(["report", "{tmp}/nowhere"], "no such folder", id="report-missing"),
+    pytest.param(["report", "{tmp}"], "no results at", id="report-no-results"),
+    pytest.param(["report", "{corrupt}"], "is not valid JSON", id="report-corrupt"),
+    pytest.param(["compare", "{a}", "{tmp}/nowhere"], "no such folder", id="compare-missing"),
+    pytest.param(["compare", "{a}", "{b}", "--threshold", "abc"], "threshold", id="threshold-abc"),
+    pytest.param(["compare", "{a}", "{b}", "--threshold", "0"], "threshold", id="threshold-0"),
+    pytest.param(["compare", "{a}", "{b}", "--threshold", "-5%"], "threshold", id="threshold-neg"),
+    pytest.param(["compare", "{a}", "{b}"], "no cell in common", id="compare-nothing-in-common"),
+]  # fmt: skip
+
+
+def _run_folder(path: Path, mode: str) -> Path:
+    cell = Cell(app="harness.apps.core_app:app", backend="contextvar", mode=mode,
+                connections="keepalive", requests=10, leaks=0, errors=0,
+                runs=(Measurement(100.0),))  # fmt: skip
+    run = Run.start(path.name, ["ctxbench", "run"], RunSettings(modes=(mode,)))
+    results.write(path, run.replace(cells=(cell,), status="complete"))
+    return path
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record (and refuse) any attempt to spawn a server process."""
+    import harness.servers.base
+
+    spawned: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> t.NoReturn:
+        spawned.append(args)
+        raise RuntimeError("a bad command line started a server")
+
+    monkeypatch.setattr(harness.servers.base, "spawn", refuse)
+    return spawned
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_INVOCATIONS)
+def test_bad_command_line_is_one_line_and_exit_2(
+    argv: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_server: list[object],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("CTXBENCH_PROBE_SECRET", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "a-file").write_text("not a folder")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "results.json").write_text("{not json")
+    places = {
+        "tmp": str(tmp_path),
+        "file": str(tmp_path / "a-file"),
+        "corrupt": str(corrupt),
+        "a": str(_run_folder(tmp_path / "run-a", "gunicorn-sync")),
+        "b": str(_run_folder(tmp_path / "run-b", "werkzeug-threaded")),
+    }
+    before = sorted(p.name for p in tmp_path.iterdir())
+    try:
+        status = main([arg.format(**places) for arg in argv])
+    except SystemExit as e:  # argparse's own errors
+        status = int(e.code or 0)
+    out, err = capsys.readouterr()
+    assert status == 2, (out, err)
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.startswith("ctxbench"), err
+    assert expected in err, err
+    assert "Traceback" not in err + out
+    assert "--timeout" not in err, "there is no --timeout option to point at"
+    assert no_server == [], "no server may start"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing may be left behind"
+
+
+def test_at_least_forty_bad_command_lines_are_tried() -> None:
+    assert len(BAD_INVOCATIONS) >= 40
+
+
+def test_duration_help_names_no_value_the_option_rejects() -> None:
+    run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    duration = next(a for a in run._actions if "--duration" in a.option_strings)
+    assert "unbounded" not in (duration.help or "")
+    assert "--requests" in (duration.help or "")

@@ -280,3 +280,15 @@ def test_a_leak_exits_1(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert "LEAK" in out
+
+
+@pytest.mark.live
+def test_an_app_that_cannot_load_leaves_no_run_folder(tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    proc = ctxbench("run", "--modes", "gunicorn-sync", "--app", "no_such_module_q:app",
+                    "--duration", "0.2", "--repeats", "1", "--out", str(out_dir))  # fmt: skip
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert err.count("\n") == 1 and "cannot import app 'no_such_module_q:app'" in err, err
+    assert not out_dir.exists()
+

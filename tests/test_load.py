@@ -126,6 +126,7 @@ def test_exact_count_against_the_core_probe(serve: ServeFactory, connections: st
     assert_clean(result, 300)
     # werkzeug's dev server gives each connection its own thread.
     assert len(result.units) > 1
+    assert {"request", "g", "current_app", "residue.request_context"} <= set(result.observed)
     if connections == "fresh":
         assert result.reconnects == 0
 

@@ -34,7 +34,8 @@ def evidence(token: str) -> Evidence:
 
 
 def result(rps: float, *, leaks: int = 0, errors: int = 0, latencies: list[float] | None = None,
-           units: list[tuple[int, int, int | None]] | None = None) -> LoadResult:  # fmt: skip
+           units: list[tuple[int, int, int | None]] | None = None,
+           observed: tuple[str, ...] = ("g", "request")) -> LoadResult:  # fmt: skip
     latencies = latencies if latencies is not None else [1.0, 2.0, 3.0]
     return LoadResult(
         requests=len(latencies) + errors,
@@ -47,6 +48,7 @@ def result(rps: float, *, leaks: int = 0, errors: int = 0, latencies: list[float
         elapsed_s=1.0,
         rps=rps,
         units=units or [(1, 2, None)],
+        observed=observed,
     )
 
 
@@ -56,7 +58,7 @@ def test_aggregate_sums_medians_and_spreads() -> None:
         result(1000.0, leaks=2, latencies=[3.0], units=[(1, 3, None)]),
         result(1100.0, errors=1, latencies=[4.0, 10.0], units=[(1, 2, None)]),
     ]
-    warmup = result(500.0, leaks=1, latencies=[50.0])
+    warmup = result(500.0, leaks=1, latencies=[50.0], observed=("g", "my_local", "request"))
     cell = aggregate(
         mode="gunicorn-gthread",
         app="harness.apps.core_app:app",
@@ -81,6 +83,7 @@ def test_aggregate_sums_medians_and_spreads() -> None:
     assert cell.latency_ms.p50 == 3.0
     assert [r.max for r in cell.latency_runs] == [2.0, 3.0, 10.0]
     assert cell.units_seen == 2
+    assert cell.observed == ("g", "my_local", "request")  # every run's names, merged
     assert cell.app_label == "core"
     assert cell.evidence[0] == evidence("t0")
     assert cell.server.effective == {"worker_class": "gthread"}
@@ -201,6 +204,15 @@ def test_run_that_measured_nothing_writes_nothing(tmp_path: Path) -> None:
                    status=StatusLine(enabled=False))  # fmt: skip
     assert not (tmp_path / "results.json").exists()
     assert not (tmp_path / "logs").exists()  # no empty logs folder left behind
+
+
+def test_a_run_that_measured_nothing_in_a_new_folder_leaves_no_folder(tmp_path: Path) -> None:
+    world = FakeWorld(interrupt_at=1)
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(settings, tmp_path / "results" / "run-1", load=world.load, spec=world.spec,
+                   server=world.server, status=StatusLine(enabled=False))  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_status_off_a_terminal_is_a_line_per_cell() -> None:

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 
 from harness.protocol import PROBE_PATH
-from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError
+from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError, observation_names
 
 from .cpu import thread_cpu
 from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
@@ -174,6 +174,7 @@ class _Run:
         self.evidence: list[Evidence] = []
         self.latencies: list[int] = []
         self.units: set[tuple[int, int, int | None]] = set()
+        self.observed: tuple[str, ...] = ()
         self.reconnects = 0
         self.last_done_ns = 0
         self.injected = 0
@@ -239,6 +240,7 @@ class _Run:
             elapsed_s=elapsed,
             rps=(self.done - self.errors - self.injected) / elapsed,
             units=sorted(self.units, key=lambda u: (u[0], u[1], u[2] or -1)),
+            observed=self.observed,
             reconnects=self.reconnects,
             statuses=dict(self.statuses),
             injected=self.injected,
@@ -444,6 +446,10 @@ class _Run:
                 room = self.max_evidence - len(self.evidence)
                 if room > 0:
                     self.evidence.extend(evidence[:room])
+        if not self.observed:  # once per run: the names the first answered response carried
+            self.observed = next(
+                (observation_names(a[2]) for a in answered if a[1] == 200 and not a[4]), ()
+            )
 
     def _lost(self, user: _User, err: int | None) -> None:
         """The connection failed before a whole response arrived."""

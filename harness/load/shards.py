@@ -87,6 +87,7 @@ def merge_results(results: Sequence[LoadResult], max_evidence: int) -> LoadResul
         merged.driver_cpu.extend(rv.driver_cpu)
         merged.driver_cpu_wait.extend(rv.driver_cpu_wait)
     merged.units = sorted(units, key=lambda u: (u[0], u[1], u[2] or -1))
+    merged.observed = tuple(sorted({name for rv in results for name in rv.observed}))
     if len(merged.driver_cpu_wait) != len(merged.driver_cpu):
         merged.driver_cpu_wait = []
     return merged

@@ -149,6 +149,9 @@ class LoadResult:
     rps: float = 0.0
     #: Distinct execution units ``(pid, thread, greenlet)`` that answered.
     units: list[tuple[int, int, int | None]] = field(default_factory=list)
+    #: The observation names the first answered response carried (``request``, ``g``, the app's
+    #: own ``observe()`` names, ...), sorted.
+    observed: tuple[str, ...] = ()
     #: Connections re-opened in the keepalive pattern because the server closed one.
     reconnects: int = 0
     #: Count of every HTTP status received (injected failures included).
