@@ -247,6 +247,16 @@ def _behind_proxies(modes: Sequence[str], proxy_option: str) -> tuple[str, ...]:
     )
 
 
+def _server_options(args: argparse.Namespace) -> dict[str, t.Any]:
+    """The server options of ``run`` and ``serve`` (the fields of a ``ServerConfig``)."""
+    return {
+        "workers": args.workers,
+        "threads": args.threads,
+        "worker_connections": args.worker_connections,
+        "extra_args": _server_args(args.server_arg),
+    }
+
+
 def _server_args(values: Sequence[str]) -> tuple[str, ...]:
     try:
         return tuple(arg for value in values for arg in shlex.split(value))
@@ -363,10 +373,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         repeats=args.repeats,
         sleep_ms=args.sleep_ms,
         warmup=args.warmup,
-        workers=args.workers,
-        threads=args.threads,
-        worker_connections=args.worker_connections,
-        extra_args=_server_args(args.server_arg),
+        **_server_options(args),
         fail_phase=args.fail_phase,
         fail_fraction=(0.1 if args.fail_phase else 0.0)
         if args.fail_fraction is None
@@ -437,13 +444,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     [mode] = _behind_proxies([args.mode], args.proxy or "none")
     get_mode(mode)
     cfg = ServerConfig(
-        app=args.app or CORE_APP,
-        backend=args.backend,
-        port=args.port,
-        workers=args.workers,
-        threads=args.threads,
-        worker_connections=args.worker_connections,
-        extra_args=_server_args(args.server_arg),
+        app=args.app or CORE_APP, backend=args.backend, port=args.port, **_server_options(args)
     )
     check_backend(cfg.backend, cfg.app)
     with live_server(mode, cfg) as srv:

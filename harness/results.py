@@ -16,8 +16,9 @@ goes through the frozen dataclasses here, in the manner of pyperf's ``Benchmark`
 
 ``Run.to_json()`` and ``Run.from_json()`` convert to and from the JSON document;
 ``from_json(to_json(x)) == x``. The JSON form of every record is its fields, by name, in order,
-nested records as objects and tuples as lists, so adding an optional field to a record is the
-whole change to the schema (give it a default, so older documents still read). Documents of an
+nested records as objects and tuples as lists (:mod:`harness.records`), so adding an optional
+field to a record is the whole change to the schema (give it a default, so older documents
+still read). Documents of an
 older schema are read through :data:`READERS`, which upgrades them first.
 
 :func:`write_atomic` is the one writer of every file ctxbench produces: a complete old file or
@@ -26,7 +27,6 @@ a complete new one, never half of either, with the permissions of the user's uma
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 import dataclasses
 import datetime as dt
@@ -36,14 +36,14 @@ import os
 import platform
 import secrets
 import statistics
-import types
 import typing as t
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import records
 from harness.apps import app_label
-from harness.errors import CtxbenchError, ResultsError
+from harness.errors import ResultsError
 from harness.exercised import Exercised
 from harness.servers.base import package_version
 from harness.settings import ChaosSettings, RunSettings
@@ -533,7 +533,7 @@ class Run:
 
     def to_json(self) -> dict[str, t.Any]:
         """The JSON document (``schema`` first)."""
-        rv = _encode(self)
+        rv = records.to_json(self)
         return {"schema": SCHEMA, **rv}
 
     @classmethod
@@ -554,7 +554,7 @@ class Run:
                 f" {', '.join(map(repr, READERS))}: {hint}"
             )
         body = {k: v for k, v in reader(doc, source).items() if k != "schema"}
-        return t.cast(Run, _decode(Run, body, f"{source}:"))
+        return records.from_json(Run, body, source)
 
 
 # -- the micro suite (benchmarks/test_micro.py) ------------------------------------------------
@@ -724,99 +724,3 @@ READERS: dict[str, Callable[[dict[str, t.Any], str], dict[str, t.Any]]] = {
     SCHEMA: _read_v2,
     "ctxbench.results/1": _read_v1,
 }
-
-
-# -- the JSON codec: records <-> JSON by their fields and annotations -------------------------
-
-
-def _encode(value: t.Any) -> t.Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a NamedTuple
-        return {k: _encode(v) for k, v in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
-    return value
-
-
-_hints_cache: dict[type, dict[str, t.Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, t.Any]:
-    if cls not in _hints_cache:
-        _hints_cache[cls] = t.get_type_hints(cls)
-    return _hints_cache[cls]
-
-
-def _error(where: str, message: str) -> ResultsError:
-    # ``where`` is "<source>:" at the top level, then "<source>: cells[0].rps" and so on.
-    return ResultsError(f"{where} {message}" if where.endswith(":") else f"{where}: {message}")
-
-
-def _fail(where: str, expected: str, raw: t.Any) -> t.NoReturn:
-    raise _error(where, f"expected {expected}, got {raw!r}")
-
-
-def _decode(tp: t.Any, raw: t.Any, where: str) -> t.Any:
-    origin, args = t.get_origin(tp), t.get_args(tp)
-    if tp is t.Any:
-        return raw
-    if origin is t.Union or origin is types.UnionType:
-        if raw is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _decode(inner, raw, where)
-    if tp is bool:
-        return raw if isinstance(raw, bool) else _fail(where, "true or false", raw)
-    if tp is int:
-        ok = isinstance(raw, int) and not isinstance(raw, bool)
-        return raw if ok else _fail(where, "an integer", raw)
-    if tp is float:
-        ok = isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw)
-        return float(raw) if ok else _fail(where, "a number", raw)
-    if tp is str:
-        return raw if isinstance(raw, str) else _fail(where, "a string", raw)
-    if origin is tuple:
-        if not isinstance(raw, list):
-            _fail(where, "a list", raw)
-        return tuple(_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(raw))
-    if origin in (dict, collections.abc.Mapping):
-        if not isinstance(raw, dict):
-            _fail(where, "an object", raw)
-        return {k: _decode(args[1], v, _child(where, k)) for k, v in raw.items()}
-    if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or hasattr(tp, "_fields")):
-        return _decode_record(tp, raw, where)
-    raise TypeError(f"{where}: the results codec cannot read a {tp!r}")  # a bug in the model
-
-
-def _decode_record(cls: type, raw: t.Any, where: str) -> t.Any:
-    if not isinstance(raw, dict):
-        _fail(where, "an object", raw)
-    hints = _hints(cls)
-    if dataclasses.is_dataclass(cls):
-        required = {
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        }
-    else:  # a NamedTuple
-        defaults = getattr(cls, "_field_defaults", {})
-        required = {name for name in hints if name not in defaults}
-    for name in required:
-        if name not in raw:
-            raise _error(where, f"missing key {name!r}")
-    for name in raw:
-        if name not in hints:
-            raise _error(where, f"unknown key {name!r}")
-    kwargs = {name: _decode(hints[name], value, _child(where, name)) for name, value in raw.items()}
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError, CtxbenchError) as e:  # a record's own check (RunSettings')
-        raise _error(where, str(e)) from None
-
-
-def _child(where: str, name: str) -> str:
-    # "results.json:" + "cells" -> "results.json: cells"; "...: cells[0]" + "rps" -> "...rps"
-    return f"{where} {name}" if where.endswith(":") else f"{where}.{name}"

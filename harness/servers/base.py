@@ -501,9 +501,9 @@ def _start(
         "CTXBENCH_BACKEND": cfg.backend,
         "CTXBENCH_STATE_DIR": str(state_dir),
     }
-    process = spawn(argv, env=env, log_path=log_path)
     if cfg.port is None:
         raise TypeError("_start() needs a port: start_server() picks a free one")
+    process = spawn(argv, env=env, log_path=log_path)
     server = LiveServer(
         mode=server_mode.name,
         host=cfg.host,
