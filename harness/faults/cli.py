@@ -190,7 +190,8 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
         help="context storage (never-release: the memory-leak negative control)",
     )
     parser.add_argument(
-        "--server-arg", action="append", default=[], metavar="ARG", help="extra server argument"
+        "--server-arg", action="append", default=[], metavar="ARG",
+        help="extra server argument, repeatable; write --server-arg=--max-requests=1000",
     )
     _add_common(parser, connections="fresh")
 
@@ -217,13 +218,12 @@ def cmd_soak(args: argparse.Namespace) -> int:
         raise UsageError(f"bad --minutes {args.minutes!r}: use a number in (0, 1440]")
     if args.warmup is not None and not 0 <= args.warmup < seconds:
         raise UsageError(f"bad --warmup {args.warmup!r}: use seconds in [0, the soak's length)")
-    if _server_args(args.server_arg):
-        raise UsageError("--server-arg is not supported by soak yet")
+    extra_args = _server_args(args.server_arg)
     settings = RunSettings(
         apps=(app,), backends=(args.backend,), modes=(args.mode,),
         connections=(args.connections,), duration=seconds, concurrency=args.concurrency,
         sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads, repeats=1,
-        warmup=0.0,
+        warmup=0.0, extra_args=extra_args,
     )  # fmt: skip
     settings = settings.checked()
     run_dir, run_id = _run_folder(args)
@@ -233,7 +233,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
             args.mode, seconds=seconds, app=app, backend=args.backend,
             connections=args.connections, warmup_s=args.warmup, concurrency=args.concurrency,
             sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads,
-            log_dir=run_dir / "logs", progress=_progress,
+            extra_args=extra_args, log_dir=run_dir / "logs", progress=_progress,
         )  # fmt: skip
     finally:
         _done_progress()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.load import LoadSpec, run_load
@@ -44,6 +44,7 @@ def run_soak(
     sleep_ms: float = 1.0,
     workers: int | None = None,
     threads: int | None = None,
+    extra_args: Sequence[str] = (),
     log_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Soak:
@@ -51,8 +52,9 @@ def run_soak(
     warmup = default_warmup(seconds) if warmup_s is None else warmup_s
     say = progress or (lambda text: None)
     with live_server(
-        mode, app=app, backend=backend, workers=workers, threads=threads, log_dir=log_dir
-    ) as server:
+        mode, app=app, backend=backend, workers=workers, threads=threads, extra_args=extra_args,
+        log_dir=log_dir,
+    ) as server:  # fmt: skip
         # A server whose group is one process serves requests in it: that process is a worker.
         single = len(group_members(server.pid)) == 1
         sampler = Sampler(server.pid, single_process=single)
