@@ -43,6 +43,7 @@ from pathlib import Path
 
 from harness import records
 from harness.apps import app_label
+from harness.checkpoints import checkpoint
 from harness.errors import ResultsError
 from harness.exercised import Exercised
 from harness.servers.base import package_version
@@ -638,6 +639,7 @@ def write_atomic(
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        checkpoint(f"write:{target.name}")  # a test hook (harness.checkpoints); nothing without it
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

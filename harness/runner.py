@@ -27,6 +27,7 @@ from pathlib import Path
 from harness import results
 from harness.apps import app_label
 from harness.backends import DEFAULT_BACKEND
+from harness.checkpoints import checkpoint
 from harness.errors import ServerStartError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
@@ -384,6 +385,8 @@ def _measure_cell(
 
     def report(label: str) -> ProgressFn:
         def callback(requests: int, errors: int, leaks: int) -> None:
+            if requests:
+                checkpoint("load", pause=False)  # a test hook (harness.checkpoints)
             status.show(
                 f"{name} {connections} {label}  requests {done_requests + requests}"
                 f"  errors {errors}  leaks {done_leaks + leaks}"

@@ -51,8 +51,9 @@ def when_ready(server: t.Any) -> None:
 
 def post_fork(server: t.Any, worker: t.Any) -> None:
     # Without this, a worker whose master was SIGKILLed lives on until its next heartbeat
-    # check (up to half the worker timeout) with nobody to stop it.
-    die_with_parent()
+    # check (up to half the worker timeout) with nobody to stop it. worker.ppid is the master
+    # that forked it, so a master killed before this line is noticed too.
+    die_with_parent(worker.ppid)
 
 
 def post_worker_init(worker: t.Any) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import http.client
 import json
 import os
@@ -133,7 +134,8 @@ def spawn(argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess
             stderr=subprocess.STDOUT,
             env=full_env,
             start_new_session=True,
-            preexec_fn=die_with_parent,  # only prctl: safe between fork and exec
+            # Only prctl: safe between fork and exec. The harness's pid is taken before the fork.
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
 
 

@@ -25,15 +25,18 @@ __all__ = ["die_with_parent", "loaded_app_info", "write_state"]
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere a no-op).
 
-    Safe between ``fork`` and ``exec`` (it only calls ``prctl``). If the parent is already gone
-    (re-parented before ``prctl`` took effect), exit at once.
+    Safe between ``fork`` and ``exec`` (it only calls ``prctl``). ``parent`` is the pid of the
+    process that forked this one, known before the fork: if it is no longer the parent (it died
+    and this process was re-parented, before or while ``prctl`` took effect), exit at once.
+    Without it, a parent that died before this call goes unnoticed.
     """
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

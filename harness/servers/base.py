@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.apps import CORE_APP
+from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
 from harness.servers._process import (
     HOST,
@@ -515,6 +516,7 @@ def _start(
         _cleanup_dir=state_dir,
     )
     try:
+        checkpoint("server-spawned")  # a test hook (harness.checkpoints); nothing without it
         wait_ready(
             process,
             name=server_mode.name,
