@@ -127,7 +127,9 @@ PAYLOADS = [
     ),
     # -- hostile but valid ----------------------------------------------------------------
     Payload("query-not-utf8", b"GET /?a=\xff\xfe HTTP/1.1\r\n" + HOST + b"\r\n", valid=True),
-    Payload("probe-query-not-utf8", _probe("q", query=b"&x=\xc3\x28"), True, ("q",)),
+    # What the probe observes of a query string the app cannot decode is not defined (reading
+    # request.args is a 400): only the next request is checked.
+    Payload("probe-query-not-utf8", _probe("q", query=b"&x=\xc3\x28"), valid=True),
     Payload("path-not-utf8", b"GET /hello/%ff%fe/../.. HTTP/1.1\r\n" + HOST + b"\r\n", True),
     Payload("two-hosts", _probe("twohosts", b"Host: other.example\r\n"), True, ("twohosts",)),
     Payload(
@@ -142,10 +144,11 @@ PAYLOADS = [
         valid=True,
         tokens=("forged",),
     ),
+    # Over uWSGI's 4 kB request buffer (--buffer-size): it resets the connection.
     Payload(
         "huge-cookie",
         _probe("hugecookie", b"Cookie: session=" + b"A" * 6_000 + b"\r\n"),
-        valid=True,
+        valid=False,
         tokens=("hugecookie",),
     ),
     # A body the app never reads, holding a whole request: the server must skip it, or the
@@ -165,10 +168,12 @@ PAYLOADS = [
         valid=True,
         tokens=("formbody",),
     ),
+    # waitress 3.0.2 answers "100 Continue" and then waits, though Content-Length is 0: the
+    # client half-closes, as for garbage.
     Payload(
-        "expect-continue-unsent-body",
+        "expect-continue-empty-body",
         _probe("expect", b"Expect: 100-continue\r\nContent-Length: 0\r\n"),
-        valid=True,
+        valid=False,
         tokens=("expect",),
     ),
 ]
@@ -273,18 +278,29 @@ def check_probe_reply(reply: Reply, tokens: t.Sequence[str], mode: str) -> tuple
     return verdict.unit
 
 
-def probe(server: LiveServer, sock: socket.socket | None = None) -> tuple[int, int, t.Any]:
-    """One valid probe request (on ``sock`` if given, else a new connection); its unit."""
+def probe(
+    server: LiveServer, sock: socket.socket | None = None, after: str = "start"
+) -> tuple[int, int, t.Any] | None:
+    """One valid probe request; the unit that answered it.
+
+    On a new connection it must be answered. On ``sock``, a connection already used, the server
+    may instead close it without an answer (``None``): a server that did not read a request's
+    body to the end may close the connection rather than skip the body (uWSGI does, without
+    saying ``Connection: close``). What it must never do is answer from inside that body.
+    ``after`` names the payload sent before it, for the failure message.
+    """
     token = f"valid-{uuid.uuid4().hex[:12]}"
-    own = sock is None
-    sock = connect(server) if sock is None else sock
+    reused = sock is not None
+    sock = sock if sock is not None else connect(server)
     try:
-        assert send(sock, _probe(token)), "the server closed the connection"
-        replies, ended = read_replies(sock, want=1)
-        assert replies, f"no answer to a valid probe request ({ended})"
+        sent = send(sock, _probe(token))
+        replies, ended = read_replies(sock, want=1) if sent else ([], "closed")
+        if reused and not replies and ended in ("closed", "reset"):
+            return None
+        assert replies, f"after {after}: no answer to a valid probe request ({ended})"
         return check_probe_reply(replies[0], [token], server.mode)
     finally:
-        if own:
+        if not reused:
             sock.close()
 
 
@@ -302,7 +318,9 @@ def test_malformed_requests_leave_the_next_request_clean(
     live_server: t.Callable[..., LiveServer], mode: str
 ) -> None:
     server = live_server(mode, workers=1, threads=1)
-    pid = probe(server)[0]
+    first = probe(server)
+    assert first is not None
+    pid = first[0]
     outcomes: dict[str, str] = {}
     for payload in PAYLOADS:
         sock = connect(server)
@@ -323,15 +341,19 @@ def test_malformed_requests_leave_the_next_request_clean(
                 assert reply.status < 500 or reply.status in allowed, f"{payload.id}: {reply}"
                 if reply.status == 200 and payload.tokens:
                     check_probe_reply(reply, payload.tokens, mode)
-            keep = payload.valid and replies and not replies[-1].close and ended == "complete"
             # The next request: on the same connection (the same unit) when the server kept it
-            # open; else on a new one, once this one is closed (a sync worker lingers on it).
-            if not keep:
+            # open; else, or if the server closes it unanswered, on a new one, once this one is
+            # closed (a sync worker lingers on it). A mode without keep-alive may keep the
+            # connection without serving a second request on it: trust its traits too.
+            keepalive = server.traits is not None and server.traits.keepalive
+            keep = keepalive and payload.valid and replies and not replies[-1].close
+            unit = probe(server, sock, after=payload.id) if keep and ended == "complete" else None
+            if unit is None:
                 sock.close()
-            unit = probe(server, sock if keep else None)
+                unit = probe(server, after=payload.id)
         finally:
             sock.close()
-        assert unit[0] == pid, (
+        assert unit is not None and unit[0] == pid, (
             f"{payload.id}: the next request was served by process {unit[0]}, not {pid}:"
             f" the worker died ({outcomes[payload.id]})"
         )
