@@ -36,4 +36,4 @@ def test_exit_status_is_make_tests(tmp_path: Path, make_status: int, expected: i
     env = {**os.environ, "PATH": f"{stubs}:/usr/bin:/bin"}
     proc = subprocess.run(["bash", str(CI_RUN)], env=env, capture_output=True, text=True)
     assert proc.returncode == expected, proc.stderr
-    assert ("exit status 5 means it collected no tests" in proc.stderr) == bool(make_status)
+    assert ("make test failed" in proc.stderr) == bool(make_status)
