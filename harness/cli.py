@@ -45,6 +45,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _concurrency_levels(text: str) -> tuple[int, ...]:
+    """``--concurrency 16`` or a sweep ``--concurrency 1,8,32``, as whole numbers."""
+    levels = []
+    for part in _csv(text):
+        try:
+            levels.append(int(part))
+        except ValueError:
+            raise UsageError(
+                f"bad --concurrency {text!r}: give a number of virtual users, or a"
+                " comma-separated list of them (1,8,32,128,512)"
+            ) from None
+    if not levels:
+        raise UsageError("--concurrency needs a number of virtual users")
+    return tuple(levels)
+
+
+def _driver_processes(text: str) -> int | None:
+    """``--driver-processes N`` or ``auto`` (``None``)."""
+    if text.strip() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(
+            f"bad --driver-processes {text!r}: give a number of processes or 'auto'"
+        ) from None
+
+
 def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",")]
 
@@ -113,7 +141,20 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         " measurement runs until that many requests are done)",
     )
     parser.add_argument("--requests", type=int, help="requests per measurement")
-    parser.add_argument("--concurrency", type=int, default=16, help="virtual users (default 16)")
+    parser.add_argument(
+        "--concurrency",
+        default="16",
+        metavar="N[,N...]",
+        help="virtual users (default 16); a comma-separated list sweeps them, e.g. 1,8,32,128,512:"
+        " every mode and connection pattern is measured, and checked for leaks, at each level",
+    )
+    parser.add_argument(
+        "--driver-processes",
+        default="1",
+        metavar="N|auto",
+        help="load driver processes the virtual users are shared out to (default 1; auto: half"
+        " the CPUs, at most one per virtual user); for a server faster than one driver process",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="measurements per cell (default 3)")
     parser.add_argument(
         "--sleep-ms", type=float, default=1.0, help="time each probe request yields (default 1)"
@@ -361,6 +402,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         apps = (app, FLASK_APP)
     if args.fail_fraction is not None and args.fail_phase is None:
         raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
+    levels = _concurrency_levels(args.concurrency)
     return RunSettings(
         apps=apps,
         backends=backends,
@@ -369,7 +411,9 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         # Without --duration, --requests alone bounds a measurement; with neither, 2 s.
         duration=2.0 if args.duration is None and args.requests is None else args.duration,
         requests=args.requests,
-        concurrency=args.concurrency,
+        concurrency=levels[0],
+        concurrency_levels=levels if len(levels) > 1 else (),
+        driver_processes=_driver_processes(args.driver_processes),
         repeats=args.repeats,
         sleep_ms=args.sleep_ms,
         warmup=args.warmup,

@@ -46,6 +46,7 @@ from harness.apps import app_label
 from harness.checkpoints import checkpoint
 from harness.errors import ResultsError
 from harness.exercised import Exercised
+from harness.load.cpu import saturated
 from harness.servers.base import package_version
 from harness.settings import ChaosSettings, RunSettings
 from harness.verdict import Evidence, Unit
@@ -60,6 +61,7 @@ __all__ = [
     "SPREAD_WARNING",
     "AfterFault",
     "Cell",
+    "CellKey",
     "Evidence",
     "FaultCell",
     "FaultEvent",
@@ -150,6 +152,10 @@ class Latency:
         return rv
 
 
+#: What identifies a cell across runs: (app label, backend, mode, connections, concurrency).
+CellKey = tuple[str, str, str, str, int | None]
+
+
 # -- the records -------------------------------------------------------------------------------
 
 
@@ -162,6 +168,27 @@ class Measurement:
     elapsed_s: float | None = None
     #: Latency of this run alone; ``None`` when the document did not record it.
     latency_ms: Latency | None = None
+    #: Per driver process: its CPU share over the run and its share waiting for a CPU (see
+    #: :mod:`harness.load.cpu`); empty when the document did not record them.
+    driver_cpu: tuple[float, ...] = ()
+    driver_cpu_wait: tuple[float, ...] = ()
+    #: The server's processes (every thread of its process groups): CPU share over the run,
+    #: in cores, and share waiting for a CPU; ``None`` when not known (a ``--target`` server).
+    server_cpu: float | None = None
+    server_cpu_wait: float | None = None
+
+    @property
+    def driver_load(self) -> float | None:
+        """The busiest driver process's demand: on a CPU plus waiting for one, over the run."""
+        if not self.driver_cpu:
+            return None
+        waits = self.driver_cpu_wait if len(self.driver_cpu_wait) == len(self.driver_cpu) else ()
+        return max(c + (waits[i] if waits else 0.0) for i, c in enumerate(self.driver_cpu))
+
+    @property
+    def driver_bound(self) -> bool:
+        """A driver process was saturated: this run may measure the driver, not the server."""
+        return saturated(self.driver_cpu, self.driver_cpu_wait)
 
 
 @dataclass(frozen=True)
@@ -215,6 +242,11 @@ class Cell:
     leaks: int
     errors: int
     runs: tuple[Measurement, ...]
+    #: Virtual users of the load driver (one level of a ``--concurrency`` sweep); readers fill
+    #: it from the settings for documents that did not record it.
+    concurrency: int | None = None
+    #: Driver processes the virtual users were shared out to (``--driver-processes``).
+    driver_processes: int = 1
     #: Latency over every measured run's requests pooled.
     latency_ms: Latency = field(default_factory=Latency)
     error_kinds: Mapping[str, int] = field(default_factory=dict)
@@ -249,9 +281,29 @@ class Cell:
         return app_label(self.app)
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        """What identifies the cell across runs: (app label, backend, mode, connections)."""
-        return (self.app_label, self.backend, self.mode, self.connections)
+    def key(self) -> CellKey:
+        """What identifies the cell across runs: (app label, backend, mode, connections,
+        concurrency)."""
+        return (self.app_label, self.backend, self.mode, self.connections, self.concurrency)
+
+    @property
+    def driver_bound(self) -> bool:
+        """A driver process was saturated in one of the measured runs: the throughput may be
+        the driver's, not the server's (see :data:`harness.load.cpu.DRIVER_BOUND_ADVICE`)."""
+        return any(run.driver_bound for run in self.runs)
+
+    @property
+    def driver_load(self) -> float | None:
+        """The highest demand of a driver process over the measured runs (see
+        :attr:`Measurement.driver_load`); ``None`` when not recorded."""
+        loads = [run.driver_load for run in self.runs if run.driver_load is not None]
+        return max(loads) if loads else None
+
+    @property
+    def server_cpu(self) -> float | None:
+        """The server's median CPU share over the measured runs, in cores."""
+        values = [run.server_cpu for run in self.runs if run.server_cpu is not None]
+        return median(values) if values else None
 
     @property
     def rps_runs(self) -> tuple[float, ...]:
@@ -658,6 +710,17 @@ def write_atomic(
 
 
 def _read_v2(doc: dict[str, t.Any], source: str) -> dict[str, t.Any]:
+    return _fill_concurrency(doc)
+
+
+def _fill_concurrency(doc: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Cells written before a cell recorded its concurrency ran at the settings' one."""
+    settings, cells = doc.get("settings"), doc.get("cells")
+    level = settings.get("concurrency") if isinstance(settings, dict) else None
+    if isinstance(cells, list) and isinstance(level, int):
+        for cell in cells:
+            if isinstance(cell, dict):
+                cell.setdefault("concurrency", level)
     return doc
 
 
@@ -681,7 +744,7 @@ def _read_v1(doc: dict[str, t.Any], source: str) -> dict[str, t.Any]:
     if not isinstance(entries, list):
         raise ResultsError(f"{source}: entries: expected a list, got {entries!r}")
     rv["cells"] = [_entry_v1(entry, f"{source}: entries[{i}]") for i, entry in enumerate(entries)]
-    return rv
+    return _fill_concurrency(rv)
 
 
 def _entry_v1(entry: t.Any, where: str) -> dict[str, t.Any]:

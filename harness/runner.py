@@ -31,6 +31,7 @@ from harness.checkpoints import checkpoint
 from harness.errors import ServerStartError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
+from harness.load.cpu import ThreadCpu, group_cpu
 from harness.load.spec import ConnectionPattern
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
@@ -58,6 +59,8 @@ class LoadResultLike(t.Protocol):
     observed: tuple[str, ...]
     injected: int
     injected_outcomes: dict[str, int]
+    driver_cpu: list[float]
+    driver_cpu_wait: list[float]
 
 
 ProgressFn = Callable[[int, int, int], None]
@@ -79,11 +82,16 @@ def aggregate(
     effective: dict[str, t.Any] | None = None,
     log_path: str | None = None,
     sleep_ms: float | None = None,
+    concurrency: int | None = None,
+    driver_processes: int = 1,
+    server_cpu: t.Sequence[ThreadCpu | None] = (),
 ) -> Cell:
     """Fold the measured ``runs`` (and the warm-up) of one matrix cell into a :class:`Cell`.
 
     With ``sleep_ms`` (what each request slept in the view) the cell also records what the runs
-    exercised (:mod:`harness.exercised`).
+    exercised (:mod:`harness.exercised`). ``server_cpu`` holds, per measured run, the CPU time
+    the server's processes used during it (``None`` when unknown), made into shares of each
+    run's elapsed time.
     """
     if not runs:
         raise ValueError("aggregate() needs at least one measured run")
@@ -109,13 +117,11 @@ def aggregate(
         error_kinds=dict(sorted(error_kinds.items())),
         injected=sum(run.injected for run in checked),
         injected_outcomes=dict(sorted(injected_outcomes.items())),
+        concurrency=concurrency,
+        driver_processes=driver_processes,
         runs=tuple(
-            Measurement(
-                rps=round(float(run.rps), 1),
-                elapsed_s=round(run.elapsed_s, 3),
-                latency_ms=Latency.of(run.latencies_ms),
-            )
-            for run in runs
+            _measurement(run, server_cpu[i] if i < len(server_cpu) else None)
+            for i, run in enumerate(runs)
         ),
         latency_ms=Latency.of([lat for run in runs for lat in run.latencies_ms]),
         warmup=Warmup(warmup.requests, warmup.leaks, warmup.errors) if warmup else Warmup(),
@@ -131,6 +137,23 @@ def aggregate(
             rps=results.median([run.rps for run in runs]),
             sleep_ms=sleep_ms,
             connections=connections,
+        ),
+    )
+
+
+def _measurement(run: LoadResultLike, server: ThreadCpu | None) -> Measurement:
+    wall = run.elapsed_s if run.elapsed_s > 0 else None
+    return Measurement(
+        rps=round(float(run.rps), 1),
+        elapsed_s=round(run.elapsed_s, 3),
+        latency_ms=Latency.of(run.latencies_ms),
+        driver_cpu=tuple(run.driver_cpu),
+        driver_cpu_wait=tuple(run.driver_cpu_wait),
+        server_cpu=None if server is None or wall is None else round(server.on_cpu / wall, 4),
+        server_cpu_wait=(
+            round(server.waiting / wall, 4)
+            if server is not None and wall is not None and server.known_wait
+            else None
         ),
     )
 
@@ -204,6 +227,7 @@ def _load_spec(
         host=server.host,
         port=server.port,
         concurrency=settings.concurrency,
+        processes=settings.processes_at(settings.concurrency),
         duration=settings.warmup if warmup else settings.duration,
         requests=None if warmup else settings.requests,
         connections=connections,
@@ -261,13 +285,13 @@ def run_matrix(
                     if connections not in applicable:
                         run = _record_not_applicable(run, mode, connections)
                         continue
-                    cell = _measure_cell(
-                        settings, srv, app, backend, connections, load_fn, make_spec, status,
-                        totals=(run.requests, run.leaks),
-                        log=log,
-                    )  # fmt: skip
-                    run = run.replace(cells=(*run.cells, cell))
-                    results.write(run_dir, run)
+                    for level in settings.levels:  # leaks are checked at every level
+                        cell = _measure_cell(
+                            settings.replace(concurrency=level), srv, app, backend, connections,
+                            load_fn, make_spec, status, totals=(run.requests, run.leaks), log=log,
+                        )  # fmt: skip
+                        run = run.replace(cells=(*run.cells, cell))
+                        results.write(run_dir, run)
     except BaseException as e:
         status.done()
         # Keep what was measured (a complete, valid file). A run that measured nothing leaves
@@ -382,6 +406,8 @@ def _measure_cell(
         if app_label(app) == "core" and backend == "contextvar"
         else (f"{srv.mode} ({app_label(app)}, {backend})")
     )
+    if settings.concurrency_levels:
+        name += f" @{settings.concurrency} users"
 
     def report(label: str) -> ProgressFn:
         def callback(requests: int, errors: int, leaks: int) -> None:
@@ -401,9 +427,14 @@ def _measure_cell(
         done_requests += warmup.requests
         done_leaks += warmup.leaks
     runs: list[LoadResultLike] = []
+    server_cpu: list[ThreadCpu | None] = []
+    groups = srv.process_groups() if hasattr(srv, "process_groups") else []
     for i in range(settings.repeats):
         spec = make_spec(settings, srv, connections, warmup=False)
+        before = _groups_cpu(groups)
         run = load_fn(spec, report(f"run {i + 1}/{settings.repeats}"))
+        after = _groups_cpu(groups)
+        server_cpu.append(None if before is None or after is None else after - before)
         runs.append(run)
         done_requests += run.requests
         done_leaks += run.leaks
@@ -418,4 +449,22 @@ def _measure_cell(
         effective=srv.effective,
         log_path=log,
         sleep_ms=settings.sleep_ms,
+        concurrency=settings.concurrency,
+        driver_processes=settings.processes_at(settings.concurrency),
+        server_cpu=server_cpu,
     )
+
+
+def _groups_cpu(groups: t.Sequence[int]) -> ThreadCpu | None:
+    """The CPU time so far of every process group of a server; ``None`` when not known."""
+    if not groups:
+        return None
+    rv = ThreadCpu(0.0, 0.0, True)
+    for pgid in groups:
+        used = group_cpu(pgid)
+        if used is None:
+            return None
+        rv = ThreadCpu(
+            rv.on_cpu + used.on_cpu, rv.waiting + used.waiting, rv.known_wait and used.known_wait
+        )
+    return rv

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 from harness.apps import CORE_APP, app_label
 from harness.errors import UsageError
-from harness.load.spec import CONNECTION_PATTERNS, MAX_CONCURRENCY, MAX_DURATION_S, MAX_SLEEP_MS
+from harness.load.spec import (
+    CONNECTION_PATTERNS,
+    MAX_CONCURRENCY,
+    MAX_DURATION_S,
+    MAX_PROCESSES,
+    MAX_SLEEP_MS,
+)
 from harness.protocol import FAIL_PHASES
 from harness.servers import MODES, get_mode, proxied_modes
 from harness.servers.base import ServerConfig
@@ -60,6 +66,29 @@ class RunSettings:
     #: Root URLs of servers ctxbench did not start (``--target``); no server is started, and
     #: ``apps``, ``backends`` and ``modes`` do not apply.
     targets: tuple[str, ...] = ()
+    #: A concurrency sweep (``--concurrency 1,8,32``): every mode and connection pattern is
+    #: measured at each level, a cell per level. Empty: ``concurrency`` alone.
+    concurrency_levels: tuple[int, ...] = ()
+    #: Driver processes the virtual users are shared out to (``--driver-processes``); ``None``
+    #: is ``auto`` (:func:`harness.load.shards.auto_processes`, at most one per virtual user).
+    driver_processes: int | None = 1
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """The concurrency levels to measure, in order."""
+        return self.concurrency_levels or (self.concurrency,)
+
+    def processes_at(self, concurrency: int) -> int:
+        """The driver processes of a cell run with ``concurrency`` virtual users: the ones asked
+        for, but never more than the virtual users (nor the requests) they share (a cell
+        records how many it really ran)."""
+        if self.driver_processes is None:
+            from harness.load.shards import auto_processes
+
+            wanted = auto_processes(concurrency)
+        else:
+            wanted = self.driver_processes
+        return max(1, min(wanted, concurrency, self.requests or wanted))
 
     def checked(self) -> RunSettings:
         """Check every value; return these settings with ``modes`` resolved.
@@ -82,6 +111,13 @@ class RunSettings:
         _number("--duration", self.duration, low=0, high=MAX_DURATION_S, optional=True)
         _count("--requests", self.requests, high=None, optional=True)
         _count("--concurrency", self.concurrency, high=MAX_CONCURRENCY)
+        for level in self.concurrency_levels:
+            _count("--concurrency", level, high=MAX_CONCURRENCY)
+        if len(set(self.concurrency_levels)) != len(self.concurrency_levels):
+            raise UsageError(
+                f"--concurrency lists a level twice ({self.concurrency_levels!r}): give each once"
+            )
+        _count("--driver-processes", self.driver_processes, high=MAX_PROCESSES, optional=True)
         _count("--repeats", self.repeats, high=MAX_REPEATS)
         _number("--sleep-ms", self.sleep_ms, low=0, high=MAX_SLEEP_MS, zero_ok=True)
         _number("--warmup", self.warmup, low=0, high=MAX_DURATION_S, zero_ok=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from harness.errors import UsageError
 from harness.report.summary import beyond_noise
 from harness.report.tree import Table, fmt_ms, fmt_pct, fmt_rps, plural, text_table
-from harness.results import Cell, Run
+from harness.results import Cell, CellKey, Run
 
 __all__ = ["Change", "compare_runs", "parse_threshold"]
 
@@ -32,7 +32,7 @@ CELL_SETTINGS = ("apps", "backends", "modes", "connections")
 class Change:
     """One metric of one cell, in run A and run B."""
 
-    key: tuple[str, str, str, str]  # (app label, backend, mode, connections)
+    key: CellKey  # (app label, backend, mode, connections, concurrency)
     metric: str  # "rps", "p99", "leaks" or "errors"
     a: float
     b: float
@@ -84,7 +84,10 @@ def compare_runs(
     The CLI prints the text and exits 1 when the list is not empty. Raises
     :class:`~harness.errors.UsageError` when the runs have no cell in common.
     """
-    a_by, b_by = {c.key: c for c in a_run.cells}, {c.key: c for c in b_run.cells}
+    # Cells match on their concurrency too when either run swept it (--concurrency 1,8,...);
+    # two runs at one level each compare as before (a differing setting is noted below).
+    sweep = any(len({c.concurrency for c in run.cells}) > 1 for run in (a_run, b_run))
+    a_by, b_by = ({_key(c, sweep): c for c in run.cells} for run in (a_run, b_run))
     common = [key for key in a_by if key in b_by]
     if not common:
         raise UsageError(
@@ -102,7 +105,7 @@ def compare_runs(
     rows, changes = [], []
     for key in common:
         a, b = a_by[key], b_by[key]
-        cell = _changes(a, b, threshold, strict)
+        cell = _changes(key, a, b, threshold, strict)
         changes += cell
         status = "; ".join(
             f"{word}: {', '.join(metrics)}"
@@ -114,7 +117,8 @@ def compare_runs(
         )
         rows.append(
             (
-                *(key[2], key[0], key[1], key[3], fmt_rps(a.rps), fmt_rps(b.rps)),
+                *(key[2], key[0], key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
+                *(fmt_rps(a.rps), fmt_rps(b.rps)),
                 *(_signed(cell[0].relative), fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
                 *(_signed(cell[1].relative), f"{a.leaks}/{b.leaks}", status),
             )
@@ -143,7 +147,9 @@ def compare_runs(
     return "\n".join(out) + "\n", regressions
 
 
-def _changes(a: Cell, b: Cell, threshold: float, strict: bool) -> list[Change]:
+def _changes(
+    key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool
+) -> list[Change]:
     rv = []
     p99 = (a.latency_ms.p99, b.latency_ms.p99)
     for metric, (va, vb), noise, worse in (
@@ -154,9 +160,9 @@ def _changes(a: Cell, b: Cell, threshold: float, strict: bool) -> list[Change]:
             continue
         beyond = _relative(va, vb) * worse > threshold
         real = beyond and (strict or beyond_noise(va, vb, noise))
-        rv.append(Change(a.key, metric, va, vb, real, beyond and not real))
-    rv.append(Change(a.key, "leaks", a.leaks, b.leaks, b.leaks > 0 and a.leaks == 0))
-    rv.append(Change(a.key, "errors", a.errors, b.errors, b.errors > 0 and a.errors == 0))
+        rv.append(Change(key, metric, va, vb, real, beyond and not real))
+    rv.append(Change(key, "leaks", a.leaks, b.leaks, b.leaks > 0 and a.leaks == 0))
+    rv.append(Change(key, "errors", a.errors, b.errors, b.errors > 0 and a.errors == 0))
     return rv
 
 
@@ -192,6 +198,11 @@ def _signed(value: float) -> str:
     return f"{value * 100:+.1f}%"
 
 
-def _name(key: tuple[str, str, str, str]) -> str:
-    app, backend, mode, connections = key
-    return f"{mode} ({app}, {backend}, {connections})"
+def _key(cell: Cell, sweep: bool) -> CellKey:
+    return cell.key if sweep else (*cell.key[:4], None)
+
+
+def _name(key: CellKey) -> str:
+    app, backend, mode, connections, concurrency = key
+    users = "" if concurrency is None else f", {concurrency} users"
+    return f"{mode} ({app}, {backend}, {connections}{users})"

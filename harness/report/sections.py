@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends import DEFAULT_BACKEND
-from harness.report import bench, charts, faults
+from harness.report import bench, charts, faults, load
 from harness.report.summary import (
     JITTER_ADVICE,
     Summary,
@@ -393,6 +393,8 @@ SECTIONS: list[Section] = [
     faults.soak_section,
     overview,
     patterns,
+    load.sweep_section,
+    load.driver_section,
     bench.micro_section,
     bench.calibration_section,
     silent_mutants,

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.backends import DEFAULT_BACKEND
+from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import app_observation_names
 from harness.report.tree import (
@@ -294,26 +295,31 @@ EVIDENCE_ON_TERMINAL = 3
 def format_summary(run: Run) -> str:
     """The run on a terminal: one row per cell, then up to three pieces of leak evidence."""
     several = len({(c.app_label, c.backend) for c in run.cells}) > 1
+    sweep = len({c.concurrency for c in run.cells}) > 1
     headers = ("app", "backend") * several + (
-        "mode", "connections", "server", "requests", "rps", "spread", "p50 ms", "p99 ms",
-        "errors", "leaks", "verdict",
+        "mode", "connections", *("users",) * sweep, "server", "requests", "rps", "spread",
+        "p50 ms", "p99 ms", "errors", "leaks", "verdict",
     )  # fmt: skip
     rows = tuple(
         (
             *(c.app_label, c.backend) * several,
-            *(c.mode, c.connections, c.server.summary, f"{c.requests:,}", fmt_rps(c.rps)),
+            *(c.mode, c.connections, *(str(c.concurrency),) * sweep, c.server.summary),
+            *(f"{c.requests:,}", fmt_rps(c.rps) + ("*" if c.driver_bound else "")),
             fmt_pct(c.rps_spread) + ("!" if c.noisy else ""),
             *(fmt_ms(c.latency_ms.p50), fmt_ms(c.latency_ms.p99), f"{c.errors:,}"),
             *(f"{c.leaks:,}", "LEAK" if c.leaks else "errors" if c.errors else "ok"),
         )
         for c in run.cells
     )
-    out = text_table(Table(headers, rows, ("l",) * (3 + 2 * several) + ("r",) * 7 + ("l",)))
+    aligns = ("l",) * (3 + 2 * several) + ("r",) * (7 + sweep) + ("l",)
+    out = text_table(Table(headers, rows, aligns))
     if any(c.noisy for c in run.cells):
         out.append(
             f"! rps spread above {fmt_pct(SPREAD_WARNING)}: the runs disagree, so compare these"
             " rates with care; use a longer --duration, more --repeats or a quieter machine"
         )
+    if any(c.driver_bound for c in run.cells):
+        out.append(f"* driver-bound: {DRIVER_BOUND_ADVICE}")
     evidence = [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]
     if evidence:
         out += [
