@@ -119,6 +119,8 @@ def _add_proxy_option(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def _configure_run(parser: argparse.ArgumentParser) -> None:
+    from harness.settings import DEFAULT_DURATION_S
+
     parser.add_argument(
         "--modes", default="all", help="comma-separated server modes (default: all that can run)"
     )
@@ -137,8 +139,8 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration",
         type=float,
-        help="seconds per measurement (default 2; when only --requests is given, each"
-        " measurement runs until that many requests are done)",
+        help=f"seconds per measurement (default {DEFAULT_DURATION_S:g}; when only --requests is"
+        " given, each measurement runs until that many requests are done)",
     )
     parser.add_argument("--requests", type=int, help="requests per measurement")
     parser.add_argument(
@@ -374,7 +376,7 @@ def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
 def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     from harness.apps import CORE_APP, FLASK_APP, app_label
     from harness.load.spec import CONNECTION_PATTERNS
-    from harness.settings import RunSettings
+    from harness.settings import DEFAULT_DURATION_S, RunSettings
 
     if args.target:
         _check_target_options(args)
@@ -408,8 +410,11 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         backends=backends,
         modes=modes,
         connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
-        # Without --duration, --requests alone bounds a measurement; with neither, 2 s.
-        duration=2.0 if args.duration is None and args.requests is None else args.duration,
+        # Without --duration, --requests alone bounds a measurement; with neither, the default.
+        duration=(
+            DEFAULT_DURATION_S if args.duration is None and args.requests is None
+            else args.duration
+        ),
         requests=args.requests,
         concurrency=levels[0],
         concurrency_levels=levels if len(levels) > 1 else (),

@@ -29,10 +29,16 @@ from harness.servers import MODES, get_mode, proxied_modes
 from harness.servers.base import ServerConfig
 from harness.target import parse_target
 
-__all__ = ["MAX_REPEATS", "ChaosSettings", "RunSettings", "check_backend"]
+__all__ = ["DEFAULT_DURATION_S", "MAX_REPEATS", "ChaosSettings", "RunSettings", "check_backend"]
 
 #: Measurements per cell; more than this is a typo, not a benchmark.
 MAX_REPEATS = 1000
+
+
+#: Seconds per measurement unless told otherwise: short enough that ``ctxbench run`` (every
+#: mode that can run here, behind nginx too, both connection patterns, 3 repeats and a warm-up
+#: each) ends within 3 minutes on 2 cores. Longer runs (``--duration``) narrow the spread.
+DEFAULT_DURATION_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class RunSettings:
     backends: tuple[str, ...] = ("contextvar",)
     modes: tuple[str, ...] = ()
     connections: tuple[str, ...] = CONNECTION_PATTERNS
-    duration: float | None = 2.0
+    duration: float | None = DEFAULT_DURATION_S
     requests: int | None = None
     concurrency: int = 16
     repeats: int = 3

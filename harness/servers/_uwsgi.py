@@ -67,6 +67,8 @@ class UwsgiMode(ServerMode):
     lifecycle = LIFECYCLE
     #: ``--http11-socket`` (keep-alive) or ``--http-socket`` (one request per connection).
     socket_option: t.ClassVar[str] = "--http11-socket"
+    #: What runs in each worker, as the summary and the report name it.
+    worker_class: t.ClassVar[str] = "processes"
 
     def available(self) -> Availability:
         found = require_modules("pyuwsgi", extra="uwsgi")
@@ -130,6 +132,7 @@ class UwsgiMode(ServerMode):
         rv.update(
             server="uwsgi",
             server_version=stats.get("version") or first.get("server_version"),
+            worker_class=self.worker_class,
             socket=self.socket_option.lstrip("-"),
             workers=len(stats_workers) or len(workers),
             reported_worker_pids=sorted(w["pid"] for w in workers if "pid" in w),

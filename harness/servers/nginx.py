@@ -149,7 +149,9 @@ class Nginx(Proxy):
         binary = find_nginx()
         if binary is None:  # removed since available() said yes
             raise ServerStartError(f"nginx is not installed ({INSTALL_STEP})")
-        prefix = workdir / "nginx"
+        # Absolute: nginx resolves every path of its configuration against its prefix (-p), and
+        # the run folder is relative (results/<run-id>) when `make run` starts the harness.
+        prefix = workdir.resolve() / "nginx"
         prefix.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             _let_workers_in(prefix, workdir)

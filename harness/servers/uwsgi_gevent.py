@@ -34,6 +34,7 @@ EARLY_PATCH = "--gevent-early-monkey-patch"
 class UwsgiGevent(UwsgiMode):
     name = "uwsgi-gevent"
     summary = "uWSGI --gevent: a greenlet per request, monkey-patched first, no keep-alive"
+    worker_class = "gevent"
     order = 82
     socket_option = "--http-socket"
     traits = ModeTraits(

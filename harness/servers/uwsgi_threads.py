@@ -22,6 +22,7 @@ DEFAULT_THREADS = 8
 class UwsgiThreads(UwsgiMode):
     name = "uwsgi-threads"
     summary = "uWSGI --processes --threads: a thread pool per process, keep-alive (http11)"
+    worker_class = "threads"
     order = 81
     traits = ModeTraits(unit="pool-thread", keepalive=True)
 
