@@ -143,6 +143,16 @@ def test_applicability_comes_from_the_modes_lifecycle() -> None:
     assert why and "heartbeat" in why
 
 
+def test_a_master_that_respawns_only_when_asked_gets_asked() -> None:
+    granian = MODES.get("granian")
+    if granian is None:
+        pytest.skip("no granian mode registered")
+    assert FAULTS["kill-worker"].not_applicable(granian) is None
+    assert "--respawn-failed-workers" in FAULTS["kill-worker"].server_args(granian, ChaosSettings())
+    assert FAULTS["recycle"].not_applicable(granian)
+    assert FAULTS["kill-worker"].server_args(MODES["gunicorn-sync"], ChaosSettings()) == ()
+
+
 def test_server_args_fill_the_lifecycle_templates() -> None:
     settings = ChaosSettings(recycle_requests=7, recycle_jitter=3, worker_timeout_s=4)
     sync = MODES["gunicorn-sync"]

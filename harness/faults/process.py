@@ -17,6 +17,7 @@ import contextlib
 import os
 import random
 import signal
+import time
 
 from harness.load.hostile import HostileLoad, Outcome, by_status, get
 from harness.protocol import PROBE_PATH
@@ -58,20 +59,41 @@ class _PeriodicInjector(Injector):
         return self._finished
 
 
-class _KillInjector(_PeriodicInjector):
+class _KillInjector(Injector):
+    """Every ``interval_s``, SIGKILL a random worker that has been up for ``MIN_AGE_S``, until
+    ``injections`` were killed. A worker killed as soon as it was spawned proves nothing (it
+    served nothing), and some masters (granian) take quick deaths for a crash loop and exit."""
+
+    MIN_AGE_S = 1.0
+
     def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
         super().__init__(server, settings)
         self._random = random.Random(server.pid)
+        self._first_seen: dict[int, float] = {}
+        self._kills = 0
 
-    def inject(self) -> None:
-        workers = sorted(worker_pids(self.server) - {self.server.pid})
-        if not workers:
-            self.record("no-worker")
-            return
-        pid = self._random.choice(workers)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-            self.record("SIGKILL", pid)
+    def run(self) -> None:
+        while self._kills < self.settings.injections:
+            now = time.monotonic()
+            for pid in worker_pids(self.server) - {self.server.pid}:
+                self._first_seen.setdefault(pid, now)
+            if self.stopping(self.settings.interval_s):
+                return
+            now = time.monotonic()
+            ready = sorted(
+                pid for pid in worker_pids(self.server) - {self.server.pid}
+                if now - self._first_seen.get(pid, now) >= self.MIN_AGE_S
+            )  # fmt: skip
+            if not ready:
+                continue
+            pid = self._random.choice(ready)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                self.record("SIGKILL", pid)
+                self._kills += 1
+
+    def done(self) -> bool:
+        return self._kills >= self.settings.injections
 
 
 @register
@@ -79,13 +101,18 @@ class KillWorker(Fault):
     name = "kill-worker"
     order = 10
     summary = "SIGKILL a random worker process every interval; the master respawns it"
-    expected_errors = frozenset({"reset"})
+    # reset: requests in flight on the killed worker; refused: connections the kernel hashed to
+    # the dead worker's own listening socket (SO_REUSEPORT servers: granian) until it is back.
+    expected_errors = frozenset({"reset", "refused"})
     replaces_workers = True
 
     def not_applicable(self, mode: ServerMode) -> str | None:
         if mode.lifecycle.respawns:
             return None
         return mode.lifecycle.notes.get(self.name, "nothing respawns a killed worker")
+
+    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
+        return mode.lifecycle.respawn_args
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
         return _KillInjector(server, settings)

@@ -22,6 +22,8 @@ from harness import results
 from harness.apps import app_label
 from harness.expectations import BACKEND_TRAITS, derive_expectation
 from harness.load import LoadResult, LoadSpec, run_load
+from harness.load.hostile import get
+from harness.protocol import PROBE_PATH
 from harness.results import AfterFault, FaultCell, Run, ServerInfo
 from harness.servers import LiveServer, get_mode, live_server
 from harness.settings import ChaosSettings, RunSettings
@@ -94,23 +96,33 @@ def _can_leak(fault: Fault, backend: str, mode: str, connections: str) -> bool:
 
 
 def _wait_recovered(server: LiveServer, expected: int) -> tuple[set[int], str | None]:
-    """Wait until ``expected`` workers run and the count holds for a moment."""
+    """Wait until ``expected`` workers run and answer: the count holds for a moment, then
+    enough probe requests in a row on fresh connections succeed (a respawned worker of a
+    server whose workers each listen on their own socket refuses connections until it is up)."""
     deadline = time.monotonic() + RECOVERY_S
     stable_since: float | None = None
     pids: set[int] = set()
+    streak = attempt = 0
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return set(), f"the server exited with status {server.process.returncode}"
         pids = worker_pids(server)
-        if len(pids) == expected:
+        if len(pids) != expected:
+            stable_since, streak = None, 0
+        else:
             stable_since = stable_since or time.monotonic()
             if time.monotonic() - stable_since >= 0.3:
-                return pids, None
-        else:
-            stable_since = None
+                attempt += 1
+                token = f"ctxbench-recovered-{attempt}"
+                outcome = get(server.host, server.port, f"{PROBE_PATH}?token={token}", timeout=5.0)
+                streak = streak + 1 if outcome.status == 200 else 0
+                if streak >= 8 * expected:
+                    return pids, None
+                continue
         time.sleep(0.05)  # poll interval, not a synchronisation
     return pids, (
-        f"{len(pids)} workers running {RECOVERY_S:g} s after the fault, expected {expected}"
+        f"{len(pids)} workers running {RECOVERY_S:g} s after the fault, expected {expected},"
+        f" {streak} probe requests in a row answered"
     )
 
 

@@ -207,6 +207,8 @@ class Lifecycle:
 
     #: A supervising process (a master) respawns a worker process that dies.
     respawns: bool = False
+    #: Arguments it needs to do so, where respawning is not its default (granian).
+    respawn_args: tuple[str, ...] = ()
     #: The signal that makes the master replace its workers gracefully (gunicorn: SIGHUP).
     reload_signal: int | None = None
     #: Arguments that recycle each worker after about ``{requests}`` requests (plus up to

@@ -17,10 +17,12 @@ workers load (``harness.servers._granian_app``) asks the kernel for that.
 
 from __future__ import annotations
 
+import signal
 import typing as t
 
 from harness.servers.base import (
     Availability,
+    Lifecycle,
     ModeTraits,
     ServerConfig,
     ServerMode,
@@ -42,6 +44,20 @@ class Granian(ServerMode):
     summary = "granian WSGI: Rust I/O, a pool of Python threads per worker, keep-alive"
     order = 90
     traits = ModeTraits(unit="pool-thread", keepalive=True)
+    # The main process respawns a dead worker only when asked to (it then exits on what it
+    # takes for a crash loop: a worker dying soon after it started) and replaces every worker
+    # on SIGHUP; it recycles workers only by age (60 s at least) or memory, and has no request
+    # timeout.
+    lifecycle = Lifecycle(
+        respawns=True,
+        respawn_args=("--respawn-failed-workers", "--respawn-interval", "0.2"),
+        reload_signal=signal.SIGHUP,
+        notes={
+            "recycle": "granian recycles a worker only by age (--workers-lifetime, 60 s at"
+            " least) or by memory (--workers-max-rss): too slow for a bounded fault",
+            "timeout": "granian has no worker timeout: a slow request is left to finish",
+        },
+    )
 
     def available(self) -> Availability:
         found = require_modules("granian", extra="granian")
