@@ -331,3 +331,21 @@ def test_chaos_list_names_every_fault_and_mode(capsys: pytest.CaptureFixture[str
 
 def test_results_document_lists_psutil() -> None:
     assert "psutil" in results.PACKAGES
+
+
+def test_a_pattern_the_mode_cannot_serve_is_not_applicable_and_starts_nothing() -> None:
+    from harness.expectations import situation
+    from harness.faults import run_fault_cell
+
+    unserved = [
+        (name, pattern)
+        for name, mode in MODES.items()
+        for pattern in ("keepalive", "fresh")
+        if not situation(mode.traits, pattern).applicable
+    ]
+    if not unserved:
+        pytest.skip("every registered mode serves both connection patterns")
+    mode, pattern = unserved[0]
+    cell = run_fault_cell(FAULTS["abort"], mode, app="harness.apps.core_app:app",
+                          backend="contextvar", connections=pattern)  # fmt: skip
+    assert cell.verdict == "n/a" and "cannot serve" in cell.reason, cell

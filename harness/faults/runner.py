@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness import results
 from harness.apps import app_label
-from harness.expectations import BACKEND_TRAITS, derive_expectation
+from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.protocol import PROBE_PATH
@@ -182,6 +182,9 @@ def run_fault_cell(
                          connections=connections, **fields)  # fmt: skip
 
     why_not = fault.not_applicable(server_mode)
+    served = situation(server_mode.traits, t.cast(t.Any, connections))
+    if why_not is None and not served.applicable:
+        why_not = f"the mode cannot serve {connections} connections: {served.applicable_why}"
     if why_not is not None:
         return cell(verdict="n/a", reason=why_not)
     say = progress or (lambda text: None)
