@@ -66,7 +66,7 @@ class GunicornMode(ServerMode):
             return replace(self.traits, monkey_patch="after-app")
         return self.traits
 
-    def expected_workers(self, cfg: ServerConfig) -> int:
+    def serving_processes(self, cfg: ServerConfig) -> int:
         return cfg.workers or DEFAULT_WORKERS
 
     def command(self, cfg: ServerConfig) -> list[str]:

@@ -79,7 +79,7 @@ class UwsgiMode(ServerMode):
             )  # fmt: skip
         return found
 
-    def expected_workers(self, cfg: ServerConfig) -> int:
+    def serving_processes(self, cfg: ServerConfig) -> int:
         return cfg.workers or DEFAULT_WORKERS
 
     def worker_args(self, cfg: ServerConfig) -> list[str]:
@@ -105,7 +105,7 @@ class UwsgiMode(ServerMode):
         self, cfg: ServerConfig, state_dir: Path, deadline: float
     ) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
         """Wait until the stats socket lists every worker as ready, then read the state files."""
-        expected = self.expected_workers(cfg)
+        expected = self.serving_processes(cfg)
         while True:
             stats = read_stats(state_dir / STATS_SOCKET)
             ready = [

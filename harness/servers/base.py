@@ -263,9 +263,14 @@ class ServerMode(abc.ABC):
     def command(self, cfg: ServerConfig) -> list[str]:
         """Return the argv that serves ``harness.wsgi:app`` on ``cfg.host:cfg.port``."""
 
-    def expected_workers(self, cfg: ServerConfig) -> int:
-        """How many serving processes report their state once the server is up."""
+    def serving_processes(self, cfg: ServerConfig) -> int:
+        """How many server processes serve requests (each reports its state once it is up)."""
         return 1
+
+    def __init_subclass__(cls, **kwargs: t.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "expected_workers" in vars(cls):  # renamed; an override under the old name is dead
+            raise TypeError(f"{cls.__name__}.expected_workers is now serving_processes")
 
     def log_paths(self, log_dir: Path) -> list[Path]:
         """The log files that a start with ``log_dir`` writes, the server's own first."""
@@ -293,7 +298,7 @@ class ServerMode(abc.ABC):
         Returns the per-process state files (see :mod:`harness.servers._state`) and what a
         supervising process wrote; override to read another source (uWSGI's stats socket).
         """
-        states = wait_states(state_dir, self.expected_workers(cfg), deadline)
+        states = wait_states(state_dir, self.serving_processes(cfg), deadline)
         return states, read_json(state_dir / "master.json")
 
     def effective(

@@ -68,7 +68,7 @@ class Granian(ServerMode):
             )  # fmt: skip
         return found
 
-    def expected_workers(self, cfg: ServerConfig) -> int:
+    def serving_processes(self, cfg: ServerConfig) -> int:
         return cfg.workers or DEFAULT_WORKERS
 
     def command(self, cfg: ServerConfig) -> list[str]:

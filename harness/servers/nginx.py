@@ -181,7 +181,7 @@ class NginxFront(ServerMode):
     def available(self) -> Availability:
         return self.proxy.available()
 
-    def expected_workers(self, cfg: ServerConfig) -> int:
+    def serving_processes(self, cfg: ServerConfig) -> int:
         return 0  # nginx writes no state files; effective() asks the processes themselves
 
     def command(self, cfg: ServerConfig) -> list[str]:
