@@ -375,7 +375,7 @@ def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
 
 def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     from harness.apps import CORE_APP, FLASK_APP, app_label
-    from harness.load.spec import CONNECTION_PATTERNS
+    from harness.load.spec import connection_patterns
     from harness.settings import DEFAULT_DURATION_S, RunSettings
 
     if args.target:
@@ -409,7 +409,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         apps=apps,
         backends=backends,
         modes=modes,
-        connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
+        connections=connection_patterns(args.connections),
         # Without --duration, --requests alone bounds a measurement; with neither, the default.
         duration=(
             DEFAULT_DURATION_S if args.duration is None and args.requests is None

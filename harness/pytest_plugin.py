@@ -214,7 +214,7 @@ class Ctxbench:
         A mode that cannot run here fails the test with the install step, like ``ctxbench run``.
         """
         from harness.errors import CtxbenchError
-        from harness.load.spec import CONNECTION_PATTERNS
+        from harness.load.spec import connection_patterns
         from harness.runner import run_matrix
         from harness.servers import MODES
         from harness.settings import RunSettings
@@ -231,7 +231,7 @@ class Ctxbench:
                 apps=(app,),
                 backends=(backend,),
                 modes=chosen,
-                connections=CONNECTION_PATTERNS if pattern == "both" else (pattern,),
+                connections=connection_patterns(pattern),
                 duration=None,
                 requests=n,
                 concurrency=users,

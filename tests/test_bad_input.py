@@ -374,6 +374,14 @@ BAD_INVOCATIONS = [
                  id="serve-workers-0"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--backend", "nope"], "unknown backend",
                  id="serve-backend"),
+    # -- chaos and soak share the run's checks
+    pytest.param(["chaos", "--concurrency", "5000"], "bad --concurrency 5000", id="chaos-5000"),
+    pytest.param(["chaos", "--faults", "nope"], "unknown fault 'nope'", id="chaos-fault"),
+    pytest.param(["chaos", "--modes", "gunicorn-sync,gunicorn-sync"], "twice", id="chaos-twice"),
+    pytest.param(["soak", "--mode", "gunicorn-sync", "--minutes", "-1"], "bad --minutes",
+                 id="soak-minutes"),
+    pytest.param(["soak", "--mode", "nope", "--minutes", "1"], "unknown server mode",
+                 id="soak-mode"),
     # -- report and compare
     pytest.param(["report", "{tmp}/nowhere"], "no such folder", id="report-missing"),
     pytest.param(["report", "{tmp}"], "no results at", id="report-no-results"),

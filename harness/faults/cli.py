@@ -109,7 +109,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.apps import CORE_APP, FLASK_APP
     from harness.faults import FAULTS, get_fault
     from harness.faults.runner import run_chaos
-    from harness.load.spec import CONNECTION_PATTERNS
+    from harness.load.spec import connection_patterns
     from harness.report import write_reports
     from harness.report.faults import faults_table
     from harness.report.tree import text_table
@@ -140,7 +140,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         apps=apps,
         backends=backends,
         modes=all_modes if args.modes.strip() == "all" else tuple(_csv(args.modes)),
-        connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
+        connections=connection_patterns(args.connections),
         duration=None,
         requests=chaos.round_requests,
         concurrency=args.concurrency,

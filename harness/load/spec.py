@@ -13,13 +13,25 @@ from harness.verdict import Evidence
 
 from .cpu import saturated
 
-__all__ = ["CONNECTION_PATTERNS", "ERROR_KINDS", "ConnectionPattern", "LoadResult", "LoadSpec"]
+__all__ = [
+    "CONNECTION_PATTERNS",
+    "ERROR_KINDS",
+    "ConnectionPattern",
+    "LoadResult",
+    "LoadSpec",
+    "connection_patterns",
+]
 
 #: How the client connects: ``keepalive``, each virtual user reuses one HTTP/1.1 connection,
 #: reconnecting when the server closes it; ``fresh``, a new connection per request, sent with
 #: ``Connection: close``.
 ConnectionPattern = t.Literal["keepalive", "fresh"]
 CONNECTION_PATTERNS: tuple[ConnectionPattern, ...] = ("keepalive", "fresh")
+
+
+def connection_patterns(choice: str) -> tuple[str, ...]:
+    """The patterns a ``--connections`` choice names: one of them, or ``both``."""
+    return CONNECTION_PATTERNS if choice == "both" else (choice,)
 
 #: The keys of :attr:`LoadResult.error_kinds`.
 ERROR_KINDS = ("refused", "reset", "timeout", "non-2xx", "protocol", "os-error")
