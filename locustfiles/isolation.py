@@ -68,6 +68,8 @@ class Tally:
     leaks: int = 0  # leaking observations, the harness's unit (one per piece of evidence)
     errors: Counter[str] = field(default_factory=Counter)  # kind -> count
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    #: On the master: responses checked per worker (its client id), to rate each worker.
+    per_worker: Counter[str] = field(default_factory=Counter)
 
     def drain(self) -> dict[str, Any]:
         """The counts so far as a plain dict for the master, and reset them to zero."""
@@ -83,9 +85,10 @@ class Tally:
         self.evidence = []
         return data
 
-    def merge(self, data: dict[str, Any]) -> None:
+    def merge(self, data: dict[str, Any], worker: str = "") -> None:
         """Add a worker's drained counts."""
         self.checked += int(data.get("checked", 0))
+        self.per_worker[worker] += int(data.get("checked", 0))
         self.leaky_requests += int(data.get("leaky_requests", 0))
         self.leaks += int(data.get("leaks", 0))
         self.errors.update({str(k): int(v) for k, v in data.get("errors", {}).items()})
@@ -99,6 +102,8 @@ class Tally:
             "leaks": self.leaks,
             "errors": sum(self.errors.values()),
             "error_kinds": dict(sorted(self.errors.items())),
+            # The workers' own counts, in the order of their ids (a distributed run only).
+            "checked_per_worker": [n for _, n in sorted(self.per_worker.items())],
         }
 
 
@@ -186,7 +191,7 @@ def _send_counts(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
 def _receive_counts(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
     counts = data.get("ctxbench")
     if counts:
-        TALLY.merge(counts)
+        TALLY.merge(counts, client_id)
 
 
 @events.quitting.add_listener
@@ -201,6 +206,10 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
     )
     summary["leak_failures"] = failures
     summary["role"] = "master" if isinstance(environment.runner, MasterRunner) else "local"
+    # The measured window: first request to last, as locust's own stats keep it.
+    total = environment.stats.total
+    last = total.last_request_timestamp or total.start_time
+    summary["elapsed_s"] = round(max(last - total.start_time, 0.0), 3)
     logger.info("ctxbench summary %s", json.dumps(summary, sort_keys=True))
     if TALLY.leaks or failures:
         for item in TALLY.evidence[:LEAKS_LOGGED]:

@@ -213,3 +213,16 @@ def test_mutant_leaks_are_counted_on_a_separate_master(mutant_server: Any) -> No
     assert run.summary["role"] == "master"
     assert run.summary["leaks"] > 0, run.explain()
     assert run.summary["leaky_requests"] == run.summary["leak_failures"], run.explain()
+
+
+def test_two_workers_report_their_counts_to_a_separate_master(correct_server: Any) -> None:
+    """Master/worker mode, the way past one machine: both workers check responses and every
+    count reaches the master, which rates each worker over the measured window."""
+    run = run_locust_distributed(correct_server.url, 2, "--ctx-mode", "gunicorn-gthread")
+    assert run.returncode == 0, run.explain()
+    assert run.summary["role"] == "master"
+    per_worker = run.summary["checked_per_worker"]
+    assert len(per_worker) == 2 and all(n > 0 for n in per_worker), run.explain()
+    assert sum(per_worker) == run.summary["checked"], run.explain()
+    assert run.summary["errors"] == 0 and run.summary["leaks"] == 0, run.explain()
+    assert 0 < run.summary["elapsed_s"] <= RUN_SECONDS + 1, run.explain()

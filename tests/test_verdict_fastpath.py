@@ -13,6 +13,8 @@ import random
 import typing as t
 
 import pytest
+from hypothesis import example, given, note
+from hypothesis import strategies as st
 
 from harness.load.echo import ECHO_APP, echo_body_template
 from harness.verdict import ProbeChecker, ProbeProtocolError, examine_probe_response
@@ -253,3 +255,70 @@ def test_mutated_shapes_agree() -> None:
         slow = outcome(lambda b=token_body: examine_probe_response(TOKEN, 200, b, mode=MODE))
         assert fast == slow, token_body
     assert hits > 500  # the sweep did exercise the cache
+
+
+# -- property: any body, any token, both ways agree (hypothesis, the profile tests/conftest.py
+# loads: 1,000 derandomized examples by default) ------------------------------------------------
+
+_JSON_BITS = ['"', "\\", "{", "}", "[", "]", ",", ":", " ", "null", "0", "-", "\x00", "é"]
+_ESCAPED_EARLIER = '"\\u0061' + EARLIER[1:] + '"'  # EARLIER, spelled with an escape
+Edit = tuple[int, str, int]  # (position, piece, 0 insert | 1 overwrite | 2 replace a token)
+
+
+def _edits() -> st.SearchStrategy[list[Edit]]:
+    pieces = [*_JSON_BITS, f'"{EARLIER}"', f'"{TOKEN}"', _ESCAPED_EARLIER, EARLIER, "view"]
+    return st.lists(
+        st.tuples(st.integers(0, 10_000), st.sampled_from(pieces), st.integers(0, 2)), max_size=2
+    )
+
+
+def _apply(body: bytes, edits: list[Edit], token: str) -> bytes:
+    out = bytearray(body)
+    for pos, bit, op in edits:
+        i = pos % (len(out) + 1)
+        piece = bit.encode()
+        if op == 0:
+            out[i:i] = piece
+        elif op == 1:
+            out[i : i + len(piece)] = piece
+        else:  # one of the token's quoted strings becomes the piece
+            quoted = f'"{token}"'.encode()
+            hits = [k for k in range(len(out)) if out.startswith(quoted, k)]
+            if hits:
+                k = hits[pos % len(hits)]
+                out[k : k + len(quoted)] = piece
+    return bytes(out)
+
+
+def _shape_case(
+    edits: list[Edit], late: list[Edit], earlier_first: bool, pid: int
+) -> tuple[tuple[str, t.Any], tuple[str, t.Any], bytes]:
+    """Cache the (possibly edited) body for the earlier token, then judge the same edits for
+    the new token (the one body that can take the short way), edited again or not, both ways."""
+    earlier_body = _apply(clean(EARLIER, pid=str(pid)), edits, EARLIER)
+    token_body = earlier_body.replace(f'"{EARLIER}"'.encode(), f'"{TOKEN}"'.encode())
+    token_body = _apply(token_body, late, TOKEN)
+    checker = ProbeChecker(MODE)
+    if earlier_first:
+        outcome(lambda: checker.examine(EARLIER, 200, earlier_body))
+    fast = outcome(lambda: checker.examine(TOKEN, 200, token_body))
+    slow = outcome(lambda: examine_probe_response(TOKEN, 200, token_body, mode=MODE))
+    return fast, slow, token_body
+
+
+@given(
+    edits=_edits(),
+    late=st.just([]) | _edits(),
+    earlier_first=st.booleans(),
+    pid=st.integers(0, 2**31),
+)
+# The two ways a shape could lie, always tried: an escaped spelling of the earlier token (clean
+# for it, a leak for the new one), and a NUL byte where the new token's string was.
+@example(edits=[(7, _ESCAPED_EARLIER, 2)], late=[], earlier_first=True, pid=1)
+@example(edits=[], late=[(3, "\x00", 2)], earlier_first=True, pid=1)
+def test_property_a_cached_shape_never_changes_the_verdict(
+    edits: list[Edit], late: list[Edit], earlier_first: bool, pid: int
+) -> None:
+    fast, slow, body = _shape_case(edits, late, earlier_first, pid)
+    note(f"body={body!r}")
+    assert fast == slow
