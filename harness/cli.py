@@ -121,21 +121,13 @@ def _add_proxy_option(parser: argparse.ArgumentParser, help: str) -> None:
 def _configure_run(parser: argparse.ArgumentParser) -> None:
     from harness.settings import DEFAULT_DURATION_S
 
-    parser.add_argument(
-        "--modes", default="all", help="comma-separated server modes (default: all that can run)"
-    )
+    _add_matrix_options(parser)
     _add_proxy_option(
         parser,
         "run every mode behind each of these proxies (nginx, nginx-keepalive; 'none': without"
         " one), e.g. --proxy none,nginx-keepalive; same as modes named nginx-keepalive+MODE",
     )
     _add_server_options(parser)
-    parser.add_argument(
-        "--connections",
-        default="both",
-        choices=("keepalive", "fresh", "both"),
-        help="connection pattern (default: both)",
-    )
     parser.add_argument(
         "--duration",
         type=float,
@@ -235,6 +227,41 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_matrix_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--modes", default="all", help="comma-separated server modes (default: all that can run)"
+    )
+    parser.add_argument(
+        "--connections",
+        default="both",
+        choices=("keepalive", "fresh", "both"),
+        help="connection pattern (default: both)",
+    )
+
+
+def _configure_corpus(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--entries", default="", help="comma-separated corpus entries (default: all; see --list)"
+    )
+    _add_matrix_options(parser)
+    parser.add_argument(
+        "--requests", type=int, default=300, help="probe requests per buggy cell (default 300)"
+    )
+    parser.add_argument(
+        "--fixed-requests",
+        type=int,
+        help="probe requests per fixed-twin cell (default: as --requests; 10000 for the bar)",
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="virtual users (default 16)")
+    parser.add_argument(
+        "--sleep-ms", type=float, default=10.0, help="time each probe request yields (default 10)"
+    )
+    parser.add_argument("--workers", type=int, help="server processes (default: per mode)")
+    parser.add_argument("--list", action="store_true", help="list the entries and exit")
+    parser.add_argument("--out", type=Path, help="directory for run folders (default results)")
+    parser.add_argument("--run-dir", type=Path, metavar="DIR", help="write the run into DIR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ctxbench`` parser."""
     from harness.faults import cli as faults_cli  # imports this module back: a real cycle
@@ -260,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
          faults_cli.cmd_chaos),
         ("soak", "a steady load for minutes; RSS, file descriptors and threads of every server"
          " process each second", faults_cli.configure_soak, faults_cli.cmd_soak),
+        ("corpus", "run the corpus of real leak bugs, buggy and fixed; exit 1 unless every"
+         " cell is as its traits say", _configure_corpus, cmd_corpus),
     ]  # fmt: skip
     for name, help, configure, handler in commands:
         sub = subparsers.add_parser(name, help=help, description=help)
@@ -452,22 +481,28 @@ def _check_target_options(args: argparse.Namespace) -> None:
         )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness import results, runner
-    from harness.report import format_summary, write_reports
+def _run_folder(args: argparse.Namespace, prefix: str = "") -> tuple[Path, str]:
+    """The run folder and run id from ``--run-dir`` or ``--out`` (a new folder under it)."""
+    from harness import results
 
-    settings = _settings_from_args(args)  # every value checked before anything starts
     if args.run_dir is not None:
         if args.out is not None:
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
         _check_folder("--run-dir", run_dir)
-        run_id = run_dir.resolve().name
-    else:
-        out = Path(args.out or "results")
-        _check_folder("--out", out)
-        run_id = results.new_run_id()
-        run_dir = out / run_id
+        return run_dir, run_dir.resolve().name
+    out = Path(args.out or "results")
+    _check_folder("--out", out)
+    run_id = prefix + results.new_run_id()
+    return out / run_id, run_id
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import results, runner
+    from harness.report import format_summary, write_reports
+
+    settings = _settings_from_args(args)  # every value checked before anything starts
+    run_dir, run_id = _run_folder(args)
     started = time.monotonic()
     run = runner.run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
     print(format_summary(run))
@@ -478,6 +513,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = write_reports(run_dir, run)
     print("report: " + ", ".join(str(p) for p in paths))
     return 1 if run.leaks else 0
+
+
+# -- corpus ----------------------------------------------------------------------------------
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from harness import results
+    from harness.corpus import ENTRIES
+    from harness.corpus.run import CorpusSettings, run_corpus
+    from harness.load.spec import CONNECTION_PATTERNS
+    from harness.report import write_reports
+    from harness.report.corpus import corpus_table, corpus_verdict
+    from harness.report.tree import text_table
+
+    if args.list:
+        for entry in ENTRIES.values():
+            print(f"{entry.number:>3}  {entry.key:<30}  {entry.title} ({entry.source})")
+        return 0
+    if args.modes.strip() == "all":
+        modes: tuple[str, ...] = ()
+    else:
+        modes = tuple(_csv(args.modes))
+        if not modes:
+            raise UsageError("--modes is empty: name at least one mode, or leave it out for all")
+    settings = CorpusSettings(
+        entries=tuple(_csv(args.entries)) if args.entries.strip() else (),
+        modes=modes,
+        connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
+        requests=args.requests,
+        fixed_requests=args.requests if args.fixed_requests is None else args.fixed_requests,
+        concurrency=args.concurrency,
+        sleep_ms=args.sleep_ms,
+        workers=args.workers,
+    )
+    run_dir, run_id = _run_folder(args, prefix="corpus-")
+    started = time.monotonic()
+    run = run_corpus(
+        settings,
+        run_dir,
+        command=["ctxbench", *args.argv],
+        run_id=run_id,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print("\n".join(text_table(corpus_table(run.cells))))
+    ok, sentence = corpus_verdict(run.cells)
+    print()
+    print(sentence)
+    print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
+    paths = write_reports(run_dir, run)
+    print("report: " + ", ".join(str(p) for p in paths))
+    return 0 if ok else 1
 
 
 # -- serve -----------------------------------------------------------------------------------

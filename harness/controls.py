@@ -52,12 +52,7 @@ from dataclasses import dataclass
 from core import storage as core_storage
 from core.storage import ContextStorage
 from harness.backends import SharedGlobalSlot, clear
-from harness.expectations import (
-    BackendTraits,
-    Expectation,
-    derive_expectation,
-    escaped_error_expectation,
-)
+from harness.expectations import Expectation, LeakTraits, derive_leak
 from harness.load.spec import ConnectionPattern
 from harness.servers.base import ModeTraits
 
@@ -74,17 +69,12 @@ class Control:
     summary: str
     #: ``proxy`` (breaks one proxy or slot) or ``lifecycle`` (breaks the request lifecycle).
     kind: t.Literal["proxy", "lifecycle"]
-    #: Where it can leak, derived like a backend's (:mod:`harness.expectations`).
-    traits: BackendTraits
+    #: Where it can leak, derived like a backend's (:func:`harness.expectations.derive_leak`).
+    traits: LeakTraits
     #: The observation names it can break (anything else must stay right).
     breaks: frozenset[str]
     #: The probe phase at which requests must fail for it to leak (``None``: no failures needed).
     fail_phase: str | None = None
-    #: The failing request's error escapes the app, so the server closes its connection: the
-    #: stale context shows only on a thread that outlives its connection.
-    error_escapes: bool = False
-    #: Why a possible leak shows only by chance (``None``: every run where it can leak shows it).
-    chance: str | None = None
 
 
 # -- per-proxy storages ------------------------------------------------------------------------
@@ -241,7 +231,7 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 "shared-app-slot",
                 "the app slot is one process-wide value; the request slot is correct",
                 "proxy",
-                BackendTraits(scope="process", resets=True),
+                LeakTraits(scope="process", resets=True),
                 _APP_NAMES,
             ),
             lambda: _one_shared_slot("app"),
@@ -251,7 +241,7 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 "shared-request-slot",
                 "the request slot is one process-wide value; the app slot is correct",
                 "proxy",
-                BackendTraits(scope="process", resets=True),
+                LeakTraits(scope="process", resets=True),
                 _REQUEST_NAMES | _SESSION_NAMES,
             ),
             lambda: _one_shared_slot("request"),
@@ -261,7 +251,7 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 "shared-session",
                 "the session interface hands every request one process-wide session object",
                 "proxy",
-                BackendTraits(scope="process", resets=True),
+                LeakTraits(scope="process", resets=True),
                 _SESSION_NAMES,
             ),
             _shared_session,
@@ -272,10 +262,9 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 "wsgi_app opens the session outside its try: an open_session error skips the pop"
                 " (Flask #1528, PR #1822)",
                 "lifecycle",
-                BackendTraits(scope="context", resets=False),
+                LeakTraits(scope="context", resets=False, error_escapes=True),
                 _STALE_CONTEXT_NAMES,
                 fail_phase="session",
-                error_escapes=True,
             ),
             _pop_skipped_on_session_error,
         ),
@@ -284,7 +273,7 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 "teardown-skips-pop",
                 "the teardown loop stops at the first raise, which skips the pops (Flask #1528)",
                 "lifecycle",
-                BackendTraits(scope="context", resets=False),
+                LeakTraits(scope="context", resets=False),
                 _STALE_CONTEXT_NAMES,
                 fail_phase="teardown_request",
             ),
@@ -296,9 +285,12 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 "before_first_request behind an unlocked check-then-set: overlapping first"
                 " requests of a worker all run it",
                 "lifecycle",
-                BackendTraits(scope="process", resets=True),
+                LeakTraits(
+                    scope="process",
+                    resets=True,
+                    chance="only when a worker's first requests overlap while it initializes",
+                ),
                 frozenset({"residue.before_first_request"}),
-                chance="only when a worker's first requests overlap while it initializes",
             ),
             _before_first_request_race,
         ),
@@ -310,14 +302,9 @@ def expectation(
 ) -> Expectation:
     """Whether the control ``name`` can leak under ``mode`` and ``connections``, and why.
 
-    Derived from its traits exactly as a backend's (:func:`harness.expectations.
-    derive_expectation`), narrowed for a control whose failing requests' errors escape the app.
+    Derived from its traits exactly as a backend's (:func:`harness.expectations.derive_leak`).
     """
-    control = CONTROLS[name][0]
-    cell = derive_expectation(name, control.traits, mode, mode_traits, connections)
-    if control.error_escapes:
-        cell = escaped_error_expectation(cell, mode_traits)
-    return cell
+    return derive_leak(name, CONTROLS[name][0].traits, mode, mode_traits, connections)
 
 
 _installed: list[tuple[str, Undo]] = []

@@ -71,6 +71,7 @@ carries the traits it really runs with.
 
 from __future__ import annotations
 
+import dataclasses
 import typing as t
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -84,10 +85,13 @@ __all__ = [
     "BackendTraits",
     "Expectation",
     "ExpectationTable",
+    "LeakScope",
+    "LeakTraits",
     "Situation",
     "StorageScope",
     "applicable_patterns",
     "derive_expectation",
+    "derive_leak",
     "derive_table",
     "escaped_error_expectation",
     "proxied_mode_traits",
@@ -302,6 +306,8 @@ class Expectation:
     can_leak: bool
     reason: str
     applicable: bool = True
+    #: Why a possible leak shows only by chance (``None``: every run of the cell can show it).
+    chance: str | None = None
 
 
 def derive_expectation(
@@ -378,6 +384,77 @@ def escaped_error_expectation(cell: Expectation, mode_traits: ModeTraits) -> Exp
         "The failing request's error escapes the app, so the server closes its connection, and"
         " the thread or greenlet that served it serves nothing after it",
     )
+
+
+#: Who shares what an app or library leaks: a backend's scope, or ``import-context``, the
+#: ``contextvars.Context`` of the thread that imported the app (something set at import time,
+#: such as an app context pushed in module code).
+LeakScope = StorageScope | t.Literal["import-context"]
+
+
+@dataclass(frozen=True)
+class LeakTraits:
+    """The traits of a leak that is not a backend: a negative control, a corpus entry.
+
+    ``scope`` and ``resets`` mean what they mean for a backend and are derived the same way;
+    ``error_escapes`` narrows the cell with :func:`escaped_error_expectation` (the leak is left
+    by a failing request whose error escapes the app); ``chance`` says why a leak that can
+    happen shows only by chance (address reuse, a race), so a run that misses it is not wrong.
+    """
+
+    scope: LeakScope
+    resets: bool
+    error_escapes: bool = False
+    chance: str | None = None
+    #: The leak is left only by a response body the server abandons without closing it
+    #: (``ModeTraits.closes_abandoned_body`` is false).
+    needs_unclosed_body: bool = False
+
+
+def derive_leak(
+    name: str,
+    traits: LeakTraits,
+    mode: str,
+    mode_traits: ModeTraits,
+    connections: ConnectionPattern,
+) -> Expectation:
+    """Derive whether the leak ``name`` with ``traits`` can show under one mode and pattern."""
+    if traits.scope == "import-context":
+        s = situation(mode_traits, connections)
+        if not s.applicable:
+            cell = Expectation(name, mode, connections, False, s.applicable_why, applicable=False)
+        elif mode_traits.unit == "main-thread":
+            cell = Expectation(
+                name, mode, connections, True,
+                "Requests run on the main thread that imported the app (or in copies of its"
+                " context), so they see what the import left in its context",
+            )  # fmt: skip
+        else:
+            cell = Expectation(
+                name, mode, connections, False,
+                "Requests run on other threads or greenlets than the one that imported the app,"
+                " and each starts with an empty context",
+            )  # fmt: skip
+    else:
+        cell = derive_expectation(
+            name,
+            BackendTraits(scope=traits.scope, resets=traits.resets),
+            mode,
+            mode_traits,
+            connections,
+        )
+    if traits.error_escapes:
+        cell = escaped_error_expectation(cell, mode_traits)
+    if cell.can_leak and traits.needs_unclosed_body and mode_traits.closes_abandoned_body:
+        cell = dataclasses.replace(
+            cell,
+            can_leak=False,
+            reason="The server closes a body its client abandoned in the thread or greenlet that"
+            " was iterating it, so the body's context is popped where it was pushed",
+        )
+    if cell.can_leak and traits.chance is not None:
+        cell = dataclasses.replace(cell, chance=traits.chance)
+    return cell
 
 
 #: ``(backend, mode, connections) -> Expectation``, ordered by backend, mode, pattern.

@@ -52,6 +52,7 @@ from harness.settings import ChaosSettings, RunSettings
 from harness.verdict import Evidence, Unit
 
 __all__ = [
+    "CORPUS_VERDICTS",
     "PACKAGES",
     "PERCENTILES",
     "READERS",
@@ -62,6 +63,7 @@ __all__ = [
     "AfterFault",
     "Cell",
     "CellKey",
+    "CorpusCheck",
     "Evidence",
     "FaultCell",
     "FaultEvent",
@@ -224,6 +226,32 @@ class ServerInfo:
 
 
 @dataclass(frozen=True)
+class CorpusCheck:
+    """What a corpus cell (``ctxbench corpus``) expected, found and concluded.
+
+    ``expected`` is whether the entry's buggy app can leak in this cell, derived from its traits
+    (never true for a fixed twin); ``chance`` says the leak shows only by chance; ``verdict`` is
+    one of :data:`CORPUS_VERDICTS`; ``matches`` whether the cell came out as expected.
+    """
+
+    entry: str
+    variant: str
+    expected: bool
+    reason: str
+    verdict: str
+    matches: bool
+    chance: bool = False
+    #: Requests finished when the first leaky response arrived (that one included).
+    first_leak_at: int | None = None
+
+
+#: A corpus cell's verdicts: the buggy app ``caught`` where it can leak (a chance entry may be
+#: ``not caught`` without failing), ``clean`` where it cannot; ``missed`` or a ``false leak`` is a
+#: harness failure; a fixed twin is ``clean`` or ``leaked``.
+CORPUS_VERDICTS = ("caught", "not caught", "clean", "missed", "false leak", "leaked")
+
+
+@dataclass(frozen=True)
 class Cell:
     """One (app, backend, mode, connections) measurement of a run.
 
@@ -274,6 +302,8 @@ class Cell:
         """The URL of a server ctxbench did not start (``run --target``), else ``None``."""
         rv = self.server.effective.get("target")
         return rv if isinstance(rv, str) else None
+    #: Set on the cells of a corpus run (``ctxbench corpus``).
+    corpus: CorpusCheck | None = None
 
     @property
     def app_label(self) -> str:

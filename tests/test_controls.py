@@ -150,7 +150,7 @@ def test_lifecycle_mutant_leaves_the_failed_request_behind(name: str, phase: str
 
     before, escaped, evidence = in_one_thread(three_requests)
     assert before == []
-    assert escaped == control.error_escapes
+    assert escaped == control.traits.error_escapes
     found = {(e.phase, e.name): e.seen for e in evidence}
     assert found[("entry", "residue.request_context")] == "failed"
     assert {e.name for e in evidence} <= control.breaks

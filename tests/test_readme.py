@@ -31,6 +31,15 @@ def test_readme_nginx_table_is_the_derived_one() -> None:
     )
 
 
+def test_readme_corpus_table_is_the_derived_one() -> None:
+    from harness.corpus import render_markdown as render_corpus
+
+    assert _block("corpus") == render_corpus().strip(), (
+        "README.md's 'Leaks ctxbench catches' table differs from harness.corpus: paste"
+        " harness.corpus.render_markdown() between the corpus markers"
+    )
+
+
 def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     text = README.read_text(encoding="utf-8")
     quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]

@@ -155,8 +155,9 @@ class _Run:
         self.users = [_User(i) for i in range(spec.concurrency)]
         self.by_fd: dict[int, _User] = {}
         self.pending: deque[_User] = deque()
-        # Responses received but not yet checked: (token, status, body, latency_ns, failing).
-        self.answered: list[tuple[str, int, bytes, int, bool]] = []
+        # Responses received but not yet checked:
+        # (token, status, body, latency_ns, failing, how many requests had finished by then).
+        self.answered: list[tuple[str, int, bytes, int, bool, int]] = []
         self.active = 0
         self.poller = _Poller()
         # Response heads already parsed: a server sends the same few heads over and over (they
@@ -179,6 +180,7 @@ class _Run:
         self.last_done_ns = 0
         self.injected = 0
         self.injected_outcomes: dict[str, int] = {}
+        self.first_leak_at: int | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -247,6 +249,7 @@ class _Run:
             injected_outcomes=dict(self.injected_outcomes),
             driver_cpu=[round(cpu_used.on_cpu / wall, 4)],
             driver_cpu_wait=[round(cpu_used.waiting / wall, 4)] if cpu_used.known_wait else [],
+            first_leak_at=self.first_leak_at,
         )
 
     def _begin(self, user: _User) -> None:
@@ -413,17 +416,17 @@ class _Run:
         now = _perf_ns()
         self.done += 1
         self.last_done_ns = now
-        self.answered.append((user.token, status, body, now - user.t0, user.failing))
+        self.answered.append((user.token, status, body, now - user.t0, user.failing, self.done))
         user.state = _IDLE
         self._begin(user)
 
-    def _check(self, answered: list[tuple[str, int, bytes, int, bool]]) -> None:
+    def _check(self, answered: list[tuple[str, int, bytes, int, bool, int]]) -> None:
         """Check the responses received in this turn of the loop, every one of them."""
         examine = self.checker.examine
         statuses = self.statuses
         latencies = self.latencies
         units = self.units
-        for token, status, body, latency, failing in answered:
+        for token, status, body, latency, failing, index in answered:
             statuses[status] = statuses.get(status, 0) + 1
             if failing:
                 # An expected error: not judged; the requests after it are.
@@ -443,6 +446,8 @@ class _Run:
             if evidence:
                 self.leaks += len(evidence)
                 self.leaky += 1
+                if self.first_leak_at is None or index < self.first_leak_at:
+                    self.first_leak_at = index
                 room = self.max_evidence - len(self.evidence)
                 if room > 0:
                     self.evidence.extend(evidence[:room])

@@ -88,6 +88,11 @@ def merge_results(results: Sequence[LoadResult], max_evidence: int) -> LoadResul
         merged.driver_cpu_wait.extend(rv.driver_cpu_wait)
     merged.units = sorted(units, key=lambda u: (u[0], u[1], u[2] or -1))
     merged.observed = tuple(sorted({name for rv in results for name in rv.observed}))
+    firsts = [rv.first_leak_at for rv in results if rv.first_leak_at is not None]
+    if firsts:
+        # Each shard counts its own requests; the shards run side by side at about the same
+        # rate, so the run had finished about that many per shard when the first leak came.
+        merged.first_leak_at = min(firsts) * len(results)
     if len(merged.driver_cpu_wait) != len(merged.driver_cpu):
         merged.driver_cpu_wait = []
     return merged

@@ -173,6 +173,9 @@ class LoadResult:
     #: How each injected failure ended: an HTTP status (``"500"``, ``"200"`` when the framework
     #: logs a teardown error and answers anyway) or an error kind (``"reset"``, ``"timeout"``).
     injected_outcomes: dict[str, int] = field(default_factory=dict)
+    #: How many requests had finished (answered, failed or injected) when the first leaky
+    #: response arrived, that one included; ``None`` without a leak. "Caught after N requests".
+    first_leak_at: int | None = None
     #: Per driver process: its CPU time (user + system) over the wall time of its run, in cores.
     driver_cpu: list[float] = field(default_factory=list)
     #: Per driver process: the time its loop was ready to run but waited for a CPU that other

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.backends import DEFAULT_BACKEND
 from harness.report import bench, charts, faults, load
+from harness.report.corpus import corpus_cells, corpus_section, corpus_verdict
 from harness.report.summary import (
     JITTER_ADVICE,
     Summary,
@@ -81,15 +82,23 @@ def verdict(ctx: Context) -> list[Node]:
     ]
     if not run.cells and (run.faults or run.soaks):  # ctxbench chaos or soak: no matrix
         return out + faults.run_verdict(run)
-    out += [
-        Callout(
-            f"verdict {s.kind}",
-            (
-                Paragraph(f"**Verdict: {s.verdict}.** {headline(s)}"),
-                Paragraph(f"**Recommendation:** {recommendation(s)}"),
-            ),
-        ),
-    ]
+    corpus = corpus_cells(run)
+    if corpus:
+        # A corpus run leaks on purpose: its verdict is whether each cell came out as expected.
+        ok, sentence = corpus_verdict(corpus)
+        words = "as expected" if ok else "NOT as expected"
+        style = "verdict ok" if ok else "verdict leak"
+        out.append(Callout(style, (Paragraph(f"**Corpus: {words}.** {sentence}"),)))
+    else:
+        out.append(
+            Callout(
+                f"verdict {s.kind}",
+                (
+                    Paragraph(f"**Verdict: {s.verdict}.** {headline(s)}"),
+                    Paragraph(f"**Recommendation:** {recommendation(s)}"),
+                ),
+            )
+        )
     if run.not_measured:
         skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
         out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))
@@ -112,6 +121,11 @@ def verdict(ctx: Context) -> list[Node]:
         )
     )
     return out
+
+
+def corpus(ctx: Context) -> list[Node]:
+    """The corpus table of a ``ctxbench corpus`` run (see :mod:`harness.report.corpus`)."""
+    return corpus_section(corpus_cells(ctx.run))
 
 
 def overview(ctx: Context) -> list[Node]:
@@ -389,6 +403,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 #: The report, top to bottom. Add a section here (see the module docstring).
 SECTIONS: list[Section] = [
     verdict,
+    corpus,
     faults.faults_section,
     faults.soak_section,
     overview,

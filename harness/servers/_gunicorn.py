@@ -52,6 +52,7 @@ class GunicornMode(ServerMode):
     worker_class: t.ClassVar[str]
     default_threads: t.ClassVar[int] = 1
     lifecycle = LIFECYCLE
+    preload_args = ("--preload",)
     #: Extra libraries the worker class needs (import names).
     requires: t.ClassVar[tuple[str, ...]] = ()
     #: The pip extra of ctxbench that installs them.

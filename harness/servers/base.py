@@ -189,6 +189,10 @@ class ModeTraits:
     #: The reverse proxy in front, if any: then the proxy, not the client, decides which
     #: connection carries a request to the server (a mode named ``<proxy>+<mode>``).
     proxy: ProxyTraits | None = None
+    #: Whether the server calls ``close()`` on a response body its client abandoned, in the
+    #: thread or greenlet that was iterating it (PEP 3333). ``False`` for a server that drops it
+    #: for the garbage collector, which may finalize it later on another thread (Flask #6123).
+    closes_abandoned_body: bool = True
 
     def __post_init__(self) -> None:
         if self.keepalive and not self.keepalive_applicable:
@@ -235,6 +239,10 @@ class ServerMode(abc.ABC):
     order: t.ClassVar[int] = 100
     #: How it runs requests; the expected leaks of each mutant are derived from it.
     traits: t.ClassVar[ModeTraits]
+    #: Server arguments that import the app once, before the workers fork and patch anything
+    #: (gunicorn ``--preload``); ``()`` where that is already the default or does not apply.
+    #: ``traits_for`` must account for them.
+    preload_args: t.ClassVar[tuple[str, ...]] = ()
     #: What its supervisor does with worker processes (nothing, for a single-process server):
     #: which faults apply to it (see :class:`Lifecycle`).
     lifecycle: t.ClassVar[Lifecycle] = Lifecycle(

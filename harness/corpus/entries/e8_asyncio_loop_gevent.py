@@ -1,0 +1,84 @@
+"""Entry 8: state bound to the per-thread asyncio event loop under gevent.
+
+Sync code that needs a loop takes "the thread's loop" (``asyncio.get_event_loop()``, creating
+and setting one when there is none) and hangs clients or per-user state on it. asyncio keeps
+the current loop in a ``threading.local`` subclass created when ``asyncio`` is imported; in an
+app preloaded into a gevent server that is before the patch, so every greenlet of a worker gets
+the same loop, and whatever one request hangs on it the others see (asgiref #443, gunicorn
+#3053). Checked here: with gunicorn's gevent worker importing the app after the patch, each
+greenlet gets its own loop and nothing leaks; with ``--preload`` it leaks. Fixed twin: keep the
+state in a ``ContextVar``, not on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing as t
+import warnings
+
+from harness.corpus import Entry, Variant
+from harness.expectations import LeakTraits
+from harness.probe import current_token, observe
+
+from ._lazy import keep_user_in_contextvar, lazy_apps
+
+NAME = "loop_user"
+
+
+def thread_loop() -> asyncio.AbstractEventLoop:
+    """The calling thread's event loop, created and set on first use (the common idiom)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return asyncio.get_event_loop()
+        except RuntimeError:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            return loop
+
+
+def _buggy() -> t.Any:
+    from flask import Flask
+
+    app = Flask("corpus_asyncio_loop_gevent")
+
+    @app.before_request
+    def open_client() -> None:
+        thread_loop().corpus_user = current_token()  # type: ignore[attr-defined]
+
+    @app.after_request
+    def use_client(response: t.Any) -> t.Any:
+        observe(NAME, getattr(thread_loop(), "corpus_user", None))
+        return response
+
+    return app
+
+
+def _fixed() -> t.Any:
+    from flask import Flask
+
+    app = Flask("corpus_asyncio_loop_gevent_fixed")
+    keep_user_in_contextvar(app, NAME)
+    return app
+
+
+__getattr__ = lazy_apps(buggy=_buggy, fixed=_fixed)
+
+ENTRIES = (
+    Entry(
+        key="asyncio-loop-gevent",
+        number="8",
+        title="State bound to the per-thread asyncio event loop under gevent",
+        source="asgiref #443; gunicorn #3053",
+        buggy=Variant(f"{__name__}:buggy"),
+        fixed=Variant(f"{__name__}:fixed"),
+        # asyncio's loop holder is a threading.local made when asyncio is imported.
+        traits=LeakTraits(scope="thread-local", resets=True),
+        shows_through=frozenset({NAME}),
+        fix="per-request state in a ContextVar, not on the loop",
+        requires=("flask",),
+        preload=True,
+        note="yes when asyncio is imported before the patch (gunicorn --preload); not when the"
+        " worker patches first",
+    ),
+)

@@ -1,0 +1,177 @@
+"""harness.corpus: the entries' metadata, their derived cells, the verdict of a cell, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import typing as t
+
+import pytest
+
+from harness.corpus import ENTRIES, Entry, expectation, select
+from harness.corpus.run import CorpusSettings, corpus_cells, judge, mode_traits, server_args
+from harness.errors import UsageError
+from harness.expectations import Expectation
+from harness.load.spec import CONNECTION_PATTERNS
+from harness.report.corpus import corpus_table, corpus_verdict
+from harness.results import CorpusCheck
+from harness.servers import MODES
+
+#: Where each deterministic entry's buggy app is caught, by mode family: pinned, so a change of
+#: traits that moves a cell is a conscious decision (the README table shows the same).
+CAUGHT = {
+    "thread-local-before-patch": {("gunicorn-gevent", "keepalive"), ("gunicorn-gevent", "fresh")},
+    "app-context-at-import": {("gunicorn-sync", "keepalive"), ("gunicorn-sync", "fresh")},
+    "structlog-contextvars": {
+        ("gunicorn-sync", "keepalive"), ("gunicorn-sync", "fresh"),
+        ("gunicorn-gthread", "keepalive"), ("gunicorn-gthread", "fresh"),
+        ("gunicorn-gevent", "keepalive"),
+    },
+    "abandoned-stream": set(),
+    "pop-skipped-on-session-error": {
+        ("gunicorn-sync", "keepalive"), ("gunicorn-sync", "fresh"),
+        ("gunicorn-gthread", "keepalive"), ("gunicorn-gthread", "fresh"),
+    },
+    "teardown-skips-pop": {
+        ("gunicorn-sync", "keepalive"), ("gunicorn-sync", "fresh"),
+        ("gunicorn-gthread", "keepalive"), ("gunicorn-gthread", "fresh"),
+        ("gunicorn-gevent", "keepalive"),
+    },
+    "asyncio-loop-gevent": {("gunicorn-gevent", "keepalive"), ("gunicorn-gevent", "fresh")},
+}  # fmt: skip
+BASE_MODES = ("werkzeug-threaded", "gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent")
+
+
+def test_every_entry_of_the_issue_is_there() -> None:
+    numbers = [e.number for e in ENTRIES.values()]
+    assert numbers == ["1", "2", "3", "4", "5", "6", "7a", "7b", "7c", "8"]
+    for entry in ENTRIES.values():
+        assert entry.title and entry.source and entry.fix and entry.shows_through
+        assert entry.buggy != entry.fixed
+
+
+def test_derived_cells_are_the_pinned_ones() -> None:
+    for key, cells in CAUGHT.items():
+        entry = ENTRIES[key]
+        derived = {
+            (mode, c)
+            for mode in BASE_MODES
+            for c in CONNECTION_PATTERNS
+            if expectation(entry, mode, mode_traits(entry, mode), c).can_leak
+        }
+        assert derived == cells, key
+        assert entry.traits.chance is None
+
+
+def test_chance_entries_can_leak_by_chance_only() -> None:
+    for key in ("id-keyed-cache", "before-first-request-race"):
+        entry = ENTRIES[key]
+        cells = [
+            expectation(entry, m, mode_traits(entry, m), c) for m in BASE_MODES
+            for c in CONNECTION_PATTERNS
+        ]  # fmt: skip
+        assert any(cell.can_leak for cell in cells)
+        assert all(cell.chance for cell in cells if cell.can_leak)
+
+
+def test_preload_changes_gevent_traits_only_for_preloaded_entries() -> None:
+    entry = ENTRIES["thread-local-before-patch"]
+    assert server_args(entry, "gunicorn-gevent") == ("--preload",)
+    assert mode_traits(entry, "gunicorn-gevent").monkey_patch == "after-app"
+    assert server_args(ENTRIES["structlog-contextvars"], "gunicorn-gevent") == ()
+    assert server_args(entry, "werkzeug-threaded") == ()
+
+
+def test_entry_modules_build_nothing_on_import() -> None:
+    # The harness imports them for their metadata; a buggy app does its damage when built.
+    code = (
+        "import sys; from harness.corpus import ENTRIES; "
+        "assert ENTRIES; assert 'flask' not in sys.modules, 'an entry built its app'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variant", "can_leak", "chance", "leaks", "verdict", "matches"),
+    [
+        ("buggy", True, None, 3, "caught", True),
+        ("buggy", True, None, 0, "missed", False),
+        ("buggy", True, "address reuse", 0, "not caught", True),
+        ("buggy", False, None, 0, "clean", True),
+        ("buggy", False, None, 2, "false leak", False),
+        ("fixed", True, None, 0, "clean", True),
+        ("fixed", False, None, 1, "leaked", False),
+    ],
+)
+def test_judge(
+    variant: str, can_leak: bool, chance: str | None, leaks: int, verdict: str, matches: bool
+) -> None:
+    entry = ENTRIES["structlog-contextvars"]
+    cell = Expectation(entry.key, "m", "keepalive", can_leak, "Because", chance=chance)
+    check = judge(entry, variant, cell, leaks, 7 if leaks else None)
+    assert (check.verdict, check.matches) == (verdict, matches)
+    assert check.expected == (can_leak and variant == "buggy")
+
+
+def test_settings_refuse_unknown_entries_and_bad_counts() -> None:
+    with pytest.raises(UsageError, match="unknown corpus entry 'nope'"):
+        CorpusSettings(entries=("nope",))
+    with pytest.raises(UsageError, match="bad --requests 0"):
+        CorpusSettings(requests=0)
+    assert select(["app-context-at-import"]) == [ENTRIES["app-context-at-import"]]
+
+
+def test_cells_skip_nothing_on_the_base_modes() -> None:
+    entries = select()
+    cells = list(corpus_cells(entries, BASE_MODES, CONNECTION_PATTERNS))
+    assert len(cells) == len(entries) * 2 * len(BASE_MODES) * 2
+
+
+def _cell(entry: Entry, variant: str, mode: str, verdict: str, leaks: int) -> t.Any:
+    from harness.results import Cell
+
+    return Cell(
+        app=entry.variant(variant).app, backend="contextvar", mode=mode, connections="fresh",
+        requests=100, leaks=leaks, errors=0, runs=(),
+        corpus=CorpusCheck(entry.key, variant, True, "r", verdict, verdict != "missed",
+                           first_leak_at=4 if leaks else None),
+    )  # fmt: skip
+
+
+def test_corpus_table_and_verdict() -> None:
+    entry = ENTRIES["app-context-at-import"]
+    cells = [
+        _cell(entry, "buggy", "gunicorn-sync", "caught", 9),
+        _cell(entry, "buggy", "gunicorn-gthread", "clean", 0),
+        _cell(entry, "fixed", "gunicorn-sync", "clean", 0),
+        _cell(entry, "fixed", "gunicorn-gthread", "clean", 0),
+    ]
+    table = corpus_table(cells)
+    assert table.headers[2:4] == ("gunicorn-sync fresh", "gunicorn-gthread fresh")
+    assert table.rows[0][2:] == ("caught after 4", "clean", "0 leaks / 200 requests", "yes")
+    assert corpus_verdict(cells)[0]
+    missed = [*cells[:1], _cell(entry, "buggy", "gunicorn-gthread", "missed", 0), *cells[2:]]
+    ok, sentence = corpus_verdict(missed)
+    assert not ok and "gunicorn-gthread fresh: missed" in sentence
+    assert corpus_table(missed).bad_rows == frozenset({0})
+
+
+def test_cli_lists_entries(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["corpus", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(key in out for key in ENTRIES)
+
+
+def test_cli_refuses_an_unknown_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["corpus", "--entries", "nope"]) == 2
+    assert "unknown corpus entry 'nope'" in capsys.readouterr().err
+
+
+def test_every_mode_has_preload_args_declared() -> None:
+    for mode in MODES.values():
+        assert isinstance(mode.preload_args, tuple)
