@@ -26,7 +26,7 @@ from harness.errors import UsageError
 from harness.expectations import Expectation
 from harness.load.spec import CONNECTION_PATTERNS, ConnectionPattern
 from harness.results import CorpusCheck, Run
-from harness.servers import HOST, MODES, LiveServer, get_mode, live_server
+from harness.servers import MODES, LiveServer, get_mode, live_server
 from harness.servers.base import ModeTraits, ServerConfig
 from harness.settings import RunSettings
 
@@ -102,11 +102,7 @@ def server_args(entry: Entry, mode: str) -> tuple[str, ...]:
 def mode_traits(entry: Entry, mode: str) -> ModeTraits:
     """The traits of ``mode`` as ``entry`` runs it (``--preload`` changes gevent's)."""
     cfg = ServerConfig(
-        app=entry.buggy.app,
-        backend=entry.buggy.backend,
-        host=HOST,
-        port=0,
-        extra_args=server_args(entry, mode),
+        app=entry.buggy.app, backend=entry.buggy.backend, extra_args=server_args(entry, mode)
     )
     return get_mode(mode).traits_for(cfg)
 
