@@ -409,6 +409,10 @@ class LeakTraits:
     #: The leak is left only by a response body the server abandons without closing it
     #: (``ModeTraits.closes_abandoned_body`` is false).
     needs_unclosed_body: bool = False
+    #: For a ``thread-local`` scope: the module whose import creates the local (``None``: the
+    #: app's own). A server that imports that module before it patches (``ModeTraits.
+    #: imported_before_patch``) leaves it native, as an app imported after the patch cannot fix.
+    created_by: str | None = None
 
 
 def derive_leak(
@@ -423,7 +427,7 @@ def derive_leak(
         s = situation(mode_traits, connections)
         if not s.applicable:
             cell = Expectation(name, mode, connections, False, s.applicable_why, applicable=False)
-        elif mode_traits.unit == "main-thread":
+        elif mode_traits.unit == "main-thread" or mode_traits.main_thread_serves:
             cell = Expectation(
                 name, mode, connections, True,
                 "Requests run on the main thread that imported the app (or in copies of its"
@@ -436,6 +440,13 @@ def derive_leak(
                 " and each starts with an empty context",
             )  # fmt: skip
     else:
+        if (
+            traits.scope == "thread-local"
+            and traits.created_by in mode_traits.imported_before_patch
+            and mode_traits.monkey_patch == "before-app"
+        ):
+            # The server imported the module that makes the local before it patched.
+            mode_traits = dataclasses.replace(mode_traits, monkey_patch="after-app")
         cell = derive_expectation(
             name,
             BackendTraits(scope=traits.scope, resets=traits.resets),

@@ -175,3 +175,20 @@ def test_cli_refuses_an_unknown_entry(capsys: pytest.CaptureFixture[str]) -> Non
 def test_every_mode_has_preload_args_declared() -> None:
     for mode in MODES.values():
         assert isinstance(mode.preload_args, tuple)
+
+
+def test_a_local_made_by_a_module_the_server_imports_before_patching_is_shared() -> None:
+    # `import eventlet` imports asyncio before monkey_patch(): its loop holder stays native.
+    entry = ENTRIES["asyncio-loop-gevent"]
+    eventlet = MODES["eventlet"].traits
+    assert "asyncio" in eventlet.imported_before_patch
+    assert expectation(entry, "eventlet", eventlet, "fresh").can_leak
+    # The app's own local is made after eventlet's patch: greenthread-local.
+    own = ENTRIES["thread-local-before-patch"]
+    assert not expectation(own, "eventlet", eventlet, "fresh").can_leak
+
+
+def test_import_context_shows_where_the_importing_thread_serves() -> None:
+    entry = ENTRIES["app-context-at-import"]
+    assert expectation(entry, "uwsgi-threads", MODES["uwsgi-threads"].traits, "fresh").can_leak
+    assert not expectation(entry, "waitress", MODES["waitress"].traits, "fresh").can_leak

@@ -193,6 +193,13 @@ class ModeTraits:
     #: thread or greenlet that was iterating it (PEP 3333). ``False`` for a server that drops it
     #: for the garbage collector, which may finalize it later on another thread (Flask #6123).
     closes_abandoned_body: bool = True
+    #: Whether the thread that imported the app also serves requests, besides a ``main-thread``
+    #: unit (uWSGI's thread pool counts the main thread as core 0): state the import left in that
+    #: thread's context is then visible to the requests it serves.
+    main_thread_serves: bool = False
+    #: Modules the server itself imports before it monkey-patches ``threading``: a
+    #: ``threading.local`` they create at import is one native local, whatever the app does.
+    imported_before_patch: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.keepalive and not self.keepalive_applicable:

@@ -39,7 +39,11 @@ class Eventlet(ServerMode):
     summary = "eventlet.wsgi: a greenthread per connection, monkey-patched first, keep-alive"
     order = 70
     traits = ModeTraits(
-        unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app"
+        unit="greenlet-per-connection",
+        keepalive=True,
+        monkey_patch="before-app",
+        # `import eventlet` imports asyncio (its asyncio hub) before monkey_patch() runs.
+        imported_before_patch=("asyncio",),
     )
 
     def available(self) -> Availability:

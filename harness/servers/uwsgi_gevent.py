@@ -44,6 +44,9 @@ class UwsgiGevent(UwsgiMode):
         monkey_patch="before-app",
     )
 
+    #: A late patch loads the app (in the master) before gevent patches anything.
+    preload_args = (LATE_PATCH,)
+
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         if LATE_PATCH in cfg.extra_args and EARLY_PATCH not in cfg.extra_args:
             return dataclasses.replace(self.traits, monkey_patch="after-app")

@@ -24,7 +24,8 @@ class UwsgiThreads(UwsgiMode):
     summary = "uWSGI --processes --threads: a thread pool per process, keep-alive (http11)"
     worker_class = "threads"
     order = 81
-    traits = ModeTraits(unit="pool-thread", keepalive=True)
+    # Core 0 of each worker's pool is its main thread, which imported the app (in the master).
+    traits = ModeTraits(unit="pool-thread", keepalive=True, main_thread_serves=True)
 
     def worker_args(self, cfg: ServerConfig) -> list[str]:
         return ["--threads", str(cfg.threads or DEFAULT_THREADS)]

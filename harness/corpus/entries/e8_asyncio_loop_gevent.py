@@ -6,8 +6,9 @@ the current loop in a ``threading.local`` subclass created when ``asyncio`` is i
 app preloaded into a gevent server that is before the patch, so every greenlet of a worker gets
 the same loop, and whatever one request hangs on it the others see (asgiref #443, gunicorn
 #3053). Checked here: with gunicorn's gevent worker importing the app after the patch, each
-greenlet gets its own loop and nothing leaks; with ``--preload`` it leaks. Fixed twin: keep the
-state in a ``ContextVar``, not on the loop.
+greenlet gets its own loop and nothing leaks; with ``--preload`` it leaks, and under eventlet it
+always does, because ``import eventlet`` imports asyncio before ``monkey_patch()``. Fixed twin:
+keep the state in a ``ContextVar``, not on the loop.
 """
 
 from __future__ import annotations
@@ -73,12 +74,13 @@ ENTRIES = (
         buggy=Variant(f"{__name__}:buggy"),
         fixed=Variant(f"{__name__}:fixed"),
         # asyncio's loop holder is a threading.local made when asyncio is imported.
-        traits=LeakTraits(scope="thread-local", resets=True),
+        traits=LeakTraits(scope="thread-local", resets=True, created_by="asyncio"),
         shows_through=frozenset({NAME}),
         fix="per-request state in a ContextVar, not on the loop",
         requires=("flask",),
         preload=True,
-        note="yes when asyncio is imported before the patch (gunicorn --preload); not when the"
+        note="yes wherever asyncio is imported before the patch: gunicorn --preload, uWSGI's"
+        " late patch, and always under eventlet (which imports asyncio itself); not when the"
         " worker patches first",
     ),
 )
