@@ -512,6 +512,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
     paths = write_reports(run_dir, run)
     print("report: " + ", ".join(str(p) for p in paths))
+    failed = [c for c in run.cells if c.failed]
+    if failed and not run.leaks:
+        # Not every cell was measured to the end: no "no leak" verdict on what was not.
+        print(f"ctxbench: error: {_plural(len(failed), 'cell')} failed: {failed[0].error}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 1 if run.leaks else 0
 
 

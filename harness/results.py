@@ -296,6 +296,15 @@ class Cell:
     #: What the run exercised (overlap, unit reuse), read from the units the probe reported;
     #: ``None`` when the document did not record it.
     exercised: Exercised | None = None
+    #: Why the cell could not be measured to the end (its server died on its own: every
+    #: process of it gone), else ``None``. The counts are those checked until then; ``runs``
+    #: holds the repeats that finished.
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The cell ended early with :attr:`error`."""
+        return self.error is not None
 
     @property
     def target(self) -> str | None:
@@ -356,8 +365,8 @@ class Cell:
 
     @property
     def clean(self) -> bool:
-        """Neither leaks nor errors: only a clean cell may be ranked."""
-        return self.leaks == 0 and self.errors == 0
+        """Neither leaks nor errors, and measured to the end: only a clean cell may be ranked."""
+        return self.leaks == 0 and self.errors == 0 and self.error is None
 
     @property
     def latency_runs(self) -> tuple[Latency, ...]:

@@ -14,6 +14,7 @@ self-overwriting line on a terminal, one line per finished cell otherwise (CI an
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -85,17 +86,22 @@ def aggregate(
     concurrency: int | None = None,
     driver_processes: int = 1,
     server_cpu: t.Sequence[ThreadCpu | None] = (),
+    error: str | None = None,
+    cut_short: LoadResultLike | None = None,
 ) -> Cell:
     """Fold the measured ``runs`` (and the warm-up) of one matrix cell into a :class:`Cell`.
 
     With ``sleep_ms`` (what each request slept in the view) the cell also records what the runs
     exercised (:mod:`harness.exercised`). ``server_cpu`` holds, per measured run, the CPU time
     the server's processes used during it (``None`` when unknown), made into shares of each
-    run's elapsed time.
+    run's elapsed time. A cell whose server died (``error``) may have no finished run;
+    ``cut_short`` holds what the load that it interrupted had checked by then, counted but not
+    measured.
     """
-    if not runs:
+    if not runs and error is None:
         raise ValueError("aggregate() needs at least one measured run")
     checked = [*runs, *([warmup] if warmup is not None else [])]
+    checked += [cut_short] if cut_short is not None else []
     error_kinds: Counter[str] = Counter()
     injected_outcomes: Counter[str] = Counter()
     evidence: list[t.Any] = []
@@ -129,6 +135,7 @@ def aggregate(
         evidence=tuple(evidence),
         observed=tuple(sorted({name for run in checked for name in run.observed})),
         server=ServerInfo(effective=dict(effective or {}), log=log_path),
+        error=error,
         exercised=None
         if sleep_ms is None
         else exercised(
@@ -156,6 +163,42 @@ def _measurement(run: LoadResultLike, server: ThreadCpu | None) -> Measurement:
             else None
         ),
     )
+
+
+# -- a server that dies on its own ------------------------------------------------------------
+
+
+class ServerGone(Exception):
+    """The server of the cell being measured stopped on its own (see :meth:`LiveServer.gone`)."""
+
+    def __init__(self, why: str, during: str) -> None:
+        super().__init__(f"{why} during the {during}")
+        self.why = why
+        self.during = during
+
+
+@dataclass
+class CutShort:
+    """What a load interrupted by its server's death had checked, from its last progress report:
+    the counts only, as the driver never returned its result."""
+
+    requests: int = 0
+    errors: int = 0
+    leaks: int = 0
+    #: The driver had not classified its errors yet: mostly refused and reset connections.
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    # The rest of LoadResultLike: nothing recorded.
+    leaky_requests: int = 0
+    evidence: list[t.Any] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    rps: float = 0.0
+    units: list[tuple[int, int, int | None]] = field(default_factory=list)
+    observed: tuple[str, ...] = ()
+    injected: int = 0
+    injected_outcomes: dict[str, int] = field(default_factory=dict)
+    driver_cpu: list[float] = field(default_factory=list)
+    driver_cpu_wait: list[float] = field(default_factory=list)
 
 
 # -- progress --------------------------------------------------------------------------------
@@ -277,21 +320,30 @@ def run_matrix(
     run = Run.start(run_id or run_dir.name, command, settings)
     started = time.monotonic()
     try:
-        for app, backend, mode, serving in _servers(settings, targets, run_dir, server):
-            with serving as srv:
-                log = None if srv.log_path is None else str(srv.log_path.relative_to(run_dir))
-                applicable = _applicable(srv, mode, settings.connections)
-                for connections in settings.connections:
-                    if connections not in applicable:
-                        run = _record_not_applicable(run, mode, connections)
-                        continue
-                    for level in settings.levels:  # leaks are checked at every level
+        for app, backend, mode, serve in _servers(settings, targets, run_dir, server):
+            # (connections, concurrency level) left to measure; leaks are checked at every level.
+            pending = [(c, level) for c in settings.connections for level in settings.levels]
+            restarts = 0
+            while pending:
+                # A server that dies on its own ends its cell (with the error) and is replaced
+                # by a new one, in a folder of its own for the logs, for the cells left.
+                with serve(restarts) as srv:
+                    log = None if srv.log_path is None else str(srv.log_path.relative_to(run_dir))
+                    applicable = _applicable(srv, mode, settings.connections)
+                    while pending:
+                        connections, level = pending.pop(0)
+                        if connections not in applicable:
+                            run = _record_not_applicable(run, mode, connections)
+                            continue
                         cell = _measure_cell(
                             settings.replace(concurrency=level), srv, app, backend, connections,
                             load_fn, make_spec, status, totals=(run.requests, run.leaks), log=log,
                         )  # fmt: skip
                         run = run.replace(cells=(*run.cells, cell))
                         results.write(run_dir, run)
+                        if cell.failed:
+                            restarts += 1
+                            break
     except BaseException as e:
         status.done()
         # Keep what was measured (a complete, valid file). A run that measured nothing leaves
@@ -339,19 +391,35 @@ def _target_server(url: str) -> TargetServer:
     )
 
 
+Serve = Callable[[int], AbstractContextManager[t.Any]]
+
+
 def _servers(
     settings: RunSettings,
     targets: t.Sequence[TargetServer],
     run_dir: Path,
     server: ServerFn,
-) -> Iterator[tuple[str, str, str, AbstractContextManager[t.Any]]]:
-    """(app, backend, mode, a context manager serving it) for every server of the run."""
+) -> Iterator[tuple[str, str, str, Serve]]:
+    """(app, backend, mode, ``serve``) for every server of the run: ``serve(restarts)`` is a
+    context manager serving it, the first time (0) or again after it died (1, 2, ...)."""
     for target in targets:
-        yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, nullcontext(target)
+
+        def serve_target(restarts: int, target: TargetServer = target) -> nullcontext[t.Any]:
+            return nullcontext(target)
+
+        yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, serve_target
     for app, backend, mode in _cells(settings):
         log_dir = run_dir / "logs" / f"{app_label(app).replace(':', '_')}-{backend}"
         cfg = settings.server_config(app, backend)
-        yield app, backend, mode, server(mode, cfg, log_dir=log_dir)
+
+        def serve(
+            restarts: int, mode: str = mode, cfg: t.Any = cfg, log_dir: Path = log_dir
+        ) -> AbstractContextManager[t.Any]:
+            # A new server's log must not overwrite the log of the one that died.
+            logs = log_dir / f"restart-{restarts}" if restarts else log_dir
+            return server(mode, cfg, log_dir=logs)
+
+        yield app, backend, mode, serve
 
 
 def _applicable(srv: t.Any, mode: str, patterns: t.Sequence[str]) -> tuple[str, ...]:
@@ -408,6 +476,14 @@ def _measure_cell(
     )
     if settings.concurrency_levels:
         name += f" @{settings.concurrency} users"
+    # A server ctxbench did not start (run --target) has no process to watch.
+    gone: Callable[[], str | None] = getattr(srv, "gone", lambda: None)
+    cut_short = CutShort()
+
+    def check_alive(label: str) -> None:
+        why = gone()
+        if why is not None:
+            raise ServerGone(why, label)
 
     def report(label: str) -> ProgressFn:
         def callback(requests: int, errors: int, leaks: int) -> None:
@@ -417,27 +493,59 @@ def _measure_cell(
                 f"{name} {connections} {label}  requests {done_requests + requests}"
                 f"  errors {errors}  leaks {done_leaks + leaks}"
             )
+            cut_short.requests, cut_short.errors, cut_short.leaks = requests, errors, leaks
+            # Raising here ends the load driver's run (it closes its connections first).
+            check_alive(label)
 
         return callback
 
+    def measure(label: str, *, warmup: bool) -> LoadResultLike:
+        cut_short.requests = cut_short.errors = cut_short.leaks = 0
+        rv = load_fn(make_spec(settings, srv, connections, warmup=warmup), report(label))
+        cut_short.requests = cut_short.errors = cut_short.leaks = 0  # counted in rv
+        return rv
+
     warmup = None
-    if settings.warmup > 0:
-        spec = make_spec(settings, srv, connections, warmup=True)
-        warmup = load_fn(spec, report("warm-up"))
-        done_requests += warmup.requests
-        done_leaks += warmup.leaks
     runs: list[LoadResultLike] = []
     server_cpu: list[ThreadCpu | None] = []
     groups = srv.process_groups() if hasattr(srv, "process_groups") else []
-    for i in range(settings.repeats):
-        spec = make_spec(settings, srv, connections, warmup=False)
-        before = _groups_cpu(groups)
-        run = load_fn(spec, report(f"run {i + 1}/{settings.repeats}"))
-        after = _groups_cpu(groups)
-        server_cpu.append(None if before is None or after is None else after - before)
-        runs.append(run)
-        done_requests += run.requests
-        done_leaks += run.leaks
+    label = "warm-up"
+    try:
+        check_alive("start of the cell")
+        if settings.warmup > 0:
+            warmup = measure(label, warmup=True)
+            done_requests += warmup.requests
+            done_leaks += warmup.leaks
+            check_alive(label)
+        for i in range(settings.repeats):
+            label = f"run {i + 1}/{settings.repeats}"
+            before = _groups_cpu(groups)
+            run = measure(label, warmup=False)
+            after = _groups_cpu(groups)
+            server_cpu.append(None if before is None or after is None else after - before)
+            runs.append(run)
+            done_requests += run.requests
+            done_leaks += run.leaks
+            check_alive(label)
+    except ServerGone as e:
+        error = (
+            f"{e.why} during the {e.during} of the {connections} cell, after"
+            f" {done_requests + cut_short.requests:,} requests checked; nothing of it was left"
+            f" to serve the rest (see the server log{f': {log}' if log else ''})"
+        )
+        status.finished(f"{name} {connections} FAILED  {e.why}")
+        if cut_short.errors:
+            cut_short.error_kinds = {"cut short by the server's death": cut_short.errors}
+        cell = aggregate(
+            mode=srv.mode, app=app, backend=backend, connections=connections, runs=runs,
+            warmup=warmup, effective=srv.effective, log_path=log, error=error,
+            cut_short=cut_short if cut_short.requests else None,
+            concurrency=settings.concurrency,
+            driver_processes=settings.processes_at(settings.concurrency),
+            server_cpu=server_cpu,
+        )  # fmt: skip
+        # The interrupted load's leaks are counted, its leaking requests were not.
+        return dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell
     status.finished(f"{name} {connections} done  requests {done_requests}  leaks {done_leaks}")
     return aggregate(
         mode=srv.mode,

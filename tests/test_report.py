@@ -692,3 +692,29 @@ def test_bar_chart_draws_any_rows_for_a_new_section() -> None:
     assert svg.count("<rect ") == 1 + 2 + 2 * 3  # background, the key, the bars
     assert ">c=64<" in svg and 'fill="#c0392b" font-weight="600">c=64' in svg
     assert bar_chart("Throughput and p99 against concurrency", rows, legend="rps; p99 ms") == svg
+
+
+def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
+    from harness.report import format_summary
+
+    died = make_entry("gunicorn-sync", errors=3)
+    died["error_kinds"] = {"cut short by the server's death": 3}
+    died["error"] = (
+        "gunicorn-sync: the server's main process (pid 9) was killed by SIGKILL during the run"
+        " 1/3 of the keepalive cell, after 120 requests checked"
+    )
+    doc = make_doc([died, make_entry("gunicorn-sync", connections="fresh"),
+                    make_entry("gunicorn-gthread"), make_entry("gunicorn-gevent")])  # fmt: skip
+    run = load_run(doc)
+    assert run.cells[0].failed and not run.cells[0].clean
+    md, html = render(doc)
+    assert "**Verdict: FAILED: a server died, 1 cell not measured to the end.**" in md
+    assert "The server died on its own in 1 cell" in md
+    errors = section(md, "## Errors")
+    assert "**gunicorn-sync (core, contextvar, keepalive) ended early:** " + died["error"] in errors
+    assert 'class="callout verdict failed"' in html or "verdict failed" in html
+    # Never ranked: the fastest keepalive mode is chosen among the others.
+    assert "For keepalive connections use gunicorn-sync" not in md
+    text = format_summary(run)
+    assert "FAILED" in text and "failed cells (the server died" in text
+    assert died["error"] in text

@@ -224,3 +224,81 @@ def test_status_off_a_terminal_is_a_line_per_cell() -> None:
     status.finished("gunicorn-sync keepalive done")
     assert stream.getvalue().endswith("s  gunicorn-sync keepalive done\n")
     assert "\r" not in stream.getvalue()
+
+
+class DyingWorld(FakeWorld):
+    """The first server dies on its own during the ``die_at``-th load: ``gone()`` says so from
+    then on, as a real LiveServer's does once its main process exited."""
+
+    def __init__(self, die_at: int) -> None:
+        super().__init__()
+        self.die_at = die_at
+        self.servers: list[Any] = []
+
+    @contextlib.contextmanager
+    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
+        with super().server(mode, cfg, log_dir=log_dir) as srv:
+            srv.dead = None
+            srv.gone = lambda: srv.dead
+            self.servers.append(srv)
+            yield srv
+
+    def load(self, spec: dict[str, Any], progress: Any) -> LoadResult:
+        if len(self.loads) + 1 == self.die_at:
+            self.loads.append(spec)
+            progress(7, 1, 0)  # the driver's last report before the death was seen
+            self.servers[-1].dead = "gunicorn-sync: the server's main process (pid 9) was killed"
+            progress(9, 3, 0)  # the runner sees it here and ends the load
+            raise AssertionError("the runner should have ended this load")
+        return super().load(spec, progress)
+
+
+def test_a_server_that_dies_fails_its_cell_and_the_run_goes_on(tmp_path: Path) -> None:
+    world = DyingWorld(die_at=2)  # the keepalive cell's first measurement
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=2, duration=0.1)
+    stream = io.StringIO()
+    run = run_matrix(settings, tmp_path, load=world.load, spec=world.spec, server=world.server,
+                     status=StatusLine(stream=stream))  # fmt: skip
+    assert run.status == "complete"
+    failed, fresh = run.cells
+    assert failed.failed and not failed.clean and not fresh.failed
+    assert failed.error is not None
+    assert failed.error.startswith(
+        "gunicorn-sync: the server's main process (pid 9) was killed during the run 1/2 of the"
+        " keepalive cell, after 12 requests checked"
+    )
+    assert "logs/core-contextvar/gunicorn-sync.log" in failed.error
+    # The warm-up and what the cut-short load had checked are counted; no run finished.
+    assert (failed.requests, failed.errors, failed.runs) == (3 + 9, 3, ())
+    assert failed.error_kinds == {"cut short by the server's death": 3}
+    # A new server for the cell left, its log in a folder of its own.
+    assert len(world.started) == 2
+    assert fresh.server.log == "logs/core-contextvar/restart-1/gunicorn-sync.log"
+    assert len(fresh.runs) == 2
+    assert results.load(tmp_path) == run
+    assert "gunicorn-sync keepalive FAILED  gunicorn-sync: the server's main" in stream.getvalue()
+
+
+def test_a_server_found_dead_after_a_load_fails_the_cell(tmp_path: Path) -> None:
+    world = FakeWorld()
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1,
+                           connections=("keepalive",))  # fmt: skip
+
+    finished: list[LoadResult] = []
+
+    def load(spec: dict[str, Any], progress: Any) -> LoadResult:
+        finished.append(world.load(spec, progress))
+        return finished[-1]
+
+    @contextlib.contextmanager
+    def server(mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
+        with world.server(mode, cfg, log_dir=log_dir) as srv:
+            # Dies between the driver's last progress report and the end of the measurement.
+            srv.gone = lambda: "it exited with status 3" if len(finished) >= 2 else None
+            yield srv
+
+    run = run_matrix(settings, tmp_path, load=load, spec=world.spec, server=server,
+                     status=StatusLine(enabled=False))  # fmt: skip
+    [cell] = run.cells
+    assert cell.error is not None and "during the run 1/1 of the keepalive cell" in cell.error
+    assert len(cell.runs) == 1  # the run finished; the server was gone at its end

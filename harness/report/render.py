@@ -31,6 +31,7 @@ section { border-radius: 6px; padding: 10px 16px; margin: 12px 0; border-left: 6
 section p { margin: 4px 0; }
 .verdict.ok { background: #eaf6ec; border-color: #2e8540; }
 .verdict.leak { background: #fdecea; border-color: #c0392b; }
+.verdict.failed { background: #fdecea; border-color: #c0392b; }
 .verdict.mutant { background: #eef3fb; border-color: #3569b5; }
 .warning { background: #fff6e0; border-color: #d68910; }
 .note { color: #5a6472; }

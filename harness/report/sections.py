@@ -340,12 +340,18 @@ def errors(ctx: Context) -> list[Node]:
     rows = tuple(
         (c.mode, c.app_label, c.backend, c.connections, kind, f"{count:,}")
         for c in ctx.summary.errored
+        if c.errors
         for kind, count in (sorted(c.error_kinds.items()) or [("unclassified", c.errors)])
     )
-    if not rows:
+    if not rows and not ctx.summary.failed:
         return []
     headers = ("mode", "app", "backend", "connections", "kind", "count")
-    return [Heading("Errors"), Table(headers, rows, ("l",) * 5 + ("r",))]
+    out: list[Node] = [Heading("Errors")]
+    out += [Table(headers, rows, ("l",) * 5 + ("r",))] if rows else []
+    for c in ctx.summary.failed:
+        out.append(Paragraph(f"**{c.mode} ({c.app_label}, {c.backend}, {c.connections}) ended"
+                             f" early:** {c.error}"))  # fmt: skip
+    return out
 
 
 def environment(ctx: Context) -> list[Node]:

@@ -86,7 +86,8 @@ class Summary:
     patterns: tuple[str, ...]
     apps: tuple[str, ...]  # app labels, the main app (ranked, summarised) first
     leaked: tuple[Cell, ...]
-    errored: tuple[Cell, ...]
+    errored: tuple[Cell, ...]  # errors, or ended early
+    failed: tuple[Cell, ...]  # ended early: the server died (Cell.error)
     noisy: tuple[Cell, ...]
     stack_leaks: tuple[Cell, ...]  # correct storage, the framework's names leaked
     app_leaks: tuple[Cell, ...]  # correct storage, only the app's own names leaked
@@ -100,9 +101,12 @@ class Summary:
 
     @property
     def kind(self) -> str:
-        """ "leak", "ok", or "mutant" (only broken backends leaked, or only they ran)."""
+        """ "leak", "failed" (a server died), "ok", or "mutant" (only broken backends leaked, or
+        only they ran)."""
         if self.stack_leaks or self.app_leaks:
             return "leak"
+        if self.failed:
+            return "failed"
         return "ok" if self.correct and not self.mutant_leaks else "mutant"
 
     @property
@@ -111,6 +115,9 @@ class Summary:
             return "LEAK" if self.stack_leaks else "LEAK in the app's own state"
         if not self.cells:
             return "nothing measured"
+        if self.failed:
+            failed = plural(len(self.failed), "cell")
+            return f"FAILED: a server died, {failed} not measured to the end"
         if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)"
         return "OK (only the deliberately broken backends leaked)" if self.mutant_leaks else "OK"
@@ -136,7 +143,8 @@ def summarize(run: Run) -> Summary:
         patterns=tuple(patterns),
         apps=tuple(apps),
         leaked=tuple(leaked),
-        errored=tuple(c for c in cells if c.errors),
+        errored=tuple(c for c in cells if c.errors or c.failed),
+        failed=tuple(c for c in cells if c.failed),
         noisy=tuple(c for c in cells if c.noisy),
         stack_leaks=tuple(c for c in correct_leaks if c not in app_only),
         app_leaks=tuple(app_only),
@@ -198,6 +206,11 @@ def headline(s: Summary) -> str:
         out.append(f"The correct {DEFAULT_BACKEND} storage did not run.")
     if s.mutant_leaks:
         out.append(f"Deliberately broken backends leaked: {_list_leaks(s.mutant_leaks)}.")
+    if s.failed:
+        out.append(
+            f"The server died on its own in {plural(len(s.failed), 'cell')}, which ended there"
+            f" (a new server ran the cells after): {_list_failed(s.failed)}."
+        )
     if s.errored:
         out.append(f"Errors in {plural(len(s.errored), 'cell')}.")
     return " ".join(out)
@@ -240,6 +253,11 @@ def recommendation(s: Summary) -> str:
         out.append("Only one mode ran: there is no choice between modes to make.")
     if s.errored:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
+    if s.failed:
+        out.append(
+            "Find out why the server died (its log says) before trusting a verdict: its cell"
+            " stopped early, so what it did not measure was not checked."
+        )
     if s.noisy:
         n = len(s.noisy)
         out.append(
@@ -278,6 +296,10 @@ def _and(names: Sequence[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
+def _list_failed(cells: Sequence[Cell]) -> str:
+    return "; ".join(f"{label(c)}, {c.connections}: {c.error}" for c in cells)
+
+
 def _list_leaks(cells: Sequence[Cell]) -> str:
     def one(c: Cell) -> str:
         framework, app = leaked_names(c)
@@ -307,7 +329,7 @@ def format_summary(run: Run) -> str:
             *(f"{c.requests:,}", fmt_rps(c.rps) + ("*" if c.driver_bound else "")),
             fmt_pct(c.rps_spread) + ("!" if c.noisy else ""),
             *(fmt_ms(c.latency_ms.p50), fmt_ms(c.latency_ms.p99), f"{c.errors:,}"),
-            *(f"{c.leaks:,}", "LEAK" if c.leaks else "errors" if c.errors else "ok"),
+            *(f"{c.leaks:,}", _cell_verdict(c)),
         )
         for c in run.cells
     )
@@ -320,6 +342,10 @@ def format_summary(run: Run) -> str:
         )
     if any(c.driver_bound for c in run.cells):
         out.append(f"* driver-bound: {DRIVER_BOUND_ADVICE}")
+    failed = [c for c in run.cells if c.failed]
+    if failed:
+        out += ["", "failed cells (the server died; a new one ran the cells after):"]
+        out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
     evidence = [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]
     if evidence:
         out += [
@@ -330,6 +356,12 @@ def format_summary(run: Run) -> str:
         headers = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
         out += text_table(Table(headers, tuple(map(evidence_row, evidence)), ("l",) * 8))
     return "\n".join(out)
+
+
+def _cell_verdict(c: Cell) -> str:
+    if c.leaks:
+        return "LEAK"
+    return "FAILED" if c.failed else "errors" if c.errors else "ok"
 
 
 def evidence_row(ev: Evidence) -> tuple[str, ...]:

@@ -83,7 +83,8 @@ class Figure:
 
 @dataclass(frozen=True)
 class Callout:
-    """A box: ``style`` is "warning" or "verdict ok" / "verdict leak" / "verdict mutant"."""
+    """A box: ``style`` is "warning" or "verdict ok" / "verdict leak" / "verdict failed" /
+    "verdict mutant"."""
 
     style: str
     body: tuple[Node, ...]

@@ -230,6 +230,13 @@ class ProxiedServer(LiveServer):
             for pgid in server.process_groups()
         ]  # fmt: skip
 
+    def gone(self) -> str | None:
+        for server in (self.proxy, self.upstream):
+            why = None if server is None or self._stopped else server.gone()
+            if why is not None:
+                return f"{self.mode}: {why}"
+        return None
+
     def stop(self) -> None:
         if self._stopped:
             return

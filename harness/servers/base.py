@@ -434,6 +434,27 @@ class LiveServer:
         """Every process group this server runs in (one, or more behind a proxy)."""
         return [self.pid]
 
+    def gone(self) -> str | None:
+        """Why the server stopped on its own, or ``None`` while its main process runs.
+
+        The main process (the master, or the only process) going means the whole server is
+        gone: its workers die with it. A dead worker that the master replaces is not the end of
+        the server. Cheap (a non-blocking ``waitpid``): the runner asks twice a second.
+        """
+        if self._stopped:
+            return None
+        code = self.process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
+        return f"{self.mode}: the server's main process (pid {self.pid}) {how}"
+
     def stop(self) -> None:
         """Send ``stop_signal`` (SIGTERM unless the mode says otherwise) to the process group,
         SIGKILL it after ``stop_grace`` s, wait until it is gone.
