@@ -139,7 +139,8 @@ class Reload(Fault):
     name = "reload"
     order = 30
     summary = "a graceful reload of every worker (SIGHUP to gunicorn's master) every interval"
-    expected_errors = frozenset({"reset"})
+    # refused: uWSGI's master re-executes itself on SIGHUP and refuses connections meanwhile.
+    expected_errors = frozenset({"reset", "refused"})
     replaces_workers = True
 
     def not_applicable(self, mode: ServerMode) -> str | None:

@@ -11,7 +11,9 @@ is idle for ``--socket-timeout``.
 
 from __future__ import annotations
 
-from harness.servers._uwsgi import UwsgiMode
+import dataclasses
+
+from harness.servers._uwsgi import LIFECYCLE, UwsgiMode
 from harness.servers.base import ModeTraits, ServerConfig, register
 
 #: Threads per worker unless told otherwise.
@@ -23,6 +25,14 @@ class UwsgiThreads(UwsgiMode):
     name = "uwsgi-threads"
     summary = "uWSGI --processes --threads: a thread pool per process, keep-alive (http11)"
     worker_class = "threads"
+    # Measured: uWSGI's --harakiri did not kill a worker whose request slept past it on a
+    # thread of the pool, so the timeout fault does not apply here.
+    lifecycle = dataclasses.replace(
+        LIFECYCLE,
+        timeout_args=(),
+        notes={"timeout": "uWSGI's --harakiri did not kill a worker whose request slept past it"
+                          " on a pool thread (measured)"},
+    )  # fmt: skip
     order = 81
     # Core 0 of each worker's pool is its main thread, which imported the app (in the master).
     traits = ModeTraits(unit="pool-thread", keepalive=True, main_thread_serves=True)
