@@ -233,13 +233,15 @@ def line_chart(
         f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
     ]
     render = fmt
+    step_v = limit / 5
+    decimals = 0 if step_v >= 1 else 1 if step_v >= 0.1 else 2 if step_v >= 0.01 else 3
     for k in range(6):
         v = limit * k / 5
         out.append(
             f'<line x1="{PLOT_L}" y1="{y(v):.1f}" x2="{CHART_W - PLOT_R}" y2="{y(v):.1f}"'
             f' stroke="{"#999" if k == 0 else "#e3e3e3"}" stroke-width="1"/>'
             f'<text x="{PLOT_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#666">'
-            f"{escape(str(render(v)))}</text>"
+            f"{v:,.{decimals}f}</text>"
         )
     for i, cat in enumerate(categories):
         out.append(
