@@ -345,6 +345,13 @@ class Cell:
         return median(values) if values else None
 
     @property
+    def server_cpu_wait(self) -> float | None:
+        """The server's median share waiting for a CPU over the measured runs (summed over its
+        threads: above its CPU share, the machine was too busy to measure it fairly)."""
+        values = [run.server_cpu_wait for run in self.runs if run.server_cpu_wait is not None]
+        return median(values) if values else None
+
+    @property
     def rps_runs(self) -> tuple[float, ...]:
         return tuple(run.rps for run in self.runs)
 

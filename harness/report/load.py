@@ -61,6 +61,7 @@ def driver_section(ctx: Context) -> list[Node]:
             _share(max((max(r.driver_cpu, default=0.0) for r in c.runs), default=None)),
             _share(c.driver_load),
             _share(c.server_cpu),
+            _share(c.server_cpu_wait),
             "DRIVER-BOUND" if c.driver_bound else "server",
         )
         for c in cells
@@ -78,16 +79,18 @@ def driver_section(ctx: Context) -> list[Node]:
             " by other programs (Linux schedstat), the highest over the measured runs. Above"
             f" {DRIVER_BOUND_SHARE:g} the driver was saturated and the server waited for it: the"
             " cell is *driver-bound* and its throughput may be the driver's. *server CPU* is the"
-            " server's processes' CPU time over the run, in cores (median over the runs).",
+            " server's processes' CPU time over the run, in cores, and *server waiting* their time"
+            " waiting for a CPU (medians over the runs): when the server waits more than it runs,"
+            " the machine was too busy for its figures to be fair to it.",
             note=True,
         ),
         Table(
             (
                 *("cell", "connections", "users", "driver processes", "rps"),
-                *("driver CPU", "driver load", "server CPU", "limit"),
+                *("driver CPU", "driver load", "server CPU", "server waiting", "limit"),
             ),
             rows,
-            ("l", "l", "r", "r", "r", "r", "r", "r", "l"),
+            ("l", "l", "r", "r", "r", "r", "r", "r", "r", "l"),
             warn_rows=frozenset(i for i, c in enumerate(cells) if c.driver_bound),
         ),
     ]
