@@ -263,6 +263,8 @@ def _child_main() -> int:
         if stdin.read(1) != b"g":
             return 1  # the parent gave up before the start
         send("result", run.run())
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C reached the whole process group: the parent reports it, once
     except Exception:
         send("error", traceback.format_exc())
         return 1
