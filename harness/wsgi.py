@@ -141,7 +141,10 @@ def _bootstrap() -> t.Any:
 def _report_failure(message: str) -> None:
     state_dir = os.environ.get("CTXBENCH_STATE_DIR")
     if state_dir:
-        Path(state_dir, "app-error.txt").write_text(message + "\n", encoding="utf-8")
+        # Atomically: the harness polls for this file and reads it as soon as it exists.
+        from harness.results import write_atomic
+
+        write_atomic(Path(state_dir, "app-error.txt"), message + "\n")
 
 
 _app: t.Any = None
