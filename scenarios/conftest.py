@@ -51,6 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: (cooperatively under gevent), so requests overlap wherever a mode lets them.
 CONCURRENCY = 16
 SLEEP_MS = 10.0
+#: Where requests cannot overlap in a process (one at a time, on its main thread) a long sleep
+#: has nothing to make overlap and only stretches the run; a short one still bounds, by Little's
+#: law, the requests in flight that ``assert_exercised`` checks.
+SLEEP_MS_ONE_AT_A_TIME = 2.0
 REQUESTS = 300
 #: Bounds of one run: it normally ends after REQUESTS, in one to two seconds.
 MAX_RUN_S = 20.0
@@ -252,6 +256,12 @@ def shared_server(request: pytest.FixtureRequest, _shared_servers: SharedServers
 Drive = Callable[..., LoadResult]
 
 
+def sleep_ms_for(traits: ModeTraits, connections: ConnectionPattern) -> float:
+    """The view's sleep for a mode: :data:`SLEEP_MS` where requests can overlap in a process,
+    :data:`SLEEP_MS_ONE_AT_A_TIME` where they cannot."""
+    return SLEEP_MS if situation(traits, connections).overlap_in_process else SLEEP_MS_ONE_AT_A_TIME
+
+
 @pytest.fixture
 def drive() -> Drive:
     """``drive(server, connections, **spec_overrides)``: one bounded, fully checked load run."""
@@ -261,7 +271,7 @@ def drive() -> Drive:
             "concurrency": CONCURRENCY,
             "requests": REQUESTS,
             "duration": MAX_RUN_S,
-            "sleep_ms": SLEEP_MS,
+            "sleep_ms": sleep_ms_for(server.traits or get_mode(server.mode).traits, connections),
             "timeout": REQUEST_TIMEOUT_S,
         }
         settings.update(overrides)
@@ -292,7 +302,7 @@ def _assert_exercised(
     result: LoadResult,
     mode: str,
     connections: ConnectionPattern,
-    sleep_ms: float = SLEEP_MS,
+    sleep_ms: float | None = None,
     traits: ModeTraits | None = None,
 ) -> None:
     """Fail unless the run did what ``mode``'s traits claim for ``connections``.
@@ -301,9 +311,12 @@ def _assert_exercised(
     (requests in flight per process by Little's law, units serving more than one request); a
     process serving one request at a time cannot exceed one request in flight. ``traits`` are
     the server's own (:attr:`LiveServer.traits`) when server arguments changed them; by default
-    the mode's.
+    the mode's. ``sleep_ms`` is the view's sleep in the run, by default what ``drive`` used.
     """
-    expected = situation(traits or get_mode(mode).traits, connections)
+    traits = traits or get_mode(mode).traits
+    expected = situation(traits, connections)
+    if sleep_ms is None:
+        sleep_ms = sleep_ms_for(traits, connections)
     seen = exercised(
         result.units,
         answered=result.requests - result.errors,

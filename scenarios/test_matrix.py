@@ -3,7 +3,8 @@
 The bundled core probe app (``harness.apps.core_app``) with the ``contextvar`` backend runs under
 every server mode, and behind nginx (with and without upstream keep-alive) in front of
 gunicorn-gevent, once per connection pattern (one server per mode serves both). Each run sends
-300 requests from 16 concurrent clients, each request sleeping 10 ms in the view, and checks every
+300 requests from 16 concurrent clients, each request sleeping 10 ms in the view (2 ms where the
+mode serves one request at a time per process: nothing can overlap there), and checks every
 response. A clean run counts only if the run exercised what the mode is said to do: requests
 overlapping inside a worker where the mode runs them concurrently, a thread or greenlet serving
 several requests where the mode reuses them, one request at a time where it does not overlap
