@@ -50,13 +50,18 @@ STATS_SOCKET = "stats.sock"
 #: Seconds a stopping uWSGI waits for its workers before it kills them.
 RELOAD_MERCY = 3
 
-#: The master respawns workers, reloads them all on SIGHUP, recycles each after
-#: ``--max-requests`` and kills a worker whose request runs past ``--harakiri`` seconds.
+#: The master respawns workers, recycles each after ``--max-requests`` (staggered by
+#: ``--max-requests-delta`` per worker id) and kills a worker whose request runs past
+#: ``--harakiri`` seconds. It reloads by re-executing itself, which the pyuwsgi wheel in a venv
+#: cannot survive (measured: after SIGHUP it starts the base interpreter, which has no pyuwsgi).
 LIFECYCLE = Lifecycle(
     respawns=True,
-    reload_signal=signal.SIGHUP,
     recycle_args=("--max-requests", "{requests}", "--max-requests-delta", "{jitter}"),
     timeout_args=("--harakiri", "{seconds}"),
+    notes={
+        "reload": "uWSGI reloads by re-executing itself (SIGHUP, SIGTERM); from the pyuwsgi wheel"
+        " in a venv it re-executes the base interpreter, which cannot import pyuwsgi, and dies",
+    },
 )
 
 
