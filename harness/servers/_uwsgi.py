@@ -9,15 +9,16 @@ serving 500s), ``--strict`` (an unknown option is an error), no request log, and
 in the server's state directory, from which the harness reads readiness and the identity of
 every worker (pid, status, one ``cores`` entry per thread or async core).
 
-uWSGI's signals differ from gunicorn's: SIGINT or SIGQUIT stop it, but SIGTERM makes it
-re-execute itself (in a venv it then starts the base interpreter and fails), so the harness stops
-it with SIGINT. Its workers ask the kernel to kill them when the master dies, so a master killed
-with the harness takes them along.
+uWSGI's signals differ from gunicorn's: SIGINT or SIGQUIT stop it, but SIGTERM and SIGHUP make
+it re-execute itself (``--binary-path`` names the venv's interpreter: the pyuwsgi wheel would
+otherwise re-execute the base interpreter, which cannot import it, and die), so the harness
+stops it with SIGINT. Its workers ask the kernel to kill them when the master dies, so a
+master killed with the harness takes them along.
 
 Keep-alive: ``--http-socket`` answers one request per connection and then closes it *without*
 ``Connection: close``, so a keep-alive client fails on every second request; ``--http11-socket``
 really keeps connections alive, and the thread or process that serves one stays with it until it
-is idle for ``--socket-timeout``. The thread-based modes use ``--http11-socket``; under
+is idle for ``--socket-timeout``. uwsgi-processes and uwsgi-threads use ``--http11-socket``; under
 ``--gevent`` a second request on a kept-alive connection hangs, so uwsgi-gevent uses
 ``--http-socket`` and its keep-alive pattern is not applicable (see ``ModeTraits``).
 """
@@ -28,6 +29,7 @@ import contextlib
 import json
 import signal
 import socket
+import sys
 import time
 import typing as t
 from pathlib import Path
@@ -50,18 +52,15 @@ STATS_SOCKET = "stats.sock"
 #: Seconds a stopping uWSGI waits for its workers before it kills them.
 RELOAD_MERCY = 3
 
-#: The master respawns workers, recycles each after ``--max-requests`` (staggered by
+#: The master respawns workers, reloads on SIGHUP (re-executing itself: see ``--binary-path``
+#: in :meth:`UwsgiMode.command`), recycles each worker after ``--max-requests`` (staggered by
 #: ``--max-requests-delta`` per worker id) and kills a worker whose request runs past
-#: ``--harakiri`` seconds. It reloads by re-executing itself, which the pyuwsgi wheel in a venv
-#: cannot survive (measured: after SIGHUP it starts the base interpreter, which has no pyuwsgi).
+#: ``--harakiri`` seconds.
 LIFECYCLE = Lifecycle(
     respawns=True,
+    reload_signal=signal.SIGHUP,
     recycle_args=("--max-requests", "{requests}", "--max-requests-delta", "{jitter}"),
     timeout_args=("--harakiri", "{seconds}"),
-    notes={
-        "reload": "uWSGI reloads by re-executing itself (SIGHUP, SIGTERM); from the pyuwsgi wheel"
-        " in a venv it re-executes the base interpreter, which cannot import pyuwsgi, and dies",
-    },
 )
 
 
@@ -95,6 +94,9 @@ class UwsgiMode(ServerMode):
         return [
             str(venv_script("uwsgi") or "uwsgi"),
             "--master", "--need-app", "--strict", "--single-interpreter",
+            # uWSGI reloads by re-executing its binary; the pyuwsgi wheel's default is the
+            # resolved interpreter, outside the venv, which cannot import pyuwsgi (measured).
+            "--binary-path", sys.executable,
             self.socket_option, f"{cfg.host}:{cfg.port}",
             "--processes", str(cfg.workers or DEFAULT_WORKERS),
             *self.worker_args(cfg),
