@@ -14,7 +14,8 @@ from core import App
 
 # Hypothesis profiles for tests/test_fuzz.py. "ci" (the default) tries the same 1,000 inputs per
 # property on every run (derandomized, no example database), so a CI failure reproduces; "long"
-# is for a run by hand: 50,000 fresh random inputs per property. Choose one with
+# is for a run by hand: 50,000 fresh random inputs per property (CTXBENCH_FUZZ_EXAMPLES=N for
+# another count). Choose one with
 # CTXBENCH_FUZZ_PROFILE=long, or hypothesis' own --hypothesis-profile=long. The per-example
 # deadline is off: these machines are shared, and a slow example is not a failure here.
 _FUZZ_COMMON = {
@@ -23,7 +24,9 @@ _FUZZ_COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
 settings.register_profile("ci", max_examples=1_000, derandomize=True, database=None, **_FUZZ_COMMON)
-settings.register_profile("long", max_examples=50_000, **_FUZZ_COMMON)
+settings.register_profile(
+    "long", max_examples=int(os.environ.get("CTXBENCH_FUZZ_EXAMPLES", "50000")), **_FUZZ_COMMON
+)
 settings.load_profile(os.environ.get("CTXBENCH_FUZZ_PROFILE", "ci"))
 
 
