@@ -7,7 +7,8 @@ unbounded body or form.
 It also turns input that werkzeug cannot decode into a 400 instead of an unhandled exception
 (a 500, in Flask 3.1 too) or a silently empty form: a query string or an urlencoded form body
 that is not UTF-8 (a ``%XX`` escape that is not UTF-8 stays escaped in the value, werkzeug's
-rule, and is not an error), and JSON nested deeper than the interpreter can parse.
+rule, and is not an error), and JSON nested deeper than the interpreter can parse; and it
+closes the uploads of a multipart body that fails to parse.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if t.TYPE_CHECKING:
 __all__ = ["FormDataParser", "Request", "Response"]
 
 _URLENCODED = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
 
 
 def _decode_utf8(data: bytes, what: str) -> str:
@@ -49,10 +51,13 @@ def _parse_urlencoded(text: str) -> list[tuple[str, str]]:
 
 
 class FormDataParser(_WerkzeugFormDataParser):
-    """werkzeug's form parser, except that an urlencoded body that is not UTF-8 is a 400.
+    """werkzeug's form parser, except that an urlencoded body that is not UTF-8 is a 400, and a
+    multipart body that fails to parse closes the uploaded files it had already opened.
 
     werkzeug's parser is silent: it swallows the decoding error and gives the view an empty
-    form, as if the client had sent nothing.
+    form, as if the client had sent nothing. And when a multipart body turns out malformed or
+    short after a file part, werkzeug drops that part's temporary file without closing it (a
+    ``ResourceWarning``; above 500 kB a real file descriptor, held until garbage collection).
     """
 
     def parse(
@@ -62,10 +67,35 @@ class FormDataParser(_WerkzeugFormDataParser):
         content_length: int | None,
         options: dict[str, str] | None = None,
     ) -> t_parse_result:
-        if mimetype != _URLENCODED:
+        if mimetype == _URLENCODED:
+            items = _parse_urlencoded(_decode_utf8(stream.read(), "form body"))
+            return stream, self.cls(items), self.cls()
+        if mimetype != _MULTIPART:
             return super().parse(stream, mimetype, content_length, options)
-        items = _parse_urlencoded(_decode_utf8(stream.read(), "form body"))
-        return stream, self.cls(items), self.cls()
+        opened: list[t.IO[bytes]] = []
+        factory = self.stream_factory  # this parser serves one request: no one else sees it
+
+        def open_file(*args: t.Any, **kwargs: t.Any) -> t.IO[bytes]:
+            rv = factory(*args, **kwargs)
+            opened.append(rv)
+            return rv
+
+        self.stream_factory = open_file
+        try:
+            rv = super().parse(stream, mimetype, content_length, options)
+        except BaseException:
+            _close_all(opened)
+            raise
+        finally:
+            self.stream_factory = factory
+        kept = {id(upload.stream) for _, upload in rv[2].items(multi=True)}
+        _close_all(f for f in opened if id(f) not in kept)  # a parse that failed silently
+        return rv
+
+
+def _close_all(files: t.Iterable[t.IO[bytes]]) -> None:
+    for f in files:
+        f.close()
 
 
 class _JSON:
