@@ -183,3 +183,13 @@ def test_bad_process_counts_are_refused(kw: dict[str, t.Any], match: str) -> Non
     kw.setdefault("requests", 10)
     with pytest.raises(ValueError, match=match):
         run_load(LoadSpec(port=1, **kw))
+
+
+def test_first_leak_is_counted_over_every_shard() -> None:
+    # Side by side at about the same rate: the run had finished about first x shards requests.
+    merged = merge_results(
+        [LoadResult(first_leak_at=None), LoadResult(first_leak_at=7), LoadResult(first_leak_at=3)],
+        max_evidence=10,
+    )
+    assert merged.first_leak_at == 9
+    assert merge_results([LoadResult(), LoadResult()], max_evidence=10).first_leak_at is None
