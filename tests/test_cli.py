@@ -72,6 +72,37 @@ def test_default_run_adds_nginx_in_front_of_the_representative_modes(
     assert settings.modes == tuple(available)  # without nginx: skipped, not an error
 
 
+@pytest.mark.parametrize(
+    ("missing", "modes", "extra"),
+    [
+        pytest.param("pyuwsgi", ("uwsgi-processes", "uwsgi-threads", "uwsgi-gevent"), "uwsgi",
+                     id="uwsgi"),
+        pytest.param("granian", ("granian",), "granian", id="granian"),
+        pytest.param("waitress", ("waitress",), "waitress", id="waitress"),
+        pytest.param("eventlet", ("eventlet",), "eventlet", id="eventlet"),
+        pytest.param("tornado", ("gunicorn-tornado",), "tornado", id="tornado"),
+    ],
+)  # fmt: skip
+def test_list_says_how_to_install_a_missing_server(
+    missing: str,
+    modes: tuple[str, ...],
+    extra: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name)
+    )
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in modes:
+        [line] = [line for line in out.splitlines() if line.startswith(f"{name} ")]
+        assert f"unavailable: {missing} is not installed (pip install 'ctxbench[{extra}]')" in line
+    assert all(line.split()[1] == "ok" for line in out.splitlines()
+               if line.split() and line.split()[0] in MODES and line.split()[0] not in modes)
+
+
 def test_proxy_option_puts_each_mode_behind_each_proxy() -> None:
     settings = _settings_from_args(
         build_parser().parse_args(

@@ -6,6 +6,9 @@ cross-talk; but the same thread serves request after request, so state a request
 reset is seen by the next one (residue), on fresh and keep-alive connections alike. With
 ``--http11-socket`` a kept-alive connection holds its worker until the client closes it or it is
 idle for ``--socket-timeout``: with more keep-alive clients than workers, the others wait.
+Measured here with 16 keep-alive clients and 2 workers: 2 clients were served for the whole
+1 s run while the 14 others waited for its end (their latency is the run's length, in p99 and
+max), and the fresh pattern was served fairly. That is uWSGI's behaviour, not the harness's.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ serving on its own, so requests overlap across the threads of a process and proc
 shows cross-talk, while thread-keyed state is isolated between concurrent requests. A thread
 serves request after request across connections (residue on reuse); with ``--http11-socket``
 a kept-alive connection stays with the thread that accepted it until the client closes it or it
-is idle for ``--socket-timeout``.
+is idle for ``--socket-timeout``, so the default of 8 threads per worker (16 in all) is chosen to
+serve the harness's 16 keep-alive clients at once; with more clients than threads the others
+wait, as under uwsgi-processes.
 """
 
 from __future__ import annotations
