@@ -4,8 +4,9 @@
   current test and stops it when the test ends, however it ends.
 - ``shared_server``: the same factory, but a server started with the same arguments is reused by
   the following tests of the module (both connection patterns run against one server). Starting a
-  server with other arguments stops the previous ones, so at most one shared server runs at a
-  time; whatever is left is stopped when the module ends.
+  server with other arguments stops the previous ones (in the background, while the new one
+  starts), so at most one shared server serves at a time; whatever is left is stopped, and every
+  background stop waited for, when the module ends.
 - ``drive``: one bounded load run against a server (``harness.load.run_load``), with the settings
   every scenario shares: enough concurrency and a sleep in the view so that requests overlap.
 - ``assert_exercised``: checks that a run really did what the mode's traits claim (requests
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import typing as t
 import uuid
 from collections.abc import Callable, Iterator
@@ -179,11 +181,42 @@ def attach_log(node: pytest.Item, label: str, path: Path) -> None:
 
 
 class SharedServers(ServerFactory):
-    """A :class:`ServerFactory` that reuses a running server started with the same arguments."""
+    """A :class:`ServerFactory` that reuses a running server started with the same arguments.
+
+    A server replaced by one with other arguments is stopped in a background thread while the
+    next one starts (a stop is mostly waiting: gunicorn's gevent worker takes over a second), and
+    :meth:`close` waits for every such stop before it returns, so nothing outlives the module.
+    """
 
     def __init__(self, log_root: Path) -> None:
         super().__init__(log_root)
         self._running: dict[tuple[str, str], tuple[LiveServer, list[tuple[str, Path]]]] = {}
+        self._stopping: list[tuple[threading.Thread, list[BaseException]]] = []
+
+    def _stop_in_background(self, server: LiveServer) -> None:
+        errors: list[BaseException] = []
+
+        def stop() -> None:
+            try:
+                server.stop()
+            except BaseException as e:  # re-raised by close(), in the main thread
+                errors.append(e)
+
+        thread = threading.Thread(target=stop, name=f"stop {server.mode}", daemon=True)
+        thread.start()
+        self._stopping.append((thread, errors))
+
+    def close(self) -> None:
+        # LiveServer.stop() is idempotent: the ExitStack's second call would return at once, so
+        # wait for the background stops first; they end within their mode's stop grace.
+        try:
+            for thread, _ in self._stopping:
+                thread.join()
+        finally:
+            super().close()
+        for _, errors in self._stopping:
+            if errors:
+                raise errors[0]
 
     def get(self, node: pytest.Item, mode: str, **options: t.Any) -> LiveServer:
         key = (mode, repr(sorted(options.items())))
@@ -193,8 +226,8 @@ class SharedServers(ServerFactory):
             for label, path in logs:
                 attach_log(node, label, path)
             return server
-        for other in self._running.values():
-            other[0].stop()  # idempotent; the ExitStack stops it again at the end, a no-op
+        for other, _ in self._running.values():
+            self._stop_in_background(other)  # the ExitStack's own stop at the end is a no-op
         self._running.clear()
         before = len(node.stash.get(_LOGS_KEY, []))
         server = self.start(node, mode, **options)
