@@ -47,12 +47,13 @@ from pathlib import Path
 from harness.apps import CORE_APP
 from harness.load import LoadSpec, run_load
 from harness.load.cpu import ThreadCpu, group_cpu
-from harness.load.echo import echo_probe, nginx_path
+from harness.load.echo import echo_probe
 from harness.protocol import PROBE_PATH
 from harness.report.bench import calibration_rows, calibration_table
 from harness.report.tree import text_table
 from harness.results import SPREAD_WARNING, median, package_versions, spread, write_atomic
 from harness.servers import ServerConfig, live_server
+from harness.servers.nginx import find_nginx
 
 SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
 HOST = "127.0.0.1"
@@ -181,7 +182,7 @@ def _median_of(runs: list[dict[str, t.Any]], key: str) -> float | None:
 def _versions() -> dict[str, str | None]:
     rv = package_versions(("werkzeug", "gunicorn", "gevent", "greenlet", "flask"))
     for tool, flag in (("wrk", "-v"), ("nginx", "-v")):
-        path = nginx_path() if tool == "nginx" else tool
+        path = find_nginx() if tool == "nginx" else tool
         try:
             out = subprocess.run([path or tool, flag], capture_output=True, text=True, timeout=10)
             rv[tool] = (out.stdout + out.stderr).split("\n", 1)[0].strip() or None
@@ -208,7 +209,7 @@ def _machine() -> dict[str, t.Any]:
 
 def _check_prerequisites(targets: list[str]) -> None:
     missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
-    if ECHO in targets and nginx_path() is None:
+    if ECHO in targets and find_nginx() is None:
         missing.append("nginx")
     if missing:
         raise SystemExit(

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from harness.errors import CtxbenchError, UsageError
+from harness.report.tree import plural
 
 if t.TYPE_CHECKING:
     from harness.results import Run
@@ -376,23 +377,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 # -- run -------------------------------------------------------------------------------------
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
 def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
     """The totals under the summary table, and the app's own ``observe()`` names checked."""
     cells = run.cells
     out = [
-        f"{_plural(len(cells), 'cell')}, {_plural(run.requests, 'request')} checked,"
-        f" {_plural(run.leaks, 'leak')}, {elapsed_s:.0f} s; results: {results_path}"
+        f"{plural(len(cells), 'cell')}, {plural(run.requests, 'request')} checked,"
+        f" {plural(run.leaks, 'leak')}, {elapsed_s:.0f} s; results: {results_path}"
     ]
     leaky = [c.leaky_requests for c in cells if c.leaks]
     if leaky and all(n is not None for n in leaky):
         held = sum(t.cast(int, n) for n in leaky)
         out.append(
-            f"The {_plural(run.leaks, 'leak')} were in {held:,} of the"
-            f" {_plural(run.requests, 'request')} checked."
+            f"The {plural(run.leaks, 'leak')} were in {held:,} of the"
+            f" {plural(run.requests, 'request')} checked."
         )
     from harness.protocol import app_observation_names
 
@@ -515,7 +512,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = [c for c in run.cells if c.failed]
     if failed and not run.leaks:
         # Not every cell was measured to the end: no "no leak" verdict on what was not.
-        print(f"ctxbench: error: {_plural(len(failed), 'cell')} failed: {failed[0].error}",
+        print(f"ctxbench: error: {plural(len(failed), 'cell')} failed: {failed[0].error}",
               file=sys.stderr)  # fmt: skip
         return 2
     return 1 if run.leaks else 0

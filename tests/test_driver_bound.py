@@ -16,13 +16,14 @@ import pytest
 
 from harness.load import LoadSpec, run_load
 from harness.load.cpu import DRIVER_BOUND_SHARE, ThreadCpu, group_cpu, saturated
-from harness.load.echo import EchoProbe, echo_probe, nginx_path
+from harness.load.echo import EchoProbe, echo_probe
 from harness.servers import live_server
+from harness.servers.nginx import INSTALL_STEP, find_nginx
 
 pytestmark = [
     pytest.mark.live,
     pytest.mark.skipif(
-        nginx_path() is None, reason="the echo probe needs nginx: apt-get install nginx"
+        find_nginx() is None, reason=f"the echo probe needs nginx: {INSTALL_STEP}"
     ),
 ]
 

@@ -26,6 +26,7 @@ from collections import Counter
 
 from harness.errors import UsageError
 from harness.load.hostile import HostileLoad, Outcome
+from harness.registry import registrar
 from harness.results import FaultEvent
 from harness.servers import LiveServer, ServerMode, group_members
 from harness.settings import ChaosSettings
@@ -183,15 +184,8 @@ class Fault(abc.ABC):
 
 FAULTS: dict[str, Fault] = {}
 
-_F = t.TypeVar("_F", bound=type[Fault])
-
-
-def register(cls: _F) -> _F:
-    """Class decorator: add an instance of a :class:`Fault` subclass to :data:`FAULTS`."""
-    if cls.name in FAULTS:
-        raise ValueError(f"fault {cls.name!r} is registered twice")
-    FAULTS[cls.name] = cls()
-    return cls
+#: Class decorator: add an instance of a :class:`Fault` subclass to :data:`FAULTS`.
+register = registrar(FAULTS, "fault")
 
 
 def get_fault(name: str) -> Fault:

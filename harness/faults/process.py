@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import time
+import typing as t
 
 from harness.load.hostile import HostileLoad, Outcome, by_status, get
 from harness.protocol import PROBE_PATH
@@ -36,6 +37,24 @@ def _replaced(action: str, injector: Injector, before: set[int], after: set[int]
     if not after - before:
         return "no worker process was replaced"
     return None
+
+
+class _LifecycleFault(Fault):
+    """A fault that applies where the mode's :class:`~harness.servers.base.Lifecycle` field
+    ``needs`` is set; elsewhere the reason is the mode's note for the fault, or ``missing``."""
+
+    needs: t.ClassVar[str]
+    missing: t.ClassVar[str]
+
+    def not_applicable(self, mode: ServerMode) -> str | None:
+        if getattr(mode.lifecycle, self.needs):
+            return None
+        return mode.lifecycle.notes.get(self.name, self.missing)
+
+
+def _formatted(args: tuple[str, ...], **values: object) -> tuple[str, ...]:
+    """A lifecycle's server arguments with their ``{placeholders}`` filled in."""
+    return tuple(arg.format(**values) for arg in args)
 
 
 class _PeriodicInjector(Injector):
@@ -97,7 +116,7 @@ class _KillInjector(Injector):
 
 
 @register
-class KillWorker(Fault):
+class KillWorker(_LifecycleFault):
     name = "kill-worker"
     order = 10
     summary = "SIGKILL a random worker process every interval; the master respawns it"
@@ -106,10 +125,8 @@ class KillWorker(Fault):
     expected_errors = frozenset({"reset", "refused"})
     replaces_workers = True
 
-    def not_applicable(self, mode: ServerMode) -> str | None:
-        if mode.lifecycle.respawns:
-            return None
-        return mode.lifecycle.notes.get(self.name, "nothing respawns a killed worker")
+    needs = "respawns"
+    missing = "nothing respawns a killed worker"
 
     def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
         return mode.lifecycle.respawn_args
@@ -135,7 +152,7 @@ class _ReloadInjector(_PeriodicInjector):
 
 
 @register
-class Reload(Fault):
+class Reload(_LifecycleFault):
     name = "reload"
     order = 30
     summary = "a graceful reload of every worker (SIGHUP to gunicorn's master) every interval"
@@ -143,10 +160,8 @@ class Reload(Fault):
     expected_errors = frozenset({"reset", "refused"})
     replaces_workers = True
 
-    def not_applicable(self, mode: ServerMode) -> str | None:
-        if mode.lifecycle.reload_signal is not None:
-            return None
-        return mode.lifecycle.notes.get(self.name, "the server has no graceful reload")
+    needs = "reload_signal"
+    missing = "the server has no graceful reload"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
         sig = get_mode(server.mode).lifecycle.reload_signal
@@ -179,22 +194,21 @@ class _RecycleWatcher(Injector):
 
 
 @register
-class Recycle(Fault):
+class Recycle(_LifecycleFault):
     name = "recycle"
     order = 20
     summary = "each worker exits after about N requests (--max-requests with jitter)"
     expected_errors = frozenset({"reset"})
     replaces_workers = True
 
-    def not_applicable(self, mode: ServerMode) -> str | None:
-        if mode.lifecycle.recycle_args:
-            return None
-        return mode.lifecycle.notes.get(self.name, "the server does not recycle workers")
+    needs = "recycle_args"
+    missing = "the server does not recycle workers"
 
     def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
-        return tuple(
-            arg.format(requests=settings.recycle_requests, jitter=settings.recycle_jitter)
-            for arg in mode.lifecycle.recycle_args
+        return _formatted(
+            mode.lifecycle.recycle_args,
+            requests=settings.recycle_requests,
+            jitter=settings.recycle_jitter,
         )
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
@@ -232,22 +246,18 @@ class _TimeoutInjector(_RecycleWatcher):
 
 
 @register
-class Timeout(Fault):
+class Timeout(_LifecycleFault):
     name = "timeout"
     order = 40
     summary = "requests sleep past the worker timeout, so the master kills the worker mid-request"
     expected_errors = frozenset({"reset", "5xx"})
     replaces_workers = True
 
-    def not_applicable(self, mode: ServerMode) -> str | None:
-        if mode.lifecycle.timeout_args:
-            return None
-        return mode.lifecycle.notes.get(self.name, "the server has no worker timeout")
+    needs = "timeout_args"
+    missing = "the server has no worker timeout"
 
     def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
-        return tuple(
-            arg.format(seconds=settings.worker_timeout_s) for arg in mode.lifecycle.timeout_args
-        )
+        return _formatted(mode.lifecycle.timeout_args, seconds=settings.worker_timeout_s)
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
         return _TimeoutInjector(server, settings)

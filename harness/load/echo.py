@@ -17,7 +17,6 @@ and the driver-bound flag is tested against it.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,8 +30,9 @@ from harness.servers._process import (
     stop_group,
     wait_ready,
 )
+from harness.servers.nginx import INSTALL_STEP, find_nginx
 
-__all__ = ["ECHO_APP", "EchoProbe", "echo_body_template", "echo_probe", "nginx_path"]
+__all__ = ["ECHO_APP", "EchoProbe", "echo_body_template", "echo_probe"]
 
 #: The app name the echo probe reports (``app`` and every ``current_app`` observation).
 ECHO_APP = "ctxbench_echo"
@@ -105,11 +105,6 @@ http {{
 """
 
 
-def nginx_path() -> str | None:
-    """The nginx executable (PATH, then /usr/sbin), or ``None`` when it is not installed."""
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-
-
 @dataclass(frozen=True)
 class EchoProbe:
     """A running echo probe: where it listens and the process group that serves it."""
@@ -138,11 +133,11 @@ def echo_probe(
     :class:`ServerStartError` when nginx is missing or does not answer a probe request within
     ``ready_timeout`` seconds.
     """
-    nginx = nginx_path()
+    nginx = find_nginx()
     if nginx is None:
         raise ServerStartError(
-            "the echo probe needs nginx, which is not installed.\n\n"
-            "Install it (Debian/Ubuntu: apt-get install -y nginx-light, or nginx) and run again."
+            f"the echo probe needs nginx, which is not installed.\n\nInstall it ({INSTALL_STEP})"
+            " and run again."
         )
     with tempfile.TemporaryDirectory(prefix="ctxbench-echo-") as tmp:
         root = Path(tmp)

@@ -41,7 +41,7 @@ from harness.servers.base import (
     ServerConfig,
     ServerMode,
     package_version,
-    require_modules,
+    require_command,
     venv_script,
 )
 
@@ -75,13 +75,7 @@ class UwsgiMode(ServerMode):
     worker_class: t.ClassVar[str] = "processes"
 
     def available(self) -> Availability:
-        found = require_modules("pyuwsgi", extra="uwsgi")
-        if found.ok and venv_script("uwsgi") is None:
-            return Availability(
-                False, "the uwsgi command is not installed next to this Python",
-                install="pip install 'ctxbench[uwsgi]'",
-            )  # fmt: skip
-        return found
+        return require_command("pyuwsgi", "uwsgi", extra="uwsgi")
 
     def serving_processes(self, cfg: ServerConfig) -> int:
         return cfg.workers or DEFAULT_WORKERS

@@ -32,6 +32,7 @@ from types import TracebackType
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
+from harness.registry import registrar
 from harness.servers._process import (
     HOST,
     PortRaceLost,
@@ -342,15 +343,8 @@ MODES: dict[str, ServerMode] = {}
 #: Joins a proxy and the mode behind it into one mode name: ``nginx-keepalive+gunicorn-gevent``.
 PROXY_SEPARATOR = "+"
 
-_M = t.TypeVar("_M", bound=type[ServerMode])
-
-
-def register(cls: _M) -> _M:
-    """Class decorator: add an instance of a :class:`ServerMode` subclass to :data:`MODES`."""
-    if cls.name in MODES:
-        raise ValueError(f"server mode {cls.name!r} is registered twice")
-    MODES[cls.name] = cls()
-    return cls
+#: Class decorator: add an instance of a :class:`ServerMode` subclass to :data:`MODES`.
+register = registrar(MODES, "server mode")
 
 
 def get_mode(name: str) -> ServerMode:
@@ -381,6 +375,24 @@ def require_modules(*modules: str, extra: str) -> Availability:
                 False, f"{module} is not installed", install=f"pip install 'ctxbench[{extra}]'"
             )
     return Availability(True)
+
+
+def require_command(module: str, script: str, *, extra: str) -> Availability:
+    """:func:`require_modules` for ``module``, and the console script ``script`` installed next
+    to this Python (a server the harness starts by its command, not through this interpreter)."""
+    found = require_modules(module, extra=extra)
+    if found.ok and venv_script(script) is None:
+        return Availability(
+            False, f"the {script} command is not installed next to this Python",
+            install=f"pip install 'ctxbench[{extra}]'",
+        )  # fmt: skip
+    return found
+
+
+def ignored_options(cfg: ServerConfig, names: t.Iterable[str]) -> list[str]:
+    """The command-line options among ``names`` (:class:`ServerConfig` fields) that were given
+    although the mode does not apply them, as ``--worker-connections``: recorded as ignored."""
+    return [f"--{name.replace('_', '-')}" for name in names if getattr(cfg, name) is not None]
 
 
 def venv_script(name: str) -> Path | None:

@@ -15,26 +15,18 @@ not apply and are recorded as ignored. eventlet is in maintenance mode and warns
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
 from harness.servers._eventlet_runner import BOOTSTRAP
-from harness.servers.base import (
-    Availability,
-    ModeTraits,
-    ServerConfig,
-    ServerMode,
-    package_version,
-    register,
-    require_modules,
-)
+from harness.servers._single import SingleProcessMode
+from harness.servers.base import Availability, ModeTraits, ServerConfig, register, require_modules
 
 #: Greenthreads (connections served at once) unless told otherwise: eventlet's own default.
 DEFAULT_MAX_SIZE = 1024
 
 
 @register
-class Eventlet(ServerMode):
+class Eventlet(SingleProcessMode):
     name = "eventlet"
     summary = "eventlet.wsgi: a greenthread per connection, monkey-patched first, keep-alive"
     order = 70
@@ -45,17 +37,15 @@ class Eventlet(ServerMode):
         # `import eventlet` imports asyncio (its asyncio hub) before monkey_patch() runs.
         imported_before_patch=("asyncio",),
     )
+    launch = ("-c", BOOTSTRAP)
+    package = "eventlet"
+    ignored = ("workers", "threads")
 
     def available(self) -> Availability:
         return require_modules("eventlet", extra="eventlet")
 
-    def command(self, cfg: ServerConfig) -> list[str]:
-        return [
-            sys.executable, "-c", BOOTSTRAP,
-            "--host", cfg.host, "--port", str(cfg.port),
-            "--max-size", str(cfg.worker_connections or DEFAULT_MAX_SIZE),
-            *cfg.extra_args,
-        ]  # fmt: skip
+    def server_args(self, cfg: ServerConfig) -> list[str]:
+        return ["--max-size", str(cfg.worker_connections or DEFAULT_MAX_SIZE)]
 
     def effective(
         self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
@@ -63,17 +53,9 @@ class Eventlet(ServerMode):
         rv = super().effective(cfg, workers, master)
         first = workers[0] if workers else {}
         rv.update(
-            server="eventlet",
-            server_version=first.get("server_version") or package_version("eventlet"),
             worker_class="greenthread-per-connection",
-            workers=len(workers),
             threads=1,
             worker_connections=first.get("max_size"),
             eventlet_patched=first.get("eventlet_patched"),
-            access_log=None,
-            ignored_options=[
-                f"--{name}" for name in ("workers", "threads") if getattr(cfg, name) is not None
-            ],
-            packages={name: package_version(name) for name in ("eventlet", "werkzeug")},
         )
         return rv

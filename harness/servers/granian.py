@@ -28,7 +28,7 @@ from harness.servers.base import (
     ServerMode,
     package_version,
     register,
-    require_modules,
+    require_command,
     venv_script,
 )
 
@@ -60,13 +60,7 @@ class Granian(ServerMode):
     )
 
     def available(self) -> Availability:
-        found = require_modules("granian", extra="granian")
-        if found.ok and venv_script("granian") is None:
-            return Availability(
-                False, "the granian command is not installed next to this Python",
-                install="pip install 'ctxbench[granian]'",
-            )  # fmt: skip
-        return found
+        return require_command("granian", "granian", extra="granian")
 
     def serving_processes(self, cfg: ServerConfig) -> int:
         return cfg.workers or DEFAULT_WORKERS

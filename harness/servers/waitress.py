@@ -13,18 +13,10 @@ and is recorded as ignored.
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
-from harness.servers.base import (
-    Availability,
-    ModeTraits,
-    ServerConfig,
-    ServerMode,
-    package_version,
-    register,
-    require_modules,
-)
+from harness.servers._single import SingleProcessMode
+from harness.servers.base import Availability, ModeTraits, ServerConfig, register, require_modules
 
 #: Pool threads unless told otherwise (waitress's own default, and gthread's here).
 DEFAULT_THREADS = 4
@@ -33,22 +25,22 @@ DEFAULT_CONNECTION_LIMIT = 1000
 
 
 @register
-class Waitress(ServerMode):
+class Waitress(SingleProcessMode):
     name = "waitress"
     summary = "waitress: one process, a fixed thread pool fed from a queue, keep-alive"
     order = 60
     traits = ModeTraits(unit="pool-thread", keepalive=True)
+    launch = ("-m", "harness.servers._waitress_runner")
+    package = "waitress"
+    ignored = ("workers",)
 
     def available(self) -> Availability:
         return require_modules("waitress", extra="waitress")
 
-    def command(self, cfg: ServerConfig) -> list[str]:
+    def server_args(self, cfg: ServerConfig) -> list[str]:
         return [
-            sys.executable, "-m", "harness.servers._waitress_runner",
-            "--host", cfg.host, "--port", str(cfg.port),
             "--threads", str(cfg.threads or DEFAULT_THREADS),
             "--connection-limit", str(cfg.worker_connections or DEFAULT_CONNECTION_LIMIT),
-            *cfg.extra_args,
         ]  # fmt: skip
 
     def effective(
@@ -57,16 +49,10 @@ class Waitress(ServerMode):
         rv = super().effective(cfg, workers, master)
         first = workers[0] if workers else {}
         rv.update(
-            server="waitress",
-            server_version=first.get("server_version") or package_version("waitress"),
             worker_class="thread-pool",
-            workers=len(workers),
             threads=first.get("threads"),
             worker_connections=first.get("connection_limit"),
             channel_timeout_s=first.get("channel_timeout"),
             tcp_nodelay=first.get("tcp_nodelay"),
-            access_log=None,
-            ignored_options=["--workers"] if cfg.workers is not None else [],
-            packages={name: package_version(name) for name in ("waitress", "werkzeug")},
         )
         return rv

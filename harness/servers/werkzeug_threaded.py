@@ -10,56 +10,40 @@ exclude each other) and are recorded as ignored.
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
+from harness.servers._single import SingleProcessMode
 from harness.servers.base import (
     Availability,
     ModeTraits,
     ServerConfig,
-    ServerMode,
     package_version,
     register,
 )
 
 
 @register
-class WerkzeugThreaded(ServerMode):
+class WerkzeugThreaded(SingleProcessMode):
     name = "werkzeug-threaded"
     summary = "werkzeug dev server, threaded: a new thread per connection, no keep-alive"
     order = 10
     traits = ModeTraits(unit="thread-per-connection", keepalive=False)
+    launch = ("-m", "harness.servers._werkzeug_runner")
+    package = "werkzeug"
+    ignored = ("workers", "threads", "worker_connections")
 
     def available(self) -> Availability:
         if package_version("werkzeug") is None:
             return Availability(False, "werkzeug is not installed (pip install ctxbench)")
         return Availability(True)
 
-    def command(self, cfg: ServerConfig) -> list[str]:
-        return [
-            sys.executable, "-m", "harness.servers._werkzeug_runner",
-            "--host", cfg.host, "--port", str(cfg.port),
-            *cfg.extra_args,
-        ]  # fmt: skip
-
     def effective(
         self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
     ) -> dict[str, t.Any]:
         rv = super().effective(cfg, workers, master)
-        ignored = [
-            f"--{name.replace('_', '-')}"
-            for name in ("workers", "threads", "worker_connections")
-            if getattr(cfg, name) is not None
-        ]
         rv.update(
-            server="werkzeug",
-            server_version=package_version("werkzeug"),
             worker_class="thread-per-connection",
-            workers=len(workers),
             threads=None,  # unbounded: one new thread per connection
             worker_connections=None,
-            access_log=None,
-            ignored_options=ignored,
-            packages={"werkzeug": package_version("werkzeug")},
         )
         return rv
