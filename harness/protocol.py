@@ -2,8 +2,9 @@
 
 The probe (:mod:`harness.probe`, inside the app under test) and everything that checks its
 responses (:mod:`harness.verdict`, the load driver, the locustfile, the servers' readiness check)
-import these from here. Stdlib only and free of imports, so a client never loads the probe. The
-protocol itself is specified in ``docs/architecture.md`` ("The probe protocol").
+import these from here, as do both ends of a server's environment (the harness that starts it,
+:mod:`harness.wsgi` inside it). Stdlib only and free of imports, so a client never loads the
+probe. The protocol itself is specified in ``docs/architecture.md`` ("The probe protocol").
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ __all__ = [
 
 #: The probe route.
 PROBE_PATH = "/_ctxbench/probe"
+
+#: The environment variable that switches the probe on: ``install_probe(app)`` mounts nothing
+#: unless it is ``1`` (or ``true``, ``yes``, ``on``). Servers started by ctxbench set it.
+ENABLE_ENV = "CTXBENCH_PROBE"
+#: The environment variable holding the probe's shared secret (optional): when set, a probe
+#: request must carry it in the ``X-Ctxbench-Probe-Secret`` header or it gets a 404.
+SECRET_ENV = "CTXBENCH_PROBE_SECRET"
+#: What the harness tells :mod:`harness.wsgi` in a server it starts: the app's import string,
+#: the context-storage backend, and the folder where the server processes write their state.
+APP_ENV = "CTXBENCH_APP"
+BACKEND_ENV = "CTXBENCH_BACKEND"
+STATE_DIR_ENV = "CTXBENCH_STATE_DIR"
 
 #: The phases of one request, in the order they happen; every response observes each of them.
 PHASES: tuple[str, ...] = (

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
+from harness.protocol import APP_ENV, BACKEND_ENV, STATE_DIR_ENV
 
 __all__ = ["LOADED", "load_app", "parse_import_string"]  # and `app`, lazily
 
@@ -101,8 +102,8 @@ def _ensure_probe(app: t.Any) -> str:
 
 
 def _bootstrap() -> t.Any:
-    import_string = os.environ.get("CTXBENCH_APP") or CORE_APP
-    backend = os.environ.get("CTXBENCH_BACKEND") or "contextvar"
+    import_string = os.environ.get(APP_ENV) or CORE_APP
+    backend = os.environ.get(BACKEND_ENV) or "contextvar"
 
     from harness import controls
     from harness.backends import BACKENDS, install
@@ -139,7 +140,7 @@ def _bootstrap() -> t.Any:
 
 
 def _report_failure(message: str) -> None:
-    state_dir = os.environ.get("CTXBENCH_STATE_DIR")
+    state_dir = os.environ.get(STATE_DIR_ENV)
     if state_dir:
         # Atomically: the harness polls for this file and reads it as soon as it exists.
         from harness.results import write_atomic

@@ -19,7 +19,7 @@ import typing as t
 from collections.abc import Callable
 
 from harness.osthread import original_get_ident
-from harness.protocol import PROBE_PATH
+from harness.protocol import ENABLE_ENV, PROBE_PATH, SECRET_ENV
 
 from .frameworks import Framework, framework_for
 from .middleware import ProbeMiddleware, _json_encode
@@ -27,13 +27,6 @@ from .state import _cv_probe
 from .stream import STREAM_PATH, make_stream_view
 
 __all__ = ["ENABLE_ENV", "SECRET_ENV", "install_probe", "probe_enabled"]
-
-#: The environment variable that switches the probe on: ``install_probe(app)`` mounts nothing
-#: unless it is ``1`` (or ``true``, ``yes``, ``on``). Servers started by ctxbench set it.
-ENABLE_ENV = "CTXBENCH_PROBE"
-#: The environment variable holding the probe's shared secret (optional): when set, a probe
-#: request must carry it in the ``X-Ctxbench-Probe-Secret`` header or it gets a 404.
-SECRET_ENV = "CTXBENCH_PROBE_SECRET"
 
 try:
     from greenlet import getcurrent as _getcurrent

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
-from harness.protocol import PROBE_PATH
+from harness.protocol import ENABLE_ENV, PROBE_PATH, SECRET_ENV
 from harness.servers._state import die_with_parent
 
 __all__ = [
@@ -69,7 +69,7 @@ HOST = "127.0.0.1"
 #: Environment variables that would configure a server behind the harness's back.
 #: Variables a server ctxbench starts never inherits: gunicorn reads the first three, and a probe
 #: secret meant for a deployment would lock the harness out of its own servers.
-SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "CTXBENCH_PROBE_SECRET")
+SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", SECRET_ENV)
 #: Prefixes of more such variables: uWSGI reads every option from ``UWSGI_<OPTION>``, granian
 #: from ``GRANIAN_<OPTION>``.
 SCRUBBED_ENV_PREFIXES = ("UWSGI_", "GRANIAN_")
@@ -124,7 +124,7 @@ def spawn(argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess
         if k not in SCRUBBED_ENV and not k.startswith(SCRUBBED_ENV_PREFIXES)
     }
     full_env["PYTHONUNBUFFERED"] = "1"
-    full_env["CTXBENCH_PROBE"] = "1"  # install_probe() in the app under test mounts the probe
+    full_env[ENABLE_ENV] = "1"  # install_probe() in the app under test mounts the probe
     full_env.update(env)
     with open(log_path, "wb") as log:
         return subprocess.Popen(

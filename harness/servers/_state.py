@@ -20,6 +20,8 @@ import sys
 import typing as t
 from pathlib import Path
 
+from harness.protocol import STATE_DIR_ENV
+
 __all__ = ["die_with_parent", "loaded_app_info", "write_state"]
 
 _PR_SET_PDEATHSIG = 1
@@ -55,7 +57,7 @@ def loaded_app_info() -> dict[str, t.Any]:
 
 def write_state(name: str, data: dict[str, t.Any]) -> None:
     """Atomically write ``CTXBENCH_STATE_DIR/<name>.json``; do nothing without the variable."""
-    state_dir = os.environ.get("CTXBENCH_STATE_DIR")
+    state_dir = os.environ.get(STATE_DIR_ENV)
     if not state_dir:
         return
     # The results model imports the server registry, which imports this module: imported on

@@ -26,6 +26,7 @@ is idle for ``--socket-timeout``. uwsgi-processes and uwsgi-threads use ``--http
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import socket
@@ -63,6 +64,14 @@ LIFECYCLE = Lifecycle(
     timeout_args=("--harakiri", "{seconds}"),
 )
 
+
+
+def without_harakiri(where: str) -> Lifecycle:
+    """:data:`LIFECYCLE` without the timeout fault: measured, uWSGI's ``--harakiri`` did not
+    kill a worker whose request slept past it ``where`` (on a pool thread, in a greenlet)."""
+    note = f"uWSGI's --harakiri did not kill a worker whose request slept past it {where}"
+    note += " (measured)"
+    return dataclasses.replace(LIFECYCLE, timeout_args=(), notes={"timeout": note})
 
 class UwsgiMode(ServerMode):
     """Base for the uWSGI modes: the socket option and what runs in each worker."""

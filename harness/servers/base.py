@@ -32,6 +32,7 @@ from types import TracebackType
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
+from harness.protocol import APP_ENV, BACKEND_ENV, STATE_DIR_ENV
 from harness.registry import registrar
 from harness.servers._process import (
     HOST,
@@ -553,9 +554,9 @@ def _start(
     argv = [*cfg.prefix, *server_mode.command(cfg)]
     traits = server_mode.traits_for(cfg)  # before the spawn: nothing may fail before the try
     env = {
-        "CTXBENCH_APP": cfg.app,
-        "CTXBENCH_BACKEND": cfg.backend,
-        "CTXBENCH_STATE_DIR": str(state_dir),
+        APP_ENV: cfg.app,
+        BACKEND_ENV: cfg.backend,
+        STATE_DIR_ENV: str(state_dir),
     }
     if cfg.port is None:
         raise TypeError("_start() needs a port: start_server() picks a free one")

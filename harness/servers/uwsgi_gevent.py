@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness.servers._uwsgi import LIFECYCLE, UwsgiMode
+from harness.servers._uwsgi import UwsgiMode, without_harakiri
 from harness.servers.base import ModeTraits, ServerConfig, register
 
 #: Async cores (greenlets serving requests at once) per worker unless told otherwise.
@@ -35,14 +35,8 @@ class UwsgiGevent(UwsgiMode):
     name = "uwsgi-gevent"
     summary = "uWSGI --gevent: a greenlet per request, monkey-patched first, no keep-alive"
     worker_class = "gevent"
-    # Measured: uWSGI's --harakiri did not kill a worker whose request slept past it in a
-    # greenlet (the sleep yields to the hub), so the timeout fault does not apply here.
-    lifecycle = dataclasses.replace(
-        LIFECYCLE,
-        timeout_args=(),
-        notes={"timeout": "uWSGI's --harakiri did not kill a worker whose request slept past it"
-                          " in a greenlet (measured)"},
-    )  # fmt: skip
+    # The greenlet's sleep yields to the hub, so --harakiri never fires.
+    lifecycle = without_harakiri("in a greenlet")
     order = 82
     socket_option = "--http-socket"
     traits = ModeTraits(

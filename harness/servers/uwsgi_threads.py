@@ -13,9 +13,7 @@ wait, as under uwsgi-processes.
 
 from __future__ import annotations
 
-import dataclasses
-
-from harness.servers._uwsgi import LIFECYCLE, UwsgiMode
+from harness.servers._uwsgi import UwsgiMode, without_harakiri
 from harness.servers.base import ModeTraits, ServerConfig, register
 
 #: Threads per worker unless told otherwise.
@@ -27,14 +25,7 @@ class UwsgiThreads(UwsgiMode):
     name = "uwsgi-threads"
     summary = "uWSGI --processes --threads: a thread pool per process, keep-alive (http11)"
     worker_class = "threads"
-    # Measured: uWSGI's --harakiri did not kill a worker whose request slept past it on a
-    # thread of the pool, so the timeout fault does not apply here.
-    lifecycle = dataclasses.replace(
-        LIFECYCLE,
-        timeout_args=(),
-        notes={"timeout": "uWSGI's --harakiri did not kill a worker whose request slept past it"
-                          " on a pool thread (measured)"},
-    )  # fmt: skip
+    lifecycle = without_harakiri("on a pool thread")
     order = 81
     # Core 0 of each worker's pool is its main thread, which imported the app (in the master).
     traits = ModeTraits(unit="pool-thread", keepalive=True, main_thread_serves=True)
