@@ -77,6 +77,19 @@ class Control:
     fail_phase: str | None = None
 
 
+def _patched(*replacements: tuple[t.Any, str, t.Any]) -> Undo:
+    """Set each ``(owner, name, value)``; the returned undo puts every original back."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in replacements]
+    for owner, name, value in replacements:
+        setattr(owner, name, value)
+
+    def undo() -> None:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+    return undo
+
+
 # -- per-proxy storages ------------------------------------------------------------------------
 
 
@@ -99,7 +112,6 @@ def _one_shared_slot(which: t.Literal["app", "request"]) -> Undo:
 def _shared_session() -> Undo:
     from core.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-    original = SecureCookieSessionInterface.open_session
     one_session = SecureCookieSession()
 
     def open_session(self: t.Any, app: t.Any, request: t.Any) -> SecureCookieSession | None:
@@ -108,12 +120,7 @@ def _shared_session() -> Undo:
             return None
         return one_session
 
-    SecureCookieSessionInterface.open_session = open_session  # type: ignore[method-assign]
-
-    def undo() -> None:
-        SecureCookieSessionInterface.open_session = original  # type: ignore[method-assign]
-
-    return undo
+    return _patched((SecureCookieSessionInterface, "open_session", open_session))
 
 
 # -- lifecycle mutants ---------------------------------------------------------------------------
@@ -123,8 +130,6 @@ def _pop_skipped_on_session_error() -> Undo:
     from core.app import App
     from core.ctx import RequestContext
     from core.helpers import ContextStream
-
-    original = App.wsgi_app
 
     def wsgi_app(self: App, environ: t.Any, start_response: t.Any) -> t.Iterable[bytes]:
         ctx = RequestContext(self, environ)
@@ -146,20 +151,12 @@ def _pop_skipped_on_session_error() -> Undo:
         finally:
             self._pop_context(ctx, error)
 
-    App.wsgi_app = wsgi_app  # type: ignore[method-assign]
-
-    def undo() -> None:
-        App.wsgi_app = original  # type: ignore[method-assign]
-
-    return undo
+    return _patched((App, "wsgi_app", wsgi_app))
 
 
 def _teardown_skips_pop() -> Undo:
     from core import app as core_app
     from core.ctx import RequestContext, _sentinel
-
-    original_pop = RequestContext.pop
-    original_call_all = core_app._call_all
 
     def call_all(
         funcs: t.Iterable[t.Any], exc: BaseException | None, app: t.Any, kind: str
@@ -185,20 +182,11 @@ def _teardown_skips_pop() -> Undo:
         slot, token = app_ctx._pushed.pop()
         slot.reset(token)
 
-    RequestContext.pop = pop  # type: ignore[method-assign]
-    core_app._call_all = call_all
-
-    def undo() -> None:
-        RequestContext.pop = original_pop  # type: ignore[method-assign]
-        core_app._call_all = original_call_all
-
-    return undo
+    return _patched((RequestContext, "pop", pop), (core_app, "_call_all", call_all))
 
 
 def _before_first_request_race() -> Undo:
     from core.app import App
-
-    original = App._try_trigger_before_first_request
 
     def trigger(self: App) -> None:
         # The bug: check, run, then set, with no lock: overlapping first requests all run it.
@@ -208,12 +196,7 @@ def _before_first_request_race() -> Undo:
             func()
         self._before_first_done = True
 
-    App._try_trigger_before_first_request = trigger  # type: ignore[method-assign]
-
-    def undo() -> None:
-        App._try_trigger_before_first_request = original  # type: ignore[method-assign]
-
-    return undo
+    return _patched((App, "_try_trigger_before_first_request", trigger))
 
 
 _APP_NAMES = frozenset({"g", "current_app", "residue.app_context", "residue.g", "skipped"})
