@@ -15,7 +15,8 @@ from harness.errors import UsageError
 from harness.faults import FAULTS, VERDICTS, ChaosSettings, get_fault
 from harness.faults.verdict import Tally, judge, split_statuses
 from harness.report import render_reports
-from harness.report.faults import faults_table, line_chart
+from harness.report.charts import Line, Point, line_chart
+from harness.report.faults import faults_table
 from harness.report.tree import text_table
 from harness.results import (
     AfterFault,
@@ -256,9 +257,11 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
 
 
 def test_line_chart_is_deterministic_and_handles_empty_series() -> None:
-    chart = line_chart("t", [("a", [(1.0, 2.0), (2.0, 3.0)])], 1.0, "MiB")
-    assert chart == line_chart("t", [("a", [(1.0, 2.0), (2.0, 3.0)])], 1.0, "MiB")
-    assert "<svg" in line_chart("empty", [], 0.0, "rps")
+    lines = [Line("a", (Point(1.0, 2.0), Point(2.0, 3.0)))]
+    ticks = [(0.0, "0 s"), (2.0, "2 s")]
+    chart = line_chart("t", lines, ticks, shade_to=1.0, markers=False)
+    assert chart == line_chart("t", lines, ticks, shade_to=1.0, markers=False)
+    assert "<svg" in line_chart("empty", [], [], shade_to=0.0, markers=False)
 
 
 # -- soak verdict --------------------------------------------------------------------------------

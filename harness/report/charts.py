@@ -8,14 +8,18 @@ so it reads the same embedded in a README on a dark theme.
 :func:`bar_chart` draws horizontal bars (labels such as mode names are long; horizontal bars
 keep them readable) on a linear axis from zero, so bar lengths compare honestly; each row holds
 one bar or a group of bars, each with an optional whisker for the range over the repeats. A new
-section can chart its own rows with it. Coordinates have one decimal, so the same data gives
-the same bytes.
+section can chart its own rows with it. :func:`line_chart` draws lines over an x scale (the
+concurrency levels of a sweep, spaced evenly so equal steps read as a log scale; the seconds of
+a soak, its warm-up shaded) with a key of the series, a red point for a cell that leaked or had
+errors and a hollow one for a driver-bound cell. Coordinates have one decimal, so the same data
+gives the same bytes.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import typing as t
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -105,8 +109,7 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
                 f'<text x="{LABEL_W + j * 70 + 16}" y="33">{escape(b.name)}</text>'
             )
         out.append(f'<text x="{LABEL_W + n * 70}" y="33" fill="#666">{escape(legend)}</text>')
-    step = limit / 5
-    decimals = 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3
+    decimals = _decimals(limit / 5)
     for k in range(6):
         x = _x(limit * k / 5, limit)
         out.append(
@@ -181,3 +184,122 @@ def _nice_limit(peak: float) -> float:
     return next(
         s * magnitude for s in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if s * magnitude >= target
     )
+
+
+# -- the line chart ------------------------------------------------------------------------------
+
+#: Colours of the series of a line chart, in order (then they repeat).
+SERIES_COLORS = ("#3569b5", "#e07b39", "#3a9a5b", "#8e5bb5", "#b5a135", "#35a3b5", "#b53578")
+CHART_W, CHART_H = 1000, 360
+PLOT_L, PLOT_R, PLOT_T, PLOT_B = 70, 220, 36, 300  # the plot area: left, right edge, top, bottom
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a :class:`Line`: ``x`` on the chart's x scale, ``value`` ``None`` where
+    nothing was measured; ``alarm`` (leaked or had errors) draws it red, ``hollow``
+    (driver-bound) empty."""
+
+    x: float
+    value: float | None
+    alarm: bool = False
+    hollow: bool = False
+
+
+@dataclass(frozen=True)
+class Line:
+    """One series of a line chart: its name and its points."""
+
+    name: str
+    points: tuple[Point, ...]
+
+
+def line_chart(
+    title: str,
+    lines: Sequence[Line],
+    x_ticks: Sequence[tuple[float, str]],
+    *,
+    x_label: str = "",
+    shade_to: float = 0.0,
+    markers: bool = True,
+    fmt: t.Callable[[float], str] = str,
+) -> str:
+    """An SVG line chart, one line per ``lines`` item, on a linear y axis from zero.
+
+    The x axis runs from 0 to the last of ``x_ticks`` (value and label), ``shade_to`` shades it
+    from 0 (a warm-up), ``markers`` draws each point (with ``fmt`` of its value as a tooltip)."""
+    values = [t.cast(float, p.value) for line in lines for p in line.points if _real(p)]
+    limit = _nice_limit(max(values, default=1.0))
+    x_max = max((x for x, _ in x_ticks), default=1.0) or 1.0
+
+    def sx(x: float) -> float:
+        return PLOT_L + (CHART_W - PLOT_L - PLOT_R) * min(x, x_max) / x_max
+
+    def sy(v: float) -> float:
+        return PLOT_B - (PLOT_B - PLOT_T) * min(max(v, 0.0), limit) / limit
+
+    out = [
+        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {CHART_W} {CHART_H}" width="{CHART_W}"'
+        f' height="{CHART_H}" role="img" aria-label="{escape(title)}"'
+        f' style="{FONT};max-width:100%;height:auto">',
+        f'<title>{escape(title)}</title><rect width="{CHART_W}" height="{CHART_H}" fill="#fff"/>',
+        f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
+    ]
+    if shade_to > 0:
+        out.append(
+            f'<rect x="{PLOT_L}" y="{PLOT_T}" width="{sx(shade_to) - PLOT_L:.1f}"'
+            f' height="{PLOT_B - PLOT_T}" fill="#f2f2f2"><title>warm-up (not judged)</title></rect>'
+        )
+    decimals = _decimals(limit / 5)
+    for k in range(6):
+        v = limit * k / 5
+        out.append(
+            f'<line x1="{PLOT_L}" y1="{sy(v):.1f}" x2="{CHART_W - PLOT_R}" y2="{sy(v):.1f}"'
+            f' stroke="{"#999" if k == 0 else "#e3e3e3"}" stroke-width="1"/>'
+            f'<text x="{PLOT_L - 6}" y="{sy(v) + 4:.1f}" text-anchor="end" fill="#666">'
+            f"{v:,.{decimals}f}</text>"
+        )
+    for x, text in x_ticks:
+        out.append(
+            f'<text x="{sx(x):.1f}" y="{PLOT_B + 16}" text-anchor="middle" fill="#666">'
+            f"{escape(text)}</text>"
+        )
+    if x_label:
+        out.append(
+            f'<text x="{(PLOT_L + CHART_W - PLOT_R) / 2:.1f}" y="{PLOT_B + 34}"'
+            f' text-anchor="middle" fill="#666">{escape(x_label)}</text>'
+        )
+    for j, line in enumerate(lines):
+        color = SERIES_COLORS[j % len(SERIES_COLORS)]
+        drawn = [(sx(p.x), sy(t.cast(float, p.value)), p) for p in line.points if _real(p)]
+        if len(drawn) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in drawn)
+            out.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2">'
+                f"<title>{escape(line.name)}</title></polyline>"
+            )
+        for px, py, p in drawn if markers else ():
+            stroke = COLOR_LEAK if p.alarm else color
+            fill = "#fff" if p.hollow else stroke
+            tip = f"{line.name}: {fmt(t.cast(float, p.value))}" + " (driver-bound)" * p.hollow
+            out.append(
+                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{fill}" stroke="{stroke}"'
+                f' stroke-width="2"><title>{escape(tip)}</title></circle>'
+            )
+        ky = PLOT_T + 4 + j * 18
+        out.append(
+            f'<line x1="{CHART_W - PLOT_R + 16}" y1="{ky}" x2="{CHART_W - PLOT_R + 36}" y2="{ky}"'
+            f' stroke="{color}" stroke-width="2"/><text x="{CHART_W - PLOT_R + 42}"'
+            f' y="{ky + 4}">{escape(line.name)}</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _real(p: Point) -> bool:
+    return p.value is not None and math.isfinite(p.value)
+
+
+def _decimals(step: float) -> int:
+    """Decimals for axis labels ``step`` apart."""
+    return 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3

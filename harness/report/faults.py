@@ -8,14 +8,12 @@ the same samples give the same bytes) beside a table of each process's trend.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from html import escape
 from typing import TYPE_CHECKING
 
-from harness.report.charts import SVG_NS, _nice_limit
+from harness.report.charts import Line, Point, line_chart
 from harness.report.tree import (
     Callout,
     Figure,
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = [
     "faults_section",
     "faults_table",
-    "line_chart",
     "run_verdict",
     "soak_section",
     "soak_table",
@@ -44,10 +41,6 @@ __all__ = [
 
 #: Error kinds with a column of their own; the rest are summed under "other".
 ERROR_COLUMNS = ("reset", "refused", "timeout", "5xx")
-SERIES_COLORS = ("#3569b5", "#c0392b", "#2e8b57", "#b8860b", "#6a5acd", "#8b4513", "#008b8b")
-WIDTH, HEIGHT = 1000, 300
-LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 40
-FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:12px"
 
 
 def run_verdict(run: Run) -> list[Node]:
@@ -185,78 +178,20 @@ def soak_section(ctx: Context) -> list[Node]:
             soak_table(soak),
         ]
         slug = re.sub(r"[^A-Za-z0-9_-]", "_", f"{soak.mode}-{soak.backend}-{soak.connections}")
-        rss: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        rss: dict[str, list[Point]] = defaultdict(list)
         for s in soak.processes:
-            rss[f"{s.role} {s.pid}"].append((s.t, s.rss / 2**20))
-        title = f"RSS per server process, MiB ({label})"
-        chart = line_chart(title, sorted(rss.items()), soak.warmup_s, "MiB")
-        out.append(Figure(f"soak-rss-{slug}.svg", title, chart))
-        rps = [(s.t, s.rps) for s in soak.load]
-        title = f"Requests per second ({label})"
-        chart = line_chart(title, [("rps", rps)], soak.warmup_s, "rps")
-        out.append(Figure(f"soak-rps-{slug}.svg", title, chart))
+            rss[f"{s.role} {s.pid}"].append(Point(s.t, s.rss / 2**20))
+        per_process = [Line(name, tuple(points)) for name, points in sorted(rss.items())]
+        rps = [Line("rps", tuple(Point(s.t, s.rps) for s in soak.load))]
+        end = max((p.x for line in (*per_process, *rps) for p in line.points), default=1.0)
+        ticks = [(end * k / 5, f"{end * k / 5:,.0f} s") for k in range(6)]
+        for kind, title, lines in (
+            ("rss", f"RSS per server process, MiB ({label})", per_process),
+            ("rps", f"Requests per second ({label})", rps),
+        ):
+            chart = line_chart(title, lines, ticks, shade_to=soak.warmup_s, markers=False)
+            out.append(Figure(f"soak-{kind}-{slug}.svg", title, chart))
     return out
-
-
-def line_chart(
-    title: str,
-    series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
-    warmup_s: float,
-    unit: str,
-) -> str:
-    """Lines over time (seconds) on a linear y axis from zero; the warm-up is shaded."""
-    points = [p for _, pts in series for p in pts if math.isfinite(p[1])]
-    x_max = max((x for x, _ in points), default=1.0) or 1.0
-    y_max = _nice_limit(max((y for _, y in points), default=1.0))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-
-    def sx(x: float) -> float:
-        return LEFT + plot_w * min(x, x_max) / x_max
-
-    def sy(y: float) -> float:
-        return TOP + plot_h * (1 - min(max(y, 0.0), y_max) / y_max)
-
-    out = [
-        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}"'
-        f' role="img" aria-label="{escape(title)}" style="{FONT};max-width:100%;height:auto">',
-        f"<title>{escape(title)}</title>",
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
-        f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
-        f'<rect x="{LEFT}" y="{TOP}" width="{sx(warmup_s) - LEFT:.1f}" height="{plot_h}"'
-        ' fill="#f2f2f2"><title>warm-up (not judged)</title></rect>',
-    ]
-    for k in range(6):
-        y = TOP + plot_h * k / 5
-        value = y_max * (1 - k / 5)
-        out.append(
-            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}"'
-            f' stroke="{"#999" if k == 5 else "#e3e3e3"}"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#666">'
-            f"{value:,.{0 if y_max >= 50 else 1}f}</text>"
-        )
-        x = LEFT + plot_w * k / 5
-        out.append(
-            f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" fill="#666">'
-            f"{x_max * k / 5:,.0f} s</text>"
-        )
-    out.append(
-        f'<text x="{LEFT}" y="{TOP - 8}" fill="#666">{escape(unit)}; grey: warm-up</text>'
-    )
-    for i, (name, pts) in enumerate(series):
-        color = SERIES_COLORS[i % len(SERIES_COLORS)]
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts if math.isfinite(y))
-        out.append(
-            f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5">'
-            f"<title>{escape(name)}</title></polyline>"
-        )
-        lx = LEFT + 260 + 150 * i
-        if lx < WIDTH - 140:
-            out.append(
-                f'<rect x="{lx}" y="{TOP - 18}" width="12" height="3" fill="{color}"/>'
-                f'<text x="{lx + 16}" y="{TOP - 13}">{escape(name)}</text>'
-            )
-    out.append("</svg>")
-    return "".join(out)
 
 
 def _mib(n: int) -> str:
