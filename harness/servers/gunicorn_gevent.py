@@ -11,6 +11,8 @@ empty, so residue shows only on keep-alive connections.
 
 from __future__ import annotations
 
+import signal
+
 from harness.servers._gunicorn import GunicornMode
 from harness.servers.base import ModeTraits, register
 
@@ -25,3 +27,8 @@ class GunicornGevent(GunicornMode):
     )
     worker_class = "gevent"
     requires = ("gevent", "greenlet")
+    # gunicorn's quick shutdown: SIGTERM lets the worker finish its loop, which checks once a
+    # second, and then close its connections: 1.5-2 s per stop here under load, against 1-1.4 s.
+    # The harness stops a server when it is done with it: none of its requests are in flight. The
+    # worker logs "failed with SystemExit" on the way out (gunicorn exits from a greenlet).
+    stop_signal = signal.SIGQUIT
