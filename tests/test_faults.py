@@ -297,7 +297,8 @@ def test_a_process_born_after_the_warm_up_is_shown_not_judged() -> None:
 
 
 def test_default_warmup_is_bounded() -> None:
-    assert default_warmup(600) == 60.0
+    assert default_warmup(600) == 180.0
+    assert default_warmup(3600) == 180.0
     assert default_warmup(30) == 10.0
     assert default_warmup(8) == 4.0
 

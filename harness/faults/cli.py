@@ -182,7 +182,7 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup",
         type=float,
-        help="seconds sampled but not judged (default a fifth of the soak, 10 to 60 s)",
+        help="seconds sampled but not judged (default a third of the soak, 10 to 180 s)",
     )
     parser.add_argument(
         "--backend",

@@ -27,9 +27,14 @@ EVIDENCE_CAP = 20
 
 
 def default_warmup(seconds: float) -> float:
-    """A fifth of the soak, at least 10 s (the probe's own table of recent tokens fills in the
-    first 8192 requests of each worker) and at most 60 s; never more than half of the soak."""
-    return round(min(60.0, max(10.0, seconds / 5.0), seconds / 2.0), 1)
+    """A third of the soak, at least 10 s and at most 180 s; never more than half of the soak.
+
+    What settles in the warm-up: the probe's own tables of recent tokens (the first 8192
+    requests of each worker) and CPython's allocator, whose resident memory grows in 1 MiB
+    arenas; measured here, a gunicorn-gevent worker of the correct core took about two minutes
+    (some 25,000 requests) to settle on a busy 2-core machine.
+    """
+    return round(min(180.0, max(10.0, seconds / 3.0), seconds / 2.0), 1)
 
 
 def run_soak(
