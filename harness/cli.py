@@ -525,7 +525,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     from harness import results
     from harness.corpus import ENTRIES
     from harness.corpus.run import CorpusSettings, run_corpus
-    from harness.load.spec import CONNECTION_PATTERNS
+    from harness.load.spec import connection_patterns
     from harness.report import write_reports
     from harness.report.corpus import corpus_table, corpus_verdict
     from harness.report.tree import text_table
@@ -543,7 +543,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     settings = CorpusSettings(
         entries=tuple(_csv(args.entries)) if args.entries.strip() else (),
         modes=modes,
-        connections=CONNECTION_PATTERNS if args.connections == "both" else (args.connections,),
+        connections=connection_patterns(args.connections),
         requests=args.requests,
         fixed_requests=args.requests if args.fixed_requests is None else args.fixed_requests,
         concurrency=args.concurrency,

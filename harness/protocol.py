@@ -12,11 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "APP_ENV",
+    "BACKEND_ENV",
+    "CONTEXT_NAMES",
+    "ENABLE_ENV",
     "FAIL_PHASES",
     "FRAMEWORK_NAMES",
     "PHASES",
     "PROBE_PATH",
     "RESIDUE_PREFIX",
+    "SECRET_ENV",
+    "STATE_DIR_ENV",
     "app_observation_names",
 ]
 
@@ -61,10 +67,11 @@ FAIL_PHASES: tuple[str, ...] = (
 #: Observation names starting with this must be ``None``: left over from an earlier request.
 RESIDUE_PREFIX = "residue."
 
-#: What the probe itself observes: the framework's per-request state (``request``, ``g``,
-#: ``session``, ``current_app``), the echoed ``token`` and a ``skipped`` phase. Any other name
-#: that is not a residue came from the app's own ``observe()``.
-FRAMEWORK_NAMES = frozenset({"request", "g", "session", "current_app", "token", "skipped"})
+#: The framework's per-request state the probe checks, in the order the report names it.
+CONTEXT_NAMES: tuple[str, ...] = ("request", "g", "session", "current_app")
+#: What the probe itself observes: :data:`CONTEXT_NAMES`, the echoed ``token`` and a ``skipped``
+#: phase. Any other name that is not a residue came from the app's own ``observe()``.
+FRAMEWORK_NAMES = frozenset({*CONTEXT_NAMES, "token", "skipped"})
 
 
 def app_observation_names(names: Iterable[str]) -> list[str]:

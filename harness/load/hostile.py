@@ -111,6 +111,13 @@ def _kind_of(exc: BaseException) -> str:
     return "os-error"
 
 
+def _failed(exc: _Failed | OSError) -> Outcome:
+    """How a request failed: the reader's own kind, or what the socket error means."""
+    if isinstance(exc, _Failed):
+        return Outcome(exc.kind, detail=exc.detail)
+    return Outcome(_kind_of(exc), detail=str(exc))
+
+
 def _request_bytes(target: str, netloc: str, *, close: bool) -> bytes:
     if not target.startswith("/"):
         raise ValueError(f"target must be a path starting with '/', got {target!r}.")
@@ -215,6 +222,11 @@ class Connection:
                 raise _Failed("reset", "closed in the middle of the body")
             buf += data
 
+    def answer(self, buf: bytearray) -> Outcome:
+        """Read the whole response that starts in ``buf``: ``answered`` with its body."""
+        head, start = self.read_head(buf)
+        return Outcome("answered", head.status, self.read_body(buf, head, start))
+
     # -- one request ---------------------------------------------------------------------------
 
     def request(self, target: str, *, close: bool = False) -> Outcome:
@@ -305,10 +317,8 @@ def abort_mid_body(
                 return Outcome("reset", head.status, detail="closed before the abort point")
             buf += data
         return Outcome("aborted", head.status)
-    except _Failed as exc:
-        return Outcome(exc.kind, detail=exc.detail)
-    except OSError as exc:
-        return Outcome(_kind_of(exc), detail=str(exc))
+    except (_Failed, OSError) as exc:
+        return _failed(exc)
     finally:
         conn.close(reset=reset)
 
@@ -336,12 +346,9 @@ def slow_send(
                 time.sleep(pause)  # the client's pace is the fault itself
             sock.sendall(data[i : i + step])
         buf = bytearray()
-        head, start = conn.read_head(buf)
-        return Outcome("answered", head.status, conn.read_body(buf, head, start))
-    except _Failed as exc:
-        return Outcome(exc.kind, detail=exc.detail)
-    except OSError as exc:
-        return Outcome(_kind_of(exc), detail=str(exc))
+        return conn.answer(buf)
+    except (_Failed, OSError) as exc:
+        return _failed(exc)
     finally:
         conn.close()
 
@@ -374,12 +381,9 @@ def slow_read(
                 break
             buf += data
             time.sleep(pause_s)  # the client's pace is the fault itself
-        head, start = conn.read_head(buf)
-        return Outcome("answered", head.status, conn.read_body(buf, head, start))
-    except _Failed as exc:
-        return Outcome(exc.kind, detail=exc.detail)
-    except OSError as exc:
-        return Outcome(_kind_of(exc), detail=str(exc))
+        return conn.answer(buf)
+    except (_Failed, OSError) as exc:
+        return _failed(exc)
     finally:
         conn.close()
 

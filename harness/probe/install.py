@@ -19,7 +19,7 @@ import typing as t
 from collections.abc import Callable
 
 from harness.osthread import original_get_ident
-from harness.protocol import ENABLE_ENV, PROBE_PATH, SECRET_ENV
+from harness.protocol import CONTEXT_NAMES, ENABLE_ENV, PROBE_PATH, SECRET_ENV
 
 from .frameworks import Framework, framework_for
 from .middleware import ProbeMiddleware, _json_encode
@@ -180,7 +180,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         "stream": make_stream_view(fw, response_class, _worker),
         "drop_session_key": drop_session_key,
         "process_response": enter_phase(
-            "after_request", ("request", "g", "session", "current_app"), fails=True
+            "after_request", CONTEXT_NAMES, fails=True
         ),
         # A teardown phase fails from a teardown function (see _teardown_hook), not from the
         # method that runs them, so the framework's handling of a raising teardown is what runs.

@@ -18,6 +18,7 @@ from harness.backends import DEFAULT_BACKEND
 from harness.report import bench, charts, faults, load
 from harness.report.corpus import corpus_cells, corpus_section, corpus_verdict
 from harness.report.summary import (
+    EVIDENCE_HEADERS,
     JITTER_ADVICE,
     Summary,
     evidence_row,
@@ -254,9 +255,9 @@ def leaks(ctx: Context) -> list[Node]:
         if not c.evidence:
             out.append(Paragraph("No evidence was recorded for this cell."))
             continue
-        headers = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
         rows = tuple(map(evidence_row, c.evidence[:EVIDENCE_SHOWN]))
-        out.append(Table(headers, rows, ("l",) * 5 + ("r",) * 3, wrap=frozenset({3, 4}), mono=True))
+        aligns = ("l",) * 5 + ("r",) * 3
+        out.append(Table(EVIDENCE_HEADERS, rows, aligns, wrap=frozenset({3, 4}), mono=True))
         out.append(
             Paragraph(
                 f"Showing {min(len(c.evidence), EVIDENCE_SHOWN)} of the"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from harness.backends import DEFAULT_BACKEND
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
-from harness.protocol import app_observation_names
+from harness.protocol import CONTEXT_NAMES, app_observation_names
 from harness.report.tree import (
     Table,
     fmt_ms,
@@ -285,8 +285,7 @@ def _what_ran(s: Summary) -> str:
 def _checked(cells: Sequence[Cell]) -> str:
     # The names the probe checked: the framework's, then the app's own observe() names.
     names = {n for c in cells for n in c.observed}
-    framework = [n for n in ("request", "g", "session", "current_app") if n in names]
-    framework = framework or ["request", "g", "session", "current_app"]  # not recorded
+    framework = [n for n in CONTEXT_NAMES if n in names] or list(CONTEXT_NAMES)  # or not recorded
     app = app_observation_names(names)
     own = f", and the app's own `observe()` state {_and(app)}" if app else ""
     return _and(framework) + own
@@ -353,8 +352,7 @@ def format_summary(run: Run) -> str:
             "first evidence (a leak is one observation that differed from its request's own"
             " value; one request can hold several):",
         ]
-        headers = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
-        out += text_table(Table(headers, tuple(map(evidence_row, evidence)), ("l",) * 8))
+        out += text_table(Table(EVIDENCE_HEADERS, tuple(map(evidence_row, evidence)), ("l",) * 8))
     return "\n".join(out)
 
 
@@ -362,6 +360,10 @@ def _cell_verdict(c: Cell) -> str:
     if c.leaks:
         return "LEAK"
     return "FAILED" if c.failed else "errors" if c.errors else "ok"
+
+
+#: The columns of :func:`evidence_row`.
+EVIDENCE_HEADERS = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
 
 
 def evidence_row(ev: Evidence) -> tuple[str, ...]:

@@ -29,6 +29,10 @@ class SingleProcessMode(ServerMode):
         """The runner's options beyond ``--host`` and ``--port``; none by default."""
         return []
 
+    def details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The mode's own record fields, from the runner's state file (``{}`` if none)."""
+        return {}
+
     def command(self, cfg: ServerConfig) -> list[str]:
         return [
             sys.executable, *self.launch,
@@ -50,5 +54,6 @@ class SingleProcessMode(ServerMode):
             access_log=None,
             ignored_options=ignored_options(cfg, self.ignored),
             packages={name: package_version(name) for name in packages},
+            **self.details(first),
         )
         return rv

@@ -367,13 +367,18 @@ def get_mode(name: str) -> ServerMode:
     )
 
 
+def pip_install(extra: str) -> str:
+    """The step that installs the pip extra ``extra`` (``pip install 'ctxbench[uwsgi]'``)."""
+    return f"pip install 'ctxbench[{extra}]'"
+
+
 def require_modules(*modules: str, extra: str) -> Availability:
     """Available when every top-level module in ``modules`` is installed; otherwise say which is
     missing and the pip extra that installs it. Finds the modules without importing them."""
     for module in modules:
         if importlib.util.find_spec(module) is None:
             return Availability(
-                False, f"{module} is not installed", install=f"pip install 'ctxbench[{extra}]'"
+                False, f"{module} is not installed", install=pip_install(extra)
             )
     return Availability(True)
 
@@ -385,7 +390,7 @@ def require_command(module: str, script: str, *, extra: str) -> Availability:
     if found.ok and venv_script(script) is None:
         return Availability(
             False, f"the {script} command is not installed next to this Python",
-            install=f"pip install 'ctxbench[{extra}]'",
+            install=pip_install(extra),
         )  # fmt: skip
     return found
 

@@ -47,15 +47,10 @@ class Eventlet(SingleProcessMode):
     def server_args(self, cfg: ServerConfig) -> list[str]:
         return ["--max-size", str(cfg.worker_connections or DEFAULT_MAX_SIZE)]
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        rv = super().effective(cfg, workers, master)
-        first = workers[0] if workers else {}
-        rv.update(
-            worker_class="greenthread-per-connection",
-            threads=1,
-            worker_connections=first.get("max_size"),
-            eventlet_patched=first.get("eventlet_patched"),
-        )
-        return rv
+    def details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
+        return {
+            "worker_class": "greenthread-per-connection",
+            "threads": 1,
+            "worker_connections": state.get("max_size"),
+            "eventlet_patched": state.get("eventlet_patched"),
+        }

@@ -43,16 +43,11 @@ class Waitress(SingleProcessMode):
             "--connection-limit", str(cfg.worker_connections or DEFAULT_CONNECTION_LIMIT),
         ]  # fmt: skip
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        rv = super().effective(cfg, workers, master)
-        first = workers[0] if workers else {}
-        rv.update(
-            worker_class="thread-pool",
-            threads=first.get("threads"),
-            worker_connections=first.get("connection_limit"),
-            channel_timeout_s=first.get("channel_timeout"),
-            tcp_nodelay=first.get("tcp_nodelay"),
-        )
-        return rv
+    def details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
+        return {
+            "worker_class": "thread-pool",
+            "threads": state.get("threads"),
+            "worker_connections": state.get("connection_limit"),
+            "channel_timeout_s": state.get("channel_timeout"),
+            "tcp_nodelay": state.get("tcp_nodelay"),
+        }

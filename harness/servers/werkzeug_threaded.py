@@ -16,7 +16,6 @@ from harness.servers._single import SingleProcessMode
 from harness.servers.base import (
     Availability,
     ModeTraits,
-    ServerConfig,
     package_version,
     register,
 )
@@ -37,13 +36,9 @@ class WerkzeugThreaded(SingleProcessMode):
             return Availability(False, "werkzeug is not installed (pip install ctxbench)")
         return Availability(True)
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        rv = super().effective(cfg, workers, master)
-        rv.update(
-            worker_class="thread-per-connection",
-            threads=None,  # unbounded: one new thread per connection
-            worker_connections=None,
-        )
-        return rv
+    def details(self, _state: dict[str, t.Any]) -> dict[str, t.Any]:
+        return {
+            "worker_class": "thread-per-connection",
+            "threads": None,  # unbounded: one new thread per connection
+            "worker_connections": None,
+        }

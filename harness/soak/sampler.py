@@ -19,6 +19,7 @@ import typing as t
 
 from harness.errors import UsageError
 from harness.results import LoadSample, ProcessSample
+from harness.servers.base import pip_install
 
 __all__ = ["LoadSample", "ProcessSample", "Sampler", "import_psutil"]
 
@@ -30,7 +31,7 @@ def import_psutil() -> t.Any:
     except ImportError:
         raise UsageError(
             "ctxbench soak samples the server's processes with psutil, which is not installed:"
-            " pip install 'ctxbench[soak]'"
+            f" {pip_install('soak')}"
         ) from None
     return psutil
 
