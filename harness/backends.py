@@ -58,6 +58,7 @@ from contextvars import ContextVar
 from core import storage as core_storage
 from core.storage import ContextStorage
 from harness.osthread import original_get_ident
+from harness.protocol import DEFAULT_BACKEND
 
 try:
     from greenlet import getcurrent as _getcurrent
@@ -77,9 +78,6 @@ __all__ = [
     "install",
     "restore_default",
 ]
-
-DEFAULT_BACKEND = "contextvar"
-
 
 class _Missing:
     """The marker for "no value" (a slot may legitimately hold ``None``)."""
@@ -289,7 +287,7 @@ def _default_storage() -> ContextStorage:
 #: Backend names to storage factories. Each mutant factory returns a fresh storage with empty
 #: slots; ``contextvar`` returns the core's default storage.
 BACKENDS: dict[str, Callable[[], ContextStorage]] = {
-    "contextvar": _default_storage,
+    DEFAULT_BACKEND: _default_storage,
     "shared-global": _mutant("shared-global", SharedGlobalSlot),
     "thread-ident": _mutant("thread-ident", ThreadIdentSlot),
     "no-reset": _mutant("no-reset", NoResetSlot),

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from harness.errors import CtxbenchError, UsageError
+from harness.protocol import DEFAULT_BACKEND
 from harness.report.tree import plural
 
 if t.TYPE_CHECKING:
@@ -88,7 +89,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backend",
-        default="contextvar",
+        default=DEFAULT_BACKEND,
         help="context storage: contextvar (correct), shared-global, thread-ident, no-reset; or a"
         " negative control of harness.controls (shared-app-slot, teardown-skips-pop, ...);"
         " anything but contextvar needs a core app",
@@ -417,7 +418,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     modes = _behind_proxies(modes, args.proxy)
     apps: tuple[str, ...] = (app,)
     if args.compare_flask:
-        if set(backends) != {"contextvar"}:
+        if set(backends) != {DEFAULT_BACKEND}:
             raise UsageError(
                 "--compare-flask compares the core and Flask on the correct contextvar storage;"
                 f" drop --backend {','.join(backends)} or run the mutants separately"
@@ -463,7 +464,7 @@ def _check_target_options(args: argparse.Namespace) -> None:
         "--modes": args.modes.strip() != "all",
         "--proxy": bool(args.proxy),
         "--app": args.app is not None,
-        "--backend": args.backend != "contextvar",
+        "--backend": args.backend != DEFAULT_BACKEND,
         "--workers": args.workers is not None,
         "--threads": args.threads is not None,
         "--worker-connections": args.worker_connections is not None,

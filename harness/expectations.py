@@ -77,6 +77,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from harness.load.spec import CONNECTION_PATTERNS, ConnectionPattern
+from harness.protocol import DEFAULT_BACKEND
 from harness.servers.base import ExecutionUnit, ModeTraits
 
 __all__ = [
@@ -125,7 +126,7 @@ class BackendTraits:
 
 #: The traits of the backends in :data:`harness.backends.BACKENDS`.
 BACKEND_TRAITS: dict[str, BackendTraits] = {
-    "contextvar": BackendTraits(scope="context", resets=True),
+    DEFAULT_BACKEND: BackendTraits(scope="context", resets=True),
     "shared-global": BackendTraits(scope="process", resets=True),
     "thread-ident": BackendTraits(scope="os-thread", resets=True),
     "no-reset": BackendTraits(scope="context", resets=False),

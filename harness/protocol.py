@@ -15,6 +15,7 @@ __all__ = [
     "APP_ENV",
     "BACKEND_ENV",
     "CONTEXT_NAMES",
+    "DEFAULT_BACKEND",
     "ENABLE_ENV",
     "FAIL_PHASES",
     "FRAMEWORK_NAMES",
@@ -39,6 +40,9 @@ SECRET_ENV = "CTXBENCH_PROBE_SECRET"
 #: the context-storage backend, and the folder where the server processes write their state.
 APP_ENV = "CTXBENCH_APP"
 BACKEND_ENV = "CTXBENCH_BACKEND"
+#: The context storage a server gets without :data:`BACKEND_ENV`: the core's own ContextVars
+#: (the correct one; :mod:`harness.backends` holds it and the deliberately broken ones).
+DEFAULT_BACKEND = "contextvar"
 STATE_DIR_ENV = "CTXBENCH_STATE_DIR"
 
 #: The phases of one request, in the order they happen; every response observes each of them.

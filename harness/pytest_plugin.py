@@ -204,7 +204,7 @@ class Ctxbench:
         requests: int | None = None,
         concurrency: int | None = None,
         sleep_ms: float = 1.0,
-        backend: str = "contextvar",
+        backend: str = "contextvar",  # DEFAULT_BACKEND: this plugin imports nothing but pytest
         server_args: Sequence[str] = (),
     ) -> CheckResult:
         """Serve ``app`` (an import string, ``module:attr``) under each mode and check it.

@@ -27,13 +27,13 @@ from pathlib import Path
 
 from harness import results
 from harness.apps import app_label
-from harness.backends import DEFAULT_BACKEND
 from harness.checkpoints import checkpoint
 from harness.errors import ServerStartError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load.cpu import ThreadCpu, group_cpu
 from harness.load.spec import ConnectionPattern
+from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
 from harness.settings import RunSettings
@@ -471,7 +471,7 @@ def _measure_cell(
     done_requests, done_leaks = totals
     name = (
         srv.mode
-        if app_label(app) == "core" and backend == "contextvar"
+        if app_label(app) == "core" and backend == DEFAULT_BACKEND
         else (f"{srv.mode} ({app_label(app)}, {backend})")
     )
     if settings.concurrency_levels:

@@ -24,7 +24,7 @@ from harness.load.spec import (
     MAX_PROCESSES,
     MAX_SLEEP_MS,
 )
-from harness.protocol import FAIL_PHASES
+from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES
 from harness.servers import MODES, get_mode, proxied_modes
 from harness.servers.base import ServerConfig
 from harness.target import parse_target
@@ -52,7 +52,7 @@ class RunSettings:
     """
 
     apps: tuple[str, ...] = (CORE_APP,)
-    backends: tuple[str, ...] = ("contextvar",)
+    backends: tuple[str, ...] = (DEFAULT_BACKEND,)
     modes: tuple[str, ...] = ()
     connections: tuple[str, ...] = CONNECTION_PATTERNS
     duration: float | None = DEFAULT_DURATION_S
@@ -189,7 +189,7 @@ def check_backend(backend: str, app: str) -> None:
     """Check that ``backend`` names a context storage or a negative control that fits ``app``."""
     # The backends and controls load the core framework: imported on use, so that the results
     # model, which records these settings, stays light to import.
-    from harness.backends import BACKENDS, DEFAULT_BACKEND
+    from harness.backends import BACKENDS
     from harness.controls import CONTROLS
 
     if backend not in BACKENDS and backend not in CONTROLS:

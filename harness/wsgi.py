@@ -32,7 +32,7 @@ from pathlib import Path
 
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
-from harness.protocol import APP_ENV, BACKEND_ENV, STATE_DIR_ENV
+from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, STATE_DIR_ENV
 
 __all__ = ["LOADED", "load_app", "parse_import_string"]  # and `app`, lazily
 
@@ -103,7 +103,7 @@ def _ensure_probe(app: t.Any) -> str:
 
 def _bootstrap() -> t.Any:
     import_string = os.environ.get(APP_ENV) or CORE_APP
-    backend = os.environ.get(BACKEND_ENV) or "contextvar"
+    backend = os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
 
     from harness import controls
     from harness.backends import BACKENDS, install
@@ -119,7 +119,7 @@ def _bootstrap() -> t.Any:
         valid = ", ".join([*BACKENDS, *controls.CONTROLS])
         raise AppLoadError(f"cannot install backend {backend!r}: {e} (valid: {valid})") from e
     rv = load_app(import_string)
-    if backend != "contextvar" and not _is_core_app(rv):
+    if backend != DEFAULT_BACKEND and not _is_core_app(rv):
         raise AppLoadError(
             f"backend {backend!r} swaps the storage of ctxbench's core framework, but app"
             f" {import_string!r} is a {type(rv).__module__}.{type(rv).__qualname__}, not a"

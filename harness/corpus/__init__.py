@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from harness.expectations import Expectation, LeakTraits, derive_leak
 from harness.load.spec import ConnectionPattern
+from harness.protocol import DEFAULT_BACKEND
 from harness.servers.base import ModeTraits
 
 __all__ = [
@@ -46,7 +47,7 @@ class Variant:
     """One app of an entry: its import string and the backend or control it runs with."""
 
     app: str
-    backend: str = "contextvar"
+    backend: str = DEFAULT_BACKEND
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.cli import _check_folder, _csv, _server_args
 from harness.errors import UsageError
+from harness.protocol import DEFAULT_BACKEND
 from harness.settings import check_backend
 
 __all__ = ["cmd_chaos", "cmd_soak", "configure_chaos", "configure_soak"]
@@ -45,7 +46,7 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backend",
-        default="contextvar",
+        default=DEFAULT_BACKEND,
         help="comma-separated context storages; a negative control (no-reset, shared-global,"
         " ...) must still be caught under each fault",
     )
@@ -186,7 +187,7 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backend",
-        default="contextvar",
+        default=DEFAULT_BACKEND,
         help="context storage (never-release: the memory-leak negative control)",
     )
     parser.add_argument(

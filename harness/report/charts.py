@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from harness.backends import DEFAULT_BACKEND
+from harness.protocol import DEFAULT_BACKEND
 from harness.report.summary import label
 from harness.report.tree import Figure, fmt_ms, fmt_pct, fmt_rps, plural
 from harness.results import Cell

@@ -15,8 +15,8 @@ from __future__ import annotations
 import typing as t
 from collections.abc import Callable, Mapping, Sequence
 
-from harness.backends import DEFAULT_BACKEND
 from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
+from harness.protocol import DEFAULT_BACKEND
 from harness.report.charts import Line, Point, line_chart
 from harness.report.summary import label
 from harness.report.tree import (

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends import DEFAULT_BACKEND
+from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, faults, load
 from harness.report.corpus import corpus_cells, corpus_section, corpus_verdict
 from harness.report.summary import (

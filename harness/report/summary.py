@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.backends import DEFAULT_BACKEND
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
-from harness.protocol import CONTEXT_NAMES, app_observation_names
+from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
 from harness.report.tree import (
     Table,
     fmt_ms,

@@ -32,7 +32,7 @@ from types import TracebackType
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
-from harness.protocol import APP_ENV, BACKEND_ENV, STATE_DIR_ENV
+from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, STATE_DIR_ENV
 from harness.registry import registrar
 from harness.servers._process import (
     HOST,
@@ -99,7 +99,7 @@ class ServerConfig:
     """
 
     app: str = CORE_APP
-    backend: str = "contextvar"
+    backend: str = DEFAULT_BACKEND
     host: str = HOST
     #: ``None``: a free port, chosen when the server starts.
     port: int | None = None

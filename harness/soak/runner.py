@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.load import LoadSpec, run_load
+from harness.protocol import DEFAULT_BACKEND
 from harness.results import ServerInfo, Soak
 from harness.servers import group_members, live_server
 
@@ -42,7 +43,7 @@ def run_soak(
     *,
     seconds: float,
     app: str,
-    backend: str = "contextvar",
+    backend: str = DEFAULT_BACKEND,
     connections: str = "fresh",
     warmup_s: float | None = None,
     concurrency: int = 16,
