@@ -57,7 +57,9 @@ def test_a_short_soak_catches_the_never_release_mutant(
     (soak,) = doc["soaks"]
     assert soak["verdict"] == "memory", out
     assert soak["leaks"] == 0 and soak["errors"] == 0, out  # memory, not cross-talk
+    # Each worker grows with the requests it served; fresh connections may all land on one
+    # worker of two for ten seconds, so the verdict needs one, not both.
     grown = [p for p in soak["trends"] if p["role"] == "worker" and p["rss_growth"] > 0.05]
-    assert len(grown) == 2, soak["trends"]
+    assert grown, soak["trends"]
     assert (run_dir / f"soak-rss-{MODE}-never-release-fresh.svg").exists()
     assert "## Soak: gunicorn-gevent" in (run_dir / "report.md").read_text()
