@@ -96,12 +96,7 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
     height = bottom + 30
     values = [v for r in rows for b in r.bars for v in (b.value, *b.runs) if v is not None]
     limit = _nice_limit(max(values, default=1.0))
-    out = [
-        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}"'
-        f' role="img" aria-label="{escape(title)}" style="{FONT};max-width:100%;height:auto">',
-        f'<title>{escape(title)}</title><rect width="{WIDTH}" height="{height}" fill="#fff"/>',
-        f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
-    ]
+    out = _svg_head(title, WIDTH, height)
     if n > 1:
         for j, b in enumerate(rows[0].bars):
             out.append(
@@ -238,13 +233,7 @@ def line_chart(
     def sy(v: float) -> float:
         return PLOT_B - (PLOT_B - PLOT_T) * min(max(v, 0.0), limit) / limit
 
-    out = [
-        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {CHART_W} {CHART_H}" width="{CHART_W}"'
-        f' height="{CHART_H}" role="img" aria-label="{escape(title)}"'
-        f' style="{FONT};max-width:100%;height:auto">',
-        f'<title>{escape(title)}</title><rect width="{CHART_W}" height="{CHART_H}" fill="#fff"/>',
-        f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
-    ]
+    out = _svg_head(title, CHART_W, CHART_H)
     if shade_to > 0:
         out.append(
             f'<rect x="{PLOT_L}" y="{PLOT_T}" width="{sx(shade_to) - PLOT_L:.1f}"'
@@ -294,6 +283,16 @@ def line_chart(
         )
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _svg_head(title: str, width: int, height: int) -> list[str]:
+    """A chart's opening: the ``<svg>`` element, its title, white background and heading."""
+    return [
+        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
+        f' role="img" aria-label="{escape(title)}" style="{FONT};max-width:100%;height:auto">',
+        f'<title>{escape(title)}</title><rect width="{width}" height="{height}" fill="#fff"/>',
+        f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
+    ]
 
 
 def _real(p: Point) -> bool:
