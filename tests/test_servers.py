@@ -433,3 +433,14 @@ def test_stop_is_idempotent_after_exit() -> None:
     srv.stop()
     srv.stop()
     assert process.returncode == 0
+
+
+@pytest.mark.live
+def test_readiness_counts_only_answers_from_the_spawned_process_group(tmp_path: Path) -> None:
+    # Another run's server answering on the same port (while ours still retries its bind) must
+    # never pass for ours: it could be a broken-storage mutant.
+    from harness.servers._process import _probe_once
+
+    with live_server("gunicorn-sync", log_dir=tmp_path) as srv:
+        assert _probe_once(srv.host, srv.port, "mine", 2.0, group=srv.pid) == "ready"
+        assert _probe_once(srv.host, srv.port, "theirs", 2.0, group=os.getpgrp()) is None

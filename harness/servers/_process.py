@@ -221,8 +221,14 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # -- readiness -------------------------------------------------------------------------------
 
 
-def _probe_once(host: str, port: int, token: str, timeout: float) -> str | None:
-    """One readiness probe: ``"ready"``, ``None`` (not up yet) or why the app is not a probe app."""
+def _probe_once(
+    host: str, port: int, token: str, timeout: float, group: int | None = None
+) -> str | None:
+    """One readiness probe: ``"ready"``, ``None`` (not up yet) or why the app is not a probe app.
+
+    With ``group``, an answer from a process outside that process group is ``None`` too: another
+    program holds the port while the server being started still retries its bind.
+    """
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", f"{PROBE_PATH}?token={token}&sleep_ms=0")
@@ -239,12 +245,25 @@ def _probe_once(host: str, port: int, token: str, timeout: float) -> str | None:
     if response.status != 200:
         return f"answered {response.status}"
     try:
-        echoed = json.loads(body).get("token")
+        doc = json.loads(body)
+        echoed = doc.get("token")
     except (ValueError, AttributeError):
         return "answered 200 with something that is not a probe response"
     if echoed != token:
         return f"answered token {echoed!r} to a request for token {token!r}"
+    if group is not None and not _in_group(doc.get("worker"), group):
+        return None
     return "ready"
+
+
+def _in_group(worker: object, group: int) -> bool:
+    pid = worker.get("pid") if isinstance(worker, dict) else None
+    if not isinstance(pid, int):
+        return False
+    try:
+        return os.getpgid(pid) == group
+    except OSError:  # no such process here: not one of ours
+        return False
 
 
 def wait_ready(
@@ -257,8 +276,12 @@ def wait_ready(
     log_path: Path,
     state_dir: Path,
     ready_timeout: float,
+    group: int | None = None,
 ) -> None:
     """Poll a probe request until the server ``name`` answers it, within ``ready_timeout`` s.
+
+    ``group`` is the process group that must answer (see :meth:`ServerMode.answering_group`);
+    an answer from any other process does not count as ready.
 
     Raises :class:`AppLoadError` (the app failed to import, or answers but is not a probe app),
     :class:`PortRaceLost` (the server exited because the port was taken) or
@@ -281,7 +304,7 @@ def wait_ready(
                 detail=tail,
             )
         attempt += 1
-        outcome = _probe_once(host, port, f"ctxbench-ready-{attempt}", timeout=2.0)
+        outcome = _probe_once(host, port, f"ctxbench-ready-{attempt}", timeout=2.0, group=group)
         if outcome == "ready":
             return
         if outcome is not None:

@@ -284,6 +284,16 @@ class ServerMode(abc.ABC):
         """How many server processes serve requests (each reports its state once it is up)."""
         return 1
 
+    def answering_group(self, leader: int) -> int:
+        """The process group whose processes answer probe requests once the server is up.
+
+        ``leader`` is the pid of the process the harness spawned, which leads a group of its own:
+        every server process of a mode is in it. A proxy overrides this with its upstream's
+        group. Readiness accepts an answer only from this group, so a server of another run that
+        answers on the same port (while this one still retries its bind) is never measured.
+        """
+        return leader
+
     def __init_subclass__(cls, **kwargs: t.Any) -> None:
         super().__init_subclass__(**kwargs)
         if "expected_workers" in vars(cls):  # renamed; an override under the old name is dead
@@ -580,6 +590,7 @@ def _start(
         checkpoint("server-spawned")  # a test hook (harness.checkpoints); nothing without it
         wait_ready(
             process,
+            group=server_mode.answering_group(process.pid),
             name=server_mode.name,
             app=cfg.app,
             host=cfg.host,

@@ -181,6 +181,9 @@ class NginxFront(ServerMode):
     def available(self) -> Availability:
         return self.proxy.available()
 
+    def answering_group(self, leader: int) -> int:
+        return self.upstream.pid  # the probe answers from the upstream's processes
+
     def serving_processes(self, cfg: ServerConfig) -> int:
         return 0  # nginx writes no state files; effective() asks the processes themselves
 
