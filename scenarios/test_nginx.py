@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.apps import CORE_APP
 from harness.load import LoadSpec, run_load
 from harness.servers import group_members
-
-CORE_APP = "harness.apps.core_app:app"
 
 STACKS = [
     pytest.param("nginx+gunicorn-gthread", 0, "1.0", id="nginx"),
