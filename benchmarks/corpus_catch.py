@@ -102,7 +102,7 @@ def table(rows: list[dict[str, t.Any]]) -> Table:
             )
             for r in rows
         ),
-        align=("l", "l", "l", "l", "r", "r", "r", "r"),
+        align="llllrrrr",
     )
 
 

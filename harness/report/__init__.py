@@ -28,24 +28,17 @@ from harness import results
 from harness.report.bench import Benchmarks, read_benchmarks
 from harness.report.compare import Change, compare_runs, parse_threshold
 from harness.report.render import to_html, to_markdown
-from harness.report.sections import SECTIONS, Context, Section, build
-from harness.report.summary import Summary, format_summary, summarize
-from harness.report.tree import Callout, Figure, Group, Node
+from harness.report.sections import Context, build
+from harness.report.summary import format_summary, summarize
+from harness.report.tree import Figure, Group, Node
 
 __all__ = [
-    "SECTIONS",
-    "Benchmarks",
     "Change",
-    "Context",
-    "Section",
-    "Summary",
     "compare_runs",
     "format_summary",
     "parse_threshold",
-    "read_benchmarks",
     "render_reports",
     "render_run_dir",
-    "summarize",
     "write_reports",
 ]
 
@@ -81,10 +74,5 @@ def write_reports(run_dir: Path, run: results.Run | None = None) -> list[Path]:
 
 
 def _figures(nodes: Sequence[Node]) -> list[Figure]:
-    rv = []
-    for node in nodes:
-        if isinstance(node, Figure):
-            rv.append(node)
-        elif isinstance(node, Group | Callout):
-            rv += _figures(node.body)
-    return rv
+    groups = (_figures(n.body) if isinstance(n, Group) else [n] for n in nodes)
+    return [f for group in groups for f in group if isinstance(f, Figure)]

@@ -146,7 +146,7 @@ def micro_tables(rows: Sequence[MicroRow]) -> list[Table]:
             )
         )
     warn = frozenset(i for i, r in enumerate(rows) if r.spread > SPREAD_WARNING)
-    tables = [Table(headers, tuple(cells), ("l", "l") + ("r",) * 5, warn_rows=warn)]
+    tables = [Table(headers, tuple(cells), "ll" + "r" * 5, warn_rows=warn)]
     targets: list[tuple[str, str, bool]] = []
     core, flask = by.get(("full-wsgi-call", "core")), by.get(("full-wsgi-call", "flask"))
     if core and flask and core.median_s > 0:
@@ -171,7 +171,7 @@ def micro_tables(rows: Sequence[MicroRow]) -> list[Table]:
             (name, measured, "met" if met else "MISSED") for name, measured, met in targets
         )
         bad = frozenset(i for i, t in enumerate(targets) if not t[2])
-        tables.append(Table(("target", "measured", "result"), rows_, ("l", "r", "l"), bad))
+        tables.append(Table(("target", "measured", "result"), rows_, "lrl", bad))
     return tables
 
 
@@ -263,7 +263,7 @@ def calibration_table(doc: Mapping[str, Any], rows: Sequence[CalibrationRow]) ->
     return Table(
         headers,
         cells,
-        ("l", "r", "r", "r", "l", "r", "r", "r", "r", "r", "r", "r", "r"),
+        "lrrrlrrrrrrrr",
         bad_rows=frozenset(i for i, r in enumerate(rows) if r.driver_errors or r.driver_leaks),
         warn_rows=frozenset(
             i

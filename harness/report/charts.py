@@ -68,7 +68,7 @@ def throughput(cells: Sequence[Cell], pattern: str) -> Figure:
         tip = f"{label(c)}: median {fmt_rps(c.rps)} rps over {plural(len(c.runs) or 1, 'run')}"
         note = f"{fmt_rps(c.rps)} · spread {fmt_pct(c.rps_spread)}" + " ⚠" * c.noisy
         rows.append(_row(c, (Bar(c.rps, _color(c), "rps", tip, c.rps_runs),), note))
-    return Figure(_file_name("throughput", pattern), title, bar_chart(title, rows))
+    return Figure(file_name("throughput", pattern), title, bar_chart(title, rows))
 
 
 def latency(cells: Sequence[Cell], pattern: str) -> Figure:
@@ -83,7 +83,7 @@ def latency(cells: Sequence[Cell], pattern: str) -> Figure:
             bars.append(Bar(value, color, name, tip, [v for v in runs if v is not None]))
         rows.append(_row(c, tuple(bars), f"p99 {fmt_ms(c.latency_ms.p99)}"))
     legend = "ms; whiskers: range over repeats; max in the table"
-    return Figure(_file_name("latency", pattern), title, bar_chart(title, rows, legend=legend))
+    return Figure(file_name("latency", pattern), title, bar_chart(title, rows, legend=legend))
 
 
 def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
@@ -159,8 +159,9 @@ def _color(c: Cell) -> str:
     return COLOR_OK if c.app_label == "core" else COLOR_OTHER_APP
 
 
-def _file_name(kind: str, pattern: str) -> str:
-    return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]', '_', pattern)}.svg"
+def file_name(*parts: str) -> str:
+    """A chart's file name: its ``parts`` joined by "-", anything but ``[A-Za-z0-9_-]`` as "_"."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(parts)) + ".svg"
 
 
 def _x(value: float | None, limit: float) -> float:
@@ -283,6 +284,17 @@ def line_chart(
         )
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def line_figure(
+    title: str,
+    name: Sequence[str],
+    lines: Sequence[Line],
+    ticks: Sequence[tuple[float, str]],
+    **options: t.Any,
+) -> Figure:
+    """A :func:`line_chart` as a figure named :func:`file_name` of ``name``."""
+    return Figure(file_name(*name), title, line_chart(title, lines, ticks, **options))
 
 
 def _svg_head(title: str, width: int, height: int) -> list[str]:

@@ -127,7 +127,7 @@ def compare_runs(
         *("mode", "app", "backend", "connections", "rps A", "rps B", "Δ rps", "p99 A ms"),
         *("p99 B ms", "Δ p99", "leaks A/B", ""),
     )
-    out += text_table(Table(headers, tuple(rows), ("l",) * 4 + ("r",) * 7 + ("l",)))
+    out += text_table(Table(headers, tuple(rows), "l" * 4 + "r" * 7 + "l"))
     only = [f"  in A only: {_name(k)}" for k in a_by if k not in b_by]
     only += [f"  in B only: {_name(k)}" for k in b_by if k not in a_by]
     if only:
@@ -147,9 +147,7 @@ def compare_runs(
     return "\n".join(out) + "\n", regressions
 
 
-def _changes(
-    key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool
-) -> list[Change]:
+def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> list[Change]:
     rv = []
     p99 = (a.latency_ms.p99, b.latency_ms.p99)
     for metric, (va, vb), noise, worse in (

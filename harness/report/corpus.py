@@ -10,11 +10,13 @@ harness disagrees with the traits. The same table is printed on the terminal.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from harness.report.tree import Heading, Node, Paragraph, Table
-from harness.results import Cell, Run
+from harness.results import Cell, CorpusCheck, Run
 
-__all__ = ["corpus_cell_text", "corpus_cells", "corpus_section", "corpus_table", "corpus_verdict"]
+if TYPE_CHECKING:  # sections imports this module: a real import back would be a cycle
+    from harness.report.sections import Context
 
 
 def corpus_cells(run: Run) -> tuple[Cell, ...]:
@@ -22,66 +24,47 @@ def corpus_cells(run: Run) -> tuple[Cell, ...]:
     return tuple(cell for cell in run.cells if cell.corpus is not None)
 
 
-def corpus_cell_text(cell: Cell) -> str:
-    """What one buggy cell says in the table."""
-    check = cell.corpus
-    if check is None:
-        return ""
+def corpus_table(cells: Sequence[Cell]) -> Table:
+    """The corpus table of ``cells`` (the cells of a corpus run, in run order)."""
+    from harness.corpus import ENTRIES  # the entries import every corpus app: only when needed
+
+    columns = list(dict.fromkeys((c.mode, c.connections) for c in cells))
+    checks = [(c, c.corpus) for c in cells if c.corpus is not None]
+    rows, bad = [], set()
+    for i, key in enumerate(dict.fromkeys(check.entry for _, check in checks)):
+        mine = [(c, check) for c, check in checks if check.entry == key]
+        buggy = {(c.mode, c.connections): check for c, check in mine if check.variant == "buggy"}
+        fixed = [c for c, check in mine if check.variant == "fixed"]
+        leaks, requests = sum(c.leaks for c in fixed), sum(c.requests for c in fixed)
+        ok = all(check.matches for _, check in mine)
+        bad |= set() if ok else {i}
+        entry = ENTRIES.get(key)
+        rows.append(
+            (
+                f"{entry.number} {key}" if entry else key,
+                entry.source if entry else "",
+                *(_buggy_text(buggy.get(col)) for col in columns),
+                f"{leaks:,} leaks / {requests:,} requests" if fixed else "not run",
+                "yes" if ok else "NO",
+            )
+        )
+    headers = ("entry", "source", *(f"{m} {p}" for m, p in columns), "fixed twin", "as expected")
+    align = "ll" + "l" * len(columns) + "rl"
+    return Table(headers, tuple(rows), align, frozenset(bad), wrap=frozenset({0, 1}))
+
+
+def _buggy_text(check: CorpusCheck | None) -> str:
+    if check is None:  # the connection pattern cannot run under this mode
+        return "n/a"
     if check.verdict == "caught":
         return f"caught after {check.first_leak_at}"
     return {"missed": "MISSED", "false leak": "FALSE LEAK"}.get(check.verdict, check.verdict)
 
 
-def corpus_table(cells: Sequence[Cell]) -> Table:
-    """The corpus table of ``cells`` (the cells of a corpus run, in run order)."""
-    from harness.corpus import ENTRIES
-
-    columns = list(dict.fromkeys((c.mode, c.connections) for c in cells))
-    keys = list(dict.fromkeys(c.corpus.entry for c in cells if c.corpus is not None))
-    rows: list[tuple[str, ...]] = []
-    bad: set[int] = set()
-    for i, key in enumerate(keys):
-        mine = [c for c in cells if c.corpus is not None and c.corpus.entry == key]
-        buggy = {
-            (c.mode, c.connections): c for c in mine if c.corpus and c.corpus.variant == "buggy"
-        }
-        fixed = [c for c in mine if c.corpus and c.corpus.variant == "fixed"]
-        entry = ENTRIES.get(key)
-        title = f"{entry.number} {key}" if entry else key
-        fixed_leaks = sum(c.leaks for c in fixed)
-        fixed_requests = sum(c.requests for c in fixed)
-        fixed_text = f"{fixed_leaks:,} leaks / {fixed_requests:,} requests" if fixed else "not run"
-        ok = all(c.corpus is not None and c.corpus.matches for c in mine)
-        if not ok:
-            bad.add(i)
-        rows.append(
-            (
-                title,
-                entry.source if entry else "",
-                *(corpus_cell_text(buggy[col]) if col in buggy else "n/a" for col in columns),
-                fixed_text,
-                "yes" if ok else "NO",
-            )
-        )
-    return Table(
-        headers=(
-            "entry",
-            "source",
-            *(f"{mode} {pattern}" for mode, pattern in columns),
-            "fixed twin",
-            "as expected",
-        ),
-        rows=tuple(rows),
-        align=("l", "l", *("l" for _ in columns), "r", "l"),
-        bad_rows=frozenset(bad),
-        wrap=frozenset({0, 1}),
-    )
-
-
 def corpus_verdict(cells: Sequence[Cell]) -> tuple[bool, str]:
     """Whether every corpus cell came out as its traits say, and a sentence saying so."""
-    checks = [c.corpus for c in cells if c.corpus is not None]
-    wrong = [c for c in cells if c.corpus is not None and not c.corpus.matches]
+    checks = [(c, c.corpus) for c in cells if c.corpus is not None]
+    wrong = [(c, check) for c, check in checks if not check.matches]
     if not wrong:
         return True, (
             f"All {len(checks)} corpus cells came out as the entries' traits say: every buggy app"
@@ -89,15 +72,15 @@ def corpus_verdict(cells: Sequence[Cell]) -> tuple[bool, str]:
             " where it cannot, and every fixed twin clean."
         )
     listed = "; ".join(
-        f"{c.corpus.entry} {c.corpus.variant} under {c.mode} {c.connections}: {c.corpus.verdict}"
-        for c in wrong
-        if c.corpus is not None
+        f"{check.entry} {check.variant} under {c.mode} {c.connections}: {check.verdict}"
+        for c, check in wrong
     )
     return False, f"{len(wrong)} of {len(checks)} corpus cells did not: {listed}."
 
 
-def corpus_section(cells: Sequence[Cell]) -> list[Node]:
+def corpus_section(ctx: Context) -> list[Node]:
     """The report's corpus section (empty for a run that is not a corpus run)."""
+    cells = corpus_cells(ctx.run)
     if not cells:
         return []
     return [

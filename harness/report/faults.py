@@ -8,15 +8,13 @@ the same samples give the same bytes) beside a table of each process's trend.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.report.charts import Line, Point, line_chart
+from harness.report.charts import Line, Point, line_figure
 from harness.report.tree import (
     Callout,
-    Figure,
     Heading,
     Items,
     Node,
@@ -25,19 +23,12 @@ from harness.report.tree import (
     fmt_pct,
     fmt_rps,
     plural,
+    where,
 )
 
 if TYPE_CHECKING:
     from harness.report.sections import Context
     from harness.results import FaultCell, Run, Soak
-
-__all__ = [
-    "faults_section",
-    "faults_table",
-    "run_verdict",
-    "soak_section",
-    "soak_table",
-]
 
 #: Error kinds with a column of their own; the rest are summed under "other".
 ERROR_COLUMNS = ("reset", "refused", "timeout", "5xx")
@@ -54,60 +45,45 @@ def run_verdict(run: Run) -> list[Node]:
             f" ({len(run.faults) - len(applicable)} not applicable),"
             f" {sum(c.requests for c in run.faults):,} requests accounted for"
         )
-    if run.soaks:
-        parts.append(f"{plural(len(run.soaks), 'soak')}")
+    parts += [plural(len(run.soaks), "soak")] if run.soaks else []
     if failed:
         text = f"**Verdict: {plural(len(failed), 'failure')}.** " + "; ".join(parts) + "."
-        style = "verdict leak"
     else:
         text = "**Verdict: pass.** " + "; ".join(parts) + ", every verdict as it must be."
-        style = "verdict ok"
-    out: list[Node] = [Callout(style, (Paragraph(text),))]
+    out: list[Node] = [Callout((Paragraph(text),), "verdict leak" if failed else "verdict ok")]
     if run.status != "complete":
-        out.append(
-            Callout("warning", (Paragraph(f"**⚠ This run is {run.status}, not complete.**"),))
-        )
+        text = f"**⚠ This run is {run.status}, not complete.**"
+        out.append(Callout((Paragraph(text),), "warning"))
     return out
-
-
-def _count(n: int) -> str:
-    return f"{n:,}" if n else "-"
 
 
 def faults_table(cells: Sequence[FaultCell]) -> Table:
     """One row per fault cell: what ran, every request accounted for, and the verdict."""
-    several_apps = len({(c.app_label, c.backend) for c in cells}) > 1
+    several = len({(c.app_label, c.backend) for c in cells}) > 1
     headers = (
-        "fault", "mode", *(("app", "backend") if several_apps else ()), "connections",
-        "requests", "answered", *ERROR_COLUMNS, "other errors", "aborted", "injected", "leaks",
-        "after", "verdict",
+        "fault", "mode", *("app", "backend") * several, "connections", "requests", "answered",
+        *ERROR_COLUMNS, "other errors", "aborted", "injected", "leaks", "after", "verdict",
     )  # fmt: skip
-    rows, bad = [], set()
-    for i, c in enumerate(cells):
+    rows = []
+    for c in cells:
         other = sum(v for k, v in c.errors.items() if k not in ERROR_COLUMNS)
-        after = "-"
-        if c.after is not None:
-            a = c.after
-            after = f"{a.requests:,} on {a.survivors_reached}+{a.respawned_reached}"
-        if not c.passed:
-            bad.add(i)
-        row = (
-            c.fault, c.mode, *((c.app_label, c.backend) if several_apps else ()),
-            c.connections, _count(c.requests), _count(c.answered),
-            *(_count(c.errors.get(k, 0)) for k in ERROR_COLUMNS), _count(other),
-            _count(c.aborted), _count(c.injected), _count(c.leaks), after, c.verdict,
-        )  # fmt: skip
-        rows.append(row)
-    align = tuple("l" if h in ("fault", "mode", "app", "backend", "connections", "verdict")
-                  else "r" for h in headers)  # fmt: skip
-    return Table(headers, tuple(rows), align, bad_rows=frozenset(bad))
+        a = c.after
+        after = f"{a.requests:,} on {a.survivors_reached}+{a.respawned_reached}" if a else "-"
+        rows.append((
+            c.fault, c.mode, *(c.app_label, c.backend) * several, c.connections,
+            *map(_count, (c.requests, c.answered, *(c.errors.get(k, 0) for k in ERROR_COLUMNS))),
+            *map(_count, (other, c.aborted, c.injected, c.leaks)),
+            after, c.verdict,
+        ))  # fmt: skip
+    align = "ll" + "ll" * several + "l" + "r" * 11 + "l"
+    return Table(headers, tuple(rows), align, bad_rows=where(cells, lambda c: not c.passed))
 
 
 def faults_section(ctx: Context) -> list[Node]:
     cells = ctx.run.faults
     if not cells:
         return []
-    from harness.faults.verdict import VERDICTS
+    from harness.faults.verdict import VERDICTS  # the faults package loads its fault registry
 
     failed = [c for c in cells if not c.passed]
     out: list[Node] = [
@@ -129,14 +105,15 @@ def faults_section(ctx: Context) -> list[Node]:
                for c in cells if c.verdict != "n/a"]  # fmt: skip
     not_applicable = sorted({f"`{c.fault}` on `{c.mode}`: {c.reason}" for c in cells
                              if c.verdict == "n/a"})  # fmt: skip
-    if reasons:
-        out.append(Items(tuple(reasons)))
+    evidence = tuple(str(e) for c in cells for e in c.evidence[:5])[:25]
+    out += [Items(tuple(reasons))] if reasons else []
     if not_applicable:
         out += [Paragraph("Not applicable:", note=True), Items(tuple(not_applicable))]
-    evidence = [str(e) for c in cells for e in c.evidence[:5]]
     if evidence:
-        out += [Paragraph("First evidence of each leaking cell:", note=True),
-                Items(tuple(evidence[:25]))]  # fmt: skip
+        out += [
+            Paragraph("First evidence of each leaking cell:", note=True),
+            Items(tuple(evidence)),
+        ]
     return out
 
 
@@ -146,24 +123,24 @@ def faults_section(ctx: Context) -> list[Node]:
 def soak_table(soak: Soak) -> Table:
     headers = ("process", "pid", "RSS after warm-up", "RSS at end", "growth", "fds",
                "threads", "judged")  # fmt: skip
-    rows, bad = [], set()
-    for i, p in enumerate(soak.trends):
-        if p.whole_window and (p.rss_growth > soak.rss_limit or p.fds_growing):
-            bad.add(i)
-        row = (
-            p.role, str(p.pid), _mib(p.rss_start), _mib(p.rss_end), f"{p.rss_growth:+.1%}",
+    rows = tuple(
+        (
+            *(p.role, str(p.pid), _mib(p.rss_start), _mib(p.rss_end), f"{p.rss_growth:+.1%}"),
             f"{p.fds_start} -> {p.fds_end}" + (" growing" if p.fds_growing else ""),
-            str(p.threads_end), "yes" if p.whole_window else "no (not there throughout)",
-        )  # fmt: skip
-        rows.append(row)
-    return Table(headers, tuple(rows), ("l", "r", "r", "r", "r", "r", "r", "l"),
-                 bad_rows=frozenset(bad))  # fmt: skip
+            str(p.threads_end),
+            "yes" if p.whole_window else "no (not there throughout)",
+        )
+        for p in soak.trends
+    )
+    bad = where(
+        soak.trends, lambda p: p.whole_window and (p.rss_growth > soak.rss_limit or p.fds_growing)
+    )
+    return Table(headers, rows, "lrrrrrrl", bad_rows=bad)
 
 
 def soak_section(ctx: Context) -> list[Node]:
-    soaks = ctx.run.soaks
     out: list[Node] = []
-    for soak in soaks:
+    for soak in ctx.run.soaks:
         label = f"{soak.mode}, {soak.app_label}, {soak.backend}, {soak.connections}"
         out += [
             Heading(f"Soak: {label}"),
@@ -177,7 +154,6 @@ def soak_section(ctx: Context) -> list[Node]:
             ),
             soak_table(soak),
         ]
-        slug = re.sub(r"[^A-Za-z0-9_-]", "_", f"{soak.mode}-{soak.backend}-{soak.connections}")
         rss: dict[str, list[Point]] = defaultdict(list)
         for s in soak.processes:
             rss[f"{s.role} {s.pid}"].append(Point(s.t, s.rss / 2**20))
@@ -189,9 +165,15 @@ def soak_section(ctx: Context) -> list[Node]:
             ("rss", f"RSS per server process, MiB ({label})", per_process),
             ("rps", f"Requests per second ({label})", rps),
         ):
-            chart = line_chart(title, lines, ticks, shade_to=soak.warmup_s, markers=False)
-            out.append(Figure(f"soak-{kind}-{slug}.svg", title, chart))
+            name = ("soak", kind, soak.mode, soak.backend, soak.connections)
+            out.append(
+                line_figure(title, name, lines, ticks, shade_to=soak.warmup_s, markers=False)
+            )
     return out
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n else "-"
 
 
 def _mib(n: int) -> str:

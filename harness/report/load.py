@@ -13,15 +13,13 @@ axis (they grow geometrically, so equal steps read as a log scale).
 from __future__ import annotations
 
 import typing as t
-from collections.abc import Callable, Mapping, Sequence
 
 from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
-from harness.report.charts import Line, Point, line_chart
+from harness.report.charts import Line, Point, line_figure
 from harness.report.summary import label
 from harness.report.tree import (
     Callout,
-    Figure,
     Group,
     Heading,
     Node,
@@ -29,14 +27,13 @@ from harness.report.tree import (
     Table,
     fmt_ms,
     fmt_rps,
+    fmt_share,
+    where,
 )
 from harness.results import Cell
 
 if t.TYPE_CHECKING:  # sections imports this module: a real import back would be a cycle
     from harness.report.sections import Context
-
-__all__ = ["driver_section", "sweep_section"]
-
 
 
 def driver_section(ctx: Context) -> list[Node]:
@@ -44,26 +41,25 @@ def driver_section(ctx: Context) -> list[Node]:
     cells = [c for c in ctx.summary.cells if c.driver_load is not None]
     if not cells:
         return []
-    bound = [c for c in cells if c.driver_bound]
     rows = tuple(
         (
             *(label(c), c.connections, str(c.concurrency or "-"), str(c.driver_processes)),
             fmt_rps(c.rps),
-            _share(max((max(r.driver_cpu, default=0.0) for r in c.runs), default=None)),
-            _share(c.driver_load),
-            _share(c.server_cpu),
-            _share(c.server_cpu_wait),
+            fmt_share(max((max(r.driver_cpu, default=0.0) for r in c.runs), default=None)),
+            *map(fmt_share, (c.driver_load, c.server_cpu, c.server_cpu_wait)),
             "DRIVER-BOUND" if c.driver_bound else "server",
         )
         for c in cells
     )
     out: list[Node] = [Heading("Load driver and server CPU")]
-    if bound:
+    if bound := [c for c in cells if c.driver_bound]:
         names = ", ".join(f"{label(c)} {c.connections} @{c.concurrency}" for c in bound)
-        out.append(
-            Callout("warning", (Paragraph(f"**Driver-bound:** {names}: {DRIVER_BOUND_ADVICE}."),))
-        )
-    out += [
+        text = f"**Driver-bound:** {names}: {DRIVER_BOUND_ADVICE}."
+        out.append(Callout((Paragraph(text),), "warning"))
+    headers = ("cell", "connections", "users", "driver processes", "rps", "driver CPU",
+               "driver load", "server CPU", "server waiting", "limit")  # fmt: skip
+    return [
+        *out,
         Paragraph(
             "Which side was the limit. *driver CPU* is the busiest driver process's CPU time over"
             " the run; *driver load* adds the time it was ready to run but waited for a CPU held"
@@ -75,17 +71,8 @@ def driver_section(ctx: Context) -> list[Node]:
             " the machine was too busy for its figures to be fair to it.",
             note=True,
         ),
-        Table(
-            (
-                *("cell", "connections", "users", "driver processes", "rps"),
-                *("driver CPU", "driver load", "server CPU", "server waiting", "limit"),
-            ),
-            rows,
-            ("l", "l", "r", "r", "r", "r", "r", "r", "r", "l"),
-            warn_rows=frozenset(i for i, c in enumerate(cells) if c.driver_bound),
-        ),
+        Table(headers, rows, "llrrrrrrrl", warn_rows=where(cells, lambda c: c.driver_bound)),
     ]
-    return out
 
 
 def sweep_section(ctx: Context) -> list[Node]:
@@ -105,61 +92,44 @@ def sweep_section(ctx: Context) -> list[Node]:
             note=True,
         ),
     ]
+    ticks = [(float(i), str(level)) for i, level in enumerate(levels)]
     for pattern in ctx.summary.patterns:
-        cells = [
-            c
+        by = {
+            (c.mode, c.concurrency): c
             for c in ctx.summary.for_pattern(pattern)
             if c.app_label == main and c.backend == DEFAULT_BACKEND and c.concurrency is not None
-        ]
-        modes = list(dict.fromkeys(c.mode for c in cells))
+        }
+        modes = dict.fromkeys(mode for mode, _ in by)
         if not modes:
             continue
-        by = {(c.mode, t.cast(int, c.concurrency)): c for c in cells}
+        grid = {mode: [by.get((mode, level)) for level in levels] for mode in modes}
         rps_title = f"Throughput vs concurrency, requests/s ({pattern})"
         p99_title = f"p99 latency vs concurrency, ms ({pattern})"
-        ticks = [(float(i), str(level)) for i, level in enumerate(levels)]
-        rps = _lines(modes, levels, by, lambda c: c.rps)
-        p99 = _lines(modes, levels, by, lambda c: c.latency_ms.p99)
+        rps, p99 = _lines(grid, lambda c: c.rps), _lines(grid, lambda c: c.latency_ms.p99)
+        kw: dict[str, t.Any] = {"x_label": "virtual users"}
         figures = (
-            Figure(
-                f"sweep-throughput-{pattern}.svg",
-                rps_title,
-                line_chart(rps_title, rps, ticks, x_label="virtual users", fmt=fmt_rps),
-            ),
-            Figure(
-                f"sweep-latency-{pattern}.svg",
-                p99_title,
-                line_chart(p99_title, p99, ticks, x_label="virtual users", fmt=fmt_ms),
-            ),
+            line_figure(rps_title, ("sweep-throughput", pattern), rps, ticks, fmt=fmt_rps, **kw),
+            line_figure(p99_title, ("sweep-latency", pattern), p99, ticks, fmt=fmt_ms, **kw),
         )
-        rows = tuple((mode, *(_sweep_cell(by.get((mode, lv))) for lv in levels)) for mode in modes)
+        rows = tuple((mode, *map(_sweep_cell, row)) for mode, row in grid.items())
+        headers = ("mode", *(f"{level} users" for level in levels))
         out += [
             Heading(f"Concurrency sweep, `{pattern}`", level=3),
             Group(figures, "charts"),
-            Table(
-                ("mode", *(f"{level} users" for level in levels)),
-                rows,
-                ("l",) + ("r",) * len(levels),
-            ),
+            Table(headers, rows, "l" + "r" * len(levels)),
         ]
     return out
 
 
 def _lines(
-    modes: Sequence[str],
-    levels: Sequence[int],
-    by: Mapping[tuple[str, int], Cell],
-    value: Callable[[Cell], float | None],
+    grid: dict[str, list[Cell | None]], value: t.Callable[[Cell], float | None]
 ) -> list[Line]:
     """One line per mode, one point per level (missing where the mode did not run there)."""
 
     def point(i: int, c: Cell | None) -> Point:
         return Point(i, None) if c is None else Point(i, value(c), not c.clean, c.driver_bound)
 
-    return [
-        Line(mode, tuple(point(i, by.get((mode, level))) for i, level in enumerate(levels)))
-        for mode in modes
-    ]
+    return [Line(mode, tuple(map(point, range(len(row)), row))) for mode, row in grid.items()]
 
 
 def _sweep_cell(c: Cell | None) -> str:
@@ -168,7 +138,3 @@ def _sweep_cell(c: Cell | None) -> str:
     mark = " *" if c.driver_bound else ""
     flag = " LEAK" if c.leaks else " errors" if c.errors else ""
     return f"{fmt_rps(c.rps)} rps / {fmt_ms(c.latency_ms.p99)} ms{mark}{flag}"
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"

@@ -15,10 +15,6 @@ from html import escape
 
 from harness.report.tree import Callout, Figure, Heading, Items, Node, Paragraph, Table
 
-__all__ = ["CSS", "to_html", "to_markdown"]
-
-NOTE = ' class="note"'
-
 CSS = """
 :root { color-scheme: light; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d232b;
@@ -83,14 +79,13 @@ def _md(nodes: Sequence[Node]) -> list[str]:
 
 
 def _md_table(table: Table) -> list[str]:
-    def row(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("\\", "\\\\").replace("|", "\\|") for c in cells) + " |"
+    def row(cells: Sequence[str], bold: bool = False) -> str:
+        cells = [c.replace("\\", "\\\\").replace("|", "\\|") for c in cells]
+        return "| " + " | ".join(f"**{c}**" if bold and c else c for c in cells) + " |"
 
-    lines = [row(table.headers), row(["---:" if a == "r" else "---" for a in table.align])]
-    for i, cells in enumerate(table.rows):
-        bold = i in table.bad_rows
-        lines.append(row([f"**{c}**" if bold and c else c for c in cells]))
-    return lines
+    aligns = ["---:" if a == "r" else "---" for a in table.align]
+    bad = table.bad_rows
+    return [row(table.headers), row(aligns), *(row(r, i in bad) for i, r in enumerate(table.rows))]
 
 
 def to_html(nodes: Sequence[Node]) -> str:
@@ -109,7 +104,7 @@ def _html(node: Node) -> str:
     if isinstance(node, Heading):
         return f"<h{node.level}>{_inline(node.text)}</h{node.level}>"
     if isinstance(node, Paragraph):
-        return f"<p{NOTE if node.note else ''}>{_inline(node.text)}</p>"
+        return f"<p{_class('note' * node.note)}>{_inline(node.text)}</p>"
     if isinstance(node, Items):
         return "<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in node.items) + "</ul>"
     if isinstance(node, Table):
@@ -117,9 +112,8 @@ def _html(node: Node) -> str:
     if isinstance(node, Figure):
         return node.svg
     body = "".join(_html(child) for child in node.body)
-    if isinstance(node, Callout):
-        return f'<section class="{node.style}">{body}</section>'
-    return f'<div class="{node.style}">{body}</div>' if node.style else f"<div>{body}</div>"
+    tag = "section" if isinstance(node, Callout) else "div"
+    return f"<{tag}{_class(node.style)}>{body}</{tag}>"
 
 
 def _inline(text: str) -> str:
@@ -135,20 +129,17 @@ def _html_table(table: Table) -> str:
     )
     rows = []
     for i, row in enumerate(table.rows):
-        kind = (
-            ' class="bad"'
-            if i in table.bad_rows
-            else ' class="warn"'
-            if i in table.warn_rows
-            else ""
-        )
+        kind = "bad" if i in table.bad_rows else "warn" if i in table.warn_rows else ""
         cells = "".join(
-            f'<td class="{a}{" wrap" if j in table.wrap else ""}">{escape(c)}</td>'
+            f'<td class="{a}{" wrap" * (j in table.wrap)}">{escape(c)}</td>'
             for j, (c, a) in enumerate(zip(row, table.align, strict=True))
         )
-        rows.append(f"<tr{kind}>{cells}</tr>")
-    mono = ' class="mono"' if table.mono else ""
+        rows.append(f"<tr{_class(kind)}>{cells}</tr>")
     return (
-        f'<div class="scroll"><table{mono}><thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table{_class("mono" * table.mono)}><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _class(name: str) -> str:
+    return f' class="{name}"' if name else ""

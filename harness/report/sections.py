@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.protocol import DEFAULT_BACKEND
-from harness.report import bench, charts, faults, load
-from harness.report.corpus import corpus_cells, corpus_section, corpus_verdict
+from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
-    EVIDENCE_HEADERS,
     JITTER_ADVICE,
     Summary,
-    evidence_row,
+    evidence_table,
     headline,
     label,
     recommendation,
@@ -42,10 +40,9 @@ from harness.report.tree import (
     show_json,
     spread_cell,
     spread_warning,
+    where,
 )
 from harness.results import PERCENTILES, SPREAD_FORMULA, SPREAD_WARNING, Cell, Run
-
-__all__ = ["EVIDENCE_SHOWN", "SECTIONS", "Context", "Section", "build"]
 
 EVIDENCE_SHOWN = 25  # per cell; results.json keeps everything the driver captured
 PATTERN_TITLES = {"keepalive": "Keep-alive connections", "fresh": "A fresh connection per request"}
@@ -83,34 +80,23 @@ def verdict(ctx: Context) -> list[Node]:
     ]
     if not run.cells and (run.faults or run.soaks):  # ctxbench chaos or soak: no matrix
         return out + faults.run_verdict(run)
-    corpus = corpus_cells(run)
-    if corpus:
+    if corpus.corpus_cells(run):
         # A corpus run leaks on purpose: its verdict is whether each cell came out as expected.
-        ok, sentence = corpus_verdict(corpus)
-        words = "as expected" if ok else "NOT as expected"
-        style = "verdict ok" if ok else "verdict leak"
-        out.append(Callout(style, (Paragraph(f"**Corpus: {words}.** {sentence}"),)))
+        ok, sentence = corpus.corpus_verdict(corpus.corpus_cells(run))
+        text = f"**Corpus: {'as expected' if ok else 'NOT as expected'}.** {sentence}"
+        out.append(Callout((Paragraph(text),), "verdict ok" if ok else "verdict leak"))
     else:
-        out.append(
-            Callout(
-                f"verdict {s.kind}",
-                (
-                    Paragraph(f"**Verdict: {s.verdict}.** {headline(s)}"),
-                    Paragraph(f"**Recommendation:** {recommendation(s)}"),
-                ),
-            )
-        )
+        text = f"**Verdict: {s.verdict}.** {headline(s)}"
+        advice = Paragraph(f"**Recommendation:** {recommendation(s)}")
+        out.append(Callout((Paragraph(text), advice), f"verdict {s.kind}"))
     if run.not_measured:
         skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
         out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))
     if run.status != "complete":
         text = f"**⚠ This run is {run.status}, not complete:** cells may be missing; do not"
-        out.append(Callout("warning", (Paragraph(text + " compare it with a complete run."),)))
-    out += spread_warning(
-        ", too large to trust small differences",
-        [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy],
-        JITTER_ADVICE,
-    )
+        out.append(Callout((Paragraph(text + " compare it with a complete run."),), "warning"))
+    noisy = [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
+    out += spread_warning(", too large to trust small differences", noisy, JITTER_ADVICE)
     out.append(
         Paragraph(
             "Each figure is the median of the repeated measurements; whiskers and *spread* show"
@@ -124,46 +110,42 @@ def verdict(ctx: Context) -> list[Node]:
     return out
 
 
-def corpus(ctx: Context) -> list[Node]:
-    """The corpus table of a ``ctxbench corpus`` run (see :mod:`harness.report.corpus`)."""
-    return corpus_section(corpus_cells(ctx.run))
-
-
 def overview(ctx: Context) -> list[Node]:
     """The main app on the correct storage, one row per (connection pattern, mode), with Flask
     on the same mode side by side when it ran too (``--compare-flask``)."""
     main = ctx.summary.apps[0] if ctx.summary.apps else ""
     correct = ctx.summary.correct
     cells = [c for c in correct if c.app_label == main]
-    flask = {c.key: c for c in correct if c.app_label == "flask"} if main != "flask" else {}
+    if not cells:
+        return []
+    flask = {c.key[1:]: c for c in correct if c.app_label == "flask" and main != "flask"}
     short = main if main in ("core", "flask") else "app"  # a long import string would not fit
     rows, bad = [], set()
     for i, c in enumerate(cells):
         same = [x for x in correct if (x.mode, x.connections) == (c.mode, c.connections)]
         leaks, errors = sum(x.leaks for x in same), sum(x.errors for x in same)
-        if leaks or errors:
-            bad.add(i)
-        f = flask.get(("flask", *c.key[1:]))
-        twin: tuple[str, ...] = ("-",) * 4
-        if f:
-            twin = (fmt_rps(f.rps), _ratio(c.rps, f.rps), fmt_ms(f.latency_ms.p99))
-            twin += (_ratio(c.latency_ms.p99, f.latency_ms.p99),)
+        bad |= {i} if leaks or errors else set()
+        twin: tuple[str, ...] = ()
+        if flask and (f := flask.get(c.key[1:])):
+            p99 = (c.latency_ms.p99, f.latency_ms.p99)
+            twin = (fmt_rps(f.rps), _ratio(c.rps, f.rps), fmt_ms(p99[1]), _ratio(*p99))
         rows.append(
             (
                 *(c.mode, c.connections, fmt_rps(c.rps), spread_cell(c.rps_spread)),
-                *(fmt_ms(c.latency_ms.p99), *twin[: 4 * bool(flask)]),
+                *(fmt_ms(c.latency_ms.p99), *(twin or ("-",) * 4 * bool(flask))),
                 *(f"{errors:,}", _leaks_cell(leaks)),
             )
         )
-    if not rows:
-        return []
-    headers = (
-        *("mode", "connections", f"{short} rps", "spread", f"{short} p99 ms"),
-        *("flask rps", f"{short} / flask rps", "flask p99 ms", f"{short} / flask p99")[
-            : 4 * bool(flask)
-        ],
-        *("errors", "leaks"),
+    twins = ("flask rps", f"{short} / flask rps", "flask p99 ms", f"{short} / flask p99")
+    headers: tuple[str, ...] = (
+        "mode",
+        "connections",
+        f"{short} rps",
+        "spread",
+        f"{short} p99 ms",
+        *twins,
     )
+    headers = (*headers[: 5 + 4 * bool(flask)], "errors", "leaks")
     note = (
         f"The main app (`{main}`) on the correct {DEFAULT_BACKEND} storage, one row per server"
         " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
@@ -175,11 +157,11 @@ def overview(ctx: Context) -> list[Node]:
             f" the {short} serves more requests per second; below 1.00x in *{short} / flask p99*"
             " it answers faster."
         )
-    warn = frozenset(i for i, c in enumerate(cells) if c.noisy)
+    warn = where(cells, lambda c: c.noisy)
     return [
         Heading("Summary"),
         Paragraph(note, note=True),
-        Table(headers, tuple(rows), ("l", "l") + ("r",) * (len(headers) - 2), frozenset(bad), warn),
+        Table(headers, tuple(rows), "ll" + "r" * (len(headers) - 2), frozenset(bad), warn),
     ]
 
 
@@ -208,19 +190,12 @@ def cell_table(cells: Sequence[Cell]) -> Table:
         )
         for c in cells
     )
-    return Table(
-        headers,
-        rows,
-        ("l",) * 3 + ("r",) * 10,
-        bad_rows=frozenset(i for i, c in enumerate(cells) if not c.clean),
-        warn_rows=frozenset(i for i, c in enumerate(cells) if c.noisy),
-        wrap=frozenset({1, 8}),  # a long app name, every repeat
-    )
+    bad, warn = where(cells, lambda c: not c.clean), where(cells, lambda c: c.noisy)
+    return Table(headers, rows, "lll" + "r" * 10, bad, warn, wrap=frozenset({1, 8}))
 
 
 def silent_mutants(ctx: Context) -> list[Node]:
-    silent = ctx.summary.silent_mutants
-    if not silent:
+    if not ctx.summary.silent_mutants:
         return []
     return [
         Heading("Broken backends that showed no leak"),
@@ -229,7 +204,7 @@ def silent_mutants(ctx: Context) -> list[Node]:
                 f"{c.mode} with `{c.backend}`, {c.connections}: {plural(c.requests, 'request')},"
                 " no leak. Either this server and connection pattern cannot expose that bug, or"
                 " the harness missed it."
-                for c in silent
+                for c in ctx.summary.silent_mutants
             )
         ),
     ]
@@ -255,9 +230,7 @@ def leaks(ctx: Context) -> list[Node]:
         if not c.evidence:
             out.append(Paragraph("No evidence was recorded for this cell."))
             continue
-        rows = tuple(map(evidence_row, c.evidence[:EVIDENCE_SHOWN]))
-        aligns = ("l",) * 5 + ("r",) * 3
-        out.append(Table(EVIDENCE_HEADERS, rows, aligns, wrap=frozenset({3, 4}), mono=True))
+        out.append(evidence_table(c.evidence[:EVIDENCE_SHOWN]))
         out.append(
             Paragraph(
                 f"Showing {min(len(c.evidence), EVIDENCE_SHOWN)} of the"
@@ -279,25 +252,22 @@ def exercised(ctx: Context) -> list[Node]:
     pairs = [(c, c.exercised) for c in ctx.summary.cells if c.exercised is not None]
     if not pairs:
         return []
-    rows = []
-    weak: list[str] = []
-    for c, seen in pairs:
-        rows.append(
-            (
-                label(c),
-                c.connections,
-                f"{seen.processes:,}",
-                f"{seen.threads:,}",
-                f"{seen.units:,}",
-                f"{seen.in_flight:.2f}",
-                "yes" if seen.overlap else "no",
-                ("yes, across connections" if seen.reused_across_connections else "yes")
-                if seen.unit_reused
-                else "no",
-            )
+    rows = tuple(
+        (
+            *(label(c), c.connections, f"{seen.processes:,}", f"{seen.threads:,}"),
+            *(f"{seen.units:,}", f"{seen.in_flight:.2f}", "yes" if seen.overlap else "no"),
+            ("yes, across connections" if seen.reused_across_connections else "yes")
+            if seen.unit_reused
+            else "no",
         )
-        if c.clean:
-            weak += [f"{label(c)} {c.connections}: {note}." for note in seen.notes()]
+        for c, seen in pairs
+    )
+    weak = tuple(
+        f"{label(c)} {c.connections}: {note}."
+        for c, seen in pairs
+        if c.clean
+        for note in seen.notes()
+    )
     headers = ("cell", "connections", "processes", "threads", "units", "in flight",
                "overlap", "unit reused")  # fmt: skip
     out: list[Node] = [
@@ -308,7 +278,7 @@ def exercised(ctx: Context) -> list[Node]:
             " processes seen), and whether a unit served more than one request.",
             note=True,
         ),
-        Table(headers, tuple(rows), ("l", "l", "r", "r", "r", "r", "l", "l")),
+        Table(headers, rows, "llrrrrll"),
     ]
     targets = {c.target: (c, seen) for c, seen in pairs if c.target is not None}
     if targets:
@@ -325,15 +295,8 @@ def exercised(ctx: Context) -> list[Node]:
             )
         )
     if weak:
-        out.append(
-            Callout(
-                "warning",
-                (
-                    Paragraph("A zero below proves little where the run did not exercise it:"),
-                    Items(tuple(weak)),
-                ),
-            )
-        )
+        head = Paragraph("A zero below proves little where the run did not exercise it:")
+        out.append(Callout((head, Items(weak)), "warning"))
     return out
 
 
@@ -348,7 +311,7 @@ def errors(ctx: Context) -> list[Node]:
         return []
     headers = ("mode", "app", "backend", "connections", "kind", "count")
     out: list[Node] = [Heading("Errors")]
-    out += [Table(headers, rows, ("l",) * 5 + ("r",))] if rows else []
+    out += [Table(headers, rows, "lllllr")] if rows else []
     for c in ctx.summary.failed:
         out.append(Paragraph(f"**{c.mode} ({c.app_label}, {c.backend}, {c.connections}) ended"
                              f" early:** {c.error}"))  # fmt: skip
@@ -362,13 +325,11 @@ def environment(ctx: Context) -> list[Node]:
     if ctx.run.command:
         out.append(Paragraph("Command: `" + " ".join(ctx.run.command) + "`"))
     out.append(Paragraph(f"Python: {ctx.run.python or 'unknown'}"))
+    titles = {"machine": "Machine", "packages": "Packages", "settings": "Settings"}
+    keys = {"machine": "property", "packages": "package", "settings": "setting"}
     cards = tuple(
-        Group((Heading(title, 3), mapping_table(doc[name], key)))
-        for title, name, key in (
-            ("Machine", "machine", "property"),
-            ("Packages", "packages", "package"),
-            ("Settings", "settings", "setting"),
-        )
+        Group((Heading(title, 3), mapping_table(doc[name], keys[name])))
+        for name, title in titles.items()
         if doc.get(name)
     )
     return [*out, Group(cards, "cards")]
@@ -396,7 +357,7 @@ def mapping_table(mapping: Mapping[str, Any], key: str, *, mono: bool = False) -
     rows = tuple(
         (str(k), v if isinstance(v, str) else show_json(v)) for k, v in sorted(mapping.items())
     )
-    return Table((key, "value"), rows, ("l", "l"), mono=mono)
+    return Table((key, "value"), rows, "ll", mono=mono)
 
 
 def _leaks_cell(count: int) -> str:
@@ -410,7 +371,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 #: The report, top to bottom. Add a section here (see the module docstring).
 SECTIONS: list[Section] = [
     verdict,
-    corpus,
+    corpus.corpus_section,
     faults.faults_section,
     faults.soak_section,
     overview,

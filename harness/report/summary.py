@@ -19,34 +19,15 @@ from dataclasses import dataclass
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
-from harness.report.tree import (
-    Table,
-    fmt_ms,
-    fmt_pct,
-    fmt_rps,
-    plural,
-    show_json,
-    text_table,
-)
+from harness.report.tree import Table, fmt_ms, fmt_pct, fmt_rps, plural, show_json, text_table
 from harness.results import SPREAD_WARNING, Cell, Evidence, Run
-
-__all__ = [
-    "JITTER_ADVICE",
-    "Ranking",
-    "Summary",
-    "beyond_noise",
-    "evidence_row",
-    "format_summary",
-    "label",
-    "leaked_names",
-    "summarize",
-]
 
 JITTER_ADVICE = (
     "To reduce jitter: pin the server and the load driver to separate cores (taskset), close"
     " other busy programs, disable CPU frequency scaling or turbo if you can, and raise"
     " --repeats and --duration so each figure is the median of more, longer measurements."
 )
+EVIDENCE_ON_TERMINAL = 3
 
 
 def beyond_noise(a: float, b: float, spreads: Iterable[float]) -> bool:
@@ -54,10 +35,19 @@ def beyond_noise(a: float, b: float, spreads: Iterable[float]) -> bool:
     return a > 0 and abs(b - a) / a > max(spreads, default=0.0)
 
 
+def extras(c: Cell) -> list[str]:
+    """A cell's app and backend, each only when it is not the default (core, contextvar)."""
+    return [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
+
+
 def label(c: Cell) -> str:
     """A short name for a cell: its mode, plus app and backend when they are not the default."""
-    extra = [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
-    return " · ".join([c.mode, *extra])
+    return " · ".join([c.mode, *extras(c)])
+
+
+def status(c: Cell) -> str:
+    """One word for a cell: "LEAK", "FAILED" (the server died), "errors" or "ok"."""
+    return "LEAK" if c.leaks else "FAILED" if c.failed else "errors" if c.errors else "ok"
 
 
 def leaked_names(c: Cell) -> tuple[list[str], list[str]]:
@@ -158,24 +148,14 @@ def _ordered(values: set[str], first: Sequence[str]) -> list[str]:
 
 
 def _ranking(cells: Sequence[Cell], main: str, pattern: str) -> Ranking | None:
-    candidates = sorted(
-        (
-            c
-            for c in cells
-            if c.connections == pattern
-            and c.clean
-            and c.app_label == main
-            and c.backend == DEFAULT_BACKEND
-        ),
-        key=lambda c: (-c.rps, c.mode),
-    )
+    key = (pattern, main, DEFAULT_BACKEND)
+    candidates = [c for c in cells if c.clean and (c.connections, c.app_label, c.backend) == key]
+    candidates.sort(key=lambda c: (-c.rps, c.mode))
     if len(candidates) < 2:
         return None
     best, rest = candidates[0], candidates[1:]
-    tied = tuple(
-        c for c in rest if not beyond_noise(c.rps, best.rps, (c.rps_spread, best.rps_spread))
-    )
-    return Ranking(pattern, best, tied, tuple(c for c in rest if c not in tied))
+    tied = [c for c in rest if not beyond_noise(c.rps, best.rps, (c.rps_spread, best.rps_spread))]
+    return Ranking(pattern, best, tuple(tied), tuple(c for c in rest if c not in tied))
 
 
 def headline(s: Summary) -> str:
@@ -208,7 +188,9 @@ def headline(s: Summary) -> str:
     if s.failed:
         out.append(
             f"The server died on its own in {plural(len(s.failed), 'cell')}, which ended there"
-            f" (a new server ran the cells after): {_list_failed(s.failed)}."
+            " (a new server ran the cells after): "
+            + "; ".join(f"{label(c)}, {c.connections}: {c.error}" for c in s.failed)
+            + "."
         )
     if s.errored:
         out.append(f"Errors in {plural(len(s.errored), 'cell')}.")
@@ -271,31 +253,23 @@ def _what_ran(s: Summary) -> str:
     def some(noun: str, values: Sequence[str]) -> str:
         return f"{noun if len(values) == 1 else noun + 's'} {', '.join(values)}"
 
+    # The names the probe checked: the framework's, then the app's own observe() names.
+    names = {n for c in s.cells for n in c.observed}
+    framework = [n for n in CONTEXT_NAMES if n in names] or list(CONTEXT_NAMES)  # or not recorded
+    app = app_observation_names(names)
     modes = list(dict.fromkeys(c.mode for c in s.cells))
     return (
         f"{plural(len(s.cells), 'cell')} ran: {some('app', s.apps)}; {some('mode', modes)};"
         f" {some('backend', sorted({c.backend for c in s.cells}))};"
         f" {' and '.join(s.patterns)} connections;"
-        f" {plural(sum(c.requests for c in s.cells), 'request')} checked for"
-        f" {_checked(s.cells)}."
+        f" {plural(sum(c.requests for c in s.cells), 'request')} checked for {_and(framework)}"
+        + (f", and the app's own `observe()` state {_and(app)}" if app else "")
+        + "."
     )
-
-
-def _checked(cells: Sequence[Cell]) -> str:
-    # The names the probe checked: the framework's, then the app's own observe() names.
-    names = {n for c in cells for n in c.observed}
-    framework = [n for n in CONTEXT_NAMES if n in names] or list(CONTEXT_NAMES)  # or not recorded
-    app = app_observation_names(names)
-    own = f", and the app's own `observe()` state {_and(app)}" if app else ""
-    return _and(framework) + own
 
 
 def _and(names: Sequence[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
-
-
-def _list_failed(cells: Sequence[Cell]) -> str:
-    return "; ".join(f"{label(c)}, {c.connections}: {c.error}" for c in cells)
 
 
 def _list_leaks(cells: Sequence[Cell]) -> str:
@@ -308,8 +282,6 @@ def _list_leaks(cells: Sequence[Cell]) -> str:
 
 
 # -- the terminal ------------------------------------------------------------------------------
-
-EVIDENCE_ON_TERMINAL = 3
 
 
 def format_summary(run: Run) -> str:
@@ -327,12 +299,11 @@ def format_summary(run: Run) -> str:
             *(f"{c.requests:,}", fmt_rps(c.rps) + ("*" if c.driver_bound else "")),
             fmt_pct(c.rps_spread) + ("!" if c.noisy else ""),
             *(fmt_ms(c.latency_ms.p50), fmt_ms(c.latency_ms.p99), f"{c.errors:,}"),
-            *(f"{c.leaks:,}", _cell_verdict(c)),
+            *(f"{c.leaks:,}", status(c)),
         )
         for c in run.cells
     )
-    aligns = ("l",) * (3 + 2 * several) + ("r",) * (7 + sweep) + ("l",)
-    out = text_table(Table(headers, rows, aligns))
+    out = text_table(Table(headers, rows, "l" * (3 + 2 * several) + "r" * (7 + sweep) + "l"))
     if any(c.noisy for c in run.cells):
         out.append(
             f"! rps spread above {fmt_pct(SPREAD_WARNING)}: the runs disagree, so compare these"
@@ -350,24 +321,19 @@ def format_summary(run: Run) -> str:
             "",
             "first evidence (a leak is one observation that differed from its request's own"
             " value; one request can hold several):",
+            *text_table(evidence_table(evidence, "l" * 8)),
         ]
-        out += text_table(Table(EVIDENCE_HEADERS, tuple(map(evidence_row, evidence)), ("l",) * 8))
     return "\n".join(out)
 
 
-def _cell_verdict(c: Cell) -> str:
-    if c.leaks:
-        return "LEAK"
-    return "FAILED" if c.failed else "errors" if c.errors else "ok"
-
-
-#: The columns of :func:`evidence_row`.
-EVIDENCE_HEADERS = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
-
-
-def evidence_row(ev: Evidence) -> tuple[str, ...]:
-    """One piece of evidence as table cells; values as JSON, so null differs from "None"."""
-    return (
-        *(ev.mode, ev.phase, ev.name, show_json(ev.expected), show_json(ev.seen)),
-        *(show_json(v) for v in (ev.unit.pid, ev.unit.thread, ev.unit.greenlet)),
+def evidence_table(evidence: Sequence[Evidence], align: str = "lllllrrr") -> Table:
+    """Evidence as a table; values as JSON, so that null differs from "None"."""
+    rows = tuple(
+        (
+            *(ev.mode, ev.phase, ev.name, show_json(ev.expected), show_json(ev.seen)),
+            *(show_json(v) for v in (ev.unit.pid, ev.unit.thread, ev.unit.greenlet)),
+        )
+        for ev in evidence
     )
+    headers = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
+    return Table(headers, rows, align, wrap=frozenset({3, 4}), mono=True)

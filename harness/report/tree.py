@@ -1,8 +1,8 @@
 """The report as a small document tree, and the text that goes into its cells.
 
 A section of the report is a list of nodes: :class:`Heading`, :class:`Paragraph`,
-:class:`Items`, :class:`Table`, :class:`Figure` (an SVG chart), :class:`Callout` (a verdict
-or warning box) and :class:`Group` (layout only). :mod:`harness.report.render` turns the same
+:class:`Items`, :class:`Table`, :class:`Figure` (an SVG chart), :class:`Group` (layout only)
+and :class:`Callout` (a verdict or warning box). :mod:`harness.report.render` turns the same
 list into Markdown and into HTML, and :func:`text_table` turns a :class:`Table` into the
 fixed-width lines of a terminal.
 
@@ -14,32 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.results import SPREAD_WARNING
 
-__all__ = [
-    "Callout",
-    "Figure",
-    "Group",
-    "Heading",
-    "Items",
-    "Node",
-    "Paragraph",
-    "Table",
-    "fmt_ms",
-    "fmt_pct",
-    "fmt_rps",
-    "fmt_runs",
-    "fmt_us",
-    "plural",
-    "show_json",
-    "spread_cell",
-    "spread_warning",
-    "text_table",
-]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -61,11 +42,11 @@ class Items:
 
 @dataclass(frozen=True)
 class Table:
-    """Headers, rows of cell strings, and per column "l" or "r" alignment."""
+    """Headers, rows of cell strings, and per column "l" or "r" alignment (``"llr"``)."""
 
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
-    align: tuple[str, ...]
+    align: str
     bad_rows: frozenset[int] = frozenset()  # leaks, errors, missed targets: red, bold
     warn_rows: frozenset[int] = frozenset()  # spread above the threshold: amber (unless bad)
     wrap: frozenset[int] = frozenset()  # columns whose cells may wrap in HTML
@@ -82,15 +63,6 @@ class Figure:
 
 
 @dataclass(frozen=True)
-class Callout:
-    """A box: ``style`` is "warning" or "verdict ok" / "verdict leak" / "verdict failed" /
-    "verdict mutant"."""
-
-    style: str
-    body: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
 class Group:
     """Nodes laid out together in HTML (``style``: "charts", "cards", "" for one card)."""
 
@@ -98,22 +70,29 @@ class Group:
     style: str = ""
 
 
-Node = Heading | Paragraph | Items | Table | Figure | Callout | Group
+class Callout(Group):
+    """A box: ``style`` is "warning", or "verdict ok" / "leak" / "failed" / "mutant"."""
+
+
+Node = Heading | Paragraph | Items | Table | Figure | Group
+
+
+def where(items: Iterable[_T], test: Callable[[_T], object]) -> frozenset[int]:
+    """The indexes of the ``items`` that pass ``test``: a table's bad or warn rows."""
+    return frozenset(i for i, item in enumerate(items) if test(item))
 
 
 def text_table(table: Table) -> list[str]:
     """The table as fixed-width lines for a terminal: header, a rule, one line per row."""
     widths = [max(len(r[i]) for r in (table.headers, *table.rows)) for i in range(len(table.align))]
 
-    def line(cells: tuple[str, ...]) -> str:
+    def line(cells: Sequence[str]) -> str:
         return "  ".join(
             c.rjust(w) if a == "r" else c.ljust(w)
             for c, w, a in zip(cells, widths, table.align, strict=True)
         ).rstrip()
 
-    return [line(table.headers), line(tuple("-" * w for w in widths))] + [
-        line(r) for r in table.rows
-    ]
+    return [line(table.headers), line(["-" * w for w in widths]), *map(line, table.rows)]
 
 
 def spread_cell(spread: float) -> str:
@@ -121,11 +100,11 @@ def spread_cell(spread: float) -> str:
     return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARNING else "")
 
 
-def spread_warning(claim: str, figures: Sequence[tuple[str, float]], advice: str) -> list[Node]:
+def spread_warning(claim: str, figures: Iterable[tuple[str, float]], advice: str) -> list[Node]:
     """A warning box naming each figure whose spread is above the threshold, then the advice."""
     items = tuple(f"{label}: spread {fmt_pct(v)}" for label, v in figures if v > SPREAD_WARNING)
     head = Paragraph(f"**⚠ Spread above {fmt_pct(SPREAD_WARNING)}{claim}:**")
-    return [Callout("warning", (head, Items(items), Paragraph(advice)))] if items else []
+    return [Callout((head, Items(items), Paragraph(advice)), "warning")] if items else []
 
 
 def plural(count: int, noun: str, nouns: str = "") -> str:
@@ -157,6 +136,11 @@ def fmt_us(seconds: float) -> str:
 
 def fmt_pct(value: float) -> str:
     return f"{value * 100:.0f}%" if abs(value) >= 0.095 else f"{value * 100:.1f}%"
+
+
+def fmt_share(value: float | None) -> str:
+    """A share of a CPU (or a ratio) with two decimals; ``-`` when not recorded."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def show_json(value: Any) -> str:
