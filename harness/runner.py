@@ -38,7 +38,7 @@ from harness.results import Cell, Latency, Measurement, NotMeasured, Run, Server
 from harness.servers import MODES, LiveServer, live_server
 from harness.settings import RunSettings
 
-__all__ = ["EVIDENCE_CAP", "StatusLine", "aggregate", "run_matrix"]
+__all__ = ["EVIDENCE_CAP", "StatusLine", "aggregate", "load_spec", "run_matrix"]
 
 #: Evidence items kept per cell; the counts stay exact.
 EVIDENCE_CAP = 20
@@ -261,9 +261,11 @@ def _default_load() -> LoadFn:
     return t.cast(LoadFn, run_load)
 
 
-def _load_spec(
+def load_spec(
     settings: RunSettings, server: LiveServer, connections: str, *, warmup: bool
 ) -> t.Any:
+    """The :class:`~harness.load.LoadSpec` of one measurement (or the warm-up) of a cell run
+    with ``settings`` against ``server``."""
     from harness.load import LoadSpec
 
     return LoadSpec(
@@ -315,7 +317,7 @@ def run_matrix(
     created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
     targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop here
     load_fn = load or _default_load()
-    make_spec = spec or _load_spec
+    make_spec = spec or load_spec
     status = status or StatusLine()
     run = Run.start(run_id or run_dir.name, command, settings)
     started = time.monotonic()

@@ -29,7 +29,14 @@ from harness.servers import MODES, get_mode, proxied_modes
 from harness.servers.base import ServerConfig
 from harness.target import parse_target
 
-__all__ = ["DEFAULT_DURATION_S", "MAX_REPEATS", "ChaosSettings", "RunSettings", "check_backend"]
+__all__ = [
+    "DEFAULT_DURATION_S",
+    "MAX_REPEATS",
+    "ChaosSettings",
+    "RunSettings",
+    "check_backend",
+    "check_count",
+]
 
 #: Measurements per cell; more than this is a typo, not a benchmark.
 MAX_REPEATS = 1000
@@ -115,16 +122,16 @@ class RunSettings:
         if self.duration is None and self.requests is None:
             raise UsageError("give --duration (seconds) or --requests (a count) per measurement")
         _number("--duration", self.duration, low=0, high=MAX_DURATION_S, optional=True)
-        _count("--requests", self.requests, high=None, optional=True)
-        _count("--concurrency", self.concurrency, high=MAX_CONCURRENCY)
+        check_count("--requests", self.requests, high=None, optional=True)
+        check_count("--concurrency", self.concurrency, high=MAX_CONCURRENCY)
         for level in self.concurrency_levels:
-            _count("--concurrency", level, high=MAX_CONCURRENCY)
+            check_count("--concurrency", level, high=MAX_CONCURRENCY)
         if len(set(self.concurrency_levels)) != len(self.concurrency_levels):
             raise UsageError(
                 f"--concurrency lists a level twice ({self.concurrency_levels!r}): give each once"
             )
-        _count("--driver-processes", self.driver_processes, high=MAX_PROCESSES, optional=True)
-        _count("--repeats", self.repeats, high=MAX_REPEATS)
+        check_count("--driver-processes", self.driver_processes, high=MAX_PROCESSES, optional=True)
+        check_count("--repeats", self.repeats, high=MAX_REPEATS)
         _number("--sleep-ms", self.sleep_ms, low=0, high=MAX_SLEEP_MS, zero_ok=True)
         _number("--warmup", self.warmup, low=0, high=MAX_DURATION_S, zero_ok=True)
         _number("request timeout", self.timeout, low=0, high=MAX_DURATION_S)
@@ -241,7 +248,7 @@ class ChaosSettings:
             "abort_requests", "slow_requests", "round_requests", "min_rounds", "after_requests",
             "worker_timeout_s",
         ):  # fmt: skip
-            _count(f"--{name.replace('_', '-')}", getattr(self, name), high=1_000_000)
+            check_count(f"--{name.replace('_', '-')}", getattr(self, name), high=1_000_000)
         if isinstance(self.recycle_jitter, bool) or not (
             isinstance(self.recycle_jitter, int) and self.recycle_jitter >= 0
         ):
@@ -263,7 +270,9 @@ def _unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> None:
         seen.add(value)
 
 
-def _count(option: str, value: object, *, high: int | None, optional: bool = False) -> None:
+def check_count(option: str, value: object, *, high: int | None, optional: bool = False) -> None:
+    """Check that ``option``'s ``value`` is a whole number from 1 to ``high`` (``None``: no
+    limit), or ``None`` when ``optional``; raise :class:`UsageError` naming both if not."""
     if value is None and optional:
         return
     if (
