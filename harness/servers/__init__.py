@@ -87,7 +87,8 @@ def live_server(
     starts and gone, with every process of its group, when it ends, however it ends. See
     :func:`start_server` for errors.
     """
-    with start_server(
-        mode, cfg, log_dir=log_dir, ready_timeout=ready_timeout, **changes
-    ) as server:
+    server = start_server(mode, cfg, log_dir=log_dir, ready_timeout=ready_timeout, **changes)
+    try:
         yield server
+    finally:
+        server.stop()

@@ -22,7 +22,6 @@ from harness.servers.base import (
     ModeTraits,
     ServerConfig,
     ServerMode,
-    package_version,
     require_modules,
 )
 
@@ -53,13 +52,12 @@ class GunicornMode(ServerMode):
     default_threads: t.ClassVar[int] = 1
     lifecycle = LIFECYCLE
     preload_args = ("--preload",)
-    #: Extra libraries the worker class needs (import names).
-    requires: t.ClassVar[tuple[str, ...]] = ()
-    #: The pip extra of ctxbench that installs them.
+    package = "gunicorn"
+    #: The pip extra of ctxbench that installs the worker class's libraries (``requires``).
     extra: t.ClassVar[str] = "servers"
 
     def available(self) -> Availability:
-        return require_modules("gunicorn", *self.requires, extra=self.extra)
+        return require_modules(self.package, *self.requires, extra=self.extra)
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         # --preload imports the app in the master, before a worker patches anything.
@@ -93,11 +91,8 @@ class GunicornMode(ServerMode):
         worker_class = classes[0] if len(classes) == 1 else classes
         threads = master.get("threads", cfg.threads or self.default_threads)
         rv.update(
-            server="gunicorn",
-            server_version=package_version("gunicorn"),
             worker_class=worker_class,
             requested_worker_class=self.worker_class,
-            workers=len(workers),
             requested_workers=master.get("workers", cfg.workers or DEFAULT_WORKERS),
             # Only gthread runs a thread pool; sync and gevent serve on one OS thread.
             threads=threads if worker_class == "gthread" else 1,
@@ -106,9 +101,5 @@ class GunicornMode(ServerMode):
             access_log=master.get("accesslog"),
             preload_app=master.get("preload_app"),
             gevent_patched=any(w.get("gevent_patched") for w in workers),
-            packages={
-                name: package_version(name)
-                for name in ("gunicorn", *self.requires, "werkzeug")
-            },
         )
         return rv

@@ -58,6 +58,7 @@ __all__ = [
     "group_members",
     "held_signals",
     "log_tail",
+    "poll_until",
     "read_json",
     "spawn",
     "stop_group",
@@ -170,12 +171,21 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+_T = t.TypeVar("_T")
+
+
+def poll_until(look: t.Callable[[], _T], enough: t.Callable[[_T], bool], deadline: float) -> _T:
+    """Call ``look()`` until ``enough`` of what it returns, or until ``deadline`` (a
+    ``time.monotonic()`` value); return what it returned last. It looks at least once."""
+    while True:
+        rv = look()
+        if enough(rv) or time.monotonic() >= deadline:
+            return rv
+        time.sleep(0.02)  # poll interval, not a synchronisation
+
+
 def _wait_group_gone(pgid: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if not group_members(pgid):
-            return True
-        time.sleep(0.02)
-    return not group_members(pgid)
+    return not poll_until(lambda: group_members(pgid), lambda members: not members, deadline)
 
 
 @contextlib.contextmanager
@@ -336,11 +346,12 @@ def read_json(path: Path) -> dict[str, t.Any]:
 def wait_states(state_dir: Path, expected: int, deadline: float) -> list[dict[str, t.Any]]:
     """Collect the per-process state files (see :mod:`harness.servers._state`); wait, until
     ``deadline`` at most, for ``expected`` of them."""
-    while True:
-        states = []
-        for path in sorted(state_dir.glob("worker-*.json")):
-            with contextlib.suppress(OSError, ValueError):
-                states.append(json.loads(path.read_text(encoding="utf-8")))
-        if len(states) >= expected or time.monotonic() >= deadline:
-            return states
-        time.sleep(0.02)
+    return poll_until(lambda: _read_states(state_dir), lambda s: len(s) >= expected, deadline)
+
+
+def _read_states(state_dir: Path) -> list[dict[str, t.Any]]:
+    states = []
+    for path in sorted(state_dir.glob("worker-*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            states.append(json.loads(path.read_text(encoding="utf-8")))
+    return states

@@ -3,8 +3,8 @@
 eventlet, waitress and werkzeug-threaded each serve from one process that the harness starts as
 ``python -m <runner>`` (or ``-c <bootstrap>``) with ``--host`` and ``--port``; the runner writes
 the server's own version and settings into its state file. A mode here names its runner, its
-distribution and the :class:`ServerConfig` fields it does not apply, and adds its own options
-and record fields on top.
+distribution (:attr:`ServerMode.package`) and the :class:`ServerConfig` fields it does not
+apply, and adds its own options and record fields on top.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import typing as t
 
-from harness.servers.base import ServerConfig, ServerMode, ignored_options, package_version
+from harness.servers.base import ServerConfig, ServerMode, ignored_options
 
 
 class SingleProcessMode(ServerMode):
@@ -20,8 +20,6 @@ class SingleProcessMode(ServerMode):
 
     #: How the interpreter starts the runner: ``("-m", module)`` or ``("-c", source)``.
     launch: t.ClassVar[tuple[str, str]]
-    #: The server's distribution: the record's ``server`` and its version.
-    package: t.ClassVar[str]
     #: :class:`ServerConfig` fields the server has no use for, recorded as ignored when given.
     ignored: t.ClassVar[tuple[str, ...]] = ()
 
@@ -45,15 +43,9 @@ class SingleProcessMode(ServerMode):
         self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
     ) -> dict[str, t.Any]:
         rv = super().effective(cfg, workers, master)
-        first = workers[0] if workers else {}
-        packages = dict.fromkeys((self.package, "werkzeug"))  # the app runs on werkzeug too
         rv.update(
-            server=self.package,
-            server_version=first.get("server_version") or package_version(self.package),
-            workers=len(workers),
             access_log=None,
             ignored_options=ignored_options(cfg, self.ignored),
-            packages={name: package_version(name) for name in packages},
-            **self.details(first),
+            **self.details(workers[0] if workers else {}),
         )
         return rv

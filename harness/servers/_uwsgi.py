@@ -31,17 +31,15 @@ import json
 import signal
 import socket
 import sys
-import time
 import typing as t
 from pathlib import Path
 
-from harness.servers._process import wait_states
+from harness.servers._process import poll_until, wait_states
 from harness.servers.base import (
     Availability,
     Lifecycle,
     ServerConfig,
     ServerMode,
-    package_version,
     require_command,
     venv_script,
 )
@@ -65,7 +63,6 @@ LIFECYCLE = Lifecycle(
 )
 
 
-
 def without_harakiri(where: str) -> Lifecycle:
     """:data:`LIFECYCLE` without the timeout fault: measured, uWSGI's ``--harakiri`` did not
     kill a worker whose request slept past it ``where`` (on a pool thread, in a greenlet)."""
@@ -73,11 +70,14 @@ def without_harakiri(where: str) -> Lifecycle:
     note += " (measured)"
     return dataclasses.replace(LIFECYCLE, timeout_args=(), notes={"timeout": note})
 
+
 class UwsgiMode(ServerMode):
     """Base for the uWSGI modes: the socket option and what runs in each worker."""
 
     stop_signal = signal.SIGINT
     lifecycle = LIFECYCLE
+    package = "pyuwsgi"
+    server = "uwsgi"
     #: ``--http11-socket`` (keep-alive) or ``--http-socket`` (one request per connection).
     socket_option: t.ClassVar[str] = "--http11-socket"
     #: What runs in each worker, as the summary and the report name it.
@@ -116,15 +116,11 @@ class UwsgiMode(ServerMode):
     ) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
         """Wait until the stats socket lists every worker as ready, then read the state files."""
         expected = self.serving_processes(cfg)
-        while True:
-            stats = read_stats(state_dir / STATS_SOCKET)
-            ready = [
-                w for w in stats.get("workers", [])
-                if w.get("pid") and w.get("status") in ("idle", "busy")
-            ]  # fmt: skip
-            if len(ready) >= expected or time.monotonic() >= deadline:
-                break
-            time.sleep(0.02)
+        stats = poll_until(
+            lambda: read_stats(state_dir / STATS_SOCKET),
+            lambda stats: _ready_workers(stats) >= expected,
+            deadline,
+        )
         return wait_states(state_dir, expected, deadline), {"stats": stats}
 
     def effective(
@@ -140,7 +136,6 @@ class UwsgiMode(ServerMode):
         before = {w.get("patched_before_app") for w in workers}
         after = {w.get("patches_later") for w in workers}
         rv.update(
-            server="uwsgi",
             server_version=stats.get("version") or first.get("server_version"),
             worker_class=self.worker_class,
             socket=self.socket_option.lstrip("-"),
@@ -153,9 +148,15 @@ class UwsgiMode(ServerMode):
             monkey_patch=_patch_order(before, after),
             listen_queue=stats.get("listen_queue"),
             access_log=None,
-            packages={name: package_version(name) for name in ("pyuwsgi", "werkzeug")},
         )
         return rv
+
+
+def _ready_workers(stats: dict[str, t.Any]) -> int:
+    """How many workers the stats list as up (``idle`` or ``busy``, with a pid)."""
+    return sum(
+        1 for w in stats.get("workers", []) if w.get("pid") and w.get("status") in ("idle", "busy")
+    )
 
 
 def _patch_order(before: set[t.Any], after: set[t.Any]) -> str | None:

@@ -27,7 +27,6 @@ import typing as t
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from types import TracebackType
 
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
@@ -248,6 +247,15 @@ class ServerMode(abc.ABC):
     order: t.ClassVar[int] = 100
     #: How it runs requests; the expected leaks of each mutant are derived from it.
     traits: t.ClassVar[ModeTraits]
+    #: The server's Python distribution: the record's ``server`` and ``server_version`` (unless
+    #: the server reports its own version) and the first of its ``packages``.
+    package: t.ClassVar[str]
+    #: The record's ``server`` where it is not the distribution's name (``uwsgi``, whose
+    #: prebuilt wheel is ``pyuwsgi``).
+    server: t.ClassVar[str | None] = None
+    #: Libraries the server needs besides its own distribution (gevent for a gevent worker), by
+    #: their import names, which are also their distributions': their versions are recorded.
+    requires: t.ClassVar[tuple[str, ...]] = ()
     #: Server arguments that import the app once, before the workers fork and patch anything
     #: (gunicorn ``--preload``); ``()`` where that is already the default or does not apply.
     #: ``traits_for`` must account for them.
@@ -335,9 +343,12 @@ class ServerMode(abc.ABC):
 
         ``workers`` holds one dict per serving process (see :mod:`harness.wsgi` and the gunicorn
         hooks); ``master`` what a supervising process wrote (empty if it has none). Override to
-        add what is specific to the mode; call this for the common part.
+        add what is specific to the mode; call this for the common part, which names the server
+        and the versions of :attr:`package` and :attr:`requires` (and werkzeug: every app here
+        runs on it).
         """
         first = workers[0] if workers else {}
+        packages = dict.fromkeys((self.package, *self.requires, "werkzeug"))
         return {
             "mode": self.name,
             "app": first.get("app", cfg.app),
@@ -347,6 +358,10 @@ class ServerMode(abc.ABC):
             "probe": first.get("probe"),  # who mounted it: "app", "harness.wsgi" or "none"
             "worker_pids": sorted(s["pid"] for s in workers if "pid" in s),
             "python": first.get("python"),
+            "server": self.server or self.package,
+            "server_version": first.get("server_version") or package_version(self.package),
+            "workers": len(workers),
+            "packages": {name: package_version(name) for name in packages},
         }
 
 
@@ -387,9 +402,7 @@ def require_modules(*modules: str, extra: str) -> Availability:
     missing and the pip extra that installs it. Finds the modules without importing them."""
     for module in modules:
         if importlib.util.find_spec(module) is None:
-            return Availability(
-                False, f"{module} is not installed", install=pip_install(extra)
-            )
+            return Availability(False, f"{module} is not installed", install=pip_install(extra))
     return Availability(True)
 
 
@@ -499,17 +512,6 @@ class LiveServer:
             finally:
                 if self._cleanup_dir is not None:
                     shutil.rmtree(self._cleanup_dir, ignore_errors=True)
-
-    def __enter__(self) -> LiveServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_server(

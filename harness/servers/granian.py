@@ -26,7 +26,6 @@ from harness.servers.base import (
     ModeTraits,
     ServerConfig,
     ServerMode,
-    package_version,
     register,
     require_command,
     venv_script,
@@ -44,6 +43,7 @@ class Granian(ServerMode):
     summary = "granian WSGI: Rust I/O, a pool of Python threads per worker, keep-alive"
     order = 90
     traits = ModeTraits(unit="pool-thread", keepalive=True)
+    package = "granian"
     # The main process respawns a dead worker only when asked to (it then exits on what it
     # takes for a crash loop: a worker dying soon after it started) and replaces every worker
     # on SIGHUP; it recycles workers only by age (60 s at least) or memory, and has no request
@@ -83,14 +83,10 @@ class Granian(ServerMode):
     ) -> dict[str, t.Any]:
         rv = super().effective(cfg, workers, master)
         rv.update(
-            server="granian",
-            server_version=package_version("granian"),
             worker_class="wsgi-blocking-threads",
-            workers=len(workers),
             requested_workers=cfg.workers or DEFAULT_WORKERS,
             threads=cfg.threads or DEFAULT_THREADS,  # the pool's bound; granian starts them lazily
             worker_connections=None,
             access_log=None,
-            packages={name: package_version(name) for name in ("granian", "werkzeug")},
         )
         return rv
