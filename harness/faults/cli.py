@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import typing as t
 from pathlib import Path
 
 from harness.cli import _check_folder, _csv, _server_args
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
 from harness.settings import check_backend
+
+if t.TYPE_CHECKING:
+    from harness.report.tree import Table
+    from harness.results import Run
 
 __all__ = ["cmd_chaos", "cmd_soak", "configure_chaos", "configure_soak"]
 
@@ -92,6 +97,22 @@ def _done_progress() -> None:
         sys.stderr.write("\r" + " " * 120 + "\r")
 
 
+def _finish(
+    run_dir: Path, run: Run, table: Table, summary: str, details: t.Iterable[str] = ()
+) -> None:
+    """Print ``table``, the ``details`` lines, and ``summary`` with where the results are;
+    write the run's report and say where it is."""
+    from harness.report import write_reports
+    from harness.report.tree import text_table
+
+    print("\n".join(text_table(table)))
+    for line in details:
+        print(line)
+    print(f"{summary}; results: {run_dir / 'results.json'}")
+    paths = write_reports(run_dir, run)
+    print("report: " + ", ".join(str(p) for p in paths))
+
+
 def _list_faults() -> int:
     from harness.faults import FAULTS
     from harness.servers import MODES
@@ -111,9 +132,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.faults import FAULTS, get_fault
     from harness.faults.runner import run_chaos
     from harness.load.spec import connection_patterns
-    from harness.report import write_reports
     from harness.report.faults import faults_table
-    from harness.report.tree import text_table
     from harness.servers import MODES
     from harness.settings import ChaosSettings, RunSettings
     from harness.wsgi import parse_import_string
@@ -160,18 +179,17 @@ def cmd_chaos(args: argparse.Namespace) -> int:
                         run_id=run_id, progress=_progress)  # fmt: skip
     finally:
         _done_progress()
-    print("\n".join(text_table(faults_table(run.faults))))
     failed = [c for c in run.faults if not c.passed]
-    for cell in failed:
-        print(f"{cell.fault} {cell.mode} {cell.backend} {cell.connections}: {cell.verdict}:"
-              f" {cell.reason}")  # fmt: skip
-    print(
+    _finish(
+        run_dir,
+        run,
+        faults_table(run.faults),
         f"\n{len(run.faults)} fault cells, {len(failed)} failing,"
         f" {sum(c.requests for c in run.faults):,} requests accounted for,"
-        f" {time.monotonic() - started:.0f} s; results: {run_dir / 'results.json'}"
-    )
-    paths = write_reports(run_dir, run)
-    print("report: " + ", ".join(str(p) for p in paths))
+        f" {time.monotonic() - started:.0f} s",
+        details=(f"{c.fault} {c.mode} {c.backend} {c.connections}: {c.verdict}: {c.reason}"
+                 for c in failed),
+    )  # fmt: skip
     return 1 if failed else 0
 
 
@@ -200,9 +218,7 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
 def cmd_soak(args: argparse.Namespace) -> int:
     from harness import results
     from harness.apps import CORE_APP
-    from harness.report import write_reports
     from harness.report.faults import soak_table
-    from harness.report.tree import text_table
     from harness.settings import RunSettings
     from harness.soak import run_soak
     from harness.soak.sampler import import_psutil
@@ -240,12 +256,12 @@ def cmd_soak(args: argparse.Namespace) -> int:
         _done_progress()
     run = run.replace(soaks=(soak,), status="complete", elapsed_s=seconds)
     results.write(run_dir, run)
-    print("\n".join(text_table(soak_table(soak))))
-    print(
+    _finish(
+        run_dir,
+        run,
+        soak_table(soak),
         f"\nsoak {soak.mode} {soak.backend} {soak.connections}: {soak.verdict}: {soak.reason}"
         f"\n{soak.requests:,} requests, {soak.errors:,} errors, {soak.leaks:,} leaks,"
-        f" median {soak.rps:,.0f} rps after the warm-up; results: {run_dir / 'results.json'}"
+        f" median {soak.rps:,.0f} rps after the warm-up",
     )
-    paths = write_reports(run_dir, run)
-    print("report: " + ", ".join(str(p) for p in paths))
     return 0 if soak.passed else 1
