@@ -83,8 +83,6 @@ class Entry:
     shows_through: frozenset[str]
     #: What the fixed twin changes, in a few words.
     fix: str
-    #: Distributions the apps import beyond ctxbench's own (pinned in the ``corpus`` extra).
-    requires: tuple[str, ...] = ()
     load: LoadNeeds = field(default_factory=LoadNeeds)
     #: Import the app before the server forks and patches anything (gunicorn ``--preload``;
     #: uWSGI imports in the master unless ``--lazy-apps``).
@@ -118,6 +116,8 @@ def _discover() -> dict[str, Entry]:
     for info in pkgutil.iter_modules(entries.__path__):
         module = importlib.import_module(f"{entries.__name__}.{info.name}")
         found.extend(getattr(module, "ENTRIES", ()))
+        if hasattr(module, "ENTRY"):
+            found.append(module.ENTRY)
     found.sort(key=lambda e: (int(e.number.rstrip("abcdefgh")), e.number))
     rv: dict[str, Entry] = {}
     for entry in found:

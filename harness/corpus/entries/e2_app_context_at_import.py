@@ -1,4 +1,4 @@
-"""Entry 2: an app context pushed at import.
+"""Entry 2: An app context pushed at import.
 
 ``app.app_context().push()`` in module code (common in scripts and ``init_db`` helpers) leaves
 that context current in the importing thread. Flask 3.1's ``RequestContext.push`` reuses an
@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import typing as t
 
-from harness.corpus import Entry, Variant
 from harness.expectations import LeakTraits
 
-from ._lazy import lazy_apps
+from ._common import APP_CONTEXT_RESIDUE, entry, flask_twins
 
-
-def _make(name: str) -> t.Any:
+if t.TYPE_CHECKING:
     from flask import Flask
-
-    app = Flask(name)
-    app.config["SECRET_KEY"] = "ctxbench-corpus-not-a-secret"
-    return app
 
 
 def _init_db() -> None:
@@ -31,33 +25,21 @@ def _init_db() -> None:
     g.schema_ready = True  # what an init_db() helper does with the app context
 
 
-def _buggy() -> t.Any:
-    app = _make("corpus_app_context_at_import")
-    app.app_context().push()  # the bug: never popped
-    _init_db()
-    return app
-
-
-def _fixed() -> t.Any:
-    app = _make("corpus_app_context_at_import_fixed")
-    with app.app_context():
+def _build(app: Flask, *, fixed: bool) -> None:
+    if fixed:
+        with app.app_context():
+            _init_db()
+    else:
+        app.app_context().push()  # the bug: never popped
         _init_db()
-    return app
 
 
-__getattr__ = lazy_apps(buggy=_buggy, fixed=_fixed)
+__getattr__ = flask_twins(__name__, _build, session=True)
 
-ENTRIES = (
-    Entry(
-        key="app-context-at-import",
-        number="2",
-        title="An app context pushed at import",
-        source="Flask 3.1 RequestContext.push reuses an active app context",
-        buggy=Variant(f"{__name__}:buggy"),
-        fixed=Variant(f"{__name__}:fixed"),
-        traits=LeakTraits(scope="import-context", resets=False),
-        shows_through=frozenset({"residue.app_context", "residue.g", "g", "skipped"}),
-        fix="with app.app_context(): around the import-time work",
-        requires=("flask",),
-    ),
+ENTRY = entry(
+    __name__,
+    source="Flask 3.1 RequestContext.push reuses an active app context",
+    traits=LeakTraits(scope="import-context", resets=False),
+    shows_through=APP_CONTEXT_RESIDUE,
+    fix="with app.app_context(): around the import-time work",
 )

@@ -1,4 +1,4 @@
-"""Entry 3: structlog context variables bound and never cleared.
+"""Entry 3: structlog contextvars bound and never cleared.
 
 ``structlog.contextvars.bind_contextvars(user=...)`` stores each key in a ``ContextVar`` of the
 thread or greenlet; nothing unbinds it when the request ends. The app logs "request started"
@@ -13,11 +13,13 @@ from __future__ import annotations
 import typing as t
 from collections.abc import MutableMapping
 
-from harness.corpus import Entry, Variant
 from harness.expectations import LeakTraits
 from harness.probe import current_token, observe
 
-from ._lazy import lazy_apps
+from ._common import entry, flask_twins
+
+if t.TYPE_CHECKING:
+    from flask import Flask
 
 #: What the "request started" line says the user is: nothing may be bound yet.
 STARTED = "residue.log_user"
@@ -39,18 +41,16 @@ def _logger() -> t.Any:
     )
 
 
-def _make(name: str, *, clear_first: bool) -> t.Any:
+def _build(app: Flask, *, fixed: bool) -> None:
     import structlog
-    from flask import Flask
 
-    app = Flask(name)
     log = _logger()
 
     @app.before_request
     def bind_user() -> None:
-        if clear_first:
+        if fixed:
             structlog.contextvars.clear_contextvars()
-        log.info("request started")
+        log.info("request started")  # not cleared first: the last request's user (the bug)
         structlog.contextvars.bind_contextvars(user=current_token())
 
     @app.after_request
@@ -58,25 +58,13 @@ def _make(name: str, *, clear_first: bool) -> t.Any:
         log.info("request finished")
         return response
 
-    return app
 
+__getattr__ = flask_twins(__name__, _build)
 
-__getattr__ = lazy_apps(
-    buggy=lambda: _make("corpus_structlog_contextvars", clear_first=False),
-    fixed=lambda: _make("corpus_structlog_contextvars_fixed", clear_first=True),
-)
-
-ENTRIES = (
-    Entry(
-        key="structlog-contextvars",
-        number="3",
-        title="structlog contextvars bound and never cleared",
-        source="structlog docs: clear_contextvars() at the start of each request",
-        buggy=Variant(f"{__name__}:buggy"),
-        fixed=Variant(f"{__name__}:fixed"),
-        traits=LeakTraits(scope="context", resets=False),
-        shows_through=frozenset({STARTED}),
-        fix="structlog.contextvars.clear_contextvars() first in every request",
-        requires=("flask", "structlog"),
-    ),
+ENTRY = entry(
+    __name__,
+    source="structlog docs: clear_contextvars() at the start of each request",
+    traits=LeakTraits(scope="context", resets=False),
+    shows_through=frozenset({STARTED}),
+    fix="structlog.contextvars.clear_contextvars() first in every request",
 )

@@ -1,4 +1,4 @@
-"""Entry 4: a cache keyed by ``id()`` of a request-scoped object.
+"""Entry 4: A cache keyed by ``id()`` of a request-scoped object.
 
 The app memoizes the user it resolved for a request in a process-wide dict keyed by ``id(g)``
 and never evicts it. Once that ``g`` is gone, CPython hands its address to a later object: a
@@ -13,50 +13,39 @@ from __future__ import annotations
 import typing as t
 import weakref
 
-from harness.corpus import Entry, Variant
 from harness.expectations import LeakTraits
 from harness.probe import current_token, observe
 
-from ._lazy import lazy_apps
+from ._common import entry, flask_twins
+
+if t.TYPE_CHECKING:
+    from flask import Flask
 
 NAME = "cached_user"
 
 
-def _make(name: str, *, weak: bool) -> t.Any:
-    from flask import Flask, g
+def _build(app: Flask, *, fixed: bool) -> None:
+    from flask import g
 
-    app = Flask(name)
-    cache: t.Any = weakref.WeakKeyDictionary() if weak else {}
+    cache: t.Any = weakref.WeakKeyDictionary() if fixed else {}
 
     @app.before_request
     def resolve_user() -> None:
         holder = g._get_current_object()
-        key = holder if weak else id(holder)  # the bug: an address outlives its object
+        key = holder if fixed else id(holder)  # the bug: an address outlives its object
         observe(NAME, cache.setdefault(key, current_token()))
 
-    return app
 
+__getattr__ = flask_twins(__name__, _build)
 
-__getattr__ = lazy_apps(
-    buggy=lambda: _make("corpus_id_keyed_cache", weak=False),
-    fixed=lambda: _make("corpus_id_keyed_cache_fixed", weak=True),
-)
-
-ENTRIES = (
-    Entry(
-        key="id-keyed-cache",
-        number="4",
-        title="A cache keyed by id() of a request-scoped object",
-        source="asgiref #144; apps keying by id(app_ctx) or id(g)",
-        buggy=Variant(f"{__name__}:buggy"),
-        fixed=Variant(f"{__name__}:fixed"),
-        traits=LeakTraits(
-            scope="process",
-            resets=False,
-            chance="only when a later request's g takes the address of a dead one",
-        ),
-        shows_through=frozenset({NAME}),
-        fix="a WeakKeyDictionary keyed by the object itself",
-        requires=("flask",),
+ENTRY = entry(
+    __name__,
+    source="asgiref #144; apps keying by id(app_ctx) or id(g)",
+    traits=LeakTraits(
+        scope="process",
+        resets=False,
+        chance="only when a later request's g takes the address of a dead one",
     ),
+    shows_through=frozenset({NAME}),
+    fix="a WeakKeyDictionary keyed by the object itself",
 )

@@ -1,4 +1,4 @@
-"""Entry 5: one ``copy_current_request_context`` callable run in several pool threads.
+"""Entry 5: One ``copy_current_request_context`` callable run in several pool threads.
 
 Flask's ``copy_current_request_context`` copies the request context once, when it wraps the
 function; the wrapper pushes and pops that one copy around each call. Submitted to a thread pool
@@ -16,11 +16,13 @@ import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
-from harness.corpus import Entry, Variant
 from harness.expectations import LeakTraits
 from harness.probe import observe
 
-from ._lazy import lazy_apps
+from ._common import entry, flask_twins
+
+if t.TYPE_CHECKING:
+    from flask import Flask
 
 NAME = "residue.pool_request"
 #: Pool threads, and the calls one request fans out to them.
@@ -42,16 +44,15 @@ def _lookup() -> str | None:
     return request.args.get("token")
 
 
-def _make(name: str, *, copy_each_call: bool) -> t.Any:
-    from flask import Flask, copy_current_request_context
+def _build(app: Flask, *, fixed: bool) -> None:
+    from flask import copy_current_request_context
 
-    app = Flask(name)
     pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="corpus-pool")
 
     @app.before_request
     def fan_out() -> None:
         observe(NAME, pool.submit(_visible_request).result())
-        if copy_each_call:
+        if fixed:
             futures = [pool.submit(copy_current_request_context(_lookup)) for _ in range(FAN_OUT)]
         else:
             work = copy_current_request_context(_lookup)  # the bug: one copy, many threads
@@ -61,28 +62,16 @@ def _make(name: str, *, copy_each_call: bool) -> t.Any:
             with contextlib.suppress(ValueError):
                 future.result()
 
-    return app
 
+__getattr__ = flask_twins(__name__, _build)
 
-__getattr__ = lazy_apps(
-    buggy=lambda: _make("corpus_copy_context_pool", copy_each_call=False),
-    fixed=lambda: _make("corpus_copy_context_pool_fixed", copy_each_call=True),
-)
-
-ENTRIES = (
-    Entry(
-        key="copy-context-pool",
-        number="5",
-        title="One copy_current_request_context callable run in several pool threads",
-        source="Flask #5252 (with flask-executor)",
-        buggy=Variant(f"{__name__}:buggy"),
-        fixed=Variant(f"{__name__}:fixed"),
-        # The app's own pool threads outlive every request, whatever the server does.
-        traits=LeakTraits(scope="process", resets=False),
-        shows_through=frozenset({NAME}),
-        fix="copy_current_request_context once per submitted call",
-        requires=("flask",),
-        note="yes (Flask 3.1.3): the overlapping pops raise ValueError and the copy stays"
-        " current in the pool threads",
-    ),
+ENTRY = entry(
+    __name__,
+    source="Flask #5252 (with flask-executor)",
+    # The app's own pool threads outlive every request, whatever the server does.
+    traits=LeakTraits(scope="process", resets=False),
+    shows_through=frozenset({NAME}),
+    fix="copy_current_request_context once per submitted call",
+    note="yes (Flask 3.1.3): the overlapping pops raise ValueError and the copy stays"
+    " current in the pool threads",
 )

@@ -1,4 +1,4 @@
-"""Entry 6: a streamed body abandoned by its client.
+"""Entry 6: A streamed body abandoned by its client.
 
 ``stream_with_context`` keeps the request's contexts pushed in the thread that iterates the
 body. When the client disconnects mid-body, the server abandons the iterator; if it is only
@@ -19,64 +19,49 @@ from __future__ import annotations
 
 import time
 import typing as t
+from collections.abc import Callable, Iterator
 
-from harness.corpus import Entry, LoadNeeds, Variant
+from harness.corpus import LoadNeeds
 from harness.expectations import LeakTraits
 
-from ._lazy import lazy_apps
+from ._common import APP_CONTEXT_RESIDUE, entry, flask_twins
+
+if t.TYPE_CHECKING:
+    from flask import Flask
 
 #: The streamed route the corpus run abandons mid-body.
 PATH = "/export"
 CHUNKS = 200
 
 
-def _make(name: str, *, with_context: bool) -> t.Any:
-    from flask import Flask, g, request, stream_with_context
+def _rows(user: Callable[[], str]) -> Iterator[str]:
+    for i in range(CHUNKS):
+        time.sleep(0.001)
+        yield f"{user()},{i}\n" + "." * 1024
 
-    app = Flask(name)
-    app.config["SECRET_KEY"] = "ctxbench-corpus-not-a-secret"
+
+def _build(app: Flask, *, fixed: bool) -> None:
+    from flask import g, request, stream_with_context
 
     @app.route(PATH)
     def export() -> t.Any:
         g.export_for = request.args.get("token", "")
-        if with_context:
-
-            def rows() -> t.Iterator[str]:
-                for i in range(CHUNKS):
-                    time.sleep(0.001)
-                    yield f"{request.args.get('token')},{g.export_for},{i}\n" + "." * 1024
-
-            return app.response_class(stream_with_context(rows()), mimetype="text/csv")
-        who = g.export_for  # read up front: the body needs no context
-
-        def plain_rows() -> t.Iterator[str]:
-            for i in range(CHUNKS):
-                time.sleep(0.001)
-                yield f"{who},{who},{i}\n" + "." * 1024
-
-        return app.response_class(plain_rows(), mimetype="text/csv")
-
-    return app
+        if fixed:
+            who = g.export_for  # read up front: the body needs no context
+            return app.response_class(_rows(lambda: who), mimetype="text/csv")
+        # The bug: the body reads g as it streams, so it keeps the contexts pushed meanwhile.
+        body = stream_with_context(_rows(lambda: g.export_for))
+        return app.response_class(body, mimetype="text/csv")
 
 
-__getattr__ = lazy_apps(
-    buggy=lambda: _make("corpus_abandoned_stream", with_context=True),
-    fixed=lambda: _make("corpus_abandoned_stream_fixed", with_context=False),
-)
+__getattr__ = flask_twins(__name__, _build, session=True)
 
-ENTRIES = (
-    Entry(
-        key="abandoned-stream",
-        number="6",
-        title="A streamed body abandoned by its client",
-        source="Flask #6123",
-        buggy=Variant(f"{__name__}:buggy"),
-        fixed=Variant(f"{__name__}:fixed"),
-        traits=LeakTraits(scope="context", resets=False, needs_unclosed_body=True),
-        shows_through=frozenset({"residue.app_context", "residue.g", "g", "skipped"}),
-        fix="no stream_with_context: read what the body needs before returning it",
-        requires=("flask",),
-        load=LoadNeeds(abandon_path=PATH, abandon_fraction=0.1),
-        note="no: every mode here closes an abandoned body in the thread that iterated it",
-    ),
+ENTRY = entry(
+    __name__,
+    source="Flask #6123",
+    traits=LeakTraits(scope="context", resets=False, needs_unclosed_body=True),
+    shows_through=APP_CONTEXT_RESIDUE,
+    fix="no stream_with_context: read what the body needs before returning it",
+    load=LoadNeeds(abandon_path=PATH, abandon_fraction=0.1),
+    note="no: every mode here closes an abandoned body in the thread that iterated it",
 )

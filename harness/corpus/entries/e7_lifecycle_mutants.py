@@ -20,14 +20,14 @@ import typing as t
 from harness.controls import CONTROLS
 from harness.corpus import Entry, LoadNeeds, Variant
 
-from ._lazy import lazy_apps
+from ._common import SECRET_KEY, lazy_apps
 
 
 def _app() -> t.Any:
     from core import App
 
     app = App("corpus_lifecycle")
-    app.config["SECRET_KEY"] = "ctxbench-corpus-not-a-secret"
+    app.config["SECRET_KEY"] = SECRET_KEY
 
     @app.before_first_request
     def connect() -> None:

@@ -1,4 +1,4 @@
-"""Entry 8: state bound to the per-thread asyncio event loop under gevent.
+"""Entry 8: State bound to the per-thread asyncio event loop under gevent.
 
 Sync code that needs a loop takes "the thread's loop" (``asyncio.get_event_loop()``, creating
 and setting one when there is none) and hangs clients or per-user state on it. asyncio keeps
@@ -17,11 +17,12 @@ import asyncio
 import typing as t
 import warnings
 
-from harness.corpus import Entry, Variant
 from harness.expectations import LeakTraits
-from harness.probe import current_token, observe
 
-from ._lazy import keep_user_in_contextvar, lazy_apps
+from ._common import entry, flask_twins, keep_user_in_contextvar, keep_user_on
+
+if t.TYPE_CHECKING:
+    from flask import Flask
 
 NAME = "loop_user"
 
@@ -38,49 +39,24 @@ def thread_loop() -> asyncio.AbstractEventLoop:
             return loop
 
 
-def _buggy() -> t.Any:
-    from flask import Flask
-
-    app = Flask("corpus_asyncio_loop_gevent")
-
-    @app.before_request
-    def open_client() -> None:
-        thread_loop().corpus_user = current_token()  # type: ignore[attr-defined]
-
-    @app.after_request
-    def use_client(response: t.Any) -> t.Any:
-        observe(NAME, getattr(thread_loop(), "corpus_user", None))
-        return response
-
-    return app
+def _build(app: Flask, *, fixed: bool) -> None:
+    if fixed:
+        keep_user_in_contextvar(app, NAME)
+    else:
+        keep_user_on(app, NAME, thread_loop)  # the bug: the user hangs on the thread's loop
 
 
-def _fixed() -> t.Any:
-    from flask import Flask
+__getattr__ = flask_twins(__name__, _build)
 
-    app = Flask("corpus_asyncio_loop_gevent_fixed")
-    keep_user_in_contextvar(app, NAME)
-    return app
-
-
-__getattr__ = lazy_apps(buggy=_buggy, fixed=_fixed)
-
-ENTRIES = (
-    Entry(
-        key="asyncio-loop-gevent",
-        number="8",
-        title="State bound to the per-thread asyncio event loop under gevent",
-        source="asgiref #443; gunicorn #3053",
-        buggy=Variant(f"{__name__}:buggy"),
-        fixed=Variant(f"{__name__}:fixed"),
-        # asyncio's loop holder is a threading.local made when asyncio is imported.
-        traits=LeakTraits(scope="thread-local", resets=True, created_by="asyncio"),
-        shows_through=frozenset({NAME}),
-        fix="per-request state in a ContextVar, not on the loop",
-        requires=("flask",),
-        preload=True,
-        note="yes wherever asyncio is imported before the patch: gunicorn --preload, uWSGI's"
-        " late patch, and always under eventlet (which imports asyncio itself); not when the"
-        " worker patches first",
-    ),
+ENTRY = entry(
+    __name__,
+    source="asgiref #443; gunicorn #3053",
+    # asyncio's loop holder is a threading.local made when asyncio is imported.
+    traits=LeakTraits(scope="thread-local", resets=True, created_by="asyncio"),
+    shows_through=frozenset({NAME}),
+    fix="per-request state in a ContextVar, not on the loop",
+    preload=True,
+    note="yes wherever asyncio is imported before the patch: gunicorn --preload, uWSGI's"
+    " late patch, and always under eventlet (which imports asyncio itself); not when the"
+    " worker patches first",
 )
