@@ -26,7 +26,7 @@ import typing as t
 from pathlib import Path
 
 from harness.corpus import Entry, expectation, select
-from harness.corpus.run import CorpusSettings, load_cell, mode_traits, server_args
+from harness.corpus.run import LOAD, CorpusSettings, load_cell, mode_traits, server_args
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.report.tree import Table, text_table
 from harness.results import package_versions, write_atomic
@@ -65,7 +65,7 @@ def measure(
             extra_args=server_args(entry, mode),
             log_dir=logs / f"{entry.key}-{mode}-{connections}-{i}",
         ) as srv:
-            result = load_cell(entry, srv, connections, settings)
+            result = load_cell(entry, srv, connections, settings.cell_load(entry, "buggy"))
         out.append(result.first_leak_at)
     return out
 
@@ -120,7 +120,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m] or [
         name for name, mode in MODES.items() if mode.available().ok
     ]
-    settings = CorpusSettings(requests=args.requests, concurrency=16, sleep_ms=10.0)
+    settings = CorpusSettings(load=LOAD.replace(requests=args.requests))
     rows: list[dict[str, t.Any]] = []
     with tempfile.TemporaryDirectory(prefix="ctxbench-corpus-catch-") as logs:
         for entry, mode, connections, chance in catchable_cells(entries, modes):

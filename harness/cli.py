@@ -527,7 +527,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_corpus(args: argparse.Namespace) -> int:
     from harness import results
     from harness.corpus import ENTRIES
-    from harness.corpus.run import CorpusSettings, run_corpus
+    from harness.corpus.run import LOAD, CorpusSettings, run_corpus
     from harness.load.spec import connection_patterns
     from harness.report import write_reports
     from harness.report.corpus import corpus_table, corpus_verdict
@@ -545,13 +545,15 @@ def cmd_corpus(args: argparse.Namespace) -> int:
             raise UsageError("--modes is empty: name at least one mode, or leave it out for all")
     settings = CorpusSettings(
         entries=tuple(_csv(args.entries)) if args.entries.strip() else (),
-        modes=modes,
-        connections=connection_patterns(args.connections),
-        requests=args.requests,
-        fixed_requests=args.requests if args.fixed_requests is None else args.fixed_requests,
-        concurrency=args.concurrency,
-        sleep_ms=args.sleep_ms,
-        workers=args.workers,
+        load=LOAD.replace(
+            modes=modes,
+            connections=connection_patterns(args.connections),
+            requests=args.requests,
+            concurrency=args.concurrency,
+            sleep_ms=args.sleep_ms,
+            workers=args.workers,
+        ),
+        fixed_requests=args.fixed_requests,
     )
     run_dir, run_id = _run_folder(args, prefix="corpus-")
     started = time.monotonic()

@@ -16,7 +16,7 @@ import typing as t
 import pytest
 
 from harness.corpus import ENTRIES, expectation
-from harness.corpus.run import CorpusSettings, judge, load_cell, mode_traits, server_args
+from harness.corpus.run import LOAD, CorpusSettings, judge, load_cell, mode_traits, server_args
 
 pytest.importorskip("flask", reason="the corpus apps need flask (pip install 'ctxbench[corpus]')")
 pytest.importorskip("structlog", reason="entry 3 needs structlog (pip install 'ctxbench[corpus]')")
@@ -60,9 +60,9 @@ def test_corpus_cell(
     server = live_server(
         mode, app=chosen.app, backend=chosen.backend, extra_args=server_args(entry, mode)
     )
-    settings = CorpusSettings(entries=(key,), requests=REQUESTS, concurrency=16, sleep_ms=10.0)
+    settings = CorpusSettings(entries=(key,), load=LOAD.replace(requests=REQUESTS))
 
-    result = load_cell(entry, server, connections, settings)
+    result = load_cell(entry, server, connections, settings.cell_load(entry, variant))
 
     check = judge(entry, variant, cell, result.leaks, result.first_leak_at)
     summary = describe_run(result, server)

@@ -9,7 +9,14 @@ import typing as t
 import pytest
 
 from harness.corpus import ENTRIES, Entry, expectation, select
-from harness.corpus.run import CorpusSettings, corpus_cells, judge, mode_traits, server_args
+from harness.corpus.run import (
+    LOAD,
+    CorpusSettings,
+    corpus_cells,
+    judge,
+    mode_traits,
+    server_args,
+)
 from harness.errors import UsageError
 from harness.expectations import Expectation
 from harness.load.spec import CONNECTION_PATTERNS
@@ -117,8 +124,13 @@ def test_judge(
 def test_settings_refuse_unknown_entries_and_bad_counts() -> None:
     with pytest.raises(UsageError, match="unknown corpus entry 'nope'"):
         CorpusSettings(entries=("nope",))
+    with pytest.raises(UsageError, match="bad --fixed-requests 0"):
+        CorpusSettings(fixed_requests=0)
+    # The load is checked by the rules of `ctxbench run`, before a server starts.
     with pytest.raises(UsageError, match="bad --requests 0"):
-        CorpusSettings(requests=0)
+        CorpusSettings(load=LOAD.replace(requests=0)).run_settings(("gunicorn-sync",))
+    with pytest.raises(UsageError, match="bad --concurrency 5000"):
+        CorpusSettings(load=LOAD.replace(concurrency=5000)).run_settings(("gunicorn-sync",))
     assert select(["app-context-at-import"]) == [ENTRIES["app-context-at-import"]]
 
 

@@ -24,13 +24,15 @@ from harness import results
 from harness.corpus import VARIANTS, Entry, expectation, select
 from harness.errors import UsageError
 from harness.expectations import Expectation
-from harness.load.spec import CONNECTION_PATTERNS, ConnectionPattern
+from harness.load.spec import ConnectionPattern
 from harness.results import CorpusCheck, Run
+from harness.runner import aggregate, load_spec
 from harness.servers import MODES, LiveServer, get_mode, live_server
 from harness.servers.base import ModeTraits, ServerConfig
-from harness.settings import RunSettings
+from harness.settings import RunSettings, check_count
 
 __all__ = [
+    "LOAD",
     "CorpusSettings",
     "corpus_cells",
     "judge",
@@ -40,57 +42,54 @@ __all__ = [
 ]
 
 ServerFn = Callable[..., t.ContextManager[LiveServer]]
-LoadFn = Callable[[Entry, LiveServer, str, "CorpusSettings"], t.Any]
+LoadFn = Callable[[Entry, LiveServer, str, RunSettings], t.Any]
+
+
+#: The load of a corpus cell unless told otherwise: ``requests`` probe requests in one
+#: measurement, no warm-up, ``duration`` the upper bound of that measurement; the view yields
+#: 10 ms, so requests overlap wherever a mode lets them.
+LOAD = RunSettings(duration=120.0, requests=300, repeats=1, warmup=0.0, sleep_ms=10.0, timeout=10.0)
 
 
 @dataclass(frozen=True)
 class CorpusSettings:
-    """What ``ctxbench corpus`` varies."""
+    """What ``ctxbench corpus`` varies: the entries, and the load of their cells.
+
+    ``load`` holds the settings a corpus run shares with ``ctxbench run`` (modes, connection
+    patterns, requests per buggy cell, concurrency, sleep, workers), checked by the same rules
+    (:meth:`run_settings`); its apps and backends are the entries' own.
+    """
 
     entries: tuple[str, ...] = ()
-    modes: tuple[str, ...] = ()
-    connections: tuple[str, ...] = CONNECTION_PATTERNS
-    #: Probe requests per buggy cell and per fixed cell.
-    requests: int = 300
-    fixed_requests: int = 300
-    concurrency: int = 16
-    #: The view yields this long, so requests overlap wherever a mode lets them.
-    sleep_ms: float = 10.0
-    timeout: float = 10.0
-    #: Upper bound of one measurement, whatever ``requests`` says.
-    max_seconds: float = 120.0
-    workers: int | None = None
+    load: RunSettings = LOAD
+    #: Probe requests per fixed-twin cell; ``None``: as many as per buggy cell.
+    fixed_requests: int | None = None
 
     def __post_init__(self) -> None:
         try:
             select(self.entries)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        for name in ("requests", "fixed_requests", "concurrency"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise UsageError(f"bad --{name.replace('_', '-')} {value!r}: use a number >= 1")
-        for pattern in self.connections:
-            if pattern not in CONNECTION_PATTERNS:
-                raise UsageError(f"unknown connection pattern {pattern!r}: keepalive or fresh")
+        check_count("--fixed-requests", self.fixed_requests, high=None, optional=True)
 
     def run_settings(self, modes: tuple[str, ...]) -> RunSettings:
-        """The results document's settings: the apps and backends the corpus ran."""
-        entries = select(self.entries)
-        variants = [e.variant(v) for e in entries for v in VARIANTS]
-        return RunSettings(
+        """The settings the results record: the load, with the apps and backends of the entries'
+        variants and ``modes``, every value checked (:meth:`RunSettings.checked`)."""
+        variants = [e.variant(v) for e in select(self.entries) for v in VARIANTS]
+        return self.load.replace(
             apps=tuple(dict.fromkeys(v.app for v in variants)),
             backends=tuple(dict.fromkeys(v.backend for v in variants)),
             modes=modes,
-            connections=self.connections,
-            duration=None,
-            requests=self.requests,
-            concurrency=self.concurrency,
-            repeats=1,
-            sleep_ms=self.sleep_ms,
-            warmup=0.0,
-            timeout=self.timeout,
-            workers=self.workers,
+        ).checked()
+
+    def cell_load(self, entry: Entry, variant: str) -> RunSettings:
+        """The load of a cell of ``entry``'s ``variant``: its requests, and the failing requests
+        the entry needs."""
+        fixed = variant == "fixed" and self.fixed_requests is not None
+        return self.load.replace(
+            requests=self.fixed_requests if fixed else self.load.requests,
+            fail_phase=entry.load.fail_phase,
+            fail_fraction=entry.load.fail_fraction if entry.load.fail_phase else 0.0,
         )
 
 
@@ -151,24 +150,12 @@ def judge(
     )
 
 
-def load_cell(entry: Entry, srv: LiveServer, connections: str, settings: CorpusSettings) -> t.Any:
-    """One measurement of a corpus cell: the probe load, plus what the entry needs."""
-    from harness.load import LoadSpec, run_load
+def load_cell(entry: Entry, srv: LiveServer, connections: str, settings: RunSettings) -> t.Any:
+    """One measurement of a corpus cell: the probe load ``settings`` describe (see
+    :meth:`CorpusSettings.cell_load`), plus the streamed bodies the entry needs abandoned."""
+    from harness.load import run_load
 
-    variant_requests = settings.requests
-    spec = LoadSpec(
-        host=srv.host,
-        port=srv.port,
-        concurrency=settings.concurrency,
-        requests=variant_requests,
-        duration=settings.max_seconds,
-        connections=connections,
-        sleep_ms=settings.sleep_ms,
-        timeout=settings.timeout,
-        mode=srv.mode,
-        fail_phase=entry.load.fail_phase,
-        fail_fraction=entry.load.fail_fraction if entry.load.fail_phase else 0.0,
-    )
+    spec = load_spec(settings, srv, connections, warmup=False)
     if not (entry.load.abandon_path and entry.load.abandon_fraction):
         return run_load(spec)
     from harness.load.hostile import HostileLoad, abort_mid_body
@@ -179,8 +166,8 @@ def load_cell(entry: Entry, srv: LiveServer, connections: str, settings: CorpusS
     def abandon(seq: int) -> t.Any:
         return abort_mid_body(srv.host, srv.port, f"{path}{sep}token=abandoned-{seq}")
 
-    count = max(1, round(variant_requests * entry.load.abandon_fraction))
-    with HostileLoad(abandon, users=2, requests=count, duration=settings.max_seconds, keep=False):
+    count = max(1, round(t.cast(int, settings.requests) * entry.load.abandon_fraction))
+    with HostileLoad(abandon, users=2, requests=count, duration=settings.duration, keep=False):
         return run_load(spec)
 
 
@@ -195,17 +182,15 @@ def run_corpus(
     progress: Callable[[str], None] | None = None,
 ) -> Run:
     """Run the corpus, write ``run_dir/results.json`` after every cell, return the run."""
-    from harness.runner import aggregate
-
     run_dir = Path(run_dir)
     # Every mode asked for must run here; by default, every registered mode that can (the
     # proxies in front of them are left to `ctxbench run`).
-    modes = settings.modes or tuple(n for n, m in MODES.items() if m.available().ok)
-    run_settings = settings.run_settings(tuple(modes)).checked()
+    modes = settings.load.modes or tuple(n for n, m in MODES.items() if m.available().ok)
+    run_settings = settings.run_settings(modes)
     entries = select(settings.entries)
     run = Run.start(run_id or run_dir.name, command, run_settings)
     started = time.monotonic()
-    cells = list(corpus_cells(entries, modes, settings.connections))
+    cells = list(corpus_cells(entries, modes, settings.load.connections))
     by_server: dict[tuple[str, str, str], list[tuple[str, Expectation]]] = {}
     for entry, variant, mode, connections, expected in cells:
         by_server.setdefault((entry.key, variant, mode), []).append((connections, expected))
@@ -217,16 +202,12 @@ def run_corpus(
                 mode,
                 app=chosen.app,
                 backend=chosen.backend,
-                workers=settings.workers,
+                workers=settings.load.workers,
                 extra_args=server_args(entry, mode),
                 log_dir=run_dir / "logs" / f"{entry.key}-{variant}",
             ) as srv:
                 for connections, expected in patterns:
-                    per_variant = (
-                        settings.requests if variant == "buggy" else settings.fixed_requests
-                    )
-                    cell_settings = _with_requests(settings, per_variant)
-                    result = load(entry, srv, connections, cell_settings)
+                    result = load(entry, srv, connections, settings.cell_load(entry, variant))
                     check = judge(entry, variant, expected, result.leaks, result.first_leak_at)
                     measured = dataclasses.replace(
                         aggregate(
@@ -255,10 +236,6 @@ def run_corpus(
     run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
     results.write(run_dir, run)
     return run
-
-
-def _with_requests(settings: CorpusSettings, requests: int) -> CorpusSettings:
-    return dataclasses.replace(settings, requests=requests)
 
 
 def _progress_line(
