@@ -14,13 +14,14 @@ Each file is read only when present; one that is not what the report expects rai
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import records
 from harness.errors import ResultsError
 from harness.report.summary import JITTER_ADVICE
 from harness.report.tree import (
@@ -31,9 +32,11 @@ from harness.report.tree import (
     fmt_pct,
     fmt_rps,
     fmt_runs,
+    fmt_share,
     fmt_us,
     spread_cell,
     spread_warning,
+    where,
 )
 from harness.results import SPREAD_FORMULA, SPREAD_WARNING, MicroRow
 
@@ -55,7 +58,14 @@ _ORDER = ("full-wsgi-call", "request-context", "app-context", "core", "flask", "
 
 @dataclass(frozen=True)
 class CalibrationRow:
-    """One gunicorn mode: wrk and the driver against the same one-worker server."""
+    """One gunicorn mode: wrk and the driver against the same one-worker server.
+
+    ``target_ratio`` is the driver / wrk this row should reach (``None``: the document's
+    ``settings.target_ratio``, 0.9 against a Python server; the echo probe rows carry their
+    own). ``driver_cpu`` is the driver's median CPU share, ``driver_rps_per_core`` its checked
+    responses per second per core and ``ratio_per_core`` that over wrk's own per-core rate
+    (``None``: not recorded by older calibrations).
+    """
 
     mode: str
     wrk_rps: float
@@ -64,13 +74,9 @@ class CalibrationRow:
     driver_spread: float
     driver_errors: float
     driver_leaks: float
-    wrk_runs: tuple[float, ...]
+    wrk_runs: tuple[float, ...]  # requests/s of each round
     driver_runs: tuple[float, ...]
-    #: driver / wrk this row should reach; ``None``: the document's ``settings.target_ratio``
-    #: (0.9 against a Python server; the echo probe rows carry their own).
     target_ratio: float | None = None
-    #: The driver's median CPU share, its checked responses per second per core, and that over
-    #: wrk's own per-core rate (``None``: not recorded by older calibrations).
     driver_cpu: float | None = None
     driver_rps_per_core: float | None = None
     ratio_per_core: float | None = None
@@ -98,12 +104,8 @@ class Benchmarks:
 def read_benchmarks(run_dir: Path) -> Benchmarks:
     """Read and check ``micro.json`` and ``driver_vs_wrk.json`` in ``run_dir`` if they exist."""
     micro, cal = (_read_json(Path(run_dir) / name) for name in (MICRO_FILE, CALIBRATION_FILE))
-    return Benchmarks(
-        micro,
-        micro_rows(micro) if micro is not None else (),
-        cal,
-        calibration_rows(cal) if cal is not None else (),
-    )
+    rows = micro_rows(micro) if micro is not None else ()
+    return Benchmarks(micro, rows, cal, calibration_rows(cal) if cal is not None else ())
 
 
 def micro_rows(doc: Any, source: str = MICRO_FILE) -> tuple[MicroRow, ...]:
@@ -115,10 +117,10 @@ def micro_rows(doc: Any, source: str = MICRO_FILE) -> tuple[MicroRow, ...]:
         )
     rows = []
     for i, raw in enumerate(doc["benchmarks"]):
-        bench, where = _mapping(raw), f"{source}: benchmarks[{i}].stats"
+        bench, at = _mapping(raw), f"{source}: benchmarks[{i}].stats"
         framework = _mapping(bench.get("params")).get("framework") or bench.get("param") or "?"
         median, iqr, rounds = (
-            _number(bench.get("stats"), n, where) for n in ("median", "iqr", "rounds")
+            _number(bench.get("stats"), k, at) for k in ("median", "iqr", "rounds")
         )
         rows.append(
             MicroRow(str(bench.get("group") or ""), str(framework), median, iqr, int(rounds))
@@ -134,44 +136,30 @@ def micro_tables(rows: Sequence[MicroRow]) -> list[Table]:
     core's targets that these rows can judge (also printed by the micro suite itself)."""
     by = {(r.group, r.framework): r for r in rows}
     headers = ("group", "framework", "median µs", "spread", "rounds", "calls/s", "vs Flask")
-    cells = []
-    for r in rows:
-        flask = by.get((r.group, "flask"))
-        cells.append(
-            (
-                *(r.group, r.framework, fmt_us(r.median_s), spread_cell(r.spread)),
-                f"{r.rounds:,}",
-                fmt_rps(1 / r.median_s) if r.median_s > 0 else "-",
-                f"{flask.median_s / r.median_s:.2f}x" if flask and r.median_s > 0 else "-",
-            )
+    cells = tuple(
+        (
+            *(r.group, r.framework, fmt_us(r.median_s), spread_cell(r.spread), f"{r.rounds:,}"),
+            fmt_rps(1 / r.median_s) if r.median_s > 0 else "-",
+            f"{flask.median_s / r.median_s:.2f}x" if flask and r.median_s > 0 else "-",
         )
-    warn = frozenset(i for i, r in enumerate(rows) if r.spread > SPREAD_WARNING)
-    tables = [Table(headers, tuple(cells), "ll" + "r" * 5, warn_rows=warn)]
-    targets: list[tuple[str, str, bool]] = []
+        for r in rows
+        for flask in [by.get((r.group, "flask"))]
+    )
+    tables = [Table(headers, cells, "llrrrrr", warn_rows=where(rows, _noisy))]
+    targets: list[tuple[str, str, str]] = []  # (target, measured, "met" or "MISSED")
     core, flask = by.get(("full-wsgi-call", "core")), by.get(("full-wsgi-call", "flask"))
     if core and flask and core.median_s > 0:
         ratio = flask.median_s / core.median_s
-        targets.append(
-            (
-                f"core full WSGI call >= {FULL_CALL_TARGET:g}x Flask throughput",
-                f"{ratio:.2f}x ({fmt_us(core.median_s)} µs vs {fmt_us(flask.median_s)} µs)",
-                ratio >= FULL_CALL_TARGET,
-            )
-        )
+        measured = f"{ratio:.2f}x ({fmt_us(core.median_s)} µs vs {fmt_us(flask.median_s)} µs)"
+        target = f"core full WSGI call >= {FULL_CALL_TARGET:g}x Flask throughput"
+        targets.append((target, measured, _met(ratio >= FULL_CALL_TARGET)))
     if app := by.get(("app-context", "core")):
-        targets.append(
-            (
-                f"core app-context push+pop < {APP_CONTEXT_TARGET_S * 1e6:g} µs (median)",
-                f"{fmt_us(app.median_s)} µs",
-                app.median_s < APP_CONTEXT_TARGET_S,
-            )
-        )
+        target = f"core app-context push+pop < {APP_CONTEXT_TARGET_S * 1e6:g} µs (median)"
+        met = _met(app.median_s < APP_CONTEXT_TARGET_S)
+        targets.append((target, f"{fmt_us(app.median_s)} µs", met))
     if targets:
-        rows_ = tuple(
-            (name, measured, "met" if met else "MISSED") for name, measured, met in targets
-        )
-        bad = frozenset(i for i, t in enumerate(targets) if not t[2])
-        tables.append(Table(("target", "measured", "result"), rows_, "lrl", bad))
+        missed = where(targets, lambda t: t[2] == "MISSED")
+        tables.append(Table(("target", "measured", "result"), tuple(targets), "lrl", missed))
     return tables
 
 
@@ -213,23 +201,16 @@ def calibration_rows(doc: Any, source: str = CALIBRATION_FILE) -> tuple[Calibrat
             f"{source} has schema {schema!r}; this report reads {CALIBRATION_SCHEMA!r}. Write"
             " it with `python -m benchmarks.driver_vs_wrk --out PATH`."
         )
+    names = {f.name for f in dataclasses.fields(CalibrationRow)}
     rows = []
     for i, raw in enumerate(doc["entries"]):
-        where = f"{source}: entries[{i}]"
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("mode"), str):
-            raise ResultsError(f"{where} is not an object with a 'mode' string.")
-        n = {k: _number(raw, k, where) for k in ("wrk_rps", "driver_rps", "wrk_spread")}
-        n |= {k: _number(raw, k, where) for k in ("driver_spread", "driver_errors", "driver_leaks")}
-        rows.append(
-            CalibrationRow(
-                *(raw["mode"], n["wrk_rps"], n["driver_rps"], n["wrk_spread"]),
-                *(n["driver_spread"], n["driver_errors"], n["driver_leaks"]),
-                *(_runs(raw, "wrk_runs", where), _runs(raw, "driver_runs", where)),
-                *(_optional(raw, "target_ratio", where), _optional(raw, "driver_cpu", where)),
-                _optional(raw, "driver_rps_per_core", where),
-                _optional(raw, "ratio_per_core", where),
-            )
-        )
+        # An entry also holds what the report does not show (the server command, each run's
+        # other counters): read the row's fields, each round by its requests/s.
+        entry = {k: v for k, v in raw.items() if k in names} if isinstance(raw, Mapping) else raw
+        for k in ("wrk_runs", "driver_runs"):
+            if isinstance(raw, Mapping) and isinstance(entry.get(k), list):
+                entry[k] = [r.get("rps") if isinstance(r, Mapping) else r for r in entry[k]]
+        rows.append(records.from_json(CalibrationRow, entry, f"{source}: entries[{i}]"))
     return tuple(rows)
 
 
@@ -241,7 +222,7 @@ def target_ratio(doc: Mapping[str, Any]) -> float:
 def calibration_table(doc: Mapping[str, Any], rows: Sequence[CalibrationRow]) -> Table:
     """One row per mode: both medians, their ratio against the target, the runs and spread."""
     default = target_ratio(doc)
-    targets = [default if r.target_ratio is None else r.target_ratio for r in rows]
+    pairs = [(r, default if r.target_ratio is None else r.target_ratio) for r in rows]
     headers = (
         *("mode", "wrk rps", "driver rps", "driver / wrk", "target", "driver CPU", "per core"),
         *("per core / wrk", "spread", "wrk runs", "driver runs", "driver errors", "driver leaks"),
@@ -249,27 +230,22 @@ def calibration_table(doc: Mapping[str, Any], rows: Sequence[CalibrationRow]) ->
     cells = tuple(
         (
             *(r.mode, fmt_rps(r.wrk_rps), fmt_rps(r.driver_rps), f"{r.ratio:.2f}"),
-            f"{target:g} " + ("met" if r.ratio >= target else "MISSED"),
-            "-" if r.driver_cpu is None else f"{r.driver_cpu:.2f}",
+            f"{target:g} {_met(r.ratio >= target)}",
+            fmt_share(r.driver_cpu),
             "-" if r.driver_rps_per_core is None else fmt_rps(r.driver_rps_per_core),
-            "-" if r.ratio_per_core is None else f"{r.ratio_per_core:.2f}",
-            f"{fmt_pct(r.wrk_spread)} / {fmt_pct(r.driver_spread)}"
-            + (" ⚠" if r.spread > SPREAD_WARNING else ""),
+            fmt_share(r.ratio_per_core),
+            f"{fmt_pct(r.wrk_spread)} / {fmt_pct(r.driver_spread)}" + " ⚠" * _noisy(r),
             *(fmt_runs(r.wrk_runs), fmt_runs(r.driver_runs)),
             *(f"{r.driver_errors:,.0f}", f"{r.driver_leaks:,.0f}"),
         )
-        for r, target in zip(rows, targets, strict=True)
+        for r, target in pairs
     )
     return Table(
         headers,
         cells,
         "lrrrlrrrrrrrr",
-        bad_rows=frozenset(i for i, r in enumerate(rows) if r.driver_errors or r.driver_leaks),
-        warn_rows=frozenset(
-            i
-            for i, (r, target) in enumerate(zip(rows, targets, strict=True))
-            if r.spread > SPREAD_WARNING or r.ratio < target
-        ),
+        bad_rows=where(rows, lambda r: r.driver_errors or r.driver_leaks),
+        warn_rows=where(pairs, lambda p: _noisy(p[0]) or p[0].ratio < p[1]),
         wrap=frozenset({9, 10}),
     )
 
@@ -311,8 +287,12 @@ def calibration_section(ctx: Context) -> list[Node]:
     ]
 
 
-def _optional(raw: Mapping[str, Any], name: str, where: str) -> float | None:
-    return None if raw.get(name) is None else _number(raw, name, where)
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _noisy(row: MicroRow | CalibrationRow) -> bool:
+    return row.spread > SPREAD_WARNING
 
 
 def _read_json(path: Path) -> Any:
@@ -324,18 +304,9 @@ def _read_json(path: Path) -> Any:
         raise ResultsError(f"{str(path)!r} is not valid JSON: {exc}") from None
 
 
-def _runs(raw: Mapping[str, Any], name: str, where: str) -> tuple[float, ...]:
-    runs = raw.get(name)
-    if not isinstance(runs, list):
-        raise ResultsError(f"{where}.{name} should be a list, got {runs!r}.")
-    return tuple(_number(run, "rps", f"{where}.{name}[{i}]") for i, run in enumerate(runs))
-
-
 def _number(raw: Any, name: str, where: str) -> float:
     value = raw.get(name) if isinstance(raw, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ResultsError(f"{where}.{name} should be a number, got {value!r}.")
-    return float(value)
+    return records.from_json(float, value, f"{where}.{name}")
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
