@@ -172,8 +172,13 @@ def test_hook_error_walks_every_phase_round_by_round() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"injections": 0}, {"interval_s": 0}, {"fail_fraction": 1.5}, {"recycle_jitter": -1},
-     {"round_requests": True}],
+    [
+        {"injections": 0},
+        {"interval_s": 0},
+        {"fail_fraction": 1.5},
+        {"recycle_jitter": -1},
+        {"round_requests": True},
+    ],
 )
 def test_chaos_settings_are_checked(changes: dict[str, object]) -> None:
     with pytest.raises(UsageError):
@@ -196,8 +201,9 @@ def fault_cell(**changes: object) -> FaultCell:
 
 def soak_record(grow: float = 0.0) -> Soak:
     processes = tuple(
-        ProcessSample(float(s), pid, role, int(30e6 * (1 + grow * (role == "worker") * s / 20)),
-                      10, 1)
+        ProcessSample(
+            float(s), pid, role, int(30e6 * (1 + grow * (role == "worker") * s / 20)), 10, 1
+        )
         for s in range(1, 21)
         for pid, role in ((10, "master"), (11, "worker"))
     )
@@ -215,10 +221,24 @@ def chaos_run() -> Run:
     leak = Evidence("gunicorn-gthread", "view", "g", "a", "b", Unit(1, 2, None))
     cells = (
         fault_cell(),
-        fault_cell(fault="recycle", mode="werkzeug-threaded", verdict="n/a", reason="single",
-                   requests=0, answered=0, errors={}, after=None),
-        fault_cell(fault="abort", backend="no-reset", verdict="caught", leaks=9,
-                   evidence=(leak,), aborted=120),
+        fault_cell(
+            fault="recycle",
+            mode="werkzeug-threaded",
+            verdict="n/a",
+            reason="single",
+            requests=0,
+            answered=0,
+            errors={},
+            after=None,
+        ),
+        fault_cell(
+            fault="abort",
+            backend="no-reset",
+            verdict="caught",
+            leaks=9,
+            evidence=(leak,),
+            aborted=120,
+        ),
     )
     run = Run.start("chaos-test", ["ctxbench", "chaos"], RunSettings(requests=400, duration=None))
     return run.replace(chaos=ChaosSettings(), faults=cells, soaks=(soak_record(),),
@@ -259,9 +279,9 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
 def test_line_chart_is_deterministic_and_handles_empty_series() -> None:
     lines = [Line("a", (Point(1.0, 2.0), Point(2.0, 3.0)))]
     ticks = [(0.0, "0 s"), (2.0, "2 s")]
-    chart = line_chart("t", lines, ticks, shade_to=1.0, markers=False)
-    assert chart == line_chart("t", lines, ticks, shade_to=1.0, markers=False)
-    assert "<svg" in line_chart("empty", [], [], shade_to=0.0, markers=False)
+    chart = line_chart("t", ["t"], lines, ticks, shade_to=1.0, markers=False)
+    assert chart == line_chart("t", ["t"], lines, ticks, shade_to=1.0, markers=False)
+    assert "<svg" in line_chart("empty", ["e"], [], [], shade_to=0.0, markers=False).svg
 
 
 # -- soak verdict --------------------------------------------------------------------------------
@@ -313,8 +333,10 @@ def test_default_warmup_is_bounded() -> None:
         (["chaos", "--modes", "nope"], "unknown server mode 'nope'"),
         (["chaos", "--interval", "0"], "--interval-s"),
         (["soak", "--mode", "gunicorn-gevent", "--minutes", "0"], "--minutes"),
-        (["soak", "--mode", "gunicorn-gevent", "--minutes", "1", "--connections", "both"],
-         "one connection pattern"),
+        (
+            ["soak", "--mode", "gunicorn-gevent", "--minutes", "1", "--connections", "both"],
+            "one connection pattern",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(

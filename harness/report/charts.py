@@ -1,18 +1,14 @@
 """SVG charts for the report: small, dependency-free and deterministic.
 
 Each chart is a :class:`~harness.report.tree.Figure`, inlined in the HTML page and written next
-to the report as a standalone file (``throughput-<pattern>.svg``, ``latency-<pattern>.svg``),
-byte for byte the same SVG: it declares the SVG namespace and paints its own white background,
-so it reads the same embedded in a README on a dark theme.
+to the report as the same standalone SVG: it declares the SVG namespace and paints its own white
+background, so it reads the same embedded in a README on a dark theme. Coordinates have one
+decimal, so the same data gives the same bytes.
 
-:func:`bar_chart` draws horizontal bars (labels such as mode names are long; horizontal bars
-keep them readable) on a linear axis from zero, so bar lengths compare honestly; each row holds
-one bar or a group of bars, each with an optional whisker for the range over the repeats. A new
-section can chart its own rows with it. :func:`line_chart` draws lines over an x scale (the
-concurrency levels of a sweep, spaced evenly so equal steps read as a log scale; the seconds of
-a soak, its warm-up shaded) with a key of the series, a red point for a cell that leaked or had
-errors and a hollow one for a driver-bound cell. Coordinates have one decimal, so the same data
-gives the same bytes.
+:func:`bar_chart` draws horizontal bars (mode names are long; horizontal bars keep them
+readable) on a linear axis from zero, so bar lengths compare honestly, with whiskers for the
+range over the repeats. :func:`line_chart` draws series over an x scale (a sweep's levels,
+spaced evenly; a soak's seconds, its warm-up shaded).
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from dataclasses import dataclass
 from html import escape
 
 from harness.protocol import DEFAULT_BACKEND
-from harness.report.summary import label
+from harness.report.summary import extras, label
 from harness.report.tree import Figure, fmt_ms, fmt_pct, fmt_rps, plural
 from harness.results import Cell
 
@@ -146,9 +142,8 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
 def _row(c: Cell, bars: tuple[Bar, ...], note: str) -> Row:
     # The mode on the first line; app, backend and status (when not the default) below it,
     # so long names never run off the left edge.
-    sub = [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
-    sub += ["LEAK"] if c.leaks else ["errors"] if c.errors else []
-    return Row(c.mode, " · ".join(sub), bars, note, alarm=not c.clean)
+    flag = ["LEAK"] if c.leaks else ["errors"] if c.errors else []
+    return Row(c.mode, " · ".join(extras(c) + flag), bars, note, alarm=not c.clean)
 
 
 def _color(c: Cell) -> str:
@@ -192,26 +187,21 @@ PLOT_L, PLOT_R, PLOT_T, PLOT_B = 70, 220, 36, 300  # the plot area: left, right 
 
 @dataclass(frozen=True)
 class Point:
-    """One point of a :class:`Line`: ``x`` on the chart's x scale, ``value`` ``None`` where
-    nothing was measured; ``alarm`` (leaked or had errors) draws it red, ``hollow``
-    (driver-bound) empty."""
-
-    x: float
-    value: float | None
-    alarm: bool = False
-    hollow: bool = False
+    x: float  # on the chart's x scale
+    value: float | None  # None: nothing measured
+    alarm: bool = False  # leaked or had errors: drawn red
+    hollow: bool = False  # driver-bound: drawn empty
 
 
 @dataclass(frozen=True)
 class Line:
-    """One series of a line chart: its name and its points."""
-
-    name: str
+    name: str  # the series, in the key
     points: tuple[Point, ...]
 
 
 def line_chart(
     title: str,
+    name: Sequence[str],
     lines: Sequence[Line],
     x_ticks: Sequence[tuple[float, str]],
     *,
@@ -219,8 +209,9 @@ def line_chart(
     shade_to: float = 0.0,
     markers: bool = True,
     fmt: t.Callable[[float], str] = str,
-) -> str:
-    """An SVG line chart, one line per ``lines`` item, on a linear y axis from zero.
+) -> Figure:
+    """A line chart named :func:`file_name` of ``name``, one line per ``lines`` item, on a
+    linear y axis from zero.
 
     The x axis runs from 0 to the last of ``x_ticks`` (value and label), ``shade_to`` shades it
     from 0 (a warm-up), ``markers`` draws each point (with ``fmt`` of its value as a tooltip)."""
@@ -283,18 +274,7 @@ def line_chart(
             f' y="{ky + 4}">{escape(line.name)}</text>'
         )
     out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def line_figure(
-    title: str,
-    name: Sequence[str],
-    lines: Sequence[Line],
-    ticks: Sequence[tuple[float, str]],
-    **options: t.Any,
-) -> Figure:
-    """A :func:`line_chart` as a figure named :func:`file_name` of ``name``."""
-    return Figure(file_name(*name), title, line_chart(title, lines, ticks, **options))
+    return Figure(file_name(*name), title, "\n".join(out) + "\n")
 
 
 def _svg_head(title: str, width: int, height: int) -> list[str]:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.report.charts import Line, Point, line_figure
+from harness.report.charts import Line, Point, line_chart
 from harness.report.tree import (
     Callout,
     Heading,
@@ -166,9 +166,7 @@ def soak_section(ctx: Context) -> list[Node]:
             ("rps", f"Requests per second ({label})", rps),
         ):
             name = ("soak", kind, soak.mode, soak.backend, soak.connections)
-            out.append(
-                line_figure(title, name, lines, ticks, shade_to=soak.warmup_s, markers=False)
-            )
+            out.append(line_chart(title, name, lines, ticks, shade_to=soak.warmup_s, markers=False))
     return out
 
 

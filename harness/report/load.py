@@ -16,7 +16,7 @@ import typing as t
 
 from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
-from harness.report.charts import Line, Point, line_figure
+from harness.report.charts import Line, Point, line_chart
 from harness.report.summary import label
 from harness.report.tree import (
     Callout,
@@ -108,8 +108,8 @@ def sweep_section(ctx: Context) -> list[Node]:
         rps, p99 = _lines(grid, lambda c: c.rps), _lines(grid, lambda c: c.latency_ms.p99)
         kw: dict[str, t.Any] = {"x_label": "virtual users"}
         figures = (
-            line_figure(rps_title, ("sweep-throughput", pattern), rps, ticks, fmt=fmt_rps, **kw),
-            line_figure(p99_title, ("sweep-latency", pattern), p99, ticks, fmt=fmt_ms, **kw),
+            line_chart(rps_title, ("sweep-throughput", pattern), rps, ticks, fmt=fmt_rps, **kw),
+            line_chart(p99_title, ("sweep-latency", pattern), p99, ticks, fmt=fmt_ms, **kw),
         )
         rows = tuple((mode, *map(_sweep_cell, row)) for mode, row in grid.items())
         headers = ("mode", *(f"{level} users" for level in levels))
