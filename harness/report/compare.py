@@ -22,8 +22,6 @@ from harness.report.summary import beyond_noise
 from harness.report.tree import Table, fmt_ms, fmt_pct, fmt_rps, plural, text_table
 from harness.results import Cell, CellKey, Run
 
-__all__ = ["Change", "compare_runs", "parse_threshold"]
-
 #: The settings that choose the cells; any other setting that differs is noted as not like for like.
 CELL_SETTINGS = ("apps", "backends", "modes", "connections")
 
@@ -49,10 +47,8 @@ class Change:
         if self.metric in ("leaks", "errors"):
             return f"{where}: {self.metric} {self.a:,.0f} -> {self.b:,.0f}"
         fmt, unit = (fmt_rps, "rps") if self.metric == "rps" else (fmt_ms, "ms")
-        return (
-            f"{where}: {self.metric} {fmt(self.a)} {unit} -> {fmt(self.b)} {unit}"
-            f" ({_signed(self.relative)})"
-        )
+        change = f"{fmt(self.a)} {unit} -> {fmt(self.b)} {unit} ({_signed(self.relative)})"
+        return f"{where}: {self.metric} {change}"
 
 
 def parse_threshold(text: str) -> float:
@@ -73,11 +69,7 @@ def parse_threshold(text: str) -> float:
 
 
 def compare_runs(
-    a_run: Run,
-    b_run: Run,
-    threshold: float = 0.10,
-    *,
-    strict: bool = False,
+    a_run: Run, b_run: Run, threshold: float = 0.10, *, strict: bool = False
 ) -> tuple[str, list[Change]]:
     """Compare run B against baseline run A; return the text and the regressions.
 
@@ -132,27 +124,25 @@ def compare_runs(
     only += [f"  in B only: {_name(k)}" for k in b_by if k not in a_by]
     if only:
         out += ["", f"{plural(len(only), 'cell')} not compared (in one run only):", *only]
-    noisy = [c for c in changes if c.within_noise]
-    if noisy:
+    if noisy := [c for c in changes if c.within_noise]:
         out += ["", f"worse by more than {fmt_pct(threshold)} but within the runs' noise, so not"
                 " counted (rerun with more --repeats, or use --strict):"]  # fmt: skip
         out += [f"  {c.describe()}" for c in noisy]
     regressions = [c for c in changes if c.regression]
-    out.append("")
     if regressions:
-        out.append(f"{plural(len(regressions), 'regression')}:")
+        out += ["", f"{plural(len(regressions), 'regression')}:"]
         out += [f"  {c.describe()}" for c in regressions]
     else:
-        out.append(f"No regression in {plural(len(common), 'cell')} compared.")
+        out += ["", f"No regression in {plural(len(common), 'cell')} compared."]
     return "\n".join(out) + "\n", regressions
 
 
 def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> list[Change]:
     rv = []
-    p99 = (a.latency_ms.p99, b.latency_ms.p99)
-    for metric, (va, vb), noise, worse in (
-        ("rps", (a.rps, b.rps), (a.rps_spread, b.rps_spread), -1),
-        ("p99", p99, (a.latency_spread("p99"), b.latency_spread("p99")), 1),
+    p99_noise = (a.latency_spread("p99"), b.latency_spread("p99"))
+    for metric, va, vb, noise, worse in (
+        ("rps", a.rps, b.rps, (a.rps_spread, b.rps_spread), -1),
+        ("p99", a.latency_ms.p99, b.latency_ms.p99, p99_noise, 1),
     ):
         if va is None or vb is None:
             continue
