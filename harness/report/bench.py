@@ -27,7 +27,7 @@ from harness.report.summary import JITTER_ADVICE
 from harness.report.tree import (
     Heading,
     Node,
-    Paragraph,
+    Note,
     Table,
     fmt_pct,
     fmt_rps,
@@ -173,15 +173,14 @@ def micro_section(ctx: Context) -> list[Node]:
     )
     return [
         Heading("Micro benchmarks: core vs Flask vs werkzeug"),
-        Paragraph(
+        Note(
             f"From `{MICRO_FILE}`: pytest-benchmark {doc.get('version') or '?'},"
             f" run {doc.get('datetime') or 'at an unknown time'}, Python"
             f" {_mapping(doc.get('machine_info')).get('python_version') or '?'}, commit {sha}."
             " Every benchmark runs in one process; *median µs* is the median time per call over"
             " the rounds, *spread* the interquartile range / median, *vs Flask* Flask's median /"
             " this row's median (above 1.00x: faster than Flask). werkzeug has no contexts: its"
-            " row is the floor (a bare Request/Response app, or a ContextVar set and reset).",
-            note=True,
+            " row is the floor (a bare Request/Response app, or a ContextVar set and reset)."
         ),
         *spread_warning(
             ", too large to trust the median",
@@ -260,7 +259,7 @@ def calibration_section(ctx: Context) -> list[Node]:
     rounds = s.get("rounds")
     return [
         Heading("Load driver against wrk"),
-        Paragraph(
+        Note(
             f"From `{CALIBRATION_FILE}`, run {doc.get('created') or 'at an unknown time'}: one"
             f" gunicorn worker pinned to core {s.get('server_core', '?')}; wrk (one thread) and"
             f" the load driver ({s.get('driver_connections', 'keepalive')}) pinned to core"
@@ -273,16 +272,14 @@ def calibration_section(ctx: Context) -> list[Node]:
             " driver's own ceiling) the row says its target. *driver CPU* is the driver's CPU"
             " time over wall time, *per core* its median rps over that share, and *per core /"
             " wrk* that figure over wrk's own (a ratio that holds on a busy machine, where both"
-            " clients get only part of their core).",
-            note=True,
+            " clients get only part of their core)."
         ),
         *spread_warning(" between rounds", [(r.mode, r.spread) for r in rows], JITTER_ADVICE),
         calibration_table(doc, rows),
-        Paragraph(
+        Note(
             f"*spread* is wrk's / the driver's {SPREAD_FORMULA} over the rounds. Below the"
             " target the driver, not the server, may limit that mode's figures in this report:"
-            " compare such modes with care.",
-            note=True,
+            " compare such modes with care."
         ),
     ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.report.tree import Heading, Node, Paragraph, Table
+from harness.report.tree import Heading, Node, Note, Table
 from harness.results import Cell, CorpusCheck, Run
 
 if TYPE_CHECKING:  # sections imports this module: a real import back would be a cycle
@@ -86,13 +86,12 @@ def corpus_section(ctx: Context) -> list[Node]:
     return [
         Heading("Corpus: real leak classes, buggy and fixed"),
         corpus_table(cells),
-        Paragraph(
+        Note(
             "Each buggy cell: `caught after N` (N requests had finished when the first leaky"
             " response arrived), `clean` where the entry's traits say it cannot leak, `not"
             " caught` for a chance entry that did not show in this run, `n/a` where the"
             " connection pattern cannot run. The fixed twin column sums every mode and pattern."
             " Where each entry can leak is derived from its traits and the modes' traits"
-            " (`harness.expectations.derive_leak`).",
-            note=True,
+            " (`harness.expectations.derive_leak`)."
         ),
     ]

@@ -18,6 +18,7 @@ from harness.report.tree import (
     Heading,
     Items,
     Node,
+    Note,
     Paragraph,
     Table,
     fmt_pct,
@@ -96,10 +97,7 @@ def faults_section(ctx: Context) -> list[Node]:
             " surviving + respawned worker processes."
         ),
         faults_table(cells),
-        Paragraph(
-            "Verdicts: " + "; ".join(f"*{k}*: {v}" for k, v in VERDICTS.items()) + ".",
-            note=True,
-        ),
+        Note("Verdicts: " + "; ".join(f"*{k}*: {v}" for k, v in VERDICTS.items()) + "."),
     ]
     reasons = [f"`{c.fault}` on `{c.mode}` ({c.connections}, {c.backend}): {c.verdict}: {c.reason}"
                for c in cells if c.verdict != "n/a"]  # fmt: skip
@@ -108,10 +106,10 @@ def faults_section(ctx: Context) -> list[Node]:
     evidence = tuple(str(e) for c in cells for e in c.evidence[:5])[:25]
     out += [Items(tuple(reasons))] if reasons else []
     if not_applicable:
-        out += [Paragraph("Not applicable:", note=True), Items(tuple(not_applicable))]
+        out += [Note("Not applicable:"), Items(tuple(not_applicable))]
     if evidence:
         out += [
-            Paragraph("First evidence of each leaking cell:", note=True),
+            Note("First evidence of each leaking cell:"),
             Items(tuple(evidence)),
         ]
     return out

@@ -23,6 +23,7 @@ from harness.report.tree import (
     Group,
     Heading,
     Node,
+    Note,
     Paragraph,
     Table,
     fmt_ms,
@@ -60,7 +61,7 @@ def driver_section(ctx: Context) -> list[Node]:
                "driver load", "server CPU", "server waiting", "limit")  # fmt: skip
     return [
         *out,
-        Paragraph(
+        Note(
             "Which side was the limit. *driver CPU* is the busiest driver process's CPU time over"
             " the run; *driver load* adds the time it was ready to run but waited for a CPU held"
             " by other programs (Linux schedstat), the highest over the measured runs. Above"
@@ -68,8 +69,7 @@ def driver_section(ctx: Context) -> list[Node]:
             " cell is *driver-bound* and its throughput may be the driver's. *server CPU* is the"
             " server's processes' CPU time over the run, in cores, and *server waiting* their time"
             " waiting for a CPU (medians over the runs): when the server waits more than it runs,"
-            " the machine was too busy for its figures to be fair to it.",
-            note=True,
+            " the machine was too busy for its figures to be fair to it."
         ),
         Table(headers, rows, "llrrrrrrrl", warn_rows=where(cells, lambda c: c.driver_bound)),
     ]
@@ -83,13 +83,12 @@ def sweep_section(ctx: Context) -> list[Node]:
     main = ctx.summary.apps[0] if ctx.summary.apps else ""
     out: list[Node] = [
         Heading("Concurrency sweep"),
-        Paragraph(
+        Note(
             f"Each mode measured at {', '.join(map(str, levels))} virtual users (the main app,"
             f" `{main}`, on the correct {DEFAULT_BACKEND} storage), every response checked at"
             " every level. A line that flattens is a mode that saturated; a p99 that climbs is"
             " requests queueing. A red point leaked or had errors; a hollow point was"
-            " driver-bound (the driver, not the server, may have set that figure).",
-            note=True,
+            " driver-bound (the driver, not the server, may have set that figure)."
         ),
     ]
     ticks = [(float(i), str(level)) for i, level in enumerate(levels)]

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from html import escape
 
-from harness.report.tree import Callout, Figure, Heading, Items, Node, Paragraph, Table
+from harness.report.tree import Callout, Figure, Heading, Items, Node, Note, Paragraph, Table
 
 CSS = """
 :root { color-scheme: light; }
@@ -104,7 +104,7 @@ def _html(node: Node) -> str:
     if isinstance(node, Heading):
         return f"<h{node.level}>{_inline(node.text)}</h{node.level}>"
     if isinstance(node, Paragraph):
-        return f"<p{_class('note' * node.note)}>{_inline(node.text)}</p>"
+        return f"<p{_class('note' * isinstance(node, Note))}>{_inline(node.text)}</p>"
     if isinstance(node, Items):
         return "<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in node.items) + "</ul>"
     if isinstance(node, Table):

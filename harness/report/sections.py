@@ -30,6 +30,7 @@ from harness.report.tree import (
     Heading,
     Items,
     Node,
+    Note,
     Paragraph,
     Table,
     fmt_ms,
@@ -72,10 +73,9 @@ def verdict(ctx: Context) -> list[Node]:
     run, s = ctx.run, ctx.summary
     out: list[Node] = [
         Heading(f"ctxbench report: {run.run_id or 'unnamed run'}", 1),
-        Paragraph(
+        Note(
             f"Generated from `results.json` (run created {run.created or 'at an unknown time'})."
-            " Do not edit: regenerate with `ctxbench report RUN_DIR`.",
-            note=True,
+            " Do not edit: regenerate with `ctxbench report RUN_DIR`."
         ),
     ]
     if not run.cells and (run.faults or run.soaks):  # ctxbench chaos or soak: no matrix
@@ -98,13 +98,12 @@ def verdict(ctx: Context) -> list[Node]:
     noisy = [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
     out += spread_warning(", too large to trust small differences", noisy, JITTER_ADVICE)
     out.append(
-        Paragraph(
+        Note(
             "Each figure is the median of the repeated measurements; whiskers and *spread* show"
             f" the range over the repeats ({SPREAD_FORMULA}), and *runs* lists every repeat's"
             " requests/s. Red (bold in Markdown) marks a cell that leaked or had errors, amber a"
             f" spread above {fmt_pct(SPREAD_WARNING)}; in the charts grey is a deliberately broken"
-            " backend and light blue Flask next to the core.",
-            note=True,
+            " backend and light blue Flask next to the core."
         )
     )
     return out
@@ -137,15 +136,8 @@ def overview(ctx: Context) -> list[Node]:
             )
         )
     twins = ("flask rps", f"{short} / flask rps", "flask p99 ms", f"{short} / flask p99")
-    headers: tuple[str, ...] = (
-        "mode",
-        "connections",
-        f"{short} rps",
-        "spread",
-        f"{short} p99 ms",
-        *twins,
-    )
-    headers = (*headers[: 5 + 4 * bool(flask)], "errors", "leaks")
+    mine = ("mode", "connections", f"{short} rps", "spread", f"{short} p99 ms")
+    headers = (*mine, *twins[: 4 * bool(flask)], "errors", "leaks")
     note = (
         f"The main app (`{main}`) on the correct {DEFAULT_BACKEND} storage, one row per server"
         " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
@@ -160,7 +152,7 @@ def overview(ctx: Context) -> list[Node]:
     warn = where(cells, lambda c: c.noisy)
     return [
         Heading("Summary"),
-        Paragraph(note, note=True),
+        Note(note),
         Table(headers, tuple(rows), "ll" + "r" * (len(headers) - 2), frozenset(bad), warn),
     ]
 
@@ -232,12 +224,11 @@ def leaks(ctx: Context) -> list[Node]:
             continue
         out.append(evidence_table(c.evidence[:EVIDENCE_SHOWN]))
         out.append(
-            Paragraph(
+            Note(
                 f"Showing {min(len(c.evidence), EVIDENCE_SHOWN)} of the"
                 f" {plural(len(c.evidence), 'piece')} of evidence recorded in results.json. A leak"
                 " is one observation that differed from what it must be (one request can hold"
-                " several); the run keeps a capped sample of them, and the leak count is exact.",
-                note=True,
+                " several); the run keeps a capped sample of them, and the leak count is exact."
             )
         )
     return out
@@ -272,11 +263,10 @@ def exercised(ctx: Context) -> list[Node]:
                "overlap", "unit reused")  # fmt: skip
     out: list[Node] = [
         Heading("What the runs exercised"),
-        Paragraph(
+        Note(
             "Read back from the units (pid, OS thread, greenlet) the probe reported: requests in"
             " flight per server process by Little's law (throughput x the view's sleep, over the"
-            " processes seen), and whether a unit served more than one request.",
-            note=True,
+            " processes seen), and whether a unit served more than one request."
         ),
         Table(headers, rows, "llrrrrll"),
     ]

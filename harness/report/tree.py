@@ -32,7 +32,10 @@ class Heading:
 @dataclass(frozen=True)
 class Paragraph:
     text: str
-    note: bool = False  # secondary text: how to read a table, where numbers come from
+
+
+class Note(Paragraph):
+    """Secondary text: how to read a table, where the numbers come from."""
 
 
 @dataclass(frozen=True)
