@@ -379,7 +379,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
     """The totals under the summary table, and the app's own ``observe()`` names checked."""
-    from harness.report.tree import plural  # the report package: loaded only where it is used
+    from harness.report.text import plural  # the report package: loaded only where it is used
 
     cells = run.cells
     out = [
@@ -499,7 +499,7 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> tuple[Path, str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import results, runner
     from harness.report import format_summary, write_reports
-    from harness.report.tree import plural
+    from harness.report.text import plural
 
     settings = _settings_from_args(args)  # every value checked before anything starts
     run_dir, run_id = _run_folder(args)

@@ -24,20 +24,8 @@ from typing import TYPE_CHECKING, Any
 from harness import records
 from harness.errors import ResultsError
 from harness.report.summary import JITTER_ADVICE
-from harness.report.tree import (
-    Heading,
-    Node,
-    Note,
-    Table,
-    fmt_pct,
-    fmt_rps,
-    fmt_runs,
-    fmt_share,
-    fmt_us,
-    spread_cell,
-    spread_warning,
-    where,
-)
+from harness.report.text import fmt_pct, fmt_rps, fmt_runs, fmt_share, fmt_us, spread_cell
+from harness.report.tree import Heading, Node, Note, Table, spread_warning, where
 from harness.results import SPREAD_FORMULA, SPREAD_WARNING, MicroRow
 
 if TYPE_CHECKING:

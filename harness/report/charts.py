@@ -22,7 +22,8 @@ from html import escape
 
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.summary import extras, label
-from harness.report.tree import Figure, fmt_ms, fmt_pct, fmt_rps, plural
+from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
+from harness.report.tree import Figure
 from harness.results import Cell
 
 WIDTH, LABEL_W, VALUE_W = 1000, 200, 170

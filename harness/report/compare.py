@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.report.summary import beyond_noise
-from harness.report.tree import Table, fmt_ms, fmt_pct, fmt_rps, plural, text_table
+from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
+from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
 
 #: The settings that choose the cells; any other setting that differs is noted as not like for like.

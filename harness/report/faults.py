@@ -13,19 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
-from harness.report.tree import (
-    Callout,
-    Heading,
-    Items,
-    Node,
-    Note,
-    Paragraph,
-    Table,
-    fmt_pct,
-    fmt_rps,
-    plural,
-    where,
-)
+from harness.report.text import fmt_pct, fmt_rps, plural
+from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 
 if TYPE_CHECKING:
     from harness.report.sections import Context

@@ -18,19 +18,8 @@ from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.charts import Line, Point, line_chart
 from harness.report.summary import label
-from harness.report.tree import (
-    Callout,
-    Group,
-    Heading,
-    Node,
-    Note,
-    Paragraph,
-    Table,
-    fmt_ms,
-    fmt_rps,
-    fmt_share,
-    where,
-)
+from harness.report.text import fmt_ms, fmt_rps, fmt_share
+from harness.report.tree import Callout, Group, Heading, Node, Note, Paragraph, Table, where
 from harness.results import Cell
 
 if t.TYPE_CHECKING:  # sections imports this module: a real import back would be a cycle

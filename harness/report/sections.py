@@ -24,6 +24,7 @@ from harness.report.summary import (
     label,
     recommendation,
 )
+from harness.report.text import fmt_ms, fmt_pct, fmt_rps, fmt_runs, plural, show_json, spread_cell
 from harness.report.tree import (
     Callout,
     Group,
@@ -33,13 +34,6 @@ from harness.report.tree import (
     Note,
     Paragraph,
     Table,
-    fmt_ms,
-    fmt_pct,
-    fmt_rps,
-    fmt_runs,
-    plural,
-    show_json,
-    spread_cell,
     spread_warning,
     where,
 )

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
-from harness.report.tree import Table, fmt_ms, fmt_pct, fmt_rps, plural, show_json, text_table
+from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural, show_json
+from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
 JITTER_ADVICE = (

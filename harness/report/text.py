@@ -1,0 +1,60 @@
+"""The text in the report's cells and sentences: numbers, percentages, plurals and JSON.
+
+Every table and sentence formats its figures through these, so a kind of figure reads the same
+everywhere in the report, on the terminal and in ``compare``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from harness.results import SPREAD_WARNING
+
+
+def spread_cell(spread: float) -> str:
+    """A spread as a percentage, marked with ⚠ above the threshold."""
+    return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARNING else "")
+
+
+def plural(count: int, noun: str, nouns: str = "") -> str:
+    """``1 cell``, ``2 cells``; ``nouns`` for an irregular plural."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def fmt_rps(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def fmt_runs(values: Sequence[float]) -> str:
+    """Every repeat's requests/s: ``4,532 / 4,657 / 4,674``."""
+    return " / ".join(map(fmt_rps, values)) or "-"
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def fmt_us(seconds: float) -> str:
+    """Seconds as microseconds, with the precision :func:`fmt_ms` gives milliseconds."""
+    return fmt_ms(seconds * 1e6)
+
+
+def fmt_pct(value: float) -> str:
+    return f"{value * 100:.0f}%" if abs(value) >= 0.095 else f"{value * 100:.1f}%"
+
+
+def fmt_share(value: float | None) -> str:
+    """A share of a CPU (or a ratio) with two decimals; ``-`` when not recorded."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+def show_json(value: Any) -> str:
+    """A value as JSON, so that ``null`` and the string ``"None"`` look different."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
