@@ -106,15 +106,15 @@ class CheckResult:
 
     @property
     def requests(self) -> int:
-        return sum(c.requests for c in self.cells)
+        return self.results.requests
 
     @property
     def leaks(self) -> int:
-        return sum(c.leaks for c in self.cells)
+        return self.results.leaks
 
     @property
     def errors(self) -> int:
-        return sum(c.errors for c in self.cells)
+        return self.results.errors
 
     @property
     def ok(self) -> bool:

@@ -300,6 +300,8 @@ class Cell:
     #: process of it gone), else ``None``. The counts are those checked until then; ``runs``
     #: holds the repeats that finished.
     error: str | None = None
+    #: Set on the cells of a corpus run (``ctxbench corpus``).
+    corpus: CorpusCheck | None = None
 
     @property
     def failed(self) -> bool:
@@ -311,8 +313,6 @@ class Cell:
         """The URL of a server ctxbench did not start (``run --target``), else ``None``."""
         rv = self.server.effective.get("target")
         return rv if isinstance(rv, str) else None
-    #: Set on the cells of a corpus run (``ctxbench corpus``).
-    corpus: CorpusCheck | None = None
 
     @property
     def app_label(self) -> str:
@@ -629,6 +629,10 @@ class Run:
     @property
     def leaks(self) -> int:
         return sum(cell.leaks for cell in self.cells)
+
+    @property
+    def errors(self) -> int:
+        return sum(cell.errors for cell in self.cells)
 
     def to_json(self) -> dict[str, t.Any]:
         """The JSON document (``schema`` first)."""

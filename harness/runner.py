@@ -32,7 +32,7 @@ from harness.errors import ServerStartError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load.cpu import ThreadCpu, group_cpu
-from harness.load.spec import ConnectionPattern
+from harness.load.spec import ConnectionPattern, LoadResult
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
@@ -175,30 +175,6 @@ class ServerGone(Exception):
         super().__init__(f"{why} during the {during}")
         self.why = why
         self.during = during
-
-
-@dataclass
-class CutShort:
-    """What a load interrupted by its server's death had checked, from its last progress report:
-    the counts only, as the driver never returned its result."""
-
-    requests: int = 0
-    errors: int = 0
-    leaks: int = 0
-    #: The driver had not classified its errors yet: mostly refused and reset connections.
-    error_kinds: dict[str, int] = field(default_factory=dict)
-    # The rest of LoadResultLike: nothing recorded.
-    leaky_requests: int = 0
-    evidence: list[t.Any] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    rps: float = 0.0
-    units: list[tuple[int, int, int | None]] = field(default_factory=list)
-    observed: tuple[str, ...] = ()
-    injected: int = 0
-    injected_outcomes: dict[str, int] = field(default_factory=dict)
-    driver_cpu: list[float] = field(default_factory=list)
-    driver_cpu_wait: list[float] = field(default_factory=list)
 
 
 # -- progress --------------------------------------------------------------------------------
@@ -480,7 +456,9 @@ def _measure_cell(
         name += f" @{settings.concurrency} users"
     # A server ctxbench did not start (run --target) has no process to watch.
     gone: Callable[[], str | None] = getattr(srv, "gone", lambda: None)
-    cut_short = CutShort()
+    # What the load in progress has checked, from its last progress report: if the server dies,
+    # the driver never returns its result, and these counts are all that is known of it.
+    cut_short = LoadResult()
 
     def check_alive(label: str) -> None:
         why = gone()
@@ -512,6 +490,7 @@ def _measure_cell(
     server_cpu: list[ThreadCpu | None] = []
     groups = srv.process_groups() if hasattr(srv, "process_groups") else []
     label = "warm-up"
+    error: str | None = None
     try:
         check_alive("start of the cell")
         if settings.warmup > 0:
@@ -537,19 +516,11 @@ def _measure_cell(
         )
         status.finished(f"{name} {connections} FAILED  {e.why}")
         if cut_short.errors:
+            # The driver had not classified its errors yet: mostly refused and reset connections.
             cut_short.error_kinds = {"cut short by the server's death": cut_short.errors}
-        cell = aggregate(
-            mode=srv.mode, app=app, backend=backend, connections=connections, runs=runs,
-            warmup=warmup, effective=srv.effective, log_path=log, error=error,
-            cut_short=cut_short if cut_short.requests else None,
-            concurrency=settings.concurrency,
-            driver_processes=settings.processes_at(settings.concurrency),
-            server_cpu=server_cpu,
-        )  # fmt: skip
-        # The interrupted load's leaks are counted, its leaking requests were not.
-        return dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell
-    status.finished(f"{name} {connections} done  requests {done_requests}  leaks {done_leaks}")
-    return aggregate(
+    else:
+        status.finished(f"{name} {connections} done  requests {done_requests}  leaks {done_leaks}")
+    cell = aggregate(
         mode=srv.mode,
         app=app,
         backend=backend,
@@ -558,11 +529,16 @@ def _measure_cell(
         warmup=warmup,
         effective=srv.effective,
         log_path=log,
-        sleep_ms=settings.sleep_ms,
+        # What a cell cut short exercised is not known: its units are not all in.
+        sleep_ms=settings.sleep_ms if error is None else None,
         concurrency=settings.concurrency,
         driver_processes=settings.processes_at(settings.concurrency),
         server_cpu=server_cpu,
+        error=error,
+        cut_short=cut_short if cut_short.requests else None,
     )
+    # The interrupted load's leaks are counted, its leaking requests were not.
+    return dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell
 
 
 def _groups_cpu(groups: t.Sequence[int]) -> ThreadCpu | None:

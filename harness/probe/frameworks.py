@@ -178,24 +178,24 @@ class Framework:
             self.session.pop(PROBE_KEY, None)
 
     def entry_residue(self) -> tuple[str | None, str | None]:
-        """Return what the framework shows before it pushed anything for this request.
+        """Return what the framework shows before it pushed anything for this request: the
+        stale request context's token and the stale app context's (``None`` for none active).
 
         Any active context here is left over from another request: report its token when it can
         be read, else ``"<active>"``.
         """
-        try:
-            stale_request: str | None = None
-            if self.has_request_context():
-                stale_request = self.read_request_token() or "<active>"
-        except Exception as exc:
-            stale_request = _error(exc)
-        try:
-            stale_app: str | None = None
-            if self.has_app_context():
-                stale_app = self.read_g() or "<active>"
-        except Exception as exc:
-            stale_app = _error(exc)
-        return stale_request, stale_app
+        return (
+            _residue(self.has_request_context, self.read_request_token),
+            _residue(self.has_app_context, self.read_g),
+        )
+
+
+def _residue(active: Callable[[], bool], read: Callable[[], str | None]) -> str | None:
+    """What a context left active from another request shows (see ``entry_residue``)."""
+    try:
+        return (read() or "<active>") if active() else None
+    except Exception as exc:
+        return _error(exc)
 
 
 def framework_for(app: object) -> Framework:
