@@ -20,6 +20,7 @@ from harness.servers.base import (
     Availability,
     Lifecycle,
     ModeTraits,
+    Reported,
     ServerConfig,
     ServerMode,
     require_modules,
@@ -83,23 +84,20 @@ class GunicornMode(ServerMode):
             "harness.wsgi:app",
         ]  # fmt: skip
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        rv = super().effective(cfg, workers, master)
+    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        workers, master = reported.workers, reported.master
         classes = sorted({str(w.get("worker_class")) for w in workers})
         worker_class = classes[0] if len(classes) == 1 else classes
         threads = master.get("threads", cfg.threads or self.default_threads)
-        rv.update(
-            worker_class=worker_class,
-            requested_worker_class=self.worker_class,
-            requested_workers=master.get("workers", cfg.workers or DEFAULT_WORKERS),
+        return {
+            "worker_class": worker_class,
+            "requested_worker_class": self.worker_class,
+            "requested_workers": master.get("workers", cfg.workers or DEFAULT_WORKERS),
             # Only gthread runs a thread pool; sync and gevent serve on one OS thread.
-            threads=threads if worker_class == "gthread" else 1,
-            worker_connections=master.get("worker_connections"),
-            keepalive_s=master.get("keepalive"),
-            access_log=master.get("accesslog"),
-            preload_app=master.get("preload_app"),
-            gevent_patched=any(w.get("gevent_patched") for w in workers),
-        )
-        return rv
+            "threads": threads if worker_class == "gthread" else 1,
+            "worker_connections": master.get("worker_connections"),
+            "keepalive_s": master.get("keepalive"),
+            "access_log": master.get("accesslog"),
+            "preload_app": master.get("preload_app"),
+            "gevent_patched": any(w.get("gevent_patched") for w in workers),
+        }

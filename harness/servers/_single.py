@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import typing as t
 
-from harness.servers.base import ServerConfig, ServerMode, ignored_options
+from harness.servers.base import Reported, ServerConfig, ServerMode, ignored_options
 
 
 class SingleProcessMode(ServerMode):
@@ -27,7 +27,7 @@ class SingleProcessMode(ServerMode):
         """The runner's options beyond ``--host`` and ``--port``; none by default."""
         return []
 
-    def details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
+    def runner_details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
         """The mode's own record fields, from the runner's state file (``{}`` if none)."""
         return {}
 
@@ -39,13 +39,9 @@ class SingleProcessMode(ServerMode):
             *cfg.extra_args,
         ]  # fmt: skip
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        rv = super().effective(cfg, workers, master)
-        rv.update(
-            access_log=None,
-            ignored_options=ignored_options(cfg, self.ignored),
-            **self.details(workers[0] if workers else {}),
-        )
-        return rv
+    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        return {
+            "access_log": None,
+            "ignored_options": ignored_options(cfg, self.ignored),
+            **self.runner_details(reported.first),
+        }

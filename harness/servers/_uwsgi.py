@@ -38,6 +38,7 @@ from harness.servers._process import poll_until, wait_states
 from harness.servers.base import (
     Availability,
     Lifecycle,
+    Reported,
     ServerConfig,
     ServerMode,
     require_command,
@@ -111,9 +112,7 @@ class UwsgiMode(ServerMode):
             *cfg.extra_args,
         ]  # fmt: skip
 
-    def collect_states(
-        self, cfg: ServerConfig, state_dir: Path, deadline: float
-    ) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
+    def collect_states(self, cfg: ServerConfig, state_dir: Path, deadline: float) -> Reported:
         """Wait until the stats socket lists every worker as ready, then read the state files."""
         expected = self.serving_processes(cfg)
         stats = poll_until(
@@ -121,34 +120,31 @@ class UwsgiMode(ServerMode):
             lambda stats: _ready_workers(stats) >= expected,
             deadline,
         )
-        return wait_states(state_dir, expected, deadline), {"stats": stats}
+        return Reported(wait_states(state_dir, expected, deadline), {"stats": stats})
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        rv = super().effective(cfg, workers, master)
-        stats = master.get("stats", {})
+    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        workers, first = reported.workers, reported.first
+        stats = reported.master.get("stats", {})
         stats_workers = [w for w in stats.get("workers", []) if w.get("pid")]
-        first = workers[0] if workers else {}
-        if stats_workers:  # the identities uWSGI itself reports
-            rv["worker_pids"] = sorted(w["pid"] for w in stats_workers)
         cores = sorted({len(w.get("cores", [])) for w in stats_workers})
         before = {w.get("patched_before_app") for w in workers}
         after = {w.get("patches_later") for w in workers}
-        rv.update(
-            server_version=stats.get("version") or first.get("server_version"),
-            worker_class=self.worker_class,
-            socket=self.socket_option.lstrip("-"),
-            workers=len(stats_workers) or len(workers),
-            reported_worker_pids=sorted(w["pid"] for w in workers if "pid" in w),
-            cores_per_worker=cores[0] if len(cores) == 1 else cores,
-            threads=first.get("threads", 1),
-            gevent_async=first.get("gevent", 0),
-            lazy_apps=any(w.get("lazy_apps") for w in workers),
-            monkey_patch=_patch_order(before, after),
-            listen_queue=stats.get("listen_queue"),
-            access_log=None,
-        )
+        rv = {
+            "server_version": stats.get("version") or first.get("server_version"),
+            "worker_class": self.worker_class,
+            "socket": self.socket_option.lstrip("-"),
+            "workers": len(stats_workers) or len(workers),
+            "reported_worker_pids": sorted(w["pid"] for w in workers if "pid" in w),
+            "cores_per_worker": cores[0] if len(cores) == 1 else cores,
+            "threads": first.get("threads", 1),
+            "gevent_async": first.get("gevent", 0),
+            "lazy_apps": any(w.get("lazy_apps") for w in workers),
+            "monkey_patch": _patch_order(before, after),
+            "listen_queue": stats.get("listen_queue"),
+            "access_log": None,
+        }
+        if stats_workers:  # the identities uWSGI itself reports
+            rv["worker_pids"] = sorted(w["pid"] for w in stats_workers)
         return rv
 
 

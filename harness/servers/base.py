@@ -61,6 +61,7 @@ __all__ = [
     "ModeTraits",
     "MonkeyPatch",
     "ProxyTraits",
+    "Reported",
     "ServerConfig",
     "ServerMode",
     "get_mode",
@@ -232,6 +233,22 @@ class Lifecycle:
     notes: t.Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Reported:
+    """What the processes of a started server reported: one state per serving process (see
+    :mod:`harness.servers._state`, uWSGI's stats) and what a supervising process wrote."""
+
+    #: One dict per serving process, as :mod:`harness.wsgi` and the gunicorn hooks write them.
+    workers: list[dict[str, t.Any]]
+    #: What a supervising process wrote (gunicorn's master, uWSGI's stats); empty without one.
+    master: dict[str, t.Any] = field(default_factory=dict)
+
+    @property
+    def first(self) -> dict[str, t.Any]:
+        """The first serving process's state (``{}`` when none reported)."""
+        return self.workers[0] if self.workers else {}
+
+
 class ServerMode(abc.ABC):
     """One way of serving a WSGI app: a command line plus how to read back what ran.
 
@@ -325,29 +342,23 @@ class ServerMode(abc.ABC):
         """
         return _start(self, cfg, log_dir, ready_timeout)
 
-    def collect_states(
-        self, cfg: ServerConfig, state_dir: Path, deadline: float
-    ) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
+    def collect_states(self, cfg: ServerConfig, state_dir: Path, deadline: float) -> Reported:
         """Once the server answers, wait (until ``deadline``) for what its processes report.
 
-        Returns the per-process state files (see :mod:`harness.servers._state`) and what a
+        Reads the per-process state files (see :mod:`harness.servers._state`) and what a
         supervising process wrote; override to read another source (uWSGI's stats socket).
         """
         states = wait_states(state_dir, self.serving_processes(cfg), deadline)
-        return states, read_json(state_dir / "master.json")
+        return Reported(states, read_json(state_dir / "master.json"))
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        """Build the effective configuration from the state files the server processes wrote.
+    def effective(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        """Build the effective configuration from what the server processes reported.
 
-        ``workers`` holds one dict per serving process (see :mod:`harness.wsgi` and the gunicorn
-        hooks); ``master`` what a supervising process wrote (empty if it has none). Override to
-        add what is specific to the mode; call this for the common part, which names the server
-        and the versions of :attr:`package` and :attr:`requires` (and werkzeug: every app here
-        runs on it).
+        The common part names the app, the storage, the server and the versions of
+        :attr:`package` and :attr:`requires` (and werkzeug: every app here runs on it); the
+        mode's own fields come from :meth:`details`, and win over the common ones.
         """
-        first = workers[0] if workers else {}
+        first = reported.first
         packages = dict.fromkeys((self.package, *self.requires, "werkzeug"))
         return {
             "mode": self.name,
@@ -356,13 +367,19 @@ class ServerMode(abc.ABC):
             "backend": first.get("backend", cfg.backend),
             "storage": first.get("storage"),
             "probe": first.get("probe"),  # who mounted it: "app", "harness.wsgi" or "none"
-            "worker_pids": sorted(s["pid"] for s in workers if "pid" in s),
+            "worker_pids": sorted(s["pid"] for s in reported.workers if "pid" in s),
             "python": first.get("python"),
             "server": self.server or self.package,
             "server_version": first.get("server_version") or package_version(self.package),
-            "workers": len(workers),
+            "workers": len(reported.workers),
             "packages": {name: package_version(name) for name in packages},
+            **self.details(cfg, reported),
         }
+
+    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        """The mode's own fields of the effective configuration (its worker class, threads,
+        what it was asked for and what ran); none by default."""
+        return {}
 
 
 MODES: dict[str, ServerMode] = {}
@@ -601,8 +618,8 @@ def _start(
             state_dir=state_dir,
             ready_timeout=ready_timeout,
         )
-        states, master = server_mode.collect_states(cfg, state_dir, time.monotonic() + 10)
-        effective = server_mode.effective(cfg, states, master)
+        reported = server_mode.collect_states(cfg, state_dir, time.monotonic() + 10)
+        effective = server_mode.effective(cfg, reported)
         effective["argv"] = argv
         effective["master_pid"] = process.pid
         effective["port"] = cfg.port

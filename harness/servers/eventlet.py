@@ -47,7 +47,7 @@ class Eventlet(SingleProcessMode):
     def server_args(self, cfg: ServerConfig) -> list[str]:
         return ["--max-size", str(cfg.worker_connections or DEFAULT_MAX_SIZE)]
 
-    def details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
+    def runner_details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
         return {
             "worker_class": "greenthread-per-connection",
             "threads": 1,

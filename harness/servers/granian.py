@@ -24,6 +24,7 @@ from harness.servers.base import (
     Availability,
     Lifecycle,
     ModeTraits,
+    Reported,
     ServerConfig,
     ServerMode,
     register,
@@ -78,15 +79,12 @@ class Granian(ServerMode):
             "harness.servers._granian_app:app",
         ]  # fmt: skip
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
-        rv = super().effective(cfg, workers, master)
-        rv.update(
-            worker_class="wsgi-blocking-threads",
-            requested_workers=cfg.workers or DEFAULT_WORKERS,
-            threads=cfg.threads or DEFAULT_THREADS,  # the pool's bound; granian starts them lazily
-            worker_connections=None,
-            access_log=None,
-        )
-        return rv
+    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        return {
+            "worker_class": "wsgi-blocking-threads",
+            "requested_workers": cfg.workers or DEFAULT_WORKERS,
+            # The pool's bound; granian starts its threads lazily.
+            "threads": cfg.threads or DEFAULT_THREADS,
+            "worker_connections": None,
+            "access_log": None,
+        }

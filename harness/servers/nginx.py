@@ -44,6 +44,7 @@ from harness.servers.base import (
     LiveServer,
     ModeTraits,
     ProxyTraits,
+    Reported,
     ServerConfig,
     ServerMode,
 )
@@ -216,9 +217,8 @@ class NginxFront(ServerMode):
             connection='\n            proxy_set_header Connection "";' if keepalive else "",
         )
 
-    def effective(
-        self, cfg: ServerConfig, workers: list[dict[str, t.Any]], master: dict[str, t.Any]
-    ) -> dict[str, t.Any]:
+    def effective(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        # nginx writes no state files and is no Python server: its record is its own.
         master_pid = _read_pid(self.prefix / "nginx.pid")
         worker_pids = _children(master_pid) if master_pid else []
         keepalive = self.proxy.keepalive

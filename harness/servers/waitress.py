@@ -43,7 +43,7 @@ class Waitress(SingleProcessMode):
             "--connection-limit", str(cfg.worker_connections or DEFAULT_CONNECTION_LIMIT),
         ]  # fmt: skip
 
-    def details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
+    def runner_details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
         return {
             "worker_class": "thread-pool",
             "threads": state.get("threads"),

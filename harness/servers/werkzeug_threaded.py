@@ -36,7 +36,7 @@ class WerkzeugThreaded(SingleProcessMode):
             return Availability(False, "werkzeug is not installed (pip install ctxbench)")
         return Availability(True)
 
-    def details(self, _state: dict[str, t.Any]) -> dict[str, t.Any]:
+    def runner_details(self, _state: dict[str, t.Any]) -> dict[str, t.Any]:
         return {
             "worker_class": "thread-per-connection",
             "threads": None,  # unbounded: one new thread per connection
