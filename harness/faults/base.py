@@ -19,6 +19,8 @@ mode's :class:`~harness.servers.base.Lifecycle`, never from its name.
 from __future__ import annotations
 
 import abc
+import os
+import signal
 import threading
 import time
 import typing as t
@@ -90,6 +92,16 @@ class Injector:
         self.events.append(
             FaultEvent(round(time.monotonic() - self.started, 3), action, pid, detail)
         )
+
+    def send_signal(self, pid: int, sig: int) -> bool:
+        """Send ``sig`` to process ``pid`` and record it under the signal's name; ``False``
+        (nothing recorded) when the process was already gone."""
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return False
+        self.record(signal.Signals(sig).name, pid)
+        return True
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -13,8 +13,6 @@ request (``5xx``): those are the expected errors, never leaks.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import signal
 import time
@@ -40,21 +38,32 @@ def _replaced(action: str, injector: Injector, before: set[int], after: set[int]
 
 
 class _LifecycleFault(Fault):
-    """A fault that applies where the mode's :class:`~harness.servers.base.Lifecycle` field
-    ``needs`` is set; elsewhere the reason is the mode's note for the fault, or ``missing``."""
+    """A fault that makes the server replace worker processes. It applies where the mode's
+    :class:`~harness.servers.base.Lifecycle` field ``needs`` is set; elsewhere the reason is the
+    mode's note for the fault, or ``missing``. The server arguments it needs are the lifecycle
+    field ``args``, if any, with their placeholders filled in from the chaos settings."""
 
+    replaces_workers = True
     needs: t.ClassVar[str]
     missing: t.ClassVar[str]
+    #: The :class:`~harness.servers.base.Lifecycle` field holding the server arguments.
+    args: t.ClassVar[str | None] = None
 
     def not_applicable(self, mode: ServerMode) -> str | None:
         if getattr(mode.lifecycle, self.needs):
             return None
         return mode.lifecycle.notes.get(self.name, self.missing)
 
-
-def _formatted(args: tuple[str, ...], **values: object) -> tuple[str, ...]:
-    """A lifecycle's server arguments with their ``{placeholders}`` filled in."""
-    return tuple(arg.format(**values) for arg in args)
+    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
+        if self.args is None:
+            return ()
+        templates: tuple[str, ...] = getattr(mode.lifecycle, self.args)
+        values = {
+            "requests": settings.recycle_requests,
+            "jitter": settings.recycle_jitter,
+            "seconds": settings.worker_timeout_s,
+        }
+        return tuple(arg.format(**values) for arg in templates)
 
 
 class _PeriodicInjector(Injector):
@@ -105,10 +114,7 @@ class _KillInjector(Injector):
             )  # fmt: skip
             if not ready:
                 continue
-            pid = self._random.choice(ready)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                self.record("SIGKILL", pid)
+            if self.send_signal(self._random.choice(ready), signal.SIGKILL):
                 self._kills += 1
 
     def done(self) -> bool:
@@ -123,13 +129,10 @@ class KillWorker(_LifecycleFault):
     # reset: requests in flight on the killed worker; refused: connections the kernel hashed to
     # the dead worker's own listening socket (SO_REUSEPORT servers: granian) until it is back.
     expected_errors = frozenset({"reset", "refused"})
-    replaces_workers = True
 
     needs = "respawns"
     missing = "nothing respawns a killed worker"
-
-    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
-        return mode.lifecycle.respawn_args
+    args = "respawn_args"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
         return _KillInjector(server, settings)
@@ -146,9 +149,7 @@ class _ReloadInjector(_PeriodicInjector):
         self.signal = sig
 
     def inject(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.server.pid, self.signal)
-            self.record(signal.Signals(self.signal).name, self.server.pid)
+        self.send_signal(self.server.pid, self.signal)
 
 
 @register
@@ -158,7 +159,6 @@ class Reload(_LifecycleFault):
     summary = "a graceful reload of every worker (SIGHUP to gunicorn's master) every interval"
     # refused: uWSGI's master re-executes itself on SIGHUP and refuses connections meanwhile.
     expected_errors = frozenset({"reset", "refused"})
-    replaces_workers = True
 
     needs = "reload_signal"
     missing = "the server has no graceful reload"
@@ -199,17 +199,10 @@ class Recycle(_LifecycleFault):
     order = 20
     summary = "each worker exits after about N requests (--max-requests with jitter)"
     expected_errors = frozenset({"reset"})
-    replaces_workers = True
 
     needs = "recycle_args"
     missing = "the server does not recycle workers"
-
-    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
-        return _formatted(
-            mode.lifecycle.recycle_args,
-            requests=settings.recycle_requests,
-            jitter=settings.recycle_jitter,
-        )
+    args = "recycle_args"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
         return _RecycleWatcher(server, settings)
@@ -251,13 +244,10 @@ class Timeout(_LifecycleFault):
     order = 40
     summary = "requests sleep past the worker timeout, so the master kills the worker mid-request"
     expected_errors = frozenset({"reset", "5xx"})
-    replaces_workers = True
 
     needs = "timeout_args"
     missing = "the server has no worker timeout"
-
-    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
-        return _formatted(mode.lifecycle.timeout_args, seconds=settings.worker_timeout_s)
+    args = "timeout_args"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
         return _TimeoutInjector(server, settings)
