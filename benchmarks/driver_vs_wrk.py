@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "entries": entries,
     }
     write_atomic(args.out, doc)
-    print("\n".join(text_table(calibration_table(doc, calibration_rows(doc)))))
+    print("\n".join(text_table(calibration_table(calibration_rows(doc)))))
     print(f"\nwritten to {args.out}")
     if any(e["spread_warning"] for e in entries):
         print(

@@ -46,14 +46,7 @@ _ORDER = ("full-wsgi-call", "request-context", "app-context", "core", "flask", "
 
 @dataclass(frozen=True)
 class CalibrationRow:
-    """One gunicorn mode: wrk and the driver against the same one-worker server.
-
-    ``target_ratio`` is the driver / wrk this row should reach (``None``: the document's
-    ``settings.target_ratio``, 0.9 against a Python server; the echo probe rows carry their
-    own). ``driver_cpu`` is the driver's median CPU share, ``driver_rps_per_core`` its checked
-    responses per second per core and ``ratio_per_core`` that over wrk's own per-core rate
-    (``None``: not recorded by older calibrations).
-    """
+    """One gunicorn mode: wrk and the driver against the same one-worker server."""
 
     mode: str
     wrk_rps: float
@@ -64,7 +57,11 @@ class CalibrationRow:
     driver_leaks: float
     wrk_runs: tuple[float, ...]  # requests/s of each round
     driver_runs: tuple[float, ...]
-    target_ratio: float | None = None
+    #: driver / wrk this row should reach: its own (the echo probe's rows), else the document's
+    #: ``settings.target_ratio`` (0.9 against a Python server).
+    target_ratio: float
+    #: The driver's median CPU share, its checked responses per second per core, and that over
+    #: wrk's own per-core rate (``None``: not recorded by older calibrations).
     driver_cpu: float | None = None
     driver_rps_per_core: float | None = None
     ratio_per_core: float | None = None
@@ -194,9 +191,12 @@ def calibration_rows(doc: Any, source: str = CALIBRATION_FILE) -> tuple[Calibrat
         # An entry also holds what the report does not show (the server command, each run's
         # other counters): read the row's fields, each round by its requests/s.
         entry = {k: v for k, v in raw.items() if k in names} if isinstance(raw, Mapping) else raw
-        for k in ("wrk_runs", "driver_runs"):
-            if isinstance(raw, Mapping) and isinstance(entry.get(k), list):
-                entry[k] = [r.get("rps") if isinstance(r, Mapping) else r for r in entry[k]]
+        if isinstance(raw, Mapping):
+            if entry.get("target_ratio") is None:
+                entry["target_ratio"] = target_ratio(doc)
+            for k in ("wrk_runs", "driver_runs"):
+                if isinstance(entry.get(k), list):
+                    entry[k] = [r.get("rps") if isinstance(r, Mapping) else r for r in entry[k]]
         rows.append(records.from_json(CalibrationRow, entry, f"{source}: entries[{i}]"))
     return tuple(rows)
 
@@ -206,10 +206,8 @@ def target_ratio(doc: Mapping[str, Any]) -> float:
     return float(target) if isinstance(target, int | float) else DEFAULT_TARGET_RATIO
 
 
-def calibration_table(doc: Mapping[str, Any], rows: Sequence[CalibrationRow]) -> Table:
+def calibration_table(rows: Sequence[CalibrationRow]) -> Table:
     """One row per mode: both medians, their ratio against the target, the runs and spread."""
-    default = target_ratio(doc)
-    pairs = [(r, default if r.target_ratio is None else r.target_ratio) for r in rows]
     headers = (
         *("mode", "wrk rps", "driver rps", "driver / wrk", "target", "driver CPU", "per core"),
         *("per core / wrk", "spread", "wrk runs", "driver runs", "driver errors", "driver leaks"),
@@ -217,7 +215,7 @@ def calibration_table(doc: Mapping[str, Any], rows: Sequence[CalibrationRow]) ->
     cells = tuple(
         (
             *(r.mode, fmt_rps(r.wrk_rps), fmt_rps(r.driver_rps), f"{r.ratio:.2f}"),
-            f"{target:g} {_met(r.ratio >= target)}",
+            f"{r.target_ratio:g} {_met(r.ratio >= r.target_ratio)}",
             fmt_share(r.driver_cpu),
             "-" if r.driver_rps_per_core is None else fmt_rps(r.driver_rps_per_core),
             fmt_share(r.ratio_per_core),
@@ -225,14 +223,14 @@ def calibration_table(doc: Mapping[str, Any], rows: Sequence[CalibrationRow]) ->
             *(fmt_runs(r.wrk_runs), fmt_runs(r.driver_runs)),
             *(f"{r.driver_errors:,.0f}", f"{r.driver_leaks:,.0f}"),
         )
-        for r, target in pairs
+        for r in rows
     )
     return Table(
         headers,
         cells,
         "lrrrlrrrrrrrr",
         bad_rows=where(rows, lambda r: r.driver_errors or r.driver_leaks),
-        warn_rows=where(pairs, lambda p: _noisy(p[0]) or p[0].ratio < p[1]),
+        warn_rows=where(rows, lambda r: _noisy(r) or r.ratio < r.target_ratio),
         wrap=frozenset({9, 10}),
     )
 
@@ -263,7 +261,7 @@ def calibration_section(ctx: Context) -> list[Node]:
             " clients get only part of their core)."
         ),
         *spread_warning(" between rounds", [(r.mode, r.spread) for r in rows], JITTER_ADVICE),
-        calibration_table(doc, rows),
+        calibration_table(rows),
         Note(
             f"*spread* is wrk's / the driver's {SPREAD_FORMULA} over the rounds. Below the"
             " target the driver, not the server, may limit that mode's figures in this report:"

@@ -80,9 +80,10 @@ def verdict(ctx: Context) -> list[Node]:
         text = f"**Corpus: {'as expected' if ok else 'NOT as expected'}.** {sentence}"
         out.append(Callout((Paragraph(text),), "verdict ok" if ok else "verdict leak"))
     else:
-        text = f"**Verdict: {s.verdict}.** {headline(s)}"
+        words, kind = s.verdict
+        text = f"**Verdict: {words}.** {headline(s)}"
         advice = Paragraph(f"**Recommendation:** {recommendation(s)}")
-        out.append(Callout((Paragraph(text), advice), f"verdict {s.kind}"))
+        out.append(Callout((Paragraph(text), advice), f"verdict {kind}"))
     if run.not_measured:
         skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
         out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))

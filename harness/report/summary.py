@@ -90,27 +90,21 @@ class Summary:
         return tuple(c for c in self.cells if c.backend == DEFAULT_BACKEND)
 
     @property
-    def kind(self) -> str:
-        """ "leak", "failed" (a server died), "ok", or "mutant" (only broken backends leaked, or
-        only they ran)."""
+    def verdict(self) -> tuple[str, str]:
+        """The verdict's words, and its kind (the box's colour): "leak", "failed" (a server
+        died), "ok", or "mutant" (only broken backends leaked, or only they ran)."""
         if self.stack_leaks or self.app_leaks:
-            return "leak"
-        if self.failed:
-            return "failed"
-        return "ok" if self.correct and not self.mutant_leaks else "mutant"
-
-    @property
-    def verdict(self) -> str:
-        if self.stack_leaks or self.app_leaks:
-            return "LEAK" if self.stack_leaks else "LEAK in the app's own state"
-        if not self.cells:
-            return "nothing measured"
+            return "LEAK" if self.stack_leaks else "LEAK in the app's own state", "leak"
         if self.failed:
             failed = plural(len(self.failed), "cell")
-            return f"FAILED: a server died, {failed} not measured to the end"
+            return f"FAILED: a server died, {failed} not measured to the end", "failed"
+        if not self.cells:
+            return "nothing measured", "mutant"
         if not self.correct:
-            return "no verdict on the correct storage (only broken backends ran)"
-        return "OK (only the deliberately broken backends leaked)" if self.mutant_leaks else "OK"
+            return "no verdict on the correct storage (only broken backends ran)", "mutant"
+        if self.mutant_leaks:
+            return "OK (only the deliberately broken backends leaked)", "mutant"
+        return "OK", "ok"
 
     def for_pattern(self, pattern: str) -> list[Cell]:
         return [c for c in self.cells if c.connections == pattern]

@@ -57,9 +57,7 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
-    """A chart: written next to the report as ``name`` and inlined in the HTML."""
-
-    name: str
+    name: str  # a chart is written next to the report as this SVG file, and inlined in the HTML
     title: str
     svg: str
 
