@@ -123,11 +123,6 @@ class SecureCookieSessionInterface:
         """Set, refresh or delete the session cookie on ``response`` as needed."""
         config = app.config
         name = config["SESSION_COOKIE_NAME"]
-        domain = config["SESSION_COOKIE_DOMAIN"]
-        path = config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"] or "/"
-        secure = config["SESSION_COOKIE_SECURE"]
-        samesite = config["SESSION_COOKIE_SAMESITE"]
-        httponly = config["SESSION_COOKIE_HTTPONLY"]
 
         if session.accessed:
             response.vary.add("Cookie")
@@ -135,14 +130,7 @@ class SecureCookieSessionInterface:
         if not session:
             # An emptied session deletes the cookie; an untouched empty one sets nothing.
             if session.modified:
-                response.delete_cookie(
-                    name,
-                    path=path,
-                    domain=domain,
-                    secure=secure,
-                    samesite=samesite,
-                    httponly=httponly,
-                )
+                response.delete_cookie(name, **_cookie_attributes(app))
                 response.vary.add("Cookie")
             return
 
@@ -154,16 +142,30 @@ class SecureCookieSessionInterface:
             return
         expires = datetime.now(UTC) + _lifetime(app) if permanent else None
         response.set_cookie(
-            name,
-            s.dumps(dict(session)),
-            expires=expires,
-            httponly=httponly,
-            domain=domain,
-            path=path,
-            secure=secure,
-            samesite=samesite,
+            name, s.dumps(dict(session)), expires=expires, **_cookie_attributes(app)
         )
         response.vary.add("Cookie")
+
+
+class _CookieAttributes(t.TypedDict):
+    domain: str | None
+    path: str
+    secure: bool
+    samesite: str | None
+    httponly: bool
+
+
+def _cookie_attributes(app: App) -> _CookieAttributes:
+    # The same for setting the cookie and for deleting it: a browser deletes a cookie only when
+    # the domain and path match the ones it was set with.
+    config = app.config
+    return {
+        "domain": config["SESSION_COOKIE_DOMAIN"],
+        "path": config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"] or "/",
+        "secure": config["SESSION_COOKIE_SECURE"],
+        "samesite": config["SESSION_COOKIE_SAMESITE"],
+        "httponly": config["SESSION_COOKIE_HTTPONLY"],
+    }
 
 
 def _lifetime(app: App) -> timedelta:
