@@ -9,11 +9,8 @@ one self-contained HTML page. The same run always renders to the same bytes, so 
 reference report changes only when its data does. A run folder may also hold the benchmarks'
 JSON (``micro.json``, ``driver_vs_wrk.json``): the report then has a section for each
 (:mod:`harness.report.bench`). Every chart (a :class:`~harness.report.tree.Figure`) is also
-written next to the reports as an SVG file, so a README can embed one.
-
-**Adding a section** (a faults table, a soak chart, ...): write one function
-``(ctx: Context) -> list[Node]`` that reads ``ctx.run`` / ``ctx.summary`` and returns headings,
-paragraphs, tables and figures, and add it to ``SECTIONS`` in :mod:`harness.report.sections`.
+written next to the reports as an SVG file, so a README can embed one. To add a section, see
+:mod:`harness.report.sections`.
 
 Used by the CLI: ``ctxbench report RUN_DIR`` calls :func:`write_reports`; ``ctxbench run``
 prints :func:`format_summary`; ``ctxbench compare`` prints :func:`compare_runs`'s text.
