@@ -37,7 +37,8 @@ def corpus_table(cells: Sequence[Cell]) -> Table:
         fixed = [c for c, check in mine if check.variant == "fixed"]
         leaks, requests = sum(c.leaks for c in fixed), sum(c.requests for c in fixed)
         ok = all(check.matches for _, check in mine)
-        bad |= set() if ok else {i}
+        if not ok:
+            bad.add(i)
         entry = ENTRIES.get(key)
         rows.append(
             (

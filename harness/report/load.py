@@ -117,7 +117,7 @@ def _lines(
     def point(i: int, c: Cell | None) -> Point:
         return Point(i, None) if c is None else Point(i, value(c), not c.clean, c.driver_bound)
 
-    return [Line(mode, tuple(map(point, range(len(row)), row))) for mode, row in grid.items()]
+    return [Line(mode, tuple(point(i, c) for i, c in enumerate(row))) for mode, row in grid.items()]
 
 
 def _sweep_cell(c: Cell | None) -> str:

@@ -118,7 +118,8 @@ def overview(ctx: Context) -> list[Node]:
     for i, c in enumerate(cells):
         same = [x for x in correct if (x.mode, x.connections) == (c.mode, c.connections)]
         leaks, errors = sum(x.leaks for x in same), sum(x.errors for x in same)
-        bad |= {i} if leaks or errors else set()
+        if leaks or errors:
+            bad.add(i)
         twin: tuple[str, ...] = ()
         if flask and (f := flask.get(c.key[1:])):
             p99 = (c.latency_ms.p99, f.latency_ms.p99)
