@@ -53,6 +53,7 @@ from harness.verdict import Evidence, Unit
 
 __all__ = [
     "CORPUS_VERDICTS",
+    "EVIDENCE_CAP",
     "PACKAGES",
     "PERCENTILES",
     "READERS",
@@ -100,6 +101,8 @@ PERCENTILES = ("p50", "p90", "p99", "max")
 #: Relative spread of repeated measurements above which a median is too noisy to compare.
 SPREAD_WARNING = 0.10
 SPREAD_FORMULA = "(max - min) / median"
+#: Evidence items kept per cell, fault cell or soak; the counts stay exact.
+EVIDENCE_CAP = 20
 
 
 # -- statistics (the one place they are computed) ------------------------------------------------

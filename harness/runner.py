@@ -38,10 +38,7 @@ from harness.results import Cell, Latency, Measurement, NotMeasured, Run, Server
 from harness.servers import MODES, LiveServer, live_server
 from harness.settings import RunSettings
 
-__all__ = ["EVIDENCE_CAP", "StatusLine", "aggregate", "load_spec", "run_matrix"]
-
-#: Evidence items kept per cell; the counts stay exact.
-EVIDENCE_CAP = 20
+__all__ = ["StatusLine", "aggregate", "load_spec", "run_matrix"]
 
 
 class LoadResultLike(t.Protocol):
@@ -109,7 +106,7 @@ def aggregate(
     for run in checked:
         error_kinds.update(run.error_kinds)
         injected_outcomes.update(run.injected_outcomes)
-        evidence.extend(run.evidence[: EVIDENCE_CAP - len(evidence)])
+        evidence.extend(run.evidence[: results.EVIDENCE_CAP - len(evidence)])
         units.update(tuple(u) for u in run.units)  # type: ignore[misc]
     return Cell(
         app=app,
@@ -255,7 +252,7 @@ def load_spec(
         sleep_ms=settings.sleep_ms,
         timeout=settings.timeout,
         mode=server.mode,
-        max_evidence=EVIDENCE_CAP,
+        max_evidence=results.EVIDENCE_CAP,
         fail_phase=settings.fail_phase,
         fail_fraction=settings.fail_fraction,
         headers=getattr(server, "headers", ()),

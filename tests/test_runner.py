@@ -15,8 +15,8 @@ from harness import results
 from harness.apps import app_label
 from harness.errors import UsageError
 from harness.load import LoadResult
-from harness.results import Latency
-from harness.runner import EVIDENCE_CAP, StatusLine, aggregate, run_matrix
+from harness.results import EVIDENCE_CAP, Latency
+from harness.runner import StatusLine, aggregate, run_matrix
 from harness.servers import ServerConfig
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit

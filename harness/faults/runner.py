@@ -24,7 +24,7 @@ from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.protocol import PROBE_PATH
-from harness.results import AfterFault, FaultCell, Run, ServerInfo
+from harness.results import EVIDENCE_CAP, AfterFault, FaultCell, Run, ServerInfo
 from harness.servers import LiveServer, get_mode, live_server
 from harness.settings import ChaosSettings, RunSettings
 
@@ -33,8 +33,6 @@ from .verdict import Tally, judge, split_statuses
 
 __all__ = ["LoadSettings", "run_chaos", "run_fault_cell"]
 
-#: Evidence items kept per fault cell; the counts stay exact.
-EVIDENCE_CAP = 20
 #: How long the server may take to have its workers back after the fault.
 RECOVERY_S = 20.0
 

@@ -9,22 +9,19 @@ allocator arenas and connection pools settle there. See :mod:`harness.soak.verdi
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.load import LoadSpec, run_load
 from harness.protocol import DEFAULT_BACKEND
-from harness.results import ServerInfo, Soak
+from harness.results import EVIDENCE_CAP, ServerInfo, Soak, median
 from harness.servers import group_members, live_server
 
 from .sampler import Sampler
 from .verdict import RSS_GROWTH_LIMIT, judge_soak, trends
 
 __all__ = ["default_warmup", "run_soak"]
-
-EVIDENCE_CAP = 20
 
 
 def default_warmup(seconds: float) -> float:
@@ -98,7 +95,7 @@ def run_soak(
         requests=result.requests,
         errors=result.errors,
         leaks=result.leaks,
-        rps=round(statistics.median(measured), 1) if measured else 0.0,
+        rps=round(median(measured), 1),
         processes=tuple(sampler.processes),
         load=tuple(sampler.load),
         rss_limit=RSS_GROWTH_LIMIT,
