@@ -94,6 +94,31 @@ def test_cookie_flags(counter: App, client: Client) -> None:
     assert "Expires" not in header
 
 
+def test_the_cookie_is_deleted_with_the_attributes_it_was_set_with(counter: App) -> None:
+    # A browser deletes a cookie only when its domain and path match the ones it was set with.
+    counter.config.update(
+        SESSION_COOKIE_DOMAIN="example.test",
+        SESSION_COOKIE_PATH="/app",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+    )
+    client = Client(counter)
+    base = "https://example.test"
+    set_header = client.get("/count", base_url=base).headers["Set-Cookie"]
+    cookie = set_header.split(";")[0]
+    # The cookie's path is /app, so the client would not send it to /clear by itself.
+    resp = client.get("/clear", base_url=base, headers={"Cookie": cookie})
+    delete_header = resp.headers["Set-Cookie"]
+    assert delete_header.startswith("session=;")
+
+    def attributes(header: str) -> set[str]:
+        parts = {part.strip() for part in header.split(";")[1:]}
+        return {p for p in parts if not p.startswith(("Expires=", "Max-Age="))}
+
+    expected = {"Domain=example.test", "Path=/app", "Secure", "HttpOnly", "SameSite=Strict"}
+    assert attributes(set_header) == attributes(delete_header) == expected
+
+
 def test_permanent_session_has_expiry(counter: App, client: Client) -> None:
     header = client.get("/permanent").headers["Set-Cookie"]
     assert "Expires=" in header
