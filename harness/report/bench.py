@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from harness import records
 from harness.errors import ResultsError
-from harness.report.summary import JITTER_ADVICE
 from harness.report.text import fmt_pct, fmt_rps, fmt_runs, fmt_share, fmt_us, spread_cell
 from harness.report.tree import Heading, Node, Note, Table, spread_warning, where
 from harness.results import SPREAD_FORMULA, SPREAD_WARNING, MicroRow
@@ -260,7 +259,7 @@ def calibration_section(ctx: Context) -> list[Node]:
             " wrk* that figure over wrk's own (a ratio that holds on a busy machine, where both"
             " clients get only part of their core)."
         ),
-        *spread_warning(" between rounds", [(r.mode, r.spread) for r in rows], JITTER_ADVICE),
+        *spread_warning(" between rounds", [(r.mode, r.spread) for r in rows]),
         calibration_table(rows),
         Note(
             f"*spread* is wrk's / the driver's {SPREAD_FORMULA} over the rounds. Below the"

@@ -16,14 +16,7 @@ from typing import Any
 
 from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
-from harness.report.summary import (
-    JITTER_ADVICE,
-    Summary,
-    evidence_table,
-    headline,
-    label,
-    recommendation,
-)
+from harness.report.summary import Summary, evidence_table, headline, label, recommendation
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, fmt_runs, plural, show_json, spread_cell
 from harness.report.tree import (
     Callout,
@@ -91,7 +84,7 @@ def verdict(ctx: Context) -> list[Node]:
         text = f"**⚠ This run is {run.status}, not complete:** cells may be missing; do not"
         out.append(Callout((Paragraph(text + " compare it with a complete run."),), "warning"))
     noisy = [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
-    out += spread_warning(", too large to trust small differences", noisy, JITTER_ADVICE)
+    out += spread_warning(", too large to trust small differences", noisy)
     out.append(
         Note(
             "Each figure is the median of the repeated measurements; whiskers and *spread* show"

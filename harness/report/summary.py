@@ -23,11 +23,6 @@ from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural, show_json
 from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
-JITTER_ADVICE = (
-    "To reduce jitter: pin the server and the load driver to separate cores (taskset), close"
-    " other busy programs, disable CPU frequency scaling or turbo if you can, and raise"
-    " --repeats and --duration so each figure is the median of more, longer measurements."
-)
 EVIDENCE_ON_TERMINAL = 3
 
 

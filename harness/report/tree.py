@@ -21,6 +21,13 @@ from harness.results import SPREAD_WARNING
 
 _T = TypeVar("_T")
 
+#: What a spread warning advises unless it says otherwise.
+JITTER_ADVICE = (
+    "To reduce jitter: pin the server and the load driver to separate cores (taskset), close"
+    " other busy programs, disable CPU frequency scaling or turbo if you can, and raise"
+    " --repeats and --duration so each figure is the median of more, longer measurements."
+)
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -95,7 +102,9 @@ def text_table(table: Table) -> list[str]:
     return [line(table.headers), line(["-" * w for w in widths]), *map(line, table.rows)]
 
 
-def spread_warning(claim: str, figures: Iterable[tuple[str, float]], advice: str) -> list[Node]:
+def spread_warning(
+    claim: str, figures: Iterable[tuple[str, float]], advice: str = JITTER_ADVICE
+) -> list[Node]:
     """A warning box naming each figure whose spread is above the threshold, then the advice."""
     items = tuple(f"{label}: spread {fmt_pct(v)}" for label, v in figures if v > SPREAD_WARNING)
     head = Paragraph(f"**⚠ Spread above {fmt_pct(SPREAD_WARNING)}{claim}:**")
