@@ -224,6 +224,42 @@ def test_silently_dropped_keepalive_connection_is_retried(
     assert len(connections) >= 100 // 5
 
 
+class SwallowingHandler(KeepAliveHandler):
+    """Reads every request (recording its token) but closes the connection instead of answering
+    its third: what a client sees when a proxy dies after forwarding a request upstream."""
+
+    tokens: list[str]
+
+    def do_GET(self) -> None:
+        self.tokens.append(token_of({"QUERY_STRING": self.path.partition("?")[2]}))
+        self.seen = getattr(self, "seen", 0) + 1
+        if self.seen == 3:
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+def test_a_retried_request_carries_a_token_of_its_own() -> None:
+    # The request the server swallowed reached it all the same: sent again with the same token,
+    # the app would see that token twice (which the probe reports as a leak).
+    tokens: list[str] = []
+    handler = type("Handler", (SwallowingHandler,), {"tokens": tokens, "connections": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        result = run_load(spec(server.server_address[1], requests=40, concurrency=2))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert_clean(result, 40)
+    assert result.reconnects > 0
+    assert len(tokens) > 40  # the swallowed requests, then their retries
+    assert len(set(tokens)) == len(tokens)
+
+
 def test_duration_bound(serve: ServeFactory) -> None:
     server = serve(core_probe_app())
     seen: list[tuple[int, int, int]] = []

@@ -263,20 +263,22 @@ class _Run:
         if self.left > 0:
             self.left -= 1
         user.seq += 1
-        token = f"{self.run_id}-{user.index}-{user.seq}"
-        user.token = token
         k = self.begun
         self.begun = k + 1
         # Bresenham: request k fails when the running count of failures due steps up, which
         # spreads exactly fail_fraction of the requests evenly over the run.
         fraction = self.fail_fraction
         user.failing = fraction > 0.0 and int((k + 1) * fraction) > int(k * fraction)
-        middle = token.encode() + self.fail_part if user.failing else token.encode()
-        user.request = self.prefix + middle + self.suffix
+        self._compose(user, f"{self.run_id}-{user.index}-{user.seq}")
         user.t0 = now
         user.deadline = now + self.timeout_ns
         user.retried = False
         self._start(user)
+
+    def _compose(self, user: _User, token: str) -> None:
+        user.token = token
+        middle = token.encode() + self.fail_part if user.failing else token.encode()
+        user.request = self.prefix + middle + self.suffix
 
     def _start(self, user: _User) -> None:
         user.buf = b""
@@ -460,8 +462,11 @@ class _Run:
         """The connection failed before a whole response arrived."""
         if user.reused and not user.retried and not user.buf and user.state != _CONNECTING:
             # The server closed an idle keep-alive connection just as we reused it: open a new
-            # one and send the same request again, as any HTTP client does for a GET.
+            # one and send the request again, as any HTTP client does for a GET. With a token of
+            # its own: the first one may have reached the app all the same (a proxy that died
+            # after forwarding it), and a token served twice is evidence of a leak.
             user.retried = True
+            self._compose(user, user.token + "-r")
             self._close(user)
             self._start(user)
             return
