@@ -49,10 +49,10 @@ if t.TYPE_CHECKING:
 
 
 def worker_pids(server: LiveServer) -> set[int]:
-    """The live worker processes of ``server``: its process group without the master.
-
-    A single-process server is its own worker.
+    """The live worker processes of ``server`` (behind a proxy: of the server it forwards to):
+    its process group without the master. A single-process server is its own worker.
     """
+    server = server.app_server
     members = set(group_members(server.pid))
     workers = members - {server.pid}
     return workers or members

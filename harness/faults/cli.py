@@ -153,8 +153,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         "after_requests": args.after_requests, "max_seconds": args.max_seconds,
     }  # fmt: skip
     chaos = replace(ChaosSettings(), **{k: v for k, v in knobs.items() if v is not None})
-    # Every direct mode by default; a proxied one (nginx+MODE) only when named: nginx retries a
-    # request whose upstream died, and the probe reports the duplicate token.
+    # Every direct mode by default; a proxied one (nginx+MODE) when named: the faults then act on
+    # the server behind the proxy, as they do on it alone, so the default leaves them out.
     all_modes = tuple(name for name, mode in MODES.items() if mode.available().ok)
     settings = RunSettings(
         apps=apps,

@@ -103,13 +103,13 @@ class _KillInjector(Injector):
     def run(self) -> None:
         while self._kills < self.settings.injections:
             now = time.monotonic()
-            for pid in worker_pids(self.server) - {self.server.pid}:
+            for pid in worker_pids(self.server) - {self.server.app_server.pid}:
                 self._first_seen.setdefault(pid, now)
             if self.stopping(self.settings.interval_s):
                 return
             now = time.monotonic()
             ready = sorted(
-                pid for pid in worker_pids(self.server) - {self.server.pid}
+                pid for pid in worker_pids(self.server) - {self.server.app_server.pid}
                 if now - self._first_seen.get(pid, now) >= self.MIN_AGE_S
             )  # fmt: skip
             if not ready:
@@ -149,7 +149,7 @@ class _ReloadInjector(_PeriodicInjector):
         self.signal = sig
 
     def inject(self) -> None:
-        self.send_signal(self.server.pid, self.signal)
+        self.send_signal(self.server.app_server.pid, self.signal)
 
 
 @register

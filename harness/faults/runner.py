@@ -102,8 +102,8 @@ def _wait_recovered(server: LiveServer, expected: int) -> tuple[set[int], str | 
     pids: set[int] = set()
     streak = attempt = 0
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            return set(), f"the server exited with status {server.process.returncode}"
+        if gone := server.gone():
+            return set(), gone
         pids = worker_pids(server)
         if len(pids) != expected:
             stable_since, streak = None, 0
@@ -235,7 +235,7 @@ def run_fault_cell(
         verdict, reason = judge(
             tally,
             can_leak=can_leak,
-            expected_errors=fault.expected_errors,
+            expected_errors=_as_client_sees(fault.expected_errors, server),
             not_exercised=not_exercised,
             after=after,
             replaces_workers=fault.replaces_workers,
@@ -261,6 +261,13 @@ def run_fault_cell(
         elapsed_s=round(time.monotonic() - started, 2),
         server=info,
     )
+
+
+def _as_client_sees(errors: frozenset[str], server: LiveServer) -> frozenset[str]:
+    """The error kinds a fault's ``errors`` reach the client as: behind a proxy, an upstream
+    connection reset or refused comes back as a 502 Bad Gateway (``5xx``)."""
+    behind_proxy = server.app_server is not server
+    return errors | {"5xx"} if behind_proxy and errors & {"reset", "refused"} else errors
 
 
 def _log(server: LiveServer, log_dir: str | Path | None) -> str:

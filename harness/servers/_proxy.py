@@ -224,6 +224,10 @@ class ProxiedServer(LiveServer):
     proxy: LiveServer | None = None
     upstream: LiveServer | None = None
 
+    @property
+    def app_server(self) -> LiveServer:
+        return self.upstream or self
+
     def process_groups(self) -> list[int]:
         return [
             pgid for server in (self.proxy, self.upstream) if server is not None

@@ -492,6 +492,12 @@ class LiveServer:
         """Every process group this server runs in (one, or more behind a proxy)."""
         return [self.pid]
 
+    @property
+    def app_server(self) -> LiveServer:
+        """The server that runs the app: this one, or the one behind a proxy. Faults act on
+        its processes (a worker killed behind nginx is the app server's, not nginx's)."""
+        return self
+
     def gone(self) -> str | None:
         """Why the server stopped on its own, or ``None`` while its main process runs.
 
