@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
+import sys
 import time
 import typing as t
 from collections.abc import Iterator
@@ -130,3 +132,41 @@ def test_two_driver_processes_are_flagged_as_their_cpu_use_says(echo: EchoProbe)
     assert result.rps == pytest.approx(result.requests / result.elapsed_s, rel=0.2)
     if server_before is not None and server_after is not None:
         assert (server_after - server_before).on_cpu / wall < 1.0
+
+
+def test_the_echo_probe_dies_with_the_harness() -> None:
+    """SIGKILL the process that started the echo probe: nginx's master and workers go too (its
+    workers outlive a master killed outright; the guard takes the group down)."""
+    script = (
+        "import time\n"
+        "from harness.load.echo import echo_probe\n"
+        "from harness.servers._process import group_members\n"
+        "with echo_probe(workers=2) as p:\n"
+        "    print(' '.join(map(str, group_members(p.pid))), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None
+        members = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(members) >= 3, members  # nginx's master and its two workers (and the guard)
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in members):
+        time.sleep(0.05)  # poll interval, not a synchronisation
+    assert not [pid for pid in members if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its reaper."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"

@@ -1,7 +1,7 @@
 """The echo probe: nginx answering valid probe responses from C, to measure the driver itself.
 
 Design note: the echo probe is the fastest server the load driver can face. One nginx worker
-process (plus its master, in their own process group) answers every
+process (plus its master and a guard, in their own process group) answers every
 ``GET /_ctxbench/probe?token=T`` with ``return 200`` and a body in the probe protocol's shape
 (``docs/architecture.md``, "The probe protocol"): the same 19 observations as the bundled core
 app, from every phase, each echoing ``T`` (or null for ``residue.*``, or the app name for
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ServerStartError
+from harness.protocol import PROBE_PATH
+from harness.servers._guard import guarded
 from harness.servers._process import (
     HOST,
     free_port,
@@ -30,7 +32,13 @@ from harness.servers._process import (
     stop_group,
     wait_ready,
 )
-from harness.servers.nginx import INSTALL_STEP, find_nginx
+from harness.servers.nginx import (
+    CONFIG_NAME,
+    INSTALL_STEP,
+    find_nginx,
+    nginx_command,
+    nginx_config,
+)
 
 __all__ = ["ECHO_APP", "EchoProbe", "echo_body_template", "echo_probe"]
 
@@ -77,32 +85,22 @@ def _config(root: Path, port: int, workers: int, every_shape_new: bool) -> str:
     # ProbeChecker (a string that merely contains the token is not blanked), so every response
     # takes the full check: the driver's slowest clean path.
     app = f"{ECHO_APP}-$arg_token" if every_shape_new else ECHO_APP
-    return f"""\
-daemon off;
-master_process on;
-worker_processes {workers};
-pid {root}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/client_body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
+    http = f"""\
     keepalive_requests 10000000;
     keepalive_timeout 60s;
     server {{
         listen {HOST}:{port} reuseport;
-        location = /_ctxbench/probe {{
+        location = {PROBE_PATH} {{
             default_type application/json;
             return 200 '{echo_body_template(app=app)}';
         }}
         location / {{ return 404; }}
     }}
-}}
 """
+    return nginx_config(
+        root, http, title="the echo probe", worker_processes=workers, worker_connections=4096,
+        error_log="warn",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,8 @@ class EchoProbe:
 
     host: str
     port: int
-    #: The pid of nginx's master, which leads the process group of master and worker.
+    #: The pid that leads the process group of nginx's master and workers (a guard process
+    #: that kills the group when the harness dies).
     pid: int
     argv: tuple[str, ...]
 
@@ -143,12 +142,14 @@ def echo_probe(
         root = Path(tmp)
         root.chmod(0o755)  # started as root, nginx's workers run as nobody
         port = free_port()
-        (root / "nginx.conf").write_text(
+        (root / CONFIG_NAME).write_text(
             _config(root, port, workers, every_shape_new), encoding="utf-8"
         )
-        argv = [*prefix, nginx, "-e", "stderr", "-p", str(root), "-c", str(root / "nginx.conf")]
+        argv = [*prefix, *nginx_command(nginx, root)]
         log_path = root / "nginx.log"
-        process = spawn(argv, env={}, log_path=log_path)
+        # Under the guard: nginx's workers outlive a master killed outright, the guard takes
+        # the whole group down with the harness.
+        process = spawn(guarded(argv), env={}, log_path=log_path)
         try:
             wait_ready(
                 process,
