@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import typing as t
 from collections.abc import Iterator
 
@@ -163,16 +162,36 @@ def test_correct_core_cleans_up_after_the_same_failures(phase: str) -> None:
     assert get(app, "after") == []
 
 
-def _race_first_requests(app: t.Any) -> list[Evidence]:
+def _race_first_requests(app: t.Any, n: int = 4) -> list[Evidence]:
+    """``n`` first requests at once, every one of them inside the once-only trigger before the
+    first one's initializer returns; then the probe's verdict on a later request."""
+    arrived = threading.Condition()
+    at_trigger: list[str] = []
+    trigger = app._try_trigger_before_first_request  # the core's, or the mutant's
+
+    def counting_trigger() -> None:
+        with arrived:
+            at_trigger.append(threading.current_thread().name)
+            arrived.notify_all()
+        trigger()
+
+    app._try_trigger_before_first_request = counting_trigger
+    all_in: list[bool] = []
+
     @app.before_first_request
     def slow_init() -> None:
-        time.sleep(0.05)  # I/O while initializing: the window the race needs
+        # I/O while initializing is the window the race needs: hold it open until every first
+        # request has reached the trigger (a sleep would only make the overlap likely).
+        with arrived:
+            all_in.append(arrived.wait_for(lambda: len(at_trigger) >= n, timeout=10))
 
-    threads = [threading.Thread(target=get, args=(app, f"first-{i}")) for i in range(4)]
+    threads = [threading.Thread(target=get, args=(app, f"first-{i}")) for i in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(5)
+        thread.join(20)
+    assert not any(thread.is_alive() for thread in threads), "a first request never finished"
+    assert all_in and all(all_in), f"the first requests did not overlap: {at_trigger}"
     return get(app, "later")
 
 
