@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +79,15 @@ def app() -> App:
 @pytest.fixture
 def client(app: App) -> Client:
     return app.test_client()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test.
+
+    It stays bound by a socket that never listens: a port closed right after the OS picked it is
+    free for the next program that binds one (another helper's server, say), and then it answers.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

@@ -8,7 +8,6 @@ fixture; outcomes are asserted in the main thread.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import typing as t
 from collections.abc import Iterator
@@ -101,10 +100,7 @@ def test_connection_reuses_one_socket_for_several_requests(port: int) -> None:
     assert json.loads(second.body)["token"] == "g2"
 
 
-def test_refused_and_unroutable_are_outcomes_not_exceptions() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+def test_refused_and_unroutable_are_outcomes_not_exceptions(closed_port: int) -> None:
     assert hostile.get("127.0.0.1", closed_port, "/").kind == "refused"
     with pytest.raises(ValueError, match="loopback"):
         hostile.Connection("192.0.2.1", 80)

@@ -354,12 +354,8 @@ def test_server_errors_are_errors_not_leaks(serve: ServeFactory) -> None:
     assert result.latencies_ms == []
 
 
-def test_closed_port_is_refused(serve: ServeFactory) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on port now.
-    result = run_load(spec(port, requests=25, concurrency=3))
+def test_closed_port_is_refused(closed_port: int) -> None:
+    result = run_load(spec(closed_port, requests=25, concurrency=3))
     assert result.requests == 25
     assert result.error_kinds == {"refused": 25}
     assert result.errors == 25

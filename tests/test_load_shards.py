@@ -159,14 +159,9 @@ def test_leaks_from_every_process_are_counted(serve: Callable[[FakeProbe], int])
     assert {e.seen for e in result.evidence} == {"someone-else-1"}
 
 
-def test_errors_in_the_processes_are_counted(serve: Callable[[FakeProbe], int]) -> None:
-    port = serve(FakeProbe())
+def test_errors_in_the_processes_are_counted(closed_port: int) -> None:
     # A closed port: every request of both processes is refused, and counted.
-    from harness.servers._process import free_port
-
-    closed = free_port()
-    assert closed != port
-    result = run_load(LoadSpec(port=closed, requests=40, concurrency=4, processes=2))
+    result = run_load(LoadSpec(port=closed_port, requests=40, concurrency=4, processes=2))
     assert result.requests == 40
     assert result.error_kinds == {"refused": 40}
 

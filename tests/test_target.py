@@ -77,8 +77,10 @@ def test_options_that_shape_a_server_do_not_go_with_target(
     assert not any(tmp_path.iterdir())
 
 
-def test_nothing_listening_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    port = free_port()
+def test_nothing_listening_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, closed_port: int
+) -> None:
+    port = closed_port
     assert main(["run", "--target", f"http://127.0.0.1:{port}", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ctxbench: error: cannot reach --target http://127.0.0.1:{port}")
