@@ -39,7 +39,7 @@ bench: $(STAMP) need-wrk
 	$(MICRO) --benchmark-json results/bench/micro.json
 	$(CALIBRATE) --out results/bench/driver_vs_wrk.json
 
-# The committed reference report (about 6 minutes on 2 cores; run it on a quiet machine):
+# The committed reference report (about 14 minutes on 2 cores; run it on a quiet machine):
 # the micro suite, the calibration, and the matrix with Flask alongside, longer and with more
 # repeats than `make run`, all into results/reference/, whose report and charts are generated
 # from those JSON files. Regenerate it only this way; commit the whole folder.

@@ -44,10 +44,16 @@ def test_reference_is_a_complete_run_of_core_and_flask(doc: Run) -> None:
     assert {c.connections for c in doc.cells} == {"keepalive", "fresh"}
     modes = set(doc.settings.modes)
     assert {"gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent"} <= modes
-    assert len(doc.cells) == 2 * 2 * len(modes)
-    # each mode's four cells (core and Flask, both patterns) were measured back to back
+    # every mode on both patterns, but for a pattern a mode cannot serve (recorded, not a cell)
+    skipped = {(n.mode, n.connections) for n in doc.not_measured}
+    pairs = {(m, p) for m in modes for p in ("keepalive", "fresh")} - skipped
+    assert {(c.mode, c.connections) for c in doc.cells} == pairs
+    assert len(doc.cells) == 2 * len(pairs)
+    # each mode's cells (core and Flask, each pattern it serves) were measured back to back
     order = [c.mode for c in doc.cells]
-    assert all(order[i : i + 4] == [order[i]] * 4 for i in range(0, len(order), 4))
+    runs = [m for i, m in enumerate(order) if i == 0 or order[i - 1] != m]
+    assert len(runs) == len(set(runs)), order
+    assert all(order.count(m) == 2 * sum(p[0] == m for p in pairs) for m in modes)
     assert doc.settings.repeats >= 5, "the reference repeats more than the default run"
     assert doc.machine.cpu_count == 2
 
@@ -83,18 +89,17 @@ def test_benchmark_files_are_present_and_small() -> None:
     assert bench.micro is not None and bench.calibration is not None
     assert {r.framework for r in bench.micro_rows} == {"core", "flask", "werkzeug"}
     assert len({r.group for r in bench.micro_rows}) == 3
-    assert {r.mode for r in bench.calibration_rows} == {
-        "gunicorn-sync",
-        "gunicorn-gthread",
-        "gunicorn-gevent",
-    }
+    calibrated = {r.mode for r in bench.calibration_rows}
+    assert {"gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent"} <= calibrated
+    assert {"echo-probe", "echo-probe (fresh)"} <= calibrated  # the driver's own ceiling
     assert all(r.driver_leaks == 0 and r.driver_errors == 0 for r in bench.calibration_rows)
     micro = json.loads((REFERENCE / "micro.json").read_text(encoding="utf-8"))
     # pytest-benchmark's raw per-round timings are dropped (benchmarks/conftest.py).
     assert all("data" not in b["stats"] for b in micro["benchmarks"])
     assert "ctxbench" in micro
+    # results.json: about 5 kB per cell, 50 cells (13 stacks, core and Flask, both patterns)
     for name in ("micro.json", "driver_vs_wrk.json", "results.json"):
-        assert (REFERENCE / name).stat().st_size < 200_000, name
+        assert (REFERENCE / name).stat().st_size < 400_000, name
 
 
 def test_committed_json_holds_no_environment_or_secrets() -> None:
