@@ -49,7 +49,7 @@ from harness.load import LoadSpec, run_load
 from harness.load.cpu import ThreadCpu, group_cpu
 from harness.load.echo import echo_probe
 from harness.protocol import PROBE_PATH
-from harness.report.bench import calibration_rows, calibration_table
+from harness.report.bench import DEFAULT_TARGET_RATIO, calibration_rows, calibration_table
 from harness.report.tree import text_table
 from harness.results import SPREAD_WARNING, median, package_versions, spread, write_atomic
 from harness.servers import ServerConfig, live_server
@@ -59,7 +59,6 @@ SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
 HOST = "127.0.0.1"
 SERVER_CORE = 0
 CLIENT_CORE = 1
-TARGET_RATIO = 0.9
 ECHO = "echo-probe"
 #: driver/wrk the driver should reach against the echo probe, per connection pattern.
 ECHO_TARGETS = {"keepalive": 0.5, "fresh": 0.8}
@@ -260,7 +259,7 @@ def measure(
     wrk_median = median(wrk_rps)
     driver_median = median(driver_rps)
     ratio = driver_median / wrk_median if wrk_median else 0.0
-    target_ratio = ECHO_TARGETS[connections] if target == ECHO else TARGET_RATIO
+    target_ratio = ECHO_TARGETS[connections] if target == ECHO else DEFAULT_TARGET_RATIO
     driver_cpu = _median_of(driver_runs, "driver_cpu")
     wrk_cpu = _median_of(wrk_runs, "wrk_cpu")
     per_core = driver_median / driver_cpu if driver_cpu else None
@@ -345,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_core": SERVER_CORE,
             "client_core": CLIENT_CORE,
             "driver_connections": "keepalive",
-            "target_ratio": TARGET_RATIO,
+            "target_ratio": DEFAULT_TARGET_RATIO,
             "echo_target_ratios": ECHO_TARGETS,
         },
         "entries": entries,

@@ -37,7 +37,8 @@ CALIBRATION_SCHEMA = "ctxbench.bench.driver_vs_wrk/1"
 FULL_CALL_TARGET = 2.0
 #: The core's app-context push+pop must take less than this (median, seconds).
 APP_CONTEXT_TARGET_S = 1e-6
-#: driver rps / wrk rps the load driver should reach (when the file does not say).
+#: driver rps / wrk rps the load driver should reach against a Python server (the calibration
+#: writes it into its file; a file that does not say is read with it).
 DEFAULT_TARGET_RATIO = 0.9
 # The suite's order: groups as in test_micro.py, then core, flask, werkzeug in each.
 _ORDER = ("full-wsgi-call", "request-context", "app-context", "core", "flask", "werkzeug")
