@@ -18,7 +18,8 @@ from harness.errors import ResultsError
 from harness.results import Cell, Evidence, Latency, Measurement, Run, ServerInfo, Unit, Warmup
 from harness.settings import RunSettings
 
-REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
+#: The reference run as it was committed before the schema's version 2 (16 cells, 4 modes).
+V1_DOCUMENT = Path(__file__).resolve().parent / "data" / "results-v1.json"
 
 
 def cell(**overrides: Any) -> Cell:
@@ -123,7 +124,7 @@ def test_unserialisable_data_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_reference_v1_document_reads_and_round_trips() -> None:
-    doc = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))
+    doc = json.loads(V1_DOCUMENT.read_text(encoding="utf-8"))
     assert doc["schema"] == "ctxbench.results/1"
     run = Run.from_json(doc)
     assert Run.from_json(run.to_json()) == run
@@ -135,7 +136,7 @@ def test_reference_v1_document_reads_and_round_trips() -> None:
 
 
 def test_v1_evidence_worker_becomes_unit() -> None:
-    doc = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))
+    doc = json.loads(V1_DOCUMENT.read_text(encoding="utf-8"))
     doc["entries"][0]["evidence"] = [
         {"mode": "m", "phase": "view", "name": "g", "expected": "a", "seen": None,
          "worker": {"pid": 1, "thread": 2, "greenlet": None}}
