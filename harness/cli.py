@@ -492,7 +492,7 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> tuple[Path, str]:
         return run_dir, run_dir.resolve().name
     out = Path(args.out or "results")
     _check_folder("--out", out)
-    run_id = prefix + results.new_run_id()
+    run_id = prefix + results.new_run_id(out)
     return out / run_id, run_id
 
 

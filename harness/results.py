@@ -688,10 +688,14 @@ class MicroRow:
 # -- reading and writing -----------------------------------------------------------------------
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """A sortable, unique run id: ``YYYYmmdd-HHMMSS-xxxx`` (local time, 4 random hex digits)."""
+def new_run_id(out: str | os.PathLike[str] | None = None, now: dt.datetime | None = None) -> str:
+    """A sortable, unique run id: ``YYYYmmdd-HHMMSS-xxxxxx`` (local time, 6 random hex digits),
+    never the name of a folder already in ``out`` (two runs started in the same second)."""
     now = now or dt.datetime.now()
-    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    while True:
+        run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        if out is None or not os.path.lexists(os.path.join(out, run_id)):
+            return run_id
 
 
 def package_versions(names: t.Iterable[str] = PACKAGES) -> dict[str, str | None]:

@@ -180,4 +180,4 @@ def test_run_without_run_dir_makes_a_new_folder_under_out(
     assert main(["run", "--modes", "gunicorn-sync", "--out", str(tmp_path)]) == 130
     [run_dir] = seen
     assert run_dir.parent == tmp_path
-    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", run_dir.name)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", run_dir.name)

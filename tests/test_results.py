@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -60,10 +61,19 @@ def test_a_new_run_is_self_describing(run: Run) -> None:
     assert doc["cells"][0]["evidence"][0]["unit"] == {"pid": 1, "thread": 2, "greenlet": 3}
 
 
-def test_run_ids_sort_by_time_and_differ() -> None:
-    a, b = results.new_run_id(), results.new_run_id()
-    assert a != b
-    assert len(a.split("-")) == 3
+def test_run_ids_sort_by_time_and_skip_taken_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    early, late = dt.datetime(2026, 12, 1, 9, 59, 59), dt.datetime(2026, 12, 1, 10, 0, 0)
+    assert results.new_run_id(now=early) < results.new_run_id(now=late)
+    assert re.fullmatch(r"20261201-100000-[0-9a-f]{6}", results.new_run_id(now=late))
+    # Two runs started in the same second that drew the same random part: the second one's id
+    # is drawn again, so it never writes into the first one's folder.
+    draws = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
+    monkeypatch.setattr(results.secrets, "token_hex", lambda n: next(draws))
+    first = results.new_run_id(tmp_path, now=late)
+    (tmp_path / first).mkdir()
+    assert results.new_run_id(tmp_path, now=late) == "20261201-100000-bbbbbb"
 
 
 def test_statistics_are_derived_once() -> None:

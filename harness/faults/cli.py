@@ -82,7 +82,7 @@ def _run_folder(args: argparse.Namespace) -> tuple[Path, str]:
         return Path(args.run_dir), Path(args.run_dir).resolve().name
     out = Path(args.out or "results")
     _check_folder("--out", out)
-    run_id = results.new_run_id()
+    run_id = results.new_run_id(out)
     return out / run_id, run_id
 
 
