@@ -19,7 +19,7 @@ import pytest
 from harness.load import LoadSpec, run_load
 from harness.load.cpu import DRIVER_BOUND_SHARE, ThreadCpu, group_cpu, saturated
 from harness.load.echo import EchoProbe, echo_probe
-from harness.servers import live_server
+from harness.servers import group_members, live_server
 from harness.servers.nginx import INSTALL_STEP, find_nginx
 
 pytestmark = [
@@ -140,9 +140,8 @@ def test_the_echo_probe_dies_with_the_harness() -> None:
     script = (
         "import time\n"
         "from harness.load.echo import echo_probe\n"
-        "from harness.servers._process import group_members\n"
         "with echo_probe(workers=2) as p:\n"
-        "    print(' '.join(map(str, group_members(p.pid))), flush=True)\n"
+        "    print(p.pid, flush=True)\n"
         "    time.sleep(60)\n"
     )
     parent = subprocess.Popen(
@@ -150,23 +149,14 @@ def test_the_echo_probe_dies_with_the_harness() -> None:
     )
     try:
         assert parent.stdout is not None
-        members = [int(pid) for pid in parent.stdout.readline().split()]
-        assert len(members) >= 3, members  # nginx's master and its two workers (and the guard)
+        pgid = int(parent.stdout.readline())
+        assert len(group_members(pgid)) >= 3  # nginx's master and its two workers (and the guard)
     finally:
         parent.kill()
         parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in members):
+    while group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)  # poll interval, not a synchronisation
-    assert not [pid for pid in members if _alive(pid)]
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its reaper."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    assert group_members(pgid) == [], "processes of the echo probe survived the harness"

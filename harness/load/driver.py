@@ -269,16 +269,14 @@ class _Run:
         # spreads exactly fail_fraction of the requests evenly over the run.
         fraction = self.fail_fraction
         user.failing = fraction > 0.0 and int((k + 1) * fraction) > int(k * fraction)
-        self._compose(user, f"{self.run_id}-{user.index}-{user.seq}")
+        token = f"{self.run_id}-{user.index}-{user.seq}"
+        user.token = token
+        middle = token.encode() + self.fail_part if user.failing else token.encode()
+        user.request = self.prefix + middle + self.suffix
         user.t0 = now
         user.deadline = now + self.timeout_ns
         user.retried = False
         self._start(user)
-
-    def _compose(self, user: _User, token: str) -> None:
-        user.token = token
-        middle = token.encode() + self.fail_part if user.failing else token.encode()
-        user.request = self.prefix + middle + self.suffix
 
     def _start(self, user: _User) -> None:
         user.buf = b""
@@ -466,7 +464,9 @@ class _Run:
             # its own: the first one may have reached the app all the same (a proxy that died
             # after forwarding it), and a token served twice is evidence of a leak.
             user.retried = True
-            self._compose(user, user.token + "-r")
+            sent, user.token = user.token, user.token + "-r"
+            rest = user.request[len(self.prefix) + len(sent) :]  # the token is ASCII
+            user.request = self.prefix + user.token.encode() + rest
             self._close(user)
             self._start(user)
             return
