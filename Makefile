@@ -19,11 +19,13 @@ run: $(STAMP)
 # The whole test suite: lint, types, unit tests, in-process concurrency tests, live scenarios.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # Benchmark settings shared by `bench` and `reference`. The micro suite's JSON goes through

@@ -79,6 +79,7 @@ __all__ = [
     "restore_default",
 ]
 
+
 class _Missing:
     """The marker for "no value" (a slot may legitimately hold ``None``)."""
 

@@ -440,8 +440,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         connections=connection_patterns(args.connections),
         # Without --duration, --requests alone bounds a measurement; with neither, the default.
         duration=(
-            DEFAULT_DURATION_S if args.duration is None and args.requests is None
-            else args.duration
+            DEFAULT_DURATION_S if args.duration is None and args.requests is None else args.duration
         ),
         requests=args.requests,
         concurrency=levels[0],

@@ -280,6 +280,7 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
     )
 }
 
+
 def expectation(
     name: str, mode: str, mode_traits: ModeTraits, connections: ConnectionPattern
 ) -> Expectation:
@@ -320,4 +321,3 @@ def restore() -> None:
     with _lock:
         while _installed:
             _installed.pop()[1]()
-

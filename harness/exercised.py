@@ -27,7 +27,6 @@ from harness.verdict import UnitKey
 __all__ = ["Exercised", "exercised", "in_flight_per_process", "units_by_process"]
 
 
-
 def units_by_process(units: Iterable[UnitKey]) -> dict[int, set[tuple[int, int | None]]]:
     """The distinct (thread, greenlet) that answered, per server process (pid)."""
     rv: dict[int, set[tuple[int, int | None]]] = defaultdict(set)

@@ -57,9 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="MODES",
         help="comma-separated server modes for ctxbench checks (see 'ctxbench list')",
     )
-    group.addoption(
-        "--ctxbench-requests", type=int, metavar="N", help="requests per ctxbench cell"
-    )
+    group.addoption("--ctxbench-requests", type=int, metavar="N", help="requests per ctxbench cell")
     group.addoption(
         "--ctxbench-results",
         metavar="DIR",

@@ -44,12 +44,14 @@ LOADED: dict[str, t.Any] = {}
 def parse_import_string(import_string: str) -> tuple[str, str]:
     """Split ``"module:attr"`` into its parts; raise :class:`AppLoadError` if it is malformed."""
     module, sep, attr = import_string.partition(":")
-    if not sep or not module or not attr or not all(
-        part.isidentifier() for part in (*module.split("."), *attr.split("."))
+    if (
+        not sep
+        or not module
+        or not attr
+        or not all(part.isidentifier() for part in (*module.split("."), *attr.split(".")))
     ):
         raise AppLoadError(
-            f"bad app import string {import_string!r}: use 'module:attr',"
-            f" e.g. {CORE_APP!r}"
+            f"bad app import string {import_string!r}: use 'module:attr', e.g. {CORE_APP!r}"
         )
     return module, attr
 
@@ -60,9 +62,7 @@ def load_app(import_string: str) -> t.Any:
     try:
         rv: t.Any = importlib.import_module(module_name)
     except ImportError as e:
-        raise AppLoadError(
-            f"cannot import app {import_string!r}: {type(e).__name__}: {e}"
-        ) from e
+        raise AppLoadError(f"cannot import app {import_string!r}: {type(e).__name__}: {e}") from e
     except Exception as e:
         raise AppLoadError(
             f"importing app {import_string!r} failed: {type(e).__name__}: {e}"

@@ -48,8 +48,14 @@ CASES = [
     # Behind nginx the fault kills the app server's workers, not nginx's; nginx answers a request
     # whose upstream died with a 502, and never makes the correct core look leaky.
     ("kill-worker", "nginx+gunicorn-sync", CORE_APP, "contextvar", "keepalive", "ok"),
-    ("kill-worker", "nginx-keepalive+gunicorn-gthread", CORE_APP, "no-reset", "keepalive",
-     "caught"),
+    (
+        "kill-worker",
+        "nginx-keepalive+gunicorn-gthread",
+        CORE_APP,
+        "no-reset",
+        "keepalive",
+        "caught",
+    ),
 ]
 
 
@@ -61,8 +67,13 @@ def accounted(cell: FaultCell) -> None:
 @pytest.mark.live
 @pytest.mark.parametrize(
     ("fault", "mode", "app", "backend", "connections", "expected"),
-    [pytest.param(*case, id="-".join((case[0], case[1], case[2].split(".")[-1].split(":")[0],
-                                      case[3], case[4]))) for case in CASES],
+    [
+        pytest.param(
+            *case,
+            id="-".join((case[0], case[1], case[2].split(".")[-1].split(":")[0], case[3], case[4])),
+        )
+        for case in CASES
+    ],
 )
 def test_fault(
     fault: str, mode: str, app: str, backend: str, connections: str, expected: str,
@@ -71,13 +82,24 @@ def test_fault(
     skip_unavailable(mode)
     # One reload is enough to replace every worker; each waits out its keep-alive clients.
     settings = dataclasses.replace(CI, injections=1) if fault == "reload" else CI
-    cell = run_fault_cell(FAULTS[fault], mode, app=app, backend=backend,
-                          connections=connections, settings=settings, log_dir=tmp_path / "logs")
+    cell = run_fault_cell(
+        FAULTS[fault],
+        mode,
+        app=app,
+        backend=backend,
+        connections=connections,
+        settings=settings,
+        log_dir=tmp_path / "logs",
+    )
     detail = f"{cell.verdict}: {cell.reason}\n{cell}"
     assert cell.verdict == expected, detail
     accounted(cell)
-    assert cell.events or cell.aborted or cell.injected or cell.fault == "recycle" or (
-        cell.fault == "slow-client"
+    assert (
+        cell.events
+        or cell.aborted
+        or cell.injected
+        or cell.fault == "recycle"
+        or cell.fault == "slow-client"
     ), detail
     if fault == "kill-worker" and "+" in mode:  # the first victim: one of the app's workers
         kills = [e.pid for e in cell.events if e.action == "SIGKILL"]
@@ -117,5 +139,3 @@ def test_chaos_command_writes_results_and_report(
     assert "## Faults during load" in report and "n/a" in report
     for line in ("fault", "verdict"):
         assert line in out
-
-

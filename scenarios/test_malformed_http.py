@@ -155,16 +155,21 @@ PAYLOADS = [
     # next request on this connection is answered from inside the body.
     Payload(
         "unread-body-holding-a-request",
-        _probe("outer", b"Content-Type: application/x-www-form-urlencoded\r\n"
-               b"Content-Length: %d\r\n" % len(_probe("inner")))
+        _probe(
+            "outer",
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n" % len(_probe("inner")),
+        )
         + _probe("inner"),
         valid=True,
         tokens=("outer",),
     ),
     Payload(
         "unread-body-not-utf8",
-        _probe("formbody", b"Content-Type: application/x-www-form-urlencoded\r\n"
-               b"Content-Length: 4\r\n") + b"a=\xff\xfe",
+        _probe(
+            "formbody", b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4\r\n"
+        )
+        + b"a=\xff\xfe",
         valid=True,
         tokens=("formbody",),
     ),

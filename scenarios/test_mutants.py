@@ -44,18 +44,29 @@ EXPECTED_LEAKS: dict[str, set[tuple[str, str]]] = {
     # Wherever requests overlap in one process: not where a process serves one at a time
     # (gunicorn sync and tornado, uWSGI processes).
     "shared-global": _both(
-        "werkzeug-threaded", "gunicorn-gthread", "gunicorn-gevent", "waitress", "eventlet",
-        "uwsgi-threads", "granian",
-    ) | {("uwsgi-gevent", "fresh")},
+        "werkzeug-threaded",
+        "gunicorn-gthread",
+        "gunicorn-gevent",
+        "waitress",
+        "eventlet",
+        "uwsgi-threads",
+        "granian",
+    )
+    | {("uwsgi-gevent", "fresh")},
     # Across greenlets of one OS thread.
     "thread-ident": _both("gunicorn-gevent", "eventlet") | {("uwsgi-gevent", "fresh")},
     # Wherever a thread or greenlet serves a later request in the context an earlier one set:
     # not with a new thread or greenlet per connection (or per request), nor under tornado,
     # which runs every request in a fresh copy of the context.
     "no-reset": _both(
-        "gunicorn-sync", "gunicorn-gthread", "waitress", "uwsgi-processes", "uwsgi-threads",
+        "gunicorn-sync",
+        "gunicorn-gthread",
+        "waitress",
+        "uwsgi-processes",
+        "uwsgi-threads",
         "granian",
-    ) | {("gunicorn-gevent", "keepalive"), ("eventlet", "keepalive")},
+    )
+    | {("gunicorn-gevent", "keepalive"), ("eventlet", "keepalive")},
     # A memory leak, not cross-talk: only a soak catches it (scenarios/test_soak.py).
     "never-release": set(),
 }

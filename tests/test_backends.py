@@ -47,7 +47,11 @@ def in_thread(fn: Callable[[], object]) -> object:
 
 def test_registry_names() -> None:
     assert list(BACKENDS) == [
-        "contextvar", "shared-global", "thread-ident", "no-reset", "never-release"
+        "contextvar",
+        "shared-global",
+        "thread-ident",
+        "no-reset",
+        "never-release",
     ]
     assert backends.DEFAULT_BACKEND == "contextvar"
 

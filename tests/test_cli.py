@@ -99,8 +99,11 @@ def test_list_says_how_to_install_a_missing_server(
     for name in modes:
         [line] = [line for line in out.splitlines() if line.startswith(f"{name} ")]
         assert f"unavailable: {missing} is not installed (pip install 'ctxbench[{extra}]')" in line
-    assert all(line.split()[1] == "ok" for line in out.splitlines()
-               if line.split() and line.split()[0] in MODES and line.split()[0] not in modes)
+    assert all(
+        line.split()[1] == "ok"
+        for line in out.splitlines()
+        if line.split() and line.split()[0] in MODES and line.split()[0] not in modes
+    )
 
 
 def test_proxy_option_puts_each_mode_behind_each_proxy() -> None:
@@ -322,4 +325,3 @@ def test_an_app_that_cannot_load_leaves_no_run_folder(tmp_path: Path) -> None:
     assert proc.returncode == 2, err
     assert err.count("\n") == 1 and "cannot import app 'no_such_module_q:app'" in err, err
     assert not out_dir.exists()
-

@@ -24,9 +24,7 @@ from harness.servers.nginx import INSTALL_STEP, find_nginx
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(
-        find_nginx() is None, reason=f"the echo probe needs nginx: {INSTALL_STEP}"
-    ),
+    pytest.mark.skipif(find_nginx() is None, reason=f"the echo probe needs nginx: {INSTALL_STEP}"),
 ]
 
 

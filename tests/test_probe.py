@@ -436,9 +436,7 @@ FAIL_OUTCOMES = {
 
 
 @pytest.mark.parametrize("phase", FAIL_PHASES)
-def test_fail_raises_at_the_phase_and_the_next_request_is_clean(
-    framework: str, phase: str
-) -> None:
+def test_fail_raises_at_the_phase_and_the_next_request_is_clean(framework: str, phase: str) -> None:
     app = install_probe(make_app(framework))
     raised_at: list[str] = []
 

@@ -24,23 +24,28 @@ V1_DOCUMENT = Path(__file__).resolve().parent / "data" / "results-v1.json"
 
 
 def cell(**overrides: Any) -> Cell:
-    return dataclasses.replace(Cell(
-        app="harness.apps.core_app:app",
-        backend="contextvar",
-        mode="gunicorn-gevent",
-        connections="keepalive",
-        requests=100,
-        leaks=1,
-        leaky_requests=1,
-        errors=0,
-        runs=tuple(Measurement(rps, 1.0, Latency(1.0, 2.0, 3.0, 4.0)) for rps in (990, 1000, 1010)),
-        latency_ms=Latency(1.0, 2.0, 3.0, 4.0),
-        warmup=Warmup(10, 0, 0),
-        units_seen=4,
-        evidence=(Evidence("gunicorn-gevent", "view", "g", "a", "b", Unit(1, 2, 3)),),
-        observed=("g", "request", "user"),
-        server=ServerInfo({"worker_class": "gevent", "workers": 2}, "logs/x.log"),
-    ), **overrides)
+    return dataclasses.replace(
+        Cell(
+            app="harness.apps.core_app:app",
+            backend="contextvar",
+            mode="gunicorn-gevent",
+            connections="keepalive",
+            requests=100,
+            leaks=1,
+            leaky_requests=1,
+            errors=0,
+            runs=tuple(
+                Measurement(rps, 1.0, Latency(1.0, 2.0, 3.0, 4.0)) for rps in (990, 1000, 1010)
+            ),
+            latency_ms=Latency(1.0, 2.0, 3.0, 4.0),
+            warmup=Warmup(10, 0, 0),
+            units_seen=4,
+            evidence=(Evidence("gunicorn-gevent", "view", "g", "a", "b", Unit(1, 2, 3)),),
+            observed=("g", "request", "user"),
+            server=ServerInfo({"worker_class": "gevent", "workers": 2}, "logs/x.log"),
+        ),
+        **overrides,
+    )
 
 
 @pytest.fixture

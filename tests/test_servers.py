@@ -141,9 +141,12 @@ def test_a_proxy_in_front_of_any_mode_is_a_mode() -> None:
         upstream_traits = MODES[upstream].traits
         # The client talks to the proxy, which keeps client connections alive for any upstream.
         assert kept.traits.keepalive_applicable and plain.traits.keepalive_applicable
-        assert dataclasses.replace(
-            kept.traits, proxy=None, keepalive_applicable=upstream_traits.keepalive_applicable
-        ) == upstream_traits
+        assert (
+            dataclasses.replace(
+                kept.traits, proxy=None, keepalive_applicable=upstream_traits.keepalive_applicable
+            )
+            == upstream_traits
+        )
     assert list(PROXIES) == ["nginx", "nginx-keepalive"]
     assert "nginx+gunicorn-gevent" not in MODES  # composed on demand, never registered
 

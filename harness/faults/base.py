@@ -47,7 +47,6 @@ if t.TYPE_CHECKING:
     from .verdict import Tally
 
 
-
 def worker_pids(server: LiveServer) -> set[int]:
     """The live worker processes of ``server`` (behind a proxy: of the server it forwards to):
     its process group without the master. A single-process server is its own worker.
@@ -107,8 +106,10 @@ class Injector:
 
     def _hostile_finished(self) -> bool:
         hostile = self.hostile
-        return hostile is not None and hostile.requests is not None and (
-            sum(hostile.counts.values()) >= hostile.requests
+        return (
+            hostile is not None
+            and hostile.requests is not None
+            and (sum(hostile.counts.values()) >= hostile.requests)
         )
 
     def _main(self) -> None:
@@ -205,6 +206,4 @@ def get_fault(name: str) -> Fault:
     try:
         return FAULTS[name]
     except KeyError:
-        raise UsageError(
-            f"unknown fault {name!r}: choose from {', '.join(FAULTS)}"
-        ) from None
+        raise UsageError(f"unknown fault {name!r}: choose from {', '.join(FAULTS)}") from None

@@ -55,18 +55,14 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
         help="comma-separated context storages; a negative control (no-reset, shared-global,"
         " ...) must still be caught under each fault",
     )
-    parser.add_argument(
-        "--compare-flask", action="store_true", help="also run the Flask probe app"
-    )
+    parser.add_argument("--compare-flask", action="store_true", help="also run the Flask probe app")
     _add_common(parser, connections="keepalive")
     parser.add_argument("--interval", type=float, help="kill-worker, reload: seconds apart (0.5)")
     parser.add_argument("--injections", type=int, help="kill-worker, reload: how many (3)")
     parser.add_argument("--worker-timeout", type=int, help="timeout: the worker timeout, s (2)")
     parser.add_argument("--round-requests", type=int, help="requests per load round (400)")
     parser.add_argument("--after-requests", type=int, help="clean requests after a fault (300)")
-    parser.add_argument(
-        "--max-seconds", type=float, help="bound of one faulted load, s (30)"
-    )
+    parser.add_argument("--max-seconds", type=float, help="bound of one faulted load, s (30)")
     parser.add_argument(
         "--list", action="store_true", help="list the faults and where each applies, and exit"
     )
@@ -209,7 +205,10 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
         help="context storage (never-release: the memory-leak negative control)",
     )
     parser.add_argument(
-        "--server-arg", action="append", default=[], metavar="ARG",
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
         help="extra server argument, repeatable; write --server-arg=--max-requests=1000",
     )
     _add_common(parser, connections="fresh")

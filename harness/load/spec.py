@@ -33,6 +33,7 @@ def connection_patterns(choice: str) -> tuple[str, ...]:
     """The patterns a ``--connections`` choice names: one of them, or ``both``."""
     return CONNECTION_PATTERNS if choice == "both" else (choice,)
 
+
 #: The keys of :attr:`LoadResult.error_kinds`.
 ERROR_KINDS = ("refused", "reset", "timeout", "non-2xx", "protocol", "os-error")
 

@@ -179,9 +179,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
         "view": ctxbench_probe,
         "stream": make_stream_view(fw, response_class, _worker),
         "drop_session_key": drop_session_key,
-        "process_response": enter_phase(
-            "after_request", CONTEXT_NAMES, fails=True
-        ),
+        "process_response": enter_phase("after_request", CONTEXT_NAMES, fails=True),
         # A teardown phase fails from a teardown function (see _teardown_hook), not from the
         # method that runs them, so the framework's handling of a raising teardown is what runs.
         "do_teardown_request": enter_phase(
@@ -193,9 +191,7 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
     }
 
 
-def _teardown_hook(
-    enter: Callable[[], None], phase: str
-) -> Callable[[BaseException | None], None]:
+def _teardown_hook(enter: Callable[[], None], phase: str) -> Callable[[BaseException | None], None]:
     def hook(exc: BaseException | None = None) -> None:
         enter()
         state = _cv_probe.get()

@@ -22,9 +22,7 @@ class GunicornGevent(GunicornMode):
     name = "gunicorn-gevent"
     summary = "gunicorn gevent worker: a greenlet per connection, monkey-patched"
     order = 40
-    traits = ModeTraits(
-        unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app"
-    )
+    traits = ModeTraits(unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app")
     worker_class = "gevent"
     requires = ("gevent", "greenlet")
     # gunicorn's quick shutdown: SIGTERM lets the worker finish its loop, which checks once a

@@ -101,5 +101,3 @@ def judge_soak(
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
-
-

@@ -50,7 +50,6 @@ _thread_state = _os_thread_local_class()()
 _module_state = threading.local()
 
 
-
 def keep_in_thread_local(app: t.Any, state: threading.local = _thread_state) -> None:
     """Register hooks that keep the request's token in ``state`` (by default the OS-thread-local)
     and report it."""

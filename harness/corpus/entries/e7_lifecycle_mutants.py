@@ -40,13 +40,19 @@ __getattr__ = lazy_apps(app=_app)
 
 _SOURCES = {
     "pop-skipped-on-session-error": (
-        "7a", "Flask #1528, PR #1822", "open the session inside the try that pops (correct core)"
+        "7a",
+        "Flask #1528, PR #1822",
+        "open the session inside the try that pops (correct core)",
     ),
     "teardown-skips-pop": (
-        "7b", "Flask #1528, PR #1822", "run every teardown function, pop in a finally (core)"
+        "7b",
+        "Flask #1528, PR #1822",
+        "run every teardown function, pop in a finally (core)",
     ),
     "before-first-request-race": (
-        "7c", "Flask's before_first_request guard", "a locked once-only guard (correct core)"
+        "7c",
+        "Flask's before_first_request guard",
+        "a locked once-only guard (correct core)",
     ),
 }
 
