@@ -81,6 +81,7 @@ __all__ = [
     "Soak",
     "Unit",
     "Warmup",
+    "keep_evidence",
     "load",
     "median",
     "new_run_id",
@@ -101,11 +102,18 @@ PERCENTILES = ("p50", "p90", "p99", "max")
 #: Relative spread of repeated measurements above which a median is too noisy to compare.
 SPREAD_WARNING = 0.10
 SPREAD_FORMULA = "(max - min) / median"
+_E = t.TypeVar("_E")
+
 #: Evidence items kept per cell, fault cell or soak; the counts stay exact.
 EVIDENCE_CAP = 20
 
 
 # -- statistics (the one place they are computed) ------------------------------------------------
+
+
+def keep_evidence(kept: list[_E], more: Sequence[_E]) -> None:
+    """Append the first of ``more`` to ``kept`` until it holds :data:`EVIDENCE_CAP` items."""
+    kept.extend(more[: max(0, EVIDENCE_CAP - len(kept))])
 
 
 def median(values: Sequence[float]) -> float:

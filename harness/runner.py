@@ -106,7 +106,7 @@ def aggregate(
     for run in checked:
         error_kinds.update(run.error_kinds)
         injected_outcomes.update(run.injected_outcomes)
-        evidence.extend(run.evidence[: results.EVIDENCE_CAP - len(evidence)])
+        results.keep_evidence(evidence, run.evidence)
         units.update(tuple(u) for u in run.units)  # type: ignore[misc]
     return Cell(
         app=app,

@@ -92,6 +92,18 @@ def test_statistics_are_derived_once() -> None:
     assert c.key == ("core", "contextvar", "gunicorn-gevent", "keepalive", None)
 
 
+def test_evidence_is_kept_up_to_the_cap() -> None:
+    kept: list[int] = []
+    results.keep_evidence(kept, range(results.EVIDENCE_CAP - 2))
+    results.keep_evidence(kept, [100, 101, 102, 103])
+    assert kept[-2:] == [100, 101] and len(kept) == results.EVIDENCE_CAP
+    results.keep_evidence(kept, [200])
+    assert len(kept) == results.EVIDENCE_CAP
+    over = list(range(results.EVIDENCE_CAP + 5))  # a list already past the cap never grows
+    results.keep_evidence(over, [1, 2, 3])
+    assert len(over) == results.EVIDENCE_CAP + 5
+
+
 def test_percentiles_interpolate() -> None:
     values = [float(v) for v in range(1, 101)]  # 1..100
     assert Latency.of(values) == Latency(50.5, 90.1, 99.01, 100.0)

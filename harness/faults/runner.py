@@ -24,7 +24,7 @@ from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.protocol import PROBE_PATH
-from harness.results import EVIDENCE_CAP, AfterFault, FaultCell, Run, ServerInfo
+from harness.results import EVIDENCE_CAP, AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.servers import LiveServer, get_mode, live_server
 from harness.settings import ChaosSettings, RunSettings
 
@@ -75,7 +75,7 @@ def _add_round(tally: Tally, spec: LoadSpec, result: LoadResult, evidence: list[
     tally.answered += result.requests - result.errors - result.injected
     tally.leaks += result.leaks
     tally.leaky_requests += result.leaky_requests
-    evidence.extend(result.evidence[: EVIDENCE_CAP - len(evidence)])
+    keep_evidence(evidence, result.evidence)
 
 
 def _can_leak(fault: Fault, backend: str, mode: str, connections: str) -> bool:
@@ -146,7 +146,7 @@ def _after_load(
         leaks += result.leaks
         errors.update(split_statuses(result.error_kinds, result.statuses, {}))
         reached |= {unit[0] for unit in result.units}
-        evidence.extend(result.evidence[: EVIDENCE_CAP - len(evidence)])
+        keep_evidence(evidence, result.evidence)
         if reached - before or worker_pids(server) <= before:
             break
     return AfterFault(
@@ -222,7 +222,7 @@ def run_fault_cell(
             injector.stop()
         tally.add_hostile(injector.hostile_sent, injector.hostile_counts,
                           getattr(injector, "leaks", 0))  # fmt: skip
-        evidence.extend(getattr(injector, "evidence", [])[: EVIDENCE_CAP - len(evidence)])
+        keep_evidence(evidence, getattr(injector, "evidence", []))
         after_pids, recovery_error = _wait_recovered(server, expected_workers)
         after: AfterFault | None = None
         if recovery_error is None:

@@ -12,11 +12,10 @@ does.
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 
-from harness.results import LoadSample, ProcessSample, ProcessTrend
+from harness.results import LoadSample, ProcessSample, ProcessTrend, median
 
 __all__ = ["RSS_GROWTH_LIMIT", "ProcessTrend", "judge_soak", "trends"]
 
@@ -37,8 +36,8 @@ def trends(samples: Sequence[ProcessSample], warmup_s: float, end_s: float) -> l
         series.sort(key=lambda s: s.t)
         whole = series[0].t <= warmup_s + 1.5 and series[-1].t >= end_s - 1.5
         n = min(END_SAMPLES, max(1, len(series) // 3))
-        start = int(statistics.median(s.rss for s in series[:n]))
-        end = int(statistics.median(s.rss for s in series[-n:]))
+        start = int(median([s.rss for s in series[:n]]))
+        end = int(median([s.rss for s in series[-n:]]))
         third = max(1, len(series) // 3)
         fds_growing = len(series) >= 6 and min(s.fds for s in series[-third:]) > max(
             s.fds for s in series[:third]
