@@ -641,8 +641,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_reports
 
     run_dir = _check_run_folder("RUN_DIR", args.run_dir)
-    for path in write_reports(run_dir, results.load(run_dir)):
+    run = results.load(run_dir)
+    for path in write_reports(run_dir, run):
         print(path)
+    if run.status != "complete":
+        print(f"note: run {run.run_id} is {run.status}, not complete: {run.status_reason}",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 

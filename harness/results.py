@@ -47,6 +47,7 @@ from harness.checkpoints import checkpoint
 from harness.errors import ResultsError
 from harness.exercised import Exercised
 from harness.load.cpu import saturated
+from harness.owner import Owner
 from harness.servers.base import package_version
 from harness.settings import ChaosSettings, RunSettings
 from harness.verdict import Evidence, Unit
@@ -61,6 +62,7 @@ __all__ = [
     "SCHEMA",
     "SPREAD_FORMULA",
     "SPREAD_WARNING",
+    "STATUSES",
     "AfterFault",
     "Cell",
     "CellKey",
@@ -74,6 +76,7 @@ __all__ = [
     "Measurement",
     "MicroRow",
     "NotMeasured",
+    "Owner",
     "ProcessSample",
     "ProcessTrend",
     "Run",
@@ -106,6 +109,18 @@ _E = t.TypeVar("_E")
 
 #: Evidence items kept per cell, fault cell or soak; the counts stay exact.
 EVIDENCE_CAP = 20
+#: What :attr:`Run.status` says, and why a run has it. ``abandoned`` is never written: a reader
+#: (:func:`load`) sees it in a ``running`` document whose writer is provably gone.
+STATUSES = {
+    "running": "it is still being written",
+    "complete": "every cell was measured",
+    "interrupted": "it was stopped (Ctrl-C or SIGTERM) and kept the cells measured until then",
+    "failed": "an error stopped it and it kept the cells measured until then",
+    "abandoned": (
+        "the ctxbench process writing it is gone without finishing it (killed outright:"
+        " kill -9, the out-of-memory killer, a machine restarted)"
+    ),
+}
 
 
 # -- statistics (the one place they are computed) ------------------------------------------------
@@ -595,7 +610,9 @@ class Run:
     """A whole run: what ran where, with which settings, and its cells in the order measured.
 
     ``status`` is ``running`` while cells are added, then ``complete``, ``interrupted`` or
-    ``failed``; a document that is not ``complete`` may lack cells.
+    ``failed``; a document that is not ``complete`` may lack cells. :func:`load` reads a
+    ``running`` document whose :attr:`owner` is provably gone as ``abandoned`` (see
+    :data:`STATUSES`).
     """
 
     run_id: str
@@ -615,6 +632,9 @@ class Run:
     faults: tuple[FaultCell, ...] = ()
     #: ``ctxbench soak``: one soak per mode.
     soaks: tuple[Soak, ...] = ()
+    #: The ctxbench process that writes the run (``None`` in documents from before it was
+    #: recorded): a reader tells a run in progress from one whose writer was killed.
+    owner: Owner | None = None
 
     @classmethod
     def start(cls, run_id: str, command: Sequence[str], settings: RunSettings) -> Run:
@@ -627,11 +647,21 @@ class Run:
             python=platform.python_version(),
             packages=package_versions(),
             settings=settings,
+            owner=Owner.here(),
         )
 
     def replace(self, **changes: t.Any) -> Run:
         """A copy with ``changes`` applied (``cells=run.cells + (cell,)`` adds one)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def status_reason(self) -> str:
+        """Why the run has its :attr:`status`, in words (from :data:`STATUSES`)."""
+        rv = STATUSES.get(self.status, f"status {self.status!r}")
+        if self.status == "abandoned" and self.owner is not None:
+            where = f"writing it (pid {self.owner.pid} on {self.owner.host})"
+            rv = rv.replace("writing it", where, 1)
+        return rv
 
     @property
     def requests(self) -> int:
@@ -714,7 +744,9 @@ def package_versions(names: t.Iterable[str] = PACKAGES) -> dict[str, str | None]
 def load(path: str | os.PathLike[str]) -> Run:
     """Read a run from ``path``, a results.json or the run folder holding one.
 
-    Raises :class:`ResultsError` with the path and what is wrong.
+    A document that says ``running`` while the process writing it is provably gone (killed
+    outright) reads as ``abandoned``. Raises :class:`ResultsError` with the path and what is
+    wrong.
     """
     file = Path(path)
     if file.is_dir():
@@ -729,7 +761,10 @@ def load(path: str | os.PathLike[str]) -> Run:
         doc = json.loads(text)
     except ValueError as e:
         raise ResultsError(f"{str(file)!r} is not valid JSON: {e}") from None
-    return Run.from_json(doc, source=str(file))
+    run = Run.from_json(doc, source=str(file))
+    if run.status == "running" and run.owner is not None and run.owner.alive() is False:
+        run = run.replace(status="abandoned")
+    return run
 
 
 def write(run_dir: str | os.PathLike[str], run: Run) -> Path:

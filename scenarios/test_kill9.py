@@ -12,12 +12,14 @@ no sleeping and hoping) and SIGKILLs it there:
 Then every process the run started must be gone, within a few seconds (the kernel's
 ``PR_SET_PDEATHSIG`` kills each server with the harness, and gunicorn's workers with their
 master), and results.json must be a complete document: the previous one, untouched, or the new
-run's as of its last finished cell.
+run's as of its last finished cell, which says ``running`` and reads (and is reported) as
+``abandoned``: its writer is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +33,7 @@ import pytest
 
 from harness import results
 from harness.checkpoints import CHECKPOINT_ENV
+from harness.cli import main
 from harness.results import Run
 from harness.servers import group_members
 from harness.settings import RunSettings
@@ -90,7 +93,11 @@ def seed_previous_run(run_dir: Path) -> bytes:
     ],
 )
 def test_kill9_leaves_no_server_and_no_torn_results(
-    tmp_path: Path, point: str, args: tuple[str, ...], cells: int | None
+    tmp_path: Path,
+    point: str,
+    args: tuple[str, ...],
+    cells: int | None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run_dir = tmp_path / "run"
     previous = seed_previous_run(run_dir)
@@ -141,6 +148,13 @@ def test_kill9_leaves_no_server_and_no_torn_results(
     if cells is None:
         assert now == previous
     else:
+        # The document says "running", and its writer is gone: readers see it abandoned.
+        assert json.loads(now)["status"] == "running"
         run = results.load(run_dir)
-        assert run.run_id == run_dir.name and run.status == "running"
+        assert run.run_id == run_dir.name and run.status == "abandoned"
+        assert run.owner is not None and run.owner.pid == harness.pid
         assert len(run.cells) == cells and run.cells[0].mode == MODE
+        assert main(["report", str(run_dir)]) == 0
+        err = capsys.readouterr().err
+        assert f"the ctxbench process writing it (pid {harness.pid} on" in err, err
+        assert "This run is abandoned, not complete" in (run_dir / "report.md").read_text()

@@ -165,6 +165,11 @@ def _relative(a: float | None, b: float | None) -> float:
 
 def _differences(a: Run, b: Run) -> list[str]:
     notes = [
+        f"note: {name} is {run.status}, not complete: {run.status_reason}; cells may be missing."
+        for name, run in (("A", a), ("B", b))
+        if run.status != "complete"
+    ]
+    notes += [
         f"note: setting {f.name!r} differs (A {getattr(a.settings, f.name)!r}, B"
         f" {getattr(b.settings, f.name)!r}); the runs are not like for like."
         for f in dataclasses.fields(a.settings)

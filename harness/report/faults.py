@@ -42,7 +42,7 @@ def run_verdict(run: Run) -> list[Node]:
         text = "**Verdict: pass.** " + "; ".join(parts) + ", every verdict as it must be."
     out: list[Node] = [Callout((Paragraph(text),), "verdict leak" if failed else "verdict ok")]
     if run.status != "complete":
-        text = f"**⚠ This run is {run.status}, not complete.**"
+        text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}."
         out.append(Callout((Paragraph(text),), "warning"))
     return out
 

@@ -81,8 +81,9 @@ def verdict(ctx: Context) -> list[Node]:
         skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
         out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))
     if run.status != "complete":
-        text = f"**⚠ This run is {run.status}, not complete:** cells may be missing; do not"
-        out.append(Callout((Paragraph(text + " compare it with a complete run."),), "warning"))
+        text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}; cells may"
+        text += " be missing; do not compare it with a complete run."
+        out.append(Callout((Paragraph(text),), "warning"))
     noisy = [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
     out += spread_warning(", too large to trust small differences", noisy)
     out.append(

@@ -1,0 +1,92 @@
+"""What a ctxbench killed outright leaves behind, as later readers and runs see it.
+
+An :class:`~harness.owner.Owner` names a process so that a later one with the same pid is not
+mistaken for it; a ``running`` results document whose owner is gone reads as ``abandoned``.
+The live side (a real ``ctxbench run`` killed with SIGKILL) is in ``scenarios/test_kill9.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from harness.cli import main
+from harness.owner import Owner, _start_ticks
+from harness.results import Run
+from harness.settings import RunSettings
+
+
+@pytest.fixture
+def dead_owner() -> Iterator[Owner]:
+    """The identity of a process that ran and is gone (killed and reaped)."""
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        owner = dataclasses.replace(Owner.here(), pid=proc.pid, started=_start_ticks(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait()
+    yield owner
+
+
+def test_this_process_is_alive_and_a_reused_pid_is_not_its_owner() -> None:
+    me = Owner.here()
+    assert me.started is not None and me.boot_id is not None
+    assert me.alive() is True
+    # Same pid, another start time: the pid was reused, the owner is gone.
+    assert dataclasses.replace(me, started=me.started - 1).alive() is False
+    # The machine restarted since.
+    assert dataclasses.replace(me, boot_id="another-boot").alive() is False
+    # Another host (a run folder on a shared disk): nothing can be proved from here.
+    assert dataclasses.replace(me, host=me.host + "-elsewhere").alive() is None
+
+
+def test_a_killed_process_is_gone(dead_owner: Owner) -> None:
+    assert dead_owner.started is not None
+    assert dead_owner.alive() is False
+
+
+def running_run(tmp_path: Path, owner: Owner | None) -> Path:
+    run = Run.start("r1", ["ctxbench", "run"], RunSettings()).replace(owner=owner)
+    assert run.status == "running"
+    results.write(tmp_path, run)
+    return tmp_path
+
+
+def test_a_running_document_whose_writer_is_gone_reads_as_abandoned(
+    tmp_path: Path, dead_owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = results.load(running_run(tmp_path, dead_owner))
+    assert run.status == "abandoned"
+    assert f"(pid {dead_owner.pid} on {dead_owner.host}) is gone" in run.status_reason
+    assert main(["report", str(tmp_path)]) == 0
+    assert "is abandoned, not complete: the ctxbench process" in capsys.readouterr().err
+    assert "This run is abandoned, not complete" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [
+        pytest.param(Owner.here(), id="writer-alive"),
+        pytest.param(None, id="no-owner-recorded"),
+        pytest.param(dataclasses.replace(Owner.here(), host="elsewhere"), id="another-host"),
+    ],
+)
+def test_a_running_document_stays_running_unless_its_writer_is_provably_gone(
+    tmp_path: Path, owner: Owner | None
+) -> None:
+    assert results.load(running_run(tmp_path, owner)).status == "running"
+
+
+def test_the_owner_round_trips_and_only_running_documents_are_judged(
+    tmp_path: Path, dead_owner: Owner
+) -> None:
+    run = Run.start("r1", ["ctxbench", "run"], RunSettings())
+    assert run.owner == Owner.here()
+    assert Run.from_json(run.to_json()) == run
+    results.write(tmp_path, run.replace(owner=dead_owner, status="complete"))
+    assert results.load(tmp_path).status == "complete"
