@@ -32,7 +32,16 @@ from pathlib import Path
 from harness import records
 from harness.errors import ResultsError
 
-__all__ = ["OWNER_FILE", "TEMPDIR_PREFIX", "Owner", "disown", "owned_tempdir", "sweep_tempdirs"]
+__all__ = [
+    "OWNER_FILE",
+    "TEMPDIR_PREFIX",
+    "Owner",
+    "disown",
+    "file_tag",
+    "owned_tempdir",
+    "sweep_tempdirs",
+    "tag_gone",
+]
 
 #: The file in a temporary folder that names its owner (the folder is the owner's while it
 #: lives); a folder without it is never swept.
@@ -83,6 +92,27 @@ class Owner:
         if now is None:  # it ended between the two looks, or is a zombie: gone either way
             return False if _BOOT_ID.exists() else None
         return now == self.started
+
+
+def file_tag() -> str:
+    """This process in a form fit for a file name: ``<boot id, 8 hex>-<pid>-<start ticks>``
+    (:func:`harness.results.write_atomic` names its temporary files with it)."""
+    me = Owner.here()
+    return f"{(me.boot_id or 'noboot')[:8]}-{me.pid}-{me.started or 0}"
+
+
+def tag_gone(tag: str) -> bool:
+    """Whether the process a :func:`file_tag` names is provably gone: it ran since this boot
+    (another boot id may be another host's, on a shared disk: not provable) and there is no
+    such process now, or another one with its pid."""
+    boot = _boot_id()
+    parts = tag.split("-")
+    if boot is None or len(parts) != 3 or parts[0] != boot[:8]:
+        return False
+    if not (parts[1].isdigit() and parts[2].isdigit()):
+        return False
+    owner = Owner(platform.node(), int(parts[1]), boot, int(parts[2]))
+    return owner.alive() is False
 
 
 def _boot_id() -> str | None:

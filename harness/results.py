@@ -47,7 +47,7 @@ from harness.checkpoints import checkpoint
 from harness.errors import ResultsError
 from harness.exercised import Exercised
 from harness.load.cpu import saturated
-from harness.owner import Owner
+from harness.owner import Owner, file_tag, tag_gone
 from harness.servers.base import package_version
 from harness.settings import ChaosSettings, RunSettings
 from harness.verdict import Evidence, Unit
@@ -779,11 +779,17 @@ def write_atomic(
 
     ``data`` is text, or JSON data (written indented, NaN refused). The file gets the mode a
     plain ``open()`` would give it (0666 less the umask). The parent folder is created.
+
+    The temporary file, ``.<name>.<writer>-<random>.tmp``, names the process writing it
+    (:func:`harness.owner.file_tag`). A writer killed between writing it and renaming it leaves
+    it behind; the next write into the same folder removes every such file whose writer is
+    provably gone, and only those (another process may be writing there now).
     """
     target = Path(path)
     text = data if isinstance(data, str) else json.dumps(data, indent=2, allow_nan=False) + "\n"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    _remove_stale_tmp(target.parent)
+    tmp = target.with_name(f".{target.name}.{file_tag()}-{secrets.token_hex(4)}.tmp")
     try:
         # O_EXCL on a random name instead of mkstemp, whose files are 0600 whatever the umask.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -804,6 +810,20 @@ def write_atomic(
         finally:
             os.close(dir_fd)
     return target
+
+
+def _remove_stale_tmp(folder: Path) -> None:
+    """Remove the temporary files of :func:`write_atomic` in ``folder`` whose writer is gone."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            # ".<name>.<boot>-<pid>-<ticks>-<random>.tmp"; anything else is not ours to touch.
+            name = entry.name
+            if not (name.startswith(".") and name.endswith(".tmp")) or not entry.is_file():
+                continue
+            tag, _, _random = name[:-4].rpartition(".")[2].rpartition("-")
+            if tag and tag_gone(tag):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 # -- schema versions ---------------------------------------------------------------------------

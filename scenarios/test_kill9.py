@@ -13,7 +13,8 @@ Then every process the run started must be gone, within a few seconds (the kerne
 ``PR_SET_PDEATHSIG`` kills each server with the harness, and gunicorn's workers with their
 master), and results.json must be a complete document: the previous one, untouched, or the new
 run's as of its last finished cell, which says ``running`` and reads (and is reported) as
-``abandoned``: its writer is gone.
+``abandoned``: its writer is gone. The temporary file of a write cut short is removed by the
+next write into the folder (``ctxbench report``).
 """
 
 from __future__ import annotations
@@ -154,7 +155,11 @@ def test_kill9_leaves_no_server_and_no_torn_results(
         assert run.run_id == run_dir.name and run.status == "abandoned"
         assert run.owner is not None and run.owner.pid == harness.pid
         assert len(run.cells) == cells and run.cells[0].mode == MODE
+        # Killed between the write and the rename: the new content is left under its
+        # temporary name, until the next write into the folder (here the report's) removes it.
+        assert len(list(run_dir.glob(".results.json.*.tmp"))) == 1
         assert main(["report", str(run_dir)]) == 0
+        assert list(run_dir.glob(".*.tmp")) == []
         err = capsys.readouterr().err
         assert f"the ctxbench process writing it (pid {harness.pid} on" in err, err
         assert "This run is abandoned, not complete" in (run_dir / "report.md").read_text()

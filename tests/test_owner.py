@@ -16,7 +16,7 @@ import pytest
 
 from harness import results
 from harness.cli import main
-from harness.owner import Owner, _start_ticks
+from harness.owner import Owner, _start_ticks, file_tag
 from harness.results import Run
 from harness.settings import RunSettings
 
@@ -90,3 +90,27 @@ def test_the_owner_round_trips_and_only_running_documents_are_judged(
     assert Run.from_json(run.to_json()) == run
     results.write(tmp_path, run.replace(owner=dead_owner, status="complete"))
     assert results.load(tmp_path).status == "complete"
+
+
+def test_a_write_removes_the_temporary_files_of_dead_writers_only(
+    tmp_path: Path, dead_owner: Owner
+) -> None:
+    boot = (dead_owner.boot_id or "")[:8]
+    dead = tmp_path / f".results.json.{boot}-{dead_owner.pid}-{dead_owner.started}-0a1b2c3d.tmp"
+    pid, started = dead_owner.pid, dead_owner.started
+    kept = [
+        # This process: a write under way.
+        tmp_path / f".results.json.{file_tag()}-0a1b2c3d.tmp",
+        # Another boot, or another host on a shared disk: nothing can be proved.
+        tmp_path / f".results.json.0000ffff-{pid}-{started}-00.tmp",
+        # An older ctxbench's name, and a name that is not a writer's: not ours to judge.
+        tmp_path / ".results.json.0a1b2c3d.tmp",
+        tmp_path / f".notes.{boot}-x-y-00.tmp",
+    ]
+    for path in (dead, *kept):
+        path.write_text("{")
+    results.write_atomic(tmp_path / "report.md", "# report\n")
+    assert not dead.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["report.md", *(p.name for p in kept)]
+    )
