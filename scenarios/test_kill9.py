@@ -14,7 +14,8 @@ Then every process the run started must be gone, within a few seconds (the kerne
 master), and results.json must be a complete document: the previous one, untouched, or the new
 run's as of its last finished cell, which says ``running`` and reads (and is reported) as
 ``abandoned``: its writer is gone. The temporary file of a write cut short is removed by the
-next write into the folder (``ctxbench report``).
+next write into the folder (``ctxbench report``), the server's state folder in the temporary
+folder by the next start of a server.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import typing as t
 import uuid
@@ -35,8 +38,9 @@ import pytest
 from harness import results
 from harness.checkpoints import CHECKPOINT_ENV
 from harness.cli import main
+from harness.owner import OWNER_FILE, owned_tempdir
 from harness.results import Run
-from harness.servers import group_members
+from harness.servers import group_members, live_server
 from harness.settings import RunSettings
 
 pytestmark = pytest.mark.live
@@ -44,6 +48,8 @@ pytestmark = pytest.mark.live
 #: Marks every process started by one test's harness (servers inherit the environment).
 MARKER_ENV = "CTXBENCH_KILL9_TEST"
 MODE = "gunicorn-gevent"
+#: The server the test starts after the kill, to see what a new start sweeps (a fast one).
+NEXT_MODE = "werkzeug-threaded"
 REACH_TIMEOUT_S = 30.0
 #: How long the kernel and the servers get to finish dying after the harness is killed.
 GONE_TIMEOUT_S = 10.0
@@ -99,12 +105,16 @@ def test_kill9_leaves_no_server_and_no_torn_results(
     args: tuple[str, ...],
     cells: int | None,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run_dir = tmp_path / "run"
     previous = seed_previous_run(run_dir)
     reached = tmp_path / "reached"
     marker = uuid.uuid4().hex
+    temp = tmp_path / "tmp"  # the harness's temporary folder (its servers' state folders)
+    temp.mkdir()
     env = {**os.environ, CHECKPOINT_ENV: f"{point}:{reached}", MARKER_ENV: marker}
+    env["TMPDIR"] = str(temp)
     argv = [sys.executable, "-m", "harness.cli", "run", "--modes", MODE, "--connections", "both",
             "--repeats", "1", "--warmup", "0", "--concurrency", "4", *args,
             "--run-dir", str(run_dir)]  # fmt: skip
@@ -143,6 +153,18 @@ def test_kill9_leaves_no_server_and_no_torn_results(
         for pgid in groups | set(marked_processes(marker).values()):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
+
+    # The server's state folder outlives the harness, recorded as its own; the next start of a
+    # server removes it, and never the folder of a run going on now (here this process's).
+    orphans = [p for p in temp.iterdir() if p.name.startswith(f"ctxbench-{MODE}-")]
+    assert len(orphans) == 1, list(temp.iterdir())
+    assert json.loads((orphans[0] / OWNER_FILE).read_text())["pid"] == harness.pid
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    concurrent = owned_tempdir(f"ctxbench-{MODE}-")
+    with live_server(NEXT_MODE):
+        assert not orphans[0].exists()
+        assert concurrent.exists()
+    shutil.rmtree(concurrent)
 
     # Never a torn file: the previous results, byte for byte, or a complete new document.
     now = (run_dir / results.RESULTS_FILE).read_bytes()

@@ -8,7 +8,9 @@ The live side (a real ``ctxbench run`` killed with SIGKILL) is in ``scenarios/te
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,15 @@ import pytest
 
 from harness import results
 from harness.cli import main
-from harness.owner import Owner, _start_ticks, file_tag
+from harness.owner import (
+    OWNER_FILE,
+    Owner,
+    _start_ticks,
+    disown,
+    file_tag,
+    owned_tempdir,
+    sweep_tempdirs,
+)
 from harness.results import Run
 from harness.settings import RunSettings
 
@@ -114,3 +124,25 @@ def test_a_write_removes_the_temporary_files_of_dead_writers_only(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["report.md", *(p.name for p in kept)]
     )
+
+
+def test_a_sweep_removes_the_folders_of_dead_owners_only(
+    tmp_path: Path, dead_owner: Owner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    live = owned_tempdir("ctxbench-gunicorn-sync-")  # this process: a run going on now
+    dead = owned_tempdir("ctxbench-gunicorn-gevent-")
+    (dead / OWNER_FILE).write_text(json.dumps(dataclasses.asdict(dead_owner)))
+    (dead / "worker-1.json").write_text("{}")
+    elsewhere = owned_tempdir("ctxbench-uwsgi-threads-")
+    other_host = dataclasses.replace(dead_owner, host="elsewhere")
+    (elsewhere / OWNER_FILE).write_text(json.dumps(dataclasses.asdict(other_host)))
+    kept = owned_tempdir("ctxbench-waitress-")  # a failed start keeps its log for good
+    disown(kept)
+    unowned = tmp_path / "ctxbench-granian-abc"  # an older ctxbench's: no owner recorded
+    unowned.mkdir()
+    not_ours = tmp_path / "other-gunicorn-sync-"
+    not_ours.mkdir()
+    (not_ours / OWNER_FILE).write_text(json.dumps(dataclasses.asdict(dead_owner)))
+    assert sweep_tempdirs() == [dead]
+    assert sorted(tmp_path.iterdir()) == sorted([live, elsewhere, kept, unowned, not_ours])

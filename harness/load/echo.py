@@ -17,12 +17,13 @@ and the driver-bound flag is tested against it.
 from __future__ import annotations
 
 import contextlib
-import tempfile
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ServerStartError
+from harness.owner import TEMPDIR_PREFIX, owned_tempdir
 from harness.protocol import PROBE_PATH
 from harness.servers._guard import guarded
 from harness.servers._process import (
@@ -138,8 +139,8 @@ def echo_probe(
             f"the echo probe needs nginx, which is not installed.\n\nInstall it ({INSTALL_STEP})"
             " and run again."
         )
-    with tempfile.TemporaryDirectory(prefix="ctxbench-echo-") as tmp:
-        root = Path(tmp)
+    root = owned_tempdir(f"{TEMPDIR_PREFIX}echo-")  # swept by a later start if this one is killed
+    try:
         root.chmod(0o755)  # started as root, nginx's workers run as nobody
         port = free_port()
         (root / CONFIG_NAME).write_text(
@@ -164,3 +165,5 @@ def echo_probe(
             yield EchoProbe(HOST, port, process.pid, tuple(argv))
         finally:
             stop_group(process, grace=5.0)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -26,11 +26,11 @@ import abc
 import dataclasses
 import os
 import shutil
-import tempfile
 import typing as t
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.owner import TEMPDIR_PREFIX, owned_tempdir
 from harness.servers._process import held_signals
 from harness.servers.base import (
     MODES,
@@ -175,7 +175,7 @@ class ProxiedMode(ServerMode):
         """Start the upstream mode, then the proxy on ``cfg.port`` in front of it."""
         temporary = log_dir is None
         if log_dir is None:
-            workdir = Path(tempfile.mkdtemp(prefix=f"ctxbench-{self.name}-"))
+            workdir = owned_tempdir(f"{TEMPDIR_PREFIX}{self.name}-")
         else:
             workdir = Path(log_dir) / self.name
             workdir.mkdir(parents=True, exist_ok=True)

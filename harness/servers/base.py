@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import typing as t
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
+from harness.owner import TEMPDIR_PREFIX, disown, owned_tempdir, sweep_tempdirs
 from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, STATE_DIR_ENV
 from harness.registry import registrar
 from harness.servers._process import (
@@ -557,6 +557,8 @@ def start_server(
     """
     cfg = (cfg or ServerConfig()).replace(**changes)
     server_mode = get_mode(mode) if isinstance(mode, str) else mode
+    # What a ctxbench killed outright left in the temporary folder; never a live run's.
+    sweep_tempdirs()
     availability = server_mode.available()
     if not availability.ok:
         raise UsageError(f"server mode {server_mode.name!r} cannot run here: {availability.reason}")
@@ -585,7 +587,7 @@ def _start(
     log_dir: str | os.PathLike[str] | None,
     ready_timeout: float,
 ) -> LiveServer:
-    state_dir = Path(tempfile.mkdtemp(prefix=f"ctxbench-{server_mode.name}-"))
+    state_dir = owned_tempdir(f"{TEMPDIR_PREFIX}{server_mode.name}-")
     if log_dir is None:
         log_path = state_dir / "server.log"
     else:
@@ -632,7 +634,9 @@ def _start(
         effective["traits"] = asdict(server.traits) if server.traits else None
         server.effective = effective
     except ServerStartError:
-        server._cleanup_dir = None  # keep the log the error message points to
+        if log_path.is_relative_to(state_dir):
+            server._cleanup_dir = None  # keep the log the error message points to, for good
+            disown(state_dir)
         server.stop()
         raise
     except BaseException:
