@@ -39,6 +39,7 @@ __all__ = [
     "disown",
     "file_tag",
     "owned_tempdir",
+    "process_age",
     "sweep_tempdirs",
     "tag_gone",
 ]
@@ -134,6 +135,16 @@ def _start_ticks(pid: int) -> int | None:
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[19])  # field 22 of the whole line
+
+
+def process_age(pid: int) -> float | None:
+    """Seconds since process ``pid`` started; ``None`` when it is gone or there is no ``/proc``."""
+    ticks = _start_ticks(pid)
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return None
+    return None if ticks is None else uptime - ticks / os.sysconf("SC_CLK_TCK")
 
 
 def owned_tempdir(prefix: str) -> Path:

@@ -42,6 +42,7 @@ CASES = [
     ("recycle", "gunicorn-gthread", CORE_APP, "contextvar", "keepalive", "ok"),
     ("reload", "gunicorn-gevent", FLASK_APP, "contextvar", "keepalive", "ok"),
     ("timeout", "gunicorn-sync", CORE_APP, "contextvar", "fresh", "ok"),
+    ("timeout", "gunicorn-tornado", CORE_APP, "contextvar", "keepalive", "ok"),
     ("abort", "gunicorn-gevent", FLASK_APP, "contextvar", "keepalive", "ok"),
     ("slow-client", "gunicorn-sync", CORE_APP, "contextvar", "keepalive", "ok"),
     ("hook-error", "gunicorn-gevent", CORE_APP, "thread-ident", "keepalive", "caught"),

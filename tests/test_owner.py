@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from harness.owner import (
     disown,
     file_tag,
     owned_tempdir,
+    process_age,
     sweep_tempdirs,
 )
 from harness.results import Run
@@ -146,3 +149,15 @@ def test_a_sweep_removes_the_folders_of_dead_owners_only(
     (not_ours / OWNER_FILE).write_text(json.dumps(dataclasses.asdict(dead_owner)))
     assert sweep_tempdirs() == [dead]
     assert sorted(tmp_path.iterdir()) == sorted([live, elsewhere, kept, unowned, not_ours])
+
+
+def test_process_age_reads_proc() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        own, new = process_age(os.getpid()), process_age(child.pid)
+        assert own is not None and new is not None
+        assert 0.0 <= new <= own  # started after this test process, a moment ago
+    finally:
+        child.kill()
+        child.wait()
+    assert process_age(child.pid) is None  # reaped: gone

@@ -19,8 +19,9 @@ import time
 import typing as t
 
 from harness.load.hostile import HostileLoad, Outcome, by_status, get
+from harness.owner import process_age
 from harness.protocol import PROBE_PATH
-from harness.servers import LiveServer, ServerMode, get_mode
+from harness.servers import LiveServer, ServerMode, get_mode, poll_until
 from harness.settings import ChaosSettings
 
 from .base import Fault, Injector, register, worker_pids
@@ -216,11 +217,19 @@ class Recycle(_LifecycleFault):
 class _TimeoutInjector(_RecycleWatcher):
     """Sends requests that sleep past the worker timeout; watches their workers being replaced."""
 
-    def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
+    def __init__(self, server: LiveServer, settings: ChaosSettings, grace_s: float) -> None:
         super().__init__(server, settings)
         sleep_ms = (settings.worker_timeout_s + 2.0) * 1000.0
 
+        def ages() -> list[float | None]:
+            return [process_age(pid) for pid in worker_pids(server)]
+
+        def timed(ages: list[float | None]) -> bool:
+            return all(age is None or age >= grace_s for age in ages)
+
         def action(seq: int) -> Outcome:
+            if grace_s:  # a worker too new for the master to time would never be killed
+                poll_until(ages, timed, time.monotonic() + grace_s)
             # gunicorn's worker answers 500 as SIGABRT unwinds the request, or the connection
             # just drops: either is the expected error, a 200 means nothing killed the worker.
             return by_status(get(
@@ -250,7 +259,8 @@ class Timeout(_LifecycleFault):
     args = "timeout_args"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
-        return _TimeoutInjector(server, settings)
+        grace_s = get_mode(server.mode).lifecycle.timeout_grace_s
+        return _TimeoutInjector(server, settings, grace_s)
 
     def not_exercised(
         self, tally: Tally, injector: Injector, before: set[int], after: set[int]

@@ -30,7 +30,13 @@ import pkgutil
 import typing as t
 from collections.abc import Iterator
 
-from harness.servers._process import HOST, check_port_free, free_port, group_members
+from harness.servers._process import (
+    HOST,
+    check_port_free,
+    free_port,
+    group_members,
+    poll_until,
+)
 from harness.servers._proxy import PROXIES, proxied_modes
 from harness.servers.base import (
     MODES,
@@ -58,6 +64,7 @@ __all__ = [
     "get_mode",
     "group_members",
     "live_server",
+    "poll_until",
     "proxied_modes",
     "register",
     "start_server",

@@ -34,7 +34,7 @@ GRACEFUL_TIMEOUT = 3
 
 #: The master respawns workers, replaces them all on SIGHUP and recycles each one after
 #: ``--max-requests`` (plus a random jitter). Its ``--timeout`` kills a worker that stopped
-#: heartbeating: only the sync worker stops while a request runs (see GunicornSync).
+#: heartbeating: only the sync and tornado workers stop while a request runs (see GunicornSync).
 LIFECYCLE = Lifecycle(
     respawns=True,
     reload_signal=signal.SIGHUP,

@@ -229,6 +229,9 @@ class Lifecycle:
     recycle_args: tuple[str, ...] = ()
     #: Arguments that make the master kill a worker whose request has run ``{seconds}`` s.
     timeout_args: tuple[str, ...] = ()
+    #: How long a new worker process runs before that timeout watches it: the master times a
+    #: worker from its first heartbeat, and a request that blocks it before then is never killed.
+    timeout_grace_s: float = 0.0
     #: Why a fault does not apply here, by fault name, where the empty field does not say it all.
     notes: t.Mapping[str, str] = field(default_factory=dict)
 

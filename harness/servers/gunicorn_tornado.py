@@ -11,13 +11,18 @@ request in an asyncio task of its own, started from a copy of the connection's c
 unlike under the sync worker, which also serves on its main thread. The harness stops it with
 SIGINT, gunicorn's quick shutdown: after SIGTERM the tornado worker lingers about two seconds
 (its watchdog ticks once a second), and no request is in flight when the harness stops a server.
+That watchdog is also the worker's heartbeat: it cannot tick while a request blocks the IOLoop,
+so gunicorn's ``--timeout`` kills a worker stuck in a request, as under the sync worker; but it
+first ticks a second after the IOLoop starts, and the master does not time a worker that has not
+heartbeated yet, so a request that blocks a new worker before then is never timed out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
-from harness.servers._gunicorn import GunicornMode
+from harness.servers._gunicorn import LIFECYCLE, GunicornMode
 from harness.servers.base import ModeTraits, register
 
 
@@ -31,3 +36,9 @@ class GunicornTornado(GunicornMode):
     requires = ("tornado",)
     extra = "tornado"
     stop_signal = signal.SIGINT
+    # The app blocks the IOLoop, whose watchdog is what heartbeats, so --timeout kills a worker
+    # stuck in a request (as under the sync worker); but the watchdog first ticks 1 s after the
+    # IOLoop starts, after the app loaded, and until then the master does not time the worker.
+    lifecycle = dataclasses.replace(
+        LIFECYCLE, timeout_args=("--timeout", "{seconds}"), timeout_grace_s=2.0, notes={}
+    )
