@@ -479,8 +479,11 @@ def _check_target_options(args: argparse.Namespace) -> None:
         )
 
 
-def _run_folder(args: argparse.Namespace, prefix: str = "") -> tuple[Path, str]:
-    """The run folder and run id from ``--run-dir`` or ``--out`` (a new folder under it)."""
+@contextlib.contextmanager
+def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Path, str]]:
+    """The run folder and run id from ``--run-dir``, or a new folder under ``--out`` for the
+    block (:func:`harness.results.new_run_dir`: removed again if the block fails with it
+    empty)."""
     from harness import results
 
     if args.run_dir is not None:
@@ -488,11 +491,12 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> tuple[Path, str]:
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
         _check_folder("--run-dir", run_dir)
-        return run_dir, run_dir.resolve().name
+        yield run_dir, run_dir.resolve().name
+        return
     out = Path(args.out or "results")
     _check_folder("--out", out)
-    run_id = prefix + results.new_run_id(out)
-    return out / run_id, run_id
+    with results.new_run_dir(out, prefix) as run_dir:
+        yield run_dir, run_dir.name
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -501,9 +505,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.text import plural
 
     settings = _settings_from_args(args)  # every value checked before anything starts
-    run_dir, run_id = _run_folder(args)
     started = time.monotonic()
-    run = runner.run_matrix(settings, run_dir, command=["ctxbench", *args.argv], run_id=run_id)
+    with _run_folder(args) as (run_dir, run_id):
+        command = ["ctxbench", *args.argv]
+        run = runner.run_matrix(settings, run_dir, command=command, run_id=run_id)
     print(format_summary(run))
     for skipped in run.not_measured:
         print(f"not measured: {skipped.mode} {skipped.connections}: {skipped.reason}")
@@ -554,15 +559,15 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         ),
         fixed_requests=args.fixed_requests,
     )
-    run_dir, run_id = _run_folder(args, prefix="corpus-")
     started = time.monotonic()
-    run = run_corpus(
-        settings,
-        run_dir,
-        command=["ctxbench", *args.argv],
-        run_id=run_id,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    with _run_folder(args, prefix="corpus-") as (run_dir, run_id):
+        run = run_corpus(
+            settings,
+            run_dir,
+            command=["ctxbench", *args.argv],
+            run_id=run_id,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     print("\n".join(text_table(corpus_table(run.cells))))
     ok, sentence = corpus_verdict(run.cells)
     print()

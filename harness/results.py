@@ -87,6 +87,7 @@ __all__ = [
     "keep_evidence",
     "load",
     "median",
+    "new_run_dir",
     "new_run_id",
     "package_versions",
     "spread",
@@ -734,6 +735,38 @@ def new_run_id(out: str | os.PathLike[str] | None = None, now: dt.datetime | Non
         run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         if out is None or not os.path.lexists(os.path.join(out, run_id)):
             return run_id
+
+
+@contextlib.contextmanager
+def new_run_dir(out: str | os.PathLike[str], prefix: str = "") -> t.Iterator[Path]:
+    """A new run folder ``out/<prefix><run id>`` for the block, created here (with ``out``).
+
+    The folder is made with an exclusive ``mkdir``: two runs that start at the same instant and
+    draw the same id never share a folder, the second draws again. If the block fails and leaves
+    the folder empty, it is removed, with every folder above it that this call created: a run
+    that failed before writing anything leaves no trace.
+    """
+    out = Path(out)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
+    out.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = out / f"{prefix}{new_run_id(out)}"
+        try:
+            run_dir.mkdir()
+        except FileExistsError:  # a run that started at this instant drew the same id
+            continue
+        break
+    try:
+        yield run_dir
+    except BaseException:
+        for folder in (run_dir, *made):
+            try:
+                folder.rmdir()
+            except FileNotFoundError:  # the run removed it already
+                continue
+            except OSError:  # not empty: the logs of a failed start, another run's folder
+                break
+        raise
 
 
 def package_versions(names: t.Iterable[str] = PACKAGES) -> dict[str, str | None]:

@@ -286,8 +286,11 @@ def run_matrix(
     """
     run_dir = Path(run_dir)
     settings = settings.checked()
-    # The outermost folder this run creates (results/ itself on a first run), if any.
+    # The outermost folder this run creates (results/ itself on a first run), if any; a run
+    # folder made empty for it (results.new_run_dir) is its own too.
     created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
+    if created is None and run_dir.is_dir() and not any(run_dir.iterdir()):
+        created = run_dir
     targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop here
     load_fn = load or _default_load()
     make_spec = spec or load_spec

@@ -81,6 +81,32 @@ def test_run_ids_sort_by_time_and_skip_taken_folders(
     assert results.new_run_id(tmp_path, now=late) == "20261201-100000-bbbbbb"
 
 
+def test_two_runs_drawing_one_id_at_one_instant_get_folders_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both runs look for the folder before either made it (the check cannot see the other
+    # run): the exclusive mkdir can, and the second run draws again.
+    draws = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
+    monkeypatch.setattr(results.secrets, "token_hex", lambda n: next(draws))
+    monkeypatch.setattr(results.os.path, "lexists", lambda path: False)
+    with results.new_run_dir(tmp_path) as first, results.new_run_dir(tmp_path) as second:
+        assert first.name.endswith("-aaaaaa") and second.name.endswith("-bbbbbb")
+    assert sorted(tmp_path.iterdir()) == [first, second]
+
+
+def test_a_new_run_folder_left_empty_by_a_failure_is_removed(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "nightly"
+    with pytest.raises(KeyboardInterrupt), results.new_run_dir(out, "corpus-") as run_dir:
+        assert run_dir.parent == out and run_dir.name.startswith("corpus-")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # out and results/ too: this run made them
+    with pytest.raises(RuntimeError), results.new_run_dir(out) as run_dir:
+        (run_dir / "logs").mkdir()
+        (run_dir / "logs" / "server.log").write_text("what the error points to")
+        raise RuntimeError
+    assert [p.name for p in out.iterdir()] == [run_dir.name]
+
+
 def test_statistics_are_derived_once() -> None:
     c = cell()
     assert c.rps == 1000.0

@@ -12,7 +12,7 @@ import time
 import typing as t
 from pathlib import Path
 
-from harness.cli import _check_folder, _csv, _server_args
+from harness.cli import _csv, _run_folder, _server_args
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
 from harness.settings import check_backend
@@ -66,20 +66,6 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list", action="store_true", help="list the faults and where each applies, and exit"
     )
-
-
-def _run_folder(args: argparse.Namespace) -> tuple[Path, str]:
-    from harness import results
-
-    if args.run_dir is not None:
-        if args.out is not None:
-            raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
-        _check_folder("--run-dir", args.run_dir)
-        return Path(args.run_dir), Path(args.run_dir).resolve().name
-    out = Path(args.out or "results")
-    _check_folder("--out", out)
-    run_id = results.new_run_id(out)
-    return out / run_id, run_id
 
 
 def _progress(text: str) -> None:
@@ -168,11 +154,11 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         warmup=0.0,
     )
     settings = settings.checked()  # unknown or unavailable modes fail before anything starts
-    run_dir, run_id = _run_folder(args)
     started = time.monotonic()
     try:
-        run = run_chaos(faults, settings, chaos, run_dir, command=["ctxbench", *args.argv],
-                        run_id=run_id, progress=_progress)  # fmt: skip
+        with _run_folder(args) as (run_dir, run_id):
+            run = run_chaos(faults, settings, chaos, run_dir, command=["ctxbench", *args.argv],
+                            run_id=run_id, progress=_progress)  # fmt: skip
     finally:
         _done_progress()
     failed = [c for c in run.faults if not c.passed]
@@ -242,19 +228,20 @@ def cmd_soak(args: argparse.Namespace) -> int:
         warmup=0.0, extra_args=extra_args,
     )  # fmt: skip
     settings = settings.checked()
-    run_dir, run_id = _run_folder(args)
-    run = results.Run.start(run_id, ["ctxbench", *args.argv], settings)
     try:
-        soak = run_soak(
-            args.mode, seconds=seconds, app=app, backend=args.backend,
-            connections=args.connections, warmup_s=args.warmup, concurrency=args.concurrency,
-            sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads,
-            extra_args=extra_args, log_dir=run_dir / "logs", progress=_progress,
-        )  # fmt: skip
+        with _run_folder(args) as (run_dir, run_id):
+            run = results.Run.start(run_id, ["ctxbench", *args.argv], settings)
+            soak = run_soak(
+                args.mode, seconds=seconds, app=app, backend=args.backend,
+                connections=args.connections, warmup_s=args.warmup,
+                concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
+                threads=args.threads, extra_args=extra_args, log_dir=run_dir / "logs",
+                progress=_progress,
+            )  # fmt: skip
+            run = run.replace(soaks=(soak,), status="complete", elapsed_s=seconds)
+            results.write(run_dir, run)
     finally:
         _done_progress()
-    run = run.replace(soaks=(soak,), status="complete", elapsed_s=seconds)
-    results.write(run_dir, run)
     _finish(
         run_dir,
         run,
