@@ -616,14 +616,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.servers import MODES, PROXIES, PROXY_SEPARATOR
+    from harness.servers.base import Availability
 
     width = max(len(name) for name in [*MODES, *PROXIES])
 
-    def show(name: str, availability: t.Any, summary: str) -> None:
-        state = "ok"
-        if not availability.ok:
-            install = getattr(availability, "install", "")
-            state = f"unavailable: {availability.reason}" + (f" ({install})" if install else "")
+    def show(name: str, availability: Availability, summary: str) -> None:
+        state = "ok" if availability.ok else f"unavailable: {availability.explain()}"
         print(f"{name.ljust(width)}  {state.ljust(4)}  {summary}")
 
     for name, mode in MODES.items():

@@ -39,7 +39,7 @@ if t.TYPE_CHECKING:
     from harness.results import Cell, Run
     from harness.servers.base import LiveServer
 
-__all__ = ["CheckResult", "Ctxbench", "CtxbenchLeak"]
+__all__ = ["CheckResult", "Ctxbench", "CtxbenchLeak", "CtxbenchWarning"]
 
 #: The modes a check runs unless told otherwise: one of each way of serving a request that the
 #: base install has (a thread per connection, one request at a time, a thread pool, greenlets).
@@ -83,6 +83,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "ctxbench" in getattr(item, "fixturenames", ()):
             item.add_marker("ctxbench")
+
+
+class CtxbenchWarning(UserWarning):
+    """A check ran under fewer modes than the default ones: the others cannot run here."""
 
 
 class CtxbenchLeak(AssertionError):
@@ -219,11 +223,24 @@ class Ctxbench:
 
         chosen = _csv(self._setting("modes", modes) or "")
         if not chosen:
-            chosen = tuple(m for m in DEFAULT_MODES if m in MODES and MODES[m].available().ok)
+            chosen = tuple(m for m in DEFAULT_MODES if MODES[m].available().ok)
+            missing: dict[str, list[str]] = {}  # why -> the default modes it stops
+            for m in DEFAULT_MODES:
+                if m not in chosen:
+                    missing.setdefault(MODES[m].available().explain(), []).append(m)
+            if missing:
+                self._request.node.warn(
+                    CtxbenchWarning(
+                        f"ctxbench: checked under {', '.join(chosen)} only; "
+                        + "; ".join(f"{', '.join(m)} cannot run here: {why}"
+                                    for why, m in missing.items())
+                    )
+                )  # fmt: skip
         pattern = self._setting("connections", connections) or "both"
         n = int(self._setting("requests", requests) or DEFAULT_REQUESTS)
         users = int(self._setting("concurrency", concurrency) or DEFAULT_CONCURRENCY)
         run_dir = self._run_dir()
+        failure = None
         try:
             settings = RunSettings(
                 apps=(app,),
@@ -240,7 +257,9 @@ class Ctxbench:
             )
             run = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
         except CtxbenchError as e:
-            pytest.fail(f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else ""), False)
+            failure = f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else "")
+        if failure is not None:  # out of the except block: the message alone, not chained to it
+            pytest.fail(failure, pytrace=False)
         from harness.report import write_reports
 
         write_reports(run_dir, run)

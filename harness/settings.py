@@ -11,11 +11,12 @@ run. The results document records the settings as they ran (see :mod:`harness.re
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import typing as t
 from dataclasses import dataclass
 
-from harness.apps import CORE_APP, app_label
+from harness.apps import CORE_APP, FLASK_APP, app_label
 from harness.errors import UsageError
 from harness.load.spec import (
     CONNECTION_PATTERNS,
@@ -161,6 +162,13 @@ class RunSettings:
             for backend in self.backends:
                 self.server_config(app, backend)  # checks the app and the server options
                 check_backend(backend, app)
+            # Found before a server starts: the servers would fail to import it only after the
+            # core's cells had run.
+            if app == FLASK_APP and importlib.util.find_spec("flask") is None:
+                raise UsageError(
+                    "the Flask probe app (--compare-flask) needs Flask, which is not installed"
+                    " here: pip install flask"
+                )
         return self.replace(modes=self._resolved_modes())
 
     def server_config(self, app: str, backend: str) -> ServerConfig:
@@ -179,7 +187,9 @@ class RunSettings:
             for name in self.modes:
                 availability = get_mode(name).available()
                 if not availability.ok:
-                    raise UsageError(f"server mode {name!r} cannot run here: {availability.reason}")
+                    raise UsageError(
+                        f"server mode {name!r} cannot run here: {availability.explain()}"
+                    )
             return self.modes
         # Every available mode, then every available proxy in front of the representative modes.
         rv = tuple(name for name in [*MODES, *proxied_modes()] if get_mode(name).available().ok)
@@ -248,14 +258,19 @@ class ChaosSettings:
             "abort_requests", "slow_requests", "round_requests", "min_rounds", "after_requests",
             "worker_timeout_s",
         ):  # fmt: skip
-            check_count(f"--{name.replace('_', '-')}", getattr(self, name), high=1_000_000)
+            check_count(_option(name), getattr(self, name), high=1_000_000)
         if isinstance(self.recycle_jitter, bool) or not (
             isinstance(self.recycle_jitter, int) and self.recycle_jitter >= 0
         ):
             raise UsageError(f"bad --recycle-jitter {self.recycle_jitter!r}: use a count >= 0")
         for name in ("interval_s", "slow_seconds", "max_seconds"):
-            _number(f"--{name.replace('_', '-')}", getattr(self, name), low=0, high=3600)
+            _number(_option(name), getattr(self, name), low=0, high=3600)
         _number("--fail-fraction", self.fail_fraction, low=0, high=1)
+
+
+def _option(field_name: str) -> str:
+    """The command-line option of a settings field: ``interval_s`` is ``--interval``."""
+    return "--" + field_name.removesuffix("_s").replace("_", "-")
 
 
 def _unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> None:

@@ -281,6 +281,8 @@ def test_test_client_bad_inputs(app: App, client: Client) -> None:
 # settings are built (harness.settings.RunSettings.checked, harness.servers.ServerConfig), with the
 # limits the load driver and the servers enforce.
 
+import importlib.util  # noqa: E402
+import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from harness import results  # noqa: E402
@@ -370,6 +372,8 @@ BAD_INVOCATIONS = [
                  id="serve-port-huge"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--port", "0"], "bad --port 0",
                  id="serve-port-0"),
+    pytest.param(["serve", "--mode", "gunicorn-sync", "--port", "{busy}"],
+                 "is in use: stop the other program or pick another port", id="serve-port-busy"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--workers", "0"], "bad --workers 0",
                  id="serve-workers-0"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--backend", "nope"], "unknown backend",
@@ -378,6 +382,17 @@ BAD_INVOCATIONS = [
     pytest.param(["chaos", "--concurrency", "5000"], "bad --concurrency 5000", id="chaos-5000"),
     pytest.param(["chaos", "--faults", "nope"], "unknown fault 'nope'", id="chaos-fault"),
     pytest.param(["chaos", "--modes", "gunicorn-sync,gunicorn-sync"], "twice", id="chaos-twice"),
+    pytest.param(["chaos", "--interval", "0"], "bad --interval 0", id="chaos-interval-0"),
+    pytest.param(["chaos", "--worker-timeout", "0"], "bad --worker-timeout 0",
+                 id="chaos-worker-timeout-0"),
+    pytest.param(["chaos", "--max-seconds", "-1"], "bad --max-seconds -1", id="chaos-max-seconds"),
+    # -- corpus
+    pytest.param(["corpus", "--entries", "nope"], "unknown corpus entry 'nope'",
+                 id="corpus-entry"),
+    pytest.param(["corpus", "--requests", "0"], "bad --requests 0", id="corpus-requests-0"),
+    pytest.param(["corpus", "--fixed-requests", "-1"], "bad --fixed-requests -1",
+                 id="corpus-fixed-requests"),
+    pytest.param(["corpus", "--modes", "nope"], "unknown server mode 'nope'", id="corpus-mode"),
     pytest.param(["soak", "--mode", "gunicorn-sync", "--minutes", "-1"], "bad --minutes",
                  id="soak-minutes"),
     pytest.param(["soak", "--mode", "nope", "--minutes", "1"], "unknown server mode",
@@ -441,11 +456,17 @@ def test_bad_command_line_is_one_line_and_exit_2(
         "a": str(_run_folder(tmp_path / "run-a", "gunicorn-sync")),
         "b": str(_run_folder(tmp_path / "run-b", "werkzeug-threaded")),
     }
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    places["busy"] = str(busy.getsockname()[1])
     before = sorted(p.name for p in tmp_path.iterdir())
     try:
         status = main([arg.format(**places) for arg in argv])
     except SystemExit as e:  # argparse's own errors
         status = int(e.code or 0)
+    finally:
+        busy.close()
     out, err = capsys.readouterr()
     assert status == 2, (out, err)
     assert err.count("\n") == 1 and err.endswith("\n"), err
@@ -455,6 +476,37 @@ def test_bad_command_line_is_one_line_and_exit_2(
     assert "--timeout" not in err, "there is no --timeout option to point at"
     assert no_server == [], "no server may start"
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing may be left behind"
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "expected"),
+    [
+        pytest.param(["run", "--compare-flask", "--modes", "werkzeug-threaded"], "flask",
+                     "needs Flask, which is not installed here: pip install flask",
+                     id="compare-flask-without-flask"),
+        pytest.param(["corpus", "--modes", "werkzeug-threaded"], "structlog",
+                     "structlog is not installed (pip install", id="corpus-without-its-extra"),
+    ],
+)  # fmt: skip
+def test_a_missing_library_is_found_before_anything_starts(
+    argv: list[str],
+    missing: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_server: list[object],
+) -> None:
+    # Found late, the core's cells ran first and left a run folder behind.
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name)
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert no_server == [] and list(tmp_path.iterdir()) == []
 
 
 def test_at_least_forty_bad_command_lines_are_tried() -> None:

@@ -17,7 +17,8 @@ import pytest
 from harness import results
 from harness.apps import FLASK_APP
 from harness.cli import _settings_from_args, build_parser, main
-from harness.servers import MODES, PROXIES, get_mode, group_members, nginx
+from harness.servers import MODES, PROXIES, base, get_mode, group_members, nginx
+from harness.servers.base import pip_install
 
 needs_core_app = pytest.mark.skipif(
     importlib.util.find_spec("harness.apps.core_app") is None,
@@ -98,12 +99,49 @@ def test_list_says_how_to_install_a_missing_server(
     out = capsys.readouterr().out
     for name in modes:
         [line] = [line for line in out.splitlines() if line.startswith(f"{name} ")]
-        assert f"unavailable: {missing} is not installed (pip install 'ctxbench[{extra}]')" in line
+        assert f"unavailable: {missing} is not installed ({pip_install(extra)})" in line
+    # Running one says the same, on one line.
+    assert main(["run", "--modes", modes[0]]) == 2
+    one_line_error(
+        capsys.readouterr().err,
+        f"server mode {modes[0]!r} cannot run here: {missing} is not installed"
+        f" ({pip_install(extra)})",
+    )
+    assert main(["serve", "--mode", modes[-1]]) == 2
+    one_line_error(capsys.readouterr().err, f"({pip_install(extra)})")
     assert all(
         line.split()[1] == "ok"
         for line in out.splitlines()
         if line.split() and line.split()[0] in MODES and line.split()[0] not in modes
     )
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "step"),
+    [
+        pytest.param(None, "pip install 'ctxbench[uwsgi]'", id="by-name"),
+        pytest.param({"url": "https://example.org/ctxbench-0.1.tar.gz", "archive_info": {}},
+                     "pip install 'ctxbench[uwsgi]'", id="archive"),
+        pytest.param({"url": "file:///src/ctx%20bench", "dir_info": {"editable": True}},
+                     "pip install -e '/src/ctx bench[uwsgi]'", id="editable-checkout"),
+        pytest.param({"url": "file:///src/ctxbench", "dir_info": {}},
+                     "pip install '/src/ctxbench[uwsgi]'", id="checkout"),
+    ],
+)  # fmt: skip
+def test_the_install_step_names_where_ctxbench_came_from(
+    direct_url: dict[str, object] | None, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Dist:
+        def read_text(self, name: str) -> str | None:
+            assert name == "direct_url.json"
+            return None if direct_url is None else json.dumps(direct_url)
+
+    class EggInfo:  # a source tree's ctxbench.egg-info, first on sys.path
+        def read_text(self, name: str) -> None:
+            return None
+
+    monkeypatch.setattr(base.metadata, "distributions", lambda name: [EggInfo(), Dist()])
+    assert pip_install("uwsgi") == step
 
 
 def test_proxy_option_puts_each_mode_behind_each_proxy() -> None:

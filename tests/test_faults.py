@@ -333,7 +333,7 @@ def test_default_warmup_is_bounded() -> None:
     [
         (["chaos", "--faults", "nope"], "unknown fault 'nope'"),
         (["chaos", "--modes", "nope"], "unknown server mode 'nope'"),
-        (["chaos", "--interval", "0"], "--interval-s"),
+        (["chaos", "--interval", "0"], "bad --interval 0"),
         (["soak", "--mode", "gunicorn-gevent", "--minutes", "0"], "--minutes"),
         (
             ["soak", "--mode", "gunicorn-gevent", "--minutes", "1", "--connections", "both"],

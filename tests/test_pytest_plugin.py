@@ -136,7 +136,50 @@ def test_an_unknown_mode_fails_the_test_in_one_line(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ctxbench: unknown server mode 'no-such-mode'*"])
-    assert "Traceback" not in result.stdout.str()
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    assert "During handling of the above exception" not in out
+    assert out.count("unknown server mode 'no-such-mode'") == 1, out
+
+
+#: A user's conftest.py on a machine without gunicorn; the run itself is stubbed (no server).
+WITHOUT_GUNICORN = """
+    import importlib.util
+
+    import harness.runner
+    from harness.errors import UsageError
+
+    _find_spec = importlib.util.find_spec
+    importlib.util.find_spec = lambda name, *a: None if name == "gunicorn" else _find_spec(name)
+
+    def run_matrix(settings, run_dir, **kw):
+        raise UsageError("stub run: " + ",".join(settings.modes))
+
+    harness.runner.run_matrix = run_matrix
+"""
+
+
+def test_default_modes_that_cannot_run_are_named_with_their_install_step(
+    pytester: pytest.Pytester,
+) -> None:
+    from harness.servers.base import pip_install
+
+    pytester.makeconftest(textwrap.dedent(WITHOUT_GUNICORN))
+    pytester.makepyfile(
+        test_default="""
+        def test_default_modes(ctxbench):
+            ctxbench.check("harness.apps.core_app:app")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=1, warnings=1)
+    out = result.stdout.str()
+    assert "ctxbench: stub run: werkzeug-threaded\n" in out
+    assert (
+        "CtxbenchWarning: ctxbench: checked under werkzeug-threaded only; gunicorn-sync,"
+        " gunicorn-gthread, gunicorn-gevent cannot run here: gunicorn is not installed"
+        f" ({pip_install('servers')})\n"
+    ) in out, out
 
 
 @pytest.mark.live

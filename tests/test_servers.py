@@ -196,7 +196,8 @@ def test_nginx_config_keeps_every_path_in_its_folder(tmp_path: Path) -> None:
 def test_missing_nginx_is_one_line_with_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nginx, "find_nginx", lambda: None)
     mode = get_mode("nginx-keepalive+gunicorn-sync")
-    assert mode.available() == Availability(False, "nginx is not installed (apt-get install nginx)")
+    assert not mode.available().ok
+    assert mode.available().explain() == "nginx is not installed (apt-get install nginx)"
     with pytest.raises(UsageError, match=r"cannot run here: nginx is not installed \(apt-get"):
         start_server(mode, app=APP)
 

@@ -28,7 +28,7 @@ from harness.load.spec import ConnectionPattern
 from harness.results import CorpusCheck, Run
 from harness.runner import aggregate, load_spec
 from harness.servers import MODES, LiveServer, get_mode, live_server
-from harness.servers.base import ModeTraits, ServerConfig
+from harness.servers.base import ModeTraits, ServerConfig, require_modules
 from harness.settings import RunSettings, check_count
 
 __all__ = [
@@ -48,6 +48,9 @@ LoadFn = Callable[[Entry, LiveServer, str, RunSettings], t.Any]
 #: The load of a corpus cell unless told otherwise: ``requests`` probe requests in one
 #: measurement, no warm-up, ``duration`` the upper bound of that measurement; the view yields
 #: 10 ms, so requests overlap wherever a mode lets them.
+#: What the entries' apps import (the ``corpus`` extra pins the versions they were checked on).
+CORPUS_LIBRARIES = ("flask", "structlog")
+
 LOAD = RunSettings(duration=120.0, requests=300, repeats=1, warmup=0.0, sleep_ms=10.0, timeout=10.0)
 
 
@@ -71,6 +74,11 @@ class CorpusSettings:
         except ValueError as e:
             raise UsageError(str(e)) from None
         check_count("--fixed-requests", self.fixed_requests, high=None, optional=True)
+        # The libraries the entries reproduce bugs of: missing, every server would fail to
+        # import the entry's app, after the run had started.
+        found = require_modules(*CORPUS_LIBRARIES, extra="corpus")
+        if not found.ok:
+            raise UsageError(f"ctxbench corpus needs its libraries: {found.explain()}")
 
     def run_settings(self, modes: tuple[str, ...]) -> RunSettings:
         """The settings the results record: the load, with the apps and backends of the entries'

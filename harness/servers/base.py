@@ -81,6 +81,11 @@ class Availability(t.NamedTuple):
     #: The exact step that makes it available, e.g. ``pip install 'ctxbench[uwsgi]'``.
     install: str = ""
 
+    def explain(self) -> str:
+        """Why it cannot run, and the step that fixes it: what ``ctxbench list`` and every
+        "cannot run here" error say."""
+        return f"{self.reason} ({self.install})" if self.install else self.reason
+
 
 #: Upper limits of the server options: beyond them a value is a typo, not a configuration.
 MAX_WORKERS = 256
@@ -413,8 +418,36 @@ def get_mode(name: str) -> ServerMode:
 
 
 def pip_install(extra: str) -> str:
-    """The step that installs the pip extra ``extra`` (``pip install 'ctxbench[uwsgi]'``)."""
-    return f"pip install 'ctxbench[{extra}]'"
+    """The step that installs the pip extra ``extra``: ``pip install 'ctxbench[uwsgi]'``, or,
+    when ctxbench was installed from a folder (a checkout, PEP 610's ``direct_url.json``), the
+    same from that folder (``pip install -e '/src/ctxbench[uwsgi]'``): ctxbench by name may not
+    be on the user's package index."""
+    source = _installed_from()
+    if source is None:
+        return f"pip install 'ctxbench[{extra}]'"
+    path, editable = source
+    return f"pip install {'-e ' if editable else ''}'{path}[{extra}]'"
+
+
+def _installed_from() -> tuple[str, bool] | None:
+    """The local folder ctxbench was installed from, and whether editable; ``None`` when it was
+    installed by name (or is not installed: running from a checkout on ``sys.path``)."""
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    # The first record that has one: a source tree's own ctxbench.egg-info (on sys.path when
+    # run from the checkout) has none, and comes before the installed one.
+    texts = (d.read_text("direct_url.json") for d in metadata.distributions(name="ctxbench"))
+    try:
+        url = json.loads(next((text for text in texts if text), "null"))
+    except ValueError:
+        return None
+    if not isinstance(url, dict) or not isinstance(url.get("dir_info"), dict):
+        return None
+    parts = urlsplit(str(url.get("url", "")))
+    if parts.scheme != "file":
+        return None
+    return unquote(parts.path), bool(url["dir_info"].get("editable"))
 
 
 def require_modules(*modules: str, extra: str) -> Availability:
@@ -564,7 +597,9 @@ def start_server(
     sweep_tempdirs()
     availability = server_mode.available()
     if not availability.ok:
-        raise UsageError(f"server mode {server_mode.name!r} cannot run here: {availability.reason}")
+        raise UsageError(
+            f"server mode {server_mode.name!r} cannot run here: {availability.explain()}"
+        )
     if cfg.port is not None:
         check_port_free(cfg.port)
     attempts = 1 if cfg.port is not None else 3

@@ -190,7 +190,7 @@ class Nginx(Proxy):
 
     def available(self) -> Availability:
         if find_nginx() is None:
-            return Availability(False, f"nginx is not installed ({INSTALL_STEP})")
+            return Availability(False, "nginx is not installed", install=INSTALL_STEP)
         return Availability(True)
 
     def front(self, upstream: LiveServer, workdir: Path, traits: ModeTraits) -> ServerMode:
