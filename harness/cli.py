@@ -89,9 +89,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default=DEFAULT_BACKEND,
-        help="context storage: contextvar (correct), shared-global, thread-ident, no-reset; or a"
-        " negative control of harness.controls (shared-app-slot, teardown-skips-pop, ...);"
-        " anything but contextvar needs a core app",
+        help="context storage: contextvar (correct), shared-global, thread-ident, no-reset,"
+        " never-release; or a negative control of harness.controls (shared-app-slot,"
+        " teardown-skips-pop, ...); anything but contextvar needs a core app",
     )
     from harness.servers._gunicorn import DEFAULT_WORKER_CONNECTIONS, DEFAULT_WORKERS
 

@@ -55,4 +55,5 @@ class ServerStartError(CtxbenchError):
 
 
 class ResultsError(CtxbenchError):
-    """A results document is missing, unreadable or not in the ``ctxbench.results/1`` schema."""
+    """A results document is missing, unreadable, or in none of the schemas ctxbench reads
+    (``ctxbench.results/2`` and older, :data:`harness.results.READERS`)."""
