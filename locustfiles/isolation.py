@@ -27,7 +27,9 @@ failure; 2 on an unhandled exception). On a distributed run this is the master's
 workers exit by locust's rules.
 
 Options added to locust's: ``--sleep-ms`` (how long each probe request yields in the view,
-default 1) and ``--ctx-mode`` (the label written into the evidence, e.g. the server mode).
+default 1) and ``--ctx-mode`` (the label written into the evidence, e.g. the server mode). A
+probe behind a secret is reached as ``ctxbench run --target`` reaches it: set
+``CTXBENCH_PROBE_SECRET`` to the server's value and every request sends it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.protocol import PROBE_PATH
+from harness.target import secret_headers
 from harness.verdict import ProbeProtocolError, check_probe_response
 
 logger = logging.getLogger("ctxbench.locust")
@@ -108,6 +111,8 @@ class Tally:
 
 
 TALLY = Tally()
+#: The probe secret header (from ``CTXBENCH_PROBE_SECRET``), sent with every request when set.
+HEADERS = dict(secret_headers())
 _logged = 0
 
 
@@ -138,7 +143,9 @@ class ProbeUser(FastHttpUser):
         mode = getattr(options, "ctx_mode", "locust")
         token = uuid.uuid4().hex  # fork-safe: unique across --processes workers too
         url = f"{PROBE_PATH}?token={token}&sleep_ms={sleep_ms:g}"
-        with self.client.get(url, name=PROBE_PATH, catch_response=True) as response:
+        with self.client.get(
+            url, name=PROBE_PATH, headers=HEADERS, catch_response=True
+        ) as response:
             status = response.status_code
             if not status or response.content is None:
                 TALLY.errors[CONNECTION_ERROR] += 1

@@ -10,6 +10,7 @@ a test ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -91,13 +93,13 @@ def _parse(returncode: int, output: str, started: float) -> LocustRun:
     return LocustRun(returncode, output, summary, time.monotonic() - started)
 
 
-def run_locust(url: str, *extra: str) -> LocustRun:
+def run_locust(url: str, *extra: str, env: dict[str, str] | None = None) -> LocustRun:
     """Run one headless locust (possibly with --processes) to completion."""
     started = time.monotonic()
     proc = subprocess.run(
         _headless(url, *extra),
         cwd=ROOT,
-        env=_env(),
+        env=env or _env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -214,6 +216,55 @@ def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ..
     assert run.summary["role"] == ("master" if "--processes" in extra else "local")
     assert "context leak in the response to token" in run.output
     assert '"mode": "gunicorn-gthread"' in run.output  # evidence names the mode
+
+
+@contextlib.contextmanager
+def server_with_a_secret(secret: str, log_dir: Path) -> Iterator[str]:
+    """The bundled core app under gunicorn with ``CTXBENCH_PROBE_SECRET`` set, as a deployment
+    that keeps the probe installed runs it (the harness's own servers never get the secret)."""
+    from harness.probe import SECRET_ENV, SECRET_HEADER
+    from harness.servers._process import free_port, spawn, stop_group
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = spawn(
+        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread",
+         "--threads", "4", "--no-control-socket", "harness.apps.core_app:app"],
+        env={SECRET_ENV: secret}, log_path=log_dir / "gunicorn.log",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        ready = urllib.request.Request(
+            f"{url}/_ctxbench/probe?token=ready", headers={SECRET_HEADER: secret}
+        )
+        while True:
+            try:
+                with urllib.request.urlopen(ready, timeout=2) as resp:
+                    if json.load(resp)["token"] == "ready":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((log_dir / "gunicorn.log").read_text(errors="replace"))
+            time.sleep(0.1)
+        yield url
+    finally:
+        stop_group(proc, grace=5)
+
+
+def test_a_probe_behind_a_secret_is_reached_with_the_secret(tmp_path: Path) -> None:
+    """As ``ctxbench run --target``: CTXBENCH_PROBE_SECRET in locust's environment is sent with
+    every request; without it the probe answers 404 (an http error, exit 1)."""
+    from harness.probe import SECRET_ENV
+
+    with server_with_a_secret("change-me", tmp_path) as url:
+        run = run_locust(url, env={**_env(), SECRET_ENV: "change-me"})
+        assert run.returncode == 0, run.explain()
+        assert run.summary["checked"] > 100 and run.summary["errors"] == 0, run.explain()
+        run = run_locust(url, env={k: v for k, v in _env().items() if k != SECRET_ENV})
+        assert run.returncode == 1, run.explain()
+        assert run.summary["checked"] == 0, run.explain()
+        assert set(run.summary["error_kinds"]) == {"http error 404"}, run.explain()
 
 
 def test_mutant_leaks_are_counted_on_a_separate_master(mutant_server: Any) -> None:
