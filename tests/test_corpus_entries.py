@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import typing as t
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +206,18 @@ def test_import_context_shows_where_the_importing_thread_serves() -> None:
     entry = ENTRIES["app-context-at-import"]
     assert expectation(entry, "uwsgi-threads", MODES["uwsgi-threads"].traits, "fresh").can_leak
     assert not expectation(entry, "waitress", MODES["waitress"].traits, "fresh").can_leak
+
+
+def test_corpus_catch_writes_its_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``benchmarks/corpus_catch.py --out`` records its settings (it read them from fields
+    ``CorpusSettings`` no longer has, and crashed after measuring every cell)."""
+    from benchmarks import corpus_catch
+
+    monkeypatch.setattr(corpus_catch, "catchable_cells", lambda entries, modes: iter(()))
+    out = tmp_path / "corpus_catch.json"
+    argv = ["--entries", "structlog-contextvars", "--modes", "gunicorn-sync", "--out", str(out)]
+    assert corpus_catch.main(argv) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert (settings["concurrency"], settings["sleep_ms"]) == (LOAD.concurrency, LOAD.sleep_ms)
