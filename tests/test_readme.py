@@ -48,3 +48,48 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     assert commands == ["make run", "make test"]
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci.splitlines()
+
+
+def _shown_commands() -> list[tuple[str, list[str]]]:
+    """Every ``ctxbench ...`` line in the code blocks of README.md and the READMEs it links, as
+    argv (environment assignments in front and a trailing ``# comment`` dropped)."""
+    import re
+    import shlex
+
+    # (``ctxbench summary {...}`` is the locustfile's log line, not a command.)
+    command = re.compile(r"^(\w+=\S+ +)*ctxbench (?!summary )")
+    rv = []
+    for doc in ("README.md", "results/README.md", "locustfiles/README.md"):
+        text = (README.parent / doc).read_text(encoding="utf-8")
+        for block in text.split("```")[1::2]:
+            for line in block.splitlines():
+                if not command.match(line):
+                    continue
+                words = shlex.split(line.split(" #", 1)[0])
+                while words and "=" in words[0] and not words[0].startswith("-"):
+                    words.pop(0)
+                if words[:1] == ["ctxbench"]:
+                    rv.append((doc, words[1:]))
+    return rv
+
+
+def test_every_command_the_docs_show_parses() -> None:
+    """Every option shown exists, and a ``run`` line's values pass the settings' checks."""
+    from harness.cli import _settings_from_args, build_parser
+    from harness.errors import UsageError
+
+    shown = _shown_commands()
+    assert len(shown) > 30, shown
+    for doc, argv in shown:
+        shown_as = f"{doc} shows 'ctxbench {' '.join(argv)}'"
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:
+            raise AssertionError(f"{shown_as}, which does not parse") from None
+        if argv[0] == "run":
+            args.argv = argv
+            try:
+                _settings_from_args(args)
+            except UsageError as e:
+                if "cannot run here" not in e.message:  # (a mode this machine lacks: fine)
+                    raise AssertionError(f"{shown_as}: {e}") from None
