@@ -174,17 +174,34 @@ class Ctxbench:
     # -- settings ------------------------------------------------------------------------------
 
     def _setting(self, name: str, given: t.Any) -> t.Any:
+        return self._source(name, given)[0]
+
+    def _source(self, name: str, given: t.Any) -> tuple[t.Any, str]:
+        """The value of setting ``name``, most specific first, and where it came from (for a
+        message about a bad one)."""
         if given is not None:
-            return given
+            return given, f"{name}="
         config = self._request.config
         option = config.getoption(f"ctxbench_{name}", None)
         if option is not None:
-            return option
+            return option, f"--ctxbench-{name}"
         marker = self._request.node.get_closest_marker("ctxbench")
         if marker is not None and marker.kwargs.get(name) is not None:
-            return marker.kwargs[name]
-        ini = config.getini(f"ctxbench_{name}")
-        return ini or None
+            return marker.kwargs[name], f"@pytest.mark.ctxbench({name}=...)"
+        return config.getini(f"ctxbench_{name}") or None, f"ctxbench_{name} (ini)"
+
+    def _count(self, name: str, given: int | None, default: int) -> int:
+        """A whole-number setting (an ini value is text); a bad one is a one-line failure
+        naming where it was set."""
+        from harness.settings import check_count
+
+        value, where = self._source(name, given)
+        if value is None:
+            return default
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        check_count(where, value, high=None)
+        return t.cast(int, value)
 
     def _run_dir(self) -> Path:
         self._runs += 1
@@ -237,11 +254,11 @@ class Ctxbench:
                     )
                 )  # fmt: skip
         pattern = self._setting("connections", connections) or "both"
-        n = int(self._setting("requests", requests) or DEFAULT_REQUESTS)
-        users = int(self._setting("concurrency", concurrency) or DEFAULT_CONCURRENCY)
-        run_dir = self._run_dir()
         failure = None
         try:
+            n = self._count("requests", requests, DEFAULT_REQUESTS)
+            users = self._count("concurrency", concurrency, DEFAULT_CONCURRENCY)
+            run_dir = self._run_dir()
             settings = RunSettings(
                 apps=(app,),
                 backends=(backend,),

@@ -229,3 +229,34 @@ def test_ctxbench_server_starts_and_stops_a_server(pytester: pytest.Pytester) ->
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("ini", "marker", "message"),
+    [
+        pytest.param("ctxbench_requests = lots", "", "bad ctxbench_requests (ini) 'lots'",
+                     id="ini-not-a-number"),
+        pytest.param("ctxbench_concurrency = 0", "", "bad ctxbench_concurrency (ini) 0",
+                     id="ini-zero"),
+        pytest.param("", "@pytest.mark.ctxbench(requests=-5)",
+                     "bad @pytest.mark.ctxbench(requests=...) -5", id="marker"),
+    ],
+)  # fmt: skip
+def test_a_bad_number_in_the_settings_fails_in_one_line_naming_where(
+    pytester: pytest.Pytester, ini: str, marker: str, message: str
+) -> None:
+    pytester.makeini(f"[pytest]\nctxbench_modes = gunicorn-sync\n{ini}\n")
+    pytester.makepyfile(
+        test_bad=f"""
+        import pytest
+
+        {marker}
+        def test_bad_number(ctxbench):
+            ctxbench.check("harness.apps.core_app:app")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert f"ctxbench: {message}: use a whole number >= 1\n" in out, out
+    assert "Error" not in out.replace("CtxbenchError", ""), out
