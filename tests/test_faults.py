@@ -163,6 +163,41 @@ def test_server_args_fill_the_lifecycle_templates() -> None:
         "--max-requests", "7", "--max-requests-jitter", "3"
     )  # fmt: skip
     assert FAULTS["timeout"].server_args(sync, settings) == ("--timeout", "4")
+    # A server that counts requests ignores how many a connection carries.
+    assert FAULTS["recycle"].server_args(sync, settings, requests_per_connection=5) == (
+        "--max-requests", "7", "--max-requests-jitter", "3"
+    )  # fmt: skip
+
+
+def test_a_worker_that_counts_connections_recycles_after_as_many_as_carry_the_requests() -> None:
+    tornado = MODES["gunicorn-tornado"]
+    assert tornado.lifecycle.recycle_counts == "connections"
+    settings = ChaosSettings(recycle_requests=60, recycle_jitter=30)
+    recycle = FAULTS["recycle"]
+    assert recycle.server_args(tornado, settings) == (
+        "--max-requests", "60", "--max-requests-jitter", "30"
+    )  # fmt: skip
+    assert recycle.server_args(tornado, settings, requests_per_connection=25) == (
+        "--max-requests", "2", "--max-requests-jitter", "1"
+    )  # fmt: skip
+    assert recycle.server_args(tornado, settings, requests_per_connection=1000)[1] == "1"
+
+
+def test_requests_per_connection_follow_the_connections_the_server_sees() -> None:
+    from harness.faults.runner import LoadSettings, _requests_per_connection
+    from harness.servers import get_mode
+
+    load, settings = LoadSettings(concurrency=16), ChaosSettings(round_requests=400)
+    tornado = get_mode("gunicorn-tornado")
+    assert _requests_per_connection(tornado, "keepalive", load, settings) == 25
+    assert _requests_per_connection(tornado, "fresh", load, settings) == 1
+    # gunicorn's sync worker closes after every response, whatever the client does.
+    assert _requests_per_connection(get_mode("gunicorn-sync"), "keepalive", load, settings) == 1
+    # Behind a proxy, its upstream connections: a new one per request unless it keeps them.
+    proxied = get_mode("nginx+gunicorn-tornado")
+    assert _requests_per_connection(proxied, "keepalive", load, settings) == 1
+    kept = get_mode("nginx-keepalive+gunicorn-tornado")
+    assert _requests_per_connection(kept, "fresh", load, settings) == 25
 
 
 def test_hook_error_walks_every_phase_round_by_round() -> None:

@@ -171,8 +171,12 @@ class Fault(abc.ABC):
         """``None`` when the fault applies to ``mode``, else why not (recorded as such)."""
         return None
 
-    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
-        """Extra server arguments the fault needs."""
+    def server_args(
+        self, mode: ServerMode, settings: ChaosSettings, *, requests_per_connection: float = 1.0
+    ) -> tuple[str, ...]:
+        """Extra server arguments the fault needs. ``requests_per_connection`` is how many
+        requests one connection to the server carries in the cell's load (1 on fresh
+        connections), for a server that counts connections where the fault means requests."""
         return ()
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:

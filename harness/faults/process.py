@@ -55,15 +55,20 @@ class _LifecycleFault(Fault):
             return None
         return mode.lifecycle.notes.get(self.name, self.missing)
 
-    def server_args(self, mode: ServerMode, settings: ChaosSettings) -> tuple[str, ...]:
+    def server_args(
+        self, mode: ServerMode, settings: ChaosSettings, *, requests_per_connection: float = 1.0
+    ) -> tuple[str, ...]:
         if self.args is None:
             return ()
         templates: tuple[str, ...] = getattr(mode.lifecycle, self.args)
-        values = {
-            "requests": settings.recycle_requests,
-            "jitter": settings.recycle_jitter,
-            "seconds": settings.worker_timeout_s,
-        }
+        requests, jitter = settings.recycle_requests, settings.recycle_jitter
+        if mode.lifecycle.recycle_counts == "connections":
+            # As many connections as carry about that many requests: counted in requests, a
+            # worker under 16 kept-alive clients (8 closed connections a round) took 8 to 11
+            # rounds to recycle, and three recycles filled the 30 s bound.
+            requests = max(1, round(requests / requests_per_connection))
+            jitter = round(jitter / requests_per_connection)
+        values = {"requests": requests, "jitter": jitter, "seconds": settings.worker_timeout_s}
         return tuple(arg.format(**values) for arg in templates)
 
 
@@ -181,14 +186,14 @@ class _RecycleWatcher(Injector):
     """Watches the worker pids until workers were replaced ``injections`` times."""
 
     def run(self) -> None:
-        known = worker_pids(self.server)
+        seen = live = worker_pids(self.server)
         while not self.stopping(0.05):
             current = worker_pids(self.server)
-            for pid in sorted(current - known):
+            for pid in sorted(current - seen):
                 self.record("new-worker", pid)
-            for pid in sorted(known - current):
+            for pid in sorted(live - current):  # once: a pid is not reused within a cell
                 self.record("worker-gone", pid)
-            known |= current
+            seen, live = seen | current, current
 
     def done(self) -> bool:
         return sum(e.action == "new-worker" for e in self.events) >= self.settings.injections

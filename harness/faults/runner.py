@@ -25,7 +25,7 @@ from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.protocol import PROBE_PATH
 from harness.results import EVIDENCE_CAP, AfterFault, FaultCell, Run, ServerInfo, keep_evidence
-from harness.servers import LiveServer, get_mode, live_server
+from harness.servers import LiveServer, ServerMode, get_mode, live_server
 from harness.settings import ChaosSettings, RunSettings
 
 from .base import Fault, worker_pids
@@ -91,6 +91,20 @@ def _can_leak(fault: Fault, backend: str, mode: str, connections: str) -> bool:
     from harness.controls import expectation
 
     return fault.name == "hook-error" and expectation(backend, mode, traits, pattern).can_leak
+
+
+def _requests_per_connection(
+    mode: ServerMode, connections: str, load: LoadSettings, settings: ChaosSettings
+) -> float:
+    """How many requests one connection to the server carries in a load round: 1 on fresh
+    connections, a client's share of the round on kept-alive ones (each virtual user keeps one
+    for the round). Behind a proxy, the proxy's upstream connections decide."""
+    traits = mode.traits
+    if traits.proxy is not None:
+        kept = traits.proxy.reuses_upstream_connections
+    else:
+        kept = connections == "keepalive" and traits.keepalive
+    return settings.round_requests / load.concurrency if kept else 1.0
 
 
 def _wait_recovered(server: LiveServer, expected: int) -> tuple[set[int], str | None]:
@@ -188,13 +202,14 @@ def run_fault_cell(
     say = progress or (lambda text: None)
     can_leak = _can_leak(fault, backend, mode, connections)
     started = time.monotonic()
+    per_connection = _requests_per_connection(server_mode, connections, load, settings)
     with live_server(
         mode,
         app=app,
         backend=backend,
         workers=load.workers,
         threads=load.threads,
-        extra_args=fault.server_args(server_mode, settings),
+        extra_args=fault.server_args(server_mode, settings, requests_per_connection=per_connection),
         log_dir=log_dir,
     ) as server:
         expected_workers = len(worker_pids(server))

@@ -232,6 +232,10 @@ class Lifecycle:
     #: Arguments that recycle each worker after about ``{requests}`` requests (plus up to
     #: ``{jitter}`` more, where the server can spread them).
     recycle_args: tuple[str, ...] = ()
+    #: What the server's recycling count counts: ``"requests"``, or ``"connections"`` where it
+    #: counts closed connections (gunicorn's tornado worker). On kept-alive connections the
+    #: fault then asks for as many connections as carry about ``{requests}`` requests.
+    recycle_counts: t.Literal["requests", "connections"] = "requests"
     #: Arguments that make the master kill a worker whose request has run ``{seconds}`` s.
     timeout_args: tuple[str, ...] = ()
     #: How long a new worker process runs before that timeout watches it: the master times a

@@ -14,7 +14,9 @@ SIGINT, gunicorn's quick shutdown: after SIGTERM the tornado worker lingers abou
 That watchdog is also the worker's heartbeat: it cannot tick while a request blocks the IOLoop,
 so gunicorn's ``--timeout`` kills a worker stuck in a request, as under the sync worker; but it
 first ticks a second after the IOLoop starts, and the master does not time a worker that has not
-heartbeated yet, so a request that blocks a new worker before then is never timed out.
+heartbeated yet, so a request that blocks a new worker before then is never timed out. Its
+``--max-requests`` counts closed connections, not requests (the worker counts in its server's
+``on_close``): a kept-alive connection is one, however many requests it carried.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class GunicornTornado(GunicornMode):
     # The app blocks the IOLoop, whose watchdog is what heartbeats, so --timeout kills a worker
     # stuck in a request (as under the sync worker); but the watchdog first ticks 1 s after the
     # IOLoop starts, after the app loaded, and until then the master does not time the worker.
+    # --max-requests counts the connections the worker closed (HTTPServer.on_close).
     lifecycle = dataclasses.replace(
-        LIFECYCLE, timeout_args=("--timeout", "{seconds}"), timeout_grace_s=2.0, notes={}
+        LIFECYCLE,
+        timeout_args=("--timeout", "{seconds}"),
+        timeout_grace_s=2.0,
+        recycle_counts="connections",
+        notes={},
     )
