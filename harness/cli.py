@@ -588,7 +588,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from harness.servers._process import log_tail
     from harness.settings import check_backend
 
-    [mode] = _behind_proxies([args.mode], args.proxy or "none")
+    modes = _behind_proxies([args.mode], args.proxy or "none")
+    if len(modes) != 1:
+        raise UsageError(
+            f"serve runs one server: give --proxy one proxy, not {args.proxy!r}"
+            f" (or run the modes {', '.join(modes)} one by one)"
+        )
+    [mode] = modes
     get_mode(mode)
     cfg = ServerConfig(
         app=args.app or CORE_APP, backend=args.backend, port=args.port, **_server_options(args)

@@ -374,6 +374,8 @@ BAD_INVOCATIONS = [
                  id="serve-port-0"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--port", "{busy}"],
                  "is in use: stop the other program or pick another port", id="serve-port-busy"),
+    pytest.param(["serve", "--mode", "gunicorn-sync", "--proxy", "nginx,nginx-keepalive"],
+                 "serve runs one server", id="serve-two-proxies"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--workers", "0"], "bad --workers 0",
                  id="serve-workers-0"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--backend", "nope"], "unknown backend",
