@@ -14,18 +14,22 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.servers import free_port
 
 pytestmark = [
     pytest.mark.locust,
@@ -42,6 +46,12 @@ LEAK_EXIT_CODE = 3
 RUN_SECONDS = 4
 USERS = 12
 SUMMARY = re.compile(r"ctxbench summary (\{.*\})")
+#: What a locust master prints when it cannot bind its port: locust 2.47 raises
+#: ``RPCError("Socket bind failure: ...")``, logged as "The Locust master port (...) was busy"
+#: or, with pyzmq 27 (whose message also names the address), as a traceback.
+MASTER_PORT_BUSY = re.compile(r"Socket bind failure: Address already in use")
+#: Tries for a master port: each is a free port the master may lose before it binds it.
+MASTER_PORT_ATTEMPTS = 3
 
 
 @dataclass
@@ -93,71 +103,130 @@ def _parse(returncode: int, output: str, started: float) -> LocustRun:
     return LocustRun(returncode, output, summary, time.monotonic() - started)
 
 
+def _master_port_lost(run: LocustRun) -> bool:
+    """Whether the master gave up because another program had taken its port."""
+    return MASTER_PORT_BUSY.search(run.output) is not None
+
+
+def _on_free_master_port(attempt: Callable[[int], LocustRun]) -> LocustRun:
+    """``attempt(port)`` on a port free when picked, again on another if the master lost it.
+
+    locust cannot bind port 0 and say which port it got, so a free port is picked and closed,
+    and the master binds it a second later: any other program (another test run's master, an
+    outgoing connection's ephemeral port) may take it in between.
+    """
+    for _ in range(MASTER_PORT_ATTEMPTS - 1):
+        run = attempt(free_port())
+        if not _master_port_lost(run):
+            return run
+    return attempt(free_port())
+
+
+def _master_bind(port: int) -> tuple[str, ...]:
+    return ("--master-bind-host", "127.0.0.1", "--master-bind-port", str(port))
+
+
+class _Locust:
+    """One locust process in a session of its own, its output read as it comes.
+
+    A master that lost its port logs it and then does not always exit: with ``--processes`` it
+    waits for its forked workers, which wait on whatever holds the port. The reader stops the
+    whole group on that line; teardown stops the group in any case, so no worker outlives a test.
+    """
+
+    def __init__(
+        self, argv: list[str], *, capture: bool = True, env: dict[str, str] | None = None
+    ) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env or _env(),
+            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        if capture:
+            self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if MASTER_PORT_BUSY.search(line):
+                self.kill()
+
+    def finish(self, timeout: float, started: float) -> LocustRun:
+        """Wait for the exit (or the kill on a lost port) and every line of output."""
+        returncode = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=timeout)
+        return _parse(returncode, "".join(self.lines), started)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def __enter__(self) -> _Locust:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.reader.join()
+            self.proc.stdout.close()
+
+
 def run_locust(url: str, *extra: str, env: dict[str, str] | None = None) -> LocustRun:
-    """Run one headless locust (possibly with --processes) to completion."""
-    started = time.monotonic()
-    proc = subprocess.run(
-        _headless(url, *extra),
-        cwd=ROOT,
-        env=env or _env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=RUN_SECONDS + 45,
+    """Run one headless locust (possibly with --processes) to completion.
+
+    With ``--processes`` the master binds a free port on 127.0.0.1, and the workers it forks
+    connect to it there: locust's default is port 5557 on every interface, which two test runs
+    at once would share (the second master fails, and its workers wait on the first's port).
+    """
+    if "--processes" not in extra:
+        return _run_headless(url, *extra, env=env)
+    return _on_free_master_port(
+        lambda port: _run_headless(
+            url, *_master_bind(port), "--master-port", str(port), *extra, env=env
+        )
     )
-    return _parse(proc.returncode, proc.stdout, started)
+
+
+def _run_headless(url: str, *extra: str, env: dict[str, str] | None = None) -> LocustRun:
+    started = time.monotonic()
+    with _Locust(_headless(url, *extra), env=env) as locust:
+        return locust.finish(RUN_SECONDS + 45, started)
 
 
 def run_locust_distributed(url: str, workers: int, *extra: str) -> LocustRun:
     """A --master with --expect-workers and separate --worker processes, all torn down."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs: list[subprocess.Popen[str]] = []
+    return _on_free_master_port(lambda port: _distributed_once(url, workers, port, *extra))
+
+
+def _distributed_once(url: str, workers: int, port: int, *extra: str) -> LocustRun:
     started = time.monotonic()
-    try:
-        master = subprocess.Popen(
-            _headless(
-                url,
-                "--master",
-                "--master-bind-host",
-                "127.0.0.1",
-                "--master-bind-port",
-                str(port),
-                "--expect-workers",
-                str(workers),
-                *extra,
-            ),
-            cwd=ROOT,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        procs.append(master)
-        for _ in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    _locust_cmd(
-                        "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)
-                    ),
-                    cwd=ROOT,
-                    env=_env(),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
+    with contextlib.ExitStack() as stack:
+        master = stack.enter_context(
+            _Locust(
+                _headless(
+                    url, "--master", *_master_bind(port), "--expect-workers", str(workers), *extra
                 )
             )
-        output, _ = master.communicate(timeout=RUN_SECONDS + 45)
-        run = _parse(master.returncode, output, started)
-        for worker in procs[1:]:
-            worker.wait(timeout=30)
+        )
+        worker_argv = _locust_cmd(
+            "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)
+        )
+        started_workers = [
+            stack.enter_context(_Locust(worker_argv, capture=False)) for _ in range(workers)
+        ]
+        run = master.finish(RUN_SECONDS + 45, started)
+        if not _master_port_lost(run):
+            for worker in started_workers:
+                worker.proc.wait(timeout=30)  # they quit when the master tells them to
         return run
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +357,19 @@ def test_two_workers_report_their_counts_to_a_separate_master(correct_server: An
     # The window is first request to last, inside the master's lifetime. How close it comes to
     # RUN_SECONDS depends on how fast a busy machine stops the workers: not a test's business.
     assert 0 < run.summary["elapsed_s"] <= run.wall_s, run.explain()
+
+
+def test_a_master_that_lost_its_port_is_recognised_and_stopped() -> None:
+    """The retries depend on recognising a lost port in locust's output. A master with
+    --processes that lost it waits about 50 s for its forked workers (they retry a master that
+    is not there), unless its group is stopped on that line as here (``finish`` fails the test
+    on a hang)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        run = _run_headless(
+            "http://127.0.0.1:9", *_master_bind(port), "--master-port", str(port),
+            "--processes", "2",
+        )  # fmt: skip
+    assert _master_port_lost(run) and run.returncode != 0, run.explain()
