@@ -74,6 +74,13 @@ def _driver_processes(text: str) -> int | None:
         ) from None
 
 
+def _folder(text: str) -> Path:
+    """A folder option: an empty one would be the current directory, never what was meant."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a folder, not an empty value")
+    return Path(text)
+
+
 def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",")]
 
@@ -158,10 +165,10 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=float, default=0.3, help="warm-up seconds per cell (default 0.3)"
     )
     _add_fail_options(parser)
-    parser.add_argument("--out", type=Path, help="directory for run folders (default results)")
+    parser.add_argument("--out", type=_folder, help="directory for run folders (default results)")
     parser.add_argument(
         "--run-dir",
-        type=Path,
+        type=_folder,
         metavar="DIR",
         help="write the run into DIR itself (e.g. results/reference) instead of a new folder"
         " under --out; the run id is DIR's name; files already there are replaced",
@@ -208,13 +215,13 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
 
 def _configure_report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "run_dir", type=Path, metavar="RUN_DIR", help="a run folder (results/<run-id>)"
+        "run_dir", type=_folder, metavar="RUN_DIR", help="a run folder (results/<run-id>)"
     )
 
 
 def _configure_compare(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run folder")
-    parser.add_argument("run_b", type=Path, metavar="RUN_B", help="the run to check against it")
+    parser.add_argument("run_a", type=_folder, metavar="RUN_A", help="the baseline run folder")
+    parser.add_argument("run_b", type=_folder, metavar="RUN_B", help="the run to check against it")
     parser.add_argument(
         "--threshold",
         default="10%",
@@ -259,8 +266,8 @@ def _configure_corpus(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, help="server processes (default: per mode)")
     parser.add_argument("--list", action="store_true", help="list the entries and exit")
-    parser.add_argument("--out", type=Path, help="directory for run folders (default results)")
-    parser.add_argument("--run-dir", type=Path, metavar="DIR", help="write the run into DIR")
+    parser.add_argument("--out", type=_folder, help="directory for run folders (default results)")
+    parser.add_argument("--run-dir", type=_folder, metavar="DIR", help="write the run into DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:

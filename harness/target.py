@@ -42,16 +42,25 @@ class Target:
 
 def parse_target(url: str) -> Target:
     """Check ``url`` (``http://127.0.0.1:PORT``) and return it as a :class:`Target`."""
-    parts = urllib.parse.urlsplit(url)
+    root_url = f"bad --target {url!r}: give the server's root URL, e.g. http://127.0.0.1:8080"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. the unclosed bracket of an IPv6 address
+        raise UsageError(root_url) from None
     if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-        raise UsageError(
-            f"bad --target {url!r}: give the server's root URL, e.g. http://127.0.0.1:8080"
-        )
+        raise UsageError(root_url)
     if parts.query or parts.fragment or parts.username:
         raise UsageError(f"bad --target {url!r}: no path, query, fragment or user name")
     try:
+        port = parts.port  # None when not given; ValueError when not a port number
+    except ValueError:
+        port = 0
+    if port is None:
+        port = 80
+    if not 0 < port < 65536:
+        raise UsageError(f"bad --target {url!r}: its port must be a number from 1 to 65535")
+    try:
         host = loopback_host(parts.hostname)
-        port = parts.port or 80
     except ValueError:
         raise UsageError(
             f"--target {url!r} is not on this machine: ctxbench only sends load to the loopback"

@@ -43,6 +43,9 @@ QUICK = ["--requests", "300", "--repeats", "1", "--warmup", "0", "--sleep-ms", "
         ("http://127.0.0.1:8080/?x=1", "no path, query"),
         ("http://10.1.2.3:8080", "not on this machine"),
         ("http://example.com", "not on this machine"),
+        ("http://[::1", "give the server's root URL"),
+        ("http://127.0.0.1:0", "port must be a number from 1 to 65535"),
+        ("http://localhost:70000", "port must be a number from 1 to 65535"),
     ],
 )
 def test_bad_targets_are_refused(url: str, message: str) -> None:

@@ -12,7 +12,7 @@ import time
 import typing as t
 from pathlib import Path
 
-from harness.cli import _csv, _run_folder, _server_args
+from harness.cli import _csv, _folder, _run_folder, _server_args
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
 from harness.settings import check_backend
@@ -38,8 +38,8 @@ def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
     parser.add_argument(
         "--sleep-ms", type=float, default=1.0, help="time each probe request yields (default 1)"
     )
-    parser.add_argument("--out", type=Path, help="folder for run folders (default results)")
-    parser.add_argument("--run-dir", type=Path, metavar="DIR", help="write the run into DIR")
+    parser.add_argument("--out", type=_folder, help="folder for run folders (default results)")
+    parser.add_argument("--run-dir", type=_folder, metavar="DIR", help="write the run into DIR")
 
 
 def configure_chaos(parser: argparse.ArgumentParser) -> None:
