@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 if t.TYPE_CHECKING:
+    from harness.errors import CtxbenchError
     from harness.results import Cell, Run
     from harness.servers.base import LiveServer
 
@@ -158,6 +159,11 @@ class CheckResult:
         return "\n".join(lines)
 
 
+def _message(e: CtxbenchError) -> str:
+    """A test failure's text for a usage or start-up error: what ``ctxbench`` would print."""
+    return f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else "")
+
+
 def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
     parts = value.split(",") if isinstance(value, str) else value
     return tuple(p.strip() for p in parts if p.strip())
@@ -274,7 +280,7 @@ class Ctxbench:
             )
             run = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
         except CtxbenchError as e:
-            failure = f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else "")
+            failure = _message(e)
         if failure is not None:  # out of the except block: the message alone, not chained to it
             pytest.fail(failure, pytrace=False)
         from harness.report import write_reports
@@ -305,12 +311,17 @@ def ctxbench_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """
     from contextlib import ExitStack
 
+    from harness.errors import CtxbenchError
     from harness.servers import live_server
 
     with ExitStack() as stack:
 
         def start(mode: str, **options: t.Any) -> LiveServer:
             options.setdefault("log_dir", tmp_path / "ctxbench-logs")
-            return stack.enter_context(live_server(mode, **options))
+            try:
+                return stack.enter_context(live_server(mode, **options))
+            except CtxbenchError as e:
+                failure = _message(e)
+            pytest.fail(failure, pytrace=False)  # as check(): the message, not the harness's stack
 
         yield start

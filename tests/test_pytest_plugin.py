@@ -142,6 +142,20 @@ def test_an_unknown_mode_fails_the_test_in_one_line(pytester: pytest.Pytester) -
     assert out.count("unknown server mode 'no-such-mode'") == 1, out
 
 
+def test_the_server_factory_fails_like_check_in_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+        def test_bad_server(ctxbench_server):
+            ctxbench_server("no-such-mode")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["ctxbench: unknown server mode 'no-such-mode'*"])
+    out = result.stdout.str()
+    assert "harness/servers" not in out and "UsageError" not in out, out
+
+
 #: A user's conftest.py on a machine without gunicorn; the run itself is stubbed (no server).
 WITHOUT_GUNICORN = """
     import importlib.util
