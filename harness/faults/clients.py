@@ -45,8 +45,8 @@ def _probe(token: str) -> str:
     return f"{PROBE_PATH}?token={token}&sleep_ms=2"
 
 
-def _stream(token: str, chunks: int = 200) -> str:
-    return f"{STREAM_PATH}?token={token}&chunks={chunks}&chunk_ms=1"
+def _stream(token: str, chunks: int, chunk_ms: int = 1) -> str:
+    return f"{STREAM_PATH}?token={token}&chunks={chunks}&chunk_ms={chunk_ms}"
 
 
 class _HostileInjector(Injector):
@@ -79,8 +79,13 @@ class Abort(Fault):
                 return abort_mid_request(host, port, _probe(token))
             if kind == "mid-response":
                 return abort_mid_body(host, port, _probe(token), after_bytes=1)
+            # The client leaves with the first chunk; the server still has 9 to write, 10 ms
+            # apart, and finds out at the first or second. Few chunks: tornado's WSGIContainer
+            # takes an IOLoop turn per chunk, shared with the load's requests (200 chunks of
+            # 1 ms made the fault take 26 to 30 s of its 30 s bound there).
+            stream = _stream(token, chunks=10, chunk_ms=10)
             return abort_mid_body(
-                host, port, _stream(token), after_bytes=64, reset=kind == "mid-stream-rst"
+                host, port, stream, after_bytes=64, reset=kind == "mid-stream-rst"
             )
 
         hostile = HostileLoad(

@@ -16,7 +16,9 @@ so gunicorn's ``--timeout`` kills a worker stuck in a request, as under the sync
 first ticks a second after the IOLoop starts, and the master does not time a worker that has not
 heartbeated yet, so a request that blocks a new worker before then is never timed out. Its
 ``--max-requests`` counts closed connections, not requests (the worker counts in its server's
-``on_close``): a kept-alive connection is one, however many requests it carried.
+``on_close``): a kept-alive connection is one, however many requests it carried. A streamed
+body is not streamed: ``WSGIContainer`` collects every chunk, one IOLoop turn each, and sends the
+response only then, so a client that leaves mid-body leaves after the app produced all of it.
 """
 
 from __future__ import annotations
