@@ -153,6 +153,8 @@ def test_a_master_that_respawns_only_when_asked_gets_asked() -> None:
     assert FAULTS["kill-worker"].not_applicable(granian) is None
     assert "--respawn-failed-workers" in FAULTS["kill-worker"].server_args(granian, ChaosSettings())
     assert FAULTS["recycle"].not_applicable(granian)
+    # granian's master exits when a worker it respawned dies within 5.5 s (a "crash loop").
+    assert granian.lifecycle.respawn_crash_window_s > 5.5
     assert FAULTS["kill-worker"].server_args(MODES["gunicorn-sync"], ChaosSettings()) == ()
 
 

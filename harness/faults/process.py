@@ -96,15 +96,23 @@ class _PeriodicInjector(Injector):
 class _KillInjector(Injector):
     """Every ``interval_s``, SIGKILL a random worker that has been up for ``MIN_AGE_S``, until
     ``injections`` were killed. A worker killed as soon as it was spawned proves nothing (it
-    served nothing), and some masters (granian) take quick deaths for a crash loop and exit."""
+    served nothing); a worker the master respawned waits out the master's crash-loop window
+    (:attr:`~harness.servers.base.Lifecycle.respawn_crash_window_s`, granian's 5.5 s), or the
+    master would take its death for a crash loop and exit (measured: 1 of 2 granian cells)."""
 
     MIN_AGE_S = 1.0
 
-    def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
+    def __init__(self, server: LiveServer, settings: ChaosSettings, crash_window_s: float) -> None:
         super().__init__(server, settings)
         self._random = random.Random(server.pid)
         self._first_seen: dict[int, float] = {}
+        self._original = worker_pids(server) - {server.app_server.pid}
+        self._respawned_age_s = max(self.MIN_AGE_S, crash_window_s)
         self._kills = 0
+
+    def _old_enough(self, pid: int, now: float) -> bool:
+        age = now - self._first_seen.get(pid, now)  # seen at most interval_s after its start
+        return age >= (self.MIN_AGE_S if pid in self._original else self._respawned_age_s)
 
     def run(self) -> None:
         while self._kills < self.settings.injections:
@@ -116,7 +124,7 @@ class _KillInjector(Injector):
             now = time.monotonic()
             ready = sorted(
                 pid for pid in worker_pids(self.server) - {self.server.app_server.pid}
-                if now - self._first_seen.get(pid, now) >= self.MIN_AGE_S
+                if self._old_enough(pid, now)
             )  # fmt: skip
             if not ready:
                 continue
@@ -141,7 +149,8 @@ class KillWorker(_LifecycleFault):
     args = "respawn_args"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
-        return _KillInjector(server, settings)
+        crash_window_s = get_mode(server.mode).lifecycle.respawn_crash_window_s
+        return _KillInjector(server, settings, crash_window_s)
 
     def not_exercised(
         self, tally: Tally, injector: Injector, before: set[int], after: set[int]

@@ -227,6 +227,10 @@ class Lifecycle:
     respawns: bool = False
     #: Arguments it needs to do so, where respawning is not its default (granian).
     respawn_args: tuple[str, ...] = ()
+    #: How long a worker the master respawned must run before another death of it is taken
+    #: for a worker, not a crash loop: granian's master exits when a worker it respawned less
+    #: than 5.5 s before dies. The kill-worker fault waits that long before killing one again.
+    respawn_crash_window_s: float = 0.0
     #: The signal that makes the master replace its workers gracefully (gunicorn: SIGHUP).
     reload_signal: int | None = None
     #: Arguments that recycle each worker after about ``{requests}`` requests (plus up to
