@@ -116,6 +116,22 @@ def test_list_says_how_to_install_a_missing_server(
     )
 
 
+def test_list_says_gevent_is_missing_for_both_gevent_modes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # uWSGI's gevent plugin imports gevent in each worker: without it uwsgi-gevent was "ok" and
+    # every server failed at start-up.
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gevent" else find_spec(name)
+    )
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    for mode, extra in (("uwsgi-gevent", "uwsgi"), ("gunicorn-gevent", "servers")):
+        assert f"unavailable: gevent is not installed ({pip_install(extra)})" in lines[mode]
+    assert lines["uwsgi-threads"].split()[1] == "ok"
+
+
 @pytest.mark.parametrize(
     ("direct_url", "step"),
     [

@@ -42,6 +42,7 @@ from harness.servers.base import (
     ServerConfig,
     ServerMode,
     require_command,
+    require_modules,
     venv_script,
 )
 
@@ -85,7 +86,8 @@ class UwsgiMode(ServerMode):
     worker_class: t.ClassVar[str] = "processes"
 
     def available(self) -> Availability:
-        return require_command("pyuwsgi", "uwsgi", extra="uwsgi")
+        found = require_command(self.package, "uwsgi", extra="uwsgi")
+        return require_modules(*self.requires, extra="uwsgi") if found.ok else found
 
     def serving_processes(self, cfg: ServerConfig) -> int:
         return cfg.workers or DEFAULT_WORKERS

@@ -35,6 +35,7 @@ class UwsgiGevent(UwsgiMode):
     name = "uwsgi-gevent"
     summary = "uWSGI --gevent: a greenlet per request, monkey-patched first, no keep-alive"
     worker_class = "gevent"
+    requires = ("gevent", "greenlet")  # uWSGI's gevent plugin imports them in each worker
     # The greenlet's sleep yields to the hub, so --harakiri never fires.
     lifecycle = without_harakiri("in a greenlet")
     order = 82
