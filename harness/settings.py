@@ -169,7 +169,24 @@ class RunSettings:
                     "the Flask probe app (--compare-flask) needs Flask, which is not installed"
                     " here: pip install flask"
                 )
-        return self.replace(modes=self._resolved_modes())
+        rv = self.replace(modes=self._resolved_modes())
+        rv._check_something_runs()
+        return rv
+
+    def _check_something_runs(self) -> None:
+        """A run where no mode can serve any connection pattern asked for would measure nothing
+        and exit 0: refuse it (one pattern a mode cannot serve is skipped as not measured)."""
+        from harness.expectations import applicable_patterns  # it builds on the server modes
+
+        cfg = self.server_config(self.apps[0], self.backends[0])
+        patterns = t.cast("tuple[t.Any, ...]", self.connections)
+        if any(applicable_patterns(get_mode(m).traits_for(cfg), patterns) for m in self.modes):
+            return
+        raise UsageError(
+            f"nothing to measure: {', '.join(self.modes)} cannot serve"
+            f" {' or '.join(self.connections)} connections (the server closes every connection"
+            " after one response without saying so): use --connections fresh"
+        )
 
     def server_config(self, app: str, backend: str) -> ServerConfig:
         """The server options of the cell that runs ``app`` on ``backend``."""
