@@ -45,6 +45,8 @@ CASES = [
     ("reload", "gunicorn-gevent", FLASK_APP, "contextvar", "keepalive", "ok"),
     ("timeout", "gunicorn-sync", CORE_APP, "contextvar", "fresh", "ok"),
     ("timeout", "gunicorn-tornado", CORE_APP, "contextvar", "keepalive", "ok"),
+    # --harakiri times a worker only while no other request runs on it: the load is held.
+    ("timeout", "uwsgi-threads", CORE_APP, "contextvar", "keepalive", "ok"),
     ("abort", "gunicorn-gevent", FLASK_APP, "contextvar", "keepalive", "ok"),
     # tornado collects a streamed body an IOLoop turn per chunk, shared with the load.
     ("abort", "gunicorn-tornado", CORE_APP, "contextvar", "fresh", "ok"),

@@ -144,6 +144,13 @@ def test_applicability_comes_from_the_modes_lifecycle() -> None:
         assert FAULTS["timeout"].not_applicable(MODES[mode]) is None, mode
     why = FAULTS["timeout"].not_applicable(MODES["gunicorn-gthread"])
     assert why and "heartbeat" in why
+    # uWSGI's --harakiri kills a worker whose request runs past it, also on a pool thread or in
+    # a greenlet, but only while no other request starts or ends on that worker (measured).
+    for mode in ("uwsgi-processes", "uwsgi-threads", "uwsgi-gevent"):
+        assert FAULTS["timeout"].not_applicable(MODES[mode]) is None, mode
+    assert not MODES["uwsgi-processes"].lifecycle.timeout_needs_idle_worker
+    for mode in ("uwsgi-threads", "uwsgi-gevent"):
+        assert MODES[mode].lifecycle.timeout_needs_idle_worker, mode
 
 
 def test_a_master_that_respawns_only_when_asked_gets_asked() -> None:

@@ -83,6 +83,11 @@ class Injector:
         """Whether the fault did all it planned (the load stops after the current round)."""
         return self.hostile is None or self._hostile_finished()
 
+    def between_rounds(self, deadline: float) -> None:
+        """Called in the load's thread after every load round, before the next one starts; an
+        injector that needs the load held while it acts does so here, until ``deadline``
+        (``time.monotonic()``). The base returns at once."""
+
     def stopping(self, wait: float = 0.0) -> bool:
         """Wait up to ``wait`` seconds for :meth:`stop`; true once it was called."""
         return self._stop.wait(wait) if wait > 0 else self._stop.is_set()

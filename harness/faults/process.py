@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 import time
 import typing as t
 
@@ -229,11 +230,21 @@ class Recycle(_LifecycleFault):
 
 
 class _TimeoutInjector(_RecycleWatcher):
-    """Sends requests that sleep past the worker timeout; watches their workers being replaced."""
+    """Sends requests that sleep past the worker timeout; watches their workers being replaced.
 
-    def __init__(self, server: LiveServer, settings: ChaosSettings, grace_s: float) -> None:
+    With ``idle_worker``, they are sent only between two load rounds, and the load waits until
+    they are done (:meth:`between_rounds`): the server's timeout is one deadline per worker that
+    any other request resets (uWSGI's ``--harakiri``)."""
+
+    def __init__(
+        self, server: LiveServer, settings: ChaosSettings, grace_s: float, idle_worker: bool
+    ) -> None:
         super().__init__(server, settings)
         sleep_ms = (settings.worker_timeout_s + 2.0) * 1000.0
+        self._idle_worker = idle_worker
+        self._load_held = threading.Event()
+        if not idle_worker:
+            self._load_held.set()
 
         def ages() -> list[float | None]:
             return [process_age(pid) for pid in worker_pids(server)]
@@ -242,6 +253,7 @@ class _TimeoutInjector(_RecycleWatcher):
             return all(age is None or age >= grace_s for age in ages)
 
         def action(seq: int) -> Outcome:
+            self._load_held.wait()  # set at once, or by between_rounds (and by stop)
             if grace_s:  # a worker too new for the master to time would never be killed
                 poll_until(ages, timed, time.monotonic() + grace_s)
             # gunicorn's worker answers 500 as SIGABRT unwinds the request, or the connection
@@ -260,6 +272,25 @@ class _TimeoutInjector(_RecycleWatcher):
     def done(self) -> bool:
         return self._hostile_finished()
 
+    def between_rounds(self, deadline: float) -> None:
+        if not self._idle_worker or self.done():
+            return
+        # The round's last responses are out, but their workers may not have finished with
+        # them: a request's end clears its worker's deadline, ours included (measured: 2 of 4
+        # cells answered both sleeping requests). Go once the server says none is running.
+        server = self.server.app_server
+        mode = get_mode(server.mode)
+        poll_until(lambda: mode.requests_running(server), lambda n: not n, deadline)
+        self._load_held.set()
+        try:
+            poll_until(self.done, bool, deadline)
+        finally:
+            self._load_held.clear()
+
+    def stop(self) -> None:
+        self._load_held.set()  # a request still waiting for its turn goes, and is counted
+        super().stop()
+
 
 @register
 class Timeout(_LifecycleFault):
@@ -273,8 +304,10 @@ class Timeout(_LifecycleFault):
     args = "timeout_args"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
-        grace_s = get_mode(server.mode).lifecycle.timeout_grace_s
-        return _TimeoutInjector(server, settings, grace_s)
+        lifecycle = get_mode(server.mode).lifecycle
+        return _TimeoutInjector(
+            server, settings, lifecycle.timeout_grace_s, lifecycle.timeout_needs_idle_worker
+        )
 
     def not_exercised(
         self, tally: Tally, injector: Injector, before: set[int], after: set[int]

@@ -233,6 +233,7 @@ def run_fault_cell(
                 _add_round(tally, spec, result, evidence)
                 say(f"{fault.name} {mode} {connections} round {rounds}: {tally.accounted} requests,"
                     f" {sum(tally.errors.values())} errors, {tally.leaks} leaks")  # fmt: skip
+                injector.between_rounds(deadline)
         finally:
             injector.stop()
         tally.add_hostile(injector.hostile_sent, injector.hostile_counts,

@@ -245,6 +245,11 @@ class Lifecycle:
     #: How long a new worker process runs before that timeout watches it: the master times a
     #: worker from its first heartbeat, and a request that blocks it before then is never killed.
     timeout_grace_s: float = 0.0
+    #: Whether that timeout is one deadline per worker that every request on it sets as it
+    #: starts and clears as it ends (uWSGI's ``--harakiri``): where a worker runs requests side
+    #: by side (threads, greenlets), a request is timed only while no other starts or ends on
+    #: its worker, so the timeout fault holds the load while its requests run.
+    timeout_needs_idle_worker: bool = False
     #: Why a fault does not apply here, by fault name, where the empty field does not say it all.
     notes: t.Mapping[str, str] = field(default_factory=dict)
 
@@ -324,6 +329,12 @@ class ServerMode(abc.ABC):
     def serving_processes(self, cfg: ServerConfig) -> int:
         """How many server processes serve requests (each reports its state once it is up)."""
         return 1
+
+    def requests_running(self, server: LiveServer) -> int | None:
+        """How many requests ``server``'s workers are running now, by the server's own account
+        (uWSGI's stats: a request counts until the worker has finished with it, after its
+        response was sent); ``None`` where the server gives no such account."""
+        return None
 
     def answering_group(self, leader: int) -> int:
         """The process group whose processes answer probe requests once the server is up.
@@ -520,6 +531,8 @@ class LiveServer:
     traits: ModeTraits | None = None
     stop_signal: signal.Signals = signal.SIGTERM
     stop_grace: float = 5.0
+    #: Where the server's processes report what ran (``CTXBENCH_STATE_DIR``), while it runs.
+    state_dir: Path | None = None
     _cleanup_dir: Path | None = None
     _stopped: bool = False
 
@@ -657,6 +670,7 @@ def _start(
         log_path=log_path,
         traits=traits,
         stop_signal=server_mode.stop_signal,
+        state_dir=state_dir,
         _cleanup_dir=state_dir,
     )
     try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness.servers._uwsgi import UwsgiMode, without_harakiri
+from harness.servers._uwsgi import SIDE_BY_SIDE_LIFECYCLE, UwsgiMode
 from harness.servers.base import ModeTraits, ServerConfig, register
 
 #: Async cores (greenlets serving requests at once) per worker unless told otherwise.
@@ -36,8 +36,8 @@ class UwsgiGevent(UwsgiMode):
     summary = "uWSGI --gevent: a greenlet per request, monkey-patched first, no keep-alive"
     worker_class = "gevent"
     requires = ("gevent", "greenlet")  # uWSGI's gevent plugin imports them in each worker
-    # The greenlet's sleep yields to the hub, so --harakiri never fires.
-    lifecycle = without_harakiri("in a greenlet")
+    # --harakiri times a request only while no other starts or ends on its worker.
+    lifecycle = SIDE_BY_SIDE_LIFECYCLE
     order = 82
     socket_option = "--http-socket"
     traits = ModeTraits(

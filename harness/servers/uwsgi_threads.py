@@ -13,7 +13,7 @@ wait, as under uwsgi-processes.
 
 from __future__ import annotations
 
-from harness.servers._uwsgi import UwsgiMode, without_harakiri
+from harness.servers._uwsgi import SIDE_BY_SIDE_LIFECYCLE, UwsgiMode
 from harness.servers.base import ModeTraits, ServerConfig, register
 
 #: Threads per worker unless told otherwise.
@@ -25,7 +25,8 @@ class UwsgiThreads(UwsgiMode):
     name = "uwsgi-threads"
     summary = "uWSGI --processes --threads: a thread pool per process, keep-alive (http11)"
     worker_class = "threads"
-    lifecycle = without_harakiri("on a pool thread")
+    # --harakiri times a request only while no other starts or ends on its worker.
+    lifecycle = SIDE_BY_SIDE_LIFECYCLE
     order = 81
     # Core 0 of each worker's pool is its main thread, which imported the app (in the master).
     traits = ModeTraits(unit="pool-thread", keepalive=True, main_thread_serves=True)
