@@ -114,7 +114,7 @@ def test_fault(
     if expected == "ok":
         assert cell.leaks == 0 and cell.after is not None and cell.after.leaks == 0, detail
         behind_proxy = {"5xx"} if "+" in mode else set()
-        assert set(cell.errors) <= FAULTS[fault].expected_errors | behind_proxy, detail
+        assert set(cell.errors) <= FAULTS[fault].expected_for(get_mode(mode)) | behind_proxy, detail
     else:
         assert cell.leaks > 0 and cell.evidence, detail
 

@@ -165,6 +165,21 @@ def test_a_master_that_respawns_only_when_asked_gets_asked() -> None:
     assert FAULTS["kill-worker"].server_args(MODES["gunicorn-sync"], ChaosSettings()) == ()
 
 
+def test_refused_is_expected_only_where_the_server_refuses_under_the_fault() -> None:
+    kill, reload = FAULTS["kill-worker"], FAULTS["reload"]
+    # gunicorn's master keeps the listening socket while its workers come and go.
+    for name in ("gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent", "gunicorn-tornado"):
+        assert kill.expected_for(MODES[name]) == {"reset"}, name
+        assert reload.expected_for(MODES[name]) == {"reset"}, name
+    # uWSGI's master re-executes itself on a reload; a granian worker has its own socket.
+    assert kill.expected_for(MODES["uwsgi-threads"]) == {"reset"}
+    assert reload.expected_for(MODES["uwsgi-threads"]) == {"reset", "refused"}
+    if "granian" in MODES:
+        assert kill.expected_for(MODES["granian"]) == {"reset", "refused"}
+        assert reload.expected_for(MODES["granian"]) == {"reset", "refused"}
+    assert FAULTS["timeout"].expected_for(MODES["granian"]) == FAULTS["timeout"].expected_errors
+
+
 def test_server_args_fill_the_lifecycle_templates() -> None:
     settings = ChaosSettings(recycle_requests=7, recycle_jitter=3, worker_timeout_s=4)
     sync = MODES["gunicorn-sync"]

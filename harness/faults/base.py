@@ -167,7 +167,7 @@ class Fault(abc.ABC):
     #: Position in listings and in a run (lower first).
     order: t.ClassVar[int] = 100
     #: Error kinds this fault may cause in the judged requests (``reset``, ``refused``,
-    #: ``timeout``, ``5xx``); any other kind fails the verdict.
+    #: ``timeout``, ``5xx``); any other kind fails the verdict. See :meth:`expected_for`.
     expected_errors: t.ClassVar[frozenset[str]] = frozenset()
     #: Whether it replaces worker processes, so the requests after it must reach a new one.
     replaces_workers: t.ClassVar[bool] = False
@@ -175,6 +175,13 @@ class Fault(abc.ABC):
     def not_applicable(self, mode: ServerMode) -> str | None:
         """``None`` when the fault applies to ``mode``, else why not (recorded as such)."""
         return None
+
+    def expected_for(self, mode: ServerMode) -> frozenset[str]:
+        """The error kinds this fault may cause under ``mode``: :attr:`expected_errors`, and
+        ``refused`` where the mode's server refuses connections under it
+        (:attr:`~harness.servers.base.Lifecycle.refuses_during`)."""
+        refused = {"refused"} if self.name in mode.lifecycle.refuses_during else set()
+        return self.expected_errors | refused
 
     def server_args(
         self, mode: ServerMode, settings: ChaosSettings, *, requests_per_connection: float = 1.0

@@ -251,7 +251,7 @@ def run_fault_cell(
         verdict, reason = judge(
             tally,
             can_leak=can_leak,
-            expected_errors=_as_client_sees(fault.expected_errors, server),
+            expected_errors=_as_client_sees(fault.expected_for(server_mode), server),
             not_exercised=not_exercised,
             after=after,
             replaces_workers=fault.replaces_workers,

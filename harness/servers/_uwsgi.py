@@ -63,6 +63,7 @@ LIFECYCLE = Lifecycle(
     reload_signal=signal.SIGHUP,
     recycle_args=("--max-requests", "{requests}", "--max-requests-delta", "{jitter}"),
     timeout_args=("--harakiri", "{seconds}"),
+    refuses_during=frozenset({"reload"}),
 )
 
 

@@ -250,6 +250,12 @@ class Lifecycle:
     #: by side (threads, greenlets), a request is timed only while no other starts or ends on
     #: its worker, so the timeout fault holds the load while its requests run.
     timeout_needs_idle_worker: bool = False
+    #: The faults (by name) under which the server refuses connections while it replaces a
+    #: worker: uWSGI's master re-executes itself on a reload; each granian worker listens on a
+    #: socket of its own (SO_REUSEPORT), and connections hashed to one that is going are
+    #: refused. Elsewhere the master's listening socket outlives every worker: a refused
+    #: connection is a failure.
+    refuses_during: frozenset[str] = frozenset()
     #: Why a fault does not apply here, by fault name, where the empty field does not say it all.
     notes: t.Mapping[str, str] = field(default_factory=dict)
 

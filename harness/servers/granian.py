@@ -54,6 +54,7 @@ class Granian(ServerMode):
         respawn_args=("--respawn-failed-workers", "--respawn-interval", "0.2"),
         respawn_crash_window_s=6.0,
         reload_signal=signal.SIGHUP,
+        refuses_during=frozenset({"kill-worker", "reload"}),
         notes={
             # Measured: --workers-max-rss 1 --rss-sample-interval 1 replaced both workers every
             # second or so, and 2 of 3 such cells saw refused connections (475, 4763).
