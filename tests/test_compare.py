@@ -179,6 +179,8 @@ def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
     assert "  in A only: gunicorn-sync (core, contextvar, keepalive)" in text
     assert "  in B only: gunicorn-gevent (core, contextvar, keepalive)" in text
     assert "setting 'concurrency' differs (A 16, B 32)" in text
+    b["settings"]["driver_processes"] = None  # --driver-processes auto
+    assert "setting 'driver_processes' differs (A 1, B auto)" in compare_runs(a, b, 0.10)[0]
 
 
 def test_output_is_deterministic() -> None:

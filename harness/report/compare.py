@@ -163,6 +163,11 @@ def _relative(a: float | None, b: float | None) -> float:
     return (b - a) / a
 
 
+def _setting(run: Run, name: str) -> str:
+    value = getattr(run.settings, name)
+    return "auto" if name == "driver_processes" and value is None else repr(value)
+
+
 def _differences(a: Run, b: Run) -> list[str]:
     notes = [
         f"note: {name} is {run.status}, not complete: {run.status_reason}; cells may be missing."
@@ -170,8 +175,8 @@ def _differences(a: Run, b: Run) -> list[str]:
         if run.status != "complete"
     ]
     notes += [
-        f"note: setting {f.name!r} differs (A {getattr(a.settings, f.name)!r}, B"
-        f" {getattr(b.settings, f.name)!r}); the runs are not like for like."
+        f"note: setting {f.name!r} differs (A {_setting(a, f.name)}, B {_setting(b, f.name)});"
+        " the runs are not like for like."
         for f in dataclasses.fields(a.settings)
         if f.name not in CELL_SETTINGS
         and getattr(a.settings, f.name) != getattr(b.settings, f.name)
