@@ -115,7 +115,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.faults.runner import run_chaos
     from harness.load.spec import connection_patterns
     from harness.report.faults import faults_table
-    from harness.servers import MODES
+    from harness.servers import MODES, get_mode
     from harness.settings import ChaosSettings, RunSettings
     from harness.wsgi import parse_import_string
 
@@ -154,6 +154,12 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         warmup=0.0,
     )
     settings = settings.checked()  # unknown or unavailable modes fail before anything starts
+    why_not = [f.not_applicable(get_mode(m)) for f in faults for m in settings.modes]
+    if all(why_not):  # every cell would be n/a: nothing would run, and the exit status says 0
+        raise UsageError(
+            f"nothing to run: {', '.join(names)} cannot happen under {', '.join(settings.modes)}"
+            f" ({why_not[0]}); see 'ctxbench chaos --list'"
+        )
     started = time.monotonic()
     try:
         with _run_folder(args) as (run_dir, run_id):
