@@ -33,6 +33,8 @@ from pathlib import Path
 
 from harness.load import LoadSpec, run_load
 from harness.load.echo import echo_probe
+from harness.report.text import fmt_rps, fmt_runs
+from harness.report.tree import Table, text_table
 from harness.results import median, write_atomic
 
 SCHEMA = "ctxbench.bench.locust_vs_driver/1"
@@ -104,12 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="locust workers, driver shards")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, got {args.processes}")
+    levels = sorted({1, args.processes})  # --processes 1: one process each, measured once
     rows: list[dict[str, t.Any]] = []
     with echo_probe(prefix=("taskset", "-c", "0")) as echo:
         url = f"http://{echo.host}:{echo.port}"
         for round_no in range(args.rounds):
             for client in ("locust", "driver"):
-                for procs in (1, args.processes):
+                for procs in levels:
                     if client == "locust":
                         row = run_locust(url, args.seconds, args.users, procs)
                     else:
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
     table = []
     for client in ("locust", "driver"):
-        for procs in (1, args.processes):
+        for procs in levels:
             runs = [r for r in rows if r["client"] == client and r["processes"] == procs]
             per_cpu = [r["checked_per_cpu_s"] for r in runs if r["checked_per_cpu_s"]]
             table.append(
@@ -145,15 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         "runs": rows,
     }
     write_atomic(args.out, doc)
-    print(
-        f"{'client':<8} {'procs':>5} {'checked/s':>10} {'per process':>12} {'per CPU-s':>10}  runs"
-    )
-    for r in table:
-        per_cpu = f"{r['checked_per_cpu_s']:.0f}" if r["checked_per_cpu_s"] else "-"
-        print(
-            f"{r['client']:<8} {r['processes']:>5} {r['rps']:>10.0f} {r['rps_per_process']:>12.0f}"
-            f" {per_cpu:>10}  {r['rps_runs']}"
+    headers = ("client", "processes", "checked/s", "per process", "per CPU-s", "runs")
+    cells = tuple(
+        (
+            *(r["client"], str(r["processes"]), fmt_rps(r["rps"]), fmt_rps(r["rps_per_process"])),
+            fmt_rps(r["checked_per_cpu_s"]) if r["checked_per_cpu_s"] else "-",
+            fmt_runs(r["rps_runs"]),
         )
+        for r in table
+    )
+    print("\n".join(text_table(Table(headers, cells, "lrrrrl"))))
     print(f"\nwritten to {args.out}")
     return 0
 
