@@ -470,8 +470,8 @@ def _measure_cell(
             if requests:
                 checkpoint("load", pause=False)  # a test hook (harness.checkpoints)
             status.show(
-                f"{name} {connections} {label}  requests {done_requests + requests}"
-                f"  errors {errors}  leaks {done_leaks + leaks}"
+                f"{name} {connections} {label}  errors {errors}  run so far:"
+                f" {done_requests + requests:,} requests, {done_leaks + leaks:,} leaks"
             )
             cut_short.requests, cut_short.errors, cut_short.leaks = requests, errors, leaks
             # Raising here ends the load driver's run (it closes its connections first).
@@ -519,7 +519,8 @@ def _measure_cell(
             # The driver had not classified its errors yet: mostly refused and reset connections.
             cut_short.error_kinds = {"cut short by the server's death": cut_short.errors}
     else:
-        status.finished(f"{name} {connections} done  requests {done_requests}  leaks {done_leaks}")
+        so_far = f"{done_requests:,} requests, {done_leaks:,} leaks"
+        status.finished(f"{name} {connections} done  run so far: {so_far}")
     cell = aggregate(
         mode=srv.mode,
         app=app,

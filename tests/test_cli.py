@@ -355,7 +355,7 @@ def test_small_run_writes_results(tmp_path: Path) -> None:
     assert "gunicorn-sync" in out and "verdict" in out and "0 leaks" in out
     # Not a terminal: one progress line per finished cell, nothing else.
     lines = err.splitlines()
-    assert len(lines) == 4 and all(" done  requests " in line for line in lines), err
+    assert len(lines) == 4 and all(" done  run so far: " in line for line in lines), err
     assert json.loads((run_dir / "results.json").read_text())["run_id"] == run_dir.name
 
 

@@ -182,7 +182,7 @@ def test_run_matrix_order_and_document(tmp_path: Path) -> None:
     assert results.load(tmp_path / "run") == run
     out = progress.stream.getvalue()  # type: ignore[attr-defined]
     assert "gunicorn-sync keepalive warm-up" in out  # later lines are throttled
-    assert "werkzeug-threaded fresh done  requests 36  leaks 0\n" in out
+    assert "werkzeug-threaded fresh done  run so far: 36 requests, 0 leaks\n" in out
 
 
 def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
