@@ -145,6 +145,12 @@ def test_runs_with_no_cell_in_common_are_a_usage_error() -> None:
         compare_runs(a, b, 0.10)
 
 
+def test_a_run_without_cells_is_not_compared() -> None:
+    chaos = doc("C")  # ctxbench chaos and soak write no cells: verdicts, not figures
+    with pytest.raises(UsageError, match="run 'C' has no cells: compare reads"):
+        compare_runs(doc("A", entry("gunicorn-sync")), chaos, 0.10)
+
+
 def test_cli_compare_exit_status_follows_the_words(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -82,6 +82,12 @@ def compare_runs(
     sweep = any(len({c.concurrency for c in run.cells}) > 1 for run in (a_run, b_run))
     a_by, b_by = ({_key(c, sweep): c for c in run.cells} for run in (a_run, b_run))
     common = [key for key in a_by if key in b_by]
+    for run in (a_run, b_run):
+        if not run.cells:  # ctxbench chaos, soak: verdicts, not figures to compare
+            raise UsageError(
+                f"run {run.run_id or '?'!r} has no cells: compare reads the throughput and"
+                " latency of `ctxbench run` results; read a chaos or soak run's report instead"
+            )
     if not common:
         raise UsageError(
             f"runs {a_run.run_id or 'A'!r} and {b_run.run_id or 'B'!r} have no cell in common"
