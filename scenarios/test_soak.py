@@ -3,8 +3,11 @@
 Both run under gunicorn-gevent on fresh connections, where every request gets a new greenlet:
 the never-release storage keeps an entry for each of them, so its workers' memory grows with
 every request; the correct storage's does not once warmed up (the 10-minute soak is run by hand:
-``ctxbench soak --mode gunicorn-gevent --minutes 10``). The correct core's warm-up covers the
-probe's own table of recent tokens filling up (8192 per worker).
+``ctxbench soak --mode gunicorn-gevent --minutes 10``). Its verdict must not depend on how busy
+the machine is: the probe's own tables of recent tokens, which grew a worker by about 6% over
+its first 15,000 requests, take all their memory at start-up (``RecentTokens``), so a 10 s
+warm-up that serves a third as many requests on a busy machine leaves nothing of theirs to
+settle in the window.
 """
 
 from __future__ import annotations

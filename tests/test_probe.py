@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import typing as t
 from collections.abc import Callable, Iterator
 
@@ -18,7 +19,7 @@ from harness.probe import (
 )
 from harness.probe.frameworks import FailingSessionInterface, Framework
 from harness.probe.middleware import ProbeQuery, parse_probe_query
-from harness.probe.state import InjectedFailure
+from harness.probe.state import InjectedFailure, RecentTokens
 from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH
 from harness.verdict import check_probe_response
 
@@ -498,3 +499,18 @@ def test_a_token_sent_twice_is_evidence(probe_app: t.Any) -> None:
     assert ["entry", "residue.token", "once"] in doc["obs"]
     evidence = check_probe_response("once", 200, resp.data, mode="m")
     assert [(e.phase, e.name) for e in evidence] == [("entry", "residue.token")]
+
+
+def test_recent_tokens_take_their_memory_at_start_up() -> None:
+    """A soak judges the server's memory: the probe's own tables must not grow with requests
+    (filling up, their sets grew in 1 MiB steps over a worker's first 15,000 requests)."""
+    tokens = RecentTokens(size=64)
+    table = sys.getsizeof(tokens._seen)
+    assert tokens.add("first") and not tokens.add("first")
+    for i in range(10_000):
+        assert tokens.add(f"run-{i % 16}-{i}")
+        assert sys.getsizeof(tokens._seen) == table
+    assert "first" not in tokens and "run-15-9999" in tokens  # the last 64, no more
+    # No valid token (``[A-Za-z0-9_-]``) equals a placeholder.
+    with pytest.raises(ValueError):
+        parse_probe_query("token=~placeholder.00001")

@@ -27,10 +27,10 @@ __all__ = ["default_warmup", "run_soak"]
 def default_warmup(seconds: float) -> float:
     """A third of the soak, at least 10 s and at most 180 s; never more than half of the soak.
 
-    What settles in the warm-up: the probe's own tables of recent tokens (the first 8192
-    requests of each worker) and CPython's allocator, whose resident memory grows in 1 MiB
+    What settles in the warm-up: CPython's allocator, whose resident memory grows in 1 MiB
     arenas; measured here, a gunicorn-gevent worker of the correct core took about two minutes
-    (some 25,000 requests) to settle on a busy 2-core machine.
+    (some 25,000 requests) to settle on a busy 2-core machine. (The probe's own tables of recent
+    tokens take all their memory at start-up: :class:`harness.probe.state.RecentTokens`.)
     """
     return round(min(180.0, max(10.0, seconds / 3.0), seconds / 2.0), 1)
 
