@@ -133,7 +133,10 @@ def test_an_unknown_mode_fails_the_test_in_one_line(pytester: pytest.Pytester) -
             ctxbench.check("harness.apps.core_app:app", modes=["no-such-mode"])
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    # -rN: no short summary, which repeats the message (in full where CI is set, else cut to
+    # the terminal's width); the count below is of the failure report itself.
+    args = ("-p", "no:cacheprovider", "-p", "no:locust", "-rN")
+    result = pytester.runpytest_subprocess(*args)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ctxbench: unknown server mode 'no-such-mode'*"])
     out = result.stdout.str()
