@@ -106,8 +106,6 @@ PERCENTILES = ("p50", "p90", "p99", "max")
 #: Relative spread of repeated measurements above which a median is too noisy to compare.
 SPREAD_WARNING = 0.10
 SPREAD_FORMULA = "(max - min) / median"
-_E = t.TypeVar("_E")
-
 #: Evidence items kept per cell, fault cell or soak; the counts stay exact.
 EVIDENCE_CAP = 20
 #: What :attr:`Run.status` says, and why a run has it. ``abandoned`` is never written: a reader
@@ -124,12 +122,15 @@ STATUSES = {
 }
 
 
-# -- statistics (the one place they are computed) ------------------------------------------------
+_E = t.TypeVar("_E")
 
 
 def keep_evidence(kept: list[_E], more: Sequence[_E]) -> None:
     """Append the first of ``more`` to ``kept`` until it holds :data:`EVIDENCE_CAP` items."""
     kept.extend(more[: max(0, EVIDENCE_CAP - len(kept))])
+
+
+# -- statistics (the one place they are computed) ------------------------------------------------
 
 
 def median(values: Sequence[float]) -> float:
@@ -727,33 +728,30 @@ class MicroRow:
 # -- reading and writing -----------------------------------------------------------------------
 
 
-def new_run_id(out: str | os.PathLike[str] | None = None, now: dt.datetime | None = None) -> str:
-    """A sortable, unique run id: ``YYYYmmdd-HHMMSS-xxxxxx`` (local time, 6 random hex digits),
-    never the name of a folder already in ``out`` (two runs started in the same second)."""
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """A sortable run id: ``YYYYmmdd-HHMMSS-xxxxxx`` (local time, 6 random hex digits).
+    :func:`new_run_dir` makes it unique in its folder."""
     now = now or dt.datetime.now()
-    while True:
-        run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-        if out is None or not os.path.lexists(os.path.join(out, run_id)):
-            return run_id
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 @contextlib.contextmanager
 def new_run_dir(out: str | os.PathLike[str], prefix: str = "") -> t.Iterator[Path]:
     """A new run folder ``out/<prefix><run id>`` for the block, created here (with ``out``).
 
-    The folder is made with an exclusive ``mkdir``: two runs that start at the same instant and
-    draw the same id never share a folder, the second draws again. If the block fails and leaves
-    the folder empty, it is removed, with every folder above it that this call created: a run
-    that failed before writing anything leaves no trace.
+    The folder is made with an exclusive ``mkdir``: a run whose id names a folder already there
+    (another run's, started in the same second with the same random part) draws again. If the
+    block fails and leaves the folder empty, it is removed, with every folder above it that this
+    call created: a run that failed before writing anything leaves no trace.
     """
     out = Path(out)
     made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
     out.mkdir(parents=True, exist_ok=True)
     while True:
-        run_dir = out / f"{prefix}{new_run_id(out)}"
+        run_dir = out / f"{prefix}{new_run_id()}"
         try:
             run_dir.mkdir()
-        except FileExistsError:  # a run that started at this instant drew the same id
+        except FileExistsError:  # a run started in the same second drew the same id
             continue
         break
     try:

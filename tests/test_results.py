@@ -66,29 +66,19 @@ def test_a_new_run_is_self_describing(run: Run) -> None:
     assert doc["cells"][0]["evidence"][0]["unit"] == {"pid": 1, "thread": 2, "greenlet": 3}
 
 
-def test_run_ids_sort_by_time_and_skip_taken_folders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_ids_sort_by_time() -> None:
     early, late = dt.datetime(2026, 12, 1, 9, 59, 59), dt.datetime(2026, 12, 1, 10, 0, 0)
-    assert results.new_run_id(now=early) < results.new_run_id(now=late)
-    assert re.fullmatch(r"20261201-100000-[0-9a-f]{6}", results.new_run_id(now=late))
-    # Two runs started in the same second that drew the same random part: the second one's id
-    # is drawn again, so it never writes into the first one's folder.
-    draws = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
-    monkeypatch.setattr(results.secrets, "token_hex", lambda n: next(draws))
-    first = results.new_run_id(tmp_path, now=late)
-    (tmp_path / first).mkdir()
-    assert results.new_run_id(tmp_path, now=late) == "20261201-100000-bbbbbb"
+    assert results.new_run_id(early) < results.new_run_id(late)
+    assert re.fullmatch(r"20261201-100000-[0-9a-f]{6}", results.new_run_id(late))
 
 
-def test_two_runs_drawing_one_id_at_one_instant_get_folders_of_their_own(
+def test_a_run_drawing_a_taken_id_draws_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Both runs look for the folder before either made it (the check cannot see the other
-    # run): the exclusive mkdir can, and the second run draws again.
+    # Two runs started in the same second that drew the same random part (or a folder left
+    # there by an earlier run): the exclusive mkdir fails, and the second run draws again.
     draws = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
     monkeypatch.setattr(results.secrets, "token_hex", lambda n: next(draws))
-    monkeypatch.setattr(results.os.path, "lexists", lambda path: False)
     with results.new_run_dir(tmp_path) as first, results.new_run_dir(tmp_path) as second:
         assert first.name.endswith("-aaaaaa") and second.name.endswith("-bbbbbb")
     assert sorted(tmp_path.iterdir()) == [first, second]
