@@ -45,12 +45,11 @@ ServerFn = Callable[..., t.ContextManager[LiveServer]]
 LoadFn = Callable[[Entry, LiveServer, str, RunSettings], t.Any]
 
 
+#: What the entries' apps import (the ``corpus`` extra pins the versions they were checked on).
+CORPUS_LIBRARIES = ("flask", "structlog")
 #: The load of a corpus cell unless told otherwise: ``requests`` probe requests in one
 #: measurement, no warm-up, ``duration`` the upper bound of that measurement; the view yields
 #: 10 ms, so requests overlap wherever a mode lets them.
-#: What the entries' apps import (the ``corpus`` extra pins the versions they were checked on).
-CORPUS_LIBRARIES = ("flask", "structlog")
-
 LOAD = RunSettings(duration=120.0, requests=300, repeats=1, warmup=0.0, sleep_ms=10.0, timeout=10.0)
 
 
