@@ -114,7 +114,7 @@ class Injector:
         return (
             hostile is not None
             and hostile.requests is not None
-            and (sum(hostile.counts.values()) >= hostile.requests)
+            and sum(hostile.counts.values()) >= hostile.requests
         )
 
     def _main(self) -> None:

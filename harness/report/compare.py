@@ -77,17 +77,17 @@ def compare_runs(
     The CLI prints the text and exits 1 when the list is not empty. Raises
     :class:`~harness.errors.UsageError` when the runs have no cell in common.
     """
-    # Cells match on their concurrency too when either run swept it (--concurrency 1,8,...);
-    # two runs at one level each compare as before (a differing setting is noted below).
-    sweep = any(len({c.concurrency for c in run.cells}) > 1 for run in (a_run, b_run))
-    a_by, b_by = ({_key(c, sweep): c for c in run.cells} for run in (a_run, b_run))
-    common = [key for key in a_by if key in b_by]
     for run in (a_run, b_run):
         if not run.cells:  # ctxbench chaos, soak: verdicts, not figures to compare
             raise UsageError(
                 f"run {run.run_id or '?'!r} has no cells: compare reads the throughput and"
                 " latency of `ctxbench run` results; read a chaos or soak run's report instead"
             )
+    # Cells match on their concurrency too when either run swept it (--concurrency 1,8,...);
+    # two runs at one level each compare as before (a differing setting is noted below).
+    sweep = any(len({c.concurrency for c in run.cells}) > 1 for run in (a_run, b_run))
+    a_by, b_by = ({_key(c, sweep): c for c in run.cells} for run in (a_run, b_run))
+    common = [key for key in a_by if key in b_by]
     if not common:
         raise UsageError(
             f"runs {a_run.run_id or 'A'!r} and {b_run.run_id or 'B'!r} have no cell in common"
