@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import platform
 import shlex
 import signal
 import sys
@@ -273,11 +274,14 @@ def _configure_corpus(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``ctxbench`` parser."""
     from harness.faults import cli as faults_cli  # imports this module back: a real cycle
+    from harness.servers.base import package_version
 
     parser = _Parser(
         prog="ctxbench",
         description="Request-context isolation harness for Python WSGI stacks.",
     )
+    version = f"ctxbench {package_version('ctxbench')} (Python {platform.python_version()})"
+    parser.add_argument("-V", "--version", action="version", version=version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     commands: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [

@@ -49,6 +49,17 @@ def test_list_shows_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("\n") == len(MODES) + 2 + len(PROXIES)
 
 
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([flag])
+    assert exit_info.value.code == 0
+    assert (
+        capsys.readouterr().out
+        == f"ctxbench {base.package_version('ctxbench')} (Python {sys.version.split()[0]})\n"
+    )
+
+
 def test_list_says_how_to_install_a_missing_nginx(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
