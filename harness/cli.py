@@ -494,19 +494,22 @@ def _check_target_options(args: argparse.Namespace) -> None:
 def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Path, str]]:
     """The run folder and run id from ``--run-dir``, or a new folder under ``--out`` for the
     block (:func:`harness.results.new_run_dir`: removed again if the block fails with it
-    empty)."""
+    empty). A block that fails before it wrote results leaves nothing it made
+    (:func:`harness.runner.cleaned_up_on_failure`), and never removes what was there."""
     from harness import results
+    from harness.runner import cleaned_up_on_failure
 
     if args.run_dir is not None:
         if args.out is not None:
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
         _check_folder("--run-dir", run_dir)
-        yield run_dir, run_dir.resolve().name
+        with cleaned_up_on_failure(run_dir):
+            yield run_dir, run_dir.resolve().name
         return
     out = Path(args.out or "results")
     _check_folder("--out", out)
-    with results.new_run_dir(out, prefix) as run_dir:
+    with results.new_run_dir(out, prefix) as run_dir, cleaned_up_on_failure(run_dir):
         yield run_dir, run_dir.name
 
 

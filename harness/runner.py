@@ -14,6 +14,7 @@ self-overwriting line on a terminal, one line per finished cell otherwise (CI an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import sys
@@ -38,7 +39,7 @@ from harness.results import Cell, Latency, Measurement, NotMeasured, Run, Server
 from harness.servers import MODES, LiveServer, live_server
 from harness.settings import RunSettings
 
-__all__ = ["StatusLine", "aggregate", "load_spec", "run_matrix"]
+__all__ = ["StatusLine", "aggregate", "cleaned_up_on_failure", "load_spec", "run_matrix"]
 
 
 class LoadResultLike(t.Protocol):
@@ -286,16 +287,25 @@ def run_matrix(
     """
     run_dir = Path(run_dir)
     settings = settings.checked()
-    # The outermost folder this run creates (results/ itself on a first run), if any; a run
-    # folder made empty for it (results.new_run_dir) is its own too.
-    created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
-    if created is None and run_dir.is_dir() and not any(run_dir.iterdir()):
-        created = run_dir
-    targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop here
-    load_fn = load or _default_load()
-    make_spec = spec or load_spec
-    status = status or StatusLine()
-    run = Run.start(run_id or run_dir.name, command, settings)
+    with cleaned_up_on_failure(run_dir):
+        targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop
+        run = Run.start(run_id or run_dir.name, command, settings)
+        return _run_cells(
+            run, settings, targets, run_dir, load or _default_load(), spec or load_spec,
+            server, status or StatusLine(),
+        )  # fmt: skip
+
+
+def _run_cells(
+    run: Run,
+    settings: RunSettings,
+    targets: t.Sequence[TargetServer],
+    run_dir: Path,
+    load_fn: LoadFn,
+    make_spec: Callable[..., t.Any],
+    server: ServerFn,
+    status: StatusLine,
+) -> Run:
     started = time.monotonic()
     try:
         for app, backend, mode, serve in _servers(settings, targets, run_dir, server):
@@ -324,16 +334,14 @@ def run_matrix(
                             break
     except BaseException as e:
         status.done()
-        # Keep what was measured (a complete, valid file). A run that measured nothing leaves
-        # no results file and no empty folders: only the log a start-up error points to.
+        # Keep what was measured (a complete, valid file). A run that measured nothing writes
+        # no results file, and cleaned_up_on_failure removes what it made.
         if run.cells:
             run = run.replace(
                 status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                 elapsed_s=round(time.monotonic() - started, 2),
             )
             results.write(run_dir, run)
-        else:
-            _clean_up_after_failed_start(run_dir, e, created=created)
         raise
     run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
     results.write(run_dir, run)
@@ -419,18 +427,67 @@ def _record_not_applicable(run: Run, mode: str, connections: str) -> Run:
     return run.replace(not_measured=(*run.not_measured, NotMeasured(mode, connections, reason)))
 
 
-def _clean_up_after_failed_start(
-    run_dir: Path, error: BaseException, *, created: Path | None
-) -> None:
-    """Leave nothing of a run that measured nothing but the log a start-up error points to."""
-    if created is not None and not isinstance(error, ServerStartError):
-        shutil.rmtree(created, ignore_errors=True)
+@contextlib.contextmanager
+def cleaned_up_on_failure(run_dir: str | Path) -> Iterator[None]:
+    """For a block that fills the run folder ``run_dir``: if it fails before it wrote
+    ``results.json``, remove what it made, and nothing else.
+
+    What the block made is the outermost folder of ``run_dir`` that was not there (``results/``
+    itself on a first run), or, in a folder that was there already (``--run-dir DIR``, or a
+    folder :func:`harness.results.new_run_dir` made for the run), the entries that were not
+    there. A :class:`ServerStartError` keeps the log it points to (and the folders holding it);
+    any other error (a bad app path, Ctrl-C) leaves nothing. A run that wrote results keeps
+    everything: what it measured is in them.
+    """
+    run_dir = Path(run_dir)
+    created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
+    before: frozenset[str] | None = frozenset()
+    if created is None:
+        try:
+            before = frozenset(p.name for p in run_dir.iterdir())
+        except OSError:  # unreadable: nothing of it can be told apart, so nothing is removed
+            before = None
+    written = _results_stamp(run_dir)
+    try:
+        yield
+    except BaseException as e:
+        if before is not None and _results_stamp(run_dir) == written:
+            made = [created] if created is not None else _made_in(run_dir, before)
+            for path in made:
+                _remove(path, keep_files=isinstance(e, ServerStartError))
+        raise
+
+
+def _made_in(folder: Path, before: frozenset[str]) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.name not in before]
+    except OSError:  # removed meanwhile: nothing of it left to remove
+        return []
+
+
+def _results_stamp(run_dir: Path) -> tuple[int, int] | None:
+    """What tells a rewritten ``results.json`` from the one there before (None: none)."""
+    try:
+        st = (run_dir / results.RESULTS_FILE).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _remove(path: Path, *, keep_files: bool) -> None:
+    """Remove ``path``, or only its empty folders (deepest first) with ``keep_files``."""
+    if path.is_symlink() or not path.is_dir():
+        if not keep_files:
+            path.unlink(missing_ok=True)
         return
-    for path in sorted(run_dir.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    if not keep_files:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for folder in sorted([path, *path.glob("**/")], key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the log), or gone already
+            continue
 
 
 def _measure_cell(

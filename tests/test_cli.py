@@ -382,11 +382,27 @@ def test_a_leak_exits_1(tmp_path: Path) -> None:
 
 
 @pytest.mark.live
-def test_an_app_that_cannot_load_leaves_no_run_folder(tmp_path: Path) -> None:
-    out_dir = tmp_path / "out"
-    proc = ctxbench("run", "--modes", "gunicorn-sync", "--app", "no_such_module_q:app",
-                    "--duration", "0.2", "--repeats", "1", "--out", str(out_dir))  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["run", "--modes", "gunicorn-sync", "--duration", "0.2"], id="run"),
+        pytest.param(["chaos", "--faults", "kill-worker", "--modes", "gunicorn-sync"],
+                     id="chaos"),
+        pytest.param(["soak", "--mode", "gunicorn-sync", "--minutes", "0.05"], id="soak"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("where", ["out", "run-dir"])
+def test_an_app_that_cannot_load_leaves_nothing_and_removes_nothing(
+    argv: list[str], where: str, tmp_path: Path
+) -> None:
+    if argv[0] == "soak":
+        pytest.importorskip("psutil", reason="ctxbench soak needs psutil (ctxbench[soak])")
+    mine = tmp_path / "mine"  # a folder that was there: --run-dir into it, or --out under it
+    mine.mkdir()
+    folder = ["--out", str(mine / "results")] if where == "out" else ["--run-dir", str(mine)]
+    proc = ctxbench(*argv, "--app", "no_such_module_q:app", *folder)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert err.count("\n") == 1 and "cannot import app 'no_such_module_q:app'" in err, err
-    assert not out_dir.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]
+    assert list(mine.iterdir()) == []

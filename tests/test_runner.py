@@ -13,7 +13,7 @@ import pytest
 
 from harness import results
 from harness.apps import app_label
-from harness.errors import UsageError
+from harness.errors import ServerStartError, UsageError
 from harness.load import LoadResult
 from harness.results import EVIDENCE_CAP, Latency
 from harness.runner import StatusLine, aggregate, run_matrix
@@ -213,6 +213,55 @@ def test_a_run_that_measured_nothing_in_a_new_folder_leaves_no_folder(tmp_path: 
         run_matrix(settings, tmp_path / "results" / "run-1", load=world.load, spec=world.spec,
                    server=world.server, status=StatusLine(enabled=False))  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_into_a_folder_that_was_there_keeps_the_folder(tmp_path: Path) -> None:
+    # `ctxbench run --run-dir DIR` with DIR there and empty: the run made DIR's contents, not DIR.
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    world = FakeWorld(interrupt_at=1)
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(settings, run_dir, load=world.load, spec=world.spec, server=world.server,
+                   status=StatusLine(enabled=False))  # fmt: skip
+    assert run_dir.is_dir() and list(run_dir.iterdir()) == []
+
+
+class NoStartWorld(FakeWorld):
+    """Every server writes its log and then fails to start."""
+
+    @contextlib.contextmanager
+    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"{mode}.log").write_text("boom\n")
+        raise ServerStartError(f"{mode} did not start")
+        yield
+
+
+def test_a_failed_start_keeps_its_log_and_everything_that_was_there(tmp_path: Path) -> None:
+    run_dir = tmp_path / "mine"
+    (run_dir / "notes").mkdir(parents=True)  # the user's empty folder
+    (run_dir / "logs" / "old").mkdir(parents=True)  # an earlier run's, empty
+    (run_dir / "readme.txt").write_text("mine")
+    world = NoStartWorld()
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
+    with pytest.raises(ServerStartError):
+        run_matrix(settings, run_dir, load=world.load, spec=world.spec, server=world.server,
+                   status=StatusLine(enabled=False))  # fmt: skip
+    left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+    assert left == ["logs", "logs/core-contextvar", "logs/core-contextvar/gunicorn-sync.log",
+                    "logs/old", "notes", "readme.txt"]  # fmt: skip
+
+
+def test_a_failed_run_leaves_what_it_made_in_a_folder_that_was_there(tmp_path: Path) -> None:
+    run_dir = tmp_path / "mine"
+    (run_dir / "notes").mkdir(parents=True)
+    world = FakeWorld(interrupt_at=1)
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(settings, run_dir, load=world.load, spec=world.spec, server=world.server,
+                   status=StatusLine(enabled=False))  # fmt: skip
+    assert [p.name for p in run_dir.iterdir()] == ["notes"]
 
 
 def test_status_off_a_terminal_is_a_line_per_cell() -> None:
