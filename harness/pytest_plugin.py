@@ -199,6 +199,7 @@ class Ctxbench:
     def _count(self, name: str, given: int | None, default: int) -> int:
         """A whole-number setting (an ini value is text); a bad one is a one-line failure
         naming where it was set."""
+        from harness.load.spec import MAX_CONCURRENCY, MAX_REQUESTS
         from harness.settings import check_count
 
         value, where = self._source(name, given)
@@ -206,7 +207,7 @@ class Ctxbench:
             return default
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
-        check_count(where, value, high=None)
+        check_count(where, value, high={"requests": MAX_REQUESTS}.get(name, MAX_CONCURRENCY))
         return t.cast(int, value)
 
     def _run_dir(self) -> Path:

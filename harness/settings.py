@@ -23,6 +23,7 @@ from harness.load.spec import (
     MAX_CONCURRENCY,
     MAX_DURATION_S,
     MAX_PROCESSES,
+    MAX_REQUESTS,
     MAX_SLEEP_MS,
 )
 from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES
@@ -123,7 +124,7 @@ class RunSettings:
         if self.duration is None and self.requests is None:
             raise UsageError("give --duration (seconds) or --requests (a count) per measurement")
         _number("--duration", self.duration, low=0, high=MAX_DURATION_S, optional=True)
-        check_count("--requests", self.requests, high=None, optional=True)
+        check_count("--requests", self.requests, high=MAX_REQUESTS, optional=True)
         check_count("--concurrency", self.concurrency, high=MAX_CONCURRENCY)
         for level in self.concurrency_levels:
             check_count("--concurrency", level, high=MAX_CONCURRENCY)

@@ -287,6 +287,7 @@ from pathlib import Path  # noqa: E402
 
 from harness import results  # noqa: E402
 from harness.cli import build_parser, main  # noqa: E402
+from harness.load.spec import MAX_REQUESTS  # noqa: E402
 from harness.results import Cell, Measurement, Run  # noqa: E402
 from harness.settings import RunSettings  # noqa: E402
 
@@ -317,6 +318,9 @@ BAD_INVOCATIONS = [
                  id="duration-unbounded"),
     pytest.param(["run", "--requests", "0"], "bad --requests 0", id="requests-0"),
     pytest.param(["run", "--requests", "lots"], "invalid int value", id="requests-word"),
+    pytest.param(["run", "--requests", "10000000000"],
+                 f"bad --requests 10000000000: use a whole number in 1..{MAX_REQUESTS}",
+                 id="requests-over-limit"),
     pytest.param(["run", "--repeats", "0"], "bad --repeats 0", id="repeats-0"),
     pytest.param(["run", "--repeats", "5000"], "bad --repeats 5000", id="repeats-over-limit"),
     pytest.param(["run", "--warmup", "-1"], "bad --warmup -1", id="warmup-negative"),
@@ -405,12 +409,27 @@ BAD_INVOCATIONS = [
     pytest.param(["chaos", "--worker-timeout", "0"], "bad --worker-timeout 0",
                  id="chaos-worker-timeout-0"),
     pytest.param(["chaos", "--max-seconds", "-1"], "bad --max-seconds -1", id="chaos-max-seconds"),
+    pytest.param(["chaos", "--round-requests", "2000000"],
+                 "bad --round-requests 2000000: use a whole number in 1..1000000",
+                 id="chaos-round-requests-over-limit"),
+    pytest.param(["chaos", "--after-requests", "0"], "bad --after-requests 0",
+                 id="chaos-after-requests-0"),
+    pytest.param(["soak", "--mode", "gunicorn-sync", "--minutes", "1", "--concurrency", "5000"],
+                 "bad --concurrency 5000", id="soak-concurrency-over-limit"),
     # -- corpus
     pytest.param(["corpus", "--entries", "nope"], "unknown corpus entry 'nope'",
                  id="corpus-entry"),
     pytest.param(["corpus", "--requests", "0"], "bad --requests 0", id="corpus-requests-0"),
     pytest.param(["corpus", "--fixed-requests", "-1"], "bad --fixed-requests -1",
                  id="corpus-fixed-requests"),
+    pytest.param(["corpus", "--requests", "10000000000"],
+                 f"bad --requests 10000000000: use a whole number in 1..{MAX_REQUESTS}",
+                 id="corpus-requests-over-limit"),
+    pytest.param(["corpus", "--fixed-requests", "10000000000"],
+                 f"bad --fixed-requests 10000000000: use a whole number in 1..{MAX_REQUESTS}",
+                 id="corpus-fixed-requests-over-limit"),
+    pytest.param(["corpus", "--concurrency", "5000"], "bad --concurrency 5000",
+                 id="corpus-concurrency-over-limit"),
     pytest.param(["corpus", "--modes", "nope"], "unknown server mode 'nope'", id="corpus-mode"),
     pytest.param(["corpus", "--modes", "uwsgi-gevent", "--connections", "keepalive"],
                  "nothing to measure", id="corpus-nothing-to-measure"),

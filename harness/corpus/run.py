@@ -24,7 +24,7 @@ from harness import results
 from harness.corpus import VARIANTS, Entry, expectation, select
 from harness.errors import UsageError
 from harness.expectations import Expectation
-from harness.load.spec import ConnectionPattern
+from harness.load.spec import MAX_REQUESTS, ConnectionPattern
 from harness.results import CorpusCheck, Run
 from harness.runner import aggregate, load_spec
 from harness.servers import MODES, LiveServer, get_mode, live_server
@@ -72,7 +72,7 @@ class CorpusSettings:
             select(self.entries)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        check_count("--fixed-requests", self.fixed_requests, high=None, optional=True)
+        check_count("--fixed-requests", self.fixed_requests, high=MAX_REQUESTS, optional=True)
         # The libraries the entries reproduce bugs of: missing, every server would fail to
         # import the entry's app, after the run had started.
         found = require_modules(*CORPUS_LIBRARIES, extra="corpus")

@@ -42,6 +42,13 @@ MAX_DURATION_S = 24 * 3600.0
 MAX_CONCURRENCY = 4096
 MAX_SLEEP_MS = 60_000.0
 MAX_PROCESSES = 256
+#: Responses one driver process checks per second of its own CPU time, at best (keep-alive
+#: connections to nginx answering from C; ``make bench``, the echo-probe rows).
+DRIVER_TOP_RPS = 95_000
+#: Requests per load run: what one driver process checks at its best in the longest run
+#: (:data:`MAX_DURATION_S`), so no count takes more than about a day of the driver's work; a
+#: larger one is a typo that would run for days.
+MAX_REQUESTS = int(MAX_DURATION_S) * DRIVER_TOP_RPS
 
 
 @dataclass
@@ -97,8 +104,12 @@ class LoadSpec:
                 f"duration must be a number of seconds in (0, {MAX_DURATION_S:g}],"
                 f" got {self.duration!r}."
             )
-        if self.requests is not None and not (isinstance(self.requests, int) and self.requests > 0):
-            raise ValueError(f"requests must be a positive integer, got {self.requests!r}.")
+        if self.requests is not None and not (
+            isinstance(self.requests, int) and 0 < self.requests <= MAX_REQUESTS
+        ):
+            raise ValueError(
+                f"requests must be an integer in 1..{MAX_REQUESTS}, got {self.requests!r}."
+            )
         if self.connections not in CONNECTION_PATTERNS:
             raise ValueError(
                 f"connections must be one of {', '.join(CONNECTION_PATTERNS)},"
