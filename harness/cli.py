@@ -90,8 +90,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--app",
         default=None,
-        metavar="MODULE:ATTR",
-        help="the WSGI app under test, imported from the current directory"
+        metavar="MODULE:NAME",
+        help="the WSGI app under test, imported from the current directory: 'pkg.wsgi:app', or"
+        " an app factory called in each server process, 'pkg:create_app()'"
         " (default: the bundled core probe app)",
     )
     parser.add_argument(

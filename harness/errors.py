@@ -47,7 +47,7 @@ class PortInUseError(UsageError):
 
 
 class AppLoadError(UsageError):
-    """The server could not import the app under test (``--app module:attr``)."""
+    """The server could not load the app under test (``--app module:name`` or ``module:f()``)."""
 
 
 class ServerStartError(CtxbenchError):

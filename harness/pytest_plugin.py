@@ -233,7 +233,8 @@ class Ctxbench:
         backend: str = "contextvar",  # DEFAULT_BACKEND: this plugin imports nothing but pytest
         server_args: Sequence[str] = (),
     ) -> CheckResult:
-        """Serve ``app`` (an import string, ``module:attr``) under each mode and check it.
+        """Serve ``app`` (an import string: ``module:name``, or ``module:create_app()`` for an app
+        factory) under each mode and check it.
 
         Every mode runs each connection pattern (``keepalive``, ``fresh`` or ``both``) with
         ``requests`` requests from ``concurrency`` virtual users; every response is checked.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import results
-from harness.apps import app_label
+from harness.apps import app_folder, app_label
 from harness.checkpoints import checkpoint
 from harness.errors import ServerStartError
 from harness.exercised import exercised
@@ -395,7 +395,7 @@ def _servers(
 
         yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, serve_target
     for app, backend, mode in _cells(settings):
-        log_dir = run_dir / "logs" / f"{app_label(app).replace(':', '_')}-{backend}"
+        log_dir = run_dir / "logs" / f"{app_folder(app)}-{backend}"
         cfg = settings.server_config(app, backend)
 
         def serve(

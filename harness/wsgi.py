@@ -7,77 +7,168 @@ The first access to ``harness.wsgi.app``, inside the server process, does three 
    with :func:`harness.backends.install`, or the negative control of that name
    (:func:`harness.controls.install`), before the app exists, so the app never runs on the
    default storage by accident;
-2. imports the app named by ``CTXBENCH_APP`` (an import string ``module:attr``, default the
-   bundled core probe app) and exposes it as ``app``; a ``core.App`` or ``flask.Flask`` without
-   the probe gets it mounted here (:func:`harness.probe.install_probe`), so any such app can be
-   tested as it is;
+2. imports the app named by ``CTXBENCH_APP`` (an import string, default the bundled core probe
+   app: ``module:name``, or ``module:factory(args)`` for an application factory, which is called
+   here, once per process that loads the app) and exposes it as ``app``; a ``core.App`` or
+   ``flask.Flask`` without the probe gets it mounted here (:func:`harness.probe.install_probe`),
+   so any such app can be tested as it is;
 3. records what really loaded in :data:`LOADED` (pid, app class, active storage), which the
    server's start-up hooks write to ``CTXBENCH_STATE_DIR`` for the harness to read back.
 
 Servers import it in the process that serves requests: after ``fork`` and, for gunicorn's gevent
 worker, after ``monkey.patch_all()``, so the backend sees the patched world.
 
-A failure (bad import string, missing module, a backend mutant with a non-core app) writes one
-line to ``CTXBENCH_STATE_DIR/app-error.txt`` before raising, so the harness can show the user
-that line instead of the server's traceback.
+A failure (bad import string, missing module, a factory that raises or returns no WSGI app, a
+backend mutant with a non-core app) writes one line to ``CTXBENCH_STATE_DIR/app-error.txt``
+before raising, so the harness can show the user that line instead of the server's traceback.
+
+The import string is parsed by :func:`harness.app_string.parse_import_string` (as gunicorn and
+flask read it); only the call of a factory happens here, in :func:`load_app`.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
+import traceback
 import typing as t
 from pathlib import Path
 
+from harness.app_string import AppRef, parse_import_string
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, STATE_DIR_ENV
 
-__all__ = ["LOADED", "load_app", "parse_import_string"]  # and `app`, lazily
+__all__ = ["LOADED", "load_app"]  # and `app`, lazily
 
 
 #: What really loaded in this process; filled in when this module is imported.
 LOADED: dict[str, t.Any] = {}
 
 
-def parse_import_string(import_string: str) -> tuple[str, str]:
-    """Split ``"module:attr"`` into its parts; raise :class:`AppLoadError` if it is malformed."""
-    module, sep, attr = import_string.partition(":")
-    if (
-        not sep
-        or not module
-        or not attr
-        or not all(part.isidentifier() for part in (*module.split("."), *attr.split(".")))
-    ):
-        raise AppLoadError(
-            f"bad app import string {import_string!r}: use 'module:attr', e.g. {CORE_APP!r}"
-        )
-    return module, attr
-
-
 def load_app(import_string: str) -> t.Any:
-    """Import ``module:attr`` and return the attribute; raise :class:`AppLoadError` on failure."""
-    module_name, attr = parse_import_string(import_string)
+    """Import the app an import string names and return it; raise :class:`AppLoadError` on
+    failure.
+
+    ``module:name`` returns the attribute; ``module:factory(args)`` calls the factory with the
+    arguments and returns what it returns. Either must be a WSGI callable.
+    """
+    ref = parse_import_string(import_string)
     try:
-        rv: t.Any = importlib.import_module(module_name)
+        rv: t.Any = importlib.import_module(ref.module)
     except ImportError as e:
         raise AppLoadError(f"cannot import app {import_string!r}: {type(e).__name__}: {e}") from e
     except Exception as e:
         raise AppLoadError(
             f"importing app {import_string!r} failed: {type(e).__name__}: {e}"
         ) from e
-    for part in attr.split("."):
+    for part in ref.attr.split("."):
         try:
             rv = getattr(rv, part)
         except AttributeError:
             raise AppLoadError(
-                f"cannot load app {import_string!r}: module {module_name!r} has no"
-                f" attribute {attr!r}"
+                f"cannot load app {import_string!r}: module {ref.module!r} has no"
+                f" attribute {ref.attr!r}"
             ) from None
+    if ref.is_factory:
+        return _call_factory(ref, rv)
     if not callable(rv):
         raise AppLoadError(f"app {import_string!r} is not a WSGI callable: got {rv!r}")
+    if inspect.isfunction(rv) and _looks_like_factory(rv):
+        raise AppLoadError(
+            f"app {import_string!r} is a function that cannot be a WSGI app (it"
+            f" is {ref.attr}{inspect.signature(rv)}): if it builds the app, call it:"
+            f" '{ref.module}:{ref.attr}()'"
+        )
     return rv
+
+
+def _looks_like_factory(func: t.Callable[..., t.Any]) -> bool:
+    """A function that can be called without arguments, or not with (environ, start_response),
+    is no WSGI app: it is a factory named without its parentheses (flask's ``--app`` calls
+    such a function; gunicorn would serve it and fail every request)."""
+    signature = inspect.signature(func)
+    for args in ((), (object(), object())):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            if args:
+                return True
+        else:
+            if not args:
+                return True
+    return False
+
+
+def _call_factory(ref: AppRef, factory: t.Any) -> t.Any:
+    """Call the app factory ``ref`` names and check that it returned a WSGI app."""
+    name = f"{ref.module}.{ref.attr}"
+    if not callable(factory):
+        raise AppLoadError(
+            f"app factory {ref.text!r} cannot be called: {name} is {factory!r}; name a function,"
+            f" or drop the parentheses if {ref.attr} is the app"
+        )
+    args, kwargs = ref.args or (), dict(ref.kwargs)
+    try:
+        signature: inspect.Signature | None = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None  # nothing to check against (a builtin): the call itself tells
+    if signature is not None:
+        # Checked before the call, so that a TypeError raised inside the factory is not taken
+        # for a bad argument list.
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise AppLoadError(
+                f"app factory {ref.text!r} cannot take these arguments: {e} (it is"
+                f" {ref.attr}{signature}): change the arguments in the app string"
+            ) from None
+    try:
+        rv = factory(*args, **kwargs)
+    except (Exception, SystemExit) as e:
+        raise AppLoadError(
+            f"app factory {ref.text!r} raised {type(e).__name__}: {_one_line(e)}{_where(e)}:"
+            " fix the factory or its arguments"
+        ) from e
+    if rv is None:
+        raise AppLoadError(
+            f"app factory {ref.text!r} returned None, not a WSGI app: it must return the app"
+            " it builds ('return app')"
+        )
+    if not callable(rv):
+        raise AppLoadError(
+            f"app factory {ref.text!r} returned {_one_line(repr(rv))}, not a WSGI app (a"
+            " callable taking environ and start_response): it must return the app it builds"
+        )
+    return rv
+
+
+def _one_line(e: object, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _where(e: BaseException) -> str:
+    """Where in the app's own code an exception was raised, as `` (at file:line)``: the deepest
+    frame outside the standard library and installed packages, else the factory's own line."""
+    frames = traceback.extract_tb(e.__traceback__)[1:]  # [0] is the call in _call_factory
+    if not frames:  # raised by the call itself, never inside the factory
+        return ""
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    own = [
+        f
+        for f in frames
+        if not f.filename.startswith("<")
+        and not any(Path(f.filename).is_relative_to(prefix) for prefix in prefixes)
+    ]
+    frame = own[-1] if own else frames[0]
+    try:
+        path = os.path.relpath(frame.filename)
+    except ValueError:
+        path = frame.filename
+    return f" (at {path}:{frame.lineno})"
 
 
 def _is_core_app(obj: t.Any) -> bool:

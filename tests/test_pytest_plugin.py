@@ -7,6 +7,7 @@ runs pytest on it in a subprocess, as a user's CI would, with the plugin loaded 
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -38,36 +39,40 @@ LEAKY_APP = """
     install_probe(app)
 """
 
+#: An app factory, as most Flask projects have: each server process calls it, and the probe is
+#: mounted on what it returns.
 CLEAN_APP = """
     from contextvars import ContextVar
 
     from core import App
-    from harness.probe import current_token, install_probe, observe
+    from harness.probe import current_token, observe
 
-    app = App("clean_user_app")
     _user = ContextVar("user", default=None)
 
-    @app.before_request
-    def remember():
-        _user.set(current_token())
+    def create_app(name):
+        app = App(name)
 
-    @app.after_request
-    def check(response):
-        observe("current_user", _user.get())
-        return response
+        @app.before_request
+        def remember():
+            _user.set(current_token())
 
-    install_probe(app)
+        @app.after_request
+        def check(response):
+            observe("current_user", _user.get())
+            return response
+
+        return app
 """
 
 USER_TEST = """
     def test_my_app_is_isolated(ctxbench):
-        ctxbench.assert_isolated("{module}:app", modes=["gunicorn-gthread"], requests=200)
+        ctxbench.assert_isolated({app!r}, modes=["gunicorn-gthread"], requests=200)
 """
 
 
-def _project(pytester: pytest.Pytester, module: str, app: str) -> None:
+def _project(pytester: pytest.Pytester, module: str, app: str, name: str = "app") -> None:
     pytester.makepyfile(**{module: textwrap.dedent(app)})
-    pytester.makepyfile(test_user=textwrap.dedent(USER_TEST.format(module=module)))
+    pytester.makepyfile(test_user=textwrap.dedent(USER_TEST.format(app=f"{module}:{name}")))
 
 
 @pytest.mark.live
@@ -88,13 +93,14 @@ def test_a_leaking_app_fails_with_the_evidence(pytester: pytest.Pytester) -> Non
 def test_a_clean_app_passes_and_writes_its_results_where_asked(
     pytester: pytest.Pytester,
 ) -> None:
-    _project(pytester, "clean_app", CLEAN_APP)
+    _project(pytester, "clean_app", CLEAN_APP, name="create_app('clean_user_app')")
     results = pytester.path / "ctxbench-results"
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:locust", f"--ctxbench-results={results}"
     )
     result.assert_outcomes(passed=1)
-    assert (results / "test_my_app_is_isolated" / "results.json").is_file()
+    run = json.loads((results / "test_my_app_is_isolated" / "results.json").read_text())
+    assert {c["app"] for c in run["cells"]} == {"clean_app:create_app('clean_user_app')"}
     assert (results / "test_my_app_is_isolated" / "report.md").is_file()
 
 

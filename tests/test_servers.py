@@ -63,6 +63,9 @@ STAND_IN = textwrap.dedent(
         return [b"hello"]
 
     not_callable = 42
+
+    def failing_factory():
+        raise RuntimeError("no DATABASE_URL")
     """
 )
 APP = "ctxbench_stand_in:app"
@@ -321,6 +324,12 @@ def test_werkzeug_records_ignored_options() -> None:
         pytest.param("ctxbench_stand_in:not_callable", "is not a WSGI callable", id="not-callable"),
         pytest.param("ctxbench_stand_in:no_probe", "answered 404", id="no-probe"),
         pytest.param("ctxbench_stand_in:plain", "not a probe response", id="not-probe"),
+        pytest.param(
+            "ctxbench_stand_in:failing_factory()",
+            "app factory"
+            " 'ctxbench_stand_in:failing_factory()' raised RuntimeError: no DATABASE_URL",
+            id="factory-raises",
+        ),
     ],
 )
 @pytest.mark.parametrize("mode", [pytest.param("werkzeug-threaded"), pytest.param("gunicorn-sync")])
@@ -338,13 +347,21 @@ def test_bad_app_is_one_line(mode: str, app: str, message: str, tmp_path: Path) 
 @pytest.mark.live
 # The other ways an app gets loaded: eventlet's patch-first bootstrap, uWSGI's master (before
 # the fork), granian's workers (after it). waitress and tornado load like werkzeug and gunicorn.
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        pytest.param("no_such_module_xyz:app", "cannot import app", id="module"),
+        pytest.param("ctxbench_stand_in:failing_factory()", "app factory", id="factory-raises"),
+    ],
+)
 @pytest.mark.parametrize("mode", ["eventlet", "uwsgi-threads", "granian"])
-def test_bad_app_is_one_line_in_the_other_modes(mode: str, tmp_path: Path) -> None:
+def test_bad_app_is_one_line_in_the_other_modes(
+    mode: str, app: str, message: str, tmp_path: Path
+) -> None:
     skip_unavailable(mode)
-    app = "no_such_module_xyz:app"
     with pytest.raises(AppLoadError) as info:
         start_server(mode, app=app, log_dir=tmp_path)
-    assert f"cannot import app {app!r}" in str(info.value)
+    assert f"{message} {app!r}" in str(info.value)
     assert "\n" not in str(info.value)
     survivors = _processes_mentioning(f"{TEST_MARK}={os.environ[TEST_MARK]}")
     assert not survivors, [Path(f"/proc/{pid}/stat").read_text() for pid in survivors]

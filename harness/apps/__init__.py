@@ -9,7 +9,10 @@ the CLI and the report use for them.
 
 from __future__ import annotations
 
-__all__ = ["APPS", "CORE_APP", "FLASK_APP", "app_label"]
+import hashlib
+import re
+
+__all__ = ["APPS", "CORE_APP", "FLASK_APP", "app_folder", "app_label"]
 
 CORE_APP = "harness.apps.core_app:app"
 FLASK_APP = "harness.apps.flask_app:app"
@@ -22,3 +25,23 @@ _LABELS = {import_string: label for label, import_string in APPS.items()}
 def app_label(import_string: str) -> str:
     """A short name for an app: ``core``/``flask`` for the bundled ones, else the import string."""
     return _LABELS.get(import_string, import_string)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Longer folder names are cut, with a hash of the whole label, so distinct apps stay distinct.
+_FOLDER_MAX = 80
+
+
+def app_folder(import_string: str) -> str:
+    """The app's label as one safe path component, for the folders of its server logs.
+
+    A factory's arguments may hold anything (``pkg:create_app('/etc/x.cfg')``): every character
+    but letters, digits, ``.``, ``_`` and ``-`` becomes ``_``, so the name never leaves its
+    folder; ``pkg.wsgi:app`` gives ``pkg.wsgi_app``.
+    """
+    label = app_label(import_string)
+    rv = _UNSAFE.sub("_", label)
+    if len(rv) > _FOLDER_MAX or rv.strip(".") == "":
+        digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+        rv = f"{rv[: _FOLDER_MAX - 9]}-{digest}"
+    return rv

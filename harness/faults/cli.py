@@ -25,7 +25,12 @@ __all__ = ["cmd_chaos", "cmd_soak", "configure_chaos", "configure_soak"]
 
 
 def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
-    parser.add_argument("--app", metavar="MODULE:ATTR", help="the app under test (default core)")
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:NAME",
+        help="the app under test, 'pkg.wsgi:app' or an app factory 'pkg:create_app()'"
+        " (default core)",
+    )
     parser.add_argument("--workers", type=int, help="server processes (default 2)")
     parser.add_argument("--threads", type=int, help="threads per server process")
     parser.add_argument(
@@ -110,6 +115,7 @@ def _list_faults() -> int:
 def cmd_chaos(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from harness.app_string import parse_import_string
     from harness.apps import CORE_APP, FLASK_APP
     from harness.faults import FAULTS, get_fault
     from harness.faults.runner import run_chaos
@@ -117,7 +123,6 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.report.faults import faults_table
     from harness.servers import MODES, get_mode
     from harness.settings import ChaosSettings, RunSettings
-    from harness.wsgi import parse_import_string
 
     if args.list:
         return _list_faults()
@@ -208,12 +213,12 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
 
 def cmd_soak(args: argparse.Namespace) -> int:
     from harness import results
+    from harness.app_string import parse_import_string
     from harness.apps import CORE_APP
     from harness.report.faults import soak_table
     from harness.settings import RunSettings
     from harness.soak import run_soak
     from harness.soak.sampler import import_psutil
-    from harness.wsgi import parse_import_string
 
     import_psutil()  # a missing psutil is a usage error before anything starts
     app = args.app or CORE_APP

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import results
-from harness.apps import app_label
+from harness.apps import app_folder
 from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
@@ -327,8 +327,8 @@ def run_chaos(
                 for app in settings.apps:
                     for backend in settings.backends:
                         for connections in settings.connections:
-                            name = f"{fault.name}-{app_label(app)}-{backend}-{connections}"
-                            log_dir = run_dir / "logs" / name.replace(":", "_")
+                            name = f"{fault.name}-{app_folder(app)}-{backend}-{connections}"
+                            log_dir = run_dir / "logs" / name
                             cell = run_fault_cell(
                                 fault, mode, app=app, backend=backend, connections=connections,
                                 settings=chaos, load=load, log_dir=log_dir, progress=progress,

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from harness.app_string import parse_import_string
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
@@ -45,7 +46,6 @@ from harness.servers._process import (
     wait_ready,
     wait_states,
 )
-from harness.wsgi import parse_import_string
 
 __all__ = [
     "MAX_THREADS",

@@ -1,0 +1,121 @@
+"""App import strings (harness.app_string): what parses, as gunicorn and flask read them.
+
+A table of good and bad strings, hostile ones included: nothing in an app string may run as
+code, and every refusal is one line that starts ``bad app import string`` and says why. Also the
+folder name an app's logs get (``harness.apps.app_folder``), which a factory's arguments must
+not steer out of the run folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.app_string import MAX_IMPORT_STRING, AppRef, parse_import_string
+from harness.apps import CORE_APP, app_folder
+from harness.errors import AppLoadError
+
+GOOD = [
+    pytest.param("pkg.wsgi:app", AppRef("pkg.wsgi:app", "pkg.wsgi", "app"), id="name"),
+    pytest.param("m:a.b", AppRef("m:a.b", "m", "a.b"), id="dotted-attribute"),
+    pytest.param("m:create_app()", AppRef("m:create_app()", "m", "create_app", ()), id="factory"),
+    pytest.param(
+        "m:create_app('prod', debug=False)",
+        AppRef(
+            "m:create_app('prod', debug=False)", "m", "create_app", ("prod",), (("debug", False),)
+        ),
+        id="factory-args",
+    ),
+    pytest.param(
+        "m:f(-1, 2.5, 1+2j, b'x', None, True, ..., (1,), [2], {'a': {3}}, 'a:b')",
+        AppRef(
+            "m:f(-1, 2.5, 1+2j, b'x', None, True, ..., (1,), [2], {'a': {3}}, 'a:b')", "m", "f",
+            (-1, 2.5, 1 + 2j, b"x", None, True, ..., (1,), [2], {"a": {3}}, "a:b"),
+        ),
+        id="every-literal",
+    ),
+    pytest.param(
+        'm:f(z=1, a="x")', AppRef('m:f(z=1, a="x")', "m", "f", (), (("z", 1), ("a", "x"))),
+        id="keywords-in-order",
+    ),
+    pytest.param("m:f(1,)", AppRef("m:f(1,)", "m", "f", (1,)), id="trailing-comma"),
+]  # fmt: skip
+
+#: (string, what the message must say). Every one of them is refused before anything is imported.
+BAD = [
+    pytest.param("myproject", "'myproject:app' for an app object or 'myproject:create_app()'",
+                 id="bare-module"),
+    pytest.param("", "use 'module:name'", id="empty"),
+    pytest.param("m:", "use 'module:name'", id="no-name"),
+    pytest.param(":app", "use 'module:name'", id="no-module"),
+    pytest.param("not a path", "use 'module:name'", id="spaces"),
+    pytest.param("my-project:app", "'my-project' is not a module name", id="module-dash"),
+    pytest.param("m:app-x", "neither a name nor a factory call", id="name-dash"),
+    pytest.param("m:f(1", "'(' was never closed", id="unclosed"),
+    pytest.param("m:f(1)x", "neither a name nor a factory call", id="trailing-junk"),
+    pytest.param("m:f() # x", "neither a name nor a factory call", id="comment"),
+    pytest.param("m: f()", "neither a name nor a factory call", id="leading-space"),
+    pytest.param("m:f[0]", "neither a name nor a factory call", id="subscript"),
+    pytest.param("m:class()", "neither a name nor a factory call", id="keyword"),
+    # As gunicorn and flask: the factory is a name in the module, called once.
+    pytest.param("m:a.b()", "the factory 'a.b' is not a name in module 'm'", id="dotted-factory"),
+    pytest.param("m:f()()", "the factory 'f()' is not a name", id="call-of-call"),
+    # Hostile: code where a literal belongs never runs.
+    pytest.param("m:f(__import__('os').system('x'))", "\"__import__('os').system('x')\" is not a"
+                 " literal", id="import-call"),
+    pytest.param("m:f(open('/etc/passwd').read())", "is not a literal", id="open"),
+    pytest.param("m:f(lambda: 0)", "'lambda: 0' is not a literal", id="lambda"),
+    pytest.param("m:f(x:=1)", "is not a literal", id="walrus"),
+    pytest.param("m:f(1 for x in y)", "is not a literal", id="generator"),
+    pytest.param("m:f(a=b)", "'b' is not a literal", id="name-argument"),
+    pytest.param("m:f(f'{x}')", "is not a literal", id="f-string"),
+    pytest.param("m:f(2**10)", "is not a literal", id="power"),
+    pytest.param("m:f(*a)", "'*a' unpacks arguments", id="star-args"),
+    pytest.param("m:f(*[1])", "'*[1]' unpacks arguments", id="star-literal"),
+    pytest.param("m:f(**{'a': 1})", "unpacks arguments", id="star-star"),
+    pytest.param("m:f(x=1, x=2)", "keyword argument 'x' is given twice", id="repeated-keyword"),
+    pytest.param("m:f()\nimport os", "control character", id="newline"),
+    pytest.param("m:f(\x00)", "control character", id="nul"),
+    pytest.param("m:f(" + "[" * 300 + "]" * 300 + ")", "too many nested parentheses",
+                 id="deep-nesting"),
+    pytest.param("m:f('" + "x" * MAX_IMPORT_STRING + "')", "more than the 1,000", id="too-long"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), GOOD)
+def test_good_import_strings(text: str, expected: AppRef) -> None:
+    assert parse_import_string(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_bad_import_strings(text: str, message: str) -> None:
+    with pytest.raises(AppLoadError) as info:
+        parse_import_string(text)
+    assert str(info.value).startswith(f"bad app import string {text!r}: ")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value).replace(repr(text), "")
+
+
+def test_bundled_app_string_parses() -> None:
+    assert parse_import_string(CORE_APP).is_factory is False
+
+
+@pytest.mark.parametrize(
+    ("text", "folder"),
+    [
+        pytest.param("harness.apps.core_app:app", "core", id="bundled"),
+        pytest.param("pkg.wsgi:app", "pkg.wsgi_app", id="name"),
+        pytest.param("pkg:create_app('/../../etc', x=1)", "pkg_create_app___.._.._etc___x_1_",
+                     id="factory-path-argument"),
+    ],
+)  # fmt: skip
+def test_app_folder_is_one_safe_component(text: str, folder: str) -> None:
+    assert app_folder(text) == folder
+    assert Path(app_folder(text)).name == app_folder(text)
+
+
+def test_app_folder_of_a_long_string_is_cut_and_stays_distinct() -> None:
+    a, b = (f"pkg:create_app('{'x' * 200}{end}')" for end in "ab")
+    assert len(app_folder(a)) <= 80
+    assert app_folder(a) != app_folder(b)

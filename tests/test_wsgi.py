@@ -1,0 +1,122 @@
+"""Loading the app (harness.wsgi.load_app): a name, or the app an application factory returns.
+
+Loading runs in this process against a small module of factories written to ``tmp_path``, so
+each way a factory can fail is checked without a server; the live side is
+``scenarios/test_factory.py`` and ``tests/test_servers.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.errors import AppLoadError
+from harness.wsgi import load_app
+
+FACTORIES = textwrap.dedent(
+    """
+    calls = []
+
+    def wsgi(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    def create_app(name="app", *, debug=False):
+        calls.append((name, debug))
+        return wsgi
+
+    class App:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, environ, start_response):
+            return wsgi(environ, start_response)
+
+    def raises():
+        raise RuntimeError("no DATABASE_URL")
+
+    def raises_type_error():
+        return len(42)
+
+    def exits():
+        raise SystemExit(3)
+
+    def returns_none():
+        pass
+
+    def returns_text():
+        return "app"
+
+    not_callable = 42
+    """
+)
+
+
+@pytest.fixture
+def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A module of factories, importable under a name unique to the test."""
+    name = f"ctxbench_factories_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_a_factory_is_called_with_the_string_arguments(factories: str) -> None:
+    app = load_app(f"{factories}:create_app('prod', debug=True)")
+    module = sys.modules[factories]
+    assert app is module.wsgi
+    assert module.calls == [("prod", True)]
+
+
+def test_a_class_is_a_factory(factories: str) -> None:
+    app = load_app(f"{factories}:App('x')")
+    assert type(app).__name__ == "App" and app.name == "x"
+
+
+@pytest.mark.parametrize(
+    ("attr", "message"),
+    [
+        pytest.param("raises()", "raised RuntimeError: no DATABASE_URL (at ", id="raises"),
+        # A TypeError raised inside the factory is the factory's, not a bad argument list.
+        pytest.param("raises_type_error()", "raised TypeError: object of type 'int' has no len()",
+                     id="type-error-inside"),
+        pytest.param("exits()", "raised SystemExit: 3", id="exits"),
+        pytest.param("create_app(1, 2)", "cannot take these arguments: too many positional"
+                     " arguments (it is create_app(name='app', *, debug=False))", id="too-many"),
+        pytest.param("create_app(bogus=1)", "unexpected keyword argument 'bogus'",
+                     id="unknown-keyword"),
+        pytest.param("returns_none()", "returned None, not a WSGI app", id="none"),
+        pytest.param("returns_text()", "returned 'app', not a WSGI app", id="not-callable"),
+        pytest.param("not_callable()", "cannot be called", id="factory-not-callable"),
+        pytest.param("nope()", "has no attribute 'nope'", id="missing"),
+        # The factory named without its parentheses (flask's --app would call it).
+        pytest.param("create_app", "if it builds the app, call it: '{m}:create_app()'",
+                     id="factory-without-call"),
+        pytest.param("raises", "if it builds the app, call it", id="no-argument-function"),
+    ],
+)  # fmt: skip
+def test_factory_failures_are_one_line(factories: str, attr: str, message: str) -> None:
+    text = f"{factories}:{attr}"
+    with pytest.raises(AppLoadError) as info:
+        load_app(text)
+    assert message.format(m=factories) in str(info.value)
+    assert repr(text) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_plain_wsgi_function_is_not_taken_for_a_factory(factories: str) -> None:
+    assert load_app(f"{factories}:wsgi") is sys.modules[factories].wsgi
+
+
+def test_an_app_string_runs_no_code(factories: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(AppLoadError, match="is not a literal"):
+        load_app(f"{factories}:create_app(open({str(marker)!r}, 'w').close())")
+    assert not marker.exists()
+    assert factories not in sys.modules  # refused before the import
