@@ -206,6 +206,10 @@ class Measurement:
     #: in cores, and share waiting for a CPU; ``None`` when not known (a ``--target`` server).
     server_cpu: float | None = None
     server_cpu_wait: float | None = None
+    #: Virtual users the server starved in this run: one of their requests waited more than half
+    #: the measured window while later requests of other users were answered (the rule is
+    #: :mod:`harness.load.fairness`'s); ``None`` when the document did not record it.
+    starved: int | None = None
 
     @property
     def driver_load(self) -> float | None:
@@ -365,6 +369,15 @@ class Cell:
         :attr:`Measurement.driver_load`); ``None`` when not recorded."""
         loads = [run.driver_load for run in self.runs if run.driver_load is not None]
         return max(loads) if loads else None
+
+    @property
+    def starved(self) -> int | None:
+        """The most virtual users the server starved in one measured run (see
+        :attr:`Measurement.starved`); ``None`` when not recorded. Not a leak and not an error:
+        the throughput and latency of such a cell are the served users' and the starved users'
+        wait, so it is never ranked on speed."""
+        values = [run.starved for run in self.runs if run.starved is not None]
+        return max(values) if values else None
 
     @property
     def server_cpu(self) -> float | None:

@@ -61,6 +61,9 @@ class LoadResultLike(t.Protocol):
     driver_cpu: list[float]
     driver_cpu_wait: list[float]
 
+    @property
+    def starved(self) -> int | None: ...
+
 
 ProgressFn = Callable[[int, int, int], None]
 LoadFn = Callable[[t.Any, ProgressFn | None], LoadResultLike]
@@ -160,6 +163,7 @@ def _measurement(run: LoadResultLike, server: ThreadCpu | None) -> Measurement:
             if server is not None and wall is not None and server.known_wait
             else None
         ),
+        starved=run.starved,
     )
 
 

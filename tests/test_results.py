@@ -178,6 +178,20 @@ def test_reference_v1_document_reads_and_round_trips() -> None:
         assert c.leaky_requests is None  # /1 did not record it
 
 
+def test_starved_users_are_a_cell_figure_older_documents_lack(run: Run) -> None:
+    measured = cell(runs=(Measurement(990, 1.0, starved=0), Measurement(1000, 1.0, starved=14)))
+    assert measured.starved == 14  # the worst repeat
+    again = Run.from_json(run.replace(cells=(measured,)).to_json())
+    assert again.cells[0] == measured
+    # a document written before it was measured: no "starved" key, and read as not recorded
+    doc = _v2(run)
+    for measurement in doc["cells"][0]["runs"]:
+        del measurement["starved"]
+    old = Run.from_json(doc)
+    assert old.cells[0].starved is None
+    assert Run.from_json(old.to_json()) == old
+
+
 def test_v1_evidence_worker_becomes_unit() -> None:
     doc = json.loads(V1_DOCUMENT.read_text(encoding="utf-8"))
     doc["entries"][0]["evidence"] = [

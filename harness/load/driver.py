@@ -12,6 +12,9 @@ throughput on one core (see ``benchmarks/driver_vs_wrk.py``).
 Every response is validated inside the loop with :func:`harness.verdict.examine_probe_response`
 against the token that user sent; a fast server that answers with another request's data has
 failed, not won.
+
+Each user also keeps its longest wait for one response, and the loop samples its counts once a
+tick, so the run can say which users the server starved (:mod:`harness.load.fairness`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from harness.protocol import PROBE_PATH
 from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError, observation_names
 
 from .cpu import thread_cpu
+from .fairness import Timeline, Waits
 from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
 from .spec import LoadResult, LoadSpec, loopback_host
 
@@ -89,6 +93,8 @@ class _User:
         "fd",
         "head",
         "index",
+        "longest",
+        "longest_t0",
         "mask",
         "opened",
         "request",
@@ -121,6 +127,8 @@ class _User:
         self.retried = False
         self.opened = 0  # connections this user opened
         self.failing = False  # the request in flight asks the probe to fail (fail=<phase>)
+        self.longest = 0  # the longest wait for one response, in ns (see harness.load.fairness)
+        self.longest_t0 = 0  # when that wait began
 
 
 class _Run:
@@ -181,6 +189,7 @@ class _Run:
         self.injected = 0
         self.injected_outcomes: dict[str, int] = {}
         self.first_leak_at: int | None = None
+        self.timeline = Timeline()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -198,7 +207,11 @@ class _Run:
         next_tick = start + _TICK_NS
         next_progress = start + _PROGRESS_NS
         cpu_start = thread_cpu()
+        timeline = self.timeline
         try:
+            while pending:  # every user's first request, then the first sample of the timeline
+                self._begin(pending.popleft())
+            timeline.add(_perf_ns(), self.begun, self.done)
             while True:
                 while pending:
                     self._begin(pending.popleft())
@@ -218,6 +231,7 @@ class _Run:
                 now = _perf_ns()
                 if now >= next_tick:
                     next_tick = now + _TICK_NS
+                    timeline.tick(now, self.begun, self.done)  # before _expire ends a request
                     self._expire(now)
                     if self.progress is not None and now >= next_progress:
                         next_progress = now + _PROGRESS_NS
@@ -227,10 +241,14 @@ class _Run:
                 self._close(user)
             self.poller.close()
         cpu_used = thread_cpu() - cpu_start
-        wall = max(_perf_ns() - start, 1) / 1e9
+        end = _perf_ns()
+        timeline.add(end, self.begun, self.done)
+        wall = max(end - start, 1) / 1e9
         if self.progress is not None:
             self.progress(self.done, self.errors, self.leaks)
-        elapsed = max(self.last_done_ns - start, 1) / 1e9
+        elapsed_ns = max(self.last_done_ns - start, 1)
+        elapsed = elapsed_ns / 1e9
+        window = elapsed_ns if self.duration_ns is None else min(self.duration_ns, elapsed_ns)
         return LoadResult(
             requests=self.done,
             errors=self.errors,
@@ -250,6 +268,7 @@ class _Run:
             driver_cpu=[round(cpu_used.on_cpu / wall, 4)],
             driver_cpu_wait=[round(cpu_used.waiting / wall, 4)] if cpu_used.known_wait else [],
             first_leak_at=self.first_leak_at,
+            waits=[Waits(window, [(u.longest_t0, u.longest) for u in self.users], self.timeline)],
         )
 
     def _begin(self, user: _User) -> None:
@@ -416,7 +435,10 @@ class _Run:
         now = _perf_ns()
         self.done += 1
         self.last_done_ns = now
-        self.answered.append((user.token, status, body, now - user.t0, user.failing, self.done))
+        wait = now - user.t0
+        if wait > user.longest:
+            user.longest, user.longest_t0 = wait, user.t0
+        self.answered.append((user.token, status, body, wait, user.failing, self.done))
         user.state = _IDLE
         self._begin(user)
 
@@ -473,8 +495,11 @@ class _Run:
         self._fail(user, _kind(err))
 
     def _fail(self, user: _User, kind: str) -> None:
+        now = _perf_ns()
         self.done += 1
-        self.last_done_ns = _perf_ns()
+        self.last_done_ns = now
+        if now - user.t0 > user.longest:
+            user.longest, user.longest_t0 = now - user.t0, user.t0
         if user.failing:
             self._count_injected(kind)
         else:

@@ -12,6 +12,7 @@ from harness.protocol import FAIL_PHASES
 from harness.verdict import Evidence
 
 from .cpu import saturated
+from .fairness import Waits, starved_users
 
 __all__ = [
     "CONNECTION_PATTERNS",
@@ -193,6 +194,9 @@ class LoadResult:
     #: Per driver process: the time its loop was ready to run but waited for a CPU that other
     #: programs held, over the wall time of its run (empty where the OS does not say).
     driver_cpu_wait: list[float] = field(default_factory=list)
+    #: Per driver process: its users' longest waits and its timeline (see
+    #: :mod:`harness.load.fairness`); empty when not measured.
+    waits: list[Waits] = field(default_factory=list)
 
     @property
     def driver_bound(self) -> bool:
@@ -201,6 +205,18 @@ class LoadResult:
         See :func:`harness.load.cpu.saturated` for the rule.
         """
         return saturated(self.driver_cpu, self.driver_cpu_wait)
+
+    @property
+    def starved(self) -> int | None:
+        """How many virtual users the server starved (see :mod:`harness.load.fairness`);
+        ``None`` when the waits were not measured."""
+        return starved_users(self.waits) if self.waits else None
+
+    @property
+    def longest_waits_ms(self) -> list[float]:
+        """Per virtual user, the longest it waited for one response (answered or failed), in
+        ms; driver processes one after the other."""
+        return [wait / 1e6 for part in self.waits for _, wait in part.longest]
 
 
 def _finite(value: object) -> bool:
