@@ -527,7 +527,8 @@ class ProcessSample:
 
 @dataclass(frozen=True)
 class LoadSample:
-    """The load during the second before ``t``."""
+    """The load since the previous sample: the second before ``t``, or more when a report of
+    the driver came late (:mod:`harness.soak.sampler`)."""
 
     t: float
     rps: float

@@ -42,7 +42,12 @@ def test_the_correct_core_passes_a_short_soak(tmp_path: Path) -> None:
     assert soak.leaks == 0 and soak.errors == 0 and soak.requests > 5000, detail
     roles = sorted(p.role for p in soak.trends if p.whole_window)
     assert roles == ["master", "worker", "worker"], detail
-    assert len(soak.load) >= 19 and all(s.rps > 0 for s in soak.load[1:-1]), soak.load
+    # The soak promises a load served throughout. A load sample is made only from the driver's
+    # reports (a second whose report came late on a busy machine is merged into the next
+    # sample, harness.soak.sampler), so a sample of 0 requests/s says that the server answered
+    # nothing between two reports: a stall. The last sample is the partial second at the end.
+    assert len(soak.load) >= 15 and soak.load[-1].t >= 19, soak.load
+    assert all(s.rps > 0 for s in soak.load[:-1]), soak.load
 
 
 @pytest.mark.live

@@ -4,6 +4,8 @@ fault applies, the records in the results, and the report's faults and soak sect
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -368,6 +370,26 @@ def test_leaks_and_errors_fail_a_soak_and_no_sample_is_no_data() -> None:
     assert judge_soak(flat, [LoadSample(1.0, 1.0, 1, 0, 1)])[0] == "LEAK"
     assert judge_soak(flat, [LoadSample(1.0, 1.0, 1, 1, 0)])[0] == "errors"
     assert judge_soak([], [])[0] == "no data"
+
+
+def test_a_tick_without_a_new_progress_report_records_no_load_sample() -> None:
+    # A report that comes late (a busy machine) is not a second in which the server served
+    # nothing: no sample for it, and the next one covers the whole span.
+    pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
+    from harness.soak.sampler import Sampler
+
+    sampler = Sampler(os.getpid(), single_process=True)
+    sampler.started = time.monotonic()
+    sampler._latest = sampler._previous = (sampler.started, 0, 0, 0)
+    sampler.progress(100, 1, 0)
+    sampler.tick()
+    sampler.tick()  # no report since the last tick
+    assert [(s.requests, s.errors) for s in sampler.load] == [(100, 1)]
+    sampler.progress(150, 1, 2)
+    sampler.tick()
+    assert [(s.requests, s.leaks) for s in sampler.load] == [(100, 0), (50, 2)]
+    assert all(s.rps > 0 for s in sampler.load)
+    assert len({s.pid for s in sampler.processes}) == 1 and len(sampler.processes) == 3
 
 
 def test_a_process_born_after_the_warm_up_is_shown_not_judged() -> None:

@@ -7,8 +7,11 @@ a process that exits between the listing and the read is skipped for that tick. 
 counts arrive through the driver's progress callback (:meth:`Sampler.progress`, about twice a
 second, cumulative); each tick turns the change since the previous tick into that second's
 requests per second, errors and leaks, dividing by the time between the two progress reports,
-so the figure is right even when ticks and reports drift apart. psutil is imported here only
-(``pip install 'ctxbench[soak]'``).
+so the figure is right even when ticks and reports drift apart. A tick with no new report (the
+harness itself was held up: the driver's report or this thread's tick came late on a busy
+machine) records no load sample, since nothing was measured; its requests count in the next
+one. So a load sample of 0 requests/s means the server answered nothing between two reports,
+never that a report came late. psutil is imported here only (``pip install 'ctxbench[soak]'``).
 """
 
 from __future__ import annotations
@@ -110,13 +113,15 @@ class Sampler:
             self.processes.append(sample)
         latest, previous = self._latest, self._previous
         span = latest[0] - previous[0]
+        if span <= 0:  # no report since the last tick: nothing to say about the load
+            return
         requests = latest[1] - previous[1]
         errors = latest[2] - previous[2]
         leaks = latest[3] - previous[3]
         self.load.append(
             LoadSample(
                 stamp,
-                round((requests - errors) / span, 1) if span > 0 else 0.0,
+                round((requests - errors) / span, 1),
                 requests,
                 errors,
                 leaks,
