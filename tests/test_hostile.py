@@ -8,6 +8,7 @@ fixture; outcomes are asserted in the main thread.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import typing as t
 from collections.abc import Iterator
@@ -98,6 +99,53 @@ def test_connection_reuses_one_socket_for_several_requests(port: int) -> None:
         second = conn.request("/_ctxbench/probe?token=g2")
     assert (first.status, second.status) == (200, 200)
     assert json.loads(second.body)["token"] == "g2"
+
+
+@pytest.fixture
+def closes_after_one() -> Iterator[tuple[int, list[bytes]]]:
+    """A server that answers one request per connection as if it kept the connection alive,
+    then closes it (an idle keep-alive connection closed by the server); records requests."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    received.append(data.split(b"\r\n", 1)[0])
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], received
+    stop.set()
+    thread.join(timeout=10)
+    listener.close()
+
+
+def test_a_kept_connection_the_server_closed_is_a_reset_not_a_resent_request(
+    closes_after_one: tuple[int, list[bytes]],
+) -> None:
+    port, received = closes_after_one
+    with hostile.Connection("127.0.0.1", port, timeout=5) as conn:
+        first = conn.request("/one")
+        second = conn.request("/two")
+    assert first.kind == "answered" and first.body == b"ok"
+    assert second.kind == "reset", second
+    assert received == [b"GET /one HTTP/1.1"]  # /two was sent once, to the closed connection
 
 
 def test_refused_and_unroutable_are_outcomes_not_exceptions(closed_port: int) -> None:

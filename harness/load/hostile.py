@@ -129,10 +129,10 @@ class Connection:
     """One blocking HTTP/1.1 connection to ``host:port`` that reads one whole response per request.
 
     ``request(target)`` sends a GET and returns its :class:`Outcome`; the connection is kept for
-    the next request unless the server closes it, and is re-opened transparently when the server
-    closed an idle one just as it was reused (as any HTTP client does for a GET). Every socket
-    operation is bounded by ``timeout`` seconds. Use it as a context manager or call
-    :meth:`close`.
+    the next request unless the server closes it. A request is sent once: a failure, even on a
+    kept connection the server had closed, is its outcome (a resent request would carry the
+    same token). Every socket operation is bounded by ``timeout`` seconds. Use it as a context
+    manager or call :meth:`close`.
     """
 
     def __init__(self, host: str, port: int, *, timeout: float = 10.0) -> None:
@@ -141,7 +141,6 @@ class Connection:
         self.timeout = timeout
         self.netloc = f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
         self.sock: socket.socket | None = None
-        self._reused = False
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -160,7 +159,6 @@ class Connection:
                 sock.close()
                 raise
             self.sock = sock
-            self._reused = False
         return self.sock
 
     def close(self, *, reset: bool = False) -> None:
@@ -232,28 +230,18 @@ class Connection:
     def request(self, target: str, *, close: bool = False) -> Outcome:
         """Send ``GET target`` and read its whole response; never raises on a network failure."""
         data = _request_bytes(target, self.netloc, close=close)
-        for attempt in (0, 1):
-            reused = self.sock is not None and self._reused
-            received = False
-            try:
-                sock = self.open()
-                sock.sendall(data)
-                buf = bytearray()
-                head, start = self.read_head(buf)
-                received = True
-                body = self.read_body(buf, head, start)
-            except (_Failed, OSError) as exc:
-                self.close()
-                kind = exc.kind if isinstance(exc, _Failed) else _kind_of(exc)
-                if attempt == 0 and reused and not received and kind == "reset":
-                    continue  # the server closed the idle keep-alive connection: reconnect once
-                return Outcome(kind, detail=getattr(exc, "detail", "") or str(exc))
-            if close or head.close:
-                self.close()
-            else:
-                self._reused = True
-            return Outcome("answered", head.status, body)
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            sock = self.open()
+            sock.sendall(data)
+            buf = bytearray()
+            head, start = self.read_head(buf)
+            body = self.read_body(buf, head, start)
+        except (_Failed, OSError) as exc:
+            self.close()
+            return _failed(exc)
+        if close or head.close:
+            self.close()
+        return Outcome("answered", head.status, body)
 
 
 def get(host: str, port: int, target: str, *, timeout: float = 10.0) -> Outcome:
