@@ -26,6 +26,12 @@ acceptable failure rate); otherwise locust's own rules (``--exit-code-on-error``
 failure; 2 on an unhandled exception). On a distributed run this is the master's exit code; the
 workers exit by locust's rules.
 
+The master listens on 127.0.0.1 only (locust's default is every interface): give
+``--master-bind-host`` to let workers on other machines in. With ``--processes`` it listens on
+a free port, which the workers it forks are told (locust's default, 5557, would be shared by
+two runs at once); ``--master-bind-port`` or ``--master-port`` picks one. Separate ``--master``
+and ``--worker`` processes meet on locust's 5557 unless told another.
+
 Options added to locust's: ``--sleep-ms`` (how long each probe request yields in the view,
 default 1) and ``--ctx-mode`` (the label written into the evidence, e.g. the server mode). A
 probe behind a secret is reached as ``ctxbench run --target`` reaches it: set
@@ -45,6 +51,7 @@ from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.protocol import PROBE_PATH
+from harness.servers import free_port
 from harness.target import secret_headers
 from harness.verdict import ProbeProtocolError, check_probe_response
 
@@ -114,6 +121,33 @@ TALLY = Tally()
 #: The probe secret header (from ``CTXBENCH_PROBE_SECRET``), sent with every request when set.
 HEADERS = dict(secret_headers())
 _logged = 0
+
+
+#: Where locust's master listens unless told otherwise (locust's own default is ``*``).
+MASTER_BIND_HOST = "127.0.0.1"
+#: locust's own master port, for separate ``--master`` and ``--worker`` processes.
+LOCUST_MASTER_PORT = 5557
+
+
+@events.init_command_line_parser.add_listener
+def _loopback_master(parser: Any) -> None:
+    # An explicit --master-bind-host, LOCUST_MASTER_BIND_HOST or config value still wins. The
+    # ports default to None so that what the user gave can be told from locust's default.
+    parser.set_defaults(master_bind_host=MASTER_BIND_HOST, master_bind_port=None, master_port=None)
+    parse_args = parser.parse_args
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        options = parse_args(*args, **kwargs)
+        if getattr(options, "processes", None):
+            # The workers are forked after this parse and connect to master_port.
+            port = options.master_bind_port or options.master_port or free_port(MASTER_BIND_HOST)
+        else:
+            port = LOCUST_MASTER_PORT
+        options.master_bind_port = options.master_bind_port or port
+        options.master_port = options.master_port or port
+        return options
+
+    parser.parse_args = parse
 
 
 @events.init_command_line_parser.add_listener

@@ -108,22 +108,24 @@ def _master_port_lost(run: LocustRun) -> bool:
     return MASTER_PORT_BUSY.search(run.output) is not None
 
 
-def _on_free_master_port(attempt: Callable[[int], LocustRun]) -> LocustRun:
-    """``attempt(port)`` on a port free when picked, again on another if the master lost it.
+def _on_free_master_port(attempt: Callable[[], LocustRun]) -> LocustRun:
+    """``attempt()`` with a master on a port free when picked, again if the master lost it.
 
-    locust cannot bind port 0 and say which port it got, so a free port is picked and closed,
-    and the master binds it a second later: any other program (another test run's master, an
-    outgoing connection's ephemeral port) may take it in between.
+    locust cannot bind port 0 and say which port it got, so a free port is picked and closed
+    (here, or by the locustfile under ``--processes``), and the master binds it a second later:
+    any other program (another test run's master, an outgoing connection's ephemeral port) may
+    take it in between.
     """
     for _ in range(MASTER_PORT_ATTEMPTS - 1):
-        run = attempt(free_port())
+        run = attempt()
         if not _master_port_lost(run):
             return run
-    return attempt(free_port())
+    return attempt()
 
 
 def _master_bind(port: int) -> tuple[str, ...]:
-    return ("--master-bind-host", "127.0.0.1", "--master-bind-port", str(port))
+    # No --master-bind-host: the locustfile's default (127.0.0.1) is what is tested.
+    return ("--master-bind-port", str(port))
 
 
 class _Locust:
@@ -182,17 +184,13 @@ class _Locust:
 def run_locust(url: str, *extra: str, env: dict[str, str] | None = None) -> LocustRun:
     """Run one headless locust (possibly with --processes) to completion.
 
-    With ``--processes`` the master binds a free port on 127.0.0.1, and the workers it forks
-    connect to it there: locust's default is port 5557 on every interface, which two test runs
-    at once would share (the second master fails, and its workers wait on the first's port).
+    With ``--processes`` the locustfile has the master bind a free port on 127.0.0.1 and tells
+    the workers it forks (locust's default is port 5557 on every interface, which two test runs
+    at once would share): the command is the README's, nothing added.
     """
     if "--processes" not in extra:
         return _run_headless(url, *extra, env=env)
-    return _on_free_master_port(
-        lambda port: _run_headless(
-            url, *_master_bind(port), "--master-port", str(port), *extra, env=env
-        )
-    )
+    return _on_free_master_port(lambda: _run_headless(url, *extra, env=env))
 
 
 def _run_headless(url: str, *extra: str, env: dict[str, str] | None = None) -> LocustRun:
@@ -203,7 +201,7 @@ def _run_headless(url: str, *extra: str, env: dict[str, str] | None = None) -> L
 
 def run_locust_distributed(url: str, workers: int, *extra: str) -> LocustRun:
     """A --master with --expect-workers and separate --worker processes, all torn down."""
-    return _on_free_master_port(lambda port: _distributed_once(url, workers, port, *extra))
+    return _on_free_master_port(lambda: _distributed_once(url, workers, free_port(), *extra))
 
 
 def _distributed_once(url: str, workers: int, port: int, *extra: str) -> LocustRun:
@@ -285,6 +283,55 @@ def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ..
     assert run.summary["role"] == ("master" if "--processes" in extra else "local")
     assert "context leak in the response to token" in run.output
     assert '"mode": "gunicorn-gthread"' in run.output  # evidence names the mode
+
+
+def _listening(pid: int) -> set[tuple[str, int]]:
+    """The addresses process ``pid`` listens on (TCP)."""
+    psutil = pytest.importorskip("psutil", reason="needs psutil (ctxbench[soak])")
+    with contextlib.suppress(psutil.Error):
+        return {
+            (c.laddr.ip, c.laddr.port)
+            for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+    return set()
+
+
+def _master_listens_on(url: str, argv: list[str]) -> tuple[set[tuple[str, int]], LocustRun]:
+    """Run a locust master (with its workers) and return where it listened, and the run."""
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        master = stack.enter_context(_Locust(_headless(url, *argv)))
+        if "--master" in argv:
+            port = argv[argv.index("--master-bind-port") + 1]
+            stack.enter_context(
+                _Locust(_locust_cmd("--worker", "--master-port", port), capture=False)
+            )
+        bound: set[tuple[str, int]] = set()
+        deadline = time.monotonic() + 30
+        while not bound and master.proc.poll() is None and time.monotonic() < deadline:
+            bound = _listening(master.proc.pid)
+            time.sleep(0.05)
+        return bound, master.finish(RUN_SECONDS + 45, started)
+
+
+@pytest.mark.parametrize("form", ["processes", "master"])
+def test_the_master_listens_on_loopback_only(correct_server: Any, form: str) -> None:
+    """The README's commands: locust's master listens on every interface, port 5557, unless
+    told otherwise; the locustfile makes it 127.0.0.1, and a free port under --processes."""
+    pytest.importorskip("psutil", reason="needs psutil (ctxbench[soak])")
+    for _ in range(MASTER_PORT_ATTEMPTS):
+        argv = (
+            ["--processes", "2"]
+            if form == "processes"
+            else ["--master", "--expect-workers", "1", "--master-bind-port", str(free_port())]
+        )
+        bound, run = _master_listens_on(correct_server.url, argv)
+        if not _master_port_lost(run):
+            break
+    assert bound and {ip for ip, _ in bound} == {"127.0.0.1"}, (bound, run.explain())
+    assert 5557 not in {port for _, port in bound}, (bound, run.explain())
+    assert run.returncode == 0 and run.summary["checked"] > 0, run.explain()
 
 
 @contextlib.contextmanager
