@@ -12,8 +12,9 @@ The first access to ``harness.wsgi.app``, inside the server process, does three 
    here, once per process that loads the app) and exposes it as ``app``; a ``core.App`` or
    ``flask.Flask`` without the probe gets it mounted here (:func:`harness.probe.install_probe`),
    so any such app can be tested as it is;
-3. records what really loaded in :data:`LOADED` (pid, app class, active storage), which the
-   server's start-up hooks write to ``CTXBENCH_STATE_DIR`` for the harness to read back.
+3. records what really loaded in :data:`LOADED` (the pid that loaded it, app class, active
+   storage), which the server's start-up hooks write to ``CTXBENCH_STATE_DIR`` for the harness
+   to read back.
 
 Servers import it in the process that serves requests: after ``fork`` and, for gunicorn's gevent
 worker, after ``monkey.patch_all()``, so the backend sees the patched world.
@@ -222,6 +223,9 @@ def _bootstrap() -> t.Any:
     LOADED.update(
         probe=probe,
         pid=os.getpid(),
+        # Kept by a forked worker (``pid`` is rewritten where it reports): where the app was
+        # loaded, and a factory called.
+        loaded_pid=os.getpid(),
         app=import_string,
         app_class=f"{type(rv).__module__}.{type(rv).__qualname__}",
         backend=backend,

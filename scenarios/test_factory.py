@@ -4,8 +4,10 @@ Each server process that loads the app calls the factory (:mod:`harness.wsgi`), 
 arguments of the import string, and the probe is mounted on what it returns. The factory app of
 :mod:`scenarios.apps.factory` is served under modes that load the app in different places: the
 werkzeug dev server in its one process, gunicorn in each worker after the fork, uWSGI in its
-master before the fork. It must be clean there, and its leaky twin (the current user in a
-module-level dict) must be caught through its own ``observe()`` name, not the framework's.
+master before the fork (``app_loaded_in`` of the effective configuration says which processes
+called the factory). It must be clean there, and its leaky twin (the current user in a
+module-level dict), under gunicorn ``--preload`` (the factory called once, in the master), must
+be caught through its own ``observe()`` name, not the framework's.
 """
 
 from __future__ import annotations
@@ -52,9 +54,13 @@ def test_factory_app_is_isolated(
     describe_run: t.Any,
 ) -> None:
     server = shared_server(mode, app=FACTORY)
-    assert server.effective["app"] == FACTORY, server.effective
+    effective = server.effective
+    assert effective["app"] == FACTORY, effective
     # The factory ran with the string's argument, and the probe was mounted on its app.
     assert _probe_app_name(server.url) == "ctxbench-factory-app"
+    # It ran in each process that loaded the app: every worker, or uWSGI's master before the fork.
+    loaders = [effective["master_pid"]] if mode == "uwsgi-processes" else effective["worker_pids"]
+    assert effective["app_loaded_in"] == loaders, effective
 
     result = drive(server, connections)
 
@@ -66,7 +72,9 @@ def test_factory_app_leak_is_caught(
     shared_server: t.Any, drive: t.Any, describe_run: t.Any
 ) -> None:
     mode = "gunicorn-gthread"
-    server = shared_server(mode, app=LEAKY_FACTORY)
+    # --preload: the factory runs once, in the master, and every worker serves a copy of its app.
+    server = shared_server(mode, app=LEAKY_FACTORY, extra_args=("--preload",))
+    assert server.effective["app_loaded_in"] == [server.effective["master_pid"]], server.effective
 
     result = drive(server, "keepalive")
 

@@ -266,6 +266,8 @@ def test_start_probe_stop_leaves_nothing(mode: str, tmp_path: Path) -> None:
         assert eff["worker_pids"] and all(isinstance(p, int) for p in eff["worker_pids"])
         assert eff["server_version"]
         assert set(group_members(pgid)) >= {pgid, *eff["worker_pids"]}
+        # The app was loaded in the workers, or in a process of the server that forked them.
+        assert eff["app_loaded_in"] and set(group_members(pgid)) >= set(eff["app_loaded_in"])
         assert srv.log_path.parent == tmp_path
     assert srv.process.returncode is not None
     assert_gone(pgid)

@@ -401,6 +401,11 @@ class ServerMode(abc.ABC):
             "storage": first.get("storage"),
             "probe": first.get("probe"),  # who mounted it: "app", "harness.wsgi" or "none"
             "worker_pids": sorted(s["pid"] for s in reported.workers if "pid" in s),
+            # Where the app was loaded (its factory called): each worker, or the process that
+            # forked them (gunicorn --preload, uWSGI without --lazy-apps).
+            "app_loaded_in": sorted(
+                {s["loaded_pid"] for s in reported.workers if "loaded_pid" in s}
+            ),
             "python": first.get("python"),
             "server": self.server or self.package,
             "server_version": first.get("server_version") or package_version(self.package),
