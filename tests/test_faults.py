@@ -167,6 +167,16 @@ def test_a_master_that_respawns_only_when_asked_gets_asked() -> None:
     assert FAULTS["kill-worker"].server_args(MODES["gunicorn-sync"], ChaosSettings()) == ()
 
 
+def test_the_reload_fault_sets_the_pace_of_a_reload_that_has_one() -> None:
+    reload = FAULTS["reload"]
+    # gunicorn's SIGHUP replaces its workers at its own pace; granian sleeps
+    # --respawn-interval per worker (3.5 s by default: 2 reloads of 2 workers took 14 s).
+    assert reload.server_args(MODES["gunicorn-gthread"], ChaosSettings()) == ()
+    granian = MODES.get("granian")
+    if granian is not None:
+        assert reload.server_args(granian, ChaosSettings()) == ("--respawn-interval", "1")
+
+
 def test_refused_is_expected_only_where_the_server_refuses_under_the_fault() -> None:
     kill, reload = FAULTS["kill-worker"], FAULTS["reload"]
     # gunicorn's master keeps the listening socket while its workers come and go.

@@ -177,6 +177,7 @@ class Reload(_LifecycleFault):
 
     needs = "reload_signal"
     missing = "the server has no graceful reload"
+    args = "reload_args"
 
     def injector(self, server: LiveServer, settings: ChaosSettings) -> Injector:
         sig = get_mode(server.mode).lifecycle.reload_signal

@@ -233,6 +233,9 @@ class Lifecycle:
     respawn_crash_window_s: float = 0.0
     #: The signal that makes the master replace its workers gracefully (gunicorn: SIGHUP).
     reload_signal: int | None = None
+    #: Arguments the reload fault needs, where the server's graceful reload has a pace of its
+    #: own to set (granian waits ``--respawn-interval``, 3.5 s by default, per worker).
+    reload_args: tuple[str, ...] = ()
     #: Arguments that recycle each worker after about ``{requests}`` requests (plus up to
     #: ``{jitter}`` more, where the server can spread them).
     recycle_args: tuple[str, ...] = ()
