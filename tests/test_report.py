@@ -718,3 +718,39 @@ def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     text = format_summary(run)
     assert "FAILED" in text and "failed cells (the server died" in text
     assert died["error"] in text
+
+
+def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
+    import dataclasses
+
+    from harness.report import format_summary
+
+    def starving(c: Any, n: int | None) -> Any:
+        runs = tuple(dataclasses.replace(r, starved=n) for r in c.runs)
+        return dataclasses.replace(c, runs=runs, concurrency=16)
+
+    # uwsgi-processes would be the fastest keep-alive mode, but 14 of its 16 users were starved
+    entries = [make_entry("uwsgi-processes", rps=9000.0), *(make_entry(m) for m in MODES)]
+    run = load_run(make_doc(entries))
+    fair = tuple(starving(c, 0) for c in run.cells[1:])
+    run = run.replace(cells=(starving(run.cells[0], 14), *fair))
+    summary = summarize(run)
+    assert [c.mode for c in summary.starved] == ["uwsgi-processes"]
+    assert summary.verdict == ("OK", "ok") and not summary.errored  # not a leak, not an error
+    assert [r.best.mode for r in summary.rankings] == ["gunicorn-gevent"]
+    text = format_summary(run)
+    assert text.splitlines()[2].split()[9] == "5.33^"  # the starved cell's p99
+    assert text.count("^") == 2
+    assert "^ starved users (uwsgi-processes, keepalive: 14 of 16 users): some virtual" in text
+    assert "--proxy nginx" in text
+    md = render_reports(run)["report.md"]
+    assert "are not ranked (uwsgi-processes, keepalive: 14 of 16 users)" in md
+    table = section(md, "## Keep-alive connections (`keepalive`)")
+    assert "| p99 ms | max ms | starved users |" in table
+    assert "| 14 of 16 |\n" in table and table.count("| 0 |\n") == 4
+    assert "> **Starved users** (uwsgi-processes, keepalive: 14 of 16 users, in the worst" in table
+    # measured and none starved, or not recorded (an older document): nothing is said
+    for n in (0, None):
+        quiet = run.replace(cells=tuple(starving(c, n) for c in run.cells))
+        assert "starved" not in format_summary(quiet)
+        assert "tarved" not in render_reports(quiet)["report.md"]

@@ -14,9 +14,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.load.fairness import STARVED_ADVICE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
-from harness.report.summary import Summary, evidence_table, headline, label, recommendation
+from harness.report.summary import (
+    Summary,
+    evidence_table,
+    headline,
+    label,
+    recommendation,
+    starved_cells,
+)
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, fmt_runs, plural, show_json, spread_cell
 from harness.report.tree import (
     Callout,
@@ -155,25 +163,49 @@ def patterns(ctx: Context) -> list[Node]:
         figures = (charts.throughput(cells, pattern), charts.latency(cells, pattern))
         title = PATTERN_TITLES.get(pattern, pattern)
         out += [Heading(f"{title} (`{pattern}`)"), Group(figures, "charts"), cell_table(cells)]
+        out += starved_warning(cells)
     return out
 
 
+def starved_warning(cells: Sequence[Cell]) -> list[Node]:
+    """A warning under a table with cells whose server starved some virtual users."""
+    starved = [c for c in cells if c.starved]
+    if not starved:
+        return []
+    text = (
+        f"**Starved users** ({starved_cells(starved)}, in the worst of the runs; neither a leak"
+        f" nor an error): {STARVED_ADVICE}. These cells are not ranked."
+    )
+    return [Callout((Paragraph(text),), "warning")]
+
+
 def cell_table(cells: Sequence[Cell]) -> Table:
-    """One row per cell: throughput with its spread, latency percentiles, errors and leaks."""
+    """One row per cell: throughput with its spread, latency percentiles, errors and leaks, and
+    the users the server starved when it starved any."""
+    starved = any(c.starved for c in cells)
     headers = (
         *("mode", "app", "backend", "leaks", "errors", "requests", "rps (median)", "spread"),
         *("runs", "p50 ms", "p90 ms", "p99 ms", "max ms"),
+        *("starved users",) * starved,
     )
     rows = tuple(
         (
             *(c.mode, c.app_label, c.backend, _leaks_cell(c.leaks), f"{c.errors:,}"),
             *(f"{c.requests:,}", fmt_rps(c.rps), spread_cell(c.rps_spread), fmt_runs(c.rps_runs)),
             *(fmt_ms(c.latency_ms.get(p)) for p in PERCENTILES),
+            *(_starved_cell(c),) * starved,
         )
         for c in cells
     )
     bad, warn = where(cells, lambda c: not c.clean), where(cells, lambda c: c.noisy)
-    return Table(headers, rows, "lll" + "r" * 10, bad, warn, wrap=frozenset({1, 8}))
+    align = "lll" + "r" * (10 + starved)
+    return Table(headers, rows, align, bad, warn, wrap=frozenset({1, 8}))
+
+
+def _starved_cell(c: Cell) -> str:
+    if c.starved is None:
+        return "-"
+    return f"{c.starved:,} of {c.concurrency:,}" if c.starved and c.concurrency else f"{c.starved}"
 
 
 def silent_mutants(ctx: Context) -> list[Node]:

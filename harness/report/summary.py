@@ -6,9 +6,11 @@ app gave to ``observe()`` blames the app's own state; a cell on a deliberately b
 blames that backend, which is expected to leak.
 
 Ranking rules: a cell that leaked or had errors is never "fastest" (a fast server that returns
-another request's data has failed, not won); one median beats another only when the difference
-is beyond the noise of both (:func:`beyond_noise`, the rule ``compare`` uses too), otherwise the
-modes are tied; there is no recommendation between modes when only one ran.
+another request's data has failed, not won), nor is a cell whose server starved some of its
+virtual users (:mod:`harness.load.fairness`: its throughput is only the served users'); one
+median beats another only when the difference is beyond the noise of both
+(:func:`beyond_noise`, the rule ``compare`` uses too), otherwise the modes are tied; there is no
+recommendation between modes when only one ran.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.load.cpu import DRIVER_BOUND_ADVICE
+from harness.load.fairness import STARVED_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural, show_json
@@ -74,6 +77,7 @@ class Summary:
     errored: tuple[Cell, ...]  # errors, or ended early
     failed: tuple[Cell, ...]  # ended early: the server died (Cell.error)
     noisy: tuple[Cell, ...]
+    starved: tuple[Cell, ...]  # the server starved some virtual users: never ranked
     stack_leaks: tuple[Cell, ...]  # correct storage, the framework's names leaked
     app_leaks: tuple[Cell, ...]  # correct storage, only the app's own names leaked
     mutant_leaks: tuple[Cell, ...]
@@ -125,6 +129,7 @@ def summarize(run: Run) -> Summary:
         errored=tuple(c for c in cells if c.errors or c.failed),
         failed=tuple(c for c in cells if c.failed),
         noisy=tuple(c for c in cells if c.noisy),
+        starved=tuple(c for c in cells if c.starved),
         stack_leaks=tuple(c for c in correct_leaks if c not in app_only),
         app_leaks=tuple(app_only),
         mutant_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND),
@@ -139,7 +144,11 @@ def _ordered(values: set[str], first: Sequence[str]) -> list[str]:
 
 def _ranking(cells: Sequence[Cell], main: str, pattern: str) -> Ranking | None:
     key = (pattern, main, DEFAULT_BACKEND)
-    candidates = [c for c in cells if c.clean and (c.connections, c.app_label, c.backend) == key]
+    candidates = [
+        c
+        for c in cells
+        if c.clean and not c.starved and (c.connections, c.app_label, c.backend) == key
+    ]
     candidates.sort(key=lambda c: (-c.rps, c.mode))
     if len(candidates) < 2:
         return None
@@ -224,6 +233,11 @@ def recommendation(s: Summary) -> str:
         out.append("Only one mode ran: there is no choice between modes to make.")
     if s.errored:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
+    if s.starved:
+        out.append(
+            f"Cells whose server starved some users are not ranked ({starved_cells(s.starved)}):"
+            f" {STARVED_ADVICE}."
+        )
     if s.failed:
         out.append(
             "Find out why the server died (its log says) before trusting a verdict: its cell"
@@ -237,6 +251,14 @@ def recommendation(s: Summary) -> str:
             " trusting small differences."
         )
     return " ".join(out) or "Nothing to recommend."
+
+
+def starved_cells(cells: Sequence[Cell]) -> str:
+    """``uwsgi-processes, keepalive: 14 of 16 users``, for each cell that starved users."""
+    return "; ".join(
+        f"{label(c)}, {c.connections}: {c.starved:,} of {plural(c.concurrency or 0, 'user')}"
+        for c in cells
+    )
 
 
 def _what_ran(s: Summary) -> str:
@@ -288,7 +310,9 @@ def format_summary(run: Run) -> str:
             *(c.mode, c.connections, *(str(c.concurrency),) * sweep, c.server.summary),
             *(f"{c.requests:,}", fmt_rps(c.rps) + ("*" if c.driver_bound else "")),
             fmt_pct(c.rps_spread) + ("!" if c.noisy else ""),
-            *(fmt_ms(c.latency_ms.p50), fmt_ms(c.latency_ms.p99), f"{c.errors:,}"),
+            fmt_ms(c.latency_ms.p50),
+            fmt_ms(c.latency_ms.p99) + ("^" if c.starved else ""),
+            f"{c.errors:,}",
             *(f"{c.leaks:,}", status(c)),
         )
         for c in run.cells
@@ -301,6 +325,8 @@ def format_summary(run: Run) -> str:
         )
     if any(c.driver_bound for c in run.cells):
         out.append(f"* driver-bound: {DRIVER_BOUND_ADVICE}")
+    if starved := [c for c in run.cells if c.starved]:
+        out.append(f"^ starved users ({starved_cells(starved)}): {STARVED_ADVICE}")
     failed = [c for c in run.cells if c.failed]
     if failed:
         out += ["", "failed cells (the server died; a new one ran the cells after):"]

@@ -8,7 +8,12 @@ reset is seen by the next one (residue), on fresh and keep-alive connections ali
 idle for ``--socket-timeout``: with more keep-alive clients than workers, the others wait.
 Measured here with 16 keep-alive clients and 2 workers: 2 clients were served for the whole
 1 s run while the 14 others waited for its end (their latency is the run's length, in p99 and
-max), and the fresh pattern was served fairly. That is uWSGI's behaviour, not the harness's.
+max), and the fresh pattern was served fairly. The driver says so: 14 of 16 users starved
+(``Cell.starved``, :mod:`harness.load.fairness`) in every measurement of ``ctxbench run
+--modes uwsgi-processes`` on keep-alive connections, 0 on fresh ones; behind nginx without
+upstream keep-alive (``nginx+uwsgi-processes``) 0, behind ``nginx-keepalive`` 14 again (nginx's
+idle upstream connections hold the processes, and 50 requests timed out). That is uWSGI's
+behaviour, not the harness's.
 """
 
 from __future__ import annotations
