@@ -50,6 +50,8 @@ CASES = [
     ("abort", "gunicorn-gevent", FLASK_APP, "contextvar", "keepalive", "ok"),
     # tornado collects a streamed body an IOLoop turn per chunk, shared with the load.
     ("abort", "gunicorn-tornado", CORE_APP, "contextvar", "fresh", "ok"),
+    # A kept-alive connection holds a uWSGI process: the fault's clients go between two rounds.
+    ("abort", "uwsgi-processes", CORE_APP, "contextvar", "keepalive", "ok"),
     ("slow-client", "gunicorn-sync", CORE_APP, "contextvar", "keepalive", "ok"),
     ("hook-error", "gunicorn-gevent", CORE_APP, "thread-ident", "keepalive", "caught"),
     # Behind nginx the fault kills the app server's workers, not nginx's; nginx answers a request

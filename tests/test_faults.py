@@ -177,6 +177,52 @@ def test_the_reload_fault_sets_the_pace_of_a_reload_that_has_one() -> None:
         assert reload.server_args(granian, ChaosSettings()) == ("--respawn-interval", "1")
 
 
+@pytest.mark.parametrize(
+    ("mode", "kept_alive", "holds"),
+    [
+        pytest.param("uwsgi-processes", True, True, id="uwsgi-processes-keepalive"),
+        pytest.param("uwsgi-processes", False, False, id="uwsgi-processes-fresh"),
+        pytest.param("gunicorn-gthread", True, False, id="gunicorn-gthread-keepalive"),
+    ],
+)
+def test_client_faults_hold_the_load_where_a_kept_alive_connection_holds_its_unit(
+    mode: str, kept_alive: bool, holds: bool
+) -> None:
+    import threading
+    import types
+
+    from harness.faults.clients import _HostileInjector
+    from harness.load.hostile import HostileLoad, Outcome
+
+    release = threading.Event()
+
+    def action(seq: int) -> Outcome:
+        release.wait(10.0)
+        return Outcome("aborted")
+
+    server = types.SimpleNamespace(mode=mode, app_server=types.SimpleNamespace(mode=mode))
+    hostile = HostileLoad(action, users=1, requests=1)
+    injector = _HostileInjector(server, ChaosSettings(), hostile)  # type: ignore[arg-type]
+    injector.kept_alive = kept_alive
+    injector.start()
+    unblock = threading.Timer(0.05, release.set) if holds else None
+    if unblock is not None:
+        unblock.start()
+    injector.between_rounds(time.monotonic() + 10.0)
+    assert injector.done() is holds  # held until the hostile client was done, or not at all
+    release.set()
+    injector.stop()
+    assert injector.done()
+
+
+def test_which_modes_hold_a_unit_for_a_kept_alive_connection() -> None:
+    # uWSGI's --http11-socket keeps a process or thread on a kept-alive connection; its
+    # --http-socket (uwsgi-gevent) closes every connection, and the others share their units.
+    held = {name for name, mode in MODES.items() if mode.lifecycle.kept_alive_holds_unit}
+    direct = {name for name in held if "+" not in name}
+    assert direct == {"uwsgi-processes", "uwsgi-threads"}
+
+
 def test_refused_is_expected_only_where_the_server_refuses_under_the_fault() -> None:
     kill, reload = FAULTS["kill-worker"], FAULTS["reload"]
     # gunicorn's master keeps the listening socket while its workers come and go.

@@ -61,12 +61,15 @@ class Injector:
     """What a fault does while the load runs; the base does nothing and is done at once.
 
     Subclasses override :meth:`run` (called in a background thread until :meth:`stop`) and
-    :meth:`done`. ``events`` and ``hostile`` are read after :meth:`stop`.
+    :meth:`done`. ``events`` and ``hostile`` are read after :meth:`stop`. ``kept_alive`` says
+    whether the load's connections to the server outlive a request (the runner sets it before
+    :meth:`start`: the keepalive pattern, or a proxy's kept upstream connections).
     """
 
     def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
         self.server = server
         self.settings = settings
+        self.kept_alive = False
         self.events: list[FaultEvent] = []
         self.hostile: HostileLoad | None = None
         self.started = 0.0

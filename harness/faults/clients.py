@@ -27,7 +27,7 @@ from harness.load.hostile import slow_send as _slow_send
 from harness.probe.middleware import STREAM_PATH
 from harness.probe.stream import read_chunks
 from harness.protocol import FAIL_PHASES, PROBE_PATH
-from harness.servers import LiveServer
+from harness.servers import LiveServer, get_mode, poll_until
 from harness.settings import ChaosSettings
 from harness.verdict import Evidence, ProbeProtocolError, Unit, examine_probe_response
 
@@ -50,11 +50,26 @@ def _stream(token: str, chunks: int, chunk_ms: int = 1) -> str:
 
 
 class _HostileInjector(Injector):
-    """Runs a :class:`HostileLoad` beside the load; done when all its requests are."""
+    """Runs a :class:`HostileLoad` beside the load; done when all its requests are.
 
-    def __init__(self, server: LiveServer, settings: ChaosSettings, hostile: HostileLoad) -> None:
+    Where a kept-alive load connection holds its unit until the client closes it
+    (:attr:`~harness.servers.base.Lifecycle.kept_alive_holds_unit`, uWSGI's ``--http11-socket``)
+    and the load keeps its connections, a hostile client gets a unit only as a load round ends
+    (every unit is held by a load client until then), so the load is held after the first round
+    until the hostile clients are done: they meet the same units in the same state as between
+    two rounds, without a round's wait for each of them."""
+
+    def __init__(
+        self, server: LiveServer, settings: ChaosSettings, hostile: HostileLoad | None = None
+    ) -> None:
         super().__init__(server, settings)
         self.hostile = hostile
+
+    def between_rounds(self, deadline: float) -> None:
+        if self.done() or not self.kept_alive:
+            return
+        if get_mode(self.server.app_server.mode).lifecycle.kept_alive_holds_unit:
+            poll_until(self.done, bool, deadline)
 
 
 @register
@@ -99,7 +114,7 @@ class Abort(Fault):
         return None if tally.aborted else "no client aborted a request"
 
 
-class _SlowInjector(Injector):
+class _SlowInjector(_HostileInjector):
     """Slow clients whose whole responses are judged as they arrive (``leaks``, ``evidence``)."""
 
     def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:

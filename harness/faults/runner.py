@@ -93,17 +93,22 @@ def _can_leak(fault: Fault, backend: str, mode: str, connections: str) -> bool:
     return fault.name == "hook-error" and expectation(backend, mode, traits, pattern).can_leak
 
 
+def _kept_alive(mode: ServerMode, connections: str) -> bool:
+    """Whether the load's connections to the server carry more than one request: kept-alive
+    ones, or behind a proxy, the proxy's upstream connections."""
+    traits = mode.traits
+    if traits.proxy is not None:
+        return traits.proxy.reuses_upstream_connections
+    return connections == "keepalive" and traits.keepalive
+
+
 def _requests_per_connection(
     mode: ServerMode, connections: str, load: LoadSettings, settings: ChaosSettings
 ) -> float:
     """How many requests one connection to the server carries in a load round: 1 on fresh
     connections, a client's share of the round on kept-alive ones (each virtual user keeps one
     for the round). Behind a proxy, the proxy's upstream connections decide."""
-    traits = mode.traits
-    if traits.proxy is not None:
-        kept = traits.proxy.reuses_upstream_connections
-    else:
-        kept = connections == "keepalive" and traits.keepalive
+    kept = _kept_alive(mode, connections)
     return settings.round_requests / load.concurrency if kept else 1.0
 
 
@@ -217,6 +222,7 @@ def run_fault_cell(
         tally = Tally()
         evidence: list[t.Any] = []
         injector = fault.injector(server, settings)
+        injector.kept_alive = _kept_alive(server_mode, connections)
         rounds = 0
         injector.start()
         try:

@@ -253,6 +253,12 @@ class Lifecycle:
     #: by side (threads, greenlets), a request is timed only while no other starts or ends on
     #: its worker, so the timeout fault holds the load while its requests run.
     timeout_needs_idle_worker: bool = False
+    #: Whether a kept-alive connection holds the unit (process or thread) that accepted it
+    #: until the client closes it (uWSGI's ``--http11-socket``): with at least as many kept-alive
+    #: load clients as units, a fault's own clients get a unit only as a load round ends, so
+    #: the client faults (abort, slow-client) run their clients between two rounds, the load
+    #: held (:meth:`harness.faults.base.Injector.between_rounds`).
+    kept_alive_holds_unit: bool = False
     #: The faults (by name) under which the server refuses connections while it replaces a
     #: worker: uWSGI's master re-executes itself on a reload; each granian worker listens on a
     #: socket of its own (SO_REUSEPORT), and connections hashed to one that is going are

@@ -37,7 +37,8 @@ class UwsgiGevent(UwsgiMode):
     worker_class = "gevent"
     requires = ("gevent", "greenlet")  # uWSGI's gevent plugin imports them in each worker
     # --harakiri times a request only while no other starts or ends on its worker.
-    lifecycle = SIDE_BY_SIDE_LIFECYCLE
+    # --http-socket closes every connection after its response: none holds a greenlet.
+    lifecycle = dataclasses.replace(SIDE_BY_SIDE_LIFECYCLE, kept_alive_holds_unit=False)
     order = 82
     socket_option = "--http-socket"
     traits = ModeTraits(
