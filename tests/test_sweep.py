@@ -136,6 +136,21 @@ def test_report_draws_the_sweep_and_marks_driver_bound_cells(tmp_path: Path) -> 
     assert (again / "sweep-throughput-keepalive.svg").read_text() == svg  # deterministic
 
 
+def test_the_sweep_table_says_where_users_were_starved(tmp_path: Path) -> None:
+    import dataclasses
+
+    run, _ = sweep_run(tmp_path)
+    cells = list(run.cells)
+    last = cells[-1]  # gunicorn-sync at 32 users
+    cells[-1] = dataclasses.replace(
+        last, runs=tuple(dataclasses.replace(r, starved=30) for r in last.runs)
+    )
+    write_reports(tmp_path / "run", run.replace(cells=tuple(cells)))
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "32,000 rps / 32.0 ms * 30 starved |" in md
+    assert md.count(" starved |") == 1
+
+
 def test_a_run_without_a_sweep_has_no_sweep_section(tmp_path: Path) -> None:
     run, _ = sweep_run(tmp_path)
     one = run.replace(cells=tuple(c for c in run.cells if c.concurrency == 1))

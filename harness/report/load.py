@@ -125,4 +125,5 @@ def _sweep_cell(c: Cell | None) -> str:
         return "-"
     mark = " *" if c.driver_bound else ""
     flag = " LEAK" if c.leaks else " errors" if c.errors else ""
-    return f"{fmt_rps(c.rps)} rps / {fmt_ms(c.latency_ms.p99)} ms{mark}{flag}"
+    starved = f" {c.starved:,} starved" if c.starved else ""  # see harness.load.fairness
+    return f"{fmt_rps(c.rps)} rps / {fmt_ms(c.latency_ms.p99)} ms{mark}{flag}{starved}"
