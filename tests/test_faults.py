@@ -221,6 +221,17 @@ def test_which_modes_hold_a_unit_for_a_kept_alive_connection() -> None:
     held = {name for name, mode in MODES.items() if mode.lifecycle.kept_alive_holds_unit}
     direct = {name for name in held if "+" not in name}
     assert direct == {"uwsgi-processes", "uwsgi-threads"}
+    # The same socket ignores Connection: close (it closes only after an HTTP/1.0 request).
+    ignored = {name for name, mode in MODES.items() if not mode.lifecycle.honours_connection_close}
+    assert {name for name in ignored if "+" not in name} == {"uwsgi-processes", "uwsgi-threads"}
+
+
+def test_an_http10_request_line_for_a_server_that_ignores_connection_close() -> None:
+    from harness.load.hostile import _request_bytes
+
+    assert _request_bytes("/s", "h:1", close=True).startswith(b"GET /s HTTP/1.1\r\n")
+    http10 = _request_bytes("/s", "h:1", close=True, version="1.0")
+    assert http10 == b"GET /s HTTP/1.0\r\nHost: h:1\r\nConnection: close\r\n\r\n"
 
 
 def test_refused_is_expected_only_where_the_server_refuses_under_the_fault() -> None:

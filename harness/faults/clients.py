@@ -122,6 +122,10 @@ class _SlowInjector(_HostileInjector):
         self.leaks = 0
         self.evidence: list[Evidence] = []
         host, port, seconds = server.host, server.port, settings.slow_seconds
+        # Where the server ignores Connection: close, the streamed body ends only when the idle
+        # connection times out (uWSGI: 4 s after the last chunk); in HTTP/1.0 it closes at once.
+        mode = get_mode(server.mode)
+        http10 = mode.traits.proxy is None and not mode.lifecycle.honours_connection_close
 
         def action(seq: int) -> Outcome:
             token = f"ctxbench-slow-{seq}"
@@ -132,7 +136,7 @@ class _SlowInjector(_HostileInjector):
             else:
                 outcome = _slow_read(
                     host, port, _stream(token, chunks=400), read_size=1024, pause_s=0.005,
-                    max_seconds=seconds, timeout=seconds + 10,
+                    max_seconds=seconds, timeout=seconds + 10, http10=http10,
                 )  # fmt: skip
             kind, evidence = judge_outcome(outcome, token, mode=server.mode)
             if evidence:

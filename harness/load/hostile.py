@@ -118,11 +118,11 @@ def _failed(exc: _Failed | OSError) -> Outcome:
     return Outcome(_kind_of(exc), detail=str(exc))
 
 
-def _request_bytes(target: str, netloc: str, *, close: bool) -> bytes:
+def _request_bytes(target: str, netloc: str, *, close: bool, version: str = "1.1") -> bytes:
     if not target.startswith("/"):
         raise ValueError(f"target must be a path starting with '/', got {target!r}.")
     connection = "Connection: close\r\n" if close else ""
-    return f"GET {target} HTTP/1.1\r\nHost: {netloc}\r\n{connection}\r\n".encode()
+    return f"GET {target} HTTP/{version}\r\nHost: {netloc}\r\n{connection}\r\n".encode()
 
 
 class Connection:
@@ -350,18 +350,22 @@ def slow_read(
     pause_s: float = 0.01,
     max_seconds: float = 2.0,
     timeout: float = 10.0,
+    http10: bool = False,
 ) -> Outcome:
     """Send a request, then read its response ``read_size`` bytes at a time, ``pause_s`` apart.
 
     The receive buffer is made small, so a long (streamed) response fills it and the server's
     writes block. Bounded: after ``max_seconds`` the client reads the rest at full speed. The
-    outcome is ``answered`` with the whole body, or how the request failed.
+    outcome is ``answered`` with the whole body, or how the request failed. ``http10`` sends
+    an HTTP/1.0 request, for a server that keeps the connection whatever ``Connection: close``
+    says and so ends a body without a length only when the connection times out.
     """
     conn = Connection(host, port, timeout=timeout)
     deadline = time.monotonic() + max_seconds
     try:
         sock = conn.open(rcvbuf=4096)
-        sock.sendall(_request_bytes(target, conn.netloc, close=True))
+        version = "1.0" if http10 else "1.1"
+        sock.sendall(_request_bytes(target, conn.netloc, close=True, version=version))
         buf = bytearray()
         while time.monotonic() < deadline:
             data = sock.recv(read_size)

@@ -259,6 +259,11 @@ class Lifecycle:
     #: the client faults (abort, slow-client) run their clients between two rounds, the load
     #: held (:meth:`harness.faults.base.Injector.between_rounds`).
     kept_alive_holds_unit: bool = False
+    #: Whether the server closes the connection after a response when the request says
+    #: ``Connection: close``. uWSGI's ``--http11-socket`` does not (only after an HTTP/1.0
+    #: request): a body without a length then ends when the idle connection times out, so the
+    #: slow-client fault asks for its streamed body in HTTP/1.0 there.
+    honours_connection_close: bool = True
     #: The faults (by name) under which the server refuses connections while it replaces a
     #: worker: uWSGI's master re-executes itself on a reload; each granian worker listens on a
     #: socket of its own (SO_REUSEPORT), and connections hashed to one that is going are

@@ -38,7 +38,9 @@ class UwsgiGevent(UwsgiMode):
     requires = ("gevent", "greenlet")  # uWSGI's gevent plugin imports them in each worker
     # --harakiri times a request only while no other starts or ends on its worker.
     # --http-socket closes every connection after its response: none holds a greenlet.
-    lifecycle = dataclasses.replace(SIDE_BY_SIDE_LIFECYCLE, kept_alive_holds_unit=False)
+    lifecycle = dataclasses.replace(
+        SIDE_BY_SIDE_LIFECYCLE, kept_alive_holds_unit=False, honours_connection_close=True
+    )
     order = 82
     socket_option = "--http-socket"
     traits = ModeTraits(
