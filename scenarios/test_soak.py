@@ -55,8 +55,11 @@ def test_a_short_soak_catches_the_never_release_mutant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = tmp_path / "run"
+    # One worker: it serves every request, so it grows by all of them. With two, each grew by
+    # half, which on a busy machine (382 requests/s, 4,465 requests in 10 s) was +4.2% and
+    # +4.1%, under the 5% limit, in 2 of 5 runs.
     status = main([
-        "soak", "--mode", MODE, "--minutes", "0.17", "--warmup", "3",
+        "soak", "--mode", MODE, "--minutes", "0.17", "--warmup", "3", "--workers", "1",
         "--backend", "never-release", "--run-dir", str(run_dir),
     ])  # fmt: skip
     out = capsys.readouterr().out
@@ -65,8 +68,6 @@ def test_a_short_soak_catches_the_never_release_mutant(
     (soak,) = doc["soaks"]
     assert soak["verdict"] == "memory", out
     assert soak["leaks"] == 0 and soak["errors"] == 0, out  # memory, not cross-talk
-    # Each worker grows with the requests it served; fresh connections may all land on one
-    # worker of two for ten seconds, so the verdict needs one, not both.
     grown = [p for p in soak["trends"] if p["role"] == "worker" and p["rss_growth"] > 0.05]
     assert grown, soak["trends"]
     assert (run_dir / f"soak-rss-{MODE}-never-release-fresh.svg").exists()
