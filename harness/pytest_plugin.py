@@ -23,11 +23,20 @@ Settings, most specific first: the arguments of ``check``; ``--ctxbench-modes``,
 ``ctxbench_modes``, ``ctxbench_connections``, ``ctxbench_requests``, ``ctxbench_concurrency``
 and ``ctxbench_results``. Results go to ``<tmp_path>/ctxbench`` unless a results folder is set,
 in which case each test gets ``<folder>/<test name>``.
+
+The servers import the app as this test session would: they run in processes of their own,
+started from the current directory, so the folders pytest put on ``sys.path`` (the ``pythonpath``
+ini option; a rootdir ``conftest.py``'s folder and the tests' base folders under the default
+import mode) and the rootdir itself reach them through ``PYTHONPATH``. Running ``pytest`` from a
+subfolder of the project, or with ``--rootdir``, finds the same app as running it from the root.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 import typing as t
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +173,39 @@ def _message(e: CtxbenchError) -> str:
     return f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else "")
 
 
+def _session_paths(rootdir: Path) -> list[str]:
+    """The folders this session imports from that a server process would not: the entries of
+    ``sys.path`` outside the interpreter and its environment (``""`` is the current folder), then
+    the rootdir; absolute, each once, in ``sys.path``'s order."""
+    installed = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    rv: list[str] = []
+    for entry in [*sys.path, str(rootdir)]:
+        path = Path(entry or os.getcwd()).resolve()
+        if not path.is_dir() or any(path.is_relative_to(p) for p in installed):
+            continue
+        if os.pathsep in str(path):  # cannot be written into PYTHONPATH
+            continue
+        if str(path) not in rv:
+            rv.append(str(path))
+    return rv
+
+
+@contextlib.contextmanager
+def _servers_import_like(config: pytest.Config) -> Iterator[None]:
+    """Servers started in the block import from this session's folders (see the module's doc):
+    ``PYTHONPATH`` is set for them (and whatever it held kept after), then restored."""
+    before = os.environ.get("PYTHONPATH")
+    paths = _session_paths(config.rootpath)
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, *([before] if before else [])])
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
     parts = value.split(",") if isinstance(value, str) else value
     return tuple(p.strip() for p in parts if p.strip())
@@ -280,7 +322,8 @@ class Ctxbench:
                 warmup=0.0,
                 extra_args=tuple(server_args),
             )
-            run = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
+            with _servers_import_like(self._request.config):
+                run = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
         except CtxbenchError as e:
             failure = _message(e)
         if failure is not None:  # out of the except block: the message alone, not chained to it
@@ -306,7 +349,9 @@ def ctxbench(request: pytest.FixtureRequest, tmp_path: Path) -> Ctxbench:
 
 
 @pytest.fixture
-def ctxbench_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+def ctxbench_server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., LiveServer]]:
     """A factory: ``srv = ctxbench_server("gunicorn-gevent", app="pkg.wsgi:app")`` starts a server
     on 127.0.0.1 (``srv.url``, ``srv.port``, ``srv.effective``); every one is stopped at teardown.
     Keyword arguments are those of :func:`harness.servers.live_server`.
@@ -321,7 +366,8 @@ def ctxbench_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         def start(mode: str, **options: t.Any) -> LiveServer:
             options.setdefault("log_dir", tmp_path / "ctxbench-logs")
             try:
-                return stack.enter_context(live_server(mode, **options))
+                with _servers_import_like(request.config):
+                    return stack.enter_context(live_server(mode, **options))
             except CtxbenchError as e:
                 failure = _message(e)
             pytest.fail(failure, pytrace=False)  # as check(): the message, not the harness's stack

@@ -207,6 +207,65 @@ def test_default_modes_that_cannot_run_are_named_with_their_install_step(
     ) in out, out
 
 
+#: A user's test of an app that lives in the project, not in the tests' folder: the servers must
+#: find it as the session does, wherever pytest is run from.
+PROJECT_TESTS = """
+    import json
+    import urllib.request
+
+    def test_check(ctxbench):
+        rv = ctxbench.check("myproject.wsgi:app", modes=["gunicorn-sync"], connections="fresh",
+                            requests=30)
+        assert rv.ok and rv.requests == 30
+
+    def test_server(ctxbench_server):
+        srv = ctxbench_server("werkzeug-threaded", app="myproject.wsgi:app")
+        with urllib.request.urlopen(srv.url + "/_ctxbench/probe?token=t1") as resp:
+            assert json.load(resp)["app"] == "my_project"
+"""
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("layout", "where", "args"),
+    [
+        # pytest run from a subfolder: the ini at the project's root makes it the rootdir.
+        pytest.param("flat", "tests", (), id="from-a-subfolder"),
+        # --rootdir from another folder, with no ini: a conftest.py at the root.
+        pytest.param("conftest", "elsewhere", ("--rootdir={root}", "{root}/tests"),
+                     id="rootdir-option"),
+        # the app under src/, found through the pythonpath ini option, pytest run from the root.
+        pytest.param("src", ".", (), id="pythonpath-ini"),
+    ],
+)  # fmt: skip
+def test_the_servers_import_the_app_as_the_session_does(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    layout: str,
+    where: str,
+    args: tuple[str, ...],
+) -> None:
+    root = pytester.path
+    package = root / ("src" if layout == "src" else ".") / "myproject"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "wsgi.py").write_text('from core import App\n\napp = App("my_project")\n')
+    if layout == "conftest":
+        (root / "conftest.py").write_text("")
+    else:
+        pythonpath = "pythonpath = src\n" if layout == "src" else ""
+        (root / "pytest.ini").write_text(f"[pytest]\n{pythonpath}")
+    (root / "tests").mkdir()
+    (root / "tests" / "test_project.py").write_text(textwrap.dedent(PROJECT_TESTS))
+    (root / where).mkdir(exist_ok=True)
+    monkeypatch.chdir(root / where)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", *(a.format(root=root) for a in args)
+    )
+    result.assert_outcomes(passed=2)
+
+
 @pytest.mark.live
 def test_the_marker_and_the_command_line_choose_the_modes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
