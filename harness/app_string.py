@@ -95,6 +95,12 @@ def parse_import_string(import_string: str) -> AppRef:
     if not sep or not module or not attr:
         raise bad(_FORMS)
     if not _is_dotted_name(module):
+        if "/" in module or module.endswith(".py"):
+            dotted = module.removesuffix(".py").strip("./").replace("/", ".")
+            raise bad(
+                f"{module!r} is a file path: name the module, '{dotted}:{attr}', from the folder"
+                f" that holds {dotted.split('.')[0]!r}"
+            )
         raise bad(f"{module!r} is not a module name; {_FORMS}")
     if _is_dotted_name(attr):
         return AppRef(text, module, attr)

@@ -60,7 +60,13 @@ def load_app(import_string: str) -> t.Any:
     try:
         rv: t.Any = importlib.import_module(ref.module)
     except ImportError as e:
-        raise AppLoadError(f"cannot import app {import_string!r}: {type(e).__name__}: {e}") from e
+        hint, stem, name = "", ref.module.removesuffix(".py"), import_string.partition(":")[2]
+        if stem != ref.module and Path(stem.replace(".", "/") + ".py").is_file():
+            # gunicorn's hint too: "wsgi.py:app" names the file, not the module.
+            hint = f" ('{stem.replace('.', '/')}.py' is a file: name its module, '{stem}:{name}')"
+        raise AppLoadError(
+            f"cannot import app {import_string!r}: {type(e).__name__}: {e}{hint}"
+        ) from e
     except Exception as e:
         raise AppLoadError(
             f"importing app {import_string!r} failed: {type(e).__name__}: {e}"

@@ -51,6 +51,9 @@ BAD = [
     pytest.param(":app", "use 'module:name'", id="no-module"),
     pytest.param("not a path", "use 'module:name'", id="spaces"),
     pytest.param("my-project:app", "'my-project' is not a module name", id="module-dash"),
+    pytest.param("./myproject/wsgi.py:create_app()", "is a file path: name the module,"
+                 " 'myproject.wsgi:create_app()', from the folder that holds 'myproject'",
+                 id="file-path"),
     pytest.param("m:app-x", "neither a name nor a factory call", id="name-dash"),
     pytest.param("m:f(1", "'(' was never closed", id="unclosed"),
     pytest.param("m:f(1)x", "neither a name nor a factory call", id="trailing-junk"),

@@ -110,6 +110,17 @@ def test_factory_failures_are_one_line(factories: str, attr: str, message: str) 
     assert "\n" not in str(info.value)
 
 
+def test_a_file_name_gets_its_module_name(
+    factories: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AppLoadError) as info:
+        load_app(f"{factories}.py:create_app()")
+    assert f"('{factories}.py' is a file: name its module, '{factories}:create_app()')" in str(
+        info.value
+    )
+
+
 def test_a_plain_wsgi_function_is_not_taken_for_a_factory(factories: str) -> None:
     assert load_app(f"{factories}:wsgi") is sys.modules[factories].wsgi
 
