@@ -754,3 +754,32 @@ def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
         quiet = run.replace(cells=tuple(starving(c, n) for c in run.cells))
         assert "starved" not in format_summary(quiet)
         assert "tarved" not in render_reports(quiet)["report.md"]
+
+
+def test_a_driver_bound_cell_is_never_beaten_on_speed() -> None:
+    import dataclasses
+
+    def bound(c: Any) -> Any:
+        return dataclasses.replace(
+            c, runs=tuple(dataclasses.replace(r, driver_cpu=(0.99,)) for r in c.runs)
+        )
+
+    entries = [make_entry("gunicorn-gevent", rps=7000.0)]
+    entries += [make_entry(m, rps=3000.0) for m in ("gunicorn-gthread", "gunicorn-sync")]
+    run = load_run(make_doc(entries))
+    [ranking] = summarize(run).rankings
+    assert [c.mode for c in ranking.others] == ["gunicorn-gthread", "gunicorn-sync"]
+    # gthread's 3,000 rps was the driver's: its server may be faster than gevent's 7,000
+    run = run.replace(
+        cells=tuple(bound(c) if c.mode == "gunicorn-gthread" else c for c in run.cells)
+    )
+    [ranking] = summarize(run).rankings
+    assert ranking.best.mode == "gunicorn-gevent"
+    assert [c.mode for c in ranking.tied] == ["gunicorn-gthread"]
+    assert [c.mode for c in ranking.others] == ["gunicorn-sync"]
+    md = render_reports(run)["report.md"]
+    assert (
+        "For keepalive connections gunicorn-gevent has the best median (7,000 rps), but"
+        " gunicorn-gthread was driver-bound (the rate is the driver's, a lower bound of the"
+        " server's): no mode to recommend on speed." in md
+    )

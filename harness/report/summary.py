@@ -9,8 +9,9 @@ Ranking rules: a cell that leaked or had errors is never "fastest" (a fast serve
 another request's data has failed, not won), nor is a cell whose server starved some of its
 virtual users (:mod:`harness.load.fairness`: its throughput is only the served users'); one
 median beats another only when the difference is beyond the noise of both
-(:func:`beyond_noise`, the rule ``compare`` uses too), otherwise the modes are tied; there is no
-recommendation between modes when only one ran.
+(:func:`beyond_noise`, the rule ``compare`` uses too), otherwise the modes are tied; a
+driver-bound cell is never beaten, because its rate is the driver's, a lower bound of its
+server's; there is no recommendation between modes when only one ran.
 """
 
 from __future__ import annotations
@@ -153,7 +154,12 @@ def _ranking(cells: Sequence[Cell], main: str, pattern: str) -> Ranking | None:
     if len(candidates) < 2:
         return None
     best, rest = candidates[0], candidates[1:]
-    tied = [c for c in rest if not beyond_noise(c.rps, best.rps, (c.rps_spread, best.rps_spread))]
+    # A driver-bound cell's rate is the driver's, a lower bound of its server's: never beaten.
+    tied = [
+        c
+        for c in rest
+        if c.driver_bound or not beyond_noise(c.rps, best.rps, (c.rps_spread, best.rps_spread))
+    ]
     return Ranking(pattern, best, tuple(tied), tuple(c for c in rest if c not in tied))
 
 
@@ -217,7 +223,18 @@ def recommendation(s: Summary) -> str:
             f" {DEFAULT_BACKEND} for a verdict on the correct storage."
         )
     for r in s.rankings:
-        if r.tied:
+        bound = [c.mode for c in r.tied if c.driver_bound]
+        if bound:
+            close = [c.mode for c in r.tied if not c.driver_bound]
+            out.append(
+                f"For {r.pattern} connections {r.best.mode} has the best median"
+                f" ({fmt_rps(r.best.rps)} rps), but {', '.join(bound)}"
+                f" {'was' if len(bound) == 1 else 'were'} driver-bound (the rate is the"
+                " driver's, a lower bound of the server's)"
+                + (f" and {', '.join(close)} within the spread of the repeats" if close else "")
+                + ": no mode to recommend on speed."
+            )
+        elif r.tied:
             out.append(
                 f"For {r.pattern} connections {', '.join(c.mode for c in (r.best, *r.tied))} are"
                 f" within the spread of their repeats (best median {fmt_rps(r.best.rps)} rps):"
