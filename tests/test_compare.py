@@ -206,3 +206,25 @@ def test_parse_threshold(text: str, value: float) -> None:
 def test_parse_threshold_rejects_nonsense(text: str) -> None:
     with pytest.raises(UsageError, match="threshold"):
         parse_threshold(text)
+
+
+def test_a_slower_b_whose_driver_was_saturated_is_not_a_regression() -> None:
+    import dataclasses
+
+    def driver_bound(run: Run) -> Run:
+        runs = tuple(dataclasses.replace(r, driver_cpu=(0.99,)) for r in run.cells[0].runs)
+        return run.replace(cells=(dataclasses.replace(run.cells[0], runs=runs),))
+
+    a = Run.from_json(doc("A", entry(rps=5000.0, p99=4.0)))
+    b = Run.from_json(doc("B", entry(rps=4000.0, p99=6.0)))  # -20% rps, +50% p99
+    assert [r.metric for r in compare_runs_of(a, b, 0.10)[1]] == ["rps", "p99"]
+    text, regressions = compare_runs_of(a, driver_bound(b), 0.10)
+    assert regressions == [] and "REGRESSION" not in text
+    assert "driver-bound in B: rps, p99" in text
+    assert "but B's load driver was saturated, so B's figures are the driver's" in text
+    assert "  gunicorn-gthread (core, contextvar, keepalive): rps 5,000 rps -> 4,000 rps" in text
+    # a saturated driver in A only: A's rate was a lower bound, so a slower B is slower
+    assert [r.metric for r in compare_runs_of(driver_bound(a), b, 0.10)[1]] == ["rps", "p99"]
+    # --strict: the medians alone
+    strict = compare_runs_of(a, driver_bound(b), 0.10, strict=True)[1]
+    assert [r.metric for r in strict] == ["rps", "p99"]

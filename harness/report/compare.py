@@ -5,7 +5,9 @@ baseline A beyond the threshold (requests/s down by more than it, p99 up by more
 beyond the noise of both runs (the change is larger than either run's own spread over its
 repeats, :func:`~harness.report.summary.beyond_noise`). With ``strict`` the medians alone decide.
 New leaks or errors where A had none are always regressions. A change beyond the threshold but
-inside the noise is listed as such and does not count.
+inside the noise is listed as such and does not count, nor (unless ``strict``) is one where B's
+load driver was saturated (driver-bound): B's figures are then the driver's, so a slower B does
+not show a slower server.
 
 Two runs with no cell in common cannot be compared: a :class:`~harness.errors.UsageError`
 (exit 2), so a baseline that no longer matches never passes; cells in one run only are named.
@@ -37,6 +39,7 @@ class Change:
     b: float
     regression: bool
     within_noise: bool = False  # worse beyond the threshold, but not beyond the runs' noise
+    driver_bound: bool = False  # worse beyond the threshold and the noise, but B was driver-bound
 
     @property
     def relative(self) -> float:
@@ -111,6 +114,7 @@ def compare_runs(
             for word, metrics in (
                 ("REGRESSION", [c.metric for c in cell if c.regression]),
                 ("within noise", [c.metric for c in cell if c.within_noise]),
+                ("driver-bound in B", [c.metric for c in cell if c.driver_bound]),
             )
             if metrics
         )
@@ -135,6 +139,11 @@ def compare_runs(
         out += ["", f"worse by more than {fmt_pct(threshold)} but within the runs' noise, so not"
                 " counted (rerun with more --repeats, or use --strict):"]  # fmt: skip
         out += [f"  {c.describe()}" for c in noisy]
+    if bound := [c for c in changes if c.driver_bound]:
+        out += ["", f"worse by more than {fmt_pct(threshold)} but B's load driver was saturated, so"
+                " B's figures are the driver's and not counted (rerun B with --driver-processes"
+                " auto, or use --strict):"]  # fmt: skip
+        out += [f"  {c.describe()}" for c in bound]
     regressions = [c for c in changes if c.regression]
     if regressions:
         out += ["", f"{plural(len(regressions), 'regression')}:"]
@@ -154,8 +163,9 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
         if va is None or vb is None:
             continue
         beyond = _relative(va, vb) * worse > threshold
-        real = beyond and (strict or beyond_noise(va, vb, noise))
-        rv.append(Change(key, metric, va, vb, real, beyond and not real))
+        noisy = beyond and not strict and not beyond_noise(va, vb, noise)
+        bound = beyond and not strict and not noisy and b.driver_bound
+        rv.append(Change(key, metric, va, vb, beyond and not (noisy or bound), noisy, bound))
     rv.append(Change(key, "leaks", a.leaks, b.leaks, b.leaks > 0 and a.leaks == 0))
     rv.append(Change(key, "errors", a.errors, b.errors, b.errors > 0 and a.errors == 0))
     return rv
