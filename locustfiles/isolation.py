@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from typing import Any
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.load.spec import MAX_SLEEP_MS
 from harness.protocol import PROBE_PATH
 from harness.servers import free_port
 from harness.target import secret_headers
@@ -138,6 +140,13 @@ def _loopback_master(parser: Any) -> None:
 
     def parse(*args: Any, **kwargs: Any) -> Any:
         options = parse_args(*args, **kwargs)
+        sleep_ms = getattr(options, "sleep_ms", 1.0)
+        if not (math.isfinite(sleep_ms) and 0 <= sleep_ms <= MAX_SLEEP_MS):
+            # As locust reports its own bad options (usage, then the error; exit status 2),
+            # rather than a run in which every request fails with the probe's 400.
+            parser.error(
+                f"argument --sleep-ms: use milliseconds in [0, {MAX_SLEEP_MS:g}], got {sleep_ms:g}"
+            )
         if getattr(options, "processes", None):
             # The workers are forked after this parse and connect to master_port.
             port = options.master_bind_port or options.master_port or free_port(MASTER_BIND_HOST)

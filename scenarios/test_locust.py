@@ -334,6 +334,22 @@ def test_the_master_listens_on_loopback_only(correct_server: Any, form: str) -> 
     assert run.returncode == 0 and run.summary["checked"] > 0, run.explain()
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "70000"])
+def test_a_bad_sleep_ms_is_one_line_and_exit_2(value: str) -> None:
+    """As locust's own bad options: before any user starts (every request would get the
+    probe's 400 otherwise)."""
+    proc = subprocess.run(
+        _headless("http://127.0.0.1:9", f"--sleep-ms={value}"),
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == "", proc.stdout
+    assert proc.stderr.endswith(
+        f": error: argument --sleep-ms: use milliseconds in [0, 60000], got {value}\n"
+    ), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+
+
 @contextlib.contextmanager
 def server_with_a_secret(secret: str, log_dir: Path) -> Iterator[str]:
     """The bundled core app under gunicorn with ``CTXBENCH_PROBE_SECRET`` set, as a deployment
