@@ -256,6 +256,10 @@ def test_server_args_fill_the_lifecycle_templates() -> None:
         "--max-requests", "7", "--max-requests-jitter", "3"
     )  # fmt: skip
     assert FAULTS["timeout"].server_args(sync, settings) == ("--timeout", "4")
+    # uWSGI recycles no worker younger than --min-worker-lifetime (10 s unless told).
+    assert FAULTS["recycle"].server_args(MODES["uwsgi-processes"], settings) == (
+        "--max-requests", "7", "--max-requests-delta", "3", "--min-worker-lifetime", "2"
+    )  # fmt: skip
     # A server that counts requests ignores how many a connection carries.
     assert FAULTS["recycle"].server_args(sync, settings, requests_per_connection=5) == (
         "--max-requests", "7", "--max-requests-jitter", "3"

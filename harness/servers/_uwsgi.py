@@ -56,19 +56,28 @@ RELOAD_MERCY = 3
 
 #: The master respawns workers, reloads on SIGHUP (re-executing itself: see ``--binary-path``
 #: in :meth:`UwsgiMode.command`), recycles each worker after ``--max-requests`` (staggered by
-#: ``--max-requests-delta`` per worker id) and kills a worker whose request runs past
-#: ``--harakiri`` seconds. On ``--http11-socket`` a kept-alive connection holds the process or
-#: thread that accepted it: measured under the abort fault with 16 keep-alive clients and 2
-#: processes, each of the fault's own requests waited for a load round to end (median 0.33 s,
-#: a whole round), and the cell took 13 to 16 s of its 30 s bound. It also keeps the connection
-#: after a response to ``Connection: close`` ("Connection: close is not honoured", proto/http.c;
-#: it closes after an HTTP/1.0 request), and sends a body without a length unframed, so its
-#: client sees the end only when ``--socket-timeout`` (4 s) closes the idle connection:
-#: measured 4.0 s for a 3-chunk stream, and 4.5 s a slow read under the slow-client fault.
+#: ``--max-requests-delta`` per worker id), but never one younger than
+#: ``--min-worker-lifetime`` (10 s by default: the recycle fault's workers went after some 7,000
+#: requests, at 9 to 10 s, and the cell took 12 s), and kills a worker whose request runs past
+#: ``--harakiri`` seconds. The recycle fault asks for 2 s: with 0 or 1 s (uWSGI counts whole
+#: seconds) a worker could go within a second of its spawn, and the master paused 2 s on
+#: "worker respawning too fast" (2 to 5 times a cell, which took 14 to 20 s).
+#:
+#: On ``--http11-socket`` a kept-alive connection holds the process or thread that accepted it:
+#: measured under the abort fault with 16 keep-alive clients and 2 processes, each of the
+#: fault's own requests waited for a load round to end (median 0.33 s, a whole round), and the
+#: cell took 13 to 16 s of its 30 s bound. It also keeps the connection after a response to
+#: ``Connection: close`` ("Connection: close is not honoured", proto/http.c; it closes after an
+#: HTTP/1.0 request), and sends a body without a length unframed, so its client sees the end
+#: only when ``--socket-timeout`` (4 s) closes the idle connection: measured 4.0 s for a 3-chunk
+#: stream, and 4.5 s a slow read under the slow-client fault.
 LIFECYCLE = Lifecycle(
     respawns=True,
     reload_signal=signal.SIGHUP,
-    recycle_args=("--max-requests", "{requests}", "--max-requests-delta", "{jitter}"),
+    recycle_args=(
+        *("--max-requests", "{requests}", "--max-requests-delta", "{jitter}"),
+        *("--min-worker-lifetime", "2"),
+    ),
     timeout_args=("--harakiri", "{seconds}"),
     kept_alive_holds_unit=True,
     honours_connection_close=False,
