@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import typing as t
 from collections import Counter
 from pathlib import Path
 
@@ -461,6 +462,43 @@ def test_a_tick_without_a_new_progress_report_records_no_load_sample() -> None:
     assert [(s.requests, s.leaks) for s in sampler.load] == [(100, 0), (50, 2)]
     assert all(s.rps > 0 for s in sampler.load)
     assert len({s.pid for s in sampler.processes}) == 1 and len(sampler.processes) == 3
+
+
+def test_an_interrupted_soak_keeps_what_it_sampled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ctrl-C (or SIGTERM) ten minutes into a soak must not lose its samples, nor, with them,
+    # the run folder: the results say "interrupted", as an interrupted run's do.
+    pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
+    import contextlib
+    from types import SimpleNamespace
+
+    import harness.soak.runner as soak_runner
+
+    @contextlib.contextmanager
+    def server(mode: str, **kw: object) -> t.Iterator[SimpleNamespace]:
+        log = Path(t.cast(str, kw["log_dir"])) / "server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("served\n")
+        yield SimpleNamespace(pid=os.getpid(), host="127.0.0.1", port=9, effective={},
+                              log_path=log)  # fmt: skip
+
+    def interrupted_load(spec: object, progress: t.Callable[[int, int, int], None]) -> None:
+        progress(1200, 0, 0)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(soak_runner, "live_server", server)
+    monkeypatch.setattr(soak_runner, "group_members", lambda pid: [pid])
+    monkeypatch.setattr(soak_runner, "run_load", interrupted_load)
+    run_dir = tmp_path / "run"
+    assert main(["soak", "--mode", "gunicorn-sync", "--minutes", "10", "--run-dir",
+                 str(run_dir)]) == 130  # fmt: skip
+    run = results.load(run_dir)
+    assert run.status == "interrupted"
+    (soak,) = run.soaks
+    assert soak.requests == 1200 and soak.processes and soak.load
+    assert (run_dir / "logs" / "server.log").is_file()
+    assert "interrupted" in capsys.readouterr().err
 
 
 def test_a_process_born_after_the_warm_up_is_shown_not_judged() -> None:

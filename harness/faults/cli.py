@@ -217,7 +217,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.apps import CORE_APP
     from harness.report.faults import soak_table
     from harness.settings import RunSettings
-    from harness.soak import run_soak
+    from harness.soak import SoakInterrupted, run_soak
     from harness.soak.sampler import import_psutil
 
     import_psutil()  # a missing psutil is a usage error before anything starts
@@ -242,13 +242,19 @@ def cmd_soak(args: argparse.Namespace) -> int:
     try:
         with _run_folder(args) as (run_dir, run_id):
             run = results.Run.start(run_id, ["ctxbench", *args.argv], settings)
-            soak = run_soak(
-                args.mode, seconds=seconds, app=app, backend=args.backend,
-                connections=args.connections, warmup_s=args.warmup,
-                concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
-                threads=args.threads, extra_args=extra_args, log_dir=run_dir / "logs",
-                progress=_progress,
-            )  # fmt: skip
+            try:
+                soak = run_soak(
+                    args.mode, seconds=seconds, app=app, backend=args.backend,
+                    connections=args.connections, warmup_s=args.warmup,
+                    concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
+                    threads=args.threads, extra_args=extra_args, log_dir=run_dir / "logs",
+                    progress=_progress,
+                )  # fmt: skip
+            except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does
+                elapsed = max((s.t for s in e.soak.load), default=0.0)
+                run = run.replace(soaks=(e.soak,), status="interrupted", elapsed_s=elapsed)
+                results.write(run_dir, run)
+                raise
             run = run.replace(soaks=(soak,), status="complete", elapsed_s=seconds)
             results.write(run_dir, run)
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from harness.results import LoadSample, ProcessSample, ProcessTrend, Soak
 
-from .runner import default_warmup, run_soak
+from .runner import SoakInterrupted, default_warmup, run_soak
 from .verdict import RSS_GROWTH_LIMIT, judge_soak, trends
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ProcessSample",
     "ProcessTrend",
     "Soak",
+    "SoakInterrupted",
     "default_warmup",
     "judge_soak",
     "run_soak",

@@ -21,7 +21,16 @@ from harness.servers import group_members, live_server
 from .sampler import Sampler
 from .verdict import RSS_GROWTH_LIMIT, judge_soak, trends
 
-__all__ = ["default_warmup", "run_soak"]
+__all__ = ["SoakInterrupted", "default_warmup", "run_soak"]
+
+
+class SoakInterrupted(KeyboardInterrupt):
+    """A soak stopped before its end (Ctrl-C, SIGTERM): ``soak`` holds what was sampled until
+    then, judged on it, so that the caller can keep it; the server is stopped."""
+
+    def __init__(self, soak: Soak) -> None:
+        super().__init__("soak interrupted")
+        self.soak = soak
 
 
 def default_warmup(seconds: float) -> float:
@@ -73,9 +82,16 @@ def run_soak(
             connections=connections, sleep_ms=sleep_ms, timeout=10.0, mode=mode,
             max_evidence=EVIDENCE_CAP,
         )  # fmt: skip
+        interrupted: KeyboardInterrupt | None = None
         sampler.start()
         try:
             result = run_load(spec, on_progress)
+            requests, errors, leaks = result.requests, result.errors, result.leaks
+            evidence = tuple(result.evidence)
+        except KeyboardInterrupt as e:
+            # What was sampled until now is kept; the driver's evidence went with its run.
+            interrupted, evidence = e, ()
+            requests, errors, leaks = sampler.totals
         finally:
             sampler.stop()
         info = ServerInfo(effective=dict(server.effective), log=str(server.log_path))
@@ -83,7 +99,7 @@ def run_soak(
     process_trends = trends(sampler.processes, warmup, end)
     verdict, reason = judge_soak(process_trends, sampler.load)
     measured = [s.rps for s in sampler.load if warmup <= s.t and s.requests]
-    return Soak(
+    soak = Soak(
         mode=mode,
         app=app,
         backend=backend,
@@ -92,14 +108,17 @@ def run_soak(
         warmup_s=warmup,
         verdict=verdict,
         reason=reason,
-        requests=result.requests,
-        errors=result.errors,
-        leaks=result.leaks,
+        requests=requests,
+        errors=errors,
+        leaks=leaks,
         rps=round(median(measured), 1),
         processes=tuple(sampler.processes),
         load=tuple(sampler.load),
         rss_limit=RSS_GROWTH_LIMIT,
         trends=tuple(process_trends),
-        evidence=tuple(result.evidence),
+        evidence=evidence,
         server=info,
     )
+    if interrupted is not None:
+        raise SoakInterrupted(soak) from interrupted
+    return soak

@@ -64,6 +64,12 @@ class Sampler:
         """The driver's progress callback (cumulative counts)."""
         self._latest = (time.monotonic(), requests, errors, leaks)  # one atomic assignment
 
+    @property
+    def totals(self) -> tuple[int, int, int]:
+        """Requests, errors and leaks so far, as the driver last reported them."""
+        _, requests, errors, leaks = self._latest
+        return requests, errors, leaks
+
     def start(self) -> Sampler:
         self.started = time.monotonic()
         self._latest = self._previous = (self.started, 0, 0, 0)
