@@ -29,7 +29,7 @@ from harness.errors import CtxbenchError, UsageError
 from harness.protocol import DEFAULT_BACKEND
 
 if t.TYPE_CHECKING:
-    from harness.results import Run
+    from harness.results import Cell, Run
     from harness.settings import RunSettings
 
 __all__ = ["build_parser", "format_totals", "main"]
@@ -537,7 +537,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ctxbench: error: {plural(len(failed), 'cell')} failed: {failed[0].error}",
               file=sys.stderr)  # fmt: skip
         return 2
+    unanswered = not run.leaks and _not_probe_answers(run.cells)
+    if unanswered:
+        print(f"ctxbench: error: {unanswered}", file=sys.stderr)
+        return 2
     return 1 if run.leaks else 0
+
+
+def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
+    """Why no "no leak" verdict can be given when the app answered probe requests in the probe's
+    place (a 401 of an auth hook, a login redirect, a rate limiter's 429): those requests were
+    never checked. ``None`` when every answer came from the probe."""
+    from harness.report.text import plural
+
+    for cell in cells:
+        answers = cell.error_kinds.get("non-2xx", 0) + cell.error_kinds.get("protocol", 0)
+        if answers:
+            statuses = ", ".join(f"{n:,} x {s}" for s, n in cell.error_statuses.items())
+            return (
+                f"{answers:,} of {plural(cell.requests, 'request')} to {cell.mode}"
+                f" {cell.connections} got an answer that was not the probe's"
+                f" ({statuses or 'not a probe response'}): the app answered them itself, so they"
+                " were never checked and no verdict is given; let probe requests through the"
+                " app's hooks and middleware (README, 'Auth hooks and middleware')"
+            )
+    return None
 
 
 # -- corpus ----------------------------------------------------------------------------------

@@ -24,11 +24,18 @@ __all__ = [
     "RESIDUE_PREFIX",
     "SECRET_ENV",
     "STATE_DIR_ENV",
+    "STOPPED_HEADER",
     "app_observation_names",
 ]
 
 #: The probe route.
 PROBE_PATH = "/_ctxbench/probe"
+#: The response header the probe middleware adds to a probe request that its view did not
+#: answer (an auth hook's 401, a login redirect, a rate limiter's 429): the last phase the probe
+#: saw (``entry``: the framework or a middleware inside the app answered before any hook;
+#: ``before_request``: one of the app's ``before_request`` hooks did). Without it, a non-probe
+#: answer came from something the probe does not wrap.
+STOPPED_HEADER = "X-Ctxbench-Probe-Stopped"
 
 #: The environment variable that switches the probe on: ``install_probe(app)`` mounts nothing
 #: unless it is ``1`` (or ``true``, ``yes``, ``on``). Servers started by ctxbench set it.

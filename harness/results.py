@@ -310,6 +310,9 @@ class Cell:
     #: Latency over every measured run's requests pooled.
     latency_ms: Latency = field(default_factory=Latency)
     error_kinds: Mapping[str, int] = field(default_factory=dict)
+    #: The HTTP statuses of the ``non-2xx`` errors (``{"401": 12}``): what the app answered
+    #: in the probe's place.
+    error_statuses: Mapping[str, int] = field(default_factory=dict)
     #: Requests made to fail on purpose (``--fail-phase``): expected errors, never judged and
     #: not in ``errors``; how each ended (an HTTP status or an error kind).
     injected: int = 0

@@ -48,6 +48,7 @@ class LoadResultLike(t.Protocol):
     requests: int
     errors: int
     error_kinds: dict[str, int]
+    statuses: dict[int, int]
     leaks: int
     leaky_requests: int
     evidence: list[t.Any]
@@ -107,9 +108,11 @@ def aggregate(
     injected_outcomes: Counter[str] = Counter()
     evidence: list[t.Any] = []
     units: set[tuple[int, int, int | None]] = set()
+    statuses: Counter[str] = Counter()
     for run in checked:
         error_kinds.update(run.error_kinds)
         injected_outcomes.update(run.injected_outcomes)
+        statuses.update({str(k): v for k, v in run.statuses.items() if not 200 <= k < 300})
         results.keep_evidence(evidence, run.evidence)
         units.update(tuple(u) for u in run.units)  # type: ignore[misc]
     return Cell(
@@ -122,6 +125,8 @@ def aggregate(
         leaky_requests=sum(run.leaky_requests for run in checked),
         errors=sum(run.errors for run in checked),
         error_kinds=dict(sorted(error_kinds.items())),
+        # The requests made to fail on purpose are counted by status too: not errors.
+        error_statuses=dict(sorted((statuses - injected_outcomes).items())),
         injected=sum(run.injected for run in checked),
         injected_outcomes=dict(sorted(injected_outcomes.items())),
         concurrency=concurrency,

@@ -184,19 +184,32 @@ def _is_core_app(obj: t.Any) -> bool:
 
 
 def _ensure_probe(app: t.Any) -> str:
-    """Mount the probe into a core or Flask app that lacks it; say who installed it."""
+    """Mount the probe into a core or Flask app that lacks it, or into the one a middleware
+    around it wraps; say who installed it (``"harness.wsgi inside ProxyFix"`` for the latter)."""
     from harness.probe import install_probe
     from harness.probe.frameworks import framework_for
 
-    # The attribute install_probe() sets on the app (harness.probe.install._INSTALLED_ATTR).
-    if getattr(app, "_ctxbench_probe_installed", False):
-        return "app"
-    try:
-        framework_for(app)
-    except TypeError:
-        return "none"  # a plain WSGI callable: it has to answer the probe itself
-    install_probe(app, enabled=True)
-    return "harness.wsgi"
+    inner: t.Any = app
+    around: list[str] = []
+    # A WSGI middleware wrapped around the app object (``ProxyFix(app)``, a logging or
+    # auth wrapper) keeps the app it passes every request to in ``.app``, as werkzeug's do: the
+    # probe goes on that app, behind the middleware, which then sees every probe request.
+    while len(around) < 8:
+        # The attribute install_probe() sets on the app (harness.probe.install._INSTALLED_ATTR).
+        if getattr(inner, "_ctxbench_probe_installed", False):
+            return "app"
+        try:
+            framework_for(inner)
+        except TypeError:
+            wrapped = getattr(inner, "app", None)
+            if wrapped is None or not callable(wrapped):
+                return "none"  # a plain WSGI callable: it has to answer the probe itself
+            around.append(type(inner).__name__)
+            inner = wrapped
+            continue
+        install_probe(inner, enabled=True)
+        return " inside ".join(["harness.wsgi", *reversed(around)])
+    return "none"
 
 
 def _bootstrap() -> t.Any:

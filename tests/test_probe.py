@@ -514,3 +514,25 @@ def test_recent_tokens_take_their_memory_at_start_up() -> None:
     # No valid token (``[A-Za-z0-9_-]``) equals a placeholder.
     with pytest.raises(ValueError):
         parse_probe_query("token=~placeholder.00001")
+
+
+def test_a_probe_request_the_app_answers_itself_says_where_it_stopped(framework: str) -> None:
+    # An auth hook that turns the probe request away: the app's answer passes through, marked
+    # with the phase it was made in, so the harness can tell the user which hook stopped it.
+    from werkzeug.wrappers import Response
+
+    from harness.protocol import STOPPED_HEADER
+
+    app = make_app(framework)
+
+    @app.before_request
+    def require_login() -> t.Any:
+        return Response("login required", status=401)
+
+    install_probe(app)
+    resp = app.test_client().get(f"{PROBE_PATH}?token=gated")
+    assert resp.status_code == 401 and resp.data == b"login required"
+    assert resp.headers[STOPPED_HEADER] == "before_request"
+    # A probe answer carries no such header.
+    _, _, answered = get_probe(install_probe(make_app(framework)), "open")
+    assert STOPPED_HEADER not in answered.headers

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from harness import results
+from harness import records, results
 from harness.apps import app_label
 from harness.errors import ServerStartError, UsageError
 from harness.load import LoadResult
-from harness.results import EVIDENCE_CAP, Latency
+from harness.results import EVIDENCE_CAP, Cell, Latency
 from harness.runner import StatusLine, aggregate, run_matrix
 from harness.servers import ServerConfig
 from harness.settings import RunSettings
@@ -96,6 +96,18 @@ def test_aggregate_caps_evidence_but_not_counts() -> None:
     assert cell.leaks == 2 * EVIDENCE_CAP
     assert len(cell.evidence) == EVIDENCE_CAP
     assert cell.app_label == "a:b"
+
+
+def test_aggregate_keeps_the_statuses_the_app_answered_in_the_probes_place() -> None:
+    # 401s of an auth hook are errors, by status; the 500s of requests made to fail on purpose
+    # (--fail-phase) and the 200s are not.
+    run = result(1000.0)
+    run.errors, run.error_kinds = 3, {"non-2xx": 3}
+    run.statuses = {200: 3, 401: 3, 500: 2}
+    run.injected, run.injected_outcomes = 2, {"500": 2}
+    cell = aggregate(mode="m", app="a:b", backend="contextvar", connections="fresh", runs=[run])
+    assert cell.error_statuses == {"401": 3}
+    assert records.from_json(Cell, records.to_json(cell), "cell") == cell  # survives JSON
 
 
 def test_aggregate_needs_a_run() -> None:

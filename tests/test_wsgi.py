@@ -131,3 +131,39 @@ def test_an_app_string_runs_no_code(factories: str, tmp_path: Path) -> None:
         load_app(f"{factories}:create_app(open({str(marker)!r}, 'w').close())")
     assert not marker.exists()
     assert factories not in sys.modules  # refused before the import
+
+
+def test_the_probe_goes_behind_a_middleware_around_the_app_object() -> None:
+    # `app = ProxyFix(flask_app)`: the import string names a plain WSGI callable, and the Flask
+    # app it passes every request to is in `.app`. The probe goes on that app, so the probe
+    # request goes through the middleware, as every request of the app does.
+    flask = pytest.importorskip("flask")
+    from werkzeug.middleware.proxy_fix import ProxyFix
+    from werkzeug.test import Client
+
+    from harness.wsgi import _ensure_probe
+
+    inner = flask.Flask("behind_proxyfix")
+    seen: list[str] = []
+
+    @inner.before_request
+    def remember() -> None:
+        seen.append(flask.request.remote_addr)
+
+    outer = ProxyFix(ProxyFix(inner, x_for=1))
+    assert _ensure_probe(outer) == "harness.wsgi inside ProxyFix inside ProxyFix"
+    response = Client(outer).get(
+        "/_ctxbench/probe?token=t-1", headers={"X-Forwarded-For": "10.1.2.3"}
+    )
+    assert response.status_code == 200 and response.json["token"] == "t-1"
+    assert seen == ["10.1.2.3"]  # the middleware saw the probe request
+    assert _ensure_probe(outer) == "app"  # mounted once
+
+
+def test_a_wsgi_callable_without_a_wrapped_app_answers_the_probe_itself() -> None:
+    from harness.wsgi import _ensure_probe
+
+    def plain(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    assert _ensure_probe(plain) == "none"

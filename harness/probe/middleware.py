@@ -14,7 +14,9 @@ response, the middleware holds back ``start_response``, drains the app's iterabl
 which is when a lazy framework would tear down), splices the late observations into the JSON
 ``obs`` array and sends the final ``Content-Length``. A phase that never ran for a request the
 view answered is recorded as ``[phase, "skipped", "<did not run>"]``, which the verdict reports
-as a leak. Requests to any other path pass straight
+as a leak. A probe request the view never answered (the app's own ``before_request`` hook
+returned a 401 or a redirect) gets :data:`~harness.protocol.STOPPED_HEADER` with the last phase
+it reached. Requests to any other path pass straight
 through, untouched and unbuffered.
 """
 
@@ -32,7 +34,7 @@ from .frameworks import Framework
 
 if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
-from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH
+from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH, STOPPED_HEADER
 
 from .state import ProbeState, RecentTokens, _cv_probe, recent_tokens
 
@@ -157,6 +159,15 @@ def _mark_skipped(state: ProbeState) -> None:
             state.obs.append([phase, "skipped", "<did not run>"])
 
 
+def _answered_at(state: ProbeState) -> str:
+    # The phase in which the app made its response: the last one before after_request, which
+    # (like the teardowns) runs once there is a response.
+    phases = state.phases
+    if "after_request" in phases:
+        return phases[max(phases.index("after_request") - 1, 0)]
+    return state.phase
+
+
 class ProbeMiddleware:
     """Wraps an app's ``wsgi_app``; see the module docstring."""
 
@@ -213,6 +224,10 @@ class ProbeMiddleware:
                 body = self._splice(state, body)
                 headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
                 headers.append(("Content-Length", str(len(body))))
+            elif not state.view_done:
+                # The app answered in the probe's place: say how far the request got, so that
+                # the harness can tell the user which of the app's hooks stopped it.
+                headers = [*headers, (STOPPED_HEADER, _answered_at(state))]
             start_response(held.status, headers, held.exc_info)
             return [body]
         finally:

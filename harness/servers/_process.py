@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
-from harness.protocol import ENABLE_ENV, PROBE_PATH, SECRET_ENV
+from harness.protocol import ENABLE_ENV, PROBE_PATH, SECRET_ENV, STOPPED_HEADER
 from harness.servers._state import die_with_parent
 
 __all__ = [
@@ -231,6 +231,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # -- readiness -------------------------------------------------------------------------------
 
 
+_INSTALL = "install the probe with harness.probe.install_probe(app)"
+
+
 def _probe_once(
     host: str, port: int, token: str, timeout: float, group: int | None = None
 ) -> str | None:
@@ -248,22 +251,52 @@ def _probe_once(
         return None
     finally:
         conn.close()
+    if response.getheader(STOPPED_HEADER) is not None:
+        return _not_answered(response)  # the app is up and answered in the probe's place
     # Some servers answer 503 while their workers boot; a proxy answers 502 or 504 while its
     # upstream does not answer yet.
     if response.status in (502, 503, 504):
         return None
     if response.status != 200:
-        return f"answered {response.status}"
+        return _not_answered(response)
     try:
         doc = json.loads(body)
         echoed = doc.get("token")
     except (ValueError, AttributeError):
-        return "answered 200 with something that is not a probe response"
+        return f"answered 200 with something that is not a probe response: {_INSTALL}"
     if echoed != token:
-        return f"answered token {echoed!r} to a request for token {token!r}"
+        return f"answered token {echoed!r} to a request for token {token!r}: {_INSTALL}"
     if group is not None and not _in_group(doc.get("worker"), group):
         return None
     return "ready"
+
+
+def _not_answered(response: http.client.HTTPResponse) -> str:
+    """Why a probe request got ``response`` (not a 200) instead of the probe's answer, and what
+    the user can do about it."""
+    status = str(response.status)
+    location = response.getheader("Location")
+    if location:
+        status += f" (a redirect to {location})"
+    stopped = response.getheader(STOPPED_HEADER)
+    if stopped is None:
+        return (
+            f"answered {status}, and not from the probe: ctxbench requests {PROBE_PATH} at the"
+            " server's root; mount the probe on the app that serves it"
+            " (harness.probe.install_probe(app), or name the Flask app itself rather than a"
+            " middleware or dispatcher around it)"
+        )
+    where = {
+        "entry": "the framework or a middleware inside its wsgi_app",
+        "before_request": "one of its before_request hooks (an auth check, a login redirect, a"
+        " rate limit?) or its routing",
+    }.get(stopped, f"its {stopped} phase")
+    return (
+        f"answered {status} from the app itself: {where} stopped the probe request before the"
+        " probe's view ran, so nothing could be checked; let probe requests through (return"
+        " early, or act as a test user, when harness.probe.current_token() is not None; see the"
+        " README, 'Auth hooks and middleware')"
+    )
 
 
 def _in_group(worker: object, group: int) -> bool:
@@ -318,10 +351,7 @@ def wait_ready(
         if outcome == "ready":
             return
         if outcome is not None:
-            raise AppLoadError(
-                f"{name}: app {app!r} is up but GET {PROBE_PATH} {outcome}:"
-                " install the probe with harness.probe.install_probe(app)"
-            )
+            raise AppLoadError(f"{name}: app {app!r} is up but GET {PROBE_PATH} {outcome}")
         if time.monotonic() >= deadline:
             raise ServerStartError(
                 f"{name} did not answer a probe request within {ready_timeout:g} s"

@@ -413,7 +413,8 @@ class ServerMode(abc.ABC):
             "app_class": first.get("app_class"),
             "backend": first.get("backend", cfg.backend),
             "storage": first.get("storage"),
-            "probe": first.get("probe"),  # who mounted it: "app", "harness.wsgi" or "none"
+            # Who mounted the probe: "app", "harness.wsgi[ inside ProxyFix ...]" or "none".
+            "probe": first.get("probe"),
             "worker_pids": sorted(s["pid"] for s in reported.workers if "pid" in s),
             # Where the app was loaded (its factory called): each worker, or the process that
             # forked them (gunicorn --preload, uWSGI without --lazy-apps).
