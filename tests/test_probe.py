@@ -87,10 +87,23 @@ def test_worker_identity(probe_app: t.Any) -> None:
     import os
     import threading
 
+    import gevent
+
     _, doc, _ = get_probe(probe_app, "tok-3")
     assert doc["worker"]["pid"] == os.getpid()
     assert doc["worker"]["thread"] == threading.get_ident()
-    assert isinstance(doc["worker"]["greenlet"], int)
+    # A thread's own greenlet is no greenlet unit: a new thread that reuses an old one's ident
+    # must not look like a second greenlet of that thread.
+    assert doc["worker"]["greenlet"] is None
+    threads: list[t.Any] = []
+    for _ in range(2):
+        thread = threading.Thread(target=lambda: threads.append(get_probe(probe_app, "tok-4")[1]))
+        thread.start()
+        thread.join()
+    assert [d["worker"]["greenlet"] for d in threads] == [None, None]
+    spawned = [gevent.spawn(get_probe, probe_app, f"tok-{i}") for i in (5, 6)]
+    greenlets = [g.get()[1]["worker"]["greenlet"] for g in spawned]
+    assert all(isinstance(g, int) for g in greenlets) and greenlets[0] != greenlets[1]
 
 
 def test_teardown_observations_are_spliced_in(framework: str) -> None:

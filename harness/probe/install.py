@@ -43,7 +43,13 @@ App = t.TypeVar("App")
 
 
 def _greenlet_id() -> int | None:
-    return None if _getcurrent is None else id(_getcurrent())
+    # A thread's own (main) greenlet has no parent: the unit is the thread, and the id of a new
+    # thread's main greenlet would only make a thread that reuses an old one's ident look like
+    # several greenlets of one thread.
+    if _getcurrent is None:
+        return None
+    current = _getcurrent()
+    return None if current.parent is None else id(current)
 
 
 def _worker() -> dict[str, int | None]:
