@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -783,3 +785,22 @@ def test_a_driver_bound_cell_is_never_beaten_on_speed() -> None:
         " gunicorn-gthread was driver-bound (the rate is the driver's, a lower bound of the"
         " server's): no mode to recommend on speed." in md
     )
+
+
+def test_an_app_string_with_backticks_is_shown_as_given() -> None:
+    from harness.report.render import _inline
+    from harness.report.text import code
+
+    app = "shop:create_app('a`b', note='``x``')"
+    doc = make_doc([make_entry(m, app_label=app) for m in MODES[:2]])
+    doc["command"] = ["ctxbench", "run", "--app", app]
+    md, html = render(doc)
+    assert code(app) == f"```{app}```"
+    assert f"The main app ({code(app)}) on the correct" in md
+    assert f"Command: ```ctxbench run --app {shlex.quote(app)}```" in md  # to copy and paste
+    shown = app.replace("'", "&#x27;")
+    assert f"The main app (<code>{shown}</code>) on the correct" in html
+    # any text round-trips through a code span
+    for text in ("`", "``x", "x`", " a ", "a ` b", "**", "\0", "<b>"):
+        assert _inline(code(text)) == f"<code>{escape(text.replace(chr(0), chr(0xFFFD)))}</code>"
+    assert _inline("`a` and **b `c`**") == "<code>a</code> and <strong>b <code>c</code></strong>"

@@ -18,7 +18,7 @@ from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.charts import Line, Point, line_chart
 from harness.report.summary import label
-from harness.report.text import fmt_ms, fmt_rps, fmt_share
+from harness.report.text import code, fmt_ms, fmt_rps, fmt_share
 from harness.report.tree import Callout, Group, Heading, Node, Note, Paragraph, Table, where
 from harness.results import Cell
 
@@ -74,7 +74,7 @@ def sweep_section(ctx: Context) -> list[Node]:
         Heading("Concurrency sweep"),
         Note(
             f"Each mode measured at {', '.join(map(str, levels))} virtual users (the main app,"
-            f" `{main}`, on the correct {DEFAULT_BACKEND} storage), every response checked at"
+            f" {code(main)}, on the correct {DEFAULT_BACKEND} storage), every response checked at"
             " every level. A line that flattens is a mode that saturated; a p99 that climbs is"
             " requests queueing. A red point leaked or had errors; a hollow point was"
             " driver-bound (the driver, not the server, may have set that figure)."

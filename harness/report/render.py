@@ -116,11 +116,24 @@ def _html(node: Node) -> str:
     return f"<{tag}{_class(node.style)}>{body}</{tag}>"
 
 
+#: A code span as CommonMark reads one: a run of backticks, then text up to a run of as many.
+_CODE = re.compile(r"(?<!`)(`+)(.+?)(?<!`)\1(?!`)")
+
+
 def _inline(text: str) -> str:
-    """Escape ``text``, then turn its `code`, **strong** and *emphasis* into HTML."""
-    rv = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
+    """Escape ``text``, then turn its `code`, **strong** and *emphasis* into HTML; the text of
+    a code span is shown as it is (:func:`harness.report.text.code` writes one for any text)."""
+    spans: list[str] = []
+
+    def stash(m: re.Match[str]) -> str:
+        body = m[2][1:-1] if m[2][:1] == m[2][-1:] == " " and m[2].strip() else m[2]
+        spans.append(f"<code>{escape(body)}</code>")
+        return f"\0{len(spans) - 1}\0"
+
+    rv = escape(_CODE.sub(stash, text.replace("\0", "\ufffd")))
     rv = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", rv)
-    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", rv)
+    rv = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", rv)
+    return re.sub("\0(\\d+)\0", lambda m: spans[int(m[1])], rv)
 
 
 def _html_table(table: Table) -> str:

@@ -10,6 +10,7 @@ Nothing else changes: the renderers only know the node types.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,16 @@ from harness.report.summary import (
     recommendation,
     starved_cells,
 )
-from harness.report.text import fmt_ms, fmt_pct, fmt_rps, fmt_runs, plural, show_json, spread_cell
+from harness.report.text import (
+    code,
+    fmt_ms,
+    fmt_pct,
+    fmt_rps,
+    fmt_runs,
+    plural,
+    show_json,
+    spread_cell,
+)
 from harness.report.tree import (
     Callout,
     Group,
@@ -137,7 +147,7 @@ def overview(ctx: Context) -> list[Node]:
     mine = ("mode", "connections", f"{short} rps", "spread", f"{short} p99 ms")
     headers = (*mine, *twins[: 4 * bool(flask)], "errors", "leaks")
     note = (
-        f"The main app (`{main}`) on the correct {DEFAULT_BACKEND} storage, one row per server"
+        f"The main app ({code(main)}) on the correct {DEFAULT_BACKEND} storage, one row per server"
         " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
         " that storage."
     )
@@ -335,7 +345,7 @@ def environment(ctx: Context) -> list[Node]:
     doc = ctx.run.to_json()
     out: list[Node] = [Heading("Environment")]
     if ctx.run.command:
-        out.append(Paragraph("Command: `" + " ".join(ctx.run.command) + "`"))
+        out.append(Paragraph(f"Command: {code(shlex.join(ctx.run.command))}"))
     out.append(Paragraph(f"Python: {ctx.run.python or 'unknown'}"))
     titles = {"machine": "Machine", "packages": "Packages", "settings": "Settings"}
     keys = {"machine": "property", "packages": "package", "settings": "setting"}

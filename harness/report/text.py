@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,15 @@ def fmt_pct(value: float) -> str:
 def fmt_share(value: float | None) -> str:
     """A share of a CPU (or a ratio) with two decimals; ``-`` when not recorded."""
     return "-" if value is None else f"{value:.2f}"
+
+
+def code(text: str) -> str:
+    """``text`` as a Markdown code span, whatever backticks it holds (CommonMark's rule: a fence
+    longer than any run of backticks in it, and a space inside the fence where the text would
+    otherwise start or end with a backtick or lose a space at each end)."""
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " * (text[:1] == "`" or text[-1:] == "`" or (text[:1] == text[-1:] == " "))
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def show_json(value: Any) -> str:
