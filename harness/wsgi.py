@@ -69,7 +69,8 @@ def load_app(import_string: str) -> t.Any:
         ) from e
     except Exception as e:
         raise AppLoadError(
-            f"importing app {import_string!r} failed: {type(e).__name__}: {e}"
+            f"importing app {import_string!r} failed: {type(e).__name__}:"
+            f" {_one_line(e)}{_where(e)}{_missing_setting(e)}"
         ) from e
     for part in ref.attr.split("."):
         try:
@@ -176,6 +177,22 @@ def _where(e: BaseException) -> str:
     except ValueError:
         path = frame.filename
     return f" (at {path}:{frame.lineno})"
+
+
+def _missing_setting(e: BaseException) -> str:
+    """What to do when importing the app failed on a setting that the environment lacks
+    (``os.environ["SECRET_KEY"]``): the servers inherit ctxbench's environment, and nothing
+    reads a ``.env`` file (``flask run`` does, with python-dotenv; gunicorn does not)."""
+    key = e.args[0] if isinstance(e, KeyError) and e.args else None
+    if not isinstance(key, str) or key in os.environ:
+        return ""
+    rv = (
+        f": if {key} is an environment variable, set it where you run ctxbench (every server"
+        " inherits it)"
+    )
+    if Path(".env").is_file():
+        rv += "; a .env file is here, but nothing loads it: export it (set -a; . ./.env; set +a)"
+    return rv
 
 
 def _is_core_app(obj: t.Any) -> bool:

@@ -121,6 +121,28 @@ def test_a_file_name_gets_its_module_name(
     )
 
 
+def test_an_app_that_needs_a_setting_at_import_says_where_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `SECRET_KEY = os.environ["SECRET_KEY"]` at import, the variable in a .env file that
+    # `flask run` would load and nothing under ctxbench (or gunicorn) does.
+    name = f"ctxbench_settings_{uuid.uuid4().hex}"
+    variable = f"CTXBENCH_TEST_{uuid.uuid4().hex.upper()}"
+    (tmp_path / f"{name}.py").write_text(f"import os\n\nKEY = os.environ[{variable!r}]\n")
+    (tmp_path / ".env").write_text(f"{variable}=from-dotenv\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    try:
+        with pytest.raises(AppLoadError) as info:
+            load_app(f"{name}:app")
+    finally:
+        sys.modules.pop(name, None)
+    message = str(info.value)
+    assert f"KeyError: '{variable}' (at {name}.py:3)" in message, message
+    assert "set it where you run ctxbench" in message and "nothing loads it" in message, message
+    assert "\n" not in message
+
+
 def test_a_plain_wsgi_function_is_not_taken_for_a_factory(factories: str) -> None:
     assert load_app(f"{factories}:wsgi") is sys.modules[factories].wsgi
 
