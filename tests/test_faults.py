@@ -396,7 +396,8 @@ def test_the_faults_table_has_errors_by_kind_leaks_and_verdict() -> None:
 
 
 def test_the_report_shows_faults_and_plots_the_soak() -> None:
-    files = render_reports(chaos_run())
+    run = chaos_run()
+    files = render_reports(run)
     md = files["report.md"]
     assert "## Faults during load" in md and "Verdict: pass" in md
     assert "## Soak: gunicorn-gevent" in md
@@ -406,7 +407,8 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
         "soak-rss-gunicorn-gevent-contextvar-fresh.svg",
     ]
     assert "<polyline" in files[charts[0]] and "<svg" in files["report.html"]
-    assert render_reports(chaos_run()) == files  # deterministic
+    # deterministic (one run: two would differ in their creation time across a second's tick)
+    assert render_reports(run) == files
     failing = chaos_run().replace(faults=(fault_cell(verdict="LEAK", leaks=1),))
     assert "Verdict: 1 failure" in render_reports(failing)["report.md"]
 
