@@ -33,6 +33,7 @@ PROBE_PATH = "/_ctxbench/probe"
 #: The response header the probe middleware adds to a probe request that its view did not
 #: answer (an auth hook's 401, a login redirect, a rate limiter's 429): the last phase the probe
 #: saw (``entry``: the framework or a middleware inside the app answered before any hook;
+#: ``routing``: the framework did not route the probe path to the probe's view;
 #: ``before_request``: one of the app's ``before_request`` hooks did). Without it, a non-probe
 #: answer came from something the probe does not wrap.
 STOPPED_HEADER = "X-Ctxbench-Probe-Stopped"

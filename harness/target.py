@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from harness.errors import UsageError
 from harness.load.spec import loopback_host
 from harness.probe import SECRET_ENV, SECRET_HEADER
-from harness.protocol import PROBE_PATH
+from harness.protocol import PROBE_PATH, STOPPED_HEADER
+from harness.servers._process import why_not_answered
 
 __all__ = ["Target", "identify", "parse_target", "secret_headers"]
 
@@ -96,6 +97,9 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         f"mount it with harness.probe.install_probe(app) and start the server with"
         f" CTXBENCH_PROBE=1 (and the same {SECRET_ENV} as here, if it has one)"
     )
+    if resp.getheader(STOPPED_HEADER) is not None:
+        # The probe is there, and the app answered in its place (an auth hook's 401).
+        raise UsageError(f"--target {target.url} {why_not_answered(resp)}")
     if resp.status != 200:
         raise UsageError(
             f"--target {target.url} answered {resp.status} to {PROBE_PATH}: no ctxbench probe"

@@ -549,3 +549,47 @@ def test_a_probe_request_the_app_answers_itself_says_where_it_stopped(framework:
     # A probe answer carries no such header.
     _, _, answered = get_probe(install_probe(make_app(framework)), "open")
     assert STOPPED_HEADER not in answered.headers
+
+
+# werkzeug warns that the request's host is not the SERVER_NAME: that is the point here.
+@pytest.mark.filterwarnings("ignore:Current server name:UserWarning")
+def test_a_probe_path_the_app_does_not_route_says_routing() -> None:
+    # SERVER_NAME with subdomain_matching: a request for 127.0.0.1 matches no rule, and Flask
+    # answers 404 in the view's place after running the hooks.
+    from harness.protocol import STOPPED_HEADER
+
+    app = flask.Flask("probe_test_subdomains", subdomain_matching=True)
+    app.config["SERVER_NAME"] = "app.example.com"
+    install_probe(app)
+    resp = app.test_client().get(f"{PROBE_PATH}?token=t", base_url="http://127.0.0.1/")
+    assert resp.status_code == 404 and resp.headers[STOPPED_HEADER] == "routing"
+
+
+def test_target_says_which_hook_answered_in_the_probes_place() -> None:
+    # `ctxbench run --target` against a deployment whose auth hook answers the probe.
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from harness.errors import UsageError
+    from harness.target import identify, parse_target
+
+    app = make_app("flask")
+
+    @app.before_request
+    def require_login() -> t.Any:
+        return flask.redirect("/login")
+
+    install_probe(app)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(UsageError) as info:
+            identify(parse_target(f"http://127.0.0.1:{server.server_port}"))
+    finally:
+        server.shutdown()
+        thread.join()
+    message = str(info.value)
+    assert "answered 302 (a redirect to /login) from the app itself" in message, message
+    assert "before_request hooks" in message and "no ctxbench probe" not in message, message

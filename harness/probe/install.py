@@ -74,6 +74,8 @@ def _make_hooks(fw: Framework, app_name: str) -> dict[str, Callable[..., t.Any]]
             return None
         state.phase = "before_request"
         state.phases.append("before_request")
+        # Flask matches the URL before the hooks run and raises the error in the view's place.
+        state.routing_failed = getattr(fw.request, "routing_exception", None) is not None
         if state.fail == "session":
             fw.load_session()  # raises InjectedFailure from open_session, unless already loaded
         obs = state.obs

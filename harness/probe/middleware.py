@@ -161,7 +161,10 @@ def _mark_skipped(state: ProbeState) -> None:
 
 def _answered_at(state: ProbeState) -> str:
     # The phase in which the app made its response: the last one before after_request, which
-    # (like the teardowns) runs once there is a response.
+    # (like the teardowns) runs once there is a response; "routing" when the framework did not
+    # route the probe path to the probe's view.
+    if state.routing_failed:
+        return "routing"
     phases = state.phases
     if "after_request" in phases:
         return phases[max(phases.index("after_request") - 1, 0)]

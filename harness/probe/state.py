@@ -45,6 +45,7 @@ class ProbeState:
         "obs",
         "phase",
         "phases",
+        "routing_failed",
         "sleep_s",
         "spliced_at",
         "token",
@@ -70,6 +71,8 @@ class ProbeState:
         self.spliced_at = 0
         self.view_done = False
         self.use_session = False
+        #: The framework could not route the probe path (it will answer 404 or 405 itself).
+        self.routing_failed = False
 
     def fail_at(self, phase: str) -> None:
         """Raise :class:`InjectedFailure` if this request asked to fail at ``phase`` (once)."""

@@ -64,6 +64,7 @@ __all__ = [
     "stop_group",
     "wait_ready",
     "wait_states",
+    "why_not_answered",
 ]
 
 HOST = "127.0.0.1"
@@ -252,13 +253,13 @@ def _probe_once(
     finally:
         conn.close()
     if response.getheader(STOPPED_HEADER) is not None:
-        return _not_answered(response)  # the app is up and answered in the probe's place
+        return why_not_answered(response)  # the app is up and answered in the probe's place
     # Some servers answer 503 while their workers boot; a proxy answers 502 or 504 while its
     # upstream does not answer yet.
     if response.status in (502, 503, 504):
         return None
     if response.status != 200:
-        return _not_answered(response)
+        return why_not_answered(response)
     try:
         doc = json.loads(body)
         echoed = doc.get("token")
@@ -271,7 +272,7 @@ def _probe_once(
     return "ready"
 
 
-def _not_answered(response: http.client.HTTPResponse) -> str:
+def why_not_answered(response: http.client.HTTPResponse) -> str:
     """Why a probe request got ``response`` (not a 200) instead of the probe's answer, and what
     the user can do about it."""
     status = str(response.status)
@@ -289,8 +290,15 @@ def _not_answered(response: http.client.HTTPResponse) -> str:
     where = {
         "entry": "the framework or a middleware inside its wsgi_app",
         "before_request": "one of its before_request hooks (an auth check, a login redirect, a"
-        " rate limit?) or its routing",
+        " rate limit?)",
     }.get(stopped, f"its {stopped} phase")
+    if stopped == "routing":
+        return (
+            f"answered {status} from the app itself: its URL map did not route {PROBE_PATH} to"
+            " the probe for a request to 127.0.0.1 (SERVER_NAME with subdomain_matching or"
+            " host_matching on? a rule or converter that takes the path?), so nothing could be"
+            " checked; check the app with a configuration that serves any host (no SERVER_NAME)"
+        )
     return (
         f"answered {status} from the app itself: {where} stopped the probe request before the"
         " probe's view ran, so nothing could be checked; let probe requests through (return"
