@@ -156,6 +156,12 @@ class CheckResult:
             lines.append(
                 f"  {cell.mode} {cell.connections}: {cell.leaks:,} leaks, {cell.errors:,} errors"
                 + (f" {dict(cell.error_kinds)}" if cell.errors else "")
+                + (
+                    f" statuses {dict(cell.error_statuses)}: the app answered them in the"
+                    " probe's place (README, 'Auth hooks and middleware')"
+                    if cell.error_statuses
+                    else ""
+                )
             )
             for ev in cell.evidence[:SHOWN_EVIDENCE]:
                 unit = ev.unit

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -355,3 +356,20 @@ def test_a_bad_number_in_the_settings_fails_in_one_line_naming_where(
     out = result.stdout.str()
     assert f"ctxbench: {message}" in out, out
     assert "Error" not in out.replace("CtxbenchError", ""), out
+
+
+def test_failed_requests_name_the_statuses_the_app_answered_with(tmp_path: Path) -> None:
+    # A rate limiter's 429s: the message says who answered them, not only "non-2xx".
+    from types import SimpleNamespace
+
+    from harness.pytest_plugin import CheckResult
+    from harness.results import Cell
+
+    cell = Cell(
+        app="myapp:app", backend="contextvar", mode="gunicorn-gthread", connections="fresh",
+        requests=400, leaks=0, errors=395, runs=(), error_kinds={"non-2xx": 395},
+        error_statuses={"429": 395},
+    )  # fmt: skip
+    run = SimpleNamespace(cells=(cell,), requests=400, leaks=0, errors=395)
+    text = CheckResult("myapp:app", tmp_path, run).explain()  # type: ignore[arg-type]
+    assert "statuses {'429': 395}: the app answered them in the probe's place" in text, text
