@@ -551,7 +551,7 @@ def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
     from harness.report.text import plural
 
     for cell in cells:
-        answers = cell.error_kinds.get("non-2xx", 0) + cell.error_kinds.get("protocol", 0)
+        answers = cell.not_probe_answers
         if answers:
             statuses = ", ".join(f"{n:,} x {s}" for s, n in cell.error_statuses.items())
             return (

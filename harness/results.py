@@ -415,6 +415,13 @@ class Cell:
         return self.rps_spread > SPREAD_WARNING
 
     @property
+    def not_probe_answers(self) -> int:
+        """Requests answered by the app in the probe's place (a non-2xx status: an auth hook's
+        401, a rate limiter's 429; or a body that is not a probe response): never checked, so
+        a cell with any has no "no leak" verdict."""
+        return self.error_kinds.get("non-2xx", 0) + self.error_kinds.get("protocol", 0)
+
+    @property
     def clean(self) -> bool:
         """Neither leaks nor errors, and measured to the end: only a clean cell may be ranked."""
         return self.leaks == 0 and self.errors == 0 and self.error is None

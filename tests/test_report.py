@@ -804,3 +804,21 @@ def test_an_app_string_with_backticks_is_shown_as_given() -> None:
     for text in ("`", "``x", "x`", " a ", "a ` b", "**", "\0", "<b>"):
         assert _inline(code(text)) == f"<code>{escape(text.replace(chr(0), chr(0xFFFD)))}</code>"
     assert _inline("`a` and **b `c`**") == "<code>a</code> and <strong>b <code>c</code></strong>"
+
+
+def test_requests_the_app_answered_itself_are_no_verdict() -> None:
+    # A rate limiter answered most requests with a 429: "OK, every request saw only its own
+    # values" would be a verdict on requests that never reached the probe.
+    import dataclasses
+
+    run = load_run(make_doc([make_entry(m) for m in MODES]))
+    gated = dataclasses.replace(
+        run.cells[0], errors=900, error_kinds={"non-2xx": 900}, error_statuses={"429": 900}
+    )
+    run = run.replace(cells=(gated, *run.cells[1:]))
+    summary = summarize(run)
+    words, kind = summary.verdict
+    assert kind == "failed" and words.startswith("NONE"), words
+    verdict = render_reports(run)["report.md"].split("**Recommendation:**")[0]
+    assert "(900 x 429): those were never checked" in verdict, verdict
+    assert "every request saw only its own values" not in verdict, verdict

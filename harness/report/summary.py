@@ -100,6 +100,10 @@ class Summary:
             return f"FAILED: a server died, {failed} not measured to the end", "failed"
         if not self.cells:
             return "nothing measured", "mutant"
+        unchecked = sum(c.not_probe_answers for c in self.correct)
+        if unchecked:
+            # The app answered these itself (an auth hook, a rate limiter): no verdict on them.
+            return "NONE: the app answered requests in the probe's place", "failed"
         if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)", "mutant"
         if self.mutant_leaks:
@@ -181,7 +185,21 @@ def headline(s: Summary) -> str:
             " request, g, session and current_app held there, so the leak is the app's, not the"
             " context storage's."
         )
-    if s.correct and not (s.stack_leaks or s.app_leaks):
+    unchecked = [c for c in s.correct if c.not_probe_answers]
+    if unchecked:
+        out.append(
+            f"The app answered {plural(sum(c.not_probe_answers for c in unchecked), 'request')}"
+            " itself, in the probe's place (an auth hook, a login redirect, a rate limiter?), in "
+            + "; ".join(
+                f"{label(c)}, {c.connections}"
+                + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_statuses.items())})")
+                * bool(c.error_statuses)
+                for c in unchecked
+            )
+            + ": those were never checked, so no request can be said to be clean; let probe"
+            " requests through the app's hooks (README, 'Auth hooks and middleware')."
+        )
+    elif s.correct and not (s.stack_leaks or s.app_leaks):
         out.append(
             f"No leak with the correct {DEFAULT_BACKEND} storage: every request saw only its own"
             " values."
