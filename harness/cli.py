@@ -394,16 +394,18 @@ def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
     from harness.report.text import plural  # the report package: loaded only where it is used
 
     cells = run.cells
+    unchecked = run.requests - run.checked
     out = [
-        f"{plural(len(cells), 'cell')}, {plural(run.requests, 'request')} checked,"
-        f" {plural(run.leaks, 'leak')}, {elapsed_s:.0f} s; results: {results_path}"
+        f"{plural(len(cells), 'cell')}, {plural(run.checked, 'request')} checked"
+        + (f" ({unchecked:,} more failed or were made to fail)" if unchecked else "")
+        + f", {plural(run.leaks, 'leak')}, {elapsed_s:.0f} s; results: {results_path}"
     ]
     leaky = [c.leaky_requests for c in cells if c.leaks]
     if leaky and all(n is not None for n in leaky):
         held = sum(t.cast(int, n) for n in leaky)
         out.append(
             f"The {plural(run.leaks, 'leak')} were in {held:,} of the"
-            f" {plural(run.requests, 'request')} checked."
+            f" {plural(run.checked, 'request')} checked."
         )
     from harness.protocol import app_observation_names
 

@@ -148,7 +148,7 @@ class CheckResult:
                 else f"had {self.errors:,} failed requests"
             )
             + f" ({self.leaks:,} leaking observations, {self.errors:,} errors,"
-            f" {self.requests:,} requests checked)"
+            f" {self.results.checked:,} requests checked)"
         ]
         for cell in self.cells:
             if not (cell.leaks or cell.errors):

@@ -415,6 +415,12 @@ class Cell:
         return self.rps_spread > SPREAD_WARNING
 
     @property
+    def checked(self) -> int:
+        """Responses the verdict judged: every finished request but the failed ones and those
+        made to fail on purpose (``--fail-phase``)."""
+        return max(0, self.requests - self.errors - self.injected)
+
+    @property
     def not_probe_answers(self) -> int:
         """Requests answered by the app in the probe's place (a non-2xx status: an auth hook's
         401, a rate limiter's 429; or a body that is not a probe response): never checked, so
@@ -692,6 +698,11 @@ class Run:
     @property
     def requests(self) -> int:
         return sum(cell.requests for cell in self.cells)
+
+    @property
+    def checked(self) -> int:
+        """Responses judged, over every cell (:attr:`Cell.checked`)."""
+        return sum(cell.checked for cell in self.cells)
 
     @property
     def leaks(self) -> int:

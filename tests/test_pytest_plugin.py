@@ -370,6 +370,7 @@ def test_failed_requests_name_the_statuses_the_app_answered_with(tmp_path: Path)
         requests=400, leaks=0, errors=395, runs=(), error_kinds={"non-2xx": 395},
         error_statuses={"429": 395},
     )  # fmt: skip
-    run = SimpleNamespace(cells=(cell,), requests=400, leaks=0, errors=395)
+    run = SimpleNamespace(cells=(cell,), requests=400, checked=5, leaks=0, errors=395)
     text = CheckResult("myapp:app", tmp_path, run).explain()  # type: ignore[arg-type]
     assert "statuses {'429': 395}: the app answered them in the probe's place" in text, text
+    assert "395 errors, 5 requests checked)" in text, text

@@ -822,3 +822,18 @@ def test_requests_the_app_answered_itself_are_no_verdict() -> None:
     verdict = render_reports(run)["report.md"].split("**Recommendation:**")[0]
     assert "(900 x 429): those were never checked" in verdict, verdict
     assert "every request saw only its own values" not in verdict, verdict
+
+
+def test_only_judged_responses_count_as_checked() -> None:
+    from pathlib import Path
+
+    from harness.cli import format_totals
+
+    entry = make_entry("gunicorn-gthread", errors=40, rps=2000.0)  # 12,000 requests
+    entry["injected"] = 60  # made to fail on purpose (--fail-phase): never judged
+    run = load_run(make_doc([entry, make_entry("gunicorn-sync", rps=1000.0)]))
+    assert [c.checked for c in run.cells] == [11_900, 6_000] and run.checked == 17_900
+    md, _ = render(make_doc([entry]))
+    assert "; 11,900 requests checked for request" in md
+    [totals] = format_totals(run, 3.0, Path("results/x/results.json"))[:1]
+    assert totals.startswith("2 cells, 17,900 requests checked (100 more failed or were made to")

@@ -309,7 +309,7 @@ def _what_ran(s: Summary) -> str:
         f"{plural(len(s.cells), 'cell')} ran: {some('app', s.apps)}; {some('mode', modes)};"
         f" {some('backend', sorted({c.backend for c in s.cells}))};"
         f" {' and '.join(s.patterns)} connections;"
-        f" {plural(sum(c.requests for c in s.cells), 'request')} checked for {_and(framework)}"
+        f" {plural(sum(c.checked for c in s.cells), 'request')} checked for {_and(framework)}"
         + (f", and the app's own `observe()` state {_and(app)}" if app else "")
         + "."
     )
