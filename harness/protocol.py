@@ -53,6 +53,10 @@ BACKEND_ENV = "CTXBENCH_BACKEND"
 DEFAULT_BACKEND = "contextvar"
 STATE_DIR_ENV = "CTXBENCH_STATE_DIR"
 
+#: The longest sleep a probe request may ask for (``sleep_ms``): the probe refuses more, and the
+#: settings and the load driver check it before anything starts.
+MAX_SLEEP_MS = 60_000.0
+
 #: The phases of one request, in the order they happen; every response observes each of them.
 PHASES: tuple[str, ...] = (
     "entry",

@@ -113,8 +113,8 @@ EVIDENCE_CAP = 20
 STATUSES = {
     "running": "it is still being written",
     "complete": "every cell was measured",
-    "interrupted": "it was stopped (Ctrl-C or SIGTERM) and kept the cells measured until then",
-    "failed": "an error stopped it and it kept the cells measured until then",
+    "interrupted": "it was stopped (Ctrl-C or SIGTERM) and kept what it measured until then",
+    "failed": "an error stopped it and it kept what it measured until then",
     "abandoned": (
         "the ctxbench process writing it is gone without finishing it (killed outright:"
         " kill -9, the out-of-memory killer, a machine restarted)"

@@ -24,9 +24,8 @@ from harness.load.spec import (
     MAX_DURATION_S,
     MAX_PROCESSES,
     MAX_REQUESTS,
-    MAX_SLEEP_MS,
 )
-from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES
+from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES, MAX_SLEEP_MS
 from harness.servers import MODES, get_mode, proxied_modes
 from harness.servers.base import ServerConfig
 from harness.target import parse_target

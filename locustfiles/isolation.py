@@ -51,8 +51,7 @@ from typing import Any
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.load.spec import MAX_SLEEP_MS
-from harness.protocol import PROBE_PATH
+from harness.protocol import MAX_SLEEP_MS, PROBE_PATH
 from harness.servers import free_port
 from harness.target import secret_headers
 from harness.verdict import ProbeProtocolError, check_probe_response

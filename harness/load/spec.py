@@ -8,7 +8,7 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from harness.protocol import FAIL_PHASES
+from harness.protocol import FAIL_PHASES, MAX_SLEEP_MS
 from harness.verdict import Evidence
 
 from .cpu import saturated
@@ -41,7 +41,6 @@ ERROR_KINDS = ("refused", "reset", "timeout", "non-2xx", "protocol", "os-error")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 MAX_DURATION_S = 24 * 3600.0
 MAX_CONCURRENCY = 4096
-MAX_SLEEP_MS = 60_000.0
 MAX_PROCESSES = 256
 #: Responses one driver process checks per second of its own CPU time, at best (keep-alive
 #: connections to nginx answering from C; ``make bench``, the echo-probe rows).

@@ -34,7 +34,7 @@ from .frameworks import Framework
 
 if t.TYPE_CHECKING:
     from _typeshed import OptExcInfo
-from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH, STOPPED_HEADER
+from harness.protocol import FAIL_PHASES, MAX_SLEEP_MS, PHASES, PROBE_PATH, STOPPED_HEADER
 
 from .state import ProbeState, RecentTokens, _cv_probe, recent_tokens
 
@@ -52,7 +52,6 @@ STREAM_PATH = "/_ctxbench/probe/stream"
 #: The request header that must carry the shared secret when the probe has one.
 SECRET_HEADER = "X-Ctxbench-Probe-Secret"
 _SECRET_ENVIRON_KEY = "HTTP_" + SECRET_HEADER.upper().replace("-", "_")
-MAX_SLEEP_MS = 60_000.0
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 _json_encode = json.JSONEncoder(separators=(",", ":")).encode
