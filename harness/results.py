@@ -838,6 +838,23 @@ def write(run_dir: str | os.PathLike[str], run: Run) -> Path:
     return write_atomic(Path(run_dir) / RESULTS_FILE, run.to_json())
 
 
+def write_ended(
+    run_dir: str | os.PathLike[str], run: Run, elapsed_s: float, stopped_by: BaseException | None
+) -> Run:
+    """Write ``run`` as it ended and return it: ``complete``, or, stopped by an exception,
+    ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` with what it measured until then (cells,
+    fault cells). A run stopped before it measured anything is not written: nothing to keep."""
+    if stopped_by is None:
+        status = "complete"
+    elif not (run.cells or run.faults or run.soaks):
+        return run
+    else:
+        status = "interrupted" if isinstance(stopped_by, KeyboardInterrupt) else "failed"
+    run = run.replace(status=status, elapsed_s=round(elapsed_s, 2))
+    write(run_dir, run)
+    return run
+
+
 def write_atomic(
     path: str | os.PathLike[str], data: str | Mapping[str, t.Any] | list[t.Any]
 ) -> Path:

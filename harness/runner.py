@@ -345,16 +345,9 @@ def _run_cells(
         status.done()
         # Keep what was measured (a complete, valid file). A run that measured nothing writes
         # no results file, and cleaned_up_on_failure removes what it made.
-        if run.cells:
-            run = run.replace(
-                status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                elapsed_s=round(time.monotonic() - started, 2),
-            )
-            results.write(run_dir, run)
+        results.write_ended(run_dir, run, time.monotonic() - started, e)
         raise
-    run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
-    results.write(run_dir, run)
-    return run
+    return results.write_ended(run_dir, run, time.monotonic() - started, None)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,19 @@ def test_a_new_run_folder_left_empty_by_a_failure_is_removed(tmp_path: Path) -> 
     assert [p.name for p in out.iterdir()] == [run_dir.name]
 
 
+def test_a_run_is_written_as_it_ended(tmp_path: Path, run: Run) -> None:
+    done = results.write_ended(tmp_path, run, 1.234, None)
+    assert (done.status, done.elapsed_s) == ("complete", 1.23)
+    assert results.load(tmp_path) == done
+    for stopped_by, status in ((KeyboardInterrupt(), "interrupted"), (OSError(), "failed")):
+        ended = results.write_ended(tmp_path, run, 2.0, stopped_by)
+        assert ended.status == status and results.load(tmp_path).status == status
+    # stopped before it measured anything: nothing to keep, nothing written
+    empty = run.replace(cells=())
+    assert results.write_ended(tmp_path / "none", empty, 2.0, KeyboardInterrupt()) == empty
+    assert not (tmp_path / "none").exists()
+
+
 def test_statistics_are_derived_once() -> None:
     c = cell()
     assert c.rps == 1000.0

@@ -233,16 +233,9 @@ def run_corpus(
                     if progress is not None:
                         progress(_progress_line(entry, variant, mode, connections, check, result))
     except BaseException as e:
-        if run.cells:
-            run = run.replace(
-                status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                elapsed_s=round(time.monotonic() - started, 2),
-            )
-            results.write(run_dir, run)
+        results.write_ended(run_dir, run, time.monotonic() - started, e)
         raise
-    run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
-    results.write(run_dir, run)
-    return run
+    return results.write_ended(run_dir, run, time.monotonic() - started, None)
 
 
 def _progress_line(

@@ -342,11 +342,6 @@ def run_chaos(
                             run = run.replace(faults=(*run.faults, cell))
                             results.write(run_dir, run)
     except BaseException as exc:
-        if run.faults:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            run = run.replace(status=status, elapsed_s=round(time.monotonic() - started, 2))
-            results.write(run_dir, run)
+        results.write_ended(run_dir, run, time.monotonic() - started, exc)
         raise
-    run = run.replace(status="complete", elapsed_s=round(time.monotonic() - started, 2))
-    results.write(run_dir, run)
-    return run
+    return results.write_ended(run_dir, run, time.monotonic() - started, None)
