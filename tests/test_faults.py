@@ -66,6 +66,23 @@ def test_a_clean_fault_cell_is_ok() -> None:
     assert verdict(tally(errors=Counter(reset=2))) == "ok"
 
 
+def test_statuses_the_app_answered_itself_are_said_so() -> None:
+    def reason(kind: str) -> str:
+        verdict, why = judge(
+            tally(errors=Counter({kind: 7})),
+            can_leak=False,
+            expected_errors=frozenset(),
+            not_exercised=None,
+            after=CLEAN_AFTER,
+            replaces_workers=True,
+        )
+        assert verdict == "errors"
+        return why
+
+    assert "the app answering in the probe's place" in reason("other-status")  # a 429, a 401
+    assert "probe's place" not in reason("5xx")
+
+
 def test_requests_that_vanish_are_lost_before_anything_else() -> None:
     assert verdict(tally(accounted=999, leaks=5)) == "lost"
 

@@ -124,9 +124,13 @@ def judge(
     unexpected = {k: v for k, v in tally.errors.items() if v and k not in expected_errors}
     if unexpected:
         allowed = ", ".join(sorted(expected_errors)) or "none"
-        return "errors", (
-            f"unexpected errors {dict(sorted(unexpected.items()))} (expected: {allowed})"
-        )
+        reason = f"unexpected errors {dict(sorted(unexpected.items()))} (expected: {allowed})"
+        if "other-status" in unexpected:  # not 2xx, not 5xx: an auth hook, a rate limiter
+            reason += (
+                "; a status that is neither 2xx nor 5xx is the app answering in the probe's"
+                " place (README: Auth hooks and middleware)"
+            )
+        return "errors", reason
     if not_exercised is not None:
         return "not exercised", not_exercised
     if after is None:
