@@ -550,20 +550,19 @@ def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
     """Why no "no leak" verdict can be given when the app answered probe requests in the probe's
     place (a 401 of an auth hook, a login redirect, a rate limiter's 429): those requests were
     never checked. ``None`` when every answer came from the probe."""
+    from harness.report.summary import app_answers
     from harness.report.text import plural
 
-    for cell in cells:
-        answers = cell.not_probe_answers
-        if answers:
-            statuses = ", ".join(f"{n:,} x {s}" for s, n in cell.error_statuses.items())
-            return (
-                f"{answers:,} of {plural(cell.requests, 'request')} to {cell.mode}"
-                f" {cell.connections} got an answer that was not the probe's"
-                f" ({statuses or 'not a probe response'}): the app answered them itself, so they"
-                " were never checked and no verdict is given; let probe requests through the"
-                " app's hooks and middleware (README, 'Auth hooks and middleware')"
-            )
-    return None
+    answered = [c for c in cells if c.not_probe_answers]
+    if not answered:
+        return None
+    return (
+        f"{sum(c.not_probe_answers for c in answered):,} of"
+        f" {plural(sum(c.requests for c in answered), 'request')} got an answer that was not the"
+        f" probe's, in {app_answers(answered)}: the app answered them itself, so they were never"
+        " checked and no verdict is given; let probe requests through the app's hooks and"
+        " middleware (README, 'Auth hooks and middleware')"
+    )
 
 
 # -- corpus ----------------------------------------------------------------------------------

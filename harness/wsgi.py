@@ -98,16 +98,15 @@ def _looks_like_factory(func: t.Callable[..., t.Any]) -> bool:
     is no WSGI app: it is a factory named without its parentheses (flask's ``--app`` calls
     such a function; gunicorn would serve it and fail every request)."""
     signature = inspect.signature(func)
-    for args in ((), (object(), object())):
+
+    def binds(*args: object) -> bool:
         try:
             signature.bind(*args)
         except TypeError:
-            if args:
-                return True
-        else:
-            if not args:
-                return True
-    return False
+            return False
+        return True
+
+    return binds() or not binds(object(), object())
 
 
 def _call_factory(ref: AppRef, factory: t.Any) -> t.Any:

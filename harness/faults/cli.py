@@ -252,11 +252,9 @@ def cmd_soak(args: argparse.Namespace) -> int:
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does
                 elapsed = max((s.t for s in e.soak.load), default=0.0)
-                run = run.replace(soaks=(e.soak,), status="interrupted", elapsed_s=elapsed)
-                results.write(run_dir, run)
+                results.write_ended(run_dir, run.replace(soaks=(e.soak,)), elapsed, e)
                 raise
-            run = run.replace(soaks=(soak,), status="complete", elapsed_s=seconds)
-            results.write(run_dir, run)
+            run = results.write_ended(run_dir, run.replace(soaks=(soak,)), seconds, None)
     finally:
         _done_progress()
     _finish(

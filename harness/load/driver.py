@@ -498,8 +498,9 @@ class _Run:
         now = _perf_ns()
         self.done += 1
         self.last_done_ns = now
-        if now - user.t0 > user.longest:
-            user.longest, user.longest_t0 = now - user.t0, user.t0
+        wait = now - user.t0
+        if wait > user.longest:
+            user.longest, user.longest_t0 = wait, user.t0
         if user.failing:
             self._count_injected(kind)
         else:

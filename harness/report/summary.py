@@ -189,15 +189,10 @@ def headline(s: Summary) -> str:
     if unchecked:
         out.append(
             f"The app answered {plural(sum(c.not_probe_answers for c in unchecked), 'request')}"
-            " itself, in the probe's place (an auth hook, a login redirect, a rate limiter?), in "
-            + "; ".join(
-                f"{label(c)}, {c.connections}"
-                + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_statuses.items())})")
-                * bool(c.error_statuses)
-                for c in unchecked
-            )
-            + ": those were never checked, so no request can be said to be clean; let probe"
-            " requests through the app's hooks (README, 'Auth hooks and middleware')."
+            f" itself, in the probe's place (an auth hook, a login redirect, a rate limiter?), in"
+            f" {app_answers(unchecked)}: those were never checked, so no request can be said to"
+            " be clean; let probe requests through the app's hooks (README, 'Auth hooks and"
+            " middleware')."
         )
     elif s.correct and not (s.stack_leaks or s.app_leaks):
         out.append(
@@ -286,6 +281,18 @@ def recommendation(s: Summary) -> str:
             " trusting small differences."
         )
     return " ".join(out) or "Nothing to recommend."
+
+
+def app_answers(cells: Sequence[Cell]) -> str:
+    """``gunicorn-gthread, fresh (18,129 x 429)``, for each cell whose app answered probe
+    requests itself (:attr:`~harness.results.Cell.not_probe_answers`), with its statuses."""
+    return "; ".join(
+        f"{label(c)}, {c.connections}"
+        + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_statuses.items())})")
+        * bool(c.error_statuses)
+        for c in cells
+        if c.not_probe_answers
+    )
 
 
 def starved_cells(cells: Sequence[Cell]) -> str:
