@@ -751,6 +751,10 @@ def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
     assert "| p99 ms | max ms | starved users |" in table
     assert "| 14 of 16 |\n" in table and table.count("| 0 |\n") == 4
     assert "> **Starved users** (uwsgi-processes, keepalive: 14 of 16 users, in the worst" in table
+    # the summary at the top says it too: its rps is not every user's
+    overview = section(md, "## Summary")
+    assert "| errors | leaks | starved users |" in overview and "| 14 of 16 |\n" in overview
+    assert "*starved users* counts the core's virtual users" in overview
     # measured and none starved, or not recorded (an older document): nothing is said
     for n in (0, None):
         quiet = run.replace(cells=tuple(starving(c, n) for c in run.cells))

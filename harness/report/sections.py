@@ -126,6 +126,7 @@ def overview(ctx: Context) -> list[Node]:
         return []
     flask = {c.key[1:]: c for c in correct if c.app_label == "flask" and main != "flask"}
     short = main if main in ("core", "flask") else "app"  # a long import string would not fit
+    starved = any(c.starved for c in cells)
     rows, bad = [], set()
     for i, c in enumerate(cells):
         same = [x for x in correct if (x.mode, x.connections) == (c.mode, c.connections)]
@@ -140,12 +141,12 @@ def overview(ctx: Context) -> list[Node]:
             (
                 *(c.mode, c.connections, fmt_rps(c.rps), spread_cell(c.rps_spread)),
                 *(fmt_ms(c.latency_ms.p99), *(twin or ("-",) * 4 * bool(flask))),
-                *(f"{errors:,}", _leaks_cell(leaks)),
+                *(f"{errors:,}", _leaks_cell(leaks), *(_starved_cell(c),) * starved),
             )
         )
     twins = ("flask rps", f"{short} / flask rps", "flask p99 ms", f"{short} / flask p99")
     mine = ("mode", "connections", f"{short} rps", "spread", f"{short} p99 ms")
-    headers = (*mine, *twins[: 4 * bool(flask)], "errors", "leaks")
+    headers = (*mine, *twins[: 4 * bool(flask)], "errors", "leaks", *("starved users",) * starved)
     note = (
         f"The main app ({code(main)}) on the correct {DEFAULT_BACKEND} storage, one row per server"
         " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
@@ -156,6 +157,13 @@ def overview(ctx: Context) -> list[Node]:
             f" Flask ran the same probe app on the same mode: above 1.00x in *{short} / flask rps*"
             f" the {short} serves more requests per second; below 1.00x in *{short} / flask p99*"
             " it answers faster."
+        )
+    if starved:
+        note += (
+            f" *starved users* counts the {short}'s virtual users that waited more than half the"
+            " measured window for one response (see the warning under its pattern's table):"
+            " such a row's rps is the rate of the users the server kept serving, and is not"
+            " ranked."
         )
     warn = where(cells, lambda c: c.noisy)
     return [
