@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from html import escape
 
+from harness.report.text import literal
 from harness.report.tree import Callout, Figure, Heading, Items, Node, Note, Paragraph, Table
 
 CSS = """
@@ -80,7 +81,7 @@ def _md(nodes: Sequence[Node]) -> list[str]:
 
 def _md_table(table: Table) -> list[str]:
     def row(cells: Sequence[str], bold: bool = False) -> str:
-        cells = [c.replace("\\", "\\\\").replace("|", "\\|") for c in cells]
+        cells = [literal(c) for c in cells]
         return "| " + " | ".join(f"**{c}**" if bold and c else c for c in cells) + " |"
 
     aligns = ["---:" if a == "r" else "---" for a in table.align]
@@ -116,21 +117,28 @@ def _html(node: Node) -> str:
     return f"<{tag}{_class(node.style)}>{body}</{tag}>"
 
 
-#: A code span as CommonMark reads one: a run of backticks, then text up to a run of as many.
-_CODE = re.compile(r"(?<!`)(`+)(.+?)(?<!`)\1(?!`)")
+#: A backslash escape of an ASCII punctuation character (:func:`harness.report.text.literal`),
+#: or a code span as CommonMark reads one: a run of backticks, then text up to a run of as many.
+#: Whichever starts first wins, as in CommonMark: an escaped backtick opens no code span, and a
+#: backslash inside a code span is only a backslash.
+_ESCAPE_OR_CODE = re.compile(r"\\([!-/:-@\[-`{-~])|(?<!`)(`+)(.+?)(?<!`)\2(?!`)")
 
 
 def _inline(text: str) -> str:
     """Escape ``text``, then turn its `code`, **strong** and *emphasis* into HTML; the text of
-    a code span is shown as it is (:func:`harness.report.text.code` writes one for any text)."""
+    a code span is shown as it is (:func:`harness.report.text.code` writes one for any text),
+    and so is a character after a backslash (:func:`harness.report.text.literal`)."""
     spans: list[str] = []
 
     def stash(m: re.Match[str]) -> str:
-        body = m[2][1:-1] if m[2][:1] == m[2][-1:] == " " and m[2].strip() else m[2]
-        spans.append(f"<code>{escape(body)}</code>")
+        if m[1] is not None:
+            spans.append(escape(m[1]))
+        else:
+            body = m[3][1:-1] if m[3][:1] == m[3][-1:] == " " and m[3].strip() else m[3]
+            spans.append(f"<code>{escape(body)}</code>")
         return f"\0{len(spans) - 1}\0"
 
-    rv = escape(_CODE.sub(stash, text.replace("\0", "\ufffd")))
+    rv = escape(_ESCAPE_OR_CODE.sub(stash, text.replace("\0", "\ufffd")))
     rv = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", rv)
     rv = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", rv)
     return re.sub("\0(\\d+)\0", lambda m: spans[int(m[1])], rv)

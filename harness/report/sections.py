@@ -32,6 +32,7 @@ from harness.report.text import (
     fmt_pct,
     fmt_rps,
     fmt_runs,
+    literal,
     plural,
     show_json,
     spread_cell,
@@ -317,8 +318,8 @@ def exercised(ctx: Context) -> list[Node]:
                 "Servers ctxbench did not start were checked as they run; what they are comes"
                 " from outside: "
                 + "; ".join(
-                    f"{url} (Server: {c.server.effective.get('server') or 'not sent'},"
-                    f" app {c.app}, pids {', '.join(map(str, seen.pids))})"
+                    f"{url} (Server: {literal(c.server.effective.get('server') or 'not sent')},"
+                    f" app {literal(c.app)}, pids {', '.join(map(str, seen.pids))})"
                     for url, (c, seen) in targets.items()
                 )
                 + "."
@@ -344,7 +345,7 @@ def errors(ctx: Context) -> list[Node]:
     out += [Table(headers, rows, "lllllr")] if rows else []
     for c in ctx.summary.failed:
         out.append(Paragraph(f"**{c.mode} ({c.app_label}, {c.backend}, {c.connections}) ended"
-                             f" early:** {c.error}"))  # fmt: skip
+                             f" early:** {literal(c.error or '')}"))  # fmt: skip
     return out
 
 

@@ -23,7 +23,7 @@ from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import STARVED_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
-from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural, show_json
+from harness.report.text import fmt_ms, fmt_pct, fmt_rps, literal, plural, show_json
 from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
@@ -207,7 +207,7 @@ def headline(s: Summary) -> str:
         out.append(
             f"The server died on its own in {plural(len(s.failed), 'cell')}, which ended there"
             " (a new server ran the cells after): "
-            + "; ".join(f"{label(c)}, {c.connections}: {c.error}" for c in s.failed)
+            + "; ".join(f"{label(c)}, {c.connections}: {literal(c.error or '')}" for c in s.failed)
             + "."
         )
     if s.errored:

@@ -65,6 +65,22 @@ def code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+#: What Markdown would read as markup in plain text: emphasis, strikethrough, code, table
+#: pipes, backslashes, a raw HTML tag or autolink (``<`` before a letter, ``/``, ``!`` or ``?``),
+#: a link or image (``]`` before ``(`` or ``[``), an entity (``&amp;``), and an underscore that
+#: is not inside a word (``sleep_ms`` stays). ``>=``, ``["a"]`` and ``< 1 µs`` stay as they are.
+_MARKUP = re.compile(
+    r"[\\`*|~]|<(?=[A-Za-z/!?])|\](?=[(\[])|&(?=#?\w+;)|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])"
+)
+
+
+def literal(text: str) -> str:
+    """``text`` shown as it is in Markdown (and by the HTML renderer, which reads the same
+    escapes): a backslash before every character Markdown would read as markup. For text from
+    outside (what a server sent back, an app's name): it must show, not format or run."""
+    return _MARKUP.sub(lambda m: "\\" + m[0], text)
+
+
 def show_json(value: Any) -> str:
     """A value as JSON, so that ``null`` and the string ``"None"`` look different."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)

@@ -7,7 +7,9 @@ list into Markdown and into HTML, and :func:`text_table` turns a :class:`Table` 
 fixed-width lines of a terminal; :mod:`harness.report.text` writes the text in the cells.
 
 Paragraph and item text may use three inline marks, which both renderers understand:
-`` `code` ``, ``*emphasis*`` and ``**strong**``. Table cells are plain text.
+`` `code` ``, ``*emphasis*`` and ``**strong**``; text from outside in them (what a server sent,
+an app's name) goes through :func:`~harness.report.text.literal`. Table cells are plain text:
+the Markdown renderer escapes them, so a cell shows what it holds.
 """
 
 from __future__ import annotations
