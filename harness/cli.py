@@ -539,11 +539,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ctxbench: error: {plural(len(failed), 'cell')} failed: {failed[0].error}",
               file=sys.stderr)  # fmt: skip
         return 2
-    unanswered = not run.leaks and _not_probe_answers(run.cells)
+    unanswered = not run.leaks and (_not_probe_answers(run.cells) or _unchecked(run.cells, run_dir))
     if unanswered:
         print(f"ctxbench: error: {unanswered}", file=sys.stderr)
         return 2
     return 1 if run.leaks else 0
+
+
+def _unchecked(cells: Sequence[Cell], run_dir: Path | None = None) -> str | None:
+    """Why no "no leak" verdict can be given when most requests of a cell on the correct
+    storage failed before an answer came (reset, refused, timed out): they were never checked
+    (:func:`harness.report.summary.too_few_checked`). ``None`` when every such cell was
+    checked enough."""
+    from harness.protocol import DEFAULT_BACKEND
+    from harness.report.summary import MIN_CHECKED_SHARE, too_few_checked, unchecked_cells
+
+    few = [c for c in cells if c.backend == DEFAULT_BACKEND and not c.failed and too_few_checked(c)]
+    if not few:
+        return None
+    log = few[0].server.log
+    where = f" ({run_dir / log})" if run_dir is not None and log else ""
+    return (
+        f"too few requests were checked for a verdict (under {MIN_CHECKED_SHARE:.0%}) in"
+        f" {unchecked_cells(few)}: the others failed before an answer came, so no verdict is"
+        f" given; read the server log{where} for why the server dropped them"
+    )
 
 
 def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
@@ -556,12 +576,20 @@ def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
     answered = [c for c in cells if c.not_probe_answers]
     if not answered:
         return None
+    statuses = {k for c in answered for k in c.error_statuses}
+    raised = bool(statuses) and all(k.startswith("5") for k in statuses)
+    what = (
+        "the app failed on them (an exception in a hook or the view?), so they were never"
+        " checked and no verdict is given; the server log says why"
+        if raised
+        else "the app answered them itself, so they were never checked and no verdict is"
+        " given; let probe requests through the app's hooks and middleware (README, 'Auth"
+        " hooks and middleware')"
+    )
     return (
         f"{sum(c.not_probe_answers for c in answered):,} of"
         f" {plural(sum(c.requests for c in answered), 'request')} got an answer that was not the"
-        f" probe's, in {app_answers(answered)}: the app answered them itself, so they were never"
-        " checked and no verdict is given; let probe requests through the app's hooks and"
-        " middleware (README, 'Auth hooks and middleware')"
+        f" probe's, in {app_answers(answered)}: {what}"
     )
 
 

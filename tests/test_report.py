@@ -841,3 +841,40 @@ def test_only_judged_responses_count_as_checked() -> None:
     assert "; 11,900 requests checked for request" in md
     [totals] = format_totals(run, 3.0, Path("results/x/results.json"))[:1]
     assert totals.startswith("2 cells, 17,900 requests checked (100 more failed or were made to")
+
+
+def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() -> None:
+    # Every request of a cell was reset before an answer came: "OK, every request saw only its
+    # own values" would be a verdict on requests that were never checked.
+    import dataclasses
+
+    from harness.cli import _unchecked
+    from harness.report.summary import too_few_checked
+
+    run = load_run(make_doc([make_entry(m) for m in MODES]))
+    first = run.cells[0]
+    reset = dataclasses.replace(first, errors=first.requests, error_kinds={"reset": first.requests})
+    run = run.replace(cells=(reset, *run.cells[1:]))
+    words, kind = summarize(run).verdict
+    assert kind == "failed" and words.startswith("NONE: most requests failed"), words
+    verdict = render_reports(run)["report.md"].split("**Recommendation:**")[0]
+    assert f"0 of {first.requests:,} requests checked ({first.requests:,} x reset)" in verdict
+    assert "every request saw only its own values" not in verdict, verdict
+    said = _unchecked(run.cells)
+    assert said is not None and "too few requests were checked" in said, said
+    # The line: half the requests checked still has a verdict, one fewer has none.
+    half = first.requests // 2
+    for errors, few in ((half, False), (half + 1, True), (0, False)):
+        cell = dataclasses.replace(first, errors=errors, error_kinds={"timeout": errors})
+        assert too_few_checked(cell) is few, errors
+    # No request sent at all is no verdict either.
+    assert too_few_checked(dataclasses.replace(first, requests=0))
+    # Requests made to fail on purpose (--fail-phase, even --fail-fraction 1) are not failures
+    # at the transport: the cell is judged as before.
+    made_to_fail = dataclasses.replace(first, injected=first.requests)
+    assert not too_few_checked(made_to_fail)
+    assert not too_few_checked(dataclasses.replace(first, injected=half, errors=half // 2))
+    # A broken backend's cell is judged by whether it was caught, not by this rule.
+    mutant = dataclasses.replace(reset, backend="no-reset")
+    assert _unchecked((mutant, *run.cells[1:])) is None
+    assert summarize(run.replace(cells=(mutant, *run.cells[1:]))).verdict[0] == "OK"

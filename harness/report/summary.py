@@ -29,6 +29,11 @@ from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
 EVIDENCE_ON_TERMINAL = 3
 
+#: A cell on the correct storage gets a "no leak" verdict only when at least this share of its
+#: requests (those not made to fail on purpose) was checked: when most of them failed before
+#: an answer (reset, refused, timed out), the cell measured the failures, not the isolation.
+MIN_CHECKED_SHARE = 0.5
+
 
 def beyond_noise(a: float, b: float, spreads: Iterable[float]) -> bool:
     """True when ``b`` differs from ``a`` by more than the largest of the runs' ``spreads``."""
@@ -48,6 +53,17 @@ def label(c: Cell) -> str:
 def status(c: Cell) -> str:
     """One word for a cell: "LEAK", "FAILED" (the server died), "errors" or "ok"."""
     return "LEAK" if c.leaks else "FAILED" if c.failed else "errors" if c.errors else "ok"
+
+
+def too_few_checked(c: Cell) -> bool:
+    """Fewer than :data:`MIN_CHECKED_SHARE` of the cell's requests were checked (every one, when
+    it sent none), not counting those made to fail on purpose (``--fail-phase``): no "no leak"
+    verdict can rest on it. A cell whose every request was made to fail is judged by the
+    requests after them, as it always was."""
+    judged = c.requests - c.injected
+    if judged <= 0:
+        return c.injected == 0
+    return c.checked < judged * MIN_CHECKED_SHARE
 
 
 def leaked_names(c: Cell) -> tuple[list[str], list[str]]:
@@ -104,11 +120,19 @@ class Summary:
         if unchecked:
             # The app answered these itself (an auth hook, a rate limiter): no verdict on them.
             return "NONE: the app answered requests in the probe's place", "failed"
+        if self.unchecked:
+            return "NONE: most requests failed before an answer, so they were not checked", "failed"
         if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)", "mutant"
         if self.mutant_leaks:
             return "OK (only the deliberately broken backends leaked)", "mutant"
         return "OK", "ok"
+
+    @property
+    def unchecked(self) -> tuple[Cell, ...]:
+        """Cells on the correct storage, measured to the end, with too few requests checked
+        (:func:`too_few_checked`)."""
+        return tuple(c for c in self.correct if not c.failed and too_few_checked(c))
 
     def for_pattern(self, pattern: str) -> list[Cell]:
         return [c for c in self.cells if c.connections == pattern]
@@ -193,6 +217,12 @@ def headline(s: Summary) -> str:
             f" {app_answers(unchecked)}: those were never checked, so no request can be said to"
             " be clean; let probe requests through the app's hooks (README, 'Auth hooks and"
             " middleware')."
+        )
+    elif s.unchecked:
+        out.append(
+            f"Most requests failed before an answer came in {unchecked_cells(s.unchecked)}:"
+            " they were never checked, so no request there can be said to be clean; read the"
+            " server log for why."
         )
     elif s.correct and not (s.stack_leaks or s.app_leaks):
         out.append(
@@ -292,6 +322,17 @@ def app_answers(cells: Sequence[Cell]) -> str:
         * bool(c.error_statuses)
         for c in cells
         if c.not_probe_answers
+    )
+
+
+def unchecked_cells(cells: Sequence[Cell]) -> str:
+    """``werkzeug-threaded, fresh: 0 of 474 requests checked (474 x reset)``, for each cell."""
+    return "; ".join(
+        f"{label(c)}, {c.connections}: {c.checked:,} of"
+        f" {plural(c.requests - c.injected, 'request')} checked"
+        + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_kinds.items() if n)})")
+        * bool(c.errors)
+        for c in cells
     )
 
 

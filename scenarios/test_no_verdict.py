@@ -1,0 +1,66 @@
+"""No "no leak" verdict on requests that were not checked, from every command.
+
+A server that comes up and then fails every probe request (resets the connection, or answers
+500 because the app raised) leaves nothing checked: ``ctxbench run`` must exit 2 with one line
+that says so, never 0 with "0 leaks" (:mod:`scenarios.apps.failing`). The app is a tiny Flask
+app under the werkzeug dev server (one process, a second or so per run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from scenarios.conftest import skip_unavailable
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(importlib.util.find_spec("flask") is None, reason="flask is not installed"),
+]
+
+APP = "scenarios.apps.failing:create_app"
+MODE = "werkzeug-threaded"
+
+
+def _run(app: str, run_dir: Path) -> list[str]:
+    return [
+        "run", "--app", app, "--modes", MODE, "--connections", "fresh", "--duration", "0.3",
+        "--repeats", "1", "--warmup", "0.1", "--concurrency", "4", "--run-dir", str(run_dir),
+    ]  # fmt: skip
+
+
+def _one_error_line(err: str) -> None:
+    """One ``ctxbench: error:`` line and no traceback (the progress lines are stderr's too)."""
+    assert sum(line.startswith("ctxbench: error: ") for line in err.splitlines()) == 1, err
+    assert "Traceback" not in err, err
+
+
+def test_a_cell_whose_every_request_was_reset_has_no_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip_unavailable(MODE)
+    status = main(_run(f"{APP}('reset')", tmp_path / "run"))
+    captured = capsys.readouterr()
+    assert status == 2, captured.out + captured.err
+    assert "too few requests were checked" in captured.err and "x reset" in captured.err
+    _one_error_line(captured.err)
+    (cell,) = json.loads((tmp_path / "run" / "results.json").read_text())["cells"]
+    assert cell["errors"] == cell["requests"] > 0 and cell["error_kinds"].get("reset"), cell
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "**Verdict: NONE: most requests failed" in report, report[:600]
+    assert "every request saw only its own values" not in report
+
+
+def test_a_cell_whose_app_raised_on_every_request_has_no_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip_unavailable(MODE)
+    status = main(_run(f"{APP}('raise')", tmp_path / "run"))
+    captured = capsys.readouterr()
+    assert status == 2, captured.out + captured.err
+    assert "x 500" in captured.err and "the app failed on them" in captured.err, captured.err
+    _one_error_line(captured.err)
