@@ -1,0 +1,724 @@
+"""The docs are a contract: every command, snippet, link and path they show works as written.
+
+A new user copies commands and snippets from README.md, the READMEs beside the code and
+docs/*.md. This file reads every one of them and checks it without starting anything:
+
+- every ``ctxbench ...`` line in a shell block parses with the real parser (``harness.cli``),
+  every mode, proxy, backend, fault and corpus entry it names is registered, and a ``run`` line
+  passes ``RunSettings.checked()``; a ``ctxbench ...`` in a code span in the prose names a real
+  subcommand and real options (its values too, unless it is a template: ``--mode M``);
+- every ``locust -f ...`` line parses with locust's parser and the locustfile's own options (in
+  a subprocess: ``import locust`` monkey-patches the process with gevent);
+- every ``make TARGET`` exists in the Makefile, every ``python -m benchmarks.X ...`` parses
+  with that module's parser, every ``pytest`` option shown is one pytest knows here;
+- every Python block compiles; the "Testing your own app" snippets and the pytest plugin's run
+  as written in a project made of them (a subprocess each);
+- every relative link and anchor resolves, every repository path in a code span exists, and
+  every "README, 'Section'" the code cites names a heading that exists.
+
+A block that is not meant to be typed (output, a tree, a diagram) is fenced as ```text; a block
+of Python as ```python. The live half (the own-app example through ``ctxbench run``) is
+``scenarios/test_docs_example.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Fence languages whose lines are commands a user types.
+SHELL = ("", "sh", "shell", "console", "bash")
+#: What a shell block may run; a line starting with anything else needs a checker here first.
+PROGRAMS = ("ctxbench", "locust", "make", "cd", "gunicorn", "python", "pytest")
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+-]*)")
+HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+#: A template word in a command (``--mode M``, ``compare A B``, ``[--fail-fraction F]``).
+TEMPLATE = re.compile(r"^[A-Z]+$|^\[|\]$|^\.\.\.$")
+
+
+def _docs() -> list[Path]:
+    rv = [ROOT / "README.md", *sorted(ROOT.glob("*/README.md")), *sorted(ROOT.glob("docs/*.md"))]
+    return [p for p in rv if not p.relative_to(ROOT).parts[0].startswith(".")]
+
+
+DOCS = _docs()
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: Path
+    line: int  # of the first line inside the fence
+    lang: str
+    text: str
+
+    def where(self, offset: int = 0) -> str:
+        return f"{_rel(self.doc)}:{self.line + offset}"
+
+
+def _split(doc: Path) -> tuple[list[Block], list[str]]:
+    """The fenced blocks of ``doc``, and its lines with every fenced line blanked (the prose)."""
+    blocks: list[Block] = []
+    prose: list[str] = []
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            prose.append(lines[i])
+            i += 1
+            continue
+        fence, start = m.group(1), i + 1
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            i += 1
+        blocks.append(Block(doc, start + 1, m.group(2), "\n".join(lines[start:i])))
+        prose.extend([""] * (i + 1 - (start - 1)))
+        i += 1
+    return blocks, prose[: len(lines)]
+
+
+def blocks(*langs: str, docs: list[Path] = DOCS) -> list[Block]:
+    return [b for doc in docs for b in _split(doc)[0] if b.lang in langs]
+
+
+def code_spans(doc: Path) -> list[tuple[int, str]]:
+    """``(line, text)`` of every inline code span of the prose, a span broken over lines joined
+    by one space, as Markdown renders it."""
+    prose = "\n".join(_split(doc)[1])
+    rv = []
+    for m in re.finditer(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", prose, re.S):
+        rv.append((prose.count("\n", 0, m.start()) + 1, " ".join(m.group(2).split())))
+    return rv
+
+
+def shell_commands(docs: list[Path] = DOCS) -> list[tuple[str, list[str]]]:
+    """``(where, argv)`` of every command line in the shell blocks: continuation lines joined,
+    ``# comments``, environment assignments in front and a trailing ``&`` dropped."""
+    rv = []
+    for block in blocks(*SHELL, docs=docs):
+        pending, first = "", 0
+        for n, line in enumerate(block.text.splitlines()):
+            if not pending:
+                first = n
+            if line.rstrip().endswith("\\"):
+                pending += line.rstrip()[:-1] + " "
+                continue
+            words = shlex.split(pending + line, comments=True)
+            pending = ""
+            while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+                words.pop(0)
+            if words and words[-1] == "&":
+                words.pop()
+            if words:
+                rv.append((block.where(first), words))
+    return rv
+
+
+def _program(word: str) -> str:
+    return Path(word).name if word.startswith(".venv/bin/") else word
+
+
+def _commands_of(program: str, docs: list[Path] = DOCS) -> list[tuple[str, list[str]]]:
+    return [(w, argv) for w, argv in shell_commands(docs) if _program(argv[0]) == program]
+
+
+def test_the_docs_are_found() -> None:
+    names = {_rel(p) for p in DOCS}
+    assert {"README.md", "docs/architecture.md", "locustfiles/README.md"} <= names, names
+    assert len(shell_commands()) > 60
+
+
+def test_every_shell_line_runs_a_program_this_file_checks() -> None:
+    unknown = [(w, argv) for w, argv in shell_commands() if _program(argv[0]) not in PROGRAMS]
+    assert not unknown, (
+        f"shell lines run programs tests/test_docs.py does not check: {unknown}; fence output"
+        " as ```text, or add a checker for the program"
+    )
+
+
+# -- ctxbench ----------------------------------------------------------------------------------
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def _parse(argv: list[str], shown_as: str) -> argparse.Namespace:
+    from harness.cli import build_parser
+
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit:
+        raise AssertionError(f"{shown_as}, which does not parse") from None
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Every registry name in ``args`` is registered (whether it can run here is not asked)."""
+    from harness.app_string import parse_import_string
+    from harness.apps import CORE_APP
+    from harness.cli import _behind_proxies, _csv
+    from harness.corpus import ENTRIES
+    from harness.errors import UsageError
+    from harness.faults import get_fault
+    from harness.protocol import DEFAULT_BACKEND
+    from harness.report import parse_threshold
+    from harness.servers import get_mode
+    from harness.settings import check_backend
+
+    modes = [m for m in _csv(getattr(args, "modes", "") or "") if m and m != "all"]
+    if getattr(args, "mode", None):
+        modes.append(args.mode)
+    proxy = getattr(args, "proxy", "") or ""
+    for mode in _behind_proxies(modes, proxy) if modes else modes:
+        get_mode(mode)
+    if proxy and not modes:
+        _behind_proxies(["werkzeug-threaded"], proxy)
+    app = getattr(args, "app", None) or CORE_APP
+    parse_import_string(app)
+    for backend in _csv(getattr(args, "backend", None) or DEFAULT_BACKEND):
+        check_backend(backend, app)
+    faults = getattr(args, "faults", "all")
+    for fault in [] if faults.strip() == "all" else _csv(faults):
+        get_fault(fault)
+    for entry in _csv(getattr(args, "entries", "") or ""):
+        if entry and entry not in ENTRIES:
+            raise UsageError(f"unknown corpus entry {entry!r}")
+    if getattr(args, "threshold", None):
+        parse_threshold(args.threshold)
+
+
+def _check_spelled_out(argv: list[str], shown_as: str) -> None:
+    """Every option is written in full: argparse takes ``--mode`` for ``--modes``, until an
+    option that also starts so is added."""
+    actions = _subparsers()[argv[0]]._actions
+    options = {o for a in actions for o in a.option_strings}
+    for word in argv[1:]:
+        if word.startswith("--"):
+            name = word.split("=", 1)[0]
+            assert name in options, f"{shown_as}: {name} is not an option of {argv[0]} (in full)"
+
+
+def _check_ctxbench(argv: list[str], shown_as: str) -> None:
+    from harness.cli import _settings_from_args
+    from harness.errors import UsageError
+
+    args = _parse(argv, shown_as)
+    args.argv = argv
+    _check_spelled_out(argv, shown_as)
+    try:
+        _check_names(args)
+        if argv[0] == "run":
+            _settings_from_args(args)
+    except UsageError as e:
+        if "cannot run here" not in e.message:  # (a mode this machine lacks: fine)
+            raise AssertionError(f"{shown_as}: {e}") from None
+
+
+def test_every_ctxbench_command_the_docs_show_parses_and_names_registered_things() -> None:
+    shown = _commands_of("ctxbench")
+    assert len(shown) > 30, shown
+    for where, argv in shown:
+        _check_ctxbench(argv[1:], f"{where} shows '{shlex.join(argv)}'")
+
+
+def _inline_ctxbench() -> list[tuple[str, list[str]]]:
+    rv = []
+    for doc in DOCS:
+        for line, span in code_spans(doc):
+            if re.match(r"^ctxbench [a-z]", span):
+                try:
+                    rv.append((f"{_rel(doc)}:{line}", shlex.split(span)[1:]))
+                except ValueError:
+                    raise AssertionError(f"{_rel(doc)}:{line}: `{span}` is not shell") from None
+    return rv
+
+
+def test_every_ctxbench_command_in_the_prose_names_real_options() -> None:
+    """A command in a code span is checked like a block's, unless it is a template (``--mode
+    M``, ``[--fail-fraction F]``) or names only the subcommand: then its options must exist."""
+    shown = _inline_ctxbench()
+    assert len(shown) > 20, shown
+    subparsers = _subparsers()
+    for where, argv in shown:
+        shown_as = f"{where} shows `ctxbench {shlex.join(argv)}`"
+        assert argv[0] in subparsers, f"{shown_as}: no such subcommand"
+        if len(argv) > 1 and not any(TEMPLATE.search(w) for w in argv):
+            _check_ctxbench(argv, shown_as)
+            continue
+        options = {o for a in subparsers[argv[0]]._actions for o in a.option_strings}
+        for word in argv[1:]:
+            word = word.strip("[]")
+            if word.startswith("-"):
+                assert word.split("=", 1)[0] in options, f"{shown_as}: no option {word}"
+
+
+def test_a_check_here_fires_on_a_renamed_option_or_unknown_name() -> None:
+    """The checks above have teeth: a removed option, a wrong mode, backend or fault fails."""
+    for argv in (
+        ["run", "--mode", "gunicorn-gevent"],
+        ["run", "--modes", "gunicorn-evented"],
+        ["run", "--proxy", "haproxy"],
+        ["serve", "--mode", "gunicorn-gevent", "--backend", "no-such"],
+        ["chaos", "--faults", "kill-everything"],
+        ["corpus", "--entries", "no-such-entry"],
+        ["soak", "--mode", "nginx+nope"],
+    ):
+        with pytest.raises(AssertionError):
+            _check_ctxbench(argv, shlex.join(argv))
+
+
+# -- locust ------------------------------------------------------------------------------------
+
+_PARSE_LOCUST = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+
+    from locust import argument_parser
+
+    failed = []
+    for argv in json.loads(sys.argv[1]):
+        path = argv[argv.index("-f") + 1]
+        spec = importlib.util.spec_from_file_location("locustfile_under_test", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)  # registers the locustfile's own options
+        parser = argument_parser.get_parser(default_config_files=[])
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            failed.append(argv)
+        from locust import events  # one locustfile's listeners at a time
+        events.init_command_line_parser._handlers.clear()
+    print(json.dumps(failed))
+    """
+)
+
+
+def _parse_locust(argvs: list[list[str]]) -> list[list[str]]:
+    """The argvs locust's parser (with each locustfile's options) refuses."""
+    rv = subprocess.run(
+        [sys.executable, "-c", _PARSE_LOCUST, json.dumps(argvs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rv.returncode == 0, rv.stderr
+    return json.loads(rv.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("locust") is None, reason="locust not installed"
+)
+def test_every_locust_command_the_docs_show_parses() -> None:
+    shown = _commands_of("locust")
+    assert len(shown) >= 7, shown
+    for where, argv in shown:
+        path = argv[argv.index("-f") + 1]
+        assert (ROOT / path).is_file(), f"{where}: {path} does not exist"
+    bad = ["-f", "locustfiles/isolation.py", "--headless", "--sleep-msec", "2"]
+    refused = _parse_locust([argv[1:] for _, argv in shown] + [bad])
+    assert refused == [bad], f"locust refuses these command lines the docs show: {refused[:-1]}"
+
+
+# -- make, python -m, pytest, gunicorn, cd -----------------------------------------------------
+
+
+def make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return {m.group(1) for m in re.finditer(r"^([A-Za-z][\w.-]*)\s*:(?!=)", text, re.M)}
+
+
+def make_targets_named(docs: list[Path]) -> list[tuple[str, str]]:
+    named = [(w, argv[1]) for w, argv in _commands_of("make", docs)]
+    for doc in docs:
+        for line, span in code_spans(doc):
+            m = re.match(r"^make ([\w.-]+)", span)
+            if m:
+                named.append((f"{_rel(doc)}:{line}", m.group(1)))
+    return named
+
+
+def test_every_make_target_the_docs_name_exists() -> None:
+    named = make_targets_named(DOCS)
+    assert len(named) > 10, named
+    targets = make_targets()
+    assert {"run", "test", "bench", "reference"} <= targets, targets
+    missing = [(w, target) for w, target in named if target not in targets]
+    assert not missing, f"the docs name make targets the Makefile lacks: {missing}"
+
+
+class _Parsed(Exception):
+    pass
+
+
+def _parse_module_args(module: str, argv: list[str]) -> None:
+    """Run ``module``'s ``main(argv)`` until its parser has parsed ``argv``, and no further."""
+    import importlib
+
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[call-overload]
+        raise _Parsed
+
+    main: Callable[[list[str]], int] = importlib.import_module(module).main
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", parse_then_stop):
+        try:
+            main(argv)
+        except _Parsed:
+            return
+        except SystemExit:
+            raise AssertionError(f"python -m {module} {shlex.join(argv)} does not parse") from None
+    raise AssertionError(f"python -m {module} never parsed its arguments")
+
+
+def _python_modules() -> list[tuple[str, str, list[str]]]:
+    rv = []
+    for where, argv in _commands_of("python"):
+        assert argv[1] == "-m", f"{where}: {shlex.join(argv)}: run a module with -m"
+        rv.append((where, argv[2], argv[3:]))
+    for doc in DOCS:
+        for line, span in code_spans(doc):
+            m = re.match(r"^(?:\.venv/bin/)?python -m ([\w.]+)(.*)$", span)
+            if m:
+                rv.append((f"{_rel(doc)}:{line}", m.group(1), shlex.split(m.group(2))))
+    return rv
+
+
+def test_every_python_module_the_docs_run_exists_and_parses_its_arguments() -> None:
+    import importlib.util
+
+    shown = _python_modules()
+    assert len(shown) >= 4, shown
+    for where, module, argv in shown:
+        assert importlib.util.find_spec(module) is not None, f"{where}: no module {module}"
+        if module.startswith("benchmarks.") and argv:
+            try:
+                _parse_module_args(module, argv)
+            except AssertionError as e:
+                raise AssertionError(f"{where}: {e}") from None
+
+
+def test_every_pytest_option_the_docs_show_exists() -> None:
+    shown = _commands_of("pytest")
+    assert shown
+    words = {w for _, argv in shown for w in argv[1:]}
+    for doc in DOCS:
+        for _, span in code_spans(doc):
+            words.update(re.findall(r"(?<![\w-])--(?:benchmark|ctxbench|hypothesis)[\w-]*", span))
+    options = {w.split("=", 1)[0] for w in words if w.startswith("--")}
+    helped = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    known = set(re.findall(r"(?<![\w-])(--[\w-]+)", helped))
+    assert "--ctxbench-modes" in known and "--benchmark-only" in known, helped[-2000:]
+    assert not options - known, f"the docs show pytest options pytest lacks: {options - known}"
+    for _, argv in shown:
+        for word, before in zip(argv[1:], argv, strict=False):
+            if not word.startswith("-") and not before.startswith("-") and "/" in word:
+                assert (ROOT / word.split("::")[0]).exists(), f"{shlex.join(argv)}: no {word}"
+
+
+def test_the_gunicorn_example_is_where_the_docs_say() -> None:
+    """``cd examples/gunicorn-conf`` then ``gunicorn -c gunicorn.conf.py myapp:app``."""
+    cwd = ROOT
+    for where, argv in shell_commands():
+        if argv[0] == "cd":
+            cwd = ROOT / argv[1]
+            assert cwd.is_dir(), f"{where}: no folder {argv[1]}"
+        elif argv[0] == "gunicorn":
+            conf = argv[argv.index("-c") + 1]
+            assert (cwd / conf).is_file(), f"{where}: no {conf} in {_rel(cwd)}"
+            module = argv[-1].split(":")[0]
+            assert (cwd / f"{module}.py").is_file(), f"{where}: no {module}.py in {_rel(cwd)}"
+
+
+# -- Python snippets ---------------------------------------------------------------------------
+
+
+def python_blocks_that_do_not_compile(docs: list[Path]) -> list[str]:
+    rv = []
+    for block in blocks("python", "py", docs=docs):
+        try:
+            compile(block.text, block.where(), "exec")
+        except SyntaxError as e:
+            rv.append(f"{block.where((e.lineno or 1) - 1)}: {e.msg}")
+    return rv
+
+
+def test_every_python_block_compiles() -> None:
+    assert len(blocks("python", "py")) >= 5
+    bad = python_blocks_that_do_not_compile(DOCS)
+    assert not bad, (
+        f"```python blocks that do not compile (fence them as ```text if not Python): {bad}"
+    )
+
+
+def readme_snippet(first_line: str) -> str:
+    """The README's ```python block that starts with ``first_line`` (its file name)."""
+    for block in blocks("python"):
+        if block.doc == ROOT / "README.md" and block.text.splitlines()[0] == first_line:
+            return block.text + "\n"
+    raise AssertionError(f"README.md has no ```python block starting {first_line!r}")
+
+
+def own_app_project(tmp_path: Path) -> Path:
+    """A project made of README's "Testing your own app" snippets, as a user would lay it out."""
+    package = tmp_path / "myproject"
+    package.mkdir()
+    (package / "wsgi.py").write_text(readme_snippet("# myproject/wsgi.py"), encoding="utf-8")
+    (package / "__init__.py").write_text(
+        readme_snippet("# myproject/__init__.py"), encoding="utf-8"
+    )
+    # What the factory snippet reads: a settings module and a variable in the environment.
+    (package / "settings").mkdir()
+    (package / "settings" / "__init__.py").write_text("", encoding="utf-8")
+    (package / "settings" / "production.py").write_text("SECRET_KEY = 'x'\n", encoding="utf-8")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_isolation.py").write_text(
+        readme_snippet("# tests/test_isolation.py"), encoding="utf-8"
+    )
+    return tmp_path
+
+
+def _run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CTXBENCH_")}
+    environ.update(env)
+    environ.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=environ, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+_PROBE_ONCE = textwrap.dedent(
+    """
+    import json, sys
+    from {module} import {name} as app
+    {mount}
+    rv = app.test_client().get("/_ctxbench/probe?token=tok-1&sleep_ms=0")
+    assert rv.status_code == 200, (rv.status_code, rv.get_data(as_text=True))
+    print(json.dumps(rv.get_json()["obs"]))
+    """
+)
+
+
+def test_the_own_app_snippet_serves_the_probe_and_observes_its_state(tmp_path: Path) -> None:
+    project = own_app_project(tmp_path)
+    code = _PROBE_ONCE.format(module="myproject.wsgi", name="app", mount="")
+    rv = _run_python(code, project, CTXBENCH_PROBE="1")
+    assert rv.returncode == 0, rv.stderr
+    obs = json.loads(rv.stdout.splitlines()[-1])
+    assert ["after_request", "my_local", "tok-1"] in obs, obs
+
+
+def test_the_factory_snippet_builds_an_app_the_probe_mounts_on(tmp_path: Path) -> None:
+    project = own_app_project(tmp_path)
+    mount = "from harness.probe import install_probe; app = app(); install_probe(app)"
+    code = _PROBE_ONCE.format(module="myproject", name="create_app", mount=mount)
+    rv = _run_python(code, project, CTXBENCH_PROBE="1", DATABASE_URL="sqlite://")
+    assert rv.returncode == 0, rv.stderr
+    obs = json.loads(rv.stdout.splitlines()[-1])
+    assert ["after_request", "user", "tok-1"] in obs, obs
+    # Without its variable the factory raises where README's quoted error says it does.
+    rv = _run_python(code, project, CTXBENCH_PROBE="1")
+    assert "KeyError: 'DATABASE_URL'" in rv.stderr, rv.stderr
+    assert 'myproject/__init__.py", line 12' in rv.stderr, rv.stderr
+    quoted = "raised KeyError: 'DATABASE_URL' (at myproject/__init__.py:12)"
+    assert quoted in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_auth_hook_snippet_compiles_against_what_it_imports() -> None:
+    text = next(b.text for b in blocks("python") if "def require_login" in b.text)
+    assert "from harness.probe import current_token" in text
+    from harness.probe import current_token
+
+    assert current_token() is None  # outside a probe request, as the README says
+
+
+def test_the_pytest_plugin_snippet_collects_with_the_fixture(tmp_path: Path) -> None:
+    """The plugin's fixture resolves in a project's own pytest session (set up, not run: the
+    run itself starts servers, see scenarios/test_docs_example.py)."""
+    project = own_app_project(tmp_path)
+    rv = subprocess.run(
+        [sys.executable, "-m", "pytest", "--setup-plan", "-q", "-p", "no:cacheprovider",
+         "tests/test_isolation.py"],
+        cwd=project, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert rv.returncode == 0, rv.stdout + rv.stderr
+    assert "SETUP    F ctxbench" in rv.stdout, rv.stdout
+    import inspect
+
+    from harness.pytest_plugin import Ctxbench
+
+    inspect.signature(Ctxbench.assert_isolated).bind(
+        None, "myproject.wsgi:app", modes=["gunicorn-gthread", "gunicorn-gevent"]
+    )
+
+
+# -- links, anchors, paths, sections -----------------------------------------------------------
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading).lower()
+    kept = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in ("L", "N"))
+    return kept.replace(" ", "-")
+
+
+def anchors(doc: Path) -> set[str]:
+    rv: set[str] = set()
+    seen: dict[str, int] = {}
+    for line in _split(doc)[1]:
+        m = HEADING.match(line)
+        if m:
+            base = slug(m.group(2))
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            rv.add(base if n == 0 else f"{base}-{n}")
+    return rv
+
+
+def headings(doc: Path) -> list[str]:
+    return [m.group(2) for line in _split(doc)[1] if (m := HEADING.match(line))]
+
+
+def _links(doc: Path) -> Iterator[tuple[int, str]]:
+    for n, line in enumerate(_split(doc)[1], 1):
+        # (a link inside a code span is text)
+        for m in LINK.finditer(re.sub(r"`[^`]*`", "", line)):
+            yield n, m.group(1)
+
+
+def broken_links(docs: list[Path]) -> tuple[int, list[str]]:
+    """How many relative links ``docs`` hold, and the ones that do not resolve."""
+    checked, broken = 0, []
+    for doc in docs:
+        for line, target in _links(doc):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            checked += 1
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            where = f"{_rel(doc)}:{line}: ({target})"
+            if not dest.exists():
+                broken.append(f"{where}: no such file")
+            elif anchor and (dest.suffix != ".md" or anchor not in anchors(dest)):
+                broken.append(f"{where}: no heading #{anchor} in {_rel(dest)}")
+    return checked, broken
+
+
+def test_every_relative_link_and_anchor_resolves() -> None:
+    checked, broken = broken_links([*DOCS, ROOT / "CHANGES.md"])
+    assert checked >= 10
+    assert not broken, broken
+
+
+def test_slug_reads_headings_as_github_does() -> None:
+    assert slug("Checking a running deployment (`--target`)") == (
+        "checking-a-running-deployment---target"
+    )
+    assert slug("In your own test suite (pytest plugin)") == "in-your-own-test-suite-pytest-plugin"
+    assert slug("A proxy in front (harness/servers/_proxy.py, nginx.py)") == (
+        "a-proxy-in-front-harnessservers_proxypy-nginxpy"
+    )
+
+
+#: Top-level folders whose paths a code span may name.
+_TOP = ("core", "harness", "scenarios", "tests", "locustfiles", "benchmarks", "docs",
+        "examples", ".ci")  # fmt: skip
+
+
+def test_every_repository_path_in_a_code_span_exists() -> None:
+    """``harness/load/fairness.py``, ``scenarios/test_corpus.py``: the files the prose sends a
+    reader to are there (a path with a placeholder or a glob is a pattern, not a file)."""
+    checked, missing = missing_paths(DOCS)
+    assert checked > 30
+    assert not missing, missing
+
+
+def missing_paths(docs: list[Path]) -> tuple[int, list[str]]:
+    """How many repository paths the code spans of ``docs`` name, and the missing ones."""
+    top = "|".join(re.escape(t) for t in _TOP)
+    path = re.compile(rf"(?<![\w./-])((?:{top})/[\w./-]*)")
+    checked, missing = 0, []
+    for doc in docs:
+        for line, span in code_spans(doc):
+            for m in path.finditer(span):
+                found = m.group(1).rstrip(".")
+                if re.search(r"[<*{]", span[m.end() : m.end() + 1]):
+                    continue  # a pattern: results/<run-id>/, ctxbench-<mode>-*
+                checked += 1
+                if not ((ROOT / found).exists() or (ROOT / found).with_suffix(".py").exists()):
+                    missing.append(f"{_rel(doc)}:{line}: `{span}` names {found}")
+    return checked, missing
+
+
+def test_every_docs_section_the_code_cites_exists() -> None:
+    """Messages and docstrings that send the reader to "README, 'Auth hooks and middleware'" or
+    docs/architecture.md ("The probe protocol") name a heading that is there."""
+    cite = re.compile(
+        r"(README(?:\.md)?|docs/architecture\.md)`{0,2}[,:]?\s*\(?[\"']([A-Z][^\"')]+)[\"')]"
+    )
+    found = 0
+    for source in sorted([*ROOT.glob("harness/**/*.py"), *ROOT.glob("core/*.py")]):
+        text = " ".join(source.read_text(encoding="utf-8").split())
+        text = re.sub(r"\"\s*\"", "", text)  # implicitly joined string literals
+        for m in cite.finditer(text):
+            doc = ROOT / ("README.md" if m.group(1).startswith("README") else m.group(1))
+            name = m.group(2).strip()
+            assert any(h.startswith(name) for h in headings(doc)), (
+                f"{_rel(source)} cites {m.group(1)} section {name!r}, which is not a heading there"
+            )
+            found += 1
+    assert found >= 6, found
+
+
+def test_the_checks_here_fire_on_a_doc_that_is_wrong(tmp_path: Path) -> None:
+    """Each check above, given a page with one mistake of its kind, reports exactly it."""
+    (tmp_path / "guide.md").write_text("# Guide\n\n## Setup\n", encoding="utf-8")
+    doc = tmp_path / "page.md"
+    doc.write_text(
+        "# Title\n\nSee [setup](guide.md#setup), [the guide](guide.md#no-such-section),"
+        " [gone](nowhere.md) and [here](#title).\n`harness/no_such_module.py` and"
+        " `harness/cli.py`; run `make no-such-target`.\n\n```python\n"
+        "checker.examine(token, status, body) -> ProbeVerdict\n```\n",
+        encoding="utf-8",
+    )
+    checked, broken = broken_links([doc])
+    assert checked == 4 and len(broken) == 2, broken
+    assert "#no-such-section" in broken[0] and "nowhere.md" in broken[1]
+    checked, missing = missing_paths([doc])
+    assert checked == 2 and len(missing) == 1 and "no_such_module" in missing[0], missing
+    assert [t for _, t in make_targets_named([doc])] == ["no-such-target"]
+    assert len(python_blocks_that_do_not_compile([doc])) == 1
