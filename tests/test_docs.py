@@ -17,8 +17,9 @@ docs/*.md. This file reads every one of them and checks it without starting anyt
   every "README, 'Section'" the code cites names a heading that exists.
 
 A block that is not meant to be typed (output, a tree, a diagram) is fenced as ```text; a block
-of Python as ```python. The live half (the own-app example through ``ctxbench run``) is
-``scenarios/test_docs_example.py``.
+of Python as ```python. The ``live`` tests at the end run the own-app example as the README
+does: through ``ctxbench run`` (clean, and caught under ``--preload``) and through the pytest
+plugin snippet, on one or two modes, a few seconds each.
 """
 
 from __future__ import annotations
@@ -568,7 +569,7 @@ def test_the_auth_hook_snippet_compiles_against_what_it_imports() -> None:
 
 def test_the_pytest_plugin_snippet_collects_with_the_fixture(tmp_path: Path) -> None:
     """The plugin's fixture resolves in a project's own pytest session (set up, not run: the
-    run itself starts servers, see scenarios/test_docs_example.py)."""
+    run itself starts servers, see the live test at the end)."""
     project = own_app_project(tmp_path)
     rv = subprocess.run(
         [sys.executable, "-m", "pytest", "--setup-plan", "-q", "-p", "no:cacheprovider",
@@ -722,3 +723,72 @@ def test_the_checks_here_fire_on_a_doc_that_is_wrong(tmp_path: Path) -> None:
     assert checked == 2 and len(missing) == 1 and "no_such_module" in missing[0], missing
     assert [t for _, t in make_targets_named([doc])] == ["no-such-target"]
     assert len(python_blocks_that_do_not_compile([doc])) == 1
+
+
+# -- live: the own-app example through ctxbench run --------------------------------------------
+
+#: Bounds the README's commands to a few seconds: one connection pattern, one short measurement.
+_BOUNDED = ["--connections", "fresh", "--requests", "400", "--repeats", "1", "--warmup", "0"]
+
+
+def _readme_command(start: str) -> list[str]:
+    """The README's ``ctxbench run`` command in a code span that starts with ``start``."""
+    for _, span in code_spans(ROOT / "README.md"):
+        if span.startswith(start):
+            return shlex.split(span)
+    raise AssertionError(f"README.md shows no `{start}...` any more")
+
+
+def _ctxbench_run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert argv[:2] == ["ctxbench", "run"], argv
+    script = Path(sys.executable).with_name("ctxbench")
+    return subprocess.run(
+        [str(script), *argv[1:], *_BOUNDED], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.live
+def test_the_own_app_example_runs_clean_as_the_readme_says(tmp_path: Path) -> None:
+    """``ctxbench run --app myproject.wsgi:app`` from the folder that holds ``myproject/``: no
+    leak (exit 0), and the summary names the app's own ``observe()`` state it checked."""
+    project = own_app_project(tmp_path)
+    argv = _readme_command("ctxbench run --app myproject.wsgi:app")
+    rv = _ctxbench_run([*argv, "--modes", "gunicorn-gthread"], project)  # (one of every mode)
+    assert rv.returncode == 0, rv.stdout + rv.stderr
+    assert "Checked the app's own observe() state too: my_local" in rv.stdout, rv.stdout
+    [results] = project.glob("results/*/results.json")
+    assert json.loads(results.read_text(encoding="utf-8"))["cells"][0]["leaks"] == 0
+
+
+@pytest.mark.live
+def test_the_own_app_example_leaks_under_preload_as_the_readme_says(tmp_path: Path) -> None:
+    """The same app with ``--server-arg=--preload`` under gunicorn-gevent: every greenlet shares
+    the ``threading.local`` made before the patch, and ctxbench exits 1 with ``my_local``."""
+    project = own_app_project(tmp_path)
+    argv = _readme_command("ctxbench run --app myproject.wsgi:app --modes gunicorn-gevent")
+    assert "--server-arg=--preload" in argv, argv
+    rv = _ctxbench_run(argv, project)
+    assert rv.returncode == 1, rv.stdout + rv.stderr
+    [results] = project.glob("results/*/results.json")
+    evidence = json.loads(results.read_text(encoding="utf-8"))["cells"][0]["evidence"]
+    assert evidence and {e["name"] for e in evidence} == {"my_local"}, evidence
+
+
+@pytest.mark.live
+def test_the_pytest_plugin_snippet_passes_on_the_own_app_example(tmp_path: Path) -> None:
+    """README's ``tests/test_isolation.py``, run by ``pytest`` in the project as written."""
+    project = own_app_project(tmp_path)
+    rv = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_isolation.py",
+         "--ctxbench-results", "checked"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert rv.returncode == 0, rv.stdout + rv.stderr
+    assert "1 passed" in rv.stdout, rv.stdout
+    cells = [
+        cell
+        for path in project.glob("checked/**/results.json")
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]
+    ]
+    assert {c["mode"] for c in cells} == {"gunicorn-gthread", "gunicorn-gevent"}, cells
+    assert all("my_local" in c["observed"] and c["leaks"] == 0 for c in cells), cells
