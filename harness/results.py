@@ -585,6 +585,10 @@ class Soak:
     requests: int = 0
     errors: int = 0
     leaks: int = 0
+    #: The failed requests by kind, as a fault cell's ``errors`` (``non-2xx`` split into
+    #: ``5xx`` and ``other-status``, the app answering in the probe's place); empty when not
+    #: recorded (a soak stopped early, or written before it was).
+    error_kinds: Mapping[str, int] = field(default_factory=dict)
     #: Median of the per-second throughput after the warm-up.
     rps: float = 0.0
     #: The RSS growth allowed after the warm-up (a fraction).

@@ -64,3 +64,23 @@ def test_a_cell_whose_app_raised_on_every_request_has_no_verdict(
     assert status == 2, captured.out + captured.err
     assert "x 500" in captured.err and "the app failed on them" in captured.err, captured.err
     _one_error_line(captured.err)
+
+
+def test_a_soak_whose_app_answered_in_the_probes_place_has_no_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A rate limiter lets the first requests through, then answers 429: `soak` says what `run`
+    # says (exit 2, the app answered in the probe's place), not "a failing cell" (exit 1).
+    skip_unavailable(MODE)
+    pytest.importorskip("psutil", reason="the soak samples processes with psutil")
+    status = main([
+        "soak", "--mode", MODE, "--minutes", "0.05", "--concurrency", "4", "--app",
+        "scenarios.apps.auth_gate:create_app('429', allow=5)", "--run-dir", str(tmp_path / "run"),
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 2, captured.out + captured.err
+    assert "neither 2xx nor 5xx" in captured.err and "soak werkzeug-threaded" in captured.err
+    _one_error_line(captured.err)
+    (soak,) = json.loads((tmp_path / "run" / "results.json").read_text())["soaks"]
+    assert soak["error_kinds"]["other-status"] == soak["errors"] > 0, soak
+    assert all(sample["rps"] >= 0 for sample in soak["load"]), soak["load"]

@@ -586,3 +586,58 @@ def test_a_pattern_the_mode_cannot_serve_is_not_applicable_and_starts_nothing() 
     cell = run_fault_cell(FAULTS["abort"], mode, app="harness.apps.core_app:app",
                           backend="contextvar", connections=pattern)  # fmt: skip
     assert cell.verdict == "n/a" and "cannot serve" in cell.reason, cell
+
+
+@pytest.mark.parametrize(
+    ("cells", "status"),
+    [
+        pytest.param(
+            [fault_cell(verdict="errors", errors={"other-status": 557}, answered=2)], 2,
+            id="answered-by-app",
+        ),
+        pytest.param(
+            [fault_cell(after=dataclasses.replace(CLEAN_AFTER, errors={"other-status": 3}))], 2,
+            id="answered-after-the-fault",
+        ),
+        pytest.param(
+            [fault_cell(verdict="errors", errors={"other-status": 5}),
+             fault_cell(verdict="LEAK", leaks=4)], 1,
+            id="a-leak-still-wins",
+        ),
+        pytest.param([fault_cell(verdict="errors", errors={"5xx": 9})], 1, id="5xx-is-a-finding"),
+        pytest.param([fault_cell()], 0, id="ok"),
+    ],
+)  # fmt: skip
+def test_chaos_exits_2_when_the_app_answered_in_the_probes_place(
+    cells: list[FaultCell],
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As `ctxbench run`: a 401 or 429 from the app was never checked, so no verdict (exit 2),
+    # not a failing cell (exit 1).
+    from harness.faults import runner
+
+    def fake_chaos(faults: t.Any, settings: RunSettings, *args: t.Any, **kw: t.Any) -> Run:
+        return results.Run.start("x", ["ctxbench"], settings).replace(faults=tuple(cells))
+
+    monkeypatch.setattr(runner, "run_chaos", fake_chaos)
+    argv = ["chaos", "--faults", "abort", "--modes", "werkzeug-threaded", "--run-dir",
+            str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("ctxbench: error: ")]
+    if status == 2:
+        assert len(said) == 1 and "neither 2xx nor 5xx" in said[0], err
+        assert "the app answered them itself" in said[0], err
+    else:
+        assert not said, err
+
+
+def test_soak_error_kinds_split_the_statuses() -> None:
+    # The soak records its failures by kind, as a fault cell does, so that `soak` can tell the
+    # app answering in the probe's place (exit 2) from the server failing (exit 1).
+    soak = dataclasses.replace(soak_record(), errors=7, error_kinds={"other-status": 7})
+    doc = results.Run.start("x", ["ctxbench"], RunSettings()).replace(soaks=(soak,)).to_json()
+    assert results.Run.from_json(doc).soaks[0].error_kinds == {"other-status": 7}

@@ -19,7 +19,7 @@ from harness.settings import check_backend
 
 if t.TYPE_CHECKING:
     from harness.report.tree import Table
-    from harness.results import Run
+    from harness.results import FaultCell, Run
 
 __all__ = ["cmd_chaos", "cmd_soak", "configure_chaos", "configure_soak"]
 
@@ -173,6 +173,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     finally:
         _done_progress()
     failed = [c for c in run.faults if not c.passed]
+    answered = [(f"{c.fault} {c.mode} {c.connections}", _answered_by_app(c)) for c in run.faults]
     _finish(
         run_dir,
         run,
@@ -183,7 +184,42 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         details=(f"{c.fault} {c.mode} {c.backend} {c.connections}: {c.verdict}: {c.reason}"
                  for c in failed),
     )  # fmt: skip
+    # As `ctxbench run`: requests the app answered itself were never checked, so no verdict
+    # (exit 2), unless a leak was found where none can happen.
+    unchecked = _not_probe_answers(answered)
+    if unchecked and not any(c.verdict == "LEAK" for c in run.faults):
+        print(f"ctxbench: error: {unchecked}", file=sys.stderr)
+        return 2
     return 1 if failed else 0
+
+
+#: The error kind of a status that is neither 2xx nor 5xx (``harness.faults.verdict``).
+_OTHER_STATUS = "other-status"
+
+
+def _answered_by_app(cell: FaultCell) -> int:
+    """Requests of a fault cell, the clean load after the fault included, that the app answered
+    itself with a status neither 2xx nor 5xx (an auth hook's 401, a rate limiter's 429)."""
+    after = cell.after.errors.get(_OTHER_STATUS, 0) if cell.after is not None else 0
+    return cell.errors.get(_OTHER_STATUS, 0) + after
+
+
+def _not_probe_answers(answered: t.Iterable[tuple[str, int]]) -> str | None:
+    """Why ``chaos`` or ``soak`` gives no verdict when the app answered probe requests in the
+    probe's place, given ``(where, how many)`` pairs; ``None`` when it never did. The words
+    are those of ``ctxbench run``'s exit 2 (:func:`harness.cli._not_probe_answers`)."""
+    from harness.report.text import plural
+
+    where = [(name, n) for name, n in answered if n]
+    if not where:
+        return None
+    return (
+        f"{plural(sum(n for _, n in where), 'request')} got a status that is neither 2xx nor"
+        f" 5xx, in {'; '.join(f'{name} ({n:,})' for name, n in where)}: the app answered them"
+        " itself, in the probe's place (an auth hook, a rate limiter?), so they were never"
+        " checked and no verdict is given; let probe requests through the app's hooks and"
+        " middleware (README, 'Auth hooks and middleware')"
+    )
 
 
 def configure_soak(parser: argparse.ArgumentParser) -> None:
@@ -265,4 +301,9 @@ def cmd_soak(args: argparse.Namespace) -> int:
         f"\n{soak.requests:,} requests, {soak.errors:,} errors, {soak.leaks:,} leaks,"
         f" median {soak.rps:,.0f} rps after the warm-up",
     )
+    where = f"soak {soak.mode} {soak.connections}"
+    unchecked = _not_probe_answers([(where, soak.error_kinds.get(_OTHER_STATUS, 0))])
+    if unchecked and soak.verdict != "LEAK":  # as `ctxbench run` and `chaos`
+        print(f"ctxbench: error: {unchecked}", file=sys.stderr)
+        return 2
     return 0 if soak.passed else 1

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.faults.verdict import split_statuses
 from harness.load import LoadSpec, run_load
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import EVIDENCE_CAP, ServerInfo, Soak, median
@@ -88,9 +89,10 @@ def run_soak(
             result = run_load(spec, on_progress)
             requests, errors, leaks = result.requests, result.errors, result.leaks
             evidence = tuple(result.evidence)
+            error_kinds = dict(split_statuses(result.error_kinds, result.statuses, {}))
         except KeyboardInterrupt as e:
             # What was sampled until now is kept; the driver's evidence went with its run.
-            interrupted, evidence = e, ()
+            interrupted, evidence, error_kinds = e, (), {}
             requests, errors, leaks = sampler.totals
         finally:
             sampler.stop()
@@ -111,6 +113,7 @@ def run_soak(
         requests=requests,
         errors=errors,
         leaks=leaks,
+        error_kinds=dict(sorted(error_kinds.items())),
         rps=round(median(measured), 1),
         processes=tuple(sampler.processes),
         load=tuple(sampler.load),
