@@ -116,6 +116,13 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         help=f"gunicorn --worker-connections (default {DEFAULT_WORKER_CONNECTIONS})",
     )
     parser.add_argument(
+        "--mount",
+        metavar="PREFIX",
+        help="the path prefix the app is served under, as uWSGI's --mount and gunicorn's"
+        " SCRIPT_NAME: with a dispatcher (werkzeug's DispatcherMiddleware), the app it mounts"
+        " there is checked; any other app is served under it (default: the root)",
+    )
+    parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -339,6 +346,7 @@ def _server_options(args: argparse.Namespace) -> dict[str, t.Any]:
         "threads": args.threads,
         "worker_connections": args.worker_connections,
         "extra_args": _server_args(args.server_arg),
+        "mount": args.mount,
     }
 
 
@@ -485,6 +493,11 @@ def _check_target_options(args: argparse.Namespace) -> None:
         "--server-arg": bool(args.server_arg),
         "--compare-flask": args.compare_flask,
     }
+    if args.mount is not None:
+        raise UsageError(
+            "--target checks a server ctxbench did not start: put the path prefix in its URL"
+            f" (--target http://127.0.0.1:8080{args.mount.rstrip('/')}), not in --mount"
+        )
     wrong = [option for option, set_ in given.items() if set_]
     if wrong:
         raise UsageError(
@@ -651,7 +664,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from harness.apps import CORE_APP
-    from harness.protocol import PROBE_PATH
+    from harness.protocol import probe_path
     from harness.servers import ServerConfig, get_mode, live_server
     from harness.servers._process import log_tail
     from harness.settings import check_backend
@@ -670,13 +683,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_backend(cfg.backend, cfg.app)
     with live_server(mode, cfg) as srv:
         eff = srv.effective
-        print(f"{srv.mode} serving {cfg.app} ({cfg.backend}) at {srv.url}/", flush=True)
+        url = srv.url + (srv.mount or "").rstrip("/")
+        print(f"{srv.mode} serving {cfg.app} ({cfg.backend}) at {url}/", flush=True)
         print(
             f"  pid={srv.pid} effective: {eff.get('worker_class')} workers={eff.get('workers')}"
             f" threads={eff.get('threads')} pids={eff.get('worker_pids')}",
             flush=True,
         )
-        print(f"  probe: {srv.url}{PROBE_PATH}?token=T&sleep_ms=1", flush=True)
+        print(f"  probe: {srv.url}{probe_path(srv.mount)}?token=T&sleep_ms=1", flush=True)
         print("  press Ctrl-C to stop", flush=True)
         returncode = srv.process.wait()
         raise CtxbenchError(

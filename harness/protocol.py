@@ -9,6 +9,7 @@ probe. The protocol itself is specified in ``docs/architecture.md`` ("The probe 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ENABLE_ENV",
     "FAIL_PHASES",
     "FRAMEWORK_NAMES",
+    "MOUNT_ENV",
     "PHASES",
     "PROBE_PATH",
     "RESIDUE_PREFIX",
@@ -26,6 +28,8 @@ __all__ = [
     "STATE_DIR_ENV",
     "STOPPED_HEADER",
     "app_observation_names",
+    "parse_mount",
+    "probe_path",
 ]
 
 #: The probe route.
@@ -52,6 +56,43 @@ BACKEND_ENV = "CTXBENCH_BACKEND"
 #: (the correct one; :mod:`harness.backends` holds it and the deliberately broken ones).
 DEFAULT_BACKEND = "contextvar"
 STATE_DIR_ENV = "CTXBENCH_STATE_DIR"
+#: The path prefix the app is served under (``--mount /api``), as :func:`parse_mount` returns
+#: it; unset when none was given. :mod:`harness.wsgi` finds the app mounted there.
+MOUNT_ENV = "CTXBENCH_MOUNT"
+
+# One path segment of a mount: RFC 3986's unreserved characters, which mean the same in a URL,
+# a decoded PATH_INFO, a shell and an nginx location (a percent-escape would be compared with
+# the decoded path, and ';', '$' or a quote would need quoting in each of them).
+_MOUNT_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+\Z")
+
+
+def parse_mount(text: str) -> str:
+    """The path prefix an app is served under, normalised: ``"/api"`` (no trailing slash), or
+    ``"/"`` for the root.
+
+    Raises ``ValueError`` saying what is wrong with ``text``: it must start with ``/``, and its
+    segments be non-empty, neither ``.`` nor ``..``, and hold only letters, digits and
+    ``-._~`` (no query, fragment, space or percent-escape).
+    """
+    if not text.startswith("/"):
+        raise ValueError("a mount is a path that starts with '/', e.g. /api")
+    if text == "/":
+        return "/"
+    segments = text.removesuffix("/")[1:].split("/")
+    for segment in segments:
+        if segment in ("", ".", "..") or _MOUNT_SEGMENT.match(segment) is None:
+            raise ValueError(
+                "a mount's path segments hold only letters, digits and -._~ (no empty, '.' or"
+                " '..' segment, query, fragment, space or %-escape)"
+            )
+    return "/" + "/".join(segments)
+
+
+def probe_path(mount: str | None = None) -> str:
+    """The path a client requests the probe at, for an app served under ``mount``
+    (:func:`parse_mount`'s form; ``None``, ``""`` or ``"/"``: the root)."""
+    return (mount or "").rstrip("/") + PROBE_PATH
+
 
 #: The longest sleep a probe request may ask for (``sleep_ms``): the probe refuses more, and the
 #: settings and the load driver check it before anything starts.

@@ -280,9 +280,13 @@ class Ctxbench:
         sleep_ms: float = 1.0,
         backend: str = "contextvar",  # DEFAULT_BACKEND: this plugin imports nothing but pytest
         server_args: Sequence[str] = (),
+        mount: str | None = None,
     ) -> CheckResult:
         """Serve ``app`` (an import string: ``module:name``, or ``module:create_app()`` for an app
         factory) under each mode and check it.
+
+        ``mount`` is the path prefix the app is served under (``ctxbench run --mount``): with a
+        dispatcher (werkzeug's ``DispatcherMiddleware``), the app it mounts there is checked.
 
         Every mode runs each connection pattern (``keepalive``, ``fresh`` or ``both``) with
         ``requests`` requests from ``concurrency`` virtual users; every response is checked.
@@ -327,6 +331,7 @@ class Ctxbench:
                 sleep_ms=sleep_ms,
                 warmup=0.0,
                 extra_args=tuple(server_args),
+                mount=mount,
             )
             with _servers_import_like(self._request.config):
                 run = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
@@ -360,7 +365,8 @@ def ctxbench_server(
 ) -> Iterator[Callable[..., LiveServer]]:
     """A factory: ``srv = ctxbench_server("gunicorn-gevent", app="pkg.wsgi:app")`` starts a server
     on 127.0.0.1 (``srv.url``, ``srv.port``, ``srv.effective``); every one is stopped at teardown.
-    Keyword arguments are those of :func:`harness.servers.live_server`.
+    Keyword arguments are those of :func:`harness.servers.live_server` (``mount="/api"``: the
+    probe is at ``srv.url + "/api/_ctxbench/probe"``).
     """
     from contextlib import ExitStack
 

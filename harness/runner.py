@@ -266,6 +266,7 @@ def load_spec(
         fail_phase=settings.fail_phase,
         fail_fraction=settings.fail_fraction,
         headers=getattr(server, "headers", ()),
+        mount=(getattr(server, "mount", None) or "").rstrip("/"),
     )
 
 
@@ -364,6 +365,8 @@ class TargetServer:
     effective: dict[str, t.Any]
     headers: tuple[tuple[str, str], ...] = ()
     log_path: Path | None = None
+    #: The path prefix of the target URL (``run --target http://127.0.0.1:8080/api``).
+    mount: str = ""
 
 
 def _target_server(url: str) -> TargetServer:
@@ -371,11 +374,12 @@ def _target_server(url: str) -> TargetServer:
 
     target = identify(parse_target(url))
     return TargetServer(
-        mode=f"target:{target.host}:{target.port}",
+        mode=f"target:{target.host}:{target.port}{target.mount}",
         host=target.host,
         port=target.port,
         effective={"target": target.url, "server": target.server, "app": target.app},
         headers=secret_headers(),
+        mount=target.mount,
     )
 
 

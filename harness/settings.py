@@ -74,6 +74,8 @@ class RunSettings:
     threads: int | None = None
     worker_connections: int | None = None
     extra_args: tuple[str, ...] = ()
+    #: The path prefix the app is served under (``--mount``; see ``ServerConfig.mount``).
+    mount: str | None = None
     #: Make ``fail_fraction`` of the requests raise at this probe phase (see ``LoadSpec``).
     fail_phase: str | None = None
     fail_fraction: float = 0.0
@@ -157,6 +159,11 @@ class RunSettings:
                 raise UsageError(
                     "--target checks servers ctxbench did not start: drop --modes (and --proxy)"
                 )
+            if self.mount is not None:
+                raise UsageError(
+                    "--target checks servers ctxbench did not start: put the path prefix in the"
+                    " target's URL (http://127.0.0.1:8080/api), not in --mount"
+                )
             return self
         for app in self.apps:
             for backend in self.backends:
@@ -169,7 +176,8 @@ class RunSettings:
                     "the Flask probe app (--compare-flask) needs Flask, which is not installed"
                     " here: pip install flask"
                 )
-        rv = self.replace(modes=self._resolved_modes())
+        mount = self.server_config(self.apps[0], self.backends[0]).mount  # as normalised
+        rv = self.replace(modes=self._resolved_modes(), mount=mount)
         rv._check_something_runs()
         return rv
 
@@ -197,6 +205,7 @@ class RunSettings:
             threads=self.threads,
             worker_connections=self.worker_connections,
             extra_args=self.extra_args,
+            mount=self.mount,
         )
 
     def _resolved_modes(self) -> tuple[str, ...]:

@@ -6,6 +6,12 @@ and reaches the same verdict as against its own servers, but it cannot know how 
 a request, so the results record what it can see instead of an effective configuration: the URL,
 the ``Server`` header, and the units the probe reported (see :mod:`harness.exercised`).
 
+A target URL may end in the path prefix the app is served under
+(``http://127.0.0.1:8080/api``: an nginx ``location /api/``, werkzeug's ``DispatcherMiddleware``
+mounting the app at ``/api``, gunicorn with ``SCRIPT_NAME=/api``, uWSGI ``--mount /api=...``):
+the probe is then requested at ``/api/_ctxbench/probe``
+(:func:`harness.protocol.probe_path`), and the app under that prefix is the one checked.
+
 The load driver only talks to the loopback interface; so does a target. A probe protected by a
 shared secret (``CTXBENCH_PROBE_SECRET`` in the server's environment) is reached by setting the
 same variable where ``ctxbench`` runs: the harness sends it in ``X-Ctxbench-Probe-Secret``.
@@ -13,6 +19,7 @@ same variable where ``ctxbench`` runs: the harness sends it in ``X-Ctxbench-Prob
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 from harness.errors import UsageError
 from harness.load.spec import loopback_host
 from harness.probe import SECRET_ENV, SECRET_HEADER
-from harness.protocol import PROBE_PATH, STOPPED_HEADER
+from harness.protocol import STOPPED_HEADER, parse_mount, probe_path
 from harness.servers._process import why_not_answered
 
 __all__ = ["Target", "identify", "parse_target", "secret_headers"]
@@ -35,6 +42,8 @@ class Target:
     url: str
     host: str
     port: int
+    #: The path prefix the app is served under (``"/api"``), ``""`` for the server's root.
+    mount: str = ""
     #: The ``Server`` response header of a probe request (``None`` when it sent none).
     server: str | None = None
     #: The name of the app the probe is installed on.
@@ -42,16 +51,25 @@ class Target:
 
 
 def parse_target(url: str) -> Target:
-    """Check ``url`` (``http://127.0.0.1:PORT``) and return it as a :class:`Target`."""
-    root_url = f"bad --target {url!r}: give the server's root URL, e.g. http://127.0.0.1:8080"
+    """Check ``url`` (``http://127.0.0.1:PORT``, or ``http://127.0.0.1:PORT/PREFIX`` for an app
+    served under a path prefix) and return it as a :class:`Target`."""
+    example = "e.g. http://127.0.0.1:8080, or http://127.0.0.1:8080/api for an app under /api"
+    bad = f"bad --target {url!r}: give the URL the app is served at, {example}"
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # e.g. the unclosed bracket of an IPv6 address
-        raise UsageError(root_url) from None
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-        raise UsageError(root_url)
-    if parts.query or parts.fragment or parts.username:
-        raise UsageError(f"bad --target {url!r}: no path, query, fragment or user name")
+        raise UsageError(bad) from None
+    if parts.scheme != "http" or not parts.hostname:
+        raise UsageError(bad)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise UsageError(f"bad --target {url!r}: no query, fragment or user name; {example}")
+    try:
+        mount = parse_mount(parts.path or "/")
+    except ValueError as e:
+        raise UsageError(
+            f"bad --target {url!r}: its path is the prefix the app is served under, and {e}"
+        ) from None
+    mount = "" if mount == "/" else mount
     try:
         port = parts.port  # None when not given; ValueError when not a port number
     except ValueError:
@@ -68,7 +86,7 @@ def parse_target(url: str) -> Target:
             " interface (127.0.0.1, ::1 or localhost)"
         ) from None
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Target(url=f"http://{netloc}", host=host, port=port)
+    return Target(url=f"http://{netloc}{mount}", host=host, port=port, mount=mount)
 
 
 def secret_headers() -> tuple[tuple[str, str], ...]:
@@ -82,11 +100,10 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
 
     Raises :class:`UsageError` when nothing listens there or it does not answer as a probe.
     """
+    path = probe_path(target.mount)
     conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
     try:
-        conn.request(
-            "GET", f"{PROBE_PATH}?token=ctxbench-target-check", headers=dict(secret_headers())
-        )
+        conn.request("GET", f"{path}?token=ctxbench-target-check", headers=dict(secret_headers()))
         resp = conn.getresponse()
         body = resp.read()
     except OSError as e:
@@ -99,11 +116,11 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
     )
     if resp.getheader(STOPPED_HEADER) is not None:
         # The probe is there, and the app answered in its place (an auth hook's 401).
-        raise UsageError(f"--target {target.url} {why_not_answered(resp)}")
+        raise UsageError(f"--target {target.url} {why_not_answered(resp, path)}")
     if resp.status != 200:
         raise UsageError(
-            f"--target {target.url} answered {resp.status} to {PROBE_PATH}: no ctxbench probe"
-            f" there; {hint}"
+            f"--target {target.url} answered {resp.status} to {path}: no ctxbench probe"
+            f" there; {hint}{_mount_hint(target)}"
         )
     try:
         doc = json.loads(body)
@@ -112,7 +129,21 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         app = None
     if app is None:
         raise UsageError(
-            f"--target {target.url} answered {PROBE_PATH} with something that is not a probe"
+            f"--target {target.url} answered {path} with something that is not a probe"
             f" response; {hint}"
         )
-    return Target(target.url, target.host, target.port, resp.getheader("Server"), app)
+    return dataclasses.replace(target, server=resp.getheader("Server"), app=app)
+
+
+def _mount_hint(target: Target) -> str:
+    # A 404 at the root of a server whose app is mounted under a prefix (an nginx location, a
+    # dispatcher, SCRIPT_NAME) is the usual way to get here.
+    if target.mount:
+        return (
+            f" (is the app served under {target.mount}? the probe must be installed on the app"
+            f" that serves {target.url}/)"
+        )
+    return (
+        "; if the app is served under a path prefix (an nginx location, a dispatcher,"
+        f" SCRIPT_NAME), add it to the URL: --target {target.url}/api"
+    )

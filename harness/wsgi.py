@@ -11,7 +11,9 @@ The first access to ``harness.wsgi.app``, inside the server process, does three 
    app: ``module:name``, or ``module:factory(args)`` for an application factory, which is called
    here, once per process that loads the app) and exposes it as ``app``; a ``core.App`` or
    ``flask.Flask`` without the probe gets it mounted here (:func:`harness.probe.install_probe`),
-   so any such app can be tested as it is;
+   so any such app can be tested as it is: the app itself, the one a middleware wraps, or the
+   one a dispatcher mounts under ``CTXBENCH_MOUNT`` (``--mount /api``; an app that is no
+   dispatcher is served under it, see :mod:`harness.probe.locate`);
 3. records what really loaded in :data:`LOADED` (the pid that loaded it, app class, active
    storage), which the server's start-up hooks write to ``CTXBENCH_STATE_DIR`` for the harness
    to read back.
@@ -40,7 +42,7 @@ from pathlib import Path
 from harness.app_string import AppRef, parse_import_string
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
-from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, STATE_DIR_ENV
+from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, MOUNT_ENV, STATE_DIR_ENV
 
 __all__ = ["LOADED", "load_app"]  # and `app`, lazily
 
@@ -199,38 +201,31 @@ def _is_core_app(obj: t.Any) -> bool:
     return isinstance(core_app_class, type) and isinstance(obj, core_app_class)
 
 
-def _ensure_probe(app: t.Any) -> str:
-    """Mount the probe into a core or Flask app that lacks it, or into the one a middleware
-    around it wraps; say who installed it (``"harness.wsgi inside ProxyFix"`` for the latter)."""
+def _ensure_probe(app: t.Any, label: str, mount: str | None) -> tuple[t.Any, str]:
+    """Mount the probe into the core or Flask app that serves requests under ``mount``
+    (:func:`harness.probe.locate.locate`: the app itself, behind the middleware around it, or
+    the one a dispatcher mounts there); return the app to serve (``app``, or ``app`` served
+    under the mount) and who installed the probe where (``"harness.wsgi inside ProxyFix"``)."""
     from harness.probe import install_probe
-    from harness.probe.frameworks import framework_for
+    from harness.probe.locate import MountError, ServedUnder, locate
 
-    inner: t.Any = app
-    around: list[str] = []
-    # A WSGI middleware wrapped around the app object (``ProxyFix(app)``, a logging or
-    # auth wrapper) keeps the app it passes every request to in ``.app``, as werkzeug's do: the
-    # probe goes on that app, behind the middleware, which then sees every probe request.
-    while len(around) < 8:
-        # The attribute install_probe() sets on the app (harness.probe.install._INSTALLED_ATTR).
-        if getattr(inner, "_ctxbench_probe_installed", False):
-            return "app"
-        try:
-            framework_for(inner)
-        except TypeError:
-            wrapped = getattr(inner, "app", None)
-            if wrapped is None or not callable(wrapped):
-                return "none"  # a plain WSGI callable: it has to answer the probe itself
-            around.append(type(inner).__name__)
-            inner = wrapped
-            continue
-        install_probe(inner, enabled=True)
-        return " inside ".join(["harness.wsgi", *reversed(around)])
-    return "none"
+    try:
+        found = locate(app, mount, label)
+    except MountError as e:
+        raise AppLoadError(str(e)) from None
+    if found.app is not None and not found.installed:
+        install_probe(found.app, enabled=True)
+    where = found.where
+    if found.serve_under:
+        app = ServedUnder(app, found.serve_under)
+        where += f", served under {found.serve_under} by ctxbench"
+    return app, where
 
 
 def _bootstrap() -> t.Any:
     import_string = os.environ.get(APP_ENV) or CORE_APP
     backend = os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    mount = os.environ.get(MOUNT_ENV) or None
 
     from harness import controls
     from harness.backends import BACKENDS, install
@@ -252,7 +247,8 @@ def _bootstrap() -> t.Any:
             f" {import_string!r} is a {type(rv).__module__}.{type(rv).__qualname__}, not a"
             " core.App: use --backend contextvar with this app"
         )
-    probe = _ensure_probe(rv)
+    app_class = f"{type(rv).__module__}.{type(rv).__qualname__}"
+    rv, probe = _ensure_probe(rv, import_string, mount)
     from core import storage
 
     LOADED.update(
@@ -262,7 +258,8 @@ def _bootstrap() -> t.Any:
         # loaded, and a factory called.
         loaded_pid=os.getpid(),
         app=import_string,
-        app_class=f"{type(rv).__module__}.{type(rv).__qualname__}",
+        mount=mount,
+        app_class=app_class,
         backend=backend,
         storage=storage.current_storage().name,
     )

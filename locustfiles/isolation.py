@@ -32,6 +32,11 @@ a free port, which the workers it forks are told (locust's default, 5557, would 
 two runs at once); ``--master-bind-port`` or ``--master-port`` picks one. Separate ``--master``
 and ``--worker`` processes meet on locust's 5557 unless told another.
 
+``-H`` may end in the path prefix the app is served under (``-H http://127.0.0.1:8000/api``
+for an app a dispatcher mounts at ``/api``, or behind an nginx ``location /api/``): the probe is
+requested there, as ``ctxbench run --target`` requests it; a trailing slash is dropped (locust
+would request ``/api//_ctxbench/probe``), and a bad prefix is refused like a bad option.
+
 Options added to locust's: ``--sleep-ms`` (how long each probe request yields in the view,
 default 1) and ``--ctx-mode`` (the label written into the evidence, e.g. the server mode). A
 probe behind a secret is reached as ``ctxbench run --target`` reaches it: set
@@ -43,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,7 +57,7 @@ from typing import Any
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.protocol import MAX_SLEEP_MS, PROBE_PATH
+from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
 from harness.servers import free_port
 from harness.target import secret_headers
 from harness.verdict import ProbeProtocolError, check_probe_response
@@ -146,6 +152,12 @@ def _loopback_master(parser: Any) -> None:
             parser.error(
                 f"argument --sleep-ms: use milliseconds in [0, {MAX_SLEEP_MS:g}], got {sleep_ms:g}"
             )
+        host = getattr(options, "host", None)
+        if host:
+            try:
+                options.host = _probe_host(host)
+            except ValueError as e:
+                parser.error(f"argument -H/--host: {e}")
         if getattr(options, "processes", None):
             # The workers are forked after this parse and connect to master_port.
             port = options.master_bind_port or options.master_port or free_port(MASTER_BIND_HOST)
@@ -156,6 +168,19 @@ def _loopback_master(parser: Any) -> None:
         return options
 
     parser.parse_args = parse
+
+
+def _probe_host(host: str) -> str:
+    """``--host`` as the users' requests are built on it (locust appends the request's path):
+    the server's root, or the path prefix its app is served under (``http://127.0.0.1:8000/api``,
+    the probe at ``/api/_ctxbench/probe``), without a trailing slash."""
+    parts = urllib.parse.urlsplit(host)
+    if parts.query or parts.fragment:
+        raise ValueError(f"{host!r} has a query or fragment: give the URL the app is served at")
+    if not parts.path:
+        return host
+    mount = parse_mount(parts.path)  # ValueError: what is wrong with the prefix
+    return urllib.parse.urlunsplit(parts._replace(path=mount.rstrip("/")))
 
 
 @events.init_command_line_parser.add_listener

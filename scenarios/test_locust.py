@@ -436,3 +436,23 @@ def test_a_master_that_lost_its_port_is_recognised_and_stopped() -> None:
             "--processes", "2",
         )  # fmt: skip
     assert _master_port_lost(run) and run.returncode != 0, run.explain()
+
+
+def test_a_leak_under_a_path_prefix_is_caught_through_the_hosts_path(tmp_path: Path) -> None:
+    """``-H http://127.0.0.1:PORT/api/``: the probe is requested under the prefix (the trailing
+    slash dropped), where a dispatcher mounts the leaking app; a bad prefix is a bad option."""
+    from harness.servers import live_server
+
+    proc = subprocess.run(
+        _headless("http://127.0.0.1:9/a b"), cwd=ROOT, env=_env(), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "argument -H/--host: a mount's path" in proc.stderr, proc
+    with live_server(
+        "gunicorn-gthread", app="scenarios.apps.mounted:dispatcher", mount="/api", workers=1,
+        threads=8, log_dir=tmp_path,
+    ) as srv:  # fmt: skip
+        run = run_locust(f"{srv.url}/api/", "--ctx-mode", "gunicorn-gthread")
+    assert run.returncode == LEAK_EXIT_CODE, run.explain()
+    assert run.summary["leaks"] > 0 and run.summary["errors"] == 0, run.explain()
+    assert '"name": "current_user"' in run.output, run.explain()

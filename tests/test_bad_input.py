@@ -373,7 +373,7 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--compare-flask", "--app", "pkg.wsgi:app"], "--compare-flask",
                  id="compare-flask-app"),
     pytest.param(["run", "--target", "http://192.0.2.1:80"], "loopback", id="target-remote"),
-    pytest.param(["run", "--target", "http://[::1"], "give the server's root URL",
+    pytest.param(["run", "--target", "http://[::1"], "give the URL the app is served at",
                  id="target-unclosed-ipv6"),
     pytest.param(["run", "--target", "http://127.0.0.1:0"], "port must be a number from 1",
                  id="target-port-0"),

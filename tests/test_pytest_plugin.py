@@ -374,3 +374,55 @@ def test_failed_requests_name_the_statuses_the_app_answered_with(tmp_path: Path)
     text = CheckResult("myapp:app", tmp_path, run).explain()  # type: ignore[arg-type]
     assert "statuses {'429': 395}: the app answered them in the probe's place" in text, text
     assert "395 errors, 5 requests checked)" in text, text
+
+
+#: The leaky app deployed under /api by a dispatcher whose root is another app (what used to be
+#: checked in its place, with no leak found).
+MOUNTED_APP = """
+    from core import App
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from leaky import app as api
+
+    dispatcher = DispatcherMiddleware(App("root_app"), {"/api": api})
+"""
+
+
+@pytest.mark.live
+def test_an_app_under_a_path_prefix_is_checked_there(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(leaky=textwrap.dedent(LEAKY_APP), mounted=textwrap.dedent(MOUNTED_APP))
+    pytester.makepyfile(
+        test_user="""
+        import json
+        import urllib.request
+
+        import pytest
+
+        def test_the_app_under_api_leaks(ctxbench):
+            ctxbench.assert_isolated(
+                "mounted:dispatcher", mount="/api", modes=["gunicorn-gthread"],
+                connections="keepalive", requests=200,
+            )
+
+        def test_the_dispatcher_needs_a_mount(ctxbench):
+            ctxbench.assert_isolated(
+                "mounted:dispatcher", modes=["gunicorn-gthread"], connections="keepalive",
+                requests=200,
+            )
+
+        def test_the_server_factory_serves_under_the_mount(ctxbench_server):
+            srv = ctxbench_server("gunicorn-gthread", app="mounted:dispatcher", mount="/api")
+            with urllib.request.urlopen(srv.url + "/api/_ctxbench/probe?token=t1") as resp:
+                assert json.load(resp)["app"] == "leaky_user_app"
+            assert srv.mount == "/api"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*CtxbenchLeak: ctxbench: mounted:dispatcher leaked per-request state in 1 of 1 cells*",
+            "*phase=after_request name=current_user*",
+            "*is a DispatcherMiddleware that serves apps under /api*--mount (--mount /api)*",
+        ]
+    )

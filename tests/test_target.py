@@ -37,13 +37,12 @@ QUICK = ["--requests", "300", "--repeats", "1", "--warmup", "0", "--sleep-ms", "
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("https://127.0.0.1:8080", "give the server's root URL"),
-        ("127.0.0.1:8080", "give the server's root URL"),
-        ("http://127.0.0.1:8080/app", "give the server's root URL"),
-        ("http://127.0.0.1:8080/?x=1", "no path, query"),
+        ("https://127.0.0.1:8080", "give the URL the app is served at"),
+        ("127.0.0.1:8080", "give the URL the app is served at"),
+        ("http://127.0.0.1:8080/?x=1", "no query, fragment"),
         ("http://10.1.2.3:8080", "not on this machine"),
         ("http://example.com", "not on this machine"),
-        ("http://[::1", "give the server's root URL"),
+        ("http://[::1", "give the URL the app is served at"),
         ("http://127.0.0.1:0", "port must be a number from 1 to 65535"),
         ("http://localhost:70000", "port must be a number from 1 to 65535"),
     ],
@@ -92,8 +91,9 @@ def test_nothing_listening_is_one_line(
 
 
 @contextlib.contextmanager
-def hand_started_gunicorn(app: str, cwd: Path, *extra: str) -> Iterator[str]:
-    """gunicorn from the example config, as a user starts it; yields its URL."""
+def hand_started_gunicorn(app: str, cwd: Path, *extra: str, mount: str = "") -> Iterator[str]:
+    """gunicorn from the example config, as a user starts it; yields its URL (the probe is
+    under ``mount``)."""
     port = free_port()
     env = {**os.environ, "CTXBENCH_PROBE_SECRET": SECRET}
     for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
@@ -109,7 +109,7 @@ def hand_started_gunicorn(app: str, cwd: Path, *extra: str) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             request = urllib.request.Request(
-                f"{url}/_ctxbench/probe?token=ready", headers={SECRET_HEADER: SECRET}
+                f"{url}{mount}/_ctxbench/probe?token=ready", headers={SECRET_HEADER: SECRET}
             )
             try:
                 with urllib.request.urlopen(request, timeout=2) as resp:
@@ -200,4 +200,37 @@ def test_a_leaking_deployment_exits_1_with_evidence(
         assert main([*argv, "--run-dir", str(run_dir)]) == 1
     [cell] = results.load(run_dir).cells
     assert cell.leaks > 0
+    assert {(e.phase, e.name) for e in cell.evidence} == {("after_request", "current_user")}
+
+
+MOUNTED = """
+    from werkzeug.exceptions import NotFound
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from leaky import app as leaky_app
+
+    app = DispatcherMiddleware(NotFound(), {"/api": leaky_app})
+"""
+
+
+@pytest.mark.live
+def test_a_deployment_under_a_path_prefix_is_checked_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The leaking app mounted at /api, as DispatcherMiddleware (or an nginx location, or
+    # SCRIPT_NAME) serves it: the target's path names the prefix, and the leak is caught there.
+    (tmp_path / "leaky.py").write_text(textwrap.dedent(LEAKY), encoding="utf-8")
+    (tmp_path / "mounted.py").write_text(textwrap.dedent(MOUNTED), encoding="utf-8")
+    monkeypatch.setenv("CTXBENCH_PROBE_SECRET", SECRET)
+    with hand_started_gunicorn("mounted:app", tmp_path, mount="/api") as url:
+        # At the root: a 404 from the dispatcher, one line saying to add the prefix.
+        argv = [*QUICK, "--connections", "keepalive", "--out", str(tmp_path / "out")]
+        assert main(["run", "--target", url, *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"add it to the URL: --target {url}/api" in err and err.count("\n") == 1, err
+        run_dir = tmp_path / "run"
+        argv = ["run", "--target", f"{url}/api/", *QUICK, "--connections", "keepalive"]
+        assert main([*argv, "--run-dir", str(run_dir)]) == 1
+    [cell] = results.load(run_dir).cells
+    assert cell.target == f"{url}/api" and cell.mode.endswith("/api")
+    assert cell.leaks > 0 and cell.checked == 300
     assert {(e.phase, e.name) for e in cell.evidence} == {("after_request", "current_user")}

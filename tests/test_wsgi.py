@@ -173,13 +173,16 @@ def test_the_probe_goes_behind_a_middleware_around_the_app_object() -> None:
         seen.append(flask.request.remote_addr)
 
     outer = ProxyFix(ProxyFix(inner, x_for=1))
-    assert _ensure_probe(outer) == "harness.wsgi inside ProxyFix inside ProxyFix"
+    assert _ensure_probe(outer, "m:app", None) == (
+        outer,
+        "harness.wsgi inside ProxyFix inside ProxyFix",
+    )
     response = Client(outer).get(
         "/_ctxbench/probe?token=t-1", headers={"X-Forwarded-For": "10.1.2.3"}
     )
     assert response.status_code == 200 and response.json["token"] == "t-1"
     assert seen == ["10.1.2.3"]  # the middleware saw the probe request
-    assert _ensure_probe(outer) == "app"  # mounted once
+    assert _ensure_probe(outer, "m:app", None) == (outer, "app")  # mounted once
 
 
 def test_a_wsgi_callable_without_a_wrapped_app_answers_the_probe_itself() -> None:
@@ -188,4 +191,4 @@ def test_a_wsgi_callable_without_a_wrapped_app_answers_the_probe_itself() -> Non
     def plain(environ: object, start_response: object) -> list[bytes]:
         return []
 
-    assert _ensure_probe(plain) == "none"
+    assert _ensure_probe(plain, "m:plain", None) == (plain, "none")

@@ -28,7 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from harness.protocol import PROBE_PATH
+from harness.protocol import probe_path
 from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError, observation_names
 
 from .cpu import thread_cpu
@@ -151,7 +151,7 @@ class _Run:
 
         netloc = f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
         close = "Connection: close\r\n" if self.fresh else ""
-        self.prefix = f"GET {PROBE_PATH}?token=".encode()
+        self.prefix = f"GET {probe_path(spec.mount)}?token=".encode()
         extra = "".join(f"{name}: {value}\r\n" for name, value in spec.headers)
         self.suffix = (
             f"&sleep_ms={spec.sleep_ms:g} HTTP/1.1\r\nHost: {netloc}\r\n{extra}{close}\r\n"

@@ -8,7 +8,7 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
-from harness.protocol import FAIL_PHASES, MAX_SLEEP_MS
+from harness.protocol import FAIL_PHASES, MAX_SLEEP_MS, parse_mount
 from harness.verdict import Evidence
 
 from .cpu import saturated
@@ -83,6 +83,9 @@ class LoadSpec:
     #: Driver processes the virtual users are shared out to (see :mod:`harness.load.shards`).
     #: 1 runs the driver in the calling process.
     processes: int = 1
+    #: The path prefix the app is served under (``"/api"``): the probe is requested at
+    #: :func:`harness.protocol.probe_path` of it. ``""``: the server's root.
+    mount: str = ""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field that is out of range."""
@@ -132,6 +135,13 @@ class LoadSpec:
                 f"fail_fraction {self.fail_fraction!r} needs a fail_phase: the phase at which"
                 f" those requests raise ({', '.join(FAIL_PHASES)})."
             )
+        if self.mount:
+            try:
+                valid = parse_mount(self.mount) == self.mount
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError(f"mount must be a path prefix like '/api', got {self.mount!r}.")
         for name, value in self.headers:
             if not _HEADER_NAME.match(name) or any(c in value for c in "\r\n\0"):
                 raise ValueError(f"bad request header {name!r}: {value!r}.")

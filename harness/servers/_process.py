@@ -44,7 +44,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import AppLoadError, PortInUseError, ServerStartError, UsageError
-from harness.protocol import ENABLE_ENV, PROBE_PATH, SECRET_ENV, STOPPED_HEADER
+from harness.protocol import (
+    ENABLE_ENV,
+    MOUNT_ENV,
+    PROBE_PATH,
+    SECRET_ENV,
+    STOPPED_HEADER,
+    probe_path,
+)
 from harness.servers._state import die_with_parent
 
 __all__ = [
@@ -71,7 +78,12 @@ HOST = "127.0.0.1"
 #: Environment variables that would configure a server behind the harness's back.
 #: Variables a server ctxbench starts never inherits: gunicorn reads the first three, and a probe
 #: secret meant for a deployment would lock the harness out of its own servers.
-SCRUBBED_ENV = ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", SECRET_ENV)
+#: ``SCRIPT_NAME`` makes gunicorn alone serve the app under that prefix (the other servers
+#: ignore it): ``--mount`` says where the app is served, for every mode, and sets
+#: ``CTXBENCH_MOUNT`` itself.
+SCRUBBED_ENV = (
+    "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS", "SCRIPT_NAME", SECRET_ENV, MOUNT_ENV,
+)  # fmt: skip
 #: Prefixes of more such variables: uWSGI reads every option from ``UWSGI_<OPTION>``, granian
 #: from ``GRANIAN_<OPTION>``.
 SCRUBBED_ENV_PREFIXES = ("UWSGI_", "GRANIAN_")
@@ -236,7 +248,12 @@ _INSTALL = "install the probe with harness.probe.install_probe(app)"
 
 
 def _probe_once(
-    host: str, port: int, token: str, timeout: float, group: int | None = None
+    host: str,
+    port: int,
+    token: str,
+    timeout: float,
+    group: int | None = None,
+    path: str = PROBE_PATH,
 ) -> str | None:
     """One readiness probe: ``"ready"``, ``None`` (not up yet) or why the app is not a probe app.
 
@@ -245,7 +262,7 @@ def _probe_once(
     """
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", f"{PROBE_PATH}?token={token}&sleep_ms=0")
+        conn.request("GET", f"{path}?token={token}&sleep_ms=0")
         response = conn.getresponse()
         body = response.read()
     except (OSError, http.client.HTTPException):
@@ -253,13 +270,13 @@ def _probe_once(
     finally:
         conn.close()
     if response.getheader(STOPPED_HEADER) is not None:
-        return why_not_answered(response)  # the app is up and answered in the probe's place
+        return why_not_answered(response, path)  # the app is up and answered in its place
     # Some servers answer 503 while their workers boot; a proxy answers 502 or 504 while its
     # upstream does not answer yet.
     if response.status in (502, 503, 504):
         return None
     if response.status != 200:
-        return why_not_answered(response)
+        return why_not_answered(response, path)
     try:
         doc = json.loads(body)
         echoed = doc.get("token")
@@ -272,9 +289,9 @@ def _probe_once(
     return "ready"
 
 
-def why_not_answered(response: http.client.HTTPResponse) -> str:
-    """Why a probe request got ``response`` (not a 200) instead of the probe's answer, and what
-    the user can do about it."""
+def why_not_answered(response: http.client.HTTPResponse, path: str = PROBE_PATH) -> str:
+    """Why a probe request for ``path`` got ``response`` (not a 200) instead of the probe's
+    answer, and what the user can do about it."""
     status = str(response.status)
     location = response.getheader("Location")
     if location:
@@ -282,10 +299,10 @@ def why_not_answered(response: http.client.HTTPResponse) -> str:
     stopped = response.getheader(STOPPED_HEADER)
     if stopped is None:
         return (
-            f"answered {status}, and not from the probe: ctxbench requests {PROBE_PATH} at the"
-            " server's root; mount the probe on the app that serves it"
-            " (harness.probe.install_probe(app), or name the Flask app itself rather than a"
-            " middleware or dispatcher around it)"
+            f"answered {status}, and not from the probe: ctxbench requests {path}; mount the"
+            " probe on the app that serves it (harness.probe.install_probe(app)), and if the"
+            " app is served under a path prefix (a dispatcher, an nginx location, SCRIPT_NAME),"
+            " name it (--mount /api; --target http://127.0.0.1:PORT/api)"
         )
     where = {
         "entry": "the framework or a middleware inside its wsgi_app",
@@ -328,8 +345,11 @@ def wait_ready(
     state_dir: Path,
     ready_timeout: float,
     group: int | None = None,
+    mount: str | None = None,
 ) -> None:
     """Poll a probe request until the server ``name`` answers it, within ``ready_timeout`` s.
+
+    ``mount`` is the path prefix the app is served under (:func:`harness.protocol.probe_path`).
 
     ``group`` is the process group that must answer (see :meth:`ServerMode.answering_group`);
     an answer from any other process does not count as ready.
@@ -339,6 +359,7 @@ def wait_ready(
     :class:`ServerStartError` (it exited, or missed the deadline; ``detail`` is the log tail).
     """
     deadline = time.monotonic() + ready_timeout
+    path = probe_path(mount)
     attempt = 0
     while True:
         app_error = state_dir / "app-error.txt"
@@ -355,11 +376,12 @@ def wait_ready(
                 detail=tail,
             )
         attempt += 1
-        outcome = _probe_once(host, port, f"ctxbench-ready-{attempt}", timeout=2.0, group=group)
+        token = f"ctxbench-ready-{attempt}"
+        outcome = _probe_once(host, port, token, timeout=2.0, group=group, path=path)
         if outcome == "ready":
             return
         if outcome is not None:
-            raise AppLoadError(f"{name}: app {app!r} is up but GET {PROBE_PATH} {outcome}")
+            raise AppLoadError(f"{name}: app {app!r} is up but GET {path} {outcome}")
         if time.monotonic() >= deadline:
             raise ServerStartError(
                 f"{name} did not answer a probe request within {ready_timeout:g} s"

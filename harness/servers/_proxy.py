@@ -207,6 +207,7 @@ class ProxiedMode(ServerMode):
             effective=effective,
             traits=traits,
             stop_signal=proxy.stop_signal,
+            mount=cfg.mount,
             proxy=proxy,
             upstream=upstream,
             _cleanup_dir=workdir if temporary else None,

@@ -32,7 +32,14 @@ from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
 from harness.owner import TEMPDIR_PREFIX, disown, owned_tempdir, sweep_tempdirs
-from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, STATE_DIR_ENV
+from harness.protocol import (
+    APP_ENV,
+    BACKEND_ENV,
+    DEFAULT_BACKEND,
+    MOUNT_ENV,
+    STATE_DIR_ENV,
+    parse_mount,
+)
 from harness.registry import registrar
 from harness.servers._process import (
     HOST,
@@ -117,9 +124,18 @@ class ServerConfig:
     #: A command the server runs under, such as ``("taskset", "-c", "0")``; it must exec the
     #: server in its place (the server is stopped through its process group either way).
     prefix: tuple[str, ...] = ()
+    #: The path prefix the app is served under (``--mount /api``): the app a dispatcher mounts
+    #: there, or the app itself served under it (:mod:`harness.probe.locate`). ``None``: none
+    #: given, the server's root.
+    mount: str | None = None
 
     def __post_init__(self) -> None:
         parse_import_string(self.app)
+        if self.mount is not None:
+            try:
+                object.__setattr__(self, "mount", parse_mount(self.mount))
+            except ValueError as e:
+                raise UsageError(f"bad --mount {self.mount!r}: {e}") from None
         for option, value, high in (
             ("--port", self.port, 65535),
             ("--workers", self.workers, MAX_WORKERS),
@@ -413,8 +429,11 @@ class ServerMode(abc.ABC):
             "app_class": first.get("app_class"),
             "backend": first.get("backend", cfg.backend),
             "storage": first.get("storage"),
-            # Who mounted the probe: "app", "harness.wsgi[ inside ProxyFix ...]" or "none".
+            # Who mounted the probe: "app", "harness.wsgi[ inside ProxyFix ...]" or "none"
+            # (harness.probe.locate.Located.where).
             "probe": first.get("probe"),
+            # The path prefix the app is served under (--mount), None for none given.
+            "mount": first.get("mount", cfg.mount),
             "worker_pids": sorted(s["pid"] for s in reported.workers if "pid" in s),
             # Where the app was loaded (its factory called): each worker, or the process that
             # forked them (gunicorn --preload, uWSGI without --lazy-apps).
@@ -559,6 +578,9 @@ class LiveServer:
     stop_grace: float = 5.0
     #: Where the server's processes report what ran (``CTXBENCH_STATE_DIR``), while it runs.
     state_dir: Path | None = None
+    #: The path prefix the app is served under (``ServerConfig.mount``); the probe is at
+    #: ``harness.protocol.probe_path(mount)``.
+    mount: str | None = None
     _cleanup_dir: Path | None = None
     _stopped: bool = False
 
@@ -685,6 +707,8 @@ def _start(
         BACKEND_ENV: cfg.backend,
         STATE_DIR_ENV: str(state_dir),
     }
+    if cfg.mount is not None:
+        env[MOUNT_ENV] = cfg.mount
     if cfg.port is None:
         raise TypeError("_start() needs a port: start_server() picks a free one")
     process = spawn(argv, env=env, log_path=log_path)
@@ -697,6 +721,7 @@ def _start(
         traits=traits,
         stop_signal=server_mode.stop_signal,
         state_dir=state_dir,
+        mount=cfg.mount,
         _cleanup_dir=state_dir,
     )
     try:
@@ -711,6 +736,7 @@ def _start(
             log_path=log_path,
             state_dir=state_dir,
             ready_timeout=ready_timeout,
+            mount=cfg.mount,
         )
         reported = server_mode.collect_states(cfg, state_dir, time.monotonic() + 10)
         effective = server_mode.effective(cfg, reported)

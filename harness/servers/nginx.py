@@ -105,7 +105,9 @@ http {{
 #: The ``http`` directives of one stack. nginx's defaults are kept except for the upstream
 #: keep-alive settings of ``nginx-keepalive``, the client's ``Host`` passed on, and no response
 #: buffered to a temp file (the worker, nobody when run as root, may not be able to reach the
-#: run folder).
+#: run folder). An app served under a prefix (``--mount /api``) gets ``location /api/``, as
+#: such a deployment does: nginx answers 404 for every other path itself, and passes the path
+#: on as it came (``proxy_pass`` without a URI), for the app under the prefix to handle.
 _PROXY = """\
     upstream ctxbench_upstream {{
         server {upstream};{upstream_keepalive}
@@ -113,7 +115,7 @@ _PROXY = """\
 
     server {{
         listen {listen};
-        location / {{
+        location {location} {{
             proxy_pass http://ctxbench_upstream;
             proxy_set_header Host $http_host;
             proxy_max_temp_file_size 0;
@@ -247,6 +249,7 @@ class NginxFront(ServerMode):
         http = _PROXY.format(
             upstream=upstream,
             listen=f"{cfg.host}:{cfg.port}",
+            location=_location(cfg.mount),
             upstream_keepalive=(
                 f"\n        keepalive {keepalive};"
                 f"\n        keepalive_requests {UPSTREAM_KEEPALIVE_REQUESTS};"
@@ -278,6 +281,7 @@ class NginxFront(ServerMode):
             "upstream_keepalive": keepalive,
             "upstream_keepalive_requests": UPSTREAM_KEEPALIVE_REQUESTS if keepalive else None,
             "proxy_http_version": "1.1" if keepalive else "1.0",
+            "location": _location(cfg.mount),
             "worker_processes": len(worker_pids),
             "worker_connections": WORKER_CONNECTIONS,
             "worker_user": _owner(worker_pids[0]) if worker_pids else None,
@@ -285,6 +289,11 @@ class NginxFront(ServerMode):
             "worker_pids": worker_pids,
             "config": str(self.config_path),
         }
+
+
+def _location(mount: str | None) -> str:
+    """The ``location`` nginx forwards: ``/``, or ``/api/`` for an app served under ``/api``."""
+    return (mount or "").rstrip("/") + "/"
 
 
 def _let_workers_in(prefix: Path, workdir: Path) -> None:

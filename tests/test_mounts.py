@@ -1,0 +1,243 @@
+"""Apps served under a path prefix: ``--mount``, ``--target`` with a path, the probe's lookup.
+
+In-process only (werkzeug's test client); the live runs are in ``scenarios/test_mounted_apps.py``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from pathlib import Path
+
+import pytest
+from werkzeug.exceptions import NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.test import Client
+
+from harness.cli import main
+from harness.errors import AppLoadError, UsageError
+from harness.load.spec import LoadSpec
+from harness.probe.locate import ServedUnder, locate
+from harness.protocol import PROBE_PATH, parse_mount, probe_path
+from harness.servers import ServerConfig
+from harness.servers._process import SCRUBBED_ENV
+from harness.target import parse_target
+
+flask = pytest.importorskip("flask")
+
+
+def _flask(name: str) -> t.Any:
+    app = flask.Flask(name)
+
+    @app.route("/where")
+    def where() -> dict[str, str]:
+        return {"script_name": flask.request.script_root, "url": flask.url_for("where")}
+
+    return app
+
+
+def _ensure(app: t.Any, mount: str | None) -> tuple[t.Any, str]:
+    from harness.wsgi import _ensure_probe
+
+    return _ensure_probe(app, "m:app", mount)
+
+
+def _probe(app: t.Any, path: str, token: str = "t-1") -> t.Any:
+    return Client(app).get(f"{path}?token={token}")
+
+
+@pytest.mark.parametrize(
+    ("text", "mount"),
+    [("/api", "/api"), ("/api/", "/api"), ("/", "/"), ("/a/v-1.2_~", "/a/v-1.2_~")],
+)
+def test_mounts_are_normalised(text: str, mount: str) -> None:
+    assert parse_mount(text) == mount
+
+
+@pytest.mark.parametrize("text", ["api", "", "/a//b", "/a b", "/../x", "/a/.", "/a%20", "/a;b"])
+def test_bad_mounts_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="mount"):
+        parse_mount(text)
+
+
+def test_the_probe_path_under_a_mount() -> None:
+    assert probe_path(None) == probe_path("") == probe_path("/") == PROBE_PATH
+    assert probe_path("/api") == "/api" + PROBE_PATH
+
+
+def test_a_dispatcher_gets_the_probe_on_the_app_mounted_where_named() -> None:
+    root, api, admin = _flask("root"), _flask("api"), _flask("admin")
+    served, where = _ensure(DispatcherMiddleware(root, {"/api": api, "/admin": admin}), "/api")
+    assert where == "harness.wsgi inside DispatcherMiddleware at /api"
+    response = _probe(served, "/api" + PROBE_PATH)
+    assert response.status_code == 200 and response.json["app"] == "api"
+    assert _probe(served, PROBE_PATH).status_code == 404  # the root app has no probe
+    assert _probe(served, "/admin" + PROBE_PATH).status_code == 404
+
+
+def test_a_dispatcher_without_a_mount_is_one_line_naming_its_mounts() -> None:
+    # Before: the probe went on the root app (a Flask app here), and a run checked it, never
+    # the app under /api, and said "no leak".
+    dispatcher = DispatcherMiddleware(_flask("root"), {"/api": _flask("api"), "/a": _flask("a")})
+    with pytest.raises(AppLoadError) as info:
+        _ensure(dispatcher, None)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "is a DispatcherMiddleware that serves apps under /a, /api" in message
+    assert "--mount (--mount /a), or --mount / for its root app" in message
+
+
+def test_mount_root_names_a_dispatchers_root_app() -> None:
+    dispatcher = DispatcherMiddleware(_flask("root"), {"/api": _flask("api")})
+    served, where = _ensure(dispatcher, "/")
+    assert where == "harness.wsgi inside DispatcherMiddleware at /"
+    assert _probe(served, PROBE_PATH).json["app"] == "root"
+
+
+@pytest.mark.parametrize(
+    ("mount", "message"),
+    [
+        ("/admin", "nothing is mounted at /admin (its DispatcherMiddleware serves /api)"),
+        ("/ap", "nothing is mounted at /ap (its DispatcherMiddleware serves /api)"),
+        ("/api/v2", "nothing is mounted at /api/v2 (its DispatcherMiddleware serves /api/v1)"),
+        ("/api", "is a DispatcherMiddleware that serves apps under /api/v1: ctxbench"),
+    ],
+)
+def test_a_mount_nothing_serves_is_refused(mount: str, message: str) -> None:
+    inner = DispatcherMiddleware(NotFound(), {"/v1": _flask("v1")})
+    with pytest.raises(AppLoadError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _ensure(DispatcherMiddleware(NotFound(), {"/api": inner}), mount)
+
+
+def test_nested_dispatchers_and_middleware_are_followed() -> None:
+    inner = DispatcherMiddleware(NotFound(), {"/v1": ProxyFix(_flask("v1"))})
+    outer = ProxyFix(DispatcherMiddleware(NotFound(), {"/api": inner}))
+    served, where = _ensure(outer, "/api/v1")
+    assert where == (
+        "harness.wsgi inside ProxyFix inside DispatcherMiddleware at /v1"
+        " inside DispatcherMiddleware at /api inside ProxyFix"
+    )
+    assert _probe(served, "/api/v1" + PROBE_PATH).json["app"] == "v1"
+
+
+def test_a_probe_the_mounted_app_installed_itself_is_used() -> None:
+    from harness.probe import install_probe
+
+    api = install_probe(_flask("api"), enabled=True)
+    served, where = _ensure(DispatcherMiddleware(NotFound(), {"/api": api}), "/api")
+    assert where == "app"
+    assert _probe(served, "/api" + PROBE_PATH).status_code == 200
+
+
+def test_a_plain_app_is_served_under_its_mount() -> None:
+    # uWSGI's --mount /api=module:app, gunicorn with SCRIPT_NAME=/api: the app sees the prefix
+    # in SCRIPT_NAME, and its URLs carry it.
+    app = _flask("plain")
+    served, where = _ensure(app, "/api")
+    assert where == "harness.wsgi, served under /api by ctxbench"
+    assert isinstance(served, ServedUnder)
+    assert _probe(served, "/api" + PROBE_PATH).json["app"] == "plain"
+    assert _probe(served, PROBE_PATH).status_code == 404
+    where_json = Client(served).get("/api/where").json
+    assert where_json == {"script_name": "/api", "url": "/api/where"}
+    assert Client(served).get("/apix/where").status_code == 404
+
+
+def test_a_mount_left_over_inside_a_dispatchers_app_is_refused() -> None:
+    dispatcher = DispatcherMiddleware(NotFound(), {"/api": _flask("api")})
+    with pytest.raises(AppLoadError, match="serves nothing under /v1 itself"):
+        _ensure(dispatcher, "/api/v1")
+
+
+def test_a_plain_wsgi_callable_is_left_to_answer_itself() -> None:
+    def plain(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    found = locate(plain, None, "m:plain")
+    assert (found.app, found.where, found.serve_under) == (None, "none", "")
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised", "mount"),
+    [
+        ("http://localhost:8080/", "http://127.0.0.1:8080", ""),
+        ("http://127.0.0.1:8080/api", "http://127.0.0.1:8080/api", "/api"),
+        ("http://localhost:8080/api/v1/", "http://127.0.0.1:8080/api/v1", "/api/v1"),
+        ("http://[::1]:9000/api", "http://[::1]:9000/api", "/api"),
+    ],
+)
+def test_target_urls_with_a_path_prefix(url: str, normalised: str, mount: str) -> None:
+    target = parse_target(url)
+    assert (target.url, target.mount) == (normalised, mount)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:8080/a b", "its path is the prefix the app is served under"),
+        ("http://127.0.0.1:8080/../x", "its path is the prefix the app is served under"),
+        ("http://127.0.0.1:8080/api?x=1", "no query, fragment or user name"),
+        ("http://127.0.0.1:8080/api#top", "no query, fragment or user name"),
+        ("http://me@127.0.0.1:8080/api", "no query, fragment or user name"),
+        ("http://10.1.2.3:8080/api", "not on this machine"),
+    ],
+)
+def test_bad_target_prefixes_are_refused(url: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_target(url)
+
+
+def test_server_config_and_load_spec_check_the_mount() -> None:
+    assert ServerConfig(mount="/api/").mount == "/api"
+    with pytest.raises(UsageError, match=r"bad --mount 'api': a mount is a path"):
+        ServerConfig(mount="api")
+    LoadSpec(duration=1.0, mount="/api").validate()
+    with pytest.raises(ValueError, match="mount must be a path prefix"):
+        LoadSpec(duration=1.0, mount="/api/").validate()
+
+
+def test_the_servers_do_not_inherit_a_prefix_from_the_environment() -> None:
+    # gunicorn alone would serve under SCRIPT_NAME (a 500 for every probe request at the root).
+    assert {"SCRIPT_NAME", "CTXBENCH_MOUNT"} <= set(SCRUBBED_ENV)
+
+
+def test_the_driver_requests_the_probe_under_the_mount() -> None:
+    from harness.load.driver import _Run
+
+    run = _Run(LoadSpec(duration=1.0, mount="/api"), None)
+    assert run.prefix == b"GET /api/_ctxbench/probe?token="
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--mount", "api"], "bad --mount 'api': a mount is a path that starts with '/'"),
+        (["--mount", "/a b"], "bad --mount '/a b': a mount's path segments hold only"),
+        (
+            ["--target", "http://127.0.0.1:1", "--mount", "/api"],
+            "put the path prefix in its URL (--target http://127.0.0.1:8080/api)",
+        ),
+    ],
+)
+def test_bad_mount_options_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["run", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ctxbench: error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_nginx_forwards_only_the_mount() -> None:
+    import types
+
+    from harness.servers import MODES, nginx
+
+    upstream = types.SimpleNamespace(mode="gunicorn-gthread", host="127.0.0.1", port=4321)
+    front = nginx.NginxFront(
+        nginx.Nginx("nginx", keepalive=0), "/usr/sbin/nginx", Path("/tmp/x"), upstream,
+        MODES["gunicorn-gthread"].traits,
+    )  # type: ignore[arg-type]  # fmt: skip
+    assert "location /api/ {" in front.render_config(ServerConfig(port=1234, mount="/api"))
+    assert "location / {" in front.render_config(ServerConfig(port=1234))
