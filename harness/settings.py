@@ -152,9 +152,8 @@ class RunSettings:
         if self.fail_fraction and self.fail_phase is None:
             raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
         if self.targets:
-            _unique("--target", self.targets, allow_empty=False)
-            for url in self.targets:
-                parse_target(url)
+            # As normalised: localhost:8080/api/ and 127.0.0.1:8080/api are one target.
+            _unique("--target", tuple(parse_target(u).url for u in self.targets), allow_empty=False)
             if self.modes:
                 raise UsageError(
                     "--target checks servers ctxbench did not start: drop --modes (and --proxy)"

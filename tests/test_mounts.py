@@ -5,6 +5,7 @@ In-process only (werkzeug's test client); the live runs are in ``scenarios/test_
 
 from __future__ import annotations
 
+import re
 import typing as t
 from pathlib import Path
 
@@ -241,3 +242,28 @@ def test_nginx_forwards_only_the_mount() -> None:
     )  # type: ignore[arg-type]  # fmt: skip
     assert "location /api/ {" in front.render_config(ServerConfig(port=1234, mount="/api"))
     assert "location / {" in front.render_config(ServerConfig(port=1234))
+
+
+def test_a_request_the_server_moved_under_the_mount_passes() -> None:
+    # gunicorn run with --env SCRIPT_NAME=/api strips the prefix from PATH_INFO itself.
+    served, _ = _ensure(_flask("plain"), "/api")
+    client = Client(served)
+    environ = {"SCRIPT_NAME": "/api"}
+    response = client.get(PROBE_PATH + "?token=t-2", environ_overrides=environ)
+    assert response.status_code == 200 and response.json["token"] == "t-2"
+    assert client.get("/where", environ_overrides=environ).json["url"] == "/api/where"
+
+
+def test_the_same_target_twice_is_refused_as_normalised() -> None:
+    from harness.settings import RunSettings
+
+    targets = ("http://localhost:8080/api/", "http://127.0.0.1:8080/api")
+    with pytest.raises(UsageError, match=re.escape("lists 'http://127.0.0.1:8080/api' twice")):
+        RunSettings(targets=targets).checked()
+    RunSettings(targets=("http://127.0.0.1:8080/api", "http://127.0.0.1:8080/admin")).checked()
+
+
+def test_the_dispatcher_message_says_what_chaos_and_soak_need() -> None:
+    dispatcher = DispatcherMiddleware(_flask("root"), {"/api": _flask("api")})
+    with pytest.raises(AppLoadError, match="chaos and soak take no --mount: give them the mount"):
+        _ensure(dispatcher, None)

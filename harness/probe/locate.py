@@ -134,6 +134,8 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
                     f"app {label!r} is a {name} that serves apps under {served}: ctxbench"
                     " requests the probe under one prefix, so name the app to check with"
                     f" --mount (--mount {min(served.split(', '), key=len)}){root}"
+                    " (chaos and soak take no --mount: give them the mounted app's own import"
+                    " string)"
                 )
             # --mount / (or the whole mount taken by outer dispatchers): the root app.
         wrapped = getattr(inner, "app", None)
@@ -160,7 +162,9 @@ def _found(
 class ServedUnder:
     """Serves ``app`` under the path prefix ``mount``, as uWSGI's ``--mount`` and gunicorn with
     ``SCRIPT_NAME`` do: a request for ``mount/...`` reaches it with ``SCRIPT_NAME`` ending in
-    ``mount`` and ``PATH_INFO`` the rest; any other path is a 404."""
+    ``mount`` and ``PATH_INFO`` the rest; any other path is a 404. A request the server has
+    already moved under ``mount`` (gunicorn run with ``--env SCRIPT_NAME=/api``) passes as it
+    is."""
 
     __slots__ = ("app", "mount")
 
@@ -170,8 +174,11 @@ class ServedUnder:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
+        script_name: str = environ.get("SCRIPT_NAME", "")
         if path == self.mount or path.startswith(self.mount + "/"):
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.mount
+            environ["SCRIPT_NAME"] = script_name + self.mount
             environ["PATH_INFO"] = path[len(self.mount) :]
+            return self.app(environ, start_response)
+        if script_name.endswith(self.mount):
             return self.app(environ, start_response)
         return _not_found(start_response)
