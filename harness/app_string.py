@@ -16,22 +16,42 @@ The forms are those of gunicorn (``util.import_app``) and ``flask --app``
 
 A bare ``module`` is refused, because the two disagree on what it means (gunicorn takes its
 ``application``, flask its ``app``, or the result of ``create_app()`` or ``make_app()``).
+
+So is ``module:create_app`` when the module's source shows a factory there
+(:func:`factory_named_without_call`): flask calls a function named so without arguments, which
+fails when the factory needs some, and gunicorn serves the factory itself, which fails every
+request (uWSGI then never answers the readiness check). The source is read with :mod:`ast`,
+found on the import path the servers use; the module is never imported, and when it cannot be
+read the servers' loader (:mod:`harness.wsgi`) still refuses what it can.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import sys
 import typing as t
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 
-__all__ = ["MAX_IMPORT_STRING", "AppRef", "parse_import_string"]
+__all__ = [
+    "FACTORY_NAMES",
+    "MAX_IMPORT_STRING",
+    "AppRef",
+    "factory_named_without_call",
+    "parse_import_string",
+]
 
 #: The longest app import string taken; far more than a deployment's, and short enough that a
 #: mistake is not a megabyte copied into every server process's environment.
 MAX_IMPORT_STRING = 1000
+
+#: The names flask's ``--app`` takes for an app factory (``cli.find_best_app``): a function
+#: named so is a factory, never a WSGI app.
+FACTORY_NAMES = ("create_app", "make_app")
 
 _FORMS = f"use 'module:name', or 'module:factory(args)' for an app factory, e.g. {CORE_APP!r}"
 _LITERALS = (
@@ -103,7 +123,11 @@ def parse_import_string(import_string: str) -> AppRef:
             )
         raise bad(f"{module!r} is not a module name; {_FORMS}")
     if _is_dotted_name(attr):
-        return AppRef(text, module, attr)
+        ref = AppRef(text, module, attr)
+        why = factory_named_without_call(ref)
+        if why is not None:
+            raise bad(why)
+        return ref
     try:
         expr: ast.expr | None = ast.parse(attr, mode="eval").body
         python_says = ""
@@ -139,3 +163,106 @@ def parse_import_string(import_string: str) -> AppRef:
             raise bad(f"keyword argument {kw.arg!r} is given twice")
         kwargs[kw.arg] = literal(kw.value)
     return AppRef(text, module, expr.func.id, args, tuple(kwargs.items()))
+
+
+# -- a factory named without its call -----------------------------------------------------------
+
+
+def takes_wsgi_call(
+    name: str, required: int, positional: int, star_args: bool, required_keywords: int
+) -> bool:
+    """Whether a function with this shape is a WSGI app, ``app(environ, start_response)``, and
+    not an app factory named without its call: exactly two required positional parameters (a
+    WSGI server passes both; a default on either is a factory's option, ``create_app(config,
+    debug=False)``), no required keyword-only one, and not one of :data:`FACTORY_NAMES`.
+
+    ``required`` and ``positional`` count the positional parameters without a default and in
+    all; ``star_args`` is a ``*args``. The servers' loader asks the same of the object it
+    imported (:mod:`harness.wsgi`); :func:`factory_named_without_call` asks it of the source.
+    """
+    if name in FACTORY_NAMES or required_keywords:
+        return False
+    return required == 2 or (star_args and required == 1 and positional == 1)
+
+
+def factory_named_without_call(ref: AppRef) -> str | None:
+    """Why ``ref`` (``module:name``, no call) names an app factory rather than an app, read
+    from the module's source without importing it; ``None`` when it does not, or when that
+    cannot be known here (the source is not found or not Python, ``name`` is bound more than
+    once, decorated, or is not a function)."""
+    if ref.is_factory or "." in ref.attr:
+        return None
+    path = _module_source(ref.module)
+    if path is None:
+        return None
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    names = [_names_bound(node) for node in tree.body]
+    if any("__getattr__" in bound for bound in names):  # module attributes made on demand
+        return None
+    bound = [node for node, found in zip(tree.body, names, strict=True) if ref.attr in found]
+    if len(bound) != 1:
+        return None
+    [func] = bound
+    if (
+        not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
+        or func.name != ref.attr
+        or func.decorator_list
+    ):
+        return None
+    a = func.args
+    positional = [*a.posonlyargs, *a.args]
+    required = len(positional) - len(a.defaults)
+    required_keywords = sum(default is None for default in a.kw_defaults)
+    if takes_wsgi_call(func.name, required, len(positional), a.vararg is not None,
+                       required_keywords):  # fmt: skip
+        return None
+    where = f"def {func.name}({ast.unparse(a)}) at {_shown(path)}:{func.lineno}"
+    needs = [arg.arg for arg in positional[:required]]
+    needs += [arg.arg for arg, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
+    call = f"{ref.module}:{ref.attr}({', '.join(f'{n}=...' for n in needs)})"
+    return (
+        f"{ref.attr} is an app factory ({where}), not a WSGI app: name its call, '{call}'"
+        + (f" with literal values for {', '.join(needs)}" if needs else "")
+        + " (flask --app would call it without arguments; gunicorn would serve the factory"
+        " itself and fail every request)"
+    )
+
+
+def _names_bound(node: ast.stmt) -> set[str]:
+    """The names a top-level statement may bind, in any block it holds (a def under an ``if``,
+    an import in a ``try``): a name found twice is not judged, so counting too many only
+    leaves a case to the servers' loader."""
+    rv: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            rv.add(n.name)
+        elif isinstance(n, ast.Import | ast.ImportFrom):
+            rv.update((alias.asname or alias.name).split(".")[0] for alias in n.names)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            rv.add(n.id)
+    return rv
+
+
+def _module_source(module: str) -> Path | None:
+    """The source file of ``module`` on the servers' import path (the current folder first,
+    then ``PYTHONPATH`` and this interpreter's path), found without importing anything."""
+    parts = module.split(".")
+    extra = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    for entry in dict.fromkeys([os.getcwd(), *extra, *sys.path]):
+        if not entry:
+            continue
+        base = Path(entry, *parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)

@@ -39,7 +39,7 @@ import traceback
 import typing as t
 from pathlib import Path
 
-from harness.app_string import AppRef, parse_import_string
+from harness.app_string import AppRef, parse_import_string, takes_wsgi_call
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, MOUNT_ENV, STATE_DIR_ENV
@@ -96,19 +96,22 @@ def load_app(import_string: str) -> t.Any:
 
 
 def _looks_like_factory(func: t.Callable[..., t.Any]) -> bool:
-    """A function that can be called without arguments, or not with (environ, start_response),
-    is no WSGI app: it is a factory named without its parentheses (flask's ``--app`` calls
-    such a function; gunicorn would serve it and fail every request)."""
-    signature = inspect.signature(func)
-
-    def binds(*args: object) -> bool:
-        try:
-            signature.bind(*args)
-        except TypeError:
-            return False
-        return True
-
-    return binds() or not binds(object(), object())
+    """A function that is not called as ``app(environ, start_response)`` is no WSGI app: it is a
+    factory named without its parentheses (flask's ``--app`` calls such a function; gunicorn
+    would serve it and fail every request). The rule is :func:`harness.app_string.
+    takes_wsgi_call`, which ``--app`` applies to the module's source before a server starts."""
+    params = list(inspect.signature(func).parameters.values())
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in params if p.kind in kinds]
+    return not takes_wsgi_call(
+        func.__name__,
+        required=sum(p.default is p.empty for p in positional),
+        positional=len(positional),
+        star_args=any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params),
+        required_keywords=sum(
+            p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty for p in params
+        ),
+    )
 
 
 def _call_factory(ref: AppRef, factory: t.Any) -> t.Any:

@@ -8,6 +8,7 @@ not steer out of the run folder.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,111 @@ def test_app_folder_of_a_long_string_is_cut_and_stays_distinct() -> None:
     a, b = (f"pkg:create_app('{'x' * 200}{end}')" for end in "ab")
     assert len(app_folder(a)) <= 80
     assert app_folder(a) != app_folder(b)
+
+
+FACTORY_SOURCE = """
+import functools
+
+
+def create_app(config, debug=False):  # one required argument, one option
+    ...
+
+
+def make_app(config, testing):  # flask's other factory name: two required, like a WSGI app
+    ...
+
+
+def build(*, settings):  # a required keyword
+    ...
+
+
+def app(environ, start_response):  # a WSGI app
+    ...
+
+
+def wsgi_with_option(environ, start_response, extra=None):
+    ...
+
+
+@functools.lru_cache
+def decorated(config):  # a decorator may return anything: not read
+    ...
+
+
+def rebound(config):
+    ...
+
+
+rebound = rebound("x")  # bound twice: not read
+
+
+def _build():
+    inner = Flask()  # bound inside another function: not the module's
+    return inner
+"""
+
+
+@pytest.mark.parametrize(
+    ("attr", "says"),
+    [
+        pytest.param("create_app", "create_app is an app factory (def create_app(config,"
+                     " debug=False) at mod_", id="option-on-the-second"),
+        pytest.param("make_app", "name its call, 'mod_{u}:make_app(config=..., testing=...)'"
+                     " with literal values for config, testing", id="flask-factory-name"),
+        pytest.param("build", "'mod_{u}:build(settings=...)'", id="required-keyword"),
+        pytest.param("app", None, id="wsgi-app"),
+        pytest.param("wsgi_with_option", None, id="wsgi-with-option"),
+        pytest.param("decorated", None, id="decorated"),
+        pytest.param("rebound", None, id="bound-twice"),
+        pytest.param("missing", None, id="not-in-the-source"),
+        pytest.param("inner", None, id="bound-inside-a-function"),
+    ],
+)  # fmt: skip
+def test_a_factory_named_without_its_call_is_refused_from_its_source(
+    attr: str, says: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--app 'pkg:create_app'` for a factory that needs arguments was served as a WSGI app:
+    # every request failed, and uWSGI never answered its readiness check (30 s). The source is
+    # read, never imported, before a server starts.
+    unique = tmp_path.name.replace("-", "_")
+    (tmp_path / f"mod_{unique}.py").write_text(FACTORY_SOURCE)
+    monkeypatch.chdir(tmp_path)
+    text = f"mod_{unique}:{attr}"
+    if says is None:
+        assert parse_import_string(text) == AppRef(text, f"mod_{unique}", attr)
+    else:
+        with pytest.raises(AppLoadError) as info:
+            parse_import_string(text)
+        assert says.format(u=unique) in str(info.value), info.value
+        assert str(info.value).startswith(f"bad app import string {text!r}: ")
+    assert f"mod_{unique}" not in sys.modules  # read, never imported
+
+
+def test_the_loader_applies_the_same_rule_to_what_it_imported() -> None:
+    from harness.wsgi import _looks_like_factory
+
+    def create_app(config: object, debug: bool = False) -> None: ...
+
+    def make_app(config: object, testing: object) -> None: ...
+
+    def app(environ: object, start_response: object) -> None: ...
+
+    def no_arguments() -> None: ...
+
+    assert _looks_like_factory(create_app) and _looks_like_factory(make_app)
+    assert _looks_like_factory(no_arguments) and not _looks_like_factory(app)
+
+
+def test_a_name_bound_in_a_block_is_left_to_the_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (
+        "def create_app(config):\n    ...\n\n\n"
+        "try:\n    from x import create_app\nexcept ImportError:\n    pass\n"
+    )
+    (tmp_path / "blocky.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    assert parse_import_string("blocky:create_app").attr == "create_app"
+    # A module __getattr__ makes its attributes on demand (the corpus entries do): not read.
+    (tmp_path / "lazy.py").write_text("def app(config):\n    ...\n\n\n__getattr__ = len\n")
+    assert parse_import_string("lazy:app").attr == "app"
