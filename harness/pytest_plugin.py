@@ -22,7 +22,11 @@ Settings, most specific first: the arguments of ``check``; ``--ctxbench-modes``,
 ``@pytest.mark.ctxbench(modes=..., connections=..., requests=...)`` marker; the ini keys
 ``ctxbench_modes``, ``ctxbench_connections``, ``ctxbench_requests``, ``ctxbench_concurrency``
 and ``ctxbench_results``. Results go to ``<tmp_path>/ctxbench`` unless a results folder is set,
-in which case each test gets ``<folder>/<test name>``.
+in which case each check gets a folder of its own there, named after the test's node id
+(``tests_test_app.py_test_isolated``) and claimed with one ``mkdir``: a folder that is there
+already (a second check in the test, an earlier session, a test whose name reads the same, an
+xdist worker running at the same time) is never written into; the check takes the next free
+``-2``, ``-3``, ... instead.
 
 The servers import the app as this test session would: they run in processes of their own,
 started from the current directory, so the folders pytest put on ``sys.path`` (the ``pythonpath``
@@ -34,6 +38,7 @@ subfolder of the project, or with ``--rootdir``, finds the same app as running i
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import sys
@@ -58,6 +63,8 @@ DEFAULT_REQUESTS = 400
 DEFAULT_CONCURRENCY = 16
 #: Evidence rows shown in an assertion message; the report has the rest.
 SHOWN_EVIDENCE = 5
+#: The longest results folder name taken from a node id (a file name holds 255 bytes at most).
+MAX_FOLDER_NAME = 120
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,7 +103,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class CtxbenchWarning(UserWarning):
-    """A check ran under fewer modes than the default ones: the others cannot run here."""
+    """A check ran under fewer modes than the default ones: the others cannot run here.
+
+    Under ``-W error`` (or a ``filterwarnings = error`` ini line) it fails the check that ran
+    into it, with the same text and no traceback.
+    """
 
 
 class CtxbenchLeak(AssertionError):
@@ -148,7 +159,10 @@ class CheckResult:
                 else f"had {self.errors:,} failed requests"
             )
             + f" ({self.leaks:,} leaking observations, {self.errors:,} errors,"
-            f" {self.results.checked:,} requests checked)"
+            f" {self.results.checked:,} requests checked)",
+            # Second, so the path survives where only the first lines are shown (a JUnit XML
+            # failure message keeps about 500 characters).
+            f"  report: {self.report}",
         ]
         for cell in self.cells:
             if not (cell.leaks or cell.errors):
@@ -168,9 +182,8 @@ class CheckResult:
                 lines.append(
                     f"    phase={ev.phase} name={ev.name} expected={ev.expected!r}"
                     f" seen={ev.seen!r} unit=pid {unit.pid} thread {unit.thread}"
-                    f" greenlet {unit.greenlet}"
+                    + ("" if unit.greenlet is None else f" greenlet {unit.greenlet}")
                 )
-        lines.append(f"  report: {self.report}")
         return "\n".join(lines)
 
 
@@ -210,6 +223,28 @@ def _servers_import_like(config: pytest.Config) -> Iterator[None]:
             del os.environ["PYTHONPATH"]
         else:
             os.environ["PYTHONPATH"] = before
+
+
+def _folder_name(nodeid: str) -> str:
+    """A results folder name for the test ``nodeid``: its node id in file-name characters
+    (``tests/test_app.py::test_isolated[x]`` is ``tests_test_app.py_test_isolated[x]``)."""
+    name = re.sub(r"[^A-Za-z0-9_.\[\]-]+", "_", nodeid).strip("_.") or "test"
+    return name[:MAX_FOLDER_NAME]
+
+
+def _claim_folder(parent: Path, name: str) -> Path:
+    """Make and return ``parent/name``, or the first of ``name-2``, ``name-3``, ... that is not
+    there: one ``mkdir`` each, so two processes (xdist workers) never get the same folder.
+    Raises :class:`OSError` when ``parent`` cannot hold it."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -259,13 +294,23 @@ class Ctxbench:
         return t.cast(int, value)
 
     def _run_dir(self) -> Path:
+        """The folder of the next check: under the test's ``tmp_path``, or one claimed under
+        the results folder (see the module's doc). A results folder that cannot be written is
+        a one-line failure naming where it was set."""
         self._runs += 1
-        folder = self._setting("results", None)
-        suffix = "" if self._runs == 1 else f"-{self._runs}"
+        folder, where = self._source("results", None)
         if folder is None:
-            return self._tmp_path / f"ctxbench{suffix}"
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._request.node.name).strip("_")
-        return Path(folder) / f"{name}{suffix}"
+            return self._tmp_path / ("ctxbench" if self._runs == 1 else f"ctxbench-{self._runs}")
+        name = _folder_name(self._request.node.nodeid)
+        try:
+            return _claim_folder(Path(folder), name)
+        except OSError as e:
+            why = e.strerror or str(e)
+        pytest.fail(  # out of the except block: the message alone, not chained to the OSError
+            f"ctxbench: cannot make a results folder under {where} {str(folder)!r}: {why};"
+            " name a folder this user can write",
+            pytrace=False,
+        )
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -306,19 +351,18 @@ class Ctxbench:
                 if m not in chosen:
                     missing.setdefault(MODES[m].available().explain(), []).append(m)
             if missing:
-                self._request.node.warn(
-                    CtxbenchWarning(
-                        f"ctxbench: checked under {', '.join(chosen)} only; "
-                        + "; ".join(f"{', '.join(m)} cannot run here: {why}"
-                                    for why, m in missing.items())
-                    )
+                self._warn(
+                    f"ctxbench: checked under {', '.join(chosen)} only; "
+                    + "; ".join(f"{', '.join(m)} cannot run here: {why}"
+                                for why, m in missing.items())
+                    + ". Install them, or name the modes to check (modes=..., --ctxbench-modes"
+                    " or the ctxbench_modes ini key) to check only those without this warning"
                 )  # fmt: skip
         pattern = self._setting("connections", connections) or "both"
         failure = None
         try:
             n = self._count("requests", requests, DEFAULT_REQUESTS)
             users = self._count("concurrency", concurrency, DEFAULT_CONCURRENCY)
-            run_dir = self._run_dir()
             settings = RunSettings(
                 apps=(app,),
                 backends=(backend,),
@@ -333,8 +377,19 @@ class Ctxbench:
                 extra_args=tuple(server_args),
                 mount=mount,
             )
-            with _servers_import_like(self._request.config):
-                run = run_matrix(settings, run_dir, command=["pytest", self._request.node.nodeid])
+            run_dir = self._run_dir()
+            try:
+                with _servers_import_like(self._request.config):
+                    run = run_matrix(
+                        settings, run_dir, command=["pytest", self._request.node.nodeid]
+                    )
+            except BaseException:
+                # A claimed results folder the run left empty (a bad setting, a bad app path)
+                # goes again; the run removed what it made in it, and rmdir takes only an
+                # empty folder.
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
+                raise
         except CtxbenchError as e:
             failure = _message(e)
         if failure is not None:  # out of the except block: the message alone, not chained to it
@@ -343,6 +398,21 @@ class Ctxbench:
 
         write_reports(run_dir, run)
         return CheckResult(app=app, run_dir=run_dir, results=run)
+
+    def _warn(self, text: str) -> None:
+        """Warn with a :class:`CtxbenchWarning`; where warnings are errors, fail the check with
+        the text alone (not a traceback through pytest's ``Node.warn``)."""
+        try:
+            self._request.node.warn(CtxbenchWarning(text))
+        except CtxbenchWarning:
+            failure = text
+        else:
+            return
+        pytest.fail(
+            f"{failure}\n(a CtxbenchWarning, made an error by -W error or a filterwarnings"
+            " 'error' entry)",
+            pytrace=False,
+        )
 
     def assert_isolated(self, app: str, **kwargs: t.Any) -> CheckResult:
         """Like :meth:`check`, and fail the test when any request leaked or failed."""

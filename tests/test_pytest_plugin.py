@@ -8,7 +8,10 @@ runs pytest on it in a subprocess, as a user's CI would, with the plugin loaded 
 from __future__ import annotations
 
 import json
+import os
 import textwrap
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -100,9 +103,10 @@ def test_a_clean_app_passes_and_writes_its_results_where_asked(
         "-p", "no:cacheprovider", "-p", "no:locust", f"--ctxbench-results={results}"
     )
     result.assert_outcomes(passed=1)
-    run = json.loads((results / "test_my_app_is_isolated" / "results.json").read_text())
+    folder = results / "test_user.py_test_my_app_is_isolated"
+    run = json.loads((folder / "results.json").read_text())
     assert {c["app"] for c in run["cells"]} == {"clean_app:create_app('clean_user_app')"}
-    assert (results / "test_my_app_is_isolated" / "report.md").is_file()
+    assert (folder / "report.md").is_file()
 
 
 def test_a_suite_that_does_not_use_the_plugin_is_unchanged(pytester: pytest.Pytester) -> None:
@@ -204,8 +208,124 @@ def test_default_modes_that_cannot_run_are_named_with_their_install_step(
     assert (
         "CtxbenchWarning: ctxbench: checked under werkzeug-threaded only; gunicorn-sync,"
         " gunicorn-gthread, gunicorn-gevent cannot run here: gunicorn is not installed"
-        f" ({pip_install('servers')})\n"
+        f" ({pip_install('servers')}). Install them, or name the modes to check (modes=...,"
+        " --ctxbench-modes or the ctxbench_modes ini key) to check only those without this"
+        " warning\n"
     ) in out, out
+
+
+def test_the_warning_made_an_error_fails_the_check_in_its_own_words(
+    pytester: pytest.Pytester,
+) -> None:
+    # -W error (CI's habit): the warning is the failure, without a traceback through pytest's
+    # Node.warn, and a test that does not use ctxbench is not touched.
+    pytester.makeconftest(textwrap.dedent(WITHOUT_GUNICORN))
+    pytester.makepyfile(
+        test_default="""
+        def test_default_modes(ctxbench):
+            ctxbench.check("harness.apps.core_app:app")
+
+        def test_unrelated():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", "-W", "error"
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "ctxbench: checked under werkzeug-threaded only; gunicorn-sync, gunicorn-gthread,"
+        " gunicorn-gevent cannot run here: gunicorn is not installed (*). Install them, or name"
+        " the modes to check (modes=..., --ctxbench-modes or the ctxbench_modes ini key) to"
+        " check only those without this warning",
+        "(a CtxbenchWarning, made an error by -W error or a filterwarnings 'error' entry)",
+    ])  # fmt: skip
+    assert "warn_explicit" not in out and "stub run" not in out, out
+
+
+#: Two test modules with a test of the same name, each recording where its check ran; the run
+#: itself is stubbed (no server).
+SAME_NAMES = """
+    import harness.runner
+    from harness.errors import UsageError
+
+    def run_matrix(settings, run_dir, command, **kw):
+        run_dir.mkdir(parents=True, exist_ok=True)  # as the runner does
+        (run_dir / "ran.txt").write_text(command[-1])
+        raise UsageError("stub run")
+
+    harness.runner.run_matrix = run_matrix
+"""
+
+
+def test_each_check_gets_a_results_folder_of_its_own(pytester: pytest.Pytester) -> None:
+    # Tests of the same name in two modules, two checks in one test, and a second session into
+    # the same folder: nothing is written into a folder that is already there.
+    pytester.makeconftest(textwrap.dedent(SAME_NAMES))
+    test = "def test_same(ctxbench):\n    ctxbench.check('a:app', modes=['werkzeug-threaded'])\n"
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "test_other.py").write_text(test)
+    pytester.makepyfile(
+        test_same=test,
+        test_twice="""
+        import pytest
+
+        def test_twice(ctxbench):
+            for _ in range(2):
+                with pytest.raises(pytest.fail.Exception):
+                    ctxbench.check("a:app", modes=["werkzeug-threaded"])
+        """,
+    )
+    results = pytester.path / "results"
+    args = ("-p", "no:cacheprovider", "-p", "no:locust", f"--ctxbench-results={results}")
+    pytester.runpytest_subprocess(*args).assert_outcomes(failed=2, passed=1)
+    pytester.runpytest_subprocess(*args, "test_same.py").assert_outcomes(failed=1)
+    ran = {p.parent.name: p.read_text() for p in results.glob("*/ran.txt")}
+    assert ran == {
+        "sub_test_other.py_test_same": "sub/test_other.py::test_same",
+        "test_same.py_test_same": "test_same.py::test_same",
+        "test_same.py_test_same-2": "test_same.py::test_same",
+        "test_twice.py_test_twice": "test_twice.py::test_twice",
+        "test_twice.py_test_twice-2": "test_twice.py::test_twice",
+    }, ran
+
+
+def test_folders_are_claimed_once_by_concurrent_claims(tmp_path: Path) -> None:
+    # xdist workers claim at the same moment: every claim gets a folder no other claim got.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.pytest_plugin import _claim_folder, _folder_name
+
+    name = _folder_name("tests/test_app.py::TestApp::test_isolated[gunicorn sync]")
+    assert name == "tests_test_app.py_TestApp_test_isolated[gunicorn_sync]"
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(lambda _: _claim_folder(tmp_path / "r", name), range(16)))
+    assert len(set(claimed)) == 16
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
+        [name, *(f"{name}-{n}" for n in range(2, 17))]
+    )
+
+
+def test_a_results_folder_that_cannot_be_made_fails_in_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_folder="""
+        def test_folder(ctxbench):
+            ctxbench.check("a:app", modes=["werkzeug-threaded"])
+        """
+    )
+    (pytester.path / "a-file").write_text("")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", f"--ctxbench-results={pytester.path}/a-file/r"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "ctxbench: cannot make a results folder under --ctxbench-results '*/a-file/r': Not a"
+        " directory; name a folder this user can write"
+    ])  # fmt: skip
+    assert "OSError" not in result.stdout.str()
 
 
 #: A user's test of an app that lives in the project, not in the tests' folder: the servers must
@@ -426,3 +546,145 @@ def test_an_app_under_a_path_prefix_is_checked_there(pytester: pytest.Pytester) 
             "*is a DispatcherMiddleware that serves apps under /api*--mount (--mount /api)*",
         ]
     )
+
+
+def test_the_report_path_comes_before_the_evidence(tmp_path: Path) -> None:
+    # A JUnit XML failure message keeps the first ~500 characters: the summary, the report's
+    # path and the first evidence, not the path after every cell's rows.
+    from types import SimpleNamespace
+
+    from harness.pytest_plugin import SHOWN_EVIDENCE, CheckResult
+    from harness.results import Cell
+    from harness.verdict import Evidence, Unit
+
+    evidence = tuple(
+        Evidence("gunicorn-gthread", "after_request", "current_user", f"t-{i}", f"t-{i + 1}",
+                 Unit(pid=4242, thread=140000000000000 + i, greenlet=None))
+        for i in range(8)
+    )  # fmt: skip
+    cells = tuple(
+        Cell(
+            app="myapp:app",
+            backend="contextvar",
+            mode="gunicorn-gthread",
+            connections=c,
+            requests=400,
+            leaks=300,
+            errors=0,
+            runs=(),
+            evidence=evidence,
+        )
+        for c in ("keepalive", "fresh")
+    )
+    run = SimpleNamespace(cells=cells, requests=800, checked=800, leaks=600, errors=0)
+    lines = CheckResult("myapp:app", tmp_path, run).explain().splitlines()  # type: ignore[arg-type]
+    assert lines[1] == f"  report: {tmp_path / 'report.md'}", lines
+    assert lines[2] == "  gunicorn-gthread keepalive: 300 leaks, 0 errors", lines
+    assert lines[3] == (
+        "    phase=after_request name=current_user expected='t-0' seen='t-1'"
+        " unit=pid 4242 thread 140000000000000"
+    ), lines
+    assert len(lines) == 2 + 2 * (1 + SHOWN_EVIDENCE)  # a line and the first rows per cell
+
+
+#: A check per module, the same test name in both: one of a leaking app, one of a clean one.
+XDIST_TEST = """
+def test_isolated(ctxbench):
+    ctxbench.assert_isolated({app!r}, modes=["gunicorn-gthread"], requests=100)
+"""
+
+
+@pytest.mark.live
+def test_under_xdist_each_check_has_its_folder_and_a_leak_fails_with_the_evidence(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (it is in the dev extra)")
+    pytester.makepyfile(leaky_app=textwrap.dedent(LEAKY_APP), clean_app=textwrap.dedent(CLEAN_APP))
+    pytester.makepyfile(test_leaky=XDIST_TEST.format(app="leaky_app:app"))
+    (pytester.path / "clean").mkdir()
+    (pytester.path / "clean" / "test_clean.py").write_text(
+        XDIST_TEST.format(app="clean_app:create_app('clean')")
+    )
+    results, junit = pytester.path / "results", pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", "-n", "2",
+        f"--ctxbench-results={results}", f"--junitxml={junit}",
+    )  # fmt: skip
+    result.assert_outcomes(failed=1, passed=1)
+    out = result.stdout.str()
+    assert "[gw" in out and "ctxbench: leaky_app:app leaked per-request state in" in out, out
+    assert "phase=after_request name=current_user expected=" in out, out
+    apps = {
+        p.parent.name: {c["app"] for c in json.loads(p.read_text())["cells"]}
+        for p in results.glob("*/results.json")
+    }
+    assert apps == {
+        "test_leaky.py_test_isolated": {"leaky_app:app"},
+        "clean_test_clean.py_test_isolated": {"clean_app:create_app('clean')"},
+    }, apps
+    # CI shows the JUnit failure's message attribute (its first ~500 characters): the summary,
+    # the report and evidence are in it.
+    [failure] = ET.parse(junit).iter("failure")
+    message = failure.get("message", "")
+    assert f"report: {results}/test_leaky.py_test_isolated/report.md\n" in message, message
+    assert "phase=after_request name=current_user expected=" in message, message
+
+
+#: An app that writes down every process that imports it: the server processes that served.
+PID_APP = """
+    import os
+
+    from core import App
+
+    with open(os.path.join(os.path.dirname(__file__), "pids.txt"), "a") as f:
+        f.write(f"{os.getpid()}\\n")
+
+    app = App("pid_app")
+"""
+
+
+def _processes_with_env(text: str) -> list[int]:
+    """Live (non-zombie) processes with ``text`` in their environment."""
+    rv = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2] != "Z" and text.encode() in environ:
+            rv.append(int(entry.name))
+    return rv
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find server processes")
+@pytest.mark.parametrize("method", ["signal", "thread"])
+def test_a_timeout_during_a_check_leaves_no_server_process(
+    pytester: pytest.Pytester, method: str
+) -> None:
+    # pytest-timeout's signal method fails the test mid-load (the servers are stopped as the
+    # check unwinds); its thread method ends the whole pytest process with os._exit (the
+    # servers die with their parent: PR_SET_PDEATHSIG).
+    pytest.importorskip("pytest_timeout", reason="pytest-timeout is not installed (dev extra)")
+    pytester.makepyfile(pid_app=textwrap.dedent(PID_APP))
+    pytester.makepyfile(
+        test_slow="""
+        def test_slow(ctxbench):
+            ctxbench.check("pid_app:app", modes=["gunicorn-gthread"], connections="keepalive",
+                           requests=10_000_000)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", "--timeout=3", f"--timeout-method={method}"
+    )
+    assert "Timeout" in result.stdout.str() + result.stderr.str()
+    assert result.ret != 0
+    served = [int(pid) for pid in (pytester.path / "pids.txt").read_text().split()]
+    assert served, "no server process imported the app before the timeout"
+    deadline = time.monotonic() + 10
+    while (left := _processes_with_env(str(pytester.path))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"server processes left after the timeout: {left}"
