@@ -96,8 +96,8 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
     ``"/"``: the root; else ``"/api"``, as :func:`harness.protocol.parse_mount` returns it).
 
     ``label`` names the app in messages (its import string). Raises :class:`MountError` for a
-    dispatcher without a mount, a mount no dispatcher serves once one was passed, or one under
-    an app that is not a dispatcher.
+    dispatcher with no mount named, a mount a dispatcher does not serve, or a mount left over
+    inside the app a dispatcher mounts (it would have to be served inside the user's app).
     """
     inner = app
     rest = "" if mount in (None, "/") else mount
