@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -792,3 +793,187 @@ def test_the_pytest_plugin_snippet_passes_on_the_own_app_example(tmp_path: Path)
     ]
     assert {c["mode"] for c in cells} == {"gunicorn-gthread", "gunicorn-gevent"}, cells
     assert all("my_local" in c["observed"] and c["leaks"] == 0 for c in cells), cells
+
+
+# -- live: the errors the README quotes are the ones a user gets -------------------------------
+
+_LOGIN_REDIRECT = """\
+from flask import Flask, redirect, session
+
+
+def create_app():
+    app = Flask(__name__)
+    app.secret_key = "dev"
+
+    @app.before_request
+    def require_login():
+        if "user_id" not in session:
+            return redirect("/login")
+
+    return app
+"""
+_RATE_LIMIT = """\
+import itertools
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    seen = itertools.count()
+
+    @app.before_request
+    def rate_limit():
+        if next(seen) >= 5:
+            return "slow down", 429
+
+    return app
+"""
+_SECRET_AT_IMPORT = """\
+import os
+
+from flask import Flask
+
+app = Flask(__name__)
+
+SECRET_KEY = os.environ["SECRET_KEY"]
+"""
+#: What each error the README quotes is about -> the project's ``myproject/__init__.py`` (None:
+#: the README's own factory snippet) and the app string.
+_QUOTED_ERRORS = {
+    "raised KeyError: 'DATABASE_URL'": (None, "myproject:create_app()"),
+    "importing app 'myproject:app' failed": (_SECRET_AT_IMPORT, "myproject:app"),
+    "answered 302 (a redirect to /login)": (_LOGIN_REDIRECT, "myproject:create_app()"),
+    "got an answer that was not the probe's": (_RATE_LIMIT, "myproject:create_app()"),
+}
+
+
+def quoted_errors() -> list[str]:
+    """Every ``ctxbench: error: ...`` line README.md quotes, in a block or a code span."""
+    rv = [b.text for b in blocks("text") if b.text.startswith("ctxbench: error:")]
+    rv += [s for _, s in code_spans(ROOT / "README.md") if s.startswith("ctxbench: error:")]
+    return [line for line in rv if "README.md" not in line]
+
+
+def test_every_quoted_error_has_a_live_check() -> None:
+    quoted = quoted_errors()
+    assert len(quoted) >= 4, quoted
+    for line in quoted:
+        assert any(key in line for key in _QUOTED_ERRORS), (
+            f"README.md quotes {line!r}: add the project that makes it to _QUOTED_ERRORS"
+        )
+
+
+def _as_pattern(quoted: str) -> re.Pattern[str]:
+    """The quoted line as a pattern: its counts any count, a trailing ``...`` anything."""
+    text = quoted.removesuffix("...")
+    parts = re.split(r"\d[\d,]*", text)
+    rv = r"\d[\d,]*".join(re.escape(p) for p in parts)
+    return re.compile("^" + rv + ("" if text != quoted else "$"))
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("key", list(_QUOTED_ERRORS), ids=["factory", "import", "auth", "429"])
+def test_the_errors_the_readme_quotes_are_what_ctxbench_says(tmp_path: Path, key: str) -> None:
+    [quoted] = [line for line in quoted_errors() if key in line]
+    source, app = _QUOTED_ERRORS[key]
+    project = own_app_project(tmp_path)
+    if source is not None:
+        (project / "myproject" / "__init__.py").write_text(source, encoding="utf-8")
+    (project / ".env").write_text("SECRET_KEY=dev\n", encoding="utf-8")  # (not loaded: README)
+    from harness.servers import MODES
+
+    mode = max((m for m in MODES if m in quoted), key=len)
+    connections = "keepalive" if "keepalive" in quoted else "fresh"
+    script = Path(sys.executable).with_name("ctxbench")
+    rv = subprocess.run(
+        [str(script), "run", "--app", app, "--modes", mode, "--connections", connections,
+         "--requests", "200", "--repeats", "1", "--warmup", "0"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")},
+    )  # fmt: skip
+    assert rv.returncode == 2, rv.stdout + rv.stderr
+    said = rv.stderr.splitlines()[-1] if "not the probe's" in key else rv.stderr.splitlines()[0]
+    assert _as_pattern(quoted).match(said), f"README.md quotes\n{quoted}\nctxbench says\n{said}"
+
+
+# -- figures and defaults the prose states ------------------------------------------------------
+
+
+def _stated_figures() -> list[tuple[str, str]]:
+    """``(doc, sentence)``: each default or limit the prose states, written from the constant
+    that owns it, so a changed constant fails here until the sentence is updated."""
+    from benchmarks.corpus_catch import BAR
+    from harness.corpus.run import LOAD
+    from harness.load.cpu import DRIVER_BOUND_SHARE
+    from harness.load.fairness import STARVED_MIN_WAIT_NS, STARVED_OVERTAKEN, STARVED_SHARE
+    from harness.load.spec import DRIVER_TOP_RPS, MAX_CONCURRENCY, MAX_DURATION_S, MAX_REQUESTS
+    from harness.protocol import MAX_SLEEP_MS
+    from harness.pytest_plugin import DEFAULT_MODES, DEFAULT_REQUESTS
+    from harness.results import SPREAD_WARNING
+    from harness.settings import DEFAULT_DURATION_S, ChaosSettings, RunSettings
+    from harness.soak.runner import default_warmup
+    from harness.soak.verdict import RSS_GROWTH_LIMIT
+
+    run = {a.dest: a.default for a in _subparsers()["run"]._actions}
+    compare = {a.dest: a.default for a in _subparsers()["compare"]._actions}
+    chaos = ChaosSettings()
+    timeout = RunSettings.__dataclass_fields__["timeout"].default
+    assert STARVED_SHARE == 0.5 and len(DEFAULT_MODES) == 4 and chaos.fail_fraction == 0.1
+    assert MAX_DURATION_S == 24 * 3600 and default_warmup(60) == 20 and default_warmup(12) == 6
+    assert default_warmup(15) == 7.5 and default_warmup(24) == 10 and default_warmup(6e3) == 180
+    readme, arch, results = "README.md", "docs/architecture.md", "results/README.md"
+    return [
+        (readme, f"Each cell is a {run['warmup']:g} s warm-up and {run['repeats']} measurements"
+                 f" of {DEFAULT_DURATION_S:g} s"),
+        (readme, f"`--concurrency` up to {MAX_CONCURRENCY}, `--sleep-ms` under the {timeout:g} s"
+                 " request timeout, `--duration` up to a day,"
+                 f" `--requests` up to {MAX_REQUESTS:,}"),
+        (readme, f"`--duration` is in seconds (default {DEFAULT_DURATION_S:g})"),
+        (readme, f"waiting for one more than {DRIVER_BOUND_SHARE:.0%} of the run"),
+        (readme, f"One driver process checks about {DRIVER_TOP_RPS:,} keep-alive responses"),
+        (readme, "waited more than half the measured window (and at least"
+                 f" {STARVED_MIN_WAIT_NS / 1e9:g} s) while at least {STARVED_OVERTAKEN} requests"),
+        (readme, f"sends `requests` (default {DEFAULT_REQUESTS}) probe requests"),
+        (readme, "the default is the four base modes"),
+        (readme, f"every `--interval` ({chaos.interval_s:g} s), `--injections`"
+                 f" ({chaos.injections}) times"),
+        (readme, f"every worker exits after about {chaos.recycle_requests} requests"),
+        (readme, f"(`--worker-timeout`, {chaos.worker_timeout_s} s)"),
+        (readme, f"(bounded: {chaos.slow_seconds:g} s each)"),
+        (readme, "| `hook-error` | a tenth of the requests raise"),
+        (readme, "After the warm-up (a third of the soak, 10 to 180 s and at most half of it,"),
+        (readme, f"RSS grows more than {RSS_GROWTH_LIMIT:.0%}"),
+        (arch, f"`SPREAD_WARNING` ({SPREAD_WARNING:.2f}:"),
+        (arch, f"more than `RSS_GROWTH_LIMIT` ({RSS_GROWTH_LIMIT:.0%}) growth fails"),
+        (results, f"A spread above {SPREAD_WARNING:.0%} gets a warning"),
+        (results, f"more than the threshold (default {compare['threshold']})"),
+        ("locustfiles/README.md", f"(0 to {MAX_SLEEP_MS:g};"),
+        ("benchmarks/README.md", f"sends {BAR} probe requests at the default concurrency"
+                                 f" ({LOAD.concurrency} users, {LOAD.sleep_ms:g} ms in the view)"),
+    ]  # fmt: skip
+
+
+def test_the_figures_the_prose_states_are_the_code_s() -> None:
+    stated = _stated_figures()
+    for doc, sentence in stated:
+        text = " ".join((ROOT / doc).read_text(encoding="utf-8").split())
+        assert sentence in text, f"{doc} should say {sentence!r} (the code's figures)"
+
+
+def test_each_option_s_help_states_its_real_default() -> None:
+    """``--help`` says "(default N)" only where N is the default argparse applies."""
+    checked = 0
+    for name, sub in _subparsers().items():
+        for action in sub._actions:
+            m = re.search(r"\(default:? ([\w.%-]+)[;)]", action.help or "")
+            if not m or action.default in (None, "") or isinstance(action.default, bool):
+                continue  # (no default, or one the handler fills in: "all", "per mode")
+            said = m.group(1).replace("%%", "%")
+            real = action.default
+            assert said == (f"{real:g}" if isinstance(real, float) else str(real)), (
+                f"ctxbench {name} {action.option_strings[0]}: help says default {said},"
+                f" it is {real!r}"
+            )
+            checked += 1
+    assert checked >= 15, checked
