@@ -838,13 +838,31 @@ app = Flask(__name__)
 
 SECRET_KEY = os.environ["SECRET_KEY"]
 """
-#: What each error the README quotes is about -> the project's ``myproject/__init__.py`` (None:
-#: the README's own factory snippet) and the app string.
-_QUOTED_ERRORS = {
+_DISPATCHER = """\
+from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+dispatcher = DispatcherMiddleware(
+    Flask("root"), {"/api": Flask("api"), "/admin": Flask("admin")}
+)
+"""
+#: What each error the README quotes is about -> the project's file that makes it (over the
+#: README's own snippets; ``None``: the snippets as they are) and the app string.
+_QUOTED_ERRORS: dict[str, tuple[tuple[str, str] | None, str]] = {
     "raised KeyError: 'DATABASE_URL'": (None, "myproject:create_app()"),
-    "importing app 'myproject:app' failed": (_SECRET_AT_IMPORT, "myproject:app"),
-    "answered 302 (a redirect to /login)": (_LOGIN_REDIRECT, "myproject:create_app()"),
-    "got an answer that was not the probe's": (_RATE_LIMIT, "myproject:create_app()"),
+    "importing app 'myproject:app' failed": (("__init__.py", _SECRET_AT_IMPORT), "myproject:app"),
+    "answered 302 (a redirect to /login)": (
+        ("__init__.py", _LOGIN_REDIRECT),
+        "myproject:create_app()",
+    ),
+    "got an answer that was not the probe's": (
+        ("__init__.py", _RATE_LIMIT),
+        "myproject:create_app()",
+    ),
+    "is a DispatcherMiddleware that serves apps under": (
+        ("wsgi.py", _DISPATCHER),
+        "myproject.wsgi:dispatcher",
+    ),
 }
 
 
@@ -873,13 +891,15 @@ def _as_pattern(quoted: str) -> re.Pattern[str]:
 
 
 @pytest.mark.live
-@pytest.mark.parametrize("key", list(_QUOTED_ERRORS), ids=["factory", "import", "auth", "429"])
+@pytest.mark.parametrize(
+    "key", list(_QUOTED_ERRORS), ids=["factory", "import", "auth", "429", "dispatcher"]
+)
 def test_the_errors_the_readme_quotes_are_what_ctxbench_says(tmp_path: Path, key: str) -> None:
     [quoted] = [line for line in quoted_errors() if key in line]
     source, app = _QUOTED_ERRORS[key]
     project = own_app_project(tmp_path)
     if source is not None:
-        (project / "myproject" / "__init__.py").write_text(source, encoding="utf-8")
+        (project / "myproject" / source[0]).write_text(source[1], encoding="utf-8")
     (project / ".env").write_text("SECRET_KEY=dev\n", encoding="utf-8")  # (not loaded: README)
     from harness.servers import MODES
 
@@ -977,3 +997,17 @@ def test_each_option_s_help_states_its_real_default() -> None:
             )
             checked += 1
     assert checked >= 15, checked
+
+
+def test_every_section_the_docs_send_the_reader_to_exists() -> None:
+    """``see "Faults and soak"`` in a page names a heading of that page or of README.md."""
+    found = 0
+    for doc in DOCS:
+        prose = " ".join(" ".join(_split(doc)[1]).split())
+        for m in re.finditer(r"\b[Ss]ee \"([^\"]+)\"", prose):
+            names = headings(doc) + headings(ROOT / "README.md")
+            assert any(h.startswith(m.group(1)) for h in names), (
+                f"{_rel(doc)} says see {m.group(1)!r}, which is not a heading there or in README"
+            )
+            found += 1
+    assert found >= 4, found
