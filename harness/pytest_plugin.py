@@ -21,8 +21,9 @@ Settings, most specific first: the arguments of ``check``; ``--ctxbench-modes``,
 ``--ctxbench-requests`` and ``--ctxbench-results`` on the command line; the test's
 ``@pytest.mark.ctxbench(modes=..., connections=..., requests=...)`` marker; the ini keys
 ``ctxbench_modes``, ``ctxbench_connections``, ``ctxbench_requests``, ``ctxbench_concurrency``
-and ``ctxbench_results``. Results go to ``<tmp_path>/ctxbench`` unless a results folder is set,
-in which case each check gets a folder of its own there, named after the test's node id
+and ``ctxbench_results``. Results go to ``<tmp_path>/ctxbench`` unless a results folder is set
+(a relative one is taken from where pytest was started, the ini key's from the ini file's
+folder), in which case each check gets a folder of its own there, named after the test's node id
 (``tests_test_app.py_test_isolated``) and claimed with one ``mkdir``: a folder that is there
 already (a second check in the test, an earlier session, a test whose name reads the same, an
 xdist worker running at the same time) is never written into; the check takes the next free
@@ -301,9 +302,16 @@ class Ctxbench:
         folder, where = self._source("results", None)
         if folder is None:
             return self._tmp_path / ("ctxbench" if self._runs == 1 else f"ctxbench-{self._runs}")
+        # A relative folder is where pytest was started (the ini key's: beside the ini file),
+        # not wherever a test has changed the current directory to.
+        config = self._request.config
+        if where.endswith(" (ini)") and config.inipath is not None:
+            base = config.inipath.parent
+        else:
+            base = config.invocation_params.dir
         name = _folder_name(self._request.node.nodeid)
         try:
-            return _claim_folder(Path(folder), name)
+            return _claim_folder(base / folder, name)
         except OSError as e:
             why = e.strerror or str(e)
         pytest.fail(  # out of the except block: the message alone, not chained to the OSError

@@ -129,6 +129,30 @@ def test_a_suite_that_does_not_use_the_plugin_is_unchanged(pytester: pytest.Pyte
     assert names == {"ctxbench", "ctxbench_server"}, section
 
 
+def test_collecting_a_suite_that_uses_the_plugin_starts_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest --co (an IDE's test discovery, xdist's collection): no check runs, and nothing
+    # that could start a server is even imported.
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_collection_finish(session):
+            heavy = [m for m in ("harness.runner", "harness.servers", "gevent", "core")
+                     if m in sys.modules]
+            (session.config.rootpath / "imported.txt").write_text(" ".join(heavy))
+        """
+    )
+    pytester.makepyfile(test_user=textwrap.dedent(USER_TEST.format(app="nowhere:app")))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:locust", "--co", "-q", "--strict-markers", "-W", "error"
+    )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["test_user.py::test_my_app_is_isolated", "1 test collected*"])
+    assert (pytester.path / "imported.txt").read_text() == ""
+
+
 def test_the_options_and_the_marker_are_documented(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help")
     out = result.stdout.str()
@@ -289,6 +313,27 @@ def test_each_check_gets_a_results_folder_of_its_own(pytester: pytest.Pytester) 
         "test_twice.py_test_twice": "test_twice.py::test_twice",
         "test_twice.py_test_twice-2": "test_twice.py::test_twice",
     }, ran
+
+
+def test_a_relative_results_folder_is_where_pytest_started_not_where_a_test_went(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(textwrap.dedent(SAME_NAMES))
+    pytester.makeini("[pytest]\nctxbench_results = from-ini\n")
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_moves.py").write_text(
+        "def test_moves(ctxbench, tmp_path, monkeypatch):\n"
+        "    monkeypatch.chdir(tmp_path)\n"
+        "    ctxbench.check('a:app', modes=['werkzeug-threaded'])\n"
+    )
+    args = ("-p", "no:cacheprovider", "-p", "no:locust")
+    pytester.runpytest_subprocess(*args, "--ctxbench-results=rel").assert_outcomes(failed=1)
+    monkeypatch.chdir(pytester.path / "tests")
+    pytester.runpytest_subprocess(*args).assert_outcomes(failed=1)
+    assert sorted(str(p.relative_to(pytester.path)) for p in pytester.path.rglob("ran.txt")) == [
+        "from-ini/tests_test_moves.py_test_moves/ran.txt",
+        "rel/tests_test_moves.py_test_moves/ran.txt",
+    ]
 
 
 def test_folders_are_claimed_once_by_concurrent_claims(tmp_path: Path) -> None:
