@@ -240,7 +240,8 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
         "--strict",
         action="store_true",
         help="compare the medians only; by default a change must also be beyond the noise"
-        " (the spread over the repeats) of both runs",
+        " (the spread over the repeats) of both runs, B's driver not saturated, and neither"
+        " run's server starving users",
     )
 
 

@@ -228,3 +228,30 @@ def test_a_slower_b_whose_driver_was_saturated_is_not_a_regression() -> None:
     # --strict: the medians alone
     strict = compare_runs_of(a, driver_bound(b), 0.10, strict=True)[1]
     assert [r.metric for r in strict] == ["rps", "p99"]
+
+
+def test_a_cell_whose_server_starved_users_is_not_counted() -> None:
+    # uwsgi-processes with 16 keep-alive users and 2 processes serves 2 of them: its rate is two
+    # connections' and its p99 the 14 others' wait, figures of the starvation, not the server.
+    import dataclasses
+
+    def starved(run: Run, users: int = 14) -> Run:
+        runs = tuple(dataclasses.replace(r, starved=users) for r in run.cells[0].runs)
+        cell = dataclasses.replace(run.cells[0], runs=runs, concurrency=16)
+        return run.replace(cells=(cell,))
+
+    a = Run.from_json(doc("A", entry(rps=5000.0, p99=4.0)))
+    b = Run.from_json(doc("B", entry(rps=4000.0, p99=6.0)))  # -20% rps, +50% p99
+    assert [r.metric for r in compare_runs_of(a, b, 0.10)[1]] == ["rps", "p99"]
+    for a_run, b_run, where in ((a, starved(b), "14 of 16 users in B"),
+                                (starved(a, 3), b, "3 of 16 users in A")):  # fmt: skip
+        text, regressions = compare_runs_of(a_run, b_run, 0.10)
+        assert regressions == [] and "REGRESSION" not in text, text
+        assert "starved users: rps, p99" in text, text
+        assert "but a run's server starved some users" in text, text
+        assert f"rps 5,000 rps -> 4,000 rps (-20.0%) (starved: {where})" in text, text
+    # none starved (starved=0 recorded) is compared as before
+    assert [r.metric for r in compare_runs_of(a, starved(b, 0), 0.10)[1]] == ["rps", "p99"]
+    # --strict: the medians alone
+    strict = compare_runs_of(a, starved(b), 0.10, strict=True)[1]
+    assert [r.metric for r in strict] == ["rps", "p99"]

@@ -7,7 +7,9 @@ repeats, :func:`~harness.report.summary.beyond_noise`). With ``strict`` the medi
 New leaks or errors where A had none are always regressions. A change beyond the threshold but
 inside the noise is listed as such and does not count, nor (unless ``strict``) is one where B's
 load driver was saturated (driver-bound): B's figures are then the driver's, so a slower B does
-not show a slower server.
+not show a slower server; nor one where either run's server starved some virtual users
+(:attr:`~harness.results.Cell.starved`): that run's rate is the served users' alone and its p99
+their wait for the starved ones, figures of the starvation, not of the server's speed.
 
 Two runs with no cell in common cannot be compared: a :class:`~harness.errors.UsageError`
 (exit 2), so a baseline that no longer matches never passes; cells in one run only are named.
@@ -40,6 +42,7 @@ class Change:
     regression: bool
     within_noise: bool = False  # worse beyond the threshold, but not beyond the runs' noise
     driver_bound: bool = False  # worse beyond the threshold and the noise, but B was driver-bound
+    starved: bool = False  # worse beyond the threshold and the noise, but a run starved users
 
     @property
     def relative(self) -> float:
@@ -115,6 +118,7 @@ def compare_runs(
                 ("REGRESSION", [c.metric for c in cell if c.regression]),
                 ("within noise", [c.metric for c in cell if c.within_noise]),
                 ("driver-bound in B", [c.metric for c in cell if c.driver_bound]),
+                ("starved users", [c.metric for c in cell if c.starved]),
             )
             if metrics
         )
@@ -144,6 +148,12 @@ def compare_runs(
                 " B's figures are the driver's and not counted (rerun B with --driver-processes"
                 " auto, or use --strict):"]  # fmt: skip
         out += [f"  {c.describe()}" for c in bound]
+    if starved := [c for c in changes if c.starved]:
+        out += ["", f"worse by more than {fmt_pct(threshold)} but a run's server starved some"
+                " users, so its rate is the served users' and its p99 the starved ones' wait,"
+                " not counted (rerun with no more keep-alive users than processes x threads,"
+                " fresh connections or --proxy nginx; or use --strict):"]  # fmt: skip
+        out += [f"  {c.describe()}{_starved_in(a_by[c.key], b_by[c.key])}" for c in starved]
     regressions = [c for c in changes if c.regression]
     if regressions:
         out += ["", f"{plural(len(regressions), 'regression')}:"]
@@ -165,10 +175,22 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
         beyond = _relative(va, vb) * worse > threshold
         noisy = beyond and not strict and not beyond_noise(va, vb, noise)
         bound = beyond and not strict and not noisy and b.driver_bound
-        rv.append(Change(key, metric, va, vb, beyond and not (noisy or bound), noisy, bound))
+        starved = beyond and not strict and not (noisy or bound) and bool(a.starved or b.starved)
+        counted = beyond and not (noisy or bound or starved)
+        rv.append(Change(key, metric, va, vb, counted, noisy, bound, starved))
     rv.append(Change(key, "leaks", a.leaks, b.leaks, b.leaks > 0 and a.leaks == 0))
     rv.append(Change(key, "errors", a.errors, b.errors, b.errors > 0 and a.errors == 0))
     return rv
+
+
+def _starved_in(a: Cell, b: Cell) -> str:
+    """`` (starved: 14 of 16 users in B)``: the runs whose server starved users, and how many."""
+    said = [
+        f"{c.starved:,} of {plural(c.concurrency or 0, 'user')} in {name}"
+        for name, c in (("A", a), ("B", b))
+        if c.starved
+    ]
+    return f" (starved: {', '.join(said)})"
 
 
 def _relative(a: float | None, b: float | None) -> float:
