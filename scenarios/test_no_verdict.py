@@ -84,3 +84,21 @@ def test_a_soak_whose_app_answered_in_the_probes_place_has_no_verdict(
     (soak,) = json.loads((tmp_path / "run" / "results.json").read_text())["soaks"]
     assert soak["error_kinds"]["other-status"] == soak["errors"] > 0, soak
     assert all(sample["rps"] >= 0 for sample in soak["load"]), soak["load"]
+
+
+@pytest.mark.timeout(60)
+def test_chaos_loads_end_at_max_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --round-requests and --after-requests go up to 1,000,000: each load of a fault cell ends
+    # at --max-seconds too, and every request sent is still accounted for (verdict ok).
+    skip_unavailable(MODE)
+    status = main([
+        "chaos", "--faults", "abort", "--modes", MODE, "--connections", "fresh",
+        "--concurrency", "4", "--round-requests", "1000000", "--after-requests", "1000000",
+        "--max-seconds", "1", "--run-dir", str(tmp_path / "run"),
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0, captured.out + captured.err
+    (cell,) = json.loads((tmp_path / "run" / "results.json").read_text())["faults"]
+    assert cell["verdict"] == "ok" and 0 < cell["requests"] < 100_000, cell
+    assert 0 < cell["after"]["requests"] < 100_000, cell["after"]
+    assert cell["elapsed_s"] < 30, cell["elapsed_s"]

@@ -65,9 +65,21 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, help="kill-worker, reload: seconds apart (0.5)")
     parser.add_argument("--injections", type=int, help="kill-worker, reload: how many (3)")
     parser.add_argument("--worker-timeout", type=int, help="timeout: the worker timeout, s (2)")
-    parser.add_argument("--round-requests", type=int, help="requests per load round (400)")
-    parser.add_argument("--after-requests", type=int, help="clean requests after a fault (300)")
-    parser.add_argument("--max-seconds", type=float, help="bound of one faulted load, s (30)")
+    parser.add_argument(
+        "--round-requests",
+        type=int,
+        help="requests per load round (400); a round also ends at --max-seconds",
+    )
+    parser.add_argument(
+        "--after-requests",
+        type=int,
+        help="clean requests after a fault (300); each clean load also ends after --max-seconds",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        help="time bound of the faulted load, and of each clean load after it, s (30)",
+    )
     parser.add_argument(
         "--list", action="store_true", help="list the faults and where each applies, and exit"
     )

@@ -4,8 +4,9 @@ Design note: everything here runs in the harness's main thread except the fault'
 background thread, see :mod:`harness.faults.base`). The server is started with the fault's
 extra arguments; the load then runs in rounds of ``round_requests`` requests (each round exactly
 accounted for by the driver) until the injector says the fault did all it planned, within
-``max_seconds``. The harness then waits until the server has its workers back, runs a clean load
-of ``after_requests`` and judges the cell (:mod:`harness.faults.verdict`). A fault that does not
+``max_seconds`` (a round ends at that deadline too). The harness then waits until the server
+has its workers back, runs a clean load of ``after_requests`` (each run of it bounded by
+``max_seconds`` as well) and judges the cell (:mod:`harness.faults.verdict`). A fault that does not
 apply to a mode starts nothing and is recorded as ``n/a`` with the reason.
 """
 
@@ -66,7 +67,11 @@ def _spec(server: LiveServer, connections: str, load: LoadSettings, requests: in
 
 
 def _add_round(tally: Tally, spec: LoadSpec, result: LoadResult, evidence: list[t.Any]) -> None:
-    tally.sent += spec.requests or 0
+    # A round sends exactly spec.requests, unless --max-seconds ran out first: the driver then
+    # sent no more than it finished (it finishes every request in flight).
+    planned = spec.requests or 0
+    cut = spec.duration is not None and result.elapsed_s >= spec.duration
+    tally.sent += result.requests if cut and result.requests < planned else planned
     tally.accounted += result.requests
     tally.injected += result.injected
     tally.injected_outcomes.update(result.injected_outcomes)
@@ -160,7 +165,10 @@ def _after_load(
     reached: set[int] = set()
     for attempt in range(3):
         pattern = connections if attempt == 0 else "fresh"
-        result = run_load(_spec(server, pattern, load, settings.after_requests))
+        # Bounded in time too: --after-requests goes up to 1,000,000.
+        spec = _spec(server, pattern, load, settings.after_requests,
+                     duration=settings.max_seconds)  # fmt: skip
+        result = run_load(spec)
         requests += result.requests
         leaks += result.leaks
         errors.update(split_statuses(result.error_kinds, result.statuses, {}))
@@ -230,9 +238,12 @@ def run_fault_cell(
             while rounds < settings.min_rounds or not (
                 injector.done() and fault.enough_rounds(rounds)
             ):
-                if time.monotonic() >= deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     break
+                # A round ends at the deadline too (--round-requests goes up to 1,000,000).
                 spec = _spec(server, connections, load, settings.round_requests,
+                             duration=remaining,
                              **fault.round_overrides(rounds, settings))  # fmt: skip
                 result = run_load(spec)
                 rounds += 1
