@@ -267,3 +267,50 @@ def test_the_dispatcher_message_says_what_chaos_and_soak_need() -> None:
     dispatcher = DispatcherMiddleware(_flask("root"), {"/api": _flask("api")})
     with pytest.raises(AppLoadError, match="chaos and soak take no --mount: give them the mount"):
         _ensure(dispatcher, None)
+
+
+def _flask_dispatching() -> tuple[t.Any, t.Any]:
+    # Flask's documented pattern: the frontend app's wsgi_app dispatches to other apps.
+    frontend, backend = _flask("frontend"), _flask("backend")
+    frontend.wsgi_app = DispatcherMiddleware(frontend.wsgi_app, {"/backend": backend})
+    return frontend, backend
+
+
+def test_an_app_whose_wsgi_app_dispatches_is_probed_at_the_mount() -> None:
+    # Before: the probe went on the frontend app, which answered /backend/_ctxbench/probe once
+    # served under the mount, so the backend app was never checked (a run said "ok").
+    frontend, _ = _flask_dispatching()
+    served, where = _ensure(frontend, "/backend")
+    assert where == "harness.wsgi inside DispatcherMiddleware at /backend inside Flask.wsgi_app"
+    assert served is frontend
+    assert _probe(served, "/backend" + PROBE_PATH).json["app"] == "backend"
+    assert _probe(served, PROBE_PATH).status_code == 404
+
+
+def test_an_app_whose_wsgi_app_dispatches_needs_a_mount() -> None:
+    frontend, _ = _flask_dispatching()
+    with pytest.raises(AppLoadError) as info:
+        _ensure(frontend, None)
+    assert "is a Flask app whose wsgi_app is a DispatcherMiddleware that serves apps under" in str(
+        info.value
+    )
+    assert "--mount (--mount /backend), or --mount / for its root app" in str(info.value)
+    with pytest.raises(AppLoadError, match=r"nothing is mounted at /x \(its Dispatcher"):
+        _ensure(_flask_dispatching()[0], "/x")
+
+
+def test_mount_root_names_the_dispatching_app_itself() -> None:
+    frontend, _ = _flask_dispatching()
+    served, where = _ensure(frontend, "/")
+    assert where == "harness.wsgi"
+    assert _probe(served, PROBE_PATH).json["app"] == "frontend"
+
+
+def test_a_probe_the_dispatching_app_installed_itself_is_looked_through() -> None:
+    from harness.probe import install_probe
+
+    frontend, _ = _flask_dispatching()
+    install_probe(frontend, enabled=True)  # its module called install_probe on the frontend
+    served, where = _ensure(frontend, "/backend")
+    assert where.startswith("harness.wsgi inside DispatcherMiddleware at /backend")
+    assert _probe(served, "/backend" + PROBE_PATH).json["app"] == "backend"

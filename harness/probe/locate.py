@@ -91,6 +91,21 @@ def _prefix_for(mounts: Iterable[str], path: str) -> str | None:
     return max(found, key=len) if found else None
 
 
+def _dispatcher_in(wsgi_app: object) -> t.Any:
+    """The dispatcher an app's ``wsgi_app`` is, or wraps (through ``.app``, and the probe's
+    own middleware's ``.wsgi_app``), or ``None``."""
+    from .middleware import ProbeMiddleware
+
+    obj = wsgi_app
+    for _ in range(MAX_DEPTH):
+        if obj is None:
+            return None
+        if _mounts(obj) is not None:
+            return obj
+        obj = obj.wsgi_app if isinstance(obj, ProbeMiddleware) else getattr(obj, "app", None)
+    return None
+
+
 def locate(app: t.Any, mount: str | None, label: str) -> Located:
     """Find where the probe goes in ``app`` for requests under ``mount`` (``None``: none given;
     ``"/"``: the root; else ``"/api"``, as :func:`harness.protocol.parse_mount` returns it).
@@ -104,10 +119,17 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
     around: list[str] = []
     dispatched = False
     for _ in range(MAX_DEPTH):
-        if getattr(inner, _INSTALLED_ATTR, False):
-            return _found(inner, True, around, rest, dispatched, label)
-        if _is_framework_app(inner):
-            return _found(inner, False, around, rest, dispatched, label)
+        installed = bool(getattr(inner, _INSTALLED_ATTR, False))
+        inside, host = None, ""
+        if installed or _is_framework_app(inner):
+            # Flask's own pattern for application dispatching:
+            # app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/backend": backend}).
+            inside = _dispatcher_in(getattr(inner, "wsgi_app", None))
+            if inside is None or (not rest and mount is not None and not dispatched):
+                return _found(inner, installed, around, rest, dispatched, label)
+            host = type(inner).__name__
+            around.append(f"{host}.wsgi_app")
+            inner = inside
         mounts = _mounts(inner)
         name = type(inner).__name__
         if mounts is not None:
@@ -130,6 +152,8 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
             if mount is None or dispatched:
                 # Nothing names one of its apps: its root app is rarely the one meant.
                 root = "" if dispatched else ", or --mount / for its root app"
+                if inside is not None:
+                    name = f"{host} app whose wsgi_app is a {name}"
                 raise MountError(
                     f"app {label!r} is a {name} that serves apps under {served}: ctxbench"
                     " requests the probe under one prefix, so name the app to check with"
