@@ -442,7 +442,8 @@ def ctxbench_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., LiveServer]]:
     """A factory: ``srv = ctxbench_server("gunicorn-gevent", app="pkg.wsgi:app")`` starts a server
-    on 127.0.0.1 (``srv.url``, ``srv.port``, ``srv.effective``); every one is stopped at teardown.
+    on 127.0.0.1 (``srv.url``, ``srv.port``, ``srv.effective``, ``srv.log_path``: under the test's
+    ``tmp_path``, a folder per server); every one is stopped at teardown.
     Keyword arguments are those of :func:`harness.servers.live_server` (``mount="/api"``: the
     probe is at ``srv.url + "/api/_ctxbench/probe"``).
     """
@@ -451,10 +452,14 @@ def ctxbench_server(
     from harness.errors import CtxbenchError
     from harness.servers import live_server
 
+    starts = itertools.count(1)
     with ExitStack() as stack:
 
         def start(mode: str, **options: t.Any) -> LiveServer:
-            options.setdefault("log_dir", tmp_path / "ctxbench-logs")
+            # A log folder per server: two of one mode would share (and truncate) one log.
+            n = next(starts)
+            logs = "ctxbench-logs" if n == 1 else f"ctxbench-logs-{n}"
+            options.setdefault("log_dir", tmp_path / logs)
             try:
                 with _servers_import_like(request.config):
                     return stack.enter_context(live_server(mode, **options))

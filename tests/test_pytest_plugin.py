@@ -466,15 +466,20 @@ def test_ctxbench_server_starts_and_stops_a_server(pytester: pytest.Pytester) ->
             srv = ctxbench_server("gunicorn-sync")
             with urllib.request.urlopen(srv.url + "/_ctxbench/probe?token=abc") as resp:
                 assert json.load(resp)["token"] == "abc"
-            PIDS.append(srv.pid)
+            # A second server of the mode logs to a file of its own, not over the first's.
+            other = ctxbench_server("gunicorn-sync", app="harness.apps.flask_app:app")
+            assert other.log_path != srv.log_path
+            assert f"127.0.0.1:{srv.port}" in srv.log_path.read_text()  # not truncated
+            PIDS.extend([srv.pid, other.pid])
 
         def test_stopped():
-            [pid] = PIDS
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            raise AssertionError(f"server {pid} still running")
+            assert len(PIDS) == 2
+            for pid in PIDS:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    continue
+                raise AssertionError(f"server {pid} still running")
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
