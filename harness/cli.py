@@ -560,15 +560,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if run.leaks else 0
 
 
-def _unchecked(cells: Sequence[Cell], run_dir: Path | None = None) -> str | None:
+def _unchecked(
+    cells: Sequence[Cell], run_dir: Path | None = None, *, correct_only: bool = True
+) -> str | None:
     """Why no "no leak" verdict can be given when most requests of a cell on the correct
-    storage failed before an answer came (reset, refused, timed out): they were never checked
+    storage (any of ``cells`` without ``correct_only``) failed before an answer came (reset,
+    refused, timed out): they were never checked
     (:func:`harness.report.summary.too_few_checked`). ``None`` when every such cell was
     checked enough."""
     from harness.protocol import DEFAULT_BACKEND
     from harness.report.summary import MIN_CHECKED_SHARE, too_few_checked, unchecked_cells
 
-    few = [c for c in cells if c.backend == DEFAULT_BACKEND and not c.failed and too_few_checked(c)]
+    few = [
+        c
+        for c in cells
+        if (c.backend == DEFAULT_BACKEND or not correct_only)
+        and not c.failed
+        and too_few_checked(c)
+    ]
     if not few:
         return None
     log = few[0].server.log
@@ -657,6 +666,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
     paths = write_reports(run_dir, run)
     print("report: " + ", ".join(str(p) for p in paths))
+    # A cell that came out "clean" (or a chance entry "not caught") on requests mostly never
+    # checked has no verdict either, as under `run`.
+    passed = [c for c in run.cells if c.corpus is not None and c.corpus.verdict != "caught"]
+    unchecked = _unchecked(passed, run_dir, correct_only=False)
+    if ok and unchecked:
+        print(f"ctxbench: error: {unchecked}", file=sys.stderr)
+        return 2
     return 0 if ok else 1
 
 

@@ -221,3 +221,47 @@ def test_corpus_catch_writes_its_json(
     assert corpus_catch.main(argv) == 0
     settings = json.loads(out.read_text())["settings"]
     assert (settings["concurrency"], settings["sleep_ms"]) == (LOAD.concurrency, LOAD.sleep_ms)
+
+
+@pytest.mark.parametrize(
+    ("errors", "status"),
+    [pytest.param(0, 0, id="checked"), pytest.param(100, 2, id="every-request-reset")],
+)
+def test_a_clean_corpus_cell_on_unchecked_requests_has_no_verdict(
+    errors: int,
+    status: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A fixed twin whose every request was reset came out "clean": `corpus` exited 0 on
+    # requests it never checked; it now exits 2, as `run` does.
+    import dataclasses
+
+    from harness import results
+    from harness.cli import main
+    from harness.corpus import run as corpus_run
+    from harness.settings import RunSettings
+
+    entry = ENTRIES["app-context-at-import"]
+    cells = (
+        _cell(entry, "buggy", "gunicorn-sync", "caught", 9),
+        dataclasses.replace(
+            _cell(entry, "fixed", "gunicorn-sync", "clean", 0),
+            errors=errors, error_kinds={"reset": errors} if errors else {},
+        ),
+    )  # fmt: skip
+
+    def fake(settings: t.Any, run_dir: Path, **kw: t.Any) -> t.Any:
+        return results.Run.start("c", ["ctxbench"], RunSettings()).replace(cells=cells)
+
+    monkeypatch.setattr(corpus_run, "run_corpus", fake)
+    argv = ["corpus", "--entries", entry.key, "--modes", "gunicorn-sync", "--run-dir",
+            str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("ctxbench: error: ")]
+    if status:
+        assert len(said) == 1 and "0 of 100 requests checked (100 x reset)" in said[0], err
+    else:
+        assert not said, err
