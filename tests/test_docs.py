@@ -1011,3 +1011,47 @@ def test_every_section_the_docs_send_the_reader_to_exists() -> None:
             )
             found += 1
     assert found >= 4, found
+
+
+# -- the install steps the docs give install what the modes need --------------------------------
+
+
+def test_each_gunicorn_mode_checks_for_and_installs_what_its_worker_class_imports() -> None:
+    """gunicorn declares its worker classes' libraries as its own extras (``gevent``: gevent and
+    packaging). ``ctxbench list`` calls a mode runnable only when they are all there, and the
+    ctxbench extra it names (``pip install 'ctxbench[servers]'``) installs them: a venv with
+    gunicorn and gevent but not packaging listed gunicorn-gevent as ok, and its workers exited."""
+    import tomllib
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    from harness.servers import MODES
+    from harness.servers._gunicorn import GunicornMode
+
+    needs: dict[str, set[str]] = {}
+    for line in requires("gunicorn") or []:
+        req = Requirement(line)
+        for extra in ("gevent", "tornado", "eventlet"):
+            if req.marker is not None and req.marker.evaluate({"extra": extra}):
+                needs.setdefault(extra, set()).add(req.name)
+    assert "packaging" in needs["gevent"], needs
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    checked = 0
+    for mode in MODES.values():
+        if not isinstance(mode, GunicornMode) or mode.worker_class not in needs:
+            continue
+        wanted = needs[mode.worker_class]
+        assert wanted <= set(mode.requires), (
+            f"{mode.name}.requires lacks {wanted - set(mode.requires)}"
+        )
+        declared = [Requirement(r) for r in extras[mode.extra]]
+        installs = {r.name for r in declared} | {
+            name for r in declared if r.name == "gunicorn" and mode.worker_class in r.extras
+            for name in wanted
+        }  # fmt: skip
+        assert wanted <= installs, f"ctxbench[{mode.extra}] does not install {wanted - installs}"
+        checked += 1
+    assert checked >= 2, checked

@@ -24,7 +24,9 @@ class GunicornGevent(GunicornMode):
     order = 40
     traits = ModeTraits(unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app")
     worker_class = "gevent"
-    requires = ("gevent", "greenlet")
+    # gunicorn's gevent worker imports packaging too (its own `gevent` extra): without it the
+    # worker exits at start-up, "class uri 'gevent' invalid or not found".
+    requires = ("gevent", "greenlet", "packaging")
     # gunicorn's quick shutdown: SIGTERM lets the worker finish its loop, which checks once a
     # second, and then close its connections: 1.5-2 s per stop here under load, against 1-1.4 s.
     # The harness stops a server when it is done with it: none of its requests are in flight. The
