@@ -42,6 +42,7 @@ import contextlib
 import itertools
 import os
 import re
+import shlex
 import sys
 import typing as t
 from collections.abc import Callable, Iterator, Sequence
@@ -248,6 +249,23 @@ def _claim_folder(parent: Path, name: str) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _check_server_args(args: object) -> None:
+    """Refuse ``server_args`` given as one string (``tuple("--preload")`` is its letters, and
+    the server would fail to boot on them), showing the list that was meant."""
+    from harness.errors import UsageError
+
+    if not isinstance(args, str):
+        return
+    try:
+        meant = shlex.split(args)
+    except ValueError:  # unbalanced quotes: show it as one argument
+        meant = [args]
+    raise UsageError(
+        f"bad server_args={args!r}: give a list with one argument per item, as on a command"
+        f" line (server_args={meant!r})"
+    )
+
+
 def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
     parts = value.split(",") if isinstance(value, str) else value
     return tuple(p.strip() for p in parts if p.strip())
@@ -340,6 +358,8 @@ class Ctxbench:
 
         ``mount`` is the path prefix the app is served under (``ctxbench run --mount``): with a
         dispatcher (werkzeug's ``DispatcherMiddleware``), the app it mounts there is checked.
+        ``server_args`` go to every server's command line, one argument per item
+        (``["--threads", "4"]``); a string is refused, since its letters would be the items.
 
         Every mode runs each connection pattern (``keepalive``, ``fresh`` or ``both``) with
         ``requests`` requests from ``concurrency`` virtual users; every response is checked.
@@ -371,6 +391,7 @@ class Ctxbench:
         try:
             n = self._count("requests", requests, DEFAULT_REQUESTS)
             users = self._count("concurrency", concurrency, DEFAULT_CONCURRENCY)
+            _check_server_args(server_args)
             settings = RunSettings(
                 apps=(app,),
                 backends=(backend,),

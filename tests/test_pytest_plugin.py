@@ -528,6 +528,25 @@ def test_a_bad_number_in_the_settings_fails_in_one_line_naming_where(
     assert "Error" not in out.replace("CtxbenchError", ""), out
 
 
+def test_server_args_given_as_one_string_fail_in_one_line_with_the_list_meant(
+    pytester: pytest.Pytester,
+) -> None:
+    # tuple("--preload") is its letters: the server failed to boot on "-", "-", "p", ...
+    pytester.makepyfile(
+        test_args="""
+        def test_args(ctxbench):
+            ctxbench.check("a:app", modes=["gunicorn-sync"], server_args="--threads 4")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "ctxbench: bad server_args='--threads 4': give a list with one argument per item, as on"
+        " a command line (server_args=['--threads', '4'])"
+    ])  # fmt: skip
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_failed_requests_name_the_statuses_the_app_answered_with(tmp_path: Path) -> None:
     # A rate limiter's 429s: the message says who answered them, not only "non-2xx".
     from types import SimpleNamespace
