@@ -44,6 +44,9 @@ from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, MOUNT_ENV, STATE_DIR_ENV
 
+if t.TYPE_CHECKING:
+    from harness.probe.locate import Located
+
 __all__ = ["LOADED", "load_app"]  # and `app`, lazily
 
 
@@ -209,13 +212,22 @@ def _ensure_probe(app: t.Any, label: str, mount: str | None) -> tuple[t.Any, str
     (:func:`harness.probe.locate.locate`: the app itself, behind the middleware around it, or
     the one a dispatcher mounts there); return the app to serve (``app``, or ``app`` served
     under the mount) and who installed the probe where (``"harness.wsgi inside ProxyFix"``)."""
-    from harness.probe import install_probe
-    from harness.probe.locate import MountError, ServedUnder, locate
+    return _install_probe(app, _locate(app, label, mount))
+
+
+def _locate(app: t.Any, label: str, mount: str | None) -> Located:
+    from harness.probe.locate import MountError, locate
 
     try:
-        found = locate(app, mount, label)
+        return locate(app, mount, label)
     except MountError as e:
         raise AppLoadError(str(e)) from None
+
+
+def _install_probe(app: t.Any, found: Located) -> tuple[t.Any, str]:
+    from harness.probe import install_probe
+    from harness.probe.locate import ServedUnder
+
     if found.app is not None and not found.installed:
         install_probe(found.app, enabled=True)
     where = found.where
@@ -244,14 +256,18 @@ def _bootstrap() -> t.Any:
         valid = ", ".join([*BACKENDS, *controls.CONTROLS])
         raise AppLoadError(f"cannot install backend {backend!r}: {e} (valid: {valid})") from e
     rv = load_app(import_string)
-    if backend != DEFAULT_BACKEND and not _is_core_app(rv):
+    found = _locate(rv, import_string, mount)
+    # The app the probe checks: the one a middleware or dispatcher passes the requests to.
+    checked = rv if found.app is None else found.app
+    if backend != DEFAULT_BACKEND and not _is_core_app(checked):
+        what = "is a" if checked is rv else "serves its probe requests from a"
         raise AppLoadError(
             f"backend {backend!r} swaps the storage of ctxbench's core framework, but app"
-            f" {import_string!r} is a {type(rv).__module__}.{type(rv).__qualname__}, not a"
-            " core.App: use --backend contextvar with this app"
+            f" {import_string!r} {what} {type(checked).__module__}.{type(checked).__qualname__},"
+            " not a core.App: use --backend contextvar with this app"
         )
     app_class = f"{type(rv).__module__}.{type(rv).__qualname__}"
-    rv, probe = _ensure_probe(rv, import_string, mount)
+    rv, probe = _install_probe(rv, found)
     from core import storage
 
     LOADED.update(

@@ -314,3 +314,42 @@ def test_a_probe_the_dispatching_app_installed_itself_is_looked_through() -> Non
     served, where = _ensure(frontend, "/backend")
     assert where.startswith("harness.wsgi inside DispatcherMiddleware at /backend")
     assert _probe(served, "/backend" + PROBE_PATH).json["app"] == "backend"
+
+
+MOUNTED_CORE = """
+from flask import Flask
+from werkzeug.exceptions import NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from core import App
+
+core_inside = DispatcherMiddleware(NotFound(), {"/api": App("core_api")})
+flask_inside = DispatcherMiddleware(App("core_root"), {"/api": Flask("flask_api")})
+"""
+
+
+def test_a_storage_mutant_is_judged_by_the_app_under_the_mount(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # --backend swaps the core's storage: the app that serves the probe requests must be a core
+    # app, whatever is in front of it (it said the dispatcher was no core.App).
+    from harness import backends, wsgi
+    from harness.protocol import APP_ENV, BACKEND_ENV, MOUNT_ENV
+
+    (tmp_path / "mounted_core.py").write_text(MOUNTED_CORE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(wsgi, "LOADED", {})
+    monkeypatch.setenv(BACKEND_ENV, "no-reset")
+    monkeypatch.setenv(MOUNT_ENV, "/api")
+    try:
+        monkeypatch.setenv(APP_ENV, "mounted_core:core_inside")
+        wsgi._bootstrap()
+        assert wsgi.LOADED["probe"] == "harness.wsgi inside DispatcherMiddleware at /api"
+        assert wsgi.LOADED["storage"] != backends.DEFAULT_BACKEND
+        monkeypatch.setenv(APP_ENV, "mounted_core:flask_inside")
+        with pytest.raises(
+            AppLoadError, match=r"serves its probe requests from a flask\.app\.Flask"
+        ):
+            wsgi._bootstrap()
+    finally:
+        backends.restore_default()
