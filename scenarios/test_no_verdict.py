@@ -102,3 +102,25 @@ def test_chaos_loads_end_at_max_seconds(tmp_path: Path, capsys: pytest.CaptureFi
     assert cell["verdict"] == "ok" and 0 < cell["requests"] < 100_000, cell
     assert 0 < cell["after"]["requests"] < 100_000, cell["after"]
     assert cell["elapsed_s"] < 30, cell["elapsed_s"]
+
+
+def test_chaos_whose_app_answered_in_the_probes_place_has_no_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `chaos` says what `run` says (exit 2), not "a failing cell" (exit 1); and it stops
+    # waiting for the server to recover as soon as the app answers a probe request itself (it
+    # waited out its 20 s for a run of probe requests that could never succeed).
+    skip_unavailable(MODE)
+    status = main([
+        "chaos", "--faults", "abort", "--modes", MODE, "--connections", "fresh",
+        "--concurrency", "4", "--round-requests", "100", "--after-requests", "50",
+        "--app", "scenarios.apps.auth_gate:create_app('429', allow=5)",
+        "--run-dir", str(tmp_path / "run"),
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 2, captured.out + captured.err
+    assert "neither 2xx nor 5xx" in captured.err and "abort werkzeug-threaded" in captured.err
+    _one_error_line(captured.err)
+    (cell,) = json.loads((tmp_path / "run" / "results.json").read_text())["faults"]
+    assert cell["errors"]["other-status"] > 0 and cell["after"] is None, cell
+    assert cell["elapsed_s"] < 10, cell["elapsed_s"]

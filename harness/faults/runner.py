@@ -137,7 +137,13 @@ def _wait_recovered(server: LiveServer, expected: int) -> tuple[set[int], str | 
                 attempt += 1
                 token = f"ctxbench-recovered-{attempt}"
                 outcome = get(server.host, server.port, f"{PROBE_PATH}?token={token}", timeout=5.0)
-                streak = streak + 1 if outcome.status == 200 else 0
+                status = outcome.status or 0
+                if 300 <= status < 500:  # neither 2xx nor 5xx: the app, not a recovering server
+                    return pids, (
+                        f"the app answered a probe request itself ({status}) once the workers"
+                        " were back, so no clean load after the fault could be checked"
+                    )
+                streak = streak + 1 if status == 200 else 0
                 if streak >= 8 * expected:
                     return pids, None
                 continue
