@@ -1055,3 +1055,50 @@ def test_each_gunicorn_mode_checks_for_and_installs_what_its_worker_class_import
         assert wanted <= installs, f"ctxbench[{mode.extra}] does not install {wanted - installs}"
         checked += 1
     assert checked >= 2, checked
+
+
+def _layout(block: str) -> list[str]:
+    """The paths of a layout tree (``docs/architecture.md``): a name per line, two spaces of
+    indent per level; continuation lines (more indent, or not a file name) are skipped."""
+    folders: list[str] = []  # the folders the current line can be in, outermost first
+    rv = []
+    for line in block.splitlines():
+        m = re.match(r"^( *)([\w.]+/?)(?: |$)", line)
+        level = len(m.group(1)) // 2 if m and len(m.group(1)) % 2 == 0 else -1
+        if not m or not 0 <= level <= len(folders):
+            continue
+        folders = folders[:level]
+        rv.append("/".join([*folders, m.group(2).rstrip("/")]))
+        if m.group(2).endswith("/"):
+            folders.append(m.group(2).rstrip("/"))
+    return rv
+
+
+def test_the_architecture_layout_lists_every_harness_module_and_nothing_gone() -> None:
+    [block] = [
+        b
+        for b in blocks("text", docs=[ROOT / "docs" / "architecture.md"])
+        if b.text.startswith("core/")
+    ]
+    listed = _layout(block.text)
+    missing = [p for p in listed if not (ROOT / p).exists()]
+    assert not missing, f"docs/architecture.md's layout lists what is gone: {missing}"
+    modules = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "harness").iterdir()
+        if not p.name.startswith(("_", ".")) and (p.suffix == ".py" or (p / "__init__.py").exists())
+    }
+    unlisted = sorted(modules - set(listed))
+    assert not unlisted, f"docs/architecture.md's layout does not list {unlisted}"
+    assert _layout("a/\n  b.py  x\n    continued\n  c/\n    d.py\ne.md") == [
+        "a", "a/b.py", "a/c", "a/c/d.py", "e.md"
+    ]  # fmt: skip
+
+
+def test_core_readme_maps_every_core_module() -> None:
+    text = (ROOT / "core" / "README.md").read_text(encoding="utf-8")
+    mapped = set(re.findall(r"^\| `(\w+\.py)` \|", text, re.M))
+    modules = {p.name for p in (ROOT / "core").glob("*.py") if p.name != "__init__.py"}
+    assert mapped == modules, (
+        f"core/README.md's map: missing {modules - mapped}, gone {mapped - modules}"
+    )
