@@ -542,6 +542,10 @@ def test_the_own_app_snippet_serves_the_probe_and_observes_its_state(tmp_path: P
     assert rv.returncode == 0, rv.stderr
     obs = json.loads(rv.stdout.splitlines()[-1])
     assert ["after_request", "my_local", "tok-1"] in obs, obs
+    # The app's other routes are unchanged: its hooks observe only in probe requests.
+    other = "from myproject.wsgi import app; print(app.test_client().get('/').status_code)"
+    rv = _run_python(other, project, CTXBENCH_PROBE="1")
+    assert rv.returncode == 0 and rv.stdout.split() == ["404"], (rv.stdout, rv.stderr)
 
 
 def test_the_factory_snippet_builds_an_app_the_probe_mounts_on(tmp_path: Path) -> None:
