@@ -1106,3 +1106,21 @@ def test_core_readme_maps_every_core_module() -> None:
     assert mapped == modules, (
         f"core/README.md's map: missing {modules - mapped}, gone {mapped - modules}"
     )
+
+
+def test_what_is_in_the_box_names_every_top_level_folder() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## What is in the box", 1)[1].split("\n## ", 1)[0]
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )  # (what the repository holds, not a scratch folder of one's own)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    folders = {
+        path.split("/", 1)[0]
+        for path in tracked.stdout.splitlines()
+        if "/" in path and not path.startswith(".")
+    }
+    assert {"core", "harness", "docs"} <= folders, folders
+    unnamed = sorted(f for f in folders if f"`{f}/`" not in section and f"({f}/" not in section)
+    assert not unnamed, f"README's 'What is in the box' does not name {unnamed}"
