@@ -198,7 +198,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     )  # fmt: skip
     # As `ctxbench run`: requests the app answered itself were never checked, so no verdict
     # (exit 2), unless a leak was found where none can happen.
-    unchecked = _not_probe_answers(answered)
+    unchecked = _app_answered_line(answered)
     if unchecked and not any(c.verdict == "LEAK" for c in run.faults):
         print(f"ctxbench: error: {unchecked}", file=sys.stderr)
         return 2
@@ -216,7 +216,7 @@ def _answered_by_app(cell: FaultCell) -> int:
     return cell.errors.get(_OTHER_STATUS, 0) + after
 
 
-def _not_probe_answers(answered: t.Iterable[tuple[str, int]]) -> str | None:
+def _app_answered_line(answered: t.Iterable[tuple[str, int]]) -> str | None:
     """Why ``chaos`` or ``soak`` gives no verdict when the app answered probe requests in the
     probe's place, given ``(where, how many)`` pairs; ``None`` when it never did. The words
     are those of ``ctxbench run``'s exit 2 (:func:`harness.cli._not_probe_answers`)."""
@@ -314,7 +314,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         f" median {soak.rps:,.0f} rps after the warm-up",
     )
     where = f"soak {soak.mode} {soak.connections}"
-    unchecked = _not_probe_answers([(where, soak.error_kinds.get(_OTHER_STATUS, 0))])
+    unchecked = _app_answered_line([(where, soak.error_kinds.get(_OTHER_STATUS, 0))])
     if unchecked and soak.verdict != "LEAK":  # as `ctxbench run` and `chaos`
         print(f"ctxbench: error: {unchecked}", file=sys.stderr)
         return 2
