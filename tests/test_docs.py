@@ -1130,3 +1130,33 @@ def test_what_is_in_the_box_names_every_top_level_folder() -> None:
     assert {"core", "harness", "docs"} <= folders, folders
     unnamed = sorted(f for f in folders if f"`{f}/`" not in section and f"({f}/" not in section)
     assert not unnamed, f"README's 'What is in the box' does not name {unnamed}"
+
+
+def test_the_micro_figures_benchmarks_readme_states_are_the_reference_run_s() -> None:
+    """benchmarks/README.md's medians are results/reference/micro.json's (within a quarter:
+    regenerating the reference moves them a little; a figure from another machine or another
+    core does not pass)."""
+    micro = json.loads((ROOT / "results" / "reference" / "micro.json").read_text("utf-8"))
+    median_us = {
+        (b["group"], b["name"].split("[")[1].rstrip("]")): b["stats"]["median"] * 1e6
+        for b in micro["benchmarks"]
+    }
+    text = " ".join((ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8").split())
+    m = re.search(
+        r"Flask about ([\d.]+) µs per full call, ([\d.]+) µs per request-context push/pop,"
+        r" ([\d.]+) µs per app-context push/pop; the core about ([\d.]+) µs, ([\d.]+) µs and"
+        r" ([\d.]+) µs; a bare werkzeug app about ([\d.]+) µs; a `ContextVar` set/reset about"
+        r" ([\d.]+) µs",
+        text,
+    )
+    assert m, "benchmarks/README.md lost its sentence of reference medians"
+    keys = [
+        ("full-wsgi-call", "flask"), ("request-context", "flask"), ("app-context", "flask"),
+        ("full-wsgi-call", "core"), ("request-context", "core"), ("app-context", "core"),
+        ("full-wsgi-call", "werkzeug"), ("app-context", "werkzeug"),
+    ]  # fmt: skip
+    for key, stated in zip(keys, m.groups(), strict=True):
+        real = median_us[key]
+        assert abs(float(stated) - real) <= 0.25 * real, (
+            f"benchmarks/README.md says {key}: {stated} µs; the reference run: {real:.3g} µs"
+        )
