@@ -9,7 +9,9 @@ Each server mode declares :class:`~harness.servers.base.ModeTraits` next to its 
 
 - ``unit``, what serves a request: ``thread-per-connection`` (werkzeug's dev server),
   ``main-thread`` (gunicorn sync, gunicorn tornado, uWSGI processes: the worker process's main
-  thread, one request at a time), ``pool-thread`` (gunicorn gthread, uWSGI threads, waitress,
+  thread, one request at a time), ``dedicated-thread`` (uvicorn with asgiref's ``WsgiToAsgi``:
+  one thread per worker process, not the main one, runs every request in turn),
+  ``pool-thread`` (gunicorn gthread, uWSGI threads, waitress,
   granian: a pool of OS threads reused across connections), ``greenlet-per-connection``
   (gunicorn gevent, eventlet: one greenlet per connection, all greenlets of a worker on one OS
   thread) or ``greenlet-per-request`` (uWSGI gevent: a new greenlet for every request);
@@ -17,7 +19,8 @@ Each server mode declares :class:`~harness.servers.base.ModeTraits` next to its 
   ``keepalive_applicable``, whether a keep-alive client can run against it at all (not when the
   server closes after each response without saying so: that cell is *not applicable*);
 - ``context``, where a request's ``contextvars.Context`` comes from: its thread or greenlet, or a
-  fresh copy per request (tornado runs each request in an asyncio task of its own);
+  fresh copy per request (tornado runs each request in an asyncio task of its own; uvicorn
+  with ``--reset-contextvars`` starts each in an empty context);
 - ``monkey_patch``, whether ``threading`` is monkey-patched before the app is imported (a
   module-level ``threading.local`` is then greenlet-local) or after it (one native local that
   every greenlet of a thread shares);
@@ -143,6 +146,7 @@ _GREENLETS: frozenset[ExecutionUnit] = frozenset(
 _OVERLAP: dict[ExecutionUnit, str | None] = {
     "thread-per-connection": "requests overlap in the process, on a new OS thread per connection",
     "main-thread": None,
+    "dedicated-thread": None,
     "pool-thread": "requests overlap in each worker, on the OS threads of its pool",
     "greenlet-per-connection": "requests overlap in each worker, on a greenlet per connection",
     "greenlet-per-request": "requests overlap in each worker, on a greenlet per request",
@@ -151,6 +155,8 @@ _OVERLAP: dict[ExecutionUnit, str | None] = {
 _OUTLIVES_CONNECTION: dict[ExecutionUnit, str | None] = {
     "thread-per-connection": None,
     "main-thread": "each worker's main thread serves request after request",
+    "dedicated-thread": "each worker's one WSGI thread serves request after request, across"
+    " connections",
     "pool-thread": "each pool thread serves request after request, across connections",
     "greenlet-per-connection": None,
     "greenlet-per-request": None,
@@ -215,7 +221,8 @@ def situation(traits: ModeTraits, connections: ConnectionPattern) -> Situation:
     overlap_why = _OVERLAP[unit]
     if overlap_why is None:
         overlap = False
-        overlap_why = "each worker process serves one request at a time, on its main thread"
+        thread = "main thread" if unit == "main-thread" else "one WSGI thread"
+        overlap_why = f"each worker process serves one request at a time, on its {thread}"
         one_thread, one_thread_why = False, overlap_why
     elif greenlets:
         overlap = True

@@ -14,8 +14,10 @@ from harness.expectations import (
     BACKEND_TRAITS,
     MODULE_THREAD_LOCAL,
     BackendTraits,
+    LeakTraits,
     applicable_patterns,
     derive_expectation,
+    derive_leak,
     derive_table,
     render_markdown,
     situation,
@@ -35,6 +37,7 @@ def leaky_backends(traits: ModeTraits, connections: ConnectionPattern) -> set[st
 
 MAIN_KEEPALIVE = ModeTraits(unit="main-thread", keepalive=True)
 TORNADO = ModeTraits(unit="main-thread", keepalive=True, context="request")
+ASGIREF = ModeTraits(unit="dedicated-thread", keepalive=True, context="request")
 POOL = ModeTraits(unit="pool-thread", keepalive=True)
 GEVENT = ModeTraits(unit="greenlet-per-connection", keepalive=True, monkey_patch="before-app")
 PER_REQUEST = ModeTraits(
@@ -57,6 +60,22 @@ def test_a_context_per_request_has_no_contextvar_residue_but_thread_local_residu
     never_reset_local = BackendTraits(scope="thread-local", resets=False)
     assert leaks(TORNADO, never_reset_local, "fresh")
     assert not leaks(TORNADO, MODULE_THREAD_LOCAL, "fresh")  # set in every request: no overlap
+
+
+def test_a_dedicated_thread_with_a_context_per_request_leaks_no_backend() -> None:
+    # uvicorn-asgiref: asgiref's one executor thread runs every request, each task starts empty.
+    for connections in ("keepalive", "fresh"):
+        assert leaky_backends(ASGIREF, connections) == set()
+        s = situation(ASGIREF, connections)
+        assert not s.overlap_in_process and "one WSGI thread" in s.overlap_in_process_why
+        assert s.unit_reused and s.os_thread_reused and not s.context_reused
+    # The thread outlives its connections: a thread-local left set shows on fresh ones too, and
+    # a context that came from the thread would leak no-reset there as well.
+    assert leaks(ASGIREF, BackendTraits(scope="thread-local", resets=False), "fresh")
+    from_thread = dataclasses.replace(ASGIREF, context="unit")
+    assert leaky_backends(from_thread, "fresh") == {"no-reset"}
+    import_context = LeakTraits(scope="import-context", resets=False)
+    assert not derive_leak("e", import_context, "m", ASGIREF, "keepalive").can_leak
 
 
 def test_pool_threads_shared_across_connections() -> None:

@@ -114,7 +114,7 @@ def assert_gone(pgid: int, timeout: float = 5.0) -> None:
 
 
 def test_registry_names_and_order() -> None:
-    assert list(MODES)[:11] == [
+    assert list(MODES)[:12] == [
         "werkzeug-threaded",
         "gunicorn-sync",
         "gunicorn-gthread",
@@ -126,6 +126,7 @@ def test_registry_names_and_order() -> None:
         "uwsgi-threads",
         "uwsgi-gevent",
         "granian",
+        "uvicorn-asgiref",
     ]
     for mode in MODES.values():
         assert isinstance(mode.available(), Availability)

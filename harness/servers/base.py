@@ -158,17 +158,21 @@ class ServerConfig:
 
 
 #: What serves one request inside a server process: a new thread per connection, the process's
-#: main thread, a thread of a reused pool, a greenlet per connection, or a greenlet per request.
+#: main thread, one other thread that runs every request in turn (asgiref's single-thread
+#: executor under an ASGI server), a thread of a reused pool, a greenlet per connection, or a
+#: greenlet per request.
 ExecutionUnit = t.Literal[
     "thread-per-connection",
     "main-thread",
+    "dedicated-thread",
     "pool-thread",
     "greenlet-per-connection",
     "greenlet-per-request",
 ]
 #: Where a request's ``contextvars.Context`` comes from: the thread or greenlet that serves it
 #: (``"unit"``: what one request sets, the next request on that unit sees) or a fresh copy per
-#: request (``"request"``: tornado runs every request in an asyncio task of its own).
+#: request (``"request"``: tornado runs every request in an asyncio task of its own, uvicorn
+#: with ``--reset-contextvars`` in a task started from an empty context).
 ContextSource = t.Literal["unit", "request"]
 #: Whether the server monkey-patches ``threading`` (gevent, eventlet) and when, relative to
 #: importing the app: ``"before-app"`` makes a module-level ``threading.local`` greenlet-local;

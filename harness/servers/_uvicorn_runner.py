@@ -1,0 +1,73 @@
+"""Serve ``harness.servers._asgiref_app:app`` with uvicorn (``python -m`` this module).
+
+Design note: the runner builds uvicorn's own ``Config`` from its options and writes what that
+config resolved (workers, HTTP implementation, event loop, keep-alive timeout) into
+``master.json`` before it hands the same options to ``uvicorn.run``. With ``--workers`` above
+one, uvicorn's supervisor binds the socket and spawns that many worker processes
+(``multiprocessing``'s spawn start method; they import this module again as ``__mp_main__``,
+which does nothing); with one, this process serves. The HTTP implementation and the loop are
+pinned (``h11``, ``asyncio``) so that installing httptools or uvloop does not change, unseen,
+what is measured; the lifespan protocol is off (``WsgiToAsgi`` takes only HTTP); and every
+request starts from an empty context (``reset_contextvars``, see :mod:`.uvicorn_asgiref`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import typing as t
+
+from harness.servers._state import write_state
+
+#: The app uvicorn loads in every serving process.
+APP = "harness.servers._asgiref_app:app"
+
+
+def main(argv: t.Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.servers._uvicorn_runner")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--timeout-keep-alive", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    options: dict[str, t.Any] = {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "http": "h11",
+        "loop": "asyncio",
+        "interface": "asgi3",
+        "lifespan": "off",
+        "access_log": False,
+        "backlog": 1024,
+        "timeout_keep_alive": args.timeout_keep_alive,
+        # Each request's task starts from an empty context. Without it (uvicorn's default), a
+        # request that arrives on a kept-alive connection before the previous response ended
+        # starts in a copy of that response's context (CPython #140947; uvicorn #2167, #3158).
+        "reset_contextvars": True,
+    }
+    config = uvicorn.Config(APP, **options)
+    write_state(
+        "master",
+        {
+            "pid": os.getpid(),
+            "server_version": uvicorn.__version__,
+            "workers": config.workers,
+            "http": config.http,
+            "loop": config.loop,
+            "interface": config.interface,
+            "lifespan": config.lifespan,
+            "timeout_keep_alive": config.timeout_keep_alive,
+            "limit_concurrency": config.limit_concurrency,
+            "backlog": config.backlog,
+            "reset_contextvars": config.reset_contextvars,
+        },
+    )
+    uvicorn.run(APP, **options)
+
+
+if __name__ == "__main__":
+    main()

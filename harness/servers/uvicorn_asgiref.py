@@ -1,0 +1,105 @@
+"""``uvicorn-asgiref``: uvicorn serving the WSGI app in asgiref's ``WsgiToAsgi``.
+
+Design note: this is the stack of Flask's "Deploying to Production / ASGI" page,
+``asgi_app = WsgiToAsgi(app)`` served by uvicorn (``--workers N``, HTTP/1.1 by h11 on the
+asyncio loop), plus uvicorn's ``--reset-contextvars``. Each serving process runs one asyncio
+loop on its main thread, and every request in an asyncio task of its own; the task reads the
+whole body, then hands the WSGI call to ``SyncToAsync`` with ``thread_sensitive=True``, which,
+outside any ``async_to_sync``, runs it on asgiref's ``single_thread_executor``: one thread per
+process (``ThreadPoolExecutor-0_0``), not the main thread, the same for every request and
+connection. WSGI calls therefore never overlap inside a process (shared state shows no
+cross-talk there), and that one thread serves request after request, so a ``threading.local``
+a request forgets to reset is seen by the next one, on a keep-alive connection or a fresh one
+alike. ContextVars are not: ``SyncToAsync`` runs the app in a copy of the request task's
+context and copies the changes back into that task's context, which ends with the task, and
+with ``--reset-contextvars`` each request's task starts from an empty context.
+
+Without that flag (uvicorn's default, and the page's command line) the task starts from a copy
+of the context current when uvicorn creates it, and that is not always the connection's: when
+the next request on a kept-alive connection arrives before the previous response ended (asgiref
+sends the body, then an empty last message; a client that counted Content-Length bytes is
+already sending), uvicorn pauses reading, and resumes it from the previous request's task, whose
+context the next request then inherits (CPython #140947; uvicorn #2167, #3158). Measured here
+without the flag, 16 keep-alive clients, 300 requests, 5 runs each: with the correct
+``contextvar`` storage 41 to 113 requests failed with a 500, because asgiref's own
+``AsyncToSync.executors`` (a context-based local) leaks too and the next request's WSGI call
+goes to the previous request's finished executor ("CurrentThreadExecutor already quit or is
+broken"); the ``no-reset`` storage leaked into 2 to 11 requests (and 32 to 92 failed); fresh
+connections were clean. With the flag: no leak and no error, kept-alive or fresh.
+
+Connections are kept alive (``--timeout-keep-alive``, 5 s). asgiref never calls ``close()`` on
+the response iterable (PEP 3333 asks for it), but it iterates a body to its end in that one
+thread even after the client left (uvicorn drops what it is sent after a disconnect), so a
+streamed body's context is popped where it was pushed.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from harness.servers.base import (
+    Availability,
+    Lifecycle,
+    ModeTraits,
+    Reported,
+    ServerConfig,
+    ServerMode,
+    ignored_options,
+    register,
+    require_modules,
+)
+
+#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
+DEFAULT_WORKERS = 2
+
+
+@register
+class UvicornAsgiref(ServerMode):
+    name = "uvicorn-asgiref"
+    summary = (
+        "uvicorn + asgiref WsgiToAsgi: one WSGI thread per worker, an empty context per request,"
+        " keep-alive"
+    )
+    order = 95
+    traits = ModeTraits(unit="dedicated-thread", keepalive=True, context="request")
+    package = "uvicorn"
+    requires = ("asgiref", "h11")
+    # uvicorn's supervisor (0.30+) respawns a dead worker and restarts them all on SIGHUP, but
+    # no chaos test covers it here yet: until one does, the faults are recorded as n/a.
+    lifecycle = Lifecycle(
+        notes={
+            fault: "not yet covered under uvicorn's supervisor: no chaos test checks it"
+            for fault in ("kill-worker", "recycle", "reload", "timeout")
+        }
+    )
+
+    def available(self) -> Availability:
+        return require_modules("uvicorn", "asgiref", extra="asgi")
+
+    def serving_processes(self, cfg: ServerConfig) -> int:
+        return cfg.workers or DEFAULT_WORKERS
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        return [
+            sys.executable, "-m", "harness.servers._uvicorn_runner",
+            "--host", cfg.host, "--port", str(cfg.port),
+            "--workers", str(cfg.workers or DEFAULT_WORKERS),
+            *cfg.extra_args,
+        ]  # fmt: skip
+
+    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        first, master = reported.first, reported.master
+        return {
+            "worker_class": first.get("worker_class"),
+            "requested_workers": cfg.workers or DEFAULT_WORKERS,
+            # asgiref's single-thread executor: the threads that run WSGI calls per process.
+            "threads": first.get("wsgi_threads"),
+            "worker_connections": master.get("limit_concurrency"),
+            "access_log": None,
+            "http": master.get("http"),
+            "event_loop": first.get("event_loop"),
+            "keepalive_timeout_s": master.get("timeout_keep_alive"),
+            "reset_contextvars": master.get("reset_contextvars"),
+            "ignored_options": ignored_options(cfg, ("threads", "worker_connections")),
+        }
