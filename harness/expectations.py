@@ -19,8 +19,10 @@ Each server mode declares :class:`~harness.servers.base.ModeTraits` next to its 
   ``keepalive_applicable``, whether a keep-alive client can run against it at all (not when the
   server closes after each response without saying so: that cell is *not applicable*);
 - ``context``, where a request's ``contextvars.Context`` comes from: its thread or greenlet, or a
-  fresh copy per request (tornado runs each request in an asyncio task of its own; uvicorn
-  with ``--reset-contextvars`` starts each in an empty context);
+  fresh copy per request (tornado and hypercorn run each request in an asyncio task of its own;
+  uvicorn with ``--reset-contextvars`` starts each in an empty context), and
+  ``import_context_copied``, whether those copies descend from the context the app was imported
+  in (hypercorn: what the import left set, every request sees);
 - ``monkey_patch``, whether ``threading`` is monkey-patched before the app is imported (a
   module-level ``threading.local`` is then greenlet-local) or after it (one native local that
   every greenlet of a thread shares);
@@ -435,7 +437,11 @@ def derive_leak(
         s = situation(mode_traits, connections)
         if not s.applicable:
             cell = Expectation(name, mode, connections, False, s.applicable_why, applicable=False)
-        elif mode_traits.unit == "main-thread" or mode_traits.main_thread_serves:
+        elif (
+            mode_traits.unit == "main-thread"
+            or mode_traits.main_thread_serves
+            or mode_traits.import_context_copied
+        ):
             cell = Expectation(
                 name, mode, connections, True,
                 "Requests run on the main thread that imported the app (or in copies of its"

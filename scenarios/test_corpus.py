@@ -28,6 +28,8 @@ CI_CELLS = [
     ("app-context-at-import", "gunicorn-sync", "fresh"),
     # Clean: uvicorn --reset-contextvars starts each request without what the import set.
     ("app-context-at-import", "uvicorn-asgiref", "fresh"),
+    # Caught: hypercorn's request contexts descend from the one the app was imported in.
+    ("app-context-at-import", "hypercorn-asgiref", "fresh"),
     ("structlog-contextvars", "gunicorn-gthread", "keepalive"),
     ("structlog-contextvars", "gunicorn-gevent", "fresh"),
     ("copy-context-pool", "gunicorn-gthread", "fresh"),

@@ -94,7 +94,8 @@ def test_default_run_adds_nginx_in_front_of_the_representative_modes(
         pytest.param("eventlet", ("eventlet",), "eventlet", id="eventlet"),
         pytest.param("tornado", ("gunicorn-tornado",), "tornado", id="tornado"),
         pytest.param("uvicorn", ("uvicorn-asgiref",), "asgi", id="uvicorn"),
-        pytest.param("asgiref", ("uvicorn-asgiref",), "asgi", id="asgiref"),
+        pytest.param("hypercorn", ("hypercorn-asgiref",), "asgi", id="hypercorn"),
+        pytest.param("asgiref", ("uvicorn-asgiref", "hypercorn-asgiref"), "asgi", id="asgiref"),
     ],
 )  # fmt: skip
 def test_list_says_how_to_install_a_missing_server(

@@ -76,6 +76,11 @@ def test_a_dedicated_thread_with_a_context_per_request_leaks_no_backend() -> Non
     assert leaky_backends(from_thread, "fresh") == {"no-reset"}
     import_context = LeakTraits(scope="import-context", resets=False)
     assert not derive_leak("e", import_context, "m", ASGIREF, "keepalive").can_leak
+    # hypercorn: the same, but every request's context descends from the importing one.
+    hypercorn = dataclasses.replace(ASGIREF, import_context_copied=True)
+    for connections in ("keepalive", "fresh"):
+        assert leaky_backends(hypercorn, connections) == set()
+        assert derive_leak("e", import_context, "m", hypercorn, connections).can_leak
 
 
 def test_pool_threads_shared_across_connections() -> None:

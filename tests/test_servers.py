@@ -114,7 +114,7 @@ def assert_gone(pgid: int, timeout: float = 5.0) -> None:
 
 
 def test_registry_names_and_order() -> None:
-    assert list(MODES)[:12] == [
+    assert list(MODES)[:13] == [
         "werkzeug-threaded",
         "gunicorn-sync",
         "gunicorn-gthread",
@@ -127,6 +127,7 @@ def test_registry_names_and_order() -> None:
         "uwsgi-gevent",
         "granian",
         "uvicorn-asgiref",
+        "hypercorn-asgiref",
     ]
     for mode in MODES.values():
         assert isinstance(mode.available(), Availability)

@@ -1,13 +1,13 @@
-"""What uvicorn loads: ``harness.servers._asgiref_app:app``, ``harness.wsgi:app`` in asgiref's
-``WsgiToAsgi``, as Flask's deployment docs wrap a WSGI app for an ASGI server.
+"""What uvicorn and hypercorn load: ``harness.servers._asgiref_app:app``, ``harness.wsgi:app``
+in asgiref's ``WsgiToAsgi``, as Flask's deployment docs wrap a WSGI app for an ASGI server.
 
-Design note: uvicorn imports this module inside its serving task, in every process that serves
-(the one process, or each worker its supervisor spawned with ``multiprocessing``). A spawned
-worker first asks the kernel to kill it when the supervisor dies (uvicorn's workers outlive a
-supervisor killed with SIGKILL otherwise). The state file records what serves requests here:
-the event loop running this import, and the size of asgiref's single-thread executor, which
-runs every WSGI call of the process (``SyncToAsync`` with ``thread_sensitive=True`` and no
-outer ``async_to_sync``).
+Design note: uvicorn imports this module inside its serving task, hypercorn on a worker's main
+thread before its loop starts, in every process that serves (the one process, or each worker
+its supervisor spawned with ``multiprocessing``). A spawned worker first asks the kernel to kill
+it when the supervisor dies, so that no worker outlives a supervisor killed outright. The state
+file records what serves requests here: the event loop running this import (uvicorn's; none
+under hypercorn), and the size of asgiref's single-thread executor, which runs every WSGI call
+of the process (``SyncToAsync`` with ``thread_sensitive=True`` and no outer ``async_to_sync``).
 """
 
 from __future__ import annotations
@@ -33,13 +33,12 @@ app = WsgiToAsgi(wsgi.app)  # type: ignore[no-untyped-call]  # asgiref's wsgi.py
 _info = loaded_app_info()
 try:
     _loop: str | None = type(asyncio.get_running_loop()).__module__
-except RuntimeError:  # imported outside uvicorn's serving task: no loop runs
+except RuntimeError:  # hypercorn imports the app before its loop starts
     _loop = None
 _info.update(
     ppid=os.getppid(),
     process_name=multiprocessing.current_process().name,
     worker_class="asgiref-wsgi-to-asgi",
-    server_version=package_version("uvicorn"),
     asgiref=package_version("asgiref"),
     event_loop=_loop,
     wsgi_threads=SyncToAsync.single_thread_executor._max_workers,

@@ -224,6 +224,11 @@ class ModeTraits:
     #: unit (uWSGI's thread pool counts the main thread as core 0): state the import left in that
     #: thread's context is then visible to the requests it serves.
     main_thread_serves: bool = False
+    #: Whether every request's ``contextvars.Context`` descends from the one the app was imported
+    #: in (hypercorn imports it on the main thread before its event loop starts, and each
+    #: connection's and request's task copies that context): what the import left set, every
+    #: request sees, whatever thread runs it.
+    import_context_copied: bool = False
     #: Modules the server itself imports before it monkey-patches ``threading``: a
     #: ``threading.local`` they create at import is one native local, whatever the app does.
     imported_before_patch: tuple[str, ...] = ()

@@ -1,0 +1,56 @@
+"""Serve ``harness.servers._asgiref_app:app`` with hypercorn (``python -m`` this module).
+
+Design note: the runner fills hypercorn's own ``Config`` from its options, writes what it holds
+(workers, worker class, keep-alive timeout, backlog) into ``master.json``, and runs it with
+``hypercorn.run.run``, what hypercorn's command line calls. With ``--workers`` N, hypercorn binds
+the socket and spawns N worker processes (``multiprocessing``'s spawn start method; they import
+this module again as ``__mp_main__``, which does nothing) and restarts one that dies; each worker
+imports the app on its main thread, then runs its asyncio loop there. No access log (hypercorn
+logs none unless asked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import typing as t
+
+from harness.servers._state import write_state
+
+#: The app hypercorn loads in every worker process.
+APP = "harness.servers._asgiref_app:app"
+
+
+def main(argv: t.Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.servers._hypercorn_runner")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--keep-alive", type=float, default=5.0)
+    args = parser.parse_args(argv)
+
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    config = Config()
+    config.application_path = APP
+    config.bind = [f"{args.host}:{args.port}"]
+    config.workers = args.workers
+    config.worker_class = "asyncio"
+    config.keep_alive_timeout = args.keep_alive
+    config.backlog = 1024
+    write_state(
+        "master",
+        {
+            "pid": os.getpid(),
+            "workers": config.workers,
+            "worker_class": config.worker_class,
+            "keep_alive_timeout": config.keep_alive_timeout,
+            "backlog": config.backlog,
+        },
+    )
+    raise SystemExit(run(config))
+
+
+if __name__ == "__main__":
+    main()
