@@ -20,27 +20,14 @@ starts every request from an empty context, it is not). Connections are kept ali
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
-from harness.servers.base import (
-    Availability,
-    Lifecycle,
-    ModeTraits,
-    Reported,
-    ServerConfig,
-    ServerMode,
-    ignored_options,
-    register,
-    require_modules,
-)
-
-#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
-DEFAULT_WORKERS = 2
+from harness.servers._asgiref import AsgirefMode
+from harness.servers.base import ModeTraits, Reported, register
 
 
 @register
-class HypercornAsgiref(ServerMode):
+class HypercornAsgiref(AsgirefMode):
     name = "hypercorn-asgiref"
     summary = (
         "hypercorn + asgiref WsgiToAsgi: one WSGI thread per worker, a context copy per request,"
@@ -51,40 +38,11 @@ class HypercornAsgiref(ServerMode):
         unit="dedicated-thread", keepalive=True, context="request", import_context_copied=True
     )
     package = "hypercorn"
-    requires = ("asgiref", "h11")
-    # hypercorn's parent replaces a worker that exits cleanly and stops on any other exit (read
-    # in hypercorn/run.py, not measured): no chaos test covers it here yet.
-    lifecycle = Lifecycle(
-        notes={
-            fault: "not yet covered under hypercorn's supervisor: no chaos test checks it"
-            for fault in ("kill-worker", "recycle", "reload", "timeout")
-        }
-    )
+    runner = "harness.servers._hypercorn_runner"
 
-    def available(self) -> Availability:
-        return require_modules("hypercorn", "asgiref", extra="asgi")
-
-    def serving_processes(self, cfg: ServerConfig) -> int:
-        return cfg.workers or DEFAULT_WORKERS
-
-    def command(self, cfg: ServerConfig) -> list[str]:
-        return [
-            sys.executable, "-m", "harness.servers._hypercorn_runner",
-            "--host", cfg.host, "--port", str(cfg.port),
-            "--workers", str(cfg.workers or DEFAULT_WORKERS),
-            *cfg.extra_args,
-        ]  # fmt: skip
-
-    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
-        first, master = reported.first, reported.master
+    def server_details(self, reported: Reported) -> dict[str, t.Any]:
+        master = reported.master
         return {
-            "worker_class": first.get("worker_class"),
-            "requested_workers": cfg.workers or DEFAULT_WORKERS,
-            # asgiref's single-thread executor: the threads that run WSGI calls per process.
-            "threads": first.get("wsgi_threads"),
-            "worker_connections": None,
-            "access_log": None,
             "event_loop": master.get("worker_class"),
             "keepalive_timeout_s": master.get("keep_alive_timeout"),
-            "ignored_options": ignored_options(cfg, ("threads", "worker_connections")),
         }

@@ -35,27 +35,14 @@ streamed body's context is popped where it was pushed.
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
-from harness.servers.base import (
-    Availability,
-    Lifecycle,
-    ModeTraits,
-    Reported,
-    ServerConfig,
-    ServerMode,
-    ignored_options,
-    register,
-    require_modules,
-)
-
-#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
-DEFAULT_WORKERS = 2
+from harness.servers._asgiref import AsgirefMode
+from harness.servers.base import ModeTraits, Reported, register
 
 
 @register
-class UvicornAsgiref(ServerMode):
+class UvicornAsgiref(AsgirefMode):
     name = "uvicorn-asgiref"
     summary = (
         "uvicorn + asgiref WsgiToAsgi: one WSGI thread per worker, an empty context per request,"
@@ -64,42 +51,14 @@ class UvicornAsgiref(ServerMode):
     order = 95
     traits = ModeTraits(unit="dedicated-thread", keepalive=True, context="request")
     package = "uvicorn"
-    requires = ("asgiref", "h11")
-    # uvicorn's supervisor (0.30+) respawns a dead worker and restarts them all on SIGHUP, but
-    # no chaos test covers it here yet: until one does, the faults are recorded as n/a.
-    lifecycle = Lifecycle(
-        notes={
-            fault: "not yet covered under uvicorn's supervisor: no chaos test checks it"
-            for fault in ("kill-worker", "recycle", "reload", "timeout")
-        }
-    )
+    runner = "harness.servers._uvicorn_runner"
 
-    def available(self) -> Availability:
-        return require_modules("uvicorn", "asgiref", extra="asgi")
-
-    def serving_processes(self, cfg: ServerConfig) -> int:
-        return cfg.workers or DEFAULT_WORKERS
-
-    def command(self, cfg: ServerConfig) -> list[str]:
-        return [
-            sys.executable, "-m", "harness.servers._uvicorn_runner",
-            "--host", cfg.host, "--port", str(cfg.port),
-            "--workers", str(cfg.workers or DEFAULT_WORKERS),
-            *cfg.extra_args,
-        ]  # fmt: skip
-
-    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
-        first, master = reported.first, reported.master
+    def server_details(self, reported: Reported) -> dict[str, t.Any]:
+        master = reported.master
         return {
-            "worker_class": first.get("worker_class"),
-            "requested_workers": cfg.workers or DEFAULT_WORKERS,
-            # asgiref's single-thread executor: the threads that run WSGI calls per process.
-            "threads": first.get("wsgi_threads"),
             "worker_connections": master.get("limit_concurrency"),
-            "access_log": None,
             "http": master.get("http"),
-            "event_loop": first.get("event_loop"),
+            "event_loop": reported.first.get("event_loop"),
             "keepalive_timeout_s": master.get("timeout_keep_alive"),
             "reset_contextvars": master.get("reset_contextvars"),
-            "ignored_options": ignored_options(cfg, ("threads", "worker_connections")),
         }

@@ -1,0 +1,75 @@
+"""What the ASGI-server modes share: a WSGI app in asgiref's ``WsgiToAsgi`` under an ASGI server.
+
+Design note: Flask's "Deploying to Production / ASGI" page serves a WSGI app as
+``WsgiToAsgi(app)`` under an ASGI server. Whatever the server, asgiref runs each WSGI call
+through ``SyncToAsync`` with ``thread_sensitive=True``, which, outside any ``async_to_sync``, is
+asgiref's ``single_thread_executor``: one thread per server process, not the main one, the same
+for every request and connection (the ``dedicated-thread`` unit). What differs between servers
+is the context each request's task starts from (see each mode module). Each server runs
+``--workers N`` processes from a small runner (``harness.servers._<server>_runner``) that
+reports what ran; neither supervisor's faults are covered by a chaos test yet.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from harness.servers.base import (
+    Availability,
+    Lifecycle,
+    Reported,
+    ServerConfig,
+    ServerMode,
+    ignored_options,
+    require_modules,
+)
+
+#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
+DEFAULT_WORKERS = 2
+
+
+class AsgirefMode(ServerMode):
+    """Base for the ASGI servers that serve the app through asgiref's ``WsgiToAsgi``."""
+
+    requires = ("asgiref", "h11")
+    # Both supervisors replace a dead worker (read in their source, not measured), but no chaos
+    # test covers them yet: until one does, these faults are recorded as not applicable.
+    lifecycle = Lifecycle(
+        notes=dict.fromkeys(
+            ("kill-worker", "recycle", "reload", "timeout"),
+            "not yet covered under the ASGI server's supervisor: no chaos test checks it",
+        )
+    )
+    #: The module that starts the server and reports what ran (``python -m`` runs it).
+    runner: t.ClassVar[str]
+
+    def available(self) -> Availability:
+        return require_modules(self.package, "asgiref", extra="asgi")
+
+    def serving_processes(self, cfg: ServerConfig) -> int:
+        return cfg.workers or DEFAULT_WORKERS
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        return [
+            sys.executable, "-m", self.runner,
+            "--host", cfg.host, "--port", str(cfg.port),
+            "--workers", str(cfg.workers or DEFAULT_WORKERS),
+            *cfg.extra_args,
+        ]  # fmt: skip
+
+    def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
+        return {
+            "worker_class": reported.first.get("worker_class"),
+            "requested_workers": cfg.workers or DEFAULT_WORKERS,
+            # asgiref's single-thread executor: the threads that run WSGI calls per process.
+            "threads": reported.first.get("wsgi_threads"),
+            "worker_connections": None,
+            "access_log": None,
+            **self.server_details(reported),
+            "ignored_options": ignored_options(cfg, ("threads", "worker_connections")),
+        }
+
+    def server_details(self, reported: Reported) -> dict[str, t.Any]:
+        """What this server reports of its own settings (event loop, keep-alive timeout)."""
+        return {}
