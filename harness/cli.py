@@ -533,6 +533,7 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import results, runner
     from harness.report import format_summary, write_reports
+    from harness.report.summary import summarize
     from harness.report.text import plural
 
     settings = _settings_from_args(args)  # every value checked before anything starts
@@ -553,31 +554,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ctxbench: error: {plural(len(failed), 'cell')} failed: {failed[0].error}",
               file=sys.stderr)  # fmt: skip
         return 2
-    unanswered = not run.leaks and (_not_probe_answers(run.cells) or _unchecked(run.cells, run_dir))
+    unanswered = not run.leaks and (
+        _not_probe_answers(run.cells) or _unchecked(summarize(run).unchecked, run_dir)
+    )
     if unanswered:
         print(f"ctxbench: error: {unanswered}", file=sys.stderr)
         return 2
     return 1 if run.leaks else 0
 
 
-def _unchecked(
-    cells: Sequence[Cell], run_dir: Path | None = None, *, correct_only: bool = True
-) -> str | None:
-    """Why no "no leak" verdict can be given when most requests of a cell on the correct
-    storage (any of ``cells`` without ``correct_only``) failed before an answer came (reset,
-    refused, timed out): they were never checked
-    (:func:`harness.report.summary.too_few_checked`). ``None`` when every such cell was
-    checked enough."""
-    from harness.protocol import DEFAULT_BACKEND
-    from harness.report.summary import MIN_CHECKED_SHARE, too_few_checked, unchecked_cells
+def _unchecked(few: Sequence[Cell], run_dir: Path | None = None) -> str | None:
+    """Why no "no leak" verdict can be given on ``few``, cells with too few requests checked
+    (:func:`harness.report.summary.too_few_checked`: most failed before an answer came, reset,
+    refused or timed out). ``None`` when there are none."""
+    from harness.report.summary import MIN_CHECKED_SHARE, unchecked_cells
 
-    few = [
-        c
-        for c in cells
-        if (c.backend == DEFAULT_BACKEND or not correct_only)
-        and not c.failed
-        and too_few_checked(c)
-    ]
     if not few:
         return None
     log = few[0].server.log
@@ -626,6 +617,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     from harness.load.spec import connection_patterns
     from harness.report import write_reports
     from harness.report.corpus import corpus_table, corpus_verdict
+    from harness.report.summary import too_few_checked
     from harness.report.tree import text_table
 
     if args.list:
@@ -668,8 +660,15 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     print("report: " + ", ".join(str(p) for p in paths))
     # A cell that came out "clean" (or a chance entry "not caught") on requests mostly never
     # checked has no verdict either, as under `run`.
-    passed = [c for c in run.cells if c.corpus is not None and c.corpus.verdict != "caught"]
-    unchecked = _unchecked(passed, run_dir, correct_only=False)
+    unchecked = _unchecked(
+        [
+            c
+            for c in run.cells
+            if c.corpus is not None and c.corpus.verdict != "caught"
+            if not c.failed and too_few_checked(c)
+        ],
+        run_dir,
+    )
     if ok and unchecked:
         print(f"ctxbench: error: {unchecked}", file=sys.stderr)
         return 2
