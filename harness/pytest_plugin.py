@@ -189,9 +189,32 @@ class CheckResult:
         return "\n".join(lines)
 
 
+#: The ``ctxbench run`` options behind the keywords of :meth:`Ctxbench.check` and
+#: ``ctxbench_server``: a usage error names what the test gave, not a flag it never typed.
+_KEYWORDS = {
+    "--app": "app",
+    "--backend": "backend",
+    "--concurrency": "concurrency",
+    "--connections": "connections",
+    "--modes": "modes",
+    "--mount": "mount",
+    "--requests": "requests",
+    "--sleep-ms": "sleep_ms",
+}
+_OPTION = re.compile(r"\b(bad|use) (--[a-z-]+|[a-z_]+=) (\S+)|(?<![\w-])(--[a-z-]+)\b(?!-)")
+
+
 def _message(e: CtxbenchError) -> str:
-    """A test failure's text for a usage or start-up error: what ``ctxbench`` would print."""
-    return f"ctxbench: {e.message}" + (f"\n{e.detail}" if e.detail else "")
+    """A test failure's text for a usage or start-up error: what ``ctxbench`` would print, with
+    the options of ``ctxbench run`` named as the keywords a test gives (``bad sleep_ms=-1``)."""
+
+    def keyword(m: re.Match[str]) -> str:
+        if m[4] is not None:
+            return _KEYWORDS.get(m[4], m[4])
+        name = _KEYWORDS.get(m[2], m[2]).removesuffix("=")
+        return f"{m[1]} {m[2]} {m[3]}" if name.startswith("--") else f"{m[1]} {name}={m[3]}"
+
+    return f"ctxbench: {_OPTION.sub(keyword, e.message)}" + (f"\n{e.detail}" if e.detail else "")
 
 
 def _session_paths(rootdir: Path) -> list[str]:

@@ -528,6 +528,41 @@ def test_a_bad_number_in_the_settings_fails_in_one_line_naming_where(
     assert "Error" not in out.replace("CtxbenchError", ""), out
 
 
+def test_a_bad_keyword_is_named_as_the_test_gave_it_not_as_a_cli_flag(
+    pytester: pytest.Pytester,
+) -> None:
+    # "bad --sleep-ms -1" sent a test's author looking for a flag they never typed.
+    pytester.makepyfile(
+        test_kw="""
+        import pytest
+
+        @pytest.mark.parametrize("kw", [
+            dict(sleep_ms=-1),
+            dict(mount="api"),
+            dict(modes="werkzeug-threaded,werkzeug-threaded"),
+            dict(requests=0),
+        ])
+        def test_bad(ctxbench, kw):
+            ctxbench.check("harness.apps.core_app:app", **kw)
+
+        def test_bad_server(ctxbench_server):
+            ctxbench_server("werkzeug-threaded", app="harness.apps.core_app:app", mount="api")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=5)
+    out = result.stdout.str()
+    for message in (
+        "ctxbench: bad sleep_ms=-1: use a number in [0, ",
+        "ctxbench: bad mount='api': a mount is a path that starts with '/', e.g. /api",
+        "ctxbench: modes lists 'werkzeug-threaded' twice: give each value once",
+        f"ctxbench: bad requests=0: use a whole number in 1..{MAX_REQUESTS}",
+    ):
+        assert message in out, out
+    assert out.count("bad mount='api'") >= 2, out
+    assert "--sleep-ms" not in out and "--mount" not in out and "Traceback" not in out, out
+
+
 def test_server_args_given_as_one_string_fail_in_one_line_with_the_list_meant(
     pytester: pytest.Pytester,
 ) -> None:
