@@ -25,6 +25,7 @@ from harness.report.summary import (
     label,
     recommendation,
     starved_cells,
+    too_few_checked,
 )
 from harness.report.text import (
     code,
@@ -234,9 +235,14 @@ def silent_mutants(ctx: Context) -> list[Node]:
         Heading("Broken backends that showed no leak"),
         Items(
             tuple(
-                f"{c.mode} with `{c.backend}`, {c.connections}: {plural(c.requests, 'request')},"
-                " no leak. Either this server and connection pattern cannot expose that bug, or"
-                " the harness missed it."
+                f"{c.mode} with `{c.backend}`, {c.connections}: {c.checked:,} of"
+                f" {plural(c.requests, 'request')} checked, no leak. "
+                + (
+                    "Too few were checked to put the backend to the test: read the server log."
+                    if too_few_checked(c)
+                    else "Either this server and connection pattern cannot expose that bug, or"
+                    " the harness missed it."
+                )
                 for c in ctx.summary.silent_mutants
             )
         ),

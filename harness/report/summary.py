@@ -130,9 +130,11 @@ class Summary:
 
     @property
     def unchecked(self) -> tuple[Cell, ...]:
-        """Cells on the correct storage, measured to the end, with too few requests checked
-        (:func:`too_few_checked`)."""
-        return tuple(c for c in self.correct if not c.failed and too_few_checked(c))
+        """Cells measured to the end that did not leak, with too few requests checked
+        (:func:`too_few_checked`): on the correct storage no "no leak" verdict rests on them, and
+        a deliberately broken backend there was never put to the test (a negative control that
+        checked nothing proves nothing)."""
+        return tuple(c for c in self.cells if not (c.failed or c.leaks) and too_few_checked(c))
 
     def for_pattern(self, pattern: str) -> list[Cell]:
         return [c for c in self.cells if c.connections == pattern]
@@ -221,10 +223,11 @@ def headline(s: Summary) -> str:
     elif s.unchecked:
         out.append(
             f"Most requests failed before an answer came in {unchecked_cells(s.unchecked)}:"
-            " they were never checked, so no request there can be said to be clean; read the"
-            " server log for why."
+            " they were never checked, so nothing can be said of them; read the server log for"
+            " why."
         )
-    elif s.correct and not (s.stack_leaks or s.app_leaks):
+    judged = not any(c.backend == DEFAULT_BACKEND for c in s.unchecked)
+    if s.correct and judged and not (s.stack_leaks or s.app_leaks or unchecked):
         out.append(
             f"No leak with the correct {DEFAULT_BACKEND} storage: every request saw only its own"
             " values."
