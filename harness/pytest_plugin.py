@@ -201,20 +201,33 @@ _KEYWORDS = {
     "--requests": "requests",
     "--sleep-ms": "sleep_ms",
 }
-_OPTION = re.compile(r"\b(bad|use) (--[a-z-]+|[a-z_]+=) (\S+)|(?<![\w-])(--[a-z-]+)\b(?!-)")
+#: A flag with its value: any value after "bad" or "use", elsewhere one that reads as a value
+#: (quoted, a number, a path); the value of a keyword the message already names (``bad x= 0``).
+_OPTION_VALUE = re.compile(
+    r"(?:(?<=\bbad )|(?<=\buse ))(--[a-z-]+) ([^\s:;,)]+)"
+    r"|(?<![\w-])(--[a-z-]+) ('[^']*'|-?\d[\d.]*|/[^\s:;,)]*)"
+    r"|(?<=\bbad )([a-z_]+=) ([^\s:;,)]+)"
+)
+_OPTION = re.compile(r"(?<![\w-])(--[a-z-]+)\b(?!-)")
 
 
 def _message(e: CtxbenchError) -> str:
     """A test failure's text for a usage or start-up error: what ``ctxbench`` would print, with
-    the options of ``ctxbench run`` named as the keywords a test gives (``bad sleep_ms=-1``)."""
+    the options of ``ctxbench run`` named as the keywords a test gives (``bad sleep_ms=-1``,
+    ``mount='/api'``)."""
 
-    def keyword(m: re.Match[str]) -> str:
-        if m[4] is not None:
-            return _KEYWORDS.get(m[4], m[4])
-        name = _KEYWORDS.get(m[2], m[2]).removesuffix("=")
-        return f"{m[1]} {m[2]} {m[3]}" if name.startswith("--") else f"{m[1]} {name}={m[3]}"
+    def with_value(m: re.Match[str]) -> str:
+        flag, value = (m[1], m[2]) if m[1] else (m[3], m[4]) if m[3] else (m[5], m[6])
+        name = _KEYWORDS.get(flag, flag).removesuffix("=")
+        if name.startswith("--"):  # a flag of its own (--ctxbench-requests): as it was typed
+            return m[0]
+        if value.startswith("/") or m.string[: m.start()].endswith("use "):
+            value = repr(value)  # a path or a name, as a test writes it
+        return f"{name}={value}"
 
-    return f"ctxbench: {_OPTION.sub(keyword, e.message)}" + (f"\n{e.detail}" if e.detail else "")
+    text = _OPTION_VALUE.sub(with_value, e.message)
+    text = _OPTION.sub(lambda m: _KEYWORDS.get(m[1], m[1]), text)
+    return f"ctxbench: {text}" + (f"\n{e.detail}" if e.detail else "")
 
 
 def _session_paths(rootdir: Path) -> list[str]:

@@ -563,6 +563,27 @@ def test_a_bad_keyword_is_named_as_the_test_gave_it_not_as_a_cli_flag(
     assert "--sleep-ms" not in out and "--mount" not in out and "Traceback" not in out, out
 
 
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("bad --sleep-ms nan: use a number", "bad sleep_ms=nan: use a number"),
+        ("use --backend contextvar with it", "use backend='contextvar' with it"),
+        ("name it with --mount (--mount /api), or --mount / for its root app",
+         "name it with mount (mount='/api'), or mount='/' for its root app"),
+        ("bad requests= 0: use a whole number", "bad requests=0: use a whole number"),
+        # Flags and ini keys a test's author did type stay as they are.
+        ("bad --ctxbench-requests 0: use", "bad --ctxbench-requests 0: use"),
+        ("bad ctxbench_modes (ini) 'x': use", "bad ctxbench_modes (ini) 'x': use"),
+        ("give --duration (seconds)", "give --duration (seconds)"),
+    ],
+)  # fmt: skip
+def test_messages_name_the_keywords_of_check(said: str, shown: str) -> None:
+    from harness.errors import UsageError
+    from harness.pytest_plugin import _message
+
+    assert _message(UsageError(said)) == f"ctxbench: {shown}"
+
+
 def test_server_args_given_as_one_string_fail_in_one_line_with_the_list_meant(
     pytester: pytest.Pytester,
 ) -> None:
@@ -647,7 +668,7 @@ def test_an_app_under_a_path_prefix_is_checked_there(pytester: pytest.Pytester) 
         [
             "*CtxbenchLeak: ctxbench: mounted:dispatcher leaked per-request state in 1 of 1 cells*",
             "*phase=after_request name=current_user*",
-            "*is a DispatcherMiddleware that serves apps under /api*--mount (--mount /api)*",
+            "*is a DispatcherMiddleware that serves apps under /api*mount (mount='/api')*",
         ]
     )
 
