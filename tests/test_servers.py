@@ -469,3 +469,37 @@ def test_readiness_counts_only_answers_from_the_spawned_process_group(tmp_path: 
     with live_server("gunicorn-sync", log_dir=tmp_path) as srv:
         assert _probe_once(srv.host, srv.port, "mine", 2.0, group=srv.pid) == "ready"
         assert _probe_once(srv.host, srv.port, "theirs", 2.0, group=os.getpgrp()) is None
+
+
+def test_uvicorn_workers_accept_connections_with_tcp_nodelay() -> None:
+    # uvicorn #3149: Config.bind_socket leaves the listener's proto at 0, accepted sockets inherit
+    # it, and asyncio sets TCP_NODELAY only on sockets that say IPPROTO_TCP. Under --workers N
+    # every response on a kept-alive connection after the first then waited for the client's
+    # delayed ACK (44 ms), and uvicorn-asgiref measured the ACK timer, not the server.
+    import asyncio
+
+    uvicorn = pytest.importorskip("uvicorn")
+    from harness.servers._uvicorn_runner import tcp_listener
+
+    async def nodelay_of_accepted(listener: socket.socket) -> int:
+        loop = asyncio.get_running_loop()
+        accepted: asyncio.Future[int] = loop.create_future()
+
+        class Accept(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await loop.create_server(Accept, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+            try:
+                return await asyncio.wait_for(accepted, 10)
+            finally:
+                writer.close()
+
+    config = uvicorn.Config("harness.servers._asgiref_app:app", host="127.0.0.1", port=0)
+    listener = tcp_listener(config.bind_socket())
+    assert listener.type == socket.SOCK_STREAM
+    assert asyncio.run(nodelay_of_accepted(listener)) != 0

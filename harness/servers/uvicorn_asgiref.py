@@ -61,4 +61,5 @@ class UvicornAsgiref(AsgirefMode):
             "event_loop": reported.first.get("event_loop"),
             "keepalive_timeout_s": master.get("timeout_keep_alive"),
             "reset_contextvars": master.get("reset_contextvars"),
+            "tcp_nodelay": master.get("tcp_nodelay"),
         }
