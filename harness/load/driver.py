@@ -432,12 +432,7 @@ class _Run:
             self._close(user)
         else:
             user.reused = True
-        now = _perf_ns()
-        self.done += 1
-        self.last_done_ns = now
-        wait = now - user.t0
-        if wait > user.longest:
-            user.longest, user.longest_t0 = wait, user.t0
+        wait = self._finished(user)
         self.answered.append((user.token, status, body, wait, user.failing, self.done))
         user.state = _IDLE
         self._begin(user)
@@ -494,13 +489,19 @@ class _Run:
             return
         self._fail(user, _kind(err))
 
-    def _fail(self, user: _User, kind: str) -> None:
+    def _finished(self, user: _User) -> int:
+        """Count ``user``'s request as done, answered or failed; its wait in nanoseconds, kept
+        as the user's longest when it is (:mod:`harness.load.fairness`)."""
         now = _perf_ns()
         self.done += 1
         self.last_done_ns = now
         wait = now - user.t0
         if wait > user.longest:
             user.longest, user.longest_t0 = wait, user.t0
+        return wait
+
+    def _fail(self, user: _User, kind: str) -> None:
+        self._finished(user)
         if user.failing:
             self._count_injected(kind)
         else:
