@@ -115,19 +115,25 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help=f"gunicorn --worker-connections (default {DEFAULT_WORKER_CONNECTIONS})",
     )
-    parser.add_argument(
-        "--mount",
-        metavar="PREFIX",
-        help="the path prefix the app is served under, as uWSGI's --mount and gunicorn's"
-        " SCRIPT_NAME: with a dispatcher (werkzeug's DispatcherMiddleware), the app it mounts"
-        " there is checked; any other app is served under it (default: the root)",
-    )
+    _add_mount_option(parser)
     parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
         metavar="ARG",
         help="extra server argument, repeatable; write --server-arg=--backlog=64",
+    )
+
+
+def _add_mount_option(parser: argparse.ArgumentParser) -> None:
+    """``--mount PREFIX``, as ``run``, ``serve``, ``chaos`` and ``soak`` take it: checked where
+    the settings are built (``ServerConfig.mount``, :func:`harness.protocol.parse_mount`)."""
+    parser.add_argument(
+        "--mount",
+        metavar="PREFIX",
+        help="the path prefix the app is served under, as uWSGI's --mount and gunicorn's"
+        " SCRIPT_NAME: with a dispatcher (werkzeug's DispatcherMiddleware), the app it mounts"
+        " there is checked; any other app is served under it (default: the root)",
     )
 
 

@@ -88,10 +88,11 @@ def parse_mount(text: str) -> str:
     return "/" + "/".join(segments)
 
 
-def probe_path(mount: str | None = None) -> str:
+def probe_path(mount: str | None = None, path: str = PROBE_PATH) -> str:
     """The path a client requests the probe at, for an app served under ``mount``
-    (:func:`parse_mount`'s form; ``None``, ``""`` or ``"/"``: the root)."""
-    return (mount or "").rstrip("/") + PROBE_PATH
+    (:func:`parse_mount`'s form; ``None``, ``""`` or ``"/"``: the root); ``path`` is another of
+    the probe's paths (its streamed body's, ``harness.probe.middleware.STREAM_PATH``)."""
+    return (mount or "").rstrip("/") + path
 
 
 #: The longest sleep a probe request may ask for (``sleep_ms``): the probe refuses more, and the

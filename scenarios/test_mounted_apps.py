@@ -6,7 +6,9 @@ app and exited 0; now the negative control (``/api``) must be caught under gunic
 waitress and behind nginx with ``location /api/``, and the isolated app (``/admin``) of the same
 dispatcher must be clean, so the verdict follows the mount and nothing else. The dispatcher
 without ``--mount`` is one line, exit 2; the leaking app alone with ``--mount /api`` is served
-under the prefix by ctxbench and caught too.
+under the prefix by ctxbench and caught too. ``chaos`` and ``soak`` take the same ``--mount``:
+a fault (hook-error) and a short soak catch ``/api``, and ``/admin`` comes out clean under
+hook-error and kill-worker, whose recovery check requests the probe under the mount too.
 """
 
 from __future__ import annotations
@@ -82,8 +84,15 @@ def test_a_dispatcher_without_a_mount_is_one_line(
     err = capsys.readouterr().err
     assert status == 2, err
     assert "is a DispatcherMiddleware that serves apps under /admin, /api" in err, err
-    assert "--mount (--mount /api), or --mount / for its root app" in err, err
+    assert err.endswith("--mount (--mount /api), or --mount / for its root app\n"), err
     assert err.count("\n") == 1, err
+    assert not run_dir.exists()
+    # chaos says the same, and the option it names is one chaos has.
+    status = main(["chaos", "--faults", "hook-error", "--modes", "gunicorn-gthread", "--app",
+                   DISPATCHER, "--run-dir", str(run_dir)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert err.endswith("--mount (--mount /api), or --mount / for its root app\n"), err
     assert not run_dir.exists()
 
 
@@ -98,3 +107,67 @@ def test_a_plain_app_served_under_the_mount_is_caught(
     [cell] = results.load(run_dir).cells
     assert cell.leaks > 0 and cell.checked == 200
     assert cell.server.effective["probe"] == "harness.wsgi, served under /api by ctxbench"
+
+
+# hook-error (one load round per phase) is the cheapest fault that runs a load: about 4 s a cell.
+CHAOS = [
+    "chaos", "--modes", "gunicorn-gthread", "--app", DISPATCHER, "--round-requests", "200",
+    "--after-requests", "100", "--sleep-ms", "10", "--injections", "1",
+]  # fmt: skip
+
+
+def test_chaos_catches_the_app_under_the_mount(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: chaos had no --mount, and the dispatcher could not be fault-tested at all.
+    skip_unavailable("gunicorn-gthread")
+    run_dir = tmp_path / "run"
+    status = main([*CHAOS, "--faults", "hook-error", "--mount", "/api/", "--run-dir",
+                   str(run_dir)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 1, out
+    run = results.load(run_dir)
+    assert run.settings.mount == "/api"  # as normalised, and recorded as run's are
+    [cell] = run.faults
+    assert cell.verdict == "LEAK" and cell.leaks > 0, out
+    assert {e.name for e in cell.evidence} == {"current_user"}, cell.evidence
+    assert cell.server.effective["mount"] == "/api"
+    assert cell.server.effective["probe"] == "harness.wsgi inside DispatcherMiddleware at /api"
+
+
+def test_chaos_on_the_isolated_app_of_the_same_dispatcher_is_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip_unavailable("gunicorn-gthread")
+    run_dir = tmp_path / "run"
+    status = main([*CHAOS, "--faults", "hook-error,kill-worker", "--mount", "/admin",
+                   "--run-dir", str(run_dir)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0, out
+    cells = results.load(run_dir).faults
+    assert [(c.fault, c.verdict) for c in cells] == [("hook-error", "ok"), ("kill-worker", "ok")]
+    for cell in cells:
+        assert cell.leaks == 0 and cell.answered > 0, cell
+        # The clean load after the fault ran: the recovery check found the probe at /admin.
+        assert cell.after is not None and cell.after.requests >= 100, cell
+        assert cell.server.effective["mount"] == "/admin"
+
+
+def test_soak_catches_the_app_under_the_mount(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip_unavailable("gunicorn-gthread")
+    pytest.importorskip("psutil", reason="ctxbench soak needs psutil (ctxbench[soak])")
+    run_dir = tmp_path / "run"
+    status = main([
+        "soak", "--mode", "gunicorn-gthread", "--app", DISPATCHER, "--mount", "/api",
+        "--minutes", "0.1", "--warmup", "2", "--sleep-ms", "10", "--run-dir", str(run_dir),
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 1, out
+    run = results.load(run_dir)
+    assert run.settings.mount == "/api"
+    [soak] = run.soaks
+    assert soak.verdict == "LEAK" and soak.leaks > 0 and soak.errors == 0, out
+    assert {e.name for e in soak.evidence} == {"current_user"}, soak.evidence
+    assert soak.server.effective["mount"] == "/api"

@@ -500,7 +500,7 @@ def test_an_interrupted_soak_keeps_what_it_sampled(
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("served\n")
         yield SimpleNamespace(pid=os.getpid(), host="127.0.0.1", port=9, effective={},
-                              log_path=log)  # fmt: skip
+                              log_path=log, mount=None)  # fmt: skip
 
     def interrupted_load(spec: object, progress: t.Callable[[int, int, int], None]) -> None:
         progress(1200, 0, 0)

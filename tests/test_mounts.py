@@ -263,10 +263,88 @@ def test_the_same_target_twice_is_refused_as_normalised() -> None:
     RunSettings(targets=("http://127.0.0.1:8080/api", "http://127.0.0.1:8080/admin")).checked()
 
 
-def test_the_dispatcher_message_says_what_chaos_and_soak_need() -> None:
+def test_the_dispatcher_message_names_the_option_every_command_has() -> None:
+    # run, serve, chaos and soak all take --mount: the line said "chaos and soak take no
+    # --mount", so a chaos user was told to give a mounted app's import string instead.
     dispatcher = DispatcherMiddleware(_flask("root"), {"/api": _flask("api")})
-    with pytest.raises(AppLoadError, match="chaos and soak take no --mount: give them the mount"):
+    with pytest.raises(AppLoadError) as info:
         _ensure(dispatcher, None)
+    assert str(info.value).endswith("with --mount (--mount /api), or --mount / for its root app")
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "chaos", "soak"])
+def test_every_command_that_starts_a_server_takes_one_mount_option(command: str) -> None:
+    from harness.cli import build_parser
+
+    subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    run_mount = next(a for a in subparsers["run"]._actions if "--mount" in a.option_strings)
+    mount = next(a for a in subparsers[command]._actions if "--mount" in a.option_strings)
+    assert (mount.help, mount.metavar, mount.default) == (
+        run_mount.help,
+        run_mount.metavar,
+        run_mount.default,
+    )
+
+
+def _mounted_server(mode: str = "gunicorn-gthread") -> t.Any:
+    import types
+
+    server = types.SimpleNamespace(
+        host="127.0.0.1", port=9, mode=mode, mount="/api", pid=0, gone=lambda: None
+    )
+    server.app_server = server
+    return server
+
+
+def test_every_request_of_a_faults_own_clients_goes_under_the_mount(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # abort, slow-client and timeout send requests of their own beside the load: at the root
+    # they hit the dispatcher's root app (a 404), never the app under --mount.
+    from harness.faults import FAULTS, clients, process
+    from harness.load.hostile import Outcome
+    from harness.probe.middleware import STREAM_PATH
+    from harness.settings import ChaosSettings
+
+    paths: list[str] = []
+
+    def record(host: str, port: int, target: str, *args: object, **kwargs: object) -> Outcome:
+        paths.append(target)
+        return Outcome("refused")
+
+    for name in ("abort_mid_request", "abort_mid_body", "_slow_send", "_slow_read"):
+        monkeypatch.setattr(clients, name, record)
+    monkeypatch.setattr(process, "get", record)
+    monkeypatch.setattr(process, "worker_pids", lambda server: set())
+    for fault in ("abort", "slow-client", "timeout"):
+        injector = FAULTS[fault].injector(_mounted_server("gunicorn-sync"), ChaosSettings())
+        injector.stop()  # lets a timeout request go at once, as the runner's end does
+        assert injector.hostile is not None
+        for seq in range(1, 5):
+            injector.hostile.action(seq)
+    assert len(paths) == 12
+    assert {p.split("?")[0] for p in paths} == {"/api" + PROBE_PATH, "/api" + STREAM_PATH}
+
+
+def test_the_fault_load_and_the_recovery_check_go_under_the_mount(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.faults import runner
+    from harness.load.hostile import Outcome
+
+    server = _mounted_server()
+    spec = runner._spec(server, "keepalive", runner.LoadSettings(), 10)
+    assert spec.mount == "/api"
+    paths: list[str] = []
+
+    def get(host: str, port: int, target: str, **kwargs: object) -> Outcome:
+        paths.append(target)
+        return Outcome("answered", 200)
+
+    monkeypatch.setattr(runner, "get", get)
+    monkeypatch.setattr(runner, "worker_pids", lambda server: {1})
+    assert runner._wait_recovered(server, 1) == ({1}, None)
+    assert paths and all(p.startswith("/api" + PROBE_PATH + "?") for p in paths)
 
 
 def _flask_dispatching() -> tuple[t.Any, t.Any]:

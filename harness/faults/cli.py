@@ -12,7 +12,7 @@ import time
 import typing as t
 from pathlib import Path
 
-from harness.cli import _csv, _folder, _run_folder, _server_args
+from harness.cli import _add_mount_option, _csv, _folder, _run_folder, _server_args
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
 from harness.settings import check_backend
@@ -31,6 +31,7 @@ def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
         help="the app under test, 'pkg.wsgi:app' or an app factory 'pkg:create_app()'"
         " (default core)",
     )
+    _add_mount_option(parser)
     parser.add_argument("--workers", type=int, help="server processes (default 2)")
     parser.add_argument("--threads", type=int, help="threads per server process")
     parser.add_argument(
@@ -167,6 +168,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         timeout=15.0,
         workers=args.workers,
         threads=args.threads,
+        mount=args.mount,
         repeats=1,
         warmup=0.0,
     )
@@ -284,9 +286,9 @@ def cmd_soak(args: argparse.Namespace) -> int:
         apps=(app,), backends=(args.backend,), modes=(args.mode,),
         connections=(args.connections,), duration=seconds, concurrency=args.concurrency,
         sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads, repeats=1,
-        warmup=0.0, extra_args=extra_args,
+        warmup=0.0, extra_args=extra_args, mount=args.mount,
     )  # fmt: skip
-    settings = settings.checked()
+    settings = settings.checked()  # --mount as normalised: "/api/" is "/api"
     try:
         with _run_folder(args) as (run_dir, run_id):
             run = results.Run.start(run_id, ["ctxbench", *args.argv], settings)
@@ -295,7 +297,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
                     args.mode, seconds=seconds, app=app, backend=args.backend,
                     connections=args.connections, warmup_s=args.warmup,
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
-                    threads=args.threads, extra_args=extra_args, log_dir=run_dir / "logs",
+                    threads=args.threads, extra_args=extra_args, mount=settings.mount,
+                    log_dir=run_dir / "logs",
                     progress=_progress,
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does

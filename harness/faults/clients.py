@@ -26,7 +26,7 @@ from harness.load.hostile import slow_read as _slow_read
 from harness.load.hostile import slow_send as _slow_send
 from harness.probe.middleware import STREAM_PATH
 from harness.probe.stream import read_chunks
-from harness.protocol import FAIL_PHASES, PROBE_PATH
+from harness.protocol import FAIL_PHASES, probe_path
 from harness.servers import LiveServer, get_mode, poll_until
 from harness.settings import ChaosSettings
 from harness.verdict import Evidence, ProbeProtocolError, Unit, examine_probe_response
@@ -41,12 +41,13 @@ __all__ = ["Abort", "HookError", "SlowClient", "judge_outcome"]
 ABORTS = ("mid-request", "mid-response", "mid-stream", "mid-stream-rst")
 
 
-def _probe(token: str) -> str:
-    return f"{PROBE_PATH}?token={token}&sleep_ms=2"
+def _probe(server: LiveServer, token: str) -> str:
+    return f"{probe_path(server.mount)}?token={token}&sleep_ms=2"
 
 
-def _stream(token: str, chunks: int, chunk_ms: int = 1) -> str:
-    return f"{STREAM_PATH}?token={token}&chunks={chunks}&chunk_ms={chunk_ms}"
+def _stream(server: LiveServer, token: str, chunks: int, chunk_ms: int = 1) -> str:
+    path = probe_path(server.mount, STREAM_PATH)
+    return f"{path}?token={token}&chunks={chunks}&chunk_ms={chunk_ms}"
 
 
 class _HostileInjector(Injector):
@@ -91,14 +92,14 @@ class Abort(Fault):
             kind = ABORTS[seq % len(ABORTS)]
             token = f"ctxbench-abort-{seq}"
             if kind == "mid-request":
-                return abort_mid_request(host, port, _probe(token))
+                return abort_mid_request(host, port, _probe(server, token))
             if kind == "mid-response":
-                return abort_mid_body(host, port, _probe(token), after_bytes=1)
+                return abort_mid_body(host, port, _probe(server, token), after_bytes=1)
             # The client leaves with the first chunk; the server still has 9 to write, 10 ms
             # apart, and finds out at the first or second. Few chunks: tornado's WSGIContainer
             # takes an IOLoop turn per chunk, shared with the load's requests (200 chunks of
             # 1 ms made the fault take 26 to 30 s of its 30 s bound there).
-            stream = _stream(token, chunks=10, chunk_ms=10)
+            stream = _stream(server, token, chunks=10, chunk_ms=10)
             return abort_mid_body(
                 host, port, stream, after_bytes=64, reset=kind == "mid-stream-rst"
             )
@@ -131,11 +132,11 @@ class _SlowInjector(_HostileInjector):
             token = f"ctxbench-slow-{seq}"
             if seq % 2:
                 outcome = _slow_send(
-                    host, port, _probe(token), seconds=seconds, timeout=seconds + 10
+                    host, port, _probe(server, token), seconds=seconds, timeout=seconds + 10
                 )
             else:
                 outcome = _slow_read(
-                    host, port, _stream(token, chunks=400), read_size=1024, pause_s=0.005,
+                    host, port, _stream(server, token, chunks=400), read_size=1024, pause_s=0.005,
                     max_seconds=seconds, timeout=seconds + 10, http10=http10,
                 )  # fmt: skip
             kind, evidence = judge_outcome(outcome, token, mode=server.mode)

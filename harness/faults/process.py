@@ -21,7 +21,7 @@ import typing as t
 
 from harness.load.hostile import HostileLoad, Outcome, by_status, get
 from harness.owner import process_age
-from harness.protocol import PROBE_PATH
+from harness.protocol import probe_path
 from harness.servers import LiveServer, ServerMode, get_mode, poll_until
 from harness.settings import ChaosSettings
 
@@ -264,7 +264,7 @@ class _TimeoutInjector(_RecycleWatcher):
             return by_status(get(
                 server.host,
                 server.port,
-                f"{PROBE_PATH}?token=ctxbench-timeout-{seq}&sleep_ms={sleep_ms:g}",
+                f"{probe_path(server.mount)}?token=ctxbench-timeout-{seq}&sleep_ms={sleep_ms:g}",
                 timeout=settings.worker_timeout_s + 15.0,
             ))  # fmt: skip
 

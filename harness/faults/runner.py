@@ -24,7 +24,7 @@ from harness.apps import app_folder
 from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
-from harness.protocol import PROBE_PATH
+from harness.protocol import probe_path
 from harness.results import EVIDENCE_CAP, AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
 from harness.settings import ChaosSettings, RunSettings
@@ -48,6 +48,8 @@ class LoadSettings:
     timeout: float = 15.0
     workers: int | None = None
     threads: int | None = None
+    #: The path prefix the app is served under (``--mount``; see ``ServerConfig.mount``).
+    mount: str | None = None
 
 
 def _spec(server: LiveServer, connections: str, load: LoadSettings, requests: int,
@@ -62,6 +64,7 @@ def _spec(server: LiveServer, connections: str, load: LoadSettings, requests: in
         timeout=load.timeout,
         mode=server.mode,
         max_evidence=EVIDENCE_CAP,
+        mount=(server.mount or "").rstrip("/"),
         **overrides,
     )
 
@@ -136,7 +139,8 @@ def _wait_recovered(server: LiveServer, expected: int) -> tuple[set[int], str | 
             if time.monotonic() - stable_since >= 0.3:
                 attempt += 1
                 token = f"ctxbench-recovered-{attempt}"
-                outcome = get(server.host, server.port, f"{PROBE_PATH}?token={token}", timeout=5.0)
+                path = f"{probe_path(server.mount)}?token={token}"
+                outcome = get(server.host, server.port, path, timeout=5.0)
                 status = outcome.status or 0
                 if 300 <= status < 500:  # neither 2xx nor 5xx: the app, not a recovering server
                     return pids, (
@@ -228,6 +232,7 @@ def run_fault_cell(
         backend=backend,
         workers=load.workers,
         threads=load.threads,
+        mount=load.mount,
         extra_args=fault.server_args(server_mode, settings, requests_per_connection=per_connection),
         log_dir=log_dir,
     ) as server:
@@ -342,6 +347,7 @@ def run_chaos(
         timeout=settings.timeout,
         workers=settings.workers,
         threads=settings.threads,
+        mount=settings.mount,
     )
     started = time.monotonic()
     try:

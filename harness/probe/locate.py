@@ -158,8 +158,6 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
                     f"app {label!r} is a {name} that serves apps under {served}: ctxbench"
                     " requests the probe under one prefix, so name the app to check with"
                     f" --mount (--mount {min(served.split(', '), key=len)}){root}"
-                    " (chaos and soak take no --mount: give them the mounted app's own import"
-                    " string)"
                 )
             # --mount / (or the whole mount taken by outer dispatchers): the root app.
         wrapped = getattr(inner, "app", None)

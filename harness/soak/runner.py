@@ -58,15 +58,19 @@ def run_soak(
     workers: int | None = None,
     threads: int | None = None,
     extra_args: Sequence[str] = (),
+    mount: str | None = None,
     log_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Soak:
-    """Soak ``mode`` serving ``app`` on ``backend`` for ``seconds``; return the judged series."""
+    """Soak ``mode`` serving ``app`` on ``backend`` for ``seconds``; return the judged series.
+
+    ``mount`` is the path prefix the app is served under (``--mount``; see
+    ``ServerConfig.mount``): the app a dispatcher mounts there is the one the load checks."""
     warmup = default_warmup(seconds) if warmup_s is None else warmup_s
     say = progress or (lambda text: None)
     with live_server(
         mode, app=app, backend=backend, workers=workers, threads=threads, extra_args=extra_args,
-        log_dir=log_dir,
+        mount=mount, log_dir=log_dir,
     ) as server:  # fmt: skip
         # A server whose group is one process serves requests in it: that process is a worker.
         single = len(group_members(server.pid)) == 1
@@ -81,7 +85,7 @@ def run_soak(
         spec = LoadSpec(
             host=server.host, port=server.port, concurrency=concurrency, duration=seconds,
             connections=connections, sleep_ms=sleep_ms, timeout=10.0, mode=mode,
-            max_evidence=EVIDENCE_CAP,
+            max_evidence=EVIDENCE_CAP, mount=(server.mount or "").rstrip("/"),
         )  # fmt: skip
         interrupted: KeyboardInterrupt | None = None
         sampler.start()
