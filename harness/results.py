@@ -40,6 +40,7 @@ import typing as t
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness import records
 from harness.apps import app_label
@@ -182,8 +183,9 @@ class Latency:
         return rv
 
 
-#: What identifies a cell across runs: (app label, backend, mode, connections, concurrency).
-CellKey = tuple[str, str, str, str, int | None]
+#: What identifies a cell across runs: (app label, backend, mode, connections, concurrency,
+#: mount).
+CellKey = tuple[str, str, str, str, int | None, str]
 
 
 # -- the records -------------------------------------------------------------------------------
@@ -255,6 +257,17 @@ class ServerInfo:
         threads = eff.get("threads") or 1
         rv = f"{eff.get('worker_class', '?')} w{eff.get('workers', '?')}"
         return rv + (f" t{threads}" if isinstance(threads, int) and threads > 1 else "")
+
+    @property
+    def mount(self) -> str:
+        """The path prefix the app was checked under (``--mount``): ``"/api"``, or ``"/"`` for
+        the root (no ``--mount`` given, or a document older than the option); for a server
+        ctxbench did not start, the path of its URL (``run --target``)."""
+        eff = self.effective
+        rv = eff.get("mount")
+        if rv is None and isinstance(eff.get("target"), str):
+            rv = urlsplit(eff["target"]).path
+        return rv if isinstance(rv, str) and rv else "/"
 
 
 @dataclass(frozen=True)
@@ -357,8 +370,16 @@ class Cell:
     @property
     def key(self) -> CellKey:
         """What identifies the cell across runs: (app label, backend, mode, connections,
-        concurrency)."""
-        return (self.app_label, self.backend, self.mode, self.connections, self.concurrency)
+        concurrency, mount). The mount tells apart the apps one dispatcher serves under its
+        prefixes (``--app pkg:dispatcher --mount /api`` and ``--mount /admin``)."""
+        return (
+            self.app_label,
+            self.backend,
+            self.mode,
+            self.connections,
+            self.concurrency,
+            self.server.mount,
+        )
 
     @property
     def driver_bound(self) -> bool:

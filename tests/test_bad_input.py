@@ -288,7 +288,7 @@ from pathlib import Path  # noqa: E402
 from harness import results  # noqa: E402
 from harness.cli import build_parser, main  # noqa: E402
 from harness.load.spec import MAX_REQUESTS  # noqa: E402
-from harness.results import Cell, Measurement, Run  # noqa: E402
+from harness.results import Cell, Measurement, Run, ServerInfo  # noqa: E402
 from harness.settings import RunSettings  # noqa: E402
 
 FLASK = "harness.apps.flask_app:app"
@@ -480,14 +480,17 @@ BAD_INVOCATIONS = [
     pytest.param(["compare", "{a}", "{b}", "--threshold", "0"], "threshold", id="threshold-0"),
     pytest.param(["compare", "{a}", "{b}", "--threshold", "-5%"], "threshold", id="threshold-neg"),
     pytest.param(["compare", "{a}", "{b}"], "no cell in common", id="compare-nothing-in-common"),
+    pytest.param(["compare", "{api}", "{admin}"],
+                 "differ only in the mount (A /api, B /admin)", id="compare-other-mount"),
 ]  # fmt: skip
 
 
-def _run_folder(path: Path, mode: str) -> Path:
+def _run_folder(path: Path, mode: str, mount: str | None = None) -> Path:
     cell = Cell(app="harness.apps.core_app:app", backend="contextvar", mode=mode,
                 connections="keepalive", requests=10, leaks=0, errors=0,
-                runs=(Measurement(100.0),))  # fmt: skip
-    run = Run.start(path.name, ["ctxbench", "run"], RunSettings(modes=(mode,)))
+                runs=(Measurement(100.0),),
+                server=ServerInfo(effective={"mount": mount}))  # fmt: skip
+    run = Run.start(path.name, ["ctxbench", "run"], RunSettings(modes=(mode,), mount=mount))
     results.write(path, run.replace(cells=(cell,), status="complete"))
     return path
 
@@ -529,6 +532,8 @@ def test_bad_command_line_is_one_line_and_exit_2(
         "corrupt": str(corrupt),
         "a": str(_run_folder(tmp_path / "run-a", "gunicorn-sync")),
         "b": str(_run_folder(tmp_path / "run-b", "werkzeug-threaded")),
+        "api": str(_run_folder(tmp_path / "run-api", "gunicorn-sync", "/api")),
+        "admin": str(_run_folder(tmp_path / "run-admin", "gunicorn-sync", "/admin")),
     }
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))

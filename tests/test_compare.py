@@ -255,3 +255,63 @@ def test_a_cell_whose_server_starved_users_is_not_counted() -> None:
     # --strict: the medians alone
     strict = compare_runs_of(a, starved(b), 0.10, strict=True)[1]
     assert [r.metric for r in strict] == ["rps", "p99"]
+
+
+def mounted(mount: str | None, **kwargs: Any) -> dict[str, Any]:
+    """An entry of the dispatcher's app checked under ``mount`` (``--mount``; None: none)."""
+    rv = entry(**kwargs)
+    rv["app"] = rv["app_label"] = "myproject.wsgi:dispatcher"
+    rv["server"] = {"effective": {"mount": mount}}
+    return rv
+
+
+def mounted_doc(run_id: str, mount: str | None, *entries: dict[str, Any]) -> dict[str, Any]:
+    rv = doc(run_id, *entries)
+    rv["settings"]["mount"] = mount
+    return rv
+
+
+def test_cells_under_different_mounts_are_never_matched() -> None:
+    # Before: matched as one app, with a note that the setting 'mount' differs; a clean /api
+    # baseline against a leaking /admin read as a regression of one app (and /admin's clean
+    # baseline against a slower /api run as a slowdown).
+    a = mounted_doc("A", "/api", mounted("/api"))
+    b = mounted_doc("B", "/admin", mounted("/admin", leaks=5, rps=2000.0))
+    with pytest.raises(UsageError) as info:
+        compare_runs(a, b, 0.10)
+    message = str(info.value)
+    assert "runs 'A' and 'B' have no cell in common (1 cell against 1 cell):" in message
+    assert "their cells differ only in the mount (A /api, B /admin)" in message
+    assert "compare runs of the same apps, mounts, backends" in message
+
+
+def test_cells_are_matched_by_their_mount_and_the_others_listed_as_not_compared() -> None:
+    a = mounted_doc("A", None, mounted("/api"), mounted("/admin", mode="gunicorn-gevent"))
+    b = mounted_doc("B", None, mounted("/api", rps=3000.0), mounted("/v2", mode="gunicorn-gevent"))
+    text, regressions = compare_runs(a, b, 0.10)
+    assert [(r.key[5], r.metric) for r in regressions] == [("/api", "rps")]
+    assert "gunicorn-gthread (myproject.wsgi:dispatcher at /api, contextvar, keepalive)" in text
+    assert "2 cells not compared (in one run only):" in text
+    assert "  in A only: gunicorn-gevent (myproject.wsgi:dispatcher at /admin, contextvar," in text
+    assert "  in B only: gunicorn-gevent (myproject.wsgi:dispatcher at /v2, contextvar," in text
+    assert "myproject.wsgi:dispatcher at /api" in text.splitlines()[4]  # the table's app column
+
+
+def test_the_root_is_one_mount_however_it_was_recorded() -> None:
+    # A document older than --mount records none; "--mount /" and no --mount are the root.
+    old = doc("A", entry())
+    for mount in (None, "/"):
+        new = mounted_doc("B", mount, entry())
+        new["entries"][0]["server"] = {"effective": {"mount": mount}}
+        text, regressions = compare_runs(old, new, 0.10)
+        assert regressions == [] and "No regression in 1 cell compared." in text
+        assert "setting 'mount' differs" not in text and " at /" not in text
+
+
+def test_a_targets_mount_is_the_path_of_its_url() -> None:
+    from harness.results import ServerInfo
+
+    assert ServerInfo({"target": "http://127.0.0.1:8080/api"}).mount == "/api"
+    assert ServerInfo({"target": "http://127.0.0.1:8080"}).mount == "/"
+    assert ServerInfo({"mount": "/admin"}).mount == "/admin"
+    assert ServerInfo().mount == "/"

@@ -118,7 +118,7 @@ def test_statistics_are_derived_once() -> None:
     assert cell(runs=(Measurement(900.0), Measurement(1100.0))).noisy
     assert results.spread([5.0]) == 0.0 and results.spread([]) == 0.0
     assert c.app_label == "core"
-    assert c.key == ("core", "contextvar", "gunicorn-gevent", "keepalive", None)
+    assert c.key == ("core", "contextvar", "gunicorn-gevent", "keepalive", None, "/")
 
 
 def test_evidence_is_kept_up_to_the_cap() -> None:

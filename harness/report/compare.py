@@ -11,14 +11,18 @@ not show a slower server; nor one where either run's server starved some virtual
 (:attr:`~harness.results.Cell.starved`): that run's rate is the served users' alone and its p99
 their wait for the starved ones, figures of the starvation, not of the server's speed.
 
-Two runs with no cell in common cannot be compared: a :class:`~harness.errors.UsageError`
-(exit 2), so a baseline that no longer matches never passes; cells in one run only are named.
+Cells match on their key (:attr:`~harness.results.Cell.key`), the mount included: the app a
+dispatcher serves under ``/api`` is another app than the one under ``/admin``, so two such cells
+are never matched, and are listed as not compared. Two runs with no cell in common cannot be
+compared: a :class:`~harness.errors.UsageError` (exit 2), so a baseline that no longer matches
+never passes; cells in one run only are named.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing as t
 from dataclasses import dataclass
 
 from harness.errors import UsageError
@@ -27,15 +31,16 @@ from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
 from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
 
-#: The settings that choose the cells; any other setting that differs is noted as not like for like.
-CELL_SETTINGS = ("apps", "backends", "modes", "connections")
+#: The settings that choose the cells (the mount is in every cell's key); any other setting that
+#: differs is noted as not like for like.
+CELL_SETTINGS = ("apps", "backends", "modes", "connections", "mount")
 
 
 @dataclass(frozen=True)
 class Change:
     """One metric of one cell, in run A and run B."""
 
-    key: CellKey  # (app label, backend, mode, connections, concurrency)
+    key: CellKey  # (app label, backend, mode, connections, concurrency, mount)
     metric: str  # "rps", "p99", "leaks" or "errors"
     a: float
     b: float
@@ -97,8 +102,9 @@ def compare_runs(
     if not common:
         raise UsageError(
             f"runs {a_run.run_id or 'A'!r} and {b_run.run_id or 'B'!r} have no cell in common"
-            f" ({plural(len(a_by), 'cell')} against {plural(len(b_by), 'cell')}): compare runs"
-            " of the same apps, backends, modes and connection patterns"
+            f" ({plural(len(a_by), 'cell')} against {plural(len(b_by), 'cell')}):"
+            f"{_mounted_apart(a_by, b_by)} compare runs of the same apps, mounts, backends, modes"
+            " and connection patterns"
         )
     rule = "the medians alone (--strict)" if strict else "beyond the noise of both runs too"
     out = [
@@ -124,7 +130,7 @@ def compare_runs(
         )
         rows.append(
             (
-                *(key[2], key[0], key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
+                *(key[2], _app(key), key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
                 *(fmt_rps(a.rps), fmt_rps(b.rps)),
                 *(_signed(cell[0].relative), fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
                 *(_signed(cell[1].relative), f"{a.leaks}/{b.leaks}", status),
@@ -236,10 +242,28 @@ def _signed(value: float) -> str:
 
 
 def _key(cell: Cell, sweep: bool) -> CellKey:
-    return cell.key if sweep else (*cell.key[:4], None)
+    app, backend, mode, connections, concurrency, mount = cell.key
+    return (app, backend, mode, connections, concurrency if sweep else None, mount)
+
+
+def _app(key: CellKey) -> str:
+    """The app label, with the mount it was checked under when not the root: ``core at /api``."""
+    return key[0] if key[5] == "/" else f"{key[0]} at {key[5]}"
 
 
 def _name(key: CellKey) -> str:
-    app, backend, mode, connections, concurrency = key
+    _, backend, mode, connections, concurrency, _ = key
     users = "" if concurrency is None else f", {concurrency} users"
-    return f"{mode} ({app}, {backend}, {connections}{users})"
+    return f"{mode} ({_app(key)}, {backend}, {connections}{users})"
+
+
+def _mounted_apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
+    """`` their cells differ only in the mount (A /api, B /admin): ...;`` when the two runs
+    would have cells in common but for the mount, else ``""``."""
+    if not {k[:5] for k in a_by} & {k[:5] for k in b_by}:
+        return ""
+    mounts = [", ".join(sorted({k[5] for k in by})) for by in (a_by, b_by)]
+    return (
+        f" their cells differ only in the mount (A {mounts[0]}, B {mounts[1]}), and an app under"
+        " one prefix is not the app under another;"
+    )
