@@ -47,6 +47,7 @@ from harness.apps import app_label
 from harness.checkpoints import checkpoint
 from harness.errors import ResultsError
 from harness.exercised import Exercised
+from harness.load.acks import AckCounts, waited_on_delayed_acks
 from harness.load.cpu import saturated
 from harness.owner import Owner, file_tag, tag_gone
 from harness.servers.base import package_version
@@ -212,6 +213,10 @@ class Measurement:
     #: the measured window while later requests of other users were answered (the rule is
     #: :mod:`harness.load.fairness`'s); ``None`` when the document did not record it.
     starved: int | None = None
+    #: Responses first on their connection and on kept-alive ones, and how many of those
+    #: stalled on the client's delayed ACK (:mod:`harness.load.acks`); ``None`` when the
+    #: document did not record them.
+    acks: AckCounts | None = None
 
     @property
     def driver_load(self) -> float | None:
@@ -402,6 +407,22 @@ class Cell:
         wait, so it is never ranked on speed."""
         values = [run.starved for run in self.runs if run.starved is not None]
         return max(values) if values else None
+
+    @property
+    def acks(self) -> AckCounts | None:
+        """The delayed-ACK counts of the measured runs added up (see :attr:`Measurement.acks`);
+        ``None`` when no run recorded them."""
+        counts = [run.acks for run in self.runs if run.acks is not None]
+        return sum(counts[1:], counts[0]) if counts else None
+
+    @property
+    def delayed_acks(self) -> bool:
+        """Most responses on kept-alive connections waited for the client's delayed ACK while
+        the first on each connection was fast (the rule is :mod:`harness.load.acks`'s, on the
+        measured runs' counts pooled): the throughput and latency are the ACK timer's, not the
+        server's, so the cell is never ranked on speed."""
+        acks = self.acks
+        return acks is not None and waited_on_delayed_acks(acks)
 
     @property
     def server_cpu(self) -> float | None:

@@ -32,6 +32,7 @@ from harness.checkpoints import checkpoint
 from harness.errors import ServerStartError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
+from harness.load.acks import AckCounts
 from harness.load.cpu import ThreadCpu, group_cpu
 from harness.load.spec import ConnectionPattern, LoadResult
 from harness.protocol import DEFAULT_BACKEND
@@ -64,6 +65,9 @@ class LoadResultLike(t.Protocol):
 
     @property
     def starved(self) -> int | None: ...
+
+    @property
+    def acks(self) -> AckCounts: ...
 
 
 ProgressFn = Callable[[int, int, int], None]
@@ -169,6 +173,7 @@ def _measurement(run: LoadResultLike, server: ThreadCpu | None) -> Measurement:
             else None
         ),
         starved=run.starved,
+        acks=run.acks,
     )
 
 

@@ -762,6 +762,48 @@ def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
         assert "tarved" not in render_reports(quiet)["report.md"]
 
 
+def test_a_cell_that_waited_on_delayed_acks_is_said_and_never_ranked() -> None:
+    import dataclasses
+
+    from harness.load.acks import AckCounts
+    from harness.report import format_summary
+
+    def acked(c: Any, counts: AckCounts | None) -> Any:
+        return dataclasses.replace(
+            c, runs=tuple(dataclasses.replace(r, acks=counts) for r in c.runs)
+        )
+
+    # uvicorn-asgiref would be the fastest keep-alive mode, but its kept-alive responses
+    # stalled on the client's delayed ACK: 3 runs of 16 first responses and 400 kept-alive ones
+    entries = [make_entry("uvicorn-asgiref", rps=9000.0), *(make_entry(m) for m in MODES)]
+    run = load_run(make_doc(entries))
+    fast = tuple(acked(c, AckCounts(16, 0, 400, 0)) for c in run.cells[1:])
+    run = run.replace(cells=(acked(run.cells[0], AckCounts(16, 0, 400, 390)), *fast))
+    summary = summarize(run)
+    assert [c.mode for c in summary.delayed_acks] == ["uvicorn-asgiref"]
+    assert summary.verdict == ("OK", "ok") and not summary.errored  # not a leak, not an error
+    assert [r.best.mode for r in summary.rankings] == ["gunicorn-gevent"]
+    said = (
+        "uvicorn-asgiref, keepalive: 1,170 of 1,200 kept-alive responses came in two parts"
+        " 30-80 ms apart, 0 of 48 first responses on a connection"
+    )
+    text = format_summary(run)
+    assert "9,000~" in text.splitlines()[2].split()  # the cell's rps
+    assert text.count("~") == 2
+    assert f"~ waited on delayed ACKs ({said}): most responses" in text
+    assert "Set TCP_NODELAY on the server's accepted sockets" in text and "#3149" in text
+    md = render_reports(run)["report.md"]
+    assert f"waited on the client's delayed ACKs are not ranked ({said})" in md
+    table = section(md, "## Keep-alive connections (`keepalive`)")
+    assert f"> **Waited on delayed ACKs** ({said}, the measured runs together" in table
+    # a fast server, or not recorded (an older document): nothing is said
+    for counts in (AckCounts(16, 0, 400, 0), None):
+        quiet = run.replace(cells=tuple(acked(c, counts) for c in run.cells))
+        assert not summarize(quiet).delayed_acks
+        assert "delayed ACK" not in format_summary(quiet)
+        assert "delayed ACK" not in render_reports(quiet)["report.md"]
+
+
 def test_a_driver_bound_cell_is_never_beaten_on_speed() -> None:
     import dataclasses
 

@@ -205,6 +205,24 @@ def test_starved_users_are_a_cell_figure_older_documents_lack(run: Run) -> None:
     assert Run.from_json(old.to_json()) == old
 
 
+def test_delayed_ack_counts_are_pooled_over_runs_and_older_documents_lack_them(run: Run) -> None:
+    from harness.load.acks import AckCounts
+
+    # no run alone has MIN_REUSED kept-alive responses; the cell's runs together do
+    stalled = AckCounts(first=4, first_stalled=0, reused=12, stalled=12)
+    measured = cell(runs=(Measurement(90, 1.0, acks=stalled), Measurement(91, 1.0, acks=stalled)))
+    assert measured.acks == AckCounts(8, 0, 24, 24) and measured.delayed_acks
+    again = Run.from_json(run.replace(cells=(measured,)).to_json())
+    assert again.cells[0] == measured
+    # a document written before they were counted: no "acks" key, read as not recorded
+    doc = _v2(run)
+    for measurement in doc["cells"][0]["runs"]:
+        del measurement["acks"]
+    old = Run.from_json(doc)
+    assert old.cells[0].acks is None and not old.cells[0].delayed_acks
+    assert Run.from_json(old.to_json()) == old
+
+
 def test_v1_evidence_worker_becomes_unit() -> None:
     doc = json.loads(V1_DOCUMENT.read_text(encoding="utf-8"))
     doc["entries"][0]["evidence"] = [

@@ -14,7 +14,10 @@ against the token that user sent; a fast server that answers with another reques
 failed, not won.
 
 Each user also keeps its longest wait for one response, and the loop samples its counts once a
-tick, so the run can say which users the server starved (:mod:`harness.load.fairness`).
+tick, so the run can say which users the server starved (:mod:`harness.load.fairness`); and it
+counts the responses first on their connection and those on a kept-alive one, and of each how
+many arrived in two parts about 40 ms apart, so the run can say it waited on the client's
+delayed ACKs (:mod:`harness.load.acks`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collections.abc import Callable
 from harness.protocol import probe_path
 from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError, observation_names
 
+from .acks import STALL_MAX_NS, STALL_MIN_NS, AckCounts
 from .cpu import thread_cpu
 from .fairness import Timeline, Waits
 from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
@@ -97,6 +101,7 @@ class _User:
         "longest_t0",
         "mask",
         "opened",
+        "parted",
         "request",
         "retried",
         "reused",
@@ -124,6 +129,7 @@ class _User:
         self.t0 = 0
         self.deadline = 0
         self.reused = False  # the connection already carried a response
+        self.parted = 0  # when the first part of a response that came in parts came (ns), or 0
         self.retried = False
         self.opened = 0  # connections this user opened
         self.failing = False  # the request in flight asks the probe to fail (fail=<phase>)
@@ -190,6 +196,12 @@ class _Run:
         self.injected_outcomes: dict[str, int] = {}
         self.first_leak_at: int | None = None
         self.timeline = Timeline()
+        # Responses first on their connection and on a kept-alive one, and of each those that
+        # stalled (came in two parts about 40 ms apart): harness.load.acks.
+        self.first = 0
+        self.first_stalled = 0
+        self.reused = 0
+        self.stalled = 0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -269,6 +281,7 @@ class _Run:
             driver_cpu_wait=[round(cpu_used.waiting / wall, 4)] if cpu_used.known_wait else [],
             first_leak_at=self.first_leak_at,
             waits=[Waits(window, [(u.longest_t0, u.longest) for u in self.users], self.timeline)],
+            acks=AckCounts(self.first, self.first_stalled, self.reused, self.stalled),
         )
 
     def _begin(self, user: _User) -> None:
@@ -301,6 +314,7 @@ class _Run:
         user.buf = b""
         user.head = None
         user.sent = 0
+        user.parted = 0
         if user.sock is None:
             self._connect(user)
         else:
@@ -389,6 +403,8 @@ class _Run:
             if end < 0:
                 if len(buf) > _MAX_HEAD:
                     self._fail(user, "protocol")
+                elif not user.parted:
+                    user.parted = _perf_ns()
                 return
             raw_head = buf[:end]
             head = self.heads.get(raw_head)
@@ -407,6 +423,8 @@ class _Run:
         if head.framing == LENGTH:
             stop = start + head.length
             if len(buf) < stop:
+                if not user.parted:
+                    user.parted = _perf_ns()
                 return
             if len(buf) > stop:  # bytes the driver never asked for
                 self._fail(user, "protocol")
@@ -420,6 +438,8 @@ class _Run:
                 return
             if decoded is not None:
                 self._complete(user, head.status, decoded[0], head.close)
+            elif not user.parted:
+                user.parted = _perf_ns()
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -428,11 +448,23 @@ class _Run:
         # last, at the end of the loop turn (see _check): gunicorn's sync worker lingers after its
         # response until the client closes, so the close is on the server's critical path, and
         # so is the next request when the connection is kept alive.
+        reused = user.reused
         if close or self.fresh:
             self._close(user)
         else:
             user.reused = True
         wait = self._finished(user)
+        # harness.load.acks: did the rest of it wait for the client's delayed ACK?
+        parted = user.parted
+        stalled = parted and STALL_MIN_NS <= user.t0 + wait - parted < STALL_MAX_NS
+        if reused:
+            self.reused += 1
+            if stalled:
+                self.stalled += 1
+        else:
+            self.first += 1
+            if stalled:
+                self.first_stalled += 1
         self.answered.append((user.token, status, body, wait, user.failing, self.done))
         user.state = _IDLE
         self._begin(user)

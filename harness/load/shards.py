@@ -9,13 +9,14 @@ all start at once, and merges what they saw. Each child runs the ordinary single
 of :mod:`harness.load.driver` with its own run id, so every token of the run stays unique; the
 parent only relays progress and waits.
 
-The merge keeps the single-process semantics: counts, error kinds, statuses, injected failures
-and reconnects add up; evidence is concatenated up to ``max_evidence``; the units seen are the
-union; latencies are the union of every sample (no percentile is averaged); ``rps`` is the sum
-of the processes' rates, each over its own measured window, and ``elapsed_s`` the longest
-window. ``driver_cpu`` and ``driver_cpu_wait`` keep one entry per process, so a cell is
-driver-bound when any one process was saturated; so do ``waits``, judged together for starved
-users on the machine's one monotonic clock (:mod:`harness.load.fairness`).
+The merge keeps the single-process semantics: counts, error kinds, statuses, injected failures,
+reconnects and the delayed-ACK counts (``acks``) add up; evidence is concatenated up to
+``max_evidence``; the units seen are the union; latencies are the union of every sample (no
+percentile is averaged); ``rps`` is the sum of the processes' rates, each over its own measured
+window, and ``elapsed_s`` the longest window. ``driver_cpu`` and ``driver_cpu_wait`` keep one
+entry per process, so a cell is driver-bound when any one process was saturated; so do
+``waits``, judged together for starved users on the machine's one monotonic clock
+(:mod:`harness.load.fairness`).
 
 Parent and children talk over pipes in frames (4-byte length, then a pickle): the child sends
 ``ready``, waits for one byte on stdin, then sends ``progress`` frames and one ``result`` (or
@@ -88,6 +89,7 @@ def merge_results(results: Sequence[LoadResult], max_evidence: int) -> LoadResul
         merged.driver_cpu.extend(rv.driver_cpu)
         merged.driver_cpu_wait.extend(rv.driver_cpu_wait)
         merged.waits.extend(rv.waits)
+        merged.acks += rv.acks
     merged.units = sorted(units, key=lambda u: (u[0], u[1], u[2] or -1))
     merged.observed = tuple(sorted({name for rv in results for name in rv.observed}))
     firsts = [rv.first_leak_at for rv in results if rv.first_leak_at is not None]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from harness.protocol import FAIL_PHASES, MAX_SLEEP_MS, parse_mount
 from harness.verdict import Evidence
 
+from .acks import AckCounts, waited_on_delayed_acks
 from .cpu import saturated
 from .fairness import Waits, starved_users
 
@@ -206,6 +207,10 @@ class LoadResult:
     #: Per driver process: its users' longest waits and its timeline (see
     #: :mod:`harness.load.fairness`); empty when not measured.
     waits: list[Waits] = field(default_factory=list)
+    #: Responses first on their connection and on kept-alive ones, and how many of those
+    #: waited for the client's delayed ACK (see :mod:`harness.load.acks`); every driver process
+    #: added up.
+    acks: AckCounts = field(default_factory=AckCounts)
 
     @property
     def driver_bound(self) -> bool:
@@ -220,6 +225,12 @@ class LoadResult:
         """How many virtual users the server starved (see :mod:`harness.load.fairness`);
         ``None`` when the waits were not measured."""
         return starved_users(self.waits) if self.waits else None
+
+    @property
+    def delayed_acks(self) -> bool:
+        """Whether most kept-alive responses waited for the client's delayed ACK while the first
+        on each connection was fast (see :mod:`harness.load.acks`)."""
+        return waited_on_delayed_acks(self.acks)
 
     @property
     def longest_waits_ms(self) -> list[float]:

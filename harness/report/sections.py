@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.load.acks import DELAYED_ACK_ADVICE
 from harness.load.fairness import STARVED_ADVICE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
     Summary,
+    delayed_ack_cells,
     evidence_table,
     headline,
     label,
@@ -184,6 +186,7 @@ def patterns(ctx: Context) -> list[Node]:
         title = PATTERN_TITLES.get(pattern, pattern)
         out += [Heading(f"{title} (`{pattern}`)"), Group(figures, "charts"), cell_table(cells)]
         out += starved_warning(cells)
+        out += delayed_ack_warning(cells)
     return out
 
 
@@ -195,6 +198,18 @@ def starved_warning(cells: Sequence[Cell]) -> list[Node]:
     text = (
         f"**Starved users** ({starved_cells(starved)}, in the worst of the runs; neither a leak"
         f" nor an error): {STARVED_ADVICE}. These cells are not ranked."
+    )
+    return [Callout((Paragraph(text),), "warning")]
+
+
+def delayed_ack_warning(cells: Sequence[Cell]) -> list[Node]:
+    """A warning under a table with keep-alive cells that waited on the client's delayed ACKs."""
+    acked = [c for c in cells if c.delayed_acks]
+    if not acked:
+        return []
+    text = (
+        f"**Waited on delayed ACKs** ({delayed_ack_cells(acked)}, the measured runs together;"
+        f" neither a leak nor an error): {DELAYED_ACK_ADVICE}. These cells are not ranked."
     )
     return [Callout((Paragraph(text),), "warning")]
 

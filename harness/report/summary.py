@@ -7,7 +7,9 @@ blames that backend, which is expected to leak.
 
 Ranking rules: a cell that leaked or had errors is never "fastest" (a fast server that returns
 another request's data has failed, not won), nor is a cell whose server starved some of its
-virtual users (:mod:`harness.load.fairness`: its throughput is only the served users'); one
+virtual users (:mod:`harness.load.fairness`: its throughput is only the served users'), nor is
+a keep-alive cell that waited on the client's delayed ACKs (:mod:`harness.load.acks`: its
+throughput is the ACK timer's); one
 median beats another only when the difference is beyond the noise of both
 (:func:`beyond_noise`, the rule ``compare`` uses too), otherwise the modes are tied; a
 driver-bound cell is never beaten, because its rate is the driver's, a lower bound of its
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import STARVED_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
@@ -95,6 +98,7 @@ class Summary:
     failed: tuple[Cell, ...]  # ended early: the server died (Cell.error)
     noisy: tuple[Cell, ...]
     starved: tuple[Cell, ...]  # the server starved some virtual users: never ranked
+    delayed_acks: tuple[Cell, ...]  # waited on the client's delayed ACKs: never ranked
     stack_leaks: tuple[Cell, ...]  # correct storage, the framework's names leaked
     app_leaks: tuple[Cell, ...]  # correct storage, only the app's own names leaked
     mutant_leaks: tuple[Cell, ...]
@@ -161,6 +165,7 @@ def summarize(run: Run) -> Summary:
         failed=tuple(c for c in cells if c.failed),
         noisy=tuple(c for c in cells if c.noisy),
         starved=tuple(c for c in cells if c.starved),
+        delayed_acks=tuple(c for c in cells if c.delayed_acks),
         stack_leaks=tuple(c for c in correct_leaks if c not in app_only),
         app_leaks=tuple(app_only),
         mutant_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND),
@@ -178,7 +183,9 @@ def _ranking(cells: Sequence[Cell], main: str, pattern: str) -> Ranking | None:
     candidates = [
         c
         for c in cells
-        if c.clean and not c.starved and (c.connections, c.app_label, c.backend) == key
+        if c.clean
+        and not (c.starved or c.delayed_acks)
+        and (c.connections, c.app_label, c.backend) == key
     ]
     candidates.sort(key=lambda c: (-c.rps, c.mode))
     if len(candidates) < 2:
@@ -301,6 +308,11 @@ def recommendation(s: Summary) -> str:
             f"Cells whose server starved some users are not ranked ({starved_cells(s.starved)}):"
             f" {STARVED_ADVICE}."
         )
+    if s.delayed_acks:
+        out.append(
+            "Cells that waited on the client's delayed ACKs are not ranked"
+            f" ({delayed_ack_cells(s.delayed_acks)}): {DELAYED_ACK_ADVICE}."
+        )
     if s.failed:
         out.append(
             "Find out why the server died (its log says) before trusting a verdict: its cell"
@@ -344,6 +356,19 @@ def starved_cells(cells: Sequence[Cell]) -> str:
     return "; ".join(
         f"{label(c)}, {c.connections}: {c.starved:,} of {plural(c.concurrency or 0, 'user')}"
         for c in cells
+    )
+
+
+def delayed_ack_cells(cells: Sequence[Cell]) -> str:
+    """``uvicorn-asgiref, keepalive: 1,210 of 1,250 kept-alive responses came in two parts
+    30-80 ms apart, 0 of 48 first responses on a connection``, for each cell."""
+    band = f"{STALL_MIN_NS // 1_000_000}-{STALL_MAX_NS // 1_000_000} ms"
+    return "; ".join(
+        f"{label(c)}, {c.connections}: {c.acks.stalled:,} of {c.acks.reused:,} kept-alive"
+        f" responses came in two parts {band} apart, {c.acks.first_stalled:,} of"
+        f" {c.acks.first:,} first responses on a connection"
+        for c in cells
+        if c.acks is not None
     )
 
 
@@ -394,7 +419,7 @@ def format_summary(run: Run) -> str:
         (
             *(c.app_label, c.backend) * several,
             *(c.mode, c.connections, *(str(c.concurrency),) * sweep, c.server.summary),
-            *(f"{c.requests:,}", fmt_rps(c.rps) + ("*" if c.driver_bound else "")),
+            *(f"{c.requests:,}", fmt_rps(c.rps) + _rps_marks(c)),
             fmt_pct(c.rps_spread) + ("!" if c.noisy else ""),
             fmt_ms(c.latency_ms.p50),
             fmt_ms(c.latency_ms.p99) + ("^" if c.starved else ""),
@@ -413,6 +438,8 @@ def format_summary(run: Run) -> str:
         out.append(f"* driver-bound: {DRIVER_BOUND_ADVICE}")
     if starved := [c for c in run.cells if c.starved]:
         out.append(f"^ starved users ({starved_cells(starved)}): {STARVED_ADVICE}")
+    if acked := [c for c in run.cells if c.delayed_acks]:
+        out.append(f"~ waited on delayed ACKs ({delayed_ack_cells(acked)}): {DELAYED_ACK_ADVICE}")
     failed = [c for c in run.cells if c.failed]
     if failed:
         out += ["", "failed cells (the server died; a new one ran the cells after):"]
@@ -426,6 +453,10 @@ def format_summary(run: Run) -> str:
             *text_table(evidence_table(evidence, "l" * 8)),
         ]
     return "\n".join(out)
+
+
+def _rps_marks(c: Cell) -> str:
+    return ("*" if c.driver_bound else "") + ("~" if c.delayed_acks else "")
 
 
 def evidence_table(evidence: Sequence[Evidence], align: str = "lllllrrr") -> Table:
