@@ -171,3 +171,5 @@ def test_soak_catches_the_app_under_the_mount(
     assert soak.verdict == "LEAK" and soak.leaks > 0 and soak.errors == 0, out
     assert {e.name for e in soak.evidence} == {"current_user"}, soak.evidence
     assert soak.server.effective["mount"] == "/api"
+    heading = f"## Soak: gunicorn-gthread, {DISPATCHER} at /api, contextvar, fresh"
+    assert heading in (run_dir / "report.md").read_text()

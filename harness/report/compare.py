@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.report.summary import beyond_noise
-from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
+from harness.report.text import fmt_ms, fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
 
@@ -248,7 +248,7 @@ def _key(cell: Cell, sweep: bool) -> CellKey:
 
 def _app(key: CellKey) -> str:
     """The app label, with the mount it was checked under when not the root: ``core at /api``."""
-    return key[0] if key[5] == "/" else f"{key[0]} at {key[5]}"
+    return mounted(key[0], key[5])
 
 
 def _name(key: CellKey) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
-from harness.report.text import fmt_pct, fmt_rps, plural
+from harness.report.text import fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ def soak_table(soak: Soak) -> Table:
 def soak_section(ctx: Context) -> list[Node]:
     out: list[Node] = []
     for soak in ctx.run.soaks:
-        label = f"{soak.mode}, {soak.app_label}, {soak.backend}, {soak.connections}"
+        app = mounted(soak.app_label, soak.server.mount)
+        label = f"{soak.mode}, {app}, {soak.backend}, {soak.connections}"
         out += [
             Heading(f"Soak: {label}"),
             Paragraph(

@@ -25,6 +25,12 @@ def plural(count: int, noun: str, nouns: str = "") -> str:
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def mounted(app_label: str, mount: str) -> str:
+    """An app named with the mount it was checked under (``ServerInfo.mount``), when that is not
+    the root: ``myproject.wsgi:dispatcher at /api``."""
+    return app_label if mount == "/" else f"{app_label} at {mount}"
+
+
 def fmt_rps(value: float) -> str:
     return f"{value:,.0f}"
 
