@@ -796,6 +796,8 @@ def test_a_cell_that_waited_on_delayed_acks_is_said_and_never_ranked() -> None:
     assert f"waited on the client's delayed ACKs are not ranked ({said})" in md
     table = section(md, "## Keep-alive connections (`keepalive`)")
     assert f"> **Waited on delayed ACKs** ({said}, the measured runs together" in table
+    overview = section(md, "## Summary")
+    assert "The rps of uvicorn-asgiref (keepalive) is the client's delayed-ACK timer's" in overview
     # a fast server, or not recorded (an older document): nothing is said
     for counts in (AckCounts(16, 0, 400, 0), None):
         quiet = run.replace(cells=tuple(acked(c, counts) for c in run.cells))

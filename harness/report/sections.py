@@ -169,6 +169,12 @@ def overview(ctx: Context) -> list[Node]:
             " such a row's rps is the rate of the users the server kept serving, and is not"
             " ranked."
         )
+    if acked := [c for c in cells if c.delayed_acks]:
+        note += (
+            f" The rps of {', '.join(f'{c.mode} ({c.connections})' for c in acked)} is the"
+            " client's delayed-ACK timer's, not the server's (see the warning under its"
+            " pattern's table), and is not ranked."
+        )
     warn = where(cells, lambda c: c.noisy)
     return [
         Heading("Summary"),
