@@ -257,6 +257,28 @@ def test_a_cell_whose_server_starved_users_is_not_counted() -> None:
     assert [r.metric for r in strict] == ["rps", "p99"]
 
 
+def test_a_b_that_waited_on_delayed_acks_is_a_regression_that_says_why() -> None:
+    # Unlike a saturated driver or starved users, the ACK timer's figures are what every client
+    # of B's server gets: still a regression, with its cause named.
+    import dataclasses
+
+    from harness.load.acks import AckCounts
+
+    def acked(run: Run) -> Run:
+        counts = AckCounts(first=16, first_stalled=0, reused=1000, stalled=990)
+        runs = tuple(dataclasses.replace(r, acks=counts) for r in run.cells[0].runs)
+        return run.replace(cells=(dataclasses.replace(run.cells[0], runs=runs),))
+
+    a = Run.from_json(doc("A", entry(rps=5000.0, p99=4.0)))
+    b = Run.from_json(doc("B", entry(rps=400.0, p99=48.0)))
+    text, regressions = compare_runs_of(a, acked(b), 0.10)
+    assert [r.metric for r in regressions] == ["rps", "p99"]
+    assert text.count("(B waited on the client's delayed ACKs: TCP_NODELAY is off") == 2, text
+    # Both runs waited so: the cause is not new in B, and is not named as B's.
+    text, regressions = compare_runs_of(acked(a), acked(b), 0.10)
+    assert len(regressions) == 2 and "delayed ACKs" not in text, text
+
+
 def mounted(mount: str | None, **kwargs: Any) -> dict[str, Any]:
     """An entry of the dispatcher's app checked under ``mount`` (``--mount``; None: none)."""
     rv = entry(**kwargs)

@@ -9,7 +9,9 @@ inside the noise is listed as such and does not count, nor (unless ``strict``) i
 load driver was saturated (driver-bound): B's figures are then the driver's, so a slower B does
 not show a slower server; nor one where either run's server starved some virtual users
 (:attr:`~harness.results.Cell.starved`): that run's rate is the served users' alone and its p99
-their wait for the starved ones, figures of the starvation, not of the server's speed.
+their wait for the starved ones, figures of the starvation, not of the server's speed. A B that
+waited on the client's delayed ACKs where A did not (:attr:`~harness.results.Cell.delayed_acks`)
+is a regression like any other, since every client of that server waits so; its line says why.
 
 Cells match on their key (:attr:`~harness.results.Cell.key`), the mount included: the app a
 dispatcher serves under ``/api`` is another app than the one under ``/admin``, so two such cells
@@ -163,7 +165,7 @@ def compare_runs(
     regressions = [c for c in changes if c.regression]
     if regressions:
         out += ["", f"{plural(len(regressions), 'regression')}:"]
-        out += [f"  {c.describe()}" for c in regressions]
+        out += [f"  {c.describe()}{_acks_in(a_by[c.key], b_by[c.key], c)}" for c in regressions]
     else:
         out += ["", f"No regression in {plural(len(common), 'cell')} compared."]
     return "\n".join(out) + "\n", regressions
@@ -187,6 +189,14 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
     rv.append(Change(key, "leaks", a.leaks, b.leaks, b.leaks > 0 and a.leaks == 0))
     rv.append(Change(key, "errors", a.errors, b.errors, b.errors > 0 and a.errors == 0))
     return rv
+
+
+def _acks_in(a: Cell, b: Cell, change: Change) -> str:
+    """Why B's rps or p99 got worse, when B (and not A) waited on the client's delayed ACKs
+    (:mod:`harness.load.acks`). Still a regression: every client of that server waits so."""
+    if change.metric not in ("rps", "p99") or not b.delayed_acks or a.delayed_acks:
+        return ""
+    return " (B waited on the client's delayed ACKs: TCP_NODELAY is off on B's server)"
 
 
 def _starved_in(a: Cell, b: Cell) -> str:
