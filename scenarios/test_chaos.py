@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,9 @@ import pytest
 from harness.apps import CORE_APP, FLASK_APP
 from harness.cli import main
 from harness.faults import FAULTS, ChaosSettings, run_fault_cell
+from harness.faults.base import worker_pids
 from harness.results import FaultCell
-from harness.servers import get_mode
+from harness.servers import get_mode, live_server, poll_until
 
 
 def skip_unavailable(mode: str) -> None:
@@ -34,6 +38,10 @@ CI = ChaosSettings(
     slow_requests=4, slow_seconds=0.4, max_seconds=20.0, recycle_requests=100,
     recycle_jitter=20,
 )  # fmt: skip
+
+#: A stack that leaks under every mode (corpus entry 5: one copied request context pushed in
+#: several pool threads), for the ASGI modes, where no storage backend or control can leak.
+LEAKY_APP = "harness.corpus.entries.e5_copy_context_pool:buggy"
 
 CASES = [
     # fault, mode, app, backend, connections, verdict
@@ -67,6 +75,14 @@ CASES = [
         "keepalive",
         "caught",
     ),
+    # Flask's ASGI deployment: uvicorn's supervisor respawns a killed worker; hypercorn's
+    # reload stops every worker, then starts new ones. No storage backend or control can leak
+    # under these modes (one request at a time per process, a context per request), so the
+    # leaking stack is an app: a leak is still reported under the fault, as LEAK.
+    ("kill-worker", "uvicorn-asgiref", CORE_APP, "contextvar", "keepalive", "ok"),
+    ("kill-worker", "uvicorn-asgiref", LEAKY_APP, "contextvar", "keepalive", "LEAK"),
+    ("reload", "hypercorn-asgiref", CORE_APP, "contextvar", "keepalive", "ok"),
+    ("reload", "hypercorn-asgiref", LEAKY_APP, "contextvar", "fresh", "LEAK"),
 ]
 
 
@@ -93,6 +109,9 @@ def test_fault(
     skip_unavailable(mode)
     # One reload is enough to replace every worker; each waits out its keep-alive clients.
     settings = dataclasses.replace(CI, injections=1) if fault == "reload" else CI
+    if app == LEAKY_APP:  # it leaks in every request: a short load shows it
+        pytest.importorskip("flask", reason="the corpus apps need flask (ctxbench[corpus])")
+        settings = dataclasses.replace(settings, round_requests=100, after_requests=100)
     cell = run_fault_cell(
         FAULTS[fault],
         mode,
@@ -150,3 +169,19 @@ def test_chaos_command_writes_results_and_report(
     assert "## Faults during load" in report and "n/a" in report
     for line in ("fault", "verdict"):
         assert line in out
+
+
+@pytest.mark.live
+def test_hypercorn_stops_altogether_when_a_worker_is_killed(tmp_path: Path) -> None:
+    """Why kill-worker is n/a under hypercorn-asgiref: its master replaces only a worker that
+    exits 0; a worker killed outright makes it stop the others and exit, with the status of the
+    last one it stopped (0, or 241 when that one was still stopping at SIGTERM). When a
+    hypercorn release respawns the worker instead, this fails: then let the fault apply
+    (``HypercornAsgiref.lifecycle``)."""
+    skip_unavailable("hypercorn-asgiref")
+    with live_server("hypercorn-asgiref", workers=2, log_dir=tmp_path) as server:
+        victim = min(worker_pids(server))
+        os.kill(victim, signal.SIGKILL)
+        gone = poll_until(server.gone, bool, time.monotonic() + 10.0)
+        assert gone and "exited with status" in gone, (gone, worker_pids(server))
+        assert "SIGKILL" not in gone and "status 137" not in gone, gone

@@ -3,6 +3,7 @@ fault applies, the records in the results, and the report's faults and soak sect
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -183,6 +184,85 @@ def test_a_master_that_respawns_only_when_asked_gets_asked() -> None:
     # granian's master exits when a worker it respawned dies within 5.5 s (a "crash loop").
     assert granian.lifecycle.respawn_crash_window_s > 5.5
     assert FAULTS["kill-worker"].server_args(MODES["gunicorn-sync"], ChaosSettings()) == ()
+
+
+def test_the_asgi_servers_supervisors_declare_what_they_do() -> None:
+    uvicorn, hypercorn = MODES["uvicorn-asgiref"], MODES["hypercorn-asgiref"]
+    settings = ChaosSettings(recycle_requests=7, recycle_jitter=3)
+    # uvicorn's supervisor respawns a dead worker and replaces them one by one on SIGHUP.
+    for name in ("kill-worker", "recycle", "reload"):
+        assert FAULTS[name].not_applicable(uvicorn) is None, name
+    assert FAULTS["recycle"].server_args(uvicorn, settings) == (
+        "--limit-max-requests", "7", "--limit-max-requests-jitter", "3"
+    )  # fmt: skip
+    # hypercorn's master replaces a worker that exits 0 and reloads on SIGHUP; a worker that
+    # dies otherwise takes the whole server down (scenarios/test_chaos.py checks it live).
+    for name in ("recycle", "reload"):
+        assert FAULTS[name].not_applicable(hypercorn) is None, name
+    why = FAULTS["kill-worker"].not_applicable(hypercorn)
+    assert why and "status 0" in why and "exits" in why and "241" in why
+    assert FAULTS["recycle"].server_args(hypercorn, settings) == (
+        "--max-requests", "7", "--max-requests-jitter", "3"
+    )  # fmt: skip
+    for mode in (uvicorn, hypercorn):
+        why = FAULTS["timeout"].not_applicable(mode)
+        assert why and "no worker timeout" in why, mode.name
+        assert FAULTS["reload"].server_args(mode, settings) == ()
+        assert not mode.lifecycle.refuses_during  # the supervisor holds the listening socket
+
+
+@pytest.mark.parametrize("mode", ["uvicorn-asgiref", "hypercorn-asgiref"])
+def test_the_asgi_runners_take_the_recycling_arguments(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    runner = importlib.import_module(MODES[mode].runner)  # type: ignore[attr-defined]
+    args = FAULTS["recycle"].server_args(MODES[mode], ChaosSettings(recycle_requests=7))
+    seen: dict[str, t.Any] = {}
+    monkeypatch.setattr(runner, "write_state", lambda name, state: seen.update(state))
+    server = "uvicorn.run" if mode.startswith("uvicorn") else "hypercorn.run.run"
+    monkeypatch.setattr(server, lambda *a, **kw: 0)
+    with pytest.raises(SystemExit) if mode.startswith("hypercorn") else contextlib.nullcontext():
+        runner.main(["--port", "1", "--workers", "1", *args])
+    key = "limit_max_requests" if mode.startswith("uvicorn") else "max_requests"
+    assert seen[key] == 7 and seen[f"{key}_jitter"] == 30
+
+
+def test_worker_pids_leave_out_the_resource_tracker(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from harness.faults.base import worker_pids
+    from harness.servers import group_members
+
+    # A "master" in its own process group with two children: a worker, and a process whose
+    # command line is that of multiprocessing's resource tracker (uvicorn's and hypercorn's
+    # spawn start method starts one beside the workers; killed, it is not replaced).
+    script = (
+        "import subprocess, sys, time\n"
+        "cmd = 'import time; time.sleep(30)'\n"
+        "subprocess.Popen([sys.executable, '-c', cmd])\n"
+        "subprocess.Popen([sys.executable, '-c', cmd + '  # multiprocessing.resource_tracker'])\n"
+        "time.sleep(30)\n"
+    )
+    master = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(group_members(master.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        members = set(group_members(master.pid))
+        assert len(members) == 3, members
+        server = SimpleNamespace(pid=master.pid)
+        server.app_server = server
+        workers = worker_pids(t.cast(t.Any, server))
+        assert len(workers) == 1 and master.pid not in workers
+        tracker = members - workers - {master.pid}
+        assert b"resource_tracker" in Path(f"/proc/{tracker.pop()}/cmdline").read_bytes()
+    finally:
+        os.killpg(master.pid, 9)
+        master.wait()
 
 
 def test_the_reload_fault_sets_the_pace_of_a_reload_that_has_one() -> None:

@@ -174,7 +174,7 @@ class _ReloadInjector(_PeriodicInjector):
 class Reload(_LifecycleFault):
     name = "reload"
     order = 30
-    summary = "a graceful reload of every worker (SIGHUP to gunicorn's master) every interval"
+    summary = "a graceful reload of every worker (SIGHUP to the master) every interval"
     # reset: requests in flight on a replaced worker (refused too, where the mode says so).
     expected_errors = frozenset({"reset"})
 

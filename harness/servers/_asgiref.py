@@ -7,7 +7,10 @@ asgiref's ``single_thread_executor``: one thread per server process, not the mai
 for every request and connection (the ``dedicated-thread`` unit). What differs between servers
 is the context each request's task starts from (see each mode module). Each server runs
 ``--workers N`` processes from a small runner (``harness.servers._<server>_runner``) that
-reports what ran; neither supervisor's faults are covered by a chaos test yet.
+reports what ran. Both supervisors bind the listening socket and hand it to the workers they spawn
+(``multiprocessing``'s spawn start method, which also starts its resource tracker in the
+server's process group: not a worker, see :data:`harness.faults.base.HELPER_PROCESSES`); what
+each does when a worker dies, on SIGHUP, and after N requests is its mode's ``lifecycle``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import typing as t
 
 from harness.servers.base import (
     Availability,
-    Lifecycle,
     Reported,
     ServerConfig,
     ServerMode,
@@ -33,14 +35,6 @@ class AsgirefMode(ServerMode):
     """Base for the ASGI servers that serve the app through asgiref's ``WsgiToAsgi``."""
 
     requires = ("asgiref", "h11")
-    # Both supervisors replace a dead worker (read in their source, not measured), but no chaos
-    # test covers them yet: until one does, these faults are recorded as not applicable.
-    lifecycle = Lifecycle(
-        notes=dict.fromkeys(
-            ("kill-worker", "recycle", "reload", "timeout"),
-            "not yet covered under the ASGI server's supervisor: no chaos test checks it",
-        )
-    )
     #: The module that starts the server and reports what ran (``python -m`` runs it).
     runner: t.ClassVar[str]
 

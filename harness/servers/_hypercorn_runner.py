@@ -4,8 +4,10 @@ Design note: the runner fills hypercorn's own ``Config`` from its options, write
 (workers, worker class, keep-alive timeout, backlog) into ``master.json``, and runs it with
 ``hypercorn.run.run``, what hypercorn's command line calls. With ``--workers`` N, hypercorn binds
 the socket and spawns N worker processes (``multiprocessing``'s spawn start method; they import
-this module again as ``__mp_main__``, which does nothing) and restarts one that dies; each worker
-imports the app on its main thread, then runs its asyncio loop there. No access log (hypercorn
+this module again as ``__mp_main__``, which does nothing); it replaces a worker that exits with
+status 0 (``--max-requests``), and stops altogether when one dies otherwise (see
+:mod:`.hypercorn_asgiref`). Each worker imports the app on its main thread, then runs its
+asyncio loop there. No access log (hypercorn
 logs none unless asked).
 """
 
@@ -27,6 +29,10 @@ def main(argv: t.Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--keep-alive", type=float, default=5.0)
+    # hypercorn's own recycling: a worker exits after that many requests (plus up to the
+    # jitter), and the master starts another (the recycle fault).
+    parser.add_argument("--max-requests", type=int)
+    parser.add_argument("--max-requests-jitter", type=int, default=0)
     args = parser.parse_args(argv)
 
     from hypercorn.config import Config
@@ -39,6 +45,8 @@ def main(argv: t.Sequence[str] | None = None) -> None:
     config.worker_class = "asyncio"
     config.keep_alive_timeout = args.keep_alive
     config.backlog = 1024
+    config.max_requests = args.max_requests
+    config.max_requests_jitter = args.max_requests_jitter
     write_state(
         "master",
         {
@@ -47,6 +55,9 @@ def main(argv: t.Sequence[str] | None = None) -> None:
             "worker_class": config.worker_class,
             "keep_alive_timeout": config.keep_alive_timeout,
             "backlog": config.backlog,
+            "max_requests": config.max_requests,
+            "max_requests_jitter": config.max_requests_jitter,
+            "graceful_timeout": config.graceful_timeout,
         },
     )
     raise SystemExit(run(config))

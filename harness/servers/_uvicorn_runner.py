@@ -5,10 +5,11 @@ config resolved (workers, HTTP implementation, event loop, keep-alive timeout) i
 ``master.json`` before it hands the same options to ``uvicorn.run``. With ``--workers`` above
 one, uvicorn's supervisor binds the socket and spawns that many worker processes
 (``multiprocessing``'s spawn start method; they import this module again as ``__mp_main__``,
-which does nothing); with one, this process serves. The HTTP implementation and the loop are
-pinned (``h11``, ``asyncio``) so that installing httptools or uvloop does not change, unseen,
-what is measured; the lifespan protocol is off (``WsgiToAsgi`` takes only HTTP); and every
-request starts from an empty context (``reset_contextvars``, see :mod:`.uvicorn_asgiref`).
+which does nothing) and starts a new one for each that dies; with one, this process serves. The
+HTTP implementation and the loop are pinned (``h11``, ``asyncio``) so that installing httptools
+or uvloop does not change, unseen, what is measured; the lifespan protocol is off
+(``WsgiToAsgi`` takes only HTTP); and every request starts from an empty context
+(``reset_contextvars``, see :mod:`.uvicorn_asgiref`).
 
 With ``--workers`` above one the runner does what ``uvicorn.run`` does (bind the socket, hand it
 to the ``Multiprocess`` supervisor) with one change: the listening socket says it is TCP
@@ -46,6 +47,10 @@ def main(argv: t.Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--timeout-keep-alive", type=int, default=5)
+    # uvicorn's own recycling: a worker exits after that many requests (plus up to the jitter),
+    # and the supervisor starts another (the recycle fault).
+    parser.add_argument("--limit-max-requests", type=int)
+    parser.add_argument("--limit-max-requests-jitter", type=int, default=0)
     args = parser.parse_args(argv)
 
     import uvicorn
@@ -61,6 +66,8 @@ def main(argv: t.Sequence[str] | None = None) -> None:
         "access_log": False,
         "backlog": 1024,
         "timeout_keep_alive": args.timeout_keep_alive,
+        "limit_max_requests": args.limit_max_requests,
+        "limit_max_requests_jitter": args.limit_max_requests_jitter,
         # Each request's task starts from an empty context. Without it (uvicorn's default), a
         # request that arrives on a kept-alive connection before the previous response ended
         # starts in a copy of that response's context (CPython #140947; uvicorn #2167, #3158).
@@ -80,6 +87,8 @@ def main(argv: t.Sequence[str] | None = None) -> None:
             "timeout_keep_alive": config.timeout_keep_alive,
             "limit_concurrency": config.limit_concurrency,
             "backlog": config.backlog,
+            "limit_max_requests": config.limit_max_requests,
+            "limit_max_requests_jitter": config.limit_max_requests_jitter,
             "reset_contextvars": config.reset_contextvars,
             "tcp_nodelay": True,  # tcp_listener (uvicorn #3149)
         },

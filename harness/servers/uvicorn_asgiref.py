@@ -35,10 +35,11 @@ streamed body's context is popped where it was pushed.
 
 from __future__ import annotations
 
+import signal
 import typing as t
 
 from harness.servers._asgiref import AsgirefMode
-from harness.servers.base import ModeTraits, Reported, register
+from harness.servers.base import Lifecycle, ModeTraits, Reported, register
 
 
 @register
@@ -52,6 +53,25 @@ class UvicornAsgiref(AsgirefMode):
     traits = ModeTraits(unit="dedicated-thread", keepalive=True, context="request")
     package = "uvicorn"
     runner = "harness.servers._uvicorn_runner"
+    # uvicorn's supervisor (uvicorn/supervisors/multiprocess.py, 0.54) checks its workers every
+    # 0.5 s and starts a new one for each that died; on SIGHUP it replaces them one at a time,
+    # the new one serving before the old one gets SIGTERM (a graceful stop: requests in flight
+    # finish, idle kept-alive connections close); --limit-max-requests (with its jitter) makes a
+    # worker stop as gracefully after that many requests.
+    lifecycle = Lifecycle(
+        respawns=True,
+        reload_signal=signal.SIGHUP,
+        recycle_args=(
+            *("--limit-max-requests", "{requests}"),
+            *("--limit-max-requests-jitter", "{jitter}"),
+        ),
+        notes={
+            "timeout": "uvicorn has no worker timeout: its supervisor kills a worker only when"
+            " the worker stops answering its health-check ping (--timeout-worker-healthcheck),"
+            " which a thread of the worker's own answers while a request runs, so a slow"
+            " request is left to finish",
+        },
+    )
 
     def server_details(self, reported: Reported) -> dict[str, t.Any]:
         master = reported.master
