@@ -218,6 +218,7 @@ class Recycle(_LifecycleFault):
     order = 20
     summary = "each worker exits after about N requests (--max-requests with jitter)"
     expected_errors = frozenset({"reset"})
+    persists = True
 
     needs = "recycle_args"
     missing = "the server does not recycle workers"

@@ -276,13 +276,15 @@ def run_fault_cell(
             not_exercised = not_exercised or (
                 f"the fault had not done all it planned after {settings.max_seconds:g} s"
             )
+        expected_errors = _as_client_sees(fault.expected_for(server_mode), server)
         verdict, reason = judge(
             tally,
             can_leak=can_leak,
-            expected_errors=_as_client_sees(fault.expected_for(server_mode), server),
+            expected_errors=expected_errors,
             not_exercised=not_exercised,
             after=after,
             replaces_workers=fault.replaces_workers,
+            after_expected_errors=expected_errors if fault.persists else frozenset(),
         )
         info = ServerInfo(effective=dict(server.effective), log=_log(server, log_dir))
     return cell(

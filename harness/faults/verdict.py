@@ -13,7 +13,8 @@ The rules (issue 9), in the order they are checked:
    raised): otherwise ``not exercised``;
 5. once the fault stopped and the workers are back, the next requests, served by the surviving
    and the respawned workers, are clean, and reach a respawned worker where the fault replaces
-   workers: otherwise ``residue`` (or ``not exercised``).
+   workers: otherwise ``residue`` (or ``not exercised``). A fault that lives in the server's
+   arguments (recycle) never stops: the errors it explains are allowed there too, leaks never.
 """
 
 from __future__ import annotations
@@ -108,8 +109,11 @@ def judge(
     not_exercised: str | None,
     after: AfterFault | None,
     replaces_workers: bool,
+    after_expected_errors: frozenset[str] = frozenset(),
 ) -> tuple[str, str]:
-    """``(verdict, reason)`` for a fault cell; see the module docstring for the rules."""
+    """``(verdict, reason)`` for a fault cell; see the module docstring for the rules.
+    ``after_expected_errors`` are the error kinds allowed in the clean load after the fault:
+    none, unless the fault still acts there (:attr:`~harness.faults.base.Fault.persists`)."""
     if tally.lost:
         return "lost", (
             f"{tally.lost} of {tally.sent} requests sent are neither answered, errors, aborted"
@@ -135,15 +139,20 @@ def judge(
         return "not exercised", not_exercised
     if after is None:
         return "not exercised", "no clean load ran after the fault"
-    if after.leaks or sum(after.errors.values()):
+    after_unexplained = {
+        k: v for k, v in after.errors.items() if v and k not in after_expected_errors
+    }
+    if after.leaks or after_unexplained:
         return "residue", (
             f"after the fault: {after.leaks} leaks, errors {dict(after.errors)} in"
             f" {after.requests} requests"
         )
     if replaces_workers and after.respawned_reached == 0:
         return "not exercised", "the requests after the fault reached no respawned worker"
+    still = {k: v for k, v in after.errors.items() if v}
     return "ok", (
         f"{tally.answered} answered, errors {dict(sorted(tally.errors.items())) or 'none'};"
         f" afterwards {after.requests} clean requests on {after.survivors_reached} surviving and"
         f" {after.respawned_reached} respawned workers"
+        + (f" (errors {dict(sorted(still.items()))} as the fault still acts)" if still else "")
     )
