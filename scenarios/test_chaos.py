@@ -5,7 +5,7 @@ Each case runs one fault against one real server during a fully checked load and
 verdict: every request accounted for, no leak on a correct stack (core or Flask), a negative
 control still caught under the fault, and clean requests on the surviving and respawned workers
 afterwards. The knobs are smaller than ``ctxbench chaos``'s defaults, to keep the whole file
-near 40 s on 2 cores.
+near 70 s on 2 cores (72 s on a quiet machine, with the ASGI modes' cases).
 """
 
 from __future__ import annotations

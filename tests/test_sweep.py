@@ -151,6 +151,24 @@ def test_the_sweep_table_says_where_users_were_starved(tmp_path: Path) -> None:
     assert md.count(" starved |") == 1
 
 
+def test_the_sweep_table_marks_a_level_that_waited_on_delayed_acks(tmp_path: Path) -> None:
+    import dataclasses
+
+    from harness.load.acks import AckCounts
+
+    run, _ = sweep_run(tmp_path)
+    cells = list(run.cells)
+    acked = AckCounts(first=32, first_stalled=0, reused=900, stalled=880)
+    last = cells[-1]
+    cells[-1] = dataclasses.replace(
+        last, runs=tuple(dataclasses.replace(r, acks=acked) for r in last.runs)
+    )
+    write_reports(tmp_path / "run", run.replace(cells=tuple(cells)))
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "32,000 rps / 32.0 ms \\* \\~ |" in md, md
+    assert md.count(" \\~ |") == 1
+
+
 def test_a_run_without_a_sweep_has_no_sweep_section(tmp_path: Path) -> None:
     run, _ = sweep_run(tmp_path)
     one = run.replace(cells=tuple(c for c in run.cells if c.concurrency == 1))

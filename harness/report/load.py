@@ -77,7 +77,9 @@ def sweep_section(ctx: Context) -> list[Node]:
             f" {code(main)}, on the correct {DEFAULT_BACKEND} storage), every response checked at"
             " every level. A line that flattens is a mode that saturated; a p99 that climbs is"
             " requests queueing. A red point leaked or had errors; a hollow point was"
-            " driver-bound (the driver, not the server, may have set that figure)."
+            " driver-bound (the driver, not the server, may have set that figure). In the"
+            " tables, * marks a driver-bound figure and ~ one that waited on the client's delayed"
+            " ACKs (the ACK timer's figure, see the warning under the pattern's table)."
         ),
     ]
     ticks = [(float(i), str(level)) for i, level in enumerate(levels)]
@@ -125,5 +127,6 @@ def _sweep_cell(c: Cell | None) -> str:
         return "-"
     mark = " *" if c.driver_bound else ""
     flag = " LEAK" if c.leaks else " errors" if c.errors else ""
+    mark += " ~" if c.delayed_acks else ""  # the ACK timer's figures: harness.load.acks
     starved = f" {c.starved:,} starved" if c.starved else ""  # see harness.load.fairness
     return f"{fmt_rps(c.rps)} rps / {fmt_ms(c.latency_ms.p99)} ms{mark}{flag}{starved}"
