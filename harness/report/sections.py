@@ -191,33 +191,33 @@ def patterns(ctx: Context) -> list[Node]:
         figures = (charts.throughput(cells, pattern), charts.latency(cells, pattern))
         title = PATTERN_TITLES.get(pattern, pattern)
         out += [Heading(f"{title} (`{pattern}`)"), Group(figures, "charts"), cell_table(cells)]
-        out += starved_warning(cells)
-        out += delayed_ack_warning(cells)
+        out += unranked_warnings(cells)
     return out
 
 
-def starved_warning(cells: Sequence[Cell]) -> list[Node]:
-    """A warning under a table with cells whose server starved some virtual users."""
-    starved = [c for c in cells if c.starved]
-    if not starved:
-        return []
-    text = (
-        f"**Starved users** ({starved_cells(starved)}, in the worst of the runs; neither a leak"
-        f" nor an error): {STARVED_ADVICE}. These cells are not ranked."
-    )
-    return [Callout((Paragraph(text),), "warning")]
+#: Why a cell's figures are not its server's speed (neither a leak nor an error, but the cell is
+#: never ranked): what marks such a cell, the warning's title, who and how many, over which runs,
+#: and what to do.
+Unranked = tuple[Callable[[Cell], object], str, Callable[[Sequence[Cell]], str], str, str]
+UNRANKED: tuple[Unranked, ...] = (
+    (lambda c: c.starved, "Starved users", starved_cells, "in the worst of the runs",
+     STARVED_ADVICE),
+    (lambda c: c.delayed_acks, "Waited on delayed ACKs", delayed_ack_cells,
+     "the measured runs together", DELAYED_ACK_ADVICE),
+)  # fmt: skip
 
 
-def delayed_ack_warning(cells: Sequence[Cell]) -> list[Node]:
-    """A warning under a table with keep-alive cells that waited on the client's delayed ACKs."""
-    acked = [c for c in cells if c.delayed_acks]
-    if not acked:
-        return []
-    text = (
-        f"**Waited on delayed ACKs** ({delayed_ack_cells(acked)}, the measured runs together;"
-        f" neither a leak nor an error): {DELAYED_ACK_ADVICE}. These cells are not ranked."
-    )
-    return [Callout((Paragraph(text),), "warning")]
+def unranked_warnings(cells: Sequence[Cell]) -> list[Node]:
+    """A warning under a table for each reason (:data:`UNRANKED`) some of its cells have."""
+    out: list[Node] = []
+    for marked, title, who, runs, advice in UNRANKED:
+        if picked := [c for c in cells if marked(c)]:
+            text = (
+                f"**{title}** ({who(picked)}, {runs}; neither a leak nor an error): {advice}."
+                " These cells are not ranked."
+            )
+            out.append(Callout((Paragraph(text),), "warning"))
+    return out
 
 
 def cell_table(cells: Sequence[Cell]) -> Table:

@@ -218,12 +218,12 @@ def headline(s: Summary) -> str:
             " request, g, session and current_app held there, so the leak is the app's, not the"
             " context storage's."
         )
-    unchecked = [c for c in s.correct if c.not_probe_answers]
-    if unchecked:
+    answered = [c for c in s.correct if c.not_probe_answers]  # by the app, not the probe
+    if answered:
         out.append(
-            f"The app answered {plural(sum(c.not_probe_answers for c in unchecked), 'request')}"
+            f"The app answered {plural(sum(c.not_probe_answers for c in answered), 'request')}"
             f" itself, in the probe's place (an auth hook, a login redirect, a rate limiter?), in"
-            f" {app_answers(unchecked)}: those were never checked, so no request can be said to"
+            f" {app_answers(answered)}: those were never checked, so no request can be said to"
             " be clean; let probe requests through the app's hooks (README, 'Auth hooks and"
             " middleware')."
         )
@@ -234,7 +234,7 @@ def headline(s: Summary) -> str:
             " why."
         )
     judged = not any(c.backend == DEFAULT_BACKEND for c in s.unchecked)
-    if s.correct and judged and not (s.stack_leaks or s.app_leaks or unchecked):
+    if s.correct and judged and not (s.stack_leaks or s.app_leaks or answered):
         out.append(
             f"No leak with the correct {DEFAULT_BACKEND} storage: every request saw only its own"
             " values."
