@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -91,3 +93,30 @@ def closed_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+#: ``start(server_class, handler_class) -> port`` (the :func:`http_server` fixture).
+HttpServer = Callable[[type[HTTPServer], type[BaseHTTPRequestHandler]], int]
+
+
+@pytest.fixture
+def http_server() -> Iterator[HttpServer]:
+    """Start ``http.server`` servers on 127.0.0.1 in threads of their own (an ephemeral port
+    each, returned); every one is shut down and closed at teardown. For a fake probe server
+    whose behaviour on the wire is the point (tests/test_fairness.py, tests/test_acks.py)."""
+    started: list[tuple[HTTPServer, threading.Thread]] = []
+
+    def start(server_class: type[HTTPServer], handler: type[BaseHTTPRequestHandler]) -> int:
+        server = server_class(("127.0.0.1", 0), handler)
+        server.daemon_threads = True  # type: ignore[attr-defined]
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.daemon = True
+        thread.start()
+        started.append((server, thread))
+        return server.server_address[1]
+
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -17,8 +17,8 @@ import json
 import threading
 import time
 import typing as t
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
 
@@ -63,29 +63,20 @@ class TwoSendHandler(BaseHTTPRequestHandler):
 
 
 Serve = Callable[..., int]
+#: The http_server fixture of tests/conftest.py: start(server_class, handler_class) -> port.
+HttpServer = Callable[[type[HTTPServer], type[BaseHTTPRequestHandler]], int]
 
 
 @pytest.fixture
-def serve() -> Iterator[Serve]:
+def serve(http_server: HttpServer) -> Serve:
     """``serve(nodelay=False, **handler_attributes)`` starts a two-send probe server; returns
     its port."""
-    started: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
 
     def start(*, nodelay: bool = False, **attrs: float) -> int:
         attrs["disable_nagle_algorithm"] = nodelay
-        server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (TwoSendHandler,), attrs))
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.daemon = True
-        thread.start()
-        started.append((server, thread))
-        return server.server_address[1]
+        return http_server(ThreadingHTTPServer, type("Handler", (TwoSendHandler,), attrs))
 
-    yield start
-    for server, thread in started:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    return start
 
 
 def spec(port: int, **kw: t.Any) -> LoadSpec:

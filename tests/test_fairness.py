@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import typing as t
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
@@ -59,28 +59,18 @@ class ProbeHandler(BaseHTTPRequestHandler):
 
 
 Serve = Callable[..., int]
+#: The http_server fixture of tests/conftest.py: start(server_class, handler_class) -> port.
+HttpServer = Callable[[type[HTTPServer], type[BaseHTTPRequestHandler]], int]
 
 
 @pytest.fixture
-def serve() -> Iterator[Serve]:
+def serve(http_server: HttpServer) -> Serve:
     """``serve(server_class, sleep_s=0.0)`` starts a probe server; returns its port."""
-    started: list[tuple[HTTPServer, threading.Thread]] = []
 
     def start(server_class: type[HTTPServer], sleep_s: float = 0.0) -> int:
-        handler = type("Handler", (ProbeHandler,), {"sleep_s": sleep_s})
-        server = server_class(("127.0.0.1", 0), handler)
-        server.daemon_threads = True  # type: ignore[attr-defined]
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.daemon = True
-        thread.start()
-        started.append((server, thread))
-        return server.server_address[1]
+        return http_server(server_class, type("Handler", (ProbeHandler,), {"sleep_s": sleep_s}))
 
-    yield start
-    for server, thread in started:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    return start
 
 
 def spec(port: int, **kw: t.Any) -> LoadSpec:
