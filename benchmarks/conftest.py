@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
+from harness.benchdata import MicroRow
 from harness.report.bench import micro_tables
 from harness.report.tree import text_table
-from harness.results import SPREAD_WARNING, MicroRow
+from harness.results import SPREAD_WARNING
 
 _rows_key = pytest.StashKey[list[MicroRow]]()
 

@@ -45,11 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.apps import CORE_APP
+from harness.benchdata import DEFAULT_TARGET_RATIO, calibration
 from harness.load import LoadSpec, run_load
 from harness.load.cpu import ThreadCpu, group_cpu
 from harness.load.echo import echo_probe
 from harness.protocol import PROBE_PATH
-from harness.report.bench import DEFAULT_TARGET_RATIO, calibration_rows, calibration_table
+from harness.report.bench import calibration_table
 from harness.report.tree import text_table
 from harness.results import SPREAD_WARNING, median, package_versions, spread, write_atomic
 from harness.servers import ServerConfig, live_server
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "entries": entries,
     }
     write_atomic(args.out, doc)
-    print("\n".join(text_table(calibration_table(calibration_rows(doc)))))
+    print("\n".join(text_table(calibration_table(calibration(doc).rows))))
     print(f"\nwritten to {args.out}")
     if any(e["spread_warning"] for e in entries):
         print(

@@ -76,7 +76,6 @@ __all__ = [
     "LoadSample",
     "Machine",
     "Measurement",
-    "MicroRow",
     "NotMeasured",
     "Owner",
     "ProcessSample",
@@ -782,28 +781,6 @@ class Run:
             )
         body = {k: v for k, v in reader(doc, source).items() if k != "schema"}
         return records.from_json(Run, body, source)
-
-
-# -- the micro suite (benchmarks/test_micro.py) ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MicroRow:
-    """One benchmark of the micro suite: a framework in a group (pytest-benchmark's stats).
-
-    ``benchmarks/conftest.py`` collects them; the report reads them from ``micro.json``.
-    """
-
-    group: str
-    framework: str
-    median_s: float
-    iqr_s: float
-    rounds: int
-
-    @property
-    def spread(self) -> float:
-        """Interquartile range / median: the robust spread of a micro benchmark."""
-        return self.iqr_s / self.median_s if self.median_s > 0 else 0.0
 
 
 # -- reading and writing -----------------------------------------------------------------------

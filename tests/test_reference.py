@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from harness import results
+from harness.benchdata import read_benchmarks
 from harness.cli import main
 from harness.report import render_run_dir
-from harness.report.bench import read_benchmarks
 from harness.results import Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,12 +87,12 @@ def test_reports_are_exactly_what_the_renderer_makes(doc: Run) -> None:
 def test_benchmark_files_are_present_and_small() -> None:
     bench = read_benchmarks(REFERENCE)
     assert bench.micro is not None and bench.calibration is not None
-    assert {r.framework for r in bench.micro_rows} == {"core", "flask", "werkzeug"}
-    assert len({r.group for r in bench.micro_rows}) == 3
-    calibrated = {r.mode for r in bench.calibration_rows}
+    assert {r.framework for r in bench.micro.rows} == {"core", "flask", "werkzeug"}
+    assert len({r.group for r in bench.micro.rows}) == 3
+    calibrated = {r.mode for r in bench.calibration.rows}
     assert {"gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent"} <= calibrated
     assert {"echo-probe", "echo-probe (fresh)"} <= calibrated  # the driver's own ceiling
-    assert all(r.driver_leaks == 0 and r.driver_errors == 0 for r in bench.calibration_rows)
+    assert all(r.driver_leaks == 0 and r.driver_errors == 0 for r in bench.calibration.rows)
     micro = json.loads((REFERENCE / "micro.json").read_text(encoding="utf-8"))
     # pytest-benchmark's raw per-round timings are dropped (benchmarks/conftest.py).
     assert all("data" not in b["stats"] for b in micro["benchmarks"])

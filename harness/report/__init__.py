@@ -8,9 +8,9 @@ once what the run means (the verdict, who leaked, the ranking); every section in
 one self-contained HTML page. The same run always renders to the same bytes, so the committed
 reference report changes only when its data does. A run folder may also hold the benchmarks'
 JSON (``micro.json``, ``driver_vs_wrk.json``): the report then has a section for each
-(:mod:`harness.report.bench`). Every chart (a :class:`~harness.report.tree.Figure`) is also
-written next to the reports as an SVG file, so a README can embed one. To add a section, see
-:mod:`harness.report.sections`.
+(:mod:`harness.benchdata` reads them, :mod:`harness.report.bench` shows them). Every chart (a
+:class:`~harness.report.tree.Figure`) is also written next to the reports as an SVG file, so a
+README can embed one. To add a section, see :mod:`harness.report.sections`.
 
 Used by the CLI: ``ctxbench report RUN_DIR`` calls :func:`write_reports`; ``ctxbench run``
 prints :func:`format_summary`; ``ctxbench compare`` prints :func:`compare_runs`'s text.
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import results
-from harness.report.bench import Benchmarks, read_benchmarks
+from harness.benchdata import Benchmarks, read_benchmarks
 from harness.report.compare import Change, compare_runs, parse_threshold
 from harness.report.render import to_html, to_markdown
 from harness.report.sections import Context, build

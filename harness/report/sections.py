@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.benchdata import Benchmarks
 from harness.load.acks import DELAYED_ACK_ADVICE
 from harness.load.fairness import STARVED_ADVICE
 from harness.protocol import DEFAULT_BACKEND
@@ -64,7 +65,7 @@ class Context:
 
     run: Run
     summary: Summary
-    bench: bench.Benchmarks
+    bench: Benchmarks
 
 
 Section = Callable[[Context], list[Node]]
