@@ -72,6 +72,8 @@ def test_identical_runs_have_no_regression() -> None:
     assert regressions == []
     assert "No regression in 2 cells compared." in text
     assert "+0.0%" in text
+    header, _, *rows = text.splitlines()[2:6]
+    assert header.split()[-1] == "verdict" and all(r.split()[-1] == "ok" for r in rows), text
 
 
 def test_small_change_is_listed_but_not_flagged() -> None:
@@ -90,7 +92,7 @@ def test_throughput_drop_beyond_threshold_is_a_regression() -> None:
     assert [(r.key[2], r.metric) for r in regressions] == [("gunicorn-gthread", "rps")]
     assert regressions[0].relative == pytest.approx(-0.20)
     assert "REGRESSION: rps" in text
-    assert "gunicorn-gthread (core, contextvar, keepalive): rps 5,000 rps -> 4,000 rps" in text
+    assert "gunicorn-gthread (core, contextvar, keepalive): rps 5,000 -> 4,000" in text
 
 
 def test_latency_rise_and_a_faster_run_are_told_apart() -> None:
@@ -222,7 +224,7 @@ def test_a_slower_b_whose_driver_was_saturated_is_not_a_regression() -> None:
     assert regressions == [] and "REGRESSION" not in text
     assert "driver-bound in B: rps, p99" in text
     assert "but B's load driver was saturated, so B's figures are the driver's" in text
-    assert "  gunicorn-gthread (core, contextvar, keepalive): rps 5,000 rps -> 4,000 rps" in text
+    assert "  gunicorn-gthread (core, contextvar, keepalive): rps 5,000 -> 4,000" in text
     # a saturated driver in A only: A's rate was a lower bound, so a slower B is slower
     assert [r.metric for r in compare_runs_of(driver_bound(a), b, 0.10)[1]] == ["rps", "p99"]
     # --strict: the medians alone
@@ -249,7 +251,7 @@ def test_a_cell_whose_server_starved_users_is_not_counted() -> None:
         assert regressions == [] and "REGRESSION" not in text, text
         assert "starved users: rps, p99" in text, text
         assert "but a run's server starved some users" in text, text
-        assert f"rps 5,000 rps -> 4,000 rps (-20.0%) (starved: {where})" in text, text
+        assert f"rps 5,000 -> 4,000 (-20.0%) (starved: {where})" in text, text
     # none starved (starved=0 recorded) is compared as before
     assert [r.metric for r in compare_runs_of(a, starved(b, 0), 0.10)[1]] == ["rps", "p99"]
     # --strict: the medians alone

@@ -60,8 +60,8 @@ class Change:
         where = _name(self.key)
         if self.metric in ("leaks", "errors"):
             return f"{where}: {self.metric} {self.a:,.0f} -> {self.b:,.0f}"
-        fmt, unit = (fmt_rps, "rps") if self.metric == "rps" else (fmt_ms, "ms")
-        change = f"{fmt(self.a)} {unit} -> {fmt(self.b)} {unit} ({_signed(self.relative)})"
+        fmt, unit = (fmt_rps, "") if self.metric == "rps" else (fmt_ms, " ms")
+        change = f"{fmt(self.a)}{unit} -> {fmt(self.b)}{unit} ({_signed(self.relative)})"
         return f"{where}: {self.metric} {change}"
 
 
@@ -135,12 +135,12 @@ def compare_runs(
                 *(key[2], _app(key), key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
                 *(fmt_rps(a.rps), fmt_rps(b.rps)),
                 *(_signed(cell[0].relative), fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
-                *(_signed(cell[1].relative), f"{a.leaks}/{b.leaks}", status),
+                *(_signed(cell[1].relative), f"{a.leaks}/{b.leaks}", status or "ok"),
             )
         )
     headers = (
         *("mode", "app", "backend", "connections", "rps A", "rps B", "Δ rps", "p99 A ms"),
-        *("p99 B ms", "Δ p99", "leaks A/B", ""),
+        *("p99 B ms", "Δ p99", "leaks A/B", "verdict"),
     )
     out += text_table(Table(headers, tuple(rows), "l" * 4 + "r" * 7 + "l"))
     only = [f"  in A only: {_name(k)}" for k in a_by if k not in b_by]
