@@ -190,7 +190,8 @@ class CheckResult:
 
 
 #: The ``ctxbench run`` options behind the keywords of :meth:`Ctxbench.check` and
-#: ``ctxbench_server``: a usage error names what the test gave, not a flag it never typed.
+#: ``ctxbench_server`` (the server options: :class:`~harness.servers.base.ServerConfig`'s
+#: fields): a usage error names what the test gave, not a flag it never typed.
 _KEYWORDS = {
     "--app": "app",
     "--backend": "backend",
@@ -198,8 +199,12 @@ _KEYWORDS = {
     "--connections": "connections",
     "--modes": "modes",
     "--mount": "mount",
+    "--port": "port",
     "--requests": "requests",
     "--sleep-ms": "sleep_ms",
+    "--threads": "threads",
+    "--worker-connections": "worker_connections",
+    "--workers": "workers",
 }
 #: A flag with its value: any value after "bad" or "use", elsewhere one that reads as a value
 #: (quoted, a number, a path); the value of a keyword the message already names (``bad x= 0``).

@@ -547,20 +547,25 @@ def test_a_bad_keyword_is_named_as_the_test_gave_it_not_as_a_cli_flag(
 
         def test_bad_server(ctxbench_server):
             ctxbench_server("werkzeug-threaded", app="harness.apps.core_app:app", mount="api")
+
+        def test_bad_workers(ctxbench_server):
+            ctxbench_server("gunicorn-sync", workers=0)
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
-    result.assert_outcomes(failed=5)
+    result.assert_outcomes(failed=6)
     out = result.stdout.str()
     for message in (
         "ctxbench: bad sleep_ms=-1: use a number in [0, ",
         "ctxbench: bad mount='api': a mount is a path that starts with '/', e.g. /api",
         "ctxbench: modes lists 'werkzeug-threaded' twice: give each value once",
         f"ctxbench: bad requests=0: use a whole number in 1..{MAX_REQUESTS}",
+        "ctxbench: bad workers=0: use a whole number in 1..",
     ):
         assert message in out, out
     assert out.count("bad mount='api'") >= 2, out
-    assert "--sleep-ms" not in out and "--mount" not in out and "Traceback" not in out, out
+    assert "--sleep-ms" not in out and "--mount" not in out and "--workers" not in out, out
+    assert "Traceback" not in out, out
 
 
 @pytest.mark.parametrize(
