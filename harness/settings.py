@@ -27,7 +27,7 @@ from harness.load.spec import (
 )
 from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES, MAX_SLEEP_MS
 from harness.servers import MODES, get_mode, proxied_modes
-from harness.servers.base import ServerConfig
+from harness.servers.base import ServerConfig, pip_command
 from harness.target import parse_target
 
 __all__ = [
@@ -173,7 +173,7 @@ class RunSettings:
             if app == FLASK_APP and importlib.util.find_spec("flask") is None:
                 raise UsageError(
                     "the Flask probe app (--compare-flask) needs Flask, which is not installed"
-                    " here: pip install flask"
+                    f" here: {pip_command()} install flask"
                 )
         mount = self.server_config(self.apps[0], self.backends[0]).mount  # as normalised
         rv = self.replace(modes=self._resolved_modes(), mount=mount)

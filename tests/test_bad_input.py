@@ -289,6 +289,7 @@ from harness import results  # noqa: E402
 from harness.cli import build_parser, main  # noqa: E402
 from harness.load.spec import MAX_REQUESTS  # noqa: E402
 from harness.results import Cell, Measurement, Run, ServerInfo  # noqa: E402
+from harness.servers.base import pip_command  # noqa: E402
 from harness.settings import RunSettings  # noqa: E402
 
 FLASK = "harness.apps.flask_app:app"
@@ -561,10 +562,10 @@ def test_bad_command_line_is_one_line_and_exit_2(
     ("argv", "missing", "expected"),
     [
         pytest.param(["run", "--compare-flask", "--modes", "werkzeug-threaded"], "flask",
-                     "needs Flask, which is not installed here: pip install flask",
+                     "needs Flask, which is not installed here: {pip} install flask",
                      id="compare-flask-without-flask"),
         pytest.param(["corpus", "--modes", "werkzeug-threaded"], "structlog",
-                     "structlog is not installed (pip install", id="corpus-without-its-extra"),
+                     "structlog is not installed ({pip} install", id="corpus-without-its-extra"),
     ],
 )  # fmt: skip
 def test_a_missing_library_is_found_before_anything_starts(
@@ -584,7 +585,7 @@ def test_a_missing_library_is_found_before_anything_starts(
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and expected in err, err
+    assert err.count("\n") == 1 and expected.format(pip=pip_command()) in err, err
     assert no_server == [] and list(tmp_path.iterdir()) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -171,7 +172,34 @@ def test_the_install_step_names_where_ctxbench_came_from(
             return None
 
     monkeypatch.setattr(base.metadata, "distributions", lambda name: [EggInfo(), Dist()])
+    monkeypatch.setattr(base.shutil, "which", lambda name: str(Path(sys.executable).parent / name))
     assert pip_install("uwsgi") == step
+
+
+@pytest.mark.parametrize(
+    "pip_on_path",
+    [
+        pytest.param("/usr/local/bin/pip", id="another-python"),
+        pytest.param("/home/me/.pyenv/shims/pip", id="pyenv-shim"),
+        pytest.param(None, id="no-pip-on-path"),
+    ],
+)
+def test_the_install_step_runs_this_interpreters_pip(
+    pip_on_path: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A venv's ctxbench run by its path (``venv/bin/ctxbench list``, the venv not activated)
+    printed ``pip install ...``: typed as printed, that installs into whatever Python's pip comes
+    first on PATH, and the mode stays unavailable here. The step names this interpreter then."""
+    monkeypatch.setattr(base.metadata, "distributions", lambda name: [])
+    monkeypatch.setattr(base.shutil, "which", lambda name: pip_on_path)
+    step = pip_install("uwsgi")
+    assert step == f"{shlex.quote(sys.executable)} -m pip install 'ctxbench[uwsgi]'"
+    # The step as printed runs, from a shell, the pip of the interpreter that printed it.
+    argv = shlex.split(step)
+    assert argv[:3] == [sys.executable, "-m", "pip"]
+    out = subprocess.run([*argv[:3], "--version"], capture_output=True, text=True, check=True)
+    where = Path(out.stdout.split(" from ", 1)[1].rsplit(" (python", 1)[0])
+    assert where.resolve().is_relative_to(Path(sys.prefix).resolve()), out.stdout
 
 
 def test_proxy_option_puts_each_mode_behind_each_proxy() -> None:

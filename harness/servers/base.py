@@ -17,6 +17,7 @@ import abc
 import dataclasses
 import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -494,12 +495,24 @@ def pip_install(extra: str) -> str:
     """The step that installs the pip extra ``extra``: ``pip install 'ctxbench[uwsgi]'``, or,
     when ctxbench was installed from a folder (a checkout, PEP 610's ``direct_url.json``), the
     same from that folder (``pip install -e '/src/ctxbench[uwsgi]'``): ctxbench by name may not
-    be on the user's package index."""
+    be on the user's package index. ``pip`` is :func:`pip_command`: this interpreter's."""
     source = _installed_from()
     if source is None:
-        return f"pip install 'ctxbench[{extra}]'"
+        return f"{pip_command()} install 'ctxbench[{extra}]'"
     path, editable = source
-    return f"pip install {'-e ' if editable else ''}'{path}[{extra}]'"
+    return f"{pip_command()} install {'-e ' if editable else ''}'{path}[{extra}]'"
+
+
+def pip_command() -> str:
+    """How to run the pip of the interpreter ctxbench runs on: ``pip`` when that is the first
+    ``pip`` on ``PATH`` (an activated venv), else ``/path/to/venv/bin/python -m pip``. A venv's
+    ``ctxbench`` run by its path, with another Python's ``pip`` first on ``PATH``, would
+    otherwise print a step that installs into that other Python and changes nothing here."""
+    found = shutil.which("pip")
+    here = Path(sys.executable).parent
+    if found is not None and Path(found).parent.resolve() == here.resolve():
+        return "pip"
+    return f"{shlex.quote(sys.executable)} -m pip"
 
 
 def _installed_from() -> tuple[str, bool] | None:
