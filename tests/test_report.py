@@ -575,10 +575,22 @@ def test_an_apps_own_state_is_blamed_on_the_app_not_the_storage() -> None:
     )
     assert "**Verdict: LEAK in the app's own state.**" in md
     assert "The app's own state, reported through `observe()`, leaked in 1 cell:" in md
-    assert "gunicorn-gevent (myproject.wsgi:app, contextvar, keepalive): 4 (cart)" in md
+    assert "gunicorn-gevent (`myproject.wsgi:app`, contextvar, keepalive): 4 (cart)" in md
     assert "framework's context leaked" not in md and "isolation bug" not in md
     assert "Fix the app" in md
     assert "<code>observe()</code>" in html and 'class="verdict leak"' in html
+
+
+def test_a_users_app_name_shows_as_it_is_not_as_markdown() -> None:
+    # Markdown read "pkg.__main__:make(*a, *b)" as "pkg.<b>main</b>:make(<em>a, </em>b)".
+    app = "pkg.__main__:make(*a, *b)"
+    entry = make_entry("gunicorn-gevent", app_label=app, leaks=4, errors=2)
+    md, html = render(make_doc([entry, make_entry("gunicorn-sync", app_label=app, spread=0.3)]))
+    assert f"gunicorn-gevent (`{app}`, contextvar, keepalive): 4" in md  # the verdict
+    assert f"### gunicorn-gevent · `{app}` · contextvar · keepalive" in md  # the leak's heading
+    assert f"gunicorn-sync · `{app}`, keepalive" in md  # the spread warning
+    assert "<strong>main</strong>" not in html and "<em>a, </em>" not in html
+    assert f"<code>{escape(app)}</code>" in html
 
 
 def test_no_recommendation_with_one_mode_or_swamping_spreads() -> None:

@@ -31,6 +31,7 @@ from harness.report.summary import (
     too_few_checked,
 )
 from harness.report.text import (
+    app_name,
     code,
     fmt_ms,
     fmt_pct,
@@ -283,7 +284,7 @@ def leaks(ctx: Context) -> list[Node]:
             requests = f"{plural(c.leaky_requests, 'request')} of {c.requests:,}"
         out.append(
             Heading(
-                f"{c.mode} · {c.app_label} · {c.backend} · {c.connections}:"
+                f"{c.mode} · {app_name(c.app_label)} · {c.backend} · {c.connections}:"
                 f" {plural(c.leaks, 'leak')} in {requests}",
                 3,
             )
@@ -372,8 +373,8 @@ def errors(ctx: Context) -> list[Node]:
     out: list[Node] = [Heading("Errors")]
     out += [Table(headers, rows, "lllllr")] if rows else []
     for c in ctx.summary.failed:
-        out.append(Paragraph(f"**{c.mode} ({c.app_label}, {c.backend}, {c.connections}) ended"
-                             f" early:** {literal(c.error or '')}"))  # fmt: skip
+        who = f"{c.mode} ({app_name(c.app_label)}, {c.backend}, {c.connections})"
+        out.append(Paragraph(f"**{who} ended early:** {literal(c.error or '')}"))
     return out
 
 
@@ -400,7 +401,7 @@ def server_config(ctx: Context) -> list[Node]:
     for c in ctx.summary.cells:
         if c.server.effective:
             users, _ = groups.setdefault(show_json(c.server.effective), ([], c.server.effective))
-            name = f"{c.mode} ({c.app_label}, {c.backend})"
+            name = f"{c.mode} ({app_name(c.app_label)}, {c.backend})"
             users += [name] * (name not in users)
     if not groups:
         return []

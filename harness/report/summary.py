@@ -26,7 +26,7 @@ from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import STARVED_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
-from harness.report.text import fmt_ms, fmt_pct, fmt_rps, literal, plural, show_json
+from harness.report.text import app_name, fmt_ms, fmt_pct, fmt_rps, literal, plural, show_json
 from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
@@ -49,8 +49,9 @@ def extras(c: Cell) -> list[str]:
 
 
 def label(c: Cell) -> str:
-    """A short name for a cell: its mode, plus app and backend when they are not the default."""
-    return " · ".join([c.mode, *extras(c)])
+    """A short name for a cell in a sentence: its mode, plus app (:func:`app_name`) and backend
+    when they are not the default."""
+    return " · ".join([c.mode, *(app_name(e) if e == c.app_label else e for e in extras(c))])
 
 
 def status(c: Cell) -> str:
@@ -382,7 +383,8 @@ def _what_ran(s: Summary) -> str:
     app = app_observation_names(names)
     modes = list(dict.fromkeys(c.mode for c in s.cells))
     return (
-        f"{plural(len(s.cells), 'cell')} ran: {some('app', s.apps)}; {some('mode', modes)};"
+        f"{plural(len(s.cells), 'cell')} ran: {some('app', list(map(app_name, s.apps)))};"
+        f" {some('mode', modes)};"
         f" {some('backend', sorted({c.backend for c in s.cells}))};"
         f" {' and '.join(s.patterns)} connections;"
         f" {plural(sum(c.checked for c in s.cells), 'request')} checked for {_and(framework)}"
@@ -399,7 +401,9 @@ def _list_leaks(cells: Sequence[Cell]) -> str:
     def one(c: Cell) -> str:
         framework, app = leaked_names(c)
         names = f" ({', '.join(framework + app)})" if framework or app else ""
-        return f"{c.mode} ({c.app_label}, {c.backend}, {c.connections}): {c.leaks:,}{names}"
+        return (
+            f"{c.mode} ({app_name(c.app_label)}, {c.backend}, {c.connections}): {c.leaks:,}{names}"
+        )
 
     return "; ".join(one(c) for c in cells)
 

@@ -25,6 +25,12 @@ def plural(count: int, noun: str, nouns: str = "") -> str:
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def app_name(app_label: str) -> str:
+    """An app's label in a sentence: a bundled app by its name (``core``, ``flask``), a user's
+    import string as code, so that Markdown shows ``pkg.__main__:create_app(*a)`` as it is."""
+    return app_label if app_label in ("core", "flask") else code(app_label)
+
+
 def mounted(app_label: str, mount: str) -> str:
     """An app named with the mount it was checked under (``ServerInfo.mount``), when that is not
     the root: ``myproject.wsgi:dispatcher at /api``."""
