@@ -206,14 +206,17 @@ _KEYWORDS = {
     "--worker-connections": "worker_connections",
     "--workers": "workers",
 }
-#: A flag with its value: any value after "bad" or "use", elsewhere one that reads as a value
-#: (quoted, a number, a path); the value of a keyword the message already names (``bad x= 0``).
-_OPTION_VALUE = re.compile(
-    r"(?:(?<=\bbad )|(?<=\buse ))(--[a-z-]+) ([^\s:;,)]+)"
-    r"|(?<![\w-])(--[a-z-]+) ('[^']*'|-?\d[\d.]*|/[^\s:;,)]*)"
-    r"|(?<=\bbad )([a-z_]+=) ([^\s:;,)]+)"
+#: What a message says, left to right: a flag with its value (any value after "bad" or "use",
+#: elsewhere one that reads as a value: quoted, a number, a path), the value of a keyword the
+#: message already names (``bad x= 0``), a quoted value (kept as it is: ``bad
+#: server_args='--threads 4'`` quotes what the test gave, flags included), or a flag alone.
+_SAYS = re.compile(
+    r"(?:(?<=\bbad )|(?<=\buse ))(?P<flag>--[a-z-]+) (?P<value>'[^']*'|[^\s:;,)]+)"
+    r"|(?<![\w-])(?P<flag2>--[a-z-]+) (?P<value2>'[^']*'|-?\d[\d.]*|/[^\s:;,)]*)"
+    r"|(?<=\bbad )(?P<keyword>[a-z_]+)= (?P<value3>[^\s:;,)]+)"
+    r"|(?<!\w)(?P<quoted>'[^']*'|\"[^\"]*\")"
+    r"|(?<![\w-])(?P<alone>--[a-z-]+)\b(?!-)"
 )
-_OPTION = re.compile(r"(?<![\w-])(--[a-z-]+)\b(?!-)")
 
 
 def _message(e: CtxbenchError) -> str:
@@ -221,17 +224,21 @@ def _message(e: CtxbenchError) -> str:
     the options of ``ctxbench run`` named as the keywords a test gives (``bad sleep_ms=-1``,
     ``mount='/api'``)."""
 
-    def with_value(m: re.Match[str]) -> str:
-        flag, value = (m[1], m[2]) if m[1] else (m[3], m[4]) if m[3] else (m[5], m[6])
-        name = _KEYWORDS.get(flag, flag).removesuffix("=")
-        if name.startswith("--"):  # a flag of its own (--ctxbench-requests): as it was typed
+    def said(m: re.Match[str]) -> str:
+        if m["quoted"] is not None:
+            return m[0]
+        if m["alone"] is not None:
+            return _KEYWORDS.get(m["alone"], m["alone"])
+        if m["keyword"] is not None:
+            return f"{m['keyword']}={m['value3']}"
+        flag, value = (m["flag"], m["value"]) if m["flag"] else (m["flag2"], m["value2"])
+        if flag not in _KEYWORDS:  # a flag of its own (--ctxbench-requests): as it was typed
             return m[0]
         if value.startswith("/") or m.string[: m.start()].endswith("use "):
             value = repr(value)  # a path or a name, as a test writes it
-        return f"{name}={value}"
+        return f"{_KEYWORDS[flag]}={value}"
 
-    text = _OPTION_VALUE.sub(with_value, e.message)
-    text = _OPTION.sub(lambda m: _KEYWORDS.get(m[1], m[1]), text)
+    text = _SAYS.sub(said, e.message)
     return f"ctxbench: {text}" + (f"\n{e.detail}" if e.detail else "")
 
 

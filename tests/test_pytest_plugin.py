@@ -576,6 +576,11 @@ def test_a_bad_keyword_is_named_as_the_test_gave_it_not_as_a_cli_flag(
         ("name it with --mount (--mount /api), or --mount / for its root app",
          "name it with mount (mount='/api'), or mount='/' for its root app"),
         ("bad requests= 0: use a whole number", "bad requests=0: use a whole number"),
+        ("bad --workers 0: use a whole number", "bad workers=0: use a whole number"),
+        # A value the test gave is quoted as it was, flags in it included.
+        ("bad server_args='--threads 4': give a list (server_args=['--threads', '4'])",
+         "bad server_args='--threads 4': give a list (server_args=['--threads', '4'])"),
+        ("bad --mount '--workers 2': a path", "bad mount='--workers 2': a path"),
         # Flags and ini keys a test's author did type stay as they are.
         ("bad --ctxbench-requests 0: use", "bad --ctxbench-requests 0: use"),
         ("bad ctxbench_modes (ini) 'x': use", "bad ctxbench_modes (ini) 'x': use"),
