@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import typing as t
 from collections.abc import Callable, Iterator
@@ -218,6 +219,41 @@ def test_a_probe_with_a_secret_answers_only_with_it(
     other = install_probe(make_app(framework), secret="given")
     assert other.test_client().get(url, headers={SECRET_HEADER: "given"}).status_code == 200
     assert other.test_client().get(url, headers={SECRET_HEADER: "s3cret"}).status_code == 404
+
+
+@pytest.fixture
+def c_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
+    """Sets variables in the C library's environment only, as pyuwsgi applies an .ini's
+    ``env =`` lines after Python made ``os.environ``; unsets them afterwards."""
+    names: list[str] = []
+
+    def put(name: str, value: str) -> None:
+        monkeypatch.delenv(name, raising=False)
+        os.putenv(name, value)  # not os.environ: that is what the server embedding Python does
+        names.append(name)
+
+    yield put
+    for name in names:
+        os.unsetenv(name)
+
+
+def test_the_probe_reads_what_the_server_set_in_the_c_environment(
+    framework: str, monkeypatch: pytest.MonkeyPatch, c_environ: Callable[[str, str], None]
+) -> None:
+    """uWSGI as pyuwsgi sets an .ini's ``env = CTXBENCH_PROBE_SECRET=...`` in the C library's
+    environment only: a probe that read ``os.environ`` alone answered anyone, without the
+    secret the deployment was given (and an .ini's ``env = CTXBENCH_PROBE=1`` mounted nothing)."""
+    c_environ("CTXBENCH_PROBE", "1")
+    c_environ("CTXBENCH_PROBE_SECRET", "from-the-ini")
+    assert "CTXBENCH_PROBE_SECRET" not in os.environ
+    client = install_probe(make_app(framework)).test_client()
+    url = f"{PROBE_PATH}?token=tok"
+    assert client.get(url).status_code == 404
+    assert client.get(url, headers={SECRET_HEADER: "from-the-ini"}).status_code == 200
+    # os.environ still comes first: a value Python itself set there wins.
+    monkeypatch.setenv("CTXBENCH_PROBE_SECRET", "from-python")
+    client = install_probe(make_app(framework)).test_client()
+    assert client.get(url, headers={SECRET_HEADER: "from-python"}).status_code == 200
 
 
 def test_observe_outside_a_probe_request_raises() -> None:

@@ -234,3 +234,80 @@ def test_a_deployment_under_a_path_prefix_is_checked_there(
     assert cell.target == f"{url}/api" and cell.mode.endswith("/api")
     assert cell.leaks > 0 and cell.checked == 300
     assert {(e.phase, e.name) for e in cell.evidence} == {("after_request", "current_user")}
+
+
+UWSGI_INI = """
+    [uwsgi]
+    http-socket = 127.0.0.1:{port}
+    chdir = {example}
+    module = myapp:app
+    master = true
+    processes = 2
+    threads = 4
+    need-app = true
+    ; the probe's switch and secret in the .ini, as a deployment keeps its settings
+    env = CTXBENCH_PROBE=1
+    env = CTXBENCH_PROBE_SECRET={secret}
+"""
+
+
+@pytest.mark.live
+def test_a_uwsgi_ini_that_sets_the_secret_keeps_the_probe_behind_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uWSGI from an .ini whose ``env =`` lines switch the probe on and set its secret. The
+    ``uwsgi`` of ``ctxbench[uwsgi]`` is pyuwsgi, which sets them after Python made
+    ``os.environ``: the probe was not mounted (``env = CTXBENCH_PROBE=1`` ignored), and with
+    ``CTXBENCH_PROBE=1`` in the shell it answered anyone, without the .ini's secret."""
+    uwsgi = Path(sys.executable).parent / "uwsgi"
+    if not uwsgi.is_file():
+        pytest.skip("uWSGI is not installed (pip install 'ctxbench[uwsgi]')")
+    port = free_port()
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        textwrap.dedent(UWSGI_INI).format(port=port, example=EXAMPLE, secret=SECRET),
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGI_")}
+    env["CTXBENCH_PROBE"] = "1"  # as an SRE exports it; the secret is only in the .ini
+    env.pop("CTXBENCH_PROBE_SECRET", None)
+    log = tmp_path / "uwsgi.log"  # a file, not a pipe: uWSGI logs every request, and blocks
+    with log.open("wb") as out:  # on a full pipe that nobody reads
+        proc = subprocess.Popen(
+            [str(uwsgi), "--ini", str(ini)], cwd=tmp_path, env=env, start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    probe = f"{url}/_ctxbench/probe?token=ready"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(probe, headers={SECRET_HEADER: SECRET})
+            try:
+                with urllib.request.urlopen(request, timeout=2) as resp:
+                    if json.load(resp)["token"] == "ready":
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"uwsgi did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        # Without the .ini's secret: a plain 404, whatever the shell holds.
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(probe, timeout=5)
+        assert caught.value.code == 404
+        monkeypatch.setenv("CTXBENCH_PROBE_SECRET", SECRET)
+        run_dir = tmp_path / "run"
+        argv = ["run", "--target", url, *QUICK, "--connections", "fresh"]
+        assert main([*argv, "--run-dir", str(run_dir)]) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # uWSGI stops on SIGINT (SIGTERM re-executes it)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    [cell] = results.load(run_dir).cells
+    assert (cell.requests, cell.leaks, cell.errors) == (300, 0, 0)
+    assert cell.app == "myapp" and cell.exercised is not None and cell.exercised.processes >= 1

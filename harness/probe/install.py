@@ -13,6 +13,7 @@ when the app was imported before the patch.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 import typing as t
@@ -211,7 +212,26 @@ def _teardown_hook(enter: Callable[[], None], phase: str) -> Callable[[BaseExcep
 
 def probe_enabled() -> bool:
     """Whether :data:`ENABLE_ENV` switches the probe on in this process."""
-    return os.environ.get(ENABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return (_getenv(ENABLE_ENV) or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _getenv(name: str) -> str | None:
+    """``name`` in this process's environment. ``os.environ`` is a copy made when the
+    interpreter started; a server that embeds Python and sets variables after that changes only
+    the C library's environment: uWSGI as pyuwsgi (the ``uwsgi`` command of ``ctxbench[uwsgi]``)
+    applies an .ini's ``env = CTXBENCH_PROBE_SECRET=...`` so, and a probe reading ``os.environ``
+    alone was served without its secret."""
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    try:
+        getenv = ctypes.CDLL(None).getenv
+    except (OSError, AttributeError):  # no C library to ask (not a POSIX platform)
+        return None
+    getenv.argtypes = [ctypes.c_char_p]
+    getenv.restype = ctypes.c_char_p
+    raw = getenv(os.fsencode(name))
+    return None if raw is None else os.fsdecode(raw)
 
 
 def install_probe(app: App, *, enabled: bool | None = None, secret: str | None = None) -> App:
@@ -241,7 +261,7 @@ def install_probe(app: App, *, enabled: bool | None = None, secret: str | None =
     if not (probe_enabled() if enabled is None else enabled):
         return app
     if secret is None:
-        secret = os.environ.get(SECRET_ENV) or None
+        secret = _getenv(SECRET_ENV) or None
     if getattr(app, _INSTALLED_ATTR, False):
         raise RuntimeError(
             f"install_probe() was already called on {app!r}.\n\n"
