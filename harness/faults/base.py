@@ -30,12 +30,11 @@ from harness.errors import UsageError
 from harness.load.hostile import HostileLoad, Outcome
 from harness.registry import registrar
 from harness.results import FaultEvent
-from harness.servers import LiveServer, ServerMode, group_members
+from harness.servers import LiveServer, ServerMode, group_members, is_helper
 from harness.settings import ChaosSettings
 
 __all__ = [
     "FAULTS",
-    "HELPER_PROCESSES",
     "Fault",
     "Injector",
     "NoInjector",
@@ -48,25 +47,9 @@ if t.TYPE_CHECKING:
     from .verdict import Tally
 
 
-#: What the command line of a process that a supervisor starts beside its workers, and that
-#: serves nothing, contains: ``multiprocessing``'s resource tracker, which uvicorn's and
-#: hypercorn's spawn start method starts in their group. Killed as a "worker", it would not be
-#: replaced, and nothing would have been faulted.
-HELPER_PROCESSES = ("multiprocessing.resource_tracker",)
-
-
-def _is_helper(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read().decode(errors="replace")
-    except OSError:  # gone, or no /proc: not a helper we can tell apart
-        return False
-    return any(mark in cmdline for mark in HELPER_PROCESSES)
-
-
 def worker_pids(server: LiveServer) -> set[int]:
     """The live worker processes of ``server`` (behind a proxy: of the server it forwards to):
-    its process group without the master and its helpers (:data:`HELPER_PROCESSES`); empty
+    its process group without the master and its helpers (:func:`harness.servers.is_helper`); empty
     while a master that replaces all its workers at once has none (hypercorn's reload). A
     single-process server is its own worker.
     """
@@ -74,7 +57,7 @@ def worker_pids(server: LiveServer) -> set[int]:
     members = set(group_members(server.pid))
     if members <= {server.pid}:
         return members
-    return {pid for pid in members - {server.pid} if not _is_helper(pid)}
+    return {pid for pid in members - {server.pid} if not is_helper(pid)}
 
 
 class Injector:

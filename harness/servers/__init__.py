@@ -35,6 +35,7 @@ from harness.servers._process import (
     check_port_free,
     free_port,
     group_members,
+    is_helper,
     poll_until,
 )
 from harness.servers._proxy import PROXIES, proxied_modes
@@ -63,6 +64,7 @@ __all__ = [
     "free_port",
     "get_mode",
     "group_members",
+    "is_helper",
     "live_server",
     "poll_until",
     "proxied_modes",

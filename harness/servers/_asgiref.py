@@ -9,7 +9,7 @@ is the context each request's task starts from (see each mode module). Each serv
 ``--workers N`` processes from a small runner (``harness.servers._<server>_runner``) that
 reports what ran. Both supervisors bind the listening socket and hand it to the workers they spawn
 (``multiprocessing``'s spawn start method, which also starts its resource tracker in the
-server's process group: not a worker, see :data:`harness.faults.base.HELPER_PROCESSES`); what
+server's process group: not a worker, see :data:`harness.servers._process.HELPER_PROCESSES`); what
 each does when a worker dies, on SIGHUP, and after N requests is its mode's ``lifecycle``.
 """
 

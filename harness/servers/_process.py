@@ -55,6 +55,7 @@ from harness.protocol import (
 from harness.servers._state import die_with_parent
 
 __all__ = [
+    "HELPER_PROCESSES",
     "HOST",
     "LOG_TAIL_LINES",
     "SCRUBBED_ENV",
@@ -64,6 +65,7 @@ __all__ = [
     "free_port",
     "group_members",
     "held_signals",
+    "is_helper",
     "log_tail",
     "poll_until",
     "read_json",
@@ -151,6 +153,24 @@ def spawn(argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess
             # Only prctl: safe between fork and exec. The harness's pid is taken before the fork.
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
+
+
+#: What the command line of a process that a supervisor starts beside its workers, and that
+#: serves nothing, contains: ``multiprocessing``'s resource tracker, which uvicorn's and
+#: hypercorn's spawn start method starts in their group. Neither a worker for the faults (killed,
+#: it is not replaced, and nothing was faulted) nor a server process for a soak to judge.
+HELPER_PROCESSES = ("multiprocessing.resource_tracker",)
+
+
+def is_helper(pid: int) -> bool:
+    """Whether process ``pid`` is a helper of a server's supervisor (:data:`HELPER_PROCESSES`),
+    read from its command line; ``False`` when it is gone or there is no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return any(mark in cmdline for mark in HELPER_PROCESSES)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -2,16 +2,18 @@
 
 Design note: the sampler runs in a background thread of the harness while the load runs in the
 main thread. Each tick it lists the server's processes anew (the master and every child of it,
-so a worker that was respawned is followed under its new pid) and reads each one with psutil;
-a process that exits between the listing and the read is skipped for that tick. The load's
-counts arrive through the driver's progress callback (:meth:`Sampler.progress`, about twice a
-second, cumulative); each tick turns the change since the previous tick into that second's
-requests per second, errors and leaks, dividing by the time between the two progress reports,
-so the figure is right even when ticks and reports drift apart. A tick with no new report (the
-harness itself was held up: the driver's report or this thread's tick came late on a busy
-machine) records no load sample, since nothing was measured; its requests count in the next
-one. So a load sample of 0 requests/s means the server answered nothing between two reports,
-never that a report came late. psutil is imported here only (``pip install 'ctxbench[soak]'``).
+so a worker that was respawned is followed under its new pid; not a helper that a supervisor
+starts beside its workers and that serves nothing, :func:`harness.servers.is_helper`, which the
+faults leave out too) and reads each one with psutil; a process that exits between the listing
+and the read is skipped for that tick. The load's counts arrive through the driver's progress
+callback (:meth:`Sampler.progress`, about twice a second, cumulative); each tick turns the
+change since the previous tick into that second's requests per second, errors and leaks,
+dividing by the time between the two progress reports, so the figure is right even when ticks
+and reports drift apart. A tick with no new report (the harness itself was held up: the driver's
+report or this thread's tick came late on a busy machine) records no load sample, since nothing
+was measured; its requests count in the next one. So a load sample of 0 requests/s means the
+server answered nothing between two reports, never that a report came late. psutil is imported
+here only (``pip install 'ctxbench[soak]'``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import typing as t
 
 from harness.errors import UsageError
 from harness.results import LoadSample, ProcessSample
+from harness.servers import is_helper
 from harness.servers.base import pip_install
 
 __all__ = ["LoadSample", "ProcessSample", "Sampler", "import_psutil"]
@@ -99,6 +102,8 @@ class Sampler:
             return []
         rv = [(master, "worker" if self.single_process else "master")]
         for child in children:
+            if is_helper(child.pid):  # multiprocessing's resource tracker: serves nothing
+                continue
             proc = self._procs.setdefault(child.pid, child)  # keep one object per pid
             rv.append((proc, "worker"))
         return rv
