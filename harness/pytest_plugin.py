@@ -1,7 +1,8 @@
 """ctxbench as a pytest plugin: prove in your own test suite that your app does not leak.
 
-Installed with ctxbench (the ``pytest11`` entry point ``ctxbench``), or loaded with
-``-p harness.pytest_plugin``. A session that does not use it is unchanged: importing this module
+Installed with ctxbench (the ``pytest11`` entry point ``ctxbench``), or loaded with ``-p ctxbench``
+where plugin autoloading is off (``-p harness.pytest_plugin`` and ``pytest_plugins`` name it too,
+and it is still loaded once). A session that does not use it is unchanged: importing this module
 imports nothing but pytest, it adds options and ini keys under the ``ctxbench`` prefix only, and
 its fixtures are named ``ctxbench`` and ``ctxbench_server``. Everything else (the runner, the
 servers, gevent) is imported when a test first asks for a fixture.
@@ -87,6 +88,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("ctxbench_requests", f"requests per cell (default {DEFAULT_REQUESTS})")
     parser.addini("ctxbench_concurrency", f"virtual users (default {DEFAULT_CONCURRENCY})")
     parser.addini("ctxbench_results", "folder for the run folders (default: tmp_path)")
+
+
+#: The name of the plugin's ``pytest11`` entry point (``-p ctxbench``, ``-p no:ctxbench``).
+ENTRY_POINT = "ctxbench"
+
+
+def pytest_plugin_registered(
+    plugin: object, plugin_name: str | None, manager: pytest.PytestPluginManager
+) -> None:
+    # pytest registers a plugin under one name. With ctxbench installed, naming this module as
+    # well (``-p harness.pytest_plugin``, ``pytest_plugins = ["harness.pytest_plugin"]``) loads
+    # it a second time under that name, and pytest stops with "Plugin already registered under
+    # a different name". Once it is registered under either name, the other is blocked, so the
+    # second load is skipped.
+    if plugin is not sys.modules[__name__]:
+        return
+    other = {ENTRY_POINT: __name__, __name__: ENTRY_POINT}.get(plugin_name or "")
+    if other is not None and not manager.is_blocked(other) and not manager.has_plugin(other):
+        manager.set_blocked(other)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -163,6 +163,46 @@ def test_the_options_and_the_marker_are_documented(pytester: pytest.Pytester) ->
     assert "@pytest.mark.ctxbench(" in markers
 
 
+#: A test that needs the fixture and nothing else of the plugin (it starts no server).
+FIXTURE_TEST = """
+    def test_fixture(ctxbench, ctxbench_server):
+        assert type(ctxbench).__name__ == "Ctxbench"
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "autoload"),
+    [
+        pytest.param("-p harness.pytest_plugin", True, id="p-module"),
+        pytest.param("-p harness.pytest_plugin", False, id="p-module-no-autoload"),
+        pytest.param("-p ctxbench", True, id="p-entry-point"),
+        pytest.param("-p ctxbench", False, id="p-entry-point-no-autoload"),
+        pytest.param("pytest_plugins = harness.pytest_plugin", True, id="conftest-module"),
+        pytest.param("pytest_plugins = ctxbench", False, id="conftest-entry-point-no-autoload"),
+    ],
+)
+def test_the_plugin_loads_once_however_it_is_named(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str, autoload: bool
+) -> None:
+    # ctxbench is installed here (its pytest11 entry point "ctxbench"): naming the module as
+    # well used to register it twice, and pytest stopped with "Plugin already registered under
+    # a different name" and a traceback.
+    if not autoload:
+        monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    else:
+        monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    args = ["-p", "no:cacheprovider", "-p", "no:locust", "-W", "error"]
+    kind, _, name = how.partition(" = " if "=" in how else " ")
+    if kind == "-p":
+        args += ["-p", name]
+    else:
+        pytester.makeconftest(f"pytest_plugins = [{name!r}]\n")
+    pytester.makepyfile(test_user=textwrap.dedent(FIXTURE_TEST))
+    result = pytester.runpytest_subprocess(*args)
+    assert "already registered" not in result.stderr.str() + result.stdout.str()
+    result.assert_outcomes(passed=1)
+
+
 def test_an_unknown_mode_fails_the_test_in_one_line(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_bad="""
