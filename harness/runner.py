@@ -555,6 +555,8 @@ def _measure_cell(
 
     warmup = None
     runs: list[LoadResultLike] = []
+    # This cell's own finished loads (done_* are the run's, earlier cells included).
+    cell_requests = cell_errors = 0
     server_cpu: list[ThreadCpu | None] = []
     groups = srv.process_groups() if hasattr(srv, "process_groups") else []
     label = "warm-up"
@@ -565,6 +567,8 @@ def _measure_cell(
             warmup = measure(label, warmup=True)
             done_requests += warmup.requests
             done_leaks += warmup.leaks
+            cell_requests += warmup.requests
+            cell_errors += warmup.errors
             check_alive(label)
         for i in range(settings.repeats):
             label = f"run {i + 1}/{settings.repeats}"
@@ -575,12 +579,16 @@ def _measure_cell(
             runs.append(run)
             done_requests += run.requests
             done_leaks += run.leaks
+            cell_requests += run.requests
+            cell_errors += run.errors
             check_alive(label)
     except ServerGone as e:
+        failed = cell_errors + cut_short.errors
+        checked = cell_requests + cut_short.requests - failed
         error = (
-            f"{e.why} during the {e.during} of the {connections} cell, after"
-            f" {done_requests + cut_short.requests:,} requests checked; nothing of it was left"
-            f" to serve the rest (see the server log{f': {log}' if log else ''})"
+            f"{e.why} during the {e.during} of the {connections} cell, after {checked:,}"
+            f" requests checked{f' ({failed:,} more failed)' if failed else ''}; nothing of it"
+            f" was left to serve the rest (see the server log{f': {log}' if log else ''})"
         )
         status.finished(f"{name} {connections} FAILED  {e.why}")
         if cut_short.errors:

@@ -326,7 +326,7 @@ def test_a_server_that_dies_fails_its_cell_and_the_run_goes_on(tmp_path: Path) -
     assert failed.error is not None
     assert failed.error.startswith(
         "gunicorn-sync: the server's main process (pid 9) was killed during the run 1/2 of the"
-        " keepalive cell, after 12 requests checked"
+        " keepalive cell, after 9 requests checked (3 more failed)"
     )
     assert "logs/core-contextvar/gunicorn-sync.log" in failed.error
     # The warm-up and what the cut-short load had checked are counted; no run finished.
@@ -338,6 +338,24 @@ def test_a_server_that_dies_fails_its_cell_and_the_run_goes_on(tmp_path: Path) -
     assert len(fresh.runs) == 2
     assert results.load(tmp_path) == run
     assert "gunicorn-sync keepalive FAILED  gunicorn-sync: the server's main" in stream.getvalue()
+
+
+def test_a_dead_servers_message_counts_its_own_cells_checked_requests(tmp_path: Path) -> None:
+    """The message said "after N requests checked" with N the run's requests so far, earlier
+    cells' included, and the failed ones too: a gunicorn master killed mid-run read "after
+    23,368 requests checked" where 3,807 were (19,561 refused as it went down)."""
+    world = DyingWorld(die_at=5)  # the fresh cell's first measurement, after a full keepalive cell
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=2, duration=0.1)
+    run = run_matrix(settings, tmp_path, load=world.load, spec=world.spec, server=world.server,
+                     status=StatusLine(enabled=False))  # fmt: skip
+    keepalive, failed = run.cells
+    assert keepalive.requests == 9 and not keepalive.failed
+    assert failed.connections == "fresh" and failed.error is not None
+    # Its warm-up (3 answered) and the cut-short load (9, of which 3 failed).
+    assert (failed.requests, failed.errors) == (12, 3)
+    assert "during the run 1/2 of the fresh cell, after 9 requests checked (3 more failed);" in (
+        failed.error
+    )
 
 
 def test_a_server_found_dead_after_a_load_fails_the_cell(tmp_path: Path) -> None:
