@@ -25,7 +25,7 @@ import typing as t
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from harness.errors import CtxbenchError, UsageError
+from harness.errors import CtxbenchError, ResultsError, UsageError
 from harness.protocol import DEFAULT_BACKEND
 
 if t.TYPE_CHECKING:
@@ -527,13 +527,40 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
         _check_folder("--run-dir", run_dir)
-        with cleaned_up_on_failure(run_dir):
+        with cleaned_up_on_failure(run_dir), _kept_on_interrupt(run_dir):
             yield run_dir, run_dir.resolve().name
         return
     out = Path(args.out or "results")
     _check_folder("--out", out)
-    with results.new_run_dir(out, prefix) as run_dir, cleaned_up_on_failure(run_dir):
+    with (
+        results.new_run_dir(out, prefix) as run_dir,
+        cleaned_up_on_failure(run_dir),
+        _kept_on_interrupt(run_dir),
+    ):
         yield run_dir, run_dir.name
+
+
+@contextlib.contextmanager
+def _kept_on_interrupt(run_dir: Path) -> Iterator[None]:
+    """On Ctrl-C (or SIGTERM, SIGHUP), say where the cells finished before it were kept and how
+    to see them: the run wrote them to results.json, marked interrupted, but no report."""
+    from harness import results
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        try:
+            interrupted = results.load(run_dir).status == "interrupted"
+        except ResultsError:  # nothing written (no cell finished): nothing to say
+            interrupted = False
+        if interrupted:
+            print(
+                f"ctxbench: the cells finished before the interrupt are kept in"
+                f" {run_dir / results.RESULTS_FILE} (marked interrupted);"
+                f" ctxbench report {shlex.quote(str(run_dir))} writes their report",
+                file=sys.stderr,
+            )
+        raise
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -338,12 +338,15 @@ def _run_cells(
                         if connections not in applicable:
                             run = _record_not_applicable(run, mode, connections)
                             continue
-                        cell = _measure_cell(
+                        cell, ended = _measure_cell(
                             settings.replace(concurrency=level), srv, app, backend, connections,
                             load_fn, make_spec, status, totals=(run.requests, run.leaks), log=log,
                         )  # fmt: skip
                         run = run.replace(cells=(*run.cells, cell))
                         results.write(run_dir, run)
+                        # Said once the cell is in results.json: a Ctrl-C right after a "done"
+                        # line keeps that cell.
+                        status.finished(ended)
                         if cell.failed:
                             restarts += 1
                             break
@@ -513,7 +516,9 @@ def _measure_cell(
     *,
     totals: tuple[int, int],
     log: str | None,
-) -> Cell:
+) -> tuple[Cell, str]:
+    """Measure one cell on ``srv``; return it with the line that says how it ended, for the
+    caller to show once the cell is recorded."""
     done_requests, done_leaks = totals
     name = (
         srv.mode
@@ -590,13 +595,13 @@ def _measure_cell(
             f" requests checked{f' ({failed:,} more failed)' if failed else ''}; nothing of it"
             f" was left to serve the rest (see the server log{f': {log}' if log else ''})"
         )
-        status.finished(f"{name} {connections} FAILED  {e.why}")
+        ended = f"{name} {connections} FAILED  {e.why}"
         if cut_short.errors:
             # The driver had not classified its errors yet: mostly refused and reset connections.
             cut_short.error_kinds = {"cut short by the server's death": cut_short.errors}
     else:
         so_far = f"{done_requests:,} requests, {done_leaks:,} leaks"
-        status.finished(f"{name} {connections} done  run so far: {so_far}")
+        ended = f"{name} {connections} done  run so far: {so_far}"
     cell = aggregate(
         mode=srv.mode,
         app=app,
@@ -615,7 +620,7 @@ def _measure_cell(
         cut_short=cut_short if cut_short.requests else None,
     )
     # The interrupted load's leaks are counted, its leaking requests were not.
-    return dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell
+    return (dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell), ended
 
 
 def _groups_cpu(groups: t.Sequence[int]) -> ThreadCpu | None:

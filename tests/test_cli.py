@@ -372,6 +372,42 @@ def test_run_interrupted_leaves_nothing(tmp_path: Path) -> None:
     assert_gone(proc.pid)
 
 
+@pytest.mark.live
+def test_run_interrupted_after_a_cell_keeps_it_and_says_where(tmp_path: Path) -> None:
+    """Ctrl-C after a finished cell: exit 130, no process left, results.json kept and marked
+    interrupted, and stderr says where it is and how to get its report (it said only
+    "interrupted; every server was stopped", and no report is written)."""
+    run_dir = tmp_path / "run"
+    proc = ctxbench("run", "--modes", "gunicorn-sync", "--app", FLASK_APP, "--duration", "1",
+                    "--repeats", "2", "--warmup", "0", "--concurrency", "4",
+                    "--run-dir", str(run_dir))  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # not a terminal: one line per finished cell
+        assert "gunicorn-sync (flask, contextvar) keepalive done" in first, first
+        server_pid = t_int(children(proc.pid))
+        proc.send_signal(signal.SIGINT)  # the fresh cell is under way (2 s)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert_gone(server_pid)
+    run = results.load(run_dir)
+    assert run.status == "interrupted"
+    assert [(c.mode, c.connections) for c in run.cells] == [("gunicorn-sync", "keepalive")]
+    assert not (run_dir / "report.md").exists()
+    kept, last = err.strip().splitlines()[-2:]
+    assert kept == (
+        f"ctxbench: the cells finished before the interrupt are kept in {run_dir}/results.json"
+        f" (marked interrupted); ctxbench report {run_dir} writes their report"
+    ), err
+    assert last == "ctxbench: interrupted; every server was stopped"
+    assert main(["report", str(run_dir)]) == 0 and (run_dir / "report.md").is_file()
+
+
 def t_int(pids: object) -> int:
     assert isinstance(pids, list) and len(pids) == 1, pids
     return int(pids[0])
