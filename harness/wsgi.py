@@ -39,7 +39,7 @@ import traceback
 import typing as t
 from pathlib import Path
 
-from harness.app_string import AppRef, parse_import_string, takes_wsgi_call
+from harness.app_string import FACTORY_NAMES, AppRef, parse_import_string, takes_wsgi_call
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, MOUNT_ENV, STATE_DIR_ENV
@@ -69,6 +69,8 @@ def load_app(import_string: str) -> t.Any:
         if stem != ref.module and Path(stem.replace(".", "/") + ".py").is_file():
             # gunicorn's hint too: "wsgi.py:app" names the file, not the module.
             hint = f" ('{stem.replace('.', '/')}.py' is a file: name its module, '{stem}:{name}')"
+        else:
+            hint = _module_not_found(e, ref.module)
         raise AppLoadError(
             f"cannot import app {import_string!r}: {type(e).__name__}: {e}{hint}"
         ) from e
@@ -77,13 +79,14 @@ def load_app(import_string: str) -> t.Any:
             f"importing app {import_string!r} failed: {type(e).__name__}:"
             f" {_one_line(e)}{_where(e)}{_missing_setting(e)}"
         ) from e
+    module = rv
     for part in ref.attr.split("."):
         try:
             rv = getattr(rv, part)
         except AttributeError:
             raise AppLoadError(
                 f"cannot load app {import_string!r}: module {ref.module!r} has no"
-                f" attribute {ref.attr!r}"
+                f" attribute {ref.attr!r}{_apps_in(module, ref.module)}"
             ) from None
     if ref.is_factory:
         return _call_factory(ref, rv)
@@ -96,6 +99,57 @@ def load_app(import_string: str) -> t.Any:
             f" '{ref.module}:{ref.attr}()'"
         )
     return rv
+
+
+def _module_not_found(e: ImportError, module: str) -> str:
+    """What to do when a module is not found: the app's own (``module``, or a package on its
+    path) or one the app imports, which the interpreter of ctxbench and its servers lacks."""
+    missing = e.name if isinstance(e, ModuleNotFoundError) else None
+    if not missing:
+        return _where(e)
+    own = module == missing or module.startswith(missing + ".")
+    parent, _, name = missing.rpartition(".")
+    package = sys.modules.get(parent) if parent else None
+    if package is not None:  # a package that is there, without that module
+        places = ", ".join(str(p) for p in getattr(package, "__path__", ())) or "?"
+        return (
+            f"{'' if own else _where(e)} (package {parent!r} at {places} has no module"
+            f" {name!r})" + (": name a module that is there" if own else "")
+        )
+    if own:
+        where = ", nor on PYTHONPATH" if os.environ.get("PYTHONPATH") else ""
+        return (
+            f" (not in {os.getcwd()}, the folder ctxbench runs in{where}): run ctxbench from the"
+            f" folder that holds {missing!r}, or install your project into the Python ctxbench"
+            f" runs on ({sys.executable})"
+        )
+    from harness.servers.base import pip_command
+
+    return (
+        f"{_where(e)}: the app needs {missing.split('.')[0]!r}, which the Python ctxbench and its"
+        f" servers run on ({sys.executable}) does not have; install your app's requirements into"
+        f" it ({pip_command()} install -r requirements.txt, or your project's own install step),"
+        " or install ctxbench into your project's venv"
+    )
+
+
+def _apps_in(module: t.Any, name: str) -> str:
+    """The apps and app factories a module does have, as app strings, for a message about one
+    it has not."""
+    from harness.probe.locate import is_framework_app
+
+    apps, factories = [], []
+    for attr, value in vars(module).items():
+        if attr.startswith("_"):
+            continue
+        if attr in FACTORY_NAMES and inspect.isfunction(value):
+            factories.append(f"'{name}:{attr}()'")
+        elif is_framework_app(value):
+            apps.append(f"'{name}:{attr}'")
+    found = apps + factories
+    if not found:
+        return ""
+    return f": name one it has, {', '.join(found[:5])}"
 
 
 def _looks_like_factory(func: t.Callable[..., t.Any]) -> bool:
@@ -143,9 +197,12 @@ def _call_factory(ref: AppRef, factory: t.Any) -> t.Any:
     try:
         rv = factory(*args, **kwargs)
     except (Exception, SystemExit) as e:
+        if isinstance(e, ModuleNotFoundError) and e.name:  # an import inside the factory
+            fix = _module_not_found(e, ref.module)
+        else:
+            fix = f"{_where(e)}: fix the factory or its arguments"
         raise AppLoadError(
-            f"app factory {ref.text!r} raised {type(e).__name__}: {_one_line(e)}{_where(e)}:"
-            " fix the factory or its arguments"
+            f"app factory {ref.text!r} raised {type(e).__name__}: {_one_line(e)}{fix}"
         ) from e
     if rv is None:
         raise AppLoadError(

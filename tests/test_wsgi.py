@@ -193,3 +193,82 @@ def test_a_wsgi_callable_without_a_wrapped_app_answers_the_probe_itself() -> Non
         return []
 
     assert _ensure_probe(plain, "m:plain", None) == (plain, "none")
+
+
+# -- a module that is not there: the app's own, or one it imports ---------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A user's package, importable under a name unique to the test, with the current folder
+    where it is (as ctxbench's servers run)."""
+    name = f"ctxbench_proj_{uuid.uuid4().hex}"
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            from flask import Flask
+
+            app = Flask(__name__)
+
+            def create_app():
+                import ctxbench_no_such_requirement  # imported inside the factory
+                return app
+            """
+        )
+    )
+    (package / "needs.py").write_text("import ctxbench_no_such_requirement.sub\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    yield name
+    for module in [m for m in sys.modules if m.startswith(name)]:
+        del sys.modules[module]
+
+
+def _load_error(text: str) -> str:
+    with pytest.raises(AppLoadError) as info:
+        load_app(text)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_a_requirement_the_interpreter_lacks_says_to_install_it_there(project: str) -> None:
+    # ctxbench's own venv without the project's requirements: the servers run on it.
+    from harness.servers.base import pip_command
+
+    for text in (f"{project}.needs:app", f"{project}:create_app()"):
+        message = _load_error(text)
+        assert "No module named 'ctxbench_no_such_requirement" in message, message
+        assert "the app needs 'ctxbench_no_such_requirement', which the Python ctxbench" in (
+            message
+        ), message
+        assert f"({sys.executable}) does not have" in message, message
+        assert f"{pip_command()} install -r requirements.txt" in message, message
+        assert f"{project}" in message and ".py:" in message, message  # where it was imported
+        assert "fix the factory" not in message, message
+
+
+def test_an_app_module_that_is_not_there_says_where_it_was_looked_for(
+    project: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    message = _load_error("ctxbench_absent_project_q.wsgi:app")
+    assert f"(not in {elsewhere}, the folder ctxbench runs in" in message, message
+    assert "run ctxbench from the folder that holds 'ctxbench_absent_project_q'" in message
+    assert "the app needs" not in message, message
+    # The package is there, its module is not.
+    message = _load_error(f"{project}.wsgi:app")
+    assert f"(package {project!r} at {tmp_path / project} has no module 'wsgi')" in message
+    assert "name a module that is there" in message, message
+
+
+def test_a_missing_attribute_names_the_apps_the_module_has(project: str) -> None:
+    message = _load_error(f"{project}:application")
+    assert message.endswith(
+        f"has no attribute 'application': name one it has, '{project}:app',"
+        f" '{project}:create_app()'"
+    ), message

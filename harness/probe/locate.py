@@ -29,7 +29,7 @@ from .frameworks import framework_for
 from .install import _INSTALLED_ATTR
 from .middleware import _not_found
 
-__all__ = ["Located", "MountError", "ServedUnder", "locate"]
+__all__ = ["Located", "MountError", "ServedUnder", "is_framework_app", "locate"]
 
 #: How many wrappers and dispatchers deep the search goes (a cycle of ``.app`` ends it).
 MAX_DEPTH = 8
@@ -67,7 +67,8 @@ class Located:
         return " inside ".join(["harness.wsgi", *reversed(self.around)])
 
 
-def _is_framework_app(obj: object) -> bool:
+def is_framework_app(obj: object) -> bool:
+    """Whether ``obj`` is a core or Flask app (the probe can be mounted on it)."""
     try:
         framework_for(obj)
     except TypeError:
@@ -121,7 +122,7 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
     for _ in range(MAX_DEPTH):
         installed = bool(getattr(inner, _INSTALLED_ATTR, False))
         inside, host = None, ""
-        if installed or _is_framework_app(inner):
+        if installed or is_framework_app(inner):
             # Flask's own pattern for application dispatching:
             # app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/backend": backend}).
             inside = _dispatcher_in(getattr(inner, "wsgi_app", None))
