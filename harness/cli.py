@@ -235,8 +235,12 @@ def _configure_report(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_compare(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_a", type=_folder, metavar="RUN_A", help="the baseline run folder")
-    parser.add_argument("run_b", type=_folder, metavar="RUN_B", help="the run to check against it")
+    parser.add_argument(
+        "run_a", type=_folder, metavar="RUN_A", help="the baseline: a run folder or a results file"
+    )
+    parser.add_argument(
+        "run_b", type=_folder, metavar="RUN_B", help="the run to check against it (the same)"
+    )
     parser.add_argument(
         "--threshold",
         default="10%",
@@ -378,11 +382,26 @@ def _check_folder(option: str, path: Path) -> None:
 
 
 def _check_run_folder(option: str, path: Path) -> Path:
-    """A run folder to read: it exists and holds results.json."""
+    """A run folder to read and write into: the folder, or the results.json in it."""
+    from harness.results import RESULTS_FILE
+
     if path.is_file():
+        if path.name != RESULTS_FILE:
+            raise UsageError(
+                f"bad {option} {str(path)!r}: the report is written next to the run's"
+                f" {RESULTS_FILE}; give the run folder"
+            )
         path = path.parent
     if not path.is_dir():
         raise UsageError(f"bad {option} {str(path)!r}: no such folder")
+    return path
+
+
+def _check_results(option: str, path: Path) -> Path:
+    """Results to read: a run folder, or a results document under any name (a baseline kept as
+    ``baseline.json``)."""
+    if not (path.is_file() or path.is_dir()):
+        raise UsageError(f"bad {option} {str(path)!r}: no such folder or file")
     return path
 
 
@@ -795,8 +814,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.report import compare_runs, parse_threshold
 
     threshold = parse_threshold(args.threshold)
-    run_a = results.load(_check_run_folder("RUN_A", args.run_a))
-    run_b = results.load(_check_run_folder("RUN_B", args.run_b))
+    run_a = results.load(_check_results("RUN_A", args.run_a))
+    run_b = results.load(_check_results("RUN_B", args.run_b))
     text, regressions = compare_runs(run_a, run_b, threshold, strict=args.strict)
     print(text, end="")
     return 1 if regressions else 0

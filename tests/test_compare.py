@@ -177,6 +177,29 @@ def test_cli_compare_exit_status_follows_the_words(
     assert err.count("\n") == 1 and "no cell in common" in err and "Traceback" not in err
 
 
+def test_cli_compare_reads_a_baseline_kept_under_another_name(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A CI baseline is kept as baseline.json; compare read the results.json beside it instead
+    # (or none at all), whatever the file said.
+    import json
+
+    from harness.cli import main
+
+    (tmp_path / "baseline.json").write_text(json.dumps(doc("BASE", entry(rps=5000.0))))
+    (tmp_path / "results.json").write_text(json.dumps(doc("OTHER", entry(rps=4000.0))))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "results.json").write_text(json.dumps(doc("B", entry(rps=5000.0))))
+    assert main(["compare", str(tmp_path / "baseline.json"), str(tmp_path / "b")]) == 0
+    assert "A = BASE (baseline), B = B;" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "missing.json"), str(tmp_path / "b")]) == 2
+    assert "bad RUN_A" in capsys.readouterr().err
+    # report writes next to results.json: another file is not a run folder.
+    assert main(["report", str(tmp_path / "baseline.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give the run folder" in err, err
+
+
 def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
     a = doc("A", entry(), entry("gunicorn-sync"))
     b = doc("B", entry(), entry("gunicorn-gevent"))
