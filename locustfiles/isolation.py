@@ -22,9 +22,10 @@ Outcomes, each its own constant failure message so locust groups them:
 - ``probe protocol error``: a 200 whose body is not a probe response (wrong app, wrong path).
 
 Exit code: 3 when any leak was seen, whatever ``--exit-code-on-error`` says (a leak is never an
-acceptable failure rate); otherwise locust's own rules (``--exit-code-on-error``, default 1 on any
-failure; 2 on an unhandled exception). On a distributed run this is the master's exit code; the
-workers exit by locust's rules.
+acceptable failure rate); 2 when fewer than half the probe requests were checked (no verdict,
+with the reason and what to check), whatever it says too; otherwise locust's own rules
+(``--exit-code-on-error``, default 1 on any failure; 2 on an unhandled exception). On a
+distributed run this is the master's exit code; the workers exit by locust's rules.
 
 The master listens on 127.0.0.1 only (locust's default is every interface): give
 ``--master-bind-host`` to let workers on other machines in. With ``--processes`` it listens on
@@ -58,6 +59,7 @@ from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
+from harness.report.summary import MIN_CHECKED_SHARE
 from harness.servers import free_port
 from harness.target import secret_headers
 from harness.verdict import ProbeProtocolError, check_probe_response
@@ -65,6 +67,9 @@ from harness.verdict import ProbeProtocolError, check_probe_response
 logger = logging.getLogger("ctxbench.locust")
 
 LEAK_EXIT_CODE = 3
+#: Fewer than half the probe requests checked (nothing listening, no probe, a missing secret, a
+#: server gone mid-run) and no leak: no verdict, as ``ctxbench run`` exits.
+NO_VERDICT_EXIT_CODE = 2
 #: Pieces of evidence kept (and sent to the master) per process; the counts stay exact.
 EVIDENCE_KEPT = 20
 #: Leaks logged in full per process; after that only the count grows.
@@ -296,3 +301,28 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
             LEAK_EXIT_CODE,
         )
         environment.process_exit_code = LEAK_EXIT_CODE
+    elif too_few_checked(TALLY):
+        # As ``ctxbench run`` judges a cell: no "no leak" verdict rests on a run that checked
+        # fewer than half its requests, whatever --exit-code-on-error allows.
+        sent = TALLY.checked + sum(TALLY.errors.values())
+        failed = ", ".join(f"{n:,} {kind}" for kind, n in sorted(TALLY.errors.items()))
+        logger.error(
+            "ctxbench: no verdict: %s of %s probe requests were checked%s, fewer than %s, so a"
+            " clean result proves nothing; check that %s is up and serves the probe (its server"
+            " started with CTXBENCH_PROBE=1, CTXBENCH_PROBE_SECRET set here too if it has one)"
+            " and that -H is where the app is served (a path prefix at its end); exiting with %d",
+            f"{TALLY.checked:,}",
+            f"{sent:,}",
+            f" (the others failed: {failed})" if failed else "",
+            f"{MIN_CHECKED_SHARE:.0%}",
+            environment.host,
+            NO_VERDICT_EXIT_CODE,
+        )
+        environment.process_exit_code = NO_VERDICT_EXIT_CODE
+
+
+def too_few_checked(tally: Tally) -> bool:
+    """Fewer than :data:`MIN_CHECKED_SHARE` of the probe requests sent were checked (every one,
+    when none was sent): refused, reset, a status other than 200, not a probe response."""
+    sent = tally.checked + sum(tally.errors.values())
+    return tally.checked == 0 or tally.checked < sent * MIN_CHECKED_SHARE

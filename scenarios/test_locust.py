@@ -386,17 +386,26 @@ def server_with_a_secret(secret: str, log_dir: Path) -> Iterator[str]:
 
 def test_a_probe_behind_a_secret_is_reached_with_the_secret(tmp_path: Path) -> None:
     """As ``ctxbench run --target``: CTXBENCH_PROBE_SECRET in locust's environment is sent with
-    every request; without it the probe answers 404 (an http error, exit 1)."""
+    every request; without it the probe answers 404 to every request, nothing is checked, and
+    that is no verdict (exit 2, saying what to check), even where ``--exit-code-on-error 0``
+    tolerates failures: it exited 0 there, as if every response had been checked clean."""
     from harness.probe import SECRET_ENV
 
     with server_with_a_secret("change-me", tmp_path) as url:
         run = run_locust(url, env={**_env(), SECRET_ENV: "change-me"})
         assert run.returncode == 0, run.explain()
         assert run.summary["checked"] > 100 and run.summary["errors"] == 0, run.explain()
-        run = run_locust(url, env={k: v for k, v in _env().items() if k != SECRET_ENV})
-        assert run.returncode == 1, run.explain()
+        without = {k: v for k, v in _env().items() if k != SECRET_ENV}
+        run = run_locust(url, "--exit-code-on-error", "0", env=without)
+        assert run.returncode == 2, run.explain()
         assert run.summary["checked"] == 0, run.explain()
         assert set(run.summary["error_kinds"]) == {"http error 404"}, run.explain()
+        sent = run.summary["errors"]
+        assert (
+            f"ctxbench: no verdict: 0 of {sent:,} probe requests were checked (the others failed:"
+            f" {sent:,} http error 404), fewer than 50%"
+        ) in run.output, run.explain()
+        assert f"check that {url} is up and serves the probe" in run.output, run.explain()
 
 
 def test_mutant_leaks_are_counted_on_a_separate_master(mutant_server: Any) -> None:
