@@ -469,6 +469,21 @@ def test_the_gunicorn_example_is_where_the_docs_say() -> None:
             assert (cwd / f"{module}.py").is_file(), f"{where}: no {module}.py in {_rel(cwd)}"
 
 
+def test_the_examples_run_folders_are_ignored_by_git() -> None:
+    """The README runs ``ctxbench run --target`` from ``examples/gunicorn-conf``, which writes
+    ``results/<run-id>/`` there: git must not offer it for a commit."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    examples = [p for p in (ROOT / "examples").iterdir() if p.is_dir()]
+    assert examples
+    for example in examples:
+        path = example.relative_to(ROOT) / "results" / "20261202-101010-abcdef" / "results.json"
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", "--no-index", str(path)], cwd=ROOT, check=False
+        )
+        assert ignored.returncode == 0, f"git would offer {path} for a commit"
+
+
 # -- Python snippets ---------------------------------------------------------------------------
 
 
