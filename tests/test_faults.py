@@ -202,7 +202,7 @@ def test_the_asgi_servers_supervisors_declare_what_they_do() -> None:
     for name in ("kill-worker", "recycle", "reload"):
         assert FAULTS[name].not_applicable(uvicorn) is None, name
     assert FAULTS["recycle"].server_args(uvicorn, settings) == (
-        "--limit-max-requests", "7", "--limit-max-requests-jitter", "3"
+        "--limit-max-requests", "266", "--limit-max-requests-jitter", "114"
     )  # fmt: skip
     # hypercorn's master replaces a worker that exits 0 and reloads on SIGHUP; a worker that
     # dies otherwise takes the whole server down (scenarios/test_chaos.py checks it live).
@@ -211,7 +211,7 @@ def test_the_asgi_servers_supervisors_declare_what_they_do() -> None:
     why = FAULTS["kill-worker"].not_applicable(hypercorn)
     assert why and "status 0" in why and "exits" in why and "241" in why
     assert FAULTS["recycle"].server_args(hypercorn, settings) == (
-        "--max-requests", "7", "--max-requests-jitter", "3"
+        "--max-requests", "266", "--max-requests-jitter", "114"
     )  # fmt: skip
     for mode in (uvicorn, hypercorn):
         why = FAULTS["timeout"].not_applicable(mode)
@@ -235,7 +235,35 @@ def test_the_asgi_runners_take_the_recycling_arguments(
     with pytest.raises(SystemExit) if mode.startswith("hypercorn") else contextlib.nullcontext():
         runner.main(["--port", "1", "--workers", "1", *args])
     key = "limit_max_requests" if mode.startswith("uvicorn") else "max_requests"
-    assert seen[key] == 7 and seen[f"{key}_jitter"] == 30
+    assert (seen[key], seen[f"{key}_jitter"]) == (int(args[1]), int(args[3]))
+    assert seen[key] > 7  # see test_a_recycle_that_is_an_outage_asks_for_fewer_recycles
+
+
+def test_a_recycle_that_is_an_outage_asks_for_fewer_recycles() -> None:
+    # A new ASGI worker comes seconds after the old one went (hypercorn waits out its graceful
+    # timeout, uvicorn its health check), and the other worker goes down meanwhile: at 60 + 30
+    # requests a hypercorn cell saw 10 to 14 outages, 26 to 33 s against a 30 s bound.
+    recycle, settings = FAULTS["recycle"], ChaosSettings()
+    least = settings.min_rounds * settings.round_requests
+    for name in ("uvicorn-asgiref", "hypercorn-asgiref"):
+        mode = MODES[name]
+        assert mode.lifecycle.recycle_outage_s >= 3, name
+        requests, jitter = recycle.counts(mode, settings)
+        # Fewer recycles, but still the planned ones within the faulted load's least requests.
+        assert settings.recycle_requests < requests <= least // settings.injections, name
+        assert jitter == round(requests * settings.recycle_jitter / settings.recycle_requests)
+        args = recycle.server_args(mode, settings)
+        assert (args[1], args[3]) == (str(requests), str(jitter))
+    # Where a recycle is a fork (gunicorn), many are cheap: the settings as they are.
+    assert recycle.counts(MODES["gunicorn-gthread"], settings) == (60, 30)
+    # A short outage leaves room for more recycles than the limit gives: the settings again.
+    quick = dataclasses.replace(MODES["hypercorn-asgiref"].lifecycle, recycle_outage_s=0.2)
+    mode = t.cast(t.Any, type("Quick", (), {"lifecycle": quick}))
+    assert recycle.counts(mode, settings) == (60, 30)
+    # The limit follows the bound: a longer one fits more outages.
+    longer = dataclasses.replace(settings, max_seconds=120.0)
+    hypercorn = MODES["hypercorn-asgiref"]
+    assert recycle.counts(hypercorn, longer)[0] < recycle.counts(hypercorn, settings)[0]
 
 
 @pytest.fixture

@@ -269,6 +269,13 @@ class Lifecycle:
     #: counts closed connections (gunicorn's tornado worker). On kept-alive connections the
     #: fault then asks for as many connections as carry about ``{requests}`` requests.
     recycle_counts: t.Literal["requests", "connections"] = "requests"
+    #: How long a recycled worker's place stays empty, in seconds (measured on 2 loaded cores),
+    #: where that is seconds rather than a fork's milliseconds: the master starts the new worker
+    #: only once the old one is gone, and it imports the app afresh. The survivors take all the
+    #: load meanwhile and reach their own limits, so the workers go down together, whatever the
+    #: jitter. The recycle fault asks for a higher limit here, so that its outages fit its bound
+    #: (:meth:`harness.faults.process.Recycle.counts`).
+    recycle_outage_s: float = 0.0
     #: Arguments that make the master kill a worker whose request has run ``{seconds}`` s.
     timeout_args: tuple[str, ...] = ()
     #: How long a new worker process runs before that timeout watches it: the master times a
