@@ -83,7 +83,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="keep each test's ctxbench run folder under DIR (default: the test's tmp_path)",
     )
-    parser.addini("ctxbench_modes", "default server modes for ctxbench checks (comma-separated)")
+    # "args": a TOML list, or names in one string (commas or spaces); "string" took no list
+    # (pytest deprecates one, and fails under filterwarnings = error).
+    parser.addini(
+        "ctxbench_modes",
+        "default server modes for ctxbench checks (a list, or names separated by commas)",
+        type="args",
+    )
     parser.addini("ctxbench_connections", "keepalive, fresh or both (default both)")
     parser.addini("ctxbench_requests", f"requests per cell (default {DEFAULT_REQUESTS})")
     parser.addini("ctxbench_concurrency", f"virtual users (default {DEFAULT_CONCURRENCY})")
@@ -335,7 +341,9 @@ def _check_server_args(args: object) -> None:
 
 
 def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
-    parts = value.split(",") if isinstance(value, str) else value
+    """Names from one comma-separated string or a list of them (an ini list, shell-split)."""
+    items = [value] if isinstance(value, str) else value
+    parts = [p for item in items for p in str(item).split(",")]
     return tuple(p.strip() for p in parts if p.strip())
 
 
@@ -364,7 +372,14 @@ class Ctxbench:
         marker = self._request.node.get_closest_marker("ctxbench")
         if marker is not None and marker.kwargs.get(name) is not None:
             return marker.kwargs[name], f"@pytest.mark.ctxbench({name}=...)"
-        return config.getini(f"ctxbench_{name}") or None, f"ctxbench_{name} (ini)"
+        key = f"ctxbench_{name}"
+        try:
+            value = config.getini(key)
+        except (TypeError, ValueError, pytest.UsageError) as e:  # a TOML value of another type
+            failure = f"ctxbench: {e}"
+        else:
+            return value or None, f"{key} (ini)"
+        pytest.fail(failure, pytrace=False)  # out of the except block: the message alone
 
     def _count(self, name: str, given: int | None, default: int) -> int:
         """A whole-number setting (an ini value is text); a bad one is a one-line failure

@@ -308,6 +308,56 @@ def test_the_warning_made_an_error_fails_the_check_in_its_own_words(
     assert "warn_explicit" not in out and "stub run" not in out, out
 
 
+#: A stubbed run (no server) that fails with the modes and the requests it was given.
+STUB_RUN = """
+    import harness.runner
+    from harness.errors import UsageError
+
+    def run_matrix(settings, run_dir, **kw):
+        raise UsageError(f"stub run: {','.join(settings.modes)} x {settings.requests}")
+
+    harness.runner.run_matrix = run_matrix
+"""
+
+
+@pytest.mark.parametrize(
+    ("ini", "seen"),
+    [
+        # pyproject.toml's [tool.pytest.ini_options], where testpaths and addopts are lists too:
+        # a list was a PytestRemovedIn10Warning (a traceback under filterwarnings = error).
+        pytest.param(
+            'ctxbench_modes = ["gunicorn-sync", "werkzeug-threaded"]\nctxbench_requests = 50',
+            "gunicorn-sync,werkzeug-threaded x 50", id="toml-list",
+        ),
+        pytest.param('ctxbench_modes = "gunicorn-sync, werkzeug-threaded"',
+                     "gunicorn-sync,werkzeug-threaded x 400", id="toml-commas"),
+        pytest.param('ctxbench_modes = "gunicorn-sync werkzeug-threaded"',
+                     "gunicorn-sync,werkzeug-threaded x 400", id="toml-spaces"),
+        # pytest 9's native [tool.pytest] table checks TOML types: a value of another type is a
+        # one-line failure in pytest's words, not a traceback through the plugin.
+        pytest.param(
+            '[tool.pytest]\nctxbench_modes = ["gunicorn-sync"]\nctxbench_requests = 50',
+            "*pyproject.toml: config option 'ctxbench_requests' expects a string, got int: 50",
+            id="native-toml-int", marks=pytest.mark.skipif(
+                int(pytest.__version__.split(".")[0]) < 9, reason="[tool.pytest] is pytest 9's"
+            ),
+        ),
+    ],
+)  # fmt: skip
+def test_ini_modes_are_a_list_or_names_in_one_string(
+    pytester: pytest.Pytester, ini: str, seen: str
+) -> None:
+    pytester.makeconftest(textwrap.dedent(STUB_RUN))
+    table = "" if ini.startswith("[") else "[tool.pytest.ini_options]\n"
+    pytester.makefile(".toml", pyproject=f"{table}{ini}\n")
+    pytester.makepyfile(test_ini="def test_ini(ctxbench):\n    ctxbench.check('a:app')\n")
+    args = ("-p", "no:cacheprovider", "-p", "no:locust", "-W", "error")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"ctxbench: {'stub run: ' if ' x ' in seen else ''}{seen}"])
+    assert "Traceback" not in result.stdout.str() and "Warning" not in result.stdout.str()
+
+
 #: Two test modules with a test of the same name, each recording where its check ran; the run
 #: itself is stubbed (no server).
 SAME_NAMES = """
