@@ -376,6 +376,14 @@ class TargetServer:
     #: The path prefix of the target URL (``run --target http://127.0.0.1:8080/api``).
     mount: str = ""
 
+    def gone(self) -> str | None:
+        """Why the target stopped (it refuses connections), as :meth:`LiveServer.gone` says why
+        a server ctxbench started did: its cell then fails with the reason, and the cells after
+        it fail at their start, instead of loading a closed port to the end."""
+        from harness.target import gone
+
+        return gone(self.host, self.port, str(self.effective["target"]))
+
 
 def _target_server(url: str) -> TargetServer:
     from harness.target import identify, parse_target, secret_headers
@@ -504,6 +512,10 @@ def _remove(path: Path, *, keep_files: bool) -> None:
             continue
 
 
+#: Where a cell found its server gone before any load (``ServerGone.during``).
+_CELL_START = "start of the cell"
+
+
 def _measure_cell(
     settings: RunSettings,
     srv: LiveServer,
@@ -527,7 +539,7 @@ def _measure_cell(
     )
     if settings.concurrency_levels:
         name += f" @{settings.concurrency} users"
-    # A server ctxbench did not start (run --target) has no process to watch.
+    # A server ctxbench started: its main process; a target (run --target): its port.
     gone: Callable[[], str | None] = getattr(srv, "gone", lambda: None)
     # What the load in progress has checked, from its last progress report: if the server dies,
     # the driver never returns its result, and these counts are all that is known of it.
@@ -567,7 +579,7 @@ def _measure_cell(
     label = "warm-up"
     error: str | None = None
     try:
-        check_alive("start of the cell")
+        check_alive(_CELL_START)
         if settings.warmup > 0:
             warmup = measure(label, warmup=True)
             done_requests += warmup.requests
@@ -590,10 +602,15 @@ def _measure_cell(
     except ServerGone as e:
         failed = cell_errors + cut_short.errors
         checked = cell_requests + cut_short.requests - failed
+        when = (
+            f"at the start of the {connections} cell"
+            if e.during == _CELL_START
+            else f"during the {e.during} of the {connections} cell, after {checked:,} requests"
+            f" checked{f' ({failed:,} more failed)' if failed else ''}"
+        )
         error = (
-            f"{e.why} during the {e.during} of the {connections} cell, after {checked:,}"
-            f" requests checked{f' ({failed:,} more failed)' if failed else ''}; nothing of it"
-            f" was left to serve the rest (see the server log{f': {log}' if log else ''})"
+            f"{e.why} {when}; nothing of it was left to serve the rest (see the server"
+            f" log{f': {log}' if log else ''})"
         )
         ended = f"{name} {connections} FAILED  {e.why}"
         if cut_short.errors:

@@ -23,6 +23,7 @@ import dataclasses
 import http.client
 import json
 import os
+import socket
 import urllib.parse
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from harness.probe import SECRET_ENV, SECRET_HEADER
 from harness.protocol import STOPPED_HEADER, parse_mount, probe_path
 from harness.servers._process import why_not_answered
 
-__all__ = ["Target", "identify", "parse_target", "secret_headers"]
+__all__ = ["Target", "gone", "identify", "parse_target", "secret_headers"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,17 @@ def _mount_hint(target: Target) -> str:
         "; if the app is served under a path prefix (an nginx location, a dispatcher,"
         f" SCRIPT_NAME), add it to the URL: --target {target.url}/api"
     )
+
+
+def gone(host: str, port: int, url: str, timeout: float = 1.0) -> str | None:
+    """Why the target at ``host:port`` is no longer there (it refuses a new connection: nothing
+    listens), or ``None``. The runner asks about twice a second during a load, as it asks a
+    server it started; a slow accept (a full backlog drops the handshake, it does not refuse it)
+    is not taken for a gone server."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except ConnectionRefusedError:
+        return f"the target {url} refused a new connection: nothing listens on port {port} now"
+    except OSError:  # timed out, or the network said something else: not known to be gone
+        return None

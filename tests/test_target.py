@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness import results
+from harness.checkpoints import CHECKPOINT_ENV
 from harness.cli import main
 from harness.errors import UsageError
 from harness.probe import SECRET_HEADER
@@ -94,6 +95,15 @@ def test_nothing_listening_is_one_line(
 def hand_started_gunicorn(app: str, cwd: Path, *extra: str, mount: str = "") -> Iterator[str]:
     """gunicorn from the example config, as a user starts it; yields its URL (the probe is
     under ``mount``)."""
+    with hand_started_gunicorn_process(app, cwd, *extra, mount=mount) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def hand_started_gunicorn_process(
+    app: str, cwd: Path, *extra: str, mount: str = ""
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`hand_started_gunicorn`, yielding its master process too (its own group)."""
     port = free_port()
     env = {**os.environ, "CTXBENCH_PROBE_SECRET": SECRET}
     for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
@@ -120,7 +130,7 @@ def hand_started_gunicorn(app: str, cwd: Path, *extra: str, mount: str = "") -> 
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"gunicorn did not start: {proc.stderr.read()!r}")  # type: ignore[union-attr]
             time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -311,3 +321,46 @@ def test_a_uwsgi_ini_that_sets_the_secret_keeps_the_probe_behind_it(
     [cell] = results.load(run_dir).cells
     assert (cell.requests, cell.leaks, cell.errors) == (300, 0, 0)
     assert cell.app == "myapp" and cell.exercised is not None and cell.exercised.processes >= 1
+
+
+@pytest.mark.live
+def test_a_target_that_goes_away_fails_its_cell_and_the_cells_after_it(tmp_path: Path) -> None:
+    """The user's gunicorn stops mid-run. The cell under way fails with the reason, and the next
+    one at its start: the run used to load the closed port to the end of every cell (191,305
+    refused requests in a 6 s fresh cell, flagged driver-bound), then blame too few checks."""
+    reached = tmp_path / "reached"
+    run_dir = tmp_path / "run"
+    with hand_started_gunicorn_process("myapp:app", EXAMPLE) as (url, gunicorn):
+        env = {**os.environ, "CTXBENCH_PROBE_SECRET": SECRET, CHECKPOINT_ENV: f"load:{reached}"}
+        argv = [sys.executable, "-m", "harness.cli", "run", "--target", url, "--duration", "3",
+                "--repeats", "1", "--warmup", "0", "--sleep-ms", "10",
+                "--run-dir", str(run_dir)]  # fmt: skip
+        harness = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while not reached.exists() and harness.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert reached.exists(), "the run never got under load"
+            os.killpg(gunicorn.pid, signal.SIGKILL)  # the whole server, as an OOM kill or a crash
+            out, err = harness.communicate(timeout=60)
+        finally:
+            if harness.poll() is None:
+                harness.kill()
+                harness.communicate()
+    assert harness.returncode == 2, err
+    assert "Traceback" not in err
+    keepalive, fresh = results.load(run_dir).cells
+    port = url.rsplit(":", 1)[1]
+    gone = f"the target {url} refused a new connection: nothing listens on port {port} now"
+    assert keepalive.failed and keepalive.error is not None
+    assert keepalive.error.startswith(f"{gone} during the run 1/1 of the keepalive cell, after")
+    assert fresh.failed and fresh.error is not None
+    assert fresh.error.startswith(f"{gone} at the start of the fresh cell;"), fresh.error
+    # Seen within a progress report or two: the 3 s measurement never finished, and nothing
+    # loaded the closed port after it.
+    assert keepalive.runs == () and fresh.requests == 0
+    assert f"ctxbench: error: 2 cells failed: {gone}" in err
+    assert "failed cells (the server died; a target is not restarted: the cells after it" in out

@@ -247,13 +247,21 @@ def headline(s: Summary) -> str:
     if s.failed:
         out.append(
             f"The server died on its own in {plural(len(s.failed), 'cell')}, which ended there"
-            " (a new server ran the cells after): "
+            f" ({_after_a_death(s.failed)}): "
             + "; ".join(f"{label(c)}, {c.connections}: {literal(c.error or '')}" for c in s.failed)
             + "."
         )
     if s.errored:
         out.append(f"Errors in {plural(len(s.errored), 'cell')}.")
     return " ".join(out)
+
+
+def _after_a_death(failed: Sequence[Cell]) -> str:
+    """What ran the cells after a failed one: a new server, unless every failed cell's was a
+    server ctxbench did not start (``--target``), which it cannot restart."""
+    if all(c.target is not None for c in failed):
+        return "a target is not restarted: the cells after it failed at their start"
+    return "a new server ran the cells after"
 
 
 def recommendation(s: Summary) -> str:
@@ -446,7 +454,7 @@ def format_summary(run: Run) -> str:
         out.append(f"~ waited on delayed ACKs ({delayed_ack_cells(acked)}): {DELAYED_ACK_ADVICE}")
     failed = [c for c in run.cells if c.failed]
     if failed:
-        out += ["", "failed cells (the server died; a new one ran the cells after):"]
+        out += ["", f"failed cells (the server died; {_after_a_death(failed)}):"]
         out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
     evidence = [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]
     if evidence:
