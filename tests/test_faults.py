@@ -575,6 +575,35 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
     assert "Verdict: 1 failure" in render_reports(failing)["report.md"]
 
 
+def test_the_faults_section_names_each_cells_app_and_counts_in_words() -> None:
+    # --compare-flask: the core's and Flask's cells differ only in their app, which each line
+    # of reasons names (it named the fault, mode, connections and backend only).
+    from harness.apps import FLASK_APP
+
+    cells = (fault_cell(reason="core's"), fault_cell(app=FLASK_APP, reason="flask's"))
+    md = render_reports(chaos_run().replace(faults=cells))["report.md"]
+    assert "`kill-worker` on `gunicorn-sync` (`core`, contextvar, fresh): ok: core's" in md
+    assert "`kill-worker` on `gunicorn-sync` (`flask`, contextvar, fresh): ok: flask's" in md
+    assert "2 fault cells, 0 failing." in md
+    one = render_reports(chaos_run().replace(faults=(fault_cell(app="myapp:app"),)))["report.md"]
+    assert "1 fault cell, 0 failing." in one and "(`myapp:app`, contextvar, fresh)" in one
+
+
+def test_a_cells_reason_writes_its_counts_as_the_table_does() -> None:
+    big = tally(sent=12000, accounted=12000, answered=11998, errors=Counter({"reset": 2}))
+    after = dataclasses.replace(CLEAN_AFTER, requests=3000)
+    _, reason = judge(big, can_leak=False, expected_errors=frozenset({"reset"}),
+                      not_exercised=None, after=after, replaces_workers=True)  # fmt: skip
+    assert reason.startswith("11,998 answered") and "afterwards 3,000 clean requests" in reason
+    lost = tally(sent=12000, accounted=11000)
+    assert "1,000 of 12,000 requests" in verdict_reason(lost)
+
+
+def verdict_reason(t: Tally) -> str:
+    return judge(t, can_leak=False, expected_errors=frozenset(), not_exercised=None,
+                 after=CLEAN_AFTER, replaces_workers=True)[1]  # fmt: skip
+
+
 def test_line_chart_is_deterministic_and_handles_empty_series() -> None:
     lines = [Line("a", (Point(1.0, 2.0), Point(2.0, 3.0)))]
     ticks = [(0.0, "0 s"), (2.0, "2 s")]
@@ -686,6 +715,11 @@ def test_default_warmup_is_bounded() -> None:
     ("argv", "message"),
     [
         (["chaos", "--faults", "nope"], "unknown fault 'nope'"),
+        (  # werkzeug-threaded: without the check nothing starts (recycle is n/a there)
+            ["chaos", "--faults", "recycle,recycle", "--modes", "werkzeug-threaded"],
+            "--faults lists 'recycle' twice",
+        ),
+        (["chaos", "--faults", "recycle,"], "--faults has an empty value"),
         (["chaos", "--modes", "nope"], "unknown server mode 'nope'"),
         (["chaos", "--interval", "0"], "bad --interval 0"),
         (["soak", "--mode", "gunicorn-gevent", "--minutes", "0"], "--minutes"),
@@ -778,6 +812,26 @@ def test_chaos_exits_2_when_the_app_answered_in_the_probes_place(
         assert "the app answered them itself" in said[0], err
     else:
         assert not said, err
+
+
+def test_chaos_names_the_app_of_a_failing_cell_in_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.apps import FLASK_APP
+    from harness.faults import runner
+
+    cell = fault_cell(app=FLASK_APP, verdict="LEAK", leaks=1, reason="1 leaking observation")
+
+    def fake_chaos(faults: t.Any, settings: RunSettings, *args: t.Any, **kw: t.Any) -> Run:
+        return results.Run.start("x", ["ctxbench"], settings).replace(faults=(cell,))
+
+    monkeypatch.setattr(runner, "run_chaos", fake_chaos)
+    argv = ["chaos", "--faults", "abort", "--modes", "werkzeug-threaded", "--run-dir",
+            str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "kill-worker gunicorn-sync flask contextvar fresh: LEAK: 1 leaking observation" in out
+    assert "\n1 fault cell, 1 failing, 1,000 requests accounted for" in out
 
 
 def test_soak_error_kinds_split_the_statuses() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.cli import _add_mount_option, _csv, _folder, _run_folder, _server_args
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
+from harness.settings import _unique as check_unique
 from harness.settings import check_backend
 
 if t.TYPE_CHECKING:
@@ -134,12 +135,14 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.faults.runner import run_chaos
     from harness.load.spec import connection_patterns
     from harness.report.faults import faults_table
+    from harness.report.text import mounted, plural
     from harness.servers import MODES, get_mode
     from harness.settings import ChaosSettings, RunSettings
 
     if args.list:
         return _list_faults()
     names = list(FAULTS) if args.faults.strip() == "all" else _csv(args.faults)
+    check_unique("--faults", tuple(names), allow_empty=False)  # twice would run its cells twice
     faults = [get_fault(name) for name in names]
     app = args.app or CORE_APP
     parse_import_string(app)
@@ -192,11 +195,11 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         run_dir,
         run,
         faults_table(run.faults),
-        f"\n{len(run.faults)} fault cells, {len(failed)} failing,"
+        f"\n{plural(len(run.faults), 'fault cell')}, {len(failed):,} failing,"
         f" {sum(c.requests for c in run.faults):,} requests accounted for,"
         f" {time.monotonic() - started:.0f} s",
-        details=(f"{c.fault} {c.mode} {c.backend} {c.connections}: {c.verdict}: {c.reason}"
-                 for c in failed),
+        details=(f"{c.fault} {c.mode} {mounted(c.app_label, c.server.mount)} {c.backend}"
+                 f" {c.connections}: {c.verdict}: {c.reason}" for c in failed),
     )  # fmt: skip
     # As `ctxbench run`: requests the app answered itself were never checked, so no verdict
     # (exit 2), unless a leak was found where none can happen.

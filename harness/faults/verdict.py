@@ -116,15 +116,15 @@ def judge(
     none, unless the fault still acts there (:attr:`~harness.faults.base.Fault.persists`)."""
     if tally.lost:
         return "lost", (
-            f"{tally.lost} of {tally.sent} requests sent are neither answered, errors, aborted"
+            f"{tally.lost:,} of {tally.sent:,} requests sent are neither answered, errors, aborted"
             " nor injected"
         )
     if can_leak:
         if tally.leaks == 0:
             return "missed", "the backend can leak here, and no leak was reported under the fault"
-        return "caught", f"{tally.leaks} leaking observations under the fault"
+        return "caught", f"{tally.leaks:,} leaking observations under the fault"
     if tally.leaks:
-        return "LEAK", f"{tally.leaks} leaking observations where none can happen"
+        return "LEAK", f"{tally.leaks:,} leaking observations where none can happen"
     unexpected = {k: v for k, v in tally.errors.items() if v and k not in expected_errors}
     if unexpected:
         allowed = ", ".join(sorted(expected_errors)) or "none"
@@ -144,15 +144,15 @@ def judge(
     }
     if after.leaks or after_unexplained:
         return "residue", (
-            f"after the fault: {after.leaks} leaks, errors {dict(after.errors)} in"
-            f" {after.requests} requests"
+            f"after the fault: {after.leaks:,} leaks, errors {dict(after.errors)} in"
+            f" {after.requests:,} requests"
         )
     if replaces_workers and after.respawned_reached == 0:
         return "not exercised", "the requests after the fault reached no respawned worker"
     still = {k: v for k, v in after.errors.items() if v}
     return "ok", (
-        f"{tally.answered} answered, errors {dict(sorted(tally.errors.items())) or 'none'};"
-        f" afterwards {after.requests} clean requests on {after.survivors_reached} surviving and"
+        f"{tally.answered:,} answered, errors {dict(sorted(tally.errors.items())) or 'none'};"
+        f" afterwards {after.requests:,} clean requests on {after.survivors_reached} surviving and"
         f" {after.respawned_reached} respawned workers"
         + (f" (errors {dict(sorted(still.items()))} as the fault still acts)" if still else "")
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
-from harness.report.text import fmt_pct, fmt_rps, mounted, plural
+from harness.report.text import code, fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 
 if TYPE_CHECKING:
@@ -69,6 +69,12 @@ def faults_table(cells: Sequence[FaultCell]) -> Table:
     return Table(headers, tuple(rows), align, bad_rows=where(cells, lambda c: not c.passed))
 
 
+def _cell_app(cell: FaultCell) -> str:
+    """The app a fault cell checked, as code, with its mount: the cells of ``--compare-flask``
+    differ in nothing else."""
+    return code(mounted(cell.app_label, cell.server.mount))
+
+
 def faults_section(ctx: Context) -> list[Node]:
     cells = ctx.run.faults
     if not cells:
@@ -79,17 +85,17 @@ def faults_section(ctx: Context) -> list[Node]:
     out: list[Node] = [
         Heading("Faults during load"),
         Paragraph(
-            f"{len(cells)} fault cells, {len(failed)} failing. Each fault ran during a normal,"
-            " fully checked load; every request sent is accounted for as answered, an error"
-            " (by kind), aborted on purpose by the fault's own clients, or injected (made to"
-            " raise at a phase). *after* is the clean load once the fault stopped: requests on"
-            " surviving + respawned worker processes."
+            f"{plural(len(cells), 'fault cell')}, {len(failed):,} failing. Each fault ran during"
+            " a normal, fully checked load; every request sent is accounted for as answered, an"
+            " error (by kind), aborted on purpose by the fault's own clients, or injected (made"
+            " to raise at a phase). *after* is the clean load once the fault stopped: requests"
+            " on surviving + respawned worker processes."
         ),
         faults_table(cells),
         Note("Verdicts: " + "; ".join(f"*{k}*: {v}" for k, v in VERDICTS.items()) + "."),
     ]
-    reasons = [f"`{c.fault}` on `{c.mode}` ({c.connections}, {c.backend}): {c.verdict}: {c.reason}"
-               for c in cells if c.verdict != "n/a"]  # fmt: skip
+    reasons = [f"`{c.fault}` on `{c.mode}` ({_cell_app(c)}, {c.backend}, {c.connections}):"
+               f" {c.verdict}: {c.reason}" for c in cells if c.verdict != "n/a"]  # fmt: skip
     not_applicable = sorted({f"`{c.fault}` on `{c.mode}`: {c.reason}" for c in cells
                              if c.verdict == "n/a"})  # fmt: skip
     evidence = tuple(str(e) for c in cells for e in c.evidence[:5])[:25]
