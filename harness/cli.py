@@ -44,6 +44,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (and exit status 2)."""
 
     def error(self, message: str) -> t.NoReturn:
+        if message == "argument --server-arg: expected one argument":
+            # argparse takes the '--preload' of '--server-arg --preload' for an option of ours.
+            message += (
+                ": a server argument that starts with '-' goes after '=' (--server-arg=--preload)"
+            )
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
