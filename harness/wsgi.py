@@ -269,7 +269,7 @@ def _ensure_probe(app: t.Any, label: str, mount: str | None) -> tuple[t.Any, str
     (:func:`harness.probe.locate.locate`: the app itself, behind the middleware around it, or
     the one a dispatcher mounts there); return the app to serve (``app``, or ``app`` served
     under the mount) and who installed the probe where (``"harness.wsgi inside ProxyFix"``)."""
-    return _install_probe(app, _locate(app, label, mount))
+    return _install_probe(app, _locate(app, label, mount), mount)
 
 
 def _locate(app: t.Any, label: str, mount: str | None) -> Located:
@@ -281,9 +281,10 @@ def _locate(app: t.Any, label: str, mount: str | None) -> Located:
         raise AppLoadError(str(e)) from None
 
 
-def _install_probe(app: t.Any, found: Located) -> tuple[t.Any, str]:
+def _install_probe(app: t.Any, found: Located, mount: str | None = None) -> tuple[t.Any, str]:
     from harness.probe import install_probe
-    from harness.probe.locate import ServedUnder
+    from harness.probe.locate import InFront, ServedUnder
+    from harness.protocol import probe_path
 
     if found.app is not None and not found.installed:
         install_probe(found.app, enabled=True)
@@ -291,6 +292,10 @@ def _install_probe(app: t.Any, found: Located) -> tuple[t.Any, str]:
     if found.serve_under:
         app = ServedUnder(app, found.serve_under)
         where += f", served under {found.serve_under} by ctxbench"
+    front = [name for name in found.around if " at " not in name and "." not in name]
+    if found.app is not None and front:
+        # A middleware in front of the probe (an auth gate) may answer probe requests itself.
+        app = InFront(app, ", ".join(front), probe_path(mount))
     return app, where
 
 
@@ -324,7 +329,7 @@ def _bootstrap() -> t.Any:
             " not a core.App: use --backend contextvar with this app"
         )
     app_class = f"{type(rv).__module__}.{type(rv).__qualname__}"
-    rv, probe = _install_probe(rv, found)
+    rv, probe = _install_probe(rv, found, mount)
     from core import storage
 
     LOADED.update(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import typing as t
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from werkzeug.test import Client
 
 from harness.errors import AppLoadError
 from harness.wsgi import load_app
@@ -174,16 +176,83 @@ def test_the_probe_goes_behind_a_middleware_around_the_app_object() -> None:
         seen.append(flask.request.remote_addr)
 
     outer = ProxyFix(ProxyFix(inner, x_for=1))
-    assert _ensure_probe(outer, "m:app", None) == (
-        outer,
-        "harness.wsgi inside ProxyFix inside ProxyFix",
-    )
-    response = Client(outer).get(
+    served, where = _ensure_probe(outer, "m:app", None)
+    assert where == "harness.wsgi inside ProxyFix inside ProxyFix"
+    assert served.app is outer  # behind InFront, which only marks what a middleware answers
+    response = Client(served).get(
         "/_ctxbench/probe?token=t-1", headers={"X-Forwarded-For": "10.1.2.3"}
     )
     assert response.status_code == 200 and response.json["token"] == "t-1"
     assert seen == ["10.1.2.3"]  # the middleware saw the probe request
-    assert _ensure_probe(outer, "m:app", None) == (outer, "app")  # mounted once
+    assert _ensure_probe(outer, "m:app", None)[1] == "app"  # mounted once
+
+
+class ApiKeyGate:
+    """A user's middleware around the app object that turns away requests without an API key,
+    and lets probe requests through when asked to."""
+
+    def __init__(self, app: t.Any, let_probe_through: bool = False) -> None:
+        self.app = app
+        self.let_probe_through = let_probe_through
+
+    def __call__(self, environ: dict[str, t.Any], start_response: t.Any) -> t.Any:
+        from harness.probe import probe_enabled
+
+        probe = environ.get("PATH_INFO", "").endswith("/_ctxbench/probe")
+        if self.let_probe_through and probe and probe_enabled():
+            return self.app(environ, start_response)
+        if environ.get("HTTP_X_API_KEY") != "k":
+            start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+            return [b"api key required\n"]
+        return self.app(environ, start_response)
+
+
+@pytest.mark.parametrize("mount", [None, "/api"])
+def test_a_middleware_in_front_that_answers_the_probe_is_named(
+    mount: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `app = ApiKeyGate(flask_app)`: the probe goes behind the gate, which turns the probe
+    # request away. The harness said to mount the probe (it was mounted); it names the gate.
+    import threading
+
+    flask = pytest.importorskip("flask")
+    from werkzeug.serving import make_server
+
+    from harness.protocol import ENABLE_ENV, STOPPED_HEADER, probe_path
+    from harness.servers._process import _probe_once
+    from harness.wsgi import _ensure_probe
+
+    served, where = _ensure_probe(ApiKeyGate(flask.Flask("gated")), "m:app", mount)
+    assert where.startswith("harness.wsgi inside ApiKeyGate")
+    server = make_server("127.0.0.1", 0, served, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        message = _probe_once("127.0.0.1", server.server_port, "t-1", 5.0, path=probe_path(mount))
+    finally:
+        server.shutdown()
+        thread.join()
+    path = probe_path(mount)
+    assert message == (
+        "answered 401 from ApiKeyGate, the middleware in front of the app the probe is on: it"
+        " turned the probe request away before the app saw it, so nothing could be checked;"
+        f" let requests for {path} through it while harness.probe.probe_enabled() is true"
+        " (CTXBENCH_PROBE=1, set by ctxbench, never in production)"
+    )
+    # Following that advice, the probe answers; an app's own hook behind the gate is named as
+    # before, and other paths pass the gate untouched.
+    monkeypatch.setenv(ENABLE_ENV, "1")
+    served, _ = _ensure_probe(
+        ApiKeyGate(flask.Flask("gated_ok"), let_probe_through=True), "m:app", mount
+    )
+    client = Client(served)
+    assert client.get(f"{path}?token=t-2").json["token"] == "t-2"
+    other = client.get(f"{mount or ''}/elsewhere")
+    assert other.status_code == 401 and STOPPED_HEADER not in other.headers
+    hooked = flask.Flask("gated_hook")
+    hooked.before_request(lambda: ("login required", 401))
+    served, _ = _ensure_probe(ApiKeyGate(hooked, let_probe_through=True), "m:app", mount)
+    assert Client(served).get(f"{path}?token=t-3").headers[STOPPED_HEADER] == "before_request"
 
 
 def test_a_wsgi_callable_without_a_wrapped_app_answers_the_probe_itself() -> None:

@@ -25,11 +25,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from harness.protocol import STOPPED_HEADER
+
 from .frameworks import framework_for
 from .install import _INSTALLED_ATTR
-from .middleware import _not_found
+from .middleware import SEEN_KEY, _not_found
 
-__all__ = ["Located", "MountError", "ServedUnder", "is_framework_app", "locate"]
+__all__ = ["InFront", "Located", "MountError", "ServedUnder", "is_framework_app", "locate"]
 
 #: How many wrappers and dispatchers deep the search goes (a cycle of ``.app`` ends it).
 MAX_DEPTH = 8
@@ -205,3 +207,38 @@ class ServedUnder:
         if script_name.endswith(self.mount):
             return self.app(environ, start_response)
         return _not_found(start_response)
+
+
+class InFront:
+    """Serves ``app``, whose probe is behind the middleware named ``front`` (``"ApiKeyGate"``),
+    and marks an answer to a probe request that this middleware made in the probe's place (an
+    API-key or basic-auth gate that turned it away): :data:`~harness.protocol.STOPPED_HEADER`
+    says ``front <names>``, so the harness says which middleware to let probe requests through,
+    rather than that no probe is mounted. Requests to any other path pass as they are."""
+
+    __slots__ = ("app", "front", "path")
+
+    def __init__(self, app: WSGIApplication, front: str, path: str) -> None:
+        self.app = app
+        self.front = front
+        #: The path a client requests the probe at (under the mount, if any).
+        self.path = path
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != self.path:
+            return self.app(environ, start_response)
+
+        def start(
+            status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
+        ) -> t.Callable[[bytes], object]:
+            # The probe marks its own stops; a middleware that copied the environ hides the probe's
+            # mark, but then the probe answered 200 or said where it stopped.
+            if (
+                not environ.get(SEEN_KEY)
+                and not status.startswith("200")
+                and all(k.lower() != STOPPED_HEADER.lower() for k, _ in headers)
+            ):
+                headers = [*headers, (STOPPED_HEADER, f"front {self.front}")]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)

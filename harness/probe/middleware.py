@@ -40,6 +40,7 @@ from .state import ProbeState, RecentTokens, _cv_probe, recent_tokens
 
 __all__ = [
     "SECRET_HEADER",
+    "SEEN_KEY",
     "STREAM_PATH",
     "ProbeMiddleware",
     "ProbeQuery",
@@ -52,6 +53,11 @@ STREAM_PATH = "/_ctxbench/probe/stream"
 #: The request header that must carry the shared secret when the probe has one.
 SECRET_HEADER = "X-Ctxbench-Probe-Secret"
 _SECRET_ENVIRON_KEY = "HTTP_" + SECRET_HEADER.upper().replace("-", "_")
+
+#: Set in the WSGI environ of every probe request the middleware handles, so that a wrapper in
+#: front of the app (:class:`harness.probe.locate.InFront`) can tell an answer the probe made
+#: from one a middleware in front of it made in its place.
+SEEN_KEY = "ctxbench.probe.seen"
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 _json_encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -192,6 +198,7 @@ class ProbeMiddleware:
             if path == STREAM_PATH and not self._authorized(environ):
                 return _not_found(start_response)
             return self.wsgi_app(environ, start_response)
+        environ[SEEN_KEY] = True
         if not self._authorized(environ):
             return _not_found(start_response)
         try:

@@ -324,6 +324,13 @@ def why_not_answered(response: http.client.HTTPResponse, path: str = PROBE_PATH)
             " app is served under a path prefix (a dispatcher, an nginx location, SCRIPT_NAME),"
             " name it (--mount /api; --target http://127.0.0.1:PORT/api)"
         )
+    if stopped.startswith("front "):
+        return (
+            f"answered {status} from {stopped[6:]}, the middleware in front of the app the probe"
+            " is on: it turned the probe request away before the app saw it, so nothing could"
+            f" be checked; let requests for {path} through it while harness.probe.probe_enabled()"
+            " is true (CTXBENCH_PROBE=1, set by ctxbench, never in production)"
+        )
     where = {
         "entry": "the framework or a middleware inside its wsgi_app",
         "before_request": "one of its before_request hooks (an auth check, a login redirect, a"
