@@ -13,7 +13,10 @@ more requests than processes were in flight at some moment, so two overlapped in
 Fewer distinct units (pid, OS thread, greenlet) than answered requests means a unit served more
 than one; with a new connection per request, that reuse spanned connections. Greenlet ids are
 addresses and a later greenlet can take a dead one's, so reuse among greenlet units may be
-address reuse: the notes say so.
+address reuse: the notes say so. Under the ``keepalive`` pattern the driver counts the
+connections the server closed (each user then opens a new one): a server that closes after
+nearly every response (gunicorn's sync worker, uWSGI's ``--http-socket``, a ``keepalive = 0``
+config) gave that cell hardly any request on a kept-alive connection, and the notes say so too.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ from dataclasses import dataclass
 
 from harness.verdict import UnitKey
 
-__all__ = ["Exercised", "exercised", "in_flight_per_process", "units_by_process"]
+__all__ = [
+    "CLOSED_SHARE",
+    "Exercised",
+    "exercised",
+    "in_flight_per_process",
+    "units_by_process",
+]
+
+#: A keepalive cell whose server closed the connection after at least this share of the answered
+#: requests exercised hardly any kept-alive connection.
+CLOSED_SHARE = 0.9
 
 
 def units_by_process(units: Iterable[UnitKey]) -> dict[int, set[tuple[int, int | None]]]:
@@ -59,6 +72,9 @@ class Exercised:
     reused_across_connections: bool
     #: Several greenlets served requests on one OS thread.
     greenlets: bool
+    #: Connections the server closed under the ``keepalive`` pattern (the user opened a new one);
+    #: ``None`` for ``fresh``, or in results written before it was recorded.
+    reconnects: int | None = None
 
     @property
     def processes(self) -> int:
@@ -85,13 +101,27 @@ class Exercised:
                 "the units are greenlets, whose ids a later greenlet can reuse: their reuse may be"
                 " address reuse, not one greenlet serving several requests"
             )
+        if self.reconnects is not None and self.reconnects >= self.answered * CLOSED_SHARE:
+            rv.append(
+                f"the server closed the connection after nearly every response ({self.reconnects:,}"
+                f" times in {self.answered:,} answered requests), so hardly any request came on a"
+                " kept-alive connection: this keepalive cell exercised what fresh does, and state"
+                " a unit keeps for its connection could not show"
+            )
         return rv
 
 
 def exercised(
-    units: Iterable[UnitKey], *, answered: int, rps: float, sleep_ms: float, connections: str
+    units: Iterable[UnitKey],
+    *,
+    answered: int,
+    rps: float,
+    sleep_ms: float,
+    connections: str,
+    reconnects: int | None = None,
 ) -> Exercised:
-    """Read what a run exercised from its units, answered requests, throughput and sleep."""
+    """Read what a run exercised from its units, answered requests, throughput and sleep (and,
+    under ``keepalive``, the connections the server closed)."""
     units = list(units)
     by_process = units_by_process(units)
     in_flight = in_flight_per_process(rps, sleep_ms, len(by_process))
@@ -106,4 +136,5 @@ def exercised(
         unit_reused=reused,
         reused_across_connections=reused and connections == "fresh",
         greenlets=len({(pid, thread) for pid, thread, _ in units}) < len(units),
+        reconnects=reconnects if connections == "keepalive" else None,
     )

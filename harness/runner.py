@@ -62,6 +62,7 @@ class LoadResultLike(t.Protocol):
     injected_outcomes: dict[str, int]
     driver_cpu: list[float]
     driver_cpu_wait: list[float]
+    reconnects: int
 
     @property
     def starved(self) -> int | None: ...
@@ -154,6 +155,7 @@ def aggregate(
             rps=results.median([run.rps for run in runs]),
             sleep_ms=sleep_ms,
             connections=connections,
+            reconnects=sum(run.reconnects for run in checked),
         ),
     )
 

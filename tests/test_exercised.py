@@ -36,3 +36,21 @@ def test_no_reuse_and_greenlet_notes() -> None:
 def test_nothing_answered() -> None:
     seen = exercised([], answered=0, rps=0.0, sleep_ms=1.0, connections="fresh")
     assert seen.notes() == ["no request was answered, so nothing was checked"]
+
+
+def test_a_keepalive_cell_whose_server_closed_every_connection_says_so() -> None:
+    """uWSGI's --http-socket (or gunicorn's sync worker, or keepalive = 0) closes after every
+    response: under --target the keepalive cell said nothing of it, and read as a keep-alive
+    check that had exercised what fresh does."""
+    units = [(1, 10, None), (1, 11, None), (2, 20, None), (2, 21, None)]
+    kw = {"answered": 3000, "rps": 3000.0, "sleep_ms": 1.0}
+    closed = exercised(units, **kw, connections="keepalive", reconnects=2984)
+    [note] = closed.notes()
+    assert note.startswith(
+        "the server closed the connection after nearly every response (2,984 times in 3,000"
+        " answered requests), so hardly any request came on a kept-alive connection"
+    )
+    # Kept alive (a few closes: an idle timeout, a recycled worker), or another pattern: no note.
+    assert exercised(units, **kw, connections="keepalive", reconnects=40).notes() == []
+    assert exercised(units, **kw, connections="fresh", reconnects=2984).reconnects is None
+    assert exercised(units, **kw, connections="keepalive").notes() == []  # not recorded

@@ -172,6 +172,9 @@ def test_a_hand_started_gunicorn_is_checked(
         # may all land on one), pool threads serving several requests at once.
         assert 1 <= seen.processes <= 2 and seen.threads > seen.processes, seen
         assert seen.overlap and seen.unit_reused, seen
+        # gthread keeps connections alive: no note that the keepalive cell was not.
+        assert seen.reconnects is None or seen.reconnects < 30, seen
+    assert not [n for c in run.cells for n in c.exercised.notes() if "closed" in n]  # type: ignore[union-attr]
     assert run.settings.targets == (url,)
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "## What the runs exercised" in report
@@ -308,7 +311,7 @@ def test_a_uwsgi_ini_that_sets_the_secret_keeps_the_probe_behind_it(
         assert caught.value.code == 404
         monkeypatch.setenv("CTXBENCH_PROBE_SECRET", SECRET)
         run_dir = tmp_path / "run"
-        argv = ["run", "--target", url, *QUICK, "--connections", "fresh"]
+        argv = ["run", "--target", url, *QUICK, "--connections", "keepalive"]
         assert main([*argv, "--run-dir", str(run_dir)]) == 0
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -321,6 +324,11 @@ def test_a_uwsgi_ini_that_sets_the_secret_keeps_the_probe_behind_it(
     [cell] = results.load(run_dir).cells
     assert (cell.requests, cell.leaks, cell.errors) == (300, 0, 0)
     assert cell.app == "myapp" and cell.exercised is not None and cell.exercised.processes >= 1
+    # --http-socket closes after every response (without saying so): the keepalive cell had
+    # hardly any kept-alive connection, and the report says so under "What the runs exercised".
+    assert cell.exercised.reconnects is not None and cell.exercised.reconnects >= 270
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "the server closed the connection after nearly every response" in report
 
 
 @pytest.mark.live
