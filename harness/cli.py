@@ -574,14 +574,20 @@ def _kept_on_interrupt(run_dir: Path) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         try:
-            interrupted = results.load(run_dir).status == "interrupted"
+            run = results.load(run_dir)
         except ResultsError:  # nothing written (no cell finished): nothing to say
-            interrupted = False
-        if interrupted:
+            run = None
+        if run is not None and run.status == "interrupted":
+            # A soak has no cells: what it sampled until the interrupt is kept.
+            kept, verb, whose = (
+                ("what the soak sampled", "is", "its")
+                if run.soaks
+                else ("the cells finished", "are", "their")
+            )
             print(
-                f"ctxbench: the cells finished before the interrupt are kept in"
+                f"ctxbench: {kept} before the interrupt {verb} kept in"
                 f" {run_dir / results.RESULTS_FILE} (marked interrupted);"
-                f" ctxbench report {shlex.quote(str(run_dir))} writes their report",
+                f" ctxbench report {shlex.quote(str(run_dir))} writes {whose} report",
                 file=sys.stderr,
             )
         raise

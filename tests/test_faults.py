@@ -691,7 +691,17 @@ def test_an_interrupted_soak_keeps_what_it_sampled(
     (soak,) = run.soaks
     assert soak.requests == 1200 and soak.processes and soak.load
     assert (run_dir / "logs" / "server.log").is_file()
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # A soak has no cells: the line says what is kept (it said "the cells finished").
+    assert "ctxbench: what the soak sampled before the interrupt is kept in" in err, err
+    assert "writes its report" in err and "cells" not in err, err
+    # Stopped inside its warm-up: said so, not "no process sampled through the window".
+    assert soak.verdict == "no data" and soak.reason.startswith("stopped after "), soak.reason
+    assert soak.reason.endswith("inside its 180 s warm-up: nothing was judged"), soak.reason
+    # The report gives the length it ran, not the 600 s asked for, and no "median 0 rps".
+    md = render_reports(run)["report.md"]
+    assert " s of steady load (stopped early: 600 s were asked for; 180 s warm-up" in md
+    assert "no load sample after the warm-up" in md and "median 0 " not in md
 
 
 def test_a_process_born_after_the_warm_up_is_shown_not_judged() -> None:

@@ -131,6 +131,27 @@ def soak_table(soak: Soak) -> Table:
     return Table(headers, rows, "lrrrrrrl", bad_rows=bad)
 
 
+def _soak_length(soak: Soak, status: str) -> str:
+    """How long the soak's load ran, with its warm-up: as planned, or in a run stopped early,
+    until the last sample (``Soak.seconds`` is the length asked for)."""
+    warmup = f"{soak.warmup_s:g} s warm-up, not judged"
+    if status == "complete":
+        return f"{soak.seconds:g} s of steady load ({warmup})"
+    ran = max([s.t for s in soak.load] + [p.t for p in soak.processes], default=0.0)
+    return (
+        f"{round(ran, 1):g} s of steady load (stopped early: {soak.seconds:g} s were asked for;"
+        f" {warmup})"
+    )
+
+
+def _soak_rps(soak: Soak) -> str:
+    """The median requests/s after the warm-up; said so when no sample came after it (the
+    recorded 0 would read as a server that answered nothing)."""
+    if any(s.t >= soak.warmup_s and s.requests for s in soak.load):
+        return f"median {fmt_rps(soak.rps)} requests/s after the warm-up"
+    return "no load sample after the warm-up"
+
+
 def soak_section(ctx: Context) -> list[Node]:
     out: list[Node] = []
     for soak in ctx.run.soaks:
@@ -139,12 +160,11 @@ def soak_section(ctx: Context) -> list[Node]:
         out += [
             Heading(f"Soak: {label}"),
             Paragraph(
-                f"**{soak.verdict}**: {soak.reason}. {soak.seconds:g} s of steady load"
-                f" ({soak.warmup_s:g} s warm-up, not judged), {soak.requests:,} requests,"
-                f" {soak.errors:,} errors, {soak.leaks:,} leaks, median {fmt_rps(soak.rps)}"
-                f" requests/s after the warm-up. RSS may grow by at most"
-                f" {fmt_pct(soak.rss_limit)} after the warm-up, and open file descriptors must"
-                " not keep growing."
+                f"**{soak.verdict}**: {soak.reason}. {_soak_length(soak, ctx.run.status)},"
+                f" {soak.requests:,} requests,"
+                f" {soak.errors:,} errors, {soak.leaks:,} leaks, {_soak_rps(soak)}."
+                f" RSS may grow by at most {fmt_pct(soak.rss_limit)} after the warm-up, and open"
+                " file descriptors must not keep growing."
             ),
             soak_table(soak),
         ]

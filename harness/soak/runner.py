@@ -104,6 +104,11 @@ def run_soak(
     end = max((s.t for s in sampler.load), default=seconds)
     process_trends = trends(sampler.processes, warmup, end)
     verdict, reason = judge_soak(process_trends, sampler.load)
+    if interrupted is not None and end <= warmup:  # not that no process lived through it
+        reason = (
+            f"stopped after {round(end, 1):g} s, inside its {warmup:g} s warm-up: nothing was"
+            " judged"
+        )
     measured = [s.rps for s in sampler.load if warmup <= s.t and s.requests]
     soak = Soak(
         mode=mode,
