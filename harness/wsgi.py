@@ -304,8 +304,11 @@ def _bootstrap() -> t.Any:
     backend = os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
     mount = os.environ.get(MOUNT_ENV) or None
 
-    from harness import controls
-    from harness.backends import BACKENDS, install
+    try:
+        from harness import controls
+        from harness.backends import BACKENDS, install
+    except ImportError as e:  # they import ctxbench's core, which a package of the app's can hide
+        raise AppLoadError(_hidden_core(e)) from e
 
     try:
         if backend in controls.CONTROLS:
@@ -345,6 +348,26 @@ def _bootstrap() -> t.Any:
         storage=storage.current_storage().name,
     )
     return rv
+
+
+def _hidden_core(e: ImportError) -> str:
+    """Why ctxbench's own modules failed to import: most likely a package or module of the
+    app's named ``core`` (a common name), found first on the servers' import path (the folder
+    ctxbench runs in), where ctxbench's framework package of that name should be."""
+    found = getattr(sys.modules.get("core"), "__file__", None)
+    ours = Path(__file__).resolve().parent.parent / "core"
+    if found is None or Path(found).resolve().parent == ours:
+        return f"loading ctxbench's probe failed: {type(e).__name__}: {_one_line(e)}"
+    try:
+        shown = os.path.relpath(found)
+    except ValueError:
+        shown = found
+    return (
+        f"the app has its own package or module named 'core' ({shown}), which hides ctxbench's"
+        f" framework package of that name ({ours}) in the server processes ({type(e).__name__}:"
+        f" {_one_line(e)}): ctxbench cannot load both in one process (its top-level packages"
+        " are core and harness), so rename yours to check this app"
+    )
 
 
 def _report_failure(message: str) -> None:

@@ -341,3 +341,40 @@ def test_a_missing_attribute_names_the_apps_the_module_has(project: str) -> None
         f"has no attribute 'application': name one it has, '{project}:app',"
         f" '{project}:create_app()'"
     ), message
+
+
+#: A server process loading an app whose folder holds a package named ``core``, as ctxbench's
+#: regular (not editable) install sees it: the editable install's import hook is taken away,
+#: since it finds ctxbench's core modules that the app's package lacks.
+SHADOWED_CORE = """
+import sys
+
+import harness.wsgi as wsgi
+
+sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__name__", "") != "_EditableFinder"]
+sys.path.insert(0, "")
+try:
+    wsgi.app
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_an_app_package_named_core_is_named_as_the_cause(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "__init__.py").write_text('"""The project\'s own core package."""\n')
+    (tmp_path / "app.py").write_text("import core\n\ndef app(environ, start_response): ...\n")
+    env = {**os.environ, "CTXBENCH_APP": "app:app"}
+    env.pop("CTXBENCH_STATE_DIR", None)
+    out = subprocess.run(
+        [sys.executable, "-c", SHADOWED_CORE],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert out.startswith(
+        "AppLoadError the app has its own package or module named 'core' (core/__init__.py),"
+        " which hides ctxbench's framework package"
+    ), out
+    assert "rename yours to check this app" in out, out
