@@ -60,6 +60,12 @@ def parse_target(url: str) -> Target:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # e.g. the unclosed bracket of an IPv6 address
         raise UsageError(bad) from None
+    if parts.scheme == "https":
+        raise UsageError(
+            f"bad --target {url!r}: ctxbench speaks plain HTTP to a server on this machine; give"
+            " the port that serves HTTP (behind a TLS proxy, the app server's own port), e.g."
+            " http://127.0.0.1:8080"
+        )
     if parts.scheme != "http" or not parts.hostname:
         raise UsageError(bad)
     if parts.query or parts.fragment or parts.username or parts.password:
@@ -107,8 +113,22 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         conn.request("GET", f"{path}?token=ctxbench-target-check", headers=dict(secret_headers()))
         resp = conn.getresponse()
         body = resp.read()
+    except ConnectionRefusedError:
+        raise UsageError(
+            f"cannot reach --target {target.url}: connection refused, nothing listens on port"
+            f" {target.port}; start the server, or give the port it listens on (its bind"
+            " setting: gunicorn -b, uWSGI http-socket, waitress --listen)"
+        ) from None
+    except TimeoutError:
+        raise UsageError(
+            f"cannot reach --target {target.url}: no answer to one probe request within"
+            f" {timeout:g} s; check that the server there is up and not stuck (its log)"
+        ) from None
     except OSError as e:
-        raise UsageError(f"cannot reach --target {target.url}: {e.strerror or e}") from None
+        raise UsageError(
+            f"cannot reach --target {target.url}: {e.strerror or e}; check that the server"
+            " there is up and speaks HTTP"
+        ) from None
     finally:
         conn.close()
     hint = (

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -27,7 +28,7 @@ from harness.cli import main
 from harness.errors import UsageError
 from harness.probe import SECRET_HEADER
 from harness.servers._process import free_port
-from harness.target import parse_target
+from harness.target import identify, parse_target
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gunicorn-conf"
 SECRET = "test-secret"
@@ -38,7 +39,7 @@ QUICK = ["--requests", "300", "--repeats", "1", "--warmup", "0", "--sleep-ms", "
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("https://127.0.0.1:8080", "give the URL the app is served at"),
+        ("https://127.0.0.1:8080", "ctxbench speaks plain HTTP .* give the port that serves"),
         ("127.0.0.1:8080", "give the URL the app is served at"),
         ("http://127.0.0.1:8080/?x=1", "no query, fragment"),
         ("http://10.1.2.3:8080", "not on this machine"),
@@ -87,8 +88,25 @@ def test_nothing_listening_is_one_line(
     assert main(["run", "--target", f"http://127.0.0.1:{port}", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ctxbench: error: cannot reach --target http://127.0.0.1:{port}")
+    # What is wrong and what to do, not only the OS's words ("Connection refused").
+    assert f"nothing listens on port {port}; start the server, or give the port" in err, err
     assert len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_a_target_that_never_answers_says_so() -> None:
+    """A server that accepts but never answers (stuck workers, a full backlog) is not "timed
+    out" alone: one line saying what to check."""
+    with socket.socket() as stuck:
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen()
+        url = f"http://127.0.0.1:{stuck.getsockname()[1]}"
+        with pytest.raises(UsageError) as caught:
+            identify(parse_target(url), timeout=0.2)
+    assert str(caught.value) == (
+        f"cannot reach --target {url}: no answer to one probe request within 0.2 s; check that"
+        " the server there is up and not stuck (its log)"
+    )
 
 
 @contextlib.contextmanager
