@@ -619,6 +619,7 @@ def test_a_flat_soak_passes_and_growing_memory_fails() -> None:
     assert soak_record(0.0).verdict == "ok"
     grown = soak_record(0.2)
     assert grown.verdict == "memory" and "worker 11" in grown.reason
+    assert grown.reason.startswith("RSS of 1 process grew more than 5%"), grown.reason
 
 
 def test_descriptors_that_keep_growing_fail_the_soak() -> None:
@@ -626,6 +627,7 @@ def test_descriptors_that_keep_growing_fail_the_soak() -> None:
     found = trends(processes, 0.0, 29.0)
     assert found[0].fds_growing
     assert judge_soak(found, [])[0] == "fds"
+    assert "kept growing in 1 process; worst: worker 11 10 -> 39" in judge_soak(found, [])[1]
     steady = [ProcessSample(float(s), 11, "worker", 30_000_000, 10 + s % 3, 1) for s in range(30)]
     assert judge_soak(trends(steady, 0.0, 29.0), [])[0] == "ok"
 

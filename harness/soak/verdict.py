@@ -59,6 +59,10 @@ def trends(samples: Sequence[ProcessSample], warmup_s: float, end_s: float) -> l
     return rv
 
 
+def _processes(count: int) -> str:
+    return f"{count} process" if count == 1 else f"{count} processes"
+
+
 def judge_soak(
     process_trends: Sequence[ProcessTrend],
     load: Sequence[LoadSample],
@@ -73,12 +77,12 @@ def judge_soak(
     if not judged:
         return "no data", "no server process was sampled through the whole measured window"
     if leaks:
-        return "LEAK", f"{leaks} leaking observations during the soak"
+        return "LEAK", f"{leaks:,} leaking observations during the soak"
     grown = [p for p in judged if p.rss_growth > limit]
     if grown:
         worst = max(grown, key=lambda p: p.rss_growth)
         return "memory", (
-            f"RSS of {len(grown)} process(es) grew more than {limit:.0%} after the warm-up;"
+            f"RSS of {_processes(len(grown))} grew more than {limit:.0%} after the warm-up;"
             f" worst: {worst.role} {worst.pid} {_mib(worst.rss_start)} -> {_mib(worst.rss_end)}"
             f" (+{worst.rss_growth:.1%})"
         )
@@ -86,11 +90,11 @@ def judge_soak(
     if growing:
         worst = max(growing, key=lambda p: p.fds_end - p.fds_start)
         return "fds", (
-            f"open file descriptors kept growing in {len(growing)} process(es); worst:"
+            f"open file descriptors kept growing in {_processes(len(growing))}; worst:"
             f" {worst.role} {worst.pid} {worst.fds_start} -> {worst.fds_end}"
         )
     if errors:
-        return "errors", f"{errors} requests failed during the soak"
+        return "errors", f"{errors:,} requests failed during the soak"
     worst = max(judged, key=lambda p: p.rss_growth)
     return "ok", (
         f"{len(judged)} processes within {limit:.0%} (largest RSS change"
