@@ -58,9 +58,10 @@ from typing import Any
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.errors import PortInUseError, UsageError
 from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
 from harness.report.summary import MIN_CHECKED_SHARE
-from harness.servers import free_port
+from harness.servers import check_port_free, free_port
 from harness.target import secret_headers
 from harness.verdict import ProbeProtocolError, check_probe_response
 
@@ -170,9 +171,28 @@ def _loopback_master(parser: Any) -> None:
             port = LOCUST_MASTER_PORT
         options.master_bind_port = options.master_bind_port or port
         options.master_port = options.master_port or port
+        if getattr(options, "master", False):
+            why = _master_port_taken(options.master_bind_host, options.master_bind_port)
+            if why:
+                parser.error(why)  # locust's own report of a taken port is a traceback
         return options
 
     parser.parse_args = parse
+
+
+def _master_port_taken(host: str, port: int) -> str | None:
+    """Why a ``--master`` cannot listen on ``host:port``, or ``None`` when it can."""
+    try:
+        check_port_free(port, "0.0.0.0" if host in ("*", "") else host)
+    except PortInUseError:
+        return (
+            f"argument --master-bind-port: port {port} on {host} is in use (another locust"
+            " master, or another program): stop it, or give this master --master-bind-port N"
+            " and each worker --master-port N"
+        )
+    except UsageError as e:
+        return f"argument --master-bind-host: {e}"
+    return None
 
 
 def _probe_host(host: str) -> str:

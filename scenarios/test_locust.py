@@ -447,6 +447,28 @@ def test_a_master_that_lost_its_port_is_recognised_and_stopped() -> None:
     assert _master_port_lost(run) and run.returncode != 0, run.explain()
 
 
+def test_a_master_port_in_use_is_one_line_and_exit_2() -> None:
+    """``--master`` on a port another program holds (a master left running, locust's 5557 taken):
+    locust itself stopped with an RPCError traceback and exit 1; the locustfile checks the port
+    as it reads the options and says what to do, as for its other bad options."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = subprocess.run(
+            _headless("http://127.0.0.1:9", "--master", "--expect-workers", "1",
+                      *_master_bind(port)),
+            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert (
+        f"argument --master-bind-port: port {port} on 127.0.0.1 is in use (another locust master,"
+        " or another program): stop it, or give this master --master-bind-port N and each worker"
+        " --master-port N"
+    ) in proc.stderr.splitlines()[-1], proc.stderr
+
+
 def test_a_leak_under_a_path_prefix_is_caught_through_the_hosts_path(tmp_path: Path) -> None:
     """``-H http://127.0.0.1:PORT/api/``: the probe is requested under the prefix (the trailing
     slash dropped), where a dispatcher mounts the leaking app; a bad prefix is a bad option."""
