@@ -442,20 +442,24 @@ class Ctxbench:
         ``mount`` is the path prefix the app is served under (``ctxbench run --mount``): with a
         dispatcher (werkzeug's ``DispatcherMiddleware``), the app it mounts there is checked.
         ``server_args`` go to every server's command line, one argument per item
-        (``["--threads", "4"]``); a string is refused, since its letters would be the items.
+        (``["--threads", "4"]``); a string is refused, since its letters would be the items, and
+        so are server arguments without ``modes`` named (the default modes are servers of
+        several kinds, which take different arguments).
 
         Every mode runs each connection pattern (``keepalive``, ``fresh`` or ``both``) with
         ``requests`` requests from ``concurrency`` virtual users; every response is checked.
         A mode that cannot run here fails the test with the install step, like ``ctxbench run``.
         """
         from harness.errors import CtxbenchError
+        from harness.errors import UsageError as _UsageError
         from harness.load.spec import connection_patterns
         from harness.runner import run_matrix
         from harness.servers import MODES
         from harness.settings import RunSettings
 
         chosen = _csv(self._setting("modes", modes) or "")
-        if not chosen:
+        named = bool(chosen)
+        if not named and not server_args:  # server args without modes are refused below
             chosen = tuple(m for m in DEFAULT_MODES if MODES[m].available().ok)
             missing: dict[str, list[str]] = {}  # why -> the default modes it stops
             for m in DEFAULT_MODES:
@@ -475,6 +479,13 @@ class Ctxbench:
             n = self._count("requests", requests, DEFAULT_REQUESTS)
             users = self._count("concurrency", concurrency, DEFAULT_CONCURRENCY)
             _check_server_args(server_args)
+            if server_args and not named:
+                kinds = ", ".join(DEFAULT_MODES)
+                raise _UsageError(
+                    f"server_args={list(server_args)!r} go to every mode's server command line,"
+                    f" and the default modes are servers of several kinds ({kinds}): name the"
+                    " modes they are for (modes=['gunicorn-gevent'] with server_args=['--preload'])"
+                )
             settings = RunSettings(
                 apps=(app,),
                 backends=(backend,),

@@ -684,6 +684,31 @@ def test_messages_name_the_keywords_of_check(said: str, shown: str) -> None:
     assert _message(UsageError(said)) == f"ctxbench: {shown}"
 
 
+def test_server_args_need_the_modes_they_are_for(pytester: pytest.Pytester) -> None:
+    # The README's preload case without modes: --preload went to the werkzeug dev server too,
+    # which failed to start ("unrecognized arguments: --preload") after a server was spawned.
+    pytester.makeconftest(textwrap.dedent(STUB_RUN))
+    pytester.makepyfile(
+        test_args="""
+        def test_default_modes(ctxbench):
+            ctxbench.check("a:app", server_args=["--preload"])
+
+        def test_named_modes(ctxbench):
+            ctxbench.check("a:app", server_args=["--preload"], modes=["gunicorn-gevent"])
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust", "-rN")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "ctxbench: server_args=['--preload'] go to every mode's server command line, and the"
+        " default modes are servers of several kinds (werkzeug-threaded, gunicorn-sync,"
+        " gunicorn-gthread, gunicorn-gevent): name the modes they are for"
+        " (modes=['gunicorn-gevent'] with server_args=['--preload'])",
+        "ctxbench: stub run: gunicorn-gevent x 400",
+    ])  # fmt: skip
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_server_args_given_as_one_string_fail_in_one_line_with_the_list_meant(
     pytester: pytest.Pytester,
 ) -> None:
