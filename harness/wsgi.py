@@ -3,10 +3,12 @@
 The first access to ``harness.wsgi.app``, inside the server process, does three things in order
 (importing the module does nothing else, so the harness uses its helpers freely):
 
-1. installs the context-storage backend named by ``CTXBENCH_BACKEND`` (default ``contextvar``)
-   with :func:`harness.backends.install`, or the negative control of that name
+1. installs the context-storage backend named by ``CTXBENCH_BACKEND`` with
+   :func:`harness.backends.install`, or the negative control of that name
    (:func:`harness.controls.install`), before the app exists, so the app never runs on the
-   default storage by accident;
+   default storage by accident; the default, ``contextvar``, is the core's own storage, and
+   nothing is installed for it, so ctxbench's ``core`` package is imported only by an app that
+   uses it (a Flask project with a top-level ``core`` package of its own runs as it is);
 2. imports the app named by ``CTXBENCH_APP`` (an import string, default the bundled core probe
    app: ``module:name``, or ``module:factory(args)`` for an application factory, which is called
    here, once per process that loads the app) and exposes it as ``app``; a ``core.App`` or
@@ -52,6 +54,8 @@ __all__ = ["LOADED", "load_app"]  # and `app`, lazily
 
 #: What really loaded in this process; filled in when this module is imported.
 LOADED: dict[str, t.Any] = {}
+#: Where ctxbench's own framework package is (an app may have a package named ``core`` too).
+_CORE_DIR = Path(__file__).resolve().parent.parent / "core"
 
 
 def load_app(import_string: str) -> t.Any:
@@ -304,22 +308,8 @@ def _bootstrap() -> t.Any:
     backend = os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
     mount = os.environ.get(MOUNT_ENV) or None
 
-    try:
-        from harness import controls
-        from harness.backends import BACKENDS, install
-    except ImportError as e:  # they import ctxbench's core, which a package of the app's can hide
-        raise AppLoadError(_hidden_core(e)) from e
-
-    try:
-        if backend in controls.CONTROLS:
-            # A negative control on the correct storage (harness.controls): one proxy at a time,
-            # or a broken request lifecycle.
-            controls.install(backend)
-        else:
-            install(backend)
-    except (KeyError, ValueError) as e:
-        valid = ", ".join([*BACKENDS, *controls.CONTROLS])
-        raise AppLoadError(f"cannot install backend {backend!r}: {e} (valid: {valid})") from e
+    if backend != DEFAULT_BACKEND:
+        _install_backend(backend)
     rv = load_app(import_string)
     found = _locate(rv, import_string, mount)
     # The app the probe checks: the one a middleware or dispatcher passes the requests to.
@@ -333,8 +323,6 @@ def _bootstrap() -> t.Any:
         )
     app_class = f"{type(rv).__module__}.{type(rv).__qualname__}"
     rv, probe = _install_probe(rv, found, mount)
-    from core import storage
-
     LOADED.update(
         probe=probe,
         pid=os.getpid(),
@@ -345,18 +333,51 @@ def _bootstrap() -> t.Any:
         mount=mount,
         app_class=app_class,
         backend=backend,
-        storage=storage.current_storage().name,
+        storage=_storage_name(backend),
     )
     return rv
 
 
+def _install_backend(backend: str) -> None:
+    """Make the core run on ``backend``: a storage of :data:`harness.backends.BACKENDS`, or a
+    negative control on the correct storage (:mod:`harness.controls`: one proxy at a time, or a
+    broken request lifecycle)."""
+    try:
+        from harness import controls
+        from harness.backends import BACKENDS, install
+    except ImportError as e:  # they import ctxbench's core, which a package of the app's can hide
+        raise AppLoadError(_hidden_core(e)) from e
+    try:
+        if backend in controls.CONTROLS:
+            controls.install(backend)
+        else:
+            install(backend)
+    except (KeyError, ValueError) as e:
+        valid = ", ".join([*BACKENDS, *controls.CONTROLS])
+        raise AppLoadError(f"cannot install backend {backend!r}: {e} (valid: {valid})") from e
+
+
+def _storage_name(backend: str) -> str:
+    """The core's storage in use, when the app loaded ctxbench's core; else the backend asked
+    for (the default: nothing was installed, and a Flask app has its own context storage)."""
+    storage = sys.modules.get("core.storage")
+    current = getattr(storage, "current_storage", None)
+    return str(current().name) if callable(current) and _ours(storage) else backend
+
+
+def _ours(module: t.Any) -> bool:
+    """``module`` is one of ctxbench's own ``core`` package (not an app's package of that name)."""
+    path = getattr(module, "__file__", None)
+    return path is not None and Path(path).resolve().parent == _CORE_DIR
+
+
 def _hidden_core(e: ImportError) -> str:
-    """Why ctxbench's own modules failed to import: most likely a package or module of the
-    app's named ``core`` (a common name), found first on the servers' import path (the folder
-    ctxbench runs in), where ctxbench's framework package of that name should be."""
+    """Why ctxbench's own modules failed to import for a backend other than the default: most
+    likely a package or module of the app's named ``core`` (a common name), found first on the
+    servers' import path (the folder ctxbench runs in), where ctxbench's framework package of
+    that name should be. The default backend imports none of it."""
     found = getattr(sys.modules.get("core"), "__file__", None)
-    ours = Path(__file__).resolve().parent.parent / "core"
-    if found is None or Path(found).resolve().parent == ours:
+    if found is None or _ours(sys.modules.get("core")):
         return f"loading ctxbench's probe failed: {type(e).__name__}: {_one_line(e)}"
     try:
         shown = os.path.relpath(found)
@@ -364,9 +385,10 @@ def _hidden_core(e: ImportError) -> str:
         shown = found
     return (
         f"the app has its own package or module named 'core' ({shown}), which hides ctxbench's"
-        f" framework package of that name ({ours}) in the server processes ({type(e).__name__}:"
-        f" {_one_line(e)}): ctxbench cannot load both in one process (its top-level packages"
-        " are core and harness), so rename yours to check this app"
+        f" framework package of that name ({_CORE_DIR}) in the server processes"
+        f" ({type(e).__name__}: {_one_line(e)}): a backend other than {DEFAULT_BACKEND} swaps"
+        f" the storage of ctxbench's core framework, so it applies only to core apps; use"
+        f" --backend {DEFAULT_BACKEND} (the default) with this app"
     )
 
 

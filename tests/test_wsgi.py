@@ -357,24 +357,38 @@ try:
     wsgi.app
 except Exception as e:
     print(type(e).__name__, e)
+else:
+    import core
+
+    print("loaded", type(wsgi.app).__name__, wsgi.LOADED["storage"], core.OWN)
 """
 
 
-def test_an_app_package_named_core_is_named_as_the_cause(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "said"),
+    [
+        # The default storage imports none of ctxbench's core: the app runs with its own.
+        ("contextvar", "loaded Flask contextvar the project's"),
+        # A mutant swaps the storage of ctxbench's core, which the app's package hides.
+        ("no-reset", "AppLoadError the app has its own package or module named 'core'"
+         " (core/__init__.py), which hides ctxbench's framework package"),
+    ],
+)  # fmt: skip
+def test_an_app_with_its_own_core_package(tmp_path: Path, backend: str, said: str) -> None:
     import os
     import subprocess
 
     (tmp_path / "core").mkdir()
-    (tmp_path / "core" / "__init__.py").write_text('"""The project\'s own core package."""\n')
-    (tmp_path / "app.py").write_text("import core\n\ndef app(environ, start_response): ...\n")
-    env = {**os.environ, "CTXBENCH_APP": "app:app"}
+    (tmp_path / "core" / "__init__.py").write_text('OWN = "the project\'s"\n')
+    (tmp_path / "app.py").write_text(
+        "import core\nfrom flask import Flask\n\napp = Flask(__name__)\n"
+    )
+    env = {**os.environ, "CTXBENCH_APP": "app:app", "CTXBENCH_BACKEND": backend}
     env.pop("CTXBENCH_STATE_DIR", None)
     out = subprocess.run(
         [sys.executable, "-c", SHADOWED_CORE],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
-    assert out.startswith(
-        "AppLoadError the app has its own package or module named 'core' (core/__init__.py),"
-        " which hides ctxbench's framework package"
-    ), out
-    assert "rename yours to check this app" in out, out
+    assert out.startswith(said), out
+    if backend != "contextvar":
+        assert "use --backend contextvar (the default) with this app" in out, out
