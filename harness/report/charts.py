@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from html import escape
 
 from harness.protocol import DEFAULT_BACKEND
-from harness.report.summary import extras
+from harness.report.summary import extras, label
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
 from harness.report.tree import Figure
 from harness.results import Cell
@@ -62,7 +62,7 @@ def throughput(cells: Sequence[Cell], pattern: str) -> Figure:
     title = f"Throughput, requests/s ({pattern})"
     rows = []
     for c in cells:
-        tip = f"{_name(c)}: median {fmt_rps(c.rps)} rps over {plural(len(c.runs) or 1, 'run')}"
+        tip = f"{label(c)}: median {fmt_rps(c.rps)} rps over {plural(len(c.runs) or 1, 'run')}"
         note = f"{fmt_rps(c.rps)} · spread {fmt_pct(c.rps_spread)}" + " ⚠" * c.noisy
         rows.append(_row(c, (Bar(c.rps, _color(c), "rps", tip, c.rps_runs),), note))
     return Figure(file_name("throughput", pattern), title, bar_chart(title, rows))
@@ -76,7 +76,7 @@ def latency(cells: Sequence[Cell], pattern: str) -> Figure:
         bars = []
         for name, color in PERCENTILE_COLORS.items():
             value, runs = c.latency_ms.get(name), [r.get(name) for r in c.latency_runs]
-            tip = f"{_name(c)} {name}: {fmt_ms(value)} ms"
+            tip = f"{label(c)} {name}: {fmt_ms(value)} ms"
             bars.append(Bar(value, color, name, tip, [v for v in runs if v is not None]))
         rows.append(_row(c, tuple(bars), f"p99 {fmt_ms(c.latency_ms.p99)}"))
     legend = "ms; whiskers: range over repeats; max in the table"
@@ -295,8 +295,3 @@ def _real(p: Point) -> bool:
 def _decimals(step: float) -> int:
     """Decimals for axis labels ``step`` apart."""
     return 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3
-
-
-def _name(c: Cell) -> str:
-    """A cell as an SVG tooltip names it: plain text, escaped as XML where it is written."""
-    return " · ".join([c.mode, *extras(c)])

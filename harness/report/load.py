@@ -17,7 +17,7 @@ import typing as t
 from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.charts import Line, Point, line_chart
-from harness.report.summary import label
+from harness.report.summary import label, named
 from harness.report.text import code, fmt_ms, fmt_rps, fmt_share
 from harness.report.tree import Callout, Group, Heading, Node, Note, Paragraph, Table, where
 from harness.results import Cell
@@ -43,7 +43,7 @@ def driver_section(ctx: Context) -> list[Node]:
     )
     out: list[Node] = [Heading("Load driver and server CPU")]
     if bound := [c for c in cells if c.driver_bound]:
-        names = ", ".join(f"{label(c)} {c.connections} @{c.concurrency}" for c in bound)
+        names = ", ".join(f"{named(c)} {c.connections} @{c.concurrency}" for c in bound)
         text = f"**Driver-bound:** {names}: {DRIVER_BOUND_ADVICE}."
         out.append(Callout((Paragraph(text),), "warning"))
     headers = ("cell", "connections", "users", "driver processes", "rps", "driver CPU",

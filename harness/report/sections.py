@@ -21,11 +21,13 @@ from harness.load.fairness import STARVED_ADVICE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
+    Namer,
     Summary,
     delayed_ack_cells,
     evidence_table,
     headline,
     label,
+    named,
     recommendation,
     starved_cells,
     too_few_checked,
@@ -108,7 +110,7 @@ def verdict(ctx: Context) -> list[Node]:
         text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}; cells may"
         text += " be missing; do not compare it with a complete run."
         out.append(Callout((Paragraph(text),), "warning"))
-    noisy = [(f"{label(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
+    noisy = [(f"{named(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
     out += spread_warning(", too large to trust small differences", noisy)
     out.append(
         Note(
@@ -200,7 +202,7 @@ def patterns(ctx: Context) -> list[Node]:
 #: Why a cell's figures are not its server's speed (neither a leak nor an error, but the cell is
 #: never ranked): what marks such a cell, the warning's title, who and how many, over which runs,
 #: and what to do.
-Unranked = tuple[Callable[[Cell], object], str, Callable[[Sequence[Cell]], str], str, str]
+Unranked = tuple[Callable[[Cell], object], str, Callable[[Sequence[Cell], Namer], str], str, str]
 UNRANKED: tuple[Unranked, ...] = (
     (lambda c: c.starved, "Starved users", starved_cells, "in the worst of the runs",
      STARVED_ADVICE),
@@ -215,7 +217,8 @@ def unranked_warnings(cells: Sequence[Cell]) -> list[Node]:
     for marked, title, who, runs, advice in UNRANKED:
         if picked := [c for c in cells if marked(c)]:
             text = (
-                f"**{title}** ({who(picked)}, {runs}; neither a leak nor an error): {advice}."
+                f"**{title}** ({who(picked, named)}, {runs}; neither a leak nor an error):"
+                f" {advice}."
                 " These cells are not ranked."
             )
             out.append(Callout((Paragraph(text),), "warning"))
@@ -324,7 +327,7 @@ def exercised(ctx: Context) -> list[Node]:
         for c, seen in pairs
     )
     weak = tuple(
-        f"{label(c)} {c.connections}: {note}."
+        f"{named(c)} {c.connections}: {note}."
         for c, seen in pairs
         if c.clean
         for note in seen.notes()

@@ -18,7 +18,7 @@ server's; there is no recommendation between modes when only one ran.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
@@ -49,9 +49,18 @@ def extras(c: Cell) -> list[str]:
 
 
 def label(c: Cell) -> str:
-    """A short name for a cell in a sentence: its mode, plus app (:func:`app_name`) and backend
-    when they are not the default."""
+    """A short name for a cell: its mode, plus app and backend when they are not the default."""
+    return " · ".join([c.mode, *extras(c)])
+
+
+def named(c: Cell) -> str:
+    """:func:`label` for a sentence of the report: a user's app as code (:func:`app_name`), so
+    that Markdown shows its name as it is."""
     return " · ".join([c.mode, *(app_name(e) if e == c.app_label else e for e in extras(c))])
+
+
+#: How a list of cells names each one: :func:`label` on the terminal, :func:`named` in the report.
+Namer = Callable[[Cell], str]
 
 
 def status(c: Cell) -> str:
@@ -224,13 +233,13 @@ def headline(s: Summary) -> str:
         out.append(
             f"The app answered {plural(sum(c.not_probe_answers for c in answered), 'request')}"
             f" itself, in the probe's place (an auth hook, a login redirect, a rate limiter?), in"
-            f" {app_answers(answered)}: those were never checked, so no request can be said to"
-            " be clean; let probe requests through the app's hooks (README, 'Auth hooks and"
-            " middleware')."
+            f" {app_answers(answered, named)}: those were never checked, so no request can be"
+            " said to be clean; let probe requests through the app's hooks (README, 'Auth hooks"
+            " and middleware')."
         )
     elif s.unchecked:
         out.append(
-            f"Most requests failed before an answer came in {unchecked_cells(s.unchecked)}:"
+            f"Most requests failed before an answer came in {unchecked_cells(s.unchecked, named)}:"
             " they were never checked, so nothing can be said of them; read the server log for"
             " why."
         )
@@ -248,7 +257,7 @@ def headline(s: Summary) -> str:
         out.append(
             f"The server died on its own in {plural(len(s.failed), 'cell')}, which ended there"
             f" ({_after_a_death(s.failed)}): "
-            + "; ".join(f"{label(c)}, {c.connections}: {literal(c.error or '')}" for c in s.failed)
+            + "; ".join(f"{named(c)}, {c.connections}: {literal(c.error or '')}" for c in s.failed)
             + "."
         )
     if s.errored:
@@ -314,13 +323,13 @@ def recommendation(s: Summary) -> str:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
     if s.starved:
         out.append(
-            f"Cells whose server starved some users are not ranked ({starved_cells(s.starved)}):"
-            f" {STARVED_ADVICE}."
+            "Cells whose server starved some users are not ranked"
+            f" ({starved_cells(s.starved, named)}): {STARVED_ADVICE}."
         )
     if s.delayed_acks:
         out.append(
             "Cells that waited on the client's delayed ACKs are not ranked"
-            f" ({delayed_ack_cells(s.delayed_acks)}): {DELAYED_ACK_ADVICE}."
+            f" ({delayed_ack_cells(s.delayed_acks, named)}): {DELAYED_ACK_ADVICE}."
         )
     if s.failed:
         out.append(
@@ -337,11 +346,11 @@ def recommendation(s: Summary) -> str:
     return " ".join(out) or "Nothing to recommend."
 
 
-def app_answers(cells: Sequence[Cell]) -> str:
+def app_answers(cells: Sequence[Cell], name: Namer = label) -> str:
     """``gunicorn-gthread, fresh (18,129 x 429)``, for each cell whose app answered probe
     requests itself (:attr:`~harness.results.Cell.not_probe_answers`), with its statuses."""
     return "; ".join(
-        f"{label(c)}, {c.connections}"
+        f"{name(c)}, {c.connections}"
         + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_statuses.items())})")
         * bool(c.error_statuses)
         for c in cells
@@ -349,10 +358,10 @@ def app_answers(cells: Sequence[Cell]) -> str:
     )
 
 
-def unchecked_cells(cells: Sequence[Cell]) -> str:
+def unchecked_cells(cells: Sequence[Cell], name: Namer = label) -> str:
     """``werkzeug-threaded, fresh: 0 of 474 requests checked (474 x reset)``, for each cell."""
     return "; ".join(
-        f"{label(c)}, {c.connections}: {c.checked:,} of"
+        f"{name(c)}, {c.connections}: {c.checked:,} of"
         f" {plural(c.requests - c.injected, 'request')} checked"
         + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_kinds.items() if n)})")
         * bool(c.errors)
@@ -360,20 +369,20 @@ def unchecked_cells(cells: Sequence[Cell]) -> str:
     )
 
 
-def starved_cells(cells: Sequence[Cell]) -> str:
+def starved_cells(cells: Sequence[Cell], name: Namer = label) -> str:
     """``uwsgi-processes, keepalive: 14 of 16 users``, for each cell that starved users."""
     return "; ".join(
-        f"{label(c)}, {c.connections}: {c.starved:,} of {plural(c.concurrency or 0, 'user')}"
+        f"{name(c)}, {c.connections}: {c.starved:,} of {plural(c.concurrency or 0, 'user')}"
         for c in cells
     )
 
 
-def delayed_ack_cells(cells: Sequence[Cell]) -> str:
+def delayed_ack_cells(cells: Sequence[Cell], name: Namer = label) -> str:
     """``uvicorn-asgiref, keepalive: 1,210 of 1,250 kept-alive responses came in two parts
     30-80 ms apart, 0 of 48 first responses on a connection``, for each cell."""
     band = f"{STALL_MIN_NS // 1_000_000}-{STALL_MAX_NS // 1_000_000} ms"
     return "; ".join(
-        f"{label(c)}, {c.connections}: {c.acks.stalled:,} of {c.acks.reused:,} kept-alive"
+        f"{name(c)}, {c.connections}: {c.acks.stalled:,} of {c.acks.reused:,} kept-alive"
         f" responses came in two parts {band} apart, {c.acks.first_stalled:,} of"
         f" {c.acks.first:,} first responses on a connection"
         for c in cells
