@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import shlex
 import typing as t
 from dataclasses import dataclass
 
@@ -164,6 +165,13 @@ class RunSettings:
                     " target's URL (http://127.0.0.1:8080/api), not in --mount"
                 )
             return self
+        if self.extra_args and not self.modes:
+            raise UsageError(
+                f"--server-arg {shlex.join(self.extra_args)} goes to the server's own command"
+                " line, and every mode runs when none is named: servers of several kinds, which"
+                " take different arguments; name the modes it is for (--modes gunicorn-gevent"
+                " --server-arg=--preload)"
+            )
         for app in self.apps:
             for backend in self.backends:
                 self.server_config(app, backend)  # checks the app and the server options

@@ -371,6 +371,8 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--server-arg", "'unterminated"], "bad --server-arg", id="server-arg"),
     pytest.param(["run", "--server-arg", "--preload"], "goes after '=' (--server-arg=--preload)",
                  id="server-arg-without-equals"),
+    pytest.param(["run", "--server-arg=--preload"], "name the modes it is for",
+                 id="server-arg-without-modes"),
     pytest.param(["serve", "--mode", "gunicorn-gevent", "--server-arg", "--preload"],
                  "goes after '=' (--server-arg=--preload)", id="serve-server-arg-without-equals"),
     pytest.param(["run", "--compare-flask", "--backend", "no-reset"], "--compare-flask",
