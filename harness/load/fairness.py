@@ -75,9 +75,10 @@ STARVED_ADVICE = (
     "some virtual users waited more than half the measured window for one response while other"
     " users' later requests were answered: the server kept serving a few connections and made"
     " the others wait, so the throughput is the served users' and the p99 is the starved users'"
-    " wait. uWSGI keeps a kept-alive connection on its worker until the client closes it"
-    " (--http11-socket): run no more keep-alive users than the server has processes x threads,"
-    " use fresh connections, or put a proxy in front (--proxy nginx)"
+    " wait. A server that keeps a kept-alive connection on its worker until the client closes"
+    " it does this (uWSGI with --http11-socket): run no more keep-alive users than the server"
+    " has processes x threads, use fresh connections, or put a proxy in front (--proxy nginx;"
+    " for a --target, a proxy of your own in front of it)"
 )
 
 
