@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.error
@@ -123,12 +125,14 @@ def hand_started_gunicorn_process(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """:func:`hand_started_gunicorn`, yielding its master process too (its own group)."""
     port = free_port()
-    env = {**os.environ, "CTXBENCH_PROBE_SECRET": SECRET}
+    # A HOME of its own: the example must not open gunicorn's control socket there.
+    home = Path(tempfile.mkdtemp(prefix="ctxbench-home-"))
+    env = {**os.environ, "CTXBENCH_PROBE_SECRET": SECRET, "HOME": str(home)}
     for name in ("WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS"):
         env.pop(name, None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLE / "gunicorn.conf.py"),
-         "-b", f"127.0.0.1:{port}", "--no-control-socket", *extra, app],
+         "-b", f"127.0.0.1:{port}", *extra, app],
         cwd=cwd, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -149,6 +153,7 @@ def hand_started_gunicorn_process(
                 raise AssertionError(f"gunicorn did not start: {proc.stderr.read()!r}")  # type: ignore[union-attr]
             time.sleep(0.1)
         yield url, proc
+        assert not (home / ".gunicorn").exists(), "the example opened gunicorn's control socket"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -158,6 +163,7 @@ def hand_started_gunicorn_process(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         proc.stderr.close()  # type: ignore[union-attr]
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.live

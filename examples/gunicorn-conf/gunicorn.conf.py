@@ -13,3 +13,6 @@ threads = 4
 # or keep it with a CTXBENCH_PROBE_SECRET in the environment so only ctxbench can reach it.
 raw_env = ["CTXBENCH_PROBE=1"]
 accesslog = None
+# gunicorn 27 opens a control socket at ~/.gunicorn/gunicorn.ctl by default: a second copy of
+# this deployment (or any other gunicorn of this user) would take it over. Not needed here.
+control_socket_disable = True
