@@ -945,3 +945,39 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     assert alone.unchecked == (silent,) and alone.verdict[0].startswith("NONE")
     md = render_reports(run.replace(cells=(silent,)))["report.md"]
     assert f"0 of {first.requests:,} requests checked, no leak" in md, md
+
+
+def test_the_terminal_shows_where_a_zero_proves_little_as_the_report_does() -> None:
+    """The report's "What the runs exercised" warnings (a keepalive cell whose server closed
+    after nearly every response exercised what fresh does) were never on the terminal."""
+    import dataclasses
+
+    from harness.exercised import exercised
+    from harness.report import format_summary
+    from harness.report.summary import WEAK_ZEROS_HEAD, weak_zeros
+
+    units = [(1, 10, None), (1, 11, None), (2, 20, None), (2, 21, None)]
+    closed = exercised(units, answered=3000, rps=3000.0, sleep_ms=1.0, connections="keepalive",
+                       reconnects=2984)  # fmt: skip
+    kept = exercised(units, answered=3000, rps=3000.0, sleep_ms=1.0, connections="keepalive",
+                     reconnects=3)  # fmt: skip
+    entries = [make_entry("gunicorn-sync"), make_entry("gunicorn-gthread"),
+               make_entry("gunicorn-gevent", leaks=2)]  # fmt: skip
+    run = load_run(make_doc(entries))
+    weak, ok, leaked = run.cells
+    run = run.replace(cells=(dataclasses.replace(weak, exercised=closed),
+                             dataclasses.replace(ok, exercised=kept),
+                             dataclasses.replace(leaked, exercised=closed)))  # fmt: skip
+    [note] = closed.notes()
+    text = format_summary(run)
+    lines = text.splitlines()
+    # one line per note, only for the clean cell (the leaking one has said more), worded once
+    assert f"{WEAK_ZEROS_HEAD}:" in lines
+    assert [ln for ln in lines if note in ln] == [f"  gunicorn-sync keepalive: {note}."]
+    assert weak_zeros(run.cells) == [f"gunicorn-sync keepalive: {note}."]
+    md = render_reports(run)["report.md"]
+    assert f"gunicorn-sync keepalive: {note}." in md and md.count(note) == 1
+    # nothing exercised weakly: nothing said
+    quiet = run.replace(cells=(dataclasses.replace(run.cells[0], exercised=kept),
+                               *run.cells[1:]))  # fmt: skip
+    assert WEAK_ZEROS_HEAD not in format_summary(quiet)

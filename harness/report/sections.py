@@ -21,6 +21,7 @@ from harness.load.fairness import STARVED_ADVICE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
+    WEAK_ZEROS_HEAD,
     Namer,
     Summary,
     delayed_ack_cells,
@@ -31,6 +32,7 @@ from harness.report.summary import (
     recommendation,
     starved_cells,
     too_few_checked,
+    weak_zeros,
 )
 from harness.report.text import (
     app_name,
@@ -326,12 +328,7 @@ def exercised(ctx: Context) -> list[Node]:
         )
         for c, seen in pairs
     )
-    weak = tuple(
-        f"{named(c)} {c.connections}: {note}."
-        for c, seen in pairs
-        if c.clean
-        for note in seen.notes()
-    )
+    weak = tuple(weak_zeros([c for c, _ in pairs], named))
     headers = ("cell", "connections", "processes", "threads", "units", "in flight",
                "overlap", "unit reused")  # fmt: skip
     out: list[Node] = [
@@ -358,7 +355,7 @@ def exercised(ctx: Context) -> list[Node]:
             )
         )
     if weak:
-        head = Paragraph("A zero below proves little where the run did not exercise it:")
+        head = Paragraph(f"{WEAK_ZEROS_HEAD}:")
         out.append(Callout((head, Items(weak)), "warning"))
     return out
 

@@ -390,6 +390,22 @@ def delayed_ack_cells(cells: Sequence[Cell], name: Namer = label) -> str:
     )
 
 
+def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
+    """``gunicorn-sync keepalive: the server closed the connection after ...``, one per note of
+    :meth:`~harness.exercised.Exercised.notes`, for each clean cell: where its zero proves little.
+    A cell that leaked or failed has said more than the note would."""
+    return [
+        f"{name(c)} {c.connections}: {note}."
+        for c in cells
+        if c.clean and c.exercised is not None
+        for note in c.exercised.notes()
+    ]
+
+
+#: The line above :func:`weak_zeros`, on the terminal and in the report.
+WEAK_ZEROS_HEAD = "A zero below proves little where the run did not exercise it"
+
+
 def _what_ran(s: Summary) -> str:
     def some(noun: str, values: Sequence[str]) -> str:
         return f"{noun if len(values) == 1 else noun + 's'} {', '.join(values)}"
@@ -461,6 +477,8 @@ def format_summary(run: Run) -> str:
         out.append(f"^ starved users ({starved_cells(starved)}): {STARVED_ADVICE}")
     if acked := [c for c in run.cells if c.delayed_acks]:
         out.append(f"~ waited on delayed ACKs ({delayed_ack_cells(acked)}): {DELAYED_ACK_ADVICE}")
+    if weak := weak_zeros(run.cells):
+        out += ["", f"{WEAK_ZEROS_HEAD}:", *(f"  {line}" for line in weak)]
     failed = [c for c in run.cells if c.failed]
     if failed:
         out += ["", f"failed cells (the server died; {_after_a_death(failed)}):"]
