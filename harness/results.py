@@ -611,6 +611,10 @@ class ProcessTrend:
     threads_end: int
 
 
+#: The verdict of a soak that judged nothing (:func:`harness.soak.verdict.judge_soak`).
+SOAK_NOT_JUDGED = "no data"
+
+
 @dataclass(frozen=True)
 class Soak:
     """A soak: its settings, its time series, its verdict (see :mod:`harness.soak.verdict`)."""
@@ -647,6 +651,12 @@ class Soak:
     @property
     def passed(self) -> bool:
         return self.verdict == "ok"
+
+    @property
+    def judged(self) -> bool:
+        """False when the soak has no verdict (stopped inside its warm-up, or no server process
+        lived through the measured window): neither a pass nor a failure."""
+        return self.verdict != SOAK_NOT_JUDGED
 
 
 @dataclass(frozen=True)

@@ -573,6 +573,14 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
     assert render_reports(run) == files
     failing = chaos_run().replace(faults=(fault_cell(verdict="LEAK", leaks=1),))
     assert "Verdict: 1 failure" in render_reports(failing)["report.md"]
+    # A soak with no verdict (no process lived through its window) is no failure, nor a pass.
+    unjudged = dataclasses.replace(soak_record(), verdict="no data", reason="no process lived")
+    md = render_reports(chaos_run().replace(soaks=(unjudged,)))["report.md"]
+    assert "**Verdict: pass.** 2 fault cells ran (1 not applicable), " in md
+    assert "; 1 soak not judged (no data), every other verdict as it must be." in md
+    both = failing.replace(soaks=(unjudged, soak_record()))
+    md = render_reports(both)["report.md"]
+    assert "**Verdict: 1 failure.** " in md and "; 2 soaks, 1 not judged (no data)." in md
 
 
 def test_the_faults_section_names_each_cells_app_and_counts_in_words() -> None:
@@ -704,6 +712,9 @@ def test_an_interrupted_soak_keeps_what_it_sampled(
     md = render_reports(run)["report.md"]
     assert " s of steady load (stopped early: 600 s were asked for; 180 s warm-up" in md
     assert "no load sample after the warm-up" in md and "median 0 " not in md
+    # Neither a pass nor a failure: the headline said "Verdict: 1 failure" (the exit is 130).
+    assert "**Verdict: not judged.** 1 soak stopped early, not judged (no data)." in md, md
+    assert "failure" not in md and "Verdict: pass" not in md
 
 
 def test_a_process_born_after_the_warm_up_is_shown_not_judged() -> None:

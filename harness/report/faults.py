@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from harness.report.charts import Line, Point, line_chart
 from harness.report.text import code, fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
+from harness.results import SOAK_NOT_JUDGED
 
 if TYPE_CHECKING:
     from harness.report.sections import Context
@@ -26,7 +27,11 @@ ERROR_COLUMNS = ("reset", "refused", "timeout", "5xx")
 
 def run_verdict(run: Run) -> list[Node]:
     """The verdict box of a ``ctxbench chaos`` or ``ctxbench soak`` run (no isolation matrix)."""
-    failed = [c for c in run.faults if not c.passed] + [s for s in run.soaks if not s.passed]
+    # A soak that judged nothing (stopped early, or no process lived through its window) is
+    # neither a pass nor a failure; its exit status is the command's business, not the report's.
+    unjudged = [s for s in run.soaks if not s.judged]
+    failed: list[FaultCell | Soak] = [c for c in run.faults if not c.passed]
+    failed += [s for s in run.soaks if s.judged and not s.passed]
     parts = []
     if run.faults:
         applicable = [c for c in run.faults if c.verdict != "n/a"]
@@ -35,12 +40,24 @@ def run_verdict(run: Run) -> list[Node]:
             f" ({len(run.faults) - len(applicable)} not applicable),"
             f" {sum(c.requests for c in run.faults):,} requests accounted for"
         )
-    parts += [plural(len(run.soaks), "soak")] if run.soaks else []
+    if run.soaks:
+        soaks = plural(len(run.soaks), "soak")
+        why = "stopped early, not judged" if run.status != "complete" else "not judged"
+        if unjudged:  # "1 soak stopped early, not judged (no data)"; "2 soaks, 1 not judged ..."
+            some = f", {len(unjudged)}" * (len(unjudged) < len(run.soaks))
+            soaks += f"{some} {why} ({SOAK_NOT_JUDGED})"
+        parts.append(soaks)
     if failed:
         text = f"**Verdict: {plural(len(failed), 'failure')}.** " + "; ".join(parts) + "."
+        style = "verdict leak"
+    elif unjudged and len(unjudged) == len(run.soaks) and not run.faults:
+        text = "**Verdict: not judged.** " + "; ".join(parts) + "."
+        style = "warning"
     else:
-        text = "**Verdict: pass.** " + "; ".join(parts) + ", every verdict as it must be."
-    out: list[Node] = [Callout((Paragraph(text),), "verdict leak" if failed else "verdict ok")]
+        every = "every other verdict" if unjudged else "every verdict"
+        text = f"**Verdict: pass.** {'; '.join(parts)}, {every} as it must be."
+        style = "verdict ok"
+    out: list[Node] = [Callout((Paragraph(text),), style)]
     if run.status != "complete":
         text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}."
         out.append(Callout((Paragraph(text),), "warning"))

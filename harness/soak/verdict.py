@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from harness.results import LoadSample, ProcessSample, ProcessTrend, median
+from harness.results import SOAK_NOT_JUDGED, LoadSample, ProcessSample, ProcessTrend, median
 
 __all__ = ["RSS_GROWTH_LIMIT", "ProcessTrend", "judge_soak", "trends"]
 
@@ -75,7 +75,7 @@ def judge_soak(
     errors = sum(s.errors for s in load)
     judged = [p for p in process_trends if p.whole_window]
     if not judged:
-        return "no data", "no server process was sampled through the whole measured window"
+        return SOAK_NOT_JUDGED, "no server process was sampled through the whole measured window"
     if leaks:
         return "LEAK", f"{leaks:,} leaking observations during the soak"
     grown = [p for p in judged if p.rss_growth > limit]
