@@ -551,7 +551,7 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
         _check_folder("--run-dir", run_dir)
-        with cleaned_up_on_failure(run_dir), _kept_on_interrupt(run_dir):
+        with cleaned_up_on_failure(run_dir), _said_what_is_kept(run_dir):
             yield run_dir, run_dir.resolve().name
         return
     out = Path(args.out or "results")
@@ -559,38 +559,47 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
     with (
         results.new_run_dir(out, prefix) as run_dir,
         cleaned_up_on_failure(run_dir),
-        _kept_on_interrupt(run_dir),
+        _said_what_is_kept(run_dir),
     ):
         yield run_dir, run_dir.name
 
 
 @contextlib.contextmanager
-def _kept_on_interrupt(run_dir: Path) -> Iterator[None]:
-    """On Ctrl-C (or SIGTERM, SIGHUP), say where the cells finished before it were kept and how
-    to see them: the run wrote them to results.json, marked interrupted, but no report."""
-    from harness import results
-
+def _said_what_is_kept(run_dir: Path) -> Iterator[None]:
+    """On Ctrl-C (or SIGTERM, SIGHUP), or an error that stops a run after it measured something
+    (a server that fails to start in a later cell), say where that was kept and how to see it:
+    the run wrote it to results.json, marked interrupted or failed, but no report."""
     try:
         yield
     except KeyboardInterrupt:
-        try:
-            run = results.load(run_dir)
-        except ResultsError:  # nothing written (no cell finished): nothing to say
-            run = None
-        if run is not None and run.status == "interrupted":
-            # A soak has no cells: what it sampled until the interrupt is kept.
-            kept, verb, whose = (
-                ("what the soak sampled", "is", "its")
-                if run.soaks
-                else ("the cells finished", "are", "their")
-            )
-            print(
-                f"ctxbench: {kept} before the interrupt {verb} kept in"
-                f" {run_dir / results.RESULTS_FILE} (marked interrupted);"
-                f" ctxbench report {shlex.quote(str(run_dir))} writes {whose} report",
-                file=sys.stderr,
-            )
+        if kept := _kept(run_dir, "interrupted", "the interrupt"):
+            print(f"ctxbench: {kept}", file=sys.stderr)
         raise
+    except CtxbenchError as e:  # its one line says what stopped the run, then what it kept
+        if kept := _kept(run_dir, "failed", "the error"):
+            e.message += f"; {kept}"
+        raise
+
+
+def _kept(run_dir: Path, status: str, stopped_by: str) -> str | None:
+    from harness import results
+
+    try:
+        run = results.load(run_dir)
+    except ResultsError:  # nothing written (nothing measured): nothing to say
+        return None
+    if run.status != status:
+        return None
+    # A soak has no cells: what it sampled until it stopped is kept.
+    kept, verb, whose = (
+        ("what the soak sampled", "is", "its")
+        if run.soaks
+        else ("the cells finished", "are", "their")
+    )
+    return (
+        f"{kept} before {stopped_by} {verb} kept in {run_dir / results.RESULTS_FILE} (marked"
+        f" {status}); ctxbench report {shlex.quote(str(run_dir))} writes {whose} report"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

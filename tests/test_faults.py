@@ -863,3 +863,47 @@ def test_soak_error_kinds_split_the_statuses() -> None:
     soak = dataclasses.replace(soak_record(), errors=7, error_kinds={"other-status": 7})
     doc = results.Run.start("x", ["ctxbench"], RunSettings()).replace(soaks=(soak,)).to_json()
     assert results.Run.from_json(doc).soaks[0].error_kinds == {"other-status": 7}
+
+
+@pytest.mark.parametrize("command", ["chaos", "run"])
+def test_a_run_stopped_by_an_error_says_the_results_it_kept(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `--app <a Flask app> --backend contextvar,no-reset`: the no-reset server fails to start
+    # after the contextvar cells ran; exit 2 with one line, and the run folder kept (marked
+    # failed) without a word of it. The line now says where, as a Ctrl-C's does.
+    from harness import runner as run_runner
+    from harness.errors import ServerStartError
+    from harness.faults import runner as chaos_runner
+
+    said = "gunicorn-sync: backend 'no-reset' swaps the storage of ctxbench's core framework"
+    stop = ServerStartError(said)
+
+    def stopped(settings: RunSettings, run_dir: Path, **kw: t.Any) -> Run:
+        run = results.Run.start("x", ["ctxbench"], settings)
+        results.write_ended(run_dir, run.replace(faults=(fault_cell(),)), 1.0, stop)
+        raise stop
+
+    monkeypatch.setattr(chaos_runner, "run_chaos", lambda f, s, c, d, **kw: stopped(s, d))
+    monkeypatch.setattr(run_runner, "run_matrix", stopped)
+    run_dir = tmp_path / "run"
+    argv = [command, "--modes", "werkzeug-threaded", "--run-dir", str(run_dir)]
+    assert main(argv) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"ctxbench: error: {said}; the cells finished before the"
+                           f" error are kept in {run_dir / 'results.json'} (marked failed);"
+                           f" ctxbench report {run_dir} writes their report"), line  # fmt: skip
+    assert results.load(run_dir).status == "failed"
+
+    # An error before anything was measured keeps nothing, and says nothing of it.
+    def fails(*args: t.Any, **kw: t.Any) -> Run:
+        raise ServerStartError(said)
+
+    monkeypatch.setattr(run_runner, "run_matrix", fails)
+    monkeypatch.setattr(chaos_runner, "run_chaos", fails)
+    assert main([command, "--modes", "werkzeug-threaded", "--run-dir", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == f"ctxbench: error: {said}\n"
+    assert not (tmp_path / "b").exists()
