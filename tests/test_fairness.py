@@ -157,3 +157,17 @@ def test_the_timeline_thins_out_and_stays_a_lower_bound() -> None:
     # exactly tick - 4 requests started after tick 4 and finished by the end; the bound is below
     bound = overtaken([waits], 4 * 20 * MS, 10 * MAX_SAMPLES * 20 * MS)
     assert 10 * MAX_SAMPLES - 200 < bound <= 10 * MAX_SAMPLES - 4
+
+
+def test_the_advice_has_a_step_for_a_server_ctxbench_did_not_start() -> None:
+    # It offered only `--proxy nginx`, which `run --target` refuses.
+    from harness.errors import UsageError
+    from harness.load.fairness import STARVED_ADVICE
+    from harness.settings import RunSettings
+
+    assert (
+        "--proxy nginx" in STARVED_ADVICE
+        and "for a --target, a proxy of your own" in STARVED_ADVICE
+    )
+    with pytest.raises(UsageError, match="drop --modes \\(and --proxy\\)"):
+        RunSettings(targets=("http://127.0.0.1:8080",), modes=("nginx+gunicorn-gevent",)).checked()
