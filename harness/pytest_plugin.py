@@ -450,8 +450,7 @@ class Ctxbench:
         ``requests`` requests from ``concurrency`` virtual users; every response is checked.
         A mode that cannot run here fails the test with the install step, like ``ctxbench run``.
         """
-        from harness.errors import CtxbenchError
-        from harness.errors import UsageError as _UsageError
+        from harness.errors import CtxbenchError, UsageError
         from harness.load.spec import connection_patterns
         from harness.runner import run_matrix
         from harness.servers import MODES
@@ -481,7 +480,7 @@ class Ctxbench:
             _check_server_args(server_args)
             if server_args and not named:
                 kinds = ", ".join(DEFAULT_MODES)
-                raise _UsageError(
+                raise UsageError(
                     f"server_args={list(server_args)!r} go to every mode's server command line,"
                     f" and the default modes are servers of several kinds ({kinds}): name the"
                     " modes they are for (modes=['gunicorn-gevent'] with server_args=['--preload'])"

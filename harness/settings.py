@@ -38,6 +38,7 @@ __all__ = [
     "RunSettings",
     "check_backend",
     "check_count",
+    "check_unique",
 ]
 
 #: Measurements per cell; more than this is a typo, not a benchmark.
@@ -114,10 +115,10 @@ class RunSettings:
         load driver and the servers enforce. The modes are the ones asked for (each must be
         known and able to run here) or every mode that can run here.
         """
-        _unique("--app", self.apps, allow_empty=False)
-        _unique("--backend", self.backends, allow_empty=False)
-        _unique("--modes", self.modes, allow_empty=True)
-        _unique("--connections", self.connections, allow_empty=False)
+        check_unique("--app", self.apps, allow_empty=False)
+        check_unique("--backend", self.backends, allow_empty=False)
+        check_unique("--modes", self.modes, allow_empty=True)
+        check_unique("--connections", self.connections, allow_empty=False)
         for pattern in self.connections:
             if pattern not in CONNECTION_PATTERNS:
                 raise UsageError(
@@ -154,7 +155,8 @@ class RunSettings:
             raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
         if self.targets:
             # As normalised: localhost:8080/api/ and 127.0.0.1:8080/api are one target.
-            _unique("--target", tuple(parse_target(u).url for u in self.targets), allow_empty=False)
+            urls = tuple(parse_target(u).url for u in self.targets)
+            check_unique("--target", urls, allow_empty=False)
             if self.modes:
                 raise UsageError(
                     "--target checks servers ctxbench did not start: drop --modes (and --proxy)"
@@ -306,7 +308,9 @@ def _option(field_name: str) -> str:
     return "--" + field_name.removesuffix("_s").replace("_", "-")
 
 
-def _unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> None:
+def check_unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> None:
+    """Check that ``option`` lists each of its ``values`` once, none empty (and at least one
+    unless ``allow_empty``); raise :class:`UsageError` naming the option if not."""
     if not values and not allow_empty:
         raise UsageError(f"{option} needs at least one value")
     seen: set[str] = set()

@@ -15,8 +15,7 @@ from pathlib import Path
 from harness.cli import _add_mount_option, _csv, _folder, _run_folder, _server_args
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
-from harness.settings import _unique as check_unique
-from harness.settings import check_backend
+from harness.settings import check_backend, check_unique
 
 if t.TYPE_CHECKING:
     from harness.report.tree import Table
