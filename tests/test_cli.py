@@ -76,6 +76,9 @@ def test_default_run_adds_nginx_in_front_of_the_representative_modes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     available = [name for name, mode in MODES.items() if mode.available().ok]
+    # Whether this machine has nginx is not what this test checks (a missing one is the second
+    # half): the settings see one wherever it runs.
+    monkeypatch.setattr(nginx, "find_nginx", lambda: "/usr/sbin/nginx")
     settings = _settings_from_args(build_parser().parse_args(["run"]))
     assert settings.modes == (
         *available, "nginx+gunicorn-gevent", "nginx-keepalive+gunicorn-gevent"
@@ -202,7 +205,8 @@ def test_the_install_step_runs_this_interpreters_pip(
     assert where.resolve().is_relative_to(Path(sys.prefix).resolve()), out.stdout
 
 
-def test_proxy_option_puts_each_mode_behind_each_proxy() -> None:
+def test_proxy_option_puts_each_mode_behind_each_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nginx, "find_nginx", lambda: "/usr/sbin/nginx")  # installed or not
     settings = _settings_from_args(
         build_parser().parse_args(
             ["run", "--modes", "gunicorn-sync,gunicorn-gevent", "--proxy", "none,nginx-keepalive"]
