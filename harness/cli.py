@@ -107,7 +107,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         " never-release; or a negative control of harness.controls (shared-app-slot,"
         " teardown-skips-pop, ...); anything but contextvar needs a core app",
     )
-    from harness.servers._gunicorn import DEFAULT_WORKER_CONNECTIONS, DEFAULT_WORKERS
+    from harness.servers._gunicorn import DEFAULT_WORKER_CONNECTIONS
+    from harness.servers._supervised import DEFAULT_WORKERS
 
     parser.add_argument(
         "--workers", type=int, help=f"server processes (gunicorn -w; default {DEFAULT_WORKERS})"

@@ -224,6 +224,25 @@ def test_commands_are_explicit() -> None:
     assert not any("access" in arg for arg in argv)
 
 
+def test_supervised_modes_share_one_default_worker_count() -> None:
+    from harness.servers._supervised import DEFAULT_WORKERS, SupervisedMode
+
+    supervised = [mode for mode in MODES.values() if isinstance(mode, SupervisedMode)]
+    assert {m.name.split("-")[0] for m in supervised} == {
+        "gunicorn", "uwsgi", "granian", "uvicorn", "hypercorn"
+    }  # fmt: skip
+    cfg = ServerConfig(app=APP, port=1234)
+    for mode in supervised:
+        family = mode.name.split("-")[0]
+        flag = {"gunicorn": "-w", "uwsgi": "--processes"}.get(family, "--workers")
+        for workers, expected in ((None, DEFAULT_WORKERS), (3, 3)):
+            argv = mode.command(cfg.replace(workers=workers))
+            assert argv[argv.index(flag) + 1] == str(expected), (mode.name, workers)
+            assert mode.serving_processes(cfg.replace(workers=workers)) == expected
+    for name in ("werkzeug-threaded", "waitress", "eventlet"):
+        assert MODES[name].serving_processes(cfg.replace(workers=3)) == 1, name
+
+
 def test_unavailable_mode_is_a_usage_error() -> None:
     class Missing(ServerMode):
         name = "missing"

@@ -18,20 +18,17 @@ from __future__ import annotations
 import sys
 import typing as t
 
+from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     Availability,
     Reported,
     ServerConfig,
-    ServerMode,
     ignored_options,
     require_modules,
 )
 
-#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
-DEFAULT_WORKERS = 2
 
-
-class AsgirefMode(ServerMode):
+class AsgirefMode(SupervisedMode):
     """Base for the ASGI servers that serve the app through asgiref's ``WsgiToAsgi``."""
 
     requires = ("asgiref", "h11")
@@ -41,21 +38,18 @@ class AsgirefMode(ServerMode):
     def available(self) -> Availability:
         return require_modules(self.package, "asgiref", extra="asgi")
 
-    def serving_processes(self, cfg: ServerConfig) -> int:
-        return cfg.workers or DEFAULT_WORKERS
-
     def command(self, cfg: ServerConfig) -> list[str]:
         return [
             sys.executable, "-m", self.runner,
             "--host", cfg.host, "--port", str(cfg.port),
-            "--workers", str(cfg.workers or DEFAULT_WORKERS),
+            "--workers", str(self.workers(cfg)),
             *cfg.extra_args,
         ]  # fmt: skip
 
     def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
         return {
             "worker_class": reported.first.get("worker_class"),
-            "requested_workers": cfg.workers or DEFAULT_WORKERS,
+            "requested_workers": self.workers(cfg),
             # asgiref's single-thread executor: the threads that run WSGI calls per process.
             "threads": reported.first.get("wsgi_threads"),
             "worker_connections": None,

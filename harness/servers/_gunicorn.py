@@ -16,18 +16,16 @@ import sys
 import typing as t
 from dataclasses import replace
 
+from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     Availability,
     Lifecycle,
     ModeTraits,
     Reported,
     ServerConfig,
-    ServerMode,
     require_modules,
 )
 
-#: Workers per server unless told otherwise: one per core on the 2-core machines we run on.
-DEFAULT_WORKERS = 2
 DEFAULT_WORKER_CONNECTIONS = 1000
 #: Bounded so that a stop never waits gunicorn's default 30 s for idle keep-alive connections.
 GRACEFUL_TIMEOUT = 3
@@ -46,7 +44,7 @@ LIFECYCLE = Lifecycle(
 )
 
 
-class GunicornMode(ServerMode):
+class GunicornMode(SupervisedMode):
     """Base for the gunicorn modes: a worker class (``-k``) and its default threads."""
 
     worker_class: t.ClassVar[str]
@@ -66,16 +64,13 @@ class GunicornMode(ServerMode):
             return replace(self.traits, monkey_patch="after-app")
         return self.traits
 
-    def serving_processes(self, cfg: ServerConfig) -> int:
-        return cfg.workers or DEFAULT_WORKERS
-
     def command(self, cfg: ServerConfig) -> list[str]:
         return [
             sys.executable, "-m", "gunicorn",
             "-c", "python:harness.servers._gunicorn_conf",
             "-b", f"{cfg.host}:{cfg.port}",
             "-k", self.worker_class,
-            "-w", str(cfg.workers or DEFAULT_WORKERS),
+            "-w", str(self.workers(cfg)),
             "--threads", str(cfg.threads or self.default_threads),
             "--worker-connections", str(cfg.worker_connections or DEFAULT_WORKER_CONNECTIONS),
             "--graceful-timeout", str(GRACEFUL_TIMEOUT),
@@ -92,7 +87,7 @@ class GunicornMode(ServerMode):
         return {
             "worker_class": worker_class,
             "requested_worker_class": self.worker_class,
-            "requested_workers": master.get("workers", cfg.workers or DEFAULT_WORKERS),
+            "requested_workers": master.get("workers", self.workers(cfg)),
             # Only gthread runs a thread pool; sync and gevent serve on one OS thread.
             "threads": threads if worker_class == "gthread" else 1,
             "worker_connections": master.get("worker_connections"),

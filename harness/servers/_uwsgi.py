@@ -35,20 +35,18 @@ import typing as t
 from pathlib import Path
 
 from harness.servers._process import poll_until, wait_states
+from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     Availability,
     Lifecycle,
     LiveServer,
     Reported,
     ServerConfig,
-    ServerMode,
     require_command,
     require_modules,
     venv_script,
 )
 
-#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
-DEFAULT_WORKERS = 2
 #: The stats socket, in the server's state directory (uWSGI expands ``$(VAR)`` itself).
 STATS_SOCKET = "stats.sock"
 #: Seconds a stopping uWSGI waits for its workers before it kills them.
@@ -93,7 +91,7 @@ LIFECYCLE = Lifecycle(
 SIDE_BY_SIDE_LIFECYCLE = dataclasses.replace(LIFECYCLE, timeout_needs_idle_worker=True)
 
 
-class UwsgiMode(ServerMode):
+class UwsgiMode(SupervisedMode):
     """Base for the uWSGI modes: the socket option and what runs in each worker."""
 
     stop_signal = signal.SIGINT
@@ -109,9 +107,6 @@ class UwsgiMode(ServerMode):
         found = require_command(self.package, "uwsgi", extra="uwsgi")
         return require_modules(*self.requires, extra="uwsgi") if found.ok else found
 
-    def serving_processes(self, cfg: ServerConfig) -> int:
-        return cfg.workers or DEFAULT_WORKERS
-
     def worker_args(self, cfg: ServerConfig) -> list[str]:
         """What runs inside each worker process (threads, gevent); nothing by default."""
         return []
@@ -124,7 +119,7 @@ class UwsgiMode(ServerMode):
             # resolved interpreter, outside the venv, which cannot import pyuwsgi (measured).
             "--binary-path", sys.executable,
             self.socket_option, f"{cfg.host}:{cfg.port}",
-            "--processes", str(cfg.workers or DEFAULT_WORKERS),
+            "--processes", str(self.workers(cfg)),
             *self.worker_args(cfg),
             "--module", "harness.servers._uwsgi_app:application",
             "--stats", f"$(CTXBENCH_STATE_DIR)/{STATS_SOCKET}",

@@ -20,26 +20,24 @@ from __future__ import annotations
 import signal
 import typing as t
 
+from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     Availability,
     Lifecycle,
     ModeTraits,
     Reported,
     ServerConfig,
-    ServerMode,
     register,
     require_command,
     venv_script,
 )
 
-#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
-DEFAULT_WORKERS = 2
 #: Python threads per worker for WSGI calls unless told otherwise.
 DEFAULT_THREADS = 4
 
 
 @register
-class Granian(ServerMode):
+class Granian(SupervisedMode):
     name = "granian"
     summary = "granian WSGI: Rust I/O, a pool of Python threads per worker, keep-alive"
     order = 90
@@ -76,15 +74,12 @@ class Granian(ServerMode):
     def available(self) -> Availability:
         return require_command("granian", "granian", extra="granian")
 
-    def serving_processes(self, cfg: ServerConfig) -> int:
-        return cfg.workers or DEFAULT_WORKERS
-
     def command(self, cfg: ServerConfig) -> list[str]:
         return [
             str(venv_script("granian") or "granian"),
             "--interface", "wsgi",
             "--host", cfg.host, "--port", str(cfg.port),
-            "--workers", str(cfg.workers or DEFAULT_WORKERS),
+            "--workers", str(self.workers(cfg)),
             "--blocking-threads", str(cfg.threads or DEFAULT_THREADS),
             "--http", "1", "--no-ws", "--no-access-log",
             "--backlog", "1024",
@@ -95,7 +90,7 @@ class Granian(ServerMode):
     def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
         return {
             "worker_class": "wsgi-blocking-threads",
-            "requested_workers": cfg.workers or DEFAULT_WORKERS,
+            "requested_workers": self.workers(cfg),
             # The pool's bound; granian starts its threads lazily.
             "threads": cfg.threads or DEFAULT_THREADS,
             "worker_connections": None,

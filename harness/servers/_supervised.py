@@ -1,0 +1,29 @@
+"""What the supervised modes share: a master process and ``--workers`` worker processes.
+
+Design note: gunicorn, uWSGI, granian, uvicorn and hypercorn each run a supervising process (the
+master) that serves nothing, and ``--workers`` worker processes that each import the app and
+serve requests; requests in different workers never share memory, so any cross-talk happens
+between requests of one worker (what runs inside a worker is each mode's own, see its module).
+This module owns how many workers a run gets when it does not say: the same for every such
+server, so that a matrix compares the servers, not their defaults.
+"""
+
+from __future__ import annotations
+
+from harness.servers.base import ServerConfig, ServerMode
+
+__all__ = ["DEFAULT_WORKERS", "SupervisedMode"]
+
+#: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
+DEFAULT_WORKERS = 2
+
+
+class SupervisedMode(ServerMode):
+    """Base for a mode whose master supervises ``--workers`` serving processes."""
+
+    def workers(self, cfg: ServerConfig) -> int:
+        """The worker processes ``cfg`` asks for: ``--workers``, else :data:`DEFAULT_WORKERS`."""
+        return cfg.workers or DEFAULT_WORKERS
+
+    def serving_processes(self, cfg: ServerConfig) -> int:
+        return self.workers(cfg)
