@@ -243,6 +243,26 @@ def test_supervised_modes_share_one_default_worker_count() -> None:
         assert MODES[name].serving_processes(cfg.replace(workers=3)) == 1, name
 
 
+def test_runners_read_the_options_their_modes_write(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.servers._runner import runner_parser
+
+    for name in ("werkzeug-threaded", "waitress", "uvicorn-asgiref"):
+        mode = MODES[name]
+        argv = mode.command(ServerConfig(app=APP, host="127.0.0.2", port=1234))
+        supervised = name == "uvicorn-asgiref"
+        args, rest = runner_parser("runner", workers=supervised).parse_known_args(argv[3:])
+        assert (args.host, args.port) == ("127.0.0.2", 1234), name
+        workers = mode.serving_processes(ServerConfig()) if supervised else None
+        assert getattr(args, "workers", None) == workers, name
+        assert not any(arg in ("--host", "--port", "--workers") for arg in rest), name
+    assert runner_parser("runner").parse_args(["--port", "1"]).host == "127.0.0.1"
+    for argv, needs in ((["--workers", "1"], "--port"), (["--port", "1"], "--workers")):
+        with pytest.raises(SystemExit) as info:
+            runner_parser("runner", workers=True).parse_args(argv)
+        assert info.value.code == 2
+        assert needs in capsys.readouterr().err
+
+
 def test_unavailable_mode_is_a_usage_error() -> None:
     class Missing(ServerMode):
         name = "missing"

@@ -11,11 +11,11 @@ keep-alive response would wait for the client's delayed ACK.
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import typing as t
 
+from harness.servers._runner import runner_parser
 from harness.servers._state import loaded_app_info, write_state
 
 #: What ``python -c`` runs: patch the world, then serve.
@@ -26,9 +26,7 @@ BOOTSTRAP = (
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="ctxbench eventlet runner")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = runner_parser("ctxbench eventlet runner")
     parser.add_argument("--max-size", type=int, required=True)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 

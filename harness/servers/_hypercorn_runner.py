@@ -13,10 +13,10 @@ logs none unless asked).
 
 from __future__ import annotations
 
-import argparse
 import os
 import typing as t
 
+from harness.servers._runner import runner_parser
 from harness.servers._state import write_state
 
 #: The app hypercorn loads in every worker process.
@@ -24,10 +24,7 @@ APP = "harness.servers._asgiref_app:app"
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.servers._hypercorn_runner")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, required=True)
+    parser = runner_parser("python -m harness.servers._hypercorn_runner", workers=True)
     parser.add_argument("--keep-alive", type=float, default=5.0)
     # hypercorn's own recycling: a worker exits after that many requests (plus up to the
     # jitter), and the master starts another (the recycle fault).

@@ -23,12 +23,12 @@ got 338 requests/s from two workers (wrk), the ACK timer's rate, not the server'
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import socket
 import typing as t
 
+from harness.servers._runner import runner_parser
 from harness.servers._state import write_state
 
 #: The app uvicorn loads in every serving process.
@@ -42,10 +42,7 @@ def tcp_listener(sock: socket.socket) -> socket.socket:
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.servers._uvicorn_runner")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, required=True)
+    parser = runner_parser("python -m harness.servers._uvicorn_runner", workers=True)
     parser.add_argument("--timeout-keep-alive", type=int, default=5)
     # uvicorn's own recycling: a worker exits after that many requests (plus up to the jitter),
     # and the supervisor starts another (the recycle fault).

@@ -8,17 +8,15 @@ the process before it ever listens. No access log (waitress has none).
 
 from __future__ import annotations
 
-import argparse
 import socket
 import typing as t
 
+from harness.servers._runner import runner_parser
 from harness.servers._state import loaded_app_info, write_state
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.servers._waitress_runner")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = runner_parser("python -m harness.servers._waitress_runner")
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--connection-limit", type=int, required=True)
     args = parser.parse_args(argv)

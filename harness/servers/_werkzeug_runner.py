@@ -8,16 +8,14 @@ before the socket is bound, so an import failure ends the process before it ever
 
 from __future__ import annotations
 
-import argparse
 import typing as t
 
+from harness.servers._runner import runner_parser
 from harness.servers._state import loaded_app_info, write_state
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.servers._werkzeug_runner")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = runner_parser("python -m harness.servers._werkzeug_runner")
     args = parser.parse_args(argv)
 
     import werkzeug
