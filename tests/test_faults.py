@@ -443,6 +443,24 @@ def test_a_worker_that_counts_connections_recycles_after_as_many_as_carry_the_re
     assert recycle.server_args(tornado, settings, requests_per_connection=1000)[1] == "1"
 
 
+def test_the_fault_load_is_the_run_settings_load() -> None:
+    from harness.faults.runner import LOAD_TIMEOUT_S, LoadSettings
+
+    settings = RunSettings(
+        concurrency=3, sleep_ms=2.5, timeout=7.0, workers=2, threads=4, mount="/api", repeats=1
+    )
+    assert LoadSettings.of(settings) == LoadSettings(
+        concurrency=3, sleep_ms=2.5, timeout=7.0, workers=2, threads=4, mount="/api"
+    )
+    # Run's defaults but for the timeout, which ctxbench chaos passes on (a dying worker's
+    # request is an answer or a reset, not a timeout).
+    default = RunSettings()
+    assert (LoadSettings().concurrency, LoadSettings().sleep_ms) == (
+        default.concurrency, default.sleep_ms
+    )  # fmt: skip
+    assert LoadSettings().timeout == LOAD_TIMEOUT_S > default.timeout
+
+
 def test_requests_per_connection_follow_the_connections_the_server_sees() -> None:
     from harness.faults.runner import LoadSettings, _requests_per_connection
     from harness.servers import get_mode

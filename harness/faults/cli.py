@@ -131,7 +131,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.app_string import parse_import_string
     from harness.apps import CORE_APP, FLASK_APP
     from harness.faults import FAULTS, get_fault
-    from harness.faults.runner import run_chaos
+    from harness.faults.runner import LOAD_TIMEOUT_S, run_chaos
     from harness.load.spec import connection_patterns
     from harness.report.faults import faults_table
     from harness.report.text import mounted, plural
@@ -167,7 +167,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         requests=chaos.round_requests,
         concurrency=args.concurrency,
         sleep_ms=args.sleep_ms,
-        timeout=15.0,
+        timeout=LOAD_TIMEOUT_S,
         workers=args.workers,
         threads=args.threads,
         mount=args.mount,

@@ -12,6 +12,7 @@ apply to a mode starts nothing and is recorded as ``n/a`` with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import typing as t
 from collections import Counter
@@ -32,24 +33,33 @@ from harness.settings import ChaosSettings, RunSettings
 from .base import Fault, worker_pids
 from .verdict import Tally, judge, split_statuses
 
-__all__ = ["LoadSettings", "run_chaos", "run_fault_cell"]
+__all__ = ["LOAD_TIMEOUT_S", "LoadSettings", "run_chaos", "run_fault_cell"]
 
 #: How long the server may take to have its workers back after the fault.
 RECOVERY_S = 20.0
+#: The load's request timeout beside a fault: longer than ``ctxbench run``'s, so that a request
+#: stuck behind a dying worker is an answer or a reset, not a timeout.
+LOAD_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
 class LoadSettings:
-    """The ordinary load a fault runs beside (the ``ctxbench run`` defaults, a longer timeout,
-    so that a request stuck behind a dying worker is an answer or a reset, not a timeout)."""
+    """The ordinary load a fault runs beside: the :class:`~harness.settings.RunSettings` fields
+    of the same names (:meth:`of`). The defaults are ``ctxbench run``'s but for the timeout,
+    :data:`LOAD_TIMEOUT_S`."""
 
-    concurrency: int = 16
-    sleep_ms: float = 1.0
-    timeout: float = 15.0
+    concurrency: int = RunSettings.concurrency
+    sleep_ms: float = RunSettings.sleep_ms
+    timeout: float = LOAD_TIMEOUT_S
     workers: int | None = None
     threads: int | None = None
     #: The path prefix the app is served under (``--mount``; see ``ServerConfig.mount``).
     mount: str | None = None
+
+    @classmethod
+    def of(cls, settings: RunSettings) -> LoadSettings:
+        """The load of ``settings``: its fields of the names above."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
 
 
 def _spec(server: LiveServer, connections: str, load: LoadSettings, requests: int,
@@ -343,14 +353,7 @@ def run_chaos(
     modes = settings.modes
     run = Run.start(run_id or run_dir.name, command, settings)
     run = run.replace(chaos=chaos)
-    load = LoadSettings(
-        concurrency=settings.concurrency,
-        sleep_ms=settings.sleep_ms,
-        timeout=settings.timeout,
-        workers=settings.workers,
-        threads=settings.threads,
-        mount=settings.mount,
-    )
+    load = LoadSettings.of(settings)
     started = time.monotonic()
     try:
         for fault in faults:
