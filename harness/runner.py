@@ -34,13 +34,20 @@ from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load.acks import AckCounts
 from harness.load.cpu import ThreadCpu, group_cpu
-from harness.load.spec import ConnectionPattern, LoadResult
+from harness.load.spec import ConnectionPattern, LoadResult, LoadSpec
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
 from harness.settings import RunSettings
 
-__all__ = ["StatusLine", "aggregate", "cleaned_up_on_failure", "load_spec", "run_matrix"]
+__all__ = [
+    "StatusLine",
+    "aggregate",
+    "aimed_at",
+    "cleaned_up_on_failure",
+    "load_spec",
+    "run_matrix",
+]
 
 
 class LoadResultLike(t.Protocol):
@@ -251,16 +258,28 @@ def _default_load() -> LoadFn:
     return t.cast(LoadFn, run_load)
 
 
-def load_spec(
-    settings: RunSettings, server: LiveServer, connections: str, *, warmup: bool
-) -> t.Any:
-    """The :class:`~harness.load.LoadSpec` of one measurement (or the warm-up) of a cell run
-    with ``settings`` against ``server``."""
-    from harness.load import LoadSpec
-
+def aimed_at(server: LiveServer | TargetServer, **load: t.Any) -> LoadSpec:
+    """A :class:`~harness.load.LoadSpec` of ``load`` (its other fields) sent to ``server``: its
+    address, mode, mount and headers (a target's probe secret), keeping as much evidence as a
+    results document does. The matrix, the fault cells and the soak all load a server this way."""
     return LoadSpec(
         host=server.host,
         port=server.port,
+        mode=server.mode,
+        mount=(server.mount or "").rstrip("/"),
+        headers=getattr(server, "headers", ()),
+        max_evidence=results.EVIDENCE_CAP,
+        **load,
+    )
+
+
+def load_spec(
+    settings: RunSettings, server: LiveServer | TargetServer, connections: str, *, warmup: bool
+) -> LoadSpec:
+    """The :class:`~harness.load.LoadSpec` of one measurement (or the warm-up) of a cell run
+    with ``settings`` against ``server``."""
+    return aimed_at(
+        server,
         concurrency=settings.concurrency,
         processes=settings.processes_at(settings.concurrency),
         duration=settings.warmup if warmup else settings.duration,
@@ -268,12 +287,8 @@ def load_spec(
         connections=connections,
         sleep_ms=settings.sleep_ms,
         timeout=settings.timeout,
-        mode=server.mode,
-        max_evidence=results.EVIDENCE_CAP,
         fail_phase=settings.fail_phase,
         fail_fraction=settings.fail_fraction,
-        headers=getattr(server, "headers", ()),
-        mount=(getattr(server, "mount", None) or "").rstrip("/"),
     )
 
 

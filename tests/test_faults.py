@@ -701,8 +701,8 @@ def test_an_interrupted_soak_keeps_what_it_sampled(
         log = Path(t.cast(str, kw["log_dir"])) / "server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("served\n")
-        yield SimpleNamespace(pid=os.getpid(), host="127.0.0.1", port=9, effective={},
-                              log_path=log, mount=None)  # fmt: skip
+        yield SimpleNamespace(pid=os.getpid(), host="127.0.0.1", port=9, mode=mode,
+                              effective={}, log_path=log, mount=None)  # fmt: skip
 
     def interrupted_load(spec: object, progress: t.Callable[[int, int, int], None]) -> None:
         progress(1200, 0, 0)

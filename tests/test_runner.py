@@ -115,6 +115,26 @@ def test_aggregate_needs_a_run() -> None:
         aggregate(mode="m", app="a:b", backend="x", connections="fresh", runs=[])
 
 
+def test_a_load_is_aimed_at_the_servers_address_mode_mount_and_headers() -> None:
+    from harness.runner import TargetServer, aimed_at
+
+    target = TargetServer(
+        mode="target:127.0.0.1:8080/api", host="127.0.0.1", port=8080, effective={},
+        headers=(("X-Ctxbench-Probe-Secret", "s"),), mount="/api",
+    )  # fmt: skip
+    spec = aimed_at(target, concurrency=3, requests=10, timeout=2.0)
+    assert (spec.host, spec.port, spec.mode, spec.mount) == (
+        "127.0.0.1", 8080, "target:127.0.0.1:8080/api", "/api"
+    )  # fmt: skip
+    assert (spec.headers, spec.max_evidence) == (target.headers, EVIDENCE_CAP)
+    assert (spec.concurrency, spec.requests, spec.timeout) == (3, 10, 2.0)
+    # A server ctxbench started: its mount as given (a trailing slash or none), no headers.
+    started: Any = SimpleNamespace(host="::1", port=9, mode="gunicorn-sync", mount="/api/")
+    assert (aimed_at(started).mount, aimed_at(started).headers) == ("/api", ())
+    started.mount = None
+    assert aimed_at(started).mount == ""
+
+
 def test_app_labels() -> None:
     assert app_label("harness.apps.core_app:app") == "core"
     assert app_label("harness.apps.flask_app:app") == "flask"

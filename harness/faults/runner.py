@@ -26,7 +26,8 @@ from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.protocol import probe_path
-from harness.results import EVIDENCE_CAP, AfterFault, FaultCell, Run, ServerInfo, keep_evidence
+from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
+from harness.runner import aimed_at
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
 from harness.settings import ChaosSettings, RunSettings
 
@@ -64,17 +65,13 @@ class LoadSettings:
 
 def _spec(server: LiveServer, connections: str, load: LoadSettings, requests: int,
           **overrides: t.Any) -> LoadSpec:  # fmt: skip
-    return LoadSpec(
-        host=server.host,
-        port=server.port,
+    return aimed_at(
+        server,
         concurrency=load.concurrency,
         requests=requests,
         connections=connections,
         sleep_ms=load.sleep_ms,
         timeout=load.timeout,
-        mode=server.mode,
-        max_evidence=EVIDENCE_CAP,
-        mount=(server.mount or "").rstrip("/"),
         **overrides,
     )
 

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.faults.verdict import split_statuses
-from harness.load import LoadSpec, run_load
+from harness.load import run_load
 from harness.protocol import DEFAULT_BACKEND
-from harness.results import EVIDENCE_CAP, ServerInfo, Soak, median
+from harness.results import ServerInfo, Soak, median
+from harness.runner import aimed_at
 from harness.servers import group_members, live_server
 
 from .sampler import Sampler
@@ -82,11 +83,14 @@ def run_soak(
             say(f"soak {mode} {elapsed:5.0f}/{seconds:g} s  requests {requests:,}"
                 f"  errors {errors}  leaks {leaks}")  # fmt: skip
 
-        spec = LoadSpec(
-            host=server.host, port=server.port, concurrency=concurrency, duration=seconds,
-            connections=connections, sleep_ms=sleep_ms, timeout=10.0, mode=mode,
-            max_evidence=EVIDENCE_CAP, mount=(server.mount or "").rstrip("/"),
-        )  # fmt: skip
+        spec = aimed_at(
+            server,
+            concurrency=concurrency,
+            duration=seconds,
+            connections=connections,
+            sleep_ms=sleep_ms,
+            timeout=10.0,
+        )
         interrupted: KeyboardInterrupt | None = None
         sampler.start()
         try:
