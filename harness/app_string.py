@@ -42,6 +42,7 @@ __all__ = [
     "MAX_IMPORT_STRING",
     "AppRef",
     "factory_named_without_call",
+    "harness_hidden_by",
     "parse_import_string",
 ]
 
@@ -246,12 +247,36 @@ def _names_bound(node: ast.stmt) -> set[str]:
     return rv
 
 
-def _module_source(module: str) -> Path | None:
-    """The source file of ``module`` on the servers' import path (the current folder first,
-    then ``PYTHONPATH`` and this interpreter's path), found without importing anything."""
+#: ctxbench's own ``harness`` package, which every server imports by that name
+#: (``harness.wsgi:app``, the gunicorn hooks, the runners of the other modes).
+_HARNESS = Path(__file__).resolve().parent
+
+
+def harness_hidden_by(first: t.Iterable[str | os.PathLike[str]] = ()) -> str | None:
+    """The package or module named ``harness`` that comes before ctxbench's own on the servers'
+    import path (``first``, then the current folder, ``PYTHONPATH`` and this interpreter's path),
+    as a sentence names it (``the package harness/``, ``the module ../lib/harness.py``);
+    ``None`` when ctxbench's own comes first, or none is found there (an editable install's
+    finder provides it).
+
+    ``harness`` is a common name for a project's own package, ctxbench's modules are a package of
+    that name, and a Python process holds one module of a name: the servers would fail with "No
+    module named 'harness.wsgi'", and in a pytest session the project's ``import harness`` would
+    get ctxbench's."""
+    found = _module_source("harness", first)
+    if found is None or found.resolve() == _HARNESS / "__init__.py":
+        return None
+    if found.name == "__init__.py":
+        return f"the package {_shown(found.parent)}{os.sep}"
+    return f"the module {_shown(found)}"
+
+
+def _module_source(module: str, first: t.Iterable[str | os.PathLike[str]] = ()) -> Path | None:
+    """The source file of ``module`` on the servers' import path (``first``, then the current
+    folder, ``PYTHONPATH`` and this interpreter's path), found without importing anything."""
     parts = module.split(".")
     extra = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    for entry in dict.fromkeys([os.getcwd(), *extra, *sys.path]):
+    for entry in dict.fromkeys([*(os.fspath(p) for p in first), os.getcwd(), *extra, *sys.path]):
         if not entry:
             continue
         base = Path(entry, *parts)

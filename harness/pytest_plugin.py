@@ -122,6 +122,18 @@ def pytest_configure(config: pytest.Config) -> None:
         " fixture in this test; every test using the fixture carries the marker, so"
         " -m 'not ctxbench' deselects them",
     )
+    from harness.app_string import harness_hidden_by  # reads files, imports nothing more
+
+    if hidden := harness_hidden_by(_session_paths(config.rootpath)):
+        config.issue_config_time_warning(
+            CtxbenchWarning(
+                f"{hidden} has the name of ctxbench's own package, 'harness', which this session"
+                " imported for the ctxbench plugin: the project's 'import harness' gets"
+                " ctxbench's, and ctxbench's servers cannot start here. Leave the plugin out"
+                " with -p no:ctxbench (in addopts), or rename the project's package"
+            ),
+            stacklevel=2,
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -131,7 +143,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class CtxbenchWarning(UserWarning):
-    """A check ran under fewer modes than the default ones: the others cannot run here.
+    """A check ran under fewer modes than the default ones: the others cannot run here. Or the
+    project has a package of its own named ``harness``, as ctxbench's is (said once, when the
+    session starts).
 
     Under ``-W error`` (or a ``filterwarnings = error`` ini line) it fails the check that ran
     into it, with the same text and no traceback.

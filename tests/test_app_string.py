@@ -8,12 +8,13 @@ not steer out of the run folder.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.app_string import MAX_IMPORT_STRING, AppRef, parse_import_string
+from harness.app_string import MAX_IMPORT_STRING, AppRef, harness_hidden_by, parse_import_string
 from harness.apps import CORE_APP, app_folder
 from harness.errors import AppLoadError
 
@@ -231,3 +232,20 @@ def test_a_name_bound_in_a_block_is_left_to_the_loader(
     # A module __getattr__ makes its attributes on demand (the corpus entries do): not read.
     (tmp_path / "lazy.py").write_text("def app(config):\n    ...\n\n\n__getattr__ = len\n")
     assert parse_import_string("lazy:app").attr == "app"
+
+
+def test_a_harness_package_or_module_ahead_of_ctxbench_s_own_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "harness").mkdir()
+    assert harness_hidden_by() is None  # no __init__.py: a namespace portion, which hides nothing
+    (tmp_path / "harness" / "__init__.py").write_text("")
+    assert harness_hidden_by() == f"the package harness{os.sep}"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "harness.py").write_text("")
+    assert harness_hidden_by([lib]) == f"the module {Path('lib', 'harness.py')}"
+    monkeypatch.chdir(Path(__file__).parent.parent)  # this checkout: ctxbench's own comes first
+    assert harness_hidden_by() is None

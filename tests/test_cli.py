@@ -277,6 +277,22 @@ def test_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+def test_a_package_named_harness_where_the_servers_import_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A project's own top-level harness package hid ctxbench's in the servers, which failed with
+    # "No module named 'harness.servers'" in their log (a regular install).
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--modes", "gunicorn-sync", "--duration", "1"]) == 2
+    one_line_error(
+        capsys.readouterr().err,
+        f"the package harness{os.sep} comes first on the servers' import path",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["harness"]  # no results folder
+
+
 @pytest.mark.live
 def test_bad_app_path(capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["run", "--modes", "werkzeug-threaded", "--app", "no_such_mod_q:app",

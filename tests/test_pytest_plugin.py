@@ -153,6 +153,24 @@ def test_collecting_a_suite_that_uses_the_plugin_starts_nothing(
     assert (pytester.path / "imported.txt").read_text() == ""
 
 
+def test_a_project_package_named_harness_is_named_when_the_session_starts(
+    pytester: pytest.Pytester,
+) -> None:
+    # ctxbench's modules are a package named harness: a project's own package of that name is
+    # hidden in a session that loads the plugin (its import gets ctxbench's) and in the servers.
+    # The session says so once, with the way out, and -p no:ctxbench leaves the project alone.
+    pytester.mkpydir("harness")
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["*CtxbenchWarning: the package harness* has the name of ctxbench's own package*"
+         "-p no:ctxbench (in addopts)*"]
+    )  # fmt: skip
+    quiet = ("-p", "no:cacheprovider", "-p", "no:locust", "-p", "no:ctxbench")
+    assert "CtxbenchWarning" not in pytester.runpytest_subprocess(*quiet).stdout.str()
+
+
 def test_the_options_and_the_marker_are_documented(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help")
     out = result.stdout.str()

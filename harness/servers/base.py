@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from harness.app_string import parse_import_string
+from harness.app_string import harness_hidden_by, parse_import_string
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError
@@ -697,6 +697,14 @@ def start_server(
     if not availability.ok:
         raise UsageError(
             f"server mode {server_mode.name!r} cannot run here: {availability.explain()}"
+        )
+    if hidden := harness_hidden_by():
+        raise UsageError(
+            f"{hidden} comes first on the servers' import path (the current folder, then"
+            " PYTHONPATH) and has the name of ctxbench's own package, 'harness', so the servers"
+            " would import it in place of ctxbench's and fail: ctxbench cannot yet run beside a"
+            " top-level package or module of that name; rename it, or run ctxbench from a"
+            " folder where it is not importable"
         )
     if cfg.port is not None:
         check_port_free(cfg.port)
