@@ -79,14 +79,55 @@ class _AppCtxGlobals:
         return object.__repr__(self)
 
 
-class AppContext:
+class _Context:
+    """What both contexts share: their pushes not yet popped, and ``with`` as push and pop.
+
+    Each push is kept as the slot it set and the token that resets it (see the module note); a
+    ``with`` block pushes on entry and pops on exit, handing the block's exception to ``pop``.
+    """
+
+    __slots__ = ("_pushed",)
+
+    _pushed: list[tuple[_storage.ContextSlot, t.Any]]
+
+    def push(self) -> None:
+        raise NotImplementedError
+
+    def pop(self, exc: BaseException | None = _sentinel) -> None:
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        """Reset the slot of the latest push by its token."""
+        slot, token = self._pushed.pop()
+        slot.reset(token)
+
+    def _not_pushed(self) -> RuntimeError:
+        return RuntimeError(
+            f"Cannot pop {self!r}: it is not pushed.\n\nEvery pop() must match an earlier"
+            " push(). Use the context as a 'with' block to keep them paired."
+        )
+
+    def __enter__(self) -> t.Self:
+        self.push()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.pop(exc_value)
+
+
+class AppContext(_Context):
     """Makes ``current_app`` and ``g`` available; use it as a context manager.
 
     ``with app.app_context(): ...`` pushes it for the block. ``g`` is created on first use, and
     ``teardown_appcontext`` functions run when the last push is popped.
     """
 
-    __slots__ = ("_g", "_pushed", "app")
+    __slots__ = ("_g", "app")
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -116,22 +157,20 @@ class AppContext:
         ``exc`` is passed to the teardown functions (default: the exception being handled).
         """
         pushed = self._pushed
+        if len(pushed) == 1 and not self.app.teardown_appcontext_funcs:
+            # The common last pop, inlined: ``with app.app_context()`` is on hot paths.
+            slot, token = pushed.pop()
+            slot.reset(token)
+            return
         if not pushed:
-            raise RuntimeError(
-                f"Cannot pop {self!r}: it is not pushed.\n\nEvery pop() must match an earlier"
-                " push(). Use the context as a 'with' block to keep them paired."
-            )
+            raise self._not_pushed()
         try:
-            if len(pushed) == 1 and self.app.teardown_appcontext_funcs:
+            if len(pushed) == 1:
                 if exc is _sentinel:
                     exc = sys.exc_info()[1]
                 self.app.do_teardown_appcontext(exc)
         finally:
             self._reset()
-
-    def _reset(self) -> None:
-        slot, token = self._pushed.pop()
-        slot.reset(token)
 
     def __enter__(self) -> AppContext:
         # push(), inlined: ``with app.app_context()`` is on hot paths.
@@ -139,24 +178,11 @@ class AppContext:
         self._pushed.append((slot, slot.set(self)))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pushed = self._pushed
-        if len(pushed) == 1 and not self.app.teardown_appcontext_funcs:
-            slot, token = pushed.pop()
-            slot.reset(token)
-        else:
-            self.pop(exc_value)
-
     def __repr__(self) -> str:
         return f"<AppContext of {self.app.name!r}>"
 
 
-class RequestContext:
+class RequestContext(_Context):
     """Makes ``request`` and ``session`` available, and with them ``current_app`` and ``g``.
 
     ``wsgi_app`` creates and pushes one per request. Pushing it the first time pushes a fresh
@@ -168,7 +194,6 @@ class RequestContext:
         "_app_ctx",
         "_holds",
         "_owns_request",
-        "_pushed",
         "_session",
         "_torn_down",
         "_url_adapter",
@@ -280,10 +305,7 @@ class RequestContext:
         """
         pushed = self._pushed
         if not pushed:
-            raise RuntimeError(
-                f"Cannot pop {self!r}: it is not pushed.\n\nEvery pop() must match an earlier"
-                " push(). Use the context as a 'with' block to keep them paired."
-            )
+            raise self._not_pushed()
         app_ctx: AppContext = self._app_ctx  # type: ignore[assignment]  # set by push()
         teardown = len(pushed) == 1 and not self._holds and not self._torn_down
         if teardown:
@@ -310,18 +332,6 @@ class RequestContext:
                 finally:
                     slot, token = app_ctx._pushed.pop()
                     slot.reset(token)
-
-    def __enter__(self) -> RequestContext:
-        self.push()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.pop(exc_value)
 
     def __repr__(self) -> str:
         req = self.request
