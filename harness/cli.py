@@ -143,6 +143,19 @@ def _add_mount_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run_folder_options(parser: argparse.ArgumentParser) -> None:
+    """``--out`` and ``--run-dir``, as every command that writes a run takes them: read by
+    :func:`_run_folder`."""
+    parser.add_argument("--out", type=_folder, help="folder for new run folders (default results)")
+    parser.add_argument(
+        "--run-dir",
+        type=_folder,
+        metavar="DIR",
+        help="write the run into DIR itself (e.g. results/reference) instead of a new folder"
+        " under --out; the run id is DIR's name; files already there are replaced",
+    )
+
+
 def _add_proxy_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--proxy", default="", metavar="PROXY[,PROXY...]", help=help)
 
@@ -186,14 +199,7 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=float, default=0.3, help="warm-up seconds per cell (default 0.3)"
     )
     _add_fail_options(parser)
-    parser.add_argument("--out", type=_folder, help="directory for run folders (default results)")
-    parser.add_argument(
-        "--run-dir",
-        type=_folder,
-        metavar="DIR",
-        help="write the run into DIR itself (e.g. results/reference) instead of a new folder"
-        " under --out; the run id is DIR's name; files already there are replaced",
-    )
+    _add_run_folder_options(parser)
     parser.add_argument(
         "--compare-flask",
         action="store_true",
@@ -292,8 +298,7 @@ def _configure_corpus(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, help="server processes (default: per mode)")
     parser.add_argument("--list", action="store_true", help="list the entries and exit")
-    parser.add_argument("--out", type=_folder, help="directory for run folders (default results)")
-    parser.add_argument("--run-dir", type=_folder, metavar="DIR", help="write the run into DIR")
+    _add_run_folder_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -88,6 +88,19 @@ def test_default_run_adds_nginx_in_front_of_the_representative_modes(
     assert settings.modes == tuple(available)  # without nginx: skipped, not an error
 
 
+def test_every_command_that_writes_a_run_takes_the_same_run_folder_options() -> None:
+    import argparse
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {
+        name: {a.dest: a.help for a in subparsers.choices[name]._actions}
+        for name in ("run", "corpus", "chaos", "soak")
+    }
+    assert all(h["out"] == helps["run"]["out"] for h in helps.values()), helps
+    assert all(h["run_dir"] == helps["run"]["run_dir"] for h in helps.values()), helps
+
+
 @pytest.mark.parametrize(
     ("missing", "modes", "extra"),
     [

@@ -12,7 +12,13 @@ import time
 import typing as t
 from pathlib import Path
 
-from harness.cli import _add_mount_option, _csv, _folder, _run_folder, _server_args
+from harness.cli import (
+    _add_mount_option,
+    _add_run_folder_options,
+    _csv,
+    _run_folder,
+    _server_args,
+)
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
 from harness.settings import check_backend, check_unique
@@ -44,8 +50,7 @@ def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
     parser.add_argument(
         "--sleep-ms", type=float, default=1.0, help="time each probe request yields (default 1)"
     )
-    parser.add_argument("--out", type=_folder, help="folder for run folders (default results)")
-    parser.add_argument("--run-dir", type=_folder, metavar="DIR", help="write the run into DIR")
+    _add_run_folder_options(parser)
 
 
 def configure_chaos(parser: argparse.ArgumentParser) -> None:
