@@ -261,8 +261,8 @@ def harness_hidden_by(first: t.Iterable[str | os.PathLike[str]] = ()) -> str | N
 
     ``harness`` is a common name for a project's own package, ctxbench's modules are a package of
     that name, and a Python process holds one module of a name: the servers would fail with "No
-    module named 'harness.wsgi'", and in a pytest session the project's ``import harness`` would
-    get ctxbench's."""
+    module named 'harness.wsgi'" (the pytest plugin, :mod:`pytest_ctxbench`, checks the same in
+    its session)."""
     found = _module_source("harness", first)
     if found is None or found.resolve() == _HARNESS / "__init__.py":
         return None

@@ -606,7 +606,7 @@ def test_the_pytest_plugin_snippet_collects_with_the_fixture(tmp_path: Path) -> 
     assert "SETUP    F ctxbench" in rv.stdout, rv.stdout
     import inspect
 
-    from harness.pytest_plugin import Ctxbench
+    from pytest_ctxbench import Ctxbench
 
     inspect.signature(Ctxbench.assert_isolated).bind(
         None, "myproject.wsgi:app", modes=["gunicorn-gthread", "gunicorn-gevent"]
@@ -954,11 +954,11 @@ def _stated_figures() -> list[tuple[str, str]]:
     from harness.load.fairness import STARVED_MIN_WAIT_NS, STARVED_OVERTAKEN, STARVED_SHARE
     from harness.load.spec import DRIVER_TOP_RPS, MAX_CONCURRENCY, MAX_DURATION_S, MAX_REQUESTS
     from harness.protocol import MAX_SLEEP_MS
-    from harness.pytest_plugin import DEFAULT_MODES, DEFAULT_REQUESTS
     from harness.results import SPREAD_WARNING
     from harness.settings import DEFAULT_DURATION_S, ChaosSettings, RunSettings
     from harness.soak.runner import default_warmup
     from harness.soak.verdict import RSS_GROWTH_LIMIT
+    from pytest_ctxbench import DEFAULT_MODES, DEFAULT_REQUESTS
 
     run = {a.dest: a.default for a in _subparsers()["run"]._actions}
     compare = {a.dest: a.default for a in _subparsers()["compare"]._actions}

@@ -1,10 +1,12 @@
 """ctxbench as a pytest plugin: prove in your own test suite that your app does not leak.
 
 Installed with ctxbench (the ``pytest11`` entry point ``ctxbench``), or loaded with ``-p ctxbench``
-where plugin autoloading is off (``-p harness.pytest_plugin`` and ``pytest_plugins`` name it too,
-and it is still loaded once). A session that does not use it is unchanged: importing this module
-imports nothing but pytest, it adds options and ini keys under the ``ctxbench`` prefix only, and
-its fixtures are named ``ctxbench`` and ``ctxbench_server``. Everything else (the runner, the
+where plugin autoloading is off (``-p pytest_ctxbench`` and ``pytest_plugins`` name it too, and it
+is still loaded once). A session that does not use it is unchanged: importing this module
+imports nothing but pytest (not even ctxbench's ``harness`` package: a project may have its own
+top-level package of that name, and its suite runs as it is unless a test asks for a fixture),
+it adds options and ini keys under the ``ctxbench`` prefix only, and its fixtures are named
+``ctxbench`` and ``ctxbench_server``. Everything else (the runner, the
 servers, gevent) is imported when a test first asks for a fixture.
 
 A test is a few lines::
@@ -40,6 +42,7 @@ subfolder of the project, or with ``--rootdir``, finds the same app as running i
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import os
 import re
@@ -104,7 +107,7 @@ def pytest_plugin_registered(
     plugin: object, plugin_name: str | None, manager: pytest.PytestPluginManager
 ) -> None:
     # pytest registers a plugin under one name. With ctxbench installed, naming this module as
-    # well (``-p harness.pytest_plugin``, ``pytest_plugins = ["harness.pytest_plugin"]``) loads
+    # well (``-p pytest_ctxbench``, ``pytest_plugins = ["pytest_ctxbench"]``) loads
     # it a second time under that name, and pytest stops with "Plugin already registered under
     # a different name". Once it is registered under either name, the other is blocked, so the
     # second load is skipped.
@@ -122,18 +125,6 @@ def pytest_configure(config: pytest.Config) -> None:
         " fixture in this test; every test using the fixture carries the marker, so"
         " -m 'not ctxbench' deselects them",
     )
-    from harness.app_string import harness_hidden_by  # reads files, imports nothing more
-
-    if hidden := harness_hidden_by(_session_paths(config.rootpath)):
-        config.issue_config_time_warning(
-            CtxbenchWarning(
-                f"{hidden} has the name of ctxbench's own package, 'harness', which this session"
-                " imported for the ctxbench plugin: the project's 'import harness' gets"
-                " ctxbench's, and ctxbench's servers cannot start here. Leave the plugin out"
-                " with -p no:ctxbench (in addopts), or rename the project's package"
-            ),
-            stacklevel=2,
-        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -143,9 +134,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class CtxbenchWarning(UserWarning):
-    """A check ran under fewer modes than the default ones: the others cannot run here. Or the
-    project has a package of its own named ``harness``, as ctxbench's is (said once, when the
-    session starts).
+    """A check ran under fewer modes than the default ones: the others cannot run here.
 
     Under ``-W error`` (or a ``filterwarnings = error`` ini line) it fails the check that ran
     into it, with the same text and no traceback.
@@ -559,9 +548,35 @@ class Ctxbench:
         return rv
 
 
+#: ctxbench's own ``harness`` package: beside this module, installed or in a checkout.
+_HARNESS = Path(__file__).resolve().with_name("harness")
+
+
+def _fail_unless_harness_is_ours() -> None:
+    """Fail the test in one line when ``harness`` in this session is not ctxbench's package: a
+    project with a top-level package or module of its own of that name (a process holds one
+    module of a name, and ctxbench's servers import theirs by it). Nothing is imported here."""
+    module = sys.modules.get("harness")
+    if module is not None:
+        origin = getattr(module, "__file__", None)
+    else:
+        spec = importlib.util.find_spec("harness")
+        origin = spec.origin if spec is not None else None
+    if origin is None or Path(origin).resolve().parent == _HARNESS:
+        return
+    pytest.fail(
+        f"ctxbench: 'harness' in this session is {origin}, not ctxbench's own package of that"
+        " name: a project with a top-level package or module named 'harness' cannot use"
+        " ctxbench's fixtures yet (a process holds one package of a name, and ctxbench's servers"
+        " import theirs by it); rename it",
+        pytrace=False,
+    )
+
+
 @pytest.fixture
 def ctxbench(request: pytest.FixtureRequest, tmp_path: Path) -> Ctxbench:
     """Run ctxbench isolation checks from a test: ``ctxbench.assert_isolated("pkg.wsgi:app")``."""
+    _fail_unless_harness_is_ours()
     return Ctxbench(request, tmp_path)
 
 
@@ -577,6 +592,7 @@ def ctxbench_server(
     """
     from contextlib import ExitStack
 
+    _fail_unless_harness_is_ours()
     from harness.errors import CtxbenchError
     from harness.servers import live_server
 
