@@ -12,6 +12,7 @@ import os
 import textwrap
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,25 @@ import pytest
 from harness.load.spec import MAX_CONCURRENCY, MAX_REQUESTS
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def _no_hypothesis_in_the_user_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep hypothesis' pytest plugin out of the user's pytest processes: installed here for
+    tests/test_fuzz.py, it imports all of hypothesis at the end of every session (its terminal
+    summary imports ``hypothesis.internal.observability``, hypothesis 6.170), half a second of
+    each of the ~40 pytest processes this file starts, and the user's project uses none of it.
+    Every other plugin still loads through its entry point, ctxbench's included. Set once
+    pytester is set up (it removes PYTEST_ADDOPTS), and undone before it restores the
+    environment."""
+    if "pytester" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("pytester")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+        yield
+
 
 #: A Flask-style app whose module-level dict is per-request state shared by every thread: the
 #: bug the user's test must catch under a threaded server.
