@@ -43,7 +43,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "locustfiles" / "isolation.py"
 LEAK_EXIT_CODE = 3
-RUN_SECONDS = 4
+RUN_SECONDS = 2
 USERS = 12
 SUMMARY = re.compile(r"ctxbench summary (\{.*\})")
 #: What a locust master prints when it cannot bind its port: locust 2.47 raises
