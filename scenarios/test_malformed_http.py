@@ -196,7 +196,8 @@ class Reply(t.NamedTuple):
 def read_replies(sock: socket.socket, want: int | None) -> tuple[list[Reply], str]:
     """Read responses off ``sock``: ``want`` of them, or (``None``) all until the server closes.
 
-    Returns the responses and how reading ended: ``"complete"``, ``"closed"``, ``"reset"``,
+    Returns the responses and how reading ended: ``"complete"``, ``"closed"``, ``"closed
+    mid-response"`` (a response with a length or chunks, cut short: not returned), ``"reset"``,
     ``"timeout"`` or ``"unparsable"`` (bytes that are not an HTTP/1.x response).
     """
     data = b""
@@ -249,12 +250,17 @@ def read_replies(sock: socket.socket, want: int | None) -> tuple[list[Reply], st
             break
         data += chunk
     end = data.find(b"\r\n\r\n")
-    if end >= 0 and ended == "closed":  # a body delimited by the close
+    if end >= 0 and ended == "closed":
         try:
             head = parse_head(data[:end])
-            replies.append(Reply(head.status, data[end + 4 :], True))
         except HttpProtocolError:
-            pass
+            return replies, ended
+        if head.framing in (LENGTH, CHUNKED):
+            # Framed, and the close came before the whole body: no reply. A server may close
+            # on the client's half-close mid-response (uvicorn closes on EOF: its head went
+            # out, its body did not, and the empty body was parsed as the probe's JSON).
+            return replies, "closed mid-response"
+        replies.append(Reply(head.status, data[end + 4 :], True))  # delimited by the close
     return replies, ended
 
 
