@@ -52,6 +52,8 @@ SUMMARY = re.compile(r"ctxbench summary (\{.*\})")
 MASTER_PORT_BUSY = re.compile(r"Socket bind failure: Address already in use")
 #: Tries for a master port: each is a free port the master may lose before it binds it.
 MASTER_PORT_ATTEMPTS = 3
+#: psutil (ctxbench[soak]) reads where a locust master listens.
+HAVE_PSUTIL = find_spec("psutil") is not None
 
 
 @dataclass
@@ -61,6 +63,8 @@ class LocustRun:
     summary: dict[str, Any]
     #: Wall seconds from starting locust to its exit: the measured window lies inside it.
     wall_s: float
+    #: The TCP addresses the locust process listened on, seen while it ran (``listen=True``).
+    bound: frozenset[tuple[str, int]] = frozenset()
 
     def explain(self) -> str:
         tail = "\n".join(self.output.splitlines()[-40:])
@@ -97,10 +101,12 @@ def _headless(url: str, *extra: str) -> list[str]:
     )
 
 
-def _parse(returncode: int, output: str, started: float) -> LocustRun:
+def _parse(
+    returncode: int, output: str, started: float, bound: frozenset[tuple[str, int]] = frozenset()
+) -> LocustRun:
     found = SUMMARY.findall(output)
     summary = json.loads(found[-1]) if found else {}
-    return LocustRun(returncode, output, summary, time.monotonic() - started)
+    return LocustRun(returncode, output, summary, time.monotonic() - started, bound)
 
 
 def _master_port_lost(run: LocustRun) -> bool:
@@ -160,11 +166,22 @@ class _Locust:
             if MASTER_PORT_BUSY.search(line):
                 self.kill()
 
-    def finish(self, timeout: float, started: float) -> LocustRun:
+    def finish(
+        self, timeout: float, started: float, bound: frozenset[tuple[str, int]] = frozenset()
+    ) -> LocustRun:
         """Wait for the exit (or the kill on a lost port) and every line of output."""
         returncode = self.proc.wait(timeout=timeout)
         self.reader.join(timeout=timeout)
-        return _parse(returncode, "".join(self.lines), started)
+        return _parse(returncode, "".join(self.lines), started, bound)
+
+    def bound(self) -> frozenset[tuple[str, int]]:
+        """Where this locust listens (TCP), polled until it listens or exits, 30 s at most."""
+        bound: set[tuple[str, int]] = set()
+        deadline = time.monotonic() + 30
+        while not bound and self.proc.poll() is None and time.monotonic() < deadline:
+            bound = _listening(self.proc.pid)
+            time.sleep(0.05)
+        return frozenset(bound)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):  # the group is gone already
@@ -181,30 +198,41 @@ class _Locust:
             self.proc.stdout.close()
 
 
-def run_locust(url: str, *extra: str, env: dict[str, str] | None = None) -> LocustRun:
+def run_locust(
+    url: str, *extra: str, env: dict[str, str] | None = None, listen: bool = False
+) -> LocustRun:
     """Run one headless locust (possibly with --processes) to completion.
 
     With ``--processes`` the locustfile has the master bind a free port on 127.0.0.1 and tells
     the workers it forks (locust's default is port 5557 on every interface, which two test runs
-    at once would share): the command is the README's, nothing added.
+    at once would share): the command is the README's, nothing added. ``listen``: record where
+    the process listened (:attr:`LocustRun.bound`; needs psutil).
     """
     if "--processes" not in extra:
-        return _run_headless(url, *extra, env=env)
-    return _on_free_master_port(lambda: _run_headless(url, *extra, env=env))
+        return _run_headless(url, *extra, env=env, listen=listen)
+    return _on_free_master_port(lambda: _run_headless(url, *extra, env=env, listen=listen))
 
 
-def _run_headless(url: str, *extra: str, env: dict[str, str] | None = None) -> LocustRun:
+def _run_headless(
+    url: str, *extra: str, env: dict[str, str] | None = None, listen: bool = False
+) -> LocustRun:
     started = time.monotonic()
     with _Locust(_headless(url, *extra), env=env) as locust:
-        return locust.finish(RUN_SECONDS + 45, started)
+        bound = locust.bound() if listen else frozenset()
+        return locust.finish(RUN_SECONDS + 45, started, bound)
 
 
-def run_locust_distributed(url: str, workers: int, *extra: str) -> LocustRun:
-    """A --master with --expect-workers and separate --worker processes, all torn down."""
-    return _on_free_master_port(lambda: _distributed_once(url, workers, free_port(), *extra))
+def run_locust_distributed(url: str, workers: int, *extra: str, listen: bool = False) -> LocustRun:
+    """A --master with --expect-workers and separate --worker processes, all torn down;
+    ``listen`` as for :func:`run_locust` (the master's addresses)."""
+    return _on_free_master_port(
+        lambda: _distributed_once(url, workers, free_port(), *extra, listen=listen)
+    )
 
 
-def _distributed_once(url: str, workers: int, port: int, *extra: str) -> LocustRun:
+def _distributed_once(
+    url: str, workers: int, port: int, *extra: str, listen: bool = False
+) -> LocustRun:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         master = stack.enter_context(
@@ -220,7 +248,8 @@ def _distributed_once(url: str, workers: int, port: int, *extra: str) -> LocustR
         started_workers = [
             stack.enter_context(_Locust(worker_argv, capture=False)) for _ in range(workers)
         ]
-        run = master.finish(RUN_SECONDS + 45, started)
+        bound = master.bound() if listen else frozenset()
+        run = master.finish(RUN_SECONDS + 45, started, bound)
         if not _master_port_lost(run):
             for worker in started_workers:
                 worker.proc.wait(timeout=30)  # they quit when the master tells them to
@@ -257,13 +286,18 @@ def mutant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     "extra", [pytest.param((), id="single"), pytest.param(("--processes", "2"), id="processes-2")]
 )
 def test_correct_core_exits_0_without_leaks(correct_server: Any, extra: tuple[str, ...]) -> None:
-    run = run_locust(correct_server.url, "--ctx-mode", "gunicorn-gthread", *extra)
+    """With ``--processes``, the README's command, the master also listens on loopback only
+    (:func:`assert_master_on_loopback`)."""
+    listen = bool(extra) and HAVE_PSUTIL
+    run = run_locust(correct_server.url, "--ctx-mode", "gunicorn-gthread", *extra, listen=listen)
     assert run.returncode == 0, run.explain()
     assert run.summary["leaks"] == 0, run.explain()
     assert run.summary["leak_failures"] == 0, run.explain()
     assert run.summary["errors"] == 0, run.explain()
     assert run.summary["checked"] > 100, run.explain()
     assert run.summary["role"] == ("master" if extra else "local")
+    if extra:
+        assert_master_on_loopback(run)
 
 
 @pytest.mark.parametrize(
@@ -287,7 +321,8 @@ def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ..
 
 def _listening(pid: int) -> set[tuple[str, int]]:
     """The addresses process ``pid`` listens on (TCP)."""
-    psutil = pytest.importorskip("psutil", reason="needs psutil (ctxbench[soak])")
+    import psutil
+
     with contextlib.suppress(psutil.Error):
         return {
             (c.laddr.ip, c.laddr.port)
@@ -297,41 +332,15 @@ def _listening(pid: int) -> set[tuple[str, int]]:
     return set()
 
 
-def _master_listens_on(url: str, argv: list[str]) -> tuple[set[tuple[str, int]], LocustRun]:
-    """Run a locust master (with its workers) and return where it listened, and the run."""
-    started = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        master = stack.enter_context(_Locust(_headless(url, *argv)))
-        if "--master" in argv:
-            port = argv[argv.index("--master-bind-port") + 1]
-            stack.enter_context(
-                _Locust(_locust_cmd("--worker", "--master-port", port), capture=False)
-            )
-        bound: set[tuple[str, int]] = set()
-        deadline = time.monotonic() + 30
-        while not bound and master.proc.poll() is None and time.monotonic() < deadline:
-            bound = _listening(master.proc.pid)
-            time.sleep(0.05)
-        return bound, master.finish(RUN_SECONDS + 45, started)
-
-
-@pytest.mark.parametrize("form", ["processes", "master"])
-def test_the_master_listens_on_loopback_only(correct_server: Any, form: str) -> None:
+def assert_master_on_loopback(run: LocustRun) -> None:
     """The README's commands: locust's master listens on every interface, port 5557, unless
-    told otherwise; the locustfile makes it 127.0.0.1, and a free port under --processes."""
-    pytest.importorskip("psutil", reason="needs psutil (ctxbench[soak])")
-    for _ in range(MASTER_PORT_ATTEMPTS):
-        argv = (
-            ["--processes", "2"]
-            if form == "processes"
-            else ["--master", "--expect-workers", "1", "--master-bind-port", str(free_port())]
-        )
-        bound, run = _master_listens_on(correct_server.url, argv)
-        if not _master_port_lost(run):
-            break
-    assert bound and {ip for ip, _ in bound} == {"127.0.0.1"}, (bound, run.explain())
-    assert 5557 not in {port for _, port in bound}, (bound, run.explain())
-    assert run.returncode == 0 and run.summary["checked"] > 0, run.explain()
+    told otherwise; the locustfile makes it 127.0.0.1, and a free port under --processes.
+    Checked on the runs of the correct core with ``--processes 2`` and with a separate master;
+    skipped, after every other check of the test, without psutil."""
+    if not HAVE_PSUTIL:
+        pytest.skip("where the master listens needs psutil (ctxbench[soak])")
+    assert run.bound and {ip for ip, _ in run.bound} == {"127.0.0.1"}, (run.bound, run.explain())
+    assert 5557 not in {port for _, port in run.bound}, (run.bound, run.explain())
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "70000"])
@@ -419,7 +428,9 @@ def test_mutant_leaks_are_counted_on_a_separate_master(mutant_server: Any) -> No
 def test_two_workers_report_their_counts_to_a_separate_master(correct_server: Any) -> None:
     """Master/worker mode, the way past one machine: both workers check responses and every
     count reaches the master, which rates each worker over the measured window."""
-    run = run_locust_distributed(correct_server.url, 2, "--ctx-mode", "gunicorn-gthread")
+    run = run_locust_distributed(
+        correct_server.url, 2, "--ctx-mode", "gunicorn-gthread", listen=HAVE_PSUTIL
+    )
     assert run.returncode == 0, run.explain()
     assert run.summary["role"] == "master"
     per_worker = run.summary["checked_per_worker"]
@@ -429,6 +440,7 @@ def test_two_workers_report_their_counts_to_a_separate_master(correct_server: An
     # The window is first request to last, inside the master's lifetime. How close it comes to
     # RUN_SECONDS depends on how fast a busy machine stops the workers: not a test's business.
     assert 0 < run.summary["elapsed_s"] <= run.wall_s, run.explain()
+    assert_master_on_loopback(run)
 
 
 def test_a_master_that_lost_its_port_is_recognised_and_stopped() -> None:
