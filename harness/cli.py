@@ -161,7 +161,7 @@ def _add_proxy_option(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def _configure_run(parser: argparse.ArgumentParser) -> None:
-    from harness.settings import DEFAULT_DURATION_S
+    from harness.settings import DEFAULT_DURATION_S, RunSettings
 
     _add_matrix_options(parser)
     _add_proxy_option(
@@ -179,10 +179,11 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, help="requests per measurement")
     parser.add_argument(
         "--concurrency",
-        default="16",
+        default=str(RunSettings.concurrency),
         metavar="N[,N...]",
-        help="virtual users (default 16); a comma-separated list sweeps them, e.g. 1,8,32,128,512:"
-        " every mode and connection pattern is measured, and checked for leaks, at each level",
+        help=f"virtual users (default {RunSettings.concurrency}); a comma-separated list sweeps"
+        " them, e.g. 1,8,32,128,512: every mode and connection pattern is measured, and checked"
+        " for leaks, at each level",
     )
     parser.add_argument(
         "--driver-processes",
@@ -191,12 +192,18 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         help="load driver processes the virtual users are shared out to (default 1; auto: half"
         " the CPUs, at most one per virtual user); for a server faster than one driver process",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per cell (default 3)")
     parser.add_argument(
-        "--sleep-ms", type=float, default=1.0, help="time each probe request yields (default 1)"
+        "--repeats",
+        type=int,
+        default=RunSettings.repeats,
+        help=f"measurements per cell (default {RunSettings.repeats})",
     )
+    _add_sleep_option(parser)
     parser.add_argument(
-        "--warmup", type=float, default=0.3, help="warm-up seconds per cell (default 0.3)"
+        "--warmup",
+        type=float,
+        default=RunSettings.warmup,
+        help=f"warm-up seconds per cell (default {RunSettings.warmup:g})",
     )
     _add_fail_options(parser)
     _add_run_folder_options(parser)
@@ -213,6 +220,17 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         help="check a server ctxbench did not start, e.g. http://127.0.0.1:8080 (repeatable);"
         " its app needs install_probe and CTXBENCH_PROBE=1; CTXBENCH_PROBE_SECRET is sent"
         " when set",
+    )
+
+
+def _add_sleep_option(parser: argparse.ArgumentParser) -> None:
+    from harness.settings import RunSettings
+
+    parser.add_argument(
+        "--sleep-ms",
+        type=float,
+        default=RunSettings.sleep_ms,
+        help=f"time each probe request yields (default {RunSettings.sleep_ms:g})",
     )
 
 

@@ -15,13 +15,15 @@ from pathlib import Path
 from harness.cli import (
     _add_mount_option,
     _add_run_folder_options,
+    _add_sleep_option,
     _csv,
     _run_folder,
     _server_args,
 )
 from harness.errors import UsageError
 from harness.protocol import DEFAULT_BACKEND
-from harness.settings import check_backend, check_unique
+from harness.servers._supervised import DEFAULT_WORKERS
+from harness.settings import ChaosSettings, RunSettings, check_backend, check_unique
 
 if t.TYPE_CHECKING:
     from harness.report.tree import Table
@@ -38,7 +40,7 @@ def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
         " (default core)",
     )
     _add_mount_option(parser)
-    parser.add_argument("--workers", type=int, help="server processes (default 2)")
+    parser.add_argument("--workers", type=int, help=f"server processes (default {DEFAULT_WORKERS})")
     parser.add_argument("--threads", type=int, help="threads per server process")
     parser.add_argument(
         "--connections",
@@ -46,10 +48,13 @@ def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
         choices=("keepalive", "fresh", "both"),
         help=f"connection pattern (default {connections})",
     )
-    parser.add_argument("--concurrency", type=int, default=16, help="virtual users (default 16)")
     parser.add_argument(
-        "--sleep-ms", type=float, default=1.0, help="time each probe request yields (default 1)"
+        "--concurrency",
+        type=int,
+        default=RunSettings.concurrency,
+        help=f"virtual users (default {RunSettings.concurrency})",
     )
+    _add_sleep_option(parser)
     _add_run_folder_options(parser)
 
 
@@ -68,23 +73,35 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compare-flask", action="store_true", help="also run the Flask probe app")
     _add_common(parser, connections="keepalive")
-    parser.add_argument("--interval", type=float, help="kill-worker, reload: seconds apart (0.5)")
-    parser.add_argument("--injections", type=int, help="kill-worker, reload: how many (3)")
-    parser.add_argument("--worker-timeout", type=int, help="timeout: the worker timeout, s (2)")
+    knobs = ChaosSettings()
+    parser.add_argument(
+        "--interval", type=float, help=f"kill-worker, reload: seconds apart ({knobs.interval_s:g})"
+    )
+    parser.add_argument(
+        "--injections", type=int, help=f"kill-worker, reload: how many ({knobs.injections})"
+    )
+    parser.add_argument(
+        "--worker-timeout",
+        type=int,
+        help=f"timeout: the worker timeout, s ({knobs.worker_timeout_s})",
+    )
     parser.add_argument(
         "--round-requests",
         type=int,
-        help="requests per load round (400); a round also ends at --max-seconds",
+        help=f"requests per load round ({knobs.round_requests}); a round also ends at"
+        " --max-seconds",
     )
     parser.add_argument(
         "--after-requests",
         type=int,
-        help="clean requests after a fault (300); each clean load also ends after --max-seconds",
+        help=f"clean requests after a fault ({knobs.after_requests}); each clean load also ends"
+        " after --max-seconds",
     )
     parser.add_argument(
         "--max-seconds",
         type=float,
-        help="time bound of the faulted load, and of each clean load after it, s (30)",
+        help="time bound of the faulted load, and of each clean load after it, s"
+        f" ({knobs.max_seconds:g})",
     )
     parser.add_argument(
         "--list", action="store_true", help="list the faults and where each applies, and exit"
