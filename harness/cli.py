@@ -192,19 +192,9 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         help="load driver processes the virtual users are shared out to (default 1; auto: half"
         " the CPUs, at most one per virtual user); for a server faster than one driver process",
     )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=RunSettings.repeats,
-        help=f"measurements per cell (default {RunSettings.repeats})",
-    )
+    _add_defaulted(parser, "--repeats", int, RunSettings.repeats, "measurements per cell")
     _add_sleep_option(parser)
-    parser.add_argument(
-        "--warmup",
-        type=float,
-        default=RunSettings.warmup,
-        help=f"warm-up seconds per cell (default {RunSettings.warmup:g})",
-    )
+    _add_defaulted(parser, "--warmup", float, RunSettings.warmup, "warm-up seconds per cell")
     _add_fail_options(parser)
     _add_run_folder_options(parser)
     parser.add_argument(
@@ -223,14 +213,22 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_defaulted(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    kind: type[int] | type[float],
+    default: float,
+    help: str,
+) -> None:
+    """An option whose help states its ``default``, given by the settings that own it."""
+    parser.add_argument(flag, type=kind, default=default, help=f"{help} (default {default:g})")
+
+
 def _add_sleep_option(parser: argparse.ArgumentParser) -> None:
     from harness.settings import RunSettings
 
-    parser.add_argument(
-        "--sleep-ms",
-        type=float,
-        default=RunSettings.sleep_ms,
-        help=f"time each probe request yields (default {RunSettings.sleep_ms:g})",
+    _add_defaulted(
+        parser, "--sleep-ms", float, RunSettings.sleep_ms, "time each probe request yields"
     )
 
 

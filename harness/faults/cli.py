@@ -13,6 +13,7 @@ import typing as t
 from pathlib import Path
 
 from harness.cli import (
+    _add_defaulted,
     _add_mount_option,
     _add_run_folder_options,
     _add_sleep_option,
@@ -48,12 +49,7 @@ def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
         choices=("keepalive", "fresh", "both"),
         help=f"connection pattern (default {connections})",
     )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=RunSettings.concurrency,
-        help=f"virtual users (default {RunSettings.concurrency})",
-    )
+    _add_defaulted(parser, "--concurrency", int, RunSettings.concurrency, "virtual users")
     _add_sleep_option(parser)
     _add_run_folder_options(parser)
 
