@@ -252,18 +252,18 @@ def _names_bound(node: ast.stmt) -> set[str]:
 _HARNESS = Path(__file__).resolve().parent
 
 
-def harness_hidden_by(first: t.Iterable[str | os.PathLike[str]] = ()) -> str | None:
+def harness_hidden_by() -> str | None:
     """The package or module named ``harness`` that comes before ctxbench's own on the servers'
-    import path (``first``, then the current folder, ``PYTHONPATH`` and this interpreter's path),
+    import path (the current folder, then ``PYTHONPATH`` and this interpreter's path),
     as a sentence names it (``the package harness/``, ``the module ../lib/harness.py``);
     ``None`` when ctxbench's own comes first, or none is found there (an editable install's
     finder provides it).
 
     ``harness`` is a common name for a project's own package, ctxbench's modules are a package of
     that name, and a Python process holds one module of a name: the servers would fail with "No
-    module named 'harness.wsgi'" (the pytest plugin, :mod:`pytest_ctxbench`, checks the same in
-    its session)."""
-    found = _module_source("harness", first)
+    module named 'harness.wsgi'" (the pytest plugin, :mod:`pytest_ctxbench`, checks its own
+    session's ``harness`` before a fixture starts anything)."""
+    found = _module_source("harness")
     if found is None or found.resolve() == _HARNESS / "__init__.py":
         return None
     if found.name == "__init__.py":
@@ -271,12 +271,12 @@ def harness_hidden_by(first: t.Iterable[str | os.PathLike[str]] = ()) -> str | N
     return f"the module {_shown(found)}"
 
 
-def _module_source(module: str, first: t.Iterable[str | os.PathLike[str]] = ()) -> Path | None:
-    """The source file of ``module`` on the servers' import path (``first``, then the current
-    folder, ``PYTHONPATH`` and this interpreter's path), found without importing anything."""
+def _module_source(module: str) -> Path | None:
+    """The source file of ``module`` on the servers' import path (the current folder first,
+    then ``PYTHONPATH`` and this interpreter's path), found without importing anything."""
     parts = module.split(".")
     extra = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    for entry in dict.fromkeys([*(os.fspath(p) for p in first), os.getcwd(), *extra, *sys.path]):
+    for entry in dict.fromkeys([os.getcwd(), *extra, *sys.path]):
         if not entry:
             continue
         base = Path(entry, *parts)
