@@ -75,6 +75,13 @@ def load_app(import_string: str) -> t.Any:
             hint = f" ('{stem.replace('.', '/')}.py' is a file: name its module, '{stem}:{name}')"
         else:
             hint = _module_not_found(e, ref.module)
+        if ref.module.split(".")[0] in ("harness", "core") and (hidden := _core_hidden()):
+            # ctxbench's own app (the default), whose framework a package of the folder hides.
+            raise AppLoadError(
+                f"cannot import app {import_string!r}, which runs on ctxbench's core framework:"
+                f" the folder ctxbench runs in has {hidden} ({type(e).__name__}: {_one_line(e)}):"
+                " run ctxbench from a folder without it, or name your own app with --app"
+            ) from e
         raise AppLoadError(
             f"cannot import app {import_string!r}: {type(e).__name__}: {e}{hint}"
         ) from e
@@ -376,19 +383,29 @@ def _hidden_core(e: ImportError) -> str:
     likely a package or module of the app's named ``core`` (a common name), found first on the
     servers' import path (the folder ctxbench runs in), where ctxbench's framework package of
     that name should be. The default backend imports none of it."""
-    found = getattr(sys.modules.get("core"), "__file__", None)
-    if found is None or _ours(sys.modules.get("core")):
+    if (hidden := _core_hidden()) is None:
         return f"loading ctxbench's probe failed: {type(e).__name__}: {_one_line(e)}"
+    return (
+        f"the app has {hidden} ({type(e).__name__}: {_one_line(e)}): a backend other than"
+        f" {DEFAULT_BACKEND} swaps the storage of ctxbench's core framework, so it applies only"
+        f" to core apps; use --backend {DEFAULT_BACKEND} (the default) with this app"
+    )
+
+
+def _core_hidden() -> str | None:
+    """``its own package or module named 'core' (core/__init__.py), which hides ...``, when the
+    module named ``core`` this process imported is not ctxbench's; else ``None``."""
+    module = sys.modules.get("core")
+    found = getattr(module, "__file__", None)
+    if found is None or _ours(module):
+        return None
     try:
         shown = os.path.relpath(found)
     except ValueError:
         shown = found
     return (
-        f"the app has its own package or module named 'core' ({shown}), which hides ctxbench's"
-        f" framework package of that name ({_CORE_DIR}) in the server processes"
-        f" ({type(e).__name__}: {_one_line(e)}): a backend other than {DEFAULT_BACKEND} swaps"
-        f" the storage of ctxbench's core framework, so it applies only to core apps; use"
-        f" --backend {DEFAULT_BACKEND} (the default) with this app"
+        f"its own package or module named 'core' ({shown}), which hides ctxbench's framework"
+        f" package of that name ({_CORE_DIR}) in the server processes"
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
+from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 from harness.wsgi import load_app
 
@@ -365,16 +366,22 @@ else:
 
 
 @pytest.mark.parametrize(
-    ("backend", "said"),
+    ("app", "backend", "said"),
     [
         # The default storage imports none of ctxbench's core: the app runs with its own.
-        ("contextvar", "loaded Flask contextvar the project's"),
+        ("app:app", "contextvar", "loaded Flask contextvar the project's"),
         # A mutant swaps the storage of ctxbench's core, which the app's package hides.
-        ("no-reset", "AppLoadError the app has its own package or module named 'core'"
-         " (core/__init__.py), which hides ctxbench's framework package"),
+        ("app:app", "no-reset", "AppLoadError the app has its own package or module named"
+         " 'core' (core/__init__.py), which hides ctxbench's framework package"),
+        # ctxbench's own app (the default --app) runs on ctxbench's core, which it hides too.
+        (CORE_APP, "contextvar", f"AppLoadError cannot import app '{CORE_APP}', which runs on"
+         " ctxbench's core framework: the folder ctxbench runs in has its own package or module"
+         " named 'core' (core/__init__.py), which hides ctxbench's framework package"),
     ],
 )  # fmt: skip
-def test_an_app_with_its_own_core_package(tmp_path: Path, backend: str, said: str) -> None:
+def test_an_app_with_its_own_core_package(
+    tmp_path: Path, app: str, backend: str, said: str
+) -> None:
     import os
     import subprocess
 
@@ -383,7 +390,7 @@ def test_an_app_with_its_own_core_package(tmp_path: Path, backend: str, said: st
     (tmp_path / "app.py").write_text(
         "import core\nfrom flask import Flask\n\napp = Flask(__name__)\n"
     )
-    env = {**os.environ, "CTXBENCH_APP": "app:app", "CTXBENCH_BACKEND": backend}
+    env = {**os.environ, "CTXBENCH_APP": app, "CTXBENCH_BACKEND": backend}
     env.pop("CTXBENCH_STATE_DIR", None)
     out = subprocess.run(
         [sys.executable, "-c", SHADOWED_CORE],
@@ -392,3 +399,5 @@ def test_an_app_with_its_own_core_package(tmp_path: Path, backend: str, said: st
     assert out.startswith(said), out
     if backend != "contextvar":
         assert "use --backend contextvar (the default) with this app" in out, out
+    if app == CORE_APP:
+        assert out.rstrip().endswith("or name your own app with --app"), out
