@@ -283,15 +283,20 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_matrix_options(parser: argparse.ArgumentParser) -> None:
+def _add_matrix_options(parser: argparse.ArgumentParser, connections: str = "both") -> None:
+    """``--modes`` and ``--connections``, as every command that runs cells over modes takes them."""
     parser.add_argument(
-        "--modes", default="all", help="comma-separated server modes (default: all that can run)"
+        "--modes", default="all", help="comma-separated server modes (default all that can run)"
     )
+    _add_connections_option(parser, connections)
+
+
+def _add_connections_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--connections",
-        default="both",
+        default=default,
         choices=("keepalive", "fresh", "both"),
-        help="connection pattern (default: both)",
+        help=f"connection pattern (default {default})",
     )
 
 

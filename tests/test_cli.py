@@ -88,7 +88,7 @@ def test_default_run_adds_nginx_in_front_of_the_representative_modes(
     assert settings.modes == tuple(available)  # without nginx: skipped, not an error
 
 
-def test_every_command_that_writes_a_run_takes_the_same_run_folder_options() -> None:
+def test_the_commands_declare_their_shared_options_alike() -> None:
     import argparse
 
     parser = build_parser()
@@ -99,6 +99,12 @@ def test_every_command_that_writes_a_run_takes_the_same_run_folder_options() -> 
     }
     assert all(h["out"] == helps["run"]["out"] for h in helps.values()), helps
     assert all(h["run_dir"] == helps["run"]["run_dir"] for h in helps.values()), helps
+    # --modes and --connections alike where a command takes them; only the default differs.
+    matrix = ("run", "corpus", "chaos")
+    assert all(helps[name]["modes"] == helps["run"]["modes"] for name in matrix), helps
+    assert {helps[name]["connections"] for name in helps} == {
+        f"connection pattern (default {default})" for default in ("both", "keepalive", "fresh")
+    }, helps
 
 
 @pytest.mark.parametrize(

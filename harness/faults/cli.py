@@ -13,7 +13,9 @@ import typing as t
 from pathlib import Path
 
 from harness.cli import (
+    _add_connections_option,
     _add_defaulted,
+    _add_matrix_options,
     _add_mount_option,
     _add_run_folder_options,
     _add_sleep_option,
@@ -33,7 +35,7 @@ if t.TYPE_CHECKING:
 __all__ = ["cmd_chaos", "cmd_soak", "configure_chaos", "configure_soak"]
 
 
-def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
+def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--app",
         metavar="MODULE:NAME",
@@ -43,12 +45,6 @@ def _add_common(parser: argparse.ArgumentParser, *, connections: str) -> None:
     _add_mount_option(parser)
     parser.add_argument("--workers", type=int, help=f"server processes (default {DEFAULT_WORKERS})")
     parser.add_argument("--threads", type=int, help="threads per server process")
-    parser.add_argument(
-        "--connections",
-        default=connections,
-        choices=("keepalive", "fresh", "both"),
-        help=f"connection pattern (default {connections})",
-    )
     _add_defaulted(parser, "--concurrency", int, RunSettings.concurrency, "virtual users")
     _add_sleep_option(parser)
     _add_run_folder_options(parser)
@@ -58,9 +54,7 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--faults", default="all", help="comma-separated faults (default all; see --list)"
     )
-    parser.add_argument(
-        "--modes", default="all", help="comma-separated server modes (default all that can run)"
-    )
+    _add_matrix_options(parser, connections="keepalive")
     parser.add_argument(
         "--backend",
         default=DEFAULT_BACKEND,
@@ -68,7 +62,7 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
         " ...) must still be caught under each fault",
     )
     parser.add_argument("--compare-flask", action="store_true", help="also run the Flask probe app")
-    _add_common(parser, connections="keepalive")
+    _add_common(parser)
     knobs = ChaosSettings()
     parser.add_argument(
         "--interval", type=float, help=f"kill-worker, reload: seconds apart ({knobs.interval_s:g})"
@@ -278,7 +272,8 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
         metavar="ARG",
         help="extra server argument, repeatable; write --server-arg=--max-requests=1000",
     )
-    _add_common(parser, connections="fresh")
+    _add_connections_option(parser, "fresh")
+    _add_common(parser)
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
