@@ -356,6 +356,7 @@ def test_werkzeug_records_ignored_options() -> None:
         eff = srv.effective
     assert eff["workers"] == 1
     assert eff["ignored_options"] == ["--workers"]
+    assert eff["worker_class"] == MODES["werkzeug-threaded"].worker_class == "thread-per-connection"
 
 
 @pytest.mark.live

@@ -41,7 +41,6 @@ def main(argv: t.Sequence[str] | None = None) -> None:
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     info = loaded_app_info()
     info.update(
-        worker_class="greenthread-per-connection",
         server_version=getattr(eventlet, "__version__", None),
         max_size=args.max_size,
         eventlet_patched=eventlet.patcher.is_monkey_patched("thread"),

@@ -20,6 +20,8 @@ class SingleProcessMode(ServerMode):
 
     #: How the interpreter starts the runner: ``("-m", module)`` or ``("-c", source)``.
     launch: t.ClassVar[tuple[str, str]]
+    #: How the server runs requests, recorded as the effective ``worker_class``.
+    worker_class: t.ClassVar[str]
     #: :class:`ServerConfig` fields the server has no use for, recorded as ignored when given.
     ignored: t.ClassVar[tuple[str, ...]] = ()
 
@@ -41,6 +43,7 @@ class SingleProcessMode(ServerMode):
 
     def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:
         return {
+            "worker_class": self.worker_class,
             "access_log": None,
             "ignored_options": ignored_options(cfg, self.ignored),
             **self.runner_details(reported.first),

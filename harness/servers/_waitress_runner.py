@@ -39,7 +39,6 @@ def main(argv: t.Sequence[str] | None = None) -> None:
     adj = server.adj
     info = loaded_app_info()
     info.update(
-        worker_class="waitress",
         server_version=getattr(waitress, "__version__", None),
         threads=adj.threads,
         connection_limit=adj.connection_limit,

@@ -31,10 +31,7 @@ def main(argv: t.Sequence[str] | None = None) -> None:
 
     app = wsgi.app  # load first (a failure ends the process before it listens), then report
     info = loaded_app_info()
-    info.update(
-        worker_class="thread-per-connection",
-        server_version=getattr(werkzeug, "__version__", None),
-    )
+    info.update(server_version=getattr(werkzeug, "__version__", None))
     write_state(f"worker-{info['pid']}", info)
     run_simple(
         args.host,

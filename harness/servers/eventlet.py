@@ -38,6 +38,7 @@ class Eventlet(SingleProcessMode):
         imported_before_patch=("asyncio",),
     )
     launch = ("-c", BOOTSTRAP)
+    worker_class = "greenthread-per-connection"
     package = "eventlet"
     ignored = ("workers", "threads")
 
@@ -49,7 +50,6 @@ class Eventlet(SingleProcessMode):
 
     def runner_details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
         return {
-            "worker_class": "greenthread-per-connection",
             "threads": 1,
             "worker_connections": state.get("max_size"),
             "eventlet_patched": state.get("eventlet_patched"),

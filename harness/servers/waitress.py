@@ -31,6 +31,7 @@ class Waitress(SingleProcessMode):
     order = 60
     traits = ModeTraits(unit="pool-thread", keepalive=True)
     launch = ("-m", "harness.servers._waitress_runner")
+    worker_class = "thread-pool"
     package = "waitress"
     ignored = ("workers",)
 
@@ -45,7 +46,6 @@ class Waitress(SingleProcessMode):
 
     def runner_details(self, state: dict[str, t.Any]) -> dict[str, t.Any]:
         return {
-            "worker_class": "thread-pool",
             "threads": state.get("threads"),
             "worker_connections": state.get("connection_limit"),
             "channel_timeout_s": state.get("channel_timeout"),

@@ -28,6 +28,7 @@ class WerkzeugThreaded(SingleProcessMode):
     order = 10
     traits = ModeTraits(unit="thread-per-connection", keepalive=False)
     launch = ("-m", "harness.servers._werkzeug_runner")
+    worker_class = "thread-per-connection"
     package = "werkzeug"
     ignored = ("workers", "threads", "worker_connections")
 
@@ -38,7 +39,6 @@ class WerkzeugThreaded(SingleProcessMode):
 
     def runner_details(self, _state: dict[str, t.Any]) -> dict[str, t.Any]:
         return {
-            "worker_class": "thread-per-connection",
             "threads": None,  # unbounded: one new thread per connection
             "worker_connections": None,
         }
