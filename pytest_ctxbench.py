@@ -122,14 +122,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "ctxbench(modes=None, connections=None, requests=None): defaults for the ctxbench"
-        " fixture in this test; every test using the fixture carries the marker, so"
-        " -m 'not ctxbench' deselects them",
+        " fixture in this test; every test using the ctxbench or ctxbench_server fixture"
+        " carries the marker, so -m 'not ctxbench' deselects them",
     )
+
+
+#: The plugin's fixtures: a test that uses either starts servers, and carries the marker.
+FIXTURES = ("ctxbench", "ctxbench_server")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "ctxbench" in getattr(item, "fixturenames", ()):
+        if any(name in getattr(item, "fixturenames", ()) for name in FIXTURES):
             item.add_marker("ctxbench")
 
 

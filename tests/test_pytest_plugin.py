@@ -173,6 +173,31 @@ def test_collecting_a_suite_that_uses_the_plugin_starts_nothing(
     assert (pytester.path / "imported.txt").read_text() == ""
 
 
+def test_not_ctxbench_deselects_every_test_that_uses_a_fixture(pytester: pytest.Pytester) -> None:
+    # The README's way to leave the checks out of a job: a test that starts a server with
+    # ctxbench_server is left out as one that runs a check is (it was not, and ran anyway).
+    pytester.makepyfile(
+        test_user="""
+        def test_check(ctxbench):
+            pass
+
+        def test_own_live_test(ctxbench_server):
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    args = ("-p", "no:cacheprovider", "-p", "no:locust", "--co", "-q", "--strict-markers")
+    left = pytester.runpytest_subprocess(*args, "-m", "not ctxbench")
+    assert left.ret == 0
+    left.stdout.fnmatch_lines(["test_user.py::test_plain", "1/3 tests collected (2 deselected)*"])
+    chosen = pytester.runpytest_subprocess(*args, "-m", "ctxbench")
+    chosen.stdout.fnmatch_lines(
+        ["test_user.py::test_check", "test_user.py::test_own_live_test", "2/3 tests collected*"]
+    )
+
+
 def test_a_project_with_its_own_harness_package_keeps_it_until_a_fixture_is_used(
     pytester: pytest.Pytester,
 ) -> None:
