@@ -239,16 +239,21 @@ _KEYWORDS = {
     "--worker-connections": "worker_connections",
     "--workers": "workers",
 }
+#: A flag right after another program's name is that program's (``flask --app``, ``uWSGI's
+#: --mount``), not an option of ``ctxbench run``: it is kept as it is.
+_OTHER_PROGRAM = "".join(
+    f"(?<!{name} )" for name in ("flask", "gunicorn", "uvicorn", "waitress", "uWSGI's", "uwsgi")
+)
 #: What a message says, left to right: a flag with its value (any value after "bad" or "use",
 #: elsewhere one that reads as a value: quoted, a number, a path), the value of a keyword the
 #: message already names (``bad x= 0``), a quoted value (kept as it is: ``bad
 #: server_args='--threads 4'`` quotes what the test gave, flags included), or a flag alone.
 _SAYS = re.compile(
     r"(?:(?<=\bbad )|(?<=\buse ))(?P<flag>--[a-z-]+) (?P<value>'[^']*'|[^\s:;,)]+)"
-    r"|(?<![\w-])(?P<flag2>--[a-z-]+) (?P<value2>'[^']*'|-?\d[\d.]*|/[^\s:;,)]*)"
+    rf"|(?<![\w-]){_OTHER_PROGRAM}(?P<flag2>--[a-z-]+) (?P<value2>'[^']*'|-?\d[\d.]*|/[^\s:;,)]*)"
     r"|(?<=\bbad )(?P<keyword>[a-z_]+)= (?P<value3>[^\s:;,)]+)"
     r"|(?<!\w)(?P<quoted>'[^']*'|\"[^\"]*\")"
-    r"|(?<![\w-])(?P<alone>--[a-z-]+)\b(?!-)"
+    rf"|(?<![\w-]){_OTHER_PROGRAM}(?P<alone>--[a-z-]+)\b(?!-)"
 )
 
 

@@ -748,6 +748,11 @@ def test_a_bad_keyword_is_named_as_the_test_gave_it_not_as_a_cli_flag(
         ("bad --ctxbench-requests 0: use", "bad --ctxbench-requests 0: use"),
         ("bad ctxbench_modes (ini) 'x': use", "bad ctxbench_modes (ini) 'x': use"),
         ("give --duration (seconds)", "give --duration (seconds)"),
+        # Another program's flags are that program's, not keywords of check().
+        ("name its call (flask --app would call it without arguments)",
+         "name its call (flask --app would call it without arguments)"),
+        ("as uWSGI's --mount /api does, or --mount /api",
+         "as uWSGI's --mount /api does, or mount='/api'"),
     ],
 )  # fmt: skip
 def test_messages_name_the_keywords_of_check(said: str, shown: str) -> None:
