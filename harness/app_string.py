@@ -108,6 +108,14 @@ def parse_import_string(import_string: str) -> AppRef:
         raise bad("it holds a control character (a newline, tab or NUL): write it on one line")
     module, sep, attr = text.partition(":")
     if not sep and module and _is_dotted_name(module):
+        parent, _, last = module.rpartition(".")
+        if parent and _module_source(module) is None and _module_source(parent) is not None:
+            # 'myproject.wsgi.app' (Django's WSGI_APPLICATION spells it so): no module of
+            # that name, but its parent is one, and the last part is what it holds.
+            raise bad(
+                f"there is no module {module!r}, but {parent!r} is one: name the app in it"
+                f" after a colon, '{parent}:{last}'"
+            )
         raise bad(
             f"name the app after a colon, '{module}:app' for an app object or"
             f" '{module}:create_app()' for an app factory (a bare module means 'application'"

@@ -204,6 +204,29 @@ def test_a_factory_named_without_its_call_is_refused_from_its_source(
     assert f"mod_{unique}" not in sys.modules  # read, never imported
 
 
+def test_a_dotted_app_names_the_module_that_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 'myproject.wsgi.app' (Django's WSGI_APPLICATION spelling) was told to write
+    # 'myproject.wsgi.app:app', a module that does not exist.
+    pkg = f"proj_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / pkg / "api").mkdir(parents=True)
+    (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / pkg / "wsgi.py").write_text("app = None\n")
+    (tmp_path / pkg / "api" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AppLoadError) as info:
+        parse_import_string(f"{pkg}.wsgi.app")
+    assert str(info.value) == (
+        f"bad app import string '{pkg}.wsgi.app': there is no module '{pkg}.wsgi.app', but"
+        f" '{pkg}.wsgi' is one: name the app in it after a colon, '{pkg}.wsgi:app'"
+    )
+    for module in (f"{pkg}.wsgi", f"{pkg}.api", "nowhere_at_all.wsgi"):  # a module, or no parent
+        with pytest.raises(AppLoadError, match=f"after a colon, '{module}:app' for an app obj"):
+            parse_import_string(module)
+    assert pkg not in sys.modules  # read, never imported
+
+
 def test_the_loader_applies_the_same_rule_to_what_it_imported() -> None:
     from harness.wsgi import _looks_like_factory
 
