@@ -853,6 +853,12 @@ def load(path: str | os.PathLike[str]) -> Run:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
+        runs = _run_folders_in(file.parent) if file.name == RESULTS_FILE else []
+        if runs:  # `ctxbench report results`: the --out folder, which holds the run folders
+            raise ResultsError(
+                f"no results at {str(file)!r}: {str(file.parent)!r} holds {len(runs):,} run"
+                f" folders, not a run; name one, such as the newest, {str(runs[0])!r}"
+            ) from None
         raise ResultsError(f"no results at {str(file)!r}: run 'ctxbench run' first") from None
     except OSError as e:
         raise ResultsError(f"cannot read {str(file)!r}: {e.strerror}") from None
@@ -864,6 +870,16 @@ def load(path: str | os.PathLike[str]) -> Run:
     if run.status == "running" and run.owner is not None and run.owner.alive() is False:
         run = run.replace(status="abandoned")
     return run
+
+
+def _run_folders_in(folder: Path) -> list[Path]:
+    """The run folders directly in ``folder`` (those holding a results.json), newest first."""
+    found: list[tuple[float, Path]] = []
+    with contextlib.suppress(OSError):  # an unreadable folder, a run removed meanwhile
+        for file in folder.glob(f"*/{RESULTS_FILE}"):
+            with contextlib.suppress(OSError):
+                found.append((file.stat().st_mtime, file.parent))
+    return [run_dir for _, run_dir in sorted(found, reverse=True)]
 
 
 def write(run_dir: str | os.PathLike[str], run: Run) -> Path:

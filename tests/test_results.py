@@ -273,3 +273,19 @@ def test_load_errors(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ResultsError, match="expected a JSON object"):
         results.load(tmp_path)
+
+
+def test_loading_the_folder_of_the_runs_names_a_run_in_it(tmp_path: Path) -> None:
+    # `ctxbench report results` (the --out folder) said "run 'ctxbench run' first" after a run.
+    for n, name in enumerate(["20261202-101500-aaaaaa", "nightly", "20261202-090000-bbbbbb"]):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text("{}")
+        os.utime(tmp_path / name / "results.json", (1_000_000 + n, 1_000_000 + n))
+    (tmp_path / "logs").mkdir()  # a folder without results is no run
+    with pytest.raises(ResultsError) as info:
+        results.load(tmp_path)
+    assert str(info.value) == (
+        f"no results at {str(tmp_path / 'results.json')!r}: {str(tmp_path)!r} holds 3 run"
+        f" folders, not a run; name one, such as the newest,"
+        f" {str(tmp_path / '20261202-090000-bbbbbb')!r}"
+    )
