@@ -135,7 +135,7 @@ def test_strict_compares_the_medians_only() -> None:
     a = doc("A", entry(rps=5000.0, spread=0.30))
     b = doc("B", entry(rps=4000.0, spread=0.30))
     text, regressions = compare_runs(a, b, 0.10, strict=True)
-    assert [(r.metric, r.within_noise) for r in regressions] == [("rps", False)]
+    assert [(r.metric, r.verdict) for r in regressions] == [("rps", "REGRESSION")]
     assert "REGRESSION: rps" in text and "within noise" not in text
     assert "1 regression:" in text and "the medians alone (--strict)" in text
 

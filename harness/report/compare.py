@@ -37,6 +37,18 @@ from harness.results import Cell, CellKey, Run
 #: differs is noted as not like for like.
 CELL_SETTINGS = ("apps", "backends", "modes", "connections", "mount")
 
+#: Why a change worse beyond the threshold is not counted (unless ``strict``), in the order they
+#: are tried: the word in the verdict column, and why, after "worse by more than 10% but".
+EXCUSES = {
+    "within noise": "within the runs' noise, so not counted (rerun with more --repeats, or use"
+    " --strict)",
+    "driver-bound in B": "B's load driver was saturated, so B's figures are the driver's and not"
+    " counted (rerun B with --driver-processes auto, or use --strict)",
+    "starved users": "a run's server starved some users, so its rate is the served users' and"
+    " its p99 the starved ones' wait, not counted (rerun with no more keep-alive users than"
+    " processes x threads, fresh connections or --proxy nginx; or use --strict)",
+}
+
 
 @dataclass(frozen=True)
 class Change:
@@ -46,10 +58,11 @@ class Change:
     metric: str  # "rps", "p99", "leaks" or "errors"
     a: float
     b: float
-    regression: bool
-    within_noise: bool = False  # worse beyond the threshold, but not beyond the runs' noise
-    driver_bound: bool = False  # worse beyond the threshold and the noise, but B was driver-bound
-    starved: bool = False  # worse beyond the threshold and the noise, but a run starved users
+    verdict: str = ""  # "REGRESSION", a key of EXCUSES (worse, but not counted), or "" (ok)
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == "REGRESSION"
 
     @property
     def relative(self) -> float:
@@ -122,13 +135,8 @@ def compare_runs(
         changes += cell
         status = "; ".join(
             f"{word}: {', '.join(metrics)}"
-            for word, metrics in (
-                ("REGRESSION", [c.metric for c in cell if c.regression]),
-                ("within noise", [c.metric for c in cell if c.within_noise]),
-                ("driver-bound in B", [c.metric for c in cell if c.driver_bound]),
-                ("starved users", [c.metric for c in cell if c.starved]),
-            )
-            if metrics
+            for word in ("REGRESSION", *EXCUSES)
+            if (metrics := [c.metric for c in cell if c.verdict == word])
         )
         rows.append(
             (
@@ -147,25 +155,14 @@ def compare_runs(
     only += [f"  in B only: {_name(k)}" for k in b_by if k not in a_by]
     if only:
         out += ["", f"{plural(len(only), 'cell')} not compared (in one run only):", *only]
-    if noisy := [c for c in changes if c.within_noise]:
-        out += ["", f"worse by more than {fmt_pct(threshold)} but within the runs' noise, so not"
-                " counted (rerun with more --repeats, or use --strict):"]  # fmt: skip
-        out += [f"  {c.describe()}" for c in noisy]
-    if bound := [c for c in changes if c.driver_bound]:
-        out += ["", f"worse by more than {fmt_pct(threshold)} but B's load driver was saturated, so"
-                " B's figures are the driver's and not counted (rerun B with --driver-processes"
-                " auto, or use --strict):"]  # fmt: skip
-        out += [f"  {c.describe()}" for c in bound]
-    if starved := [c for c in changes if c.starved]:
-        out += ["", f"worse by more than {fmt_pct(threshold)} but a run's server starved some"
-                " users, so its rate is the served users' and its p99 the starved ones' wait,"
-                " not counted (rerun with no more keep-alive users than processes x threads,"
-                " fresh connections or --proxy nginx; or use --strict):"]  # fmt: skip
-        out += [f"  {c.describe()}{_starved_in(a_by[c.key], b_by[c.key])}" for c in starved]
+    for word, why in EXCUSES.items():
+        if excused := [c for c in changes if c.verdict == word]:
+            out += ["", f"worse by more than {fmt_pct(threshold)} but {why}:"]
+            out += [f"  {c.describe()}{_why(a_by[c.key], b_by[c.key], c)}" for c in excused]
     regressions = [c for c in changes if c.regression]
     if regressions:
         out += ["", f"{plural(len(regressions), 'regression')}:"]
-        out += [f"  {c.describe()}{_acks_in(a_by[c.key], b_by[c.key], c)}" for c in regressions]
+        out += [f"  {c.describe()}{_why(a_by[c.key], b_by[c.key], c)}" for c in regressions]
     else:
         out += ["", f"No regression in {plural(len(common), 'cell')} compared."]
     return "\n".join(out) + "\n", regressions
@@ -180,33 +177,31 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
     ):
         if va is None or vb is None:
             continue
+        # Each excuse of EXCUSES, in its order: the first that holds is the change's.
+        excuses = (not beyond_noise(va, vb, noise), b.driver_bound, a.starved or b.starved)
+        excuse = next((w for w, e in zip(EXCUSES, excuses, strict=True) if e and not strict), "")
         beyond = _relative(va, vb) * worse > threshold
-        noisy = beyond and not strict and not beyond_noise(va, vb, noise)
-        bound = beyond and not strict and not noisy and b.driver_bound
-        starved = beyond and not strict and not (noisy or bound) and bool(a.starved or b.starved)
-        counted = beyond and not (noisy or bound or starved)
-        rv.append(Change(key, metric, va, vb, counted, noisy, bound, starved))
-    rv.append(Change(key, "leaks", a.leaks, b.leaks, b.leaks > 0 and a.leaks == 0))
-    rv.append(Change(key, "errors", a.errors, b.errors, b.errors > 0 and a.errors == 0))
+        rv.append(Change(key, metric, va, vb, (excuse or "REGRESSION") if beyond else ""))
+    for metric, va, vb in (("leaks", a.leaks, b.leaks), ("errors", a.errors, b.errors)):
+        rv.append(Change(key, metric, va, vb, "REGRESSION" if vb > 0 and va == 0 else ""))
     return rv
 
 
-def _acks_in(a: Cell, b: Cell, change: Change) -> str:
-    """Why B's rps or p99 got worse, when B (and not A) waited on the client's delayed ACKs
-    (:mod:`harness.load.acks`). Still a regression: every client of that server waits so."""
-    if change.metric not in ("rps", "p99") or not b.delayed_acks or a.delayed_acks:
-        return ""
-    return " (B waited on the client's delayed ACKs: TCP_NODELAY is off on B's server)"
-
-
-def _starved_in(a: Cell, b: Cell) -> str:
-    """`` (starved: 14 of 16 users in B)``: the runs whose server starved users, and how many."""
-    said = [
-        f"{c.starved:,} of {plural(c.concurrency or 0, 'user')} in {name}"
-        for name, c in (("A", a), ("B", b))
-        if c.starved
-    ]
-    return f" (starved: {', '.join(said)})"
+def _why(a: Cell, b: Cell, change: Change) -> str:
+    """What made a change worse, when the figures say: the runs whose server starved users
+    (`` (starved: 14 of 16 users in B)``), or a B (and not A) that waited on the client's delayed
+    ACKs (:mod:`harness.load.acks`), still a regression: every client of that server waits so."""
+    if change.verdict == "starved users":
+        said = [
+            f"{c.starved:,} of {plural(c.concurrency or 0, 'user')} in {name}"
+            for name, c in (("A", a), ("B", b))
+            if c.starved
+        ]
+        return f" (starved: {', '.join(said)})"
+    acked = b.delayed_acks and not a.delayed_acks
+    if change.regression and change.metric in ("rps", "p99") and acked:
+        return " (B waited on the client's delayed ACKs: TCP_NODELAY is off on B's server)"
+    return ""
 
 
 def _relative(a: float | None, b: float | None) -> float:
