@@ -749,7 +749,6 @@ def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
     fair = tuple(starving(c, 0) for c in run.cells[1:])
     run = run.replace(cells=(starving(run.cells[0], 14), *fair))
     summary = summarize(run)
-    assert [c.mode for c in summary.starved] == ["uwsgi-processes"]
     assert summary.verdict == ("OK", "ok") and not summary.errored  # not a leak, not an error
     assert [r.best.mode for r in summary.rankings] == ["gunicorn-gevent"]
     text = format_summary(run)
@@ -792,7 +791,6 @@ def test_a_cell_that_waited_on_delayed_acks_is_said_and_never_ranked() -> None:
     fast = tuple(acked(c, AckCounts(16, 0, 400, 0)) for c in run.cells[1:])
     run = run.replace(cells=(acked(run.cells[0], AckCounts(16, 0, 400, 390)), *fast))
     summary = summarize(run)
-    assert [c.mode for c in summary.delayed_acks] == ["uvicorn-asgiref"]
     assert summary.verdict == ("OK", "ok") and not summary.errored  # not a leak, not an error
     assert [r.best.mode for r in summary.rankings] == ["gunicorn-gevent"]
     said = (
@@ -813,7 +811,6 @@ def test_a_cell_that_waited_on_delayed_acks_is_said_and_never_ranked() -> None:
     # a fast server, or not recorded (an older document): nothing is said
     for counts in (AckCounts(16, 0, 400, 0), None):
         quiet = run.replace(cells=tuple(acked(c, counts) for c in run.cells))
-        assert not summarize(quiet).delayed_acks
         assert "delayed ACK" not in format_summary(quiet)
         assert "delayed ACK" not in render_reports(quiet)["report.md"]
 

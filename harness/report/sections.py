@@ -16,21 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.benchdata import Benchmarks
-from harness.load.acks import DELAYED_ACK_ADVICE
-from harness.load.fairness import STARVED_ADVICE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
+    UNRANKED,
     WEAK_ZEROS_HEAD,
-    Namer,
     Summary,
-    delayed_ack_cells,
     evidence_table,
     headline,
     label,
     named,
     recommendation,
-    starved_cells,
     too_few_checked,
     weak_zeros,
 )
@@ -201,27 +197,14 @@ def patterns(ctx: Context) -> list[Node]:
     return out
 
 
-#: Why a cell's figures are not its server's speed (neither a leak nor an error, but the cell is
-#: never ranked): what marks such a cell, the warning's title, who and how many, over which runs,
-#: and what to do.
-Unranked = tuple[Callable[[Cell], object], str, Callable[[Sequence[Cell], Namer], str], str, str]
-UNRANKED: tuple[Unranked, ...] = (
-    (lambda c: c.starved, "Starved users", starved_cells, "in the worst of the runs",
-     STARVED_ADVICE),
-    (lambda c: c.delayed_acks, "Waited on delayed ACKs", delayed_ack_cells,
-     "the measured runs together", DELAYED_ACK_ADVICE),
-)  # fmt: skip
-
-
 def unranked_warnings(cells: Sequence[Cell]) -> list[Node]:
     """A warning under a table for each reason (:data:`UNRANKED`) some of its cells have."""
     out: list[Node] = []
-    for marked, title, who, runs, advice in UNRANKED:
-        if picked := [c for c in cells if marked(c)]:
+    for u in UNRANKED:
+        if picked := [c for c in cells if u.marked(c)]:
             text = (
-                f"**{title}** ({who(picked, named)}, {runs}; neither a leak nor an error):"
-                f" {advice}."
-                " These cells are not ranked."
+                f"**{u.title}** ({u.who(picked, named)}, {u.runs}; neither a leak nor an error):"
+                f" {u.advice}. These cells are not ranked."
             )
             out.append(Callout((Paragraph(text),), "warning"))
     return out

@@ -107,8 +107,6 @@ class Summary:
     errored: tuple[Cell, ...]  # errors, or ended early
     failed: tuple[Cell, ...]  # ended early: the server died (Cell.error)
     noisy: tuple[Cell, ...]
-    starved: tuple[Cell, ...]  # the server starved some virtual users: never ranked
-    delayed_acks: tuple[Cell, ...]  # waited on the client's delayed ACKs: never ranked
     stack_leaks: tuple[Cell, ...]  # correct storage, the framework's names leaked
     app_leaks: tuple[Cell, ...]  # correct storage, only the app's own names leaked
     mutant_leaks: tuple[Cell, ...]
@@ -174,8 +172,6 @@ def summarize(run: Run) -> Summary:
         errored=tuple(c for c in cells if c.errors or c.failed),
         failed=tuple(c for c in cells if c.failed),
         noisy=tuple(c for c in cells if c.noisy),
-        starved=tuple(c for c in cells if c.starved),
-        delayed_acks=tuple(c for c in cells if c.delayed_acks),
         stack_leaks=tuple(c for c in correct_leaks if c not in app_only),
         app_leaks=tuple(app_only),
         mutant_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND),
@@ -321,16 +317,9 @@ def recommendation(s: Summary) -> str:
         out.append("Only one mode ran: there is no choice between modes to make.")
     if s.errored:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
-    if s.starved:
-        out.append(
-            "Cells whose server starved some users are not ranked"
-            f" ({starved_cells(s.starved, named)}): {STARVED_ADVICE}."
-        )
-    if s.delayed_acks:
-        out.append(
-            "Cells that waited on the client's delayed ACKs are not ranked"
-            f" ({delayed_ack_cells(s.delayed_acks, named)}): {DELAYED_ACK_ADVICE}."
-        )
+    for u in UNRANKED:
+        if picked := [c for c in s.cells if u.marked(c)]:
+            out.append(f"{u.cells} are not ranked ({u.who(picked, named)}): {u.advice}.")
     if s.failed:
         out.append(
             "Find out why the server died (its log says) before trusting a verdict: its cell"
@@ -400,6 +389,29 @@ def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
         if c.clean and c.exercised is not None
         for note in c.exercised.notes()
     ]
+
+
+@dataclass(frozen=True)
+class Unranked:
+    """A reason a cell's figures are not its server's speed: neither a leak nor an error, but the
+    cell is never ranked. The terminal, the recommendation and the report's warnings say it."""
+
+    marked: Callable[[Cell], object]  # the cells it holds for
+    mark: str  # beside such a cell's figure on the terminal
+    title: str
+    cells: str  # the cells it holds for, in a sentence
+    who: Callable[[Sequence[Cell], Namer], str]  # who, and how many
+    runs: str  # over which runs they are counted
+    advice: str
+
+
+UNRANKED = (
+    Unranked(lambda c: c.starved, "^", "Starved users", "Cells whose server starved some users",
+             starved_cells, "in the worst of the runs", STARVED_ADVICE),
+    Unranked(lambda c: c.delayed_acks, "~", "Waited on delayed ACKs",
+             "Cells that waited on the client's delayed ACKs", delayed_ack_cells,
+             "the measured runs together", DELAYED_ACK_ADVICE),
+)  # fmt: skip
 
 
 #: The line above :func:`weak_zeros`, on the terminal and in the report.
@@ -473,10 +485,10 @@ def format_summary(run: Run) -> str:
         )
     if any(c.driver_bound for c in run.cells):
         out.append(f"* driver-bound: {DRIVER_BOUND_ADVICE}")
-    if starved := [c for c in run.cells if c.starved]:
-        out.append(f"^ starved users ({starved_cells(starved)}): {STARVED_ADVICE}")
-    if acked := [c for c in run.cells if c.delayed_acks]:
-        out.append(f"~ waited on delayed ACKs ({delayed_ack_cells(acked)}): {DELAYED_ACK_ADVICE}")
+    for u in UNRANKED:
+        if picked := [c for c in run.cells if u.marked(c)]:
+            title = u.title[0].lower() + u.title[1:]
+            out.append(f"{u.mark} {title} ({u.who(picked, label)}): {u.advice}")
     # For a server ctxbench did not start (--target) what the probe saw is all there is to say
     # what ran; the modes' own are in the report (the expectations model knows each mode).
     if weak := weak_zeros([c for c in run.cells if c.target is not None]):
