@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 ERROR_COLUMNS = ("reset", "refused", "timeout", "5xx")
 
 
-def run_verdict(run: Run) -> list[Node]:
+def run_verdict(run: Run) -> Callout:
     """The verdict box of a ``ctxbench chaos`` or ``ctxbench soak`` run (no isolation matrix)."""
     # A soak that judged nothing (stopped early, or no process lived through its window) is
     # neither a pass nor a failure; its exit status is the command's business, not the report's.
@@ -57,11 +57,7 @@ def run_verdict(run: Run) -> list[Node]:
         every = "every other verdict" if unjudged else "every verdict"
         text = f"**Verdict: pass.** {'; '.join(parts)}, {every} as it must be."
         style = "verdict ok"
-    out: list[Node] = [Callout((Paragraph(text),), style)]
-    if run.status != "complete":
-        text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}."
-        out.append(Callout((Paragraph(text),), "warning"))
-    return out
+    return Callout((Paragraph(text),), style)
 
 
 def faults_table(cells: Sequence[FaultCell]) -> Table:

@@ -82,32 +82,36 @@ def build(ctx: Context) -> list[Node]:
 
 def verdict(ctx: Context) -> list[Node]:
     run, s = ctx.run, ctx.summary
+    matrix = bool(run.cells) or not (run.faults or run.soaks)  # not ctxbench chaos or soak
+    if not matrix:
+        box = faults.run_verdict(run)
+    elif cells := corpus.corpus_cells(run):
+        # A corpus run leaks on purpose: its verdict is whether each cell came out as expected.
+        ok, sentence = corpus.corpus_verdict(cells)
+        text = f"**Corpus: {'as expected' if ok else 'NOT as expected'}.** {sentence}"
+        box = Callout((Paragraph(text),), "verdict ok" if ok else "verdict leak")
+    else:
+        words, kind = s.verdict
+        text = f"**Verdict: {words}.** {headline(s)}"
+        advice = Paragraph(f"**Recommendation:** {recommendation(s)}")
+        box = Callout((Paragraph(text), advice), f"verdict {kind}")
     out: list[Node] = [
         Heading(f"ctxbench report: {run.run_id or 'unnamed run'}", 1),
         Note(
             f"Generated from `results.json` (run created {run.created or 'at an unknown time'})."
             " Do not edit: regenerate with `ctxbench report RUN_DIR`."
         ),
+        box,
     ]
-    if not run.cells and (run.faults or run.soaks):  # ctxbench chaos or soak: no matrix
-        return out + faults.run_verdict(run)
-    if corpus.corpus_cells(run):
-        # A corpus run leaks on purpose: its verdict is whether each cell came out as expected.
-        ok, sentence = corpus.corpus_verdict(corpus.corpus_cells(run))
-        text = f"**Corpus: {'as expected' if ok else 'NOT as expected'}.** {sentence}"
-        out.append(Callout((Paragraph(text),), "verdict ok" if ok else "verdict leak"))
-    else:
-        words, kind = s.verdict
-        text = f"**Verdict: {words}.** {headline(s)}"
-        advice = Paragraph(f"**Recommendation:** {recommendation(s)}")
-        out.append(Callout((Paragraph(text), advice), f"verdict {kind}"))
     if run.not_measured:
         skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
         out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))
     if run.status != "complete":
-        text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}; cells may"
-        text += " be missing; do not compare it with a complete run."
+        text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}"
+        text += "; cells may be missing; do not compare it with a complete run." if matrix else "."
         out.append(Callout((Paragraph(text),), "warning"))
+    if not matrix:  # no figures to read
+        return out
     noisy = [(f"{named(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
     out += spread_warning(", too large to trust small differences", noisy)
     out.append(
