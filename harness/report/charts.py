@@ -92,7 +92,7 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
     bottom = top + row_h * len(rows)
     height = bottom + 30
     values = [v for r in rows for b in r.bars for v in (b.value, *b.runs) if v is not None]
-    limit = _nice_limit(max(values, default=1.0))
+    limit, ticks = _axis(values)
     out = _svg_head(title, WIDTH, height)
     if n > 1:
         for j, b in enumerate(rows[0].bars):
@@ -101,14 +101,12 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
                 f'<text x="{LABEL_W + j * 70 + 16}" y="33">{escape(b.name)}</text>'
             )
         out.append(f'<text x="{LABEL_W + n * 70}" y="33" fill="#666">{escape(legend)}</text>')
-    decimals = _decimals(limit / 5)
-    for k in range(6):
-        x = _x(limit * k / 5, limit)
+    for v, text, stroke in ticks:
+        x = _x(v, limit)
         out.append(
-            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom:.1f}"'
-            f' stroke="{"#999" if k == 0 else "#e3e3e3"}" stroke-width="1"/><text x="{x:.1f}"'
-            f' y="{bottom + 15:.1f}" text-anchor="middle" fill="#666">'
-            f"{limit * k / 5:,.{decimals}f}</text>"
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom:.1f}" stroke="{stroke}"'
+            f' stroke-width="1"/><text x="{x:.1f}" y="{bottom + 15:.1f}" text-anchor="middle"'
+            f' fill="#666">{text}</text>'
         )
     for i, row in enumerate(rows):
         y, mid = top + i * row_h + (6 if n == 1 else 7), top + i * row_h + row_h / 2
@@ -166,6 +164,16 @@ def _x(value: float | None, limit: float) -> float:
     return LABEL_W + PLOT_W * value / limit
 
 
+def _axis(values: Sequence[float]) -> tuple[float, list[tuple[float, str, str]]]:
+    """The value axis of a chart of ``values``: its end (:func:`_nice_limit` of the largest),
+    and its six ticks from 0, each with its label and its grid line's colour (0's darker)."""
+    limit = _nice_limit(max(values, default=1.0))
+    step = limit / 5
+    decimals = 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3
+    at = [limit * k / 5 for k in range(6)]  # not step * k, whose floats can differ
+    return limit, [(v, f"{v:,.{decimals}f}", "#e3e3e3" if v else "#999") for v in at]
+
+
 def _nice_limit(peak: float) -> float:
     """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) that
     holds ``peak`` with a little room, so bars fill most of the plot."""
@@ -217,7 +225,7 @@ def line_chart(
     The x axis runs from 0 to the last of ``x_ticks`` (value and label), ``shade_to`` shades it
     from 0 (a warm-up), ``markers`` draws each point (with ``fmt`` of its value as a tooltip)."""
     values = [t.cast(float, p.value) for line in lines for p in line.points if _real(p)]
-    limit = _nice_limit(max(values, default=1.0))
+    limit, ticks = _axis(values)
     x_max = max((x for x, _ in x_ticks), default=1.0) or 1.0
 
     def sx(x: float) -> float:
@@ -232,14 +240,11 @@ def line_chart(
             f'<rect x="{PLOT_L}" y="{PLOT_T}" width="{sx(shade_to) - PLOT_L:.1f}"'
             f' height="{PLOT_B - PLOT_T}" fill="#f2f2f2"><title>warm-up (not judged)</title></rect>'
         )
-    decimals = _decimals(limit / 5)
-    for k in range(6):
-        v = limit * k / 5
+    for v, text, stroke in ticks:
         out.append(
             f'<line x1="{PLOT_L}" y1="{sy(v):.1f}" x2="{CHART_W - PLOT_R}" y2="{sy(v):.1f}"'
-            f' stroke="{"#999" if k == 0 else "#e3e3e3"}" stroke-width="1"/>'
-            f'<text x="{PLOT_L - 6}" y="{sy(v) + 4:.1f}" text-anchor="end" fill="#666">'
-            f"{v:,.{decimals}f}</text>"
+            f' stroke="{stroke}" stroke-width="1"/><text x="{PLOT_L - 6}" y="{sy(v) + 4:.1f}"'
+            f' text-anchor="end" fill="#666">{text}</text>'
         )
     for x, text in x_ticks:
         out.append(
@@ -290,8 +295,3 @@ def _svg_head(title: str, width: int, height: int) -> list[str]:
 
 def _real(p: Point) -> bool:
     return p.value is not None and math.isfinite(p.value)
-
-
-def _decimals(step: float) -> int:
-    """Decimals for axis labels ``step`` apart."""
-    return 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3
