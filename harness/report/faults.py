@@ -82,12 +82,6 @@ def faults_table(cells: Sequence[FaultCell]) -> Table:
     return Table(headers, tuple(rows), align, bad_rows=where(cells, lambda c: not c.passed))
 
 
-def _cell_app(cell: FaultCell) -> str:
-    """The app a fault cell checked, as code, with its mount: the cells of ``--compare-flask``
-    differ in nothing else."""
-    return code(mounted(cell.app_label, cell.server.mount))
-
-
 def faults_section(ctx: Context) -> list[Node]:
     cells = ctx.run.faults
     if not cells:
@@ -107,19 +101,23 @@ def faults_section(ctx: Context) -> list[Node]:
         faults_table(cells),
         Note("Verdicts: " + "; ".join(f"*{k}*: {v}" for k, v in VERDICTS.items()) + "."),
     ]
-    reasons = [f"`{c.fault}` on `{c.mode}` ({_cell_app(c)}, {c.backend}, {c.connections}):"
-               f" {c.verdict}: {c.reason}" for c in cells if c.verdict != "n/a"]  # fmt: skip
-    not_applicable = sorted({f"`{c.fault}` on `{c.mode}`: {c.reason}" for c in cells
-                             if c.verdict == "n/a"})  # fmt: skip
-    evidence = tuple(str(e) for c in cells for e in c.evidence[:5])[:25]
-    out += [Items(tuple(reasons))] if reasons else []
-    if not_applicable:
-        out += [Note("Not applicable:"), Items(tuple(not_applicable))]
-    if evidence:
-        out += [
-            Note("First evidence of each leaking cell:"),
-            Items(tuple(evidence)),
-        ]
+    # Each cell's app with its mount: the cells of --compare-flask differ in nothing else.
+    said = [
+        f"`{c.fault}` on `{c.mode}` ({code(mounted(c.app_label, c.server.mount))}, {c.backend},"
+        f" {c.connections}): {c.verdict}: {c.reason}"
+        for c in cells
+        if c.verdict != "n/a"
+    ]
+    not_applicable = {f"`{c.fault}` on `{c.mode}`: {c.reason}" for c in cells if c.verdict == "n/a"}
+    evidence = [str(e) for c in cells for e in c.evidence[:5]][:25]
+    lists = (
+        ("", said),
+        ("Not applicable:", sorted(not_applicable)),
+        ("First evidence of each leaking cell:", evidence),
+    )
+    for head, items in lists:
+        if items:
+            out += [Note(head)] * bool(head) + [Items(tuple(items))]
     return out
 
 
