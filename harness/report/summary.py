@@ -18,7 +18,7 @@ server's; there is no recommendation between modes when only one ran.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
@@ -110,6 +110,7 @@ class Summary:
     stack_leaks: tuple[Cell, ...]  # correct storage, the framework's names leaked
     app_leaks: tuple[Cell, ...]  # correct storage, only the app's own names leaked
     mutant_leaks: tuple[Cell, ...]
+    answered: tuple[Cell, ...]  # correct storage, the app answered in the probe's place: unchecked
     silent_mutants: tuple[Cell, ...]  # broken backends that showed no leak
     rankings: tuple[Ranking, ...]
 
@@ -128,9 +129,7 @@ class Summary:
             return f"FAILED: a server died, {failed} not measured to the end", "failed"
         if not self.cells:
             return "nothing measured", "mutant"
-        unchecked = sum(c.not_probe_answers for c in self.correct)
-        if unchecked:
-            # The app answered these itself (an auth hook, a rate limiter): no verdict on them.
+        if self.answered:  # an auth hook, a rate limiter: no verdict on what it answered
             return "NONE: the app answered requests in the probe's place", "failed"
         if self.unchecked:
             return "NONE: most requests failed before an answer, so they were not checked", "failed"
@@ -175,6 +174,7 @@ def summarize(run: Run) -> Summary:
         stack_leaks=tuple(c for c in correct_leaks if c not in app_only),
         app_leaks=tuple(app_only),
         mutant_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND),
+        answered=tuple(c for c in cells if c.backend == DEFAULT_BACKEND and c.not_probe_answers),
         silent_mutants=tuple(c for c in cells if c.backend != DEFAULT_BACKEND and not c.leaks),
         rankings=tuple(r for r in rankings if r is not None),
     )
@@ -224,12 +224,11 @@ def headline(s: Summary) -> str:
             " request, g, session and current_app held there, so the leak is the app's, not the"
             " context storage's."
         )
-    answered = [c for c in s.correct if c.not_probe_answers]  # by the app, not the probe
-    if answered:
+    if s.answered:
         out.append(
-            f"The app answered {plural(sum(c.not_probe_answers for c in answered), 'request')}"
+            f"The app answered {plural(sum(c.not_probe_answers for c in s.answered), 'request')}"
             f" itself, in the probe's place (an auth hook, a login redirect, a rate limiter?), in"
-            f" {app_answers(answered, named)}: those were never checked, so no request can be"
+            f" {app_answers(s.answered, named)}: those were never checked, so no request can be"
             " said to be clean; let probe requests through the app's hooks (README, 'Auth hooks"
             " and middleware')."
         )
@@ -240,7 +239,7 @@ def headline(s: Summary) -> str:
             " why."
         )
     judged = not any(c.backend == DEFAULT_BACKEND for c in s.unchecked)
-    if s.correct and judged and not (s.stack_leaks or s.app_leaks or answered):
+    if s.correct and judged and not (s.stack_leaks or s.app_leaks or s.answered):
         out.append(
             f"No leak with the correct {DEFAULT_BACKEND} storage: every request saw only its own"
             " values."
@@ -336,26 +335,24 @@ def recommendation(s: Summary) -> str:
 
 
 def app_answers(cells: Sequence[Cell], name: Namer = label) -> str:
-    """``gunicorn-gthread, fresh (18,129 x 429)``, for each cell whose app answered probe
-    requests itself (:attr:`~harness.results.Cell.not_probe_answers`), with its statuses."""
-    return "; ".join(
-        f"{name(c)}, {c.connections}"
-        + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_statuses.items())})")
-        * bool(c.error_statuses)
-        for c in cells
-        if c.not_probe_answers
-    )
+    """``gunicorn-gthread, fresh (18,129 x 429)``, for each of ``cells`` (cells whose app answered
+    probe requests itself, :attr:`~harness.results.Cell.not_probe_answers`), with its statuses."""
+    return "; ".join(f"{name(c)}, {c.connections}{_times(c.error_statuses)}" for c in cells)
 
 
 def unchecked_cells(cells: Sequence[Cell], name: Namer = label) -> str:
     """``werkzeug-threaded, fresh: 0 of 474 requests checked (474 x reset)``, for each cell."""
     return "; ".join(
         f"{name(c)}, {c.connections}: {c.checked:,} of"
-        f" {plural(c.requests - c.injected, 'request')} checked"
-        + (f" ({', '.join(f'{n:,} x {k}' for k, n in c.error_kinds.items() if n)})")
-        * bool(c.errors)
+        f" {plural(c.requests - c.injected, 'request')} checked{_times(c.error_kinds)}"
         for c in cells
     )
+
+
+def _times(counts: Mapping[str, int]) -> str:
+    """`` (474 x reset, 3 x timeout)``: the counts that are not 0; ``""`` when none is."""
+    listed = ", ".join(f"{n:,} x {k}" for k, n in counts.items() if n)
+    return f" ({listed})" * bool(listed)
 
 
 def starved_cells(cells: Sequence[Cell], name: Namer = label) -> str:
