@@ -355,7 +355,7 @@ def _times(counts: Mapping[str, int]) -> str:
     return f" ({listed})" * bool(listed)
 
 
-def starved_cells(cells: Sequence[Cell], name: Namer = label) -> str:
+def starved_cells(cells: Sequence[Cell], name: Namer) -> str:
     """``uwsgi-processes, keepalive: 14 of 16 users``, for each cell that starved users."""
     return "; ".join(
         f"{name(c)}, {c.connections}: {c.starved:,} of {plural(c.concurrency or 0, 'user')}"
@@ -363,7 +363,7 @@ def starved_cells(cells: Sequence[Cell], name: Namer = label) -> str:
     )
 
 
-def delayed_ack_cells(cells: Sequence[Cell], name: Namer = label) -> str:
+def delayed_ack_cells(cells: Sequence[Cell], name: Namer) -> str:
     """``uvicorn-asgiref, keepalive: 1,210 of 1,250 kept-alive responses came in two parts
     30-80 ms apart, 0 of 48 first responses on a connection``, for each cell."""
     band = f"{STALL_MIN_NS // 1_000_000}-{STALL_MAX_NS // 1_000_000} ms"

@@ -20,9 +20,9 @@ def spread_cell(spread: float) -> str:
     return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARNING else "")
 
 
-def plural(count: int, noun: str, nouns: str = "") -> str:
-    """``1 cell``, ``2 cells``; ``nouns`` for an irregular plural."""
-    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+def plural(count: int, noun: str) -> str:
+    """``1 cell``, ``2 cells``."""
+    return f"{count:,} {noun if count == 1 else noun + 's'}"
 
 
 def app_name(app_label: str) -> str:
