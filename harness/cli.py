@@ -402,15 +402,30 @@ def _server_args(values: Sequence[str]) -> tuple[str, ...]:
 
 def _check_folder(option: str, path: Path) -> None:
     """A folder ctxbench will create files in: not a file, under a writable existing parent."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"bad {option} {str(path)!r}: it is a file, not a folder")
-    parent = path
-    while not parent.exists():
-        parent = parent.parent
+    with _creating(option, path):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"bad {option} {str(path)!r}: it is a file, not a folder")
+        parent = path
+        while not parent.exists():
+            parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is not writable")
+
+
+@contextlib.contextmanager
+def _creating(option: str, path: Path) -> Iterator[None]:
+    """Looking at or creating the folder ``path`` of ``option``: what the system refuses there
+    (a name too long, a read-only or virtual file system such as /proc, which root's access
+    check passes, a full disk) is the user's to fix, in one line."""
+    try:
+        yield
+    except OSError as e:
+        raise UsageError(
+            f"bad {option} {str(path)!r}: cannot create a folder there"
+            f" ({e.strerror or e}); give a folder you can write to"
+        ) from None
 
 
 def _check_run_folder(option: str, path: Path) -> Path:
@@ -578,16 +593,19 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
         _check_folder("--run-dir", run_dir)
-        with cleaned_up_on_failure(run_dir), _said_what_is_kept(run_dir):
-            yield run_dir, run_dir.resolve().name
+        with cleaned_up_on_failure(run_dir):
+            with _creating("--run-dir", run_dir):
+                run_dir.mkdir(parents=True, exist_ok=True)
+            with _said_what_is_kept(run_dir):
+                yield run_dir, run_dir.resolve().name
         return
     out = Path(args.out or "results")
     _check_folder("--out", out)
-    with (
-        results.new_run_dir(out, prefix) as run_dir,
-        cleaned_up_on_failure(run_dir),
-        _said_what_is_kept(run_dir),
-    ):
+    with contextlib.ExitStack() as stack:
+        with _creating("--out", out):
+            run_dir = stack.enter_context(results.new_run_dir(out, prefix))
+        stack.enter_context(cleaned_up_on_failure(run_dir))
+        stack.enter_context(_said_what_is_kept(run_dir))
         yield run_dir, run_dir.name
 
 

@@ -395,6 +395,16 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--run-dir", "{file}"], "is a file, not a folder", id="run-dir-file"),
     pytest.param(["run", "--out", "{file}/sub"], "is a file, not a folder", id="out-under-file"),
     pytest.param(["run", "--out", ""], "argument --out: give a folder", id="out-empty"),
+    # what the system refuses where the checks above pass: a name too long, and /proc, where
+    # root's access check passes and no folder can be made
+    pytest.param(["run", "--out", "{tmp}/" + "a" * 300], "cannot create a folder there (File name",
+                 id="out-name-too-long"),
+    pytest.param(["run", "--run-dir", "{tmp}/out/" + "a" * 300],
+                 "cannot create a folder there (File name", id="run-dir-name-too-long"),
+    pytest.param(["chaos", "--out", "/proc/ctxbench-out"], "bad --out '/proc/ctxbench-out'",
+                 id="out-in-proc"),
+    pytest.param(["run", "--run-dir", "/proc/ctxbench-run"], "bad --run-dir '/proc/ctxbench-run'",
+                 id="run-dir-in-proc"),
     pytest.param(["run", "--run-dir", " "], "argument --run-dir: give a folder",
                  id="run-dir-empty"),
     pytest.param(["chaos", "--run-dir", ""], "argument --run-dir: give a folder",
