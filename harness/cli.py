@@ -889,10 +889,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ctxbench`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = argv
     try:
+        # Inside the try: building the parser imports most of the harness (a few tenths of a
+        # second), and a Ctrl-C typed then is an interrupt like any other, not a traceback.
+        args = build_parser().parse_args(argv)
+        args.argv = argv
         with _sigterm_as_interrupt():
             status: int = args.handler(args)
             return status

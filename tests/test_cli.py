@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,27 @@ def test_usage_errors_are_one_line(
         status = int(e.code or 0)
     assert status == 2
     one_line_error(capsys.readouterr().err, expected)
+
+
+def test_ctrl_c_while_the_command_line_is_read_is_an_interrupt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Building the parser imports most of the harness: a Ctrl-C in the first few tenths of a
+    # second of `ctxbench run` landed there and was a traceback (the process died by SIGINT).
+    import harness.cli
+
+    def interrupted() -> t.NoReturn:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.cli, "build_parser", interrupted)
+    try:
+        status = main(["run"])
+    except KeyboardInterrupt:  # pytest would take it for the user's own Ctrl-C
+        pytest.fail("the interrupt escaped main(): a traceback, and death by SIGINT")
+    assert status == 130
+    out, err = capsys.readouterr()
+    assert err == "ctxbench: interrupted; every server was stopped\n", err
+    assert out == ""
 
 
 def test_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
