@@ -732,6 +732,9 @@ def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     text = format_summary(run)
     assert "FAILED" in text and "failed cells (the server died" in text
     assert died["error"] in text
+    # the charts say so under its mode, as the terminal's verdict column does (not "errors")
+    chart = render_reports(run)["throughput-keepalive.svg"]
+    assert 'font-size="10.5">FAILED</tspan>' in chart and ">errors</tspan>" not in chart
 
 
 def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:

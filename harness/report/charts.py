@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from html import escape
 
 from harness.protocol import DEFAULT_BACKEND
-from harness.report.summary import extras, label
+from harness.report.summary import extras, label, status
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
 from harness.report.tree import Figure
 from harness.results import Cell
@@ -141,7 +141,7 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
 def _row(c: Cell, bars: tuple[Bar, ...], note: str) -> Row:
     # The mode on the first line; app, backend and status (when not the default) below it,
     # so long names never run off the left edge.
-    flag = ["LEAK"] if c.leaks else ["errors"] if c.errors else []
+    flag = [status(c)] * (not c.clean)
     return Row(c.mode, " · ".join(extras(c) + flag), bars, note, alarm=not c.clean)
 
 

@@ -17,7 +17,7 @@ import typing as t
 from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.charts import Line, Point, line_chart
-from harness.report.summary import label, named
+from harness.report.summary import label, named, status
 from harness.report.text import code, fmt_ms, fmt_rps, fmt_share
 from harness.report.tree import Callout, Group, Heading, Node, Note, Paragraph, Table, where
 from harness.results import Cell
@@ -126,7 +126,7 @@ def _sweep_cell(c: Cell | None) -> str:
     if c is None:
         return "-"
     mark = " *" if c.driver_bound else ""
-    flag = " LEAK" if c.leaks else " errors" if c.errors else ""
+    flag = f" {status(c)}" * (not c.clean)
     mark += " ~" if c.delayed_acks else ""  # the ACK timer's figures: harness.load.acks
     starved = f" {c.starved:,} starved" if c.starved else ""  # see harness.load.fairness
     return f"{fmt_rps(c.rps)} rps / {fmt_ms(c.latency_ms.p99)} ms{mark}{flag}{starved}"
