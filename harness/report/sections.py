@@ -372,11 +372,10 @@ def environment(ctx: Context) -> list[Node]:
     if ctx.run.command:
         out.append(Paragraph(f"Command: {code(shlex.join(ctx.run.command))}"))
     out.append(Paragraph(f"Python: {ctx.run.python or 'unknown'}"))
-    titles = {"machine": "Machine", "packages": "Packages", "settings": "Settings"}
     keys = {"machine": "property", "packages": "package", "settings": "setting"}
     cards = tuple(
-        Group((Heading(title, 3), mapping_table(doc[name], keys[name])))
-        for name, title in titles.items()
+        Group((Heading(name.capitalize(), 3), mapping_table(doc[name], key)))
+        for name, key in keys.items()
         if doc.get(name)
     )
     return [*out, Group(cards, "cards")]
