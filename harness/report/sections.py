@@ -19,6 +19,7 @@ from harness.benchdata import Benchmarks
 from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
+    A_LEAK_IS,
     UNRANKED,
     WEAK_ZEROS_HEAD,
     Summary,
@@ -289,8 +290,7 @@ def leaks(ctx: Context) -> list[Node]:
             Note(
                 f"Showing {min(len(c.evidence), EVIDENCE_SHOWN)} of the"
                 f" {plural(len(c.evidence), 'piece')} of evidence recorded in results.json. A leak"
-                " is one observation that differed from what it must be (one request can hold"
-                " several); the run keeps a capped sample of them, and the leak count is exact."
+                f" is {A_LEAK_IS}. The run keeps a capped sample of them; the leak count is exact."
             )
         )
     return out

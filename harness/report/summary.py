@@ -31,6 +31,8 @@ from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
 EVIDENCE_ON_TERMINAL = 3
+#: What a leak is, said over the evidence on the terminal and in the report.
+A_LEAK_IS = "one observation that differed from what it must be; one request can hold several"
 
 #: A cell on the correct storage gets a "no leak" verdict only when at least this share of its
 #: requests (those not made to fail on purpose) was checked: when most of them failed before
@@ -498,8 +500,7 @@ def format_summary(run: Run) -> str:
     if evidence:
         out += [
             "",
-            "first evidence (a leak is one observation that differed from its request's own"
-            " value; one request can hold several):",
+            f"first evidence (a leak is {A_LEAK_IS}):",
             *text_table(evidence_table(evidence, "l" * 8)),
         ]
     return "\n".join(out)
