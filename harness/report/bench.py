@@ -1,12 +1,7 @@
-"""The report's sections on the benchmarks' files beside results.json (:mod:`harness.benchdata`).
-
-- :func:`micro_section`: per group of the micro suite, each row's median time per call, its
-  spread (interquartile range / median, the robust spread of a micro benchmark), calls per
-  second and its speed relative to Flask; then the core's targets.
-- :func:`calibration_section`: per gunicorn mode, wrk's and the load driver's median throughput
-  against the same pinned one-worker server, their ratio against the target, and the spread.
-
-Each section is there only when its file is.
+"""The report's sections on the benchmarks' files beside results.json (:mod:`harness.benchdata`):
+the micro suite's (:func:`micro_tables`; its spread is the interquartile range / median, the
+robust spread of a micro benchmark) and the load driver's against wrk (:func:`calibration_table`),
+each there only when its file is.
 """
 
 from __future__ import annotations

@@ -188,9 +188,8 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
 
 
 def _why(a: Cell, b: Cell, change: Change) -> str:
-    """What made a change worse, when the figures say: the runs whose server starved users
-    (`` (starved: 14 of 16 users in B)``), or a B (and not A) that waited on the client's delayed
-    ACKs (:mod:`harness.load.acks`), still a regression: every client of that server waits so."""
+    """What made a listed change worse, when the figures say (the rules are the module's): the
+    runs that starved users, `` (starved: 14 of 16 users in B)``, or B's delayed ACKs."""
     if change.verdict == "starved users":
         said = [
             f"{c.starved:,} of {plural(c.concurrency or 0, 'user')} in {name}"

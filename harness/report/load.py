@@ -27,7 +27,6 @@ if t.TYPE_CHECKING:  # sections imports this module: a real import back would be
 
 
 def driver_section(ctx: Context) -> list[Node]:
-    """Per cell: the driver's and the server's CPU use, and which cells were driver-bound."""
     cells = [c for c in ctx.summary.cells if c.driver_load is not None]
     if not cells:
         return []
@@ -65,7 +64,6 @@ def driver_section(ctx: Context) -> list[Node]:
 
 
 def sweep_section(ctx: Context) -> list[Node]:
-    """Throughput and p99 latency against concurrency, per mode, for a concurrency sweep."""
     levels = sorted({c.concurrency for c in ctx.summary.cells if c.concurrency is not None})
     if len(levels) < 2:
         return []
