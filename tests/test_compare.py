@@ -362,3 +362,14 @@ def test_a_targets_mount_is_the_path_of_its_url() -> None:
     assert ServerInfo({"target": "http://127.0.0.1:8080"}).mount == "/"
     assert ServerInfo({"mount": "/admin"}).mount == "/admin"
     assert ServerInfo().mount == "/"
+
+
+def test_a_run_with_no_p99_shows_no_p99_change() -> None:
+    # B answered no request (every one leaked or failed): its p99 is missing, and the p99 change
+    # must say so, not show another metric's change in its column.
+    b_entry = entry(leaks=4)
+    b_entry["latency_ms"] = {"p50": None, "p90": None, "p99": None, "max": None}
+    text, regressions = compare_runs(doc("A", entry(leaks=2)), doc("B", b_entry), 0.10)
+    row = text.splitlines()[4].split()
+    assert row[7:10] == ["4.00", "-", "-"] and row[10] == "2/4", text
+    assert regressions == []  # leaks were there in A already; a missing p99 is no change

@@ -132,6 +132,7 @@ def compare_runs(
     for key in common:
         a, b = a_by[key], b_by[key]
         cell = _changes(key, a, b, threshold, strict)
+        delta = {c.metric: _signed(c.relative) for c in cell}  # no p99 when a run answered none
         changes += cell
         status = "; ".join(
             f"{word}: {', '.join(metrics)}"
@@ -142,8 +143,8 @@ def compare_runs(
             (
                 *(key[2], _app(key), key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
                 *(fmt_rps(a.rps), fmt_rps(b.rps)),
-                *(_signed(cell[0].relative), fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
-                *(_signed(cell[1].relative), f"{a.leaks}/{b.leaks}", status or "ok"),
+                *(delta["rps"], fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
+                *(delta.get("p99", "-"), f"{a.leaks}/{b.leaks}", status or "ok"),
             )
         )
     headers = (
