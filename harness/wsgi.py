@@ -129,6 +129,15 @@ def _module_not_found(e: ImportError, module: str) -> str:
         )
     if own:
         where = ", nor on PYTHONPATH" if os.environ.get("PYTHONPATH") else ""
+        src = Path("src", *missing.split("."))
+        if src.with_suffix(".py").is_file() or (src / "__init__.py").is_file():
+            # A src layout (src/myproject/): the folder to add is src, not the one to run in.
+            return (
+                f" (not in {os.getcwd()}, the folder ctxbench runs in{where}, but in its src"
+                " folder): put src on the import path (PYTHONPATH=src ctxbench ..., or"
+                " pythonpath = src in pytest's ini), or install your project into the Python"
+                f" ctxbench runs on ({sys.executable} -m pip install -e .)"
+            )
         return (
             f" (not in {os.getcwd()}, the folder ctxbench runs in{where}): run ctxbench from the"
             f" folder that holds {missing!r}, or install your project into the Python ctxbench"

@@ -330,6 +330,14 @@ def test_an_app_module_that_is_not_there_says_where_it_was_looked_for(
     assert f"(not in {elsewhere}, the folder ctxbench runs in" in message, message
     assert "run ctxbench from the folder that holds 'ctxbench_absent_project_q'" in message
     assert "the app needs" not in message, message
+    # A src layout: the package is in src/ of the folder ctxbench runs in.
+    (elsewhere / "src" / "ctxbench_absent_project_q").mkdir(parents=True)
+    (elsewhere / "src" / "ctxbench_absent_project_q" / "__init__.py").write_text("")
+    message = _load_error("ctxbench_absent_project_q.wsgi:app")
+    assert f"(not in {elsewhere}, the folder ctxbench runs in" in message, message
+    assert ", but in its src folder): put src on the import path" in message, message
+    assert "PYTHONPATH=src ctxbench ..., or pythonpath = src in pytest's ini" in message, message
+    assert "ctxbench_absent_project_q" not in sys.modules, message
     # The package is there, its module is not.
     message = _load_error(f"{project}.wsgi:app")
     assert f"(package {project!r} at {tmp_path / project} has no module 'wsgi')" in message
