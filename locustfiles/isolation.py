@@ -321,6 +321,23 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
             LEAK_EXIT_CODE,
         )
         environment.process_exit_code = LEAK_EXIT_CODE
+    elif not TALLY.checked and not TALLY.errors:
+        # Nothing came back, not even an error, so the server is not the suspect: the users
+        # sent nothing (stopped at once, -u 0), or a master's workers sent no counts (a Ctrl-C
+        # stops them before their last report).
+        master = isinstance(environment.runner, MasterRunner)
+        logger.error(
+            "ctxbench: no verdict: %s, so nothing was checked: the run ended before any request"
+            " did (stopped at once, or no users)%s; exiting with %d",
+            "no worker reported a probe request's answer or error"
+            if master
+            else "no probe request got an answer or an error",
+            ", or the workers stopped before they reported (interrupted, or gone)"
+            if master
+            else "",
+            NO_VERDICT_EXIT_CODE,
+        )
+        environment.process_exit_code = NO_VERDICT_EXIT_CODE
     elif too_few_checked(TALLY):
         # As ``ctxbench run`` judges a cell: no "no leak" verdict rests on a run that checked
         # fewer than half its requests, whatever --exit-code-on-error allows.

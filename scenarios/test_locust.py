@@ -417,6 +417,27 @@ def test_a_probe_behind_a_secret_is_reached_with_the_secret(tmp_path: Path) -> N
         assert f"check that {url} is up and serves the probe" in run.output, run.explain()
 
 
+@pytest.mark.parametrize("extra", [(), ("--processes", "2")], ids=["local", "processes"])
+def test_a_run_that_sent_nothing_is_no_verdict_without_blaming_the_server(
+    extra: tuple[str, ...],
+) -> None:
+    """Nothing answered and nothing failed: the run ended before any request did (here no
+    users; a Ctrl-C under --processes stops the workers before their last report). It said
+    "0 of 0 probe requests were checked ... check that <url> is up and serves the probe" of a
+    server that was up; nothing listens here, and no request ever tries it."""
+    run = run_locust("http://127.0.0.1:9", "-u", "0", *extra)
+    assert run.returncode == 2, run.explain()
+    assert run.summary["checked"] == 0 and run.summary["errors"] == 0, run.explain()
+    said = (
+        "no worker reported a probe request's answer or error"
+        if extra
+        else "no probe request got an answer or an error"
+    )
+    expected = f"ctxbench: no verdict: {said}, so nothing was checked: the run ended"
+    assert expected in run.output, run.explain()
+    assert "is up and serves the probe" not in run.output, run.explain()
+
+
 def test_mutant_leaks_are_counted_on_a_separate_master(mutant_server: Any) -> None:
     run = run_locust_distributed(mutant_server.url, 2)
     assert run.returncode == LEAK_EXIT_CODE, run.explain()
