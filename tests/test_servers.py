@@ -32,6 +32,7 @@ from harness.servers import (
     start_server,
 )
 from harness.servers._proxy import ProxiedMode
+from harness.servers.base import Reported
 
 # A probe-speaking WSGI callable with no framework: these tests are about the servers, not the
 # app, so they do not depend on core or flask.
@@ -543,3 +544,27 @@ def test_uvicorn_workers_accept_connections_with_tcp_nodelay() -> None:
     listener = tcp_listener(config.bind_socket())
     assert listener.type == socket.SOCK_STREAM
     assert asyncio.run(nodelay_of_accepted(listener)) != 0
+
+
+@pytest.mark.parametrize(
+    ("threads", "extra_args", "expected"),
+    [
+        pytest.param(None, (), 4, id="default"),
+        pytest.param(2, (), 2, id="threads"),
+        pytest.param(None, ("--blocking-threads=1",), 1, id="server-arg-with-equals"),
+        pytest.param(8, ("--blocking-threads", "3"), 3, id="server-arg-after-threads"),
+        pytest.param(None, ("--blocking-threads=2", "--blocking-threads=6"), 6, id="last-wins"),
+    ],
+)
+def test_granian_records_the_thread_pool_it_runs(
+    threads: int | None, extra_args: tuple[str, ...], expected: int
+) -> None:
+    # granian takes the last --blocking-threads, and the server's own arguments come after the
+    # one --threads sets: --server-arg=--blocking-threads=1 ran one thread per worker while the
+    # effective configuration (and the table's "t4") said the default.
+    mode = get_mode("granian")
+    cfg = ServerConfig(threads=threads, extra_args=extra_args)
+    argv = mode.command(cfg)
+    assert argv[len(argv) - 1 - len(extra_args) : -1] == list(extra_args)  # after --threads
+    details = mode.details(cfg, Reported(workers=[]))
+    assert details["threads"] == expected

@@ -92,7 +92,28 @@ class Granian(SupervisedMode):
             "worker_class": "wsgi-blocking-threads",
             "requested_workers": self.workers(cfg),
             # The pool's bound; granian starts its threads lazily.
-            "threads": cfg.threads or DEFAULT_THREADS,
+            "threads": blocking_threads(cfg),
             "worker_connections": None,
             "access_log": None,
         }
+
+
+def blocking_threads(cfg: ServerConfig) -> int:
+    """The bound of each worker's pool of Python threads that granian runs with.
+
+    The command passes ``--threads`` (or the default) as ``--blocking-threads``, and the
+    server's own arguments come after it: granian takes the last value given, so
+    ``--server-arg=--blocking-threads=1`` is the pool it runs, and what the effective
+    configuration must say (it said 4, the default, while one thread per worker answered).
+    """
+    rv = cfg.threads or DEFAULT_THREADS
+    args = cfg.extra_args
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name != "--blocking-threads":
+            continue
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if value.isdigit():
+            rv = int(value)
+    return rv
