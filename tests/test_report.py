@@ -992,3 +992,21 @@ def test_the_terminal_shows_where_a_zero_proves_little_as_the_report_does() -> N
     quiet = run.replace(cells=(dataclasses.replace(run.cells[0], exercised=kept),
                                *run.cells[1:]))  # fmt: skip
     assert WEAK_ZEROS_HEAD not in format_summary(quiet)
+
+
+def test_the_exercised_table_says_overlap_was_not_shown_rather_than_absent() -> None:
+    """In flight per process is a lower bound (throughput x sleep): at or under 1 it does not
+    show overlap, and does not rule it out; the table's "no" read as "did not overlap"."""
+    import dataclasses
+
+    from harness.exercised import exercised
+
+    units = [(1, 10, None), (1, 11, None), (2, 20, None), (2, 21, None)]
+    low = exercised(units, answered=3000, rps=1838.0, sleep_ms=1.0, connections="keepalive")
+    assert not low.overlap
+    run = load_run(make_doc([make_entry("gunicorn-gthread")]))
+    [cell] = run.cells
+    run = run.replace(cells=(dataclasses.replace(cell, exercised=low),))
+    md = render_reports(run)["report.md"]
+    [row] = [ln for ln in md.splitlines() if ln.startswith("| gunicorn-gthread | keepalive | 2 |")]
+    assert "| 0.92 | not shown |" in row, row

@@ -308,7 +308,7 @@ def exercised(ctx: Context) -> list[Node]:
     rows = tuple(
         (
             *(label(c), c.connections, f"{seen.processes:,}", f"{seen.threads:,}"),
-            *(f"{seen.units:,}", f"{seen.in_flight:.2f}", "yes" if seen.overlap else "no"),
+            *(f"{seen.units:,}", f"{seen.in_flight:.2f}", "yes" if seen.overlap else "not shown"),
             ("yes, across connections" if seen.reused_across_connections else "yes")
             if seen.unit_reused
             else "no",
