@@ -357,27 +357,6 @@ def _times(counts: Mapping[str, int]) -> str:
     return f" ({listed})" * bool(listed)
 
 
-def starved_cells(cells: Sequence[Cell], name: Namer) -> str:
-    """``uwsgi-processes, keepalive: 14 of 16 users``, for each cell that starved users."""
-    return "; ".join(
-        f"{name(c)}, {c.connections}: {c.starved:,} of {plural(c.concurrency or 0, 'user')}"
-        for c in cells
-    )
-
-
-def delayed_ack_cells(cells: Sequence[Cell], name: Namer) -> str:
-    """``uvicorn-asgiref, keepalive: 1,210 of 1,250 kept-alive responses came in two parts
-    30-80 ms apart, 0 of 48 first responses on a connection``, for each cell."""
-    band = f"{STALL_MIN_NS // 1_000_000}-{STALL_MAX_NS // 1_000_000} ms"
-    return "; ".join(
-        f"{name(c)}, {c.connections}: {c.acks.stalled:,} of {c.acks.reused:,} kept-alive"
-        f" responses came in two parts {band} apart, {c.acks.first_stalled:,} of"
-        f" {c.acks.first:,} first responses on a connection"
-        for c in cells
-        if c.acks is not None
-    )
-
-
 def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
     """``gunicorn-sync keepalive: the server closed the connection after ...``, one per note of
     :meth:`~harness.exercised.Exercised.notes`, for each clean cell: where its zero proves little.
@@ -399,16 +378,33 @@ class Unranked:
     mark: str  # beside such a cell's figure on the terminal
     title: str
     cells: str  # the cells it holds for, in a sentence
-    who: Callable[[Sequence[Cell], Namer], str]  # who, and how many
-    runs: str  # over which runs they are counted
+    count: Callable[[Cell], str]  # how much of a cell it holds for: "14 of 16 users"
+    runs: str  # over which runs that is counted
     advice: str
+
+    def who(self, cells: Sequence[Cell], name: Namer) -> str:
+        """``uwsgi-processes, keepalive: 14 of 16 users``, for each of ``cells``."""
+        return "; ".join(f"{name(c)}, {c.connections}: {self.count(c)}" for c in cells)
+
+
+def _stalled(c: Cell) -> str:
+    """``1,210 of 1,250 kept-alive responses came in two parts 30-80 ms apart, 0 of 48 first
+    responses on a connection``: a cell's delayed-ACK counts."""
+    if (acks := c.acks) is None:  # never, for a cell that waited on delayed ACKs
+        return ""
+    band = f"{STALL_MIN_NS // 1_000_000}-{STALL_MAX_NS // 1_000_000} ms"
+    return (
+        f"{acks.stalled:,} of {acks.reused:,} kept-alive responses came in two parts {band}"
+        f" apart, {acks.first_stalled:,} of {acks.first:,} first responses on a connection"
+    )
 
 
 UNRANKED = (
     Unranked(lambda c: c.starved, "^", "Starved users", "Cells whose server starved some users",
-             starved_cells, "in the worst of the runs", STARVED_ADVICE),
+             lambda c: f"{c.starved:,} of {plural(c.concurrency or 0, 'user')}",
+             "in the worst of the runs", STARVED_ADVICE),
     Unranked(lambda c: c.delayed_acks, "~", "Waited on delayed ACKs",
-             "Cells that waited on the client's delayed ACKs", delayed_ack_cells,
+             "Cells that waited on the client's delayed ACKs", _stalled,
              "the measured runs together", DELAYED_ACK_ADVICE),
 )  # fmt: skip
 
