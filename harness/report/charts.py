@@ -190,8 +190,8 @@ def _nice_limit(peak: float) -> float:
 
 #: Colours of the series of a line chart, in order (then they repeat).
 SERIES_COLORS = ("#3569b5", "#e07b39", "#3a9a5b", "#8e5bb5", "#b5a135", "#35a3b5", "#b53578")
-CHART_W, CHART_H = 1000, 360
-PLOT_L, PLOT_R, PLOT_T, PLOT_B = 70, 220, 36, 300  # the plot area: left, right edge, top, bottom
+CHART_H = 360  # as wide as a bar chart
+PLOT_L, PLOT_R, PLOT_T, PLOT_B = 70, WIDTH - 220, 36, 300  # the plot area's edges; the key right
 
 
 @dataclass(frozen=True)
@@ -229,12 +229,12 @@ def line_chart(
     x_max = max((x for x, _ in x_ticks), default=1.0) or 1.0
 
     def sx(x: float) -> float:
-        return PLOT_L + (CHART_W - PLOT_L - PLOT_R) * min(x, x_max) / x_max
+        return PLOT_L + (PLOT_R - PLOT_L) * min(x, x_max) / x_max
 
     def sy(v: float) -> float:
         return PLOT_B - (PLOT_B - PLOT_T) * min(max(v, 0.0), limit) / limit
 
-    out = _svg_head(title, CHART_W, CHART_H)
+    out = _svg_head(title, WIDTH, CHART_H)
     if shade_to > 0:
         out.append(
             f'<rect x="{PLOT_L}" y="{PLOT_T}" width="{sx(shade_to) - PLOT_L:.1f}"'
@@ -242,7 +242,7 @@ def line_chart(
         )
     for v, text, stroke in ticks:
         out.append(
-            f'<line x1="{PLOT_L}" y1="{sy(v):.1f}" x2="{CHART_W - PLOT_R}" y2="{sy(v):.1f}"'
+            f'<line x1="{PLOT_L}" y1="{sy(v):.1f}" x2="{PLOT_R}" y2="{sy(v):.1f}"'
             f' stroke="{stroke}" stroke-width="1"/><text x="{PLOT_L - 6}" y="{sy(v) + 4:.1f}"'
             f' text-anchor="end" fill="#666">{text}</text>'
         )
@@ -253,8 +253,8 @@ def line_chart(
         )
     if x_label:
         out.append(
-            f'<text x="{(PLOT_L + CHART_W - PLOT_R) / 2:.1f}" y="{PLOT_B + 34}"'
-            f' text-anchor="middle" fill="#666">{escape(x_label)}</text>'
+            f'<text x="{(PLOT_L + PLOT_R) / 2:.1f}" y="{PLOT_B + 34}" text-anchor="middle"'
+            f' fill="#666">{escape(x_label)}</text>'
         )
     for j, line in enumerate(lines):
         color = SERIES_COLORS[j % len(SERIES_COLORS)]
@@ -275,9 +275,8 @@ def line_chart(
             )
         ky = PLOT_T + 4 + j * 18
         out.append(
-            f'<line x1="{CHART_W - PLOT_R + 16}" y1="{ky}" x2="{CHART_W - PLOT_R + 36}" y2="{ky}"'
-            f' stroke="{color}" stroke-width="2"/><text x="{CHART_W - PLOT_R + 42}"'
-            f' y="{ky + 4}">{escape(line.name)}</text>'
+            f'<line x1="{PLOT_R + 16}" y1="{ky}" x2="{PLOT_R + 36}" y2="{ky}" stroke="{color}"'
+            f' stroke-width="2"/><text x="{PLOT_R + 42}" y="{ky + 4}">{escape(line.name)}</text>'
         )
     out.append("</svg>")
     return Figure(file_name(*name), title, "\n".join(out) + "\n")
