@@ -189,7 +189,7 @@ def _nice_limit(peak: float) -> float:
 # -- the line chart ------------------------------------------------------------------------------
 
 #: Colours of the series of a line chart, in order (then they repeat).
-SERIES_COLORS = ("#3569b5", "#e07b39", "#3a9a5b", "#8e5bb5", "#b5a135", "#35a3b5", "#b53578")
+SERIES_COLORS = (COLOR_OK, "#e07b39", "#3a9a5b", "#8e5bb5", "#b5a135", "#35a3b5", "#b53578")
 CHART_H = 360  # as wide as a bar chart
 PLOT_L, PLOT_R, PLOT_T, PLOT_B = 70, WIDTH - 220, 36, 300  # the plot area's edges; the key right
 
