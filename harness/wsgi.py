@@ -219,8 +219,8 @@ def _call_factory(ref: AppRef, factory: t.Any) -> t.Any:
     except (Exception, SystemExit) as e:
         if isinstance(e, ModuleNotFoundError) and e.name:  # an import inside the factory
             fix = _module_not_found(e, ref.module)
-        else:
-            fix = f"{_where(e)}: fix the factory or its arguments"
+        else:  # a setting the environment lacks (os.environ["DATABASE_URL"]) says which
+            fix = _where(e) + (_missing_setting(e) or ": fix the factory or its arguments")
         raise AppLoadError(
             f"app factory {ref.text!r} raised {type(e).__name__}: {_one_line(e)}{fix}"
         ) from e
@@ -264,9 +264,10 @@ def _where(e: BaseException) -> str:
 
 
 def _missing_setting(e: BaseException) -> str:
-    """What to do when importing the app failed on a setting that the environment lacks
-    (``os.environ["SECRET_KEY"]``): the servers inherit ctxbench's environment, and nothing
-    reads a ``.env`` file (``flask run`` does, with python-dotenv; gunicorn does not)."""
+    """What to do when importing the app or calling its factory failed on a setting that the
+    environment lacks (``os.environ["SECRET_KEY"]``): the servers inherit ctxbench's
+    environment, and nothing reads a ``.env`` file (``flask run`` does, with python-dotenv;
+    gunicorn does not)."""
     key = e.args[0] if isinstance(e, KeyError) and e.args else None
     if not isinstance(key, str) or key in os.environ:
         return ""

@@ -125,25 +125,38 @@ def test_a_file_name_gets_its_module_name(
     )
 
 
-def test_an_app_that_needs_a_setting_at_import_says_where_and_what_to_do(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("source", "attr", "line"),
+    [
+        pytest.param("KEY = os.environ[{v!r}]\n", "app", 3, id="at-import"),
+        # The README's factory reads os.environ["DATABASE_URL"]: it said "fix the factory or
+        # its arguments", where the same line at import says to set the variable.
+        pytest.param("def create_app():\n    return os.environ[{v!r}]\n", "create_app()", 4,
+                     id="in-a-factory"),
+    ],
+)  # fmt: skip
+def test_an_app_that_needs_a_setting_says_where_and_what_to_do(
+    source: str, attr: str, line: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # `SECRET_KEY = os.environ["SECRET_KEY"]` at import, the variable in a .env file that
-    # `flask run` would load and nothing under ctxbench (or gunicorn) does.
+    # `SECRET_KEY = os.environ["SECRET_KEY"]`, the variable in a .env file that `flask run`
+    # would load and nothing under ctxbench (or gunicorn) does.
     name = f"ctxbench_settings_{uuid.uuid4().hex}"
     variable = f"CTXBENCH_TEST_{uuid.uuid4().hex.upper()}"
-    (tmp_path / f"{name}.py").write_text(f"import os\n\nKEY = os.environ[{variable!r}]\n")
+    (tmp_path / f"{name}.py").write_text("import os\n\n" + source.format(v=variable))
     (tmp_path / ".env").write_text(f"{variable}=from-dotenv\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     try:
         with pytest.raises(AppLoadError) as info:
-            load_app(f"{name}:app")
+            load_app(f"{name}:{attr}")
     finally:
         sys.modules.pop(name, None)
     message = str(info.value)
-    assert f"KeyError: '{variable}' (at {name}.py:3)" in message, message
-    assert "set it where you run ctxbench" in message and "nothing loads it" in message, message
+    assert message.endswith(
+        f"KeyError: '{variable}' (at {name}.py:{line}): if {variable} is an environment"
+        " variable, set it where you run ctxbench (every server inherits it); a .env file is"
+        " here, but nothing loads it: export it (set -a; . ./.env; set +a)"
+    ), message
     assert "\n" not in message
 
 
