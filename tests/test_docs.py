@@ -953,7 +953,7 @@ def _stated_figures() -> list[tuple[str, str]]:
     from harness.load.cpu import DRIVER_BOUND_SHARE
     from harness.load.fairness import STARVED_MIN_WAIT_NS, STARVED_OVERTAKEN, STARVED_SHARE
     from harness.load.spec import DRIVER_TOP_RPS, MAX_CONCURRENCY, MAX_DURATION_S, MAX_REQUESTS
-    from harness.protocol import MAX_SLEEP_MS
+    from harness.protocol import MAX_SLEEP_MS, RESIDUE_PREFIX
     from harness.results import SPREAD_WARNING
     from harness.settings import DEFAULT_DURATION_S, ChaosSettings, RunSettings
     from harness.soak.runner import default_warmup
@@ -980,6 +980,8 @@ def _stated_figures() -> list[tuple[str, str]]:
         (readme, "waited more than half the measured window (and at least"
                  f" {STARVED_MIN_WAIT_NS / 1e9:g} s) while at least {STARVED_OVERTAKEN} requests"),
         (readme, f"sends `requests` (default {DEFAULT_REQUESTS}) probe requests"),
+        (readme, f"except under a name that starts with `{RESIDUE_PREFIX}`: there it must be"
+                 " `None`"),
         (readme, "the default is the four base modes"),
         (readme, f"every `--interval` ({chaos.interval_s:g} s), `--injections`"
                  f" ({chaos.injections}) times"),
