@@ -49,16 +49,31 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.errors import PortInUseError, UsageError
+try:
+    from harness.errors import PortInUseError, UsageError
+except ModuleNotFoundError as e:
+    if e.name != "harness":
+        raise
+    # A locust of another Python (pipx, a system package, another venv) loads this file: one
+    # line and exit status 2, as for a bad option, not locust's traceback of the import.
+    checkout = Path(__file__).resolve().parent.parent
+    sys.stderr.write(
+        f"locust: error: {Path(__file__).name} needs ctxbench, which the Python this locust runs"
+        f" on does not have ({sys.executable}): run the locust of the venv that has ctxbench, or"
+        f" install ctxbench into this one ({sys.executable} -m pip install '{checkout}')\n"
+    )
+    raise SystemExit(2) from None
 from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
 from harness.report.summary import MIN_CHECKED_SHARE
 from harness.servers import check_port_free, free_port

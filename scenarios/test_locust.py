@@ -359,6 +359,29 @@ def test_a_bad_sleep_ms_is_one_line_and_exit_2(value: str) -> None:
     assert proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_a_locust_without_ctxbench_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A locust of another Python (pipx, a system package) loads the locustfile: it stopped
+    with locust's traceback of "No module named 'harness'". Here: this venv's packages without
+    its site hooks (-S), so ctxbench's editable install is not there, run from elsewhere."""
+    import sysconfig
+
+    packages = sysconfig.get_paths()["purelib"]
+    env = {**_env(), "PYTHONPATH": packages}
+    proc = subprocess.run(
+        [sys.executable, "-S", "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1",
+         "-t", "1s", "-H", "http://127.0.0.1:9"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if "No module named 'locust'" in proc.stderr:
+        pytest.skip(f"locust is not in {packages}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == (
+        f"locust: error: isolation.py needs ctxbench, which the Python this locust runs on does"
+        f" not have ({sys.executable}): run the locust of the venv that has ctxbench, or install"
+        f" ctxbench into this one ({sys.executable} -m pip install '{ROOT}')\n"
+    ), proc.stderr
+
+
 @contextlib.contextmanager
 def server_with_a_secret(secret: str, log_dir: Path) -> Iterator[str]:
     """The bundled core app under gunicorn with ``CTXBENCH_PROBE_SECRET`` set, as a deployment
