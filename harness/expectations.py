@@ -69,7 +69,8 @@ Usage::
 The traits describe each mode as the harness runs it by default (gthread with a pool of several
 threads, gevent with many connections per worker); a mode run with one thread or one connection
 per worker cannot show what the table says it can. Server arguments that change a mode's traits
-(gunicorn ``--preload``) are taken into account by
+(gunicorn ``--preload``; gunicorn-sync with ``--threads`` above 1, which gunicorn runs as its
+gthread worker) are taken into account by
 :meth:`~harness.servers.base.ServerMode.traits_for`; a :class:`~harness.servers.LiveServer`
 carries the traits it really runs with.
 """

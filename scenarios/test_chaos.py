@@ -21,7 +21,7 @@ import pytest
 
 from harness.apps import CORE_APP, FLASK_APP
 from harness.cli import main
-from harness.faults import FAULTS, ChaosSettings, run_fault_cell
+from harness.faults import FAULTS, ChaosSettings, LoadSettings, run_fault_cell
 from harness.faults.base import worker_pids
 from harness.results import FaultCell
 from harness.servers import get_mode, live_server, poll_until
@@ -140,6 +140,28 @@ def test_fault(
         assert set(cell.errors) <= FAULTS[fault].expected_for(get_mode(mode)) | behind_proxy, detail
     else:
         assert cell.leaks > 0 and cell.evidence, detail
+
+
+@pytest.mark.live
+def test_a_control_under_gunicorn_sync_with_threads_is_judged_as_what_ran(tmp_path: Path) -> None:
+    """gunicorn runs `-k sync --threads 4` as its gthread worker, where a process-wide storage
+    leaks: chaos judged that from the sync worker's traits, "LEAK: ... where none can happen"
+    (exit 1), for `ctxbench chaos --modes gunicorn-sync --threads 4 --backend shared-global`."""
+    skip_unavailable("gunicorn-sync")
+    cell = run_fault_cell(
+        FAULTS["hook-error"],
+        "gunicorn-sync",
+        app=CORE_APP,
+        backend="shared-global",
+        connections="keepalive",
+        settings=CI,
+        load=LoadSettings(threads=4),
+        log_dir=tmp_path / "logs",
+    )
+    detail = f"{cell.verdict}: {cell.reason}\n{cell}"
+    assert cell.server.effective["worker_class"] == "gthread", detail
+    assert cell.verdict == "caught" and cell.leaks > 0, detail
+    accounted(cell)
 
 
 @pytest.mark.live

@@ -925,3 +925,16 @@ def test_a_run_stopped_by_an_error_says_the_results_it_kept(
     assert main([command, "--modes", "werkzeug-threaded", "--run-dir", str(tmp_path / "b")]) == 2
     assert capsys.readouterr().err == f"ctxbench: error: {said}\n"
     assert not (tmp_path / "b").exists()
+
+
+def test_whether_a_backend_can_leak_follows_the_traits_the_server_runs_with() -> None:
+    # gunicorn-sync with --threads 4 is gthread's pool: chaos took sync's traits and called the
+    # leak of a process-wide storage there "a leak where none can happen".
+    from harness.faults.runner import _can_leak
+    from harness.servers import ServerConfig, get_mode
+
+    sync = get_mode("gunicorn-sync")
+    fault = FAULTS["hook-error"]
+    assert not _can_leak(fault, "shared-global", sync.name, sync.traits, "keepalive")
+    threaded = sync.traits_for(ServerConfig(threads=4))
+    assert _can_leak(fault, "shared-global", sync.name, threaded, "keepalive")

@@ -568,3 +568,22 @@ def test_granian_records_the_thread_pool_it_runs(
     assert argv[len(argv) - 1 - len(extra_args) : -1] == list(extra_args)  # after --threads
     details = mode.details(cfg, Reported(workers=[]))
     assert details["threads"] == expected
+
+
+@pytest.mark.parametrize(
+    ("threads", "extra_args", "expected"),
+    [
+        pytest.param(None, (), "gunicorn-sync", id="default"),
+        pytest.param(1, (), "gunicorn-sync", id="one-thread"),
+        pytest.param(4, (), "gunicorn-gthread", id="threads"),
+        pytest.param(None, ("--threads=4",), "gunicorn-gthread", id="server-arg"),
+        pytest.param(4, ("--threads", "1"), "gunicorn-sync", id="server-arg-after-threads"),
+    ],
+)
+def test_gunicorn_sync_with_threads_has_the_gthread_workers_traits(
+    threads: int | None, extra_args: tuple[str, ...], expected: str
+) -> None:
+    # gunicorn runs -k sync with more than one thread as its gthread worker (the effective
+    # worker_class says so): the expectations must judge that, not one request per process.
+    cfg = ServerConfig(threads=threads, extra_args=extra_args)
+    assert get_mode("gunicorn-sync").traits_for(cfg) == get_mode(expected).traits

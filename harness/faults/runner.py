@@ -29,6 +29,7 @@ from harness.protocol import probe_path
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.runner import aimed_at
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
+from harness.servers.base import ModeTraits
 from harness.settings import ChaosSettings, RunSettings
 
 from .base import Fault, worker_pids
@@ -93,13 +94,14 @@ def _add_round(tally: Tally, spec: LoadSpec, result: LoadResult, evidence: list[
     keep_evidence(evidence, result.evidence)
 
 
-def _can_leak(fault: Fault, backend: str, mode: str, connections: str) -> bool:
-    """Whether ``backend`` can leak under ``mode``, from the traits (:mod:`harness.expectations`).
+def _can_leak(fault: Fault, backend: str, mode: str, traits: ModeTraits, connections: str) -> bool:
+    """Whether ``backend`` can leak under ``mode`` run with ``traits`` (the server's as it was
+    configured: gunicorn-sync with ``--threads 4`` is gunicorn's gthread worker), from
+    :mod:`harness.expectations`.
 
     A negative control of :mod:`harness.controls` breaks only when a request fails at a phase,
     so it can leak only under a fault that makes requests fail (``hook-error``).
     """
-    traits = get_mode(mode).traits
     pattern = t.cast(t.Any, connections)
     if backend in BACKEND_TRAITS:
         return derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, pattern).can_leak
@@ -230,7 +232,6 @@ def run_fault_cell(
     if why_not is not None:
         return cell(verdict="n/a", reason=why_not)
     say = progress or (lambda text: None)
-    can_leak = _can_leak(fault, backend, mode, connections)
     started = time.monotonic()
     per_connection = _requests_per_connection(server_mode, connections, load, settings)
     with live_server(
@@ -243,6 +244,7 @@ def run_fault_cell(
         extra_args=fault.server_args(server_mode, settings, requests_per_connection=per_connection),
         log_dir=log_dir,
     ) as server:
+        can_leak = _can_leak(fault, backend, mode, server.traits or server_mode.traits, connections)
         expected_workers = len(worker_pids(server))
         before = worker_pids(server)
         tally = Tally()

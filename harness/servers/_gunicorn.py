@@ -23,10 +23,14 @@ from harness.servers.base import (
     ModeTraits,
     Reported,
     ServerConfig,
+    last_option,
     require_modules,
 )
 
 DEFAULT_WORKER_CONNECTIONS = 1000
+#: How gunicorn's gthread worker serves: a pool of threads per process, keep-alive. It is also
+#: what ``-k sync`` runs with more than one thread (see GunicornSync).
+GTHREAD_TRAITS = ModeTraits(unit="pool-thread", keepalive=True)
 #: Bounded so that a stop never waits gunicorn's default 30 s for idle keep-alive connections.
 GRACEFUL_TIMEOUT = 3
 
@@ -63,6 +67,12 @@ class GunicornMode(SupervisedMode):
         if "--preload" in cfg.extra_args and self.traits.monkey_patch == "before-app":
             return replace(self.traits, monkey_patch="after-app")
         return self.traits
+
+    def threads(self, cfg: ServerConfig) -> int:
+        """The threads per worker gunicorn is told: the last ``--threads`` of the server's own
+        arguments, else ``--threads``, else the mode's default."""
+        value = last_option(cfg.extra_args, "--threads")
+        return int(value) if value and value.isdigit() else cfg.threads or self.default_threads
 
     def command(self, cfg: ServerConfig) -> list[str]:
         return [

@@ -73,6 +73,7 @@ __all__ = [
     "ServerConfig",
     "ServerMode",
     "get_mode",
+    "last_option",
     "package_version",
     "register",
     "require_modules",
@@ -568,6 +569,19 @@ def ignored_options(cfg: ServerConfig, names: t.Iterable[str]) -> list[str]:
     """The command-line options among ``names`` (:class:`ServerConfig` fields) that were given
     although the mode does not apply them, as ``--worker-connections``: recorded as ignored."""
     return [f"--{name.replace('_', '-')}" for name in names if getattr(cfg, name) is not None]
+
+
+def last_option(args: t.Sequence[str], name: str) -> str | None:
+    """The value of the long option ``name`` (``--threads``) the last time ``args`` give it, as
+    ``--threads=4`` or ``--threads 4``; ``None`` when they do not. gunicorn's and granian's
+    parsers take the last value, and a server's own arguments (``--server-arg``) come after the
+    ones ctxbench sets, so this is the value the server runs with."""
+    rv = None
+    for i, arg in enumerate(args):
+        key, eq, value = arg.partition("=")
+        if key == name:
+            rv = value if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return rv
 
 
 def venv_script(name: str) -> Path | None:

@@ -27,6 +27,7 @@ from harness.servers.base import (
     ModeTraits,
     Reported,
     ServerConfig,
+    last_option,
     register,
     require_command,
     venv_script,
@@ -99,21 +100,9 @@ class Granian(SupervisedMode):
 
 
 def blocking_threads(cfg: ServerConfig) -> int:
-    """The bound of each worker's pool of Python threads that granian runs with.
-
-    The command passes ``--threads`` (or the default) as ``--blocking-threads``, and the
-    server's own arguments come after it: granian takes the last value given, so
-    ``--server-arg=--blocking-threads=1`` is the pool it runs, and what the effective
-    configuration must say (it said 4, the default, while one thread per worker answered).
-    """
-    rv = cfg.threads or DEFAULT_THREADS
-    args = cfg.extra_args
-    for i, arg in enumerate(args):
-        name, eq, value = arg.partition("=")
-        if name != "--blocking-threads":
-            continue
-        if not eq:
-            value = args[i + 1] if i + 1 < len(args) else ""
-        if value.isdigit():
-            rv = int(value)
-    return rv
+    """The bound of each worker's pool of Python threads that granian runs with: the last
+    ``--blocking-threads`` of its command line, so ``--server-arg=--blocking-threads=1`` over
+    ``--threads`` (the effective configuration said 4, the default, while one thread per worker
+    answered)."""
+    value = last_option(cfg.extra_args, "--blocking-threads")
+    return int(value) if value and value.isdigit() else cfg.threads or DEFAULT_THREADS

@@ -10,8 +10,8 @@ requests here but shows residue on reuse.
 
 from __future__ import annotations
 
-from harness.servers._gunicorn import GunicornMode
-from harness.servers.base import ModeTraits, register
+from harness.servers._gunicorn import GTHREAD_TRAITS, GunicornMode
+from harness.servers.base import register
 
 
 @register
@@ -19,6 +19,6 @@ class GunicornGthread(GunicornMode):
     name = "gunicorn-gthread"
     summary = "gunicorn gthread worker: a thread pool per process, keep-alive"
     order = 30
-    traits = ModeTraits(unit="pool-thread", keepalive=True)
+    traits = GTHREAD_TRAITS
     worker_class = "gthread"
     default_threads = 4

@@ -4,15 +4,17 @@ Design note: each worker process serves one request at a time on its main thread
 connection after every response (no keep-alive). Two requests never overlap inside a process, so
 shared state does not show cross-talk here; but the same thread serves request after request, so
 state a request forgets to reset is seen by the next one (residue). Asking for ``--threads > 1``
-makes gunicorn silently switch to the gthread worker: the effective class is recorded.
+makes gunicorn silently switch to the gthread worker: the effective class is recorded, and the
+traits are then gthread's (requests overlap on a pool of threads), so that the expectations
+(chaos's "a leak where none can happen", the corpus) judge what really ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from harness.servers._gunicorn import LIFECYCLE, GunicornMode
-from harness.servers.base import ModeTraits, register
+from harness.servers._gunicorn import GTHREAD_TRAITS, LIFECYCLE, GunicornMode
+from harness.servers.base import ModeTraits, ServerConfig, register
 
 
 @register
@@ -24,3 +26,9 @@ class GunicornSync(GunicornMode):
     worker_class = "sync"
     # The worker heartbeats between requests only, so --timeout kills one stuck in a request.
     lifecycle = dataclasses.replace(LIFECYCLE, timeout_args=("--timeout", "{seconds}"), notes={})
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        # -k sync with --threads 4 (ctxbench's, or the server's own) is gunicorn's gthread worker.
+        if self.threads(cfg) > 1:
+            return GTHREAD_TRAITS
+        return super().traits_for(cfg)
