@@ -238,6 +238,8 @@ def _call_factory(ref: AppRef, factory: t.Any) -> t.Any:
 
 
 def _one_line(e: object, limit: int = 300) -> str:
+    if isinstance(e, SyntaxError) and e.msg:
+        e = e.msg  # its file and line are said by _where, with the file's folder
     text = " ".join(str(e).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -245,6 +247,9 @@ def _one_line(e: object, limit: int = 300) -> str:
 def _where(e: BaseException) -> str:
     """Where in the app's own code an exception was raised, as `` (at file:line)``: the deepest
     frame outside the standard library and installed packages, else the factory's own line."""
+    if isinstance(e, SyntaxError) and e.filename and e.lineno:
+        # Where the code does not compile: no frame of the traceback is in that file.
+        return f" (at {_relative(e.filename)}:{e.lineno})"
     frames = traceback.extract_tb(e.__traceback__)[1:]  # [0] is the call in _call_factory
     if not frames:  # raised by the call itself, never inside the factory
         return ""
@@ -256,11 +261,14 @@ def _where(e: BaseException) -> str:
         and not any(Path(f.filename).is_relative_to(prefix) for prefix in prefixes)
     ]
     frame = own[-1] if own else frames[0]
+    return f" (at {_relative(frame.filename)}:{frame.lineno})"
+
+
+def _relative(path: str) -> str:
     try:
-        path = os.path.relpath(frame.filename)
+        return os.path.relpath(path)
     except ValueError:
-        path = frame.filename
-    return f" (at {path}:{frame.lineno})"
+        return path
 
 
 def _missing_setting(e: BaseException) -> str:

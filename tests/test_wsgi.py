@@ -125,6 +125,28 @@ def test_a_file_name_gets_its_module_name(
     )
 
 
+def _loading_fails(
+    files: dict[str, str], text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Write ``files`` (path -> source) into a project in ``tmp_path``, load ``text`` from it as
+    the servers do (from the project's folder) and return the one-line error."""
+    for path, source in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    top = text.partition(":")[0].split(".")[0]
+    try:
+        with pytest.raises(AppLoadError) as info:
+            load_app(text)
+    finally:
+        for name in [m for m in sys.modules if m == top or m.startswith(f"{top}.")]:
+            del sys.modules[name]
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
 @pytest.mark.parametrize(
     ("source", "attr", "line"),
     [
@@ -142,22 +164,29 @@ def test_an_app_that_needs_a_setting_says_where_and_what_to_do(
     # would load and nothing under ctxbench (or gunicorn) does.
     name = f"ctxbench_settings_{uuid.uuid4().hex}"
     variable = f"CTXBENCH_TEST_{uuid.uuid4().hex.upper()}"
-    (tmp_path / f"{name}.py").write_text("import os\n\n" + source.format(v=variable))
-    (tmp_path / ".env").write_text(f"{variable}=from-dotenv\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    try:
-        with pytest.raises(AppLoadError) as info:
-            load_app(f"{name}:{attr}")
-    finally:
-        sys.modules.pop(name, None)
-    message = str(info.value)
+    files = {f"{name}.py": "import os\n\n" + source.format(v=variable),
+             ".env": f"{variable}=from-dotenv\n"}  # fmt: skip
+    message = _loading_fails(files, f"{name}:{attr}", tmp_path, monkeypatch)
     assert message.endswith(
         f"KeyError: '{variable}' (at {name}.py:{line}): if {variable} is an environment"
         " variable, set it where you run ctxbench (every server inherits it); a .env file is"
         " here, but nothing loads it: export it (set -a; . ./.env; set +a)"
     ), message
-    assert "\n" not in message
+
+
+def test_an_app_that_does_not_compile_names_its_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It said "(syn.py, line 2) (at ../../usr/lib/python3.11/importlib/__init__.py:126)": the
+    # file without its folder, then a line of the standard library's importlib.
+    package = f"ctxbench_syntax_{uuid.uuid4().hex}"
+    files = {f"{package}/__init__.py": "",
+             f"{package}/wsgi.py": "from flask import Flask\napp = Flask(__name__\n"}  # fmt: skip
+    message = _loading_fails(files, f"{package}.wsgi:app", tmp_path, monkeypatch)
+    assert message == (
+        f"importing app '{package}.wsgi:app' failed: SyntaxError: '(' was never closed"
+        f" (at {package}/wsgi.py:2)"
+    )
 
 
 def test_a_plain_wsgi_function_is_not_taken_for_a_factory(factories: str) -> None:
