@@ -177,11 +177,17 @@ def _looks_like_factory(func: t.Callable[..., t.Any]) -> bool:
     factory named without its parentheses (flask's ``--app`` calls such a function; gunicorn
     would serve it and fail every request). The rule is :func:`harness.app_string.
     takes_wsgi_call`, which ``--app`` applies to the module's source before a server starts."""
-    params = list(inspect.signature(func).parameters.values())
+    return not _called_as_wsgi(func.__name__, inspect.signature(func))
+
+
+def _called_as_wsgi(name: str, signature: inspect.Signature) -> bool:
+    """Whether a callable ``name`` of this signature is called as ``app(environ,
+    start_response)``: :func:`harness.app_string.takes_wsgi_call`."""
+    params = list(signature.parameters.values())
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     positional = [p for p in params if p.kind in kinds]
-    return not takes_wsgi_call(
-        func.__name__,
+    return takes_wsgi_call(
+        name,
         required=sum(p.default is p.empty for p in positional),
         positional=len(positional),
         star_args=any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params),
@@ -210,6 +216,13 @@ def _call_factory(ref: AppRef, factory: t.Any) -> t.Any:
         try:
             signature.bind(*args, **kwargs)
         except TypeError as e:
+            if not (args or kwargs) and _called_as_wsgi(ref.attr, signature):
+                # 'wsgi:application()': the app itself, with a call written after it.
+                raise AppLoadError(
+                    f"app string {ref.text!r} calls {name}, which is the WSGI app itself (called"
+                    f" as {ref.attr}({', '.join(signature.parameters)})), not an app factory:"
+                    f" name it without the call, '{ref.module}:{ref.attr}'"
+                ) from None
             raise AppLoadError(
                 f"app factory {ref.text!r} cannot take these arguments: {e} (it is"
                 f" {ref.attr}{signature}): change the arguments in the app string"

@@ -56,6 +56,8 @@ FACTORIES = textwrap.dedent(
         return "app"
 
     not_callable = 42
+
+    app_object = App("x")
     """
 )
 
@@ -97,6 +99,12 @@ def test_a_class_is_a_factory(factories: str) -> None:
         pytest.param("returns_none()", "returned None, not a WSGI app", id="none"),
         pytest.param("returns_text()", "returned 'app', not a WSGI app", id="not-callable"),
         pytest.param("not_callable()", "cannot be called", id="factory-not-callable"),
+        # The app itself with a call after it (a Flask app object, a WSGI function): it said
+        # "cannot take these arguments: missing a required argument: 'environ'".
+        pytest.param("app_object()", "calls {m}.app_object, which is the WSGI app itself (called"
+                     " as app_object(environ, start_response)), not an app factory: name it"
+                     " without the call, '{m}:app_object'", id="app-object-called"),
+        pytest.param("wsgi()", "which is the WSGI app itself", id="wsgi-function-called"),
         pytest.param("nope()", "has no attribute 'nope'", id="missing"),
         # The factory named without its parentheses (flask's --app would call it).
         # Found in the module's source before anything is imported (harness.app_string).
