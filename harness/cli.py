@@ -886,9 +886,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if regressions else 0
 
 
+def _stopped(args: argparse.Namespace | None) -> str:
+    """What an interrupt left behind: nothing ctxbench started, and a ``--target``'s server,
+    which ctxbench did not start, as it was (the user may fear the run stopped it)."""
+    if getattr(args, "target", None):
+        return "no server was started, and the --target servers are left running"
+    return "every server was stopped"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ctxbench`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
     try:
         # Inside the try: building the parser imports most of the harness (a few tenths of a
         # second), and a Ctrl-C typed then is an interrupt like any other, not a traceback.
@@ -898,7 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status: int = args.handler(args)
             return status
     except KeyboardInterrupt:
-        print("ctxbench: interrupted; every server was stopped", file=sys.stderr)
+        print(f"ctxbench: interrupted; {_stopped(args)}", file=sys.stderr)
         return 130
     except CtxbenchError as e:
         print(f"ctxbench: error: {e.message}", file=sys.stderr)

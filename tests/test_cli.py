@@ -306,6 +306,25 @@ def test_ctrl_c_while_the_command_line_is_read_is_an_interrupt(
     assert out == ""
 
 
+def test_an_interrupted_target_run_says_it_left_the_targets_running(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `run --target` starts no server: "every server was stopped" read as if the user's own
+    # server, which goes on serving, had been stopped too.
+    import harness.cli
+
+    def interrupted(args: object) -> t.NoReturn:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.cli, "cmd_run", interrupted)
+    assert main(["run", "--target", "http://127.0.0.1:8080"]) == 130
+    assert capsys.readouterr().err == (
+        "ctxbench: interrupted; no server was started, and the --target servers are left running\n"
+    )
+    assert main(["run"]) == 130
+    assert capsys.readouterr().err == "ctxbench: interrupted; every server was stopped\n"
+
+
 def test_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
