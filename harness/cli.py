@@ -661,6 +661,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_summary(run))
     for skipped in run.not_measured:
         print(f"not measured: {skipped.mode} {skipped.connections}: {skipped.reason}")
+    if args.modes.strip() == "all" and not args.target and (left_out := _cannot_run_here()):
+        print(left_out)
     print()
     print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
     paths = write_reports(run_dir, run)
@@ -678,6 +680,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ctxbench: error: {unanswered}", file=sys.stderr)
         return 2
     return 1 if run.leaks else 0
+
+
+def _cannot_run_here() -> str | None:
+    """The line that names the modes and proxies that ``--modes all`` (the default) left out
+    because they cannot run here, so a clean run is not read as clean under them too; ``None``
+    when every one can run."""
+    from harness.report.text import plural
+    from harness.servers import MODES, PROXIES
+
+    left_out = [name for name, mode in MODES.items() if not mode.available().ok]
+    left_out += [f"{name}+MODE" for name, proxy in PROXIES.items() if not proxy.available().ok]
+    if not left_out:
+        return None
+    return (
+        f"not measured: {plural(len(left_out), 'mode')} that cannot run here:"
+        f" {', '.join(left_out)} ('ctxbench list' says why, with each one's install step)"
+    )
 
 
 def _unchecked(few: Sequence[Cell], run_dir: Path | None = None) -> str | None:
