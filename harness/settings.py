@@ -187,6 +187,8 @@ class RunSettings:
                 )
         mount = self.server_config(self.apps[0], self.backends[0]).mount  # as normalised
         rv = self.replace(modes=self._resolved_modes(), mount=mount)
+        for name in rv.modes:  # server arguments a mode cannot run with, before any starts
+            get_mode(name).check_args(rv.server_config(rv.apps[0], rv.backends[0]))
         rv._check_something_runs()
         return rv
 

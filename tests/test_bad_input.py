@@ -373,6 +373,16 @@ BAD_INVOCATIONS = [
                  id="server-arg-without-equals"),
     pytest.param(["run", "--server-arg=--preload"], "name the modes it is for",
                  id="server-arg-without-modes"),
+    # gunicorn reads one config file: the user's replaced ctxbench's hooks ("[] w0" recorded)
+    pytest.param(["run", "--modes", "gunicorn-gthread", "--server-arg=--config=gunicorn.conf.py"],
+                 "gunicorn-gthread: --server-arg=--config=gunicorn.conf.py gives gunicorn a config"
+                 " file, but ctxbench runs gunicorn with its own", id="server-arg-gunicorn-config"),
+    pytest.param(["run", "--modes", "werkzeug-threaded,nginx+gunicorn-sync",
+                  "--server-arg=-c gunicorn.conf.py"], "--server-arg=-c gives gunicorn a config",
+                 id="server-arg-gunicorn-config-behind-nginx"),
+    pytest.param(["serve", "--mode", "gunicorn-gevent", "--server-arg=--conf=g.py"],
+                 "--server-arg=--conf=g.py gives gunicorn a config file",
+                 id="serve-server-arg-gunicorn-config"),
     pytest.param(["serve", "--mode", "gunicorn-gevent", "--server-arg", "--preload"],
                  "goes after '=' (--server-arg=--preload)", id="serve-server-arg-without-equals"),
     pytest.param(["run", "--compare-flask", "--backend", "no-reset"], "--compare-flask",

@@ -16,6 +16,7 @@ import sys
 import typing as t
 from dataclasses import replace
 
+from harness.errors import UsageError
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     Availability,
@@ -28,6 +29,9 @@ from harness.servers.base import (
 )
 
 DEFAULT_WORKER_CONNECTIONS = 1000
+#: The config module ctxbench runs gunicorn with: its hooks report what ran (the workers, their
+#: class and threads, whether gevent patched them).
+CONFIG = "python:harness.servers._gunicorn_conf"
 #: How gunicorn's gthread worker serves: a pool of threads per process, keep-alive. It is also
 #: what ``-k sync`` runs with more than one thread (see GunicornSync).
 GTHREAD_TRAITS = ModeTraits(unit="pool-thread", keepalive=True)
@@ -68,6 +72,23 @@ class GunicornMode(SupervisedMode):
             return replace(self.traits, monkey_patch="after-app")
         return self.traits
 
+    def check_args(self, cfg: ServerConfig) -> None:
+        # gunicorn reads one config file, the last -c; ctxbench's own (CONFIG) holds the hooks
+        # that report what ran, and without them the run recorded "[] w0" and waited for them.
+        for arg in cfg.extra_args:
+            name = arg.partition("=")[0]
+            if (arg.startswith("-c") and not arg.startswith("--")) or (
+                len(name) > len("--con") and "--config".startswith(name)
+            ):
+                raise UsageError(
+                    f"{self.name}: --server-arg={arg} gives gunicorn a config file, but ctxbench"
+                    f" runs gunicorn with its own (-c {CONFIG}, whose hooks report what ran) and"
+                    " gunicorn reads only one: give its settings as server arguments"
+                    " (--server-arg=--keep-alive=5), or start gunicorn with your config file"
+                    " yourself and check it with ctxbench run --target (README, 'Checking a"
+                    " running deployment')"
+                )
+
     def threads(self, cfg: ServerConfig) -> int:
         """The threads per worker gunicorn is told: the last ``--threads`` of the server's own
         arguments, else ``--threads``, else the mode's default."""
@@ -77,7 +98,7 @@ class GunicornMode(SupervisedMode):
     def command(self, cfg: ServerConfig) -> list[str]:
         return [
             sys.executable, "-m", "gunicorn",
-            "-c", "python:harness.servers._gunicorn_conf",
+            "-c", CONFIG,
             "-b", f"{cfg.host}:{cfg.port}",
             "-k", self.worker_class,
             "-w", str(self.workers(cfg)),

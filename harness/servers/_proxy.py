@@ -153,6 +153,9 @@ class ProxiedMode(ServerMode):
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         return self._in_front(self.upstream.traits_for(cfg))
 
+    def check_args(self, cfg: ServerConfig) -> None:
+        self.upstream.check_args(cfg)  # the server arguments go to the server behind
+
     def available(self) -> Availability:
         for part in (self.upstream.available(), self.proxy.available()):
             if not part.ok:

@@ -372,6 +372,11 @@ class ServerMode(abc.ABC):
         (gunicorn ``--preload``, uWSGI ``--gevent-monkey-patch``)."""
         return self.traits
 
+    def check_args(self, cfg: ServerConfig) -> None:
+        """Raise :class:`UsageError` for server arguments this mode cannot be run with (they
+        would replace what ctxbench needs of the server); override where there are any."""
+        return None
+
     @abc.abstractmethod
     def available(self) -> Availability:
         """Say whether this mode can run here (its server and worker libraries are installed)."""
@@ -720,6 +725,7 @@ def start_server(
             " top-level package or module of that name; rename it, or run ctxbench from a"
             " folder where it is not importable"
         )
+    server_mode.check_args(cfg)
     if cfg.port is not None:
         check_port_free(cfg.port)
     attempts = 1 if cfg.port is not None else 3
