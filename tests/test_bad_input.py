@@ -380,6 +380,12 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--modes", "werkzeug-threaded,nginx+gunicorn-sync",
                   "--server-arg=-c gunicorn.conf.py"], "--server-arg=-c gives gunicorn a config",
                  id="server-arg-gunicorn-config-behind-nginx"),
+    # a uWSGI config file set the module (the user's, not the probe's), sockets and threads
+    pytest.param(["run", "--modes", "uwsgi-threads", "--server-arg=--ini=uwsgi.ini"],
+                 "uwsgi-threads: --server-arg=--ini=uwsgi.ini gives uWSGI a config file",
+                 id="server-arg-uwsgi-ini"),
+    pytest.param(["serve", "--mode", "uwsgi-processes", "--server-arg=deploy.yaml"],
+                 "--server-arg=deploy.yaml gives uWSGI a config file", id="serve-uwsgi-bare-yaml"),
     pytest.param(["serve", "--mode", "gunicorn-gevent", "--server-arg=--conf=g.py"],
                  "--server-arg=--conf=g.py gives gunicorn a config file",
                  id="serve-server-arg-gunicorn-config"),

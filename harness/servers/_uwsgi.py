@@ -34,6 +34,7 @@ import sys
 import typing as t
 from pathlib import Path
 
+from harness.errors import UsageError
 from harness.servers._process import poll_until, wait_states
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
@@ -91,6 +92,12 @@ LIFECYCLE = Lifecycle(
 SIDE_BY_SIDE_LIFECYCLE = dataclasses.replace(LIFECYCLE, timeout_needs_idle_worker=True)
 
 
+#: uWSGI's options that load a config file, and the extensions by which it reads a bare file
+#: name as one.
+CONFIG_OPTIONS = frozenset({"--ini", "--yaml", "--yml", "--json", "--js", "--xml"})
+CONFIG_SUFFIXES = (".ini", ".yaml", ".yml", ".json", ".js", ".xml")
+
+
 class UwsgiMode(SupervisedMode):
     """Base for the uWSGI modes: the socket option and what runs in each worker."""
 
@@ -106,6 +113,25 @@ class UwsgiMode(SupervisedMode):
     def available(self) -> Availability:
         found = require_command(self.package, "uwsgi", extra="uwsgi")
         return require_modules(*self.requires, extra="uwsgi") if found.ok else found
+
+    def check_args(self, cfg: ServerConfig) -> None:
+        # A config file (an .ini of a deployment) sets the module, sockets, processes and
+        # threads over ctxbench's: it loaded the user's module in place of the probe's and the
+        # run recorded 1 thread where 2 ran.
+        for arg in cfg.extra_args:
+            name = arg.partition("=")[0]
+            given_as = arg if name in CONFIG_OPTIONS else None
+            if given_as is None and not arg.startswith("-") and arg.endswith(CONFIG_SUFFIXES):
+                given_as = arg  # uWSGI reads a bare file name by its extension
+            if given_as is not None:
+                raise UsageError(
+                    f"{self.name}: --server-arg={given_as} gives uWSGI a config file, whose"
+                    " module, sockets, processes and threads would replace those ctxbench"
+                    " runs it with (and records): give the settings you need as server"
+                    " arguments (--server-arg=--buffer-size=32768), or start uWSGI with your"
+                    " config file yourself and check it with ctxbench run --target (README,"
+                    " 'Checking a running deployment')"
+                )
 
     def worker_args(self, cfg: ServerConfig) -> list[str]:
         """What runs inside each worker process (threads, gevent); nothing by default."""
