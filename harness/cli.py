@@ -454,12 +454,19 @@ def _check_results(option: str, path: Path) -> Path:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so every ``finally`` stops its server."""
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so every ``finally`` stops its server.
+
+    A signal ignored when ctxbench starts stays ignored: ``nohup ctxbench soak ... &`` asks for
+    a run that outlives the terminal, and closing it sends SIGHUP."""
 
     def interrupt(signum: int, frame: t.Any) -> None:
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {
+        sig: signal.signal(sig, interrupt)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:

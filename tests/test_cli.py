@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import typing as t
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -404,6 +406,18 @@ def ctxbench(*args: str, **kw: object) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def serving(mode: str, **kw: object) -> Iterator[subprocess.Popen[str]]:
+    """``ctxbench serve --mode MODE`` of the Flask probe app, killed at the end if still up."""
+    proc = ctxbench("serve", "--mode", mode, "--app", FLASK_APP, **kw)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def children(pid: int) -> list[int]:
     rv = []
     for entry in Path("/proc").iterdir():
@@ -435,13 +449,35 @@ def assert_gone(pgid: int, timeout: float = 5.0) -> None:
 
 
 @pytest.mark.live
+def test_a_hangup_ignored_at_start_stays_ignored() -> None:
+    """`nohup ctxbench soak ... &`: closing the terminal sends SIGHUP, which nohup ignores, and
+    ctxbench turned it into an interrupt that stopped the run."""
+    import urllib.request
+
+    def nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    with serving("werkzeug-threaded", preexec_fn=nohup) as proc:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split(" at ")[1].strip()
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):  # it stopped in well under a second
+            proc.wait(timeout=2)
+        with urllib.request.urlopen(f"{url}_ctxbench/probe?token=after-hup", timeout=10) as rv:
+            assert json.load(rv)["token"] == "after-hup"
+        proc.send_signal(signal.SIGTERM)  # not ignored: stops it as before
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "interrupted; every server was stopped" in err
+
+
+@pytest.mark.live
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("mode", ["gunicorn-gthread", "werkzeug-threaded"])
 def test_serve_stops_cleanly(mode: str, sig: signal.Signals) -> None:
     if not get_mode(mode).available().ok:
         pytest.skip(f"{mode} cannot run here")
-    proc = ctxbench("serve", "--mode", mode, "--app", FLASK_APP)
-    try:
+    with serving(mode) as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert f"{mode} serving {FLASK_APP} (contextvar) at http://127.0.0.1:" in first
@@ -449,10 +485,6 @@ def test_serve_stops_cleanly(mode: str, sig: signal.Signals) -> None:
         assert group_members(server_pid)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130
     assert "interrupted; every server was stopped" in err
     assert "Traceback" not in err
