@@ -373,6 +373,20 @@ BAD_INVOCATIONS = [
                  id="server-arg-without-equals"),
     pytest.param(["run", "--server-arg=--preload"], "name the modes it is for",
                  id="server-arg-without-modes"),
+    # where a server listens is ctxbench's: --bind=0.0.0.0:8000 opened it, probe on, to others
+    pytest.param(["run", "--modes", "gunicorn-gthread", "--server-arg=--bind=0.0.0.0:8000"],
+                 "gunicorn-gthread: --server-arg=--bind=0.0.0.0:8000 sets where the server"
+                 " listens, which ctxbench sets itself", id="server-arg-gunicorn-bind"),
+    pytest.param(["serve", "--mode", "nginx+gunicorn-sync", "--server-arg=-b0.0.0.0:8000"],
+                 "--server-arg=-b0.0.0.0:8000 sets where the server listens",
+                 id="serve-server-arg-gunicorn-short-bind"),
+    pytest.param(["run", "--modes", "waitress", "--server-arg=--host=0.0.0.0"],
+                 "waitress: --server-arg=--host=0.0.0.0 sets where", id="server-arg-runner-host"),
+    pytest.param(["run", "--modes", "granian", "--server-arg=--host 0.0.0.0"],
+                 "granian: --server-arg=--host sets where", id="server-arg-granian-host"),
+    pytest.param(["run", "--modes", "uwsgi-threads", "--server-arg=--http-socket=:9090"],
+                 "uwsgi-threads: --server-arg=--http-socket=:9090 sets where",
+                 id="server-arg-uwsgi-socket"),
     # gunicorn reads one config file: the user's replaced ctxbench's hooks ("[] w0" recorded)
     pytest.param(["run", "--modes", "gunicorn-gthread", "--server-arg=--config=gunicorn.conf.py"],
                  "gunicorn-gthread: --server-arg=--config=gunicorn.conf.py gives gunicorn a config"

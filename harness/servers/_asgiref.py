@@ -32,6 +32,7 @@ class AsgirefMode(SupervisedMode):
     """Base for the ASGI servers that serve the app through asgiref's ``WsgiToAsgi``."""
 
     requires = ("asgiref", "h11")
+    listen_options = frozenset({"--host", "--port", "--uds", "--fd", "--bind", "-b"})
     #: The module that starts the server and reports what ran (``python -m`` runs it).
     runner: t.ClassVar[str]
 

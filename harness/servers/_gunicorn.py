@@ -60,6 +60,7 @@ class GunicornMode(SupervisedMode):
     lifecycle = LIFECYCLE
     preload_args = ("--preload",)
     package = "gunicorn"
+    listen_options = frozenset({"--bind", "-b"})
     #: The pip extra of ctxbench that installs the worker class's libraries (``requires``).
     extra: t.ClassVar[str] = "servers"
 
@@ -75,6 +76,7 @@ class GunicornMode(SupervisedMode):
     def check_args(self, cfg: ServerConfig) -> None:
         # gunicorn reads one config file, the last -c; ctxbench's own (CONFIG) holds the hooks
         # that report what ran, and without them the run recorded "[] w0" and waited for them.
+        super().check_args(cfg)
         for arg in cfg.extra_args:
             name = arg.partition("=")[0]
             if (arg.startswith("-c") and not arg.startswith("--")) or (

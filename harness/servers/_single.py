@@ -20,6 +20,7 @@ class SingleProcessMode(ServerMode):
 
     #: How the interpreter starts the runner: ``("-m", module)`` or ``("-c", source)``.
     launch: t.ClassVar[tuple[str, str]]
+    listen_options = frozenset({"--host", "--port"})  # the runner's own
     #: How the server runs requests, recorded as the effective ``worker_class``.
     worker_class: t.ClassVar[str]
     #: :class:`ServerConfig` fields the server has no use for, recorded as ignored when given.

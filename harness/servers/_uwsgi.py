@@ -104,6 +104,10 @@ class UwsgiMode(SupervisedMode):
     stop_signal = signal.SIGINT
     lifecycle = LIFECYCLE
     package = "pyuwsgi"
+    listen_options = frozenset({
+        "--http-socket", "--http11-socket", "--http", "--https", "--socket", "-s",
+        "--uwsgi-socket", "--fastcgi-socket", "--scgi-socket", "--shared-socket",
+    })  # fmt: skip
     server = "uwsgi"
     #: ``--http11-socket`` (keep-alive) or ``--http-socket`` (one request per connection).
     socket_option: t.ClassVar[str] = "--http11-socket"
@@ -118,6 +122,7 @@ class UwsgiMode(SupervisedMode):
         # A config file (an .ini of a deployment) sets the module, sockets, processes and
         # threads over ctxbench's: it loaded the user's module in place of the probe's and the
         # run recorded 1 thread where 2 ran.
+        super().check_args(cfg)
         for arg in cfg.extra_args:
             name = arg.partition("=")[0]
             given_as = arg if name in CONFIG_OPTIONS else None

@@ -372,10 +372,24 @@ class ServerMode(abc.ABC):
         (gunicorn ``--preload``, uWSGI ``--gevent-monkey-patch``)."""
         return self.traits
 
+    #: The server's own options that set where it listens: ctxbench sets them (127.0.0.1, a
+    #: port it picks or serve's --port), and a server argument naming one is refused.
+    listen_options: t.ClassVar[frozenset[str]] = frozenset()
+
     def check_args(self, cfg: ServerConfig) -> None:
         """Raise :class:`UsageError` for server arguments this mode cannot be run with (they
-        would replace what ctxbench needs of the server); override where there are any."""
-        return None
+        would replace what ctxbench needs of the server): by default, one that sets where the
+        server listens (:attr:`listen_options`); a mode adds its own."""
+        for arg in cfg.extra_args:
+            name = arg.partition("=")[0]
+            short = [o for o in self.listen_options if len(o) == 2 and arg.startswith(o)]
+            if name in self.listen_options or (short and not arg.startswith("--")):
+                raise UsageError(
+                    f"{self.name}: --server-arg={arg} sets where the server listens, which"
+                    " ctxbench sets itself: every server it runs listens on 127.0.0.1 only, at"
+                    " a port it picks (ctxbench serve --port N for one of yours), so a load"
+                    " never leaves this machine and the probe is never open to others; drop it"
+                )
 
     @abc.abstractmethod
     def available(self) -> Availability:

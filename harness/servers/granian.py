@@ -44,6 +44,7 @@ class Granian(SupervisedMode):
     order = 90
     traits = ModeTraits(unit="pool-thread", keepalive=True)
     package = "granian"
+    listen_options = frozenset({"--host", "--port", "--uds"})
     # The main process respawns a dead worker only when asked to, and then exits on what it
     # takes for a crash loop: a worker it respawned dying within 5.5 s (`_serve_loop` in
     # granian/server/common.py). It replaces every worker on SIGHUP, recycles workers by age
