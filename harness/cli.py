@@ -281,6 +281,12 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
         " (the spread over the repeats) of both runs, B's driver not saturated, and neither"
         " run's server starving users",
     )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="compare only the cells both runs have; by default a cell of RUN_A that RUN_B did"
+        " not measure (an interrupted run, fewer modes) is a regression",
+    )
 
 
 def _add_matrix_options(parser: argparse.ArgumentParser, connections: str = "both") -> None:
@@ -907,7 +913,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     run_a = results.load(_check_results("RUN_A", args.run_a))
     run_b = results.load(_check_results("RUN_B", args.run_b))
-    text, regressions = compare_runs(run_a, run_b, threshold, strict=args.strict)
+    text, regressions = compare_runs(
+        run_a, run_b, threshold, strict=args.strict, allow_missing=args.allow_missing
+    )
     print(text, end="")
     return 1 if regressions else 0
 

@@ -14,10 +14,10 @@ from harness.results import Run
 
 
 def compare_runs(
-    a: dict[str, Any], b: dict[str, Any], threshold: float, *, strict: bool = False
+    a: dict[str, Any], b: dict[str, Any], threshold: float, **options: bool
 ) -> tuple[str, list[Change]]:
     """compare_runs on two hand-made results documents."""
-    return compare_runs_of(Run.from_json(a), Run.from_json(b), threshold, strict=strict)
+    return compare_runs_of(Run.from_json(a), Run.from_json(b), threshold, **options)
 
 
 def entry(
@@ -175,6 +175,11 @@ def test_cli_compare_exit_status_follows_the_words(
     assert main(["compare", a, other]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no cell in common" in err and "Traceback" not in err
+    both = write("d", doc("D", entry(rps=5000.0, spread=0.30), entry("gunicorn-gevent")))
+    assert main(["compare", both, b]) == 1
+    assert "in A, not measured in B" in capsys.readouterr().out
+    assert main(["compare", both, b, "--allow-missing"]) == 0
+    assert "No regression in 1 cell compared." in capsys.readouterr().out
 
 
 def test_cli_compare_reads_a_baseline_kept_under_another_name(
@@ -204,7 +209,7 @@ def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
     a = doc("A", entry(), entry("gunicorn-sync"))
     b = doc("B", entry(), entry("gunicorn-gevent"))
     b["settings"]["concurrency"] = 32
-    text, regressions = compare_runs(a, b, 0.10)
+    text, regressions = compare_runs(a, b, 0.10, allow_missing=True)
     assert regressions == []
     assert "2 cells not compared (in one run only):" in text
     assert "  in A only: gunicorn-sync (core, contextvar, keepalive)" in text
@@ -212,6 +217,24 @@ def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
     assert "setting 'concurrency' differs (A 16, B 32)" in text
     b["settings"]["driver_processes"] = None  # --driver-processes auto
     assert "setting 'driver_processes' differs (A 1, B auto)" in compare_runs(a, b, 0.10)[0]
+
+
+def test_a_cell_of_the_baseline_that_b_did_not_measure_is_a_regression() -> None:
+    # An interrupted B, or one that ran fewer modes, passed the gate on the cells it had.
+    a = doc("A", entry(), entry("gunicorn-sync"), entry("gunicorn-gevent"))
+    b = doc("B", entry(), entry("gunicorn-gevent"))
+    b["status"] = "interrupted"
+    text, regressions = compare_runs(a, b, 0.10)
+    assert [(r.key[2], r.metric) for r in regressions] == [("gunicorn-sync", "cell")]
+    assert (
+        "1 regression:\n  gunicorn-sync (core, contextvar, keepalive): in A, not measured in B"
+        in text
+    )
+    assert "--allow-missing compares only the cells both runs have" in text
+    text, regressions = compare_runs(a, b, 0.10, allow_missing=True)
+    assert regressions == [] and "No regression in 2 cells compared." in text
+    assert "  in A only: gunicorn-sync (core, contextvar, keepalive)" in text
+    assert compare_runs(b, a, 0.10)[1] == []  # a B with more cells than its baseline passes
 
 
 def test_output_is_deterministic() -> None:
@@ -336,7 +359,7 @@ def test_cells_are_matched_by_their_mount_and_the_others_listed_as_not_compared(
     a = mounted_doc("A", None, mounted("/api"), mounted("/admin", mode="gunicorn-gevent"))
     b = mounted_doc("B", None, mounted("/api", rps=3000.0), mounted("/v2", mode="gunicorn-gevent"))
     text, regressions = compare_runs(a, b, 0.10)
-    assert [(r.key[5], r.metric) for r in regressions] == [("/api", "rps")]
+    assert [(r.key[5], r.metric) for r in regressions] == [("/api", "rps"), ("/admin", "cell")]
     assert "gunicorn-gthread (myproject.wsgi:dispatcher at /api, contextvar, keepalive)" in text
     assert "2 cells not compared (in one run only):" in text
     assert "  in A only: gunicorn-gevent (myproject.wsgi:dispatcher at /admin, contextvar," in text

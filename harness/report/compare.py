@@ -17,7 +17,10 @@ Cells match on their key (:attr:`~harness.results.Cell.key`), the mount included
 dispatcher serves under ``/api`` is another app than the one under ``/admin``, so two such cells
 are never matched, and are listed as not compared. Two runs with no cell in common cannot be
 compared: a :class:`~harness.errors.UsageError` (exit 2), so a baseline that no longer matches
-never passes; cells in one run only are named.
+never passes; cells in one run only are named. A cell of the baseline that B did not measure (B
+was interrupted, or ran fewer modes) is a regression too, of the metric ``cell``: a gate must not
+pass a run that left out what it guards. With ``allow_missing`` only the cells both runs have
+are compared.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Change:
     """One metric of one cell, in run A and run B."""
 
     key: CellKey  # (app label, backend, mode, connections, concurrency, mount)
-    metric: str  # "rps", "p99", "leaks" or "errors"
+    metric: str  # "rps", "p99", "leaks", "errors", or "cell" (in A, not measured in B)
     a: float
     b: float
     verdict: str = ""  # "REGRESSION", a key of EXCUSES (worse, but not counted), or "" (ok)
@@ -71,6 +74,8 @@ class Change:
 
     def describe(self) -> str:
         where = _name(self.key)
+        if self.metric == "cell":
+            return f"{where}: in A, not measured in B"
         if self.metric in ("leaks", "errors"):
             return f"{where}: {self.metric} {self.a:,.0f} -> {self.b:,.0f}"
         fmt, unit = (fmt_rps, "") if self.metric == "rps" else (fmt_ms, " ms")
@@ -96,9 +101,15 @@ def parse_threshold(text: str) -> float:
 
 
 def compare_runs(
-    a_run: Run, b_run: Run, threshold: float = 0.10, *, strict: bool = False
+    a_run: Run,
+    b_run: Run,
+    threshold: float = 0.10,
+    *,
+    strict: bool = False,
+    allow_missing: bool = False,
 ) -> tuple[str, list[Change]]:
-    """Compare run B against baseline run A; return the text and the regressions.
+    """Compare run B against baseline run A; return the text and the regressions (a cell of A
+    that B did not measure is one, unless ``allow_missing``).
 
     The CLI prints the text and exits 1 when the list is not empty. Raises
     :class:`~harness.errors.UsageError` when the runs have no cell in common.
@@ -144,7 +155,7 @@ def compare_runs(
                 *(key[2], _app(key), key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
                 *(fmt_rps(a.rps), fmt_rps(b.rps)),
                 *(delta["rps"], fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
-                *(delta.get("p99", "-"), f"{a.leaks}/{b.leaks}", status or "ok"),
+                *(delta.get("p99", "-"), f"{a.leaks:,}/{b.leaks:,}", status or "ok"),
             )
         )
     headers = (
@@ -152,18 +163,27 @@ def compare_runs(
         *("p99 B ms", "Δ p99", "leaks A/B", "verdict"),
     )
     out += text_table(Table(headers, tuple(rows), "l" * 4 + "r" * 7 + "l"))
-    only = [f"  in A only: {_name(k)}" for k in a_by if k not in b_by]
+    missing = [key for key in a_by if key not in b_by]
+    only = [f"  in A only: {_name(k)}" for k in missing]
     only += [f"  in B only: {_name(k)}" for k in b_by if k not in a_by]
     if only:
         out += ["", f"{plural(len(only), 'cell')} not compared (in one run only):", *only]
+    if missing and not allow_missing:
+        out.append(
+            "  a cell of the baseline that B did not measure is a regression: --allow-missing"
+            " compares only the cells both runs have"
+        )
+        changes += [Change(key, "cell", 1, 0, "REGRESSION") for key in missing]
+
+    def line(c: Change) -> str:
+        return f"  {c.describe()}" + (_why(a_by[c.key], b_by[c.key], c) if c.key in b_by else "")
+
     for word, why in EXCUSES.items():
         if excused := [c for c in changes if c.verdict == word]:
-            out += ["", f"worse by more than {fmt_pct(threshold)} but {why}:"]
-            out += [f"  {c.describe()}{_why(a_by[c.key], b_by[c.key], c)}" for c in excused]
+            out += ["", f"worse by more than {fmt_pct(threshold)} but {why}:", *map(line, excused)]
     regressions = [c for c in changes if c.regression]
     if regressions:
-        out += ["", f"{plural(len(regressions), 'regression')}:"]
-        out += [f"  {c.describe()}{_why(a_by[c.key], b_by[c.key], c)}" for c in regressions]
+        out += ["", f"{plural(len(regressions), 'regression')}:", *map(line, regressions)]
     else:
         out += ["", f"No regression in {plural(len(common), 'cell')} compared."]
     return "\n".join(out) + "\n", regressions
