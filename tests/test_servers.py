@@ -430,6 +430,46 @@ def test_early_exit_shows_log_tail(mode: str, flag: str, tmp_path: Path) -> None
     assert flag.lstrip("-") in info.value.detail
 
 
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [("", 30.0), ("120", 120.0), (" 2.5 ", 2.5), ("3600", 3600.0)]
+)
+def test_start_timeout_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, raw: str, seconds: float
+) -> None:
+    from harness.servers._process import start_timeout
+
+    monkeypatch.setenv("CTXBENCH_START_TIMEOUT", raw)
+    assert start_timeout() == seconds
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "nan", "inf", "3601", "30s"])
+def test_a_bad_start_timeout_is_one_line_before_any_server_starts(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("CTXBENCH_START_TIMEOUT", raw)
+    with pytest.raises(UsageError) as info:
+        start_server("werkzeug-threaded", app=APP)
+    assert str(info.value).startswith(f"CTXBENCH_START_TIMEOUT={raw!r} is not a number of seconds")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.live
+def test_an_app_slower_to_start_than_the_timeout_says_how_to_wait_longer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An app whose import takes longer than the 30 s wait had no way to get more time.
+    (tmp_path / "ctxbench_slow_start.py").write_text(
+        "import time\n\ntime.sleep(20)\nfrom ctxbench_stand_in import app\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ["PYTHONPATH"]]))
+    monkeypatch.setenv("CTXBENCH_START_TIMEOUT", "1.5")
+    with pytest.raises(ServerStartError) as info:
+        start_server("werkzeug-threaded", app="ctxbench_slow_start:app", log_dir=tmp_path)
+    message = str(info.value)
+    assert "did not answer a probe request within 1.5 s" in message, message
+    assert message.endswith("can be given more time with CTXBENCH_START_TIMEOUT=SECONDS")
+
+
 #: Every kind of process tree: gunicorn's master and forked workers, uWSGI's (whose workers
 #: watch their master themselves), granian's Python main process and its forked workers running
 #: Rust servers, and eventlet's single process.

@@ -85,7 +85,7 @@ def live_server(
     cfg: ServerConfig | None = None,
     *,
     log_dir: str | os.PathLike[str] | None = None,
-    ready_timeout: float = 30.0,
+    ready_timeout: float | None = None,
     **changes: t.Any,
 ) -> Iterator[LiveServer]:
     """Run ``mode`` with ``cfg`` (changed by ``changes``) for the duration of the ``with`` block.

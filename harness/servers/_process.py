@@ -361,6 +361,33 @@ def _in_group(worker: object, group: int) -> bool:
         return False
 
 
+#: Seconds a server has to answer its first probe request, its app's import included, unless
+#: :data:`START_TIMEOUT_ENV` says otherwise.
+DEFAULT_START_TIMEOUT_S = 30.0
+#: The environment variable that gives a slow-starting app more time (or a fast one less).
+START_TIMEOUT_ENV = "CTXBENCH_START_TIMEOUT"
+_MAX_START_TIMEOUT_S = 3600.0
+
+
+def start_timeout() -> float:
+    """The seconds of :data:`START_TIMEOUT_ENV`, or :data:`DEFAULT_START_TIMEOUT_S` when unset;
+    raise :class:`UsageError` when it is not a number of seconds above 0 and at most an hour."""
+    raw = os.environ.get(START_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_START_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= _MAX_START_TIMEOUT_S:  # False for nan
+        raise UsageError(
+            f"{START_TIMEOUT_ENV}={raw!r} is not a number of seconds above 0 and at most"
+            f" {_MAX_START_TIMEOUT_S:g}: it is how long a server has to answer its first probe"
+            f" request, its app's import included (default {DEFAULT_START_TIMEOUT_S:g})"
+        )
+    return value
+
+
 def wait_ready(
     process: subprocess.Popen[bytes],
     *,
@@ -412,7 +439,8 @@ def wait_ready(
         if time.monotonic() >= deadline:
             raise ServerStartError(
                 f"{name} did not answer a probe request within {ready_timeout:g} s"
-                f" (log: {log_path})",
+                f" (log: {log_path}); an app that takes longer to start can be given more time"
+                f" with {START_TIMEOUT_ENV}=SECONDS",
                 detail=log_tail(log_path),
             )
         time.sleep(0.05)  # poll interval, not a synchronisation

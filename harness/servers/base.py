@@ -50,6 +50,7 @@ from harness.servers._process import (
     held_signals,
     read_json,
     spawn,
+    start_timeout,
     stop_group,
     wait_ready,
     wait_states,
@@ -709,14 +710,16 @@ def start_server(
     cfg: ServerConfig | None = None,
     *,
     log_dir: str | os.PathLike[str] | None = None,
-    ready_timeout: float = 30.0,
+    ready_timeout: float | None = None,
     **changes: t.Any,
 ) -> LiveServer:
     """Start ``mode`` with ``cfg`` (changed by ``changes``) once a probe request succeeds.
 
     ``start_server("gunicorn-sync", app="pkg.wsgi:app", workers=1)`` is
     ``start_server("gunicorn-sync", ServerConfig(app="pkg.wsgi:app", workers=1))``. The server
-    log goes to ``log_dir/<mode>.log`` (a temporary folder without it). Raises
+    log goes to ``log_dir/<mode>.log`` (a temporary folder without it). The server has
+    ``ready_timeout`` seconds to answer (default: :func:`~harness.servers._process.start_timeout`,
+    30 unless ``CTXBENCH_START_TIMEOUT`` says otherwise). Raises
     :class:`UsageError` (unknown or unavailable mode, bad option, busy port),
     :class:`AppLoadError` (the app cannot be imported or does not answer the probe) or
     :class:`ServerStartError` (anything else; its ``detail`` holds the log tail). Nothing is
@@ -740,6 +743,8 @@ def start_server(
             " folder where it is not importable"
         )
     server_mode.check_args(cfg)
+    if ready_timeout is None:
+        ready_timeout = start_timeout()
     if cfg.port is not None:
         check_port_free(cfg.port)
     attempts = 1 if cfg.port is not None else 3
