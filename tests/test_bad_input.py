@@ -387,6 +387,15 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--modes", "uwsgi-threads", "--server-arg=--http-socket=:9090"],
                  "uwsgi-threads: --server-arg=--http-socket=:9090 sets where",
                  id="server-arg-uwsgi-socket"),
+    # the worker class is the mode's: a "gunicorn-sync" cell ran gevent, judged as sync
+    pytest.param(["run", "--modes", "gunicorn-sync", "--server-arg=--worker-class=gevent"],
+                 "gunicorn-sync: --server-arg=--worker-class=gevent picks gunicorn's worker class,"
+                 " which is what the mode names (sync): run --modes gunicorn-gevent instead",
+                 id="server-arg-gunicorn-worker-class"),
+    pytest.param(["serve", "--mode", "gunicorn-gthread", "--server-arg=-k sync"],
+                 "run --modes gunicorn-sync instead", id="serve-server-arg-gunicorn-k"),
+    pytest.param(["run", "--modes", "gunicorn-gevent", "--server-arg=-kuvicorn.workers.X"],
+                 "run the mode of that worker class instead", id="server-arg-gunicorn-k-other"),
     # gunicorn reads one config file: the user's replaced ctxbench's hooks ("[] w0" recorded)
     pytest.param(["run", "--modes", "gunicorn-gthread", "--server-arg=--config=gunicorn.conf.py"],
                  "gunicorn-gthread: --server-arg=--config=gunicorn.conf.py gives gunicorn a config"

@@ -19,6 +19,7 @@ from dataclasses import replace
 from harness.errors import UsageError
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
+    MODES,
     Availability,
     Lifecycle,
     ModeTraits,
@@ -89,6 +90,21 @@ class GunicornMode(SupervisedMode):
                     " (--server-arg=--keep-alive=5), or start gunicorn with your config file"
                     " yourself and check it with ctxbench run --target (README, 'Checking a"
                     " running deployment')"
+                )
+            # The worker class is what the mode names: the last -k won, and a gunicorn-sync cell
+            # ran the gevent worker while the expectations judged the sync one.
+            if (arg.startswith("-k") and not arg.startswith("--")) or name == "--worker-class":
+                value = (
+                    last_option(cfg.extra_args, "--worker-class")
+                    or last_option(cfg.extra_args, "-k")
+                    or arg[2:]
+                )
+                mode = f"gunicorn-{value}"
+                instead = f"--modes {mode}" if mode in MODES else "the mode of that worker class"
+                raise UsageError(
+                    f"{self.name}: --server-arg={arg} picks gunicorn's worker class, which is"
+                    f" what the mode names ({self.worker_class}): run {instead} instead, so that"
+                    " the cell is judged and labelled as what ran (ctxbench list)"
                 )
 
     def threads(self, cfg: ServerConfig) -> int:
