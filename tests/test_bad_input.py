@@ -396,6 +396,13 @@ BAD_INVOCATIONS = [
                  "run --modes gunicorn-sync instead", id="serve-server-arg-gunicorn-k"),
     pytest.param(["run", "--modes", "gunicorn-gevent", "--server-arg=-kuvicorn.workers.X"],
                  "run the mode of that worker class instead", id="server-arg-gunicorn-k-other"),
+    # what runs in a uWSGI worker is the mode's: --threads made uwsgi-processes the threads mode
+    pytest.param(["run", "--modes", "uwsgi-processes", "--server-arg=--threads=4"],
+                 "uwsgi-processes: --server-arg=--threads=4 runs threads in each uWSGI worker,"
+                 " which is what uwsgi-threads is: run --modes uwsgi-threads instead",
+                 id="server-arg-uwsgi-threads-on-processes"),
+    pytest.param(["serve", "--mode", "uwsgi-threads", "--server-arg=--gevent 100"],
+                 "run --modes uwsgi-gevent instead", id="serve-server-arg-uwsgi-gevent-on-threads"),
     # gunicorn reads one config file: the user's replaced ctxbench's hooks ("[] w0" recorded)
     pytest.param(["run", "--modes", "gunicorn-gthread", "--server-arg=--config=gunicorn.conf.py"],
                  "gunicorn-gthread: --server-arg=--config=gunicorn.conf.py gives gunicorn a config"

@@ -38,6 +38,7 @@ from harness.errors import UsageError
 from harness.servers._process import poll_until, wait_states
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
+    MODES,
     Availability,
     Lifecycle,
     LiveServer,
@@ -113,6 +114,8 @@ class UwsgiMode(SupervisedMode):
     socket_option: t.ClassVar[str] = "--http11-socket"
     #: What runs in each worker, as the summary and the report name it.
     worker_class: t.ClassVar[str] = "processes"
+    #: The uWSGI option that puts it there (``--threads``, ``--gevent``); none for processes.
+    worker_option: t.ClassVar[str | None] = None
 
     def available(self) -> Availability:
         found = require_command(self.package, "uwsgi", extra="uwsgi")
@@ -136,6 +139,24 @@ class UwsgiMode(SupervisedMode):
                     " arguments (--server-arg=--buffer-size=32768), or start uWSGI with your"
                     " config file yourself and check it with ctxbench run --target (README,"
                     " 'Checking a running deployment')"
+                )
+            # What runs in each worker is what the mode names: --threads made uwsgi-processes
+            # the threads mode, judged as one request at a time per process.
+            other = next(
+                (
+                    mode
+                    for mode in MODES.values()
+                    if isinstance(mode, UwsgiMode)
+                    and mode.worker_option not in (None, self.worker_option)
+                    and name == mode.worker_option
+                ),
+                None,
+            )
+            if other is not None:
+                raise UsageError(
+                    f"{self.name}: --server-arg={arg} runs {other.worker_class} in each uWSGI"
+                    f" worker, which is what {other.name} is: run --modes {other.name} instead,"
+                    " so that the cell is judged and labelled as what ran"
                 )
 
     def worker_args(self, cfg: ServerConfig) -> list[str]:

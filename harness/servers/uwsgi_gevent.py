@@ -35,6 +35,7 @@ class UwsgiGevent(UwsgiMode):
     name = "uwsgi-gevent"
     summary = "uWSGI --gevent: a greenlet per request, monkey-patched first, no keep-alive"
     worker_class = "gevent"
+    worker_option = "--gevent"
     requires = ("gevent", "greenlet")  # uWSGI's gevent plugin imports them in each worker
     # --harakiri times a request only while no other starts or ends on its worker.
     # --http-socket closes every connection after its response: none holds a greenlet.
