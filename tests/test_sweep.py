@@ -111,6 +111,18 @@ def test_terminal_summary_marks_driver_bound_cells(tmp_path: Path) -> None:
     bound = [line for line in text.splitlines() if "32,000*" in line]
     assert len(bound) == 2 and all(" 32 " in line for line in bound)
     assert f"* driver-bound: {DRIVER_BOUND_ADVICE}" in text
+    # Text columns left, figures right: the server column started where its header does, and the
+    # users column ended where its header does (a sweep shifted the alignment by one column).
+    lines = text.splitlines()
+    server, users = lines[0].index("server"), lines[0].index("users") + len("users")
+    assert all(
+        line[server:].startswith(cell.server.summary)
+        for line, cell in zip(lines[2:], run.cells, strict=False)
+    ), text
+    assert all(
+        line[:users].endswith(f" {cell.concurrency}")
+        for line, cell in zip(lines[2:], run.cells, strict=False)
+    ), text
 
 
 def test_report_draws_the_sweep_and_marks_driver_bound_cells(tmp_path: Path) -> None:

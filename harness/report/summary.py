@@ -472,7 +472,8 @@ def format_summary(run: Run) -> str:
         )
         for c in run.cells
     )
-    out = text_table(Table(headers, rows, "l" * (3 + 2 * several) + "r" * (7 + sweep) + "l"))
+    align = "l" * (2 + 2 * several) + "r" * sweep + "l" + "r" * 7 + "l"  # server: text, left
+    out = text_table(Table(headers, rows, align))
     if any(c.noisy for c in run.cells):
         out.append(
             f"! rps spread above {fmt_pct(SPREAD_WARNING)}: the runs disagree, so compare these"
