@@ -1010,3 +1010,25 @@ def test_the_exercised_table_says_overlap_was_not_shown_rather_than_absent() -> 
     md = render_reports(run)["report.md"]
     [row] = [ln for ln in md.splitlines() if ln.startswith("| gunicorn-gthread | keepalive | 2 |")]
     assert "| 0.92 | not shown |" in row, row
+
+
+def test_a_cell_of_one_measurement_shows_no_spread() -> None:
+    # --repeats 1 (or a cell with one finished run) showed a spread of 0.0%, read as steady.
+    from harness.report import format_summary
+
+    one, three = make_entry("gunicorn-sync"), make_entry("gunicorn-gevent")
+    one.update(rps_runs=one["rps_runs"][1:2], latency_runs=one["latency_runs"][1:2], rps_spread=0)
+    run = load_run(make_doc([one, three]))
+    assert len(run.cells[0].runs) == 1 and len(run.cells[1].runs) == 3
+    rows = format_summary(run).splitlines()[2:4]
+    spread = format_summary(run).splitlines()[0].index("spread")
+    assert [row[spread : spread + 6].strip() for row in rows] == ["-", "4.0%"], rows
+    out = render_reports(run)
+    table = {  # the cell table's rows: mode, app, backend, leaks, errors, requests, rps, spread
+        line.split(" | ")[0]: line.split(" | ")[7]
+        for line in out["report.md"].splitlines()
+        if " | core | contextvar | " in line
+    }
+    assert table == {"| gunicorn-sync": "-", "| gunicorn-gevent": "4.0%"}, table
+    assert "spread -" in out["throughput-keepalive.svg"]
+    assert "spread 0.0%" not in out["throughput-keepalive.svg"] + out["report.md"]

@@ -22,7 +22,7 @@ from html import escape
 
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.summary import extras, label, status
-from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
+from harness.report.text import fmt_ms, fmt_rps, plural, spread_cell
 from harness.report.tree import Figure
 from harness.results import Cell
 
@@ -63,7 +63,7 @@ def throughput(cells: Sequence[Cell], pattern: str) -> Figure:
     rows = []
     for c in cells:
         tip = f"{label(c)}: median {fmt_rps(c.rps)} rps over {plural(len(c.runs) or 1, 'run')}"
-        note = f"{fmt_rps(c.rps)} · spread {fmt_pct(c.rps_spread)}" + " ⚠" * c.noisy
+        note = f"{fmt_rps(c.rps)} · spread {spread_cell(c.rps_spread, len(c.runs))}"
         rows.append(_row(c, (Bar(c.rps, _color(c), "rps", tip, c.rps_runs),), note))
     return Figure(file_name("throughput", pattern), title, bar_chart(title, rows))
 

@@ -150,7 +150,7 @@ def overview(ctx: Context) -> list[Node]:
             twin = (fmt_rps(f.rps), _ratio(c.rps, f.rps), fmt_ms(p99[1]), _ratio(*p99))
         rows.append(
             (
-                *(c.mode, c.connections, fmt_rps(c.rps), spread_cell(c.rps_spread)),
+                *(c.mode, c.connections, fmt_rps(c.rps), spread_cell(c.rps_spread, len(c.runs))),
                 *(fmt_ms(c.latency_ms.p99), *(twin or ("-",) * 4 * bool(flask))),
                 *(f"{errors:,}", _leaks_cell(leaks), *(_starved_cell(c),) * starved),
             )
@@ -227,7 +227,8 @@ def cell_table(cells: Sequence[Cell]) -> Table:
     rows = tuple(
         (
             *(c.mode, c.app_label, c.backend, _leaks_cell(c.leaks), f"{c.errors:,}"),
-            *(f"{c.requests:,}", fmt_rps(c.rps), spread_cell(c.rps_spread), fmt_runs(c.rps_runs)),
+            *(f"{c.requests:,}", fmt_rps(c.rps), spread_cell(c.rps_spread, len(c.runs))),
+            fmt_runs(c.rps_runs),
             *(fmt_ms(c.latency_ms.get(p)) for p in PERCENTILES),
             *(_starved_cell(c),) * starved,
         )

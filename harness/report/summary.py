@@ -26,7 +26,16 @@ from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import STARVED_ADVICE
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
-from harness.report.text import app_name, fmt_ms, fmt_pct, fmt_rps, literal, plural, show_json
+from harness.report.text import (
+    app_name,
+    fmt_ms,
+    fmt_pct,
+    fmt_rps,
+    literal,
+    plural,
+    show_json,
+    spread_cell,
+)
 from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Evidence, Run
 
@@ -464,7 +473,7 @@ def format_summary(run: Run) -> str:
             *(c.app_label, c.backend) * several,
             *(c.mode, c.connections, *(str(c.concurrency),) * sweep, c.server.summary),
             *(f"{c.requests:,}", fmt_rps(c.rps) + _rps_marks(c)),
-            fmt_pct(c.rps_spread) + ("!" if c.noisy else ""),
+            spread_cell(c.rps_spread, len(c.runs), "!"),
             fmt_ms(c.latency_ms.p50),
             fmt_ms(c.latency_ms.p99) + ("^" if c.starved else ""),
             f"{c.errors:,}",

@@ -15,9 +15,12 @@ from typing import Any
 from harness.results import SPREAD_WARNING
 
 
-def spread_cell(spread: float) -> str:
-    """A spread as a percentage, marked with ⚠ above the threshold."""
-    return fmt_pct(spread) + (" ⚠" if spread > SPREAD_WARNING else "")
+def spread_cell(spread: float, runs: int = 2, mark: str = " ⚠") -> str:
+    """A spread as a percentage, with ``mark`` above the threshold; ``-`` over fewer than two
+    ``runs``, where ``0.0%`` would read as a steady figure though there is nothing to compare."""
+    if runs < 2:
+        return "-"
+    return fmt_pct(spread) + (mark if spread > SPREAD_WARNING else "")
 
 
 def plural(count: int, noun: str) -> str:
