@@ -721,7 +721,10 @@ def _unchecked(few: Sequence[Cell], run_dir: Path | None = None) -> str | None:
     if not few:
         return None
     log = few[0].server.log
-    where = f" ({run_dir / log})" if run_dir is not None and log else ""
+    if all(c.target is not None for c in few):  # --target: the server and its log are the user's
+        where = "s of the targets (ctxbench did not start them)"
+    else:
+        where = f" ({run_dir / log})" if run_dir is not None and log else ""
     return (
         f"too few requests were checked for a verdict (under {MIN_CHECKED_SHARE:.0%}) in"
         f" {unchecked_cells(few)}: the others failed before an answer came, so no verdict is"

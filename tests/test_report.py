@@ -918,6 +918,14 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     assert "every request saw only its own values" not in verdict, verdict
     said = _unchecked(summarize(run).unchecked)
     assert said is not None and "too few requests were checked" in said, said
+    # A server ctxbench did not start has no log of ctxbench's: the user's own is meant.
+    server = dataclasses.replace(reset.server, effective={"target": "http://127.0.0.1:8080"})
+    target = dataclasses.replace(reset, server=server)
+    said = _unchecked(summarize(run.replace(cells=(target, *run.cells[1:]))).unchecked)
+    assert said is not None and said.endswith(
+        "read the server logs of the targets (ctxbench did not start them) for why the server"
+        " dropped them"
+    ), said
     # The line: half the requests checked still has a verdict, one fewer has none.
     half = first.requests // 2
     for errors, few in ((half, False), (half + 1, True), (0, False)):
