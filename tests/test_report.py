@@ -994,6 +994,9 @@ def test_the_terminal_shows_where_a_zero_proves_little_as_the_report_does() -> N
     assert f"{WEAK_ZEROS_HEAD}:" in lines
     assert [ln for ln in lines if note in ln] == [f"  gunicorn-sync keepalive: {note}."]
     assert weak_zeros(run.cells) == [f"gunicorn-sync keepalive: {note}."]
+    # In a concurrency sweep each level is a cell of its own: the note names its level.
+    levels = [dataclasses.replace(run.cells[0], concurrency=n) for n in (1, 8)]
+    assert weak_zeros(levels) == [f"gunicorn-sync keepalive @{n}: {note}." for n in (1, 8)]
     md = render_reports(run)["report.md"]
     assert f"gunicorn-sync keepalive: {note}." in md and md.count(note) == 1
     # nothing exercised weakly: nothing said

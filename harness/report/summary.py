@@ -369,9 +369,11 @@ def _times(counts: Mapping[str, int]) -> str:
 def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
     """``gunicorn-sync keepalive: the server closed the connection after ...``, one per note of
     :meth:`~harness.exercised.Exercised.notes`, for each clean cell: where its zero proves little.
-    A cell that leaked or failed has said more than the note would."""
+    A cell that leaked or failed has said more than the note would. In a concurrency sweep
+    each note names its level (``@8``), as the driver section does."""
+    sweep = len({c.concurrency for c in cells}) > 1
     return [
-        f"{name(c)} {c.connections}: {note}."
+        f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}: {note}."
         for c in cells
         if c.clean and c.exercised is not None
         for note in c.exercised.notes()
