@@ -372,10 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _behind_proxies(modes: Sequence[str], proxy_option: str) -> tuple[str, ...]:
     """``modes`` (all that can run, if empty) behind each proxy named in ``--proxy``."""
     from harness.servers import MODES, PROXIES, PROXY_SEPARATOR
+    from harness.settings import check_unique
 
     if not proxy_option.strip():
         return tuple(modes)
     proxies = _csv(proxy_option)
+    check_unique("--proxy", tuple(proxies), allow_empty=False)  # as --modes: each value once
     for proxy in proxies:
         if proxy != "none" and proxy not in PROXIES:
             raise UsageError(f"unknown proxy {proxy!r}: choose from none, {', '.join(PROXIES)}")
@@ -384,7 +386,7 @@ def _behind_proxies(modes: Sequence[str], proxy_option: str) -> tuple[str, ...]:
     return tuple(
         mode if proxy == "none" else f"{proxy}{PROXY_SEPARATOR}{mode}"
         for mode in modes
-        for proxy in dict.fromkeys(proxies)
+        for proxy in proxies
     )
 
 

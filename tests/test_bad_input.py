@@ -340,6 +340,8 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--modes", "uwsgi-nope"], "unknown server mode 'uwsgi-nope'",
                  id="modes-unknown"),
     pytest.param(["run", "--proxy", "haproxy"], "unknown proxy 'haproxy'", id="proxy-unknown"),
+    pytest.param(["run", "--proxy", "nginx,nginx"], "--proxy lists 'nginx' twice",
+                 id="proxy-twice"),
     pytest.param(["run", "--backend", "nope"], "unknown backend 'nope'", id="backend-unknown"),
     pytest.param(["run", "--backend", ""], "empty value", id="backend-empty"),
     pytest.param(["run", "--backend", "no-reset,no-reset"], "twice", id="backend-twice"),
