@@ -430,12 +430,9 @@ def _core_hidden() -> str | None:
     found = getattr(module, "__file__", None)
     if found is None or _ours(module):
         return None
-    try:
-        shown = os.path.relpath(found)
-    except ValueError:
-        shown = found
     return (
-        f"its own package or module named 'core' ({shown}), which hides ctxbench's framework"
+        f"its own package or module named 'core' ({_relative(found)}), which hides ctxbench's"
+        " framework"
         f" package of that name ({_CORE_DIR}) in the server processes"
     )
 

@@ -627,3 +627,15 @@ def test_gunicorn_sync_with_threads_has_the_gthread_workers_traits(
     # worker_class says so): the expectations must judge that, not one request per process.
     cfg = ServerConfig(threads=threads, extra_args=extra_args)
     assert get_mode("gunicorn-sync").traits_for(cfg) == get_mode(expected).traits
+
+
+def test_a_uwsgi_mode_takes_its_own_worker_option_and_refuses_another_modes() -> None:
+    # The refusal names what ran instead; a mode's own option (--threads for uwsgi-threads) only
+    # sizes what the mode runs, and must pass, behind a proxy too.
+    for name, args in (("uwsgi-threads", ("--threads=8",)), ("uwsgi-gevent", ("--gevent", "50")),
+                       ("nginx+uwsgi-threads", ("--threads=8",))):  # fmt: skip
+        get_mode(name).check_args(ServerConfig(extra_args=args))
+    for name, args, other in (("uwsgi-processes", ("--threads=8",), "uwsgi-threads"),
+                              ("uwsgi-threads", ("--gevent=9",), "uwsgi-gevent")):  # fmt: skip
+        with pytest.raises(UsageError, match=f"run --modes {other} instead"):
+            get_mode(name).check_args(ServerConfig(extra_args=args))

@@ -27,6 +27,7 @@ from harness.servers.base import (
     ServerConfig,
     last_option,
     require_modules,
+    threads_given,
 )
 
 DEFAULT_WORKER_CONNECTIONS = 1000
@@ -110,8 +111,7 @@ class GunicornMode(SupervisedMode):
     def threads(self, cfg: ServerConfig) -> int:
         """The threads per worker gunicorn is told: the last ``--threads`` of the server's own
         arguments, else ``--threads``, else the mode's default."""
-        value = last_option(cfg.extra_args, "--threads")
-        return int(value) if value and value.isdigit() else cfg.threads or self.default_threads
+        return threads_given(cfg, "--threads", self.default_threads)
 
     def command(self, cfg: ServerConfig) -> list[str]:
         return [

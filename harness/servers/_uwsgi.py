@@ -143,16 +143,10 @@ class UwsgiMode(SupervisedMode):
             # What runs in each worker is what the mode names: --threads made uwsgi-processes
             # the threads mode, judged as one request at a time per process.
             other = next(
-                (
-                    mode
-                    for mode in MODES.values()
-                    if isinstance(mode, UwsgiMode)
-                    and mode.worker_option not in (None, self.worker_option)
-                    and name == mode.worker_option
-                ),
+                (m for m in MODES.values() if isinstance(m, UwsgiMode) and m.worker_option == name),
                 None,
             )
-            if other is not None:
+            if other is not None and name != self.worker_option:
                 raise UsageError(
                     f"{self.name}: --server-arg={arg} runs {other.worker_class} in each uWSGI"
                     f" worker, which is what {other.name} is: run --modes {other.name} instead,"

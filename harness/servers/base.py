@@ -79,6 +79,7 @@ __all__ = [
     "register",
     "require_modules",
     "start_server",
+    "threads_given",
     "venv_script",
 ]
 
@@ -602,6 +603,14 @@ def last_option(args: t.Sequence[str], name: str) -> str | None:
         if key == name:
             rv = value if eq else (args[i + 1] if i + 1 < len(args) else None)
     return rv
+
+
+def threads_given(cfg: ServerConfig, option: str, default: int) -> int:
+    """The threads per worker a server runs with: the last whole number its own arguments give
+    ``option`` (:func:`last_option`; they come after ctxbench's), else ``--threads``, else the
+    mode's ``default``."""
+    value = last_option(cfg.extra_args, option)
+    return int(value) if value and value.isdigit() else cfg.threads or default
 
 
 def venv_script(name: str) -> Path | None:

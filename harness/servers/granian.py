@@ -27,9 +27,9 @@ from harness.servers.base import (
     ModeTraits,
     Reported,
     ServerConfig,
-    last_option,
     register,
     require_command,
+    threads_given,
     venv_script,
 )
 
@@ -105,5 +105,4 @@ def blocking_threads(cfg: ServerConfig) -> int:
     ``--blocking-threads`` of its command line, so ``--server-arg=--blocking-threads=1`` over
     ``--threads`` (the effective configuration said 4, the default, while one thread per worker
     answered)."""
-    value = last_option(cfg.extra_args, "--blocking-threads")
-    return int(value) if value and value.isdigit() else cfg.threads or DEFAULT_THREADS
+    return threads_given(cfg, "--blocking-threads", DEFAULT_THREADS)
