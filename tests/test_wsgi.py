@@ -238,6 +238,36 @@ def test_the_probe_goes_behind_a_middleware_around_the_app_object() -> None:
     assert _ensure_probe(outer, "m:app", None)[1] == "app"  # mounted once
 
 
+class StaticFiles:
+    """A middleware that keeps the app it wraps in ``.application``, as whitenoise's
+    ``WhiteNoise(app)`` and Paste's middlewares do, and answers its own paths itself."""
+
+    def __init__(self, application: t.Any) -> None:
+        self.application = application
+
+    def __call__(self, environ: dict[str, t.Any], start_response: t.Any) -> t.Any:
+        if environ.get("PATH_INFO", "").startswith("/static/"):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"a static file\n"]
+        return self.application(environ, start_response)
+
+
+def test_the_probe_goes_behind_a_middleware_that_keeps_the_app_in_application() -> None:
+    # `app = WhiteNoise(flask_app)`: the probe was not mounted, and the run stopped with
+    # 'answered 404, and not from the probe' for an app with the probe's framework inside.
+    flask = pytest.importorskip("flask")
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from harness.wsgi import _ensure_probe
+
+    outer = ProxyFix(StaticFiles(flask.Flask("behind_static_files")))
+    served, where = _ensure_probe(outer, "m:app", None)
+    assert where == "harness.wsgi inside StaticFiles inside ProxyFix"
+    client = Client(served)
+    assert client.get("/_ctxbench/probe?token=t-1").json["token"] == "t-1"
+    assert client.get("/static/a.css").text == "a static file\n"
+
+
 class ApiKeyGate:
     """A user's middleware around the app object that turns away requests without an API key,
     and lets probe requests through when asked to."""

@@ -1,7 +1,8 @@
 """Where the probe goes in the app an import string names: :func:`locate`.
 
 An import string may name the Flask or core app itself, a middleware wrapped around it
-(``ProxyFix(app)``: werkzeug's middlewares keep the app they pass requests to in ``.app``), or a
+(``ProxyFix(app)``: werkzeug's middlewares keep the app they pass requests to in ``.app``,
+whitenoise's ``WhiteNoise(app)`` in ``.application``), or a
 dispatcher that serves several apps under path prefixes (werkzeug's
 ``DispatcherMiddleware(root, {"/api": api_app})`` keeps them in ``.mounts``, its root app in
 ``.app``). The probe must go on the app that serves the requests ctxbench sends, behind every
@@ -94,9 +95,20 @@ def _prefix_for(mounts: Iterable[str], path: str) -> str | None:
     return max(found, key=len) if found else None
 
 
+def wrapped_app(middleware: object) -> t.Any:
+    """The app a WSGI middleware passes requests to, or ``None``: werkzeug's middlewares (and
+    most others) keep it in ``.app``, whitenoise's ``WhiteNoise`` and Paste's in
+    ``.application``."""
+    for attr in ("app", "application"):
+        wrapped = getattr(middleware, attr, None)
+        if wrapped is not None and callable(wrapped):
+            return wrapped
+    return None
+
+
 def _dispatcher_in(wsgi_app: object) -> t.Any:
-    """The dispatcher an app's ``wsgi_app`` is, or wraps (through ``.app``, and the probe's
-    own middleware's ``.wsgi_app``), or ``None``."""
+    """The dispatcher an app's ``wsgi_app`` is, or wraps (through :func:`wrapped_app`, and the
+    probe's own middleware's ``.wsgi_app``), or ``None``."""
     from .middleware import ProbeMiddleware
 
     obj = wsgi_app
@@ -105,7 +117,7 @@ def _dispatcher_in(wsgi_app: object) -> t.Any:
             return None
         if _mounts(obj) is not None:
             return obj
-        obj = obj.wsgi_app if isinstance(obj, ProbeMiddleware) else getattr(obj, "app", None)
+        obj = obj.wsgi_app if isinstance(obj, ProbeMiddleware) else wrapped_app(obj)
     return None
 
 
@@ -163,8 +175,8 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
                     f" --mount (--mount {min(served.split(', '), key=len)}){root}"
                 )
             # --mount / (or the whole mount taken by outer dispatchers): the root app.
-        wrapped = getattr(inner, "app", None)
-        if wrapped is None or not callable(wrapped):
+        wrapped = wrapped_app(inner)
+        if wrapped is None:
             break  # a plain WSGI callable: it has to answer the probe itself
         around.append(name if mounts is None else f"{name} at /")
         inner = wrapped
