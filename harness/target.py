@@ -32,6 +32,7 @@ from harness.load.spec import loopback_host
 from harness.probe import SECRET_ENV, SECRET_HEADER
 from harness.protocol import STOPPED_HEADER, parse_mount, probe_path
 from harness.servers._process import why_not_answered
+from harness.verdict import ProbeProtocolError, examine_probe_response
 
 __all__ = ["Target", "gone", "identify", "parse_target", "secret_headers"]
 
@@ -153,6 +154,13 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
             f"--target {target.url} answered {path} with something that is not a probe"
             f" response; {hint}"
         )
+    try:
+        examine_probe_response("ctxbench-target-check", 200, body, mode="target")
+    except ProbeProtocolError as e:  # an answer of the app's own, which the load cannot read
+        raise UsageError(
+            f"--target {target.url} answered {path} with a probe response that cannot be"
+            f" checked ({e.reason}), so every request would be an error; {hint}"
+        ) from None
     return dataclasses.replace(target, server=resp.getheader("Server"), app=app)
 
 

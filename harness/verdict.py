@@ -51,6 +51,9 @@ UnitKey = tuple[int, int, int | None]
 class ProbeProtocolError(ValueError):
     """The response is not a well-formed probe response, so it says nothing about isolation."""
 
+    #: What is wrong with it, in a few words (``"no observations from phase(s) entry"``).
+    reason = ""
+
 
 class Unit(t.NamedTuple):
     """The execution unit that served a request: its server process, OS thread and greenlet."""
@@ -100,11 +103,13 @@ class ProbeVerdict:
 
 def _fail(token: str, why: str, body: bytes) -> ProbeProtocolError:
     excerpt = body[:200]
-    return ProbeProtocolError(
+    rv = ProbeProtocolError(
         f"Not a probe response for token {token!r}: {why}. Body starts {excerpt!r}.\n\n"
         "Check that the server runs an app with install_probe(app) and that the request went to"
         " /_ctxbench/probe."
     )
+    rv.reason = why
+    return rv
 
 
 def _unit(token: str, raw: object, body: bytes) -> UnitKey:

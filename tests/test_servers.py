@@ -41,7 +41,10 @@ STAND_IN = textwrap.dedent(
     import json, os, threading
     from urllib.parse import parse_qs
 
-    def app(environ, start_response):
+    PHASES = ("entry", "before_request", "view", "after_request", "teardown_request",
+              "teardown_appcontext")
+
+    def app(environ, start_response, phases=PHASES):
         if environ["PATH_INFO"] != "/_ctxbench/probe":
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
@@ -49,11 +52,16 @@ STAND_IN = textwrap.dedent(
         body = json.dumps({
             "token": token, "app": "stand-in",
             "worker": {"pid": os.getpid(), "thread": threading.get_ident(), "greenlet": 0},
-            "obs": [["view", "request", token]],
+            "obs": [[phase, "request", token] for phase in phases],
         }).encode()
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(body)))])
         return [body]
+
+    def view_only(environ, start_response):
+        # An answer of its own, as a view of another framework might write it: it echoes the
+        # token, but the load driver counts every such answer as an error.
+        return app(environ, start_response, phases=("view",))
 
     def no_probe(environ, start_response):
         start_response("404 Not Found", [("Content-Type", "text/plain")])
@@ -369,6 +377,13 @@ def test_werkzeug_records_ignored_options() -> None:
         pytest.param("ctxbench_stand_in:not_callable", "is not a WSGI callable", id="not-callable"),
         pytest.param("ctxbench_stand_in:no_probe", "answered 404", id="no-probe"),
         pytest.param("ctxbench_stand_in:plain", "not a probe response", id="not-probe"),
+        pytest.param(
+            "ctxbench_stand_in:view_only",
+            "answered 200 with a probe response that cannot be checked (no observations from"
+            " phase(s) after_request, before_request, entry, teardown_appcontext,"
+            " teardown_request), so every request would be an error",
+            id="view-only",
+        ),
         pytest.param(
             "ctxbench_stand_in:failing_factory()",
             "app factory"

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
+import typing as t
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -108,6 +110,46 @@ def test_a_target_that_never_answers_says_so() -> None:
     assert str(caught.value) == (
         f"cannot reach --target {url}: no answer to one probe request within 0.2 s; check that"
         " the server there is up and not stuck (its log)"
+    )
+
+
+def test_a_probe_answer_the_load_cannot_read_is_refused_at_the_start() -> None:
+    """An app that answers the probe request itself (a view of another framework) with the token
+    but not every phase: each request of the run was an error, and the run ended with 'the app
+    answered them itself', however many it sent."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    def view_only(environ: t.Any, start_response: t.Any) -> list[bytes]:
+        body = json.dumps(
+            {
+                "token": "ctxbench-target-check",
+                "app": "mysite",
+                "worker": {"pid": 1, "thread": 1, "greenlet": None},
+                "obs": [["view", "request", "ctxbench-target-check"]],
+            }
+        ).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: t.Any) -> None:
+            pass
+
+    with make_server("127.0.0.1", 0, view_only, handler_class=Quiet) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_port}"
+        try:
+            with pytest.raises(UsageError) as caught:
+                identify(parse_target(url))
+        finally:
+            server.shutdown()
+            thread.join()
+    assert str(caught.value).startswith(
+        f"--target {url} answered /_ctxbench/probe with a probe response that cannot be checked"
+        " (no observations from phase(s) after_request, before_request, entry,"
+        " teardown_appcontext, teardown_request), so every request would be an error; mount it"
+        " with harness.probe.install_probe(app)"
     )
 
 

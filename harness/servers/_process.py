@@ -53,6 +53,7 @@ from harness.protocol import (
     probe_path,
 )
 from harness.servers._state import die_with_parent
+from harness.verdict import ProbeProtocolError, examine_probe_response
 
 __all__ = [
     "HELPER_PROCESSES",
@@ -306,6 +307,16 @@ def _probe_once(
         return f"answered token {echoed!r} to a request for token {token!r}: {_INSTALL}"
     if group is not None and not _in_group(doc.get("worker"), group):
         return None
+    try:
+        # The load driver's own check: an answer it cannot read would make every request of
+        # the run an error, and the run end with 'the app answered them itself'.
+        examine_probe_response(token, 200, body, mode="ready")
+    except ProbeProtocolError as e:
+        return (
+            f"answered 200 with a probe response that cannot be checked ({e.reason}), so every"
+            " request would be an error; a probe response has the form docs/architecture.md"
+            f" describes ('The probe protocol'), which the probe writes: {_INSTALL}"
+        )
     return "ready"
 
 
