@@ -601,24 +601,31 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
     empty). A block that fails before it wrote results leaves nothing it made
     (:func:`harness.runner.cleaned_up_on_failure`), and never removes what was there."""
     from harness import results
-    from harness.runner import cleaned_up_on_failure
+    from harness.runner import cleaned_up_on_failure, outermost_missing
 
     if args.run_dir is not None:
         if args.out is not None:
             raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
         run_dir = Path(args.run_dir)
         _check_folder("--run-dir", run_dir)
-        with cleaned_up_on_failure(run_dir):
-            with _creating("--run-dir", run_dir):
-                run_dir.mkdir(parents=True, exist_ok=True)
-            with _said_what_is_kept(run_dir):
-                yield run_dir, run_dir.resolve().name
+        made = outermost_missing(run_dir)
+        with cleaned_up_on_failure(run_dir), _creating("--run-dir", run_dir):
+            run_dir.mkdir(parents=True, exist_ok=True)
+        # Held before anything is cleaned up on failure: a run stopped because another run
+        # holds the folder removes nothing of that run's.
+        with (
+            results.hold_run_dir(run_dir),
+            cleaned_up_on_failure(run_dir, made),
+            _said_what_is_kept(run_dir),
+        ):
+            yield run_dir, run_dir.resolve().name
         return
     out = Path(args.out or "results")
     _check_folder("--out", out)
     with contextlib.ExitStack() as stack:
         with _creating("--out", out):
             run_dir = stack.enter_context(results.new_run_dir(out, prefix))
+        stack.enter_context(results.hold_run_dir(run_dir))  # so a --run-dir naming it stops
         stack.enter_context(cleaned_up_on_failure(run_dir))
         stack.enter_context(_said_what_is_kept(run_dir))
         yield run_dir, run_dir.name

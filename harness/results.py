@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import math
 import os
@@ -85,6 +86,7 @@ __all__ = [
     "Soak",
     "Unit",
     "Warmup",
+    "hold_run_dir",
     "keep_evidence",
     "load",
     "median",
@@ -833,6 +835,33 @@ def new_run_dir(out: str | os.PathLike[str], prefix: str = "") -> t.Iterator[Pat
             except OSError:  # not empty: the logs of a failed start, another run's folder
                 break
         raise
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: str | os.PathLike[str], option: str = "--run-dir") -> t.Iterator[None]:
+    """Hold the run folder ``run_dir`` for one run, for the block: an exclusive lock on the
+    folder itself (``flock``, which the kernel releases when the holder ends, however it ends).
+
+    Two runs into one folder (two CI jobs given the same ``--run-dir``) would each write
+    results.json and the servers' logs over the other's, and both report the same file as
+    theirs: the second stops instead, in one line (:class:`ResultsError`, exit status 2). A file
+    system that cannot lock (some network mounts) runs unguarded, as before.
+    """
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsError(
+                f"bad {option} {str(run_dir)!r}: another ctxbench run is writing into that"
+                " folder now; give each run a folder of its own (--out DIR makes a new one per"
+                " run), or wait until that run ends"
+            ) from None
+        except OSError:  # no locks here (ENOLCK, EOPNOTSUPP): nothing to tell, so no guard
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def package_versions(names: t.Iterable[str] = PACKAGES) -> dict[str, str | None]:

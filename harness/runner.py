@@ -46,6 +46,7 @@ __all__ = [
     "aimed_at",
     "cleaned_up_on_failure",
     "load_spec",
+    "outermost_missing",
     "run_matrix",
 ]
 
@@ -467,19 +468,21 @@ def _record_not_applicable(run: Run, mode: str, connections: str) -> Run:
 
 
 @contextlib.contextmanager
-def cleaned_up_on_failure(run_dir: str | Path) -> Iterator[None]:
+def cleaned_up_on_failure(run_dir: str | Path, created: Path | None = None) -> Iterator[None]:
     """For a block that fills the run folder ``run_dir``: if it fails before it wrote
     ``results.json``, remove what it made, and nothing else.
 
     What the block made is the outermost folder of ``run_dir`` that was not there (``results/``
-    itself on a first run), or, in a folder that was there already (``--run-dir DIR``, or a
-    folder :func:`harness.results.new_run_dir` made for the run), the entries that were not
-    there. A :class:`ServerStartError` keeps the log it points to (and the folders holding it);
-    any other error (a bad app path, Ctrl-C) leaves nothing. A run that wrote results keeps
-    everything: what it measured is in them.
+    itself on a first run; ``created`` when the caller made it just before, to hold it), or, in
+    a folder that was there already (``--run-dir DIR``, or a folder
+    :func:`harness.results.new_run_dir` made for the run), the entries that were not there. A
+    :class:`ServerStartError` keeps the log it points to (and the folders holding it); any other
+    error (a bad app path, Ctrl-C) leaves nothing. A run that wrote results keeps everything:
+    what it measured is in them.
     """
     run_dir = Path(run_dir)
-    created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
+    if created is None:
+        created = outermost_missing(run_dir)
     before: frozenset[str] | None = frozenset()
     if created is None:
         try:
@@ -495,6 +498,11 @@ def cleaned_up_on_failure(run_dir: str | Path) -> Iterator[None]:
             for path in made:
                 _remove(path, keep_files=isinstance(e, ServerStartError))
         raise
+
+
+def outermost_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder`` (itself or a parent) that is not there, else None."""
+    return next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
 
 
 def _made_in(folder: Path, before: frozenset[str]) -> list[Path]:

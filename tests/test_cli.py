@@ -614,3 +614,34 @@ def test_an_app_that_cannot_load_leaves_nothing_and_removes_nothing(
     assert err.count("\n") == 1 and "cannot import app 'no_such_module_q:app'" in err, err
     assert [p.name for p in tmp_path.iterdir()] == ["mine"]
     assert list(mine.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["run", "chaos", "corpus"])
+def test_a_run_folder_another_run_is_writing_is_refused(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Two CI jobs given the same --run-dir both ran, each wrote results.json and the logs over
+    # the other's, and both said 'results: <that file>', exit 0: one job's results were lost.
+    import harness.corpus.run
+    import harness.faults.runner
+    import harness.runner
+
+    def measured(*args: object, **kw: object) -> t.NoReturn:
+        raise AssertionError("a run started in a folder another run holds")
+
+    for module, name in ((harness.runner, "run_matrix"), (harness.faults.runner, "run_chaos"),
+                         (harness.corpus.run, "run_corpus")):  # fmt: skip
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, measured)
+    shared = tmp_path / "ci"
+    shared.mkdir()
+    (shared / "results.json").write_text("the other run's\n")
+    with results.hold_run_dir(shared):  # the other job, still running
+        status = main([command, "--modes", "werkzeug-threaded", "--run-dir", str(shared)])
+    assert status == 2
+    one_line_error(capsys.readouterr().err, "another ctxbench run is writing into that folder")
+    assert [p.name for p in shared.iterdir()] == ["results.json"]
+    assert (shared / "results.json").read_text() == "the other run's\n"
