@@ -508,6 +508,13 @@ def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
     names = sorted({n for c in cells for n in app_observation_names(c.observed)})
     if names:
         out.append("Checked the app's own observe() state too: " + ", ".join(names))
+    if cells and not run.leaks and all(c.concurrency == 1 for c in cells):
+        out.append(
+            "Requests never overlapped: one virtual user (--concurrency 1) sends one request at a"
+            " time, so no leak between requests served at the same time could show, only state"
+            " one request left for the next; leave --concurrency at its default (16), or sweep"
+            " (--concurrency 1,16)"
+        )
     return out
 
 

@@ -899,6 +899,23 @@ def test_only_judged_responses_count_as_checked() -> None:
     assert totals.startswith("2 cells, 17,900 requests checked (100 more failed or were made to")
 
 
+def test_totals_say_one_virtual_user_never_overlaps_requests() -> None:
+    # --concurrency 1 sends one request at a time: "0 leaks" there says nothing of requests
+    # served at the same time, and the terminal says so (the report's notes are not read).
+    from pathlib import Path
+
+    from harness.cli import format_totals
+
+    def totals(concurrency: int, leaks: int = 0) -> str:
+        doc = make_doc([make_entry("gunicorn-gthread", leaks=leaks)])
+        doc["settings"]["concurrency"] = concurrency
+        return "\n".join(format_totals(load_run(doc), 1.0, Path("results/x/results.json")))
+
+    assert "Requests never overlapped: one virtual user (--concurrency 1)" in totals(1)
+    assert "never overlapped" not in totals(16)
+    assert "never overlapped" not in totals(1, leaks=3)  # the leak says more
+
+
 def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() -> None:
     # Every request of a cell was reset before an answer came: "OK, every request saw only its
     # own values" would be a verdict on requests that were never checked.
