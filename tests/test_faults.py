@@ -891,6 +891,22 @@ def test_soak_error_kinds_split_the_statuses() -> None:
     assert results.Run.from_json(doc).soaks[0].error_kinds == {"other-status": 7}
 
 
+def test_the_soak_verdict_line_names_the_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `soak --app myproject.wsgi:app` said "soak gunicorn-gevent contextvar fresh: ok": which
+    # app was soaked was in the report only.
+    pytest.importorskip("psutil", reason="ctxbench soak needs psutil (ctxbench[soak])")
+    import harness.soak
+
+    soak = dataclasses.replace(soak_record(), app="myproject.wsgi:app")
+    monkeypatch.setattr(harness.soak, "run_soak", lambda *a, **kw: soak)
+    argv = ["soak", "--mode", "gunicorn-gevent", "--minutes", "0.5", "--app", "myproject.wsgi:app"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\nsoak gunicorn-gevent myproject.wsgi:app contextvar fresh: ok: " in out, out
+
+
 @pytest.mark.parametrize("command", ["chaos", "run"])
 def test_a_run_stopped_by_an_error_says_the_results_it_kept(
     command: str,

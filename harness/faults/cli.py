@@ -281,6 +281,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.app_string import parse_import_string
     from harness.apps import CORE_APP
     from harness.report.faults import soak_table
+    from harness.report.text import mounted
     from harness.settings import RunSettings
     from harness.soak import SoakInterrupted, run_soak
     from harness.soak.sampler import import_psutil
@@ -327,7 +328,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
         run_dir,
         run,
         soak_table(soak),
-        f"\nsoak {soak.mode} {soak.backend} {soak.connections}: {soak.verdict}: {soak.reason}"
+        f"\nsoak {soak.mode} {mounted(soak.app_label, soak.server.mount)} {soak.backend}"
+        f" {soak.connections}: {soak.verdict}: {soak.reason}"
         f"\n{soak.requests:,} requests, {soak.errors:,} errors, {soak.leaks:,} leaks,"
         f" median {soak.rps:,.0f} rps after the warm-up",
     )
