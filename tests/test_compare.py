@@ -208,15 +208,52 @@ def test_cli_compare_reads_a_baseline_kept_under_another_name(
 def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
     a = doc("A", entry(), entry("gunicorn-sync"))
     b = doc("B", entry(), entry("gunicorn-gevent"))
-    b["settings"]["concurrency"] = 32
+    b["settings"]["duration"] = 5.0
     text, regressions = compare_runs(a, b, 0.10, allow_missing=True)
     assert regressions == []
     assert "2 cells not compared (in one run only):" in text
     assert "  in A only: gunicorn-sync (core, contextvar, keepalive)" in text
     assert "  in B only: gunicorn-gevent (core, contextvar, keepalive)" in text
-    assert "setting 'concurrency' differs (A 16, B 32)" in text
+    assert "setting 'duration' differs (A 2.0, B 5.0)" in text
     b["settings"]["driver_processes"] = None  # --driver-processes auto
     assert "setting 'driver_processes' differs (A 1, B auto)" in compare_runs(a, b, 0.10)[0]
+
+
+def test_runs_at_different_numbers_of_users_are_never_matched() -> None:
+    # Before: matched, with a note that the setting 'concurrency' differs; a baseline at 16
+    # users against a run at 4 was a REGRESSION in rps (exit 1) and an improvement in p99,
+    # figures of the load, not of a change to the server.
+    a = doc("A", entry(), entry("gunicorn-gevent"))
+    b = doc("B", entry(rps=3000.0, p99=1.0), entry("gunicorn-gevent", rps=3000.0, p99=1.0))
+    b["settings"]["concurrency"] = 4
+    with pytest.raises(UsageError) as info:
+        compare_runs(a, b, 0.10)
+    message = str(info.value)
+    assert "runs 'A' and 'B' have no cell in common (2 cells against 2 cells):" in message
+    assert "their cells differ only in the number of virtual users (A 16, B 4)" in message
+    assert "connection patterns and numbers of users" in message
+    # at one and the same level the key leaves the level out, as before
+    b["settings"]["concurrency"] = 16
+    text, regressions = compare_runs(a, b, 0.10)
+    assert [r.metric for r in regressions] == ["rps", "rps"]
+    assert "users" not in text and "@16" not in text
+
+
+def test_sweeps_are_matched_level_by_level() -> None:
+    import dataclasses
+
+    def levels(run_id: str, *users: int, rps: float = 5000.0) -> Run:
+        run = Run.from_json(doc(run_id, entry(rps=rps)))
+        cells = tuple(dataclasses.replace(run.cells[0], concurrency=n) for n in users)
+        return run.replace(cells=cells)
+
+    text, regressions = compare_runs_of(levels("A", 1, 8), levels("B", 8, 32, rps=4000.0), 0.10)
+    assert [(r.key[4], r.metric) for r in regressions] == [(8, "rps"), (1, "cell")]
+    assert "keepalive @8" in text and "setting" not in text
+    assert "  in A only: gunicorn-gthread (core, contextvar, keepalive, 1 user)" in text
+    assert "  in B only: gunicorn-gthread (core, contextvar, keepalive, 32 users)" in text
+    with pytest.raises(UsageError, match=r"number of virtual users \(A 1, 8, B 16\)"):
+        compare_runs_of(levels("A", 1, 8), levels("B", 16), 0.10)
 
 
 def test_a_cell_of_the_baseline_that_b_did_not_measure_is_a_regression() -> None:

@@ -15,7 +15,9 @@ is a regression like any other, since every client of that server waits so; its 
 
 Cells match on their key (:attr:`~harness.results.Cell.key`), the mount included: the app a
 dispatcher serves under ``/api`` is another app than the one under ``/admin``, so two such cells
-are never matched, and are listed as not compared. Two runs with no cell in common cannot be
+are never matched, and are listed as not compared. So is the number of virtual users, unless
+both runs ran at one and the same level: a rate at 4 users is not a rate at 16, so it is neither
+a regression nor an improvement. Two runs with no cell in common cannot be
 compared: a :class:`~harness.errors.UsageError` (exit 2), so a baseline that no longer matches
 never passes; cells in one run only are named. A cell of the baseline that B did not measure (B
 was interrupted, or ran fewer modes) is a regression too, of the metric ``cell``: a gate must not
@@ -36,9 +38,12 @@ from harness.report.text import fmt_ms, fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
 
-#: The settings that choose the cells (the mount is in every cell's key); any other setting that
-#: differs is noted as not like for like.
-CELL_SETTINGS = ("apps", "backends", "modes", "connections", "mount")
+#: The settings that choose the cells (the mount and the concurrency are in every cell's key);
+#: any other setting that differs is noted as not like for like.
+CELL_SETTINGS = (
+    *("apps", "backends", "modes", "connections", "mount", "concurrency"),
+    "concurrency_levels",
+)
 
 #: Why a change worse beyond the threshold is not counted (unless ``strict``), in the order they
 #: are tried: the word in the verdict column, and why, after "worse by more than 10% but".
@@ -120,17 +125,19 @@ def compare_runs(
                 f"run {run.run_id or '?'!r} has no cells: compare reads the throughput and"
                 " latency of `ctxbench run` results; read a chaos or soak run's report instead"
             )
-    # Cells match on their concurrency too when either run swept it (--concurrency 1,8,...);
-    # two runs at one level each compare as before (a differing setting is noted below).
-    sweep = any(len({c.concurrency for c in run.cells}) > 1 for run in (a_run, b_run))
-    a_by, b_by = ({_key(c, sweep): c for c in run.cells} for run in (a_run, b_run))
+    # Cells match on their concurrency too, unless both runs ran at one and the same level (the
+    # key then leaves it out, so the table and the names do not repeat it): a sweep's levels
+    # pair up, and two runs at different levels have no cell in common.
+    levels = [{c.concurrency for c in run.cells} for run in (a_run, b_run)]
+    by_level = len(levels[0]) > 1 or levels[0] != levels[1]
+    a_by, b_by = ({_key(c, by_level): c for c in run.cells} for run in (a_run, b_run))
     common = [key for key in a_by if key in b_by]
     if not common:
         raise UsageError(
             f"runs {a_run.run_id or 'A'!r} and {b_run.run_id or 'B'!r} have no cell in common"
             f" ({plural(len(a_by), 'cell')} against {plural(len(b_by), 'cell')}):"
-            f"{_mounted_apart(a_by, b_by)} compare runs of the same apps, mounts, backends, modes"
-            " and connection patterns"
+            f"{_mounted_apart(a_by, b_by)}{_levels_apart(a_by, b_by)} compare runs of the same"
+            " apps, mounts, backends, modes, connection patterns and numbers of users"
         )
     rule = "the medians alone (--strict)" if strict else "beyond the noise of both runs too"
     out = [
@@ -266,9 +273,9 @@ def _signed(value: float) -> str:
     return f"{value * 100:+.1f}%"
 
 
-def _key(cell: Cell, sweep: bool) -> CellKey:
+def _key(cell: Cell, by_level: bool) -> CellKey:
     app, backend, mode, connections, concurrency, mount = cell.key
-    return (app, backend, mode, connections, concurrency if sweep else None, mount)
+    return (app, backend, mode, connections, concurrency if by_level else None, mount)
 
 
 def _app(key: CellKey) -> str:
@@ -278,7 +285,7 @@ def _app(key: CellKey) -> str:
 
 def _name(key: CellKey) -> str:
     _, backend, mode, connections, concurrency, _ = key
-    users = "" if concurrency is None else f", {concurrency} users"
+    users = "" if concurrency is None else f", {plural(concurrency, 'user')}"
     return f"{mode} ({_app(key)}, {backend}, {connections}{users})"
 
 
@@ -291,4 +298,16 @@ def _mounted_apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell
     return (
         f" their cells differ only in the mount (A {mounts[0]}, B {mounts[1]}), and an app under"
         " one prefix is not the app under another;"
+    )
+
+
+def _levels_apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
+    """`` their cells differ only in the number of users (A 16, B 4): ...;`` when the two runs
+    would have cells in common but for their concurrency, else ``""``."""
+    if not {(*k[:4], k[5]) for k in a_by} & {(*k[:4], k[5]) for k in b_by}:
+        return ""
+    levels = [", ".join(str(n) for n in sorted({k[4] or 0 for k in by})) for by in (a_by, b_by)]
+    return (
+        f" their cells differ only in the number of virtual users (A {levels[0]}, B"
+        f" {levels[1]}), and a rate at one number of users is not a rate at another;"
     )
