@@ -38,8 +38,10 @@ PROBE_PATH = "/_ctxbench/probe"
 #: answer (an auth hook's 401, a login redirect, a rate limiter's 429): the last phase the probe
 #: saw (``entry``: the framework or a middleware inside the app answered before any hook;
 #: ``routing``: the framework did not route the probe path to the probe's view;
-#: ``before_request``: one of the app's ``before_request`` hooks did). Without it, a non-probe
-#: answer came from something the probe does not wrap.
+#: ``before_request``: one of the app's ``before_request`` hooks did; ``front <names>``: a
+#: middleware in front of the app the probe is on; ``none <class>``: an app of another framework,
+#: with no probe mounted). Without it, a non-probe answer came from something the probe does not
+#: wrap.
 STOPPED_HEADER = "X-Ctxbench-Probe-Stopped"
 
 #: The environment variable that switches the probe on: ``install_probe(app)`` mounts nothing

@@ -337,7 +337,11 @@ def _install_probe(app: t.Any, found: Located, mount: str | None = None) -> tupl
     front = [name for name in found.around if " at " not in name and "." not in name]
     if found.app is not None and front:
         # A middleware in front of the probe (an auth gate) may answer probe requests itself.
-        app = InFront(app, ", ".join(front), probe_path(mount))
+        app = InFront(app, f"front {', '.join(front)}", probe_path(mount))
+    elif found.app is None and not found.installed:
+        # No core or Flask app inside: an app of another framework, where no probe can go (a
+        # plain WSGI callable that answers probe requests itself passes as it is).
+        app = InFront(app, f"none {found.reached}", probe_path(mount))
     return app, where
 
 

@@ -871,6 +871,11 @@ dispatcher = DispatcherMiddleware(
     Flask("root"), {"/api": Flask("api"), "/admin": Flask("admin")}
 )
 """
+_PLAIN_WSGI = """\
+def application(environ, start_response):
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"Not Found"]
+"""
 #: What each error the README quotes is about -> the project's file that makes it (over the
 #: README's own snippets; ``None``: the snippets as they are) and the app string.
 _QUOTED_ERRORS: dict[str, tuple[tuple[str, str] | None, str]] = {
@@ -887,6 +892,10 @@ _QUOTED_ERRORS: dict[str, tuple[tuple[str, str] | None, str]] = {
     "is a DispatcherMiddleware that serves apps under": (
         ("wsgi.py", _DISPATCHER),
         "myproject.wsgi:dispatcher",
+    ),
+    "which is neither a core nor a Flask app": (
+        ("wsgi.py", _PLAIN_WSGI),
+        "myproject.wsgi:application",
     ),
 }
 
@@ -917,7 +926,9 @@ def _as_pattern(quoted: str) -> re.Pattern[str]:
 
 @pytest.mark.live
 @pytest.mark.parametrize(
-    "key", list(_QUOTED_ERRORS), ids=["factory", "import", "auth", "429", "dispatcher"]
+    "key",
+    list(_QUOTED_ERRORS),
+    ids=["factory", "import", "auth", "429", "dispatcher", "other-framework"],
 )
 def test_the_errors_the_readme_quotes_are_what_ctxbench_says(tmp_path: Path, key: str) -> None:
     [quoted] = [line for line in quoted_errors() if key in line]

@@ -407,8 +407,18 @@ def test_install_on_a_wsgi_callable_raises() -> None:
     def wsgi(environ: t.Any, start_response: t.Any) -> list[bytes]:
         return []
 
-    with pytest.raises(TypeError, match=r"core\.App or a flask\.Flask"):
+    with pytest.raises(TypeError, match=r"core\.App or a flask\.Flask") as info:
         install_probe(wsgi)
+    # A Django user's application is the app itself: the message said to pass "the app object
+    # itself, not a WSGI callable", and not that the framework has no probe. The server shows
+    # the first line of it, at most 300 characters.
+    first = str(info.value).splitlines()[0]
+    assert first.endswith(
+        ": it mounts into apps of those frameworks only (README, 'Apps of other frameworks'), and"
+        " into the app itself, not a middleware around it."
+    )
+    django = "<django.core.handlers.wsgi.WSGIHandler object at 0x7fd89091f210>"
+    assert len(first.replace(repr(wsgi), django)) <= 297
 
 
 class _Exploding:

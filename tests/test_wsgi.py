@@ -339,10 +339,68 @@ def test_a_middleware_in_front_that_answers_the_probe_is_named(
 def test_a_wsgi_callable_without_a_wrapped_app_answers_the_probe_itself() -> None:
     from harness.wsgi import _ensure_probe
 
-    def plain(environ: object, start_response: object) -> list[bytes]:
-        return []
+    def plain(environ: t.Any, start_response: t.Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"token": "t-1"}']
 
-    assert _ensure_probe(plain, "m:plain", None) == (plain, "none")
+    served, where = _ensure_probe(plain, "m:plain", None)
+    assert where == "none" and served.app is plain
+    response = Client(served).get("/_ctxbench/probe?token=t-1")  # passes as it is
+    assert response.status_code == 200 and list(response.headers.keys()) == ["Content-Type"]
+
+
+class Bottle:
+    """An app of a framework the probe has no support for: it routes nothing of ctxbench's."""
+
+    def __call__(self, environ: t.Any, start_response: t.Any) -> list[bytes]:
+        start_response("404 Not Found", [("Content-Type", "text/html")])
+        return [b"<h1>Not Found</h1>"]
+
+
+@pytest.mark.parametrize(
+    ("app", "mount", "reached"),
+    [
+        pytest.param(Bottle(), None, f"{__name__}.Bottle", id="app"),
+        pytest.param(StaticFiles(Bottle()), "/api", f"{__name__}.Bottle", id="wrapped-mounted"),
+        pytest.param(
+            StaticFiles(Bottle().__call__),
+            None,
+            f"{__name__}.Bottle.__call__",
+            id="function",
+        ),
+    ],
+)
+def test_an_app_of_another_framework_is_named_with_what_to_read(
+    app: t.Any, mount: str | None, reached: str
+) -> None:
+    # Django's WSGIHandler, a Bottle, Falcon or Pyramid app: the run stopped with 'answered 404,
+    # and not from the probe: mount the probe on the app (harness.probe.install_probe(app))',
+    # which install_probe then refused.
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from harness.protocol import probe_path
+    from harness.servers._process import _probe_once
+    from harness.wsgi import _ensure_probe
+
+    served, where = _ensure_probe(app, "m:app", mount)
+    assert where.startswith("none")
+    server = make_server("127.0.0.1", 0, served, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        message = _probe_once("127.0.0.1", server.server_port, "t-1", 5.0, path=probe_path(mount))
+    finally:
+        server.shutdown()
+        thread.join()
+    assert message == (
+        f"answered 404 from {reached}, which is neither a core nor a Flask app and holds none"
+        " (behind its middleware, under its dispatcher): ctxbench's probe mounts into those two"
+        " frameworks only and has none yet for others (Django, Falcon, Bottle, Pyramid, a plain"
+        " WSGI callable), so nothing of this app can be checked; see the README, 'Apps of other"
+        " frameworks'"
+    )
 
 
 # -- a module that is not there: the app's own, or one it imports ---------------------------------

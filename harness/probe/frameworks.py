@@ -209,7 +209,8 @@ def framework_for(app: object) -> Framework:
     if app_type is not None and isinstance(app, app_type):
         return Framework("core", app, core, hooks_by_blueprint=False)
     raise TypeError(
-        f"install_probe() takes a core.App or a flask.Flask, got {app!r}.\n\n"
-        "The probe mounts hooks, a route and a WSGI middleware into the app, so it needs the"
-        " app object itself, not a WSGI callable or a middleware wrapping it."
+        f"install_probe() takes a core.App or a flask.Flask, got {app!r}: it mounts into apps"
+        " of those frameworks only (README, 'Apps of other frameworks'), and into the app"
+        " itself, not a middleware around it.\n\n"
+        "The probe mounts hooks, a route and a WSGI middleware into the app."
     )

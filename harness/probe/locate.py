@@ -21,9 +21,10 @@ request passes through it but :class:`ServedUnder`'s.
 
 from __future__ import annotations
 
+import inspect
 import typing as t
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from harness.protocol import STOPPED_HEADER
@@ -58,6 +59,9 @@ class Located:
     #: A mount no dispatcher serves (``"/api"``): :class:`ServedUnder` serves the whole app
     #: there. ``""`` when there is none.
     serve_under: str = ""
+    #: What the search ended at when it found no core or Flask app (``app`` is ``None``): the
+    #: app object's class or function, ``"django.core.handlers.wsgi.WSGIHandler"``.
+    reached: str = ""
 
     @property
     def where(self) -> str:
@@ -180,7 +184,13 @@ def locate(app: t.Any, mount: str | None, label: str) -> Located:
             break  # a plain WSGI callable: it has to answer the probe itself
         around.append(name if mounts is None else f"{name} at /")
         inner = wrapped
-    return _found(None, False, around, rest, dispatched, label)
+    return replace(_found(None, False, around, rest, dispatched, label), reached=_named(inner))
+
+
+def _named(obj: object) -> str:
+    """``module.Name`` of a function or method, or of an object's class."""
+    named = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else type(obj)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
 def _found(
@@ -222,17 +232,18 @@ class ServedUnder:
 
 
 class InFront:
-    """Serves ``app``, whose probe is behind the middleware named ``front`` (``"ApiKeyGate"``),
-    and marks an answer to a probe request that this middleware made in the probe's place (an
-    API-key or basic-auth gate that turned it away): :data:`~harness.protocol.STOPPED_HEADER`
-    says ``front <names>``, so the harness says which middleware to let probe requests through,
-    rather than that no probe is mounted. Requests to any other path pass as they are."""
+    """Serves ``app`` and marks an answer to a probe request that the probe did not make with
+    :data:`~harness.protocol.STOPPED_HEADER` ``mark``, so the harness says who answered rather
+    than that no probe is mounted: ``"front ApiKeyGate"``, a middleware in front of the probe
+    that turned it away (an API-key or basic-auth gate: let probe requests through it), or
+    ``"none bottle.Bottle"``, an app with no core or Flask app inside, where no probe could be
+    mounted. Requests to any other path pass as they are."""
 
-    __slots__ = ("app", "front", "path")
+    __slots__ = ("app", "mark", "path")
 
-    def __init__(self, app: WSGIApplication, front: str, path: str) -> None:
+    def __init__(self, app: WSGIApplication, mark: str, path: str) -> None:
         self.app = app
-        self.front = front
+        self.mark = mark
         #: The path a client requests the probe at (under the mount, if any).
         self.path = path
 
@@ -250,7 +261,7 @@ class InFront:
                 and not status.startswith("200")
                 and all(k.lower() != STOPPED_HEADER.lower() for k, _ in headers)
             ):
-                headers = [*headers, (STOPPED_HEADER, f"front {self.front}")]
+                headers = [*headers, (STOPPED_HEADER, self.mark)]
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)

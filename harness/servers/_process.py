@@ -335,6 +335,14 @@ def why_not_answered(response: http.client.HTTPResponse, path: str = PROBE_PATH)
             " app is served under a path prefix (a dispatcher, an nginx location, SCRIPT_NAME),"
             " name it (--mount /api; --target http://127.0.0.1:PORT/api)"
         )
+    if stopped.startswith("none "):
+        return (
+            f"answered {status} from {stopped[5:]}, which is neither a core nor a Flask app and"
+            " holds none (behind its middleware, under its dispatcher): ctxbench's probe mounts"
+            " into those two frameworks only and has none yet for others (Django, Falcon,"
+            " Bottle, Pyramid, a plain WSGI callable), so nothing of this app can be checked;"
+            " see the README, 'Apps of other frameworks'"
+        )
     if stopped.startswith("front "):
         return (
             f"answered {status} from {stopped[6:]}, the middleware in front of the app the probe"
