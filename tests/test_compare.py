@@ -219,6 +219,28 @@ def test_entries_in_one_run_only_and_differing_settings_are_noted() -> None:
     assert "setting 'driver_processes' differs (A 1, B auto)" in compare_runs(a, b, 0.10)[0]
 
 
+def test_a_cell_whose_server_died_in_b_is_a_regression() -> None:
+    # A PR that makes the server crash under load passed the gate: B's cell kept the figures of
+    # the repeats before the death, as fast as A's, and compare said 'No regression', exit 0.
+    import dataclasses
+
+    def died(run: Run) -> Run:
+        error = "gunicorn-gthread: the server died on its own (killed by SIGSEGV) in run 3 of 3"
+        return run.replace(cells=(dataclasses.replace(run.cells[0], error=error), *run.cells[1:]))
+
+    a = Run.from_json(doc("A", entry(), entry("gunicorn-gevent")))
+    b = Run.from_json(doc("B", entry(), entry("gunicorn-gevent")))
+    text, regressions = compare_runs_of(a, died(b), 0.10)
+    assert [(r.key[2], r.metric) for r in regressions] == [("gunicorn-gthread", "failed")]
+    assert "REGRESSION: failed" in text
+    assert (
+        "1 regression:\n  gunicorn-gthread (core, contextvar, keepalive): failed in B, not in A"
+        " (gunicorn-gthread: the server died on its own (killed by SIGSEGV) in run 3 of 3)"
+    ) in text
+    assert compare_runs_of(died(a), died(b), 0.10)[1] == []  # A's died too: nothing new
+    assert compare_runs_of(died(a), b, 0.10)[1] == []
+
+
 def test_runs_at_different_numbers_of_users_are_never_matched() -> None:
     # Before: matched, with a note that the setting 'concurrency' differs; a baseline at 16
     # users against a run at 4 was a REGRESSION in rps (exit 1) and an improvement in p99,

@@ -4,7 +4,9 @@ One rule decides a regression, and the words and the exit status follow it: B is
 baseline A beyond the threshold (requests/s down by more than it, p99 up by more than it) *and*
 beyond the noise of both runs (the change is larger than either run's own spread over its
 repeats, :func:`~harness.report.summary.beyond_noise`). With ``strict`` the medians alone decide.
-New leaks or errors where A had none are always regressions. A change beyond the threshold but
+New leaks or errors where A had none are always regressions, and so is a cell whose server died
+in B (:attr:`~harness.results.Cell.failed`: its figures are those of the repeats before the
+death) where A's did not. A change beyond the threshold but
 inside the noise is listed as such and does not count, nor (unless ``strict``) is one where B's
 load driver was saturated (driver-bound): B's figures are then the driver's, so a slower B does
 not show a slower server; nor one where either run's server starved some virtual users
@@ -63,7 +65,9 @@ class Change:
     """One metric of one cell, in run A and run B."""
 
     key: CellKey  # (app label, backend, mode, connections, concurrency, mount)
-    metric: str  # "rps", "p99", "leaks", "errors", or "cell" (in A, not measured in B)
+    #: "rps", "p99", "leaks", "errors", "failed" (B's server died in the cell), or "cell" (in A,
+    #: not measured in B)
+    metric: str
     a: float
     b: float
     verdict: str = ""  # "REGRESSION", a key of EXCUSES (worse, but not counted), or "" (ok)
@@ -81,6 +85,8 @@ class Change:
         where = _name(self.key)
         if self.metric == "cell":
             return f"{where}: in A, not measured in B"
+        if self.metric == "failed":
+            return f"{where}: failed in B, not in A"
         if self.metric in ("leaks", "errors"):
             return f"{where}: {self.metric} {self.a:,.0f} -> {self.b:,.0f}"
         fmt, unit = (fmt_rps, "") if self.metric == "rps" else (fmt_ms, " ms")
@@ -210,7 +216,11 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
         excuse = next((w for w, e in zip(EXCUSES, excuses, strict=True) if e and not strict), "")
         beyond = _relative(va, vb) * worse > threshold
         rv.append(Change(key, metric, va, vb, (excuse or "REGRESSION") if beyond else ""))
-    for metric, va, vb in (("leaks", a.leaks, b.leaks), ("errors", a.errors, b.errors)):
+    for metric, va, vb in (
+        ("leaks", a.leaks, b.leaks),
+        ("errors", a.errors, b.errors),
+        ("failed", a.failed, b.failed),
+    ):
         rv.append(Change(key, metric, va, vb, "REGRESSION" if vb > 0 and va == 0 else ""))
     return rv
 
@@ -225,6 +235,8 @@ def _why(a: Cell, b: Cell, change: Change) -> str:
             if c.starved
         ]
         return f" (starved: {', '.join(said)})"
+    if change.metric == "failed":
+        return f" ({b.error})"
     acked = b.delayed_acks and not a.delayed_acks
     if change.regression and change.metric in ("rps", "p99") and acked:
         return " (B waited on the client's delayed ACKs: TCP_NODELAY is off on B's server)"
