@@ -112,7 +112,13 @@ def _decode_record(cls: type, raw: t.Any, where: str) -> t.Any:
             raise _error(where, f"missing key {name!r}")
     for name in raw:
         if name not in hints:
-            raise _error(where, f"unknown key {name!r}")
+            # The schema's name changes only when a field changes meaning: a newer ctxbench
+            # adds fields (with defaults) under the same name, which this one cannot read.
+            raise _error(
+                where,
+                f"unknown key {name!r}, a field this version of ctxbench does not have: the"
+                " document was written by a newer ctxbench (read it with that one) or edited",
+            )
     kwargs = {name: _decode(hints[name], value, _child(where, name)) for name, value in raw.items()}
     try:
         return cls(**kwargs)

@@ -252,6 +252,12 @@ def _v2(run: Run) -> dict[str, Any]:
         ),
         pytest.param(lambda d: d["cells"][0].update(leaks=True), "expected an integer", id="bool"),
         pytest.param(lambda d: d["cells"][0].update(lekas=1), "unknown key 'lekas'", id="typo"),
+        pytest.param(  # a field a newer ctxbench added, under the same schema name
+            lambda d: d["cells"][0].update(new_field={"x": 1}),
+            "cells[0]: unknown key 'new_field', a field this version of ctxbench does not have:"
+            " the document was written by a newer ctxbench (read it with that one) or edited",
+            id="newer",
+        ),
         pytest.param(
             lambda d: d["settings"].update(concurrency="16"), "settings.concurrency", id="settings"
         ),
