@@ -116,10 +116,16 @@ def parse_import_string(import_string: str) -> AppRef:
                 f"there is no module {module!r}, but {parent!r} is one: name the app in it"
                 f" after a colon, '{parent}:{last}'"
             )
+        bound = _bound_in(module)
+        named = [f"'{module}:{n}'" for n in ("app", "application") if n in bound]
+        named += [f"'{module}:{n}()'" for n in FACTORY_NAMES if n in bound]
+        if named:  # Django's wsgi.py binds 'application' only
+            say = f"{' or '.join(named)}, which it has"
+        else:
+            say = f"'{module}:app' for an app object or '{module}:create_app()' for an app factory"
         raise bad(
-            f"name the app after a colon, '{module}:app' for an app object or"
-            f" '{module}:create_app()' for an app factory (a bare module means 'application'"
-            " to gunicorn and 'app' or 'create_app' to flask, so ctxbench does not guess)"
+            f"name the app after a colon, {say} (a bare module means 'application' to gunicorn"
+            " and 'app' or 'create_app' to flask, so ctxbench does not guess)"
         )
     if not sep or not module or not attr:
         raise bad(_FORMS)
@@ -238,6 +244,19 @@ def factory_named_without_call(ref: AppRef) -> str | None:
         + " (flask --app would call it without arguments; gunicorn would serve the factory"
         " itself and fail every request)"
     )
+
+
+def _bound_in(module: str) -> set[str]:
+    """The names a module's source binds at its top level (see :func:`_names_bound`), read
+    without importing it; empty when the source is not found or not Python."""
+    path = _module_source(module)
+    if path is None:
+        return set()
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError, MemoryError, RecursionError):
+        return set()
+    return set().union(*(_names_bound(node) for node in tree.body))
 
 
 def _names_bound(node: ast.stmt) -> set[str]:

@@ -156,20 +156,38 @@ def _module_not_found(e: ImportError, module: str) -> str:
 def _apps_in(module: t.Any, name: str) -> str:
     """The apps and app factories a module does have, as app strings, for a message about one
     it has not."""
-    from harness.probe.locate import is_framework_app
-
     apps, factories = [], []
     for attr, value in vars(module).items():
         if attr.startswith("_"):
             continue
         if attr in FACTORY_NAMES and inspect.isfunction(value):
             factories.append(f"'{name}:{attr}()'")
-        elif is_framework_app(value):
+        elif _serves_wsgi(attr, value, name):
             apps.append(f"'{name}:{attr}'")
     found = apps + factories
     if not found:
         return ""
     return f": name one it has, {', '.join(found[:5])}"
+
+
+def _serves_wsgi(attr: str, value: object, module: str) -> bool:
+    """Whether a module's ``attr`` is an app a WSGI server can serve: a core or Flask app, or
+    any object called as ``app(environ, start_response)`` (Django's ``application``, a Falcon,
+    Bottle or Pyramid app, a middleware around one), a function only when the module defines
+    it (an imported helper of two arguments is no app)."""
+    from harness.probe.locate import is_framework_app
+
+    if is_framework_app(value):
+        return True
+    if not callable(value) or inspect.isclass(value):
+        return False
+    if inspect.isroutine(value) and not (inspect.isfunction(value) and value.__module__ == module):
+        return False
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return False
+    return _called_as_wsgi(attr, signature)
 
 
 def _looks_like_factory(func: t.Callable[..., t.Any]) -> bool:

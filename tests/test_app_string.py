@@ -221,9 +221,44 @@ def test_a_dotted_app_names_the_module_that_holds_it(
         f"bad app import string '{pkg}.wsgi.app': there is no module '{pkg}.wsgi.app', but"
         f" '{pkg}.wsgi' is one: name the app in it after a colon, '{pkg}.wsgi:app'"
     )
-    for module in (f"{pkg}.wsgi", f"{pkg}.api", "nowhere_at_all.wsgi"):  # a module, or no parent
+    for module in (f"{pkg}.api", "nowhere_at_all.wsgi"):  # no app in the source, or no source
         with pytest.raises(AppLoadError, match=f"after a colon, '{module}:app' for an app obj"):
             parse_import_string(module)
+    with pytest.raises(AppLoadError, match=f"after a colon, '{pkg}.wsgi:app', which it has"):
+        parse_import_string(f"{pkg}.wsgi")
+    assert pkg not in sys.modules  # read, never imported
+
+
+def test_a_bare_module_names_the_apps_its_source_binds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Django project's 'mysite.wsgi' was told to write 'mysite.wsgi:app' or
+    # 'mysite.wsgi:create_app()', neither of which it has: its wsgi.py binds 'application'.
+    pkg = f"site_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / pkg / "wsgi.py").write_text(
+        "import os\n\nfrom django.core.wsgi import get_wsgi_application\n\n"
+        f"os.environ.setdefault('DJANGO_SETTINGS_MODULE', '{pkg}.settings')\n\n"
+        "application = get_wsgi_application()\n"
+    )
+    (tmp_path / pkg / "both.py").write_text("app = application = None\ndef create_app(): ...\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AppLoadError) as info:
+        parse_import_string(f"{pkg}.wsgi")
+    assert str(info.value) == (
+        f"bad app import string '{pkg}.wsgi': name the app after a colon, '{pkg}.wsgi:application',"
+        " which it has (a bare module means 'application' to gunicorn and 'app' or 'create_app'"
+        " to flask, so ctxbench does not guess)"
+    )
+    with pytest.raises(
+        AppLoadError,
+        match=(
+            f"after a colon, '{pkg}.both:app' or '{pkg}.both:application' or"
+            f" '{pkg}.both:create_app\\(\\)', which it has"
+        ),
+    ):
+        parse_import_string(f"{pkg}.both")
     assert pkg not in sys.modules  # read, never imported
 
 

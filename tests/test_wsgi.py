@@ -490,6 +490,38 @@ def test_a_missing_attribute_names_the_apps_the_module_has(project: str) -> None
     ), message
 
 
+DJANGO_LIKE = """
+from os.path import join  # an imported function that takes two arguments: no app
+
+
+class WSGIHandler:
+    def __call__(self, environ, start_response):
+        return []
+
+
+def get_wsgi_application():
+    return WSGIHandler()
+
+
+application = get_wsgi_application()
+"""
+
+
+def test_a_missing_attribute_names_any_wsgi_app_the_module_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Django project's 'mysite.wsgi:app' was told only that the module has no 'app': its
+    # 'application' is no core or Flask app, so none was named.
+    name = f"ctxbench_site_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(DJANGO_LIKE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        message = _load_error(f"{name}:app")
+    finally:
+        sys.modules.pop(name, None)
+    assert message.endswith(f"has no attribute 'app': name one it has, '{name}:application'")
+
+
 #: A server process loading an app whose folder holds a package named ``core``, as ctxbench's
 #: regular (not editable) install sees it: the editable install's import hook is taken away,
 #: since it finds ctxbench's core modules that the app's package lacks.
