@@ -482,6 +482,59 @@ def _sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+class _ReaderMayGo:
+    """``sys.stdout`` or ``sys.stderr`` for a command whose reader may go away before it ends
+    (``ctxbench run | head``, ``2>&1 | head`` in a CI job): once a write finds the pipe closed,
+    the rest of that output is dropped and the command goes on to its own exit status. A
+    ``BrokenPipeError`` raised instead stopped a run at its next progress line, with the exit
+    status of a clean one: a leak found passed a ``set -o pipefail`` gate."""
+
+    def __init__(self, stream: t.TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._went()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went()
+
+    def _went(self) -> None:
+        self._gone = True
+        # Python flushes the stream again at exit: what it still holds goes to /dev/null then,
+        # not to a closed pipe ("Exception ignored ... BrokenPipeError" on stderr).
+        with contextlib.suppress(OSError, ValueError):  # not a file (a test's capture)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> t.Any:  # isatty, fileno, encoding, ...
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _readers_may_go() -> Iterator[None]:
+    """:class:`_ReaderMayGo` on stdout and stderr for the block, flushed at its end (what the
+    streams still hold would meet a closed pipe at exit, and Python would exit with 120)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (t.cast(t.TextIO, _ReaderMayGo(s)) for s in saved)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
+
+
 # -- run -------------------------------------------------------------------------------------
 
 
@@ -951,24 +1004,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ctxbench`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args: argparse.Namespace | None = None
-    try:
-        # Inside the try: building the parser imports most of the harness (a few tenths of a
-        # second), and a Ctrl-C typed then is an interrupt like any other, not a traceback.
-        args = build_parser().parse_args(argv)
-        args.argv = argv
-        with _sigterm_as_interrupt():
-            status: int = args.handler(args)
-            return status
-    except KeyboardInterrupt:
-        print(f"ctxbench: interrupted; {_stopped(args)}", file=sys.stderr)
-        return 130
-    except CtxbenchError as e:
-        print(f"ctxbench: error: {e.message}", file=sys.stderr)
-        if e.detail:
-            print("\n".join(f"  | {line}" for line in e.detail.splitlines()), file=sys.stderr)
-        return e.exit_code
-    except BrokenPipeError:  # e.g. `ctxbench list | head -1`
-        return 0
+    with _readers_may_go():
+        try:
+            # Inside the try: building the parser imports most of the harness (a few tenths of
+            # a second), and a Ctrl-C typed then is an interrupt like any other, not a traceback.
+            args = build_parser().parse_args(argv)
+            args.argv = argv
+            with _sigterm_as_interrupt():
+                status: int = args.handler(args)
+                return status
+        except KeyboardInterrupt:
+            print(f"ctxbench: interrupted; {_stopped(args)}", file=sys.stderr)
+            return 130
+        except CtxbenchError as e:
+            print(f"ctxbench: error: {e.message}", file=sys.stderr)
+            if e.detail:
+                detail = "\n".join(f"  | {line}" for line in e.detail.splitlines())
+                print(detail, file=sys.stderr)
+            return e.exit_code
 
 
 if __name__ == "__main__":

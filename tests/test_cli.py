@@ -645,3 +645,46 @@ def test_a_run_folder_another_run_is_writing_is_refused(
     one_line_error(capsys.readouterr().err, "another ctxbench run is writing into that folder")
     assert [p.name for p in shared.iterdir()] == ["results.json"]
     assert (shared / "results.json").read_text() == "the other run's\n"
+
+
+@pytest.mark.live
+def test_a_leak_exits_1_when_the_reader_of_the_output_is_gone(tmp_path: Path) -> None:
+    # `ctxbench run 2>&1 | head -1` in a CI job (set -o pipefail): the next progress line met
+    # the closed pipe, the run stopped there (results.json marked failed) and exited 0, leaks
+    # found.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "--modes", "gunicorn-gthread",
+         "--backend", "shared-global", "--duration", "0.3", "--repeats", "1", "--warmup", "0",
+         "--run-dir", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        assert b" done  run so far: " in proc.stdout.readline()  # the first cell's line
+        proc.stdout.close()  # head -1 has read its line
+        assert proc.wait(timeout=60) == 1
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    run = results.load(tmp_path / "r")
+    assert run.status == "complete"
+    assert [c.connections for c in run.cells] == ["keepalive", "fresh"]
+    assert all(c.leaks for c in run.cells)
+
+
+def test_a_regression_exits_1_when_the_reader_of_the_output_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `ctxbench compare A B | head -1`: the write to the closed pipe ended the command with 0.
+    from tests.test_compare import doc, entry
+
+    for name, rps in (("a", 5000.0), ("b", 4000.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc(name.upper(), entry(rps=rps))))
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w", buffering=1) as closed:  # line-buffered: as a long output
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
