@@ -112,6 +112,22 @@ def test_new_leaks_and_new_errors_are_regressions() -> None:
     assert "leaks 0 -> 3" in text
 
 
+def test_leaks_in_both_runs_are_not_counted_but_said() -> None:
+    # B leaked as its baseline did: the verdict column said "ok" and the last line "No
+    # regression", as for a clean B.
+    a = doc("A", entry(leaks=40), entry("gunicorn-gevent"))
+    b = doc("B", entry(leaks=3), entry("gunicorn-gevent"))
+    text, regressions = compare_runs(a, b, 0.10)
+    assert regressions == []
+    rows = text.splitlines()[4:6]
+    assert rows[0].endswith("40/3  leaks, as in A") and rows[1].endswith("0/0  ok"), text
+    assert text.endswith(
+        "No regression in 2 cells compared.\nB leaked in 1 cell where A leaked too (not counted"
+        " here: compare counts new leaks; ctxbench run exits 1 on any)\n"
+    )
+    assert "leaked" not in compare_runs(a, doc("B", entry(), entry("gunicorn-gevent")), 0.1)[0]
+
+
 def test_threshold_decides() -> None:
     a, b = doc("A", entry(rps=5000.0)), doc("B", entry(rps=4600.0))  # -8%
     assert compare_runs(a, b, 0.10)[1] == []

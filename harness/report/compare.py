@@ -168,7 +168,7 @@ def compare_runs(
                 *(key[2], _app(key), key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
                 *(fmt_rps(a.rps), fmt_rps(b.rps)),
                 *(delta["rps"], fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
-                *(delta.get("p99", "-"), f"{a.leaks:,}/{b.leaks:,}", status or "ok"),
+                *(delta.get("p99", "-"), f"{a.leaks:,}/{b.leaks:,}", status or _ok(b)),
             )
         )
     headers = (
@@ -199,6 +199,12 @@ def compare_runs(
         out += ["", f"{plural(len(regressions), 'regression')}:", *map(line, regressions)]
     else:
         out += ["", f"No regression in {plural(len(common), 'cell')} compared."]
+    # A leak in both runs is no regression, but B is not clean: say so under the verdict.
+    if leaked := [key for key in common if b_by[key].leaks and a_by[key].leaks]:
+        out.append(
+            f"B leaked in {plural(len(leaked), 'cell')} where A leaked too (not counted here:"
+            " compare counts new leaks; ctxbench run exits 1 on any)"
+        )
     return "\n".join(out) + "\n", regressions
 
 
@@ -223,6 +229,11 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
     ):
         rv.append(Change(key, metric, va, vb, "REGRESSION" if vb > 0 and va == 0 else ""))
     return rv
+
+
+def _ok(b: Cell) -> str:
+    """The verdict of a cell with no change counted: ``ok``, or that B leaked as A did."""
+    return "leaks, as in A" if b.leaks else "ok"
 
 
 def _why(a: Cell, b: Cell, change: Change) -> str:
