@@ -92,6 +92,36 @@ def test_a_leak_on_a_correct_stack_is_a_leak_whatever_the_fault() -> None:
     assert verdict(tally(leaks=1)) == "LEAK"
 
 
+def test_a_leak_of_the_app_s_own_state_is_said_to_be_the_app_s() -> None:
+    # An app that keeps the current user in a module-level dict, under gunicorn-gthread: chaos
+    # said "8,396 leaking observations where none can happen", of a leak that can.
+    def reason(*leaked: str) -> str:
+        verdict, why = judge(
+            tally(leaks=8396),
+            can_leak=False,
+            expected_errors=frozenset(),
+            not_exercised=None,
+            after=CLEAN_AFTER,
+            replaces_workers=True,
+            leaked=leaked,
+        )
+        assert verdict == "LEAK"
+        return why
+
+    assert reason("middleware_user", "dict_user") == (
+        "8,396 leaking observations of the app's own state (dict_user, middleware_user, given to"
+        " observe()): the app keeps it where requests share it, a bug of the app's (the"
+        " framework's storage cannot leak here)"
+    )
+    assert reason("g", "dict_user") == (
+        "8,396 leaking observations where none can happen (the app's own state among them:"
+        " dict_user)"
+    )
+    assert reason("g", "residue.request_context") == (
+        "8,396 leaking observations where none can happen"
+    )
+
+
 def test_a_negative_control_must_be_caught_under_the_fault() -> None:
     assert verdict(tally(leaks=3), can_leak=True) == "caught"
     assert verdict(tally(), can_leak=True) == "missed"

@@ -376,7 +376,13 @@ def test_werkzeug_records_ignored_options() -> None:
         pytest.param("ctxbench_stand_in:nope", "has no attribute 'nope'", id="attribute"),
         pytest.param("ctxbench_stand_in:not_callable", "is not a WSGI callable", id="not-callable"),
         pytest.param("ctxbench_stand_in:no_probe", "answered 404", id="no-probe"),
-        pytest.param("ctxbench_stand_in:plain", "not a probe response", id="not-probe"),
+        pytest.param(
+            "ctxbench_stand_in:plain",
+            # A plain WSGI callable answering every path: install_probe() would refuse it.
+            "not a probe response: install the probe with harness.probe.install_probe(app) (a"
+            " core or Flask app; for others see the README, 'Apps of other frameworks')",
+            id="not-probe",
+        ),
         pytest.param(
             "ctxbench_stand_in:view_only",
             "answered 200 with a probe response that cannot be checked (no observations from"

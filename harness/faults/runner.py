@@ -294,6 +294,7 @@ def run_fault_cell(
             after=after,
             replaces_workers=fault.replaces_workers,
             after_expected_errors=expected_errors if fault.persists else frozenset(),
+            leaked={e.name for e in evidence},
         )
         info = ServerInfo(effective=dict(server.effective), log=_log(server, log_dir))
     return cell(

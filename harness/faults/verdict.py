@@ -20,9 +20,10 @@ The rules (issue 9), in the order they are checked:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from harness.protocol import app_observation_names
 from harness.results import AfterFault
 
 __all__ = ["ERROR_COLUMNS", "VERDICTS", "Tally", "judge", "split_statuses"]
@@ -110,10 +111,13 @@ def judge(
     after: AfterFault | None,
     replaces_workers: bool,
     after_expected_errors: frozenset[str] = frozenset(),
+    leaked: Collection[str] = (),
 ) -> tuple[str, str]:
     """``(verdict, reason)`` for a fault cell; see the module docstring for the rules.
     ``after_expected_errors`` are the error kinds allowed in the clean load after the fault:
-    none, unless the fault still acts there (:attr:`~harness.faults.base.Fault.persists`)."""
+    none, unless the fault still acts there (:attr:`~harness.faults.base.Fault.persists`).
+    ``leaked`` are the names of the observations in the cell's evidence: a leak of the app's own
+    ``observe()`` state is the app's bug, which the storage's traits say nothing of."""
     if tally.lost:
         return "lost", (
             f"{tally.lost:,} of {tally.sent:,} requests sent are neither answered, errors, aborted"
@@ -124,7 +128,16 @@ def judge(
             return "missed", "the backend can leak here, and no leak was reported under the fault"
         return "caught", f"{tally.leaks:,} leaking observations under the fault"
     if tally.leaks:
-        return "LEAK", f"{tally.leaks:,} leaking observations where none can happen"
+        own = app_observation_names(leaked)
+        if own and len(own) == len(set(leaked)):
+            return "LEAK", (
+                f"{tally.leaks:,} leaking observations of the app's own state ({', '.join(own)},"
+                " given to observe()): the app keeps it where requests share it, a bug of the"
+                " app's (the framework's storage cannot leak here)"
+            )
+        return "LEAK", f"{tally.leaks:,} leaking observations where none can happen" + (
+            f" (the app's own state among them: {', '.join(own)})" if own else ""
+        )
     unexpected = {k: v for k, v in tally.errors.items() if v and k not in expected_errors}
     if unexpected:
         allowed = ", ".join(sorted(expected_errors)) or "none"

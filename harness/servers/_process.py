@@ -265,7 +265,10 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # -- readiness -------------------------------------------------------------------------------
 
 
-_INSTALL = "install the probe with harness.probe.install_probe(app)"
+_INSTALL = (
+    "install the probe with harness.probe.install_probe(app) (a core or Flask app; for others"
+    " see the README, 'Apps of other frameworks')"
+)
 
 
 def _probe_once(
