@@ -41,6 +41,7 @@ __all__ = [
     "FACTORY_NAMES",
     "MAX_IMPORT_STRING",
     "AppRef",
+    "asgi_refused",
     "factory_named_without_call",
     "harness_hidden_by",
     "parse_import_string",
@@ -228,6 +229,9 @@ def factory_named_without_call(ref: AppRef) -> str | None:
     ):
         return None
     a = func.args
+    if isinstance(func, ast.AsyncFunctionDef):
+        where = f"async def {func.name}({ast.unparse(a)}) at {_shown(path)}:{func.lineno}"
+        return f"{ref.attr} is {asgi_refused(ref, where)}"
     positional = [*a.posonlyargs, *a.args]
     required = len(positional) - len(a.defaults)
     required_keywords = sum(default is None for default in a.kw_defaults)
@@ -257,6 +261,22 @@ def _bound_in(module: str) -> set[str]:
     except (OSError, SyntaxError, ValueError, MemoryError, RecursionError):
         return set()
     return set().union(*(_names_bound(node) for node in tree.body))
+
+
+def asgi_refused(ref: AppRef, what: str) -> str:
+    """Why an ASGI app is refused, after "is" (``what`` says how it is defined): a WSGI server
+    cannot call it; with the WSGI app to name instead when ``ref``'s module has a ``wsgi``
+    sibling (Django's ``mysite.asgi`` beside ``mysite.wsgi``)."""
+    parent, _, last = ref.module.rpartition(".")
+    sibling = f"{parent}.wsgi" if parent else "wsgi"
+    instead = "name your project's WSGI app"
+    if last == "asgi" and _module_source(sibling) is not None:
+        instead = f"name its WSGI app, '{sibling}:application'"
+    return (
+        f"an ASGI app ({what}), called as app(scope, receive, send), and every"
+        f" server ctxbench starts calls a WSGI app, app(environ, start_response): {instead}"
+        " (uvicorn-asgiref and hypercorn-asgiref serve that WSGI app through asgiref)"
+    )
 
 
 def _names_bound(node: ast.stmt) -> set[str]:

@@ -41,7 +41,13 @@ import traceback
 import typing as t
 from pathlib import Path
 
-from harness.app_string import FACTORY_NAMES, AppRef, parse_import_string, takes_wsgi_call
+from harness.app_string import (
+    FACTORY_NAMES,
+    AppRef,
+    asgi_refused,
+    parse_import_string,
+    takes_wsgi_call,
+)
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 from harness.protocol import APP_ENV, BACKEND_ENV, DEFAULT_BACKEND, MOUNT_ENV, STATE_DIR_ENV
@@ -100,9 +106,12 @@ def load_app(import_string: str) -> t.Any:
                 f" attribute {ref.attr!r}{_apps_in(module, ref.module)}"
             ) from None
     if ref.is_factory:
-        return _call_factory(ref, rv)
+        rv = _call_factory(ref, rv)
+        _refuse_asgi(ref, rv, f"app factory {ref.text!r} returned")
+        return rv
     if not callable(rv):
         raise AppLoadError(f"app {import_string!r} is not a WSGI callable: got {rv!r}")
+    _refuse_asgi(ref, rv, f"app {import_string!r} is")
     if inspect.isfunction(rv) and _looks_like_factory(rv):
         raise AppLoadError(
             f"app {import_string!r} is a function that cannot be a WSGI app (it"
@@ -110,6 +119,18 @@ def load_app(import_string: str) -> t.Any:
             f" '{ref.module}:{ref.attr}()'"
         )
     return rv
+
+
+def _refuse_asgi(ref: AppRef, app: t.Any, label: str) -> None:
+    """Refuse an ASGI app: an ``async def``, or an object whose ``__call__`` is one (Django's
+    ``mysite.asgi:application``, Starlette, FastAPI). A WSGI server calls it with ``environ`` and
+    ``start_response``, it raises, and every probe request was a 500 that said to mount the
+    probe. ``label`` starts the message: ``"app 'mysite.asgi:application' is"``."""
+    call = app if inspect.isroutine(app) else type(app).__call__
+    if not inspect.iscoroutinefunction(call):
+        return
+    what = "async def" if call is app else f"{type(app).__module__}.{type(app).__qualname__}"
+    raise AppLoadError(f"{label} {asgi_refused(ref, what)}")
 
 
 def _module_not_found(e: ImportError, module: str) -> str:

@@ -262,6 +262,36 @@ def test_a_bare_module_names_the_apps_its_source_binds(
     assert pkg not in sys.modules  # read, never imported
 
 
+def test_an_asgi_function_is_refused_from_its_source_as_asgi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 'asgi:app' for `async def app(scope, receive, send)` was called an app factory, to be
+    # written 'app(scope=..., receive=..., send=...)'.
+    pkg = f"site_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / pkg / "asgi.py").write_text("async def app(scope, receive, send):\n    ...\n")
+    monkeypatch.chdir(tmp_path)
+    tail = (
+        " (async def app(scope, receive, send) at {pkg}/asgi.py:1), called as app(scope, receive,"
+        " send), and every server ctxbench starts calls a WSGI app, app(environ,"
+        " start_response): {instead} (uvicorn-asgiref and hypercorn-asgiref serve that WSGI app"
+        " through asgiref)"
+    )
+    with pytest.raises(AppLoadError) as info:
+        parse_import_string(f"{pkg}.asgi:app")
+    assert str(info.value) == f"bad app import string '{pkg}.asgi:app': app is an ASGI app" + (
+        tail.format(pkg=pkg, instead="name your project's WSGI app")
+    )
+    (tmp_path / pkg / "wsgi.py").write_text("application = None\n")  # Django's pair of modules
+    with pytest.raises(AppLoadError) as info:
+        parse_import_string(f"{pkg}.asgi:app")
+    assert str(info.value).endswith(
+        tail.format(pkg=pkg, instead=f"name its WSGI app, '{pkg}.wsgi:application'")
+    )
+    assert pkg not in sys.modules  # read, never imported
+
+
 def test_the_loader_applies_the_same_rule_to_what_it_imported() -> None:
     from harness.wsgi import _looks_like_factory
 

@@ -522,6 +522,60 @@ def test_a_missing_attribute_names_any_wsgi_app_the_module_has(
     assert message.endswith(f"has no attribute 'app': name one it has, '{name}:application'")
 
 
+ASGI_APPS = """
+class ASGIHandler:  # Django's mysite.asgi:application, Starlette, FastAPI
+    async def __call__(self, scope, receive, send):
+        pass
+
+
+application = ASGIHandler()
+
+
+def get_asgi_application():
+    return application
+
+
+async def bare(scope, receive, send):  # made so the source check cannot see it
+    pass
+
+
+app = bare
+"""
+
+
+@pytest.mark.parametrize(
+    ("attr", "says"),
+    [
+        pytest.param(
+            "application", "app '{m}:application' is an ASGI app ({m}.ASGIHandler)", id="object"
+        ),
+        pytest.param(
+            "get_asgi_application()",
+            "app factory '{m}:get_asgi_application()' returned an ASGI app ({m}.ASGIHandler)",
+            id="factory",
+        ),
+        pytest.param("app", "app '{m}:app' is an ASGI app (async def)", id="function"),
+    ],
+)
+def test_an_asgi_app_is_refused_as_one(
+    attr: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A WSGI server called it with environ and start_response, it raised, and the run stopped
+    # with 'answered 500, and not from the probe: mount the probe'.
+    name = f"ctxbench_asgi_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(ASGI_APPS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        message = _load_error(f"{name}:{attr}")
+    finally:
+        sys.modules.pop(name, None)
+    assert message == says.format(m=name) + (
+        ", called as app(scope, receive, send), and every server ctxbench starts calls a WSGI"
+        " app, app(environ, start_response): name your project's WSGI app (uvicorn-asgiref and"
+        " hypercorn-asgiref serve that WSGI app through asgiref)"
+    )
+
+
 #: A server process loading an app whose folder holds a package named ``core``, as ctxbench's
 #: regular (not editable) install sees it: the editable install's import hook is taken away,
 #: since it finds ctxbench's core modules that the app's package lacks.
