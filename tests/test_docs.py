@@ -893,7 +893,7 @@ _QUOTED_ERRORS: dict[str, tuple[tuple[str, str] | None, str]] = {
         ("wsgi.py", _DISPATCHER),
         "myproject.wsgi:dispatcher",
     ),
-    "which is neither a core nor a Flask app": (
+    "which is no core or Flask app, and ctxbench found none": (
         ("wsgi.py", _PLAIN_WSGI),
         "myproject.wsgi:application",
     ),

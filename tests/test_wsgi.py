@@ -357,10 +357,34 @@ class Bottle:
         return [b"<h1>Not Found</h1>"]
 
 
+def _closure(app: t.Any) -> t.Any:
+    """A middleware that keeps the app it wraps where ctxbench cannot see it."""
+
+    def wrapped(environ: t.Any, start_response: t.Any) -> t.Any:
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def test_a_core_app_hidden_in_a_closure_is_checked_with_install_probe_in_its_module() -> None:
+    from core import App
+    from harness.probe import install_probe
+    from harness.wsgi import _ensure_probe
+
+    inner = App("hidden")
+    install_probe(inner, enabled=True)
+    served, where = _ensure_probe(_closure(inner), "m:app", None)
+    assert where == "none"  # ctxbench found no app, but the module mounted the probe itself
+    assert Client(served).get("/_ctxbench/probe?token=t-1").json["token"] == "t-1"
+
+
 @pytest.mark.parametrize(
     ("app", "mount", "reached"),
     [
         pytest.param(Bottle(), None, f"{__name__}.Bottle", id="app"),
+        pytest.param(
+            _closure(Bottle()), None, f"{__name__}._closure.<locals>.wrapped", id="closure"
+        ),
         pytest.param(StaticFiles(Bottle()), "/api", f"{__name__}.Bottle", id="wrapped-mounted"),
         pytest.param(
             StaticFiles(Bottle().__call__),
@@ -395,11 +419,12 @@ def test_an_app_of_another_framework_is_named_with_what_to_read(
         server.shutdown()
         thread.join()
     assert message == (
-        f"answered 404 from {reached}, which is neither a core nor a Flask app and holds none"
-        " (behind its middleware, under its dispatcher): ctxbench's probe mounts into those two"
-        " frameworks only and has none yet for others (Django, Falcon, Bottle, Pyramid, a plain"
-        " WSGI callable), so nothing of this app can be checked; see the README, 'Apps of other"
-        " frameworks'"
+        f"answered 404 from {reached}, which is no core or Flask app, and ctxbench found none"
+        " behind it (a middleware's .app or .application, a dispatcher's .mounts): its probe"
+        " mounts into those two frameworks only and has none yet for others (Django, Falcon,"
+        " Bottle, Pyramid, a plain WSGI callable), so nothing of this app can be checked; a core"
+        " or Flask app hidden in a closure takes install_probe(app) in its own module; see the"
+        " README, 'Apps of other frameworks'"
     )
 
 

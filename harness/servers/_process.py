@@ -340,11 +340,12 @@ def why_not_answered(response: http.client.HTTPResponse, path: str = PROBE_PATH)
         )
     if stopped.startswith("none "):
         return (
-            f"answered {status} from {stopped[5:]}, which is neither a core nor a Flask app and"
-            " holds none (behind its middleware, under its dispatcher): ctxbench's probe mounts"
-            " into those two frameworks only and has none yet for others (Django, Falcon,"
-            " Bottle, Pyramid, a plain WSGI callable), so nothing of this app can be checked;"
-            " see the README, 'Apps of other frameworks'"
+            f"answered {status} from {stopped[5:]}, which is no core or Flask app, and ctxbench"
+            " found none behind it (a middleware's .app or .application, a dispatcher's"
+            " .mounts): its probe mounts into those two frameworks only and has none yet for"
+            " others (Django, Falcon, Bottle, Pyramid, a plain WSGI callable), so nothing of this"
+            " app can be checked; a core or Flask app hidden in a closure takes"
+            " install_probe(app) in its own module; see the README, 'Apps of other frameworks'"
         )
     if stopped.startswith("front "):
         return (
