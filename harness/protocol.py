@@ -20,6 +20,7 @@ __all__ = [
     "ENABLE_ENV",
     "FAIL_PHASES",
     "FRAMEWORK_NAMES",
+    "FRAMEWORK_RESIDUES",
     "MOUNT_ENV",
     "PHASES",
     "PROBE_PATH",
@@ -129,13 +130,20 @@ RESIDUE_PREFIX = "residue."
 
 #: The framework's per-request state the probe checks, in the order the report names it.
 CONTEXT_NAMES: tuple[str, ...] = ("request", "g", "session", "current_app")
-#: What the probe itself observes: :data:`CONTEXT_NAMES`, the echoed ``token`` and a ``skipped``
-#: phase. Any other name that is not a residue came from the app's own ``observe()``.
-FRAMEWORK_NAMES = frozenset({*CONTEXT_NAMES, "token", "skipped"})
+#: The residues the probe itself checks (what a request finds of an earlier one when it starts).
+#: An app's own residue checks (``observe("residue.my_local", ...)``) are the app's state.
+FRAMEWORK_RESIDUES = frozenset(
+    RESIDUE_PREFIX + name
+    for name in (
+        *("token", "request_context", "app_context", "g", "session"),
+        "before_first_request",
+    )
+)
+#: What the probe itself observes: :data:`CONTEXT_NAMES`, the echoed ``token``, a ``skipped``
+#: phase and :data:`FRAMEWORK_RESIDUES`. Any other name came from the app's own ``observe()``.
+FRAMEWORK_NAMES = frozenset({*CONTEXT_NAMES, "token", "skipped", *FRAMEWORK_RESIDUES})
 
 
 def app_observation_names(names: Iterable[str]) -> list[str]:
     """The names among ``names`` that the app gave to ``observe()`` itself, sorted."""
-    return sorted(
-        {n for n in names if n not in FRAMEWORK_NAMES and not n.startswith(RESIDUE_PREFIX)}
-    )
+    return sorted({n for n in names if n not in FRAMEWORK_NAMES})

@@ -21,7 +21,7 @@ from harness.probe import (
 from harness.probe.frameworks import FailingSessionInterface, Framework
 from harness.probe.middleware import ProbeQuery, parse_probe_query
 from harness.probe.state import InjectedFailure, RecentTokens
-from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH
+from harness.protocol import FAIL_PHASES, PHASES, PROBE_PATH, app_observation_names
 from harness.verdict import check_probe_response
 
 flask = pytest.importorskip("flask", reason="flask is the reference framework (dev extra)")
@@ -639,3 +639,10 @@ def test_target_says_which_hook_answered_in_the_probes_place() -> None:
     message = str(info.value)
     assert "answered 302 (a redirect to /login) from the app itself" in message, message
     assert "before_request hooks" in message and "no ctxbench probe" not in message, message
+
+
+def test_every_name_the_probe_observes_is_the_frameworks(probe_app: t.Any) -> None:
+    # Who leaked is read from the names: one the probe observes and FRAMEWORK_NAMES lacks would
+    # be blamed on the app's own observe() state.
+    _, doc, _ = get_probe(probe_app, "tok-1")
+    assert app_observation_names(o[1] for o in doc["obs"]) == []

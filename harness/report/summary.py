@@ -1,8 +1,9 @@
 """What a run means, decided once: the verdict, who leaked, the ranking, the terminal table.
 
 Who leaked is read from the evidence: a name the framework owns
-(:data:`harness.protocol.FRAMEWORK_NAMES`, a ``residue.`` check) blames the stack; a name the
-app gave to ``observe()`` blames the app's own state; a cell on a deliberately broken backend
+(:data:`harness.protocol.FRAMEWORK_NAMES`, the probe's own ``residue.`` checks among them) blames
+the stack; a name the app gave to ``observe()`` (its own ``residue.`` checks too) blames the
+app's own state; a cell on a deliberately broken backend
 blames that backend, which is expected to leak.
 
 Ranking rules: a cell that leaked or had errors is never "fastest" (a fast server that returns
