@@ -71,6 +71,9 @@ STAND_IN = textwrap.dedent(
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hello"]
 
+    def raises(environ, start_response):  # a middleware that calls observe() in front of it
+        raise RuntimeError("observe('audit_user', ...) was called outside a probe request.")
+
     not_callable = 42
 
     def failing_factory():
@@ -377,6 +380,14 @@ def test_werkzeug_records_ignored_options() -> None:
         pytest.param("ctxbench_stand_in:not_callable", "is not a WSGI callable", id="not-callable"),
         pytest.param("ctxbench_stand_in:no_probe", "answered 404", id="no-probe"),
         pytest.param(
+            "ctxbench_stand_in:raises",
+            # It said to mount the probe on the app, which was mounted.
+            "answered 500, and not from the probe: the app, or a middleware in front of the"
+            " probe, raised an error before the probe answered; its traceback is in the"
+            " server's log (its tail below)",
+            id="raises",
+        ),
+        pytest.param(
             "ctxbench_stand_in:plain",
             # A plain WSGI callable answering every path: install_probe() would refuse it.
             "not a probe response: install the probe with harness.probe.install_probe(app) (a"
@@ -405,6 +416,8 @@ def test_bad_app_is_one_line(mode: str, app: str, message: str, tmp_path: Path) 
         start_server(mode, app=app, log_dir=tmp_path)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+    if "tail below" in message:
+        assert "was called outside a probe request" in info.value.detail, info.value.detail
     # The failed server's pid is not known here: no process may still carry its environment.
     survivors = _processes_mentioning(f"{TEST_MARK}={os.environ[TEST_MARK]}")
     assert not survivors, [Path(f"/proc/{pid}/stat").read_text() for pid in survivors]

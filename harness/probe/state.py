@@ -168,6 +168,7 @@ def observe(name: str, value: object) -> None:
             " (GET /_ctxbench/probe?token=...), and there is none in this thread or greenlet.\n\n"
             "Call install_probe(app) at start-up and call observe() only from hooks and views"
             " running for a probe request; check current_token() is not None first if the same"
-            " code also serves other requests."
+            " code also serves other requests. A WSGI middleware around the app object runs"
+            " before the probe sees the request: observe what it keeps from the app's hooks."
         )
     state.obs.append([state.phase, name, None if value is None else redact(str(value))])

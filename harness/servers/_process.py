@@ -278,11 +278,13 @@ def _probe_once(
     timeout: float,
     group: int | None = None,
     path: str = PROBE_PATH,
+    log_path: Path | None = None,
 ) -> str | None:
     """One readiness probe: ``"ready"``, ``None`` (not up yet) or why the app is not a probe app.
 
     With ``group``, an answer from a process outside that process group is ``None`` too: another
-    program holds the port while the server being started still retries its bind.
+    program holds the port while the server being started still retries its bind. With
+    ``log_path`` (the server's log), an app that raised is said to have its tail below.
     """
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -294,13 +296,13 @@ def _probe_once(
     finally:
         conn.close()
     if response.getheader(STOPPED_HEADER) is not None:
-        return why_not_answered(response, path)  # the app is up and answered in its place
+        return why_not_answered(response, path, log_path)  # the app answered in its place
     # Some servers answer 503 while their workers boot; a proxy answers 502 or 504 while its
     # upstream does not answer yet.
     if response.status in (502, 503, 504):
         return None
     if response.status != 200:
-        return why_not_answered(response, path)
+        return why_not_answered(response, path, log_path)
     try:
         doc = json.loads(body)
         echoed = doc.get("token")
@@ -323,14 +325,25 @@ def _probe_once(
     return "ready"
 
 
-def why_not_answered(response: http.client.HTTPResponse, path: str = PROBE_PATH) -> str:
+def why_not_answered(
+    response: http.client.HTTPResponse, path: str = PROBE_PATH, log_path: Path | None = None
+) -> str:
     """Why a probe request for ``path`` got ``response`` (not a 200) instead of the probe's
-    answer, and what the user can do about it."""
+    answer, and what the user can do about it; ``log_path`` is the server's log, when
+    ctxbench started the server."""
     status = str(response.status)
     location = response.getheader("Location")
     if location:
         status += f" (a redirect to {location})"
     stopped = response.getheader(STOPPED_HEADER)
+    if stopped is None and response.status >= 500:
+        # The server's own error page: something raised before the probe could answer (a
+        # middleware in front of it that calls observe(), which belongs in the app's hooks).
+        log = "the server's log" if log_path is None else "the server's log (its tail below)"
+        return (
+            f"answered {status}, and not from the probe: the app, or a middleware in front of"
+            f" the probe, raised an error before the probe answered; its traceback is in {log}"
+        )
     if stopped is None:
         return (
             f"answered {status}, and not from the probe: ctxbench requests {path}; mount the"
@@ -454,11 +467,21 @@ def wait_ready(
             )
         attempt += 1
         token = f"ctxbench-ready-{attempt}"
-        outcome = _probe_once(host, port, token, timeout=2.0, group=group, path=path)
+        outcome = _probe_once(
+            host, port, token, timeout=2.0, group=group, path=path, log_path=log_path
+        )
         if outcome == "ready":
             return
         if outcome is not None:
-            raise AppLoadError(f"{name}: app {app!r} is up but GET {path} {outcome}")
+            detail = ""
+            if outcome.endswith("(its tail below)"):
+                # The run folder that holds the log goes when no cell finished. A server may
+                # log the traceback after it sent the 500 (werkzeug's dev server does).
+                detail = poll_until(
+                    lambda: log_tail(log_path), lambda tail: "Traceback" in tail,
+                    time.monotonic() + 2.0,
+                )  # fmt: skip
+            raise AppLoadError(f"{name}: app {app!r} is up but GET {path} {outcome}", detail=detail)
         if time.monotonic() >= deadline:
             raise ServerStartError(
                 f"{name} did not answer a probe request within {ready_timeout:g} s"
