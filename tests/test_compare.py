@@ -312,6 +312,19 @@ def test_a_cell_of_the_baseline_that_b_did_not_measure_is_a_regression() -> None
     assert compare_runs(b, a, 0.10)[1] == []  # a B with more cells than its baseline passes
 
 
+def test_runs_from_different_machines_say_what_differs() -> None:
+    # A baseline kept from another CI runner: the note said "different machines or machine
+    # descriptions" and not which CPUs.
+    a, b = doc("A", entry()), doc("B", entry())
+    b["machine"] = {"cpu_count": 8, "system": "Linux"}
+    text = compare_runs(a, b, 0.10)[0]
+    assert (
+        "note: the runs come from different machines (system A not recorded, B 'Linux';"
+        " cpu_count A 2, B 8); the runs are not like for like." in text
+    )
+    assert "different machines" not in compare_runs(a, copy.deepcopy(a), 0.10)[0]
+
+
 def test_output_is_deterministic() -> None:
     a = doc("A", entry(), entry("gunicorn-gevent", connections="fresh"))
     b = doc("B", entry(rps=3000.0), entry("gunicorn-gevent", connections="fresh"))

@@ -280,8 +280,17 @@ def _differences(a: Run, b: Run) -> list[str]:
         if f.name not in CELL_SETTINGS
         and getattr(a.settings, f.name) != getattr(b.settings, f.name)
     ]
-    if a.machine != b.machine:
-        notes.append("note: the runs come from different machines or machine descriptions.")
+    if a.machine != b.machine:  # say what differs: a baseline from a bigger CI runner, say
+        differ = "; ".join(
+            f"{f.name} A {_recorded(getattr(a.machine, f.name))},"
+            f" B {_recorded(getattr(b.machine, f.name))}"
+            for f in dataclasses.fields(a.machine)
+            if getattr(a.machine, f.name) != getattr(b.machine, f.name)
+        )
+        notes.append(
+            f"note: the runs come from different machines ({differ}); the runs are not like for"
+            " like."
+        )
     if a.python != b.python:
         notes.append(f"note: Python differs (A {a.python!r}, B {b.python!r}).")
     notes += [
@@ -290,6 +299,10 @@ def _differences(a: Run, b: Run) -> list[str]:
         if a.packages.get(pkg) != b.packages.get(pkg)
     ]
     return notes
+
+
+def _recorded(value: object) -> str:
+    return "not recorded" if value is None else repr(value)
 
 
 def _signed(value: float) -> str:
