@@ -750,6 +750,13 @@ class Run:
         if self.status == "abandoned" and self.owner is not None:
             where = f"writing it (pid {self.owner.pid} on {self.owner.host})"
             rv = rv.replace("writing it", where, 1)
+        elif self.status == "running" and self.owner is not None and self.owner.alive() is None:
+            # A document copied from another machine (a CI job's artifact): its writer cannot
+            # be looked at from here, so "still being written" is not known.
+            rv = (
+                f"it was being written by pid {self.owner.pid} on {self.owner.host}, which this"
+                " machine cannot check: still running there, or killed before it finished"
+            )
         return rv
 
     @property

@@ -95,6 +95,24 @@ def test_a_running_document_stays_running_unless_its_writer_is_provably_gone(
     assert results.load(running_run(tmp_path, owner)).status == "running"
 
 
+def test_a_running_document_from_another_machine_does_not_claim_it_is_being_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A CI job's artifact, its ctxbench killed outright on the runner: it said "it is still
+    # being written", which nothing here can tell.
+    owner = dataclasses.replace(Owner.here(), host="runner-7", pid=4242)
+    run = results.load(running_run(tmp_path, owner))
+    assert run.status == "running"
+    assert run.status_reason == (
+        "it was being written by pid 4242 on runner-7, which this machine cannot check: still"
+        " running there, or killed before it finished"
+    )
+    assert main(["report", str(tmp_path)]) == 0
+    assert "still being written" not in capsys.readouterr().err
+    mine = results.load(running_run(tmp_path, Owner.here()))
+    assert mine.status_reason == "it is still being written"
+
+
 def test_the_owner_round_trips_and_only_running_documents_are_judged(
     tmp_path: Path, dead_owner: Owner
 ) -> None:
