@@ -183,9 +183,15 @@ class CheckResult:
     def report(self) -> Path:
         return self.run_dir / "report.md"
 
-    def explain(self) -> str:
-        """A few lines for an assertion message: what leaked where, and where the report is."""
+    def explain(self, started_in: Path | None = None) -> str:
+        """A few lines for an assertion message: what leaked where, and where the report is
+        (relative to ``started_in``, the folder pytest was started in, when it is under it)."""
         leaky = [c for c in self.cells if c.leaks]
+        report = self.report
+        if started_in is not None and report.is_relative_to(started_in):
+            # Short, so the first evidence fits too: pytest keeps whole lines of ~500
+            # characters in a JUnit message, and a CI workspace's absolute paths are long.
+            report = report.relative_to(started_in)
         lines = [
             f"ctxbench: {self.app} "
             + (
@@ -197,7 +203,7 @@ class CheckResult:
             f" {self.results.checked:,} requests checked)",
             # Second, so the path survives where only the first lines are shown (a JUnit XML
             # failure message keeps about 500 characters).
-            f"  report: {self.report}",
+            f"  report: {report}",
         ]
         for cell in self.cells:
             if not (cell.leaks or cell.errors):
@@ -553,7 +559,7 @@ class Ctxbench:
         __tracebackhide__ = True
         rv = self.check(app, **kwargs)
         if not rv.ok:
-            raise CtxbenchLeak(rv.explain())
+            raise CtxbenchLeak(rv.explain(self._request.config.invocation_params.dir))
         return rv
 
 
