@@ -133,7 +133,8 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
     finally:
         conn.close()
     hint = (
-        f"mount it with harness.probe.install_probe(app) and start the server with"
+        "mount it with harness.probe.install_probe(app) (a core or Flask app; for others see the"
+        " README, 'Apps of other frameworks') and start the server with"
         f" CTXBENCH_PROBE=1 (and the same {SECRET_ENV} as here, if it has one)"
     )
     if resp.getheader(STOPPED_HEADER) is not None:

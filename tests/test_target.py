@@ -113,11 +113,44 @@ def test_a_target_that_never_answers_says_so() -> None:
     )
 
 
+@contextlib.contextmanager
+def serving(app: t.Any) -> Iterator[str]:
+    """``app`` served on 127.0.0.1 by wsgiref in a thread of this process; yields its URL."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: t.Any) -> None:
+            pass
+
+    with make_server("127.0.0.1", 0, app, handler_class=Quiet) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def test_a_target_without_the_probe_is_told_which_apps_take_it() -> None:
+    # A Django deployment was told to mount the probe with install_probe(app), which refuses it.
+    def django_404(environ: t.Any, start_response: t.Any) -> list[bytes]:
+        start_response("404 Not Found", [("Content-Type", "text/html")])
+        return [b"<h1>Not Found</h1>"]
+
+    with serving(django_404) as url, pytest.raises(UsageError) as caught:
+        identify(parse_target(url))
+    assert (
+        "no ctxbench probe there; mount it with harness.probe.install_probe(app) (a core or Flask"
+        " app; for others see the README, 'Apps of other frameworks') and start the server with"
+        " CTXBENCH_PROBE=1"
+    ) in str(caught.value)
+
+
 def test_a_probe_answer_the_load_cannot_read_is_refused_at_the_start() -> None:
     """An app that answers the probe request itself (a view of another framework) with the token
     but not every phase: each request of the run was an error, and the run ended with 'the app
     answered them itself', however many it sent."""
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     def view_only(environ: t.Any, start_response: t.Any) -> list[bytes]:
         body = json.dumps(
@@ -131,20 +164,8 @@ def test_a_probe_answer_the_load_cannot_read_is_refused_at_the_start() -> None:
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
 
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, *args: t.Any) -> None:
-            pass
-
-    with make_server("127.0.0.1", 0, view_only, handler_class=Quiet) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        url = f"http://127.0.0.1:{server.server_port}"
-        try:
-            with pytest.raises(UsageError) as caught:
-                identify(parse_target(url))
-        finally:
-            server.shutdown()
-            thread.join()
+    with serving(view_only) as url, pytest.raises(UsageError) as caught:
+        identify(parse_target(url))
     assert str(caught.value).startswith(
         f"--target {url} answered /_ctxbench/probe with a probe response that cannot be checked"
         " (no observations from phase(s) after_request, before_request, entry,"
