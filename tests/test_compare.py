@@ -128,6 +128,18 @@ def test_leaks_in_both_runs_are_not_counted_but_said() -> None:
     assert "leaked" not in compare_runs(a, doc("B", entry(), entry("gunicorn-gevent")), 0.1)[0]
 
 
+def test_errors_in_a_larger_share_of_the_requests_are_a_regression() -> None:
+    # A baseline with one stray error hid any number of them in B: 1 -> 5,000 errors was "ok".
+    a = doc("A", entry(errors=1))
+    text, regressions = compare_runs(a, doc("B", entry(errors=5000)), 0.10)
+    assert [r.metric for r in regressions] == ["errors"] and "REGRESSION: errors" in text
+    assert "gunicorn-gthread (core, contextvar, keepalive): errors 1 -> 5,000" in text
+    assert compare_runs(a, doc("B", entry(errors=1)), 0.10)[1] == []  # the same share
+    fewer = doc("B", entry(errors=2))
+    fewer["entries"][0]["requests"] = 40_000  # 2 in 40,000: half A's share
+    assert compare_runs(a, fewer, 0.10)[1] == []
+
+
 def test_threshold_decides() -> None:
     a, b = doc("A", entry(rps=5000.0)), doc("B", entry(rps=4600.0))  # -8%
     assert compare_runs(a, b, 0.10)[1] == []

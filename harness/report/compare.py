@@ -4,7 +4,8 @@ One rule decides a regression, and the words and the exit status follow it: B is
 baseline A beyond the threshold (requests/s down by more than it, p99 up by more than it) *and*
 beyond the noise of both runs (the change is larger than either run's own spread over its
 repeats, :func:`~harness.report.summary.beyond_noise`). With ``strict`` the medians alone decide.
-New leaks or errors where A had none are always regressions, and so is a cell whose server died
+New leaks or errors where A had none are always regressions, as are errors in a larger share of
+B's requests than of A's, by more than the threshold; and so is a cell whose server died
 in B (:attr:`~harness.results.Cell.failed`: its figures are those of the repeats before the
 death) where A's did not. A change beyond the threshold but
 inside the noise is listed as such and does not count, nor (unless ``strict``) is one where B's
@@ -227,7 +228,10 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
         ("errors", a.errors, b.errors),
         ("failed", a.failed, b.failed),
     ):
-        rv.append(Change(key, metric, va, vb, "REGRESSION" if vb > 0 and va == 0 else ""))
+        worse = vb > 0 and va == 0
+        if metric == "errors" and va and vb:  # their share of the requests, as rps and p99
+            worse = _relative(va / max(a.requests, 1), vb / max(b.requests, 1)) > threshold
+        rv.append(Change(key, metric, va, vb, "REGRESSION" if worse else ""))
     return rv
 
 
