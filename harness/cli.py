@@ -985,6 +985,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     run_a = results.load(_check_results("RUN_A", args.run_a))
     run_b = results.load(_check_results("RUN_B", args.run_b))
+    if run_a.run_id == run_b.run_id:  # two CI jobs' --run-dir results/ci: name them by path
+        run_a, run_b = (
+            run.replace(run_id=f"{run.run_id} ({path})")
+            for run, path in ((run_a, args.run_a), (run_b, args.run_b))
+        )
     text, regressions = compare_runs(
         run_a, run_b, threshold, strict=args.strict, allow_missing=args.allow_missing
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.cli import main
 from harness.errors import UsageError
 from harness.report import Change, parse_threshold
 from harness.report import compare_runs as compare_runs_of
@@ -322,6 +325,18 @@ def test_a_cell_of_the_baseline_that_b_did_not_measure_is_a_regression() -> None
     assert regressions == [] and "No regression in 2 cells compared." in text
     assert "  in A only: gunicorn-sync (core, contextvar, keepalive)" in text
     assert compare_runs(b, a, 0.10)[1] == []  # a B with more cells than its baseline passes
+
+
+def test_runs_of_one_id_are_named_by_their_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two CI jobs that each ran `--run-dir results/ci`: "A = ci (baseline), B = ci".
+    for name in ("baseline", "new"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(doc("ci", entry())))
+    assert main(["compare", str(tmp_path / "baseline"), str(tmp_path / "new")]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert f"A = ci ({tmp_path / 'baseline'}) (baseline), B = ci ({tmp_path / 'new'});" in header
 
 
 def test_runs_from_different_machines_say_what_differs() -> None:
