@@ -272,6 +272,26 @@ def test_a_cell_whose_server_died_in_b_is_a_regression() -> None:
     assert compare_runs_of(died(a), b, 0.10)[1] == []
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("sleep_ms", 5.0, "sleep_ms A 1.0, B 5.0"),
+        ("fail_phase", "view", "fail_phase A None, B 'view'"),
+    ],
+)
+def test_runs_that_sent_other_requests_are_not_compared(name: str, value: Any, said: str) -> None:
+    # Before: a note that the setting differs, and B's requests sleeping 5 ms in the view made
+    # every cell a REGRESSION (exit 1) of a server that did not change.
+    a = doc("A", entry())
+    b = doc("B", entry(rps=1500.0, p99=12.0))
+    b["settings"][name] = value
+    with pytest.raises(UsageError) as info:
+        compare_runs(a, b, 0.10)
+    message = str(info.value)
+    assert f"runs 'A' and 'B' sent other requests ({said}):" in message
+    assert "compare runs of the same --sleep-ms, --fail-phase, --fail-fraction" in message
+
+
 def test_runs_at_different_numbers_of_users_are_never_matched() -> None:
     # Before: matched, with a note that the setting 'concurrency' differs; a baseline at 16
     # users against a run at 4 was a REGRESSION in rps (exit 1) and an improvement in p99,

@@ -47,6 +47,10 @@ CELL_SETTINGS = (
     *("apps", "backends", "modes", "connections", "mount", "concurrency"),
     "concurrency_levels",
 )
+#: The settings that make the requests themselves (how long each sleeps in the view, which ones
+#: are made to fail): runs that differ in one did other work, and are not compared at all.
+LOAD_SETTINGS = {"sleep_ms": "--sleep-ms", "fail_phase": "--fail-phase",
+                 "fail_fraction": "--fail-fraction"}  # fmt: skip
 
 #: Why a change worse beyond the threshold is not counted (unless ``strict``), in the order they
 #: are tried: the word in the verdict column, and why, after "worse by more than 10% but".
@@ -132,6 +136,18 @@ def compare_runs(
                 f"run {run.run_id or '?'!r} has no cells: compare reads the throughput and"
                 " latency of `ctxbench run` results; read a chaos or soak run's report instead"
             )
+    loads = [
+        f"{name} A {_setting(a_run, name)}, B {_setting(b_run, name)}"
+        for name in LOAD_SETTINGS
+        if getattr(a_run.settings, name) != getattr(b_run.settings, name)
+    ]
+    if loads:
+        raise UsageError(
+            f"runs {a_run.run_id or 'A'!r} and {b_run.run_id or 'B'!r} sent other requests"
+            f" ({'; '.join(loads)}): their rates and latencies are of other work, neither a"
+            " regression nor an improvement; compare runs of the same"
+            f" {', '.join(LOAD_SETTINGS.values())}"
+        )
     # Cells match on their concurrency too, unless both runs ran at one and the same level (the
     # key then leaves it out, so the table and the names do not repeat it): a sweep's levels
     # pair up, and two runs at different levels have no cell in common.
@@ -281,7 +297,7 @@ def _differences(a: Run, b: Run) -> list[str]:
         f"note: setting {f.name!r} differs (A {_setting(a, f.name)}, B {_setting(b, f.name)});"
         " the runs are not like for like."
         for f in dataclasses.fields(a.settings)
-        if f.name not in CELL_SETTINGS
+        if f.name not in (*CELL_SETTINGS, *LOAD_SETTINGS)
         and getattr(a.settings, f.name) != getattr(b.settings, f.name)
     ]
     if a.machine != b.machine:  # say what differs: a baseline from a bigger CI runner, say
