@@ -136,11 +136,20 @@ def test_errors_in_a_larger_share_of_the_requests_are_a_regression() -> None:
     a = doc("A", entry(errors=1))
     text, regressions = compare_runs(a, doc("B", entry(errors=5000)), 0.10)
     assert [r.metric for r in regressions] == ["errors"] and "REGRESSION: errors" in text
-    assert "gunicorn-gthread (core, contextvar, keepalive): errors 1 -> 5,000" in text
+    assert (
+        "gunicorn-gthread (core, contextvar, keepalive): errors 1 -> 5,000 (in 10,000 requests"
+        " in A, 10,000 in B)"
+    ) in text
     assert compare_runs(a, doc("B", entry(errors=1)), 0.10)[1] == []  # the same share
     fewer = doc("B", entry(errors=2))
     fewer["entries"][0]["requests"] = 40_000  # 2 in 40,000: half A's share
     assert compare_runs(a, fewer, 0.10)[1] == []
+    # As many errors in half the requests (a slower B under --duration) read 'errors 1 -> 1',
+    # a regression the line did not explain.
+    slower = doc("B", entry(errors=1))
+    slower["entries"][0]["requests"] = 5_000
+    text, _ = compare_runs(a, slower, 0.10)
+    assert "errors 1 -> 1 (in 10,000 requests in A, 5,000 in B)" in text
 
 
 def test_threshold_decides() -> None:

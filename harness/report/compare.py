@@ -258,7 +258,8 @@ def _ok(b: Cell) -> str:
 
 def _why(a: Cell, b: Cell, change: Change) -> str:
     """What made a listed change worse, when the figures say (the rules are the module's): the
-    runs that starved users, `` (starved: 14 of 16 users in B)``, or B's delayed ACKs."""
+    runs that starved users, `` (starved: 14 of 16 users in B)``, the requests that errors in
+    both runs are a share of, or B's delayed ACKs."""
     if change.verdict == "starved users":
         said = [
             f"{c.starved:,} of {plural(c.concurrency or 0, 'user')} in {name}"
@@ -268,6 +269,8 @@ def _why(a: Cell, b: Cell, change: Change) -> str:
         return f" (starved: {', '.join(said)})"
     if change.metric == "failed":
         return f" ({b.error})"
+    if change.metric == "errors" and a.errors:  # the share decided: '5 -> 5' can be worse
+        return f" (in {a.requests:,} requests in A, {b.requests:,} in B)"
     acked = b.delayed_acks and not a.delayed_acks
     if change.regression and change.metric in ("rps", "p99") and acked:
         return " (B waited on the client's delayed ACKs: TCP_NODELAY is off on B's server)"
