@@ -284,8 +284,8 @@ def test_a_cell_whose_server_died_in_b_is_a_regression() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "said"),
     [
-        ("sleep_ms", 5.0, "sleep_ms A 1.0, B 5.0"),
-        ("fail_phase", "view", "fail_phase A None, B 'view'"),
+        ("sleep_ms", 5.0, "--sleep-ms A 1.0, B 5.0"),
+        ("fail_phase", "view", "--fail-phase A None, B 'view'"),
     ],
 )
 def test_runs_that_sent_other_requests_are_not_compared(name: str, value: Any, said: str) -> None:

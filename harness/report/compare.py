@@ -44,13 +44,21 @@ from harness.results import Cell, CellKey, Run
 #: The settings that choose the cells (the mount and the concurrency are in every cell's key);
 #: any other setting that differs is noted as not like for like.
 CELL_SETTINGS = (
-    *("apps", "backends", "modes", "connections", "mount", "concurrency"),
+    "apps",
+    "backends",
+    "modes",
+    "connections",
+    "mount",
+    "concurrency",
     "concurrency_levels",
 )
 #: The settings that make the requests themselves (how long each sleeps in the view, which ones
 #: are made to fail): runs that differ in one did other work, and are not compared at all.
-LOAD_SETTINGS = {"sleep_ms": "--sleep-ms", "fail_phase": "--fail-phase",
-                 "fail_fraction": "--fail-fraction"}  # fmt: skip
+LOAD_SETTINGS = {
+    "sleep_ms": "--sleep-ms",
+    "fail_phase": "--fail-phase",
+    "fail_fraction": "--fail-fraction",
+}
 
 #: Why a change worse beyond the threshold is not counted (unless ``strict``), in the order they
 #: are tried: the word in the verdict column, and why, after "worse by more than 10% but".
@@ -137,8 +145,8 @@ def compare_runs(
                 " latency of `ctxbench run` results; read a chaos or soak run's report instead"
             )
     loads = [
-        f"{name} A {_setting(a_run, name)}, B {_setting(b_run, name)}"
-        for name in LOAD_SETTINGS
+        f"{flag} A {_setting(a_run, name)}, B {_setting(b_run, name)}"
+        for name, flag in LOAD_SETTINGS.items()
         if getattr(a_run.settings, name) != getattr(b_run.settings, name)
     ]
     if loads:
