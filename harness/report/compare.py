@@ -167,7 +167,7 @@ def compare_runs(
         raise UsageError(
             f"runs {a_run.run_id or 'A'!r} and {b_run.run_id or 'B'!r} have no cell in common"
             f" ({plural(len(a_by), 'cell')} against {plural(len(b_by), 'cell')}):"
-            f"{_mounted_apart(a_by, b_by)}{_levels_apart(a_by, b_by)} compare runs of the same"
+            f"{_apart(a_by, b_by)} compare runs of the same"
             " apps, mounts, backends, modes, connection patterns and numbers of users"
         )
     rule = "the medians alone (--strict)" if strict else "beyond the noise of both runs too"
@@ -356,25 +356,16 @@ def _name(key: CellKey) -> str:
     return f"{mode} ({_app(key)}, {backend}, {connections}{users})"
 
 
-def _mounted_apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
-    """`` their cells differ only in the mount (A /api, B /admin): ...;`` when the two runs
-    would have cells in common but for the mount, else ``""``."""
-    if not {k[:5] for k in a_by} & {k[:5] for k in b_by}:
-        return ""
-    mounts = [", ".join(sorted({k[5] for k in by})) for by in (a_by, b_by)]
-    return (
-        f" their cells differ only in the mount (A {mounts[0]}, B {mounts[1]}), and an app under"
-        " one prefix is not the app under another;"
-    )
-
-
-def _levels_apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
-    """`` their cells differ only in the number of users (A 16, B 4): ...;`` when the two runs
-    would have cells in common but for their concurrency, else ``""``."""
-    if not {(*k[:4], k[5]) for k in a_by} & {(*k[:4], k[5]) for k in b_by}:
-        return ""
-    levels = [", ".join(str(n) for n in sorted({k[4] or 0 for k in by})) for by in (a_by, b_by)]
-    return (
-        f" their cells differ only in the number of virtual users (A {levels[0]}, B"
-        f" {levels[1]}), and a rate at one number of users is not a rate at another;"
-    )
+def _apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
+    """`` their cells differ only in the mount (A /api, B /admin), and ...;`` when the two runs
+    would have cells in common but for the mount, or for the number of virtual users, else
+    ``""``."""
+    for i, what, why in (
+        (5, "the mount", "an app under one prefix is not the app under another"),
+        (4, "the number of virtual users", "a rate at one number is not a rate at another"),
+    ):
+        if {k[:i] + k[i + 1 :] for k in a_by} & {k[:i] + k[i + 1 :] for k in b_by}:
+            # In the order the run measured them: a sweep's levels as given.
+            a, b = (", ".join(map(str, dict.fromkeys(k[i] for k in by))) for by in (a_by, b_by))
+            return f" their cells differ only in {what} (A {a}, B {b}), and {why};"
+    return ""
