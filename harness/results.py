@@ -845,7 +845,7 @@ def new_run_dir(out: str | os.PathLike[str], prefix: str = "") -> t.Iterator[Pat
 
 
 @contextlib.contextmanager
-def hold_run_dir(run_dir: str | os.PathLike[str], option: str = "--run-dir") -> t.Iterator[None]:
+def hold_run_dir(run_dir: str | os.PathLike[str]) -> t.Iterator[None]:
     """Hold the run folder ``run_dir`` for one run, for the block: an exclusive lock on the
     folder itself (``flock``, which the kernel releases when the holder ends, however it ends).
 
@@ -860,7 +860,7 @@ def hold_run_dir(run_dir: str | os.PathLike[str], option: str = "--run-dir") -> 
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ResultsError(
-                f"bad {option} {str(run_dir)!r}: another ctxbench run is writing into that"
+                f"bad --run-dir {str(run_dir)!r}: another ctxbench run is writing into that"
                 " folder now; give each run a folder of its own (--out DIR makes a new one per"
                 " run), or wait until that run ends"
             ) from None
