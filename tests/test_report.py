@@ -711,6 +711,44 @@ def test_bar_chart_draws_any_rows_for_a_new_section() -> None:
     assert bar_chart("Throughput and p99 against concurrency", rows, legend="rps; p99 ms") == svg
 
 
+def test_bar_chart_labels_fit_left_of_the_bars() -> None:
+    # In DejaVu Sans 12px (Debian's sans-serif) "nginx-keepalive+gunicorn-gevent" is 202 px wide,
+    # 227 px bold: a fixed 200 px margin cut its first letters off ("ginx-keepalive+...").
+    import xml.etree.ElementTree as ET
+
+    from harness.report.charts import Bar, Row, bar_chart
+
+    app = "myproject.wsgi:create_app('staging', workers=8, feature_flags=['a', 'b', 'c'])"
+    rows = [
+        Row("nginx-keepalive+gunicorn-gevent", "", (Bar(4731.0, "#c0392b", "rps", ""),), "", True),
+        Row("eventlet", app, (Bar(3462.0, "#3569b5", "rps", app),), ""),
+    ]
+    svg = bar_chart("Throughput", rows)
+    texts = ET.fromstring(svg).findall(f"{{{SVG_NS}}}text")
+    label = next(e for e in texts if (e.text or "").startswith("nginx"))
+    assert label.text == "nginx-keepalive+gunicorn-gevent"
+    assert float(label.get("x", 0)) >= 227  # right-aligned there: its left end is in the chart
+    bars = ET.fromstring(svg).findall(f"{{{SVG_NS}}}rect")[1:]
+    assert {float(b.get("x", 0)) for b in bars} == {float(label.get("x", 0)) + 8}
+    # An app string too long for any margin is cut short, whole in the bar's tooltip.
+    sub = next(e for e in texts if e.text == "eventlet")[0].text or ""
+    assert sub.endswith("…") and app.startswith(sub[:-1]) and len(sub) * 6.5 < 360
+    assert f"<title>{escape(app)}</title>" in svg
+
+
+def test_line_chart_key_fits_a_long_mode_name() -> None:
+    # The key began 178 px from the right edge: a sweep behind nginx-keepalive lost the end of
+    # its name ("nginx-keepalive+gunicorn-gev") off the chart.
+    import xml.etree.ElementTree as ET
+
+    from harness.report.charts import WIDTH, Line, Point, line_chart
+
+    name = "nginx-keepalive+gunicorn-gevent"
+    fig = line_chart("Throughput", ("sweep",), [Line(name, (Point(0, 1.0), Point(1, 2.0)))], [])
+    key = next(e for e in ET.fromstring(fig.svg).iter(f"{{{SVG_NS}}}text") if e.text == name)
+    assert float(key.get("x", 0)) + 202 <= WIDTH  # 202 px in DejaVu Sans 12px
+
+
 def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     from harness.report import format_summary
 

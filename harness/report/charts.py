@@ -27,7 +27,7 @@ from harness.report.tree import Figure
 from harness.results import Cell
 
 WIDTH, LABEL_W, VALUE_W = 1000, 200, 170
-PLOT_W = WIDTH - LABEL_W - VALUE_W
+MAX_LABEL_W = 360  # a longer label (a user's app string) is cut short, whole in its tooltip
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:12px"
 COLOR_OK = "#3569b5"
 COLOR_LEAK = "#c0392b"  # a cell that leaked or had errors (amber is kept for a large spread)
@@ -93,16 +93,23 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
     height = bottom + 30
     values = [v for r in rows for b in r.bars for v in (b.value, *b.runs) if v is not None]
     limit, ticks = _axis(values)
+    left = _label_width(rows)
+
+    def x_of(value: float | None) -> float:
+        if value is None or not math.isfinite(value) or value <= 0:
+            return float(left)
+        return left + (WIDTH - left - VALUE_W) * value / limit
+
     out = _svg_head(title, WIDTH, height)
     if n > 1:
         for j, b in enumerate(rows[0].bars):
             out.append(
-                f'<rect x="{LABEL_W + j * 70}" y="24" width="12" height="10" fill="{b.color}"/>'
-                f'<text x="{LABEL_W + j * 70 + 16}" y="33">{escape(b.name)}</text>'
+                f'<rect x="{left + j * 70}" y="24" width="12" height="10" fill="{b.color}"/>'
+                f'<text x="{left + j * 70 + 16}" y="33">{escape(b.name)}</text>'
             )
-        out.append(f'<text x="{LABEL_W + n * 70}" y="33" fill="#666">{escape(legend)}</text>')
+        out.append(f'<text x="{left + n * 70}" y="33" fill="#666">{escape(legend)}</text>')
     for v, text, stroke in ticks:
-        x = _x(v, limit)
+        x = x_of(v)
         out.append(
             f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom:.1f}" stroke="{stroke}"'
             f' stroke-width="1"/><text x="{x:.1f}" y="{bottom + 15:.1f}" text-anchor="middle"'
@@ -111,21 +118,22 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
     for i, row in enumerate(rows):
         y, mid = top + i * row_h + (6 if n == 1 else 7), top + i * row_h + row_h / 2
         fill = f' fill="{COLOR_LEAK}" font-weight="600"' if row.alarm else ""
-        sub = f'<tspan x="{LABEL_W - 8}" y="{mid + 10:.1f}" font-size="10.5">' * bool(row.sub)
-        sub += f"{escape(row.sub)}</tspan>" * bool(row.sub)
+        sub = f'<tspan x="{left - 8}" y="{mid + 10:.1f}" font-size="10.5">' * bool(row.sub)
+        sub += f"{escape(_fit(row.sub, left - 12, SUB_EM))}</tspan>" * bool(row.sub)
+        em = BOLD_EM if row.alarm else LABEL_EM
         out.append(
-            f'<text x="{LABEL_W - 8}" y="{mid + (-2 if sub else 4):.1f}" text-anchor="end"{fill}>'
-            f"{escape(row.label)}{sub}</text>"
+            f'<text x="{left - 8}" y="{mid + (-2 if sub else 4):.1f}" text-anchor="end"{fill}>'
+            f"{escape(_fit(row.label, left - 12, em))}{sub}</text>"
         )
-        end = float(LABEL_W)
+        end = float(left)
         for j, b in enumerate(row.bars):
             by = y + j * bar_h
             out.append(
-                f'<rect x="{LABEL_W}" y="{by:.1f}" width="{_x(b.value, limit) - LABEL_W:.1f}"'
+                f'<rect x="{left}" y="{by:.1f}" width="{x_of(b.value) - left:.1f}"'
                 f' height="{bar_h - gap}" fill="{b.color}"{ROUNDED * (n == 1)}>'
                 f"<title>{escape(b.tip)}</title></rect>"
             )
-            low, high = _x(min(b.runs, default=0), limit), _x(max(b.runs, default=0), limit)
+            low, high = x_of(min(b.runs, default=0)), x_of(max(b.runs, default=0))
             if len(b.runs) > 1 and high - low >= 0.5:
                 cy, cap = by + (bar_h - gap) / 2, 8 if n == 1 else 5
                 out.append(
@@ -133,7 +141,7 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
                     f'v{cap:.1f}M{high:.1f} {cy - cap / 2:.1f}v{cap:.1f}" stroke="#222"'
                     ' stroke-width="1.2" fill="none"/>'
                 )
-            end = max(end, _x(b.value, limit), high)
+            end = max(end, x_of(b.value), high)
         out.append(f'<text x="{end + 6:.1f}" y="{mid + 4:.1f}"{fill}>{escape(row.note)}</text>')
     return "".join(out) + "</svg>"
 
@@ -158,10 +166,26 @@ def file_name(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(parts)) + ".svg"
 
 
-def _x(value: float | None, limit: float) -> float:
-    if value is None or not math.isfinite(value) or value <= 0:
-        return float(LABEL_W)
-    return LABEL_W + PLOT_W * value / limit
+#: The widest a character of a label, its second line and a bold (alarm) label is likely to be,
+#: in px: SVG cannot measure text, and DejaVu Sans (the sans-serif of most Linux desktops, wider
+#: than Helvetica or Segoe UI) averages about 0.6 em for the names of modes and apps.
+LABEL_EM, SUB_EM, BOLD_EM = 12 * 0.62, 10.5 * 0.62, 12 * 0.68
+
+
+def _label_width(rows: Sequence[Row]) -> int:
+    """The width left of the bars: :data:`LABEL_W`, wider for a longer label (a mode behind a
+    proxy, ``nginx-keepalive+gunicorn-gevent``), at most :data:`MAX_LABEL_W`."""
+    need = max(
+        (max(len(r.label) * (BOLD_EM if r.alarm else LABEL_EM), len(r.sub) * SUB_EM) for r in rows),
+        default=0.0,
+    )
+    return min(max(LABEL_W, math.ceil(need) + 12), MAX_LABEL_W)
+
+
+def _fit(text: str, width: float, em: float) -> str:
+    """``text``, cut short with an ellipsis if it would not fit in ``width`` px."""
+    most = int(width // em)
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _axis(values: Sequence[float]) -> tuple[float, list[tuple[float, str, str]]]:
@@ -191,7 +215,8 @@ def _nice_limit(peak: float) -> float:
 #: Colours of the series of a line chart, in order (then they repeat).
 SERIES_COLORS = (COLOR_OK, "#e07b39", "#3a9a5b", "#8e5bb5", "#b5a135", "#35a3b5", "#b53578")
 CHART_H = 360  # as wide as a bar chart
-PLOT_L, PLOT_R, PLOT_T, PLOT_B = 70, WIDTH - 220, 36, 300  # the plot area's edges; the key right
+PLOT_L, PLOT_T, PLOT_B = 70, 36, 300  # the plot area's edges; the key to its right
+KEY_W = 220  # the key's width, more for a longer name (as a bar chart's labels)
 
 
 @dataclass(frozen=True)
@@ -227,9 +252,12 @@ def line_chart(
     values = [t.cast(float, p.value) for line in lines for p in line.points if _real(p)]
     limit, ticks = _axis(values)
     x_max = max((x for x, _ in x_ticks), default=1.0) or 1.0
+    need = max((len(line.name) * LABEL_EM for line in lines), default=0.0)
+    key_w = min(max(KEY_W, math.ceil(need) + 48), MAX_LABEL_W)
+    right = WIDTH - key_w
 
     def sx(x: float) -> float:
-        return PLOT_L + (PLOT_R - PLOT_L) * min(x, x_max) / x_max
+        return PLOT_L + (right - PLOT_L) * min(x, x_max) / x_max
 
     def sy(v: float) -> float:
         return PLOT_B - (PLOT_B - PLOT_T) * min(max(v, 0.0), limit) / limit
@@ -242,7 +270,7 @@ def line_chart(
         )
     for v, text, stroke in ticks:
         out.append(
-            f'<line x1="{PLOT_L}" y1="{sy(v):.1f}" x2="{PLOT_R}" y2="{sy(v):.1f}"'
+            f'<line x1="{PLOT_L}" y1="{sy(v):.1f}" x2="{right}" y2="{sy(v):.1f}"'
             f' stroke="{stroke}" stroke-width="1"/><text x="{PLOT_L - 6}" y="{sy(v) + 4:.1f}"'
             f' text-anchor="end" fill="#666">{text}</text>'
         )
@@ -253,7 +281,7 @@ def line_chart(
         )
     if x_label:
         out.append(
-            f'<text x="{(PLOT_L + PLOT_R) / 2:.1f}" y="{PLOT_B + 34}" text-anchor="middle"'
+            f'<text x="{(PLOT_L + right) / 2:.1f}" y="{PLOT_B + 34}" text-anchor="middle"'
             f' fill="#666">{escape(x_label)}</text>'
         )
     for j, line in enumerate(lines):
@@ -275,8 +303,9 @@ def line_chart(
             )
         ky = PLOT_T + 4 + j * 18
         out.append(
-            f'<line x1="{PLOT_R + 16}" y1="{ky}" x2="{PLOT_R + 36}" y2="{ky}" stroke="{color}"'
-            f' stroke-width="2"/><text x="{PLOT_R + 42}" y="{ky + 4}">{escape(line.name)}</text>'
+            f'<line x1="{right + 16}" y1="{ky}" x2="{right + 36}" y2="{ky}" stroke="{color}"'
+            f' stroke-width="2"/><text x="{right + 42}" y="{ky + 4}">'
+            f"{escape(_fit(line.name, key_w - 48, LABEL_EM))}</text>"
         )
     out.append("</svg>")
     return Figure(file_name(*name), title, "\n".join(out) + "\n")
