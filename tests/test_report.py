@@ -749,6 +749,32 @@ def test_line_chart_key_fits_a_long_mode_name() -> None:
     assert float(key.get("x", 0)) + 202 <= WIDTH  # 202 px in DejaVu Sans 12px
 
 
+def test_a_sweep_names_the_level_of_every_cell() -> None:
+    # --concurrency 1,8: every table and chart had two identical "gunicorn-gthread keepalive"
+    # rows, and the recommendation compared a mode with itself: "use gunicorn-gthread: 1,777
+    # rps, ..., beyond the noise of the next (gunicorn-gthread, 1,070 rps)".
+    entries = []
+    for mode, n, rps, spread in (
+        ("gunicorn-gthread", 1, 300.0, 0.38),
+        ("gunicorn-gthread", 8, 1800.0, 0.02),
+        ("gunicorn-gevent", 1, 320.0, 0.02),
+        ("gunicorn-gevent", 8, 900.0, 0.02),
+    ):
+        entries.append({**make_entry(mode, rps=rps, spread=spread), "concurrency": n})
+    md, html = render(make_doc(entries))
+    summary = section(md, "## Summary")
+    assert "| mode | connections | users | core rps |" in summary
+    assert "| gunicorn-gthread | keepalive | 1 | 300 |" in summary
+    assert "| gunicorn-gthread | keepalive | 8 | 1,800 |" in summary
+    assert "| mode | app | backend | users | leaks |" in md
+    assert "use gunicorn-gthread @8: 1,800 rps" in md
+    assert "the next (gunicorn-gevent @8, 900 rps)" in md
+    assert "- gunicorn-gthread, keepalive @1: spread 38%" in md
+    assert "| mode | 1 user | 8 users |" in md
+    assert ">gunicorn-gthread<tspan" in html and ">1 user</tspan>" in html
+    assert ">8 users</tspan>" in html
+
+
 def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     from harness.report import format_summary
 

@@ -60,25 +60,25 @@ class Row:
 def throughput(cells: Sequence[Cell], pattern: str) -> Figure:
     """Median requests/s per cell with min-max whiskers: ``throughput-<pattern>.svg``."""
     title = f"Throughput, requests/s ({pattern})"
-    rows = []
+    rows, sweep = [], len({c.concurrency for c in cells}) > 1
     for c in cells:
         tip = f"{label(c)}: median {fmt_rps(c.rps)} rps over {plural(len(c.runs) or 1, 'run')}"
         note = f"{fmt_rps(c.rps)} · spread {spread_cell(c.rps_spread, len(c.runs))}"
-        rows.append(_row(c, (Bar(c.rps, _color(c), "rps", tip, c.rps_runs),), note))
+        rows.append(_row(c, (Bar(c.rps, _color(c), "rps", tip, c.rps_runs),), note, sweep))
     return Figure(file_name("throughput", pattern), title, bar_chart(title, rows))
 
 
 def latency(cells: Sequence[Cell], pattern: str) -> Figure:
     """p50, p90 and p99 per cell with whiskers over the repeats: ``latency-<pattern>.svg``."""
     title = f"Latency percentiles, ms ({pattern})"
-    rows = []
+    rows, sweep = [], len({c.concurrency for c in cells}) > 1
     for c in cells:
         bars = []
         for name, color in PERCENTILE_COLORS.items():
             value, runs = c.latency_ms.get(name), [r.get(name) for r in c.latency_runs]
             tip = f"{label(c)} {name}: {fmt_ms(value)} ms"
             bars.append(Bar(value, color, name, tip, [v for v in runs if v is not None]))
-        rows.append(_row(c, tuple(bars), f"p99 {fmt_ms(c.latency_ms.p99)}"))
+        rows.append(_row(c, tuple(bars), f"p99 {fmt_ms(c.latency_ms.p99)}", sweep))
     legend = "ms; whiskers: range over repeats; max in the table"
     return Figure(file_name("latency", pattern), title, bar_chart(title, rows, legend=legend))
 
@@ -146,11 +146,12 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
     return "".join(out) + "</svg>"
 
 
-def _row(c: Cell, bars: tuple[Bar, ...], note: str) -> Row:
-    # The mode on the first line; app, backend and status (when not the default) below it,
-    # so long names never run off the left edge.
+def _row(c: Cell, bars: tuple[Bar, ...], note: str, sweep: bool) -> Row:
+    # The mode on the first line; app, backend, the users in a sweep and status (when not the
+    # default) below it, so long names never run off the left edge.
+    users = [plural(c.concurrency or 0, "user")] * sweep
     flag = [status(c)] * (not c.clean)
-    return Row(c.mode, " · ".join(extras(c) + flag), bars, note, alarm=not c.clean)
+    return Row(c.mode, " · ".join(extras(c) + users + flag), bars, note, alarm=not c.clean)
 
 
 def _color(c: Cell) -> str:

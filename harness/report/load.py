@@ -18,7 +18,7 @@ from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.charts import Line, Point, line_chart
 from harness.report.summary import label, named, status
-from harness.report.text import code, fmt_ms, fmt_rps, fmt_share
+from harness.report.text import code, fmt_ms, fmt_rps, fmt_share, plural
 from harness.report.tree import Callout, Group, Heading, Node, Note, Paragraph, Table, where
 from harness.results import Cell
 
@@ -100,7 +100,7 @@ def sweep_section(ctx: Context) -> list[Node]:
             line_chart(p99_title, ("sweep-latency", pattern), p99, ticks, fmt=fmt_ms, **kw),
         )
         rows = tuple((mode, *map(_sweep_cell, row)) for mode, row in grid.items())
-        headers = ("mode", *(f"{level} users" for level in levels))
+        headers = ("mode", *(plural(level, "user") for level in levels))
         out += [
             Heading(f"Concurrency sweep, `{pattern}`", level=3),
             Group(figures, "charts"),

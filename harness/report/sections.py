@@ -113,7 +113,10 @@ def verdict(ctx: Context) -> list[Node]:
         out.append(Callout((Paragraph(text),), "warning"))
     if not matrix:  # no figures to read
         return out
-    noisy = [(f"{named(c)}, {c.connections}", c.rps_spread) for c in s.noisy]
+    at = swept(s.cells)
+    noisy = [
+        (f"{named(c)}, {c.connections}{f' @{c.concurrency}' * at}", c.rps_spread) for c in s.noisy
+    ]
     out += spread_warning(", too large to trust small differences", noisy)
     out.append(
         Note(
@@ -137,7 +140,7 @@ def overview(ctx: Context) -> list[Node]:
         return []
     flask = {c.key[1:]: c for c in correct if c.app_label == "flask" and main != "flask"}
     short = main if main in ("core", "flask") else "app"  # a long import string would not fit
-    starved = any(c.starved for c in cells)
+    starved, sweep = any(c.starved for c in cells), swept(cells)
     rows, bad = [], set()
     for i, c in enumerate(cells):
         same = [x for x in correct if (x.mode, x.connections) == (c.mode, c.connections)]
@@ -150,18 +153,19 @@ def overview(ctx: Context) -> list[Node]:
             twin = (fmt_rps(f.rps), _ratio(c.rps, f.rps), fmt_ms(p99[1]), _ratio(*p99))
         rows.append(
             (
-                *(c.mode, c.connections, fmt_rps(c.rps), spread_cell(c.rps_spread, len(c.runs))),
+                *(c.mode, c.connections, *(str(c.concurrency),) * sweep, fmt_rps(c.rps)),
+                spread_cell(c.rps_spread, len(c.runs)),
                 *(fmt_ms(c.latency_ms.p99), *(twin or ("-",) * 4 * bool(flask))),
                 *(f"{errors:,}", _leaks_cell(leaks), *(_starved_cell(c),) * starved),
             )
         )
     twins = ("flask rps", f"{short} / flask rps", "flask p99 ms", f"{short} / flask p99")
-    mine = ("mode", "connections", f"{short} rps", "spread", f"{short} p99 ms")
+    mine = ("mode", "connections", *("users",) * sweep, f"{short} rps", "spread", f"{short} p99 ms")
     headers = (*mine, *twins[: 4 * bool(flask)], "errors", "leaks", *("starved users",) * starved)
     note = (
         f"The main app ({code(main)}) on the correct {DEFAULT_BACKEND} storage, one row per server"
-        " mode and connection pattern; *errors* and *leaks* count every app that ran there on"
-        " that storage."
+        f" mode and connection pattern{' and number of virtual users' * sweep}; *errors* and"
+        " *leaks* count every app that ran there on that storage."
     )
     if flask:
         note += (
@@ -218,15 +222,16 @@ def unranked_warnings(cells: Sequence[Cell]) -> list[Node]:
 def cell_table(cells: Sequence[Cell]) -> Table:
     """One row per cell: throughput with its spread, latency percentiles, errors and leaks, and
     the users the server starved when it starved any."""
-    starved = any(c.starved for c in cells)
+    starved, sweep = any(c.starved for c in cells), swept(cells)
     headers = (
-        *("mode", "app", "backend", "leaks", "errors", "requests", "rps (median)", "spread"),
-        *("runs", "p50 ms", "p90 ms", "p99 ms", "max ms"),
+        *("mode", "app", "backend", *("users",) * sweep, "leaks", "errors", "requests"),
+        *("rps (median)", "spread", "runs", "p50 ms", "p90 ms", "p99 ms", "max ms"),
         *("starved users",) * starved,
     )
     rows = tuple(
         (
-            *(c.mode, c.app_label, c.backend, _leaks_cell(c.leaks), f"{c.errors:,}"),
+            *(c.mode, c.app_label, c.backend, *(str(c.concurrency),) * sweep),
+            *(_leaks_cell(c.leaks), f"{c.errors:,}"),
             *(f"{c.requests:,}", fmt_rps(c.rps), spread_cell(c.rps_spread, len(c.runs))),
             fmt_runs(c.rps_runs),
             *(fmt_ms(c.latency_ms.get(p)) for p in PERCENTILES),
@@ -235,8 +240,14 @@ def cell_table(cells: Sequence[Cell]) -> Table:
         for c in cells
     )
     bad, warn = where(cells, lambda c: not c.clean), where(cells, lambda c: c.noisy)
-    align = "lll" + "r" * (10 + starved)
-    return Table(headers, rows, align, bad, warn, wrap=frozenset({1, 8}))
+    align = "lll" + "r" * (10 + sweep + starved)
+    return Table(headers, rows, align, bad, warn, wrap=frozenset({1, 8 + sweep}))
+
+
+def swept(cells: Sequence[Cell]) -> bool:
+    """The cells ran at more than one concurrency (``--concurrency 1,8,32``): a mode has a cell
+    at each level, and a list of them names the level too, or its rows would read the same."""
+    return len({c.concurrency for c in cells}) > 1
 
 
 def _starved_cell(c: Cell) -> str:

@@ -300,12 +300,17 @@ def recommendation(s: Summary) -> str:
             "The harness catches those bugs; run with the default --backend"
             f" {DEFAULT_BACKEND} for a verdict on the correct storage."
         )
+    sweep = len({c.concurrency for c in s.cells}) > 1
+
+    def at(c: Cell) -> str:  # in a sweep a mode ranks once per level: name the level
+        return f"{c.mode}{f' @{c.concurrency}' * sweep}"
+
     for r in s.rankings:
-        bound = [c.mode for c in r.tied if c.driver_bound]
+        bound = [at(c) for c in r.tied if c.driver_bound]
         if bound:
-            close = [c.mode for c in r.tied if not c.driver_bound]
+            close = [at(c) for c in r.tied if not c.driver_bound]
             out.append(
-                f"For {r.pattern} connections {r.best.mode} has the best median"
+                f"For {r.pattern} connections {at(r.best)} has the best median"
                 f" ({fmt_rps(r.best.rps)} rps), but {', '.join(bound)}"
                 f" {'was' if len(bound) == 1 else 'were'} driver-bound (the rate is the"
                 " driver's, a lower bound of the server's)"
@@ -314,15 +319,15 @@ def recommendation(s: Summary) -> str:
             )
         elif r.tied:
             out.append(
-                f"For {r.pattern} connections {', '.join(c.mode for c in (r.best, *r.tied))} are"
+                f"For {r.pattern} connections {', '.join(map(at, (r.best, *r.tied)))} are"
                 f" within the spread of their repeats (best median {fmt_rps(r.best.rps)} rps):"
                 " no mode to recommend on speed."
             )
         else:
             out.append(
-                f"For {r.pattern} connections use {r.best.mode}: {fmt_rps(r.best.rps)} rps,"
+                f"For {r.pattern} connections use {at(r.best)}: {fmt_rps(r.best.rps)} rps,"
                 f" p99 {fmt_ms(r.best.latency_ms.p99)} ms, beyond the noise of the next"
-                f" ({r.others[0].mode}, {fmt_rps(r.others[0].rps)} rps)."
+                f" ({at(r.others[0])}, {fmt_rps(r.others[0].rps)} rps)."
             )
     if not s.rankings and len({c.mode for c in s.cells}) == 1:
         out.append("Only one mode ran: there is no choice between modes to make.")
