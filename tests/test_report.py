@@ -775,6 +775,29 @@ def test_a_sweep_names_the_level_of_every_cell() -> None:
     assert ">8 users</tspan>" in html
 
 
+def test_a_corpus_report_has_no_summary_of_its_first_entry() -> None:
+    # `ctxbench corpus`: "The main app (`...e1_thread_local_before_patch:buggy`)" headed a table
+    # of its rates beside every entry's leaks, a red LEAK row for a mode it cannot leak under.
+    import dataclasses
+
+    from harness.corpus import ENTRIES
+    from harness.results import CorpusCheck
+
+    run = load_run(make_doc([make_entry("gunicorn-sync"), make_entry("gunicorn-sync", leaks=9)]))
+    first, leaky = ENTRIES["thread-local-before-patch"], ENTRIES["app-context-at-import"]
+    cells = tuple(
+        dataclasses.replace(
+            c,
+            app=entry.variant("buggy").app,
+            corpus=CorpusCheck(entry.key, "buggy", bool(c.leaks), "r", verdict, True, 4),
+        )
+        for c, entry, verdict in zip(run.cells, (first, leaky), ("clean", "caught"), strict=True)
+    )
+    md = render_reports(run.replace(cells=cells))["report.md"]
+    assert "## Corpus: real leak classes, buggy and fixed" in md
+    assert "## Summary" not in md and "The main app" not in md
+
+
 def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     from harness.report import format_summary
 

@@ -136,7 +136,9 @@ def overview(ctx: Context) -> list[Node]:
     main = ctx.summary.apps[0] if ctx.summary.apps else ""
     correct = ctx.summary.correct
     cells = [c for c in correct if c.app_label == main]
-    if not cells:
+    if not cells or corpus.corpus_cells(ctx.run):
+        # A corpus run has no main app: its table is the corpus table, and this one would show
+        # the first entry's rates beside every entry's leaks.
         return []
     flask = {c.key[1:]: c for c in correct if c.app_label == "flask" and main != "flask"}
     short = main if main in ("core", "flask") else "app"  # a long import string would not fit
