@@ -578,7 +578,7 @@ def test_an_apps_own_state_is_blamed_on_the_app_not_the_storage(name: str) -> No
     )
     assert "**Verdict: LEAK in the app's own state.**" in md
     assert "The app's own state, reported through `observe()`, leaked in 1 cell:" in md
-    assert f"gunicorn-gevent (`myproject.wsgi:app`, contextvar, keepalive): 4 ({name})" in md
+    assert f"gunicorn-gevent (`myproject.wsgi:app`, contextvar, keepalive): 4 (`{name}`)" in md
     assert "framework's context leaked" not in md and "isolation bug" not in md
     assert "Fix the app" in md
     assert "<code>observe()</code>" in html and 'class="verdict leak"' in html
@@ -680,7 +680,7 @@ def test_the_apps_own_observe_names_checked_are_listed() -> None:
     md = render_reports(run)["report.md"]
     assert (
         "67,200 requests checked for request, g and current_app, and the app's own"
-        " `observe()` state cart and user. No leak" in md
+        " `observe()` state `cart` and `user`. No leak" in md
     )
     assert "**Not measured** (these cannot run as asked): gunicorn-sync (fresh): sync has" in md
 

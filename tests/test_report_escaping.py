@@ -108,3 +108,20 @@ def test_a_targets_server_header_and_app_name_show_as_sent() -> None:
     viewed = VIEWER.render(reports["report.md"])
     assert f"{url} (Server: {html.escape(server, quote=False)}, app {app}, pids 7)" in viewed
     assert "<img src=x" not in viewed and "<img src=x" not in reports["report.html"]
+
+
+def test_an_apps_own_observe_names_show_as_sent_in_the_verdict() -> None:
+    # The verdict listed them as they were: "state my_<script>alert(1)</script>`user`" showed
+    # "my_`user`" in a viewer that drops the tag, with a code span of the backticks.
+    entries = []
+    for name in HOSTILE:
+        entry = make_entry("gunicorn-gthread", leaks=1)
+        entry["evidence"][0]["name"] = name
+        entry["observed"] = ["request", name]
+        entries.append(entry)
+    md, page = render(make_doc(entries))
+    verdict = VIEWER.render(md.split("Each figure is", 1)[0])
+    for name in HOSTILE:
+        assert verdict.count(f"<code>{html.escape(name, quote=False)}</code>") == 2, name
+        assert page.count(f"<code>{html.escape(name)}</code>") == 2, name
+    assert "<script" not in verdict and "<img" not in verdict and "<em>" not in verdict

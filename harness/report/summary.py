@@ -29,6 +29,7 @@ from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
 from harness.report.text import (
     app_name,
+    code,
     fmt_ms,
     fmt_pct,
     fmt_rps,
@@ -445,7 +446,7 @@ def _what_ran(s: Summary) -> str:
         f" {some('backend', sorted({c.backend for c in s.cells}))};"
         f" {' and '.join(s.patterns)} connections;"
         f" {plural(sum(c.checked for c in s.cells), 'request')} checked for {_and(framework)}"
-        + (f", and the app's own `observe()` state {_and(app)}" if app else "")
+        + (f", and the app's own `observe()` state {_and(list(map(code, app)))}" if app else "")
         + "."
     )
 
@@ -456,8 +457,8 @@ def _and(names: Sequence[str]) -> str:
 
 def _list_leaks(cells: Sequence[Cell]) -> str:
     def one(c: Cell) -> str:
-        framework, app = leaked_names(c)
-        names = f" ({', '.join(framework + app)})" if framework or app else ""
+        framework, app = leaked_names(c)  # the app's names as code: they may hold any text
+        names = f" ({', '.join(framework + list(map(code, app)))})" if framework or app else ""
         return (
             f"{c.mode} ({app_name(c.app_label)}, {c.backend}, {c.connections}): {c.leaks:,}{names}"
         )
