@@ -204,17 +204,23 @@ def test_a_factory_named_without_its_call_is_refused_from_its_source(
     assert f"mod_{unique}" not in sys.modules  # read, never imported
 
 
-def test_a_dotted_app_names_the_module_that_holds_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty package named for the test, in the current folder (the app's project)."""
+    rv = tmp_path / f"site_{tmp_path.name.replace('-', '_')}"
+    rv.mkdir()
+    (rv / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    return rv
+
+
+def test_a_dotted_app_names_the_module_that_holds_it(package: Path) -> None:
     # 'myproject.wsgi.app' (Django's WSGI_APPLICATION spelling) was told to write
     # 'myproject.wsgi.app:app', a module that does not exist.
-    pkg = f"proj_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / pkg / "api").mkdir(parents=True)
-    (tmp_path / pkg / "__init__.py").write_text("")
-    (tmp_path / pkg / "wsgi.py").write_text("app = None\n")
-    (tmp_path / pkg / "api" / "__init__.py").write_text("")
-    monkeypatch.chdir(tmp_path)
+    pkg = package.name
+    (package / "wsgi.py").write_text("app = None\n")
+    (package / "api").mkdir()
+    (package / "api" / "__init__.py").write_text("")
     with pytest.raises(AppLoadError) as info:
         parse_import_string(f"{pkg}.wsgi.app")
     assert str(info.value) == (
@@ -229,21 +235,16 @@ def test_a_dotted_app_names_the_module_that_holds_it(
     assert pkg not in sys.modules  # read, never imported
 
 
-def test_a_bare_module_names_the_apps_its_source_binds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bare_module_names_the_apps_its_source_binds(package: Path) -> None:
     # A Django project's 'mysite.wsgi' was told to write 'mysite.wsgi:app' or
     # 'mysite.wsgi:create_app()', neither of which it has: its wsgi.py binds 'application'.
-    pkg = f"site_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / pkg).mkdir()
-    (tmp_path / pkg / "__init__.py").write_text("")
-    (tmp_path / pkg / "wsgi.py").write_text(
+    pkg = package.name
+    (package / "wsgi.py").write_text(
         "import os\n\nfrom django.core.wsgi import get_wsgi_application\n\n"
         f"os.environ.setdefault('DJANGO_SETTINGS_MODULE', '{pkg}.settings')\n\n"
         "application = get_wsgi_application()\n"
     )
-    (tmp_path / pkg / "both.py").write_text("app = application = None\ndef create_app(): ...\n")
-    monkeypatch.chdir(tmp_path)
+    (package / "both.py").write_text("app = application = None\ndef create_app(): ...\n")
     with pytest.raises(AppLoadError) as info:
         parse_import_string(f"{pkg}.wsgi")
     assert str(info.value) == (
@@ -262,16 +263,11 @@ def test_a_bare_module_names_the_apps_its_source_binds(
     assert pkg not in sys.modules  # read, never imported
 
 
-def test_an_asgi_function_is_refused_from_its_source_as_asgi(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_asgi_function_is_refused_from_its_source_as_asgi(package: Path) -> None:
     # 'asgi:app' for `async def app(scope, receive, send)` was called an app factory, to be
     # written 'app(scope=..., receive=..., send=...)'.
-    pkg = f"site_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / pkg).mkdir()
-    (tmp_path / pkg / "__init__.py").write_text("")
-    (tmp_path / pkg / "asgi.py").write_text("async def app(scope, receive, send):\n    ...\n")
-    monkeypatch.chdir(tmp_path)
+    pkg = package.name
+    (package / "asgi.py").write_text("async def app(scope, receive, send):\n    ...\n")
     tail = (
         " (async def app(scope, receive, send) at {pkg}/asgi.py:1), called as app(scope, receive,"
         " send), and every server ctxbench starts calls a WSGI app, app(environ,"
@@ -283,7 +279,7 @@ def test_an_asgi_function_is_refused_from_its_source_as_asgi(
     assert str(info.value) == f"bad app import string '{pkg}.asgi:app': app is an ASGI app" + (
         tail.format(pkg=pkg, instead="name your project's WSGI app")
     )
-    (tmp_path / pkg / "wsgi.py").write_text("application = None\n")  # Django's pair of modules
+    (package / "wsgi.py").write_text("application = None\n")  # Django's pair of modules
     with pytest.raises(AppLoadError) as info:
         parse_import_string(f"{pkg}.asgi:app")
     assert str(info.value).endswith(

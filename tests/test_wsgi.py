@@ -288,33 +288,40 @@ class ApiKeyGate:
         return self.app(environ, start_response)
 
 
+def _first_probe_answer(app: t.Any, path: str) -> str | None:
+    """What the servers' readiness check says of ``app``'s first answer to a probe request
+    for ``path`` (``"ready"``, or why it is not a probe app), served by werkzeug."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from harness.servers._process import _probe_once
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        return _probe_once("127.0.0.1", server.server_port, "t-1", 5.0, path=path)
+    finally:
+        server.shutdown()
+        thread.join()
+
+
 @pytest.mark.parametrize("mount", [None, "/api"])
 def test_a_middleware_in_front_that_answers_the_probe_is_named(
     mount: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `app = ApiKeyGate(flask_app)`: the probe goes behind the gate, which turns the probe
     # request away. The harness said to mount the probe (it was mounted); it names the gate.
-    import threading
-
     flask = pytest.importorskip("flask")
-    from werkzeug.serving import make_server
 
     from harness.protocol import ENABLE_ENV, STOPPED_HEADER, probe_path
-    from harness.servers._process import _probe_once
     from harness.wsgi import _ensure_probe
 
     served, where = _ensure_probe(ApiKeyGate(flask.Flask("gated")), "m:app", mount)
     assert where.startswith("harness.wsgi inside ApiKeyGate")
-    server = make_server("127.0.0.1", 0, served, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        message = _probe_once("127.0.0.1", server.server_port, "t-1", 5.0, path=probe_path(mount))
-    finally:
-        server.shutdown()
-        thread.join()
     path = probe_path(mount)
-    assert message == (
+    assert _first_probe_answer(served, path) == (
         "answered 401 from ApiKeyGate, the middleware in front of the app the probe is on: it"
         " turned the probe request away before the app saw it, so nothing could be checked;"
         f" let requests for {path} through it while harness.probe.probe_enabled() is true"
@@ -400,25 +407,12 @@ def test_an_app_of_another_framework_is_named_with_what_to_read(
     # Django's WSGIHandler, a Bottle, Falcon or Pyramid app: the run stopped with 'answered 404,
     # and not from the probe: mount the probe on the app (harness.probe.install_probe(app))',
     # which install_probe then refused.
-    import threading
-
-    from werkzeug.serving import make_server
-
     from harness.protocol import probe_path
-    from harness.servers._process import _probe_once
     from harness.wsgi import _ensure_probe
 
     served, where = _ensure_probe(app, "m:app", mount)
     assert where.startswith("none")
-    server = make_server("127.0.0.1", 0, served, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        message = _probe_once("127.0.0.1", server.server_port, "t-1", 5.0, path=probe_path(mount))
-    finally:
-        server.shutdown()
-        thread.join()
-    assert message == (
+    assert _first_probe_answer(served, probe_path(mount)) == (
         f"answered 404 from {reached}, which is no core or Flask app, and ctxbench found none"
         " behind it (a middleware's .app or .application, a dispatcher's .mounts): its probe"
         " mounts into those two frameworks only and has none yet for others (Django, Falcon,"
@@ -538,12 +532,7 @@ def test_a_missing_attribute_names_any_wsgi_app_the_module_has(
     # A Django project's 'mysite.wsgi:app' was told only that the module has no 'app': its
     # 'application' is no core or Flask app, so none was named.
     name = f"ctxbench_site_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text(DJANGO_LIKE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        message = _load_error(f"{name}:app")
-    finally:
-        sys.modules.pop(name, None)
+    message = _loading_fails({f"{name}.py": DJANGO_LIKE}, f"{name}:app", tmp_path, monkeypatch)
     assert message.endswith(f"has no attribute 'app': name one it has, '{name}:application'")
 
 
@@ -588,12 +577,7 @@ def test_an_asgi_app_is_refused_as_one(
     # A WSGI server called it with environ and start_response, it raised, and the run stopped
     # with 'answered 500, and not from the probe: mount the probe'.
     name = f"ctxbench_asgi_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text(ASGI_APPS)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        message = _load_error(f"{name}:{attr}")
-    finally:
-        sys.modules.pop(name, None)
+    message = _loading_fails({f"{name}.py": ASGI_APPS}, f"{name}:{attr}", tmp_path, monkeypatch)
     assert message == says.format(m=name) + (
         ", called as app(scope, receive, send), and every server ctxbench starts calls a WSGI"
         " app, app(environ, start_response): name your project's WSGI app (uvicorn-asgiref and"
