@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import io
 import json
 import os
 import socket
+import time
+import typing as t
 import urllib.parse
 from dataclasses import dataclass
 
@@ -35,6 +38,10 @@ from harness.servers._process import why_not_answered
 from harness.verdict import ProbeProtocolError, examine_probe_response
 
 __all__ = ["Target", "gone", "identify", "parse_target", "secret_headers"]
+
+#: The most of an answer to the probe request :func:`identify` reads: a probe answer is about
+#: 1 KB, and a server that sends more (an endless body) must not fill ctxbench's memory.
+MAX_ANSWER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,13 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
     conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
     try:
         conn.request("GET", f"{path}?token=ctxbench-target-check", headers=dict(secret_headers()))
-        resp = conn.getresponse()
-        body = resp.read()
+        # Read through a bound on the whole answer, not on each read: a server that sends a
+        # byte at a time, or a body without end, is cut off all the same.
+        resp = http.client.HTTPResponse(_Bounded(conn.sock, timeout), method="GET")  # type: ignore[arg-type]
+        resp.begin()
+        body = resp.read(MAX_ANSWER + 1)
+        if len(body) > MAX_ANSWER:
+            raise _TooLong
     except ConnectionRefusedError:
         raise UsageError(
             f"cannot reach --target {target.url}: connection refused, nothing listens on port"
@@ -124,6 +136,19 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         raise UsageError(
             f"cannot reach --target {target.url}: no answer to one probe request within"
             f" {timeout:g} s; check that the server there is up and not stuck (its log)"
+        ) from None
+    except _TooLong:
+        raise UsageError(
+            f"--target {target.url} answered {path} with more than {MAX_ANSWER >> 20} MiB, where"
+            " a probe answer is about 1 KB: no ctxbench probe there, or something in front of it"
+            " answered in its place"
+        ) from None
+    except http.client.HTTPException as e:  # http.client's words: BadStatusLine('...')
+        said = str(e)[:60]
+        raise UsageError(
+            f"--target {target.url} did not answer {path} in HTTP/1.x ({type(e).__name__}"
+            f"{': ' + ascii(said) if said else ''}); give the port that serves the app in plain"
+            " HTTP (not TLS, HTTP/2 alone or another protocol)"
         ) from None
     except OSError as e:
         raise UsageError(
@@ -148,7 +173,7 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
     try:
         doc = json.loads(body)
         app = str(doc["app"]) if doc.get("token") == "ctxbench-target-check" else None
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         app = None
     if app is None:
         raise UsageError(
@@ -163,6 +188,37 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
             f" checked ({e.reason}), so every request would be an error; {hint}"
         ) from None
     return dataclasses.replace(target, server=resp.getheader("Server"), app=app)
+
+
+class _TooLong(Exception):
+    pass
+
+
+class _Bounded(io.RawIOBase):
+    """A socket's bytes as http.client reads them, all within ``timeout`` seconds and at most
+    :data:`MAX_ANSWER` of them (and a head's worth)."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        self.sock = sock
+        self.deadline = time.monotonic() + timeout
+        self.left = MAX_ANSWER + 64 * 1024
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: t.Any) -> int:
+        wait = self.deadline - time.monotonic()
+        if wait <= 0:
+            raise TimeoutError
+        if self.left <= 0:
+            raise _TooLong
+        self.sock.settimeout(wait)
+        n = self.sock.recv_into(memoryview(buffer)[: self.left])
+        self.left -= n
+        return n
 
 
 def _mount_hint(target: Target) -> str:

@@ -114,6 +114,95 @@ def test_a_target_that_never_answers_says_so() -> None:
 
 
 @contextlib.contextmanager
+def answering(answer: t.Callable[[socket.socket], None]) -> Iterator[str]:
+    """A server on 127.0.0.1 that reads one request and hands its connection to ``answer``,
+    in a thread of this process; yields its URL."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn, contextlib.suppress(OSError):  # the client left: the answer ends
+                conn.recv(65536)
+                answer(conn)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        thread.join(timeout=10)
+
+
+def _endless(head: bytes, piece: bytes) -> t.Callable[[socket.socket], None]:
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(head)
+        while True:
+            conn.sendall(piece)
+
+    return answer
+
+
+def _trickle(conn: socket.socket) -> None:
+    # A whole probe answer, a byte every 5 ms: 3 s in all, each byte well within any timeout.
+    body = b'{"token": "ctxbench-target-check", "app": "x"}'.ljust(600)
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body):
+        conn.sendall(bytes([byte]))
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        pytest.param(
+            lambda c: c.sendall(b"\x15\x03\x01\x00\x02\x02\x46"),
+            "did not answer /_ctxbench/probe in HTTP/1.x (BadStatusLine:",
+            id="tls-alert",
+        ),
+        pytest.param(
+            lambda c: c.sendall(b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 200 + b"\r\n"),
+            "did not answer /_ctxbench/probe in HTTP/1.x (HTTPException: 'got more than 100",
+            id="many-headers",
+        ),
+        pytest.param(
+            lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 100_000 + b"\r\n\r\n"),
+            "did not answer /_ctxbench/probe in HTTP/1.x (LineTooLong:",
+            id="huge-header",
+        ),
+        pytest.param(
+            _endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     b"10000\r\n" + b"x" * 0x10000 + b"\r\n"),
+            "answered /_ctxbench/probe with more than 1 MiB, where a probe answer is about 1 KB",
+            id="endless-chunked",
+        ),
+        pytest.param(
+            _endless(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", b"x" * 65536),
+            "answered /_ctxbench/probe with more than 1 MiB, where a probe answer is about 1 KB",
+            id="100-GB-content-length",
+        ),
+        pytest.param(
+            _endless(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", b"x" * 65536),
+            "answered /_ctxbench/probe with more than 1 MiB, where a probe answer is about 1 KB",
+            id="endless-until-close",
+        ),
+        pytest.param(
+            _trickle, "no answer to one probe request within 0.5 s", id="a-byte-at-a-time"
+        ),
+    ],
+)  # fmt: skip
+def test_a_target_that_misbehaves_is_one_line_within_the_timeout(
+    answer: t.Callable[[socket.socket], None], message: str
+) -> None:
+    """A server that answers the first probe request with something that is not HTTP, without
+    end, or a byte at a time: one line, exit status 2. http.client's exceptions came out as a
+    traceback (exit status 1, which says a leak was found), an endless body filled memory (10 GB
+    in a minute) and a trickle held the run for as long as it went on."""
+    with answering(answer) as url, pytest.raises(UsageError) as caught:
+        identify(parse_target(url), timeout=0.5)
+    assert message in str(caught.value), caught.value
+    assert "\n" not in str(caught.value)
+
+
+@contextlib.contextmanager
 def serving(app: t.Any) -> Iterator[str]:
     """``app`` served on 127.0.0.1 by wsgiref in a thread of this process; yields its URL."""
     from wsgiref.simple_server import WSGIRequestHandler, make_server
