@@ -136,6 +136,8 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _fail(token, f"the body is not JSON ({exc})", body) from None
+    except RecursionError:  # arrays or objects nested deeper than the parser goes
+        raise _fail(token, "the body is JSON nested too deep to read", body) from None
     if not isinstance(doc, dict):
         raise _fail(token, "the body is not a JSON object", body)
     app = doc.get("app")
@@ -198,7 +200,7 @@ def observation_names(body: bytes) -> tuple[str, ...]:
     """
     try:
         obs = json.loads(body).get("obs")
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return ()
     if not isinstance(obs, list):
         return ()

@@ -11,10 +11,12 @@ import pytest
 from harness.protocol import PHASES
 from harness.verdict import (
     Evidence,
+    ProbeChecker,
     ProbeProtocolError,
     Unit,
     check_probe_response,
     examine_probe_response,
+    observation_names,
 )
 
 TOKEN = "run1-3-17"
@@ -169,6 +171,9 @@ def test_evidence_is_frozen_and_serialisable() -> None:
         assert part in text
 
 
+DEEP = b'{"token": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
@@ -188,11 +193,20 @@ def test_evidence_is_frozen_and_serialisable() -> None:
         pytest.param(body(obs=[["view", 1, TOKEN]]), "non-string", id="name-not-string"),
         pytest.param(body(obs=[["view", "request", 3]]), "not a string", id="seen-not-string"),
         pytest.param(body(obs=[["later", "request", TOKEN]]), "unknown phase", id="unknown-phase"),
+        # json.loads raised RecursionError, which stopped the load driver with a traceback.
+        pytest.param(DEEP, "JSON nested too deep to read", id="deeply-nested"),
     ],
 )
 def test_not_a_probe_response(raw: bytes, match: str) -> None:
     with pytest.raises(ProbeProtocolError, match=match):
         check_probe_response(TOKEN, 200, raw, mode="m")
+    with pytest.raises(ProbeProtocolError, match=match):
+        ProbeChecker("m").examine(TOKEN, 200, raw)
+
+
+def test_observation_names_of_what_is_not_a_probe_response_are_none() -> None:
+    assert observation_names(DEEP) == ()
+    assert observation_names(b"[1]") == ()
 
 
 @pytest.mark.parametrize("phase", sorted(PHASES))
