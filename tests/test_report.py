@@ -195,6 +195,19 @@ def test_spread_warning_appears_only_above_threshold() -> None:
     assert 'class="warn"' in html
 
 
+def test_a_spread_that_rounds_to_the_threshold_shows_its_side() -> None:
+    # The reference listed "gunicorn-tornado, keepalive: spread 10%" under "Spread above 10%"
+    # (10.02%), and a 9.7% spread read "10%" unflagged beside it.
+    doc = make_doc(
+        [make_entry("gunicorn-gthread", spread=0.1002), make_entry("gunicorn-sync", spread=0.097)]
+    )
+    md, _ = render(doc)
+    assert "> - gunicorn-gthread, keepalive: spread 10.02%" in md
+    assert "| gunicorn-gthread | keepalive | 6,900 | 10.02% ⚠ |" in md
+    assert "| gunicorn-sync | keepalive | 3,400 | 9.7% |" in md
+    assert "spread 10%" not in md and "| 10% |" not in md
+
+
 def test_flask_columns_only_when_both_apps_ran() -> None:
     core_only = make_doc([make_entry(m) for m in MODES])
     md, html = render(core_only)

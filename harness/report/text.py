@@ -20,7 +20,17 @@ def spread_cell(spread: float, runs: int = 2, mark: str = " ⚠") -> str:
     ``runs``, where ``0.0%`` would read as a steady figure though there is nothing to compare."""
     if runs < 2:
         return "-"
-    return fmt_pct(spread) + (mark if spread > SPREAD_WARNING else "")
+    return fmt_spread(spread) + (mark if spread > SPREAD_WARNING else "")
+
+
+def fmt_spread(spread: float) -> str:
+    """A spread as :func:`fmt_pct` shows it, but with the decimals that tell on which side of
+    :data:`SPREAD_WARNING` it is when it rounds to it: ``10.02%`` is flagged, ``9.97%`` is not,
+    and ``10%`` flagged under "Spread above 10%" would read as a mistake."""
+    if fmt_pct(spread) != fmt_pct(SPREAD_WARNING) or spread == SPREAD_WARNING:
+        return fmt_pct(spread)
+    decimals = next((d for d in (1, 2, 3) if round(spread * 100, d) != SPREAD_WARNING * 100), 4)
+    return f"{spread * 100:.{decimals}f}%"
 
 
 def plural(count: int, noun: str) -> str:

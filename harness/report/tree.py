@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from harness.report.text import fmt_pct
+from harness.report.text import fmt_pct, fmt_spread
 from harness.results import SPREAD_WARNING
 
 _T = TypeVar("_T")
@@ -108,6 +108,6 @@ def spread_warning(
     claim: str, figures: Iterable[tuple[str, float]], advice: str = JITTER_ADVICE
 ) -> list[Node]:
     """A warning box naming each figure whose spread is above the threshold, then the advice."""
-    items = tuple(f"{label}: spread {fmt_pct(v)}" for label, v in figures if v > SPREAD_WARNING)
+    items = tuple(f"{label}: spread {fmt_spread(v)}" for label, v in figures if v > SPREAD_WARNING)
     head = Paragraph(f"**⚠ Spread above {fmt_pct(SPREAD_WARNING)}{claim}:**")
     return [Callout((head, Items(items), Paragraph(advice)), "warning")] if items else []
