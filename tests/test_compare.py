@@ -55,7 +55,9 @@ def entry(
     }
 
 
-def doc(run_id: str, *entries: dict[str, Any]) -> dict[str, Any]:
+def doc(run_id: str, *entries: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """A results document of ``entries``, run with ``settings`` (``concurrency=4``) and these
+    defaults otherwise."""
     return {
         "schema": "ctxbench.results/1",
         "run_id": run_id,
@@ -64,7 +66,7 @@ def doc(run_id: str, *entries: dict[str, Any]) -> dict[str, Any]:
         "machine": {"cpu_count": 2},
         "python": "3.11.9",
         "packages": {"werkzeug": "3.1.9"},
-        "settings": {"duration": 2.0, "concurrency": 16, "repeats": 3, "sleep_ms": 1.0},
+        "settings": {"duration": 2.0, "concurrency": 16, "repeats": 3, "sleep_ms": 1.0} | settings,
         "entries": list(entries),
     }
 
@@ -301,21 +303,9 @@ def test_runs_that_sent_other_requests_are_not_compared(name: str, value: Any, s
     assert "compare runs of the same --sleep-ms, --fail-phase, --fail-fraction" in message
 
 
-def test_runs_at_different_numbers_of_users_are_never_matched() -> None:
-    # Before: matched, with a note that the setting 'concurrency' differs; a baseline at 16
-    # users against a run at 4 was a REGRESSION in rps (exit 1) and an improvement in p99,
-    # figures of the load, not of a change to the server.
+def test_runs_at_one_and_the_same_level_of_users_leave_it_out() -> None:
     a = doc("A", entry(), entry("gunicorn-gevent"))
     b = doc("B", entry(rps=3000.0, p99=1.0), entry("gunicorn-gevent", rps=3000.0, p99=1.0))
-    b["settings"]["concurrency"] = 4
-    with pytest.raises(UsageError) as info:
-        compare_runs(a, b, 0.10)
-    message = str(info.value)
-    assert "runs 'A' and 'B' have no cell in common (2 cells against 2 cells):" in message
-    assert "their cells differ only in the number of virtual users (A 16, B 4)" in message
-    assert "connection patterns and numbers of users" in message
-    # at one and the same level the key leaves the level out, as before
-    b["settings"]["concurrency"] = 16
     text, regressions = compare_runs(a, b, 0.10)
     assert [r.metric for r in regressions] == ["rps", "rps"]
     assert "users" not in text and "@16" not in text
@@ -479,29 +469,52 @@ def mounted(mount: str | None, **kwargs: Any) -> dict[str, Any]:
     return rv
 
 
-def mounted_doc(run_id: str, mount: str | None, *entries: dict[str, Any]) -> dict[str, Any]:
-    rv = doc(run_id, *entries)
-    rv["settings"]["mount"] = mount
-    return rv
-
-
-def test_cells_under_different_mounts_are_never_matched() -> None:
-    # Before: matched as one app, with a note that the setting 'mount' differs; a clean /api
-    # baseline against a leaking /admin read as a regression of one app (and /admin's clean
-    # baseline against a slower /api run as a slowdown).
-    a = mounted_doc("A", "/api", mounted("/api"))
-    b = mounted_doc("B", "/admin", mounted("/admin", leaks=5, rps=2000.0))
+@pytest.mark.parametrize(
+    ("a", "b", "said"),
+    [
+        # Before: matched as one app, with a note that the setting 'mount' differs; a clean /api
+        # baseline against a leaking /admin read as a regression of one app.
+        pytest.param(
+            doc("A", mounted("/api"), mount="/api"),
+            doc("B", mounted("/admin", leaks=5, rps=2000.0), mount="/admin"),
+            "the mount (A /api, B /admin), and an app under one prefix is not the app under",
+            id="mount",
+        ),
+        # Before: matched, with a note that the setting 'concurrency' differs; a baseline at 16
+        # users against a run at 4 was a REGRESSION in rps (exit 1), a figure of the load.
+        pytest.param(
+            doc("A", entry()),
+            doc("B", entry(rps=3000.0, p99=1.0), concurrency=4),
+            "the number of virtual users (A 16, B 4), and a rate at one number is not a rate at",
+            id="users",
+        ),
+        # Before: 'no cell in common' and no word of why, for a run of a negative control.
+        pytest.param(
+            doc("A", entry()),
+            doc("B", {**entry(leaks=9), "backend": "shared-global"}),
+            "the backend (A contextvar, B shared-global);",
+            id="backend",
+        ),
+    ],
+)
+def test_cells_that_differ_in_one_part_of_their_key_are_never_matched_and_say_which(
+    a: dict[str, Any], b: dict[str, Any], said: str
+) -> None:
     with pytest.raises(UsageError) as info:
         compare_runs(a, b, 0.10)
-    message = str(info.value)
-    assert "runs 'A' and 'B' have no cell in common (1 cell against 1 cell):" in message
-    assert "their cells differ only in the mount (A /api, B /admin)" in message
-    assert "compare runs of the same apps, mounts, backends" in message
+    assert str(info.value).startswith(
+        f"runs 'A' and 'B' have no cell in common (1 cell against 1 cell): their cells differ"
+        f" only in {said}"
+    )
+    assert str(info.value).endswith(
+        " compare runs of the same apps, mounts, backends, modes, connection patterns and"
+        " numbers of users"
+    )
 
 
 def test_cells_are_matched_by_their_mount_and_the_others_listed_as_not_compared() -> None:
-    a = mounted_doc("A", None, mounted("/api"), mounted("/admin", mode="gunicorn-gevent"))
-    b = mounted_doc("B", None, mounted("/api", rps=3000.0), mounted("/v2", mode="gunicorn-gevent"))
+    a = doc("A", mounted("/api"), mounted("/admin", mode="gunicorn-gevent"), mount=None)
+    b = doc("B", mounted("/api", rps=3000.0), mounted("/v2", mode="gunicorn-gevent"), mount=None)
     text, regressions = compare_runs(a, b, 0.10)
     assert [(r.key[5], r.metric) for r in regressions] == [("/api", "rps"), ("/admin", "cell")]
     assert "gunicorn-gthread (myproject.wsgi:dispatcher at /api, contextvar, keepalive)" in text
@@ -515,7 +528,7 @@ def test_the_root_is_one_mount_however_it_was_recorded() -> None:
     # A document older than --mount records none; "--mount /" and no --mount are the root.
     old = doc("A", entry())
     for mount in (None, "/"):
-        new = mounted_doc("B", mount, entry())
+        new = doc("B", entry(), mount=mount)
         new["entries"][0]["server"] = {"effective": {"mount": mount}}
         text, regressions = compare_runs(old, new, 0.10)
         assert regressions == [] and "No regression in 1 cell compared." in text

@@ -357,15 +357,18 @@ def _name(key: CellKey) -> str:
 
 
 def _apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
-    """`` their cells differ only in the mount (A /api, B /admin), and ...;`` when the two runs
-    would have cells in common but for the mount, or for the number of virtual users, else
-    ``""``."""
+    """`` their cells differ only in the backend (A contextvar, B shared-global);`` when the two
+    runs would have cells in common but for one part of their key, else ``""``."""
     for i, what, why in (
-        (5, "the mount", "an app under one prefix is not the app under another"),
-        (4, "the number of virtual users", "a rate at one number is not a rate at another"),
+        (0, "the app", ""),
+        (1, "the backend", ""),
+        (2, "the mode", ""),
+        (3, "the connection pattern", ""),
+        (4, "the number of virtual users", ", and a rate at one number is not a rate at another"),
+        (5, "the mount", ", and an app under one prefix is not the app under another"),
     ):
         if {k[:i] + k[i + 1 :] for k in a_by} & {k[:i] + k[i + 1 :] for k in b_by}:
             # In the order the run measured them: a sweep's levels as given.
             a, b = (", ".join(map(str, dict.fromkeys(k[i] for k in by))) for by in (a_by, b_by))
-            return f" their cells differ only in {what} (A {a}, B {b}), and {why};"
+            return f" their cells differ only in {what} (A {a}, B {b}){why};"
     return ""
