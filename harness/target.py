@@ -31,6 +31,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from harness.errors import UsageError
+from harness.load.http import MAX_BODY
 from harness.load.spec import loopback_host
 from harness.probe import SECRET_ENV, SECRET_HEADER
 from harness.protocol import STOPPED_HEADER, parse_mount, probe_path
@@ -38,10 +39,6 @@ from harness.servers._process import why_not_answered
 from harness.verdict import ProbeProtocolError, examine_probe_response
 
 __all__ = ["Target", "gone", "identify", "parse_target", "secret_headers"]
-
-#: The most of an answer to the probe request :func:`identify` reads: a probe answer is about
-#: 1 KB, and a server that sends more (an endless body) must not fill ctxbench's memory.
-MAX_ANSWER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -123,8 +120,8 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         # byte at a time, or a body without end, is cut off all the same.
         resp = http.client.HTTPResponse(_Bounded(conn.sock, timeout), method="GET")  # type: ignore[arg-type]
         resp.begin()
-        body = resp.read(MAX_ANSWER + 1)
-        if len(body) > MAX_ANSWER:
+        body = resp.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
             raise _TooLong
     except ConnectionRefusedError:
         raise UsageError(
@@ -139,7 +136,7 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         ) from None
     except _TooLong:
         raise UsageError(
-            f"--target {target.url} answered {path} with more than {MAX_ANSWER >> 20} MiB, where"
+            f"--target {target.url} answered {path} with more than {MAX_BODY >> 20} MiB, where"
             " a probe answer is about 1 KB: no ctxbench probe there, or something in front of it"
             " answered in its place"
         ) from None
@@ -196,12 +193,12 @@ class _TooLong(Exception):
 
 class _Bounded(io.RawIOBase):
     """A socket's bytes as http.client reads them, all within ``timeout`` seconds and at most
-    :data:`MAX_ANSWER` of them (and a head's worth)."""
+    :data:`MAX_BODY` of them (and a head's worth)."""
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self.sock = sock
         self.deadline = time.monotonic() + timeout
-        self.left = MAX_ANSWER + 64 * 1024
+        self.left = MAX_BODY + 64 * 1024
 
     def makefile(self, mode: str) -> io.BufferedReader:
         return io.BufferedReader(self)

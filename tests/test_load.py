@@ -6,6 +6,7 @@ asserted in the main thread, after run_load() returned.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -415,6 +416,59 @@ def test_connection_closed_without_answer_is_reset(rude_server: int, connections
     assert result.requests == 12
     assert result.error_kinds == {"reset": 12}
     assert result.leaks == 0
+
+
+@pytest.fixture
+def flooding_server() -> Iterator[Callable[[bytes], int]]:
+    """A TCP server that answers each request with ``head`` and then a body without end, until
+    the client leaves; the factory returns its port."""
+    listeners: list[socket.socket] = []
+
+    def start(head: bytes) -> int:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listeners.append(listener)
+
+        def answer(conn: socket.socket) -> None:
+            piece = b"10000\r\n" + b"x" * 0x10000 + b"\r\n" if b"chunked" in head else b"x" * 65536
+            with conn, contextlib.suppress(OSError):
+                conn.recv(4096)
+                conn.sendall(head)
+                while True:
+                    conn.sendall(piece)
+
+        def loop() -> None:
+            with contextlib.suppress(OSError):  # closed by the fixture
+                while True:
+                    conn, _ = listener.accept()
+                    threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", id="chunked"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", id="100-GB"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", id="until-close"),
+    ],
+)
+@pytest.mark.parametrize("connections", ["keepalive", "fresh"])
+def test_a_body_without_end_is_a_protocol_error_not_a_memory_hog(
+    flooding_server: Callable[[bytes], int], head: bytes, connections: str
+) -> None:
+    """A server that sends more than MAX_BODY is cut off at once: every byte of it was kept
+    until the request timed out (200 MB in 5 s for 4 users, growing without bound)."""
+    port = flooding_server(head)
+    result = run_load(spec(port, requests=4, concurrency=2, connections=connections, timeout=60))
+    assert result.error_kinds == {"protocol": 4}
 
 
 def test_error_kinds_are_documented(serve: ServeFactory) -> None:

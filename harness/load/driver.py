@@ -37,7 +37,15 @@ from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError, observat
 from .acks import STALL_MAX_NS, STALL_MIN_NS, AckCounts
 from .cpu import thread_cpu
 from .fairness import Timeline, Waits
-from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
+from .http import (
+    CHUNKED,
+    LENGTH,
+    MAX_BODY,
+    HttpProtocolError,
+    ResponseHead,
+    dechunk,
+    parse_head,
+)
 from .spec import LoadResult, LoadSpec, loopback_host
 
 __all__ = ["Progress", "run_load"]
@@ -419,7 +427,13 @@ class _Run:
                 self.heads[raw_head] = head
             user.head = head
             user.body_start = end + 4
+            if head.length > MAX_BODY:
+                self._fail(user, "protocol")
+                return
         start = user.body_start
+        if len(buf) - start > MAX_BODY:  # a chunked body, or one until close, without end
+            self._fail(user, "protocol")
+            return
         if head.framing == LENGTH:
             stop = start + head.length
             if len(buf) < stop:

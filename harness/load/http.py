@@ -7,7 +7,12 @@ whether the server will close the connection. Everything else is ignored.
 
 from __future__ import annotations
 
-__all__ = ["HttpProtocolError", "ResponseHead", "dechunk", "parse_head"]
+__all__ = ["MAX_BODY", "HttpProtocolError", "ResponseHead", "dechunk", "parse_head"]
+
+#: The longest response body read: a probe answer is about 1 KB (a few more with the app's own
+#: observe() names), and a server that sends more, or without end, must not fill the memory of
+#: the process reading it.
+MAX_BODY = 1 << 20
 
 
 class HttpProtocolError(ValueError):
