@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from harness.protocol import PHASES, RESIDUE_PREFIX
 
 __all__ = [
+    "MAX_SEEN",
     "Evidence",
     "ProbeChecker",
     "ProbeProtocolError",
@@ -43,6 +44,10 @@ __all__ = [
 #: Every probe response carries at least one observation from each phase.
 _PHASES = frozenset(PHASES)
 _RESIDUE_LEN = len(RESIDUE_PREFIX)
+
+#: The most of a seen value an :class:`Evidence` keeps: a token is about 20 characters, and each
+#: piece of evidence is copied into results.json, both reports and the terminal.
+MAX_SEEN = 200
 
 #: An execution unit as the load driver collects it: ``(pid, thread, greenlet)``.
 UnitKey = tuple[int, int, int | None]
@@ -72,6 +77,8 @@ class Evidence:
     phase: str
     name: str
     expected: str | None
+    #: What the response held there: ``repr()`` of a value that is not a string, and a value
+    #: longer than :data:`MAX_SEEN` characters cut to that many, with its length.
     seen: str | None
     #: The execution unit that answered.
     unit: Unit
@@ -181,7 +188,7 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
                 raise _fail(
                     token, f"observation {item!r} has a seen value that is not a string", body
                 )
-            evidence.append(Evidence(mode, phase, name, expected, seen, Unit(*key)))
+            evidence.append(Evidence(mode, phase, name, expected, _as_seen(seen), Unit(*key)))
     if len(phases) != len(_PHASES):
         missing = ", ".join(sorted(_PHASES - phases))
         raise _fail(token, f"no observations from phase(s) {missing}", body)
@@ -189,7 +196,10 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
 
 
 def _as_seen(value: object) -> str | None:
-    return value if value is None or isinstance(value, str) else repr(value)
+    seen = value if value is None or isinstance(value, str) else repr(value)
+    if seen is not None and len(seen) > MAX_SEEN:
+        return f"{seen[:MAX_SEEN]}... ({len(seen):,} characters)"
+    return seen
 
 
 def observation_names(body: bytes) -> tuple[str, ...]:

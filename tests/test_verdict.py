@@ -10,6 +10,7 @@ import pytest
 
 from harness.protocol import PHASES
 from harness.verdict import (
+    MAX_SEEN,
     Evidence,
     ProbeChecker,
     ProbeProtocolError,
@@ -172,6 +173,20 @@ def test_evidence_is_frozen_and_serialisable() -> None:
 
 
 DEEP = b'{"token": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def test_a_long_seen_value_is_kept_cut_with_its_length() -> None:
+    """A 500 KB value in 362 leaking responses made a 20 MB results.json, two 20 MB reports and
+    2.5 MB of terminal output for a 2 s run."""
+    long = "<script>" + "A" * 500_000
+    (ev,) = check_probe_response(
+        TOKEN, 200, body(obs=[*clean_obs(), ["view", "g", long]]), mode="m"
+    )
+    assert ev.seen == long[:MAX_SEEN] + "... (500,008 characters)"
+    (ev,) = check_probe_response(
+        TOKEN, 200, body(obs=[*clean_obs(), ["view", "g", "x" * MAX_SEEN]]), mode="m"
+    )
+    assert ev.seen == "x" * MAX_SEEN
 
 
 @pytest.mark.parametrize(
