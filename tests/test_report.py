@@ -811,6 +811,20 @@ def test_a_corpus_report_has_no_summary_of_its_first_entry() -> None:
     assert "## Summary" not in md and "The main app" not in md
 
 
+def test_a_users_app_alone_is_drawn_in_the_main_colour() -> None:
+    # The light blue is "Flask next to the core" (the note under the verdict says so); a run of
+    # one app of the user's drew all its clean bars light blue, as if it were Flask beside one.
+    from harness.report.charts import COLOR_OK, COLOR_OTHER_APP
+
+    app = "myproject.wsgi:app"
+    _, html = render(make_doc([make_entry(m, app_label=app, rps=1000.0) for m in MODES[:2]]))
+    assert html.count(f'fill="{COLOR_OK}"') == 2
+    assert COLOR_OTHER_APP not in html
+    both = [make_entry("gunicorn-sync"), make_entry("gunicorn-sync", app_label="flask")]
+    _, html = render(make_doc(both))
+    assert html.count(f'fill="{COLOR_OTHER_APP}"') == 1
+
+
 def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     from harness.report import format_summary
 

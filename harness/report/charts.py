@@ -57,14 +57,15 @@ class Row:
     alarm: bool = False  # label and note in red, bold
 
 
-def throughput(cells: Sequence[Cell], pattern: str) -> Figure:
-    """Median requests/s per cell with min-max whiskers: ``throughput-<pattern>.svg``."""
+def throughput(cells: Sequence[Cell], pattern: str, main: str = "core") -> Figure:
+    """Median requests/s per cell with min-max whiskers: ``throughput-<pattern>.svg``; the
+    ``main`` app's in the main colour, another app's (Flask next to it) lighter."""
     title = f"Throughput, requests/s ({pattern})"
     rows, sweep = [], len({c.concurrency for c in cells}) > 1
     for c in cells:
         tip = f"{label(c)}: median {fmt_rps(c.rps)} rps over {plural(len(c.runs) or 1, 'run')}"
         note = f"{fmt_rps(c.rps)} · spread {spread_cell(c.rps_spread, len(c.runs))}"
-        rows.append(_row(c, (Bar(c.rps, _color(c), "rps", tip, c.rps_runs),), note, sweep))
+        rows.append(_row(c, (Bar(c.rps, _color(c, main), "rps", tip, c.rps_runs),), note, sweep))
     return Figure(file_name("throughput", pattern), title, bar_chart(title, rows))
 
 
@@ -154,12 +155,12 @@ def _row(c: Cell, bars: tuple[Bar, ...], note: str, sweep: bool) -> Row:
     return Row(c.mode, " · ".join(extras(c) + users + flag), bars, note, alarm=not c.clean)
 
 
-def _color(c: Cell) -> str:
+def _color(c: Cell, main: str) -> str:
     if not c.clean:
         return COLOR_LEAK
     if c.backend != DEFAULT_BACKEND:
         return COLOR_MUTANT
-    return COLOR_OK if c.app_label == "core" else COLOR_OTHER_APP
+    return COLOR_OK if c.app_label == main else COLOR_OTHER_APP
 
 
 def file_name(*parts: str) -> str:

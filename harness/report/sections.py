@@ -201,7 +201,8 @@ def patterns(ctx: Context) -> list[Node]:
     out: list[Node] = []
     for pattern in ctx.summary.patterns:
         cells = ctx.summary.for_pattern(pattern)
-        figures = (charts.throughput(cells, pattern), charts.latency(cells, pattern))
+        main = ctx.summary.apps[0] if ctx.summary.apps else "core"
+        figures = (charts.throughput(cells, pattern, main), charts.latency(cells, pattern))
         title = PATTERN_TITLES.get(pattern, pattern)
         out += [Heading(f"{title} (`{pattern}`)"), Group(figures, "charts"), cell_table(cells)]
         out += unranked_warnings(cells)
