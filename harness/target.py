@@ -62,7 +62,8 @@ def parse_target(url: str) -> Target:
     example = "e.g. http://127.0.0.1:8080, or http://127.0.0.1:8080/api for an app under /api"
     bad = f"bad --target {url!r}: give the URL the app is served at, {example}"
     try:
-        parts = urllib.parse.urlsplit(url)
+        # Spaces around it, as a pasted or quoted URL has (urlsplit drops the leading ones).
+        parts = urllib.parse.urlsplit(url.strip())
     except ValueError:  # e.g. the unclosed bracket of an IPv6 address
         raise UsageError(bad) from None
     if parts.scheme == "https":

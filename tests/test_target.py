@@ -62,6 +62,9 @@ def test_target_urls_are_normalised() -> None:
     assert parse_target("http://localhost:8080/").url == "http://127.0.0.1:8080"
     assert parse_target("http://[::1]:9000").url == "http://[::1]:9000"
     assert parse_target("http://127.0.0.1").port == 80
+    # A trailing space was read as part of the port: 'its port must be a number from 1 to 65535'.
+    assert parse_target("http://127.0.0.1:8080 ").url == "http://127.0.0.1:8080"
+    assert parse_target(" http://127.0.0.1:8080/api\n").url == "http://127.0.0.1:8080/api"
 
 
 @pytest.mark.parametrize(
