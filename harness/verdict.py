@@ -77,8 +77,8 @@ class Evidence:
     phase: str
     name: str
     expected: str | None
-    #: What the response held there: ``repr()`` of a value that is not a string, and a value
-    #: longer than :data:`MAX_SEEN` characters cut to that many, with its length.
+    #: What the response held there; a value longer than :data:`MAX_SEEN` characters is cut to
+    #: that many, with its length.
     seen: str | None
     #: The execution unit that answered.
     unit: Unit
@@ -160,6 +160,8 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
     evidence: list[Evidence] = []
     echoed = doc["token"]
     if echoed != token:
+        if echoed is not None and type(echoed) is not str:  # no request's token: 12345, NaN
+            raise _fail(token, "'token' is neither a string nor null", body)
         evidence.append(Evidence(mode, "view", "token", token, _as_seen(echoed), Unit(*key)))
 
     # This loop runs for every response inside the load driver's measured loop: type checks
@@ -195,8 +197,7 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
     return ProbeVerdict(key, evidence)
 
 
-def _as_seen(value: object) -> str | None:
-    seen = value if value is None or isinstance(value, str) else repr(value)
+def _as_seen(seen: str | None) -> str | None:
     if seen is not None and len(seen) > MAX_SEEN:
         return f"{seen[:MAX_SEEN]}... ({len(seen):,} characters)"
     return seen

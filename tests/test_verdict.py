@@ -197,6 +197,9 @@ def test_a_long_seen_value_is_kept_cut_with_its_length() -> None:
         pytest.param(body(obs=[]), "'obs' is missing or empty", id="empty-obs"),
         pytest.param(body(drop=("obs",)), "'obs' is missing or empty", id="no-obs"),
         pytest.param(body(drop=("token",)), "'token' is missing", id="no-token"),
+        # Leaks of 'saw 12345' or 'saw nan', a value no request carried.
+        pytest.param(body(token=12345), "'token' is neither a string nor null", id="token-int"),
+        pytest.param(body(token=float("nan")), "'token' is neither", id="token-nan"),
         pytest.param(body(drop=("app",)), "'app'", id="no-app"),
         pytest.param(body(app=3), "'app'", id="app-not-string"),
         pytest.param(body(worker="w"), "'worker'", id="worker-not-object"),
