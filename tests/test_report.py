@@ -525,6 +525,10 @@ def test_calibration_section_with_the_target(tmp_path: Path) -> None:
     noisy = calibration_doc({"gunicorn-gevent": 0.91}, spread=0.3)
     md, _ = write_run(tmp_path, calibration=noisy)
     assert "Spread above 10% between rounds:**\n>\n> - gunicorn-gevent: spread 30%" in md
+    # The reference's echo probe: listed at "spread 10.1%", its row read "10% / 3.3% ⚠".
+    edge = calibration_doc({"echo-probe": 0.64}, spread=0.101)
+    md, _ = write_run(tmp_path, calibration=edge)
+    assert "> - echo-probe: spread 10.1%" in md and "| 10.1% / 10.1% ⚠ |" in md
 
 
 def test_bad_benchmark_files_name_the_file_and_field(tmp_path: Path) -> None:

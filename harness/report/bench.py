@@ -17,7 +17,14 @@ from harness.benchdata import (
     CalibrationRow,
     MicroRow,
 )
-from harness.report.text import fmt_pct, fmt_rps, fmt_runs, fmt_share, fmt_us, spread_cell
+from harness.report.text import (
+    fmt_rps,
+    fmt_runs,
+    fmt_share,
+    fmt_spread,
+    fmt_us,
+    spread_cell,
+)
 from harness.report.tree import Heading, Node, Note, Table, spread_warning, where
 from harness.results import SPREAD_FORMULA, SPREAD_WARNING
 
@@ -94,7 +101,7 @@ def calibration_table(rows: Sequence[CalibrationRow]) -> Table:
             fmt_share(r.driver_cpu),
             "-" if r.driver_rps_per_core is None else fmt_rps(r.driver_rps_per_core),
             fmt_share(r.ratio_per_core),
-            f"{fmt_pct(r.wrk_spread)} / {fmt_pct(r.driver_spread)}" + " ⚠" * _noisy(r),
+            f"{fmt_spread(r.wrk_spread)} / {fmt_spread(r.driver_spread)}" + " ⚠" * _noisy(r),
             *(fmt_runs(r.wrk_runs), fmt_runs(r.driver_runs)),
             *(f"{r.driver_errors:,.0f}", f"{r.driver_leaks:,.0f}"),
         )
