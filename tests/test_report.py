@@ -792,6 +792,26 @@ def test_a_sweep_names_the_level_of_every_cell() -> None:
     assert ">8 users</tspan>" in html
 
 
+def test_a_sweeps_leaks_and_exercised_units_name_their_level() -> None:
+    import dataclasses
+
+    from harness.exercised import Exercised
+
+    entries = [
+        {**make_entry("gunicorn-sync", backend="shared-global", leaks=2), "concurrency": n}
+        for n in (1, 8)
+    ]
+    run = load_run(make_doc(entries))
+    seen = Exercised((7,), 1, 1, 1, 0.5, False, True, False, False)
+    run = run.replace(cells=tuple(dataclasses.replace(c, exercised=seen) for c in run.cells))
+    md = render_reports(run)["report.md"]
+    assert "### gunicorn-sync · core · shared-global · keepalive · 1 user: 2 leaks" in md
+    assert "### gunicorn-sync · core · shared-global · keepalive · 8 users: 2 leaks" in md
+    part = section(md, "## What the runs exercised")
+    assert "| cell | connections | users | processes |" in part
+    assert "| gunicorn-sync · shared-global | keepalive | 8 | 1 |" in part
+
+
 def test_a_corpus_report_has_no_summary_of_its_first_entry() -> None:
     # `ctxbench corpus`: "The main app (`...e1_thread_local_before_patch:buggy`)" headed a table
     # of its rates beside every entry's leaks, a red LEAK row for a mode it cannot leak under.

@@ -286,14 +286,16 @@ def leaks(ctx: Context) -> list[Node]:
     out: list[Node] = [Heading("Leaks")]
     if not ctx.summary.leaked:
         out.append(Paragraph("None: every probe observation matched its request's own token."))
+    sweep = swept(ctx.summary.cells)
     for c in ctx.summary.leaked:
         requests = plural(c.requests, "request")
         if c.leaky_requests is not None:
             requests = f"{plural(c.leaky_requests, 'request')} of {c.requests:,}"
+        users = [plural(c.concurrency or 0, "user")] * sweep
         out.append(
             Heading(
-                f"{c.mode} · {app_name(c.app_label)} · {c.backend} · {c.connections}:"
-                f" {plural(c.leaks, 'leak')} in {requests}",
+                " · ".join([c.mode, app_name(c.app_label), c.backend, c.connections, *users])
+                + f": {plural(c.leaks, 'leak')} in {requests}",
                 3,
             )
         )
@@ -320,9 +322,11 @@ def exercised(ctx: Context) -> list[Node]:
     pairs = [(c, c.exercised) for c in ctx.summary.cells if c.exercised is not None]
     if not pairs:
         return []
+    sweep = swept([c for c, _ in pairs])
     rows = tuple(
         (
-            *(label(c), c.connections, f"{seen.processes:,}", f"{seen.threads:,}"),
+            *(label(c), c.connections, *(str(c.concurrency),) * sweep),
+            *(f"{seen.processes:,}", f"{seen.threads:,}"),
             *(f"{seen.units:,}", f"{seen.in_flight:.2f}", "yes" if seen.overlap else "not shown"),
             ("yes, across connections" if seen.reused_across_connections else "yes")
             if seen.unit_reused
@@ -331,8 +335,8 @@ def exercised(ctx: Context) -> list[Node]:
         for c, seen in pairs
     )
     weak = tuple(weak_zeros([c for c, _ in pairs], named))
-    headers = ("cell", "connections", "processes", "threads", "units", "in flight",
-               "overlap", "unit reused")  # fmt: skip
+    headers = ("cell", "connections", *("users",) * sweep, "processes", "threads", "units",
+               "in flight", "overlap", "unit reused")  # fmt: skip
     out: list[Node] = [
         Heading("What the runs exercised"),
         Note(
@@ -340,7 +344,7 @@ def exercised(ctx: Context) -> list[Node]:
             " flight per server process by Little's law (throughput x the view's sleep, over the"
             " processes seen), and whether a unit served more than one request."
         ),
-        Table(headers, rows, "llrrrrll"),
+        Table(headers, rows, "ll" + "r" * (4 + sweep) + "ll"),
     ]
     targets = {c.target: (c, seen) for c, seen in pairs if c.target is not None}
     if targets:
