@@ -247,8 +247,10 @@ class ProbeChecker:
     string values, quotes included) replaced by a NUL byte. When a response's shape is one that
     was already checked clean, the response is clean too, with the same unit, and is not
     parsed again; any other response goes through :func:`examine_probe_response` and, if clean,
-    adds its shape (up to ``max_shapes`` of them). Under load a server answers in a handful of
-    shapes (one per execution unit), so nearly every response takes the short way.
+    adds its shape, while the shapes held come to at most ``max_bytes`` (8 MiB: thousands of
+    probe answers, where a server that answers in ever new and long shapes must not fill
+    memory). Under load a server answers in a handful of shapes (one per execution unit), so
+    nearly every response takes the short way.
 
     Why that is exact: the short way is taken only when the token matches
     ``[A-Za-z0-9_]*-[A-Za-z0-9_-]*`` (as the load driver's tokens do) and the body holds no
@@ -265,11 +267,12 @@ class ProbeChecker:
     builds their evidence.
     """
 
-    __slots__ = ("hits", "max_shapes", "mode", "shapes")
+    __slots__ = ("hits", "mode", "room", "shapes")
 
-    def __init__(self, mode: str, *, max_shapes: int = 4096) -> None:
+    def __init__(self, mode: str, *, max_bytes: int = 8 << 20) -> None:
         self.mode = mode
-        self.max_shapes = max_shapes
+        #: how many more bytes of shapes the cache takes
+        self.room = max_bytes
         #: shape -> the unit that answered it
         self.shapes: dict[bytes, UnitKey] = {}
         #: responses answered from the cache
@@ -286,6 +289,7 @@ class ProbeChecker:
             self.hits += 1
             return ProbeVerdict(unit, [])
         verdict = examine_probe_response(token, status, body, mode=self.mode)
-        if not verdict.evidence and len(self.shapes) < self.max_shapes:
+        if not verdict.evidence and len(shape) <= self.room:
             self.shapes[shape] = verdict.unit
+            self.room -= len(shape)
         return verdict

@@ -163,10 +163,23 @@ def test_leaky_responses_are_never_cached() -> None:
 
 
 def test_the_cache_is_bounded() -> None:
-    checker = ProbeChecker(MODE, max_shapes=2)
+    shape = len(clean(pid="0").replace(f'"{TOKEN}"'.encode(), b"\x00"))
+    checker = ProbeChecker(MODE, max_bytes=2 * shape)
     for pid in range(5):
         checker.examine(TOKEN, 200, clean(pid=str(pid)))
     assert len(checker.shapes) == 2
+
+
+def test_the_cache_is_bounded_in_bytes() -> None:
+    """A server that answers each request in a long shape of its own (a clean answer with
+    200 KB of padding) grew the cache to 4,096 shapes: ctxbench run --target reached 591 MB."""
+    checker = ProbeChecker(MODE)
+    for i in range(60):
+        padded = {**doc(), "pad": f"{i:04}" * 50_000}
+        assert checker.examine(TOKEN, 200, json.dumps(padded).encode()).evidence == []
+    assert sum(map(len, checker.shapes)) <= 8 << 20
+    assert checker.examine(TOKEN, 200, clean()).evidence == []
+    assert clean().replace(f'"{TOKEN}"'.encode(), b"\x00") in checker.shapes
 
 
 def test_mutated_bodies_agree() -> None:
