@@ -812,6 +812,25 @@ def test_a_sweeps_leaks_and_exercised_units_name_their_level() -> None:
     assert "| gunicorn-sync · shared-global | keepalive | 8 | 1 |" in part
 
 
+def test_requests_made_to_fail_are_said_under_the_verdict() -> None:
+    # `ctxbench run --fail-phase teardown_request`: the terminal said "(361 more failed or were
+    # made to fail)", the report only listed fail_phase among the settings at its end, and its
+    # verdict and recommendation read as those of a plain run.
+    doc = make_doc(
+        [{**make_entry("gunicorn-gthread"), "injected": 243}, make_entry("gunicorn-sync")]
+    )
+    doc["settings"].update(fail_phase="teardown_request", fail_fraction=0.1)
+    md, html = render(doc)
+    said = (
+        "**Made to fail on purpose:** 243 requests raised at teardown_request (`--fail-phase`, a"
+        " fraction of 0.1 of them): expected errors, in no *errors* column and not checked; the"
+        " requests after them are judged."
+    )
+    assert said in section(md, "# ctxbench report: 20260101-120000")
+    assert "<strong>Made to fail on purpose:</strong> 243 requests" in html
+    assert "Made to fail" not in render(make_doc())[0]
+
+
 def test_a_corpus_report_has_no_summary_of_its_first_entry() -> None:
     # `ctxbench corpus`: "The main app (`...e1_thread_local_before_patch:buggy`)" headed a table
     # of its rates beside every entry's leaks, a red LEAK row for a mode it cannot leak under.

@@ -107,6 +107,16 @@ def verdict(ctx: Context) -> list[Node]:
     if run.not_measured:
         skipped = "; ".join(f"{n.mode} ({n.connections}): {n.reason}" for n in run.not_measured)
         out.append(Paragraph(f"**Not measured** (these cannot run as asked): {skipped}."))
+    if injected := sum(c.injected for c in run.cells):
+        phase, share = run.settings.fail_phase, run.settings.fail_fraction
+        how = f" at {phase} (`--fail-phase`, a fraction of {share:g} of them)" if phase else ""
+        out.append(
+            Paragraph(
+                f"**Made to fail on purpose:** {plural(injected, 'request')} raised{how}: expected"
+                " errors, in no *errors* column and not checked; the requests after them are"
+                " judged."
+            )
+        )
     if run.status != "complete":
         text = f"**⚠ This run is {run.status}, not complete:** {run.status_reason}"
         text += "; cells may be missing; do not compare it with a complete run." if matrix else "."
