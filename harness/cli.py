@@ -540,6 +540,7 @@ def _readers_may_go() -> Iterator[None]:
 
 def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
     """The totals under the summary table, and the app's own ``observe()`` names checked."""
+    from harness.exercised import ONE_USER
     from harness.report.text import plural  # the report package: loaded only where it is used
     from harness.settings import RunSettings
 
@@ -565,10 +566,8 @@ def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
     if cells and not run.leaks and all(c.concurrency == 1 for c in cells):
         default = RunSettings.concurrency
         out.append(
-            "Requests never overlapped: one virtual user (--concurrency 1) sends one request at a"
-            " time, so no leak between requests served at the same time could show, only state"
-            f" one request left for the next; leave --concurrency at its default ({default}), or"
-            f" sweep (--concurrency 1,{default})"
+            f"Requests never overlapped: {ONE_USER}; leave --concurrency at its default"
+            f" ({default}), or sweep (--concurrency 1,{default})"
         )
     return out
 

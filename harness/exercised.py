@@ -29,6 +29,7 @@ from harness.verdict import UnitKey
 
 __all__ = [
     "CLOSED_SHARE",
+    "ONE_USER",
     "Exercised",
     "exercised",
     "in_flight_per_process",
@@ -38,6 +39,12 @@ __all__ = [
 #: A keepalive cell whose server closed the connection after at least this share of the answered
 #: requests exercised hardly any kept-alive connection.
 CLOSED_SHARE = 0.9
+#: Why a run at one virtual user shows no overlap, whatever each request sleeps: the terminal's
+#: totals and the report's notes say it.
+ONE_USER = (
+    "one virtual user (--concurrency 1) sends one request at a time, so no leak between requests"
+    " served at the same time could show, only state one request left for the next"
+)
 
 
 def units_by_process(units: Iterable[UnitKey]) -> dict[int, set[tuple[int, int | None]]]:
@@ -80,12 +87,15 @@ class Exercised:
     def processes(self) -> int:
         return len(self.pids)
 
-    def notes(self) -> list[str]:
-        """Why a zero from this run proves little, one sentence each (empty: it proves a lot)."""
+    def notes(self, users: int | None = None) -> list[str]:
+        """Why a zero from this run proves little, one sentence each (empty: it proves a lot);
+        ``users`` is the run's number of virtual users, when known."""
         rv = []
         if self.answered == 0:
             return ["no request was answered, so nothing was checked"]
-        if not self.overlap:
+        if not self.overlap and users == 1:  # a longer sleep cannot help
+            rv.append(f"requests never overlapped: {ONE_USER}; run more users (--concurrency)")
+        elif not self.overlap:
             # in_flight is a lower bound: at or under 1 it fails to show overlap, it does not
             # rule it out (a gthread pool of 4 at 1,800 rps reads 0.92), so say what helps.
             rv.append(

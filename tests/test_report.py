@@ -1076,6 +1076,27 @@ def test_totals_say_one_virtual_user_never_overlaps_requests() -> None:
     assert "never overlapped" not in totals(1, leaks=3)  # the leak says more
 
 
+def test_the_notes_of_a_cell_at_one_virtual_user_say_more_users_not_a_longer_sleep() -> None:
+    # The report's note said that a longer --sleep-ms (10) would make the requests overlap: one
+    # user sends one request at a time, however long each sleeps.
+    import dataclasses
+
+    from harness.exercised import ONE_USER, exercised
+    from harness.report.summary import weak_zeros
+
+    seen = exercised(
+        [(1, 10, None)], answered=300, rps=300.0, sleep_ms=1.0, connections="keepalive"
+    )
+    doc = make_doc([make_entry("gunicorn-gthread")])
+    doc["settings"]["concurrency"] = 1
+    cell = dataclasses.replace(load_run(doc).cells[0], exercised=seen)
+    assert weak_zeros([cell]) == [
+        f"gunicorn-gthread keepalive: requests never overlapped: {ONE_USER}; run more users"
+        " (--concurrency)."
+    ]
+    assert "--sleep-ms" in weak_zeros([dataclasses.replace(cell, concurrency=2)])[0]
+
+
 def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() -> None:
     # Every request of a cell was reset before an answer came: "OK, every request saw only its
     # own values" would be a verdict on requests that were never checked.

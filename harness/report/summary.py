@@ -383,7 +383,7 @@ def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
         f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}: {note}."
         for c in cells
         if c.clean and c.exercised is not None
-        for note in c.exercised.notes()
+        for note in c.exercised.notes(c.concurrency)
     ]
 
 
