@@ -1001,6 +1001,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _stopped(args: argparse.Namespace | None) -> str:
     """What an interrupt left behind: nothing ctxbench started, and a ``--target``'s server,
     which ctxbench did not start, as it was (the user may fear the run stopped it)."""
+    if args is None:  # while the command line was read: nothing had started
+        return "no server was started"
     if getattr(args, "target", None):
         return "no server was started, and the --target servers are left running"
     return "every server was stopped"
