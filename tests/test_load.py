@@ -651,6 +651,16 @@ def test_dechunk() -> None:
         dechunk(b"zz\r\n", 0)
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("size", [b"-6", b"-1", b"-0x1"])
+def test_a_negative_chunk_size_is_a_protocol_error(size: bytes) -> None:
+    # "-6" after a CRLF took the reader back to the start of its own line: the driver looped
+    # there for ever, at 100% CPU and growing (1.7 GB in 2 minutes), past every timeout.
+    data = b"HEAD\r\n\r\n" + size + b"\r\n"
+    with pytest.raises(HttpProtocolError, match="bad chunk size"):
+        dechunk(data, data.index(b"\r\n\r\n") + 4)
+
+
 def test_extra_headers_reach_a_probe_behind_a_secret(serve: ServeFactory) -> None:
     import core
 

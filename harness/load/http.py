@@ -95,7 +95,9 @@ def dechunk(data: bytes, start: int) -> tuple[bytes, int] | None:
         try:
             size = int(size_field, 16)
         except ValueError:
-            raise HttpProtocolError(f"bad chunk size {size_field!r}") from None
+            size = -1
+        if size < 0:  # "-6" took pos back to the start of its line, for ever
+            raise HttpProtocolError(f"bad chunk size {size_field!r}")
         pos = eol + 2
         if size == 0:
             # Skip trailer fields up to the blank line.
