@@ -736,9 +736,11 @@ def test_bar_chart_labels_fit_left_of_the_bars() -> None:
     from harness.report.charts import Bar, Row, bar_chart
 
     app = "myproject.wsgi:create_app('staging', workers=8, feature_flags=['a', 'b', 'c'])"
+    corpus = "harness.corpus.entries.e2_app_context_at_import:buggy · LEAK"
     rows = [
         Row("nginx-keepalive+gunicorn-gevent", "", (Bar(4731.0, "#c0392b", "rps", ""),), "", True),
         Row("eventlet", app, (Bar(3462.0, "#3569b5", "rps", app),), ""),
+        Row("waitress", corpus, (Bar(3462.0, "#c0392b", "rps", ""),), "", True),
     ]
     svg = bar_chart("Throughput", rows)
     texts = ET.fromstring(svg).findall(f"{{{SVG_NS}}}text")
@@ -747,10 +749,14 @@ def test_bar_chart_labels_fit_left_of_the_bars() -> None:
     assert float(label.get("x", 0)) >= 227  # right-aligned there: its left end is in the chart
     bars = ET.fromstring(svg).findall(f"{{{SVG_NS}}}rect")[1:]
     assert {float(b.get("x", 0)) for b in bars} == {float(label.get("x", 0)) + 8}
-    # An app string too long for any margin is cut short, whole in the bar's tooltip.
+    # An app string too long for any margin loses its middle, whole in the bar's tooltip; its
+    # end says the most: the corpus entry's variant, the cell's LEAK.
     sub = next(e for e in texts if e.text == "eventlet")[0].text or ""
-    assert sub.endswith("…") and app.startswith(sub[:-1]) and len(sub) * 6.5 < 360
+    head, tail = sub.split("…")
+    assert app.startswith(head) and app.endswith(tail) and len(sub) * 6.5 < 360
     assert f"<title>{escape(app)}</title>" in svg
+    sub = next(e for e in texts if e.text == "waitress")[0].text or ""
+    assert "…" in sub and sub.endswith("_at_import:buggy · LEAK")
 
 
 def test_line_chart_key_fits_a_long_mode_name() -> None:

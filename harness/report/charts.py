@@ -185,9 +185,13 @@ def _label_width(rows: Sequence[Row]) -> int:
 
 
 def _fit(text: str, width: float, em: float) -> str:
-    """``text``, cut short with an ellipsis if it would not fit in ``width`` px."""
+    """``text``, its middle cut out for an ellipsis if it would not fit in ``width`` px: the
+    end says the most (an app string's ``:buggy`` or ``:create_app()``, a ``LEAK``)."""
     most = int(width // em)
-    return text if len(text) <= most else text[: most - 1] + "…"
+    if len(text) <= most:
+        return text
+    head = (most - 1) // 2
+    return text[:head] + "…" + text[len(text) - (most - 1 - head) :]
 
 
 def _axis(values: Sequence[float]) -> tuple[float, list[tuple[float, str, str]]]:
