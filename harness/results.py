@@ -304,7 +304,8 @@ CORPUS_VERDICTS = ("caught", "not caught", "clean", "missed", "false leak", "lea
 
 @dataclass(frozen=True)
 class Cell:
-    """One (app, backend, mode, connections) measurement of a run.
+    """One (app, backend, mode, connections, and number of users in a sweep) measurement of a
+    run.
 
     ``requests``, ``leaks``, ``errors`` and ``error_kinds`` count every checked response, the
     warm-up's included (a leak seen while warming up is still a leak; :attr:`warmup` says how
