@@ -103,8 +103,15 @@ def parse_target(url: str) -> Target:
 
 
 def secret_headers() -> tuple[tuple[str, str], ...]:
-    """The probe secret header to send, from ``CTXBENCH_PROBE_SECRET`` (none when unset)."""
+    """The probe secret header to send, from ``CTXBENCH_PROBE_SECRET`` (none when unset).
+
+    Raises :class:`UsageError` when the secret is not one line."""
     secret = os.environ.get(SECRET_ENV)
+    if secret and any(c in secret for c in "\r\n"):
+        raise UsageError(
+            f"{SECRET_ENV} holds a line break, which no HTTP header can carry; set it to one"
+            " line, here and in the server's environment"
+        )
     return ((SECRET_HEADER, secret),) if secret else ()
 
 
@@ -116,7 +123,9 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
     path = probe_path(target.mount)
     conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
     try:
-        conn.request("GET", f"{path}?token=ctxbench-target-check", headers=dict(secret_headers()))
+        # Header values in UTF-8, as the load driver sends them and the probe reads them.
+        headers = {name: value.encode() for name, value in secret_headers()}
+        conn.request("GET", f"{path}?token=ctxbench-target-check", headers=headers)
         # Read through a bound on the whole answer, not on each read: a server that sends a
         # byte at a time, or a body without end, is cut off all the same.
         resp = http.client.HTTPResponse(_Bounded(conn.sock, timeout), method="GET")  # type: ignore[arg-type]

@@ -224,6 +224,34 @@ def serving(app: t.Any) -> Iterator[str]:
             thread.join()
 
 
+def test_a_secret_beyond_ascii_reaches_the_probe_as_the_load_sends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # identify sent it in latin-1 and the load in UTF-8, which the probe reads: 'é' was 'no
+    # ctxbench probe there' with the same secret on both sides, and '€' a UnicodeEncodeError.
+    import core
+    from harness.probe import install_probe
+
+    app = core.App("secret_app")
+    app.secret_key = "k"
+    install_probe(app, enabled=True, secret="é€")
+    monkeypatch.setenv("CTXBENCH_PROBE_SECRET", "é€")
+    with serving(app) as url:
+        assert identify(parse_target(url)).app == "secret_app"
+
+
+def test_a_secret_of_two_lines_is_one_line_of_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # http.client's ValueError('Invalid header value') was a traceback, exit 1.
+    monkeypatch.setenv("CTXBENCH_PROBE_SECRET", "a\nb")
+    assert main(["run", "--target", "http://127.0.0.1:1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "ctxbench: error: CTXBENCH_PROBE_SECRET holds a line break, which no HTTP header can"
+        " carry; set it to one line, here and in the server's environment\n"
+    )
+
+
 def test_a_target_without_the_probe_is_told_which_apps_take_it() -> None:
     # A Django deployment was told to mount the probe with install_probe(app), which refuses it.
     def django_404(environ: t.Any, start_response: t.Any) -> list[bytes]:
