@@ -150,7 +150,9 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
             " a probe answer is about 1 KB: no ctxbench probe there, or something in front of it"
             " answered in its place"
         ) from None
-    except http.client.HTTPException as e:  # http.client's words: BadStatusLine('...')
+    except (http.client.HTTPException, ValueError) as e:
+        # BadStatusLine('...'), LineTooLong; a ValueError is http.client reading -6 bytes for
+        # a chunk size of '-6'.
         said = str(e)[:60]
         raise UsageError(
             f"--target {target.url} did not answer {path} in HTTP/1.x ({type(e).__name__}"

@@ -172,6 +172,11 @@ def _trickle(conn: socket.socket) -> None:
             id="huge-header",
         ),
         pytest.param(
+            lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-6\r\n"),
+            "did not answer /_ctxbench/probe in HTTP/1.x (ValueError:",
+            id="negative-chunk-size",
+        ),
+        pytest.param(
             _endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
                      b"10000\r\n" + b"x" * 0x10000 + b"\r\n"),
             "answered /_ctxbench/probe with more than 1 MiB, where a probe answer is about 1 KB",
