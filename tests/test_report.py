@@ -358,7 +358,7 @@ def test_summary_table_counts_every_app_on_the_correct_storage() -> None:
     assert "| **werkzeug-threaded** | **keepalive** |" in summary and "| **4** | **0** |" in summary
     assert "LEAK" not in summary
     assert summary.count("\n| ") == 2 + len(MODES)
-    assert "<h2>Summary</h2>" in html
+    assert '<h2 id="summary">Summary</h2>' in html
 
 
 def test_chart_files_are_the_inlined_svg_and_valid_xml(tmp_path: Path) -> None:
@@ -490,7 +490,10 @@ def test_micro_section_side_by_side_with_ratios_and_targets(tmp_path: Path) -> N
     assert "| core full WSGI call >= 2x Flask throughput | 2.36x (19.9 µs vs 47.0 µs) | met |" in md
     assert "| core app-context push+pop < 1 µs (median) | 0.71 µs | met |" in md
     assert "⚠" not in micro
-    assert "<h2>Micro benchmarks: core vs Flask vs werkzeug</h2>" in html
+    assert (
+        '<h2 id="micro-benchmarks-core-vs-flask-vs-werkzeug">Micro benchmarks: core vs Flask vs'
+        " werkzeug</h2>" in html
+    )
     assert "<code>micro.json</code>" in html and "<em>vs Flask</em>" in html
 
 
@@ -520,7 +523,7 @@ def test_calibration_section_with_the_target(tmp_path: Path) -> None:
     assert "| gunicorn-gthread | 3,000 | 2,880 | 0.96 | 0.9 met |" in part
     assert "2,940 / 3,000 / 3,060" in part  # every wrk run
     assert "⚠" not in part
-    assert "<h2>Load driver against wrk</h2>" in html
+    assert '<h2 id="load-driver-against-wrk">Load driver against wrk</h2>' in html
 
     noisy = calibration_doc({"gunicorn-gevent": 0.91}, spread=0.3)
     md, _ = write_run(tmp_path, calibration=noisy)
@@ -655,7 +658,7 @@ def test_a_section_is_one_function_in_one_list(monkeypatch: pytest.MonkeyPatch) 
         "## Soak\n\n8 cells, *rss* over time\n\n![RSS over time](soak-rss.svg)"
         in files["report.md"]
     )
-    assert "<h2>Soak</h2>\n<p>8 cells, <em>rss</em> over time</p>" in files["report.html"]
+    assert '<h2 id="soak">Soak</h2>\n<p>8 cells, <em>rss</em> over time</p>' in files["report.html"]
     assert files["soak-rss.svg"] in files["report.html"]
 
 
@@ -835,6 +838,24 @@ def test_requests_made_to_fail_are_said_under_the_verdict() -> None:
     assert said in section(md, "# ctxbench report: 20260101-120000")
     assert "<strong>Made to fail on purpose:</strong> 243 requests" in html
     assert "Made to fail" not in render(make_doc())[0]
+
+
+def test_html_headings_have_the_anchors_github_gives_report_md() -> None:
+    # report.html's headings had no id: a link to a section (#leaks) worked in report.md on
+    # GitHub only. The ids are GitHub's: lower case, punctuation dropped, spaces as hyphens.
+    doc = make_doc([make_entry(m, backend="shared-global", leaks=1) for m in MODES[:2]])
+    _, html = render(doc)
+    assert '<h2 id="leaks">Leaks</h2>' in html
+    assert '<h2 id="keep-alive-connections-keepalive">Keep-alive connections (' in html
+    leak = "werkzeug-threaded--core--shared-global--keepalive-1-leak-in-9000-requests"
+    assert f'<h3 id="{leak}">werkzeug-threaded · core · shared-global' in html
+    ids = re.findall(r' id="([^"]*)"', html)
+    assert len(ids) == len(set(ids))
+    # A heading met again gets -1, as on GitHub.
+    from harness.report.render import _anchor
+
+    taken: dict[str, int] = {}
+    assert [_anchor("Soak: <code>a_b</code>", taken) for _ in "ab"] == ["soak-a_b", "soak-a_b-1"]
 
 
 def test_a_corpus_report_has_no_summary_of_its_first_entry() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from html import escape
+from html import escape, unescape
 
 from harness.report.text import literal
 from harness.report.tree import Callout, Figure, Heading, Items, Node, Note, Paragraph, Table
@@ -92,18 +92,20 @@ def _md_table(table: Table) -> list[str]:
 def to_html(nodes: Sequence[Node]) -> str:
     """The tree as one HTML page, titled by its first heading."""
     title = next((n.text for n in nodes if isinstance(n, Heading)), "ctxbench report")
+    anchors: dict[str, int] = {}
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>\n"
-        + "".join(_html(node) + "\n" for node in nodes)
+        + "".join(_html(node, anchors) + "\n" for node in nodes)
         + "</main></body></html>\n"
     )
 
 
-def _html(node: Node) -> str:
+def _html(node: Node, anchors: dict[str, int]) -> str:
     if isinstance(node, Heading):
-        return f"<h{node.level}>{_inline(node.text)}</h{node.level}>"
+        text = _inline(node.text)
+        return f'<h{node.level} id="{_anchor(text, anchors)}">{text}</h{node.level}>'
     if isinstance(node, Paragraph):
         return f"<p{_class('note' * isinstance(node, Note))}>{_inline(node.text)}</p>"
     if isinstance(node, Items):
@@ -112,7 +114,7 @@ def _html(node: Node) -> str:
         return _html_table(node)
     if isinstance(node, Figure):
         return node.svg
-    body = "".join(_html(child) for child in node.body)
+    body = "".join(_html(child, anchors) for child in node.body)
     tag = "section" if isinstance(node, Callout) else "div"
     return f"<{tag}{_class(node.style)}>{body}</{tag}>"
 
@@ -142,6 +144,17 @@ def _inline(text: str) -> str:
     rv = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", rv)
     rv = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", rv)
     return re.sub("\0(\\d+)\0", lambda m: spans[int(m[1])], rv)
+
+
+def _anchor(html: str, taken: dict[str, int]) -> str:
+    """A heading's id, as GitHub makes one for the same heading of report.md: its text in lower
+    case, punctuation dropped, spaces as hyphens, and ``-1``, ``-2`` after a repeat; so
+    ``report.html#leaks`` and ``report.md#leaks`` point at the same section."""
+    text = unescape(re.sub(r"<[^>]*>", "", html)).lower()
+    slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+    n = taken.get(slug, 0)
+    taken[slug] = n + 1
+    return escape(f"{slug}-{n}" if n else slug)
 
 
 def _html_table(table: Table) -> str:
