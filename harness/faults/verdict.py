@@ -129,7 +129,7 @@ def judge(
         return "caught", f"{tally.leaks:,} leaking observations under the fault"
     if tally.leaks:
         own = app_observation_names(leaked)
-        if own and len(own) == len(set(leaked)):
+        if own and set(own) == set(leaked):  # every name that leaked is the app's own
             return "LEAK", (
                 f"{tally.leaks:,} leaking observations of the app's own state ({', '.join(own)},"
                 " given to observe()): the app keeps it where requests share it, a bug of the"

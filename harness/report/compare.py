@@ -187,13 +187,13 @@ def compare_runs(
             f"{word}: {', '.join(metrics)}"
             for word in ("REGRESSION", *EXCUSES)
             if (metrics := [c.metric for c in cell if c.verdict == word])
-        )
+        ) or ("leaks, as in A" if b.leaks else "ok")  # none counted: B is clean, or leaked as A
         rows.append(
             (
                 *(key[2], _app(key), key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
                 *(fmt_rps(a.rps), fmt_rps(b.rps)),
                 *(delta["rps"], fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
-                *(delta.get("p99", "-"), f"{a.leaks:,}/{b.leaks:,}", status or _ok(b)),
+                *(delta.get("p99", "-"), f"{a.leaks:,}/{b.leaks:,}", status),
             )
         )
     headers = (
@@ -257,11 +257,6 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
             worse = _relative(va / max(a.requests, 1), vb / max(b.requests, 1)) > threshold
         rv.append(Change(key, metric, va, vb, "REGRESSION" if worse else ""))
     return rv
-
-
-def _ok(b: Cell) -> str:
-    """The verdict of a cell with no change counted: ``ok``, or that B leaked as A did."""
-    return "leaks, as in A" if b.leaks else "ok"
 
 
 def _why(a: Cell, b: Cell, change: Change) -> str:
