@@ -196,7 +196,18 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
             f"--target {target.url} answered {path} with a probe response that cannot be"
             f" checked ({e.reason}), so every request would be an error; {hint}"
         ) from None
-    return dataclasses.replace(target, server=resp.getheader("Server"), app=app)
+    server = resp.getheader("Server")
+    return dataclasses.replace(
+        target, server=None if server is None else _printable(server), app=_printable(app)
+    )
+
+
+def _printable(text: str, limit: int = 100) -> str:
+    """``text``, from the server, as the terminal and the reports may show it: each character
+    that is not printable (an escape sequence's ESC) as its ``\\x..`` escape, and at most
+    ``limit`` characters."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 class _TooLong(Exception):

@@ -257,6 +257,24 @@ def test_a_secret_of_two_lines_is_one_line_of_error(
     )
 
 
+def test_what_a_target_calls_itself_is_shown_printable_and_short() -> None:
+    """The app name and Server header a target answers with go to the terminal's progress
+    lines and table and into both reports: their escape sequences (a window title, a cleared
+    screen) went there as they were, and a 3,000-character Server header widened the table."""
+    import core
+    from harness.probe import install_probe
+
+    app = core.App("evil\x1b]0;pwned\x07")
+    app.secret_key = "k"
+    install_probe(app, enabled=True)
+    body = app.test_client().get("/_ctxbench/probe?token=ctxbench-target-check").data
+    head = b"HTTP/1.1 200 OK\r\nServer: \x1b[2J%s\r\nContent-Length: %d\r\n\r\n"
+    with answering(lambda c: c.sendall(head % (b"A" * 3000, len(body)) + body)) as url:
+        target = identify(parse_target(url))
+    assert target.app == "evil\\x1b]0;pwned\\x07"
+    assert target.server == "\\x1b[2J" + "A" * 93 + "..."
+
+
 def test_a_target_without_the_probe_is_told_which_apps_take_it() -> None:
     # A Django deployment was told to mount the probe with install_probe(app), which refuses it.
     def django_404(environ: t.Any, start_response: t.Any) -> list[bytes]:
