@@ -36,7 +36,7 @@ from harness.load.spec import loopback_host
 from harness.probe import SECRET_ENV, SECRET_HEADER
 from harness.protocol import STOPPED_HEADER, parse_mount, probe_path
 from harness.servers._process import why_not_answered
-from harness.verdict import ProbeProtocolError, examine_probe_response
+from harness.verdict import ProbeProtocolError, examine_probe_response, printable
 
 __all__ = ["Target", "gone", "identify", "parse_target", "secret_headers"]
 
@@ -198,16 +198,8 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         ) from None
     server = resp.getheader("Server")
     return dataclasses.replace(
-        target, server=None if server is None else _printable(server), app=_printable(app)
+        target, server=None if server is None else printable(server), app=printable(app)
     )
-
-
-def _printable(text: str, limit: int = 100) -> str:
-    """``text``, from the server, as the terminal and the reports may show it: each character
-    that is not printable (an escape sequence's ESC) as its ``\\x..`` escape, and at most
-    ``limit`` characters."""
-    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 class _TooLong(Exception):

@@ -39,6 +39,7 @@ __all__ = [
     "check_probe_response",
     "examine_probe_response",
     "observation_names",
+    "printable",
 ]
 
 #: Every probe response carries at least one observation from each phase.
@@ -190,11 +191,23 @@ def examine_probe_response(token: str, status: int, body: bytes, *, mode: str) -
                 raise _fail(
                     token, f"observation {item!r} has a seen value that is not a string", body
                 )
-            evidence.append(Evidence(mode, phase, name, expected, _as_seen(seen), Unit(*key)))
+            evidence.append(
+                Evidence(mode, phase, printable(name), expected, _as_seen(seen), Unit(*key))
+            )
     if len(phases) != len(_PHASES):
         missing = ", ".join(sorted(_PHASES - phases))
         raise _fail(token, f"no observations from phase(s) {missing}", body)
     return ProbeVerdict(key, evidence)
+
+
+def printable(text: str, limit: int = 100) -> str:
+    """``text`` from a server as the terminal and the reports may show it: each character that
+    is not printable (an escape sequence's ESC) as its ``\\x..`` escape, and at most ``limit``
+    characters, then ``...``."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _as_seen(seen: str | None) -> str | None:
@@ -215,7 +228,11 @@ def observation_names(body: bytes) -> tuple[str, ...]:
         return ()
     if not isinstance(obs, list):
         return ()
-    names = {o[1] for o in obs if isinstance(o, list) and len(o) == 3 and isinstance(o[1], str)}
+    names = {
+        printable(o[1])
+        for o in obs
+        if isinstance(o, list) and len(o) == 3 and isinstance(o[1], str)
+    }
     return tuple(sorted(names))
 
 

@@ -18,6 +18,7 @@ from harness.verdict import (
     check_probe_response,
     examine_probe_response,
     observation_names,
+    printable,
 )
 
 TOKEN = "run1-3-17"
@@ -173,6 +174,17 @@ def test_evidence_is_frozen_and_serialisable() -> None:
 
 
 DEEP = b'{"token": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def test_an_observation_name_is_kept_printable() -> None:
+    """A name with an escape sequence went as it was to the terminal's evidence table, its list
+    of the app's own names, and both reports: a target set the window title, cleared the screen."""
+    name = "evil\x1b]0;pwned\x07\x1b[2J"
+    raw = body(obs=[*clean_obs(), ["view", name, "other"]])
+    (ev,) = check_probe_response(TOKEN, 200, raw, mode="m")
+    assert ev.name == "evil\\x1b]0;pwned\\x07\\x1b[2J"
+    assert ev.name in observation_names(raw)
+    assert printable("y" * 150) == "y" * 100 + "..."
 
 
 def test_a_long_seen_value_is_kept_cut_with_its_length() -> None:
