@@ -858,6 +858,16 @@ def test_html_headings_have_the_anchors_github_gives_report_md() -> None:
     assert [_anchor("Soak: <code>a_b</code>", taken) for _ in "ab"] == ["soak-a_b", "soak-a_b-1"]
 
 
+def test_html_charts_scroll_on_a_phone_rather_than_shrink() -> None:
+    # At 420 px a 1,000 px chart shrank to a third: 12 px labels drawn 4 px high. Each chart
+    # keeps a legible width in a box that scrolls sideways, as the tables do.
+    from harness.report.render import CSS
+
+    _, html = render(make_doc())
+    assert html.count('<div class="figure"><svg xmlns=') == html.count("<svg ") == 4
+    assert ".figure { overflow-x: auto; }" in CSS and ".figure > svg { min-width: 760px; }" in CSS
+
+
 def test_a_corpus_report_has_no_summary_of_its_first_entry() -> None:
     # `ctxbench corpus`: "The main app (`...e1_thread_local_before_patch:buggy`)" headed a table
     # of its rates beside every entry's leaks, a red LEAK row for a mode it cannot leak under.

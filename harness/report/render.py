@@ -44,6 +44,8 @@ tr.warn td { background: #fff6e0; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
               font-size: 12px; }
 .charts { display: flex; flex-direction: column; gap: 18px; margin: 10px 0 6px; }
+.figure { overflow-x: auto; }
+.figure > svg { min-width: 760px; }  /* on a phone: scroll a chart whose text stays legible */
 .scroll { overflow-x: auto; }
 .cards { display: flex; flex-wrap: wrap; gap: 4px 36px; align-items: flex-start; }
 .cards > div { max-width: 540px; }
@@ -113,7 +115,7 @@ def _html(node: Node, anchors: dict[str, int]) -> str:
     if isinstance(node, Table):
         return _html_table(node)
     if isinstance(node, Figure):
-        return node.svg
+        return f'<div class="figure">{node.svg}</div>'
     body = "".join(_html(child, anchors) for child in node.body)
     tag = "section" if isinstance(node, Callout) else "div"
     return f"<{tag}{_class(node.style)}>{body}</{tag}>"
