@@ -271,6 +271,11 @@ _INSTALL = (
 )
 
 
+#: How a readiness outcome says that the server's log tail follows it (:func:`wait_ready` then
+#: shows the tail as the error's detail).
+_TAIL_BELOW = "(its tail below)"
+
+
 def _probe_once(
     host: str,
     port: int,
@@ -339,7 +344,7 @@ def why_not_answered(
     if stopped is None and response.status >= 500:
         # The server's own error page: something raised before the probe could answer (a
         # middleware in front of it that calls observe(), which belongs in the app's hooks).
-        log = "the server's log" if log_path is None else "the server's log (its tail below)"
+        log = "the server's log" + (f" {_TAIL_BELOW}" if log_path is not None else "")
         return (
             f"answered {status}, and not from the probe: the app, or a middleware in front of"
             f" the probe, raised an error before the probe answered; its traceback is in {log}"
@@ -474,7 +479,7 @@ def wait_ready(
             return
         if outcome is not None:
             detail = ""
-            if outcome.endswith("(its tail below)"):
+            if outcome.endswith(_TAIL_BELOW):
                 # The run folder that holds the log goes when no cell finished. A server may
                 # log the traceback after it sent the 500 (werkzeug's dev server does).
                 detail = poll_until(
