@@ -275,6 +275,18 @@ def test_what_a_target_calls_itself_is_shown_printable_and_short() -> None:
     assert target.server == "\\x1b[2J" + "A" * 93 + "..."
 
 
+def test_a_redirect_of_the_app_s_own_is_named_printable() -> None:
+    # The Location went into the one line of error as it was: a target's escape sequence
+    # cleared the terminal.
+    head = (
+        b"HTTP/1.1 302 Found\r\nLocation: \x1b[2J/login\r\n"
+        b"X-Ctxbench-Probe-Stopped: before_request\r\nContent-Length: 0\r\n\r\n"
+    )
+    with answering(lambda c: c.sendall(head)) as url, pytest.raises(UsageError) as caught:
+        identify(parse_target(url))
+    assert "answered 302 (a redirect to \\x1b[2J/login) from the app itself" in str(caught.value)
+
+
 def test_a_target_without_the_probe_is_told_which_apps_take_it() -> None:
     # A Django deployment was told to mount the probe with install_probe(app), which refuses it.
     def django_404(environ: t.Any, start_response: t.Any) -> list[bytes]:

@@ -53,7 +53,7 @@ from harness.protocol import (
     probe_path,
 )
 from harness.servers._state import die_with_parent
-from harness.verdict import ProbeProtocolError, examine_probe_response
+from harness.verdict import ProbeProtocolError, examine_probe_response, printable
 
 __all__ = [
     "HELPER_PROCESSES",
@@ -339,8 +339,9 @@ def why_not_answered(
     status = str(response.status)
     location = response.getheader("Location")
     if location:
-        status += f" (a redirect to {location})"
+        status += f" (a redirect to {printable(location)})"
     stopped = response.getheader(STOPPED_HEADER)
+    stopped = None if stopped is None else printable(stopped)
     if stopped is None and response.status >= 500:
         # The server's own error page: something raised before the probe could answer (a
         # middleware in front of it that calls observe(), which belongs in the app's hooks).
