@@ -19,7 +19,7 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from harness import backends
-from harness.load import ERROR_KINDS, LoadResult, LoadSpec, run_load
+from harness.load import ERROR_KINDS, LoadResult, LoadSpec, hostile, run_load
 from harness.load.http import HttpProtocolError, dechunk, parse_head
 from harness.probe import install_probe
 from harness.protocol import PHASES
@@ -471,6 +471,46 @@ def test_a_body_without_end_is_a_protocol_error_not_a_memory_hog(
     assert result.error_kinds == {"protocol": 4}
 
 
+@pytest.fixture
+def early_hints_server() -> Iterator[int]:
+    """A TCP server that answers each request on a kept-alive connection with a 100 Continue it
+    was not asked for, a 103 Early Hints, then the probe's answer for the request's token."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def answer(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(4096):
+                token = data.split(b"token=", 1)[1].split(b" ", 1)[0].split(b"&", 1)[0].decode()
+                body = probe_body(token)
+                conn.sendall(
+                    b"HTTP/1.1 100 Continue\r\n\r\n"
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+
+    def loop() -> None:
+        with contextlib.suppress(OSError):  # closed by the fixture
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    yield int(listener.getsockname()[1])
+    listener.close()
+
+
+def test_interim_responses_before_the_answer_are_skipped(early_hints_server: int) -> None:
+    """RFC 9110 (15.2): a client reads any 1xx (but 101) before the final response. Each
+    request that came after a 103 Early Hints was a protocol error."""
+    result = run_load(spec(early_hints_server, requests=40, concurrency=4))
+    assert_clean(result, 40)
+    outcome = hostile.get("127.0.0.1", early_hints_server, "/_ctxbench/probe?token=abc-1")
+    assert (outcome.kind, outcome.status) == ("answered", 200), outcome
+    assert json.loads(outcome.body)["token"] == "abc-1"
+
+
 def test_error_kinds_are_documented(serve: ServeFactory) -> None:
     assert set(ERROR_KINDS) >= {"refused", "reset", "timeout", "non-2xx", "protocol"}
 
@@ -637,8 +677,9 @@ def test_parse_head() -> None:
         parse_head(b"SSH-2.0-OpenSSH")
     with pytest.raises(HttpProtocolError):
         parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip")
+    assert parse_head(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload").framing == 3
     with pytest.raises(HttpProtocolError):
-        parse_head(b"HTTP/1.1 100 Continue")
+        parse_head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c")
 
 
 def test_dechunk() -> None:

@@ -39,6 +39,7 @@ from .cpu import thread_cpu
 from .fairness import Timeline, Waits
 from .http import (
     CHUNKED,
+    INTERIM,
     LENGTH,
     MAX_BODY,
     HttpProtocolError,
@@ -406,7 +407,7 @@ class _Run:
         buf = user.buf + data if user.buf else data
         user.buf = buf
         head = user.head
-        if head is None:
+        while head is None:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > _MAX_HEAD:
@@ -425,6 +426,10 @@ class _Run:
                 if len(self.heads) >= _MAX_HEADS:
                     self.heads.clear()
                 self.heads[raw_head] = head
+            if head.framing == INTERIM:  # 103 Early Hints: the final response follows
+                buf = user.buf = buf[end + 4 :]
+                head = None
+                continue
             user.head = head
             user.body_start = end + 4
             if head.length > MAX_BODY:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
-from .http import CHUNKED, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
+from .http import CHUNKED, INTERIM, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
 from .spec import loopback_host
 
 __all__ = [
@@ -185,9 +185,13 @@ class Connection:
             end = buf.find(b"\r\n\r\n")
             if end >= 0:
                 try:
-                    return parse_head(bytes(buf[:end])), end + 4
+                    head = parse_head(bytes(buf[:end]))
                 except HttpProtocolError as exc:
                     raise _Failed("protocol", str(exc)) from None
+                if head.framing != INTERIM:
+                    return head, end + 4
+                del buf[: end + 4]  # 103 Early Hints: the final response follows
+                continue
             if len(buf) > _MAX_HEAD:
                 raise _Failed("protocol", "response head too long")
             data = sock.recv(_RECV)

@@ -23,6 +23,8 @@ class HttpProtocolError(ValueError):
 LENGTH = 0
 CHUNKED = 1
 UNTIL_CLOSE = 2
+#: An interim response (100 Continue, 103 Early Hints): no body, and the final one follows.
+INTERIM = 3
 
 
 class ResponseHead:
@@ -45,7 +47,10 @@ def _header(lower: bytes, name: bytes) -> bytes | None:
 
 
 def parse_head(head: bytes) -> ResponseHead:
-    """Parse a response head, status line to the last header, without the blank line."""
+    """Parse a response head, status line to the last header, without the blank line.
+
+    An interim response (1xx but 101) has the framing ``INTERIM``: skip it and read the next
+    head."""
     if not head.startswith(b"HTTP/1."):
         raise HttpProtocolError(f"not an HTTP/1.x status line: {head[:80]!r}")
     try:
@@ -53,7 +58,10 @@ def parse_head(head: bytes) -> ResponseHead:
     except ValueError:
         raise HttpProtocolError(f"bad status line: {head[:80]!r}") from None
     if status < 200:
-        raise HttpProtocolError(f"unexpected informational response {status}")
+        if status < 100 or status == 101:  # the driver never asks to switch protocols
+            raise HttpProtocolError(f"unexpected informational response {status}")
+        # A client must read any number of these before the final response (RFC 9110, 15.2).
+        return ResponseHead(status, INTERIM, 0, False)
     lower = head.lower()
     connection = _header(lower, b"\r\nconnection:")
     if head[7:8] == b"0":  # HTTP/1.0: closes unless told otherwise
