@@ -553,3 +553,24 @@ def test_a_run_with_no_p99_shows_no_p99_change() -> None:
     row = text.splitlines()[4].split()
     assert row[7:10] == ["4.00", "-", "-"] and row[10] == "2/4", text
     assert regressions == []  # leaks were there in A already; a missing p99 is no change
+
+
+def test_runs_of_one_repeat_say_that_their_noise_is_unknown() -> None:
+    # Before: two runs of one repeat each of the same server read 'p99 +102% REGRESSION', exit 1,
+    # with nothing saying that a single measurement has no spread to tell noise by.
+    def once(run_id: str, rps: float) -> dict[str, Any]:
+        cell = entry(rps=rps)
+        cell["rps_runs"], cell["latency_runs"], cell["rps_spread"] = [rps], [cell["latency_ms"]], 0
+        return doc(run_id, cell, repeats=1)
+
+    text, regressions = compare_runs(once("A", 5000.0), once("B", 4000.0), 0.10)
+    assert [r.metric for r in regressions] == ["rps"]
+    assert (
+        "note: A and B measured some cells once (--repeats 1), which says nothing of their"
+        " noise: every change beyond 10% there counts; give both runs --repeats 3 or more"
+    ) in text
+    text, _ = compare_runs(doc("A", entry()), once("B", 5000.0), 0.10)
+    assert "note: B measured some cells once" in text
+    for strict, a in ((True, once("A", 5000.0)), (False, doc("A", entry()))):
+        b = once("B", 5000.0) if strict else doc("B", entry())
+        assert "--repeats 1" not in compare_runs(a, b, 0.10, strict=strict)[0]

@@ -175,8 +175,15 @@ def compare_runs(
         f"ctxbench compare: A = {a_run.run_id or '?'} (baseline), B = {b_run.run_id or '?'};"
         f" a regression is worse by more than {fmt_pct(threshold)}, {rule}",
         *_differences(a_run, b_run),
-        "",
     ]
+    once = [n for n, by in (("A", a_by), ("B", b_by)) if any(len(by[k].runs) < 2 for k in common)]
+    if once and not strict:  # one measurement has no spread: nothing is within its noise
+        out.append(
+            f"note: {' and '.join(once)} measured some cells once (--repeats 1), which says"
+            f" nothing of their noise: every change beyond {fmt_pct(threshold)} there counts;"
+            " give both runs --repeats 3 or more"
+        )
+    out.append("")
     rows, changes = [], []
     for key in common:
         a, b = a_by[key], b_by[key]
