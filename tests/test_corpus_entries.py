@@ -265,3 +265,22 @@ def test_a_clean_corpus_cell_on_unchecked_requests_has_no_verdict(
         assert len(said) == 1 and "0 of 100 requests checked (100 x reset)" in said[0], err
     else:
         assert not said, err
+
+
+def test_a_corpus_run_that_stopped_early_is_not_reported_as_a_pass() -> None:
+    # Before: an interrupted corpus run's report opened with a green 'Corpus: as expected. All 4
+    # corpus cells came out as the entries' traits say', above the warning that it stopped.
+    from harness.report import render_reports
+    from harness.results import Run
+    from harness.settings import RunSettings
+
+    entry = ENTRIES["app-context-at-import"]
+    cells = (_cell(entry, "buggy", "gunicorn-sync", "caught", 9),
+             _cell(entry, "fixed", "gunicorn-sync", "clean", 0))  # fmt: skip
+    begun = Run.start("corpus-x", ["ctxbench", "corpus"], RunSettings())
+    stopped = begun.replace(cells=cells, status="interrupted")
+    md, html = (render_reports(stopped)[name] for name in ("report.md", "report.html"))
+    assert "**Corpus: as expected so far.** All 2 corpus cells that ran came out as" in md
+    assert '<section class="warning"><p><strong>Corpus: as expected so far' in html
+    done = render_reports(stopped.replace(status="complete"))
+    assert "**Corpus: as expected.** All 2 corpus cells came out as" in done["report.md"]

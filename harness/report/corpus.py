@@ -62,13 +62,15 @@ def _buggy_text(check: CorpusCheck | None) -> str:
     return {"missed": "MISSED", "false leak": "FALSE LEAK"}.get(check.verdict, check.verdict)
 
 
-def corpus_verdict(cells: Sequence[Cell]) -> tuple[bool, str]:
-    """Whether every corpus cell came out as its traits say, and a sentence saying so."""
+def corpus_verdict(cells: Sequence[Cell], complete: bool = True) -> tuple[bool, str]:
+    """Whether every corpus cell came out as its traits say, and a sentence saying so (of the
+    cells that ran, when the run stopped early: not ``complete``)."""
     checks = [(c, c.corpus) for c in cells if c.corpus is not None]
     wrong = [(c, check) for c, check in checks if not check.matches]
     if not wrong:
         return True, (
-            f"All {len(checks)} corpus cells came out as the entries' traits say: every buggy app"
+            f"All {len(checks)} corpus cells{' that ran' * (not complete)} came out as the"
+            " entries' traits say: every buggy app"
             " caught wherever it can leak (chance entries: caught or not, this time), clean"
             " where it cannot, and every fixed twin clean."
         )
