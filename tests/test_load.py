@@ -418,6 +418,23 @@ def test_connection_closed_without_answer_is_reset(rude_server: int, connections
     assert result.leaks == 0
 
 
+def _serve_each(answer: Callable[[socket.socket], None]) -> socket.socket:
+    """A TCP listener on loopback that runs ``answer`` on each connection in a thread of its
+    own, until the listener is closed (the caller closes it)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def loop() -> None:
+        with contextlib.suppress(OSError):  # closed by the caller
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return listener
+
+
 @pytest.fixture
 def flooding_server() -> Iterator[Callable[[bytes], int]]:
     """A TCP server that answers each request with ``head`` and then a body without end, until
@@ -425,11 +442,6 @@ def flooding_server() -> Iterator[Callable[[bytes], int]]:
     listeners: list[socket.socket] = []
 
     def start(head: bytes) -> int:
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        listeners.append(listener)
-
         def answer(conn: socket.socket) -> None:
             piece = b"10000\r\n" + b"x" * 0x10000 + b"\r\n" if b"chunked" in head else b"x" * 65536
             with conn, contextlib.suppress(OSError):
@@ -438,14 +450,8 @@ def flooding_server() -> Iterator[Callable[[bytes], int]]:
                 while True:
                     conn.sendall(piece)
 
-        def loop() -> None:
-            with contextlib.suppress(OSError):  # closed by the fixture
-                while True:
-                    conn, _ = listener.accept()
-                    threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=loop, daemon=True).start()
-        return int(listener.getsockname()[1])
+        listeners.append(_serve_each(answer))
+        return int(listeners[-1].getsockname()[1])
 
     yield start
     for listener in listeners:
@@ -475,9 +481,6 @@ def test_a_body_without_end_is_a_protocol_error_not_a_memory_hog(
 def early_hints_server() -> Iterator[int]:
     """A TCP server that answers each request on a kept-alive connection with a 100 Continue it
     was not asked for, a 103 Early Hints, then the probe's answer for the request's token."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
 
     def answer(conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
@@ -490,13 +493,7 @@ def early_hints_server() -> Iterator[int]:
                     b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
                 )
 
-    def loop() -> None:
-        with contextlib.suppress(OSError):  # closed by the fixture
-            while True:
-                conn, _ = listener.accept()
-                threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=loop, daemon=True).start()
+    listener = _serve_each(answer)
     yield int(listener.getsockname()[1])
     listener.close()
 

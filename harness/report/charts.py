@@ -181,7 +181,13 @@ def _label_width(rows: Sequence[Row]) -> int:
         (max(len(r.label) * (BOLD_EM if r.alarm else LABEL_EM), len(r.sub) * SUB_EM) for r in rows),
         default=0.0,
     )
-    return min(max(LABEL_W, math.ceil(need) + 12), MAX_LABEL_W)
+    return _room(need, LABEL_W, 12)
+
+
+def _room(need: float, least: int, pad: int) -> int:
+    """The px for text ``need`` px wide and ``pad`` around it: at least ``least``, at most
+    :data:`MAX_LABEL_W` (a longer text is cut short by :func:`_fit`)."""
+    return min(max(least, math.ceil(need) + pad), MAX_LABEL_W)
 
 
 def _fit(text: str, width: float, em: float) -> str:
@@ -259,7 +265,7 @@ def line_chart(
     limit, ticks = _axis(values)
     x_max = max((x for x, _ in x_ticks), default=1.0) or 1.0
     need = max((len(line.name) * LABEL_EM for line in lines), default=0.0)
-    key_w = min(max(KEY_W, math.ceil(need) + 48), MAX_LABEL_W)
+    key_w = _room(need, KEY_W, 48)
     right = WIDTH - key_w
 
     def sx(x: float) -> float:
