@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from html import escape
 
 from harness.protocol import DEFAULT_BACKEND
-from harness.report.summary import extras, label, status
+from harness.report.summary import extras, label, status, swept
 from harness.report.text import fmt_ms, fmt_rps, plural, spread_cell
 from harness.report.tree import Figure
 from harness.results import Cell
@@ -61,7 +61,7 @@ def throughput(cells: Sequence[Cell], pattern: str, main: str = "core") -> Figur
     """Median requests/s per cell with min-max whiskers: ``throughput-<pattern>.svg``; the
     ``main`` app's in the main colour, another app's (Flask next to it) lighter."""
     title = f"Throughput, requests/s ({pattern})"
-    rows, sweep = [], len({c.concurrency for c in cells}) > 1
+    rows, sweep = [], swept(cells)
     for c in cells:
         tip = f"{label(c)}: median {fmt_rps(c.rps)} rps over {plural(len(c.runs) or 1, 'run')}"
         note = f"{fmt_rps(c.rps)} · spread {spread_cell(c.rps_spread, len(c.runs))}"
@@ -72,7 +72,7 @@ def throughput(cells: Sequence[Cell], pattern: str, main: str = "core") -> Figur
 def latency(cells: Sequence[Cell], pattern: str) -> Figure:
     """p50, p90 and p99 per cell with whiskers over the repeats: ``latency-<pattern>.svg``."""
     title = f"Latency percentiles, ms ({pattern})"
-    rows, sweep = [], len({c.concurrency for c in cells}) > 1
+    rows, sweep = [], swept(cells)
     for c in cells:
         bars = []
         for name, color in PERCENTILE_COLORS.items():

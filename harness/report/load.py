@@ -67,7 +67,7 @@ def sweep_section(ctx: Context) -> list[Node]:
     levels = sorted({c.concurrency for c in ctx.summary.cells if c.concurrency is not None})
     if len(levels) < 2:
         return []
-    main = ctx.summary.apps[0] if ctx.summary.apps else ""
+    main = ctx.summary.main
     out: list[Node] = [
         Heading("Concurrency sweep"),
         Note(

@@ -28,6 +28,7 @@ from harness.report.summary import (
     label,
     named,
     recommendation,
+    swept,
     too_few_checked,
     weak_zeros,
 )
@@ -149,7 +150,7 @@ def verdict(ctx: Context) -> list[Node]:
 def overview(ctx: Context) -> list[Node]:
     """The main app on the correct storage, one row per (connection pattern, mode), with Flask
     on the same mode side by side when it ran too (``--compare-flask``)."""
-    main = ctx.summary.apps[0] if ctx.summary.apps else ""
+    main = ctx.summary.main
     correct = ctx.summary.correct
     cells = [c for c in correct if c.app_label == main]
     if not cells or corpus.corpus_cells(ctx.run):
@@ -217,8 +218,10 @@ def patterns(ctx: Context) -> list[Node]:
     out: list[Node] = []
     for pattern in ctx.summary.patterns:
         cells = ctx.summary.for_pattern(pattern)
-        main = ctx.summary.apps[0] if ctx.summary.apps else "core"
-        figures = (charts.throughput(cells, pattern, main), charts.latency(cells, pattern))
+        figures = (
+            charts.throughput(cells, pattern, ctx.summary.main),
+            charts.latency(cells, pattern),
+        )
         title = PATTERN_TITLES.get(pattern, pattern)
         out += [Heading(f"{title} (`{pattern}`)"), Group(figures, "charts"), cell_table(cells)]
         out += unranked_warnings(cells)
@@ -261,12 +264,6 @@ def cell_table(cells: Sequence[Cell]) -> Table:
     bad, warn = where(cells, lambda c: not c.clean), where(cells, lambda c: c.noisy)
     align = "lll" + "r" * (10 + sweep + starved)
     return Table(headers, rows, align, bad, warn, wrap=frozenset({1, 8 + sweep}))
-
-
-def swept(cells: Sequence[Cell]) -> bool:
-    """The cells ran at more than one concurrency (``--concurrency 1,8,32``): a mode has a cell
-    at each level, and a list of them names the level too, or its rows would read the same."""
-    return len({c.concurrency for c in cells}) > 1
 
 
 def _starved_cell(c: Cell) -> str:

@@ -61,6 +61,12 @@ def extras(c: Cell) -> list[str]:
     return [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
 
 
+def swept(cells: Sequence[Cell]) -> bool:
+    """The cells ran at more than one concurrency (``--concurrency 1,8,32``): a mode has a cell
+    at each level, and a list of them names the level too, or its rows would read the same."""
+    return len({c.concurrency for c in cells}) > 1
+
+
 def label(c: Cell) -> str:
     """A short name for a cell: its mode, plus app and backend when they are not the default."""
     return " · ".join([c.mode, *extras(c)])
@@ -126,6 +132,11 @@ class Summary:
     answered: tuple[Cell, ...]  # correct storage, the app answered in the probe's place: unchecked
     silent_mutants: tuple[Cell, ...]  # broken backends that showed no leak
     rankings: tuple[Ranking, ...]
+
+    @property
+    def main(self) -> str:
+        """The main app's label (ranked, summarised); ``""`` when no cell ran."""
+        return self.apps[0] if self.apps else ""
 
     @property
     def correct(self) -> tuple[Cell, ...]:
@@ -301,7 +312,7 @@ def recommendation(s: Summary) -> str:
             "The harness catches those bugs; run with the default --backend"
             f" {DEFAULT_BACKEND} for a verdict on the correct storage."
         )
-    sweep = len({c.concurrency for c in s.cells}) > 1
+    sweep = swept(s.cells)
 
     def at(c: Cell) -> str:  # in a sweep a mode ranks once per level: name the level
         return f"{c.mode}{f' @{c.concurrency}' * sweep}"
@@ -378,7 +389,7 @@ def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
     :meth:`~harness.exercised.Exercised.notes`, for each clean cell: where its zero proves little.
     A cell that leaked or failed has said more than the note would. In a concurrency sweep
     each note names its level (``@8``), as the driver section does."""
-    sweep = len({c.concurrency for c in cells}) > 1
+    sweep = swept(cells)
     return [
         f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}: {note}."
         for c in cells
@@ -472,7 +483,7 @@ def _list_leaks(cells: Sequence[Cell]) -> str:
 def format_summary(run: Run) -> str:
     """The run on a terminal: one row per cell, then up to three pieces of leak evidence."""
     several = len({(c.app_label, c.backend) for c in run.cells}) > 1
-    sweep = len({c.concurrency for c in run.cells}) > 1
+    sweep = swept(run.cells)
     headers = ("app", "backend") * several + (
         "mode", "connections", *("users",) * sweep, "server", "requests", "rps", "spread",
         "p50 ms", "p99 ms", "errors", "leaks", "verdict",
