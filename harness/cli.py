@@ -786,7 +786,7 @@ def _unchecked(few: Sequence[Cell], run_dir: Path | None = None) -> str | None:
     """Why no "no leak" verdict can be given on ``few``, cells with too few requests checked
     (:func:`harness.report.summary.too_few_checked`: most failed before an answer came, reset,
     refused or timed out). ``None`` when there are none."""
-    from harness.report.summary import MIN_CHECKED_SHARE, unchecked_cells
+    from harness.report.summary import MIN_CHECKED_SHARE, unanswered, unchecked_cells
 
     if not few:
         return None
@@ -797,8 +797,8 @@ def _unchecked(few: Sequence[Cell], run_dir: Path | None = None) -> str | None:
         where = f" ({run_dir / log})" if run_dir is not None and log else ""
     return (
         f"too few requests were checked for a verdict (under {MIN_CHECKED_SHARE:.0%}) in"
-        f" {unchecked_cells(few)}: the others failed before an answer came, so no verdict is"
-        f" given; read the server log{where} for why the server dropped them"
+        f" {unchecked_cells(few)}: the others {unanswered(few)}, so no verdict is given; read"
+        f" the server log{where} for why"
     )
 
 
@@ -806,26 +806,16 @@ def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
     """Why no "no leak" verdict can be given when the app answered probe requests in the probe's
     place (a 401 of an auth hook, a login redirect, a rate limiter's 429): those requests were
     never checked. ``None`` when every answer came from the probe."""
-    from harness.report.summary import app_answers
+    from harness.report.summary import app_answers, not_probe_answers
     from harness.report.text import plural
 
     answered = [c for c in cells if c.not_probe_answers]
     if not answered:
         return None
-    statuses = {k for c in answered for k in c.error_statuses}
-    raised = bool(statuses) and all(k.startswith("5") for k in statuses)
-    what = (
-        "the app failed on them (an exception in a hook or the view?), so they were never"
-        " checked and no verdict is given; the server log says why"
-        if raised
-        else "the app answered them itself, so they were never checked and no verdict is"
-        " given; let probe requests through the app's hooks and middleware (README, 'Auth"
-        " hooks and middleware')"
-    )
     return (
         f"{sum(c.not_probe_answers for c in answered):,} of"
         f" {plural(sum(c.requests for c in answered), 'request')} got an answer that was not the"
-        f" probe's, in {app_answers(answered)}: {what}"
+        f" probe's, in {app_answers(answered)}: {not_probe_answers(answered)}"
     )
 
 

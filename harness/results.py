@@ -466,9 +466,10 @@ class Cell:
 
     @property
     def not_probe_answers(self) -> int:
-        """Requests answered by the app in the probe's place (a non-2xx status: an auth hook's
-        401, a rate limiter's 429; or a body that is not a probe response): never checked, so
-        a cell with any has no "no leak" verdict."""
+        """Requests answered in the probe's place (a non-2xx status: an auth hook's 401, a rate
+        limiter's 429, a proxy's 502; or a 2xx body that is not a probe response): never
+        checked, so a cell with any has no "no leak" verdict. An answer that is not HTTP/1.x
+        (``http``) is not one: the server sent it, or a proxy, not the app."""
         return self.error_kinds.get("non-2xx", 0) + self.error_kinds.get("protocol", 0)
 
     @property

@@ -16,7 +16,7 @@ from harness.errors import ResultsError
 from harness.report import render_reports, sections, write_reports
 from harness.report.charts import SVG_NS, _nice_limit
 from harness.report.summary import headline, summarize
-from harness.results import Run
+from harness.results import Cell, Run
 from harness.results import spread as relative_spread
 
 MODES = ("werkzeug-threaded", "gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent")
@@ -1077,7 +1077,7 @@ def test_requests_the_app_answered_itself_are_no_verdict() -> None:
     words, kind = summary.verdict
     assert kind == "failed" and words.startswith("NONE"), words
     verdict = render_reports(run)["report.md"].split("**Recommendation:**")[0]
-    assert "(900 x 429): those were never checked" in verdict, verdict
+    assert "(900 x 429): the app answered them itself" in verdict, verdict
     assert "every request saw only its own values" not in verdict, verdict
 
 
@@ -1147,7 +1147,7 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     reset = dataclasses.replace(first, errors=first.requests, error_kinds={"reset": first.requests})
     run = run.replace(cells=(reset, *run.cells[1:]))
     words, kind = summarize(run).verdict
-    assert kind == "failed" and words.startswith("NONE: most requests failed"), words
+    assert (words, kind) == ("NONE: most requests got no answer that could be checked", "failed")
     verdict = render_reports(run)["report.md"].split("**Recommendation:**")[0]
     assert f"0 of {first.requests:,} requests checked ({first.requests:,} x reset)" in verdict
     assert "every request saw only its own values" not in verdict, verdict
@@ -1158,8 +1158,8 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     target = dataclasses.replace(reset, server=server)
     said = _unchecked(summarize(run.replace(cells=(target, *run.cells[1:]))).unchecked)
     assert said is not None and said.endswith(
-        "read the server logs of the targets (ctxbench did not start them) for why the server"
-        " dropped them"
+        "the others failed before an answer came, so no verdict is given; read the server logs"
+        " of the targets (ctxbench did not start them) for why"
     ), said
     # The line: half the requests checked still has a verdict, one fewer has none.
     half = first.requests // 2
@@ -1188,6 +1188,54 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     assert alone.unchecked == (silent,) and alone.verdict[0].startswith("NONE")
     md = render_reports(run.replace(cells=(silent,)))["report.md"]
     assert f"0 of {first.requests:,} requests checked, no leak" in md, md
+
+
+def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None:
+    """Against --target, an answer that is not HTTP/1.x (a garbage head, a body over 1 MiB) and
+    a proxy's 502 each ended in 'the app answered them itself ... let probe requests through
+    the app's hooks': broken HTTP is the server's doing or a proxy's, a 502 the proxy's."""
+    import dataclasses
+
+    from harness.cli import _not_probe_answers, _unchecked
+
+    run = load_run(make_doc([make_entry("gunicorn-sync")]))
+    first = run.cells[0]
+
+    def failing(kinds: dict[str, int], statuses: dict[str, int]) -> tuple[Run, Cell]:
+        cell = dataclasses.replace(
+            first, errors=first.requests, error_kinds=kinds, error_statuses=statuses
+        )
+        return run.replace(cells=(cell,)), cell
+
+    broken_run, broken = failing({"http": first.requests}, {})
+    assert broken.not_probe_answers == 0 and _not_probe_answers([broken]) is None
+    said = _unchecked(summarize(broken_run).unchecked)
+    assert said is not None, broken
+    assert (
+        f"({first.requests:,} x http): the others got an answer that is not HTTP/1.x ctxbench"
+        " can read (a head that is not one, a body over 1 MiB, bytes past its end), which is"
+        " the server's doing or a proxy's in front of it, not the app's"
+    ) in said, said
+    verdict = render_reports(broken_run)["report.md"].split("**Recommendation:**")[0]
+    assert "NONE: most requests got no answer that could be checked" in verdict
+    assert "not HTTP/1.x" in verdict and "hooks" not in verdict, verdict
+
+    gateway_run, gateway = failing({"non-2xx": 3}, {"502": 2, "504": 1})
+    said = _not_probe_answers([gateway])
+    assert said is not None and said.endswith(
+        "(2 x 502, 1 x 504): a proxy in front of the app answered them, the server behind it"
+        " having given it no valid answer (502) or none in time (504), so they were never"
+        " checked and no verdict is given; the proxy's log and the app server's say why"
+    ), said
+    words = summarize(gateway_run).verdict[0]
+    assert words == "NONE: a proxy answered requests in the probe's place"
+    assert "hooks" not in render_reports(gateway_run)["report.md"].split("**Recommendation:**")[0]
+
+    # A 401 is the app's own hooks; a 502 among them does not make it the proxy's.
+    hooks_run, hooks = failing({"non-2xx": 3}, {"401": 2, "502": 1})
+    said = _not_probe_answers([hooks])
+    assert said is not None and "the app answered them itself" in said, said
+    assert summarize(hooks_run).verdict[0] == "NONE: the app answered requests in the probe's place"
 
 
 def test_the_terminal_shows_where_a_zero_proves_little_as_the_report_does() -> None:

@@ -411,7 +411,7 @@ class _Run:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > _MAX_HEAD:
-                    self._fail(user, "protocol")
+                    self._fail(user, "http")
                 elif not user.parted:
                     user.parted = _perf_ns()
                 return
@@ -421,7 +421,7 @@ class _Run:
                 try:
                     head = parse_head(raw_head)
                 except HttpProtocolError:
-                    self._fail(user, "protocol")
+                    self._fail(user, "http")
                     return
                 if len(self.heads) >= _MAX_HEADS:
                     self.heads.clear()
@@ -433,11 +433,11 @@ class _Run:
             user.head = head
             user.body_start = end + 4
             if head.length > MAX_BODY:
-                self._fail(user, "protocol")
+                self._fail(user, "http")
                 return
         start = user.body_start
         if len(buf) - start > MAX_BODY:  # a chunked body, or one until close, without end
-            self._fail(user, "protocol")
+            self._fail(user, "http")
             return
         if head.framing == LENGTH:
             stop = start + head.length
@@ -446,14 +446,14 @@ class _Run:
                     user.parted = _perf_ns()
                 return
             if len(buf) > stop:  # bytes the driver never asked for
-                self._fail(user, "protocol")
+                self._fail(user, "http")
                 return
             self._complete(user, head.status, buf[start:] if start else buf, head.close)
         elif head.framing == CHUNKED:
             try:
                 decoded = dechunk(buf, start)
             except HttpProtocolError:
-                self._fail(user, "protocol")
+                self._fail(user, "http")
                 return
             if decoded is not None:
                 self._complete(user, head.status, decoded[0], head.close)

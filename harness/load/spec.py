@@ -36,8 +36,13 @@ def connection_patterns(choice: str) -> tuple[str, ...]:
     return CONNECTION_PATTERNS if choice == "both" else (choice,)
 
 
-#: The keys of :attr:`LoadResult.error_kinds`.
-ERROR_KINDS = ("refused", "reset", "timeout", "non-2xx", "protocol", "os-error")
+#: The keys of :attr:`LoadResult.error_kinds`: the connection was ``refused`` or ``reset``, or
+#: its answer took past the ``timeout``; ``http``, the answer was not HTTP/1.x the driver can
+#: read (a head that is not one, a body over :data:`~harness.load.http.MAX_BODY`, bytes past
+#: its end): the server's doing, or a proxy's; ``non-2xx``, an answer with another status, and
+#: ``protocol``, a 2xx answer that is not a probe response: whatever answered in the probe's
+#: place (an auth hook, a proxy's 502); ``os-error``, anything else the socket said.
+ERROR_KINDS = ("refused", "reset", "timeout", "http", "non-2xx", "protocol", "os-error")
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 MAX_DURATION_S = 24 * 3600.0

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import STARVED_ADVICE
+from harness.load.http import MAX_BODY
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
 from harness.report.text import (
@@ -154,9 +155,10 @@ class Summary:
         if not self.cells:
             return "nothing measured", "mutant"
         if self.answered:  # an auth hook, a rate limiter: no verdict on what it answered
-            return "NONE: the app answered requests in the probe's place", "failed"
+            who = "a proxy" if by_gateway(self.answered) else "the app"
+            return f"NONE: {who} answered requests in the probe's place", "failed"
         if self.unchecked:
-            return "NONE: most requests failed before an answer, so they were not checked", "failed"
+            return "NONE: most requests got no answer that could be checked", "failed"
         if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)", "mutant"
         if self.mutant_leaks:
@@ -250,17 +252,15 @@ def headline(s: Summary) -> str:
         )
     if s.answered:
         out.append(
-            f"The app answered {plural(sum(c.not_probe_answers for c in s.answered), 'request')}"
-            f" itself, in the probe's place (an auth hook, a login redirect, a rate limiter?), in"
-            f" {app_answers(s.answered, named)}: those were never checked, so no request can be"
-            " said to be clean; let probe requests through the app's hooks (README, 'Auth hooks"
-            " and middleware')."
+            f"{plural(sum(c.not_probe_answers for c in s.answered), 'request')} got an answer"
+            f" that was not the probe's, in {app_answers(s.answered, named)}:"
+            f" {not_probe_answers(s.answered)}."
         )
     elif s.unchecked:
         out.append(
-            f"Most requests failed before an answer came in {unchecked_cells(s.unchecked, named)}:"
-            " they were never checked, so nothing can be said of them; read the server log for"
-            " why."
+            f"Most requests were never checked in {unchecked_cells(s.unchecked, named)}: they"
+            f" {unanswered(s.unchecked)}, so nothing can be said of them; read the server log"
+            " for why."
         )
     judged = not any(c.backend == DEFAULT_BACKEND for c in s.unchecked)
     if s.correct and judged and not (s.stack_leaks or s.app_leaks or s.answered):
@@ -367,6 +367,61 @@ def app_answers(cells: Sequence[Cell], name: Namer = label) -> str:
     """``gunicorn-gthread, fresh (18,129 x 429)``, for each of ``cells`` (cells whose app answered
     probe requests itself, :attr:`~harness.results.Cell.not_probe_answers`), with its statuses."""
     return "; ".join(f"{name(c)}, {c.connections}{_times(c.error_statuses)}" for c in cells)
+
+
+#: The statuses a gateway answers in the place of the server behind it, when that gave no valid
+#: answer (502) or none in time (504), RFC 9110 (15.6.3, 15.6.5): a proxy's, not the app's.
+GATEWAY_STATUSES = frozenset({"502", "504"})
+
+
+def by_gateway(cells: Sequence[Cell]) -> bool:
+    """Every answer of ``cells`` that was not the probe's was a gateway's 502 or 504."""
+    gateway = sum(n for c in cells for k, n in c.error_statuses.items() if k in GATEWAY_STATUSES)
+    return 0 < gateway == sum(c.not_probe_answers for c in cells)
+
+
+def not_probe_answers(cells: Sequence[Cell]) -> str:
+    """Who answered probe requests of ``cells`` in the probe's place, and what to do about it,
+    read from the statuses: a proxy (every one a gateway's, :data:`GATEWAY_STATUSES`), the app
+    failing (every one another 5xx) or the app itself (an auth hook's 401, a redirect, a 429)."""
+    statuses = {k for c in cells for k in c.error_statuses}
+    if by_gateway(cells):
+        who, advice = (
+            "a proxy in front of the app answered them, the server behind it having given it"
+            " no valid answer (502) or none in time (504)",
+            "the proxy's log and the app server's say why",
+        )
+    elif statuses and all(k.startswith("5") for k in statuses):
+        who, advice = (
+            "the app failed on them (an exception in a hook or the view?)",
+            "the server log says why",
+        )
+    else:
+        who, advice = (
+            "the app answered them itself (an auth hook, a login redirect, a rate limiter?)",
+            "let probe requests through the app's hooks and middleware (README, 'Auth hooks and"
+            " middleware')",
+        )
+    return f"{who}, so they were never checked and no verdict is given; {advice}"
+
+
+#: An ``http`` error (:data:`harness.load.ERROR_KINDS`) in words, blaming the layer it comes
+#: from.
+NOT_HTTP = (
+    "an answer that is not HTTP/1.x ctxbench can read (a head that is not one, a body over"
+    f" {MAX_BODY >> 20} MiB, bytes past its end), which is the server's doing or a proxy's in"
+    " front of it, not the app's"
+)
+
+
+def unanswered(cells: Sequence[Cell]) -> str:
+    """How the requests of ``cells`` that were not checked (:func:`too_few_checked`) failed:
+    ``"failed before an answer came"`` (reset, refused, timed out), or they got
+    :data:`NOT_HTTP`."""
+    kinds = {k for c in cells for k, n in c.error_kinds.items() if n}
+    if "http" not in kinds:
+        return "failed before an answer came"
+    return ("failed before an answer came or got " if kinds - {"http"} else "got ") + NOT_HTTP
 
 
 def unchecked_cells(cells: Sequence[Cell], name: Namer = label) -> str:
