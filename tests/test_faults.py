@@ -686,6 +686,17 @@ def test_a_flat_soak_passes_and_growing_memory_fails() -> None:
     assert grown.reason.startswith("RSS of 1 process grew more than 5%"), grown.reason
 
 
+def test_a_soak_states_its_limit_as_it_was_set_and_counts_processes_in_words() -> None:
+    # The page read "RSS may grow by at most 5.0%" beside the verdict's "within 5%", and a
+    # soak of one process passed with "1 processes within 5%".
+    one = trends([ProcessSample(float(s), 11, "worker", 30_000_000, 10, 1) for s in range(20)],
+                 0.0, 19.0)  # fmt: skip
+    assert judge_soak(one, [])[1].startswith("1 process within 5% (")
+    assert judge_soak(one, [], limit=0.025)[1].startswith("1 process within 2.5% (")
+    md = render_reports(chaos_run())["report.md"]
+    assert "**ok**: 2 processes within 5% (" in md and "RSS may grow by at most 5% after" in md
+
+
 def test_descriptors_that_keep_growing_fail_the_soak() -> None:
     processes = [ProcessSample(float(s), 11, "worker", 30_000_000, 10 + s, 1) for s in range(30)]
     found = trends(processes, 0.0, 29.0)
@@ -721,6 +732,32 @@ def test_a_tick_without_a_new_progress_report_records_no_load_sample() -> None:
     assert [(s.requests, s.leaks) for s in sampler.load] == [(100, 0), (50, 2)]
     assert all(s.rps > 0 for s in sampler.load)
     assert len({s.pid for s in sampler.processes}) == 1 and len(sampler.processes) == 3
+
+
+def test_the_last_partial_second_of_a_soak_joins_the_one_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The load ends just after a tick: the last tick, 0.02 s later, plotted as a rate of its
+    # own, ended the soak's rps chart in a vertical line.
+    pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
+    import harness.soak.sampler as sampler_module
+
+    clock = [100.0]
+    monkeypatch.setattr(sampler_module.time, "monotonic", lambda: clock[0])
+    sampler = sampler_module.Sampler(os.getpid(), single_process=True)
+    sampler.started = 100.0
+    sampler._latest = sampler._previous = sampler._before = (100.0, 0, 0, 0)
+    for now, requests, leaks in ((101.0, 1000, 0), (102.0, 1800, 1), (102.02, 1816, 1)):
+        clock[0] = now
+        sampler.progress(requests, 0, leaks)
+        if now == 102.02:
+            sampler.stop()
+        else:
+            sampler.tick()
+    assert [(s.t, s.requests, s.leaks, s.rps) for s in sampler.load] == [
+        (1.0, 1000, 0, 1000.0),
+        (2.02, 816, 1, 800.0),
+    ]
 
 
 def test_an_interrupted_soak_keeps_what_it_sampled(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
-from harness.report.text import code, fmt_pct, fmt_rps, mounted, plural
+from harness.report.text import code, fmt_limit, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 from harness.results import SOAK_NOT_JUDGED
 
@@ -174,7 +174,7 @@ def soak_section(ctx: Context) -> list[Node]:
                 f"**{soak.verdict}**: {soak.reason}. {_soak_length(soak, ctx.run.status)},"
                 f" {soak.requests:,} requests,"
                 f" {soak.errors:,} errors, {soak.leaks:,} leaks, {_soak_rps(soak)}."
-                f" RSS may grow by at most {fmt_pct(soak.rss_limit)} after the warm-up, and open"
+                f" RSS may grow by at most {fmt_limit(soak.rss_limit)} after the warm-up, and open"
                 " file descriptors must not keep growing."
             ),
             soak_table(soak),

@@ -76,6 +76,12 @@ def fmt_pct(value: float) -> str:
     return f"{value * 100:.0f}%" if abs(value) >= 0.095 else f"{value * 100:.1f}%"
 
 
+def fmt_limit(value: float) -> str:
+    """A limit as a percentage, as it was set: ``5%``, ``2.5%`` (:func:`fmt_pct` shows a
+    measured share, ``5.0%``, which beside the limit's ``5%`` reads as two figures)."""
+    return f"{value * 100:g}%"
+
+
 def fmt_share(value: float | None) -> str:
     """A share of a CPU (or a ratio) with two decimals; ``-`` when not recorded."""
     return "-" if value is None else f"{value:.2f}"

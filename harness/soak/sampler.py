@@ -12,7 +12,10 @@ dividing by the time between the two progress reports, so the figure is right ev
 and reports drift apart. A tick with no new report (the harness itself was held up: the driver's
 report or this thread's tick came late on a busy machine) records no load sample, since nothing
 was measured; its requests count in the next one. So a load sample of 0 requests/s means the
-server answered nothing between two reports, never that a report came late. psutil is imported
+server answered nothing between two reports, never that a report came late. The last tick, when
+the load has ended, comes a fraction of a second after the one before: its requests join that
+one's sample, whose rate then covers both (alone, a few hundredths of a second would be a rate
+of its own, and the chart would end in a vertical line). psutil is imported
 here only (``pip install 'ctxbench[soak]'``).
 """
 
@@ -60,6 +63,7 @@ class Sampler:
         self._procs: dict[int, t.Any] = {}
         self._latest: tuple[float, int, int, int] = (0.0, 0, 0, 0)
         self._previous: tuple[float, int, int, int] = (0.0, 0, 0, 0)
+        self._before: tuple[float, int, int, int] = (0.0, 0, 0, 0)  # where _previous's sample began
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,7 +79,7 @@ class Sampler:
 
     def start(self) -> Sampler:
         self.started = time.monotonic()
-        self._latest = self._previous = (self.started, 0, 0, 0)
+        self._latest = self._previous = self._before = (self.started, 0, 0, 0)
         self._thread = threading.Thread(target=self._run, name="ctxbench-soak", daemon=True)
         self._thread.start()
         return self
@@ -84,7 +88,7 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.tick()  # the last partial second
+        self.tick(last=True)  # the last partial second
 
     def _run(self) -> None:
         next_tick = self.started + self.interval
@@ -108,7 +112,7 @@ class Sampler:
             rv.append((proc, "worker"))
         return rv
 
-    def tick(self) -> None:
+    def tick(self, *, last: bool = False) -> None:
         now = time.monotonic()
         stamp = round(now - self.started, 3)
         psutil = self.psutil
@@ -126,6 +130,10 @@ class Sampler:
         span = latest[0] - previous[0]
         if span <= 0:  # no report since the last tick: nothing to say about the load
             return
+        if last and self.load and stamp - self.load[-1].t < self.interval / 2:
+            self.load.pop()  # a partial last second joins the one before (see the design note)
+            previous = self._before
+            span = latest[0] - previous[0]
         requests = latest[1] - previous[1]
         errors = latest[2] - previous[2]
         leaks = latest[3] - previous[3]
@@ -140,4 +148,4 @@ class Sampler:
                 leaks,
             )
         )
-        self._previous = latest
+        self._before, self._previous = previous, latest

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from harness.report.text import fmt_limit
 from harness.results import SOAK_NOT_JUDGED, LoadSample, ProcessSample, ProcessTrend, median
 
 __all__ = ["RSS_GROWTH_LIMIT", "ProcessTrend", "judge_soak", "trends"]
@@ -82,7 +83,7 @@ def judge_soak(
     if grown:
         worst = max(grown, key=lambda p: p.rss_growth)
         return "memory", (
-            f"RSS of {_processes(len(grown))} grew more than {limit:.0%} after the warm-up;"
+            f"RSS of {_processes(len(grown))} grew more than {fmt_limit(limit)} after the warm-up;"
             f" worst: {worst.role} {worst.pid} {_mib(worst.rss_start)} -> {_mib(worst.rss_end)}"
             f" (+{worst.rss_growth:.1%})"
         )
@@ -97,7 +98,7 @@ def judge_soak(
         return "errors", f"{errors:,} requests failed during the soak"
     worst = max(judged, key=lambda p: p.rss_growth)
     return "ok", (
-        f"{len(judged)} processes within {limit:.0%} (largest RSS change"
+        f"{_processes(len(judged))} within {fmt_limit(limit)} (largest RSS change"
         f" {worst.rss_growth:+.1%}), descriptors steady"
     )
 
