@@ -663,6 +663,25 @@ def test_a_cells_reason_writes_its_counts_as_the_table_does() -> None:
     assert "1,000 of 12,000 requests" in verdict_reason(lost)
 
 
+def test_a_cells_reason_writes_its_error_kinds_as_the_run_report_does() -> None:
+    # The chaos report and terminal read "errors {'reset': 2}", a Python dict.
+    errors = Counter({"timeout": 1, "reset": 2, "refused": 0})
+    ok = judge(tally(errors=errors), can_leak=False, expected_errors=frozenset(errors),
+               not_exercised=None, after=CLEAN_AFTER, replaces_workers=True)[1]  # fmt: skip
+    assert ok.startswith("998 answered, errors: 2 x reset, 1 x timeout; afterwards"), ok
+    assert verdict_reason(tally()).startswith("998 answered, errors: none; afterwards")
+    unexpected = verdict_reason(tally(errors=errors))
+    assert unexpected == "unexpected errors: 2 x reset, 1 x timeout (expected: none)"
+    after = dataclasses.replace(CLEAN_AFTER, errors={"timeout": 3})
+    residue = judge(tally(), can_leak=False, expected_errors=frozenset(), not_exercised=None,
+                    after=after, replaces_workers=True)[1]  # fmt: skip
+    assert residue == "after the fault: 0 leaks, errors: 3 x timeout in 300 requests"
+    still = judge(tally(), can_leak=False, expected_errors=frozenset(), not_exercised=None,
+                  after=after, replaces_workers=True,
+                  after_expected_errors=frozenset({"timeout"}))[1]  # fmt: skip
+    assert still.endswith(" (errors: 3 x timeout, as the fault still acts)"), still
+
+
 def verdict_reason(t: Tally) -> str:
     return judge(t, can_leak=False, expected_errors=frozenset(), not_exercised=None,
                  after=CLEAN_AFTER, replaces_workers=True)[1]  # fmt: skip

@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from harness.protocol import app_observation_names
+from harness.report.text import fmt_counts
 from harness.results import AfterFault
 
 __all__ = ["ERROR_COLUMNS", "VERDICTS", "Tally", "judge", "split_statuses"]
@@ -141,7 +142,7 @@ def judge(
     unexpected = {k: v for k, v in tally.errors.items() if v and k not in expected_errors}
     if unexpected:
         allowed = ", ".join(sorted(expected_errors)) or "none"
-        reason = f"unexpected errors {dict(sorted(unexpected.items()))} (expected: {allowed})"
+        reason = f"unexpected errors: {_sorted_counts(unexpected)} (expected: {allowed})"
         if "other-status" in unexpected:  # not 2xx, not 5xx: an auth hook, a rate limiter
             reason += (
                 "; a status that is neither 2xx nor 5xx is the app answering in the probe's"
@@ -157,15 +158,20 @@ def judge(
     }
     if after.leaks or after_unexplained:
         return "residue", (
-            f"after the fault: {after.leaks:,} leaks, errors {dict(after.errors)} in"
-            f" {after.requests:,} requests"
+            f"after the fault: {after.leaks:,} leaks, errors:"
+            f" {_sorted_counts(after.errors) or 'none'} in {after.requests:,} requests"
         )
     if replaces_workers and after.respawned_reached == 0:
         return "not exercised", "the requests after the fault reached no respawned worker"
     still = {k: v for k, v in after.errors.items() if v}
     return "ok", (
-        f"{tally.answered:,} answered, errors {dict(sorted(tally.errors.items())) or 'none'};"
+        f"{tally.answered:,} answered, errors: {_sorted_counts(tally.errors) or 'none'};"
         f" afterwards {after.requests:,} clean requests on {after.survivors_reached} surviving and"
         f" {after.respawned_reached} respawned workers"
-        + (f" (errors {dict(sorted(still.items()))} as the fault still acts)" if still else "")
+        + (f" (errors: {_sorted_counts(still)}, as the fault still acts)" if still else "")
     )
+
+
+def _sorted_counts(counts: Mapping[str, int]) -> str:
+    """``2 x reset, 1 x timeout``, by kind, as the run report writes error counts."""
+    return fmt_counts(dict(sorted(counts.items())))

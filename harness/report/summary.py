@@ -31,6 +31,7 @@ from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_nam
 from harness.report.text import (
     app_name,
     code,
+    fmt_counts,
     fmt_ms,
     fmt_pct,
     fmt_rps,
@@ -435,7 +436,7 @@ def unchecked_cells(cells: Sequence[Cell], name: Namer = label) -> str:
 
 def _times(counts: Mapping[str, int]) -> str:
     """`` (474 x reset, 3 x timeout)``: the counts that are not 0; ``""`` when none is."""
-    listed = ", ".join(f"{n:,} x {k}" for k, n in counts.items() if n)
+    listed = fmt_counts(counts)
     return f" ({listed})" * bool(listed)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.results import SPREAD_WARNING
@@ -74,6 +74,12 @@ def fmt_us(seconds: float) -> str:
 
 def fmt_pct(value: float) -> str:
     return f"{value * 100:.0f}%" if abs(value) >= 0.095 else f"{value * 100:.1f}%"
+
+
+def fmt_counts(counts: Mapping[str, int]) -> str:
+    """``474 x reset, 3 x timeout``: the counts that are not 0, in their order; ``""`` when
+    none is."""
+    return ", ".join(f"{n:,} x {k}" for k, n in counts.items() if n)
 
 
 def fmt_limit(value: float) -> str:
