@@ -18,6 +18,7 @@ from harness.cli import main
 from harness.errors import UsageError
 from harness.faults import FAULTS, VERDICTS, ChaosSettings, get_fault
 from harness.faults.verdict import Tally, judge, split_statuses
+from harness.protocol import FRAMEWORK_NAMES
 from harness.report import render_reports
 from harness.report.charts import Line, Point, line_chart
 from harness.report.faults import faults_table
@@ -96,8 +97,9 @@ def test_a_leak_of_the_app_s_own_state_is_said_to_be_the_app_s() -> None:
     # An app that keeps the current user in a module-level dict, under gunicorn-gthread: chaos
     # said "8,396 leaking observations where none can happen", of a leak that can.
     def reason(*leaked: str) -> str:
+        framework = any(name in FRAMEWORK_NAMES for name in leaked)
         verdict, why = judge(
-            tally(leaks=8396),
+            tally(leaks=8396, framework_leaks=framework),
             can_leak=False,
             expected_errors=frozenset(),
             not_exercised=None,
@@ -119,6 +121,25 @@ def test_a_leak_of_the_app_s_own_state_is_said_to_be_the_app_s() -> None:
     )
     assert reason("g", "residue.request_context") == (
         "8,396 leaking observations where none can happen"
+    )
+
+
+def test_the_app_s_own_state_is_blamed_only_where_the_framework_s_never_leaked() -> None:
+    # The blame read only the evidence kept (the first 20): the app's own state leaking on
+    # every request, the framework's on one in a hundred, read as the app's bug alone.
+    from harness.faults.runner import _add_round
+    from harness.load.spec import LoadResult, LoadSpec
+
+    user = Evidence("gunicorn-gthread", "view", "user", "a", "b", Unit(1, 2, None))
+    result = LoadResult(requests=1000, leaks=1010, framework_leaks=10, evidence=[user] * 20)
+    t, evidence = Tally(), list[Evidence]()
+    _add_round(t, LoadSpec("127.0.0.1", 9, requests=1000), result, evidence)
+    verdict, why = judge(t, can_leak=False, expected_errors=frozenset(), not_exercised=None,
+                         after=CLEAN_AFTER, replaces_workers=True,
+                         leaked={e.name for e in evidence})  # fmt: skip
+    assert (verdict, why) == (
+        "LEAK",
+        "1,010 leaking observations where none can happen (the app's own state among them: user)",
     )
 
 
@@ -175,8 +196,10 @@ def test_non_2xx_splits_into_5xx_and_other_statuses_without_the_injected_ones() 
 
 def test_hostile_outcomes_are_sorted_into_answered_aborted_and_errors() -> None:
     t = Tally()
-    t.add_hostile(10, {"answered": 4, "aborted": 5, "reset": 1}, leaks=2)
+    seen = [Evidence("m", "stream", name, "a", "b", Unit(1, 2, None)) for name in ("g", "user")]
+    t.add_hostile(10, {"answered": 4, "aborted": 5, "reset": 1}, seen)
     assert (t.sent, t.accounted, t.answered, t.aborted, t.leaks) == (10, 10, 4, 5, 2)
+    assert t.framework_leaks == 1
     assert t.errors == Counter(reset=1) and t.lost == 0
 
 

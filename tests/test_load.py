@@ -7,6 +7,7 @@ asserted in the main thread, after run_load() returned.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import threading
@@ -545,6 +546,25 @@ def test_leaking_app_is_reported(serve: ServeFactory) -> None:
     assert set(ev.unit._fields) == {"pid", "thread", "greenlet"}
     # Leaky answers are still answers: they are timed and counted in rps.
     assert len(result.latencies_ms) == n
+
+
+def test_leaks_of_the_framework_s_state_are_counted_apart_from_the_app_s(
+    serve: ServeFactory,
+) -> None:
+    # Every answer leaks the app's own "user", one in ten the framework's "request" too: the
+    # evidence kept (the first 5) holds the app's alone, so chaos blamed the app alone.
+    answered = itertools.count(1)
+
+    def make(token: str) -> bytes:
+        doc = json.loads(probe_body(token))
+        doc["obs"].append(["view", "user", "someone else"])
+        if next(answered) % 10 == 0:
+            doc["obs"][1][2] = "another token"
+        return json.dumps(doc).encode()
+
+    result = run_load(spec(serve(json_app(make)).port, requests=40, concurrency=1, max_evidence=5))
+    assert (result.leaks, result.framework_leaks) == (44, 4)
+    assert {e.name for e in result.evidence} == {"user"}
 
 
 @pytest.fixture

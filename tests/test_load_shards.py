@@ -89,6 +89,7 @@ def _result(i: int) -> LoadResult:
         errors=i,
         error_kinds={"reset": i},
         leaks=2 * i,
+        framework_leaks=i,
         evidence=[Evidence("m", "view", "g", f"t{i}", f"u{i}", unit) for _ in range(2 * i)],
         leaky_requests=i,
         latencies_ms=[float(i)] * (100 * i - i),
@@ -107,7 +108,7 @@ def test_merged_figures_add_up() -> None:
     merged = merge_results(parts, max_evidence=5)
     assert merged.requests == 600
     assert merged.errors == 6 and merged.error_kinds == {"reset": 6}
-    assert merged.leaks == 12 and merged.leaky_requests == 6
+    assert merged.leaks == 12 and merged.leaky_requests == 6 and merged.framework_leaks == 6
     assert len(merged.evidence) == 5  # capped, in process order
     assert [e.expected for e in merged.evidence] == ["t1", "t1", "t2", "t2", "t2"]
     # Latency samples are pooled, so every percentile comes from all of them.

@@ -116,11 +116,10 @@ class Abort(Fault):
 
 
 class _SlowInjector(_HostileInjector):
-    """Slow clients whose whole responses are judged as they arrive (``leaks``, ``evidence``)."""
+    """Slow clients whose whole responses are judged as they arrive (``evidence``: every leak)."""
 
     def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
         super().__init__(server, settings)
-        self.leaks = 0
         self.evidence: list[Evidence] = []
         host, port, seconds = server.host, server.port, settings.slow_seconds
         # Where the server ignores Connection: close, the streamed body ends only when the idle
@@ -140,9 +139,7 @@ class _SlowInjector(_HostileInjector):
                     max_seconds=seconds, timeout=seconds + 10, http10=http10,
                 )  # fmt: skip
             kind, evidence = judge_outcome(outcome, token, mode=server.mode)
-            if evidence:
-                self.leaks += len(evidence)  # one client thread at a time holds the GIL here
-                self.evidence.extend(evidence)
+            self.evidence.extend(evidence)  # one client thread at a time holds the GIL here
             return outcome if kind == outcome.kind else Outcome(kind, outcome.status)
 
         self.hostile = HostileLoad(

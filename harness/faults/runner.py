@@ -90,6 +90,7 @@ def _add_round(tally: Tally, spec: LoadSpec, result: LoadResult, evidence: list[
                                        result.injected_outcomes))  # fmt: skip
     tally.answered += result.requests - result.errors - result.injected
     tally.leaks += result.leaks
+    tally.framework_leaks += result.framework_leaks
     tally.leaky_requests += result.leaky_requests
     keep_evidence(evidence, result.evidence)
 
@@ -273,9 +274,9 @@ def run_fault_cell(
                 injector.between_rounds(deadline)
         finally:
             injector.stop()
-        tally.add_hostile(injector.hostile_sent, injector.hostile_counts,
-                          getattr(injector, "leaks", 0))  # fmt: skip
-        keep_evidence(evidence, getattr(injector, "evidence", []))
+        hostile_evidence = getattr(injector, "evidence", [])  # every leak its clients saw
+        tally.add_hostile(injector.hostile_sent, injector.hostile_counts, hostile_evidence)
+        keep_evidence(evidence, hostile_evidence)
         after_pids, recovery_error = _wait_recovered(server, expected_workers)
         after: AfterFault | None = None
         if recovery_error is None:

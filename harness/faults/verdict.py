@@ -20,12 +20,16 @@ The rules (issue 9), in the order they are checked:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from harness.protocol import app_observation_names
+from harness.protocol import FRAMEWORK_NAMES, app_observation_names
 from harness.report.text import fmt_counts
 from harness.results import AfterFault
+
+if TYPE_CHECKING:
+    from harness.verdict import Evidence
 
 __all__ = ["ERROR_COLUMNS", "VERDICTS", "Tally", "judge", "split_statuses"]
 
@@ -84,9 +88,15 @@ class Tally:
     injected: int = 0
     injected_outcomes: Counter[str] = field(default_factory=Counter)
     leaks: int = 0
+    #: Of ``leaks``, those of the framework's own state (every one counted, not only the kept
+    #: evidence): the rest are of the app's own ``observe()`` state.
+    framework_leaks: int = 0
     leaky_requests: int = 0
 
-    def add_hostile(self, sent: int, counts: Mapping[str, int], leaks: int = 0) -> None:
+    def add_hostile(
+        self, sent: int, counts: Mapping[str, int], evidence: Sequence[Evidence] = ()
+    ) -> None:
+        """Add hostile clients' outcomes, by kind, and every leak they saw (``evidence``)."""
         self.sent += sent
         for kind, count in counts.items():
             self.accounted += count
@@ -96,7 +106,8 @@ class Tally:
                 self.aborted += count
             else:
                 self.errors[kind] += count
-        self.leaks += leaks
+        self.leaks += len(evidence)
+        self.framework_leaks += sum(e.name in FRAMEWORK_NAMES for e in evidence)
 
     @property
     def lost(self) -> int:
@@ -117,8 +128,9 @@ def judge(
     """``(verdict, reason)`` for a fault cell; see the module docstring for the rules.
     ``after_expected_errors`` are the error kinds allowed in the clean load after the fault:
     none, unless the fault still acts there (:attr:`~harness.faults.base.Fault.persists`).
-    ``leaked`` are the names of the observations in the cell's evidence: a leak of the app's own
-    ``observe()`` state is the app's bug, which the storage's traits say nothing of."""
+    ``leaked`` are the names of the observations in the cell's evidence, which name the app's own
+    ``observe()`` state: where only that leaked (``tally.framework_leaks`` is 0), the leak is the
+    app's bug, which the storage's traits say nothing of."""
     if tally.lost:
         return "lost", (
             f"{tally.lost:,} of {tally.sent:,} requests sent are neither answered, errors, aborted"
@@ -130,7 +142,7 @@ def judge(
         return "caught", f"{tally.leaks:,} leaking observations under the fault"
     if tally.leaks:
         own = app_observation_names(leaked)
-        if own and set(own) == set(leaked):  # every name that leaked is the app's own
+        if own and not tally.framework_leaks:  # every leak is of the app's own state
             return "LEAK", (
                 f"{tally.leaks:,} leaking observations of the app's own state ({', '.join(own)},"
                 " given to observe()): the app keeps it where requests share it, a bug of the"

@@ -31,7 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from harness.protocol import probe_path
+from harness.protocol import FRAMEWORK_NAMES, probe_path
 from harness.verdict import Evidence, ProbeChecker, ProbeProtocolError, observation_names
 
 from .acks import STALL_MAX_NS, STALL_MIN_NS, AckCounts
@@ -194,6 +194,7 @@ class _Run:
         self.error_kinds: dict[str, int] = {}
         self.statuses: dict[int, int] = {}
         self.leaks = 0
+        self.framework_leaks = 0
         self.leaky = 0
         self.evidence: list[Evidence] = []
         self.latencies: list[int] = []
@@ -276,6 +277,7 @@ class _Run:
             error_kinds=dict(self.error_kinds),
             leaks=self.leaks,
             evidence=self.evidence,
+            framework_leaks=self.framework_leaks,
             leaky_requests=self.leaky,
             latencies_ms=[ns / 1e6 for ns in self.latencies],
             elapsed_s=elapsed,
@@ -513,6 +515,7 @@ class _Run:
             evidence = verdict.evidence
             if evidence:
                 self.leaks += len(evidence)
+                self.framework_leaks += sum(e.name in FRAMEWORK_NAMES for e in evidence)
                 self.leaky += 1
                 if self.first_leak_at is None or index < self.first_leak_at:
                     self.first_leak_at = index

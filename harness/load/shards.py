@@ -73,6 +73,7 @@ def merge_results(results: Sequence[LoadResult], max_evidence: int) -> LoadResul
         merged.requests += rv.requests
         merged.errors += rv.errors
         merged.leaks += rv.leaks
+        merged.framework_leaks += rv.framework_leaks
         merged.leaky_requests += rv.leaky_requests
         merged.reconnects += rv.reconnects
         merged.injected += rv.injected

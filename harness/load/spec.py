@@ -180,6 +180,9 @@ class LoadResult:
     leaks: int = 0
     #: The first ``max_evidence`` of them.
     evidence: list[Evidence] = field(default_factory=list)
+    #: Of ``leaks``, those of the framework's own state (:data:`~harness.protocol.FRAMEWORK_NAMES`),
+    #: all counted: the rest are of the app's own ``observe()`` state, which is the app's to fix.
+    framework_leaks: int = 0
     #: Responses that carried at least one leak.
     leaky_requests: int = 0
     #: Per answered request, from the start of the request (connect included when one was made).
