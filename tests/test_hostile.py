@@ -18,6 +18,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 import core
 from harness.load import hostile
+from harness.load.http import MAX_BODY
 from harness.probe import install_probe
 from harness.probe.stream import STREAM_PATH, parse_stream_query, read_chunks
 
@@ -168,3 +169,64 @@ def test_hostile_load_counts_every_call(port: int) -> None:
     assert load.counts["aborted"] == 32, load.counts
     with pytest.raises(ValueError, match="bound"):
         hostile.HostileLoad(action)
+
+
+class _Dribble:
+    """A connected socket whose response arrives ``step`` bytes per ``recv``, then closes."""
+
+    def __init__(self, data: bytes, step: int = 1 << 16) -> None:
+        self.data, self.step, self.at = data, step, 0
+
+    def sendall(self, data: bytes) -> None:
+        pass
+
+    def recv(self, size: int) -> bytes:
+        piece = self.data[self.at : self.at + min(size, self.step)]
+        self.at += len(piece)
+        return piece
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        pytest.param(b"Content-Length: %d" % (MAX_BODY + 1), b"x", id="length"),
+        pytest.param(b"Transfer-Encoding: chunked", b"1\r\nx\r\n" * (MAX_BODY // 5), id="chunked"),
+        pytest.param(b"Connection: close", b"x" * (MAX_BODY + 1), id="until-close"),
+    ],
+)
+def test_a_body_longer_than_the_driver_reads_is_a_protocol_error(
+    framing: bytes, body: bytes
+) -> None:
+    # The driver stops at MAX_BODY; these clients read any body whole, into memory.
+    conn = hostile.Connection("127.0.0.1", 9)
+    conn.sock = t.cast(
+        socket.socket, _Dribble(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\n\r\n" + body)
+    )
+    outcome = conn.request("/")
+    assert outcome.kind == "protocol", outcome
+
+
+def test_a_chunked_body_that_arrives_a_chunk_at_a_time_is_decoded_once() -> None:
+    # Every read decoded the body from its first chunk again: quadratic in its chunks.
+    class Counted(bytearray):
+        work = 0  # bytes looked at by find() and copied by bytes()
+
+        def find(self, sub: t.Any, start: t.Any = 0, *end: t.Any) -> int:
+            rv = super().find(sub, start, *end)
+            self.work += (rv if rv >= 0 else len(self)) - start
+            return rv
+
+        def __bytes__(self) -> bytes:
+            self.work += len(self)
+            return bytes(memoryview(self))
+
+    chunks = b"1\r\nx\r\n" * 2000 + b"0\r\n\r\n"
+    conn = hostile.Connection("127.0.0.1", 9)
+    conn.sock = t.cast(socket.socket, _Dribble(chunks, step=6))
+    buf = Counted(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    outcome = conn.answer(buf)
+    assert outcome.body == b"x" * 2000
+    assert buf.work < 4 * len(buf), buf.work

@@ -37,7 +37,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
-from .http import CHUNKED, INTERIM, LENGTH, HttpProtocolError, ResponseHead, dechunk, parse_head
+from .http import (
+    CHUNKED,
+    INTERIM,
+    LENGTH,
+    MAX_BODY,
+    Dechunker,
+    HttpProtocolError,
+    ResponseHead,
+    parse_head,
+)
 from .spec import loopback_host
 
 __all__ = [
@@ -200,18 +209,25 @@ class Connection:
             buf += data
 
     def read_body(self, buf: bytearray, head: ResponseHead, start: int) -> bytes:
+        """Receive into ``buf`` until the whole body is there and return it; at most
+        :data:`MAX_BODY` bytes of it, as the driver reads. Raises :class:`_Failed`."""
         sock = t.cast(socket.socket, self.sock)
+        if head.framing == LENGTH and head.length > MAX_BODY:
+            raise _Failed("protocol", f"Content-Length {head.length} is over {MAX_BODY} bytes")
+        chunks = Dechunker(start)
         while True:
             if head.framing == LENGTH:
                 if len(buf) >= start + head.length:
                     return bytes(buf[start : start + head.length])
             elif head.framing == CHUNKED:
                 try:
-                    decoded = dechunk(bytes(buf), start)
+                    decoded = chunks.feed(buf)
                 except HttpProtocolError as exc:
                     raise _Failed("protocol", str(exc)) from None
                 if decoded is not None:
                     return decoded[0]
+            if len(buf) - start > MAX_BODY:  # a chunked body, or one until close, without end
+                raise _Failed("protocol", f"a body of more than {MAX_BODY} bytes")
             data = sock.recv(_RECV)
             if not data:
                 if head.framing not in (LENGTH, CHUNKED):

@@ -7,7 +7,7 @@ whether the server will close the connection. Everything else is ignored.
 
 from __future__ import annotations
 
-__all__ = ["MAX_BODY", "HttpProtocolError", "ResponseHead", "dechunk", "parse_head"]
+__all__ = ["MAX_BODY", "Dechunker", "HttpProtocolError", "ResponseHead", "dechunk", "parse_head"]
 
 #: The longest response body read: a probe answer is about 1 KB (a few more with the app's own
 #: observe() names), and a server that sends more, or without end, must not fill the memory of
@@ -87,38 +87,52 @@ def parse_head(head: bytes) -> ResponseHead:
     return ResponseHead(status, UNTIL_CLOSE, -1, True)
 
 
-def dechunk(data: bytes, start: int) -> tuple[bytes, int] | None:
+def dechunk(data: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
     """Decode a chunked body starting at ``data[start]``.
 
     Return ``(body, end)`` once the last chunk and the trailer are in ``data``, ``None`` while
-    more bytes are needed; raise :class:`HttpProtocolError` on malformed framing.
+    more bytes are needed; raise :class:`HttpProtocolError` on malformed framing. To read a
+    body as it arrives, feed a :class:`Dechunker` instead: this decodes it from its start.
     """
-    parts: list[bytes] = []
-    pos = start
-    while True:
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        size_field = data[pos:eol].split(b";", 1)[0].strip()
-        try:
-            size = int(size_field, 16)
-        except ValueError:
-            size = -1
-        if size < 0:  # "-6" took pos back to the start of its line, for ever
-            raise HttpProtocolError(f"bad chunk size {size_field!r}")
-        pos = eol + 2
-        if size == 0:
-            # Skip trailer fields up to the blank line.
-            while True:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    return None
-                if eol == pos:
-                    return b"".join(parts), eol + 2
-                pos = eol + 2
-        if len(data) < pos + size + 2:
-            return None
-        parts.append(data[pos : pos + size])
-        if data[pos + size : pos + size + 2] != b"\r\n":
-            raise HttpProtocolError("chunk not followed by CRLF")
-        pos += size + 2
+    return Dechunker(start).feed(data)
+
+
+class Dechunker:
+    """A chunked body decoded as it arrives, each chunk once: after each read, :meth:`feed` it
+    everything received so far (decoding it all again each time is quadratic in the reads, and
+    a server can send a body one byte at a time)."""
+
+    def __init__(self, start: int) -> None:
+        self.pos = start  # where the first chunk not yet decoded starts
+        self.parts: list[bytes] = []
+
+    def feed(self, data: bytes | bytearray) -> tuple[bytes, int] | None:
+        """``(body, end)`` once the last chunk and the trailer are in ``data``, ``None`` while
+        more bytes are needed; raises :class:`HttpProtocolError` on malformed framing."""
+        while True:
+            eol = data.find(b"\r\n", self.pos)
+            if eol < 0:
+                return None
+            size_field = bytes(data[self.pos : eol]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_field, 16)
+            except ValueError:
+                size = -1
+            if size < 0:  # "-6" took pos back to the start of its line, for ever
+                raise HttpProtocolError(f"bad chunk size {size_field!r}")
+            pos = eol + 2
+            if size == 0:
+                # Skip trailer fields up to the blank line.
+                while True:
+                    eol = data.find(b"\r\n", pos)
+                    if eol < 0:
+                        return None
+                    if eol == pos:
+                        return b"".join(self.parts), eol + 2
+                    pos = eol + 2
+            if len(data) < pos + size + 2:
+                return None
+            if data[pos + size : pos + size + 2] != b"\r\n":
+                raise HttpProtocolError("chunk not followed by CRLF")
+            self.parts.append(bytes(data[pos : pos + size]))
+            self.pos = pos + size + 2
