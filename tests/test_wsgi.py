@@ -344,16 +344,36 @@ def test_a_middleware_in_front_that_answers_the_probe_is_named(
 
 
 def test_a_wsgi_callable_without_a_wrapped_app_answers_the_probe_itself() -> None:
+    from harness.load.echo import echo_body_template
     from harness.wsgi import _ensure_probe
 
     def plain(environ: t.Any, start_response: t.Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "application/json")])
-        return [b'{"token": "t-1"}']
+        return [echo_body_template("t-1", "1").encode()]
 
     served, where = _ensure_probe(plain, "m:plain", None)
     assert where == "none" and served.app is plain
     response = Client(served).get("/_ctxbench/probe?token=t-1")  # passes as it is
-    assert response.status_code == 200 and list(response.headers.keys()) == ["Content-Type"]
+    assert response.status_code == 200 and response.text == echo_body_template("t-1", "1")
+    assert _first_probe_answer(served, "/_ctxbench/probe") == "ready"
+
+
+def test_a_wsgi_callable_that_answers_200_to_every_path_is_named() -> None:
+    # `def app(e, s): s("200 OK", []); return [b"hi"]` was told that the probe answered
+    # 'something that is not a probe response: install the probe with install_probe(app)',
+    # which refuses a plain WSGI callable; a 404 of the same app was told why.
+    from harness.wsgi import _ensure_probe
+
+    def hi(environ: t.Any, start_response: t.Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"hi"]
+
+    served, _ = _ensure_probe(hi, "m:hi", None)
+    said = _first_probe_answer(served, "/_ctxbench/probe")
+    assert said is not None and said.startswith(
+        f"answered 200 from {__name__}.{hi.__qualname__}, which is no core or Flask app,"
+    ), said
+    assert Client(served).get("/elsewhere").headers.get("X-Ctxbench-Probe-Stopped") is None
 
 
 class Bottle:
