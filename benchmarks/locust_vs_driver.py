@@ -31,6 +31,7 @@ import time
 import typing as t
 from pathlib import Path
 
+from harness.cli import LOCUSTFILE
 from harness.load import LoadSpec, run_load
 from harness.load.echo import echo_probe
 from harness.report.text import fmt_rps, fmt_runs
@@ -38,8 +39,6 @@ from harness.report.tree import Table, text_table
 from harness.results import median, write_atomic
 
 SCHEMA = "ctxbench.bench.locust_vs_driver/1"
-ROOT = Path(__file__).resolve().parent.parent
-LOCUSTFILE = ROOT / "locustfiles" / "isolation.py"
 SUMMARY = re.compile(r"ctxbench summary (\{.*\})")
 
 

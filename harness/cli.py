@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("serve", "run one server mode in the foreground until interrupted",
          _configure_serve, cmd_serve),
         ("list", "show every server mode and whether it can run here", lambda p: None, cmd_list),
+        ("locustfile", "print the path of the locustfile, for locust -f \"$(ctxbench locustfile)\"",
+         lambda p: None, cmd_locustfile),
         ("report", "write report.md and report.html for a run folder",
          _configure_report, cmd_report),
         ("compare", "compare two runs; exit 1 on a regression beyond --threshold",
@@ -949,6 +951,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
         for name, proxy in PROXIES.items():
             show(name, proxy.available(), proxy.summary)
+    return 0
+
+
+# -- locustfile ------------------------------------------------------------------------------
+
+#: The locustfile that ships with ctxbench: a file for ``locust -f``, never a module to import
+#: (``import locust`` monkey-patches the importing process with gevent).
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfiles" / "isolation.py"
+
+
+def cmd_locustfile(args: argparse.Namespace) -> int:
+    print(LOCUSTFILE)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""locustfiles/isolation.py against live servers: exit 0 on the correct core, non-zero on a mutant.
+"""The locustfile (``ctxbench locustfile``) against live servers: exit 0 on the correct core,
+non-zero on a mutant.
 
 Locust always runs as its own process (``import locust`` would monkey-patch this test process
 with gevent), against a server started with :func:`harness.servers.live_server` on 127.0.0.1.
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from harness.cli import LOCUSTFILE
 from harness.servers import free_port
 
 pytestmark = [
@@ -41,7 +43,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCUSTFILE = ROOT / "locustfiles" / "isolation.py"
 LEAK_EXIT_CODE = 3
 RUN_SECONDS = 2
 USERS = 12

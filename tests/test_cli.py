@@ -53,6 +53,20 @@ def test_list_shows_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("\n") == len(MODES) + 2 + len(PROXIES)
 
 
+def test_locustfile_prints_the_path_of_the_locustfile_in_the_package(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``locust -f "$(ctxbench locustfile)"``: the file ships inside the ``harness`` package, so
+    a user who installed the wheel has it too (tests/test_packaging.py checks the wheel)."""
+    import harness
+
+    assert main(["locustfile"]) == 0
+    path = Path(capsys.readouterr().out.removesuffix("\n"))
+    assert path.is_absolute() and path.is_file(), path
+    assert path.is_relative_to(Path(harness.__file__).resolve().parent), path
+    assert "class ProbeUser(FastHttpUser)" in path.read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("flag", ["--version", "-V"])
 def test_version(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -151,7 +151,7 @@ def _commands_of(program: str, docs: list[Path] = DOCS) -> list[tuple[str, list[
 
 def test_the_docs_are_found() -> None:
     names = {_rel(p) for p in DOCS}
-    assert {"README.md", "docs/architecture.md", "locustfiles/README.md"} <= names, names
+    assert {"README.md", "docs/architecture.md", "docs/locust.md"} <= names, names
     assert len(shell_commands()) > 60
 
 
@@ -300,6 +300,9 @@ def test_a_check_here_fires_on_a_renamed_option_or_unknown_name() -> None:
 
 # -- locust ------------------------------------------------------------------------------------
 
+#: The locustfile as the docs pass it to ``locust -f``: the path ``ctxbench locustfile`` prints.
+LOCUST_F = "$(ctxbench locustfile)"
+
 _PARSE_LOCUST = textwrap.dedent(
     """
     import importlib.util, json, sys
@@ -342,13 +345,18 @@ def _parse_locust(argvs: list[list[str]]) -> list[list[str]]:
     __import__("importlib.util").util.find_spec("locust") is None, reason="locust not installed"
 )
 def test_every_locust_command_the_docs_show_parses() -> None:
+    from harness.cli import LOCUSTFILE
+
     shown = _commands_of("locust")
     assert len(shown) >= 7, shown
     for where, argv in shown:
+        # The path `ctxbench locustfile` prints, which an installed ctxbench has too: a path in
+        # the checkout is not there for a user who installed the wheel.
         path = argv[argv.index("-f") + 1]
-        assert (ROOT / path).is_file(), f"{where}: {path} does not exist"
-    bad = ["-f", "locustfiles/isolation.py", "--headless", "--sleep-msec", "2"]
-    refused = _parse_locust([argv[1:] for _, argv in shown] + [bad])
+        assert path == LOCUST_F, f"{where}: give locust -f {shlex.quote(LOCUST_F)}, not {path}"
+    argvs = [[str(LOCUSTFILE) if a == LOCUST_F else a for a in argv[1:]] for _, argv in shown]
+    bad = ["-f", str(LOCUSTFILE), "--headless", "--sleep-msec", "2"]
+    refused = _parse_locust([*argvs, bad])
     assert refused == [bad], f"locust refuses these command lines the docs show: {refused[:-1]}"
 
 
@@ -682,8 +690,7 @@ def test_slug_reads_headings_as_github_does() -> None:
 
 
 #: Top-level folders whose paths a code span may name.
-_TOP = ("core", "harness", "scenarios", "tests", "locustfiles", "benchmarks", "docs",
-        "examples", ".ci")  # fmt: skip
+_TOP = ("core", "harness", "scenarios", "tests", "benchmarks", "docs", "examples", ".ci")
 
 
 def test_every_repository_path_in_a_code_span_exists() -> None:
@@ -1006,7 +1013,7 @@ def _stated_figures() -> list[tuple[str, str]]:
         (arch, f"more than `RSS_GROWTH_LIMIT` ({RSS_GROWTH_LIMIT:.0%}) growth fails"),
         (results, f"A spread above {SPREAD_WARNING:.0%} gets a warning"),
         (results, f"more than the threshold (default {compare['threshold']})"),
-        ("locustfiles/README.md", f"(0 to {MAX_SLEEP_MS:g};"),
+        ("docs/locust.md", f"(0 to {MAX_SLEEP_MS:g};"),
         ("benchmarks/README.md", f"sends {BAR} probe requests at the default concurrency"
                                  f" ({LOAD.concurrency} users, {LOAD.sleep_ms:g} ms in the view)"),
     ]  # fmt: skip

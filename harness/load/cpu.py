@@ -40,7 +40,8 @@ DRIVER_BOUND_ADVICE = (
     "the load driver was saturated (on a CPU, or waiting for one, for more than 90% of the run),"
     " so this throughput may be the driver's, not the server's: add driver processes"
     " (--driver-processes N, or auto), stop other programs on this machine, or drive the server"
-    " from more machines with the locustfile in master/worker mode (locustfiles/README.md)"
+    " from more machines with the locustfile in master/worker mode (ctxbench locustfile;"
+    " README, 'Load testing with locust')"
 )
 
 _PROC = Path("/proc")

@@ -1,10 +1,12 @@
 """Locust load test that fails on a request-context leak.
 
-    locust -f locustfiles/isolation.py --headless -u 50 -r 50 -t 30s -H http://127.0.0.1:PORT
+    locust -f "$(ctxbench locustfile)" --headless -u 50 -r 50 -t 30s -H http://127.0.0.1:PORT
 
-against a server started with ``ctxbench serve --mode MODE``. Each user sends probe requests
-(``GET /_ctxbench/probe?token=T&sleep_ms=S``) with a fresh token and checks every response with
-:func:`harness.verdict.check_probe_response`, the same verdict the harness's own load driver uses.
+against a server started with ``ctxbench serve --mode MODE`` (``ctxbench locustfile`` prints
+this file's path: it ships in the ``harness`` package, a file for locust to load, never imported).
+Each user sends probe requests (``GET /_ctxbench/probe?token=T&sleep_ms=S``) with a fresh token
+and checks every response with :func:`harness.verdict.check_probe_response`, the same verdict the
+harness's own load driver uses.
 
 What runs where: locust runs every user as a greenlet in this process (``import locust``
 monkey-patches it with gevent, so never import this file into a process that hosts a server).
@@ -67,11 +69,17 @@ except ModuleNotFoundError as e:
         raise
     # A locust of another Python (pipx, a system package, another venv) loads this file: one
     # line and exit status 2, as for a bad option, not locust's traceback of the import.
-    checkout = Path(__file__).resolve().parent.parent
+    # In a checkout, the folder to install from; installed, the copy of a venv that has it.
+    checkout = Path(__file__).resolve().parents[2]
+    install = (
+        f", or install ctxbench into this one ({sys.executable} -m pip install '{checkout}')"
+        if (checkout / "pyproject.toml").is_file()
+        else ""
+    )
     sys.stderr.write(
         f"locust: error: {Path(__file__).name} needs ctxbench, which the Python this locust runs"
-        f" on does not have ({sys.executable}): run the locust of the venv that has ctxbench, or"
-        f" install ctxbench into this one ({sys.executable} -m pip install '{checkout}')\n"
+        f" on does not have ({sys.executable}): run the locust of the venv that has ctxbench"
+        f"{install}\n"
     )
     raise SystemExit(2) from None
 from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
