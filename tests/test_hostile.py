@@ -195,18 +195,19 @@ class _Dribble:
         pytest.param(b"Content-Length: %d" % (MAX_BODY + 1), b"x", id="length"),
         pytest.param(b"Transfer-Encoding: chunked", b"1\r\nx\r\n" * (MAX_BODY // 5), id="chunked"),
         pytest.param(b"Connection: close", b"x" * (MAX_BODY + 1), id="until-close"),
+        pytest.param(b"Transfer-Encoding: chunked", b"-6\r\n", id="bad-chunk"),
     ],
 )
-def test_a_body_longer_than_the_driver_reads_is_a_protocol_error(
-    framing: bytes, body: bytes
-) -> None:
-    # The driver stops at MAX_BODY; these clients read any body whole, into memory.
+def test_an_answer_too_long_or_not_http_is_an_http_error(framing: bytes, body: bytes) -> None:
+    # The driver stops at MAX_BODY; these clients read any body whole, into memory. An answer
+    # that is not HTTP/1.x is an error of the driver's kind "http"; it was "protocol", the
+    # driver's word for a 2xx answer that is not a probe response.
     conn = hostile.Connection("127.0.0.1", 9)
     conn.sock = t.cast(
         socket.socket, _Dribble(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\n\r\n" + body)
     )
     outcome = conn.request("/")
-    assert outcome.kind == "protocol", outcome
+    assert outcome.kind == "http", outcome
 
 
 def test_a_chunked_body_that_arrives_a_chunk_at_a_time_is_decoded_once() -> None:

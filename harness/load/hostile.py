@@ -63,10 +63,12 @@ __all__ = [
 ]
 
 #: What an :class:`Outcome` can be: a whole response (``answered``, whatever its status), a
-#: request the client abandoned on purpose (``aborted``), or how it failed (the driver's words).
-#: :func:`by_status` adds ``5xx`` and ``other-status`` for a whole response that is not a 2xx.
+#: request the client abandoned on purpose (``aborted``), or how it failed, in the driver's words
+#: (:data:`harness.load.spec.ERROR_KINDS`: ``http``, an answer that is not HTTP/1.x these clients
+#: can read). :func:`by_status` adds ``5xx`` and ``other-status`` for a whole response that is
+#: not a 2xx, and the faults' judge ``protocol`` for a 2xx one that is not a probe response.
 OUTCOME_KINDS = (
-    "answered", "aborted", "reset", "refused", "timeout", "protocol", "os-error", "5xx",
+    "answered", "aborted", "reset", "refused", "timeout", "http", "protocol", "os-error", "5xx",
     "other-status",
 )  # fmt: skip
 
@@ -196,13 +198,13 @@ class Connection:
                 try:
                     head = parse_head(bytes(buf[:end]))
                 except HttpProtocolError as exc:
-                    raise _Failed("protocol", str(exc)) from None
+                    raise _Failed("http", str(exc)) from None
                 if head.framing != INTERIM:
                     return head, end + 4
                 del buf[: end + 4]  # 103 Early Hints: the final response follows
                 continue
             if len(buf) > _MAX_HEAD:
-                raise _Failed("protocol", "response head too long")
+                raise _Failed("http", "response head too long")
             data = sock.recv(_RECV)
             if not data:
                 raise _Failed("reset", "closed before a response head")
@@ -213,7 +215,7 @@ class Connection:
         :data:`MAX_BODY` bytes of it, as the driver reads. Raises :class:`_Failed`."""
         sock = t.cast(socket.socket, self.sock)
         if head.framing == LENGTH and head.length > MAX_BODY:
-            raise _Failed("protocol", f"Content-Length {head.length} is over {MAX_BODY} bytes")
+            raise _Failed("http", f"Content-Length {head.length} is over {MAX_BODY} bytes")
         chunks = Dechunker(start)
         while True:
             if head.framing == LENGTH:
@@ -223,11 +225,11 @@ class Connection:
                 try:
                     decoded = chunks.feed(buf)
                 except HttpProtocolError as exc:
-                    raise _Failed("protocol", str(exc)) from None
+                    raise _Failed("http", str(exc)) from None
                 if decoded is not None:
                     return decoded[0]
             if len(buf) - start > MAX_BODY:  # a chunked body, or one until close, without end
-                raise _Failed("protocol", f"a body of more than {MAX_BODY} bytes")
+                raise _Failed("http", f"a body of more than {MAX_BODY} bytes")
             data = sock.recv(_RECV)
             if not data:
                 if head.framing not in (LENGTH, CHUNKED):
