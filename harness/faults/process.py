@@ -77,27 +77,6 @@ class _LifecycleFault(Fault):
         return settings.recycle_requests, settings.recycle_jitter
 
 
-class _PeriodicInjector(Injector):
-    """Does :meth:`inject` ``settings.injections`` times, ``settings.interval_s`` apart."""
-
-    def __init__(self, server: LiveServer, settings: ChaosSettings) -> None:
-        super().__init__(server, settings)
-        self._finished = False
-
-    def run(self) -> None:
-        for _ in range(self.settings.injections):
-            if self.stopping(self.settings.interval_s):
-                return
-            self.inject()
-        self._finished = True
-
-    def inject(self) -> None:
-        raise NotImplementedError
-
-    def done(self) -> bool:
-        return self._finished
-
-
 class _KillInjector(Injector):
     """Every ``interval_s``, SIGKILL a random worker that has been up for ``MIN_AGE_S``, until
     ``injections`` were killed. A worker killed as soon as it was spawned proves nothing (it
@@ -165,13 +144,23 @@ class KillWorker(_LifecycleFault):
         return _replaced("SIGKILL", injector, before, after)
 
 
-class _ReloadInjector(_PeriodicInjector):
+class _ReloadInjector(Injector):
+    """Sends the master ``sig`` ``settings.injections`` times, ``settings.interval_s`` apart."""
+
     def __init__(self, server: LiveServer, settings: ChaosSettings, sig: int) -> None:
         super().__init__(server, settings)
         self.signal = sig
+        self._finished = False
 
-    def inject(self) -> None:
-        self.send_signal(self.server.app_server.pid, self.signal)
+    def run(self) -> None:
+        for _ in range(self.settings.injections):
+            if self.stopping(self.settings.interval_s):
+                return
+            self.send_signal(self.server.app_server.pid, self.signal)
+        self._finished = True
+
+    def done(self) -> bool:
+        return self._finished
 
 
 @register
