@@ -35,7 +35,7 @@ from harness.load.http import MAX_BODY
 from harness.load.spec import loopback_host
 from harness.probe import SECRET_ENV, SECRET_HEADER
 from harness.protocol import STOPPED_HEADER, parse_mount, probe_path
-from harness.servers._process import why_not_answered
+from harness.servers._process import INSTALL_PROBE, why_not_answered
 from harness.verdict import ProbeProtocolError, examine_probe_response, printable
 
 __all__ = ["Target", "gone", "identify", "parse_target", "secret_headers"]
@@ -167,9 +167,8 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
     finally:
         conn.close()
     hint = (
-        "mount it with harness.probe.install_probe(app) (a core or Flask app; for others see the"
-        " README, 'Apps of other frameworks') and start the server with"
-        f" CTXBENCH_PROBE=1 (and the same {SECRET_ENV} as here, if it has one)"
+        f"{INSTALL_PROBE} and start the server with CTXBENCH_PROBE=1 (and the same {SECRET_ENV}"
+        " as here, if it has one)"
     )
     if resp.getheader(STOPPED_HEADER) is not None:
         # The probe is there, and the app answered in its place (an auth hook's 401).

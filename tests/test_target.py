@@ -296,7 +296,8 @@ def test_a_target_without_the_probe_is_told_which_apps_take_it() -> None:
     with serving(django_404) as url, pytest.raises(UsageError) as caught:
         identify(parse_target(url))
     assert (
-        "no ctxbench probe there; mount it with harness.probe.install_probe(app) (a core or Flask"
+        "no ctxbench probe there; install the probe with harness.probe.install_probe(app) (a"
+        " core or Flask"
         " app; for others see the README, 'Apps of other frameworks') and start the server with"
         " CTXBENCH_PROBE=1"
     ) in str(caught.value)
@@ -324,8 +325,8 @@ def test_a_probe_answer_the_load_cannot_read_is_refused_at_the_start() -> None:
     assert str(caught.value).startswith(
         f"--target {url} answered /_ctxbench/probe with a probe response that cannot be checked"
         " (no observations from phase(s) after_request, before_request, entry,"
-        " teardown_appcontext, teardown_request), so every request would be an error; mount it"
-        " with harness.probe.install_probe(app)"
+        " teardown_appcontext, teardown_request), so every request would be an error; install"
+        " the probe with harness.probe.install_probe(app)"
     )
 
 

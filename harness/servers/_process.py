@@ -58,6 +58,7 @@ from harness.verdict import ProbeProtocolError, examine_probe_response, printabl
 __all__ = [
     "HELPER_PROCESSES",
     "HOST",
+    "INSTALL_PROBE",
     "LOG_TAIL_LINES",
     "SCRUBBED_ENV",
     "SCRUBBED_ENV_PREFIXES",
@@ -265,7 +266,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # -- readiness -------------------------------------------------------------------------------
 
 
-_INSTALL = (
+#: What to do about a server without the probe: the hint of every error that says so.
+INSTALL_PROBE = (
     "install the probe with harness.probe.install_probe(app) (a core or Flask app; for others"
     " see the README, 'Apps of other frameworks')"
 )
@@ -317,9 +319,9 @@ def _probe_once(
         doc = json.loads(body)
         echoed = doc.get("token")
     except (ValueError, AttributeError):
-        return f"answered 200 with something that is not a probe response: {_INSTALL}"
+        return f"answered 200 with something that is not a probe response: {INSTALL_PROBE}"
     if echoed != token:
-        return f"answered token {echoed!r} to a request for token {token!r}: {_INSTALL}"
+        return f"answered token {echoed!r} to a request for token {token!r}: {INSTALL_PROBE}"
     if group is not None and not _in_group(doc.get("worker"), group):
         return None
     try:
@@ -330,7 +332,7 @@ def _probe_once(
         return (
             f"answered 200 with a probe response that cannot be checked ({e.reason}), so every"
             " request would be an error; a probe response has the form docs/architecture.md"
-            f" describes ('The probe protocol'), which the probe writes: {_INSTALL}"
+            f" describes ('The probe protocol'), which the probe writes: {INSTALL_PROBE}"
         )
     return "ready"
 
