@@ -55,10 +55,14 @@ UnitKey = tuple[int, int, int | None]
 
 
 class ProbeProtocolError(ValueError):
-    """The response is not a well-formed probe response, so it says nothing about isolation."""
+    """The response is not a well-formed probe response, so it says nothing about isolation.
 
-    #: What is wrong with it, in a few words (``"no observations from phase(s) entry"``).
-    reason = ""
+    ``reason`` is what is wrong with it, in a few words (``"no observations from phase(s)
+    entry"``), for a message of the caller's own; ``""`` where the message alone says it."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Unit(t.NamedTuple):
@@ -111,13 +115,12 @@ class ProbeVerdict:
 
 def _fail(token: str, why: str, body: bytes) -> ProbeProtocolError:
     excerpt = body[:200]
-    rv = ProbeProtocolError(
+    return ProbeProtocolError(
         f"Not a probe response for token {token!r}: {why}. Body starts {excerpt!r}.\n\n"
         "Check that the server runs an app with install_probe(app) and that the request went to"
-        " /_ctxbench/probe."
+        " /_ctxbench/probe.",
+        why,
     )
-    rv.reason = why
-    return rv
 
 
 def _unit(token: str, raw: object, body: bytes) -> UnitKey:

@@ -242,8 +242,10 @@ def test_observation_names_of_what_is_not_a_probe_response_are_none() -> None:
 @pytest.mark.parametrize("phase", sorted(PHASES))
 def test_a_missing_phase_is_a_protocol_error(phase: str) -> None:
     obs = [o for o in clean_obs() if o[0] != phase]
-    with pytest.raises(ProbeProtocolError, match=f"no observations from phase\\(s\\) {phase}"):
+    with pytest.raises(ProbeProtocolError, match=f"no observations from phase\\(s\\) {phase}") as e:
         check_probe_response(TOKEN, 200, body(obs=obs), mode="m")
+    assert e.value.reason == f"no observations from phase(s) {phase}"  # for a message of one's own
+    assert ProbeProtocolError("a message", "in a few words").reason == "in a few words"
 
 
 def test_a_probe_that_records_only_entry_cannot_pass() -> None:
