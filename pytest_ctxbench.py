@@ -471,13 +471,13 @@ class Ctxbench:
         from harness.errors import CtxbenchError, UsageError
         from harness.load.spec import connection_patterns
         from harness.runner import run_matrix
-        from harness.servers import MODES
+        from harness.servers import MODES, available_modes
         from harness.settings import RunSettings
 
         chosen = _csv(self._setting("modes", modes) or "")
         named = bool(chosen)
         if not named and not server_args:  # server args without modes are refused below
-            chosen = tuple(m for m in DEFAULT_MODES if MODES[m].available().ok)
+            chosen = available_modes(DEFAULT_MODES)
             missing: dict[str, list[str]] = {}  # why -> the default modes it stops
             for m in DEFAULT_MODES:
                 if m not in chosen:

@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _behind_proxies(modes: Sequence[str], proxy_option: str) -> tuple[str, ...]:
     """``modes`` (all that can run, if empty) behind each proxy named in ``--proxy``."""
-    from harness.servers import MODES, PROXIES, PROXY_SEPARATOR
+    from harness.servers import PROXIES, PROXY_SEPARATOR, available_modes
     from harness.settings import check_unique
 
     if not proxy_option.strip():
@@ -383,8 +383,8 @@ def _behind_proxies(modes: Sequence[str], proxy_option: str) -> tuple[str, ...]:
     for proxy in proxies:
         if proxy != "none" and proxy not in PROXIES:
             raise UsageError(f"unknown proxy {proxy!r}: choose from none, {', '.join(PROXIES)}")
-    if not modes:
-        modes = [name for name, mode in MODES.items() if mode.available().ok]
+    if not modes:  # behind each proxy asked for, every registered mode that can run
+        modes = available_modes()
     return tuple(
         mode if proxy == "none" else f"{proxy}{PROXY_SEPARATOR}{mode}"
         for mode in modes
@@ -774,6 +774,7 @@ def _cannot_run_here() -> str | None:
     from harness.report.text import plural
     from harness.servers import MODES, PROXIES
 
+    # What available_modes() leaves out of the default, and each proxy that cannot run at all.
     left_out = [name for name, mode in MODES.items() if not mode.available().ok]
     left_out += [f"{name}+MODE" for name, proxy in PROXIES.items() if not proxy.available().ok]
     if not left_out:

@@ -27,7 +27,7 @@ from harness.load.spec import (
     MAX_REQUESTS,
 )
 from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES, MAX_SLEEP_MS
-from harness.servers import MODES, get_mode, proxied_modes
+from harness.servers import MODES, available_modes, get_mode, proxied_modes
 from harness.servers.base import ServerConfig, pip_command
 from harness.target import parse_target
 
@@ -229,7 +229,7 @@ class RunSettings:
                     )
             return self.modes
         # Every available mode, then every available proxy in front of the representative modes.
-        rv = tuple(name for name in [*MODES, *proxied_modes()] if get_mode(name).available().ok)
+        rv = available_modes([*MODES, *proxied_modes()])
         if not rv:
             raise UsageError("no server mode can run here: see 'ctxbench list'")
         return rv

@@ -25,6 +25,7 @@ from harness.servers import (
     Availability,
     ServerConfig,
     ServerMode,
+    available_modes,
     get_mode,
     group_members,
     live_server,
@@ -288,6 +289,17 @@ def test_unavailable_mode_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="cannot run here: frobnicator is not installed"):
         start_server(Missing(), app=APP)
+
+
+def test_the_modes_that_can_run_here_are_one_filter_of_each_command_s_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # run, run --proxy, chaos, corpus and the pytest plugin each filtered their list by hand.
+    waitress = MODES["waitress"]
+    monkeypatch.setattr(waitress, "available", lambda: Availability(False, "not installed"))
+    assert "waitress" not in available_modes() and "gunicorn-sync" in available_modes()
+    # In the order asked, with a proxy's name for the mode behind it.
+    assert available_modes(["waitress", "gunicorn-sync", "nginx+waitress"]) == ("gunicorn-sync",)
 
 
 def test_busy_port_is_refused_before_start() -> None:

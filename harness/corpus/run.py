@@ -27,7 +27,7 @@ from harness.expectations import Expectation
 from harness.load.spec import MAX_REQUESTS, ConnectionPattern
 from harness.results import CorpusCheck, Run
 from harness.runner import aggregate, load_spec
-from harness.servers import MODES, LiveServer, get_mode, live_server
+from harness.servers import LiveServer, available_modes, get_mode, live_server
 from harness.servers.base import ModeTraits, ServerConfig, require_modules
 from harness.settings import RunSettings, check_count
 
@@ -192,7 +192,7 @@ def run_corpus(
     run_dir = Path(run_dir)
     # Every mode asked for must run here; by default, every registered mode that can (the
     # proxies in front of them are left to `ctxbench run`).
-    modes = settings.load.modes or tuple(n for n, m in MODES.items() if m.available().ok)
+    modes = settings.load.modes or available_modes()
     run_settings = settings.run_settings(modes)
     entries = select(settings.entries)
     run = Run.start(run_id or run_dir.name, command, run_settings)

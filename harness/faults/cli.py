@@ -147,7 +147,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.load.spec import connection_patterns
     from harness.report.faults import faults_table
     from harness.report.text import mounted, plural
-    from harness.servers import MODES, get_mode
+    from harness.servers import available_modes, get_mode
     from harness.settings import ChaosSettings, RunSettings
 
     if args.list:
@@ -169,7 +169,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     chaos = replace(ChaosSettings(), **{k: v for k, v in knobs.items() if v is not None})
     # Every direct mode by default; a proxied one (nginx+MODE) when named: the faults then act on
     # the server behind the proxy, as they do on it alone, so the default leaves them out.
-    all_modes = tuple(name for name, mode in MODES.items() if mode.available().ok)
+    all_modes = available_modes()
     settings = RunSettings(
         apps=apps,
         backends=backends,

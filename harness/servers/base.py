@@ -520,6 +520,14 @@ def get_mode(name: str) -> ServerMode:
     )
 
 
+def available_modes(names: t.Iterable[str] | None = None) -> tuple[str, ...]:
+    """The modes among ``names`` (every registered mode by default; ``<proxy>+<mode>`` names
+    too) that can run here, in their order: each command's default is this of its own list."""
+    return tuple(
+        name for name in (MODES if names is None else names) if get_mode(name).available().ok
+    )
+
+
 def pip_install(extra: str) -> str:
     """The step that installs the pip extra ``extra``: ``pip install 'ctxbench[uwsgi]'``, or,
     when ctxbench was installed from a folder (a checkout, PEP 610's ``direct_url.json``), the
