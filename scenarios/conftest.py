@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from harness.apps import CORE_APP
-from harness.exercised import exercised
+from harness.exercised import Exercised, exercised
 from harness.expectations import situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.spec import ConnectionPattern
@@ -57,6 +57,10 @@ SLEEP_MS = 10.0
 #: has nothing to make overlap and only stretches the run; a short one still bounds, by Little's
 #: law, the requests in flight that ``assert_exercised`` checks.
 SLEEP_MS_ONE_AT_A_TIME = 2.0
+#: The view's sleep when a run is driven again because the first did not show overlap where
+#: the mode runs requests side by side (see ``drive``): on a machine so busy that the server's
+#: throughput fell, 10 ms no longer shows it by Little's law; a longer sleep does.
+SLEEP_MS_AGAIN = 4 * SLEEP_MS
 REQUESTS = 300
 #: Bounds of one run: it normally ends after REQUESTS, in one to two seconds.
 MAX_RUN_S = 20.0
@@ -296,25 +300,64 @@ def sleep_ms_for(traits: ModeTraits, connections: ConnectionPattern) -> float:
 
 
 @pytest.fixture
-def drive() -> Drive:
-    """``drive(server, connections, **spec_overrides)``: one bounded, fully checked load run."""
+def sleeps() -> dict[int, tuple[LoadResult, float]]:
+    """The view's sleep in each run ``drive`` made in this test, by ``id`` of its result (the
+    result is kept with it, so that the id is not reused)."""
+    return {}
+
+
+@pytest.fixture
+def drive(sleeps: dict[int, tuple[LoadResult, float]]) -> Drive:
+    """``drive(server, connections, **spec_overrides)``: one bounded, fully checked load run.
+
+    A clean run that did not show requests overlapping in a process, where the mode runs them
+    side by side, is driven once more with a longer sleep (:data:`SLEEP_MS_AGAIN`), and that run
+    is returned: on a busy machine the server's throughput can fall so far that the first run's
+    lower bound (:mod:`harness.exercised`) no longer shows the overlap that was there. A run that
+    leaked or had errors is returned as it is, and so is one whose sleep or users the test set.
+    """
 
     def run(server: LiveServer, connections: ConnectionPattern, **overrides: t.Any) -> LoadResult:
+        traits = server.traits or get_mode(server.mode).traits
         settings: dict[str, t.Any] = {
             "concurrency": CONCURRENCY,
             "requests": REQUESTS,
             "duration": MAX_RUN_S,
-            "sleep_ms": sleep_ms_for(server.traits or get_mode(server.mode).traits, connections),
+            "sleep_ms": sleep_ms_for(traits, connections),
             "timeout": REQUEST_TIMEOUT_S,
         }
         settings.update(overrides)
-        spec = LoadSpec(
-            host=server.host, port=server.port, connections=connections, mode=server.mode,
-            **settings,
-        )  # fmt: skip
-        return run_load(spec)
+
+        def once(sleep_ms: float) -> LoadResult:
+            spec = LoadSpec(
+                host=server.host, port=server.port, connections=connections, mode=server.mode,
+                **{**settings, "sleep_ms": sleep_ms},
+            )  # fmt: skip
+            result = run_load(spec)
+            sleeps[id(result)] = (result, sleep_ms)
+            return result
+
+        result = once(settings["sleep_ms"])
+        if (
+            not overrides.keys() & {"sleep_ms", "concurrency"}
+            and result.leaks == result.errors == 0
+            and situation(traits, connections).overlap_in_process
+            and not _seen(result, settings["sleep_ms"], connections).overlap
+        ):
+            result = once(SLEEP_MS_AGAIN)
+        return result
 
     return run
+
+
+def _seen(result: LoadResult, sleep_ms: float, connections: ConnectionPattern) -> Exercised:
+    return exercised(
+        result.units,
+        answered=result.requests - result.errors,
+        rps=result.rps,
+        sleep_ms=sleep_ms,
+        connections=connections,
+    )
 
 
 def describe(result: LoadResult, server: LiveServer | None = None) -> str:
@@ -344,19 +387,13 @@ def _assert_exercised(
     (requests in flight per process by Little's law, units serving more than one request); a
     process serving one request at a time cannot exceed one request in flight. ``traits`` are
     the server's own (:attr:`LiveServer.traits`) when server arguments changed them; by default
-    the mode's. ``sleep_ms`` is the view's sleep in the run, by default what ``drive`` used.
+    the mode's. ``sleep_ms`` is the view's sleep in the run: what ``drive`` used, by default.
     """
     traits = traits or get_mode(mode).traits
     expected = situation(traits, connections)
     if sleep_ms is None:
         sleep_ms = sleep_ms_for(traits, connections)
-    seen = exercised(
-        result.units,
-        answered=result.requests - result.errors,
-        rps=result.rps,
-        sleep_ms=sleep_ms,
-        connections=connections,
-    )
+    seen = _seen(result, sleep_ms, connections)
     summary = describe(result)
     assert seen.answered > 0, f"no request was answered: {summary}"
     if expected.overlap_in_process:
@@ -381,13 +418,23 @@ def _assert_exercised(
 
 
 @pytest.fixture
-def assert_exercised() -> Callable[..., None]:
+def assert_exercised(sleeps: dict[int, tuple[LoadResult, float]]) -> Callable[..., None]:
     """``assert_exercised(result, mode, connections)``; see :func:`_assert_exercised`."""
-    return _assert_exercised
+
+    def check(result: LoadResult, *args: t.Any, sleep_ms: float | None = None, **kw: t.Any) -> None:
+        if sleep_ms is None and id(result) in sleeps:
+            sleep_ms = sleeps[id(result)][1]
+        _assert_exercised(result, *args, sleep_ms=sleep_ms, **kw)
+
+    return check
 
 
 def _assert_clean(
-    result: LoadResult, server: LiveServer, mode: str, connections: ConnectionPattern
+    result: LoadResult,
+    server: LiveServer,
+    mode: str,
+    connections: ConnectionPattern,
+    sleep_ms: float | None = None,
 ) -> None:
     """Fail unless the run answered every request, without a leak or an error, and exercised
     what ``mode``'s traits claim for ``connections``."""
@@ -395,13 +442,17 @@ def _assert_clean(
     assert result.requests == REQUESTS, summary
     assert result.errors == 0, summary
     assert result.leaks == 0, summary
-    _assert_exercised(result, mode, connections, traits=server.traits)
+    _assert_exercised(result, mode, connections, sleep_ms, traits=server.traits)
 
 
 @pytest.fixture
-def assert_clean() -> Callable[..., None]:
+def assert_clean(sleeps: dict[int, tuple[LoadResult, float]]) -> Callable[..., None]:
     """``assert_clean(result, server, mode, connections)``; see :func:`_assert_clean`."""
-    return _assert_clean
+
+    def check(result: LoadResult, *args: t.Any) -> None:
+        _assert_clean(result, *args, sleep_ms=sleeps.get(id(result), (result, None))[1])
+
+    return check
 
 
 @pytest.fixture

@@ -8,17 +8,21 @@ mode serves one request at a time per process: nothing can overlap there), and c
 response. A clean run counts only if the run exercised what the mode is said to do: requests
 overlapping inside a worker where the mode runs them concurrently, a thread or greenlet serving
 several requests where the mode reuses them, one request at a time where it does not overlap
-(see ``assert_exercised`` in ``conftest.py``).
+(see ``assert_exercised`` in ``conftest.py``). A clean run that did not show the overlap is
+driven once more with a longer sleep, whose run must show it (``drive``): on a machine so busy
+that the server's throughput fell, the 10 ms sleep no longer shows it by Little's law.
 """
 
 from __future__ import annotations
 
+import types
 import typing as t
 
 import pytest
 
 from harness.apps import CORE_APP
 from harness.expectations import applicable_patterns
+from harness.load import LoadResult
 from harness.servers import MODES, get_mode, proxied_modes
 
 CASES = [
@@ -44,3 +48,39 @@ def test_correct_core_is_isolated(
     result = drive(server, connections)
 
     assert_clean(result, server, mode, connections)
+
+
+def test_a_clean_run_that_did_not_show_overlap_is_driven_again_with_a_longer_sleep(
+    drive: t.Any, assert_clean: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 300 requests from 2 processes of 4 threads each: every thread served several.
+    units = [(pid, thread, None) for pid in (1, 2) for thread in range(4)]
+    slow = LoadResult(requests=300, rps=150, units=units)  # 150 x 10 ms / 2 = 0.75 in flight
+    again = LoadResult(requests=300, rps=150, units=units)  # 150 x 40 ms / 2 = 3
+    leaky = LoadResult(requests=300, rps=150, units=units, leaks=1)
+    sleeps: list[float] = []
+    answers: list[LoadResult] = []
+
+    def run_load(spec: t.Any) -> LoadResult:
+        sleeps.append(spec.sleep_ms)
+        return answers.pop(0)
+
+    monkeypatch.setitem(drive.__globals__, "run_load", run_load)
+    server = types.SimpleNamespace(
+        host="127.0.0.1", port=1, mode="gunicorn-gthread", traits=None, effective={}
+    )
+
+    answers[:] = [slow, again]
+    assert drive(server, "keepalive") is again
+    assert sleeps == [10.0, 40.0]
+    assert_clean(again, server, "gunicorn-gthread", "keepalive")  # at the sleep it ran with
+    with pytest.raises(AssertionError, match="did not overlap"):
+        assert_clean(slow, server, "gunicorn-gthread", "keepalive")
+
+    # A leak is returned as it came; so is a run whose sleep the test chose.
+    sleeps.clear()
+    answers[:] = [leaky]
+    assert drive(server, "keepalive") is leaky
+    answers[:] = [slow]
+    assert drive(server, "keepalive", sleep_ms=10.0) is slow
+    assert sleeps == [10.0, 10.0]
