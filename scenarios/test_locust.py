@@ -360,26 +360,35 @@ def test_a_bad_sleep_ms_is_one_line_and_exit_2(value: str) -> None:
     assert proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_a_locust_without_ctxbench_is_one_line_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("installed", [False, True], ids=["checkout", "installed"])
+def test_a_locust_without_ctxbench_is_one_line_and_exit_2(tmp_path: Path, installed: bool) -> None:
     """A locust of another Python (pipx, a system package) loads the locustfile: it stopped
     with locust's traceback of "No module named 'harness'". Here: this venv's packages without
-    its site hooks (-S), so ctxbench's editable install is not there, run from elsewhere."""
+    its site hooks (-S), so ctxbench's editable install is not there, run from elsewhere. The
+    locustfile of a checkout names the checkout to install from; an installed copy (in a
+    venv's site-packages) has no checkout to name, and named site-packages as one."""
     import sysconfig
 
     packages = sysconfig.get_paths()["purelib"]
     env = {**_env(), "PYTHONPATH": packages}
+    locustfile = LOCUSTFILE
+    if installed:
+        locustfile = tmp_path / "site-packages" / "harness" / "locustfiles" / LOCUSTFILE.name
+        locustfile.parent.mkdir(parents=True)
+        locustfile.write_bytes(LOCUSTFILE.read_bytes())
     proc = subprocess.run(
-        [sys.executable, "-S", "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1",
+        [sys.executable, "-S", "-m", "locust", "-f", str(locustfile), "--headless", "-u", "1",
          "-t", "1s", "-H", "http://127.0.0.1:9"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     if "No module named 'locust'" in proc.stderr:
         pytest.skip(f"locust is not in {packages}")
     assert proc.returncode == 2, proc.stdout + proc.stderr
+    install = f", or install ctxbench into this one ({sys.executable} -m pip install '{ROOT}')"
     assert proc.stderr == (
         f"locust: error: isolation.py needs ctxbench, which the Python this locust runs on does"
-        f" not have ({sys.executable}): run the locust of the venv that has ctxbench, or install"
-        f" ctxbench into this one ({sys.executable} -m pip install '{ROOT}')\n"
+        f" not have ({sys.executable}): run the locust of the venv that has ctxbench"
+        f"{'' if installed else install}\n"
     ), proc.stderr
 
 
