@@ -1190,6 +1190,30 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     assert f"0 of {first.requests:,} requests checked, no leak" in md, md
 
 
+def test_a_target_s_verdict_names_its_own_stack_not_ctxbench_s_storage() -> None:
+    """ctxbench cannot know the context storage of a server it did not start (--target): the
+    verdict said 'No leak with the correct contextvar storage' of it all the same, and blamed
+    a leak there on 'the correct contextvar storage'."""
+    import dataclasses
+
+    run = load_run(make_doc([make_entry("gunicorn-sync")]))
+    first = run.cells[0]
+    server = dataclasses.replace(first.server, effective={"target": "http://127.0.0.1:8080"})
+    target = dataclasses.replace(first, mode="target:127.0.0.1:8080", server=server)
+    clean = headline(summarize(run.replace(cells=(target,))))
+    assert "; mode target:127.0.0.1:8080; the target's own stack; keepalive connections" in clean
+    assert "No leak on the target's own stack: every request saw only its own values." in clean
+    assert "contextvar" not in clean, clean
+    leaked = dataclasses.replace(target, leaks=3)
+    md = render_reports(run.replace(cells=(leaked,)))["report.md"]
+    verdict = md.split("**Recommendation:**")[0]
+    assert "The framework's context leaked on the target's own stack in 1 of 1 cell:" in verdict
+    assert "contextvar" not in verdict, verdict
+    assert "The main app (`core`) on the target's own stack, one row per server mode" in md
+    # ctxbench's own servers keep their words.
+    assert "No leak with the correct contextvar storage" in headline(summarize(run))
+
+
 def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None:
     """Against --target, an answer that is not HTTP/1.x (a garbage head, a body over 1 MiB) and
     a proxy's 502 each ended in 'the app answered them itself ... let probe requests through

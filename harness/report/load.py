@@ -72,7 +72,7 @@ def sweep_section(ctx: Context) -> list[Node]:
         Heading("Concurrency sweep"),
         Note(
             f"Each mode measured at {', '.join(map(str, levels))} virtual users (the main app,"
-            f" {code(main)}, on the correct {DEFAULT_BACKEND} storage), every response checked at"
+            f" {code(main)}, on {ctx.summary.storage}), every response checked at"
             " every level. A line that flattens is a mode that saturated; a p99 that climbs is"
             " requests queueing. A red point leaked or had errors; a hollow point was"
             " driver-bound (the driver, not the server, may have set that figure). In the"

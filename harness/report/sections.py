@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.benchdata import Benchmarks
-from harness.protocol import DEFAULT_BACKEND
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
     A_LEAK_IS,
@@ -182,7 +181,7 @@ def overview(ctx: Context) -> list[Node]:
     mine = ("mode", "connections", *("users",) * sweep, f"{short} rps", "spread", f"{short} p99 ms")
     headers = (*mine, *twins[: 4 * bool(flask)], "errors", "leaks", *("starved users",) * starved)
     note = (
-        f"The main app ({code(main)}) on the correct {DEFAULT_BACKEND} storage, one row per server"
+        f"The main app ({code(main)}) on {ctx.summary.storage}, one row per server"
         f" mode and connection pattern{' and number of virtual users' * sweep}; *errors* and"
         " *leaks* count every app that ran there on that storage."
     )

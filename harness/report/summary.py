@@ -145,6 +145,21 @@ class Summary:
         return tuple(c for c in self.cells if c.backend == DEFAULT_BACKEND)
 
     @property
+    def own_stack(self) -> bool:
+        """Every cell on the default backend ran on a server ctxbench did not start
+        (``--target``), whose context storage it cannot know."""
+        return bool(self.correct) and all(c.target is not None for c in self.correct)
+
+    @property
+    def storage(self) -> str:
+        """What the cells on the default backend ran on, for a sentence: ``the correct
+        contextvar storage``, or a target's own stack (:attr:`own_stack`)."""
+        if not self.own_stack:
+            return f"the correct {DEFAULT_BACKEND} storage"
+        several = len({c.target for c in self.correct}) > 1
+        return "the targets' own stacks" if several else "the target's own stack"
+
+    @property
     def verdict(self) -> tuple[str, str]:
         """The verdict's words, and its kind (the box's colour): "leak", "failed" (a server
         died), "ok", or "mutant" (only broken backends leaked, or only they ran)."""
@@ -240,7 +255,7 @@ def headline(s: Summary) -> str:
     out = [_what_ran(s)]
     if s.stack_leaks:
         out.append(
-            f"The framework's context leaked with the correct {DEFAULT_BACKEND} storage in"
+            f"The framework's context leaked {_with(s)} in"
             f" {len(s.stack_leaks)} of {plural(len(s.correct), 'cell')}:"
             f" {_list_leaks(s.stack_leaks)}."
         )
@@ -265,10 +280,7 @@ def headline(s: Summary) -> str:
         )
     judged = not any(c.backend == DEFAULT_BACKEND for c in s.unchecked)
     if s.correct and judged and not (s.stack_leaks or s.app_leaks or s.answered):
-        out.append(
-            f"No leak with the correct {DEFAULT_BACKEND} storage: every request saw only its own"
-            " values."
-        )
+        out.append(f"No leak {_with(s)}: every request saw only its own values.")
     if not s.correct:
         out.append(f"The correct {DEFAULT_BACKEND} storage did not run.")
     if s.mutant_leaks:
@@ -507,15 +519,19 @@ def _what_ran(s: Summary) -> str:
     framework = [n for n in CONTEXT_NAMES if n in names] or list(CONTEXT_NAMES)  # or not recorded
     app = app_observation_names(names)
     modes = list(dict.fromkeys(c.mode for c in s.cells))
+    backends = s.storage if s.own_stack else some("backend", sorted({c.backend for c in s.cells}))
     return (
         f"{plural(len(s.cells), 'cell')} ran: {some('app', list(map(app_name, s.apps)))};"
-        f" {some('mode', modes)};"
-        f" {some('backend', sorted({c.backend for c in s.cells}))};"
+        f" {some('mode', modes)}; {backends};"
         f" {' and '.join(s.patterns)} connections;"
         f" {plural(sum(c.checked for c in s.cells), 'request')} checked for {_and(framework)}"
         + (f", and the app's own `observe()` state {_and(list(map(code, app)))}" if app else "")
         + "."
     )
+
+
+def _with(s: Summary) -> str:
+    return f"{'on' if s.own_stack else 'with'} {s.storage}"
 
 
 def _and(names: Sequence[str]) -> str:
@@ -526,9 +542,9 @@ def _list_leaks(cells: Sequence[Cell]) -> str:
     def one(c: Cell) -> str:
         framework, app = leaked_names(c)  # the app's names as code: they may hold any text
         names = f" ({', '.join(framework + list(map(code, app)))})" if framework or app else ""
-        return (
-            f"{c.mode} ({app_name(c.app_label)}, {c.backend}, {c.connections}): {c.leaks:,}{names}"
-        )
+        backend = [c.backend] * (c.target is None)  # a target's is its own, not known here
+        where = ", ".join([app_name(c.app_label), *backend, c.connections])
+        return f"{c.mode} ({where}): {c.leaks:,}{names}"
 
     return "; ".join(one(c) for c in cells)
 
