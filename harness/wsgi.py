@@ -41,6 +41,8 @@ import traceback
 import typing as t
 from pathlib import Path
 
+from werkzeug.local import LocalProxy
+
 from harness.app_string import (
     FACTORY_NAMES,
     AppRef,
@@ -179,8 +181,8 @@ def _apps_in(module: t.Any, name: str) -> str:
     it has not."""
     apps, factories = [], []
     for attr, value in vars(module).items():
-        if attr.startswith("_"):
-            continue
+        if attr.startswith("_") or isinstance(value, LocalProxy):
+            continue  # flask's g, request, session: looked at outside a request, one raises
         if attr in FACTORY_NAMES and inspect.isfunction(value):
             factories.append(f"'{name}:{attr}()'")
         elif _serves_wsgi(attr, value, name):

@@ -556,6 +556,35 @@ def test_a_missing_attribute_names_any_wsgi_app_the_module_has(
     assert message.endswith(f"has no attribute 'app': name one it has, '{name}:application'")
 
 
+FLASK_FACTORY = """
+from flask import Flask, g, request, session  # proxies: looking at one outside a request raises
+
+
+def create_app():
+    app = Flask(__name__)
+
+    @app.before_request
+    def load_user():
+        g.user = request.headers.get("X-User")
+        session.permanent = True
+
+    return app
+"""
+
+
+def test_a_missing_factory_names_the_factory_a_flask_module_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A typo in a factory's name ('create_ap()') said "loading the app failed: RuntimeError:
+    # Working outside of application context." over four lines: listing what the module has
+    # looked at the g, request and session it imported from flask.
+    pytest.importorskip("flask")
+    name = f"ctxbench_flask_{uuid.uuid4().hex}"
+    message = _loading_fails({f"{name}.py": FLASK_FACTORY}, f"{name}:create_ap()", tmp_path,
+                             monkeypatch)  # fmt: skip
+    assert message.endswith(f"has no attribute 'create_ap': name one it has, '{name}:create_app()'")
+
+
 ASGI_APPS = """
 class ASGIHandler:  # Django's mysite.asgi:application, Starlette, FastAPI
     async def __call__(self, scope, receive, send):
