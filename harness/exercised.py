@@ -21,6 +21,7 @@ config) gave that cell hardly any request on a kept-alive connection, and the no
 
 from __future__ import annotations
 
+import typing as t
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "CLOSED_SHARE",
     "ONE_USER",
     "Exercised",
+    "Note",
     "exercised",
     "in_flight_per_process",
     "units_by_process",
@@ -60,6 +62,15 @@ def in_flight_per_process(rps: float, sleep_ms: float, processes: int) -> float:
     return rps * (sleep_ms / 1000.0) / max(processes, 1)
 
 
+class Note(t.NamedTuple):
+    """Why a zero proves little: a ``sentence`` that reads the same for every cell it is said
+    of (a run of many cells says it once, then names them), and the ``figure`` it rests on in
+    this one (``""``: none)."""
+
+    sentence: str
+    figure: str = ""
+
+
 @dataclass(frozen=True)
 class Exercised:
     """The situations a run exercised, each with the figure it rests on."""
@@ -87,40 +98,52 @@ class Exercised:
     def processes(self) -> int:
         return len(self.pids)
 
-    def notes(self, users: int | None = None) -> list[str]:
-        """Why a zero from this run proves little, one sentence each (empty: it proves a lot);
+    def notes(self, users: int | None = None) -> list[Note]:
+        """Why a zero from this run proves little, one note each (empty: it proves a lot);
         ``users`` is the run's number of virtual users, when known."""
         rv = []
         if self.answered == 0:
-            return ["no request was answered, so nothing was checked"]
+            return [Note("no request was answered, so nothing was checked")]
         if not self.overlap and users == 1:  # a longer sleep cannot help
-            rv.append(f"requests never overlapped: {ONE_USER}; run more users (--concurrency)")
+            rv.append(
+                Note(f"requests never overlapped: {ONE_USER}; run more users (--concurrency)")
+            )
         elif not self.overlap:
             # in_flight is a lower bound: at or under 1 it fails to show overlap, it does not
             # rule it out (a gthread pool of 4 at 1,800 rps reads 0.92), so say what helps.
             rv.append(
-                "requests were not shown to overlap in a server process (at least"
-                f" {self.in_flight:.2f} in flight per process on average, from the throughput"
-                " and the time each request sleeps), so state shared between concurrent requests"
-                " may not have shown; a longer --sleep-ms (10) holds each request longer, so that"
-                " requests overlap wherever the server runs several at once"
+                Note(
+                    "requests were not shown to overlap in a server process (in flight per"
+                    " process on average, from the throughput and the time each request sleeps),"
+                    " so state shared between concurrent requests may not have shown; a longer"
+                    " --sleep-ms (10) holds each request longer, so that requests overlap"
+                    " wherever the server runs several at once",
+                    f"at least {self.in_flight:.2f} in flight",
+                )
             )
         if not self.unit_reused:
             rv.append(
-                f"no execution unit served two requests ({self.units} units for {self.answered}"
-                " answered requests), so state left over by an earlier request could not show"
+                Note(
+                    "no execution unit served two requests, so state left over by an earlier"
+                    " request could not show",
+                    f"{self.units:,} units for {self.answered:,} answered requests",
+                )
             )
         elif self.greenlets:
             rv.append(
-                "the units are greenlets, whose ids a later greenlet can reuse: their reuse may be"
-                " address reuse, not one greenlet serving several requests"
+                Note(
+                    "the units are greenlets, whose ids a later greenlet can reuse: their reuse"
+                    " may be address reuse, not one greenlet serving several requests"
+                )
             )
         if self.reconnects is not None and self.reconnects >= self.answered * CLOSED_SHARE:
             rv.append(
-                f"the server closed the connection after nearly every response ({self.reconnects:,}"
-                f" times in {self.answered:,} answered requests), so hardly any request came on a"
-                " kept-alive connection: this keepalive cell exercised what fresh does, and state"
-                " a unit keeps for its connection could not show"
+                Note(
+                    "the server closed the connection after nearly every response, so hardly any"
+                    " request came on a kept-alive connection: a keepalive cell that exercised"
+                    " what fresh does, where state a unit keeps for its connection could not show",
+                    f"{self.reconnects:,} times in {self.answered:,} answered requests",
+                )
             )
         return rv
 

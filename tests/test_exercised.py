@@ -21,26 +21,28 @@ def test_one_request_at_a_time_is_no_overlap() -> None:
     [note] = seen.notes()
     # 0.75 is a lower bound (Little's law on the sleep alone): the note cannot say that the
     # requests did not overlap, only that the run did not show it, and what would.
-    assert note.startswith(
-        "requests were not shown to overlap in a server process (at least 0.75 in flight"
+    assert note.sentence.startswith(
+        "requests were not shown to overlap in a server process (in flight per process on"
+        " average, from the throughput and the time each request sleeps)"
     )
-    assert "a longer --sleep-ms (10)" in note
+    assert note.figure == "at least 0.75 in flight"
+    assert "a longer --sleep-ms (10)" in note.sentence
 
 
 def test_no_reuse_and_greenlet_notes() -> None:
     fresh_threads = [(1, t, 7) for t in range(50)]
     seen = exercised(fresh_threads, answered=50, rps=9000.0, sleep_ms=1.0, connections="fresh")
     assert seen.overlap and not seen.unit_reused
-    assert any("no execution unit served two requests (50 units" in n for n in seen.notes())
+    assert "50 units for 50 answered requests" in [n.figure for n in seen.notes()]
     greenlets = [(1, 10, g) for g in range(8)]
     seen = exercised(greenlets, answered=800, rps=5000.0, sleep_ms=1.0, connections="fresh")
     assert seen.greenlets and seen.unit_reused
-    assert any("address reuse" in n for n in seen.notes())
+    assert any("address reuse" in n.sentence for n in seen.notes())
 
 
 def test_nothing_answered() -> None:
     seen = exercised([], answered=0, rps=0.0, sleep_ms=1.0, connections="fresh")
-    assert seen.notes() == ["no request was answered, so nothing was checked"]
+    assert seen.notes() == [("no request was answered, so nothing was checked", "")]
 
 
 def test_a_keepalive_cell_whose_server_closed_every_connection_says_so() -> None:
@@ -51,10 +53,11 @@ def test_a_keepalive_cell_whose_server_closed_every_connection_says_so() -> None
     kw = {"answered": 3000, "rps": 3000.0, "sleep_ms": 1.0}
     closed = exercised(units, **kw, connections="keepalive", reconnects=2984)
     [note] = closed.notes()
-    assert note.startswith(
-        "the server closed the connection after nearly every response (2,984 times in 3,000"
-        " answered requests), so hardly any request came on a kept-alive connection"
+    assert note.sentence.startswith(
+        "the server closed the connection after nearly every response, so hardly any request"
+        " came on a kept-alive connection"
     )
+    assert note.figure == "2,984 times in 3,000 answered requests"
     # Kept alive (a few closes: an idle timeout, a recycled worker), or another pattern: no note.
     assert exercised(units, **kw, connections="keepalive", reconnects=40).notes() == []
     assert exercised(units, **kw, connections="fresh", reconnects=2984).reconnects is None

@@ -1299,17 +1299,52 @@ def test_the_terminal_shows_where_a_zero_proves_little_as_the_report_does() -> N
     lines = text.splitlines()
     # one line per note, only for the clean cell (the leaking one has said more), worded once
     assert f"{WEAK_ZEROS_HEAD}:" in lines
-    assert [ln for ln in lines if note in ln] == [f"  gunicorn-sync keepalive: {note}."]
-    assert weak_zeros(run.cells) == [f"gunicorn-sync keepalive: {note}."]
+    said = f"gunicorn-sync keepalive ({note.figure}): {note.sentence}."
+    assert [ln for ln in lines if note.sentence in ln] == [f"  {said}"]
+    assert weak_zeros(run.cells) == [said]
     # In a concurrency sweep each level is a cell of its own: the note names its level.
     levels = [dataclasses.replace(run.cells[0], concurrency=n) for n in (1, 8)]
-    assert weak_zeros(levels) == [f"gunicorn-sync keepalive @{n}: {note}." for n in (1, 8)]
+    assert weak_zeros(levels) == [
+        f"gunicorn-sync keepalive @1 ({note.figure}), gunicorn-sync keepalive @8"
+        f" ({note.figure}): {note.sentence}."
+    ]
     md = render_reports(run)["report.md"]
-    assert f"gunicorn-sync keepalive: {note}." in md and md.count(note) == 1
+    assert said in md and md.count(note.sentence) == 1
     # nothing exercised weakly: nothing said
     quiet = run.replace(cells=(dataclasses.replace(run.cells[0], exercised=kept),
                                *run.cells[1:]))  # fmt: skip
     assert WEAK_ZEROS_HEAD not in format_summary(quiet)
+
+
+def test_a_note_that_holds_for_many_cells_is_said_once() -> None:
+    """The reference's "A zero below proves little" listed one 50-word sentence per cell (the
+    greenlet note six times, the overlap note six more, its figure inside): a wall of text in
+    a run of many cells. Each note is said once, after the cells it holds for."""
+    import dataclasses
+
+    from harness.exercised import exercised
+    from harness.report.summary import weak_zeros
+
+    greenlets = exercised([(1, 10, g) for g in range(8)], answered=800, rps=5000.0,
+                          sleep_ms=1.0, connections="keepalive")  # fmt: skip
+    modes = ("eventlet", "gunicorn-gevent", "nginx+gunicorn-gevent", "gunicorn-sync", "uwsgi")
+    run = load_run(make_doc([make_entry(m, rps=1000.0) for m in modes]))
+    cells = [dataclasses.replace(c, exercised=greenlets) for c in run.cells[:3]]
+    slow = [exercised([(1, 10, None), (2, 20, None)], answered=500, rps=rps, sleep_ms=1.0,
+                      connections="keepalive") for rps in (1500.0, 1200.0)]  # fmt: skip
+    cells += [
+        dataclasses.replace(c, exercised=e) for c, e in zip(run.cells[3:5], slow, strict=True)
+    ]
+    [greenlet_note] = greenlets.notes()
+    overlap_note = slow[0].notes()[0]
+    names = [f"{c.mode} keepalive" for c in cells]
+    assert weak_zeros(cells) == [
+        f"{', '.join(names[:3])}: {greenlet_note.sentence}.",
+        f"{names[3]} (at least 0.75 in flight), {names[4]} (at least 0.60 in flight):"
+        f" {overlap_note.sentence}.",
+    ]
+    md = render_reports(run.replace(cells=tuple(cells)))["report.md"]
+    assert md.count(greenlet_note.sentence) == md.count(overlap_note.sentence) == 1, md
 
 
 def test_the_exercised_table_says_overlap_was_not_shown_rather_than_absent() -> None:

@@ -417,7 +417,7 @@ def test_a_hand_started_gunicorn_is_checked(
         assert seen.overlap and seen.unit_reused, seen
         # gthread keeps connections alive: no note that the keepalive cell was not.
         assert seen.reconnects is None or seen.reconnects < 30, seen
-    assert not [n for c in run.cells for n in c.exercised.notes() if "closed" in n]  # type: ignore[union-attr]
+    assert not [n for c in run.cells for n in c.exercised.notes() if "closed" in n.sentence]  # type: ignore[union-attr]
     assert run.settings.targets == (url,)
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "## What the runs exercised" in report

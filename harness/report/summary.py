@@ -453,17 +453,22 @@ def _times(counts: Mapping[str, int]) -> str:
 
 
 def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
-    """``gunicorn-sync keepalive: the server closed the connection after ...``, one per note of
-    :meth:`~harness.exercised.Exercised.notes`, for each clean cell: where its zero proves little.
-    A cell that leaked or failed has said more than the note would. In a concurrency sweep
-    each note names its level (``@8``), as the driver section does."""
+    """``gunicorn-sync keepalive (2,984 times in 3,000 answered requests), uwsgi-processes
+    keepalive (...): the server closed the connection after ...``: each note of
+    :meth:`~harness.exercised.Exercised.notes` once, after the clean cells it holds for, each
+    with its figure: where their zero proves little. A cell that leaked or failed has said more
+    than the note would. In a concurrency sweep each cell names its level (``@8``), as the
+    driver section does."""
     sweep = swept(cells)
-    return [
-        f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}: {note}."
-        for c in cells
-        if c.clean and c.exercised is not None
-        for note in c.exercised.notes(c.concurrency)
-    ]
+    held: dict[str, list[str]] = {}
+    for c in cells:
+        if c.clean and c.exercised is not None:
+            for note in c.exercised.notes(c.concurrency):
+                who = f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}"
+                held.setdefault(note.sentence, []).append(
+                    f"{who} ({note.figure})" if note.figure else who
+                )
+    return [f"{', '.join(who)}: {sentence}." for sentence, who in held.items()]
 
 
 @dataclass(frozen=True)
