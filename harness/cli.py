@@ -152,7 +152,8 @@ def _add_run_folder_options(parser: argparse.ArgumentParser) -> None:
         type=_folder,
         metavar="DIR",
         help="write the run into DIR itself (e.g. results/reference) instead of a new folder"
-        " under --out; the run id is DIR's name; files already there are replaced",
+        " under --out; the run id is DIR's name; an earlier run's files there are replaced,"
+        " and a folder holding other files is refused",
     )
 
 
@@ -661,10 +662,13 @@ def _check_target_options(args: argparse.Namespace) -> None:
 def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Path, str]]:
     """The run folder and run id from ``--run-dir``, or a new folder under ``--out`` for the
     block (:func:`harness.results.new_run_dir`: removed again if the block fails with it
-    empty). A block that fails before it wrote results leaves nothing it made
-    (:func:`harness.runner.cleaned_up_on_failure`), and never removes what was there."""
+    empty). In ``--run-dir``, a folder that is not a run's is refused, and an earlier run's
+    logs that this one did not write again are removed once it wrote results
+    (:func:`harness.runner.replacing_earlier_run`). A block that fails before it wrote results
+    leaves nothing it made (:func:`harness.runner.cleaned_up_on_failure`), and never removes
+    what was there. The folder is held for the block: the caller writes the reports in it."""
     from harness import results
-    from harness.runner import cleaned_up_on_failure, outermost_missing
+    from harness.runner import cleaned_up_on_failure, outermost_missing, replacing_earlier_run
 
     if args.run_dir is not None:
         if args.out is not None:
@@ -678,6 +682,7 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
         # holds the folder removes nothing of that run's.
         with (
             results.hold_run_dir(run_dir),
+            replacing_earlier_run(run_dir),  # or refusing a folder that is not a run's
             cleaned_up_on_failure(run_dir, made),
             _said_what_is_kept(run_dir),
         ):
@@ -743,6 +748,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _run_folder(args) as (run_dir, run_id):
         command = ["ctxbench", *args.argv]
         run = runner.run_matrix(settings, run_dir, command=command, run_id=run_id)
+        reports = write_reports(run_dir, run)  # with the folder held, as its results
     print(format_summary(run))
     for skipped in run.not_measured:
         print(f"not measured: {skipped.mode} {skipped.connections}: {skipped.reason}")
@@ -750,8 +756,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(left_out)
     print()
     print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
-    paths = write_reports(run_dir, run)
-    print("report: " + ", ".join(str(p) for p in paths))
+    print("report: " + ", ".join(str(p) for p in reports))
     failed = [c for c in run.cells if c.failed]
     if failed and not run.leaks:
         # Not every cell was measured to the end: no "no leak" verdict on what was not.
@@ -866,13 +871,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
             run_id=run_id,
             progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
+        reports = write_reports(run_dir, run)  # with the folder held, as its results
     print("\n".join(text_table(corpus_table(run.cells))))
     ok, sentence = corpus_verdict(run.cells)
     print()
     print(sentence)
     print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
-    paths = write_reports(run_dir, run)
-    print("report: " + ", ".join(str(p) for p in paths))
+    print("report: " + ", ".join(str(p) for p in reports))
     # A cell that came out "clean" (or a chance entry "not caught") on requests mostly never
     # checked has no verdict either, as under `run`.
     unchecked = _unchecked(

@@ -29,7 +29,7 @@ from pathlib import Path
 from harness import results
 from harness.apps import app_folder, app_label
 from harness.checkpoints import checkpoint
-from harness.errors import ServerStartError
+from harness.errors import ServerStartError, UsageError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load.acks import AckCounts
@@ -435,7 +435,7 @@ def _servers(
 
         yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, serve_target
     for app, backend, mode in _cells(settings):
-        log_dir = run_dir / "logs" / f"{app_folder(app)}-{backend}"
+        log_dir = run_dir / LOGS / f"{app_folder(app)}-{backend}"
         cfg = settings.server_config(app, backend)
 
         def serve(
@@ -500,6 +500,54 @@ def cleaned_up_on_failure(run_dir: str | Path, created: Path | None = None) -> I
         raise
 
 
+#: The folder of the servers' logs in a run folder.
+LOGS = "logs"
+
+
+@contextlib.contextmanager
+def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[None]:
+    """For a block that writes a run into ``run_dir``, a folder an earlier run may have written:
+    once the block has written its results (however it ends), remove the earlier run's logs
+    that this one did not write again (a log of a mode this run does not measure read as this
+    run's). The earlier results and reports stay until this run's replace them, and all of it
+    when this run writes none (it stopped first).
+
+    First, a folder that holds files that are not a run's is a :class:`UsageError`: its
+    report.md would be replaced and its SVG files removed (hidden files and the benchmarks'
+    JSON, :mod:`harness.benchdata`, which the report reads, are not counted). A run's files
+    without its results.json are not a run's either: a folder's own ``logs`` or ``report.md``.
+    """
+    from harness.benchdata import CALIBRATION_FILE, MICRO_FILE
+    from harness.report import REPORT_FILES  # the report package: loaded only where it is used
+
+    outputs = {results.RESULTS_FILE, *REPORT_FILES, LOGS}
+    names = sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if not p.name.startswith(".") and p.name not in (MICRO_FILE, CALIBRATION_FILE)
+    )
+    others = [n for n in names if n not in outputs and not n.endswith(".svg")]
+    if names and (others or results.RESULTS_FILE not in names):
+        listed = ", ".join(map(repr, (others or names)[:3])) + ", ..." * (len(others or names) > 3)
+        raise UsageError(
+            f"bad {option} {str(run_dir)!r}: it holds files that are no ctxbench run's"
+            f" ({listed}), which a run would replace or remove; give an empty folder, or a new"
+            " one (--out DIR makes one per run)"
+        )
+    earlier = {log: _stamp(log) for log in (run_dir / LOGS).rglob("*") if log.is_file()}
+    written = _results_stamp(run_dir)
+    try:
+        yield
+    finally:
+        if _results_stamp(run_dir) != written:
+            for log, stamp in earlier.items():
+                if _stamp(log) == stamp:
+                    log.unlink()
+            for folder in sorted((run_dir / LOGS).glob("**/"), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):  # not empty: this run's logs are in it
+                    folder.rmdir()
+
+
 def outermost_missing(folder: Path) -> Path | None:
     """The outermost folder of ``folder`` (itself or a parent) that is not there, else None."""
     return next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
@@ -514,8 +562,13 @@ def _made_in(folder: Path, before: frozenset[str]) -> list[Path]:
 
 def _results_stamp(run_dir: Path) -> tuple[int, int] | None:
     """What tells a rewritten ``results.json`` from the one there before (None: none)."""
+    return _stamp(run_dir / results.RESULTS_FILE)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What tells a rewritten file from the one there before (None: none)."""
     try:
-        st = (run_dir / results.RESULTS_FILE).stat()
+        st = path.stat()
     except OSError:
         return None
     return st.st_ino, st.st_mtime_ns

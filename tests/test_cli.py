@@ -631,6 +631,106 @@ def test_an_app_that_cannot_load_leaves_nothing_and_removes_nothing(
     assert list(mine.iterdir()) == []
 
 
+def _finished_run(settings: t.Any, run_dir: Path, *args: t.Any, **kw: t.Any) -> results.Run:
+    """Stands for run_matrix and run_chaos: a run that measured nothing, in ``run_dir``."""
+    run = results.Run.start(kw.get("run_id") or "r", ["ctxbench"], settings)
+    run = run.replace(status="complete")
+    results.write(Path(run_dir), run)
+    return run
+
+
+@pytest.mark.parametrize("command", ["run", "chaos"])
+def test_a_reused_run_folder_holds_this_run_only_and_is_held_until_its_reports_are_written(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The earlier run's log of a mode this one did not measure stayed beside this run's
+    # results, and the folder was let go before the reports were written: a second run into it
+    # could start and write its results under the first one's report.
+    import harness.faults.runner
+    import harness.report
+    import harness.runner
+
+    held: list[bool] = []
+    write_reports = harness.report.write_reports
+
+    def writing(run_dir: Path, run: results.Run | None = None) -> list[Path]:
+        try:
+            with results.hold_run_dir(run_dir):
+                held.append(False)
+        except results.ResultsError:
+            held.append(True)
+        return write_reports(run_dir, run)
+
+    monkeypatch.setattr(harness.report, "write_reports", writing)
+    folder = tmp_path / "ci"
+    logs = folder / "logs" / "core-contextvar"
+    logs.mkdir(parents=True)
+    for log in ("gunicorn-sync.log", "werkzeug-threaded.log"):
+        (logs / log).write_text("the earlier run's")
+    for name in ("results.json", "report.md", "latency-fresh.svg", ".keep"):
+        (folder / name).write_text("the earlier run's")
+
+    def measured(settings: t.Any, run_dir: Path, *args: t.Any, **kw: t.Any) -> results.Run:
+        (logs / "werkzeug-threaded.log").write_text("this run's")  # the mode it measured
+        return _finished_run(settings, run_dir, *args, **kw)
+
+    monkeypatch.setattr(harness.runner, "run_matrix", measured)
+    monkeypatch.setattr(
+        harness.faults.runner, "run_chaos", lambda f, s, c, d, **kw: measured(s, d, **kw)
+    )
+    main([command, "--modes", "werkzeug-threaded", "--run-dir", str(folder)])
+    assert held == [True]
+    assert results.load(folder).status == "complete"
+    assert [p.name for p in logs.iterdir()] == ["werkzeug-threaded.log"]
+    assert not (folder / "latency-fresh.svg").exists()
+    assert (folder / ".keep").read_text() == "the earlier run's"
+
+
+def test_an_earlier_run_stays_whole_where_the_next_one_wrote_no_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.runner
+
+    def stopped(*args: object, **kw: object) -> t.NoReturn:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.runner, "run_matrix", stopped)
+    folder = tmp_path / "ci"
+    (folder / "logs").mkdir(parents=True)
+    (folder / "logs" / "gunicorn-sync.log").write_text("the earlier run's")
+    (folder / "results.json").write_text("the earlier run's")
+    assert main(["run", "--modes", "werkzeug-threaded", "--run-dir", str(folder)]) == 130
+    assert (folder / "logs" / "gunicorn-sync.log").read_text() == "the earlier run's"
+
+
+def test_a_run_folder_that_is_not_a_run_s_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --run-dir docs/: ctxbench wrote its report.md over the user's, and removed every SVG
+    # there that its report did not draw (the project's logo.svg).
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("report.md", "logo.svg", "notes.txt"):
+        (folder / name).write_text("the user's")
+    assert main(["run", "--modes", "werkzeug-threaded", "--run-dir", str(folder)]) == 2
+    one_line_error(
+        capsys.readouterr().err, "it holds files that are no ctxbench run's ('notes.txt')"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["logo.svg", "notes.txt", "report.md"]
+    (folder / "notes.txt").unlink()  # report files without results are no run's either
+    assert main(["run", "--modes", "werkzeug-threaded", "--run-dir", str(folder)]) == 2
+    assert "('logo.svg', 'report.md')" in capsys.readouterr().err
+    # make reference: the benchmarks' JSON first, which the report reads, then the run.
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for name in ("micro.json", "driver_vs_wrk.json", ".DS_Store"):
+        (reference / name).write_text("{}")
+    from harness.runner import replacing_earlier_run
+
+    with replacing_earlier_run(reference):
+        pass
+
+
 @pytest.mark.parametrize("command", ["run", "chaos", "corpus"])
 def test_a_run_folder_another_run_is_writing_is_refused(
     command: str,

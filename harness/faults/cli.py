@@ -30,7 +30,7 @@ from harness.settings import ChaosSettings, RunSettings, check_backend, check_un
 
 if t.TYPE_CHECKING:
     from harness.report.tree import Table
-    from harness.results import FaultCell, Run
+    from harness.results import FaultCell
 
 __all__ = ["cmd_chaos", "cmd_soak", "configure_chaos", "configure_soak"]
 
@@ -110,19 +110,21 @@ def _done_progress() -> None:
 
 
 def _finish(
-    run_dir: Path, run: Run, table: Table, summary: str, details: t.Iterable[str] = ()
+    run_dir: Path,
+    reports: t.Sequence[Path],
+    table: Table,
+    summary: str,
+    details: t.Iterable[str] = (),
 ) -> None:
-    """Print ``table``, the ``details`` lines, and ``summary`` with where the results are;
-    write the run's report and say where it is."""
-    from harness.report import write_reports
+    """Print ``table``, the ``details`` lines, and ``summary`` with where the results are, then
+    where the run's ``reports`` are."""
     from harness.report.tree import text_table
 
     print("\n".join(text_table(table)))
     for line in details:
         print(line)
     print(f"{summary}; results: {run_dir / 'results.json'}")
-    paths = write_reports(run_dir, run)
-    print("report: " + ", ".join(str(p) for p in paths))
+    print("report: " + ", ".join(str(p) for p in reports))
 
 
 def _list_faults() -> int:
@@ -145,6 +147,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.faults import FAULTS, get_fault
     from harness.faults.runner import LOAD_TIMEOUT_S, run_chaos
     from harness.load.spec import connection_patterns
+    from harness.report import write_reports
     from harness.report.faults import faults_table
     from harness.report.text import mounted, plural
     from harness.servers import available_modes, get_mode
@@ -198,13 +201,14 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         with _run_folder(args) as (run_dir, run_id):
             run = run_chaos(faults, settings, chaos, run_dir, command=["ctxbench", *args.argv],
                             run_id=run_id, progress=_progress)  # fmt: skip
+            reports = write_reports(run_dir, run)  # with the folder held, as its results
     finally:
         _done_progress()
     failed = [c for c in run.faults if not c.passed]
     answered = [(f"{c.fault} {c.mode} {c.connections}", _answered_by_app(c)) for c in run.faults]
     _finish(
         run_dir,
-        run,
+        reports,
         faults_table(run.faults),
         f"\n{plural(len(run.faults), 'fault cell')}, {len(failed):,} failing,"
         f" {sum(c.requests for c in run.faults):,} requests accounted for,"
@@ -280,8 +284,10 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness import results
     from harness.app_string import parse_import_string
     from harness.apps import CORE_APP
+    from harness.report import write_reports
     from harness.report.faults import soak_table
     from harness.report.text import mounted
+    from harness.runner import LOGS
     from harness.settings import RunSettings
     from harness.soak import SoakInterrupted, run_soak
     from harness.soak.sampler import import_psutil
@@ -314,7 +320,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
                     connections=args.connections, warmup_s=args.warmup,
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
                     threads=args.threads, extra_args=extra_args, mount=settings.mount,
-                    log_dir=run_dir / "logs",
+                    log_dir=run_dir / LOGS,
                     progress=_progress,
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does
@@ -322,11 +328,12 @@ def cmd_soak(args: argparse.Namespace) -> int:
                 results.write_ended(run_dir, run.replace(soaks=(e.soak,)), elapsed, e)
                 raise
             run = results.write_ended(run_dir, run.replace(soaks=(soak,)), seconds, None)
+            reports = write_reports(run_dir, run)  # with the folder held, as its results
     finally:
         _done_progress()
     _finish(
         run_dir,
-        run,
+        reports,
         soak_table(soak),
         f"\nsoak {soak.mode} {mounted(soak.app_label, soak.server.mount)} {soak.backend}"
         f" {soak.connections}: {soak.verdict}: {soak.reason}"

@@ -30,6 +30,7 @@ from harness.report.summary import format_summary, summarize
 from harness.report.tree import Figure, Group, Node
 
 __all__ = [
+    "REPORT_FILES",
     "Change",
     "compare_runs",
     "format_summary",
@@ -40,12 +41,17 @@ __all__ = [
 ]
 
 
+#: The reports :func:`write_reports` writes; beside them, one SVG file per chart.
+REPORT_FILES = ("report.md", "report.html")
+
+
 def render_reports(run: results.Run, bench: Benchmarks | None = None) -> dict[str, str]:
     """Every file of a run's report by name: report.md, report.html, then each chart's SVG."""
     nodes = build(Context(run, summarize(run), bench or Benchmarks()))
+    markdown, html = REPORT_FILES
     return {
-        "report.md": to_markdown(nodes),
-        "report.html": to_html(nodes),
+        markdown: to_markdown(nodes),
+        html: to_html(nodes),
         **{f.name: f.svg for f in _figures(nodes)},
     }
 
