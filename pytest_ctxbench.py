@@ -471,7 +471,7 @@ class Ctxbench:
         from harness.errors import CtxbenchError, UsageError
         from harness.load.spec import connection_patterns
         from harness.runner import run_matrix
-        from harness.servers import MODES, available_modes
+        from harness.servers import MODES, available_modes, get_mode
         from harness.settings import RunSettings
 
         chosen = _csv(self._setting("modes", modes) or "")
@@ -496,6 +496,12 @@ class Ctxbench:
             n = self._count("requests", requests, DEFAULT_REQUESTS)
             users = self._count("concurrency", concurrency, DEFAULT_CONCURRENCY)
             _check_server_args(server_args)
+            # The command line's modes, also where the call's own win: a typo goes unseen else.
+            for name in _csv(self._request.config.getoption("ctxbench_modes", None) or ""):
+                try:
+                    get_mode(name)
+                except UsageError as e:
+                    raise UsageError(f"--ctxbench-modes: {e.message}") from None
             if server_args and not named:
                 kinds = ", ".join(DEFAULT_MODES)
                 raise UsageError(

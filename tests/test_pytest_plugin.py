@@ -295,6 +295,26 @@ def test_an_unknown_mode_fails_the_test_in_one_line(pytester: pytest.Pytester) -
     assert out.count("unknown server mode 'no-such-mode'") == 1, out
 
 
+def test_an_unknown_mode_on_the_command_line_fails_where_the_call_names_its_modes(
+    pytester: pytest.Pytester,
+) -> None:
+    # The call's modes win over --ctxbench-modes, so a typo there was never looked at: the test
+    # passed on the call's modes, and the job never ran the mode it was meant to.
+    pytester.makepyfile(
+        test_named="""
+        def test_named_modes(ctxbench):
+            ctxbench.check("harness.apps.core_app:app", modes=["werkzeug-threaded"])
+        """
+    )
+    args = ("-p", "no:cacheprovider", "-p", "no:locust", "-rN")
+    result = pytester.runpytest_subprocess(*args, "--ctxbench-modes", "gunicorn-gthred")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*ctxbench: --ctxbench-modes: unknown server mode 'gunicorn-gthred'*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_the_server_factory_fails_like_check_in_one_line(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_bad="""
