@@ -22,6 +22,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from harness import backends
 from harness.load import ERROR_KINDS, LoadResult, LoadSpec, hostile, run_load
 from harness.load.http import HttpProtocolError, dechunk, parse_head
+from harness.load.tokens import carried_by_no_request
 from harness.probe import install_probe
 from harness.protocol import PHASES
 
@@ -544,8 +545,34 @@ def test_leaking_app_is_reported(serve: ServeFactory) -> None:
     assert ev.mode == "werkzeug-threaded"
     assert ev.seen != ev.expected
     assert set(ev.unit._fields) == {"pid", "thread", "greenlet"}
+    # Another request's token, and of the same run, even across loads: not 'carried by no
+    # request of this run', which a value from outside it is.
+    assert not any(carried_by_no_request(e.expected, e.seen) for e in result.evidence)
+    again = run_load(spec(server.port, requests=2, concurrency=1, max_evidence=10))
+    assert again.evidence and not any(
+        carried_by_no_request(e.expected, e.seen) for e in again.evidence
+    )
+    assert carried_by_no_request(ev.expected, "zzzz-0-0")
     # Leaky answers are still answers: they are timed and counted in rps.
     assert len(result.latencies_ms) == n
+
+
+def test_a_value_carried_by_no_request_of_the_run_is_told_apart() -> None:
+    """A target that answered 'zzzz-0-0' (a forgery, or a cache of an earlier run) read as N
+    leaks with nothing to say that no request of this run carried that value."""
+    from harness.load.tokens import load_prefix
+
+    first, second = load_prefix(), load_prefix()
+    assert first != second and first.split("_")[0] == second.split("_")[0]
+    mine = f"{first}-0-1"
+    for seen in (f"{second}-3-4", f"{first}p1-0-9", f"{mine}-r"):  # loads, shards, retries
+        assert not carried_by_no_request(mine, seen), seen
+    for seen in ("zzzz-0-0", "00000000_1x0-0-1", ""):
+        assert carried_by_no_request(mine, seen), seen
+    # A token of results written before (8 hex digits, no session) or no token: not known.
+    assert not carried_by_no_request("b88a687a-0-1", "zzzz-0-0")
+    assert not carried_by_no_request(None, "zzzz-0-0")
+    assert not carried_by_no_request(mine, None)
 
 
 def test_leaks_of_the_framework_s_state_are_counted_apart_from_the_app_s(

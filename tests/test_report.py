@@ -1214,6 +1214,36 @@ def test_a_target_s_verdict_names_its_own_stack_not_ctxbench_s_storage() -> None
     assert "No leak with the correct contextvar storage" in headline(summarize(run))
 
 
+def test_a_value_no_request_of_the_run_carried_is_said_to_be_one() -> None:
+    """A target answering 'zzzz-0-0' to every request read as 440 leaks of the framework's
+    context, as if another request's live state had shown: the verdict and the terminal say
+    that no request of this run carried it, and that it is a leak all the same."""
+    import dataclasses
+
+    from harness.report import format_summary
+    from harness.report.summary import UNKNOWN_VALUES
+    from harness.verdict import Evidence, Unit
+
+    run = load_run(make_doc([make_entry("gunicorn-sync")]))
+    first = run.cells[0]
+
+    def leaked(*seen: str) -> Run:
+        evidence = tuple(
+            Evidence("gunicorn-sync", "view", "request", "a1b2c3d4_77x1-0-1", v, Unit(1, 2, None))
+            for v in seen
+        )
+        return run.replace(cells=(dataclasses.replace(first, leaks=3, evidence=evidence),))
+
+    forged = leaked("zzzz-0-0", "zzzz-0-0", "a1b2c3d4_77x0-5-6")
+    said = headline(summarize(forged))
+    assert f'{UNKNOWN_VALUES[0].upper()}{UNKNOWN_VALUES[1:]}: `"zzzz-0-0"`.' in said, said
+    assert f'{UNKNOWN_VALUES}: "zzzz-0-0"' in format_summary(forged).splitlines()
+    # Another request's token of the same run (an earlier load, a shard): nothing more said.
+    ours = leaked("a1b2c3d4_77x0-5-6", "a1b2c3d4_77x1p1-2-3")
+    assert "no request of this run" not in headline(summarize(ours))
+    assert "no request of this run" not in format_summary(ours)
+
+
 def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None:
     """Against --target, an answer that is not HTTP/1.x (a garbage head, a body over 1 MiB) and
     a proxy's 502 each ended in 'the app answered them itself ... let probe requests through

@@ -27,7 +27,6 @@ import select
 import socket
 import time
 import typing as t
-import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -48,6 +47,7 @@ from .http import (
     parse_head,
 )
 from .spec import LoadResult, LoadSpec, loopback_host
+from .tokens import load_prefix
 
 __all__ = ["Progress", "run_load"]
 
@@ -162,7 +162,7 @@ class _Run:
         self.max_evidence = spec.max_evidence
         self.checker = ProbeChecker(spec.mode)
         self.progress = progress
-        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.run_id = run_id or load_prefix()
 
         netloc = f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
         close = "Connection: close\r\n" if self.fresh else ""
@@ -604,11 +604,11 @@ def run_load(spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
     """Drive probe requests at ``spec`` and check every response.
 
     Each of ``spec.concurrency`` virtual users sends one request at a time with a token unique to
-    the run (``"<run>-<user>-<seq>"``) until ``spec.duration`` has passed or ``spec.requests``
-    have been sent; requests in flight at the end are finished (each bounded by
-    ``spec.timeout``). ``keepalive`` reuses one connection per user and reconnects transparently
-    when the server closes it (counted in ``reconnects``); ``fresh`` opens a new connection per
-    request and sends ``Connection: close``.
+    the run (``"<session>_<pid>x<load>-<user>-<seq>"``, :mod:`harness.load.tokens`) until
+    ``spec.duration`` has passed or ``spec.requests`` have been sent; requests in flight at the
+    end are finished (each bounded by ``spec.timeout``). ``keepalive`` reuses one connection per
+    user and reconnects transparently when the server closes it (counted in ``reconnects``);
+    ``fresh`` opens a new connection per request and sends ``Connection: close``.
 
     With ``spec.fail_phase``, ``spec.fail_fraction`` of the requests (spread evenly) ask the probe
     to raise at that phase; they are expected errors, counted in ``injected`` by outcome and never

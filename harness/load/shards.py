@@ -34,11 +34,11 @@ import sys
 import time
 import traceback
 import typing as t
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from .spec import LoadResult, LoadSpec
+from .tokens import load_prefix
 
 __all__ = ["auto_processes", "merge_results", "run_sharded", "split"]
 
@@ -201,7 +201,7 @@ def run_sharded(spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
     parts = spec.processes
     users = split(spec.concurrency, parts)
     requests = split(spec.requests, parts) if spec.requests is not None else [None] * parts
-    base = uuid.uuid4().hex[:8]
+    base = load_prefix()
     children: list[_Child] = []
     try:
         for i in range(parts):

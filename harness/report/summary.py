@@ -27,6 +27,7 @@ from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import STARVED_ADVICE
 from harness.load.http import MAX_BODY
 from harness.load.spec import CONNECTION_PATTERNS
+from harness.load.tokens import carried_by_no_request
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
 from harness.report.text import (
     app_name,
@@ -285,6 +286,8 @@ def headline(s: Summary) -> str:
         out.append(f"The correct {DEFAULT_BACKEND} storage did not run.")
     if s.mutant_leaks:
         out.append(f"Deliberately broken backends leaked: {_list_leaks(s.mutant_leaks)}.")
+    if unknown := unknown_values(s.leaked):
+        out.append(f"{UNKNOWN_VALUES[0].upper()}{UNKNOWN_VALUES[1:]}: {_some(unknown, code)}.")
     if s.failed:
         out.append(
             f"The server died on its own in {plural(len(s.failed), 'cell')}, which ended there"
@@ -295,6 +298,34 @@ def headline(s: Summary) -> str:
     if s.errored:
         out.append(f"Errors in {plural(len(s.errored), 'cell')}.")
     return " ".join(out)
+
+
+#: What a value no request of the run carried says, over the values (:func:`unknown_values`).
+UNKNOWN_VALUES = (
+    "the evidence holds values that no request of this run carried, so not another request's"
+    " live state: what answered kept them from before the run (a cache in front of the app, a"
+    " process of an earlier run?) or made them up; each is a leak all the same, as a request saw"
+    " a value that is not its own"
+)
+
+
+def unknown_values(cells: Sequence[Cell]) -> list[str]:
+    """The values of ``cells``' evidence, each once, that no request of the run carried
+    (:func:`harness.load.tokens.carried_by_no_request`), as JSON."""
+    return list(
+        dict.fromkeys(
+            show_json(ev.seen)
+            for c in cells
+            for ev in c.evidence
+            if carried_by_no_request(ev.expected, ev.seen)
+        )
+    )
+
+
+def _some(values: Sequence[str], show: Callable[[str], str] = str, most: int = 3) -> str:
+    """The first ``most`` of ``values``, shown, and how many more there are."""
+    more = f" and {len(values) - most:,} more" if len(values) > most else ""
+    return ", ".join(map(show, values[:most])) + more
 
 
 def _after_a_death(failed: Sequence[Cell]) -> str:
@@ -606,6 +637,8 @@ def format_summary(run: Run) -> str:
             f"first evidence (a leak is {A_LEAK_IS}):",
             *text_table(evidence_table(evidence, "l" * 8)),
         ]
+    if unknown := unknown_values(run.cells):
+        out.append(f"{UNKNOWN_VALUES}: {_some(unknown)}")
     return "\n".join(out)
 
 
