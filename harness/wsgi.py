@@ -370,7 +370,15 @@ def _install_probe(app: t.Any, found: Located, mount: str | None = None) -> tupl
     from harness.protocol import probe_path
 
     if found.app is not None and not found.installed:
-        install_probe(found.app, enabled=True)
+        try:
+            install_probe(found.app, enabled=True)
+        except AssertionError as e:  # flask: no new route or hook once the app has served
+            raise AppLoadError(
+                "cannot mount the probe: the app served a request before ctxbench could (a"
+                " warm-up request at import?) and refuses new routes after one"
+                f" ({_one_line(e, limit=100)}); call harness.probe.install_probe(app) where the"
+                " app is set up, before that request"
+            ) from None
     where = found.where
     if found.serve_under:
         app = ServedUnder(app, found.serve_under)
@@ -507,6 +515,6 @@ def __getattr__(name: str) -> t.Any:
             _report_failure(e.message)
             raise
         except Exception as e:
-            _report_failure(f"loading the app failed: {type(e).__name__}: {e}")
+            _report_failure(f"loading the app failed: {type(e).__name__}: {_one_line(e)}")
             raise
     return _app

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
+from harness import wsgi
 from harness.apps import CORE_APP
 from harness.errors import AppLoadError
 from harness.wsgi import load_app
@@ -583,6 +584,27 @@ def test_a_missing_factory_names_the_factory_a_flask_module_has(
     message = _loading_fails({f"{name}.py": FLASK_FACTORY}, f"{name}:create_ap()", tmp_path,
                              monkeypatch)  # fmt: skip
     assert message.endswith(f"has no attribute 'create_ap': name one it has, '{name}:create_app()'")
+
+
+def test_a_flask_app_that_served_a_request_before_the_probe_is_refused_in_one_line() -> None:
+    # An app module that sends itself a warm-up request at import: flask refuses the probe's
+    # route after it, and ctxbench said "loading the app failed: AssertionError: ..." over two
+    # lines, in flask's words alone.
+    flask = pytest.importorskip("flask")
+    app = flask.Flask("warm_app")
+    app.add_url_rule("/", "index", lambda: "hi")
+    assert app.test_client().get("/").status_code == 200  # the warm-up
+    with pytest.raises(AppLoadError) as info:
+        wsgi._ensure_probe(app, "'warm_app:app'", None)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert message.startswith(
+        "cannot mount the probe: the app served a request before ctxbench could (a warm-up"
+        " request at import?) and refuses new routes after one (The setup method "
+    ), message
+    assert message.endswith(
+        "...); call harness.probe.install_probe(app) where the app is set up, before that request"
+    ), message
 
 
 ASGI_APPS = """
