@@ -81,3 +81,13 @@ def test_the_wheel_ships_the_commands_and_the_pytest_plugin(wheel: dict[str, byt
     text = entry_points.decode()
     assert "[console_scripts]\nctxbench = harness.cli:main\n" in text, text
     assert "[pytest11]\nctxbench = pytest_ctxbench\n" in text, text
+
+
+def test_the_wheel_ships_the_licence_its_metadata_names(wheel: dict[str, bytes]) -> None:
+    """The MIT licence asks that its text go with every copy: the wheel's metadata names it
+    (PEP 639) and holds the file, as the repository and the sdist do."""
+    [metadata] = [v for n, v in wheel.items() if n.endswith(".dist-info/METADATA")]
+    assert "License-Expression: MIT\n" in metadata.decode()
+    assert "License-File: LICENSE\n" in metadata.decode()
+    [licence] = [v for n, v in wheel.items() if n.endswith(".dist-info/licenses/LICENSE")]
+    assert licence == (ROOT / "LICENSE").read_bytes()
