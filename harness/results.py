@@ -339,6 +339,10 @@ class Cell:
     injected_outcomes: Mapping[str, int] = field(default_factory=dict)
     #: ``None`` when the document did not record it.
     leaky_requests: int | None = None
+    #: Of ``leaks``, those of the framework's own state, every one counted (``evidence`` keeps
+    #: the first few); the rest are of the app's own ``observe()`` state. ``None`` when the
+    #: document did not record it.
+    framework_leaks: int | None = None
     warmup: Warmup = field(default_factory=Warmup)
     #: Distinct execution units (pid, thread, greenlet) that answered.
     units_seen: int = 0

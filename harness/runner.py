@@ -60,6 +60,7 @@ class LoadResultLike(t.Protocol):
     statuses: dict[int, int]
     leaks: int
     leaky_requests: int
+    framework_leaks: int
     evidence: list[t.Any]
     latencies_ms: list[float]
     elapsed_s: float
@@ -136,6 +137,7 @@ def aggregate(
         requests=sum(run.requests for run in checked),
         leaks=sum(run.leaks for run in checked),
         leaky_requests=sum(run.leaky_requests for run in checked),
+        framework_leaks=sum(run.framework_leaks for run in checked),
         errors=sum(run.errors for run in checked),
         error_kinds=dict(sorted(error_kinds.items())),
         # The requests made to fail on purpose are counted by status too: not errors.

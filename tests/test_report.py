@@ -604,6 +604,19 @@ def test_an_apps_own_state_is_blamed_on_the_app_not_the_storage(name: str) -> No
     assert "<code>observe()</code>" in html and 'class="verdict leak"' in html
 
 
+def test_the_app_s_own_state_is_blamed_only_where_the_framework_s_never_leaked() -> None:
+    # The verdict read the evidence kept (the first 20) only: the app's own state leaking on
+    # every request and the framework's on one in a hundred read "LEAK in the app's own state".
+    entry = make_entry("gunicorn-gevent", app_label="myproject.wsgi:app", leaks=4)
+    for ev in entry["evidence"]:
+        ev["name"] = "cart"
+    entry["framework_leaks"] = 1
+    md, _ = render(make_doc([entry]))
+    assert "**Verdict: LEAK.**" in md and "app's own state" not in md
+    entry["framework_leaks"] = 0
+    assert "**Verdict: LEAK in the app's own state.**" in render(make_doc([entry]))[0]
+
+
 def test_a_users_app_name_shows_as_it_is_not_as_markdown() -> None:
     # Markdown read "pkg.__main__:make(*a, *b)" as "pkg.<b>main</b>:make(<em>a, </em>b)".
     app = "pkg.__main__:make(*a, *b)"

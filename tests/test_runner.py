@@ -92,8 +92,9 @@ def test_aggregate_sums_medians_and_spreads() -> None:
 
 def test_aggregate_caps_evidence_but_not_counts() -> None:
     runs = [result(10.0, leaks=EVIDENCE_CAP), result(10.0, leaks=EVIDENCE_CAP)]
+    runs[1].framework_leaks = 3  # of the leaks past the evidence kept
     cell = aggregate(mode="m", app="a:b", backend="no-reset", connections="fresh", runs=runs)
-    assert cell.leaks == 2 * EVIDENCE_CAP
+    assert cell.leaks == 2 * EVIDENCE_CAP and cell.framework_leaks == 3
     assert len(cell.evidence) == EVIDENCE_CAP
     assert cell.app_label == "a:b"
 

@@ -108,6 +108,14 @@ def leaked_names(c: Cell) -> tuple[list[str], list[str]]:
     return sorted(names - set(app)), app
 
 
+def framework_leaked(c: Cell) -> bool:
+    """Whether the framework's own state leaked in ``c``: of every leak, where the run counted
+    them (``Cell.framework_leaks``), else of the first few, its evidence."""
+    if c.framework_leaks is not None:
+        return c.framework_leaks > 0
+    return bool(leaked_names(c)[0])
+
+
 @dataclass(frozen=True)
 class Ranking:
     """The main app's clean cells on the correct storage for one connection pattern."""
@@ -204,7 +212,7 @@ def summarize(run: Run) -> Summary:
     )
     leaked = [c for c in cells if c.leaks]
     correct_leaks = [c for c in leaked if c.backend == DEFAULT_BACKEND]
-    app_only = [c for c in correct_leaks if leaked_names(c)[1] and not leaked_names(c)[0]]
+    app_only = [c for c in correct_leaks if leaked_names(c)[1] and not framework_leaked(c)]
     rankings = (_ranking(cells, apps[0] if apps else "", p) for p in patterns)
     return Summary(
         cells=tuple(cells),
