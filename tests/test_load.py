@@ -728,6 +728,11 @@ def test_parse_head() -> None:
     assert parse_head(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload").framing == 3
     with pytest.raises(HttpProtocolError):
         parse_head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c")
+    # Two Content-Lengths that differ leave the end unknown (RFC 9112, 6.3): the driver read
+    # the first and checked the answer as if it were whole.
+    with pytest.raises(HttpProtocolError, match="Content-Length given as"):
+        parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 700\r\ncontent-length: 5")
+    assert parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5").length == 5
 
 
 def test_dechunk() -> None:

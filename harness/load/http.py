@@ -81,6 +81,14 @@ def parse_head(head: bytes) -> ResponseHead:
             raise HttpProtocolError(f"bad Content-Length {length!r}") from None
         if n < 0:
             raise HttpProtocolError(f"bad Content-Length {length!r}")
+        # Two that differ leave the response's end unknown (RFC 9112, 6.3): reading by the
+        # first judged what it framed, which need not be the answer the server meant.
+        if lower.count(b"\r\ncontent-length:") > 1:
+            lengths = {
+                v.split(b"\r\n", 1)[0].strip() for v in lower.split(b"\r\ncontent-length:")[1:]
+            }
+            if len(lengths) > 1:
+                raise HttpProtocolError(f"Content-Length given as {sorted(lengths)!r}")
         return ResponseHead(status, LENGTH, n, close)
     if status in (204, 304):
         return ResponseHead(status, LENGTH, 0, close)
