@@ -1223,6 +1223,11 @@ def test_a_target_s_verdict_names_its_own_stack_not_ctxbench_s_storage() -> None
     assert "The framework's context leaked on the target's own stack in 1 of 1 cell:" in verdict
     assert "contextvar" not in verdict, verdict
     assert "The main app (`core`) on the target's own stack, one row per server mode" in md
+    # ... and no table or heading names ctxbench's storage for it (the settings still list the
+    # default --backend, which the run was given).
+    assert "contextvar" not in md.split("## Environment")[0], md
+    assert "### target:127.0.0.1:8080 · core · target's own · keepalive: 3 leaks" in md
+    assert "### target:127.0.0.1:8080 (core, target's own)" in md  # its configuration
     # ctxbench's own servers keep their words.
     assert "No leak with the correct contextvar storage" in headline(summarize(run))
 

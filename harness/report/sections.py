@@ -22,6 +22,7 @@ from harness.report.summary import (
     UNRANKED,
     WEAK_ZEROS_HEAD,
     Summary,
+    backend_of,
     evidence_table,
     headline,
     label,
@@ -251,7 +252,7 @@ def cell_table(cells: Sequence[Cell]) -> Table:
     )
     rows = tuple(
         (
-            *(c.mode, c.app_label, c.backend, *(str(c.concurrency),) * sweep),
+            *(c.mode, c.app_label, backend_of(c), *(str(c.concurrency),) * sweep),
             *(_leaks_cell(c.leaks), f"{c.errors:,}"),
             *(f"{c.requests:,}", fmt_rps(c.rps), spread_cell(c.rps_spread, len(c.runs))),
             fmt_runs(c.rps_runs),
@@ -306,7 +307,7 @@ def leaks(ctx: Context) -> list[Node]:
         users = [plural(c.concurrency or 0, "user")] * sweep
         out.append(
             Heading(
-                " · ".join([c.mode, app_name(c.app_label), c.backend, c.connections, *users])
+                " · ".join([c.mode, app_name(c.app_label), backend_of(c), c.connections, *users])
                 + f": {plural(c.leaks, 'leak')} in {requests}",
                 3,
             )
@@ -380,7 +381,7 @@ def exercised(ctx: Context) -> list[Node]:
 
 def errors(ctx: Context) -> list[Node]:
     rows = tuple(
-        (c.mode, c.app_label, c.backend, c.connections, kind, f"{count:,}")
+        (c.mode, c.app_label, backend_of(c), c.connections, kind, f"{count:,}")
         for c in ctx.summary.errored
         if c.errors
         for kind, count in (sorted(c.error_kinds.items()) or [("unclassified", c.errors)])
@@ -391,7 +392,7 @@ def errors(ctx: Context) -> list[Node]:
     out: list[Node] = [Heading("Errors")]
     out += [Table(headers, rows, "lllllr")] if rows else []
     for c in ctx.summary.failed:
-        who = f"{c.mode} ({app_name(c.app_label)}, {c.backend}, {c.connections})"
+        who = f"{c.mode} ({app_name(c.app_label)}, {backend_of(c)}, {c.connections})"
         out.append(Paragraph(f"**{who} ended early:** {literal(c.error or '')}"))
     return out
 
@@ -418,7 +419,7 @@ def server_config(ctx: Context) -> list[Node]:
     for c in ctx.summary.cells:
         if c.server.effective:
             users, _ = groups.setdefault(show_json(c.server.effective), ([], c.server.effective))
-            name = f"{c.mode} ({app_name(c.app_label)}, {c.backend})"
+            name = f"{c.mode} ({app_name(c.app_label)}, {backend_of(c)})"
             users += [name] * (name not in users)
     if not groups:
         return []

@@ -64,6 +64,12 @@ def extras(c: Cell) -> list[str]:
     return [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
 
 
+def backend_of(c: Cell) -> str:
+    """A cell's backend as the report names it: of a server ctxbench did not start
+    (``--target``), whose context storage it cannot know, ``target's own``."""
+    return "target's own" if c.target is not None else c.backend
+
+
 def swept(cells: Sequence[Cell]) -> bool:
     """The cells ran at more than one concurrency (``--concurrency 1,8,32``): a mode has a cell
     at each level, and a list of them names the level too, or its rows would read the same."""
