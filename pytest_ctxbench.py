@@ -186,6 +186,9 @@ class CheckResult:
     def explain(self, started_in: Path | None = None) -> str:
         """A few lines for an assertion message: what leaked where, and where the report is
         (relative to ``started_in``, the folder pytest was started in, when it is under it)."""
+        from harness.report.summary import not_probe_answers
+        from harness.report.text import fmt_counts
+
         leaky = [c for c in self.cells if c.leaks]
         report = self.report
         if started_in is not None and report.is_relative_to(started_in):
@@ -210,10 +213,9 @@ class CheckResult:
                 continue
             lines.append(
                 f"  {cell.mode} {cell.connections}: {cell.leaks:,} leaks, {cell.errors:,} errors"
-                + (f" {dict(cell.error_kinds)}" if cell.errors else "")
+                + (f" ({fmt_counts(cell.error_kinds)})" if cell.errors else "")
                 + (
-                    f" statuses {dict(cell.error_statuses)}: the app answered them in the"
-                    " probe's place (README, 'Auth hooks and middleware')"
+                    f"; statuses {fmt_counts(cell.error_statuses)}: {not_probe_answers([cell])}"
                     if cell.error_statuses
                     else ""
                 )

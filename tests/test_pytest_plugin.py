@@ -826,8 +826,18 @@ def test_server_args_given_as_one_string_fail_in_one_line_with_the_list_meant(
     assert "Traceback" not in result.stdout.str()
 
 
-def test_failed_requests_name_the_statuses_the_app_answered_with(tmp_path: Path) -> None:
-    # A rate limiter's 429s: the message says who answered them, not only "non-2xx".
+@pytest.mark.parametrize(
+    ("status", "who"),
+    [
+        ("429", "the app answered them itself (an auth hook, a login redirect, a rate limiter?)"),
+        ("502", "a proxy in front of the app answered them"),
+    ],
+)
+def test_failed_requests_name_the_statuses_and_who_answered_them(
+    tmp_path: Path, status: str, who: str
+) -> None:
+    # A rate limiter's 429s: the message says who answered them, not only "non-2xx"; and a
+    # proxy's 502s are the proxy's, not the app's hooks', as `ctxbench run` says.
     from types import SimpleNamespace
 
     from harness.results import Cell
@@ -836,11 +846,11 @@ def test_failed_requests_name_the_statuses_the_app_answered_with(tmp_path: Path)
     cell = Cell(
         app="myapp:app", backend="contextvar", mode="gunicorn-gthread", connections="fresh",
         requests=400, leaks=0, errors=395, runs=(), error_kinds={"non-2xx": 395},
-        error_statuses={"429": 395},
+        error_statuses={status: 395},
     )  # fmt: skip
     run = SimpleNamespace(cells=(cell,), requests=400, checked=5, leaks=0, errors=395)
     text = CheckResult("myapp:app", tmp_path, run).explain()  # type: ignore[arg-type]
-    assert "statuses {'429': 395}: the app answered them in the probe's place" in text, text
+    assert f"395 errors (395 x non-2xx); statuses 395 x {status}: {who}" in text, text
     assert "395 errors, 5 requests checked)" in text, text
 
 
