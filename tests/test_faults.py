@@ -739,6 +739,14 @@ def test_a_soak_states_its_limit_as_it_was_set_and_counts_processes_in_words() -
     assert "**ok**: 2 processes within 5% (" in md and "RSS may grow by at most 5% after" in md
 
 
+def test_a_soak_s_errors_are_told_by_kind() -> None:
+    # The soak's page said "3 errors" of a soak whose results held {"reset": 2, "timeout": 1}.
+    soak = dataclasses.replace(soak_record(), errors=3, error_kinds={"reset": 2, "timeout": 1})
+    md = render_reports(chaos_run().replace(soaks=(soak,)))["report.md"]
+    assert " 3 errors (2 x reset, 1 x timeout), 0 leaks," in md
+    assert " 0 errors, 0 leaks," in render_reports(chaos_run())["report.md"]
+
+
 def test_descriptors_that_keep_growing_fail_the_soak() -> None:
     processes = [ProcessSample(float(s), 11, "worker", 30_000_000, 10 + s, 1) for s in range(30)]
     found = trends(processes, 0.0, 29.0)

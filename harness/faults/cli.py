@@ -285,7 +285,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.app_string import parse_import_string
     from harness.apps import CORE_APP
     from harness.report import write_reports
-    from harness.report.faults import soak_table
+    from harness.report.faults import soak_errors, soak_table
     from harness.report.text import mounted
     from harness.runner import LOGS
     from harness.settings import RunSettings
@@ -337,7 +337,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         soak_table(soak),
         f"\nsoak {soak.mode} {mounted(soak.app_label, soak.server.mount)} {soak.backend}"
         f" {soak.connections}: {soak.verdict}: {soak.reason}"
-        f"\n{soak.requests:,} requests, {soak.errors:,} errors, {soak.leaks:,} leaks,"
+        f"\n{soak.requests:,} requests, {soak_errors(soak)}, {soak.leaks:,} leaks,"
         f" median {soak.rps:,.0f} rps after the warm-up",
     )
     where = f"soak {soak.mode} {soak.connections}"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
-from harness.report.text import code, fmt_limit, fmt_rps, mounted, plural
+from harness.report.text import code, fmt_counts, fmt_limit, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 from harness.results import SOAK_NOT_JUDGED
 
@@ -155,6 +155,12 @@ def _soak_length(soak: Soak, status: str) -> str:
     )
 
 
+def soak_errors(soak: Soak) -> str:
+    """``3 errors (2 x reset, 1 x timeout)``: the count, and by kind where there are some."""
+    kinds = fmt_counts(soak.error_kinds)
+    return f"{soak.errors:,} errors" + f" ({kinds})" * bool(kinds)
+
+
 def _soak_rps(soak: Soak) -> str:
     """The median requests/s after the warm-up; said so when no sample came after it (the
     recorded 0 would read as a server that answered nothing)."""
@@ -173,7 +179,7 @@ def soak_section(ctx: Context) -> list[Node]:
             Paragraph(
                 f"**{soak.verdict}**: {soak.reason}. {_soak_length(soak, ctx.run.status)},"
                 f" {soak.requests:,} requests,"
-                f" {soak.errors:,} errors, {soak.leaks:,} leaks, {_soak_rps(soak)}."
+                f" {soak_errors(soak)}, {soak.leaks:,} leaks, {_soak_rps(soak)}."
                 f" RSS may grow by at most {fmt_limit(soak.rss_limit)} after the warm-up, and open"
                 " file descriptors must not keep growing."
             ),
