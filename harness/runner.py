@@ -517,7 +517,9 @@ def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[
     First, a folder that holds files that are not a run's is a :class:`UsageError`: its
     report.md would be replaced and its SVG files removed (hidden files and the benchmarks'
     JSON, :mod:`harness.benchdata`, which the report reads, are not counted). A run's files
-    without its results.json are not a run's either: a folder's own ``logs`` or ``report.md``.
+    without its results.json are not a run's either (a folder's own ``report.md``), but for a
+    ``logs`` folder of server logs alone: what a run stopped before its results (``kill -9``
+    in its first cell) leaves, and the same command, run again, must not be refused.
     """
     from harness.benchdata import CALIBRATION_FILE, MICRO_FILE
     from harness.report import REPORT_FILES  # the report package: loaded only where it is used
@@ -529,7 +531,10 @@ def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[
         if not p.name.startswith(".") and p.name not in (MICRO_FILE, CALIBRATION_FILE)
     )
     others = [n for n in names if n not in outputs and not n.endswith(".svg")]
-    if names and (others or results.RESULTS_FILE not in names):
+    stopped = names == [LOGS] and all(
+        p.suffix == ".log" for p in (run_dir / LOGS).rglob("*") if not p.is_dir()
+    )
+    if names and (others or not (results.RESULTS_FILE in names or stopped)):
         listed = ", ".join(map(repr, (others or names)[:3])) + ", ..." * (len(others or names) > 3)
         raise UsageError(
             f"bad {option} {str(run_dir)!r}: it holds files that are no ctxbench run's"

@@ -21,6 +21,7 @@ import pytest
 from harness import results
 from harness.apps import FLASK_APP
 from harness.cli import _settings_from_args, build_parser, main
+from harness.errors import UsageError
 from harness.servers import MODES, PROXIES, base, get_mode, group_members, nginx
 from harness.servers.base import pip_install
 
@@ -720,13 +721,27 @@ def test_a_run_folder_that_is_not_a_run_s_is_refused(
     (folder / "notes.txt").unlink()  # report files without results are no run's either
     assert main(["run", "--modes", "werkzeug-threaded", "--run-dir", str(folder)]) == 2
     assert "('logo.svg', 'report.md')" in capsys.readouterr().err
+    # A run killed (kill -9) before its results left its server logs alone: the same command,
+    # run again, may use the folder; a folder named logs of other files is not a run's.
+    stopped = tmp_path / "stopped"
+    (stopped / "logs" / "restart-1").mkdir(parents=True)
+    (stopped / "logs" / "gunicorn-sync.log").write_text("the killed run's")
+    (stopped / "logs" / "restart-1" / "gunicorn-sync.log").write_text("the killed run's")
+    from harness.runner import replacing_earlier_run
+
+    with replacing_earlier_run(stopped):
+        pass
+    (stopped / "logs" / "app.py").write_text("the user's")
+    with (
+        pytest.raises(UsageError, match=r"no ctxbench run's \('logs'\)"),
+        replacing_earlier_run(stopped),
+    ):
+        pass
     # make reference: the benchmarks' JSON first, which the report reads, then the run.
     reference = tmp_path / "reference"
     reference.mkdir()
     for name in ("micro.json", "driver_vs_wrk.json", ".DS_Store"):
         (reference / name).write_text("{}")
-    from harness.runner import replacing_earlier_run
-
     with replacing_earlier_run(reference):
         pass
 
