@@ -617,11 +617,12 @@ def _measure_cell(
     """Measure one cell on ``srv``; return it with the line that says how it ended, for the
     caller to show once the cell is recorded."""
     done_requests, done_leaks = totals
-    name = (
-        srv.mode
-        if app_label(app) == "core" and backend == DEFAULT_BACKEND
-        else (f"{srv.mode} ({app_label(app)}, {backend})")
-    )
+    if isinstance(srv, TargetServer):  # its storage is its own, not a --backend's
+        name = f"{srv.mode} ({app_label(app)})"
+    elif app_label(app) == "core" and backend == DEFAULT_BACKEND:
+        name = srv.mode
+    else:
+        name = f"{srv.mode} ({app_label(app)}, {backend})"
     if settings.concurrency_levels:
         name += f" @{settings.concurrency} users"
     # A server ctxbench started: its main process; a target (run --target): its port.

@@ -218,6 +218,32 @@ def test_run_matrix_order_and_document(tmp_path: Path) -> None:
     assert "werkzeug-threaded fresh done  run so far: 36 requests, 0 leaks\n" in out
 
 
+def test_a_target_s_progress_line_names_its_app_and_no_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ctxbench cannot know the context storage of a server it did not start: the line read
+    # "target:127.0.0.1:8080 (ctxbench_echo, contextvar) keepalive done", the --backend default.
+    from harness import runner
+
+    def target_server(url: str) -> runner.TargetServer:
+        return runner.TargetServer(
+            mode="target:127.0.0.1:8080", host="127.0.0.1", port=8080,
+            effective={"target": url, "server": "echo", "app": "ctxbench_echo"},
+        )  # fmt: skip
+
+    monkeypatch.setattr(runner, "_target_server", target_server)
+    monkeypatch.setattr(runner.TargetServer, "gone", lambda self: None)  # nothing listens
+    world = FakeWorld()
+    settings = RunSettings(targets=("http://127.0.0.1:8080",), repeats=1, duration=0.1)
+    progress = StatusLine(stream=io.StringIO(), live=False)
+    run_matrix(
+        settings, tmp_path / "run", command=["ctxbench", "run"], load=world.load,
+        spec=world.spec, server=world.server, status=progress,
+    )  # fmt: skip
+    out = progress.stream.getvalue()  # type: ignore[attr-defined]
+    assert "target:127.0.0.1:8080 (ctxbench_echo) keepalive done  run so far: " in out, out
+
+
 def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
     world = FakeWorld(interrupt_at=3)  # the second cell's warm-up
     settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
