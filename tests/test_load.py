@@ -20,7 +20,7 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from harness import backends
-from harness.load import ERROR_KINDS, LoadResult, LoadSpec, hostile, run_load
+from harness.load import ERROR_KINDS, LoadResult, LoadSpec, driver, hostile, http, run_load
 from harness.load.http import HttpProtocolError, dechunk, parse_head
 from harness.load.tokens import carried_by_no_request
 from harness.probe import install_probe
@@ -481,6 +481,48 @@ def test_a_body_without_end_is_an_http_error_not_a_memory_hog(
     port = flooding_server(head)
     result = run_load(spec(port, requests=4, concurrency=2, connections=connections, timeout=60))
     assert result.error_kinds == {"http": 4}
+
+
+def test_a_chunked_body_that_arrives_a_few_chunks_at_a_time_is_decoded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each read decoded a chunked body again from its first chunk: quadratic in its chunks, a
+    hostile server's one-byte chunks trickling in burnt the loop's CPU, every user's, for as
+    long as the timeout let it. Each chunk is decoded once now."""
+    decoded = [0]
+
+    class Counting(http.Dechunker):
+        def feed(self, data: bytes | bytearray) -> tuple[bytes, int] | None:
+            before = len(self.parts)
+            rv = super().feed(data)
+            decoded[0] += len(self.parts) - before
+            return rv
+
+    monkeypatch.setattr(http, "Dechunker", Counting)
+    monkeypatch.setattr(driver, "Dechunker", Counting)
+    sizes: list[int] = []
+
+    def answer(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(4096):
+                token = data.split(b"token=", 1)[1].split(b" ", 1)[0].split(b"&", 1)[0].decode()
+                body = probe_body(token)
+                sizes.append(len(body))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                chunks = [b"1\r\n%c\r\n" % byte for byte in body] + [b"0\r\n\r\n"]
+                for i in range(0, len(chunks), 10):  # ten one-byte chunks at a time
+                    conn.sendall(b"".join(chunks[i : i + 10]))
+                    time.sleep(0.001)
+
+    listener = _serve_each(answer)
+    try:
+        port = int(listener.getsockname()[1])
+        result = run_load(spec(port, requests=3, concurrency=1, connections="keepalive"))
+    finally:
+        listener.close()
+    assert (result.requests, result.errors, result.leaks) == (3, 0, 0), result.error_kinds
+    assert decoded[0] == sum(sizes), (decoded[0], sizes)  # every chunk once
 
 
 @pytest.fixture

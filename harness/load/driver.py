@@ -41,9 +41,9 @@ from .http import (
     INTERIM,
     LENGTH,
     MAX_BODY,
+    Dechunker,
     HttpProtocolError,
     ResponseHead,
-    dechunk,
     parse_head,
 )
 from .spec import LoadResult, LoadSpec, loopback_host
@@ -101,6 +101,7 @@ class _User:
     __slots__ = (
         "body_start",
         "buf",
+        "chunks",
         "deadline",
         "failing",
         "fd",
@@ -135,6 +136,7 @@ class _User:
         self.buf = b""
         self.head: ResponseHead | None = None
         self.body_start = 0
+        self.chunks: Dechunker | None = None  # a chunked body's decoder, fed as it arrives
         self.t0 = 0
         self.deadline = 0
         self.reused = False  # the connection already carried a response
@@ -324,6 +326,7 @@ class _Run:
     def _start(self, user: _User) -> None:
         user.buf = b""
         user.head = None
+        user.chunks = None
         user.sent = 0
         user.parted = 0
         if user.sock is None:
@@ -452,8 +455,10 @@ class _Run:
                 return
             self._complete(user, head.status, buf[start:] if start else buf, head.close)
         elif head.framing == CHUNKED:
+            if user.chunks is None:  # each chunk decoded once, not from the first at each read
+                user.chunks = Dechunker(start)
             try:
-                decoded = dechunk(buf, start)
+                decoded = user.chunks.feed(buf)
             except HttpProtocolError:
                 self._fail(user, "http")
                 return
