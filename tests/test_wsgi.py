@@ -308,6 +308,22 @@ def _first_probe_answer(app: t.Any, path: str) -> str | None:
         thread.join()
 
 
+@pytest.mark.parametrize(
+    "body", [b"[1, 2]", b"not json", b"[" * 100_000 + b"]" * 100_000], ids=["list", "text", "deep"]
+)
+def test_a_200_that_is_no_probe_response_is_said_to_be_one(body: bytes) -> None:
+    # JSON nested 100,000 deep raised a RecursionError out of the readiness check: a traceback.
+    from harness.servers._process import INSTALL_PROBE
+
+    def app(environ: dict[str, t.Any], start_response: t.Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    assert _first_probe_answer(app, "/_ctxbench/probe") == (
+        f"answered 200 with something that is not a probe response: {INSTALL_PROBE}"
+    )
+
+
 @pytest.mark.parametrize("mount", [None, "/api"])
 def test_a_middleware_in_front_that_answers_the_probe_is_named(
     mount: str | None, monkeypatch: pytest.MonkeyPatch

@@ -302,11 +302,16 @@ def _probe_once(
         return None
     finally:
         conn.close()
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        doc = None
+    echoed = doc.get("token") if isinstance(doc, dict) else None
     if response.getheader(STOPPED_HEADER) is not None and not (
         # The app answered in the probe's place, unless this is a plain WSGI callable's own
         # answer as a probe (harness.probe.locate.InFront marks every answer of one), checked
         # below.
-        response.status == 200 and _echoes(token, body)
+        response.status == 200 and echoed == token
     ):
         return why_not_answered(response, path, log_path)
     # Some servers answer 503 while their workers boot; a proxy answers 502 or 504 while its
@@ -315,10 +320,7 @@ def _probe_once(
         return None
     if response.status != 200:
         return why_not_answered(response, path, log_path)
-    try:
-        doc = json.loads(body)
-        echoed = doc.get("token")
-    except (ValueError, AttributeError):
+    if not isinstance(doc, dict):
         return f"answered 200 with something that is not a probe response: {INSTALL_PROBE}"
     if echoed != token:
         return f"answered token {echoed!r} to a request for token {token!r}: {INSTALL_PROBE}"
@@ -335,15 +337,6 @@ def _probe_once(
             f" describes ('The probe protocol'), which the probe writes: {INSTALL_PROBE}"
         )
     return "ready"
-
-
-def _echoes(token: str, body: bytes) -> bool:
-    """``body`` is a JSON object that echoes ``token``, as a probe answer does."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(doc, dict) and doc.get("token") == token
 
 
 def why_not_answered(
