@@ -299,15 +299,24 @@ def sleep_ms_for(traits: ModeTraits, connections: ConnectionPattern) -> float:
     return SLEEP_MS if situation(traits, connections).overlap_in_process else SLEEP_MS_ONE_AT_A_TIME
 
 
+#: The view's sleep in each run ``drive`` made, by ``id`` of its result (kept with it, so that
+#: the id is not reused).
+Sleeps = dict[int, tuple[LoadResult, float]]
+
+
+def _slept(sleeps: Sleeps, result: LoadResult) -> float | None:
+    """The view's sleep in ``result``'s run, where ``drive`` made it."""
+    return sleeps[id(result)][1] if id(result) in sleeps else None
+
+
 @pytest.fixture
-def sleeps() -> dict[int, tuple[LoadResult, float]]:
-    """The view's sleep in each run ``drive`` made in this test, by ``id`` of its result (the
-    result is kept with it, so that the id is not reused)."""
+def sleeps() -> Sleeps:
+    """The :data:`Sleeps` of this test's runs."""
     return {}
 
 
 @pytest.fixture
-def drive(sleeps: dict[int, tuple[LoadResult, float]]) -> Drive:
+def drive(sleeps: Sleeps) -> Drive:
     """``drive(server, connections, **spec_overrides)``: one bounded, fully checked load run.
 
     A clean run that did not show requests overlapping in a process, where the mode runs them
@@ -418,13 +427,12 @@ def _assert_exercised(
 
 
 @pytest.fixture
-def assert_exercised(sleeps: dict[int, tuple[LoadResult, float]]) -> Callable[..., None]:
+def assert_exercised(sleeps: Sleeps) -> Callable[..., None]:
     """``assert_exercised(result, mode, connections)``; see :func:`_assert_exercised`."""
 
     def check(result: LoadResult, *args: t.Any, sleep_ms: float | None = None, **kw: t.Any) -> None:
-        if sleep_ms is None and id(result) in sleeps:
-            sleep_ms = sleeps[id(result)][1]
-        _assert_exercised(result, *args, sleep_ms=sleep_ms, **kw)
+        slept = _slept(sleeps, result) if sleep_ms is None else sleep_ms
+        _assert_exercised(result, *args, sleep_ms=slept, **kw)
 
     return check
 
@@ -446,11 +454,11 @@ def _assert_clean(
 
 
 @pytest.fixture
-def assert_clean(sleeps: dict[int, tuple[LoadResult, float]]) -> Callable[..., None]:
+def assert_clean(sleeps: Sleeps) -> Callable[..., None]:
     """``assert_clean(result, server, mode, connections)``; see :func:`_assert_clean`."""
 
     def check(result: LoadResult, *args: t.Any) -> None:
-        _assert_clean(result, *args, sleep_ms=sleeps.get(id(result), (result, None))[1])
+        _assert_clean(result, *args, sleep_ms=_slept(sleeps, result))
 
     return check
 
