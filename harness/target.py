@@ -31,7 +31,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from harness.errors import UsageError
-from harness.load.http import MAX_BODY
+from harness.load.http import INTERIM, MAX_BODY, HttpProtocolError, parse_head
 from harness.load.spec import loopback_host
 from harness.probe import SECRET_ENV, SECRET_HEADER
 from harness.protocol import STOPPED_HEADER, parse_mount, probe_path
@@ -128,8 +128,10 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         conn.request("GET", f"{path}?token=ctxbench-target-check", headers=headers)
         # Read through a bound on the whole answer, not on each read: a server that sends a
         # byte at a time, or a body without end, is cut off all the same.
-        resp = http.client.HTTPResponse(_Bounded(conn.sock, timeout), method="GET")  # type: ignore[arg-type]
+        raw = _Bounded(conn.sock, timeout)
+        resp = http.client.HTTPResponse(raw, method="GET")  # type: ignore[arg-type]
         resp.begin()
+        unreadable = _unreadable_head(raw.received)
         body = resp.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
             raise _TooLong
@@ -170,6 +172,15 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         f"{INSTALL_PROBE} and start the server with CTXBENCH_PROBE=1 (and the same {SECRET_ENV}"
         " as here, if it has one)"
     )
+    if unreadable is not None:
+        # http.client reads what the load driver refuses (two Content-Lengths that differ: it
+        # takes the first): each request of the load would be an error of kind http.
+        raise UsageError(
+            f"--target {target.url} answered {path} with a head the load cannot read"
+            f" ({printable(unreadable)}), so every request would be an error (http): the"
+            " server's doing, or a proxy's in front of it, not the app's; fix what sends it, or"
+            " give --target the app server's own port"
+        )
     if resp.getheader(STOPPED_HEADER) is not None:
         # The probe is there, and the app answered in its place (an auth hook's 401).
         raise UsageError(f"--target {target.url} {why_not_answered(resp, path)}")
@@ -213,6 +224,8 @@ class _Bounded(io.RawIOBase):
         self.sock = sock
         self.deadline = time.monotonic() + timeout
         self.left = MAX_BODY + 64 * 1024
+        #: Every byte read, the response's head first.
+        self.received = bytearray()
 
     def makefile(self, mode: str) -> io.BufferedReader:
         return io.BufferedReader(self)
@@ -229,7 +242,24 @@ class _Bounded(io.RawIOBase):
         self.sock.settimeout(wait)
         n = self.sock.recv_into(memoryview(buffer)[: self.left])
         self.left -= n
+        self.received += memoryview(buffer)[:n]
         return n
+
+
+def _unreadable_head(received: bytes | bytearray) -> str | None:
+    """Why the load driver would refuse the response head at the start of ``received``
+    (:func:`harness.load.http.parse_head`, past any interim 1xx, as http.client goes), or
+    ``None``."""
+    start = 0
+    while (end := received.find(b"\r\n\r\n", start)) >= 0:
+        try:
+            head = parse_head(bytes(received[start:end]))
+        except HttpProtocolError as e:
+            return str(e)
+        if head.framing != INTERIM:
+            break
+        start = end + 4
+    return None
 
 
 def _mount_hint(target: Target) -> str:

@@ -275,6 +275,38 @@ def test_what_a_target_calls_itself_is_shown_printable_and_short() -> None:
     assert target.server == "\\x1b[2J" + "A" * 93 + "..."
 
 
+def test_a_head_the_load_cannot_read_is_refused_at_the_start() -> None:
+    """A probe answer with two Content-Lengths that differ: http.client took the first and the
+    target was checked, and the load driver, which cannot tell where such an answer ends,
+    counted every request of the run as an error of kind http."""
+    import core
+    from harness.load.http import HttpProtocolError, parse_head
+    from harness.probe import install_probe
+
+    app = core.App("twice")
+    install_probe(app, enabled=True)
+    body = app.test_client().get("/_ctxbench/probe?token=ctxbench-target-check").data
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Length: %d" % (len(body), 7)
+    with pytest.raises(HttpProtocolError) as driver:  # what the load makes of it
+        parse_head(head)
+    answer = head + b"\r\n\r\n" + body
+    with answering(lambda c: c.sendall(answer)) as url, pytest.raises(UsageError) as caught:
+        identify(parse_target(url))
+    assert str(caught.value) == (
+        f"--target {url} answered /_ctxbench/probe with a head the load cannot read"
+        f" ({driver.value}), so every request would be an error (http): the server's doing, or"
+        " a proxy's in front of it, not the app's; fix what sends it, or give --target the app"
+        " server's own port"
+    )
+    # One that only repeats its length is read, by the load as here; and an interim 100 before
+    # the answer is skipped, as both do.
+    same = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
+    with answering(
+        lambda c: c.sendall(same + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    ) as url:
+        assert identify(parse_target(url)).app == "twice"
+
+
 def test_a_redirect_of_the_app_s_own_is_named_printable() -> None:
     # The Location went into the one line of error as it was: a target's escape sequence
     # cleared the terminal.
