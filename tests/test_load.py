@@ -525,6 +525,52 @@ def test_a_chunked_body_that_arrives_a_few_chunks_at_a_time_is_decoded_once(
     assert decoded[0] == sum(sizes), (decoded[0], sizes)  # every chunk once
 
 
+def test_a_response_that_arrives_in_parts_is_appended_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each read joined the response so far and the new part into a new bytes object: every
+    byte was copied again at each read, quadratic in the reads, and a server trickling its body
+    a few bytes at a time burnt the loop's CPU, every user's. The parts are appended in place to
+    one buffer now: at most two buffers a response (its first part, then the one it grows in)."""
+    stores = [0, 0]  # stores of a response's buffer: all of them, and those of a new object
+
+    class Recording(driver._User):
+        @property
+        def buf(self) -> bytes | bytearray:
+            return self._buf
+
+        @buf.setter
+        def buf(self, value: bytes | bytearray) -> None:
+            if value:
+                stores[0] += 1
+                stores[1] += value is not self.__dict__.get("_buf")
+            self._buf = value
+
+    monkeypatch.setattr(driver, "_User", Recording)
+
+    def answer(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(4096):
+                token = data.split(b"token=", 1)[1].split(b" ", 1)[0].split(b"&", 1)[0].decode()
+                body = probe_body(token)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                step = -(-len(body) // 20)
+                for i in range(0, len(body), step):  # the body in 20 parts
+                    conn.sendall(body[i : i + step])
+                    time.sleep(0.002)
+
+    listener = _serve_each(answer)
+    try:
+        port = int(listener.getsockname()[1])
+        result = run_load(spec(port, requests=3, concurrency=1, connections="keepalive"))
+    finally:
+        listener.close()
+    assert (result.requests, result.errors, result.leaks) == (3, 0, 0), result.error_kinds
+    assert stores[0] >= 3 * 5, stores  # the responses did come in parts
+    assert stores[1] <= 3 * 2, stores  # not a new buffer at each part
+
+
 @pytest.fixture
 def early_hints_server() -> Iterator[int]:
     """A TCP server that answers each request on a kept-alive connection with a 100 Continue it

@@ -133,7 +133,7 @@ class _User:
         self.token = ""
         self.request = b""
         self.sent = 0
-        self.buf = b""
+        self.buf: bytes | bytearray = b""
         self.head: ResponseHead | None = None
         self.body_start = 0
         self.chunks: Dechunker | None = None  # a chunked body's decoder, fed as it arrives
@@ -405,11 +405,14 @@ class _Run:
         if not data:
             head = user.head
             if head is not None and head.framing not in (LENGTH, CHUNKED):
-                self._complete(user, head.status, user.buf[user.body_start :], True)
+                self._complete(user, head.status, bytes(user.buf[user.body_start :]), True)
             else:
                 self._lost(user, errno.ECONNRESET)
             return
-        buf = user.buf + data if user.buf else data
+        buf: bytes | bytearray = data  # most responses: whole in one read, as the bytes it came in
+        if user.buf:  # one in parts: appended in place, so each byte is copied once, not per read
+            buf = user.buf if type(user.buf) is bytearray else bytearray(user.buf)
+            buf += data
         user.buf = buf
         head = user.head
         while head is None:
@@ -421,6 +424,8 @@ class _Run:
                     user.parted = _perf_ns()
                 return
             raw_head = buf[:end]
+            if isinstance(raw_head, bytearray):  # a head that came in parts; a key must be bytes
+                raw_head = bytes(raw_head)
             head = self.heads.get(raw_head)
             if head is None:
                 try:
@@ -453,7 +458,7 @@ class _Run:
             if len(buf) > stop:  # bytes the driver never asked for
                 self._fail(user, "http")
                 return
-            self._complete(user, head.status, buf[start:] if start else buf, head.close)
+            self._complete(user, head.status, bytes(buf[start:]), head.close)
         elif head.framing == CHUNKED:
             if user.chunks is None:  # each chunk decoded once, not from the first at each read
                 user.chunks = Dechunker(start)
