@@ -5,7 +5,7 @@ every server mode that can run here, both connection patterns, a few seconds eac
 ``results/<run-id>/results.json`` with report.md and report.html next to it, and prints a
 summary table. Exit status: 0 no leak (or no regression, for ``compare``), 1 a leak was found
 (a regression), 2 a usage or start-up error (one line on stderr, never a traceback), 130
-interrupted.
+interrupted (death by the signal: 143 for SIGTERM, 129 for SIGHUP; ``serve`` exits 0).
 
 Every value is checked when the settings are built (:class:`~harness.settings.RunSettings`),
 before a server starts.
@@ -463,19 +463,25 @@ def _check_results(option: str, path: Path) -> Path:
     return path
 
 
+#: The signals that stop a command: Ctrl-C, a CI runner's timeout or ``kill``, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so every ``finally`` stops its server.
+def _stop_signals_as_interrupt(received: list[int]) -> Iterator[None]:
+    """Turn the :data:`STOP_SIGNALS` into KeyboardInterrupt, so every ``finally`` stops its
+    server, and append each one that arrives to ``received``.
 
     A signal ignored when ctxbench starts stays ignored: ``nohup ctxbench soak ... &`` asks for
     a run that outlives the terminal, and closing it sends SIGHUP."""
 
     def interrupt(signum: int, frame: t.Any) -> None:
+        received.append(signum)
         raise KeyboardInterrupt
 
     previous = {
         sig: signal.signal(sig, interrupt)
-        for sig in (signal.SIGTERM, signal.SIGHUP)
+        for sig in STOP_SIGNALS
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
     try:
@@ -1019,21 +1025,26 @@ def _stopped(args: argparse.Namespace | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ctxbench`` console script; returns the exit status."""
+    """Run one command and return its exit status; an interrupt returns 128 + the number of the
+    signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), or 0 for ``serve``, whose only
+    way to end is a signal (as gunicorn's)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args: argparse.Namespace | None = None
+    received: list[int] = []
     with _readers_may_go():
         try:
             # Inside the try: building the parser imports most of the harness (a few tenths of
             # a second), and a Ctrl-C typed then is an interrupt like any other, not a traceback.
             args = build_parser().parse_args(argv)
             args.argv = argv
-            with _sigterm_as_interrupt():
+            with _stop_signals_as_interrupt(received):
                 status: int = args.handler(args)
                 return status
         except KeyboardInterrupt:
             print(f"ctxbench: interrupted; {_stopped(args)}", file=sys.stderr)
-            return 130
+            if args is not None and args.command == "serve":
+                return 0
+            return 128 + (received[0] if received else signal.SIGINT)
         except CtxbenchError as e:
             print(f"ctxbench: error: {e.message}", file=sys.stderr)
             if e.detail:
@@ -1042,5 +1053,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return e.exit_code
 
 
+def console_script() -> t.NoReturn:
+    """The ``ctxbench`` command: :func:`main`, then, when a signal interrupted it, death by that
+    signal, as Python's own end after an uncaught Ctrl-C (the shell still reports 130, 143 or
+    129). A shell running ctxbench in a script or a loop stops at a Ctrl-C only when the
+    command died of it: an exit with status 130 tells bash the command handled the Ctrl-C
+    itself, and the loop went on to its next ctxbench."""
+    status = main()
+    if status - 128 in STOP_SIGNALS:  # every server is stopped and the output flushed
+        signal.signal(status - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), status - 128)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_script()

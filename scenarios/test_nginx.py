@@ -143,6 +143,6 @@ def test_serve_behind_nginx_stops_on_ctrl_c(require_mode: t.Any) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 0, err  # as gunicorn's: a signal is how a server is stopped
     assert "Traceback" not in err
     assert_gone([proxy_group, upstream_group, proc.pid])

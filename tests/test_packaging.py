@@ -79,7 +79,7 @@ def test_the_wheel_ships_the_commands_and_the_pytest_plugin(wheel: dict[str, byt
     assert "pytest_ctxbench.py" in wheel
     [entry_points] = [v for n, v in wheel.items() if n.endswith(".dist-info/entry_points.txt")]
     text = entry_points.decode()
-    assert "[console_scripts]\nctxbench = harness.cli:main\n" in text, text
+    assert "[console_scripts]\nctxbench = harness.cli:console_script\n" in text, text
     assert "[pytest11]\nctxbench = pytest_ctxbench\n" in text, text
 
 
