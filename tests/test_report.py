@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness.errors import ResultsError
-from harness.report import render_reports, sections, write_reports
+from harness.report import format_summary, render_reports, sections, write_reports
 from harness.report.charts import SVG_NS, _nice_limit
 from harness.report.summary import headline, summarize
 from harness.results import Cell, Run
@@ -1223,13 +1223,22 @@ def test_a_target_s_verdict_names_its_own_stack_not_ctxbench_s_storage() -> None
     assert "The framework's context leaked on the target's own stack in 1 of 1 cell:" in verdict
     assert "contextvar" not in verdict, verdict
     assert "The main app (`core`) on the target's own stack, one row per server mode" in md
-    # ... and no table or heading names ctxbench's storage for it (the settings still list the
-    # default --backend, which the run was given).
-    assert "contextvar" not in md.split("## Environment")[0], md
+    # ... and no table or heading names ctxbench's storage for it, nor the settings, which
+    # listed the --app, --backend and --modes defaults a target run was given and never used.
+    targets = dataclasses.replace(run.settings, targets=("http://127.0.0.1:8080",))
+    md = render_reports(run.replace(cells=(leaked,), settings=targets))["report.md"]
+    assert "contextvar" not in md and "core_app" not in md, md
+    for setting in ("apps", "backends", "modes"):
+        assert f"| {setting} | target's own |" in md
     assert "### target:127.0.0.1:8080 · core · target's own · keepalive: 3 leaks" in md
     assert "### target:127.0.0.1:8080 (core, target's own)" in md  # its configuration
+    # The terminal's backend column, shown when two targets serve different apps.
+    other = dataclasses.replace(target, app="myapp:app", mode="target:127.0.0.1:8081")
+    table = format_summary(run.replace(cells=(target, other)))
+    assert "contextvar" not in table and "target's own" in table, table
     # ctxbench's own servers keep their words.
     assert "No leak with the correct contextvar storage" in headline(summarize(run))
+    assert '| backends | ["contextvar"] |' in render_reports(run)["report.md"]
 
 
 def test_a_value_no_request_of_the_run_carried_is_said_to_be_one() -> None:

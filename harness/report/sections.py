@@ -19,6 +19,7 @@ from harness.benchdata import Benchmarks
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
     A_LEAK_IS,
+    TARGETS_OWN,
     UNRANKED,
     WEAK_ZEROS_HEAD,
     Summary,
@@ -400,6 +401,8 @@ def errors(ctx: Context) -> list[Node]:
 def environment(ctx: Context) -> list[Node]:
     """The command, Python, machine, packages and settings, as the results document has them."""
     doc = ctx.run.to_json()
+    if ctx.run.settings.targets:  # ctxbench chose none of these: each target's are its own
+        doc["settings"].update(dict.fromkeys(("apps", "backends", "modes"), TARGETS_OWN))
     out: list[Node] = [Heading("Environment")]
     if ctx.run.command:
         out.append(Paragraph(f"Command: {code(shlex.join(ctx.run.command))}"))

@@ -64,10 +64,15 @@ def extras(c: Cell) -> list[str]:
     return [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
 
 
+#: What ran for a server ctxbench did not start (``--target``): its context storage, its app and
+#: its server are its own, which ctxbench neither chose nor can know.
+TARGETS_OWN = "target's own"
+
+
 def backend_of(c: Cell) -> str:
-    """A cell's backend as the report names it: of a server ctxbench did not start
-    (``--target``), whose context storage it cannot know, ``target's own``."""
-    return "target's own" if c.target is not None else c.backend
+    """A cell's backend as the report and the terminal name it: of a server ctxbench did not
+    start (``--target``), :data:`TARGETS_OWN`."""
+    return TARGETS_OWN if c.target is not None else c.backend
 
 
 def swept(cells: Sequence[Cell]) -> bool:
@@ -604,7 +609,7 @@ def _list_leaks(cells: Sequence[Cell]) -> str:
 
 def format_summary(run: Run) -> str:
     """The run on a terminal: one row per cell, then up to three pieces of leak evidence."""
-    several = len({(c.app_label, c.backend) for c in run.cells}) > 1
+    several = len({(c.app_label, backend_of(c)) for c in run.cells}) > 1
     sweep = swept(run.cells)
     headers = ("app", "backend") * several + (
         "mode", "connections", *("users",) * sweep, "server", "requests", "rps", "spread",
@@ -612,7 +617,7 @@ def format_summary(run: Run) -> str:
     )  # fmt: skip
     rows = tuple(
         (
-            *(c.app_label, c.backend) * several,
+            *(c.app_label, backend_of(c)) * several,
             *(c.mode, c.connections, *(str(c.concurrency),) * sweep, c.server.summary),
             *(f"{c.requests:,}", fmt_rps(c.rps) + _rps_marks(c)),
             spread_cell(c.rps_spread, len(c.runs), "!"),
