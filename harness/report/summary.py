@@ -12,7 +12,7 @@ virtual users (:mod:`harness.load.fairness`: its throughput is only the served u
 a keep-alive cell that waited on the client's delayed ACKs (:mod:`harness.load.acks`: its
 throughput is the ACK timer's); one
 median beats another only when the difference is beyond the noise of both
-(:func:`beyond_noise`, the rule ``compare`` uses too), otherwise the modes are tied; a
+(:func:`beyond_noise`), otherwise the modes are tied; a
 driver-bound cell is never beaten, because its rate is the driver's, a lower bound of its
 server's; there is no recommendation between modes when only one ran.
 """
