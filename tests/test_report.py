@@ -1271,6 +1271,61 @@ def test_a_value_no_request_of_the_run_carried_is_said_to_be_one() -> None:
     assert "no request of this run" not in format_summary(ours)
 
 
+def test_a_token_mismatch_alone_is_not_called_a_context_leak() -> None:
+    """A target behind a cache that ignores the query string (each request got the first
+    answer) and one answering 'zzzz-0-0' everywhere each read 'The framework's context leaked
+    on the target's own stack', the second followed by 'no request of this run carried' its
+    value: an answer that echoed another token everywhere may be another request's response
+    (a response mix-up), which a token mismatch cannot tell from a context leak."""
+    import dataclasses
+
+    from harness.report.summary import only_mixed_up
+    from harness.verdict import Evidence, Unit
+
+    run = load_run(make_doc([make_entry("gunicorn-sync")]))
+    server = dataclasses.replace(run.cells[0].server, effective={"target": "http://127.0.0.1:8080"})
+    target = dataclasses.replace(run.cells[0], mode="target:127.0.0.1:8080", server=server)
+
+    def answered(*pieces: tuple[str, str | None, str]) -> Cell:
+        evidence = tuple(
+            Evidence("target:127.0.0.1:8080", "view", name, expected, seen, Unit(1, 2, None))
+            for name, expected, seen in pieces
+        )
+        return dataclasses.replace(target, leaks=len(evidence), evidence=evidence)
+
+    mixed_up = answered(  # two requests, each answered with the first one's response
+        ("token", "s_1x0-1-1", "s_1x0-0-1"),
+        ("request", "s_1x0-1-1", "s_1x0-0-1"),
+        ("token", "s_1x0-2-1", "s_1x0-0-1"),
+        ("g", "s_1x0-2-1", "s_1x0-0-1"),
+    )
+    forged = answered(("token", "s_1x0-1-1", "zzzz-0-0"), ("request", "s_1x0-1-1", "zzzz-0-0"))
+    for cell in (mixed_up, forged):
+        said = headline(summarize(run.replace(cells=(cell,))))
+        assert only_mixed_up(cell) and "context leaked" not in said, said
+        assert (
+            "Requests saw values not their own on the target's own stack in 1 of 1 cell:"
+            " target:127.0.0.1:8080 (core, keepalive): "
+        ) in said, said
+        assert (
+            "; every answer kept as evidence echoed a token not its request's, which a context"
+            " leak and a response mix-up (a proxy, the server or a cache answering one request"
+            " with another's response) both do, so the evidence cannot tell which."
+        ) in said, said
+    # A value that differs in an answer that echoed its own token, a residue check's or
+    # current_app's: the context leaked inside the request that made the answer.
+    for shown in (
+        ("g", "s_1x0-3-1", "s_1x0-0-1"),
+        ("residue.g", None, "s_1x0-0-1"),
+        ("current_app", "core", "other"),
+    ):
+        cell = answered(("token", "s_1x0-1-1", "s_1x0-0-1"), shown)
+        said = headline(summarize(run.replace(cells=(cell,))))
+        assert not only_mixed_up(cell), shown
+        assert "The framework's context leaked on the target's own stack in 1 of 1 cell" in said
+        assert "Requests saw values" not in said, said
+
+
 def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None:
     """Against --target, an answer that is not HTTP/1.x (a garbage head, a body over 1 MiB) and
     a proxy's 502 each ended in 'the app answered them itself ... let probe requests through

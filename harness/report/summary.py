@@ -127,6 +127,19 @@ def framework_leaked(c: Cell) -> bool:
     return bool(leaked_names(c)[0])
 
 
+def only_mixed_up(c: Cell) -> bool:
+    """Whether every answer in ``c``'s evidence (some kept) echoed a token not its request's
+    (the ``token`` piece, each answer's first) and differs only where such an answer would: a
+    proxy, server or cache answering one request with another's response shows a token not its
+    own everywhere, so the evidence cannot tell that from a context leak. A value that differs
+    in an answer that echoed its own request's token, a residue check's, or ``current_app``'s,
+    shows the context leaking inside the request that made the answer, whichever it was."""
+    mixed_up = {ev.expected for ev in c.evidence if ev.name == "token"}
+    return bool(c.evidence) and all(
+        ev.name == "token" or ev.expected in mixed_up for ev in c.evidence
+    )
+
+
 @dataclass(frozen=True)
 class Ranking:
     """The main app's clean cells on the correct storage for one connection pattern."""
@@ -273,11 +286,18 @@ def headline(s: Summary) -> str:
     if not s.cells:
         return "No cell was measured in this run."
     out = [_what_ran(s)]
-    if s.stack_leaks:
+    if shown := [c for c in s.stack_leaks if not only_mixed_up(c)]:
         out.append(
             f"The framework's context leaked {_with(s)} in"
-            f" {len(s.stack_leaks)} of {plural(len(s.correct), 'cell')}:"
-            f" {_list_leaks(s.stack_leaks)}."
+            f" {len(shown)} of {plural(len(s.correct), 'cell')}: {_list_leaks(shown)}."
+        )
+    if unsure := [c for c in s.stack_leaks if c not in shown]:
+        out.append(
+            f"Requests saw values not their own {_with(s)} in"
+            f" {len(unsure)} of {plural(len(s.correct), 'cell')}: {_list_leaks(unsure)}; every"
+            " answer kept as evidence echoed a token not its request's, which a context leak"
+            " and a response mix-up (a proxy, the server or a cache answering one request with"
+            " another's response) both do, so the evidence cannot tell which."
         )
     if s.app_leaks:
         out.append(
