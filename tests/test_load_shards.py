@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import typing as t
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -165,6 +171,50 @@ def test_errors_in_the_processes_are_counted(closed_port: int) -> None:
     result = run_load(LoadSpec(port=closed_port, requests=40, concurrency=4, processes=2))
     assert result.requests == 40
     assert result.error_kinds == {"refused": 40}
+
+
+# A harness process that starts a driver process, lets it go, prints its pid and waits.
+_HARNESS = """
+import sys, time
+from harness.load import LoadSpec
+from harness.load.shards import _Child, _pump
+
+child = _Child(0, LoadSpec(port=int(sys.argv[1]), duration=60, concurrency=1), "run")
+_pump([child], lambda: child.ready, time.monotonic() + 60)
+child.go()
+print(child.process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_driver_process_dies_with_the_harness(closed_port: int) -> None:
+    # `kill -9` of ctxbench left its driver processes loading the port for the rest of the
+    # measurement (its --duration: up to a day).
+    harness = subprocess.Popen(
+        [sys.executable, "-c", _HARNESS, str(closed_port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert harness.stdout is not None
+        driver = int(harness.stdout.readline())
+    finally:
+        harness.kill()
+        harness.communicate()
+    deadline = time.monotonic() + 10
+    while _alive(driver) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _alive(driver)
+    if alive:
+        os.kill(driver, signal.SIGKILL)
+    assert not alive, "the driver process outlived the harness"
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, dead and not yet reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ Parent and children talk over pipes in frames (4-byte length, then a pickle): th
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import selectors
@@ -116,11 +117,19 @@ def _add(into: dict[_K, int], counts: dict[_K, int]) -> None:
 
 class _Child:
     def __init__(self, index: int, spec: LoadSpec, run_id: str) -> None:
+        # Here, not at the top: importing harness.servers imports every server mode, which a
+        # child (a fresh interpreter running this module) has no use for.
+        from harness.servers._state import die_with_parent
+
         self.index = index
         self.process = subprocess.Popen(
             [sys.executable, "-m", "harness.load.shards"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # Killed with the harness, even by kill -9, as the servers are: a driver left alone
+            # loads the port for the rest of its duration. Only prctl between fork and exec;
+            # the harness's pid is taken before the fork.
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
         stdin = t.cast(t.IO[bytes], self.process.stdin)
         stdin.write(_frame((spec, run_id)))
