@@ -619,8 +619,14 @@ def test_runs_of_one_repeat_say_that_their_noise_is_unknown() -> None:
         "note: A and B measured some cells once (--repeats 1), which says nothing of their"
         " noise: every change beyond 10% there counts; give both runs --repeats 3 or more"
     ) in text
-    text, _ = compare_runs(doc("A", entry()), once("B", 5000.0), 0.10)
-    assert "note: B measured some cells once" in text
+    # Measured once in B only: A's spread is the noise, and a change within it does not count.
+    # The note said "every change beyond 10% there counts" over a table that did not count it.
+    text, regressions = compare_runs(doc("A", entry(spread=0.30)), once("B", 4000.0), 0.10)
+    assert regressions == [] and "within noise: rps" in text, text
+    assert (
+        "note: B measured some cells once (--repeats 1), which says nothing of its noise: there"
+        " A's spread alone is the noise; give both runs --repeats 3 or more"
+    ) in text
     for strict, a in ((True, once("A", 5000.0)), (False, doc("A", entry()))):
         b = once("B", 5000.0) if strict else doc("B", entry())
         assert "--repeats 1" not in compare_runs(a, b, 0.10, strict=strict)[0]

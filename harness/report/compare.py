@@ -186,11 +186,17 @@ def compare_runs(
         *_differences(a_run, b_run),
     ]
     once = [n for n, by in (("A", a_by), ("B", b_by)) if any(len(by[k].runs) < 2 for k in common)]
-    if once and not strict:  # one measurement has no spread: nothing is within its noise
+    if once and not strict:  # one measurement has no spread: the other run's is the noise
+        other = {"A": "B's", "B": "A's"}[once[0]] if len(once) == 1 else "the other run's"
+        counts = (
+            f"every change beyond {fmt_pct(threshold)} there counts"
+            if any(len(a_by[k].runs) < 2 and len(b_by[k].runs) < 2 for k in common)
+            else f"there {other} spread alone is the noise"
+        )
         out.append(
             f"note: {' and '.join(once)} measured some cells once (--repeats 1), which says"
-            f" nothing of their noise: every change beyond {fmt_pct(threshold)} there counts;"
-            " give both runs --repeats 3 or more"
+            f" nothing of {'their' if len(once) > 1 else 'its'} noise: {counts}; give both runs"
+            " --repeats 3 or more"
         )
     out.append("")
     rows, changes = [], []
