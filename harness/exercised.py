@@ -31,6 +31,7 @@ from harness.verdict import UnitKey
 __all__ = [
     "CLOSED_SHARE",
     "ONE_USER",
+    "PIDS_KEPT",
     "Exercised",
     "Note",
     "exercised",
@@ -38,6 +39,11 @@ __all__ = [
     "units_by_process",
 ]
 
+#: The server processes a cell keeps by pid, the lowest first (:attr:`Exercised.pids`); the rest
+#: are counted, as the evidence is. A server that forks a process per request (werkzeug's
+#: ``processes=``, a CGI gateway) reports a new pid per answer, which would grow the results
+#: and the report with the requests.
+PIDS_KEPT = 20
 #: A keepalive cell whose server closed the connection after at least this share of the answered
 #: requests exercised hardly any kept-alive connection.
 CLOSED_SHARE = 0.9
@@ -75,7 +81,7 @@ class Note(t.NamedTuple):
 class Exercised:
     """The situations a run exercised, each with the figure it rests on."""
 
-    #: The server processes (pids) that answered, sorted.
+    #: The server processes (pids) that answered, sorted: the lowest :data:`PIDS_KEPT`.
     pids: tuple[int, ...]
     #: Distinct OS threads (pid, thread) that answered.
     threads: int
@@ -93,10 +99,12 @@ class Exercised:
     #: Connections the server closed under the ``keepalive`` pattern (the user opened a new one);
     #: ``None`` for ``fresh``, or in results written before it was recorded.
     reconnects: int | None = None
+    #: Server processes that answered beyond those in :attr:`pids`.
+    more_pids: int = 0
 
     @property
     def processes(self) -> int:
-        return len(self.pids)
+        return len(self.pids) + self.more_pids
 
     def notes(self, users: int | None = None) -> list[Note]:
         """Why a zero from this run proves little, one note each (empty: it proves a lot);
@@ -163,8 +171,10 @@ def exercised(
     by_process = units_by_process(units)
     in_flight = in_flight_per_process(rps, sleep_ms, len(by_process))
     reused = 0 < len(units) < answered
+    pids = sorted(by_process)
     return Exercised(
-        pids=tuple(sorted(by_process)),
+        pids=tuple(pids[:PIDS_KEPT]),
+        more_pids=len(pids[PIDS_KEPT:]),
         threads=len({(pid, thread) for pid, thread, _ in units}),
         units=len(units),
         answered=answered,

@@ -62,3 +62,36 @@ def test_a_keepalive_cell_whose_server_closed_every_connection_says_so() -> None
     assert exercised(units, **kw, connections="keepalive", reconnects=40).notes() == []
     assert exercised(units, **kw, connections="fresh", reconnects=2984).reconnects is None
     assert exercised(units, **kw, connections="keepalive").notes() == []  # not recorded
+
+
+def test_a_process_per_request_keeps_the_first_pids_and_a_count() -> None:
+    """A target that forks a process per request (werkzeug's processes=16) reported a new pid per
+    answer, and every one went into results.json and the report: 5,000 requests made 86 KB of
+    results.json and a 32 KB line of pids in report.md, growing with the requests."""
+    import dataclasses
+    import json
+
+    from harness.exercised import PIDS_KEPT
+    from harness.report import render_reports
+    from harness.results import Run
+    from tests.test_report import load_run, make_doc, make_entry
+
+    forked = [(pid, 1, None) for pid in range(1000, 6000)]
+    seen = exercised(forked, answered=5000, rps=50.0, sleep_ms=1.0, connections="fresh")
+    assert seen.pids == tuple(range(1000, 1000 + PIDS_KEPT))
+    assert (seen.processes, seen.more_pids, seen.units) == (5000, 5000 - PIDS_KEPT, 5000)
+    run = load_run(make_doc([make_entry("gunicorn-sync")]))
+    server = dataclasses.replace(run.cells[0].server, effective={"target": "http://127.0.0.1:8"})
+    cell = dataclasses.replace(run.cells[0], server=server, exercised=seen)
+    doc = run.replace(cells=(cell,)).to_json()
+    assert len(json.dumps(doc)) < 10_000
+    back = Run.from_json(json.loads(json.dumps(doc)))
+    assert back.cells[0].exercised == seen
+    md = render_reports(back)["report.md"]
+    assert f"pids {', '.join(map(str, seen.pids))} and 4,980 more)" in md
+    assert (
+        "| gunicorn-sync | keepalive | 5,000 | 5,000 | 5,000 |" in md
+    )  # processes, threads, units
+    # Results written before the count read as they did: every pid they kept is counted.
+    del doc["cells"][0]["exercised"]["more_pids"]
+    assert Run.from_json(doc).cells[0].exercised.processes == PIDS_KEPT  # type: ignore[union-attr]

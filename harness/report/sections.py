@@ -368,7 +368,8 @@ def exercised(ctx: Context) -> list[Node]:
                 " from outside: "
                 + "; ".join(
                     f"{url} (Server: {literal(c.server.effective.get('server') or 'not sent')},"
-                    f" app {literal(c.app)}, pids {', '.join(map(str, seen.pids))})"
+                    f" app {literal(c.app)}, pids {', '.join(map(str, seen.pids))}"
+                    f"{f' and {seen.more_pids:,} more' * bool(seen.more_pids)})"
                     for url, (c, seen) in targets.items()
                 )
                 + "."
