@@ -713,23 +713,24 @@ def _said_what_is_kept(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        if kept := _kept(run_dir, "interrupted", "the interrupt"):
+        # "complete": the interrupt came while the reports were written, after the last cell.
+        if kept := _kept(run_dir, ("interrupted", "complete"), "the interrupt"):
             print(f"ctxbench: {kept}", file=sys.stderr)
         raise
     except CtxbenchError as e:  # its one line says what stopped the run, then what it kept
-        if kept := _kept(run_dir, "failed", "the error"):
+        if kept := _kept(run_dir, ("failed",), "the error"):
             e.message += f"; {kept}"
         raise
 
 
-def _kept(run_dir: Path, status: str, stopped_by: str) -> str | None:
+def _kept(run_dir: Path, statuses: tuple[str, ...], stopped_by: str) -> str | None:
     from harness import results
 
     try:
         run = results.load(run_dir)
     except ResultsError:  # nothing written (nothing measured): nothing to say
         return None
-    if run.status != status:
+    if run.status not in statuses:
         return None
     # A soak has no cells: what it sampled until it stopped is kept.
     kept, verb, whose = (
@@ -739,7 +740,7 @@ def _kept(run_dir: Path, status: str, stopped_by: str) -> str | None:
     )
     return (
         f"{kept} before {stopped_by} {verb} kept in {run_dir / results.RESULTS_FILE} (marked"
-        f" {status}); ctxbench report {shlex.quote(str(run_dir))} writes {whose} report"
+        f" {run.status}); ctxbench report {shlex.quote(str(run_dir))} writes {whose} report"
     )
 
 

@@ -780,6 +780,31 @@ def test_an_earlier_run_stays_whole_where_the_next_one_wrote_no_results(
     assert (folder / "logs" / "gunicorn-sync.log").read_text() == "the earlier run's"
 
 
+def test_an_interrupt_while_the_reports_are_written_says_where_the_run_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ctrl-C after the last cell: results.json held the whole run, marked complete, but half of
+    # its reports were written, and stderr said only "interrupted", not where the run was.
+    import harness.report
+    import harness.runner
+
+    def measured(settings: t.Any, run_dir: Path, *, command: list[str], run_id: str) -> t.Any:
+        return results.write_ended(run_dir, results.Run.start(run_id, command, settings), 1, None)
+
+    def stopped(*args: object, **kw: object) -> t.NoReturn:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.runner, "run_matrix", measured)
+    monkeypatch.setattr(harness.report, "write_reports", stopped)
+    folder = tmp_path / "run"
+    assert main(["run", "--modes", "werkzeug-threaded", "--run-dir", str(folder)]) == 130
+    assert capsys.readouterr().err == (
+        f"ctxbench: the cells finished before the interrupt are kept in {folder / 'results.json'}"
+        f" (marked complete); ctxbench report {folder} writes their report\n"
+        "ctxbench: interrupted; every server was stopped\n"
+    )
+
+
 def test_a_run_folder_that_is_not_a_run_s_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
