@@ -248,7 +248,7 @@ class _Bounded(io.RawIOBase):
 
 def _unreadable_head(received: bytes | bytearray) -> str | None:
     """Why the load driver would refuse the response head at the start of ``received``
-    (:func:`harness.load.http.parse_head`, past any interim 1xx, as http.client goes), or
+    (:func:`harness.load.http.parse_head`, past any interim 1xx, as the driver reads), or
     ``None``."""
     start = 0
     while (end := received.find(b"\r\n\r\n", start)) >= 0:
