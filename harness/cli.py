@@ -278,9 +278,9 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="compare the medians only; by default a change must also be beyond the noise"
-        " (the spread over the repeats) of both runs, B's driver not saturated, and neither"
-        " run's server starving users",
+        help="compare the medians only; by default B must be worse in every repeat by more than"
+        " the threshold plus the noisier run's spread (B's best repeat against A's worst), B's"
+        " driver not saturated, and neither run's server starving users",
     )
     parser.add_argument(
         "--allow-missing",

@@ -223,6 +223,15 @@ def test_a_view_slower_by_20_ms_is_a_regression_that_says_which_repeats_decided(
     ) in text
 
 
+def test_cli_help_states_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    # --help said "beyond the noise (the spread over the repeats) of both runs", a rule that
+    # compare no longer applies.
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "B must be worse in every repeat by more than the threshold plus the noisier" in out
+
+
 def test_strict_compares_the_medians_only() -> None:
     a = doc("A", entry(rps=5000.0, spread=0.30))
     b = doc("B", entry(rps=4000.0, spread=0.30))
