@@ -320,6 +320,44 @@ def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ..
     assert '"mode": "gunicorn-gthread"' in run.output  # evidence names the mode
 
 
+def test_the_forked_workers_die_with_the_master(correct_server: Any) -> None:
+    # A kill -9 of `locust --processes 2` left both workers loading the server for 60 s, until
+    # they gave up on the master's heartbeat.
+    argv = _locust_cmd("--headless", "-u", "2", "-r", "2", "-t", "60s", "-H", correct_server.url,
+                       "--processes", "2")  # fmt: skip
+    with _Locust(argv) as locust:
+        deadline = time.monotonic() + 30
+        while not any("All users spawned" in line for line in locust.lines):
+            assert locust.proc.poll() is None and time.monotonic() < deadline, locust.lines
+            time.sleep(0.05)
+        workers = _children(locust.proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(locust.proc.pid, signal.SIGKILL)  # the master only
+        deadline = time.monotonic() + 10
+        while (alive := [w for w in workers if _runs(w)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert alive == [], "the workers outlived their master"
+
+
+def _children(pid: int) -> list[int]:
+    rv = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            stat = (entry / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                rv.append(int(entry.name))
+    return rv
+
+
+def _runs(pid: int) -> bool:
+    """``pid`` runs (a zombie, dead and not yet reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 def _listening(pid: int) -> set[tuple[str, int]]:
     """The addresses process ``pid`` listens on (TCP)."""
     import psutil

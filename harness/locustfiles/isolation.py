@@ -32,8 +32,9 @@ distributed run this is the master's exit code; the workers exit by locust's rul
 The master listens on 127.0.0.1 only (locust's default is every interface): give
 ``--master-bind-host`` to let workers on other machines in. With ``--processes`` it listens on
 a free port, which the workers it forks are told (locust's default, 5557, would be shared by
-two runs at once); ``--master-bind-port`` or ``--master-port`` picks one. Separate ``--master``
-and ``--worker`` processes meet on locust's 5557 unless told another.
+two runs at once); ``--master-bind-port`` or ``--master-port`` picks one. The workers it forks
+die with it, even by ``kill -9``. Separate ``--master`` and ``--worker`` processes meet on
+locust's 5557 unless told another.
 
 ``-H`` may end in the path prefix the app is served under (``-H http://127.0.0.1:8000/api``
 for an app a dispatcher mounts at ``/api``, or behind an nginx ``location /api/``): the probe is
@@ -51,6 +52,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import urllib.parse
 import uuid
@@ -85,6 +87,7 @@ except ModuleNotFoundError as e:
 from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
 from harness.report.summary import MIN_CHECKED_SHARE
 from harness.servers import check_port_free, free_port
+from harness.servers._state import die_with_parent
 from harness.target import secret_headers
 from harness.verdict import ProbeProtocolError, check_probe_response
 
@@ -163,6 +166,18 @@ _logged = 0
 MASTER_BIND_HOST = "127.0.0.1"
 #: locust's own master port, for separate ``--master`` and ``--worker`` processes.
 LOCUST_MASTER_PORT = 5557
+
+
+#: The process locust loaded this file in: under ``--processes``, the one that forks the workers.
+_LOADED_IN = os.getpid()
+
+
+@events.init.add_listener
+def _die_with_the_master(environment: Any, runner: Any, **kwargs: Any) -> None:
+    # A worker forked by --processes is killed with the process that forked it, even by kill -9:
+    # else it waits 60 s for the master's heartbeat, its users loading the server all the while.
+    if isinstance(runner, WorkerRunner) and os.getpid() != _LOADED_IN:
+        die_with_parent(_LOADED_IN)
 
 
 @events.init_command_line_parser.add_listener
