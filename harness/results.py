@@ -901,6 +901,14 @@ def load(path: str | os.PathLike[str]) -> Run:
                 f"no results at {str(file)!r}: {str(file.parent)!r} holds {len(runs):,} run"
                 f" folders, not a run; name one, such as the newest, {str(runs[0])!r}"
             ) from None
+        from harness.runner import LOGS  # here: harness.runner imports this module
+
+        if file.name == RESULTS_FILE and (file.parent / LOGS).is_dir():  # a run's folder
+            raise ResultsError(
+                f"no results at {str(file)!r}: the run in {str(file.parent)!r} ended before it"
+                " wrote any (killed outright, or its first server did not start); only its"
+                f" server logs are there, in {str(file.parent / LOGS)!r}"
+            ) from None
         raise ResultsError(f"no results at {str(file)!r}: run 'ctxbench run' first") from None
     except OSError as e:
         raise ResultsError(f"cannot read {str(file)!r}: {e.strerror}") from None

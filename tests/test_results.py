@@ -281,6 +281,21 @@ def test_load_errors(tmp_path: Path) -> None:
         results.load(tmp_path)
 
 
+def test_loading_a_run_folder_that_holds_only_logs_says_the_run_wrote_no_results(
+    tmp_path: Path,
+) -> None:
+    # A run killed (kill -9, a CI job's hard kill) before its first cell leaves its server logs
+    # alone: `ctxbench report` of that folder said "run 'ctxbench run' first".
+    (tmp_path / "logs" / "core-contextvar").mkdir(parents=True)
+    with pytest.raises(ResultsError) as info:
+        results.load(tmp_path)
+    assert str(info.value) == (
+        f"no results at {str(tmp_path / 'results.json')!r}: the run in {str(tmp_path)!r} ended"
+        " before it wrote any (killed outright, or its first server did not start); only its"
+        f" server logs are there, in {str(tmp_path / 'logs')!r}"
+    )
+
+
 def test_loading_the_folder_of_the_runs_names_a_run_in_it(tmp_path: Path) -> None:
     # `ctxbench report results` (the --out folder) said "run 'ctxbench run' first" after a run.
     for n, name in enumerate(["20261202-101500-aaaaaa", "nightly", "20261202-090000-bbbbbb"]):
