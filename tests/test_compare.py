@@ -639,3 +639,19 @@ def test_runs_of_one_repeat_say_that_their_noise_is_unknown() -> None:
     for strict, a in ((True, once("A", 5000.0)), (False, doc("A", entry()))):
         b = once("B", 5000.0) if strict else doc("B", entry())
         assert "--repeats 1" not in compare_runs(a, b, 0.10, strict=strict)[0]
+
+
+def test_a_targets_backend_is_its_own_not_the_runs_backend_setting() -> None:
+    # ctxbench chose no storage for a server it did not start: the run's --backend (its default,
+    # contextvar, or another) names nothing of it, so compare neither shows it nor keys on it.
+    def target_run(run_id: str, backend: str) -> dict[str, Any]:
+        cell = entry("target:127.0.0.1:8080")
+        cell["backend"] = backend
+        cell["server"] = {"effective": {"target": "http://127.0.0.1:8080", "server": "gunicorn"}}
+        return doc(run_id, cell, backends=[backend])
+
+    text, regressions = compare_runs(
+        target_run("A", "contextvar"), target_run("B", "no-reset"), 0.1
+    )
+    assert regressions == [] and "No regression in 1 cell compared." in text, text
+    assert "target's own" in text and "contextvar" not in text and "no-reset" not in text, text

@@ -40,6 +40,7 @@ import typing as t
 from dataclasses import dataclass
 
 from harness.errors import UsageError
+from harness.report.summary import backend_of
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
@@ -399,7 +400,8 @@ def _signed(value: float) -> str:
 
 
 def _key(cell: Cell, by_level: bool) -> CellKey:
-    app, backend, mode, connections, concurrency, mount = cell.key
+    app, _, mode, connections, concurrency, mount = cell.key
+    backend = backend_of(cell)  # a target's is its own, not the run's --backend
     return (app, backend, mode, connections, concurrency if by_level else None, mount)
 
 
