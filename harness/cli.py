@@ -309,7 +309,9 @@ def _add_connections_option(parser: argparse.ArgumentParser, default: str) -> No
 
 def _configure_corpus(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--entries", default="", help="comma-separated corpus entries (default: all; see --list)"
+        "--entries",
+        default="",
+        help="comma-separated corpus entries, by name or number (default: all; see --list)",
     )
     _add_matrix_options(parser)
     parser.add_argument(

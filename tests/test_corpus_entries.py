@@ -136,6 +136,18 @@ def test_settings_refuse_unknown_entries_and_bad_counts() -> None:
     assert select(["app-context-at-import"]) == [ENTRIES["app-context-at-import"]]
 
 
+def test_entries_are_named_by_key_or_by_the_number_the_list_shows() -> None:
+    # `corpus --list` numbers the entries; a user picks them by those numbers, and by a number
+    # without its letter for every entry of it (7a, 7b and 7c are three mutants of one bug).
+    by_number = {e.number: e for e in ENTRIES.values()}
+    assert select(["1", "7a"]) == [by_number["1"], by_number["7a"]]
+    sevens = [e for e in ENTRIES.values() if e.number.startswith("7")]
+    assert len(sevens) > 1 and select(["7"]) == sevens
+    assert select(["1", "thread-local-before-patch", "1"]) == [by_number["1"]]  # once each
+    with pytest.raises(ValueError, match=r"unknown corpus entry '99': .* or their numbers"):
+        select(["99"])
+
+
 def test_cells_skip_nothing_on_the_base_modes() -> None:
     entries = select()
     cells = list(corpus_cells(entries, BASE_MODES, CONNECTION_PATTERNS))

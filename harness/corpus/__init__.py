@@ -132,17 +132,27 @@ ENTRIES: dict[str, Entry] = _discover()
 
 
 def select(keys: Iterable[str] = ()) -> list[Entry]:
-    """The entries named by ``keys`` (all when empty); ``ValueError`` naming an unknown one."""
+    """The entries named by ``keys`` (all when empty), each by its key or by its number as
+    ``corpus --list`` shows it (``7a``; ``7``: every ``7`` entry); ``ValueError`` naming an
+    unknown one."""
     keys = list(keys)
     if not keys:
         return list(ENTRIES.values())
-    unknown = [k for k in keys if k not in ENTRIES]
+    named = {k: _named(k) for k in keys}
+    unknown = [k for k, found in named.items() if not found]
     if unknown:
         raise ValueError(
             f"unknown corpus entr{'y' if len(unknown) == 1 else 'ies'}"
-            f" {', '.join(map(repr, unknown))}: choose from {', '.join(ENTRIES)}"
+            f" {', '.join(map(repr, unknown))}: choose from {', '.join(ENTRIES)}, or their"
+            " numbers (see --list)"
         )
-    return [ENTRIES[k] for k in keys]
+    return list(dict.fromkeys(e for found in named.values() for e in found))
+
+
+def _named(key: str) -> list[Entry]:
+    if key in ENTRIES:
+        return [ENTRIES[key]]
+    return [e for e in ENTRIES.values() if key in (e.number, e.number.rstrip("abcdefgh"))]
 
 
 def where_caught(entry: Entry, modes: dict[str, ModeTraits] | None = None) -> str:
