@@ -32,7 +32,7 @@ from harness.servers import (
     nginx,
     start_server,
 )
-from harness.servers._proxy import ProxiedMode
+from harness.servers._proxy import ProxiedMode, ProxiedServer
 from harness.servers.base import Reported
 
 # A probe-speaking WSGI callable with no framework: these tests are about the servers, not the
@@ -209,6 +209,29 @@ def test_nginx_config_keeps_every_path_in_its_folder(tmp_path: Path) -> None:
                          "-c", str(prefix / "nginx.conf")]  # fmt: skip
     assert "_guard.py" in argv[2]
     assert (prefix / "nginx.conf").read_text() == text
+
+
+def test_a_stopped_proxy_leaves_no_empty_folder_in_the_run(tmp_path: Path) -> None:
+    # nginx makes its five temp paths at start; a run's folder keeps what was written only.
+    workdir = tmp_path / "nginx+gunicorn-sync"
+    prefix = workdir / "nginx"
+    for name in ("client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"):
+        (prefix / name).mkdir(parents=True)
+    (prefix / "proxy_temp" / "1").mkdir()
+    (prefix / "nginx.conf").write_text("daemon off;\n")
+    (workdir / "gunicorn-sync.log").write_text("")
+    (workdir / "kept").mkdir()
+    (workdir / "kept" / "0000000001").write_text("a body nginx buffered")
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    server = ProxiedServer(
+        mode="nginx+gunicorn-sync", host="127.0.0.1", port=1, process=process,
+        log_path=workdir / "gunicorn-sync.log", workdir=workdir,
+    )  # fmt: skip
+    server.stop()
+    assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == [
+        "gunicorn-sync.log", "kept", "kept/0000000001", "nginx", "nginx/nginx.conf",
+    ]  # fmt: skip
 
 
 def test_missing_nginx_is_one_line_with_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ the proxy's under ``"proxy"``.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -214,6 +215,7 @@ class ProxiedMode(ServerMode):
             proxy=proxy,
             upstream=upstream,
             _cleanup_dir=workdir if temporary else None,
+            workdir=workdir,
         )
 
 
@@ -227,6 +229,8 @@ class ProxiedServer(LiveServer):
 
     proxy: LiveServer | None = None
     upstream: LiveServer | None = None
+    #: The stack's folder: what the proxy left empty there (nginx's temp paths) goes at stop.
+    workdir: Path | None = None
 
     @property
     def app_server(self) -> LiveServer:
@@ -258,3 +262,14 @@ class ProxiedServer(LiveServer):
             finally:
                 if self._cleanup_dir is not None:
                     shutil.rmtree(self._cleanup_dir, ignore_errors=True)
+                elif self.workdir is not None:
+                    _remove_empty_folders(self.workdir)
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove the empty folders under ``top`` (nginx makes its five temp paths at start and
+    they stay empty): a run's folder keeps only what was written, the configuration and logs."""
+    for folder, _, _ in os.walk(top, topdown=False):
+        if folder != str(top):
+            with contextlib.suppress(OSError):  # not empty: something was written, keep it
+                os.rmdir(folder)
