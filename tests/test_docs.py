@@ -976,7 +976,7 @@ def _stated_figures() -> list[tuple[str, str]]:
     from harness.servers._supervised import DEFAULT_WORKERS
     from harness.servers.gunicorn_gthread import GunicornGthread
     from harness.settings import DEFAULT_DURATION_S, ChaosSettings, RunSettings
-    from harness.soak.runner import default_warmup
+    from harness.soak.runner import SAVE_EVERY, default_warmup
     from harness.soak.verdict import RSS_GROWTH_LIMIT
     from pytest_ctxbench import DEFAULT_MODES, DEFAULT_REQUESTS
 
@@ -1011,6 +1011,7 @@ def _stated_figures() -> list[tuple[str, str]]:
         (readme, "| `hook-error` | a tenth of the requests raise"),
         (readme, "After the warm-up (a third of the soak, 10 to 180 s and at most half of it,"),
         (readme, f"RSS grows more than {RSS_GROWTH_LIMIT:.0%}"),
+        (readme, f"then every {SAVE_EVERY:g} s of samples, marked `running`"),
         (readme, f"column, `gthread w{DEFAULT_WORKERS} t{GunicornGthread.default_threads}`"),
         (arch, f"`SPREAD_WARNING` ({SPREAD_WARNING:.2f}:"),
         (arch, f"more than `RSS_GROWTH_LIMIT` ({RSS_GROWTH_LIMIT:.0%}) growth fails"),

@@ -10,6 +10,7 @@ import time
 import typing as t
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -1079,3 +1080,60 @@ def test_whether_a_backend_can_leak_follows_the_traits_the_server_runs_with() ->
     assert not _can_leak(fault, "shared-global", sync.name, sync.traits, "keepalive")
     threaded = sync.traits_for(ServerConfig(threads=4))
     assert _can_leak(fault, "shared-global", sync.name, threaded, "keepalive")
+
+
+def test_a_soak_writes_what_it_sampled_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A soak wrote results.json at its end only: killed outright (kill -9, the OOM killer) it
+    # kept nothing of what it sampled, and an interrupt during that write removed the run
+    # folder, the server's log with it. Now it is written once the server serves, then every
+    # SAVE_EVERY seconds, marked running (read back as abandoned once its writer is gone).
+    pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
+    from harness.soak import runner as soak_runner
+
+    run_dir = tmp_path / "run"
+    written: list[Run] = []
+
+    @contextlib.contextmanager
+    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[SimpleNamespace]:
+        log = Path(log_dir) / f"{mode}.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("served\n")
+        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=log)
+
+    def load(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
+        written.append(results.load(run_dir))  # before the first request
+        progress(100, 0, 0)  # less than SAVE_EVERY seconds in: not written again
+        written.append(results.load(run_dir))
+        raise KeyboardInterrupt  # stands in for the kill: what is on disk is what was kept
+
+    monkeypatch.setattr(soak_runner, "live_server", server)
+    monkeypatch.setattr(soak_runner, "aimed_at", lambda server, **load: None)
+    monkeypatch.setattr(soak_runner, "run_load", load)
+    argv = ["soak", "--mode", "gunicorn-sync", "--minutes", "1", "--run-dir", str(run_dir)]
+    assert main(argv) == 130
+    first, second = written
+    assert first.status == second.status == "running"
+    assert first.owner is not None and first.owner.pid == os.getpid()
+    (soak,) = first.soaks
+    assert (soak.mode, soak.requests, soak.seconds) == ("gunicorn-sync", 0, 60.0)
+    assert second.soaks[0].requests == 0  # the write is bounded in rate, not one per report
+    assert (run_dir / "logs" / "gunicorn-sync.log").read_text() == "served\n"
+    assert results.load(run_dir).soaks[0].requests == 100  # the interrupt's write, as before
+
+    # Every SAVE_EVERY seconds of samples (0 here: every report) with what was sampled so far.
+    saved: list[Soak] = []
+
+    def reports(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
+        for n in (10, 20):
+            progress(n, 0, 0)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(soak_runner, "run_load", reports)
+    with pytest.raises(soak_runner.SoakInterrupted):
+        soak_runner.run_soak(
+            "gunicorn-sync", seconds=60.0, app="x:app", log_dir=tmp_path / "again",
+            save=saved.append, save_every=0.0,
+        )  # fmt: skip
+    assert [s.requests for s in saved] == [0, 10, 20]

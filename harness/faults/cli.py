@@ -320,8 +320,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
                     connections=args.connections, warmup_s=args.warmup,
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
                     threads=args.threads, extra_args=extra_args, mount=settings.mount,
-                    log_dir=run_dir / LOGS,
-                    progress=_progress,
+                    log_dir=run_dir / LOGS, progress=_progress,
+                    save=lambda sampled: results.write(run_dir, run.replace(soaks=(sampled,))),
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does
                 elapsed = max((s.t for s in e.soak.load), default=0.0)

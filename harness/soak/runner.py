@@ -10,20 +10,24 @@ allocator arenas and connection pools settle there. See :mod:`harness.soak.verdi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.faults.verdict import split_statuses
 from harness.load import run_load
 from harness.protocol import DEFAULT_BACKEND
-from harness.results import ServerInfo, Soak, median
+from harness.results import Evidence, ServerInfo, Soak, median
 from harness.runner import aimed_at
 from harness.servers import group_members, live_server
 
 from .sampler import Sampler
 from .verdict import RSS_GROWTH_LIMIT, judge_soak, trends
 
-__all__ = ["SoakInterrupted", "default_warmup", "run_soak"]
+__all__ = ["SAVE_EVERY", "SoakInterrupted", "default_warmup", "run_soak"]
+
+#: Seconds of samples between two saves of a soak in progress: what a soak killed outright
+#: loses at most.
+SAVE_EVERY = 10.0
 
 
 class SoakInterrupted(KeyboardInterrupt):
@@ -62,11 +66,16 @@ def run_soak(
     mount: str | None = None,
     log_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    save: Callable[[Soak], object] | None = None,
+    save_every: float = SAVE_EVERY,
 ) -> Soak:
     """Soak ``mode`` serving ``app`` on ``backend`` for ``seconds``; return the judged series.
 
     ``mount`` is the path prefix the app is served under (``--mount``; see
-    ``ServerConfig.mount``): the app a dispatcher mounts there is the one the load checks."""
+    ``ServerConfig.mount``): the app a dispatcher mounts there is the one the load checks.
+    ``save`` is given the soak as sampled so far, judged on it, once the server is serving and
+    then every ``save_every`` seconds (``ctxbench soak`` writes it to results.json, marked
+    running, so that a soak killed outright keeps what it sampled until then)."""
     warmup = default_warmup(seconds) if warmup_s is None else warmup_s
     say = progress or (lambda text: None)
     with live_server(
@@ -76,12 +85,61 @@ def run_soak(
         # A server whose group is one process serves requests in it: that process is a worker.
         single = len(group_members(server.pid)) == 1
         sampler = Sampler(server.pid, single_process=single)
+        info = ServerInfo(effective=dict(server.effective), log=str(server.log_path))
+
+        def judged(
+            requests: int,
+            errors: int,
+            leaks: int,
+            *,
+            stopped: bool,
+            evidence: tuple[Evidence, ...] = (),
+            error_kinds: Mapping[str, int] | None = None,
+        ) -> Soak:
+            """The soak as sampled until now, judged on it (``stopped``: before its end)."""
+            load, processes = tuple(sampler.load), tuple(sampler.processes)
+            end = max((s.t for s in load), default=0.0 if stopped else seconds)
+            process_trends = trends(processes, warmup, end)
+            verdict, reason = judge_soak(process_trends, load)
+            if stopped and end <= warmup:  # not that no process lived through it
+                reason = (
+                    f"stopped after {round(end, 1):g} s, inside its {warmup:g} s warm-up:"
+                    " nothing was judged"
+                )
+            measured = [s.rps for s in load if warmup <= s.t and s.requests]
+            return Soak(
+                mode=mode,
+                app=app,
+                backend=backend,
+                connections=connections,
+                seconds=seconds,
+                warmup_s=warmup,
+                verdict=verdict,
+                reason=reason,
+                requests=requests,
+                errors=errors,
+                leaks=leaks,
+                error_kinds=dict(sorted((error_kinds or {}).items())),
+                rps=round(median(measured), 1),
+                processes=processes,
+                load=load,
+                rss_limit=RSS_GROWTH_LIMIT,
+                trends=tuple(process_trends),
+                evidence=evidence,
+                server=info,
+            )
+
+        next_save = save_every
 
         def on_progress(requests: int, errors: int, leaks: int) -> None:
+            nonlocal next_save
             sampler.progress(requests, errors, leaks)
             elapsed = time.monotonic() - sampler.started
             say(f"soak {mode} {elapsed:5.0f}/{seconds:g} s  requests {requests:,}"
                 f"  errors {errors}  leaks {leaks}")  # fmt: skip
+            if save is not None and elapsed >= next_save:
+                next_save = elapsed + save_every
+                save(judged(*sampler.totals, stopped=True))
 
         spec = aimed_at(
             server,
@@ -94,47 +152,21 @@ def run_soak(
         interrupted: KeyboardInterrupt | None = None
         sampler.start()
         try:
+            if save is not None:  # from now on the run folder holds this soak, and keeps it
+                save(judged(0, 0, 0, stopped=True))
             result = run_load(spec, on_progress)
-            requests, errors, leaks = result.requests, result.errors, result.leaks
-            evidence = tuple(result.evidence)
-            error_kinds = dict(split_statuses(result.error_kinds, result.statuses, {}))
         except KeyboardInterrupt as e:
-            # What was sampled until now is kept; the driver's evidence went with its run.
-            interrupted, evidence, error_kinds = e, (), {}
-            requests, errors, leaks = sampler.totals
+            interrupted = e
         finally:
             sampler.stop()
-        info = ServerInfo(effective=dict(server.effective), log=str(server.log_path))
-    end = max((s.t for s in sampler.load), default=seconds)
-    process_trends = trends(sampler.processes, warmup, end)
-    verdict, reason = judge_soak(process_trends, sampler.load)
-    if interrupted is not None and end <= warmup:  # not that no process lived through it
-        reason = (
-            f"stopped after {round(end, 1):g} s, inside its {warmup:g} s warm-up: nothing was"
-            " judged"
-        )
-    measured = [s.rps for s in sampler.load if warmup <= s.t and s.requests]
-    soak = Soak(
-        mode=mode,
-        app=app,
-        backend=backend,
-        connections=connections,
-        seconds=seconds,
-        warmup_s=warmup,
-        verdict=verdict,
-        reason=reason,
-        requests=requests,
-        errors=errors,
-        leaks=leaks,
-        error_kinds=dict(sorted(error_kinds.items())),
-        rps=round(median(measured), 1),
-        processes=tuple(sampler.processes),
-        load=tuple(sampler.load),
-        rss_limit=RSS_GROWTH_LIMIT,
-        trends=tuple(process_trends),
-        evidence=evidence,
-        server=info,
-    )
     if interrupted is not None:
-        raise SoakInterrupted(soak) from interrupted
-    return soak
+        # What was sampled until now is kept; the driver's evidence went with its run.
+        raise SoakInterrupted(judged(*sampler.totals, stopped=True)) from interrupted
+    return judged(
+        result.requests,
+        result.errors,
+        result.leaks,
+        stopped=False,
+        evidence=tuple(result.evidence),
+        error_kinds=split_statuses(result.error_kinds, result.statuses, {}),
+    )
