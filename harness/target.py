@@ -131,6 +131,10 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         raw = _Bounded(conn.sock, timeout)
         resp = http.client.HTTPResponse(raw, method="GET")  # type: ignore[arg-type]
         resp.begin()
+        while 100 <= resp.status < 200 and resp.status != 101:  # 103 Early Hints, as the load
+            resp.fp = None  # type: ignore[assignment]  # its reader goes on to the final answer
+            resp = http.client.HTTPResponse(raw, method="GET")  # type: ignore[arg-type]
+            resp.begin()
         unreadable = _unreadable_head(raw.received)
         body = resp.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
@@ -226,9 +230,13 @@ class _Bounded(io.RawIOBase):
         self.left = MAX_BODY + 64 * 1024
         #: Every byte read, the response's head first.
         self.received = bytearray()
+        self.reader: io.BufferedReader | None = None
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self)
+        # One reader for every response read here: an interim one's, then the final one's.
+        if self.reader is None:
+            self.reader = io.BufferedReader(self)
+        return self.reader
 
     def readable(self) -> bool:
         return True
@@ -257,9 +265,10 @@ def _unreadable_head(received: bytes | bytearray) -> str | None:
         except HttpProtocolError as e:
             return str(e)
         if head.framing != INTERIM:
-            break
+            return None
         start = end + 4
-    return None
+    # http.client read a head that ends in bare LFs; the driver waits for CRLF CRLF.
+    return "no CRLF CRLF ends it: a line ended by a bare LF"
 
 
 def _mount_hint(target: Target) -> str:

@@ -305,6 +305,19 @@ def test_a_head_the_load_cannot_read_is_refused_at_the_start() -> None:
         lambda c: c.sendall(same + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     ) as url:
         assert identify(parse_target(url)).app == "twice"
+    # A 103 Early Hints before the answer: the load skips it, and so does the check, which took
+    # it for the answer ("answered 103 ... no ctxbench probe there").
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with answering(lambda c: c.sendall(hints + ok + body)) as url:
+        assert identify(parse_target(url)).app == "twice"
+    # A head of bare LFs: http.client reads it, and the load, waiting for CRLF CRLF, never did.
+    bare = hints + ok.replace(b"\r\n", b"\n") + body
+    with answering(lambda c: c.sendall(bare)) as url, pytest.raises(UsageError) as caught:
+        identify(parse_target(url))
+    assert "a head the load cannot read (no CRLF CRLF ends it: a line ended by a bare LF)" in str(
+        caught.value
+    )
 
 
 def test_a_redirect_of_the_app_s_own_is_named_printable() -> None:
