@@ -98,6 +98,29 @@ def test_a_server_serving_every_connection_starves_none(serve: Serve) -> None:
     assert max(result.longest_waits_ms) < 300, result.longest_waits_ms
 
 
+class UnreadableHandler(ProbeHandler):
+    """Holds the first request 1 s, then answers every request with a head the driver cannot
+    read (two Content-Lengths that differ)."""
+
+    held: t.ClassVar[list[bool]] = []
+
+    def do_GET(self) -> None:
+        if not self.held:
+            self.held.append(True)
+            time.sleep(1.0)
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx")
+
+
+def test_a_user_overtaken_only_by_errors_was_not_starved(http_server: HttpServer) -> None:
+    # Every request errored, and the one held 1 s was reported starved, "overtaken" by the
+    # others' failures: a user who got no answer was not starved by the server's fairness.
+    handler = type("Handler", (UnreadableHandler,), {"held": []})
+    result = run_load(spec(http_server(ThreadingHTTPServer, handler), duration=0.6))
+    assert result.rps == 0 and result.error_kinds.keys() == {"http"}, result.error_kinds
+    assert result.errors > 50 and max(result.longest_waits_ms) > 500, result.longest_waits_ms
+    assert result.starved == 0
+
+
 def test_without_a_duration_the_window_is_the_run(serve: Serve) -> None:
     # 300 requests of at least 2 ms each, one at a time: longer than the floor of a wait.
     result = run_load(spec(serve(HTTPServer, sleep_s=0.002), requests=300))

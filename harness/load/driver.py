@@ -192,6 +192,9 @@ class _Run:
         self.recv_view = memoryview(self.recv_buf)
 
         self.done = 0
+        #: Requests that ended without a response (a reset, a timeout, a head it cannot read):
+        #: ``done - failed`` were answered, what the fairness timeline counts.
+        self.failed = 0
         self.errors = 0
         self.error_kinds: dict[str, int] = {}
         self.statuses: dict[int, int] = {}
@@ -235,7 +238,7 @@ class _Run:
         try:
             while pending:  # every user's first request, then the first sample of the timeline
                 self._begin(pending.popleft())
-            timeline.add(_perf_ns(), self.begun, self.done)
+            timeline.add(_perf_ns(), self.begun, self.done - self.failed)
             while True:
                 while pending:
                     self._begin(pending.popleft())
@@ -255,7 +258,8 @@ class _Run:
                 now = _perf_ns()
                 if now >= next_tick:
                     next_tick = now + _TICK_NS
-                    timeline.tick(now, self.begun, self.done)  # before _expire ends a request
+                    # Before _expire ends a request.
+                    timeline.tick(now, self.begun, self.done - self.failed)
                     self._expire(now)
                     if self.progress is not None and now >= next_progress:
                         next_progress = now + _PROGRESS_NS
@@ -266,7 +270,7 @@ class _Run:
             self.poller.close()
         cpu_used = thread_cpu() - cpu_start
         end = _perf_ns()
-        timeline.add(end, self.begun, self.done)
+        timeline.add(end, self.begun, self.done - self.failed)
         wall = max(end - start, 1) / 1e9
         if self.progress is not None:
             self.progress(self.done, self.errors, self.leaks)
@@ -566,6 +570,7 @@ class _Run:
 
     def _fail(self, user: _User, kind: str) -> None:
         self._finished(user)
+        self.failed += 1
         if user.failing:
             self._count_injected(kind)
         else:

@@ -22,7 +22,9 @@ A user is **starved** when both hold:
   1 s run). A run shorter than the floor cannot show starvation;
 - while it waited, at least :data:`STARVED_OVERTAKEN` requests sent after it were answered
   before it: the server was serving other users, not stalled for everybody, and the run was not
-  just too short for each user to send more than a request or two.
+  just too short for each user to send more than a request or two. A request that failed (a
+  reset, a refused connection, a head the driver cannot read) was not answered: when every
+  request errored, the errors are the story, not the server's fairness.
 
 A fair queue, first come first served, lets almost nothing overtake a request, so neither a
 server that pauses for all its clients nor a run of one request per user counts; under uWSGI's
@@ -30,9 +32,9 @@ server that pauses for all its clients nor a run of one request per user counts;
 while thousands of the 2 served users' requests overtook them.
 
 The overtaking count is taken from a timeline each driver process samples once per tick of its
-loop (every 20 ms): the monotonic time, the requests started and the requests finished so far.
-Requests finished by a time ``t1`` either started before ``t0`` or overtook a request waiting from
-``t0`` to ``t1``, so ``finished(t1) - started(t0)``, read at the samples just inside the wait, is a
+loop (every 20 ms): the monotonic time, the requests started and the requests answered so far.
+Requests answered by a time ``t1`` either started before ``t0`` or overtook a request waiting from
+``t0`` to ``t1``, so ``answered(t1) - started(t0)``, read at the samples just inside the wait, is a
 lower bound of the overtaking requests. The clock is the machine's monotonic clock, the same in
 every driver process, so the bound adds up over processes (``--driver-processes``): a user whose
 whole process starved is still seen to be overtaken by the other processes' users. The timeline
@@ -84,7 +86,7 @@ STARVED_ADVICE = (
 
 @dataclass
 class Timeline:
-    """Samples ``(monotonic ns, requests started, requests finished)`` of one driver process."""
+    """Samples ``(monotonic ns, requests started, requests answered)`` of one driver process."""
 
     samples: list[tuple[int, int, int]] = field(default_factory=list)
     #: Ticks of the driver's loop per sample (doubles each time the samples are thinned).
@@ -121,7 +123,7 @@ class Waits:
 
 
 def overtaken(parts: Sequence[Waits], start_ns: int, end_ns: int) -> int:
-    """A lower bound of the requests sent after ``start_ns`` and finished before ``end_ns``,
+    """A lower bound of the requests sent after ``start_ns`` and answered before ``end_ns``,
     over every driver process of ``parts``."""
     return _overtaken([_times(part) for part in parts], parts, start_ns, end_ns)
 
