@@ -1158,3 +1158,36 @@ def test_a_soak_in_progress_is_saved_at_a_bounded_cost(
         soak_runner.run_soak("gunicorn-sync", seconds=60.0, app="x:app", save=save, save_every=0)
     # Saved at the start, at 5 s (done at 6 s: the next is due 20 s later), then at 26 s.
     assert saved == [0, 10, 50]
+
+
+def test_a_soak_interrupted_while_it_writes_its_end_keeps_all_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-C during the write of a finished soak left the last save of it in progress,
+    # without its last seconds, marked running (then abandoned, "killed outright"); now the
+    # whole soak is written, marked interrupted, as a Ctrl-C a moment before leaves it.
+    pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
+    from harness.soak import runner as soak_runner
+
+    run_dir = tmp_path / "run"
+    write_ended = results.write_ended
+
+    def interrupted(run_dir: Path, run: Run, elapsed: float, stopped_by: object) -> Run:
+        if stopped_by is None:
+            raise KeyboardInterrupt
+        return write_ended(run_dir, run, elapsed, t.cast(BaseException, stopped_by))
+
+    @contextlib.contextmanager
+    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[SimpleNamespace]:
+        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=Path(log_dir) / "log")
+
+    done = SimpleNamespace(requests=100, errors=0, leaks=0, evidence=(), error_kinds={},
+                           statuses={200: 100})  # fmt: skip
+    monkeypatch.setattr(soak_runner, "live_server", server)
+    monkeypatch.setattr(soak_runner, "aimed_at", lambda server, **load: None)
+    monkeypatch.setattr(soak_runner, "run_load", lambda spec, progress: done)
+    monkeypatch.setattr(results, "write_ended", interrupted)
+    argv = ["soak", "--mode", "gunicorn-sync", "--minutes", "1", "--run-dir", str(run_dir)]
+    assert main(argv) == 130
+    run = results.load(run_dir)
+    assert run.status == "interrupted" and run.soaks[0].requests == 100

@@ -327,7 +327,11 @@ def cmd_soak(args: argparse.Namespace) -> int:
                 elapsed = max((s.t for s in e.soak.load), default=0.0)
                 results.write_ended(run_dir, run.replace(soaks=(e.soak,)), elapsed, e)
                 raise
-            run = results.write_ended(run_dir, run.replace(soaks=(soak,)), seconds, None)
+            try:
+                run = results.write_ended(run_dir, run.replace(soaks=(soak,)), seconds, None)
+            except KeyboardInterrupt as e:  # during that write: the whole soak, interrupted
+                results.write_ended(run_dir, run.replace(soaks=(soak,)), seconds, e)
+                raise
             reports = write_reports(run_dir, run)  # with the folder held, as its results
     finally:
         _done_progress()
