@@ -13,7 +13,8 @@ more requests than processes were in flight at some moment, so two overlapped in
 Fewer distinct units (pid, OS thread, greenlet) than answered requests means a unit served more
 than one; with a new connection per request, that reuse spanned connections. Greenlet ids are
 addresses and a later greenlet can take a dead one's, so reuse among greenlet units may be
-address reuse: the notes say so. Under the ``keepalive`` pattern the driver counts the
+address reuse: the notes say so; so can a pid, among the thousands of processes of a server
+that forks one per request. Under the ``keepalive`` pattern the driver counts the
 connections the server closed (each user then opens a new one): a server that closes after
 nearly every response (gunicorn's sync worker, uWSGI's ``--http-socket``, a ``keepalive = 0``
 config) gave that cell hardly any request on a kept-alive connection, and the notes say so too.
@@ -30,6 +31,7 @@ from harness.verdict import UnitKey
 
 __all__ = [
     "CLOSED_SHARE",
+    "FORKING",
     "ONE_USER",
     "PIDS_KEPT",
     "Exercised",
@@ -44,6 +46,10 @@ __all__ = [
 #: ``processes=``, a CGI gateway) reports a new pid per answer, which would grow the results
 #: and the report with the requests.
 PIDS_KEPT = 20
+#: A cell answered by more server processes than this had a server that starts a process per
+#: request (or every few): no server keeps a pool that large. pids wrap (at pid_max, 32768 by
+#: default), so after some 30,000 of them a new process can take a dead one's pid.
+FORKING = 1000
 #: A keepalive cell whose server closed the connection after at least this share of the answered
 #: requests exercised hardly any kept-alive connection.
 CLOSED_SHARE = 0.9
@@ -142,6 +148,15 @@ class Exercised:
                 Note(
                     "the units are greenlets, whose ids a later greenlet can reuse: their reuse"
                     " may be address reuse, not one greenlet serving several requests"
+                )
+            )
+        elif self.processes > FORKING:
+            rv.append(
+                Note(
+                    "the server started a process for nearly every request, and a new process"
+                    " can take a dead one's pid: the reuse may be pid reuse, not one process"
+                    " serving several requests",
+                    f"{self.processes:,} processes for {self.answered:,} answered requests",
                 )
             )
         if self.reconnects is not None and self.reconnects >= self.answered * CLOSED_SHARE:

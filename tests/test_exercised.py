@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.exercised import exercised
+from harness.exercised import Note, exercised
 
 
 def test_a_threaded_pool_overlaps_and_reuses() -> None:
@@ -95,3 +95,22 @@ def test_a_process_per_request_keeps_the_first_pids_and_a_count() -> None:
     # Results written before the count read as they did: every pid they kept is counted.
     del doc["cells"][0]["exercised"]["more_pids"]
     assert Run.from_json(doc).cells[0].exercised.processes == PIDS_KEPT  # type: ignore[union-attr]
+
+
+def test_a_process_per_request_whose_pids_wrapped_may_not_have_reused_a_unit() -> None:
+    """werkzeug's processes=16 forks a process per request: past 100,000 requests the pids
+    wrapped (pid_max 32768), the units read as reused, and the "no unit served two requests"
+    note went, though no process served two."""
+    wrapped = [(300 + n % 32000, n % 32000, None) for n in range(32000)]
+    seen = exercised(wrapped, answered=100_000, rps=50.0, sleep_ms=1.0, connections="fresh")
+    assert seen.unit_reused and seen.processes == 32000
+    note = Note(
+        "the server started a process for nearly every request, and a new process can take a"
+        " dead one's pid: the reuse may be pid reuse, not one process serving several requests",
+        "32,000 processes for 100,000 answered requests",
+    )
+    assert note in seen.notes()
+    pool = [(pid, thread, None) for pid in range(1000) for thread in range(4)]
+    seen = exercised(pool, answered=100_000, rps=5000.0, sleep_ms=1.0, connections="fresh")
+    assert seen.unit_reused  # a pool of 1,000 processes reuses its units for real
+    assert not any("pid reuse" in note.sentence for note in seen.notes())
