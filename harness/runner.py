@@ -370,13 +370,15 @@ def _run_cells(
                         if cell.failed:
                             restarts += 1
                             break
+        # Inside the try: a Ctrl-C while "complete" is written leaves the last cell's file,
+        # marked running (read as abandoned), where the interrupt's write marks it interrupted.
+        return results.write_ended(run_dir, run, time.monotonic() - started, None)
     except BaseException as e:
         status.done()
         # Keep what was measured (a complete, valid file). A run that measured nothing writes
         # no results file, and cleaned_up_on_failure removes what it made.
         results.write_ended(run_dir, run, time.monotonic() - started, e)
         raise
-    return results.write_ended(run_dir, run, time.monotonic() - started, None)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -296,3 +297,36 @@ def test_a_corpus_run_that_stopped_early_is_not_reported_as_a_pass() -> None:
     assert '<section class="warning"><p><strong>Corpus: as expected so far' in html
     done = render_reports(stopped.replace(status="complete"))
     assert "**Corpus: as expected.** All 2 corpus cells came out as" in done["report.md"]
+
+
+def test_a_corpus_interrupted_while_it_writes_complete_keeps_every_cell_as_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Ctrl-C came as the last write began: results.json kept the last cell's write, marked
+    # running, which report and compare read as abandoned (killed outright).
+    from types import SimpleNamespace
+
+    from harness import results
+    from harness.corpus.run import run_corpus
+    from tests.test_runner import result
+
+    write = results.write
+
+    def interrupted(run_dir: Path, run: t.Any) -> Path:
+        if run.status == "complete":
+            raise KeyboardInterrupt
+        return write(run_dir, run)
+
+    @contextlib.contextmanager
+    def server(mode: str, *, log_dir: Path, **kw: t.Any) -> t.Iterator[t.Any]:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        yield SimpleNamespace(mode=mode, log_path=log_dir / "server.log", effective={})
+
+    monkeypatch.setattr(results, "write", interrupted)
+    settings = CorpusSettings(entries=("structlog-contextvars",), load=LOAD.replace(
+        modes=("gunicorn-sync",), connections=("fresh",)))  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        run_corpus(settings, tmp_path, server=server, load=lambda *a: result(100.0))
+    run = results.load(tmp_path)
+    assert run.status == "interrupted"
+    assert len(run.cells) == 2  # the buggy app and its fixed twin

@@ -255,6 +255,29 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
     assert len(run.cells) == 1
 
 
+def test_a_run_interrupted_while_it_writes_complete_keeps_every_cell_as_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Ctrl-C came as the last write began: results.json kept the last cell's write, marked
+    # running, which report and compare read as abandoned (killed outright).
+    write = results.write
+
+    def interrupted(run_dir: Path, run: results.Run) -> Path:
+        if run.status == "complete":
+            raise KeyboardInterrupt
+        return write(run_dir, run)
+
+    monkeypatch.setattr(results, "write", interrupted)
+    world = FakeWorld()
+    settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(settings, tmp_path, load=world.load, spec=world.spec, server=world.server,
+                   status=StatusLine(enabled=False))  # fmt: skip
+    run = results.load(tmp_path)
+    assert run.status == "interrupted"
+    assert len(run.cells) == 2
+
+
 def test_run_that_measured_nothing_writes_nothing(tmp_path: Path) -> None:
     world = FakeWorld(interrupt_at=1)
     settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)

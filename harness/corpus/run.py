@@ -232,10 +232,11 @@ def run_corpus(
                     results.write(run_dir, run)
                     if progress is not None:
                         progress(_progress_line(entry, variant, mode, connections, check, result))
+        # Inside the try: a Ctrl-C while "complete" is written marks the run interrupted.
+        return results.write_ended(run_dir, run, time.monotonic() - started, None)
     except BaseException as e:
         results.write_ended(run_dir, run, time.monotonic() - started, e)
         raise
-    return results.write_ended(run_dir, run, time.monotonic() - started, None)
 
 
 def _progress_line(

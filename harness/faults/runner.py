@@ -370,7 +370,8 @@ def run_chaos(
                             )  # fmt: skip
                             run = run.replace(faults=(*run.faults, cell))
                             results.write(run_dir, run)
+        # Inside the try: a Ctrl-C while "complete" is written marks the run interrupted.
+        return results.write_ended(run_dir, run, time.monotonic() - started, None)
     except BaseException as exc:
         results.write_ended(run_dir, run, time.monotonic() - started, exc)
         raise
-    return results.write_ended(run_dir, run, time.monotonic() - started, None)
