@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -120,3 +121,19 @@ def http_server() -> Iterator[HttpServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def interrupt_the_complete_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C as a finished run's last write of results.json begins (``status == "complete"``),
+    where every earlier write goes through: what `run`, `chaos` and `corpus` must keep then."""
+    from harness import results
+
+    write = results.write
+
+    def interrupted(run_dir: str | os.PathLike[str], run: results.Run) -> Path:
+        if run.status == "complete":
+            raise KeyboardInterrupt
+        return write(run_dir, run)
+
+    monkeypatch.setattr(results, "write", interrupted)

@@ -299,8 +299,9 @@ def test_a_corpus_run_that_stopped_early_is_not_reported_as_a_pass() -> None:
     assert "**Corpus: as expected.** All 2 corpus cells came out as" in done["report.md"]
 
 
+@pytest.mark.usefixtures("interrupt_the_complete_write")
 def test_a_corpus_interrupted_while_it_writes_complete_keeps_every_cell_as_interrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # The Ctrl-C came as the last write began: results.json kept the last cell's write, marked
     # running, which report and compare read as abandoned (killed outright).
@@ -310,19 +311,11 @@ def test_a_corpus_interrupted_while_it_writes_complete_keeps_every_cell_as_inter
     from harness.corpus.run import run_corpus
     from tests.test_runner import result
 
-    write = results.write
-
-    def interrupted(run_dir: Path, run: t.Any) -> Path:
-        if run.status == "complete":
-            raise KeyboardInterrupt
-        return write(run_dir, run)
-
     @contextlib.contextmanager
     def server(mode: str, *, log_dir: Path, **kw: t.Any) -> t.Iterator[t.Any]:
         log_dir.mkdir(parents=True, exist_ok=True)
         yield SimpleNamespace(mode=mode, log_path=log_dir / "server.log", effective={})
 
-    monkeypatch.setattr(results, "write", interrupted)
     settings = CorpusSettings(entries=("structlog-contextvars",), load=LOAD.replace(
         modes=("gunicorn-sync",), connections=("fresh",)))  # fmt: skip
     with pytest.raises(KeyboardInterrupt):

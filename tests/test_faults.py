@@ -1193,6 +1193,7 @@ def test_a_soak_interrupted_while_it_writes_its_end_keeps_all_of_it(
     assert run.status == "interrupted" and run.soaks[0].requests == 100
 
 
+@pytest.mark.usefixtures("interrupt_the_complete_write")
 def test_chaos_interrupted_while_it_writes_complete_keeps_every_cell_as_interrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1200,14 +1201,6 @@ def test_chaos_interrupted_while_it_writes_complete_keeps_every_cell_as_interrup
     # running, which report and compare read as abandoned (killed outright).
     from harness.faults import runner
 
-    write = results.write
-
-    def interrupted(run_dir: Path, run: Run) -> Path:
-        if run.status == "complete":
-            raise KeyboardInterrupt
-        return write(run_dir, run)
-
-    monkeypatch.setattr(results, "write", interrupted)
     monkeypatch.setattr(runner, "run_fault_cell", lambda fault, mode, **kw: fault_cell(mode=mode))
     settings = RunSettings(modes=("gunicorn-sync",), connections=("fresh",))
     with pytest.raises(KeyboardInterrupt):

@@ -255,19 +255,12 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
     assert len(run.cells) == 1
 
 
+@pytest.mark.usefixtures("interrupt_the_complete_write")
 def test_a_run_interrupted_while_it_writes_complete_keeps_every_cell_as_interrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # The Ctrl-C came as the last write began: results.json kept the last cell's write, marked
     # running, which report and compare read as abandoned (killed outright).
-    write = results.write
-
-    def interrupted(run_dir: Path, run: results.Run) -> Path:
-        if run.status == "complete":
-            raise KeyboardInterrupt
-        return write(run_dir, run)
-
-    monkeypatch.setattr(results, "write", interrupted)
     world = FakeWorld()
     settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)
     with pytest.raises(KeyboardInterrupt):
