@@ -483,6 +483,27 @@ def test_a_body_without_end_is_an_http_error_not_a_memory_hog(
     assert result.error_kinds == {"http": 4}
 
 
+def _load_of_answers_in_parts(parts: Callable[[bytes], list[bytes]], pause_s: float) -> LoadResult:
+    """3 probe requests on one kept-alive connection to a server that sends each answer as the
+    ``parts`` of its probe body (head first), ``pause_s`` apart, so the driver reads it in parts."""
+
+    def answer(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(4096):
+                token = data.split(b"token=", 1)[1].split(b" ", 1)[0].split(b"&", 1)[0].decode()
+                for part in parts(probe_body(token)):
+                    conn.sendall(part)
+                    time.sleep(pause_s)
+
+    listener = _serve_each(answer)
+    try:
+        port = int(listener.getsockname()[1])
+        return run_load(spec(port, requests=3, concurrency=1, connections="keepalive"))
+    finally:
+        listener.close()
+
+
 def test_a_chunked_body_that_arrives_a_few_chunks_at_a_time_is_decoded_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -502,25 +523,13 @@ def test_a_chunked_body_that_arrives_a_few_chunks_at_a_time_is_decoded_once(
     monkeypatch.setattr(driver, "Dechunker", Counting)
     sizes: list[int] = []
 
-    def answer(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with conn, contextlib.suppress(OSError):
-            while data := conn.recv(4096):
-                token = data.split(b"token=", 1)[1].split(b" ", 1)[0].split(b"&", 1)[0].decode()
-                body = probe_body(token)
-                sizes.append(len(body))
-                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                chunks = [b"1\r\n%c\r\n" % byte for byte in body] + [b"0\r\n\r\n"]
-                for i in range(0, len(chunks), 10):  # ten one-byte chunks at a time
-                    conn.sendall(b"".join(chunks[i : i + 10]))
-                    time.sleep(0.001)
+    def chunked(body: bytes) -> list[bytes]:  # ten one-byte chunks at a time
+        sizes.append(len(body))
+        chunks = [b"1\r\n%c\r\n" % byte for byte in body] + [b"0\r\n\r\n"]
+        parts = [b"".join(chunks[i : i + 10]) for i in range(0, len(chunks), 10)]
+        return [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", *parts]
 
-    listener = _serve_each(answer)
-    try:
-        port = int(listener.getsockname()[1])
-        result = run_load(spec(port, requests=3, concurrency=1, connections="keepalive"))
-    finally:
-        listener.close()
+    result = _load_of_answers_in_parts(chunked, pause_s=0.001)
     assert (result.requests, result.errors, result.leaks) == (3, 0, 0), result.error_kinds
     assert decoded[0] == sum(sizes), (decoded[0], sizes)  # every chunk once
 
@@ -548,24 +557,12 @@ def test_a_response_that_arrives_in_parts_is_appended_in_place(
 
     monkeypatch.setattr(driver, "_User", Recording)
 
-    def answer(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with conn, contextlib.suppress(OSError):
-            while data := conn.recv(4096):
-                token = data.split(b"token=", 1)[1].split(b" ", 1)[0].split(b"&", 1)[0].decode()
-                body = probe_body(token)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
-                step = -(-len(body) // 20)
-                for i in range(0, len(body), step):  # the body in 20 parts
-                    conn.sendall(body[i : i + step])
-                    time.sleep(0.002)
+    def in_20_parts(body: bytes) -> list[bytes]:
+        step = -(-len(body) // 20)
+        parts = [body[i : i + step] for i in range(0, len(body), step)]
+        return [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body), *parts]
 
-    listener = _serve_each(answer)
-    try:
-        port = int(listener.getsockname()[1])
-        result = run_load(spec(port, requests=3, concurrency=1, connections="keepalive"))
-    finally:
-        listener.close()
+    result = _load_of_answers_in_parts(in_20_parts, pause_s=0.002)
     assert (result.requests, result.errors, result.leaks) == (3, 0, 0), result.error_kinds
     assert stores[0] >= 3 * 5, stores  # the responses did come in parts
     assert stores[1] <= 3 * 2, stores  # not a new buffer at each part
