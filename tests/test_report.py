@@ -1367,6 +1367,22 @@ def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None
     assert words == "NONE: a proxy answered requests in the probe's place"
     assert "hooks" not in render_reports(gateway_run)["report.md"].split("**Recommendation:**")[0]
 
+    # A 503 is nginx's limit_req and limit_conn answer, a balancer's with no server, or an app's
+    # in maintenance: not "the app failed on them (an exception ...?)", which a 500 is.
+    busy_run, busy = failing({"non-2xx": 3}, {"503": 2, "502": 1})
+    said = _not_probe_answers([busy])
+    assert said is not None and "a proxy in front of the app or the app refused them" in said
+    assert "exception" not in said, said
+    assert summarize(busy_run).verdict[0] == (
+        "NONE: a proxy or the app answered requests in the probe's place"
+    )
+    _, failed = failing({"non-2xx": 3}, {"500": 3})
+    said = _not_probe_answers([failed])
+    assert said is not None and "the app failed on them (an exception" in said, said
+    # A 2xx that is not the probe's answer (``protocol``) is the app's, whatever else came.
+    _, mixed = failing({"non-2xx": 2, "protocol": 1}, {"502": 2})
+    assert "the app answered them itself" in (_not_probe_answers([mixed]) or ""), mixed
+
     # A 401 is the app's own hooks; a 502 among them does not make it the proxy's.
     hooks_run, hooks = failing({"non-2xx": 3}, {"401": 2, "502": 1})
     said = _not_probe_answers([hooks])

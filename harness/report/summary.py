@@ -204,7 +204,7 @@ class Summary:
         if not self.cells:
             return "nothing measured", "mutant"
         if self.answered:  # an auth hook, a rate limiter: no verdict on what it answered
-            who = "a proxy" if by_gateway(self.answered) else "the app"
+            who = ANSWERED_BY[answered_by(self.answered)][0]
             return f"NONE: {who} answered requests in the probe's place", "failed"
         if self.unchecked:
             return "NONE: most requests got no answer that could be checked", "failed"
@@ -456,35 +456,55 @@ def app_answers(cells: Sequence[Cell], name: Namer = label) -> str:
 #: answer (502) or none in time (504), RFC 9110 (15.6.3, 15.6.5): a proxy's, not the app's.
 GATEWAY_STATUSES = frozenset({"502", "504"})
 
+#: Who answered in the probe's place (:func:`answered_by`): in short, in full, what to do.
+ANSWERED_BY = {
+    "gateway": (
+        "a proxy",
+        "a proxy in front of the app answered them, the server behind it having given it no"
+        " valid answer (502) or none in time (504)",
+        "the proxy's log and the app server's say why",
+    ),
+    "unavailable": (
+        "a proxy or the app",
+        "a proxy in front of the app or the app refused them as unavailable (503: nginx's"
+        " limit_req and limit_conn answer it, as does a balancer with no server to send to, or"
+        " an app in maintenance)",
+        "the proxy's log says whether it was the proxy; raise its limits for the run or let"
+        " probe requests through",
+    ),
+    "failed": (
+        "the app",
+        "the app failed on them (an exception in a hook or the view?)",
+        "the server log says why",
+    ),
+    "app": (
+        "the app",
+        "the app answered them itself (an auth hook, a login redirect, a rate limiter?)",
+        "let probe requests through the app's hooks and middleware (README, 'Auth hooks and"
+        " middleware')",
+    ),
+}
 
-def by_gateway(cells: Sequence[Cell]) -> bool:
-    """Every answer of ``cells`` that was not the probe's was a gateway's 502 or 504."""
-    gateway = sum(n for c in cells for k, n in c.error_statuses.items() if k in GATEWAY_STATUSES)
-    return 0 < gateway == sum(c.not_probe_answers for c in cells)
+
+def answered_by(cells: Sequence[Cell]) -> str:
+    """Who answered ``cells``' probe requests in the probe's place, from the statuses: a proxy
+    (every one a gateway's), a proxy or the app (5xx, some 503, which both send), the app failing
+    (other 5xx), or the app itself (an auth hook's 401, a redirect, a 429)."""
+    counts = [(k, n) for c in cells for k, n in c.error_statuses.items() if n]
+    statuses = {k for k, _ in counts}
+    # A 2xx that was not the probe's (``protocol``) has no status here: the app sent it.
+    if not statuses or sum(n for _, n in counts) != sum(c.not_probe_answers for c in cells):
+        return "app"
+    if statuses <= GATEWAY_STATUSES:
+        return "gateway"
+    if all(k.startswith("5") for k in statuses):
+        return "unavailable" if "503" in statuses else "failed"
+    return "app"
 
 
 def not_probe_answers(cells: Sequence[Cell]) -> str:
-    """Who answered probe requests of ``cells`` in the probe's place, and what to do about it,
-    read from the statuses: a proxy (every one a gateway's, :data:`GATEWAY_STATUSES`), the app
-    failing (every one another 5xx) or the app itself (an auth hook's 401, a redirect, a 429)."""
-    statuses = {k for c in cells for k in c.error_statuses}
-    if by_gateway(cells):
-        who, advice = (
-            "a proxy in front of the app answered them, the server behind it having given it"
-            " no valid answer (502) or none in time (504)",
-            "the proxy's log and the app server's say why",
-        )
-    elif statuses and all(k.startswith("5") for k in statuses):
-        who, advice = (
-            "the app failed on them (an exception in a hook or the view?)",
-            "the server log says why",
-        )
-    else:
-        who, advice = (
-            "the app answered them itself (an auth hook, a login redirect, a rate limiter?)",
-            "let probe requests through the app's hooks and middleware (README, 'Auth hooks and"
-            " middleware')",
-        )
+    """Who answered ``cells``' probe requests in the probe's place, and what to do about it."""
+    _, who, advice = ANSWERED_BY[answered_by(cells)]
     return f"{who}, so they were never checked and no verdict is given; {advice}"
 
 
