@@ -48,18 +48,20 @@ the run (:func:`starved_users`).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
     "MAX_SAMPLES",
     "STARVED_ADVICE",
+    "STARVED_CAUSES",
     "STARVED_MIN_WAIT_NS",
     "STARVED_OVERTAKEN",
     "STARVED_SHARE",
     "Timeline",
     "Waits",
     "overtaken",
+    "starved_advice",
     "starved_users",
 ]
 
@@ -72,16 +74,35 @@ STARVED_OVERTAKEN = 16
 #: The most samples a timeline keeps (see the module's design note).
 MAX_SAMPLES = 2048
 
-#: What a starved cell means and what to do about it; the terminal summary and the report print it.
+#: What a starved cell means; the terminal summary and the report print it, then what to do
+#: about it for each connection pattern the starved cells ran (:func:`starved_advice`).
 STARVED_ADVICE = (
     "some virtual users waited more than half the measured window for one response while other"
     " users' later requests were answered: the server kept serving a few connections and made"
     " the others wait, so the throughput is the served users' and the p99 is the starved users'"
-    " wait. A server that keeps a kept-alive connection on its worker until the client closes"
-    " it does this (uWSGI with --http11-socket): run no more keep-alive users than the server"
-    " has processes x threads, use fresh connections, or put a proxy in front (--proxy nginx;"
-    " for a --target, a proxy of your own in front of it)"
+    " wait"
 )
+STARVED_CAUSES = {
+    "keepalive": (
+        "With keep-alive, a server that keeps a connection on its worker until the client closes"
+        " it does this (uWSGI with --http11-socket): run no more keep-alive users than the server"
+        " has processes x threads, use fresh connections, or put a proxy in front (--proxy nginx;"
+        " for a --target, a proxy of your own in front of it)"
+    ),
+    "fresh": (
+        "With a connection per request, a listen backlog shorter than the users does this: the"
+        " kernel drops the connections it has no room for and the client tries again 1 s and 3 s"
+        " later (a p99 near 1,000 ms; wsgiref's and socketserver's backlog is 5): raise the"
+        " server's listen backlog (gunicorn --backlog, a socketserver's request_queue_size) or"
+        " run fewer users"
+    ),
+}
+
+
+def starved_advice(patterns: Collection[str]) -> str:
+    """:data:`STARVED_ADVICE`, then the cause and the remedy for each of ``patterns``."""
+    causes = [STARVED_CAUSES[p] for p in sorted(patterns) if p in STARVED_CAUSES]
+    return ". ".join([STARVED_ADVICE, *causes])
 
 
 @dataclass

@@ -236,7 +236,7 @@ def unranked_warnings(cells: Sequence[Cell]) -> list[Node]:
         if picked := [c for c in cells if u.marked(c)]:
             text = (
                 f"**{u.title}** ({u.who(picked, named)}, {u.runs}; neither a leak nor an error):"
-                f" {u.advice}. These cells are not ranked."
+                f" {u.advice(picked)}. These cells are not ranked."
             )
             out.append(Callout((Paragraph(text),), "warning"))
     return out

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
 from harness.load.cpu import DRIVER_BOUND_ADVICE
-from harness.load.fairness import STARVED_ADVICE
+from harness.load.fairness import starved_advice
 from harness.load.http import MAX_BODY
 from harness.load.spec import CONNECTION_PATTERNS
 from harness.load.tokens import carried_by_no_request
@@ -430,7 +430,7 @@ def recommendation(s: Summary) -> str:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
     for u in UNRANKED:
         if picked := [c for c in s.cells if u.marked(c)]:
-            out.append(f"{u.cells} are not ranked ({u.who(picked, named)}): {u.advice}.")
+            out.append(f"{u.cells} are not ranked ({u.who(picked, named)}): {u.advice(picked)}.")
     if s.failed:
         out.append(
             "Find out why the server died (its log says) before trusting a verdict: its cell"
@@ -572,7 +572,7 @@ class Unranked:
     cells: str  # the cells it holds for, in a sentence
     count: Callable[[Cell], str]  # how much of a cell it holds for: "14 of 16 users"
     runs: str  # over which runs that is counted
-    advice: str
+    advice: Callable[[Sequence[Cell]], str]  # what to do about the cells it holds for
 
     def who(self, cells: Sequence[Cell], name: Namer) -> str:
         """``uwsgi-processes, keepalive: 14 of 16 users``, for each of ``cells``."""
@@ -594,10 +594,11 @@ def _stalled(c: Cell) -> str:
 UNRANKED = (
     Unranked(lambda c: c.starved, "^", "Starved users", "Cells whose server starved some users",
              lambda c: f"{c.starved:,} of {plural(c.concurrency or 0, 'user')}",
-             "in the worst of the runs", STARVED_ADVICE),
+             "in the worst of the runs",
+             lambda cells: starved_advice({c.connections for c in cells})),
     Unranked(lambda c: c.delayed_acks, "~", "Waited on delayed ACKs",
              "Cells that waited on the client's delayed ACKs", _stalled,
-             "the measured runs together", DELAYED_ACK_ADVICE),
+             "the measured runs together", lambda _: DELAYED_ACK_ADVICE),
 )  # fmt: skip
 
 
@@ -680,7 +681,7 @@ def format_summary(run: Run) -> str:
     for u in UNRANKED:
         if picked := [c for c in run.cells if u.marked(c)]:
             title = u.title[0].lower() + u.title[1:]
-            out.append(f"{u.mark} {title} ({u.who(picked, label)}): {u.advice}")
+            out.append(f"{u.mark} {title} ({u.who(picked, label)}): {u.advice(picked)}")
     # For a server ctxbench did not start (--target) what the probe saw is all there is to say
     # what ran; the modes' own are in the report (the expectations model knows each mode).
     if weak := weak_zeros([c for c in run.cells if c.target is not None]):
