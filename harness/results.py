@@ -53,7 +53,7 @@ from harness.load.cpu import saturated
 from harness.owner import Owner, file_tag, tag_gone
 from harness.servers.base import package_version
 from harness.settings import ChaosSettings, RunSettings
-from harness.verdict import Evidence, Unit
+from harness.verdict import Evidence
 
 __all__ = [
     "CORPUS_VERDICTS",
@@ -70,7 +70,6 @@ __all__ = [
     "Cell",
     "CellKey",
     "CorpusCheck",
-    "Evidence",
     "FaultCell",
     "FaultEvent",
     "Latency",
@@ -78,13 +77,11 @@ __all__ = [
     "Machine",
     "Measurement",
     "NotMeasured",
-    "Owner",
     "ProcessSample",
     "ProcessTrend",
     "Run",
     "ServerInfo",
     "Soak",
-    "Unit",
     "Warmup",
     "hold_run_dir",
     "keep_evidence",

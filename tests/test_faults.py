@@ -32,13 +32,12 @@ from harness.results import (
     ProcessSample,
     Run,
     Soak,
-    Unit,
 )
 from harness.servers import MODES
 from harness.settings import RunSettings
 from harness.soak import judge_soak, trends
 from harness.soak.runner import default_warmup
-from harness.verdict import Evidence
+from harness.verdict import Evidence, Unit
 
 CLEAN_AFTER = AfterFault(requests=300, survivors_reached=1, respawned_reached=1)
 

@@ -16,8 +16,9 @@ import pytest
 
 from harness import results
 from harness.errors import ResultsError
-from harness.results import Cell, Evidence, Latency, Measurement, Run, ServerInfo, Unit, Warmup
+from harness.results import Cell, Latency, Measurement, Run, ServerInfo, Warmup
 from harness.settings import RunSettings
+from harness.verdict import Evidence, Unit
 
 #: The reference run as it was committed before the schema's version 2 (16 cells, 4 modes).
 V1_DOCUMENT = Path(__file__).resolve().parent / "data" / "results-v1.json"

@@ -42,7 +42,8 @@ from harness.report.text import (
     spread_cell,
 )
 from harness.report.tree import Table, text_table
-from harness.results import SPREAD_WARNING, Cell, Evidence, Run
+from harness.results import SPREAD_WARNING, Cell, Run
+from harness.verdict import Evidence
 
 EVIDENCE_ON_TERMINAL = 3
 #: What a leak is, said over the evidence on the terminal and in the report.

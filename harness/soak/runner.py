@@ -16,9 +16,10 @@ from pathlib import Path
 from harness.faults.verdict import split_statuses
 from harness.load import run_load
 from harness.protocol import DEFAULT_BACKEND
-from harness.results import Evidence, ServerInfo, Soak, median
+from harness.results import ServerInfo, Soak, median
 from harness.runner import aimed_at
 from harness.servers import group_members, live_server
+from harness.verdict import Evidence
 
 from .sampler import Sampler
 from .verdict import RSS_GROWTH_LIMIT, judge_soak, trends
