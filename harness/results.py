@@ -58,6 +58,7 @@ from harness.verdict import Evidence
 __all__ = [
     "CORPUS_VERDICTS",
     "EVIDENCE_CAP",
+    "LOGS",
     "PACKAGES",
     "PERCENTILES",
     "READERS",
@@ -97,6 +98,8 @@ __all__ = [
 
 SCHEMA = "ctxbench.results/2"
 RESULTS_FILE = "results.json"
+#: The folder of the servers' logs in a run folder.
+LOGS = "logs"
 #: Distributions whose versions every run records (``None`` if not installed).
 PACKAGES = (
     "ctxbench", "werkzeug", "flask", "gunicorn", "gevent", "greenlet", "locust", "psutil",
@@ -898,8 +901,6 @@ def load(path: str | os.PathLike[str]) -> Run:
                 f"no results at {str(file)!r}: {str(file.parent)!r} holds {len(runs):,} run"
                 f" folders, not a run; name one, such as the newest, {str(runs[0])!r}"
             ) from None
-        from harness.runner import LOGS  # here: harness.runner imports this module
-
         if file.name == RESULTS_FILE and (file.parent / LOGS).is_dir():  # a run's folder
             raise ResultsError(
                 f"no results at {str(file)!r}: the run in {str(file.parent)!r} ended before it"

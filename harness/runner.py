@@ -439,7 +439,7 @@ def _servers(
 
         yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, serve_target
     for app, backend, mode in _cells(settings):
-        log_dir = run_dir / LOGS / f"{app_folder(app)}-{backend}"
+        log_dir = run_dir / results.LOGS / f"{app_folder(app)}-{backend}"
         cfg = settings.server_config(app, backend)
 
         def serve(
@@ -504,10 +504,6 @@ def cleaned_up_on_failure(run_dir: str | Path, created: Path | None = None) -> I
         raise
 
 
-#: The folder of the servers' logs in a run folder.
-LOGS = "logs"
-
-
 @contextlib.contextmanager
 def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[None]:
     """For a block that writes a run into ``run_dir``, a folder an earlier run may have written:
@@ -526,15 +522,16 @@ def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[
     from harness.benchdata import CALIBRATION_FILE, MICRO_FILE
     from harness.report import REPORT_FILES  # the report package: loaded only where it is used
 
-    outputs = {results.RESULTS_FILE, *REPORT_FILES, LOGS}
+    logs = run_dir / results.LOGS
+    outputs = {results.RESULTS_FILE, *REPORT_FILES, results.LOGS}
     names = sorted(
         p.name
         for p in run_dir.iterdir()
         if not p.name.startswith(".") and p.name not in (MICRO_FILE, CALIBRATION_FILE)
     )
     others = [n for n in names if n not in outputs and not n.endswith(".svg")]
-    stopped = names == [LOGS] and all(
-        p.suffix == ".log" for p in (run_dir / LOGS).rglob("*") if not p.is_dir()
+    stopped = names == [results.LOGS] and all(
+        p.suffix == ".log" for p in logs.rglob("*") if not p.is_dir()
     )
     if names and (others or not (results.RESULTS_FILE in names or stopped)):
         listed = ", ".join(map(repr, (others or names)[:3])) + ", ..." * (len(others or names) > 3)
@@ -543,7 +540,7 @@ def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[
             f" ({listed}), which a run would replace or remove; give an empty folder, or a new"
             " one (--out DIR makes one per run)"
         )
-    earlier = {log: _stamp(log) for log in (run_dir / LOGS).rglob("*") if log.is_file()}
+    earlier = {log: _stamp(log) for log in logs.rglob("*") if log.is_file()}
     written = _results_stamp(run_dir)
     try:
         yield
@@ -552,7 +549,7 @@ def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[
             for log, stamp in earlier.items():
                 if _stamp(log) == stamp:
                     log.unlink()
-            for folder in sorted((run_dir / LOGS).glob("**/"), key=lambda p: -len(p.parts)):
+            for folder in sorted(logs.glob("**/"), key=lambda p: -len(p.parts)):
                 with contextlib.suppress(OSError):  # not empty: this run's logs are in it
                     folder.rmdir()
 

@@ -26,7 +26,7 @@ from harness.errors import UsageError
 from harness.expectations import Expectation
 from harness.load.spec import MAX_REQUESTS, ConnectionPattern
 from harness.results import CorpusCheck, Run
-from harness.runner import LOGS, aggregate, load_spec
+from harness.runner import aggregate, load_spec
 from harness.servers import LiveServer, available_modes, get_mode, live_server
 from harness.servers.base import ModeTraits, ServerConfig, require_modules
 from harness.settings import RunSettings, check_count
@@ -211,7 +211,7 @@ def run_corpus(
                 backend=chosen.backend,
                 workers=settings.load.workers,
                 extra_args=server_args(entry, mode),
-                log_dir=run_dir / LOGS / f"{entry.key}-{variant}",
+                log_dir=run_dir / results.LOGS / f"{entry.key}-{variant}",
             ) as srv:
                 for connections, expected in patterns:
                     result = load(entry, srv, connections, settings.cell_load(entry, variant))

@@ -287,7 +287,6 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.report import write_reports
     from harness.report.faults import soak_errors, soak_table
     from harness.report.text import mounted
-    from harness.runner import LOGS
     from harness.settings import RunSettings
     from harness.soak import SoakInterrupted, run_soak
     from harness.soak.sampler import import_psutil
@@ -320,7 +319,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
                     connections=args.connections, warmup_s=args.warmup,
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
                     threads=args.threads, extra_args=extra_args, mount=settings.mount,
-                    log_dir=run_dir / LOGS, progress=_progress,
+                    log_dir=run_dir / results.LOGS, progress=_progress,
                     save=lambda sampled: results.write(run_dir, run.replace(soaks=(sampled,))),
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does

@@ -27,7 +27,7 @@ from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.protocol import probe_path
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
-from harness.runner import LOGS, aimed_at
+from harness.runner import aimed_at
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
 from harness.servers.base import ModeTraits
 from harness.settings import ChaosSettings, RunSettings
@@ -363,7 +363,7 @@ def run_chaos(
                     for backend in settings.backends:
                         for connections in settings.connections:
                             name = f"{fault.name}-{app_folder(app)}-{backend}-{connections}"
-                            log_dir = run_dir / LOGS / name
+                            log_dir = run_dir / results.LOGS / name
                             cell = run_fault_cell(
                                 fault, mode, app=app, backend=backend, connections=connections,
                                 settings=chaos, load=load, log_dir=log_dir, progress=progress,
