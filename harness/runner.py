@@ -32,9 +32,9 @@ from harness.checkpoints import checkpoint
 from harness.errors import ServerStartError, UsageError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
-from harness.load.acks import AckCounts
+from harness.load import LoadResult, LoadSpec, Progress, run_load
 from harness.load.cpu import ThreadCpu, group_cpu
-from harness.load.spec import ConnectionPattern, LoadResult, LoadSpec
+from harness.load.spec import ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
@@ -51,37 +51,7 @@ __all__ = [
 ]
 
 
-class LoadResultLike(t.Protocol):
-    """The fields of :class:`harness.load.LoadResult` that the runner reads."""
-
-    requests: int
-    errors: int
-    error_kinds: dict[str, int]
-    statuses: dict[int, int]
-    leaks: int
-    leaky_requests: int
-    framework_leaks: int
-    evidence: list[t.Any]
-    latencies_ms: list[float]
-    elapsed_s: float
-    rps: float
-    units: list[tuple[int, int, int | None]]
-    observed: tuple[str, ...]
-    injected: int
-    injected_outcomes: dict[str, int]
-    driver_cpu: list[float]
-    driver_cpu_wait: list[float]
-    reconnects: int
-
-    @property
-    def starved(self) -> int | None: ...
-
-    @property
-    def acks(self) -> AckCounts: ...
-
-
-ProgressFn = Callable[[int, int, int], None]
-LoadFn = Callable[[t.Any, ProgressFn | None], LoadResultLike]
+LoadFn = Callable[[t.Any, Progress | None], LoadResult]
 ServerFn = Callable[..., AbstractContextManager[LiveServer]]
 
 
@@ -94,8 +64,8 @@ def aggregate(
     app: str,
     backend: str,
     connections: str,
-    runs: t.Sequence[LoadResultLike],
-    warmup: LoadResultLike | None = None,
+    runs: t.Sequence[LoadResult],
+    warmup: LoadResult | None = None,
     effective: dict[str, t.Any] | None = None,
     log_path: str | None = None,
     sleep_ms: float | None = None,
@@ -103,7 +73,7 @@ def aggregate(
     driver_processes: int = 1,
     server_cpu: t.Sequence[ThreadCpu | None] = (),
     error: str | None = None,
-    cut_short: LoadResultLike | None = None,
+    cut_short: LoadResult | None = None,
 ) -> Cell:
     """Fold the measured ``runs`` (and the warm-up) of one matrix cell into a :class:`Cell`.
 
@@ -170,7 +140,7 @@ def aggregate(
     )
 
 
-def _measurement(run: LoadResultLike, server: ThreadCpu | None) -> Measurement:
+def _measurement(run: LoadResult, server: ThreadCpu | None) -> Measurement:
     wall = run.elapsed_s if run.elapsed_s > 0 else None
     return Measurement(
         rps=round(float(run.rps), 1),
@@ -255,12 +225,6 @@ class StatusLine:
 # -- the matrix ------------------------------------------------------------------------------
 
 
-def _default_load() -> LoadFn:
-    from harness.load import run_load
-
-    return t.cast(LoadFn, run_load)
-
-
 def aimed_at(server: LiveServer | TargetServer, **load: t.Any) -> LoadSpec:
     """A :class:`~harness.load.LoadSpec` of ``load`` (its other fields) sent to ``server``: its
     address, mode, mount and headers (a target's probe secret), keeping as much evidence as a
@@ -310,8 +274,8 @@ def run_matrix(
     *,
     command: t.Sequence[str] = (),
     run_id: str | None = None,
-    load: LoadFn | None = None,
-    spec: Callable[..., t.Any] | None = None,
+    load: LoadFn = run_load,
+    spec: Callable[..., t.Any] = load_spec,
     server: ServerFn = live_server,
     status: StatusLine | None = None,
 ) -> Run:
@@ -326,9 +290,8 @@ def run_matrix(
         targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop
         run = Run.start(run_id or run_dir.name, command, settings)
         return _run_cells(
-            run, settings, targets, run_dir, load or _default_load(), spec or load_spec,
-            server, status or StatusLine(),
-        )  # fmt: skip
+            run, settings, targets, run_dir, load, spec, server, status or StatusLine()
+        )
 
 
 def _run_cells(
@@ -635,7 +598,7 @@ def _measure_cell(
         if why is not None:
             raise ServerGone(why, label)
 
-    def report(label: str) -> ProgressFn:
+    def report(label: str) -> Progress:
         def callback(requests: int, errors: int, leaks: int) -> None:
             if requests:
                 checkpoint("load", pause=False)  # a test hook (harness.checkpoints)
@@ -649,14 +612,14 @@ def _measure_cell(
 
         return callback
 
-    def measure(label: str, *, warmup: bool) -> LoadResultLike:
+    def measure(label: str, *, warmup: bool) -> LoadResult:
         cut_short.requests = cut_short.errors = cut_short.leaks = 0
         rv = load_fn(make_spec(settings, srv, connections, warmup=warmup), report(label))
         cut_short.requests = cut_short.errors = cut_short.leaks = 0  # counted in rv
         return rv
 
     warmup = None
-    runs: list[LoadResultLike] = []
+    runs: list[LoadResult] = []
     # This cell's own finished loads (done_* are the run's, earlier cells included).
     cell_requests = cell_errors = 0
     server_cpu: list[ThreadCpu | None] = []
