@@ -172,9 +172,12 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         ) from None
     finally:
         conn.close()
-    hint = (
-        f"{INSTALL_PROBE} and start the server with CTXBENCH_PROBE=1 (and the same {SECRET_ENV}"
-        " as here, if it has one)"
+    # A probe behind a secret answers 404 to a request without it, as if it were not there.
+    hint = f"{INSTALL_PROBE} and start the server with CTXBENCH_PROBE=1" + (
+        f" and the same {SECRET_ENV} as here (a probe with another one answers 404)"
+        if secret_headers()
+        else f"; {SECRET_ENV} is not set here, and a probe with one answers 404 to a request"
+        " without it: if the server sets one (gunicorn raw_env, uWSGI env =), set the same here"
     )
     if unreadable is not None:
         # http.client reads what the load driver refuses (two Content-Lengths that differ: it

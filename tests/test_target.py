@@ -245,6 +245,33 @@ def test_a_secret_beyond_ascii_reaches_the_probe_as_the_load_sends_it(
         assert identify(parse_target(url)).app == "secret_app"
 
 
+def test_a_probe_behind_a_secret_it_was_not_given_says_to_set_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The 404 said "the same CTXBENCH_PROBE_SECRET as here, if it has one" with none set here,
+    # where a deployment that keeps its secret in its own config (raw_env) answers so.
+    import core
+    from harness.probe import install_probe
+
+    app = core.App("secret_app")
+    install_probe(app, enabled=True, secret="s3cret")
+    with serving(app) as url:
+        monkeypatch.delenv("CTXBENCH_PROBE_SECRET", raising=False)
+        with pytest.raises(UsageError) as unset:
+            identify(parse_target(url))
+        monkeypatch.setenv("CTXBENCH_PROBE_SECRET", "other")
+        with pytest.raises(UsageError) as other:
+            identify(parse_target(url))
+    assert (
+        "; CTXBENCH_PROBE_SECRET is not set here, and a probe with one answers 404 to a request"
+        " without it: if the server sets one (gunicorn raw_env, uWSGI env =), set the same here;"
+    ) in str(unset.value)
+    assert (
+        "CTXBENCH_PROBE=1 and the same CTXBENCH_PROBE_SECRET as here (a probe with another one"
+        " answers 404);"
+    ) in str(other.value)
+
+
 def test_a_secret_of_two_lines_is_one_line_of_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
