@@ -56,7 +56,6 @@ from harness.settings import ChaosSettings, RunSettings
 from harness.verdict import Evidence
 
 __all__ = [
-    "CORPUS_VERDICTS",
     "EVIDENCE_CAP",
     "LOGS",
     "PACKAGES",
@@ -281,8 +280,10 @@ class CorpusCheck:
     """What a corpus cell (``ctxbench corpus``) expected, found and concluded.
 
     ``expected`` is whether the entry's buggy app can leak in this cell, derived from its traits
-    (never true for a fixed twin); ``chance`` says the leak shows only by chance; ``verdict`` is
-    one of :data:`CORPUS_VERDICTS`; ``matches`` whether the cell came out as expected.
+    (never true for a fixed twin); ``chance`` says the leak shows only by chance; ``matches``
+    whether the cell came out as expected. ``verdict``: the buggy app ``caught`` where it can
+    leak (a chance entry may be ``not caught`` without failing), ``clean`` where it cannot;
+    ``missed`` or a ``false leak`` is a harness failure; a fixed twin is ``clean`` or ``leaked``.
     """
 
     entry: str
@@ -294,12 +295,6 @@ class CorpusCheck:
     chance: bool = False
     #: Requests finished when the first leaky response arrived (that one included).
     first_leak_at: int | None = None
-
-
-#: A corpus cell's verdicts: the buggy app ``caught`` where it can leak (a chance entry may be
-#: ``not caught`` without failing), ``clean`` where it cannot; ``missed`` or a ``false leak`` is a
-#: harness failure; a fixed twin is ``clean`` or ``leaked``.
-CORPUS_VERDICTS = ("caught", "not caught", "clean", "missed", "false leak", "leaked")
 
 
 @dataclass(frozen=True)
