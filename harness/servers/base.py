@@ -421,11 +421,6 @@ class ServerMode(abc.ABC):
         """
         return leader
 
-    def __init_subclass__(cls, **kwargs: t.Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "expected_workers" in vars(cls):  # renamed; an override under the old name is dead
-            raise TypeError(f"{cls.__name__}.expected_workers is now serving_processes")
-
     def log_paths(self, log_dir: Path) -> list[Path]:
         """The log files that a start with ``log_dir`` writes, the server's own first."""
         return [log_dir / f"{self.name}.log"]
