@@ -126,7 +126,7 @@ class RunSettings:
                 )
         if self.duration is None and self.requests is None:
             raise UsageError("give --duration (seconds) or --requests (a count) per measurement")
-        _number("--duration", self.duration, low=0, high=MAX_DURATION_S, optional=True)
+        _number("--duration", self.duration, high=MAX_DURATION_S, optional=True)
         check_count("--requests", self.requests, high=MAX_REQUESTS, optional=True)
         check_count("--concurrency", self.concurrency, high=MAX_CONCURRENCY)
         for level in self.concurrency_levels:
@@ -137,9 +137,9 @@ class RunSettings:
             )
         check_count("--driver-processes", self.driver_processes, high=MAX_PROCESSES, optional=True)
         check_count("--repeats", self.repeats, high=MAX_REPEATS)
-        _number("--sleep-ms", self.sleep_ms, low=0, high=MAX_SLEEP_MS, zero_ok=True)
-        _number("--warmup", self.warmup, low=0, high=MAX_DURATION_S, zero_ok=True)
-        _number("request timeout", self.timeout, low=0, high=MAX_DURATION_S)
+        _number("--sleep-ms", self.sleep_ms, high=MAX_SLEEP_MS, zero_ok=True)
+        _number("--warmup", self.warmup, high=MAX_DURATION_S, zero_ok=True)
+        _number("request timeout", self.timeout, high=MAX_DURATION_S)
         if self.sleep_ms / 1000 >= self.timeout:
             raise UsageError(
                 f"bad --sleep-ms {self.sleep_ms:g}: each probe request would sleep past the"
@@ -150,7 +150,7 @@ class RunSettings:
             raise UsageError(
                 f"unknown --fail-phase {self.fail_phase!r}: choose from {', '.join(FAIL_PHASES)}"
             )
-        _number("--fail-fraction", self.fail_fraction, low=0, high=1, zero_ok=True)
+        _number("--fail-fraction", self.fail_fraction, high=1, zero_ok=True)
         if self.fail_fraction and self.fail_phase is None:
             raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
         if self.targets:
@@ -301,8 +301,8 @@ class ChaosSettings:
         ):
             raise UsageError(f"bad --recycle-jitter {self.recycle_jitter!r}: use a count >= 0")
         for name in ("interval_s", "slow_seconds", "max_seconds"):
-            _number(_option(name), getattr(self, name), low=0, high=3600)
-        _number("--fail-fraction", self.fail_fraction, low=0, high=1)
+            _number(_option(name), getattr(self, name), high=3600)
+        _number("--fail-fraction", self.fail_fraction, high=1)
 
 
 def _option(field_name: str) -> str:
@@ -324,39 +324,29 @@ def check_unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> 
         seen.add(value)
 
 
-def check_count(option: str, value: object, *, high: int | None, optional: bool = False) -> None:
-    """Check that ``option``'s ``value`` is a whole number from 1 to ``high`` (``None``: no
-    limit), or ``None`` when ``optional``; raise :class:`UsageError` naming both if not."""
+def check_count(option: str, value: object, *, high: int, optional: bool = False) -> None:
+    """Check that ``option``'s ``value`` is a whole number from 1 to ``high``, or ``None`` when
+    ``optional``; raise :class:`UsageError` naming both if not."""
     if value is None and optional:
         return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < 1
-        or (high is not None and value > high)
-    ):
-        limit = f"in 1..{high}" if high is not None else ">= 1"
-        raise UsageError(f"bad {option} {value!r}: use a whole number {limit}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise UsageError(f"bad {option} {value!r}: use a whole number in 1..{high}")
 
 
 def _number(
-    option: str,
-    value: object,
-    *,
-    low: float,
-    high: float,
-    optional: bool = False,
-    zero_ok: bool = False,
+    option: str, value: object, *, high: float, optional: bool = False, zero_ok: bool = False
 ) -> None:
+    """Check that ``option``'s ``value`` is a number above 0 (or 0 itself, with ``zero_ok``) up
+    to ``high``, or ``None`` when ``optional``; raise :class:`UsageError` naming both if not."""
     if value is None and optional:
         return
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
         and math.isfinite(value)
-        and (low <= value if zero_ok else low < value)
+        and (value >= 0 if zero_ok else value > 0)
         and value <= high
     )
     if not ok:
-        lower = f"[{low:g}" if zero_ok else f"({low:g}"
+        lower = "[0" if zero_ok else "(0"
         raise UsageError(f"bad {option} {value!r}: use a number in {lower}, {high:g}]")
