@@ -6,7 +6,8 @@ goes through the frozen dataclasses here, in the manner of pyperf's ``Benchmark`
 
 - :class:`Run`: the run id, the command, the :class:`Machine`, the package versions, the
   :class:`~harness.settings.RunSettings` and one :class:`Cell` per (app, backend, mode,
-  connections) measured;
+  connections, concurrency level) measured; ``ctxbench chaos`` adds its :class:`FaultCell`
+  records, ``ctxbench soak`` its :class:`Soak` ones;
 - :class:`Cell`: its counts (every checked response, warm-up included), its measured
   :class:`Measurement` repeats, the pooled :class:`Latency`, the :class:`~harness.verdict.Evidence`
   kept, the execution units seen, and the :class:`ServerInfo` (the effective configuration that

@@ -1,15 +1,20 @@
-"""The matrix: apps x backends x server modes x connection patterns x repeats -> a results Run.
+"""The matrix: apps x backends x modes x connection patterns x concurrency levels x repeats.
 
-For each (app, backend, mode) the runner starts the server once; for each connection pattern
-(``keepalive``, ``fresh``) it runs a short warm-up and then ``repeats`` measurements with the
-load driver, and folds them into one :class:`~harness.results.Cell` (:func:`aggregate`): the
-counts cover every checked response, warm-up included (a leak seen while warming up is still a
-leak); throughput and latency come from the measured runs; ``server.effective`` is what really
-ran (see :mod:`harness.servers`). The statistics are the results model's own.
+For each (app, backend, mode) the runner starts the server (a ``--target`` stands in for one);
+for each connection pattern (``keepalive``, ``fresh``) and concurrency level it runs a short
+warm-up and then ``repeats`` measurements with the load driver, and folds them into one
+:class:`~harness.results.Cell` (:func:`aggregate`): the counts cover every checked response,
+warm-up included (a leak seen while warming up is still a leak); throughput and latency come
+from the measured runs; ``server.effective`` is what really ran (see :mod:`harness.servers`).
+The statistics are the results model's own. A pattern the mode cannot serve is recorded as not
+measured. A server that dies on its own fails the cell it was measuring (:class:`ServerGone`),
+and a new one, its logs in a folder of their own, serves the cells left.
 
 The results file is rewritten atomically after every cell, so an interrupted run leaves a valid
-file whose ``status`` says ``interrupted``. A :class:`StatusLine` shows progress on stderr: one
-self-overwriting line on a terminal, one line per finished cell otherwise (CI and make logs).
+file whose ``status`` says ``interrupted``; a run that fails before it wrote one leaves nothing
+but the log of a server that did not start (:func:`cleaned_up_on_failure`). A
+:class:`StatusLine` shows progress on stderr: one self-overwriting line on a terminal, one line
+per finished cell otherwise (CI and make logs).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ cannot leak. The server itself always runs in a subprocess of its own process gr
 polled and stopped by :mod:`harness.servers._process`; a :class:`LiveServer` is that running
 process seen from the harness. :func:`start_server` puts the two together: it asks the mode for
 its command line, spawns it with ``CTXBENCH_APP`` / ``CTXBENCH_BACKEND`` telling
-:mod:`harness.wsgi` what to load and ``CTXBENCH_STATE_DIR`` where to report what really ran,
-waits until a probe request succeeds, and records the effective configuration.
+:mod:`harness.wsgi` what to load (and ``CTXBENCH_MOUNT`` under which path prefix) and
+``CTXBENCH_STATE_DIR`` where to report what really ran, waits until a probe request succeeds,
+and records the effective configuration.
 """
 
 from __future__ import annotations
