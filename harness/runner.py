@@ -38,7 +38,7 @@ from harness.errors import ServerStartError, UsageError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load import LoadResult, LoadSpec, Progress, run_load
-from harness.load.cpu import ThreadCpu, group_cpu
+from harness.load.cpu import ThreadCpu, cpu_between, processes_cpu
 from harness.load.spec import ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
@@ -642,10 +642,10 @@ def _measure_cell(
             check_alive(label)
         for i in range(settings.repeats):
             label = f"run {i + 1}/{settings.repeats}"
-            before = _groups_cpu(groups)
+            before = processes_cpu(groups) if groups else None
             run = measure(label, warmup=False)
-            after = _groups_cpu(groups)
-            server_cpu.append(None if before is None or after is None else after - before)
+            after = processes_cpu(groups) if groups else None
+            server_cpu.append(cpu_between(before, after))
             runs.append(run)
             done_requests += run.requests
             done_leaks += run.leaks
@@ -691,18 +691,3 @@ def _measure_cell(
     )
     # The interrupted load's leaks are counted, its leaking requests were not.
     return (dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell), ended
-
-
-def _groups_cpu(groups: t.Sequence[int]) -> ThreadCpu | None:
-    """The CPU time so far of every process group of a server; ``None`` when not known."""
-    if not groups:
-        return None
-    rv = ThreadCpu(0.0, 0.0, True)
-    for pgid in groups:
-        used = group_cpu(pgid)
-        if used is None:
-            return None
-        rv = ThreadCpu(
-            rv.on_cpu + used.on_cpu, rv.waiting + used.waiting, rv.known_wait and used.known_wait
-        )
-    return rv

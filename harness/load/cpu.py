@@ -9,8 +9,11 @@ facing a server slower than itself spends most of its run blocked on the network
 
 The server's CPU time comes from ``/proc`` too, summed over every thread of every process in its
 process group (gunicorn's master and workers, nginx's master and workers: each server runs in
-its own group, see :mod:`harness.servers._process`): :func:`group_cpu`. A share is CPU seconds
-over wall seconds: 1.0 is one core busy for the whole measurement. Without ``/proc`` the
+its own group, see :mod:`harness.servers._process`): :func:`group_cpu`. A measurement takes it
+per process (:func:`processes_cpu`, :func:`cpu_between`): a worker that exits during it
+(recycled after ``--max-requests``, killed) takes its CPU time with it, so that measurement's is
+not known; a sum over the live processes went down then, a negative share. A share is CPU
+seconds over wall seconds: 1.0 is one core busy for the whole measurement. Without ``/proc`` the
 server's share and the driver's wait are not recorded; the driver's own CPU time always is.
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,7 +29,9 @@ __all__ = [
     "DRIVER_BOUND_ADVICE",
     "DRIVER_BOUND_SHARE",
     "ThreadCpu",
+    "cpu_between",
     "group_cpu",
+    "processes_cpu",
     "saturated",
     "thread_cpu",
 ]
@@ -83,21 +88,37 @@ def group_cpu(pgid: int) -> ThreadCpu | None:
 
     Processes that already exited are not counted. Returns ``None`` where ``/proc`` is missing.
     """
+    by_pid = processes_cpu([pgid])
+    if by_pid is None:
+        return None
+    rv = ThreadCpu(0.0, 0.0, True)
+    for used in by_pid.values():
+        rv = ThreadCpu(
+            rv.on_cpu + used.on_cpu, rv.waiting + used.waiting, rv.known_wait and used.known_wait
+        )
+    return rv
+
+
+def processes_cpu(pgids: Iterable[int]) -> dict[int, ThreadCpu] | None:
+    """CPU time so far of each live process in the process groups ``pgids``, by pid: what
+    :func:`cpu_between` takes. Returns ``None`` where ``/proc`` is missing."""
     if not _PROC.is_dir():
         return None
-    on_cpu = waiting = 0.0
-    known_wait = True
+    groups = set(pgids)
+    rv: dict[int, ThreadCpu] = {}
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
             # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-            if int(stat[stat.rindex(")") + 2 :].split()[2]) != pgid:
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) not in groups:
                 continue
             tasks = list((entry / "task").iterdir())
         except (OSError, ValueError, IndexError):
             continue
+        on_cpu = waiting = 0.0
+        known_wait = True
         for task in tasks:
             try:
                 ran, waited, _ = (task / "schedstat").read_text().split()
@@ -106,10 +127,30 @@ def group_cpu(pgid: int) -> ThreadCpu | None:
             except (OSError, ValueError):
                 # No schedstat: fall back to the tick counts of the whole process, once.
                 fields = stat[stat.rindex(")") + 2 :].split()
-                on_cpu += (int(fields[11]) + int(fields[12])) / _TICKS
+                on_cpu, waiting = (int(fields[11]) + int(fields[12])) / _TICKS, 0.0
                 known_wait = False
                 break
-    return ThreadCpu(on_cpu, waiting, known_wait)
+        rv[int(entry.name)] = ThreadCpu(on_cpu, waiting, known_wait)
+    return rv
+
+
+def cpu_between(
+    before: Mapping[int, ThreadCpu] | None, after: Mapping[int, ThreadCpu] | None
+) -> ThreadCpu | None:
+    """The CPU time the processes used between two :func:`processes_cpu` snapshots, or ``None``
+    when it is not known: ``/proc`` is missing, or a process of ``before`` exited in between
+    (a worker recycled after ``--max-requests``, killed, reloaded), taking the time it used
+    with it. A process started in between counts from its start."""
+    if before is None or after is None or not before.keys() <= after.keys():
+        return None
+    rv = ThreadCpu(0.0, 0.0, True)
+    for pid, used in after.items():
+        if pid in before:
+            used -= before[pid]
+        rv = ThreadCpu(
+            rv.on_cpu + used.on_cpu, rv.waiting + used.waiting, rv.known_wait and used.known_wait
+        )
+    return rv
 
 
 def saturated(cpu: Sequence[float], cpu_wait: Sequence[float]) -> bool:
