@@ -222,11 +222,7 @@ class RunSettings:
     def _resolved_modes(self) -> tuple[str, ...]:
         if self.modes:
             for name in self.modes:
-                availability = get_mode(name).available()
-                if not availability.ok:
-                    raise UsageError(
-                        f"server mode {name!r} cannot run here: {availability.explain()}"
-                    )
+                get_mode(name).check_available()
             return self.modes
         # Every available mode, then every available proxy in front of the representative modes.
         rv = available_modes([*MODES, *proxied_modes()])

@@ -398,6 +398,12 @@ class ServerMode(abc.ABC):
     def available(self) -> Availability:
         """Say whether this mode can run here (its server and worker libraries are installed)."""
 
+    def check_available(self) -> None:
+        """Raise :class:`UsageError` when this mode cannot run here, saying why and what to do."""
+        availability = self.available()
+        if not availability.ok:
+            raise UsageError(f"server mode {self.name!r} cannot run here: {availability.explain()}")
+
     @abc.abstractmethod
     def command(self, cfg: ServerConfig) -> list[str]:
         """Return the argv that serves ``harness.wsgi:app`` on ``cfg.host:cfg.port``."""
@@ -742,11 +748,7 @@ def start_server(
     server_mode = get_mode(mode) if isinstance(mode, str) else mode
     # What a ctxbench killed outright left in the temporary folder; never a live run's.
     sweep_tempdirs()
-    availability = server_mode.available()
-    if not availability.ok:
-        raise UsageError(
-            f"server mode {server_mode.name!r} cannot run here: {availability.explain()}"
-        )
+    server_mode.check_available()
     if hidden := harness_hidden_by():
         raise UsageError(
             f"{hidden} comes first on the servers' import path (the current folder, then"
