@@ -84,7 +84,7 @@ from dataclasses import dataclass
 
 from harness.load.spec import CONNECTION_PATTERNS, ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
-from harness.servers.base import ExecutionUnit, ModeTraits
+from harness.servers.base import CLOSES_EVERY_CONNECTION, ExecutionUnit, ModeTraits
 
 __all__ = [
     "BACKEND_TRAITS",
@@ -286,8 +286,8 @@ def situation(traits: ModeTraits, connections: ConnectionPattern) -> Situation:
     applicable_why = (
         ""
         if applicable
-        else "Not applicable: the server closes every connection after one response without"
-        " saying so, so a keep-alive client cannot run against it"
+        else f"Not applicable: {CLOSES_EVERY_CONNECTION}, so a keep-alive client cannot run"
+        " against it"
     )
     return Situation(
         overlap, overlap_why, one_thread, one_thread_why, reused, reused_why,

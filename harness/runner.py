@@ -43,6 +43,7 @@ from harness.load.spec import ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.servers import MODES, LiveServer, live_server
+from harness.servers.base import CLOSES_EVERY_CONNECTION
 from harness.settings import RunSettings
 
 __all__ = [
@@ -432,10 +433,7 @@ def _record_not_applicable(run: Run, mode: str, connections: str) -> Run:
     """Record a connection pattern that cannot run against ``mode`` (it is not measured)."""
     if any(c.mode == mode and c.connections == connections for c in run.not_measured):
         return run
-    reason = (
-        f"{connections} connections cannot run against {mode}: the server closes every"
-        " connection after one response without saying so"
-    )
+    reason = f"{connections} connections cannot run against {mode}: {CLOSES_EVERY_CONNECTION}"
     return run.replace(not_measured=(*run.not_measured, NotMeasured(mode, connections, reason)))
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from harness.apps import CORE_APP, FLASK_APP, app_label
 from harness.errors import UsageError
+from harness.expectations import applicable_patterns
 from harness.load.spec import (
     CONNECTION_PATTERNS,
     MAX_CONCURRENCY,
@@ -28,7 +29,7 @@ from harness.load.spec import (
 )
 from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES, MAX_SLEEP_MS
 from harness.servers import MODES, available_modes, get_mode, proxied_modes
-from harness.servers.base import ServerConfig, pip_command
+from harness.servers.base import CLOSES_EVERY_CONNECTION, ServerConfig, pip_command
 from harness.target import parse_target
 
 __all__ = [
@@ -195,16 +196,14 @@ class RunSettings:
     def _check_something_runs(self) -> None:
         """A run where no mode can serve any connection pattern asked for would measure nothing
         and exit 0: refuse it (one pattern a mode cannot serve is skipped as not measured)."""
-        from harness.expectations import applicable_patterns  # it builds on the server modes
-
         cfg = self.server_config(self.apps[0], self.backends[0])
         patterns = t.cast("tuple[t.Any, ...]", self.connections)
         if any(applicable_patterns(get_mode(m).traits_for(cfg), patterns) for m in self.modes):
             return
         raise UsageError(
             f"nothing to measure: {', '.join(self.modes)} cannot serve"
-            f" {' or '.join(self.connections)} connections (the server closes every connection"
-            " after one response without saying so): use --connections fresh"
+            f" {' or '.join(self.connections)} connections ({CLOSES_EVERY_CONNECTION}):"
+            " use --connections fresh"
         )
 
     def server_config(self, app: str, backend: str) -> ServerConfig:

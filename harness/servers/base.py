@@ -58,6 +58,7 @@ from harness.servers._process import (
 )
 
 __all__ = [
+    "CLOSES_EVERY_CONNECTION",
     "MAX_THREADS",
     "MAX_WORKERS",
     "MAX_WORKER_CONNECTIONS",
@@ -196,6 +197,10 @@ class ProxyTraits:
     #: next request of *any* client (nginx's ``keepalive`` in an ``upstream`` block). Without
     #: it, every request reaches the upstream on a new connection, whatever the client does.
     reuses_upstream_connections: bool
+
+
+#: Why a keep-alive client cannot run against a mode whose ``keepalive_applicable`` is false.
+CLOSES_EVERY_CONNECTION = "the server closes every connection after one response without saying so"
 
 
 @dataclass(frozen=True)
