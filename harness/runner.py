@@ -42,7 +42,7 @@ from harness.load.cpu import ThreadCpu, cpu_between, processes_cpu
 from harness.load.spec import ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
-from harness.servers import MODES, LiveServer, live_server
+from harness.servers import LiveServer, live_server
 from harness.servers.base import CLOSES_EVERY_CONNECTION
 from harness.settings import RunSettings
 
@@ -321,7 +321,7 @@ def _run_cells(
                 # by a new one, in a folder of its own for the logs, for the cells left.
                 with serve(restarts) as srv:
                     log = None if srv.log_path is None else str(srv.log_path.relative_to(run_dir))
-                    applicable = _applicable(srv, mode, settings.connections)
+                    applicable = _applicable(srv, settings.connections)
                     while pending:
                         connections, level = pending.pop(0)
                         if connections not in applicable:
@@ -421,9 +421,10 @@ def _servers(
         yield app, backend, mode, serve
 
 
-def _applicable(srv: t.Any, mode: str, patterns: t.Sequence[str]) -> tuple[str, ...]:
-    """The connection patterns of ``patterns`` that can run against ``srv``."""
-    traits = getattr(srv, "traits", None) or getattr(MODES.get(mode), "traits", None)
+def _applicable(srv: LiveServer | TargetServer, patterns: t.Sequence[str]) -> tuple[str, ...]:
+    """The connection patterns of ``patterns`` that can run against ``srv`` (a target's traits
+    are not known: every pattern)."""
+    traits = getattr(srv, "traits", None)
     if traits is None:
         return tuple(patterns)
     return applicable_patterns(traits, t.cast("t.Sequence[ConnectionPattern]", patterns))

@@ -18,6 +18,7 @@ from harness.load import LoadResult
 from harness.results import EVIDENCE_CAP, Cell, Latency
 from harness.runner import StatusLine, aggregate, run_matrix
 from harness.servers import ServerConfig
+from harness.servers.base import ModeTraits
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit
 
@@ -164,10 +165,13 @@ def test_unknown_mode_in_settings() -> None:
 class FakeWorld:
     """A fake server factory and load function recording what the runner asked for."""
 
-    def __init__(self, *, interrupt_at: int | None = None) -> None:
+    def __init__(
+        self, *, interrupt_at: int | None = None, traits: ModeTraits | None = None
+    ) -> None:
         self.started: list[tuple[str, str, str]] = []
         self.loads: list[dict[str, Any]] = []
         self.interrupt_at = interrupt_at
+        self.traits = traits
 
     @contextlib.contextmanager
     def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
@@ -175,7 +179,7 @@ class FakeWorld:
         log_dir.mkdir(parents=True, exist_ok=True)
         yield SimpleNamespace(
             mode=mode, host="127.0.0.1", port=1, log_path=log_dir / f"{mode}.log",
-            effective={"worker_class": mode, "workers": 1},
+            effective={"worker_class": mode, "workers": 1}, traits=self.traits,
         )  # fmt: skip
 
     def spec(self, settings: RunSettings, srv: Any, connections: str, *, warmup: bool) -> Any:
@@ -216,6 +220,25 @@ def test_run_matrix_order_and_document(tmp_path: Path) -> None:
     out = progress.stream.getvalue()  # type: ignore[attr-defined]
     assert "gunicorn-sync keepalive warm-up" in out  # later lines are throttled
     assert "werkzeug-threaded fresh done  run so far: 36 requests, 0 leaks\n" in out
+
+
+def test_a_pattern_the_server_cannot_serve_is_recorded_once_and_not_measured(
+    tmp_path: Path,
+) -> None:
+    # A server that closes every connection after one response (uWSGI's --http-socket), as its
+    # traits say: the keep-alive pattern is never run, at any level of a sweep.
+    closes = ModeTraits(unit="pool-thread", keepalive=False, keepalive_applicable=False)
+    world = FakeWorld(traits=closes)
+    settings = RunSettings(
+        modes=("gunicorn-sync",), repeats=1, duration=0.1, concurrency_levels=(1, 2)
+    )
+    run = run_matrix(settings, tmp_path / "run", load=world.load, spec=world.spec,
+                     server=world.server, status=StatusLine(enabled=False))  # fmt: skip
+    assert [(c.connections, c.concurrency) for c in run.cells] == [("fresh", 1), ("fresh", 2)]
+    assert {s["connections"] for s in world.loads} == {"fresh"}
+    [skipped] = run.not_measured
+    assert (skipped.mode, skipped.connections) == ("gunicorn-sync", "keepalive")
+    assert skipped.reason.endswith("after one response without saying so")
 
 
 def test_a_target_s_progress_line_names_its_app_and_no_backend(
