@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import time
 import typing as t
@@ -1157,6 +1158,86 @@ def test_a_soak_in_progress_is_saved_at_a_bounded_cost(
         soak_runner.run_soak("gunicorn-sync", seconds=60.0, app="x:app", save=save, save_every=0)
     # Saved at the start, at 5 s (done at 6 s: the next is due 20 s later), then at 26 s.
     assert saved == [0, 10, 50]
+
+
+def test_a_soak_in_progress_encodes_each_sample_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each save of a soak in progress encoded every sample so far, in the load's thread: 0.35 s
+    # for an hour of five processes, and the seconds of load around each save dipped to half
+    # their rate (measured). Now each sample is encoded by the first save that holds it.
+    pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
+    from harness import records
+    from harness.soak import runner as soak_runner
+
+    run_dir = tmp_path / "run"
+    offset = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: time.monotonic() + offset[0])
+    samplers: list[soak_runner.Sampler] = []
+    encoded: Counter[int] = Counter()  # by identity: two samples may be equal
+    to_json = records.to_json
+
+    def counting(value: object) -> object:
+        if isinstance(value, ProcessSample | LoadSample):
+            encoded[id(value)] += 1
+        return to_json(value)
+
+    class Sampler(soak_runner.Sampler):
+        def start(self) -> soak_runner.Sampler:
+            samplers.append(self)
+            return super().start()
+
+    @contextlib.contextmanager
+    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[SimpleNamespace]:
+        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=Path(log_dir) / "log")
+
+    def load(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
+        for n in range(1, 4):
+            samplers[0].tick()  # a second of samples, then a save
+            offset[0] += soak_runner.SAVE_EVERY
+            progress(100 * n, 0, 0)
+        saves = dict(encoded)  # before the write of the interrupted soak, which encodes all
+        soak = results.load(run_dir).soaks[0]
+        assert soak.requests == 300 and len(soak.processes) >= 3
+        assert len(saves) >= len(soak.processes) + len(soak.load)
+        assert max(saves.values()) == 1, saves
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records, "to_json", counting)
+    monkeypatch.setattr(soak_runner, "time", clock)
+    monkeypatch.setattr(soak_runner, "Sampler", Sampler)
+    monkeypatch.setattr(soak_runner, "live_server", server)
+    monkeypatch.setattr(soak_runner, "aimed_at", lambda server, **load: None)
+    monkeypatch.setattr(soak_runner, "run_load", load)
+    argv = ["soak", "--mode", "gunicorn-sync", "--minutes", "1", "--run-dir", str(run_dir)]
+    assert main(argv) == 130
+
+
+def test_a_soak_written_in_progress_is_the_document_results_write_writes(
+    tmp_path: Path,
+) -> None:
+    from harness.soak.saves import SoakWriter
+
+    def samples(rss: int) -> tuple[list[LoadSample], list[ProcessSample]]:
+        load = [LoadSample(float(i), 9.5, 10, 0, 0) for i in range(9)]
+        return load, [ProcessSample(float(i), 7, "worker", rss, 5, 2) for i in range(9)]
+
+    def soak(series: tuple[list[LoadSample], list[ProcessSample]], n: int, m: int) -> Soak:
+        load, processes = series
+        return dataclasses.replace(soak_record(), load=tuple(load[:n]),
+                                   processes=tuple(processes[:m]))  # fmt: skip
+
+    run = results.Run.start("x", ["ctxbench"], RunSettings(modes=("gunicorn-sync",)))
+    write = SoakWriter(tmp_path, run)
+    one, another = samples(1 << 20), samples(2 << 20)
+    # Grown, then another soak's (longer, then shorter), then none at all.
+    for sampled in (soak(one, 2, 3), soak(one, 3, 5), soak(another, 4, 6), soak(another, 1, 1),
+                    soak(one, 0, 0)):  # fmt: skip
+        write(sampled)
+        written = (tmp_path / "results.json").read_text()
+        results.write(tmp_path / "all", run.replace(soaks=(sampled,)))
+        assert json.loads(written) == json.loads((tmp_path / "all/results.json").read_text())
+        assert results.load(tmp_path).soaks == (sampled,)
 
 
 def test_a_soak_interrupted_while_it_writes_its_end_keeps_all_of_it(

@@ -290,6 +290,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.settings import RunSettings
     from harness.soak import SoakInterrupted, run_soak
     from harness.soak.sampler import import_psutil
+    from harness.soak.saves import SoakWriter
 
     import_psutil()  # a missing psutil is a usage error before anything starts
     app = args.app or CORE_APP
@@ -320,7 +321,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
                     threads=args.threads, extra_args=extra_args, mount=settings.mount,
                     log_dir=run_dir / results.LOGS, progress=_progress,
-                    save=lambda sampled: results.write(run_dir, run.replace(soaks=(sampled,))),
+                    save=SoakWriter(run_dir, run),
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does
                 elapsed = max((s.t for s in e.soak.load), default=0.0)
