@@ -210,6 +210,10 @@ class Measurement:
     #: in cores, and share waiting for a CPU; ``None`` when not known (a ``--target`` server).
     server_cpu: float | None = None
     server_cpu_wait: float | None = None
+    #: The cores other programs on the machine used during the run (its CPU time, steal
+    #: included, less the server's and the driver's, :func:`harness.load.cpu.machine_cpu`);
+    #: ``None`` when not known. Well above 0, the machine was shared during the run.
+    others_cpu: float | None = None
     #: Virtual users the server starved in this run: one of their requests waited more than half
     #: the measured window while later requests of other users were answered (the rule is
     #: :mod:`harness.load.fairness`'s); ``None`` when the document did not record it.
@@ -430,6 +434,13 @@ class Cell:
     def server_cpu(self) -> float | None:
         """The server's median CPU share over the measured runs, in cores."""
         values = [run.server_cpu for run in self.runs if run.server_cpu is not None]
+        return median(values) if values else None
+
+    @property
+    def others_cpu(self) -> float | None:
+        """The median cores other programs used during the measured runs (see
+        :attr:`Measurement.others_cpu`)."""
+        values = [run.others_cpu for run in self.runs if run.others_cpu is not None]
         return median(values) if values else None
 
     @property

@@ -38,7 +38,7 @@ from harness.errors import ServerStartError, UsageError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load import LoadResult, LoadSpec, Progress, run_load
-from harness.load.cpu import ThreadCpu, cpu_between, processes_cpu
+from harness.load.cpu import ThreadCpu, cpu_between, machine_cpu, processes_cpu
 from harness.load.spec import ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
@@ -78,6 +78,7 @@ def aggregate(
     concurrency: int | None = None,
     driver_processes: int = 1,
     server_cpu: t.Sequence[ThreadCpu | None] = (),
+    others_cpu: t.Sequence[float | None] = (),
     error: str | None = None,
     cut_short: LoadResult | None = None,
 ) -> Cell:
@@ -123,7 +124,11 @@ def aggregate(
         concurrency=concurrency,
         driver_processes=driver_processes,
         runs=tuple(
-            _measurement(run, server_cpu[i] if i < len(server_cpu) else None)
+            _measurement(
+                run,
+                server_cpu[i] if i < len(server_cpu) else None,
+                others_cpu[i] if i < len(others_cpu) else None,
+            )
             for i, run in enumerate(runs)
         ),
         latency_ms=Latency.of([lat for run in runs for lat in run.latencies_ms]),
@@ -146,7 +151,9 @@ def aggregate(
     )
 
 
-def _measurement(run: LoadResult, server: ThreadCpu | None) -> Measurement:
+def _measurement(
+    run: LoadResult, server: ThreadCpu | None, others: float | None = None
+) -> Measurement:
     wall = run.elapsed_s if run.elapsed_s > 0 else None
     return Measurement(
         rps=round(float(run.rps), 1),
@@ -160,6 +167,7 @@ def _measurement(run: LoadResult, server: ThreadCpu | None) -> Measurement:
             if server is not None and wall is not None and server.known_wait
             else None
         ),
+        others_cpu=others,
         starved=run.starved,
         acks=run.acks,
     )
@@ -627,6 +635,7 @@ def _measure_cell(
     # This cell's own finished loads (done_* are the run's, earlier cells included).
     cell_requests = cell_errors = 0
     server_cpu: list[ThreadCpu | None] = []
+    others_cpu: list[float | None] = []
     groups = srv.process_groups() if hasattr(srv, "process_groups") else []
     label = "warm-up"
     error: str | None = None
@@ -641,10 +650,11 @@ def _measure_cell(
             check_alive(label)
         for i in range(settings.repeats):
             label = f"run {i + 1}/{settings.repeats}"
-            before = processes_cpu(groups) if groups else None
+            before = processes_cpu(groups) if groups else None, machine_cpu(), time.monotonic()
             run = measure(label, warmup=False)
-            after = processes_cpu(groups) if groups else None
-            server_cpu.append(cpu_between(before, after))
+            after = processes_cpu(groups) if groups else None, machine_cpu(), time.monotonic()
+            server_cpu.append(cpu_between(before[0], after[0]))
+            others_cpu.append(_others_cpu(run, server_cpu[-1], before[1:], after[1:]))
             runs.append(run)
             done_requests += run.requests
             done_leaks += run.leaks
@@ -685,8 +695,26 @@ def _measure_cell(
         concurrency=settings.concurrency,
         driver_processes=settings.processes_at(settings.concurrency),
         server_cpu=server_cpu,
+        others_cpu=others_cpu,
         error=error,
         cut_short=cut_short if cut_short.requests else None,
     )
     # The interrupted load's leaks are counted, its leaking requests were not.
     return (dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell), ended
+
+
+def _others_cpu(
+    run: LoadResult,
+    server: ThreadCpu | None,
+    before: tuple[float | None, float],
+    after: tuple[float | None, float],
+) -> float | None:
+    """The cores other programs used during a measured run: the machine's CPU time
+    (:func:`~harness.load.cpu.machine_cpu`, from ``before`` to ``after``, each with the clock)
+    less the server's and the load driver's, over the run's wall time; ``None`` when not known
+    (a ``--target`` server's CPU time is not)."""
+    (busy_before, start), (busy_after, end) = before, after
+    if server is None or busy_before is None or busy_after is None or end <= start:
+        return None
+    driver = sum(run.driver_cpu) * run.elapsed_s
+    return round(max(0.0, busy_after - busy_before - server.on_cpu - driver) / (end - start), 4)

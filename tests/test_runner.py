@@ -467,3 +467,30 @@ def test_a_server_found_dead_after_a_load_fails_the_cell(tmp_path: Path) -> None
     [cell] = run.cells
     assert cell.error is not None and "during the run 1/1 of the keepalive cell" in cell.error
     assert len(cell.runs) == 1  # the run finished; the server was gone at its end
+
+
+def test_the_cores_other_programs_used_are_the_machine_s_less_the_server_and_the_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the machine was shared during a measured run, which no figure said: measured,
+    gunicorn-gthread's three repeats at 1,180, 770 and 2,155 rps while other programs used 0.89,
+    1.25 and 0.38 cores of 2."""
+    from harness.load import cpu
+    from harness.load.cpu import ThreadCpu, machine_cpu
+    from harness.runner import _others_cpu
+
+    # user nice system idle iowait irq softirq steal: interrupts and idle are not programs
+    (tmp_path / "stat").write_text("cpu  300 20 80 5000 70 9 40 100 0 0\ncpu0 1 2 3 4\n")
+    monkeypatch.setattr(cpu, "_PROC", tmp_path)
+    monkeypatch.setattr(cpu, "_TICKS", 100)
+    assert machine_cpu() == 5.0  # (300 + 20 + 80 + 100) / 100 s
+    (tmp_path / "stat").write_text("intr 1\n")
+    assert machine_cpu() is None
+
+    run = SimpleNamespace(driver_cpu=[0.25, 0.25], elapsed_s=2.0)  # 1 s of the driver's
+    server = ThreadCpu(on_cpu=1.5, waiting=0.2, known_wait=True)
+    # 4.5 s of the machine's CPU over 2 s: 1.5 the server's, 1.0 the driver's, 2.0 the others'
+    assert _others_cpu(run, server, (10.0, 100.0), (14.5, 102.0)) == 1.0  # type: ignore[arg-type]
+    assert _others_cpu(run, server, (10.0, 100.0), (12.0, 102.0)) == 0.0  # type: ignore[arg-type]
+    assert _others_cpu(run, None, (10.0, 100.0), (14.5, 102.0)) is None  # type: ignore[arg-type]
+    assert _others_cpu(run, server, (None, 100.0), (14.5, 102.0)) is None  # type: ignore[arg-type]

@@ -266,6 +266,7 @@ def test_cli_sweep_with_two_driver_processes(tmp_path: Path) -> None:
     assert [(c["concurrency"], c["driver_processes"]) for c in cells] == [(2, 2), (8, 2)]
     assert all(len(c["runs"][0]["driver_cpu"]) == 2 for c in cells)
     assert all(c["runs"][0]["server_cpu"] is not None for c in cells)
+    assert all(c["runs"][0]["others_cpu"] is not None for c in cells)
     assert all(c["leaks"] == 0 and c["errors"] == 0 for c in cells)
     assert (tmp_path / "r" / "sweep-throughput-keepalive.svg").exists()
     assert "users" in proc.stdout

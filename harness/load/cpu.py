@@ -31,6 +31,7 @@ __all__ = [
     "ThreadCpu",
     "cpu_between",
     "group_cpu",
+    "machine_cpu",
     "processes_cpu",
     "saturated",
     "thread_cpu",
@@ -151,6 +152,20 @@ def cpu_between(
             rv.on_cpu + used.on_cpu, rv.waiting + used.waiting, rv.known_wait and used.known_wait
         )
     return rv
+
+
+def machine_cpu() -> float | None:
+    """CPU seconds the whole machine spent so far running programs (user, nice and system time
+    of every CPU) or lost to other machines on its host (steal); ``None`` without ``/proc/stat``.
+
+    Interrupt time is left out: on loopback it grows with the requests the run itself sends.
+    """
+    try:
+        fields = (_PROC / "stat").read_text().split("\n", 1)[0].split()
+        user, nice, system, steal = (int(fields[i]) for i in (1, 2, 3, 8))
+    except (OSError, ValueError, IndexError):
+        return None
+    return (user + nice + system + steal) / _TICKS
 
 
 def saturated(cpu: Sequence[float], cpu_wait: Sequence[float]) -> bool:

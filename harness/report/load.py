@@ -30,12 +30,14 @@ def driver_section(ctx: Context) -> list[Node]:
     cells = [c for c in ctx.summary.cells if c.driver_load is not None]
     if not cells:
         return []
+    others = any(c.others_cpu is not None for c in cells)  # not in runs before it was recorded
     rows = tuple(
         (
             *(label(c), c.connections, str(c.concurrency or "-"), str(c.driver_processes)),
             fmt_rps(c.rps),
             fmt_share(max((max(r.driver_cpu, default=0.0) for r in c.runs), default=None)),
             *map(fmt_share, (c.driver_load, c.server_cpu, c.server_cpu_wait)),
+            *(fmt_share(c.others_cpu),) * others,
             "DRIVER-BOUND" if c.driver_bound else "server",
         )
         for c in cells
@@ -46,7 +48,8 @@ def driver_section(ctx: Context) -> list[Node]:
         text = f"**Driver-bound:** {names}: {DRIVER_BOUND_ADVICE}."
         out.append(Callout((Paragraph(text),), "warning"))
     headers = ("cell", "connections", "users", "driver processes", "rps", "driver CPU",
-               "driver load", "server CPU", "server waiting", "limit")  # fmt: skip
+               "driver load", "server CPU", "server waiting", *("other programs",) * others,
+               "limit")  # fmt: skip
     return [
         *out,
         Note(
@@ -58,8 +61,19 @@ def driver_section(ctx: Context) -> list[Node]:
             " server's processes' CPU time over the run, in cores, and *server waiting* their time"
             " waiting for a CPU (medians over the runs): when the server waits more than it runs,"
             " the machine was too busy for its figures to be fair to it."
+            + (
+                " *other programs* is the CPU the rest of the machine used meanwhile, in cores"
+                " (steal by other virtual machines included): well above 0, the machine was"
+                " shared, and the figures are not the server's alone."
+            )
+            * others
         ),
-        Table(headers, rows, "llrrrrrrrl", warn_rows=where(cells, lambda c: c.driver_bound)),
+        Table(
+            headers,
+            rows,
+            "llrrrrrrr" + "r" * others + "l",
+            warn_rows=where(cells, lambda c: c.driver_bound),
+        ),
     ]
 
 
