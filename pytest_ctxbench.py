@@ -203,7 +203,7 @@ class CheckResult:
                 else f"had {self.errors:,} failed requests"
             )
             + f" ({self.leaks:,} leaking observations, {self.errors:,} errors,"
-            f" {self.results.checked:,} requests checked)",
+            f" {self.results.checked:,} requests checked)" + _culprit(leaky),
             # Second, so the path survives where only the first lines are shown (a JUnit XML
             # failure message keeps about 500 characters).
             f"  report: {report}",
@@ -263,6 +263,25 @@ _SAYS = re.compile(
     r"|(?<!\w)(?P<quoted>'[^']*'|\"[^\"]*\")"
     rf"|(?<![\w-]){_OTHER_PROGRAM}(?P<alone>--[a-z-]+)\b(?!-)"
 )
+
+
+def _culprit(leaky: Sequence[Cell]) -> str:
+    """Whose state leaked in ``leaky``, for the first line: the framework's context, or only the
+    app's own state it gave ``observe()`` (as the report's verdict tells them apart)."""
+    from harness.report.summary import framework_leaked, leaked_names
+
+    if not leaky:
+        return ""
+    framework = sorted({name for c in leaky for name in leaked_names(c)[0]})
+    own = sorted({name for c in leaky for name in leaked_names(c)[1]})
+    if not any(framework_leaked(c) for c in leaky):
+        return (
+            f": the app's own state, reported through observe() ({', '.join(own)}); the"
+            " framework's request, g, session and current_app held"
+        )
+    return f": the framework's context ({', '.join(framework)})" + (
+        f" and the app's own state ({', '.join(own)})" if own else ""
+    )
 
 
 def _message(e: CtxbenchError) -> str:

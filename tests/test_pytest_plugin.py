@@ -107,6 +107,9 @@ def test_a_leaking_app_fails_with_the_evidence(pytester: pytest.Pytester) -> Non
     out = result.stdout.str()
     assert "CtxbenchLeak" in out
     assert "ctxbench: leaky_app:app leaked per-request state in" in out
+    assert (
+        "requests checked): the app's own state, reported through observe() (current_user)" in out
+    )
     assert "gunicorn-gthread keepalive:" in out
     assert "phase=after_request name=current_user expected=" in out
     assert "unit=pid " in out
@@ -943,6 +946,52 @@ def test_the_report_path_comes_before_the_evidence(tmp_path: Path) -> None:
         " unit=pid 4242 thread 140000000000000"
     ), lines
     assert len(lines) == 2 + 2 * (1 + SHOWN_EVIDENCE)  # a line and the first rows per cell
+
+
+@pytest.mark.parametrize(
+    ("names", "framework_leaks", "culprit"),
+    [
+        (
+            ["current_user"],
+            0,
+            ": the app's own state, reported through observe() (current_user); the framework's"
+            " request, g, session and current_app held",
+        ),
+        (["g", "request"], 600, ": the framework's context (g, request)"),
+        (
+            ["g", "current_user"],
+            300,
+            ": the framework's context (g) and the app's own state (current_user)",
+        ),
+    ],
+)
+def test_the_first_line_names_whose_state_leaked(
+    tmp_path: Path, names: list[str], framework_leaks: int, culprit: str
+) -> None:
+    # It said "leaked per-request state" of a module-level dict of the app's as of the
+    # framework's g, where the report's verdict tells them apart: the first line is what a
+    # CI page shows.
+    from types import SimpleNamespace
+
+    from harness.results import Cell
+    from harness.verdict import Evidence, Unit
+    from pytest_ctxbench import CheckResult
+
+    evidence = tuple(
+        Evidence("gunicorn-gthread", "after_request", name, "t-0", "t-1", Unit(4242, 1, None))
+        for name in names
+    )
+    cell = Cell(
+        app="myapp:app", backend="contextvar", mode="gunicorn-gthread", connections="keepalive",
+        requests=800, leaks=600, errors=0, runs=(), evidence=evidence,
+        framework_leaks=framework_leaks,
+    )  # fmt: skip
+    run = SimpleNamespace(cells=(cell,), requests=800, checked=800, leaks=600, errors=0)
+    first = CheckResult("myapp:app", tmp_path, run).explain().splitlines()[0]  # type: ignore[arg-type]
+    assert first == (
+        "ctxbench: myapp:app leaked per-request state in 1 of 1 cells (600 leaking observations,"
+        f" 0 errors, 800 requests checked){culprit}"
+    )
 
 
 #: A check per module, the same test name in both: one of a leaking app, one of a clean one.
