@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 import types
+import typing as t
 import urllib.request
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ from harness.servers import (
     MODES,
     PROXIES,
     Availability,
+    LiveServer,
     ServerConfig,
     ServerMode,
     available_modes,
@@ -32,6 +34,7 @@ from harness.servers import (
     nginx,
     start_server,
 )
+from harness.servers._process import PortRaceLost
 from harness.servers._proxy import ProxiedMode, ProxiedServer
 from harness.servers.base import Reported
 
@@ -312,6 +315,48 @@ def test_unavailable_mode_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="cannot run here: frobnicator is not installed"):
         start_server(Missing(), app=APP)
+
+
+class _LosesPortRaces(ServerMode):
+    """A mode whose port another program takes before the server binds it, ``losses`` times."""
+
+    name = "loses-port-races"
+    summary = "a fake"
+
+    def __init__(self, losses: int) -> None:
+        self.losses = losses
+        self.ports: list[int | None] = []
+
+    def available(self) -> Availability:
+        return Availability(True)
+
+    def command(self, cfg: ServerConfig) -> list[str]:
+        raise AssertionError("must not be called")
+
+    def start(self, cfg: ServerConfig, log_dir: object, ready_timeout: float) -> LiveServer:
+        self.ports.append(cfg.port)
+        if len(self.ports) <= self.losses:
+            raise PortRaceLost
+        return t.cast(LiveServer, cfg.port)
+
+
+def test_a_free_port_taken_before_the_bind_is_drawn_again_twice() -> None:
+    mode = _LosesPortRaces(losses=2)
+    started = start_server(mode, app=APP)
+    assert len(mode.ports) == 3 and None not in mode.ports and started == mode.ports[-1]
+    with pytest.raises(ServerStartError, match=r"free port on 127\.0\.0\.1 after 3"):
+        start_server(_LosesPortRaces(losses=3), app=APP)
+
+
+def test_a_port_given_and_taken_before_the_bind_is_in_use() -> None:
+    # serve --port N: the user's port is not replaced by another.
+    mode = _LosesPortRaces(losses=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(PortInUseError, match=re.escape(f"port {port} on 127.0.0.1 is in use")):
+        start_server(mode, app=APP, port=port)
+    assert mode.ports == [port]
 
 
 def test_the_modes_that_can_run_here_are_one_filter_of_each_command_s_list(

@@ -15,6 +15,7 @@ and records the effective configuration.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -767,21 +768,17 @@ def start_server(
         ready_timeout = start_timeout()
     if cfg.port is not None:
         check_port_free(cfg.port)
-    attempts = 1 if cfg.port is not None else 3
-    for attempt in range(attempts):
         try:
-            return server_mode.start(
-                cfg if cfg.port else cfg.replace(port=free_port()), log_dir, ready_timeout
-            )
+            return server_mode.start(cfg, log_dir, ready_timeout)
         except PortRaceLost:
-            if cfg.port is not None:
-                raise PortInUseError(cfg.port) from None
-            if attempt == attempts - 1:
-                raise ServerStartError(
-                    f"{server_mode.name}: could not bind a free port on {HOST} after"
-                    f" {attempts} attempts"
-                ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
+            raise PortInUseError(cfg.port) from None
+    attempts = 3  # a free port another program binds before the server does: draw again
+    for _ in range(attempts):
+        with contextlib.suppress(PortRaceLost):
+            return server_mode.start(cfg.replace(port=free_port()), log_dir, ready_timeout)
+    raise ServerStartError(
+        f"{server_mode.name}: could not bind a free port on {HOST} after {attempts} attempts"
+    )
 
 
 def _start(
