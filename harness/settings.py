@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from harness.apps import CORE_APP, FLASK_APP, app_label
 from harness.errors import UsageError
 from harness.expectations import applicable_patterns
+from harness.load.shards import auto_processes
 from harness.load.spec import (
     CONNECTION_PATTERNS,
     MAX_CONCURRENCY,
@@ -101,12 +102,9 @@ class RunSettings:
         """The driver processes of a cell run with ``concurrency`` virtual users: the ones asked
         for, but never more than the virtual users (nor the requests) they share (a cell
         records how many it really ran)."""
-        if self.driver_processes is None:
-            from harness.load.shards import auto_processes
-
+        wanted = self.driver_processes
+        if wanted is None:
             wanted = auto_processes(concurrency)
-        else:
-            wanted = self.driver_processes
         return max(1, min(wanted, concurrency, self.requests or wanted))
 
     def checked(self) -> RunSettings:
