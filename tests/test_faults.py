@@ -1160,6 +1160,36 @@ def test_a_soak_in_progress_is_saved_at_a_bounded_cost(
     assert saved == [0, 10, 50]
 
 
+def test_a_soak_is_saved_in_its_first_seconds_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first save after the start was 10 s in: a soak killed in its first 10 s kept no
+    # sample. Now the saves are 1, 2, 4, 8 and 16 s in, then every 10 s.
+    pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
+    from harness.soak import runner as soak_runner
+
+    offset = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: time.monotonic() + offset[0])
+    saved: list[int] = []
+
+    @contextlib.contextmanager
+    def server(mode: str, **_: object) -> t.Iterator[SimpleNamespace]:
+        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=Path("log"))
+
+    def reports(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
+        for n in range(1, 81):  # a report every half second, as the driver's
+            offset[0] += 0.5
+            progress(n, 0, 0)  # the count stands for the time: n half seconds
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(soak_runner, "time", clock)
+    monkeypatch.setattr(soak_runner, "live_server", server)
+    monkeypatch.setattr(soak_runner, "aimed_at", lambda server, **load: None)
+    monkeypatch.setattr(soak_runner, "run_load", reports)
+    save = lambda soak: saved.append(soak.requests)  # noqa: E731
+    with pytest.raises(soak_runner.SoakInterrupted):
+        soak_runner.run_soak("gunicorn-sync", seconds=60.0, app="x:app", save=save)
+    assert [n / 2 for n in saved] == [0, 1, 2, 4, 8, 16, 26, 36]
+
+
 def test_a_soak_in_progress_encodes_each_sample_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

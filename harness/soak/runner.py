@@ -74,8 +74,10 @@ def run_soak(
 
     ``mount`` is the path prefix the app is served under (``--mount``; see
     ``ServerConfig.mount``): the app a dispatcher mounts there is the one the load checks.
-    ``save`` is given the soak as sampled so far, judged on it, once the server is serving and
-    then every ``save_every`` seconds, or twenty times as long as the last save took if that is
+    ``save`` is given the soak as sampled so far, judged on it, once the server is serving, then
+    1, 2, 4, 8 and 16 s in (each twice as far in as the one before, until they are
+    ``save_every`` seconds apart), then every ``save_every`` seconds, or twenty times as long
+    as the last save took if that is
     longer (``ctxbench soak`` writes it to results.json, marked running, so that a soak killed
     outright keeps what it sampled until then)."""
     warmup = default_warmup(seconds) if warmup_s is None else warmup_s
@@ -131,10 +133,12 @@ def run_soak(
                 server=info,
             )
 
-        next_save = save_every
+        # 1, 2, 4, 8 and 16 s in, then every save_every: a soak killed in its first seconds
+        # keeps them too.
+        wait = next_save = min(1.0, save_every)
 
         def on_progress(requests: int, errors: int, leaks: int) -> None:
-            nonlocal next_save
+            nonlocal next_save, wait
             sampler.progress(requests, errors, leaks)
             elapsed = time.monotonic() - sampler.started
             say(f"soak {mode} {elapsed:5.0f}/{seconds:g} s  requests {requests:,}"
@@ -145,7 +149,8 @@ def run_soak(
                 # an hour of 5 processes, 70 ms for six hours; .saves): at most a twentieth of
                 # the soak, on a disk however slow.
                 took = time.monotonic() - sampler.started - elapsed
-                next_save = elapsed + max(save_every, 20 * took)
+                next_save = elapsed + max(wait, 20 * took)
+                wait = min(2 * wait, save_every)
 
         spec = aimed_at(
             server,
