@@ -1513,3 +1513,30 @@ def test_a_cell_of_one_measurement_shows_no_spread() -> None:
     assert table == {"| gunicorn-sync": "-", "| gunicorn-gevent": "4.0%"}, table
     assert "spread -" in out["throughput-keepalive.svg"]
     assert "spread 0.0%" not in out["throughput-keepalive.svg"] + out["report.md"]
+
+
+def test_a_spread_warning_says_when_the_machine_was_shared() -> None:
+    """Repeats of one cell at 1,180, 770 and 2,155 rps beside other programs using 0.89, 1.25
+    and 0.38 cores of 2: the warning told the user to close other busy programs without saying
+    that there were any."""
+    import dataclasses
+
+    from harness.report import format_summary
+
+    run = load_run(make_doc([make_entry("gunicorn-gthread", spread=0.8)]))
+    cell = run.cells[0]
+
+    def beside(*cores: float | None) -> Run:
+        runs = tuple(
+            dataclasses.replace(r, others_cpu=c) for r, c in zip(cell.runs, cores, strict=True)
+        )
+        return run.replace(cells=(dataclasses.replace(cell, runs=runs),))
+
+    shared = "other programs used 0.89 cores meanwhile (median of the repeats): the machine was"
+    said = format_summary(beside(0.89, 1.25, 0.38))
+    assert f"compare these rates with care; {shared} shared; use a longer" in said, said
+    md = render_reports(beside(0.89, 1.25, 0.38))["report.md"]
+    assert f"> O{shared[1:]} shared. To reduce jitter:" in md, md
+    for quiet in (beside(0.1, 0.2, 0.05), beside(None, None, None), run):
+        assert "other programs" not in format_summary(quiet).lower()
+        assert "Other programs" not in render_reports(quiet)["report.md"]

@@ -29,6 +29,7 @@ from harness.report.summary import (
     label,
     named,
     recommendation,
+    shared_machine,
     swept,
     too_few_checked,
     weak_zeros,
@@ -46,6 +47,7 @@ from harness.report.text import (
     spread_cell,
 )
 from harness.report.tree import (
+    JITTER_ADVICE,
     Callout,
     Group,
     Heading,
@@ -135,7 +137,9 @@ def verdict(ctx: Context) -> list[Node]:
     noisy = [
         (f"{named(c)}, {c.connections}{f' @{c.concurrency}' * at}", c.rps_spread) for c in s.noisy
     ]
-    out += spread_warning(", too large to trust small differences", noisy)
+    shared = shared_machine(s.noisy)
+    jitter = f"{shared[:1].upper()}{shared[1:]}. {JITTER_ADVICE}" if shared else JITTER_ADVICE
+    out += spread_warning(", too large to trust small differences", noisy, jitter)
     out.append(
         Note(
             "Each figure is the median of the repeated measurements; whiskers and *spread* show"

@@ -42,7 +42,7 @@ from harness.report.text import (
     spread_cell,
 )
 from harness.report.tree import Table, text_table
-from harness.results import SPREAD_WARNING, Cell, Run
+from harness.results import SPREAD_WARNING, Cell, Run, median
 from harness.verdict import Evidence
 
 EVIDENCE_ON_TERMINAL = 3
@@ -672,10 +672,11 @@ def format_summary(run: Run) -> str:
     )
     align = "l" * (2 + 2 * several) + "r" * sweep + "l" + "r" * 7 + "l"  # server: text, left
     out = text_table(Table(headers, rows, align))
-    if any(c.noisy for c in run.cells):
+    if noisy := [c for c in run.cells if c.noisy]:
         out.append(
             f"! rps spread above {fmt_pct(SPREAD_WARNING)}: the runs disagree, so compare these"
-            " rates with care; use a longer --duration, more --repeats or a quieter machine"
+            f" rates with care; {''.join(f'{x}; ' for x in [shared_machine(noisy)] if x)}use a"
+            " longer --duration, more --repeats or a quieter machine"
         )
     if any(c.driver_bound for c in run.cells):
         out.append(f"* driver-bound: {DRIVER_BOUND_ADVICE}")
@@ -701,6 +702,23 @@ def format_summary(run: Run) -> str:
     if unknown := unknown_values(run.cells):
         out.append(f"{UNKNOWN_VALUES}: {_some(unknown)}")
     return "\n".join(out)
+
+
+#: Cores other programs used while cells ran (the median over their repeats) above which a
+#: spread warning says that the machine was shared.
+SHARED_CORES = 0.25
+
+
+def shared_machine(cells: Sequence[Cell]) -> str:
+    """``other programs used 1.24 cores meanwhile (median of the repeats): the machine was
+    shared``, when they used more than :data:`SHARED_CORES` while ``cells`` ran; else ``""``."""
+    used = [r.others_cpu for c in cells for r in c.runs if r.others_cpu is not None]
+    if not used or (cores := median(used)) <= SHARED_CORES:
+        return ""
+    return (
+        f"other programs used {cores:.2f} cores meanwhile (median of the repeats): the machine"
+        " was shared"
+    )
 
 
 def _rps_marks(c: Cell) -> str:
