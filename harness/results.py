@@ -39,7 +39,7 @@ import platform
 import secrets
 import statistics
 import typing as t
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -152,6 +152,12 @@ def spread(values: Sequence[float]) -> float:
         return 0.0
     mid = median(values)
     return (max(values) - min(values)) / mid if mid > 0 else 0.0
+
+
+def _median_known(values: Iterable[float | None]) -> float | None:
+    """The median of the known ``values`` (not ``None``); ``None`` when none is known."""
+    known = [v for v in values if v is not None]
+    return median(known) if known else None
 
 
 @dataclass(frozen=True)
@@ -433,22 +439,19 @@ class Cell:
     @property
     def server_cpu(self) -> float | None:
         """The server's median CPU share over the measured runs, in cores."""
-        values = [run.server_cpu for run in self.runs if run.server_cpu is not None]
-        return median(values) if values else None
+        return _median_known(run.server_cpu for run in self.runs)
 
     @property
     def others_cpu(self) -> float | None:
         """The median cores other programs used during the measured runs (see
         :attr:`Measurement.others_cpu`)."""
-        values = [run.others_cpu for run in self.runs if run.others_cpu is not None]
-        return median(values) if values else None
+        return _median_known(run.others_cpu for run in self.runs)
 
     @property
     def server_cpu_wait(self) -> float | None:
         """The server's median share waiting for a CPU over the measured runs (summed over its
         threads: above its CPU share, the machine was too busy to measure it fairly)."""
-        values = [run.server_cpu_wait for run in self.runs if run.server_cpu_wait is not None]
-        return median(values) if values else None
+        return _median_known(run.server_cpu_wait for run in self.runs)
 
     @property
     def rps_runs(self) -> tuple[float, ...]:
