@@ -164,6 +164,6 @@ def echo_probe(
             )
             yield EchoProbe(HOST, port, process.pid, tuple(argv))
         finally:
-            stop_group(process, grace=5.0)
+            stop_group(process)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -237,8 +237,14 @@ def held_signals() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+#: Seconds a server's process group has to stop after the stop signal, before SIGKILL.
+STOP_GRACE_S = 5.0
+
+
 def stop_group(
-    process: subprocess.Popen[bytes], grace: float, sig: signal.Signals = signal.SIGTERM
+    process: subprocess.Popen[bytes],
+    grace: float = STOP_GRACE_S,
+    sig: signal.Signals = signal.SIGTERM,
 ) -> None:
     """Send ``sig`` to the group that ``process`` leads, SIGKILL it after ``grace`` s, wait
     until no process of the group is left."""

@@ -663,7 +663,6 @@ class LiveServer:
     #: How this server runs requests, as configured (:meth:`ServerMode.traits_for`).
     traits: ModeTraits | None = None
     stop_signal: signal.Signals = signal.SIGTERM
-    stop_grace: float = 5.0
     #: Where the server's processes report what ran (``CTXBENCH_STATE_DIR``), while it runs.
     state_dir: Path | None = None
     #: The path prefix the app is served under (``ServerConfig.mount``); the probe is at
@@ -714,7 +713,7 @@ class LiveServer:
 
     def stop(self) -> None:
         """Send ``stop_signal`` (SIGTERM unless the mode says otherwise) to the process group,
-        SIGKILL it after ``stop_grace`` s, wait until it is gone.
+        SIGKILL it after :data:`~harness.servers._process.STOP_GRACE_S`, wait until it is gone.
 
         SIGINT, SIGTERM and SIGHUP are held until the group is gone and the state directory
         removed, so a second Ctrl-C cannot leave either behind.
@@ -724,7 +723,7 @@ class LiveServer:
         self._stopped = True
         with held_signals():
             try:
-                stop_group(self.process, self.stop_grace, self.stop_signal)
+                stop_group(self.process, sig=self.stop_signal)
             finally:
                 if self._cleanup_dir is not None:
                     shutil.rmtree(self._cleanup_dir, ignore_errors=True)
