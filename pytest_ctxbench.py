@@ -379,6 +379,27 @@ def _check_server_args(args: object) -> None:
     )
 
 
+def _server_options(options: dict[str, t.Any]) -> None:
+    """Check ``ctxbench_server``'s keywords, and turn ``server_args`` (as ``check()`` names
+    them) into :class:`~harness.servers.ServerConfig`'s ``extra_args``."""
+    from dataclasses import fields
+
+    from harness.errors import UsageError
+    from harness.servers import ServerConfig
+
+    if "server_args" in options:
+        _check_server_args(options["server_args"])
+        options["extra_args"] = (*options.get("extra_args", ()), *options.pop("server_args"))
+    taken = [f.name for f in fields(ServerConfig) if f.name not in ("host", "extra_args")]
+    taken += ["server_args", "log_dir", "ready_timeout"]
+    unknown = sorted(set(options) - {*taken, "extra_args"})
+    if unknown:
+        raise UsageError(
+            f"ctxbench_server() takes no {unknown[0]}=: it takes the mode and"
+            f" {', '.join(f'{name}=' for name in taken)}"
+        )
+
+
 def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
     """Names from one comma-separated string or a list of them (an ini list, shell-split)."""
     items = [value] if isinstance(value, str) else value
@@ -629,7 +650,8 @@ def ctxbench_server(
     """A factory: ``srv = ctxbench_server("gunicorn-gevent", app="pkg.wsgi:app")`` starts a server
     on 127.0.0.1 (``srv.url``, ``srv.port``, ``srv.effective``, ``srv.log_path``: under the test's
     ``tmp_path``, a folder per server); every one is stopped at teardown.
-    Keyword arguments are those of :func:`harness.servers.live_server` (``mount="/api"``: the
+    Keyword arguments are those of :func:`harness.servers.live_server`, with the server's own
+    arguments as ``server_args``, as :meth:`Ctxbench.check` names them (``mount="/api"``: the
     probe is at ``srv.url + "/api/_ctxbench/probe"``).
     """
     from contextlib import ExitStack
@@ -647,6 +669,7 @@ def ctxbench_server(
             logs = "ctxbench-logs" if n == 1 else f"ctxbench-logs-{n}"
             options.setdefault("log_dir", tmp_path / logs)
             try:
+                _server_options(options)
                 with _servers_import_like(request.config):
                     return stack.enter_context(live_server(mode, **options))
             except CtxbenchError as e:

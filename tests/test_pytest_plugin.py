@@ -653,7 +653,11 @@ def test_ctxbench_server_starts_and_stops_a_server(pytester: pytest.Pytester) ->
             with urllib.request.urlopen(srv.url + "/_ctxbench/probe?token=abc") as resp:
                 assert json.load(resp)["token"] == "abc"
             # A second server of the mode logs to a file of its own, not over the first's.
-            other = ctxbench_server("gunicorn-sync", app="harness.apps.flask_app:app")
+            # server_args, as check() names them, reach the server's command line.
+            other = ctxbench_server(
+                "gunicorn-sync", app="harness.apps.flask_app:app", server_args=["--preload"]
+            )
+            assert other.effective["preload_app"] is True
             assert other.log_path != srv.log_path
             assert f"127.0.0.1:{srv.port}" in srv.log_path.read_text()  # not truncated
             PIDS.extend([srv.pid, other.pid])
@@ -752,6 +756,26 @@ def test_a_bad_keyword_is_named_as_the_test_gave_it_not_as_a_cli_flag(
     assert out.count("bad mount='api'") >= 2, out
     assert "--sleep-ms" not in out and "--mount" not in out and "--workers" not in out, out
     assert "Traceback" not in out, out
+
+
+def test_ctxbench_server_takes_server_args_as_check_does_and_names_what_it_takes() -> None:
+    # server_args=[...] was a TypeError from ServerConfig (a traceback through the harness), and
+    # only extra_args, a name check() does not use, reached the server.
+    from harness.errors import UsageError
+    from pytest_ctxbench import _server_options
+
+    options: dict[str, object] = {"app": "myproj:create_app()", "server_args": ["--preload"]}
+    _server_options(options)
+    assert options == {"app": "myproj:create_app()", "extra_args": ("--preload",)}
+    with pytest.raises(UsageError) as caught:
+        _server_options({"server_arg": ["--preload"]})
+    assert caught.value.message == (
+        "ctxbench_server() takes no server_arg=: it takes the mode and app=, backend=, port=,"
+        " workers=, threads=, worker_connections=, prefix=, mount=, server_args=, log_dir=,"
+        " ready_timeout="
+    )
+    with pytest.raises(UsageError, match=r"bad server_args='--preload': give a list"):
+        _server_options({"server_args": "--preload"})
 
 
 @pytest.mark.parametrize(
