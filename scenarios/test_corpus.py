@@ -55,13 +55,14 @@ def test_corpus_cell(
     variant: str,
     mode: str,
     connections: t.Any,
-    live_server: t.Any,
+    shared_server: t.Any,
     describe_run: t.Any,
 ) -> None:
     entry = ENTRIES[key]
     chosen = entry.variant(variant)
     cell = expectation(entry, mode, mode_traits(entry, mode), connections)
-    server = live_server(
+    # Every cell has a server of its own; shared_server stops it while the next cell's starts.
+    server = shared_server(
         mode, app=chosen.app, backend=chosen.backend, extra_args=server_args(entry, mode)
     )
     settings = CorpusSettings(entries=(key,), load=LOAD.replace(requests=REQUESTS))

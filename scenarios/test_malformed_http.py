@@ -341,9 +341,10 @@ SLOW_TO_CLOSE = {
 
 @pytest.mark.parametrize("mode", mode_params())
 def test_malformed_requests_leave_the_next_request_clean(
-    live_server: t.Callable[..., LiveServer], mode: str
+    shared_server: t.Callable[..., LiveServer], mode: str
 ) -> None:
-    server = live_server(mode, workers=1, threads=1)
+    # A server of its own for each mode; shared_server stops it while the next mode's starts.
+    server = shared_server(mode, workers=1, threads=1)
     first = probe(server)
     assert first is not None
     pid = first[0]
