@@ -339,6 +339,39 @@ def test_the_forked_workers_die_with_the_master(correct_server: Any) -> None:
     assert alive == [], "the workers outlived their master"
 
 
+def test_a_worker_stopped_by_ctrl_c_reports_its_last_counts(
+    mutant_server: Any, tmp_path: Path
+) -> None:
+    # A Ctrl-C reaches every process of the terminal: a worker stopped by its own told the
+    # master it quit without the report of its last seconds (locust sends that one only when
+    # the master says quit), so up to 3 s of counts, leaks included, never reached the verdict.
+    # Here a worker reports only as it starts and as it stops: all its counts are in the last.
+    wrapper = tmp_path / "locustfile.py"
+    wrapper.write_text(
+        "import locust.runners\n"
+        "locust.runners.WORKER_REPORT_INTERVAL = 3600.0\n"
+        "from harness.locustfiles.isolation import *  # noqa: F403\n"
+    )
+    argv = [sys.executable, "-m", "locust", "-f", str(wrapper), "--headless", "-u", "4", "-r", "4",
+            "-t", "60s", "-H", mutant_server.url, "--processes", "1", "--only-summary"]  # fmt: skip
+
+    def interrupted() -> LocustRun:
+        started = time.monotonic()
+        with _Locust(argv) as locust:
+            deadline = time.monotonic() + 30
+            while not any("context leak in the response" in line for line in locust.lines):
+                if locust.proc.poll() is not None or time.monotonic() > deadline:
+                    break  # a lost master port (retried), or no leak seen: the asserts say
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(locust.proc.pid, signal.SIGINT)  # as a Ctrl-C in a terminal
+            return locust.finish(45, started)
+
+    run = _on_free_master_port(interrupted)
+    assert run.returncode == LEAK_EXIT_CODE, run.explain()
+    assert run.summary["role"] == "master" and run.summary["leaks"] > 0, run.explain()
+
+
 def _children(pid: int) -> list[int]:
     rv = []
     for entry in Path("/proc").iterdir():
