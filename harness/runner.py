@@ -33,6 +33,7 @@ from pathlib import Path
 
 from harness import results
 from harness.apps import app_folder, app_label
+from harness.benchdata import CALIBRATION_FILE, MICRO_FILE
 from harness.checkpoints import checkpoint
 from harness.errors import ServerStartError, UsageError
 from harness.exercised import exercised
@@ -45,6 +46,8 @@ from harness.results import Cell, Latency, Measurement, NotMeasured, Run, Server
 from harness.servers import LiveServer, live_server
 from harness.servers.base import CLOSES_EVERY_CONNECTION
 from harness.settings import RunSettings
+from harness.target import gone as refuses_connections
+from harness.target import identify, parse_target, secret_headers
 
 __all__ = [
     "StatusLine",
@@ -379,14 +382,10 @@ class TargetServer:
         """Why the target stopped (it refuses connections), as :meth:`LiveServer.gone` says why
         a server ctxbench started did: its cell then fails with the reason, and the cells after
         it fail at their start, instead of loading a closed port to the end."""
-        from harness.target import gone
-
-        return gone(self.host, self.port, str(self.effective["target"]))
+        return refuses_connections(self.host, self.port, str(self.effective["target"]))
 
 
 def _target_server(url: str) -> TargetServer:
-    from harness.target import identify, parse_target, secret_headers
-
     target = identify(parse_target(url))
     return TargetServer(
         mode=f"target:{target.host}:{target.port}{target.mount}",
@@ -494,7 +493,6 @@ def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[
     ``logs`` folder of server logs alone: what a run stopped before its results (``kill -9``
     in its first cell) leaves, and the same command, run again, must not be refused.
     """
-    from harness.benchdata import CALIBRATION_FILE, MICRO_FILE
     from harness.report import REPORT_FILES  # the report package: loaded only where it is used
 
     logs = run_dir / results.LOGS

@@ -18,6 +18,7 @@ import abc
 import contextlib
 import dataclasses
 import importlib.util
+import json
 import os
 import shlex
 import shutil
@@ -29,6 +30,7 @@ import typing as t
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from harness.app_string import harness_hidden_by, parse_import_string
 from harness.apps import CORE_APP
@@ -563,9 +565,6 @@ def pip_command() -> str:
 def _installed_from() -> tuple[str, bool] | None:
     """The local folder ctxbench was installed from, and whether editable; ``None`` when it was
     installed by name (or is not installed: running from a checkout on ``sys.path``)."""
-    import json
-    from urllib.parse import unquote, urlsplit
-
     # The first record that has one: a source tree's own ctxbench.egg-info (on sys.path when
     # run from the checkout) has none, and comes before the installed one.
     texts = (d.read_text("direct_url.json") for d in metadata.distributions(name="ctxbench"))
