@@ -751,6 +751,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import format_summary, write_reports
     from harness.report.summary import summarize
     from harness.report.text import plural
+    from harness.servers._gunicorn import unread_settings
 
     settings = _settings_from_args(args)  # every value checked before anything starts
     started = time.monotonic()
@@ -763,6 +764,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"not measured: {skipped.mode} {skipped.connections}: {skipped.reason}")
     if args.modes.strip() == "all" and not args.target and (left_out := _cannot_run_here()):
         print(left_out)
+    if not args.target and (unread := unread_settings(settings.modes)):
+        print(unread)
     print()
     print("\n".join(format_totals(run, time.monotonic() - started, run_dir / results.RESULTS_FILE)))
     print("report: " + ", ".join(str(p) for p in reports))

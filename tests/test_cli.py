@@ -716,6 +716,37 @@ def _finished_run(settings: t.Any, run_dir: Path, *args: t.Any, **kw: t.Any) -> 
     return run
 
 
+def test_a_run_in_a_folder_with_a_gunicorn_conf_py_says_it_was_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A project's gunicorn.conf.py (preload_app = True, gevent workers, a threading.local made
+    # at import) was silently not read: gunicorn-gevent ran without --preload and passed, where
+    # the deployment leaks.
+    import harness.runner
+
+    if not get_mode("nginx+gunicorn-gevent").available().ok:
+        pytest.skip("nginx+gunicorn-gevent cannot run here")
+    monkeypatch.setattr(harness.runner, "run_matrix", _finished_run)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    (tmp_path / "gunicorn.conf.py").write_text("preload_app = True\nworker_class = 'gevent'\n")
+    out = tmp_path / "results"
+    assert main(["run", "--modes", "nginx+gunicorn-gevent", "--out", str(out)]) == 0
+    assert (
+        "not read: gunicorn.conf.py: ctxbench runs gunicorn with a config of its own (-c"
+        " python:harness.servers._gunicorn_conf) and none of yours, so your settings"
+        " (preload_app, worker_class, max_requests, ...) did not apply; give those that matter"
+        " as server arguments (--server-arg=--preload), or start gunicorn with yours and check"
+        " it with ctxbench run --target (README, 'Checking a running deployment')\n"
+    ) in capsys.readouterr().out
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--preload")
+    assert main(["run", "--modes", "gunicorn-gevent", "--out", str(out)]) == 0
+    assert "not read: gunicorn.conf.py and GUNICORN_CMD_ARGS: " in capsys.readouterr().out
+    # No gunicorn ran: nothing to say.
+    assert main(["run", "--modes", "werkzeug-threaded", "--out", str(out)]) == 0
+    assert "not read" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("command", ["run", "chaos"])
 def test_a_reused_run_folder_holds_this_run_only_and_is_held_until_its_reports_are_written(
     command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

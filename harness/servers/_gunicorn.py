@@ -11,10 +11,13 @@ log, and ``-c python:harness.servers._gunicorn_conf`` installs the hooks that re
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import typing as t
+from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
 from harness.errors import UsageError
 from harness.servers._supervised import SupervisedMode
@@ -25,6 +28,7 @@ from harness.servers.base import (
     ModeTraits,
     Reported,
     ServerConfig,
+    get_mode,
     last_option,
     require_modules,
     threads_given,
@@ -145,3 +149,23 @@ class GunicornMode(SupervisedMode):
             "preload_app": master.get("preload_app"),
             "gevent_patched": any(w.get("gevent_patched") for w in workers),
         }
+
+
+def unread_settings(modes: Iterable[str]) -> str | None:
+    """The line that names the gunicorn settings of the user's that gunicorn reads by itself and
+    the gunicorn of ``modes`` did not (``./gunicorn.conf.py``, ``GUNICORN_CMD_ARGS``), so that
+    a clean run is not read as a check of them; ``None`` when there are none, or no mode of
+    ``modes`` runs gunicorn."""
+    if not any(isinstance(getattr(m, "upstream", m), GunicornMode) for m in map(get_mode, modes)):
+        return None
+    unread = [name for name in ("gunicorn.conf.py",) if Path(name).is_file()]
+    unread += [name for name in ("GUNICORN_CMD_ARGS",) if os.environ.get(name)]
+    if not unread:
+        return None
+    return (
+        f"not read: {' and '.join(unread)}: ctxbench runs gunicorn with a config of its own (-c"
+        f" {CONFIG}) and none of yours, so your settings (preload_app, worker_class, max_requests,"
+        " ...) did not apply; give those that matter as server arguments"
+        " (--server-arg=--preload), or start gunicorn with yours and check it with ctxbench run"
+        " --target (README, 'Checking a running deployment')"
+    )
