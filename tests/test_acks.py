@@ -93,8 +93,13 @@ def test_two_sends_with_nagle_on_wait_for_delayed_acks(serve: Serve) -> None:
     result = run_load(spec(serve()))
     assert result.errors == 0, result.error_kinds
     acks = result.acks
-    assert acks.first == 4 and acks.first_stalled == 0, acks  # quick ACKs on a new connection
-    assert acks.reused >= MIN_REUSED and acks.stalled > acks.reused * 0.9, acks
+    # Quick ACKs on a new connection: the first responses come whole, and nearly every kept-alive
+    # one waits for the ACK timer. A busy machine lets a few through anyway: a driver that reads
+    # a response late finds it whole, a timer that fires late puts it past STALL_MAX_NS, and a
+    # server thread held back between its two sends stalls a first response (with 8 CPU hogs on
+    # 2 cores, 93-100% of the kept-alive responses stalled; the rule asks for more than half).
+    assert acks.first == 4 and acks.first_stalled <= 1, acks
+    assert acks.reused >= MIN_REUSED and acks.stalled > acks.reused * 0.75, acks
     assert result.delayed_acks
     # the ACK timer's rate: about 40 ms a request on each kept-alive connection
     assert result.rps < 4 / 0.030, result.rps
@@ -119,7 +124,9 @@ def test_a_server_slow_on_kept_alive_requests_is_not_taken_for_the_ack_timer(
     result = run_load(spec(serve(nodelay=True, slow_after_first_s=0.040)))
     assert result.errors == 0, result.error_kinds
     acks = result.acks
-    assert acks.first_stalled == 0 and acks.reused >= MIN_REUSED and acks.stalled == 0, acks
+    # As with TCP_NODELAY above: a busy machine may hold back a response between its two sends.
+    assert acks.first_stalled <= 1 and acks.reused >= MIN_REUSED, acks
+    assert acks.stalled <= acks.reused * 0.1, acks
     assert min(result.latencies_ms[4:]) >= 40  # what a latency band alone would have flagged
     assert not result.delayed_acks
 
