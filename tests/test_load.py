@@ -134,6 +134,16 @@ def test_exact_count_against_the_core_probe(serve: ServeFactory, connections: st
         assert result.reconnects == 0
 
 
+def test_a_load_that_keeps_no_latencies_still_checks_every_response(
+    serve: ServeFactory,
+) -> None:
+    # A soak reports no latency, and kept every one: 36 bytes a request, some 170 MB an hour.
+    server = serve(core_probe_app())
+    result = run_load(spec(server.port, requests=300, keep_latencies=False))
+    assert (result.requests, result.errors, result.leaks) == (300, 0, 0)
+    assert result.statuses == {200: 300} and result.latencies_ms == []
+
+
 def test_keepalive_reuses_connections_and_reconnects_when_closed(serve: ServeFactory) -> None:
     server = serve(core_probe_app())
     result = run_load(spec(server.port, requests=100, concurrency=4, connections="keepalive"))

@@ -202,7 +202,8 @@ class _Run:
         self.framework_leaks = 0
         self.leaky = 0
         self.evidence: list[Evidence] = []
-        self.latencies: list[int] = []
+        # Without keep_latencies, a deque of no length drops each one as it is appended.
+        self.latencies: list[int] | deque[int] = [] if spec.keep_latencies else deque(maxlen=0)
         self.units: set[tuple[int, int, int | None]] = set()
         self.observed: tuple[str, ...] = ()
         self.reconnects = 0

@@ -159,6 +159,7 @@ def run_soak(
             connections=connections,
             sleep_ms=sleep_ms,
             timeout=10.0,
+            keep_latencies=False,
         )
         interrupted: KeyboardInterrupt | None = None
         sampler.start()
