@@ -229,7 +229,8 @@ def test_a_stopped_proxy_leaves_no_empty_folder_in_the_run(tmp_path: Path) -> No
     process.wait()
     server = ProxiedServer(
         mode="nginx+gunicorn-sync", host="127.0.0.1", port=1, process=process,
-        log_path=workdir / "gunicorn-sync.log", workdir=workdir,
+        log_path=workdir / "gunicorn-sync.log", traits=MODES["gunicorn-sync"].traits,
+        workdir=workdir,
     )  # fmt: skip
     server.stop()
     assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == [
@@ -648,7 +649,7 @@ def test_stop_is_idempotent_after_exit() -> None:
 
     process = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
     process.wait()
-    srv = LiveServer("x", "127.0.0.1", 1, process, Path(os.devnull))
+    srv = LiveServer("x", "127.0.0.1", 1, process, Path(os.devnull), MODES["waitress"].traits)
     srv.stop()
     srv.stop()
     assert process.returncode == 0

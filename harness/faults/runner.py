@@ -245,7 +245,7 @@ def run_fault_cell(
         extra_args=fault.server_args(server_mode, settings, requests_per_connection=per_connection),
         log_dir=log_dir,
     ) as server:
-        can_leak = _can_leak(fault, backend, mode, server.traits or server_mode.traits, connections)
+        can_leak = _can_leak(fault, backend, mode, server.traits, connections)
         expected_workers = len(worker_pids(server))
         before = worker_pids(server)
         tally = Tally()

@@ -189,7 +189,7 @@ class ProxiedMode(ServerMode):
             upstream = start_server(
                 self.upstream, cfg.replace(port=None), log_dir=workdir, ready_timeout=ready_timeout
             )
-            traits = self._in_front(upstream.traits or self.upstream.traits_for(cfg))
+            traits = self._in_front(upstream.traits)
             front = self.proxy.front(upstream, workdir, traits)
             proxy = front.start(cfg.replace(extra_args=(), prefix=()), workdir, ready_timeout)
         except BaseException:

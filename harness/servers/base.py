@@ -658,9 +658,9 @@ class LiveServer:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
-    effective: dict[str, t.Any] = field(default_factory=dict)
     #: How this server runs requests, as configured (:meth:`ServerMode.traits_for`).
-    traits: ModeTraits | None = None
+    traits: ModeTraits
+    effective: dict[str, t.Any] = field(default_factory=dict)
     stop_signal: signal.Signals = signal.SIGTERM
     #: Where the server's processes report what ran (``CTXBENCH_STATE_DIR``), while it runs.
     state_dir: Path | None = None
@@ -834,7 +834,7 @@ def _start(
         effective["argv"] = argv
         effective["master_pid"] = process.pid
         effective["port"] = cfg.port
-        effective["traits"] = asdict(server.traits) if server.traits else None
+        effective["traits"] = asdict(server.traits)
         server.effective = effective
     except ServerStartError:
         if log_path.is_relative_to(state_dir):
