@@ -380,8 +380,8 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
         environment.process_exit_code = LEAK_EXIT_CODE
     elif not TALLY.checked and not TALLY.errors:
         # Nothing came back, not even an error, so the server is not the suspect: the users
-        # sent nothing (stopped at once, -u 0), or a master's workers sent no counts (a Ctrl-C
-        # stops them before their last report).
+        # sent nothing (stopped at once, -u 0), or a master's workers sent no counts (killed
+        # outright; one stopped by a signal reports as it quits: _report_before_quitting).
         master = isinstance(environment.runner, MasterRunner)
         logger.error(
             "ctxbench: no verdict: %s, so nothing was checked: the run ended before any request"
