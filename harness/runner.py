@@ -575,7 +575,7 @@ _CELL_START = "start of the cell"
 
 def _measure_cell(
     settings: RunSettings,
-    srv: LiveServer,
+    srv: LiveServer | TargetServer,
     app: str,
     backend: str,
     connections: str,
