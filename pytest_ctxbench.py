@@ -198,12 +198,12 @@ class CheckResult:
         lines = [
             f"ctxbench: {self.app} "
             + (
-                f"leaked per-request state in {len(leaky)} of {len(self.cells)} cells"
+                f"leaked {_culprit(leaky)} in {len(leaky)} of {len(self.cells)} cells"
                 if leaky
                 else f"had {self.errors:,} failed requests"
             )
             + f" ({self.leaks:,} leaking observations, {self.errors:,} errors,"
-            f" {self.results.checked:,} requests checked)" + _culprit(leaky),
+            f" {self.results.checked:,} requests checked)",
             # Second, so the path survives where only the first lines are shown (a JUnit XML
             # failure message keeps about 500 characters).
             f"  report: {report}",
@@ -267,20 +267,20 @@ _SAYS = re.compile(
 
 def _culprit(leaky: Sequence[Cell]) -> str:
     """Whose state leaked in ``leaky``, for the first line: the framework's context, or only the
-    app's own state it gave ``observe()`` (as the report's verdict tells them apart)."""
+    app's own state it gave ``observe()`` (as the report's verdict tells them apart). Short: a
+    JUnit failure message keeps about 500 characters, and the first evidence must fit."""
     from harness.report.summary import framework_leaked, leaked_names
 
-    if not leaky:
-        return ""
-    framework = sorted({name for c in leaky for name in leaked_names(c)[0]})
-    own = sorted({name for c in leaky for name in leaked_names(c)[1]})
+    framework = ", ".join(sorted({name for c in leaky for name in leaked_names(c)[0]}))
+    own = ", ".join(sorted({name for c in leaky for name in leaked_names(c)[1]}))
     if not any(framework_leaked(c) for c in leaky):
         return (
-            f": the app's own state, reported through observe() ({', '.join(own)}); the"
-            " framework's request, g, session and current_app held"
+            f"its own state (observe(): {own}), not the framework's context,"
+            if own
+            else ("per-request state")
         )
-    return f": the framework's context ({', '.join(framework)})" + (
-        f" and the app's own state ({', '.join(own)})" if own else ""
+    return f"the framework's context ({framework})" + (
+        f" and its own state (observe(): {own})" if own else ""
     )
 
 
