@@ -151,7 +151,6 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.report.faults import faults_table
     from harness.report.text import mounted, plural
     from harness.servers import available_modes, get_mode
-    from harness.settings import ChaosSettings, RunSettings
 
     if args.list:
         return _list_faults()
