@@ -115,6 +115,17 @@ def secret_headers() -> tuple[tuple[str, str], ...]:
     return ((SECRET_HEADER, secret),) if secret else ()
 
 
+def secret_hint() -> str:
+    """What to check of the probe secret, after "start the server with CTXBENCH_PROBE=1": a
+    probe behind a secret answers 404 to a request without it, as if it were not there."""
+    if secret_headers():
+        return f" and the same {SECRET_ENV} as here (a probe with another one answers 404)"
+    return (
+        f"; {SECRET_ENV} is not set here, and a probe with one answers 404 to a request without"
+        " it: if the server sets one (gunicorn raw_env, uWSGI env =), set the same here"
+    )
+
+
 def identify(target: Target, timeout: float = 5.0) -> Target:
     """Send one probe request; return ``target`` with its ``Server`` header and app name.
 
@@ -172,13 +183,7 @@ def identify(target: Target, timeout: float = 5.0) -> Target:
         ) from None
     finally:
         conn.close()
-    # A probe behind a secret answers 404 to a request without it, as if it were not there.
-    hint = f"{INSTALL_PROBE} and start the server with CTXBENCH_PROBE=1" + (
-        f" and the same {SECRET_ENV} as here (a probe with another one answers 404)"
-        if secret_headers()
-        else f"; {SECRET_ENV} is not set here, and a probe with one answers 404 to a request"
-        " without it: if the server sets one (gunicorn raw_env, uWSGI env =), set the same here"
-    )
+    hint = f"{INSTALL_PROBE} and start the server with CTXBENCH_PROBE=1{secret_hint()}"
     if unreadable is not None:
         # http.client reads what the load driver refuses (two Content-Lengths that differ: it
         # takes the first): each request of the load would be an error of kind http.

@@ -519,6 +519,9 @@ def test_a_probe_behind_a_secret_is_reached_with_the_secret(tmp_path: Path) -> N
             f" {sent:,} http error 404), fewer than 50%"
         ) in run.output, run.explain()
         assert f"check that {url} is up and serves the probe" in run.output, run.explain()
+        # Where the server keeps its secret in its own configuration (gunicorn raw_env), the
+        # line said "CTXBENCH_PROBE_SECRET set here too if it has one" with none set here.
+        assert f"{SECRET_ENV} is not set here, and a probe with one answers 404" in run.output
 
 
 @pytest.mark.parametrize("extra", [(), ("--processes", "2")], ids=["local", "processes"])

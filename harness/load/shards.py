@@ -135,7 +135,9 @@ class _Child:
         stdin.write(_frame((spec, run_id)))
         stdin.flush()
         self.stdout = t.cast(t.IO[bytes], self.process.stdout)
-        self.buffer = b""
+        # Appended to in place: a result of tens of MB comes in 64 KiB reads, and a bytes
+        # object joined at each read would copy all of it again every time.
+        self.buffer = bytearray()
         self.ready = False
         self.progress = (0, 0, 0)
         self.result: LoadResult | None = None
@@ -148,7 +150,7 @@ class _Child:
             if len(self.buffer) < _HEADER.size + size:
                 return
             kind, payload = pickle.loads(self.buffer[_HEADER.size : _HEADER.size + size])
-            self.buffer = self.buffer[_HEADER.size + size :]
+            del self.buffer[: _HEADER.size + size]
             if kind == "ready":
                 self.ready = True
             elif kind == "progress":

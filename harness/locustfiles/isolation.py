@@ -91,7 +91,7 @@ from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
 from harness.report.summary import MIN_CHECKED_SHARE
 from harness.servers import check_port_free, free_port
 from harness.servers._state import die_with_parent
-from harness.target import secret_headers
+from harness.target import secret_headers, secret_hint
 from harness.verdict import ProbeProtocolError, check_probe_response
 
 logger = logging.getLogger("ctxbench.locust")
@@ -403,13 +403,14 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
         logger.error(
             "ctxbench: no verdict: %s of %s probe requests were checked%s, fewer than %s, so a"
             " clean result proves nothing; check that %s is up and serves the probe (its server"
-            " started with CTXBENCH_PROBE=1, CTXBENCH_PROBE_SECRET set here too if it has one)"
-            " and that -H is where the app is served (a path prefix at its end); exiting with %d",
+            " started with CTXBENCH_PROBE=1%s) and that -H is where the app is served (a path"
+            " prefix at its end); exiting with %d",
             f"{TALLY.checked:,}",
             f"{sent:,}",
             f" (the others failed: {failed})" if failed else "",
             f"{MIN_CHECKED_SHARE:.0%}",
             environment.host,
+            secret_hint(),
             NO_VERDICT_EXIT_CODE,
         )
         environment.process_exit_code = NO_VERDICT_EXIT_CODE
