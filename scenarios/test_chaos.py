@@ -21,10 +21,11 @@ import pytest
 
 from harness.apps import CORE_APP, FLASK_APP
 from harness.cli import main
-from harness.faults import FAULTS, ChaosSettings, LoadSettings, run_fault_cell
+from harness.faults import FAULTS, LoadSettings, run_fault_cell
 from harness.faults.base import worker_pids
 from harness.results import FaultCell
 from harness.servers import get_mode, live_server, poll_until
+from harness.settings import ChaosSettings
 
 
 def skip_unavailable(mode: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 from harness import results
 from harness.cli import main
 from harness.errors import UsageError
-from harness.faults import FAULTS, VERDICTS, ChaosSettings, get_fault
+from harness.faults import FAULTS, VERDICTS, get_fault
 from harness.faults.verdict import Tally, judge, split_statuses
 from harness.protocol import FRAMEWORK_NAMES
 from harness.report import render_reports
@@ -35,7 +35,7 @@ from harness.results import (
     Soak,
 )
 from harness.servers import MODES
-from harness.settings import RunSettings
+from harness.settings import ChaosSettings, RunSettings
 from harness.soak import judge_soak, trends
 from harness.soak.runner import default_warmup
 from harness.verdict import Evidence, Unit

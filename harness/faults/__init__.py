@@ -8,9 +8,6 @@ one mode and judges it (:mod:`.verdict`). ``ctxbench chaos`` runs the matrix.
 
 from __future__ import annotations
 
-from harness.results import AfterFault, FaultCell, FaultEvent
-from harness.settings import ChaosSettings
-
 from . import clients, process
 from .base import FAULTS, Fault, get_fault
 from .runner import LoadSettings, run_fault_cell
@@ -22,11 +19,7 @@ for _name in sorted(FAULTS, key=lambda name: FAULTS[name].order):
 __all__ = [
     "FAULTS",
     "VERDICTS",
-    "AfterFault",
-    "ChaosSettings",
     "Fault",
-    "FaultCell",
-    "FaultEvent",
     "LoadSettings",
     "clients",
     "get_fault",
