@@ -274,11 +274,9 @@ def _culprit(leaky: Sequence[Cell]) -> str:
     framework = ", ".join(sorted({name for c in leaky for name in leaked_names(c)[0]}))
     own = ", ".join(sorted({name for c in leaky for name in leaked_names(c)[1]}))
     if not any(framework_leaked(c) for c in leaky):
-        return (
-            f"its own state (observe(): {own}), not the framework's context,"
-            if own
-            else ("per-request state")
-        )
+        if not own:  # no evidence kept
+            return "per-request state"
+        return f"its own state (observe(): {own}), not the framework's context,"
     return f"the framework's context ({framework})" + (
         f" and its own state (observe(): {own})" if own else ""
     )
@@ -444,8 +442,8 @@ class Ctxbench:
     def _count(self, name: str, given: int | None, default: int) -> int:
         """A whole-number setting (an ini value is text); a bad one is a one-line failure
         naming where it was set."""
+        from harness.errors import check_count
         from harness.load.spec import MAX_CONCURRENCY, MAX_REQUESTS
-        from harness.settings import check_count
 
         value, where = self._source(name, given)
         if value is None:

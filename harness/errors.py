@@ -14,6 +14,7 @@ __all__ = [
     "ResultsError",
     "ServerStartError",
     "UsageError",
+    "check_count",
 ]
 
 
@@ -57,3 +58,12 @@ class ServerStartError(CtxbenchError):
 class ResultsError(CtxbenchError):
     """A results document is missing, unreadable, or in none of the schemas ctxbench reads
     (``ctxbench.results/2`` and older, :data:`harness.results.READERS`)."""
+
+
+def check_count(option: str, value: object, *, high: int, optional: bool = False) -> None:
+    """Check that ``option``'s ``value`` is a whole number from 1 to ``high``, or ``None`` when
+    ``optional``; raise :class:`UsageError` naming both if not."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise UsageError(f"bad {option} {value!r}: use a whole number in 1..{high}")

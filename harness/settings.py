@@ -18,7 +18,7 @@ import typing as t
 from dataclasses import dataclass
 
 from harness.apps import CORE_APP, FLASK_APP, app_label
-from harness.errors import UsageError
+from harness.errors import UsageError, check_count
 from harness.expectations import applicable_patterns
 from harness.load.shards import auto_processes
 from harness.load.spec import (
@@ -39,7 +39,6 @@ __all__ = [
     "ChaosSettings",
     "RunSettings",
     "check_backend",
-    "check_count",
     "check_unique",
 ]
 
@@ -315,15 +314,6 @@ def check_unique(option: str, values: tuple[str, ...], *, allow_empty: bool) -> 
         if value in seen:
             raise UsageError(f"{option} lists {value!r} twice: give each value once")
         seen.add(value)
-
-
-def check_count(option: str, value: object, *, high: int, optional: bool = False) -> None:
-    """Check that ``option``'s ``value`` is a whole number from 1 to ``high``, or ``None`` when
-    ``optional``; raise :class:`UsageError` naming both if not."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise UsageError(f"bad {option} {value!r}: use a whole number in 1..{high}")
 
 
 def _number(

@@ -22,14 +22,14 @@ from pathlib import Path
 
 from harness import results
 from harness.corpus import VARIANTS, Entry, expectation, select
-from harness.errors import UsageError
+from harness.errors import UsageError, check_count
 from harness.expectations import Expectation
 from harness.load.spec import MAX_REQUESTS, ConnectionPattern
 from harness.results import CorpusCheck, Run
 from harness.runner import aggregate, load_spec
 from harness.servers import LiveServer, available_modes, get_mode, live_server
 from harness.servers.base import ModeTraits, ServerConfig, require_modules
-from harness.settings import RunSettings, check_count
+from harness.settings import RunSettings
 
 __all__ = [
     "LOAD",

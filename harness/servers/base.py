@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 from harness.app_string import harness_hidden_by, parse_import_string
 from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
-from harness.errors import PortInUseError, ServerStartError, UsageError
+from harness.errors import PortInUseError, ServerStartError, UsageError, check_count
 from harness.owner import TEMPDIR_PREFIX, disown, owned_tempdir, sweep_tempdirs
 from harness.protocol import (
     APP_ENV,
@@ -151,10 +151,7 @@ class ServerConfig:
             ("--threads", self.threads, MAX_THREADS),
             ("--worker-connections", self.worker_connections, MAX_WORKER_CONNECTIONS),
         ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high
-            ):
-                raise UsageError(f"bad {option} {value!r}: use a whole number in 1..{high}")
+            check_count(option, value, high=high, optional=True)
         for name in ("extra_args", "prefix"):
             args = getattr(self, name)
             if isinstance(args, str) or not all(isinstance(a, str) for a in args):
