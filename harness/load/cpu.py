@@ -8,8 +8,9 @@ server was waiting for the driver, whether the driver was working or queued for 
 facing a server slower than itself spends most of its run blocked on the network instead.
 
 The server's CPU time comes from ``/proc`` too, summed over every thread of every process in its
-process group (gunicorn's master and workers, nginx's master and workers: each server runs in
-its own group, see :mod:`harness.servers._process`): :func:`group_cpu`. A measurement takes it
+process group, threads that ended included (gunicorn's master and workers, nginx's master and
+workers: each server runs in its own group, see :mod:`harness.servers._process`):
+:func:`group_cpu`. A measurement takes it
 per process (:func:`processes_cpu`, :func:`cpu_between`): a worker that exits during it
 (recycled after ``--max-requests``, killed) takes its CPU time with it, so that measurement's is
 not known; a sum over the live processes went down then, a negative share. A share is CPU
@@ -120,19 +121,31 @@ def processes_cpu(pgids: Iterable[int]) -> dict[int, ThreadCpu] | None:
             continue
         on_cpu = waiting = 0.0
         known_wait = True
+        # The process's tick counts include its threads that exited (a server's thread per
+        # connection); the live threads' own, the rest: those are added to the live threads'
+        # schedstat, so a thread that ends during a measurement keeps its time in it.
+        dead_ticks = _ticks(stat)
         for task in tasks:
             try:
                 ran, waited, _ = (task / "schedstat").read_text().split()
+                task_ticks = _ticks((task / "stat").read_text())
                 on_cpu += int(ran) / 1e9
                 waiting += int(waited) / 1e9
-            except (OSError, ValueError):
-                # No schedstat: fall back to the tick counts of the whole process, once.
-                fields = stat[stat.rindex(")") + 2 :].split()
-                on_cpu, waiting = (int(fields[11]) + int(fields[12])) / _TICKS, 0.0
+                dead_ticks -= task_ticks
+            except (OSError, ValueError, IndexError):
+                # No schedstat (or a thread gone meanwhile): the whole process's tick counts.
+                on_cpu, waiting, dead_ticks = _ticks(stat) / _TICKS, 0.0, 0
                 known_wait = False
                 break
-        rv[int(entry.name)] = ThreadCpu(on_cpu, waiting, known_wait)
+        rv[int(entry.name)] = ThreadCpu(on_cpu + max(0, dead_ticks) / _TICKS, waiting, known_wait)
     return rv
+
+
+def _ticks(stat: str) -> int:
+    """User and system clock ticks of a ``/proc`` stat line: a process's include its threads
+    that exited, a thread's (``task/<tid>/stat``) are its own."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def cpu_between(
