@@ -648,11 +648,12 @@ def _measure_cell(
             check_alive(label)
         for i in range(settings.repeats):
             label = f"run {i + 1}/{settings.repeats}"
-            before = processes_cpu(groups) if groups else None, machine_cpu(), time.monotonic()
+            procs, busy, start = _usage(groups)
             run = measure(label, warmup=False)
-            after = processes_cpu(groups) if groups else None, machine_cpu(), time.monotonic()
-            server_cpu.append(cpu_between(before[0], after[0]))
-            others_cpu.append(_others_cpu(run, server_cpu[-1], before[1:], after[1:]))
+            procs_after, busy_after, end = _usage(groups)
+            server_cpu.append(cpu_between(procs, procs_after))
+            machine = None if busy is None or busy_after is None else busy_after - busy
+            others_cpu.append(_others_cpu(run, server_cpu[-1], machine, end - start))
             runs.append(run)
             done_requests += run.requests
             done_leaks += run.leaks
@@ -701,18 +702,19 @@ def _measure_cell(
     return (dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell), ended
 
 
+def _usage(groups: t.Sequence[int]) -> tuple[dict[int, ThreadCpu] | None, float | None, float]:
+    """The CPU time so far of a server's processes and of the machine, and the clock."""
+    return processes_cpu(groups) if groups else None, machine_cpu(), time.monotonic()
+
+
 def _others_cpu(
-    run: LoadResult,
-    server: ThreadCpu | None,
-    before: tuple[float | None, float],
-    after: tuple[float | None, float],
+    run: LoadResult, server: ThreadCpu | None, machine: float | None, wall: float
 ) -> float | None:
-    """The cores other programs used during a measured run: the machine's CPU time
-    (:func:`~harness.load.cpu.machine_cpu`, from ``before`` to ``after``, each with the clock)
-    less the server's and the load driver's, over the run's wall time; ``None`` when not known
-    (a ``--target`` server's CPU time is not)."""
-    (busy_before, start), (busy_after, end) = before, after
-    if server is None or busy_before is None or busy_after is None or end <= start:
+    """The cores other programs used during a measured run: the CPU seconds the ``machine``
+    used meanwhile (:func:`~harness.load.cpu.machine_cpu`) less the server's and the load
+    driver's, over the ``wall`` seconds it took; ``None`` when not known (a ``--target``
+    server's CPU time is not)."""
+    if server is None or machine is None or wall <= 0:
         return None
     driver = sum(run.driver_cpu) * run.elapsed_s
-    return round(max(0.0, busy_after - busy_before - server.on_cpu - driver) / (end - start), 4)
+    return round(max(0.0, machine - server.on_cpu - driver) / wall, 4)

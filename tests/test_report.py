@@ -1537,6 +1537,7 @@ def test_a_spread_warning_says_when_the_machine_was_shared() -> None:
     assert f"compare these rates with care; {shared} shared; use a longer" in said, said
     md = render_reports(beside(0.89, 1.25, 0.38))["report.md"]
     assert f"> O{shared[1:]} shared. To reduce jitter:" in md, md
-    for quiet in (beside(0.1, 0.2, 0.05), beside(None, None, None), run):
+    # werkzeug-threaded alone on a quiet machine: up to 0.3 cores its ended threads took along
+    for quiet in (beside(0.1, 0.2, 0.05), beside(0.3, 0.27, 0.19), beside(None, None, None), run):
         assert "other programs" not in format_summary(quiet).lower()
         assert "Other programs" not in render_reports(quiet)["report.md"]

@@ -490,7 +490,7 @@ def test_the_cores_other_programs_used_are_the_machine_s_less_the_server_and_the
     run = SimpleNamespace(driver_cpu=[0.25, 0.25], elapsed_s=2.0)  # 1 s of the driver's
     server = ThreadCpu(on_cpu=1.5, waiting=0.2, known_wait=True)
     # 4.5 s of the machine's CPU over 2 s: 1.5 the server's, 1.0 the driver's, 2.0 the others'
-    assert _others_cpu(run, server, (10.0, 100.0), (14.5, 102.0)) == 1.0  # type: ignore[arg-type]
-    assert _others_cpu(run, server, (10.0, 100.0), (12.0, 102.0)) == 0.0  # type: ignore[arg-type]
-    assert _others_cpu(run, None, (10.0, 100.0), (14.5, 102.0)) is None  # type: ignore[arg-type]
-    assert _others_cpu(run, server, (None, 100.0), (14.5, 102.0)) is None  # type: ignore[arg-type]
+    assert _others_cpu(run, server, 4.5, 2.0) == 1.0  # type: ignore[arg-type]
+    assert _others_cpu(run, server, 2.0, 2.0) == 0.0  # type: ignore[arg-type]
+    assert _others_cpu(run, None, 4.5, 2.0) is None  # type: ignore[arg-type]
+    assert _others_cpu(run, server, None, 2.0) is None  # type: ignore[arg-type]

@@ -158,8 +158,8 @@ def unread_settings(modes: Iterable[str]) -> str | None:
     ``modes`` runs gunicorn."""
     if not any(isinstance(getattr(m, "upstream", m), GunicornMode) for m in map(get_mode, modes)):
         return None
-    unread = [name for name in ("gunicorn.conf.py",) if Path(name).is_file()]
-    unread += [name for name in ("GUNICORN_CMD_ARGS",) if os.environ.get(name)]
+    unread = ["gunicorn.conf.py"] * Path("gunicorn.conf.py").is_file()
+    unread += ["GUNICORN_CMD_ARGS"] * bool(os.environ.get("GUNICORN_CMD_ARGS"))
     if not unread:
         return None
     return (
