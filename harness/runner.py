@@ -251,7 +251,7 @@ def aimed_at(server: LiveServer | TargetServer, **load: t.Any) -> LoadSpec:
         port=server.port,
         mode=server.mode,
         mount=(server.mount or "").rstrip("/"),
-        headers=getattr(server, "headers", ()),
+        headers=server.headers if isinstance(server, TargetServer) else (),
         max_evidence=results.EVIDENCE_CAP,
         **load,
     )
@@ -384,6 +384,10 @@ class TargetServer:
         it fail at their start, instead of loading a closed port to the end."""
         return refuses_connections(self.host, self.port, str(self.effective["target"]))
 
+    def process_groups(self) -> list[int]:
+        """None: a target's processes are not ctxbench's to measure (its CPU time is not known)."""
+        return []
+
 
 def _target_server(url: str) -> TargetServer:
     target = identify(parse_target(url))
@@ -431,10 +435,9 @@ def _servers(
 def _applicable(srv: LiveServer | TargetServer, patterns: t.Sequence[str]) -> tuple[str, ...]:
     """The connection patterns of ``patterns`` that can run against ``srv`` (a target's traits
     are not known: every pattern)."""
-    traits = getattr(srv, "traits", None)
-    if traits is None:
+    if isinstance(srv, TargetServer):
         return tuple(patterns)
-    return applicable_patterns(traits, t.cast("t.Sequence[ConnectionPattern]", patterns))
+    return applicable_patterns(srv.traits, t.cast("t.Sequence[ConnectionPattern]", patterns))
 
 
 def _record_not_applicable(run: Run, mode: str, connections: str) -> Run:
@@ -597,14 +600,13 @@ def _measure_cell(
         name = f"{srv.mode} ({app_label(app)}, {backend})"
     if settings.concurrency_levels:
         name += f" @{settings.concurrency} users"
-    # A server ctxbench started: its main process; a target (run --target): its port.
-    gone: Callable[[], str | None] = getattr(srv, "gone", lambda: None)
     # What the load in progress has checked, from its last progress report: if the server dies,
     # the driver never returns its result, and these counts are all that is known of it.
     cut_short = LoadResult()
 
     def check_alive(label: str) -> None:
-        why = gone()
+        # A server ctxbench started: its main process; a target (run --target): its port.
+        why = srv.gone()
         if why is not None:
             raise ServerGone(why, label)
 
@@ -634,7 +636,7 @@ def _measure_cell(
     cell_requests = cell_errors = 0
     server_cpu: list[ThreadCpu | None] = []
     others_cpu: list[float | None] = []
-    groups = srv.process_groups() if hasattr(srv, "process_groups") else []
+    groups = srv.process_groups()
     label = "warm-up"
     error: str | None = None
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,7 @@ from harness.errors import ServerStartError, UsageError
 from harness.load import LoadResult
 from harness.results import EVIDENCE_CAP, Cell, Latency
 from harness.runner import StatusLine, aggregate, run_matrix
-from harness.servers import ServerConfig
+from harness.servers import ServerConfig, get_mode
 from harness.servers.base import ModeTraits
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit
@@ -162,6 +163,38 @@ def test_unknown_mode_in_settings() -> None:
         RunSettings(modes=("nope",)).checked()
 
 
+@dataclass
+class FakeServer:
+    """What the runner uses of a :class:`~harness.servers.LiveServer`, with nothing running:
+    the mode's traits, no processes of its own, alive until ``dead`` says why it stopped."""
+
+    mode: str
+    log_path: Path
+    traits: ModeTraits
+    effective: dict[str, Any]
+    host: str = "127.0.0.1"
+    port: int = 1
+    mount: str | None = None
+    dead: str | None = None
+
+    @classmethod
+    def of(cls, mode: str, log_dir: Path, traits: ModeTraits | None = None) -> FakeServer:
+        """A fake ``mode`` server logging into ``log_dir`` (made here)."""
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            mode=mode,
+            log_path=log_dir / f"{mode}.log",
+            traits=traits or get_mode(mode).traits,
+            effective={"worker_class": mode, "workers": 1},
+        )
+
+    def gone(self) -> str | None:
+        return self.dead
+
+    def process_groups(self) -> list[int]:
+        return []
+
+
 class FakeWorld:
     """A fake server factory and load function recording what the runner asked for."""
 
@@ -174,13 +207,9 @@ class FakeWorld:
         self.traits = traits
 
     @contextlib.contextmanager
-    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
+    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[FakeServer]:
         self.started.append((cfg.app, cfg.backend, mode))
-        log_dir.mkdir(parents=True, exist_ok=True)
-        yield SimpleNamespace(
-            mode=mode, host="127.0.0.1", port=1, log_path=log_dir / f"{mode}.log",
-            effective={"worker_class": mode, "workers": 1}, traits=self.traits,
-        )  # fmt: skip
+        yield FakeServer.of(mode, log_dir, self.traits)
 
     def spec(self, settings: RunSettings, srv: Any, connections: str, *, warmup: bool) -> Any:
         return {"mode": srv.mode, "connections": connections, "warmup": warmup}
@@ -380,13 +409,11 @@ class DyingWorld(FakeWorld):
     def __init__(self, die_at: int) -> None:
         super().__init__()
         self.die_at = die_at
-        self.servers: list[Any] = []
+        self.servers: list[FakeServer] = []
 
     @contextlib.contextmanager
-    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
+    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[FakeServer]:
         with super().server(mode, cfg, log_dir=log_dir) as srv:
-            srv.dead = None
-            srv.gone = lambda: srv.dead
             self.servers.append(srv)
             yield srv
 
@@ -455,12 +482,14 @@ def test_a_server_found_dead_after_a_load_fails_the_cell(tmp_path: Path) -> None
         finished.append(world.load(spec, progress))
         return finished[-1]
 
+    class DiesAfterALoad(FakeServer):
+        # Dies between the driver's last progress report and the end of the measurement.
+        def gone(self) -> str | None:
+            return "it exited with status 3" if len(finished) >= 2 else None
+
     @contextlib.contextmanager
-    def server(mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
-        with world.server(mode, cfg, log_dir=log_dir) as srv:
-            # Dies between the driver's last progress report and the end of the measurement.
-            srv.gone = lambda: "it exited with status 3" if len(finished) >= 2 else None
-            yield srv
+    def server(mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[FakeServer]:
+        yield DiesAfterALoad.of(mode, log_dir)
 
     run = run_matrix(settings, tmp_path, load=load, spec=world.spec, server=server,
                      status=StatusLine(enabled=False))  # fmt: skip

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from harness.results import Cell, Measurement, Run
 from harness.runner import StatusLine, run_matrix
 from harness.servers import ServerConfig
 from harness.settings import RunSettings
+from tests.test_runner import FakeServer
 
 
 class SweepWorld:
@@ -38,12 +38,8 @@ class SweepWorld:
         self.specs: list[dict[str, Any]] = []
 
     @contextlib.contextmanager
-    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[Any]:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        yield SimpleNamespace(
-            mode=mode, host="127.0.0.1", port=1, log_path=log_dir / f"{mode}.log",
-            effective={"worker_class": mode, "workers": 1},
-        )  # fmt: skip
+    def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[FakeServer]:
+        yield FakeServer.of(mode, log_dir)
 
     def spec(self, settings: RunSettings, srv: Any, connections: str, *, warmup: bool) -> Any:
         processes = settings.processes_at(settings.concurrency)
