@@ -591,97 +591,41 @@ def _measure_cell(
 ) -> tuple[Cell, str]:
     """Measure one cell on ``srv``; return it with the line that says how it ended, for the
     caller to show once the cell is recorded."""
-    done_requests, done_leaks = totals
-    if isinstance(srv, TargetServer):  # its storage is its own, not a --backend's
-        name = f"{srv.mode} ({app_label(app)})"
-    elif app_label(app) == "core" and backend == DEFAULT_BACKEND:
-        name = srv.mode
-    else:
-        name = f"{srv.mode} ({app_label(app)}, {backend})"
-    if settings.concurrency_levels:
-        name += f" @{settings.concurrency} users"
-    # What the load in progress has checked, from its last progress report: if the server dies,
-    # the driver never returns its result, and these counts are all that is known of it.
-    cut_short = LoadResult()
-
-    def check_alive(label: str) -> None:
-        # A server ctxbench started: its main process; a target (run --target): its port.
-        why = srv.gone()
-        if why is not None:
-            raise ServerGone(why, label)
-
-    def report(label: str) -> Progress:
-        def callback(requests: int, errors: int, leaks: int) -> None:
-            if requests:
-                checkpoint("load", pause=False)  # a test hook (harness.checkpoints)
-            status.show(
-                f"{name} {connections} {label}  errors {errors}  run so far:"
-                f" {done_requests + requests:,} requests, {done_leaks + leaks:,} leaks"
-            )
-            cut_short.requests, cut_short.errors, cut_short.leaks = requests, errors, leaks
-            # Raising here ends the load driver's run (it closes its connections first).
-            check_alive(label)
-
-        return callback
-
-    def measure(label: str, *, warmup: bool) -> LoadResult:
-        cut_short.requests = cut_short.errors = cut_short.leaks = 0
-        rv = load_fn(make_spec(settings, srv, connections, warmup=warmup), report(label))
-        cut_short.requests = cut_short.errors = cut_short.leaks = 0  # counted in rv
-        return rv
-
+    loads = _CellLoads(
+        settings, srv, connections, load_fn, make_spec, status,
+        _cell_name(settings, srv, app, backend), *totals,
+    )  # fmt: skip
+    cut_short = loads.cut_short  # what a load the server's death ended had checked
     warmup = None
     runs: list[LoadResult] = []
-    # This cell's own finished loads (done_* are the run's, earlier cells included).
-    cell_requests = cell_errors = 0
     server_cpu: list[ThreadCpu | None] = []
     others_cpu: list[float | None] = []
     groups = srv.process_groups()
-    label = "warm-up"
     error: str | None = None
     try:
-        check_alive(_CELL_START)
+        loads.check_alive(_CELL_START)
         if settings.warmup > 0:
-            warmup = measure(label, warmup=True)
-            done_requests += warmup.requests
-            done_leaks += warmup.leaks
-            cell_requests += warmup.requests
-            cell_errors += warmup.errors
-            check_alive(label)
+            warmup = loads.run("warm-up", warmup=True)
+            loads.check_alive("warm-up")
         for i in range(settings.repeats):
             label = f"run {i + 1}/{settings.repeats}"
             procs, busy, start = _usage(groups)
-            run = measure(label, warmup=False)
+            run = loads.run(label, warmup=False)
             procs_after, busy_after, end = _usage(groups)
             server_cpu.append(cpu_between(procs, procs_after))
             machine = None if busy is None or busy_after is None else busy_after - busy
             others_cpu.append(_others_cpu(run, server_cpu[-1], machine, end - start))
             runs.append(run)
-            done_requests += run.requests
-            done_leaks += run.leaks
-            cell_requests += run.requests
-            cell_errors += run.errors
-            check_alive(label)
+            loads.check_alive(label)
     except ServerGone as e:
-        failed = cell_errors + cut_short.errors
-        checked = cell_requests + cut_short.requests - failed
-        when = (
-            f"at the start of the {connections} cell"
-            if e.during == _CELL_START
-            else f"during the {e.during} of the {connections} cell, after {checked:,} requests"
-            f" checked{f' ({failed:,} more failed)' if failed else ''}"
-        )
-        error = (
-            f"{e.why} {when}; nothing of it was left to serve the rest (see the server"
-            f" log{f': {log}' if log else ''})"
-        )
-        ended = f"{name} {connections} FAILED  {e.why}"
+        error = loads.died(e, log)
+        ended = f"{loads.name} {connections} FAILED  {e.why}"
         if cut_short.errors:
             # The driver had not classified its errors yet: mostly refused and reset connections.
             cut_short.error_kinds = {"cut short by the server's death": cut_short.errors}
     else:
-        so_far = f"{done_requests:,} requests, {done_leaks:,} leaks"
-        ended = f"{name} {connections} done  run so far: {so_far}"
+        so_far = f"{loads.run_requests:,} requests, {loads.run_leaks:,} leaks"
+        ended = f"{loads.name} {connections} done  run so far: {so_far}"
     cell = aggregate(
         mode=srv.mode,
         app=app,
@@ -702,6 +646,97 @@ def _measure_cell(
     )
     # The interrupted load's leaks are counted, its leaking requests were not.
     return (dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell), ended
+
+
+def _cell_name(
+    settings: RunSettings, srv: LiveServer | TargetServer, app: str, backend: str
+) -> str:
+    """How the status line names a cell: its mode, with its app and backend but for the core
+    app on the default backend (a target's app alone), and its level in a sweep."""
+    if isinstance(srv, TargetServer):  # its storage is its own, not a --backend's
+        name = f"{srv.mode} ({app_label(app)})"
+    elif app_label(app) == "core" and backend == DEFAULT_BACKEND:
+        name = srv.mode
+    else:
+        name = f"{srv.mode} ({app_label(app)}, {backend})"
+    if settings.concurrency_levels:
+        name += f" @{settings.concurrency} users"
+    return name
+
+
+@dataclass
+class _CellLoads:
+    """The loads of one cell, one after another on its server: each shows its progress on the
+    status line and ends as soon as the server is gone (:class:`ServerGone`), and what each
+    checked is counted, a load the server's death cut short included."""
+
+    settings: RunSettings
+    srv: LiveServer | TargetServer
+    connections: str
+    load_fn: LoadFn
+    make_spec: Callable[..., t.Any]
+    status: StatusLine
+    #: The cell's name on the status line (:func:`_cell_name`).
+    name: str
+    #: The run's requests and leaks so far, earlier cells' included.
+    run_requests: int
+    run_leaks: int
+    #: This cell's finished loads' requests and errors.
+    requests: int = 0
+    errors: int = 0
+    #: What the load in progress has checked, from its last progress report: if the server dies,
+    #: the driver never returns its result, and these counts are all that is known of it.
+    cut_short: LoadResult = field(default_factory=LoadResult)
+
+    def check_alive(self, during: str) -> None:
+        # A server ctxbench started: its main process; a target (run --target): its port.
+        why = self.srv.gone()
+        if why is not None:
+            raise ServerGone(why, during)
+
+    def run(self, label: str, *, warmup: bool) -> LoadResult:
+        """Run the warm-up or one measurement (``label`` on the status line) and count it."""
+        cut = self.cut_short
+        cut.requests = cut.errors = cut.leaks = 0
+        spec = self.make_spec(self.settings, self.srv, self.connections, warmup=warmup)
+        rv = self.load_fn(spec, self._progress(label))
+        cut.requests = cut.errors = cut.leaks = 0  # counted in rv
+        self.run_requests += rv.requests
+        self.run_leaks += rv.leaks
+        self.requests += rv.requests
+        self.errors += rv.errors
+        return rv
+
+    def _progress(self, label: str) -> Progress:
+        def callback(requests: int, errors: int, leaks: int) -> None:
+            if requests:
+                checkpoint("load", pause=False)  # a test hook (harness.checkpoints)
+            self.status.show(
+                f"{self.name} {self.connections} {label}  errors {errors}  run so far:"
+                f" {self.run_requests + requests:,} requests, {self.run_leaks + leaks:,} leaks"
+            )
+            cut = self.cut_short
+            cut.requests, cut.errors, cut.leaks = requests, errors, leaks
+            # Raising here ends the load driver's run (it closes its connections first).
+            self.check_alive(label)
+
+        return callback
+
+    def died(self, e: ServerGone, log: str | None) -> str:
+        """The error of the cell whose server died (``e``): when, after how many requests
+        checked, and where its log is."""
+        failed = self.errors + self.cut_short.errors
+        checked = self.requests + self.cut_short.requests - failed
+        when = (
+            f"at the start of the {self.connections} cell"
+            if e.during == _CELL_START
+            else f"during the {e.during} of the {self.connections} cell, after {checked:,}"
+            f" requests checked{f' ({failed:,} more failed)' if failed else ''}"
+        )
+        return (
+            f"{e.why} {when}; nothing of it was left to serve the rest (see the server"
+            f" log{f': {log}' if log else ''})"
+        )
 
 
 def _usage(groups: t.Sequence[int]) -> tuple[dict[int, ThreadCpu] | None, float | None, float]:
