@@ -327,7 +327,7 @@ def drive(sleeps: Sleeps) -> Drive:
     """
 
     def run(server: LiveServer, connections: ConnectionPattern, **overrides: t.Any) -> LoadResult:
-        traits = server.traits or get_mode(server.mode).traits
+        traits = server.traits
         settings: dict[str, t.Any] = {
             "concurrency": CONCURRENCY,
             "requests": REQUESTS,

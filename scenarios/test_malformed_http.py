@@ -372,8 +372,7 @@ def test_malformed_requests_leave_the_next_request_clean(
             # open; else, or if the server closes it unanswered, on a new one, once this one is
             # closed (a sync worker lingers on it). A mode without keep-alive may keep the
             # connection without serving a second request on it: trust its traits too.
-            keepalive = server.traits is not None and server.traits.keepalive
-            keep = keepalive and payload.valid and replies and not replies[-1].close
+            keep = server.traits.keepalive and payload.valid and replies and not replies[-1].close
             unit = probe(server, sock, after=payload.id) if keep and ended == "complete" else None
             if unit is None:
                 sock.close()

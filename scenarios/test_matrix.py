@@ -66,8 +66,9 @@ def test_a_clean_run_that_did_not_show_overlap_is_driven_again_with_a_longer_sle
         return answers.pop(0)
 
     monkeypatch.setitem(drive.__globals__, "run_load", run_load)
+    mode = get_mode("gunicorn-gthread")
     server = types.SimpleNamespace(
-        host="127.0.0.1", port=1, mode="gunicorn-gthread", traits=None, effective={}
+        host="127.0.0.1", port=1, mode=mode.name, traits=mode.traits, effective={}
     )
 
     answers[:] = [slow, again]
