@@ -669,14 +669,18 @@ def _check_target_options(args: argparse.Namespace) -> None:
 @contextlib.contextmanager
 def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Path, str]]:
     """The run folder and run id from ``--run-dir``, or a new folder under ``--out`` for the
-    block (:func:`harness.results.new_run_dir`: removed again if the block fails with it
-    empty). In ``--run-dir``, a folder that is not a run's is refused, and an earlier run's
-    logs that this one did not write again are removed once it wrote results
-    (:func:`harness.runner.replacing_earlier_run`). A block that fails before it wrote results
-    leaves nothing it made (:func:`harness.runner.cleaned_up_on_failure`), and never removes
-    what was there. The folder is held for the block: the caller writes the reports in it."""
-    from harness import results
-    from harness.runner import cleaned_up_on_failure, outermost_missing, replacing_earlier_run
+    block (:mod:`harness.run_folder`: removed again if the block fails with it empty). In
+    ``--run-dir``, a folder that is not a run's is refused, and an earlier run's logs that this
+    one did not write again are removed once it wrote results. A block that fails before it
+    wrote results leaves nothing it made, and never removes what was there. The folder is held
+    for the block: the caller writes the reports in it."""
+    from harness.run_folder import (
+        cleaned_up_on_failure,
+        hold_run_dir,
+        new_run_dir,
+        outermost_missing,
+        replacing_earlier_run,
+    )
 
     if args.run_dir is not None:
         if args.out is not None:
@@ -689,7 +693,7 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
         # Held before anything is cleaned up on failure: a run stopped because another run
         # holds the folder removes nothing of that run's.
         with (
-            results.hold_run_dir(run_dir),
+            hold_run_dir(run_dir),
             replacing_earlier_run(run_dir),  # or refusing a folder that is not a run's
             cleaned_up_on_failure(run_dir, made),
             _said_what_is_kept(run_dir),
@@ -700,8 +704,8 @@ def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Pa
     _check_folder("--out", out)
     with contextlib.ExitStack() as stack:
         with _creating("--out", out):
-            run_dir = stack.enter_context(results.new_run_dir(out, prefix))
-        stack.enter_context(results.hold_run_dir(run_dir))  # so a --run-dir naming it stops
+            run_dir = stack.enter_context(new_run_dir(out, prefix))
+        stack.enter_context(hold_run_dir(run_dir))  # so a --run-dir naming it stops
         stack.enter_context(cleaned_up_on_failure(run_dir))
         stack.enter_context(_said_what_is_kept(run_dir))
         yield run_dir, run_dir.name

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import json
 import math
 import os
@@ -84,12 +83,9 @@ __all__ = [
     "ServerInfo",
     "Soak",
     "Warmup",
-    "hold_run_dir",
     "keep_evidence",
     "load",
     "median",
-    "new_run_dir",
-    "new_run_id",
     "package_versions",
     "spread",
     "write",
@@ -819,72 +815,6 @@ class Run:
 
 
 # -- reading and writing -----------------------------------------------------------------------
-
-
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """A sortable run id: ``YYYYmmdd-HHMMSS-xxxxxx`` (local time, 6 random hex digits).
-    :func:`new_run_dir` makes it unique in its folder."""
-    now = now or dt.datetime.now()
-    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-@contextlib.contextmanager
-def new_run_dir(out: str | os.PathLike[str], prefix: str = "") -> t.Iterator[Path]:
-    """A new run folder ``out/<prefix><run id>`` for the block, created here (with ``out``).
-
-    The folder is made with an exclusive ``mkdir``: a run whose id names a folder already there
-    (another run's, started in the same second with the same random part) draws again. If the
-    block fails and leaves the folder empty, it is removed, with every folder above it that this
-    call created: a run that failed before writing anything leaves no trace.
-    """
-    out = Path(out)
-    made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
-    out.mkdir(parents=True, exist_ok=True)
-    while True:
-        run_dir = out / f"{prefix}{new_run_id()}"
-        try:
-            run_dir.mkdir()
-        except FileExistsError:  # a run started in the same second drew the same id
-            continue
-        break
-    try:
-        yield run_dir
-    except BaseException:
-        for folder in (run_dir, *made):
-            try:
-                folder.rmdir()
-            except FileNotFoundError:  # the run removed it already
-                continue
-            except OSError:  # not empty: the logs of a failed start, another run's folder
-                break
-        raise
-
-
-@contextlib.contextmanager
-def hold_run_dir(run_dir: str | os.PathLike[str]) -> t.Iterator[None]:
-    """Hold the run folder ``run_dir`` for one run, for the block: an exclusive lock on the
-    folder itself (``flock``, which the kernel releases when the holder ends, however it ends).
-
-    Two runs into one folder (two CI jobs given the same ``--run-dir``) would each write
-    results.json and the servers' logs over the other's, and both report the same file as
-    theirs: the second stops instead, in one line (:class:`ResultsError`, exit status 2). A file
-    system that cannot lock (some network mounts) runs unguarded, as before.
-    """
-    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ResultsError(
-                f"bad --run-dir {str(run_dir)!r}: another ctxbench run is writing into that"
-                " folder now; give each run a folder of its own (--out DIR makes a new one per"
-                " run), or wait until that run ends"
-            ) from None
-        except OSError:  # no locks here (ENOLCK, EOPNOTSUPP): nothing to tell, so no guard
-            pass
-        yield
-    finally:
-        os.close(fd)
 
 
 def package_versions(names: t.Iterable[str] = PACKAGES) -> dict[str, str | None]:

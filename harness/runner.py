@@ -12,16 +12,14 @@ and a new one, its logs in a folder of their own, serves the cells left.
 
 The results file is rewritten atomically after every cell, so an interrupted run leaves a valid
 file whose ``status`` says ``interrupted``; a run that fails before it wrote one leaves nothing
-but the log of a server that did not start (:func:`cleaned_up_on_failure`). A
-:class:`StatusLine` shows progress on stderr: one self-overwriting line on a terminal, one line
-per finished cell otherwise (CI and make logs).
+but the log of a server that did not start (:func:`harness.run_folder.cleaned_up_on_failure`).
+A :class:`StatusLine` shows progress on stderr: one self-overwriting line on a terminal, one
+line per finished cell otherwise (CI and make logs).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import shutil
 import sys
 import time
 import typing as t
@@ -33,9 +31,7 @@ from pathlib import Path
 
 from harness import results
 from harness.apps import app_folder, app_label
-from harness.benchdata import CALIBRATION_FILE, MICRO_FILE
 from harness.checkpoints import checkpoint
-from harness.errors import ServerStartError, UsageError
 from harness.exercised import exercised
 from harness.expectations import applicable_patterns
 from harness.load import LoadResult, LoadSpec, Progress, run_load
@@ -43,6 +39,7 @@ from harness.load.cpu import ThreadCpu, cpu_between, machine_cpu, processes_cpu
 from harness.load.spec import ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
+from harness.run_folder import cleaned_up_on_failure
 from harness.servers import LiveServer, live_server
 from harness.servers.base import CLOSES_EVERY_CONNECTION
 from harness.settings import RunSettings
@@ -53,9 +50,7 @@ __all__ = [
     "StatusLine",
     "aggregate",
     "aimed_at",
-    "cleaned_up_on_failure",
     "load_spec",
-    "outermost_missing",
     "run_matrix",
 ]
 
@@ -446,130 +441,6 @@ def _record_not_applicable(run: Run, mode: str, connections: str) -> Run:
         return run
     reason = f"{connections} connections cannot run against {mode}: {CLOSES_EVERY_CONNECTION}"
     return run.replace(not_measured=(*run.not_measured, NotMeasured(mode, connections, reason)))
-
-
-@contextlib.contextmanager
-def cleaned_up_on_failure(run_dir: str | Path, created: Path | None = None) -> Iterator[None]:
-    """For a block that fills the run folder ``run_dir``: if it fails before it wrote
-    ``results.json``, remove what it made, and nothing else.
-
-    What the block made is the outermost folder of ``run_dir`` that was not there (``results/``
-    itself on a first run; ``created`` when the caller made it just before, to hold it), or, in
-    a folder that was there already (``--run-dir DIR``, or a folder
-    :func:`harness.results.new_run_dir` made for the run), the entries that were not there. A
-    :class:`ServerStartError` keeps the log it points to (and the folders holding it); any other
-    error (a bad app path, Ctrl-C) leaves nothing. A run that wrote results keeps everything:
-    what it measured is in them.
-    """
-    run_dir = Path(run_dir)
-    if created is None:
-        created = outermost_missing(run_dir)
-    before: frozenset[str] | None = frozenset()
-    if created is None:
-        try:
-            before = frozenset(p.name for p in run_dir.iterdir())
-        except OSError:  # unreadable: nothing of it can be told apart, so nothing is removed
-            before = None
-    written = _results_stamp(run_dir)
-    try:
-        yield
-    except BaseException as e:
-        if before is not None and _results_stamp(run_dir) == written:
-            made = [created] if created is not None else _made_in(run_dir, before)
-            for path in made:
-                _remove(path, keep_files=isinstance(e, ServerStartError))
-        raise
-
-
-@contextlib.contextmanager
-def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> Iterator[None]:
-    """For a block that writes a run into ``run_dir``, a folder an earlier run may have written:
-    once the block has written its results (however it ends), remove the earlier run's logs
-    that this one did not write again (a log of a mode this run does not measure read as this
-    run's). The earlier results and reports stay until this run's replace them, and all of it
-    when this run writes none (it stopped first).
-
-    First, a folder that holds files that are not a run's is a :class:`UsageError`: its
-    report.md would be replaced and its SVG files removed (hidden files and the benchmarks'
-    JSON, :mod:`harness.benchdata`, which the report reads, are not counted). A run's files
-    without its results.json are not a run's either (a folder's own ``report.md``), but for a
-    ``logs`` folder of server logs alone: what a run stopped before its results (``kill -9``
-    in its first cell) leaves, and the same command, run again, must not be refused.
-    """
-    from harness.report import REPORT_FILES  # the report package: loaded only where it is used
-
-    logs = run_dir / results.LOGS
-    outputs = {results.RESULTS_FILE, *REPORT_FILES, results.LOGS}
-    names = sorted(
-        p.name
-        for p in run_dir.iterdir()
-        if not p.name.startswith(".") and p.name not in (MICRO_FILE, CALIBRATION_FILE)
-    )
-    others = [n for n in names if n not in outputs and not n.endswith(".svg")]
-    stopped = names == [results.LOGS] and all(
-        p.suffix == ".log" for p in logs.rglob("*") if not p.is_dir()
-    )
-    if names and (others or not (results.RESULTS_FILE in names or stopped)):
-        listed = ", ".join(map(repr, (others or names)[:3])) + ", ..." * (len(others or names) > 3)
-        raise UsageError(
-            f"bad {option} {str(run_dir)!r}: it holds files that are no ctxbench run's"
-            f" ({listed}), which a run would replace or remove; give an empty folder, or a new"
-            " one (--out DIR makes one per run)"
-        )
-    earlier = {log: _stamp(log) for log in logs.rglob("*") if log.is_file()}
-    written = _results_stamp(run_dir)
-    try:
-        yield
-    finally:
-        if _results_stamp(run_dir) != written:
-            for log, stamp in earlier.items():
-                if _stamp(log) == stamp:
-                    log.unlink()
-            for folder in sorted(logs.glob("**/"), key=lambda p: -len(p.parts)):
-                with contextlib.suppress(OSError):  # not empty: this run's logs are in it
-                    folder.rmdir()
-
-
-def outermost_missing(folder: Path) -> Path | None:
-    """The outermost folder of ``folder`` (itself or a parent) that is not there, else None."""
-    return next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
-
-
-def _made_in(folder: Path, before: frozenset[str]) -> list[Path]:
-    try:
-        return [p for p in folder.iterdir() if p.name not in before]
-    except OSError:  # removed meanwhile: nothing of it left to remove
-        return []
-
-
-def _results_stamp(run_dir: Path) -> tuple[int, int] | None:
-    """What tells a rewritten ``results.json`` from the one there before (None: none)."""
-    return _stamp(run_dir / results.RESULTS_FILE)
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """What tells a rewritten file from the one there before (None: none)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-def _remove(path: Path, *, keep_files: bool) -> None:
-    """Remove ``path``, or only its empty folders (deepest first) with ``keep_files``."""
-    if path.is_symlink() or not path.is_dir():
-        if not keep_files:
-            path.unlink(missing_ok=True)
-        return
-    if not keep_files:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    for folder in sorted([path, *path.glob("**/")], key=lambda p: len(p.parts), reverse=True):
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (the log), or gone already
-            continue
 
 
 #: Where a cell found its server gone before any load (``ServerGone.during``).

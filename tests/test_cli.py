@@ -22,6 +22,7 @@ from harness import results
 from harness.apps import FLASK_APP
 from harness.cli import STOP_SIGNALS, _settings_from_args, build_parser, main
 from harness.errors import UsageError
+from harness.run_folder import hold_run_dir, replacing_earlier_run
 from harness.servers import MODES, PROXIES, base, get_mode, group_members, nginx
 from harness.servers.base import pip_install
 
@@ -763,7 +764,7 @@ def test_a_reused_run_folder_holds_this_run_only_and_is_held_until_its_reports_a
 
     def writing(run_dir: Path, run: results.Run | None = None) -> list[Path]:
         try:
-            with results.hold_run_dir(run_dir):
+            with hold_run_dir(run_dir):
                 held.append(False)
         except results.ResultsError:
             held.append(True)
@@ -859,8 +860,6 @@ def test_a_run_folder_that_is_not_a_run_s_is_refused(
     (stopped / "logs" / "restart-1").mkdir(parents=True)
     (stopped / "logs" / "gunicorn-sync.log").write_text("the killed run's")
     (stopped / "logs" / "restart-1" / "gunicorn-sync.log").write_text("the killed run's")
-    from harness.runner import replacing_earlier_run
-
     with replacing_earlier_run(stopped):
         pass
     (stopped / "logs" / "app.py").write_text("the user's")
@@ -901,7 +900,7 @@ def test_a_run_folder_another_run_is_writing_is_refused(
     shared = tmp_path / "ci"
     shared.mkdir()
     (shared / "results.json").write_text("the other run's\n")
-    with results.hold_run_dir(shared):  # the other job, still running
+    with hold_run_dir(shared):  # the other job, still running
         status = main([command, "--modes", "werkzeug-threaded", "--run-dir", str(shared)])
     assert status == 2
     one_line_error(capsys.readouterr().err, "another ctxbench run is writing into that folder")
