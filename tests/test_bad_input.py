@@ -409,8 +409,8 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--modes", "gunicorn-gthread", "--server-arg=--config=gunicorn.conf.py"],
                  "gunicorn-gthread: --server-arg=--config=gunicorn.conf.py gives gunicorn a config"
                  " file, but ctxbench runs gunicorn with its own", id="server-arg-gunicorn-config"),
-    pytest.param(["run", "--modes", "werkzeug-threaded,nginx+gunicorn-sync",
-                  "--server-arg=-c gunicorn.conf.py"], "--server-arg=-c gives gunicorn a config",
+    pytest.param(["run", "--modes", "nginx+gunicorn-sync", "--server-arg=-c gunicorn.conf.py"],
+                 "--server-arg=-c gives gunicorn a config",
                  id="server-arg-gunicorn-config-behind-nginx"),
     # a uWSGI config file set the module (the user's, not the probe's), sockets and threads
     pytest.param(["run", "--modes", "uwsgi-threads", "--server-arg=--ini=uwsgi.ini"],
@@ -423,6 +423,25 @@ BAD_INVOCATIONS = [
                  id="serve-server-arg-gunicorn-config"),
     pytest.param(["serve", "--mode", "gunicorn-gevent", "--server-arg", "--preload"],
                  "goes after '=' (--server-arg=--preload)", id="serve-server-arg-without-equals"),
+    # a server argument of another server: the run's other modes' cells ran first, then uWSGI
+    # refused it as it started
+    pytest.param(["run", "--modes", "gunicorn-gevent,uwsgi-threads", "--server-arg=--preload",
+                  "--duration", "1"],
+                 "uwsgi-threads: uWSGI refuses --server-arg --preload (unrecognized option"
+                 " '--preload'): server arguments go to every mode of a run; name only the modes"
+                 " of the server they are for", id="server-arg-of-gunicorn-to-uwsgi"),
+    pytest.param(["serve", "--mode", "gunicorn-sync", "--server-arg=--lazy-apps"],
+                 "gunicorn-sync: gunicorn refuses --server-arg --lazy-apps (unrecognized"
+                 " arguments: --lazy-apps)", id="serve-server-arg-of-uwsgi-to-gunicorn"),
+    pytest.param(["run", "--modes", "granian", "--server-arg=--preload"],
+                 "granian: granian refuses --server-arg --preload (No such option '--preload'",
+                 id="server-arg-of-gunicorn-to-granian"),
+    pytest.param(["soak", "--mode", "waitress", "--minutes", "1", "--server-arg=--backlog=64"],
+                 "waitress: ctxbench's waitress runner refuses --server-arg --backlog=64"
+                 " (unrecognized arguments: --backlog=64)", id="soak-server-arg-to-waitress"),
+    pytest.param(["run", "--modes", "uvicorn-asgiref", "--server-arg=--workers=x"],
+                 "uvicorn-asgiref: ctxbench's uvicorn runner refuses --server-arg --workers=x"
+                 " (argument --workers: invalid int value: 'x')", id="server-arg-bad-value"),
     pytest.param(["run", "--compare-flask", "--backend", "no-reset"], "--compare-flask",
                  id="compare-flask-mutant"),
     pytest.param(["run", "--compare-flask", "--app", "pkg.wsgi:app"], "--compare-flask",

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.load.spec import MAX_CONCURRENCY, MAX_REQUESTS
+from harness.servers import get_mode
 
 pytest_plugins = ["pytester"]
 
@@ -831,6 +832,48 @@ def test_server_args_need_the_modes_they_are_for(pytester: pytest.Pytester) -> N
         " (modes=['gunicorn-gevent'] with server_args=['--preload'])",
         "ctxbench: stub run: gunicorn-gevent x 400",
     ])  # fmt: skip
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_server_args_a_modes_server_refuses_fail_before_any_server_starts(
+    pytester: pytest.Pytester,
+) -> None:
+    # As `ctxbench run`: gunicorn's --preload reached uwsgi-threads' server, which refused it as
+    # it started, after the gunicorn cells had run.
+    if not get_mode("uwsgi-threads").available().ok:
+        pytest.skip("uwsgi-threads cannot run here")
+    pytester.makeconftest(
+        textwrap.dedent(
+            """
+            import harness.runner
+            from harness.errors import UsageError
+
+            def run_matrix(settings, run_dir, **kw):
+                settings.checked()  # what the runner does first
+                raise UsageError("stub run")
+
+            harness.runner.run_matrix = run_matrix
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_args="""
+        def test_check(ctxbench):
+            ctxbench.check("a:app", modes=["gunicorn-gevent", "uwsgi-threads"],
+                           server_args=["--preload"])
+
+        def test_server(ctxbench_server):
+            ctxbench_server("uwsgi-threads", app="a:app", server_args=["--preload"])
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust", "-rN")
+    result.assert_outcomes(failed=2)
+    said = (
+        "ctxbench: uwsgi-threads: uWSGI refuses --server-arg --preload (unrecognized option"
+        " '--preload'): server arguments go to every mode of a run; name only the modes of the"
+        " server they are for, and run the others without them"
+    )
+    assert result.stdout.lines.count(said) == 2, result.stdout.str()
     assert "Traceback" not in result.stdout.str()
 
 

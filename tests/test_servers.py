@@ -528,20 +528,25 @@ def test_bad_app_is_one_line_in_the_other_modes(
 
 @pytest.mark.live
 @pytest.mark.parametrize(
-    ("mode", "flag"),
+    ("mode", "arg", "logged"),
     [
-        pytest.param("gunicorn-sync", "--no-such-flag", id="gunicorn-sync"),
-        pytest.param("uwsgi-processes", "--no-such-flag", id="uwsgi-processes"),
-        pytest.param("granian", "--no-such-flag", id="granian"),
+        # An argument the server's parser takes and its start-up refuses: one its parser
+        # refuses is refused before the start (test_bad_input.py).
+        pytest.param("gunicorn-sync", "--chdir=/no-such-dir-q", "can't chdir to '/no-such-dir-q'",
+                     id="gunicorn-sync"),
+        pytest.param("uwsgi-processes", "--chdir=/no-such-dir-q", "chdir(): No such file",
+                     id="uwsgi-processes"),
+        pytest.param("granian", "--pid-file=/no-such-dir-q/pid", "'/no-such-dir-q/pid'",
+                     id="granian"),
     ],
-)
-def test_early_exit_shows_log_tail(mode: str, flag: str, tmp_path: Path) -> None:
+)  # fmt: skip
+def test_early_exit_shows_log_tail(mode: str, arg: str, logged: str, tmp_path: Path) -> None:
     skip_unavailable(mode)
     with pytest.raises(ServerStartError) as info:
-        start_server(mode, app=APP, extra_args=[flag], log_dir=tmp_path)
+        start_server(mode, app=APP, extra_args=[arg], log_dir=tmp_path)
     assert "exited with status" in str(info.value)
     assert "\n" not in str(info.value)
-    assert flag.lstrip("-") in info.value.detail
+    assert logged in info.value.detail
 
 
 @pytest.mark.parametrize(
@@ -741,6 +746,31 @@ def test_gunicorn_sync_with_threads_has_the_gthread_workers_traits(
     # worker_class says so): the expectations must judge that, not one request per process.
     cfg = ServerConfig(threads=threads, extra_args=extra_args)
     assert get_mode("gunicorn-sync").traits_for(cfg) == get_mode(expected).traits
+
+
+@pytest.mark.parametrize(
+    ("mode", "args"),
+    [
+        # what gunicorn takes, an abbreviation included, as its own parser does
+        pytest.param("gunicorn-gevent", ("--preload", "--backlog=64", "--max-requests-j", "5"),
+                     id="gunicorn"),
+        pytest.param("nginx+gunicorn-sync", ("--keep-alive", "5"), id="gunicorn-behind-nginx"),
+        # what uWSGI takes: long, abbreviated, short, and a value that is not an option
+        pytest.param("uwsgi-threads", ("--listen", "64", "--lazy-apps", "--buffer-s=65535", "-b",
+                                       "32768", "--env", "A=-x"), id="uwsgi"),
+        pytest.param("granian", ("--backlog", "256", "--blocking-threads=1"), id="granian"),
+        pytest.param("waitress", ("--threads=2",), id="waitress"),
+        pytest.param("uvicorn-asgiref", ("--timeout-keep-alive", "2"), id="uvicorn"),
+    ],
+)  # fmt: skip
+def test_a_server_argument_the_server_takes_passes_the_check(
+    mode: str, args: tuple[str, ...]
+) -> None:
+    # Each server's own parser is asked (gunicorn's, granian's, a runner's; uWSGI's --help), so
+    # an argument refused up front is one the server would refuse as it starts.
+    if not get_mode(mode).available().ok:
+        pytest.skip(f"{mode} cannot run here")
+    get_mode(mode).check_args(ServerConfig(extra_args=args))
 
 
 def test_a_uwsgi_mode_takes_its_own_worker_option_and_refuses_another_modes() -> None:

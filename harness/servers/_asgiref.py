@@ -15,9 +15,9 @@ each does when a worker dies, on SIGHUP, and after N requests is its mode's ``li
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
+from harness.servers._runner import RunnerMode
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     Availability,
@@ -28,20 +28,17 @@ from harness.servers.base import (
 )
 
 
-class AsgirefMode(SupervisedMode):
+class AsgirefMode(SupervisedMode, RunnerMode):
     """Base for the ASGI servers that serve the app through asgiref's ``WsgiToAsgi``."""
 
     requires = ("asgiref", "h11")
     listen_options = frozenset({"--host", "--port", "--uds", "--fd", "--bind", "-b"})
-    #: The module that starts the server and reports what ran (``python -m`` runs it).
-    runner: t.ClassVar[str]
 
     def available(self) -> Availability:
         return require_modules(self.package, "asgiref", extra="asgi")
 
-    def command(self, cfg: ServerConfig) -> list[str]:
+    def runner_args(self, cfg: ServerConfig) -> list[str]:
         return [
-            sys.executable, "-m", self.runner,
             "--host", cfg.host, "--port", str(cfg.port),
             "--workers", str(self.workers(cfg)),
             *cfg.extra_args,

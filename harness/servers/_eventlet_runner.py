@@ -11,6 +11,7 @@ keep-alive response would wait for the client's delayed ACK.
 
 from __future__ import annotations
 
+import argparse
 import socket
 import sys
 import typing as t
@@ -25,10 +26,14 @@ BOOTSTRAP = (
 )
 
 
+def parser() -> argparse.ArgumentParser:
+    rv = runner_parser("ctxbench eventlet runner")
+    rv.add_argument("--max-size", type=int, required=True)
+    return rv
+
+
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = runner_parser("ctxbench eventlet runner")
-    parser.add_argument("--max-size", type=int, required=True)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
 
     import eventlet
     import eventlet.patcher

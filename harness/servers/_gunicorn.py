@@ -28,6 +28,7 @@ from harness.servers.base import (
     ModeTraits,
     Reported,
     ServerConfig,
+    argparse_refusal,
     get_mode,
     last_option,
     require_modules,
@@ -43,6 +44,8 @@ CONFIG = "python:harness.servers._gunicorn_conf"
 GTHREAD_TRAITS = ModeTraits(unit="pool-thread", keepalive=True)
 #: Bounded so that a stop never waits gunicorn's default 30 s for idle keep-alive connections.
 GRACEFUL_TIMEOUT = 3
+#: What gunicorn serves: the harness's WSGI entry point, which loads the app under test.
+APP = "harness.wsgi:app"
 
 #: The master respawns workers, replaces them all on SIGHUP and recycles each one after
 #: ``--max-requests`` (plus a random jitter). Its ``--timeout`` kills a worker that stopped
@@ -111,6 +114,11 @@ class GunicornMode(SupervisedMode):
                     f" what the mode names ({self.worker_class}): run {instead} instead, so that"
                     " the cell is judged and labelled as what ran (ctxbench list)"
                 )
+        # A pip extra (ctxbench[servers]): imported where it is used, once the mode is available.
+        from gunicorn.config import Config
+
+        if why := argparse_refusal(Config().parser(), [*cfg.extra_args, APP]):
+            raise self.refused_args(cfg, "gunicorn", why)
 
     def threads(self, cfg: ServerConfig) -> int:
         """The threads per worker gunicorn is told: the last ``--threads`` of the server's own
@@ -129,7 +137,7 @@ class GunicornMode(SupervisedMode):
             "--graceful-timeout", str(GRACEFUL_TIMEOUT),
             "--no-control-socket",
             *cfg.extra_args,
-            "harness.wsgi:app",
+            APP,
         ]  # fmt: skip
 
     def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:

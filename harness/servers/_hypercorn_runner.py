@@ -13,6 +13,7 @@ logs none unless asked).
 
 from __future__ import annotations
 
+import argparse
 import os
 import typing as t
 
@@ -23,14 +24,18 @@ from harness.servers._state import write_state
 APP = "harness.servers._asgiref_app:app"
 
 
-def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = runner_parser("python -m harness.servers._hypercorn_runner", workers=True)
-    parser.add_argument("--keep-alive", type=float, default=5.0)
+def parser() -> argparse.ArgumentParser:
+    rv = runner_parser("python -m harness.servers._hypercorn_runner", workers=True)
+    rv.add_argument("--keep-alive", type=float, default=5.0)
     # hypercorn's own recycling: a worker exits after that many requests (plus up to the
     # jitter), and the master starts another (the recycle fault).
-    parser.add_argument("--max-requests", type=int)
-    parser.add_argument("--max-requests-jitter", type=int, default=0)
-    args = parser.parse_args(argv)
+    rv.add_argument("--max-requests", type=int)
+    rv.add_argument("--max-requests-jitter", type=int, default=0)
+    return rv
+
+
+def main(argv: t.Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
 
     from hypercorn.config import Config
     from hypercorn.run import run

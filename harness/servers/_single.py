@@ -9,17 +9,15 @@ apply, and adds its own options and record fields on top.
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
-from harness.servers.base import Reported, ServerConfig, ServerMode, ignored_options
+from harness.servers._runner import RunnerMode
+from harness.servers.base import Reported, ServerConfig, ignored_options
 
 
-class SingleProcessMode(ServerMode):
+class SingleProcessMode(RunnerMode):
     """Base for a mode served by one process running a harness runner under this Python."""
 
-    #: How the interpreter starts the runner: ``("-m", module)`` or ``("-c", source)``.
-    launch: t.ClassVar[tuple[str, str]]
     listen_options = frozenset({"--host", "--port"})  # the runner's own
     #: How the server runs requests, recorded as the effective ``worker_class``.
     worker_class: t.ClassVar[str]
@@ -34,9 +32,8 @@ class SingleProcessMode(ServerMode):
         """The mode's own record fields, from the runner's state file (``{}`` if none)."""
         return {}
 
-    def command(self, cfg: ServerConfig) -> list[str]:
+    def runner_args(self, cfg: ServerConfig) -> list[str]:
         return [
-            sys.executable, *self.launch,
             "--host", cfg.host, "--port", str(cfg.port),
             *self.server_args(cfg),
             *cfg.extra_args,

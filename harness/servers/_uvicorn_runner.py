@@ -23,6 +23,7 @@ got 338 requests/s from two workers (wrk), the ACK timer's rate, not the server'
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import socket
@@ -41,14 +42,18 @@ def tcp_listener(sock: socket.socket) -> socket.socket:
     return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, sock.detach())
 
 
-def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = runner_parser("python -m harness.servers._uvicorn_runner", workers=True)
-    parser.add_argument("--timeout-keep-alive", type=int, default=5)
+def parser() -> argparse.ArgumentParser:
+    rv = runner_parser("python -m harness.servers._uvicorn_runner", workers=True)
+    rv.add_argument("--timeout-keep-alive", type=int, default=5)
     # uvicorn's own recycling: a worker exits after that many requests (plus up to the jitter),
     # and the supervisor starts another (the recycle fault).
-    parser.add_argument("--limit-max-requests", type=int)
-    parser.add_argument("--limit-max-requests-jitter", type=int, default=0)
-    args = parser.parse_args(argv)
+    rv.add_argument("--limit-max-requests", type=int)
+    rv.add_argument("--limit-max-requests-jitter", type=int, default=0)
+    return rv
+
+
+def main(argv: t.Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
 
     import uvicorn
 

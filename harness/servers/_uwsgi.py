@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import re
 import signal
 import socket
+import subprocess
 import sys
 import typing as t
 from pathlib import Path
@@ -152,6 +155,9 @@ class UwsgiMode(SupervisedMode):
                     f" worker, which is what {other.name} is: run --modes {other.name} instead,"
                     " so that the cell is judged and labelled as what ran"
                 )
+        options = uwsgi_options(str(venv_script("uwsgi"))) if cfg.extra_args else frozenset()
+        if why := refused_option(cfg.extra_args, options):
+            raise self.refused_args(cfg, "uWSGI", why)
 
     def worker_args(self, cfg: ServerConfig) -> list[str]:
         """What runs inside each worker process (threads, gevent); nothing by default."""
@@ -221,6 +227,38 @@ class UwsgiMode(SupervisedMode):
         if stats_workers:  # the identities uWSGI itself reports
             rv["worker_pids"] = sorted(w["pid"] for w in stats_workers)
         return rv
+
+
+@functools.cache
+def uwsgi_options(binary: str) -> frozenset[str]:
+    """The options the uWSGI at ``binary`` takes, as its ``--help`` lists them (``--socket``,
+    ``-s``, ...): its parser cannot be asked without running the options it meets, as
+    ``--include`` or ``--stop`` run while it reads them."""
+    try:
+        out = subprocess.run(
+            [binary, "--help"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    found = re.findall(r"^\s+(?:(-\w)\|)?(--[\w-]+)", out, re.MULTILINE)
+    return frozenset(name for names in found for name in names if name)
+
+
+def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None:
+    """What uWSGI's parser (``getopt_long``) says of the first option of ``args`` it does not
+    take, given the ``options`` it takes: "unrecognized option '--preload'" for a long one no
+    option's name begins with (an unambiguous abbreviation is taken), "invalid option -- 'Z'"
+    for a short one. ``None`` when there is none, or ``options`` is empty (uWSGI did not say)."""
+    if not options:
+        return None
+    for arg in args:
+        name = arg.partition("=")[0]
+        if name.startswith("--"):
+            if not any(o.startswith(name) for o in options):
+                return f"unrecognized option {name!r}"
+        elif name.startswith("-") and len(name) > 1 and name[:2] not in options:
+            return f"invalid option -- {name[1]!r}"
+    return None
 
 
 def _ready_workers(stats: dict[str, t.Any]) -> int:

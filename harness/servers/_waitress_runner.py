@@ -8,6 +8,7 @@ the process before it ever listens. No access log (waitress has none).
 
 from __future__ import annotations
 
+import argparse
 import socket
 import typing as t
 
@@ -15,11 +16,15 @@ from harness.servers._runner import runner_parser
 from harness.servers._state import loaded_app_info, write_state
 
 
+def parser() -> argparse.ArgumentParser:
+    rv = runner_parser("python -m harness.servers._waitress_runner")
+    rv.add_argument("--threads", type=int, required=True)
+    rv.add_argument("--connection-limit", type=int, required=True)
+    return rv
+
+
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = runner_parser("python -m harness.servers._waitress_runner")
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--connection-limit", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
 
     import waitress
     from waitress.server import create_server

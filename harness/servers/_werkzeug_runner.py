@@ -8,15 +8,19 @@ before the socket is bound, so an import failure ends the process before it ever
 
 from __future__ import annotations
 
+import argparse
 import typing as t
 
 from harness.servers._runner import runner_parser
 from harness.servers._state import loaded_app_info, write_state
 
 
+def parser() -> argparse.ArgumentParser:
+    return runner_parser("python -m harness.servers._werkzeug_runner")
+
+
 def main(argv: t.Sequence[str] | None = None) -> None:
-    parser = runner_parser("python -m harness.servers._werkzeug_runner")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
 
     import werkzeug
     from werkzeug.serving import WSGIRequestHandler, run_simple

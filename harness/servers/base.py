@@ -15,6 +15,7 @@ and records the effective configuration.
 from __future__ import annotations
 
 import abc
+import argparse
 import contextlib
 import dataclasses
 import importlib.util
@@ -399,6 +400,17 @@ class ServerMode(abc.ABC):
                     " never leaves this machine and the probe is never open to others; drop it"
                 )
 
+    def refused_args(self, cfg: ServerConfig, server: str, why: str) -> UsageError:
+        """The error for server arguments that ``server``'s own parser refuses (``why``: what it
+        says), found before any server starts: started, it would fail only once the cells of
+        the run's other modes had run (``--modes gunicorn-gevent,uwsgi-threads
+        --server-arg=--preload``)."""
+        return UsageError(
+            f"{self.name}: {server} refuses --server-arg {shlex.join(cfg.extra_args)} ({why}):"
+            " server arguments go to every mode of a run; name only the modes of the server"
+            " they are for, and run the others without them"
+        )
+
     @abc.abstractmethod
     def available(self) -> Availability:
         """Say whether this mode can run here (its server and worker libraries are installed)."""
@@ -623,6 +635,25 @@ def threads_given(cfg: ServerConfig, option: str, default: int) -> int:
     mode's ``default``."""
     value = last_option(cfg.extra_args, option)
     return int(value) if value and value.isdigit() else cfg.threads or default
+
+
+class _Refused(Exception):
+    pass
+
+
+def argparse_refusal(parser: argparse.ArgumentParser, args: t.Sequence[str]) -> str | None:
+    """What ``parser`` says when it refuses ``args`` (``unrecognized arguments: --preload``),
+    ``None`` when it takes them. Its own ``error()`` would print the usage and exit."""
+
+    def refuse(message: str) -> t.NoReturn:
+        raise _Refused(message)
+
+    parser.error = refuse  # type: ignore[method-assign]
+    try:
+        parser.parse_args(args)
+    except _Refused as e:
+        return str(e)
+    return None
 
 
 def venv_script(name: str) -> Path | None:

@@ -37,6 +37,7 @@ class Eventlet(SingleProcessMode):
         # `import eventlet` imports asyncio (its asyncio hub) before monkey_patch() runs.
         imported_before_patch=("asyncio",),
     )
+    runner = "harness.servers._eventlet_runner"
     launch = ("-c", BOOTSTRAP)
     worker_class = "greenthread-per-connection"
     package = "eventlet"

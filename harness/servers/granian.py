@@ -35,6 +35,9 @@ from harness.servers.base import (
 
 #: Python threads per worker for WSGI calls unless told otherwise.
 DEFAULT_THREADS = 4
+#: What granian serves: the harness's WSGI entry point, in a module that ties its workers'
+#: lives to the main process.
+APP = "harness.servers._granian_app:app"
 
 
 @register
@@ -76,6 +79,17 @@ class Granian(SupervisedMode):
     def available(self) -> Availability:
         return require_command("granian", "granian", extra="granian")
 
+    def check_args(self, cfg: ServerConfig) -> None:
+        super().check_args(cfg)
+        # A pip extra (ctxbench[granian]), and click with it: imported where they are used.
+        import click
+        from granian.cli import cli
+
+        try:
+            cli.make_context("granian", [*cfg.extra_args, APP])
+        except click.ClickException as e:
+            raise self.refused_args(cfg, "granian", e.format_message()) from None
+
     def command(self, cfg: ServerConfig) -> list[str]:
         return [
             str(venv_script("granian") or "granian"),
@@ -86,7 +100,7 @@ class Granian(SupervisedMode):
             "--http", "1", "--no-ws", "--no-access-log",
             "--backlog", "1024",
             *cfg.extra_args,
-            "harness.servers._granian_app:app",
+            APP,
         ]  # fmt: skip
 
     def details(self, cfg: ServerConfig, reported: Reported) -> dict[str, t.Any]:

@@ -30,7 +30,7 @@ class Waitress(SingleProcessMode):
     summary = "waitress: one process, a fixed thread pool fed from a queue, keep-alive"
     order = 60
     traits = ModeTraits(unit="pool-thread", keepalive=True)
-    launch = ("-m", "harness.servers._waitress_runner")
+    runner = "harness.servers._waitress_runner"
     worker_class = "thread-pool"
     package = "waitress"
     ignored = ("workers",)

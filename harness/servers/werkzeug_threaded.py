@@ -27,7 +27,7 @@ class WerkzeugThreaded(SingleProcessMode):
     summary = "werkzeug dev server, threaded: a new thread per connection, no keep-alive"
     order = 10
     traits = ModeTraits(unit="thread-per-connection", keepalive=False)
-    launch = ("-m", "harness.servers._werkzeug_runner")
+    runner = "harness.servers._werkzeug_runner"
     worker_class = "thread-per-connection"
     package = "werkzeug"
     ignored = ("workers", "threads", "worker_connections")
