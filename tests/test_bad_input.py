@@ -442,6 +442,16 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--modes", "uvicorn-asgiref", "--server-arg=--workers=x"],
                  "uvicorn-asgiref: ctxbench's uvicorn runner refuses --server-arg --workers=x"
                  " (argument --workers: invalid int value: 'x')", id="server-arg-bad-value"),
+    # a server's --help or --version: printed and exited 0 in ctxbench's own process (gunicorn,
+    # a runner: run said nothing and exited 0) or as a traceback (granian)
+    pytest.param(["run", "--modes", "gunicorn-sync", "--server-arg=--help"],
+                 "gunicorn-sync: --server-arg --help makes gunicorn print its help or version and"
+                 " exit, so it would serve nothing: drop it", id="server-arg-gunicorn-help"),
+    pytest.param(["serve", "--mode", "waitress", "--server-arg=-h"],
+                 "makes ctxbench's waitress runner print its help", id="server-arg-runner-help"),
+    pytest.param(["run", "--modes", "granian", "--server-arg=--version"],
+                 "granian: --server-arg --version makes granian print its help or version",
+                 id="server-arg-granian-version"),
     pytest.param(["run", "--compare-flask", "--backend", "no-reset"], "--compare-flask",
                  id="compare-flask-mutant"),
     pytest.param(["run", "--compare-flask", "--app", "pkg.wsgi:app"], "--compare-flask",

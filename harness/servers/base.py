@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
+import io
 import json
 import os
 import shlex
@@ -405,10 +406,16 @@ class ServerMode(abc.ABC):
         says), found before any server starts: started, it would fail only once the cells of
         the run's other modes had run (``--modes gunicorn-gevent,uwsgi-threads
         --server-arg=--preload``)."""
+        args = shlex.join(cfg.extra_args)
+        if why == PRINTS_AND_EXITS:
+            return UsageError(
+                f"{self.name}: --server-arg {args} makes {server} print its help or version and"
+                " exit, so it would serve nothing: drop it"
+            )
         return UsageError(
-            f"{self.name}: {server} refuses --server-arg {shlex.join(cfg.extra_args)} ({why}):"
-            " server arguments go to every mode of a run; name only the modes of the server"
-            " they are for, and run the others without them"
+            f"{self.name}: {server} refuses --server-arg {args} ({why}): server arguments go to"
+            " every mode of a run; name only the modes of the server they are for, and run the"
+            " others without them"
         )
 
     @abc.abstractmethod
@@ -641,18 +648,27 @@ class _Refused(Exception):
     pass
 
 
+#: What :func:`argparse_refusal` (and a mode's own check) says of arguments on which the server
+#: prints its help or version and exits (``--help``, ``--version``) instead of serving.
+PRINTS_AND_EXITS = "it prints and exits"
+
+
 def argparse_refusal(parser: argparse.ArgumentParser, args: t.Sequence[str]) -> str | None:
     """What ``parser`` says when it refuses ``args`` (``unrecognized arguments: --preload``),
-    ``None`` when it takes them. Its own ``error()`` would print the usage and exit."""
+    :data:`PRINTS_AND_EXITS` for ``--help`` or ``--version``, ``None`` when it takes them. Its
+    own ``error()`` would print the usage and exit, as its help and version actions do."""
 
     def refuse(message: str) -> t.NoReturn:
         raise _Refused(message)
 
     parser.error = refuse  # type: ignore[method-assign]
     try:
-        parser.parse_args(args)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            parser.parse_args(args)
     except _Refused as e:
         return str(e)
+    except SystemExit:
+        return PRINTS_AND_EXITS
     return None
 
 

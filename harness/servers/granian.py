@@ -17,11 +17,14 @@ workers load (``harness.servers._granian_app``) asks the kernel for that.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import signal
 import typing as t
 
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
+    PRINTS_AND_EXITS,
     Availability,
     Lifecycle,
     ModeTraits,
@@ -86,9 +89,12 @@ class Granian(SupervisedMode):
         from granian.cli import cli
 
         try:
-            cli.make_context("granian", [*cfg.extra_args, APP])
+            with contextlib.redirect_stdout(io.StringIO()):
+                cli.make_context("granian", [*cfg.extra_args, APP])
         except click.ClickException as e:
             raise self.refused_args(cfg, "granian", e.format_message()) from None
+        except click.exceptions.Exit:  # --help, --version
+            raise self.refused_args(cfg, "granian", PRINTS_AND_EXITS) from None
 
     def command(self, cfg: ServerConfig) -> list[str]:
         return [
