@@ -25,8 +25,8 @@ from harness import results
 from harness.benchdata import Benchmarks, read_benchmarks
 from harness.report.compare import Change, compare_runs, parse_threshold
 from harness.report.render import to_html, to_markdown
-from harness.report.sections import Context, build
-from harness.report.summary import format_summary, summarize
+from harness.report.sections import build
+from harness.report.summary import Context, format_summary, summarize
 from harness.report.tree import Figure, Group, Node
 
 __all__ = [

@@ -7,7 +7,6 @@ each there only when its file is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from harness.benchdata import (
     APP_CONTEXT_TARGET_S,
@@ -17,6 +16,7 @@ from harness.benchdata import (
     CalibrationRow,
     MicroRow,
 )
+from harness.report.summary import Context
 from harness.report.text import (
     fmt_rps,
     fmt_runs,
@@ -27,9 +27,6 @@ from harness.report.text import (
 )
 from harness.report.tree import Heading, Node, Note, Table, spread_warning, where
 from harness.results import SPREAD_FORMULA, SPREAD_WARNING
-
-if TYPE_CHECKING:
-    from harness.report.sections import Context
 
 
 def micro_tables(rows: Sequence[MicroRow]) -> list[Table]:

@@ -10,13 +10,10 @@ harness disagrees with the traits. The same table is printed on the terminal.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from harness.report.summary import Context
 from harness.report.tree import Heading, Node, Note, Table
 from harness.results import Cell, CorpusCheck, Run
-
-if TYPE_CHECKING:  # sections imports this module: a real import back would be a cycle
-    from harness.report.sections import Context
 
 
 def corpus_cells(run: Run) -> tuple[Cell, ...]:

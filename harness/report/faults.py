@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
+from harness.report.summary import Context
 from harness.report.text import code, fmt_counts, fmt_limit, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 from harness.results import SOAK_NOT_JUDGED
 
 if TYPE_CHECKING:
-    from harness.report.sections import Context
     from harness.results import FaultCell, Run, Soak
 
 #: Error kinds with a column of their own; the rest are summed under "other".

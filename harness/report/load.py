@@ -17,13 +17,10 @@ import typing as t
 from harness.load.cpu import DRIVER_BOUND_ADVICE, DRIVER_BOUND_SHARE
 from harness.protocol import DEFAULT_BACKEND
 from harness.report.charts import Line, Point, line_chart
-from harness.report.summary import label, named, status
+from harness.report.summary import Context, label, named, status
 from harness.report.text import code, fmt_ms, fmt_rps, fmt_share, plural
 from harness.report.tree import Callout, Group, Heading, Node, Note, Paragraph, Table, where
 from harness.results import Cell
-
-if t.TYPE_CHECKING:  # sections imports this module: a real import back would be a cycle
-    from harness.report.sections import Context
 
 
 def driver_section(ctx: Context) -> list[Node]:

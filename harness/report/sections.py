@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from harness.benchdata import Benchmarks
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
     A_LEAK_IS,
     TARGETS_OWN,
     UNRANKED,
     WEAK_ZEROS_HEAD,
-    Summary,
+    Context,
     backend_of,
     evidence_table,
     headline,
@@ -59,19 +57,10 @@ from harness.report.tree import (
     spread_warning,
     where,
 )
-from harness.results import PERCENTILES, SPREAD_FORMULA, SPREAD_WARNING, Cell, Run
+from harness.results import PERCENTILES, SPREAD_FORMULA, SPREAD_WARNING, Cell
 
 EVIDENCE_SHOWN = 25  # per cell; results.json keeps everything the driver captured
 PATTERN_TITLES = {"keepalive": "Keep-alive connections", "fresh": "A fresh connection per request"}
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every section reads: the run, its verdict, and the benchmark files beside it."""
-
-    run: Run
-    summary: Summary
-    bench: Benchmarks
 
 
 Section = Callable[[Context], list[Node]]

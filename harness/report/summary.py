@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from harness.benchdata import Benchmarks
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import starved_advice
@@ -225,6 +226,16 @@ class Summary:
 
     def for_pattern(self, pattern: str) -> list[Cell]:
         return [c for c in self.cells if c.connections == pattern]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every section of the report (:mod:`harness.report.sections`) reads: the run, its
+    verdict, and the benchmark files beside it."""
+
+    run: Run
+    summary: Summary
+    bench: Benchmarks
 
 
 def summarize(run: Run) -> Summary:
