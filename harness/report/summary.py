@@ -672,7 +672,7 @@ def format_summary(run: Run) -> str:
         (
             *(c.app_label, backend_of(c)) * several,
             *(c.mode, c.connections, *(str(c.concurrency),) * sweep, c.server.summary),
-            *(f"{c.requests:,}", fmt_rps(c.rps) + _rps_marks(c)),
+            *(f"{c.requests:,}", fmt_rps(c.rps) + "*" * c.driver_bound + "~" * c.delayed_acks),
             spread_cell(c.rps_spread, len(c.runs), "!"),
             fmt_ms(c.latency_ms.p50),
             fmt_ms(c.latency_ms.p99) + ("^" if c.starved else ""),
@@ -699,12 +699,10 @@ def format_summary(run: Run) -> str:
     # what ran; the modes' own are in the report (the expectations model knows each mode).
     if weak := weak_zeros([c for c in run.cells if c.target is not None]):
         out += ["", f"{WEAK_ZEROS_HEAD}:", *(f"  {line}" for line in weak)]
-    failed = [c for c in run.cells if c.failed]
-    if failed:
+    if failed := [c for c in run.cells if c.failed]:
         out += ["", f"failed cells (the server died; {_after_a_death(failed)}):"]
         out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
-    evidence = [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]
-    if evidence:
+    if evidence := [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]:
         out += [
             "",
             f"first evidence (a leak is {A_LEAK_IS}):",
@@ -732,10 +730,6 @@ def shared_machine(cells: Sequence[Cell]) -> str:
         f"other programs used {cores:.2f} cores meanwhile (median of the repeats): the machine"
         " was shared"
     )
-
-
-def _rps_marks(c: Cell) -> str:
-    return ("*" if c.driver_bound else "") + ("~" if c.delayed_acks else "")
 
 
 def evidence_table(evidence: Sequence[Evidence], align: str = "lllllrrr") -> Table:
