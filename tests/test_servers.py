@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -658,6 +659,34 @@ def test_stop_is_idempotent_after_exit() -> None:
     srv.stop()
     srv.stop()
     assert process.returncode == 0
+
+
+def test_a_main_process_that_wants_the_stop_signal_again_stops_on_its_own() -> None:
+    """uWSGI's master, told to stop, looks for its exited workers only once a second or when a
+    signal wakes it: every uWSGI stop took 1.03 s, and now and then 5 s, ended by SIGKILL. This
+    one exits on its second SIGINT only."""
+    from harness.servers._process import stop_group
+
+    script = textwrap.dedent("""
+        import signal, sys, time
+        seen = []
+        def stop(*_):
+            seen.append(1)
+            if len(seen) == 2:
+                sys.exit(0)
+        signal.signal(signal.SIGINT, stop)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.01)
+    """)
+    for again, status in ((True, 0), (False, -signal.SIGKILL)):
+        process = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True
+        )
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+        stop_group(process, grace=0.5, sig=signal.SIGINT, again=again)
+        process.stdout.close()
+        assert process.returncode == status
 
 
 @pytest.mark.live

@@ -239,19 +239,29 @@ def held_signals() -> Iterator[None]:
 
 #: Seconds a server's process group has to stop after the stop signal, before SIGKILL.
 STOP_GRACE_S = 5.0
+#: Seconds between the stop signals sent to a main process that wants it ``again``.
+SIGNAL_AGAIN_S = 0.05
 
 
 def stop_group(
     process: subprocess.Popen[bytes],
     grace: float = STOP_GRACE_S,
     sig: signal.Signals = signal.SIGTERM,
+    *,
+    again: bool = False,
 ) -> None:
-    """Send ``sig`` to the group that ``process`` leads, SIGKILL it after ``grace`` s, wait
-    until no process of the group is left."""
+    """Send ``sig`` to the group that ``process`` leads (``again``: and to ``process`` every
+    :data:`SIGNAL_AGAIN_S` until it exits), SIGKILL it after ``grace`` s, wait until no process
+    of the group is left."""
     pgid = process.pid
     _signal_group(pgid, sig)
+    deadline = time.monotonic() + grace
     try:
-        process.wait(grace)
+        while again and process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(SIGNAL_AGAIN_S)
+            process.send_signal(sig)  # nothing once it has exited
+        process.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         _signal_group(pgid, signal.SIGKILL)
         process.wait()

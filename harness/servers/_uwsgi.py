@@ -12,8 +12,10 @@ every worker (pid, status, one ``cores`` entry per thread or async core).
 uWSGI's signals differ from gunicorn's: SIGINT or SIGQUIT stop it, but SIGTERM and SIGHUP make
 it re-execute itself (``--binary-path`` names the venv's interpreter: the pyuwsgi wheel would
 otherwise re-execute the base interpreter, which cannot import it, and die), so the harness
-stops it with SIGINT. Its workers ask the kernel to kill them when the master dies, so a
-master killed with the harness takes them along.
+stops it with SIGINT, and again every 50 ms until it exits: the master sees its workers gone
+only on its next check, once a second, or when a signal wakes it (a stop took 1.03 s, now
+0.06). Its workers ask the kernel to kill them when the master dies, so a master killed with
+the harness takes them along.
 
 Keep-alive: ``--http-socket`` answers one request per connection and then closes it *without*
 ``Connection: close``, so a keep-alive client fails on every second request; ``--http11-socket``
@@ -106,6 +108,7 @@ class UwsgiMode(SupervisedMode):
     """Base for the uWSGI modes: the socket option and what runs in each worker."""
 
     stop_signal = signal.SIGINT
+    stop_signal_again = True
     lifecycle = LIFECYCLE
     package = "pyuwsgi"
     listen_options = frozenset({
@@ -178,6 +181,10 @@ class UwsgiMode(SupervisedMode):
             "--listen", "1024",
             "--disable-logging",
             "--reload-mercy", str(RELOAD_MERCY), "--worker-reload-mercy", str(RELOAD_MERCY),
+            # A worker told to stop exits at once, skipping the app's atexit hooks: tearing its
+            # interpreter down took 0.3 to 0.6 s, and now and then hung until the master
+            # killed it, 4 s later (measured).
+            "--skip-atexit",
             *cfg.extra_args,
         ]  # fmt: skip
 

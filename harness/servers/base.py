@@ -376,6 +376,9 @@ class ServerMode(abc.ABC):
     #: What asks the server to stop; sent to its whole process group (SIGKILL after a grace).
     #: uWSGI needs SIGINT: SIGTERM makes it re-execute itself.
     stop_signal: t.ClassVar[signal.Signals] = signal.SIGTERM
+    #: Whether the main process is sent ``stop_signal`` again until it exits: uWSGI's master
+    #: sees its workers gone only on its next check, a second after the signal, or on a signal.
+    stop_signal_again: t.ClassVar[bool] = False
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         """The traits of this mode run with ``cfg``; override where server arguments change them
@@ -706,6 +709,7 @@ class LiveServer:
     traits: ModeTraits
     effective: dict[str, t.Any] = field(default_factory=dict)
     stop_signal: signal.Signals = signal.SIGTERM
+    stop_signal_again: bool = False
     #: Where the server's processes report what ran (``CTXBENCH_STATE_DIR``), while it runs.
     state_dir: Path | None = None
     #: The path prefix the app is served under (``ServerConfig.mount``); the probe is at
@@ -755,8 +759,9 @@ class LiveServer:
         return f"{self.mode}: the server's main process (pid {self.pid}) {how}"
 
     def stop(self) -> None:
-        """Send ``stop_signal`` (SIGTERM unless the mode says otherwise) to the process group,
-        SIGKILL it after :data:`~harness.servers._process.STOP_GRACE_S`, wait until it is gone.
+        """Send ``stop_signal`` (SIGTERM unless the mode says otherwise) to the process group
+        (and again to its main process, with ``stop_signal_again``), SIGKILL it after
+        :data:`~harness.servers._process.STOP_GRACE_S`, wait until it is gone.
 
         SIGINT, SIGTERM and SIGHUP are held until the group is gone and the state directory
         removed, so a second Ctrl-C cannot leave either behind.
@@ -766,7 +771,7 @@ class LiveServer:
         self._stopped = True
         with held_signals():
             try:
-                stop_group(self.process, sig=self.stop_signal)
+                stop_group(self.process, sig=self.stop_signal, again=self.stop_signal_again)
             finally:
                 if self._cleanup_dir is not None:
                     shutil.rmtree(self._cleanup_dir, ignore_errors=True)
@@ -855,6 +860,7 @@ def _start(
         log_path=log_path,
         traits=traits,
         stop_signal=server_mode.stop_signal,
+        stop_signal_again=server_mode.stop_signal_again,
         state_dir=state_dir,
         mount=cfg.mount,
         _cleanup_dir=state_dir,
