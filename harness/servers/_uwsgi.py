@@ -44,6 +44,7 @@ from harness.servers._process import poll_until, wait_states
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     MODES,
+    PRINTS_AND_EXITS,
     Availability,
     Lifecycle,
     LiveServer,
@@ -251,15 +252,22 @@ def uwsgi_options(binary: str) -> frozenset[str]:
     return frozenset(name for names in found for name in names if name)
 
 
+#: uWSGI's options that print something and exit, which its --help lists as any other.
+PRINT_AND_EXIT = frozenset({"-h", "--help", "--usage", "--version", "--cflags", "--dot-h"})
+
+
 def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None:
     """What uWSGI's parser (``getopt_long``) says of the first option of ``args`` it does not
     take, given the ``options`` it takes: "unrecognized option '--preload'" for a long one no
     option's name begins with (an unambiguous abbreviation is taken), "invalid option -- 'Z'"
-    for a short one. ``None`` when there is none, or ``options`` is empty (uWSGI did not say)."""
+    for a short one; :data:`PRINTS_AND_EXITS` for one of :data:`PRINT_AND_EXIT`. ``None`` when
+    there is none, or ``options`` is empty (uWSGI did not say)."""
     if not options:
         return None
     for arg in args:
         name = arg.partition("=")[0]
+        if name in PRINT_AND_EXIT:
+            return PRINTS_AND_EXITS
         if name.startswith("--"):
             if not any(o.startswith(name) for o in options):
                 return f"unrecognized option {name!r}"
