@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
 from harness.report.summary import Context
-from harness.report.text import code, fmt_counts, fmt_limit, fmt_rps, mounted, plural
+from harness.report.text import code, fmt_counts, fmt_limit, fmt_mib, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 from harness.results import SOAK_NOT_JUDGED
 
@@ -129,7 +129,7 @@ def soak_table(soak: Soak) -> Table:
                "threads", "judged")  # fmt: skip
     rows = tuple(
         (
-            *(p.role, str(p.pid), _mib(p.rss_start), _mib(p.rss_end), f"{p.rss_growth:+.1%}"),
+            *(p.role, str(p.pid), fmt_mib(p.rss_start), fmt_mib(p.rss_end), f"{p.rss_growth:+.1%}"),
             f"{p.fds_start} -> {p.fds_end}" + (" growing" if p.fds_growing else ""),
             str(p.threads_end),
             "yes" if p.whole_window else "no (not there throughout)",
@@ -203,7 +203,3 @@ def soak_section(ctx: Context) -> list[Node]:
 
 def _count(n: int) -> str:
     return f"{n:,}" if n else "-"
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"

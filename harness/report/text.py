@@ -88,6 +88,10 @@ def fmt_limit(value: float) -> str:
     return f"{value * 100:g}%"
 
 
+def fmt_mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
 def fmt_share(value: float | None) -> str:
     """A share of a CPU (or a ratio) with two decimals; ``-`` when not recorded."""
     return "-" if value is None else f"{value:.2f}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from harness.report.text import fmt_limit
+from harness.report.text import fmt_limit, fmt_mib
 from harness.results import SOAK_NOT_JUDGED, LoadSample, ProcessSample, ProcessTrend, median
 
 __all__ = ["RSS_GROWTH_LIMIT", "ProcessTrend", "judge_soak", "trends"]
@@ -84,8 +84,8 @@ def judge_soak(
         worst = max(grown, key=lambda p: p.rss_growth)
         return "memory", (
             f"RSS of {_processes(len(grown))} grew more than {fmt_limit(limit)} after the warm-up;"
-            f" worst: {worst.role} {worst.pid} {_mib(worst.rss_start)} -> {_mib(worst.rss_end)}"
-            f" (+{worst.rss_growth:.1%})"
+            f" worst: {worst.role} {worst.pid} {fmt_mib(worst.rss_start)} ->"
+            f" {fmt_mib(worst.rss_end)} (+{worst.rss_growth:.1%})"
         )
     growing = [p for p in judged if p.fds_growing]
     if growing:
@@ -101,7 +101,3 @@ def judge_soak(
         f"{_processes(len(judged))} within {fmt_limit(limit)} (largest RSS change"
         f" {worst.rss_growth:+.1%}), descriptors steady"
     )
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
