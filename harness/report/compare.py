@@ -203,6 +203,7 @@ def compare_runs(
     rows, changes = [], []
     for key in common:
         a, b = a_by[key], b_by[key]
+        app, backend, mode, connections, level, mount = key
         cell = _changes(key, a, b, threshold, strict)
         delta = {c.metric: _signed(c.relative) for c in cell}  # no p99 when a run answered none
         changes += cell
@@ -213,7 +214,8 @@ def compare_runs(
         ) or ("leaks, as in A" if b.leaks else "ok")  # none counted: B is clean, or leaked as A
         rows.append(
             (
-                *(key[2], _app(key), key[1], key[3] + ("" if key[4] is None else f" @{key[4]}")),
+                *(mode, mounted(app, mount), backend),
+                connections + ("" if level is None else f" @{level}"),
                 *(fmt_rps(a.rps), fmt_rps(b.rps)),
                 *(delta["rps"], fmt_ms(a.latency_ms.p99), fmt_ms(b.latency_ms.p99)),
                 *(delta.get("p99", "-"), f"{a.leaks:,}/{b.leaks:,}", status),
@@ -405,15 +407,10 @@ def _key(cell: Cell, by_level: bool) -> CellKey:
     return (app, backend, mode, connections, concurrency if by_level else None, mount)
 
 
-def _app(key: CellKey) -> str:
-    """The app label, with the mount it was checked under when not the root: ``core at /api``."""
-    return mounted(key[0], key[5])
-
-
 def _name(key: CellKey) -> str:
-    _, backend, mode, connections, concurrency, _ = key
+    app, backend, mode, connections, concurrency, mount = key
     users = "" if concurrency is None else f", {plural(concurrency, 'user')}"
-    return f"{mode} ({_app(key)}, {backend}, {connections}{users})"
+    return f"{mode} ({mounted(app, mount)}, {backend}, {connections}{users})"
 
 
 def _apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
