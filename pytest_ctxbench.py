@@ -127,6 +127,23 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    # A check under a gunicorn mode passes where the project's own gunicorn.conf.py (preload_app)
+    # makes its deployment leak: said once, under the session's header, as a plugin says what a
+    # session runs with (a warning would fail every suite run with -W error). What gunicorn reads
+    # by itself (unread_settings) is looked for first, so that ctxbench's harness is imported
+    # only when it is there.
+    if not (Path("gunicorn.conf.py").is_file() or os.environ.get("GUNICORN_CMD_ARGS")):
+        return None
+    if _foreign_harness() is not None:  # the fixtures say so, and their tests fail
+        return None
+    from harness.servers import MODES
+    from harness.servers._gunicorn import unread_settings
+
+    unread = unread_settings(MODES, given="server_args=['--preload']")
+    return None if unread is None else f"ctxbench: {unread}"
+
+
 #: The plugin's fixtures: a test that uses either starts servers, and carries the marker.
 FIXTURES = ("ctxbench", "ctxbench_server")
 
@@ -613,10 +630,9 @@ class Ctxbench:
 _HARNESS = Path(__file__).resolve().with_name("harness")
 
 
-def _fail_unless_harness_is_ours() -> None:
-    """Fail the test in one line when ``harness`` in this session is not ctxbench's package: a
-    project with a top-level package or module of its own of that name (a process holds one
-    module of a name, and ctxbench's servers import theirs by it). Nothing is imported here."""
+def _foreign_harness() -> str | None:
+    """The file of the ``harness`` this session imports when it is not ctxbench's package (a
+    project's own package or module of that name), else ``None``. Nothing is imported here."""
     module = sys.modules.get("harness")
     if module is not None:
         origin = getattr(module, "__file__", None)
@@ -624,6 +640,16 @@ def _fail_unless_harness_is_ours() -> None:
         spec = importlib.util.find_spec("harness")
         origin = spec.origin if spec is not None else None
     if origin is None or Path(origin).resolve().parent == _HARNESS:
+        return None
+    return str(origin)
+
+
+def _fail_unless_harness_is_ours() -> None:
+    """Fail the test in one line when ``harness`` in this session is not ctxbench's package: a
+    project with a top-level package or module of its own of that name (a process holds one
+    module of a name, and ctxbench's servers import theirs by it). Nothing is imported here."""
+    origin = _foreign_harness()
+    if origin is None:
         return
     pytest.fail(
         f"ctxbench: 'harness' in this session is {origin}, not ctxbench's own package of that"

@@ -918,6 +918,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from harness.apps import CORE_APP
     from harness.protocol import probe_path
     from harness.servers import ServerConfig, get_mode, live_server
+    from harness.servers._gunicorn import unread_settings
     from harness.servers._process import log_tail
     from harness.settings import check_backend
 
@@ -943,6 +944,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"  probe: {srv.url}{probe_path(srv.mount)}?token=T&sleep_ms=1", flush=True)
+        if unread := unread_settings([mode]):
+            print(f"  {unread}", flush=True)
         print("  press Ctrl-C to stop", flush=True)
         returncode = srv.process.wait()
         raise CtxbenchError(

@@ -736,7 +736,7 @@ def test_a_run_in_a_folder_with_a_gunicorn_conf_py_says_it_was_not_read(
     assert (
         "not read: gunicorn.conf.py: ctxbench runs gunicorn with a config of its own (-c"
         " python:harness.servers._gunicorn_conf) and none of yours, so your settings"
-        " (preload_app, worker_class, max_requests, ...) did not apply; give those that matter"
+        " (preload_app, worker_class, max_requests, ...) do not apply; give those that matter"
         " as server arguments (--server-arg=--preload), or start gunicorn with yours and check"
         " it with ctxbench run --target (README, 'Checking a running deployment')\n"
     ) in capsys.readouterr().out
@@ -745,6 +745,71 @@ def test_a_run_in_a_folder_with_a_gunicorn_conf_py_says_it_was_not_read(
     assert "not read: gunicorn.conf.py and GUNICORN_CMD_ARGS: " in capsys.readouterr().out
     # No gunicorn ran: nothing to say.
     assert main(["run", "--modes", "werkzeug-threaded", "--out", str(out)]) == 0
+    assert "not read" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "given"),
+    [
+        pytest.param(["serve", "--mode", "gunicorn-gevent"], "(--server-arg=--preload), or",
+                     id="serve"),
+        pytest.param(["chaos", "--modes", "gunicorn-sync,gunicorn-gevent", "--faults",
+                      "kill-worker"], "do not apply; start gunicorn with yours", id="chaos"),
+        pytest.param(["soak", "--mode", "gunicorn-gevent", "--minutes", "1"],
+                     "(--server-arg=--preload), or", id="soak"),
+    ],
+)  # fmt: skip
+def test_every_command_that_starts_gunicorn_says_once_that_gunicorn_conf_py_was_not_read(
+    argv: list[str],
+    given: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Only run said it: serve, chaos and soak ran gunicorn without the project's preload_app
+    # and said nothing, a pass where the deployment leaks.
+    import types
+
+    import harness.faults.runner
+    import harness.servers
+    import harness.soak
+
+    if argv[0] == "soak":
+        pytest.importorskip("psutil", reason="ctxbench soak needs psutil (ctxbench[soak])")
+
+    @contextlib.contextmanager
+    def serving(mode: str, cfg: object) -> Iterator[object]:
+        process = types.SimpleNamespace(wait=lambda: 0)
+        yield types.SimpleNamespace(
+            mode=mode,
+            url="http://127.0.0.1:1",
+            mount=None,
+            pid=1,
+            effective={},
+            process=process,
+            log_path=tmp_path / "none",
+        )
+
+    def soaked(mode: str, **kw: t.Any) -> results.Soak:
+        return results.Soak(mode=mode, app=kw["app"], backend=kw["backend"],
+                            connections=kw["connections"], seconds=60.0, warmup_s=20.0,
+                            verdict="ok")  # fmt: skip
+
+    monkeypatch.setattr(harness.servers, "live_server", serving)
+    monkeypatch.setattr(
+        harness.faults.runner, "run_chaos", lambda f, s, c, d, **kw: _finished_run(s, d, **kw)
+    )
+    monkeypatch.setattr(harness.soak, "run_soak", soaked)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    (tmp_path / "gunicorn.conf.py").write_text("preload_app = True\n")
+    folder = [] if argv[0] == "serve" else ["--out", str(tmp_path / "results")]
+    main([*argv, *folder])
+    out = capsys.readouterr().out
+    assert out.count("not read: gunicorn.conf.py: ctxbench runs gunicorn") == 1, out
+    assert given in out, out
+    (tmp_path / "gunicorn.conf.py").unlink()
+    main([*argv, *folder])
     assert "not read" not in capsys.readouterr().out
 
 

@@ -153,6 +153,31 @@ def test_a_suite_that_does_not_use_the_plugin_is_unchanged(pytester: pytest.Pyte
     assert names == {"ctxbench", "ctxbench_server"}, section
 
 
+def test_a_session_beside_a_gunicorn_conf_py_says_under_its_header_that_no_check_reads_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ctxbench.check(app, modes=["gunicorn-gevent"]) passed where the project's gunicorn.conf.py
+    # (preload_app = True, a threading.local made at import) makes its deployment leak, and the
+    # session said nothing. Said as a line of the header, not a warning: -W error still passes.
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    pytester.makepyfile(test_plain="def test_nothing():\n    pass\n")
+    args = ("-p", "no:cacheprovider", "-p", "no:locust", "-W", "error")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1)
+    assert "not read" not in result.stdout.str()
+    (pytester.path / "gunicorn.conf.py").write_text("preload_app = True\n")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1)
+    said = [line for line in result.stdout.lines if "not read" in line]
+    assert said == [
+        "ctxbench: not read: gunicorn.conf.py: ctxbench runs gunicorn with a config of its own"
+        " (-c python:harness.servers._gunicorn_conf) and none of yours, so your settings"
+        " (preload_app, worker_class, max_requests, ...) do not apply; give those that matter as"
+        " server arguments (server_args=['--preload']), or start gunicorn with yours and check it"
+        " with ctxbench run --target (README, 'Checking a running deployment')"
+    ], result.stdout.str()
+
+
 def test_collecting_a_suite_that_uses_the_plugin_starts_nothing(
     pytester: pytest.Pytester,
 ) -> None:

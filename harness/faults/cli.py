@@ -151,6 +151,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.report.faults import faults_table
     from harness.report.text import mounted, plural
     from harness.servers import available_modes, get_mode
+    from harness.servers._gunicorn import unread_settings
 
     if args.list:
         return _list_faults()
@@ -212,8 +213,12 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         f"\n{plural(len(run.faults), 'fault cell')}, {len(failed):,} failing,"
         f" {sum(c.requests for c in run.faults):,} requests accounted for,"
         f" {time.monotonic() - started:.0f} s",
-        details=(f"{c.fault} {c.mode} {mounted(c.app_label, c.server.mount)} {c.backend}"
-                 f" {c.connections}: {c.verdict}: {c.reason}" for c in failed),
+        details=[
+            *(f"{c.fault} {c.mode} {mounted(c.app_label, c.server.mount)} {c.backend}"
+              f" {c.connections}: {c.verdict}: {c.reason}" for c in failed),
+            # chaos takes no server arguments: the faults set those they need.
+            *filter(None, [unread_settings(settings.modes, given=None)]),
+        ],
     )  # fmt: skip
     # As `ctxbench run`: requests the app answered itself were never checked, so no verdict
     # (exit 2), unless a leak was found where none can happen.
@@ -286,6 +291,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.report import write_reports
     from harness.report.faults import soak_errors, soak_table
     from harness.report.text import mounted
+    from harness.servers._gunicorn import unread_settings
     from harness.settings import RunSettings
     from harness.soak import SoakInterrupted, run_soak
     from harness.soak.sampler import import_psutil
@@ -342,6 +348,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         f" {soak.connections}: {soak.verdict}: {soak.reason}"
         f"\n{soak.requests:,} requests, {soak_errors(soak)}, {soak.leaks:,} leaks,"
         f" median {soak.rps:,.0f} rps after the warm-up",
+        details=filter(None, [unread_settings(settings.modes)]),
     )
     where = f"soak {soak.mode} {soak.connections}"
     unchecked = _app_answered_line([(where, soak.error_kinds.get(_OTHER_STATUS, 0))])

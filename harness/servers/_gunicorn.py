@@ -159,21 +159,24 @@ class GunicornMode(SupervisedMode):
         }
 
 
-def unread_settings(modes: Iterable[str]) -> str | None:
+def unread_settings(
+    modes: Iterable[str], given: str | None = "--server-arg=--preload"
+) -> str | None:
     """The line that names the gunicorn settings of the user's that gunicorn reads by itself and
-    the gunicorn of ``modes`` did not (``./gunicorn.conf.py``, ``GUNICORN_CMD_ARGS``), so that
-    a clean run is not read as a check of them; ``None`` when there are none, or no mode of
-    ``modes`` runs gunicorn."""
+    the gunicorn of ``modes`` does not (``./gunicorn.conf.py``, ``GUNICORN_CMD_ARGS``), so that
+    a clean check is not read as a check of them: every command that starts a gunicorn mode says
+    it once. ``given`` is how that command takes a server argument (``None``: it takes none).
+    ``None`` when there are none, or no mode of ``modes`` runs gunicorn."""
     if not any(isinstance(getattr(m, "upstream", m), GunicornMode) for m in map(get_mode, modes)):
         return None
     unread = ["gunicorn.conf.py"] * Path("gunicorn.conf.py").is_file()
     unread += ["GUNICORN_CMD_ARGS"] * bool(os.environ.get("GUNICORN_CMD_ARGS"))
     if not unread:
         return None
+    give = f"give those that matter as server arguments ({given}), or " if given else ""
     return (
         f"not read: {' and '.join(unread)}: ctxbench runs gunicorn with a config of its own (-c"
         f" {CONFIG}) and none of yours, so your settings (preload_app, worker_class, max_requests,"
-        " ...) did not apply; give those that matter as server arguments"
-        " (--server-arg=--preload), or start gunicorn with yours and check it with ctxbench run"
+        f" ...) do not apply; {give}start gunicorn with yours and check it with ctxbench run"
         " --target (README, 'Checking a running deployment')"
     )
