@@ -134,8 +134,7 @@ def _lines(
 def _sweep_cell(c: Cell | None) -> str:
     if c is None:
         return "-"
-    mark = " *" if c.driver_bound else ""
+    mark = " *" * c.driver_bound + " ~" * c.delayed_acks  # ~: the ACK timer's, harness.load.acks
     flag = f" {status(c)}" * (not c.clean)
-    mark += " ~" if c.delayed_acks else ""  # the ACK timer's figures: harness.load.acks
     starved = f" {c.starved:,} starved" if c.starved else ""  # see harness.load.fairness
     return f"{fmt_rps(c.rps)} rps / {fmt_ms(c.latency_ms.p99)} ms{mark}{flag}{starved}"
