@@ -57,7 +57,7 @@ class Row:
     alarm: bool = False  # label and note in red, bold
 
 
-def throughput(cells: Sequence[Cell], pattern: str, main: str = "core") -> Figure:
+def throughput(cells: Sequence[Cell], pattern: str, main: str) -> Figure:
     """Median requests/s per cell with min-max whiskers: ``throughput-<pattern>.svg``; the
     ``main`` app's in the main colour, another app's (Flask next to it) lighter."""
     title = f"Throughput, requests/s ({pattern})"
@@ -101,7 +101,7 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
             return float(left)
         return left + (WIDTH - left - VALUE_W) * value / limit
 
-    out = _svg_head(title, WIDTH, height)
+    out = _svg_head(title, height)
     if n > 1:
         for j, b in enumerate(rows[0].bars):
             out.append(
@@ -274,7 +274,7 @@ def line_chart(
     def sy(v: float) -> float:
         return PLOT_B - (PLOT_B - PLOT_T) * min(max(v, 0.0), limit) / limit
 
-    out = _svg_head(title, WIDTH, CHART_H)
+    out = _svg_head(title, CHART_H)
     if shade_to > 0:
         out.append(
             f'<rect x="{PLOT_L}" y="{PLOT_T}" width="{sx(shade_to) - PLOT_L:.1f}"'
@@ -323,12 +323,12 @@ def line_chart(
     return Figure(file_name(*name), title, "\n".join(out) + "\n")
 
 
-def _svg_head(title: str, width: int, height: int) -> list[str]:
+def _svg_head(title: str, height: int) -> list[str]:
     """A chart's opening: the ``<svg>`` element, its title, white background and heading."""
     return [
-        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
+        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}"'
         f' role="img" aria-label="{escape(title)}" style="{FONT};max-width:100%;height:auto">',
-        f'<title>{escape(title)}</title><rect width="{width}" height="{height}" fill="#fff"/>',
+        f'<title>{escape(title)}</title><rect width="{WIDTH}" height="{height}" fill="#fff"/>',
         f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
     ]
 
