@@ -341,7 +341,6 @@ def exercised(ctx: Context) -> list[Node]:
         )
         for c, seen in pairs
     )
-    weak = tuple(weak_zeros([c for c, _ in pairs], named))
     headers = ("cell", "connections", *("users",) * sweep, "processes", "threads", "units",
                "in flight", "overlap", "unit reused")  # fmt: skip
     out: list[Node] = [
@@ -353,8 +352,7 @@ def exercised(ctx: Context) -> list[Node]:
         ),
         Table(headers, rows, "ll" + "r" * (4 + sweep) + "ll"),
     ]
-    targets = {c.target: (c, seen) for c, seen in pairs if c.target is not None}
-    if targets:
+    if targets := {c.target: (c, seen) for c, seen in pairs if c.target is not None}:
         out.append(
             Paragraph(
                 "Servers ctxbench did not start were checked as they run; what they are comes"
@@ -368,9 +366,8 @@ def exercised(ctx: Context) -> list[Node]:
                 + "."
             )
         )
-    if weak:
-        head = Paragraph(f"{WEAK_ZEROS_HEAD}:")
-        out.append(Callout((head, Items(weak)), "warning"))
+    if weak := tuple(weak_zeros([c for c, _ in pairs], named)):
+        out.append(Callout((Paragraph(f"{WEAK_ZEROS_HEAD}:"), Items(weak)), "warning"))
     return out
 
 

@@ -413,8 +413,7 @@ def recommendation(s: Summary) -> str:
         return f"{c.mode}{f' @{c.concurrency}' * sweep}"
 
     for r in s.rankings:
-        bound = [at(c) for c in r.tied if c.driver_bound]
-        if bound:
+        if bound := [at(c) for c in r.tied if c.driver_bound]:
             close = [at(c) for c in r.tied if not c.driver_bound]
             out.append(
                 f"For {r.pattern} connections {at(r.best)} has the best median"
