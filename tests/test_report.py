@@ -814,6 +814,19 @@ def test_a_sweep_names_the_level_of_every_cell() -> None:
     assert ">8 users</tspan>" in html
 
 
+def test_a_sweeps_summary_row_counts_the_leaks_and_errors_of_its_own_level() -> None:
+    # --concurrency 1,8 with a leak and errors at 8 users only: the Summary table's row at 1
+    # user read "5 LEAK" too, in red, as it summed every level of the mode and pattern.
+    entries = [
+        {**make_entry("gunicorn-sync", leaks=5 * (n == 8), errors=3 * (n == 8)), "concurrency": n}
+        for n in (1, 8)
+    ]
+    summary = section(render(make_doc(entries))[0], "## Summary")
+    assert "| gunicorn-sync | keepalive | 1 | 3,400 | 4.0% | 14.1 | 0 | 0 |" in summary
+    assert "| **gunicorn-sync** | **keepalive** | **8** |" in summary
+    assert summary.endswith("| **3** | **5 LEAK** |\n")
+
+
 def test_a_sweeps_leaks_and_exercised_units_name_their_level() -> None:
     import dataclasses
 
