@@ -430,6 +430,11 @@ BAD_INVOCATIONS = [
                  "uwsgi-threads: uWSGI refuses --server-arg --preload (unrecognized option"
                  " '--preload'): server arguments go to every mode of a run; name only the modes"
                  " of the server they are for", id="server-arg-of-gunicorn-to-uwsgi"),
+    # an abbreviation that begins two of uWSGI's options: refused by uWSGI as it started
+    pytest.param(["run", "--modes", "uwsgi-processes", "--server-arg=--max-req=5"],
+                 "uwsgi-processes: uWSGI refuses --server-arg --max-req=5 (option '--max-req' is"
+                 " ambiguous; possibilities: '--max-requests' '--max-requests-delta')",
+                 id="server-arg-uwsgi-ambiguous"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--server-arg=--lazy-apps"],
                  "gunicorn-sync: gunicorn refuses --server-arg --lazy-apps (unrecognized"
                  " arguments: --lazy-apps)", id="serve-server-arg-of-uwsgi-to-gunicorn"),

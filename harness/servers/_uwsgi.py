@@ -259,7 +259,8 @@ PRINT_AND_EXIT = frozenset({"-h", "--help", "--usage", "--version", "--cflags", 
 def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None:
     """What uWSGI's parser (``getopt_long``) says of the first option of ``args`` it does not
     take, given the ``options`` it takes: "unrecognized option '--preload'" for a long one no
-    option's name begins with (an unambiguous abbreviation is taken), "invalid option -- 'Z'"
+    option's name begins with, "option '--max-req' is ambiguous; ..." for one that begins more
+    than one (an unambiguous abbreviation is taken), "invalid option -- 'Z'"
     for a short one; :data:`PRINTS_AND_EXITS` for one of :data:`PRINT_AND_EXIT`. ``None`` when
     there is none, or ``options`` is empty (uWSGI did not say)."""
     if not options:
@@ -269,8 +270,11 @@ def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None
         if name in PRINT_AND_EXIT:
             return PRINTS_AND_EXITS
         if name.startswith("--"):
-            if not any(o.startswith(name) for o in options):
+            taken = [name] if name in options else sorted(o for o in options if o.startswith(name))
+            if not taken:
                 return f"unrecognized option {name!r}"
+            if len(taken) > 1:
+                return f"option {name!r} is ambiguous; possibilities: {' '.join(map(repr, taken))}"
         elif name.startswith("-") and len(name) > 1 and name[:2] not in options:
             return f"invalid option -- {name[1]!r}"
     return None
