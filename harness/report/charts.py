@@ -94,7 +94,12 @@ def bar_chart(title: str, rows: Sequence[Row], *, legend: str = "") -> str:
     height = bottom + 30
     values = [v for r in rows for b in r.bars for v in (b.value, *b.runs) if v is not None]
     limit, ticks = _axis(values)
-    left = _label_width(rows)
+    # Left of the bars: wider for a longer label (``nginx-keepalive+gunicorn-gevent``).
+    need = max(
+        (max(len(r.label) * (BOLD_EM if r.alarm else LABEL_EM), len(r.sub) * SUB_EM) for r in rows),
+        default=0.0,
+    )
+    left = _room(need, LABEL_W, 12)
 
     def x_of(value: float | None) -> float:
         if value is None or not math.isfinite(value) or value <= 0:
@@ -172,16 +177,6 @@ def file_name(*parts: str) -> str:
 #: in px: SVG cannot measure text, and DejaVu Sans (the sans-serif of most Linux desktops, wider
 #: than Helvetica or Segoe UI) averages about 0.6 em for the names of modes and apps.
 LABEL_EM, SUB_EM, BOLD_EM = 12 * 0.62, 10.5 * 0.62, 12 * 0.68
-
-
-def _label_width(rows: Sequence[Row]) -> int:
-    """The width left of the bars: :data:`LABEL_W`, wider for a longer label (a mode behind a
-    proxy, ``nginx-keepalive+gunicorn-gevent``), at most :data:`MAX_LABEL_W`."""
-    need = max(
-        (max(len(r.label) * (BOLD_EM if r.alarm else LABEL_EM), len(r.sub) * SUB_EM) for r in rows),
-        default=0.0,
-    )
-    return _room(need, LABEL_W, 12)
 
 
 def _room(need: float, least: int, pad: int) -> int:
