@@ -680,12 +680,15 @@ def test_a_main_process_that_wants_the_stop_signal_again_stops_on_its_own() -> N
             time.sleep(0.01)
     """)
     for again, status in ((True, 0), (False, -signal.SIGKILL)):
-        process = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True
-        )
-        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
-        stop_group(process, grace=0.5, sig=signal.SIGINT, again=again)
-        process.stdout.close()
+        ) as process:
+            try:
+                assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+                stop_group(process, grace=0.5, sig=signal.SIGINT, again=again)
+            finally:  # a failed stop must not leave the stand-in running forever
+                if process.poll() is None:
+                    process.kill()
         assert process.returncode == status
 
 
