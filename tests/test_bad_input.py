@@ -427,38 +427,40 @@ BAD_INVOCATIONS = [
     # refused it as it started
     pytest.param(["run", "--modes", "gunicorn-gevent,uwsgi-threads", "--server-arg=--preload",
                   "--duration", "1"],
-                 "uwsgi-threads: uWSGI refuses --server-arg --preload (unrecognized option"
+                 "uwsgi-threads: uWSGI refuses the server argument --preload (unrecognized option"
                  " '--preload'): server arguments go to every mode of a run; name only the modes"
                  " of the server they are for", id="server-arg-of-gunicorn-to-uwsgi"),
     # an abbreviation that begins two of uWSGI's options: refused by uWSGI as it started
     pytest.param(["run", "--modes", "uwsgi-processes", "--server-arg=--max-req=5"],
-                 "uwsgi-processes: uWSGI refuses --server-arg --max-req=5 (option '--max-req' is"
-                 " ambiguous; possibilities: '--max-requests' '--max-requests-delta')",
-                 id="server-arg-uwsgi-ambiguous"),
+                 "uwsgi-processes: uWSGI refuses the server argument --max-req=5 (option"
+                 " '--max-req' is ambiguous; possibilities: '--max-requests'"
+                 " '--max-requests-delta')", id="server-arg-uwsgi-ambiguous"),
     pytest.param(["serve", "--mode", "gunicorn-sync", "--server-arg=--lazy-apps"],
-                 "gunicorn-sync: gunicorn refuses --server-arg --lazy-apps (unrecognized"
+                 "gunicorn-sync: gunicorn refuses the server argument --lazy-apps (unrecognized"
                  " arguments: --lazy-apps)", id="serve-server-arg-of-uwsgi-to-gunicorn"),
     pytest.param(["run", "--modes", "granian", "--server-arg=--preload"],
-                 "granian: granian refuses --server-arg --preload (No such option '--preload'",
+                 "granian: granian refuses the server argument --preload (No such option",
                  id="server-arg-of-gunicorn-to-granian"),
     pytest.param(["soak", "--mode", "waitress", "--minutes", "1", "--server-arg=--backlog=64"],
-                 "waitress: ctxbench's waitress runner refuses --server-arg --backlog=64"
+                 "waitress: ctxbench's waitress runner refuses the server argument --backlog=64"
                  " (unrecognized arguments: --backlog=64)", id="soak-server-arg-to-waitress"),
     pytest.param(["run", "--modes", "uvicorn-asgiref", "--server-arg=--workers=x"],
-                 "uvicorn-asgiref: ctxbench's uvicorn runner refuses --server-arg --workers=x"
-                 " (argument --workers: invalid int value: 'x')", id="server-arg-bad-value"),
+                 "uvicorn-asgiref: ctxbench's uvicorn runner refuses the server argument"
+                 " --workers=x (argument --workers: invalid int value: 'x')",
+                 id="server-arg-bad-value"),
     # a server's --help or --version: printed and exited 0 in ctxbench's own process (gunicorn,
     # a runner: run said nothing and exited 0) or as a traceback (granian)
     pytest.param(["run", "--modes", "gunicorn-sync", "--server-arg=--help"],
-                 "gunicorn-sync: --server-arg --help makes gunicorn print its help or version and"
-                 " exit, so it would serve nothing: drop it", id="server-arg-gunicorn-help"),
+                 "gunicorn-sync: the server argument --help makes gunicorn print its help or"
+                 " version and exit, so it would serve nothing: drop it",
+                 id="server-arg-gunicorn-help"),
     pytest.param(["serve", "--mode", "waitress", "--server-arg=-h"],
                  "makes ctxbench's waitress runner print its help", id="server-arg-runner-help"),
     pytest.param(["run", "--modes", "granian", "--server-arg=--version"],
-                 "granian: --server-arg --version makes granian print its help or version",
+                 "granian: the server argument --version makes granian print its help or version",
                  id="server-arg-granian-version"),
     pytest.param(["run", "--modes", "uwsgi-threads", "--server-arg=--version"],
-                 "uwsgi-threads: --server-arg --version makes uWSGI print its help or version",
+                 "uwsgi-threads: the server argument --version makes uWSGI print its help",
                  id="server-arg-uwsgi-version"),
     pytest.param(["run", "--compare-flask", "--backend", "no-reset"], "--compare-flask",
                  id="compare-flask-mutant"),

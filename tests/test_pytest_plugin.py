@@ -894,7 +894,7 @@ def test_server_args_a_modes_server_refuses_fail_before_any_server_starts(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust", "-rN")
     result.assert_outcomes(failed=2)
     said = (
-        "ctxbench: uwsgi-threads: uWSGI refuses --server-arg --preload (unrecognized option"
+        "ctxbench: uwsgi-threads: uWSGI refuses the server argument --preload (unrecognized option"
         " '--preload'): server arguments go to every mode of a run; name only the modes of the"
         " server they are for, and run the others without them"
     )

@@ -409,14 +409,15 @@ class ServerMode(abc.ABC):
         says), found before any server starts: started, it would fail only once the cells of
         the run's other modes had run (``--modes gunicorn-gevent,uwsgi-threads
         --server-arg=--preload``)."""
-        args = shlex.join(cfg.extra_args)
+        # Said as neither --server-arg nor server_args=: the CLI and the pytest plugin say it.
+        args = f"argument{'s' * (len(cfg.extra_args) > 1)} {shlex.join(cfg.extra_args)}"
         if why == PRINTS_AND_EXITS:
             return UsageError(
-                f"{self.name}: --server-arg {args} makes {server} print its help or version and"
+                f"{self.name}: the server {args} makes {server} print its help or version and"
                 " exit, so it would serve nothing: drop it"
             )
         return UsageError(
-            f"{self.name}: {server} refuses --server-arg {args} ({why}): server arguments go to"
+            f"{self.name}: {server} refuses the server {args} ({why}): server arguments go to"
             " every mode of a run; name only the modes of the server they are for, and run the"
             " others without them"
         )
