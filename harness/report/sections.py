@@ -156,7 +156,8 @@ def overview(ctx: Context) -> list[Node]:
     starved, sweep = any(c.starved for c in cells), swept(cells)
     rows, bad = [], set()
     for i, c in enumerate(cells):
-        same = [x for x in correct if x.key[2:5] == c.key[2:5]]  # mode, pattern, level
+        level = (c.mode, c.connections, c.concurrency)
+        same = [x for x in correct if (x.mode, x.connections, x.concurrency) == level]
         leaks, errors = sum(x.leaks for x in same), sum(x.errors for x in same)
         if leaks or errors:
             bad.add(i)
