@@ -999,6 +999,39 @@ def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
         assert "tarved" not in render_reports(quiet)["report.md"]
 
 
+@pytest.mark.parametrize(
+    ("mode", "connections", "cause"),
+    [
+        pytest.param("uwsgi-processes", "keepalive", "keepalive", id="holds-kept-alive"),
+        pytest.param("uwsgi-processes", "fresh", "fresh", id="backlog"),
+        pytest.param("gunicorn-gevent", "keepalive", "turns", id="gives-turns"),
+        pytest.param("gunicorn-sync", "keepalive", "fresh", id="closes-every-connection"),
+        pytest.param("nginx+uwsgi-processes", "keepalive", "fresh", id="proxy-fresh"),
+        pytest.param("nginx-keepalive+uwsgi-processes", "fresh", "proxy-keepalive",
+                     id="proxy-keepalive"),
+        pytest.param("target:127.0.0.1:8080/", "keepalive", "keepalive", id="target"),
+    ],
+)  # fmt: skip
+def test_the_starved_advice_fits_the_mode_that_starved(
+    mode: str, connections: str, cause: str
+) -> None:
+    # A gunicorn-gevent cell starved by a busy machine was told of uWSGI's --http11-socket, and
+    # to use fresh connections: the advice followed the connection pattern alone.
+    import dataclasses
+
+    from harness.load.fairness import STARVED_CAUSES
+    from harness.report import format_summary
+
+    entry = make_entry("gunicorn-gevent", connections=connections, rps=1000.0)
+    run = load_run(make_doc([{**entry, "mode": mode}]))
+    c = run.cells[0]
+    runs = tuple(dataclasses.replace(r, starved=3) for r in c.runs)
+    run = run.replace(cells=(dataclasses.replace(c, runs=runs, concurrency=16),))
+    for text in (format_summary(run), render_reports(run)["report.md"]):
+        said = [name for name, advice in STARVED_CAUSES.items() if advice in text]
+        assert said == [cause], text
+
+
 def test_a_cell_that_waited_on_delayed_acks_is_said_and_never_ranked() -> None:
     import dataclasses
 

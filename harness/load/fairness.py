@@ -74,8 +74,9 @@ STARVED_OVERTAKEN = 16
 #: The most samples a timeline keeps (see the module's design note).
 MAX_SAMPLES = 2048
 
-#: What a starved cell means; the terminal summary and the report print it, then what to do
-#: about it for each connection pattern the starved cells ran (:func:`starved_advice`).
+#: What a starved cell means; the terminal summary and the report print it, then the likely
+#: cause and what to do about it for each cause of :data:`STARVED_CAUSES` that the starved
+#: cells' servers fit (:func:`starved_advice`; the report picks a cell's cause from its mode).
 STARVED_ADVICE = (
     "some virtual users waited more than half the measured window for one response while other"
     " users' later requests were answered: the server kept serving a few connections and made"
@@ -83,6 +84,8 @@ STARVED_ADVICE = (
     " wait"
 )
 STARVED_CAUSES = {
+    # The server sees kept-alive connections and holds each on its worker (a --target, whose
+    # server is not known, gets this on keep-alive connections: the likeliest cause).
     "keepalive": (
         "With keep-alive, a server that keeps a connection on its worker until the client closes"
         " it does this (uWSGI with --http11-socket): run no more keep-alive users than the server"
@@ -96,13 +99,27 @@ STARVED_CAUSES = {
         " server's listen backlog (gunicorn --backlog, a socketserver's request_queue_size) or"
         " run fewer users"
     ),
+    # Behind a proxy that keeps its upstream connections alive, the same server holds them.
+    "proxy-keepalive": (
+        "Behind a proxy that keeps its upstream connections alive, a server that keeps a"
+        " connection on its worker until the other end closes it does this (uWSGI with"
+        " --http11-socket): the proxy's idle connections hold the workers; use a proxy that opens"
+        " a connection per request (--proxy nginx)"
+    ),
+    # The server sees kept-alive connections and gives each its turn.
+    "turns": (
+        "With keep-alive, a server that gives every connection its turn does this only when"
+        " something stalls some connections while the others are served: the machine was busy"
+        " with other programs, or a request blocked its worker (a blocking call under gevent or"
+        " eventlet); rerun on a quieter machine, and look for a request that holds its worker"
+    ),
 }
 
 
-def starved_advice(patterns: Collection[str]) -> str:
-    """:data:`STARVED_ADVICE`, then the cause and the remedy for each of ``patterns``."""
-    causes = [STARVED_CAUSES[p] for p in sorted(patterns) if p in STARVED_CAUSES]
-    return ". ".join([STARVED_ADVICE, *causes])
+def starved_advice(causes: Collection[str]) -> str:
+    """:data:`STARVED_ADVICE`, then the cause and the remedy of each of ``causes`` (keys of
+    :data:`STARVED_CAUSES`)."""
+    return ". ".join([STARVED_ADVICE, *(STARVED_CAUSES[c] for c in sorted(causes))])
 
 
 @dataclass

@@ -19,15 +19,18 @@ server's; there is no recommendation between modes when only one ran.
 
 from __future__ import annotations
 
+import typing as t
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.benchdata import Benchmarks
+from harness.errors import UsageError
+from harness.expectations import server_connections
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import starved_advice
 from harness.load.http import MAX_BODY
-from harness.load.spec import CONNECTION_PATTERNS
+from harness.load.spec import CONNECTION_PATTERNS, ConnectionPattern
 from harness.load.tokens import carried_by_no_request
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
 from harness.report.text import (
@@ -44,6 +47,7 @@ from harness.report.text import (
 )
 from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Run, median
+from harness.servers import get_mode
 from harness.verdict import Evidence
 
 EVIDENCE_ON_TERMINAL = 3
@@ -590,6 +594,22 @@ class Unranked:
         return "; ".join(f"{name(c)}, {c.connections}: {self.count(c)}" for c in cells)
 
 
+def _starved_cause(c: Cell) -> str:
+    """The likely cause, a key of :data:`~harness.load.fairness.STARVED_CAUSES`, of the users
+    ``c``'s server starved: the connections its server saw, and whether it holds a kept-alive
+    connection on its worker (:attr:`~harness.servers.base.Lifecycle.kept_alive_holds_unit`)."""
+    try:
+        mode = get_mode(c.mode)
+    except UsageError:  # a --target's server, or a mode not registered here: not known
+        return c.connections
+    seen = server_connections(mode.traits, t.cast(ConnectionPattern, c.connections))[0]
+    if seen == "fresh" or not mode.traits.keepalive:
+        return "fresh"
+    if not mode.lifecycle.kept_alive_holds_unit:
+        return "turns"
+    return "proxy-keepalive" if mode.traits.proxy else "keepalive"
+
+
 def _stalled(c: Cell) -> str:
     """``1,210 of 1,250 kept-alive responses came in two parts 30-80 ms apart, 0 of 48 first
     responses on a connection``: a cell's delayed-ACK counts."""
@@ -606,7 +626,7 @@ UNRANKED = (
     Unranked(lambda c: c.starved, "^", "Starved users", "Cells whose server starved some users",
              lambda c: f"{c.starved:,} of {plural(c.concurrency or 0, 'user')}",
              "in the worst of the runs",
-             lambda cells: starved_advice({c.connections for c in cells})),
+             lambda cells: starved_advice(set(map(_starved_cause, cells)))),
     Unranked(lambda c: c.delayed_acks, "~", "Waited on delayed ACKs",
              "Cells that waited on the client's delayed ACKs", _stalled,
              "the measured runs together", lambda _: DELAYED_ACK_ADVICE),
