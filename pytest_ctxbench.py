@@ -131,16 +131,15 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     # A check under a gunicorn mode passes where the project's own gunicorn.conf.py (preload_app)
     # makes its deployment leak: said once, under the session's header, as a plugin says what a
     # session runs with (a warning would fail every suite run with -W error). What gunicorn reads
-    # by itself (unread_settings) is looked for first, so that ctxbench's harness is imported
-    # only when it is there.
+    # by itself is looked for first, so that ctxbench's harness is imported only when it is
+    # there, and then only the module that says it (not the servers: pytest --co stays cheap).
     if not (Path("gunicorn.conf.py").is_file() or os.environ.get("GUNICORN_CMD_ARGS")):
         return None
     if _foreign_harness() is not None:  # the fixtures say so, and their tests fail
         return None
-    from harness.servers import MODES
-    from harness.servers._gunicorn import unread_settings
+    from harness.gunicorn_config import unread_gunicorn_settings
 
-    unread = unread_settings(MODES, given="server_args=['--preload']")
+    unread = unread_gunicorn_settings(given="server_args=['--preload']")
     return None if unread is None else f"ctxbench: {unread}"
 
 

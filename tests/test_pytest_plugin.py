@@ -159,8 +159,16 @@ def test_a_session_beside_a_gunicorn_conf_py_says_under_its_header_that_no_check
     # ctxbench.check(app, modes=["gunicorn-gevent"]) passed where the project's gunicorn.conf.py
     # (preload_app = True, a threading.local made at import) makes its deployment leak, and the
     # session said nothing. Said as a line of the header, not a warning: -W error still passes.
+    # Saying it imports none of the servers (it imported them all, even under pytest --co).
     monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
-    pytester.makepyfile(test_plain="def test_nothing():\n    pass\n")
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_the_servers_were_not_imported():
+            assert "harness.servers" not in sys.modules
+        """
+    )
     args = ("-p", "no:cacheprovider", "-p", "no:locust", "-W", "error")
     result = pytester.runpytest_subprocess(*args)
     result.assert_outcomes(passed=1)

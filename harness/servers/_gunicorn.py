@@ -11,15 +11,14 @@ log, and ``-c python:harness.servers._gunicorn_conf`` installs the hooks that re
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import typing as t
 from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 
 from harness.errors import UsageError
+from harness.gunicorn_config import CONFIG, unread_gunicorn_settings
 from harness.servers._supervised import SupervisedMode
 from harness.servers.base import (
     MODES,
@@ -36,9 +35,6 @@ from harness.servers.base import (
 )
 
 DEFAULT_WORKER_CONNECTIONS = 1000
-#: The config module ctxbench runs gunicorn with: its hooks report what ran (the workers, their
-#: class and threads, whether gevent patched them).
-CONFIG = "python:harness.servers._gunicorn_conf"
 #: How gunicorn's gthread worker serves: a pool of threads per process, keep-alive. It is also
 #: what ``-k sync`` runs with more than one thread (see GunicornSync).
 GTHREAD_TRAITS = ModeTraits(unit="pool-thread", keepalive=True)
@@ -162,21 +158,10 @@ class GunicornMode(SupervisedMode):
 def unread_settings(
     modes: Iterable[str], given: str | None = "--server-arg=--preload"
 ) -> str | None:
-    """The line that names the gunicorn settings of the user's that gunicorn reads by itself and
-    the gunicorn of ``modes`` does not (``./gunicorn.conf.py``, ``GUNICORN_CMD_ARGS``), so that
-    a clean check is not read as a check of them: every command that starts a gunicorn mode says
-    it once. ``given`` is how that command takes a server argument (``None``: it takes none).
-    ``None`` when there are none, or no mode of ``modes`` runs gunicorn."""
+    """:func:`~harness.gunicorn_config.unread_gunicorn_settings`, where a mode of ``modes`` runs
+    gunicorn, so that a clean check is not read as a check of the user's own gunicorn settings:
+    every command that starts a gunicorn mode says it once. ``given`` is how that command takes
+    a server argument (``None``: it takes none)."""
     if not any(isinstance(getattr(m, "upstream", m), GunicornMode) for m in map(get_mode, modes)):
         return None
-    unread = ["gunicorn.conf.py"] * Path("gunicorn.conf.py").is_file()
-    unread += ["GUNICORN_CMD_ARGS"] * bool(os.environ.get("GUNICORN_CMD_ARGS"))
-    if not unread:
-        return None
-    give = f"give those that matter as server arguments ({given}), or " if given else ""
-    return (
-        f"not read: {' and '.join(unread)}: ctxbench runs gunicorn with a config of its own (-c"
-        f" {CONFIG}) and none of yours, so your settings (preload_app, worker_class, max_requests,"
-        f" ...) do not apply; {give}start gunicorn with yours and check it with ctxbench run"
-        " --target (README, 'Checking a running deployment')"
-    )
+    return unread_gunicorn_settings(given)
