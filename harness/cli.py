@@ -413,34 +413,6 @@ def _server_args(values: Sequence[str]) -> tuple[str, ...]:
         raise UsageError(f"bad --server-arg {values!r}: {e}") from None
 
 
-def _check_folder(option: str, path: Path) -> None:
-    """A folder ctxbench will create files in: not a file, under a writable existing parent."""
-    with _creating(option, path):
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"bad {option} {str(path)!r}: it is a file, not a folder")
-        parent = path
-        while not parent.exists():
-            parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is not writable")
-
-
-@contextlib.contextmanager
-def _creating(option: str, path: Path) -> Iterator[None]:
-    """Looking at or creating the folder ``path`` of ``option``: what the system refuses there
-    (a name too long, a read-only or virtual file system such as /proc, which root's access
-    check passes, a full disk) is the user's to fix, in one line."""
-    try:
-        yield
-    except OSError as e:
-        raise UsageError(
-            f"bad {option} {str(path)!r}: cannot create a folder there"
-            f" ({e.strerror or e}); give a folder you can write to"
-        ) from None
-
-
 def _check_run_folder(option: str, path: Path) -> Path:
     """A run folder to read and write into: the folder, or the results.json in it."""
     from harness.results import RESULTS_FILE
@@ -668,47 +640,16 @@ def _check_target_options(args: argparse.Namespace) -> None:
 
 @contextlib.contextmanager
 def _run_folder(args: argparse.Namespace, prefix: str = "") -> Iterator[tuple[Path, str]]:
-    """The run folder and run id from ``--run-dir``, or a new folder under ``--out`` for the
-    block (:mod:`harness.run_folder`: removed again if the block fails with it empty). In
-    ``--run-dir``, a folder that is not a run's is refused, and an earlier run's logs that this
-    one did not write again are removed once it wrote results. A block that fails before it
-    wrote results leaves nothing it made, and never removes what was there. The folder is held
-    for the block: the caller writes the reports in it."""
-    from harness.run_folder import (
-        cleaned_up_on_failure,
-        hold_run_dir,
-        new_run_dir,
-        outermost_missing,
-        replacing_earlier_run,
-    )
+    """The run folder and run id from ``--run-dir``, or a new folder under ``--out``, for the
+    block (:func:`harness.run_folder.run_dir_for`: held, and what was made for it removed if the
+    block fails before it wrote results). The caller writes the reports in it."""
+    from harness.run_folder import run_dir_for
 
-    if args.run_dir is not None:
-        if args.out is not None:
-            raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
-        run_dir = Path(args.run_dir)
-        _check_folder("--run-dir", run_dir)
-        made = outermost_missing(run_dir)
-        with cleaned_up_on_failure(run_dir), _creating("--run-dir", run_dir):
-            run_dir.mkdir(parents=True, exist_ok=True)
-        # Held before anything is cleaned up on failure: a run stopped because another run
-        # holds the folder removes nothing of that run's.
-        with (
-            hold_run_dir(run_dir),
-            replacing_earlier_run(run_dir),  # or refusing a folder that is not a run's
-            cleaned_up_on_failure(run_dir, made),
-            _said_what_is_kept(run_dir),
-        ):
-            yield run_dir, run_dir.resolve().name
-        return
-    out = Path(args.out or "results")
-    _check_folder("--out", out)
-    with contextlib.ExitStack() as stack:
-        with _creating("--out", out):
-            run_dir = stack.enter_context(new_run_dir(out, prefix))
-        stack.enter_context(hold_run_dir(run_dir))  # so a --run-dir naming it stops
-        stack.enter_context(cleaned_up_on_failure(run_dir))
-        stack.enter_context(_said_what_is_kept(run_dir))
-        yield run_dir, run_dir.name
+    if args.run_dir is not None and args.out is not None:
+        raise UsageError("give --out (a folder for new run folders) or --run-dir, not both")
+    folder = run_dir_for(args.run_dir, args.out or "results", prefix)
+    with folder as run_dir, _said_what_is_kept(run_dir):
+        yield run_dir, run_dir.resolve().name
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """The run folder: where one run writes its results.json, its servers' logs and its reports.
 
 A run gets a new folder under ``--out`` (:func:`new_run_dir`) or writes into the ``--run-dir``
-it was given, which may hold an earlier run (:func:`replacing_earlier_run`). Either way:
+it was given, which may hold an earlier run (:func:`replacing_earlier_run`); :func:`run_dir_for`
+puts the pieces together for a command. Either way:
 
 - one run at a time writes into it: :func:`hold_run_dir` locks the folder for the run, so a
   second run given the same folder stops instead of writing over the first one's files;
@@ -36,6 +37,7 @@ __all__ = [
     "new_run_id",
     "outermost_missing",
     "replacing_earlier_run",
+    "run_dir_for",
 ]
 
 
@@ -47,35 +49,79 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 
 @contextlib.contextmanager
-def new_run_dir(out: str | os.PathLike[str], prefix: str = "") -> t.Iterator[Path]:
-    """A new run folder ``out/<prefix><run id>`` for the block, created here (with ``out``).
+def run_dir_for(
+    run_dir: str | os.PathLike[str] | None, out: str | os.PathLike[str], prefix: str = ""
+) -> t.Iterator[Path]:
+    """The folder a run writes into, for the block: ``run_dir`` itself (``--run-dir``), where an
+    earlier run's files are replaced (:func:`replacing_earlier_run`), or without it a new folder
+    under ``out`` (``--out``, :func:`new_run_dir`). It is made here, with the folders above it
+    that are not there, and held for the block (:func:`hold_run_dir`); if the block fails before
+    it wrote results, what was made for it is removed (:func:`cleaned_up_on_failure`). A folder
+    that cannot be made is a :class:`UsageError` naming the option.
+    """
+    option, folder = ("--out", Path(out)) if run_dir is None else ("--run-dir", Path(run_dir))
+    _check_folder(option, folder)
+    created = outermost_missing(folder)
+    try:
+        with _creating(option, folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            if run_dir is None:
+                folder = new_run_dir(folder, prefix)
+                created = created or folder
+    except BaseException:
+        if created is not None:
+            _remove_made(folder, created, keep_files=False)
+        raise
+    # Held before anything is cleaned up on failure: a run stopped because another run holds the
+    # folder removes nothing of that run's.
+    with hold_run_dir(folder), contextlib.ExitStack() as stack:
+        if run_dir is not None:
+            stack.enter_context(replacing_earlier_run(folder))  # or refusing another folder
+        stack.enter_context(cleaned_up_on_failure(folder, created))
+        yield folder
+
+
+def new_run_dir(out: Path, prefix: str = "") -> Path:
+    """A new run folder ``out/<prefix><run id>`` in the folder ``out``, made here.
 
     The folder is made with an exclusive ``mkdir``: a run whose id names a folder already there
-    (another run's, started in the same second with the same random part) draws again. If the
-    block fails and leaves the folder empty, it is removed, with every folder above it that this
-    call created: a run that failed before writing anything leaves no trace.
+    (another run's, started in the same second with the same random part) draws again.
     """
-    out = Path(out)
-    made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
-    out.mkdir(parents=True, exist_ok=True)
     while True:
         run_dir = out / f"{prefix}{new_run_id()}"
         try:
             run_dir.mkdir()
         except FileExistsError:  # a run started in the same second drew the same id
             continue
-        break
+        return run_dir
+
+
+def _check_folder(option: str, path: Path) -> None:
+    """A folder ctxbench will create files in: not a file, under a writable existing parent."""
+    with _creating(option, path):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"bad {option} {str(path)!r}: it is a file, not a folder")
+        parent = path
+        while not parent.exists():
+            parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"bad {option} {str(path)!r}: {str(parent)!r} is not writable")
+
+
+@contextlib.contextmanager
+def _creating(option: str, path: Path) -> t.Iterator[None]:
+    """Looking at or creating the folder ``path`` of ``option``: what the system refuses there
+    (a name too long, a read-only or virtual file system such as /proc, which root's access
+    check passes, a full disk) is the user's to fix, in one line."""
     try:
-        yield run_dir
-    except BaseException:
-        for folder in (run_dir, *made):
-            try:
-                folder.rmdir()
-            except FileNotFoundError:  # the run removed it already
-                continue
-            except OSError:  # not empty: the logs of a failed start, another run's folder
-                break
-        raise
+        yield
+    except OSError as e:
+        raise UsageError(
+            f"bad {option} {str(path)!r}: cannot create a folder there"
+            f" ({e.strerror or e}); give a folder you can write to"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -110,10 +156,11 @@ def cleaned_up_on_failure(run_dir: str | Path, created: Path | None = None) -> t
     """For a block that fills the run folder ``run_dir``: if it fails before it wrote
     ``results.json``, remove what it made, and nothing else.
 
-    What the block made is the outermost folder of ``run_dir`` that was not there (``results/``
-    itself on a first run; ``created`` when the caller made it just before, to hold it), or, in
-    a folder that was there already (``--run-dir DIR``, or a folder
-    :func:`new_run_dir` made for the run), the entries that were not there. A
+    What the block made is the outermost folder of ``run_dir`` (itself or one above it) that was
+    not there (``results/`` itself on a first run; ``created`` when the caller made it just
+    before, to hold it): ``run_dir`` goes, and the folders above it up to that one while they are
+    empty. In a folder that was there already (``--run-dir DIR``) it is the entries that were
+    not there. A
     :class:`ServerStartError` keeps the log it points to (and the folders holding it); any other
     error (a bad app path, Ctrl-C) leaves nothing. A run that wrote results keeps everything:
     what it measured is in them.
@@ -131,10 +178,13 @@ def cleaned_up_on_failure(run_dir: str | Path, created: Path | None = None) -> t
     try:
         yield
     except BaseException as e:
-        if before is not None and _results_stamp(run_dir) == written:
-            made = [created] if created is not None else _made_in(run_dir, before)
-            for path in made:
-                _remove(path, keep_files=isinstance(e, ServerStartError))
+        if _results_stamp(run_dir) == written:
+            keep_files = isinstance(e, ServerStartError)
+            if created is not None:
+                _remove_made(run_dir, created, keep_files=keep_files)
+            elif before is not None:
+                for path in _made_in(run_dir, before):
+                    _remove(path, keep_files=keep_files)
         raise
 
 
@@ -188,6 +238,23 @@ def replacing_earlier_run(run_dir: Path, option: str = "--run-dir") -> t.Iterato
 def outermost_missing(folder: Path) -> Path | None:
     """The outermost folder of ``folder`` (itself or a parent) that is not there, else None."""
     return next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
+
+
+def _remove_made(run_dir: Path, created: Path, *, keep_files: bool) -> None:
+    """Remove ``run_dir`` (only its empty folders with ``keep_files``), then the folders above it
+    up to ``created``, which was made for it, while they are empty: another run may have made
+    its own folder in them meanwhile."""
+    with contextlib.suppress(OSError):  # never made (a name too long): nothing of it to remove
+        _remove(run_dir, keep_files=keep_files)
+    for folder in run_dir.parents:
+        if not folder.is_relative_to(created):
+            break
+        try:
+            folder.rmdir()
+        except FileNotFoundError:  # never made: the failure came first
+            continue
+        except OSError:  # not empty: the log of a failed start, another run's folder
+            break
 
 
 def _made_in(folder: Path, before: frozenset[str]) -> list[Path]:
