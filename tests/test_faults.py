@@ -39,8 +39,20 @@ from harness.settings import ChaosSettings, RunSettings
 from harness.soak import judge_soak, trends
 from harness.soak.runner import default_warmup
 from harness.verdict import Evidence, Unit
+from tests.test_runner import FakeServer
 
 CLEAN_AFTER = AfterFault(requests=300, survivors_reached=1, respawned_reached=1)
+
+
+def serving(default_dir: Path) -> t.Callable[..., t.ContextManager[FakeServer]]:
+    """A stand-in for ``live_server``: a :class:`FakeServer` of the mode asked for, logging into
+    the folder the runner gives (``default_dir`` when it gives none)."""
+
+    @contextlib.contextmanager
+    def server(mode: str, *, log_dir: Path | None = None, **_: object) -> t.Iterator[FakeServer]:
+        yield FakeServer.of(mode, Path(log_dir or default_dir))
+
+    return server
 
 
 def tally(**fields: object) -> Tally:
@@ -365,16 +377,13 @@ def _cmdline(pid: int) -> bytes:
 
 
 def test_worker_pids_leave_out_the_resource_tracker(
-    group_with_a_tracker: tuple[int, int, int],
+    group_with_a_tracker: tuple[int, int, int], tmp_path: Path
 ) -> None:
     # Killed as a "worker", the tracker would not be replaced, and nothing would be faulted.
-    from types import SimpleNamespace
-
     from harness.faults.base import worker_pids
 
     master, worker, _ = group_with_a_tracker
-    server = SimpleNamespace(pid=master)
-    server.app_server = server
+    server = dataclasses.replace(FakeServer.of("uvicorn-asgiref", tmp_path), pid=master)
     assert worker_pids(t.cast(t.Any, server)) == {worker}
 
 
@@ -411,10 +420,9 @@ def test_the_reload_fault_sets_the_pace_of_a_reload_that_has_one() -> None:
     ],
 )
 def test_client_faults_hold_the_load_where_a_kept_alive_connection_holds_its_unit(
-    mode: str, kept_alive: bool, holds: bool
+    mode: str, kept_alive: bool, holds: bool, tmp_path: Path
 ) -> None:
     import threading
-    import types
 
     from harness.faults.clients import _HostileInjector
     from harness.load.hostile import HostileLoad, Outcome
@@ -425,7 +433,7 @@ def test_client_faults_hold_the_load_where_a_kept_alive_connection_holds_its_uni
         release.wait(10.0)
         return Outcome("aborted")
 
-    server = types.SimpleNamespace(mode=mode, app_server=types.SimpleNamespace(mode=mode))
+    server = FakeServer.of(mode, tmp_path)
     hostile = HostileLoad(action, users=1, requests=1)
     injector = _HostileInjector(server, ChaosSettings(), hostile)  # type: ignore[arg-type]
     injector.kept_alive = kept_alive
@@ -817,18 +825,13 @@ def test_an_interrupted_soak_keeps_what_it_sampled(
     # Ctrl-C (or SIGTERM) ten minutes into a soak must not lose its samples, nor, with them,
     # the run folder: the results say "interrupted", as an interrupted run's do.
     pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
-    import contextlib
-    from types import SimpleNamespace
-
     import harness.soak.runner as soak_runner
 
     @contextlib.contextmanager
-    def server(mode: str, **kw: object) -> t.Iterator[SimpleNamespace]:
-        log = Path(t.cast(str, kw["log_dir"])) / "server.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("served\n")
-        yield SimpleNamespace(pid=os.getpid(), host="127.0.0.1", port=9, mode=mode,
-                              effective={}, log_path=log, mount=None)  # fmt: skip
+    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[FakeServer]:
+        srv = FakeServer.of(mode, Path(log_dir))
+        srv.log_path.write_text("served\n")
+        yield srv
 
     def interrupted_load(spec: object, progress: t.Callable[[int, int, int], None]) -> None:
         progress(1200, 0, 0)
@@ -844,7 +847,7 @@ def test_an_interrupted_soak_keeps_what_it_sampled(
     assert run.status == "interrupted"
     (soak,) = run.soaks
     assert soak.requests == 1200 and soak.processes and soak.load
-    assert (run_dir / "logs" / "server.log").is_file()
+    assert (run_dir / "logs" / "gunicorn-sync.log").is_file()
     err = capsys.readouterr().err
     # A soak has no cells: the line says what is kept (it said "the cells finished").
     assert "ctxbench: what the soak sampled before the interrupt is kept in" in err, err
@@ -1096,11 +1099,10 @@ def test_a_soak_writes_what_it_sampled_as_it_goes(
     written: list[Run] = []
 
     @contextlib.contextmanager
-    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[SimpleNamespace]:
-        log = Path(log_dir) / f"{mode}.log"
-        log.parent.mkdir(parents=True)
-        log.write_text("served\n")
-        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=log)
+    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[FakeServer]:
+        srv = FakeServer.of(mode, Path(log_dir))
+        srv.log_path.write_text("served\n")
+        yield srv
 
     def load(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
         written.append(results.load(run_dir))  # before the first request
@@ -1140,9 +1142,7 @@ def test_a_soak_in_progress_is_saved_at_a_bounded_cost(
         saved.append(soak.requests)
         offset[0] += 1.0
 
-    @contextlib.contextmanager
-    def server(mode: str, **_: object) -> t.Iterator[SimpleNamespace]:
-        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=tmp_path / "log")
+    server = serving(tmp_path)
 
     def reports(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
         for n in range(1, 6):
@@ -1160,7 +1160,9 @@ def test_a_soak_in_progress_is_saved_at_a_bounded_cost(
     assert saved == [0, 10, 50]
 
 
-def test_a_soak_is_saved_in_its_first_seconds_too(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_soak_is_saved_in_its_first_seconds_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The first save after the start was 10 s in: a soak killed in its first 10 s kept no
     # sample. Now the saves are 1, 2, 4, 8 and 16 s in, then every 10 s.
     pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
@@ -1170,9 +1172,7 @@ def test_a_soak_is_saved_in_its_first_seconds_too(monkeypatch: pytest.MonkeyPatc
     clock = SimpleNamespace(monotonic=lambda: time.monotonic() + offset[0])
     saved: list[int] = []
 
-    @contextlib.contextmanager
-    def server(mode: str, **_: object) -> t.Iterator[SimpleNamespace]:
-        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=Path("log"))
+    server = serving(tmp_path)
 
     def reports(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
         for n in range(1, 81):  # a report every half second, as the driver's
@@ -1190,7 +1190,7 @@ def test_a_soak_is_saved_in_its_first_seconds_too(monkeypatch: pytest.MonkeyPatc
     assert [n / 2 for n in saved] == [0, 1, 2, 4, 8, 16, 26, 36]
 
 
-def test_a_soak_keeps_no_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_soak_keeps_no_latency(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # It reports none, and its driver kept every one: the harness grew by 36 bytes a request
     # (0.5 MB every 10 s at 1,300 requests/s, measured), some 4 GB in a soak of a day.
     pytest.importorskip("psutil", reason="the soak's sampler needs psutil (ctxbench[soak])")
@@ -1198,9 +1198,7 @@ def test_a_soak_keeps_no_latency(monkeypatch: pytest.MonkeyPatch) -> None:
 
     loads: list[dict[str, object]] = []
 
-    @contextlib.contextmanager
-    def server(mode: str, **_: object) -> t.Iterator[SimpleNamespace]:
-        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=Path("log"))
+    server = serving(tmp_path)
 
     def load(spec: object, progress: object) -> t.NoReturn:
         raise KeyboardInterrupt
@@ -1240,9 +1238,7 @@ def test_a_soak_in_progress_encodes_each_sample_once(
             samplers.append(self)
             return super().start()
 
-    @contextlib.contextmanager
-    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[SimpleNamespace]:
-        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=Path(log_dir) / "log")
+    server = serving(tmp_path)
 
     def load(spec: object, progress: t.Callable[[int, int, int], None]) -> t.NoReturn:
         for n in range(1, 4):
@@ -1310,9 +1306,7 @@ def test_a_soak_interrupted_while_it_writes_its_end_keeps_all_of_it(
             raise KeyboardInterrupt
         return write_ended(run_dir, run, elapsed, t.cast(BaseException, stopped_by))
 
-    @contextlib.contextmanager
-    def server(mode: str, *, log_dir: Path, **_: object) -> t.Iterator[SimpleNamespace]:
-        yield SimpleNamespace(pid=os.getpid(), effective={}, log_path=Path(log_dir) / "log")
+    server = serving(tmp_path)
 
     done = SimpleNamespace(requests=100, errors=0, leaks=0, evidence=(), error_kinds={},
                            statuses={200: 100})  # fmt: skip

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -165,8 +166,10 @@ def test_unknown_mode_in_settings() -> None:
 
 @dataclass
 class FakeServer:
-    """What the runner uses of a :class:`~harness.servers.LiveServer`, with nothing running:
-    the mode's traits, no processes of its own, alive until ``dead`` says why it stopped."""
+    """What the runners (of the matrix, the faults and the soak) use of a
+    :class:`~harness.servers.LiveServer`, with nothing running: the mode's traits, no
+    processes of its own (its ``pid`` is this process's), alive until ``dead`` says why it
+    stopped. It has nothing a LiveServer has not (see the test below)."""
 
     mode: str
     log_path: Path
@@ -175,6 +178,7 @@ class FakeServer:
     host: str = "127.0.0.1"
     port: int = 1
     mount: str | None = None
+    pid: int = field(default_factory=os.getpid)
     dead: str | None = None
 
     @classmethod
@@ -188,11 +192,29 @@ class FakeServer:
             effective={"worker_class": mode, "workers": 1},
         )
 
+    @property
+    def app_server(self) -> FakeServer:
+        return self
+
     def gone(self) -> str | None:
         return self.dead
 
     def process_groups(self) -> list[int]:
         return []
+
+
+def test_the_fake_server_has_nothing_a_live_server_has_not() -> None:
+    # The runners' tests stand a FakeServer in for a LiveServer: renamed or gone there, a name
+    # fails here, not only in a live run.
+    from dataclasses import fields
+
+    from harness.servers import LiveServer
+
+    def names(cls: type) -> set[str]:
+        own = {f.name for f in fields(cls)} | set(vars(cls))
+        return {name for name in own if not name.startswith("_")}
+
+    assert names(FakeServer) - {"dead", "of"} <= names(LiveServer)
 
 
 class FakeWorld:
