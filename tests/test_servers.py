@@ -790,6 +790,12 @@ def test_gunicorn_sync_with_threads_has_the_gthread_workers_traits(
         # what uWSGI takes: long, abbreviated, short, and a value that is not an option
         pytest.param("uwsgi-threads", ("--listen", "64", "--lazy-apps", "--buffer-s=65535", "-b",
                                        "32768", "--env", "A=-x"), id="uwsgi"),
+        # a plugin's options, which uWSGI's --help lists only once the plugin is loaded: uWSGI
+        # itself refuses them as it starts if they are not the plugin's
+        pytest.param("uwsgi-processes", ("--plugin=corerouter", "--corerouter-foo=1"),
+                     id="uwsgi-plugin"),
+        pytest.param("uwsgi-threads", ("--need-plugins", "a,b", "--b-opt", "--pre"),
+                     id="uwsgi-need-plugins"),
         pytest.param("granian", ("--backlog", "256", "--blocking-threads=1"), id="granian"),
         pytest.param("waitress", ("--threads=2",), id="waitress"),
         pytest.param("uvicorn-asgiref", ("--timeout-keep-alive", "2"), id="uvicorn"),
@@ -803,6 +809,14 @@ def test_a_server_argument_the_server_takes_passes_the_check(
     if not get_mode(mode).available().ok:
         pytest.skip(f"{mode} cannot run here")
     get_mode(mode).check_args(ServerConfig(extra_args=args))
+
+
+def test_a_uwsgi_plugin_loaded_still_leaves_no_option_that_prints_and_exits() -> None:
+    skip_unavailable("uwsgi-processes")
+    with pytest.raises(UsageError, match="makes uWSGI print its help or version"):
+        get_mode("uwsgi-processes").check_args(
+            ServerConfig(extra_args=("--plugin", "corerouter", "--version"))
+        )
 
 
 def test_a_uwsgi_mode_takes_its_own_worker_option_and_refuses_another_modes() -> None:

@@ -254,6 +254,8 @@ def uwsgi_options(binary: str) -> frozenset[str]:
 
 #: uWSGI's options that print something and exit, which its --help lists as any other.
 PRINT_AND_EXIT = frozenset({"-h", "--help", "--usage", "--version", "--cflags", "--dot-h"})
+#: uWSGI's options that load a plugin, whose own options its --help lists only once loaded.
+PLUGIN_OPTIONS = frozenset({"--plugin", "--plugins", "--need-plugin", "--need-plugins"})
 
 
 def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None:
@@ -262,13 +264,18 @@ def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None
     option's name begins with, "option '--max-req' is ambiguous; ..." for one that begins more
     than one (an unambiguous abbreviation is taken), "invalid option -- 'Z'"
     for a short one; :data:`PRINTS_AND_EXITS` for one of :data:`PRINT_AND_EXIT`. ``None`` when
-    there is none, or ``options`` is empty (uWSGI did not say)."""
+    there is none, or ``options`` is empty (uWSGI did not say). Where ``args`` load a plugin
+    (:data:`PLUGIN_OPTIONS`), the options it takes are not all known here: only those that
+    print and exit are refused, and uWSGI itself refuses the others as it starts."""
     if not options:
         return None
-    for arg in args:
-        name = arg.partition("=")[0]
+    names = [arg.partition("=")[0] for arg in args]
+    plugins = not PLUGIN_OPTIONS.isdisjoint(names)
+    for name in names:
         if name in PRINT_AND_EXIT:
             return PRINTS_AND_EXITS
+        if plugins:
+            continue
         if name.startswith("--"):
             taken = [name] if name in options else sorted(o for o in options if o.startswith(name))
             if not taken:
