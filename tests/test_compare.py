@@ -11,6 +11,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import UsageError
+from harness.load.fairness import STARVED_CAUSES
 from harness.report import Change, parse_threshold
 from harness.report import compare_runs as compare_runs_of
 from harness.results import Run
@@ -491,6 +492,15 @@ def test_a_cell_whose_server_starved_users_is_not_counted() -> None:
         assert "starved users: rps, p99" in text, text
         assert "but a run's server starved some users" in text, text
         assert f"rps 5,000 -> 4,000 (-20.0%) (starved: {where})" in text, text
+    # the likely cause follows, for the mode that starved: gunicorn-gthread gives every kept-alive
+    # connection its turn, so not uWSGI's --http11-socket and its remedies
+    assert f"  {STARVED_CAUSES['turns']}." in text, text
+    assert "no more keep-alive users" not in text, text
+    uwsgi = dataclasses.replace(starved(b).cells[0], mode="uwsgi-processes")
+    a_uwsgi = a.replace(cells=(dataclasses.replace(a.cells[0], mode="uwsgi-processes"),))
+    text = compare_runs_of(a_uwsgi, b.replace(cells=(uwsgi,)), 0.10)[0]
+    assert f"  {STARVED_CAUSES['keepalive']}." in text, text
+    assert STARVED_CAUSES["turns"] not in text, text
     # none starved (starved=0 recorded) is compared as before
     assert [r.metric for r in compare_runs_of(a, starved(b, 0), 0.10)[1]] == ["rps", "p99"]
     # --strict: the medians alone

@@ -40,7 +40,8 @@ import typing as t
 from dataclasses import dataclass
 
 from harness.errors import UsageError
-from harness.report.summary import backend_of
+from harness.load.fairness import STARVED_CAUSES
+from harness.report.summary import backend_of, starved_cause
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
@@ -73,8 +74,8 @@ EXCUSES = {
     "driver-bound in B": "B's load driver was saturated, so B's figures are the driver's and not"
     " counted (rerun B with --driver-processes auto, or use --strict)",
     "starved users": "a run's server starved some users, so its rate is the served users' and"
-    " its p99 the starved ones' wait, not counted (rerun with no more keep-alive users than"
-    " processes x threads, fresh connections or --proxy nginx; or use --strict)",
+    " its p99 the starved ones' wait, not counted (the likely cause and what to do follow; or use"
+    " --strict)",
 }
 
 
@@ -245,6 +246,9 @@ def compare_runs(
     for word, why in EXCUSES.items():
         if excused := [c for c in changes if c.verdict == word]:
             out += ["", f"worse by more than {fmt_pct(threshold)} but {why}:", *map(line, excused)]
+        if word == "starved users" and excused:  # the cause is the starved cells' modes'
+            starved = [x for c in excused for x in (a_by[c.key], b_by[c.key]) if x.starved]
+            out += [f"  {STARVED_CAUSES[k]}." for k in sorted(set(map(starved_cause, starved)))]
     regressions = [c for c in changes if c.regression]
     if regressions:
         out += ["", f"{plural(len(regressions), 'regression')}:", *map(line, regressions)]

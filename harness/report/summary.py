@@ -594,7 +594,7 @@ class Unranked:
         return "; ".join(f"{name(c)}, {c.connections}: {self.count(c)}" for c in cells)
 
 
-def _starved_cause(c: Cell) -> str:
+def starved_cause(c: Cell) -> str:
     """The likely cause, a key of :data:`~harness.load.fairness.STARVED_CAUSES`, of the users
     ``c``'s server starved: the connections its server saw, and whether it holds a kept-alive
     connection on its worker (:attr:`~harness.servers.base.Lifecycle.kept_alive_holds_unit`)."""
@@ -626,7 +626,7 @@ UNRANKED = (
     Unranked(lambda c: c.starved, "^", "Starved users", "Cells whose server starved some users",
              lambda c: f"{c.starved:,} of {plural(c.concurrency or 0, 'user')}",
              "in the worst of the runs",
-             lambda cells: starved_advice(set(map(_starved_cause, cells)))),
+             lambda cells: starved_advice(set(map(starved_cause, cells)))),
     Unranked(lambda c: c.delayed_acks, "~", "Waited on delayed ACKs",
              "Cells that waited on the client's delayed ACKs", _stalled,
              "the measured runs together", lambda _: DELAYED_ACK_ADVICE),
