@@ -462,6 +462,9 @@ BAD_INVOCATIONS = [
     pytest.param(["run", "--modes", "uwsgi-threads", "--server-arg=--version"],
                  "uwsgi-threads: the server argument --version makes uWSGI print its help",
                  id="server-arg-uwsgi-version"),
+    pytest.param(["run", "--modes", "uwsgi-threads", "--server-arg=--vers"],  # its abbreviation
+                 "uwsgi-threads: the server argument --vers makes uWSGI print its help",
+                 id="server-arg-uwsgi-version-abbreviated"),
     pytest.param(["run", "--compare-flask", "--backend", "no-reset"], "--compare-flask",
                  id="compare-flask-mutant"),
     pytest.param(["run", "--compare-flask", "--app", "pkg.wsgi:app"], "--compare-flask",

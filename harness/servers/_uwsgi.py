@@ -262,11 +262,11 @@ def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None
     """What uWSGI's parser (``getopt_long``) says of the first option of ``args`` it does not
     take, given the ``options`` it takes: "unrecognized option '--preload'" for a long one no
     option's name begins with, "option '--max-req' is ambiguous; ..." for one that begins more
-    than one (an unambiguous abbreviation is taken), "invalid option -- 'Z'"
-    for a short one; :data:`PRINTS_AND_EXITS` for one of :data:`PRINT_AND_EXIT`. ``None`` when
-    there is none, or ``options`` is empty (uWSGI did not say). Where ``args`` load a plugin
-    (:data:`PLUGIN_OPTIONS`), the options it takes are not all known here: only those that
-    print and exit are refused, and uWSGI itself refuses the others as it starts."""
+    than one (an unambiguous abbreviation is taken), "invalid option -- 'Z'" for a short one;
+    :data:`PRINTS_AND_EXITS` for one of :data:`PRINT_AND_EXIT` or its abbreviation (``--vers``).
+    ``None`` when there is none, or ``options`` is empty (uWSGI did not say). Where ``args``
+    load a plugin (:data:`PLUGIN_OPTIONS`), the options it takes are not all known here: only
+    those that print and exit are refused, and uWSGI itself refuses the others as it starts."""
     if not options:
         return None
     names = [arg.partition("=")[0] for arg in args]
@@ -282,6 +282,8 @@ def refused_option(args: t.Sequence[str], options: frozenset[str]) -> str | None
                 return f"unrecognized option {name!r}"
             if len(taken) > 1:
                 return f"option {name!r} is ambiguous; possibilities: {' '.join(map(repr, taken))}"
+            if taken[0] in PRINT_AND_EXIT:  # --vers: uWSGI takes it as --version
+                return PRINTS_AND_EXITS
         elif name.startswith("-") and len(name) > 1 and name[:2] not in options:
             return f"invalid option -- {name[1]!r}"
     return None
