@@ -604,6 +604,19 @@ def test_an_apps_own_state_is_blamed_on_the_app_not_the_storage(name: str) -> No
     assert "<code>observe()</code>" in html and 'class="verdict leak"' in html
 
 
+def test_the_framework_names_said_to_hold_are_the_ones_checked() -> None:
+    # An app without a SECRET_KEY has no session to check: "the framework's request, g,
+    # session and current_app held there" claimed a check that never ran.
+    entry = make_entry("gunicorn-gthread", app_label="shop:app", leaks=4)
+    for ev in entry["evidence"]:
+        ev["name"] = "current_user"
+    entry["observed"] = ["current_app", "current_user", "g", "request"]
+    md, _ = render(make_doc([entry]))
+    assert "the framework's request, g and current_app held there" in md
+    assert "checked for request, g and current_app, and the app's own" in md
+    assert "session" not in md
+
+
 def test_the_app_s_own_state_is_blamed_only_where_the_framework_s_never_leaked() -> None:
     # The verdict read the evidence kept (the first 20) only: the app's own state leaking on
     # every request and the framework's on one in a hundred read "LEAK in the app's own state".

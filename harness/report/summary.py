@@ -319,7 +319,7 @@ def headline(s: Summary) -> str:
         out.append(
             "The app's own state, reported through `observe()`, leaked in"
             f" {plural(len(s.app_leaks), 'cell')}: {_list_leaks(s.app_leaks)}; the framework's"
-            " request, g, session and current_app held there, so the leak is the app's, not the"
+            f" {_and(_framework_checked(s))} held there, so the leak is the app's, not the"
             " context storage's."
         )
     if s.answered:
@@ -642,9 +642,8 @@ def _what_ran(s: Summary) -> str:
         return f"{noun if len(values) == 1 else noun + 's'} {', '.join(values)}"
 
     # The names the probe checked: the framework's, then the app's own observe() names.
-    names = {n for c in s.cells for n in c.observed}
-    framework = [n for n in CONTEXT_NAMES if n in names] or list(CONTEXT_NAMES)  # or not recorded
-    app = app_observation_names(names)
+    framework = _framework_checked(s)
+    app = app_observation_names({n for c in s.cells for n in c.observed})
     modes = list(dict.fromkeys(c.mode for c in s.cells))
     backends = s.storage if s.own_stack else some("backend", sorted({c.backend for c in s.cells}))
     return (
@@ -655,6 +654,13 @@ def _what_ran(s: Summary) -> str:
         + (f", and the app's own `observe()` state {_and(list(map(code, app)))}" if app else "")
         + "."
     )
+
+
+def _framework_checked(s: Summary) -> list[str]:
+    """The framework's names the probe checked (``session`` only where the app has a secret
+    key); every one of them where the run did not record them."""
+    names = {n for c in s.cells for n in c.observed}
+    return [n for n in CONTEXT_NAMES if n in names] or list(CONTEXT_NAMES)
 
 
 def _with(s: Summary) -> str:
