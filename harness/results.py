@@ -11,7 +11,7 @@ goes through the frozen dataclasses here, in the manner of pyperf's ``Benchmark`
 - :class:`Cell`: its counts (every checked response, warm-up included), its measured
   :class:`Measurement` repeats, the pooled :class:`Latency`, the :class:`~harness.verdict.Evidence`
   kept, the execution units seen, and the :class:`ServerInfo` (the effective configuration that
-  really ran, and the server log);
+  really ran, the server log, and what its server process did with the cell's connections);
 - the statistics, computed here and nowhere else: :func:`median`, :func:`spread`
   (``(max - min) / median``) against :data:`SPREAD_WARNING`, and :meth:`Latency.of` (percentiles).
 
@@ -80,6 +80,7 @@ __all__ = [
     "ProcessSample",
     "ProcessTrend",
     "Run",
+    "ServerConnections",
     "ServerInfo",
     "Soak",
     "Warmup",
@@ -249,6 +250,29 @@ class Warmup:
 
 
 @dataclass(frozen=True)
+class ServerConnections:
+    """What a cell's server process does with the cell's connections, as the runner knew it from
+    the server registry when the cell ran (:func:`harness.runner.server_connections_for`).
+
+    The likely cause of the users a server starved follows from these facts
+    (:func:`harness.report.summary.starved_cause`): recorded in the run, the report and
+    ``compare`` read them there, whichever ctxbench renders the run and whatever became of the
+    mode since.
+    """
+
+    #: The connection pattern the server process sees, ``keepalive`` or ``fresh``: the client's,
+    #: or behind a proxy the proxy's (:func:`harness.expectations.server_connections`);
+    #: ``fresh`` where the server closes every connection after its response.
+    pattern: str
+    #: Whether a kept-alive connection holds the execution unit that accepted it until the other
+    #: end closes it (uWSGI's ``--http11-socket``;
+    #: :attr:`harness.servers.base.Lifecycle.kept_alive_holds_unit`).
+    kept_alive_holds_unit: bool
+    #: The reverse proxy in front of the server (``nginx-keepalive``), else ``None``.
+    proxy: str | None = None
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """The server of a cell: the effective configuration that really ran, and its log.
 
@@ -259,6 +283,10 @@ class ServerInfo:
 
     effective: Mapping[str, t.Any] = field(default_factory=dict)
     log: str | None = None
+    #: What the server process does with the cell's connections; ``None`` when not known (a
+    #: ``--target``'s server) or not recorded (a fault cell, a soak, a document written before
+    #: it was recorded).
+    connections: ServerConnections | None = None
 
     @property
     def summary(self) -> str:

@@ -33,15 +33,15 @@ from harness import results
 from harness.apps import app_folder, app_label
 from harness.checkpoints import checkpoint
 from harness.exercised import exercised
-from harness.expectations import applicable_patterns
+from harness.expectations import applicable_patterns, server_connections
 from harness.load import LoadResult, LoadSpec, Progress, run_load
 from harness.load.cpu import ThreadCpu, cpu_between, machine_cpu, processes_cpu
 from harness.load.spec import ConnectionPattern
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.run_folder import cleaned_up_on_failure
-from harness.servers import LiveServer, live_server
-from harness.servers.base import CLOSES_EVERY_CONNECTION
+from harness.servers import LiveServer, get_mode, live_server
+from harness.servers.base import CLOSES_EVERY_CONNECTION, ModeTraits
 from harness.settings import RunSettings
 from harness.target import gone as refuses_connections
 from harness.target import identify, parse_target, secret_headers
@@ -52,6 +52,7 @@ __all__ = [
     "aimed_at",
     "load_spec",
     "run_matrix",
+    "server_connections_for",
 ]
 
 
@@ -72,6 +73,7 @@ def aggregate(
     warmup: LoadResult | None = None,
     effective: dict[str, t.Any] | None = None,
     log_path: str | None = None,
+    server_connections: results.ServerConnections | None = None,
     sleep_ms: float | None = None,
     concurrency: int | None = None,
     driver_processes: int = 1,
@@ -87,7 +89,8 @@ def aggregate(
     the server's processes used during it (``None`` when unknown), made into shares of each
     run's elapsed time. A cell whose server died (``error``) may have no finished run;
     ``cut_short`` holds what the load that it interrupted had checked by then, counted but not
-    measured.
+    measured. ``server_connections`` is what the server does with the cell's connections
+    (:func:`server_connections_for`; ``None`` for a server ctxbench did not start).
     """
     if not runs and error is None:
         raise ValueError("aggregate() needs at least one measured run")
@@ -134,7 +137,9 @@ def aggregate(
         units_seen=len(units),
         evidence=tuple(evidence),
         observed=tuple(sorted({name for run in checked for name in run.observed})),
-        server=ServerInfo(effective=dict(effective or {}), log=log_path),
+        server=ServerInfo(
+            effective=dict(effective or {}), log=log_path, connections=server_connections
+        ),
         error=error,
         exercised=None
         if sleep_ms is None
@@ -146,6 +151,24 @@ def aggregate(
             connections=connections,
             reconnects=sum(run.reconnects for run in checked),
         ),
+    )
+
+
+def server_connections_for(
+    mode: str, traits: ModeTraits, connections: str
+) -> results.ServerConnections:
+    """What the server of ``mode``, run with ``traits`` (as configured), does with a cell's
+    ``connections``, from the server registry.
+
+    The runner records it on every cell it measures (:attr:`ServerInfo.connections`), so the
+    report names the likely cause of starved users from the run alone.
+    """
+    pattern = server_connections(traits, t.cast(ConnectionPattern, connections))[0]
+    return results.ServerConnections(
+        # A server that closes every connection after its response sees each request on a new one.
+        pattern=pattern if traits.keepalive else "fresh",
+        kept_alive_holds_unit=get_mode(mode).lifecycle.kept_alive_holds_unit,
+        proxy=traits.proxy.name if traits.proxy is not None else None,
     )
 
 
@@ -506,6 +529,9 @@ def _measure_cell(
         warmup=warmup,
         effective=srv.effective,
         log_path=log,
+        server_connections=None
+        if isinstance(srv, TargetServer)
+        else server_connections_for(srv.mode, srv.traits, connections),
         # What a cell cut short exercised is not known: its units are not all in.
         sleep_ms=settings.sleep_ms if error is None else None,
         concurrency=settings.concurrency,

@@ -22,6 +22,7 @@ from harness import results
 from harness.apps import FLASK_APP
 from harness.cli import STOP_SIGNALS, _settings_from_args, build_parser, main
 from harness.errors import UsageError
+from harness.results import ServerConnections
 from harness.run_folder import hold_run_dir, replacing_earlier_run
 from harness.servers import MODES, PROXIES, base, get_mode, group_members, nginx
 from harness.servers.base import pip_install
@@ -399,6 +400,44 @@ def test_a_run_of_all_modes_names_those_that_cannot_run_here(
     # Modes named on the command line are the ones meant: nothing more is said.
     assert main(["run", "--modes", "werkzeug-threaded", *short]) == 0
     assert "cannot run here" not in capsys.readouterr().out
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("mode", "args", "held"),
+    [
+        # closes every connection after its response: each request comes on a new one
+        pytest.param("werkzeug-threaded", (), ServerConnections("fresh", False),
+                     id="werkzeug-threaded"),
+        # -k sync with --threads 4 is gunicorn's gthread worker: the traits as configured
+        pytest.param("gunicorn-sync", ("--threads", "4"), ServerConnections("keepalive", False),
+                     id="gunicorn-sync-threads"),
+        # --http11-socket keeps a kept-alive connection on its process
+        pytest.param("uwsgi-processes", (), ServerConnections("keepalive", True),
+                     id="uwsgi-processes"),
+    ],
+)  # fmt: skip
+def test_a_run_records_what_each_cell_s_server_does_with_its_connections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str, args: tuple[str, ...],
+    held: ServerConnections,
+) -> None:  # fmt: skip
+    # The report names the likely cause of starved users from these facts, as the run recorded
+    # them from the registry, so that another ctxbench renders the same advice.
+    if not get_mode(mode).available().ok:
+        pytest.skip(f"{mode} cannot run here")
+    status = main(["run", "--modes", mode, *args, "--connections", "keepalive", "--concurrency",
+                   "2", "--requests", "60", "--repeats", "1", "--warmup", "0",
+                   "--run-dir", str(tmp_path / "run")])  # fmt: skip
+    assert status == 0, capsys.readouterr()
+    [cell] = results.load(tmp_path / "run").cells
+    assert cell.requests == 60 and cell.errors == 0
+    assert cell.server.connections == held
+    assert held.kept_alive_holds_unit is get_mode(mode).lifecycle.kept_alive_holds_unit
+    raw = json.loads((tmp_path / "run" / results.RESULTS_FILE).read_text(encoding="utf-8"))
+    assert raw["cells"][0]["server"]["connections"] == {
+        "pattern": held.pattern, "kept_alive_holds_unit": held.kept_alive_holds_unit,
+        "proxy": None,
+    }  # fmt: skip
 
 
 @pytest.mark.live

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import shlex
@@ -16,7 +17,7 @@ from harness.errors import ResultsError
 from harness.report import format_summary, render_reports, sections, write_reports
 from harness.report.charts import SVG_NS, _nice_limit
 from harness.report.summary import headline, summarize
-from harness.results import Cell, Run
+from harness.results import Cell, Run, ServerConnections
 from harness.results import spread as relative_spread
 
 MODES = ("werkzeug-threaded", "gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent")
@@ -1012,6 +1013,29 @@ def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
         assert "tarved" not in render_reports(quiet)["report.md"]
 
 
+def starved_cell(
+    mode: str, connections: str, held: ServerConnections | None, *, doc: bool = False
+) -> Run:
+    """A run of one cell of ``mode`` whose server starved 3 of 16 users, its server recorded as
+    doing ``held`` with its connections (``None``: not recorded); through its JSON document
+    when ``doc``."""
+    entry = make_entry("gunicorn-gevent", connections=connections, rps=1000.0)
+    run = load_run(make_doc([{**entry, "mode": mode}]))
+    c = run.cells[0]
+    runs = tuple(dataclasses.replace(r, starved=3) for r in c.runs)
+    server = dataclasses.replace(c.server, connections=held)
+    run = run.replace(cells=(dataclasses.replace(c, runs=runs, concurrency=16, server=server),))
+    return Run.from_json(run.to_json()) if doc else run
+
+
+def causes_said(run: Run) -> list[list[str]]:
+    """The keys of STARVED_CAUSES whose advice the terminal summary and report.md give."""
+    from harness.load.fairness import STARVED_CAUSES
+
+    texts = (format_summary(run), render_reports(run)["report.md"])
+    return [[name for name, advice in STARVED_CAUSES.items() if advice in text] for text in texts]
+
+
 @pytest.mark.parametrize(
     ("mode", "connections", "cause"),
     [
@@ -1029,20 +1053,59 @@ def test_the_starved_advice_fits_the_mode_that_starved(
     mode: str, connections: str, cause: str
 ) -> None:
     # A gunicorn-gevent cell starved by a busy machine was told of uWSGI's --http11-socket, and
-    # to use fresh connections: the advice followed the connection pattern alone.
-    import dataclasses
+    # to use fresh connections: the advice followed the connection pattern alone. The runner
+    # records what the mode's server does with the connections; a target's is not known.
+    from harness.runner import server_connections_for
+    from harness.servers import get_mode
 
-    from harness.load.fairness import STARVED_CAUSES
-    from harness.report import format_summary
+    target = mode.startswith("target:")
+    held = None if target else server_connections_for(mode, get_mode(mode).traits, connections)
+    assert causes_said(starved_cell(mode, connections, held, doc=True)) == [[cause], [cause]]
 
-    entry = make_entry("gunicorn-gevent", connections=connections, rps=1000.0)
-    run = load_run(make_doc([{**entry, "mode": mode}]))
-    c = run.cells[0]
-    runs = tuple(dataclasses.replace(r, starved=3) for r in c.runs)
-    run = run.replace(cells=(dataclasses.replace(c, runs=runs, concurrency=16),))
-    for text in (format_summary(run), render_reports(run)["report.md"]):
-        said = [name for name, advice in STARVED_CAUSES.items() if advice in text]
-        assert said == [cause], text
+
+@pytest.mark.parametrize("connections", ["keepalive", "fresh"])
+def test_a_document_that_did_not_record_its_server_s_connections_gets_the_pattern_s_advice(
+    connections: str,
+) -> None:
+    # Written before the runner recorded them: gunicorn-gevent gives every kept-alive connection
+    # its turn, but the run does not say so, and the report reads the run alone.
+    run = starved_cell("gunicorn-gevent", connections, None, doc=True)
+    assert run.cells[0].server.connections is None
+    assert causes_said(run) == [[connections], [connections]]
+
+
+def test_the_starved_advice_follows_the_run_not_the_registry_of_the_reader() -> None:
+    # A mode renamed or removed since the run, or changed (the run's gunicorn-gevent held its
+    # kept-alive connections): what the run recorded decides, whatever this ctxbench registers.
+    holds = ServerConnections(pattern="keepalive", kept_alive_holds_unit=True)
+    turns = ServerConnections(pattern="keepalive", kept_alive_holds_unit=False)
+    assert causes_said(starved_cell("gunicorn-gevent", "keepalive", holds)) == [["keepalive"]] * 2
+    assert causes_said(starved_cell("uwsgi-http11", "keepalive", turns)) == [["turns"]] * 2
+    behind = dataclasses.replace(holds, proxy="some-proxy")
+    said = causes_said(starved_cell("some-proxy+uwsgi-http11", "fresh", behind))
+    assert said == [["proxy-keepalive"]] * 2
+
+
+def test_no_report_module_imports_the_server_registry() -> None:
+    # The report reads the run and nothing else: the server registry (harness.servers) and
+    # what it derives (harness.expectations) describe the ctxbench that renders, not the run.
+    import ast
+
+    import harness.report
+
+    def imported(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom):  # from harness import servers: harness.servers
+            return [node.module or "", *(f"{node.module}.{a.name}" for a in node.names)]
+        return []
+
+    registry = (["harness", "servers"], ["harness", "expectations"])
+    for module in sorted(Path(harness.report.__file__).parent.glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        names = [name for node in ast.walk(tree) for name in imported(node)]
+        wrong = [name for name in names if name.split(".")[:2] in registry]
+        assert not wrong, f"{module.name} imports {wrong}"
 
 
 def test_a_cell_that_waited_on_delayed_acks_is_said_and_never_ranked() -> None:

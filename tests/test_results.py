@@ -15,7 +15,7 @@ import pytest
 
 from harness import results
 from harness.errors import ResultsError
-from harness.results import Cell, Latency, Measurement, Run, ServerInfo, Warmup
+from harness.results import Cell, Latency, Measurement, Run, ServerConnections, ServerInfo, Warmup
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit
 
@@ -189,6 +189,24 @@ def test_delayed_ack_counts_are_pooled_over_runs_and_older_documents_lack_them(r
         del measurement["acks"]
     old = Run.from_json(doc)
     assert old.cells[0].acks is None and not old.cells[0].delayed_acks
+    assert Run.from_json(old.to_json()) == old
+
+
+def test_what_a_server_did_with_its_connections_is_recorded_and_older_documents_lack_it(
+    run: Run,
+) -> None:
+    held = ServerConnections(pattern="keepalive", kept_alive_holds_unit=True, proxy="nginx")
+    measured = cell(server=ServerInfo({"workers": 2}, "logs/x.log", connections=held))
+    doc = run.replace(cells=(measured,)).to_json()
+    assert doc["cells"][0]["server"]["connections"] == {
+        "pattern": "keepalive", "kept_alive_holds_unit": True, "proxy": "nginx",
+    }  # fmt: skip
+    assert Run.from_json(doc).cells[0] == measured
+    # a document written before it was recorded: no "connections" key, read as not known
+    doc = _v2(run)
+    del doc["cells"][0]["server"]["connections"]
+    old = Run.from_json(doc)
+    assert old.cells[0].server.connections is None
     assert Run.from_json(old.to_json()) == old
 
 

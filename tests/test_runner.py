@@ -17,8 +17,8 @@ from harness import records, results
 from harness.apps import app_label
 from harness.errors import ServerStartError, UsageError
 from harness.load import LoadResult
-from harness.results import EVIDENCE_CAP, Cell, Latency
-from harness.runner import StatusLine, aggregate, run_matrix
+from harness.results import EVIDENCE_CAP, Cell, Latency, ServerConnections
+from harness.runner import StatusLine, aggregate, run_matrix, server_connections_for
 from harness.servers import ServerConfig, get_mode
 from harness.servers.base import ModeTraits
 from harness.settings import RunSettings
@@ -292,6 +292,41 @@ def test_a_pattern_the_server_cannot_serve_is_recorded_once_and_not_measured(
     assert skipped.reason.endswith("after one response without saying so")
 
 
+def test_each_cell_records_what_its_server_does_with_its_connections(tmp_path: Path) -> None:
+    # The report names the likely cause of starved users from these, not from the registry of
+    # the ctxbench that renders it (a mode may since be renamed, removed or changed).
+    world = FakeWorld()
+    modes = ("gunicorn-sync", "gunicorn-gthread", "uwsgi-processes", "nginx-keepalive+waitress")
+    settings = RunSettings(modes=modes, repeats=1, duration=0.1)
+    run = run_matrix(settings, tmp_path / "run", load=world.load, spec=world.spec,
+                     server=world.server, status=StatusLine(enabled=False))  # fmt: skip
+    held = {(c.mode, c.connections): c.server.connections for c in run.cells}
+    assert held == {
+        # gunicorn's sync worker closes every connection after its response
+        ("gunicorn-sync", "keepalive"): ServerConnections("fresh", False),
+        ("gunicorn-sync", "fresh"): ServerConnections("fresh", False),
+        ("gunicorn-gthread", "keepalive"): ServerConnections("keepalive", False),
+        ("gunicorn-gthread", "fresh"): ServerConnections("fresh", False),
+        # uWSGI's --http11-socket keeps a kept-alive connection on its process
+        ("uwsgi-processes", "keepalive"): ServerConnections("keepalive", True),
+        ("uwsgi-processes", "fresh"): ServerConnections("fresh", True),
+        # behind nginx-keepalive, the proxy's upstream connections, whatever the client's
+        ("nginx-keepalive+waitress", "keepalive"): ServerConnections(
+            "keepalive", False, "nginx-keepalive"
+        ),
+        ("nginx-keepalive+waitress", "fresh"): ServerConnections(
+            "keepalive", False, "nginx-keepalive"
+        ),
+    }
+    assert results.load(tmp_path / "run") == run  # and they are in results.json
+    # The traits as configured, not the mode's defaults: -k sync with --threads 4 is gunicorn's
+    # gthread worker, which keeps connections alive.
+    threaded = get_mode("gunicorn-sync").traits_for(ServerConfig(threads=4))
+    assert server_connections_for("gunicorn-sync", threaded, "keepalive") == ServerConnections(
+        "keepalive", False
+    )
+
+
 def test_a_target_s_progress_line_names_its_app_and_no_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -310,12 +345,14 @@ def test_a_target_s_progress_line_names_its_app_and_no_backend(
     world = FakeWorld()
     settings = RunSettings(targets=("http://127.0.0.1:8080",), repeats=1, duration=0.1)
     progress = StatusLine(stream=io.StringIO(), live=False)
-    run_matrix(
+    run = run_matrix(
         settings, tmp_path / "run", command=["ctxbench", "run"], load=world.load,
         spec=world.spec, server=world.server, status=progress,
     )  # fmt: skip
     out = progress.stream.getvalue()  # type: ignore[attr-defined]
     assert "target:127.0.0.1:8080 (ctxbench_echo) keepalive done  run so far: " in out, out
+    # what a server ctxbench did not start does with its connections is not known
+    assert [c.server.connections for c in run.cells] == [None, None]
 
 
 def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ MAX_SAMPLES = 2048
 
 #: What a starved cell means; the terminal summary and the report print it, then the likely
 #: cause and what to do about it for each cause of :data:`STARVED_CAUSES` that the starved
-#: cells' servers fit (:func:`starved_advice`; the report picks a cell's cause from its mode).
+#: cells' servers fit (:func:`starved_advice`; the report picks a cell's cause from what its run
+#: recorded of its server, :attr:`harness.results.ServerInfo.connections`).
 STARVED_ADVICE = (
     "some virtual users waited more than half the measured window for one response while other"
     " users' later requests were answered: the server kept serving a few connections and made"
@@ -85,7 +86,8 @@ STARVED_ADVICE = (
 )
 STARVED_CAUSES = {
     # The server sees kept-alive connections and holds each on its worker (a --target, whose
-    # server is not known, gets this on keep-alive connections: the likeliest cause).
+    # server is not known, or a run that did not record it, gets this on keep-alive
+    # connections: the likeliest cause).
     "keepalive": (
         "With keep-alive, a server that keeps a connection on its worker until the client closes"
         " it does this (uWSGI with --http11-socket): run no more keep-alive users than the server"

@@ -1,10 +1,10 @@
 """Reports from the results model: report.md, report.html and the charts, and ``compare``.
 
-The report reads a :class:`harness.results.Run` and, for one piece of advice, the server registry:
-a cell whose server starved users names the likely cause for its mode
-(:func:`~harness.report.summary.starved_cause`; a mode this ctxbench does not know gets its
-connection pattern's). What the model computes (the medians, the spread and its threshold) it
-shows, never recomputes. :func:`summarize` decides
+The report reads a :class:`harness.results.Run` and nothing else, the server registry included
+(it describes the ctxbench that renders, not the run): a cell whose server starved users names
+the likely cause from what the run recorded of its server
+(:attr:`~harness.results.ServerInfo.connections`). What the model computes (the medians, the
+spread and its threshold) it shows, never recomputes. :func:`summarize` decides
 once what the run means (the verdict, who leaked, the ranking); every section in
 :data:`~harness.report.sections.SECTIONS` turns that into a list of document-tree nodes
 (:mod:`harness.report.tree`); :mod:`harness.report.render` writes the tree as Markdown and as

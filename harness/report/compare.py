@@ -246,7 +246,7 @@ def compare_runs(
     for word, why in EXCUSES.items():
         if excused := [c for c in changes if c.verdict == word]:
             out += ["", f"worse by more than {fmt_pct(threshold)} but {why}:", *map(line, excused)]
-        if word == "starved users" and excused:  # the cause is the starved cells' modes'
+        if word == "starved users" and excused:  # each starved cell's cause, as its run recorded
             starved = [x for c in excused for x in (a_by[c.key], b_by[c.key]) if x.starved]
             out += [f"  {STARVED_CAUSES[k]}." for k in sorted(set(map(starved_cause, starved)))]
     regressions = [c for c in changes if c.regression]

@@ -19,18 +19,15 @@ server's; there is no recommendation between modes when only one ran.
 
 from __future__ import annotations
 
-import typing as t
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.benchdata import Benchmarks
-from harness.errors import UsageError
-from harness.expectations import server_connections
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import starved_advice
 from harness.load.http import MAX_BODY
-from harness.load.spec import CONNECTION_PATTERNS, ConnectionPattern
+from harness.load.spec import CONNECTION_PATTERNS
 from harness.load.tokens import carried_by_no_request
 from harness.protocol import CONTEXT_NAMES, DEFAULT_BACKEND, app_observation_names
 from harness.report.text import (
@@ -47,7 +44,6 @@ from harness.report.text import (
 )
 from harness.report.tree import Table, text_table
 from harness.results import SPREAD_WARNING, Cell, Run, median
-from harness.servers import get_mode
 from harness.verdict import Evidence
 
 EVIDENCE_ON_TERMINAL = 3
@@ -596,18 +592,19 @@ class Unranked:
 
 def starved_cause(c: Cell) -> str:
     """The likely cause, a key of :data:`~harness.load.fairness.STARVED_CAUSES`, of the users
-    ``c``'s server starved: the connections its server saw, and whether it holds a kept-alive
-    connection on its worker (:attr:`~harness.servers.base.Lifecycle.kept_alive_holds_unit`)."""
-    try:
-        mode = get_mode(c.mode)
-    except UsageError:  # a --target's server, or a mode not registered here: not known
+    ``c``'s server starved, from what the run recorded of its server
+    (:attr:`~harness.results.ServerInfo.connections`): the connections its server process saw
+    (behind a proxy, the proxy's), and whether a kept-alive connection held its execution unit.
+    A cell without them (a ``--target``'s, or one written before they were recorded) gets its
+    connection pattern's."""
+    seen = c.server.connections
+    if seen is None:
         return c.connections
-    seen = server_connections(mode.traits, t.cast(ConnectionPattern, c.connections))[0]
-    if seen == "fresh" or not mode.traits.keepalive:
+    if seen.pattern == "fresh":
         return "fresh"
-    if not mode.lifecycle.kept_alive_holds_unit:
+    if not seen.kept_alive_holds_unit:
         return "turns"
-    return "proxy-keepalive" if mode.traits.proxy else "keepalive"
+    return "proxy-keepalive" if seen.proxy is not None else "keepalive"
 
 
 def _stalled(c: Cell) -> str:
