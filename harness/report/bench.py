@@ -104,14 +104,9 @@ def calibration_table(rows: Sequence[CalibrationRow]) -> Table:
         )
         for r in rows
     )
-    return Table(
-        headers,
-        cells,
-        "lrrrlrrrrrrrr",
-        bad_rows=where(rows, lambda r: r.driver_errors or r.driver_leaks),
-        warn_rows=where(rows, lambda r: _noisy(r) or r.ratio < r.target_ratio),
-        wrap=frozenset({9, 10}),
-    )
+    bad = where(rows, lambda r: r.driver_errors or r.driver_leaks)
+    warn = where(rows, lambda r: _noisy(r) or r.ratio < r.target_ratio)
+    return Table(headers, cells, "lrrrlrrrrrrrr", bad, warn, wrap=frozenset({9, 10}))
 
 
 def calibration_section(ctx: Context) -> list[Node]:

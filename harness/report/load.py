@@ -47,6 +47,7 @@ def driver_section(ctx: Context) -> list[Node]:
     headers = ("cell", "connections", "users", "driver processes", "rps", "driver CPU",
                "driver load", "server CPU", "server waiting", *("other programs",) * others,
                "limit")  # fmt: skip
+    align = "llrrrrrrr" + "r" * others + "l"
     return [
         *out,
         Note(
@@ -65,12 +66,7 @@ def driver_section(ctx: Context) -> list[Node]:
             )
             * others
         ),
-        Table(
-            headers,
-            rows,
-            "llrrrrrrr" + "r" * others + "l",
-            warn_rows=where(cells, lambda c: c.driver_bound),
-        ),
+        Table(headers, rows, align, warn_rows=where(cells, lambda c: c.driver_bound)),
     ]
 
 
