@@ -300,24 +300,19 @@ def leaks(ctx: Context) -> list[Node]:
         if c.leaky_requests is not None:
             requests = f"{plural(c.leaky_requests, 'request')} of {c.requests:,}"
         users = [plural(c.concurrency or 0, "user")] * sweep
-        out.append(
-            Heading(
-                " · ".join([c.mode, app_name(c.app_label), backend_of(c), c.connections, *users])
-                + f": {plural(c.leaks, 'leak')} in {requests}",
-                3,
-            )
-        )
+        cell = " · ".join([c.mode, app_name(c.app_label), backend_of(c), c.connections, *users])
+        out.append(Heading(f"{cell}: {plural(c.leaks, 'leak')} in {requests}", 3))
         if not c.evidence:
             out.append(Paragraph("No evidence was recorded for this cell."))
             continue
-        out.append(evidence_table(c.evidence[:EVIDENCE_SHOWN]))
-        out.append(
+        out += [
+            evidence_table(c.evidence[:EVIDENCE_SHOWN]),
             Note(
                 f"Showing {min(len(c.evidence), EVIDENCE_SHOWN)} of the"
                 f" {plural(len(c.evidence), 'piece')} of evidence recorded in results.json. A leak"
                 f" is {A_LEAK_IS}. The run keeps a capped sample of them; the leak count is exact."
-            )
-        )
+            ),
+        ]
     return out
 
 
@@ -354,17 +349,16 @@ def exercised(ctx: Context) -> list[Node]:
         Table(headers, rows, "ll" + "r" * (4 + sweep) + "ll"),
     ]
     if targets := {c.target: (c, seen) for c, seen in pairs if c.target is not None}:
+        said = "; ".join(
+            f"{url} (Server: {literal(c.server.effective.get('server') or 'not sent')},"
+            f" app {literal(c.app)}, pids {', '.join(map(str, seen.pids))}"
+            f"{f' and {seen.more_pids:,} more' * bool(seen.more_pids)})"
+            for url, (c, seen) in targets.items()
+        )
         out.append(
             Paragraph(
                 "Servers ctxbench did not start were checked as they run; what they are comes"
-                " from outside: "
-                + "; ".join(
-                    f"{url} (Server: {literal(c.server.effective.get('server') or 'not sent')},"
-                    f" app {literal(c.app)}, pids {', '.join(map(str, seen.pids))}"
-                    f"{f' and {seen.more_pids:,} more' * bool(seen.more_pids)})"
-                    for url, (c, seen) in targets.items()
-                )
-                + "."
+                f" from outside: {said}."
             )
         )
     if weak := tuple(weak_zeros([c for c, _ in pairs], named)):
