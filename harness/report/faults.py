@@ -47,16 +47,14 @@ def run_verdict(run: Run) -> Callout:
             some = f", {len(unjudged)}" * (len(unjudged) < len(run.soaks))
             soaks += f"{some} {why} ({SOAK_NOT_JUDGED})"
         parts.append(soaks)
+    said = "; ".join(parts)
     if failed:
-        text = f"**Verdict: {plural(len(failed), 'failure')}.** " + "; ".join(parts) + "."
-        style = "verdict leak"
+        text, style = f"**Verdict: {plural(len(failed), 'failure')}.** {said}.", "verdict leak"
     elif unjudged and len(unjudged) == len(run.soaks) and not run.faults:
-        text = "**Verdict: not judged.** " + "; ".join(parts) + "."
-        style = "warning"
+        text, style = f"**Verdict: not judged.** {said}.", "warning"
     else:
         every = "every other verdict" if unjudged else "every verdict"
-        text = f"**Verdict: pass.** {'; '.join(parts)}, {every} as it must be."
-        style = "verdict ok"
+        text, style = f"**Verdict: pass.** {said}, {every} as it must be.", "verdict ok"
     return Callout((Paragraph(text),), style)
 
 

@@ -564,8 +564,8 @@ def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
     held: dict[str, list[str]] = {}
     for c in cells:
         if c.clean and c.exercised is not None:
+            who = f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}"
             for note in c.exercised.notes(c.concurrency):
-                who = f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}"
                 held.setdefault(note.sentence, []).append(
                     f"{who} ({note.figure})" if note.figure else who
                 )
@@ -725,11 +725,8 @@ def format_summary(run: Run) -> str:
         out += ["", f"failed cells (the server died; {_after_a_death(failed)}):"]
         out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
     if evidence := [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]:
-        out += [
-            "",
-            f"first evidence (a leak is {A_LEAK_IS}):",
-            *text_table(evidence_table(evidence, "l" * 8)),
-        ]
+        out += ["", f"first evidence (a leak is {A_LEAK_IS}):"]
+        out += text_table(evidence_table(evidence, "l" * 8))
     if unknown := unknown_values(run.cells):
         out.append(f"{UNKNOWN_VALUES}: {_some(unknown)}")
     return "\n".join(out)
