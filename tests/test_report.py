@@ -1013,6 +1013,28 @@ def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:
         assert "tarved" not in render_reports(quiet)["report.md"]
 
 
+def test_starved_cells_of_a_sweep_name_their_level() -> None:
+    # "uwsgi-processes, keepalive: 2 of 4 users; uwsgi-processes, keepalive: 30 of 32 users"
+    # named one cell twice in a sweep (--concurrency 4,32); every other list of cells says @4.
+    from harness.report import format_summary
+
+    run = load_run(make_doc([make_entry("uwsgi-processes", rps=900.0)]))
+    c = run.cells[0]
+    cells = tuple(
+        dataclasses.replace(
+            c, concurrency=n, runs=tuple(dataclasses.replace(r, starved=n - 2) for r in c.runs)
+        )
+        for n in (4, 32)
+    )
+    run = run.replace(cells=cells)
+    who = "uwsgi-processes, keepalive @4: 2 of 4 users; uwsgi-processes, keepalive @32: 30 of 32"
+    assert f"^ starved users ({who} users): some virtual" in format_summary(run)
+    assert f"> **Starved users** ({who} users, in the worst" in render_reports(run)["report.md"]
+    # one level: the level is in the count already
+    single = run.replace(cells=cells[1:])
+    assert "(uwsgi-processes, keepalive: 30 of 32 users)" in format_summary(single)
+
+
 def starved_cell(
     mode: str, connections: str, held: ServerConnections | None, *, doc: bool = False
 ) -> Run:

@@ -586,8 +586,12 @@ class Unranked:
     advice: Callable[[Sequence[Cell]], str]  # what to do about the cells it holds for
 
     def who(self, cells: Sequence[Cell], name: Namer) -> str:
-        """``uwsgi-processes, keepalive: 14 of 16 users``, for each of ``cells``."""
-        return "; ".join(f"{name(c)}, {c.connections}: {self.count(c)}" for c in cells)
+        """``uwsgi-processes, keepalive: 14 of 16 users``, for each of ``cells``; in a
+        concurrency sweep each names its level (``@16``), as the other lists of cells do."""
+        at = swept(cells)
+        return "; ".join(
+            f"{name(c)}, {c.connections}{f' @{c.concurrency}' * at}: {self.count(c)}" for c in cells
+        )
 
 
 def starved_cause(c: Cell) -> str:
