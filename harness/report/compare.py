@@ -65,6 +65,9 @@ LOAD_SETTINGS = {
     "fail_fraction": "--fail-fraction",
 }
 
+#: Which way a figure of speed gets worse: requests/s down (-1), p99 up (1).
+WORSE = {"rps": -1, "p99": 1}
+
 #: Why a change worse beyond the threshold is not counted (unless ``strict``), in the order they
 #: are tried: the word in the verdict column, and why, after "worse by more than 10% but".
 EXCUSES = {
@@ -265,10 +268,7 @@ def compare_runs(
 
 def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> list[Change]:
     rv = []
-    for metric, va, vb, worse in (
-        ("rps", a.rps, b.rps, -1),
-        ("p99", a.latency_ms.p99, b.latency_ms.p99, 1),
-    ):
+    for metric, va, vb in (("rps", a.rps, b.rps), ("p99", a.latency_ms.p99, b.latency_ms.p99)):
         if va is None or vb is None:
             continue
         # Each excuse of EXCUSES, in its order: the first that holds is the change's.
@@ -278,7 +278,7 @@ def _changes(key: CellKey, a: Cell, b: Cell, threshold: float, strict: bool) -> 
             a.starved or b.starved,
         )
         excuse = next((w for w, e in zip(EXCUSES, excuses, strict=True) if e and not strict), "")
-        beyond = _relative(va, vb) * worse > threshold
+        beyond = _relative(va, vb) * WORSE[metric] > threshold
         rv.append(Change(key, metric, va, vb, (excuse or "REGRESSION") if beyond else ""))
     for metric, va, vb in (
         ("leaks", a.leaks, b.leaks),
@@ -296,8 +296,7 @@ def worse_in_every_repeat(a: Cell, b: Cell, metric: str, threshold: float) -> bo
     """B is worse than A in ``metric`` (``"rps"`` or ``"p99"``) in every repeat, by more than
     ``threshold`` plus the noisier run's spread (:func:`_noise`): the rule of this module."""
     worst, best = _nearest(a, b, metric)
-    worse = -1 if metric == "rps" else 1
-    return _relative(worst, best) * worse > threshold + _noise(a, b, metric)
+    return _relative(worst, best) * WORSE[metric] > threshold + _noise(a, b, metric)
 
 
 def _nearest(a: Cell, b: Cell, metric: str) -> tuple[float, float]:
