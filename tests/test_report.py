@@ -828,6 +828,28 @@ def test_a_sweep_names_the_level_of_every_cell() -> None:
     assert ">8 users</tspan>" in html
 
 
+def test_a_sweep_ranks_modes_level_by_level_never_a_mode_against_itself() -> None:
+    # Ranked across levels, a sweep recommended "use gunicorn-gthread @8 ..., beyond the noise
+    # of the next (gunicorn-gthread @1, ...)", and a real --concurrency 4,32 run whose other
+    # mode starved said "gunicorn-gthread @32, gunicorn-gthread @4 are within the spread of
+    # their repeats: no mode to recommend": the load differs, not the mode.
+    entries = [
+        {**make_entry(mode, rps=rps, spread=0.02), "concurrency": n}
+        for mode, n, rps in (
+            ("gunicorn-gthread", 1, 1000.0),
+            ("gunicorn-gthread", 8, 1800.0),
+            ("gunicorn-gevent", 1, 500.0),
+        )
+    ]
+    md, _ = render(make_doc(entries))
+    assert "use gunicorn-gthread @1: 1,000 rps" in md
+    assert "the next (gunicorn-gevent @1, 500 rps)" in md
+    assert "gunicorn-gthread @8:" not in md and "next (gunicorn-gthread" not in md
+    # one mode at two levels: nothing to choose between
+    md, _ = render(make_doc(entries[:2]))
+    assert "Only one mode ran: there is no choice between modes to make." in md
+
+
 def test_a_sweeps_summary_row_counts_the_leaks_and_errors_of_its_own_level() -> None:
     # --concurrency 1,8 with a leak and errors at 8 users only: the Summary table's row at 1
     # user read "5 LEAK" too, in red, as it summed every level of the mode and pattern.

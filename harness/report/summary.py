@@ -14,7 +14,8 @@ throughput is the ACK timer's); one
 median beats another only when the difference is beyond the noise of both
 (:func:`beyond_noise`), otherwise the modes are tied; a
 driver-bound cell is never beaten, because its rate is the driver's, a lower bound of its
-server's; there is no recommendation between modes when only one ran.
+server's; in a concurrency sweep modes are ranked level by level, under the same load; there is
+no recommendation between modes when only one ran.
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ def only_mixed_up(c: Cell) -> bool:
 
 @dataclass(frozen=True)
 class Ranking:
-    """The main app's clean cells on the correct storage for one connection pattern."""
+    """The main app's clean cells on the correct storage for one connection pattern (and in a
+    concurrency sweep one level: modes are compared under the same load, never a mode with
+    itself at another level)."""
 
     pattern: str
     best: Cell
@@ -249,7 +252,8 @@ def summarize(run: Run) -> Summary:
     leaked = [c for c in cells if c.leaks]
     correct_leaks = [c for c in leaked if c.backend == DEFAULT_BACKEND]
     app_only = [c for c in correct_leaks if leaked_names(c)[1] and not framework_leaked(c)]
-    rankings = (_ranking(cells, apps[0] if apps else "", p) for p in patterns)
+    levels = sorted({c.concurrency or 0 for c in cells})
+    rankings = (_ranking(cells, apps[0] if apps else "", p, n) for p in patterns for n in levels)
     return Summary(
         cells=tuple(cells),
         patterns=tuple(patterns),
@@ -271,14 +275,14 @@ def _ordered(values: set[str], first: Sequence[str]) -> list[str]:
     return [v for v in first if v in values] + sorted(values - set(first))
 
 
-def _ranking(cells: Sequence[Cell], main: str, pattern: str) -> Ranking | None:
-    key = (pattern, main, DEFAULT_BACKEND)
+def _ranking(cells: Sequence[Cell], main: str, pattern: str, level: int) -> Ranking | None:
+    key = (pattern, main, DEFAULT_BACKEND, level)
     candidates = [
         c
         for c in cells
         if c.clean
         and not (c.starved or c.delayed_acks)
-        and (c.connections, c.app_label, c.backend) == key
+        and (c.connections, c.app_label, c.backend, c.concurrency or 0) == key
     ]
     candidates.sort(key=lambda c: (-c.rps, c.mode))
     if len(candidates) < 2:
