@@ -17,11 +17,17 @@ run: $(STAMP)
 	$(BIN)/ctxbench run
 
 # The whole test suite: lint, types, unit tests, in-process concurrency tests, live scenarios.
+# pytest runs in two processes (pytest-xdist), a test file to each at a time (--dist loadfile):
+# much of the suite waits on servers (start-up, stops, fault and soak windows) rather than
+# computing, and a file's shared servers (scenarios/conftest.py) start once, in one process.
+# Two, not one per core: the live checks' load must stay honest on CI's 2 cores. Not in
+# pytest's addopts: `make bench` runs pytest-benchmark, which xdist disables, and a test run
+# by hand needs no workers.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
