@@ -282,15 +282,27 @@ def asgi_refused(ref: AppRef, what: str) -> str:
 def _names_bound(node: ast.stmt) -> set[str]:
     """The names a top-level statement may bind, in any block it holds (a def under an ``if``,
     an import in a ``try``): a name found twice is not judged, so counting too many only
-    leaves a case to the servers' loader."""
+    leaves a case to the servers' loader.
+
+    A function's or class's body binds its own names, not the module's (the ``app = Flask(...)``
+    inside ``create_app``), so it is not read, but for a ``global`` statement: naming the app
+    a factory builds as one the module has sends the user to a string that fails to load.
+    """
     rv: set[str] = set()
-    for n in ast.walk(node):
+    todo: list[ast.AST] = [node]
+    while todo:
+        n = todo.pop()
         if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             rv.add(n.name)
-        elif isinstance(n, ast.Import | ast.ImportFrom):
+            rv.update(name for g in ast.walk(n) if isinstance(g, ast.Global) for name in g.names)
+            continue  # its decorators and defaults bind nothing a module would serve
+        if isinstance(n, ast.Lambda):
+            continue
+        if isinstance(n, ast.Import | ast.ImportFrom):
             rv.update((alias.asname or alias.name).split(".")[0] for alias in n.names)
         elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
             rv.add(n.id)
+        todo.extend(ast.iter_child_nodes(n))
     return rv
 
 

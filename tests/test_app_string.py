@@ -263,6 +263,32 @@ def test_a_bare_module_names_the_apps_its_source_binds(package: Path) -> None:
     assert pkg not in sys.modules  # read, never imported
 
 
+def test_a_bare_module_does_not_name_the_app_its_factory_builds(package: Path) -> None:
+    # The README's factory package ('app = Flask(__name__)' inside create_app) was told to
+    # write "'myproject:app' or 'myproject:create_app()', which it has": it has no 'app', and
+    # 'myproject:app' then failed to load. A 'global' in a function does bind the module's name.
+    pkg = package.name
+    (package / "__init__.py").write_text(
+        "from flask import Flask\n\n\ndef create_app(config='production'):\n"
+        "    app = Flask(__name__)\n    return app\n"
+    )
+    (package / "glob.py").write_text(
+        "def create_app():\n    global app\n    app = object()\n    return app\n"
+    )
+    with pytest.raises(AppLoadError) as info:
+        parse_import_string(pkg)
+    assert str(info.value) == (
+        f"bad app import string '{pkg}': name the app after a colon, '{pkg}:create_app()',"
+        " which it has (a bare module means 'application' to gunicorn and 'app' or 'create_app'"
+        " to flask, so ctxbench does not guess)"
+    )
+    with pytest.raises(
+        AppLoadError, match=f"after a colon, '{pkg}.glob:app' or '{pkg}.glob:create_app\\(\\)',"
+    ):
+        parse_import_string(f"{pkg}.glob")
+    assert pkg not in sys.modules  # read, never imported
+
+
 def test_an_asgi_function_is_refused_from_its_source_as_asgi(package: Path) -> None:
     # 'asgi:app' for `async def app(scope, receive, send)` was called an app factory, to be
     # written 'app(scope=..., receive=..., send=...)'.
