@@ -685,6 +685,29 @@ def test_the_faults_section_names_each_cells_app_and_counts_in_words() -> None:
     assert "1 fault cell, 0 failing." in one and "(`myapp:app`, contextvar, fresh)" in one
 
 
+def test_the_report_names_the_cell_and_the_soak_each_piece_of_evidence_is_from() -> None:
+    # Two faults that leaked under one mode were listed as one flat list tagged "[mode]" alone,
+    # and a soak's evidence was recorded but never shown (seen on a Flask app with a
+    # module-level current-user dict: chaos --faults kill-worker,hook-error, soak LEAK).
+    def leak(seen: str) -> Evidence:
+        return Evidence("gunicorn-gthread", "after_request", "user", "a", seen, Unit(1, 2, None))
+
+    cells = tuple(
+        fault_cell(fault=f, mode="gunicorn-gthread", verdict="LEAK", leaks=n, evidence=ev)
+        for f, n, ev in (("kill-worker", 7, tuple(leak(f"k{i}") for i in range(7))),
+                         ("hook-error", 1, (leak("h0"),)))
+    )  # fmt: skip
+    soak = dataclasses.replace(soak_record(), verdict="LEAK", leaks=1, evidence=(leak("s0"),))
+    md = render_reports(chaos_run().replace(faults=cells, soaks=(soak,)))["report.md"]
+    kill = md.index("Evidence of `kill-worker` on `gunicorn-gthread` (`core`, contextvar, fresh):"
+                    " the first 5 of the 7 pieces recorded")  # fmt: skip
+    hook = md.index("Evidence of `hook-error` on `gunicorn-gthread` (`core`, contextvar, fresh):"
+                    " 1 piece recorded")  # fmt: skip
+    assert kill < md.index('"k4"') < hook < md.index('"h0"') and '"k5"' not in md
+    assert "Evidence of the soak (gunicorn-gevent, core, contextvar, fresh): 1 piece" in md
+    assert md.index("## Soak") < md.index('"s0"')
+
+
 def test_a_cells_reason_writes_its_counts_as_the_table_does() -> None:
     big = tally(sent=12000, accounted=12000, answered=11998, errors=Counter({"reset": 2}))
     after = dataclasses.replace(CLEAN_AFTER, requests=3000)

@@ -13,14 +13,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.report.charts import Line, Point, line_chart
-from harness.report.summary import Context
+from harness.report.summary import Context, evidence_table
 from harness.report.text import code, fmt_counts, fmt_limit, fmt_mib, fmt_rps, mounted, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 from harness.results import SOAK_NOT_JUDGED
 
 if TYPE_CHECKING:
     from harness.results import FaultCell, Run, Soak
+    from harness.verdict import Evidence
 
+#: Pieces of evidence the report shows per fault cell and per soak.
+EVIDENCE_SHOWN = 5
 #: Error kinds with a column of their own; the rest are summed under "other".
 ERROR_COLUMNS = ("reset", "refused", "timeout", "5xx")
 
@@ -107,16 +110,27 @@ def faults_section(ctx: Context) -> list[Node]:
         if c.verdict != "n/a"
     ]
     not_applicable = {f"`{c.fault}` on `{c.mode}`: {c.reason}" for c in cells if c.verdict == "n/a"}
-    evidence = [str(e) for c in cells for e in c.evidence[:5]][:25]
-    lists = (
-        ("", said),
-        ("Not applicable:", sorted(not_applicable)),
-        ("First evidence of each leaking cell:", evidence),
-    )
-    for head, items in lists:
+    for head, items in (("", said), ("Not applicable:", sorted(not_applicable))):
         if items:
             out += [Note(head)] * bool(head) + [Items(tuple(items))]
+    # One table per cell, under the line that names it: a flat list tagged with the mode alone
+    # read as one cell when two faults (or backends) leaked under the same mode.
+    for c in cells:
+        label = f"`{c.fault}` on `{c.mode}` ({code(mounted(c.app_label, c.server.mount))},"
+        out += evidence_nodes(f"{label} {c.backend}, {c.connections})", c.evidence)
     return out
+
+
+def evidence_nodes(label: str, evidence: Sequence[Evidence]) -> list[Node]:
+    """The first pieces of a chaos cell's or a soak's evidence, under a line naming it."""
+    if not evidence:
+        return []
+    shown = evidence[:EVIDENCE_SHOWN]
+    recorded = plural(len(evidence), "piece")
+    count = f"the first {len(shown)} of the {recorded}" if len(shown) < len(evidence) else recorded
+    return [Note(f"Evidence of {label}: {count} recorded in results.json (a capped sample; the"
+                 " leak count is exact)."),
+            evidence_table(shown)]  # fmt: skip
 
 
 # -- soak ----------------------------------------------------------------------------------------
@@ -182,6 +196,7 @@ def soak_section(ctx: Context) -> list[Node]:
                 " file descriptors must not keep growing."
             ),
             soak_table(soak),
+            *evidence_nodes(f"the soak ({label})", soak.evidence),
         ]
         rss: dict[str, list[Point]] = defaultdict(list)
         for s in soak.processes:
