@@ -1707,3 +1707,17 @@ def test_a_spread_warning_says_when_the_machine_was_shared() -> None:
     for quiet in (beside(0.1, 0.2, 0.05), beside(0.3, 0.27, 0.19), beside(None, None, None), run):
         assert "other programs" not in format_summary(quiet).lower()
         assert "Other programs" not in render_reports(quiet)["report.md"]
+
+
+def test_the_verdict_names_the_prefix_a_dispatchers_app_was_checked_under() -> None:
+    # 'ctxbench run --app myproject.disp:dispatcher --mount /api' (LEAK) and '--mount /admin'
+    # (OK) both said "1 cell ran: app `myproject.disp:dispatcher`": the verdict never said which
+    # of the dispatcher's apps it was about, where compare and the chaos report say "at /api".
+    for mount, said in (
+        ("/api", "app `pkg.disp:dispatcher` at /api;"),
+        ("/", "app `pkg.disp:dispatcher`;"),
+    ):
+        entry = make_entry("gunicorn-gthread", app_label="pkg.disp:dispatcher")
+        entry["server"]["effective"]["mount"] = mount
+        md, _ = render(make_doc([entry]))
+        assert f"**Verdict: OK.** 1 cell ran: {said} mode gunicorn-gthread;" in md, md[:800]

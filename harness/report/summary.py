@@ -650,9 +650,19 @@ def _what_ran(s: Summary) -> str:
     framework = _framework_checked(s)
     app = app_observation_names({n for c in s.cells for n in c.observed})
     modes = list(dict.fromkeys(c.mode for c in s.cells))
+    # Each app with the prefix it was checked under (--mount): one dispatcher's app at /api and
+    # its app at /admin are other apps, as compare and the chaos report name them.
+    apps = list(
+        dict.fromkeys(
+            app_name(label) + ("" if c.server.mount == "/" else f" at {c.server.mount}")
+            for label in s.apps
+            for c in s.cells
+            if c.app_label == label
+        )
+    )
     backends = s.storage if s.own_stack else some("backend", sorted({c.backend for c in s.cells}))
     return (
-        f"{plural(len(s.cells), 'cell')} ran: {some('app', list(map(app_name, s.apps)))};"
+        f"{plural(len(s.cells), 'cell')} ran: {some('app', apps)};"
         f" {some('mode', modes)}; {backends};"
         f" {' and '.join(s.patterns)} connections;"
         f" {plural(sum(c.checked for c in s.cells), 'request')} checked for {_and(framework)}"
