@@ -651,6 +651,9 @@ class ProcessTrend:
     fds_end: int
     fds_growing: bool
     threads_end: int
+    #: Its samples in the window: descriptors are judged only on enough of them
+    #: (:data:`harness.soak.verdict.FDS_MIN_SAMPLES`); 0 when not recorded (written before).
+    samples: int = 0
 
 
 #: The verdict of a soak that judged nothing (:func:`harness.soak.verdict.judge_soak`).

@@ -789,6 +789,18 @@ def test_descriptors_that_keep_growing_fail_the_soak() -> None:
     assert judge_soak(trends(steady, 0.0, 29.0), [])[0] == "ok"
 
 
+def test_a_soak_too_short_to_judge_descriptors_does_not_call_them_steady() -> None:
+    # `soak --minutes 0.03` passed with "descriptors steady" on 2 samples after its warm-up,
+    # where descriptors are judged on 6 at least.
+    def soak(seconds: int) -> list[ProcessSample]:
+        return [ProcessSample(float(s), 11, "worker", 30_000_000, 10, 1) for s in range(seconds)]
+
+    short = judge_soak(trends(soak(2), 0.0, 1.0), [])
+    assert short == ("ok", "1 process within 5% (largest RSS change +0.0%), descriptors not"
+                     " judged (2 samples after the warm-up, 6 needed: soak longer)")  # fmt: skip
+    assert judge_soak(trends(soak(6), 0.0, 5.0), [])[1].endswith(", descriptors steady")
+
+
 def test_leaks_and_errors_fail_a_soak_and_no_sample_is_no_data() -> None:
     flat = trends([ProcessSample(float(s), 1, "worker", 1000, 5, 1) for s in range(10)], 0, 9)
     assert judge_soak(flat, [LoadSample(1.0, 1.0, 1, 0, 1)])[0] == "LEAK"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from harness.report.text import fmt_limit, fmt_mib
+from harness.report.text import fmt_limit, fmt_mib, plural
 from harness.results import SOAK_NOT_JUDGED, LoadSample, ProcessSample, ProcessTrend, median
 
 __all__ = ["RSS_GROWTH_LIMIT", "ProcessTrend", "judge_soak", "trends"]
@@ -24,6 +24,9 @@ __all__ = ["RSS_GROWTH_LIMIT", "ProcessTrend", "judge_soak", "trends"]
 RSS_GROWTH_LIMIT = 0.05
 #: Samples whose median stands for each end of the window.
 END_SAMPLES = 5
+#: Samples in the window below which a process's descriptors are not judged: a third of them at
+#: each end is too few to tell a growing count from the connections in flight.
+FDS_MIN_SAMPLES = 6
 
 
 def trends(samples: Sequence[ProcessSample], warmup_s: float, end_s: float) -> list[ProcessTrend]:
@@ -40,7 +43,7 @@ def trends(samples: Sequence[ProcessSample], warmup_s: float, end_s: float) -> l
         start = int(median([s.rss for s in series[:n]]))
         end = int(median([s.rss for s in series[-n:]]))
         third = max(1, len(series) // 3)
-        fds_growing = len(series) >= 6 and min(s.fds for s in series[-third:]) > max(
+        fds_growing = len(series) >= FDS_MIN_SAMPLES and min(s.fds for s in series[-third:]) > max(
             s.fds for s in series[:third]
         )
         rv.append(
@@ -55,6 +58,7 @@ def trends(samples: Sequence[ProcessSample], warmup_s: float, end_s: float) -> l
                 fds_end=series[-1].fds,
                 fds_growing=fds_growing,
                 threads_end=series[-1].threads,
+                samples=len(series),
             )
         )
     return rv
@@ -97,7 +101,17 @@ def judge_soak(
     if errors:
         return "errors", f"{errors:,} requests failed during the soak"
     worst = max(judged, key=lambda p: p.rss_growth)
+    # A soak of a few seconds has too few samples to tell: say so, not "steady".
+    few = min(p.samples for p in judged)
+    fds = (
+        "descriptors steady"
+        if few >= FDS_MIN_SAMPLES
+        else (
+            f"descriptors not judged ({plural(few, 'sample')} after the warm-up, {FDS_MIN_SAMPLES}"
+            " needed: soak longer)"
+        )
+    )
     return "ok", (
         f"{_processes(len(judged))} within {fmt_limit(limit)} (largest RSS change"
-        f" {worst.rss_growth:+.1%}), descriptors steady"
+        f" {worst.rss_growth:+.1%}), {fds}"
     )
