@@ -11,7 +11,8 @@ goes through the frozen dataclasses here, in the manner of pyperf's ``Benchmark`
 - :class:`Cell`: its counts (every checked response, warm-up included), its measured
   :class:`Measurement` repeats, the pooled :class:`Latency`, the :class:`~harness.verdict.Evidence`
   kept, the execution units seen, and the :class:`ServerInfo` (the effective configuration that
-  really ran, the server log, and what its server process did with the cell's connections);
+  really ran, the server log, and what its server process did with the cell's connections)
+  and, on a deliberately broken backend, the :class:`LeakExpectation` it ran under;
 - the statistics, computed here and nowhere else: :func:`median`, :func:`spread`
   (``(max - min) / median``) against :data:`SPREAD_WARNING`, and :meth:`Latency.of` (percentiles).
 
@@ -73,6 +74,7 @@ __all__ = [
     "FaultCell",
     "FaultEvent",
     "Latency",
+    "LeakExpectation",
     "LoadSample",
     "Machine",
     "Measurement",
@@ -311,6 +313,25 @@ class ServerInfo:
 
 
 @dataclass(frozen=True)
+class LeakExpectation:
+    """Whether a cell's deliberately broken backend (a negative control) can leak there, as the
+    expectations model said when the cell ran (:func:`harness.runner.expectation_for`).
+
+    Derived from the backend's traits and the traits its server ran with (behind a proxy, the
+    proxy's connections), so the report judges the control from the run alone: a silent cell
+    that cannot leak is as expected, one that must leak is a leak the harness missed, one that
+    leaked where it cannot is a leak the harness made up.
+    """
+
+    #: Whether the backend can leak under this server and connection pattern.
+    can_leak: bool
+    #: Why it can or cannot, in the model's words (a sentence without its full stop).
+    reason: str
+    #: Why a possible leak shows only by chance (``None``: every run of the cell can show it).
+    chance: str | None = None
+
+
+@dataclass(frozen=True)
 class CorpusCheck:
     """What a corpus cell (``ctxbench corpus``) expected, found and concluded.
 
@@ -391,6 +412,11 @@ class Cell:
     error: str | None = None
     #: Set on the cells of a corpus run (``ctxbench corpus``).
     corpus: CorpusCheck | None = None
+    #: On a deliberately broken backend: whether it can leak here, as the expectations model
+    #: said when the cell ran. ``None`` on the default backend, for a ``--target`` (its storage
+    #: is not known), a control the model cannot judge under the run's ``--fail-phase``, and
+    #: in documents written before it was recorded.
+    expectation: LeakExpectation | None = None
 
     @property
     def failed(self) -> bool:

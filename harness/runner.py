@@ -33,7 +33,12 @@ from harness import results
 from harness.apps import app_folder, app_label
 from harness.checkpoints import checkpoint
 from harness.exercised import exercised
-from harness.expectations import applicable_patterns, server_connections
+from harness.expectations import (
+    BACKEND_TRAITS,
+    applicable_patterns,
+    derive_expectation,
+    server_connections,
+)
 from harness.load import LoadResult, LoadSpec, Progress, run_load
 from harness.load.cpu import ThreadCpu, cpu_between, machine_cpu, processes_cpu
 from harness.load.spec import ConnectionPattern
@@ -50,6 +55,7 @@ __all__ = [
     "StatusLine",
     "aggregate",
     "aimed_at",
+    "expectation_for",
     "load_spec",
     "run_matrix",
     "server_connections_for",
@@ -74,6 +80,7 @@ def aggregate(
     effective: dict[str, t.Any] | None = None,
     log_path: str | None = None,
     server_connections: results.ServerConnections | None = None,
+    expectation: results.LeakExpectation | None = None,
     sleep_ms: float | None = None,
     concurrency: int | None = None,
     driver_processes: int = 1,
@@ -90,7 +97,9 @@ def aggregate(
     run's elapsed time. A cell whose server died (``error``) may have no finished run;
     ``cut_short`` holds what the load that it interrupted had checked by then, counted but not
     measured. ``server_connections`` is what the server does with the cell's connections
-    (:func:`server_connections_for`; ``None`` for a server ctxbench did not start).
+    (:func:`server_connections_for`; ``None`` for a server ctxbench did not start);
+    ``expectation`` whether its deliberately broken backend can leak there
+    (:func:`expectation_for`).
     """
     if not runs and error is None:
         raise ValueError("aggregate() needs at least one measured run")
@@ -141,6 +150,7 @@ def aggregate(
             effective=dict(effective or {}), log=log_path, connections=server_connections
         ),
         error=error,
+        expectation=expectation,
         exercised=None
         if sleep_ms is None
         else exercised(
@@ -170,6 +180,53 @@ def server_connections_for(
         kept_alive_holds_unit=get_mode(mode).lifecycle.kept_alive_holds_unit,
         proxy=traits.proxy.name if traits.proxy is not None else None,
     )
+
+
+def expectation_for(
+    backend: str,
+    mode: str,
+    traits: ModeTraits,
+    connections: str,
+    fail_phase: str | None = None,
+) -> results.LeakExpectation | None:
+    """Whether the deliberately broken ``backend`` can leak under the server of ``mode``, run
+    with ``traits`` (as configured), on the client's ``connections``, from the expectations
+    model; ``None`` for the default backend, and where the model cannot say.
+
+    The runner records it on every cell it measures on another backend (:attr:`Cell.
+    expectation`), so the report judges the negative control from the run alone. Behind a proxy
+    the traits carry it, and the model reads the connections the proxy makes (as
+    ``scenarios/test_mutants.py`` does for the proxied modes). A storage backend leaks on every
+    request, so a run's ``fail_phase`` changes nothing for it; a lifecycle control leaks only
+    after a request fails at its phase, a failure whose escaping error narrows where
+    (:func:`harness.expectations.derive_leak`, as ``scenarios/test_control_leaks.py`` drives
+    it): with no ``fail_phase`` it cannot leak; with another phase than its own the model does
+    not know, and the cell records ``None``.
+    """
+    if backend == DEFAULT_BACKEND:
+        return None
+    pattern = t.cast(ConnectionPattern, connections)
+    if backend in BACKEND_TRAITS:
+        cell = derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, pattern)
+    else:
+        # The controls patch the core framework: imported on use, as settings.check_backend does.
+        from harness.controls import CONTROLS, expectation
+
+        if backend not in CONTROLS:
+            return None
+        phase = CONTROLS[backend][0].fail_phase
+        if phase is not None and fail_phase is None:
+            return results.LeakExpectation(
+                False,
+                f"It leaves a context behind only after a request fails at {phase}, and no"
+                f" request was made to (--fail-phase {phase})",
+            )
+        if phase is not None and fail_phase != phase:
+            return None
+        cell = expectation(backend, mode, traits, pattern)
+    if not cell.applicable:  # never measured
+        return None
+    return results.LeakExpectation(cell.can_leak, cell.reason, cell.chance)
 
 
 def _measurement(
@@ -532,6 +589,9 @@ def _measure_cell(
         server_connections=None
         if isinstance(srv, TargetServer)
         else server_connections_for(srv.mode, srv.traits, connections),
+        expectation=None
+        if isinstance(srv, TargetServer)  # its storage is its own, not a --backend's
+        else expectation_for(backend, srv.mode, srv.traits, connections, settings.fail_phase),
         # What a cell cut short exercised is not known: its units are not all in.
         sleep_ms=settings.sleep_ms if error is None else None,
         concurrency=settings.concurrency,

@@ -22,7 +22,7 @@ from harness import results
 from harness.apps import FLASK_APP
 from harness.cli import STOP_SIGNALS, _settings_from_args, build_parser, main
 from harness.errors import UsageError
-from harness.results import ServerConnections
+from harness.results import LeakExpectation, ServerConnections
 from harness.run_folder import hold_run_dir, replacing_earlier_run
 from harness.servers import MODES, PROXIES, base, get_mode, group_members, nginx
 from harness.servers.base import pip_install
@@ -438,6 +438,42 @@ def test_a_run_records_what_each_cell_s_server_does_with_its_connections(
         "pattern": held.pattern, "kept_alive_holds_unit": held.kept_alive_holds_unit,
         "proxy": None,
     }  # fmt: skip
+
+
+@pytest.mark.live
+def test_a_run_of_a_broken_backend_records_and_reports_what_the_model_says_of_each_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The report said of every silent negative control "Either this server and connection
+    # pattern cannot expose that bug, or the harness missed it", where the model knows which.
+    # no-reset under gunicorn-gevent: one greenlet per kept-alive connection carries the stale
+    # context to its next request; on fresh connections every request has a new greenlet.
+    if not get_mode("gunicorn-gevent").available().ok:
+        pytest.skip("gunicorn-gevent cannot run here")
+    status = main(["run", "--modes", "gunicorn-gevent", "--backend", "no-reset", "--connections",
+                   "both", "--concurrency", "4", "--requests", "200", "--repeats", "1",
+                   "--warmup", "0", "--run-dir", str(tmp_path / "run")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 1, out  # the mutant leaked, as it must
+    cells = {c.connections: c for c in results.load(tmp_path / "run").cells}
+    keepalive, fresh = cells["keepalive"], cells["fresh"]
+    assert keepalive.expectation == LeakExpectation(
+        True,
+        "One greenlet serves every request of its keep-alive connection in turn, and sees what"
+        " the previous request left set",
+    )
+    assert keepalive.leaks > 0, out
+    assert fresh.expectation is not None and not fresh.expectation.can_leak
+    assert fresh.leaks == 0 and fresh.requests == 200, out
+    md = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    assert (
+        "- gunicorn-gevent with `no-reset`, fresh: 200 of 200 requests checked, no leak. As"
+        " expected: every OS thread, greenlet and asyncio task has its own contextvars.Context;"
+        " each request comes on a new connection, with a new greenlet; a new thread, greenlet or"
+        " context starts empty." in md
+    )
+    assert "or the harness missed it" not in md and "MISSED" not in md
+    assert "cannot happen" not in md and "NOT as expected" not in md
 
 
 @pytest.mark.live

@@ -1721,3 +1721,160 @@ def test_the_verdict_names_the_prefix_a_dispatchers_app_was_checked_under() -> N
         entry["server"]["effective"]["mount"] = mount
         md, _ = render(make_doc([entry]))
         assert f"**Verdict: OK.** 1 cell ran: {said} mode gunicorn-gthread;" in md, md[:800]
+
+
+# -- deliberately broken backends judged by the expectations model, as the run recorded it ----
+
+
+def mutant_cell(
+    mode: str,
+    backend: str,
+    connections: str,
+    *,
+    leaks: int = 0,
+    concurrency: int = 16,
+    recorded: bool = True,
+) -> Cell:
+    """A cell of ``backend`` under ``mode`` that exercised what the mode does, with what the
+    expectations model says of it recorded as the runner records it (unless not ``recorded``:
+    a document written before it was)."""
+    from harness.exercised import Exercised
+    from harness.runner import expectation_for
+    from harness.servers import get_mode
+
+    entry = make_entry("gunicorn-gevent", backend=backend, connections=connections, leaks=leaks)
+    c = load_run(make_doc([{**entry, "mode": mode}])).cells[0]
+    seen = Exercised(
+        pids=(4242,), threads=1, units=40, answered=c.requests, in_flight=3.2,
+        overlap=concurrency > 1,
+        unit_reused=True, reused_across_connections=connections == "fresh", greenlets=False,
+        reconnects=0 if connections == "keepalive" else None,
+    )  # fmt: skip
+    expected = expectation_for(backend, mode, get_mode(mode).traits, connections)
+    return dataclasses.replace(
+        c,
+        concurrency=concurrency,
+        exercised=seen,
+        expectation=expected if recorded else None,
+    )
+
+
+def mutant_report(*cells: Cell) -> tuple[str, str, str]:
+    """report.md, report.html and the terminal summary of a run of ``cells``, through JSON."""
+    run = load_run(make_doc([make_entry("gunicorn-gthread")]))
+    run = Run.from_json(run.replace(cells=(*run.cells, *cells)).to_json())
+    out = render_reports(run)
+    return out["report.md"], out["report.html"], format_summary(run)
+
+
+SILENT = "## Broken backends that showed no leak"
+HEDGE = (
+    "Either this server and connection pattern cannot expose that bug, or the harness missed it."
+)
+
+
+def test_a_silent_broken_backend_that_cannot_leak_there_says_why_as_expected() -> None:
+    # The lead's run: "waitress with `thread-ident`, keepalive: ... no leak. Either this server
+    # and connection pattern cannot expose that bug, or the harness missed it." The model knows.
+    md, html, terminal = mutant_report(mutant_cell("waitress", "thread-ident", "keepalive"))
+    said = section(md, SILENT)
+    assert (
+        "waitress with `thread-ident`, keepalive: 46,800 of 46,800 requests checked, no leak. As"
+        " expected: concurrent requests run on distinct OS threads; the slot is reset by token"
+        " when a request ends." in said
+    )
+    assert HEDGE not in md and "MISSED" not in md
+    assert "**Verdict: OK.**" in md and 'class="verdict ok"' in html
+    assert "MISSED" not in terminal
+
+
+def test_a_silent_broken_backend_that_must_leak_is_a_leak_the_harness_missed() -> None:
+    # gunicorn-gevent keeps one greenlet per kept-alive connection: no-reset must leak there.
+    md, html, terminal = mutant_report(
+        mutant_cell("gunicorn-gevent", "no-reset", "keepalive"),
+        mutant_cell("gunicorn-gevent", "no-reset", "fresh"),
+    )
+    said = section(md, SILENT)
+    assert "**⚠ The harness MISSED leaks that must show:**" in said
+    assert "This is a ctxbench bug: report it with this run's results.json." in said
+    assert (
+        "gunicorn-gevent with `no-reset`, keepalive: 46,800 of 46,800 requests checked, no leak."
+        " **MISSED:** the model says it must leak here: one greenlet serves every request of its"
+        " keep-alive connection in turn, and sees what the previous request left set. The"
+        " harness saw none." in said
+    )
+    # fresh cannot leak: as expected, outside the warning
+    assert (
+        "gunicorn-gevent with `no-reset`, fresh: 46,800 of 46,800 requests checked, no leak. As"
+        " expected: " in said
+    )
+    assert said.index("fresh: 46,800") > said.index("keepalive: 46,800")
+    # no "OK" rests on a harness that is blind somewhere
+    assert (
+        "**Verdict: negative controls NOT as expected: the harness missed a leak a deliberately"
+        " broken backend must show.**" in md
+    )
+    assert 'class="verdict failed"' in html and "Verdict: OK" not in md
+    assert (
+        "The harness MISSED leaks in 1 cell where the deliberately broken backend must leak:"
+        " gunicorn-gevent (no-reset, keepalive): one greenlet serves every request" in md
+    )
+    assert HEDGE not in md
+    row = next(line for line in terminal.splitlines() if "no-reset" in line and "keepalive" in line)
+    assert row.rstrip().endswith("MISSED")
+    assert "missed leaks (a deliberately broken backend must leak here; a ctxbench bug" in terminal
+    assert "  gunicorn-gevent · no-reset keepalive: one greenlet serves" in terminal
+
+
+def test_a_must_leak_cell_the_run_did_not_put_to_the_test_is_no_missed_leak() -> None:
+    # One virtual user never overlaps requests: no claim of a harness bug rests on it.
+    md, _, terminal = mutant_report(
+        mutant_cell("gunicorn-gthread", "shared-global", "keepalive", concurrency=1)
+    )
+    said = section(md, SILENT)
+    assert "MISSED" not in md and "MISSED" not in terminal
+    assert (
+        "The model says it can leak here (requests overlap in each worker, on the OS threads of"
+        " its pool, sharing one process-wide slot), but the run did not put that to the test:"
+        " requests never overlapped: one virtual user" in said
+    )
+    assert "**Verdict: OK.**" in md
+
+
+def test_a_silent_broken_backend_that_leaks_only_by_chance_did_not_show_this_time() -> None:
+    md, _, _ = mutant_report(
+        mutant_cell("gunicorn-gthread", "before-first-request-race", "keepalive")
+    )
+    said = section(md, SILENT)
+    assert (
+        "It can leak here only by chance (only when a worker's first requests overlap while it"
+        " initializes): " in said
+    )
+    assert "It did not show this time" in said and "MISSED" not in md
+
+
+def test_a_document_that_did_not_record_the_expectation_keeps_the_hedge() -> None:
+    md, _, terminal = mutant_report(
+        mutant_cell("gunicorn-gevent", "no-reset", "keepalive", recorded=False)
+    )
+    assert HEDGE in section(md, SILENT)
+    assert "MISSED" not in md and "MISSED" not in terminal
+    assert "**Verdict: OK.**" in md
+
+
+def test_a_broken_backend_that_leaked_where_it_cannot_is_said_to_be_a_ctxbench_bug() -> None:
+    md, _, _ = mutant_report(mutant_cell("gunicorn-gevent", "no-reset", "fresh", leaks=4))
+    leaks = section(md, "## Leaks")
+    assert (
+        "**⚠ A leak that cannot happen:** the model says `no-reset` cannot leak here: every OS"
+        " thread, greenlet and asyncio task has its own contextvars.Context;" in leaks
+    )
+    assert "This is a ctxbench bug: report it with this run's results.json." in leaks
+    assert (
+        "**Verdict: negative controls NOT as expected: a deliberately broken backend leaked"
+        " where it cannot.**" in md
+    )
+    assert "Deliberately broken backends leaked where they cannot, in 1 cell:" in md
+    # a leak the model says can happen is only the control working
+    md, _, _ = mutant_report(mutant_cell("gunicorn-gevent", "no-reset", "keepalive", leaks=4))
+    assert "cannot happen" not in md and "**Verdict: OK (only the deliberately" in md

@@ -15,7 +15,16 @@ import pytest
 
 from harness import results
 from harness.errors import ResultsError
-from harness.results import Cell, Latency, Measurement, Run, ServerConnections, ServerInfo, Warmup
+from harness.results import (
+    Cell,
+    Latency,
+    LeakExpectation,
+    Measurement,
+    Run,
+    ServerConnections,
+    ServerInfo,
+    Warmup,
+)
 from harness.settings import RunSettings
 from harness.verdict import Evidence, Unit
 
@@ -207,6 +216,26 @@ def test_what_a_server_did_with_its_connections_is_recorded_and_older_documents_
     del doc["cells"][0]["server"]["connections"]
     old = Run.from_json(doc)
     assert old.cells[0].server.connections is None
+    assert Run.from_json(old.to_json()) == old
+
+
+def test_what_the_model_says_of_a_broken_backend_is_recorded_and_older_documents_lack_it(
+    run: Run,
+) -> None:
+    said = LeakExpectation(True, "Requests overlap", chance="only by chance")
+    measured = cell(backend="before-first-request-race", expectation=said)
+    doc = run.replace(cells=(measured,)).to_json()
+    assert doc["cells"][0]["expectation"] == {
+        "can_leak": True, "reason": "Requests overlap", "chance": "only by chance",
+    }  # fmt: skip
+    assert Run.from_json(doc).cells[0] == measured
+    # the default backend records none
+    assert run.to_json()["cells"][0]["expectation"] is None
+    # a document written before it was recorded: no "expectation" key, read as not known
+    doc = _v2(run.replace(cells=(measured,)))
+    del doc["cells"][0]["expectation"]
+    old = Run.from_json(doc)
+    assert old.cells[0].expectation is None
     assert Run.from_json(old.to_json()) == old
 
 

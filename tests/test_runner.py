@@ -17,8 +17,14 @@ from harness import records, results
 from harness.apps import app_label
 from harness.errors import ServerStartError, UsageError
 from harness.load import LoadResult
-from harness.results import EVIDENCE_CAP, Cell, Latency, ServerConnections
-from harness.runner import StatusLine, aggregate, run_matrix, server_connections_for
+from harness.results import EVIDENCE_CAP, Cell, Latency, LeakExpectation, ServerConnections
+from harness.runner import (
+    StatusLine,
+    aggregate,
+    expectation_for,
+    run_matrix,
+    server_connections_for,
+)
 from harness.servers import ServerConfig, get_mode
 from harness.servers.base import ModeTraits
 from harness.settings import RunSettings
@@ -325,6 +331,62 @@ def test_each_cell_records_what_its_server_does_with_its_connections(tmp_path: P
     assert server_connections_for("gunicorn-sync", threaded, "keepalive") == ServerConnections(
         "keepalive", False
     )
+
+
+def test_each_cell_of_a_broken_backend_records_what_the_model_says_of_it(tmp_path: Path) -> None:
+    # The report judges a negative control that showed no leak from the run alone: as expected
+    # where it cannot leak, a leak the harness missed where it must.
+    world = FakeWorld()
+    settings = RunSettings(
+        modes=("gunicorn-gevent", "nginx-keepalive+gunicorn-gevent"),
+        backends=("contextvar", "no-reset", "teardown-skips-pop"),
+        repeats=1,
+        duration=0.1,
+    )
+    run = run_matrix(settings, tmp_path / "run", load=world.load, spec=world.spec,
+                     server=world.server, status=StatusLine(enabled=False))  # fmt: skip
+    said = {(c.backend, c.mode, c.connections): c.expectation for c in run.cells}
+    assert said["contextvar", "gunicorn-gevent", "keepalive"] is None  # the correct storage
+    keepalive = said["no-reset", "gunicorn-gevent", "keepalive"]
+    assert keepalive == LeakExpectation(
+        True,
+        "One greenlet serves every request of its keep-alive connection in turn, and sees what"
+        " the previous request left set",
+    )
+    fresh = said["no-reset", "gunicorn-gevent", "fresh"]
+    assert fresh is not None and not fresh.can_leak
+    assert "each request comes on a new connection, with a new greenlet" in fresh.reason
+    # behind nginx-keepalive the server sees the proxy's kept-alive connections, whatever the
+    # client's (scenarios/test_mutants.py's PROXIED_TABLE)
+    proxied = said["no-reset", "nginx-keepalive+gunicorn-gevent", "fresh"]
+    assert proxied is not None and proxied.can_leak
+    assert proxied.reason.startswith("Behind nginx-keepalive, upstream connections stay open")
+    # a lifecycle control with no request made to fail cannot leave a context behind
+    lifecycle = said["teardown-skips-pop", "gunicorn-gevent", "keepalive"]
+    assert lifecycle is not None and not lifecycle.can_leak
+    assert "--fail-phase teardown_request" in lifecycle.reason
+    assert results.load(tmp_path / "run") == run  # and it is in results.json
+
+    # The traits as configured: -k sync with --threads 4 is gunicorn's gthread worker, whose
+    # requests overlap in one process, where one process-wide slot leaks.
+    sync = get_mode("gunicorn-sync").traits
+    threaded = get_mode("gunicorn-sync").traits_for(ServerConfig(threads=4))
+    one_at_a_time = expectation_for("shared-global", "gunicorn-sync", sync, "fresh")
+    assert one_at_a_time is not None and not one_at_a_time.can_leak
+    assert one_at_a_time.reason.startswith("Each worker process serves one request at a time")
+    leaky = expectation_for("shared-global", "gunicorn-sync", threaded, "fresh")
+    assert leaky is not None and leaky.can_leak
+    # --fail-phase: at the control's own phase the model derives it; at another it cannot say
+    gevent = get_mode("gunicorn-gevent").traits
+    own = expectation_for("teardown-skips-pop", "gunicorn-gevent", gevent, "keepalive",
+                          "teardown_request")  # fmt: skip
+    assert own == keepalive
+    other = expectation_for("teardown-skips-pop", "gunicorn-gevent", gevent, "keepalive", "view")
+    assert other is None
+    # a chance leak says so
+    gthread = get_mode("gunicorn-gthread").traits
+    race = expectation_for("before-first-request-race", "gunicorn-gthread", gthread, "keepalive")
+    assert race is not None and race.can_leak and race.chance is not None
 
 
 def test_a_target_s_progress_line_names_its_app_and_no_backend(

@@ -14,9 +14,11 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from harness.exercised import ONE_USER
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
     A_LEAK_IS,
+    REPORT_IT,
     TARGETS_OWN,
     UNRANKED,
     WEAK_ZEROS_HEAD,
@@ -25,6 +27,8 @@ from harness.report.summary import (
     evidence_table,
     headline,
     label,
+    missed,
+    model_reason,
     named,
     recommendation,
     shared_machine,
@@ -268,24 +272,61 @@ def _starved_cell(c: Cell) -> str:
 
 
 def silent_mutants(ctx: Context) -> list[Node]:
+    """The cells of a deliberately broken backend that showed no leak, each judged by what the
+    expectations model said of it when it ran (:attr:`Cell.expectation`): as expected, by
+    chance, or a leak the harness missed, which stands out in a warning of its own."""
     if not ctx.summary.silent_mutants:
         return []
-    return [
-        Heading("Broken backends that showed no leak"),
-        Items(
-            tuple(
-                f"{c.mode} with `{c.backend}`, {c.connections}: {c.checked:,} of"
-                f" {plural(c.requests, 'request')} checked, no leak. "
-                + (
-                    "Too few were checked to put the backend to the test: read the server log."
-                    if too_few_checked(c)
-                    else "Either this server and connection pattern cannot expose that bug, or"
-                    " the harness missed it."
-                )
-                for c in ctx.summary.silent_mutants
-            )
-        ),
-    ]
+    items = tuple(
+        f"{c.mode} with `{c.backend}`, {c.connections}: {c.checked:,} of"
+        f" {plural(c.requests, 'request')} checked, no leak. {_silent_because(c)}"
+        for c in ctx.summary.silent_mutants
+    )
+    shown = [c in ctx.summary.missed for c in ctx.summary.silent_mutants]
+    out: list[Node] = [Heading("Broken backends that showed no leak")]
+    if any(shown):
+        head = Paragraph(
+            "**⚠ The harness MISSED leaks that must show:** the model says these deliberately"
+            f" broken backends leak on every run of their cell. This is {REPORT_IT}."
+        )
+        picked = tuple(item for item, bad in zip(items, shown, strict=True) if bad)
+        out.append(Callout((head, Items(picked)), "warning"))
+    if rest := tuple(item for item, bad in zip(items, shown, strict=True) if not bad):
+        out.append(Items(rest))
+    return out
+
+
+def _silent_because(c: Cell) -> str:
+    """Why a deliberately broken backend's cell showed no leak, from what the run recorded."""
+    e = c.expectation
+    if too_few_checked(c):
+        return "Too few were checked to put the backend to the test: read the server log."
+    if e is None:  # not recorded (an older document), or a control the model cannot judge
+        return (
+            "Either this server and connection pattern cannot expose that bug, or the harness"
+            " missed it."
+        )
+    if not e.can_leak:
+        return f"As expected: {model_reason(e)}."
+    if e.chance is not None:
+        return (
+            f"It can leak here only by chance ({e.chance}): {model_reason(e)}. It did not show this"
+            " time, which is no fault of the harness."
+        )
+    if missed(c):
+        return (
+            f"**MISSED:** the model says it must leak here: {model_reason(e)}. The harness saw"
+            " none."
+        )
+    if c.failed or c.exercised is None:
+        why = "the cell ended early"
+    else:  # not put to the test (summary.put_to_the_test): its notes say why
+        notes = [note.sentence for note in c.exercised.notes(c.concurrency)]
+        why = "; ".join(notes) or f"requests never overlapped: {ONE_USER}"
+    return (
+        f"The model says it can leak here ({model_reason(e)}), but the run did not put that to the"
+        f" test: {why}."
+    )
 
 
 def leaks(ctx: Context) -> list[Node]:
@@ -302,6 +343,12 @@ def leaks(ctx: Context) -> list[Node]:
         users = [plural(c.concurrency or 0, "user")] * sweep
         cell = " · ".join([c.mode, app_name(c.app_label), backend_of(c), c.connections, *users])
         out.append(Heading(f"{cell}: {plural(c.leaks, 'leak')} in {requests}", 3))
+        if c in ctx.summary.false_leaks and c.expectation is not None:
+            text = (
+                f"**⚠ A leak that cannot happen:** the model says `{c.backend}` cannot leak here:"
+                f" {model_reason(c.expectation)}. This is {REPORT_IT}."
+            )
+            out.append(Callout((Paragraph(text),), "warning"))
         if not c.evidence:
             out.append(Paragraph("No evidence was recorded for this cell."))
             continue

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.benchdata import Benchmarks
+from harness.exercised import CLOSED_SHARE
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
 from harness.load.cpu import DRIVER_BOUND_ADVICE
 from harness.load.fairness import starved_advice
@@ -44,7 +45,7 @@ from harness.report.text import (
     spread_cell,
 )
 from harness.report.tree import Table, text_table
-from harness.results import SPREAD_WARNING, Cell, Run, median
+from harness.results import SPREAD_WARNING, Cell, LeakExpectation, Run, median
 from harness.verdict import Evidence
 
 EVIDENCE_ON_TERMINAL = 3
@@ -100,8 +101,11 @@ Namer = Callable[[Cell], str]
 
 
 def status(c: Cell) -> str:
-    """One word for a cell: "LEAK", "FAILED" (the server died), "errors" or "ok"."""
-    return "LEAK" if c.leaks else "FAILED" if c.failed else "errors" if c.errors else "ok"
+    """One word for a cell: "LEAK", "FAILED" (the server died), "MISSED" (a deliberately broken
+    backend showed no leak where it must: :func:`missed`), "errors" or "ok"."""
+    if c.leaks or c.failed:
+        return "LEAK" if c.leaks else "FAILED"
+    return "MISSED" if missed(c) else "errors" if c.errors else "ok"
 
 
 def too_few_checked(c: Cell) -> bool:
@@ -113,6 +117,45 @@ def too_few_checked(c: Cell) -> bool:
     if judged <= 0:
         return c.injected == 0
     return c.checked < judged * MIN_CHECKED_SHARE
+
+
+def missed(c: Cell) -> bool:
+    """The harness missed a leak in ``c``: its deliberately broken backend showed none where the
+    expectations model, as recorded when the cell ran (:attr:`Cell.expectation`), says every run
+    shows one, and the cell was put to the test (:func:`put_to_the_test`). A negative control
+    that misses is a ctxbench bug, not a property of the server."""
+    e = c.expectation
+    return (
+        e is not None
+        and e.can_leak
+        and e.chance is None
+        and not (c.leaks or c.failed or too_few_checked(c))
+        and put_to_the_test(c)
+    )
+
+
+def put_to_the_test(c: Cell) -> bool:
+    """The run of ``c`` did what the expectations model takes for granted of a mode run as the
+    harness runs it: requests answered, several virtual users (one never overlaps requests), an
+    execution unit that served two of them, and under ``keepalive`` connections the server kept
+    alive. The caveats of :meth:`~harness.exercised.Exercised.notes` about *proving* overlap or
+    reuse (a lower bound of requests in flight, greenlet ids or pids a later unit can take) do
+    not count against it: they weaken a zero on the correct storage, not a leak that must show.
+    """
+    seen = c.exercised
+    if seen is None or seen.answered == 0 or c.concurrency == 1 or not seen.unit_reused:
+        return False
+    return seen.reconnects is None or seen.reconnects < seen.answered * CLOSED_SHARE
+
+
+def false_leak(c: Cell) -> bool:
+    """``c``'s deliberately broken backend leaked where the expectations model, as recorded
+    when the cell ran, says it cannot: a leak that cannot happen, a ctxbench bug."""
+    return c.leaks > 0 and c.expectation is not None and not c.expectation.can_leak
+
+
+#: What to do about a negative control that did not come out as the model says.
+REPORT_IT = "a ctxbench bug: report it with this run's results.json"
 
 
 def leaked_names(c: Cell) -> tuple[list[str], list[str]]:
@@ -171,6 +214,8 @@ class Summary:
     mutant_leaks: tuple[Cell, ...]
     answered: tuple[Cell, ...]  # correct storage, the app answered in the probe's place: unchecked
     silent_mutants: tuple[Cell, ...]  # broken backends that showed no leak
+    missed: tuple[Cell, ...]  # of those, the ones that must have leaked (:func:`missed`)
+    false_leaks: tuple[Cell, ...]  # broken backends that leaked where they cannot
     rankings: tuple[Ranking, ...]
 
     @property
@@ -200,7 +245,8 @@ class Summary:
     @property
     def verdict(self) -> tuple[str, str]:
         """The verdict's words, and its kind (the box's colour): "leak", "failed" (a server
-        died), "ok", or "mutant" (only broken backends leaked, or only they ran)."""
+        died, a negative control not as expected), "ok", or "mutant" (only broken backends
+        leaked, or only they ran)."""
         if self.stack_leaks or self.app_leaks:
             return "LEAK" if self.stack_leaks else "LEAK in the app's own state", "leak"
         if self.failed:
@@ -213,6 +259,14 @@ class Summary:
             return f"NONE: {who} answered requests in the probe's place", "failed"
         if self.unchecked:
             return "NONE: most requests got no answer that could be checked", "failed"
+        if self.missed or self.false_leaks:
+            # The harness is blind or wrong somewhere: no "OK" rests on it.
+            what = [
+                *["the harness missed a leak a deliberately broken backend must show"]
+                * bool(self.missed),
+                *["a deliberately broken backend leaked where it cannot"] * bool(self.false_leaks),
+            ]
+            return f"negative controls NOT as expected: {' and '.join(what)}", "failed"
         if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)", "mutant"
         if self.mutant_leaks:
@@ -267,6 +321,8 @@ def summarize(run: Run) -> Summary:
         mutant_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND),
         answered=tuple(c for c in cells if c.backend == DEFAULT_BACKEND and c.not_probe_answers),
         silent_mutants=tuple(c for c in cells if c.backend != DEFAULT_BACKEND and not c.leaks),
+        missed=tuple(c for c in cells if c.backend != DEFAULT_BACKEND and missed(c)),
+        false_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND and false_leak(c)),
         rankings=tuple(r for r in rankings if r is not None),
     )
 
@@ -341,6 +397,21 @@ def headline(s: Summary) -> str:
         out.append(f"The correct {DEFAULT_BACKEND} storage did not run.")
     if s.mutant_leaks:
         out.append(f"Deliberately broken backends leaked: {_list_leaks(s.mutant_leaks)}.")
+    if s.missed:
+        out.append(
+            f"The harness MISSED leaks in {plural(len(s.missed), 'cell')} where the"
+            " deliberately broken backend must leak: "
+            + "; ".join(f"{_cell_of(c)}: {model_reason(c.expectation)}" for c in s.missed)
+            + f". That is {REPORT_IT}; until it is fixed, a zero elsewhere proves less than it"
+            " says."
+        )
+    if s.false_leaks:
+        out.append(
+            f"Deliberately broken backends leaked where they cannot, in"
+            f" {plural(len(s.false_leaks), 'cell')}: "
+            + "; ".join(f"{_cell_of(c)}: {model_reason(c.expectation)}" for c in s.false_leaks)
+            + f". A leak that cannot happen is {REPORT_IT}."
+        )
     if unknown := unknown_values(s.leaked):
         out.append(f"{UNKNOWN_VALUES[0].upper()}{UNKNOWN_VALUES[1:]}: {_some(unknown, code)}.")
     if s.failed:
@@ -686,6 +757,18 @@ def _and(names: Sequence[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
+def _cell_of(c: Cell) -> str:
+    """``waitress (no-reset, keepalive)``: a cell on a deliberately broken backend."""
+    app = [app_name(c.app_label)] * (c.app_label != "core")
+    return f"{c.mode} ({', '.join([*app, c.backend, c.connections])})"
+
+
+def model_reason(e: LeakExpectation | None) -> str:
+    """The expectations model's reason, as recorded, for the middle of a sentence."""
+    reason = "" if e is None else e.reason
+    return reason[:1].lower() + reason[1:]
+
+
 def _list_leaks(cells: Sequence[Cell]) -> str:
     def one(c: Cell) -> str:
         framework, app = leaked_names(c)  # the app's names as code: they may hold any text
@@ -742,6 +825,9 @@ def format_summary(run: Run) -> str:
     if failed := [c for c in run.cells if c.failed]:
         out += ["", f"failed cells (the server died; {_after_a_death(failed)}):"]
         out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
+    if blind := [c for c in run.cells if c.expectation is not None and missed(c)]:
+        out += ["", f"missed leaks (a deliberately broken backend must leak here; {REPORT_IT}):"]
+        out += [f"  {label(c)} {c.connections}: {model_reason(c.expectation)}" for c in blind]
     if evidence := [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]:
         out += ["", f"first evidence (a leak is {A_LEAK_IS}):"]
         out += text_table(evidence_table(evidence, "l" * 8))
