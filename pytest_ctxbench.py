@@ -121,9 +121,9 @@ def pytest_plugin_registered(
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "ctxbench(modes=None, connections=None, requests=None): defaults for the ctxbench"
-        " fixture in this test; every test using the ctxbench or ctxbench_server fixture"
-        " carries the marker, so -m 'not ctxbench' deselects them",
+        "ctxbench(modes=None, connections=None, requests=None, concurrency=None, results=None):"
+        " defaults for the ctxbench fixture in this test; every test using the ctxbench or"
+        " ctxbench_server fixture carries the marker, so -m 'not ctxbench' deselects them",
     )
 
 
@@ -421,6 +421,10 @@ def _csv(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(p.strip() for p in parts if p.strip())
 
 
+#: The keywords of ``@pytest.mark.ctxbench``: the settings :meth:`Ctxbench._source` reads from it.
+MARKER_KEYS = ("modes", "connections", "requests", "concurrency", "results")
+
+
 class Ctxbench:
     """The ``ctxbench`` fixture: run isolation checks against an app from a test."""
 
@@ -430,6 +434,21 @@ class Ctxbench:
         self._runs = 0
 
     # -- settings ------------------------------------------------------------------------------
+
+    def _check_markers(self) -> None:
+        """Fail in one line on a ``ctxbench`` marker with what it does not take: a misspelt
+        keyword (``mode=``) or a positional argument was ignored, and the check ran with the
+        settings from elsewhere as if the marker said nothing."""
+        for mark in self._request.node.iter_markers("ctxbench"):
+            unknown = sorted(set(mark.kwargs) - set(MARKER_KEYS))
+            if not (mark.args or unknown):
+                continue
+            given = f"{unknown[0]}=" if unknown else f"positional argument ({mark.args[0]!r})"
+            pytest.fail(
+                f"ctxbench: @pytest.mark.ctxbench takes no {given}: it takes"
+                f" {', '.join(f'{key}=' for key in MARKER_KEYS)}",
+                pytrace=False,
+            )
 
     def _setting(self, name: str, given: t.Any) -> t.Any:
         return self._source(name, given)[0]
@@ -530,6 +549,7 @@ class Ctxbench:
         from harness.servers import MODES, available_modes, get_mode
         from harness.settings import RunSettings
 
+        self._check_markers()
         chosen = _csv(self._setting("modes", modes) or "")
         named = bool(chosen)
         if not named and not server_args:  # server args without modes are refused below

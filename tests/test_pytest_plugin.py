@@ -752,6 +752,38 @@ def test_a_bad_number_in_the_settings_fails_in_one_line_naming_where(
     assert "Error" not in out.replace("CtxbenchError", ""), out
 
 
+@pytest.mark.parametrize(
+    ("marker", "given"),
+    [
+        pytest.param("@pytest.mark.ctxbench(mode=['gunicorn-gevent'])", "mode=", id="typo"),
+        pytest.param("@pytest.mark.ctxbench('gunicorn-gevent')",
+                     "positional argument ('gunicorn-gevent')", id="positional"),
+    ],
+)  # fmt: skip
+def test_a_marker_keyword_the_plugin_does_not_read_fails_in_one_line(
+    pytester: pytest.Pytester, marker: str, given: str
+) -> None:
+    # @pytest.mark.ctxbench(mode=[...]) was ignored: the check ran the ini's modes, and passed.
+    pytester.makeini("[pytest]\nctxbench_modes = no-such-mode\n")
+    pytester.makepyfile(
+        test_marker=f"""
+        import pytest
+
+        {marker}
+        def test_marked(ctxbench):
+            ctxbench.check("harness.apps.core_app:app", modes=["gunicorn-sync"])
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert (
+        f"ctxbench: @pytest.mark.ctxbench takes no {given}: it takes modes=, connections=,"
+        " requests=, concurrency=, results="
+    ) in out, out
+    assert "Traceback" not in out and "no-such-mode" not in out, out
+
+
 def test_a_bad_keyword_is_named_as_the_test_gave_it_not_as_a_cli_flag(
     pytester: pytest.Pytester,
 ) -> None:
