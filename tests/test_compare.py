@@ -648,7 +648,7 @@ def test_runs_of_one_repeat_say_that_their_noise_is_unknown() -> None:
     text, regressions = compare_runs(once("A", 5000.0), once("B", 4000.0), 0.10)
     assert [r.metric for r in regressions] == ["rps"]
     assert (
-        "note: A and B measured some cells once (--repeats 1), which says nothing of their"
+        "note: A and B measured every cell once (--repeats 1), which says nothing of their"
         " noise: every change beyond 10% there counts; give both runs --repeats 3 or more"
     ) in text
     # Measured once in B only: A's spread is the noise, and a change within it does not count.
@@ -656,9 +656,25 @@ def test_runs_of_one_repeat_say_that_their_noise_is_unknown() -> None:
     text, regressions = compare_runs(doc("A", entry(spread=0.30)), once("B", 4000.0), 0.10)
     assert regressions == [] and "within noise: rps" in text, text
     assert (
-        "note: B measured some cells once (--repeats 1), which says nothing of its noise: there"
+        "note: B measured every cell once (--repeats 1), which says nothing of its noise: there"
         " A's spread alone is the noise; give both runs --repeats 3 or more"
     ) in text
+    # It said "some cells" of runs that measured every cell once; "some" is for some of them.
+    b = once("B", 4000.0)
+    b["entries"].append(entry("gunicorn-sync"))
+    text = compare_runs(doc("A", entry(), entry("gunicorn-sync")), b, 0.10)[0]
+    assert "note: B measured some cells once (--repeats 1)" in text
+    # A corpus run measures each cell once, and ctxbench corpus has no --repeats to give it.
+    corpus = once("B", 5000.0)
+    corpus["entries"][0]["corpus"] = {
+        "entry": "e", "variant": "buggy", "expected": True, "reason": "r", "verdict": "caught",
+        "matches": True,
+    }  # fmt: skip
+    text = compare_runs(once("A", 5000.0), corpus, 0.10)[0]
+    assert text.splitlines()[1].endswith(
+        "; ctxbench corpus measures each cell once: for speed, compare ctxbench run runs with"
+        " --repeats 3 or more"
+    ), text
     for strict, a in ((True, once("A", 5000.0)), (False, doc("A", entry()))):
         b = once("B", 5000.0) if strict else doc("B", entry())
         assert "--repeats 1" not in compare_runs(a, b, 0.10, strict=strict)[0]

@@ -198,10 +198,17 @@ def compare_runs(
             if any(len(a_by[k].runs) < 2 and len(b_by[k].runs) < 2 for k in common)
             else f"there {other} spread alone is the noise"
         )
+        by = {"A": a_by, "B": b_by}
+        every = all(len(by[n][k].runs) < 2 for n in once for k in common)
+        # A corpus run measures each cell once, and ctxbench corpus has no --repeats.
+        advice = "give both runs --repeats 3 or more"
+        if any(c.corpus for run in (a_run, b_run) for c in run.cells):
+            advice = "ctxbench corpus measures each cell once: for speed, compare ctxbench run"
+            advice += " runs with --repeats 3 or more"
         out.append(
-            f"note: {' and '.join(once)} measured some cells once (--repeats 1), which says"
-            f" nothing of {'their' if len(once) > 1 else 'its'} noise: {counts}; give both runs"
-            " --repeats 3 or more"
+            f"note: {' and '.join(once)} measured {'every' if every else 'some'} cell"
+            f"{'' if every else 's'} once (--repeats 1), which says nothing of"
+            f" {'their' if len(once) > 1 else 'its'} noise: {counts}; {advice}"
         )
     out.append("")
     rows, changes = [], []
