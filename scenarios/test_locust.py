@@ -267,6 +267,28 @@ def correct_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield srv
 
 
+def test_a_locustfile_slow_to_import_still_loads_for_the_whole_run_time(
+    correct_server: Any, tmp_path: Path
+) -> None:
+    """locust arms ``--run-time`` from gevent's cached clock, read when the event loop was made:
+    imports that took longer than the run time (a busy machine) ended the run at once, before
+    any request, as no verdict (exit 2). A locustfile that blocks longer than RUN_SECONDS after
+    the loop exists, then loads the harness's, stands in for them."""
+    slow = tmp_path / "slow_locustfile.py"
+    slow.write_text(
+        "from harness.locustfiles.isolation import *  # noqa: F403\n"
+        "import gevent.monkey\n"
+        f"gevent.monkey.get_original('time', 'sleep')({RUN_SECONDS + 0.5})\n"
+    )
+    cmd = _headless(correct_server.url, "--ctx-mode", "gunicorn-gthread")
+    cmd[cmd.index(str(LOCUSTFILE))] = str(slow)
+    started = time.monotonic()
+    with _Locust(cmd) as locust:
+        run = locust.finish(RUN_SECONDS + 45, started)
+    assert run.returncode == 0, run.explain()
+    assert run.summary["checked"] > 0 and run.summary["elapsed_s"] >= RUN_SECONDS / 2, run.explain()
+
+
 @pytest.fixture(scope="module")
 def mutant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # One process-wide slot, eight threads, and a 2 ms yield per request: requests overlap in

@@ -176,6 +176,16 @@ _LOADED_IN = os.getpid()
 
 
 @events.init.add_listener
+def _clock_from_now(**kwargs: Any) -> None:
+    # locust arms --run-time right after this event with gevent.spawn_later, which counts from
+    # the event loop's cached clock, read when the loop was made and not since: imports that
+    # took longer than the run time (a busy machine) ended the run before any request was sent.
+    import gevent  # locust imported it first
+
+    gevent.get_hub().loop.update_now()
+
+
+@events.init.add_listener
 def _die_with_the_master(environment: Any, runner: Any, **kwargs: Any) -> None:
     # A worker forked by --processes is killed with the process that forked it, even by kill -9:
     # else it waits 60 s for the master's heartbeat, its users loading the server all the while.
