@@ -302,6 +302,10 @@ def gone(host: str, port: int, url: str, timeout: float = 1.0) -> str | None:
         with socket.create_connection((host, port), timeout=timeout):
             return None
     except ConnectionRefusedError:
-        return f"the target {url} refused a new connection: nothing listens on port {port} now"
+        # Followed by "during the run 1/3 of the keepalive cell" (the runner's died()).
+        return (
+            f"nothing listens on port {port} of the target {url} any more: it refused a new"
+            " connection"
+        )
     except OSError:  # timed out, or the network said something else: not known to be gone
         return None

@@ -677,7 +677,10 @@ def test_a_target_that_goes_away_fails_its_cell_and_the_cells_after_it(tmp_path:
     assert "Traceback" not in err
     keepalive, fresh = results.load(run_dir).cells
     port = url.rsplit(":", 1)[1]
-    gone = f"the target {url} refused a new connection: nothing listens on port {port} now"
+    # Not "... nothing listens on port N now during the run 1/1 of the keepalive cell".
+    gone = (
+        f"nothing listens on port {port} of the target {url} any more: it refused a new connection"
+    )
     assert keepalive.failed and keepalive.error is not None
     assert keepalive.error.startswith(f"{gone} during the run 1/1 of the keepalive cell, after")
     assert fresh.failed and fresh.error is not None
