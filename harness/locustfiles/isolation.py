@@ -63,7 +63,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gevent
 from locust import FastHttpUser, constant, events, task
 from locust.exception import RPCSendError
 from locust.runners import MasterRunner, WorkerRunner
@@ -192,15 +191,6 @@ def _die_with_the_master(environment: Any, runner: Any, **kwargs: Any) -> None:
     # else it waits 60 s for the master's heartbeat, its users loading the server all the while.
     if isinstance(runner, WorkerRunner) and os.getpid() != _LOADED_IN:
         die_with_parent(_LOADED_IN)
-
-
-@events.init.add_listener
-def _run_time_from_now(environment: Any, **kwargs: Any) -> None:
-    # locust sets its -t timer right after this event, and gevent times a timer from the event
-    # loop's clock, which stands still while start-up keeps the loop from running: on a busy
-    # machine a start-up slower than -t ended the run at once, before any request (-t 2s beside
-    # 6 CPU hogs on 2 cores: 3 runs of 3 stopped 25-65 ms after they began, "no verdict").
-    gevent.get_hub().loop.update_now()
 
 
 @events.init.add_listener
