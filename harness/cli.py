@@ -694,7 +694,7 @@ def _kept(run_dir: Path, statuses: tuple[str, ...], stopped_by: str) -> str | No
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import results, runner
     from harness.report import format_summary, write_reports
-    from harness.report.summary import summarize
+    from harness.report.summary import REPORT_IT, summarize
     from harness.report.text import plural
     from harness.servers._gunicorn import unread_settings
 
@@ -725,6 +725,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if unanswered:
         print(f"ctxbench: error: {unanswered}", file=sys.stderr)
+        return 2
+    summary = summarize(run)
+    if summary.missed and not (summary.stack_leaks or summary.app_leaks):
+        # A negative control that missed its leak: the harness is blind there, so no exit
+        # status of a verdict (0, or 1 for the controls that did leak) may stand for the run.
+        cells = ", ".join(f"{c.mode} {c.backend} {c.connections}" for c in summary.missed)
+        print(
+            f"ctxbench: error: the harness missed the leak a deliberately broken backend must"
+            f" show, in {plural(len(summary.missed), 'cell')} ({cells}): {REPORT_IT}",
+            file=sys.stderr,
+        )
         return 2
     return 1 if run.leaks else 0
 

@@ -792,6 +792,38 @@ def _finished_run(settings: t.Any, run_dir: Path, *args: t.Any, **kw: t.Any) -> 
     return run
 
 
+@pytest.mark.parametrize("also_caught", [False, True], ids=["alone", "beside-a-caught-one"])
+def test_a_negative_control_that_missed_its_leak_gives_no_verdict(
+    also_caught: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The report said "negative controls NOT as expected" while the run exited 0 (nothing
+    # leaked), or 1 (another control leaked, as it must), as if the harness could be trusted.
+    import harness.runner
+    from tests.test_report import mutant_cell
+
+    cells = (mutant_cell("gunicorn-gevent", "no-reset", "keepalive"),)
+    if also_caught:
+        cells += (mutant_cell("waitress", "no-reset", "keepalive", leaks=4),)
+
+    def measured(settings: t.Any, run_dir: Path, *args: t.Any, **kw: t.Any) -> results.Run:
+        run = _finished_run(settings, run_dir, *args, **kw).replace(cells=cells)
+        results.write(Path(run_dir), run)
+        return run
+
+    monkeypatch.setattr(harness.runner, "run_matrix", measured)
+    argv = ["run", "--modes", "gunicorn-gevent", "--backend", "no-reset", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "ctxbench: error: the harness missed the leak a deliberately broken backend must show,"
+        " in 1 cell (gunicorn-gevent no-reset keepalive): a ctxbench bug: report it with this"
+        " run's results.json\n"
+    )
+
+
 def test_a_run_in_a_folder_with_a_gunicorn_conf_py_says_it_was_not_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
