@@ -681,7 +681,7 @@ class _CellLoads:
 
     def died(self, e: ServerGone, log: str | None) -> str:
         """The error of the cell whose server died (``e``): when, after how many requests
-        checked, and where its log is."""
+        checked, and where its log is (a target's is its own)."""
         failed = self.errors + self.cut_short.errors
         checked = self.requests + self.cut_short.requests - failed
         when = (
@@ -690,9 +690,11 @@ class _CellLoads:
             else f"during the {e.during} of the {self.connections} cell, after {checked:,}"
             f" requests checked{f' ({failed:,} more failed)' if failed else ''}"
         )
+        # A --target's log is its own, wherever its deployment writes it: ctxbench has none.
+        where = "its own log" if isinstance(self.srv, TargetServer) else "the server log"
         return (
-            f"{e.why} {when}; nothing of it was left to serve the rest (see the server"
-            f" log{f': {log}' if log else ''})"
+            f"{e.why} {when}; nothing of it was left to serve the rest (see {where}"
+            f"{f': {log}' if log else ''})"
         )
 
 
