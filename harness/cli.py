@@ -720,13 +720,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ctxbench: error: {plural(len(failed), 'cell')} failed: {failed[0].error}",
               file=sys.stderr)  # fmt: skip
         return 2
+    summary = summarize(run)
     unanswered = not run.leaks and (
-        _not_probe_answers(run.cells) or _unchecked(summarize(run).unchecked, run_dir)
+        _not_probe_answers(run.cells) or _unchecked(summary.unchecked, run_dir)
     )
     if unanswered:
         print(f"ctxbench: error: {unanswered}", file=sys.stderr)
         return 2
-    summary = summarize(run)
     if summary.missed and not (summary.stack_leaks or summary.app_leaks):
         # A negative control that missed its leak: the harness is blind there, so no exit
         # status of a verdict (0, or 1 for the controls that did leak) may stand for the run.

@@ -40,6 +40,7 @@ from harness.report.text import (
     fmt_pct,
     fmt_rps,
     literal,
+    mounted,
     plural,
     show_json,
     spread_cell,
@@ -725,7 +726,7 @@ def _what_ran(s: Summary) -> str:
     # its app at /admin are other apps, as compare and the chaos report name them.
     apps = list(
         dict.fromkeys(
-            app_name(label) + ("" if c.server.mount == "/" else f" at {c.server.mount}")
+            mounted(app_name(label), c.server.mount)
             for label in s.apps
             for c in s.cells
             if c.app_label == label
@@ -825,7 +826,7 @@ def format_summary(run: Run) -> str:
     if failed := [c for c in run.cells if c.failed]:
         out += ["", f"failed cells (the server died; {_after_a_death(failed)}):"]
         out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
-    if blind := [c for c in run.cells if c.expectation is not None and missed(c)]:
+    if blind := [c for c in run.cells if missed(c)]:
         out += ["", f"missed leaks (a deliberately broken backend must leak here; {REPORT_IT}):"]
         out += [f"  {label(c)} {c.connections}: {model_reason(c.expectation)}" for c in blind]
     if evidence := [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]:
