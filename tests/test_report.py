@@ -1055,6 +1055,19 @@ def test_starved_cells_of_a_sweep_name_their_level() -> None:
     # one level: the level is in the count already
     single = run.replace(cells=cells[1:])
     assert "(uwsgi-processes, keepalive: 30 of 32 users)" in format_summary(single)
+    # A sweep where one level starved: its cell names its level all the same, or the list
+    # reads as if the run had one level (seen: --concurrency 2,16, uwsgi-processes starved @16
+    # only, said 'uwsgi-processes, keepalive: 14 of 16 users' on the terminal and the report).
+    fair = dataclasses.replace(
+        cells[0], runs=tuple(dataclasses.replace(r, starved=0) for r in cells[0].runs)
+    )
+    one = run.replace(cells=(fair, cells[1]))
+    who = "uwsgi-processes, keepalive @32: 30 of 32 users"
+    assert f"^ starved users ({who}): some virtual" in format_summary(one)
+    md = render_reports(one)["report.md"]
+    assert f"> **Starved users** ({who}, in the worst" in md
+    assert f"Cells whose server starved some users are not ranked ({who}):" in md
+    assert "keepalive: 30 of 32" not in md
 
 
 def starved_cell(

@@ -223,18 +223,19 @@ def patterns(ctx: Context) -> list[Node]:
         )
         title = PATTERN_TITLES.get(pattern, pattern)
         out += [Heading(f"{title} (`{pattern}`)"), Group(figures, "charts"), cell_table(cells)]
-        out += unranked_warnings(cells)
+        out += unranked_warnings(cells, swept(ctx.summary.cells))
     return out
 
 
-def unranked_warnings(cells: Sequence[Cell]) -> list[Node]:
-    """A warning under a table for each reason (:data:`UNRANKED`) some of its cells have."""
+def unranked_warnings(cells: Sequence[Cell], sweep: bool) -> list[Node]:
+    """A warning under a table for each reason (:data:`UNRANKED`) some of its cells have; in a
+    concurrency sweep (``sweep``) each cell names its level."""
     out: list[Node] = []
     for u in UNRANKED:
         if picked := [c for c in cells if u.marked(c)]:
             text = (
-                f"**{u.title}** ({u.who(picked, named)}, {u.runs}; neither a leak nor an error):"
-                f" {u.advice(picked)}. These cells are not ranked."
+                f"**{u.title}** ({u.who(picked, named, sweep)}, {u.runs}; neither a leak nor an"
+                f" error): {u.advice(picked)}. These cells are not ranked."
             )
             out.append(Callout((Paragraph(text),), "warning"))
     return out

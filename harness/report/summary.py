@@ -517,7 +517,8 @@ def recommendation(s: Summary) -> str:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
     for u in UNRANKED:
         if picked := [c for c in s.cells if u.marked(c)]:
-            out.append(f"{u.cells} are not ranked ({u.who(picked, named)}): {u.advice(picked)}.")
+            who = u.who(picked, named, sweep)
+            out.append(f"{u.cells} are not ranked ({who}): {u.advice(picked)}.")
     if s.failed:
         out.append(
             "Find out why the server died (its log says) before trusting a verdict: its cell"
@@ -661,12 +662,13 @@ class Unranked:
     runs: str  # over which runs that is counted
     advice: Callable[[Sequence[Cell]], str]  # what to do about the cells it holds for
 
-    def who(self, cells: Sequence[Cell], name: Namer) -> str:
+    def who(self, cells: Sequence[Cell], name: Namer, sweep: bool) -> str:
         """``uwsgi-processes, keepalive: 14 of 16 users``, for each of ``cells``; in a
-        concurrency sweep each names its level (``@16``), as the other lists of cells do."""
-        at = swept(cells)
+        concurrency sweep (``sweep``: :func:`swept` of the whole run, as ``cells`` may all be
+        of one level) each names its level (``@16``), as the other lists of cells do."""
         return "; ".join(
-            f"{name(c)}, {c.connections}{f' @{c.concurrency}' * at}: {self.count(c)}" for c in cells
+            f"{name(c)}, {c.connections}{f' @{c.concurrency}' * sweep}: {self.count(c)}"
+            for c in cells
         )
 
 
@@ -818,7 +820,7 @@ def format_summary(run: Run) -> str:
     for u in UNRANKED:
         if picked := [c for c in run.cells if u.marked(c)]:
             title = u.title[0].lower() + u.title[1:]
-            out.append(f"{u.mark} {title} ({u.who(picked, label)}): {u.advice(picked)}")
+            out.append(f"{u.mark} {title} ({u.who(picked, label, sweep)}): {u.advice(picked)}")
     # For a server ctxbench did not start (--target) what the probe saw is all there is to say
     # what ran; the modes' own are in the report (the expectations model knows each mode).
     if weak := weak_zeros([c for c in run.cells if c.target is not None]):
