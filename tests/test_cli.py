@@ -920,6 +920,32 @@ def test_every_command_that_starts_gunicorn_says_once_that_gunicorn_conf_py_was_
     assert "not read" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("given", "judged_from"), [([], 20.0), (["--warmup", "5"], 5.0)])
+def test_a_soak_records_the_warm_up_it_ran_with(
+    given: list[str], judged_from: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The settings said "warmup 0.0" in the report of a soak that said "15 s warm-up, not
+    # judged" above them: the run's warm-up is the soak's, the seconds not judged.
+    import harness.soak
+
+    pytest.importorskip("psutil", reason="ctxbench soak needs psutil (ctxbench[soak])")
+    asked: list[float | None] = []
+
+    def soaked(mode: str, **kw: t.Any) -> results.Soak:
+        asked.append(kw["warmup_s"])
+        return results.Soak(mode=mode, app=kw["app"], backend=kw["backend"],
+                            connections=kw["connections"], seconds=60.0,
+                            warmup_s=kw["warmup_s"], verdict="ok")  # fmt: skip
+
+    monkeypatch.setattr(harness.soak, "run_soak", soaked)
+    run_dir = tmp_path / "run"
+    argv = ["soak", "--mode", "gunicorn-sync", "--minutes", "1", "--run-dir", str(run_dir)]
+    assert main([*argv, *given]) == 0
+    assert asked == [judged_from]
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert doc["settings"]["warmup"] == doc["soaks"][0]["warmup_s"] == judged_from
+
+
 @pytest.mark.parametrize("command", ["run", "chaos"])
 def test_a_reused_run_folder_holds_this_run_only_and_is_held_until_its_reports_are_written(
     command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

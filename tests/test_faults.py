@@ -660,7 +660,8 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
     # deterministic (one run: two would differ in their creation time across a second's tick)
     assert render_reports(run) == files
     failing = chaos_run().replace(faults=(fault_cell(verdict="LEAK", leaks=1),))
-    assert "Verdict: 1 failure" in render_reports(failing)["report.md"]
+    # It names what failed: "1 failure" alone sent the reader down the page to find out.
+    assert "**Verdict: 1 failure (1 x LEAK).** " in render_reports(failing)["report.md"]
     # A soak with no verdict (no process lived through its window) is no failure, nor a pass.
     unjudged = dataclasses.replace(soak_record(), verdict="no data", reason="no process lived")
     md = render_reports(chaos_run().replace(soaks=(unjudged,)))["report.md"]
@@ -668,7 +669,8 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
     assert "; 1 soak not judged (no data), every other verdict as it must be." in md
     both = failing.replace(soaks=(unjudged, soak_record()))
     md = render_reports(both)["report.md"]
-    assert "**Verdict: 1 failure.** " in md and "; 2 soaks, 1 not judged (no data)." in md
+    assert "**Verdict: 1 failure (1 x LEAK).** " in md
+    assert "; 2 soaks, 1 not judged (no data)." in md
 
 
 def test_the_faults_section_names_each_cells_app_and_counts_in_words() -> None:

@@ -293,7 +293,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.report.text import mounted
     from harness.servers._gunicorn import unread_settings
     from harness.settings import RunSettings
-    from harness.soak import SoakInterrupted, run_soak
+    from harness.soak import SoakInterrupted, default_warmup, run_soak
     from harness.soak.sampler import import_psutil
     from harness.soak.saves import SoakWriter
 
@@ -309,11 +309,14 @@ def cmd_soak(args: argparse.Namespace) -> int:
     if args.warmup is not None and not 0 <= args.warmup < seconds:
         raise UsageError(f"bad --warmup {args.warmup!r}: use seconds in [0, the soak's length)")
     extra_args = _server_args(args.server_arg)
+    # The seconds sampled but not judged, recorded as the run's warm-up: the report's settings
+    # said 0.0 beside a soak that said "15 s warm-up, not judged".
+    warmup = default_warmup(seconds) if args.warmup is None else args.warmup
     settings = RunSettings(
         apps=(app,), backends=(args.backend,), modes=(args.mode,),
         connections=(args.connections,), duration=seconds, concurrency=args.concurrency,
         sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads, repeats=1,
-        warmup=0.0, extra_args=extra_args, mount=args.mount,
+        warmup=warmup, extra_args=extra_args, mount=args.mount,
     )  # fmt: skip
     settings = settings.checked()  # --mount as normalised: "/api/" is "/api"
     try:
@@ -322,7 +325,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
             try:
                 soak = run_soak(
                     args.mode, seconds=seconds, app=app, backend=args.backend,
-                    connections=args.connections, warmup_s=args.warmup,
+                    connections=args.connections, warmup_s=warmup,
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
                     threads=args.threads, extra_args=extra_args, mount=settings.mount,
                     log_dir=run_dir / results.LOGS, progress=_progress,

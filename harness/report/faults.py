@@ -8,7 +8,7 @@ the same samples give the same bytes) beside a table of each process's trend.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -52,7 +52,10 @@ def run_verdict(run: Run) -> Callout:
         parts.append(soaks)
     said = "; ".join(parts)
     if failed:
-        text, style = f"**Verdict: {plural(len(failed), 'failure')}.** {said}.", "verdict leak"
+        # Which verdicts failed: "1 failure" alone sent the reader down the page to find out.
+        kinds = fmt_counts(Counter(c.verdict for c in failed))
+        text = f"**Verdict: {plural(len(failed), 'failure')} ({kinds}).** {said}."
+        style = "verdict leak"
     elif unjudged and len(unjudged) == len(run.soaks) and not run.faults:
         text, style = f"**Verdict: not judged.** {said}.", "warning"
     else:
