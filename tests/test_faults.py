@@ -651,6 +651,9 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
     md = files["report.md"]
     assert "## Faults during load" in md and "Verdict: pass" in md
     assert "## Soak: gunicorn-gevent" in md
+    # The faults' knobs are what it takes to run it again: the environment showed none of them.
+    chaos = md[md.index("### Chaos settings") :]
+    assert "| injections | 3 |" in chaos and "| interval_s | 0.5 |" in chaos
     charts = [name for name in files if name.startswith("soak-")]
     assert sorted(charts) == [
         "soak-rps-gunicorn-gevent-contextvar-fresh.svg",

@@ -441,10 +441,16 @@ def environment(ctx: Context) -> list[Node]:
     if ctx.run.command:
         out.append(Paragraph(f"Command: {code(shlex.join(ctx.run.command))}"))
     out.append(Paragraph(f"Python: {ctx.run.python or 'unknown'}"))
-    keys = {"machine": "property", "packages": "package", "settings": "setting"}
+    # A chaos run's knobs (injections, interval, rounds) too: what it takes to run it again.
+    keys = {
+        "machine": ("Machine", "property"),
+        "packages": ("Packages", "package"),
+        "settings": ("Settings", "setting"),
+        "chaos": ("Chaos settings", "setting"),
+    }
     cards = tuple(
-        Group((Heading(name.capitalize(), 3), mapping_table(doc[name], key)))
-        for name, key in keys.items()
+        Group((Heading(title, 3), mapping_table(doc[name], key)))
+        for name, (title, key) in keys.items()
         if doc.get(name)
     )
     return [*out, Group(cards, "cards")]
