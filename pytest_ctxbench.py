@@ -203,7 +203,7 @@ class CheckResult:
         """A few lines for an assertion message: what leaked where, and where the report is
         (relative to ``started_in``, the folder pytest was started in, when it is under it)."""
         from harness.report.summary import not_probe_answers
-        from harness.report.text import fmt_counts
+        from harness.report.text import fmt_counts, mounted
 
         leaky = [c for c in self.cells if c.leaks]
         report = self.report
@@ -211,8 +211,11 @@ class CheckResult:
             # Short, so the first evidence fits too: pytest keeps whole lines of ~500
             # characters in a JUnit message, and a CI workspace's absolute paths are long.
             report = report.relative_to(started_in)
+        # The app a dispatcher serves under a prefix is named with it (mount="/api"), as the
+        # report's verdict names it: the dispatcher's other apps were not checked.
+        app = mounted(self.app, self.results.settings.mount or "/")
         lines = [
-            f"ctxbench: {self.app} "
+            f"ctxbench: {app} "
             + (
                 f"leaked {_culprit(leaky)} in {len(leaky)} of {len(self.cells)} cells"
                 if leaky

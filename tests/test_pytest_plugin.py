@@ -14,6 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -961,6 +962,10 @@ def test_server_args_given_as_one_string_fail_in_one_line_with_the_list_meant(
     assert "Traceback" not in result.stdout.str()
 
 
+#: The settings of a run of an app at the root (no ``mount=``), for a unit test's ``CheckResult``.
+_AT_ROOT = SimpleNamespace(mount=None)
+
+
 @pytest.mark.parametrize(
     ("status", "who"),
     [
@@ -973,8 +978,6 @@ def test_failed_requests_name_the_statuses_and_who_answered_them(
 ) -> None:
     # A rate limiter's 429s: the message says who answered them, not only "non-2xx"; and a
     # proxy's 502s are the proxy's, not the app's hooks', as `ctxbench run` says.
-    from types import SimpleNamespace
-
     from harness.results import Cell
     from pytest_ctxbench import CheckResult
 
@@ -983,7 +986,9 @@ def test_failed_requests_name_the_statuses_and_who_answered_them(
         requests=400, leaks=0, errors=395, runs=(), error_kinds={"non-2xx": 395},
         error_statuses={status: 395},
     )  # fmt: skip
-    run = SimpleNamespace(cells=(cell,), requests=400, checked=5, leaks=0, errors=395)
+    run = SimpleNamespace(
+        cells=(cell,), requests=400, checked=5, leaks=0, errors=395, settings=_AT_ROOT
+    )
     text = CheckResult("myapp:app", tmp_path, run).explain()  # type: ignore[arg-type]
     assert f"395 errors (395 x non-2xx); statuses 395 x {status}: {who}" in text, text
     assert "395 errors, 5 requests checked)" in text, text
@@ -1034,7 +1039,7 @@ def test_an_app_under_a_path_prefix_is_checked_there(pytester: pytest.Pytester) 
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*CtxbenchLeak: ctxbench: mounted:dispatcher leaked * in 1 of 1 cells*",
+            "*CtxbenchLeak: ctxbench: mounted:dispatcher at /api leaked * in 1 of 1 cells*",
             "*phase=after_request name=current_user*",
             "*is a DispatcherMiddleware that serves apps under /api*mount (mount='/api')*",
         ]
@@ -1044,8 +1049,6 @@ def test_an_app_under_a_path_prefix_is_checked_there(pytester: pytest.Pytester) 
 def test_the_report_path_comes_before_the_evidence(tmp_path: Path) -> None:
     # A JUnit XML failure message keeps the first ~500 characters: the summary, the report's
     # path and the first evidence, not the path after every cell's rows.
-    from types import SimpleNamespace
-
     from harness.results import Cell
     from harness.verdict import Evidence, Unit
     from pytest_ctxbench import SHOWN_EVIDENCE, CheckResult
@@ -1069,7 +1072,9 @@ def test_the_report_path_comes_before_the_evidence(tmp_path: Path) -> None:
         )
         for c in ("keepalive", "fresh")
     )
-    run = SimpleNamespace(cells=cells, requests=800, checked=800, leaks=600, errors=0)
+    run = SimpleNamespace(
+        cells=cells, requests=800, checked=800, leaks=600, errors=0, settings=_AT_ROOT
+    )
     lines = CheckResult("myapp:app", tmp_path, run).explain().splitlines()  # type: ignore[arg-type]
     assert lines[1] == f"  report: {tmp_path / 'report.md'}", lines
     assert lines[2] == "  gunicorn-gthread keepalive: 300 leaks, 0 errors", lines
@@ -1102,8 +1107,6 @@ def test_the_first_line_names_whose_state_leaked(
     # It said "leaked per-request state" of a module-level dict of the app's as of the
     # framework's g, where the report's verdict tells them apart: the first line is what a
     # CI page shows.
-    from types import SimpleNamespace
-
     from harness.results import Cell
     from harness.verdict import Evidence, Unit
     from pytest_ctxbench import CheckResult
@@ -1117,12 +1120,37 @@ def test_the_first_line_names_whose_state_leaked(
         requests=800, leaks=600, errors=0, runs=(), evidence=evidence,
         framework_leaks=framework_leaks,
     )  # fmt: skip
-    run = SimpleNamespace(cells=(cell,), requests=800, checked=800, leaks=600, errors=0)
+    run = SimpleNamespace(
+        cells=(cell,), requests=800, checked=800, leaks=600, errors=0, settings=_AT_ROOT
+    )
     first = CheckResult("myapp:app", tmp_path, run).explain().splitlines()[0]  # type: ignore[arg-type]
     assert first == (
         f"ctxbench: myapp:app leaked {culprit} in 1 of 1 cells (600 leaking observations,"
         " 0 errors, 800 requests checked)"
     )
+
+
+@pytest.mark.parametrize(
+    ("mount", "named"),
+    [(None, "myapp:dispatcher"), ("/", "myapp:dispatcher"), ("/api", "myapp:dispatcher at /api")],
+)
+def test_the_first_line_names_the_mount(tmp_path: Path, mount: str | None, named: str) -> None:
+    # mount="/api" and mount="/admin" of one dispatcher both said "ctxbench: myapp:dispatcher
+    # leaked ...": which of its apps leaked was in the report only. Named as the report's
+    # verdict names it.
+    from harness.results import Cell
+    from pytest_ctxbench import CheckResult
+
+    cell = Cell(
+        app="myapp:dispatcher", backend="contextvar", mode="gunicorn-gthread",
+        connections="keepalive", requests=800, leaks=600, errors=0, runs=(),
+    )  # fmt: skip
+    run = SimpleNamespace(
+        cells=(cell,), requests=800, checked=800, leaks=600, errors=0,
+        settings=SimpleNamespace(mount=mount),
+    )  # fmt: skip
+    first = CheckResult("myapp:dispatcher", tmp_path, run).explain().splitlines()[0]  # type: ignore[arg-type]
+    assert first.startswith(f"ctxbench: {named} leaked per-request state in 1 of 1 cells"), first
 
 
 #: A check per module, the same test name in both: one of a leaking app, one of a clean one.
