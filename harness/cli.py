@@ -967,7 +967,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     run_a = results.load(_check_results("RUN_A", args.run_a))
     run_b = results.load(_check_results("RUN_B", args.run_b))
-    if run_a.run_id == run_b.run_id:  # two CI jobs' --run-dir results/ci: name them by path
+    if run_a.run_id == run_b.run_id and run_a != run_b:
+        # Two CI jobs' --run-dir results/ci: name them by path. One run read twice is refused
+        # by compare_runs, by the run's own id.
         run_a, run_b = (
             run.replace(run_id=f"{run.run_id} ({path})")
             for run, path in ((run_a, args.run_a), (run_b, args.run_b))

@@ -76,7 +76,7 @@ def doc(run_id: str, *entries: dict[str, Any], **settings: Any) -> dict[str, Any
 
 def test_identical_runs_have_no_regression() -> None:
     a = doc("A", entry(), entry("gunicorn-gevent", rps=7000.0))
-    text, regressions = compare_runs(a, copy.deepcopy(a), 0.10)
+    text, regressions = compare_runs(a, {**copy.deepcopy(a), "run_id": "B"}, 0.10)
     assert regressions == []
     assert "No regression in 2 cells compared." in text
     assert "+0.0%" in text
@@ -286,6 +286,27 @@ def test_cli_compare_exit_status_follows_the_words(
     assert "No regression in 1 cell compared." in capsys.readouterr().out
 
 
+def test_a_run_compared_with_itself_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A CI baseline pointed at the new run's folder (or a folder and its own results.json, or a
+    # copy of the run) passed every time: 'No regression in 4 cells compared.', exit 0, where
+    # no figure could differ whatever the code did.
+    run = doc("20261204-020201-79d521", entry(), entry("gunicorn-gevent", rps=7000.0))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(run), encoding="utf-8")
+    (tmp_path / "copy.json").write_text(json.dumps(run), encoding="utf-8")
+    folder = str(tmp_path / "run")
+    for b in (folder, str(tmp_path / "run" / "results.json"), str(tmp_path / "copy.json")):
+        assert main(["compare", folder, b]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, err
+        assert (
+            "ctxbench: error: A and B are the same run, '20261204-020201-79d521' (created"
+            " 2026-01-01T00:00:00+00:00): a run compared with itself shows no change" in err
+        )
+
+
 def test_cli_compare_reads_a_baseline_kept_under_another_name(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -412,9 +433,9 @@ def test_runs_of_one_id_are_named_by_their_paths(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Two CI jobs that each ran `--run-dir results/ci`: "A = ci (baseline), B = ci".
-    for name in ("baseline", "new"):
+    for name, rps in (("baseline", 5000.0), ("new", 5100.0)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "results.json").write_text(json.dumps(doc("ci", entry())))
+        (tmp_path / name / "results.json").write_text(json.dumps(doc("ci", entry(rps=rps))))
     assert main(["compare", str(tmp_path / "baseline"), str(tmp_path / "new")]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert f"A = ci ({tmp_path / 'baseline'}) (baseline), B = ci ({tmp_path / 'new'});" in header
@@ -430,7 +451,7 @@ def test_runs_from_different_machines_say_what_differs() -> None:
         "note: the runs come from different machines (system A not recorded, B 'Linux';"
         " cpu_count A 2, B 8); the runs are not like for like." in text
     )
-    assert "different machines" not in compare_runs(a, copy.deepcopy(a), 0.10)[0]
+    assert "different machines" not in compare_runs(a, {**copy.deepcopy(a), "run_id": "B"}, 0.10)[0]
 
 
 def test_output_is_deterministic() -> None:

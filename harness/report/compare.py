@@ -26,7 +26,9 @@ are never matched, and are listed as not compared. So is the number of virtual u
 both runs ran at one and the same level: a rate at 4 users is not a rate at 16, so it is neither
 a regression nor an improvement. Two runs with no cell in common cannot be
 compared: a :class:`~harness.errors.UsageError` (exit 2), so a baseline that no longer matches
-never passes; cells in one run only are named. A cell of the baseline that B did not measure (B
+never passes; cells in one run only are named. Nor can a run be compared with itself (one path
+given twice, or a copy): no figure can differ, so a baseline pointed at the new run would pass
+every time. A cell of the baseline that B did not measure (B
 was interrupted, or ran fewer modes) is a regression too, of the metric ``cell``: a gate must not
 pass a run that left out what it guards. With ``allow_missing`` only the cells both runs have
 are compared.
@@ -145,8 +147,18 @@ def compare_runs(
     that B did not measure is one, unless ``allow_missing``).
 
     The CLI prints the text and exits 1 when the list is not empty. Raises
-    :class:`~harness.errors.UsageError` when the runs have no cell in common.
+    :class:`~harness.errors.UsageError` when the runs have no cell in common, or are one run.
     """
+    if a_run == b_run:
+        # One path given twice, a folder and its results.json, or a copy of a run: no figure can
+        # differ, so the check would pass any code. A CI job whose baseline points at the new
+        # run's folder must fail, not pass every time.
+        raise UsageError(
+            f"A and B are the same run, {a_run.run_id or '?'!r} (created"
+            f" {a_run.created or 'at an unknown time'}): a run compared with itself shows no"
+            " change whatever changed, so this check would pass anything; give RUN_A the"
+            " baseline and RUN_B the new run (the folder `ctxbench run` printed)"
+        )
     for run in (a_run, b_run):
         if not run.cells:  # ctxbench chaos, soak: verdicts, not figures to compare
             raise UsageError(
