@@ -334,7 +334,7 @@ def _configure_corpus(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``ctxbench`` parser."""
     from harness.faults import cli as faults_cli  # imports this module back: a real cycle
-    from harness.servers.base import package_version
+    from harness.packages import package_version
 
     parser = _Parser(
         prog="ctxbench",
@@ -558,6 +558,7 @@ def format_totals(run: Run, elapsed_s: float, results_path: Path) -> list[str]:
 def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     from harness.apps import CORE_APP, FLASK_APP, app_label
     from harness.load.spec import connection_patterns
+    from harness.preflight import checked
     from harness.settings import DEFAULT_DURATION_S, RunSettings
 
     if args.target:
@@ -587,7 +588,7 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     if args.fail_fraction is not None and args.fail_phase is None:
         raise UsageError("--fail-fraction needs --fail-phase (where those requests fail)")
     levels = _concurrency_levels(args.concurrency)
-    return RunSettings(
+    settings = RunSettings(
         apps=apps,
         backends=backends,
         modes=modes,
@@ -609,7 +610,8 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         if args.fail_fraction is None
         else args.fail_fraction,
         targets=tuple(args.target),
-    ).checked()
+    )
+    return checked(settings)
 
 
 def _check_target_options(args: argparse.Namespace) -> None:
@@ -868,11 +870,11 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from harness.apps import CORE_APP
+    from harness.preflight import check_backend
     from harness.protocol import probe_path
     from harness.servers import ServerConfig, get_mode, live_server
     from harness.servers._gunicorn import unread_settings
     from harness.servers._process import log_tail
-    from harness.settings import check_backend
 
     modes = _behind_proxies([args.mode], args.proxy or "none")
     if len(modes) != 1:

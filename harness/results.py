@@ -52,7 +52,7 @@ from harness.exercised import Exercised
 from harness.load.acks import AckCounts, waited_on_delayed_acks
 from harness.load.cpu import saturated
 from harness.owner import Owner, file_tag, tag_gone
-from harness.servers.base import package_version
+from harness.packages import package_version
 from harness.settings import ChaosSettings, RunSettings
 from harness.verdict import Evidence
 

@@ -42,6 +42,7 @@ from harness.expectations import (
 from harness.load import LoadResult, LoadSpec, Progress, run_load
 from harness.load.cpu import ThreadCpu, cpu_between, machine_cpu, processes_cpu
 from harness.load.spec import ConnectionPattern
+from harness.preflight import checked, server_config
 from harness.protocol import DEFAULT_BACKEND
 from harness.results import Cell, Latency, Measurement, NotMeasured, Run, ServerInfo, Warmup
 from harness.run_folder import cleaned_up_on_failure
@@ -209,7 +210,7 @@ def expectation_for(
     if backend in BACKEND_TRAITS:
         cell = derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, pattern)
     else:
-        # The controls patch the core framework: imported on use, as settings.check_backend does.
+        # The controls patch the core framework: imported on use, as preflight.check_backend does.
         from harness.controls import CONTROLS, expectation
 
         if backend not in CONTROLS:
@@ -377,7 +378,7 @@ def run_matrix(
     :func:`harness.servers.live_server`; tests pass fakes.
     """
     run_dir = Path(run_dir)
-    settings = settings.checked()
+    settings = checked(settings)
     with cleaned_up_on_failure(run_dir):
         targets = [_target_server(url) for url in settings.targets]  # all reachable, or stop
         run = Run.start(run_id or run_dir.name, command, settings)
@@ -495,7 +496,7 @@ def _servers(
         yield str(target.effective["app"]), DEFAULT_BACKEND, target.mode, serve_target
     for app, backend, mode in _cells(settings):
         log_dir = run_dir / results.LOGS / f"{app_folder(app)}-{backend}"
-        cfg = settings.server_config(app, backend)
+        cfg = server_config(settings, app, backend)
 
         def serve(
             restarts: int, mode: str = mode, cfg: t.Any = cfg, log_dir: Path = log_dir

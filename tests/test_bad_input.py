@@ -278,7 +278,7 @@ def test_test_client_bad_inputs(app: App, client: Client) -> None:
 #
 # Every user mistake on the command line is one line on stderr and exit status 2, before any
 # server starts and before any results or logs folder is made: the values are checked when the
-# settings are built (harness.settings.RunSettings.checked, harness.servers.ServerConfig), with the
+# settings are built (harness.preflight.checked, harness.servers.ServerConfig), with the
 # limits the load driver and the servers enforce.
 
 import importlib.util  # noqa: E402

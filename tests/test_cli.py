@@ -22,6 +22,7 @@ from harness import results
 from harness.apps import FLASK_APP
 from harness.cli import STOP_SIGNALS, _settings_from_args, build_parser, main
 from harness.errors import UsageError
+from harness.packages import package_version
 from harness.results import LeakExpectation, ServerConnections
 from harness.run_folder import hold_run_dir, replacing_earlier_run
 from harness.servers import MODES, PROXIES, base, get_mode, group_members, nginx
@@ -77,7 +78,7 @@ def test_version(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     assert (
         capsys.readouterr().out
-        == f"ctxbench {base.package_version('ctxbench')} (Python {sys.version.split()[0]})\n"
+        == f"ctxbench {package_version('ctxbench')} (Python {sys.version.split()[0]})\n"
     )
 
 

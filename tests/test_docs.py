@@ -5,7 +5,7 @@ docs/*.md. This file reads every one of them and checks it without starting anyt
 
 - every ``ctxbench ...`` line in a shell block parses with the real parser (``harness.cli``),
   every mode, proxy, backend, fault and corpus entry it names is registered, and a ``run`` line
-  passes ``RunSettings.checked()``; a ``ctxbench ...`` in a code span in the prose names a real
+  passes ``harness.preflight.checked``; a ``ctxbench ...`` in a code span in the prose names a real
   subcommand and real options (its values too, unless it is a template: ``--mode M``);
 - every ``locust -f ...`` line parses with locust's parser and the locustfile's own options (in
   a subprocess: ``import locust`` monkey-patches the process with gevent);
@@ -191,10 +191,10 @@ def _check_names(args: argparse.Namespace) -> None:
     from harness.corpus import ENTRIES
     from harness.errors import UsageError
     from harness.faults import get_fault
+    from harness.preflight import check_backend
     from harness.protocol import DEFAULT_BACKEND
     from harness.report import parse_threshold
     from harness.servers import get_mode
-    from harness.settings import check_backend
 
     modes = [m for m in _csv(getattr(args, "modes", "") or "") if m and m != "all"]
     if getattr(args, "mode", None):

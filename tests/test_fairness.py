@@ -186,12 +186,13 @@ def test_the_advice_has_a_step_for_a_server_ctxbench_did_not_start() -> None:
     # It offered only `--proxy nginx`, which `run --target` refuses.
     from harness.errors import UsageError
     from harness.load.fairness import starved_advice
+    from harness.preflight import checked
     from harness.settings import RunSettings
 
     advice = starved_advice({"keepalive"})
     assert "--proxy nginx" in advice and "for a --target, a proxy of your own" in advice
     with pytest.raises(UsageError, match="drop --modes \\(and --proxy\\)"):
-        RunSettings(targets=("http://127.0.0.1:8080",), modes=("nginx+gunicorn-gevent",)).checked()
+        checked(RunSettings(targets=("http://127.0.0.1:8080",), modes=("nginx+gunicorn-gevent",)))
 
 
 def test_the_advice_fits_the_connection_pattern_that_starved() -> None:

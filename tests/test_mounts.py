@@ -255,12 +255,13 @@ def test_a_request_the_server_moved_under_the_mount_passes() -> None:
 
 
 def test_the_same_target_twice_is_refused_as_normalised() -> None:
+    from harness.preflight import checked
     from harness.settings import RunSettings
 
     targets = ("http://localhost:8080/api/", "http://127.0.0.1:8080/api")
     with pytest.raises(UsageError, match=re.escape("lists 'http://127.0.0.1:8080/api' twice")):
-        RunSettings(targets=targets).checked()
-    RunSettings(targets=("http://127.0.0.1:8080/api", "http://127.0.0.1:8080/admin")).checked()
+        checked(RunSettings(targets=targets))
+    checked(RunSettings(targets=("http://127.0.0.1:8080/api", "http://127.0.0.1:8080/admin")))
 
 
 def test_the_dispatcher_message_names_the_option_every_command_has() -> None:

@@ -913,9 +913,10 @@ def test_server_args_a_modes_server_refuses_fail_before_any_server_starts(
             """
             import harness.runner
             from harness.errors import UsageError
+            from harness.preflight import checked
 
             def run_matrix(settings, run_dir, **kw):
-                settings.checked()  # what the runner does first
+                checked(settings)  # what the runner does first
                 raise UsageError("stub run")
 
             harness.runner.run_matrix = run_matrix

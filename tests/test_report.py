@@ -1143,9 +1143,15 @@ def test_the_starved_advice_follows_the_run_not_the_registry_of_the_reader() -> 
     assert said == [["proxy-keepalive"]] * 2
 
 
+#: What describes the ctxbench that runs, not the run: the server registry, what it derives (the
+#: expectations model) and the command line. Reading a run loads none of them.
+NOT_READ_BY_THE_REPORT = (["harness", "servers"], ["harness", "expectations"], ["harness", "cli"])
+
+
 def test_no_report_module_imports_the_server_registry() -> None:
-    # The report reads the run and nothing else: the server registry (harness.servers) and
-    # what it derives (harness.expectations) describe the ctxbench that renders, not the run.
+    # The report reads the run and nothing else: the server registry (harness.servers), what it
+    # derives (harness.expectations) and the CLI describe the ctxbench that renders, not the run.
+    # Every import counts, one inside a function too (the next test sees only module level).
     import ast
 
     import harness.report
@@ -1157,12 +1163,27 @@ def test_no_report_module_imports_the_server_registry() -> None:
             return [node.module or "", *(f"{node.module}.{a.name}" for a in node.names)]
         return []
 
-    registry = (["harness", "servers"], ["harness", "expectations"])
     for module in sorted(Path(harness.report.__file__).parent.glob("*.py")):
         tree = ast.parse(module.read_text(encoding="utf-8"))
         names = [name for node in ast.walk(tree) for name in imported(node)]
-        wrong = [name for name in names if name.split(".")[:2] in registry]
+        wrong = [name for name in names if name.split(".")[:2] in NOT_READ_BY_THE_REPORT]
         assert not wrong, f"{module.name} imports {wrong}"
+
+
+@pytest.mark.parametrize("module", ["harness.report", "harness.results", "harness.settings"])
+def test_reading_a_run_loads_no_server(module: str) -> None:
+    # What the report imports imports none of it either: the results model imported
+    # harness.settings, which imported the registry to check the settings, and package_version
+    # from harness.servers.base, so rendering a report loaded every server mode's module.
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(' '.join(sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = run.stdout.split()
+    assert module in loaded
+    wrong = [name for name in loaded if name.split(".")[:2] in NOT_READ_BY_THE_REPORT]
+    assert not wrong, f"import {module} loads {sorted(wrong)}"
 
 
 def test_a_cell_that_waited_on_delayed_acks_is_said_and_never_ranked() -> None:

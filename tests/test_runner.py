@@ -17,6 +17,7 @@ from harness import records, results
 from harness.apps import app_label
 from harness.errors import ServerStartError, UsageError
 from harness.load import LoadResult
+from harness.preflight import checked
 from harness.results import EVIDENCE_CAP, Cell, Latency, LeakExpectation, ServerConnections
 from harness.runner import (
     StatusLine,
@@ -162,12 +163,12 @@ def test_app_labels() -> None:
 )
 def test_settings_are_checked(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        RunSettings(**kwargs).checked()
+        checked(RunSettings(**kwargs))
 
 
 def test_unknown_mode_in_settings() -> None:
     with pytest.raises(UsageError, match="unknown server mode 'nope'"):
-        RunSettings(modes=("nope",)).checked()
+        checked(RunSettings(modes=("nope",)))
 
 
 @dataclass

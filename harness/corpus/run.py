@@ -25,6 +25,7 @@ from harness.corpus import VARIANTS, Entry, expectation, select
 from harness.errors import UsageError, check_count
 from harness.expectations import Expectation
 from harness.load.spec import MAX_REQUESTS, ConnectionPattern
+from harness.preflight import checked
 from harness.results import CorpusCheck, Run
 from harness.runner import aggregate, load_spec
 from harness.servers import LiveServer, available_modes, get_mode, live_server
@@ -81,13 +82,15 @@ class CorpusSettings:
 
     def run_settings(self, modes: tuple[str, ...]) -> RunSettings:
         """The settings the results record: the load, with the apps and backends of the entries'
-        variants and ``modes``, every value checked (:meth:`RunSettings.checked`)."""
+        variants and ``modes``, every value checked (:func:`harness.preflight.checked`)."""
         variants = [e.variant(v) for e in select(self.entries) for v in VARIANTS]
-        return self.load.replace(
-            apps=tuple(dict.fromkeys(v.app for v in variants)),
-            backends=tuple(dict.fromkeys(v.backend for v in variants)),
-            modes=modes,
-        ).checked()
+        return checked(
+            self.load.replace(
+                apps=tuple(dict.fromkeys(v.app for v in variants)),
+                backends=tuple(dict.fromkeys(v.backend for v in variants)),
+                modes=modes,
+            )
+        )
 
     def cell_load(self, entry: Entry, variant: str) -> RunSettings:
         """The load of a cell of ``entry``'s ``variant``: its requests, and the failing requests

@@ -24,9 +24,10 @@ from harness.cli import (
     _server_args,
 )
 from harness.errors import UsageError
+from harness.preflight import check_backend, checked
 from harness.protocol import DEFAULT_BACKEND
 from harness.servers._supervised import DEFAULT_WORKERS
-from harness.settings import ChaosSettings, RunSettings, check_backend, check_unique
+from harness.settings import ChaosSettings, RunSettings, check_unique
 
 if t.TYPE_CHECKING:
     from harness.report.tree import Table
@@ -189,7 +190,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         repeats=1,
         warmup=0.0,
     )
-    settings = settings.checked()  # unknown or unavailable modes fail before anything starts
+    settings = checked(settings)  # unknown or unavailable modes fail before anything starts
     why_not = [f.not_applicable(get_mode(m)) for f in faults for m in settings.modes]
     if all(why_not):  # every cell would be n/a: nothing would run, and the exit status says 0
         raise UsageError(
@@ -318,7 +319,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         sleep_ms=args.sleep_ms, workers=args.workers, threads=args.threads, repeats=1,
         warmup=warmup, extra_args=extra_args, mount=args.mount,
     )  # fmt: skip
-    settings = settings.checked()  # --mount as normalised: "/api/" is "/api"
+    settings = checked(settings)  # --mount as normalised: "/api/" is "/api"
     try:
         with _run_folder(args) as (run_dir, run_id):
             run = results.Run.start(run_id, ["ctxbench", *args.argv], settings)

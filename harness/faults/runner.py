@@ -25,6 +25,7 @@ from harness.apps import app_folder
 from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
+from harness.preflight import checked
 from harness.protocol import probe_path
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.runner import aimed_at
@@ -350,7 +351,7 @@ def run_chaos(
     """Every fault x mode x app x backend x connection pattern of ``settings``, one cell at a
     time, each judged; ``run_dir/results.json`` is rewritten after every cell."""
     run_dir = Path(run_dir)
-    settings = settings.checked()
+    settings = checked(settings)
     modes = settings.modes
     run = Run.start(run_id or run_dir.name, command, settings)
     run = run.replace(chaos=chaos)

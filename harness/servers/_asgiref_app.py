@@ -26,7 +26,7 @@ from asgiref.sync import SyncToAsync
 from asgiref.wsgi import WsgiToAsgi
 
 from harness import wsgi
-from harness.servers.base import package_version
+from harness.packages import package_version
 
 app = WsgiToAsgi(wsgi.app)  # type: ignore[no-untyped-call]  # asgiref's wsgi.py has no hints
 

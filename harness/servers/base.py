@@ -39,6 +39,7 @@ from harness.apps import CORE_APP
 from harness.checkpoints import checkpoint
 from harness.errors import PortInUseError, ServerStartError, UsageError, check_count
 from harness.owner import TEMPDIR_PREFIX, disown, owned_tempdir, sweep_tempdirs
+from harness.packages import package_version
 from harness.protocol import (
     APP_ENV,
     BACKEND_ENV,
@@ -82,7 +83,6 @@ __all__ = [
     "ServerMode",
     "get_mode",
     "last_option",
-    "package_version",
     "register",
     "require_modules",
     "start_server",
@@ -680,14 +680,6 @@ def venv_script(name: str) -> Path | None:
     """The console script ``name`` next to this interpreter (the venv's ``bin``), if installed."""
     path = Path(sys.executable).parent / name
     return path if path.is_file() and os.access(path, os.X_OK) else None
-
-
-def package_version(name: str) -> str | None:
-    """The installed version of distribution ``name``, or ``None`` if it is not installed."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 # -- live servers ----------------------------------------------------------------------------

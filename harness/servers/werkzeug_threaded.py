@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import typing as t
 
+from harness.packages import package_version
 from harness.servers._single import SingleProcessMode
-from harness.servers.base import (
-    Availability,
-    ModeTraits,
-    package_version,
-    register,
-)
+from harness.servers.base import Availability, ModeTraits, register
 
 
 @register
