@@ -323,3 +323,23 @@ def test_a_corpus_interrupted_while_it_writes_complete_keeps_every_cell_as_inter
     run = results.load(tmp_path)
     assert run.status == "interrupted"
     assert len(run.cells) == 2  # the buggy app and its fixed twin
+
+
+def test_a_corpus_cell_records_the_virtual_users_it_ran_with(tmp_path: Path) -> None:
+    # The report's load table said "-" under *users* for every corpus cell, which ran 16.
+    from types import SimpleNamespace
+
+    from harness import results
+    from harness.corpus.run import run_corpus
+    from tests.test_runner import result
+
+    @contextlib.contextmanager
+    def server(mode: str, *, log_dir: Path, **kw: t.Any) -> t.Iterator[t.Any]:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        yield SimpleNamespace(mode=mode, log_path=log_dir / "server.log", effective={})
+
+    settings = CorpusSettings(entries=("structlog-contextvars",), load=LOAD.replace(
+        modes=("gunicorn-sync",), connections=("fresh",), concurrency=7))  # fmt: skip
+    run = run_corpus(settings, tmp_path, server=server, load=lambda *a: result(100.0))
+    assert [c.concurrency for c in run.cells] == [7, 7]
+    assert results.load(tmp_path) == run

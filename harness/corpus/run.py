@@ -217,7 +217,8 @@ def run_corpus(
                 log_dir=run_dir / results.LOGS / f"{entry.key}-{variant}",
             ) as srv:
                 for connections, expected in patterns:
-                    result = load(entry, srv, connections, settings.cell_load(entry, variant))
+                    cell_load = settings.cell_load(entry, variant)
+                    result = load(entry, srv, connections, cell_load)
                     check = judge(entry, variant, expected, result.leaks, result.first_leak_at)
                     measured = dataclasses.replace(
                         aggregate(
@@ -228,6 +229,7 @@ def run_corpus(
                             runs=[result],
                             effective=srv.effective,
                             log_path=str(srv.log_path.relative_to(run_dir)),
+                            concurrency=cell_load.concurrency,
                         ),
                         corpus=check,
                     )
