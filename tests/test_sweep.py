@@ -186,6 +186,25 @@ def test_a_run_without_a_sweep_has_no_sweep_section(tmp_path: Path) -> None:
     assert "| users |" not in format_summary(one)
 
 
+def test_a_sweep_of_broken_backends_alone_has_no_empty_sweep_section(tmp_path: Path) -> None:
+    # --backend no-reset,thread-ident --concurrency 2,8: the report had a "Concurrency sweep"
+    # heading and its note ("Each mode measured at 2, 8 virtual users (the main app, `core`, on
+    # the correct contextvar storage)"), which did not run, and no chart or table under them.
+    import dataclasses
+
+    run, _ = sweep_run(tmp_path)
+    broken = run.replace(cells=tuple(dataclasses.replace(c, backend="no-reset") for c in run.cells))
+    write_reports(tmp_path / "run", broken)
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "Concurrency sweep" not in md and "sweep-" not in md
+    assert not list((tmp_path / "run").glob("sweep-*.svg"))
+    # beside the correct storage, the sweep charts that storage's cells, as before
+    both = run.replace(cells=(*run.cells, *broken.cells))
+    write_reports(tmp_path / "run", both)
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| gunicorn-gthread | 1,000 rps / 1.00 ms | 8,000 rps / 8.00 ms LEAK | 32,000 rps" in md
+
+
 def test_documents_without_a_cell_concurrency_read_it_from_the_settings(tmp_path: Path) -> None:
     run, _ = sweep_run(tmp_path)
     doc = run.to_json()

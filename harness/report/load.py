@@ -71,10 +71,17 @@ def driver_section(ctx: Context) -> list[Node]:
 
 
 def sweep_section(ctx: Context) -> list[Node]:
-    levels = sorted({c.concurrency for c in ctx.summary.cells if c.concurrency is not None})
+    main = ctx.summary.main
+    # The sweep charts the main app on the correct storage: a run of broken backends alone
+    # swept too, but has nothing to chart here (their cells are in the pattern's tables).
+    charted = [
+        c
+        for c in ctx.summary.cells
+        if c.app_label == main and c.backend == DEFAULT_BACKEND and c.concurrency is not None
+    ]
+    levels = sorted({c.concurrency for c in charted if c.concurrency is not None})
     if len(levels) < 2:
         return []
-    main = ctx.summary.main
     out: list[Node] = [
         Heading("Concurrency sweep"),
         Note(
@@ -89,11 +96,7 @@ def sweep_section(ctx: Context) -> list[Node]:
     ]
     ticks = [(float(i), str(level)) for i, level in enumerate(levels)]
     for pattern in ctx.summary.patterns:
-        by = {
-            (c.mode, c.concurrency): c
-            for c in ctx.summary.for_pattern(pattern)
-            if c.app_label == main and c.backend == DEFAULT_BACKEND and c.concurrency is not None
-        }
+        by = {(c.mode, c.concurrency): c for c in charted if c.connections == pattern}
         modes = dict.fromkeys(mode for mode, _ in by)
         if not modes:
             continue
