@@ -379,6 +379,21 @@ def _claim_folder(parent: Path, name: str) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@contextlib.contextmanager
+def _said_where(where: str) -> Iterator[None]:
+    """A usage error raised in the block names where the bad setting came from (as
+    :meth:`Ctxbench._source` says it: ``ctxbench_modes (ini)``, ``--ctxbench-modes``, the
+    marker); a keyword of the call (``modes=``) goes unnamed, the message quotes its value."""
+    from harness.errors import UsageError
+
+    try:
+        yield
+    except UsageError as e:
+        if where.endswith("="):
+            raise
+        raise UsageError(f"{where}: {e.message}", detail=e.detail) from None
+
+
 def _check_server_args(args: object) -> None:
     """Refuse ``server_args`` given as one string (``tuple("--preload")`` is its letters, and
     the server would fail to boot on them), showing the list that was meant."""
@@ -452,9 +467,6 @@ class Ctxbench:
                 f" {', '.join(f'{key}=' for key in MARKER_KEYS)}",
                 pytrace=False,
             )
-
-    def _setting(self, name: str, given: t.Any) -> t.Any:
-        return self._source(name, given)[0]
 
     def _source(self, name: str, given: t.Any) -> tuple[t.Any, str]:
         """The value of setting ``name``, most specific first, and where it came from (for a
@@ -547,13 +559,14 @@ class Ctxbench:
         A mode that cannot run here fails the test with the install step, like ``ctxbench run``.
         """
         from harness.errors import CtxbenchError, UsageError
-        from harness.load.spec import connection_patterns
+        from harness.load.spec import CONNECTION_PATTERNS, connection_patterns
         from harness.runner import run_matrix
         from harness.servers import MODES, available_modes, get_mode
         from harness.settings import RunSettings
 
         self._check_markers()
-        chosen = _csv(self._setting("modes", modes) or "")
+        modes_set, modes_from = self._source("modes", modes)
+        chosen = _csv(modes_set or "")
         named = bool(chosen)
         if not named and not server_args:  # server args without modes are refused below
             chosen = available_modes(DEFAULT_MODES)
@@ -569,18 +582,28 @@ class Ctxbench:
                     + ". Install them, or name the modes to check (modes=..., --ctxbench-modes"
                     " or the ctxbench_modes ini key) to check only those without this warning"
                 )  # fmt: skip
-        pattern = self._setting("connections", connections) or "both"
+        pattern_set, pattern_from = self._source("connections", connections)
+        pattern = pattern_set or "both"
         failure = None
         try:
             n = self._count("requests", requests, DEFAULT_REQUESTS)
             users = self._count("concurrency", concurrency, DEFAULT_CONCURRENCY)
             _check_server_args(server_args)
-            # The command line's modes, also where the call's own win: a typo goes unseen else.
+            # A mode or a pattern that is none is named with where it was set: the failure
+            # shows the message alone, not the ini line or the marker that gave it. The command
+            # line's modes are checked also where the call's own win: a typo goes unseen else.
             for name in _csv(self._request.config.getoption("ctxbench_modes", None) or ""):
-                try:
+                with _said_where("--ctxbench-modes"):
                     get_mode(name)
-                except UsageError as e:
-                    raise UsageError(f"--ctxbench-modes: {e.message}") from None
+            for name in chosen:
+                with _said_where(modes_from):
+                    get_mode(name)
+            if pattern not in (*CONNECTION_PATTERNS, "both"):
+                with _said_where(pattern_from):
+                    raise UsageError(
+                        f"unknown connection pattern {pattern!r}: choose from"
+                        f" {', '.join(CONNECTION_PATTERNS)}, both"
+                    )
             if server_args and not named:
                 kinds = ", ".join(DEFAULT_MODES)
                 raise UsageError(

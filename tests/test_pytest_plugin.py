@@ -353,6 +353,52 @@ def test_an_unknown_mode_on_the_command_line_fails_where_the_call_names_its_mode
     assert "Traceback" not in result.stdout.str()
 
 
+@pytest.mark.parametrize(
+    ("ini", "marker", "said"),
+    [
+        pytest.param(
+            'ctxbench_modes = "gunicorn-gthred"', "", "ctxbench: ctxbench_modes (ini): unknown"
+            " server mode 'gunicorn-gthred'", id="ini-modes",
+        ),
+        pytest.param(
+            'ctxbench_connections = "keeplive"', "", "ctxbench: ctxbench_connections (ini):"
+            " unknown connection pattern 'keeplive': choose from keepalive, fresh, both",
+            id="ini-connections",
+        ),
+        pytest.param(
+            "", "@pytest.mark.ctxbench(modes=['gunicorn-gthred'])", "ctxbench:"
+            " @pytest.mark.ctxbench(modes=...): unknown server mode 'gunicorn-gthred'",
+            id="marker-modes",
+        ),
+        pytest.param(
+            "", "@pytest.mark.ctxbench(connections='keeplive')", "ctxbench:"
+            " @pytest.mark.ctxbench(connections=...): unknown connection pattern 'keeplive'",
+            id="marker-connections",
+        ),
+    ],
+)  # fmt: skip
+def test_an_unknown_mode_or_pattern_is_named_with_where_it_was_set(
+    pytester: pytest.Pytester, ini: str, marker: str, said: str
+) -> None:
+    # The failure is the message alone, with no line of the test: a typo in the ini or a marker
+    # said "unknown server mode 'gunicorn-gthred'" and nothing of where to fix it, where a bad
+    # --ctxbench-modes or ctxbench_requests was named.
+    pytester.makepyprojecttoml(f"[tool.pytest.ini_options]\n{ini}\n")
+    pytester.makepyfile(
+        test_typo=f"""
+        import pytest
+
+        {marker}
+        def test_typo(ctxbench):
+            ctxbench.check("harness.apps.core_app:app")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust", "-rN")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"{said}*"])
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_the_server_factory_fails_like_check_in_one_line(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_bad="""
