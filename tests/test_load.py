@@ -376,6 +376,41 @@ def test_closed_port_is_refused(closed_port: int) -> None:
     assert result.rps == 0
 
 
+class Gone(Exception):
+    """What a caller's progress callback raises once it knows the server is gone."""
+
+
+def test_a_refused_connection_is_reported_at_once_and_counted_once_per_user(
+    closed_port: int,
+) -> None:
+    """A refused user tried again at once, in a loop that never reached the progress report:
+    a server gone for the last 2.5 s of a 3 s load was counted as ~40,000 refused requests, and
+    the runner, which ends a load whose server is gone at a progress report, heard of it only
+    when the load ended (seen killing a --target's gunicorn mid-run: 33,276 requests and 31,692
+    errors in a cell whose server was gone after a second)."""
+    reports: list[tuple[float, int, int]] = []
+    started = time.monotonic()
+
+    def progress(requests: int, errors: int, leaks: int) -> None:
+        reports.append((time.monotonic() - started, requests, errors))
+        if errors:
+            raise Gone  # as the runner does once the server's port refuses connections
+
+    with pytest.raises(Gone):
+        run_load(spec(closed_port, duration=3.0, concurrency=4), progress)
+    when, requests, errors = reports[-1]
+    assert (requests, errors) == (4, 4), reports  # each user's refused connection, once
+    assert when < 1.0, reports  # at once, not at the next half-second report
+
+
+def test_a_refused_user_waits_a_tick_before_it_tries_again(closed_port: int) -> None:
+    # Without a caller to end it, the load goes on, each user trying again once a tick (20 ms):
+    # about 4 x 15 requests in 0.3 s, where it made some 12,000.
+    result = run_load(spec(closed_port, duration=0.3, concurrency=4))
+    assert 4 <= result.requests <= 4 * (0.3 / 0.02 + 2), result.requests
+    assert result.error_kinds == {"refused": result.requests}
+
+
 def test_not_a_probe_is_a_protocol_error(serve: ServeFactory) -> None:
     server = serve(json_app(lambda token: b'{"hello": "world"}'))
     result = run_load(spec(server.port, requests=30, concurrency=3))

@@ -173,6 +173,28 @@ def test_errors_in_the_processes_are_counted(closed_port: int) -> None:
     assert result.error_kinds == {"refused": 40}
 
 
+def test_a_refused_connection_in_a_process_is_reported_at_once(closed_port: int) -> None:
+    # The driver processes report a refused connection at once (see test_load), and the parent
+    # passes it on at once, not at its next half-second report.
+    reports: list[tuple[float, int]] = []
+    started = time.monotonic()
+
+    class Gone(Exception):
+        pass
+
+    def progress(requests: int, errors: int, leaks: int) -> None:
+        reports.append((time.monotonic() - started, errors))
+        if errors:
+            raise Gone
+
+    spec = LoadSpec(port=closed_port, duration=5.0, concurrency=4, processes=2)
+    with pytest.raises(Gone):
+        run_load(spec, progress)
+    first = next(when for when, errors in reports if errors)
+    # The processes start first (under a second), then the users' first refusals end it.
+    assert reports[-1][1] <= 4 and first - reports[0][0] < 0.4, reports
+
+
 # A harness process that starts a driver process, lets it go, prints its pid and waits.
 _HARNESS = """
 import sys, time

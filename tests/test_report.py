@@ -982,7 +982,7 @@ def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     assert run.cells[0].failed and not run.cells[0].clean
     md, html = render(doc)
     assert "**Verdict: FAILED: a server died, 1 cell not measured to the end.**" in md
-    assert "The server died on its own in 1 cell" in md
+    assert "The server died on its own, and 1 cell was not measured to the end" in md
     errors = section(md, "## Errors")
     assert "**gunicorn-sync (core, contextvar, keepalive) ended early:** " + died["error"] in errors
     assert 'class="callout verdict failed"' in html or "verdict failed" in html
@@ -994,6 +994,48 @@ def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     # the charts say so under its mode, as the terminal's verdict column does (not "errors")
     chart = render_reports(run)["throughput-keepalive.svg"]
     assert 'font-size="10.5">FAILED</tspan>' in chart and ">errors</tspan>" not in chart
+
+
+def test_a_server_death_is_counted_once_however_many_cells_it_failed() -> None:
+    """A target killed during its keepalive cell fails that cell and, at its start, the fresh
+    one: 'the server died on its own in 2 cells' of one death. A server ctxbench started is
+    replaced after it dies, so each failed cell there is a death of its own."""
+    run = load_run(make_doc([make_entry("gunicorn-sync", errors=3)]))
+    first = run.cells[0]
+    url = "http://127.0.0.1:8080"
+    server = dataclasses.replace(first.server, effective={"target": url})
+    target = dataclasses.replace(
+        first, mode="target:127.0.0.1:8080", server=server, error=f"nothing listens on {url}"
+    )
+    died = (target, dataclasses.replace(target, connections="fresh"))
+    md = render_reports(run.replace(cells=died))["report.md"]
+    assert "**Verdict: FAILED: a server died, 2 cells not measured to the end.**" in md
+    assert "The server died on its own, and 2 cells were not measured to the end (a target" in md
+    assert "died on its own in 2 cells" not in md
+    assert "failed cells (the server died; a target is not restarted" in format_summary(
+        run.replace(cells=died)
+    )
+    # The target came back, and died again in a later cell: two deaths.
+    ok = dataclasses.replace(target, connections="fresh", error=None)
+    again = (target, ok, dataclasses.replace(target, concurrency=32))
+    md = render_reports(run.replace(cells=again))["report.md"]
+    assert "**Verdict: FAILED: 2 server deaths, 2 cells not measured to the end.**" in md
+    assert "Servers died on their own 2 times, and 2 cells were not measured to the end" in md
+    # Two targets, each gone once: two deaths.
+    at_8081 = dataclasses.replace(server, effective={"target": "http://127.0.0.1:8081"})
+    other = dataclasses.replace(target, mode="target:127.0.0.1:8081", server=at_8081)
+    md = render_reports(run.replace(cells=(target, other)))["report.md"]
+    assert "**Verdict: FAILED: 2 server deaths, 2 cells not measured to the end.**" in md
+    # A server ctxbench started died in two cells: the second ran on a new server, which died.
+    started = dataclasses.replace(first, error="gunicorn-sync: the server's main process died")
+    cells = (started, dataclasses.replace(started, connections="fresh"))
+    md = render_reports(run.replace(cells=cells))["report.md"]
+    assert "**Verdict: FAILED: 2 server deaths, 2 cells not measured to the end.**" in md
+    assert (
+        "Servers died on their own 2 times, and 2 cells were not measured to the end (a new" in md
+    )
+    text = format_summary(run.replace(cells=cells))
+    assert "failed cells (servers died 2 times; a new server ran the cells after):" in text
 
 
 def test_a_cell_whose_server_starved_users_is_said_and_never_ranked() -> None:

@@ -691,5 +691,14 @@ def test_a_target_that_goes_away_fails_its_cell_and_the_cells_after_it(tmp_path:
     # Seen within a progress report or two: the 3 s measurement never finished, and nothing
     # loaded the closed port after it.
     assert keepalive.runs == () and fresh.requests == 0
+    # What failed is each user's request in flight on each of its 2 workers as it died, and
+    # each user's one refused connection: a refused user tried again at once, in a loop that
+    # never reached the progress report, and the cell counted tens of thousands of them.
+    assert keepalive.concurrency is not None
+    assert keepalive.errors <= keepalive.concurrency * (2 + 1), keepalive.errors
     assert f"ctxbench: error: 2 cells failed: {gone}" in err
     assert "failed cells (the server died; a target is not restarted: the cells after it" in out
+    # One death, two cells: not "the server died on its own in 2 cells".
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "**Verdict: FAILED: a server died, 2 cells not measured to the end.**" in report
+    assert "The server died on its own, and 2 cells were not measured to the end" in report

@@ -18,6 +18,11 @@ tick, so the run can say which users the server starved (:mod:`harness.load.fair
 counts the responses first on their connection and those on a kept-alive one, and of each how
 many arrived in two parts about 40 ms apart, so the run can say it waited on the client's
 delayed ACKs (:mod:`harness.load.acks`).
+
+A user whose connection is refused (nothing listens on the port) waits for the next tick before
+it tries again, and the progress callback hears of it at that tick: retried at once, the users
+of a server that died spun in the loop, thousands of refused requests a second, and never let
+it reach the progress report through which the caller ends a load whose server is gone.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ from .tokens import load_prefix
 
 __all__ = ["Progress", "run_load"]
 
-#: ``progress(requests_done, errors, leaks)``, called about twice a second and once at the end.
+#: ``progress(requests_done, errors, leaks)``, called about twice a second and once at the end,
+#: and at once when a connection is refused (at most once more per half second): nothing may
+#: listen on the port any more, and the caller may know the server is gone and end the run by
+#: raising.
 Progress = Callable[[int, int, int], None]
 
 _MAX_HEAD = 64 * 1024
@@ -180,6 +188,11 @@ class _Run:
         self.users = [_User(i) for i in range(spec.concurrency)]
         self.by_fd: dict[int, _User] = {}
         self.pending: deque[_User] = deque()
+        # Users whose connection was refused: nothing listens on the port (now). Each waits for
+        # the next tick before it tries again, where it would retry at once, so a server that
+        # is gone is not counted as thousands of failed requests (each user fails once), and
+        # the progress callback is asked first (see run).
+        self.refused: list[_User] = []
         # Responses received but not yet checked:
         # (token, status, body, latency_ns, failing, how many requests had finished by then).
         self.answered: list[tuple[str, int, bytes, int, bool, int]] = []
@@ -234,6 +247,8 @@ class _Run:
         by_fd = self.by_fd
         next_tick = start + _TICK_NS
         next_progress = start + _PROGRESS_NS
+        early_progress = start - _PROGRESS_NS  # the last report made at once on a refusal
+        refused = self.refused
         cpu_start = thread_cpu()
         timeline = self.timeline
         try:
@@ -262,6 +277,13 @@ class _Run:
                     # Before _expire ends a request.
                     timeline.tick(now, self.begun, self.done - self.failed)
                     self._expire(now)
+                    if refused:
+                        # Report at once, before they try again: the caller may know that the
+                        # server is gone, and end the run (at most once more per interval).
+                        if now - early_progress >= _PROGRESS_NS:
+                            early_progress = next_progress = now
+                        pending.extend(refused)
+                        refused.clear()
                     if self.progress is not None and now >= next_progress:
                         next_progress = now + _PROGRESS_NS
                         self.progress(self.done, self.errors, self.leaks)
@@ -578,7 +600,8 @@ class _Run:
             self._count_error(kind)
         self._close(user)
         user.state = _IDLE
-        self.pending.append(user)
+        # A refused user waits for the next tick (see self.refused); any other tries again now.
+        (self.refused if kind == "refused" else self.pending).append(user)
 
     def _count_injected(self, outcome: str) -> None:
         self.injected += 1
@@ -632,8 +655,10 @@ def run_load(spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
 
     Refused, reset and timed-out connections, non-2xx statuses and bodies that are not probe
     responses are errors (``error_kinds``); observations that differ from the user's token are
-    leaks (``leaks``, with the first ``spec.max_evidence`` kept as evidence). Only loopback hosts
-    are accepted (``ValueError`` otherwise).
+    leaks (``leaks``, with the first ``spec.max_evidence`` kept as evidence). A user whose
+    connection is refused tries again a tick (20 ms) later, and ``progress`` is called at once:
+    a caller who knows the server is gone ends the run by raising there, each user's refusal
+    counted once. Only loopback hosts are accepted (``ValueError`` otherwise).
 
     ``driver_cpu`` and ``driver_cpu_wait`` say how busy the driver was (see
     :mod:`harness.load.cpu`); ``driver_bound`` is true when it was saturated. With

@@ -225,12 +225,16 @@ def run_sharded(spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
         if spec.duration is None:
             bound = float("inf")  # bounded by the request count; each request by its timeout
         last = 0.0
+        errors = 0
 
         def finished() -> bool:
-            nonlocal last
-            if progress is not None and time.monotonic() - last >= 0.5:
-                last = time.monotonic()
-                progress(*(sum(c.progress[k] for c in children) for k in range(3)))
+            nonlocal last, errors
+            counts = [sum(c.progress[k] for c in children) for k in range(3)]
+            # Twice a second, and at once on new errors: a child reports a refused connection
+            # at once, and the caller may know the server is gone (see driver.Progress).
+            if progress is not None and (time.monotonic() - last >= 0.5 or counts[1] > errors):
+                last, errors = time.monotonic(), counts[1]
+                progress(*counts)
             return all(c.finished for c in children)
 
         _pump(children, finished, time.monotonic() + bound)

@@ -209,6 +209,7 @@ class Summary:
     leaked: tuple[Cell, ...]
     errored: tuple[Cell, ...]  # errors, or ended early
     failed: tuple[Cell, ...]  # ended early: the server died (Cell.error)
+    deaths: int  # how many times a server died: fewer than the failed cells after a target's
     noisy: tuple[Cell, ...]
     stack_leaks: tuple[Cell, ...]  # correct storage, the framework's names leaked
     app_leaks: tuple[Cell, ...]  # correct storage, only the app's own names leaked
@@ -252,7 +253,8 @@ class Summary:
             return "LEAK" if self.stack_leaks else "LEAK in the app's own state", "leak"
         if self.failed:
             failed = plural(len(self.failed), "cell")
-            return f"FAILED: a server died, {failed} not measured to the end", "failed"
+            died = "a server died" if self.deaths == 1 else f"{self.deaths} server deaths"
+            return f"FAILED: {died}, {failed} not measured to the end", "failed"
         if not self.cells:
             return "nothing measured", "mutant"
         if self.answered:  # an auth hook, a rate limiter: no verdict on what it answered
@@ -316,6 +318,7 @@ def summarize(run: Run) -> Summary:
         leaked=tuple(leaked),
         errored=tuple(c for c in cells if c.errors or c.failed),
         failed=tuple(c for c in cells if c.failed),
+        deaths=server_deaths(run.cells),
         noisy=tuple(c for c in cells if c.noisy),
         stack_leaks=tuple(c for c in correct_leaks if c not in app_only),
         app_leaks=tuple(app_only),
@@ -416,8 +419,14 @@ def headline(s: Summary) -> str:
     if unknown := unknown_values(s.leaked):
         out.append(f"{UNKNOWN_VALUES[0].upper()}{UNKNOWN_VALUES[1:]}: {_some(unknown, code)}.")
     if s.failed:
+        n = len(s.failed)
         out.append(
-            f"The server died on its own in {plural(len(s.failed), 'cell')}, which ended there"
+            (
+                "The server died on its own"
+                if s.deaths == 1
+                else f"Servers died on their own {s.deaths} times"
+            )
+            + f", and {plural(n, 'cell')} {'was' if n == 1 else 'were'} not measured to the end"
             f" ({_after_a_death(s.failed)}): "
             + "; ".join(f"{named(c)}, {c.connections}: {literal(c.error or '')}" for c in s.failed)
             + "."
@@ -453,6 +462,28 @@ def _some(values: Sequence[str], show: Callable[[str], str] = str, most: int = 3
     """The first ``most`` of ``values``, shown, and how many more there are."""
     more = f" and {len(values) - most:,} more" if len(values) > most else ""
     return ", ".join(map(show, values[:most])) + more
+
+
+def server_deaths(cells: Sequence[Cell]) -> int:
+    """How many times a server died on its own in ``cells``, a run's in the order they ran.
+
+    A server ctxbench started is replaced after it dies, so each failed cell is a death of its
+    own. A target (``--target``) is not: the cells after its death fail at their start, so a
+    failed cell of a target right after its failed cell is the same death, not another (one
+    killed during its keepalive cell failed that cell and the fresh one: one death, 2 cells)."""
+    deaths = 0
+    failed_last: dict[str, bool] = {}  # per target: whether its previous cell failed
+    for c in cells:
+        if c.failed and not (c.target is not None and failed_last.get(c.target, False)):
+            deaths += 1
+        if c.target is not None:
+            failed_last[c.target] = c.failed
+    return deaths
+
+
+def _died(deaths: int) -> str:
+    """``the server died`` once, ``servers died 3 times``."""
+    return "the server died" if deaths == 1 else f"servers died {deaths} times"
 
 
 def _after_a_death(failed: Sequence[Cell]) -> str:
@@ -826,7 +857,8 @@ def format_summary(run: Run) -> str:
     if weak := weak_zeros([c for c in run.cells if c.target is not None]):
         out += ["", f"{WEAK_ZEROS_HEAD}:", *(f"  {line}" for line in weak)]
     if failed := [c for c in run.cells if c.failed]:
-        out += ["", f"failed cells (the server died; {_after_a_death(failed)}):"]
+        died = _died(server_deaths(run.cells))
+        out += ["", f"failed cells ({died}; {_after_a_death(failed)}):"]
         out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
     if blind := [c for c in run.cells if missed(c)]:
         out += ["", f"missed leaks (a deliberately broken backend must leak here; {REPORT_IT}):"]
