@@ -135,6 +135,9 @@ def test_a_leak_of_the_app_s_own_state_is_said_to_be_the_app_s() -> None:
     assert reason("g", "residue.request_context") == (
         "8,396 leaking observations where none can happen"
     )
+    # The report's legend of the verdicts said so of every LEAK, the app's own state's too.
+    assert "where none can happen" not in VERDICTS["LEAK"]
+    assert "the app's own (given to observe())" in VERDICTS["LEAK"]
 
 
 def test_the_app_s_own_state_is_blamed_only_where_the_framework_s_never_leaked() -> None:

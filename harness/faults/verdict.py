@@ -38,7 +38,12 @@ VERDICTS: dict[str, str] = {
     "ok": "every request accounted for, no leak, only expected errors, clean afterwards",
     "caught": "a negative control's leaks were reported while the fault ran",
     "n/a": "the fault does not apply to this mode",
-    "LEAK": "a leak was reported where none can happen",
+    # Of the framework's state where the storage cannot leak, or of the app's own (observe()):
+    # "where none can happen" alone was untrue of an app that keeps a user in a module dict.
+    "LEAK": (
+        "a request saw another's state on the correct storage: the framework's, where it cannot"
+        " leak, or the app's own (given to observe())"
+    ),
     "missed": "a negative control that can leak here was not caught",
     "lost": "requests vanished from the counts",
     "errors": "errors of a kind this fault does not explain",
