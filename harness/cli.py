@@ -696,7 +696,7 @@ def _kept(run_dir: Path, statuses: tuple[str, ...], stopped_by: str) -> str | No
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import results, runner
     from harness.report import format_summary, write_reports
-    from harness.report.summary import REPORT_IT, summarize
+    from harness.report.summary import REPORT_IT, pattern_at, summarize, swept
     from harness.report.text import plural
     from harness.servers._gunicorn import unread_settings
 
@@ -722,9 +722,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ctxbench: error: {plural(len(failed), 'cell')} failed: {failed[0].error}",
               file=sys.stderr)  # fmt: skip
         return 2
-    summary = summarize(run)
+    summary, sweep = summarize(run), swept(run.cells)
     unanswered = not run.leaks and (
-        _not_probe_answers(run.cells) or _unchecked(summary.unchecked, run_dir)
+        _not_probe_answers(run.cells, sweep) or _unchecked(summary.unchecked, run_dir, sweep)
     )
     if unanswered:
         print(f"ctxbench: error: {unanswered}", file=sys.stderr)
@@ -732,7 +732,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.missed and not (summary.stack_leaks or summary.app_leaks):
         # A negative control that missed its leak: the harness is blind there, so no exit
         # status of a verdict (0, or 1 for the controls that did leak) may stand for the run.
-        cells = ", ".join(f"{c.mode} {c.backend} {c.connections}" for c in summary.missed)
+        cells = ", ".join(f"{c.mode} {c.backend} {pattern_at(c, sweep)}" for c in summary.missed)
         print(
             f"ctxbench: error: the harness missed the leak a deliberately broken backend must"
             f" show, in {plural(len(summary.missed), 'cell')} ({cells}): {REPORT_IT}",
@@ -760,10 +760,11 @@ def _cannot_run_here() -> str | None:
     )
 
 
-def _unchecked(few: Sequence[Cell], run_dir: Path | None = None) -> str | None:
+def _unchecked(few: Sequence[Cell], run_dir: Path | None, sweep: bool) -> str | None:
     """Why no "no leak" verdict can be given on ``few``, cells with too few requests checked
     (:func:`harness.report.summary.too_few_checked`: most failed before an answer came, reset,
-    refused or timed out). ``None`` when there are none."""
+    refused or timed out), each with its level in a concurrency sweep (``sweep``). ``None``
+    when there are none."""
     from harness.report.summary import MIN_CHECKED_SHARE, unanswered, unchecked_cells
 
     if not few:
@@ -775,15 +776,16 @@ def _unchecked(few: Sequence[Cell], run_dir: Path | None = None) -> str | None:
         where = f" ({run_dir / log})" if run_dir is not None and log else ""
     return (
         f"too few requests were checked for a verdict (under {MIN_CHECKED_SHARE:.0%}) in"
-        f" {unchecked_cells(few)}: the others {unanswered(few)}, so no verdict is given; read"
-        f" the server log{where} for why"
+        f" {unchecked_cells(few, sweep)}: the others {unanswered(few)}, so no verdict is given;"
+        f" read the server log{where} for why"
     )
 
 
-def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
+def _not_probe_answers(cells: Sequence[Cell], sweep: bool) -> str | None:
     """Why no "no leak" verdict can be given when the app answered probe requests in the probe's
     place (a 401 of an auth hook, a login redirect, a rate limiter's 429): those requests were
-    never checked. ``None`` when every answer came from the probe."""
+    never checked; each cell with its level in a concurrency sweep (``sweep``). ``None`` when
+    every answer came from the probe."""
     from harness.report.summary import app_answers, not_probe_answers
     from harness.report.text import plural
 
@@ -793,7 +795,7 @@ def _not_probe_answers(cells: Sequence[Cell]) -> str | None:
     return (
         f"{sum(c.not_probe_answers for c in answered):,} of"
         f" {plural(sum(c.requests for c in answered), 'request')} got an answer that was not the"
-        f" probe's, in {app_answers(answered)}: {not_probe_answers(answered)}"
+        f" probe's, in {app_answers(answered, sweep)}: {not_probe_answers(answered)}"
     )
 
 
@@ -807,7 +809,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     from harness.load.spec import connection_patterns
     from harness.report import write_reports
     from harness.report.corpus import corpus_table, corpus_verdict
-    from harness.report.summary import too_few_checked
+    from harness.report.summary import swept, too_few_checked
     from harness.report.tree import text_table
 
     if args.list:
@@ -858,6 +860,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
             if not c.failed and too_few_checked(c)
         ],
         run_dir,
+        swept(run.cells),
     )
     if ok and unchecked:
         print(f"ctxbench: error: {unchecked}", file=sys.stderr)

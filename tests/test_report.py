@@ -1406,12 +1406,12 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     verdict = render_reports(run)["report.md"].split("**Recommendation:**")[0]
     assert f"0 of {first.requests:,} requests checked ({first.requests:,} x reset)" in verdict
     assert "every request saw only its own values" not in verdict, verdict
-    said = _unchecked(summarize(run).unchecked)
+    said = _unchecked(summarize(run).unchecked, None, False)
     assert said is not None and "too few requests were checked" in said, said
     # A server ctxbench did not start has no log of ctxbench's: the user's own is meant.
     server = dataclasses.replace(reset.server, effective={"target": "http://127.0.0.1:8080"})
     target = dataclasses.replace(reset, server=server)
-    said = _unchecked(summarize(run.replace(cells=(target, *run.cells[1:]))).unchecked)
+    said = _unchecked(summarize(run.replace(cells=(target, *run.cells[1:]))).unchecked, None, False)
     assert said is not None and said.endswith(
         "the others failed before an answer came, so no verdict is given; read the server logs"
         " of the targets (ctxbench did not start them) for why"
@@ -1433,7 +1433,7 @@ def test_a_cell_whose_requests_mostly_failed_at_the_transport_is_no_verdict() ->
     # verdict (`ctxbench run --backend no-reset` with every request reset exited 0).
     caught = dataclasses.replace(reset, backend="no-reset", leaks=3)
     with_caught = summarize(run.replace(cells=(caught, *run.cells[1:])))
-    assert with_caught.unchecked == () and _unchecked(with_caught.unchecked) is None
+    assert with_caught.unchecked == () and _unchecked(with_caught.unchecked, None, False) is None
     silent = dataclasses.replace(reset, backend="no-reset")
     with_silent = summarize(run.replace(cells=(silent, *run.cells[1:])))
     assert with_silent.unchecked == (silent,) and with_silent.verdict[0].startswith("NONE")
@@ -1586,8 +1586,8 @@ def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None
         return run.replace(cells=(cell,)), cell
 
     broken_run, broken = failing({"http": first.requests}, {})
-    assert broken.not_probe_answers == 0 and _not_probe_answers([broken]) is None
-    said = _unchecked(summarize(broken_run).unchecked)
+    assert broken.not_probe_answers == 0 and _not_probe_answers([broken], False) is None
+    said = _unchecked(summarize(broken_run).unchecked, None, False)
     assert said is not None, broken
     assert (
         f"({first.requests:,} x http): the others got an answer that is not HTTP/1.x ctxbench"
@@ -1599,7 +1599,7 @@ def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None
     assert "not HTTP/1.x" in verdict and "hooks" not in verdict, verdict
 
     gateway_run, gateway = failing({"non-2xx": 3}, {"502": 2, "504": 1})
-    said = _not_probe_answers([gateway])
+    said = _not_probe_answers([gateway], False)
     assert said is not None and said.endswith(
         "(2 x 502, 1 x 504): a proxy in front of the app answered them, the server behind it"
         " having given it no valid answer (502) or none in time (504), so they were never"
@@ -1612,22 +1612,22 @@ def test_who_answered_in_the_probe_s_place_is_read_from_what_came_back() -> None
     # A 503 is nginx's limit_req and limit_conn answer, a balancer's with no server, or an app's
     # in maintenance: not "the app failed on them (an exception ...?)", which a 500 is.
     busy_run, busy = failing({"non-2xx": 3}, {"503": 2, "502": 1})
-    said = _not_probe_answers([busy])
+    said = _not_probe_answers([busy], False)
     assert said is not None and "a proxy in front of the app or the app refused them" in said
     assert "exception" not in said, said
     assert summarize(busy_run).verdict[0] == (
         "NONE: a proxy or the app answered requests in the probe's place"
     )
     _, failed = failing({"non-2xx": 3}, {"500": 3})
-    said = _not_probe_answers([failed])
+    said = _not_probe_answers([failed], False)
     assert said is not None and "the app failed on them (an exception" in said, said
     # A 2xx that is not the probe's answer (``protocol``) is the app's, whatever else came.
     _, mixed = failing({"non-2xx": 2, "protocol": 1}, {"502": 2})
-    assert "the app answered them itself" in (_not_probe_answers([mixed]) or ""), mixed
+    assert "the app answered them itself" in (_not_probe_answers([mixed], False) or ""), mixed
 
     # A 401 is the app's own hooks; a 502 among them does not make it the proxy's.
     hooks_run, hooks = failing({"non-2xx": 3}, {"401": 2, "502": 1})
-    said = _not_probe_answers([hooks])
+    said = _not_probe_answers([hooks], False)
     assert said is not None and "the app answered them itself" in said, said
     assert summarize(hooks_run).verdict[0] == "NONE: the app answered requests in the probe's place"
 
@@ -1954,3 +1954,41 @@ def test_a_broken_backend_that_leaked_where_it_cannot_is_said_to_be_a_ctxbench_b
     # a leak the model says can happen is only the control working
     md, _, _ = mutant_report(mutant_cell("gunicorn-gevent", "no-reset", "keepalive", leaks=4))
     assert "cannot happen" not in md and "**Verdict: OK (only the deliberately" in md
+
+
+def test_every_list_of_cells_in_a_sweep_names_their_level() -> None:
+    # --backend no-reset,thread-ident --concurrency 2,8 said "Deliberately broken backends
+    # leaked: gunicorn-gthread (core, no-reset, keepalive): 1,106 (...); gunicorn-gthread (core,
+    # no-reset, keepalive): 2,024 (...)", and listed "gunicorn-gthread with `thread-ident`,
+    # keepalive" twice under the broken backends that showed no leak: one cell named twice.
+    import dataclasses
+
+    from harness.report import format_summary
+
+    entries = [
+        make_entry("gunicorn-gthread", backend="no-reset", leaks=37),
+        make_entry("gunicorn-gthread", backend="thread-ident"),
+        make_entry("gunicorn-gthread", errors=4),
+    ]
+    base = load_run(make_doc(entries)).cells
+    cells = [dataclasses.replace(c, concurrency=n) for c in base for n in (2, 8)]
+    cells[-1] = dataclasses.replace(cells[-1], error="the server died (exit status 9)")
+    run = load_run(make_doc(entries)).replace(cells=tuple(cells))
+    md = render_reports(run)["report.md"]
+    assert (
+        "Deliberately broken backends leaked: gunicorn-gthread (core, no-reset, keepalive @2): 37"
+        " (request); gunicorn-gthread (core, no-reset, keepalive @8): 37 (request)." in md
+    )
+    assert "- gunicorn-gthread with `thread-ident`, keepalive @2: " in md
+    assert "- gunicorn-gthread with `thread-ident`, keepalive @8: " in md
+    assert "keepalive @8: the server died (exit status 9)" in md  # the verdict's failed cells
+    errors = section(md, "## Errors")
+    assert "| mode | app | backend | connections | users | kind | count |" in errors
+    assert "| gunicorn-gthread | core | contextvar | keepalive | 2 | reset | 4 |" in errors
+    assert "(core, contextvar, keepalive @8) ended early:**" in errors
+    assert "  gunicorn-gthread keepalive @8: the server died (exit status 9)" in format_summary(run)
+    # one level: no level named, as before
+    one = run.replace(cells=tuple(c for c in cells if c.concurrency == 2))
+    md = render_reports(one)["report.md"]
+    assert "(core, no-reset, keepalive): 37 (request)." in md
+    assert "| mode | app | backend | connections | kind | count |" in md

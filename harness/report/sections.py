@@ -30,6 +30,7 @@ from harness.report.summary import (
     missed,
     model_reason,
     named,
+    pattern_at,
     recommendation,
     shared_machine,
     swept,
@@ -127,9 +128,7 @@ def verdict(ctx: Context) -> list[Node]:
     if not matrix:  # no figures to read
         return out
     at = swept(s.cells)
-    noisy = [
-        (f"{named(c)}, {c.connections}{f' @{c.concurrency}' * at}", c.rps_spread) for c in s.noisy
-    ]
+    noisy = [(f"{named(c)}, {pattern_at(c, at)}", c.rps_spread) for c in s.noisy]
     shared = shared_machine(s.noisy)
     jitter = f"{shared[:1].upper()}{shared[1:]}. {JITTER_ADVICE}" if shared else JITTER_ADVICE
     out += spread_warning(", too large to trust small differences", noisy, jitter)
@@ -200,7 +199,7 @@ def overview(ctx: Context) -> list[Node]:
         )
     if acked := [c for c in cells if c.delayed_acks]:
         note += (
-            f" The rps of {', '.join(f'{c.mode} ({c.connections})' for c in acked)} is the"
+            f" The rps of {', '.join(f'{c.mode} ({pattern_at(c, sweep)})' for c in acked)} is the"
             " client's delayed-ACK timer's, not the server's (see the warning under its"
             " pattern's table), and is not ranked."
         )
@@ -278,8 +277,9 @@ def silent_mutants(ctx: Context) -> list[Node]:
     chance, or a leak the harness missed, which stands out in a warning of its own."""
     if not ctx.summary.silent_mutants:
         return []
+    sweep = swept(ctx.summary.cells)
     items = tuple(
-        f"{c.mode} with `{c.backend}`, {c.connections}: {c.checked:,} of"
+        f"{c.mode} with `{c.backend}`, {pattern_at(c, sweep)}: {c.checked:,} of"
         f" {plural(c.requests, 'request')} checked, no leak. {_silent_because(c)}"
         for c in ctx.summary.silent_mutants
     )
@@ -415,19 +415,23 @@ def exercised(ctx: Context) -> list[Node]:
 
 
 def errors(ctx: Context) -> list[Node]:
+    sweep = swept(ctx.summary.cells)
     rows = tuple(
-        (c.mode, c.app_label, backend_of(c), c.connections, kind, f"{count:,}")
+        (
+            *(c.mode, c.app_label, backend_of(c), c.connections, *(str(c.concurrency),) * sweep),
+            *(kind, f"{count:,}"),
+        )
         for c in ctx.summary.errored
         if c.errors
         for kind, count in (sorted(c.error_kinds.items()) or [("unclassified", c.errors)])
     )
     if not rows and not ctx.summary.failed:
         return []
-    headers = ("mode", "app", "backend", "connections", "kind", "count")
+    headers = ("mode", "app", "backend", "connections", *("users",) * sweep, "kind", "count")
     out: list[Node] = [Heading("Errors")]
-    out += [Table(headers, rows, "lllllr")] if rows else []
+    out += [Table(headers, rows, "llll" + "r" * sweep + "lr")] if rows else []
     for c in ctx.summary.failed:
-        who = f"{c.mode} ({app_name(c.app_label)}, {backend_of(c)}, {c.connections})"
+        who = f"{c.mode} ({app_name(c.app_label)}, {backend_of(c)}, {pattern_at(c, sweep)})"
         out.append(Paragraph(f"**{who} ended early:** {literal(c.error or '')}"))
     return out
 

@@ -86,6 +86,13 @@ def swept(cells: Sequence[Cell]) -> bool:
     return len({c.concurrency for c in cells}) > 1
 
 
+def pattern_at(c: Cell, sweep: bool) -> str:
+    """``keepalive``, or in a concurrency sweep (``sweep``: :func:`swept` of every cell of the
+    run, never of the cells listed, which may all be of one level) ``keepalive @16``: a cell's
+    connection pattern for a list of cells, which names each cell once."""
+    return f"{c.connections}{f' @{c.concurrency}' * sweep}"
+
+
 def label(c: Cell) -> str:
     """A short name for a cell: its mode, plus app and backend when they are not the default."""
     return " · ".join([c.mode, *extras(c)])
@@ -361,38 +368,38 @@ def headline(s: Summary) -> str:
     """What ran and who leaked, in a few sentences."""
     if not s.cells:
         return "No cell was measured in this run."
-    out = [_what_ran(s)]
+    out, sweep = [_what_ran(s)], swept(s.cells)
     if shown := [c for c in s.stack_leaks if not only_mixed_up(c)]:
         out.append(
             f"The framework's context leaked {_with(s)} in"
-            f" {len(shown)} of {plural(len(s.correct), 'cell')}: {_list_leaks(shown)}."
+            f" {len(shown)} of {plural(len(s.correct), 'cell')}: {_list_leaks(shown, sweep)}."
         )
     if unsure := [c for c in s.stack_leaks if c not in shown]:
         out.append(
             f"Requests saw values not their own {_with(s)} in"
-            f" {len(unsure)} of {plural(len(s.correct), 'cell')}: {_list_leaks(unsure)}; every"
-            " answer kept as evidence echoed a token not its request's, which a context leak"
+            f" {len(unsure)} of {plural(len(s.correct), 'cell')}: {_list_leaks(unsure, sweep)};"
+            " every answer kept as evidence echoed a token not its request's, which a context leak"
             " and a response mix-up (a proxy, the server or a cache answering one request with"
             " another's response) both do, so the evidence cannot tell which."
         )
     if s.app_leaks:
         out.append(
             "The app's own state, reported through `observe()`, leaked in"
-            f" {plural(len(s.app_leaks), 'cell')}: {_list_leaks(s.app_leaks)}; the framework's"
-            f" {_and(_framework_checked(s))} held there, so the leak is the app's, not the"
-            " context storage's."
+            f" {plural(len(s.app_leaks), 'cell')}: {_list_leaks(s.app_leaks, sweep)}; the"
+            f" framework's {_and(_framework_checked(s))} held there, so the leak is the app's, not"
+            " the context storage's."
         )
     if s.answered:
         out.append(
             f"{plural(sum(c.not_probe_answers for c in s.answered), 'request')} got an answer"
-            f" that was not the probe's, in {app_answers(s.answered, named)}:"
+            f" that was not the probe's, in {app_answers(s.answered, sweep, named)}:"
             f" {not_probe_answers(s.answered)}."
         )
     elif s.unchecked:
         out.append(
-            f"Most requests were never checked in {unchecked_cells(s.unchecked, named)}: they"
-            f" {unanswered(s.unchecked)}, so nothing can be said of them; read the server log"
-            " for why."
+            "Most requests were never checked in"
+            f" {unchecked_cells(s.unchecked, sweep, named)}: they {unanswered(s.unchecked)}, so"
+            " nothing can be said of them; read the server log for why."
         )
     judged = not any(c.backend == DEFAULT_BACKEND for c in s.unchecked)
     if s.correct and judged and not (s.stack_leaks or s.app_leaks or s.answered):
@@ -400,12 +407,12 @@ def headline(s: Summary) -> str:
     if not s.correct:
         out.append(f"The correct {DEFAULT_BACKEND} storage did not run.")
     if s.mutant_leaks:
-        out.append(f"Deliberately broken backends leaked: {_list_leaks(s.mutant_leaks)}.")
+        out.append(f"Deliberately broken backends leaked: {_list_leaks(s.mutant_leaks, sweep)}.")
     if s.missed:
         out.append(
             f"The harness MISSED leaks in {plural(len(s.missed), 'cell')} where the"
             " deliberately broken backend must leak: "
-            + "; ".join(f"{_cell_of(c)}: {model_reason(c.expectation)}" for c in s.missed)
+            + "; ".join(f"{_cell_of(c, sweep)}: {model_reason(c.expectation)}" for c in s.missed)
             + f". That is {REPORT_IT}; until it is fixed, a zero elsewhere proves less than it"
             " says."
         )
@@ -413,7 +420,9 @@ def headline(s: Summary) -> str:
         out.append(
             f"Deliberately broken backends leaked where they cannot, in"
             f" {plural(len(s.false_leaks), 'cell')}: "
-            + "; ".join(f"{_cell_of(c)}: {model_reason(c.expectation)}" for c in s.false_leaks)
+            + "; ".join(
+                f"{_cell_of(c, sweep)}: {model_reason(c.expectation)}" for c in s.false_leaks
+            )
             + f". A leak that cannot happen is {REPORT_IT}."
         )
     if unknown := unknown_values(s.leaked):
@@ -428,7 +437,9 @@ def headline(s: Summary) -> str:
             )
             + f", and {plural(n, 'cell')} {'was' if n == 1 else 'were'} not measured to the end"
             f" ({_after_a_death(s.failed)}): "
-            + "; ".join(f"{named(c)}, {c.connections}: {literal(c.error or '')}" for c in s.failed)
+            + "; ".join(
+                f"{named(c)}, {pattern_at(c, sweep)}: {literal(c.error or '')}" for c in s.failed
+            )
             + "."
         )
     if s.errored:
@@ -565,10 +576,11 @@ def recommendation(s: Summary) -> str:
     return " ".join(out) or "Nothing to recommend."
 
 
-def app_answers(cells: Sequence[Cell], name: Namer = label) -> str:
+def app_answers(cells: Sequence[Cell], sweep: bool, name: Namer = label) -> str:
     """``gunicorn-gthread, fresh (18,129 x 429)``, for each of ``cells`` (cells whose app answered
-    probe requests itself, :attr:`~harness.results.Cell.not_probe_answers`), with its statuses."""
-    return "; ".join(f"{name(c)}, {c.connections}{_times(c.error_statuses)}" for c in cells)
+    probe requests itself, :attr:`~harness.results.Cell.not_probe_answers`), with its statuses;
+    in a concurrency sweep (``sweep``) with its level (:func:`pattern_at`)."""
+    return "; ".join(f"{name(c)}, {pattern_at(c, sweep)}{_times(c.error_statuses)}" for c in cells)
 
 
 #: The statuses a gateway answers in the place of the server behind it, when that gave no valid
@@ -646,10 +658,11 @@ def unanswered(cells: Sequence[Cell]) -> str:
     return ("failed before an answer came or got " if kinds - {"http"} else "got ") + NOT_HTTP
 
 
-def unchecked_cells(cells: Sequence[Cell], name: Namer = label) -> str:
-    """``werkzeug-threaded, fresh: 0 of 474 requests checked (474 x reset)``, for each cell."""
+def unchecked_cells(cells: Sequence[Cell], sweep: bool, name: Namer = label) -> str:
+    """``werkzeug-threaded, fresh: 0 of 474 requests checked (474 x reset)``, for each cell; in a
+    concurrency sweep (``sweep``) with its level (:func:`pattern_at`)."""
     return "; ".join(
-        f"{name(c)}, {c.connections}: {c.checked:,} of"
+        f"{name(c)}, {pattern_at(c, sweep)}: {c.checked:,} of"
         f" {plural(c.requests - c.injected, 'request')} checked{_times(c.error_kinds)}"
         for c in cells
     )
@@ -672,7 +685,7 @@ def weak_zeros(cells: Sequence[Cell], name: Namer = label) -> list[str]:
     held: dict[str, list[str]] = {}
     for c in cells:
         if c.clean and c.exercised is not None:
-            who = f"{name(c)} {c.connections}{f' @{c.concurrency}' * sweep}"
+            who = f"{name(c)} {pattern_at(c, sweep)}"
             for note in c.exercised.notes(c.concurrency):
                 held.setdefault(note.sentence, []).append(
                     f"{who} ({note.figure})" if note.figure else who
@@ -697,10 +710,7 @@ class Unranked:
         """``uwsgi-processes, keepalive: 14 of 16 users``, for each of ``cells``; in a
         concurrency sweep (``sweep``: :func:`swept` of the whole run, as ``cells`` may all be
         of one level) each names its level (``@16``), as the other lists of cells do."""
-        return "; ".join(
-            f"{name(c)}, {c.connections}{f' @{c.concurrency}' * sweep}: {self.count(c)}"
-            for c in cells
-        )
+        return "; ".join(f"{name(c)}, {pattern_at(c, sweep)}: {self.count(c)}" for c in cells)
 
 
 def starved_cause(c: Cell) -> str:
@@ -791,10 +801,11 @@ def _and(names: Sequence[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
-def _cell_of(c: Cell) -> str:
-    """``waitress (no-reset, keepalive)``: a cell on a deliberately broken backend."""
+def _cell_of(c: Cell, sweep: bool) -> str:
+    """``waitress (no-reset, keepalive)``: a cell on a deliberately broken backend; in a
+    concurrency sweep (``sweep``) with its level (:func:`pattern_at`)."""
     app = [app_name(c.app_label)] * (c.app_label != "core")
-    return f"{c.mode} ({', '.join([*app, c.backend, c.connections])})"
+    return f"{c.mode} ({', '.join([*app, c.backend, pattern_at(c, sweep)])})"
 
 
 def model_reason(e: LeakExpectation | None) -> str:
@@ -803,12 +814,12 @@ def model_reason(e: LeakExpectation | None) -> str:
     return reason[:1].lower() + reason[1:]
 
 
-def _list_leaks(cells: Sequence[Cell]) -> str:
+def _list_leaks(cells: Sequence[Cell], sweep: bool) -> str:
     def one(c: Cell) -> str:
         framework, app = leaked_names(c)  # the app's names as code: they may hold any text
         names = f" ({', '.join(framework + list(map(code, app)))})" if framework or app else ""
         backend = [c.backend] * (c.target is None)  # a target's is its own, not known here
-        where = ", ".join([app_name(c.app_label), *backend, c.connections])
+        where = ", ".join([app_name(c.app_label), *backend, pattern_at(c, sweep)])
         return f"{c.mode} ({where}): {c.leaks:,}{names}"
 
     return "; ".join(one(c) for c in cells)
@@ -859,10 +870,12 @@ def format_summary(run: Run) -> str:
     if failed := [c for c in run.cells if c.failed]:
         died = _died(server_deaths(run.cells))
         out += ["", f"failed cells ({died}; {_after_a_death(failed)}):"]
-        out += [f"  {label(c)} {c.connections}: {c.error}" for c in failed]
+        out += [f"  {label(c)} {pattern_at(c, sweep)}: {c.error}" for c in failed]
     if blind := [c for c in run.cells if missed(c)]:
         out += ["", f"missed leaks (a deliberately broken backend must leak here; {REPORT_IT}):"]
-        out += [f"  {label(c)} {c.connections}: {model_reason(c.expectation)}" for c in blind]
+        out += [
+            f"  {label(c)} {pattern_at(c, sweep)}: {model_reason(c.expectation)}" for c in blind
+        ]
     if evidence := [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]:
         out += ["", f"first evidence (a leak is {A_LEAK_IS}):"]
         out += text_table(evidence_table(evidence, "l" * 8))
