@@ -983,6 +983,10 @@ def test_a_cell_whose_server_died_is_failed_everywhere() -> None:
     md, html = render(doc)
     assert "**Verdict: FAILED: a server died, 1 cell not measured to the end.**" in md
     assert "The server died on its own, and 1 cell was not measured to the end" in md
+    assert "Errors in 1 cell." in md
+    # A cell that failed at its start has no errors: it was counted as one "with errors".
+    unstarted = {**died, "errors": 0, "error_kinds": {}, "requests": 0}
+    assert "Errors in" not in render(make_doc([unstarted, make_entry("gunicorn-gthread")]))[0]
     errors = section(md, "## Errors")
     assert "**gunicorn-sync (core, contextvar, keepalive) ended early:** " + died["error"] in errors
     assert 'class="callout verdict failed"' in html or "verdict failed" in html

@@ -442,8 +442,8 @@ def headline(s: Summary) -> str:
             )
             + "."
         )
-    if s.errored:
-        out.append(f"Errors in {plural(len(s.errored), 'cell')}.")
+    if with_errors := [c for c in s.errored if c.errors]:  # a death without errors is said above
+        out.append(f"Errors in {plural(len(with_errors), 'cell')}.")
     return " ".join(out)
 
 
