@@ -65,7 +65,7 @@ from typing import Any
 
 from locust import FastHttpUser, constant, events, task
 from locust.exception import RPCSendError
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 try:
     from harness.errors import PortInUseError, UsageError
@@ -364,6 +364,11 @@ def _receive_counts(client_id: str, data: dict[str, Any], **kwargs: Any) -> None
 def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return  # the master decides; a worker's counts have gone to it
+    if isinstance(environment.runner, LocalRunner):
+        # A Ctrl-C or SIGTERM fires quitting with the users still running (locust stops a
+        # local run after its quitting listeners; a master stops its workers before this one,
+        # in a listener of its own): stopped here, every request locust counts is judged.
+        environment.runner.stop()
     summary = TALLY.summary()
     # locust's own failure stats arrive in the same messages as our counts; use them as a
     # cross-check so a leak can never be lost between the two.
