@@ -336,6 +336,23 @@ def test_incomplete_run_is_flagged() -> None:
     assert "not complete" not in render({**make_doc(), "status": "complete"})[0]
 
 
+def test_an_interrupted_run_is_ok_so_far_not_ok() -> None:
+    # Ctrl-C after the first mode of --modes gunicorn-gthread,waitress,gunicorn-sync: the report
+    # said "Verdict: OK." in the green box, and "Only one mode ran: there is no choice between
+    # modes to make", of a run that measured 2 of its 6 cells.
+    entries = [make_entry("gunicorn-gthread", connections=c) for c in ("keepalive", "fresh")]
+    md, html = render({**make_doc(entries), "status": "interrupted"})
+    assert "> **Verdict: OK so far.** 2 cells ran" in md
+    assert '<section class="verdict warning"><p><strong>Verdict: OK so far.</strong>' in html
+    assert "Only one mode ran before the run stopped: there is no choice" in md
+    mutant = make_entry("gunicorn-gthread", backend="no-reset", leaks=3)
+    md, _ = render({**make_doc([*entries, mutant]), "status": "interrupted"})
+    assert "**Verdict: OK so far (only the deliberately broken backends leaked).**" in md
+    md, html = render(make_doc(entries))  # complete: as it was
+    assert "> **Verdict: OK.** 2 cells ran" in md and '<section class="verdict ok">' in html
+    assert "Only one mode ran: there is no choice" in md
+
+
 # -- the summary table, the chart files and the benchmarks' sections --------------------------
 
 

@@ -226,6 +226,9 @@ class Summary:
     missed: tuple[Cell, ...]  # of those, the ones that must have leaked (:func:`missed`)
     false_leaks: tuple[Cell, ...]  # broken backends that leaked where they cannot
     rankings: tuple[Ranking, ...]
+    #: Every cell was measured (the run's status is ``complete``): an interrupted run's "OK" is
+    #: only of the cells it measured, and says "so far".
+    complete: bool = True
 
     @property
     def main(self) -> str:
@@ -254,8 +257,9 @@ class Summary:
     @property
     def verdict(self) -> tuple[str, str]:
         """The verdict's words, and its kind (the box's colour): "leak", "failed" (a server
-        died, a negative control not as expected), "ok", or "mutant" (only broken backends
-        leaked, or only they ran)."""
+        died, a negative control not as expected), "ok", "warning" (OK so far: a run stopped
+        before every cell was measured), or "mutant" (only broken backends leaked, or only they
+        ran)."""
         if self.stack_leaks or self.app_leaks:
             return "LEAK" if self.stack_leaks else "LEAK in the app's own state", "leak"
         if self.failed:
@@ -279,9 +283,11 @@ class Summary:
             return f"negative controls NOT as expected: {' and '.join(what)}", "failed"
         if not self.correct:
             return "no verdict on the correct storage (only broken backends ran)", "mutant"
+        # A run stopped early is no pass: what it did not measure was not checked.
+        so_far = "" if self.complete else " so far"
         if self.mutant_leaks:
-            return "OK (only the deliberately broken backends leaked)", "mutant"
-        return "OK", "ok"
+            return f"OK{so_far} (only the deliberately broken backends leaked)", "mutant"
+        return f"OK{so_far}", "ok" if self.complete else "warning"
 
     @property
     def unchecked(self) -> tuple[Cell, ...]:
@@ -335,6 +341,7 @@ def summarize(run: Run) -> Summary:
         missed=tuple(c for c in cells if c.backend != DEFAULT_BACKEND and missed(c)),
         false_leaks=tuple(c for c in leaked if c.backend != DEFAULT_BACKEND and false_leak(c)),
         rankings=tuple(r for r in rankings if r is not None),
+        complete=run.status == "complete",
     )
 
 
@@ -554,7 +561,8 @@ def recommendation(s: Summary) -> str:
                 f" ({at(r.others[0])}, {fmt_rps(r.others[0].rps)} rps)."
             )
     if not s.rankings and len({c.mode for c in s.cells}) == 1:
-        out.append("Only one mode ran: there is no choice between modes to make.")
+        stopped = " before the run stopped" * (not s.complete)
+        out.append(f"Only one mode ran{stopped}: there is no choice between modes to make.")
     if s.errored:
         out.append("Cells with errors are not ranked: read their error kinds and the server log.")
     for u in UNRANKED:
