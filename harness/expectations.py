@@ -36,7 +36,8 @@ request of any client, so the server sees long-lived connections even when every
 a fresh one; a proxy that does not opens a new upstream connection per request, even for a
 keep-alive client). Then these situations follow:
 
-- *requests overlap in one process* unless the unit is the process's main thread;
+- *requests overlap in one process* unless the unit is the process's main thread, or the
+  process runs one unit at a time (``serial``: a pool of one thread);
 - *overlapping requests share one OS thread* only when the units are greenlets;
 - *a unit serves a later request* when it outlives its connection (main thread, pool thread), or
   when it lives as long as its connection and that connection carries several requests (the
@@ -67,10 +68,11 @@ Usage::
     print(render_markdown(table))
 
 The traits describe each mode as the harness runs it by default (gthread with a pool of several
-threads, gevent with many connections per worker); a mode run with one thread or one connection
-per worker cannot show what the table says it can. Server arguments that change a mode's traits
-(gunicorn ``--preload``; gunicorn-sync with ``--threads`` above 1, which gunicorn runs as its
-gthread worker) are taken into account by
+threads, gevent with many connections per worker). Options and server arguments that change a
+mode's traits (gunicorn ``--preload``; gunicorn-sync with ``--threads`` above 1, which gunicorn
+runs as its gthread worker; a pool of one thread, ``--threads 1``, or one connection at a time,
+``--worker-connections 1``, which serve one request at a time: ``ModeTraits.serial``) are taken
+into account by
 :meth:`~harness.servers.base.ServerMode.traits_for`; a :class:`~harness.servers.LiveServer`
 carries the traits it really runs with.
 """
@@ -222,7 +224,11 @@ def situation(traits: ModeTraits, connections: ConnectionPattern) -> Situation:
     unit = traits.unit
     greenlets = unit in _GREENLETS
     overlap_why = _OVERLAP[unit]
-    if overlap_why is None:
+    if traits.serial is not None:  # a pool of one thread, one greenlet at a time
+        overlap = False
+        overlap_why = f"each server process serves one request at a time ({traits.serial})"
+        one_thread, one_thread_why = False, overlap_why
+    elif overlap_why is None:
         overlap = False
         thread = "main thread" if unit == "main-thread" else "one WSGI thread"
         overlap_why = f"each worker process serves one request at a time, on its {thread}"

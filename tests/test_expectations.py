@@ -23,7 +23,7 @@ from harness.expectations import (
     situation,
 )
 from harness.load.spec import ConnectionPattern
-from harness.servers import MODES, ServerConfig
+from harness.servers import MODES, ServerConfig, get_mode
 from harness.servers.base import ModeTraits
 
 
@@ -130,3 +130,48 @@ def test_gunicorn_preload_imports_the_app_before_the_patch() -> None:
 def test_every_cell_has_a_reason() -> None:
     for cell in derive_table().values():
         assert cell.reason and cell.reason[0].isupper(), cell
+
+
+@pytest.mark.parametrize(
+    ("mode", "cfg"),
+    [
+        pytest.param("gunicorn-gthread", ServerConfig(threads=1), id="gunicorn-gthread-threads"),
+        pytest.param(
+            "gunicorn-gthread", ServerConfig(extra_args=("--threads=1",)), id="gunicorn-server-arg"
+        ),
+        pytest.param("waitress", ServerConfig(threads=1), id="waitress"),
+        pytest.param("uwsgi-threads", ServerConfig(threads=1), id="uwsgi-threads"),
+        pytest.param("granian", ServerConfig(threads=1), id="granian"),
+        pytest.param(
+            "granian", ServerConfig(extra_args=("--blocking-threads=1",)), id="granian-server-arg"
+        ),
+        pytest.param("gunicorn-gevent", ServerConfig(worker_connections=1), id="gunicorn-gevent"),
+        pytest.param("eventlet", ServerConfig(worker_connections=1), id="eventlet"),
+        pytest.param(
+            "nginx+gunicorn-gthread", ServerConfig(threads=1), id="nginx+gunicorn-gthread"
+        ),
+    ],
+)
+def test_one_unit_per_process_serves_one_request_at_a_time(mode: str, cfg: ServerConfig) -> None:
+    # ctxbench run --modes gunicorn-gthread,waitress --threads 1 --backend shared-global said
+    # MISSED in every cell, exit 2, 'a ctxbench bug': a pool of one thread never overlaps two
+    # requests, so a process-wide slot that resets cannot leak there.
+    traits = get_mode(mode).traits_for(cfg)
+    assert traits.serial is not None
+    patterns: tuple[ConnectionPattern, ...] = ("keepalive", "fresh")
+    for connections in patterns:
+        for backend in ("shared-global", "thread-ident"):
+            cell = derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, connections)
+            assert not cell.can_leak, cell
+            assert "one request at a time" in cell.reason
+    # Residue still shows: the one thread or greenlet serves request after request.
+    no_reset = derive_expectation("no-reset", BACKEND_TRAITS["no-reset"], mode, traits, "keepalive")
+    assert no_reset.can_leak, no_reset
+    # Two threads or connections overlap requests again.
+    two = dataclasses.replace(
+        cfg,
+        threads=cfg.threads and 2,
+        worker_connections=cfg.worker_connections and 2,
+        extra_args=tuple(a.replace("=1", "=2") for a in cfg.extra_args),
+    )
+    assert get_mode(mode).traits_for(two).serial is None

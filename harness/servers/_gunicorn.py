@@ -28,8 +28,10 @@ from harness.servers.base import (
     Reported,
     ServerConfig,
     argparse_refusal,
+    connections_given,
     get_mode,
     last_option,
+    one_at_a_time,
     require_modules,
     threads_given,
 )
@@ -73,10 +75,19 @@ class GunicornMode(SupervisedMode):
         return require_modules(self.package, *self.requires, extra=self.extra)
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        traits = self.traits
         # --preload imports the app in the master, before a worker patches anything.
-        if "--preload" in cfg.extra_args and self.traits.monkey_patch == "before-app":
-            return replace(self.traits, monkey_patch="after-app")
-        return self.traits
+        if "--preload" in cfg.extra_args and traits.monkey_patch == "before-app":
+            traits = replace(traits, monkey_patch="after-app")
+        # A pool of one thread, or one greenlet at a time, serves one request at a time.
+        if traits.unit == "pool-thread":
+            why = "a pool of one thread per worker"
+            return one_at_a_time(traits, self.threads(cfg), why)
+        if traits.unit == "greenlet-per-connection":
+            why = "one connection at a time per worker"
+            given = connections_given(cfg, "--worker-connections", DEFAULT_WORKER_CONNECTIONS)
+            return one_at_a_time(traits, given, why)
+        return traits
 
     def check_args(self, cfg: ServerConfig) -> None:
         # gunicorn reads one config file, the last -c; ctxbench's own (CONFIG) holds the hooks

@@ -81,8 +81,10 @@ __all__ = [
     "Reported",
     "ServerConfig",
     "ServerMode",
+    "connections_given",
     "get_mode",
     "last_option",
+    "one_at_a_time",
     "register",
     "require_modules",
     "start_server",
@@ -244,6 +246,11 @@ class ModeTraits:
     #: Modules the server itself imports before it monkey-patches ``threading``: a
     #: ``threading.local`` they create at import is one native local, whatever the app does.
     imported_before_patch: tuple[str, ...] = ()
+    #: Why each server process runs one request at a time although its unit could run several
+    #: side by side (``"a pool of one thread, --threads 1"``): requests then never overlap in a
+    #: process, whatever the unit; ``None``: they overlap as the unit says. Set by
+    #: :meth:`ServerMode.traits_for` from what the server is told (:func:`one_at_a_time`).
+    serial: str | None = None
 
     def __post_init__(self) -> None:
         if self.keepalive and not self.keepalive_applicable:
@@ -638,6 +645,20 @@ def last_option(args: t.Sequence[str], name: str) -> str | None:
         if key == name:
             rv = value if eq else (args[i + 1] if i + 1 < len(args) else None)
     return rv
+
+
+def one_at_a_time(traits: ModeTraits, units: int, why: str) -> ModeTraits:
+    """``traits`` with :attr:`ModeTraits.serial` set to ``why`` when ``units``, the threads or
+    greenlets a server process runs requests on at once, is 1: a gthread worker with one thread
+    serves like a sync worker, and a leak between overlapping requests cannot show there."""
+    return dataclasses.replace(traits, serial=why) if units == 1 else traits
+
+
+def connections_given(cfg: ServerConfig, option: str, default: int) -> int:
+    """The connections (greenlets) per worker a server runs with: the last whole number its own
+    arguments give ``option``, else ``--worker-connections``, else the mode's ``default``."""
+    value = last_option(cfg.extra_args, option)
+    return int(value) if value and value.isdigit() else cfg.worker_connections or default
 
 
 def threads_given(cfg: ServerConfig, option: str, default: int) -> int:

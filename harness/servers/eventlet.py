@@ -19,7 +19,15 @@ import typing as t
 
 from harness.servers._eventlet_runner import BOOTSTRAP
 from harness.servers._single import SingleProcessMode
-from harness.servers.base import Availability, ModeTraits, ServerConfig, register, require_modules
+from harness.servers.base import (
+    Availability,
+    ModeTraits,
+    ServerConfig,
+    connections_given,
+    one_at_a_time,
+    register,
+    require_modules,
+)
 
 #: Greenthreads (connections served at once) unless told otherwise: eventlet's own default.
 DEFAULT_MAX_SIZE = 1024
@@ -45,6 +53,11 @@ class Eventlet(SingleProcessMode):
 
     def available(self) -> Availability:
         return require_modules("eventlet", extra="eventlet")
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        given = connections_given(cfg, "--max-size", DEFAULT_MAX_SIZE)
+        why = "one connection at a time"
+        return one_at_a_time(self.traits, given, why)
 
     def server_args(self, cfg: ServerConfig) -> list[str]:
         return ["--max-size", str(cfg.worker_connections or DEFAULT_MAX_SIZE)]

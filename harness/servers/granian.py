@@ -30,6 +30,7 @@ from harness.servers.base import (
     ModeTraits,
     Reported,
     ServerConfig,
+    one_at_a_time,
     register,
     require_command,
     threads_given,
@@ -95,6 +96,10 @@ class Granian(SupervisedMode):
             raise self.refused_args(cfg, "granian", e.format_message()) from None
         except click.exceptions.Exit:  # --help, --version
             raise self.refused_args(cfg, "granian", PRINTS_AND_EXITS) from None
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        why = "a pool of one thread per worker"
+        return one_at_a_time(self.traits, blocking_threads(cfg), why)
 
     def command(self, cfg: ServerConfig) -> list[str]:
         return [

@@ -14,7 +14,7 @@ wait, as under uwsgi-processes.
 from __future__ import annotations
 
 from harness.servers._uwsgi import SIDE_BY_SIDE_LIFECYCLE, UwsgiMode
-from harness.servers.base import ModeTraits, ServerConfig, register
+from harness.servers.base import ModeTraits, ServerConfig, one_at_a_time, register, threads_given
 
 #: Threads per worker unless told otherwise.
 DEFAULT_THREADS = 8
@@ -31,6 +31,11 @@ class UwsgiThreads(UwsgiMode):
     order = 81
     # Core 0 of each worker's pool is its main thread, which imported the app (in the master).
     traits = ModeTraits(unit="pool-thread", keepalive=True, main_thread_serves=True)
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        # With one thread, core 0, the worker's main thread, serves alone.
+        threads = threads_given(cfg, "--threads", DEFAULT_THREADS)
+        return one_at_a_time(self.traits, threads, "one thread per worker")
 
     def worker_args(self, cfg: ServerConfig) -> list[str]:
         return ["--threads", str(cfg.threads or DEFAULT_THREADS)]

@@ -16,7 +16,15 @@ from __future__ import annotations
 import typing as t
 
 from harness.servers._single import SingleProcessMode
-from harness.servers.base import Availability, ModeTraits, ServerConfig, register, require_modules
+from harness.servers.base import (
+    Availability,
+    ModeTraits,
+    ServerConfig,
+    one_at_a_time,
+    register,
+    require_modules,
+    threads_given,
+)
 
 #: Pool threads unless told otherwise (waitress's own default, and gthread's here).
 DEFAULT_THREADS = 4
@@ -37,6 +45,10 @@ class Waitress(SingleProcessMode):
 
     def available(self) -> Availability:
         return require_modules("waitress", extra="waitress")
+
+    def traits_for(self, cfg: ServerConfig) -> ModeTraits:
+        threads = threads_given(cfg, "--threads", DEFAULT_THREADS)
+        return one_at_a_time(self.traits, threads, "a pool of one thread")
 
     def server_args(self, cfg: ServerConfig) -> list[str]:
         return [
