@@ -40,6 +40,10 @@ CI = ChaosSettings(
     recycle_jitter=20,
 )  # fmt: skip
 
+#: The core app in a worker that takes 1.5 s to load it, as on a loaded machine (2 cores at load
+#: 13: the tornado worker's first heartbeat came 1.5 to 1.8 s after it started).
+SLOW_START_APP = "scenarios.apps.slow_start:create_app(1500)"
+
 #: A stack that leaks under every mode (corpus entry 5: one copied request context pushed in
 #: several pool threads), for the ASGI modes, where no storage backend or control can leak.
 LEAKY_APP = "harness.corpus.entries.e5_copy_context_pool:buggy"
@@ -54,6 +58,9 @@ CASES = [
     ("reload", "gunicorn-gevent", FLASK_APP, "contextvar", "keepalive", "ok"),
     ("timeout", "gunicorn-sync", CORE_APP, "contextvar", "fresh", "ok"),
     ("timeout", "gunicorn-tornado", CORE_APP, "contextvar", "keepalive", "ok"),
+    # The master times a tornado worker from its first heartbeat, a second after the app loaded:
+    # asked 2 s after the worker's start, both sleeping requests were answered (3 of 3).
+    ("timeout", "gunicorn-tornado", SLOW_START_APP, "contextvar", "keepalive", "ok"),
     # --harakiri times a worker only while no other request runs on it: the load is held.
     ("timeout", "uwsgi-threads", CORE_APP, "contextvar", "keepalive", "ok"),
     ("abort", "gunicorn-gevent", FLASK_APP, "contextvar", "keepalive", "ok"),

@@ -451,6 +451,88 @@ def test_client_faults_hold_the_load_where_a_kept_alive_connection_holds_its_uni
     assert injector.done()
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/<pid>/fd")
+def test_a_gunicorn_worker_is_timed_from_its_first_heartbeat() -> None:
+    # gunicorn's own heartbeat file, in this process: the master kills a worker once
+    # monotonic() - mtime passes --timeout, which the file's creation time never lets happen.
+    pytest.importorskip("gunicorn", reason="gunicorn is a pip extra (ctxbench[servers])")
+    from gunicorn.config import Config
+    from gunicorn.workers.workertmp import WorkerTmp
+
+    tornado = MODES["gunicorn-tornado"]
+    assert tornado.worker_timed(os.getpid()) is None  # no heartbeat file: no account
+    tmp = WorkerTmp(Config())
+    try:
+        assert time.monotonic() - tmp.last_update() < 0  # never past any timeout
+        assert tornado.worker_timed(os.getpid()) is False
+        tmp.notify()
+        assert tornado.worker_timed(os.getpid()) is True
+    finally:
+        tmp.close()
+    assert MODES["uwsgi-processes"].worker_timed(os.getpid()) is None
+
+
+def _timeout_injector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heartbeats_after: int | None
+) -> tuple[t.Any, list[bool]]:
+    """A timeout injector against a fake gunicorn-tornado of two workers, which the master
+    times once each was asked about ``heartbeats_after`` times (never: ``None``); returns it
+    and, for each request it sent, whether the master timed every worker then."""
+    from harness.faults import process
+    from harness.load.hostile import Outcome
+
+    workers = {101, 102}
+    asked = Counter[int]()
+
+    def worker_timed(self: object, pid: int) -> bool:
+        asked[pid] += 1
+        return heartbeats_after is not None and asked[pid] > heartbeats_after
+
+    def all_timed() -> bool:
+        return heartbeats_after is not None and all(asked[p] > heartbeats_after for p in workers)
+
+    sent_when_timed: list[bool] = []
+
+    def get(*_: object, **__: object) -> Outcome:
+        sent_when_timed.append(all_timed())
+        return Outcome("reset")
+
+    monkeypatch.setattr(process, "worker_pids", lambda server: set(workers))
+    monkeypatch.setattr(type(MODES["gunicorn-tornado"]), "worker_timed", worker_timed)
+    monkeypatch.setattr(process, "get", get)
+    server = FakeServer.of("gunicorn-tornado", tmp_path)
+    injector = FAULTS["timeout"].injector(t.cast(t.Any, server), ChaosSettings())
+    return injector, sent_when_timed
+
+
+def test_the_timeout_requests_go_once_the_master_times_every_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sent a fixed 2 s after the workers started, they reached a tornado worker whose app took
+    # longer to load, which the master did not time yet: both answered, "not exercised".
+    from harness.servers import poll_until
+
+    injector, sent_when_timed = _timeout_injector(tmp_path, monkeypatch, heartbeats_after=3)
+    injector.start()
+    poll_until(injector._hostile_finished, bool, time.monotonic() + 10.0)
+    injector.stop()
+    assert sent_when_timed == [True, True]
+    assert injector.hostile_counts == Counter(reset=2)
+
+
+def test_a_worker_never_timed_holds_the_timeout_requests_only_until_the_fault_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They go, and are counted: answered, they make the cell "not exercised", as it was.
+    injector, sent_when_timed = _timeout_injector(tmp_path, monkeypatch, heartbeats_after=None)
+    injector.start()
+    started = time.monotonic()
+    injector.stop()
+    assert time.monotonic() - started < 5.0  # not the faulted load's 30 s bound
+    assert sent_when_timed == [False, False]
+    assert injector.hostile_counts == Counter(reset=2)
+
+
 def test_which_modes_hold_a_unit_for_a_kept_alive_connection() -> None:
     # uWSGI's --http11-socket keeps a process or thread on a kept-alive connection; its
     # --http-socket (uwsgi-gevent) closes every connection, and the others share their units.

@@ -294,11 +294,9 @@ class Lifecycle:
     #: jitter. The recycle fault asks for a higher limit here, so that its outages fit its bound
     #: (:meth:`harness.faults.process.Recycle.counts`).
     recycle_outage_s: float = 0.0
-    #: Arguments that make the master kill a worker whose request has run ``{seconds}`` s.
+    #: Arguments that make the master kill a worker whose request has run ``{seconds}`` s
+    #: (from when the master times it: :meth:`ServerMode.worker_timed`).
     timeout_args: tuple[str, ...] = ()
-    #: How long a new worker process runs before that timeout watches it: the master times a
-    #: worker from its first heartbeat, and a request that blocks it before then is never killed.
-    timeout_grace_s: float = 0.0
     #: Whether that timeout is one deadline per worker that every request on it sets as it
     #: starts and clears as it ends (uWSGI's ``--harakiri``): where a worker runs requests side
     #: by side (threads, greenlets), a request is timed only while no other starts or ends on
@@ -451,6 +449,14 @@ class ServerMode(abc.ABC):
         """How many requests ``server``'s workers are running now, by the server's own account
         (uWSGI's stats: a request counts until the worker has finished with it, after its
         response was sent); ``None`` where the server gives no such account."""
+        return None
+
+    def worker_timed(self, pid: int) -> bool | None:
+        """Whether the server's worker timeout (:attr:`Lifecycle.timeout_args`) watches worker
+        process ``pid`` now, by the server's own account: a master may time a new worker only
+        from some point after it started (gunicorn's, from its first heartbeat), and a request
+        that blocks the worker before then is never killed. ``None`` where the server gives no
+        such account."""
         return None
 
     def answering_group(self, leader: int) -> int:

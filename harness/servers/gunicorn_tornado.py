@@ -13,12 +13,13 @@ SIGINT, gunicorn's quick shutdown: after SIGTERM the tornado worker lingers abou
 (its watchdog ticks once a second), and no request is in flight when the harness stops a server.
 That watchdog is also the worker's heartbeat: it cannot tick while a request blocks the IOLoop,
 so gunicorn's ``--timeout`` kills a worker stuck in a request, as under the sync worker; but it
-first ticks a second after the IOLoop starts, and the master does not time a worker that has not
-heartbeated yet, so a request that blocks a new worker before then is never timed out. Its
-``--max-requests`` counts closed connections, not requests (the worker counts in its server's
-``on_close``): a kept-alive connection is one, however many requests it carried. A streamed
-body is not streamed: ``WSGIContainer`` collects every chunk, one IOLoop turn each, and sends the
-response only then, so a client that leaves mid-body leaves after the app produced all of it.
+first ticks a second after the IOLoop starts, once the app is loaded, and the master does not
+time a worker that has not heartbeated yet (``worker_timed``), so a request that blocks a new
+worker before then is never timed out. Its ``--max-requests`` counts closed connections, not
+requests (the worker counts in its server's ``on_close``): a kept-alive connection is one,
+however many requests it carried. A streamed body is not streamed: ``WSGIContainer`` collects
+every chunk, one IOLoop turn each, and sends the response only then, so a client that leaves
+mid-body leaves after the app produced all of it.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ class GunicornTornado(GunicornMode):
     stop_signal = signal.SIGINT
     # The app blocks the IOLoop, whose watchdog is what heartbeats, so --timeout kills a worker
     # stuck in a request (as under the sync worker); but the watchdog first ticks 1 s after the
-    # IOLoop starts, after the app loaded, and until then the master does not time the worker.
-    # --max-requests counts the connections the worker closed (HTTPServer.on_close).
+    # IOLoop starts, after the app loaded, and until then the master does not time the worker
+    # (worker_timed says when it does). --max-requests counts the connections the worker closed
+    # (HTTPServer.on_close).
     lifecycle = dataclasses.replace(
         LIFECYCLE,
         timeout_args=("--timeout", "{seconds}"),
-        timeout_grace_s=2.0,
         recycle_counts="connections",
         notes={},
     )
