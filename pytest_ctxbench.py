@@ -47,6 +47,7 @@ import itertools
 import os
 import re
 import shlex
+import shutil
 import sys
 import typing as t
 from collections.abc import Callable, Iterator, Sequence
@@ -430,6 +431,28 @@ def _server_options(options: dict[str, t.Any]) -> None:
             f"ctxbench_server() takes no {unknown[0]}=: it takes the mode and"
             f" {', '.join(f'{name}=' for name in taken)}"
         )
+    if options.get("prefix"):
+        _check_prefix(options["prefix"])
+
+
+def _check_prefix(prefix: object) -> None:
+    """Refuse a ``prefix=`` that is no command here in one line: it is a command the server
+    runs under (``["taskset", "-c", "0"]``), easily taken for the path prefix an app is served
+    under (``mount=``), and one that is not there failed with a ``FileNotFoundError`` from deep
+    in ``subprocess``, or with "give strings" of a string."""
+    from harness.errors import UsageError
+
+    if isinstance(prefix, str) or not isinstance(prefix, (list, tuple)):
+        why = "give a list, one argument per item"
+    else:
+        if isinstance(prefix[0], str) and shutil.which(prefix[0]) is not None:
+            return
+        why = f"{prefix[0]!r} is no command here"
+    raise UsageError(
+        f"bad prefix={prefix!r}: {why}; prefix= is a command the server runs under"
+        " (prefix=['taskset', '-c', '0']), and the path prefix an app is served under is mount="
+        " (mount='/api')"
+    )
 
 
 def _csv(value: str | Sequence[str]) -> tuple[str, ...]:

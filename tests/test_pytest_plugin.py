@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import textwrap
 import time
 import xml.etree.ElementTree as ET
@@ -889,6 +890,32 @@ def test_ctxbench_server_takes_server_args_as_check_does_and_names_what_it_takes
     )
     with pytest.raises(UsageError, match=r"bad server_args='--preload': give a list"):
         _server_options({"server_args": "--preload"})
+
+
+@pytest.mark.parametrize(
+    ("prefix", "why"),
+    [
+        pytest.param("/api", "give a list, one argument per item", id="str"),
+        pytest.param(["/api"], "'/api' is no command here", id="path"),
+        pytest.param(["no-such-command-here", "-c", "0"], "'no-such-command-here' is no"
+                     " command here", id="missing"),
+    ],
+)  # fmt: skip
+def test_a_server_prefix_that_is_no_command_is_one_line(prefix: object, why: str) -> None:
+    # prefix= (a command the server runs under, listed beside mount= in what ctxbench_server
+    # takes) given a path: "bad server prefix '/api': give strings" of a string, and
+    # prefix=['/api'] a FileNotFoundError traceback from subprocess as the server started.
+    from harness.errors import UsageError
+    from pytest_ctxbench import _server_options
+
+    with pytest.raises(UsageError) as caught:
+        _server_options({"app": "myproj:app", "prefix": prefix})
+    assert caught.value.message == (
+        f"bad prefix={prefix!r}: {why}; prefix= is a command the server runs under"
+        " (prefix=['taskset', '-c', '0']), and the path prefix an app is served under is mount="
+        " (mount='/api')"
+    )
+    _server_options({"app": "myproj:app", "prefix": [sys.executable, "-c", "0"], "mount": "/a"})
 
 
 @pytest.mark.parametrize(
