@@ -615,6 +615,22 @@ def test_cells_that_differ_in_one_part_of_their_key_are_never_matched_and_say_wh
     )
 
 
+def test_runs_that_differ_in_more_than_one_part_are_not_said_to_differ_only_in_one() -> None:
+    # A run of uwsgi-processes and gunicorn-gthread on contextvar against one of gunicorn-gthread
+    # and waitress on no-reset said "their cells differ only in the backend (A contextvar, B
+    # no-reset)": their modes differ too.
+    a = doc("A", entry("uwsgi-processes"), entry())
+    b = doc("B", *({**entry(mode, leaks=9), "backend": "no-reset"}
+                   for mode in ("gunicorn-gthread", "waitress")))  # fmt: skip
+    with pytest.raises(UsageError) as info:
+        compare_runs(a, b, 0.10)
+    assert (
+        "(2 cells against 2 cells): the cells alike in all else differ in the backend (A"
+        " contextvar, B no-reset); compare runs" in str(info.value)
+    )
+    assert "only" not in str(info.value)
+
+
 def test_cells_are_matched_by_their_mount_and_the_others_listed_as_not_compared() -> None:
     a = doc("A", mounted("/api"), mounted("/admin", mode="gunicorn-gevent"), mount=None)
     b = doc("B", mounted("/api", rps=3000.0), mounted("/v2", mode="gunicorn-gevent"), mount=None)

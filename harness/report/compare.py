@@ -437,7 +437,9 @@ def _name(key: CellKey) -> str:
 
 def _apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> str:
     """`` their cells differ only in the backend (A contextvar, B shared-global);`` when the two
-    runs would have cells in common but for one part of their key, else ``""``."""
+    runs would have cells in common but for one part of their key, else ``""``. When they differ
+    in more than that part (other modes too), `` the cells alike in all else differ in the
+    backend (...);``: "only" would be untrue."""
     for i, what, why in (
         (0, "the app", ""),
         (1, "the backend", ""),
@@ -446,8 +448,11 @@ def _apart(a_by: t.Mapping[CellKey, Cell], b_by: t.Mapping[CellKey, Cell]) -> st
         (4, "the number of virtual users", ", and a rate at one number is not a rate at another"),
         (5, "the mount", ", and an app under one prefix is not the app under another"),
     ):
-        if {k[:i] + k[i + 1 :] for k in a_by} & {k[:i] + k[i + 1 :] for k in b_by}:
+        a_rest, b_rest = ({k[:i] + k[i + 1 :] for k in by} for by in (a_by, b_by))
+        if a_rest & b_rest:
             # In the order the run measured them: a sweep's levels as given.
             a, b = (", ".join(map(str, dict.fromkeys(k[i] for k in by))) for by in (a_by, b_by))
-            return f" their cells differ only in {what} (A {a}, B {b}){why};"
+            only = a_rest == b_rest
+            who = "their cells differ only in" if only else "the cells alike in all else differ in"
+            return f" {who} {what} (A {a}, B {b}){why};"
     return ""
