@@ -829,3 +829,30 @@ def test_a_uwsgi_mode_takes_its_own_worker_option_and_refuses_another_modes() ->
                               ("uwsgi-threads", ("--gevent=9",), "uwsgi-gevent")):  # fmt: skip
         with pytest.raises(UsageError, match=f"run --modes {other} instead"):
             get_mode(name).check_args(ServerConfig(extra_args=args))
+
+
+@pytest.mark.parametrize(
+    ("mode", "cfg", "said"),
+    [
+        pytest.param("waitress", ServerConfig(worker_connections=1), "give 3 or more",
+                     id="waitress"),
+        pytest.param("waitress", ServerConfig(extra_args=("--connection-limit=2",)),
+                     "a connection limit of 2", id="waitress-server-arg"),
+        pytest.param("nginx+waitress", ServerConfig(worker_connections=2), "give 3 or more",
+                     id="nginx+waitress"),
+        pytest.param("uwsgi-gevent", ServerConfig(worker_connections=1), "requires async mode",
+                     id="uwsgi-gevent"),
+        pytest.param("uwsgi-gevent", ServerConfig(extra_args=("--gevent", "1")),
+                     "give 2 or more", id="uwsgi-gevent-server-arg"),
+    ],
+)  # fmt: skip
+def test_a_connection_limit_the_server_cannot_serve_under_is_refused_up_front(
+    mode: str, cfg: ServerConfig, said: str
+) -> None:
+    # run --modes waitress --worker-connections 1 (or uwsgi-gevent) waited 30 s for a server that
+    # never answers and said 'an app that takes longer to start can be given more time'.
+    skip_unavailable(mode.rpartition("+")[2])
+    with pytest.raises(UsageError, match=said):
+        get_mode(mode).check_args(cfg)
+    enough = dataclasses.replace(cfg, worker_connections=3, extra_args=())
+    get_mode(mode).check_args(enough)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from harness.errors import UsageError
 from harness.servers._uwsgi import SIDE_BY_SIDE_LIFECYCLE, UwsgiMode
-from harness.servers.base import ModeTraits, ServerConfig, register
+from harness.servers.base import ModeTraits, ServerConfig, connections_given, register
 
 #: Async cores (greenlets serving requests at once) per worker unless told otherwise.
 DEFAULT_ASYNC = 100
@@ -53,6 +54,17 @@ class UwsgiGevent(UwsgiMode):
 
     #: A late patch loads the app (in the master) before gevent patches anything.
     preload_args = (LATE_PATCH,)
+
+    def check_args(self, cfg: ServerConfig) -> None:
+        super().check_args(cfg)
+        if (cores := connections_given(cfg, "--gevent", DEFAULT_ASYNC)) < 2:
+            raise UsageError(
+                f"uwsgi-gevent: {cores} async core per worker (--worker-connections, uWSGI's"
+                " --gevent) is no async mode, which uWSGI's gevent loop needs: each worker"
+                " exits as it starts ('the gevent loop engine requires async mode') and the"
+                " server never answers; give 2 or more, or run gunicorn-gevent or eventlet with"
+                " --worker-connections 1 for one connection at a time"
+            )
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         if LATE_PATCH in cfg.extra_args and EARLY_PATCH not in cfg.extra_args:

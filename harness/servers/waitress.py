@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import typing as t
 
+from harness.errors import UsageError
 from harness.servers._single import SingleProcessMode
 from harness.servers.base import (
     Availability,
     ModeTraits,
     ServerConfig,
+    connections_given,
     one_at_a_time,
     register,
     require_modules,
@@ -30,6 +32,10 @@ from harness.servers.base import (
 DEFAULT_THREADS = 4
 #: Connections waitress accepts at once unless told otherwise (its default is 100).
 DEFAULT_CONNECTION_LIMIT = 1000
+#: What waitress's ``--connection-limit`` counts besides client connections: its listening
+#: socket and the pipe that wakes its I/O loop. At or under this it accepts no connection at all
+#: (waitress 3: "total open connections reached the connection limit", from the start).
+OWN_CHANNELS = 2
 
 
 @register
@@ -45,6 +51,17 @@ class Waitress(SingleProcessMode):
 
     def available(self) -> Availability:
         return require_modules("waitress", extra="waitress")
+
+    def check_args(self, cfg: ServerConfig) -> None:
+        super().check_args(cfg)
+        limit = connections_given(cfg, "--connection-limit", DEFAULT_CONNECTION_LIMIT)
+        if limit <= OWN_CHANNELS:
+            raise UsageError(
+                f"waitress: a connection limit of {limit} (--worker-connections, waitress's"
+                " --connection-limit) leaves waitress no connection to accept: the limit counts"
+                f" its own listening socket and wake-up pipe too, so it would never answer; give"
+                f" {OWN_CHANNELS + 1} or more ({OWN_CHANNELS + 1}: one connection at a time)"
+            )
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         threads = threads_given(cfg, "--threads", DEFAULT_THREADS)
