@@ -2013,3 +2013,27 @@ def test_every_list_of_cells_in_a_sweep_names_their_level() -> None:
     md = render_reports(one)["report.md"]
     assert "(core, no-reset, keepalive): 37 (request)." in md
     assert "| mode | app | backend | connections | kind | count |" in md
+
+
+def test_cells_measured_once_are_not_recommended_beyond_the_noise() -> None:
+    # --repeats 1: "use gunicorn-gthread: 1,499 rps, p99 45.6 ms, beyond the noise of the next
+    # (waitress, 1,324 rps)", where one measurement has no spread and says nothing of the noise.
+    def once(mode: str, rps: float) -> dict[str, Any]:
+        entry = make_entry(mode, rps=rps)
+        entry.update(rps_runs=[rps], latency_runs=entry["latency_runs"][1:2], rps_spread=0)
+        return entry
+
+    md, _ = render(make_doc([once("gunicorn-gthread", 1499.0), once("waitress", 1324.0)]))
+    assert "beyond the noise" not in md
+    assert (
+        "**Recommendation:** For keepalive connections gunicorn-gthread has the best median"
+        " (1,499 rps), but each mode was measured once (--repeats 1), which says nothing of the"
+        " noise: no mode to recommend on speed; run --repeats 3 or more to choose." in md
+    )
+    # one of them measured three times: the other is named
+    md, _ = render(make_doc([make_entry("gunicorn-gthread", rps=1499.0), once("waitress", 1324.0)]))
+    assert "1,499 rps), but waitress was measured once (--repeats 1)" in md
+    # three repeats each: as before
+    both = [make_entry("gunicorn-gthread", rps=1499.0), make_entry("waitress", rps=1324.0)]
+    md, _ = render(make_doc(both))
+    assert "use gunicorn-gthread: 1,499 rps" in md and "beyond the noise of the next" in md

@@ -363,12 +363,21 @@ def _ranking(cells: Sequence[Cell], main: str, pattern: str, level: int) -> Rank
         return None
     best, rest = candidates[0], candidates[1:]
     # A driver-bound cell's rate is the driver's, a lower bound of its server's: never beaten.
+    # A cell measured once (--repeats 1) has no spread, so no difference is beyond its noise.
     tied = [
         c
         for c in rest
-        if c.driver_bound or not beyond_noise(c.rps, best.rps, (c.rps_spread, best.rps_spread))
+        if c.driver_bound
+        or measured_once(c)
+        or measured_once(best)
+        or not beyond_noise(c.rps, best.rps, (c.rps_spread, best.rps_spread))
     ]
     return Ranking(pattern, best, tuple(tied), tuple(c for c in rest if c not in tied))
+
+
+def measured_once(c: Cell) -> bool:
+    """``c`` was measured once (``--repeats 1``): its spread of 0 says nothing of the noise."""
+    return len(c.runs) < 2
 
 
 def headline(s: Summary) -> str:
@@ -538,7 +547,18 @@ def recommendation(s: Summary) -> str:
         return f"{c.mode}{f' @{c.concurrency}' * sweep}"
 
     for r in s.rankings:
-        if bound := [at(c) for c in r.tied if c.driver_bound]:
+        if once := [c for c in (r.best, *r.tied) if measured_once(c)]:
+            if len(once) == 1 + len(r.tied):
+                who = "each mode was"
+            else:
+                who = f"{', '.join(map(at, once))} {'was' if len(once) == 1 else 'were'}"
+            out.append(
+                f"For {r.pattern} connections {at(r.best)} has the best median"
+                f" ({fmt_rps(r.best.rps)} rps), but {who} measured once (--repeats 1), which says"
+                " nothing of the noise: no mode to recommend on speed; run --repeats 3 or more"
+                " to choose."
+            )
+        elif bound := [at(c) for c in r.tied if c.driver_bound]:
             close = [at(c) for c in r.tied if not c.driver_bound]
             out.append(
                 f"For {r.pattern} connections {at(r.best)} has the best median"
