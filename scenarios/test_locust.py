@@ -339,6 +339,10 @@ def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ..
     assert run.summary["leaky_requests"] == run.summary["leak_failures"], run.explain()
     assert run.summary["role"] == ("master" if "--processes" in extra else "local")
     assert "context leak in the response to token" in run.output
+    # Counts as the no-verdict line writes them ("0 of 4,437"), where it said "2164 context
+    # leaks in 2164 responses".
+    said = f"ctxbench: {run.summary['leaks']:,} context leaks in {run.summary['leaky_requests']:,}"
+    assert f"{said} responses: request state crossed" in run.output, run.explain()
     assert '"mode": "gunicorn-gthread"' in run.output  # evidence names the mode
 
 

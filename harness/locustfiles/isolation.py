@@ -386,10 +386,10 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
         for item in TALLY.evidence[:LEAKS_LOGGED]:
             logger.error("leak evidence: %s", json.dumps(item, sort_keys=True))
         logger.error(
-            "ctxbench: %d context leaks in %d responses: request state crossed between"
+            "ctxbench: %s context leaks in %s responses: request state crossed between"
             " requests; exiting with %d",
-            TALLY.leaks,
-            max(TALLY.leaky_requests, failures),
+            f"{TALLY.leaks:,}",
+            f"{max(TALLY.leaky_requests, failures):,}",
             LEAK_EXIT_CODE,
         )
         environment.process_exit_code = LEAK_EXIT_CODE
