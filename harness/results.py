@@ -894,9 +894,11 @@ def load(path: str | os.PathLike[str]) -> Run:
     except FileNotFoundError:
         runs = _run_folders_in(file.parent) if file.name == RESULTS_FILE else []
         if runs:  # `ctxbench report results`: the --out folder, which holds the run folders
+            held = f"{len(runs):,} run folders" if len(runs) > 1 else "a run folder"
+            name = "one, such as the newest," if len(runs) > 1 else "it,"
             raise ResultsError(
-                f"no results at {str(file)!r}: {str(file.parent)!r} holds {len(runs):,} run"
-                f" folders, not a run; name one, such as the newest, {str(runs[0])!r}"
+                f"no results at {str(file)!r}: {str(file.parent)!r} holds {held}, not a run;"
+                f" name {name} {str(runs[0])!r}"
             ) from None
         if file.name == RESULTS_FILE and (file.parent / LOGS).is_dir():  # a run's folder
             raise ResultsError(

@@ -326,3 +326,12 @@ def test_loading_the_folder_of_the_runs_names_a_run_in_it(tmp_path: Path) -> Non
         f" folders, not a run; name one, such as the newest,"
         f" {str(tmp_path / '20261202-090000-bbbbbb')!r}"
     )
+    # one run folder: "holds 1 run folders, not a run; name one, such as the newest, ..."
+    for name in ("20261202-101500-aaaaaa", "nightly"):
+        (tmp_path / name / "results.json").unlink()
+    with pytest.raises(ResultsError) as info:
+        results.load(tmp_path)
+    assert str(info.value) == (
+        f"no results at {str(tmp_path / 'results.json')!r}: {str(tmp_path)!r} holds a run"
+        f" folder, not a run; name it, {str(tmp_path / '20261202-090000-bbbbbb')!r}"
+    )
