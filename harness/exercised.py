@@ -107,6 +107,10 @@ class Exercised:
     reconnects: int | None = None
     #: Server processes that answered beyond those in :attr:`pids`.
     more_pids: int = 0
+    #: Whether the server can run two requests of one process at once, as its traits say
+    #: (:func:`harness.expectations.situation`): not a sync worker, a pool of one thread or an
+    #: asgiref WSGI thread. ``True`` where unknown (a ``--target``, results written before).
+    can_overlap: bool = True
 
     @property
     def processes(self) -> int:
@@ -118,7 +122,9 @@ class Exercised:
         rv = []
         if self.answered == 0:
             return [Note("no request was answered, so nothing was checked")]
-        if not self.overlap and users == 1:  # a longer sleep cannot help
+        if not self.can_overlap:  # no run of this server overlaps requests: nothing to ask
+            pass
+        elif not self.overlap and users == 1:  # a longer sleep cannot help
             rv.append(
                 Note(f"requests never overlapped: {ONE_USER}; run more users (--concurrency)")
             )
@@ -179,9 +185,11 @@ def exercised(
     sleep_ms: float,
     connections: str,
     reconnects: int | None = None,
+    can_overlap: bool = True,
 ) -> Exercised:
     """Read what a run exercised from its units, answered requests, throughput and sleep (and,
-    under ``keepalive``, the connections the server closed)."""
+    under ``keepalive``, the connections the server closed); ``can_overlap``: whether the
+    server's traits let requests overlap in a process at all."""
     units = list(units)
     by_process = units_by_process(units)
     in_flight = in_flight_per_process(rps, sleep_ms, len(by_process))
@@ -199,4 +207,5 @@ def exercised(
         reused_across_connections=reused and connections == "fresh",
         greenlets=len({(pid, thread) for pid, thread, _ in units}) < len(units),
         reconnects=reconnects if connections == "keepalive" else None,
+        can_overlap=can_overlap,
     )

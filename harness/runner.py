@@ -38,6 +38,7 @@ from harness.expectations import (
     applicable_patterns,
     derive_expectation,
     server_connections,
+    situation,
 )
 from harness.load import LoadResult, LoadSpec, Progress, run_load
 from harness.load.cpu import ThreadCpu, cpu_between, machine_cpu, processes_cpu
@@ -89,6 +90,7 @@ def aggregate(
     others_cpu: t.Sequence[float | None] = (),
     error: str | None = None,
     cut_short: LoadResult | None = None,
+    can_overlap: bool = True,
 ) -> Cell:
     """Fold the measured ``runs`` (and the warm-up) of one matrix cell into a :class:`Cell`.
 
@@ -100,7 +102,8 @@ def aggregate(
     measured. ``server_connections`` is what the server does with the cell's connections
     (:func:`server_connections_for`; ``None`` for a server ctxbench did not start);
     ``expectation`` whether its deliberately broken backend can leak there
-    (:func:`expectation_for`).
+    (:func:`expectation_for`); ``can_overlap`` whether the server's traits let two requests run
+    in one process at once (:attr:`harness.exercised.Exercised.can_overlap`).
     """
     if not runs and error is None:
         raise ValueError("aggregate() needs at least one measured run")
@@ -161,6 +164,7 @@ def aggregate(
             sleep_ms=sleep_ms,
             connections=connections,
             reconnects=sum(run.reconnects for run in checked),
+            can_overlap=can_overlap,
         ),
     )
 
@@ -601,6 +605,9 @@ def _measure_cell(
         others_cpu=others_cpu,
         error=error,
         cut_short=cut_short if cut_short.requests else None,
+        # A sync worker never overlaps requests: no note asks a longer sleep to show it.
+        can_overlap=isinstance(srv, TargetServer)
+        or situation(srv.traits, t.cast(ConnectionPattern, connections)).overlap_in_process,
     )
     # The interrupted load's leaks are counted, its leaking requests were not.
     return (dataclasses.replace(cell, leaky_requests=None) if cut_short.leaks else cell), ended

@@ -114,3 +114,13 @@ def test_a_process_per_request_whose_pids_wrapped_may_not_have_reused_a_unit() -
     seen = exercised(pool, answered=100_000, rps=5000.0, sleep_ms=1.0, connections="fresh")
     assert seen.unit_reused  # a pool of 1,000 processes reuses its units for real
     assert not any("pid reuse" in note.sentence for note in seen.notes())
+
+
+def test_a_server_that_never_overlaps_requests_gets_no_note_about_overlap() -> None:
+    # gunicorn-sync, tornado, asgiref, a pool of one thread: no sleep and no number of users
+    # makes two requests of one process overlap, so neither note would help.
+    units = [(1, 10, 100), (2, 20, 200)]
+    seen = exercised(units, answered=500, rps=1500.0, sleep_ms=1.0, connections="fresh",
+                     can_overlap=False)  # fmt: skip
+    assert not seen.overlap and not seen.can_overlap
+    assert seen.notes() == [] and seen.notes(users=1) == []

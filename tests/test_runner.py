@@ -645,3 +645,20 @@ def test_the_cores_other_programs_used_are_the_machine_s_less_the_server_and_the
     assert _others_cpu(run, server, 2.0, 2.0) == 0.0  # type: ignore[arg-type]
     assert _others_cpu(run, None, 4.5, 2.0) is None  # type: ignore[arg-type]
     assert _others_cpu(run, server, None, 2.0) is None  # type: ignore[arg-type]
+
+
+def test_a_cell_whose_server_never_overlaps_requests_asks_no_longer_sleep(tmp_path: Path) -> None:
+    # 'ctxbench run --app leaky:app --modes gunicorn-sync,...' listed gunicorn-sync, tornado and
+    # uvicorn-asgiref under 'A zero below proves little', saying a longer --sleep-ms would make
+    # requests overlap: their servers run one request per process at a time, whatever the sleep.
+    world = FakeWorld()
+    modes = ("gunicorn-sync", "gunicorn-gthread", "uvicorn-asgiref")
+    settings = RunSettings(modes=modes, repeats=1, duration=0.1, connections=("fresh",))
+    run = run_matrix(settings, tmp_path / "run", load=world.load, spec=world.spec,
+                     server=world.server, status=StatusLine(enabled=False))  # fmt: skip
+    can = {c.mode: c.exercised.can_overlap for c in run.cells if c.exercised is not None}
+    assert can == {"gunicorn-sync": False, "gunicorn-gthread": True, "uvicorn-asgiref": False}
+    for c in run.cells:
+        if c.mode != "gunicorn-gthread":
+            assert c.exercised is not None and c.exercised.notes(c.concurrency) == []
+    assert results.load(tmp_path / "run") == run  # and it is in results.json
