@@ -2037,3 +2037,13 @@ def test_cells_measured_once_are_not_recommended_beyond_the_noise() -> None:
     both = [make_entry("gunicorn-gthread", rps=1499.0), make_entry("waitress", rps=1324.0)]
     md, _ = render(make_doc(both))
     assert "use gunicorn-gthread: 1,499 rps" in md and "beyond the noise of the next" in md
+
+
+def test_the_report_says_the_requests_count_the_warm_up() -> None:
+    # --requests 400 --repeats 2: the cell's *requests* read 1,216 (the warm-up's 416 checked
+    # too), and nothing on the page said why it was not 800.
+    md, _ = render(make_doc([make_entry("gunicorn-gthread")]))
+    assert (
+        "*requests* counts every response checked, the warm-up's (`--warmup`) included, so it"
+        " is more than the repeats' own." in md
+    )

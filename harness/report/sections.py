@@ -136,9 +136,11 @@ def verdict(ctx: Context) -> list[Node]:
         Note(
             "Each figure is the median of the repeated measurements; whiskers and *spread* show"
             f" the range over the repeats ({SPREAD_FORMULA}), and *runs* lists every repeat's"
-            " requests/s. Red (bold in Markdown) marks a cell that leaked or had errors, amber a"
-            f" spread above {fmt_pct(SPREAD_WARNING)}; in the charts grey is a deliberately broken"
-            " backend and light blue Flask next to the core."
+            " requests/s; *requests* counts every response checked, the warm-up's (`--warmup`)"
+            " included, so it is more than the repeats' own. Red (bold in Markdown) marks a cell"
+            " that leaked or had errors, amber a spread above"
+            f" {fmt_pct(SPREAD_WARNING)}; in the charts grey is a deliberately broken backend and"
+            " light blue Flask next to the core."
         )
     )
     return out
