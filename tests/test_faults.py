@@ -761,6 +761,24 @@ def test_the_report_shows_faults_and_plots_the_soak() -> None:
     assert "; 2 soaks, 1 not judged (no data)." in md
 
 
+@pytest.mark.parametrize("status", ["interrupted", "failed"])
+def test_a_chaos_run_stopped_early_passes_only_so_far(status: str) -> None:
+    # Ctrl-C after the first cell of 'chaos --faults hook-error,kill-worker,reload', then
+    # 'ctxbench report' of it: the green box said "Verdict: pass." of one cell in three. As
+    # 'ctxbench run' says "OK so far" (amber), what did not run was not checked.
+    run = chaos_run().replace(soaks=(), status=status)
+    files = render_reports(run)
+    md = files["report.md"]
+    assert "**Verdict: pass so far.** 2 fault cells ran (1 not applicable), " in md, md
+    assert "Verdict: pass." not in md
+    box = files["report.html"].split("Verdict: pass so far")[0].rsplit("<section", 1)[1]
+    assert "warning" in box and "verdict ok" not in box, box
+    # A complete run still passes, in green; a failure stays a failure, stopped early or not.
+    assert "**Verdict: pass.** " in render_reports(run.replace(status="complete"))["report.md"]
+    failing = run.replace(faults=(fault_cell(verdict="LEAK", leaks=1),))
+    assert "**Verdict: 1 failure (1 x LEAK).** " in render_reports(failing)["report.md"]
+
+
 def test_the_faults_section_names_each_cells_app_and_counts_in_words() -> None:
     # --compare-flask: the core's and Flask's cells differ only in their app, which each line
     # of reasons names (it named the fault, mode, connections and backend only).

@@ -60,7 +60,11 @@ def run_verdict(run: Run) -> Callout:
         text, style = f"**Verdict: not judged.** {said}.", "warning"
     else:
         every = "every other verdict" if unjudged else "every verdict"
-        text, style = f"**Verdict: pass.** {said}, {every} as it must be.", "verdict ok"
+        # A run stopped early is no pass: what it did not run was not checked (``ctxbench run``
+        # says "OK so far"). The green box said "Verdict: pass." over an interrupted chaos run.
+        complete = run.status == "complete"
+        words, style = ("pass", "verdict ok") if complete else ("pass so far", "warning")
+        text = f"**Verdict: {words}.** {said}, {every} as it must be."
     return Callout((Paragraph(text),), style)
 
 
