@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import results
-from harness.apps import app_folder, app_label
+from harness.apps import app_folder, app_label, mounted
 from harness.checkpoints import checkpoint
 from harness.exercised import exercised
 from harness.expectations import (
@@ -616,14 +616,17 @@ def _measure_cell(
 def _cell_name(
     settings: RunSettings, srv: LiveServer | TargetServer, app: str, backend: str
 ) -> str:
-    """How the status line names a cell: its mode, with its app and backend but for the core
-    app on the default backend (a target's app alone), and its level in a sweep."""
+    """How the status line names a cell: its mode, with its app (and the prefix it is served
+    under, ``--mount``) and backend but for the core app at the root on the default backend (a
+    target's app alone: its prefix is in its mode), and its level in a sweep, as the report's
+    lists of cells name it."""
+    at = mounted(app_label(app), srv.mount or "/")
     if isinstance(srv, TargetServer):  # its storage is its own, not a --backend's
         name = f"{srv.mode} ({app_label(app)})"
-    elif app_label(app) == "core" and backend == DEFAULT_BACKEND:
+    elif at == "core" and backend == DEFAULT_BACKEND:
         name = srv.mode
     else:
-        name = f"{srv.mode} ({app_label(app)}, {backend})"
+        name = f"{srv.mode} ({at}, {backend})"
     if settings.concurrency_levels:
         name += f" @{settings.concurrency} users"
     return name

@@ -1823,6 +1823,25 @@ def test_the_verdict_names_the_prefix_a_dispatchers_app_was_checked_under() -> N
         assert f"**Verdict: OK.** 1 cell ran: {said} mode gunicorn-gthread;" in md, md[:800]
 
 
+def test_every_list_of_cells_names_the_prefix_its_app_was_checked_under() -> None:
+    # Beyond the verdict's first sentence, 'run --app pkg.disp:dispatcher --mount /api' named
+    # its cells 'gunicorn-gthread (`pkg.disp:dispatcher`, contextvar, keepalive)' in the leaks,
+    # 'The main app (`pkg.disp:dispatcher`)' over the summary table, and so on: the same words
+    # as a run of its app at /admin.
+    entries = []
+    for mode, leaks in (("gunicorn-gthread", 5), ("gunicorn-sync", 0)):
+        entry = make_entry(mode, app_label="pkg.disp:dispatcher", leaks=leaks)
+        entry["server"]["effective"]["mount"] = "/api"
+        entries.append(entry)
+    md, _ = render(make_doc(entries))
+    app = "`pkg.disp:dispatcher` at /api"
+    assert f"in 1 of 2 cells: gunicorn-gthread ({app}, contextvar, keepalive): 5 (request)" in md
+    assert f"The main app ({app}) on the correct contextvar storage" in md
+    assert f"### gunicorn-gthread · {app} · contextvar · keepalive: 5 leaks" in md
+    assert "| gunicorn-sync | pkg.disp:dispatcher at /api | contextvar |" in md
+    assert "`pkg.disp:dispatcher`," not in md and "| pkg.disp:dispatcher |" not in md, md
+
+
 # -- deliberately broken backends judged by the expectations model, as the run recorded it ----
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 from collections.abc import Iterator
@@ -238,7 +239,7 @@ class FakeWorld:
     @contextlib.contextmanager
     def server(self, mode: str, cfg: ServerConfig, *, log_dir: Path) -> Iterator[FakeServer]:
         self.started.append((cfg.app, cfg.backend, mode))
-        yield FakeServer.of(mode, log_dir, self.traits)
+        yield dataclasses.replace(FakeServer.of(mode, log_dir, self.traits), mount=cfg.mount)
 
     def spec(self, settings: RunSettings, srv: Any, connections: str, *, warmup: bool) -> Any:
         return {"mode": srv.mode, "connections": connections, "warmup": warmup}
@@ -278,6 +279,30 @@ def test_run_matrix_order_and_document(tmp_path: Path) -> None:
     out = progress.stream.getvalue()  # type: ignore[attr-defined]
     assert "gunicorn-sync keepalive warm-up" in out  # later lines are throttled
     assert "werkzeug-threaded fresh done  run so far: 36 requests, 0 leaks\n" in out
+
+
+def test_the_progress_line_names_the_prefix_an_app_is_served_under(tmp_path: Path) -> None:
+    # 'ctxbench run --app pkg:dispatcher --mount /api' and '--mount /admin' both said
+    # 'gunicorn-sync (pkg:dispatcher, contextvar) keepalive done': not which of its apps ran.
+    for mount, name in (
+        ("/api", "gunicorn-sync (pkg:dispatcher at /api, contextvar)"),
+        (None, "gunicorn-sync (pkg:dispatcher, contextvar)"),
+    ):
+        world, out = FakeWorld(), io.StringIO()
+        settings = RunSettings(
+            apps=("pkg:dispatcher",), modes=("gunicorn-sync",), connections=("keepalive",),
+            repeats=1, duration=0.1, mount=mount,
+        )  # fmt: skip
+        run_matrix(settings, tmp_path / f"run{mount}".replace("/", "-"), load=world.load,
+                   spec=world.spec, server=world.server, status=StatusLine(stream=out))  # fmt: skip
+        assert f"{name} keepalive done  run so far: " in out.getvalue(), out.getvalue()
+    # The core app too, which is otherwise left unnamed at the root.
+    world, out = FakeWorld(), io.StringIO()
+    settings = RunSettings(modes=("gunicorn-sync",), connections=("keepalive",), repeats=1,
+                           duration=0.1, mount="/api")  # fmt: skip
+    run_matrix(settings, tmp_path / "core", load=world.load, spec=world.spec,
+               server=world.server, status=StatusLine(stream=out))  # fmt: skip
+    assert "gunicorn-sync (core at /api, contextvar) keepalive done" in out.getvalue()
 
 
 def test_a_pattern_the_server_cannot_serve_is_recorded_once_and_not_measured(

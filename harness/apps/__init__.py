@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["APPS", "CORE_APP", "FLASK_APP", "app_folder", "app_label"]
+__all__ = ["APPS", "CORE_APP", "FLASK_APP", "app_folder", "app_label", "mounted"]
 
 CORE_APP = "harness.apps.core_app:app"
 FLASK_APP = "harness.apps.flask_app:app"
@@ -25,6 +25,13 @@ _LABELS = {import_string: label for label, import_string in APPS.items()}
 def app_label(import_string: str) -> str:
     """A short name for an app: ``core``/``flask`` for the bundled ones, else the import string."""
     return _LABELS.get(import_string, import_string)
+
+
+def mounted(app_label: str, mount: str) -> str:
+    """An app named with the path prefix it was checked under (``--mount``,
+    ``ServerInfo.mount``), when that is not the root: ``myproject.wsgi:dispatcher at /api``. The
+    status line, the report, ``compare`` and the pytest plugin name an app so."""
+    return app_label if mount == "/" else f"{app_label} at {mount}"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

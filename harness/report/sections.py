@@ -23,6 +23,7 @@ from harness.report.summary import (
     UNRANKED,
     WEAK_ZEROS_HEAD,
     Context,
+    app_at,
     backend_of,
     evidence_table,
     headline,
@@ -182,7 +183,7 @@ def overview(ctx: Context) -> list[Node]:
     mine = ("mode", "connections", *("users",) * sweep, f"{short} rps", "spread", f"{short} p99 ms")
     headers = (*mine, *twins[: 4 * bool(flask)], "errors", "leaks", *("starved users",) * starved)
     note = (
-        f"The main app ({code(main)}) on {ctx.summary.storage}, one row per server"
+        f"The main app ({app_at(cells[0], code)}) on {ctx.summary.storage}, one row per server"
         f" mode and connection pattern{' and number of virtual users' * sweep}; *errors* and"
         " *leaks* count every app that ran there on that storage."
     )
@@ -253,7 +254,7 @@ def cell_table(cells: Sequence[Cell]) -> Table:
     )
     rows = tuple(
         (
-            *(c.mode, c.app_label, backend_of(c), *(str(c.concurrency),) * sweep),
+            *(c.mode, app_at(c), backend_of(c), *(str(c.concurrency),) * sweep),
             *(_leaks_cell(c.leaks), f"{c.errors:,}"),
             *(f"{c.requests:,}", fmt_rps(c.rps), spread_cell(c.rps_spread, len(c.runs))),
             fmt_runs(c.rps_runs),
@@ -344,7 +345,7 @@ def leaks(ctx: Context) -> list[Node]:
         if c.leaky_requests is not None:
             requests = f"{plural(c.leaky_requests, 'request')} of {c.requests:,}"
         users = [plural(c.concurrency or 0, "user")] * sweep
-        cell = " · ".join([c.mode, app_name(c.app_label), backend_of(c), c.connections, *users])
+        cell = " · ".join([c.mode, app_at(c, app_name), backend_of(c), c.connections, *users])
         out.append(Heading(f"{cell}: {plural(c.leaks, 'leak')} in {requests}", 3))
         if c in ctx.summary.false_leaks and c.expectation is not None:
             text = (
@@ -420,7 +421,7 @@ def errors(ctx: Context) -> list[Node]:
     sweep = swept(ctx.summary.cells)
     rows = tuple(
         (
-            *(c.mode, c.app_label, backend_of(c), c.connections, *(str(c.concurrency),) * sweep),
+            *(c.mode, app_at(c), backend_of(c), c.connections, *(str(c.concurrency),) * sweep),
             *(kind, f"{count:,}"),
         )
         for c in ctx.summary.errored
@@ -433,7 +434,7 @@ def errors(ctx: Context) -> list[Node]:
     out: list[Node] = [Heading("Errors")]
     out += [Table(headers, rows, "llll" + "r" * sweep + "lr")] if rows else []
     for c in ctx.summary.failed:
-        who = f"{c.mode} ({app_name(c.app_label)}, {backend_of(c)}, {pattern_at(c, sweep)})"
+        who = f"{c.mode} ({app_at(c, app_name)}, {backend_of(c)}, {pattern_at(c, sweep)})"
         out.append(Paragraph(f"**{who} ended early:** {literal(c.error or '')}"))
     return out
 
@@ -468,7 +469,7 @@ def server_config(ctx: Context) -> list[Node]:
     for c in ctx.summary.cells:
         if c.server.effective:
             users, _ = groups.setdefault(show_json(c.server.effective), ([], c.server.effective))
-            name = f"{c.mode} ({app_name(c.app_label)}, {backend_of(c)})"
+            name = f"{c.mode} ({app_at(c, app_name)}, {backend_of(c)})"
             users += [name] * (name not in users)
     if not groups:
         return []

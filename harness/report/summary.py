@@ -64,9 +64,20 @@ def beyond_noise(a: float, b: float, spreads: Iterable[float]) -> bool:
     return a > 0 and abs(b - a) / a > max(spreads, default=0.0)
 
 
-def extras(c: Cell) -> list[str]:
-    """A cell's app and backend, each only when it is not the default (core, contextvar)."""
-    return [c.app_label] * (c.app_label != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
+def app_at(c: Cell, show: Callable[[str], str] = str) -> str:
+    """A cell's app, ``show``n (:func:`~harness.report.text.app_name` in a sentence of the
+    report), with the prefix it was checked under when that is not the root
+    (:func:`~harness.report.text.mounted`): one dispatcher's app at ``/api`` and its app at
+    ``/admin`` are other apps, and two cells that differ only there must not read the same. A
+    target's prefix is in its mode already (``target:127.0.0.1:8080/api``)."""
+    return mounted(show(c.app_label), "/" if c.target is not None else c.server.mount)
+
+
+def extras(c: Cell, show: Callable[[str], str] = str) -> list[str]:
+    """A cell's app (:func:`app_at`) and backend, each only when it is not the default (core
+    at the root, contextvar)."""
+    app = app_at(c, show)
+    return [app] * (app != "core") + [c.backend] * (c.backend != DEFAULT_BACKEND)
 
 
 #: What ran for a server ctxbench did not start (``--target``): its context storage, its app and
@@ -101,7 +112,7 @@ def label(c: Cell) -> str:
 def named(c: Cell) -> str:
     """:func:`label` for a sentence of the report: a user's app as code (:func:`app_name`), so
     that Markdown shows its name as it is."""
-    return " · ".join([c.mode, *(app_name(e) if e == c.app_label else e for e in extras(c))])
+    return " · ".join([c.mode, *extras(c, app_name)])
 
 
 #: How a list of cells names each one: :func:`label` on the terminal, :func:`named` in the report.
@@ -832,7 +843,7 @@ def _and(names: Sequence[str]) -> str:
 def _cell_of(c: Cell, sweep: bool) -> str:
     """``waitress (no-reset, keepalive)``: a cell on a deliberately broken backend; in a
     concurrency sweep (``sweep``) with its level (:func:`pattern_at`)."""
-    app = [app_name(c.app_label)] * (c.app_label != "core")
+    app = [app_at(c, app_name)] * (app_at(c) != "core")
     return f"{c.mode} ({', '.join([*app, c.backend, pattern_at(c, sweep)])})"
 
 
@@ -847,7 +858,7 @@ def _list_leaks(cells: Sequence[Cell], sweep: bool) -> str:
         framework, app = leaked_names(c)  # the app's names as code: they may hold any text
         names = f" ({', '.join(framework + list(map(code, app)))})" if framework or app else ""
         backend = [c.backend] * (c.target is None)  # a target's is its own, not known here
-        where = ", ".join([app_name(c.app_label), *backend, pattern_at(c, sweep)])
+        where = ", ".join([app_at(c, app_name), *backend, pattern_at(c, sweep)])
         return f"{c.mode} ({where}): {c.leaks:,}{names}"
 
     return "; ".join(one(c) for c in cells)
@@ -858,7 +869,7 @@ def _list_leaks(cells: Sequence[Cell], sweep: bool) -> str:
 
 def format_summary(run: Run) -> str:
     """The run on a terminal: one row per cell, then up to three pieces of leak evidence."""
-    several = len({(c.app_label, backend_of(c)) for c in run.cells}) > 1
+    several = len({(app_at(c), backend_of(c)) for c in run.cells}) > 1
     sweep = swept(run.cells)
     headers = ("app", "backend") * several + (
         "mode", "connections", *("users",) * sweep, "server", "requests", "rps", "spread",
@@ -866,7 +877,7 @@ def format_summary(run: Run) -> str:
     )  # fmt: skip
     rows = tuple(
         (
-            *(c.app_label, backend_of(c)) * several,
+            *(app_at(c), backend_of(c)) * several,
             *(c.mode, c.connections, *(str(c.concurrency),) * sweep, c.server.summary),
             *(f"{c.requests:,}", fmt_rps(c.rps) + "*" * c.driver_bound + "~" * c.delayed_acks),
             spread_cell(c.rps_spread, len(c.runs), "!"),

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.apps import mounted as mounted  # the report names a mounted app as the CLI does
 from harness.results import SPREAD_WARNING
 
 
@@ -42,12 +43,6 @@ def app_name(app_label: str) -> str:
     """An app's label in a sentence: a bundled app by its name (``core``, ``flask``), a user's
     import string as code, so that Markdown shows ``pkg.__main__:create_app(*a)`` as it is."""
     return app_label if app_label in ("core", "flask") else code(app_label)
-
-
-def mounted(app_label: str, mount: str) -> str:
-    """An app named with the mount it was checked under (``ServerInfo.mount``), when that is not
-    the root: ``myproject.wsgi:dispatcher at /api``."""
-    return app_label if mount == "/" else f"{app_label} at {mount}"
 
 
 def fmt_rps(value: float) -> str:
