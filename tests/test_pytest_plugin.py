@@ -237,6 +237,43 @@ def test_not_ctxbench_deselects_every_test_that_uses_a_fixture(pytester: pytest.
     )
 
 
+def test_the_readme_turns_off_locusts_plugin_that_clashes_with_a_users_suite(
+    pytester: pytest.Pytester,
+) -> None:
+    # locust (the locust extra) brings pytest_locust into every suite of its venv: a `session`
+    # fixture for every test and the options --host and -H. A conftest.py adding its own --host
+    # stopped the session with "ValueError: option names {'--host'} already added", and a test
+    # asking for a `session` nobody defined got locust's HTTP session (gevent-patching the
+    # process) instead of "fixture 'session' not found"; the README said nothing. The
+    # configuration it now gives (README, "Locust in the same venv") ends both.
+    pytest.importorskip("pytest_locust", reason="locust is not installed: no plugin to clash")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Locust in the same venv\n", 1)[1].split("\n#", 1)[0]
+    config = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    pytester.makeconftest(
+        """
+        def pytest_addoption(parser):
+            parser.addoption("--host", default="http://127.0.0.1:5000")
+        """
+    )
+    pytester.makepyfile(
+        test_user="""
+        def test_own_option(request):
+            assert request.config.getoption("--host") == "http://127.0.0.1:5000"
+
+        def test_undefined_session(session):
+            pass
+        """
+    )
+    clash = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert clash.ret != pytest.ExitCode.OK
+    clash.stderr.fnmatch_lines(["*ValueError: option names {'--host'} already added*"])
+    (pytester.path / "pyproject.toml").write_text(config)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'session' not found*"])
+
+
 def test_a_project_with_its_own_harness_package_keeps_it_until_a_fixture_is_used(
     pytester: pytest.Pytester,
 ) -> None:
