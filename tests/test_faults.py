@@ -1228,6 +1228,43 @@ def test_whether_a_backend_can_leak_follows_the_traits_the_server_runs_with() ->
     assert _can_leak(fault, "shared-global", sync.name, threaded, "keepalive")
 
 
+@pytest.mark.parametrize("mode", ["gunicorn-sync", "nginx+gunicorn-sync"])
+def test_which_faults_apply_follows_the_server_as_configured(
+    mode: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 'chaos --modes gunicorn-sync --threads 4 --faults timeout,recycle' judged the timeout cell
+    # by the sync worker's lifecycle and ran it: "not exercised: 2 requests that slept past the
+    # worker timeout were answered" (exit 1). gunicorn runs that as its gthread worker, which
+    # heartbeats while a request runs: the fault cannot happen there.
+    from harness.apps import CORE_APP
+    from harness.faults import runner as chaos_runner
+    from harness.faults.runner import LoadSettings, run_fault_cell
+    from harness.servers import ServerConfig, get_mode
+
+    timeout = FAULTS["timeout"]
+    assert timeout.not_applicable(get_mode(mode).configured(ServerConfig(threads=1))) is None
+    why = timeout.not_applicable(get_mode(mode).configured(ServerConfig(threads=4)))
+    assert why is not None and "gunicorn runs -k sync with 4 threads as its gthread worker" in why
+    assert "never kills it mid-request" in why
+    configured = get_mode(mode).configured(ServerConfig(threads=4))
+    assert configured.traits == get_mode(mode).traits_for(ServerConfig(threads=4))
+    assert get_mode(mode).lifecycle.timeout_args  # the registered mode is left as it was
+
+    def no_server(*args: object, **kw: object) -> t.NoReturn:
+        raise AssertionError("a cell that cannot happen started a server")
+
+    monkeypatch.setattr(chaos_runner, "live_server", no_server)
+    cell = run_fault_cell(timeout, mode, app=CORE_APP, backend="contextvar",
+                          connections="keepalive", load=LoadSettings(threads=4))  # fmt: skip
+    assert (cell.verdict, cell.reason) == ("n/a", why)
+    # Alone, it is nothing to run: a usage error before any server starts, not an empty run.
+    if mode == "gunicorn-sync":
+        argv = ["chaos", "--modes", mode, "--threads", "4", "--faults", "timeout"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "nothing to run: timeout cannot happen under gunicorn-sync (gunicorn runs" in err
+
+
 def test_a_soak_writes_what_it_sampled_as_it_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

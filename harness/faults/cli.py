@@ -24,7 +24,7 @@ from harness.cli import (
     _server_args,
 )
 from harness.errors import UsageError
-from harness.preflight import check_backend, checked
+from harness.preflight import check_backend, checked, server_config
 from harness.protocol import DEFAULT_BACKEND
 from harness.servers._supervised import DEFAULT_WORKERS
 from harness.settings import ChaosSettings, RunSettings, check_unique
@@ -191,7 +191,10 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         warmup=0.0,
     )
     settings = checked(settings)  # unknown or unavailable modes fail before anything starts
-    why_not = [f.not_applicable(get_mode(m)) for f in faults for m in settings.modes]
+    cfg = server_config(settings, app, backends[0])  # the modes as they will run
+    why_not = [
+        f.not_applicable(get_mode(m).configured(cfg)) for f in faults for m in settings.modes
+    ]
     if all(why_not):  # every cell would be n/a: nothing would run, and the exit status says 0
         raise UsageError(
             f"nothing to run: {', '.join(names)} cannot happen under {', '.join(settings.modes)}"

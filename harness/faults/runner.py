@@ -30,7 +30,7 @@ from harness.protocol import probe_path
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.runner import aimed_at
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
-from harness.servers.base import ModeTraits
+from harness.servers.base import ModeTraits, ServerConfig
 from harness.settings import ChaosSettings, RunSettings
 
 from .base import Fault, worker_pids
@@ -113,7 +113,8 @@ def _can_leak(fault: Fault, backend: str, mode: str, traits: ModeTraits, connect
 
 
 def _kept_alive(mode: ServerMode, connections: str) -> bool:
-    """Whether the load's connections to the server carry more than one request: kept-alive
+    """Whether the load's connections to the server of ``mode`` (as configured:
+    :meth:`~harness.servers.base.ServerMode.configured`) carry more than one request: kept-alive
     ones, or behind a proxy, the proxy's upstream connections."""
     traits = mode.traits
     if traits.proxy is not None:
@@ -221,7 +222,11 @@ def run_fault_cell(
     """Run ``fault`` against ``mode`` serving ``app`` on ``backend``; return the judged cell."""
     settings = settings or ChaosSettings()
     load = load or LoadSettings()
-    server_mode = get_mode(mode)
+    cfg = ServerConfig(app=app, backend=backend, workers=load.workers, threads=load.threads,
+                       mount=load.mount)  # fmt: skip
+    # The mode as this server runs: gunicorn-sync with --threads 4 is gunicorn's gthread worker,
+    # where the timeout fault cannot happen; the defaults judged it by the sync worker's.
+    server_mode = get_mode(mode).configured(cfg)
 
     def cell(**fields: t.Any) -> FaultCell:
         return FaultCell(fault=fault.name, mode=mode, app=app, backend=backend,
@@ -238,11 +243,7 @@ def run_fault_cell(
     per_connection = _requests_per_connection(server_mode, connections, load, settings)
     with live_server(
         mode,
-        app=app,
-        backend=backend,
-        workers=load.workers,
-        threads=load.threads,
-        mount=load.mount,
+        cfg,
         extra_args=fault.server_args(server_mode, settings, requests_per_connection=per_connection),
         log_dir=log_dir,
     ) as server:

@@ -37,6 +37,7 @@ from harness.servers.base import (
     MODES,
     PROXY_SEPARATOR,
     Availability,
+    Lifecycle,
     LiveServer,
     ModeTraits,
     ProxyTraits,
@@ -153,6 +154,9 @@ class ProxiedMode(ServerMode):
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         return self._in_front(self.upstream.traits_for(cfg))
+
+    def lifecycle_for(self, cfg: ServerConfig) -> Lifecycle:
+        return self.upstream.lifecycle_for(cfg)
 
     def check_args(self, cfg: ServerConfig) -> None:
         self.upstream.check_args(cfg)  # the server arguments go to the server behind

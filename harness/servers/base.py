@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import argparse
 import contextlib
+import copy
 import dataclasses
 import importlib.util
 import io
@@ -389,6 +390,22 @@ class ServerMode(abc.ABC):
         """The traits of this mode run with ``cfg``; override where server arguments change them
         (gunicorn ``--preload``, uWSGI ``--gevent-monkey-patch``)."""
         return self.traits
+
+    def lifecycle_for(self, cfg: ServerConfig) -> Lifecycle:
+        """What the supervisor does with the workers of this mode run with ``cfg``; override
+        where options change it (gunicorn-sync with ``--threads 4`` is gunicorn's gthread
+        worker, whose timeout never kills a request)."""
+        return self.lifecycle
+
+    def configured(self, cfg: ServerConfig) -> ServerMode:
+        """This mode as it runs with ``cfg``: a copy whose ``traits`` and ``lifecycle`` are
+        :meth:`traits_for` and :meth:`lifecycle_for` of ``cfg``. Judge a server by it before it
+        starts (which faults apply, what they explain): the class's are the defaults'."""
+        rv = copy.copy(self)
+        # Instance attributes shadow the class-level declarations, as in ProxiedMode.
+        rv.traits = self.traits_for(cfg)  # type: ignore[misc]
+        rv.lifecycle = self.lifecycle_for(cfg)  # type: ignore[misc]
+        return rv
 
     #: The server's own options that set where it listens: ctxbench sets them (127.0.0.1, a
     #: port it picks or serve's --port), and a server argument naming one is refused.

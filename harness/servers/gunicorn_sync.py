@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from harness.servers._gunicorn import GTHREAD_TRAITS, LIFECYCLE, GunicornMode
-from harness.servers.base import ModeTraits, ServerConfig, register
+from harness.servers.base import Lifecycle, ModeTraits, ServerConfig, register
 
 
 @register
@@ -32,3 +32,16 @@ class GunicornSync(GunicornMode):
         if self.threads(cfg) > 1:
             return GTHREAD_TRAITS
         return super().traits_for(cfg)
+
+    def lifecycle_for(self, cfg: ServerConfig) -> Lifecycle:
+        # The gthread worker heartbeats while a request runs: the timeout fault cannot happen
+        # there ('chaos --modes gunicorn-sync --threads 4' called it "not exercised", a failure).
+        threads = self.threads(cfg)
+        if threads > 1:
+            why = (
+                f"gunicorn runs -k sync with {threads} threads as its gthread worker, whose main"
+                " loop keeps heartbeating while a request runs on a pool thread, so --timeout"
+                " never kills it mid-request"
+            )
+            return dataclasses.replace(LIFECYCLE, notes={**LIFECYCLE.notes, "timeout": why})
+        return super().lifecycle_for(cfg)
