@@ -19,21 +19,31 @@ Per proxy (what they break, and nothing else):
 
 Lifecycle mutants (the bugs of Flask #1528 / PR #1822, reproduced on core). They leak only after a
 request *fails*, so they are driven with the probe's phase failures (``fail=<phase>``,
-:data:`Control.fail_phase`):
+:data:`Control.fail_phase`). Whether a failure leaves a context behind depends on where it
+happens; each mutant declares, per phase of :data:`~harness.protocol.FAIL_PHASES`, what a failure
+there leaves pushed (:meth:`Control.leak_after`), read from its patch below against
+``core.App.wsgi_app`` and ``RequestContext.pop``. A failure anywhere else is handled as on the
+correct core: a session, hook or view error is answered with a 500 inside ``wsgi_app``'s ``try``,
+a teardown error is logged after the response, and the contexts are popped in its ``finally``.
 
 ``pop-skipped-on-session-error``
     ``wsgi_app`` opens the session eagerly right after the push and outside its ``try`` (as Flask
     < 1.0's ``RequestContext.push`` did); when ``open_session`` raises, the pop is skipped and
     the context stays current in the thread or greenlet. The error escapes the app, so the
-    server closes that connection: it shows where a thread outlives its connection.
+    server closes that connection: it shows where a thread outlives its connection. Only a
+    ``session`` failure does it: everything after the session is inside the ``try``.
 ``teardown-skips-pop``
     The teardown loop stops at the first raise and the raise skips the pops; the core logs the
     teardown error and answers, so the stale context shows on the next request of the same
-    thread or greenlet, keep-alive connections included.
+    thread or greenlet, keep-alive connections included. A ``teardown_request`` failure skips
+    both pops (the request and the app context stay); a ``teardown_appcontext`` failure comes
+    after the request context was popped and skips the app context's pop alone, which shows
+    only as the app context a later request finds on entry (it pushes a fresh one over it).
 ``before-first-request-race``
     ``before_first_request`` guarded by an unlocked check-then-set: the first requests of a
     worker that overlap all run it. The probe counts the runs per process. A chance leak: it
-    needs a worker's first requests to overlap.
+    needs a worker's first requests to overlap. Failed requests change nothing: the guard runs
+    before any phase that can fail, and a failure is handled as on the correct core.
 
 Each control is installed by name through :mod:`harness.wsgi`, like a backend (``--backend
 shared-app-slot``), in the server process before the app is imported. :func:`install` returns
@@ -46,24 +56,44 @@ from __future__ import annotations
 import sys
 import threading
 import typing as t
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from core import storage as core_storage
 from core.storage import ContextStorage
 from harness.backends import SharedGlobalSlot, clear
-from harness.expectations import Expectation, LeakTraits, derive_leak
+from harness.expectations import Expectation, LeakTraits, derive_leak, situation
 from harness.load.spec import ConnectionPattern
+from harness.protocol import FAIL_PHASES
 from harness.servers.base import ModeTraits
 
-__all__ = ["CONTROLS", "Control", "expectation", "install", "installed", "restore"]
+__all__ = ["CONTROLS", "Control", "PhaseLeak", "expectation", "install", "installed", "restore"]
 
 Undo = Callable[[], None]
 
 
 @dataclass(frozen=True)
+class PhaseLeak:
+    """What a request that fails at one phase leaves behind under a lifecycle control."""
+
+    #: What stays pushed in the thread or greenlet that served it, in words.
+    leaves: str
+    #: Where that can show, derived like a backend's (:func:`harness.expectations.derive_leak`).
+    traits: LeakTraits
+    #: The observation names it can break (anything else must stay right).
+    breaks: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Control:
-    """One negative control: how to install it, where it can leak and what it breaks."""
+    """One negative control: how to install it, where it can leak and what it breaks.
+
+    A control with a ``fail_phase`` leaks only after a request fails: ``traits`` and ``breaks``
+    are then those of a failure at ``fail_phase`` (the phase it is driven at), ``leaves`` what
+    that failure leaves pushed, and ``also_leaks_at`` the other phases at which a failure leaves
+    something behind. A failure at any other phase of :data:`~harness.protocol.FAIL_PHASES` is
+    handled and popped as on the correct core (:meth:`leak_after` returns ``None``).
+    """
 
     name: str
     summary: str
@@ -75,6 +105,39 @@ class Control:
     breaks: frozenset[str]
     #: The probe phase at which requests must fail for it to leak (``None``: no failures needed).
     fail_phase: str | None = None
+    #: What a failure at ``fail_phase`` leaves pushed, in words.
+    leaves: str = ""
+    #: Other phases at which a failed request leaves something behind, each with its leak.
+    also_leaks_at: Mapping[str, PhaseLeak] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        phases = [] if self.fail_phase is None else [self.fail_phase, *self.also_leaks_at]
+        unknown = [p for p in phases if p not in FAIL_PHASES]
+        if unknown or (self.fail_phase is None and self.also_leaks_at):
+            raise ValueError(
+                f"Control {self.name!r}: the phases it leaks after a failure at must be a"
+                f" fail_phase and other phases of {', '.join(FAIL_PHASES)}; got fail_phase"
+                f" {self.fail_phase!r} and also_leaks_at {list(self.also_leaks_at)!r}."
+            )
+        if self.fail_phase is not None and (
+            not self.leaves or self.fail_phase in self.also_leaks_at
+        ):
+            raise ValueError(
+                f"Control {self.name!r}: say what a failure at {self.fail_phase!r} leaves pushed"
+                " (leaves=) and list only the other phases in also_leaks_at."
+            )
+
+    @property
+    def leak_phases(self) -> tuple[str, ...]:
+        """The phases at which a failed request leaves something behind (empty: it needs none)."""
+        return () if self.fail_phase is None else (self.fail_phase, *self.also_leaks_at)
+
+    def leak_after(self, phase: str) -> PhaseLeak | None:
+        """What a request that fails at ``phase`` leaves behind (``None``: nothing, it is
+        handled and popped normally). Only for a control with a ``fail_phase``."""
+        if phase == self.fail_phase:
+            return PhaseLeak(self.leaves, self.traits, self.breaks)
+        return self.also_leaks_at.get(phase)
 
 
 def _patched(*replacements: tuple[t.Any, str, t.Any]) -> Undo:
@@ -248,6 +311,7 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 LeakTraits(scope="context", resets=False, error_escapes=True),
                 _STALE_CONTEXT_NAMES,
                 fail_phase="session",
+                leaves="the request and app contexts",
             ),
             _pop_skipped_on_session_error,
         ),
@@ -259,6 +323,16 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
                 LeakTraits(scope="context", resets=False),
                 _STALE_CONTEXT_NAMES,
                 fail_phase="teardown_request",
+                leaves="the request and app contexts",
+                also_leaks_at={
+                    # The request context was popped before the app context's teardown ran:
+                    # only the app context stays, under the fresh one every request pushes.
+                    "teardown_appcontext": PhaseLeak(
+                        "the app context",
+                        LeakTraits(scope="context", resets=False),
+                        frozenset({"residue.app_context"}),
+                    ),
+                },
             ),
             _teardown_skips_pop,
         ),
@@ -281,14 +355,61 @@ CONTROLS: dict[str, tuple[Control, Callable[[], Undo]]] = {
 }
 
 
-def expectation(
-    name: str, mode: str, mode_traits: ModeTraits, connections: ConnectionPattern
-) -> Expectation:
-    """Whether the control ``name`` can leak under ``mode`` and ``connections``, and why.
+#: How the core handles a failure at each phase when nothing skips the pop.
+_HANDLED = {
+    "session": "answered with a 500 inside wsgi_app's try",
+    "before_request": "answered with a 500 inside wsgi_app's try",
+    "view": "answered with a 500 inside wsgi_app's try",
+    "after_request": "answered with a 500 inside wsgi_app's try",
+    "teardown_request": "logged after the response",
+    "teardown_appcontext": "logged after the response",
+}
 
-    Derived from its traits exactly as a backend's (:func:`harness.expectations.derive_leak`).
+
+def expectation(
+    name: str,
+    mode: str,
+    mode_traits: ModeTraits,
+    connections: ConnectionPattern,
+    fail_phase: str | None = None,
+) -> Expectation:
+    """Whether the control ``name`` can leak under ``mode`` and ``connections`` when the requests
+    made to fail raise at ``fail_phase`` (``None``: none is made to fail), and why.
+
+    A control that needs no failed request leaks where its traits say, whatever fails: derived
+    exactly as a backend's (:func:`harness.expectations.derive_leak`). A lifecycle control that
+    leaks only after a failure is derived from the leak a failure at ``fail_phase`` leaves
+    (:meth:`Control.leak_after`); with no failure, or one at a phase that leaves nothing behind,
+    it cannot leak. An unknown ``fail_phase`` raises ``ValueError``.
     """
-    return derive_leak(name, CONTROLS[name][0].traits, mode, mode_traits, connections)
+    control = CONTROLS[name][0]
+    if fail_phase is not None and fail_phase not in FAIL_PHASES:
+        raise ValueError(
+            f"Unknown fail phase {fail_phase!r}: a request can be made to fail at"
+            f" {', '.join(FAIL_PHASES)}."
+        )
+    if control.fail_phase is None:
+        return derive_leak(name, control.traits, mode, mode_traits, connections)
+    s = situation(mode_traits, connections)
+    if not s.applicable:
+        return Expectation(name, mode, connections, False, s.applicable_why, applicable=False)
+    where = " or ".join(control.leak_phases)
+    leak = None if fail_phase is None else control.leak_after(fail_phase)
+    if fail_phase is None:
+        reason = (
+            f"It leaves a context behind only after a request fails at {where}, and no request"
+            f" was made to (--fail-phase {where})"
+        )
+        return Expectation(name, mode, connections, False, reason)
+    if leak is None:
+        reason = (
+            f"A failure at {fail_phase} is {_HANDLED[fail_phase]}, and its contexts are popped"
+            f" as on the correct core: only a failure at {where} leaves one behind"
+        )
+        return Expectation(name, mode, connections, False, reason)
+    cell = derive_leak(name, leak.traits, mode, mode_traits, connections)
+    how = cell.reason[:1].lower() + cell.reason[1:]
+    return replace(cell, reason=f"A failure at {fail_phase} leaves {leak.leaves} pushed; {how}")
 
 
 _installed: list[tuple[str, Undo]] = []

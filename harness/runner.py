@@ -203,10 +203,9 @@ def expectation_for(
     the traits carry it, and the model reads the connections the proxy makes (as
     ``scenarios/test_mutants.py`` does for the proxied modes). A storage backend leaks on every
     request, so a run's ``fail_phase`` changes nothing for it; a lifecycle control leaks only
-    after a request fails at its phase, a failure whose escaping error narrows where
-    (:func:`harness.expectations.derive_leak`, as ``scenarios/test_control_leaks.py`` drives
-    it): with no ``fail_phase`` it cannot leak; with another phase than its own the model does
-    not know, and the cell records ``None``.
+    after a request fails at a phase that leaves a context behind, and the model says for every
+    phase (:func:`harness.controls.expectation`, as ``scenarios/test_control_leaks.py`` drives
+    it): with no ``fail_phase``, or one that is handled and popped normally, it cannot leak.
     """
     if backend == DEFAULT_BACKEND:
         return None
@@ -219,16 +218,7 @@ def expectation_for(
 
         if backend not in CONTROLS:
             return None
-        phase = CONTROLS[backend][0].fail_phase
-        if phase is not None and fail_phase is None:
-            return results.LeakExpectation(
-                False,
-                f"It leaves a context behind only after a request fails at {phase}, and no"
-                f" request was made to (--fail-phase {phase})",
-            )
-        if phase is not None and fail_phase != phase:
-            return None
-        cell = expectation(backend, mode, traits, pattern)
+        cell = expectation(backend, mode, traits, pattern, fail_phase)
     if not cell.applicable:  # never measured
         return None
     return results.LeakExpectation(cell.can_leak, cell.reason, cell.chance)

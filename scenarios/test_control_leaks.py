@@ -75,7 +75,7 @@ def test_control_leaks_where_it_can_through_what_it_breaks(
     record_property: t.Callable[[str, object], None],
 ) -> None:
     control = CONTROLS[name][0]
-    cell = expectation(name, mode, MODES[mode].traits, connections)
+    cell = expectation(name, mode, MODES[mode].traits, connections, control.fail_phase)
     server = shared_server(mode, app=CORE_APP, backend=name)
     fail = {"fail_phase": control.fail_phase, "fail_fraction": FAIL_FRACTION}
 

@@ -11,10 +11,10 @@ import pytest
 import core
 from harness import backends, controls
 from harness.controls import CONTROLS
-from harness.expectations import derive_table
+from harness.expectations import LeakTraits, derive_table
 from harness.probe import install_probe
 from harness.probe.state import InjectedFailure
-from harness.protocol import PROBE_PATH
+from harness.protocol import FAIL_PHASES, PROBE_PATH
 from harness.verdict import Evidence, check_probe_response
 
 
@@ -129,14 +129,12 @@ def in_one_thread(fn: t.Callable[[], t.Any]) -> t.Any:
     return value
 
 
-@pytest.mark.parametrize(
-    ("name", "phase"),
-    [("pop-skipped-on-session-error", "session"), ("teardown-skips-pop", "teardown_request")],
-)
-def test_lifecycle_mutant_leaves_the_failed_request_behind(name: str, phase: str) -> None:
-    control = controls.install(name)
-    assert control.fail_phase == phase
-    app = probe_app()
+LIFECYCLE = [name for name, (control, _) in CONTROLS.items() if control.kind == "lifecycle"]
+
+
+def fail_between_two(app: t.Any, phase: str) -> tuple[list[Evidence], bool, list[Evidence]]:
+    """In one new thread: a probe request, one made to fail at ``phase``, and one after it.
+    Return the first's evidence, whether the failure escaped the app, and the last's evidence."""
 
     def three_requests() -> tuple[list[Evidence], bool, list[Evidence]]:
         before = get(app, "before")
@@ -147,15 +145,54 @@ def test_lifecycle_mutant_leaves_the_failed_request_behind(name: str, phase: str
             escaped = True  # the error reached the server
         return before, escaped, get(app, "after")
 
-    before, escaped, evidence = in_one_thread(three_requests)
+    rv: tuple[list[Evidence], bool, list[Evidence]] = in_one_thread(three_requests)
+    return rv
+
+
+@pytest.mark.parametrize("phase", FAIL_PHASES)
+@pytest.mark.parametrize("name", LIFECYCLE)
+def test_a_failure_leaves_behind_what_the_control_declares_for_its_phase(
+    name: str, phase: str
+) -> None:
+    # One thread serves the three requests, as a pool thread or a worker's main thread does:
+    # whatever the failure leaves pushed, the next request finds on entry.
+    control = controls.install(name)
+    leak = None if control.fail_phase is None else control.leak_after(phase)
+
+    before, escaped, evidence = fail_between_two(probe_app(), phase)
+
     assert before == []
-    assert escaped == control.traits.error_escapes
+    if leak is None:
+        assert (escaped, evidence) == (False, [])
+        return
+    assert escaped == leak.traits.error_escapes
+    names = {e.name for e in evidence}
+    assert names and names <= leak.breaks, evidence
+    # the failed request's own context (its g is empty when it failed before the probe's hook)
+    assert "failed" in {e.seen for e in evidence if e.phase == "entry"} <= {"failed", "<active>"}
+
+
+@pytest.mark.parametrize(
+    ("name", "phase", "seen_names"),
+    [
+        ("pop-skipped-on-session-error", "session", {"residue.request_context"}),
+        ("teardown-skips-pop", "teardown_request", {"residue.request_context"}),
+        ("teardown-skips-pop", "teardown_appcontext", {"residue.app_context"}),
+    ],
+)
+def test_lifecycle_mutant_leaves_the_failed_request_behind(
+    name: str, phase: str, seen_names: set[str]
+) -> None:
+    control = controls.install(name)
+    assert phase in control.leak_phases
+
+    _, _, evidence = fail_between_two(probe_app(), phase)
+
     found = {(e.phase, e.name): e.seen for e in evidence}
-    assert found[("entry", "residue.request_context")] == "failed"
-    assert {e.name for e in evidence} <= control.breaks
+    assert {found[("entry", n)] for n in seen_names} == {"failed"}, evidence
 
 
-@pytest.mark.parametrize("phase", ["session", "teardown_request", "view"])
+@pytest.mark.parametrize("phase", FAIL_PHASES)
 def test_correct_core_cleans_up_after_the_same_failures(phase: str) -> None:
     app = probe_app()
     app.test_client().get(f"{PROBE_PATH}?token=failed&fail={phase}")
@@ -216,13 +253,83 @@ def test_expectations_follow_the_traits() -> None:
         for connections in ("keepalive", "fresh"):
             cell = controls.expectation("shared-app-slot", mode, traits, connections)
             assert cell.can_leak == table["shared-global", mode, connections].can_leak
-            cell = controls.expectation("teardown-skips-pop", mode, traits, connections)
+            cell = controls.expectation(
+                "teardown-skips-pop", mode, traits, connections, "teardown_request"
+            )
             assert cell.can_leak == table["no-reset", mode, connections].can_leak
     # An escaping error closes the connection: a greenlet per connection serves nothing after.
     gevent = modes["gunicorn-gevent"]
     assert not controls.expectation(
-        "pop-skipped-on-session-error", "gunicorn-gevent", gevent, "keepalive"
+        "pop-skipped-on-session-error", "gunicorn-gevent", gevent, "keepalive", "session"
     ).can_leak
     assert controls.expectation(
-        "pop-skipped-on-session-error", "gunicorn-gthread", modes["gunicorn-gthread"], "fresh"
+        "pop-skipped-on-session-error",
+        "gunicorn-gthread",
+        modes["gunicorn-gthread"],
+        "fresh",
+        "session",
     ).can_leak
+
+
+def test_every_lifecycle_cell_has_a_verdict_for_every_fail_phase() -> None:
+    # Run with another --fail-phase than a control's own, the model said nothing at all
+    # (runner.expectation_for recorded None): teardown-skips-pop at teardown_appcontext leaves
+    # the app context behind, a leak neither expected nor judged.
+    from harness.expectations import registered_mode_traits
+
+    table = derive_table()
+    for mode, traits in registered_mode_traits().items():
+        for connections in ("keepalive", "fresh"):
+            for phase in FAIL_PHASES:
+                td = controls.expectation("teardown-skips-pop", mode, traits, connections, phase)
+                if not td.applicable:
+                    continue
+                leaves = phase in ("teardown_request", "teardown_appcontext")
+                # the stale context is the no-reset backend's leak
+                no_reset = table["no-reset", mode, connections]
+                assert td.can_leak == (leaves and no_reset.can_leak), (mode, phase, td)
+                pop = controls.expectation(
+                    "pop-skipped-on-session-error", mode, traits, connections, phase
+                )
+                session = controls.expectation(
+                    "pop-skipped-on-session-error", mode, traits, connections, "session"
+                )
+                assert pop.can_leak == (phase == "session" and session.can_leak)
+                race = controls.expectation(
+                    "before-first-request-race", mode, traits, connections, phase
+                )
+                assert race == controls.expectation(
+                    "before-first-request-race", mode, traits, connections
+                )
+
+    gthread = registered_mode_traits()["gunicorn-gthread"]
+    cell = controls.expectation(
+        "teardown-skips-pop", "gunicorn-gthread", gthread, "keepalive", "teardown_appcontext"
+    )
+    assert cell.can_leak
+    assert cell.reason.startswith("A failure at teardown_appcontext leaves the app context pushed;")
+    cell = controls.expectation(
+        "teardown-skips-pop", "gunicorn-gthread", gthread, "keepalive", "view"
+    )
+    assert not cell.can_leak
+    assert cell.reason == (
+        "A failure at view is answered with a 500 inside wsgi_app's try, and its contexts are"
+        " popped as on the correct core: only a failure at teardown_request or"
+        " teardown_appcontext leaves one behind"
+    )
+    cell = controls.expectation("teardown-skips-pop", "gunicorn-gthread", gthread, "keepalive")
+    assert not cell.can_leak
+    assert "(--fail-phase teardown_request or teardown_appcontext)" in cell.reason
+    with pytest.raises(ValueError, match="Unknown fail phase 'lunch'"):
+        controls.expectation("teardown-skips-pop", "gunicorn-gthread", gthread, "fresh", "lunch")
+
+
+def test_a_control_declares_its_phases_consistently() -> None:
+    traits = LeakTraits(scope="context", resets=False)
+    leak = controls.PhaseLeak("the app context", traits, frozenset({"residue.app_context"}))
+    with pytest.raises(ValueError, match="got fail_phase 'lunch'"):
+        controls.Control("x", "", "lifecycle", traits, frozenset(), "lunch", "the contexts")
+    with pytest.raises(ValueError, match="also_leaks_at \\['view'\\]"):
+        controls.Control("x", "", "lifecycle", traits, frozenset(), also_leaks_at={"view": leak})
+    with pytest.raises(ValueError, match="say what a failure at 'view' leaves pushed"):
+        controls.Control("x", "", "lifecycle", traits, frozenset(), "view")

@@ -402,13 +402,24 @@ def test_each_cell_of_a_broken_backend_records_what_the_model_says_of_it(tmp_pat
     assert one_at_a_time.reason.startswith("Each worker process serves one request at a time")
     leaky = expectation_for("shared-global", "gunicorn-sync", threaded, "fresh")
     assert leaky is not None and leaky.can_leak
-    # --fail-phase: at the control's own phase the model derives it; at another it cannot say
+    # --fail-phase: the model says for every phase whether a failure there leaves a context
+    # behind (it said nothing, None, at any other phase than the control's own)
     gevent = get_mode("gunicorn-gevent").traits
     own = expectation_for("teardown-skips-pop", "gunicorn-gevent", gevent, "keepalive",
                           "teardown_request")  # fmt: skip
-    assert own == keepalive
+    assert own is not None and (own.can_leak, own.chance) == (True, None)
+    assert own.reason == (
+        "A failure at teardown_request leaves the request and app contexts pushed; one greenlet"
+        " serves every request of its keep-alive connection in turn, and sees what the previous"
+        " request left set"
+    )
     other = expectation_for("teardown-skips-pop", "gunicorn-gevent", gevent, "keepalive", "view")
-    assert other is None
+    assert other is not None and not other.can_leak
+    assert other.reason.startswith("A failure at view is answered with a 500")
+    app_ctx = expectation_for("teardown-skips-pop", "gunicorn-gevent", gevent, "keepalive",
+                              "teardown_appcontext")  # fmt: skip
+    assert app_ctx is not None and app_ctx.can_leak
+    assert app_ctx.reason.startswith("A failure at teardown_appcontext leaves the app context")
     # a chance leak says so
     gthread = get_mode("gunicorn-gthread").traits
     race = expectation_for("before-first-request-race", "gunicorn-gthread", gthread, "keepalive")

@@ -26,7 +26,7 @@ from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.preflight import checked
-from harness.protocol import probe_path
+from harness.protocol import FAIL_PHASES, probe_path
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.runner import aimed_at
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
@@ -101,15 +101,18 @@ def _can_leak(fault: Fault, backend: str, mode: str, traits: ModeTraits, connect
     configured: gunicorn-sync with ``--threads 4`` is gunicorn's gthread worker), from
     :mod:`harness.expectations`.
 
-    A negative control of :mod:`harness.controls` breaks only when a request fails at a phase,
-    so it can leak only under a fault that makes requests fail (``hook-error``).
+    A lifecycle control of :mod:`harness.controls` breaks only when a request fails at a phase,
+    so it can leak only under a fault that makes requests fail (``hook-error``, which fails
+    them at every phase in turn), where a failure at one of them can.
     """
     pattern = t.cast(t.Any, connections)
     if backend in BACKEND_TRAITS:
         return derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, pattern).can_leak
     from harness.controls import expectation
 
-    return fault.name == "hook-error" and expectation(backend, mode, traits, pattern).can_leak
+    return fault.name == "hook-error" and any(
+        expectation(backend, mode, traits, pattern, phase).can_leak for phase in FAIL_PHASES
+    )
 
 
 def _kept_alive(mode: ServerMode, connections: str) -> bool:
