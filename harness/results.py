@@ -272,6 +272,11 @@ class ServerConnections:
     kept_alive_holds_unit: bool
     #: The reverse proxy in front of the server (``nginx-keepalive``), else ``None``.
     proxy: str | None = None
+    #: The most connections the server serves at once, holding each kept-alive one until the
+    #: other end closes it (gunicorn's gevent worker and eventlet: ``--worker-connections``;
+    #: waitress: its connection limit; :attr:`harness.servers.base.ModeTraits.connection_limit`),
+    #: all its processes together; ``None`` where nothing so bounds them, or not recorded.
+    connection_limit: int | None = None
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,7 @@ def server_connections_for(
         pattern=pattern if traits.keepalive else "fresh",
         kept_alive_holds_unit=get_mode(mode).lifecycle.kept_alive_holds_unit,
         proxy=traits.proxy.name if traits.proxy is not None else None,
+        connection_limit=traits.connection_limit,
     )
 
 

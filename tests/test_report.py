@@ -1183,6 +1183,35 @@ def test_the_starved_advice_fits_the_mode_that_starved(
     assert causes_said(starved_cell(mode, connections, held, doc=True)) == [[cause], [cause]]
 
 
+@pytest.mark.parametrize(
+    ("mode", "connections", "worker_connections", "cause"),
+    [
+        # 2 workers x 4 greenlets hold 8 connections: 8 of 16 users waited the run out.
+        pytest.param("gunicorn-gevent", "keepalive", 4, "limit", id="gunicorn-gevent"),
+        pytest.param("gunicorn-gevent", "keepalive", 8, "turns", id="gunicorn-gevent-room"),
+        pytest.param("eventlet", "keepalive", 4, "limit", id="eventlet"),
+        # waitress's limit counts its listening socket and wake-up pipe: 6 holds 4 connections.
+        pytest.param("waitress", "keepalive", 6, "limit", id="waitress"),
+        pytest.param("waitress", "keepalive", 18, "turns", id="waitress-room"),
+        pytest.param("waitress", "fresh", 6, "fresh", id="waitress-fresh"),
+        pytest.param("nginx-keepalive+gunicorn-gevent", "fresh", 6, "limit", id="proxy-keepalive"),
+    ],
+)  # fmt: skip
+def test_the_starved_advice_names_a_connection_limit_the_users_outnumbered(
+    mode: str, connections: str, worker_connections: int, cause: str
+) -> None:
+    # run --modes gunicorn-gevent,eventlet,waitress --worker-connections 4: 8, 12 and 12 of 16
+    # keep-alive users starved, exactly those the servers had no room for, and the advice was
+    # to rerun on a quieter machine (a server that gives every connection its turn).
+    from harness.runner import server_connections_for
+    from harness.servers import get_mode
+    from harness.servers.base import ServerConfig
+
+    traits = get_mode(mode).traits_for(ServerConfig(worker_connections=worker_connections))
+    held = server_connections_for(mode, traits, connections)
+    assert causes_said(starved_cell(mode, connections, held, doc=True)) == [[cause], [cause]]
+
+
 @pytest.mark.parametrize("connections", ["keepalive", "fresh"])
 def test_a_document_that_did_not_record_its_server_s_connections_gets_the_pattern_s_advice(
     connections: str,

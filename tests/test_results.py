@@ -209,7 +209,11 @@ def test_what_a_server_did_with_its_connections_is_recorded_and_older_documents_
     doc = run.replace(cells=(measured,)).to_json()
     assert doc["cells"][0]["server"]["connections"] == {
         "pattern": "keepalive", "kept_alive_holds_unit": True, "proxy": "nginx",
+        "connection_limit": None,
     }  # fmt: skip
+    assert Run.from_json(doc).cells[0] == measured
+    # one written before the connection limit was recorded: read as not known
+    del doc["cells"][0]["server"]["connections"]["connection_limit"]
     assert Run.from_json(doc).cells[0] == measured
     # a document written before it was recorded: no "connections" key, read as not known
     doc = _v2(run)

@@ -101,6 +101,16 @@ STARVED_CAUSES = {
         " server's listen backlog (gunicorn --backlog, a socketserver's request_queue_size) or"
         " run fewer users"
     ),
+    # The server holds each kept-alive connection while it is open, and holds at most so many
+    # (a pool of greenlets, a connection limit): the users outnumber them.
+    "limit": (
+        "With keep-alive, a server that serves at most so many connections at once and keeps"
+        " each until the other end closes it does this when the connections outnumber them"
+        " (gunicorn's gevent worker and eventlet: --worker-connections per worker process;"
+        " waitress: --worker-connections, its --connection-limit, of which its own listening"
+        " socket and wake-up pipe take 2): give the server room for every user's connection"
+        " (a higher --worker-connections), or run fewer users"
+    ),
     # Behind a proxy that keeps its upstream connections alive, the same server holds them.
     "proxy-keepalive": (
         "Behind a proxy that keeps its upstream connections alive, a server that keeps a"

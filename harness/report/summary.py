@@ -756,7 +756,8 @@ def starved_cause(c: Cell) -> str:
     """The likely cause, a key of :data:`~harness.load.fairness.STARVED_CAUSES`, of the users
     ``c``'s server starved, from what the run recorded of its server
     (:attr:`~harness.results.ServerInfo.connections`): the connections its server process saw
-    (behind a proxy, the proxy's), and whether a kept-alive connection held its execution unit.
+    (behind a proxy, the proxy's), whether a kept-alive connection held its execution unit, and
+    how many such connections it served at once, when it bounds them.
     A cell without them (a ``--target``'s, or one written before they were recorded) gets its
     connection pattern's."""
     seen = c.server.connections
@@ -764,6 +765,9 @@ def starved_cause(c: Cell) -> str:
         return c.connections
     if seen.pattern == "fresh":
         return "fresh"
+    # The server sees a connection per user, or behind a proxy at most one per user.
+    if seen.connection_limit is not None and (c.concurrency or 0) > seen.connection_limit:
+        return "limit"
     if not seen.kept_alive_holds_unit:
         return "turns"
     return "proxy-keepalive" if seen.proxy is not None else "keepalive"

@@ -93,6 +93,8 @@ class GunicornMode(SupervisedMode):
         if traits.unit == "greenlet-per-connection":
             why = "one connection at a time per worker"
             given = connections_given(cfg, "--worker-connections", DEFAULT_WORKER_CONNECTIONS)
+            # A pool of that many greenlets per worker, each holding its connection while open.
+            traits = replace(traits, connection_limit=given * self.workers(cfg))
             return one_at_a_time(traits, given, why)
         return traits
 

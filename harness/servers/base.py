@@ -252,6 +252,13 @@ class ModeTraits:
     #: process, whatever the unit; ``None``: they overlap as the unit says. Set by
     #: :meth:`ServerMode.traits_for` from what the server is told (:func:`one_at_a_time`).
     serial: str | None = None
+    #: The most client connections the server serves at once, all its processes together, where
+    #: it bounds them and holds a kept-alive one until the other end closes it: a greenlet of a
+    #: pool of ``--worker-connections`` per connection (gunicorn's gevent worker, eventlet),
+    #: waitress's ``--connection-limit``. More connections than that wait to be accepted while
+    #: the first ones are served, for as long as they stay open. ``None``: nothing so bounds
+    #: them. Set by :meth:`ServerMode.traits_for` from what the server is told.
+    connection_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.keepalive and not self.keepalive_applicable:

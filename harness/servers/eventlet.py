@@ -15,6 +15,7 @@ not apply and are recorded as ignored. eventlet is in maintenance mode and warns
 
 from __future__ import annotations
 
+import dataclasses
 import typing as t
 
 from harness.servers._eventlet_runner import BOOTSTRAP
@@ -57,7 +58,9 @@ class Eventlet(SingleProcessMode):
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         given = connections_given(cfg, "--max-size", DEFAULT_MAX_SIZE)
         why = "one connection at a time"
-        return one_at_a_time(self.traits, given, why)
+        # A pool of that many greenthreads, each holding its connection while it is open.
+        traits = dataclasses.replace(self.traits, connection_limit=given)
+        return one_at_a_time(traits, given, why)
 
     def server_args(self, cfg: ServerConfig) -> list[str]:
         return ["--max-size", str(cfg.worker_connections or DEFAULT_MAX_SIZE)]

@@ -13,6 +13,7 @@ and is recorded as ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import typing as t
 
 from harness.errors import UsageError
@@ -65,7 +66,10 @@ class Waitress(SingleProcessMode):
 
     def traits_for(self, cfg: ServerConfig) -> ModeTraits:
         threads = threads_given(cfg, "--threads", DEFAULT_THREADS)
-        return one_at_a_time(self.traits, threads, "a pool of one thread")
+        # At its limit waitress accepts no connection until one of those it holds is closed.
+        limit = connections_given(cfg, "--connection-limit", DEFAULT_CONNECTION_LIMIT)
+        traits = dataclasses.replace(self.traits, connection_limit=limit - OWN_CHANNELS)
+        return one_at_a_time(traits, threads, "a pool of one thread")
 
     def server_args(self, cfg: ServerConfig) -> list[str]:
         return [
