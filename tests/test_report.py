@@ -2098,3 +2098,12 @@ def test_the_report_says_the_requests_count_the_warm_up() -> None:
         "*requests* counts every response checked, the warm-up's (`--warmup`) included, so it"
         " is more than the repeats' own." in md
     )
+    # A run with no warm-up (every corpus run, --warmup 0) has none to count: the corpus report
+    # said "the warm-up's (`--warmup`) included, so it is more than the repeats' own" of cells
+    # of 200 requests in 200 ('ctxbench corpus --entries 3,4 --requests 200'; corpus takes no
+    # --warmup).
+    doc = make_doc([make_entry("gunicorn-gthread")])
+    doc["settings"]["warmup"] = 0.0
+    md, _ = render(doc)
+    assert "*requests* counts every response checked. Red (bold in Markdown)" in md, md
+    assert "warm-up's" not in md

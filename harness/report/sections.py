@@ -133,13 +133,19 @@ def verdict(ctx: Context) -> list[Node]:
     shared = shared_machine(s.noisy)
     jitter = f"{shared[:1].upper()}{shared[1:]}. {JITTER_ADVICE}" if shared else JITTER_ADVICE
     out += spread_warning(", too large to trust small differences", noisy, jitter)
+    # A run with no warm-up (a corpus run, --warmup 0) counts the repeats' responses alone: the
+    # note said "the warm-up's included, so it is more than the repeats' own" of 200 in 200.
+    counted = (
+        ", the warm-up's (`--warmup`) included, so it is more than the repeats' own"
+        if run.settings.warmup
+        else ""
+    )
     out.append(
         Note(
             "Each figure is the median of the repeated measurements; whiskers and *spread* show"
             f" the range over the repeats ({SPREAD_FORMULA}), and *runs* lists every repeat's"
-            " requests/s; *requests* counts every response checked, the warm-up's (`--warmup`)"
-            " included, so it is more than the repeats' own. Red (bold in Markdown) marks a cell"
-            " that leaked or had errors, amber a spread above"
+            f" requests/s; *requests* counts every response checked{counted}. Red (bold in"
+            " Markdown) marks a cell that leaked or had errors, amber a spread above"
             f" {fmt_pct(SPREAD_WARNING)}; in the charts grey is a deliberately broken backend and"
             " light blue Flask next to the core."
         )
