@@ -331,8 +331,11 @@ def test_correct_core_exits_0_without_leaks(correct_server: Any, extra: tuple[st
         pytest.param(("--processes", "2"), id="processes-2"),
     ],
 )
-def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ...]) -> None:
-    run = run_locust(mutant_server.url, "--ctx-mode", "gunicorn-gthread", *extra)
+def test_mutant_leaks_and_exits_nonzero(
+    mutant_server: Any, extra: tuple[str, ...], tmp_path: Path
+) -> None:
+    csv = tmp_path / "run"
+    run = run_locust(mutant_server.url, "--ctx-mode", "gunicorn-gthread", *extra, "--csv", str(csv))
     assert run.returncode == LEAK_EXIT_CODE, run.explain()
     assert run.summary["leaks"] > 0, run.explain()
     # Our counter and locust's own failure count agree once aggregated on the master.
@@ -344,6 +347,13 @@ def test_mutant_leaks_and_exits_nonzero(mutant_server: Any, extra: tuple[str, ..
     said = f"ctxbench: {run.summary['leaks']:,} context leaks in {run.summary['leaky_requests']:,}"
     assert f"{said} responses: request state crossed" in run.output, run.explain()
     assert '"mode": "gunicorn-gthread"' in run.output  # evidence names the mode
+    # One message for a leak wherever locust names it (docs/locust.md, "Failures"): it read
+    # "'context leak'" in a distributed run's error report, "CatchResponseError('context
+    # leak')" in the --csv failures file.
+    tables = run.output[run.output.index("ctxbench summary") :]
+    assert LEAK_ROW.search(tables), run.explain()
+    rows = (tmp_path / "run_failures.csv").read_text().splitlines()
+    assert [row.split(",")[2] for row in rows[1:]] == ["context leak"], rows
 
 
 def test_the_forked_workers_die_with_the_master(correct_server: Any) -> None:

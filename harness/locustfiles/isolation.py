@@ -111,6 +111,21 @@ CONNECTION_ERROR = "connection error"
 PROTOCOL_ERROR = "probe protocol error"
 
 
+class ProbeFailure(Exception):
+    """A failed probe request, named by its message alone wherever locust names it.
+
+    locust names a failure by the ``repr()`` of its exception (its ``--csv`` failures file, the
+    web UI, a distributed run's error report) or, in a single process's error report, by the
+    message of the ``CatchResponseError`` it wraps a string in. A leak given as a string read
+    ``context leak`` there, ``'context leak'`` in a distributed run's report and
+    ``CatchResponseError('context leak')`` in the CSV; given as this, it reads ``context leak``
+    in all of them, one message to count and grep for.
+    """
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 @dataclass
 class Tally:
     """Counts of one process; a worker drains it into each report, the master merges them."""
@@ -308,18 +323,18 @@ class ProbeUser(FastHttpUser):
             status = response.status_code
             if not status or response.content is None:
                 TALLY.errors[CONNECTION_ERROR] += 1
-                response.failure(CONNECTION_ERROR)
+                response.failure(ProbeFailure(CONNECTION_ERROR))
                 return
             if status != 200:
                 TALLY.errors[f"{HTTP_ERROR} {status}"] += 1
-                response.failure(HTTP_ERROR)
+                response.failure(ProbeFailure(HTTP_ERROR))
                 return
             try:
                 evidence = check_probe_response(token, status, response.content, mode=mode)
             except ProbeProtocolError as exc:
                 TALLY.errors[PROTOCOL_ERROR] += 1
                 _log_protocol_error(exc)
-                response.failure(PROTOCOL_ERROR)
+                response.failure(ProbeFailure(PROTOCOL_ERROR))
                 return
             TALLY.checked += 1
             if not evidence:
@@ -330,7 +345,7 @@ class ProbeUser(FastHttpUser):
             room = EVIDENCE_KEPT - len(TALLY.evidence)
             TALLY.evidence.extend(ev.to_dict() for ev in evidence[: max(room, 0)])
             _log_leak(token, evidence)
-            response.failure(LEAK)
+            response.failure(ProbeFailure(LEAK))
 
 
 def _log_leak(token: str, evidence: list[Any]) -> None:
