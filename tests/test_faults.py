@@ -1515,3 +1515,27 @@ def test_chaos_interrupted_while_it_writes_complete_keeps_every_cell_as_interrup
     run = results.load(tmp_path)
     assert run.status == "interrupted"
     assert len(run.faults) == 1
+
+
+def test_chaos_off_a_terminal_prints_a_line_per_finished_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Piped (CI, a log), 'chaos --faults abort --modes ... --connections both --backend
+    # contextvar,no-reset' printed nothing for its 38 s until the table: the live line is a
+    # terminal's only, and no line said a cell had ended, where `run` prints one per cell.
+    from harness.faults import runner
+
+    def judged(fault: t.Any, mode: str, **kw: t.Any) -> FaultCell:
+        verdict = "missed" if kw["backend"] == "no-reset" else "ok"
+        return fault_cell(fault=fault.name, mode=mode, backend=kw["backend"], verdict=verdict)
+
+    monkeypatch.setattr(runner, "run_fault_cell", judged)
+    argv = ["chaos", "--faults", "kill-worker", "--modes", "gunicorn-sync", "--connections",
+            "fresh", "--backend", "contextvar,no-reset",
+            "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 1
+    err = [line.split("s  ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert err == [
+        "kill-worker gunicorn-sync core contextvar fresh: ok  run so far: 1 cell, 0 failing",
+        "kill-worker gunicorn-sync core no-reset fresh: missed  run so far: 2 cells, 1 failing",
+    ], err

@@ -99,17 +99,6 @@ def configure_chaos(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _progress(text: str) -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + text[:120].ljust(120))
-        sys.stderr.flush()
-
-
-def _done_progress() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + " " * 120 + "\r")
-
-
 def _finish(
     run_dir: Path,
     reports: t.Sequence[Path],
@@ -151,6 +140,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from harness.report import write_reports
     from harness.report.faults import faults_table
     from harness.report.text import mounted, plural
+    from harness.runner import StatusLine
     from harness.servers import available_modes, get_mode
     from harness.servers._gunicorn import unread_settings
 
@@ -201,13 +191,17 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             f" ({why_not[0]}); see 'ctxbench chaos --list'"
         )
     started = time.monotonic()
+    # A live line on a terminal; elsewhere (CI, a log) a line per finished cell, as `run` does:
+    # piped, a chaos run of minutes printed nothing until its table.
+    status = StatusLine()
     try:
         with _run_folder(args) as (run_dir, run_id):
             run = run_chaos(faults, settings, chaos, run_dir, command=["ctxbench", *args.argv],
-                            run_id=run_id, progress=_progress)  # fmt: skip
+                            run_id=run_id, progress=status.show,
+                            finished=status.finished)  # fmt: skip
             reports = write_reports(run_dir, run)  # with the folder held, as its results
     finally:
-        _done_progress()
+        status.done()
     failed = [c for c in run.faults if not c.passed]
     answered = [(f"{c.fault} {c.mode} {c.connections}", _answered_by_app(c)) for c in run.faults]
     _finish(
@@ -295,6 +289,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from harness.report import write_reports
     from harness.report.faults import soak_errors, soak_table
     from harness.report.text import mounted
+    from harness.runner import StatusLine
     from harness.servers._gunicorn import unread_settings
     from harness.settings import RunSettings
     from harness.soak import SoakInterrupted, default_warmup, run_soak
@@ -323,6 +318,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         warmup=warmup, extra_args=extra_args, mount=args.mount,
     )  # fmt: skip
     settings = checked(settings)  # --mount as normalised: "/api/" is "/api"
+    status = StatusLine()  # a live line on a terminal only
     try:
         with _run_folder(args) as (run_dir, run_id):
             run = results.Run.start(run_id, ["ctxbench", *args.argv], settings)
@@ -332,7 +328,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
                     connections=args.connections, warmup_s=warmup,
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
                     threads=args.threads, extra_args=extra_args, mount=settings.mount,
-                    log_dir=run_dir / results.LOGS, progress=_progress,
+                    log_dir=run_dir / results.LOGS, progress=status.show,
                     save=SoakWriter(run_dir, run),
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does
@@ -346,7 +342,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
                 raise
             reports = write_reports(run_dir, run)  # with the folder held, as its results
     finally:
-        _done_progress()
+        status.done()
     _finish(
         run_dir,
         reports,

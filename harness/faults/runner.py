@@ -27,6 +27,7 @@ from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.preflight import checked
 from harness.protocol import FAIL_PHASES, probe_path
+from harness.report.text import plural
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.runner import aimed_at
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
@@ -274,8 +275,9 @@ def run_fault_cell(
                 result = run_load(spec)
                 rounds += 1
                 _add_round(tally, spec, result, evidence)
-                say(f"{fault.name} {mode} {connections} round {rounds}: {tally.accounted} requests,"
-                    f" {sum(tally.errors.values())} errors, {tally.leaks} leaks")  # fmt: skip
+                errors = sum(tally.errors.values())
+                say(f"{fault.name} {mode} {connections} round {rounds}: {tally.accounted:,}"
+                    f" requests, {errors:,} errors, {tally.leaks:,} leaks")  # fmt: skip
                 injector.between_rounds(deadline)
         finally:
             injector.stop()
@@ -342,6 +344,16 @@ def _log(server: LiveServer, log_dir: str | Path | None) -> str:
         return str(server.log_path)
 
 
+def _finished_line(run: Run, cell: FaultCell) -> str:
+    """``kill-worker gunicorn-sync core contextvar fresh: ok  run so far: 3 cells, 0 failing``:
+    the cell that just ended, and the run's counts so far."""
+    failing = sum(not c.passed for c in run.faults)
+    return (
+        f"{cell.fault} {cell.mode} {cell.app_label} {cell.backend} {cell.connections}:"
+        f" {cell.verdict}  run so far: {plural(len(run.faults), 'cell')}, {failing:,} failing"
+    )
+
+
 def run_chaos(
     faults: t.Sequence[Fault],
     settings: RunSettings,
@@ -351,9 +363,12 @@ def run_chaos(
     command: t.Sequence[str] = (),
     run_id: str | None = None,
     progress: Callable[[str], None] | None = None,
+    finished: Callable[[str], None] | None = None,
 ) -> Run:
     """Every fault x mode x app x backend x connection pattern of ``settings``, one cell at a
-    time, each judged; ``run_dir/results.json`` is rewritten after every cell."""
+    time, each judged; ``run_dir/results.json`` is rewritten after every cell. ``progress`` is
+    given a line as each load round ends, ``finished`` one as each cell ends (with the run's
+    counts so far)."""
     run_dir = Path(run_dir)
     settings = checked(settings)
     modes = settings.modes
@@ -375,6 +390,8 @@ def run_chaos(
                             )  # fmt: skip
                             run = run.replace(faults=(*run.faults, cell))
                             results.write(run_dir, run)
+                            if finished is not None:
+                                finished(_finished_line(run, cell))
         # Inside the try: a Ctrl-C while "complete" is written marks the run interrupted.
         return results.write_ended(run_dir, run, time.monotonic() - started, None)
     except BaseException as exc:
