@@ -298,11 +298,15 @@ def _add_matrix_options(parser: argparse.ArgumentParser, connections: str = "bot
     _add_connections_option(parser, connections)
 
 
-def _add_connections_option(parser: argparse.ArgumentParser, default: str) -> None:
+def _add_connections_option(
+    parser: argparse.ArgumentParser, default: str, *, both: bool = True
+) -> None:
+    """``--connections``: a pattern, or ``both`` where the command runs each (``both=False``
+    for a command that runs one, ``soak``: its help offered ``both`` and the command refused it)."""
     parser.add_argument(
         "--connections",
         default=default,
-        choices=("keepalive", "fresh", "both"),
+        choices=("keepalive", "fresh", *("both",) * both),
         help=f"connection pattern (default {default})",
     )
 

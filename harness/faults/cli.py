@@ -278,7 +278,7 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
         metavar="ARG",
         help="extra server argument, repeatable; write --server-arg=--max-requests=1000",
     )
-    _add_connections_option(parser, "fresh")
+    _add_connections_option(parser, "fresh", both=False)  # a soak runs one pattern
     _add_common(parser)
 
 
@@ -300,8 +300,6 @@ def cmd_soak(args: argparse.Namespace) -> int:
     app = args.app or CORE_APP
     parse_import_string(app)
     check_backend(args.backend, app)
-    if args.connections == "both":
-        raise UsageError("a soak runs one connection pattern: --connections keepalive or fresh")
     seconds = args.minutes * 60.0
     if not 0 < seconds <= 24 * 3600:
         raise UsageError(f"bad --minutes {args.minutes!r}: use a number in (0, 1440]")
