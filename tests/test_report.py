@@ -723,10 +723,11 @@ def test_terminal_summary_shows_evidence_and_what_leaks_count() -> None:
     assert "one request can hold several" in text
     assert text.count('"tok') == 6  # three pieces of evidence: expected and seen
     assert lines[-5].split() == [
-        "mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet",
+        "cell", "phase", "name", "expected", "seen", "pid", "thread", "greenlet",
     ]  # fmt: skip
     assert lines[-3].split() == [
-        "gunicorn-gevent", "view", "request", '"tok0"', '"tok1"', "4242", "1400", "null",
+        "gunicorn-gevent", "·", "no-reset", "keepalive", "view", "request", '"tok0"', '"tok1"',
+        "4242", "1400", "null",
     ]  # fmt: skip
 
 
@@ -1869,6 +1870,27 @@ def test_every_list_of_cells_names_the_prefix_its_app_was_checked_under() -> Non
     assert f"### gunicorn-gthread · {app} · contextvar · keepalive: 5 leaks" in md
     assert "| gunicorn-sync | pkg.disp:dispatcher at /api | contextvar |" in md
     assert "`pkg.disp:dispatcher`," not in md and "| pkg.disp:dispatcher |" not in md, md
+
+
+def test_the_terminals_first_evidence_names_each_pieces_cell() -> None:
+    # 'run --modes gunicorn-gthread --backend no-reset --concurrency 2,8' showed its first
+    # evidence under 'mode' alone: 'gunicorn-gthread' on three rows, of two cells at two levels.
+    entries = []
+    for backend, level, leaks in (("no-reset", 2, 1), ("no-reset", 8, 2), ("contextvar", 8, 0)):
+        entry = make_entry("gunicorn-gthread", backend=backend, leaks=leaks)
+        entries.append({**entry, "concurrency": level})
+    text = format_summary(load_run(make_doc(entries)))
+    evidence = text[text.index("first evidence") :].splitlines()
+    assert evidence[1].split()[:2] == ["cell", "phase"], text
+    rows = [line.split("  ")[0] for line in evidence[3:6]]
+    assert rows == [
+        "gunicorn-gthread · no-reset keepalive @2",
+        "gunicorn-gthread · no-reset keepalive @8",
+        "gunicorn-gthread · no-reset keepalive @8",
+    ], text
+    # The report's evidence is under a heading naming its cell: its column is the mode.
+    md, _ = render(make_doc(entries))
+    assert "| mode | phase | name | expected | seen |" in md
 
 
 # -- deliberately broken backends judged by the expectations model, as the run recorded it ----

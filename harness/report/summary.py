@@ -919,9 +919,13 @@ def format_summary(run: Run) -> str:
         out += [
             f"  {label(c)} {pattern_at(c, sweep)}: {model_reason(c.expectation)}" for c in blind
         ]
-    if evidence := [ev for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]:
+    # Each piece names its cell as the lines above do: two cells of one mode (another backend,
+    # connection pattern or level) would otherwise read the same.
+    first = [(c, ev) for c in run.cells for ev in c.evidence][:EVIDENCE_ON_TERMINAL]
+    if first:
         out += ["", f"first evidence (a leak is {A_LEAK_IS}):"]
-        out += text_table(evidence_table(evidence, "l" * 8))
+        cells = [f"{label(c)} {pattern_at(c, sweep)}" for c, _ in first]
+        out += text_table(evidence_table([ev for _, ev in first], "l" * 8, cells))
     if unknown := unknown_values(run.cells):
         out.append(f"{UNKNOWN_VALUES}: {_some(unknown)}")
     return "\n".join(out)
@@ -946,14 +950,20 @@ def shared_machine(cells: Sequence[Cell]) -> str:
     )
 
 
-def evidence_table(evidence: Sequence[Evidence], align: str = "lllllrrr") -> Table:
-    """Evidence as a table; values as JSON, so that null differs from "None"."""
+def evidence_table(
+    evidence: Sequence[Evidence], align: str = "lllllrrr", cells: Sequence[str] = ()
+) -> Table:
+    """Evidence as a table; values as JSON, so that null differs from "None". ``cells``, one a
+    piece, name the cell each came from in the first column, in the place of its mode: for
+    evidence of several cells, where no heading above the table names its cell."""
+    names = cells or [ev.mode for ev in evidence]
     rows = tuple(
         (
-            *(ev.mode, ev.phase, ev.name, show_json(ev.expected), show_json(ev.seen)),
+            *(name, ev.phase, ev.name, show_json(ev.expected), show_json(ev.seen)),
             *(show_json(v) for v in (ev.unit.pid, ev.unit.thread, ev.unit.greenlet)),
         )
-        for ev in evidence
+        for name, ev in zip(names, evidence, strict=True)
     )
-    headers = ("mode", "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
+    first = "cell" if cells else "mode"
+    headers = (first, "phase", "name", "expected", "seen", "pid", "thread", "greenlet")
     return Table(headers, rows, align, wrap=frozenset({3, 4}), mono=True)
