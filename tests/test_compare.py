@@ -684,6 +684,13 @@ def test_runs_of_one_repeat_say_that_their_noise_is_unknown() -> None:
 
     text, regressions = compare_runs(once("A", 5000.0), once("B", 4000.0), 0.10)
     assert [r.metric for r in regressions] == ["rps"]
+    # The regression's line said "(B's best repeat 4,000 against A's worst 5,000: -20.0%, beyond
+    # 10% + the noisier run's spread of 0.0%)": neither run had a best or worst, nor a spread.
+    assert (
+        "rps 5,000 -> 4,000 (-20.0%) (B's one repeat 4,000 against A's one repeat 5,000: -20.0%,"
+        " beyond 10%: each run measured this cell once, so neither has a spread to tell noise by)"
+    ) in text, text
+    assert "spread of 0.0%" not in text
     assert (
         "note: A and B measured every cell once (--repeats 1), which says nothing of their"
         " noise: every change beyond 10% there counts; give both runs --repeats 3 or more"
@@ -692,6 +699,10 @@ def test_runs_of_one_repeat_say_that_their_noise_is_unknown() -> None:
     # The note said "every change beyond 10% there counts" over a table that did not count it.
     text, regressions = compare_runs(doc("A", entry(spread=0.30)), once("B", 4000.0), 0.10)
     assert regressions == [] and "within noise: rps" in text, text
+    assert (
+        "(B's one repeat 4,000 against A's worst 4,250: -5.9%, not beyond 10% + A's spread of 30%"
+        " (B measured this cell once))"
+    ) in text, text
     assert (
         "note: B measured every cell once (--repeats 1), which says nothing of its noise: there"
         " A's spread alone is the noise; give both runs --repeats 3 or more"

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.load.fairness import STARVED_CAUSES
-from harness.report.summary import backend_of, starved_cause
+from harness.report.summary import backend_of, measured_once, starved_cause
 from harness.report.text import fmt_ms, fmt_pct, fmt_rps, mounted, plural
 from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
@@ -356,11 +356,25 @@ def _why(a: Cell, b: Cell, change: Change, threshold: float, strict: bool) -> st
     if decided and not strict:
         worst, best = _nearest(a, b, change.metric)
         fmt, unit = (fmt_rps, "") if change.metric == "rps" else (fmt_ms, " ms")
+        # A cell measured once has one repeat and no spread: "its best repeat" and "a spread of
+        # 0.0%" would say otherwise (3e7939c: it says nothing of the noise).
+        b_said, a_said = (
+            "B's one repeat" if measured_once(b) else "B's best repeat",
+            "A's one repeat" if measured_once(a) else "A's worst",
+        )
+        once = [name for name, c in (("A", a), ("B", b)) if measured_once(c)]
+        if len(once) == 2:
+            noise = ": each run measured this cell once, so neither has a spread to tell noise by"
+        else:
+            spread = fmt_pct(_noise(a, b, change.metric))
+            noise = f" + the noisier run's spread of {spread}"
+            if once:  # the other run's spread alone is the noise
+                noise = f" + {'B' if once == ['A'] else 'A'}'s spread of {spread} ({once[0]}"
+                noise += " measured this cell once)"
         rv = (
-            f" (B's best repeat {fmt(best)}{unit} against A's worst {fmt(worst)}{unit}:"
+            f" ({b_said} {fmt(best)}{unit} against {a_said} {fmt(worst)}{unit}:"
             f" {_signed(_relative(worst, best))}, {'' if change.regression else 'not '}beyond"
-            f" {fmt_pct(threshold)} + the noisier run's spread of"
-            f" {fmt_pct(_noise(a, b, change.metric))})"
+            f" {fmt_pct(threshold)}{noise})"
         )
     acked = b.delayed_acks and not a.delayed_acks
     if change.regression and change.metric in ("rps", "p99") and acked:
