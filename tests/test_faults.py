@@ -1227,14 +1227,14 @@ def test_a_run_stopped_by_an_error_says_the_results_it_kept(
 def test_whether_a_backend_can_leak_follows_the_traits_the_server_runs_with() -> None:
     # gunicorn-sync with --threads 4 is gthread's pool: chaos took sync's traits and called the
     # leak of a process-wide storage there "a leak where none can happen".
-    from harness.faults.runner import _can_leak
+    from harness.faults.runner import _leak_expected
     from harness.servers import ServerConfig, get_mode
 
     sync = get_mode("gunicorn-sync")
     fault = FAULTS["hook-error"]
-    assert not _can_leak(fault, "shared-global", sync.name, sync.traits, "keepalive")
+    assert not _leak_expected(fault, "shared-global", sync.name, sync.traits, "keepalive").can_leak
     threaded = sync.traits_for(ServerConfig(threads=4))
-    assert _can_leak(fault, "shared-global", sync.name, threaded, "keepalive")
+    assert _leak_expected(fault, "shared-global", sync.name, threaded, "keepalive").can_leak
 
 
 @pytest.mark.parametrize("mode", ["gunicorn-sync", "nginx+gunicorn-sync"])
@@ -1548,3 +1548,43 @@ def test_chaos_off_a_terminal_prints_a_line_per_finished_cell(
         "kill-worker gunicorn-sync core contextvar fresh: ok  run so far: 1 cell, 0 failing",
         "kill-worker gunicorn-sync core no-reset fresh: missed  run so far: 2 cells, 1 failing",
     ], err
+
+
+def test_a_control_that_needs_no_failure_can_leak_under_every_fault() -> None:
+    # 'chaos --modes gunicorn-gthread --faults kill-worker,abort --backend shared-app-slot' said
+    # "LEAK: 13,421 leaking observations where none can happen" (exit 1): a process-wide slot
+    # leaks wherever requests overlap, and only lifecycle controls need a failed request.
+    from harness.faults.runner import _leak_expected, _no_leak_why
+    from harness.servers import get_mode
+
+    gthread, sync = get_mode("gunicorn-gthread"), get_mode("gunicorn-sync")
+
+    def expected(fault: str, backend: str, mode: t.Any = gthread) -> t.Any:
+        return _leak_expected(FAULTS[fault], backend, mode.name, mode.traits, "keepalive")
+
+    for fault in ("kill-worker", "abort", "hook-error"):
+        assert expected(fault, "shared-app-slot").can_leak, fault
+        assert not expected(fault, "shared-app-slot", sync).can_leak, fault
+    # A lifecycle control leaks only where hook-error makes a request fail, and its reason names
+    # that fault, not run's --fail-phase, which chaos has not.
+    lifecycle = expected("kill-worker", "teardown-skips-pop")
+    assert not lifecycle.can_leak and "--fail-phase" not in lifecycle.reason
+    assert _no_leak_why(lifecycle) == (
+        "teardown-skips-pop cannot leak here: it leaves a context behind only after a request"
+        " fails at teardown_request or teardown_appcontext, which only the hook-error fault"
+        " makes happen"
+    )
+    assert expected("hook-error", "teardown-skips-pop").can_leak
+    # A race on a worker's first requests shows only by chance: no leak is no blindness.
+    race = expected("kill-worker", "before-first-request-race")
+    assert race.can_leak and race.chance
+    assert _no_leak_why(race).startswith("before-first-request-race shows a leak here only by")
+    judged = {"expected_errors": frozenset(), "not_exercised": None, "replaces_workers": False}
+    assert judge(Tally(sent=10, accounted=10, answered=10), can_leak=True, chance=race.chance,
+                 after=CLEAN_AFTER, **judged)[0] == "ok"  # fmt: skip
+    residue = dataclasses.replace(CLEAN_AFTER, leaks=3)
+    caught = judge(Tally(sent=10, accounted=10, answered=10), can_leak=True, chance=race.chance,
+                   after=residue, **judged)  # fmt: skip
+    assert caught == ("caught", "3 leaking observations after the fault")
+    assert judge(Tally(sent=10, accounted=10, answered=10), can_leak=True, after=CLEAN_AFTER,
+                 **judged)[0] == "missed"  # fmt: skip

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from harness import results
 from harness.apps import app_folder
-from harness.expectations import BACKEND_TRAITS, derive_expectation, situation
+from harness.expectations import BACKEND_TRAITS, Expectation, derive_expectation, situation
 from harness.load import LoadResult, LoadSpec, run_load
 from harness.load.hostile import get
 from harness.preflight import checked
-from harness.protocol import FAIL_PHASES, probe_path
+from harness.protocol import DEFAULT_BACKEND, FAIL_PHASES, probe_path
 from harness.report.text import plural
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.runner import aimed_at
@@ -97,23 +97,51 @@ def _add_round(tally: Tally, spec: LoadSpec, result: LoadResult, evidence: list[
     keep_evidence(evidence, result.evidence)
 
 
-def _can_leak(fault: Fault, backend: str, mode: str, traits: ModeTraits, connections: str) -> bool:
+def _leak_expected(
+    fault: Fault, backend: str, mode: str, traits: ModeTraits, connections: str
+) -> Expectation:
     """Whether ``backend`` can leak under ``mode`` run with ``traits`` (the server's as it was
-    configured: gunicorn-sync with ``--threads 4`` is gunicorn's gthread worker), from
-    :mod:`harness.expectations`.
+    configured: gunicorn-sync with ``--threads 4`` is gunicorn's gthread worker), and why, from
+    :mod:`harness.expectations` and :func:`harness.controls.expectation`.
 
-    A lifecycle control of :mod:`harness.controls` breaks only when a request fails at a phase,
-    so it can leak only under a fault that makes requests fail (``hook-error``, which fails
-    them at every phase in turn), where a failure at one of them can.
+    A control that needs no failed request (``shared-app-slot``: a process-wide slot) leaks where
+    its traits say, under any fault. A lifecycle control breaks only when a request fails at a
+    phase, so it can leak only under a fault that makes requests fail (``hook-error``, which
+    fails them at every phase in turn), where a failure at one of them can.
     """
     pattern = t.cast(t.Any, connections)
     if backend in BACKEND_TRAITS:
-        return derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, pattern).can_leak
-    from harness.controls import expectation
+        return derive_expectation(backend, BACKEND_TRAITS[backend], mode, traits, pattern)
+    from harness.controls import CONTROLS, expectation
 
-    return fault.name == "hook-error" and any(
-        expectation(backend, mode, traits, pattern, phase).can_leak for phase in FAIL_PHASES
-    )
+    control = CONTROLS[backend][0]
+    if fault.name != "hook-error":  # no request is made to fail
+        rv = expectation(backend, mode, traits, pattern)
+        if control.fail_phase is None or not rv.applicable:
+            return rv
+        # Its reason names run's --fail-phase, which chaos has not: the hook-error fault fails
+        # requests here.
+        where = " or ".join(control.leak_phases)
+        return dataclasses.replace(rv, reason=(
+            f"It leaves a context behind only after a request fails at {where}, which only the"
+            " hook-error fault makes happen"
+        ))  # fmt: skip
+    cells = {phase: expectation(backend, mode, traits, pattern, phase) for phase in FAIL_PHASES}
+    if leaking := [c for c in cells.values() if c.can_leak]:
+        return leaking[0]
+    # Why not: at the phase whose failure would leave a context behind.
+    own = control.leak_phases
+    return cells[own[0]] if own else cells[FAIL_PHASES[0]]
+
+
+def _no_leak_why(expected: Expectation) -> str:
+    """Why a negative control's cell that showed no leak is ``ok``, not blind: ``ok`` alone read
+    as a control the fault failed to catch (``abort gunicorn-gevent no-reset fresh: ok``)."""
+    if expected.can_leak:
+        chance = expected.chance
+        return f"{expected.backend} shows a leak here only by chance ({chance}), not this time"
+    why = expected.reason[:1].lower() + expected.reason[1:]
+    return f"{expected.backend} cannot leak here: {why}"
 
 
 def _kept_alive(mode: ServerMode, connections: str) -> bool:
@@ -251,7 +279,7 @@ def run_fault_cell(
         extra_args=fault.server_args(server_mode, settings, requests_per_connection=per_connection),
         log_dir=log_dir,
     ) as server:
-        can_leak = _can_leak(fault, backend, mode, server.traits, connections)
+        expected = _leak_expected(fault, backend, mode, server.traits, connections)
         expected_workers = len(worker_pids(server))
         before = worker_pids(server)
         tally = Tally()
@@ -296,7 +324,8 @@ def run_fault_cell(
         expected_errors = _as_client_sees(fault.expected_for(server_mode), server)
         verdict, reason = judge(
             tally,
-            can_leak=can_leak,
+            can_leak=expected.can_leak,
+            chance=expected.chance,
             expected_errors=expected_errors,
             not_exercised=not_exercised,
             after=after,
@@ -304,6 +333,8 @@ def run_fault_cell(
             after_expected_errors=expected_errors if fault.persists else frozenset(),
             leaked={e.name for e in evidence},
         )
+        if verdict == "ok" and backend != DEFAULT_BACKEND:
+            reason += f"; {_no_leak_why(expected)}"
         info = ServerInfo(effective=dict(server.effective), log=_log(server, log_dir))
     return cell(
         verdict=verdict,

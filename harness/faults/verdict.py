@@ -129,23 +129,28 @@ def judge(
     replaces_workers: bool,
     after_expected_errors: frozenset[str] = frozenset(),
     leaked: Collection[str] = (),
+    chance: str | None = None,
 ) -> tuple[str, str]:
     """``(verdict, reason)`` for a fault cell; see the module docstring for the rules.
     ``after_expected_errors`` are the error kinds allowed in the clean load after the fault:
     none, unless the fault still acts there (:attr:`~harness.faults.base.Fault.persists`).
     ``leaked`` are the names of the observations in the cell's evidence, which name the app's own
     ``observe()`` state: where only that leaked (``tally.framework_leaks`` is 0), the leak is the
-    app's bug, which the storage's traits say nothing of."""
+    app's bug, which the storage's traits say nothing of. ``chance`` says why a backend that
+    can leak shows it only by chance (a race on a worker's first requests): no leak is then no
+    blindness, and the cell is judged by the other rules."""
     if tally.lost:
         return "lost", (
             f"{tally.lost:,} of {tally.sent:,} requests sent are neither answered, errors, aborted"
             " nor injected"
         )
-    if can_leak:
-        if tally.leaks == 0:
-            return "missed", "the backend can leak here, and no leak was reported under the fault"
+    if can_leak and tally.leaks:
         return "caught", f"{tally.leaks:,} leaking observations under the fault"
-    if tally.leaks:
+    if can_leak and chance is not None and after is not None and after.leaks:
+        return "caught", f"{after.leaks:,} leaking observations after the fault"
+    if can_leak and chance is None:
+        return "missed", "the backend can leak here, and no leak was reported under the fault"
+    if tally.leaks and not can_leak:
         own = app_observation_names(leaked)
         if own and not tally.framework_leaks:  # every leak is of the app's own state
             return "LEAK", (
