@@ -451,6 +451,24 @@ def assert_master_on_loopback(run: LocustRun) -> None:
     assert 5557 not in {port for _, port in run.bound}, (run.bound, run.explain())
 
 
+def test_the_web_ui_listens_on_loopback_only() -> None:
+    # locust without --headless serves its web UI, which starts a swarm against any host for
+    # anyone who reaches it, on every interface: "Starting web interface at
+    # http://0.0.0.0:8089", where the locustfile kept the master on 127.0.0.1 alone.
+    port = free_port()
+    argv = _locust_cmd("-H", "http://127.0.0.1:9", "--web-port", str(port))
+    with _Locust(argv) as locust:
+        deadline = time.monotonic() + 30
+        while not any("Starting web interface" in line for line in locust.lines):
+            assert locust.proc.poll() is None and time.monotonic() < deadline, locust.lines
+            time.sleep(0.05)
+        said = next(line for line in locust.lines if "Starting web interface" in line)
+        assert f"at http://127.0.0.1:{port}," in said, said
+        if HAVE_PSUTIL:
+            bound = locust.bound()
+            assert bound and {ip for ip, _ in bound} == {"127.0.0.1"}, (bound, locust.lines)
+
+
 @pytest.mark.parametrize("value", ["-1", "nan", "70000"])
 def test_a_bad_sleep_ms_is_one_line_and_exit_2(value: str) -> None:
     """As locust's own bad options: before any user starts (every request would get the

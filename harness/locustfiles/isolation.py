@@ -180,7 +180,8 @@ HEADERS = dict(secret_headers())
 _logged = 0
 
 
-#: Where locust's master listens unless told otherwise (locust's own default is ``*``).
+#: Where locust's master and its web UI listen unless told otherwise (locust's own default is
+#: every interface for both, and either takes commands from anyone who connects).
 MASTER_BIND_HOST = "127.0.0.1"
 #: locust's own master port, for separate ``--master`` and ``--worker`` processes.
 LOCUST_MASTER_PORT = 5557
@@ -226,9 +227,15 @@ def _report_before_quitting(environment: Any, runner: Any, **kwargs: Any) -> Non
 
 @events.init_command_line_parser.add_listener
 def _loopback_master(parser: Any) -> None:
-    # An explicit --master-bind-host, LOCUST_MASTER_BIND_HOST or config value still wins. The
-    # ports default to None so that what the user gave can be told from locust's default.
-    parser.set_defaults(master_bind_host=MASTER_BIND_HOST, master_bind_port=None, master_port=None)
+    # An explicit --master-bind-host or --web-host, LOCUST_MASTER_BIND_HOST, LOCUST_WEB_HOST or
+    # config value still wins. The ports default to None so that what the user gave can be told
+    # from locust's default.
+    parser.set_defaults(
+        master_bind_host=MASTER_BIND_HOST,
+        web_host=MASTER_BIND_HOST,
+        master_bind_port=None,
+        master_port=None,
+    )
     parse_args = parser.parse_args
 
     def parse(*args: Any, **kwargs: Any) -> Any:
