@@ -781,6 +781,35 @@ def test_gunicorn_sync_with_threads_has_the_gthread_workers_traits(
 
 
 @pytest.mark.parametrize(
+    ("mode", "workers", "extra_args", "expected"),
+    [
+        pytest.param("gunicorn-sync", None, ("--workers=1",), 1, id="gunicorn-long"),
+        pytest.param("gunicorn-gevent", 4, ("-w", "1"), 1, id="gunicorn-short"),
+        pytest.param("gunicorn-gthread", None, ("-w3",), 3, id="gunicorn-short-attached"),
+        pytest.param("gunicorn-gthread", 1, ("--workers", "3", "-w", "2"), 2, id="last-wins"),
+        pytest.param("uwsgi-threads", None, ("--processes=1",), 1, id="uwsgi-processes"),
+        pytest.param("uwsgi-processes", None, ("-p", "3"), 3, id="uwsgi-short"),
+        pytest.param("granian", None, ("--workers", "1"), 1, id="granian"),
+        pytest.param("uvicorn-asgiref", None, ("--workers=1",), 1, id="uvicorn"),
+        pytest.param("hypercorn-asgiref", 3, ("--workers=1",), 1, id="hypercorn"),
+        pytest.param("nginx+gunicorn-sync", None, ("--workers=1",), 1, id="behind-nginx"),
+        pytest.param("gunicorn-sync", 3, ("--backlog=64",), 3, id="none-given"),
+        pytest.param("gunicorn-sync", None, ("--worker-class-x",), 2, id="default"),
+    ],
+)  # fmt: skip
+def test_a_server_argument_that_sets_the_workers_sets_those_waited_for(
+    mode: str, workers: int | None, extra_args: tuple[str, ...], expected: int
+) -> None:
+    # run --modes gunicorn-gthread --server-arg=--workers=1: gunicorn ran one worker, the start
+    # waited for two to report until its 10 s deadline, and every cell took 10 s more (11.2 s
+    # where --workers 1 took 1.5 s; the same under uWSGI, granian, uvicorn and hypercorn).
+    cfg = ServerConfig(workers=workers, extra_args=extra_args)
+    server_mode = get_mode(mode)
+    upstream = getattr(server_mode, "upstream", server_mode)  # behind a proxy, its server's
+    assert upstream.serving_processes(cfg) == expected
+
+
+@pytest.mark.parametrize(
     ("mode", "args"),
     [
         # what gunicorn takes, an abbreviation included, as its own parser does

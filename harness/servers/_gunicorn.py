@@ -73,6 +73,7 @@ class GunicornMode(SupervisedMode):
     default_threads: t.ClassVar[int] = 1
     lifecycle = LIFECYCLE
     preload_args = ("--preload",)
+    workers_options = ("-w", "--workers")
     package = "gunicorn"
     listen_options = frozenset({"--bind", "-b"})
     #: The pip extra of ctxbench that installs the worker class's libraries (``requires``).

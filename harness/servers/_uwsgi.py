@@ -117,6 +117,7 @@ class UwsgiMode(SupervisedMode):
         "--uwsgi-socket", "--fastcgi-socket", "--scgi-socket", "--shared-socket",
     })  # fmt: skip
     server = "uwsgi"
+    workers_options = ("-p", "--processes", "--workers")
     #: ``--http11-socket`` (keep-alive) or ``--http-socket`` (one request per connection).
     socket_option: t.ClassVar[str] = "--http11-socket"
     #: What runs in each worker, as the summary and the report name it.
