@@ -838,8 +838,13 @@ def test_a_sweep_names_the_level_of_every_cell() -> None:
     assert "| gunicorn-gthread | keepalive | 1 | 300 |" in summary
     assert "| gunicorn-gthread | keepalive | 8 | 1,800 |" in summary
     assert "| mode | app | backend | users | leaks |" in md
-    assert "use gunicorn-gthread @8: 1,800 rps" in md
-    assert "the next (gunicorn-gevent @8, 900 rps)" in md
+    # It said "For keepalive connections use gunicorn-gthread @8: ...", which reads as a setting
+    # of the mode: the level is said in words, once, in the lead.
+    assert (
+        "For keepalive connections at 8 virtual users, use gunicorn-gthread: 1,800 rps, p99"
+    ) in md
+    assert "the next (gunicorn-gevent, 900 rps)" in md
+    assert " @8:" not in md and " @8," not in md
     assert "- gunicorn-gthread, keepalive @1: spread 38%" in md
     assert "| mode | 1 user | 8 users |" in md
     assert ">gunicorn-gthread<tspan" in html and ">1 user</tspan>" in html
@@ -860,9 +865,9 @@ def test_a_sweep_ranks_modes_level_by_level_never_a_mode_against_itself() -> Non
         )
     ]
     md, _ = render(make_doc(entries))
-    assert "use gunicorn-gthread @1: 1,000 rps" in md
-    assert "the next (gunicorn-gevent @1, 500 rps)" in md
-    assert "gunicorn-gthread @8:" not in md and "next (gunicorn-gthread" not in md
+    assert "For keepalive connections at 1 virtual user, use gunicorn-gthread: 1,000 rps" in md
+    assert "the next (gunicorn-gevent, 500 rps)" in md
+    assert "at 8 virtual users" not in md and "next (gunicorn-gthread" not in md
     # one mode at two levels: nothing to choose between
     md, _ = render(make_doc(entries[:2]))
     assert "Only one mode ran: there is no choice between modes to make." in md

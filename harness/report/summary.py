@@ -554,25 +554,27 @@ def recommendation(s: Summary) -> str:
         )
     sweep = swept(s.cells)
 
-    def at(c: Cell) -> str:  # in a sweep a mode ranks once per level: name the level
-        return f"{c.mode}{f' @{c.concurrency}' * sweep}"
-
     for r in s.rankings:
+        # In a sweep a mode ranks once per level, among the modes under the same load: the lead
+        # names the level in words, once ("use gunicorn-sync @2" read as a setting of the mode).
+        lead = f"For {r.pattern} connections"
+        if sweep:
+            lead += f" at {plural(r.best.concurrency or 0, 'virtual user')},"
         if once := [c for c in (r.best, *r.tied) if measured_once(c)]:
             if len(once) == 1 + len(r.tied):
                 who = "each mode was"
             else:
-                who = f"{', '.join(map(at, once))} {'was' if len(once) == 1 else 'were'}"
+                who = f"{', '.join(c.mode for c in once)} {'was' if len(once) == 1 else 'were'}"
             out.append(
-                f"For {r.pattern} connections {at(r.best)} has the best median"
+                f"{lead} {r.best.mode} has the best median"
                 f" ({fmt_rps(r.best.rps)} rps), but {who} measured once (--repeats 1), which says"
                 " nothing of the noise: no mode to recommend on speed; run --repeats 3 or more"
                 " to choose."
             )
-        elif bound := [at(c) for c in r.tied if c.driver_bound]:
-            close = [at(c) for c in r.tied if not c.driver_bound]
+        elif bound := [c.mode for c in r.tied if c.driver_bound]:
+            close = [c.mode for c in r.tied if not c.driver_bound]
             out.append(
-                f"For {r.pattern} connections {at(r.best)} has the best median"
+                f"{lead} {r.best.mode} has the best median"
                 f" ({fmt_rps(r.best.rps)} rps), but {', '.join(bound)}"
                 f" {'was' if len(bound) == 1 else 'were'} driver-bound (the rate is the"
                 " driver's, a lower bound of the server's)"
@@ -581,15 +583,15 @@ def recommendation(s: Summary) -> str:
             )
         elif r.tied:
             out.append(
-                f"For {r.pattern} connections {', '.join(map(at, (r.best, *r.tied)))} are"
+                f"{lead} {', '.join(c.mode for c in (r.best, *r.tied))} are"
                 f" within the spread of their repeats (best median {fmt_rps(r.best.rps)} rps):"
                 " no mode to recommend on speed."
             )
         else:
             out.append(
-                f"For {r.pattern} connections use {at(r.best)}: {fmt_rps(r.best.rps)} rps,"
+                f"{lead} use {r.best.mode}: {fmt_rps(r.best.rps)} rps,"
                 f" p99 {fmt_ms(r.best.latency_ms.p99)} ms, beyond the noise of the next"
-                f" ({at(r.others[0])}, {fmt_rps(r.others[0].rps)} rps)."
+                f" ({r.others[0].mode}, {fmt_rps(r.others[0].rps)} rps)."
             )
     if not s.rankings and len({c.mode for c in s.cells}) == 1:
         stopped = " before the run stopped" * (not s.complete)
