@@ -1586,5 +1586,6 @@ def test_a_control_that_needs_no_failure_can_leak_under_every_fault() -> None:
     caught = judge(Tally(sent=10, accounted=10, answered=10), can_leak=True, chance=race.chance,
                    after=residue, **judged)  # fmt: skip
     assert caught == ("caught", "3 leaking observations after the fault")
+    assert "(or after it, for one that shows a leak only by chance)" in VERDICTS["caught"]
     assert judge(Tally(sent=10, accounted=10, answered=10), can_leak=True, after=CLEAN_AFTER,
                  **judged)[0] == "missed"  # fmt: skip

@@ -36,7 +36,10 @@ __all__ = ["ERROR_COLUMNS", "VERDICTS", "Tally", "judge", "split_statuses"]
 #: Every verdict a fault cell can get, and what it means (the report's legend).
 VERDICTS: dict[str, str] = {
     "ok": "every request accounted for, no leak, only expected errors, clean afterwards",
-    "caught": "a negative control's leaks were reported while the fault ran",
+    "caught": (
+        "a negative control's leaks were reported while the fault ran (or after it, for one that"
+        " shows a leak only by chance)"
+    ),
     "n/a": "the fault does not apply to this mode",
     # Of the framework's state where the storage cannot leak, or of the app's own (observe()):
     # "where none can happen" alone was untrue of an app that keeps a user in a module dict.
