@@ -779,6 +779,13 @@ def test_a_chaos_run_stopped_early_passes_only_so_far(status: str) -> None:
     assert "**Verdict: 1 failure (1 x LEAK).** " in render_reports(failing)["report.md"]
 
 
+def test_the_verdict_counts_the_cells_not_applicable_only_when_there_are_some() -> None:
+    # 'chaos --faults abort --modes gunicorn-gthread,waitress,uwsgi-threads,gunicorn-gevent'
+    # said "Verdict: pass. 16 fault cells ran (0 not applicable), 11,920 requests ...".
+    md = render_reports(chaos_run().replace(faults=(fault_cell(),), soaks=()))["report.md"]
+    assert "**Verdict: pass.** 1 fault cell ran, 1,000 requests accounted for, every" in md, md
+
+
 def test_the_faults_section_names_each_cells_app_and_counts_in_words() -> None:
     # --compare-flask: the core's and Flask's cells differ only in their app, which each line
     # of reasons names (it named the fault, mode, connections and backend only).

@@ -38,10 +38,11 @@ def run_verdict(run: Run) -> Callout:
     parts = []
     if run.faults:
         applicable = [c for c in run.faults if c.verdict != "n/a"]
+        skipped = len(run.faults) - len(applicable)  # "(0 not applicable)" said nothing
         parts.append(
             f"{plural(len(applicable), 'fault cell')} ran"
-            f" ({len(run.faults) - len(applicable)} not applicable),"
-            f" {sum(c.requests for c in run.faults):,} requests accounted for"
+            + f" ({skipped:,} not applicable)" * bool(skipped)
+            + f", {sum(c.requests for c in run.faults):,} requests accounted for"
         )
     if run.soaks:
         soaks = plural(len(run.soaks), "soak")
