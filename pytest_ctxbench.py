@@ -166,7 +166,7 @@ class CtxbenchLeak(AssertionError):
     """Raised by :meth:`Ctxbench.assert_isolated`: the app leaked, or requests failed."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CheckResult:
     """What one check found, cell by cell."""
 
@@ -199,6 +199,14 @@ class CheckResult:
     @property
     def report(self) -> Path:
         return self.run_dir / "report.md"
+
+    def __repr__(self) -> str:
+        # What pytest shows of a failed ``assert rv.ok`` ("where False = CheckResult(...).ok")
+        # and what print(rv) shows: the verdict's counts, not only where the run was written.
+        return (
+            f"CheckResult(app={self.app!r}, ok={self.ok}, leaks={self.leaks},"
+            f" errors={self.errors}, run_dir={self.run_dir!r})"
+        )
 
     def explain(self, started_in: Path | None = None) -> str:
         """A few lines for an assertion message: what leaked where, and where the report is

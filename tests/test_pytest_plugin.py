@@ -1105,6 +1105,20 @@ def test_failed_requests_name_the_statuses_and_who_answered_them(
     assert "395 errors, 5 requests checked)" in text, text
 
 
+def test_a_failed_assert_on_ok_shows_the_counts(tmp_path: Path) -> None:
+    # `assert rv.ok` on ctxbench.check's result (the README's .ok) failed with "where False =
+    # CheckResult(app='myproject.leaky:app', run_dir=PosixPath('...')).ok": nothing of what
+    # failed, and print(rv) said the same.
+    from pytest_ctxbench import CheckResult
+
+    run = SimpleNamespace(cells=(), requests=200, checked=200, leaks=174, errors=3)
+    rv = CheckResult("myproject.leaky:app", tmp_path, run)  # type: ignore[arg-type]
+    assert repr(rv) == (
+        f"CheckResult(app='myproject.leaky:app', ok=False, leaks=174, errors=3,"
+        f" run_dir={tmp_path!r})"
+    )
+
+
 #: The leaky app deployed under /api by a dispatcher whose root is another app (what used to be
 #: checked in its place, with no leak found).
 MOUNTED_APP = """
