@@ -444,6 +444,27 @@ def test_gunicorn_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> No
     assert eff["worker_class"] == "sync"
 
 
+@pytest.mark.parametrize(
+    ("mode", "ignored"),
+    [
+        pytest.param("uwsgi-processes", ["--threads", "--worker-connections"], id="processes"),
+        pytest.param("uwsgi-threads", ["--worker-connections"], id="uwsgi-threads"),
+        pytest.param("uwsgi-gevent", ["--threads"], id="uwsgi-gevent"),
+        pytest.param("granian", ["--worker-connections"], id="granian"),
+    ],
+)  # fmt: skip
+def test_options_a_mode_has_no_use_for_are_recorded_as_ignored(
+    mode: str, ignored: list[str]
+) -> None:
+    # run --modes uwsgi-processes,granian --threads 3 --worker-connections 7 recorded neither
+    # as ignored where eventlet, waitress and the asgiref modes record theirs: nothing of the
+    # run said that uWSGI's processes ran one thread each, whatever --threads said.
+    reported = Reported([{"pid": 1}])
+    given = get_mode(mode).details(ServerConfig(threads=3, worker_connections=7), reported)
+    assert given["ignored_options"] == ignored
+    assert get_mode(mode).details(ServerConfig(), reported)["ignored_options"] == []
+
+
 @pytest.mark.live
 def test_werkzeug_records_ignored_options() -> None:
     with live_server("werkzeug-threaded", app=APP, workers=3) as srv:

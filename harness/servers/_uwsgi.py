@@ -50,6 +50,7 @@ from harness.servers.base import (
     LiveServer,
     Reported,
     ServerConfig,
+    ignored_options,
     require_command,
     require_modules,
     venv_script,
@@ -124,6 +125,9 @@ class UwsgiMode(SupervisedMode):
     worker_class: t.ClassVar[str] = "processes"
     #: The uWSGI option that puts it there (``--threads``, ``--gevent``); none for processes.
     worker_option: t.ClassVar[str | None] = None
+    #: :class:`ServerConfig` fields the mode has no use for, recorded as ignored when given:
+    #: without ``--threads`` or ``--gevent`` a worker serves on its main thread alone.
+    ignored: t.ClassVar[tuple[str, ...]] = ("threads", "worker_connections")
 
     def available(self) -> Availability:
         found = require_command(self.package, "uwsgi", extra="uwsgi")
@@ -232,6 +236,7 @@ class UwsgiMode(SupervisedMode):
             "monkey_patch": _patch_order(before, after),
             "listen_queue": stats.get("listen_queue"),
             "access_log": None,
+            "ignored_options": ignored_options(cfg, self.ignored),
         }
         if stats_workers:  # the identities uWSGI itself reports
             rv["worker_pids"] = sorted(w["pid"] for w in stats_workers)

@@ -30,6 +30,7 @@ from harness.servers.base import (
     ModeTraits,
     Reported,
     ServerConfig,
+    ignored_options,
     one_at_a_time,
     register,
     require_command,
@@ -122,6 +123,7 @@ class Granian(SupervisedMode):
             "threads": blocking_threads(cfg),
             "worker_connections": None,
             "access_log": None,
+            "ignored_options": ignored_options(cfg, ("worker_connections",)),
         }
 
 

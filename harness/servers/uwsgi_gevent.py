@@ -45,6 +45,7 @@ class UwsgiGevent(UwsgiMode):
     )
     order = 82
     socket_option = "--http-socket"
+    ignored = ("threads",)  # a greenlet per request, all on each worker's main thread
     traits = ModeTraits(
         unit="greenlet-per-request",
         keepalive=False,

@@ -26,6 +26,7 @@ class UwsgiThreads(UwsgiMode):
     summary = "uWSGI --processes --threads: a thread pool per process, keep-alive (http11)"
     worker_class = "threads"
     worker_option = "--threads"
+    ignored = ("worker_connections",)
     # --harakiri times a request only while no other starts or ends on its worker.
     lifecycle = SIDE_BY_SIDE_LIFECYCLE
     order = 81
