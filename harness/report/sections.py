@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.exercised import ONE_USER
+from harness.exercised import ONE_USER, Exercised
 from harness.report import bench, charts, corpus, faults, load
 from harness.report.summary import (
     A_LEAK_IS,
@@ -387,7 +387,7 @@ def exercised(ctx: Context) -> list[Node]:
         (
             *(label(c), c.connections, *(str(c.concurrency),) * sweep),
             *(f"{seen.processes:,}", f"{seen.threads:,}"),
-            *(f"{seen.units:,}", f"{seen.in_flight:.2f}", "yes" if seen.overlap else "not shown"),
+            *(f"{seen.units:,}", f"{seen.in_flight:.2f}", _overlap_cell(seen)),
             ("yes, across connections" if seen.reused_across_connections else "yes")
             if seen.unit_reused
             else "no",
@@ -421,6 +421,20 @@ def exercised(ctx: Context) -> list[Node]:
     if weak := tuple(weak_zeros([c for c, _ in pairs], named)):
         out.append(Callout((Paragraph(f"{WEAK_ZEROS_HEAD}:"), Items(weak)), "warning"))
     return out
+
+
+#: The *overlap* column of a cell whose server never overlaps requests in a process (a sync
+#: worker, a pool of one thread): "not shown" would ask for a run that shows it, which none can.
+CANNOT_OVERLAP = "never: one at a time"
+
+
+def _overlap_cell(seen: Exercised) -> str:
+    """Whether requests overlapped in a server process: ``yes``, ``not shown``, or
+    :data:`CANNOT_OVERLAP` where the server runs one request at a time per process
+    (:attr:`~harness.exercised.Exercised.can_overlap`), as the notes under the table say."""
+    if seen.overlap:
+        return "yes"
+    return "not shown" if seen.can_overlap else CANNOT_OVERLAP
 
 
 def errors(ctx: Context) -> list[Node]:
