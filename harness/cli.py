@@ -109,6 +109,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     from harness.servers._gunicorn import DEFAULT_WORKER_CONNECTIONS
     from harness.servers._supervised import DEFAULT_WORKERS
+    from harness.servers.eventlet import DEFAULT_MAX_SIZE
+    from harness.servers.uwsgi_gevent import DEFAULT_ASYNC
+    from harness.servers.waitress import DEFAULT_CONNECTION_LIMIT
 
     parser.add_argument(
         "--workers", type=int, help=f"server processes (gunicorn -w; default {DEFAULT_WORKERS})"
@@ -119,7 +122,13 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--worker-connections",
         type=int,
-        help=f"gunicorn --worker-connections (default {DEFAULT_WORKER_CONNECTIONS})",
+        # Every mode that has such a limit takes it, not gunicorn alone (and two refuse values
+        # they cannot serve under): the help names each, with its own default.
+        help="connections a server process serves at once, where the server has such a limit:"
+        f" gunicorn --worker-connections (default {DEFAULT_WORKER_CONNECTIONS}), eventlet's"
+        f" pool --max-size (default {DEFAULT_MAX_SIZE}), waitress --connection-limit (default"
+        f" {DEFAULT_CONNECTION_LIMIT}; 3 or more) and uwsgi-gevent's --gevent async cores"
+        f" (default {DEFAULT_ASYNC}; 2 or more); the other modes ignore it",
     )
     _add_mount_option(parser)
     parser.add_argument(

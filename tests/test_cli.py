@@ -128,6 +128,29 @@ def test_the_commands_declare_their_shared_options_alike() -> None:
     }, helps
 
 
+def test_worker_connections_help_names_every_mode_that_takes_it() -> None:
+    # It said "gunicorn --worker-connections (default 1000)", though eventlet, waitress and
+    # uwsgi-gevent take it too (under their own names and defaults), and the last two refuse
+    # values they cannot serve under: read from each mode's command, which ones pass it on.
+    import argparse
+
+    from harness.servers import MODES
+    from harness.servers.base import ServerConfig
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    [text] = [a.help for a in subparsers.choices["run"]._actions if a.dest == "worker_connections"]
+    taken = {
+        name.split("-")[0] if name.startswith("gunicorn-") else name
+        for name, mode in MODES.items()
+        if mode.command(ServerConfig(port=1))
+        != mode.command(ServerConfig(port=1, worker_connections=7))
+    }
+    assert taken == {"gunicorn", "waitress", "eventlet", "uwsgi-gevent"}
+    assert all(name in (text or "") for name in taken), text
+    assert "the other modes ignore it" in (text or "")
+
+
 @pytest.mark.parametrize(
     ("missing", "modes", "extra"),
     [
