@@ -1038,6 +1038,9 @@ def test_soak_help_offers_only_the_patterns_a_soak_runs(capsys: pytest.CaptureFi
         main(["soak", "--help"])
     out = capsys.readouterr().out
     assert "--connections {keepalive,fresh}" in out and "both" not in out, out
+    # --minutes 0.25 warmed up 7.5 s where the help said "10 to 180 s" (default_warmup: at most
+    # half of the soak).
+    assert "10 to 180 s and at most half of it" in " ".join(out.split()), out
     with pytest.raises(SystemExit) as exc:
         main(["soak", "--mode", "gunicorn-gevent", "--minutes", "1", "--connections", "both"])
     assert exc.value.code == 2

@@ -264,7 +264,8 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup",
         type=float,
-        help="seconds sampled but not judged (default a third of the soak, 10 to 180 s)",
+        help="seconds sampled but not judged (default a third of the soak, 10 to 180 s and at"
+        " most half of it)",
     )
     parser.add_argument(
         "--backend",
