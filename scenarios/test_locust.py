@@ -345,7 +345,7 @@ def test_mutant_leaks_and_exits_nonzero(
     # Counts as the no-verdict line writes them ("0 of 4,437"), where it said "2164 context
     # leaks in 2164 responses".
     said = f"ctxbench: {run.summary['leaks']:,} context leaks in {run.summary['leaky_requests']:,}"
-    assert f"{said} responses: request state crossed" in run.output, run.explain()
+    assert f"{said} responses: the framework's context (" in run.output, run.explain()
     assert '"mode": "gunicorn-gthread"' in run.output  # evidence names the mode
     # One message for a leak wherever locust names it (docs/locust.md, "Failures"): it read
     # "'context leak'" in a distributed run's error report, "CatchResponseError('context
@@ -681,6 +681,14 @@ def test_a_leak_under_a_path_prefix_is_caught_through_the_hosts_path(tmp_path: P
     assert run.returncode == LEAK_EXIT_CODE, run.explain()
     assert run.summary["leaks"] > 0 and run.summary["errors"] == 0, run.explain()
     assert '"name": "current_user"' in run.output, run.explain()
+    # The app's own dict leaked, not Flask's context, and the verdict says so as `ctxbench run`
+    # does; it said "N context leaks in M responses: request state crossed between requests".
+    said = (
+        f"ctxbench: {run.summary['leaks']:,} leaks in {run.summary['leaky_requests']:,} responses:"
+        " the app's own state (observe(): current_user) crossed between requests, not the"
+        " framework's context; exiting with 3"
+    )
+    assert said in run.output, run.explain()
 
 
 #: A request count in locust's final tables: the ``Aggregated`` row's, and the error report's

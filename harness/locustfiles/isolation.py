@@ -87,7 +87,7 @@ except ModuleNotFoundError as e:
         f"{install}\n"
     )
     raise SystemExit(2) from None
-from harness.protocol import MAX_SLEEP_MS, PROBE_PATH, parse_mount
+from harness.protocol import FRAMEWORK_NAMES, MAX_SLEEP_MS, PROBE_PATH, parse_mount
 from harness.report.summary import MIN_CHECKED_SHARE
 from harness.servers import check_port_free, free_port
 from harness.servers._state import die_with_parent
@@ -135,6 +135,9 @@ class Tally:
     leaks: int = 0  # leaking observations, the harness's unit (one per piece of evidence)
     errors: Counter[str] = field(default_factory=Counter)  # kind -> count
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    #: Leaking observations per name (``g``, ``request``, an app's own ``observe()`` name), every
+    #: one counted where ``evidence`` keeps the first few: whose state leaked, for the verdict.
+    names: Counter[str] = field(default_factory=Counter)
     #: On the master: responses checked per worker (its client id), to rate each worker.
     per_worker: Counter[str] = field(default_factory=Counter)
 
@@ -146,10 +149,12 @@ class Tally:
             "leaks": self.leaks,
             "errors": dict(self.errors),
             "evidence": self.evidence,
+            "names": dict(self.names),
         }
         self.checked = self.leaky_requests = self.leaks = 0
         self.errors = Counter()
         self.evidence = []
+        self.names = Counter()
         return data
 
     def merge(self, data: dict[str, Any], worker: str = "") -> None:
@@ -161,6 +166,7 @@ class Tally:
         self.errors.update({str(k): int(v) for k, v in data.get("errors", {}).items()})
         room = EVIDENCE_KEPT - len(self.evidence)
         self.evidence.extend(list(data.get("evidence", []))[: max(room, 0)])
+        self.names.update({str(k): int(v) for k, v in data.get("names", {}).items()})
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -349,6 +355,7 @@ class ProbeUser(FastHttpUser):
                 return
             TALLY.leaky_requests += 1
             TALLY.leaks += len(evidence)
+            TALLY.names.update(ev.name for ev in evidence)
             room = EVIDENCE_KEPT - len(TALLY.evidence)
             TALLY.evidence.extend(ev.to_dict() for ev in evidence[: max(room, 0)])
             _log_leak(token, evidence)
@@ -407,11 +414,13 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
     if TALLY.leaks or failures:
         for item in TALLY.evidence[:LEAKS_LOGGED]:
             logger.error("leak evidence: %s", json.dumps(item, sort_keys=True))
+        leaks, crossed = whose_state(TALLY.names)
         logger.error(
-            "ctxbench: %s context leaks in %s responses: request state crossed between"
-            " requests; exiting with %d",
+            "ctxbench: %s %s in %s responses: %s; exiting with %d",
             f"{TALLY.leaks:,}",
+            leaks,
             f"{max(TALLY.leaky_requests, failures):,}",
+            crossed,
             LEAK_EXIT_CODE,
         )
         environment.process_exit_code = LEAK_EXIT_CODE
@@ -451,6 +460,24 @@ def _decide_exit_code(environment: Any, **kwargs: Any) -> None:
             NO_VERDICT_EXIT_CODE,
         )
         environment.process_exit_code = NO_VERDICT_EXIT_CODE
+
+
+def whose_state(names: Counter[str]) -> tuple[str, str]:
+    """What leaked, from the leaking observations' names: ``("context leaks", "the framework's
+    context (g, request) crossed between requests")``, or the app's own state it gave
+    ``observe()``, "not the framework's context", as ``ctxbench run``'s verdict tells them
+    apart. A module-level dict of the app's is no context leak of Flask's."""
+    framework = ", ".join(sorted(n for n in names if n in FRAMEWORK_NAMES))
+    own = ", ".join(sorted(n for n in names if n not in FRAMEWORK_NAMES))
+    if not framework and not own:  # locust counted leak failures that sent no counts
+        return "context leaks", "request state crossed between requests"
+    if not framework:
+        return "leaks", (
+            f"the app's own state (observe(): {own}) crossed between requests, not the"
+            " framework's context"
+        )
+    also = f" and the app's own state (observe(): {own})" if own else ""
+    return "context leaks", f"the framework's context ({framework}){also} crossed between requests"
 
 
 def too_few_checked(tally: Tally) -> bool:
