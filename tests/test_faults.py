@@ -1599,3 +1599,24 @@ def test_a_control_that_needs_no_failure_can_leak_under_every_fault() -> None:
     assert "(or after it, for one that shows a leak only by chance)" in VERDICTS["caught"]
     assert judge(Tally(sent=10, accounted=10, answered=10), can_leak=True, after=CLEAN_AFTER,
                  **judged)[0] == "missed"  # fmt: skip
+
+
+def test_chaos_says_on_the_terminal_why_a_cell_is_not_applicable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 'chaos --modes gunicorn-gthread,waitress --faults kill-worker,hook-error' showed an n/a row
+    # for waitress and no why; the report alone said it.
+    from harness.faults import runner
+
+    def judged(fault: t.Any, mode: str, **kw: t.Any) -> FaultCell:
+        if mode == "waitress":
+            return fault_cell(mode=mode, connections=kw["connections"], verdict="n/a",
+                              reason="a single server process", requests=0)  # fmt: skip
+        return fault_cell(mode=mode, connections=kw["connections"])
+
+    monkeypatch.setattr(runner, "run_fault_cell", judged)
+    argv = ["chaos", "--faults", "kill-worker", "--modes", "gunicorn-gthread,waitress",
+            "--connections", "both", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("kill-worker waitress: n/a: a single server process\n") == 1, out

@@ -214,6 +214,9 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         details=[
             *(f"{c.fault} {c.mode} {mounted(c.app_label, c.server.mount)} {c.backend}"
               f" {c.connections}: {c.verdict}: {c.reason}" for c in failed),
+            # The table's n/a rows said no why; the report alone did (one line per fault, mode).
+            *dict.fromkeys(f"{c.fault} {c.mode}: n/a: {c.reason}" for c in run.faults
+                           if c.verdict == "n/a"),
             # chaos takes no server arguments: the faults set those they need.
             *filter(None, [unread_settings(settings.modes, given=None)]),
         ],
