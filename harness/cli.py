@@ -913,6 +913,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f" threads={eff.get('threads')} pids={eff.get('worker_pids')}",
             flush=True,
         )
+        for note in _not_applied(args, srv.mode, eff):
+            print(f"  {note}", flush=True)
         print(f"  probe: {srv.url}{probe_path(srv.mount)}?token=T&sleep_ms=1", flush=True)
         if unread := unread_settings([mode]):
             print(f"  {unread}", flush=True)
@@ -922,6 +924,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"{srv.mode} exited on its own with status {returncode}",
             detail=log_tail(srv.log_path),
         )
+
+
+def _not_applied(args: argparse.Namespace, mode: str, effective: dict[str, t.Any]) -> list[str]:
+    """A line for each of ``--workers`` and ``--threads`` that the server did not run with.
+
+    A server takes them without a word where they mean nothing to it (waitress has one
+    process, gunicorn's gevent worker no thread pool, the werkzeug dev server a thread per
+    connection): ``serve --mode waitress --workers 2`` served with one process, and only
+    ``workers=1`` on the effective line said so.
+    """
+    rv = []
+    for option, key in (("--workers", "workers"), ("--threads", "threads")):
+        asked = getattr(args, key)
+        if asked is None or key not in effective or effective[key] == asked:
+            continue
+        ran = f"runs {key}={effective[key]}" if effective[key] is not None else f"has no {key}"
+        rv.append(
+            f"{option} {asked} does not apply to {mode}, which {ran} ('ctxbench list' says what"
+            " each mode runs)"
+        )
+    return rv
 
 
 # -- list ------------------------------------------------------------------------------------

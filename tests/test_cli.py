@@ -1171,3 +1171,49 @@ def test_a_regression_exits_1_when_the_reader_of_the_output_is_gone(
     with os.fdopen(write, "w", buffering=1) as closed:  # line-buffered: as a long output
         monkeypatch.setattr(sys, "stdout", closed)
         assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "effective", "said"),
+    [
+        pytest.param(
+            ["--mode", "waitress", "--workers", "2"], {"workers": 1, "threads": 4},
+            ["--workers 2 does not apply to waitress, which runs workers=1"], id="waitress",
+        ),
+        pytest.param(
+            ["--mode", "werkzeug-threaded", "--threads", "3"], {"workers": 1, "threads": None},
+            ["--threads 3 does not apply to werkzeug-threaded, which has no threads"],
+            id="werkzeug",
+        ),
+        pytest.param(
+            ["--mode", "gunicorn-gthread", "--workers", "3", "--threads", "2"],
+            {"workers": 3, "threads": 2}, [], id="applied",
+        ),
+    ],
+)  # fmt: skip
+def test_serve_says_which_server_options_do_not_apply(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    effective: dict[str, t.Any],
+    said: list[str],
+) -> None:
+    # 'serve --mode waitress --workers 2' served with one process, and only 'workers=1' on its
+    # effective line said so: waitress takes --workers without a word.
+    import contextlib
+    import types
+
+    import harness.servers
+
+    @contextlib.contextmanager
+    def served(mode: str, cfg: t.Any) -> t.Any:
+        yield types.SimpleNamespace(
+            mode=mode, url="http://127.0.0.1:9", mount=None, pid=1, log_path=Path("/dev/null"),
+            effective={"worker_class": "x", "worker_pids": [1], **effective},
+            process=types.SimpleNamespace(wait=lambda: 0),
+        )  # fmt: skip
+
+    monkeypatch.setattr(harness.servers, "live_server", served)
+    main(["serve", *options])
+    notes = [line.strip() for line in capsys.readouterr().out.splitlines() if "apply" in line]
+    assert [note.split(" (")[0] for note in notes] == said, notes
