@@ -113,11 +113,21 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     from harness.servers.uwsgi_gevent import DEFAULT_ASYNC
     from harness.servers.waitress import DEFAULT_CONNECTION_LIMIT
 
+    # Each help names the modes that take the option, as --worker-connections' does: one that
+    # named gunicorn alone read as though every mode ran with it.
     parser.add_argument(
-        "--workers", type=int, help=f"server processes (gunicorn -w; default {DEFAULT_WORKERS})"
+        "--workers",
+        type=int,
+        help=f"server processes (gunicorn -w, uWSGI --processes, granian, uvicorn and hypercorn"
+        f" --workers; default {DEFAULT_WORKERS}); waitress, eventlet and werkzeug-threaded run"
+        " one and ignore it",
     )
     parser.add_argument(
-        "--threads", type=int, help="threads per server process (gunicorn --threads)"
+        "--threads",
+        type=int,
+        help="threads per server process (gunicorn --threads, waitress --threads, uwsgi-threads"
+        " --threads, granian --blocking-threads; else each mode's own); the other modes ignore"
+        " it",
     )
     parser.add_argument(
         "--worker-connections",

@@ -152,6 +152,39 @@ def test_worker_connections_help_names_every_mode_that_takes_it() -> None:
 
 
 @pytest.mark.parametrize(
+    ("option", "named", "ignored"),
+    [
+        pytest.param("workers", ("gunicorn", "uWSGI", "granian", "uvicorn", "hypercorn"),
+                     ("waitress", "eventlet", "werkzeug-threaded"), id="workers"),
+        pytest.param("threads", ("gunicorn", "waitress", "uwsgi-threads", "granian"), (),
+                     id="threads"),
+    ],
+)  # fmt: skip
+def test_workers_and_threads_help_name_the_modes_that_take_them(
+    option: str, named: tuple[str, ...], ignored: tuple[str, ...]
+) -> None:
+    # '--workers: server processes (gunicorn -w; default 2)' and '--threads: threads per server
+    # process (gunicorn --threads)' named gunicorn alone, as --worker-connections' help did.
+    import argparse
+
+    from harness.servers import MODES
+    from harness.servers.base import ServerConfig
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    [text] = [a.help or "" for a in subparsers.choices["run"]._actions if a.dest == option]
+    changes = {
+        name
+        for name, mode in MODES.items()
+        if mode.command(ServerConfig(port=1)) != mode.command(ServerConfig(port=1, **{option: 7}))
+    }
+    assert all(name in text for name in named), text
+    assert all(name not in changes for name in ignored), changes
+    assert all(name in text for name in ignored), text
+    assert "ignore it" in text
+
+
+@pytest.mark.parametrize(
     ("missing", "modes", "extra"),
     [
         pytest.param("pyuwsgi", ("uwsgi-processes", "uwsgi-threads", "uwsgi-gevent"), "uwsgi",
