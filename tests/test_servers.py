@@ -465,6 +465,28 @@ def test_options_a_mode_has_no_use_for_are_recorded_as_ignored(
     assert get_mode(mode).details(ServerConfig(), reported)["ignored_options"] == []
 
 
+@pytest.mark.parametrize(
+    ("mode", "ran", "ignored"),
+    [
+        pytest.param("gunicorn-sync", "sync", ["--worker-connections"], id="sync"),
+        pytest.param("gunicorn-sync", "gthread", [], id="sync-with-threads-is-gthread"),
+        pytest.param("gunicorn-gthread", "gthread", [], id="gthread"),
+        pytest.param("gunicorn-gevent", "gevent", ["--threads"], id="gevent"),
+        pytest.param("gunicorn-tornado", "tornado", ["--threads", "--worker-connections"],
+                     id="tornado"),
+    ],
+)  # fmt: skip
+def test_gunicorn_records_what_its_worker_class_ignored(
+    mode: str, ran: str, ignored: list[str]
+) -> None:
+    # run --modes gunicorn-tornado --threads 3 --worker-connections 7 recorded
+    # worker_connections 7 and nothing ignored: the tornado worker runs neither.
+    reported = Reported([{"pid": 1, "worker_class": ran}])
+    given = get_mode(mode).details(ServerConfig(threads=3, worker_connections=7), reported)
+    assert given["ignored_options"] == ignored
+    assert get_mode(mode).details(ServerConfig(), reported)["ignored_options"] == []
+
+
 @pytest.mark.live
 def test_werkzeug_records_ignored_options() -> None:
     with live_server("werkzeug-threaded", app=APP, workers=3) as srv:

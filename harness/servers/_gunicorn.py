@@ -34,6 +34,7 @@ from harness.servers.base import (
     argparse_refusal,
     connections_given,
     get_mode,
+    ignored_options,
     last_option,
     one_at_a_time,
     require_modules,
@@ -48,6 +49,15 @@ GTHREAD_TRAITS = ModeTraits(unit="pool-thread", keepalive=True)
 GRACEFUL_TIMEOUT = 3
 #: What gunicorn serves: the harness's WSGI entry point, which loads the app under test.
 APP = "harness.wsgi:app"
+
+#: The :class:`ServerConfig` fields each worker class has no use for, recorded as ignored when
+#: given: gunicorn takes them all, and only gthread runs threads; gthread and gevent bound their
+#: connections with --worker-connections (``-k sync`` with more threads is gthread).
+UNUSED_BY_WORKER_CLASS = {
+    "sync": ("worker_connections",),
+    "gevent": ("threads",),
+    "tornado": ("threads", "worker_connections"),
+}
 
 #: What the name of a worker's heartbeat file starts with (gunicorn's ``WorkerTmp``).
 HEARTBEAT_FILE_PREFIX = "wgunicorn-"
@@ -195,6 +205,9 @@ class GunicornMode(SupervisedMode):
             "access_log": master.get("accesslog"),
             "preload_app": master.get("preload_app"),
             "gevent_patched": any(w.get("gevent_patched") for w in workers),
+            "ignored_options": ignored_options(
+                cfg, UNUSED_BY_WORKER_CLASS.get(str(worker_class), ())
+            ),
         }
 
 
