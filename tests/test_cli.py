@@ -472,6 +472,10 @@ def test_a_run_of_all_modes_names_those_that_cannot_run_here(
         # --http11-socket keeps a kept-alive connection on its process
         pytest.param("uwsgi-processes", (), ServerConnections("keepalive", True),
                      id="uwsgi-processes"),
+        # a greenlet of a pool of --worker-connections per connection, in each of 2 workers
+        pytest.param("gunicorn-gevent", ("--workers", "2", "--worker-connections", "3"),
+                     ServerConnections("keepalive", False, connection_limit=6),
+                     id="gunicorn-gevent-limit"),
     ],
 )  # fmt: skip
 def test_a_run_records_what_each_cell_s_server_does_with_its_connections(
@@ -493,7 +497,7 @@ def test_a_run_records_what_each_cell_s_server_does_with_its_connections(
     raw = json.loads((tmp_path / "run" / results.RESULTS_FILE).read_text(encoding="utf-8"))
     assert raw["cells"][0]["server"]["connections"] == {
         "pattern": held.pattern, "kept_alive_holds_unit": held.kept_alive_holds_unit,
-        "proxy": None,
+        "proxy": None, "connection_limit": held.connection_limit,
     }  # fmt: skip
 
 
