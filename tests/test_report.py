@@ -731,6 +731,20 @@ def test_terminal_summary_shows_evidence_and_what_leaks_count() -> None:
     ]  # fmt: skip
 
 
+def test_terminal_summary_names_a_broken_backend_that_ran_alone() -> None:
+    # `run --backend no-reset` alone printed a row of mode, connections, ..., LEAK: nothing on
+    # it said that the leak was the deliberately broken backend's, not the app's.
+    from harness.report import format_summary
+
+    text = format_summary(load_run(make_doc([make_entry("gunicorn-gthread", backend="no-reset",
+                                                         leaks=5)])))  # fmt: skip
+    header, _, row = text.splitlines()[:3]
+    assert header.split()[:3] == ["app", "backend", "mode"]
+    assert row.split()[:3] == ["core", "no-reset", "gunicorn-gthread"]
+    clean = format_summary(load_run(make_doc([make_entry("gunicorn-gthread")])))
+    assert clean.splitlines()[0].split()[0] == "mode"  # the default backend alone: no column
+
+
 def test_the_apps_own_observe_names_checked_are_listed() -> None:
     import dataclasses
 

@@ -874,8 +874,14 @@ def _list_leaks(cells: Sequence[Cell], sweep: bool) -> str:
 
 
 def format_summary(run: Run) -> str:
-    """The run on a terminal: one row per cell, then up to three pieces of leak evidence."""
-    several = len({(app_at(c), backend_of(c)) for c in run.cells}) > 1
+    """The run on a terminal: one row per cell, then up to three pieces of leak evidence.
+
+    The app and backend columns show where they tell cells apart, and wherever a deliberately
+    broken backend ran: its row's LEAK is a negative control at work, which a row without the
+    backend would present as the app's own leak."""
+    several = len({(app_at(c), backend_of(c)) for c in run.cells}) > 1 or any(
+        backend_of(c) != DEFAULT_BACKEND for c in run.cells
+    )
     sweep = swept(run.cells)
     headers = ("app", "backend") * several + (
         "mode", "connections", *("users",) * sweep, "server", "requests", "rps", "spread",
