@@ -719,7 +719,7 @@ def _kept(run_dir: Path, statuses: tuple[str, ...], stopped_by: str) -> str | No
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import results, runner
     from harness.report import format_summary, write_reports
-    from harness.report.summary import REPORT_IT, pattern_at, summarize, swept
+    from harness.report.summary import REPORT_IT, label, pattern_at, summarize, swept
     from harness.report.text import plural
     from harness.servers._gunicorn import unread_settings
 
@@ -755,7 +755,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.missed and not (summary.stack_leaks or summary.app_leaks):
         # A negative control that missed its leak: the harness is blind there, so no exit
         # status of a verdict (0, or 1 for the controls that did leak) may stand for the run.
-        cells = ", ".join(f"{c.mode} {c.backend} {pattern_at(c, sweep)}" for c in summary.missed)
+        # Named as the terminal's list of missed leaks names them: with a user's app (and the
+        # prefix it was mounted at), which two cells may differ by alone.
+        cells = ", ".join(f"{label(c)} {pattern_at(c, sweep)}" for c in summary.missed)
         print(
             f"ctxbench: error: the harness missed the leak a deliberately broken backend must"
             f" show, in {plural(len(summary.missed), 'cell')} ({cells}): {REPORT_IT}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -865,7 +866,16 @@ def test_a_negative_control_that_missed_its_leak_gives_no_verdict(
     import harness.runner
     from tests.test_report import mutant_cell
 
-    cells = (mutant_cell("gunicorn-gevent", "no-reset", "keepalive"),)
+    # A user's app mounted at /api: the line names the cell with both, as the terminal does.
+    missed = mutant_cell("gunicorn-gevent", "no-reset", "keepalive")
+    missed = dataclasses.replace(
+        missed,
+        app="myproject.wsgi:app",
+        server=dataclasses.replace(
+            missed.server, effective={**missed.server.effective, "mount": "/api"}
+        ),
+    )
+    cells = (missed,)
     if also_caught:
         cells += (mutant_cell("waitress", "no-reset", "keepalive", leaks=4),)
 
@@ -880,8 +890,8 @@ def test_a_negative_control_that_missed_its_leak_gives_no_verdict(
     err = capsys.readouterr().err
     assert err == (
         "ctxbench: error: the harness missed the leak a deliberately broken backend must show,"
-        " in 1 cell (gunicorn-gevent no-reset keepalive): a ctxbench bug: report it with this"
-        " run's results.json\n"
+        " in 1 cell (gunicorn-gevent · myproject.wsgi:app at /api · no-reset keepalive): a"
+        " ctxbench bug: report it with this run's results.json\n"
     )
 
 
