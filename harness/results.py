@@ -306,6 +306,14 @@ class ServerInfo:
         return rv + (f" t{threads}" if isinstance(threads, int) and threads > 1 else "")
 
     @property
+    def ignored_options(self) -> tuple[str, ...]:
+        """The options given that the server ran without, having no use for them
+        (``--workers`` under waitress's one process, ``--threads`` under gunicorn's gevent
+        worker), as the mode recorded them; ``()`` where it recorded none."""
+        rv = self.effective.get("ignored_options")
+        return tuple(o for o in rv if isinstance(o, str)) if isinstance(rv, list) else ()
+
+    @property
     def mount(self) -> str:
         """The path prefix the app was checked under (``--mount``): ``"/api"``, or ``"/"`` for
         the root (no ``--mount`` given, or a document older than the option); for a server

@@ -745,6 +745,25 @@ def test_terminal_summary_names_a_broken_backend_that_ran_alone() -> None:
     assert clean.splitlines()[0].split()[0] == "mode"  # the default backend alone: no column
 
 
+def test_terminal_summary_names_the_options_a_mode_ran_without() -> None:
+    # `run --modes waitress,gunicorn-gevent --workers 2 --threads 3`: waitress ran one process,
+    # gunicorn's gevent worker no thread pool, and only the table's "w1" hinted at either.
+    from harness.report import format_summary
+
+    waitress, gevent, sync = (
+        make_entry(m, rps=1000.0) for m in ("waitress", "gunicorn-gevent", "gunicorn-sync")
+    )
+    waitress["server"]["effective"]["ignored_options"] = ["--workers"]
+    gevent["server"]["effective"]["ignored_options"] = ["--threads"]
+    sync["server"]["effective"]["ignored_options"] = ["--workers"]  # one line names both modes
+    text = format_summary(load_run(make_doc([waitress, gevent, sync])))
+    assert (
+        "options some modes ran without, having no use for them: --workers by waitress,"
+        " gunicorn-sync; --threads by gunicorn-gevent ('ctxbench list' says what each mode runs)"
+    ) in text.splitlines()
+    assert "ran without" not in format_summary(load_run(make_doc([make_entry("gunicorn-sync")])))
+
+
 def test_the_apps_own_observe_names_checked_are_listed() -> None:
     import dataclasses
 

@@ -910,6 +910,8 @@ def format_summary(run: Run) -> str:
         )
     if any(c.driver_bound for c in run.cells):
         out.append(f"* driver-bound: {DRIVER_BOUND_ADVICE}")
+    if ignored := ignored_by(run.cells):
+        out.append(ignored)
     for u in UNRANKED:
         if picked := [c for c in run.cells if u.marked(c)]:
             title = u.title[0].lower() + u.title[1:]
@@ -937,6 +939,25 @@ def format_summary(run: Run) -> str:
     if unknown := unknown_values(run.cells):
         out.append(f"{UNKNOWN_VALUES}: {_some(unknown)}")
     return "\n".join(out)
+
+
+def ignored_by(cells: Sequence[Cell]) -> str:
+    """``ran without --workers: waitress (...)``: the options given that some modes ran without,
+    having no use for them, as each recorded; ``""`` when none. The server takes them without a
+    word, and only the table's ``w1`` said that ``--workers 2`` meant nothing to waitress."""
+    modes: dict[str, list[str]] = {}
+    for c in cells:
+        for option in c.server.ignored_options:
+            modes.setdefault(option, [])
+            if c.mode not in modes[option]:
+                modes[option].append(c.mode)
+    if not modes:
+        return ""
+    each = "; ".join(f"{option} by {', '.join(m)}" for option, m in modes.items())
+    return (
+        f"options some modes ran without, having no use for them: {each} ('ctxbench list' says"
+        " what each mode runs)"
+    )
 
 
 #: Cores other programs used while cells ran (the median over their repeats) above which a
