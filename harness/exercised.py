@@ -133,12 +133,13 @@ class Exercised:
             # rule it out (a gthread pool of 4 at 1,800 rps reads 0.92), so say what helps.
             rv.append(
                 Note(
-                    "requests were not shown to overlap in a server process (in flight per"
-                    " process on average, from the throughput and the time each request sleeps),"
-                    " so state shared between concurrent requests may not have shown; a longer"
-                    " --sleep-ms (10) holds each request longer, so that requests overlap"
-                    " wherever the server runs several at once",
-                    f"at least {self.in_flight:.2f} in flight",
+                    "requests were not shown to overlap in a server process (the requests in"
+                    " flight per process on average, from the throughput and the time each"
+                    " request sleeps, must pass 1 to show it), so state shared between"
+                    " concurrent requests may not have shown; a longer --sleep-ms (10) holds"
+                    " each request longer, so that requests overlap wherever the server runs"
+                    " several at once",
+                    f"at least {self.in_flight:.2f} requests in flight per process",
                 )
             )
         if not self.unit_reused:

@@ -22,10 +22,11 @@ def test_one_request_at_a_time_is_no_overlap() -> None:
     # 0.75 is a lower bound (Little's law on the sleep alone): the note cannot say that the
     # requests did not overlap, only that the run did not show it, and what would.
     assert note.sentence.startswith(
-        "requests were not shown to overlap in a server process (in flight per process on"
-        " average, from the throughput and the time each request sleeps)"
+        "requests were not shown to overlap in a server process (the requests in flight per"
+        " process on average, from the throughput and the time each request sleeps, must pass 1"
+        " to show it)"
     )
-    assert note.figure == "at least 0.75 in flight"
+    assert note.figure == "at least 0.75 requests in flight per process"
     assert "a longer --sleep-ms (10)" in note.sentence
 
 

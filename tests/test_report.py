@@ -1802,11 +1802,36 @@ def test_a_note_that_holds_for_many_cells_is_said_once() -> None:
     names = [f"{c.mode} keepalive" for c in cells]
     assert weak_zeros(cells) == [
         f"{', '.join(names[:3])}: {greenlet_note.sentence}.",
-        f"{names[3]} (at least 0.75 in flight), {names[4]} (at least 0.60 in flight):"
-        f" {overlap_note.sentence}.",
+        f"{names[3]} (at least 0.75 requests in flight per process), {names[4]} (at least 0.60"
+        f" requests in flight per process): {overlap_note.sentence}.",
     ]
     md = render_reports(run.replace(cells=tuple(cells)))["report.md"]
     assert md.count(greenlet_note.sentence) == md.count(overlap_note.sentence) == 1, md
+
+
+def test_the_weak_zeros_note_points_at_no_place_and_names_its_figure() -> None:
+    """``ctxbench run --target`` printed "A zero below proves little" after the table whose zeros
+    it meant, and the report says it after its tables too; its figure read "at least 0.99 in
+    flight", in flight of what unsaid."""
+    from harness.exercised import exercised
+    from harness.report.summary import WEAK_ZEROS_HEAD
+
+    seen = exercised([(1, 10, None), (2, 20, None)], answered=500, rps=1500.0, sleep_ms=1.0,
+                     connections="keepalive")  # fmt: skip
+    [cell] = load_run(make_doc([make_entry("gunicorn-gthread")])).cells
+    target = {"target": "http://127.0.0.1:8080"}
+    cell = dataclasses.replace(
+        cell, exercised=seen, server=dataclasses.replace(cell.server, effective=target)
+    )
+    run = load_run(make_doc([make_entry("gunicorn-gthread")])).replace(cells=(cell,))
+    lines = format_summary(run).splitlines()
+    head = lines.index(f"{WEAK_ZEROS_HEAD}:")
+    assert head > next(i for i, ln in enumerate(lines) if ln.startswith("app "))
+    assert not {"below", "above"} & set(WEAK_ZEROS_HEAD.split())
+    assert "0 leaks" in WEAK_ZEROS_HEAD
+    assert "(at least 0.75 requests in flight per process)" in lines[head + 1]
+    md = render_reports(run)["report.md"]
+    assert md.index(f"{WEAK_ZEROS_HEAD}:") > md.index("| leaks |")
 
 
 def test_the_exercised_table_says_overlap_was_not_shown_rather_than_absent() -> None:

@@ -798,8 +798,11 @@ UNRANKED = (
 )  # fmt: skip
 
 
-#: The line above :func:`weak_zeros`, on the terminal and in the report.
-WEAK_ZEROS_HEAD = "A zero below proves little where the run did not exercise it"
+#: The line above :func:`weak_zeros`, on the terminal and in the report. Both say it after the
+#: table whose leaks column it is about, so it points neither up nor down.
+WEAK_ZEROS_HEAD = (
+    "0 leaks proves little for these cells: the run did not exercise what would show a leak"
+)
 
 
 def _what_ran(s: Summary) -> str:
