@@ -293,6 +293,19 @@ class StatusLine:
         self.stream.flush()
         self._width = len(line)
 
+    def beat(self, text: str, every: float) -> None:
+        """:meth:`show` on a terminal; elsewhere a line at most every ``every`` seconds, for a
+        cell that runs for minutes (a soak), whose log would otherwise stay silent until it
+        ends, as a CI job that kills a silent step would kill it."""
+        if self.live or not self.enabled:
+            self.show(text)
+            return
+        now = time.monotonic()
+        if now - self._last >= every:
+            self._last = now
+            self.stream.write(f"{now - self.started:6.1f}s  {text}\n")
+            self.stream.flush()
+
     def finished(self, text: str) -> None:
         if not self.enabled:
             return

@@ -1017,6 +1017,29 @@ def test_a_soak_records_the_warm_up_it_ran_with(
     assert doc["settings"]["warmup"] == doc["soaks"][0]["warmup_s"] == judged_from
 
 
+def test_a_soak_off_a_terminal_says_how_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Piped to a log (CI), a soak of minutes printed nothing until it ended: its progress went
+    # to the live line of a terminal only, and CI services end a step that is silent too long.
+    import harness.soak
+
+    pytest.importorskip("psutil", reason="ctxbench soak needs psutil (ctxbench[soak])")
+
+    def soaked(mode: str, **kw: t.Any) -> results.Soak:
+        for n in range(3):  # the driver reports about twice a second
+            kw["progress"](f"soak {mode} {n}/60 s  requests {n}")
+        return results.Soak(mode=mode, app=kw["app"], backend=kw["backend"],
+                            connections=kw["connections"], seconds=60.0,
+                            warmup_s=kw["warmup_s"], verdict="ok")  # fmt: skip
+
+    monkeypatch.setattr(harness.soak, "run_soak", soaked)
+    argv = ["soak", "--mode", "gunicorn-sync", "--minutes", "1", "--run-dir", str(tmp_path / "r")]
+    assert main(argv) == 0
+    beats = [line for line in capsys.readouterr().err.splitlines() if "soak gunicorn-sync" in line]
+    assert [line.split("s  ", 1)[1] for line in beats] == ["soak gunicorn-sync 0/60 s  requests 0"]
+
+
 @pytest.mark.parametrize("command", ["run", "chaos"])
 def test_a_reused_run_folder_holds_this_run_only_and_is_held_until_its_reports_are_written(
     command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -454,6 +454,22 @@ def test_a_target_s_progress_line_names_its_app_and_no_backend(
     assert [c.server.connections for c in run.cells] == [None, None]
 
 
+def test_a_status_line_off_a_terminal_beats_at_most_every_so_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("harness.runner.time.monotonic", lambda: now[0])
+    status = StatusLine(stream=io.StringIO(), live=False, started=1000.0)
+    for t_, text in [(0.0, "a"), (10.0, "b"), (29.9, "c"), (30.0, "d"), (45.0, "e"), (61.0, "f")]:
+        now[0] = 1000.0 + t_
+        status.beat(text, every=30.0)
+    out = status.stream.getvalue()  # type: ignore[attr-defined]
+    assert out == "   0.0s  a\n  30.0s  d\n  61.0s  f\n"
+    live = StatusLine(stream=io.StringIO(), live=True)  # a terminal: the live line, as show()
+    live.beat("x", every=30.0)
+    assert live.stream.getvalue().startswith("\r")  # type: ignore[attr-defined]
+
+
 def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
     world = FakeWorld(interrupt_at=3)  # the second cell's warm-up
     settings = RunSettings(modes=("gunicorn-sync",), repeats=1, duration=0.1)

@@ -286,6 +286,11 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
 
 
+#: Seconds between two progress lines of a soak off a terminal (a CI job, a log): a soak runs
+#: for minutes, and CI services end a step that prints nothing for ten.
+SOAK_BEAT_S = 30.0
+
+
 def cmd_soak(args: argparse.Namespace) -> int:
     from harness import results
     from harness.app_string import parse_import_string
@@ -330,7 +335,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
                     connections=args.connections, warmup_s=warmup,
                     concurrency=args.concurrency, sleep_ms=args.sleep_ms, workers=args.workers,
                     threads=args.threads, extra_args=extra_args, mount=settings.mount,
-                    log_dir=run_dir / results.LOGS, progress=status.show,
+                    log_dir=run_dir / results.LOGS,
+                    progress=lambda text: status.beat(text, every=SOAK_BEAT_S),
                     save=SoakWriter(run_dir, run),
                 )  # fmt: skip
             except SoakInterrupted as e:  # keep what was sampled, as an interrupted run does
