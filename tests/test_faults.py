@@ -1277,11 +1277,16 @@ def test_which_faults_apply_follows_the_server_as_configured(
                           connections="keepalive", load=LoadSettings(threads=4))  # fmt: skip
     assert (cell.verdict, cell.reason) == ("n/a", why)
     # Alone, it is nothing to run: a usage error before any server starts, not an empty run.
+    # It says so of the settings given: 'chaos --list', where it pointed, shows each mode with
+    # its default settings, under which the timeout applies to gunicorn-sync.
     if mode == "gunicorn-sync":
         argv = ["chaos", "--modes", mode, "--threads", "4", "--faults", "timeout"]
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert "nothing to run: timeout cannot happen under gunicorn-sync (gunicorn runs" in err
+        assert "nothing to run: timeout cannot happen under gunicorn-sync with --threads 4 (" in err
+        assert "); gunicorn-sync takes timeout with its default settings, as 'ctxbench" in err
+        assert err.rstrip().endswith("shows: leave out --threads 4 to run it"), err
+        assert "see 'ctxbench chaos --list'" not in err
 
 
 def test_a_soak_writes_what_it_sampled_as_it_goes(

@@ -129,6 +129,36 @@ def _list_faults() -> int:
     return 0
 
 
+def _nothing_to_run(
+    names: t.Sequence[str],
+    modes: t.Sequence[str],
+    why_not: t.Sequence[str | None],
+    args: argparse.Namespace,
+) -> str:
+    """Why no cell of ``names`` x ``modes`` can run, ``why_not`` giving each cell's reason as
+    the modes are configured. ``ctxbench chaos --list`` shows each mode with its default
+    settings: where a fault applies there, the settings given here (``--threads 4`` turns
+    gunicorn-sync into gunicorn's gthread worker) rule it out, and the message says so rather
+    than send the user to a list that says it applies."""
+    from harness.faults import get_fault
+    from harness.servers import get_mode
+
+    default = [get_fault(f).not_applicable(get_mode(m)) for f in names for m in modes]
+    unruled = [i for i, why in enumerate(default) if why is None]
+    head = f"nothing to run: {', '.join(names)} cannot happen under {', '.join(modes)}"
+    if not unruled:  # the list agrees: it shows what each mode takes
+        return f"{head} ({why_not[0]}); see 'ctxbench chaos --list'"
+    given = [f"--{k} {v}" for k, v in (("workers", args.workers), ("threads", args.threads))
+             if v is not None]  # fmt: skip
+    i = unruled[0]
+    fault, mode = names[i // len(modes)], modes[i % len(modes)]
+    fix = f": leave out {' '.join(given)} to run it" if given else ""
+    return (
+        f"{head} with {' '.join(given) or 'these settings'} ({why_not[i]}); {mode} takes {fault}"
+        f" with its default settings, as 'ctxbench chaos --list' shows{fix}"
+    )
+
+
 def cmd_chaos(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -186,10 +216,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         f.not_applicable(get_mode(m).configured(cfg)) for f in faults for m in settings.modes
     ]
     if all(why_not):  # every cell would be n/a: nothing would run, and the exit status says 0
-        raise UsageError(
-            f"nothing to run: {', '.join(names)} cannot happen under {', '.join(settings.modes)}"
-            f" ({why_not[0]}); see 'ctxbench chaos --list'"
-        )
+        raise UsageError(_nothing_to_run(names, settings.modes, why_not, args))
     started = time.monotonic()
     # A live line on a terminal; elsewhere (CI, a log) a line per finished cell, as `run` does:
     # piped, a chaos run of minutes printed nothing until its table.
