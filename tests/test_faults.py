@@ -1097,6 +1097,8 @@ def test_a_pattern_the_mode_cannot_serve_is_not_applicable_and_starts_nothing() 
     cell = run_fault_cell(FAULTS["abort"], mode, app="harness.apps.core_app:app",
                           backend="contextvar", connections=pattern)  # fmt: skip
     assert cell.verdict == "n/a" and "cannot serve" in cell.reason, cell
+    # said once, in words that continue the verdict's: 'n/a: the mode cannot serve ...'
+    assert "applicable" not in cell.reason.lower() and cell.reason.count("keep") == 1, cell
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from harness.report.text import plural
 from harness.results import AfterFault, FaultCell, Run, ServerInfo, keep_evidence
 from harness.runner import aimed_at
 from harness.servers import LiveServer, ServerMode, get_mode, live_server
-from harness.servers.base import ModeTraits, ServerConfig
+from harness.servers.base import CLOSES_EVERY_CONNECTION, ModeTraits, ServerConfig
 from harness.settings import ChaosSettings, RunSettings
 
 from .base import Fault, worker_pids
@@ -267,7 +267,8 @@ def run_fault_cell(
     why_not = fault.not_applicable(server_mode)
     served = situation(server_mode.traits, t.cast(t.Any, connections))
     if why_not is None and not served.applicable:
-        why_not = f"the mode cannot serve {connections} connections: {served.applicable_why}"
+        # The model's own words open with "Not applicable:", which the n/a verdict says.
+        why_not = f"the mode cannot serve {connections} connections: {CLOSES_EVERY_CONNECTION}"
     if why_not is not None:
         return cell(verdict="n/a", reason=why_not)
     say = progress or (lambda text: None)
