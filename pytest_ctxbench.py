@@ -211,8 +211,9 @@ class CheckResult:
     def explain(self, started_in: Path | None = None) -> str:
         """A few lines for an assertion message: what leaked where, and where the report is
         (relative to ``started_in``, the folder pytest was started in, when it is under it)."""
+        from harness.apps import mounted
         from harness.report.summary import not_probe_answers
-        from harness.report.text import fmt_counts, mounted
+        from harness.report.text import fmt_counts
 
         leaky = [c for c in self.cells if c.leaks]
         report = self.report

@@ -939,22 +939,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _not_applied(args: argparse.Namespace, mode: str, effective: dict[str, t.Any]) -> list[str]:
-    """A line for each of ``--workers`` and ``--threads`` that the server did not run with.
+    """A line for each server option given that the server ran without, as the mode recorded
+    them (``ignored_options``, which ``run`` names under its table too).
 
     A server takes them without a word where they mean nothing to it (waitress has one
     process, gunicorn's gevent worker no thread pool, the werkzeug dev server a thread per
     connection): ``serve --mode waitress --workers 2`` served with one process, and only
     ``workers=1`` on the effective line said so.
     """
+    from harness.results import ServerInfo
+
     rv = []
-    for option, key in (("--workers", "workers"), ("--threads", "threads")):
-        asked = getattr(args, key)
-        if asked is None or key not in effective or effective[key] == asked:
-            continue
-        ran = f"runs {key}={effective[key]}" if effective[key] is not None else f"has no {key}"
+    for option in ServerInfo(effective=effective).ignored_options:
+        key = option.removeprefix("--").replace("-", "_")
+        ran = effective.get(key)
+        runs = f"runs {key}={ran}" if ran is not None else f"has no {key}"
         rv.append(
-            f"{option} {asked} does not apply to {mode}, which {ran} ('ctxbench list' says what"
-            " each mode runs)"
+            f"{option} {getattr(args, key, None)} does not apply to {mode}, which {runs}"
+            " ('ctxbench list' says what each mode runs)"
         )
     return rv
 

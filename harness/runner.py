@@ -303,8 +303,7 @@ class StatusLine:
         now = time.monotonic()
         if now - self._last >= every:
             self._last = now
-            self.stream.write(f"{now - self.started:6.1f}s  {text}\n")
-            self.stream.flush()
+            self._line(text, now)
 
     def finished(self, text: str) -> None:
         if not self.enabled:
@@ -313,8 +312,12 @@ class StatusLine:
             self.show(text, force=True)
             self.done()
         else:
-            self.stream.write(f"{time.monotonic() - self.started:6.1f}s  {text}\n")
-            self.stream.flush()
+            self._line(text, time.monotonic())
+
+    def _line(self, text: str, now: float) -> None:
+        """A line of its own, off a terminal: ``  12.3s  text``."""
+        self.stream.write(f"{now - self.started:6.1f}s  {text}\n")
+        self.stream.flush()
 
     def done(self) -> None:
         if self.enabled and self.live and self._width:

@@ -1247,17 +1247,19 @@ def test_a_regression_exits_1_when_the_reader_of_the_output_is_gone(
     ("options", "effective", "said"),
     [
         pytest.param(
-            ["--mode", "waitress", "--workers", "2"], {"workers": 1, "threads": 4},
+            ["--mode", "waitress", "--workers", "2"],
+            {"workers": 1, "threads": 4, "ignored_options": ["--workers"]},
             ["--workers 2 does not apply to waitress, which runs workers=1"], id="waitress",
         ),
         pytest.param(
-            ["--mode", "werkzeug-threaded", "--threads", "3"], {"workers": 1, "threads": None},
+            ["--mode", "werkzeug-threaded", "--threads", "3"],
+            {"workers": 1, "threads": None, "ignored_options": ["--threads"]},
             ["--threads 3 does not apply to werkzeug-threaded, which has no threads"],
             id="werkzeug",
         ),
         pytest.param(
             ["--mode", "gunicorn-gthread", "--workers", "3", "--threads", "2"],
-            {"workers": 3, "threads": 2}, [], id="applied",
+            {"workers": 3, "threads": 2, "ignored_options": []}, [], id="applied",
         ),
     ],
 )  # fmt: skip

@@ -163,13 +163,13 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from harness.app_string import parse_import_string
-    from harness.apps import CORE_APP, FLASK_APP
+    from harness.apps import CORE_APP, FLASK_APP, mounted
     from harness.faults import FAULTS, get_fault
     from harness.faults.runner import LOAD_TIMEOUT_S, run_chaos
     from harness.load.spec import connection_patterns
     from harness.report import write_reports
     from harness.report.faults import faults_table
-    from harness.report.text import mounted, plural
+    from harness.report.text import plural
     from harness.runner import StatusLine
     from harness.servers import available_modes, get_mode
     from harness.servers._gunicorn import unread_settings
@@ -321,10 +321,9 @@ SOAK_BEAT_S = 30.0
 def cmd_soak(args: argparse.Namespace) -> int:
     from harness import results
     from harness.app_string import parse_import_string
-    from harness.apps import CORE_APP
+    from harness.apps import CORE_APP, mounted
     from harness.report import write_reports
     from harness.report.faults import soak_errors, soak_table
-    from harness.report.text import mounted
     from harness.runner import StatusLine
     from harness.servers._gunicorn import unread_settings
     from harness.settings import RunSettings

@@ -41,10 +41,11 @@ import math
 import typing as t
 from dataclasses import dataclass
 
+from harness.apps import mounted
 from harness.errors import UsageError
 from harness.load.fairness import STARVED_CAUSES
 from harness.report.summary import backend_of, measured_once, starved_cause
-from harness.report.text import fmt_ms, fmt_pct, fmt_rps, mounted, plural
+from harness.report.text import fmt_ms, fmt_pct, fmt_rps, plural
 from harness.report.tree import Table, text_table
 from harness.results import Cell, CellKey, Run
 

@@ -12,9 +12,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from harness.apps import mounted
 from harness.report.charts import Line, Point, line_chart
 from harness.report.summary import Context, evidence_table
-from harness.report.text import code, fmt_counts, fmt_limit, fmt_mib, fmt_rps, mounted, plural
+from harness.report.text import code, fmt_counts, fmt_limit, fmt_mib, fmt_rps, plural
 from harness.report.tree import Callout, Heading, Items, Node, Note, Paragraph, Table, where
 from harness.results import SOAK_NOT_JUDGED
 

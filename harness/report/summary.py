@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from harness.apps import mounted
 from harness.benchdata import Benchmarks
 from harness.exercised import CLOSED_SHARE
 from harness.load.acks import DELAYED_ACK_ADVICE, STALL_MAX_NS, STALL_MIN_NS
@@ -40,7 +41,6 @@ from harness.report.text import (
     fmt_pct,
     fmt_rps,
     literal,
-    mounted,
     plural,
     show_json,
     spread_cell,
@@ -67,7 +67,7 @@ def beyond_noise(a: float, b: float, spreads: Iterable[float]) -> bool:
 def app_at(c: Cell, show: Callable[[str], str] = str) -> str:
     """A cell's app, ``show``n (:func:`~harness.report.text.app_name` in a sentence of the
     report), with the prefix it was checked under when that is not the root
-    (:func:`~harness.report.text.mounted`): one dispatcher's app at ``/api`` and its app at
+    (:func:`~harness.apps.mounted`): one dispatcher's app at ``/api`` and its app at
     ``/admin`` are other apps, and two cells that differ only there must not read the same. A
     target's prefix is in its mode already (``target:127.0.0.1:8080/api``)."""
     return mounted(show(c.app_label), "/" if c.target is not None else c.server.mount)
@@ -945,15 +945,15 @@ def format_summary(run: Run) -> str:
 
 
 def ignored_by(cells: Sequence[Cell]) -> str:
-    """``ran without --workers: waitress (...)``: the options given that some modes ran without,
-    having no use for them, as each recorded; ``""`` when none. The server takes them without a
-    word, and only the table's ``w1`` said that ``--workers 2`` meant nothing to waitress."""
-    modes: dict[str, list[str]] = {}
+    """``options some modes ran without, ...: --workers by waitress; --threads by
+    gunicorn-gevent (...)``: the options given that some modes ran without, having no use for
+    them, as each recorded (:attr:`~harness.results.ServerInfo.ignored_options`); ``""`` when
+    none. The server takes them without a word, and only the table's ``w1`` said that
+    ``--workers 2`` meant nothing to waitress."""
+    modes: dict[str, dict[str, None]] = {}  # option -> the modes, in order, once each
     for c in cells:
         for option in c.server.ignored_options:
-            modes.setdefault(option, [])
-            if c.mode not in modes[option]:
-                modes[option].append(c.mode)
+            modes.setdefault(option, {})[c.mode] = None
     if not modes:
         return ""
     each = "; ".join(f"{option} by {', '.join(m)}" for option, m in modes.items())

@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.apps import mounted as mounted  # the report names a mounted app as the CLI does
 from harness.results import SPREAD_WARNING
 
 
