@@ -928,3 +928,17 @@ def test_a_connection_limit_the_server_cannot_serve_under_is_refused_up_front(
         get_mode(mode).check_args(cfg)
     enough = dataclasses.replace(cfg, worker_connections=3, extra_args=())
     get_mode(mode).check_args(enough)
+
+
+def test_the_last_of_several_spellings_of_a_server_option_is_what_runs() -> None:
+    # gunicorn's parser takes the last of -w and --workers, whichever the spelling: the worker
+    # class of "--worker-class gevent -k sync" is sync, as the workers of "-w 3 --workers=1" are 1.
+    from harness.servers.base import last_count, last_option
+
+    assert last_option(["--worker-class", "gevent", "-k", "sync"], "--worker-class", "-k") == "sync"
+    assert last_option(["-kgevent"], "--worker-class", "-k") == "gevent"
+    assert last_count(["-w", "3", "--workers=1"], "-w", "--workers") == 1
+    assert last_count(["--workers", "2", "-w4"], "-w", "--workers") == 4
+    assert last_count(["--threads=0"], "--threads") is None  # refused by the server, not a count
+    assert last_count(["--threads"], "--threads") is None
+    assert last_option(["--keep-alive", "5"], "-k") is None  # a long option is not -k

@@ -129,11 +129,7 @@ class GunicornMode(SupervisedMode):
             # The worker class is what the mode names: the last -k won, and a gunicorn-sync cell
             # ran the gevent worker while the expectations judged the sync one.
             if (arg.startswith("-k") and not arg.startswith("--")) or name == "--worker-class":
-                value = (
-                    last_option(cfg.extra_args, "--worker-class")
-                    or last_option(cfg.extra_args, "-k")
-                    or arg[2:]
-                )
+                value = last_option(cfg.extra_args, "--worker-class", "-k") or arg[2:]
                 mode = f"gunicorn-{value}"
                 instead = f"--modes {mode}" if mode in MODES else "the mode of that worker class"
                 raise UsageError(

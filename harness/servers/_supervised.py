@@ -11,11 +11,10 @@ server, so that a matrix compares the servers, not their defaults.
 from __future__ import annotations
 
 import typing as t
-from collections.abc import Sequence
 
-from harness.servers.base import ServerConfig, ServerMode
+from harness.servers.base import ServerConfig, ServerMode, last_count
 
-__all__ = ["DEFAULT_WORKERS", "SupervisedMode", "last_count"]
+__all__ = ["DEFAULT_WORKERS", "SupervisedMode"]
 
 #: Worker processes unless told otherwise: one per core on the 2-core machines we run on.
 DEFAULT_WORKERS = 2
@@ -34,22 +33,7 @@ class SupervisedMode(ServerMode):
         give one of :attr:`workers_options`, else ``--workers``, else :data:`DEFAULT_WORKERS`.
         Start-up waits for that many to report: a server told ``--server-arg=--workers=1``
         that is waited for as two made every start wait out its 10 s deadline."""
-        return last_count(cfg.extra_args, self.workers_options) or cfg.workers or DEFAULT_WORKERS
+        return last_count(cfg.extra_args, *self.workers_options) or cfg.workers or DEFAULT_WORKERS
 
     def serving_processes(self, cfg: ServerConfig) -> int:
         return self.workers(cfg)
-
-
-def last_count(args: Sequence[str], options: Sequence[str]) -> int | None:
-    """The whole number ``args`` give one of ``options`` the last time they give one (as
-    ``--workers=4``, ``--workers 4``, and for a short option ``-w 4`` or ``-w4``); ``None`` when
-    they give none, or the last one given is not a whole number above 0 (the server refuses it)."""
-    rv = None
-    for i, arg in enumerate(args):
-        for option in options:
-            short = len(option) == 2 and not option.startswith("--")
-            if arg == option:
-                rv = args[i + 1] if i + 1 < len(args) else None
-            elif arg.startswith(f"{option}=") or (short and arg.startswith(option)):
-                rv = arg[len(option) :].removeprefix("=")
-    return int(rv) if rv is not None and rv.isdigit() and int(rv) > 0 else None

@@ -664,17 +664,27 @@ def ignored_options(cfg: ServerConfig, names: t.Iterable[str]) -> list[str]:
     return [f"--{name.replace('_', '-')}" for name in names if getattr(cfg, name) is not None]
 
 
-def last_option(args: t.Sequence[str], name: str) -> str | None:
-    """The value of the long option ``name`` (``--threads``) the last time ``args`` give it, as
-    ``--threads=4`` or ``--threads 4``; ``None`` when they do not. gunicorn's and granian's
-    parsers take the last value, and a server's own arguments (``--server-arg``) come after the
-    ones ctxbench sets, so this is the value the server runs with."""
+def last_option(args: t.Sequence[str], *names: str) -> str | None:
+    """The value ``args`` give the last of the options ``names`` they give (``--threads=4`` or
+    ``--threads 4``; a short option also as ``-w4``); ``None`` when they give none. gunicorn's
+    and granian's parsers take the last value, and a server's own arguments (``--server-arg``)
+    come after the ones ctxbench sets, so this is the value the server runs with."""
     rv = None
     for i, arg in enumerate(args):
-        key, eq, value = arg.partition("=")
-        if key == name:
-            rv = value if eq else (args[i + 1] if i + 1 < len(args) else None)
+        for name in names:
+            short = len(name) == 2 and not name.startswith("--")
+            if arg == name:
+                rv = args[i + 1] if i + 1 < len(args) else None
+            elif arg.startswith(f"{name}=") or (short and arg.startswith(name)):
+                rv = arg[len(name) :].removeprefix("=")
     return rv
+
+
+def last_count(args: t.Sequence[str], *names: str) -> int | None:
+    """:func:`last_option` of ``names`` as a whole number above 0; ``None`` when none is given,
+    or the last one given is not one (the server refuses it)."""
+    value = last_option(args, *names)
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
 
 
 def one_at_a_time(traits: ModeTraits, units: int, why: str) -> ModeTraits:
@@ -687,16 +697,14 @@ def one_at_a_time(traits: ModeTraits, units: int, why: str) -> ModeTraits:
 def connections_given(cfg: ServerConfig, option: str, default: int) -> int:
     """The connections (greenlets) per worker a server runs with: the last whole number its own
     arguments give ``option``, else ``--worker-connections``, else the mode's ``default``."""
-    value = last_option(cfg.extra_args, option)
-    return int(value) if value and value.isdigit() else cfg.worker_connections or default
+    return last_count(cfg.extra_args, option) or cfg.worker_connections or default
 
 
 def threads_given(cfg: ServerConfig, option: str, default: int) -> int:
     """The threads per worker a server runs with: the last whole number its own arguments give
     ``option`` (:func:`last_option`; they come after ctxbench's), else ``--threads``, else the
     mode's ``default``."""
-    value = last_option(cfg.extra_args, option)
-    return int(value) if value and value.isdigit() else cfg.threads or default
+    return last_count(cfg.extra_args, option) or cfg.threads or default
 
 
 class _Refused(Exception):
